@@ -1,0 +1,365 @@
+//! The content-addressed blob store shared by every repository and format.
+//!
+//! A blob lives at `blobs/sha256/<2 hex>/<64 hex>` and is immutable: identical content written
+//! by two repositories, or two formats, is the same object. Writes never land there directly:
+//! bytes are staged under `uploads/<id>`, hashed while they stream, verified against the digest
+//! the client promised, fsynced, and only then published with a create-if-absent rename, so a
+//! blob is either absent or complete. A staged upload can be appended to across requests (and
+//! across restarts or nodes): the running hash is serialized into the upload's metadata row.
+//!
+//! Reads and publishing go through `object_store`; staging on the filesystem backend appends to
+//! a plain file, since object_store has no append (the S3 backend will stage as multipart parts).
+
+use std::io::SeekFrom;
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+use sha2::digest::common::hazmat::SerializableState;
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncSeekExt, AsyncWriteExt, BufWriter};
+
+use crate::digest::Digest;
+
+/// A body on its way out: `Send`, so any runtime can drive it.
+pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    #[error("blob not found")]
+    NotFound,
+    #[error("upload not found")]
+    UploadNotFound,
+    #[error("content digest is {actual}, expected {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("content exceeds {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("requested range is not satisfiable")]
+    RangeNotSatisfiable,
+    /// The client's body stream failed (disconnect, bad chunking): nothing was acknowledged.
+    #[error("request body: {0}")]
+    Body(String),
+    #[error("corrupt upload state")]
+    BadState,
+    #[error("blob store I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("blob store: {0}")]
+    Store(#[from] object_store::Error),
+}
+
+/// The running SHA-256 of a staged upload, as stored in its metadata row.
+pub struct HashState;
+
+impl HashState {
+    pub fn empty() -> Vec<u8> {
+        Self::save(&Sha256::new())
+    }
+
+    pub fn save(h: &Sha256) -> Vec<u8> {
+        h.serialize().to_vec()
+    }
+
+    pub fn load(state: &[u8]) -> Result<Sha256, BlobError> {
+        let arr = state.try_into().map_err(|_| BlobError::BadState)?;
+        Sha256::deserialize(arr).map_err(|_| BlobError::BadState)
+    }
+}
+
+/// A slice of a blob on its way out.
+pub struct BlobRead {
+    pub total: u64,
+    /// Inclusive byte range served.
+    pub range: Option<(u64, u64)>,
+    pub body: ByteStream,
+}
+
+pub struct BlobStore {
+    name: String,
+    root: PathBuf,
+    store: Arc<dyn ObjectStore>,
+}
+
+impl std::fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobStore").field("name", &self.name).field("root", &self.root).finish()
+    }
+}
+
+const WRITE_BUFFER: usize = 1 << 20;
+
+impl BlobStore {
+    /// A store in a local directory (created if missing).
+    pub fn filesystem(name: &str, root: &FsPath) -> Result<BlobStore, BlobError> {
+        std::fs::create_dir_all(root.join("uploads"))?;
+        std::fs::create_dir_all(root.join("blobs"))?;
+        let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
+        Ok(BlobStore { name: name.to_string(), root: root.to_path_buf(), store: Arc::new(store) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn key(digest: &Digest) -> Path {
+        let hex = digest.hex();
+        Path::from(format!("blobs/sha256/{}/{}", &hex[..2], hex))
+    }
+
+    fn staging_file(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
+        // Upload ids are ours (UUIDs), but they arrive back in URLs: never let one name a path.
+        if upload_id.is_empty() || !upload_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(BlobError::UploadNotFound);
+        }
+        Ok(self.root.join("uploads").join(upload_id))
+    }
+
+    /// The blob's size, or `None` if the store does not hold it.
+    pub async fn size(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
+        match self.store.head(&Self::key(digest)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams the blob, or the inclusive byte range `start..=end` of it (`end` clamped to the size).
+    pub async fn get(&self, digest: &Digest, range: Option<(u64, Option<u64>)>) -> Result<BlobRead, BlobError> {
+        let key = Self::key(digest);
+        let mut opts = GetOptions::default();
+        let mut served = None;
+        if let Some((start, end)) = range {
+            let size = self.size(digest).await?.ok_or(BlobError::NotFound)?;
+            let last = end.unwrap_or(u64::MAX).min(size.saturating_sub(1));
+            if start >= size || start > last {
+                return Err(BlobError::RangeNotSatisfiable);
+            }
+            opts.range = Some(GetRange::Bounded(start..last + 1));
+            served = Some((start, last));
+        }
+        let res = match self.store.get_opts(&key, opts).await {
+            Ok(r) => r,
+            Err(object_store::Error::NotFound { .. }) => return Err(BlobError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let total = res.meta.size;
+        let body = res.into_stream().map_err(std::io::Error::other).boxed();
+        Ok(BlobRead { total, range: served, body })
+    }
+
+    /// Reads a whole blob that is known to be small (manifests), refusing more than `limit` bytes.
+    pub async fn read_small(&self, digest: &Digest, limit: u64) -> Result<Bytes, BlobError> {
+        let read = self.get(digest, None).await?;
+        if read.total > limit {
+            return Err(BlobError::TooLarge { limit });
+        }
+        let mut buf = Vec::with_capacity(read.total as usize);
+        let mut body = read.body;
+        while let Some(chunk) = body.next().await {
+            buf.extend_from_slice(&chunk?);
+        }
+        Ok(Bytes::from(buf))
+    }
+
+    /// Stores small content held in memory (manifests, index pages); returns its digest.
+    pub async fn put_bytes(&self, data: Bytes) -> Result<Digest, BlobError> {
+        let digest = Digest::of(&data);
+        if self.size(&digest).await?.is_some() {
+            return Ok(digest);
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let stream = futures::stream::iter([Ok::<_, std::io::Error>(data)]);
+        let (_, state) = self.stage_append(&id, 0, &HashState::empty(), stream).await?;
+        self.stage_finish(&id, &state, Some(&digest)).await?;
+        Ok(digest)
+    }
+
+    /// Stores a stream in one go; verified against `expected` when given.
+    pub async fn put_stream<S, E>(&self, body: S, expected: Option<&Digest>) -> Result<(Digest, u64), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (size, state) = match self.stage_append(&id, 0, &HashState::empty(), body).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.stage_discard(&id).await;
+                return Err(e);
+            }
+        };
+        let digest = self.stage_finish(&id, &state, expected).await?;
+        Ok((digest, size))
+    }
+
+    /// Creates an empty staged upload.
+    pub async fn stage_create(&self, upload_id: &str) -> Result<(), BlobError> {
+        let path = self.staging_file(upload_id)?;
+        tokio::fs::File::create(&path).await?;
+        Ok(())
+    }
+
+    /// Appends `body` to the staged upload at `offset` (bytes past `offset` from an
+    /// unacknowledged earlier attempt are dropped first), hashing as it goes. The bytes are on
+    /// disk (fsynced) when this returns; it returns the new offset and hash state.
+    pub async fn stage_append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], mut body: S) -> Result<(u64, Vec<u8>), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let path = self.staging_file(upload_id)?;
+        let mut hasher = HashState::load(state)?;
+        let mut file = match tokio::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let on_disk = file.metadata().await?.len();
+        if on_disk < offset {
+            // The store lost bytes the database says were acknowledged: refuse rather than corrupt.
+            return Err(BlobError::BadState);
+        }
+        if on_disk > offset {
+            file.set_len(offset).await?;
+        }
+        file.seek(SeekFrom::Start(offset)).await?;
+        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        let mut written = offset;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
+            hasher.update(&chunk);
+            out.write_all(&chunk).await?;
+            written += chunk.len() as u64;
+        }
+        out.flush().await?;
+        let file = out.into_inner();
+        file.sync_data().await?;
+        Ok((written, HashState::save(&hasher)))
+    }
+
+    /// The size of the staged bytes (for resuming after a crash: what the file holds may be
+    /// more than the metadata acknowledged).
+    pub async fn stage_len(&self, upload_id: &str) -> Result<Option<u64>, BlobError> {
+        match tokio::fs::metadata(self.staging_file(upload_id)?).await {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Verifies the staged upload against `expected` and publishes it. On a digest mismatch the
+    /// staged bytes are discarded and nothing becomes visible.
+    pub async fn stage_finish(&self, upload_id: &str, state: &[u8], expected: Option<&Digest>) -> Result<Digest, BlobError> {
+        let path = self.staging_file(upload_id)?;
+        let actual = Digest::from_sha256_bytes(&HashState::load(state)?.finalize());
+        if let Some(expected) = expected {
+            if *expected != actual {
+                self.stage_discard(upload_id).await;
+                return Err(BlobError::DigestMismatch { expected: expected.clone(), actual });
+            }
+        }
+        if tokio::fs::metadata(&path).await.is_err() {
+            return Err(BlobError::UploadNotFound);
+        }
+        let from = Path::from(format!("uploads/{upload_id}"));
+        match self.store.rename_if_not_exists(&from, &Self::key(&actual)).await {
+            Ok(()) => {}
+            // Same content is already stored: that copy is as good as ours.
+            Err(object_store::Error::AlreadyExists { .. }) => self.stage_discard(upload_id).await,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(actual)
+    }
+
+    pub async fn stage_discard(&self, upload_id: &str) {
+        if let Ok(path) = self.staging_file(upload_id) {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+    }
+
+    /// Removes a blob for good. Only garbage collection may call this: formats drop references.
+    pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        match self.store.delete(&Self::key(digest)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
+        futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
+    }
+
+    #[tokio::test]
+    async fn staged_upload_resumes_from_saved_state_and_verifies() {
+        let dir = tempfile_dir();
+        let store = BlobStore::filesystem("t", &dir).unwrap();
+        store.stage_create("u1").await.unwrap();
+        let (off, st) = store.stage_append("u1", 0, &HashState::empty(), chunks(&[b"hello "])).await.unwrap();
+        assert_eq!(off, 6);
+        // Simulate a crash after unacknowledged bytes were written: they must be dropped.
+        let (_, _) = store.stage_append("u1", 6, &st, chunks(&[b"GARBAGE"])).await.unwrap();
+        let (off, st) = store.stage_append("u1", 6, &st, chunks(&[b"world"])).await.unwrap();
+        assert_eq!(off, 11);
+        let wrong = Digest::of(b"hello");
+        assert!(matches!(store.stage_finish("u1", &st, Some(&wrong)).await, Err(BlobError::DigestMismatch { .. })));
+        assert_eq!(store.size(&Digest::of(b"hello world")).await.unwrap(), None, "nothing visible after a mismatch");
+
+        store.stage_create("u2").await.unwrap();
+        let (_, st) = store.stage_append("u2", 0, &HashState::empty(), chunks(&[b"hello ", b"world"])).await.unwrap();
+        let d = store.stage_finish("u2", &st, Some(&Digest::of(b"hello world"))).await.unwrap();
+        assert_eq!(d, Digest::of(b"hello world"));
+        let read = store.get(&d, Some((6, None))).await.unwrap();
+        assert_eq!(read.total, 11);
+        assert_eq!(read.range, Some((6, 10)));
+        let body: Vec<Bytes> = read.body.try_collect().await.unwrap();
+        assert_eq!(body.concat(), b"world");
+    }
+
+    #[tokio::test]
+    async fn identical_content_is_stored_once() {
+        let dir = tempfile_dir();
+        let store = BlobStore::filesystem("t", &dir).unwrap();
+        let a = store.put_stream(chunks(&[b"same"]), None).await.unwrap();
+        let b = store.put_stream(chunks(&[b"sa", b"me"]), None).await.unwrap();
+        assert_eq!(a, b);
+        let files: Vec<_> = walk(&dir.join("blobs"));
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(walk(&dir.join("uploads")).is_empty(), "staging left behind");
+    }
+
+    #[test]
+    fn upload_ids_cannot_name_paths() {
+        let dir = tempfile_dir();
+        let store = BlobStore::filesystem("t", &dir).unwrap();
+        assert!(store.staging_file("../../etc/passwd").is_err());
+        assert!(store.staging_file("").is_err());
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let p = std::env::temp_dir().join(format!("wharf-blob-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn walk(dir: &FsPath) -> Vec<PathBuf> {
+        let mut out = vec![];
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+        out
+    }
+}

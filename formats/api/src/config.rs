@@ -1,0 +1,137 @@
+//! A repository's configuration as the server hands it to its format.
+//!
+//! The server owns the parts every repository has (name, format, kind, online, storage); all other
+//! sections of the Nexus-shaped JSON (`docker`, `proxy`, `group`, ...) are kept verbatim in
+//! [`RepoConfig::attributes`] and are the format's to validate and read.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Hosted,
+    Proxy,
+    Group,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Hosted => "hosted",
+            Kind::Proxy => "proxy",
+            Kind::Group => "group",
+        }
+    }
+}
+
+impl FromStr for Kind {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Kind, ()> {
+        match s {
+            "hosted" => Ok(Kind::Hosted),
+            "proxy" => Ok(Kind::Proxy),
+            "group" => Ok(Kind::Group),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Nexus's `storage.writePolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WritePolicy {
+    /// Anything may be written and overwritten.
+    Allow,
+    /// Content may be added but a name (a tag, a file) may not be re-pointed once set.
+    AllowOnce,
+    /// Read-only.
+    Deny,
+}
+
+impl WritePolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WritePolicy::Allow => "allow",
+            WritePolicy::AllowOnce => "allow_once",
+            WritePolicy::Deny => "deny",
+        }
+    }
+}
+
+impl FromStr for WritePolicy {
+    type Err = ();
+    /// Any letter case: Nexus's own clients send `ALLOW`, its API documents `allow_once`.
+    fn from_str(s: &str) -> Result<WritePolicy, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "allow" => Ok(WritePolicy::Allow),
+            "allow_once" => Ok(WritePolicy::AllowOnce),
+            "deny" => Ok(WritePolicy::Deny),
+            _ => Err(()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RepoConfig {
+    /// Database id; stable for the life of the repository.
+    pub id: i64,
+    pub name: String,
+    pub format: String,
+    pub kind: Kind,
+    pub online: bool,
+    pub blob_store: String,
+    pub write_policy: WritePolicy,
+    pub strict_content_type: bool,
+    /// With `allow_once`, the tag `latest` may still be moved (Nexus's `storage.latestPolicy`).
+    pub latest_policy: bool,
+    /// Anonymous callers may read (pull, download). Off unless an admin grants it.
+    pub anonymous_read: bool,
+    /// Every other top-level section of the repository JSON (`docker`, `proxy`, `group`, ...).
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RepoConfig {
+    /// The `attributes[section]` object, or an empty one.
+    pub fn section(&self, section: &str) -> serde_json::Map<String, serde_json::Value> {
+        match self.attributes.get(section) {
+            Some(serde_json::Value::Object(m)) => m.clone(),
+            _ => serde_json::Map::new(),
+        }
+    }
+}
+
+/// A configuration value the server or a format refuses. `field` is the JSON path
+/// (`docker.httpPort`) so that the API's 400 names it.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError { field: field.into(), message: message.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_policy_accepts_any_case() {
+        assert_eq!("ALLOW".parse(), Ok(WritePolicy::Allow));
+        assert_eq!("Allow_Once".parse(), Ok(WritePolicy::AllowOnce));
+        assert_eq!("deny".parse(), Ok(WritePolicy::Deny));
+        assert_eq!("sometimes".parse::<WritePolicy>(), Err(()));
+    }
+}

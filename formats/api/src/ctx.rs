@@ -1,0 +1,111 @@
+//! What the server tells a format about one request: which repository, reached how, by whom.
+
+use std::sync::Arc;
+
+use crate::config::RepoConfig;
+
+/// How the request reached the repository; formats need it to build URLs the client can follow
+/// (`Location`, `Link`, tarball URLs) and to name things the way the client named them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mount {
+    /// `/repository/<name>/...` on the main port. `prefix` is `/repository/<name>`.
+    Prefix { prefix: String },
+    /// The format's root path with the repository as first segment, e.g. Docker's
+    /// `/v2/<repo>/<image>/...` on the main port. `segment` is `<repo>`.
+    Segment { segment: String },
+    /// The repository's own port, or a Host header naming it: the whole URL space is the repository's.
+    Own,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    Read,
+    Write,
+    Delete,
+}
+
+/// One repository-scoped permission carried by a token (Docker bearer tokens).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub repository: String,
+    /// The object inside the repository (Docker: the image name), `*` for any.
+    pub object: String,
+    pub actions: Vec<Action>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Administrators.
+    All,
+    /// A signed-in user without admin rights: what the repository grants to any user.
+    User,
+    /// A token limited to the listed grants.
+    Scoped(Vec<Grant>),
+    /// No credentials.
+    Anonymous,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    /// `None` for anonymous callers.
+    pub user: Option<String>,
+    pub access: Access,
+}
+
+impl Principal {
+    pub fn anonymous() -> Principal {
+        Principal { user: None, access: Access::Anonymous }
+    }
+
+    pub fn is_anonymous(&self) -> bool {
+        self.user.is_none()
+    }
+}
+
+/// Why a request was refused: the format turns it into its protocol's 401 or 403.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// Credentials are missing or do not cover this action: ask for (other) credentials.
+    Unauthenticated,
+    /// The caller is known and may not do this.
+    Forbidden,
+}
+
+#[derive(Clone)]
+pub struct RepoCtx {
+    pub repo: Arc<RepoConfig>,
+    /// The path inside the repository's URL space, always starting with `/`:
+    /// `/v2/team/app/manifests/1`, `/simple/foo/`.
+    pub path: String,
+    pub mount: Mount,
+    pub principal: Principal,
+    /// `scheme://host[:port]` as the client addressed us (after `X-Forwarded-*`).
+    pub origin: String,
+    /// The Docker token endpoint for this listener (absolute URL).
+    pub token_realm: String,
+    /// The `service` name the token endpoint issues tokens for.
+    pub token_service: String,
+}
+
+impl RepoCtx {
+    /// May the caller do `action` on `object` (Docker: an image name) in this repository?
+    pub fn check(&self, action: Action, object: &str) -> Result<(), Denied> {
+        let repo = &self.repo;
+        let allowed = match &self.principal.access {
+            Access::All => true,
+            // Until roles exist (their own issue), signed-in users read; only admins write.
+            Access::User => action == Action::Read,
+            Access::Scoped(grants) => grants.iter().any(|g| {
+                g.repository == repo.name && (g.object == "*" || g.object == object) && g.actions.contains(&action)
+            }),
+            Access::Anonymous => action == Action::Read && repo.anonymous_read,
+        };
+        if allowed {
+            return Ok(());
+        }
+        match &self.principal.access {
+            Access::Anonymous | Access::Scoped(_) => Err(Denied::Unauthenticated),
+            _ => Err(Denied::Forbidden),
+        }
+    }
+}

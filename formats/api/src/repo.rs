@@ -1,0 +1,98 @@
+//! The two traits a format implements: [`Format`] (the recipe, one per format) and [`Repo`]
+//! (one configured repository at run time). Hosted, proxy and group are three `Repo`
+//! implementations inside one format crate; the server never needs to know which it holds.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+
+use crate::blob::BlobStore;
+use crate::config::{ConfigError, Kind, RepoConfig};
+use crate::ctx::{Principal, RepoCtx};
+use crate::meta::MetaStore;
+
+/// Where a repository wants a URL space of its own, besides `/repository/<name>/`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listener {
+    /// A port of its own (Nexus's `docker.httpPort`).
+    pub port: Option<u16>,
+    /// Requests whose Host header's first label is this (wharf's `docker.subdomain`).
+    pub subdomain: Option<String>,
+}
+
+/// What a format needs from the server to open a repository.
+#[derive(Clone)]
+pub struct FormatEnv {
+    /// The repository's blob store.
+    pub blobs: Arc<BlobStore>,
+    pub meta: Arc<dyn MetaStore>,
+    /// Other repositories, by name (group members, cross-repository mounts).
+    pub repos: Arc<dyn RepoLookup>,
+}
+
+/// A running repository as other repositories see it.
+#[derive(Clone)]
+pub struct RepoRef {
+    pub config: Arc<RepoConfig>,
+    pub repo: Arc<dyn Repo>,
+    pub blobs: Arc<BlobStore>,
+}
+
+pub trait RepoLookup: Send + Sync {
+    fn repo(&self, name: &str) -> Option<RepoRef>;
+}
+
+/// Requests under a format's root path that name no repository (Docker's `/v2/`, `/v2/_catalog`).
+pub struct RootCtx {
+    pub principal: Principal,
+    /// The repositories of this format, in name order.
+    pub repos: Vec<RepoRef>,
+    pub origin: String,
+    pub token_realm: String,
+    pub token_service: String,
+}
+
+#[async_trait(?Send)]
+pub trait Format: Send + Sync + 'static {
+    /// `docker`, `pypi`, `npm`: the segment in `/service/rest/v1/repositories/{format}/{kind}`.
+    fn name(&self) -> &'static str;
+
+    fn kinds(&self) -> &'static [Kind];
+
+    /// A path on the main port under which the first segment names the repository
+    /// (Docker: `/v2`, so `/v2/<repo>/<image>/...`).
+    fn root_path(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Checks the format's sections of a repository's JSON (everything but name, online and
+    /// storage) and returns them with defaults filled in. Unknown fields are errors that name
+    /// the field.
+    fn validate(
+        &self,
+        kind: Kind,
+        attributes: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError>;
+
+    /// Extra URL spaces this repository wants (own port, Host subdomain).
+    fn listener(&self, _config: &RepoConfig) -> Listener {
+        Listener::default()
+    }
+
+    /// Builds the run-time object for one configured repository (Nexus's `Recipe.apply`).
+    fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError>;
+
+    /// Serves a request under [`Format::root_path`] that names no repository.
+    async fn handle_root(&self, _ctx: RootCtx, _req: HttpRequest) -> Option<HttpResponse> {
+        None
+    }
+}
+
+#[async_trait(?Send)]
+pub trait Repo {
+    /// Serves one request. The server has checked that the repository exists and is online and
+    /// has identified the caller; the format checks what the caller may do (`ctx.check`) and
+    /// answers in its own protocol's terms, errors included.
+    async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse;
+}

@@ -1,0 +1,164 @@
+//! Test harness: starts the real `wharf` binary on an ephemeral loopback port.
+//!
+//! One server per test file (a `OnceLock` in the file), so a test file pays one start.
+//! The server exits when our end of its stdin closes (`WHARF_EXIT_ON_STDIN_EOF`), so a
+//! test binary that ends, or panics, never leaves a server behind.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN_PASSWORD: &str = "test-admin-password";
+
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`, no trailing slash.
+    pub base: String,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    pub data_dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    extra_env: Vec<(String, String)>,
+    database_url: Option<String>,
+}
+
+impl TestServer {
+    /// Starts a server on an empty data dir. The database is SQLite in the data dir, unless
+    /// `WHARF_TEST_DATABASE_URL` names a PostgreSQL server: then a fresh database is created
+    /// on it for this server.
+    pub fn start() -> TestServer {
+        Self::start_with_env(&[])
+    }
+
+    pub fn start_with_env(env: &[(&str, &str)]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let database_url = std::env::var("WHARF_TEST_DATABASE_URL").ok().map(|u| fresh_pg_database(&u));
+        let mut s = TestServer {
+            base: String::new(),
+            addr: String::new(),
+            data_dir,
+            _tmp: Some(tmp),
+            child: None,
+            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            database_url,
+        };
+        s.spawn();
+        s
+    }
+
+    /// Starts (or restarts) the process on the same data dir and database.
+    pub fn spawn(&mut self) {
+        let addr_file = self.data_dir.join("wharf.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg("serve")
+            .env("WHARF_LISTEN", "127.0.0.1:0")
+            .env("WHARF_DATA_DIR", &self.data_dir)
+            .env("WHARF_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("WHARF_EXIT_ON_STDIN_EOF", "1")
+            .env("RUST_LOG", std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::piped());
+        if let Some(url) = &self.database_url {
+            cmd.env("WHARF_DATABASE_URL", url);
+        }
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("start wharf");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(a) = std::fs::read_to_string(&addr_file) {
+                let a = a.trim().to_string();
+                if !a.is_empty() {
+                    self.addr = a;
+                    break;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("wharf exited during start: {status}");
+            }
+            assert!(Instant::now() < deadline, "wharf did not start within 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.base = format!("http://{}", self.addr);
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A blocking client that sends admin credentials.
+    pub fn admin(&self) -> Admin {
+        Admin { base: self.base.clone(), http: reqwest::blocking::Client::new() }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Creates a new database on the PostgreSQL server of `url` and returns its URL.
+fn fresh_pg_database(url: &str) -> String {
+    let name = format!("wharf_test_{}", uuid_like());
+    let out = Command::new("psql")
+        .arg(url)
+        .arg("-v")
+        .arg("ON_ERROR_STOP=1")
+        .arg("-c")
+        .arg(format!("CREATE DATABASE {name}"))
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "CREATE DATABASE failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (head, _) = url.rsplit_once('/').expect("database url has a path");
+    format!("{head}/{name}")
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let n = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    format!("{:x}{:x}", n, std::process::id())
+}
+
+pub struct Admin {
+    pub base: String,
+    pub http: reqwest::blocking::Client,
+}
+
+impl Admin {
+    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path)).basic_auth("admin", Some(ADMIN_PASSWORD))
+    }
+
+    /// POST /service/rest/v1/repositories/docker/hosted with the given JSON; panics unless 201.
+    pub fn create_docker_hosted(&self, body: serde_json::Value) {
+        let r = self.request(reqwest::Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&body).send().unwrap();
+        let status = r.status();
+        assert_eq!(status.as_u16(), 201, "create repository: {}", r.text().unwrap_or_default());
+    }
+}
+
+/// A free loopback port (bound, then released: only for configs that need a number up front).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
