@@ -48,6 +48,7 @@ pub struct RootCtx {
     pub principal: Principal,
     /// The repositories of this format, in name order.
     pub repos: Vec<RepoRef>,
+    pub meta: Arc<dyn MetaStore>,
     pub origin: String,
     pub token_realm: String,
     pub token_service: String,

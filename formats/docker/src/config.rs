@@ -1,0 +1,152 @@
+//! The `docker` section of a repository's JSON (Nexus's shape) and its validation.
+
+use serde_json::{Map, Value};
+use wharf_format::{ConfigError, Kind};
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DockerSettings {
+    pub v1_enabled: bool,
+    /// `true`: challenge with Basic; `false`: with the Bearer token flow. Either credential is
+    /// accepted whatever the challenge.
+    pub force_basic_auth: bool,
+    pub http_port: Option<u16>,
+    pub https_port: Option<u16>,
+    pub subdomain: Option<String>,
+}
+
+/// Sections a hosted Docker repository may carry besides name, online and storage.
+const HOSTED_SECTIONS: &[&str] = &["docker", "cleanup", "component"];
+
+pub fn validate(kind: Kind, attrs: &Map<String, Value>) -> Result<Map<String, Value>, ConfigError> {
+    if kind != Kind::Hosted {
+        return Err(ConfigError::new("type", format!("docker {kind} repositories are not supported yet")));
+    }
+    for key in attrs.keys() {
+        if !HOSTED_SECTIONS.contains(&key.as_str()) {
+            return Err(ConfigError::new(key.clone(), "unknown field"));
+        }
+    }
+    let settings = DockerSettings::parse(attrs.get("docker"))?;
+    let mut out = Map::new();
+    out.insert("docker".into(), settings.to_json());
+    if let Some(cleanup) = attrs.get("cleanup") {
+        out.insert("cleanup".into(), validate_cleanup(cleanup)?);
+    }
+    if let Some(component) = attrs.get("component") {
+        let obj = object(component, "component")?;
+        for (k, v) in obj {
+            match k.as_str() {
+                "proprietaryComponents" if v.is_boolean() => {}
+                "proprietaryComponents" => return Err(ConfigError::new("component.proprietaryComponents", "must be a boolean")),
+                _ => return Err(ConfigError::new(format!("component.{k}"), "unknown field")),
+            }
+        }
+        out.insert("component".into(), component.clone());
+    }
+    Ok(out)
+}
+
+fn validate_cleanup(v: &Value) -> Result<Value, ConfigError> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let obj = object(v, "cleanup")?;
+    for (k, v) in obj {
+        match k.as_str() {
+            "policyNames" if v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) => {}
+            "policyNames" => return Err(ConfigError::new("cleanup.policyNames", "must be a list of strings")),
+            _ => return Err(ConfigError::new(format!("cleanup.{k}"), "unknown field")),
+        }
+    }
+    Ok(v.clone())
+}
+
+fn object<'a>(v: &'a Value, field: &str) -> Result<&'a Map<String, Value>, ConfigError> {
+    v.as_object().ok_or_else(|| ConfigError::new(field, "must be an object"))
+}
+
+impl DockerSettings {
+    pub fn parse(v: Option<&Value>) -> Result<DockerSettings, ConfigError> {
+        let mut s = DockerSettings::default();
+        let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(s) };
+        for (k, val) in object(v, "docker")? {
+            let field = format!("docker.{k}");
+            match k.as_str() {
+                "v1Enabled" => s.v1_enabled = bool_field(val, &field)?,
+                "forceBasicAuth" => s.force_basic_auth = bool_field(val, &field)?,
+                "httpPort" => s.http_port = port_field(val, &field)?,
+                "httpsPort" => s.https_port = port_field(val, &field)?,
+                "subdomain" => s.subdomain = subdomain_field(val, &field)?,
+                _ => return Err(ConfigError::new(field, "unknown field")),
+            }
+        }
+        if s.v1_enabled {
+            return Err(ConfigError::new("docker.v1Enabled", "the Docker V1 API is not supported"));
+        }
+        if s.https_port.is_some() {
+            return Err(ConfigError::new("docker.httpsPort", "HTTPS repository ports are not supported yet"));
+        }
+        Ok(s)
+    }
+
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "v1Enabled": self.v1_enabled,
+            "forceBasicAuth": self.force_basic_auth,
+            "httpPort": self.http_port,
+            "httpsPort": self.https_port,
+            "subdomain": self.subdomain,
+        })
+    }
+}
+
+fn bool_field(v: &Value, field: &str) -> Result<bool, ConfigError> {
+    v.as_bool().ok_or_else(|| ConfigError::new(field, "must be a boolean"))
+}
+
+fn port_field(v: &Value, field: &str) -> Result<Option<u16>, ConfigError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    match v.as_u64() {
+        Some(p) if (1..=65535).contains(&p) => Ok(Some(p as u16)),
+        _ => Err(ConfigError::new(field, "must be a port number between 1 and 65535")),
+    }
+}
+
+fn subdomain_field(v: &Value, field: &str) -> Result<Option<String>, ConfigError> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let s = v.as_str().ok_or_else(|| ConfigError::new(field, "must be a string"))?;
+    let ok = !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-');
+    if !ok {
+        return Err(ConfigError::new(field, "must be one DNS label: lowercase letters, digits and '-'"));
+    }
+    Ok(Some(s.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_and_bad_fields_are_named() {
+        let attrs = |v: Value| v.as_object().unwrap().clone();
+        let e = validate(Kind::Hosted, &attrs(json!({"docker": {"httpPort": 70000}}))).unwrap_err();
+        assert_eq!(e.field, "docker.httpPort");
+        let e = validate(Kind::Hosted, &attrs(json!({"docker": {"colour": "red"}}))).unwrap_err();
+        assert_eq!(e.field, "docker.colour");
+        let e = validate(Kind::Hosted, &attrs(json!({"dockr": {}}))).unwrap_err();
+        assert_eq!(e.field, "dockr");
+        let e = validate(Kind::Hosted, &attrs(json!({"docker": {"subdomain": "Bad_Name"}}))).unwrap_err();
+        assert_eq!(e.field, "docker.subdomain");
+        let ok = validate(Kind::Hosted, &attrs(json!({"docker": {"v1Enabled": false, "forceBasicAuth": true, "httpPort": 5000}}))).unwrap();
+        assert_eq!(ok["docker"]["httpPort"], 5000);
+    }
+}

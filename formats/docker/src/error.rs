@@ -1,0 +1,133 @@
+//! Docker/OCI errors and their one mapping to the Distribution spec's JSON error format.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use wharf_format::{BlobError, DigestError, MetaError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("blob unknown to registry")]
+    BlobUnknown,
+    #[error("blob upload invalid: {0}")]
+    BlobUploadInvalid(String),
+    #[error("blob upload unknown to registry")]
+    BlobUploadUnknown,
+    #[error("provided digest did not match uploaded content: {0}")]
+    DigestInvalid(String),
+    #[error("manifest references a blob unknown to registry: {0}")]
+    ManifestBlobUnknown(String),
+    #[error("manifest invalid: {0}")]
+    ManifestInvalid(String),
+    #[error("manifest unknown: {0}")]
+    ManifestUnknown(String),
+    #[error("invalid repository name: {0}")]
+    NameInvalid(String),
+    #[error("repository name not known to registry")]
+    NameUnknown,
+    #[error("authentication required")]
+    Unauthorized { challenge: String },
+    #[error("requested access to the resource is denied: {0}")]
+    Denied(String),
+    #[error("the operation is unsupported: {0}")]
+    Unsupported(String),
+    #[error("invalid tag: {0}")]
+    TagInvalid(String),
+    /// The range of a chunk does not continue the upload.
+    #[error("requested range not satisfiable")]
+    RangeInvalid { upload_offset: u64, location: String },
+    #[error("blob range not satisfiable")]
+    BlobRangeInvalid { size: u64 },
+    #[error("manifest too large (limit {0} bytes)")]
+    ManifestTooLarge(u64),
+    #[error("tag {0:?} exists and the repository does not allow overwriting it")]
+    TagImmutable(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error>),
+}
+
+impl DockerError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        use DockerError::*;
+        match self {
+            BlobUnknown => (StatusCode::NOT_FOUND, "BLOB_UNKNOWN"),
+            BlobUploadInvalid(_) => (StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID"),
+            BlobUploadUnknown => (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN"),
+            DigestInvalid(_) => (StatusCode::BAD_REQUEST, "DIGEST_INVALID"),
+            ManifestBlobUnknown(_) => (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN"),
+            ManifestInvalid(_) => (StatusCode::BAD_REQUEST, "MANIFEST_INVALID"),
+            ManifestUnknown(_) => (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+            NameInvalid(_) => (StatusCode::BAD_REQUEST, "NAME_INVALID"),
+            NameUnknown => (StatusCode::NOT_FOUND, "NAME_UNKNOWN"),
+            Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
+            Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            TagInvalid(_) => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
+            RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
+            BlobRangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
+            ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
+            TagImmutable(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+        }
+    }
+
+    pub fn to_response(&self) -> HttpResponse {
+        let (status, code) = self.status_and_code();
+        let message = match self {
+            DockerError::Internal(source) => {
+                tracing::error!(error = %source, "docker request failed");
+                "internal error".to_string()
+            }
+            other => other.to_string(),
+        };
+        let mut res = HttpResponse::build(status);
+        res.insert_header(("Docker-Distribution-API-Version", "registry/2.0"));
+        match self {
+            DockerError::Unauthorized { challenge } => {
+                res.insert_header(("WWW-Authenticate", challenge.as_str()));
+            }
+            DockerError::RangeInvalid { upload_offset, location } => {
+                res.insert_header(("Location", location.as_str()));
+                res.insert_header(("Range", range_header(*upload_offset)));
+            }
+            DockerError::BlobRangeInvalid { size } => {
+                res.insert_header(("Content-Range", format!("bytes */{size}")));
+            }
+            _ => {}
+        }
+        let body = serde_json::json!({ "errors": [ { "code": code, "message": message, "detail": null } ] });
+        res.content_type("application/json").body(body.to_string())
+    }
+}
+
+/// The `Range` header of an upload holding `offset` bytes. Distribution answers `0-0` for an
+/// empty upload, and clients expect exactly that.
+pub fn range_header(offset: u64) -> String {
+    format!("0-{}", offset.saturating_sub(1))
+}
+
+impl From<MetaError> for DockerError {
+    fn from(e: MetaError) -> Self {
+        DockerError::Internal(Box::new(e))
+    }
+}
+
+impl From<BlobError> for DockerError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound => DockerError::BlobUnknown,
+            BlobError::UploadNotFound => DockerError::BlobUploadUnknown,
+            BlobError::DigestMismatch { expected, actual } => {
+                DockerError::DigestInvalid(format!("expected {expected}, content is {actual}"))
+            }
+            BlobError::Body(m) => DockerError::BlobUploadInvalid(m),
+            BlobError::TooLarge { limit } => DockerError::ManifestTooLarge(limit),
+            other => DockerError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<DigestError> for DockerError {
+    fn from(e: DigestError) -> Self {
+        DockerError::DigestInvalid(e.to_string())
+    }
+}

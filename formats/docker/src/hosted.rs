@@ -1,0 +1,728 @@
+//! A hosted Docker repository: the OCI Distribution API over the blob store and asset table.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix_web::body::SizedStream;
+use actix_web::http::{header, Method};
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use serde_json::json;
+use wharf_format::{
+    now_millis, Action, Check, Denied, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo,
+    RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
+};
+
+use crate::config::DockerSettings;
+use crate::error::{range_header, DockerError};
+use crate::meta::{self, blob_path, image_path, manifest_path, tag_path};
+use crate::model::{self, accepts, Manifest, Reference, MT_OCI_INDEX};
+use crate::routes::{self, Endpoint};
+
+/// Manifests larger than this are refused (Distribution's limit too).
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// The most tags or catalog entries one page returns when the client names no `n`.
+const MAX_PAGE: i64 = 10_000;
+
+pub struct Hosted {
+    cfg: Arc<RepoConfig>,
+    settings: DockerSettings,
+    env: FormatEnv,
+}
+
+type Result<T, E = DockerError> = std::result::Result<T, E>;
+
+#[async_trait(?Send)]
+impl Repo for Hosted {
+    async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
+        let mut res = match self.route(&ctx, &req, body).await {
+            Ok(res) => res,
+            Err(e) => e.to_response(),
+        };
+        res.headers_mut().insert(
+            header::HeaderName::from_static("docker-distribution-api-version"),
+            header::HeaderValue::from_static("registry/2.0"),
+        );
+        res
+    }
+}
+
+impl Hosted {
+    pub fn new(cfg: Arc<RepoConfig>, settings: DockerSettings, env: FormatEnv) -> Hosted {
+        Hosted { cfg, settings, env }
+    }
+
+    async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+        let endpoint = routes::parse(&ctx.path).ok_or(DockerError::NameUnknown)?;
+        let q = query(req);
+        let m = req.method();
+        match endpoint {
+            Endpoint::Base => self.base(ctx),
+            Endpoint::Catalog if m == Method::GET => self.catalog(ctx, &q).await,
+            Endpoint::Tags { name } if m == Method::GET => self.tags(ctx, &name, &q).await,
+            Endpoint::Manifest { name, reference } => {
+                self.check_name(ctx, &name)?;
+                let reference = Reference::parse(&reference)?;
+                match *m {
+                    Method::GET => self.get_manifest(ctx, req, &name, &reference, false).await,
+                    Method::HEAD => self.get_manifest(ctx, req, &name, &reference, true).await,
+                    Method::PUT => self.put_manifest(ctx, req, &name, &reference, body).await,
+                    Method::DELETE => self.delete_manifest(ctx, &name, &reference).await,
+                    _ => Err(unsupported(m)),
+                }
+            }
+            Endpoint::Blob { name, digest } => {
+                self.check_name(ctx, &name)?;
+                match *m {
+                    Method::GET => self.get_blob(ctx, req, &name, &digest, false).await,
+                    Method::HEAD => self.get_blob(ctx, req, &name, &digest, true).await,
+                    Method::DELETE => self.delete_blob(ctx, &name, &digest).await,
+                    _ => Err(unsupported(m)),
+                }
+            }
+            Endpoint::StartUpload { name } if m == Method::POST => {
+                self.check_name(ctx, &name)?;
+                self.start_upload(ctx, &name, &q, body).await
+            }
+            Endpoint::Upload { name, id } => {
+                self.check_name(ctx, &name)?;
+                match *m {
+                    Method::GET => self.upload_status(ctx, &name, &id).await,
+                    Method::PATCH => self.patch_upload(ctx, req, &name, &id, body).await,
+                    Method::PUT => self.finish_upload(ctx, req, &name, &id, &q, body).await,
+                    Method::DELETE => self.cancel_upload(ctx, &name, &id).await,
+                    _ => Err(unsupported(m)),
+                }
+            }
+            Endpoint::Referrers { name, digest } if m == Method::GET => self.referrers(ctx, &name, &digest, &q).await,
+            _ => Err(unsupported(m)),
+        }
+    }
+
+    // ---- access ---------------------------------------------------------------------------
+
+    /// The image name as the client wrote it, which is what token scopes and error messages use.
+    fn client_name(&self, ctx: &RepoCtx, name: &str) -> String {
+        match ctx.mount {
+            Mount::Own => name.to_string(),
+            Mount::Segment { .. } | Mount::Prefix { .. } => format!("{}/{}", self.cfg.name, name),
+        }
+    }
+
+    fn check_name(&self, ctx: &RepoCtx, name: &str) -> Result<()> {
+        if !model::valid_name(name) || self.client_name(ctx, name).len() > model::MAX_NAME_LEN {
+            return Err(DockerError::NameInvalid(name.chars().take(300).collect()));
+        }
+        Ok(())
+    }
+
+    fn challenge(&self, ctx: &RepoCtx, scope: Option<(&str, Action)>) -> String {
+        if self.settings.force_basic_auth {
+            return r#"Basic realm="wharf""#.to_string();
+        }
+        let mut c = format!(r#"Bearer realm="{}",service="{}""#, ctx.token_realm, ctx.token_service);
+        if let Some((name, action)) = scope {
+            let actions = match action {
+                Action::Read => "pull",
+                Action::Write => "pull,push",
+                Action::Delete => "delete",
+            };
+            c.push_str(&format!(r#",scope="repository:{}:{}""#, self.client_name(ctx, name), actions));
+        }
+        c
+    }
+
+    fn authorize(&self, ctx: &RepoCtx, action: Action, name: &str) -> Result<()> {
+        match ctx.check(action, name) {
+            Ok(()) => Ok(()),
+            Err(Denied::Unauthenticated) => Err(DockerError::Unauthorized { challenge: self.challenge(ctx, Some((name, action))) }),
+            Err(Denied::Forbidden) => Err(DockerError::Denied(format!("{action:?} access to {}", self.client_name(ctx, name)).to_lowercase())),
+        }
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.cfg.write_policy == WritePolicy::Deny {
+            return Err(DockerError::Denied(format!("repository {} is read-only (write policy deny)", self.cfg.name)));
+        }
+        Ok(())
+    }
+
+    fn url(&self, ctx: &RepoCtx, name: &str, suffix: &str) -> String {
+        let path = match &ctx.mount {
+            Mount::Own => format!("/v2/{name}/{suffix}"),
+            Mount::Segment { segment } => format!("/v2/{segment}/{name}/{suffix}"),
+            Mount::Prefix { prefix } => format!("{prefix}/v2/{name}/{suffix}"),
+        };
+        format!("{}{}", ctx.origin, path)
+    }
+
+    fn repo_id(&self) -> i64 {
+        self.cfg.id
+    }
+
+    // ---- base and discovery ----------------------------------------------------------------
+
+    fn base(&self, ctx: &RepoCtx) -> Result<HttpResponse> {
+        if ctx.principal.is_anonymous() && !self.cfg.anonymous_read {
+            return Err(DockerError::Unauthorized { challenge: self.challenge(ctx, None) });
+        }
+        Ok(HttpResponse::Ok().content_type("application/json").body("{}"))
+    }
+
+    async fn catalog(&self, ctx: &RepoCtx, q: &HashMap<String, String>) -> Result<HttpResponse> {
+        if ctx.principal.is_anonymous() && !self.cfg.anonymous_read {
+            return Err(DockerError::Unauthorized { challenge: self.challenge(ctx, None) });
+        }
+        let n = page_size(q)?;
+        let after = q.get("last").map(|l| image_path(l));
+        let rows = if n == Some(0) {
+            vec![]
+        } else {
+            let limit = n.unwrap_or(MAX_PAGE) + 1;
+            let query = ListQuery { kind: Some(meta::IMAGE.into()), prefix: Some("_image/".into()), after, limit: Some(limit), ..Default::default() };
+            self.env.meta.list(self.repo_id(), query).await?
+        };
+        let mut names: Vec<String> = rows.into_iter().filter_map(|a| a.component).collect();
+        let more = n.is_some_and(|n| names.len() as i64 > n) || (n.is_none() && names.len() as i64 > MAX_PAGE);
+        names.truncate(n.unwrap_or(MAX_PAGE) as usize);
+        names.retain(|name| ctx.check(Action::Read, name).is_ok());
+        let mut res = HttpResponse::Ok();
+        if more {
+            if let Some(last) = names.last() {
+                let path = self.url(ctx, "", "").replace("/v2//", "/v2/");
+                let base = path.strip_prefix(&ctx.origin).unwrap_or(&path).to_string();
+                res.insert_header(("Link", format!(r#"<{base}_catalog?n={}&last={last}>; rel="next""#, n.unwrap_or(MAX_PAGE))));
+            }
+        }
+        Ok(res.json(json!({ "repositories": names })))
+    }
+
+    async fn tags(&self, ctx: &RepoCtx, name: &str, q: &HashMap<String, String>) -> Result<HttpResponse> {
+        self.check_name(ctx, name)?;
+        self.authorize(ctx, Action::Read, name)?;
+        if self.env.meta.get(self.repo_id(), &image_path(name)).await?.is_none() {
+            return Err(DockerError::NameUnknown);
+        }
+        let n = page_size(q)?;
+        let rows = if n == Some(0) {
+            vec![]
+        } else {
+            let query = ListQuery {
+                kind: Some(meta::TAG.into()),
+                component: Some(name.to_string()),
+                prefix: Some(tag_path(name, "")),
+                after: q.get("last").map(|l| tag_path(name, l)),
+                limit: Some(n.unwrap_or(MAX_PAGE) + 1),
+                ..Default::default()
+            };
+            self.env.meta.list(self.repo_id(), query).await?
+        };
+        let limit = n.unwrap_or(MAX_PAGE);
+        let more = rows.len() as i64 > limit;
+        let tags: Vec<&str> = rows.iter().take(limit as usize).map(|a| meta::tag_of(&a.path)).collect();
+        let mut res = HttpResponse::Ok();
+        if more {
+            let link = self.url(ctx, name, "tags/list");
+            let link = link.strip_prefix(&ctx.origin).unwrap_or(&link);
+            res.insert_header(("Link", format!(r#"<{link}?n={limit}&last={}>; rel="next""#, tags.last().unwrap_or(&""))));
+        }
+        Ok(res.json(json!({ "name": self.client_name(ctx, name), "tags": tags })))
+    }
+
+    async fn referrers(&self, ctx: &RepoCtx, name: &str, digest: &str, q: &HashMap<String, String>) -> Result<HttpResponse> {
+        self.check_name(ctx, name)?;
+        self.authorize(ctx, Action::Read, name)?;
+        let digest: Digest = digest.parse()?;
+        let query = ListQuery {
+            kind: Some(meta::MANIFEST.into()),
+            component: Some(name.to_string()),
+            link: Some(digest.to_string()),
+            ..Default::default()
+        };
+        let rows = self.env.meta.list(self.repo_id(), query).await?;
+        let filter = q.get("artifactType");
+        let manifests: Vec<serde_json::Value> = rows
+            .iter()
+            .filter(|a| filter.is_none() || a.attributes.get("artifactType").and_then(|v| v.as_str()) == filter.map(String::as_str))
+            .map(|a| {
+                let mut d = json!({
+                    "mediaType": a.content_type,
+                    "digest": a.digest,
+                    "size": a.size,
+                });
+                for key in ["artifactType", "annotations"] {
+                    if let Some(v) = a.attributes.get(key).filter(|v| !v.is_null()) {
+                        d[key] = v.clone();
+                    }
+                }
+                d
+            })
+            .collect();
+        let mut res = HttpResponse::Ok();
+        res.content_type(MT_OCI_INDEX);
+        if filter.is_some() {
+            res.insert_header(("OCI-Filters-Applied", "artifactType"));
+        }
+        let body = json!({ "schemaVersion": 2, "mediaType": MT_OCI_INDEX, "manifests": manifests });
+        Ok(res.body(body.to_string()))
+    }
+
+    // ---- manifests -------------------------------------------------------------------------
+
+    async fn get_manifest(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, reference: &Reference, head: bool) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Read, name)?;
+        let path = match reference {
+            Reference::Tag(t) => tag_path(name, t),
+            Reference::Digest(d) => manifest_path(name, &d.to_string()),
+        };
+        let asset = self.env.meta.get(self.repo_id(), &path).await?.ok_or_else(|| DockerError::ManifestUnknown(reference_str(reference)))?;
+        let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| DockerError::Internal(Box::new(e)))?;
+        let media_type = asset.content_type.clone().unwrap_or_default();
+        let accept: Vec<&str> = req.headers().get_all(header::ACCEPT).filter_map(|v| v.to_str().ok()).collect();
+        if !accepts(&accept, &media_type) {
+            return Err(DockerError::ManifestUnknown(format!("{} is a {media_type}, which the request does not accept", reference_str(reference))));
+        }
+        let mut res = HttpResponse::Ok();
+        res.insert_header(("Docker-Content-Digest", digest.to_string()))
+            .insert_header((header::ETAG, format!("\"{digest}\"")))
+            .content_type(media_type);
+        if head {
+            return Ok(res.body(SizedStream::new(asset.size as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
+        }
+        let bytes = self.env.blobs.read_small(&digest, MAX_MANIFEST_BYTES).await?;
+        Ok(res.body(bytes))
+    }
+
+    async fn put_manifest(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, reference: &Reference, body: web::Payload) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Write, name)?;
+        self.writable()?;
+        let bytes = read_limited(body, MAX_MANIFEST_BYTES).await?;
+        let digest = Digest::of(&bytes);
+        if let Reference::Digest(d) = reference {
+            if *d != digest {
+                return Err(DockerError::DigestInvalid(format!("manifest digest is {digest}, pushed as {d}")));
+            }
+        }
+        let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let manifest = Manifest::parse(&bytes, content_type)?;
+        let repo = self.repo_id();
+        let digest_str = digest.to_string();
+
+        let mut checks = Vec::new();
+        for b in &manifest.blobs {
+            checks.push(Check::Exists { repo, path: blob_path(name, &b.to_string()) });
+        }
+        for c in &manifest.children {
+            checks.push(Check::Exists { repo, path: manifest_path(name, &c.to_string()) });
+        }
+        let refs_checked = checks.len();
+        if let Reference::Tag(tag) = reference {
+            let exempt = tag == "latest" && self.cfg.latest_policy;
+            if self.cfg.write_policy == WritePolicy::AllowOnce && !exempt {
+                checks.push(Check::AbsentOrDigest { repo, path: tag_path(name, tag), digest: digest_str.clone() });
+            }
+        }
+
+        // Content first: metadata must never point at bytes that are not there.
+        let size = bytes.len() as i64;
+        self.env.blobs.put_bytes(bytes).await?;
+
+        let mut writes = vec![
+            Write::InsertIfAbsent { repo, asset: NewAsset { path: image_path(name), kind: meta::IMAGE.into(), component: Some(name.into()), ..Default::default() } },
+            Write::Upsert {
+                repo,
+                asset: NewAsset {
+                    path: manifest_path(name, &digest_str),
+                    kind: meta::MANIFEST.into(),
+                    component: Some(name.into()),
+                    digest: Some(digest_str.clone()),
+                    size,
+                    content_type: Some(manifest.media_type.clone()),
+                    link: manifest.subject.as_ref().map(|s| s.to_string()),
+                    attributes: json!({ "artifactType": manifest.artifact_type, "annotations": manifest.annotations }),
+                },
+            },
+        ];
+        if let Reference::Tag(tag) = reference {
+            writes.push(Write::Upsert {
+                repo,
+                asset: NewAsset {
+                    path: tag_path(name, tag),
+                    kind: meta::TAG.into(),
+                    component: Some(name.into()),
+                    digest: Some(digest_str.clone()),
+                    size,
+                    content_type: Some(manifest.media_type.clone()),
+                    ..Default::default()
+                },
+            });
+        }
+        match self.env.meta.commit(checks, writes).await {
+            Ok(()) => {}
+            Err(MetaError::CheckFailed(i)) if i < manifest.blobs.len() => {
+                return Err(DockerError::ManifestBlobUnknown(manifest.blobs[i].to_string()))
+            }
+            Err(MetaError::CheckFailed(i)) if i < refs_checked => {
+                return Err(DockerError::ManifestBlobUnknown(manifest.children[i - manifest.blobs.len()].to_string()))
+            }
+            Err(MetaError::CheckFailed(_)) => return Err(DockerError::TagImmutable(reference_str(reference))),
+            Err(e) => return Err(e.into()),
+        }
+        let mut res = HttpResponse::Created();
+        res.insert_header((header::LOCATION, self.url(ctx, name, &format!("manifests/{digest}"))))
+            .insert_header(("Docker-Content-Digest", digest_str));
+        if let Some(subject) = &manifest.subject {
+            res.insert_header(("OCI-Subject", subject.to_string()));
+        }
+        Ok(res.finish())
+    }
+
+    async fn delete_manifest(&self, ctx: &RepoCtx, name: &str, reference: &Reference) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Delete, name)?;
+        self.writable()?;
+        let repo = self.repo_id();
+        match reference {
+            // Only the tag: the manifest and its other tags stay.
+            Reference::Tag(tag) => {
+                let path = tag_path(name, tag);
+                self.env.meta.get(repo, &path).await?.ok_or_else(|| DockerError::ManifestUnknown(tag.clone()))?;
+                self.env.meta.commit(vec![Check::Exists { repo, path: path.clone() }], vec![Write::Delete { repo, path }]).await.map_err(gone_is_unknown(tag))?;
+            }
+            Reference::Digest(d) => {
+                let path = manifest_path(name, &d.to_string());
+                self.env.meta.get(repo, &path).await?.ok_or_else(|| DockerError::ManifestUnknown(d.to_string()))?;
+                let writes = vec![
+                    Write::Delete { repo, path },
+                    Write::DeleteByDigest { repo, kind: meta::TAG.into(), component: name.into(), digest: d.to_string() },
+                ];
+                self.env.meta.commit(vec![], writes).await?;
+            }
+        }
+        Ok(HttpResponse::Accepted().finish())
+    }
+
+    // ---- blobs -----------------------------------------------------------------------------
+
+    async fn get_blob(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, digest: &str, head: bool) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Read, name)?;
+        let digest: Digest = digest.parse()?;
+        let asset = self.env.meta.get(self.repo_id(), &blob_path(name, &digest.to_string())).await?.ok_or(DockerError::BlobUnknown)?;
+        let size = asset.size as u64;
+        let mut res = HttpResponse::Ok();
+        res.insert_header(("Docker-Content-Digest", digest.to_string()))
+            .insert_header((header::ACCEPT_RANGES, "bytes"))
+            .insert_header((header::ETAG, format!("\"{digest}\"")))
+            .insert_header((header::CACHE_CONTROL, "max-age=31536000"))
+            .content_type("application/octet-stream");
+        if head {
+            return Ok(res.body(SizedStream::new(size, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
+        }
+        let range = match req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()) {
+            Some(h) => parse_range(h, size).ok_or(DockerError::BlobRangeInvalid { size })?,
+            None => None,
+        };
+        let read = self.env.blobs.get(&digest, range).await.map_err(|e| match e {
+            wharf_format::BlobError::RangeNotSatisfiable => DockerError::BlobRangeInvalid { size },
+            other => other.into(),
+        })?;
+        let len = match read.range {
+            Some((start, end)) => {
+                res.status(actix_web::http::StatusCode::PARTIAL_CONTENT);
+                res.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{}", read.total)));
+                end - start + 1
+            }
+            None => read.total,
+        };
+        Ok(res.body(SizedStream::new(len, read.body)))
+    }
+
+    async fn delete_blob(&self, ctx: &RepoCtx, name: &str, digest: &str) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Delete, name)?;
+        self.writable()?;
+        let digest: Digest = digest.parse()?;
+        let repo = self.repo_id();
+        let path = blob_path(name, &digest.to_string());
+        self.env.meta.get(repo, &path).await?.ok_or(DockerError::BlobUnknown)?;
+        // The link goes; the bytes stay until garbage collection finds nothing referring to them.
+        self.env.meta.commit(vec![], vec![Write::Delete { repo, path }]).await?;
+        Ok(HttpResponse::Accepted().finish())
+    }
+
+    async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
+        let repo = self.repo_id();
+        let asset = NewAsset {
+            path: blob_path(name, &digest.to_string()),
+            kind: meta::BLOB.into(),
+            component: Some(name.into()),
+            digest: Some(digest.to_string()),
+            size: size as i64,
+            ..Default::default()
+        };
+        self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
+        Ok(())
+    }
+
+    fn blob_created(&self, ctx: &RepoCtx, name: &str, digest: &Digest) -> HttpResponse {
+        HttpResponse::Created()
+            .insert_header((header::LOCATION, self.url(ctx, name, &format!("blobs/{digest}"))))
+            .insert_header(("Docker-Content-Digest", digest.to_string()))
+            .finish()
+    }
+
+    // ---- uploads ---------------------------------------------------------------------------
+
+    async fn start_upload(&self, ctx: &RepoCtx, name: &str, q: &HashMap<String, String>, body: web::Payload) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Write, name)?;
+        self.writable()?;
+        if let Some(mount) = q.get("mount") {
+            let digest: Digest = mount.parse()?;
+            if let Some(size) = self.mountable(ctx, q.get("from").map(String::as_str), &digest).await? {
+                self.link_blob(name, &digest, size).await?;
+                return Ok(self.blob_created(ctx, name, &digest));
+            }
+            // Not mountable: the spec's answer is an ordinary upload session.
+        } else if let Some(d) = q.get("digest") {
+            let digest: Digest = d.parse()?;
+            let (_, size) = self.env.blobs.put_stream(body, Some(&digest)).await?;
+            self.link_blob(name, &digest, size).await?;
+            return Ok(self.blob_created(ctx, name, &digest));
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        self.env.blobs.stage_create(&id).await?;
+        let now = now_millis();
+        self.env
+            .meta
+            .upload_create(UploadRow {
+                id: id.clone(),
+                repo: self.repo_id(),
+                component: name.to_string(),
+                blob_store: self.env.blobs.name().to_string(),
+                offset: 0,
+                hash_state: HashState::empty(),
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        Ok(self.upload_accepted(ctx, name, &id, 0, HttpResponse::Accepted()))
+    }
+
+    /// The size of `digest` in the `from` image, if the caller may read it there and it shares
+    /// our blob store (so that linking it costs no copy).
+    async fn mountable(&self, ctx: &RepoCtx, from: Option<&str>, digest: &Digest) -> Result<Option<u64>> {
+        let Some(from) = from else { return Ok(None) };
+        let (repo_name, image) = match ctx.mount {
+            Mount::Own => (self.cfg.name.clone(), from.to_string()),
+            _ => match from.split_once('/') {
+                Some((r, i)) => (r.to_string(), i.to_string()),
+                None => return Ok(None),
+            },
+        };
+        if !model::valid_name(&image) {
+            return Ok(None);
+        }
+        let (source_cfg, same_store) = if repo_name == self.cfg.name {
+            (self.cfg.clone(), true)
+        } else {
+            match self.env.repos.repo(&repo_name) {
+                Some(r) if r.config.format == self.cfg.format => {
+                    let same = r.blobs.name() == self.env.blobs.name();
+                    (r.config, same)
+                }
+                _ => return Ok(None),
+            }
+        };
+        if !same_store || !source_cfg.online {
+            return Ok(None);
+        }
+        let source_ctx = RepoCtx { repo: source_cfg.clone(), ..ctx.clone() };
+        if source_ctx.check(Action::Read, &image).is_err() {
+            return Ok(None);
+        }
+        let asset = self.env.meta.get(source_cfg.id, &blob_path(&image, &digest.to_string())).await?;
+        Ok(asset.map(|a| a.size as u64))
+    }
+
+    fn upload_accepted(&self, ctx: &RepoCtx, name: &str, id: &str, offset: u64, mut res: HttpResponseBuilder) -> HttpResponse {
+        res.insert_header((header::LOCATION, self.url(ctx, name, &format!("blobs/uploads/{id}"))))
+            .insert_header(("Range", range_header(offset)))
+            .insert_header(("Docker-Upload-UUID", id.to_string()))
+            .finish()
+    }
+
+    async fn load_upload(&self, name: &str, id: &str) -> Result<UploadRow> {
+        let row = self.env.meta.upload_get(id).await?.ok_or(DockerError::BlobUploadUnknown)?;
+        if row.repo != self.repo_id() || row.component != name {
+            return Err(DockerError::BlobUploadUnknown);
+        }
+        Ok(row)
+    }
+
+    async fn upload_status(&self, ctx: &RepoCtx, name: &str, id: &str) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Write, name)?;
+        let row = self.load_upload(name, id).await?;
+        Ok(self.upload_accepted(ctx, name, id, row.offset as u64, HttpResponse::NoContent()))
+    }
+
+    /// Appends a request body to an upload, honouring `Content-Range` when the client sends one.
+    async fn append(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, row: &UploadRow, body: web::Payload) -> Result<(u64, Vec<u8>)> {
+        let offset = row.offset as u64;
+        let location = self.url(ctx, name, &format!("blobs/uploads/{}", row.id));
+        let range = match req.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()) {
+            Some(h) => {
+                let (start, end) = parse_content_range(h).ok_or_else(|| DockerError::BlobUploadInvalid(format!("bad Content-Range {h:?}")))?;
+                // OCI dist-spec: a chunk that does not start at the current offset is a 416.
+                if start != offset || end < start {
+                    return Err(DockerError::RangeInvalid { upload_offset: offset, location });
+                }
+                Some((start, end))
+            }
+            None => None,
+        };
+        let (new_offset, state) = self.env.blobs.stage_append(&row.id, offset, &row.hash_state, body).await?;
+        if let Some((start, end)) = range {
+            if new_offset - offset != end - start + 1 {
+                return Err(DockerError::RangeInvalid { upload_offset: offset, location });
+            }
+        }
+        Ok((new_offset, state))
+    }
+
+    async fn patch_upload(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, id: &str, body: web::Payload) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Write, name)?;
+        self.writable()?;
+        let row = self.load_upload(name, id).await?;
+        let (new_offset, state) = self.append(ctx, req, name, &row, body).await?;
+        match self.env.meta.upload_advance(id, row.offset, new_offset as i64, state).await {
+            Ok(()) => Ok(self.upload_accepted(ctx, name, id, new_offset, HttpResponse::Accepted())),
+            Err(MetaError::Conflict) => Err(DockerError::RangeInvalid {
+                upload_offset: row.offset as u64,
+                location: self.url(ctx, name, &format!("blobs/uploads/{id}")),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn finish_upload(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, id: &str, q: &HashMap<String, String>, body: web::Payload) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Write, name)?;
+        self.writable()?;
+        let digest: Digest = q.get("digest").ok_or_else(|| DockerError::DigestInvalid("the digest parameter is required".into()))?.parse()?;
+        let row = self.load_upload(name, id).await?;
+        let (size, state) = self.append(ctx, req, name, &row, body).await?;
+        match self.env.blobs.stage_finish(id, &state, Some(&digest)).await {
+            Ok(_) => {}
+            Err(e) => {
+                // A failed verification ends the session: its bytes are not what the client meant.
+                self.env.meta.upload_delete(id).await?;
+                return Err(e.into());
+            }
+        }
+        self.link_blob(name, &digest, size).await?;
+        self.env.meta.upload_delete(id).await?;
+        Ok(self.blob_created(ctx, name, &digest))
+    }
+
+    async fn cancel_upload(&self, ctx: &RepoCtx, name: &str, id: &str) -> Result<HttpResponse> {
+        self.authorize(ctx, Action::Write, name)?;
+        self.load_upload(name, id).await?;
+        self.env.meta.upload_delete(id).await?;
+        self.env.blobs.stage_discard(id).await;
+        Ok(HttpResponse::NoContent().finish())
+    }
+}
+
+fn unsupported(m: &Method) -> DockerError {
+    DockerError::Unsupported(format!("method {m} is not supported here"))
+}
+
+fn reference_str(r: &Reference) -> String {
+    match r {
+        Reference::Tag(t) => t.clone(),
+        Reference::Digest(d) => d.to_string(),
+    }
+}
+
+fn gone_is_unknown(what: &str) -> impl FnOnce(MetaError) -> DockerError + '_ {
+    move |e| match e {
+        MetaError::CheckFailed(_) => DockerError::ManifestUnknown(what.to_string()),
+        other => other.into(),
+    }
+}
+
+fn query(req: &HttpRequest) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default()
+}
+
+fn page_size(q: &HashMap<String, String>) -> Result<Option<i64>> {
+    match q.get("n") {
+        None => Ok(None),
+        Some(n) => n
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|n| Some(n.min(MAX_PAGE)))
+            .ok_or_else(|| DockerError::Unsupported(format!("n={n} is not a page size"))),
+    }
+}
+
+async fn read_limited(mut body: web::Payload, limit: u64) -> Result<Bytes> {
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| DockerError::ManifestInvalid(format!("request body: {e}")))?;
+        if (buf.len() + chunk.len()) as u64 > limit {
+            return Err(DockerError::ManifestTooLarge(limit));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.freeze())
+}
+
+/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → the inclusive range, `Some(None)` for forms we serve
+/// whole (several ranges), `None` when unsatisfiable.
+fn parse_range(h: &str, size: u64) -> Option<Option<(u64, Option<u64>)>> {
+    let spec = h.strip_prefix("bytes=")?.trim();
+    if spec.contains(',') {
+        return Some(None);
+    }
+    let (a, b) = spec.split_once('-')?;
+    if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 || size == 0 {
+            return None;
+        }
+        return Some(Some((size.saturating_sub(n), None)));
+    }
+    let start: u64 = a.parse().ok()?;
+    let end = if b.is_empty() { None } else { Some(b.parse::<u64>().ok()?) };
+    if start >= size || end.is_some_and(|e| e < start) {
+        return None;
+    }
+    Some(Some((start, end)))
+}
+
+/// An upload chunk's `Content-Range: <start>-<end>` (also accepting a `bytes ` prefix).
+fn parse_content_range(h: &str) -> Option<(u64, u64)> {
+    let h = h.trim();
+    let h = h.strip_prefix("bytes ").or_else(|| h.strip_prefix("bytes=")).unwrap_or(h);
+    let h = h.split('/').next()?;
+    let (a, b) = h.split_once('-')?;
+    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Some((0, Some(9)))));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Some((90, None))));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Some((90, None))));
+        assert_eq!(parse_range("bytes=100-", 100), None);
+        assert_eq!(parse_range("bytes=5-2", 100), None);
+        assert_eq!(parse_content_range("0-99"), Some((0, 99)));
+        assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, 199)));
+        assert_eq!(parse_content_range("x"), None);
+    }
+}

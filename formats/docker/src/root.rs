@@ -1,0 +1,74 @@
+//! The main port's `/v2/` and `/v2/_catalog`, which belong to no single repository.
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+use wharf_format::{Action, ListQuery, Mount, RepoCtx, RootCtx};
+
+use crate::meta;
+
+const MAX_CATALOG: usize = 10_000;
+
+pub async fn handle(ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {
+    let path = req.path().trim_end_matches('/');
+    let mut res = match path {
+        // The client's "am I logged in" probe: anonymous callers get the challenge that starts
+        // the token flow (as Distribution does), even where some repository allows anonymous pulls.
+        "/v2" if ctx.principal.is_anonymous() => HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, format!(r#"Bearer realm="{}",service="{}""#, ctx.token_realm, ctx.token_service)))
+            .content_type("application/json")
+            .body(json!({"errors":[{"code":"UNAUTHORIZED","message":"authentication required","detail":null}]}).to_string()),
+        "/v2" => HttpResponse::Ok().content_type("application/json").body("{}"),
+        "/v2/_catalog" => catalog(&ctx, &req).await,
+        _ => return None,
+    };
+    res.headers_mut().insert(
+        header::HeaderName::from_static("docker-distribution-api-version"),
+        header::HeaderValue::from_static("registry/2.0"),
+    );
+    Some(res)
+}
+
+/// Every image the caller may read, across repositories, named as the client pulls it
+/// (`<repository>/<image>`), in lexical order, paged by `n` and `last`.
+async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
+    let q = web::Query::<HashMap<String, String>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
+    let n = q.get("n").and_then(|n| n.parse::<usize>().ok()).map(|n| n.min(MAX_CATALOG));
+    let last = q.get("last").cloned().unwrap_or_default();
+    let mut names = Vec::new();
+    for r in &ctx.repos {
+        if !r.config.online {
+            continue;
+        }
+        let rctx = RepoCtx {
+            repo: r.config.clone(),
+            path: String::new(),
+            mount: Mount::Segment { segment: r.config.name.clone() },
+            principal: ctx.principal.clone(),
+            origin: ctx.origin.clone(),
+            token_realm: ctx.token_realm.clone(),
+            token_service: ctx.token_service.clone(),
+        };
+        let query = ListQuery { kind: Some(meta::IMAGE.into()), prefix: Some("_image/".into()), limit: Some(MAX_CATALOG as i64), ..Default::default() };
+        let Ok(rows) = ctx.meta.list(r.config.id, query).await else { continue };
+        for image in rows.into_iter().filter_map(|a| a.component) {
+            if rctx.check(Action::Read, &image).is_ok() {
+                names.push(format!("{}/{}", r.config.name, image));
+            }
+        }
+    }
+    names.sort();
+    names.retain(|n| n.as_str() > last.as_str());
+    let limit = n.unwrap_or(MAX_CATALOG);
+    let more = names.len() > limit;
+    names.truncate(limit);
+    let mut res = HttpResponse::Ok();
+    if more {
+        if let Some(l) = names.last() {
+            res.insert_header(("Link", format!(r#"</v2/_catalog?n={limit}&last={l}>; rel="next""#)));
+        }
+    }
+    res.json(json!({ "repositories": names }))
+}
