@@ -91,7 +91,7 @@ pub trait Format: Send + Sync + 'static {
 }
 
 #[async_trait(?Send)]
-pub trait Repo {
+pub trait Repo: Send + Sync {
     /// Serves one request. The server has checked that the repository exists and is online and
     /// has identified the caller; the format checks what the caller may do (`ctx.check`) and
     /// answers in its own protocol's terms, errors included.

@@ -1,0 +1,113 @@
+//! Server configuration: built-in defaults < TOML file (`--config`) < `WHARF_*` environment.
+//! `config/wharf.toml` documents every key with its default.
+
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the main port: admin API, console, `/repository/...`, `/v2/...`.
+    pub listen: String,
+    /// Where wharf keeps its SQLite database, file blob stores and the first admin password.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://...`; empty means `sqlite://<data_dir>/wharf.db`.
+    pub database_url: String,
+    /// The first start's admin password; empty means a random one in `<data_dir>/admin.password`.
+    pub admin_password: String,
+    pub database: DatabaseConfig,
+    pub http: HttpConfig,
+    pub docker: DockerConfig,
+    pub s3: S3Config,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub pool_size: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Worker threads of the main port; 0 means one per core.
+    pub workers: usize,
+    /// Seconds that in-flight requests get to finish at shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerConfig {
+    /// Lifetime of the bearer tokens the token endpoint issues.
+    pub token_ttl_secs: u64,
+    /// The `service` named in challenges and tokens.
+    pub token_service: String,
+}
+
+/// Settings for S3 blob stores (used by blob stores of type `s3`, a later feature).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub force_path_style: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: "127.0.0.1:8081".into(),
+            data_dir: PathBuf::from("./data"),
+            database_url: String::new(),
+            admin_password: String::new(),
+            database: DatabaseConfig { pool_size: 16 },
+            http: HttpConfig { workers: 0, shutdown_timeout_secs: 30 },
+            docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
+            s3: S3Config { region: "us-east-1".into(), ..Default::default() },
+        }
+    }
+}
+
+/// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
+/// so test and tooling variables cannot break start-up).
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "s3"];
+
+impl Config {
+    pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            fig = fig.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed("WHARF_")
+            .split("__")
+            .filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                ENV_KEYS.iter().any(|known| k == *known || k.starts_with(&format!("{known}.")))
+            });
+        fig = fig.merge(env);
+        let mut cfg: Config = fig.extract().map_err(Box::new)?;
+        if cfg.database_url.is_empty() {
+            cfg.database_url = format!("sqlite://{}", cfg.data_dir.join("wharf.db").display());
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_default_file_is_the_default() {
+        let documented = Config::load(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/wharf.toml")))).unwrap();
+        let defaults = Config::load(None).unwrap();
+        assert_eq!(format!("{documented:?}"), format!("{defaults:?}"));
+    }
+}

@@ -1,0 +1,141 @@
+//! The metadata database: diesel over SQLite (embedded default) or PostgreSQL (scale-out),
+//! chosen by the URL's scheme. Diesel is synchronous: every query runs on the blocking pool
+//! through [`Db::run`], never on an actix worker.
+
+pub mod meta;
+pub mod repos;
+pub mod schema;
+pub mod settings;
+pub mod users;
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database: {0}")]
+    Query(#[from] diesel::result::Error),
+    #[error("database connection: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error("database migrations: {0}")]
+    Migration(String),
+    #[error("database URL {0:?}: expected sqlite://PATH or postgres://...")]
+    BadUrl(String),
+    #[error("blocking pool: {0}")]
+    Blocking(String),
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: Pool<ConnectionManager<AnyConnection>>,
+    pub backend: Backend,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// SQLite settings per connection, in diesel's recommended order (one PRAGMA per statement,
+/// else "database is locked" under load).
+#[derive(Debug)]
+struct SqlitePragmas;
+
+impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
+    fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
+        if let AnyConnection::Sqlite(c) = conn {
+            for pragma in [
+                "PRAGMA busy_timeout = 10000;",
+                "PRAGMA journal_mode = WAL;",
+                "PRAGMA synchronous = NORMAL;",
+                "PRAGMA foreign_keys = ON;",
+            ] {
+                c.batch_execute(pragma).map_err(diesel::r2d2::Error::QueryError)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Db {
+    /// Connects (pool of `size`), applies pending migrations, and returns the handle.
+    pub fn open(url: &str, size: u32) -> Result<Db, DbError> {
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite://") {
+            Backend::Sqlite
+        } else {
+            return Err(DbError::BadUrl(url.to_string()));
+        };
+        // diesel's MultiConnection tries each backend in turn and, when PostgreSQL is down,
+        // reports only "invalid URL": establish once ourselves to get the real error.
+        let conn_url = match backend {
+            Backend::Sqlite => url.trim_start_matches("sqlite://").to_string(),
+            Backend::Postgres => url.to_string(),
+        };
+        match backend {
+            Backend::Postgres => drop(PgConnection::establish(&conn_url).map_err(|e| DbError::Migration(e.to_string()))?),
+            Backend::Sqlite => drop(SqliteConnection::establish(&conn_url).map_err(|e| DbError::Migration(e.to_string()))?),
+        }
+        let manager = ConnectionManager::<AnyConnection>::new(conn_url);
+        let mut builder = Pool::builder().max_size(size).connection_timeout(Duration::from_secs(10));
+        if backend == Backend::Sqlite {
+            builder = builder.connection_customizer(Box::new(SqlitePragmas));
+        }
+        let pool = builder.build(manager)?;
+        let db = Db { pool, backend };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    fn migrate(&self) -> Result<(), DbError> {
+        let mut conn = self.pool.get()?;
+        let res = match &mut *conn {
+            AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
+            AnyConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),
+        };
+        res.map_err(|e| DbError::Migration(e.to_string()))
+    }
+
+    /// Runs `f` with a pooled connection on the blocking pool.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await
+        .map_err(|e| DbError::Blocking(e.to_string()))?
+    }
+
+    /// The same, synchronously (start-up and CLI only).
+    pub fn run_sync<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>) -> Result<T, DbError> {
+        let mut conn = self.pool.get()?;
+        f(&mut conn)
+    }
+}
+
+/// Is this a unique-constraint violation (someone inserted the same key first)?
+pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+}

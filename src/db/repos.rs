@@ -1,0 +1,121 @@
+//! Rows of `repositories` and `blob_stores`.
+
+use diesel::prelude::*;
+use wharf_format::now_millis;
+
+use super::schema::{blob_stores, repositories, settings};
+use super::{AnyConnection, DbError};
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = repositories)]
+pub struct RepoRow {
+    pub id: i64,
+    pub name: String,
+    pub format: String,
+    pub kind: String,
+    pub blob_store: String,
+    pub config: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Queryable, Selectable, Clone, Debug)]
+#[diesel(table_name = blob_stores)]
+pub struct BlobStoreRow {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub attributes: String,
+    pub created_at: i64,
+}
+
+/// Bumped on every configuration change so that every node notices and reloads.
+pub const GENERATION_KEY: &str = "config.generation";
+
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<RepoRow>, DbError> {
+    Ok(repositories::table.order(repositories::name.asc()).select(RepoRow::as_select()).load(conn)?)
+}
+
+pub fn get(conn: &mut AnyConnection, name: &str) -> Result<Option<RepoRow>, DbError> {
+    Ok(repositories::table.filter(repositories::name.eq(name)).select(RepoRow::as_select()).first(conn).optional()?)
+}
+
+pub fn insert(conn: &mut AnyConnection, name: &str, format: &str, kind: &str, blob_store: &str, config: &str) -> Result<(), DbError> {
+    let now = now_millis();
+    conn.transaction(|conn| {
+        diesel::insert_into(repositories::table)
+            .values((
+                repositories::name.eq(name),
+                repositories::format.eq(format),
+                repositories::kind.eq(kind),
+                repositories::blob_store.eq(blob_store),
+                repositories::config.eq(config),
+                repositories::created_at.eq(now),
+                repositories::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        bump_generation(conn)
+    })
+}
+
+pub fn update(conn: &mut AnyConnection, name: &str, blob_store: &str, config: &str) -> Result<bool, DbError> {
+    conn.transaction(|conn| {
+        let n = diesel::update(repositories::table.filter(repositories::name.eq(name)))
+            .set((repositories::blob_store.eq(blob_store), repositories::config.eq(config), repositories::updated_at.eq(now_millis())))
+            .execute(conn)?;
+        bump_generation(conn)?;
+        Ok(n == 1)
+    })
+}
+
+pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {
+    conn.transaction(|conn| {
+        let n = diesel::delete(repositories::table.filter(repositories::name.eq(name))).execute(conn)?;
+        bump_generation(conn)?;
+        Ok(n == 1)
+    })
+}
+
+pub fn list_blob_stores(conn: &mut AnyConnection) -> Result<Vec<BlobStoreRow>, DbError> {
+    Ok(blob_stores::table.order(blob_stores::name.asc()).select(BlobStoreRow::as_select()).load(conn)?)
+}
+
+pub fn insert_blob_store(conn: &mut AnyConnection, name: &str, kind: &str, attributes: &str) -> Result<(), DbError> {
+    conn.transaction(|conn| {
+        diesel::insert_into(blob_stores::table)
+            .values((
+                blob_stores::name.eq(name),
+                blob_stores::kind.eq(kind),
+                blob_stores::attributes.eq(attributes),
+                blob_stores::created_at.eq(now_millis()),
+            ))
+            .execute(conn)?;
+        bump_generation(conn)
+    })
+}
+
+pub fn delete_blob_store(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {
+    conn.transaction(|conn| {
+        let n = diesel::delete(blob_stores::table.filter(blob_stores::name.eq(name))).execute(conn)?;
+        bump_generation(conn)?;
+        Ok(n == 1)
+    })
+}
+
+pub fn repos_using_blob_store(conn: &mut AnyConnection, name: &str) -> Result<i64, DbError> {
+    Ok(repositories::table.filter(repositories::blob_store.eq(name)).count().get_result(conn)?)
+}
+
+fn bump_generation(conn: &mut AnyConnection) -> Result<(), DbError> {
+    let next = generation(conn)? + 1;
+    let n = diesel::update(settings::table.find(GENERATION_KEY)).set(settings::value.eq(next.to_string())).execute(conn)?;
+    if n == 0 {
+        diesel::insert_into(settings::table).values((settings::key.eq(GENERATION_KEY), settings::value.eq(next.to_string()))).execute(conn)?;
+    }
+    Ok(())
+}
+
+pub fn generation(conn: &mut AnyConnection) -> Result<i64, DbError> {
+    let v: Option<String> = settings::table.find(GENERATION_KEY).select(settings::value).first(conn).optional()?;
+    Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}

@@ -1,0 +1,76 @@
+// The tables of migrations/{sqlite,postgres}; both backends share this one schema.
+
+diesel::table! {
+    settings (key) {
+        key -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> BigInt,
+        username -> Text,
+        password_hash -> Text,
+        first_name -> Text,
+        last_name -> Text,
+        email -> Text,
+        status -> Text,
+        admin -> Bool,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    blob_stores (id) {
+        id -> BigInt,
+        name -> Text,
+        kind -> Text,
+        attributes -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    repositories (id) {
+        id -> BigInt,
+        name -> Text,
+        format -> Text,
+        kind -> Text,
+        blob_store -> Text,
+        config -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    assets (repository_id, path) {
+        repository_id -> BigInt,
+        path -> Text,
+        kind -> Text,
+        component -> Nullable<Text>,
+        digest -> Nullable<Text>,
+        size -> BigInt,
+        content_type -> Nullable<Text>,
+        link -> Nullable<Text>,
+        attributes -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    uploads (id) {
+        id -> Text,
+        repository_id -> BigInt,
+        component -> Text,
+        blob_store -> Text,
+        upload_offset -> BigInt,
+        hash_state -> Binary,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(settings, users, blob_stores, repositories, assets, uploads);

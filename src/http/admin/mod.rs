@@ -1,0 +1,97 @@
+//! The admin REST API under `/service/rest/v1`, in Nexus's shapes so that scripts written
+//! for Nexus port over.
+
+pub mod blobstores;
+pub mod repositories;
+pub mod status;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use serde_json::json;
+use wharf_format::{Access, ConfigError};
+
+use crate::db::DbError;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("administrator rights required")]
+    Forbidden,
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error>),
+}
+
+impl From<DbError> for AdminError {
+    fn from(e: DbError) -> Self {
+        AdminError::Internal(Box::new(e))
+    }
+}
+
+impl ResponseError for AdminError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AdminError::Unauthenticated => StatusCode::UNAUTHORIZED,
+            AdminError::Forbidden => StatusCode::FORBIDDEN,
+            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut res = HttpResponse::build(self.status_code());
+        match self {
+            AdminError::Unauthenticated => {
+                res.insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#));
+                res.json(json!({"message": self.to_string()}))
+            }
+            // Nexus's validation error shape: a list of {id, message}.
+            AdminError::Invalid(e) => res.json(json!([{ "id": format!("PARAMETER {}", e.field), "message": e.to_string() }])),
+            AdminError::Internal(source) => {
+                tracing::error!(error = %source, "admin request failed");
+                res.json(json!({"message": "internal error"}))
+            }
+            _ => res.json(json!({"message": self.to_string()})),
+        }
+    }
+}
+
+pub async fn require_admin(state: &AppState, req: &HttpRequest) -> Result<String, AdminError> {
+    let p = state.auth.principal(req).await;
+    match (&p.access, p.user) {
+        (Access::All, Some(user)) => Ok(user),
+        (_, None) => Err(AdminError::Unauthenticated),
+        _ => Err(AdminError::Forbidden),
+    }
+}
+
+/// Parses a JSON body ourselves so that a malformed one gets the same 400 shape as a bad field.
+pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, AdminError> {
+    serde_json::from_slice(body).map_err(|e| AdminError::Invalid(ConfigError::new("body", format!("not valid JSON: {e}"))))
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/service/rest")
+            .route("/swagger.json", web::get().to(status::openapi))
+            .route("/v1/status", web::get().to(status::status))
+            .route("/v1/status/writable", web::get().to(status::writable))
+            .route("/v1/status/check", web::get().to(status::check))
+            .route("/v1/repositories", web::get().to(repositories::list))
+            .route("/v1/repositories/{name}", web::get().to(repositories::get_summary))
+            .route("/v1/repositories/{name}", web::delete().to(repositories::delete))
+            .route("/v1/repositories/{format}/{kind}", web::post().to(repositories::create))
+            .route("/v1/repositories/{format}/{kind}/{name}", web::get().to(repositories::get))
+            .route("/v1/repositories/{format}/{kind}/{name}", web::put().to(repositories::update))
+            .route("/v1/blobstores", web::get().to(blobstores::list))
+            .route("/v1/blobstores/file", web::post().to(blobstores::create_file))
+            .route("/v1/blobstores/file/{name}", web::get().to(blobstores::get_file))
+            .route("/v1/blobstores/{name}", web::delete().to(blobstores::delete)),
+    );
+}

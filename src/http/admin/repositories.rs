@@ -1,0 +1,258 @@
+//! `/service/rest/v1/repositories...`: list, get, create, update, delete.
+//!
+//! The server validates what every repository has (name, online, storage, anonymousRead) and
+//! passes the remaining sections to the format, which names the field it refuses.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+use wharf_format::{ConfigError, Kind, WritePolicy};
+
+use super::{parse_json, require_admin, AdminError};
+use crate::db::repos::{self, RepoRow};
+use crate::db::is_unique_violation;
+use crate::http::mount::origin;
+use crate::state::{stored_config, AppState};
+
+/// Nexus's rule: letters, digits, `.`, `_`, `-`, not starting with `.` or `_`. Lowercase only
+/// here, since a repository name is also the first path segment of Docker image names.
+fn valid_repo_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 200
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-')
+        && !name.starts_with(['.', '_', '-'])
+        && name != "token"
+}
+
+fn summary(r: &RepoRow, origin: &str) -> Value {
+    json!({
+        "name": r.name,
+        "format": r.format,
+        "type": r.kind,
+        "url": format!("{origin}/repository/{}", r.name),
+        "attributes": {},
+    })
+}
+
+/// The full Nexus-shaped view of a repository.
+fn detail(r: &RepoRow, origin: &str) -> Value {
+    let mut v = summary(r, origin);
+    let stored: Map<String, Value> = serde_json::from_str(&r.config).unwrap_or_default();
+    let obj = v.as_object_mut().expect("summary is an object");
+    obj.remove("attributes");
+    for (k, val) in stored {
+        obj.insert(k, val);
+    }
+    v
+}
+
+/// A validated request: the row fields and the JSON to store.
+struct Parsed {
+    name: String,
+    blob_store: String,
+    config: Value,
+}
+
+fn parse_request(state: &AppState, format: &str, kind: &str, body: &Value) -> Result<Parsed, ConfigError> {
+    let fmt = state.format(format).ok_or_else(|| ConfigError::new("format", format!("unknown format {format}")))?;
+    let kind: Kind = kind.parse().map_err(|()| ConfigError::new("type", format!("unknown repository type {kind}")))?;
+    if !fmt.kinds().contains(&kind) {
+        return Err(ConfigError::new("type", format!("{format} {kind} repositories are not supported")));
+    }
+    let obj = body.as_object().ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
+    let mut rest = obj.clone();
+    let name = match rest.remove("name") {
+        Some(Value::String(s)) if valid_repo_name(&s) => s,
+        Some(Value::String(_)) => {
+            return Err(ConfigError::new("name", "must be 1-200 characters of a-z, 0-9, '.', '_', '-', not starting with '.', '_' or '-'"))
+        }
+        Some(_) => return Err(ConfigError::new("name", "must be a string")),
+        None => return Err(ConfigError::new("name", "is required")),
+    };
+    let online = match rest.remove("online") {
+        None => true,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(ConfigError::new("online", "must be a boolean")),
+    };
+    let anonymous_read = match rest.remove("anonymousRead") {
+        None => false,
+        Some(Value::Bool(b)) => b,
+        Some(_) => return Err(ConfigError::new("anonymousRead", "must be a boolean")),
+    };
+    // What GET returns may be sent back as is.
+    for (key, expected) in [("format", format), ("type", kind.as_str())] {
+        match rest.remove(key) {
+            None => {}
+            Some(Value::String(s)) if s == expected => {}
+            Some(_) => return Err(ConfigError::new(key, format!("must be {expected:?} for this endpoint"))),
+        }
+    }
+    rest.remove("url");
+    let storage = parse_storage(rest.remove("storage"))?;
+    let blob_store = storage["blobStoreName"].as_str().unwrap_or_default().to_string();
+    if !state.registry.snapshot().blob_stores.contains_key(&blob_store) {
+        return Err(ConfigError::new("storage.blobStoreName", format!("blob store {blob_store} does not exist")));
+    }
+    let sections = fmt.validate(kind, &rest)?;
+    let mut config = Map::new();
+    config.insert("name".into(), json!(name));
+    config.insert("online".into(), json!(online));
+    config.insert("storage".into(), storage);
+    config.insert("anonymousRead".into(), json!(anonymous_read));
+    config.extend(sections);
+    Ok(Parsed { name, blob_store, config: Value::Object(config) })
+}
+
+fn parse_storage(v: Option<Value>) -> Result<Value, ConfigError> {
+    let Some(Value::Object(s)) = v else {
+        return Err(ConfigError::new("storage", "is required (an object with blobStoreName)"));
+    };
+    let mut blob_store = None;
+    let mut strict = true;
+    let mut policy = WritePolicy::Allow;
+    let mut latest = false;
+    for (k, v) in s {
+        let field = format!("storage.{k}");
+        match k.as_str() {
+            "blobStoreName" => blob_store = Some(v.as_str().ok_or_else(|| ConfigError::new(&field, "must be a string"))?.to_string()),
+            "strictContentTypeValidation" => strict = v.as_bool().ok_or_else(|| ConfigError::new(&field, "must be a boolean"))?,
+            "writePolicy" => {
+                policy = v
+                    .as_str()
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| ConfigError::new(&field, "must be one of allow, allow_once, deny"))?
+            }
+            "latestPolicy" => latest = v.as_bool().ok_or_else(|| ConfigError::new(&field, "must be a boolean"))?,
+            _ => return Err(ConfigError::new(field, "unknown field")),
+        }
+    }
+    let blob_store = blob_store.ok_or_else(|| ConfigError::new("storage.blobStoreName", "is required"))?;
+    Ok(json!({
+        "blobStoreName": blob_store,
+        "strictContentTypeValidation": strict,
+        "writePolicy": policy.as_str(),
+        "latestPolicy": latest,
+    }))
+}
+
+/// Ports and subdomains must be unique, and a port must be free to bind.
+async fn check_listener(state: &AppState, format: &str, name: &str, config: &Value) -> Result<(), ConfigError> {
+    let Some(fmt) = state.format(format) else { return Ok(()) };
+    let row = RepoRow {
+        id: 0,
+        name: name.to_string(),
+        format: format.to_string(),
+        kind: "hosted".into(),
+        blob_store: String::new(),
+        config: config.to_string(),
+        created_at: 0,
+        updated_at: 0,
+    };
+    let probe = stored_config(&row)?;
+    let wanted = fmt.listener(&probe);
+    let snap = state.registry.snapshot();
+    if let Some(port) = wanted.port {
+        let main_port = state.cfg.listen.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
+        if Some(port) == main_port {
+            return Err(ConfigError::new(format!("{format}.httpPort"), format!("port {port} is wharf's main port")));
+        }
+        match snap.by_port.get(&port) {
+            Some(owner) if owner != name => {
+                return Err(ConfigError::new(format!("{format}.httpPort"), format!("port {port} is used by repository {owner}")))
+            }
+            Some(_) => {}
+            None => {
+                let host = state.cfg.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
+                if std::net::TcpListener::bind((host.trim_matches(['[', ']']), port)).is_err() {
+                    return Err(ConfigError::new(format!("{format}.httpPort"), format!("port {port} is not available on {host}")));
+                }
+            }
+        }
+    }
+    if let Some(sub) = wanted.subdomain {
+        if let Some(owner) = snap.by_subdomain.get(&sub).filter(|o| *o != name) {
+            return Err(ConfigError::new(format!("{format}.subdomain"), format!("subdomain {sub} is used by repository {owner}")));
+        }
+    }
+    Ok(())
+}
+
+pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let rows = state.db.run(|c| repos::list(c)).await?;
+    let origin = origin(&req);
+    Ok(HttpResponse::Ok().json(rows.iter().map(|r| summary(r, &origin)).collect::<Vec<_>>()))
+}
+
+async fn find(state: &AppState, name: String) -> Result<RepoRow, AdminError> {
+    let n = name.clone();
+    state.db.run(move |c| repos::get(c, &n)).await?.ok_or_else(|| AdminError::NotFound(format!("repository {name} not found")))
+}
+
+pub async fn get_summary(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let row = find(&state, path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(summary(&row, &origin(&req))))
+}
+
+pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String, String)>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let (format, kind, name) = path.into_inner();
+    let row = find(&state, name.clone()).await?;
+    if row.format != format || row.kind != kind {
+        return Err(AdminError::NotFound(format!("repository {name} is not a {format} {kind} repository")));
+    }
+    Ok(HttpResponse::Ok().json(detail(&row, &origin(&req))))
+}
+
+pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let (format, kind) = path.into_inner();
+    let p = parse_request(&state, &format, &kind, &parse_json(&body)?)?;
+    if state.registry.get(&p.name).is_some() {
+        return Err(ConfigError::new("name", format!("repository {} already exists", p.name)).into());
+    }
+    check_listener(&state, &format, &p.name, &p.config).await?;
+    let (name, blob_store, config, kind2, format2) = (p.name.clone(), p.blob_store, p.config.to_string(), kind.clone(), format.clone());
+    let res = state.db.run(move |c| repos::insert(c, &name, &format2, &kind2, &blob_store, &config)).await;
+    match res {
+        Ok(()) => {}
+        Err(crate::db::DbError::Query(e)) if is_unique_violation(&e) => {
+            return Err(ConfigError::new("name", format!("repository {} already exists", p.name)).into())
+        }
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(repository = %p.name, format = %format, kind = %kind, "repository created");
+    crate::http::apply_config_change(&state).await;
+    Ok(HttpResponse::Created().finish())
+}
+
+pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String, String)>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let (format, kind, name) = path.into_inner();
+    let existing = find(&state, name.clone()).await?;
+    if existing.format != format || existing.kind != kind {
+        return Err(AdminError::NotFound(format!("repository {name} is not a {format} {kind} repository")));
+    }
+    let p = parse_request(&state, &format, &kind, &parse_json(&body)?)?;
+    if p.name != name {
+        return Err(ConfigError::new("name", "cannot be changed").into());
+    }
+    check_listener(&state, &format, &p.name, &p.config).await?;
+    let (blob_store, config) = (p.blob_store, p.config.to_string());
+    state.db.run(move |c| repos::update(c, &name, &blob_store, &config)).await?;
+    tracing::info!(repository = %p.name, "repository updated");
+    crate::http::apply_config_change(&state).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let name = path.into_inner();
+    let n = name.clone();
+    if !state.db.run(move |c| repos::delete(c, &n)).await? {
+        return Err(AdminError::NotFound(format!("repository {name} not found")));
+    }
+    tracing::info!(repository = %name, "repository deleted");
+    crate::http::apply_config_change(&state).await;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,52 @@
+//! actix wiring: the main port's routes, per-repository ports, request logging.
+
+pub mod admin;
+pub mod listeners;
+pub mod mount;
+pub mod token;
+pub mod ui;
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, Error};
+
+use crate::state::AppState;
+
+/// One line per request: method, path, status, duration. Query strings are left out: they can
+/// carry tokens.
+pub async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_string();
+    let res = next.call(req).await;
+    let ms = start.elapsed().as_secs_f64() * 1000.0;
+    match &res {
+        Ok(r) => tracing::info!(target: "wharf::request", %method, %path, status = r.status().as_u16(), ms = format_args!("{ms:.1}"), "request"),
+        Err(e) => tracing::info!(target: "wharf::request", %method, %path, error = %e, ms = format_args!("{ms:.1}"), "request"),
+    }
+    res
+}
+
+/// Routes of the main port.
+pub fn main_routes(cfg: &mut web::ServiceConfig, state: &AppState) {
+    cfg.configure(admin::configure)
+        .route("/v2/token", web::get().to(token::on_main))
+        .service(web::resource("/repository/{tail:.*}").to(mount::by_prefix));
+    for f in &state.formats {
+        if let Some(root) = f.root_path() {
+            cfg.service(web::resource(root).to(mount::by_root)).service(web::resource(format!("{root}/{{tail:.*}}")).to(mount::by_root));
+        }
+    }
+    cfg.configure(ui::configure);
+}
+
+/// After a configuration change: reopen repositories, open or close repository ports.
+pub async fn apply_config_change(state: &web::Data<AppState>) {
+    match state.registry.reload(&state.db, state.meta.clone(), &state.formats).await {
+        Ok(_) => listeners::reconcile(state).await,
+        Err(e) => tracing::error!(error = %e, "reloading configuration failed"),
+    }
+}

@@ -1,0 +1,134 @@
+//! The Docker token endpoint (`GET /v2/token?service=...&scope=...`), as in Distribution's
+//! token authentication spec: the client presents Basic credentials (or none), asks for scopes,
+//! and gets a short-lived signed token holding the subset it may have.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+use wharf_format::{Action, Mount, Principal, RepoCtx};
+
+use crate::http::mount::{origin, subdomain_repo};
+use crate::security::principal::decode_basic;
+use crate::security::token::{action_name, AccessEntry, GrantClaim};
+use crate::state::AppState;
+
+pub async fn on_main(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let own = subdomain_repo(&state, &req);
+    issue(&state, &req, own).await
+}
+
+pub async fn on_port(state: web::Data<AppState>, port: u16, req: HttpRequest) -> HttpResponse {
+    let own = state.registry.snapshot().by_port.get(&port).cloned();
+    issue(&state, &req, own).await
+}
+
+fn unauthorized(msg: &str) -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#))
+        .json(json!({"errors":[{"code":"UNAUTHORIZED","message":msg,"detail":null}]}))
+}
+
+/// `own`: the repository this listener serves (own port or subdomain), where scope names carry
+/// no repository segment.
+async fn issue(state: &AppState, req: &HttpRequest, own: Option<String>) -> HttpResponse {
+    let principal = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+        None => Principal::anonymous(),
+        Some(h) => {
+            let Some(b64) = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")) else {
+                return unauthorized("use Basic credentials at the token endpoint");
+            };
+            let Some((user, pass)) = decode_basic(b64.trim()) else { return unauthorized("malformed Basic credentials") };
+            match state.auth.password_login(&user, &pass).await {
+                Some(p) => p,
+                None => return unauthorized("invalid username or password"),
+            }
+        }
+    };
+    let origin = origin(req);
+    let mut access = Vec::new();
+    let mut grants = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
+        if k != "scope" {
+            continue;
+        }
+        for scope in v.split(' ').filter(|s| !s.is_empty()) {
+            let Some((kind, rest)) = scope.split_once(':') else { continue };
+            let Some((name, actions)) = rest.rsplit_once(':') else { continue };
+            if kind != "repository" {
+                continue;
+            }
+            let (repo, object) = match &own {
+                Some(r) => (r.clone(), name.to_string()),
+                None => match name.split_once('/') {
+                    Some((r, o)) => (r.to_string(), o.to_string()),
+                    None => continue,
+                },
+            };
+            let Some(r) = state.registry.get(&repo) else { continue };
+            let ctx = RepoCtx {
+                repo: r.config.clone(),
+                path: String::new(),
+                mount: if own.is_some() { Mount::Own } else { Mount::Segment { segment: repo.clone() } },
+                principal: principal.clone(),
+                origin: origin.clone(),
+                token_realm: String::new(),
+                token_service: String::new(),
+            };
+            let mut granted_names = Vec::new();
+            let mut granted = Vec::new();
+            for a in actions.split(',') {
+                let wanted: &[(Action, &str)] = match a {
+                    "pull" => &[(Action::Read, "pull")],
+                    "push" => &[(Action::Write, "push")],
+                    "delete" => &[(Action::Delete, "delete")],
+                    "*" => &[(Action::Read, "pull"), (Action::Write, "push"), (Action::Delete, "delete")],
+                    _ => &[],
+                };
+                for (action, label) in wanted {
+                    if ctx.check(*action, &object).is_ok() && !granted.contains(action) {
+                        granted.push(*action);
+                        granted_names.push(label.to_string());
+                    }
+                }
+            }
+            access.push(AccessEntry { kind: "repository".into(), name: name.to_string(), actions: granted_names });
+            if !granted.is_empty() {
+                grants.push(GrantClaim { repository: repo, object, actions: granted.into_iter().map(|a| action_name(a).to_string()).collect() });
+            }
+        }
+    }
+    let ttl = state.cfg.docker.token_ttl_secs;
+    let claims = state.auth.tokens.claims(principal.user.as_deref(), ttl, access, grants);
+    let issued_at = claims.iat;
+    let token = state.auth.tokens.sign(&claims);
+    HttpResponse::Ok().json(json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": ttl,
+        "issued_at": format_rfc3339(issued_at),
+    }))
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (civil-from-days, no calendar crate needed).
+fn format_rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339() {
+        assert_eq!(super::format_rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_rfc3339(1_795_996_800), "2026-11-30T00:00:00Z");
+    }
+}

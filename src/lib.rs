@@ -1,0 +1,104 @@
+//! The wharf server: configuration, HTTP, authentication, storage and the admin API. Formats
+//! live in their own crates under `formats/`; this crate registers them in [`formats`].
+
+pub mod bootstrap;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod security;
+pub mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{middleware, web, App, HttpServer};
+use base64::Engine;
+use wharf_format::Format;
+
+use crate::config::Config;
+use crate::db::{meta::SqlMeta, repos, settings, Db};
+use crate::security::token::TokenKeys;
+use crate::security::Authenticator;
+use crate::state::{AppState, RepoRegistry};
+
+/// Every format this build serves. Adding a format is one line here.
+pub fn formats() -> Vec<Arc<dyn Format>> {
+    vec![Arc::new(wharf_docker::Docker)]
+}
+
+/// How often a node checks whether another node changed the configuration.
+const RELOAD_POLL: Duration = Duration::from_secs(3);
+
+/// Runs the server until SIGINT/SIGTERM (or, with `exit_on_stdin_eof`, until stdin closes).
+pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let db = Db::open(&cfg.database_url, cfg.database.pool_size)?;
+    tracing::info!(backend = ?db.backend, "database ready");
+    bootstrap::first_start(&db, &cfg.data_dir, &cfg.admin_password)?;
+    let secret = db.run_sync(|c| {
+        settings::get_or_init(c, "token.secret", || {
+            let mut key = [0u8; 32];
+            rand::Rng::fill(&mut rand::rng(), &mut key);
+            base64::engine::general_purpose::STANDARD.encode(key)
+        })
+    })?;
+    let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap_or_else(|_| secret.into_bytes());
+    let meta = Arc::new(SqlMeta::new(db.clone()));
+    let state = web::Data::new(AppState {
+        auth: Authenticator::new(db.clone(), TokenKeys::new(&secret, &cfg.docker.token_service)),
+        formats: formats(),
+        registry: RepoRegistry::new(cfg.data_dir.clone()),
+        listeners: Default::default(),
+        started: std::time::Instant::now(),
+        meta,
+        db,
+        cfg: cfg.clone(),
+    });
+    state.registry.reload(&state.db, state.meta.clone(), &state.formats).await?;
+
+    let listener = std::net::TcpListener::bind(&cfg.listen)?;
+    let addr = listener.local_addr()?;
+    let data = state.clone();
+    let mut server = HttpServer::new(move || {
+        let data = data.clone();
+        App::new()
+            .app_data(data.clone())
+            .wrap(middleware::from_fn(http::log_request))
+            .configure(|c| http::main_routes(c, &data))
+    })
+    .shutdown_timeout(cfg.http.shutdown_timeout_secs);
+    if cfg.http.workers > 0 {
+        server = server.workers(cfg.http.workers);
+    }
+    let server = server.listen(listener)?.run();
+    let handle = server.handle();
+    http::listeners::reconcile(&state).await;
+    // Written after the port is bound, so whoever waits for it can connect at once.
+    std::fs::write(cfg.data_dir.join("wharf.addr"), addr.to_string())?;
+    tracing::info!(%addr, "wharf listening");
+
+    let poll_state = state.clone();
+    actix_rt::spawn(async move {
+        loop {
+            tokio::time::sleep(RELOAD_POLL).await;
+            let current = poll_state.registry.snapshot().generation;
+            if let Ok(g) = poll_state.db.run(|c| repos::generation(c)).await {
+                if g != current {
+                    http::apply_config_change(&poll_state).await;
+                }
+            }
+        }
+    });
+    if exit_on_stdin_eof {
+        let h = handle.clone();
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+            actix_rt::System::new().block_on(h.stop(false));
+        });
+    }
+    server.await?;
+    state.listeners.stop_all().await;
+    tracing::info!("wharf stopped");
+    Ok(())
+}

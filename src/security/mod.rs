@@ -1,0 +1,7 @@
+//! Who is calling: passwords, credential checks and the Docker bearer tokens.
+
+pub mod password;
+pub mod principal;
+pub mod token;
+
+pub use principal::Authenticator;

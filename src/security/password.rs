@@ -1,0 +1,36 @@
+//! Password hashing (argon2id, PHC strings). CPU-heavy by design: call from the blocking pool.
+
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use rand::Rng;
+
+pub fn hash(password: &str) -> String {
+    Argon2::default().hash_password(password.as_bytes()).expect("argon2 with default parameters and a random salt hashes").to_string()
+}
+
+pub fn verify(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+}
+
+/// A random password of 24 characters from [A-Za-z0-9].
+pub fn random() -> String {
+    const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..24).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_differ() {
+        let a = hash("s3cret");
+        assert!(verify("s3cret", &a));
+        assert!(!verify("wrong", &a));
+        assert_ne!(a, hash("s3cret"), "salted");
+        assert!(!verify("x", "not a phc string"));
+        assert_eq!(random().len(), 24);
+    }
+}

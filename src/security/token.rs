@@ -1,0 +1,127 @@
+//! Docker bearer tokens: short-lived HS256 JWTs naming what they allow.
+//!
+//! The signing key lives in the database, so every node signs and verifies with the same key.
+//! A token carries both the client's view (`access`, as in Distribution's token spec) and the
+//! resolved grants (`grants`: wharf repository + image), so a token issued for
+//! `host:8081/docker-hosted/app` is checked against the repository it was issued for whatever
+//! port it is replayed on.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use wharf_format::{Action, Grant};
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    /// Username; empty for anonymous tokens.
+    pub sub: String,
+    pub aud: String,
+    pub exp: u64,
+    pub nbf: u64,
+    pub iat: u64,
+    pub jti: String,
+    pub access: Vec<AccessEntry>,
+    pub grants: Vec<GrantClaim>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantClaim {
+    pub repository: String,
+    pub object: String,
+    pub actions: Vec<String>,
+}
+
+impl GrantClaim {
+    pub fn to_grant(&self) -> Grant {
+        Grant {
+            repository: self.repository.clone(),
+            object: self.object.clone(),
+            actions: self
+                .actions
+                .iter()
+                .filter_map(|a| match a.as_str() {
+                    "read" => Some(Action::Read),
+                    "write" => Some(Action::Write),
+                    "delete" => Some(Action::Delete),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub fn action_name(a: Action) -> &'static str {
+    match a {
+        Action::Read => "read",
+        Action::Write => "write",
+        Action::Delete => "delete",
+    }
+}
+
+pub struct TokenKeys {
+    enc: EncodingKey,
+    dec: DecodingKey,
+    service: String,
+}
+
+const ISSUER: &str = "wharf";
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], service: &str) -> TokenKeys {
+        TokenKeys { enc: EncodingKey::from_secret(secret), dec: DecodingKey::from_secret(secret), service: service.to_string() }
+    }
+
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    pub fn sign(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.enc).expect("HS256 signing of serializable claims")
+    }
+
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&[&self.service]);
+        v.set_issuer(&[ISSUER]);
+        v.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, &self.dec, &v).ok().map(|d| d.claims)
+    }
+
+    pub fn claims(&self, user: Option<&str>, ttl: u64, access: Vec<AccessEntry>, grants: Vec<GrantClaim>) -> Claims {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Claims {
+            iss: ISSUER.into(),
+            sub: user.unwrap_or_default().into(),
+            aud: self.service.clone(),
+            exp: now + ttl,
+            nbf: now.saturating_sub(1),
+            iat: now,
+            jti: uuid::Uuid::new_v4().to_string(),
+            access,
+            grants,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_with_the_same_key_and_service() {
+        let k = TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
+        let t = k.sign(&k.claims(Some("admin"), 60, vec![], vec![]));
+        assert_eq!(k.verify(&t).unwrap().sub, "admin");
+        assert!(TokenKeys::new(b"another key another key another!", "wharf").verify(&t).is_none());
+        assert!(TokenKeys::new(b"0123456789abcdef0123456789abcdef", "other").verify(&t).is_none());
+        assert!(k.verify("garbage").is_none());
+    }
+}

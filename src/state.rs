@@ -1,0 +1,179 @@
+//! Run-time state shared by every request: the database, the formats, and the registry of
+//! opened repositories, rebuilt from the database whenever the configuration changes (on this
+//! node, or on another one: nodes poll the configuration generation).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock, Weak};
+
+use wharf_format::{BlobStore, ConfigError, Format, FormatEnv, Kind, RepoConfig, RepoLookup, RepoRef, WritePolicy};
+
+use crate::config::Config;
+use crate::db::meta::SqlMeta;
+use crate::db::repos::{self, RepoRow};
+use crate::db::{Db, DbError};
+use crate::security::Authenticator;
+
+pub struct AppState {
+    pub cfg: Config,
+    pub db: Db,
+    pub meta: Arc<SqlMeta>,
+    pub auth: Authenticator,
+    pub formats: Vec<Arc<dyn Format>>,
+    pub registry: Arc<RepoRegistry>,
+    pub listeners: crate::http::listeners::Listeners,
+    pub started: std::time::Instant,
+}
+
+impl AppState {
+    pub fn format(&self, name: &str) -> Option<Arc<dyn Format>> {
+        self.formats.iter().find(|f| f.name() == name).cloned()
+    }
+}
+
+/// One consistent view of every configured repository.
+#[derive(Default)]
+pub struct Snapshot {
+    pub generation: i64,
+    pub repos: HashMap<String, RepoRef>,
+    pub blob_stores: HashMap<String, Arc<BlobStore>>,
+    pub by_port: HashMap<u16, String>,
+    pub by_subdomain: HashMap<String, String>,
+}
+
+pub struct RepoRegistry {
+    current: RwLock<Arc<Snapshot>>,
+    data_dir: PathBuf,
+}
+
+/// Formats look other repositories up through this; it does not keep the registry alive.
+struct Lookup(Weak<RepoRegistry>);
+
+impl RepoLookup for Lookup {
+    fn repo(&self, name: &str) -> Option<RepoRef> {
+        self.0.upgrade()?.get(name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("repository {repo}: {source}")]
+    Config { repo: String, source: ConfigError },
+}
+
+impl RepoRegistry {
+    pub fn new(data_dir: PathBuf) -> Arc<RepoRegistry> {
+        Arc::new(RepoRegistry { current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })), data_dir })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<RepoRef> {
+        self.snapshot().repos.get(name).cloned()
+    }
+
+    /// Re-reads the configuration and reopens every repository. A repository whose stored
+    /// configuration no longer opens is left out (and logged) rather than stopping the others.
+    pub async fn reload(self: &Arc<Self>, db: &Db, meta: Arc<SqlMeta>, formats: &[Arc<dyn Format>]) -> Result<Arc<Snapshot>, LoadError> {
+        let (generation, rows, stores) = db
+            .run(|conn| Ok((repos::generation(conn)?, repos::list(conn)?, repos::list_blob_stores(conn)?)))
+            .await?;
+        let old = self.snapshot();
+        let mut snap = Snapshot { generation, ..Default::default() };
+        for s in stores {
+            let attrs: serde_json::Value = serde_json::from_str(&s.attributes).unwrap_or_default();
+            let path = attrs.get("path").and_then(|p| p.as_str()).unwrap_or(&s.name).to_string();
+            let root = blob_store_root(&self.data_dir, &path);
+            // Keep the open store when nothing changed: it may be streaming to clients.
+            let store = match old.blob_stores.get(&s.name) {
+                Some(existing) => existing.clone(),
+                None => match BlobStore::filesystem(&s.name, &root) {
+                    Ok(b) => Arc::new(b),
+                    Err(e) => {
+                        tracing::error!(blob_store = %s.name, path = %root.display(), error = %e, "cannot open blob store");
+                        continue;
+                    }
+                },
+            };
+            snap.blob_stores.insert(s.name.clone(), store);
+        }
+        for row in rows {
+            let name = row.name.clone();
+            match open_repo(row, &snap, self, meta.clone(), formats) {
+                Ok(Some((r, listener))) => {
+                    if let Some(p) = listener.port {
+                        snap.by_port.insert(p, name.clone());
+                    }
+                    if let Some(s) = listener.subdomain {
+                        snap.by_subdomain.insert(s, name.clone());
+                    }
+                    snap.repos.insert(name, r);
+                }
+                Ok(None) => {}
+                Err(e) => tracing::error!(repository = %name, error = %e, "cannot open repository"),
+            }
+        }
+        let snap = Arc::new(snap);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
+        Ok(snap)
+    }
+}
+
+pub fn blob_store_root(data_dir: &std::path::Path, path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        p
+    } else {
+        data_dir.join("blobs").join(p)
+    }
+}
+
+fn open_repo(
+    row: RepoRow,
+    snap: &Snapshot,
+    registry: &Arc<RepoRegistry>,
+    meta: Arc<SqlMeta>,
+    formats: &[Arc<dyn Format>],
+) -> Result<Option<(RepoRef, wharf_format::Listener)>, ConfigError> {
+    let Some(format) = formats.iter().find(|f| f.name() == row.format) else {
+        tracing::warn!(repository = %row.name, format = %row.format, "no such format in this build; repository skipped");
+        return Ok(None);
+    };
+    let config = Arc::new(stored_config(&row)?);
+    let blobs = snap
+        .blob_stores
+        .get(&config.blob_store)
+        .cloned()
+        .ok_or_else(|| ConfigError::new("storage.blobStoreName", format!("blob store {} is not available", config.blob_store)))?;
+    let env = FormatEnv { blobs: blobs.clone(), meta, repos: Arc::new(Lookup(Arc::downgrade(registry))) };
+    let repo = format.open(config.clone(), env)?;
+    let listener = format.listener(&config);
+    Ok(Some((RepoRef { config, repo, blobs }, listener)))
+}
+
+/// Rebuilds a [`RepoConfig`] from its row (the JSON was validated when it was written).
+pub fn stored_config(row: &RepoRow) -> Result<RepoConfig, ConfigError> {
+    let json: serde_json::Value = serde_json::from_str(&row.config).map_err(|e| ConfigError::new("config", e.to_string()))?;
+    let mut attributes = json.as_object().cloned().unwrap_or_default();
+    let storage = attributes.remove("storage").unwrap_or_default();
+    let online = attributes.remove("online").and_then(|v| v.as_bool()).unwrap_or(true);
+    let anonymous_read = attributes.remove("anonymousRead").and_then(|v| v.as_bool()).unwrap_or(false);
+    attributes.remove("name");
+    Ok(RepoConfig {
+        id: row.id,
+        name: row.name.clone(),
+        format: row.format.clone(),
+        kind: row.kind.parse::<Kind>().map_err(|()| ConfigError::new("type", format!("unknown kind {}", row.kind)))?,
+        online,
+        blob_store: row.blob_store.clone(),
+        write_policy: storage.get("writePolicy").and_then(|v| v.as_str()).and_then(|s| s.parse().ok()).unwrap_or(WritePolicy::Allow),
+        strict_content_type: storage.get("strictContentTypeValidation").and_then(|v| v.as_bool()).unwrap_or(true),
+        latest_policy: storage.get("latestPolicy").and_then(|v| v.as_bool()).unwrap_or(false),
+        anonymous_read,
+        attributes,
+    })
+}
