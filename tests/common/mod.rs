@@ -5,6 +5,8 @@
 //! test binary that ends, or panics, never leaves a server behind.
 #![allow(dead_code)]
 
+pub mod oci;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
