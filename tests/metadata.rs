@@ -1,0 +1,134 @@
+//! The metadata layer on both backends: every test body runs on SQLite and, when
+//! `WHARF_TEST_DATABASE_URL` names a PostgreSQL server (the test command starts one), on
+//! PostgreSQL too.
+
+use std::process::Command;
+
+use wharf::db::meta::SqlMeta;
+use wharf::db::{repos, Db};
+use wharf_format::{Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
+
+fn backends() -> Vec<(String, Db, i64)> {
+    let mut out = Vec::new();
+    let dir = tempfile::tempdir().unwrap().keep();
+    out.push(("sqlite".to_string(), Db::open(&format!("sqlite://{}", dir.join("t.db").display()), 4).unwrap()));
+    match std::env::var("WHARF_TEST_DATABASE_URL") {
+        Ok(url) => {
+            let name = format!("wharf_meta_{}", uuid::Uuid::new_v4().simple());
+            let out_ = Command::new("psql").arg(&url).arg("-c").arg(format!("CREATE DATABASE {name}")).output().unwrap();
+            assert!(out_.status.success(), "{}", String::from_utf8_lossy(&out_.stderr));
+            let (head, _) = url.rsplit_once('/').unwrap();
+            out.push(("postgres".to_string(), Db::open(&format!("{head}/{name}"), 4).unwrap()));
+        }
+        Err(_) => assert!(std::env::var("WHARF_TEST_REQUIRE_PG").is_err(), "WHARF_TEST_REQUIRE_PG is set but no PostgreSQL URL"),
+    }
+    out.into_iter()
+        .map(|(n, db)| {
+            db.run_sync(|c| {
+                repos::insert_blob_store(c, "default", "file", "{}")?;
+                repos::insert(c, "r1", "docker", "hosted", "default", "{}")
+            })
+            .unwrap();
+            let id = db.run_sync(|c| repos::get(c, "r1")).unwrap().unwrap().id;
+            (n, db, id)
+        })
+        .collect()
+}
+
+fn asset(path: &str, digest: &str) -> NewAsset {
+    NewAsset { path: path.into(), kind: "tag".into(), component: Some("img".into()), digest: Some(digest.into()), size: 1, ..Default::default() }
+}
+
+#[tokio::test]
+async fn a_failed_check_writes_nothing_and_names_the_check() {
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db);
+        let res = meta
+            .commit(
+                vec![Check::Absent { repo, path: "x".into() }, Check::Exists { repo, path: "missing".into() }],
+                vec![Write::Upsert { repo, asset: asset("img/tags/a", "d1") }],
+            )
+            .await;
+        assert!(matches!(res, Err(MetaError::CheckFailed(1))), "{backend}: {res:?}");
+        assert_eq!(meta.get(repo, "img/tags/a").await.unwrap(), None, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn upsert_replaces_and_insert_if_absent_keeps() {
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db);
+        meta.commit(vec![], vec![Write::Upsert { repo, asset: asset("p", "d1") }]).await.unwrap();
+        meta.commit(vec![], vec![Write::Upsert { repo, asset: asset("p", "d2") }]).await.unwrap();
+        assert_eq!(meta.get(repo, "p").await.unwrap().unwrap().digest.as_deref(), Some("d2"), "{backend}");
+        meta.commit(vec![], vec![Write::InsertIfAbsent { repo, asset: asset("p", "d3") }]).await.unwrap();
+        assert_eq!(meta.get(repo, "p").await.unwrap().unwrap().digest.as_deref(), Some("d2"), "{backend}");
+        let r = meta.commit(vec![Check::AbsentOrDigest { repo, path: "p".into(), digest: "d9".into() }], vec![]).await;
+        assert!(matches!(r, Err(MetaError::CheckFailed(0))), "{backend}");
+        meta.commit(vec![Check::AbsentOrDigest { repo, path: "p".into(), digest: "d2".into() }], vec![]).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn listing_is_bytewise_ordered_and_pages() {
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db);
+        let tags = ["b", "A", "a", "B", "a-1", "a.1", "_x"];
+        let writes = tags.iter().map(|t| Write::Upsert { repo, asset: asset(&format!("img/tags/{t}"), "d") }).collect();
+        meta.commit(vec![], writes).await.unwrap();
+        // Another image whose name extends the prefix must not leak in.
+        meta.commit(vec![], vec![Write::Upsert { repo, asset: NewAsset { component: Some("img2".into()), ..asset("img2/tags/z", "d") } }]).await.unwrap();
+        let q = |after: Option<&str>, limit: Option<i64>| ListQuery {
+            kind: Some("tag".into()),
+            component: Some("img".into()),
+            prefix: Some("img/tags/".into()),
+            after: after.map(|a| format!("img/tags/{a}")),
+            limit,
+            ..Default::default()
+        };
+        let all: Vec<String> = meta.list(repo, q(None, None)).await.unwrap().into_iter().map(|a| a.path[9..].to_string()).collect();
+        assert_eq!(all, vec!["A", "B", "_x", "a", "a-1", "a.1", "b"], "{backend}: bytewise order");
+        let page: Vec<String> = meta.list(repo, q(Some("_x"), Some(2))).await.unwrap().into_iter().map(|a| a.path[9..].to_string()).collect();
+        assert_eq!(page, vec!["a", "a-1"], "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn delete_by_digest_removes_only_matching_rows() {
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db);
+        meta.commit(vec![], vec![
+            Write::Upsert { repo, asset: asset("img/tags/1", "dA") },
+            Write::Upsert { repo, asset: asset("img/tags/2", "dA") },
+            Write::Upsert { repo, asset: asset("img/tags/3", "dB") },
+        ]).await.unwrap();
+        meta.commit(vec![], vec![Write::DeleteByDigest { repo, kind: "tag".into(), component: "img".into(), digest: "dA".into() }]).await.unwrap();
+        let left: Vec<String> = meta.list(repo, ListQuery { prefix: Some("img/tags/".into()), ..Default::default() }).await.unwrap().into_iter().map(|a| a.path).collect();
+        assert_eq!(left, vec!["img/tags/3"], "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn upload_progress_is_compare_and_set() {
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db);
+        let row = UploadRow { id: "u1".into(), repo, component: "img".into(), blob_store: "default".into(), offset: 0, hash_state: vec![1, 2, 3], created_at: 0, updated_at: 0 };
+        meta.upload_create(row).await.unwrap();
+        meta.upload_advance("u1", 0, 10, vec![4]).await.unwrap();
+        assert!(matches!(meta.upload_advance("u1", 0, 20, vec![5]).await, Err(MetaError::Conflict)), "{backend}");
+        let got = meta.upload_get("u1").await.unwrap().unwrap();
+        assert_eq!((got.offset, got.hash_state), (10, vec![4]), "{backend}");
+        meta.upload_delete("u1").await.unwrap();
+        assert_eq!(meta.upload_get("u1").await.unwrap(), None, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_repository_deletes_its_assets() {
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db.clone());
+        meta.commit(vec![], vec![Write::Upsert { repo, asset: asset("img/tags/1", "d") }]).await.unwrap();
+        assert!(db.run_sync(|c| repos::delete(c, "r1")).unwrap());
+        assert_eq!(meta.get(repo, "img/tags/1").await.unwrap(), None, "{backend}");
+    }
+}

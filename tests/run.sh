@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
+# PostgreSQL), starts a PostgreSQL on loopback for the database tests, and runs cargo test
+# twice: everything on the embedded SQLite, then the database-facing suites on PostgreSQL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v skopeo >/dev/null || need+=(skopeo)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v psql >/dev/null || need+=(postgresql-client)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# PostgreSQL on a private port and directory, stopped when this script exits.
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+PGDATA=$(mktemp -d /tmp/wharf-pg.XXXXXX)
+PGPORT=${WHARF_TEST_PG_PORT:-54329}
+AS=()
+if [ "$(id -u)" -eq 0 ]; then
+    chown postgres "$PGDATA"
+    AS=(runuser -u postgres --)
+fi
+"${AS[@]}" "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
+"${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/log" -o "-p $PGPORT -k $PGDATA -h 127.0.0.1 -c fsync=off" -w start >/dev/null
+trap '"${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$PGDATA"' EXIT
+PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+
+echo "== cargo test (SQLite)"
+cargo test --workspace --no-fail-fast 2>&1
+
+echo "== cargo test (PostgreSQL): database-facing suites"
+WHARF_TEST_DATABASE_URL="$PG_URL" WHARF_TEST_REQUIRE_PG=1 cargo test --no-fail-fast \
+    --test metadata --test docker_skopeo --test oci_conformance --test crash 2>&1
