@@ -1,0 +1,178 @@
+//! The admin API and the three ways to reach a Docker repository: path-routed, own port
+//! (opened and closed without a restart), and Host subdomain. Also first-start security.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{TestServer, ADMIN_PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn server() -> &'static TestServer {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    S.get_or_init(TestServer::start)
+}
+
+fn http() -> Client {
+    Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+fn admin(method: Method, path: &str) -> reqwest::blocking::RequestBuilder {
+    http().request(method, server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD))
+}
+
+fn hosted(name: &str, docker: Value) -> Value {
+    json!({"name": name, "online": true, "storage": {"blobStoreName": "default", "writePolicy": "allow"}, "docker": docker})
+}
+
+#[test]
+fn first_start_creates_the_defaults_and_no_fixed_password() {
+    let s = TestServer::start_with_env(&[("WHARF_ADMIN_PASSWORD", "")]);
+    let file = s.data_dir().join("admin.password");
+    let password = std::fs::read_to_string(&file).expect("admin.password written").trim().to_string();
+    assert_eq!(password.len(), 24);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let c = http();
+    let r = c.get(s.url("/service/rest/v1/repositories")).basic_auth("admin", Some(&password)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let repos: Value = r.json().unwrap();
+    assert_eq!(repos[0]["name"], "docker-hosted");
+    assert_eq!(repos[0]["format"], "docker");
+    let r = c.get(s.url("/service/rest/v1/repositories")).basic_auth("admin", Some("admin123")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "Nexus's old default password does not work");
+    let r = c.get(s.url("/service/rest/v1/blobstores")).basic_auth("admin", Some(&password)).send().unwrap();
+    assert_eq!(r.json::<Value>().unwrap()[0]["name"], "default");
+}
+
+#[test]
+fn admin_api_requires_an_administrator() {
+    let r = http().get(server().url("/service/rest/v1/repositories")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let r = http().get(server().url("/service/rest/v1/status")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "status needs no credentials");
+    let r = admin(Method::GET, "/service/rest/v1/status/check").send().unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["Database"]["healthy"], true);
+}
+
+#[test]
+fn bad_repository_json_gets_a_400_naming_the_field() {
+    for (body, field) in [
+        (json!({"name": "bad1", "storage": {"blobStoreName": "default"}, "docker": {"httpPort": 70000}}), "docker.httpPort"),
+        (json!({"name": "bad2", "storage": {"blobStoreName": "default"}, "docker": {}, "colour": "red"}), "colour"),
+        (json!({"name": "bad3", "storage": {"blobStoreName": "default", "writePolicy": "sometimes"}}), "storage.writePolicy"),
+        (json!({"name": "bad4", "storage": {"blobStoreName": "nope"}}), "storage.blobStoreName"),
+        (json!({"name": "Bad Name", "storage": {"blobStoreName": "default"}}), "name"),
+        (json!({"name": "docker-hosted", "storage": {"blobStoreName": "default"}}), "name"),
+        (json!({"storage": {"blobStoreName": "default"}}), "name"),
+    ] {
+        let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&body).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let errors: Value = r.json().unwrap();
+        assert_eq!(errors[0]["id"], format!("PARAMETER {field}"), "{body}: {errors}");
+    }
+    let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").header("content-type", "application/json").body("{nope").send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn repository_ports_open_move_and_close_without_a_restart() {
+    let port = common::free_port();
+    let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&hosted("ported", json!({"httpPort": port}))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    let ping = |p: u16| http().get(format!("http://127.0.0.1:{p}/v2/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().map(|r| r.status());
+    assert_eq!(ping(port).unwrap(), StatusCode::OK);
+
+    // Another repository cannot take the same port.
+    let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&hosted("ported2", json!({"httpPort": port}))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().unwrap()[0]["id"], "PARAMETER docker.httpPort");
+
+    let moved = common::free_port();
+    let r = admin(Method::PUT, "/service/rest/v1/repositories/docker/hosted/ported").json(&hosted("ported", json!({"httpPort": moved}))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(ping(moved).unwrap(), StatusCode::OK);
+    assert!(ping(port).is_err(), "the old port is closed");
+    let got: Value = admin(Method::GET, "/service/rest/v1/repositories/docker/hosted/ported").send().unwrap().json().unwrap();
+    assert_eq!(got["docker"]["httpPort"], moved);
+
+    let r = admin(Method::DELETE, "/service/rest/v1/repositories/ported").send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(ping(moved).is_err(), "deleting the repository closes its port");
+    let r = admin(Method::GET, "/service/rest/v1/repositories/ported").send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn the_host_subdomain_selects_the_repository() {
+    let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&hosted("by-host", json!({"subdomain": "team-images"}))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(config)));
+    // Pushed through the subdomain, with no repository segment in the path...
+    let r = http()
+        .post(server().url(&format!("/v2/app/blobs/uploads/?digest={digest}")))
+        .header("Host", "team-images.wharf.example.com")
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(config.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert!(r.headers()["location"].to_str().unwrap().starts_with("http://team-images.wharf.example.com/v2/app/blobs/"));
+    // ...it is in that repository, path-routed on the main port.
+    let r = http().head(server().url(&format!("/v2/by-host/app/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-length"], config.len().to_string().as_str());
+}
+
+fn push_manifest(repo: &str, name: &str, tag: &str, seed: u8) -> StatusCode {
+    let config = format!(r#"{{"architecture":"amd64","os":"linux","seed":{seed}}}"#);
+    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(config.as_bytes())));
+    let r = http()
+        .post(server().url(&format!("/v2/{repo}/{name}/blobs/uploads/?digest={digest}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(config.clone())
+        .send()
+        .unwrap();
+    if r.status() != StatusCode::CREATED {
+        return r.status();
+    }
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest, "size": config.len()}, "layers": []});
+    http()
+        .put(server().url(&format!("/v2/{repo}/{name}/manifests/{tag}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest.to_string())
+        .send()
+        .unwrap()
+        .status()
+}
+
+#[test]
+fn write_policies_allow_once_and_deny() {
+    let once = json!({"name": "once", "storage": {"blobStoreName": "default", "writePolicy": "ALLOW_ONCE", "latestPolicy": true}, "docker": {}});
+    assert_eq!(admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&once).send().unwrap().status(), StatusCode::CREATED);
+    assert_eq!(push_manifest("once", "app", "1.0", 1), StatusCode::CREATED);
+    assert_eq!(push_manifest("once", "app", "1.0", 1), StatusCode::CREATED, "re-pushing the same content is fine");
+    assert_eq!(push_manifest("once", "app", "1.0", 2), StatusCode::FORBIDDEN, "a set tag cannot be moved");
+    assert_eq!(push_manifest("once", "app", "latest", 1), StatusCode::CREATED);
+    assert_eq!(push_manifest("once", "app", "latest", 2), StatusCode::CREATED, "latestPolicy exempts latest");
+
+    let deny = json!({"name": "readonly", "storage": {"blobStoreName": "default", "writePolicy": "deny"}, "docker": {}});
+    assert_eq!(admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&deny).send().unwrap().status(), StatusCode::CREATED);
+    let r = http().post(server().url("/v2/readonly/app/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().unwrap()["errors"][0]["code"], "DENIED");
+}
+
+#[test]
+fn an_offline_repository_answers_503() {
+    let body = json!({"name": "sleepy", "online": false, "storage": {"blobStoreName": "default"}, "docker": {}});
+    assert_eq!(admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&body).send().unwrap().status(), StatusCode::CREATED);
+    let r = http().get(server().url("/v2/sleepy/app/tags/list")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
