@@ -1,0 +1,190 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: wharf against the CNCF Distribution registry (Debian's
+`docker-registry`) on this machine, in one run. Run by hand, never in CI:
+
+    cargo build --release && python3 tests/bench/docker_bench.py [--layers 8 --layer-mib 128]
+
+It measures, for each server on a fresh data directory:
+  - push and pull of one image of N layers (skopeo, oci layout <-> registry), MB/s
+  - manifest GET and HEAD requests per second at 32 concurrent connections (ab -k)
+  - wharf only: time from start to first answered request, idle RSS, peak RSS (VmHWM) over
+    the whole run
+and prints the ratios wharf / registry. Both servers run without authentication on the
+measured paths (wharf: a repository with anonymousRead) so that the comparison is like for like;
+a second wharf manifest run uses Basic credentials to show what authentication costs.
+"""
+import argparse, hashlib, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WHARF = os.path.join(ROOT, "target/release/wharf")
+
+
+def free_port():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+
+
+def wait_http(url, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer means it is up
+        except Exception:
+            time.sleep(0.005)
+    raise SystemExit(f"{url} did not answer")
+
+
+def rss_kb(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_s(pid):
+    """User + system CPU seconds the process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def make_layout(path, layers, layer_mib):
+    """An OCI layout with `layers` layers of incompressible data (stored, not gzip: the
+    benchmark measures the servers, not compression)."""
+    os.makedirs(f"{path}/blobs/sha256", exist_ok=True)
+    descs, diff_ids = [], []
+    chunk = 1 << 20
+    for i in range(layers):
+        h = hashlib.sha256()
+        tmp = f"{path}/blobs/tmp"
+        with open(tmp, "wb") as f:
+            for _ in range(layer_mib):
+                b = os.urandom(chunk)
+                h.update(b); f.write(b)
+        d = h.hexdigest()
+        os.rename(tmp, f"{path}/blobs/sha256/{d}")
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": f"sha256:{d}", "size": layer_mib * chunk})
+        diff_ids.append(f"sha256:{d}")
+    def put(b):
+        d = hashlib.sha256(b).hexdigest()
+        open(f"{path}/blobs/sha256/{d}", "wb").write(b)
+        return f"sha256:{d}", len(b)
+    cd, cs = put(json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}}).encode())
+    md, ms = put(json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                             "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+                             "layers": descs}).encode())
+    open(f"{path}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
+    json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+                                                  "annotations": {"org.opencontainers.image.ref.name": "bench"}}]}, open(f"{path}/index.json", "w"))
+    return md, layers * layer_mib * chunk
+
+
+def timed(cmd):
+    t = time.time()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.time() - t
+
+
+def load(url, method, seconds, headers=()):
+    """Requests per second at 32 concurrent keep-alive connections (ApacheBench: unlike wrk it
+    reads HEAD answers correctly)."""
+    cmd = ["ab", "-q", "-k", "-c", "32", "-t", str(seconds), "-n", "100000000"]
+    if method == "HEAD":
+        cmd.append("-i")
+    for k, v in headers:
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
+    bad = [l for l in out.splitlines() if l.startswith("Non-2xx responses") or (l.startswith("Failed requests") and l.split()[-1] != "0")]
+    if bad:
+        raise SystemExit(f"{method} {url}: {bad}")
+    return float([l for l in out.splitlines() if l.startswith("Requests per second")][0].split()[3])
+
+
+def bench_server(name, pid, base, image_ref, layout, size, manifest_digest, accept, work, seconds, creds=None):
+    res = {}
+    c0 = cpu_s(pid)
+    pull_dir = os.path.join(work, f"pull-{name}")
+    cred_args = ["--dest-creds", creds] if creds else []
+    res["push_s"] = timed(["skopeo", "copy", "--dest-tls-verify=false", *cred_args, f"oci:{layout}:bench", f"docker://{image_ref}"])
+    c1 = cpu_s(pid)
+    src_creds = ["--src-creds", creds] if creds else []
+    res["pull_s"] = timed(["skopeo", "copy", "--src-tls-verify=false", *src_creds, f"docker://{image_ref}", f"oci:{pull_dir}:bench"])
+    c2 = cpu_s(pid)
+    res["push_cpu_s_per_GiB"] = (c1 - c0) / (size / 2**30)
+    res["pull_cpu_s_per_GiB"] = (c2 - c1) / (size / 2**30)
+    shutil.rmtree(pull_dir, ignore_errors=True)
+    res["push_MBps"] = size / res["push_s"] / 1e6
+    res["pull_MBps"] = size / res["pull_s"] / 1e6
+    path = "/v2/" + image_ref.split("/", 1)[1].rsplit(":", 1)[0] + "/manifests/bench"
+    hdr = [("Accept", accept)]
+    res["manifest_get_rps"] = load(base + path, "GET", seconds, hdr)
+    res["manifest_head_rps"] = load(base + path, "HEAD", seconds, hdr)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--layers", type=int, default=8)
+    ap.add_argument("--layer-mib", type=int, default=128)
+    ap.add_argument("--seconds", type=int, default=10)
+    args = ap.parse_args()
+    for tool in ("skopeo", "ab", "docker-registry"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing: apt-get install skopeo apache2-utils docker-registry")
+    if not os.path.exists(WHARF):
+        raise SystemExit("build first: cargo build --release")
+    work = tempfile.mkdtemp(prefix="wharf-bench-")
+    layout = os.path.join(work, "layout")
+    manifest_digest, size = make_layout(layout, args.layers, args.layer_mib)
+    accept = "application/vnd.oci.image.manifest.v1+json"
+    print(f"image: {args.layers} layers, {size / 2**20:.0f} MiB", flush=True)
+
+    # Distribution
+    reg_port = free_port()
+    reg_dir = os.path.join(work, "registry")
+    cfg = os.path.join(work, "registry.yml")
+    open(cfg, "w").write(f"""version: 0.1
+log: {{level: error, accesslog: {{disabled: true}}}}
+storage: {{filesystem: {{rootdirectory: {reg_dir}}}, delete: {{enabled: true}}}}
+http: {{addr: 127.0.0.1:{reg_port}}}
+""")
+    reg = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{reg_port}/v2/")
+    r = bench_server("registry", reg.pid, f"http://127.0.0.1:{reg_port}", f"127.0.0.1:{reg_port}/bench/app:bench", layout, size, manifest_digest, accept, work, args.seconds)
+    reg.send_signal(signal.SIGTERM); reg.wait()
+
+    # wharf
+    port = free_port()
+    data = os.path.join(work, "wharf-data")
+    env = dict(os.environ, WHARF_LISTEN=f"127.0.0.1:{port}", WHARF_DATA_DIR=data, WHARF_ADMIN_PASSWORD="bench-password", RUST_LOG="warn")
+    t0 = time.time()
+    w = subprocess.Popen([WHARF, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/service/rest/v1/status")
+    start_s = time.time() - t0
+    time.sleep(1)
+    idle_rss = rss_kb(w.pid, "VmRSS")
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/service/rest/v1/repositories/docker/hosted", method="POST",
+                                 data=json.dumps({"name": "bench", "anonymousRead": True, "storage": {"blobStoreName": "default"}, "docker": {}}).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": "Basic " + __import__("base64").b64encode(b"admin:bench-password").decode()})
+    urllib.request.urlopen(req)
+    wr = bench_server("wharf", w.pid, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}/bench/app:bench", layout, size, manifest_digest, accept, work, args.seconds, creds="admin:bench-password")
+    basic = [("Authorization", "Basic " + __import__("base64").b64encode(b"admin:bench-password").decode())]
+    wr["manifest_get_rps_basic_auth"] = load(f"http://127.0.0.1:{port}/v2/bench/app/manifests/bench", "GET", args.seconds, [("Accept", accept)] + basic)
+    peak_rss = rss_kb(w.pid, "VmHWM")
+    w.send_signal(signal.SIGTERM); w.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+    print(f"\n{'':28}{'wharf':>12}{'registry':>12}{'ratio':>8}")
+    for k, label in [("push_MBps", "push MB/s"), ("pull_MBps", "pull MB/s"), ("manifest_get_rps", "manifest GET req/s (c=32)"), ("manifest_head_rps", "manifest HEAD req/s (c=32)")]:
+        print(f"{label:28}{wr[k]:12.1f}{r[k]:12.1f}{wr[k] / r[k]:8.2f}")
+    for k, label in [("push_cpu_s_per_GiB", "server CPU s/GiB, push"), ("pull_cpu_s_per_GiB", "server CPU s/GiB, pull")]:
+        print(f"{label:28}{wr[k]:12.2f}{r[k]:12.2f}{r[k] / wr[k]:8.2f}")
+    print(f"{'manifest GET, Basic auth':28}{wr['manifest_get_rps_basic_auth']:12.1f}")
+    print(f"\nwharf start to first answer: {start_s * 1000:.0f} ms; idle RSS {idle_rss / 1024:.1f} MB; peak RSS over the run {peak_rss / 1024:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
