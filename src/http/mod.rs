@@ -34,6 +34,7 @@ pub async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> R
 pub fn main_routes(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.configure(admin::configure)
         .route("/v2/token", web::get().to(token::on_main))
+        .route("/v2/token", web::post().to(token::oauth_on_main))
         .service(web::resource("/repository/{tail:.*}").to(mount::by_prefix));
     for f in &state.formats {
         if let Some(root) = f.root_path() {

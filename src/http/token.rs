@@ -13,23 +13,43 @@ use crate::state::AppState;
 
 pub async fn on_main(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let own = subdomain_repo(&state, &req);
-    issue(&state, &req, own).await
+    get_token(&state, &req, own).await
 }
 
 pub async fn on_port(state: web::Data<AppState>, port: u16, req: HttpRequest) -> HttpResponse {
     let own = state.registry.snapshot().by_port.get(&port).cloned();
-    issue(&state, &req, own).await
+    get_token(&state, &req, own).await
 }
 
-fn unauthorized(msg: &str) -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#))
-        .json(json!({"errors":[{"code":"UNAUTHORIZED","message":msg,"detail":null}]}))
+pub async fn oauth_on_main(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let own = subdomain_repo(&state, &req);
+    post_token(&state, &req, own, &body).await
 }
 
-/// `own`: the repository this listener serves (own port or subdomain), where scope names carry
-/// no repository segment.
-async fn issue(state: &AppState, req: &HttpRequest, own: Option<String>) -> HttpResponse {
+pub async fn oauth_on_port(state: web::Data<AppState>, port: u16, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let own = state.registry.snapshot().by_port.get(&port).cloned();
+    post_token(&state, &req, own, &body).await
+}
+
+/// The OAuth2 form of the token endpoint (`POST`, `grant_type=password`), which containerd-based
+/// clients try first when they hold credentials.
+async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, body: &[u8]) -> HttpResponse {
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    if field("grant_type").as_deref() != Some("password") {
+        return HttpResponse::BadRequest().json(json!({"error": "unsupported_grant_type", "error_description": "only the password grant is supported"}));
+    }
+    let (Some(user), Some(pass)) = (field("username"), field("password")) else {
+        return HttpResponse::BadRequest().json(json!({"error": "invalid_request", "error_description": "username and password are required"}));
+    };
+    let Some(principal) = state.auth.password_login(&user, &pass).await else {
+        return HttpResponse::Unauthorized().json(json!({"error": "invalid_grant", "error_description": "invalid username or password"}));
+    };
+    let scopes: Vec<String> = form.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
+    issue(state, req, own, principal, &scopes)
+}
+
+async fn get_token(state: &AppState, req: &HttpRequest, own: Option<String>) -> HttpResponse {
     let principal = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
         None => Principal::anonymous(),
         Some(h) => {
@@ -43,13 +63,26 @@ async fn issue(state: &AppState, req: &HttpRequest, own: Option<String>) -> Http
             }
         }
     };
+    let scopes: Vec<String> = url::form_urlencoded::parse(req.query_string().as_bytes())
+        .filter(|(k, _)| k == "scope")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    issue(state, req, own, principal, &scopes)
+}
+
+fn unauthorized(msg: &str) -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#))
+        .json(json!({"errors":[{"code":"UNAUTHORIZED","message":msg,"detail":null}]}))
+}
+
+/// Signs a token holding the part of `scopes` that `principal` may have. `own`: the repository
+/// this listener serves (own port or subdomain), where scope names carry no repository segment.
+fn issue(state: &AppState, req: &HttpRequest, own: Option<String>, principal: Principal, scopes: &[String]) -> HttpResponse {
     let origin = origin(req);
     let mut access = Vec::new();
     let mut grants = Vec::new();
-    for (k, v) in url::form_urlencoded::parse(req.query_string().as_bytes()) {
-        if k != "scope" {
-            continue;
-        }
+    for v in scopes {
         for scope in v.split(' ').filter(|s| !s.is_empty()) {
             let Some((kind, rest)) = scope.split_once(':') else { continue };
             let Some((name, actions)) = rest.rsplit_once(':') else { continue };
@@ -105,6 +138,7 @@ async fn issue(state: &AppState, req: &HttpRequest, own: Option<String>) -> Http
         "access_token": token,
         "expires_in": ttl,
         "issued_at": format_rfc3339(issued_at),
+        "scope": scopes.join(" "),
     }))
 }
 
