@@ -21,7 +21,17 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub http: HttpConfig,
     pub docker: DockerConfig,
+    pub uploads: UploadsConfig,
     pub s3: S3Config,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadsConfig {
+    /// An upload untouched for this long is abandoned: its session and staged bytes are removed.
+    pub ttl_secs: u64,
+    /// How often each node looks for abandoned uploads.
+    pub sweep_interval_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +80,7 @@ impl Default for Config {
             database: DatabaseConfig { pool_size: 16 },
             http: HttpConfig { workers: 0, shutdown_timeout_secs: 30 },
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
+            uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },
         }
     }
@@ -77,7 +88,7 @@ impl Default for Config {
 
 /// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
 /// so test and tooling variables cannot break start-up).
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "s3"];
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "s3"];
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {

@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod db;
 pub mod http;
+pub mod janitor;
 pub mod security;
 pub mod state;
 
@@ -87,6 +88,14 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
                     http::apply_config_change(&poll_state).await;
                 }
             }
+        }
+    });
+    let janitor_state = state.clone();
+    actix_rt::spawn(async move {
+        loop {
+            let c = &janitor_state.cfg.uploads;
+            janitor::sweep(&janitor_state, Duration::from_secs(c.ttl_secs)).await;
+            tokio::time::sleep(Duration::from_secs(c.sweep_interval_secs.max(1))).await;
         }
     });
     if exit_on_stdin_eof {

@@ -132,3 +132,62 @@ fn base64_basic(user: &str, pass: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
 }
+
+#[test]
+fn abandoned_uploads_are_swept_away() {
+    let server = TestServer::start_with_env(&[("WHARF_UPLOADS__TTL_SECS", "1"), ("WHARF_UPLOADS__SWEEP_INTERVAL_SECS", "1")]);
+    let http = client();
+    let r = http.post(server.url("/v2/docker-hosted/swept/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let upload = absolute(&server.base, r.headers()["location"].to_str().unwrap());
+    let r = http.patch(&upload).basic_auth("admin", Some(ADMIN_PASSWORD)).body(vec![7u8; 1000]).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let staging = server.data_dir().join("blobs/default/uploads");
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = http.get(&upload).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        if r.status() == StatusCode::NOT_FOUND {
+            assert_eq!(r.json::<serde_json::Value>().unwrap()["errors"][0]["code"], "BLOB_UPLOAD_UNKNOWN");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the abandoned upload was never swept");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "its staged bytes are gone too");
+}
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish() {
+    let mut server = TestServer::start();
+    let http = client();
+    let r = http.post(server.url("/v2/docker-hosted/graceful/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let upload_path = absolute(&server.base, r.headers()["location"].to_str().unwrap()).replacen(&server.base, "", 1);
+    let data = common::oci::noise(9, MIB);
+    let mut sock = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        sock,
+        "PATCH {upload_path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        server.addr,
+        base64_basic("admin", ADMIN_PASSWORD),
+        data.len()
+    )
+    .unwrap();
+    sock.write_all(&data[..MIB / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let status = std::process::Command::new("kill").arg("-TERM").arg(server.pid().to_string()).status().unwrap();
+    assert!(status.success());
+    std::thread::sleep(Duration::from_millis(300));
+    // The server is stopping, and still reads the rest of the request it had started.
+    sock.write_all(&data[MIB / 2..]).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut sock, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains(&format!("range: 0-{}", MIB - 1)), "{answer}");
+    let exit = server.wait_exit(Duration::from_secs(20)).expect("the server exits after draining");
+    assert!(exit.success(), "a graceful stop exits 0: {exit}");
+    server.spawn();
+    let r = http.get(server.url(&upload_path)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["range"], format!("0-{}", MIB - 1).as_str());
+}

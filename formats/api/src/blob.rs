@@ -293,6 +293,22 @@ impl BlobStore {
         }
     }
 
+    /// Ids of staged uploads whose bytes were last written before `before` (for the janitor:
+    /// abandoned sessions, and one-shot uploads of a process that died).
+    pub async fn stale_staging(&self, before: std::time::SystemTime) -> Result<Vec<String>, BlobError> {
+        let mut out = Vec::new();
+        let mut dir = tokio::fs::read_dir(self.root.join("uploads")).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            let modified = entry.metadata().await?.modified()?;
+            if modified < before {
+                if let Some(name) = entry.file_name().to_str() {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Removes a blob for good. Only garbage collection may call this: formats drop references.
     pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
         match self.store.delete(&Self::key(digest)).await {

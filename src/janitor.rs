@@ -1,0 +1,57 @@
+//! Periodic clean-up of abandoned uploads: a client that starts a chunked upload and never
+//! finishes it leaves a session row and staged bytes behind; a process killed during a one-shot
+//! upload leaves staged bytes without a row. Both are removed once they are older than
+//! `uploads.ttl_secs`, on every node (a node only removes staging files of the blob stores it opens).
+
+use std::time::{Duration, SystemTime};
+
+use diesel::prelude::*;
+use wharf_format::now_millis;
+
+use crate::db::schema::uploads;
+use crate::state::AppState;
+
+pub async fn sweep(state: &AppState, ttl: Duration) -> usize {
+    let cutoff = now_millis() - ttl.as_millis() as i64;
+    let stale = state
+        .db
+        .run(move |c| {
+            let rows: Vec<(String, String)> =
+                uploads::table.filter(uploads::updated_at.lt(cutoff)).select((uploads::id, uploads::blob_store)).load(c)?;
+            let ids: Vec<&String> = rows.iter().map(|(id, _)| id).collect();
+            diesel::delete(uploads::table.filter(uploads::id.eq_any(ids))).execute(c)?;
+            Ok(rows)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "upload janitor: database");
+            vec![]
+        });
+    let snap = state.registry.snapshot();
+    let mut removed = 0;
+    for (id, store) in &stale {
+        if let Some(b) = snap.blob_stores.get(store) {
+            b.stage_discard(id).await;
+            removed += 1;
+        }
+    }
+    // Staged files with no live session row.
+    let before = SystemTime::now() - ttl;
+    for store in snap.blob_stores.values() {
+        let Ok(ids) = store.stale_staging(before).await else { continue };
+        for id in ids {
+            let live = {
+                let id = id.clone();
+                state.db.run(move |c| Ok(uploads::table.find(id).count().get_result::<i64>(c)? > 0)).await.unwrap_or(true)
+            };
+            if !live {
+                store.stage_discard(&id).await;
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "upload janitor removed abandoned uploads");
+    }
+    removed
+}
