@@ -91,10 +91,15 @@ impl Db {
         };
         match backend {
             Backend::Postgres => drop(PgConnection::establish(&conn_url).map_err(|e| DbError::Migration(e.to_string()))?),
-            Backend::Sqlite => drop(SqliteConnection::establish(&conn_url).map_err(|e| DbError::Migration(e.to_string()))?),
+            Backend::Sqlite => {
+                // One connection switches to WAL (and recovers a WAL left by a crash) before the
+                // pool opens its connections side by side.
+                let mut c = AnyConnection::Sqlite(SqliteConnection::establish(&conn_url).map_err(|e| DbError::Migration(e.to_string()))?);
+                SqlitePragmas.on_acquire(&mut c).map_err(|e| DbError::Migration(e.to_string()))?;
+            }
         }
         let manager = ConnectionManager::<AnyConnection>::new(conn_url);
-        let mut builder = Pool::builder().max_size(size).connection_timeout(Duration::from_secs(10));
+        let mut builder = Pool::builder().max_size(size).min_idle(Some(2)).connection_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             builder = builder.connection_customizer(Box::new(SqlitePragmas));
         }
