@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
 # PostgreSQL), starts a PostgreSQL on loopback for the database tests, and runs cargo test
-# twice: everything on the embedded SQLite, then the database-facing suites on PostgreSQL.
+# twice: everything on the embedded SQLite, then every integration suite on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -191,9 +191,11 @@ impl Hosted {
         let mut res = HttpResponse::Ok();
         if more {
             if let Some(last) = names.last() {
-                let path = self.url(ctx, "", "").replace("/v2//", "/v2/");
-                let base = path.strip_prefix(&ctx.origin).unwrap_or(&path).to_string();
-                res.insert_header(("Link", format!(r#"<{base}_catalog?n={}&last={last}>; rel="next""#, n.unwrap_or(MAX_PAGE))));
+                let base = match &ctx.mount {
+                    Mount::Prefix { prefix } => format!("{prefix}/v2/_catalog"),
+                    _ => "/v2/_catalog".to_string(),
+                };
+                res.insert_header(("Link", format!(r#"<{base}?n={}&last={last}>; rel="next""#, n.unwrap_or(MAX_PAGE))));
             }
         }
         Ok(res.json(json!({ "repositories": names })))
