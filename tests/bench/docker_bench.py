@@ -56,6 +56,8 @@ def make_layout(path, layers, layer_mib):
     benchmark measures the servers, not compression)."""
     os.makedirs(f"{path}/blobs/sha256", exist_ok=True)
     descs, diff_ids = [], []
+    global LAYERS
+    LAYERS = []
     chunk = 1 << 20
     for i in range(layers):
         h = hashlib.sha256()
@@ -66,6 +68,7 @@ def make_layout(path, layers, layer_mib):
                 h.update(b); f.write(b)
         d = h.hexdigest()
         os.rename(tmp, f"{path}/blobs/sha256/{d}")
+        LAYERS.append(f"sha256:{d}")
         descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": f"sha256:{d}", "size": layer_mib * chunk})
         diff_ids.append(f"sha256:{d}")
     def put(b):
@@ -101,6 +104,31 @@ def load(url, method, seconds, headers=()):
     if bad:
         raise SystemExit(f"{method} {url}: {bad}")
     return float([l for l in out.splitlines() if l.startswith("Requests per second")][0].split()[3])
+
+
+def raw_http(base, repo, layout, layers, size, auth):
+    """Blob push (POST, then PUT with the whole body) and pull of every layer, all layers in
+    parallel, with curl: the transfer with a client far lighter than skopeo."""
+    import concurrent.futures
+    auth_args = ["-u", auth] if auth else []
+    def push(d):
+        hdrs = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-D", "-", "-X", "POST", *auth_args, f"{base}/v2/{repo}/blobs/uploads/"],
+                              check=True, capture_output=True, text=True).stdout
+        loc = [l.split(":", 1)[1].strip() for l in hdrs.splitlines() if l.lower().startswith("location:")][0]
+        if loc.startswith("/"):
+            loc = base + loc
+        sep = "&" if "?" in loc else "?"
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", *auth_args, "-H", "Content-Type: application/octet-stream",
+                              "--data-binary", f"@{layout}/blobs/sha256/{d.split(':')[1]}", f"{loc}{sep}digest={d}"], check=True, capture_output=True, text=True).stdout
+        assert out == "201", out
+    def pull(d):
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", *auth_args, f"{base}/v2/{repo}/blobs/{d}"], check=True, capture_output=True, text=True).stdout
+        assert out == "200", out
+    res = {}
+    with concurrent.futures.ThreadPoolExecutor(len(layers)) as ex:
+        t = time.time(); list(ex.map(push, layers)); res["raw_push_MBps"] = size / (time.time() - t) / 1e6
+        t = time.time(); list(ex.map(pull, layers)); res["raw_pull_MBps"] = size / (time.time() - t) / 1e6
+    return res
 
 
 def bench_server(name, pid, base, image_ref, layout, size, manifest_digest, accept, work, seconds, creds=None):
@@ -154,6 +182,7 @@ http: {{addr: 127.0.0.1:{reg_port}}}
     reg = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_http(f"http://127.0.0.1:{reg_port}/v2/")
     r = bench_server("registry", reg.pid, f"http://127.0.0.1:{reg_port}", f"127.0.0.1:{reg_port}/bench/app:bench", layout, size, manifest_digest, accept, work, args.seconds)
+    r.update(raw_http(f"http://127.0.0.1:{reg_port}", "bench/raw", layout, LAYERS, size, None))
     reg.send_signal(signal.SIGTERM); reg.wait()
 
     # wharf
@@ -171,6 +200,7 @@ http: {{addr: 127.0.0.1:{reg_port}}}
                                  headers={"Content-Type": "application/json", "Authorization": "Basic " + __import__("base64").b64encode(b"admin:bench-password").decode()})
     urllib.request.urlopen(req)
     wr = bench_server("wharf", w.pid, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}/bench/app:bench", layout, size, manifest_digest, accept, work, args.seconds, creds="admin:bench-password")
+    wr.update(raw_http(f"http://127.0.0.1:{port}", "bench/raw", layout, LAYERS, size, "admin:bench-password"))
     basic = [("Authorization", "Basic " + __import__("base64").b64encode(b"admin:bench-password").decode())]
     wr["manifest_get_rps_basic_auth"] = load(f"http://127.0.0.1:{port}/v2/bench/app/manifests/bench", "GET", args.seconds, [("Accept", accept)] + basic)
     peak_rss = rss_kb(w.pid, "VmHWM")
@@ -178,7 +208,7 @@ http: {{addr: 127.0.0.1:{reg_port}}}
     shutil.rmtree(work, ignore_errors=True)
 
     print(f"\n{'':28}{'wharf':>12}{'registry':>12}{'ratio':>8}")
-    for k, label in [("push_MBps", "push MB/s"), ("pull_MBps", "pull MB/s"), ("manifest_get_rps", "manifest GET req/s (c=32)"), ("manifest_head_rps", "manifest HEAD req/s (c=32)")]:
+    for k, label in [("push_MBps", "push MB/s (skopeo)"), ("pull_MBps", "pull MB/s (skopeo)"), ("raw_push_MBps", "blob push MB/s (curl x8)"), ("raw_pull_MBps", "blob pull MB/s (curl x8)"), ("manifest_get_rps", "manifest GET req/s (c=32)"), ("manifest_head_rps", "manifest HEAD req/s (c=32)")]:
         print(f"{label:28}{wr[k]:12.1f}{r[k]:12.1f}{wr[k] / r[k]:8.2f}")
     for k, label in [("push_cpu_s_per_GiB", "server CPU s/GiB, push"), ("pull_cpu_s_per_GiB", "server CPU s/GiB, pull")]:
         print(f"{label:28}{wr[k]:12.2f}{r[k]:12.2f}{r[k] / wr[k]:8.2f}")

@@ -22,7 +22,9 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt, BufWriter};
+use std::io::{Seek, Write as _};
+
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use crate::digest::Digest;
@@ -51,6 +53,14 @@ pub enum BlobError {
     Io(#[from] std::io::Error),
     #[error("blob store: {0}")]
     Store(#[from] object_store::Error),
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, BlobError> + Send + 'static) -> Result<T, BlobError> {
+    join(tokio::task::spawn_blocking(f)).await
+}
+
+async fn join<T>(task: tokio::task::JoinHandle<Result<T, BlobError>>) -> Result<T, BlobError> {
+    task.await.map_err(|e| BlobError::Io(std::io::Error::other(e)))?
 }
 
 /// The running SHA-256 of a staged upload, as stored in its metadata row.
@@ -91,7 +101,8 @@ impl std::fmt::Debug for BlobStore {
     }
 }
 
-const WRITE_BUFFER: usize = 1 << 20;
+/// Bytes gathered from a request before they are hashed and written as one blocking task.
+const WRITE_BATCH: usize = 1 << 20;
 const READ_CHUNK: usize = 256 << 10;
 
 impl BlobStore {
@@ -218,38 +229,81 @@ impl BlobStore {
     /// Appends `body` to the staged upload at `offset` (bytes past `offset` from an
     /// unacknowledged earlier attempt are dropped first), hashing as it goes. The bytes are on
     /// disk (fsynced) when this returns; it returns the new offset and hash state.
+    ///
+    /// The request is read on the caller's task while the previous batch is hashed and written
+    /// on the blocking pool: at most two batches of [`WRITE_BATCH`] bytes are held at a time,
+    /// and the chunks are never copied on their way to the file.
     pub async fn stage_append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], mut body: S) -> Result<(u64, Vec<u8>), BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
         let path = self.staging_file(upload_id)?;
-        let mut hasher = HashState::load(state)?;
-        let mut file = match tokio::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path).await {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let on_disk = file.metadata().await?.len();
-        if on_disk < offset {
-            // The store lost bytes the database says were acknowledged: refuse rather than corrupt.
-            return Err(BlobError::BadState);
-        }
-        if on_disk > offset {
-            file.set_len(offset).await?;
-        }
-        file.seek(SeekFrom::Start(offset)).await?;
-        let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+        let hasher = HashState::load(state)?;
+        let file = blocking(move || {
+            let mut file = match std::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
+                Err(e) => return Err(e.into()),
+            };
+            let on_disk = file.metadata()?.len();
+            if on_disk < offset {
+                // The store lost bytes the database says were acknowledged: refuse rather than corrupt.
+                return Err(BlobError::BadState);
+            }
+            if on_disk > offset {
+                file.set_len(offset)?;
+            }
+            file.seek(SeekFrom::Start(offset))?;
+            Ok(file)
+        })
+        .await?;
+        let mut writer = Some((file, hasher));
+        let mut in_flight: Option<tokio::task::JoinHandle<Result<(std::fs::File, Sha256), BlobError>>> = None;
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch_len = 0usize;
         let mut written = offset;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| BlobError::Body(e.to_string()))?;
-            hasher.update(&chunk);
-            out.write_all(&chunk).await?;
-            written += chunk.len() as u64;
+        loop {
+            let next = body.next().await;
+            let done = match next {
+                Some(Ok(chunk)) => {
+                    written += chunk.len() as u64;
+                    batch_len += chunk.len();
+                    batch.push(chunk);
+                    false
+                }
+                Some(Err(e)) => {
+                    if let Some(task) = in_flight.take() {
+                        let _ = task.await;
+                    }
+                    return Err(BlobError::Body(e.to_string()));
+                }
+                None => true,
+            };
+            if batch_len >= WRITE_BATCH || (done && !batch.is_empty()) {
+                if let Some(task) = in_flight.take() {
+                    writer = Some(join(task).await?);
+                }
+                let (mut file, mut hasher) = writer.take().expect("the writer is back once no batch is in flight");
+                let chunks = std::mem::take(&mut batch);
+                batch_len = 0;
+                in_flight = Some(tokio::task::spawn_blocking(move || {
+                    for c in &chunks {
+                        hasher.update(c);
+                        file.write_all(c)?;
+                    }
+                    Ok((file, hasher))
+                }));
+            }
+            if done {
+                break;
+            }
         }
-        out.flush().await?;
-        let file = out.into_inner();
-        file.sync_data().await?;
+        if let Some(task) = in_flight.take() {
+            writer = Some(join(task).await?);
+        }
+        let (file, hasher) = writer.expect("the writer is back once no batch is in flight");
+        blocking(move || Ok(file.sync_data()?)).await?;
         Ok((written, HashState::save(&hasher)))
     }
 
