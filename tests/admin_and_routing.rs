@@ -176,3 +176,15 @@ fn an_offline_repository_answers_503() {
     let r = http().get(server().url("/v2/sleepy/app/tags/list")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[test]
+fn the_console_and_the_api_document_are_served_from_the_binary() {
+    let r = http().get(server().url("/")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(r.text().unwrap().contains("wharf"));
+    let r = http().get(server().url("/service/rest/swagger.json")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc: Value = r.json().unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+}
