@@ -187,4 +187,12 @@ fn the_console_and_the_api_document_are_served_from_the_binary() {
     assert_eq!(r.status(), StatusCode::OK);
     let doc: Value = r.json().unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    // Every admin route the server registers is documented.
+    let routes = include_str!("../src/http/admin/mod.rs");
+    for line in routes.lines().filter(|l| l.trim_start().starts_with(".route(\"/")) {
+        let path = line.split('"').nth(1).unwrap();
+        let full = if path == "/swagger.json" { continue } else { format!("/service/rest{path}") };
+        assert!(doc["paths"].get(&full).is_some(), "{full} is missing from docs/openapi.json");
+    }
+    assert!(doc["paths"].get("/v2/token").is_some());
 }
