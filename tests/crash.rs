@@ -191,3 +191,34 @@ fn sigterm_lets_an_upload_in_flight_finish() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(r.headers()["range"], format!("0-{}", MIB - 1).as_str());
 }
+
+#[test]
+fn an_upload_started_on_one_node_is_finished_on_another() {
+    let a = TestServer::start();
+    let b = a.second_node();
+    assert_ne!(a.addr, b.addr);
+    let http = client();
+    let data = common::oci::noise(77, 200_000);
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    let r = http.post(a.url("/v2/docker-hosted/nodes/app/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let path = absolute(&a.base, r.headers()["location"].to_str().unwrap()).replacen(&a.base, "", 1);
+    let r = http.patch(a.url(&path)).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Range", "0-99999").body(data[..100_000].to_vec()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = http.put(b.url(&format!("{path}?digest={digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Range", "100000-199999").body(data[100_000..].to_vec()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    let r = http.get(a.url(&format!("/v2/docker-hosted/nodes/app/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert!(r.bytes().unwrap()[..] == data[..]);
+
+    // A repository created through one node appears on the other without a restart.
+    a.admin().create_docker_hosted(serde_json::json!({"name": "made-on-a", "storage": {"blobStoreName": "default"}, "docker": {}}));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = http.post(b.url("/v2/made-on-a/x/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        if r.status() == StatusCode::ACCEPTED {
+            break;
+        }
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "unknown until B reloads");
+        assert!(std::time::Instant::now() < deadline, "node B never served the repository created on A");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -50,6 +50,22 @@ impl TestServer {
         s
     }
 
+    /// A second node: another process on the same data dir (blob store) and database.
+    pub fn second_node(&self) -> TestServer {
+        let mut s = TestServer {
+            base: String::new(),
+            addr: String::new(),
+            data_dir: self.data_dir.clone(),
+            _tmp: None,
+            child: None,
+            extra_env: self.extra_env.clone(),
+            database_url: self.database_url.clone(),
+        };
+        // spawn() removes the shared address file before starting, so it waits for this node's.
+        s.spawn();
+        s
+    }
+
     /// Starts (or restarts) the process on the same data dir and database.
     pub fn spawn(&mut self) {
         let addr_file = self.data_dir.join("wharf.addr");
