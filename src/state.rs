@@ -88,7 +88,8 @@ impl RepoRegistry {
             let attrs: serde_json::Value = serde_json::from_str(&s.attributes).unwrap_or_default();
             let path = attrs.get("path").and_then(|p| p.as_str()).unwrap_or(&s.name).to_string();
             let root = blob_store_root(&self.data_dir, &path);
-            // Keep the open store when nothing changed: it may be streaming to clients.
+            // Keep a store that is already open (it may be streaming to clients): a blob store
+            // cannot be changed through the API, only created and deleted.
             let store = match old.blob_stores.get(&s.name) {
                 Some(existing) => existing.clone(),
                 None => match BlobStore::filesystem(&s.name, &root) {
