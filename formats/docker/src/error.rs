@@ -41,6 +41,13 @@ pub enum DockerError {
     ManifestTooLarge(u64),
     #[error("tag {0:?} exists and the repository does not allow overwriting it")]
     TagImmutable(String),
+    /// A metadata batch failed; callers match `CheckFailed` to say which precondition.
+    #[error("metadata: {0}")]
+    Meta(#[source] MetaError),
+    #[error("upstream registry: {0}")]
+    Upstream(String),
+    #[error("upstream registry rate limit: {0}")]
+    TooManyRequests(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -66,7 +73,9 @@ impl DockerError {
             BlobRangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
             ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             TagImmutable(_) => (StatusCode::FORBIDDEN, "DENIED"),
-            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+            Meta(_) | Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
+            Upstream(_) => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
+            TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         }
     }
 
@@ -74,6 +83,10 @@ impl DockerError {
         let (status, code) = self.status_and_code();
         let message = match self {
             DockerError::Internal(source) => {
+                tracing::error!(error = %source, "docker request failed");
+                "internal error".to_string()
+            }
+            DockerError::Meta(source) => {
                 tracing::error!(error = %source, "docker request failed");
                 "internal error".to_string()
             }

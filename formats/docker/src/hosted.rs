@@ -11,10 +11,11 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde_json::json;
 use wharf_format::{
-    now_millis, Action, Check, Denied, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo,
+    now_millis, Action, Check, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo,
     RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
 };
 
+use crate::access;
 use crate::config::DockerSettings;
 use crate::error::{range_header, DockerError};
 use crate::meta::{self, blob_path, image_path, manifest_path, tag_path};
@@ -54,7 +55,7 @@ impl Hosted {
         Hosted { cfg, settings, env }
     }
 
-    async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+    pub(crate) async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
         let endpoint = routes::parse(&ctx.path).ok_or(DockerError::NameUnknown)?;
         let q = query(req);
         let m = req.method();
@@ -103,43 +104,20 @@ impl Hosted {
 
     // ---- access ---------------------------------------------------------------------------
 
-    /// The image name as the client wrote it, which is what token scopes and error messages use.
     fn client_name(&self, ctx: &RepoCtx, name: &str) -> String {
-        match ctx.mount {
-            Mount::Own => name.to_string(),
-            Mount::Segment { .. } | Mount::Prefix { .. } => format!("{}/{}", self.cfg.name, name),
-        }
+        access::client_name(ctx, name)
     }
 
     fn check_name(&self, ctx: &RepoCtx, name: &str) -> Result<()> {
-        if !model::valid_name(name) || self.client_name(ctx, name).len() > model::MAX_NAME_LEN {
-            return Err(DockerError::NameInvalid(name.chars().take(300).collect()));
-        }
-        Ok(())
+        access::check_name(ctx, name)
     }
 
     fn challenge(&self, ctx: &RepoCtx, scope: Option<(&str, Action)>) -> String {
-        if self.settings.force_basic_auth {
-            return r#"Basic realm="wharf""#.to_string();
-        }
-        let mut c = format!(r#"Bearer realm="{}",service="{}""#, ctx.token_realm, ctx.token_service);
-        if let Some((name, action)) = scope {
-            let actions = match action {
-                Action::Read => "pull",
-                Action::Write => "pull,push",
-                Action::Delete => "delete",
-            };
-            c.push_str(&format!(r#",scope="repository:{}:{}""#, self.client_name(ctx, name), actions));
-        }
-        c
+        access::challenge(self.settings.force_basic_auth, ctx, scope)
     }
 
-    fn authorize(&self, ctx: &RepoCtx, action: Action, name: &str) -> Result<()> {
-        match ctx.check(action, name) {
-            Ok(()) => Ok(()),
-            Err(Denied::Unauthenticated) => Err(DockerError::Unauthorized { challenge: self.challenge(ctx, Some((name, action))) }),
-            Err(Denied::Forbidden) => Err(DockerError::Denied(format!("{action:?} access to {}", self.client_name(ctx, name)).to_lowercase())),
-        }
+    pub(crate) fn authorize(&self, ctx: &RepoCtx, action: Action, name: &str) -> Result<()> {
+        access::authorize(self.settings.force_basic_auth, ctx, action, name)
     }
 
     fn writable(&self) -> Result<()> {
@@ -150,12 +128,7 @@ impl Hosted {
     }
 
     fn url(&self, ctx: &RepoCtx, name: &str, suffix: &str) -> String {
-        let path = match &ctx.mount {
-            Mount::Own => format!("/v2/{name}/{suffix}"),
-            Mount::Segment { segment } => format!("/v2/{segment}/{name}/{suffix}"),
-            Mount::Prefix { prefix } => format!("{prefix}/v2/{name}/{suffix}"),
-        };
-        format!("{}{}", ctx.origin, path)
+        access::url(ctx, name, suffix)
     }
 
     fn repo_id(&self) -> i64 {
@@ -171,7 +144,7 @@ impl Hosted {
         Ok(HttpResponse::Ok().content_type("application/json").body("{}"))
     }
 
-    async fn catalog(&self, ctx: &RepoCtx, q: &HashMap<String, String>) -> Result<HttpResponse> {
+    pub(crate) async fn catalog(&self, ctx: &RepoCtx, q: &HashMap<String, String>) -> Result<HttpResponse> {
         if ctx.principal.is_anonymous() && !self.cfg.anonymous_read {
             return Err(DockerError::Unauthorized { challenge: self.challenge(ctx, None) });
         }
@@ -201,7 +174,7 @@ impl Hosted {
         Ok(res.json(json!({ "repositories": names })))
     }
 
-    async fn tags(&self, ctx: &RepoCtx, name: &str, q: &HashMap<String, String>) -> Result<HttpResponse> {
+    pub(crate) async fn tags(&self, ctx: &RepoCtx, name: &str, q: &HashMap<String, String>) -> Result<HttpResponse> {
         self.check_name(ctx, name)?;
         self.authorize(ctx, Action::Read, name)?;
         if self.env.meta.get(self.repo_id(), &image_path(name)).await?.is_none() {
@@ -273,7 +246,7 @@ impl Hosted {
 
     // ---- manifests -------------------------------------------------------------------------
 
-    async fn get_manifest(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, reference: &Reference, head: bool) -> Result<HttpResponse> {
+    pub(crate) async fn get_manifest(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, reference: &Reference, head: bool) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Read, name)?;
         let path = match reference {
             Reference::Tag(t) => tag_path(name, t),
@@ -327,7 +300,31 @@ impl Hosted {
             }
         }
 
-        // Content first: metadata must never point at bytes that are not there.
+        match self.save_manifest(name, bytes, &manifest, reference, checks).await {
+            Ok(()) => {}
+            Err(DockerError::Meta(MetaError::CheckFailed(i))) if i < manifest.blobs.len() => {
+                return Err(DockerError::ManifestBlobUnknown(manifest.blobs[i].to_string()))
+            }
+            Err(DockerError::Meta(MetaError::CheckFailed(i))) if i < refs_checked => {
+                return Err(DockerError::ManifestBlobUnknown(manifest.children[i - manifest.blobs.len()].to_string()))
+            }
+            Err(DockerError::Meta(MetaError::CheckFailed(_))) => return Err(DockerError::TagImmutable(reference_str(reference))),
+            Err(e) => return Err(e),
+        }
+        let mut res = HttpResponse::Created();
+        res.insert_header((header::LOCATION, self.url(ctx, name, &format!("manifests/{digest}"))))
+            .insert_header(("Docker-Content-Digest", digest_str));
+        if let Some(subject) = &manifest.subject {
+            res.insert_header(("OCI-Subject", subject.to_string()));
+        }
+        Ok(res.finish())
+    }
+
+    /// Stores a manifest's bytes, then its metadata (and the tag, for a tag reference) in one
+    /// batch guarded by `checks`. Content first: metadata never points at bytes that are not there.
+    pub(crate) async fn save_manifest(&self, name: &str, bytes: Bytes, manifest: &Manifest, reference: &Reference, checks: Vec<Check>) -> Result<()> {
+        let repo = self.repo_id();
+        let digest_str = Digest::of(&bytes).to_string();
         let size = bytes.len() as i64;
         self.env.blobs.put_bytes(bytes).await?;
 
@@ -361,24 +358,7 @@ impl Hosted {
                 },
             });
         }
-        match self.env.meta.commit(checks, writes).await {
-            Ok(()) => {}
-            Err(MetaError::CheckFailed(i)) if i < manifest.blobs.len() => {
-                return Err(DockerError::ManifestBlobUnknown(manifest.blobs[i].to_string()))
-            }
-            Err(MetaError::CheckFailed(i)) if i < refs_checked => {
-                return Err(DockerError::ManifestBlobUnknown(manifest.children[i - manifest.blobs.len()].to_string()))
-            }
-            Err(MetaError::CheckFailed(_)) => return Err(DockerError::TagImmutable(reference_str(reference))),
-            Err(e) => return Err(e.into()),
-        }
-        let mut res = HttpResponse::Created();
-        res.insert_header((header::LOCATION, self.url(ctx, name, &format!("manifests/{digest}"))))
-            .insert_header(("Docker-Content-Digest", digest_str));
-        if let Some(subject) = &manifest.subject {
-            res.insert_header(("OCI-Subject", subject.to_string()));
-        }
-        Ok(res.finish())
+        self.env.meta.commit(checks, writes).await.map_err(DockerError::Meta)
     }
 
     async fn delete_manifest(&self, ctx: &RepoCtx, name: &str, reference: &Reference) -> Result<HttpResponse> {
@@ -407,7 +387,7 @@ impl Hosted {
 
     // ---- blobs -----------------------------------------------------------------------------
 
-    async fn get_blob(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, digest: &str, head: bool) -> Result<HttpResponse> {
+    pub(crate) async fn get_blob(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, digest: &str, head: bool) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Read, name)?;
         let digest: Digest = digest.parse()?;
         let asset = self.env.meta.get(self.repo_id(), &blob_path(name, &digest.to_string())).await?.ok_or(DockerError::BlobUnknown)?;
@@ -452,7 +432,7 @@ impl Hosted {
         Ok(HttpResponse::Accepted().finish())
     }
 
-    async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
+    pub(crate) async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
         let repo = self.repo_id();
         let asset = NewAsset {
             path: blob_path(name, &digest.to_string()),

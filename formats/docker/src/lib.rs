@@ -1,5 +1,6 @@
 //! Docker / OCI Distribution format for wharf.
 
+mod access;
 mod config;
 mod error;
 mod hosted;
