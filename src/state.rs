@@ -55,6 +55,12 @@ impl RepoLookup for Lookup {
     }
 }
 
+impl RepoLookup for RepoRegistry {
+    fn repo(&self, name: &str) -> Option<RepoRef> {
+        self.get(name)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error(transparent)]

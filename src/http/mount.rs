@@ -33,6 +33,7 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
     let ctx = RepoCtx {
         repo: r.config.clone(),
         path,
+        query: req.query_string().to_string(),
         mount,
         principal,
         token_realm: format!("{origin}/v2/token"),

@@ -100,6 +100,7 @@ fn issue(state: &AppState, req: &HttpRequest, own: Option<String>, principal: Pr
             let ctx = RepoCtx {
                 repo: r.config.clone(),
                 path: String::new(),
+                query: String::new(),
                 mount: if own.is_some() { Mount::Own } else { Mount::Segment { segment: repo.clone() } },
                 principal: principal.clone(),
                 origin: origin.clone(),

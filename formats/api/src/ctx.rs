@@ -77,6 +77,8 @@ pub struct RepoCtx {
     /// The path inside the repository's URL space, always starting with `/`:
     /// `/v2/team/app/manifests/1`, `/simple/foo/`.
     pub path: String,
+    /// The query string the format should act on (a group asks its members with its own).
+    pub query: String,
     pub mount: Mount,
     pub principal: Principal,
     /// `scheme://host[:port]` as the client addressed us (after `X-Forwarded-*`).

@@ -76,6 +76,12 @@ pub trait Format: Send + Sync + 'static {
         attributes: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError>;
 
+    /// Checks what a configuration says about other repositories (a group's members). Called
+    /// when an administrator creates or changes a repository, not when configurations reload.
+    fn validate_references(&self, _config: &RepoConfig, _repos: &dyn RepoLookup) -> Result<(), ConfigError> {
+        Ok(())
+    }
+
     /// Extra URL spaces this repository wants (own port, Host subdomain).
     fn listener(&self, _config: &RepoConfig) -> Listener {
         Listener::default()

@@ -57,7 +57,7 @@ impl Hosted {
 
     pub(crate) async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
         let endpoint = routes::parse(&ctx.path).ok_or(DockerError::NameUnknown)?;
-        let q = query(req);
+        let q = query(&ctx.query);
         let m = req.method();
         match endpoint {
             Endpoint::Base => self.base(ctx),
@@ -632,8 +632,8 @@ fn gone_is_unknown(what: &str) -> impl FnOnce(MetaError) -> DockerError + '_ {
     }
 }
 
-fn query(req: &HttpRequest) -> HashMap<String, String> {
-    web::Query::<HashMap<String, String>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default()
+fn query(q: &str) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(q).map(|q| q.into_inner()).unwrap_or_default()
 }
 
 fn page_size(q: &HashMap<String, String>) -> Result<Option<i64>> {

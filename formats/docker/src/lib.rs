@@ -3,17 +3,20 @@
 mod access;
 mod config;
 mod error;
+mod group;
 mod hosted;
 mod meta;
 mod model;
+mod proxy;
 mod root;
 mod routes;
+mod upstream;
 
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use wharf_format::{ConfigError, Format, FormatEnv, Kind, Listener, Repo, RepoConfig, RootCtx};
+use wharf_format::{ConfigError, Format, FormatEnv, Kind, Listener, Repo, RepoConfig, RepoLookup, RootCtx};
 
 pub use config::DockerSettings;
 
@@ -26,7 +29,7 @@ impl Format for Docker {
     }
 
     fn kinds(&self) -> &'static [Kind] {
-        &[Kind::Hosted]
+        &[Kind::Hosted, Kind::Proxy, Kind::Group]
     }
 
     fn root_path(&self) -> Option<&'static str> {
@@ -48,7 +51,41 @@ impl Format for Docker {
 
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {
         let settings = DockerSettings::parse(config.attributes.get("docker"))?;
-        Ok(Arc::new(hosted::Hosted::new(config, settings, env)))
+        Ok(match config.kind {
+            Kind::Hosted => Arc::new(hosted::Hosted::new(config, settings, env)),
+            Kind::Proxy => {
+                let p = config::ProxySettings::parse(&config.attributes)?;
+                Arc::new(proxy::Proxy::new(config, settings, p, env).map_err(|e| ConfigError::new("httpClient", e))?)
+            }
+            Kind::Group => {
+                let g = config::GroupSettings::parse(config.attributes.get("group"))?;
+                Arc::new(group::Group::new(config, settings, g, env))
+            }
+        })
+    }
+
+    fn validate_references(&self, config: &RepoConfig, repos: &dyn RepoLookup) -> Result<(), ConfigError> {
+        if config.kind != Kind::Group {
+            return Ok(());
+        }
+        let g = config::GroupSettings::parse(config.attributes.get("group"))?;
+        for m in &g.members {
+            let Some(r) = repos.repo(m) else {
+                return Err(ConfigError::new("group.memberNames", format!("repository {m} does not exist")));
+            };
+            if r.config.format != "docker" {
+                return Err(ConfigError::new("group.memberNames", format!("{m} is a {} repository, not docker", r.config.format)));
+            }
+            if *m == config.name {
+                return Err(ConfigError::new("group.memberNames", "a group cannot contain itself"));
+            }
+        }
+        if let Some(w) = &g.writable {
+            if repos.repo(w).is_some_and(|r| r.config.kind != Kind::Hosted) {
+                return Err(ConfigError::new("group.writableMember", format!("{w} is not a hosted repository")));
+            }
+        }
+        Ok(())
     }
 
     async fn handle_root(&self, ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {

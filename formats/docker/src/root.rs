@@ -45,6 +45,7 @@ async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
         let rctx = RepoCtx {
             repo: r.config.clone(),
             path: String::new(),
+            query: String::new(),
             mount: Mount::Segment { segment: r.config.name.clone() },
             principal: ctx.principal.clone(),
             origin: ctx.origin.clone(),

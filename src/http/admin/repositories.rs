@@ -42,7 +42,38 @@ fn detail(r: &RepoRow, origin: &str) -> Value {
     for (k, val) in stored {
         obj.insert(k, val);
     }
+    redact_passwords(&mut v);
     v
+}
+
+/// Secrets never leave the server: every `password` in a configuration reads back as null.
+fn redact_passwords(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                if k == "password" && !val.is_null() {
+                    *val = Value::Null;
+                } else {
+                    redact_passwords(val);
+                }
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_passwords),
+        _ => {}
+    }
+}
+
+/// An update may send back what GET showed: a `password` left null keeps the stored one.
+fn keep_passwords(new: &mut Value, old: &Value) {
+    if let (Value::Object(n), Value::Object(o)) = (new, old) {
+        for (k, val) in n.iter_mut() {
+            match (k.as_str(), o.get(k)) {
+                ("password", Some(stored)) if val.is_null() && !stored.is_null() => *val = stored.clone(),
+                (_, Some(stored)) => keep_passwords(val, stored),
+                _ => {}
+            }
+        }
+    }
 }
 
 /// A validated request: the row fields and the JSON to store.
@@ -99,7 +130,19 @@ fn parse_request(state: &AppState, format: &str, kind: &str, body: &Value) -> Re
     config.insert("storage".into(), storage);
     config.insert("anonymousRead".into(), json!(anonymous_read));
     config.extend(sections);
-    Ok(Parsed { name, blob_store, config: Value::Object(config) })
+    let config = Value::Object(config);
+    let probe = RepoRow {
+        id: 0,
+        name: name.clone(),
+        format: format.to_string(),
+        kind: kind.as_str().to_string(),
+        blob_store: blob_store.clone(),
+        config: config.to_string(),
+        created_at: 0,
+        updated_at: 0,
+    };
+    fmt.validate_references(&stored_config(&probe)?, &*state.registry)?;
+    Ok(Parsed { name, blob_store, config })
 }
 
 fn parse_storage(v: Option<Value>) -> Result<Value, ConfigError> {
@@ -233,7 +276,9 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     if existing.format != format || existing.kind != kind {
         return Err(AdminError::NotFound(format!("repository {name} is not a {format} {kind} repository")));
     }
-    let p = parse_request(&state, &format, &kind, &parse_json(&body)?)?;
+    let mut body = parse_json(&body)?;
+    keep_passwords(&mut body, &serde_json::from_str(&existing.config).unwrap_or_default());
+    let p = parse_request(&state, &format, &kind, &body)?;
     if p.name != name {
         return Err(ConfigError::new("name", "cannot be changed").into());
     }

@@ -1,0 +1,183 @@
+//! A group repository: one address over several Docker repositories. Pulls ask the members in
+//! order and serve the first hit; tag lists and the catalog are merged; pushes go to the
+//! writable member (Nexus keeps that for its paid edition).
+//!
+//! The group checks the caller's rights on itself, then asks each member as a trusted caller,
+//! keeping its own mount so that names and URLs in the answers are the group's.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use wharf_format::{Access, Action, FormatEnv, Principal, Repo, RepoConfig, RepoCtx};
+
+use crate::access;
+use crate::config::{DockerSettings, GroupSettings};
+use crate::error::DockerError;
+use crate::routes::{self, Endpoint};
+
+type Result<T, E = DockerError> = std::result::Result<T, E>;
+
+/// The most tags or names a merged list holds.
+const MAX_MERGED: usize = 10_000;
+
+pub struct Group {
+    cfg: Arc<RepoConfig>,
+    settings: DockerSettings,
+    group: GroupSettings,
+    env: FormatEnv,
+}
+
+#[async_trait(?Send)]
+impl Repo for Group {
+    async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
+        let mut res = match self.route(&ctx, &req, body).await {
+            Ok(res) => res,
+            Err(e) => e.to_response(),
+        };
+        res.headers_mut().insert(
+            header::HeaderName::from_static("docker-distribution-api-version"),
+            header::HeaderValue::from_static("registry/2.0"),
+        );
+        res
+    }
+}
+
+async fn no_body(req: &HttpRequest) -> web::Payload {
+    web::Payload::from_request(req, &mut actix_web::dev::Payload::None).await.expect("an empty payload is always available")
+}
+
+impl Group {
+    pub fn new(cfg: Arc<RepoConfig>, settings: DockerSettings, group: GroupSettings, env: FormatEnv) -> Group {
+        Group { cfg, settings, group, env }
+    }
+
+    async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+        let endpoint = routes::parse(&ctx.path).ok_or(DockerError::NameUnknown)?;
+        let m = req.method().clone();
+        let read = m == Method::GET || m == Method::HEAD;
+        match endpoint {
+            Endpoint::Base => {
+                if ctx.principal.is_anonymous() && !self.cfg.anonymous_read {
+                    return Err(DockerError::Unauthorized { challenge: access::challenge(self.settings.force_basic_auth, ctx, None) });
+                }
+                Ok(HttpResponse::Ok().content_type("application/json").body("{}"))
+            }
+            Endpoint::Catalog if m == Method::GET => self.catalog(ctx, req).await,
+            Endpoint::Tags { name } if m == Method::GET => {
+                access::check_name(ctx, &name)?;
+                access::authorize(self.settings.force_basic_auth, ctx, Action::Read, &name)?;
+                self.tags(ctx, req, &name).await
+            }
+            Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } | Endpoint::Referrers { name, .. } if read => {
+                access::check_name(ctx, &name)?;
+                access::authorize(self.settings.force_basic_auth, ctx, Action::Read, &name)?;
+                self.first_hit(ctx, req).await
+            }
+            Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } | Endpoint::StartUpload { name } | Endpoint::Upload { name, .. } => {
+                access::check_name(ctx, &name)?;
+                let action = if m == Method::DELETE { Action::Delete } else { Action::Write };
+                // Upload status (GET) is part of pushing.
+                access::authorize(self.settings.force_basic_auth, ctx, action, &name)?;
+                let Some(w) = &self.group.writable else {
+                    return Err(DockerError::Unsupported(format!("group {} has no writable member", self.cfg.name)));
+                };
+                self.ask(w, ctx, &ctx.query, req, body).await.ok_or_else(|| DockerError::Unsupported(format!("the writable member {w} is unavailable")))
+            }
+            _ => Err(DockerError::Unsupported(format!("method {m} is not supported here"))),
+        }
+    }
+
+    /// One member's answer, as a trusted caller, or `None` if the member is gone or offline.
+    async fn ask(&self, member: &str, ctx: &RepoCtx, query: &str, req: &HttpRequest, body: web::Payload) -> Option<HttpResponse> {
+        let r = self.env.repos.repo(member)?;
+        if !r.config.online || r.config.format != self.cfg.format {
+            return None;
+        }
+        let member_ctx = RepoCtx {
+            repo: r.config.clone(),
+            query: query.to_string(),
+            principal: Principal { user: ctx.principal.user.clone(), access: Access::All },
+            ..ctx.clone()
+        };
+        Some(r.repo.handle(member_ctx, req.clone(), body).await)
+    }
+
+    /// The first member whose answer is neither a 404 nor a 5xx; else the last answer.
+    async fn first_hit(&self, ctx: &RepoCtx, req: &HttpRequest) -> Result<HttpResponse> {
+        let mut last = None;
+        for m in &self.group.members {
+            let Some(res) = self.ask(m, ctx, &ctx.query, req, no_body(req).await).await else { continue };
+            if res.status() != StatusCode::NOT_FOUND && !res.status().is_server_error() {
+                return Ok(res);
+            }
+            last = Some(res);
+        }
+        last.ok_or(DockerError::NameUnknown)
+    }
+
+    async fn json_of(res: HttpResponse) -> Option<Value> {
+        if res.status() != StatusCode::OK {
+            return None;
+        }
+        let bytes = actix_web::body::to_bytes(res.into_body()).await.ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    async fn tags(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str) -> Result<HttpResponse> {
+        let mut tags = BTreeSet::new();
+        let mut found = false;
+        for m in &self.group.members {
+            let Some(res) = self.ask(m, ctx, "", req, no_body(req).await).await else { continue };
+            if let Some(v) = Self::json_of(res).await {
+                found = true;
+                tags.extend(v["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)));
+            }
+        }
+        if !found {
+            return Err(DockerError::NameUnknown);
+        }
+        let (page, more) = paginate(tags, &ctx.query)?;
+        let mut res = HttpResponse::Ok();
+        if let (true, Some(last)) = (more, page.last()) {
+            let own = access::url(ctx, name, "tags/list");
+            let own = own.strip_prefix(&ctx.origin).unwrap_or(&own).to_string();
+            res.insert_header(("Link", format!(r#"<{own}?n={}&last={last}>; rel="next""#, page.len())));
+        }
+        Ok(res.json(json!({ "name": access::client_name(ctx, name), "tags": page })))
+    }
+
+    async fn catalog(&self, ctx: &RepoCtx, req: &HttpRequest) -> Result<HttpResponse> {
+        if ctx.principal.is_anonymous() && !self.cfg.anonymous_read {
+            return Err(DockerError::Unauthorized { challenge: access::challenge(self.settings.force_basic_auth, ctx, None) });
+        }
+        let mut names = BTreeSet::new();
+        for m in &self.group.members {
+            let Some(res) = self.ask(m, ctx, "", req, no_body(req).await).await else { continue };
+            if let Some(v) = Self::json_of(res).await {
+                names.extend(v["repositories"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)));
+            }
+        }
+        names.retain(|n| ctx.check(Action::Read, n).is_ok());
+        let (page, _) = paginate(names, &ctx.query)?;
+        Ok(HttpResponse::Ok().json(json!({ "repositories": page })))
+    }
+}
+
+/// Applies `n` and `last` to a sorted set; also says whether more remain.
+fn paginate(items: BTreeSet<String>, query: &str) -> Result<(Vec<String>, bool)> {
+    let q = web::Query::<std::collections::HashMap<String, String>>::from_query(query).map(|q| q.into_inner()).unwrap_or_default();
+    let n = match q.get("n") {
+        None => MAX_MERGED,
+        Some(n) => n.parse::<usize>().map_err(|_| DockerError::Unsupported(format!("n={n} is not a page size")))?.min(MAX_MERGED),
+    };
+    let after: Vec<String> = match q.get("last") {
+        Some(l) => items.into_iter().filter(|t| t > l).collect(),
+        None => items.into_iter().collect(),
+    };
+    let more = after.len() > n;
+    Ok((after.into_iter().take(n).collect(), more))
+}

@@ -1,0 +1,455 @@
+//! A proxy (pull-through cache) repository: reads are served from this repository's own
+//! storage (a [`Hosted`] used as the cache), filled from the upstream on a miss.
+//!
+//! - By digest, content is immutable: once cached it is served forever.
+//! - By tag, the cached answer is trusted for `metadataMaxAge`, then revalidated with a HEAD;
+//!   when the upstream is unreachable, answers 5xx or rate-limits, the cached manifest is served.
+//! - An uncached blob streams to the client while it is written to the blob store, and is kept
+//!   only if its digest verifies. Concurrent misses for one blob or manifest make one upstream
+//!   fetch: the first request leads, the others wait for it and then read the cache.
+//! - Upstream 404s are remembered for the negative cache's time to live.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actix_web::body::SizedStream;
+use actix_web::http::{header, Method};
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use wharf_format::{now_millis, Action, BlobStore, Digest, FormatEnv, HashState, MetaStore, NewAsset, Repo, RepoConfig, RepoCtx, Write};
+
+use crate::access;
+use crate::config::{DockerSettings, ProxySettings};
+use crate::error::DockerError;
+use crate::hosted::{Hosted, MAX_MANIFEST_BYTES};
+use crate::meta::{self, blob_path, manifest_path, tag_path};
+use crate::model::{Manifest, Reference, MANIFEST_TYPES};
+use crate::routes::{self, Endpoint};
+use crate::upstream::{Upstream, UpstreamError};
+
+type Result<T, E = DockerError> = std::result::Result<T, E>;
+
+/// How a shared fetch ended, for the requests that waited on it.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Done,
+    NotFound,
+    Failed(String),
+}
+
+type Flights = Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>;
+
+/// The leader's side of a shared fetch; finishing (or being dropped) wakes the followers.
+struct Flight {
+    key: String,
+    flights: Flights,
+    tx: watch::Sender<Option<Outcome>>,
+}
+
+impl Flight {
+    fn finish(self, outcome: Outcome) {
+        let _ = self.tx.send(Some(outcome));
+    }
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
+        if self.tx.borrow().is_none() {
+            let _ = self.tx.send(Some(Outcome::Failed("the fetch was abandoned".into())));
+        }
+    }
+}
+
+enum Join {
+    Leader(Flight),
+    Follower(watch::Receiver<Option<Outcome>>),
+}
+
+pub struct Proxy {
+    cfg: Arc<RepoConfig>,
+    settings: DockerSettings,
+    proxy: ProxySettings,
+    cache: Hosted,
+    upstream: Arc<Upstream>,
+    blobs: Arc<BlobStore>,
+    meta: Arc<dyn MetaStore>,
+    negative: Mutex<HashMap<String, Instant>>,
+    flights: Flights,
+}
+
+#[async_trait(?Send)]
+impl Repo for Proxy {
+    async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
+        let mut res = match self.route(&ctx, &req, body).await {
+            Ok(res) => res,
+            Err(e) => e.to_response(),
+        };
+        res.headers_mut().insert(
+            header::HeaderName::from_static("docker-distribution-api-version"),
+            header::HeaderValue::from_static("registry/2.0"),
+        );
+        res
+    }
+}
+
+impl Proxy {
+    pub fn new(cfg: Arc<RepoConfig>, settings: DockerSettings, proxy: ProxySettings, env: FormatEnv) -> Result<Proxy, String> {
+        let credentials = proxy.username.clone().zip(proxy.password.clone());
+        let upstream = Upstream::new(&proxy.remote_url, credentials, proxy.is_hub(), proxy.connect_timeout, proxy.read_timeout)?;
+        Ok(Proxy {
+            blobs: env.blobs.clone(),
+            meta: env.meta.clone(),
+            cache: Hosted::new(cfg.clone(), settings.clone(), env),
+            cfg,
+            settings,
+            proxy,
+            upstream: Arc::new(upstream),
+            negative: Mutex::new(HashMap::new()),
+            flights: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+        let endpoint = routes::parse(&ctx.path).ok_or(DockerError::NameUnknown)?;
+        let m = req.method().clone();
+        let read = m == Method::GET || m == Method::HEAD;
+        match endpoint {
+            Endpoint::Manifest { name, reference } if read => {
+                access::check_name(ctx, &name)?;
+                self.authorize(ctx, &name)?;
+                let reference = Reference::parse(&reference)?;
+                self.ensure_manifest(&name, &reference).await?;
+                self.cache.get_manifest(ctx, req, &name, &reference, m == Method::HEAD).await
+            }
+            Endpoint::Blob { name, digest } if read => {
+                access::check_name(ctx, &name)?;
+                self.authorize(ctx, &name)?;
+                let digest: Digest = digest.parse()?;
+                self.get_blob(ctx, req, &name, &digest, m == Method::HEAD).await
+            }
+            Endpoint::Tags { name } if m == Method::GET => {
+                access::check_name(ctx, &name)?;
+                self.authorize(ctx, &name)?;
+                self.tags(ctx, &name).await
+            }
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Referrers { .. } if read => self.cache.route(ctx, req, body).await,
+            _ => Err(DockerError::Unsupported(format!("{} is a proxy repository: it is read-only", self.cfg.name))),
+        }
+    }
+
+    fn authorize(&self, ctx: &RepoCtx, name: &str) -> Result<()> {
+        access::authorize(self.settings.force_basic_auth, ctx, Action::Read, name)
+    }
+
+    // ---- shared fetches and the negative cache ----------------------------------------------
+
+    fn join(&self, key: &str) -> Join {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(rx) = flights.get(key) {
+            return Join::Follower(rx.clone());
+        }
+        let (tx, rx) = watch::channel(None);
+        flights.insert(key.to_string(), rx);
+        Join::Leader(Flight { key: key.to_string(), flights: self.flights.clone(), tx })
+    }
+
+    async fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
+        match rx.wait_for(|v| v.is_some()).await {
+            Ok(v) => v.clone().unwrap_or(Outcome::Failed("no outcome".into())),
+            Err(_) => Outcome::Failed("the fetch was abandoned".into()),
+        }
+    }
+
+    /// Runs `fetch` once for every concurrent caller with the same key.
+    async fn once<F, Fut>(&self, key: &str, not_found: DockerError, fetch: F) -> Result<()>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<()>>,
+    {
+        match self.join(key) {
+            Join::Follower(rx) => match Self::wait(rx).await {
+                Outcome::Done => Ok(()),
+                Outcome::NotFound => Err(not_found),
+                Outcome::Failed(m) => Err(DockerError::Upstream(m)),
+            },
+            Join::Leader(flight) => {
+                let res = fetch().await;
+                flight.finish(match &res {
+                    Ok(()) => Outcome::Done,
+                    Err(DockerError::ManifestUnknown(_) | DockerError::BlobUnknown) => Outcome::NotFound,
+                    Err(e) => Outcome::Failed(e.to_string()),
+                });
+                res
+            }
+        }
+    }
+
+    fn negatively_cached(&self, key: &str) -> bool {
+        let mut neg = self.negative.lock().unwrap_or_else(|e| e.into_inner());
+        match neg.get(key) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                neg.remove(key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn remember_not_found(&self, key: &str) {
+        let ttl = self.proxy.negative_cache.unwrap_or(Duration::from_secs(365 * 86_400));
+        if ttl.is_zero() {
+            return;
+        }
+        let mut neg = self.negative.lock().unwrap_or_else(|e| e.into_inner());
+        if neg.len() > 100_000 {
+            let now = Instant::now();
+            neg.retain(|_, until| *until > now);
+        }
+        neg.insert(key.to_string(), Instant::now() + ttl);
+    }
+
+    fn upstream_error(&self, e: UpstreamError, not_found: DockerError, key: &str) -> DockerError {
+        match e {
+            UpstreamError::NotFound => {
+                self.remember_not_found(key);
+                not_found
+            }
+            UpstreamError::TooManyRequests => DockerError::TooManyRequests(format!("upstream {} rate-limits us", self.proxy.remote_url)),
+            UpstreamError::Unauthorized => DockerError::Upstream(format!("upstream {} refused wharf's credentials", self.proxy.remote_url)),
+            other => DockerError::Upstream(other.to_string()),
+        }
+    }
+
+    // ---- manifests ---------------------------------------------------------------------------
+
+    async fn ensure_manifest(&self, name: &str, reference: &Reference) -> Result<()> {
+        let repo = self.cfg.id;
+        match reference {
+            Reference::Digest(d) => {
+                if self.meta.get(repo, &manifest_path(name, &d.to_string())).await?.is_some() {
+                    return Ok(());
+                }
+                let key = format!("m:{name}:{d}");
+                let unknown = || DockerError::ManifestUnknown(d.to_string());
+                if self.negatively_cached(&key) {
+                    return Err(unknown());
+                }
+                self.once(&key, unknown(), || async {
+                    let m = self.upstream.get_manifest(name, &d.to_string(), MAX_MANIFEST_BYTES).await.map_err(|e| self.upstream_error(e, unknown(), &key))?;
+                    self.store_manifest(name, m.bytes, m.content_type.as_deref(), Some(d), None).await
+                })
+                .await
+            }
+            Reference::Tag(tag) => {
+                let cached = self.meta.get(repo, &tag_path(name, tag)).await?;
+                if let (Some(a), Some(max_age)) = (&cached, self.proxy.metadata_max_age) {
+                    if now_millis() - a.updated_at < max_age.as_millis() as i64 {
+                        return Ok(());
+                    }
+                }
+                if cached.is_some() && self.proxy.metadata_max_age.is_none() {
+                    return Ok(());
+                }
+                let key = format!("m:{name}:{tag}");
+                let unknown = || DockerError::ManifestUnknown(tag.clone());
+                if cached.is_none() && self.negatively_cached(&key) {
+                    return Err(unknown());
+                }
+                self.once(&key, unknown(), || self.revalidate_tag(name, tag, cached.as_ref().and_then(|a| a.digest.clone()), &key)).await
+            }
+        }
+    }
+
+    /// Asks the upstream where `tag` points now and updates the cache; serves stale when the
+    /// upstream cannot answer.
+    async fn revalidate_tag(&self, name: &str, tag: &str, cached: Option<String>, key: &str) -> Result<()> {
+        let repo = self.cfg.id;
+        let unknown = || DockerError::ManifestUnknown(tag.to_string());
+        let current = match self.upstream.head_manifest(name, tag).await {
+            Ok(d) => d,
+            Err(UpstreamError::NotFound) => {
+                self.remember_not_found(key);
+                if cached.is_some() {
+                    self.meta.commit(vec![], vec![Write::Delete { repo, path: tag_path(name, tag) }]).await?;
+                }
+                return Err(unknown());
+            }
+            Err(e) if cached.is_some() => {
+                tracing::warn!(repository = %self.cfg.name, image = name, tag, error = %e, "upstream unavailable; serving the cached manifest");
+                return Ok(());
+            }
+            Err(e) => return Err(self.upstream_error(e, unknown(), key)),
+        };
+        let reference = Reference::Tag(tag.to_string());
+        if let Some(d) = current.as_deref().and_then(|d| d.parse::<Digest>().ok()) {
+            if let Some(m) = self.meta.get(repo, &manifest_path(name, &d.to_string())).await? {
+                // Known content: (re)point the tag, which also records when it was checked.
+                let asset = NewAsset {
+                    path: tag_path(name, tag),
+                    kind: meta::TAG.into(),
+                    component: Some(name.into()),
+                    digest: Some(d.to_string()),
+                    size: m.size,
+                    content_type: m.content_type,
+                    ..Default::default()
+                };
+                self.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
+                return Ok(());
+            }
+            let m = self.upstream.get_manifest(name, &d.to_string(), MAX_MANIFEST_BYTES).await.map_err(|e| self.upstream_error(e, unknown(), key))?;
+            return self.store_manifest(name, m.bytes, m.content_type.as_deref(), Some(&d), Some(&reference)).await;
+        }
+        // No digest in the HEAD answer: fetch by tag.
+        let m = self.upstream.get_manifest(name, tag, MAX_MANIFEST_BYTES).await.map_err(|e| self.upstream_error(e, unknown(), key))?;
+        self.store_manifest(name, m.bytes, m.content_type.as_deref(), None, Some(&reference)).await
+    }
+
+    async fn store_manifest(&self, name: &str, bytes: Bytes, content_type: Option<&str>, expected: Option<&Digest>, tag: Option<&Reference>) -> Result<()> {
+        let actual = Digest::of(&bytes);
+        if let Some(e) = expected {
+            if *e != actual {
+                return Err(DockerError::Upstream(format!("upstream manifest {e} has digest {actual}")));
+            }
+        }
+        // Only trust the upstream's Content-Type when it names a manifest type.
+        let content_type = content_type.filter(|c| MANIFEST_TYPES.contains(&c.split(';').next().unwrap_or("").trim()));
+        let manifest = Manifest::parse(&bytes, content_type)?;
+        let reference = tag.cloned().unwrap_or(Reference::Digest(actual));
+        self.cache.save_manifest(name, bytes, &manifest, &reference, vec![]).await
+    }
+
+    // ---- blobs -------------------------------------------------------------------------------
+
+    async fn get_blob(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, digest: &Digest, head: bool) -> Result<HttpResponse> {
+        let repo = self.cfg.id;
+        if self.meta.get(repo, &blob_path(name, &digest.to_string())).await?.is_some() {
+            return self.cache.get_blob(ctx, req, name, &digest.to_string(), head).await;
+        }
+        let key = format!("b:{name}:{digest}");
+        if self.negatively_cached(&key) {
+            return Err(DockerError::BlobUnknown);
+        }
+        if head {
+            let size = self.upstream.head_blob(name, &digest.to_string()).await.map_err(|e| self.upstream_error(e, DockerError::BlobUnknown, &key))?;
+            let mut res = HttpResponse::Ok();
+            res.insert_header(("Docker-Content-Digest", digest.to_string())).content_type("application/octet-stream");
+            return Ok(res.body(SizedStream::new(size.unwrap_or(0), futures::stream::empty::<Result<Bytes, std::io::Error>>())));
+        }
+        match self.join(&key) {
+            Join::Follower(rx) => match Self::wait(rx).await {
+                Outcome::Done => self.cache.get_blob(ctx, req, name, &digest.to_string(), false).await,
+                Outcome::NotFound => Err(DockerError::BlobUnknown),
+                Outcome::Failed(m) => Err(DockerError::Upstream(m)),
+            },
+            Join::Leader(flight) => self.stream_through(name, digest, &key, flight).await,
+        }
+    }
+
+    /// Fetches a blob from upstream, streaming it to the client while a background task writes
+    /// it to the blob store; the blob is linked only once its digest verifies.
+    async fn stream_through(&self, name: &str, digest: &Digest, key: &str, flight: Flight) -> Result<HttpResponse> {
+        let res = match self.upstream.get_blob(name, &digest.to_string()).await {
+            Ok(r) => r,
+            Err(e) => {
+                let err = self.upstream_error(e, DockerError::BlobUnknown, key);
+                flight.finish(if matches!(err, DockerError::BlobUnknown) { Outcome::NotFound } else { Outcome::Failed(err.to_string()) });
+                return Err(err);
+            }
+        };
+        let length = res.content_length();
+        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+        let blobs = self.blobs.clone();
+        let meta = self.meta.clone();
+        let repo = self.cfg.id;
+        let (name, wanted) = (name.to_string(), digest.clone());
+        let repo_name = self.cfg.name.clone();
+        // Not tied to the client: a client that goes away does not stop the cache filling.
+        actix_web::rt::spawn(async move {
+            let to_client = tx.clone();
+            let tee = Box::pin(res.bytes_stream().then(move |chunk| {
+                let to_client = to_client.clone();
+                async move {
+                    if let Ok(c) = &chunk {
+                        // A closed channel means the client left; keep caching.
+                        let _ = to_client.send(Ok(c.clone())).await;
+                    }
+                    chunk
+                }
+            }));
+            let id = uuid::Uuid::new_v4().to_string();
+            let outcome = async {
+                let (size, state) = blobs.stage_append(&id, 0, &HashState::empty(), tee).await?;
+                blobs.stage_finish(&id, &state, Some(&wanted)).await?;
+                let asset = NewAsset {
+                    path: blob_path(&name, &wanted.to_string()),
+                    kind: meta::BLOB.into(),
+                    component: Some(name.clone()),
+                    digest: Some(wanted.to_string()),
+                    size: size as i64,
+                    ..Default::default()
+                };
+                meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(DockerError::Meta)?;
+                Ok::<_, DockerError>(())
+            }
+            .await;
+            match outcome {
+                Ok(()) => flight.finish(Outcome::Done),
+                Err(e) => {
+                    blobs.stage_discard(&id).await;
+                    tracing::warn!(repository = %repo_name, image = %name, digest = %wanted, error = %e, "caching an upstream blob failed");
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                    flight.finish(Outcome::Failed(e.to_string()));
+                }
+            }
+        });
+        let body = tokio_stream_from(rx);
+        let mut out = HttpResponse::Ok();
+        out.insert_header(("Docker-Content-Digest", digest.to_string())).content_type("application/octet-stream");
+        Ok(match length {
+            Some(n) => out.body(SizedStream::new(n, body)),
+            None => out.streaming(body),
+        })
+    }
+
+    // ---- tags --------------------------------------------------------------------------------
+
+    async fn tags(&self, ctx: &RepoCtx, name: &str) -> Result<HttpResponse> {
+        let query: Vec<(String, String)> = url_query(&ctx.query).into_iter().filter(|(k, _)| k == "n" || k == "last").collect();
+        match self.upstream.tags(name, &query).await {
+            Ok((tags, link)) => {
+                let mut res = HttpResponse::Ok();
+                if let Some(link) = link {
+                    // Point the client at our own URL, keeping the upstream's paging parameters.
+                    if let Some(q) = link.split('?').nth(1).and_then(|q| q.split('>').next()) {
+                        let own = access::url(ctx, name, "tags/list");
+                        let own = own.strip_prefix(&ctx.origin).unwrap_or(&own).to_string();
+                        res.insert_header(("Link", format!(r#"<{own}?{q}>; rel="next""#)));
+                    }
+                }
+                Ok(res.json(json!({ "name": access::client_name(ctx, name), "tags": tags })))
+            }
+            Err(UpstreamError::NotFound) => Err(DockerError::NameUnknown),
+            Err(e) => {
+                tracing::warn!(repository = %self.cfg.name, image = name, error = %e, "upstream tags unavailable; listing cached tags");
+                let q = query.into_iter().collect::<HashMap<_, _>>();
+                self.cache.tags(ctx, name, &q).await
+            }
+        }
+    }
+}
+
+fn url_query(q: &str) -> Vec<(String, String)> {
+    web::Query::<Vec<(String, String)>>::from_query(q).map(|q| q.into_inner()).unwrap_or_default()
+}
+
+fn tokio_stream_from(mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}

@@ -1,0 +1,228 @@
+//! A client for an upstream registry that speaks the Distribution API: anonymous, Basic, or the
+//! Bearer token flow (follow the `WWW-Authenticate` challenge, keep tokens until they expire).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use reqwest::{Method, Response, StatusCode};
+
+use crate::model::MANIFEST_TYPES;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("not found upstream")]
+    NotFound,
+    #[error("upstream refused our credentials")]
+    Unauthorized,
+    #[error("upstream rate limit")]
+    TooManyRequests,
+    /// Unreachable, timed out, or a 5xx: worth serving stale content for.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    #[error("upstream answered something unusable: {0}")]
+    Invalid(String),
+}
+
+pub struct UpstreamManifest {
+    pub bytes: Bytes,
+    pub content_type: Option<String>,
+}
+
+pub struct Upstream {
+    base: String,
+    client: reqwest::Client,
+    credentials: Option<(String, String)>,
+    /// Docker Hub: single-name images live under `library/`.
+    hub: bool,
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
+}
+
+/// Tokens are refreshed this long before they expire.
+const TOKEN_MARGIN: Duration = Duration::from_secs(10);
+
+impl Upstream {
+    pub fn new(base: &str, credentials: Option<(String, String)>, hub: bool, connect_timeout: Duration, read_timeout: Duration) -> Result<Upstream, String> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .read_timeout(read_timeout)
+            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Upstream { base: base.trim_end_matches('/').to_string(), client, credentials, hub, tokens: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn remote_name(&self, name: &str) -> String {
+        if self.hub && !name.contains('/') {
+            format!("library/{name}")
+        } else {
+            name.to_string()
+        }
+    }
+
+    fn url(&self, name: &str, suffix: &str) -> String {
+        format!("{}/v2/{}/{suffix}", self.base, self.remote_name(name))
+    }
+
+    /// Sends a request, answering an authentication challenge once.
+    async fn send(&self, method: Method, name: &str, suffix: &str, query: &[(String, String)], headers: HeaderMap) -> Result<Response, UpstreamError> {
+        let url = self.url(name, suffix);
+        let scope = format!("repository:{}:pull", self.remote_name(name));
+        let build = |auth: Option<String>| {
+            let mut r = self.client.request(method.clone(), &url).headers(headers.clone()).query(query);
+            if let Some(a) = auth {
+                r = r.header(AUTHORIZATION, a);
+            }
+            r
+        };
+        let cached = self.cached_token(&scope).map(|t| format!("Bearer {t}"));
+        let res = build(cached.clone()).send().await.map_err(unavailable)?;
+        if res.status() != StatusCode::UNAUTHORIZED {
+            return check(res);
+        }
+        let challenge = res.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        let auth = if challenge.len() >= 6 && challenge[..6].eq_ignore_ascii_case("bearer") {
+            let token = self.fetch_token(&challenge, &scope).await?;
+            Some(format!("Bearer {token}"))
+        } else if let Some((u, p)) = &self.credentials {
+            use base64::Engine;
+            Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
+        } else {
+            return Err(UpstreamError::Unauthorized);
+        };
+        check(build(auth).send().await.map_err(unavailable)?)
+    }
+
+    fn cached_token(&self, scope: &str) -> Option<String> {
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.get(scope).filter(|(_, until)| Instant::now() + TOKEN_MARGIN < *until).map(|(t, _)| t.clone())
+    }
+
+    async fn fetch_token(&self, challenge: &str, scope: &str) -> Result<String, UpstreamError> {
+        let params = parse_challenge(challenge);
+        let realm = params.get("realm").ok_or_else(|| UpstreamError::Invalid("Bearer challenge without realm".into()))?;
+        let mut q: Vec<(&str, &str)> = vec![("scope", scope)];
+        if let Some(service) = params.get("service") {
+            q.push(("service", service));
+        }
+        let mut r = self.client.get(realm).query(&q);
+        if let Some((u, p)) = &self.credentials {
+            r = r.basic_auth(u, Some(p));
+        }
+        let res = r.send().await.map_err(unavailable)?;
+        let res = check(res)?;
+        let body: serde_json::Value = res.json().await.map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
+        let token = body["token"].as_str().or_else(|| body["access_token"].as_str()).ok_or_else(|| UpstreamError::Invalid("token response without token".into()))?;
+        // The token spec's default lifetime is 60 s.
+        let ttl = body["expires_in"].as_u64().unwrap_or(60);
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.to_string(), (token.to_string(), Instant::now() + Duration::from_secs(ttl)));
+        Ok(token.to_string())
+    }
+
+    fn manifest_headers() -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(ACCEPT, MANIFEST_TYPES.join(", ").parse().expect("media types are valid header text"));
+        h
+    }
+
+    /// The digest a tag points at upstream (HEAD: no download, and no rate-limit cost on Hub).
+    pub async fn head_manifest(&self, name: &str, reference: &str) -> Result<Option<String>, UpstreamError> {
+        let res = self.send(Method::HEAD, name, &format!("manifests/{reference}"), &[], Self::manifest_headers()).await?;
+        Ok(res.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string))
+    }
+
+    pub async fn get_manifest(&self, name: &str, reference: &str, limit: u64) -> Result<UpstreamManifest, UpstreamError> {
+        let res = self.send(Method::GET, name, &format!("manifests/{reference}"), &[], Self::manifest_headers()).await?;
+        if res.content_length().is_some_and(|n| n > limit) {
+            return Err(UpstreamError::Invalid(format!("manifest larger than {limit} bytes")));
+        }
+        let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let bytes = res.bytes().await.map_err(unavailable)?;
+        if bytes.len() as u64 > limit {
+            return Err(UpstreamError::Invalid(format!("manifest larger than {limit} bytes")));
+        }
+        Ok(UpstreamManifest { bytes, content_type })
+    }
+
+    /// The blob's response, to be streamed.
+    pub async fn get_blob(&self, name: &str, digest: &str) -> Result<Response, UpstreamError> {
+        self.send(Method::GET, name, &format!("blobs/{digest}"), &[], HeaderMap::new()).await
+    }
+
+    pub async fn head_blob(&self, name: &str, digest: &str) -> Result<Option<u64>, UpstreamError> {
+        let res = self.send(Method::HEAD, name, &format!("blobs/{digest}"), &[], HeaderMap::new()).await?;
+        Ok(res.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()))
+    }
+
+    pub async fn tags(&self, name: &str, query: &[(String, String)]) -> Result<(Vec<String>, Option<String>), UpstreamError> {
+        let res = self.send(Method::GET, name, "tags/list", query, HeaderMap::new()).await?;
+        let link = res.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let body: serde_json::Value = res.json().await.map_err(|e| UpstreamError::Invalid(format!("tags list: {e}")))?;
+        let tags = body["tags"].as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect()).unwrap_or_default();
+        Ok((tags, link))
+    }
+}
+
+fn unavailable(e: reqwest::Error) -> UpstreamError {
+    UpstreamError::Unavailable(e.to_string())
+}
+
+fn check(res: Response) -> Result<Response, UpstreamError> {
+    match res.status() {
+        s if s.is_success() => Ok(res),
+        StatusCode::NOT_FOUND => Err(UpstreamError::NotFound),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::Unauthorized),
+        StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests),
+        s if s.is_server_error() => Err(UpstreamError::Unavailable(format!("upstream answered {s}"))),
+        s => Err(UpstreamError::Invalid(format!("upstream answered {s}"))),
+    }
+}
+
+/// `Bearer realm="https://auth",service="registry",scope="a b"` → its parameters.
+pub fn parse_challenge(h: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let rest = h.split_once(' ').map(|(_, r)| r).unwrap_or("");
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars.by_ref().take_while(|c| *c != '=').collect::<String>().trim().to_ascii_lowercase();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value = chars.by_ref().take_while(|c| *c != ',').collect::<String>().trim().to_string();
+        }
+        out.insert(key, value);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse() {
+        let p = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#);
+        assert_eq!(p["realm"], "https://auth.docker.io/token");
+        assert_eq!(p["service"], "registry.docker.io");
+        assert_eq!(p["scope"], "repository:library/alpine:pull");
+        let p = parse_challenge(r#"Basic realm="basic-realm""#);
+        assert_eq!(p["realm"], "basic-realm");
+        assert!(parse_challenge("Bearer").is_empty());
+    }
+}
