@@ -28,7 +28,9 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        // Docker clients told `--tls-verify=false` first try TLS on plain-HTTP ports; actix logs
+        // each such handshake as an unparsable request at error level. That is noise, not news.
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,actix_http::h1::dispatcher=off")))
         .with_target(false)
         .init();
     match cli.command {

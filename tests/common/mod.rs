@@ -76,7 +76,7 @@ impl TestServer {
             .env("WHARF_DATA_DIR", &self.data_dir)
             .env("WHARF_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("WHARF_EXIT_ON_STDIN_EOF", "1")
-            .env("RUST_LOG", std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env("RUST_LOG", std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn,actix_http::h1::dispatcher=off".into()))
             .stdin(Stdio::piped());
         if let Some(url) = &self.database_url {
             cmd.env("WHARF_DATABASE_URL", url);
