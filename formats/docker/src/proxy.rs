@@ -41,6 +41,8 @@ enum Outcome {
     Done,
     NotFound,
     Failed(String),
+    /// The leader went away before finishing (its client disconnected): try again.
+    Abandoned,
 }
 
 type Flights = Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>;
@@ -62,7 +64,7 @@ impl Drop for Flight {
     fn drop(&mut self) {
         self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
         if self.tx.borrow().is_none() {
-            let _ = self.tx.send(Some(Outcome::Failed("the fetch was abandoned".into())));
+            let _ = self.tx.send(Some(Outcome::Abandoned));
         }
     }
 }
@@ -162,8 +164,8 @@ impl Proxy {
 
     async fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
         match rx.wait_for(|v| v.is_some()).await {
-            Ok(v) => v.clone().unwrap_or(Outcome::Failed("no outcome".into())),
-            Err(_) => Outcome::Failed("the fetch was abandoned".into()),
+            Ok(v) => v.clone().unwrap_or(Outcome::Abandoned),
+            Err(_) => Outcome::Abandoned,
         }
     }
 
@@ -178,6 +180,8 @@ impl Proxy {
                 Outcome::Done => Ok(()),
                 Outcome::NotFound => Err(not_found),
                 Outcome::Failed(m) => Err(DockerError::Upstream(m)),
+                // Rare (the leader's client left mid-fetch): fetch on our own rather than fail.
+                Outcome::Abandoned => fetch().await,
             },
             Join::Leader(flight) => {
                 let res = fetch().await;
@@ -348,6 +352,7 @@ impl Proxy {
                 Outcome::Done => self.cache.get_blob(ctx, req, name, &digest.to_string(), false).await,
                 Outcome::NotFound => Err(DockerError::BlobUnknown),
                 Outcome::Failed(m) => Err(DockerError::Upstream(m)),
+                Outcome::Abandoned => Err(DockerError::Upstream("the shared upstream fetch was abandoned; retry".into())),
             },
             Join::Leader(flight) => self.stream_through(name, digest, &key, flight).await,
         }
