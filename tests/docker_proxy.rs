@@ -375,3 +375,23 @@ fn a_group_pulls_from_its_members_in_order_and_pushes_to_the_writable_one() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().unwrap()[0]["id"], "PARAMETER group.memberNames");
 }
+
+#[test]
+fn a_mount_through_a_group_becomes_an_upload() {
+    let e = env();
+    create(&e.server, "hosted", json!({"name": "mount-secret", "storage": {"blobStoreName": "default"}, "docker": {}}));
+    create(&e.server, "hosted", json!({"name": "mount-target", "storage": {"blobStoreName": "default"}, "docker": {}}));
+    create(&e.server, "group", json!({"name": "mount-group", "storage": {"blobStoreName": "default"}, "docker": {},
+        "group": {"memberNames": ["mount-target"], "writableMember": "mount-target"}}));
+    let data = b"secret layer".to_vec();
+    let d = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)));
+    let r = http().post(e.server.url(&format!("/v2/mount-secret/x/blobs/uploads/?digest={d}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).body(data).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = http()
+        .post(e.server.url(&format!("/v2/mount-group/y/blobs/uploads/?mount={d}&from=mount-secret/x")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "no mount through a group: an upload session instead");
+    assert!(r.headers()["location"].to_str().unwrap().contains("/v2/mount-group/y/blobs/uploads/"));
+}

@@ -85,7 +85,16 @@ impl Group {
                 let Some(w) = &self.group.writable else {
                     return Err(DockerError::Unsupported(format!("group {} has no writable member", self.cfg.name)));
                 };
-                self.ask(w, ctx, &ctx.query, req, body).await.ok_or_else(|| DockerError::Unsupported(format!("the writable member {w} is unavailable")))
+                // Members trust the group's caller completely, so a cross-repository mount (which
+                // reads another repository) is not passed on: the spec's fallback is an upload.
+                let query: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(&ctx.query)
+                    .map(|q| q.into_inner())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|(k, _)| k != "mount" && k != "from")
+                    .collect();
+                let query = query.iter().map(|(k, v)| format!("{k}={}", url_encode(v))).collect::<Vec<_>>().join("&");
+                self.ask(w, ctx, &query, req, body).await.ok_or_else(|| DockerError::Unsupported(format!("the writable member {w} is unavailable")))
             }
             _ => Err(DockerError::Unsupported(format!("method {m} is not supported here"))),
         }
@@ -165,6 +174,15 @@ impl Group {
         let (page, _) = paginate(names, &ctx.query)?;
         Ok(HttpResponse::Ok().json(json!({ "repositories": page })))
     }
+}
+
+fn url_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// Applies `n` and `last` to a sorted set; also says whether more remain.
