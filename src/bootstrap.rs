@@ -1,6 +1,7 @@
 //! What the first start on an empty database creates: the `admin` user (no default password
 //! exists: it comes from the configuration or is random and written to the data dir), the
-//! `default` file blob store and a `docker-hosted` repository, so a newcomer can push at once.
+//! `default` file blob store, a `docker-hosted` and a `pypi-hosted` repository, so a newcomer
+//! can push and upload at once.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -51,6 +52,13 @@ pub fn first_start(db: &Db, data_dir: &Path, admin_password: &str) -> Result<(),
             "docker": { "v1Enabled": false, "forceBasicAuth": false, "httpPort": null, "httpsPort": null, "subdomain": null },
         });
         db.run_sync(|c| repos::insert(c, "docker-hosted", "docker", "hosted", "default", &config.to_string()))?;
+        let pypi = json!({
+            "name": "pypi-hosted",
+            "online": true,
+            "storage": { "blobStoreName": "default", "strictContentTypeValidation": true, "writePolicy": "allow_once", "latestPolicy": false },
+            "anonymousRead": false,
+        });
+        db.run_sync(|c| repos::insert(c, "pypi-hosted", "pypi", "hosted", "default", &pypi.to_string()))?;
     }
     db.run_sync(|c| settings::get_or_init(c, DONE_KEY, || "1".into()))?;
     Ok(())

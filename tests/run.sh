@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
-# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL), starts a PostgreSQL on loopback for the database tests, and runs cargo test
+# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, twine), starts a PostgreSQL on loopback for the database tests, and runs cargo test
 # twice: everything on the embedded SQLite, then every integration suite on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,12 +12,22 @@ command -v docker-registry >/dev/null || need+=(docker-registry)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# Python clients (twine) in a venv of the project's own; pip comes with it.
+VENV="$PWD/target/test-venv"
+if [ ! -x "$VENV/bin/twine" ]; then
+    echo "== installing twine into $VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check twine
+fi
+export PATH="$VENV/bin:$PATH"
 
 # PostgreSQL on a private port and directory, stopped when this script exits.
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)

@@ -1,0 +1,62 @@
+//! PyPI errors and their one mapping to HTTP: plain text, as PyPI's upload API answers (twine
+//! shows the body), with a Basic challenge on 401 so that pip retries with credentials.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use wharf_format::{BlobError, MetaError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PypiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("File already exists: {0}")]
+    FileExists(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error>),
+}
+
+impl PypiError {
+    pub fn to_response(&self) -> HttpResponse {
+        let status = match self {
+            PypiError::BadRequest(_) | PypiError::FileExists(_) => StatusCode::BAD_REQUEST,
+            PypiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            PypiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PypiError::NotFound => StatusCode::NOT_FOUND,
+            PypiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            PypiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if let PypiError::Internal(source) = self {
+            tracing::error!(error = %source, "pypi request failed");
+        }
+        let mut res = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            res.insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#));
+        }
+        res.content_type("text/plain; charset=utf-8").body(format!("{}\n", self))
+    }
+}
+
+impl From<MetaError> for PypiError {
+    fn from(e: MetaError) -> Self {
+        PypiError::Internal(Box::new(e))
+    }
+}
+
+impl From<BlobError> for PypiError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound => PypiError::NotFound,
+            BlobError::DigestMismatch { expected, actual } => PypiError::BadRequest(format!("sha256_digest {expected} does not match the uploaded file ({actual})")),
+            BlobError::Body(m) => PypiError::BadRequest(format!("request body: {m}")),
+            other => PypiError::Internal(Box::new(other)),
+        }
+    }
+}

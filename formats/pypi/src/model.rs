@@ -1,0 +1,189 @@
+//! Python packaging rules: project name normalisation (PEP 503), distribution file names,
+//! and the Simple API's content negotiation (PEP 691). Pure, no I/O.
+
+/// PEP 503: lowercase, and every run of `-`, `_`, `.` becomes one `-`.
+pub fn normalize(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut in_sep = false;
+    for c in name.chars() {
+        if c == '-' || c == '_' || c == '.' {
+            if !in_sep {
+                out.push('-');
+            }
+            in_sep = true;
+        } else {
+            out.push(c.to_ascii_lowercase());
+            in_sep = false;
+        }
+    }
+    out
+}
+
+/// PEP 508 names: ASCII letters and digits, with `.`, `_`, `-` inside.
+pub fn valid_project_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 200
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileKind {
+    Wheel,
+    SdistTarGz,
+    SdistZip,
+}
+
+impl FileKind {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            FileKind::Wheel | FileKind::SdistZip => "application/zip",
+            FileKind::SdistTarGz => "application/x-tar",
+        }
+    }
+
+    pub fn packagetype(self) -> &'static str {
+        match self {
+            FileKind::Wheel => "bdist_wheel",
+            _ => "sdist",
+        }
+    }
+}
+
+/// Checks an uploaded file's name: a wheel or an sdist of `name` at `version`, nothing that
+/// could name a path. Returns its kind or why it is refused.
+pub fn check_filename(filename: &str, name: &str, version: &str) -> Result<FileKind, String> {
+    let safe = !filename.is_empty()
+        && filename.len() <= 255
+        && !filename.starts_with('.')
+        && filename.chars().all(|c| c.is_ascii_alphanumeric() || "._-+!".contains(c));
+    if !safe {
+        return Err(format!("invalid file name {filename:?}"));
+    }
+    let (kind, stem) = if let Some(s) = filename.strip_suffix(".whl") {
+        (FileKind::Wheel, s)
+    } else if let Some(s) = filename.strip_suffix(".tar.gz") {
+        (FileKind::SdistTarGz, s)
+    } else if let Some(s) = filename.strip_suffix(".zip") {
+        (FileKind::SdistZip, s)
+    } else {
+        return Err(format!("{filename}: only wheels (.whl) and source distributions (.tar.gz, .zip) are accepted"));
+    };
+    let (file_project, file_version) = match kind {
+        FileKind::Wheel => {
+            let parts: Vec<&str> = stem.split('-').collect();
+            if !(parts.len() == 5 || parts.len() == 6) {
+                return Err(format!("{filename}: not a valid wheel file name"));
+            }
+            (parts[0], parts[1])
+        }
+        _ => stem.rsplit_once('-').ok_or_else(|| format!("{filename}: not a valid sdist file name"))?,
+    };
+    if normalize(file_project) != normalize(name) {
+        return Err(format!("{filename} is not a file of project {name}"));
+    }
+    if normalize_version(file_version) != normalize_version(version) {
+        return Err(format!("{filename} is not a file of version {version}"));
+    }
+    Ok(kind)
+}
+
+/// Version comparison for file names only: wheels write `1.0_rc1` for `1.0-rc1`.
+fn normalize_version(v: &str) -> String {
+    v.to_ascii_lowercase().replace(['_', '-'], ".")
+}
+
+/// The Simple API representation a client asked for (PEP 691), by `Accept` quality.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Representation {
+    Json,
+    Html,
+}
+
+pub const JSON_TYPE: &str = "application/vnd.pypi.simple.v1+json";
+pub const HTML_TYPE: &str = "application/vnd.pypi.simple.v1+html";
+
+pub fn negotiate(accept: Option<&str>) -> Representation {
+    let Some(accept) = accept else { return Representation::Html };
+    let mut best = (Representation::Html, -1.0f32);
+    for item in accept.split(',') {
+        let mut parts = item.split(';');
+        let media = parts.next().unwrap_or("").trim();
+        let q = parts
+            .filter_map(|p| p.trim().strip_prefix("q="))
+            .filter_map(|q| q.parse::<f32>().ok())
+            .next()
+            .unwrap_or(1.0);
+        let rep = match media {
+            JSON_TYPE => Representation::Json,
+            HTML_TYPE | "text/html" | "*/*" => Representation::Html,
+            _ => continue,
+        };
+        if q > best.1 {
+            best = (rep, q);
+        }
+    }
+    best.0
+}
+
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds.
+pub fn rfc3339_millis(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms.rem_euclid(1000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_normalize_per_pep_503() {
+        assert_eq!(normalize("My_Pkg"), "my-pkg");
+        assert_eq!(normalize("my-pkg"), "my-pkg");
+        assert_eq!(normalize("Friendly.Bard__x"), "friendly-bard-x");
+        assert!(valid_project_name("My_Pkg.2") && !valid_project_name("-x") && !valid_project_name("a/b") && !valid_project_name(""));
+    }
+
+    #[test]
+    fn file_names_are_checked() {
+        assert_eq!(check_filename("My_Pkg-1.0-py3-none-any.whl", "my-pkg", "1.0"), Ok(FileKind::Wheel));
+        assert_eq!(check_filename("my_pkg-1.0.tar.gz", "My.Pkg", "1.0"), Ok(FileKind::SdistTarGz));
+        assert_eq!(check_filename("my-pkg-1.0rc1.zip", "my-pkg", "1.0rc1"), Ok(FileKind::SdistZip));
+        assert!(check_filename("my_pkg-1.0.exe", "my-pkg", "1.0").is_err());
+        assert!(check_filename("../etc/passwd", "x", "1").is_err());
+        assert!(check_filename("other-1.0.tar.gz", "my-pkg", "1.0").is_err());
+        assert!(check_filename("my_pkg-2.0.tar.gz", "my-pkg", "1.0").is_err());
+    }
+
+    #[test]
+    fn accept_negotiation_follows_quality() {
+        let pip = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
+        assert_eq!(negotiate(Some(pip)), Representation::Json);
+        assert_eq!(negotiate(Some("text/html")), Representation::Html);
+        assert_eq!(negotiate(None), Representation::Html);
+        assert_eq!(negotiate(Some("application/vnd.pypi.simple.v1+json;q=0.2, text/html")), Representation::Html);
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(rfc3339_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_millis(1_795_996_800_123), "2026-11-30T00:00:00.123Z");
+    }
+}

@@ -1,0 +1,41 @@
+//! `ctx.path` → endpoint (Nexus's URLs: `/simple/`, `/simple/<project>/`, files under
+//! `/packages/`, and uploads to the repository's root).
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /` (twine)
+    Upload,
+    /// `/simple/`
+    Index,
+    /// `/simple/<project>/`
+    Project(String),
+    /// `/packages/<project>/<file>`
+    File { project: String, filename: String },
+}
+
+pub fn parse(path: &str) -> Option<Endpoint> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        [""] => Some(Endpoint::Upload),
+        ["simple"] | ["simple", ""] => Some(Endpoint::Index),
+        ["simple", p] | ["simple", p, ""] if !p.is_empty() => Some(Endpoint::Project(p.to_string())),
+        ["packages", p, f] if !p.is_empty() && !f.is_empty() => Some(Endpoint::File { project: p.to_string(), filename: f.to_string() }),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses() {
+        assert_eq!(parse("/"), Some(Endpoint::Upload));
+        assert_eq!(parse("/simple/"), Some(Endpoint::Index));
+        assert_eq!(parse("/simple/My_Pkg/"), Some(Endpoint::Project("My_Pkg".into())));
+        assert_eq!(parse("/simple/x"), Some(Endpoint::Project("x".into())));
+        assert_eq!(parse("/packages/x/x-1.0.tar.gz"), Some(Endpoint::File { project: "x".into(), filename: "x-1.0.tar.gz".into() }));
+        assert_eq!(parse("/packages/x/../y"), None);
+        assert_eq!(parse("/other"), None);
+    }
+}

@@ -1,0 +1,213 @@
+//! PyPI hosted repositories with the real clients: twine uploads, pip installs and downloads
+//! (cold, `--no-cache-dir`), `--require-hashes`, the PEP 691 JSON API, and bad input.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::{TestServer, ADMIN_PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn server() -> &'static TestServer {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    S.get_or_init(TestServer::start)
+}
+
+fn repo_url() -> String {
+    format!("{}/repository/pypi-hosted/", server().base)
+}
+
+fn index_url() -> String {
+    format!("http://admin:{ADMIN_PASSWORD}@{}/repository/pypi-hosted/simple/", server().addr)
+}
+
+/// Builds a wheel and an sdist; returns their paths.
+fn dist(dir: &Path, name: &str, version: &str, requires: &[&str]) -> (PathBuf, PathBuf) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
+    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).args(requires).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    (PathBuf::from(lines.next().unwrap()), PathBuf::from(lines.next().unwrap()))
+}
+
+fn twine(files: &[&Path], user: &str, password: &str) -> Output {
+    Command::new("twine")
+        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &repo_url(), "-u", user, "-p", password])
+        .args(files)
+        .output()
+        .expect("twine is installed (the test command installs it into target/test-venv)")
+}
+
+fn pip(args: &[&str]) -> Output {
+    // The machine's pip configuration may add local wheel folders: only wharf may answer here.
+    Command::new("python3")
+        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated"])
+        .args(args)
+        .env_remove("PIP_FIND_LINKS")
+        .env_remove("PIP_INDEX_URL")
+        .env_remove("PIP_EXTRA_INDEX_URL")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn http() -> Client {
+    Client::new()
+}
+
+fn sha256_of(p: &Path) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(p).unwrap()))
+}
+
+#[test]
+fn twine_uploads_and_pip_installs_packages_that_depend_on_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_whl, a_sdist) = dist(&tmp.path().join("a"), "wharf-test-lib", "1.0", &[]);
+    let (b_whl, b_sdist) = dist(&tmp.path().join("b"), "wharf-test-app", "2.1", &["wharf-test-lib>=1.0"]);
+    ok(twine(&[&a_whl, &a_sdist, &b_whl, &b_sdist], "admin", ADMIN_PASSWORD));
+    let target = tmp.path().join("site");
+    ok(pip(&["install", "--no-cache-dir", "--index-url", &index_url(), "--target", target.to_str().unwrap(), "wharf-test-app"]));
+    let app = std::fs::read_to_string(target.join("wharf_test_app/__init__.py")).unwrap();
+    assert!(app.contains("2.1"));
+    assert!(target.join("wharf_test_lib/__init__.py").exists(), "the dependency came from wharf too");
+    // pip download, cold: the wheels come back byte for byte.
+    let dl = tmp.path().join("dl");
+    ok(pip(&["download", "--no-cache-dir", "--index-url", &index_url(), "-d", dl.to_str().unwrap(), "wharf-test-app==2.1"]));
+    assert_eq!(sha256_of(&dl.join("wharf_test_app-2.1-py3-none-any.whl")), sha256_of(&b_whl));
+    assert_eq!(sha256_of(&dl.join("wharf_test_lib-1.0-py3-none-any.whl")), sha256_of(&a_whl));
+    // The sdist, by its URL (pip would build it, which needs a build backend from an index).
+    let r = http().get(format!("{}packages/wharf-test-lib/wharf_test_lib-1.0.tar.gz", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(r.bytes().unwrap())), sha256_of(&a_sdist));
+}
+
+#[test]
+fn pip_install_with_require_hashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whl, _) = dist(&tmp.path().join("h"), "wharf-hashed", "0.3", &[]);
+    ok(twine(&[&whl], "admin", ADMIN_PASSWORD));
+    let req = tmp.path().join("requirements.txt");
+    std::fs::write(&req, format!("wharf-hashed==0.3 --hash=sha256:{}\n", sha256_of(&whl))).unwrap();
+    let target = tmp.path().join("site");
+    ok(pip(&["install", "--no-cache-dir", "--require-hashes", "--index-url", &index_url(), "--target", target.to_str().unwrap(), "-r", req.to_str().unwrap()]));
+    std::fs::write(&req, format!("wharf-hashed==0.3 --hash=sha256:{}\n", "0".repeat(64))).unwrap();
+    let wrong = pip(&["install", "--no-cache-dir", "--require-hashes", "--index-url", &index_url(), "--target", tmp.path().join("site2").to_str().unwrap(), "-r", req.to_str().unwrap()]);
+    assert!(!wrong.status.success(), "a wrong hash must stop pip");
+}
+
+#[test]
+fn the_simple_api_speaks_html_and_json_and_normalizes_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whl, sdist) = dist(&tmp.path().join("n"), "Wharf_Norm.Pkg", "1.0", &[]);
+    ok(twine(&[&whl, &sdist], "admin", ADMIN_PASSWORD));
+    let get = |path: &str, accept: &str| {
+        http().get(format!("{}{path}", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Accept", accept).send().unwrap()
+    };
+    let r = get("simple/wharf-norm-pkg/", "application/vnd.pypi.simple.v1+json");
+    assert_eq!(r.headers()["content-type"], "application/vnd.pypi.simple.v1+json");
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["name"], "wharf-norm-pkg");
+    assert_eq!(v["meta"]["api-version"], "1.1");
+    assert_eq!(v["versions"], serde_json::json!(["1.0"]));
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 2);
+    let wheel = files.iter().find(|f| f["filename"].as_str().unwrap().ends_with(".whl")).unwrap();
+    assert_eq!(wheel["hashes"]["sha256"], sha256_of(&whl));
+    assert_eq!(wheel["requires-python"], ">=3.8", "from twine's requires_python field");
+    assert_eq!(wheel["size"], std::fs::metadata(&whl).unwrap().len());
+    assert!(wheel["upload-time"].as_str().unwrap().ends_with('Z'));
+    // Any spelling of the name is the same project.
+    for spelling in ["Wharf_Norm.Pkg", "WHARF-NORM-PKG", "wharf.norm_pkg"] {
+        let r = get(&format!("simple/{spelling}/"), "text/html");
+        assert_eq!(r.status(), StatusCode::OK, "{spelling}");
+        let html = r.text().unwrap();
+        assert!(html.contains(&format!("#sha256={}", sha256_of(&whl))), "{html}");
+    }
+    let index = get("simple/", "application/vnd.pypi.simple.v1+json").json::<Value>().unwrap();
+    // The index keeps the name as uploaded (twine sends `Wharf-Norm.Pkg`); it normalizes to the project.
+    let listed: Vec<String> = index["projects"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_lowercase().replace(['_', '.'], "-")).collect();
+    assert!(listed.contains(&"wharf-norm-pkg".to_string()), "{index}");
+    assert_eq!(get("simple/no-such-project/", "text/html").status(), StatusCode::NOT_FOUND);
+}
+
+/// A twine-like upload with chosen fields.
+fn raw_upload(user: Option<(&str, &str)>, filename: &str, data: &[u8], name: &str, version: &str, sha256: Option<String>) -> reqwest::blocking::Response {
+    let mut form = reqwest::blocking::multipart::Form::new()
+        .text(":action", "file_upload")
+        .text("protocol_version", "1")
+        .text("name", name.to_string())
+        .text("version", version.to_string());
+    if let Some(s) = sha256 {
+        form = form.text("sha256_digest", s);
+    }
+    form = form.part("content", reqwest::blocking::multipart::Part::bytes(data.to_vec()).file_name(filename.to_string()));
+    let mut r = http().post(repo_url()).multipart(form);
+    if let Some((u, p)) = user {
+        r = r.basic_auth(u, Some(p));
+    }
+    r.send().unwrap()
+}
+
+#[test]
+fn bad_uploads_are_refused_and_leave_nothing_behind() {
+    let admin = Some(("admin", ADMIN_PASSWORD));
+    let data = b"not really a wheel".to_vec();
+    let good = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    // Wrong digest.
+    let r = raw_upload(admin, "wharf_bad-1.0-py3-none-any.whl", &data, "wharf-bad", "1.0", Some("0".repeat(64)));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("does not match"));
+    // Unknown file type.
+    let r = raw_upload(admin, "wharf_bad-1.0.exe", &data, "wharf-bad", "1.0", Some(good.clone()));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A file of another project or version.
+    let r = raw_upload(admin, "other-1.0-py3-none-any.whl", &data, "wharf-bad", "1.0", Some(good.clone()));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // A path in the file name.
+    let r = raw_upload(admin, "../wharf_bad-1.0.tar.gz", &data, "wharf-bad", "1.0", Some(good.clone()));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Nothing of it is listed.
+    let r = http().get(format!("{}simple/wharf-bad/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // No credentials, wrong credentials.
+    let r = raw_upload(None, "wharf_bad-1.0-py3-none-any.whl", &data, "wharf-bad", "1.0", Some(good.clone()));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
+    let r = raw_upload(Some(("admin", "wrong")), "wharf_bad-1.0-py3-none-any.whl", &data, "wharf-bad", "1.0", Some(good.clone()));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Anonymous reads are refused too (anonymousRead is off).
+    let r = http().get(format!("{}simple/", repo_url())).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_file_cannot_be_uploaded_twice_and_a_normalized_name_is_the_same_project() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whl, _) = dist(&tmp.path().join("o"), "wharf-once", "1.0", &[]);
+    ok(twine(&[&whl], "admin", ADMIN_PASSWORD));
+    let again = twine(&[&whl], "admin", ADMIN_PASSWORD);
+    assert!(!again.status.success(), "pypi-hosted is allow_once: no redeploy");
+    let text = format!("{}{}", String::from_utf8_lossy(&again.stdout), String::from_utf8_lossy(&again.stderr));
+    assert!(text.contains("400") || text.contains("already exists"), "{text}");
+    // Another spelling of the same project adds a version to it.
+    let (whl2, _) = dist(&tmp.path().join("o2"), "Wharf_Once", "1.1", &[]);
+    ok(twine(&[&whl2], "admin", ADMIN_PASSWORD));
+    let v: Value = http()
+        .get(format!("{}simple/wharf-once/", repo_url()))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["versions"], serde_json::json!(["1.0", "1.1"]));
+}
