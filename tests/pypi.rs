@@ -211,3 +211,70 @@ fn a_file_cannot_be_uploaded_twice_and_a_normalized_name_is_the_same_project() {
         .unwrap();
     assert_eq!(v["versions"], serde_json::json!(["1.0", "1.1"]));
 }
+
+fn zip_bytes(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, data) in entries {
+        z.start_file(*name, zip::write::SimpleFileOptions::default()).unwrap();
+        z.write_all(data).unwrap();
+    }
+    z.finish().unwrap().into_inner()
+}
+
+fn upload_zip(filename: &str, name: &str, version: &str, data: Vec<u8>) -> reqwest::blocking::Response {
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data));
+    raw_upload(Some(("admin", ADMIN_PASSWORD)), filename, &data, name, version, Some(sha))
+}
+
+#[test]
+fn core_metadata_is_extracted_and_served_per_pep_658() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whl, _) = dist(&tmp.path().join("m"), "wharf-meta", "1.0", &["wharf-test-lib"]);
+    ok(twine(&[&whl], "admin", ADMIN_PASSWORD));
+    let v: Value = http()
+        .get(format!("{}simple/wharf-meta/", repo_url()))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let file = &v["files"][0];
+    let url = format!("{}.metadata", file["url"].as_str().unwrap());
+    let meta = http().get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().bytes().unwrap();
+    let text = String::from_utf8(meta.to_vec()).unwrap();
+    assert!(text.contains("Name: wharf-meta") && text.contains("Requires-Dist: wharf-test-lib"), "{text}");
+    assert_eq!(file["core-metadata"]["sha256"], hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&meta)));
+    let html = http().get(format!("{}simple/wharf-meta/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().text().unwrap();
+    assert!(html.contains("data-core-metadata=\"sha256="), "{html}");
+}
+
+#[test]
+fn malicious_archives_are_refused_not_unpacked() {
+    let meta = b"Metadata-Version: 2.1\nName: wharf-evil\nVersion: 1.0\n".to_vec();
+    // A zip bomb: 8 MiB of spaces in METADATA compress to a few KiB.
+    let bomb = zip_bytes(&[("wharf_evil-1.0.dist-info/METADATA", vec![b' '; 8 << 20])]);
+    assert!(bomb.len() < 200_000);
+    let r = upload_zip("wharf_evil-1.0-py3-none-any.whl", "wharf-evil", "1.0", bomb);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("zip bomb"));
+    // Entries that name paths outside the archive.
+    let traversal = zip_bytes(&[("../../etc/cron.d/evil", b"x".to_vec()), ("wharf_evil-1.0.dist-info/METADATA", meta.clone())]);
+    let r = upload_zip("wharf_evil-1.0-py3-none-any.whl", "wharf-evil", "1.0", traversal);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("outside the archive"));
+    // Not an archive at all.
+    let r = upload_zip("wharf_evil-1.0-py3-none-any.whl", "wharf-evil", "1.0", b"garbage".to_vec());
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Metadata of another project.
+    let other = zip_bytes(&[("wharf_evil-1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: requests\nVersion: 1.0\n".to_vec())]);
+    let r = upload_zip("wharf_evil-1.0-py3-none-any.whl", "wharf-evil", "1.0", other);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // None of it became a project.
+    let r = http().get(format!("{}simple/wharf-evil/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // A well-formed one is accepted.
+    let good = zip_bytes(&[("wharf_evil/__init__.py", b"".to_vec()), ("wharf_evil-1.0.dist-info/METADATA", meta)]);
+    assert_eq!(upload_zip("wharf_evil-1.0-py3-none-any.whl", "wharf-evil", "1.0", good).status(), StatusCode::OK);
+}

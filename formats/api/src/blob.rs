@@ -174,6 +174,13 @@ impl BlobStore {
         Ok(BlobRead { total, range: served, body })
     }
 
+    /// The blob as a local file, for readers that need to seek (zip archives). Only the
+    /// filesystem backend has one; others will hand out a temporary copy.
+    pub fn local_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("blobs/sha256").join(&hex[..2]).join(hex)
+    }
+
     /// Reads a whole blob that is known to be small (manifests), refusing more than `limit` bytes.
     pub async fn read_small(&self, digest: &Digest, limit: u64) -> Result<Bytes, BlobError> {
         let read = self.get(digest, None).await?;

@@ -12,6 +12,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use wharf_format::{now_millis, Action, Check, Denied, Digest, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
 
+use crate::archive;
 use crate::error::PypiError;
 use crate::meta::{self, file_path, files_prefix, project_path};
 use crate::model::{self, check_filename, html_escape, negotiate, normalize, valid_project_name, Representation, FileKind};
@@ -130,6 +131,7 @@ impl Hosted {
         }
         let normalized = normalize(name);
         self.authorize(ctx, Action::Write, &normalized)?;
+        let core_metadata = self.core_metadata(&filename, &digest, kind, &normalized, version).await?;
         let repo = self.cfg.id;
         let path = file_path(&normalized, &filename);
         let checks = match self.cfg.write_policy {
@@ -152,6 +154,7 @@ impl Hosted {
                 "upload_time": now_millis(),
                 "uploader": ctx.principal.user,
                 "yanked": null,
+                "core_metadata": core_metadata,
             }),
         };
         let project = NewAsset {
@@ -168,6 +171,29 @@ impl Hosted {
         }
         tracing::info!(repository = %self.cfg.name, project = %normalized, %filename, "uploaded");
         Ok(HttpResponse::Ok().content_type("text/plain").body("OK\n"))
+    }
+
+    /// Reads the file's core metadata (PEP 658) under limits, checks it names this project and
+    /// version, stores it, and returns its sha256 (hex); `None` when the file has none to serve.
+    async fn core_metadata(&self, filename: &str, digest: &Digest, kind: FileKind, normalized: &str, version: &str) -> Result<Option<String>> {
+        let path = self.env.blobs.local_path(digest);
+        let read = tokio::task::spawn_blocking(move || archive::core_metadata(&path, kind))
+            .await
+            .map_err(|e| PypiError::Internal(Box::new(e)))?
+            .map_err(|e| PypiError::BadRequest(format!("{filename}: {e}")))?;
+        let Some(bytes) = read else { return Ok(None) };
+        let text = String::from_utf8_lossy(&bytes);
+        let meta_name = archive::field(&text, "Name").map(normalize);
+        let meta_version = archive::field(&text, "Version");
+        if meta_name.as_deref() != Some(normalized) || meta_version != Some(version) {
+            return Err(PypiError::BadRequest(format!(
+                "{filename}: its metadata names {} {}, the upload {normalized} {version}",
+                meta_name.unwrap_or_default(),
+                meta_version.unwrap_or_default()
+            )));
+        }
+        let d = self.env.blobs.put_bytes(Bytes::from(bytes)).await?;
+        Ok(Some(d.hex().to_string()))
     }
 
     // ---- simple API --------------------------------------------------------------------------
@@ -236,6 +262,7 @@ impl Hosted {
                     size: a.size,
                     upload_time: a.attributes.get("upload_time").and_then(Value::as_i64).unwrap_or(a.created_at),
                     version: attr("version").unwrap_or_default(),
+                    core_metadata: attr("core_metadata"),
                 }
             })
             .collect();
@@ -254,7 +281,8 @@ impl Hosted {
                         "yanked": match &e.yanked { Some(r) if !r.is_empty() => json!(r), Some(_) => json!(true), None => json!(false) },
                         "size": e.size,
                         "upload-time": model::rfc3339_millis(e.upload_time),
-                        "core-metadata": false,
+                        "core-metadata": e.core_metadata.as_ref().map_or(json!(false), |h| json!({"sha256": h})),
+                        "dist-info-metadata": e.core_metadata.as_ref().map_or(json!(false), |h| json!({"sha256": h})),
                     })).collect::<Vec<_>>(),
                 }))
             }
@@ -267,6 +295,10 @@ impl Hosted {
                     html.push_str(&format!("<a href=\"{}#sha256={}\"", html_escape(&e.url), e.sha256));
                     if let Some(rp) = &e.requires_python {
                         html.push_str(&format!(" data-requires-python=\"{}\"", html_escape(rp)));
+                    }
+                    if let Some(h) = &e.core_metadata {
+                        // PEP 714's name, and PEP 658's for clients that predate it.
+                        html.push_str(&format!(" data-core-metadata=\"sha256={h}\" data-dist-info-metadata=\"sha256={h}\""));
                     }
                     if let Some(reason) = &e.yanked {
                         html.push_str(&format!(" data-yanked=\"{}\"", html_escape(reason)));
@@ -284,6 +316,14 @@ impl Hosted {
     async fn download(&self, ctx: &RepoCtx, project: &str, filename: &str, head: bool) -> Result<HttpResponse> {
         let normalized = normalize(project);
         self.authorize(ctx, Action::Read, &normalized)?;
+        // PEP 658: `<file URL>.metadata` is the file's core metadata.
+        if let Some(dist) = filename.strip_suffix(".metadata") {
+            let asset = self.env.meta.get(self.cfg.id, &file_path(&normalized, dist)).await?.ok_or(PypiError::NotFound)?;
+            let hex = asset.attributes.get("core_metadata").and_then(Value::as_str).ok_or(PypiError::NotFound)?;
+            let digest: Digest = format!("sha256:{hex}").parse().map_err(|e| PypiError::Internal(Box::new(e)))?;
+            let bytes = self.env.blobs.read_small(&digest, archive::MAX_METADATA).await?;
+            return Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(if head { Bytes::new() } else { bytes }));
+        }
         let asset = self.env.meta.get(self.cfg.id, &file_path(&normalized, filename)).await?.ok_or(PypiError::NotFound)?;
         let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| PypiError::Internal(Box::new(e)))?;
         let mut res = HttpResponse::Ok();
@@ -307,6 +347,7 @@ struct FileEntry {
     size: i64,
     upload_time: i64,
     version: String,
+    core_metadata: Option<String>,
 }
 
 fn json_response(v: Value) -> HttpResponse {

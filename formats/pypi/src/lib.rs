@@ -1,6 +1,7 @@
 //! PyPI format for wharf: the Simple API (PEP 503/691/700) for pip and uv, and the legacy
 //! upload API for twine.
 
+mod archive;
 mod config;
 mod error;
 mod hosted;
