@@ -278,3 +278,21 @@ fn malicious_archives_are_refused_not_unpacked() {
     let good = zip_bytes(&[("wharf_evil/__init__.py", b"".to_vec()), ("wharf_evil-1.0.dist-info/METADATA", meta)]);
     assert_eq!(upload_zip("wharf_evil-1.0-py3-none-any.whl", "wharf-evil", "1.0", good).status(), StatusCode::OK);
 }
+
+#[test]
+fn uv_installs_from_a_hosted_repository() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lib, _) = dist(&tmp.path().join("l"), "wharf-uv-lib", "0.1", &[]);
+    let (app, _) = dist(&tmp.path().join("a"), "wharf-uv-app", "0.2", &["wharf-uv-lib==0.1"]);
+    ok(twine(&[&lib, &app], "admin", ADMIN_PASSWORD));
+    let target = tmp.path().join("site");
+    let out = Command::new("uv")
+        .args(["pip", "install", "--no-cache", "--index-url", &index_url(), "--target", target.to_str().unwrap(), "wharf-uv-app"])
+        .env_remove("UV_INDEX_URL")
+        .env_remove("PIP_FIND_LINKS")
+        .output()
+        .expect("uv is installed (the test command installs it into target/test-venv)");
+    assert!(out.status.success(), "uv: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(target.join("wharf_uv_app/__init__.py")).unwrap().contains("0.2"));
+    assert!(target.join("wharf_uv_lib/__init__.py").exists());
+}

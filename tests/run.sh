@@ -20,12 +20,12 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Python clients (twine) in a venv of the project's own; pip comes with it.
+# Python clients (twine, uv) in a venv of the project's own; pip comes with it.
 VENV="$PWD/target/test-venv"
-if [ ! -x "$VENV/bin/twine" ]; then
-    echo "== installing twine into $VENV"
+if [ ! -x "$VENV/bin/twine" ] || [ ! -x "$VENV/bin/uv" ]; then
+    echo "== installing twine and uv into $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check twine
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check twine uv
 fi
 export PATH="$VENV/bin:$PATH"
 
