@@ -166,6 +166,8 @@ fn pull_blob_by_get_and_head() {
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(header(&r, "content-length"), img.layer_bytes.len().to_string());
     assert!(r.bytes().unwrap().is_empty());
+    let r = req(Method::HEAD, &v2("pull/blob", &format!("blobs/{}", img.config))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the config blob too");
 }
 
 #[test]
