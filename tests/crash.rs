@@ -135,7 +135,7 @@ fn base64_basic(user: &str, pass: &str) -> String {
 
 #[test]
 fn abandoned_uploads_are_swept_away() {
-    let server = TestServer::start_with_env(&[("WHARF_UPLOADS__TTL_SECS", "1"), ("WHARF_UPLOADS__SWEEP_INTERVAL_SECS", "1")]);
+    let server = TestServer::start_with_env(&[("WHARF_UPLOADS__TTL_SECS", "3"), ("WHARF_UPLOADS__SWEEP_INTERVAL_SECS", "1")]);
     let http = client();
     let r = http.post(server.url("/v2/docker-hosted/swept/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);

@@ -170,6 +170,11 @@ fn env() -> &'static Env {
         let server = TestServer::start();
         let upstream = Registry::start(false);
         create(&server, "proxy", proxy_body("hub-proxy", &upstream.url(), json!({})));
+        // Ages of 6 s: long enough that "before it expires" cannot be missed on a loaded machine.
+        create(&server, "proxy", proxy_body("timed-proxy", &upstream.url(), json!({
+            "proxy": {"remoteUrl": upstream.url(), "contentMaxAge": -1, "metadataMaxAge": 0.1},
+            "negativeCache": {"enabled": true, "timeToLive": 0.1}
+        })));
         Env { server, upstream }
     })
 }
@@ -204,18 +209,18 @@ fn a_tag_moved_upstream_is_seen_after_metadata_max_age_and_not_before() {
     let first = oci::image(&tmp.path().join("a"), "v1", &["amd64"], 22, 10_000);
     let second = oci::image(&tmp.path().join("b"), "v1", &["amd64"], 23, 10_000);
     e.upstream.push(&tmp.path().join("a"), "v1", "team/moving:latest");
-    let image = format!("docker://{}/hub-proxy/team/moving:latest", e.server.addr);
+    let image = format!("docker://{}/timed-proxy/team/moving:latest", e.server.addr);
     assert_eq!(raw_digest(&image).unwrap(), first.top_digest);
     e.upstream.push(&tmp.path().join("b"), "v1", "team/moving:latest");
     assert_eq!(raw_digest(&image).unwrap(), first.top_digest, "within metadataMaxAge the cached tag is served");
-    std::thread::sleep(Duration::from_millis(3500));
+    std::thread::sleep(Duration::from_millis(6500));
     assert_eq!(raw_digest(&image).unwrap(), second.top_digest, "after metadataMaxAge the move is seen");
 }
 
 #[test]
 fn upstream_404s_are_negatively_cached_for_their_ttl() {
     let e = env();
-    let url = e.server.url("/v2/hub-proxy/team/late/manifests/1");
+    let url = e.server.url("/v2/timed-proxy/team/late/manifests/1");
     let get = || http().get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Accept", "application/vnd.oci.image.manifest.v1+json").send().unwrap();
     let r = get();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
@@ -227,7 +232,7 @@ fn upstream_404s_are_negatively_cached_for_their_ttl() {
     e.upstream.push(&tmp.path().join("s"), "v1", "team/late:1");
     assert_eq!(get().status(), StatusCode::NOT_FOUND, "still negatively cached");
     assert_eq!(e.upstream.requests("HEAD", "/v2/team/late/manifests/1"), upstream_asks, "the negative cache spared the upstream");
-    std::thread::sleep(Duration::from_millis(3500));
+    std::thread::sleep(Duration::from_millis(6500));
     assert_eq!(get().status(), StatusCode::OK, "after the TTL the upstream is asked again");
 }
 
