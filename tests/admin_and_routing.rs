@@ -200,3 +200,20 @@ fn the_console_and_the_api_document_are_served_from_the_binary() {
     }
     assert!(doc["paths"].get("/v2/token").is_some());
 }
+
+#[test]
+fn docker_components_are_tags_and_deleting_one_keeps_the_others() {
+    let body = json!({"name": "comp", "storage": {"blobStoreName": "default"}, "docker": {}});
+    assert_eq!(admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&body).send().unwrap().status(), StatusCode::CREATED);
+    assert_eq!(push_manifest("comp", "app", "1.0", 7), StatusCode::CREATED);
+    assert_eq!(push_manifest("comp", "app", "latest", 7), StatusCode::CREATED);
+    let list: Value = admin(Method::GET, "/service/rest/v1/components?repository=comp").send().unwrap().json().unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.iter().map(|c| format!("{}:{}", c["name"].as_str().unwrap(), c["version"].as_str().unwrap())).collect::<Vec<_>>(), vec!["app:1.0", "app:latest"]);
+    let id = items[0]["id"].as_str().unwrap();
+    assert_eq!(admin(Method::DELETE, &format!("/service/rest/v1/components/{id}")).send().unwrap().status(), StatusCode::NO_CONTENT);
+    let tags: Value = http().get(server().url("/v2/comp/app/tags/list")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();
+    assert_eq!(tags["tags"], json!(["latest"]));
+    let r = admin(Method::POST, &format!("/service/rest/v1/components/{}/yank", list["items"][1]["id"].as_str().unwrap())).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "docker has no yanking");
+}

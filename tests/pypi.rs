@@ -296,3 +296,57 @@ fn uv_installs_from_a_hosted_repository() {
     assert!(std::fs::read_to_string(target.join("wharf_uv_app/__init__.py")).unwrap().contains("0.2"));
     assert!(target.join("wharf_uv_lib/__init__.py").exists());
 }
+
+fn components(repo: &str) -> Vec<Value> {
+    let v: Value = http()
+        .get(format!("{}/service/rest/v1/components?repository={repo}", server().base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    v["items"].as_array().unwrap().clone()
+}
+
+fn component_id(name: &str, version: &str) -> String {
+    components("pypi-hosted").into_iter().find(|c| c["name"] == name && c["version"] == version).expect("component listed")["id"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn releases_are_components_that_can_be_yanked_and_deleted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (v1, v1_sdist) = dist(&tmp.path().join("1"), "wharf-yank", "1.0", &[]);
+    let (v2, _) = dist(&tmp.path().join("2"), "wharf-yank", "2.0", &[]);
+    ok(twine(&[&v1, &v1_sdist, &v2], "admin", ADMIN_PASSWORD));
+    let c = components("pypi-hosted").into_iter().find(|c| c["name"] == "wharf-yank" && c["version"] == "1.0").unwrap();
+    assert_eq!(c["format"], "pypi");
+    assert_eq!(c["assets"].as_array().unwrap().len(), 2, "wheel and sdist");
+    assert!(c["assets"][0]["downloadUrl"].as_str().unwrap().contains("/repository/pypi-hosted/packages/wharf-yank/"));
+
+    // Yank 2.0: pip then picks 1.0 unless 2.0 is pinned.
+    let id2 = component_id("wharf-yank", "2.0");
+    let r = http().post(format!("{}/service/rest/v1/components/{id2}/yank", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).json(&serde_json::json!({"reason": "broken build"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let html = http().get(format!("{}simple/wharf-yank/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().text().unwrap();
+    assert!(html.contains("data-yanked=\"broken build\""), "{html}");
+    let site = tmp.path().join("site");
+    ok(pip(&["install", "--no-cache-dir", "--index-url", &index_url(), "--target", site.to_str().unwrap(), "wharf-yank"]));
+    assert!(std::fs::read_to_string(site.join("wharf_yank/__init__.py")).unwrap().contains("1.0"), "the yanked release was skipped");
+    let pinned = tmp.path().join("pinned");
+    ok(pip(&["install", "--no-cache-dir", "--index-url", &index_url(), "--target", pinned.to_str().unwrap(), "wharf-yank==2.0"]));
+    assert!(std::fs::read_to_string(pinned.join("wharf_yank/__init__.py")).unwrap().contains("2.0"), "an exact pin still gets it");
+
+    // Delete 1.0, then 2.0: the project disappears from the index.
+    let id1 = component_id("wharf-yank", "1.0");
+    assert_eq!(http().delete(format!("{}/service/rest/v1/components/{id1}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(), StatusCode::NO_CONTENT);
+    let v: Value = http().get(format!("{}simple/wharf-yank/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Accept", "application/vnd.pypi.simple.v1+json").send().unwrap().json().unwrap();
+    assert_eq!(v["versions"], serde_json::json!(["2.0"]));
+    assert_eq!(v["files"][0]["yanked"], "broken build");
+    assert_eq!(http().delete(format!("{}/service/rest/v1/components/{id2}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(http().get(format!("{}simple/wharf-yank/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(), StatusCode::NOT_FOUND);
+    let index: Value = http().get(format!("{}simple/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Accept", "application/vnd.pypi.simple.v1+json").send().unwrap().json().unwrap();
+    assert!(!index["projects"].as_array().unwrap().iter().any(|p| p["name"] == "wharf-yank"), "{index}");
+    assert_eq!(http().delete(format!("{}/service/rest/v1/components/{id2}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(), StatusCode::NOT_FOUND);
+    // Only administrators.
+    assert_eq!(http().get(format!("{}/service/rest/v1/components?repository=pypi-hosted", server().base)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+}

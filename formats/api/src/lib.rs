@@ -19,7 +19,7 @@ pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
 pub use ctx::{Access, Action, Denied, Grant, Mount, Principal, RepoCtx};
 pub use digest::{Digest, DigestError};
 pub use meta::{Asset, Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
-pub use repo::{Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
+pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
 pub use blob::{BlobRead, HashState};
 
 /// Milliseconds since the Unix epoch: the one time unit of the metadata store.

@@ -10,7 +10,17 @@ use async_trait::async_trait;
 use crate::blob::BlobStore;
 use crate::config::{ConfigError, Kind, RepoConfig};
 use crate::ctx::{Principal, RepoCtx};
-use crate::meta::MetaStore;
+use crate::meta::{Asset, MetaStore, NewAsset};
+
+/// A component as Nexus's components API shows it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ComponentKey {
+    pub group: Option<String>,
+    pub name: String,
+    pub version: String,
+    /// The asset's path under `/repository/<name>/`, when it can be downloaded there.
+    pub download_path: Option<String>,
+}
 
 /// Where a repository wants a URL space of its own, besides `/repository/<name>/`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -80,6 +90,23 @@ pub trait Format: Send + Sync + 'static {
     /// when an administrator creates or changes a repository, not when configurations reload.
     fn validate_references(&self, _config: &RepoConfig, _repos: &dyn RepoLookup) -> Result<(), ConfigError> {
         Ok(())
+    }
+
+    /// Nexus's components: which component (name, version) an asset belongs to, for the
+    /// components API. Assets of no component (markers, content by digest) answer `None`.
+    fn component_of(&self, _asset: &Asset) -> Option<ComponentKey> {
+        None
+    }
+
+    /// Paths to remove once the last asset of component `name` is deleted (a project marker).
+    fn markers(&self, _name: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Marks an asset yanked (`Some(reason)`) or not (`None`); `false` if the format has no
+    /// such notion (then the API refuses).
+    fn yank(&self, _asset: &mut NewAsset, _reason: Option<&str>) -> bool {
+        false
     }
 
     /// Extra URL spaces this repository wants (own port, Host subdomain).

@@ -5,7 +5,7 @@ mod config;
 mod error;
 mod group;
 mod hosted;
-mod meta;
+pub(crate) mod meta;
 mod model;
 mod proxy;
 mod root;
@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use wharf_format::{ConfigError, Format, FormatEnv, Kind, Listener, Repo, RepoConfig, RepoLookup, RootCtx};
+use wharf_format::{Asset, ComponentKey, ConfigError, Format, FormatEnv, Kind, Listener, Repo, RepoConfig, RepoLookup, RootCtx};
 
 pub use config::DockerSettings;
 
@@ -42,6 +42,14 @@ impl Format for Docker {
         attributes: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
         config::validate(kind, attributes)
+    }
+
+    /// As in Nexus, a component is a tagged image (`name:tag`); deleting it deletes the tag only.
+    fn component_of(&self, asset: &Asset) -> Option<ComponentKey> {
+        if asset.kind != meta::TAG {
+            return None;
+        }
+        Some(ComponentKey { group: None, name: asset.component.clone()?, version: meta::tag_of(&asset.path).to_string(), download_path: None })
     }
 
     fn listener(&self, config: &RepoConfig) -> Listener {

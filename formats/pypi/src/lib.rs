@@ -5,13 +5,13 @@ mod archive;
 mod config;
 mod error;
 mod hosted;
-mod meta;
+pub(crate) mod meta;
 mod model;
 mod routes;
 
 use std::sync::Arc;
 
-use wharf_format::{ConfigError, Format, FormatEnv, Kind, Repo, RepoConfig};
+use wharf_format::{Asset, ComponentKey, ConfigError, Format, FormatEnv, Kind, NewAsset, Repo, RepoConfig};
 
 pub struct Pypi;
 
@@ -35,5 +35,30 @@ impl Format for Pypi {
 
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {
         Ok(Arc::new(hosted::Hosted::new(config, env)))
+    }
+
+    /// A component is a release: the files of one project version.
+    fn component_of(&self, asset: &Asset) -> Option<ComponentKey> {
+        if asset.kind != meta::FILE {
+            return None;
+        }
+        Some(ComponentKey {
+            group: None,
+            name: asset.component.clone()?,
+            version: asset.attributes.get("version")?.as_str()?.to_string(),
+            download_path: Some(asset.path.clone()),
+        })
+    }
+
+    fn markers(&self, name: &str) -> Vec<String> {
+        vec![meta::project_path(name)]
+    }
+
+    /// PEP 592: a yanked file stays installable by exact pin, and is skipped otherwise.
+    fn yank(&self, asset: &mut NewAsset, reason: Option<&str>) -> bool {
+        if let Some(attrs) = asset.attributes.as_object_mut() {
+            attrs.insert("yanked".into(), reason.map_or(serde_json::Value::Null, |r| serde_json::Value::String(r.to_string())));
+        }
+        true
     }
 }

@@ -2,6 +2,7 @@
 //! for Nexus port over.
 
 pub mod blobstores;
+pub mod components;
 pub mod repositories;
 pub mod status;
 
@@ -89,6 +90,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/repositories/{format}/{kind}", web::post().to(repositories::create))
             .route("/v1/repositories/{format}/{kind}/{name}", web::get().to(repositories::get))
             .route("/v1/repositories/{format}/{kind}/{name}", web::put().to(repositories::update))
+            .route("/v1/components", web::get().to(components::list))
+            .route("/v1/components/{id}", web::get().to(components::get))
+            .route("/v1/components/{id}", web::delete().to(components::delete))
+            .route("/v1/components/{id}/yank", web::post().to(components::yank))
+            .route("/v1/components/{id}/yank", web::delete().to(components::yank))
             .route("/v1/blobstores", web::get().to(blobstores::list))
             .route("/v1/blobstores/file", web::post().to(blobstores::create_file))
             .route("/v1/blobstores/file/{name}", web::get().to(blobstores::get_file))

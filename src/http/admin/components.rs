@@ -1,0 +1,158 @@
+//! Nexus's components API (`/service/rest/v1/components`): a repository's content grouped the
+//! way its format says (`Format::component_of`), listed, fetched and deleted; plus wharf's
+//! yank endpoint for formats that know yanking (PyPI, PEP 592).
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde_json::{json, Value};
+use wharf_format::{Asset, ComponentKey, ConfigError, ListQuery, MetaStore, NewAsset, Write};
+
+use super::{parse_json, require_admin, AdminError};
+use crate::http::mount::origin;
+use crate::state::AppState;
+
+const PAGE: usize = 100;
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+fn component_id(repo: &str, name: &str, version: &str) -> String {
+    B64.encode(format!("{repo}\n{name}\n{version}"))
+}
+
+fn parse_id(id: &str) -> Option<(String, String, String)> {
+    let raw = String::from_utf8(B64.decode(id).ok()?).ok()?;
+    let mut parts = raw.splitn(3, '\n');
+    Some((parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string()))
+}
+
+/// Every component of a repository with its assets, in name and version order.
+async fn components_of(state: &AppState, repo: &str) -> Result<(wharf_format::RepoRef, BTreeMap<ComponentKey, Vec<Asset>>), AdminError> {
+    let r = state.registry.get(repo).ok_or_else(|| AdminError::NotFound(format!("repository {repo} not found")))?;
+    let format = state.format(&r.config.format).ok_or_else(|| AdminError::NotFound(format!("format {} is not in this build", r.config.format)))?;
+    let assets = state.meta.list(r.config.id, ListQuery::default()).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let mut out: BTreeMap<ComponentKey, Vec<Asset>> = BTreeMap::new();
+    for a in assets {
+        if let Some(mut key) = format.component_of(&a) {
+            key.download_path = None;
+            out.entry(key).or_default().push(a);
+        }
+    }
+    Ok((r, out))
+}
+
+fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &[Asset], format: &dyn wharf_format::Format, origin: &str) -> Value {
+    let name = &repo.config.name;
+    json!({
+        "id": component_id(name, &key.name, &key.version),
+        "repository": name,
+        "format": repo.config.format,
+        "group": key.group,
+        "name": key.name,
+        "version": key.version,
+        "assets": assets.iter().map(|a| {
+            let download = format.component_of(a).and_then(|k| k.download_path).map(|p| format!("{origin}/repository/{name}/{p}"));
+            json!({
+                "id": B64.encode(format!("{name}\n{}", a.path)),
+                "path": a.path,
+                "downloadUrl": download,
+                "repository": name,
+                "format": repo.config.format,
+                "checksum": { "sha256": a.digest.as_deref().map(|d| d.trim_start_matches("sha256:")) },
+                "contentType": a.content_type,
+                "fileSize": a.size,
+                "lastModified": a.updated_at,
+                "uploader": a.attributes.get("uploader"),
+                "attributes": a.attributes,
+            })
+        }).collect::<Vec<_>>(),
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct ListParams {
+    repository: String,
+    #[serde(rename = "continuationToken")]
+    continuation_token: Option<String>,
+}
+
+pub async fn list(state: web::Data<AppState>, req: HttpRequest, q: web::Query<ListParams>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let (repo, all) = components_of(&state, &q.repository).await?;
+    let format = state.format(&repo.config.format).expect("components_of found the format");
+    let start: usize = q.continuation_token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+    let origin = origin(&req);
+    let items: Vec<Value> = all.iter().skip(start).take(PAGE).map(|(k, a)| render(&repo, k, a, format.as_ref(), &origin)).collect();
+    let next = (start + PAGE < all.len()).then(|| (start + PAGE).to_string());
+    Ok(HttpResponse::Ok().json(json!({ "items": items, "continuationToken": next })))
+}
+
+async fn find(state: &AppState, id: &str) -> Result<(wharf_format::RepoRef, ComponentKey, Vec<Asset>), AdminError> {
+    let (repo, name, version) = parse_id(id).ok_or_else(|| AdminError::NotFound(format!("component {id} not found")))?;
+    let (r, mut all) = components_of(state, &repo).await?;
+    let key = all.keys().find(|k| k.name == name && k.version == version).cloned().ok_or_else(|| AdminError::NotFound(format!("component {id} not found")))?;
+    let assets = all.remove(&key).unwrap_or_default();
+    Ok((r, key, assets))
+}
+
+pub async fn get(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let (r, key, assets) = find(&state, &id).await?;
+    let format = state.format(&r.config.format).expect("find found the format");
+    Ok(HttpResponse::Ok().json(render(&r, &key, &assets, format.as_ref(), &origin(&req))))
+}
+
+/// Deletes a component's assets (their blobs stay until garbage collection), and the format's
+/// markers for the name once nothing of it is left.
+pub async fn delete(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    let user = require_admin(&state, &req).await?;
+    let (r, key, assets) = find(&state, &id).await?;
+    let repo_id = r.config.id;
+    let writes = assets.iter().map(|a| Write::Delete { repo: repo_id, path: a.path.clone() }).collect();
+    state.meta.commit(vec![], writes).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let format = state.format(&r.config.format).expect("find found the format");
+    let (_, rest) = components_of(&state, &r.config.name).await?;
+    if !rest.keys().any(|k| k.name == key.name) {
+        let markers = format.markers(&key.name).into_iter().map(|path| Write::Delete { repo: repo_id, path }).collect();
+        state.meta.commit(vec![], markers).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    }
+    tracing::info!(%user, repository = %r.config.name, name = %key.name, version = %key.version, "component deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST .../components/{id}/yank` with `{"reason": "..."}` yanks; `DELETE` un-yanks.
+pub async fn yank(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    let user = require_admin(&state, &req).await?;
+    let (r, key, assets) = find(&state, &id).await?;
+    let reason = if req.method() == actix_web::http::Method::DELETE {
+        None
+    } else {
+        let v = if body.is_empty() { json!({}) } else { parse_json(&body)? };
+        match v.get("reason") {
+            None | Some(Value::Null) => Some(String::new()),
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => return Err(ConfigError::new("reason", "must be a string").into()),
+        }
+    };
+    let format = state.format(&r.config.format).expect("find found the format");
+    let mut writes = Vec::new();
+    for a in assets {
+        let mut asset = NewAsset {
+            path: a.path,
+            kind: a.kind,
+            component: a.component,
+            digest: a.digest,
+            size: a.size,
+            content_type: a.content_type,
+            link: a.link,
+            attributes: a.attributes,
+        };
+        if !format.yank(&mut asset, reason.as_deref()) {
+            return Err(ConfigError::new("id", format!("{} components cannot be yanked", r.config.format)).into());
+        }
+        writes.push(Write::Upsert { repo: r.config.id, asset });
+    }
+    state.meta.commit(vec![], writes).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    tracing::info!(%user, repository = %r.config.name, name = %key.name, version = %key.version, yanked = reason.is_some(), "component yank changed");
+    Ok(HttpResponse::NoContent().finish())
+}
