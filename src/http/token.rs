@@ -138,32 +138,7 @@ fn issue(state: &AppState, req: &HttpRequest, own: Option<String>, principal: Pr
         "token": token,
         "access_token": token,
         "expires_in": ttl,
-        "issued_at": format_rfc3339(issued_at),
+        "issued_at": wharf_format::rfc3339_millis(issued_at as i64 * 1000),
         "scope": scopes.join(" "),
     }))
-}
-
-/// Seconds since the epoch as RFC 3339 UTC (civil-from-days, no calendar crate needed).
-fn format_rfc3339(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339() {
-        assert_eq!(super::format_rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::format_rfc3339(1_795_996_800), "2026-11-30T00:00:00Z");
-    }
 }

@@ -112,6 +112,16 @@ impl DockerError {
     }
 }
 
+/// Every Docker answer, success or error, carries the API version header.
+pub fn respond(res: Result<HttpResponse, DockerError>) -> HttpResponse {
+    let mut res = res.unwrap_or_else(|e| e.to_response());
+    res.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("docker-distribution-api-version"),
+        actix_web::http::header::HeaderValue::from_static("registry/2.0"),
+    );
+    res
+}
+
 /// The `Range` header of an upload holding `offset` bytes. Distribution answers `0-0` for an
 /// empty upload, and clients expect exactly that.
 pub fn range_header(offset: u64) -> String {

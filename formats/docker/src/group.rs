@@ -8,7 +8,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use actix_web::http::{header, Method, StatusCode};
+use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use serde_json::{json, Value};
@@ -34,15 +34,7 @@ pub struct Group {
 #[async_trait(?Send)]
 impl Repo for Group {
     async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
-        let mut res = match self.route(&ctx, &req, body).await {
-            Ok(res) => res,
-            Err(e) => e.to_response(),
-        };
-        res.headers_mut().insert(
-            header::HeaderName::from_static("docker-distribution-api-version"),
-            header::HeaderValue::from_static("registry/2.0"),
-        );
-        res
+        crate::error::respond(self.route(&ctx, &req, body).await)
     }
 }
 

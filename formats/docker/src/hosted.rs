@@ -38,15 +38,7 @@ type Result<T, E = DockerError> = std::result::Result<T, E>;
 #[async_trait(?Send)]
 impl Repo for Hosted {
     async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
-        let mut res = match self.route(&ctx, &req, body).await {
-            Ok(res) => res,
-            Err(e) => e.to_response(),
-        };
-        res.headers_mut().insert(
-            header::HeaderName::from_static("docker-distribution-api-version"),
-            header::HeaderValue::from_static("registry/2.0"),
-        );
-        res
+        crate::error::respond(self.route(&ctx, &req, body).await)
     }
 }
 

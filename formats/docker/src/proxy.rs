@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::body::SizedStream;
-use actix_web::http::{header, Method};
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -89,15 +89,7 @@ pub struct Proxy {
 #[async_trait(?Send)]
 impl Repo for Proxy {
     async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
-        let mut res = match self.route(&ctx, &req, body).await {
-            Ok(res) => res,
-            Err(e) => e.to_response(),
-        };
-        res.headers_mut().insert(
-            header::HeaderName::from_static("docker-distribution-api-version"),
-            header::HeaderValue::from_static("registry/2.0"),
-        );
-        res
+        crate::error::respond(self.route(&ctx, &req, body).await)
     }
 }
 

@@ -280,7 +280,7 @@ impl Hosted {
                         "requires-python": e.requires_python,
                         "yanked": match &e.yanked { Some(r) if !r.is_empty() => json!(r), Some(_) => json!(true), None => json!(false) },
                         "size": e.size,
-                        "upload-time": model::rfc3339_millis(e.upload_time),
+                        "upload-time": wharf_format::rfc3339_millis(e.upload_time),
                         "core-metadata": e.core_metadata.as_ref().map_or(json!(false), |h| json!({"sha256": h})),
                         "dist-info-metadata": e.core_metadata.as_ref().map_or(json!(false), |h| json!({"sha256": h})),
                     })).collect::<Vec<_>>(),
