@@ -86,7 +86,10 @@ impl RepoRegistry {
     /// configuration no longer opens is left out (and logged) rather than stopping the others.
     pub async fn reload(self: &Arc<Self>, db: &Db, meta: Arc<SqlMeta>, formats: &[Arc<dyn Format>]) -> Result<Arc<Snapshot>, LoadError> {
         let (generation, rows, stores) = db
-            .run(|conn| Ok((repos::generation(conn)?, repos::list(conn)?, repos::list_blob_stores(conn)?)))
+            .run(|conn| {
+                let generation = repos::generation(conn)?;
+                Ok((generation, repos::list(conn)?, repos::list_blob_stores(conn)?))
+            })
             .await?;
         let old = self.snapshot();
         let mut snap = Snapshot { generation, ..Default::default() };
@@ -124,9 +127,15 @@ impl RepoRegistry {
                 Err(e) => tracing::error!(repository = %name, error = %e, "cannot open repository"),
             }
         }
+        // Reloads run side by side (every change triggers one): a reload that read an older
+        // generation must not replace a newer view. Rows are read after the generation, so a
+        // view holds at least what its generation promises.
         let snap = Arc::new(snap);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snap.clone();
-        Ok(snap)
+        let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if snap.generation > current.generation {
+            *current = snap;
+        }
+        Ok(current.clone())
     }
 }
 

@@ -217,3 +217,30 @@ fn docker_components_are_tags_and_deleting_one_keeps_the_others() {
     let r = admin(Method::POST, &format!("/service/rest/v1/components/{}/yank", list["items"][1]["id"].as_str().unwrap())).send().unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "docker has no yanking");
 }
+
+#[test]
+fn concurrent_configuration_changes_are_all_seen_at_once() {
+    // Each thread creates a repository and at once a group that names it: the group's
+    // validation must see the repository even while other threads' reloads run.
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let member = json!({"name": format!("race-{i}"), "storage": {"blobStoreName": "default"}, "docker": {}});
+                let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&member).send().unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED);
+                let group = json!({"name": format!("race-group-{i}"), "storage": {"blobStoreName": "default"}, "docker": {},
+                    "group": {"memberNames": [format!("race-{i}")]}});
+                let r = admin(Method::POST, "/service/rest/v1/repositories/docker/group").json(&group).send().unwrap();
+                assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let all: Value = admin(Method::GET, "/service/rest/v1/repositories").send().unwrap().json().unwrap();
+    let names: Vec<&str> = all.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for i in 0..8 {
+        assert!(names.contains(&format!("race-{i}").as_str()) && names.contains(&format!("race-group-{i}").as_str()));
+    }
+}

@@ -106,11 +106,15 @@ pub fn repos_using_blob_store(conn: &mut AnyConnection, name: &str) -> Result<i6
     Ok(repositories::table.filter(repositories::blob_store.eq(name)).count().get_result(conn)?)
 }
 
+/// One atomic increment: concurrent changes (on one node or several) each get their own number,
+/// which is what lets a reload tell a newer view from an older one.
 fn bump_generation(conn: &mut AnyConnection) -> Result<(), DbError> {
-    let next = generation(conn)? + 1;
-    let n = diesel::update(settings::table.find(GENERATION_KEY)).set(settings::value.eq(next.to_string())).execute(conn)?;
+    let n = diesel::sql_query(format!(
+        "UPDATE settings SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = '{GENERATION_KEY}'"
+    ))
+    .execute(conn)?;
     if n == 0 {
-        diesel::insert_into(settings::table).values((settings::key.eq(GENERATION_KEY), settings::value.eq(next.to_string()))).execute(conn)?;
+        diesel::insert_into(settings::table).values((settings::key.eq(GENERATION_KEY), settings::value.eq("1"))).execute(conn)?;
     }
     Ok(())
 }
