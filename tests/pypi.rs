@@ -166,6 +166,17 @@ fn bad_uploads_are_refused_and_leave_nothing_behind() {
     let r = raw_upload(admin, "wharf_bad-1.0-py3-none-any.whl", &data, "wharf-bad", "1.0", Some("0".repeat(64)));
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().unwrap().contains("does not match"));
+    // Wrong md5 (twine sends both digests).
+    let form = reqwest::blocking::multipart::Form::new()
+        .text(":action", "file_upload")
+        .text("name", "wharf-bad")
+        .text("version", "1.0")
+        .text("sha256_digest", good.clone())
+        .text("md5_digest", "0".repeat(32))
+        .part("content", reqwest::blocking::multipart::Part::bytes(data.clone()).file_name("wharf_bad-1.0.tar.gz"));
+    let r = http().post(repo_url()).basic_auth("admin", Some(ADMIN_PASSWORD)).multipart(form).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("md5_digest"));
     // Unknown file type.
     let r = raw_upload(admin, "wharf_bad-1.0.exe", &data, "wharf-bad", "1.0", Some(good.clone()));
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);

@@ -124,6 +124,16 @@ impl Hosted {
                 return Err(PypiError::BadRequest(format!("sha256_digest {expected} does not match the uploaded file ({})", digest.hex())));
             }
         }
+        if let Some(expected) = field("md5_digest") {
+            let path = self.env.blobs.local_path(&digest);
+            let actual = tokio::task::spawn_blocking(move || md5_of(&path))
+                .await
+                .map_err(|e| PypiError::Internal(Box::new(e)))?
+                .map_err(|e| PypiError::Internal(Box::new(e)))?;
+            if !expected.eq_ignore_ascii_case(&actual) {
+                return Err(PypiError::BadRequest(format!("md5_digest {expected} does not match the uploaded file ({actual})")));
+            }
+        }
         if let Some(ft) = field("filetype") {
             if ft != kind.packagetype() {
                 return Err(PypiError::BadRequest(format!("filetype {ft} does not match {filename}")));
@@ -336,6 +346,24 @@ impl Hosted {
         let read = self.env.blobs.get(&digest, None).await?;
         Ok(res.body(SizedStream::new(read.total, read.body)))
     }
+}
+
+/// MD5 of a stored file, for twine's `md5_digest` (a checksum here, not a security measure:
+/// `sha256_digest` is the one that counts).
+fn md5_of(path: &std::path::Path) -> std::io::Result<String> {
+    use md5::Digest as _;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = md5::Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
 }
 
 struct FileEntry {
