@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
-# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, twine), starts a PostgreSQL on loopback for the database tests, and runs cargo test
+# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, twine, uv, pypiserver), starts a PostgreSQL on loopback for the database tests, and runs cargo test
 # twice: everything on the embedded SQLite, then every integration suite on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +20,12 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Python clients (twine, uv) in a venv of the project's own; pip comes with it.
+# Python clients (twine, uv) and pypiserver (a proxy upstream) in a venv of the project's own; pip comes with it.
 VENV="$PWD/target/test-venv"
-if [ ! -x "$VENV/bin/twine" ] || [ ! -x "$VENV/bin/uv" ]; then
-    echo "== installing twine and uv into $VENV"
+if [ ! -x "$VENV/bin/twine" ] || [ ! -x "$VENV/bin/uv" ] || [ ! -x "$VENV/bin/pypi-server" ]; then
+    echo "== installing twine, uv and pypiserver into $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check twine uv
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check twine uv pypiserver
 fi
 export PATH="$VENV/bin:$PATH"
 

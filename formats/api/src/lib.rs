@@ -12,6 +12,7 @@ pub mod config;
 pub mod ctx;
 pub mod digest;
 pub mod meta;
+pub mod proxy;
 pub mod repo;
 
 pub use blob::{BlobError, BlobStore, ByteStream};
@@ -21,6 +22,7 @@ pub use digest::{Digest, DigestError};
 pub use meta::{Asset, Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
 pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
 pub use blob::{BlobRead, HashState};
+pub use proxy::{GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlight};
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds (civil-from-days; no calendar
 /// crate needed for one format).

@@ -129,4 +129,10 @@ pub trait Repo: Send + Sync {
     /// has identified the caller; the format checks what the caller may do (`ctx.check`) and
     /// answers in its own protocol's terms, errors included.
     async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse;
+
+    /// The repository as its own type, for a format whose groups ask their members through the
+    /// format's own API rather than over HTTP (PyPI merges members' project pages).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 }

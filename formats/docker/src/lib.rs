@@ -76,24 +76,7 @@ impl Format for Docker {
         if config.kind != Kind::Group {
             return Ok(());
         }
-        let g = config::GroupSettings::parse(config.attributes.get("group"))?;
-        for m in &g.members {
-            let Some(r) = repos.repo(m) else {
-                return Err(ConfigError::new("group.memberNames", format!("repository {m} does not exist")));
-            };
-            if r.config.format != "docker" {
-                return Err(ConfigError::new("group.memberNames", format!("{m} is a {} repository, not docker", r.config.format)));
-            }
-            if *m == config.name {
-                return Err(ConfigError::new("group.memberNames", "a group cannot contain itself"));
-            }
-        }
-        if let Some(w) = &g.writable {
-            if repos.repo(w).is_some_and(|r| r.config.kind != Kind::Hosted) {
-                return Err(ConfigError::new("group.writableMember", format!("{w} is not a hosted repository")));
-            }
-        }
-        Ok(())
+        config::GroupSettings::parse(config.attributes.get("group"))?.check_references(config, repos)
     }
 
     async fn handle_root(&self, ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {

@@ -11,18 +11,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use actix_web::body::SizedStream;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
-use wharf_format::{now_millis, Action, BlobStore, Digest, FormatEnv, HashState, MetaStore, NewAsset, Repo, RepoConfig, RepoCtx, Write};
+use wharf_format::proxy::{self, Flight, Join};
+use wharf_format::{now_millis, Action, BlobStore, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx, SingleFlight, Write};
 
 use crate::access;
 use crate::config::{DockerSettings, ProxySettings};
@@ -35,45 +33,6 @@ use crate::upstream::{Upstream, UpstreamError};
 
 type Result<T, E = DockerError> = std::result::Result<T, E>;
 
-/// How a shared fetch ended, for the requests that waited on it.
-#[derive(Clone, Debug)]
-enum Outcome {
-    Done,
-    NotFound,
-    Failed(String),
-    /// The leader went away before finishing (its client disconnected): try again.
-    Abandoned,
-}
-
-type Flights = Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>;
-
-/// The leader's side of a shared fetch; finishing (or being dropped) wakes the followers.
-struct Flight {
-    key: String,
-    flights: Flights,
-    tx: watch::Sender<Option<Outcome>>,
-}
-
-impl Flight {
-    fn finish(self, outcome: Outcome) {
-        let _ = self.tx.send(Some(outcome));
-    }
-}
-
-impl Drop for Flight {
-    fn drop(&mut self) {
-        self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
-        if self.tx.borrow().is_none() {
-            let _ = self.tx.send(Some(Outcome::Abandoned));
-        }
-    }
-}
-
-enum Join {
-    Leader(Flight),
-    Follower(watch::Receiver<Option<Outcome>>),
-}
-
 pub struct Proxy {
     cfg: Arc<RepoConfig>,
     settings: DockerSettings,
@@ -82,8 +41,8 @@ pub struct Proxy {
     upstream: Arc<Upstream>,
     blobs: Arc<BlobStore>,
     meta: Arc<dyn MetaStore>,
-    negative: Mutex<HashMap<String, Instant>>,
-    flights: Flights,
+    negative: NegativeCache,
+    flights: SingleFlight,
 }
 
 #[async_trait(?Send)]
@@ -103,10 +62,10 @@ impl Proxy {
             cache: Hosted::new(cfg.clone(), settings.clone(), env),
             cfg,
             settings,
+            negative: NegativeCache::new(proxy.negative_cache),
             proxy,
             upstream: Arc::new(upstream),
-            negative: Mutex::new(HashMap::new()),
-            flights: Arc::new(Mutex::new(HashMap::new())),
+            flights: SingleFlight::default(),
         })
     }
 
@@ -144,72 +103,31 @@ impl Proxy {
 
     // ---- shared fetches and the negative cache ----------------------------------------------
 
-    fn join(&self, key: &str) -> Join {
-        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(rx) = flights.get(key) {
-            return Join::Follower(rx.clone());
-        }
-        let (tx, rx) = watch::channel(None);
-        flights.insert(key.to_string(), rx);
-        Join::Leader(Flight { key: key.to_string(), flights: self.flights.clone(), tx })
-    }
-
-    async fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
-        match rx.wait_for(|v| v.is_some()).await {
-            Ok(v) => v.clone().unwrap_or(Outcome::Abandoned),
-            Err(_) => Outcome::Abandoned,
-        }
-    }
-
     /// Runs `fetch` once for every concurrent caller with the same key.
-    async fn once<F, Fut>(&self, key: &str, not_found: DockerError, fetch: F) -> Result<()>
+    async fn once<F, Fut>(&self, key: &str, not_found: impl Fn() -> DockerError, fetch: F) -> Result<()>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<()>>,
     {
-        match self.join(key) {
-            Join::Follower(rx) => match Self::wait(rx).await {
-                Outcome::Done => Ok(()),
-                Outcome::NotFound => Err(not_found),
-                Outcome::Failed(m) => Err(DockerError::Upstream(m)),
-                // Rare (the leader's client left mid-fetch): fetch on our own rather than fail.
-                Outcome::Abandoned => fetch().await,
-            },
-            Join::Leader(flight) => {
-                let res = fetch().await;
-                flight.finish(match &res {
-                    Ok(()) => Outcome::Done,
-                    Err(DockerError::ManifestUnknown(_) | DockerError::BlobUnknown) => Outcome::NotFound,
-                    Err(e) => Outcome::Failed(e.to_string()),
-                });
-                res
-            }
-        }
+        let classify = |r: &Result<()>| match r {
+            Ok(()) => Outcome::Done,
+            Err(DockerError::ManifestUnknown(_) | DockerError::BlobUnknown) => Outcome::NotFound,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        let reply = |o: Outcome| match o {
+            Outcome::NotFound => Err(not_found()),
+            Outcome::Failed(m) => Err(DockerError::Upstream(m)),
+            _ => Ok(()),
+        };
+        self.flights.once(key, fetch, classify, reply).await
     }
 
     fn negatively_cached(&self, key: &str) -> bool {
-        let mut neg = self.negative.lock().unwrap_or_else(|e| e.into_inner());
-        match neg.get(key) {
-            Some(until) if Instant::now() < *until => true,
-            Some(_) => {
-                neg.remove(key);
-                false
-            }
-            None => false,
-        }
+        self.negative.contains(key)
     }
 
     fn remember_not_found(&self, key: &str) {
-        let ttl = self.proxy.negative_cache.unwrap_or(Duration::from_secs(365 * 86_400));
-        if ttl.is_zero() {
-            return;
-        }
-        let mut neg = self.negative.lock().unwrap_or_else(|e| e.into_inner());
-        if neg.len() > 100_000 {
-            let now = Instant::now();
-            neg.retain(|_, until| *until > now);
-        }
-        neg.insert(key.to_string(), Instant::now() + ttl);
+        self.negative.insert(key)
     }
 
     fn upstream_error(&self, e: UpstreamError, not_found: DockerError, key: &str) -> DockerError {
@@ -238,7 +156,7 @@ impl Proxy {
                 if self.negatively_cached(&key) {
                     return Err(unknown());
                 }
-                self.once(&key, unknown(), || async {
+                self.once(&key, unknown, || async {
                     let m = self.upstream.get_manifest(name, &d.to_string(), MAX_MANIFEST_BYTES).await.map_err(|e| self.upstream_error(e, unknown(), &key))?;
                     self.store_manifest(name, m.bytes, m.content_type.as_deref(), Some(d), None).await
                 })
@@ -259,7 +177,7 @@ impl Proxy {
                 if cached.is_none() && self.negatively_cached(&key) {
                     return Err(unknown());
                 }
-                self.once(&key, unknown(), || self.revalidate_tag(name, tag, cached.as_ref().and_then(|a| a.digest.clone()), &key)).await
+                self.once(&key, unknown, || self.revalidate_tag(name, tag, cached.as_ref().and_then(|a| a.digest.clone()), &key)).await
             }
         }
     }
@@ -339,8 +257,8 @@ impl Proxy {
             res.insert_header(("Docker-Content-Digest", digest.to_string())).content_type("application/octet-stream");
             return Ok(res.body(SizedStream::new(size.unwrap_or(0), futures::stream::empty::<Result<Bytes, std::io::Error>>())));
         }
-        match self.join(&key) {
-            Join::Follower(rx) => match Self::wait(rx).await {
+        match self.flights.join(&key) {
+            Join::Follower(rx) => match SingleFlight::wait(rx).await {
                 Outcome::Done => self.cache.get_blob(ctx, req, name, &digest.to_string(), false).await,
                 Outcome::NotFound => Err(DockerError::BlobUnknown),
                 Outcome::Failed(m) => Err(DockerError::Upstream(m)),
@@ -362,52 +280,21 @@ impl Proxy {
             }
         };
         let length = res.content_length();
-        let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
-        let blobs = self.blobs.clone();
         let meta = self.meta.clone();
         let repo = self.cfg.id;
-        let (name, wanted) = (name.to_string(), digest.clone());
-        let repo_name = self.cfg.name.clone();
-        // Not tied to the client: a client that goes away does not stop the cache filling.
-        actix_web::rt::spawn(async move {
-            let to_client = tx.clone();
-            let tee = Box::pin(res.bytes_stream().then(move |chunk| {
-                let to_client = to_client.clone();
-                async move {
-                    if let Ok(c) = &chunk {
-                        // A closed channel means the client left; keep caching.
-                        let _ = to_client.send(Ok(c.clone())).await;
-                    }
-                    chunk
-                }
-            }));
-            let id = uuid::Uuid::new_v4().to_string();
-            let outcome = async {
-                let (size, state) = blobs.stage_append(&id, 0, &HashState::empty(), tee).await?;
-                blobs.stage_finish(&id, &state, Some(&wanted)).await?;
-                let asset = NewAsset {
-                    path: blob_path(&name, &wanted.to_string()),
-                    kind: meta::BLOB.into(),
-                    component: Some(name.clone()),
-                    digest: Some(wanted.to_string()),
-                    size: size as i64,
-                    ..Default::default()
-                };
-                meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(DockerError::Meta)?;
-                Ok::<_, DockerError>(())
-            }
-            .await;
-            match outcome {
-                Ok(()) => flight.finish(Outcome::Done),
-                Err(e) => {
-                    blobs.stage_discard(&id).await;
-                    tracing::warn!(repository = %repo_name, image = %name, digest = %wanted, error = %e, "caching an upstream blob failed");
-                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-                    flight.finish(Outcome::Failed(e.to_string()));
-                }
-            }
+        let name = name.to_string();
+        let label = format!("{}/{name}@{digest}", self.cfg.name);
+        let body = proxy::stream_through(self.blobs.clone(), res.bytes_stream(), Some(digest.clone()), flight, label, move |digest, size| async move {
+            let asset = NewAsset {
+                path: blob_path(&name, &digest.to_string()),
+                kind: meta::BLOB.into(),
+                component: Some(name.clone()),
+                digest: Some(digest.to_string()),
+                size: size as i64,
+                ..Default::default()
+            };
+            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())
         });
-        let body = tokio_stream_from(rx);
         let mut out = HttpResponse::Ok();
         out.insert_header(("Docker-Content-Digest", digest.to_string())).content_type("application/octet-stream");
         Ok(match length {
@@ -445,8 +332,4 @@ impl Proxy {
 
 fn url_query(q: &str) -> Vec<(String, String)> {
     web::Query::<Vec<(String, String)>>::from_query(q).map(|q| q.into_inner()).unwrap_or_default()
-}
-
-fn tokio_stream_from(mut rx: mpsc::Receiver<Result<Bytes, std::io::Error>>) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

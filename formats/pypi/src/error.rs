@@ -19,6 +19,11 @@ pub enum PypiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("{0}")]
+    ReadOnly(String),
+    /// The upstream of a proxy failed, and nothing cached can stand in.
+    #[error("{0}")]
+    Upstream(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -30,7 +35,8 @@ impl PypiError {
             PypiError::Unauthorized => StatusCode::UNAUTHORIZED,
             PypiError::Forbidden(_) => StatusCode::FORBIDDEN,
             PypiError::NotFound => StatusCode::NOT_FOUND,
-            PypiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            PypiError::MethodNotAllowed | PypiError::ReadOnly(_) => StatusCode::METHOD_NOT_ALLOWED,
+            PypiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             PypiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let PypiError::Internal(source) = self {

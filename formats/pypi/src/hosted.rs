@@ -1,24 +1,23 @@
 //! A hosted PyPI repository: twine uploads, the Simple API for pip and uv, file downloads.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::body::SizedStream;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use wharf_format::{now_millis, Action, Check, Denied, Digest, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
+use wharf_format::{now_millis, Action, Check, Digest, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
 
 use crate::archive;
 use crate::error::PypiError;
+use crate::index::{self, FileEntry};
 use crate::meta::{self, file_path, files_prefix, project_path};
-use crate::model::{self, check_filename, html_escape, negotiate, normalize, valid_project_name, Representation, FileKind};
+use crate::model::{check_filename, normalize, valid_project_name, FileKind};
 use crate::routes::{self, Endpoint};
-
-type Result<T, E = PypiError> = std::result::Result<T, E>;
+use crate::source::{self, Result, Source};
 
 /// Text fields of an upload form (summary, description, ...) may hold this much each.
 const MAX_FIELD: usize = 1 << 20;
@@ -35,6 +34,10 @@ impl Repo for Hosted {
             Ok(res) => res,
             Err(e) => e.to_response(),
         }
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 }
 
@@ -57,19 +60,7 @@ impl Hosted {
     }
 
     fn authorize(&self, ctx: &RepoCtx, action: Action, object: &str) -> Result<()> {
-        match ctx.check(action, object) {
-            Ok(()) => Ok(()),
-            Err(Denied::Unauthenticated) => Err(PypiError::Unauthorized),
-            Err(Denied::Forbidden) => Err(PypiError::Forbidden(format!("{action:?} access to {} is denied", self.cfg.name).to_lowercase())),
-        }
-    }
-
-    /// The repository's base URL as the client reached it.
-    fn base_url(&self, ctx: &RepoCtx) -> String {
-        match &ctx.mount {
-            Mount::Prefix { prefix } => format!("{}{prefix}", ctx.origin),
-            _ => format!("{}/repository/{}", ctx.origin, self.cfg.name),
-        }
+        source::authorize(ctx, action, object)
     }
 
     // ---- upload ------------------------------------------------------------------------------
@@ -206,145 +197,75 @@ impl Hosted {
         Ok(Some(d.hex().to_string()))
     }
 
-    // ---- simple API --------------------------------------------------------------------------
+    // ---- simple API and files ------------------------------------------------------------
 
     async fn index(&self, ctx: &RepoCtx, req: &HttpRequest) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Read, "*")?;
+        let projects = self.projects().await?;
+        Ok(index::index_page(accept(req), &base_url(ctx, &self.cfg.name), &projects))
+    }
+
+    async fn project(&self, ctx: &RepoCtx, req: &HttpRequest, project: &str) -> Result<HttpResponse> {
+        let normalized = normalize(project);
+        self.authorize(ctx, Action::Read, &normalized)?;
+        let files = self.files(&normalized).await?.ok_or(PypiError::NotFound)?;
+        Ok(index::project_page(accept(req), &base_url(ctx, &self.cfg.name), &normalized, &files))
+    }
+
+    async fn download(&self, ctx: &RepoCtx, project: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+        let normalized = normalize(project);
+        self.authorize(ctx, Action::Read, &normalized)?;
+        self.serve(&normalized, filename, head).await
+    }
+}
+
+#[async_trait(?Send)]
+impl Source for Hosted {
+    async fn files(&self, normalized: &str) -> Result<Option<Vec<FileEntry>>> {
+        let q = ListQuery {
+            kind: Some(meta::FILE.into()),
+            component: Some(normalized.to_string()),
+            prefix: Some(files_prefix(normalized)),
+            ..Default::default()
+        };
+        let files = self.env.meta.list(self.cfg.id, q).await?;
+        Ok(if files.is_empty() { None } else { Some(files.iter().map(source::entry_of).collect()) })
+    }
+
+    async fn projects(&self) -> Result<Vec<(String, String)>> {
         let q = ListQuery { kind: Some(meta::PROJECT.into()), prefix: Some("_project/".into()), ..Default::default() };
         let rows = self.env.meta.list(self.cfg.id, q).await?;
-        let projects: Vec<(String, String)> = rows
+        Ok(rows
             .into_iter()
             .filter_map(|a| {
                 let norm = a.component?;
                 let display = a.attributes.get("name").and_then(Value::as_str).unwrap_or(&norm).to_string();
                 Some((norm, display))
             })
-            .collect();
-        let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
-        Ok(match negotiate(accept) {
-            Representation::Json => json_response(json!({
-                "meta": {"api-version": "1.1"},
-                "projects": projects.iter().map(|(_, d)| json!({"name": d})).collect::<Vec<_>>(),
-            })),
-            Representation::Html => {
-                let base = self.base_url(ctx);
-                let mut html = String::from("<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Simple index</title></head>\n<body>\n");
-                for (norm, display) in &projects {
-                    html.push_str(&format!("<a href=\"{base}/simple/{}/\">{}</a><br/>\n", html_escape(norm), html_escape(display)));
-                }
-                html.push_str("</body>\n</html>\n");
-                html_response(html, accept)
-            }
-        })
+            .collect())
     }
 
-    async fn project(&self, ctx: &RepoCtx, req: &HttpRequest, project: &str) -> Result<HttpResponse> {
-        let normalized = normalize(project);
-        self.authorize(ctx, Action::Read, &normalized)?;
-        let q = ListQuery {
-            kind: Some(meta::FILE.into()),
-            component: Some(normalized.clone()),
-            prefix: Some(files_prefix(&normalized)),
-            ..Default::default()
-        };
-        let files = self.env.meta.list(self.cfg.id, q).await?;
-        if files.is_empty() {
-            return Err(PypiError::NotFound);
-        }
-        let base = self.base_url(ctx);
-        let accept = req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
-        let entries: Vec<FileEntry> = files
-            .iter()
-            .map(|a| {
-                let filename = a.path.rsplit('/').next().unwrap_or_default().to_string();
-                let hex = a.digest.as_deref().unwrap_or_default().trim_start_matches("sha256:").to_string();
-                let attr = |k: &str| a.attributes.get(k).and_then(Value::as_str).map(str::to_string);
-                FileEntry {
-                    url: format!("{base}/packages/{normalized}/{filename}"),
-                    filename,
-                    sha256: hex,
-                    requires_python: attr("requires_python"),
-                    yanked: match a.attributes.get("yanked") {
-                        Some(Value::String(reason)) => Some(reason.clone()),
-                        Some(Value::Bool(true)) => Some(String::new()),
-                        _ => None,
-                    },
-                    size: a.size,
-                    upload_time: a.attributes.get("upload_time").and_then(Value::as_i64).unwrap_or(a.created_at),
-                    version: attr("version").unwrap_or_default(),
-                    core_metadata: attr("core_metadata"),
-                }
-            })
-            .collect();
-        Ok(match negotiate(accept) {
-            Representation::Json => {
-                let versions: BTreeSet<&str> = entries.iter().map(|e| e.version.as_str()).collect();
-                json_response(json!({
-                    "meta": {"api-version": "1.1"},
-                    "name": normalized,
-                    "versions": versions,
-                    "files": entries.iter().map(|e| json!({
-                        "filename": e.filename,
-                        "url": e.url,
-                        "hashes": {"sha256": e.sha256},
-                        "requires-python": e.requires_python,
-                        "yanked": match &e.yanked { Some(r) if !r.is_empty() => json!(r), Some(_) => json!(true), None => json!(false) },
-                        "size": e.size,
-                        "upload-time": wharf_format::rfc3339_millis(e.upload_time),
-                        "core-metadata": e.core_metadata.as_ref().map_or(json!(false), |h| json!({"sha256": h})),
-                        "dist-info-metadata": e.core_metadata.as_ref().map_or(json!(false), |h| json!({"sha256": h})),
-                    })).collect::<Vec<_>>(),
-                }))
-            }
-            Representation::Html => {
-                let mut html = format!(
-                    "<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Links for {0}</title></head>\n<body>\n<h1>Links for {0}</h1>\n",
-                    html_escape(&normalized)
-                );
-                for e in &entries {
-                    html.push_str(&format!("<a href=\"{}#sha256={}\"", html_escape(&e.url), e.sha256));
-                    if let Some(rp) = &e.requires_python {
-                        html.push_str(&format!(" data-requires-python=\"{}\"", html_escape(rp)));
-                    }
-                    if let Some(h) = &e.core_metadata {
-                        // PEP 714's name, and PEP 658's for clients that predate it.
-                        html.push_str(&format!(" data-core-metadata=\"sha256={h}\" data-dist-info-metadata=\"sha256={h}\""));
-                    }
-                    if let Some(reason) = &e.yanked {
-                        html.push_str(&format!(" data-yanked=\"{}\"", html_escape(reason)));
-                    }
-                    html.push_str(&format!(">{}</a><br/>\n", html_escape(&e.filename)));
-                }
-                html.push_str("</body>\n</html>\n");
-                html_response(html, accept)
-            }
-        })
-    }
-
-    // ---- files -------------------------------------------------------------------------------
-
-    async fn download(&self, ctx: &RepoCtx, project: &str, filename: &str, head: bool) -> Result<HttpResponse> {
-        let normalized = normalize(project);
-        self.authorize(ctx, Action::Read, &normalized)?;
+    async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
         // PEP 658: `<file URL>.metadata` is the file's core metadata.
         if let Some(dist) = filename.strip_suffix(".metadata") {
-            let asset = self.env.meta.get(self.cfg.id, &file_path(&normalized, dist)).await?.ok_or(PypiError::NotFound)?;
+            let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, dist)).await?.ok_or(PypiError::NotFound)?;
             let hex = asset.attributes.get("core_metadata").and_then(Value::as_str).ok_or(PypiError::NotFound)?;
-            let digest: Digest = format!("sha256:{hex}").parse().map_err(|e| PypiError::Internal(Box::new(e)))?;
-            let bytes = self.env.blobs.read_small(&digest, archive::MAX_METADATA).await?;
-            return Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(if head { Bytes::new() } else { bytes }));
+            return source::metadata_response(&self.env.blobs, hex, head).await;
         }
-        let asset = self.env.meta.get(self.cfg.id, &file_path(&normalized, filename)).await?.ok_or(PypiError::NotFound)?;
-        let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| PypiError::Internal(Box::new(e)))?;
-        let mut res = HttpResponse::Ok();
-        res.content_type(asset.content_type.clone().unwrap_or_else(|| FileKind::Wheel.content_type().into()))
-            .insert_header((header::ETAG, format!("\"{}\"", digest.hex())))
-            .insert_header((header::CACHE_CONTROL, "max-age=31536000, immutable"));
-        if head {
-            return Ok(res.body(SizedStream::new(asset.size as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
-        }
-        let read = self.env.blobs.get(&digest, None).await?;
-        Ok(res.body(SizedStream::new(read.total, read.body)))
+        let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.ok_or(PypiError::NotFound)?;
+        source::file_response(&self.env.blobs, &asset, head).await
+    }
+}
+
+pub fn accept(req: &HttpRequest) -> Option<&str> {
+    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok())
+}
+
+/// The repository's base URL as the client reached it.
+pub fn base_url(ctx: &RepoCtx, name: &str) -> String {
+    match &ctx.mount {
+        Mount::Prefix { prefix } => format!("{}{prefix}", ctx.origin),
+        _ => format!("{}/repository/{name}", ctx.origin),
     }
 }
 
@@ -364,25 +285,4 @@ fn md5_of(path: &std::path::Path) -> std::io::Result<String> {
         h.update(&buf[..n]);
     }
     Ok(hex::encode(h.finalize()))
-}
-
-struct FileEntry {
-    filename: String,
-    url: String,
-    sha256: String,
-    requires_python: Option<String>,
-    yanked: Option<String>,
-    size: i64,
-    upload_time: i64,
-    version: String,
-    core_metadata: Option<String>,
-}
-
-fn json_response(v: Value) -> HttpResponse {
-    HttpResponse::Ok().content_type(model::JSON_TYPE).insert_header((header::VARY, "Accept")).body(v.to_string())
-}
-
-fn html_response(html: String, accept: Option<&str>) -> HttpResponse {
-    let ct = if accept.is_some_and(|a| a.contains(model::HTML_TYPE)) { model::HTML_TYPE } else { "text/html; charset=utf-8" };
-    HttpResponse::Ok().content_type(ct).insert_header((header::VARY, "Accept")).body(html)
 }

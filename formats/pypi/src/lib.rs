@@ -1,17 +1,22 @@
 //! PyPI format for wharf: the Simple API (PEP 503/691/700) for pip and uv, and the legacy
-//! upload API for twine.
+//! upload API for twine; hosted, proxy and group repositories.
 
 mod archive;
 mod config;
 mod error;
+mod group;
 mod hosted;
+mod index;
 pub(crate) mod meta;
 mod model;
+mod proxy;
 mod routes;
+mod source;
+mod upstream;
 
 use std::sync::Arc;
 
-use wharf_format::{Asset, ComponentKey, ConfigError, Format, FormatEnv, Kind, NewAsset, Repo, RepoConfig};
+use wharf_format::{Asset, ComponentKey, ConfigError, Format, FormatEnv, GroupSettings, Kind, NewAsset, ProxySettings, Repo, RepoConfig, RepoLookup};
 
 pub struct Pypi;
 
@@ -22,7 +27,7 @@ impl Format for Pypi {
     }
 
     fn kinds(&self) -> &'static [Kind] {
-        &[Kind::Hosted]
+        &[Kind::Hosted, Kind::Proxy, Kind::Group]
     }
 
     fn validate(
@@ -33,8 +38,33 @@ impl Format for Pypi {
         config::validate(kind, attributes)
     }
 
+    fn validate_references(&self, config: &RepoConfig, repos: &dyn RepoLookup) -> Result<(), ConfigError> {
+        if config.kind != Kind::Group {
+            return Ok(());
+        }
+        let g = GroupSettings::parse(config.attributes.get("group"))?;
+        g.check_references(config, repos)?;
+        // A group asks its members for whole projects; groups of groups are not needed for that.
+        for m in &g.members {
+            if repos.repo(m).is_some_and(|r| r.config.kind == Kind::Group) {
+                return Err(ConfigError::new("group.memberNames", format!("{m} is a group: a pypi group's members are hosted or proxy repositories")));
+            }
+        }
+        Ok(())
+    }
+
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {
-        Ok(Arc::new(hosted::Hosted::new(config, env)))
+        Ok(match config.kind {
+            Kind::Hosted => Arc::new(hosted::Hosted::new(config, env)),
+            Kind::Proxy => {
+                let settings = ProxySettings::parse(&config.attributes)?;
+                Arc::new(proxy::Proxy::new(config, settings, env).map_err(|e| ConfigError::new("httpClient", e))?)
+            }
+            Kind::Group => {
+                let g = GroupSettings::parse(config.attributes.get("group"))?;
+                Arc::new(group::Group::new(config, g, env))
+            }
+        })
     }
 
     /// A component is a release: the files of one project version.

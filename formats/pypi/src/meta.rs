@@ -1,14 +1,19 @@
 //! How PyPI content is laid out in the generic asset table (one repository):
 //!
-//! | path                            | kind      | component  | digest | attributes                         |
-//! |---------------------------------|-----------|------------|--------|------------------------------------|
-//! | `_project/<normalized>`         | `project` | normalized |        | display name                       |
-//! | `packages/<normalized>/<file>`  | `file`    | normalized | sha256 | version, requires_python, yanked…  |
+//! | path                                  | kind       | component  | digest | attributes                    |
+//! |---------------------------------------|------------|------------|--------|-------------------------------|
+//! | `_project/<normalized>`               | `project`  | normalized |        | display name (hosted)         |
+//! | `packages/<normalized>/<file>`        | `file`     | normalized | sha256 | version, requires_python, …   |
+//! | `_index/<normalized>`                 | `index`    | normalized | sha256 | etag (proxy: the cached page) |
+//! | `packages/<normalized>/<file>.metadata` | `metadata` |          | sha256 | (proxy: PEP 658 metadata)     |
 //!
 //! Project names are normalised (PEP 503) in every path, so `My_Pkg` and `my-pkg` are one project.
+//! A hosted file's PEP 658 metadata is a blob named by its `core_metadata` attribute.
 
 pub const PROJECT: &str = "project";
 pub const FILE: &str = "file";
+pub const INDEX: &str = "index";
+pub const METADATA: &str = "metadata";
 
 pub fn project_path(normalized: &str) -> String {
     format!("_project/{normalized}")
@@ -20,4 +25,12 @@ pub fn file_path(normalized: &str, filename: &str) -> String {
 
 pub fn files_prefix(normalized: &str) -> String {
     format!("packages/{normalized}/")
+}
+
+pub fn index_path(normalized: &str) -> String {
+    format!("_index/{normalized}")
+}
+
+pub fn metadata_path(normalized: &str, filename: &str) -> String {
+    format!("packages/{normalized}/{filename}.metadata")
 }

@@ -55,11 +55,7 @@ impl FileKind {
 /// Checks an uploaded file's name: a wheel or an sdist of `name` at `version`, nothing that
 /// could name a path. Returns its kind or why it is refused.
 pub fn check_filename(filename: &str, name: &str, version: &str) -> Result<FileKind, String> {
-    let safe = !filename.is_empty()
-        && filename.len() <= 255
-        && !filename.starts_with('.')
-        && filename.chars().all(|c| c.is_ascii_alphanumeric() || "._-+!".contains(c));
-    if !safe {
+    if !safe_filename(filename) {
         return Err(format!("invalid file name {filename:?}"));
     }
     let (kind, stem) = if let Some(s) = filename.strip_suffix(".whl") {
@@ -88,6 +84,24 @@ pub fn check_filename(filename: &str, name: &str, version: &str) -> Result<FileK
         return Err(format!("{filename} is not a file of version {version}"));
     }
     Ok(kind)
+}
+
+/// A file name that is safe as one path segment of ours: what an upstream index lists is
+/// checked with this before it names anything in wharf.
+pub fn safe_filename(filename: &str) -> bool {
+    !filename.is_empty()
+        && filename.len() <= 255
+        && !filename.starts_with('.')
+        && filename.chars().all(|c| c.is_ascii_alphanumeric() || "._-+!".contains(c))
+}
+
+/// The version part of a wheel or sdist file name (`pkg-1.0-py3-none-any.whl` → `1.0`).
+pub fn version_of(filename: &str) -> Option<String> {
+    if let Some(stem) = filename.strip_suffix(".whl") {
+        return stem.split('-').nth(1).map(str::to_string);
+    }
+    let stem = [".tar.gz", ".zip", ".tar.bz2", ".tgz", ".tar.xz", ".egg"].iter().find_map(|ext| filename.strip_suffix(ext))?;
+    stem.rsplit_once('-').map(|(_, v)| v.to_string())
 }
 
 /// Version comparison for file names only: wheels write `1.0_rc1` for `1.0-rc1`.
@@ -153,6 +167,13 @@ mod tests {
         assert!(check_filename("../etc/passwd", "x", "1").is_err());
         assert!(check_filename("other-1.0.tar.gz", "my-pkg", "1.0").is_err());
         assert!(check_filename("my_pkg-2.0.tar.gz", "my-pkg", "1.0").is_err());
+    }
+
+    #[test]
+    fn versions_come_from_file_names() {
+        assert_eq!(version_of("my_pkg-1.0rc1-py3-none-any.whl").as_deref(), Some("1.0rc1"));
+        assert_eq!(version_of("my-pkg-2.0.tar.gz").as_deref(), Some("2.0"));
+        assert_eq!(version_of("README"), None);
     }
 
     #[test]

@@ -1,0 +1,132 @@
+//! The Simple API's pages (PEP 503 HTML and PEP 691 JSON, with PEP 592, 658/714 and 700 fields),
+//! rendered the same way whichever repository kind holds the files.
+
+use std::collections::BTreeSet;
+
+use actix_web::http::header;
+use actix_web::HttpResponse;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::model::{self, html_escape, negotiate, Representation};
+
+/// One distribution file as a project page lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub filename: String,
+    /// Hex sha256, when known (always for hosted files).
+    pub sha256: Option<String>,
+    pub requires_python: Option<String>,
+    /// `Some(reason)` when yanked; the reason may be empty.
+    pub yanked: Option<String>,
+    pub size: Option<i64>,
+    /// RFC 3339.
+    pub upload_time: Option<String>,
+    pub version: Option<String>,
+    /// PEP 658 metadata: `Some(hex sha256)`, or `Some("")` when available without a hash.
+    pub core_metadata: Option<String>,
+    /// Where a proxy fetches the file (absolute URL); never shown to clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_url: Option<String>,
+}
+
+/// A project page: `files` are served under `<base>/packages/<normalized>/<filename>`.
+pub fn project_page(accept: Option<&str>, base: &str, normalized: &str, files: &[FileEntry]) -> HttpResponse {
+    let url = |f: &FileEntry| format!("{base}/packages/{normalized}/{}", f.filename);
+    match negotiate(accept) {
+        Representation::Json => {
+            // PEP 700's fields are mandatory in 1.1; a proxied HTML page may not tell sizes.
+            let v11 = files.iter().all(|f| f.size.is_some());
+            let versions: BTreeSet<String> = files.iter().filter_map(|f| f.version.clone().or_else(|| model::version_of(&f.filename))).collect();
+            let files: Vec<Value> = files
+                .iter()
+                .map(|f| {
+                    let mut o = json!({
+                        "filename": f.filename,
+                        "url": url(f),
+                        "hashes": f.sha256.as_ref().map_or(json!({}), |h| json!({"sha256": h})),
+                        "requires-python": f.requires_python,
+                        "yanked": match &f.yanked { Some(r) if !r.is_empty() => json!(r), Some(_) => json!(true), None => json!(false) },
+                        "core-metadata": core_metadata_json(&f.core_metadata),
+                        "dist-info-metadata": core_metadata_json(&f.core_metadata),
+                    });
+                    if v11 {
+                        o["size"] = json!(f.size);
+                        if let Some(t) = &f.upload_time {
+                            o["upload-time"] = json!(t);
+                        }
+                    }
+                    o
+                })
+                .collect();
+            let mut page = json!({"meta": {"api-version": if v11 { "1.1" } else { "1.0" }}, "name": normalized, "files": files});
+            if v11 {
+                page["versions"] = json!(versions);
+            }
+            json_response(page)
+        }
+        Representation::Html => {
+            let mut html = format!(
+                "<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Links for {0}</title></head>\n<body>\n<h1>Links for {0}</h1>\n",
+                html_escape(normalized)
+            );
+            for f in files {
+                html.push_str(&format!("<a href=\"{}", html_escape(&url(f))));
+                if let Some(h) = &f.sha256 {
+                    html.push_str(&format!("#sha256={h}"));
+                }
+                html.push('"');
+                if let Some(rp) = &f.requires_python {
+                    html.push_str(&format!(" data-requires-python=\"{}\"", html_escape(rp)));
+                }
+                match f.core_metadata.as_deref() {
+                    // PEP 714's name, and PEP 658's for clients that predate it.
+                    Some("") => html.push_str(" data-core-metadata=\"true\" data-dist-info-metadata=\"true\""),
+                    Some(h) => html.push_str(&format!(" data-core-metadata=\"sha256={h}\" data-dist-info-metadata=\"sha256={h}\"")),
+                    None => {}
+                }
+                if let Some(reason) = &f.yanked {
+                    html.push_str(&format!(" data-yanked=\"{}\"", html_escape(reason)));
+                }
+                html.push_str(&format!(">{}</a><br/>\n", html_escape(&f.filename)));
+            }
+            html.push_str("</body>\n</html>\n");
+            html_response(html, accept)
+        }
+    }
+}
+
+fn core_metadata_json(m: &Option<String>) -> Value {
+    match m.as_deref() {
+        None => json!(false),
+        Some("") => json!(true),
+        Some(h) => json!({"sha256": h}),
+    }
+}
+
+/// The root page: `projects` are (normalized, display) pairs.
+pub fn index_page(accept: Option<&str>, base: &str, projects: &[(String, String)]) -> HttpResponse {
+    match negotiate(accept) {
+        Representation::Json => json_response(json!({
+            "meta": {"api-version": "1.1"},
+            "projects": projects.iter().map(|(_, d)| json!({"name": d})).collect::<Vec<_>>(),
+        })),
+        Representation::Html => {
+            let mut html = String::from("<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Simple index</title></head>\n<body>\n");
+            for (norm, display) in projects {
+                html.push_str(&format!("<a href=\"{base}/simple/{}/\">{}</a><br/>\n", html_escape(norm), html_escape(display)));
+            }
+            html.push_str("</body>\n</html>\n");
+            html_response(html, accept)
+        }
+    }
+}
+
+fn json_response(v: Value) -> HttpResponse {
+    HttpResponse::Ok().content_type(model::JSON_TYPE).insert_header((header::VARY, "Accept")).body(v.to_string())
+}
+
+fn html_response(html: String, accept: Option<&str>) -> HttpResponse {
+    let ct = if accept.is_some_and(|a| a.contains(model::HTML_TYPE)) { model::HTML_TYPE } else { "text/html; charset=utf-8" };
+    HttpResponse::Ok().content_type(ct).insert_header((header::VARY, "Accept")).body(html)
+}

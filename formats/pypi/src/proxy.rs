@@ -1,0 +1,330 @@
+//! A proxy (pull-through cache) PyPI repository.
+//!
+//! - Project pages are fetched from the upstream index (JSON when offered), kept as a blob with
+//!   the upstream's file links, and trusted for `metadataMaxAge`; then revalidated (with the
+//!   upstream's ETag, so an unchanged page costs a 304). When the upstream is unreachable,
+//!   answers 5xx or rate-limits, the cached page is served.
+//! - Pages are rendered with wharf's own file URLs. A file not yet cached streams to the client
+//!   while it is written to the blob store, and is kept only if it matches the sha256 the
+//!   upstream's page gave. Concurrent misses make one upstream fetch.
+//! - PEP 658 metadata files are fetched (and verified) on their own, since pip asks for them
+//!   before it decides which file to download.
+//! - Upstream 404s are remembered for the negative cache's time to live.
+
+use std::sync::Arc;
+
+use actix_web::body::SizedStream;
+use actix_web::http::{header, Method};
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::json;
+use wharf_format::proxy::{self, Join};
+use wharf_format::{now_millis, Action, Asset, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write};
+
+use crate::archive;
+use crate::error::PypiError;
+use crate::hosted::{accept, base_url};
+use crate::index::{self, FileEntry};
+use crate::meta::{self, file_path, index_path, metadata_path};
+use crate::model::{normalize, FileKind};
+use crate::routes::{self, Endpoint};
+use crate::source::{self, Result, Source};
+use crate::upstream::{Page, Upstream, UpstreamError};
+
+/// A cached project page (JSON of its entries) may weigh this much.
+const MAX_CACHED_PAGE: u64 = 128 << 20;
+
+pub struct Proxy {
+    cfg: Arc<RepoConfig>,
+    env: FormatEnv,
+    settings: ProxySettings,
+    upstream: Upstream,
+    negative: NegativeCache,
+    flights: SingleFlight,
+}
+
+#[async_trait(?Send)]
+impl Repo for Proxy {
+    async fn handle(&self, ctx: RepoCtx, req: HttpRequest, _body: web::Payload) -> HttpResponse {
+        match self.route(&ctx, &req).await {
+            Ok(res) => res,
+            Err(e) => e.to_response(),
+        }
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+impl Proxy {
+    pub fn new(cfg: Arc<RepoConfig>, settings: ProxySettings, env: FormatEnv) -> Result<Proxy, String> {
+        let credentials = settings.username.clone().zip(settings.password.clone());
+        let upstream = Upstream::new(&settings.remote_url, credentials, settings.connect_timeout, settings.read_timeout)?;
+        Ok(Proxy { negative: NegativeCache::new(settings.negative_cache), cfg, env, settings, upstream, flights: SingleFlight::default() })
+    }
+
+    async fn route(&self, ctx: &RepoCtx, req: &HttpRequest) -> Result<HttpResponse> {
+        let endpoint = routes::parse(&ctx.path).ok_or(PypiError::NotFound)?;
+        let m = req.method();
+        let read = m == Method::GET || m == Method::HEAD;
+        match endpoint {
+            Endpoint::Index if read => {
+                source::authorize(ctx, Action::Read, "*")?;
+                Ok(index::index_page(accept(req), &base_url(ctx, &self.cfg.name), &self.projects().await?))
+            }
+            Endpoint::Project(p) if read => {
+                let normalized = normalize(&p);
+                source::authorize(ctx, Action::Read, &normalized)?;
+                let files = self.files(&normalized).await?.ok_or(PypiError::NotFound)?;
+                Ok(index::project_page(accept(req), &base_url(ctx, &self.cfg.name), &normalized, &files))
+            }
+            Endpoint::File { project, filename } if read => {
+                let normalized = normalize(&project);
+                source::authorize(ctx, Action::Read, &normalized)?;
+                self.serve(&normalized, &filename, m == Method::HEAD).await
+            }
+            Endpoint::Upload => Err(PypiError::ReadOnly(format!("{} is a proxy repository: it is read-only", self.cfg.name))),
+            _ => Err(PypiError::MethodNotAllowed),
+        }
+    }
+
+    fn upstream_error(&self, e: UpstreamError) -> PypiError {
+        match e {
+            UpstreamError::NotFound => PypiError::NotFound,
+            other => PypiError::Upstream(format!("{} ({})", other, self.settings.remote_url)),
+        }
+    }
+
+    // ---- project pages -----------------------------------------------------------------------
+
+    async fn cached_page(&self, normalized: &str) -> Result<Option<Asset>> {
+        Ok(self.env.meta.get(self.cfg.id, &index_path(normalized)).await?)
+    }
+
+    async fn load_page(&self, asset: &Asset) -> Result<Vec<FileEntry>> {
+        let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| PypiError::Internal(Box::new(e)))?;
+        let bytes = self.env.blobs.read_small(&digest, MAX_CACHED_PAGE).await?;
+        serde_json::from_slice(&bytes).map_err(|e| PypiError::Internal(Box::new(e)))
+    }
+
+    /// Asks the upstream for a project's page and updates the cache; `false` when the upstream
+    /// does not know the project. Serves stale (answers `true`) when the upstream cannot answer.
+    async fn refresh(&self, normalized: &str, cached: Option<&Asset>, key: &str) -> Result<bool> {
+        let repo = self.cfg.id;
+        let etag = cached.and_then(|a| a.attributes.get("etag")).and_then(|v| v.as_str());
+        match self.upstream.project(normalized, etag).await {
+            Ok(Page::NotModified) if cached.is_some() => {
+                let a = cached.expect("checked");
+                let asset = NewAsset {
+                    path: a.path.clone(),
+                    kind: a.kind.clone(),
+                    component: a.component.clone(),
+                    digest: a.digest.clone(),
+                    size: a.size,
+                    content_type: a.content_type.clone(),
+                    link: None,
+                    attributes: a.attributes.clone(),
+                };
+                self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
+                Ok(true)
+            }
+            Ok(Page::NotModified) => Err(PypiError::Upstream(format!("{} answered 304 to an unconditional request", self.settings.remote_url))),
+            Ok(Page::Fresh { files, etag }) => {
+                let bytes = Bytes::from(serde_json::to_vec(&files).map_err(|e| PypiError::Internal(Box::new(e)))?);
+                let size = bytes.len() as i64;
+                let digest = self.env.blobs.put_bytes(bytes).await?;
+                let asset = NewAsset {
+                    path: index_path(normalized),
+                    kind: meta::INDEX.into(),
+                    component: Some(normalized.to_string()),
+                    digest: Some(digest.to_string()),
+                    size,
+                    content_type: Some("application/json".into()),
+                    link: None,
+                    attributes: json!({ "etag": etag, "files": files.len() }),
+                };
+                self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
+                Ok(true)
+            }
+            Err(UpstreamError::NotFound) => {
+                self.negative.insert(key);
+                if cached.is_some() {
+                    self.env.meta.commit(vec![], vec![Write::Delete { repo, path: index_path(normalized) }]).await?;
+                }
+                Ok(false)
+            }
+            Err(e) if cached.is_some() => {
+                tracing::warn!(repository = %self.cfg.name, project = normalized, error = %e, "upstream unavailable; serving the cached project page");
+                Ok(true)
+            }
+            Err(e) => Err(self.upstream_error(e)),
+        }
+    }
+
+    fn find<'a>(files: &'a [FileEntry], filename: &str) -> Option<&'a FileEntry> {
+        files.iter().find(|f| f.filename == filename)
+    }
+
+    // ---- files -------------------------------------------------------------------------------
+
+    async fn serve_metadata(&self, normalized: &str, dist: &str, head: bool) -> Result<HttpResponse> {
+        let repo = self.cfg.id;
+        if let Some(a) = self.env.meta.get(repo, &metadata_path(normalized, dist)).await? {
+            let hex = a.digest.as_deref().unwrap_or_default().trim_start_matches("sha256:").to_string();
+            return source::metadata_response(&self.env.blobs, &hex, head).await;
+        }
+        let files = self.files(normalized).await?.ok_or(PypiError::NotFound)?;
+        let entry = Self::find(&files, dist).ok_or(PypiError::NotFound)?;
+        let (Some(hash), Some(url)) = (&entry.core_metadata, &entry.upstream_url) else { return Err(PypiError::NotFound) };
+        let bytes = self.upstream.get_small(&format!("{url}.metadata"), archive::MAX_METADATA as usize).await.map_err(|e| self.upstream_error(e))?;
+        let digest = Digest::of(&bytes);
+        if !hash.is_empty() && !hash.eq_ignore_ascii_case(digest.hex()) {
+            return Err(PypiError::Upstream(format!("the upstream's metadata for {dist} has sha256 {}, its index says {hash}", digest.hex())));
+        }
+        self.env.blobs.put_bytes(bytes.clone()).await?;
+        let asset = NewAsset {
+            path: metadata_path(normalized, dist),
+            kind: meta::METADATA.into(),
+            digest: Some(digest.to_string()),
+            size: bytes.len() as i64,
+            content_type: Some("text/plain".into()),
+            ..Default::default()
+        };
+        self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
+        Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(if head { Bytes::new() } else { bytes }))
+    }
+
+    async fn serve_file(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+        let repo = self.cfg.id;
+        if let Some(a) = self.env.meta.get(repo, &file_path(normalized, filename)).await? {
+            return source::file_response(&self.env.blobs, &a, head).await;
+        }
+        let files = self.files(normalized).await?.ok_or(PypiError::NotFound)?;
+        let entry = Self::find(&files, filename).ok_or(PypiError::NotFound)?.clone();
+        let url = entry.upstream_url.clone().ok_or(PypiError::NotFound)?;
+        let content_type = content_type_of(filename);
+        if head {
+            let mut res = HttpResponse::Ok();
+            res.content_type(content_type);
+            return Ok(match entry.size {
+                Some(n) => res.body(SizedStream::new(n as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())),
+                None => res.finish(),
+            });
+        }
+        let key = format!("f:{normalized}/{filename}");
+        let flight = match self.flights.join(&key) {
+            Join::Follower(rx) => {
+                return match SingleFlight::wait(rx).await {
+                    Outcome::Done => {
+                        let a = self.env.meta.get(repo, &file_path(normalized, filename)).await?.ok_or(PypiError::NotFound)?;
+                        source::file_response(&self.env.blobs, &a, false).await
+                    }
+                    Outcome::NotFound => Err(PypiError::NotFound),
+                    Outcome::Failed(m) => Err(PypiError::Upstream(m)),
+                    Outcome::Abandoned => Err(PypiError::Upstream("the shared upstream fetch was abandoned; retry".into())),
+                };
+            }
+            Join::Leader(flight) => flight,
+        };
+        let res = match self.upstream.get(&url).await {
+            Ok(r) => r,
+            Err(e) => {
+                flight.finish(if matches!(e, UpstreamError::NotFound) { Outcome::NotFound } else { Outcome::Failed(e.to_string()) });
+                return Err(self.upstream_error(e));
+            }
+        };
+        let expected = match entry.sha256.as_deref().map(|h| format!("sha256:{h}").parse::<Digest>()) {
+            Some(Ok(d)) => Some(d),
+            _ => None,
+        };
+        let length = res.content_length();
+        let meta = self.env.meta.clone();
+        let (normalized, filename) = (normalized.to_string(), filename.to_string());
+        let label = format!("{}/{filename}", self.cfg.name);
+        let body = proxy::stream_through(self.env.blobs.clone(), res.bytes_stream(), expected, flight, label, move |digest, size| async move {
+            let asset = NewAsset {
+                path: file_path(&normalized, &filename),
+                kind: meta::FILE.into(),
+                component: Some(normalized.clone()),
+                digest: Some(digest.to_string()),
+                size: size as i64,
+                content_type: Some(content_type.to_string()),
+                link: None,
+                attributes: json!({
+                    "name": normalized,
+                    "version": entry.version,
+                    "requires_python": entry.requires_python,
+                    "upload_time": now_millis(),
+                    "yanked": entry.yanked,
+                    "upstream_url": url,
+                }),
+            };
+            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())
+        });
+        let mut out = HttpResponse::Ok();
+        out.content_type(content_type).insert_header((header::CACHE_CONTROL, "max-age=31536000, immutable"));
+        Ok(match length {
+            Some(n) => out.body(SizedStream::new(n, body)),
+            None => out.streaming(body),
+        })
+    }
+}
+
+fn content_type_of(filename: &str) -> &'static str {
+    if filename.ends_with(".whl") || filename.ends_with(".zip") {
+        FileKind::Wheel.content_type()
+    } else if filename.ends_with(".tar.gz") {
+        FileKind::SdistTarGz.content_type()
+    } else {
+        "application/octet-stream"
+    }
+}
+
+#[async_trait(?Send)]
+impl Source for Proxy {
+    async fn files(&self, normalized: &str) -> Result<Option<Vec<FileEntry>>> {
+        let cached = self.cached_page(normalized).await?;
+        if let Some(a) = &cached {
+            if !self.settings.metadata_stale(now_millis() - a.updated_at) {
+                return Ok(Some(self.load_page(a).await?));
+            }
+        }
+        let key = format!("i:{normalized}");
+        if cached.is_none() && self.negative.contains(&key) {
+            return Ok(None);
+        }
+        let classify = |r: &Result<bool>| match r {
+            Ok(true) => Outcome::Done,
+            Ok(false) => Outcome::NotFound,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        let reply = |o: Outcome| match o {
+            Outcome::NotFound => Ok(false),
+            Outcome::Failed(m) => Err(PypiError::Upstream(m)),
+            _ => Ok(true),
+        };
+        if !self.flights.once(&key, || self.refresh(normalized, cached.as_ref(), &key), classify, reply).await? {
+            return Ok(None);
+        }
+        match self.cached_page(normalized).await? {
+            Some(a) => Ok(Some(self.load_page(&a).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The projects whose pages are cached (the upstream's whole index is not mirrored).
+    async fn projects(&self) -> Result<Vec<(String, String)>> {
+        let q = ListQuery { kind: Some(meta::INDEX.into()), prefix: Some("_index/".into()), ..Default::default() };
+        let rows = self.env.meta.list(self.cfg.id, q).await?;
+        Ok(rows.into_iter().filter_map(|a| a.component).map(|n| (n.clone(), n)).collect())
+    }
+
+    async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+        match filename.strip_suffix(".metadata") {
+            Some(dist) => self.serve_metadata(normalized, dist, head).await,
+            None => self.serve_file(normalized, filename, head).await,
+        }
+    }
+}

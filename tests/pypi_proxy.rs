@@ -1,0 +1,406 @@
+//! PyPI proxy and group repositories with the real clients. The upstream is a real index on
+//! loopback: pypiserver (HTML pages, from PyPI), another wharf repository (JSON pages with PEP
+//! 658 metadata), and Python's own http.server for an upstream that lies about a hash.
+
+mod common;
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::{free_port, TestServer, ADMIN_PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn server() -> &'static TestServer {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    S.get_or_init(TestServer::start)
+}
+
+fn index_url(repo: &str) -> String {
+    format!("http://admin:{ADMIN_PASSWORD}@{}/repository/{repo}/simple/", server().addr)
+}
+
+fn dist(dir: &Path, name: &str, version: &str, requires: &[&str]) -> (PathBuf, PathBuf) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
+    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).args(requires).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    (PathBuf::from(lines.next().unwrap()), PathBuf::from(lines.next().unwrap()))
+}
+
+fn pip(args: &[&str]) -> Output {
+    Command::new("python3")
+        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated"])
+        .args(args)
+        .env_remove("PIP_FIND_LINKS")
+        .env_remove("PIP_INDEX_URL")
+        .env_remove("PIP_EXTRA_INDEX_URL")
+        .output()
+        .unwrap()
+}
+
+fn pip_install(repo: &str, target: &Path, reqs: &[&str]) -> Output {
+    let mut args = vec!["install", "--no-cache-dir", "--index-url"];
+    let url = index_url(repo);
+    args.push(&url);
+    args.extend(["--target", target.to_str().unwrap()]);
+    args.extend(reqs);
+    pip(&args)
+}
+
+fn twine(repo: &str, files: &[&Path]) -> Output {
+    Command::new("twine")
+        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &format!("{}/repository/{repo}/", server().base), "-u", "admin", "-p", ADMIN_PASSWORD])
+        .args(files)
+        .output()
+        .expect("twine is installed (the test command installs it into target/test-venv)")
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data))
+}
+
+fn get(path: &str, accept: Option<&str>) -> reqwest::blocking::Response {
+    let mut r = Client::new().get(server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD));
+    if let Some(a) = accept {
+        r = r.header("Accept", a);
+    }
+    r.send().unwrap()
+}
+
+fn page(repo: &str, project: &str) -> Value {
+    let r = get(&format!("/repository/{repo}/simple/{project}/"), Some("application/vnd.pypi.simple.v1+json"));
+    assert_eq!(r.status(), StatusCode::OK, "page {repo}/{project}");
+    r.json().unwrap()
+}
+
+fn filenames(page: &Value) -> Vec<String> {
+    let mut v: Vec<String> = page["files"].as_array().unwrap().iter().map(|f| f["filename"].as_str().unwrap().to_string()).collect();
+    v.sort();
+    v
+}
+
+fn create(kind: &str, body: Value) -> reqwest::blocking::Response {
+    server().admin().request(reqwest::Method::POST, &format!("/service/rest/v1/repositories/pypi/{kind}")).json(&body).send().unwrap()
+}
+
+fn create_proxy(name: &str, remote: &str, metadata_max_age: f64, auth: Option<(&str, &str)>) {
+    let mut body = json!({
+        "name": name, "online": true,
+        "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
+        "proxy": {"remoteUrl": remote, "contentMaxAge": 1440, "metadataMaxAge": metadata_max_age},
+        "negativeCache": {"enabled": true, "timeToLive": 1440},
+        "httpClient": {"blocked": false, "autoBlock": false, "connection": {"timeout": 10, "connectTimeout": 2}},
+    });
+    if let Some((u, p)) = auth {
+        body["httpClient"]["authentication"] = json!({"type": "username", "username": u, "password": p});
+    }
+    let r = create("proxy", body);
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+}
+
+/// pypiserver over a folder of distributions, its access log in a file.
+struct PypiServer {
+    dir: PathBuf,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl PypiServer {
+    fn start(dir: &Path) -> PypiServer {
+        let mut s = PypiServer { dir: dir.to_path_buf(), port: free_port(), log: dir.with_extension("log"), child: None };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new("pypi-server")
+            .args(["run", "-i", "127.0.0.1", "-p", &self.port.to_string(), "-a", ".", "-P", ".", "--disable-fallback", "-v"])
+            .arg(&self.dir)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .env("PYTHONUNBUFFERED", "1")
+            .spawn()
+            .expect("pypi-server is installed (the test command installs pypiserver into target/test-venv)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "pypiserver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// How many GETs of `path` the upstream answered.
+    fn fetches(&self, path: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines().filter(|l| l.contains(&format!("\"GET {path} "))).count()
+    }
+}
+
+impl Drop for PypiServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[test]
+fn pip_and_uv_install_through_a_proxy_and_from_its_cache_when_the_upstream_is_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkgs = tmp.path().join("pkgs");
+    let (lib_whl, _) = dist(&pkgs, "proxied-lib", "1.0", &[]);
+    let (app_whl, _) = dist(&pkgs, "proxied-app", "2.0", &["proxied-lib>=1.0"]);
+    let mut up = PypiServer::start(&pkgs);
+    // metadataMaxAge 0: every page request asks the upstream, so the outage below is real.
+    create_proxy("pypi-proxy-a", &up.url(), 0.0, None);
+
+    let target = tmp.path().join("site");
+    ok(pip_install("pypi-proxy-a", &target, &["proxied-app"]));
+    assert!(std::fs::read_to_string(target.join("proxied_app/__init__.py")).unwrap().contains("2.0"));
+    assert!(target.join("proxied_lib/__init__.py").exists(), "the dependency came through the proxy too");
+
+    // The page is rendered with wharf's URLs and the upstream's hashes.
+    let p = page("pypi-proxy-a", "Proxied_App");
+    let f = &p["files"].as_array().unwrap().iter().find(|f| f["filename"] == "proxied_app-2.0-py3-none-any.whl").unwrap().clone();
+    assert_eq!(f["url"], format!("{}/repository/pypi-proxy-a/packages/proxied-app/proxied_app-2.0-py3-none-any.whl", server().base));
+    assert_eq!(f["hashes"]["sha256"], sha256_hex(&std::fs::read(&app_whl).unwrap()));
+
+    // uv, cold, through the same proxy.
+    let uv_target = tmp.path().join("uv-site");
+    let out = Command::new("uv")
+        .args(["pip", "install", "--no-cache", "--python", "python3", "--index-url", &index_url("pypi-proxy-a"), "--target", uv_target.to_str().unwrap(), "proxied-app"])
+        .output()
+        .expect("uv is installed");
+    assert!(out.status.success(), "uv: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(uv_target.join("proxied_lib/__init__.py").exists());
+
+    // pip download: the files come back byte for byte; each was fetched upstream once.
+    let dl = tmp.path().join("dl");
+    ok(pip(&["download", "--no-cache-dir", "--index-url", &index_url("pypi-proxy-a"), "-d", dl.to_str().unwrap(), "proxied-app==2.0"]));
+    assert_eq!(std::fs::read(dl.join("proxied_app-2.0-py3-none-any.whl")).unwrap(), std::fs::read(&app_whl).unwrap());
+    assert_eq!(std::fs::read(dl.join("proxied_lib-1.0-py3-none-any.whl")).unwrap(), std::fs::read(&lib_whl).unwrap());
+    assert_eq!(up.fetches("/packages/proxied_app-2.0-py3-none-any.whl"), 1, "cached after the first download");
+
+    // Upstream stopped: cached projects still install.
+    up.stop();
+    let again = tmp.path().join("site-offline");
+    ok(pip_install("pypi-proxy-a", &again, &["proxied-app"]));
+    assert!(again.join("proxied_lib/__init__.py").exists());
+    // A project never cached fails fast with a gateway error, not a hang or a 404.
+    let started = Instant::now();
+    let r = get("/repository/pypi-proxy-a/simple/never-cached/", None);
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // The proxy takes no uploads.
+    let (w, _) = dist(&tmp.path().join("x"), "proxied-upload", "1.0", &[]);
+    let out = twine("pypi-proxy-a", &[&w]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("405") || String::from_utf8_lossy(&out.stderr).contains("405"), "{out:?}");
+}
+
+#[test]
+fn a_new_upstream_version_is_seen_after_metadata_max_age_and_404s_are_remembered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkgs = tmp.path().join("pkgs");
+    dist(&pkgs, "aging-lib", "1.0", &[]);
+    let up = PypiServer::start(&pkgs);
+    // Three seconds.
+    create_proxy("pypi-proxy-age", &up.url(), 0.05, None);
+    assert_eq!(filenames(&page("pypi-proxy-age", "aging-lib")), vec!["aging_lib-1.0-py3-none-any.whl", "aging_lib-1.0.tar.gz"]);
+    dist(&pkgs, "aging-lib", "1.1", &[]);
+    assert_eq!(filenames(&page("pypi-proxy-age", "aging-lib")).len(), 2, "within metadataMaxAge the cached page is served");
+    std::thread::sleep(Duration::from_millis(3500));
+    let p = page("pypi-proxy-age", "aging-lib");
+    assert_eq!(filenames(&p).len(), 4, "after metadataMaxAge the upstream's new version shows: {p}");
+    assert_eq!(p["versions"], Value::Null, "pypiserver's HTML gives no sizes, so the page is API 1.0");
+    assert_eq!(p["meta"]["api-version"], "1.0");
+
+    // An unknown project: asked upstream once, then answered from the negative cache.
+    assert_eq!(get("/repository/pypi-proxy-age/simple/no-such-project/", None).status(), StatusCode::NOT_FOUND);
+    assert_eq!(get("/repository/pypi-proxy-age/simple/no-such-project/", None).status(), StatusCode::NOT_FOUND);
+    assert_eq!(up.fetches("/simple/no-such-project/"), 1);
+}
+
+#[test]
+fn concurrent_cold_downloads_make_one_upstream_fetch() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkgs = tmp.path().join("pkgs");
+    std::fs::create_dir_all(&pkgs).unwrap();
+    // pypiserver serves any file by name; 24 MiB of noise is enough to overlap 12 clients.
+    let mut data = vec![0u8; 24 << 20];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for chunk in data.chunks_mut(8) {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
+    }
+    let name = "bulky_blob-1.0-py3-none-any.whl";
+    std::fs::write(pkgs.join(name), &data).unwrap();
+    let up = PypiServer::start(&pkgs);
+    create_proxy("pypi-proxy-bulk", &up.url(), 1440.0, None);
+    page("pypi-proxy-bulk", "bulky-blob");
+    let want = sha256_hex(&data);
+    let url = server().url(&format!("/repository/pypi-proxy-bulk/packages/bulky-blob/{name}"));
+    let handles: Vec<_> = (0..12)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut r = Client::builder().timeout(Duration::from_secs(120)).build().unwrap().get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+                assert_eq!(r.status(), StatusCode::OK);
+                let mut body = Vec::new();
+                r.read_to_end(&mut body).unwrap();
+                sha256_hex(&body)
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), want);
+    }
+    assert_eq!(up.fetches(&format!("/packages/{name}")), 1, "12 concurrent cold downloads, one upstream fetch");
+}
+
+#[test]
+fn a_file_that_fails_the_upstream_hash_is_never_completed_nor_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("www");
+    let (whl, _) = dist(&root.join("files"), "liar-pkg", "1.0", &[]);
+    std::fs::create_dir_all(root.join("simple/liar-pkg")).unwrap();
+    let page_html = format!("<html><body><a href=\"../../files/liar_pkg-1.0-py3-none-any.whl#sha256={}\">liar_pkg-1.0-py3-none-any.whl</a></body></html>", "0".repeat(64));
+    std::fs::write(root.join("simple/liar-pkg/index.html"), page_html).unwrap();
+    let port = free_port();
+    let mut http_server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", root.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    create_proxy("pypi-proxy-liar", &format!("http://127.0.0.1:{port}/"), 1440.0, None);
+    let full = std::fs::read(&whl).unwrap();
+    for _ in 0..2 {
+        let r = get("/repository/pypi-proxy-liar/packages/liar-pkg/liar_pkg-1.0-py3-none-any.whl", None);
+        let got = r.bytes();
+        assert!(got.is_err() || got.unwrap().len() < full.len(), "the client never gets the whole unverified file");
+    }
+    let target = tmp.path().join("site");
+    assert!(!pip_install("pypi-proxy-liar", &target, &["liar-pkg"]).status.success());
+    let _ = http_server.kill();
+    let _ = http_server.wait();
+}
+
+#[test]
+fn a_proxy_of_another_wharf_reads_json_pages_and_pep_658_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (lib, _) = dist(&tmp.path().join("l"), "chained-lib", "0.5", &[]);
+    let (app, _) = dist(&tmp.path().join("a"), "chained-app", "0.6", &["chained-lib==0.5"]);
+    ok(twine("pypi-hosted", &[&lib, &app]));
+    // The upstream needs credentials: they go with page and file requests to its own origin.
+    create_proxy("pypi-proxy-chain", &format!("{}/repository/pypi-hosted/", server().base), 1440.0, Some(("admin", ADMIN_PASSWORD)));
+    let p = page("pypi-proxy-chain", "chained-app");
+    assert_eq!(p["meta"]["api-version"], "1.1", "JSON upstream pages keep sizes and upload times");
+    assert_eq!(p["versions"], json!(["0.6"]));
+    let f = &p["files"][0];
+    let hash = f["core-metadata"]["sha256"].as_str().expect("PEP 658 metadata is advertised").to_string();
+    let md = get("/repository/pypi-proxy-chain/packages/chained-app/chained_app-0.6-py3-none-any.whl.metadata", None);
+    assert_eq!(md.status(), StatusCode::OK);
+    let md = md.bytes().unwrap();
+    assert_eq!(sha256_hex(&md), hash);
+    assert!(String::from_utf8_lossy(&md).contains("Requires-Dist: chained-lib==0.5"));
+    let target = tmp.path().join("site");
+    ok(pip_install("pypi-proxy-chain", &target, &["chained-app"]));
+    assert!(target.join("chained_lib/__init__.py").exists());
+}
+
+#[test]
+fn a_group_serves_hosted_projects_first_and_shadows_public_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkgs = tmp.path().join("pkgs");
+    dist(&pkgs, "grp-lib", "1.0", &[]);
+    dist(&pkgs, "shadowed-name", "99.0", &[]);
+    let up = PypiServer::start(&pkgs);
+    create_proxy("pypi-proxy-grp", &up.url(), 1440.0, None);
+    let (app, _) = dist(&tmp.path().join("h1"), "grp-app", "1.0", &["grp-lib", "shadowed-name"]);
+    let (ours, _) = dist(&tmp.path().join("h2"), "shadowed-name", "1.0", &[]);
+    ok(twine("pypi-hosted", &[&app, &ours]));
+    let r = create("group", json!({
+        "name": "pypi-group", "online": true,
+        "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
+        "group": {"memberNames": ["pypi-hosted", "pypi-proxy-grp"], "writableMember": "pypi-hosted"},
+    }));
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+
+    let target = tmp.path().join("site");
+    ok(pip_install("pypi-group", &target, &["grp-app"]));
+    assert!(target.join("grp_lib/__init__.py").exists(), "a dependency only the proxy has");
+    assert!(std::fs::read_to_string(target.join("shadowed_name/__init__.py")).unwrap().contains("\"1.0\""), "the hosted project wins");
+
+    // The public 99.0 is neither listed nor downloadable through the group.
+    let p = page("pypi-group", "shadowed-name");
+    assert_eq!(p["versions"], json!(["1.0"]));
+    assert!(p["files"][0]["url"].as_str().unwrap().starts_with(&format!("{}/repository/pypi-group/packages/", server().base)));
+    assert_eq!(get("/repository/pypi-group/packages/shadowed-name/shadowed_name-99.0-py3-none-any.whl", None).status(), StatusCode::NOT_FOUND);
+    // Through the proxy itself it is there.
+    assert!(filenames(&page("pypi-proxy-grp", "shadowed-name")).iter().any(|f| f.contains("99.0")));
+
+    // Uploads to the group land in its writable member.
+    let (pushed, _) = dist(&tmp.path().join("h3"), "grp-pushed", "3.0", &[]);
+    ok(twine("pypi-group", &[&pushed]));
+    assert_eq!(filenames(&page("pypi-hosted", "grp-pushed")), vec!["grp_pushed-3.0-py3-none-any.whl"]);
+    let idx: Value = get("/repository/pypi-group/simple/", Some("application/vnd.pypi.simple.v1+json")).json().unwrap();
+    let names: Vec<&str> = idx["projects"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"grp-pushed") && names.contains(&"grp-lib"), "{names:?}");
+}
+
+#[test]
+fn proxy_and_group_configurations_are_validated() {
+    let base = json!({"online": true, "storage": {"blobStoreName": "default", "strictContentTypeValidation": true}});
+    let with = |extra: Value| {
+        let mut b = base.clone();
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+    let r = create("proxy", with(json!({"name": "bad-proxy", "proxy": {"contentMaxAge": 1}})));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("proxy.remoteUrl"));
+    let r = create("proxy", with(json!({"name": "bad-proxy", "proxy": {"remoteUrl": "ftp://x"}})));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = create("group", with(json!({"name": "bad-group", "group": {"memberNames": ["no-such-repo"]}})));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("no-such-repo"));
+    let r = create("group", with(json!({"name": "bad-group", "group": {"memberNames": ["docker-hosted"]}})));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("not pypi"));
+    // What was stored reads back in Nexus's shape, defaults filled in.
+    create_proxy("pypi-proxy-shape", "https://pypi.org", 60.0, Some(("u", "secret")));
+    let v: Value = server().admin().request(reqwest::Method::GET, "/service/rest/v1/repositories/pypi/proxy/pypi-proxy-shape").send().unwrap().json().unwrap();
+    assert_eq!(v["proxy"]["remoteUrl"], "https://pypi.org");
+    assert_eq!(v["negativeCache"]["enabled"], true);
+    assert_ne!(v["httpClient"]["authentication"]["password"], "secret", "passwords are not shown");
+}
