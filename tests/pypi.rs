@@ -201,6 +201,39 @@ fn bad_uploads_are_refused_and_leave_nothing_behind() {
 }
 
 #[test]
+fn an_upload_over_the_repository_limit_is_refused_and_leaves_nothing() {
+    let admin = server().admin();
+    let body = serde_json::json!({"name": "pypi-small", "online": true, "storage": {"blobStoreName": "default", "writePolicy": "allow_once"}, "pypi": {"uploadMaxSize": 1}});
+    let r = admin.request(reqwest::Method::POST, "/service/rest/v1/repositories/pypi/hosted").json(&body).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let bad = serde_json::json!({"name": "pypi-small2", "storage": {"blobStoreName": "default"}, "pypi": {"uploadMaxSize": 0}});
+    let r = admin.request(reqwest::Method::POST, "/service/rest/v1/repositories/pypi/hosted").json(&bad).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("pypi.uploadMaxSize"));
+    let url = format!("{}/repository/pypi-small/", server().base);
+    let upload = |size: usize| {
+        let form = reqwest::blocking::multipart::Form::new()
+            .text(":action", "file_upload")
+            .text("name", "wharf-big")
+            .text("version", "1.0")
+            .part("content", reqwest::blocking::multipart::Part::bytes(vec![b'x'; size]).file_name("wharf_big-1.0.tar.gz"));
+        http().post(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).multipart(form).send().unwrap()
+    };
+    let r = upload(2 << 20);
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.text().unwrap().contains("1 MiB"));
+    let r = http().get(format!("{url}simple/wharf-big/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Other tests stage only small files at the same time: nothing near a MiB may be left.
+    let staging = server().data_dir().join("blobs/default/uploads");
+    assert!(staging.is_dir());
+    let big: Vec<_> = std::fs::read_dir(&staging).unwrap().flatten().filter(|e| e.metadata().map(|m| m.len() > 512 << 10).unwrap_or(false)).collect();
+    assert!(big.is_empty(), "the refused upload's staging file is gone: {big:?}");
+    let v: Value = admin.request(reqwest::Method::GET, "/service/rest/v1/repositories/pypi/hosted/pypi-small").send().unwrap().json().unwrap();
+    assert_eq!(v["pypi"]["uploadMaxSize"], 1);
+}
+
+#[test]
 fn a_file_cannot_be_uploaded_twice_and_a_normalized_name_is_the_same_project() {
     let tmp = tempfile::tempdir().unwrap();
     let (whl, _) = dist(&tmp.path().join("o"), "wharf-once", "1.0", &[]);

@@ -342,7 +342,7 @@ fn a_proxy_of_another_wharf_reads_json_pages_and_pep_658_metadata() {
 fn a_group_serves_hosted_projects_first_and_shadows_public_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let pkgs = tmp.path().join("pkgs");
-    dist(&pkgs, "grp-lib", "1.0", &[]);
+    let (grp_lib, _) = dist(&pkgs, "grp-lib", "1.0", &[]);
     dist(&pkgs, "shadowed-name", "99.0", &[]);
     let up = PypiServer::start(&pkgs);
     create_proxy("pypi-proxy-grp", &up.url(), 1440.0, None);
@@ -360,6 +360,11 @@ fn a_group_serves_hosted_projects_first_and_shadows_public_ones() {
     ok(pip_install("pypi-group", &target, &["grp-app"]));
     assert!(target.join("grp_lib/__init__.py").exists(), "a dependency only the proxy has");
     assert!(std::fs::read_to_string(target.join("shadowed_name/__init__.py")).unwrap().contains("\"1.0\""), "the hosted project wins");
+    let dl = tmp.path().join("dl");
+    ok(pip(&["download", "--no-cache-dir", "--index-url", &index_url("pypi-group"), "-d", dl.to_str().unwrap(), "grp-app"]));
+    assert_eq!(std::fs::read(dl.join("grp_app-1.0-py3-none-any.whl")).unwrap(), std::fs::read(&app).unwrap());
+    assert_eq!(std::fs::read(dl.join("grp_lib-1.0-py3-none-any.whl")).unwrap(), std::fs::read(&grp_lib).unwrap());
+    assert_eq!(std::fs::read(dl.join("shadowed_name-1.0-py3-none-any.whl")).unwrap(), std::fs::read(&ours).unwrap());
 
     // The public 99.0 is neither listed nor downloadable through the group.
     let p = page("pypi-group", "shadowed-name");

@@ -21,6 +21,8 @@ pub enum PypiError {
     MethodNotAllowed,
     #[error("{0}")]
     ReadOnly(String),
+    #[error("{0}")]
+    TooLarge(String),
     /// The upstream of a proxy failed, and nothing cached can stand in.
     #[error("{0}")]
     Upstream(String),
@@ -37,6 +39,7 @@ impl PypiError {
             PypiError::NotFound => StatusCode::NOT_FOUND,
             PypiError::MethodNotAllowed | PypiError::ReadOnly(_) => StatusCode::METHOD_NOT_ALLOWED,
             PypiError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            PypiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             PypiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let PypiError::Internal(source) = self {

@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use wharf_format::{now_millis, Action, Check, Digest, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
 
 use crate::archive;
+use crate::config::HostedSettings;
 use crate::error::PypiError;
 use crate::index::{self, FileEntry};
 use crate::meta::{self, file_path, files_prefix, project_path};
@@ -25,6 +26,7 @@ const MAX_FIELD: usize = 1 << 20;
 pub struct Hosted {
     cfg: Arc<RepoConfig>,
     env: FormatEnv,
+    settings: HostedSettings,
 }
 
 #[async_trait(?Send)]
@@ -43,7 +45,8 @@ impl Repo for Hosted {
 
 impl Hosted {
     pub fn new(cfg: Arc<RepoConfig>, env: FormatEnv) -> Hosted {
-        Hosted { cfg, env }
+        let settings = HostedSettings::parse(cfg.attributes.get("pypi")).unwrap_or_default();
+        Hosted { cfg, env, settings }
     }
 
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
@@ -85,7 +88,23 @@ impl Hosted {
                     return Err(PypiError::BadRequest("one file per upload".into()));
                 }
                 // Stored content-addressed now; only the metadata commit below makes it visible.
-                let (digest, size) = self.env.blobs.put_stream(&mut field, None).await?;
+                let limit = self.settings.upload_max_bytes;
+                let mut seen = 0u64;
+                let exceeded = std::cell::Cell::new(false);
+                let limited = (&mut field).map(|chunk| {
+                    let chunk = chunk.map_err(|e| e.to_string())?;
+                    seen += chunk.len() as u64;
+                    if seen > limit {
+                        exceeded.set(true);
+                        return Err("too large".to_string());
+                    }
+                    Ok(chunk)
+                });
+                let (digest, size) = match self.env.blobs.put_stream(limited, None).await {
+                    Ok(r) => r,
+                    Err(_) if exceeded.get() => return Err(PypiError::TooLarge(format!("{filename} is larger than this repository's limit of {} MiB", limit >> 20))),
+                    Err(e) => return Err(e.into()),
+                };
                 file = Some((filename, digest, size));
             } else {
                 let mut value = Vec::new();
