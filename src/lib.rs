@@ -46,7 +46,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap_or_else(|_| secret.into_bytes());
     let meta = Arc::new(SqlMeta::new(db.clone()));
     let state = web::Data::new(AppState {
-        auth: Authenticator::new(db.clone(), TokenKeys::new(&secret, &cfg.docker.token_service)),
+        auth: Authenticator::new(db.clone(), TokenKeys::new(&secret, &cfg.docker.token_service), formats().iter().map(|f| f.name()).collect()),
         formats: formats(),
         registry: RepoRegistry::new(cfg.data_dir.clone()),
         listeners: Default::default(),
@@ -67,6 +67,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             .wrap(middleware::from_fn(http::log_request))
             .configure(|c| http::main_routes(c, &data))
     })
+    .on_connect(http::on_connect)
     .shutdown_timeout(cfg.http.shutdown_timeout_secs);
     if cfg.http.workers > 0 {
         server = server.workers(cfg.http.workers);

@@ -32,6 +32,8 @@ fn main() -> anyhow::Result<()> {
         // each such handshake as an unparsable request at error level. That is noise, not news.
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,actix_http::h1::dispatcher=off")))
         .with_target(false)
+        // Colour codes only for a terminal: a log file or journald gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     match cli.command {
         Command::Serve { config } => {

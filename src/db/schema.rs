@@ -18,6 +18,20 @@ diesel::table! {
         status -> Text,
         admin -> Bool,
         created_at -> BigInt,
+        roles -> Text,
+    }
+}
+
+diesel::table! {
+    roles (id) {
+        id -> Text,
+        name -> Text,
+        description -> Text,
+        privileges -> Text,
+        #[sql_name = "roles"]
+        role_ids -> Text,
+        builtin -> Bool,
+        created_at -> BigInt,
     }
 }
 
@@ -73,4 +87,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(settings, users, blob_stores, repositories, assets, uploads);
+diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, blob_stores, repositories, assets, uploads);

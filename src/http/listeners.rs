@@ -73,6 +73,7 @@ pub async fn reconcile(state: &web::Data<AppState>) {
                 .default_service(web::to(move |s: web::Data<AppState>, r: HttpRequest, b: web::Payload| mount::by_port(s, port, r, b)))
         })
         .workers(2)
+        .on_connect(super::on_connect)
         .disable_signals()
         .shutdown_timeout(state.cfg.http.shutdown_timeout_secs);
         let server = match server.listen(listener) {

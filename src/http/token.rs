@@ -51,7 +51,7 @@ async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, bo
 
 async fn get_token(state: &AppState, req: &HttpRequest, own: Option<String>) -> HttpResponse {
     let principal = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
-        None => Principal::anonymous(),
+        None => state.auth.anonymous().await,
         Some(h) => {
             let Some(b64) = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")) else {
                 return unauthorized("use Basic credentials at the token endpoint");

@@ -2,6 +2,7 @@
 
 pub mod password;
 pub mod principal;
+pub mod roles;
 pub mod token;
 
 pub use principal::Authenticator;

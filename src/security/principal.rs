@@ -1,11 +1,14 @@
-//! Turns a request's `Authorization` header into a [`Principal`].
+//! Turns a request's `Authorization` header into a [`Principal`], with the privileges of the
+//! caller's roles (or of the anonymous role).
 //!
 //! Verified Basic credentials are remembered for a minute (keyed by a hash of user and
 //! password, never the password itself): argon2 costs tens of milliseconds by design, and a
-//! `docker pull` with Basic auth sends the credentials on every request.
+//! `docker pull` with Basic auth sends the credentials on every request. A change to users or
+//! roles clears this node's caches at once; other nodes see it within [`CACHE_TTL`] (the
+//! anonymous role within [`ANONYMOUS_TTL`]).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::http::header;
@@ -14,29 +17,62 @@ use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use wharf_format::{Access, Principal};
 
-use super::password;
+use super::{password, roles};
 use super::token::TokenKeys;
 use crate::db::{users, Db};
 
-const CACHE_TTL: Duration = Duration::from_secs(60);
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+pub const ANONYMOUS_TTL: Duration = Duration::from_secs(5);
 const CACHE_MAX: usize = 10_000;
 
 pub struct Authenticator {
     db: Db,
     pub tokens: TokenKeys,
+    formats: Vec<&'static str>,
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    anonymous: Mutex<Option<(Principal, Instant)>>,
 }
 
 impl Authenticator {
-    pub fn new(db: Db, tokens: TokenKeys) -> Authenticator {
-        Authenticator { db, tokens, cache: Mutex::new(HashMap::new()) }
+    pub fn new(db: Db, tokens: TokenKeys, formats: Vec<&'static str>) -> Authenticator {
+        Authenticator { db, tokens, formats, cache: Mutex::new(HashMap::new()), anonymous: Mutex::new(None) }
     }
 
-    /// The caller of `req`. Wrong credentials give [`Access::Rejected`]-style anonymous
-    /// principals that no check passes, so each protocol answers with its own 401.
+    pub fn formats(&self) -> &[&'static str] {
+        &self.formats
+    }
+
+    /// Forgets cached logins and the anonymous role: users or roles changed.
+    pub fn invalidate(&self) {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        *self.anonymous.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// A caller without credentials, holding the anonymous role's privileges.
+    pub async fn anonymous(&self) -> Principal {
+        if let Some((p, at)) = self.anonymous.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            if at.elapsed() < ANONYMOUS_TTL {
+                return p.clone();
+            }
+        }
+        let formats = self.formats.clone();
+        let resolved = self
+            .db
+            .run(move |conn| Ok(roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &users::roles(conn)?, &formats)))
+            .await
+            .unwrap_or_default();
+        // `nx-all` on the anonymous role is refused when it is set; ignore it if it got there.
+        let p = Principal { user: None, access: Access::Anonymous(Arc::from(resolved.repo)) };
+        *self.anonymous.lock().unwrap_or_else(|e| e.into_inner()) = Some((p.clone(), Instant::now()));
+        p
+    }
+
+    /// The caller of `req`. Wrong credentials give a principal that no check passes (not
+    /// anonymous, which may read what the anonymous role grants), so each protocol answers
+    /// with its own 401.
     pub async fn principal(&self, req: &HttpRequest) -> Principal {
         let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-            return Principal::anonymous();
+            return self.anonymous().await;
         };
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("basic") {
@@ -64,16 +100,21 @@ impl Authenticator {
             }
         }
         let (user, pass) = (user.to_string(), pass.to_string());
-        let found = self
+        let formats = self.formats.clone();
+        let (found, resolved) = self
             .db
             .run(move |conn| {
-                let row = users::get(conn, &user)?;
-                Ok(row.filter(|r| r.status == "active" && password::verify(&pass, &r.password_hash)))
+                let Some(row) = users::get(conn, &user)?.filter(|r| r.status == "active" && password::verify(&pass, &r.password_hash)) else {
+                    return Ok(None);
+                };
+                let resolved = roles::resolve(&row.role_ids(), &users::roles(conn)?, &formats);
+                Ok(Some((row, resolved)))
             })
             .await
             .ok()
             .flatten()?;
-        let p = Principal { user: Some(found.username), access: if found.admin { Access::All } else { Access::User } };
+        let access = if resolved.all { Access::All } else { Access::Privileges(Arc::from(resolved.repo)) };
+        let p = Principal { user: Some(found.username), access };
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX {
             cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes a wheel and an sdist of a tiny pure-Python project, deterministically, without any
 build backend: `make_dist.py OUTDIR NAME VERSION [REQUIRES ...]`. Each module exposes
-`VERSION` so a test can see which one pip installed."""
+`VERSION` so a test can see which one pip installed. `WHARF_DIST_PAYLOAD=N` adds N bytes of
+incompressible data to the wheel (the benchmark's realistic sizes)."""
 import base64, hashlib, io, os, sys, tarfile, zipfile
 
 out, name, version, *requires = sys.argv[1:]
@@ -18,9 +19,12 @@ files = {
     f"{info}/METADATA": metadata,
     f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: wharf-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
 }
+payload = int(os.environ.get("WHARF_DIST_PAYLOAD", "0"))
+if payload:
+    files[f"{mod}/payload.bin"] = os.urandom(payload)
 record = ""
 for path, text in files.items():
-    data = text.encode()
+    data = text if isinstance(text, bytes) else text.encode()
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     record += f"{path},sha256={digest},{len(data)}\n"
 record += f"{info}/RECORD,,\n"

@@ -4,6 +4,7 @@
 pub mod blobstores;
 pub mod components;
 pub mod repositories;
+pub mod security;
 pub mod status;
 
 use actix_web::http::StatusCode;
@@ -98,6 +99,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/blobstores", web::get().to(blobstores::list))
             .route("/v1/blobstores/file", web::post().to(blobstores::create_file))
             .route("/v1/blobstores/file/{name}", web::get().to(blobstores::get_file))
-            .route("/v1/blobstores/{name}", web::delete().to(blobstores::delete)),
+            .route("/v1/blobstores/{name}", web::delete().to(blobstores::delete))
+            .route("/v1/security/users", web::get().to(security::list_users))
+            .route("/v1/security/users", web::post().to(security::create_user))
+            .route("/v1/security/users/{userId}", web::put().to(security::update_user))
+            .route("/v1/security/users/{userId}", web::delete().to(security::delete_user))
+            .route("/v1/security/users/{userId}/change-password", web::put().to(security::change_password))
+            .route("/v1/security/roles", web::get().to(security::list_roles))
+            .route("/v1/security/roles", web::post().to(security::create_role))
+            .route("/v1/security/roles/{id}", web::get().to(security::get_role))
+            .route("/v1/security/roles/{id}", web::put().to(security::update_role))
+            .route("/v1/security/roles/{id}", web::delete().to(security::delete_role))
+            .route("/v1/security/privileges", web::get().to(security::list_privileges)),
     );
 }

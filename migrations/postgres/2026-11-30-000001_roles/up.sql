@@ -1,0 +1,16 @@
+-- Roles hold privileges and other roles (Nexus's model); users hold roles.
+CREATE TABLE roles (
+    id TEXT COLLATE "C" PRIMARY KEY NOT NULL,
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    privileges TEXT NOT NULL DEFAULT '[]',
+    roles TEXT NOT NULL DEFAULT '[]',
+    builtin BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at BIGINT NOT NULL
+);
+ALTER TABLE users ADD COLUMN roles TEXT NOT NULL DEFAULT '[]';
+INSERT INTO roles (id, name, description, privileges, roles, builtin, created_at)
+    VALUES ('nx-admin', 'nx-admin', 'Administrator: every privilege', '["nx-all"]', '[]', TRUE, 0);
+INSERT INTO roles (id, name, description, privileges, roles, builtin, created_at)
+    VALUES ('nx-anonymous', 'nx-anonymous', 'What callers without credentials may do (nothing until an administrator grants it)', '[]', '[]', TRUE, 0);
+UPDATE users SET roles = '["nx-admin"]' WHERE admin;

@@ -1,0 +1,2 @@
+DROP TABLE roles;
+ALTER TABLE users DROP COLUMN roles;

@@ -1,0 +1,370 @@
+//! `/service/rest/v1/security/{users,roles,privileges}`: local users and roles in Nexus's
+//! shapes. Every change clears this node's login caches, so it takes effect on the next request.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+use wharf_format::{Access, ConfigError};
+
+use super::{parse_json, require_admin, AdminError};
+use crate::db::users::{self, RoleRow, UserFields, UserRow};
+use crate::db::DbError;
+use crate::security::{password, roles};
+use crate::state::AppState;
+
+fn invalid(field: &str, message: impl Into<String>) -> AdminError {
+    AdminError::Invalid(ConfigError::new(field, message))
+}
+
+/// User ids go into Basic credentials and, later, LDAP filters and audit lines: no `:`, no
+/// spaces, nothing that needs quoting.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 100 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-@".contains(&b)) && !id.starts_with(['.', '-'])
+}
+
+fn user_json(u: &UserRow) -> Value {
+    json!({
+        "userId": u.username,
+        "firstName": u.first_name,
+        "lastName": u.last_name,
+        "emailAddress": u.email,
+        "source": "default",
+        "status": u.status,
+        "readOnly": false,
+        "roles": u.role_ids(),
+        "externalRoles": [],
+    })
+}
+
+fn role_json(r: &RoleRow) -> Value {
+    json!({
+        "id": r.id,
+        "source": "default",
+        "name": r.name,
+        "description": r.description,
+        "readOnly": r.id == roles::ADMIN_ROLE,
+        "privileges": r.privilege_ids(),
+        "roles": r.nested_roles(),
+    })
+}
+
+fn str_field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, AdminError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(invalid(key, format!("{key}: must be a string"))),
+    }
+}
+
+fn list_field(obj: &Map<String, Value>, key: &str) -> Result<Vec<String>, AdminError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(vec![]),
+        Some(Value::Array(a)) => {
+            let mut out: Vec<String> = a.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid(key, format!("{key}: must be a list of strings")))).collect::<Result<_, _>>()?;
+            out.dedup();
+            Ok(out)
+        }
+        Some(_) => Err(invalid(key, format!("{key}: must be a list of strings"))),
+    }
+}
+
+fn object(body: &Value) -> Result<&Map<String, Value>, AdminError> {
+    body.as_object().ok_or_else(|| invalid("body", "body: must be a JSON object"))
+}
+
+/// Checks that every role in `wanted` exists.
+fn check_roles(existing: &[RoleRow], wanted: &[String]) -> Result<(), AdminError> {
+    for r in wanted {
+        if !existing.iter().any(|e| &e.id == r) {
+            return Err(invalid("roles", format!("roles: role {r} does not exist")));
+        }
+    }
+    Ok(())
+}
+
+fn user_fields(obj: &Map<String, Value>, existing_roles: &[RoleRow]) -> Result<UserFields, AdminError> {
+    for k in obj.keys() {
+        if !["userId", "firstName", "lastName", "emailAddress", "password", "status", "roles", "source", "readOnly", "externalRoles"].contains(&k.as_str()) {
+            return Err(invalid(k, format!("{k}: unknown field")));
+        }
+    }
+    let status = str_field(obj, "status")?.unwrap_or_else(|| "active".into());
+    if status != "active" && status != "disabled" {
+        return Err(invalid("status", "status: must be active or disabled"));
+    }
+    let roles = list_field(obj, "roles")?;
+    check_roles(existing_roles, &roles)?;
+    Ok(UserFields {
+        first_name: str_field(obj, "firstName")?.unwrap_or_default(),
+        last_name: str_field(obj, "lastName")?.unwrap_or_default(),
+        email: str_field(obj, "emailAddress")?.unwrap_or_default(),
+        status,
+        roles,
+    })
+}
+
+fn check_password(p: &str) -> Result<(), AdminError> {
+    if p.chars().count() < 8 || p.len() > 1024 {
+        return Err(invalid("password", "password: must be 8 to 1024 characters"));
+    }
+    Ok(())
+}
+
+// ---- users -------------------------------------------------------------------------------
+
+#[derive(serde::Deserialize)]
+pub struct UserQuery {
+    #[serde(rename = "userId")]
+    user_id: Option<String>,
+    source: Option<String>,
+}
+
+pub async fn list_users(state: web::Data<AppState>, req: HttpRequest, q: web::Query<UserQuery>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    if q.source.as_deref().is_some_and(|s| s != "default") {
+        return Ok(HttpResponse::Ok().json(json!([])));
+    }
+    let rows = state.db.run(users::list).await?;
+    let prefix = q.user_id.clone().unwrap_or_default();
+    Ok(HttpResponse::Ok().json(rows.iter().filter(|u| u.username.starts_with(&prefix)).map(user_json).collect::<Vec<_>>()))
+}
+
+pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let body = parse_json(&body)?;
+    let obj = object(&body)?;
+    let id = str_field(obj, "userId")?.ok_or_else(|| invalid("userId", "userId: is required"))?;
+    if !valid_id(&id) {
+        return Err(invalid("userId", "userId: letters, digits and . _ - @ only, up to 100"));
+    }
+    let pass = str_field(obj, "password")?.ok_or_else(|| invalid("password", "password: is required"))?;
+    check_password(&pass)?;
+    let existing_roles = state.db.run(users::roles).await?;
+    let fields = user_fields(obj, &existing_roles)?;
+    let hash = web::block(move || password::hash(&pass)).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let id2 = id.clone();
+    let created = state
+        .db
+        .run(move |c| {
+            if users::get(c, &id2)?.is_some() {
+                return Ok(None);
+            }
+            users::create(c, &id2, &hash, &fields)?;
+            users::get(c, &id2)
+        })
+        .await?;
+    let Some(row) = created else { return Err(invalid("userId", format!("userId: user {id} already exists"))) };
+    state.auth.invalidate();
+    tracing::info!(user = %id, "user created");
+    Ok(HttpResponse::Ok().json(user_json(&row)))
+}
+
+pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    let caller = require_admin(&state, &req).await?;
+    let id = path.into_inner();
+    let body = parse_json(&body)?;
+    let obj = object(&body)?;
+    if str_field(obj, "userId")?.is_some_and(|u| u != id) {
+        return Err(invalid("userId", "userId: cannot be changed"));
+    }
+    let existing_roles = state.db.run(users::roles).await?;
+    let fields = user_fields(obj, &existing_roles)?;
+    if caller == id && (fields.status != "active" || !fields.roles.iter().any(|r| r == roles::ADMIN_ROLE)) {
+        return Err(invalid("roles", "you cannot disable yourself or take away your own administrator role"));
+    }
+    if obj.contains_key("password") {
+        return Err(invalid("password", "password: use PUT .../change-password"));
+    }
+    let id2 = id.clone();
+    if !state.db.run(move |c| users::update(c, &id2, &fields)).await? {
+        return Err(AdminError::NotFound(format!("user {id} not found")));
+    }
+    state.auth.invalidate();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn delete_user(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    let caller = require_admin(&state, &req).await?;
+    let id = path.into_inner();
+    if caller == id {
+        return Err(invalid("userId", "you cannot delete yourself"));
+    }
+    let id2 = id.clone();
+    if !state.db.run(move |c| users::delete(c, &id2)).await? {
+        return Err(AdminError::NotFound(format!("user {id} not found")));
+    }
+    state.auth.invalidate();
+    tracing::info!(user = %id, "user deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// An administrator may set anyone's password; a user may change their own.
+pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    let id = path.into_inner();
+    let p = state.auth.principal(&req).await;
+    match (&p.access, p.user.as_deref()) {
+        (_, None) => return Err(AdminError::Unauthenticated),
+        (Access::All, _) => {}
+        (Access::Privileges(_), Some(u)) if u == id => {}
+        _ => return Err(AdminError::Forbidden),
+    }
+    let pass = String::from_utf8(body.to_vec()).map_err(|_| invalid("password", "password: must be UTF-8 text"))?;
+    let pass = pass.trim_end_matches(['\r', '\n']).to_string();
+    check_password(&pass)?;
+    let hash = web::block(move || password::hash(&pass)).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let id2 = id.clone();
+    if !state.db.run(move |c| users::set_password(c, &id2, &hash)).await? {
+        return Err(AdminError::NotFound(format!("user {id} not found")));
+    }
+    state.auth.invalidate();
+    tracing::info!(user = %id, "password changed");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- roles -------------------------------------------------------------------------------
+
+/// Checks a role body; returns (id, name, description, privileges, roles).
+fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow]) -> Result<(String, String, String, Vec<String>, Vec<String>), AdminError> {
+    for k in obj.keys() {
+        if !["id", "name", "description", "privileges", "roles", "source", "readOnly"].contains(&k.as_str()) {
+            return Err(invalid(k, format!("{k}: unknown field")));
+        }
+    }
+    let id = str_field(obj, "id")?.ok_or_else(|| invalid("id", "id: is required"))?;
+    if !valid_id(&id) {
+        return Err(invalid("id", "id: letters, digits and . _ - @ only, up to 100"));
+    }
+    let name = str_field(obj, "name")?.unwrap_or_else(|| id.clone());
+    let description = str_field(obj, "description")?.unwrap_or_default();
+    let privileges = list_field(obj, "privileges")?;
+    for p in &privileges {
+        let parsed = roles::parse(p, state.auth.formats()).map_err(|e| invalid("privileges", format!("privileges: {e}")))?;
+        if id == roles::ANONYMOUS_ROLE && parsed == roles::Privilege::All {
+            return Err(invalid("privileges", "privileges: the anonymous role cannot hold nx-all"));
+        }
+    }
+    let nested = list_field(obj, "roles")?;
+    check_roles(existing, &nested)?;
+    if id == roles::ANONYMOUS_ROLE && nested.iter().any(|r| r == roles::ADMIN_ROLE) {
+        return Err(invalid("roles", "roles: the anonymous role cannot hold nx-admin"));
+    }
+    Ok((id, name, description, privileges, nested))
+}
+
+pub async fn list_roles(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let rows = state.db.run(users::roles).await?;
+    Ok(HttpResponse::Ok().json(rows.iter().map(role_json).collect::<Vec<_>>()))
+}
+
+pub async fn get_role(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let id = path.into_inner();
+    let id2 = id.clone();
+    match state.db.run(move |c| users::role(c, &id2)).await? {
+        Some(r) => Ok(HttpResponse::Ok().json(role_json(&r))),
+        None => Err(AdminError::NotFound(format!("role {id} not found"))),
+    }
+}
+
+pub async fn create_role(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let body = parse_json(&body)?;
+    let existing = state.db.run(users::roles).await?;
+    let (id, name, description, privileges, nested) = role_fields(&state, object(&body)?, &existing)?;
+    if existing.iter().any(|r| r.id == id) {
+        return Err(invalid("id", format!("id: role {id} already exists")));
+    }
+    let id2 = id.clone();
+    let row = state
+        .db
+        .run(move |c| {
+            users::create_role(c, &id2, &name, &description, &privileges, &nested)?;
+            users::role(c, &id2)
+        })
+        .await?
+        .ok_or_else(|| AdminError::Internal(Box::new(DbError::Migration("role vanished".into()))))?;
+    state.auth.invalidate();
+    tracing::info!(role = %id, "role created");
+    Ok(HttpResponse::Ok().json(role_json(&row)))
+}
+
+pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let id = path.into_inner();
+    let body = parse_json(&body)?;
+    let mut obj = object(&body)?.clone();
+    obj.entry("id").or_insert_with(|| Value::String(id.clone()));
+    let existing = state.db.run(users::roles).await?;
+    let (body_id, name, description, privileges, nested) = role_fields(&state, &obj, &existing)?;
+    if body_id != id {
+        return Err(invalid("id", "id: cannot be changed"));
+    }
+    if id == roles::ADMIN_ROLE {
+        return Err(invalid("id", "nx-admin is built in and cannot be changed"));
+    }
+    let id2 = id.clone();
+    if !state.db.run(move |c| users::update_role(c, &id2, &name, &description, &privileges, &nested)).await? {
+        return Err(AdminError::NotFound(format!("role {id} not found")));
+    }
+    state.auth.invalidate();
+    tracing::info!(role = %id, "role changed");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn delete_role(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let id = path.into_inner();
+    if id == roles::ADMIN_ROLE || id == roles::ANONYMOUS_ROLE {
+        return Err(invalid("id", format!("{id} is built in and cannot be deleted")));
+    }
+    let id2 = id.clone();
+    let (holders, roles_holding) = state
+        .db
+        .run(move |c| {
+            let u: Vec<String> = users::list(c)?.into_iter().filter(|u| u.role_ids().contains(&id2)).map(|u| u.username).collect();
+            let r: Vec<String> = users::roles(c)?.into_iter().filter(|r| r.nested_roles().contains(&id2)).map(|r| r.id).collect();
+            Ok((u, r))
+        })
+        .await?;
+    if !holders.is_empty() || !roles_holding.is_empty() {
+        return Err(invalid("id", format!("role {id} is still held by users [{}] and roles [{}]", holders.join(", "), roles_holding.join(", "))));
+    }
+    let id2 = id.clone();
+    if !state.db.run(move |c| users::delete_role(c, &id2)).await? {
+        return Err(AdminError::NotFound(format!("role {id} not found")));
+    }
+    state.auth.invalidate();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- privileges --------------------------------------------------------------------------
+
+/// The privileges one can hand out: `nx-all`, and repository-view privileges for every format
+/// and repository (and `*`) and action.
+pub async fn list_privileges(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let mut out = vec![json!({"type": "application", "name": roles::ALL, "description": "All permissions", "readOnly": true, "domain": "*", "actions": ["*"]})];
+    let snapshot = state.registry.snapshot();
+    let mut formats: Vec<&str> = vec!["*"];
+    formats.extend(state.auth.formats().iter().copied());
+    for format in formats {
+        let mut repos = vec!["*".to_string()];
+        repos.extend(snapshot.repos.values().filter(|r| format == "*" || r.config.format == format).map(|r| r.config.name.clone()));
+        repos.sort();
+        repos.dedup();
+        for repo in repos {
+            for action in roles::ACTIONS {
+                out.push(json!({
+                    "type": "repository-view",
+                    "name": format!("nx-repository-view-{format}-{repo}-{action}"),
+                    "description": format!("{action} on {format} repository {repo}"),
+                    "readOnly": true,
+                    "format": format,
+                    "repository": repo,
+                    "actions": [action.to_ascii_uppercase()],
+                }));
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(out))
+}

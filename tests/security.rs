@@ -1,0 +1,225 @@
+//! Users, roles and privileges (Nexus's `/service/rest/v1/security/...`), and the same decision
+//! enforced by every protocol: a user who may read but not write pulls and installs, and gets
+//! each protocol's own 403 on push and upload.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use common::{TestServer, ADMIN_PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn server() -> &'static TestServer {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    S.get_or_init(|| {
+        let s = TestServer::start();
+        s.admin().create_docker_hosted(json!({"name": "docker-team", "storage": {"blobStoreName": "default", "writePolicy": "allow"}, "docker": {}}));
+        s
+    })
+}
+
+fn admin(method: Method, path: &str) -> reqwest::blocking::RequestBuilder {
+    server().admin().request(method, path)
+}
+
+fn as_user(user: &str, pass: &str, method: Method, path: &str) -> reqwest::blocking::RequestBuilder {
+    Client::new().request(method, server().url(path)).basic_auth(user, Some(pass))
+}
+
+fn create_role(id: &str, privileges: &[&str], roles: &[&str]) {
+    let r = admin(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": id, "name": id, "description": "test", "privileges": privileges, "roles": roles})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+}
+
+fn create_user(id: &str, pass: &str, roles: &[&str]) {
+    let r = admin(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": id, "firstName": "T", "lastName": "User", "emailAddress": format!("{id}@example.test"), "password": pass, "status": "active", "roles": roles}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+}
+
+fn dist(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
+    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).output().unwrap();
+    assert!(out.status.success());
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().next().unwrap())
+}
+
+fn twine(user: &str, pass: &str, file: &Path) -> Output {
+    Command::new("twine")
+        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &server().url("/repository/pypi-hosted/"), "-u", user, "-p", pass])
+        .arg(file)
+        .output()
+        .expect("twine is installed")
+}
+
+fn pip_install(user: &str, pass: &str, target: &Path, req: &str) -> Output {
+    let index = format!("http://{user}:{pass}@{}/repository/pypi-hosted/simple/", server().addr);
+    Command::new("python3")
+        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated", "install", "--no-cache-dir", "--index-url", &index, "--target"])
+        .arg(target)
+        .arg(req)
+        .env_remove("PIP_FIND_LINKS")
+        .output()
+        .unwrap()
+}
+
+fn skopeo(args: &[&str]) -> Output {
+    Command::new("skopeo").args(args).output().expect("skopeo is installed")
+}
+
+#[test]
+fn a_reader_installs_and_pulls_but_cannot_upload_or_push() {
+    create_role("team-readers", &["nx-repository-view-pypi-pypi-hosted-read", "nx-repository-view-docker-docker-team-browse"], &[]);
+    create_user("reader", "reader-password", &["team-readers"]);
+    let tmp = tempfile::tempdir().unwrap();
+
+    // PyPI: the admin uploads, the reader installs, the reader's upload is a 403.
+    let whl = dist(&tmp.path().join("a"), "sec-reader-pkg", "1.0");
+    assert!(twine("admin", ADMIN_PASSWORD, &whl).status.success());
+    let out = pip_install("reader", "reader-password", &tmp.path().join("site"), "sec-reader-pkg");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mine = dist(&tmp.path().join("b"), "sec-reader-own", "1.0");
+    let out = twine("reader", "reader-password", &mine);
+    assert!(!out.status.success());
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("403"), "twine shows the 403: {text}");
+
+    // Docker: the admin pushes, the reader pulls; the reader's push is denied, and the token
+    // the reader gets carries pull only.
+    let layout = tmp.path().join("layout");
+    common::oci::image(&layout, "v1", &["amd64"], 7, 4096);
+    let src = format!("oci:{}:v1", layout.display());
+    let dest = format!("docker://{}/docker-team/app:v1", server().addr);
+    let admin_creds = format!("admin:{ADMIN_PASSWORD}");
+    let out = skopeo(&["copy", "--dest-tls-verify=false", "--dest-creds", &admin_creds, &src, &dest]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let pulled = format!("oci:{}:v1", tmp.path().join("pulled").display());
+    let out = skopeo(&["copy", "--src-tls-verify=false", "--src-creds", "reader:reader-password", &dest, &pulled]);
+    assert!(out.status.success(), "the reader pulls: {}", String::from_utf8_lossy(&out.stderr));
+    let out = skopeo(&["copy", "--dest-tls-verify=false", "--dest-creds", "reader:reader-password", &src, &format!("docker://{}/docker-team/app:v2", server().addr)]);
+    assert!(!out.status.success(), "the reader cannot push");
+    let r = Client::new()
+        .get(server().url("/v2/token?service=wharf&scope=repository:docker-team/app:pull,push"))
+        .basic_auth("reader", Some("reader-password"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let claims = token.split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    assert_eq!(claims["access"][0]["actions"], json!(["pull"]), "{claims}");
+    // With the token, the upload start is refused in the registry's own error shape.
+    let r = Client::new().post(server().url("/v2/docker-team/app/blobs/uploads/")).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json::<Value>().unwrap()["errors"][0]["code"], "UNAUTHORIZED");
+    // Basic credentials that may only read get DENIED on a push.
+    let r = as_user("reader", "reader-password", Method::POST, "/v2/docker-team/app/blobs/uploads/").send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(r.json::<Value>().unwrap()["errors"][0]["code"], "DENIED");
+
+    // Not an administrator: the admin API is closed.
+    let r = as_user("reader", "reader-password", Method::GET, "/service/rest/v1/security/users").send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = as_user("reader", "reader-password", Method::POST, "/service/rest/v1/repositories/pypi/hosted").json(&json!({"name": "x", "storage": {"blobStoreName": "default"}})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn a_user_without_roles_reads_nothing_and_a_disabled_user_is_refused() {
+    create_user("nobody", "nobody-password", &[]);
+    let r = as_user("nobody", "nobody-password", Method::GET, "/repository/pypi-hosted/simple/").send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Nested roles: a role holding a role that holds the privilege.
+    create_role("inner-read", &["nx-repository-view-pypi-*-read"], &[]);
+    create_role("outer", &[], &["inner-read"]);
+    let r = admin(Method::PUT, "/service/rest/v1/security/users/nobody")
+        .json(&json!({"userId": "nobody", "firstName": "T", "lastName": "U", "emailAddress": "n@example.test", "status": "active", "roles": ["outer"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap());
+    let r = as_user("nobody", "nobody-password", Method::GET, "/repository/pypi-hosted/simple/").send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "roles changes apply at once");
+    // Disabled: the credentials stop working.
+    let r = admin(Method::PUT, "/service/rest/v1/security/users/nobody")
+        .json(&json!({"userId": "nobody", "status": "disabled", "roles": ["outer"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = as_user("nobody", "nobody-password", Method::GET, "/repository/pypi-hosted/simple/").send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Deleted: gone from the list.
+    assert_eq!(admin(Method::DELETE, "/service/rest/v1/security/users/nobody").send().unwrap().status(), StatusCode::NO_CONTENT);
+    let users: Vec<Value> = admin(Method::GET, "/service/rest/v1/security/users").send().unwrap().json().unwrap();
+    assert!(!users.iter().any(|u| u["userId"] == "nobody"));
+    assert!(users.iter().any(|u| u["userId"] == "admin" && u["roles"] == json!(["nx-admin"])));
+}
+
+#[test]
+fn anonymous_access_is_what_the_anonymous_role_grants() {
+    let url = "/repository/pypi-hosted/simple/";
+    assert_eq!(Client::new().get(server().url(url)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    let r = admin(Method::PUT, "/service/rest/v1/security/roles/nx-anonymous")
+        .json(&json!({"id": "nx-anonymous", "name": "nx-anonymous", "privileges": ["nx-repository-view-pypi-pypi-hosted-read"], "roles": []}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap());
+    assert_eq!(Client::new().get(server().url(url)).send().unwrap().status(), StatusCode::OK);
+    // Reading only: an anonymous upload still asks for credentials.
+    let form = reqwest::blocking::multipart::Form::new().text(":action", "file_upload").text("name", "x").text("version", "1");
+    let r = Client::new().post(server().url("/repository/pypi-hosted/")).multipart(form).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // The anonymous role cannot be made an administrator, nor deleted.
+    let r = admin(Method::PUT, "/service/rest/v1/security/roles/nx-anonymous").json(&json!({"privileges": ["nx-all"]})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(admin(Method::DELETE, "/service/rest/v1/security/roles/nx-anonymous").send().unwrap().status(), StatusCode::BAD_REQUEST);
+    // Revoked again: closed again.
+    let r = admin(Method::PUT, "/service/rest/v1/security/roles/nx-anonymous").json(&json!({"privileges": []})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(Client::new().get(server().url(url)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn passwords_change_and_bad_input_is_named() {
+    create_user("changer", "first-password", &[]);
+    // A user changes their own password; not someone else's.
+    let r = as_user("changer", "first-password", Method::PUT, "/service/rest/v1/security/users/changer/change-password").header("Content-Type", "text/plain").body("second-password").send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = as_user("changer", "first-password", Method::GET, "/repository/pypi-hosted/simple/").send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the old password is dead at once");
+    let r = as_user("changer", "second-password", Method::PUT, "/service/rest/v1/security/users/admin/change-password").body("hijacked-password").send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = as_user("changer", "second-password", Method::PUT, "/service/rest/v1/security/users/changer/change-password").body("short").send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    let bad = |path: &str, body: Value, field: &str| {
+        let r = admin(Method::POST, path).json(&body).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        let v: Value = r.json().unwrap();
+        assert_eq!(v[0]["id"], format!("PARAMETER {field}"), "{v}");
+    };
+    bad("/service/rest/v1/security/users", json!({"userId": "a:b", "password": "long-enough"}), "userId");
+    bad("/service/rest/v1/security/users", json!({"userId": "ok-user", "password": "long-enough", "roles": ["no-such-role"]}), "roles");
+    bad("/service/rest/v1/security/users", json!({"userId": "ok-user"}), "password");
+    bad("/service/rest/v1/security/users", json!({"userId": "changer", "password": "long-enough"}), "userId");
+    bad("/service/rest/v1/security/roles", json!({"id": "r1", "privileges": ["nx-repository-view-maven-x-read"]}), "privileges");
+    bad("/service/rest/v1/security/roles", json!({"id": "r1", "privileges": ["nx-repository-view-pypi-x-fly"]}), "privileges");
+    bad("/service/rest/v1/security/roles", json!({"id": "r1", "colour": "red"}), "colour");
+    // A role in use cannot be deleted; the admin cannot delete or demote themself.
+    create_role("in-use", &[], &[]);
+    create_user("holder", "holder-password", &["in-use"]);
+    assert_eq!(admin(Method::DELETE, "/service/rest/v1/security/roles/in-use").send().unwrap().status(), StatusCode::BAD_REQUEST);
+    assert_eq!(admin(Method::DELETE, "/service/rest/v1/security/users/admin").send().unwrap().status(), StatusCode::BAD_REQUEST);
+    let r = admin(Method::PUT, "/service/rest/v1/security/users/admin").json(&json!({"userId": "admin", "roles": []})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Privileges on offer include every repository's.
+    let privs: Vec<Value> = admin(Method::GET, "/service/rest/v1/security/privileges").send().unwrap().json().unwrap();
+    assert!(privs.iter().any(|p| p["name"] == "nx-repository-view-docker-docker-team-read"));
+    assert!(privs.iter().any(|p| p["name"] == "nx-all"));
+}
