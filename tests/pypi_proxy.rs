@@ -124,10 +124,12 @@ impl PypiServer {
         s
     }
 
+    /// Always the wsgiref server: its access log (one line per request) is what
+    /// [`PypiServer::fetches`] counts, whatever else is installed.
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new("pypi-server")
-            .args(["run", "-i", "127.0.0.1", "-p", &self.port.to_string(), "-a", ".", "-P", ".", "--disable-fallback", "-v"])
+            .args(["run", "-i", "127.0.0.1", "-p", &self.port.to_string(), "-a", ".", "-P", ".", "--disable-fallback", "-v", "--server", "wsgiref"])
             .arg(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
