@@ -45,10 +45,11 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     })?;
     let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap_or_else(|_| secret.into_bytes());
     let meta = Arc::new(SqlMeta::new(db.clone()));
+    let auth = Arc::new(Authenticator::new(db.clone(), TokenKeys::new(&secret, &cfg.docker.token_service), formats().iter().map(|f| f.name()).collect()));
     let state = web::Data::new(AppState {
-        auth: Authenticator::new(db.clone(), TokenKeys::new(&secret, &cfg.docker.token_service), formats().iter().map(|f| f.name()).collect()),
+        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone()),
+        auth,
         formats: formats(),
-        registry: RepoRegistry::new(cfg.data_dir.clone()),
         listeners: Default::default(),
         started: std::time::Instant::now(),
         meta,

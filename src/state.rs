@@ -18,7 +18,7 @@ pub struct AppState {
     pub cfg: Config,
     pub db: Db,
     pub meta: Arc<SqlMeta>,
-    pub auth: Authenticator,
+    pub auth: Arc<Authenticator>,
     pub formats: Vec<Arc<dyn Format>>,
     pub registry: Arc<RepoRegistry>,
     pub listeners: crate::http::listeners::Listeners,
@@ -44,6 +44,7 @@ pub struct Snapshot {
 pub struct RepoRegistry {
     current: RwLock<Arc<Snapshot>>,
     data_dir: PathBuf,
+    identity: Arc<dyn wharf_format::Identity>,
 }
 
 /// Formats look other repositories up through this; it does not keep the registry alive.
@@ -70,8 +71,8 @@ pub enum LoadError {
 }
 
 impl RepoRegistry {
-    pub fn new(data_dir: PathBuf) -> Arc<RepoRegistry> {
-        Arc::new(RepoRegistry { current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })), data_dir })
+    pub fn new(data_dir: PathBuf, identity: Arc<dyn wharf_format::Identity>) -> Arc<RepoRegistry> {
+        Arc::new(RepoRegistry { current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })), data_dir, identity })
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -165,7 +166,7 @@ fn open_repo(
         .get(&config.blob_store)
         .cloned()
         .ok_or_else(|| ConfigError::new("storage.blobStoreName", format!("blob store {} is not available", config.blob_store)))?;
-    let env = FormatEnv { blobs: blobs.clone(), meta, repos: Arc::new(Lookup(Arc::downgrade(registry))) };
+    let env = FormatEnv { blobs: blobs.clone(), meta, repos: Arc::new(Lookup(Arc::downgrade(registry))), identity: registry.identity.clone() };
     let repo = format.open(config.clone(), env)?;
     let listener = format.listener(&config);
     Ok(Some((RepoRef { config, repo, blobs }, listener)))

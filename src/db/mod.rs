@@ -6,6 +6,7 @@ pub mod meta;
 pub mod repos;
 pub mod schema;
 pub mod settings;
+pub mod tokens;
 pub mod users;
 
 use std::time::Duration;

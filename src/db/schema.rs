@@ -87,4 +87,19 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, blob_stores, repositories, assets, uploads);
+diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        username -> Text,
+        name -> Text,
+        token_hash -> Text,
+        prefix -> Text,
+        readonly -> Bool,
+        repository -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> Nullable<BigInt>,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, api_tokens, blob_stores, repositories, assets, uploads);

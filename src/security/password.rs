@@ -15,9 +15,14 @@ pub fn verify(password: &str, phc: &str) -> bool {
 
 /// A random password of 24 characters from [A-Za-z0-9].
 pub fn random() -> String {
+    random_chars(24)
+}
+
+/// `n` random characters from [A-Za-z0-9] without look-alikes (5.8 bits each).
+pub fn random_chars(n: usize) -> String {
     const CHARS: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut rng = rand::rng();
-    (0..24).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
+    (0..n).map(|_| CHARS[rng.random_range(0..CHARS.len())] as char).collect()
 }
 
 #[cfg(test)]

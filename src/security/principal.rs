@@ -15,11 +15,16 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
-use wharf_format::{Access, Principal};
+use wharf_format::{now_millis, Access, Action, Identity, IdentityError, NewToken, Principal, RepoPrivilege, TokenInfo, TokenSpec};
 
 use super::{password, roles};
 use super::token::TokenKeys;
+use crate::db::tokens::{self, TokenRow};
 use crate::db::{users, Db};
+
+/// API tokens start with this, so that a token is told from a password or a JWT at a glance
+/// (and by secret scanners).
+pub const TOKEN_PREFIX: &str = "wharf_";
 
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 pub const ANONYMOUS_TTL: Duration = Duration::from_secs(5);
@@ -79,6 +84,9 @@ impl Authenticator {
             let Some((user, pass)) = decode_basic(rest.trim()) else { return rejected() };
             return self.password_login(&user, &pass).await.unwrap_or_else(rejected);
         }
+        if scheme.eq_ignore_ascii_case("bearer") && rest.trim().starts_with(TOKEN_PREFIX) {
+            return self.token_login(rest.trim()).await.unwrap_or_else(rejected);
+        }
         if scheme.eq_ignore_ascii_case("bearer") {
             return match self.tokens.verify(rest.trim()) {
                 Some(c) => Principal {
@@ -91,13 +99,15 @@ impl Authenticator {
         rejected()
     }
 
-    /// Checks a username and password; `None` if they do not match an active user.
+    /// Checks a username and password (or one of the user's API tokens); `None` if they do not
+    /// match an active user.
     pub async fn password_login(&self, user: &str, pass: &str) -> Option<Principal> {
+        if pass.starts_with(TOKEN_PREFIX) {
+            return self.token_login(pass).await.filter(|p| p.user.as_deref() == Some(user));
+        }
         let key: [u8; 32] = Sha256::new().chain_update(user.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into();
-        if let Some((p, at)) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            if at.elapsed() < CACHE_TTL {
-                return Some(p.clone());
-            }
+        if let Some(p) = self.cached(&key) {
+            return Some(p);
         }
         let (user, pass) = (user.to_string(), pass.to_string());
         let formats = self.formats.clone();
@@ -115,6 +125,18 @@ impl Authenticator {
             .flatten()?;
         let access = if resolved.all { Access::All } else { Access::Privileges(Arc::from(resolved.repo)) };
         let p = Principal { user: Some(found.username), access };
+        self.remember(key, &p);
+        Some(p)
+    }
+}
+
+impl Authenticator {
+    fn cached(&self, key: &[u8; 32]) -> Option<Principal> {
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(p, _)| p.clone())
+    }
+
+    fn remember(&self, key: [u8; 32], p: &Principal) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX {
             cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
@@ -123,7 +145,128 @@ impl Authenticator {
             }
         }
         cache.insert(key, (p.clone(), Instant::now()));
+    }
+
+    /// The principal of an API token: its user's privileges, narrowed to reads and to one
+    /// repository when the token says so.
+    pub async fn token_login(&self, secret: &str) -> Option<Principal> {
+        let key: [u8; 32] = Sha256::new().chain_update(b"token\0").chain_update(secret.as_bytes()).finalize().into();
+        if let Some(p) = self.cached(&key) {
+            return Some(p);
+        }
+        let hash = token_hash(secret);
+        let formats = self.formats.clone();
+        let (row, username, resolved) = self
+            .db
+            .run(move |conn| {
+                let Some(row) = tokens::by_hash(conn, &hash)? else { return Ok(None) };
+                let now = now_millis();
+                if row.expires_at.is_some_and(|e| e <= now) {
+                    return Ok(None);
+                }
+                let Some(user) = users::get(conn, &row.username)?.filter(|u| u.status == "active") else { return Ok(None) };
+                if row.last_used_at.is_none_or(|t| now - t > 60_000) {
+                    tokens::touch(conn, &row.id, now)?;
+                }
+                let resolved = roles::resolve(&user.role_ids(), &users::roles(conn)?, &formats);
+                Ok(Some((row, user.username, resolved)))
+            })
+            .await
+            .ok()
+            .flatten()?;
+        let access = narrow(resolved, row.readonly, row.repository.as_deref());
+        let p = Principal { user: Some(username), access };
+        // An expiring token is cached no longer than it lives.
+        if row.expires_at.is_none_or(|e| e - now_millis() > CACHE_TTL.as_millis() as i64) {
+            self.remember(key, &p);
+        }
         Some(p)
+    }
+}
+
+fn token_hash(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// A token's access: the user's, then only reads (`readonly`), then only `repository`.
+fn narrow(resolved: roles::Resolved, readonly: bool, repository: Option<&str>) -> Access {
+    if resolved.all && !readonly && repository.is_none() {
+        return Access::All;
+    }
+    let mut privileges = if resolved.all {
+        vec![RepoPrivilege { format: "*".into(), repository: "*".into(), actions: vec![Action::Read, Action::Write, Action::Delete] }]
+    } else {
+        resolved.repo
+    };
+    if readonly {
+        for p in &mut privileges {
+            p.actions.retain(|a| *a == Action::Read);
+        }
+    }
+    if let Some(r) = repository {
+        privileges.retain(|p| p.repository == "*" || p.repository == r);
+        for p in &mut privileges {
+            p.repository = r.to_string();
+        }
+    }
+    privileges.retain(|p| !p.actions.is_empty());
+    Access::Privileges(Arc::from(privileges))
+}
+
+fn info(row: &TokenRow) -> TokenInfo {
+    TokenInfo {
+        id: row.id.clone(),
+        name: row.name.clone(),
+        prefix: row.prefix.clone(),
+        key: row.token_hash.clone(),
+        readonly: row.readonly,
+        repository: row.repository.clone(),
+        created_at: row.created_at,
+        expires_at: row.expires_at,
+        last_used_at: row.last_used_at,
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl Identity for Authenticator {
+    async fn login(&self, user: &str, password: &str) -> Option<Principal> {
+        self.password_login(user, password).await
+    }
+
+    async fn create_token(&self, user: &str, spec: TokenSpec) -> Result<NewToken, IdentityError> {
+        let secret = format!("{TOKEN_PREFIX}{}", password::random_chars(36));
+        let row = TokenRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            username: user.to_string(),
+            name: spec.name,
+            token_hash: token_hash(&secret),
+            prefix: secret[..TOKEN_PREFIX.len() + 4].to_string(),
+            readonly: spec.readonly,
+            repository: spec.repository,
+            created_at: now_millis(),
+            expires_at: spec.expires_at,
+            last_used_at: None,
+        };
+        let r = row.clone();
+        self.db.run(move |c| tokens::insert(c, &r)).await.map_err(|e| IdentityError(e.to_string()))?;
+        tracing::info!(user, token = %row.prefix, "API token created");
+        Ok(NewToken { info: info(&row), secret })
+    }
+
+    async fn tokens(&self, user: &str) -> Result<Vec<TokenInfo>, IdentityError> {
+        let user = user.to_string();
+        let rows = self.db.run(move |c| tokens::of_user(c, &user)).await.map_err(|e| IdentityError(e.to_string()))?;
+        Ok(rows.iter().map(info).collect())
+    }
+
+    async fn revoke_token(&self, user: &str, id_or_key: &str) -> Result<bool, IdentityError> {
+        let (u, k) = (user.to_string(), id_or_key.to_string());
+        let gone = self.db.run(move |c| tokens::delete(c, &u, &k)).await.map_err(|e| IdentityError(e.to_string()))?;
+        if gone {
+            self.invalidate();
+            tracing::info!(user, "API token revoked");
+        }
+        Ok(gone)
     }
 }
 

@@ -33,16 +33,31 @@ pub struct Grant {
     pub actions: Vec<Action>,
 }
 
+/// A repository privilege held through roles (Nexus's
+/// `nx-repository-view-<format>-<repository>-<action>`; `*` matches any format or repository).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepoPrivilege {
+    pub format: String,
+    pub repository: String,
+    pub actions: Vec<Action>,
+}
+
+impl RepoPrivilege {
+    pub fn allows(&self, repo: &RepoConfig, action: Action) -> bool {
+        (self.format == "*" || self.format == repo.format) && (self.repository == "*" || self.repository == repo.name) && self.actions.contains(&action)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Administrators.
+    /// Administrators (`nx-all`).
     All,
-    /// A signed-in user without admin rights: what the repository grants to any user.
-    User,
+    /// A signed-in user: the repository privileges their roles hold.
+    Privileges(Arc<[RepoPrivilege]>),
     /// A token limited to the listed grants.
     Scoped(Vec<Grant>),
-    /// No credentials.
-    Anonymous,
+    /// No credentials: the anonymous role's privileges, and reads where `anonymousRead` is on.
+    Anonymous(Arc<[RepoPrivilege]>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,8 +68,9 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// An anonymous caller whose anonymous role holds nothing.
     pub fn anonymous() -> Principal {
-        Principal { user: None, access: Access::Anonymous }
+        Principal { user: None, access: Access::Anonymous(Arc::from(Vec::new())) }
     }
 
     pub fn is_anonymous(&self) -> bool {
@@ -95,18 +111,17 @@ impl RepoCtx {
         let repo = &self.repo;
         let allowed = match &self.principal.access {
             Access::All => true,
-            // Until roles exist (their own issue), signed-in users read; only admins write.
-            Access::User => action == Action::Read,
+            Access::Privileges(p) => p.iter().any(|p| p.allows(repo, action)),
             Access::Scoped(grants) => grants.iter().any(|g| {
                 g.repository == repo.name && (g.object == "*" || g.object == object) && g.actions.contains(&action)
             }),
-            Access::Anonymous => action == Action::Read && repo.anonymous_read,
+            Access::Anonymous(p) => (action == Action::Read && repo.anonymous_read) || p.iter().any(|p| p.allows(repo, action)),
         };
         if allowed {
             return Ok(());
         }
         match &self.principal.access {
-            Access::Anonymous | Access::Scoped(_) => Err(Denied::Unauthenticated),
+            Access::Anonymous(_) | Access::Scoped(_) => Err(Denied::Unauthenticated),
             _ => Err(Denied::Forbidden),
         }
     }

@@ -11,14 +11,16 @@ pub mod blob;
 pub mod config;
 pub mod ctx;
 pub mod digest;
+pub mod identity;
 pub mod meta;
 pub mod proxy;
 pub mod repo;
 
 pub use blob::{BlobError, BlobStore, ByteStream};
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
-pub use ctx::{Access, Action, Denied, Grant, Mount, Principal, RepoCtx};
+pub use ctx::{Access, Action, Denied, Grant, Mount, Principal, RepoCtx, RepoPrivilege};
 pub use digest::{Digest, DigestError};
+pub use identity::{Identity, IdentityError, NewToken, TokenInfo, TokenSpec};
 pub use meta::{Asset, Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
 pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
 pub use blob::{BlobRead, HashState};

@@ -39,6 +39,8 @@ pub struct FormatEnv {
     pub meta: Arc<dyn MetaStore>,
     /// Other repositories, by name (group members, cross-repository mounts).
     pub repos: Arc<dyn RepoLookup>,
+    /// Password checks and API tokens, for protocols that log in or manage tokens themselves.
+    pub identity: Arc<dyn crate::identity::Identity>,
 }
 
 /// A running repository as other repositories see it.

@@ -53,7 +53,7 @@ impl Group {
         let read = m == Method::GET || m == Method::HEAD;
         match endpoint {
             Endpoint::Base => {
-                if ctx.principal.is_anonymous() && !self.cfg.anonymous_read {
+                if ctx.principal.is_anonymous() && ctx.check(Action::Read, "*").is_err() {
                     return Err(DockerError::Unauthorized { challenge: access::challenge(self.settings.force_basic_auth, ctx, None) });
                 }
                 Ok(HttpResponse::Ok().content_type("application/json").body("{}"))
@@ -152,7 +152,7 @@ impl Group {
     }
 
     async fn catalog(&self, ctx: &RepoCtx, req: &HttpRequest) -> Result<HttpResponse> {
-        if ctx.principal.is_anonymous() && !self.cfg.anonymous_read {
+        if ctx.principal.is_anonymous() && ctx.check(Action::Read, "*").is_err() {
             return Err(DockerError::Unauthorized { challenge: access::challenge(self.settings.force_basic_auth, ctx, None) });
         }
         let mut names = BTreeSet::new();

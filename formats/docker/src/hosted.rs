@@ -130,14 +130,14 @@ impl Hosted {
     // ---- base and discovery ----------------------------------------------------------------
 
     fn base(&self, ctx: &RepoCtx) -> Result<HttpResponse> {
-        if ctx.principal.is_anonymous() && !self.cfg.anonymous_read {
+        if ctx.principal.is_anonymous() && ctx.check(Action::Read, "*").is_err() {
             return Err(DockerError::Unauthorized { challenge: self.challenge(ctx, None) });
         }
         Ok(HttpResponse::Ok().content_type("application/json").body("{}"))
     }
 
     pub(crate) async fn catalog(&self, ctx: &RepoCtx, q: &HashMap<String, String>) -> Result<HttpResponse> {
-        if ctx.principal.is_anonymous() && !self.cfg.anonymous_read {
+        if ctx.principal.is_anonymous() && ctx.check(Action::Read, "*").is_err() {
             return Err(DockerError::Unauthorized { challenge: self.challenge(ctx, None) });
         }
         let n = page_size(q)?;

@@ -1,0 +1,50 @@
+//! User API tokens. The table holds a sha256 of each secret (secrets are 190 random bits, so a
+//! plain hash is enough), never the secret.
+
+use diesel::prelude::*;
+
+use super::schema::api_tokens;
+use super::{AnyConnection, DbError};
+
+#[derive(Queryable, Selectable, Insertable, Clone, Debug)]
+#[diesel(table_name = api_tokens)]
+pub struct TokenRow {
+    pub id: String,
+    pub username: String,
+    pub name: String,
+    pub token_hash: String,
+    pub prefix: String,
+    pub readonly: bool,
+    pub repository: Option<String>,
+    pub created_at: i64,
+    pub expires_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+}
+
+pub fn insert(conn: &mut AnyConnection, row: &TokenRow) -> Result<(), DbError> {
+    diesel::insert_into(api_tokens::table).values(row.clone()).execute(conn)?;
+    Ok(())
+}
+
+pub fn by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>, DbError> {
+    Ok(api_tokens::table.filter(api_tokens::token_hash.eq(hash)).select(TokenRow::as_select()).first(conn).optional()?)
+}
+
+pub fn of_user(conn: &mut AnyConnection, username: &str) -> Result<Vec<TokenRow>, DbError> {
+    Ok(api_tokens::table.filter(api_tokens::username.eq(username)).order(api_tokens::created_at.asc()).select(TokenRow::as_select()).load(conn)?)
+}
+
+/// Deletes one of `username`'s tokens by id or by its hash; `false` if there is none.
+pub fn delete(conn: &mut AnyConnection, username: &str, key: &str) -> Result<bool, DbError> {
+    let n = diesel::delete(api_tokens::table.filter(api_tokens::username.eq(username)).filter(api_tokens::id.eq(key).or(api_tokens::token_hash.eq(key)))).execute(conn)?;
+    Ok(n > 0)
+}
+
+pub fn delete_of_user(conn: &mut AnyConnection, username: &str) -> Result<usize, DbError> {
+    Ok(diesel::delete(api_tokens::table.filter(api_tokens::username.eq(username))).execute(conn)?)
+}
+
+pub fn touch(conn: &mut AnyConnection, id: &str, at: i64) -> Result<(), DbError> {
+    diesel::update(api_tokens::table.filter(api_tokens::id.eq(id))).set(api_tokens::last_used_at.eq(Some(at))).execute(conn)?;
+    Ok(())
+}
