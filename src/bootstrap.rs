@@ -1,7 +1,7 @@
 //! What the first start on an empty database creates: the `admin` user (no default password
 //! exists: it comes from the configuration or is random and written to the data dir), the
-//! `default` file blob store, a `docker-hosted` and a `pypi-hosted` repository, so a newcomer
-//! can push and upload at once.
+//! `default` file blob store, and `docker-hosted`, `pypi-hosted` and `npm-hosted` repositories,
+//! so a newcomer can push, upload and publish at once.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -59,6 +59,14 @@ pub fn first_start(db: &Db, data_dir: &Path, admin_password: &str) -> Result<(),
             "anonymousRead": false,
         });
         db.run_sync(|c| repos::insert(c, "pypi-hosted", "pypi", "hosted", "default", &pypi.to_string()))?;
+        let npm = json!({
+            "name": "npm-hosted",
+            "online": true,
+            "storage": { "blobStoreName": "default", "strictContentTypeValidation": true, "writePolicy": "allow_once", "latestPolicy": false },
+            "anonymousRead": false,
+            "npm": { "uploadMaxSize": 256 },
+        });
+        db.run_sync(|c| repos::insert(c, "npm-hosted", "npm", "hosted", "default", &npm.to_string()))?;
     }
     db.run_sync(|c| settings::get_or_init(c, DONE_KEY, || "1".into()))?;
     Ok(())

@@ -24,7 +24,7 @@ use crate::state::{AppState, RepoRegistry};
 
 /// Every format this build serves. Adding a format is one line here.
 pub fn formats() -> Vec<Arc<dyn Format>> {
-    vec![Arc::new(wharf_docker::Docker), Arc::new(wharf_pypi::Pypi)]
+    vec![Arc::new(wharf_docker::Docker), Arc::new(wharf_pypi::Pypi), Arc::new(wharf_npm::Npm)]
 }
 
 /// How often a node checks whether another node changed the configuration.

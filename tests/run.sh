@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
-# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, twine, uv, pypiserver), starts a PostgreSQL on loopback for the database tests, and runs cargo test
+# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, twine, uv, pypiserver, pnpm, verdaccio), starts a PostgreSQL on loopback for the database tests, and runs cargo test
 # twice: everything on the embedded SQLite, then every integration suite on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ command -v htpasswd >/dev/null || need+=(apache2-utils)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+command -v npm >/dev/null || need+=(nodejs npm)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -28,6 +29,16 @@ if [ ! -x "$VENV/bin/twine" ] || [ ! -x "$VENV/bin/uv" ] || [ ! -x "$VENV/bin/py
     "$VENV/bin/pip" install --quiet --disable-pip-version-check twine uv pypiserver
 fi
 export PATH="$VENV/bin:$PATH"
+
+# npm-side tools (pnpm; verdaccio as a proxy upstream) in target/test-npm. The override pins a
+# dist-tag (`node-fetch@cjs`) that some registry mirrors do not carry.
+NPMTOOLS="$PWD/target/test-npm"
+if [ ! -x "$NPMTOOLS/node_modules/.bin/pnpm" ] || [ ! -x "$NPMTOOLS/node_modules/.bin/verdaccio" ]; then
+    echo "== installing pnpm and verdaccio into $NPMTOOLS"
+    mkdir -p "$NPMTOOLS"
+    cp tests/npm/tools.json "$NPMTOOLS/package.json"
+    (cd "$NPMTOOLS" && npm install --no-audit --no-fund --silent)
+fi
 
 # PostgreSQL on a private port and directory, stopped when this script exits.
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)

@@ -1,0 +1,73 @@
+//! npm errors and their one mapping to HTTP: `{"error": "..."}` bodies, which the npm CLI
+//! prints, and a Basic challenge on 401.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use wharf_format::{BlobError, IdentityError, MetaError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NpmError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Upstream(String),
+    #[error("internal error")]
+    Internal(#[source] Box<dyn std::error::Error>),
+}
+
+impl NpmError {
+    pub fn to_response(&self) -> HttpResponse {
+        let status = match self {
+            NpmError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            NpmError::Unauthorized => StatusCode::UNAUTHORIZED,
+            NpmError::Forbidden(_) => StatusCode::FORBIDDEN,
+            NpmError::NotFound => StatusCode::NOT_FOUND,
+            NpmError::Conflict(_) => StatusCode::CONFLICT,
+            NpmError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            NpmError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            NpmError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            NpmError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if let NpmError::Internal(source) = self {
+            tracing::error!(error = %source, "npm request failed");
+        }
+        let mut res = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            res.insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#));
+        }
+        res.content_type("application/json").body(serde_json::json!({ "error": self.to_string() }).to_string())
+    }
+}
+
+impl From<MetaError> for NpmError {
+    fn from(e: MetaError) -> Self {
+        NpmError::Internal(Box::new(e))
+    }
+}
+
+impl From<BlobError> for NpmError {
+    fn from(e: BlobError) -> Self {
+        match e {
+            BlobError::NotFound => NpmError::NotFound,
+            other => NpmError::Internal(Box::new(other)),
+        }
+    }
+}
+
+impl From<IdentityError> for NpmError {
+    fn from(e: IdentityError) -> Self {
+        NpmError::Internal(Box::new(e))
+    }
+}

@@ -1,0 +1,152 @@
+//! A group npm registry: one address over hosted and proxy registries.
+//!
+//! A package is served whole from the first member, in order, that has it: packuments are not
+//! merged version by version. With the hosted registry listed before a proxy of the public one,
+//! a private package shadows any public package of the same name, so a stranger who publishes
+//! `our-internal-lib@99.0.0` publicly cannot get it installed (dependency confusion). Publishing
+//! and the other writes go to the writable member; `npm audit` goes to the first proxy member.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+use serde_json::{json, Value};
+use wharf_format::{Access, Action, FormatEnv, GroupSettings, Kind, Principal, Repo, RepoConfig, RepoCtx, RepoRef};
+
+use crate::error::NpmError;
+use crate::packument;
+use crate::routes::{self, Endpoint};
+use crate::source::{self, authorize, base_url, source_of, Result, Source};
+
+pub struct Group {
+    cfg: Arc<RepoConfig>,
+    env: FormatEnv,
+    group: GroupSettings,
+}
+
+#[async_trait(?Send)]
+impl Repo for Group {
+    async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
+        match self.route(&ctx, &req, body).await {
+            Ok(res) => res,
+            Err(e) => e.to_response(),
+        }
+    }
+}
+
+impl Group {
+    pub fn new(cfg: Arc<RepoConfig>, group: GroupSettings, env: FormatEnv) -> Group {
+        Group { cfg, env, group }
+    }
+
+    fn member(&self, name: &str) -> Option<RepoRef> {
+        self.env.repos.repo(name).filter(|r| r.config.online && r.config.format == self.cfg.format)
+    }
+
+    fn members(&self) -> Vec<RepoRef> {
+        self.group.members.iter().filter_map(|m| self.member(m)).collect()
+    }
+
+    /// Hands the request to `member` as a trusted caller (the group checked the rights).
+    async fn forward(&self, member: &RepoRef, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> HttpResponse {
+        let member_ctx = RepoCtx { repo: member.config.clone(), principal: Principal { user: ctx.principal.user.clone(), access: Access::All }, ..ctx.clone() };
+        member.repo.handle(member_ctx, req.clone(), body).await
+    }
+
+    async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+        let endpoint = routes::parse(&ctx.path).ok_or(NpmError::NotFound)?;
+        let m = req.method().clone();
+        let read = m == Method::GET || m == Method::HEAD;
+        if source::is_common(&endpoint) {
+            return source::common(&self.env, ctx, req, endpoint, body).await;
+        }
+        match endpoint {
+            Endpoint::Package(name) if read => {
+                authorize(ctx, Action::Read, &name)?;
+                let (doc, etag) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
+                Ok(packument::respond(req, &doc, &etag, &base_url(ctx), m == Method::HEAD))
+            }
+            Endpoint::Version { name, version } if read => {
+                authorize(ctx, Action::Read, &name)?;
+                let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
+                source::version_response(&doc, &version, &base_url(ctx))
+            }
+            Endpoint::DistTags(name) if m == Method::GET => {
+                authorize(ctx, Action::Read, &name)?;
+                let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
+                Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
+            }
+            Endpoint::Tarball { name, file } if read => {
+                authorize(ctx, Action::Read, &name)?;
+                self.serve_tarball(&name, &file, m == Method::HEAD).await
+            }
+            Endpoint::Search if m == Method::GET => {
+                authorize(ctx, Action::Read, "*")?;
+                source::search_response(self, ctx).await
+            }
+            Endpoint::Audit(_) if m == Method::POST => {
+                authorize(ctx, Action::Read, "*")?;
+                match self.members().into_iter().find(|r| r.config.kind == Kind::Proxy) {
+                    Some(p) => Ok(self.forward(&p, ctx, req, body).await),
+                    None => Ok(HttpResponse::Ok().json(json!({}))),
+                }
+            }
+            Endpoint::Package(name) | Endpoint::PackageRev { name, .. } | Endpoint::TarballRev { name, .. } | Endpoint::DistTag { name, .. } => {
+                // Unpublishing deletes; publishing, deprecating and tagging write.
+                let unpublish = m == Method::DELETE && !ctx.path.contains("/dist-tags/");
+                authorize(ctx, if unpublish { Action::Delete } else { Action::Write }, &name)?;
+                let w = self.group.writable.as_deref().ok_or_else(|| NpmError::Forbidden(format!("group {} has no writable member", self.cfg.name)))?;
+                let member = self.member(w).ok_or_else(|| NpmError::Upstream(format!("the writable member {w} is unavailable")))?;
+                Ok(self.forward(&member, ctx, req, body).await)
+            }
+            _ => Err(NpmError::MethodNotAllowed),
+        }
+    }
+
+    /// The first member that has the package, with its document.
+    async fn owner(&self, name: &str) -> Result<Option<(RepoRef, Value, String)>> {
+        let mut failure = None;
+        for r in self.members() {
+            let Some(src) = source_of(&r) else { continue };
+            match src.doc(name).await {
+                Ok(Some((doc, etag))) => return Ok(Some((r, doc, etag))),
+                Ok(None) => {}
+                Err(NpmError::Upstream(m)) => {
+                    tracing::warn!(group = %self.cfg.name, member = %r.config.name, error = %m, "member unavailable");
+                    failure = Some(NpmError::Upstream(m));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        failure.map_or(Ok(None), Err)
+    }
+}
+
+#[async_trait(?Send)]
+impl Source for Group {
+    async fn doc(&self, name: &str) -> Result<Option<(Value, String)>> {
+        Ok(self.owner(name).await?.map(|(r, doc, etag)| (doc, format!("{}{etag}", r.config.id))))
+    }
+
+    async fn names(&self) -> Result<Vec<String>> {
+        let mut all = BTreeSet::new();
+        for r in self.members() {
+            if let Some(src) = source_of(&r) {
+                all.extend(src.names().await?);
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
+
+    async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
+        let (owner, doc, _) = self.owner(name).await?.ok_or(NpmError::NotFound)?;
+        // Only tarballs of the document the group shows: a shadowed member's stay out.
+        let listed = doc["versions"].as_object().is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
+        if !listed {
+            return Err(NpmError::NotFound);
+        }
+        source_of(&owner).ok_or(NpmError::NotFound)?.serve_tarball(name, file, head).await
+    }
+}

@@ -1,0 +1,393 @@
+//! A hosted npm registry: publish, packuments (full and abbreviated), tarballs, dist-tags,
+//! deprecate, unpublish, search.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+use base64::Engine;
+use bytes::Bytes;
+use serde_json::{json, Map, Value};
+use wharf_format::{now_millis, Action, Check, FormatEnv, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
+
+use crate::config::HostedSettings;
+use crate::error::NpmError;
+use crate::meta::{self, tarball_path, tarballs_prefix};
+use crate::model::{self, iso, tarball_file, valid_name, valid_version};
+use crate::packument;
+use crate::routes::{self, Endpoint};
+use crate::source::{self, authorize, base_url, Result, Source};
+use crate::store::{self, Saved, Stored};
+use crate::tarball;
+
+/// Compare-and-swap retries before a busy package's update gives up.
+const RETRIES: usize = 8;
+
+pub struct Hosted {
+    cfg: Arc<RepoConfig>,
+    env: FormatEnv,
+    settings: HostedSettings,
+}
+
+#[async_trait(?Send)]
+impl Repo for Hosted {
+    async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
+        match self.route(&ctx, &req, body).await {
+            Ok(res) => res,
+            Err(e) => e.to_response(),
+        }
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+impl Hosted {
+    pub fn new(cfg: Arc<RepoConfig>, env: FormatEnv) -> Hosted {
+        let settings = HostedSettings::parse(cfg.attributes.get("npm")).unwrap_or_default();
+        Hosted { cfg, env, settings }
+    }
+
+    async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+        let endpoint = routes::parse(&ctx.path).ok_or(NpmError::NotFound)?;
+        let m = req.method().clone();
+        let read = m == Method::GET || m == Method::HEAD;
+        if source::is_common(&endpoint) {
+            return source::common(&self.env, ctx, req, endpoint, body).await;
+        }
+        match endpoint {
+            Endpoint::Search if m == Method::GET => {
+                authorize(ctx, Action::Read, "*")?;
+                source::search_response(self, ctx).await
+            }
+            Endpoint::Audit(_) if m == Method::POST => Ok(HttpResponse::Ok().json(json!({}))),
+            Endpoint::Package(name) if read => {
+                authorize(ctx, Action::Read, &name)?;
+                let (doc, etag) = self.packument(&name).await?.ok_or(NpmError::NotFound)?;
+                Ok(packument::respond(req, &doc, &etag, &base_url(ctx), m == Method::HEAD))
+            }
+            Endpoint::Version { name, version } if read => {
+                authorize(ctx, Action::Read, &name)?;
+                let (doc, _) = self.packument(&name).await?.ok_or(NpmError::NotFound)?;
+                source::version_response(&doc, &version, &base_url(ctx))
+            }
+            Endpoint::Tarball { name, file } if read => {
+                authorize(ctx, Action::Read, &name)?;
+                self.tarball(&name, &file, m == Method::HEAD).await
+            }
+            Endpoint::DistTags(name) if m == Method::GET => {
+                authorize(ctx, Action::Read, &name)?;
+                let (doc, _) = self.packument(&name).await?.ok_or(NpmError::NotFound)?;
+                Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
+            }
+            Endpoint::Package(name) if m == Method::PUT => self.publish(ctx, &name, body).await,
+            Endpoint::PackageRev { name, rev } if m == Method::PUT => self.update(ctx, &name, &rev, body).await,
+            Endpoint::PackageRev { name, .. } if m == Method::DELETE => self.delete_package(ctx, &name).await,
+            Endpoint::TarballRev { name, file } if m == Method::DELETE => self.delete_tarball(ctx, &name, &file).await,
+            Endpoint::DistTag { name, tag } if m == Method::PUT || m == Method::DELETE => self.dist_tag(ctx, &name, &tag, m == Method::PUT, body).await,
+            _ => Err(NpmError::MethodNotAllowed),
+        }
+    }
+
+    fn writable(&self, ctx: &RepoCtx, action: Action, name: &str) -> Result<()> {
+        authorize(ctx, action, name)?;
+        if self.cfg.write_policy == WritePolicy::Deny {
+            return Err(NpmError::Forbidden(format!("repository {} is read-only", self.cfg.name)));
+        }
+        Ok(())
+    }
+
+    /// The stored document with versions whose tarball is gone (deleted through the
+    /// components API) left out, and an ETag for it.
+    async fn packument(&self, name: &str) -> Result<Option<(Value, String)>> {
+        let Some(stored) = store::load(&self.env, self.cfg.id, name).await? else { return Ok(None) };
+        let q = ListQuery { kind: Some(meta::TARBALL.into()), prefix: Some(tarballs_prefix(name)), ..Default::default() };
+        let files: HashSet<String> = self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.path.rsplit('/').next().map(str::to_string)).collect();
+        let mut doc = stored.doc;
+        if let Some(versions) = doc.get_mut("versions").and_then(Value::as_object_mut) {
+            versions.retain(|_, m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| files.contains(packument::tarball_file(t))));
+            if versions.is_empty() {
+                return Ok(None);
+            }
+        }
+        retain_tags(&mut doc);
+        let etag = format!("{}{}", stored.asset.digest.as_deref().unwrap_or_default().trim_start_matches("sha256:"), files.len());
+        Ok(Some((doc, etag)))
+    }
+
+    async fn tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
+        let asset = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
+        source::blob_response(&self.env, &asset, head).await
+    }
+
+    // ---- publish ----------------------------------------------------------------------------
+
+    async fn publish(&self, ctx: &RepoCtx, name: &str, body: web::Payload) -> Result<HttpResponse> {
+        self.writable(ctx, Action::Write, name)?;
+        if !valid_name(name) {
+            return Err(NpmError::BadRequest(format!("invalid package name {name:?}")));
+        }
+        let body = crate::user::small_json(body, self.settings.upload_max_bytes).await.map_err(|e| match e {
+            NpmError::TooLarge(_) => NpmError::TooLarge(format!("the publish is larger than this repository's limit of {} MiB", self.settings.upload_max_bytes >> 20)),
+            e => e,
+        })?;
+        if body.get("name").and_then(Value::as_str).is_some_and(|n| n != name) {
+            return Err(NpmError::BadRequest(format!("the document names {}, the URL {name}", body["name"])));
+        }
+        // npm deprecate (and older clients' unpublish) PUT the document back without a tarball.
+        if body.get("_attachments").and_then(Value::as_object).is_none_or(|a| a.is_empty()) {
+            let rev = body.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();
+            return self.update_doc(ctx, name, &rev, body).await;
+        }
+        let versions = body.get("versions").and_then(Value::as_object).filter(|v| v.len() == 1).ok_or_else(|| NpmError::BadRequest("a publish carries exactly one version".into()))?;
+        let (version, manifest) = versions.iter().next().expect("one version");
+        if !valid_version(version) {
+            return Err(NpmError::BadRequest(format!("invalid version {version:?}")));
+        }
+        if manifest.get("name").and_then(Value::as_str) != Some(name) || manifest.get("version").and_then(Value::as_str) != Some(version) {
+            return Err(NpmError::BadRequest(format!("version {version}'s manifest does not name {name}@{version}")));
+        }
+        let attachments = body.get("_attachments").and_then(Value::as_object).filter(|a| a.len() == 1).ok_or_else(|| NpmError::BadRequest("a publish carries exactly one tarball in _attachments".into()))?;
+        let (_, attachment) = attachments.iter().next().expect("one attachment");
+        let data = attachment.get("data").and_then(Value::as_str).ok_or_else(|| NpmError::BadRequest("the attachment has no data".into()))?;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| NpmError::BadRequest(format!("the attachment is not base64: {e}")))?;
+        if attachment.get("length").and_then(Value::as_u64).is_some_and(|l| l != bytes.len() as u64) {
+            return Err(NpmError::BadRequest(format!("the attachment is {} bytes, its length says {}", bytes.len(), attachment["length"])));
+        }
+        let bytes = Bytes::from(bytes);
+        let (sri, sha1) = model::checksums(&bytes);
+        let integrity = manifest.pointer("/dist/integrity").and_then(Value::as_str);
+        let shasum = manifest.pointer("/dist/shasum").and_then(Value::as_str);
+        if integrity.is_none() && shasum.is_none() {
+            return Err(NpmError::BadRequest("dist.integrity or dist.shasum is required".into()));
+        }
+        if integrity.is_some_and(|i| !model::integrity_matches(i, &sri, &sha1)) {
+            return Err(NpmError::BadRequest(format!("dist.integrity {} does not match the tarball ({sri})", integrity.unwrap_or_default())));
+        }
+        if shasum.is_some_and(|s| !s.eq_ignore_ascii_case(&sha1)) {
+            return Err(NpmError::BadRequest(format!("dist.shasum {} does not match the tarball ({sha1})", shasum.unwrap_or_default())));
+        }
+        let tgz = bytes.clone();
+        let pkg = tokio::task::spawn_blocking(move || tarball::package_json(&tgz))
+            .await
+            .map_err(|e| NpmError::Internal(Box::new(e)))?
+            .map_err(|e| NpmError::BadRequest(e.to_string()))?;
+        if pkg.get("name").and_then(Value::as_str) != Some(name) || pkg.get("version").and_then(Value::as_str) != Some(version) {
+            return Err(NpmError::BadRequest(format!(
+                "the tarball's package.json says {}@{}, the publish {name}@{version}",
+                pkg.get("name").and_then(Value::as_str).unwrap_or("?"),
+                pkg.get("version").and_then(Value::as_str).unwrap_or("?")
+            )));
+        }
+        let size = bytes.len() as i64;
+        let digest = self.env.blobs.put_bytes(bytes).await?;
+        let file = tarball_file(name, version);
+        let repo = self.cfg.id;
+        for _ in 0..RETRIES {
+            let cur = store::load(&self.env, repo, name).await?;
+            let now = iso(now_millis());
+            let mut doc = cur.as_ref().map(|c| c.doc.clone()).unwrap_or_else(|| json!({"_id": name, "name": name, "dist-tags": {}, "versions": {}, "time": {"created": now}}));
+            if doc["versions"].get(version).is_some() && self.cfg.write_policy != WritePolicy::Allow {
+                return Err(cannot_republish(name, version));
+            }
+            let mut m = manifest.clone();
+            m["_id"] = json!(format!("{name}@{version}"));
+            let mut dist = m.get("dist").and_then(Value::as_object).cloned().unwrap_or_default();
+            dist.insert("integrity".into(), json!(sri));
+            dist.insert("shasum".into(), json!(sha1));
+            dist.insert("tarball".into(), json!(file));
+            m["dist"] = Value::Object(dist);
+            if let Some(u) = &ctx.principal.user {
+                m["_npmUser"] = json!({"name": u});
+                if body.get("maintainers").is_none() && doc.get("maintainers").is_none() {
+                    doc["maintainers"] = json!([{"name": u}]);
+                }
+            }
+            doc["versions"][version] = m;
+            doc["time"][version] = json!(now);
+            doc["time"]["modified"] = json!(now);
+            for k in ["description", "readme", "readmeFilename", "maintainers", "keywords", "license", "repository", "homepage", "bugs", "author", "contributors"] {
+                if let Some(v) = body.get(k) {
+                    doc[k] = v.clone();
+                }
+            }
+            for (tag, v) in body.get("dist-tags").and_then(Value::as_object).into_iter().flatten() {
+                if v.as_str().is_some_and(|v| doc["versions"].get(v).is_some()) {
+                    doc["dist-tags"][tag] = v.clone();
+                }
+            }
+            if doc["dist-tags"].get("latest").is_none() {
+                doc["dist-tags"]["latest"] = json!(version);
+            }
+            let checks = match self.cfg.write_policy {
+                WritePolicy::Allow => vec![],
+                _ => vec![Check::Absent { repo, path: tarball_path(name, &file) }],
+            };
+            let asset = NewAsset {
+                path: tarball_path(name, &file),
+                kind: meta::TARBALL.into(),
+                component: Some(name.to_string()),
+                digest: Some(digest.to_string()),
+                size,
+                content_type: Some("application/octet-stream".into()),
+                link: None,
+                attributes: json!({ "version": version, "uploader": ctx.principal.user, "integrity": sri }),
+            };
+            match store::save(&self.env, repo, name, cur.as_ref(), doc, checks, vec![Write::Upsert { repo, asset }]).await? {
+                Saved::Done => {
+                    tracing::info!(repository = %self.cfg.name, package = name, version, "published");
+                    return Ok(HttpResponse::Ok().json(json!({"ok": true, "id": name, "success": true})));
+                }
+                Saved::Conflict => continue,
+                Saved::CheckFailed(_) => return Err(cannot_republish(name, version)),
+            }
+        }
+        Err(NpmError::Conflict(format!("{name} is being changed by others; try again")))
+    }
+
+    // ---- updates: deprecate, unpublish, dist-tags ---------------------------------------------
+
+    /// `PUT /<name>/-rev/<rev>`: npm sends the whole document back with versions removed
+    /// (unpublish) or `deprecated` set. Nothing else in it is taken.
+    async fn update(&self, ctx: &RepoCtx, name: &str, rev: &str, body: web::Payload) -> Result<HttpResponse> {
+        self.writable(ctx, Action::Write, name)?;
+        let body = crate::user::small_json(body, self.settings.upload_max_bytes).await?;
+        self.update_doc(ctx, name, rev, body).await
+    }
+
+    async fn update_doc(&self, ctx: &RepoCtx, name: &str, rev: &str, body: Value) -> Result<HttpResponse> {
+        let repo = self.cfg.id;
+        let cur = store::load(&self.env, repo, name).await?.ok_or(NpmError::NotFound)?;
+        if cur.rev() != rev {
+            return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
+        }
+        let sent = body.get("versions").and_then(Value::as_object).cloned().unwrap_or_default();
+        let mut doc = cur.doc.clone();
+        let mut writes = Vec::new();
+        let stored_versions: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+        for v in &stored_versions {
+            match sent.get(v) {
+                None => {
+                    self.writable(ctx, Action::Delete, name)?;
+                    if let Some(file) = doc["versions"][v].pointer("/dist/tarball").and_then(Value::as_str) {
+                        writes.push(Write::Delete { repo, path: tarball_path(name, packument::tarball_file(file)) });
+                    }
+                    doc["versions"].as_object_mut().expect("object").remove(v);
+                    if let Some(t) = doc["time"].as_object_mut() {
+                        t.remove(v);
+                    }
+                }
+                Some(m) => match m.get("deprecated") {
+                    Some(Value::String(msg)) if !msg.is_empty() => doc["versions"][v]["deprecated"] = json!(msg),
+                    _ => {
+                        if let Some(o) = doc["versions"][v].as_object_mut() {
+                            o.remove("deprecated");
+                        }
+                    }
+                },
+            }
+        }
+        if sent.keys().any(|v| !stored_versions.contains(v)) {
+            return Err(NpmError::BadRequest("new versions are published with npm publish, not by updating the document".into()));
+        }
+        if let Some(tags) = body.get("dist-tags").and_then(Value::as_object) {
+            doc["dist-tags"] = Value::Object(tags.clone());
+        }
+        retain_tags(&mut doc);
+        doc["time"]["modified"] = json!(iso(now_millis()));
+        match store::save(&self.env, repo, name, Some(&cur), doc, vec![], writes).await? {
+            Saved::Done => Ok(HttpResponse::Created().json(json!({"ok": true, "id": name}))),
+            _ => Err(NpmError::Conflict(format!("document update conflict: {name} changed meanwhile"))),
+        }
+    }
+
+    async fn delete_package(&self, ctx: &RepoCtx, name: &str) -> Result<HttpResponse> {
+        self.writable(ctx, Action::Delete, name)?;
+        let repo = self.cfg.id;
+        let q = ListQuery { prefix: Some(tarballs_prefix(name)), ..Default::default() };
+        let mut writes: Vec<Write> = self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }).collect();
+        writes.push(Write::Delete { repo, path: meta::package_path(name) });
+        self.env.meta.commit(vec![], writes).await?;
+        tracing::info!(repository = %self.cfg.name, package = name, "unpublished");
+        Ok(HttpResponse::Ok().json(json!({"ok": true})))
+    }
+
+    async fn delete_tarball(&self, ctx: &RepoCtx, name: &str, file: &str) -> Result<HttpResponse> {
+        self.writable(ctx, Action::Delete, name)?;
+        let repo = self.cfg.id;
+        self.env.meta.commit(vec![], vec![Write::Delete { repo, path: tarball_path(name, file) }]).await?;
+        Ok(HttpResponse::Ok().json(json!({"ok": true})))
+    }
+
+    async fn dist_tag(&self, ctx: &RepoCtx, name: &str, tag: &str, set: bool, body: web::Payload) -> Result<HttpResponse> {
+        self.writable(ctx, Action::Write, name)?;
+        let version = if set {
+            let v = crate::user::small_json(body, 4096).await?;
+            Some(v.as_str().ok_or_else(|| NpmError::BadRequest("the body is a JSON string: the version".into()))?.to_string())
+        } else {
+            None
+        };
+        if !set && tag == "latest" {
+            return Err(NpmError::BadRequest("the latest tag cannot be removed".into()));
+        }
+        if valid_version(tag) {
+            return Err(NpmError::BadRequest(format!("{tag} looks like a version; tags cannot")));
+        }
+        for _ in 0..RETRIES {
+            let cur: Stored = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
+            let mut doc = cur.doc.clone();
+            match &version {
+                Some(v) if doc["versions"].get(v).is_none() => return Err(NpmError::BadRequest(format!("{name} has no version {v}"))),
+                Some(v) => doc["dist-tags"][tag] = json!(v),
+                None => {
+                    if let Some(t) = doc["dist-tags"].as_object_mut() {
+                        t.remove(tag);
+                    }
+                }
+            }
+            doc["time"]["modified"] = json!(iso(now_millis()));
+            if store::save(&self.env, self.cfg.id, name, Some(&cur), doc, vec![], vec![]).await? == Saved::Done {
+                return Ok(HttpResponse::Ok().json(json!({"ok": true})));
+            }
+        }
+        Err(NpmError::Conflict(format!("{name} is being changed by others; try again")))
+    }
+}
+
+fn cannot_republish(name: &str, version: &str) -> NpmError {
+    NpmError::Forbidden(format!("cannot publish over the previously published version {name}@{version}"))
+}
+
+/// Drops dist-tags that point at versions the document no longer has; `latest` falls back to
+/// the most recently published version left.
+fn retain_tags(doc: &mut Value) {
+    let versions: HashSet<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+    let mut tags: Map<String, Value> = doc["dist-tags"].as_object().cloned().unwrap_or_default();
+    tags.retain(|_, v| v.as_str().is_some_and(|v| versions.contains(v)));
+    if !tags.contains_key("latest") {
+        let newest = versions.iter().max_by_key(|v| doc["time"].get(v.as_str()).and_then(Value::as_str).unwrap_or("").to_string());
+        if let Some(v) = newest {
+            tags.insert("latest".into(), json!(v));
+        }
+    }
+    doc["dist-tags"] = Value::Object(tags);
+}
+
+#[async_trait(?Send)]
+impl Source for Hosted {
+    async fn doc(&self, name: &str) -> Result<Option<(Value, String)>> {
+        self.packument(name).await
+    }
+
+    async fn names(&self) -> Result<Vec<String>> {
+        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some("_package/".into()), ..Default::default() };
+        Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
+    }
+
+    async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
+        self.tarball(name, file, head).await
+    }
+}

@@ -1,0 +1,83 @@
+//! npm format for wharf: the registry API that npm, pnpm and yarn speak (packuments, tarballs,
+//! publish, dist-tags, deprecate, unpublish, search, login and tokens); hosted, proxy and group.
+
+mod config;
+mod error;
+mod group;
+mod hosted;
+pub(crate) mod meta;
+mod model;
+mod packument;
+mod proxy;
+mod routes;
+mod source;
+mod store;
+mod tarball;
+mod upstream;
+mod user;
+
+use std::sync::Arc;
+
+use wharf_format::{Asset, ComponentKey, ConfigError, Format, FormatEnv, GroupSettings, Kind, ProxySettings, Repo, RepoConfig, RepoLookup};
+
+pub struct Npm;
+
+#[async_trait::async_trait(?Send)]
+impl Format for Npm {
+    fn name(&self) -> &'static str {
+        "npm"
+    }
+
+    fn kinds(&self) -> &'static [Kind] {
+        &[Kind::Hosted, Kind::Proxy, Kind::Group]
+    }
+
+    fn validate(&self, kind: Kind, attributes: &serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+        config::validate(kind, attributes)
+    }
+
+    fn validate_references(&self, config: &RepoConfig, repos: &dyn RepoLookup) -> Result<(), ConfigError> {
+        if config.kind != Kind::Group {
+            return Ok(());
+        }
+        let g = GroupSettings::parse(config.attributes.get("group"))?;
+        g.check_references(config, repos)?;
+        for m in &g.members {
+            if repos.repo(m).is_some_and(|r| r.config.kind == Kind::Group) {
+                return Err(ConfigError::new("group.memberNames", format!("{m} is a group: an npm group's members are hosted or proxy repositories")));
+            }
+        }
+        Ok(())
+    }
+
+    fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {
+        Ok(match config.kind {
+            Kind::Hosted => Arc::new(hosted::Hosted::new(config, env)),
+            Kind::Proxy => {
+                let settings = ProxySettings::parse(&config.attributes)?;
+                Arc::new(proxy::Proxy::new(config, settings, env).map_err(|e| ConfigError::new("httpClient", e))?)
+            }
+            Kind::Group => {
+                let g = GroupSettings::parse(config.attributes.get("group"))?;
+                Arc::new(group::Group::new(config, g, env))
+            }
+        })
+    }
+
+    /// A component is a published version (its tarball).
+    fn component_of(&self, asset: &Asset) -> Option<ComponentKey> {
+        if asset.kind != meta::TARBALL {
+            return None;
+        }
+        let name = asset.component.clone()?;
+        let (group, short) = match name.split_once('/') {
+            Some((scope, n)) => (Some(scope.to_string()), n.to_string()),
+            None => (None, name.clone()),
+        };
+        Some(ComponentKey { group, name: short, version: asset.attributes.get("version")?.as_str()?.to_string(), download_path: Some(format!("{name}/-/{}", asset.path.rsplit('/').next()?)) })
+    }
+
+    fn markers(&self, name: &str) -> Vec<String> {
+        vec![meta::package_path(name)]
+    }
+}

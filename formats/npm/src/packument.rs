@@ -1,0 +1,95 @@
+//! Packuments (a package's document) as clients receive them: full (`application/json`) or
+//! abbreviated (`application/vnd.npm.install-v1+json`, what `npm install` asks for), with every
+//! `dist.tarball` pointing at this repository as the client reached it.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
+use serde_json::{Map, Value};
+
+pub const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
+
+/// The fields of a version that the abbreviated form keeps (npm's registry documentation).
+const ABBREVIATED_FIELDS: &[&str] = &[
+    "name", "version", "dependencies", "optionalDependencies", "devDependencies", "bundleDependencies", "bundledDependencies",
+    "peerDependencies", "peerDependenciesMeta", "bin", "directories", "engines", "dist", "deprecated", "_hasShrinkwrap",
+    "hasInstallScript", "os", "cpu", "funding", "license", "acceptDependencies", "libc",
+];
+
+pub fn wants_abbreviated(req: &HttpRequest) -> bool {
+    req.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains(ABBREVIATED))
+}
+
+/// The file name at the end of a stored `dist.tarball` (a file name, or an upstream URL).
+pub fn tarball_file(stored: &str) -> &str {
+    stored.rsplit('/').next().unwrap_or(stored)
+}
+
+/// The document for a client.
+pub fn render(doc: &Value, base: &str, abbreviated: bool) -> Value {
+    let name = doc.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    let mut versions = Map::new();
+    for (v, manifest) in doc.get("versions").and_then(Value::as_object).into_iter().flatten() {
+        let mut m = manifest.clone();
+        if let Some(dist) = m.get_mut("dist").and_then(Value::as_object_mut) {
+            let file = dist.get("tarball").and_then(Value::as_str).map(tarball_file).unwrap_or_default().to_string();
+            dist.insert("tarball".into(), Value::String(format!("{base}/{name}/-/{file}")));
+        }
+        if abbreviated {
+            if let Some(obj) = m.as_object_mut() {
+                obj.retain(|k, _| ABBREVIATED_FIELDS.contains(&k.as_str()));
+            }
+        }
+        versions.insert(v.clone(), m);
+    }
+    if abbreviated {
+        let modified = doc.pointer("/time/modified").cloned().unwrap_or(Value::Null);
+        return serde_json::json!({
+            "name": name,
+            "modified": modified,
+            "dist-tags": doc.get("dist-tags").cloned().unwrap_or_else(|| Value::Object(Map::new())),
+            "versions": versions,
+        });
+    }
+    let mut out = doc.clone();
+    if let Some(obj) = out.as_object_mut() {
+        obj.insert("versions".into(), Value::Object(versions));
+        obj.remove("_attachments");
+    }
+    out
+}
+
+/// A rendered packument, with an ETag from the stored document so that npm's cache revalidates
+/// with a 304.
+pub fn respond(req: &HttpRequest, doc: &Value, stored_digest: &str, base: &str, head: bool) -> HttpResponse {
+    let abbreviated = wants_abbreviated(req);
+    let etag = format!("\"{}{}\"", &stored_digest.trim_start_matches("sha256:")[..16.min(stored_digest.len())], if abbreviated { "-a" } else { "" });
+    if req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+        return HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish();
+    }
+    let ct = if abbreviated { ABBREVIATED } else { "application/json" };
+    let mut res = HttpResponse::Ok();
+    res.content_type(ct).insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept, Authorization"));
+    if head {
+        return res.finish();
+    }
+    res.body(render(doc, base, abbreviated).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_urls_and_abbreviates() {
+        let doc = serde_json::json!({"name": "@s/x", "dist-tags": {"latest": "1.0.0"}, "time": {"modified": "2026-01-01T00:00:00.000Z"}, "readme": "long",
+            "versions": {"1.0.0": {"name": "@s/x", "version": "1.0.0", "scripts": {"test": "x"}, "dependencies": {"a": "^1"},
+                "dist": {"tarball": "https://registry.npmjs.org/@s/x/-/x-1.0.0.tgz", "integrity": "sha512-z"}}}});
+        let full = render(&doc, "http://h/repository/n", false);
+        assert_eq!(full["versions"]["1.0.0"]["dist"]["tarball"], "http://h/repository/n/@s/x/-/x-1.0.0.tgz");
+        assert_eq!(full["readme"], "long");
+        let short = render(&doc, "http://h/repository/n", true);
+        assert_eq!(short["modified"], "2026-01-01T00:00:00.000Z");
+        assert!(short.get("readme").is_none() && short["versions"]["1.0.0"].get("scripts").is_none());
+        assert_eq!(short["versions"]["1.0.0"]["dependencies"]["a"], "^1");
+    }
+}

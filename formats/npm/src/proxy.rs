@@ -1,0 +1,337 @@
+//! A proxy (pull-through cache) npm registry.
+//!
+//! - Packuments are fetched whole from the upstream, kept as a blob with the upstream's tarball
+//!   URLs, trusted for `metadataMaxAge`, then revalidated with the upstream's ETag; served stale
+//!   when the upstream is unreachable, answers 5xx or rate-limits. Clients get them (full or
+//!   abbreviated) with tarball URLs that point at wharf.
+//! - A tarball not yet cached streams to the client while it is written to the blob store, and
+//!   is kept only if it matches the upstream's `dist.integrity` (sha512) or `dist.shasum`; the
+//!   last chunk waits for that check. Concurrent misses make one upstream fetch.
+//! - `npm audit` requests are passed to the upstream.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use sha1::Digest as _;
+use wharf_format::proxy::{self, Join};
+use wharf_format::{now_millis, Action, Asset, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write};
+
+use crate::error::NpmError;
+use crate::meta::{self, package_path, tarball_path};
+use crate::model;
+use crate::packument;
+use crate::routes::{self, Endpoint};
+use crate::source::{self, authorize, base_url, Result, Source};
+use crate::store::MAX_DOC;
+use crate::upstream::{Doc, Upstream, UpstreamError};
+
+pub struct Proxy {
+    cfg: Arc<RepoConfig>,
+    env: FormatEnv,
+    settings: ProxySettings,
+    upstream: Upstream,
+    negative: NegativeCache,
+    flights: SingleFlight,
+}
+
+#[async_trait(?Send)]
+impl Repo for Proxy {
+    async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
+        match self.route(&ctx, &req, body).await {
+            Ok(res) => res,
+            Err(e) => e.to_response(),
+        }
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+}
+
+impl Proxy {
+    pub fn new(cfg: Arc<RepoConfig>, settings: ProxySettings, env: FormatEnv) -> Result<Proxy, String> {
+        let credentials = settings.username.clone().zip(settings.password.clone());
+        let upstream = Upstream::new(&settings.remote_url, credentials, settings.connect_timeout, settings.read_timeout)?;
+        Ok(Proxy { negative: NegativeCache::new(settings.negative_cache), cfg, env, settings, upstream, flights: SingleFlight::default() })
+    }
+
+    async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+        let endpoint = routes::parse(&ctx.path).ok_or(NpmError::NotFound)?;
+        let m = req.method().clone();
+        let read = m == Method::GET || m == Method::HEAD;
+        if source::is_common(&endpoint) {
+            return source::common(&self.env, ctx, req, endpoint, body).await;
+        }
+        match endpoint {
+            Endpoint::Package(name) if read => {
+                authorize(ctx, Action::Read, &name)?;
+                let (doc, etag) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
+                Ok(packument::respond(req, &doc, &etag, &base_url(ctx), m == Method::HEAD))
+            }
+            Endpoint::Version { name, version } if read => {
+                authorize(ctx, Action::Read, &name)?;
+                let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
+                source::version_response(&doc, &version, &base_url(ctx))
+            }
+            Endpoint::DistTags(name) if m == Method::GET => {
+                authorize(ctx, Action::Read, &name)?;
+                let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
+                Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
+            }
+            Endpoint::Tarball { name, file } if read => {
+                authorize(ctx, Action::Read, &name)?;
+                self.serve_tarball(&name, &file, m == Method::HEAD).await
+            }
+            Endpoint::Search if m == Method::GET => {
+                authorize(ctx, Action::Read, "*")?;
+                source::search_response(self, ctx).await
+            }
+            Endpoint::Audit(path) if m == Method::POST => {
+                authorize(ctx, Action::Read, "*")?;
+                self.audit(req, &path, body).await
+            }
+            _ if read => Err(NpmError::NotFound),
+            _ => Err(NpmError::MethodNotAllowed),
+        }
+    }
+
+    fn upstream_error(&self, e: UpstreamError) -> NpmError {
+        match e {
+            UpstreamError::NotFound => NpmError::NotFound,
+            other => NpmError::Upstream(format!("{other} ({})", self.settings.remote_url)),
+        }
+    }
+
+    async fn audit(&self, req: &HttpRequest, path: &str, mut body: web::Payload) -> Result<HttpResponse> {
+        let mut buf = Vec::new();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| NpmError::BadRequest(format!("request body: {e}")))?;
+            if buf.len() + chunk.len() > 16 << 20 {
+                return Err(NpmError::TooLarge("the audit request is larger than 16 MiB".into()));
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let h = |n: header::HeaderName| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (status, ct, out) = self
+            .upstream
+            .forward(path, Bytes::from(buf), h(header::CONTENT_TYPE).as_deref(), h(header::CONTENT_ENCODING).as_deref())
+            .await
+            .map_err(|e| self.upstream_error(e))?;
+        let mut res = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
+        res.content_type(ct.unwrap_or_else(|| "application/json".into()));
+        Ok(res.body(out))
+    }
+
+    // ---- packuments --------------------------------------------------------------------------
+
+    async fn cached(&self, name: &str) -> Result<Option<Asset>> {
+        Ok(self.env.meta.get(self.cfg.id, &package_path(name)).await?)
+    }
+
+    async fn load(&self, asset: &Asset) -> Result<Value> {
+        let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
+        let bytes = self.env.blobs.read_small(&digest, MAX_DOC).await?;
+        serde_json::from_slice(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))
+    }
+
+    /// Asks the upstream for the packument and updates the cache; `false` when the upstream
+    /// does not know the package. Serves stale (`true`) when the upstream cannot answer.
+    async fn refresh(&self, name: &str, cached: Option<&Asset>, key: &str) -> Result<bool> {
+        let repo = self.cfg.id;
+        let etag = cached.and_then(|a| a.attributes.get("etag")).and_then(Value::as_str);
+        match self.upstream.packument(name, etag).await {
+            Ok(Doc::NotModified) if cached.is_some() => {
+                let a = cached.expect("checked");
+                let asset = NewAsset {
+                    path: a.path.clone(),
+                    kind: a.kind.clone(),
+                    component: a.component.clone(),
+                    digest: a.digest.clone(),
+                    size: a.size,
+                    content_type: a.content_type.clone(),
+                    link: None,
+                    attributes: a.attributes.clone(),
+                };
+                self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
+                Ok(true)
+            }
+            Ok(Doc::NotModified) => Err(NpmError::Upstream(format!("{} answered 304 to an unconditional request", self.settings.remote_url))),
+            Ok(Doc::Fresh { doc, etag }) => {
+                let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| NpmError::Internal(Box::new(e)))?);
+                let size = bytes.len() as i64;
+                let digest = self.env.blobs.put_bytes(bytes).await?;
+                let asset = NewAsset {
+                    path: package_path(name),
+                    kind: meta::PACKUMENT.into(),
+                    component: Some(name.to_string()),
+                    digest: Some(digest.to_string()),
+                    size,
+                    content_type: Some("application/json".into()),
+                    link: None,
+                    attributes: json!({ "etag": etag }),
+                };
+                self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
+                Ok(true)
+            }
+            Err(UpstreamError::NotFound) => {
+                self.negative.insert(key);
+                if cached.is_some() {
+                    self.env.meta.commit(vec![], vec![Write::Delete { repo, path: package_path(name) }]).await?;
+                }
+                Ok(false)
+            }
+            Err(e) if cached.is_some() => {
+                tracing::warn!(repository = %self.cfg.name, package = name, error = %e, "upstream unavailable; serving the cached packument");
+                Ok(true)
+            }
+            Err(e) => Err(self.upstream_error(e)),
+        }
+    }
+
+    // ---- tarballs ----------------------------------------------------------------------------
+
+    async fn fetch_tarball(&self, name: &str, file: &str) -> Result<HttpResponse> {
+        let repo = self.cfg.id;
+        let (doc, _) = self.doc(name).await?.ok_or(NpmError::NotFound)?;
+        let manifest = doc["versions"]
+            .as_object()
+            .and_then(|vs| vs.values().find(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)))
+            .cloned()
+            .ok_or(NpmError::NotFound)?;
+        let url = manifest.pointer("/dist/tarball").and_then(Value::as_str).ok_or(NpmError::NotFound)?.to_string();
+        let integrity = manifest.pointer("/dist/integrity").and_then(Value::as_str).map(str::to_string);
+        let shasum = manifest.pointer("/dist/shasum").and_then(Value::as_str).map(str::to_string);
+        let version = manifest.get("version").and_then(Value::as_str).unwrap_or_default().to_string();
+        let key = format!("t:{name}/{file}");
+        let flight = match self.flights.join(&key) {
+            Join::Follower(rx) => {
+                return match SingleFlight::wait(rx).await {
+                    Outcome::Done => {
+                        let a = self.env.meta.get(repo, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
+                        source::blob_response(&self.env, &a, false).await
+                    }
+                    Outcome::NotFound => Err(NpmError::NotFound),
+                    Outcome::Failed(m) => Err(NpmError::Upstream(m)),
+                    Outcome::Abandoned => Err(NpmError::Upstream("the shared upstream fetch was abandoned; retry".into())),
+                };
+            }
+            Join::Leader(f) => f,
+        };
+        let res = match self.upstream.get(&url).await {
+            Ok(r) => r,
+            Err(e) => {
+                flight.finish(if matches!(e, UpstreamError::NotFound) { Outcome::NotFound } else { Outcome::Failed(e.to_string()) });
+                return Err(self.upstream_error(e));
+            }
+        };
+        let length = res.content_length();
+        // npm's checksums are sha512 and sha1; the blob store checks sha256. Hash on the way.
+        let hashers = Rc::new(RefCell::new((sha2::Sha512::new(), sha1::Sha1::new())));
+        let h = hashers.clone();
+        let body = Box::pin(res.bytes_stream().inspect(move |c| {
+            if let Ok(c) = c {
+                let mut h = h.borrow_mut();
+                h.0.update(c);
+                h.1.update(c);
+            }
+        }));
+        let meta = self.env.meta.clone();
+        let (name, file) = (name.to_string(), file.to_string());
+        let label = format!("{}/{name}/{file}", self.cfg.name);
+        let out = proxy::stream_through(self.env.blobs.clone(), body, None, flight, label, move |digest, size| async move {
+            let (sha512, sha1) = {
+                let h = hashers.borrow();
+                (h.0.clone().finalize(), h.1.clone().finalize())
+            };
+            let sri = format!("sha512-{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sha512));
+            let sha1 = hex::encode(sha1);
+            let ok = match (&integrity, &shasum) {
+                (Some(i), _) => model::integrity_matches(i, &sri, &sha1),
+                (None, Some(s)) => s.eq_ignore_ascii_case(&sha1),
+                (None, None) => true,
+            };
+            if !ok {
+                return Err(format!("{name}/{file} does not match the upstream's integrity {}", integrity.or(shasum).unwrap_or_default()));
+            }
+            let asset = NewAsset {
+                path: tarball_path(&name, &file),
+                kind: meta::TARBALL.into(),
+                component: Some(name.clone()),
+                digest: Some(digest.to_string()),
+                size: size as i64,
+                content_type: Some("application/octet-stream".into()),
+                link: None,
+                attributes: json!({ "version": version, "integrity": sri, "cached_at": now_millis() }),
+            };
+            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())
+        });
+        let mut res = HttpResponse::Ok();
+        res.content_type("application/octet-stream");
+        Ok(match length {
+            Some(n) => res.body(actix_web::body::SizedStream::new(n, out)),
+            None => res.streaming(out),
+        })
+    }
+}
+
+#[async_trait(?Send)]
+impl Source for Proxy {
+    async fn doc(&self, name: &str) -> Result<Option<(Value, String)>> {
+        if !model::valid_name(name) && !name.chars().any(|c| c.is_ascii_uppercase()) {
+            // Old packages may have capitals; anything else that is not a name is not asked for.
+            return Ok(None);
+        }
+        let cached = self.cached(name).await?;
+        if let Some(a) = &cached {
+            if !self.settings.metadata_stale(now_millis() - a.updated_at) {
+                return Ok(Some((self.load(a).await?, a.digest.clone().unwrap_or_default())));
+            }
+        }
+        let key = format!("p:{name}");
+        if cached.is_none() && self.negative.contains(&key) {
+            return Ok(None);
+        }
+        let classify = |r: &Result<bool>| match r {
+            Ok(true) => Outcome::Done,
+            Ok(false) => Outcome::NotFound,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        let reply = |o: Outcome| match o {
+            Outcome::NotFound => Ok(false),
+            Outcome::Failed(m) => Err(NpmError::Upstream(m)),
+            _ => Ok(true),
+        };
+        if !self.flights.once(&key, || self.refresh(name, cached.as_ref(), &key), classify, reply).await? {
+            return Ok(None);
+        }
+        match self.cached(name).await? {
+            Some(a) => Ok(Some((self.load(&a).await?, a.digest.clone().unwrap_or_default()))),
+            None => Ok(None),
+        }
+    }
+
+    async fn names(&self) -> Result<Vec<String>> {
+        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some("_package/".into()), ..Default::default() };
+        Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
+    }
+
+    async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
+        if let Some(a) = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await? {
+            return source::blob_response(&self.env, &a, head).await;
+        }
+        if head {
+            // Known upstream, not cached: say so without fetching it.
+            let (doc, _) = self.doc(name).await?.ok_or(NpmError::NotFound)?;
+            let known = doc["versions"].as_object().is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
+            return if known { Ok(HttpResponse::Ok().content_type("application/octet-stream").finish()) } else { Err(NpmError::NotFound) };
+        }
+        self.fetch_tarball(name, file).await
+    }
+}

@@ -1,0 +1,142 @@
+//! What every kind of npm repository shares: authorization, URLs, the user endpoints, and the
+//! [`Source`] trait through which a group reads its members.
+
+use actix_web::body::SizedStream;
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde_json::{json, Value};
+use wharf_format::{Action, Asset, Denied, Digest, FormatEnv, Mount, RepoCtx, RepoRef};
+
+use crate::error::NpmError;
+use crate::packument;
+use crate::routes::Endpoint;
+use crate::user;
+
+pub type Result<T, E = NpmError> = std::result::Result<T, E>;
+
+#[async_trait(?Send)]
+pub trait Source {
+    /// The package's document as stored (tarballs by file name or upstream URL) and an ETag
+    /// for it, or `None` when this repository does not have the package.
+    async fn doc(&self, name: &str) -> Result<Option<(Value, String)>>;
+    /// The packages this repository holds (a proxy: those it has cached).
+    async fn names(&self) -> Result<Vec<String>>;
+    async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse>;
+}
+
+pub fn source_of(r: &RepoRef) -> Option<&dyn Source> {
+    let any = r.repo.as_any()?;
+    if let Some(h) = any.downcast_ref::<crate::hosted::Hosted>() {
+        return Some(h);
+    }
+    if let Some(p) = any.downcast_ref::<crate::proxy::Proxy>() {
+        return Some(p);
+    }
+    None
+}
+
+pub fn authorize(ctx: &RepoCtx, action: Action, object: &str) -> Result<()> {
+    match ctx.check(action, object) {
+        Ok(()) => Ok(()),
+        Err(Denied::Unauthenticated) => Err(NpmError::Unauthorized),
+        Err(Denied::Forbidden) => Err(NpmError::Forbidden(format!("{} access to {object} in {} is denied", format!("{action:?}").to_lowercase(), ctx.repo.name))),
+    }
+}
+
+/// The registry URL as the client reached it (after `X-Forwarded-*`), without a trailing `/`.
+pub fn base_url(ctx: &RepoCtx) -> String {
+    match &ctx.mount {
+        Mount::Prefix { prefix } => format!("{}{prefix}", ctx.origin),
+        _ => format!("{}/repository/{}", ctx.origin, ctx.repo.name),
+    }
+}
+
+pub fn is_common(e: &Endpoint) -> bool {
+    matches!(e, Endpoint::Ping | Endpoint::Whoami | Endpoint::User(_) | Endpoint::Logout(_) | Endpoint::Tokens | Endpoint::Token(_))
+}
+
+/// The endpoints about the caller rather than packages.
+pub async fn common(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, e: Endpoint, body: web::Payload) -> Result<HttpResponse> {
+    let m = req.method();
+    match e {
+        Endpoint::Ping => Ok(HttpResponse::Ok().json(json!({}))),
+        Endpoint::Whoami => user::whoami(ctx),
+        Endpoint::User(name) if m == Method::PUT => user::login(env, &name, body).await,
+        Endpoint::User(name) if m == Method::GET => {
+            if ctx.principal.user.as_deref() != Some(name.as_str()) {
+                return Err(NpmError::NotFound);
+            }
+            Ok(HttpResponse::Ok().json(json!({"_id": format!("org.couchdb.user:{name}"), "name": name, "type": "user", "roles": []})))
+        }
+        Endpoint::Logout(token) if m == Method::DELETE => user::logout(env, ctx, &token).await,
+        Endpoint::Tokens => user::tokens(env, ctx, req, body).await,
+        Endpoint::Token(key) if m == Method::DELETE => user::revoke(env, ctx, &key).await,
+        _ => Err(NpmError::MethodNotAllowed),
+    }
+}
+
+pub async fn blob_response(env: &FormatEnv, asset: &Asset, head: bool) -> Result<HttpResponse> {
+    let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
+    let mut res = HttpResponse::Ok();
+    res.content_type("application/octet-stream").insert_header(("Cache-Control", "max-age=31536000, immutable"));
+    if head {
+        return Ok(res.body(SizedStream::new(asset.size as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
+    }
+    let read = env.blobs.get(&digest, None).await?;
+    Ok(res.body(SizedStream::new(read.total, read.body)))
+}
+
+/// `GET /<name>/<version or tag>`: one version's manifest.
+pub fn version_response(doc: &Value, wanted: &str, base: &str) -> Result<HttpResponse> {
+    let version = doc.pointer(&format!("/dist-tags/{wanted}")).and_then(Value::as_str).unwrap_or(wanted).to_string();
+    let rendered = packument::render(doc, base, false);
+    let m = rendered["versions"].get(&version).cloned().ok_or(NpmError::NotFound)?;
+    Ok(HttpResponse::Ok().json(m))
+}
+
+/// `GET /-/v1/search?text=&size=&from=`: packages whose name, description or keywords hold
+/// every word of `text`.
+pub async fn search_response(src: &dyn Source, ctx: &RepoCtx) -> Result<HttpResponse> {
+    let q: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(&ctx.query).map(|q| q.into_inner()).unwrap_or_default();
+    let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let text = get("text").unwrap_or_default().to_lowercase();
+    let size: usize = get("size").and_then(|s| s.parse().ok()).unwrap_or(20).min(250);
+    let from: usize = get("from").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let mut hits = Vec::new();
+    let mut names = src.names().await?;
+    names.sort();
+    for name in names {
+        if ctx.check(Action::Read, &name).is_err() {
+            continue;
+        }
+        let Some((doc, _)) = src.doc(&name).await? else { continue };
+        let latest = doc.pointer("/dist-tags/latest").and_then(Value::as_str).unwrap_or_default().to_string();
+        let manifest = doc["versions"].get(&latest).cloned().unwrap_or(Value::Null);
+        let description = manifest.get("description").or_else(|| doc.get("description")).and_then(Value::as_str).unwrap_or_default().to_string();
+        let keywords: Vec<String> = manifest.get("keywords").and_then(Value::as_array).map(|k| k.iter().filter_map(|s| s.as_str().map(str::to_lowercase)).collect()).unwrap_or_default();
+        let hay = format!("{} {} {}", name, description.to_lowercase(), keywords.join(" "));
+        if !words.iter().all(|w| hay.contains(w)) {
+            continue;
+        }
+        hits.push(json!({
+            "package": {
+                "name": name,
+                "version": latest,
+                "description": description,
+                "keywords": keywords,
+                "date": doc.pointer(&format!("/time/{latest}")).cloned().unwrap_or(Value::Null),
+                "links": {"npm": format!("{}/{name}", base_url(ctx))},
+                "publisher": manifest.pointer("/_npmUser/name").map(|n| json!({"username": n})).unwrap_or(Value::Null),
+                "maintainers": doc.get("maintainers").cloned().unwrap_or(json!([])),
+            },
+            "score": {"final": 1.0, "detail": {"quality": 1.0, "popularity": 1.0, "maintenance": 1.0}},
+            "searchScore": 1.0,
+        }));
+    }
+    let total = hits.len();
+    let page: Vec<Value> = hits.into_iter().skip(from).take(size).collect();
+    Ok(HttpResponse::Ok().json(json!({"objects": page, "total": total, "time": crate::model::iso(wharf_format::now_millis())})))
+}

@@ -1,0 +1,77 @@
+//! Packument documents in the blob store, swapped in the metadata with compare-and-swap.
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+use wharf_format::{Asset, Check, Digest, FormatEnv, MetaError, NewAsset, Write};
+
+use crate::error::NpmError;
+use crate::meta::{self, package_path};
+
+/// A packument may weigh this much (the largest on the public registry are tens of MiB).
+pub const MAX_DOC: u64 = 128 << 20;
+
+pub struct Stored {
+    pub asset: Asset,
+    pub doc: Value,
+}
+
+impl Stored {
+    pub fn digest(&self) -> &str {
+        self.asset.digest.as_deref().unwrap_or_default()
+    }
+
+    pub fn rev(&self) -> &str {
+        self.doc.get("_rev").and_then(Value::as_str).unwrap_or("0-0")
+    }
+}
+
+pub async fn load(env: &FormatEnv, repo: i64, name: &str) -> Result<Option<Stored>, NpmError> {
+    let Some(asset) = env.meta.get(repo, &package_path(name)).await? else { return Ok(None) };
+    let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
+    let bytes = env.blobs.read_small(&digest, MAX_DOC).await?;
+    let doc = serde_json::from_slice(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))?;
+    Ok(Some(Stored { asset, doc }))
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Saved {
+    Done,
+    /// The document changed since it was read: read again and retry.
+    Conflict,
+    /// The caller's check at this index failed.
+    CheckFailed(usize),
+}
+
+/// Writes `doc` as the package's new document, with `writes` in the same transaction, if the
+/// document is still the one `old` read and every check in `checks` holds.
+pub async fn save(env: &FormatEnv, repo: i64, name: &str, old: Option<&Stored>, mut doc: Value, checks: Vec<Check>, writes: Vec<Write>) -> Result<Saved, NpmError> {
+    let n: u64 = old.and_then(|o| o.rev().split('-').next()?.parse().ok()).unwrap_or(0) + 1;
+    doc["_rev"] = json!(format!("{n}-{}", &Digest::of(doc.to_string().as_bytes()).hex()[..32]));
+    let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| NpmError::Internal(Box::new(e)))?);
+    let size = bytes.len() as i64;
+    let digest = env.blobs.put_bytes(bytes).await?;
+    let path = package_path(name);
+    let mut all_checks = vec![match old {
+        Some(o) => Check::AbsentOrDigest { repo, path: path.clone(), digest: o.digest().to_string() },
+        None => Check::Absent { repo, path: path.clone() },
+    }];
+    all_checks.extend(checks);
+    let asset = NewAsset {
+        path,
+        kind: meta::PACKUMENT.into(),
+        component: Some(name.to_string()),
+        digest: Some(digest.to_string()),
+        size,
+        content_type: Some("application/json".into()),
+        link: None,
+        attributes: json!({ "rev": doc["_rev"] }),
+    };
+    let mut all_writes = vec![Write::Upsert { repo, asset }];
+    all_writes.extend(writes);
+    match env.meta.commit(all_checks, all_writes).await {
+        Ok(()) => Ok(Saved::Done),
+        Err(MetaError::CheckFailed(0)) => Ok(Saved::Conflict),
+        Err(MetaError::CheckFailed(i)) => Ok(Saved::CheckFailed(i - 1)),
+        Err(e) => Err(e.into()),
+    }
+}
