@@ -24,6 +24,7 @@ pub struct Group {
     cfg: Arc<RepoConfig>,
     env: FormatEnv,
     group: GroupSettings,
+    cache: packument::RenderCache,
 }
 
 #[async_trait(?Send)]
@@ -38,7 +39,7 @@ impl Repo for Group {
 
 impl Group {
     pub fn new(cfg: Arc<RepoConfig>, group: GroupSettings, env: FormatEnv) -> Group {
-        Group { cfg, env, group }
+        Group { cfg, env, group, cache: Default::default() }
     }
 
     fn member(&self, name: &str) -> Option<RepoRef> {
@@ -65,8 +66,9 @@ impl Group {
         match endpoint {
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
-                let (doc, etag) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
-                Ok(packument::respond(req, &doc, &etag, &base_url(ctx), m == Method::HEAD))
+                let (doc, state) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
+                let state = wharf_format::Digest::of(state.as_bytes()).hex().to_string();
+                packument::respond(req, &self.cache, &state, &base_url(ctx), m == Method::HEAD, || async { Ok::<_, NpmError>(doc) }).await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;

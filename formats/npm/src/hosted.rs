@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use wharf_format::{now_millis, Action, Check, FormatEnv, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
+use wharf_format::{now_millis, Action, Asset, Check, Digest, FormatEnv, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
 
 use crate::config::HostedSettings;
 use crate::error::NpmError;
@@ -29,6 +29,7 @@ pub struct Hosted {
     cfg: Arc<RepoConfig>,
     env: FormatEnv,
     settings: HostedSettings,
+    cache: packument::RenderCache,
 }
 
 #[async_trait(?Send)]
@@ -48,7 +49,7 @@ impl Repo for Hosted {
 impl Hosted {
     pub fn new(cfg: Arc<RepoConfig>, env: FormatEnv) -> Hosted {
         let settings = HostedSettings::parse(cfg.attributes.get("npm")).unwrap_or_default();
-        Hosted { cfg, env, settings }
+        Hosted { cfg, env, settings, cache: Default::default() }
     }
 
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
@@ -66,8 +67,13 @@ impl Hosted {
             Endpoint::Audit(_) if m == Method::POST => Ok(HttpResponse::Ok().json(json!({}))),
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
-                let (doc, etag) = self.packument(&name).await?.ok_or(NpmError::NotFound)?;
-                Ok(packument::respond(req, &doc, &etag, &base_url(ctx), m == Method::HEAD))
+                let (asset, files) = self.listing(&name).await?;
+                let asset = asset.filter(|_| !files.is_empty()).ok_or(NpmError::NotFound)?;
+                let state = state_of(&asset, &files);
+                packument::respond(req, &self.cache, &state, &base_url(ctx), m == Method::HEAD, || async {
+                    self.filtered(&asset, &files).await?.ok_or(NpmError::NotFound)
+                })
+                .await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -100,13 +106,25 @@ impl Hosted {
         Ok(())
     }
 
+    /// The package's document asset and the tarball files present, in one query.
+    async fn listing(&self, name: &str) -> Result<(Option<Asset>, HashSet<String>)> {
+        let q = ListQuery { prefix: Some(meta::package_prefix(name)), ..Default::default() };
+        let mut doc = None;
+        let mut files = HashSet::new();
+        for a in self.env.meta.list(self.cfg.id, q).await? {
+            if a.kind == meta::PACKUMENT {
+                doc = Some(a);
+            } else if a.kind == meta::TARBALL {
+                files.extend(a.path.rsplit('/').next().map(str::to_string));
+            }
+        }
+        Ok((doc, files))
+    }
+
     /// The stored document with versions whose tarball is gone (deleted through the
-    /// components API) left out, and an ETag for it.
-    async fn packument(&self, name: &str) -> Result<Option<(Value, String)>> {
-        let Some(stored) = store::load(&self.env, self.cfg.id, name).await? else { return Ok(None) };
-        let q = ListQuery { kind: Some(meta::TARBALL.into()), prefix: Some(tarballs_prefix(name)), ..Default::default() };
-        let files: HashSet<String> = self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.path.rsplit('/').next().map(str::to_string)).collect();
-        let mut doc = stored.doc;
+    /// components API) left out; `None` when no version is left.
+    async fn filtered(&self, asset: &Asset, files: &HashSet<String>) -> Result<Option<Value>> {
+        let mut doc = store::read(&self.env, asset).await?;
         if let Some(versions) = doc.get_mut("versions").and_then(Value::as_object_mut) {
             versions.retain(|_, m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| files.contains(packument::tarball_file(t))));
             if versions.is_empty() {
@@ -114,8 +132,15 @@ impl Hosted {
             }
         }
         retain_tags(&mut doc);
-        let etag = format!("{}{}", stored.asset.digest.as_deref().unwrap_or_default().trim_start_matches("sha256:"), files.len());
-        Ok(Some((doc, etag)))
+        Ok(Some(doc))
+    }
+
+    /// The document as clients see it, and a name for its state (for ETags and caching).
+    async fn packument(&self, name: &str) -> Result<Option<(Value, String)>> {
+        let (asset, files) = self.listing(name).await?;
+        let Some(asset) = asset else { return Ok(None) };
+        let state = state_of(&asset, &files);
+        Ok(self.filtered(&asset, &files).await?.map(|d| (d, state)))
     }
 
     async fn tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
@@ -357,6 +382,18 @@ impl Hosted {
     }
 }
 
+/// The stored document and the tarballs present, as one name.
+fn state_of(asset: &Asset, files: &HashSet<String>) -> String {
+    let mut names: Vec<&String> = files.iter().collect();
+    names.sort();
+    let mut key = asset.digest.clone().unwrap_or_default();
+    for n in names {
+        key.push('|');
+        key.push_str(n);
+    }
+    Digest::of(key.as_bytes()).hex().to_string()
+}
+
 fn cannot_republish(name: &str, version: &str) -> NpmError {
     NpmError::Forbidden(format!("cannot publish over the previously published version {name}@{version}"))
 }
@@ -383,7 +420,7 @@ impl Source for Hosted {
     }
 
     async fn names(&self) -> Result<Vec<String>> {
-        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some("_package/".into()), ..Default::default() };
+        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some(meta::PACKAGES_PREFIX.into()), ..Default::default() };
         Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
     }
 

@@ -2,8 +2,13 @@
 //! abbreviated (`application/vnd.npm.install-v1+json`, what `npm install` asks for), with every
 //! `dist.tarball` pointing at this repository as the client reached it.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Mutex;
+
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 pub const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
@@ -58,21 +63,63 @@ pub fn render(doc: &Value, base: &str, abbreviated: bool) -> Value {
     out
 }
 
-/// A rendered packument, with an ETag from the stored document so that npm's cache revalidates
-/// with a 304.
-pub fn respond(req: &HttpRequest, doc: &Value, stored_digest: &str, base: &str, head: bool) -> HttpResponse {
+/// Rendered packuments by (stored state, base URL, form). A key names immutable content (the
+/// document's digest and the set of tarballs present), so a hit is always right, on any node;
+/// the cache only saves the blob read, the parse and the rendering.
+#[derive(Default)]
+pub struct RenderCache {
+    entries: Mutex<(HashMap<String, Bytes>, usize)>,
+}
+
+/// Rendered bytes this cache may hold before it starts over.
+const CACHE_BYTES: usize = 64 << 20;
+
+impl RenderCache {
+    fn get(&self, key: &str) -> Option<Bytes> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).0.get(key).cloned()
+    }
+
+    fn put(&self, key: String, value: Bytes) {
+        let mut e = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if e.1 + value.len() > CACHE_BYTES {
+            e.0.clear();
+            e.1 = 0;
+        }
+        e.1 += value.len();
+        e.0.insert(key, value);
+    }
+}
+
+/// A packument for a client, with an ETag from the stored state so that npm's cache
+/// revalidates with a 304. `load` produces the document only when the cache cannot answer.
+pub async fn respond<F, Fut, E>(req: &HttpRequest, cache: &RenderCache, state: &str, base: &str, head: bool, load: F) -> Result<HttpResponse, E>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Value, E>>,
+{
     let abbreviated = wants_abbreviated(req);
-    let etag = format!("\"{}{}\"", &stored_digest.trim_start_matches("sha256:")[..16.min(stored_digest.len())], if abbreviated { "-a" } else { "" });
+    let state = state.trim_start_matches("sha256:");
+    let etag = format!("\"{}{}\"", &state[..24.min(state.len())], if abbreviated { "-a" } else { "" });
     if req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
-        return HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish();
+        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
     }
     let ct = if abbreviated { ABBREVIATED } else { "application/json" };
     let mut res = HttpResponse::Ok();
     res.content_type(ct).insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept, Authorization"));
     if head {
-        return res.finish();
+        return Ok(res.finish());
     }
-    res.body(render(doc, base, abbreviated).to_string())
+    let key = format!("{state}|{base}|{abbreviated}");
+    let body = match cache.get(&key) {
+        Some(b) => b,
+        None => {
+            let doc = load().await?;
+            let b = Bytes::from(render(&doc, base, abbreviated).to_string());
+            cache.put(key, b.clone());
+            b
+        }
+    };
+    Ok(res.body(body))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use sha1::Digest as _;
 use wharf_format::proxy::{self, Join};
-use wharf_format::{now_millis, Action, Asset, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write};
+use wharf_format::{now_millis, Action, Asset, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write};
 
 use crate::error::NpmError;
 use crate::meta::{self, package_path, tarball_path};
@@ -29,7 +29,6 @@ use crate::model;
 use crate::packument;
 use crate::routes::{self, Endpoint};
 use crate::source::{self, authorize, base_url, Result, Source};
-use crate::store::MAX_DOC;
 use crate::upstream::{Doc, Upstream, UpstreamError};
 
 pub struct Proxy {
@@ -39,6 +38,7 @@ pub struct Proxy {
     upstream: Upstream,
     negative: NegativeCache,
     flights: SingleFlight,
+    cache: packument::RenderCache,
 }
 
 #[async_trait(?Send)]
@@ -59,7 +59,7 @@ impl Proxy {
     pub fn new(cfg: Arc<RepoConfig>, settings: ProxySettings, env: FormatEnv) -> Result<Proxy, String> {
         let credentials = settings.username.clone().zip(settings.password.clone());
         let upstream = Upstream::new(&settings.remote_url, credentials, settings.connect_timeout, settings.read_timeout)?;
-        Ok(Proxy { negative: NegativeCache::new(settings.negative_cache), cfg, env, settings, upstream, flights: SingleFlight::default() })
+        Ok(Proxy { negative: NegativeCache::new(settings.negative_cache), cfg, env, settings, upstream, flights: SingleFlight::default(), cache: Default::default() })
     }
 
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
@@ -72,8 +72,9 @@ impl Proxy {
         match endpoint {
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
-                let (doc, etag) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
-                Ok(packument::respond(req, &doc, &etag, &base_url(ctx), m == Method::HEAD))
+                let asset = self.current(&name).await?.ok_or(NpmError::NotFound)?;
+                let state = asset.digest.clone().unwrap_or_default();
+                packument::respond(req, &self.cache, &state, &base_url(ctx), m == Method::HEAD, || self.load(&asset)).await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -136,9 +137,40 @@ impl Proxy {
     }
 
     async fn load(&self, asset: &Asset) -> Result<Value> {
-        let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
-        let bytes = self.env.blobs.read_small(&digest, MAX_DOC).await?;
-        serde_json::from_slice(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))
+        crate::store::read(&self.env, asset).await
+    }
+
+    /// The cached packument asset, refreshed from the upstream when it is older than
+    /// `metadataMaxAge` (or absent); `None` when the upstream does not know the package.
+    async fn current(&self, name: &str) -> Result<Option<Asset>> {
+        if !model::valid_name(name) && !name.chars().any(|c| c.is_ascii_uppercase()) {
+            // Old packages may have capitals; anything else that is not a name is not asked for.
+            return Ok(None);
+        }
+        let cached = self.cached(name).await?;
+        if let Some(a) = &cached {
+            if !self.settings.metadata_stale(now_millis() - a.updated_at) {
+                return Ok(cached);
+            }
+        }
+        let key = format!("p:{name}");
+        if cached.is_none() && self.negative.contains(&key) {
+            return Ok(None);
+        }
+        let classify = |r: &Result<bool>| match r {
+            Ok(true) => Outcome::Done,
+            Ok(false) => Outcome::NotFound,
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+        let reply = |o: Outcome| match o {
+            Outcome::NotFound => Ok(false),
+            Outcome::Failed(m) => Err(NpmError::Upstream(m)),
+            _ => Ok(true),
+        };
+        if !self.flights.once(&key, || self.refresh(name, cached.as_ref(), &key), classify, reply).await? {
+            return Ok(None);
+        }
+        self.cached(name).await
     }
 
     /// Asks the upstream for the packument and updates the cache; `false` when the upstream
@@ -284,41 +316,14 @@ impl Proxy {
 #[async_trait(?Send)]
 impl Source for Proxy {
     async fn doc(&self, name: &str) -> Result<Option<(Value, String)>> {
-        if !model::valid_name(name) && !name.chars().any(|c| c.is_ascii_uppercase()) {
-            // Old packages may have capitals; anything else that is not a name is not asked for.
-            return Ok(None);
-        }
-        let cached = self.cached(name).await?;
-        if let Some(a) = &cached {
-            if !self.settings.metadata_stale(now_millis() - a.updated_at) {
-                return Ok(Some((self.load(a).await?, a.digest.clone().unwrap_or_default())));
-            }
-        }
-        let key = format!("p:{name}");
-        if cached.is_none() && self.negative.contains(&key) {
-            return Ok(None);
-        }
-        let classify = |r: &Result<bool>| match r {
-            Ok(true) => Outcome::Done,
-            Ok(false) => Outcome::NotFound,
-            Err(e) => Outcome::Failed(e.to_string()),
-        };
-        let reply = |o: Outcome| match o {
-            Outcome::NotFound => Ok(false),
-            Outcome::Failed(m) => Err(NpmError::Upstream(m)),
-            _ => Ok(true),
-        };
-        if !self.flights.once(&key, || self.refresh(name, cached.as_ref(), &key), classify, reply).await? {
-            return Ok(None);
-        }
-        match self.cached(name).await? {
+        match self.current(name).await? {
             Some(a) => Ok(Some((self.load(&a).await?, a.digest.clone().unwrap_or_default()))),
             None => Ok(None),
         }
     }
 
     async fn names(&self) -> Result<Vec<String>> {
-        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some("_package/".into()), ..Default::default() };
+        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some(meta::PACKAGES_PREFIX.into()), ..Default::default() };
         Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
     }
 

@@ -27,10 +27,15 @@ impl Stored {
 
 pub async fn load(env: &FormatEnv, repo: i64, name: &str) -> Result<Option<Stored>, NpmError> {
     let Some(asset) = env.meta.get(repo, &package_path(name)).await? else { return Ok(None) };
+    let doc = read(env, &asset).await?;
+    Ok(Some(Stored { asset, doc }))
+}
+
+/// The document a packument asset names.
+pub async fn read(env: &FormatEnv, asset: &Asset) -> Result<Value, NpmError> {
     let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
     let bytes = env.blobs.read_small(&digest, MAX_DOC).await?;
-    let doc = serde_json::from_slice(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))?;
-    Ok(Some(Stored { asset, doc }))
+    serde_json::from_slice(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))
 }
 
 #[derive(Debug, PartialEq, Eq)]
