@@ -109,6 +109,7 @@ fn login_publish_and_install_scoped_and_unscoped_with_a_cold_cache() {
     assert!(out.status.success(), "npm login: {}", String::from_utf8_lossy(&out.stdout));
     assert!(login_token(&c).starts_with("wharf_"));
     assert_eq!(ok(c.npm(tmp.path(), &["whoami"])).trim(), "admin");
+    ok(c.npm(tmp.path(), &["ping"]));
 
     let lib = package(tmp.path(), "wharf-it-lib", "1.0.0", &[]);
     ok(c.npm(&lib, &["publish"]));
