@@ -223,3 +223,45 @@ fn passwords_change_and_bad_input_is_named() {
     assert!(privs.iter().any(|p| p["name"] == "nx-repository-view-docker-docker-team-read"));
     assert!(privs.iter().any(|p| p["name"] == "nx-all"));
 }
+
+#[test]
+fn api_tokens_act_for_their_user_within_their_limits() {
+    let create = |body: Value| {
+        let r = admin(Method::POST, "/service/rest/v1/security/tokens").json(&body).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+        let v: Value = r.json().unwrap();
+        (v["id"].as_str().unwrap().to_string(), v["token"].as_str().unwrap().to_string())
+    };
+    let read = |token: &str, path: &str| Client::new().get(server().url(path)).bearer_auth(token).send().unwrap().status();
+    let (id, token) = create(json!({"name": "ci"}));
+    assert!(token.starts_with("wharf_"));
+    // Listed without the secret.
+    let list: Vec<Value> = admin(Method::GET, "/service/rest/v1/security/tokens").send().unwrap().json().unwrap();
+    let listed = list.iter().find(|t| t["id"] == id.as_str()).expect("listed");
+    assert!(listed.get("token").is_none() && token.starts_with(listed["prefix"].as_str().unwrap()));
+    // As a Bearer token, and as the password in Basic credentials (for its own user only).
+    assert_eq!(read(&token, "/repository/pypi-hosted/simple/"), StatusCode::OK);
+    assert_eq!(as_user("admin", &token, Method::GET, "/repository/pypi-hosted/simple/").send().unwrap().status(), StatusCode::OK);
+    assert_eq!(as_user("someone", &token, Method::GET, "/repository/pypi-hosted/simple/").send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    // Read-only: reads, never writes.
+    let (_, ro) = create(json!({"name": "ro", "readOnly": true}));
+    assert_eq!(read(&ro, "/repository/pypi-hosted/simple/"), StatusCode::OK);
+    let form = reqwest::blocking::multipart::Form::new().text(":action", "file_upload").text("name", "x").text("version", "1");
+    let r = Client::new().post(server().url("/repository/pypi-hosted/")).bearer_auth(&ro).multipart(form).send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    assert_eq!(read(&ro, "/service/rest/v1/security/users"), StatusCode::FORBIDDEN, "a read-only admin token is no admin");
+    // One repository: another repository is closed to it.
+    let (_, scoped) = create(json!({"name": "pypi only", "repository": "pypi-hosted"}));
+    assert_eq!(read(&scoped, "/repository/pypi-hosted/simple/"), StatusCode::OK);
+    assert_eq!(read(&scoped, "/v2/docker-team/some/image/tags/list"), StatusCode::FORBIDDEN);
+    let r = admin(Method::POST, "/service/rest/v1/security/tokens").json(&json!({"repository": "no-such-repo"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // Expired: refused.
+    let (_, short) = create(json!({"name": "short", "expiresInDays": 0.00002}));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    assert_eq!(read(&short, "/repository/pypi-hosted/simple/"), StatusCode::UNAUTHORIZED);
+    // Revoked: refused at once; an unknown token never worked.
+    assert_eq!(admin(Method::DELETE, &format!("/service/rest/v1/security/tokens/{id}")).send().unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(read(&token, "/repository/pypi-hosted/simple/"), StatusCode::UNAUTHORIZED);
+    assert_eq!(read("wharf_not-a-real-token", "/repository/pypi-hosted/simple/"), StatusCode::UNAUTHORIZED);
+}

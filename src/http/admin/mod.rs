@@ -110,6 +110,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/security/roles/{id}", web::get().to(security::get_role))
             .route("/v1/security/roles/{id}", web::put().to(security::update_role))
             .route("/v1/security/roles/{id}", web::delete().to(security::delete_role))
-            .route("/v1/security/privileges", web::get().to(security::list_privileges)),
+            .route("/v1/security/privileges", web::get().to(security::list_privileges))
+            .route("/v1/security/tokens", web::get().to(security::list_tokens))
+            .route("/v1/security/tokens", web::post().to(security::create_token))
+            .route("/v1/security/tokens/{id}", web::delete().to(security::revoke_token)),
     );
 }

@@ -189,7 +189,14 @@ pub async fn delete_user(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(invalid("userId", "you cannot delete yourself"));
     }
     let id2 = id.clone();
-    if !state.db.run(move |c| users::delete(c, &id2)).await? {
+    let gone = state
+        .db
+        .run(move |c| {
+            crate::db::tokens::delete_of_user(c, &id2)?;
+            users::delete(c, &id2)
+        })
+        .await?;
+    if !gone {
         return Err(AdminError::NotFound(format!("user {id} not found")));
     }
     state.auth.invalidate();
@@ -367,4 +374,83 @@ pub async fn list_privileges(state: web::Data<AppState>, req: HttpRequest) -> Re
         }
     }
     Ok(HttpResponse::Ok().json(out))
+}
+
+// ---- API tokens (the caller's own) -------------------------------------------------------
+
+fn token_json(t: &wharf_format::TokenInfo) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "prefix": t.prefix,
+        "readOnly": t.readonly,
+        "repository": t.repository,
+        "created": wharf_format::rfc3339_millis(t.created_at),
+        "expires": t.expires_at.map(wharf_format::rfc3339_millis),
+        "lastUsed": t.last_used_at.map(wharf_format::rfc3339_millis),
+    })
+}
+
+async fn caller(state: &AppState, req: &HttpRequest) -> Result<String, AdminError> {
+    state.auth.principal(req).await.user.ok_or(AdminError::Unauthenticated)
+}
+
+pub async fn list_tokens(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
+    use wharf_format::Identity;
+    let user = caller(&state, &req).await?;
+    let list = state.auth.tokens(&user).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    Ok(HttpResponse::Ok().json(list.iter().map(token_json).collect::<Vec<_>>()))
+}
+
+/// Creates a token for the caller. The secret is in this answer and nowhere else, ever.
+pub async fn create_token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    use wharf_format::Identity;
+    let user = caller(&state, &req).await?;
+    let body = parse_json(&body)?;
+    let obj = object(&body)?;
+    for k in obj.keys() {
+        if !["name", "readOnly", "repository", "expiresInDays"].contains(&k.as_str()) {
+            return Err(invalid(k, format!("{k}: unknown field")));
+        }
+    }
+    let name = str_field(obj, "name")?.unwrap_or_default();
+    if name.len() > 200 {
+        return Err(invalid("name", "name: at most 200 characters"));
+    }
+    let readonly = match obj.get("readOnly") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("readOnly", "readOnly: must be a boolean")),
+    };
+    let repository = str_field(obj, "repository")?;
+    if let Some(r) = &repository {
+        if state.registry.get(r).is_none() {
+            return Err(invalid("repository", format!("repository: {r} does not exist")));
+        }
+    }
+    let expires_at = match obj.get("expiresInDays") {
+        None | Some(Value::Null) => None,
+        Some(v) => {
+            let days = v.as_f64().filter(|d| *d > 0.0 && *d <= 3650.0).ok_or_else(|| invalid("expiresInDays", "expiresInDays: a number of days between 0 and 3650"))?;
+            Some(wharf_format::now_millis() + (days * 86_400_000.0) as i64)
+        }
+    };
+    let t = state
+        .auth
+        .create_token(&user, wharf_format::TokenSpec { name, readonly, repository, expires_at })
+        .await
+        .map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let mut out = token_json(&t.info);
+    out["token"] = json!(t.secret);
+    Ok(HttpResponse::Created().json(out))
+}
+
+pub async fn revoke_token(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    use wharf_format::Identity;
+    let user = caller(&state, &req).await?;
+    let id = path.into_inner();
+    if !state.auth.revoke_token(&user, &id).await.map_err(|e| AdminError::Internal(Box::new(e)))? {
+        return Err(AdminError::NotFound(format!("token {id} not found")));
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
