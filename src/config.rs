@@ -22,7 +22,21 @@ pub struct Config {
     pub http: HttpConfig,
     pub docker: DockerConfig,
     pub uploads: UploadsConfig,
+    pub security: SecurityConfig,
     pub s3: S3Config,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Wrong passwords in a row for one user name before its password checks pause.
+    pub lockout_after: u32,
+    /// The first pause, in seconds; each further wrong password doubles it.
+    pub lockout_secs: u64,
+    /// The longest pause: nobody is locked out for good.
+    pub lockout_max_secs: u64,
+    /// Audit events older than this many days are deleted.
+    pub audit_retention_days: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -81,6 +95,7 @@ impl Default for Config {
             http: HttpConfig { workers: 0, shutdown_timeout_secs: 30 },
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
             uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
+            security: SecurityConfig { lockout_after: 5, lockout_secs: 5, lockout_max_secs: 900, audit_retention_days: 90 },
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },
         }
     }
@@ -88,7 +103,7 @@ impl Default for Config {
 
 /// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
 /// so test and tooling variables cannot break start-up).
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "s3"];
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "security", "s3"];
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {

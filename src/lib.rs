@@ -45,7 +45,11 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     })?;
     let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap_or_else(|_| secret.into_bytes());
     let meta = Arc::new(SqlMeta::new(db.clone()));
-    let auth = Arc::new(Authenticator::new(db.clone(), TokenKeys::new(&secret, &cfg.docker.token_service), formats().iter().map(|f| f.name()).collect()));
+    let auth = Arc::new(Authenticator::new(db.clone(), TokenKeys::new(&secret, &cfg.docker.token_service), formats().iter().map(|f| f.name()).collect(), crate::security::principal::Lockout {
+        after: cfg.security.lockout_after,
+        first: Duration::from_secs(cfg.security.lockout_secs),
+        max: Duration::from_secs(cfg.security.lockout_max_secs),
+    }));
     let state = web::Data::new(AppState {
         registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone()),
         auth,

@@ -265,3 +265,27 @@ fn api_tokens_act_for_their_user_within_their_limits() {
     assert_eq!(read(&token, "/repository/pypi-hosted/simple/"), StatusCode::UNAUTHORIZED);
     assert_eq!(read("wharf_not-a-real-token", "/repository/pypi-hosted/simple/"), StatusCode::UNAUTHORIZED);
 }
+
+#[test]
+fn wrong_passwords_pause_password_checks_for_a_while_only() {
+    let s = TestServer::start_with_env(&[("WHARF_SECURITY__LOCKOUT_AFTER", "3"), ("WHARF_SECURITY__LOCKOUT_SECS", "2"), ("WHARF_SECURITY__LOCKOUT_MAX_SECS", "4")]);
+    let path = "/repository/pypi-hosted/simple/";
+    let status = |user: &str, pass: &str| Client::new().get(s.url(path)).basic_auth(user, Some(pass)).send().unwrap().status();
+    // A token made before the attack, and (below) a session that logged in before it.
+    let r = s.admin().request(Method::POST, "/service/rest/v1/security/tokens").json(&json!({"name": "t"})).send().unwrap();
+    let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let r = s.admin().request(Method::POST, "/service/rest/v1/security/users").json(&json!({"userId": "victim", "password": "victim-password", "roles": ["nx-admin"]})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK);
+    for _ in 0..3 {
+        assert_eq!(status("victim", "guess"), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(status("victim", "victim-password"), StatusCode::UNAUTHORIZED, "paused: even the right password is not checked");
+    for _ in 0..3 {
+        assert_eq!(status("admin", "guess"), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK, "a login verified before the attack still works");
+    assert_eq!(Client::new().get(s.url(path)).bearer_auth(&token).send().unwrap().status(), StatusCode::OK, "tokens are not paused");
+    std::thread::sleep(std::time::Duration::from_millis(2600));
+    assert_eq!(status("victim", "victim-password"), StatusCode::OK, "after the pause the right password works");
+}

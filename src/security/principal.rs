@@ -36,11 +36,56 @@ pub struct Authenticator {
     formats: Vec<&'static str>,
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
     anonymous: Mutex<Option<(Principal, Instant)>>,
+    lockout: Lockout,
+    failures: Mutex<HashMap<String, Failures>>,
+}
+
+/// When password checks for a user name pause after wrong passwords.
+#[derive(Clone, Copy, Debug)]
+pub struct Lockout {
+    pub after: u32,
+    pub first: Duration,
+    pub max: Duration,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Failures {
+    count: u32,
+    last: Instant,
+    paused_until: Option<Instant>,
 }
 
 impl Authenticator {
-    pub fn new(db: Db, tokens: TokenKeys, formats: Vec<&'static str>) -> Authenticator {
-        Authenticator { db, tokens, formats, cache: Mutex::new(HashMap::new()), anonymous: Mutex::new(None) }
+    pub fn new(db: Db, tokens: TokenKeys, formats: Vec<&'static str>, lockout: Lockout) -> Authenticator {
+        Authenticator { db, tokens, formats, cache: Mutex::new(HashMap::new()), anonymous: Mutex::new(None), lockout, failures: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether `user`'s password checks are paused now.
+    fn paused(&self, user: &str) -> bool {
+        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.get(user).and_then(|f| f.paused_until).is_some_and(|until| Instant::now() < until)
+    }
+
+    fn failed(&self, user: &str) {
+        let mut all = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if all.len() > CACHE_MAX {
+            let max = self.lockout.max;
+            all.retain(|_, f| f.last.elapsed() < max);
+        }
+        let now = Instant::now();
+        let f = all.entry(user.to_string()).or_insert(Failures { count: 0, last: now, paused_until: None });
+        f.count += 1;
+        f.last = now;
+        if self.lockout.after > 0 && f.count >= self.lockout.after {
+            let doublings = (f.count - self.lockout.after).min(20);
+            let pause = self.lockout.first.saturating_mul(1 << doublings).min(self.lockout.max);
+            f.paused_until = Some(now + pause);
+            tracing::warn!(user, failures = f.count, pause_secs = pause.as_secs(), "repeated wrong passwords; password checks for this user pause");
+        }
+    }
+
+    fn succeeded(&self, user: &str) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
     }
 
     pub fn formats(&self) -> &[&'static str] {
@@ -109,9 +154,13 @@ impl Authenticator {
         if let Some(p) = self.cached(&key) {
             return Some(p);
         }
+        if self.paused(user) {
+            return None;
+        }
+        let name = user.to_string();
         let (user, pass) = (user.to_string(), pass.to_string());
         let formats = self.formats.clone();
-        let (found, resolved) = self
+        let checked = self
             .db
             .run(move |conn| {
                 let Some(row) = users::get(conn, &user)?.filter(|r| r.status == "active" && password::verify(&pass, &r.password_hash)) else {
@@ -122,7 +171,12 @@ impl Authenticator {
             })
             .await
             .ok()
-            .flatten()?;
+            .flatten();
+        let Some((found, resolved)) = checked else {
+            self.failed(&name);
+            return None;
+        };
+        self.succeeded(&name);
         let access = if resolved.all { Access::All } else { Access::Privileges(Arc::from(resolved.repo)) };
         let p = Principal { user: Some(found.username), access };
         self.remember(key, &p);
