@@ -55,3 +55,17 @@ pub async fn sweep(state: &AppState, ttl: Duration) -> usize {
     }
     removed
 }
+
+/// Deletes audit events older than `security.audit_retention_days`.
+pub async fn expire_audit(state: &AppState) {
+    let days = state.cfg.security.audit_retention_days;
+    if days == 0 {
+        return;
+    }
+    let cutoff = now_millis() - (days as i64) * 86_400_000;
+    match state.db.run(move |c| crate::db::audit::delete_before(c, cutoff)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(events = n, days, "expired audit events"),
+        Err(e) => tracing::warn!(error = %e, "audit retention: database"),
+    }
+}

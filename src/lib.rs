@@ -1,6 +1,7 @@
 //! The wharf server: configuration, HTTP, authentication, storage and the admin API. Formats
 //! live in their own crates under `formats/`; this crate registers them in [`formats`].
 
+pub mod audit;
 pub mod bootstrap;
 pub mod config;
 pub mod db;
@@ -45,14 +46,16 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     })?;
     let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap_or_else(|_| secret.into_bytes());
     let meta = Arc::new(SqlMeta::new(db.clone()));
-    let auth = Arc::new(Authenticator::new(db.clone(), TokenKeys::new(&secret, &cfg.docker.token_service), formats().iter().map(|f| f.name()).collect(), crate::security::principal::Lockout {
+    let audit_log: Arc<audit::AuditLog> = Arc::new(audit::AuditLog::new(db.clone()));
+    let auth = Arc::new(Authenticator::new(db.clone(), audit_log.clone(), TokenKeys::new(&secret, &cfg.docker.token_service), formats().iter().map(|f| f.name()).collect(), crate::security::principal::Lockout {
         after: cfg.security.lockout_after,
         first: Duration::from_secs(cfg.security.lockout_secs),
         max: Duration::from_secs(cfg.security.lockout_max_secs),
     }));
     let state = web::Data::new(AppState {
-        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone()),
+        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone()),
         auth,
+        audit: audit_log,
         formats: formats(),
         listeners: Default::default(),
         started: std::time::Instant::now(),
@@ -101,6 +104,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         loop {
             let c = &janitor_state.cfg.uploads;
             janitor::sweep(&janitor_state, Duration::from_secs(c.ttl_secs)).await;
+            janitor::expire_audit(&janitor_state).await;
             tokio::time::sleep(Duration::from_secs(c.sweep_interval_secs.max(1))).await;
         }
     });

@@ -19,6 +19,7 @@ pub struct AppState {
     pub db: Db,
     pub meta: Arc<SqlMeta>,
     pub auth: Arc<Authenticator>,
+    pub audit: Arc<crate::audit::AuditLog>,
     pub formats: Vec<Arc<dyn Format>>,
     pub registry: Arc<RepoRegistry>,
     pub listeners: crate::http::listeners::Listeners,
@@ -45,6 +46,7 @@ pub struct RepoRegistry {
     current: RwLock<Arc<Snapshot>>,
     data_dir: PathBuf,
     identity: Arc<dyn wharf_format::Identity>,
+    audit: Arc<dyn wharf_format::Audit>,
 }
 
 /// Formats look other repositories up through this; it does not keep the registry alive.
@@ -71,8 +73,8 @@ pub enum LoadError {
 }
 
 impl RepoRegistry {
-    pub fn new(data_dir: PathBuf, identity: Arc<dyn wharf_format::Identity>) -> Arc<RepoRegistry> {
-        Arc::new(RepoRegistry { current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })), data_dir, identity })
+    pub fn new(data_dir: PathBuf, identity: Arc<dyn wharf_format::Identity>, audit: Arc<dyn wharf_format::Audit>) -> Arc<RepoRegistry> {
+        Arc::new(RepoRegistry { current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })), data_dir, identity, audit })
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -166,7 +168,7 @@ fn open_repo(
         .get(&config.blob_store)
         .cloned()
         .ok_or_else(|| ConfigError::new("storage.blobStoreName", format!("blob store {} is not available", config.blob_store)))?;
-    let env = FormatEnv { blobs: blobs.clone(), meta, repos: Arc::new(Lookup(Arc::downgrade(registry))), identity: registry.identity.clone() };
+    let env = FormatEnv { blobs: blobs.clone(), meta, repos: Arc::new(Lookup(Arc::downgrade(registry))), identity: registry.identity.clone(), audit: registry.audit.clone() };
     let repo = format.open(config.clone(), env)?;
     let listener = format.listener(&config);
     Ok(Some((RepoRef { config, repo, blobs }, listener)))

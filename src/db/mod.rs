@@ -2,6 +2,7 @@
 //! chosen by the URL's scheme. Diesel is synchronous: every query runs on the blocking pool
 //! through [`Db::run`], never on an actix worker.
 
+pub mod audit;
 pub mod meta;
 pub mod repos;
 pub mod schema;

@@ -102,4 +102,17 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, api_tokens, blob_stores, repositories, assets, uploads);
+diesel::table! {
+    audit_events (id) {
+        id -> BigInt,
+        at -> BigInt,
+        actor -> Nullable<Text>,
+        address -> Nullable<Text>,
+        action -> Text,
+        repository -> Nullable<Text>,
+        object -> Nullable<Text>,
+        detail -> Text,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, api_tokens, audit_events, blob_stores, repositories, assets, uploads);

@@ -21,6 +21,12 @@ pub fn origin(req: &HttpRequest) -> String {
     format!("{}://{}", info.scheme(), info.host())
 }
 
+/// The client's address for the audit log: `X-Forwarded-For`'s first entry when present (the
+/// header is the proxy's word, recorded as such), else the peer.
+pub fn client(req: &HttpRequest) -> String {
+    req.connection_info().realip_remote_addr().unwrap_or("unknown").to_string()
+}
+
 pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, repo: &str, path: String, mount: Mount) -> HttpResponse {
     let Some(r) = state.registry.get(repo) else {
         return not_found(&req, repo);
@@ -39,6 +45,7 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
         token_realm: format!("{origin}/v2/token"),
         token_service: state.auth.tokens.service().to_string(),
         origin,
+        client: client(&req),
     };
     r.repo.handle(ctx, req, body).await
 }

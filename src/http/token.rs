@@ -104,6 +104,7 @@ fn issue(state: &AppState, req: &HttpRequest, own: Option<String>, principal: Pr
                 mount: if own.is_some() { Mount::Own } else { Mount::Segment { segment: repo.clone() } },
                 principal: principal.clone(),
                 origin: origin.clone(),
+                client: crate::http::mount::client(req),
                 token_realm: String::new(),
                 token_service: String::new(),
             };

@@ -15,7 +15,7 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
-use wharf_format::{now_millis, Access, Action, Identity, IdentityError, NewToken, Principal, RepoPrivilege, TokenInfo, TokenSpec};
+use wharf_format::{now_millis, Access, Action, Audit, AuditEvent, Identity, IdentityError, NewToken, Principal, RepoPrivilege, TokenInfo, TokenSpec};
 
 use super::{password, roles};
 use super::token::TokenKeys;
@@ -32,6 +32,7 @@ const CACHE_MAX: usize = 10_000;
 
 pub struct Authenticator {
     db: Db,
+    audit: Arc<dyn Audit>,
     pub tokens: TokenKeys,
     formats: Vec<&'static str>,
     cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
@@ -56,8 +57,8 @@ struct Failures {
 }
 
 impl Authenticator {
-    pub fn new(db: Db, tokens: TokenKeys, formats: Vec<&'static str>, lockout: Lockout) -> Authenticator {
-        Authenticator { db, tokens, formats, cache: Mutex::new(HashMap::new()), anonymous: Mutex::new(None), lockout, failures: Mutex::new(HashMap::new()) }
+    pub fn new(db: Db, audit: Arc<dyn Audit>, tokens: TokenKeys, formats: Vec<&'static str>, lockout: Lockout) -> Authenticator {
+        Authenticator { db, audit, tokens, formats, cache: Mutex::new(HashMap::new()), anonymous: Mutex::new(None), lockout, failures: Mutex::new(HashMap::new()) }
     }
 
     /// Whether `user`'s password checks are paused now.
@@ -127,7 +128,7 @@ impl Authenticator {
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("basic") {
             let Some((user, pass)) = decode_basic(rest.trim()) else { return rejected() };
-            return self.password_login(&user, &pass).await.unwrap_or_else(rejected);
+            return self.login_from(&user, &pass, Some(crate::http::mount::client(req))).await.unwrap_or_else(rejected);
         }
         if scheme.eq_ignore_ascii_case("bearer") && rest.trim().starts_with(TOKEN_PREFIX) {
             return self.token_login(rest.trim()).await.unwrap_or_else(rejected);
@@ -147,6 +148,11 @@ impl Authenticator {
     /// Checks a username and password (or one of the user's API tokens); `None` if they do not
     /// match an active user.
     pub async fn password_login(&self, user: &str, pass: &str) -> Option<Principal> {
+        self.login_from(user, pass, None).await
+    }
+
+    /// [`Authenticator::password_login`] from a known client address (for the audit log).
+    pub async fn login_from(&self, user: &str, pass: &str, address: Option<String>) -> Option<Principal> {
         if pass.starts_with(TOKEN_PREFIX) {
             return self.token_login(pass).await.filter(|p| p.user.as_deref() == Some(user));
         }
@@ -155,6 +161,7 @@ impl Authenticator {
             return Some(p);
         }
         if self.paused(user) {
+            self.audit.record(AuditEvent { actor: Some(user.to_string()), address, action: "login.failure".into(), detail: serde_json::json!({"paused": true}), ..Default::default() });
             return None;
         }
         let name = user.to_string();
@@ -174,9 +181,11 @@ impl Authenticator {
             .flatten();
         let Some((found, resolved)) = checked else {
             self.failed(&name);
+            self.audit.record(AuditEvent { actor: Some(name), address, action: "login.failure".into(), ..Default::default() });
             return None;
         };
         self.succeeded(&name);
+        self.audit.record(AuditEvent { actor: Some(name), address, action: "login.success".into(), ..Default::default() });
         let access = if resolved.all { Access::All } else { Access::Privileges(Arc::from(resolved.repo)) };
         let p = Principal { user: Some(found.username), access };
         self.remember(key, &p);

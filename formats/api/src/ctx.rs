@@ -99,6 +99,8 @@ pub struct RepoCtx {
     pub principal: Principal,
     /// `scheme://host[:port]` as the client addressed us (after `X-Forwarded-*`).
     pub origin: String,
+    /// The client's address, for the audit log.
+    pub client: String,
     /// The Docker token endpoint for this listener (absolute URL).
     pub token_realm: String,
     /// The `service` name the token endpoint issues tokens for.

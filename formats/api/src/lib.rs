@@ -7,6 +7,7 @@
 //!
 //! See `docs/architecture.md` for the request flow.
 
+pub mod audit;
 pub mod blob;
 pub mod config;
 pub mod ctx;
@@ -16,6 +17,7 @@ pub mod meta;
 pub mod proxy;
 pub mod repo;
 
+pub use audit::{Audit, AuditEvent};
 pub use blob::{BlobError, BlobStore, ByteStream};
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
 pub use ctx::{Access, Action, Denied, Grant, Mount, Principal, RepoCtx, RepoPrivilege};

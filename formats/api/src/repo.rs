@@ -41,6 +41,8 @@ pub struct FormatEnv {
     pub repos: Arc<dyn RepoLookup>,
     /// Password checks and API tokens, for protocols that log in or manage tokens themselves.
     pub identity: Arc<dyn crate::identity::Identity>,
+    /// Where the format reports pushes, uploads, publishes and deletes.
+    pub audit: Arc<dyn crate::audit::Audit>,
 }
 
 /// A running repository as other repositories see it.

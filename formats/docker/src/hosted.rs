@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde_json::json;
-use wharf_format::{
+use wharf_format::{AuditEvent, 
     now_millis, Action, Check, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo,
     RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
 };
@@ -303,6 +303,9 @@ impl Hosted {
             Err(DockerError::Meta(MetaError::CheckFailed(_))) => return Err(DockerError::TagImmutable(reference_str(reference))),
             Err(e) => return Err(e),
         }
+        let mut event = AuditEvent::of(ctx, "docker.push", format!("{name}:{}", reference_str(reference)));
+        event.detail = json!({ "digest": digest_str });
+        self.env.audit.record(event);
         let mut res = HttpResponse::Created();
         res.insert_header((header::LOCATION, self.url(ctx, name, &format!("manifests/{digest}"))))
             .insert_header(("Docker-Content-Digest", digest_str));
@@ -374,6 +377,7 @@ impl Hosted {
                 self.env.meta.commit(vec![], writes).await?;
             }
         }
+        self.env.audit.record(AuditEvent::of(ctx, "docker.delete", format!("{name}:{}", reference_str(reference))));
         Ok(HttpResponse::Accepted().finish())
     }
 

@@ -49,6 +49,7 @@ async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
             mount: Mount::Segment { segment: r.config.name.clone() },
             principal: ctx.principal.clone(),
             origin: ctx.origin.clone(),
+            client: String::new(),
             token_realm: ctx.token_realm.clone(),
             token_service: ctx.token_service.clone(),
         };

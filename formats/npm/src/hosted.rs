@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use wharf_format::{now_millis, Action, Asset, Check, Digest, FormatEnv, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
+use wharf_format::{AuditEvent, now_millis, Action, Asset, Check, Digest, FormatEnv, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
 
 use crate::config::HostedSettings;
 use crate::error::NpmError;
@@ -263,7 +263,7 @@ impl Hosted {
             };
             match store::save(&self.env, repo, name, cur.as_ref(), doc, checks, vec![Write::Upsert { repo, asset }]).await? {
                 Saved::Done => {
-                    tracing::info!(repository = %self.cfg.name, package = name, version, "published");
+                    self.env.audit.record(AuditEvent::of(ctx, "npm.publish", format!("{name}@{version}")));
                     return Ok(HttpResponse::Ok().json(json!({"ok": true, "id": name, "success": true})));
                 }
                 Saved::Conflict => continue,
@@ -323,8 +323,17 @@ impl Hosted {
         }
         retain_tags(&mut doc);
         doc["time"]["modified"] = json!(iso(now_millis()));
+        let removed: Vec<String> = stored_versions.iter().filter(|v| !sent.contains_key(*v)).cloned().collect();
         match store::save(&self.env, repo, name, Some(&cur), doc, vec![], writes).await? {
-            Saved::Done => Ok(HttpResponse::Created().json(json!({"ok": true, "id": name}))),
+            Saved::Done => {
+                for v in &removed {
+                    self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", format!("{name}@{v}")));
+                }
+                if removed.is_empty() {
+                    self.env.audit.record(AuditEvent::of(ctx, "npm.update", name));
+                }
+                Ok(HttpResponse::Created().json(json!({"ok": true, "id": name})))
+            }
             _ => Err(NpmError::Conflict(format!("document update conflict: {name} changed meanwhile"))),
         }
     }
@@ -336,7 +345,7 @@ impl Hosted {
         let mut writes: Vec<Write> = self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }).collect();
         writes.push(Write::Delete { repo, path: meta::package_path(name) });
         self.env.meta.commit(vec![], writes).await?;
-        tracing::info!(repository = %self.cfg.name, package = name, "unpublished");
+        self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", name));
         Ok(HttpResponse::Ok().json(json!({"ok": true})))
     }
 
@@ -375,6 +384,9 @@ impl Hosted {
             }
             doc["time"]["modified"] = json!(iso(now_millis()));
             if store::save(&self.env, self.cfg.id, name, Some(&cur), doc, vec![], vec![]).await? == Saved::Done {
+                let mut event = AuditEvent::of(ctx, "npm.dist-tag", name);
+                event.detail = json!({ "tag": tag, "version": version });
+                self.env.audit.record(event);
                 return Ok(HttpResponse::Ok().json(json!({"ok": true})));
             }
         }

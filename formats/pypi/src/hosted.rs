@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use wharf_format::{now_millis, Action, Check, Digest, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
+use wharf_format::{AuditEvent, now_millis, Action, Check, Digest, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
 
 use crate::archive;
 use crate::config::HostedSettings;
@@ -189,7 +189,9 @@ impl Hosted {
             Err(MetaError::CheckFailed(_)) => return Err(PypiError::FileExists(filename)),
             Err(e) => return Err(e.into()),
         }
-        tracing::info!(repository = %self.cfg.name, project = %normalized, %filename, "uploaded");
+        let mut event = AuditEvent::of(ctx, "pypi.upload", filename.clone());
+        event.detail = json!({ "project": normalized, "version": version, "sha256": digest.hex() });
+        self.env.audit.record(event);
         Ok(HttpResponse::Ok().content_type("text/plain").body("OK\n"))
     }
 

@@ -67,7 +67,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
 }
 
 pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let actor = require_admin(&state, &req).await?;
     let v = parse_json(&body)?;
     let obj = v.as_object().ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
     let mut name = None;
@@ -97,6 +97,7 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
         }
         Err(e) => return Err(e.into()),
     }
+    super::record(&state, &req, &actor, "blobstore.create", &name, None);
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -110,7 +111,7 @@ pub async fn get_file(state: web::Data<AppState>, req: HttpRequest, path: web::P
 }
 
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
     let n = name.clone();
     let users = state.db.run(move |c| repos::repos_using_blob_store(c, &n)).await?;
@@ -121,6 +122,7 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     if !state.db.run(move |c| repos::delete_blob_store(c, &n)).await? {
         return Err(AdminError::NotFound(format!("blob store {name} not found")));
     }
+    super::record(&state, &req, &actor, "blobstore.delete", &name, None);
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::NoContent().finish())
 }

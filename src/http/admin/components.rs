@@ -116,7 +116,7 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
         let markers = format.markers(&key.name).into_iter().map(|path| Write::Delete { repo: repo_id, path }).collect();
         state.meta.commit(vec![], markers).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
     }
-    tracing::info!(%user, repository = %r.config.name, name = %key.name, version = %key.version, "component deleted");
+    super::record(&state, &req, &user, "component.delete", &format!("{}@{}", key.name, key.version), Some(&r.config.name));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -153,6 +153,6 @@ pub async fn yank(state: web::Data<AppState>, req: HttpRequest, id: web::Path<St
         writes.push(Write::Upsert { repo: r.config.id, asset });
     }
     state.meta.commit(vec![], writes).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
-    tracing::info!(%user, repository = %r.config.name, name = %key.name, version = %key.version, yanked = reason.is_some(), "component yank changed");
+    super::record(&state, &req, &user, if reason.is_some() { "component.yank" } else { "component.unyank" }, &format!("{}@{}", key.name, key.version), Some(&r.config.name));
     Ok(HttpResponse::NoContent().finish())
 }

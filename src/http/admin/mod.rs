@@ -1,6 +1,7 @@
 //! The admin REST API under `/service/rest/v1`, in Nexus's shapes so that scripts written
 //! for Nexus port over.
 
+pub mod audit;
 pub mod blobstores;
 pub mod components;
 pub mod repositories;
@@ -73,6 +74,19 @@ pub async fn require_admin(state: &AppState, req: &HttpRequest) -> Result<String
     }
 }
 
+/// Records an administrator's change in the audit log (names and ids only: never a secret).
+pub fn record(state: &AppState, req: &HttpRequest, actor: &str, action: &str, object: &str, repository: Option<&str>) {
+    use wharf_format::Audit;
+    state.audit.record(wharf_format::AuditEvent {
+        actor: Some(actor.to_string()),
+        address: Some(crate::http::mount::client(req)),
+        action: action.to_string(),
+        repository: repository.map(str::to_string),
+        object: Some(object.to_string()),
+        detail: serde_json::Value::Null,
+    });
+}
+
 /// Parses a JSON body ourselves so that a malformed one gets the same 400 shape as a bad field.
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, AdminError> {
     serde_json::from_slice(body).map_err(|e| AdminError::Invalid(ConfigError::new("body", format!("not valid JSON: {e}"))))
@@ -113,6 +127,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/security/privileges", web::get().to(security::list_privileges))
             .route("/v1/security/tokens", web::get().to(security::list_tokens))
             .route("/v1/security/tokens", web::post().to(security::create_token))
-            .route("/v1/security/tokens/{id}", web::delete().to(security::revoke_token)),
+            .route("/v1/security/tokens/{id}", web::delete().to(security::revoke_token))
+            .route("/v1/audit", web::get().to(audit::list)),
     );
 }

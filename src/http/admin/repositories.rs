@@ -248,7 +248,7 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(
 }
 
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let actor = require_admin(&state, &req).await?;
     let (format, kind) = path.into_inner();
     let p = parse_request(&state, &format, &kind, &parse_json(&body)?)?;
     if state.registry.get(&p.name).is_some() {
@@ -264,13 +264,13 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
         }
         Err(e) => return Err(e.into()),
     }
-    tracing::info!(repository = %p.name, format = %format, kind = %kind, "repository created");
+    super::record(&state, &req, &actor, "repository.create", &format!("{format}/{kind}"), Some(&p.name));
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::Created().finish())
 }
 
 pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String, String)>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let actor = require_admin(&state, &req).await?;
     let (format, kind, name) = path.into_inner();
     let existing = find(&state, name.clone()).await?;
     if existing.format != format || existing.kind != kind {
@@ -285,19 +285,19 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     check_listener(&state, &format, &p.name, &p.config).await?;
     let (blob_store, config) = (p.blob_store, p.config.to_string());
     state.db.run(move |c| repos::update(c, &name, &blob_store, &config)).await?;
-    tracing::info!(repository = %p.name, "repository updated");
+    super::record(&state, &req, &actor, "repository.update", &format!("{format}/{kind}"), Some(&p.name));
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
     let n = name.clone();
     if !state.db.run(move |c| repos::delete(c, &n)).await? {
         return Err(AdminError::NotFound(format!("repository {name} not found")));
     }
-    tracing::info!(repository = %name, "repository deleted");
+    super::record(&state, &req, &actor, "repository.delete", &name, Some(&name));
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::NoContent().finish())
 }

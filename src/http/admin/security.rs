@@ -129,7 +129,7 @@ pub async fn list_users(state: web::Data<AppState>, req: HttpRequest, q: web::Qu
 }
 
 pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let actor = require_admin(&state, &req).await?;
     let body = parse_json(&body)?;
     let obj = object(&body)?;
     let id = str_field(obj, "userId")?.ok_or_else(|| invalid("userId", "userId: is required"))?;
@@ -154,7 +154,7 @@ pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web
         .await?;
     let Some(row) = created else { return Err(invalid("userId", format!("userId: user {id} already exists"))) };
     state.auth.invalidate();
-    tracing::info!(user = %id, "user created");
+    super::record(&state, &req, &actor, "user.create", &id, None);
     Ok(HttpResponse::Ok().json(user_json(&row)))
 }
 
@@ -179,6 +179,7 @@ pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(AdminError::NotFound(format!("user {id} not found")));
     }
     state.auth.invalidate();
+    super::record(&state, &req, &caller, "user.update", &id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -200,7 +201,7 @@ pub async fn delete_user(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(AdminError::NotFound(format!("user {id} not found")));
     }
     state.auth.invalidate();
-    tracing::info!(user = %id, "user deleted");
+    super::record(&state, &req, &caller, "user.delete", &id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -223,7 +224,7 @@ pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path:
         return Err(AdminError::NotFound(format!("user {id} not found")));
     }
     state.auth.invalidate();
-    tracing::info!(user = %id, "password changed");
+    super::record(&state, &req, p.user.as_deref().unwrap_or("-"), "user.password", &id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -274,7 +275,7 @@ pub async fn get_role(state: web::Data<AppState>, req: HttpRequest, path: web::P
 }
 
 pub async fn create_role(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let actor = require_admin(&state, &req).await?;
     let body = parse_json(&body)?;
     let existing = state.db.run(users::roles).await?;
     let (id, name, description, privileges, nested) = role_fields(&state, object(&body)?, &existing)?;
@@ -291,12 +292,12 @@ pub async fn create_role(state: web::Data<AppState>, req: HttpRequest, body: web
         .await?
         .ok_or_else(|| AdminError::Internal(Box::new(DbError::Migration("role vanished".into()))))?;
     state.auth.invalidate();
-    tracing::info!(role = %id, "role created");
+    super::record(&state, &req, &actor, "role.create", &id, None);
     Ok(HttpResponse::Ok().json(role_json(&row)))
 }
 
 pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let actor = require_admin(&state, &req).await?;
     let id = path.into_inner();
     let body = parse_json(&body)?;
     let mut obj = object(&body)?.clone();
@@ -314,12 +315,12 @@ pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(AdminError::NotFound(format!("role {id} not found")));
     }
     state.auth.invalidate();
-    tracing::info!(role = %id, "role changed");
+    super::record(&state, &req, &actor, "role.update", &id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn delete_role(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let actor = require_admin(&state, &req).await?;
     let id = path.into_inner();
     if id == roles::ADMIN_ROLE || id == roles::ANONYMOUS_ROLE {
         return Err(invalid("id", format!("{id} is built in and cannot be deleted")));
@@ -341,6 +342,7 @@ pub async fn delete_role(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(AdminError::NotFound(format!("role {id} not found")));
     }
     state.auth.invalidate();
+    super::record(&state, &req, &actor, "role.delete", &id, None);
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -440,6 +442,7 @@ pub async fn create_token(state: web::Data<AppState>, req: HttpRequest, body: we
         .create_token(&user, wharf_format::TokenSpec { name, readonly, repository, expires_at })
         .await
         .map_err(|e| AdminError::Internal(Box::new(e)))?;
+    super::record(&state, &req, &user, "token.create", &t.info.id, t.info.repository.as_deref());
     let mut out = token_json(&t.info);
     out["token"] = json!(t.secret);
     Ok(HttpResponse::Created().json(out))
@@ -452,5 +455,6 @@ pub async fn revoke_token(state: web::Data<AppState>, req: HttpRequest, path: we
     if !state.auth.revoke_token(&user, &id).await.map_err(|e| AdminError::Internal(Box::new(e)))? {
         return Err(AdminError::NotFound(format!("token {id} not found")));
     }
+    super::record(&state, &req, &user, "token.revoke", &id, None);
     Ok(HttpResponse::NoContent().finish())
 }
