@@ -23,7 +23,18 @@ pub struct Config {
     pub docker: DockerConfig,
     pub uploads: UploadsConfig,
     pub security: SecurityConfig,
+    pub tls: TlsConfig,
     pub s3: S3Config,
+}
+
+/// HTTPS for the main port and every repository port (`wharf cert` makes the files).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain; empty: plain HTTP.
+    pub cert_file: String,
+    /// PEM private key.
+    pub key_file: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -95,6 +106,7 @@ impl Default for Config {
             http: HttpConfig { workers: 0, shutdown_timeout_secs: 30 },
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
             uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
+            tls: TlsConfig::default(),
             security: SecurityConfig { lockout_after: 5, lockout_secs: 5, lockout_max_secs: 900, audit_retention_days: 90 },
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },
         }
@@ -103,7 +115,7 @@ impl Default for Config {
 
 /// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
 /// so test and tooling variables cannot break start-up).
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "security", "s3"];
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "security", "tls", "s3"];
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {

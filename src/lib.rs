@@ -9,6 +9,7 @@ pub mod http;
 pub mod janitor;
 pub mod security;
 pub mod state;
+pub mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,7 +81,13 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     if cfg.http.workers > 0 {
         server = server.workers(cfg.http.workers);
     }
-    let server = server.listen(listener)?.run();
+    let server = if cfg.tls.cert_file.is_empty() {
+        server.listen(listener)?.run()
+    } else {
+        let tls = tls::server_config(std::path::Path::new(&cfg.tls.cert_file), std::path::Path::new(&cfg.tls.key_file))?;
+        tracing::info!(cert = %cfg.tls.cert_file, "HTTPS on the main port");
+        server.listen_rustls_0_23(listener, (*tls).clone())?.run()
+    };
     let handle = server.handle();
     http::listeners::reconcile(&state).await;
     // Written after the port is bound, so whoever waits for it can connect at once.

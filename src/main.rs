@@ -23,6 +23,21 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Make a local CA (once) and a server certificate for the given names, and say where
+    /// docker, pip and npm want the CA: HTTPS without `insecure-registries`.
+    Cert {
+        /// A DNS name or IP address clients use to reach wharf (repeat for several).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Where to write ca.crt, ca.key, server.crt, server.key; default `<data dir>/tls`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Validity of the server certificate, in days.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +55,31 @@ fn main() -> anyhow::Result<()> {
             let cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
             let exit_on_eof = std::env::var("WHARF_EXIT_ON_STDIN_EOF").is_ok_and(|v| v == "1");
             actix_web::rt::System::new().block_on(wharf::run(cfg, exit_on_eof))
+        }
+        Command::Cert { names, out, days, config } => {
+            let cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+            let dir = out.unwrap_or_else(|| cfg.data_dir.join("tls"));
+            let g = wharf::tls::generate(&dir, &names, days)?;
+            let abs = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+            let (ca, cert, key) = (abs(&g.ca_cert), abs(&g.cert), abs(&g.key));
+            let port = cfg.listen.rsplit(':').next().unwrap_or("8081").to_string();
+            println!("{} the CA {ca} (its key beside it: keep it private)", if g.ca_created { "Created" } else { "Reused" });
+            println!("Wrote the server certificate {cert} and key {key} for {}", names.join(", "));
+            println!();
+            println!("Serve HTTPS: put this in wharf's configuration file (or set WHARF_TLS__CERT_FILE / WHARF_TLS__KEY_FILE):");
+            println!("  [tls]\n  cert_file = \"{cert}\"\n  key_file = \"{key}\"");
+            println!();
+            println!("Make clients trust the CA (no insecure-registries, no --trusted-host):");
+            for n in &names {
+                println!("  docker:        sudo mkdir -p /etc/docker/certs.d/{n}:{port} && sudo cp {ca} /etc/docker/certs.d/{n}:{port}/ca.crt");
+                println!("  podman/skopeo: sudo mkdir -p /etc/containers/certs.d/{n}:{port} && sudo cp {ca} /etc/containers/certs.d/{n}:{port}/ca.crt");
+            }
+            println!("                 (the same for each repository port: certs.d/<host>:<docker.httpsPort>)");
+            println!("  pip:           pip install --cert {ca} ...   or   export PIP_CERT={ca}");
+            println!("  uv:            export SSL_CERT_FILE={ca}");
+            println!("  twine:         twine upload --cert {ca} ...");
+            println!("  npm:           npm config set cafile {ca}");
+            Ok(())
         }
         Command::Config { config } => {
             let mut cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;

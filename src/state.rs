@@ -39,6 +39,8 @@ pub struct Snapshot {
     pub repos: HashMap<String, RepoRef>,
     pub blob_stores: HashMap<String, Arc<BlobStore>>,
     pub by_port: HashMap<u16, String>,
+    /// The ports of `by_port` that speak HTTPS.
+    pub tls_ports: std::collections::HashSet<u16>,
     pub by_subdomain: HashMap<String, String>,
 }
 
@@ -118,6 +120,10 @@ impl RepoRegistry {
             let name = row.name.clone();
             match open_repo(row, &snap, self, meta.clone(), formats) {
                 Ok(Some((r, listener))) => {
+                    if let Some(p) = listener.https_port {
+                        snap.by_port.insert(p, name.clone());
+                        snap.tls_ports.insert(p);
+                    }
                     if let Some(p) = listener.port {
                         snap.by_port.insert(p, name.clone());
                     }

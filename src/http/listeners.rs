@@ -2,6 +2,7 @@
 //! to match the configuration, without a restart.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Mutex;
 
 use actix_web::dev::ServerHandle;
@@ -41,7 +42,8 @@ fn bind(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
 
 /// Opens the ports the configuration names and closes the others.
 pub async fn reconcile(state: &web::Data<AppState>) {
-    let wanted = state.registry.snapshot().by_port.clone();
+    let snap = state.registry.snapshot();
+    let wanted = snap.by_port.clone();
     let host = state.cfg.listen.rsplit_once(':').map(|(h, _)| h.trim_matches(['[', ']']).to_string()).unwrap_or_else(|| "127.0.0.1".into());
     let to_stop: Vec<(u16, ServerHandle)> = {
         let mut running = state.listeners.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -76,7 +78,18 @@ pub async fn reconcile(state: &web::Data<AppState>) {
         .on_connect(super::on_connect)
         .disable_signals()
         .shutdown_timeout(state.cfg.http.shutdown_timeout_secs);
-        let server = match server.listen(listener) {
+        let bound = if snap.tls_ports.contains(&port) {
+            match crate::tls::server_config(Path::new(&state.cfg.tls.cert_file), Path::new(&state.cfg.tls.key_file)) {
+                Ok(tls) if !state.cfg.tls.cert_file.is_empty() => server.listen_rustls_0_23(listener, (*tls).clone()),
+                Ok(_) | Err(_) => {
+                    tracing::error!(port, repository = %repo, "an HTTPS repository port needs [tls] cert_file and key_file in the configuration");
+                    continue;
+                }
+            }
+        } else {
+            server.listen(listener)
+        };
+        let server = match bound {
             Ok(s) => s.run(),
             Err(e) => {
                 tracing::error!(port, error = %e, "cannot serve repository port");

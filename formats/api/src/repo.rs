@@ -27,6 +27,8 @@ pub struct ComponentKey {
 pub struct Listener {
     /// A port of its own (Nexus's `docker.httpPort`).
     pub port: Option<u16>,
+    /// A port of its own served over HTTPS with the server's certificate (`docker.httpsPort`).
+    pub https_port: Option<u16>,
     /// Requests whose Host header's first label is this (wharf's `docker.subdomain`).
     pub subdomain: Option<String>,
 }

@@ -144,8 +144,8 @@ impl DockerSettings {
         if s.v1_enabled {
             return Err(ConfigError::new("docker.v1Enabled", "the Docker V1 API is not supported"));
         }
-        if s.https_port.is_some() {
-            return Err(ConfigError::new("docker.httpsPort", "HTTPS repository ports are not supported yet"));
+        if s.https_port.is_some() && s.https_port == s.http_port {
+            return Err(ConfigError::new("docker.httpsPort", "must differ from docker.httpPort"));
         }
         Ok(s)
     }

@@ -54,7 +54,7 @@ impl Format for Docker {
 
     fn listener(&self, config: &RepoConfig) -> Listener {
         let s = DockerSettings::parse(config.attributes.get("docker")).unwrap_or_default();
-        Listener { port: s.http_port, subdomain: s.subdomain }
+        Listener { port: s.http_port, https_port: s.https_port, subdomain: s.subdomain }
     }
 
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {
