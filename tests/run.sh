@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
-# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, twine, uv, pypiserver, pnpm, verdaccio), starts a PostgreSQL on loopback for the database tests, and runs cargo test
+# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, OpenLDAP slapd, twine, uv, pypiserver, pnpm, verdaccio), starts a PostgreSQL on loopback for the database tests, and runs cargo test
 # twice: everything on the embedded SQLite, then every integration suite on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null || need+=(postgresql-client)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v npm >/dev/null || need+=(nodejs npm)
+[ -x /usr/sbin/slapd ] || need+=(slapd)
+command -v ldapsearch >/dev/null || need+=(ldap-utils)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -22,3 +22,12 @@ pub fn get_or_init(conn: &mut AnyConnection, key: &str, make: impl FnOnce() -> S
     }
     get(conn, key)?.ok_or(DbError::Query(diesel::result::Error::NotFound))
 }
+
+/// Stores `value` under `key`, replacing what was there.
+pub fn set(conn: &mut AnyConnection, key: &str, value: &str) -> Result<(), DbError> {
+    let n = diesel::update(settings::table.find(key)).set(settings::value.eq(value)).execute(conn)?;
+    if n == 0 {
+        diesel::insert_into(settings::table).values((settings::key.eq(key), settings::value.eq(value))).execute(conn)?;
+    }
+    Ok(())
+}

@@ -17,7 +17,7 @@ use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use wharf_format::{now_millis, Access, Action, Audit, AuditEvent, Identity, IdentityError, NewToken, Principal, RepoPrivilege, TokenInfo, TokenSpec};
 
-use super::{password, roles};
+use super::{ldap, password, roles};
 use super::token::TokenKeys;
 use crate::db::tokens::{self, TokenRow};
 use crate::db::{users, Db};
@@ -165,21 +165,35 @@ impl Authenticator {
             return None;
         }
         let name = user.to_string();
+        let pass_for_ldap = pass.to_string();
         let (user, pass) = (user.to_string(), pass.to_string());
-        let formats = self.formats.clone();
-        let checked = self
+        let (local, servers, all_roles) = match self
             .db
             .run(move |conn| {
-                let Some(row) = users::get(conn, &user)?.filter(|r| r.status == "active" && password::verify(&pass, &r.password_hash)) else {
-                    return Ok(None);
-                };
-                let resolved = roles::resolve(&row.role_ids(), &users::roles(conn)?, &formats);
-                Ok(Some((row, resolved)))
+                let row = users::get(conn, &user)?;
+                let exists = row.is_some();
+                let verified = row.filter(|r| r.status == "active" && password::verify(&pass, &r.password_hash));
+                Ok((exists, verified, ldap::load(conn)?, users::roles(conn)?))
             })
             .await
-            .ok()
-            .flatten();
-        let Some((found, resolved)) = checked else {
+        {
+            Ok((exists, verified, servers, roles)) => ((exists, verified), servers, roles),
+            Err(e) => {
+                tracing::error!(error = %e, "password check: database");
+                return None;
+            }
+        };
+        // Local users first: a name that exists locally is never looked up in LDAP, so an LDAP
+        // outage cannot lock out local administrators and a directory entry cannot shadow them.
+        let checked = match local {
+            (_, Some(row)) => {
+                let resolved = roles::resolve(&row.role_ids(), &all_roles, &self.formats);
+                Some((row.username, resolved))
+            }
+            (true, None) => None,
+            (false, None) => self.ldap_login(&servers, &name, &pass_for_ldap, &all_roles).await,
+        };
+        let Some((found_name, resolved)) = checked else {
             self.failed(&name);
             self.audit.record(AuditEvent { actor: Some(name), address, action: "login.failure".into(), ..Default::default() });
             return None;
@@ -187,13 +201,31 @@ impl Authenticator {
         self.succeeded(&name);
         self.audit.record(AuditEvent { actor: Some(name), address, action: "login.success".into(), ..Default::default() });
         let access = if resolved.all { Access::All } else { Access::Privileges(Arc::from(resolved.repo)) };
-        let p = Principal { user: Some(found.username), access };
+        let p = Principal { user: Some(found_name), access };
         self.remember(key, &p);
         Some(p)
     }
 }
 
 impl Authenticator {
+    /// Tries the LDAP servers in order; a server that fails is passed over (and logged).
+    async fn ldap_login(&self, servers: &[ldap::LdapServer], user: &str, pass: &str, all_roles: &[crate::db::users::RoleRow]) -> Option<(String, roles::Resolved)> {
+        for s in servers {
+            match ldap::authenticate(s, user, pass).await {
+                Ok(Some(u)) => return Some((u.id.clone(), self.ldap_roles(&u, all_roles))),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
+            }
+        }
+        None
+    }
+
+    /// An LDAP user's groups are the wharf roles of the same names (Nexus's ldapGroupsAsRoles).
+    fn ldap_roles(&self, u: &ldap::LdapUser, all_roles: &[crate::db::users::RoleRow]) -> roles::Resolved {
+        let held: Vec<String> = u.groups.iter().filter(|g| all_roles.iter().any(|r| &r.id == *g)).cloned().collect();
+        roles::resolve(&held, all_roles, &self.formats)
+    }
+
     fn cached(&self, key: &[u8; 32]) -> Option<Principal> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(p, _)| p.clone())
@@ -218,8 +250,7 @@ impl Authenticator {
             return Some(p);
         }
         let hash = token_hash(secret);
-        let formats = self.formats.clone();
-        let (row, username, resolved) = self
+        let (row, local, servers, all_roles) = self
             .db
             .run(move |conn| {
                 let Some(row) = tokens::by_hash(conn, &hash)? else { return Ok(None) };
@@ -227,16 +258,34 @@ impl Authenticator {
                 if row.expires_at.is_some_and(|e| e <= now) {
                     return Ok(None);
                 }
-                let Some(user) = users::get(conn, &row.username)?.filter(|u| u.status == "active") else { return Ok(None) };
                 if row.last_used_at.is_none_or(|t| now - t > 60_000) {
                     tokens::touch(conn, &row.id, now)?;
                 }
-                let resolved = roles::resolve(&user.role_ids(), &users::roles(conn)?, &formats);
-                Ok(Some((row, user.username, resolved)))
+                let local = users::get(conn, &row.username)?;
+                Ok(Some((row, local, ldap::load(conn)?, users::roles(conn)?)))
             })
             .await
             .ok()
             .flatten()?;
+        let (username, resolved) = match local {
+            Some(u) if u.status == "active" => (u.username.clone(), roles::resolve(&u.role_ids(), &all_roles, &self.formats)),
+            Some(_) => return None,
+            // A directory user's token: the user must still be in the directory, with today's groups.
+            None => {
+                let mut found = None;
+                for s in &servers {
+                    match ldap::lookup(s, &row.username).await {
+                        Ok(Some(u)) => {
+                            found = Some((u.id.clone(), self.ldap_roles(&u, &all_roles)));
+                            break;
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
+                    }
+                }
+                found?
+            }
+        };
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
         let p = Principal { user: Some(username), access };
         // An expiring token is cached no longer than it lives.

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod blobstores;
 pub mod components;
+pub mod ldap;
 pub mod repositories;
 pub mod security;
 pub mod status;
@@ -128,6 +129,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/security/tokens", web::get().to(security::list_tokens))
             .route("/v1/security/tokens", web::post().to(security::create_token))
             .route("/v1/security/tokens/{id}", web::delete().to(security::revoke_token))
-            .route("/v1/audit", web::get().to(audit::list)),
+            .route("/v1/audit", web::get().to(audit::list))
+            .route("/v1/security/ldap", web::get().to(ldap::list))
+            .route("/v1/security/ldap", web::post().to(ldap::create))
+            .route("/v1/security/ldap/change-order", web::post().to(ldap::change_order))
+            .route("/v1/security/ldap/verify-connection", web::post().to(ldap::verify_connection))
+            .route("/v1/security/ldap/verify-login", web::post().to(ldap::verify_login))
+            .route("/v1/security/ldap/{name}", web::get().to(ldap::get))
+            .route("/v1/security/ldap/{name}", web::put().to(ldap::update))
+            .route("/v1/security/ldap/{name}", web::delete().to(ldap::delete)),
     );
 }

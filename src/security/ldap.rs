@@ -1,0 +1,344 @@
+//! The LDAP realm: servers in Nexus's `/service/rest/v1/security/ldap` shape, user lookup and
+//! password check by bind, and group membership (static groups by member/memberUid, or a user
+//! attribute such as memberOf) mapped onto wharf roles of the same name.
+//!
+//! User input reaches a filter only through `ldap3::ldap_escape`; an empty password is refused
+//! before any bind (LDAP would take it as an unauthenticated bind and say yes).
+
+use std::time::Duration;
+
+use ldap3::{ldap_escape, LdapConnAsync, LdapConnSettings, Scope, SearchEntry};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LdapServer {
+    pub name: String,
+    /// `ldap` or `ldaps`.
+    pub protocol: String,
+    #[serde(default)]
+    pub use_trust_store: bool,
+    pub host: String,
+    pub port: u16,
+    /// Upgrade an `ldap` connection with StartTLS (wharf's addition).
+    #[serde(default)]
+    pub start_tls: bool,
+    /// A PEM file of CAs to trust for ldaps/StartTLS, besides the system's (wharf's addition).
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    pub search_base: String,
+    /// `NONE` (anonymous) or `SIMPLE`.
+    #[serde(default = "simple")]
+    pub auth_scheme: String,
+    #[serde(default)]
+    pub auth_realm: Option<String>,
+    #[serde(default)]
+    pub auth_username: Option<String>,
+    #[serde(default)]
+    pub auth_password: Option<String>,
+    #[serde(default = "thirty")]
+    pub connection_timeout_seconds: u64,
+    #[serde(default = "thirty")]
+    pub read_timeout_seconds: u64,
+    #[serde(default)]
+    pub connection_retry_delay_seconds: Option<u64>,
+    #[serde(default)]
+    pub max_incidents_count: Option<u64>,
+    #[serde(default)]
+    pub user_base_dn: String,
+    #[serde(default = "yes")]
+    pub user_subtree: bool,
+    #[serde(default = "inet_org_person")]
+    pub user_object_class: String,
+    #[serde(default)]
+    pub user_ldap_filter: String,
+    #[serde(default = "uid")]
+    pub user_id_attribute: String,
+    #[serde(default = "cn")]
+    pub user_real_name_attribute: String,
+    #[serde(default = "mail")]
+    pub user_email_address_attribute: String,
+    #[serde(default)]
+    pub user_password_attribute: Option<String>,
+    #[serde(default = "yes")]
+    pub ldap_groups_as_roles: bool,
+    /// `static` (groups list their members) or `dynamic` (users list their groups).
+    #[serde(default = "static_")]
+    pub group_type: String,
+    #[serde(default)]
+    pub group_base_dn: String,
+    #[serde(default = "yes")]
+    pub group_subtree: bool,
+    #[serde(default = "group_of_names")]
+    pub group_object_class: String,
+    #[serde(default = "cn")]
+    pub group_id_attribute: String,
+    #[serde(default = "member")]
+    pub group_member_attribute: String,
+    /// `${dn}` or e.g. `${username}` (for memberUid).
+    #[serde(default = "dn_format")]
+    pub group_member_format: String,
+    #[serde(default = "member_of")]
+    pub user_member_of_attribute: String,
+    /// Position in the realm order (read-only; see change-order).
+    #[serde(default)]
+    pub order: Option<u32>,
+    #[serde(default)]
+    pub id: Option<String>,
+}
+
+fn simple() -> String {
+    "SIMPLE".into()
+}
+fn thirty() -> u64 {
+    30
+}
+fn yes() -> bool {
+    true
+}
+fn inet_org_person() -> String {
+    "inetOrgPerson".into()
+}
+fn uid() -> String {
+    "uid".into()
+}
+fn cn() -> String {
+    "cn".into()
+}
+fn mail() -> String {
+    "mail".into()
+}
+fn static_() -> String {
+    "static".into()
+}
+fn group_of_names() -> String {
+    "groupOfNames".into()
+}
+fn member() -> String {
+    "member".into()
+}
+fn dn_format() -> String {
+    "${dn}".into()
+}
+fn member_of() -> String {
+    "memberOf".into()
+}
+
+impl LdapServer {
+    /// Checks the fields; returns the name of the bad one and why.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |f: &str, m: &str| Err((f.to_string(), format!("{f}: {m}")));
+        if self.name.is_empty() || self.name.len() > 100 || !self.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return bad("name", "letters, digits, - _ . only");
+        }
+        if self.protocol != "ldap" && self.protocol != "ldaps" {
+            return bad("protocol", "ldap or ldaps");
+        }
+        if self.start_tls && self.protocol == "ldaps" {
+            return bad("startTls", "StartTLS upgrades an ldap connection; ldaps is TLS already");
+        }
+        if self.host.is_empty() || self.host.contains(['/', ' ']) {
+            return bad("host", "a host name or address");
+        }
+        if self.port == 0 {
+            return bad("port", "a port between 1 and 65535");
+        }
+        if !["NONE", "SIMPLE"].contains(&self.auth_scheme.as_str()) {
+            return bad("authScheme", "NONE or SIMPLE");
+        }
+        if self.auth_scheme == "SIMPLE" && self.auth_username.as_deref().unwrap_or("").is_empty() {
+            return bad("authUsername", "required with authScheme SIMPLE");
+        }
+        if !["static", "dynamic"].contains(&self.group_type.as_str()) {
+            return bad("groupType", "static or dynamic");
+        }
+        if self.connection_timeout_seconds == 0 || self.connection_timeout_seconds > 600 {
+            return bad("connectionTimeoutSeconds", "between 1 and 600");
+        }
+        if self.read_timeout_seconds == 0 || self.read_timeout_seconds > 600 {
+            return bad("readTimeoutSeconds", "between 1 and 600");
+        }
+        for (f, v) in [("userIdAttribute", &self.user_id_attribute), ("userObjectClass", &self.user_object_class), ("groupObjectClass", &self.group_object_class), ("groupIdAttribute", &self.group_id_attribute), ("groupMemberAttribute", &self.group_member_attribute), ("userMemberOfAttribute", &self.user_member_of_attribute)] {
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';') {
+                return bad(f, "an attribute or class name");
+            }
+        }
+        if !self.user_ldap_filter.is_empty() && !(self.user_ldap_filter.starts_with('(') && self.user_ldap_filter.ends_with(')')) {
+            return bad("userLdapFilter", "a filter in parentheses, e.g. (!(employeeType=disabled))");
+        }
+        Ok(())
+    }
+
+    fn url(&self) -> String {
+        format!("{}://{}:{}", self.protocol, self.host, self.port)
+    }
+
+    fn under(&self, dn: &str) -> String {
+        match (dn.is_empty(), self.search_base.is_empty()) {
+            (true, _) => self.search_base.clone(),
+            (false, true) => dn.to_string(),
+            (false, false) => format!("{dn},{}", self.search_base),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LdapError {
+    #[error("cannot reach {0}: {1}")]
+    Unreachable(String, String),
+    #[error("the service account cannot bind: {0}")]
+    ServiceBind(String),
+    #[error("LDAP: {0}")]
+    Protocol(String),
+}
+
+/// A user the directory vouched for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LdapUser {
+    pub id: String,
+    pub dn: String,
+    pub name: String,
+    pub email: String,
+    pub groups: Vec<String>,
+}
+
+async fn connect(s: &LdapServer) -> Result<ldap3::Ldap, LdapError> {
+    let mut settings = LdapConnSettings::new().set_conn_timeout(Duration::from_secs(s.connection_timeout_seconds)).set_starttls(s.start_tls);
+    if let Some(ca) = &s.ca_file {
+        settings = settings.set_config(std::sync::Arc::new(tls_config(ca).map_err(|e| LdapError::Unreachable(s.url(), e))?));
+    }
+    let (conn, ldap) = LdapConnAsync::with_settings(settings, &s.url()).await.map_err(|e| LdapError::Unreachable(s.url(), e.to_string()))?;
+    ldap3::drive!(conn);
+    Ok(ldap)
+}
+
+fn tls_config(ca_file: &str) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    crate::tls::install_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pki_types::CertificateDer::pem_file_iter(ca_file).map_err(|e| format!("{ca_file}: {e}"))? {
+        roots.add(c.map_err(|e| format!("{ca_file}: {e}"))?).map_err(|e| format!("{ca_file}: {e}"))?;
+    }
+    Ok(rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth())
+}
+
+async fn service_bind(s: &LdapServer, ldap: &mut ldap3::Ldap) -> Result<(), LdapError> {
+    if s.auth_scheme == "SIMPLE" {
+        let user = s.auth_username.as_deref().unwrap_or("");
+        let pass = s.auth_password.as_deref().unwrap_or("");
+        let r = ldap.with_timeout(Duration::from_secs(s.read_timeout_seconds)).simple_bind(user, pass).await.map_err(|e| LdapError::ServiceBind(e.to_string()))?;
+        r.success().map_err(|e| LdapError::ServiceBind(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// Connects and binds as the service account: the "test connection" button.
+pub async fn verify_connection(s: &LdapServer) -> Result<(), LdapError> {
+    let mut ldap = connect(s).await?;
+    service_bind(s, &mut ldap).await?;
+    let _ = ldap.unbind().await;
+    Ok(())
+}
+
+fn first(e: &SearchEntry, attr: &str) -> String {
+    e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(attr)).and_then(|(_, v)| v.first().cloned()).unwrap_or_default()
+}
+
+fn all(e: &SearchEntry, attr: &str) -> Vec<String> {
+    e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(attr)).map(|(_, v)| v.clone()).unwrap_or_default()
+}
+
+/// The value of a DN's first RDN (`cn=devs,ou=groups,...` → `devs`).
+fn rdn_value(dn: &str) -> String {
+    dn.split(',').next().and_then(|r| r.split_once('=')).map(|(_, v)| v.trim().to_string()).unwrap_or_default()
+}
+
+/// Finds `username`, checks `password` by binding as the user, and reads the user's groups.
+/// `Ok(None)`: no such user, more than one, or a wrong password. `Err`: the directory failed.
+pub async fn authenticate(s: &LdapServer, username: &str, password: &str) -> Result<Option<LdapUser>, LdapError> {
+    if password.is_empty() || password.len() > 1024 {
+        return Ok(None);
+    }
+    find(s, username, Some(password)).await
+}
+
+/// The user and groups without a password check (for a token the user made earlier).
+pub async fn lookup(s: &LdapServer, username: &str) -> Result<Option<LdapUser>, LdapError> {
+    find(s, username, None).await
+}
+
+async fn find(s: &LdapServer, username: &str, password: Option<&str>) -> Result<Option<LdapUser>, LdapError> {
+    if username.is_empty() || username.len() > 256 {
+        return Ok(None);
+    }
+    let timeout = Duration::from_secs(s.read_timeout_seconds);
+    let mut ldap = connect(s).await?;
+    service_bind(s, &mut ldap).await?;
+    let filter = format!("(&(objectClass={})({}={}){})", s.user_object_class, s.user_id_attribute, ldap_escape(username), s.user_ldap_filter);
+    let scope = if s.user_subtree { Scope::Subtree } else { Scope::OneLevel };
+    let attrs = vec![s.user_id_attribute.as_str(), s.user_real_name_attribute.as_str(), s.user_email_address_attribute.as_str(), s.user_member_of_attribute.as_str()];
+    let (entries, _) = ldap
+        .with_timeout(timeout)
+        .search(&s.under(&s.user_base_dn), scope, &filter, attrs)
+        .await
+        .map_err(|e| LdapError::Protocol(e.to_string()))?
+        .success()
+        .map_err(|e| LdapError::Protocol(e.to_string()))?;
+    if entries.len() != 1 {
+        return Ok(None);
+    }
+    let entry = SearchEntry::construct(entries.into_iter().next().expect("one"));
+    // The password check: a bind as the user, on a connection of its own.
+    if let Some(password) = password {
+        let mut user_conn = connect(s).await?;
+        let bound = user_conn.with_timeout(timeout).simple_bind(&entry.dn, password).await.map_err(|e| LdapError::Protocol(e.to_string()))?;
+        let _ = user_conn.unbind().await;
+        if bound.success().is_err() {
+            return Ok(None);
+        }
+    }
+    let id = first(&entry, &s.user_id_attribute);
+    let mut groups = Vec::new();
+    if s.ldap_groups_as_roles {
+        if s.group_type == "dynamic" {
+            groups = all(&entry, &s.user_member_of_attribute).iter().map(|dn| rdn_value(dn)).filter(|g| !g.is_empty()).collect();
+        } else {
+            let member = s.group_member_format.replace("${dn}", &entry.dn).replace("${username}", &id);
+            let gfilter = format!("(&(objectClass={})({}={}))", s.group_object_class, s.group_member_attribute, ldap_escape(&member));
+            let gscope = if s.group_subtree { Scope::Subtree } else { Scope::OneLevel };
+            let (gentries, _) = ldap
+                .with_timeout(timeout)
+                .search(&s.under(&s.group_base_dn), gscope, &gfilter, vec![s.group_id_attribute.as_str()])
+                .await
+                .map_err(|e| LdapError::Protocol(e.to_string()))?
+                .success()
+                .map_err(|e| LdapError::Protocol(e.to_string()))?;
+            groups = gentries.into_iter().map(SearchEntry::construct).map(|g| first(&g, &s.group_id_attribute)).filter(|g| !g.is_empty()).collect();
+        }
+    }
+    let _ = ldap.unbind().await;
+    groups.sort();
+    groups.dedup();
+    Ok(Some(LdapUser { name: first(&entry, &s.user_real_name_attribute), email: first(&entry, &s.user_email_address_attribute), id: if id.is_empty() { username.to_string() } else { id }, dn: entry.dn, groups }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn filter_metacharacters_are_escaped() {
+        assert_eq!(ldap3::ldap_escape("*)(uid=*))(|(uid=*"), "\\2a\\29\\28uid=\\2a\\29\\29\\28|\\28uid=\\2a");
+        assert_eq!(super::rdn_value("cn=devs,ou=groups,dc=x"), "devs");
+    }
+}
+
+/// The configured servers, in realm order (settings key `ldap.servers`).
+pub const SETTINGS_KEY: &str = "ldap.servers";
+
+pub fn load(conn: &mut crate::db::AnyConnection) -> Result<Vec<LdapServer>, crate::db::DbError> {
+    let raw = crate::db::settings::get(conn, SETTINGS_KEY)?;
+    Ok(raw.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default())
+}
+
+pub fn store(conn: &mut crate::db::AnyConnection, servers: &[LdapServer]) -> Result<(), crate::db::DbError> {
+    crate::db::settings::set(conn, SETTINGS_KEY, &serde_json::to_string(servers).unwrap_or_else(|_| "[]".into()))
+}

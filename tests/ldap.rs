@@ -1,0 +1,263 @@
+//! The LDAP realm against a real OpenLDAP `slapd` on loopback, loaded from
+//! `tests/ldap/fixture.ldif`: logins through the REST API, twine/pip, skopeo and npm; groups
+//! mapped onto roles (static and attribute-based); wrong passwords, users outside the base DN,
+//! disabled users, filter injection, and the directory going down.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{free_port, TestServer, ADMIN_PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+struct Slapd {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Slapd {
+    fn start() -> Slapd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("db")).unwrap();
+        let conf = format!(
+            "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\ninclude /etc/ldap/schema/inetorgperson.schema\n\
+             modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {pid}\nargsfile {args}\n\
+             database mdb\nmaxsize 104857600\nsuffix \"dc=example,dc=test\"\nrootdn \"cn=root,dc=example,dc=test\"\nrootpw root-secret\ndirectory {db}\n\
+             access to attrs=userPassword by anonymous auth by * none\naccess to * by * read\n",
+            pid = d.join("slapd.pid").display(),
+            args = d.join("slapd.args").display(),
+            db = d.join("db").display()
+        );
+        std::fs::write(d.join("slapd.conf"), conf).unwrap();
+        let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ldap/fixture.ldif");
+        let out = Command::new("/usr/sbin/slapadd").arg("-f").arg(d.join("slapd.conf")).arg("-l").arg(fixture).output().expect("slapd is installed (the test command installs it)");
+        assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
+        let mut s = Slapd { dir, port: free_port(), child: None };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("/usr/sbin/slapd")
+            .arg("-f")
+            .arg(self.dir.path().join("slapd.conf"))
+            .arg("-h")
+            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg("-d")
+            .arg("0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "slapd did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+struct Env {
+    server: TestServer,
+    slapd: Mutex<Slapd>,
+}
+
+fn server_json(port: u16) -> Value {
+    json!({
+        "name": "corp", "protocol": "ldap", "host": "127.0.0.1", "port": port,
+        "searchBase": "dc=example,dc=test", "authScheme": "SIMPLE",
+        "authUsername": "cn=wharf-service,dc=example,dc=test", "authPassword": "service-secret",
+        "connectionTimeoutSeconds": 2, "readTimeoutSeconds": 5,
+        "userBaseDn": "ou=people", "userSubtree": true, "userObjectClass": "inetOrgPerson",
+        "userLdapFilter": "(!(employeeType=disabled))", "userIdAttribute": "uid",
+        "userRealNameAttribute": "cn", "userEmailAddressAttribute": "mail",
+        "ldapGroupsAsRoles": true, "groupType": "static", "groupBaseDn": "ou=groups", "groupSubtree": true,
+        "groupObjectClass": "groupOfNames", "groupIdAttribute": "cn", "groupMemberAttribute": "member", "groupMemberFormat": "${dn}",
+    })
+}
+
+fn env() -> &'static Env {
+    static E: OnceLock<Env> = OnceLock::new();
+    E.get_or_init(|| {
+        let slapd = Slapd::start();
+        let server = TestServer::start();
+        let admin = server.admin();
+        for (id, privileges) in [("devs", json!(["nx-repository-view-*-*-*"])), ("readers", json!(["nx-repository-view-*-*-read"]))] {
+            let r = admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": id, "privileges": privileges})).send().unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        let r = admin.request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(slapd.port)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+        Env { server, slapd: Mutex::new(slapd) }
+    })
+}
+
+fn read_status(user: &str, pass: &str) -> StatusCode {
+    Client::new().get(env().server.url("/repository/pypi-hosted/simple/")).basic_auth(user, Some(pass)).send().unwrap().status()
+}
+
+fn dist(name: &str) -> PathBuf {
+    let tmp = std::env::temp_dir().join(format!("wharf-ldap-{name}-{}", std::process::id()));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
+    let out = Command::new("python3").arg(script).arg(&tmp).arg(name).arg("1.0").output().unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().next().unwrap())
+}
+
+fn twine(user: &str, pass: &str, file: &PathBuf) -> std::process::Output {
+    Command::new("twine")
+        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &env().server.url("/repository/pypi-hosted/"), "-u", user, "-p", pass])
+        .arg(file)
+        .output()
+        .expect("twine is installed")
+}
+
+#[test]
+fn directory_users_log_in_everywhere_and_their_groups_decide() {
+    let e = env();
+    // alice is in devs (everything), bob in readers (reads), carol in no group.
+    assert_eq!(read_status("alice", "alice-password"), StatusCode::OK);
+    assert_eq!(read_status("bob", "bob-password"), StatusCode::OK);
+    assert_eq!(read_status("carol", "carol-password"), StatusCode::FORBIDDEN, "a known user without roles may not read");
+    let out = twine("alice", "alice-password", &dist("ldap-alice-pkg"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = twine("bob", "bob-password", &dist("ldap-bob-pkg"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("403") || String::from_utf8_lossy(&out.stderr).contains("403"));
+
+    // pip as alice.
+    let target = tempfile::tempdir().unwrap();
+    let index = format!("http://alice:alice-password@{}/repository/pypi-hosted/simple/", e.server.addr);
+    let out = Command::new("python3")
+        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated", "install", "--no-cache-dir", "--index-url", &index, "--target"])
+        .arg(target.path())
+        .arg("ldap-alice-pkg")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // skopeo as alice: a push to the Docker repository.
+    let tmp = tempfile::tempdir().unwrap();
+    common::oci::image(&tmp.path().join("l"), "v1", &["amd64"], 21, 1024);
+    let out = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds", "alice:alice-password"])
+        .arg(format!("oci:{}:v1", tmp.path().join("l").display()))
+        .arg(format!("docker://{}/docker-hosted/ldap/app:v1", e.server.addr))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // npm's login gives alice a token; the token works later without her password.
+    let r = Client::new().put(e.server.url("/repository/npm-hosted/-/user/org.couchdb.user:alice")).json(&json!({"name": "alice", "password": "alice-password"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let who: Value = Client::new().get(e.server.url("/repository/npm-hosted/-/whoami")).bearer_auth(&token).send().unwrap().json().unwrap();
+    assert_eq!(who["username"], "alice");
+}
+
+#[test]
+fn wrong_passwords_outsiders_disabled_users_and_injection_are_refused() {
+    let _ = env();
+    assert_eq!(read_status("alice", "wrong"), StatusCode::UNAUTHORIZED);
+    assert_eq!(read_status("alice", ""), StatusCode::UNAUTHORIZED, "an empty password is no unauthenticated bind");
+    assert_eq!(read_status("dave", "dave-password"), StatusCode::UNAUTHORIZED, "outside the user base DN");
+    assert_eq!(read_status("eve", "eve-password"), StatusCode::UNAUTHORIZED, "excluded by the user filter");
+    assert_eq!(read_status("nobody", "x"), StatusCode::UNAUTHORIZED);
+    // Filter metacharacters are data, not filter syntax.
+    for evil in ["*", "al*", "alice)(uid=*", "*)(|(uid=*", "alice\\2a"] {
+        assert_eq!(read_status(evil, "alice-password"), StatusCode::UNAUTHORIZED, "{evil}");
+    }
+    // Over-long credentials.
+    assert_eq!(read_status(&"a".repeat(5000), "x"), StatusCode::UNAUTHORIZED);
+    assert_eq!(read_status("alice", &"p".repeat(5000)), StatusCode::UNAUTHORIZED);
+    // A local user wins over a directory entry of the same name.
+    assert_eq!(read_status("admin", "directory-admin-password"), StatusCode::UNAUTHORIZED);
+    assert_eq!(read_status("admin", ADMIN_PASSWORD), StatusCode::OK);
+}
+
+#[test]
+fn the_checks_test_connection_and_login_and_groups_can_come_from_a_user_attribute() {
+    let e = env();
+    let admin = e.server.admin();
+    let port = e.slapd.lock().unwrap().port;
+    let r: Value = admin.request(Method::POST, "/service/rest/v1/security/ldap/verify-connection").json(&json!({"server": server_json(port)})).send().unwrap().json().unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    let mut wrong = server_json(port);
+    wrong["authPassword"] = json!("not-it");
+    let r: Value = admin.request(Method::POST, "/service/rest/v1/security/ldap/verify-connection").json(&json!({"server": wrong})).send().unwrap().json().unwrap();
+    assert_eq!(r["success"], false);
+    let r: Value = admin
+        .request(Method::POST, "/service/rest/v1/security/ldap/verify-login")
+        .json(&json!({"server": server_json(port), "username": "alice", "password": "alice-password"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["user"]["email"], "alice@example.test");
+    assert_eq!(r["roles"], json!(["devs"]));
+    // The stored server reads back without its password.
+    let listed: Vec<Value> = admin.request(Method::GET, "/service/rest/v1/security/ldap").send().unwrap().json().unwrap();
+    assert_eq!(listed[0]["name"], "corp");
+    assert!(listed[0]["authPassword"].is_null());
+    // Bad configuration is named.
+    let mut bad = server_json(port);
+    bad["name"] = json!("bad");
+    bad["protocol"] = json!("gopher");
+    let r = admin.request(Method::POST, "/service/rest/v1/security/ldap").json(&bad).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(r.text().unwrap().contains("protocol"));
+    // Groups from a user attribute (memberOf, or here businessCategory): bob's names devs.
+    let mut dynamic = server_json(port);
+    dynamic["groupType"] = json!("dynamic");
+    dynamic["userMemberOfAttribute"] = json!("businessCategory");
+    let r: Value = admin
+        .request(Method::POST, "/service/rest/v1/security/ldap/verify-login")
+        .json(&json!({"server": dynamic, "username": "bob", "password": "bob-password"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["roles"], json!(["devs"]), "{r}");
+}
+
+#[test]
+fn a_directory_outage_does_not_lock_out_local_admins() {
+    // A directory and a server of its own: stopping it must not disturb the other tests.
+    let mut slapd = Slapd::start();
+    let server = TestServer::start();
+    let r = server.admin().request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "readers", "privileges": ["nx-repository-view-*-*-read"]})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(slapd.port)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let status = |u: &str, p: &str| Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
+    assert_eq!(status("bob", "bob-password"), StatusCode::OK);
+    slapd.stop();
+    let started = Instant::now();
+    assert_eq!(status("carol", "carol-password"), StatusCode::UNAUTHORIZED);
+    assert!(started.elapsed() < Duration::from_secs(15), "an unreachable directory fails fast");
+    assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK, "local admins still log in");
+    assert_eq!(status("bob", "bob-password"), StatusCode::OK, "a login verified before the outage stays valid for its cache time");
+    slapd.spawn();
+    assert_eq!(status("carol", "carol-password"), StatusCode::FORBIDDEN, "back: carol is known again (and has no roles)");
+}
