@@ -48,6 +48,10 @@ pub struct SecurityConfig {
     pub lockout_max_secs: u64,
     /// Audit events older than this many days are deleted.
     pub audit_retention_days: u64,
+    /// Where logins are checked, in order: `local`, `ldap`.
+    pub realms: Vec<String>,
+    /// How long a verified login (local or LDAP) is remembered, in seconds.
+    pub login_cache_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -107,7 +111,14 @@ impl Default for Config {
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
             uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
             tls: TlsConfig::default(),
-            security: SecurityConfig { lockout_after: 5, lockout_secs: 5, lockout_max_secs: 900, audit_retention_days: 90 },
+            security: SecurityConfig {
+                lockout_after: 5,
+                lockout_secs: 5,
+                lockout_max_secs: 900,
+                audit_retention_days: 90,
+                realms: vec!["local".into(), "ldap".into()],
+                login_cache_secs: 60,
+            },
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },
         }
     }
@@ -131,6 +142,9 @@ impl Config {
             });
         fig = fig.merge(env);
         let mut cfg: Config = fig.extract().map_err(Box::new)?;
+        if let Some(bad) = cfg.security.realms.iter().find(|r| *r != "local" && *r != "ldap") {
+            return Err(Box::new(figment::Error::from(format!("security.realms: unknown realm {bad:?} (local, ldap)"))));
+        }
         if cfg.database_url.is_empty() {
             cfg.database_url = format!("sqlite://{}", cfg.data_dir.join("wharf.db").display());
         }

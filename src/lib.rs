@@ -52,7 +52,8 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         after: cfg.security.lockout_after,
         first: Duration::from_secs(cfg.security.lockout_secs),
         max: Duration::from_secs(cfg.security.lockout_max_secs),
-    }));
+    })
+    .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs)));
     let state = web::Data::new(AppState {
         registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone()),
         auth,

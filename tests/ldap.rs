@@ -261,3 +261,18 @@ fn a_directory_outage_does_not_lock_out_local_admins() {
     slapd.spawn();
     assert_eq!(status("carol", "carol-password"), StatusCode::FORBIDDEN, "back: carol is known again (and has no roles)");
 }
+
+#[test]
+fn the_realm_order_is_configurable() {
+    let slapd = Slapd::start();
+    let server = TestServer::start_with_env(&[("WHARF_SECURITY__REALMS", r#"["ldap", "local"]"#)]);
+    let r = server.admin().request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "devs", "privileges": ["nx-repository-view-*-*-*"]})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(slapd.port)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let status = |u: &str, p: &str| Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
+    // LDAP first: the directory's admin entry now answers for "admin" (a member of devs) ...
+    assert_eq!(status("admin", "directory-admin-password"), StatusCode::OK);
+    // ... and the local password still works when the directory says no.
+    assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK);
+}

@@ -39,6 +39,9 @@ pub struct Authenticator {
     anonymous: Mutex<Option<(Principal, Instant)>>,
     lockout: Lockout,
     failures: Mutex<HashMap<String, Failures>>,
+    /// `local`, `ldap`, in the order they are asked.
+    realms: Vec<String>,
+    cache_ttl: Duration,
 }
 
 /// When password checks for a user name pause after wrong passwords.
@@ -58,7 +61,26 @@ struct Failures {
 
 impl Authenticator {
     pub fn new(db: Db, audit: Arc<dyn Audit>, tokens: TokenKeys, formats: Vec<&'static str>, lockout: Lockout) -> Authenticator {
-        Authenticator { db, audit, tokens, formats, cache: Mutex::new(HashMap::new()), anonymous: Mutex::new(None), lockout, failures: Mutex::new(HashMap::new()) }
+        Authenticator {
+            db,
+            audit,
+            tokens,
+            formats,
+            cache: Mutex::new(HashMap::new()),
+            anonymous: Mutex::new(None),
+            lockout,
+            failures: Mutex::new(HashMap::new()),
+            realms: vec!["local".into(), "ldap".into()],
+            cache_ttl: CACHE_TTL,
+        }
+    }
+
+    /// The realm order and how long verified logins are remembered (the configuration's
+    /// `security.realms` and `security.login_cache_secs`).
+    pub fn with_realms(mut self, realms: Vec<String>, cache_ttl: Duration) -> Authenticator {
+        self.realms = realms;
+        self.cache_ttl = cache_ttl;
+        self
     }
 
     /// Whether `user`'s password checks are paused now.
@@ -183,16 +205,26 @@ impl Authenticator {
                 return None;
             }
         };
-        // Local users first: a name that exists locally is never looked up in LDAP, so an LDAP
-        // outage cannot lock out local administrators and a directory entry cannot shadow them.
-        let checked = match local {
-            (_, Some(row)) => {
-                let resolved = roles::resolve(&row.role_ids(), &all_roles, &self.formats);
-                Some((row.username, resolved))
+        // Realms in their configured order. With local first (the default) a name that exists
+        // locally is decided locally and never looked up in LDAP, so an LDAP outage cannot lock
+        // out local administrators and a directory entry cannot shadow them.
+        let mut checked = None;
+        for realm in &self.realms {
+            match (realm.as_str(), &local) {
+                ("local", (_, Some(row))) => {
+                    checked = Some((row.username.clone(), roles::resolve(&row.role_ids(), &all_roles, &self.formats)));
+                    break;
+                }
+                ("local", (true, None)) => break,
+                ("ldap", _) => {
+                    checked = self.ldap_login(&servers, &name, &pass_for_ldap, &all_roles).await;
+                    if checked.is_some() {
+                        break;
+                    }
+                }
+                _ => {}
             }
-            (true, None) => None,
-            (false, None) => self.ldap_login(&servers, &name, &pass_for_ldap, &all_roles).await,
-        };
+        }
         let Some((found_name, resolved)) = checked else {
             self.failed(&name);
             self.audit.record(AuditEvent { actor: Some(name), address, action: "login.failure".into(), ..Default::default() });
@@ -228,13 +260,14 @@ impl Authenticator {
 
     fn cached(&self, key: &[u8; 32]) -> Option<Principal> {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.get(key).filter(|(_, at)| at.elapsed() < CACHE_TTL).map(|(p, _)| p.clone())
+        cache.get(key).filter(|(_, at)| at.elapsed() < self.cache_ttl).map(|(p, _)| p.clone())
     }
 
     fn remember(&self, key: [u8; 32], p: &Principal) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX {
-            cache.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            let ttl = self.cache_ttl;
+            cache.retain(|_, (_, at)| at.elapsed() < ttl);
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
@@ -289,7 +322,7 @@ impl Authenticator {
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
         let p = Principal { user: Some(username), access };
         // An expiring token is cached no longer than it lives.
-        if row.expires_at.is_none_or(|e| e - now_millis() > CACHE_TTL.as_millis() as i64) {
+        if row.expires_at.is_none_or(|e| e - now_millis() > self.cache_ttl.as_millis() as i64) {
             self.remember(key, &p);
         }
         Some(p)
