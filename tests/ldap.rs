@@ -18,11 +18,18 @@ use serde_json::{json, Value};
 struct Slapd {
     dir: tempfile::TempDir,
     port: u16,
+    /// ldaps://, when started with a certificate.
+    tls_port: Option<u16>,
     child: Option<Child>,
 }
 
 impl Slapd {
     fn start() -> Slapd {
+        Self::start_with(None)
+    }
+
+    /// With `certs` (a `wharf cert` output directory): ldaps on a second port, StartTLS on the first.
+    fn start_with(certs: Option<&std::path::Path>) -> Slapd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         std::fs::create_dir_all(d.join("db")).unwrap();
@@ -30,7 +37,8 @@ impl Slapd {
             "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\ninclude /etc/ldap/schema/inetorgperson.schema\n\
              modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {pid}\nargsfile {args}\n\
              database mdb\nmaxsize 104857600\nsuffix \"dc=example,dc=test\"\nrootdn \"cn=root,dc=example,dc=test\"\nrootpw root-secret\ndirectory {db}\n\
-             access to attrs=userPassword by anonymous auth by * none\naccess to * by * read\n",
+             access to attrs=userPassword by anonymous auth by * none\naccess to * by * read\n{tls}",
+            tls = certs.map(|c| format!("TLSCACertificateFile {0}/ca.crt\nTLSCertificateFile {0}/server.crt\nTLSCertificateKeyFile {0}/server.key\n", c.display())).unwrap_or_default(),
             pid = d.join("slapd.pid").display(),
             args = d.join("slapd.args").display(),
             db = d.join("db").display()
@@ -39,7 +47,7 @@ impl Slapd {
         let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ldap/fixture.ldif");
         let out = Command::new("/usr/sbin/slapadd").arg("-f").arg(d.join("slapd.conf")).arg("-l").arg(fixture).output().expect("slapd is installed (the test command installs it)");
         assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
-        let mut s = Slapd { dir, port: free_port(), child: None };
+        let mut s = Slapd { dir, port: free_port(), tls_port: certs.map(|_| free_port()), child: None };
         s.spawn();
         s
     }
@@ -49,7 +57,10 @@ impl Slapd {
             .arg("-f")
             .arg(self.dir.path().join("slapd.conf"))
             .arg("-h")
-            .arg(format!("ldap://127.0.0.1:{}/", self.port))
+            .arg(match self.tls_port {
+                Some(t) => format!("ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{t}/", self.port),
+                None => format!("ldap://127.0.0.1:{}/", self.port),
+            })
             .arg("-d")
             .arg("0")
             .stdout(Stdio::null())
@@ -275,4 +286,38 @@ fn the_realm_order_is_configurable() {
     assert_eq!(status("admin", "directory-admin-password"), StatusCode::OK);
     // ... and the local password still works when the directory says no.
     assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK);
+}
+
+#[test]
+fn ldaps_and_starttls_trust_the_configured_ca_only() {
+    let certs = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf")).args(["cert", "--name", "127.0.0.1", "--out"]).arg(certs.path()).output().unwrap();
+    assert!(out.status.success());
+    let slapd = Slapd::start_with(Some(certs.path()));
+    let admin = env().server.admin();
+    let check = |server: Value| -> Value {
+        admin
+            .request(Method::POST, "/service/rest/v1/security/ldap/verify-login")
+            .json(&json!({"server": server, "username": "alice", "password": "alice-password"}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    };
+    let ca = certs.path().join("ca.crt").display().to_string();
+    let mut ldaps = server_json(slapd.tls_port.unwrap());
+    ldaps["name"] = json!("corp-tls");
+    ldaps["protocol"] = json!("ldaps");
+    ldaps["caFile"] = json!(ca);
+    let r = check(ldaps.clone());
+    assert_eq!(r["success"], true, "ldaps with the CA: {r}");
+    ldaps["caFile"] = Value::Null;
+    let r = check(ldaps);
+    assert_eq!(r["success"], false, "ldaps without the CA must not trust the server: {r}");
+    let mut starttls = server_json(slapd.port);
+    starttls["name"] = json!("corp-starttls");
+    starttls["startTls"] = json!(true);
+    starttls["caFile"] = json!(ca);
+    let r = check(starttls);
+    assert_eq!(r["success"], true, "StartTLS with the CA: {r}");
 }
