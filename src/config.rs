@@ -25,6 +25,10 @@ pub struct Config {
     pub security: SecurityConfig,
     pub tls: TlsConfig,
     pub s3: S3Config,
+    /// LDAP servers from the file (`[[ldap]]`, the API's field names), asked before those added
+    /// through the API; read-only there.
+    #[serde(default)]
+    pub ldap: Vec<crate::security::ldap::LdapServer>,
 }
 
 /// HTTPS for the main port and every repository port (`wharf cert` makes the files).
@@ -111,6 +115,7 @@ impl Default for Config {
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
             uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
             tls: TlsConfig::default(),
+            ldap: Vec::new(),
             security: SecurityConfig {
                 lockout_after: 5,
                 lockout_secs: 5,
@@ -126,7 +131,7 @@ impl Default for Config {
 
 /// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
 /// so test and tooling variables cannot break start-up).
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "security", "tls", "s3"];
+const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "security", "tls", "s3", "ldap"];
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
@@ -142,6 +147,11 @@ impl Config {
             });
         fig = fig.merge(env);
         let mut cfg: Config = fig.extract().map_err(Box::new)?;
+        for s in &cfg.ldap {
+            if let Err((_, m)) = s.validate() {
+                return Err(Box::new(figment::Error::from(format!("ldap server {}: {m}", s.name))));
+            }
+        }
         if let Some(bad) = cfg.security.realms.iter().find(|r| *r != "local" && *r != "ldap") {
             return Err(Box::new(figment::Error::from(format!("security.realms: unknown realm {bad:?} (local, ldap)"))));
         }

@@ -53,7 +53,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         first: Duration::from_secs(cfg.security.lockout_secs),
         max: Duration::from_secs(cfg.security.lockout_max_secs),
     })
-    .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs)));
+    .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone()));
     let state = web::Data::new(AppState {
         registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone()),
         auth,

@@ -88,6 +88,11 @@ fn main() -> anyhow::Result<()> {
                     *secret = "********".into();
                 }
             }
+            for s in &mut cfg.ldap {
+                if s.auth_password.is_some() {
+                    s.auth_password = Some("********".into());
+                }
+            }
             if let Some((scheme, rest)) = cfg.database_url.split_once("://") {
                 if let Some((creds, host)) = rest.rsplit_once('@') {
                     let user = creds.split(':').next().unwrap_or("");

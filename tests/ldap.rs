@@ -34,7 +34,7 @@ impl Slapd {
         let d = dir.path();
         std::fs::create_dir_all(d.join("db")).unwrap();
         let conf = format!(
-            "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\ninclude /etc/ldap/schema/inetorgperson.schema\n\
+            "include /etc/ldap/schema/core.schema\ninclude /etc/ldap/schema/cosine.schema\ninclude /etc/ldap/schema/inetorgperson.schema\ninclude /etc/ldap/schema/nis.schema\n\
              modulepath /usr/lib/ldap\nmoduleload back_mdb\npidfile {pid}\nargsfile {args}\n\
              database mdb\nmaxsize 104857600\nsuffix \"dc=example,dc=test\"\nrootdn \"cn=root,dc=example,dc=test\"\nrootpw root-secret\ndirectory {db}\n\
              access to attrs=userPassword by anonymous auth by * none\naccess to * by * read\n{tls}",
@@ -250,6 +250,19 @@ fn the_checks_test_connection_and_login_and_groups_can_come_from_a_user_attribut
         .json()
         .unwrap();
     assert_eq!(r["roles"], json!(["devs"]), "{r}");
+    // Static groups that list user names (posixGroup memberUid) rather than DNs.
+    let mut by_uid = server_json(port);
+    by_uid["groupObjectClass"] = json!("posixGroup");
+    by_uid["groupMemberAttribute"] = json!("memberUid");
+    by_uid["groupMemberFormat"] = json!("${username}");
+    let r: Value = admin
+        .request(Method::POST, "/service/rest/v1/security/ldap/verify-login")
+        .json(&json!({"server": by_uid, "username": "bob", "password": "bob-password"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["user"]["groups"], json!(["ops"]), "{r}");
 }
 
 #[test]
@@ -320,4 +333,35 @@ fn ldaps_and_starttls_trust_the_configured_ca_only() {
     starttls["caFile"] = json!(ca);
     let r = check(starttls);
     assert_eq!(r["success"], true, "StartTLS with the CA: {r}");
+}
+
+#[test]
+fn ldap_servers_can_come_from_the_configuration_file() {
+    let slapd = Slapd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("wharf.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[ldap]]\nname = \"from-file\"\nprotocol = \"ldap\"\nhost = \"127.0.0.1\"\nport = {}\nsearchBase = \"dc=example,dc=test\"\n\
+             authScheme = \"SIMPLE\"\nauthUsername = \"cn=wharf-service,dc=example,dc=test\"\nauthPassword = \"service-secret\"\n\
+             userBaseDn = \"ou=people\"\ngroupBaseDn = \"ou=groups\"\n",
+            slapd.port
+        ),
+    )
+    .unwrap();
+    // The effective configuration shows it, its password masked.
+    let out = Command::new(env!("CARGO_BIN_EXE_wharf")).arg("config").arg("--config").arg(&file).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("from-file") && !shown.contains("service-secret"), "{shown}");
+    let server = TestServer::start_with_env(&[("WHARF_TEST_CONFIG_FILE", file.to_str().unwrap())]);
+    let r = server.admin().request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "readers", "privileges": ["nx-repository-view-*-*-read"]})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let status = |u: &str, p: &str| Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
+    assert_eq!(status("bob", "bob-password"), StatusCode::OK, "bob reads through the file's server");
+    let listed: Vec<Value> = server.admin().request(Method::GET, "/service/rest/v1/security/ldap").send().unwrap().json().unwrap();
+    assert_eq!(listed[0]["name"], "from-file");
+    assert_eq!(listed[0]["readOnly"], true);
+    assert!(listed[0]["authPassword"].is_null());
 }

@@ -20,7 +20,7 @@ use crate::state::AppState;
 pub async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let start = Instant::now();
     let method = req.method().clone();
-    let path = req.path().to_string();
+    let path = redact(req.path());
     let res = next.call(req).await;
     let ms = start.elapsed().as_secs_f64() * 1000.0;
     match &res {
@@ -28,6 +28,18 @@ pub async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> R
         Err(e) => tracing::info!(target: "wharf::request", %method, %path, error = %e, ms = format_args!("{ms:.1}"), "request"),
     }
     res
+}
+
+/// A path fit for the log: a token in it (npm logout names the token in its URL) is cut to its
+/// prefix.
+fn redact(path: &str) -> String {
+    if !path.contains(crate::security::principal::TOKEN_PREFIX) {
+        return path.to_string();
+    }
+    path.split('/')
+        .map(|seg| if seg.starts_with(crate::security::principal::TOKEN_PREFIX) { format!("{}…", &seg[..seg.len().min(10)]) } else { seg.to_string() })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Routes of the main port.
@@ -58,5 +70,14 @@ pub async fn apply_config_change(state: &web::Data<AppState>) {
     match state.registry.reload(&state.db, state.meta.clone(), &state.formats).await {
         Ok(_) => listeners::reconcile(state).await,
         Err(e) => tracing::error!(error = %e, "reloading configuration failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tokens_in_paths_are_not_logged() {
+        assert_eq!(super::redact("/repository/npm/-/user/token/wharf_abcdefghijklmnop"), "/repository/npm/-/user/token/wharf_abcd…");
+        assert_eq!(super::redact("/v2/x/manifests/1"), "/v2/x/manifests/1");
     }
 }

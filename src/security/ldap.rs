@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LdapServer {
+    // (Optional fields are left out when absent so that `wharf config` can print them as TOML.)
     pub name: String,
     /// `ldap` or `ldaps`.
     pub protocol: String,
@@ -24,25 +25,25 @@ pub struct LdapServer {
     #[serde(default)]
     pub start_tls: bool,
     /// A PEM file of CAs to trust for ldaps/StartTLS, besides the system's (wharf's addition).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<String>,
     pub search_base: String,
     /// `NONE` (anonymous) or `SIMPLE`.
     #[serde(default = "simple")]
     pub auth_scheme: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_realm: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_username: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_password: Option<String>,
     #[serde(default = "thirty")]
     pub connection_timeout_seconds: u64,
     #[serde(default = "thirty")]
     pub read_timeout_seconds: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_retry_delay_seconds: Option<u64>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_incidents_count: Option<u64>,
     #[serde(default)]
     pub user_base_dn: String,
@@ -58,7 +59,7 @@ pub struct LdapServer {
     pub user_real_name_attribute: String,
     #[serde(default = "mail")]
     pub user_email_address_attribute: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_password_attribute: Option<String>,
     #[serde(default = "yes")]
     pub ldap_groups_as_roles: bool,
@@ -81,9 +82,9 @@ pub struct LdapServer {
     #[serde(default = "member_of")]
     pub user_member_of_attribute: String,
     /// Position in the realm order (read-only; see change-order).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<u32>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
 

@@ -42,6 +42,8 @@ pub struct Authenticator {
     /// `local`, `ldap`, in the order they are asked.
     realms: Vec<String>,
     cache_ttl: Duration,
+    /// LDAP servers from the configuration file, asked before the API's.
+    config_ldap: Vec<ldap::LdapServer>,
 }
 
 /// When password checks for a user name pause after wrong passwords.
@@ -72,15 +74,22 @@ impl Authenticator {
             failures: Mutex::new(HashMap::new()),
             realms: vec!["local".into(), "ldap".into()],
             cache_ttl: CACHE_TTL,
+            config_ldap: Vec::new(),
         }
     }
 
     /// The realm order and how long verified logins are remembered (the configuration's
     /// `security.realms` and `security.login_cache_secs`).
-    pub fn with_realms(mut self, realms: Vec<String>, cache_ttl: Duration) -> Authenticator {
+    pub fn with_realms(mut self, realms: Vec<String>, cache_ttl: Duration, config_ldap: Vec<ldap::LdapServer>) -> Authenticator {
         self.realms = realms;
         self.cache_ttl = cache_ttl;
+        self.config_ldap = config_ldap;
         self
+    }
+
+    /// The LDAP servers from the configuration file.
+    pub fn config_ldap(&self) -> &[ldap::LdapServer] {
+        &self.config_ldap
     }
 
     /// Whether `user`'s password checks are paused now.
@@ -242,7 +251,7 @@ impl Authenticator {
 impl Authenticator {
     /// Tries the LDAP servers in order; a server that fails is passed over (and logged).
     async fn ldap_login(&self, servers: &[ldap::LdapServer], user: &str, pass: &str, all_roles: &[crate::db::users::RoleRow]) -> Option<(String, roles::Resolved)> {
-        for s in servers {
+        for s in self.config_ldap.iter().chain(servers) {
             match ldap::authenticate(s, user, pass).await {
                 Ok(Some(u)) => return Some((u.id.clone(), self.ldap_roles(&u, all_roles))),
                 Ok(None) => {}
@@ -306,7 +315,7 @@ impl Authenticator {
             // A directory user's token: the user must still be in the directory, with today's groups.
             None => {
                 let mut found = None;
-                for s in &servers {
+                for s in self.config_ldap.iter().chain(&servers) {
                     match ldap::lookup(s, &row.username).await {
                         Ok(Some(u)) => {
                             found = Some((u.id.clone(), self.ldap_roles(&u, &all_roles)));

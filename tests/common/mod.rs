@@ -82,6 +82,11 @@ impl TestServer {
             cmd.env("WHARF_DATABASE_URL", url);
         }
         for (k, v) in &self.extra_env {
+            // Not a server setting: the configuration file to pass with --config.
+            if k == "WHARF_TEST_CONFIG_FILE" {
+                cmd.arg("--config").arg(v);
+                continue;
+            }
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("start wharf");

@@ -42,10 +42,22 @@ async fn save(state: &AppState, list: Vec<LdapServer>) -> Result<(), AdminError>
     Ok(())
 }
 
+/// The configuration file's servers first (read-only here), then the API's.
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
+    let fixed = state.auth.config_ldap();
     let list = servers(&state).await?;
-    Ok(HttpResponse::Ok().json(list.iter().enumerate().map(|(i, s)| shown(s, i)).collect::<Vec<_>>()))
+    let mut out: Vec<Value> = fixed
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = shown(s, i);
+            v["readOnly"] = json!(true);
+            v
+        })
+        .collect();
+    out.extend(list.iter().enumerate().map(|(i, s)| shown(s, fixed.len() + i)));
+    Ok(HttpResponse::Ok().json(out))
 }
 
 pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
@@ -60,7 +72,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let actor = require_admin(&state, &req).await?;
     let s = parse(&parse_json(&body)?)?;
     let mut list = servers(&state).await?;
-    if list.iter().any(|x| x.name == s.name) {
+    if list.iter().chain(state.auth.config_ldap()).any(|x| x.name == s.name) {
         return Err(invalid("name", format!("name: LDAP server {} already exists", s.name)));
     }
     let name = s.name.clone();
