@@ -289,3 +289,41 @@ fn wrong_passwords_pause_password_checks_for_a_while_only() {
     std::thread::sleep(std::time::Duration::from_millis(2600));
     assert_eq!(status("victim", "victim-password"), StatusCode::OK, "after the pause the right password works");
 }
+
+#[test]
+fn console_sessions_are_httponly_cookies_with_csrf_protection() {
+    let login = |user: &str, pass: &str| Client::new().post(server().url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap();
+    assert_eq!(login("admin", "wrong").status(), StatusCode::UNAUTHORIZED);
+    let r = login("admin", ADMIN_PASSWORD);
+    assert_eq!(r.status(), StatusCode::OK);
+    let set_cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict") && set_cookie.contains("Path=/"), "{set_cookie}");
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["admin"], true);
+    let csrf = body["csrfToken"].as_str().unwrap().to_string();
+    let with_cookie = |m: Method, path: &str| Client::new().request(m, server().url(path)).header("Cookie", &cookie);
+    assert_eq!(with_cookie(Method::GET, "/service/rest/v1/security/users").send().unwrap().status(), StatusCode::OK);
+    let me: Value = with_cookie(Method::GET, "/service/rest/v1/session").send().unwrap().json().unwrap();
+    assert_eq!((me["userId"].as_str(), me["csrfToken"].as_str()), (Some("admin"), Some(csrf.as_str())));
+    // A state change with the cookie alone is refused; with the CSRF token it passes.
+    let role = json!({"id": "from-console", "privileges": []});
+    assert_eq!(with_cookie(Method::POST, "/service/rest/v1/security/roles").json(&role).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", "forged").json(&role).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", &csrf).json(&role).send().unwrap().status(), StatusCode::OK);
+    // A non-administrator's session reads what they may, and no admin page.
+    create_user("console-reader", "console-reader-pw", &[]);
+    let r = login("console-reader", "console-reader-pw");
+    let reader_cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert_eq!(r.json::<Value>().unwrap()["admin"], false);
+    let r = Client::new().get(server().url("/service/rest/v1/security/users")).header("Cookie", &reader_cookie).send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // A Docker registry token is no session.
+    let token: Value = Client::new().get(server().url("/v2/token?service=wharf")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();
+    let fake = format!("wharf_session={}", token["token"].as_str().unwrap());
+    assert_eq!(Client::new().get(server().url("/service/rest/v1/security/users")).header("Cookie", fake).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    // Logout clears the cookie.
+    let r = with_cookie(Method::DELETE, "/service/rest/v1/session").send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+}

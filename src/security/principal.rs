@@ -22,6 +22,9 @@ use super::token::TokenKeys;
 use crate::db::tokens::{self, TokenRow};
 use crate::db::{users, Db};
 
+/// The console's session cookie.
+pub const SESSION_COOKIE: &str = "wharf_session";
+
 /// API tokens start with this, so that a token is told from a password or a JWT at a glance
 /// (and by secret scanners).
 pub const TOKEN_PREFIX: &str = "wharf_";
@@ -154,6 +157,9 @@ impl Authenticator {
     /// with its own 401.
     pub async fn principal(&self, req: &HttpRequest) -> Principal {
         let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+            if let Some(cookie) = req.cookie(SESSION_COOKIE) {
+                return self.session_login(req, cookie.value()).await.unwrap_or_else(rejected);
+            }
             return self.anonymous().await;
         };
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
@@ -334,6 +340,47 @@ impl Authenticator {
         if row.expires_at.is_none_or(|e| e - now_millis() > self.cache_ttl.as_millis() as i64) {
             self.remember(key, &p);
         }
+        Some(p)
+    }
+}
+
+impl Authenticator {
+    /// The principal of a console session cookie. State-changing requests must echo the
+    /// session's CSRF token in `X-CSRF-Token` (the cookie alone, which a browser sends to any
+    /// page's request, is not enough).
+    async fn session_login(&self, req: &HttpRequest, jwt: &str) -> Option<Principal> {
+        let claims = self.tokens.verify_session(jwt)?;
+        let safe = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD | actix_web::http::Method::OPTIONS);
+        if !safe && req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()) != Some(claims.csrf.as_str()) {
+            return None;
+        }
+        let key: [u8; 32] = Sha256::new().chain_update(b"session\0").chain_update(jwt.as_bytes()).finalize().into();
+        if let Some(p) = self.cached(&key) {
+            return Some(p);
+        }
+        let user = claims.sub.clone();
+        let (local, servers, all_roles) = self
+            .db
+            .run(move |conn| Ok((users::get(conn, &user)?, ldap::load(conn)?, users::roles(conn)?)))
+            .await
+            .ok()?;
+        let (name, resolved) = match local {
+            Some(u) if u.status == "active" => (u.username.clone(), roles::resolve(&u.role_ids(), &all_roles, &self.formats)),
+            Some(_) => return None,
+            None => {
+                let mut found = None;
+                for s in self.config_ldap.iter().chain(&servers) {
+                    if let Ok(Some(u)) = ldap::lookup(s, &claims.sub).await {
+                        found = Some((u.id.clone(), self.ldap_roles(&u, &all_roles)));
+                        break;
+                    }
+                }
+                found?
+            }
+        };
+        let access = if resolved.all { Access::All } else { Access::Privileges(Arc::from(resolved.repo)) };
+        let p = Principal { user: Some(name), access };
+        self.remember(key, &p);
         Some(p)
     }
 }

@@ -73,6 +73,20 @@ pub struct TokenKeys {
 }
 
 const ISSUER: &str = "wharf";
+/// The audience of console session cookies: a Docker token is never a session, nor the reverse.
+const SESSION_AUDIENCE: &str = "wharf-console";
+
+/// A console session, carried in an HttpOnly cookie.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct SessionClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub exp: u64,
+    pub iat: u64,
+    /// Must come back in `X-CSRF-Token` with every state-changing request made with the cookie.
+    pub csrf: String,
+}
 
 impl TokenKeys {
     pub fn new(secret: &[u8], service: &str) -> TokenKeys {
@@ -93,6 +107,21 @@ impl TokenKeys {
         v.set_issuer(&[ISSUER]);
         v.leeway = 5;
         jsonwebtoken::decode::<Claims>(token, &self.dec, &v).ok().map(|d| d.claims)
+    }
+
+    pub fn sign_session(&self, user: &str, ttl: u64) -> (String, SessionClaims) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let claims = SessionClaims { iss: ISSUER.into(), aud: SESSION_AUDIENCE.into(), sub: user.into(), exp: now + ttl, iat: now, csrf: uuid::Uuid::new_v4().simple().to_string() };
+        let jwt = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc).expect("HS256 signing of serializable claims");
+        (jwt, claims)
+    }
+
+    pub fn verify_session(&self, jwt: &str) -> Option<SessionClaims> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_audience(&[SESSION_AUDIENCE]);
+        v.set_issuer(&[ISSUER]);
+        v.leeway = 5;
+        jsonwebtoken::decode::<SessionClaims>(jwt, &self.dec, &v).ok().map(|d| d.claims)
     }
 
     pub fn claims(&self, user: Option<&str>, ttl: u64, access: Vec<AccessEntry>, grants: Vec<GrantClaim>) -> Claims {

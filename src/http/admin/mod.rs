@@ -7,6 +7,7 @@ pub mod components;
 pub mod ldap;
 pub mod repositories;
 pub mod security;
+pub mod session;
 pub mod status;
 
 use actix_web::http::StatusCode;
@@ -130,6 +131,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/security/tokens", web::post().to(security::create_token))
             .route("/v1/security/tokens/{id}", web::delete().to(security::revoke_token))
             .route("/v1/audit", web::get().to(audit::list))
+            .route("/v1/session", web::post().to(session::create))
+            .route("/v1/session", web::get().to(session::current))
+            .route("/v1/session", web::delete().to(session::delete))
             .route("/v1/security/ldap", web::get().to(ldap::list))
             .route("/v1/security/ldap", web::post().to(ldap::create))
             .route("/v1/security/ldap/change-order", web::post().to(ldap::change_order))
