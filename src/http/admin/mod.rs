@@ -89,6 +89,18 @@ pub fn record(state: &AppState, req: &HttpRequest, actor: &str, action: &str, ob
     });
 }
 
+async fn no_challenge_for_console(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let console = req.headers().get("X-Requested-With").is_some_and(|v| v == "XMLHttpRequest");
+    let mut res = next.call(req).await?;
+    if console {
+        res.headers_mut().remove(actix_web::http::header::WWW_AUTHENTICATE);
+    }
+    Ok(res)
+}
+
 /// Parses a JSON body ourselves so that a malformed one gets the same 400 shape as a bad field.
 pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, AdminError> {
     serde_json::from_slice(body).map_err(|e| AdminError::Invalid(ConfigError::new("body", format!("not valid JSON: {e}"))))
@@ -97,6 +109,9 @@ pub fn parse_json(body: &[u8]) -> Result<serde_json::Value, AdminError> {
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/service/rest")
+            // The console's requests say so; a 401 to them carries no Basic challenge, which
+            // would make the browser pop up its own login dialog.
+            .wrap(actix_web::middleware::from_fn(no_challenge_for_console))
             .route("/swagger.json", web::get().to(status::openapi))
             .route("/v1/status", web::get().to(status::status))
             .route("/v1/status/writable", web::get().to(status::writable))

@@ -1,0 +1,533 @@
+// The wharf console: a small single-page app over the public REST API (nothing here that the
+// API cannot do). No framework and no build step: the files are embedded in the binary as
+// they are. Every piece of data reaches the page through textContent, never as HTML.
+"use strict";
+
+const API = "/service/rest/v1";
+const state = { user: null, admin: false, csrf: null, lang: "en" };
+
+// ---- i18n ------------------------------------------------------------------------------------
+
+function pickLang() {
+  const saved = localStorage.getItem("wharf.lang");
+  if (saved && window.WHARF_I18N[saved]) return saved;
+  for (const l of navigator.languages || [navigator.language || "en"]) {
+    if (l.toLowerCase().startsWith("zh")) return "zh-CN";
+    if (l.toLowerCase().startsWith("en")) return "en";
+  }
+  return "en";
+}
+
+function t(key, ...args) {
+  const table = window.WHARF_I18N[state.lang] || window.WHARF_I18N.en;
+  let s = table[key] || window.WHARF_I18N.en[key] || key;
+  args.forEach((a, i) => { s = s.replace(`{${i}}`, a); });
+  return s;
+}
+
+function translateStatic() {
+  document.documentElement.lang = state.lang;
+  document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+}
+
+// ---- DOM and API helpers ---------------------------------------------------------------------
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "text") el.textContent = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    super(typeof body === "object" && body ? (Array.isArray(body) ? body.map((e) => e.message).join("; ") : body.message || JSON.stringify(body)) : String(body));
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json", "X-Requested-With": "XMLHttpRequest" };
+  if (body !== undefined) headers["Content-Type"] = typeof body === "string" ? "text/plain" : "application/json";
+  if (method !== "GET" && state.csrf) headers["X-CSRF-Token"] = state.csrf;
+  const res = await fetch(API + path, { method, headers, credentials: "same-origin", body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body) });
+  const text = await res.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch (_) { data = text; }
+  if (!res.ok) throw new ApiError(res.status, data);
+  return data;
+}
+
+function main() { return document.getElementById("main"); }
+
+function show(...nodes) {
+  const m = main();
+  m.replaceChildren(...nodes);
+  m.focus();
+}
+
+function notice(text, bad) { return h("p", { class: bad ? "notice bad" : "notice", role: bad ? "alert" : "status", text }); }
+
+function failure(e) {
+  if (e.status === 401) { state.user = null; return renderLogin(); }
+  if (e.status === 403) return show(h("h1", { text: t("forbidden") }));
+  show(notice(t("error", e.message), true));
+}
+
+function table(headers, rows, optional) {
+  if (!rows.length) return h("p", { class: "muted", text: t("none") });
+  return h("div", { class: "scroll" }, h("table", {},
+    h("thead", {}, h("tr", {}, headers.map((x, i) => h("th", { scope: "col", class: optional && optional.includes(i) ? "optional" : null, text: x })))),
+    h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c, i) => h("td", { class: optional && optional.includes(i) ? "optional" : null }, c)))))));
+}
+
+function field(label, input, name) {
+  const id = "f-" + (name || Math.random().toString(36).slice(2));
+  input.id = id;
+  if (name) input.name = name;
+  return h("div", {}, h("label", { for: id, text: label }), input, h("div", { class: "error", "data-error-for": name || "", "aria-live": "polite" }));
+}
+
+/// Puts Nexus-shaped validation errors next to their fields; returns whether any was placed.
+function placeErrors(form, e) {
+  form.querySelectorAll(".error").forEach((el) => { el.textContent = ""; });
+  if (!Array.isArray(e.body)) return false;
+  let placed = false;
+  for (const err of e.body) {
+    const f = String(err.id || "").replace(/^PARAMETER /, "");
+    const slot = form.querySelector(`[data-error-for="${CSS.escape(f)}"]`) || form.querySelector(`[data-error-for="${CSS.escape(f.split(".")[0])}"]`);
+    if (slot) { slot.textContent = err.message; placed = true; }
+  }
+  return placed;
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "";
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+function pre(text) {
+  const copy = h("button", { type: "button", class: "copy secondary", text: t("copy") });
+  copy.addEventListener("click", async () => {
+    try { await navigator.clipboard.writeText(text); copy.textContent = t("copied"); } catch (_) { /* no clipboard: the text is selectable */ }
+  });
+  return h("pre", {}, copy, h("code", { text }));
+}
+
+// ---- login -----------------------------------------------------------------------------------
+
+function renderLogin() {
+  document.getElementById("top").hidden = true;
+  const user = h("input", { type: "text", autocomplete: "username", required: true });
+  const pass = h("input", { type: "password", autocomplete: "current-password", required: true });
+  const msg = h("div", { "aria-live": "assertive" });
+  const form = h("form", { class: "card login" }, h("h1", { text: t("login.title") }),
+    field(t("login.user"), user, "username"), field(t("login.password"), pass, "password"), msg,
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("login.submit") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const s = await api("POST", "/session", { username: user.value, password: pass.value });
+      Object.assign(state, { user: s.userId, admin: s.admin, csrf: s.csrfToken });
+      location.hash = "#/";
+      start();
+    } catch (e) {
+      msg.replaceChildren(notice(t("login.failed"), true));
+    }
+  });
+  show(form);
+  user.focus();
+}
+
+// ---- dashboard -------------------------------------------------------------------------------
+
+async function renderDashboard() {
+  const [repos, stores, health] = await Promise.all([
+    api("GET", "/repositories"),
+    state.admin ? api("GET", "/blobstores").catch(() => []) : Promise.resolve([]),
+    fetch(API + "/status").then((r) => r.ok),
+  ]);
+  const rows = repos.map((r) => [
+    h("a", { href: `#/repositories/${encodeURIComponent(r.name)}`, text: r.name }),
+    r.format, r.type,
+    h("code", { text: r.url }),
+    r.online === false ? t("no") : t("yes"),
+    h("span", {}, h("a", { href: `#/repositories/${encodeURIComponent(r.name)}/usage`, text: t("usage") }), " ",
+      state.admin ? h("a", { href: `#/repositories/${encodeURIComponent(r.name)}/edit`, text: t("edit") }) : null),
+  ]);
+  show(
+    h("h1", { text: t("nav.dashboard") }),
+    h("div", { class: "grid" },
+      h("div", { class: "tile" }, h("b", { text: String(repos.length) }), t("dash.repos")),
+      h("div", { class: "tile" }, h("b", { text: String(stores.length) }), t("dash.stores")),
+      h("div", { class: "tile" }, h("b", { class: health ? "ok" : "error", text: health ? t("dash.healthy") : "!" }), t("dash.status"))),
+    h("h2", { text: t("dash.repos") }),
+    table([t("name"), t("format"), t("type"), t("url"), t("online"), t("actions")], rows, [3]),
+    stores.length ? h("h2", { text: t("dash.stores") }) : null,
+    stores.length ? table([t("name"), t("blobs"), t("size")], stores.map((s) => [s.name, String(s.blobCount), bytes(s.totalSizeInBytes)])) : null,
+  );
+}
+
+// ---- repositories ----------------------------------------------------------------------------
+
+const KINDS = { docker: ["hosted", "proxy", "group"], pypi: ["hosted", "proxy", "group"], npm: ["hosted", "proxy", "group"] };
+const DEFAULT_REMOTES = { docker: "https://registry-1.docker.io", pypi: "https://pypi.org", npm: "https://registry.npmjs.org" };
+
+async function renderRepoForm(existingName) {
+  const stores = await api("GET", "/blobstores").catch(() => [{ name: "default" }]);
+  let current = null;
+  if (existingName) {
+    const summary = await api("GET", `/repositories/${encodeURIComponent(existingName)}`);
+    current = await api("GET", `/repositories/${summary.format}/${summary.type}/${encodeURIComponent(existingName)}`);
+    current.format = summary.format;
+    current.type = summary.type;
+  }
+  const all = await api("GET", "/repositories");
+  const format = h("select", { disabled: !!current }, Object.keys(KINDS).map((f) => h("option", { value: f, text: f })));
+  const kind = h("select", { disabled: !!current }, ["hosted", "proxy", "group"].map((k) => h("option", { value: k, text: k })));
+  const name = h("input", { type: "text", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._-]*", disabled: !!current });
+  const store = h("select", {}, stores.map((s) => h("option", { value: s.name, text: s.name })));
+  const policy = h("select", {}, ["allow", "allow_once", "deny"].map((p) => h("option", { value: p, text: p })));
+  const anonymous = h("input", { type: "checkbox" });
+  const httpPort = h("input", { type: "number", min: 1, max: 65535 });
+  const remote = h("input", { type: "url" });
+  const maxAge = h("input", { type: "number", step: "any", value: "1440" });
+  const members = h("select", { multiple: true, size: 5 });
+  const writable = h("select", {});
+  const extra = h("div", {});
+  if (current) {
+    format.value = current.format; kind.value = current.type; name.value = current.name;
+    store.value = current.storage && current.storage.blobStoreName || "default";
+    policy.value = (current.storage && current.storage.writePolicy || "allow").toLowerCase();
+    anonymous.checked = !!current.anonymousRead;
+    if (current.docker && current.docker.httpPort) httpPort.value = current.docker.httpPort;
+    if (current.proxy) { remote.value = current.proxy.remoteUrl; maxAge.value = current.proxy.metadataMaxAge; }
+  }
+  function layout() {
+    const f = format.value, k = kind.value;
+    const candidates = all.filter((r) => r.format === f && r.type !== "group" && r.name !== name.value);
+    members.replaceChildren(...candidates.map((r) => h("option", { value: r.name, text: r.name, selected: current && current.group && current.group.memberNames.includes(r.name) })));
+    writable.replaceChildren(h("option", { value: "", text: "—" }), ...candidates.filter((r) => r.type === "hosted").map((r) => h("option", { value: r.name, text: r.name, selected: current && current.group && current.group.writableMember === r.name })));
+    if (!remote.value && k === "proxy") remote.value = DEFAULT_REMOTES[f];
+    extra.replaceChildren(
+      k === "hosted" ? field(t("form.writePolicy"), policy, "storage.writePolicy") : null,
+      f === "docker" ? field(t("form.httpPort"), httpPort, "docker.httpPort") : null,
+      k === "proxy" ? field(t("form.remoteUrl"), remote, "proxy.remoteUrl") : null,
+      k === "proxy" ? field(t("form.metadataMaxAge"), maxAge, "proxy.metadataMaxAge") : null,
+      k === "group" ? field(t("form.members"), members, "group.memberNames") : null,
+      k === "group" ? field(t("form.writable"), writable, "group.writableMember") : null,
+    );
+  }
+  format.addEventListener("change", () => { remote.value = ""; layout(); });
+  kind.addEventListener("change", layout);
+  layout();
+  const msg = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "card" },
+    h("h1", { text: current ? `${t("edit")} ${current.name}` : t("nav.create") }),
+    field(t("format"), format, "format"), field(t("type"), kind, "type"), field(t("name"), name, "name"),
+    field(t("form.blobStore"), store, "storage"),
+    h("label", {}, anonymous, " ", t("form.anonymous")),
+    extra, msg,
+    h("div", { class: "actions" }, h("button", { type: "submit", text: current ? t("save") : t("create") }),
+      h("a", { href: "#/", text: t("cancel") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const f = format.value, k = kind.value;
+    const body = { name: name.value, online: true, anonymousRead: anonymous.checked, storage: { blobStoreName: store.value, strictContentTypeValidation: true } };
+    if (k === "hosted") body.storage.writePolicy = policy.value;
+    if (f === "docker") body.docker = { v1Enabled: false, forceBasicAuth: false, httpPort: httpPort.value ? Number(httpPort.value) : null };
+    if (k === "proxy") {
+      body.proxy = { remoteUrl: remote.value, contentMaxAge: 1440, metadataMaxAge: Number(maxAge.value) };
+      body.negativeCache = { enabled: true, timeToLive: 1440 };
+      body.httpClient = { blocked: false, autoBlock: false };
+    }
+    if (k === "group") body.group = { memberNames: [...members.selectedOptions].map((o) => o.value), writableMember: writable.value || null };
+    try {
+      if (current) await api("PUT", `/repositories/${f}/${k}/${encodeURIComponent(body.name)}`, body);
+      else await api("POST", `/repositories/${f}/${k}`, body);
+      location.hash = `#/repositories/${encodeURIComponent(body.name)}/usage`;
+    } catch (e) {
+      if (e.status === 401) return failure(e);
+      if (!placeErrors(form, e)) msg.replaceChildren(notice(e.message, true));
+    }
+  });
+  show(form);
+}
+
+async function renderRepo(name) {
+  const r = await api("GET", `/repositories/${encodeURIComponent(name)}`);
+  const del = state.admin ? h("button", { type: "button", class: "danger", text: t("delete") }) : null;
+  if (del) del.addEventListener("click", async () => {
+    if (!confirm(t("confirm.delete", name))) return;
+    try { await api("DELETE", `/repositories/${encodeURIComponent(name)}`); location.hash = "#/"; } catch (e) { failure(e); }
+  });
+  show(h("h1", { text: name }), table([t("format"), t("type"), t("url")], [[r.format, r.type, h("code", { text: r.url })]]),
+    h("div", { class: "actions" },
+      h("a", { href: `#/repositories/${encodeURIComponent(name)}/usage`, text: t("usage") }),
+      h("a", { href: `#/browse/${encodeURIComponent(name)}`, text: t("nav.browse") }),
+      state.admin ? h("a", { href: `#/repositories/${encodeURIComponent(name)}/edit`, text: t("edit") }) : null, del));
+}
+
+async function renderUsage(name) {
+  const r = await api("GET", `/repositories/${encodeURIComponent(name)}`);
+  const full = await api("GET", `/repositories/${r.format}/${r.type}/${encodeURIComponent(name)}`).catch(() => ({}));
+  const host = location.host, scheme = location.protocol.replace(":", "");
+  const base = `${scheme}://${host}/repository/${name}/`;
+  const user = state.user || "USER";
+  const blocks = [];
+  if (r.format === "docker") {
+    const port = full.docker && full.docker.httpPort;
+    const reg = port ? `${location.hostname}:${port}` : `${host}/${name}`;
+    blocks.push(pre(`docker login ${port ? `${location.hostname}:${port}` : host} -u ${user}\ndocker tag alpine:3 ${reg}/team/alpine:3\ndocker push ${reg}/team/alpine:3\ndocker pull ${reg}/team/alpine:3`));
+    if (scheme === "http") blocks.push(h("p", { class: "muted" }, "wharf cert --name " + location.hostname + "  →  /etc/docker/certs.d/" + host + "/ca.crt"));
+  } else if (r.format === "pypi") {
+    blocks.push(h("h2", { text: "pip.conf" }), pre(`[global]\nindex-url = ${scheme}://${user}:PASSWORD@${host}/repository/${name}/simple/`));
+    blocks.push(h("h2", { text: "uv" }), pre(`export UV_INDEX_URL=${scheme}://${user}:PASSWORD@${host}/repository/${name}/simple/\nuv pip install requests`));
+    blocks.push(h("h2", { text: "twine (.pypirc)" }), pre(`[distutils]\nindex-servers = wharf\n\n[wharf]\nrepository = ${base}\nusername = ${user}`));
+  } else if (r.format === "npm") {
+    blocks.push(h("h2", { text: ".npmrc" }), pre(`registry=${base}\n//${host}/repository/${name}/:_authToken=TOKEN`));
+    blocks.push(pre(`npm login --auth-type=legacy --registry ${base}\nnpm install lodash\nnpm publish --registry ${base}`));
+  }
+  show(h("h1", { text: t("usage.title", name) }), ...blocks, h("p", {}, h("a", { href: "#/", text: t("back") })));
+}
+
+// ---- browse ----------------------------------------------------------------------------------
+
+async function renderBrowse(name) {
+  const repos = await api("GET", "/repositories");
+  const pick = h("select", { "aria-label": t("browse.pick") }, h("option", { value: "", text: "—" }), repos.map((r) => h("option", { value: r.name, text: `${r.name} (${r.format} ${r.type})`, selected: r.name === name })));
+  pick.addEventListener("change", () => { location.hash = `#/browse/${encodeURIComponent(pick.value)}`; });
+  const nodes = [h("h1", { text: t("browse.title") }), field(t("browse.pick"), pick, "repository")];
+  if (name) {
+    const page = await api("GET", `/components?repository=${encodeURIComponent(name)}`);
+    const repo = repos.find((r) => r.name === name) || {};
+    const rows = (page.items || []).map((c) => {
+      const assets = c.assets || [];
+      const first = assets[0] || {};
+      const cells = [
+        c.group ? `${c.group}/${c.name}` : c.name, c.version,
+        h("span", {}, assets.map((a) => h("div", {}, h("a", { href: a.downloadUrl, text: a.path.split("/").pop() }), " ", h("span", { class: "muted", text: bytes(a.fileSize) })))),
+        h("code", { text: (first.checksum && first.checksum.sha256 || "").slice(0, 16) }),
+        first.lastModified || first.blobCreated || "", first.uploader || "",
+      ];
+      const acts = h("span", {});
+      if (state.admin) {
+        const del = h("button", { type: "button", class: "danger", text: t("delete") });
+        del.addEventListener("click", async () => {
+          if (!confirm(t("confirm.delete", `${c.name} ${c.version}`))) return;
+          try { await api("DELETE", `/components/${encodeURIComponent(c.id)}`); renderBrowse(name); } catch (e) { failure(e); }
+        });
+        acts.append(del);
+        if (repo.format === "pypi") {
+          const y = h("button", { type: "button", class: "secondary", text: t("yank") });
+          y.addEventListener("click", async () => {
+            try { await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" }); renderBrowse(name); } catch (e) { failure(e); }
+          });
+          acts.append(" ", y);
+        }
+      }
+      cells.push(acts);
+      return cells;
+    });
+    nodes.push(table([t("name"), t("version"), t("nav.browse"), t("digest"), t("uploaded"), t("uploader"), t("actions")], rows, [3, 4, 5]));
+  }
+  show(...nodes);
+}
+
+// ---- users, roles, LDAP, tokens, audit ---------------------------------------------------------
+
+async function renderUsers() {
+  const [users, roles] = await Promise.all([api("GET", "/security/users"), api("GET", "/security/roles")]);
+  const id = h("input", { type: "text", required: true });
+  const pw = h("input", { type: "password", required: true, autocomplete: "new-password", minlength: 8 });
+  const email = h("input", { type: "text" });
+  const roleSel = h("select", { multiple: true, size: 4 }, roles.map((r) => h("option", { value: r.id, text: r.id })));
+  const form = h("form", { class: "card" }, h("h2", { text: t("create") }), field("userId", id, "userId"), field(t("password"), pw, "password"),
+    field(t("email"), email, "emailAddress"), field(t("roles"), roleSel, "roles"), h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/security/users", { userId: id.value, password: pw.value, emailAddress: email.value, firstName: "", lastName: "", status: "active", roles: [...roleSel.selectedOptions].map((o) => o.value) });
+      renderUsers();
+    } catch (e) { if (!placeErrors(form, e)) failure(e); }
+  });
+  const rows = users.map((u) => {
+    const del = h("button", { type: "button", class: "danger", text: t("delete"), disabled: u.userId === state.user });
+    del.addEventListener("click", async () => {
+      if (!confirm(t("confirm.delete", u.userId))) return;
+      try { await api("DELETE", `/security/users/${encodeURIComponent(u.userId)}`); renderUsers(); } catch (e) { failure(e); }
+    });
+    return [u.userId, u.emailAddress, u.status, (u.roles || []).join(", "), del];
+  });
+  show(h("h1", { text: t("users.title") }), table(["userId", t("email"), t("status"), t("roles"), t("actions")], rows, [1]), form);
+}
+
+async function renderRoles() {
+  const roles = await api("GET", "/security/roles");
+  const id = h("input", { type: "text", required: true });
+  const privs = h("textarea", { rows: 3, placeholder: "nx-repository-view-pypi-pypi-hosted-read" });
+  const form = h("form", { class: "card" }, h("h2", { text: t("create") }), field("id", id, "id"), field(t("privileges"), privs, "privileges"),
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/security/roles", { id: id.value, name: id.value, privileges: privs.value.split(/[\s,]+/).filter(Boolean), roles: [] });
+      renderRoles();
+    } catch (e) { if (!placeErrors(form, e)) failure(e); }
+  });
+  show(h("h1", { text: t("roles.title") }), table(["id", t("privileges"), t("roles")], roles.map((r) => [r.id, (r.privileges || []).join(" "), (r.roles || []).join(", ")])), form);
+}
+
+async function renderLdap() {
+  const servers = await api("GET", "/security/ldap");
+  const rows = servers.map((s) => {
+    const test = h("button", { type: "button", class: "secondary", text: t("ldap.test") });
+    const out = h("span", { "aria-live": "polite" });
+    test.addEventListener("click", async () => {
+      try { const r = await api("POST", "/security/ldap/verify-connection", { server: s }); out.textContent = r.success ? "✓" : r.message; } catch (e) { out.textContent = e.message; }
+    });
+    const user = h("input", { type: "text", "aria-label": t("login.user"), size: 10 });
+    const pass = h("input", { type: "password", "aria-label": t("login.password"), size: 10 });
+    const tl = h("button", { type: "button", class: "secondary", text: t("ldap.testLogin") });
+    tl.addEventListener("click", async () => {
+      try {
+        const r = await api("POST", "/security/ldap/verify-login", { server: s, username: user.value, password: pass.value });
+        out.textContent = r.success ? `✓ ${r.user.id} → ${(r.roles || []).join(", ") || "—"}` : r.message;
+      } catch (e) { out.textContent = e.message; }
+    });
+    return [s.name, `${s.protocol}://${s.host}:${s.port}`, s.searchBase, h("span", {}, test, " ", user, pass, tl, " ", out)];
+  });
+  show(h("h1", { text: t("ldap.title") }), table([t("name"), t("url"), "searchBase", t("actions")], rows, [2]),
+    h("p", { class: "muted" }, "POST " + API + "/security/ldap"));
+}
+
+async function renderTokens() {
+  const [tokens, repos] = await Promise.all([api("GET", "/security/tokens"), api("GET", "/repositories")]);
+  const name = h("input", { type: "text" });
+  const ro = h("input", { type: "checkbox" });
+  const repo = h("select", {}, h("option", { value: "", text: "—" }), repos.map((r) => h("option", { value: r.name, text: r.name })));
+  const days = h("input", { type: "number", min: "0", step: "any" });
+  const shown = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "card" }, h("h2", { text: t("tokens.new") }), field(t("name"), name, "name"), h("label", {}, ro, " ", t("readOnly")),
+    field(t("repository"), repo, "repository"), field(t("expires"), days, "expiresInDays"), shown, h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const r = await api("POST", "/security/tokens", { name: name.value, readOnly: ro.checked, repository: repo.value || null, expiresInDays: days.value ? Number(days.value) : null });
+      await renderTokens();
+      main().prepend(notice(t("tokens.shown")), pre(r.token));
+    } catch (e) { if (!placeErrors(form, e)) failure(e); }
+  });
+  const rows = tokens.map((tk) => {
+    const rv = h("button", { type: "button", class: "danger", text: t("revoke") });
+    rv.addEventListener("click", async () => {
+      if (!confirm(t("confirm.delete", tk.name || tk.prefix))) return;
+      try { await api("DELETE", `/security/tokens/${encodeURIComponent(tk.id)}`); renderTokens(); } catch (e) { failure(e); }
+    });
+    return [tk.name, h("code", { text: tk.prefix + "…" }), tk.readOnly ? t("yes") : t("no"), tk.repository || "*", tk.expires || "", rv];
+  });
+  show(h("h1", { text: t("tokens.title") }), table([t("name"), "", t("readOnly"), t("repository"), t("expires"), t("actions")], rows, [4]), form);
+}
+
+async function renderAudit() {
+  const actor = h("input", { type: "text" });
+  const action = h("input", { type: "text", placeholder: "npm.*" });
+  const repo = h("input", { type: "text" });
+  const body = h("div", {});
+  let token = null;
+  let rows = [];
+  async function load(more) {
+    const q = new URLSearchParams();
+    if (actor.value) q.set("actor", actor.value);
+    if (action.value) q.set("action", action.value);
+    if (repo.value) q.set("repository", repo.value);
+    if (more && token) q.set("continuationToken", token);
+    const page = await api("GET", "/audit?" + q.toString());
+    token = page.continuationToken;
+    rows = (more ? rows : []).concat(page.items.map((e) => [e.timestamp, e.actor || "", e.action, e.repository || "", e.object || "", e.address || ""]));
+    const moreBtn = token ? h("button", { type: "button", class: "secondary", text: t("more") }) : null;
+    if (moreBtn) moreBtn.addEventListener("click", () => load(true).catch(failure));
+    body.replaceChildren(table([t("when"), t("who"), t("what"), t("repository"), t("object"), t("from")], rows, [5]), moreBtn || "");
+  }
+  const form = h("form", { class: "card" }, field(t("who"), actor, "actor"), field(t("what"), action, "action"), field(t("repository"), repo, "repository"),
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("filter") })));
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); load(false).catch(failure); });
+  show(h("h1", { text: t("audit.title") }), form, body);
+  await load(false);
+}
+
+// ---- routing ---------------------------------------------------------------------------------
+
+const ADMIN_ONLY = ["repositories/new", "users", "roles", "ldap", "audit"];
+
+async function route() {
+  if (!state.user) return renderLogin();
+  const path = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
+  document.querySelectorAll("header nav a").forEach((a) => {
+    a.toggleAttribute("aria-current", a.getAttribute("href") === "#/" + path.split("/")[0] || (path === "" && a.getAttribute("href") === "#/"));
+  });
+  const parts = path.split("/");
+  if (!state.admin && (ADMIN_ONLY.includes(parts[0]) || ADMIN_ONLY.includes(parts.slice(0, 2).join("/")) || parts[2] === "edit")) {
+    return show(h("h1", { text: t("forbidden") }));
+  }
+  try {
+    if (path === "") return await renderDashboard();
+    if (path === "repositories/new") return await renderRepoForm(null);
+    if (parts[0] === "repositories" && parts[2] === "edit") return await renderRepoForm(parts[1]);
+    if (parts[0] === "repositories" && parts[2] === "usage") return await renderUsage(parts[1]);
+    if (parts[0] === "repositories") return await renderRepo(parts[1]);
+    if (parts[0] === "browse") return await renderBrowse(parts[1] || "");
+    if (parts[0] === "users") return await renderUsers();
+    if (parts[0] === "roles") return await renderRoles();
+    if (parts[0] === "ldap") return await renderLdap();
+    if (parts[0] === "tokens") return await renderTokens();
+    if (parts[0] === "audit") return await renderAudit();
+    show(h("h1", { text: "404" }));
+  } catch (e) {
+    failure(e);
+  }
+}
+
+function start() {
+  const top = document.getElementById("top");
+  top.hidden = false;
+  document.getElementById("who").textContent = state.user;
+  top.querySelectorAll("[data-admin]").forEach((a) => { a.hidden = !state.admin; });
+  route();
+}
+
+async function boot() {
+  state.lang = pickLang();
+  const lang = document.getElementById("lang");
+  lang.value = state.lang;
+  lang.addEventListener("change", () => { state.lang = lang.value; localStorage.setItem("wharf.lang", lang.value); translateStatic(); route(); });
+  translateStatic();
+  document.getElementById("logout").addEventListener("click", async () => {
+    try { await api("DELETE", "/session"); } catch (_) { /* already gone */ }
+    Object.assign(state, { user: null, admin: false, csrf: null });
+    location.hash = "#/";
+    renderLogin();
+  });
+  window.addEventListener("hashchange", route);
+  try {
+    const s = await api("GET", "/session");
+    Object.assign(state, { user: s.userId, admin: s.admin, csrf: s.csrfToken });
+    start();
+  } catch (_) {
+    renderLogin();
+  }
+}
+
+boot();
