@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
-# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, OpenLDAP slapd, twine, uv, pypiserver, pnpm, verdaccio), starts a PostgreSQL on loopback for the database tests, and runs cargo test
+# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, OpenLDAP slapd, Chromium, twine, uv, pypiserver, pnpm, verdaccio, playwright-core), starts a PostgreSQL on loopback for the database tests, and runs cargo test
 # twice: everything on the embedded SQLite, then every integration suite on PostgreSQL.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,7 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 command -v npm >/dev/null || need+=(nodejs npm)
 [ -x /usr/sbin/slapd ] || need+=(slapd)
 command -v ldapsearch >/dev/null || need+=(ldap-utils)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -35,8 +36,8 @@ export PATH="$VENV/bin:$PATH"
 # npm-side tools (pnpm; verdaccio as a proxy upstream) in target/test-npm. The override pins a
 # dist-tag (`node-fetch@cjs`) that some registry mirrors do not carry.
 NPMTOOLS="$PWD/target/test-npm"
-if [ ! -x "$NPMTOOLS/node_modules/.bin/pnpm" ] || [ ! -x "$NPMTOOLS/node_modules/.bin/verdaccio" ]; then
-    echo "== installing pnpm and verdaccio into $NPMTOOLS"
+if [ ! -x "$NPMTOOLS/node_modules/.bin/pnpm" ] || [ ! -x "$NPMTOOLS/node_modules/.bin/verdaccio" ] || [ ! -d "$NPMTOOLS/node_modules/playwright-core" ]; then
+    echo "== installing pnpm, verdaccio and playwright-core into $NPMTOOLS"
     mkdir -p "$NPMTOOLS"
     cp tests/npm/tools.json "$NPMTOOLS/package.json"
     (cd "$NPMTOOLS" && npm install --no-audit --no-fund --silent)

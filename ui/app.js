@@ -118,6 +118,13 @@ function bytes(n) {
   return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
 }
 
+/// A time from the API (epoch milliseconds or RFC 3339) in the reader's locale.
+function when(v) {
+  if (v === null || v === undefined || v === "") return "";
+  const d = new Date(typeof v === "number" ? v : String(v));
+  return isNaN(d) ? String(v) : d.toLocaleString(state.lang);
+}
+
 function pre(text) {
   const copy = h("button", { type: "button", class: "copy secondary", text: t("copy") });
   copy.addEventListener("click", async () => {
@@ -320,7 +327,7 @@ async function renderBrowse(name) {
         c.group ? `${c.group}/${c.name}` : c.name, c.version,
         h("span", {}, assets.map((a) => h("div", {}, h("a", { href: a.downloadUrl, text: a.path.split("/").pop() }), " ", h("span", { class: "muted", text: bytes(a.fileSize) })))),
         h("code", { text: (first.checksum && first.checksum.sha256 || "").slice(0, 16) }),
-        first.lastModified || first.blobCreated || "", first.uploader || "",
+        when(first.lastModified || first.blobCreated), first.uploader || "",
       ];
       const acts = h("span", {});
       if (state.admin) {
@@ -341,7 +348,7 @@ async function renderBrowse(name) {
       cells.push(acts);
       return cells;
     });
-    nodes.push(table([t("name"), t("version"), t("nav.browse"), t("digest"), t("uploaded"), t("uploader"), t("actions")], rows, [3, 4, 5]));
+    nodes.push(table([t("name"), t("version"), t("files"), t("digest"), t("uploaded"), t("uploader"), t("actions")], rows, [3, 4, 5]));
   }
   show(...nodes);
 }

@@ -1,0 +1,131 @@
+// The console in a real headless Chromium (Debian's), driven by playwright-core:
+//   node e2e.js PHASE BASE_URL USER PASSWORD SCREENSHOT_DIR
+// PHASE is `create` (log in, create one repository of each format and type through the forms,
+// check errors next to fields, usage pages, the language switch), `browse` (see the artifact a
+// real client uploaded, delete it and a repository from the console) or `reader` (a read-only
+// user sees no admin pages and cannot call them). Exits non-zero on the first failed check.
+"use strict";
+const path = require("path");
+const { chromium } = require(path.join(__dirname, "../../target/test-npm/node_modules/playwright-core"));
+
+const [phase, base, user, password, shots] = process.argv.slice(2);
+
+function check(cond, msg) {
+  if (!cond) throw new Error("check failed: " + msg);
+}
+
+async function shot(page, name) {
+  await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+}
+
+async function login(page, u, p) {
+  await page.goto(base + "/");
+  await page.getByLabel(/User name|用户名/).fill(u);
+  await page.getByLabel(/^Password$|^密码$/).fill(p);
+  await shot(page, `login-${phase}`);
+  await page.getByRole("button", { name: /Sign in|登录/ }).click();
+  await page.waitForSelector("#top:not([hidden])");
+}
+
+async function createRepo(page, format, kind, name, fill) {
+  await page.goto(base + "/#/repositories/new");
+  await page.waitForSelector("form.card");
+  await page.selectOption("#f-format", format);
+  await page.selectOption("#f-type", kind);
+  await page.fill("#f-name", name);
+  if (fill) await fill();
+  await page.getByRole("button", { name: /^Create$/ }).click();
+  await page.waitForURL(new RegExp(`#/repositories/${name}/usage$`));
+  await page.waitForSelector("pre");
+  const text = await page.textContent("main");
+  check(text.includes(name), `usage page of ${name} names it`);
+}
+
+async function main() {
+  const browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-gpu"] });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US" });
+  const page = await context.newPage();
+  page.on("dialog", (d) => d.accept());
+  const external = [];
+  page.on("request", (r) => { if (!r.url().startsWith(base)) external.push(r.url()); });
+  try {
+    if (phase === "create") {
+      await login(page, user, password);
+      await page.waitForSelector("h1");
+      check((await page.textContent("h1")).includes("Dashboard"), "dashboard after login");
+      // The session cookie is HttpOnly: the page's scripts cannot read it.
+      check(!(await page.evaluate(() => document.cookie)).includes("wharf_session"), "the session cookie is not readable by scripts");
+      for (const format of ["docker", "pypi", "npm"]) {
+        await createRepo(page, format, "hosted", `ui-${format}-hosted`);
+        await createRepo(page, format, "proxy", `ui-${format}-proxy`);
+        await createRepo(page, format, "group", `ui-${format}-group`, async () => {
+          await page.selectOption("#f-group\\.memberNames", [`ui-${format}-hosted`, `ui-${format}-proxy`]);
+        });
+      }
+      await shot(page, "usage");
+      // A wrong field gets its message next to it.
+      await page.goto(base + "/#/repositories/new");
+      await page.waitForSelector("form.card");
+      await page.selectOption("#f-format", "pypi");
+      await page.selectOption("#f-type", "proxy");
+      await page.fill("#f-name", "ui-bad-proxy");
+      await page.fill("#f-proxy\\.remoteUrl", "ftp://example.com/");
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await page.waitForFunction(() => (document.querySelector('[data-error-for="proxy.remoteUrl"]') || {}).textContent);
+      check((await page.textContent('[data-error-for="proxy.remoteUrl"]')).includes("http"), "the remote URL error sits next to its field");
+      await shot(page, "create-form-error");
+      // The dashboard lists them all.
+      await page.goto(base + "/#/");
+      await page.waitForSelector("table");
+      const dash = await page.textContent("main");
+      for (const f of ["docker", "pypi", "npm"]) for (const k of ["hosted", "proxy", "group"]) check(dash.includes(`ui-${f}-${k}`), `dashboard lists ui-${f}-${k}`);
+      await shot(page, "dashboard");
+      // Chinese.
+      await page.selectOption("#lang", "zh-CN");
+      await page.waitForFunction(() => document.querySelector("header nav a").textContent === "概览");
+      await shot(page, "dashboard-zh");
+      await page.selectOption("#lang", "en");
+      // A phone-sized screen.
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.goto(base + "/#/");
+      await page.waitForSelector("table");
+      await shot(page, "dashboard-phone");
+      await page.setViewportSize({ width: 1280, height: 800 });
+      for (const p of ["users", "roles", "tokens", "audit", "ldap"]) {
+        await page.goto(base + "/#/" + p);
+        await page.waitForSelector("main h1");
+        await shot(page, p);
+      }
+      // Keyboard: the skip link and the login form work without a mouse.
+      check(await page.evaluate(() => !!document.querySelector("a.skip")), "a skip link");
+    } else if (phase === "browse") {
+      await login(page, user, password);
+      await page.goto(base + "/#/browse/ui-pypi-hosted");
+      await page.waitForSelector("table");
+      check((await page.textContent("main")).includes("ui-console-pkg"), "browse shows the uploaded project");
+      await shot(page, "browse");
+      await page.getByRole("button", { name: "Delete" }).first().click();
+      await page.waitForFunction(() => !document.querySelector("main").textContent.includes("ui-console-pkg"));
+      // Delete a repository from its page.
+      await page.goto(base + "/#/repositories/ui-npm-proxy");
+      await page.getByRole("button", { name: "Delete" }).click();
+      await page.waitForURL(/#\/$/);
+      await page.waitForSelector("table");
+      check(!(await page.textContent("main")).includes("ui-npm-proxy"), "the deleted repository is gone");
+    } else if (phase === "reader") {
+      await login(page, user, password);
+      check(await page.locator('header a[href="#/users"]').isHidden(), "no admin links for a reader");
+      await page.goto(base + "/#/users");
+      await page.waitForSelector("main h1");
+      check((await page.textContent("main h1")).includes("may not"), "admin pages are refused");
+      const status = await page.evaluate(async () => (await fetch("/service/rest/v1/security/users", { headers: { "X-Requested-With": "XMLHttpRequest" } })).status);
+      check(status === 403, `the API refuses a reader's session (${status})`);
+      await shot(page, "reader");
+    }
+    check(external.length === 0, "no external requests: " + external.join(", "));
+  } finally {
+    await browser.close();
+  }
+}
+
+main().then(() => process.exit(0), (e) => { console.error(e.stack || String(e)); process.exit(1); });
