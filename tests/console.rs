@@ -44,6 +44,31 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
         .expect("skopeo is installed");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // npm publishes to the npm registry the console made.
+    let r = reqwest::blocking::Client::new()
+        .put(server.url("/repository/ui-npm-hosted/-/user/org.couchdb.user:admin"))
+        .json(&json!({"name": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .unwrap();
+    let token = r.json::<serde_json::Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let pkg = tmp.path().join("npm-pkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("package.json"), r#"{"name": "ui-console-npm", "version": "1.0.0"}"#).unwrap();
+    let registry = server.url("/repository/ui-npm-hosted/");
+    std::fs::write(tmp.path().join("npmrc"), format!("registry={registry}\n{}:_authToken={token}\n", registry.trim_start_matches("http:"))).unwrap();
+    let out = Command::new("npm")
+        .arg("publish")
+        .current_dir(&pkg)
+        .env("npm_config_userconfig", tmp.path().join("npmrc"))
+        .env("npm_config_cache", tmp.path().join("npm-cache"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The dashboard's numbers come from the API.
+    let repos: Vec<serde_json::Value> = server.admin().request(Method::GET, "/service/rest/v1/repositories").send().unwrap().json().unwrap();
+    let pypi = repos.iter().find(|r| r["name"] == "ui-pypi-hosted").unwrap();
+    assert!(pypi["assetCount"].as_i64().unwrap() >= 1 && pypi["totalSize"].as_i64().unwrap() > 0, "{pypi}");
+
     e2e(&server, "browse", "admin", ADMIN_PASSWORD);
     let r = server.admin().request(Method::GET, "/service/rest/v1/repositories/ui-npm-proxy").send().unwrap();
     assert_eq!(r.status().as_u16(), 404, "deleted from the console");

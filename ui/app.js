@@ -171,6 +171,7 @@ async function renderDashboard() {
     r.format, r.type,
     h("code", { text: r.url }),
     r.online === false ? t("no") : t("yes"),
+    String(r.assetCount ?? ""), bytes(r.totalSize),
     h("span", {}, h("a", { href: `#/repositories/${encodeURIComponent(r.name)}/usage`, text: t("usage") }), " ",
       state.admin ? h("a", { href: `#/repositories/${encodeURIComponent(r.name)}/edit`, text: t("edit") }) : null),
   ]);
@@ -181,7 +182,7 @@ async function renderDashboard() {
       h("div", { class: "tile" }, h("b", { text: String(stores.length) }), t("dash.stores")),
       h("div", { class: "tile" }, h("b", { class: health ? "ok" : "error", text: health ? t("dash.healthy") : "!" }), t("dash.status"))),
     h("h2", { text: t("dash.repos") }),
-    table([t("name"), t("format"), t("type"), t("url"), t("online"), t("actions")], rows, [3]),
+    table([t("name"), t("format"), t("type"), t("url"), t("online"), t("count"), t("size"), t("actions")], rows, [3, 5, 6]),
     stores.length ? h("h2", { text: t("dash.stores") }) : null,
     stores.length ? table([t("name"), t("blobs"), t("size")], stores.map((s) => [s.name, String(s.blobCount), bytes(s.totalSizeInBytes)])) : null,
   );
@@ -348,7 +349,16 @@ async function renderBrowse(name) {
       cells.push(acts);
       return cells;
     });
-    nodes.push(table([t("name"), t("version"), t("files"), t("digest"), t("uploaded"), t("uploader"), t("actions")], rows, [3, 4, 5]));
+    const search = h("input", { type: "search", placeholder: t("search") });
+    const holder = h("div", {});
+    const draw = () => {
+      const q = search.value.trim().toLowerCase();
+      const shown = rows.filter((r) => !q || String(r[0]).toLowerCase().includes(q) || String(r[1]).toLowerCase().includes(q));
+      holder.replaceChildren(table([t("name"), t("version"), t("files"), t("digest"), t("uploaded"), t("uploader"), t("actions")], shown, [3, 4, 5]));
+    };
+    search.addEventListener("input", draw);
+    draw();
+    nodes.push(field(t("search"), search, "search"), holder);
   }
   show(...nodes);
 }
@@ -416,8 +426,24 @@ async function renderLdap() {
     });
     return [s.name, `${s.protocol}://${s.host}:${s.port}`, s.searchBase, h("span", {}, test, " ", user, pass, tl, " ", out)];
   });
-  show(h("h1", { text: t("ldap.title") }), table([t("name"), t("url"), "searchBase", t("actions")], rows, [2]),
-    h("p", { class: "muted" }, "POST " + API + "/security/ldap"));
+  const inputs = {};
+  const mk = (key, label, attrs) => { inputs[key] = h("input", Object.assign({ type: "text" }, attrs || {})); return field(label, inputs[key], key); };
+  const proto = h("select", {}, ["ldap", "ldaps"].map((p) => h("option", { value: p, text: p })));
+  const form = h("form", { class: "card" }, h("h2", { text: t("create") }),
+    mk("name", t("name"), { required: true }), field("protocol", proto, "protocol"), mk("host", "host", { required: true }),
+    mk("port", "port", { type: "number", value: "389", required: true }), mk("searchBase", "searchBase", { required: true }),
+    mk("authUsername", "authUsername (bind DN)"), mk("authPassword", t("password"), { type: "password", autocomplete: "off" }),
+    mk("userBaseDn", "userBaseDn", { value: "ou=people" }), mk("groupBaseDn", "groupBaseDn", { value: "ou=groups" }),
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const v = (k) => inputs[k].value;
+    const body = { name: v("name"), protocol: proto.value, host: v("host"), port: Number(v("port")), searchBase: v("searchBase"),
+      authScheme: v("authUsername") ? "SIMPLE" : "NONE", authUsername: v("authUsername") || null, authPassword: v("authPassword") || null,
+      userBaseDn: v("userBaseDn"), groupBaseDn: v("groupBaseDn") };
+    try { await api("POST", "/security/ldap", body); renderLdap(); } catch (e) { if (!placeErrors(form, e)) failure(e); }
+  });
+  show(h("h1", { text: t("ldap.title") }), table([t("name"), t("url"), "searchBase", t("actions")], rows, [2]), form);
 }
 
 async function renderTokens() {

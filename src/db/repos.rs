@@ -123,3 +123,23 @@ pub fn generation(conn: &mut AnyConnection) -> Result<i64, DbError> {
     let v: Option<String> = settings::table.find(GENERATION_KEY).select(settings::value).first(conn).optional()?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
+
+/// Per repository: how many assets name content, and their bytes (content shared between
+/// repositories counts in each).
+pub fn content_stats(conn: &mut AnyConnection) -> Result<std::collections::HashMap<i64, (i64, i64)>, DbError> {
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        repository_id: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        total: i64,
+    }
+    // CAST: SUM of a BIGINT is NUMERIC on PostgreSQL.
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT repository_id, COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM assets WHERE digest IS NOT NULL GROUP BY repository_id",
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.repository_id, (r.n, r.total))).collect())
+}

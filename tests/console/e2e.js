@@ -74,6 +74,11 @@ async function main() {
       await page.waitForFunction(() => (document.querySelector('[data-error-for="proxy.remoteUrl"]') || {}).textContent);
       check((await page.textContent('[data-error-for="proxy.remoteUrl"]')).includes("http"), "the remote URL error sits next to its field");
       await shot(page, "create-form-error");
+      // A group without members: the message sits at the members field.
+      await page.selectOption("#f-type", "group");
+      await page.fill("#f-name", "ui-empty-group");
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await page.waitForFunction(() => (document.querySelector('[data-error-for="group.memberNames"]') || {}).textContent);
       // The dashboard lists them all.
       await page.goto(base + "/#/");
       await page.waitForSelector("table");
@@ -103,7 +108,17 @@ async function main() {
       await page.goto(base + "/#/browse/ui-pypi-hosted");
       await page.waitForSelector("table");
       check((await page.textContent("main")).includes("ui-console-pkg"), "browse shows the uploaded project");
+      await page.fill("#f-search", "no-such-thing");
+      check(!(await page.textContent("main table, main p.muted")).includes("ui-console-pkg"), "search filters");
+      await page.fill("#f-search", "console");
+      await page.waitForSelector("main table");
       await shot(page, "browse");
+      // The npm package a real npm published, in its repository.
+      await page.goto(base + "/#/browse/ui-npm-hosted");
+      await page.waitForSelector("main table");
+      check((await page.textContent("main")).includes("ui-console-npm"), "browse shows the npm package");
+      await page.goto(base + "/#/browse/ui-pypi-hosted");
+      await page.waitForSelector("main table");
       await page.getByRole("button", { name: "Delete" }).first().click();
       await page.waitForFunction(() => !document.querySelector("main").textContent.includes("ui-console-pkg"));
       // Delete a repository from its page.
@@ -115,6 +130,8 @@ async function main() {
     } else if (phase === "reader") {
       await login(page, user, password);
       check(await page.locator('header a[href="#/users"]').isHidden(), "no admin links for a reader");
+      await page.waitForSelector("main table");
+      check((await page.textContent("main")).includes("ui-pypi-hosted"), "a reader's dashboard lists what they may read");
       await page.goto(base + "/#/users");
       await page.waitForSelector("main h1");
       check((await page.textContent("main h1")).includes("may not"), "admin pages are refused");

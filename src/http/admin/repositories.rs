@@ -219,11 +219,34 @@ async fn check_listener(state: &AppState, format: &str, name: &str, config: &Val
     Ok(())
 }
 
+/// Every repository for administrators; for others, those they may read. wharf's additions:
+/// `online`, and `assetCount` / `totalSize` (the content the repository references).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
-    let rows = state.db.run(|c| repos::list(c)).await?;
+    let p = state.auth.principal(&req).await;
+    if p.user.is_none() {
+        return Err(AdminError::Unauthenticated);
+    }
+    let (rows, stats) = state.db.run(|c| Ok((repos::list(c)?, repos::content_stats(c)?))).await?;
+    let snap = state.registry.snapshot();
+    let readable = |name: &str| match &p.access {
+        wharf_format::Access::All => true,
+        wharf_format::Access::Privileges(privs) => snap.repos.get(name).is_some_and(|r| privs.iter().any(|x| x.allows(&r.config, wharf_format::Action::Read))),
+        _ => false,
+    };
     let origin = origin(&req);
-    Ok(HttpResponse::Ok().json(rows.iter().map(|r| summary(r, &origin)).collect::<Vec<_>>()))
+    let out: Vec<Value> = rows
+        .iter()
+        .filter(|r| readable(&r.name))
+        .map(|r| {
+            let mut v = summary(r, &origin);
+            let (count, size) = stats.get(&r.id).copied().unwrap_or((0, 0));
+            v["online"] = json!(snap.repos.get(&r.name).map(|x| x.config.online).unwrap_or(false));
+            v["assetCount"] = json!(count);
+            v["totalSize"] = json!(size);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(out))
 }
 
 async fn find(state: &AppState, name: String) -> Result<RepoRow, AdminError> {
