@@ -184,6 +184,16 @@ fn directory_users_log_in_everywhere_and_their_groups_decide() {
     let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
     let who: Value = Client::new().get(e.server.url("/repository/npm-hosted/-/whoami")).bearer_auth(&token).send().unwrap().json().unwrap();
     assert_eq!(who["username"], "alice");
+
+    // The console's login takes directory users too; the session carries alice's roles.
+    let r = Client::new().post(e.server.url("/service/rest/v1/session")).json(&json!({"username": "alice", "password": "alice-password"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    assert_eq!(r.json::<Value>().unwrap()["admin"], false);
+    let repos: Vec<Value> = Client::new().get(e.server.url("/service/rest/v1/repositories")).header("Cookie", &cookie).send().unwrap().json().unwrap();
+    assert!(repos.iter().any(|r| r["name"] == "pypi-hosted"), "{repos:?}");
+    let r = Client::new().get(e.server.url("/service/rest/v1/security/users")).header("Cookie", &cookie).send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
 #[test]
