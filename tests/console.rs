@@ -24,6 +24,10 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     let server = TestServer::start();
     e2e(&server, "create", "admin", ADMIN_PASSWORD);
 
+    // The user and role the console made exist as the API sees them.
+    let users: Vec<serde_json::Value> = server.admin().request(Method::GET, "/service/rest/v1/security/users?userId=ui-user").send().unwrap().json().unwrap();
+    assert_eq!(users[0]["roles"], json!(["ui-readers"]));
+
     // A real client uses a repository the console made.
     let tmp = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
@@ -33,6 +37,17 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
         .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &server.url("/repository/ui-pypi-hosted/"), "-u", "admin", "-p", ADMIN_PASSWORD, &whl])
         .output()
         .expect("twine is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // pip installs it through the console-made group (hosted first, then the proxy).
+    let target = tmp.path().join("site");
+    let out = Command::new("python3")
+        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated", "install", "--no-cache-dir", "--index-url"])
+        .arg(format!("http://admin:{ADMIN_PASSWORD}@{}/repository/ui-pypi-group/simple/", server.addr))
+        .arg("--target")
+        .arg(&target)
+        .arg("ui-console-pkg")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let layout = tmp.path().join("layout");
     common::oci::image(&layout, "v1", &["amd64"], 5, 1024);

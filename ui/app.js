@@ -386,7 +386,23 @@ async function renderUsers() {
       if (!confirm(t("confirm.delete", u.userId))) return;
       try { await api("DELETE", `/security/users/${encodeURIComponent(u.userId)}`); renderUsers(); } catch (e) { failure(e); }
     });
-    return [u.userId, u.emailAddress, u.status, (u.roles || []).join(", "), del];
+    const sel = h("select", { multiple: true, size: 3, "aria-label": `${t("roles")} ${u.userId}` }, roles.map((r) => h("option", { value: r.id, text: r.id, selected: (u.roles || []).includes(r.id) })));
+    const status = h("select", { "aria-label": `${t("status")} ${u.userId}` }, ["active", "disabled"].map((x) => h("option", { value: x, text: x, selected: u.status === x })));
+    const save = h("button", { type: "button", class: "secondary", text: t("save") });
+    const out = h("span", { "aria-live": "polite" });
+    save.addEventListener("click", async () => {
+      try {
+        await api("PUT", `/security/users/${encodeURIComponent(u.userId)}`, { userId: u.userId, firstName: u.firstName, lastName: u.lastName, emailAddress: u.emailAddress, status: status.value, roles: [...sel.selectedOptions].map((o) => o.value) });
+        out.textContent = "✓";
+      } catch (e) { out.textContent = e.message; }
+    });
+    const pw = h("button", { type: "button", class: "secondary", text: t("password") });
+    pw.addEventListener("click", async () => {
+      const np = prompt(`${t("password")}: ${u.userId}`);
+      if (!np) return;
+      try { await api("PUT", `/security/users/${encodeURIComponent(u.userId)}/change-password`, np); out.textContent = "✓"; } catch (e) { out.textContent = e.message; }
+    });
+    return [u.userId, u.emailAddress, status, sel, h("span", {}, save, " ", pw, " ", del, " ", out)];
   });
   show(h("h1", { text: t("users.title") }), table(["userId", t("email"), t("status"), t("roles"), t("actions")], rows, [1]), form);
 }
@@ -404,7 +420,25 @@ async function renderRoles() {
       renderRoles();
     } catch (e) { if (!placeErrors(form, e)) failure(e); }
   });
-  show(h("h1", { text: t("roles.title") }), table(["id", t("privileges"), t("roles")], roles.map((r) => [r.id, (r.privileges || []).join(" "), (r.roles || []).join(", ")])), form);
+  const rows = roles.map((r) => {
+    const privs = h("textarea", { rows: 2, "aria-label": `${t("privileges")} ${r.id}`, disabled: r.readOnly }, (r.privileges || []).join(" "));
+    const out = h("span", { "aria-live": "polite" });
+    const save = h("button", { type: "button", class: "secondary", text: t("save"), disabled: r.readOnly });
+    save.addEventListener("click", async () => {
+      try {
+        await api("PUT", `/security/roles/${encodeURIComponent(r.id)}`, { id: r.id, name: r.name, description: r.description, privileges: privs.value.split(/[\s,]+/).filter(Boolean), roles: r.roles || [] });
+        out.textContent = "✓";
+      } catch (e) { out.textContent = e.message; }
+    });
+    const builtin = r.id === "nx-admin" || r.id === "nx-anonymous";
+    const del = h("button", { type: "button", class: "danger", text: t("delete"), disabled: builtin });
+    del.addEventListener("click", async () => {
+      if (!confirm(t("confirm.delete", r.id))) return;
+      try { await api("DELETE", `/security/roles/${encodeURIComponent(r.id)}`); renderRoles(); } catch (e) { out.textContent = e.message; }
+    });
+    return [r.id, privs, (r.roles || []).join(", "), h("span", {}, save, " ", del, " ", out)];
+  });
+  show(h("h1", { text: t("roles.title") }), table(["id", t("privileges"), t("roles"), t("actions")], rows), form);
 }
 
 async function renderLdap() {
@@ -424,7 +458,12 @@ async function renderLdap() {
         out.textContent = r.success ? `✓ ${r.user.id} → ${(r.roles || []).join(", ") || "—"}` : r.message;
       } catch (e) { out.textContent = e.message; }
     });
-    return [s.name, `${s.protocol}://${s.host}:${s.port}`, s.searchBase, h("span", {}, test, " ", user, pass, tl, " ", out)];
+    const del = h("button", { type: "button", class: "danger", text: t("delete"), disabled: !!s.readOnly });
+    del.addEventListener("click", async () => {
+      if (!confirm(t("confirm.delete", s.name))) return;
+      try { await api("DELETE", `/security/ldap/${encodeURIComponent(s.name)}`); renderLdap(); } catch (e) { out.textContent = e.message; }
+    });
+    return [s.name, `${s.protocol}://${s.host}:${s.port}`, s.searchBase, h("span", {}, test, " ", user, pass, tl, " ", del, " ", out)];
   });
   const inputs = {};
   const mk = (key, label, attrs) => { inputs[key] = h("input", Object.assign({ type: "text" }, attrs || {})); return field(label, inputs[key], key); };

@@ -96,6 +96,26 @@ async function main() {
       await page.waitForSelector("table");
       await shot(page, "dashboard-phone");
       await page.setViewportSize({ width: 1280, height: 800 });
+      // A user and a role, made and changed in the console.
+      await page.goto(base + "/#/roles");
+      await page.waitForSelector("form.card");
+      await page.fill("#f-id", "ui-readers");
+      await page.fill("#f-privileges", "nx-repository-view-*-*-read");
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await page.waitForFunction(() => document.querySelector("main table").textContent.includes("ui-readers"));
+      await page.goto(base + "/#/users");
+      await page.waitForSelector("form.card");
+      await page.fill("#f-userId", "ui-user");
+      await page.fill("#f-password", "ui-user-password");
+      await page.selectOption("#f-roles", ["ui-readers"]);
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await page.waitForFunction(() => document.querySelector("main table").textContent.includes("ui-user"));
+      // The audit log shows what the console just did, filtered.
+      await page.goto(base + "/#/audit");
+      await page.waitForSelector("main table");
+      await page.fill("#f-action", "user.*");
+      await page.getByRole("button", { name: /^Filter$/ }).click();
+      await page.waitForFunction(() => document.querySelector("main table") && document.querySelector("main table").textContent.includes("user.create"));
       for (const p of ["users", "roles", "tokens", "audit", "ldap"]) {
         await page.goto(base + "/#/" + p);
         await page.waitForSelector("main h1");
