@@ -72,6 +72,9 @@ function main() { return document.getElementById("main"); }
 function show(...nodes) {
   const m = main();
   m.replaceChildren(...nodes);
+  // Which view is on screen (the route it was drawn for): tests and assistive tools can tell a
+  // finished page from the one before.
+  m.dataset.view = state.user ? decodeURIComponent(location.hash.replace(/^#\/?/, "")) : "login";
   m.focus();
 }
 
@@ -313,52 +316,68 @@ async function renderUsage(name) {
 
 // ---- browse ----------------------------------------------------------------------------------
 
-async function renderBrowse(name) {
+/// Repository → component (image, project, package) → versions (tags) → files.
+async function renderBrowse(name, component) {
   const repos = await api("GET", "/repositories");
   const pick = h("select", { "aria-label": t("browse.pick") }, h("option", { value: "", text: "—" }), repos.map((r) => h("option", { value: r.name, text: `${r.name} (${r.format} ${r.type})`, selected: r.name === name })));
   pick.addEventListener("change", () => { location.hash = `#/browse/${encodeURIComponent(pick.value)}`; });
-  const nodes = [h("h1", { text: t("browse.title") }), field(t("browse.pick"), pick, "repository")];
+  const nodes = [h("h1", { text: component ? `${name} / ${component}` : t("browse.title") }), field(t("browse.pick"), pick, "repository")];
   if (name) {
-    const page = await api("GET", `/components?repository=${encodeURIComponent(name)}`);
+    const items = [];
+    let token = null;
+    do {
+      const page = await api("GET", `/components?repository=${encodeURIComponent(name)}` + (token ? `&continuationToken=${encodeURIComponent(token)}` : ""));
+      items.push(...(page.items || []));
+      token = page.continuationToken;
+    } while (token && items.length < 5000);
     const repo = repos.find((r) => r.name === name) || {};
-    const rows = (page.items || []).map((c) => {
-      const assets = c.assets || [];
-      const first = assets[0] || {};
-      const cells = [
-        c.group ? `${c.group}/${c.name}` : c.name, c.version,
-        h("span", {}, assets.map((a) => h("div", {}, h("a", { href: a.downloadUrl, text: a.path.split("/").pop() }), " ", h("span", { class: "muted", text: bytes(a.fileSize) })))),
-        h("code", { text: (first.checksum && first.checksum.sha256 || "").slice(0, 16) }),
-        when(first.lastModified || first.blobCreated), first.uploader || "",
-      ];
-      const acts = h("span", {});
-      if (state.admin) {
-        const del = h("button", { type: "button", class: "danger", text: t("delete") });
-        del.addEventListener("click", async () => {
-          if (!confirm(t("confirm.delete", `${c.name} ${c.version}`))) return;
-          try { await api("DELETE", `/components/${encodeURIComponent(c.id)}`); renderBrowse(name); } catch (e) { failure(e); }
-        });
-        acts.append(del);
-        if (repo.format === "pypi") {
-          const y = h("button", { type: "button", class: "secondary", text: t("yank") });
-          y.addEventListener("click", async () => {
-            try { await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" }); renderBrowse(name); } catch (e) { failure(e); }
+    const full = (c) => (c.group ? `${c.group}/${c.name}` : c.name);
+    if (!component) {
+      const byName = new Map();
+      for (const c of items) byName.set(full(c), (byName.get(full(c)) || 0) + 1);
+      const search = h("input", { type: "search", placeholder: t("search") });
+      const holder = h("div", {});
+      const draw = () => {
+        const q = search.value.trim().toLowerCase();
+        const rows = [...byName.entries()].filter(([n]) => !q || n.toLowerCase().includes(q)).sort(([a], [b]) => a.localeCompare(b))
+          .map(([n, count]) => [h("a", { href: `#/browse/${encodeURIComponent(name)}/${n.split("/").map(encodeURIComponent).join("/")}`, text: n }), String(count)]);
+        holder.replaceChildren(table([t("name"), t("version")], rows));
+      };
+      search.addEventListener("input", draw);
+      draw();
+      nodes.push(field(t("search"), search, "search"), holder);
+    } else {
+      const rows = items.filter((c) => full(c) === component).map((c) => {
+        const assets = c.assets || [];
+        const first = assets[0] || {};
+        const cells = [
+          c.version,
+          h("span", {}, assets.map((a) => h("div", {}, h("a", { href: a.downloadUrl, text: a.path.split("/").pop() }), " ", h("span", { class: "muted", text: bytes(a.fileSize) })))),
+          h("code", { text: (first.checksum && first.checksum.sha256 || "").slice(0, 16) }),
+          when(first.lastModified || first.blobCreated), first.uploader || "",
+        ];
+        const acts = h("span", {});
+        if (state.admin) {
+          const del = h("button", { type: "button", class: "danger", text: t("delete") });
+          del.addEventListener("click", async () => {
+            if (!confirm(t("confirm.delete", `${component} ${c.version}`))) return;
+            try { await api("DELETE", `/components/${encodeURIComponent(c.id)}`); renderBrowse(name, component); } catch (e) { failure(e); }
           });
-          acts.append(" ", y);
+          acts.append(del);
+          if (repo.format === "pypi") {
+            const y = h("button", { type: "button", class: "secondary", text: t("yank") });
+            y.addEventListener("click", async () => {
+              try { await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" }); renderBrowse(name, component); } catch (e) { failure(e); }
+            });
+            acts.append(" ", y);
+          }
         }
-      }
-      cells.push(acts);
-      return cells;
-    });
-    const search = h("input", { type: "search", placeholder: t("search") });
-    const holder = h("div", {});
-    const draw = () => {
-      const q = search.value.trim().toLowerCase();
-      const shown = rows.filter((r) => !q || String(r[0]).toLowerCase().includes(q) || String(r[1]).toLowerCase().includes(q));
-      holder.replaceChildren(table([t("name"), t("version"), t("files"), t("digest"), t("uploaded"), t("uploader"), t("actions")], shown, [3, 4, 5]));
-    };
-    search.addEventListener("input", draw);
-    draw();
-    nodes.push(field(t("search"), search, "search"), holder);
+        cells.push(acts);
+        return cells;
+      });
+      nodes.push(table([t("version"), t("files"), t("digest"), t("uploaded"), t("uploader"), t("actions")], rows, [2, 3, 4]),
+        h("p", {}, h("a", { href: `#/browse/${encodeURIComponent(name)}`, text: t("back") })));
+    }
   }
   show(...nodes);
 }
@@ -411,7 +430,16 @@ async function renderRoles() {
   const roles = await api("GET", "/security/roles");
   const id = h("input", { type: "text", required: true });
   const privs = h("textarea", { rows: 3, placeholder: "nx-repository-view-pypi-pypi-hosted-read" });
+  const known = await api("GET", "/security/privileges").catch(() => []);
+  const pickPriv = h("input", { type: "text", list: "privilege-names", "aria-label": t("privileges") });
+  const addPriv = h("button", { type: "button", class: "secondary", text: "+" });
+  addPriv.addEventListener("click", () => {
+    if (!pickPriv.value) return;
+    privs.value = (privs.value.trim() + " " + pickPriv.value).trim();
+    pickPriv.value = "";
+  });
   const form = h("form", { class: "card" }, h("h2", { text: t("create") }), field("id", id, "id"), field(t("privileges"), privs, "privileges"),
+    h("datalist", { id: "privilege-names" }, known.map((p) => h("option", { value: p.name }))), h("div", { class: "actions" }, pickPriv, addPriv),
     h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -560,7 +588,7 @@ async function route() {
     if (parts[0] === "repositories" && parts[2] === "edit") return await renderRepoForm(parts[1]);
     if (parts[0] === "repositories" && parts[2] === "usage") return await renderUsage(parts[1]);
     if (parts[0] === "repositories") return await renderRepo(parts[1]);
-    if (parts[0] === "browse") return await renderBrowse(parts[1] || "");
+    if (parts[0] === "browse") return await renderBrowse(parts[1] || "", parts.slice(2).join("/"));
     if (parts[0] === "users") return await renderUsers();
     if (parts[0] === "roles") return await renderRoles();
     if (parts[0] === "ldap") return await renderLdap();

@@ -18,6 +18,17 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
 }
 
+/// Opens a console route and waits until that view is drawn.
+async function view(page, route) {
+  if (route !== null) await page.goto(base + "/#/" + route);
+  await page.waitForFunction((r) => document.getElementById("main").dataset.view === r, route);
+}
+
+/// Waits for the view of `route` after a click navigated there.
+async function arrived(page, route) {
+  await page.waitForFunction((r) => document.getElementById("main").dataset.view === r, route);
+}
+
 async function login(page, u, p) {
   await page.goto(base + "/");
   await page.getByLabel(/User name|用户名/).fill(u);
@@ -28,15 +39,13 @@ async function login(page, u, p) {
 }
 
 async function createRepo(page, format, kind, name, fill) {
-  await page.goto(base + "/#/repositories/new");
-  await page.waitForSelector("form.card");
+  await view(page, "repositories/new");
   await page.selectOption("#f-format", format);
   await page.selectOption("#f-type", kind);
   await page.fill("#f-name", name);
   if (fill) await fill();
   await page.getByRole("button", { name: /^Create$/ }).click();
-  await page.waitForURL(new RegExp(`#/repositories/${name}/usage$`));
-  await page.waitForSelector("pre");
+  await arrived(page, `repositories/${name}/usage`);
   const text = await page.textContent("main");
   check(text.includes(name), `usage page of ${name} names it`);
 }
@@ -51,8 +60,8 @@ async function main() {
   try {
     if (phase === "create") {
       await login(page, user, password);
-      await page.waitForSelector("h1");
-      check((await page.textContent("h1")).includes("Dashboard"), "dashboard after login");
+      await arrived(page, "");
+      check((await page.textContent("main h1")).includes("Dashboard"), "dashboard after login");
       // The session cookie is HttpOnly: the page's scripts cannot read it.
       check(!(await page.evaluate(() => document.cookie)).includes("wharf_session"), "the session cookie is not readable by scripts");
       for (const format of ["docker", "pypi", "npm"]) {
@@ -64,8 +73,7 @@ async function main() {
       }
       await shot(page, "usage");
       // A wrong field gets its message next to it.
-      await page.goto(base + "/#/repositories/new");
-      await page.waitForSelector("form.card");
+      await view(page, "repositories/new");
       await page.selectOption("#f-format", "pypi");
       await page.selectOption("#f-type", "proxy");
       await page.fill("#f-name", "ui-bad-proxy");
@@ -80,8 +88,7 @@ async function main() {
       await page.getByRole("button", { name: /^Create$/ }).click();
       await page.waitForFunction(() => (document.querySelector('[data-error-for="group.memberNames"]') || {}).textContent);
       // The dashboard lists them all.
-      await page.goto(base + "/#/");
-      await page.waitForSelector("table");
+      await view(page, "");
       const dash = await page.textContent("main");
       for (const f of ["docker", "pypi", "npm"]) for (const k of ["hosted", "proxy", "group"]) check(dash.includes(`ui-${f}-${k}`), `dashboard lists ui-${f}-${k}`);
       await shot(page, "dashboard");
@@ -92,68 +99,69 @@ async function main() {
       await page.selectOption("#lang", "en");
       // A phone-sized screen.
       await page.setViewportSize({ width: 390, height: 844 });
-      await page.goto(base + "/#/");
-      await page.waitForSelector("table");
+      await view(page, "");
       await shot(page, "dashboard-phone");
       await page.setViewportSize({ width: 1280, height: 800 });
       // A user and a role, made and changed in the console.
-      await page.goto(base + "/#/roles");
-      await page.waitForSelector("form.card");
+      await view(page, "roles");
       await page.fill("#f-id", "ui-readers");
       await page.fill("#f-privileges", "nx-repository-view-*-*-read");
       await page.getByRole("button", { name: /^Create$/ }).click();
       await page.waitForFunction(() => document.querySelector("main table").textContent.includes("ui-readers"));
-      await page.goto(base + "/#/users");
-      await page.waitForSelector("form.card");
+      await view(page, "users");
       await page.fill("#f-userId", "ui-user");
       await page.fill("#f-password", "ui-user-password");
       await page.selectOption("#f-roles", ["ui-readers"]);
       await page.getByRole("button", { name: /^Create$/ }).click();
       await page.waitForFunction(() => document.querySelector("main table").textContent.includes("ui-user"));
       // The audit log shows what the console just did, filtered.
-      await page.goto(base + "/#/audit");
-      await page.waitForSelector("main table");
+      await view(page, "audit");
       await page.fill("#f-action", "user.*");
       await page.getByRole("button", { name: /^Filter$/ }).click();
       await page.waitForFunction(() => document.querySelector("main table") && document.querySelector("main table").textContent.includes("user.create"));
       for (const p of ["users", "roles", "tokens", "audit", "ldap"]) {
-        await page.goto(base + "/#/" + p);
-        await page.waitForSelector("main h1");
+        await view(page, p);
         await shot(page, p);
       }
       // Keyboard: the skip link and the login form work without a mouse.
       check(await page.evaluate(() => !!document.querySelector("a.skip")), "a skip link");
     } else if (phase === "browse") {
       await login(page, user, password);
-      await page.goto(base + "/#/browse/ui-pypi-hosted");
-      await page.waitForSelector("table");
+      await view(page, "browse/ui-pypi-hosted");
       check((await page.textContent("main")).includes("ui-console-pkg"), "browse shows the uploaded project");
       await page.fill("#f-search", "no-such-thing");
       check(!(await page.textContent("main table, main p.muted")).includes("ui-console-pkg"), "search filters");
       await page.fill("#f-search", "console");
       await page.waitForSelector("main table");
       await shot(page, "browse");
+      // Down the hierarchy: the image, its tag and its files.
+      await view(page, "browse/ui-docker-hosted");
+      await page.getByRole("link", { name: "team/app" }).click();
+      await arrived(page, "browse/ui-docker-hosted/team/app");
+      check((await page.textContent("main table")).includes("v1"), "the image's tag is listed");
+      await shot(page, "browse-image");
+      await view(page, "browse/ui-pypi-hosted");
+      await page.getByRole("link", { name: "ui-console-pkg" }).click();
+      await arrived(page, "browse/ui-pypi-hosted/ui-console-pkg");
+      check((await page.textContent("main table")).includes(".whl"), "the version's files are listed");
       // The npm package a real npm published, in its repository.
-      await page.goto(base + "/#/browse/ui-npm-hosted");
-      await page.waitForSelector("main table");
+      await view(page, "browse/ui-npm-hosted");
       check((await page.textContent("main")).includes("ui-console-npm"), "browse shows the npm package");
-      await page.goto(base + "/#/browse/ui-pypi-hosted");
-      await page.waitForSelector("main table");
+      // Delete the uploaded version from its page.
+      await view(page, "browse/ui-pypi-hosted/ui-console-pkg");
       await page.getByRole("button", { name: "Delete" }).first().click();
-      await page.waitForFunction(() => !document.querySelector("main").textContent.includes("ui-console-pkg"));
+      await page.waitForFunction(() => !document.querySelector("main").textContent.includes(".whl"));
       // Delete a repository from its page.
-      await page.goto(base + "/#/repositories/ui-npm-proxy");
+      await view(page, "repositories/ui-npm-proxy");
       await page.getByRole("button", { name: "Delete" }).click();
-      await page.waitForURL(/#\/$/);
-      await page.waitForSelector("table");
+      await arrived(page, "");
       check(!(await page.textContent("main")).includes("ui-npm-proxy"), "the deleted repository is gone");
     } else if (phase === "reader") {
       await login(page, user, password);
       check(await page.locator('header a[href="#/users"]').isHidden(), "no admin links for a reader");
-      await page.waitForSelector("main table");
+      await arrived(page, "");
       check((await page.textContent("main")).includes("ui-pypi-hosted"), "a reader's dashboard lists what they may read");
-      await page.goto(base + "/#/users");
-      await page.waitForSelector("main h1");
+      await view(page, "users");
       check((await page.textContent("main h1")).includes("may not"), "admin pages are refused");
       const status = await page.evaluate(async () => (await fetch("/service/rest/v1/security/users", { headers: { "X-Requested-With": "XMLHttpRequest" } })).status);
       check(status === 403, `the API refuses a reader's session (${status})`);
