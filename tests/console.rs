@@ -15,7 +15,8 @@ fn e2e(server: &TestServer, phase: &str, user: &str, password: &str) {
     let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/console-screenshots");
     std::fs::create_dir_all(shots).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/e2e.js");
-    let out = Command::new("node").arg(script).args([phase, &server.base, user, password, shots]).output().expect("node runs");
+    let port = common::free_port().to_string();
+    let out = Command::new("node").arg(script).args([phase, &server.base, user, password, shots, &port]).output().expect("node runs");
     assert!(out.status.success(), "console {phase}: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
 }
 

@@ -74,7 +74,7 @@ function show(...nodes) {
   m.replaceChildren(...nodes);
   // Which view is on screen (the route it was drawn for): tests and assistive tools can tell a
   // finished page from the one before.
-  m.dataset.view = state.user ? decodeURIComponent(location.hash.replace(/^#\/?/, "")) : "login";
+  m.dataset.view = state.user ? drawing : "login";
   m.focus();
 }
 
@@ -572,9 +572,19 @@ async function renderAudit() {
 
 const ADMIN_ONLY = ["repositories/new", "users", "roles", "ldap", "audit"];
 
-async function route() {
+// Routes are drawn one after another, so a slow page never overwrites a later one.
+let drawing = "";
+let chain = Promise.resolve();
+
+function route() {
+  chain = chain.then(draw, draw);
+  return chain;
+}
+
+async function draw() {
   if (!state.user) return renderLogin();
   const path = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
+  drawing = path;
   document.querySelectorAll("header nav a").forEach((a) => {
     a.toggleAttribute("aria-current", a.getAttribute("href") === "#/" + path.split("/")[0] || (path === "" && a.getAttribute("href") === "#/"));
   });

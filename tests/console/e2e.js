@@ -8,7 +8,7 @@
 const path = require("path");
 const { chromium } = require(path.join(__dirname, "../../target/test-npm/node_modules/playwright-core"));
 
-const [phase, base, user, password, shots] = process.argv.slice(2);
+const [phase, base, user, password, shots, freePort] = process.argv.slice(2);
 
 function check(cond, msg) {
   if (!cond) throw new Error("check failed: " + msg);
@@ -82,6 +82,18 @@ async function main() {
       await page.waitForFunction(() => (document.querySelector('[data-error-for="proxy.remoteUrl"]') || {}).textContent);
       check((await page.textContent('[data-error-for="proxy.remoteUrl"]')).includes("http"), "the remote URL error sits next to its field");
       await shot(page, "create-form-error");
+      // A port another repository holds: the message sits at the port field.
+      await createRepo(page, "docker", "hosted", "ui-docker-port", async () => { await page.fill("#f-docker\\.httpPort", freePort); });
+      await view(page, "repositories/new");
+      await page.selectOption("#f-format", "docker");
+      await page.selectOption("#f-type", "hosted");
+      await page.fill("#f-name", "ui-docker-port2");
+      await page.fill("#f-docker\\.httpPort", freePort);
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await page.waitForFunction(() => (document.querySelector('[data-error-for="docker.httpPort"]') || {}).textContent);
+      await view(page, "repositories/new");
+      await page.selectOption("#f-format", "pypi");
+      await page.selectOption("#f-type", "proxy");
       // A group without members: the message sits at the members field.
       await page.selectOption("#f-type", "group");
       await page.fill("#f-name", "ui-empty-group");
@@ -157,10 +169,22 @@ async function main() {
       await arrived(page, "");
       check(!(await page.textContent("main")).includes("ui-npm-proxy"), "the deleted repository is gone");
     } else if (phase === "reader") {
-      await login(page, user, password);
+      // By keyboard only: the skip link, the login form, and the navigation.
+      await page.goto(base + "/");
+      await page.waitForSelector("#f-username");
+      await page.focus("#f-username");
+      await page.keyboard.type(user);
+      await page.keyboard.press("Tab");
+      await page.keyboard.type(password);
+      await page.keyboard.press("Enter");
+      await page.waitForSelector("#top:not([hidden])");
       check(await page.locator('header a[href="#/users"]').isHidden(), "no admin links for a reader");
       await arrived(page, "");
       check((await page.textContent("main")).includes("ui-pypi-hosted"), "a reader's dashboard lists what they may read");
+      // Navigation by keyboard: focus the Browse link and follow it with Enter.
+      await page.focus('header nav a[href="#/browse"]');
+      await page.keyboard.press("Enter");
+      await arrived(page, "browse");
       await view(page, "users");
       check((await page.textContent("main h1")).includes("may not"), "admin pages are refused");
       const status = await page.evaluate(async () => (await fetch("/service/rest/v1/security/users", { headers: { "X-Requested-With": "XMLHttpRequest" } })).status);
