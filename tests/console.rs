@@ -11,19 +11,21 @@ use common::{TestServer, ADMIN_PASSWORD};
 use reqwest::Method;
 use serde_json::json;
 
-fn e2e(server: &TestServer, phase: &str, user: &str, password: &str) {
+fn e2e(server: &TestServer, phase: &str, user: &str, password: &str, ldap_port: u16) {
     let shots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/console-screenshots");
     std::fs::create_dir_all(shots).unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/console/e2e.js");
     let port = common::free_port().to_string();
-    let out = Command::new("node").arg(script).args([phase, &server.base, user, password, shots, &port]).output().expect("node runs");
+    let out = Command::new("node").arg(script).args([phase, &server.base, user, password, shots, &port, &ldap_port.to_string()]).output().expect("node runs");
     assert!(out.status.success(), "console {phase}: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
 }
 
 #[test]
 fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     let server = TestServer::start();
-    e2e(&server, "create", "admin", ADMIN_PASSWORD);
+    // A directory for the LDAP page's test buttons.
+    let slapd = common::slapd::Slapd::start();
+    e2e(&server, "create", "admin", ADMIN_PASSWORD, slapd.port);
 
     // The user and role the console made exist as the API sees them.
     let users: Vec<serde_json::Value> = server.admin().request(Method::GET, "/service/rest/v1/security/users?userId=ui-user").send().unwrap().json().unwrap();
@@ -85,7 +87,7 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     let pypi = repos.iter().find(|r| r["name"] == "ui-pypi-hosted").unwrap();
     assert!(pypi["assetCount"].as_i64().unwrap() >= 1 && pypi["totalSize"].as_i64().unwrap() > 0, "{pypi}");
 
-    e2e(&server, "browse", "admin", ADMIN_PASSWORD);
+    e2e(&server, "browse", "admin", ADMIN_PASSWORD, slapd.port);
     let r = server.admin().request(Method::GET, "/service/rest/v1/repositories/ui-npm-proxy").send().unwrap();
     assert_eq!(r.status().as_u16(), 404, "deleted from the console");
 
@@ -94,5 +96,5 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     assert!(r.status().is_success());
     let r = admin.request(Method::POST, "/service/rest/v1/security/users").json(&json!({"userId": "console-reader", "password": "console-reader-pw", "roles": ["console-readers"]})).send().unwrap();
     assert!(r.status().is_success());
-    e2e(&server, "reader", "console-reader", "console-reader-pw");
+    e2e(&server, "reader", "console-reader", "console-reader-pw", slapd.port);
 }

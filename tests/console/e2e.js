@@ -8,7 +8,7 @@
 const path = require("path");
 const { chromium } = require(path.join(__dirname, "../../target/test-npm/node_modules/playwright-core"));
 
-const [phase, base, user, password, shots, freePort] = process.argv.slice(2);
+const [phase, base, user, password, shots, freePort, ldapPort] = process.argv.slice(2);
 
 function check(cond, msg) {
   if (!cond) throw new Error("check failed: " + msg);
@@ -131,6 +131,23 @@ async function main() {
       await page.fill("#f-action", "user.*");
       await page.getByRole("button", { name: /^Filter$/ }).click();
       await page.waitForFunction(() => document.querySelector("main table") && document.querySelector("main table").textContent.includes("user.create"));
+      // An LDAP server, added and checked with the page's buttons (slapd from tests/ldap/fixture.ldif).
+      await view(page, "ldap");
+      await page.fill("#f-name", "ui-corp");
+      await page.fill("#f-host", "127.0.0.1");
+      await page.fill("#f-port", ldapPort);
+      await page.fill("#f-searchBase", "dc=example,dc=test");
+      await page.fill("#f-authUsername", "cn=wharf-service,dc=example,dc=test");
+      await page.fill("#f-authPassword", "service-secret");
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await page.waitForFunction(() => document.querySelector("main table") && document.querySelector("main table").textContent.includes("ui-corp"));
+      await page.getByRole("button", { name: "Test connection" }).click();
+      await page.waitForFunction(() => document.querySelector("main table").textContent.includes("✓"));
+      await page.getByLabel("User name").fill("alice");
+      await page.getByLabel("Password", { exact: true }).first().fill("alice-password");
+      await page.getByRole("button", { name: "Test login" }).click();
+      await page.waitForFunction(() => document.querySelector("main table").textContent.includes("✓ alice"));
+      await shot(page, "ldap-tested");
       for (const p of ["users", "roles", "tokens", "audit", "ldap"]) {
         await view(page, p);
         await shot(page, p);
