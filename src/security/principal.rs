@@ -267,6 +267,19 @@ impl Authenticator {
         None
     }
 
+    /// A directory user by name, without a password (a token or session they made earlier):
+    /// the first server, in order, that knows them.
+    async fn ldap_user(&self, servers: &[ldap::LdapServer], user: &str, all_roles: &[crate::db::users::RoleRow]) -> Option<(String, roles::Resolved)> {
+        for s in self.config_ldap.iter().chain(servers) {
+            match ldap::lookup(s, user).await {
+                Ok(Some(u)) => return Some((u.id.clone(), self.ldap_roles(&u, all_roles))),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
+            }
+        }
+        None
+    }
+
     /// An LDAP user's groups are the wharf roles of the same names (Nexus's ldapGroupsAsRoles).
     fn ldap_roles(&self, u: &ldap::LdapUser, all_roles: &[crate::db::users::RoleRow]) -> roles::Resolved {
         let held: Vec<String> = u.groups.iter().filter(|g| all_roles.iter().any(|r| &r.id == *g)).cloned().collect();
@@ -319,20 +332,7 @@ impl Authenticator {
             Some(u) if u.status == "active" => (u.username.clone(), roles::resolve(&u.role_ids(), &all_roles, &self.formats)),
             Some(_) => return None,
             // A directory user's token: the user must still be in the directory, with today's groups.
-            None => {
-                let mut found = None;
-                for s in self.config_ldap.iter().chain(&servers) {
-                    match ldap::lookup(s, &row.username).await {
-                        Ok(Some(u)) => {
-                            found = Some((u.id.clone(), self.ldap_roles(&u, &all_roles)));
-                            break;
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
-                    }
-                }
-                found?
-            }
+            None => self.ldap_user(&servers, &row.username, &all_roles).await?,
         };
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
         let p = Principal { user: Some(username), access };
@@ -367,16 +367,7 @@ impl Authenticator {
         let (name, resolved) = match local {
             Some(u) if u.status == "active" => (u.username.clone(), roles::resolve(&u.role_ids(), &all_roles, &self.formats)),
             Some(_) => return None,
-            None => {
-                let mut found = None;
-                for s in self.config_ldap.iter().chain(&servers) {
-                    if let Ok(Some(u)) = ldap::lookup(s, &claims.sub).await {
-                        found = Some((u.id.clone(), self.ldap_roles(&u, &all_roles)));
-                        break;
-                    }
-                }
-                found?
-            }
+            None => self.ldap_user(&servers, &claims.sub, &all_roles).await?,
         };
         let access = if resolved.all { Access::All } else { Access::Privileges(Arc::from(resolved.repo)) };
         let p = Principal { user: Some(name), access };

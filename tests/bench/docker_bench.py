@@ -13,35 +13,19 @@ and prints the ratios wharf / registry. Both servers run without authentication 
 measured paths (wharf: a repository with anonymousRead) so that the comparison is like for like;
 a second wharf manifest run uses Basic credentials to show what authentication costs.
 """
-import argparse, hashlib, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, hashlib, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, wait_http, rss_kb, load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHARF = os.path.join(ROOT, "target/release/wharf")
 
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 
-def wait_http(url, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return  # any HTTP answer means it is up
-        except Exception:
-            time.sleep(0.005)
-    raise SystemExit(f"{url} did not answer")
 
 
-def rss_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def cpu_s(pid):
@@ -98,19 +82,6 @@ def timed(cmd):
     return time.time() - t
 
 
-def load(url, method, seconds, headers=()):
-    """Requests per second at 32 concurrent keep-alive connections (ApacheBench: unlike wrk it
-    reads HEAD answers correctly)."""
-    cmd = ["ab", "-q", "-k", "-c", "32", "-t", str(seconds), "-n", "100000000"]
-    if method == "HEAD":
-        cmd.append("-i")
-    for k, v in headers:
-        cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
-    bad = [l for l in out.splitlines() if l.startswith("Non-2xx responses") or (l.startswith("Failed requests") and l.split()[-1] != "0")]
-    if bad:
-        raise SystemExit(f"{method} {url}: {bad}")
-    return float([l for l in out.splitlines() if l.startswith("Requests per second")][0].split()[3])
 
 
 def raw_http(base, repo, layout, layers, size, auth):
@@ -155,8 +126,8 @@ def bench_server(name, pid, base, image_ref, layout, size, manifest_digest, acce
     res["pull_MBps"] = size / res["pull_s"] / 1e6
     path = "/v2/" + image_ref.split("/", 1)[1].rsplit(":", 1)[0] + "/manifests/bench"
     hdr = [("Accept", accept)]
-    res["manifest_get_rps"] = load(base + path, "GET", seconds, hdr)
-    res["manifest_head_rps"] = load(base + path, "HEAD", seconds, hdr)
+    res["manifest_get_rps"] = load(base + path, seconds, hdr, method="GET")
+    res["manifest_head_rps"] = load(base + path, seconds, hdr, method="HEAD")
     return res
 
 
@@ -209,7 +180,7 @@ http: {{addr: 127.0.0.1:{reg_port}}}
     wr = bench_server("wharf", w.pid, f"http://127.0.0.1:{port}", f"127.0.0.1:{port}/bench/app:bench", layout, size, manifest_digest, accept, work, args.seconds, creds="admin:bench-password")
     wr.update(raw_http(f"http://127.0.0.1:{port}", "bench/raw", layout, LAYERS, size, "admin:bench-password"))
     basic = [("Authorization", "Basic " + __import__("base64").b64encode(b"admin:bench-password").decode())]
-    wr["manifest_get_rps_basic_auth"] = load(f"http://127.0.0.1:{port}/v2/bench/app/manifests/bench", "GET", args.seconds, [("Accept", accept)] + basic)
+    wr["manifest_get_rps_basic_auth"] = load(f"http://127.0.0.1:{port}/v2/bench/app/manifests/bench", args.seconds, [("Accept", accept)] + basic)
     peak_rss = rss_kb(w.pid, "VmHWM")
     w.send_signal(signal.SIGTERM); w.wait()
     shutil.rmtree(work, ignore_errors=True)

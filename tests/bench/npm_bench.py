@@ -12,7 +12,10 @@ KiB of files) to a verdaccio and to a wharf hosted registry, and measures for ea
     as `npm install` asks for it: anonymous, and with a token;
   - a cold `npm install` of the application (empty cache, fresh project; best of 5).
 """
-import argparse, base64, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, base64, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, wait_http, load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHARF = os.path.join(ROOT, "target/release/wharf")
@@ -21,32 +24,10 @@ PASSWORD = "bench-password"
 ABBREV = "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"
 
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 
-def wait_http(url, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return
-        except Exception:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not answer")
 
 
-def load(url, seconds, headers=()):
-    cmd = ["ab", "-q", "-k", "-c", "32", "-t", str(seconds), "-n", "100000000"]
-    for k, v in headers:
-        cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
-    bad = [l for l in out.splitlines() if l.startswith("Non-2xx responses") or (l.startswith("Failed requests") and l.split()[-1] != "0")]
-    if bad:
-        raise SystemExit(f"{url}: {bad}")
-    return float([l for l in out.splitlines() if l.startswith("Requests per second")][0].split()[3])
 
 
 def npmrc(path, registry, token):

@@ -15,7 +15,10 @@ wharf hosted repository (uploaded with twine), and measures for each:
 and, for wharf only, a 100 MB wheel upload with twine: peak RSS before and after (flat memory
 means the upload does not grow the process by anything near 100 MB).
 """
-import argparse, base64, json, os, shutil, signal, socket, subprocess, sys, tempfile, time, urllib.request
+import argparse, base64, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import free_port, wait_http, rss_kb, load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHARF = os.path.join(ROOT, "target/release/wharf")
@@ -24,40 +27,12 @@ PASSWORD = "bench-password"
 AUTH = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
 
 
-def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
 
-def wait_http(url, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return
-        except Exception:
-            time.sleep(0.01)
-    raise SystemExit(f"{url} did not answer")
 
 
-def rss_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
-def load(url, seconds, headers=()):
-    cmd = ["ab", "-q", "-k", "-c", "32", "-t", str(seconds), "-n", "100000000"]
-    for k, v in headers:
-        cmd += ["-H", f"{k}: {v}"]
-    out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
-    bad = [l for l in out.splitlines() if l.startswith("Non-2xx responses") or (l.startswith("Failed requests") and l.split()[-1] != "0")]
-    if bad:
-        raise SystemExit(f"{url}: {bad}")
-    return float([l for l in out.splitlines() if l.startswith("Requests per second")][0].split()[3])
 
 
 def demo_set(out, n, payload_kib):

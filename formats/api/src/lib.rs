@@ -16,6 +16,7 @@ pub mod identity;
 pub mod meta;
 pub mod proxy;
 pub mod repo;
+pub mod upstream;
 
 pub use audit::{Audit, AuditEvent};
 pub use blob::{BlobError, BlobStore, ByteStream};

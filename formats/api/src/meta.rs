@@ -38,6 +38,14 @@ pub struct NewAsset {
     pub attributes: serde_json::Value,
 }
 
+/// An asset written back as it is (an upsert that only refreshes `updated_at`, or the base for
+/// a change).
+impl From<Asset> for NewAsset {
+    fn from(a: Asset) -> NewAsset {
+        NewAsset { path: a.path, kind: a.kind, component: a.component, digest: a.digest, size: a.size, content_type: a.content_type, link: a.link, attributes: a.attributes }
+    }
+}
+
 /// A precondition of a [`MetaStore::commit`]; `repo` is a repository id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Check {

@@ -191,6 +191,17 @@ impl GroupSettings {
         json!({"memberNames": self.members, "writableMember": self.writable})
     }
 
+    /// For formats whose groups read members as hosted or proxy repositories (PyPI, npm):
+    /// refuses groups among the members.
+    pub fn refuse_nested(&self, group: &crate::RepoConfig, repos: &dyn crate::RepoLookup) -> Result<(), ConfigError> {
+        for m in &self.members {
+            if repos.repo(m).is_some_and(|r| r.config.kind == crate::Kind::Group) {
+                return Err(ConfigError::new("group.memberNames", format!("{m} is a group: a {} group's members are hosted or proxy repositories", group.format)));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the members against the repositories that exist: each of `format`, not the group
     /// itself, and the writable one hosted.
     pub fn check_references(&self, group: &crate::RepoConfig, repos: &dyn crate::RepoLookup) -> Result<(), ConfigError> {

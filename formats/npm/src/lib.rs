@@ -42,12 +42,7 @@ impl Format for Npm {
         }
         let g = GroupSettings::parse(config.attributes.get("group"))?;
         g.check_references(config, repos)?;
-        for m in &g.members {
-            if repos.repo(m).is_some_and(|r| r.config.kind == Kind::Group) {
-                return Err(ConfigError::new("group.memberNames", format!("{m} is a group: an npm group's members are hosted or proxy repositories")));
-            }
-        }
-        Ok(())
+        g.refuse_nested(config, repos)
     }
 
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {

@@ -180,17 +180,8 @@ impl Proxy {
         let etag = cached.and_then(|a| a.attributes.get("etag")).and_then(Value::as_str);
         match self.upstream.packument(name, etag).await {
             Ok(Doc::NotModified) if cached.is_some() => {
-                let a = cached.expect("checked");
-                let asset = NewAsset {
-                    path: a.path.clone(),
-                    kind: a.kind.clone(),
-                    component: a.component.clone(),
-                    digest: a.digest.clone(),
-                    size: a.size,
-                    content_type: a.content_type.clone(),
-                    link: None,
-                    attributes: a.attributes.clone(),
-                };
+                // Unchanged upstream: the same asset again, which records when it was checked.
+                let asset = NewAsset::from(cached.expect("checked").clone());
                 self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
                 Ok(true)
             }

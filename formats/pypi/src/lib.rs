@@ -44,13 +44,7 @@ impl Format for Pypi {
         }
         let g = GroupSettings::parse(config.attributes.get("group"))?;
         g.check_references(config, repos)?;
-        // A group asks its members for whole projects; groups of groups are not needed for that.
-        for m in &g.members {
-            if repos.repo(m).is_some_and(|r| r.config.kind == Kind::Group) {
-                return Err(ConfigError::new("group.memberNames", format!("{m} is a group: a pypi group's members are hosted or proxy repositories")));
-            }
-        }
-        Ok(())
+        g.refuse_nested(config, repos)
     }
 
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {

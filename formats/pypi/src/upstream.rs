@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use reqwest::header::{ACCEPT, ETAG, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use url::Url;
+pub use wharf_format::upstream::UpstreamError;
+use wharf_format::upstream::{read_limited, HttpUpstream};
 
 use crate::index::FileEntry;
 use crate::model::{self, safe_filename};
@@ -20,74 +21,29 @@ const MAX_PAGE: usize = 64 << 20;
 
 const PAGE_ACCEPT: &str = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1";
 
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("not found upstream")]
-    NotFound,
-    #[error("the upstream refused wharf's credentials")]
-    Unauthorized,
-    #[error("the upstream rate-limits wharf")]
-    TooManyRequests,
-    /// Unreachable, timed out, or a 5xx: worth serving stale content for.
-    #[error("upstream unavailable: {0}")]
-    Unavailable(String),
-    #[error("the upstream answered something unusable: {0}")]
-    Invalid(String),
-}
-
 pub enum Page {
     NotModified,
     Fresh { files: Vec<FileEntry>, etag: Option<String> },
 }
 
 pub struct Upstream {
-    /// The simple index, ending in `/`.
-    index: Url,
-    client: reqwest::Client,
-    credentials: Option<(String, String)>,
+    /// The simple index (ending in `/`) is the base.
+    http: HttpUpstream,
 }
 
 impl Upstream {
     pub fn new(remote_url: &str, credentials: Option<(String, String)>, connect_timeout: Duration, read_timeout: Duration) -> Result<Upstream, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(read_timeout)
-            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Upstream { index: index_url(remote_url)?, client, credentials })
-    }
-
-    fn request(&self, url: &Url) -> reqwest::RequestBuilder {
-        let mut r = self.client.get(url.clone());
-        if let Some((u, p)) = &self.credentials {
-            if url.origin() == self.index.origin() {
-                r = r.basic_auth(u, Some(p));
-            }
-        }
-        r
-    }
-
-    async fn send(&self, r: reqwest::RequestBuilder) -> Result<Response, UpstreamError> {
-        let res = r.send().await.map_err(|e| UpstreamError::Unavailable(error_chain(&e)))?;
-        match res.status() {
-            s if s.is_success() || s == StatusCode::NOT_MODIFIED => Ok(res),
-            StatusCode::NOT_FOUND | StatusCode::GONE => Err(UpstreamError::NotFound),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::Unauthorized),
-            StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests),
-            s if s.is_server_error() => Err(UpstreamError::Unavailable(format!("{} answered {s}", res.url()))),
-            s => Err(UpstreamError::Invalid(format!("{} answered {s}", res.url()))),
-        }
+        Ok(Upstream { http: HttpUpstream::new(index_url(remote_url)?, credentials, connect_timeout, read_timeout)? })
     }
 
     /// A project's page, revalidated with `etag` when the cache holds one.
     pub async fn project(&self, normalized: &str, etag: Option<&str>) -> Result<Page, UpstreamError> {
-        let url = self.index.join(&format!("{normalized}/")).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
-        let mut r = self.request(&url).header(ACCEPT, PAGE_ACCEPT);
+        let url = self.http.base.join(&format!("{normalized}/")).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
+        let mut r = self.http.request(reqwest::Method::GET, &url).header(ACCEPT, PAGE_ACCEPT);
         if let Some(e) = etag {
             r = r.header(IF_NONE_MATCH, e);
         }
-        let res = self.send(r).await?;
+        let res = self.http.send(r).await?;
         if res.status() == StatusCode::NOT_MODIFIED {
             return Ok(Page::NotModified);
         }
@@ -100,8 +56,7 @@ impl Upstream {
     }
 
     pub async fn get(&self, url: &str) -> Result<Response, UpstreamError> {
-        let url = Url::parse(url).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
-        self.send(self.request(&url)).await
+        self.http.get(url).await
     }
 
     pub async fn get_small(&self, url: &str, limit: usize) -> Result<Bytes, UpstreamError> {
@@ -116,34 +71,6 @@ fn index_url(remote: &str) -> Result<Url, String> {
     let last = trimmed.rsplit('/').next().unwrap_or("");
     let index = if last == "simple" || last == "+simple" { format!("{trimmed}/") } else { format!("{trimmed}/simple/") };
     Url::parse(&index).map_err(|e| e.to_string())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
-async fn read_limited(res: Response, limit: usize) -> Result<Bytes, UpstreamError> {
-    if res.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(UpstreamError::Invalid(format!("{} is larger than {limit} bytes", res.url())));
-    }
-    let url = res.url().to_string();
-    let mut body = Vec::new();
-    let mut stream = res.bytes_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| UpstreamError::Unavailable(error_chain(&e)))?;
-        if body.len() + chunk.len() > limit {
-            return Err(UpstreamError::Invalid(format!("{url} is larger than {limit} bytes")));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(body))
 }
 
 /// The sha256 in a link's fragment (`#sha256=<hex>`), and the link without its fragment.

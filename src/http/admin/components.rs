@@ -137,16 +137,7 @@ pub async fn yank(state: web::Data<AppState>, req: HttpRequest, id: web::Path<St
     let format = state.format(&r.config.format).expect("find found the format");
     let mut writes = Vec::new();
     for a in assets {
-        let mut asset = NewAsset {
-            path: a.path,
-            kind: a.kind,
-            component: a.component,
-            digest: a.digest,
-            size: a.size,
-            content_type: a.content_type,
-            link: a.link,
-            attributes: a.attributes,
-        };
+        let mut asset = NewAsset::from(a);
         if !format.yank(&mut asset, reason.as_deref()) {
             return Err(ConfigError::new("id", format!("{} components cannot be yanked", r.config.format)).into());
         }
