@@ -139,12 +139,10 @@ impl Config {
         if let Some(file) = file {
             fig = fig.merge(Toml::file_exact(file));
         }
-        let env = Env::prefixed("WHARF_")
-            .split("__")
-            .filter(|k| {
-                let k = k.as_str().to_ascii_lowercase();
-                ENV_KEYS.iter().any(|known| k == *known || k.starts_with(&format!("{known}.")))
-            });
+        let env = Env::prefixed("WHARF_").split("__").filter(|k| {
+            let k = k.as_str().to_ascii_lowercase();
+            ENV_KEYS.iter().any(|known| k == *known || k.starts_with(&format!("{known}.")))
+        });
         fig = fig.merge(env);
         let mut cfg: Config = fig.extract().map_err(Box::new)?;
         for s in &cfg.ldap {

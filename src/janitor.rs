@@ -16,8 +16,7 @@ pub async fn sweep(state: &AppState, ttl: Duration) -> usize {
     let stale = state
         .db
         .run(move |c| {
-            let rows: Vec<(String, String)> =
-                uploads::table.filter(uploads::updated_at.lt(cutoff)).select((uploads::id, uploads::blob_store)).load(c)?;
+            let rows: Vec<(String, String)> = uploads::table.filter(uploads::updated_at.lt(cutoff)).select((uploads::id, uploads::blob_store)).load(c)?;
             let ids: Vec<&String> = rows.iter().map(|(id, _)| id).collect();
             diesel::delete(uploads::table.filter(uploads::id.eq_any(ids))).execute(c)?;
             Ok(rows)

@@ -48,12 +48,20 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap_or_else(|_| secret.into_bytes());
     let meta = Arc::new(SqlMeta::new(db.clone()));
     let audit_log: Arc<audit::AuditLog> = Arc::new(audit::AuditLog::new(db.clone()));
-    let auth = Arc::new(Authenticator::new(db.clone(), audit_log.clone(), TokenKeys::new(&secret, &cfg.docker.token_service), formats().iter().map(|f| f.name()).collect(), crate::security::principal::Lockout {
-        after: cfg.security.lockout_after,
-        first: Duration::from_secs(cfg.security.lockout_secs),
-        max: Duration::from_secs(cfg.security.lockout_max_secs),
-    })
-    .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone()));
+    let auth = Arc::new(
+        Authenticator::new(
+            db.clone(),
+            audit_log.clone(),
+            TokenKeys::new(&secret, &cfg.docker.token_service),
+            formats().iter().map(|f| f.name()).collect(),
+            crate::security::principal::Lockout {
+                after: cfg.security.lockout_after,
+                first: Duration::from_secs(cfg.security.lockout_secs),
+                max: Duration::from_secs(cfg.security.lockout_max_secs),
+            },
+        )
+        .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone()),
+    );
     let state = web::Data::new(AppState {
         registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone()),
         auth,
@@ -72,10 +80,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     let data = state.clone();
     let mut server = HttpServer::new(move || {
         let data = data.clone();
-        App::new()
-            .app_data(data.clone())
-            .wrap(middleware::from_fn(http::log_request))
-            .configure(|c| http::main_routes(c, &data))
+        App::new().app_data(data.clone()).wrap(middleware::from_fn(http::log_request)).configure(|c| http::main_routes(c, &data))
     })
     .on_connect(http::on_connect)
     .shutdown_timeout(cfg.http.shutdown_timeout_secs);

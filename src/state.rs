@@ -174,7 +174,13 @@ fn open_repo(
         .get(&config.blob_store)
         .cloned()
         .ok_or_else(|| ConfigError::new("storage.blobStoreName", format!("blob store {} is not available", config.blob_store)))?;
-    let env = FormatEnv { blobs: blobs.clone(), meta, repos: Arc::new(Lookup(Arc::downgrade(registry))), identity: registry.identity.clone(), audit: registry.audit.clone() };
+    let env = FormatEnv {
+        blobs: blobs.clone(),
+        meta,
+        repos: Arc::new(Lookup(Arc::downgrade(registry))),
+        identity: registry.identity.clone(),
+        audit: registry.audit.clone(),
+    };
     let repo = format.open(config.clone(), env)?;
     let listener = format.listener(&config);
     Ok(Some((RepoRef { config, repo, blobs }, listener)))

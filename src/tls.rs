@@ -28,7 +28,8 @@ pub fn install_provider() {
 pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     install_provider();
     let file_err = |path: &Path, e: &dyn std::fmt::Display| TlsError::File { path: path.display().to_string(), message: e.to_string() };
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file).map_err(|e| file_err(cert_file, &e))?.collect::<Result<_, _>>().map_err(|e| file_err(cert_file, &e))?;
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(cert_file).map_err(|e| file_err(cert_file, &e))?.collect::<Result<_, _>>().map_err(|e| file_err(cert_file, &e))?;
     if certs.is_empty() {
         return Err(file_err(cert_file, &"no certificate in it"));
     }

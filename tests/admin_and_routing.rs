@@ -209,7 +209,10 @@ fn docker_components_are_tags_and_deleting_one_keeps_the_others() {
     assert_eq!(push_manifest("comp", "app", "latest", 7), StatusCode::CREATED);
     let list: Value = admin(Method::GET, "/service/rest/v1/components?repository=comp").send().unwrap().json().unwrap();
     let items = list["items"].as_array().unwrap();
-    assert_eq!(items.iter().map(|c| format!("{}:{}", c["name"].as_str().unwrap(), c["version"].as_str().unwrap())).collect::<Vec<_>>(), vec!["app:1.0", "app:latest"]);
+    assert_eq!(
+        items.iter().map(|c| format!("{}:{}", c["name"].as_str().unwrap(), c["version"].as_str().unwrap())).collect::<Vec<_>>(),
+        vec!["app:1.0", "app:latest"]
+    );
     let id = items[0]["id"].as_str().unwrap();
     assert_eq!(admin(Method::DELETE, &format!("/service/rest/v1/components/{id}")).send().unwrap().status(), StatusCode::NO_CONTENT);
     let tags: Value = http().get(server().url("/v2/comp/app/tags/list")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();

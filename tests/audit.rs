@@ -44,22 +44,46 @@ fn changes_and_logins_are_recorded_without_secrets() {
     let http = Client::new();
     let admin = server().admin();
     // A user, a failed and a good login.
-    let r = admin.request(Method::POST, "/service/rest/v1/security/users").json(&json!({"userId": "audited", "password": "audited-secret-pw", "roles": ["nx-admin"]})).send().unwrap();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "audited", "password": "audited-secret-pw", "roles": ["nx-admin"]}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = http.get(server().url("/repository/pypi-hosted/simple/")).basic_auth("audited", Some("wrong-password-123")).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = http.get(server().url("/repository/pypi-hosted/simple/")).basic_auth("audited", Some("audited-secret-pw")).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     // A token, a repository, a push, an upload and a publish.
-    let token = admin.request(Method::POST, "/service/rest/v1/security/tokens").json(&json!({"name": "audit"})).send().unwrap().json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
-    let r = admin.request(Method::POST, "/service/rest/v1/repositories/npm/hosted").json(&json!({"name": "npm-audited", "storage": {"blobStoreName": "default"}})).send().unwrap();
+    let token = admin.request(Method::POST, "/service/rest/v1/security/tokens").json(&json!({"name": "audit"})).send().unwrap().json::<Value>().unwrap()
+        ["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/repositories/npm/hosted")
+        .json(&json!({"name": "npm-audited", "storage": {"blobStoreName": "default"}}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let config = b"{}";
-    let r = http.post(server().url(&format!("/v2/docker-hosted/audit/img/blobs/uploads/?digest={}", sha256(config)))).basic_auth("admin", Some(ADMIN_PASSWORD)).body(&config[..]).send().unwrap();
+    let r = http
+        .post(server().url(&format!("/v2/docker-hosted/audit/img/blobs/uploads/?digest={}", sha256(config))))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(&config[..])
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": 2}, "layers": []}).to_string();
-    let r = http.put(server().url("/v2/docker-hosted/audit/img/manifests/v1")).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Type", "application/vnd.oci.image.manifest.v1+json").body(manifest).send().unwrap();
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": 2}, "layers": []})
+    .to_string();
+    let r = http
+        .put(server().url("/v2/docker-hosted/audit/img/manifests/v1"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let form = reqwest::blocking::multipart::Form::new()
         .text(":action", "file_upload")
@@ -93,7 +117,10 @@ fn changes_and_logins_are_recorded_without_secrets() {
     let publish = wait_for("action=npm.*&repository=npm-audited", 1);
     assert_eq!(publish[0]["action"], "npm.publish");
     assert_eq!(publish[0]["object"], "audited-npm@1.0.0");
-    assert!(audit("action=pypi.upload&repository=pypi-hosted")["items"].as_array().unwrap().iter().all(|e| e["object"] != "audited_pkg-1.0.tar.gz"), "a refused upload is no upload");
+    assert!(
+        audit("action=pypi.upload&repository=pypi-hosted")["items"].as_array().unwrap().iter().all(|e| e["object"] != "audited_pkg-1.0.tar.gz"),
+        "a refused upload is no upload"
+    );
     assert!(!wait_for("action=repository.create", 1).is_empty());
     assert!(!wait_for("action=user.create", 1).is_empty());
     assert!(!wait_for("action=token.create", 1).is_empty());

@@ -37,7 +37,18 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     let out = Command::new("python3").arg(script).arg(tmp.path()).arg("ui-console-pkg").arg("1.0").output().unwrap();
     let whl = String::from_utf8(out.stdout).unwrap().lines().next().unwrap().to_string();
     let out = Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &server.url("/repository/ui-pypi-hosted/"), "-u", "admin", "-p", ADMIN_PASSWORD, &whl])
+        .args([
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            &server.url("/repository/ui-pypi-hosted/"),
+            "-u",
+            "admin",
+            "-p",
+            ADMIN_PASSWORD,
+            &whl,
+        ])
         .output()
         .expect("twine is installed");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -92,9 +103,17 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     assert_eq!(r.status().as_u16(), 404, "deleted from the console");
 
     let admin = server.admin();
-    let r = admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "console-readers", "privileges": ["nx-repository-view-*-*-read"]})).send().unwrap();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": "console-readers", "privileges": ["nx-repository-view-*-*-read"]}))
+        .send()
+        .unwrap();
     assert!(r.status().is_success());
-    let r = admin.request(Method::POST, "/service/rest/v1/security/users").json(&json!({"userId": "console-reader", "password": "console-reader-pw", "roles": ["console-readers"]})).send().unwrap();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "console-reader", "password": "console-reader-pw", "roles": ["console-readers"]}))
+        .send()
+        .unwrap();
     assert!(r.status().is_success());
     e2e(&server, "reader", "console-reader", "console-reader-pw", slapd.port);
 }

@@ -100,7 +100,12 @@ fn sigkill_mid_upload_loses_nothing_acknowledged_and_the_upload_resumes() {
     let r = http.head(server.url(&format!("/v2/docker-hosted/crash/app/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // The image pushed before the crash is intact.
-    let r = http.get(server.url("/v2/docker-hosted/crash/app/manifests/before")).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Accept", "application/vnd.oci.image.manifest.v1+json").send().unwrap();
+    let r = http
+        .get(server.url("/v2/docker-hosted/crash/app/manifests/before"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.text().unwrap(), manifest);
 
@@ -202,9 +207,16 @@ fn an_upload_started_on_one_node_is_finished_on_another() {
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
     let r = http.post(a.url("/v2/docker-hosted/nodes/app/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     let path = absolute(&a.base, r.headers()["location"].to_str().unwrap()).replacen(&a.base, "", 1);
-    let r = http.patch(a.url(&path)).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Range", "0-99999").body(data[..100_000].to_vec()).send().unwrap();
+    let r =
+        http.patch(a.url(&path)).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Range", "0-99999").body(data[..100_000].to_vec()).send().unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = http.put(b.url(&format!("{path}?digest={digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Range", "100000-199999").body(data[100_000..].to_vec()).send().unwrap();
+    let r = http
+        .put(b.url(&format!("{path}?digest={digest}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Range", "100000-199999")
+        .body(data[100_000..].to_vec())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
     let r = http.get(a.url(&format!("/v2/docker-hosted/nodes/app/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert!(r.bytes().unwrap()[..] == data[..]);

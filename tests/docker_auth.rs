@@ -47,10 +47,7 @@ fn anonymous_requests_get_a_bearer_challenge_naming_the_scope() {
     let r = http().post(server().0.url("/v2/docker-hosted/team/app/blobs/uploads/")).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
-    assert_eq!(
-        challenge,
-        format!(r#"Bearer realm="{}/v2/token",service="wharf",scope="repository:docker-hosted/team/app:pull,push""#, server().0.base)
-    );
+    assert_eq!(challenge, format!(r#"Bearer realm="{}/v2/token",service="wharf",scope="repository:docker-hosted/team/app:pull,push""#, server().0.base));
     let body: Value = r.json().unwrap();
     assert_eq!(body["errors"][0]["code"], "UNAUTHORIZED");
 }
@@ -113,7 +110,11 @@ fn a_token_is_bound_to_the_repository_it_was_issued_for() {
     let r = start_upload(&format!("http://127.0.0.1:{port}/v2/team/app/blobs/uploads/"), Some(&t));
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // A token from that port's own endpoint names images without a repository segment.
-    let r = http().get(format!("http://127.0.0.1:{port}/v2/token?service=wharf&scope=repository:team/app:pull,push")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let r = http()
+        .get(format!("http://127.0.0.1:{port}/v2/token?service=wharf&scope=repository:team/app:pull,push"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap();
     let t2 = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
     let r = start_upload(&format!("http://127.0.0.1:{port}/v2/team/app/blobs/uploads/"), Some(&t2));
     assert_eq!(r.status(), StatusCode::ACCEPTED);
@@ -122,7 +123,14 @@ fn a_token_is_bound_to_the_repository_it_was_issued_for() {
 
 #[test]
 fn the_oauth2_password_grant_issues_tokens_too() {
-    let form = [("grant_type", "password"), ("username", "admin"), ("password", ADMIN_PASSWORD), ("service", "wharf"), ("scope", "repository:docker-hosted/team/oauth:pull,push"), ("client_id", "test")];
+    let form = [
+        ("grant_type", "password"),
+        ("username", "admin"),
+        ("password", ADMIN_PASSWORD),
+        ("service", "wharf"),
+        ("scope", "repository:docker-hosted/team/oauth:pull,push"),
+        ("client_id", "test"),
+    ];
     let r = http().post(server().0.url("/v2/token")).form(&form).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let t = r.json::<Value>().unwrap()["access_token"].as_str().unwrap().to_string();

@@ -46,7 +46,14 @@ fn podman_logs_in_pulls_and_pushes() {
     let layout = tmp.path().join("src");
     oci::image(&layout, "v1", &["amd64"], 11, 50_000);
     let creds = format!("admin:{ADMIN_PASSWORD}");
-    skopeo_ok(&["copy", "--dest-tls-verify=false", "--dest-creds", &creds, &format!("oci:{}:v1", layout.display()), &format!("docker://{host}/docker-hosted/team/podman:1")]);
+    skopeo_ok(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!("oci:{}:v1", layout.display()),
+        &format!("docker://{host}/docker-hosted/team/podman:1"),
+    ]);
 
     let podman = Podman::new();
     let refused = podman.run(&["login", "--tls-verify=false", "-u", "admin", "-p", "wrong", host]);
@@ -62,7 +69,11 @@ fn podman_logs_in_pulls_and_pushes() {
     let tags: serde_json::Value = serde_json::from_str(&tags).unwrap();
     assert_eq!(tags["Tags"], serde_json::json!(["2"]));
     // podman pushed the same layer (by digest) it pulled.
-    let pulled: serde_json::Value = serde_json::from_str(&skopeo_ok(&["inspect", "--tls-verify=false", "--creds", &creds, &format!("docker://{host}/docker-hosted/team/podman:1")])).unwrap();
-    let pushed: serde_json::Value = serde_json::from_str(&skopeo_ok(&["inspect", "--tls-verify=false", "--creds", &creds, &format!("docker://{host}/docker-hosted/team/podman-copy:2")])).unwrap();
+    let pulled: serde_json::Value =
+        serde_json::from_str(&skopeo_ok(&["inspect", "--tls-verify=false", "--creds", &creds, &format!("docker://{host}/docker-hosted/team/podman:1")]))
+            .unwrap();
+    let pushed: serde_json::Value =
+        serde_json::from_str(&skopeo_ok(&["inspect", "--tls-verify=false", "--creds", &creds, &format!("docker://{host}/docker-hosted/team/podman-copy:2")]))
+            .unwrap();
     assert_eq!(pulled["Layers"], pushed["Layers"]);
 }

@@ -112,12 +112,7 @@ fn http() -> Client {
 }
 
 fn create(server: &TestServer, kind: &str, body: Value) {
-    let r = server
-        .admin()
-        .request(reqwest::Method::POST, &format!("/service/rest/v1/repositories/docker/{kind}"))
-        .json(&body)
-        .send()
-        .unwrap();
+    let r = server.admin().request(reqwest::Method::POST, &format!("/service/rest/v1/repositories/docker/{kind}")).json(&body).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "create {kind}: {}", r.text().unwrap_or_default());
 }
 
@@ -171,10 +166,18 @@ fn env() -> &'static Env {
         let upstream = Registry::start(false);
         create(&server, "proxy", proxy_body("hub-proxy", &upstream.url(), json!({})));
         // Ages of 6 s: long enough that "before it expires" cannot be missed on a loaded machine.
-        create(&server, "proxy", proxy_body("timed-proxy", &upstream.url(), json!({
-            "proxy": {"remoteUrl": upstream.url(), "contentMaxAge": -1, "metadataMaxAge": 0.1},
-            "negativeCache": {"enabled": true, "timeToLive": 0.1}
-        })));
+        create(
+            &server,
+            "proxy",
+            proxy_body(
+                "timed-proxy",
+                &upstream.url(),
+                json!({
+                    "proxy": {"remoteUrl": upstream.url(), "contentMaxAge": -1, "metadataMaxAge": 0.1},
+                    "negativeCache": {"enabled": true, "timeToLive": 0.1}
+                }),
+            ),
+        );
         Env { server, upstream }
     })
 }
@@ -288,7 +291,8 @@ fn an_upstream_with_basic_auth_is_used_with_the_configured_credentials() {
     let tmp = tempfile::tempdir().unwrap();
     let layout = oci::image(&tmp.path().join("src"), "v1", &["amd64"], 27, 20_000);
     upstream.push(&tmp.path().join("src"), "v1", "team/private:1");
-    let auth = json!({"httpClient": {"connection": {"timeout": 10}, "authentication": {"type": "username", "username": "upstream", "password": "upstream-secret"}}});
+    let auth =
+        json!({"httpClient": {"connection": {"timeout": 10}, "authentication": {"type": "username", "username": "upstream", "password": "upstream-secret"}}});
     create(server, "proxy", proxy_body("auth-proxy", &upstream.url(), auth));
     assert_eq!(raw_digest(&format!("docker://{}/auth-proxy/team/private:1", server.addr)).unwrap(), layout.top_digest);
     pull(&format!("docker://{}/auth-proxy/team/private:1", server.addr), &tmp.path().join("back")).unwrap();
@@ -311,7 +315,15 @@ fn another_wharf_behind_the_token_flow_is_an_upstream() {
     let layout = oci::image(&tmp.path().join("src"), "v1", &["amd64", "arm64"], 28, 30_000);
     let creds = format!("admin:{ADMIN_PASSWORD}");
     let out = Command::new("skopeo")
-        .args(["copy", "--all", "--dest-tls-verify=false", "--dest-creds", &creds, &format!("oci:{}:v1", tmp.path().join("src").display()), &format!("docker://{}/docker-hosted/team/tokened:1", upstream.addr)])
+        .args([
+            "copy",
+            "--all",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("oci:{}:v1", tmp.path().join("src").display()),
+            &format!("docker://{}/docker-hosted/team/tokened:1", upstream.addr),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -353,8 +365,12 @@ fn a_group_pulls_from_its_members_in_order_and_pushes_to_the_writable_one() {
     let e = env();
     let tmp = tempfile::tempdir().unwrap();
     create(&e.server, "hosted", json!({"name": "group-hosted", "storage": {"blobStoreName": "default"}, "docker": {}}));
-    create(&e.server, "group", json!({"name": "docker-all", "storage": {"blobStoreName": "default"}, "docker": {},
-        "group": {"memberNames": ["group-hosted", "hub-proxy"], "writableMember": "group-hosted"}}));
+    create(
+        &e.server,
+        "group",
+        json!({"name": "docker-all", "storage": {"blobStoreName": "default"}, "docker": {},
+        "group": {"memberNames": ["group-hosted", "hub-proxy"], "writableMember": "group-hosted"}}),
+    );
     // Only the proxy's upstream has this image.
     let upstream_only = oci::image(&tmp.path().join("up"), "v1", &["amd64"], 30, 10_000);
     e.upstream.push(&tmp.path().join("up"), "v1", "team/grouped:from-upstream");
@@ -364,7 +380,14 @@ fn a_group_pulls_from_its_members_in_order_and_pushes_to_the_writable_one() {
     let pushed = oci::image(&tmp.path().join("mine"), "v1", &["amd64"], 31, 10_000);
     let creds = format!("admin:{ADMIN_PASSWORD}");
     let out = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &creds, &format!("oci:{}:v1", tmp.path().join("mine").display()), &format!("{via_group}:pushed")])
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            &creds,
+            &format!("oci:{}:v1", tmp.path().join("mine").display()),
+            &format!("{via_group}:pushed"),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "push via group: {}", String::from_utf8_lossy(&out.stderr));
@@ -374,9 +397,13 @@ fn a_group_pulls_from_its_members_in_order_and_pushes_to_the_writable_one() {
     let tags: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(tags["Tags"], json!(["from-upstream", "pushed"]));
     // A missing member is refused with the field named.
-    let r = e.server.admin().request(reqwest::Method::POST, "/service/rest/v1/repositories/docker/group")
+    let r = e
+        .server
+        .admin()
+        .request(reqwest::Method::POST, "/service/rest/v1/repositories/docker/group")
         .json(&json!({"name": "bad-group", "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["nope"]}}))
-        .send().unwrap();
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(r.json::<Value>().unwrap()[0]["id"], "PARAMETER group.memberNames");
 }
@@ -386,11 +413,20 @@ fn a_mount_through_a_group_becomes_an_upload() {
     let e = env();
     create(&e.server, "hosted", json!({"name": "mount-secret", "storage": {"blobStoreName": "default"}, "docker": {}}));
     create(&e.server, "hosted", json!({"name": "mount-target", "storage": {"blobStoreName": "default"}, "docker": {}}));
-    create(&e.server, "group", json!({"name": "mount-group", "storage": {"blobStoreName": "default"}, "docker": {},
-        "group": {"memberNames": ["mount-target"], "writableMember": "mount-target"}}));
+    create(
+        &e.server,
+        "group",
+        json!({"name": "mount-group", "storage": {"blobStoreName": "default"}, "docker": {},
+        "group": {"memberNames": ["mount-target"], "writableMember": "mount-target"}}),
+    );
     let data = b"secret layer".to_vec();
     let d = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)));
-    let r = http().post(e.server.url(&format!("/v2/mount-secret/x/blobs/uploads/?digest={d}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).body(data).send().unwrap();
+    let r = http()
+        .post(e.server.url(&format!("/v2/mount-secret/x/blobs/uploads/?digest={d}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(data)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let r = http()
         .post(e.server.url(&format!("/v2/mount-group/y/blobs/uploads/?mount={d}&from=mount-secret/x")))

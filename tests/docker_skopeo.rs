@@ -140,7 +140,8 @@ fn without_credentials_push_and_pull_are_refused_unless_anonymous_read_is_grante
     let public = format!("docker://{}/docker-public/team/open:1", e.server.addr);
     ok(push(&src, "v1", &public, false));
     assert_eq!(raw_digest(&public, false), layout.top_digest, "anonymous pull where anonymousRead is granted");
-    let anon_push_public = skopeo(&["copy", "--dest-tls-verify=false", &format!("oci:{}:v1", src.display()), &format!("docker://{}/docker-public/team/open:2", e.server.addr)]);
+    let anon_push_public =
+        skopeo(&["copy", "--dest-tls-verify=false", &format!("oci:{}:v1", src.display()), &format!("docker://{}/docker-public/team/open:2", e.server.addr)]);
     assert!(!anon_push_public.status.success(), "anonymous read does not mean anonymous write");
 }
 
@@ -170,14 +171,10 @@ fn copies_between_repositories_keep_digests_and_share_blobs() {
     let layout = oci::image(&tmp.path().join("src"), "v1", &["amd64"], 6, 300_000);
     let first = format!("docker://{}/docker-hosted/team/mounted:1", e.server.addr);
     ok(push(&tmp.path().join("src"), "v1", &first, false));
-    for dest in [
-        format!("docker://{}/docker-hosted/team/mounted-copy:1", e.server.addr),
-        format!("docker://{}/docker-other/team/mounted:1", e.server.addr),
-    ] {
+    for dest in [format!("docker://{}/docker-hosted/team/mounted-copy:1", e.server.addr), format!("docker://{}/docker-other/team/mounted:1", e.server.addr)] {
         let creds = creds();
-        let out = ok(skopeo(&[
-            "--debug", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", &creds, "--dest-creds", &creds, &first, &dest,
-        ]));
+        let out =
+            ok(skopeo(&["--debug", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", &creds, "--dest-creds", &creds, &first, &dest]));
         let _ = out;
         assert_eq!(raw_digest(&dest, true), layout.top_digest);
     }

@@ -65,7 +65,17 @@ fn dist(name: &str) -> PathBuf {
 
 fn twine(user: &str, pass: &str, file: &PathBuf) -> std::process::Output {
     Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &env().server.url("/repository/pypi-hosted/"), "-u", user, "-p", pass])
+        .args([
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            &env().server.url("/repository/pypi-hosted/"),
+            "-u",
+            user,
+            "-p",
+            pass,
+        ])
         .arg(file)
         .output()
         .expect("twine is installed")
@@ -107,7 +117,11 @@ fn directory_users_log_in_everywhere_and_their_groups_decide() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // npm's login gives alice a token; the token works later without her password.
-    let r = Client::new().put(e.server.url("/repository/npm-hosted/-/user/org.couchdb.user:alice")).json(&json!({"name": "alice", "password": "alice-password"})).send().unwrap();
+    let r = Client::new()
+        .put(e.server.url("/repository/npm-hosted/-/user/org.couchdb.user:alice"))
+        .json(&json!({"name": "alice", "password": "alice-password"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
     let who: Value = Client::new().get(e.server.url("/repository/npm-hosted/-/whoami")).bearer_auth(&token).send().unwrap().json().unwrap();
@@ -149,11 +163,18 @@ fn the_checks_test_connection_and_login_and_groups_can_come_from_a_user_attribut
     let e = env();
     let admin = e.server.admin();
     let port = e.slapd.lock().unwrap().port;
-    let r: Value = admin.request(Method::POST, "/service/rest/v1/security/ldap/verify-connection").json(&json!({"server": server_json(port)})).send().unwrap().json().unwrap();
+    let r: Value = admin
+        .request(Method::POST, "/service/rest/v1/security/ldap/verify-connection")
+        .json(&json!({"server": server_json(port)}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(r["success"], true, "{r}");
     let mut wrong = server_json(port);
     wrong["authPassword"] = json!("not-it");
-    let r: Value = admin.request(Method::POST, "/service/rest/v1/security/ldap/verify-connection").json(&json!({"server": wrong})).send().unwrap().json().unwrap();
+    let r: Value =
+        admin.request(Method::POST, "/service/rest/v1/security/ldap/verify-connection").json(&json!({"server": wrong})).send().unwrap().json().unwrap();
     assert_eq!(r["success"], false);
     let r: Value = admin
         .request(Method::POST, "/service/rest/v1/security/ldap/verify-login")
@@ -208,7 +229,12 @@ fn a_directory_outage_does_not_lock_out_local_admins() {
     // A directory and a server of its own: stopping it must not disturb the other tests.
     let mut slapd = Slapd::start();
     let server = TestServer::start();
-    let r = server.admin().request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "readers", "privileges": ["nx-repository-view-*-*-read"]})).send().unwrap();
+    let r = server
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": "readers", "privileges": ["nx-repository-view-*-*-read"]}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(slapd.port)).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -228,7 +254,12 @@ fn a_directory_outage_does_not_lock_out_local_admins() {
 fn the_realm_order_is_configurable() {
     let slapd = Slapd::start();
     let server = TestServer::start_with_env(&[("WHARF_SECURITY__REALMS", r#"["ldap", "local"]"#)]);
-    let r = server.admin().request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "devs", "privileges": ["nx-repository-view-*-*-*"]})).send().unwrap();
+    let r = server
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": "devs", "privileges": ["nx-repository-view-*-*-*"]}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(slapd.port)).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
@@ -294,7 +325,12 @@ fn ldap_servers_can_come_from_the_configuration_file() {
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(shown.contains("from-file") && !shown.contains("service-secret"), "{shown}");
     let server = TestServer::start_with_env(&[("WHARF_TEST_CONFIG_FILE", file.to_str().unwrap())]);
-    let r = server.admin().request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "readers", "privileges": ["nx-repository-view-*-*-read"]})).send().unwrap();
+    let r = server
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": "readers", "privileges": ["nx-repository-view-*-*-read"]}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let status = |u: &str, p: &str| Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
     assert_eq!(status("bob", "bob-password"), StatusCode::OK, "bob reads through the file's server");

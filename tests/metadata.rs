@@ -97,13 +97,19 @@ async fn listing_is_bytewise_ordered_and_pages() {
 async fn delete_by_digest_removes_only_matching_rows() {
     for (backend, db, repo) in backends() {
         let meta = SqlMeta::new(db);
-        meta.commit(vec![], vec![
-            Write::Upsert { repo, asset: asset("img/tags/1", "dA") },
-            Write::Upsert { repo, asset: asset("img/tags/2", "dA") },
-            Write::Upsert { repo, asset: asset("img/tags/3", "dB") },
-        ]).await.unwrap();
+        meta.commit(
+            vec![],
+            vec![
+                Write::Upsert { repo, asset: asset("img/tags/1", "dA") },
+                Write::Upsert { repo, asset: asset("img/tags/2", "dA") },
+                Write::Upsert { repo, asset: asset("img/tags/3", "dB") },
+            ],
+        )
+        .await
+        .unwrap();
         meta.commit(vec![], vec![Write::DeleteByDigest { repo, kind: "tag".into(), component: "img".into(), digest: "dA".into() }]).await.unwrap();
-        let left: Vec<String> = meta.list(repo, ListQuery { prefix: Some("img/tags/".into()), ..Default::default() }).await.unwrap().into_iter().map(|a| a.path).collect();
+        let left: Vec<String> =
+            meta.list(repo, ListQuery { prefix: Some("img/tags/".into()), ..Default::default() }).await.unwrap().into_iter().map(|a| a.path).collect();
         assert_eq!(left, vec!["img/tags/3"], "{backend}");
     }
 }
@@ -112,7 +118,16 @@ async fn delete_by_digest_removes_only_matching_rows() {
 async fn upload_progress_is_compare_and_set() {
     for (backend, db, repo) in backends() {
         let meta = SqlMeta::new(db);
-        let row = UploadRow { id: "u1".into(), repo, component: "img".into(), blob_store: "default".into(), offset: 0, hash_state: vec![1, 2, 3], created_at: 0, updated_at: 0 };
+        let row = UploadRow {
+            id: "u1".into(),
+            repo,
+            component: "img".into(),
+            blob_store: "default".into(),
+            offset: 0,
+            hash_state: vec![1, 2, 3],
+            created_at: 0,
+            updated_at: 0,
+        };
         meta.upload_create(row).await.unwrap();
         meta.upload_advance("u1", 0, 10, vec![4]).await.unwrap();
         assert!(matches!(meta.upload_advance("u1", 0, 20, vec![5]).await, Err(MetaError::Conflict)), "{backend}");

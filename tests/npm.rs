@@ -203,7 +203,13 @@ fn dist_tags_deprecate_search_unpublish_and_tokens() {
     let list = ok(c.npm(tmp.path(), &["token", "list", "--json"]));
     let list: Value = serde_json::from_str(&list).unwrap();
     let mine = login_token(&c);
-    let entry = list.as_array().unwrap().iter().find(|t| mine.starts_with(t["token"].as_str().unwrap().trim_end_matches('…'))).expect("the login token is listed").clone();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| mine.starts_with(t["token"].as_str().unwrap().trim_end_matches('…')))
+        .expect("the login token is listed")
+        .clone();
     assert_eq!(ok(c.npm(tmp.path(), &["whoami"])).trim(), "admin");
     ok(c.npm(tmp.path(), &["token", "revoke", entry["key"].as_str().unwrap()]));
     assert!(!c.npm(tmp.path(), &["whoami"]).status.success(), "a revoked token is dead");
@@ -231,7 +237,16 @@ fn checksums(data: &[u8]) -> (String, String) {
 }
 
 /// A publish as npm sends it; `integrity`/`shasum` override the true ones.
-fn raw_publish_to(repo: &str, auth: Option<(&str, &str)>, token: Option<&str>, name: &str, version: &str, data: &[u8], integrity: Option<String>, shasum: Option<String>) -> reqwest::blocking::Response {
+fn raw_publish_to(
+    repo: &str,
+    auth: Option<(&str, &str)>,
+    token: Option<&str>,
+    name: &str,
+    version: &str,
+    data: &[u8],
+    integrity: Option<String>,
+    shasum: Option<String>,
+) -> reqwest::blocking::Response {
     let (sri, sha1) = checksums(data);
     let body = json!({
         "_id": name, "name": name, "dist-tags": {"latest": version},
@@ -258,7 +273,9 @@ fn admin_basic() -> Option<(&'static str, &'static str)> {
 
 #[test]
 fn bad_publishes_are_refused_and_leave_nothing() {
-    let publish = |name: &str, version: &str, data: &[u8], integrity: Option<String>, shasum: Option<String>| raw_publish_to("npm-hosted", admin_basic(), None, name, version, data, integrity, shasum);
+    let publish = |name: &str, version: &str, data: &[u8], integrity: Option<String>, shasum: Option<String>| {
+        raw_publish_to("npm-hosted", admin_basic(), None, name, version, data, integrity, shasum)
+    };
     let good = tgz("wharf-bad", "1.0.0");
     // Integrity and shasum mismatches.
     let r = publish("wharf-bad", "1.0.0", &good, Some(format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode([0u8; 64]))), None);
@@ -278,7 +295,13 @@ fn bad_publishes_are_refused_and_leave_nothing() {
     assert_eq!(publish("Wharf-Bad", "1.0.0", &tgz("Wharf-Bad", "1.0.0"), None, None).status(), StatusCode::BAD_REQUEST);
     assert_eq!(publish("wharf-bad", "../1", &good, None, None).status(), StatusCode::BAD_REQUEST);
     // Malformed JSON.
-    let r = Client::new().put(server().url("/repository/npm-hosted/wharf-bad")).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Type", "application/json").body("{\"name\": ").send().unwrap();
+    let r = Client::new()
+        .put(server().url("/repository/npm-hosted/wharf-bad"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("JSON"));
     // Nothing of it exists.
@@ -288,20 +311,36 @@ fn bad_publishes_are_refused_and_leave_nothing() {
     // Without credentials, and with a user who may only read.
     assert_eq!(raw_publish_to("npm-hosted", None, None, "wharf-bad", "1.0.0", &good, None, None).status(), StatusCode::UNAUTHORIZED);
     let admin = server().admin();
-    let r = admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "npm-readers", "privileges": ["nx-repository-view-npm-*-read"]})).send().unwrap();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": "npm-readers", "privileges": ["nx-repository-view-npm-*-read"]}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = admin.request(Method::POST, "/service/rest/v1/security/users").json(&json!({"userId": "npm-reader", "password": "npm-reader-pw", "roles": ["npm-readers"]})).send().unwrap();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "npm-reader", "password": "npm-reader-pw", "roles": ["npm-readers"]}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = raw_publish_to("npm-hosted", Some(("npm-reader", "npm-reader-pw")), None, "wharf-bad", "1.0.0", &good, None, None);
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.json::<Value>().unwrap()["error"].as_str().is_some());
     // The reader logs in with npm's protocol and reads, but the token cannot publish either.
-    let r = Client::new().put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:npm-reader")).json(&json!({"name": "npm-reader", "password": "npm-reader-pw"})).send().unwrap();
+    let r = Client::new()
+        .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:npm-reader"))
+        .json(&json!({"name": "npm-reader", "password": "npm-reader-pw"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
     assert_eq!(raw_publish("", "x", "1.0.0", &good, None, None).status(), StatusCode::UNAUTHORIZED);
     assert_eq!(raw_publish(&token, "wharf-bad", "1.0.0", &good, None, None).status(), StatusCode::FORBIDDEN);
-    let r = Client::new().put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:npm-reader")).json(&json!({"name": "npm-reader", "password": "wrong"})).send().unwrap();
+    let r = Client::new()
+        .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:npm-reader"))
+        .json(&json!({"name": "npm-reader", "password": "wrong"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 
     // Oversized: a repository with a 1 MiB limit.

@@ -28,7 +28,11 @@ fn registry(repo: &str) -> String {
 fn admin_token() -> String {
     static T: OnceLock<String> = OnceLock::new();
     T.get_or_init(|| {
-        let r = Client::new().put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:admin")).json(&json!({"name": "admin", "password": ADMIN_PASSWORD})).send().unwrap();
+        let r = Client::new()
+            .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:admin"))
+            .json(&json!({"name": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
         r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
     })
@@ -306,7 +310,10 @@ fn a_group_serves_hosted_packages_first_and_publishes_to_its_writable_member() {
     let hosted = Npm::new(&registry("npm-hosted"), &admin_token());
     ok(hosted.run(&package(tmp.path(), "shadowed-pkg", "1.0.0", &[], 0), &["publish"]));
     ok(hosted.run(&package(tmp.path(), "grp-top", "1.0.0", &[("grp-dep", "^1.0.0"), ("shadowed-pkg", "*")], 0), &["publish"]));
-    create("group", json!({"name": "npm-group", "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["npm-hosted", "npm-proxy-grp"], "writableMember": "npm-hosted"}}));
+    create(
+        "group",
+        json!({"name": "npm-group", "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["npm-hosted", "npm-proxy-grp"], "writableMember": "npm-hosted"}}),
+    );
 
     let npm = Npm::new(&registry("npm-group"), &admin_token());
     let p = project(tmp.path());

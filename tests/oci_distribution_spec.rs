@@ -219,7 +219,10 @@ fn accept_negotiation_refuses_a_type_the_client_does_not_take() {
     push_image("pull/accept", "v1", 7);
     let r = req(Method::GET, &v2("pull/accept", "manifests/v1")).header("Accept", "application/vnd.docker.distribution.manifest.v2+json").send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    let r = req(Method::GET, &v2("pull/accept", "manifests/v1")).header("Accept", format!("application/vnd.docker.distribution.manifest.v2+json, {OCI_MANIFEST}")).send().unwrap();
+    let r = req(Method::GET, &v2("pull/accept", "manifests/v1"))
+        .header("Accept", format!("application/vnd.docker.distribution.manifest.v2+json, {OCI_MANIFEST}"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = req(Method::GET, &v2("pull/accept", "manifests/v1")).header("Accept", "*/*").send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
@@ -234,7 +237,8 @@ fn post_then_put_uploads_a_blob() {
     let r = req(Method::POST, &v2("push/postput", "blobs/uploads/")).send().unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let upload = location(&r);
-    let r = req(Method::PUT, &with_query(&upload, &format!("digest={d}"))).header("Content-Type", "application/octet-stream").body(data.clone()).send().unwrap();
+    let r =
+        req(Method::PUT, &with_query(&upload, &format!("digest={d}"))).header("Content-Type", "application/octet-stream").body(data.clone()).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(header(&r, "docker-content-digest"), d);
     assert!(location(&r).ends_with(&format!("/blobs/{d}")));

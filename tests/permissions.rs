@@ -29,9 +29,14 @@ fn sha256(b: &[u8]) -> String {
 fn user_with(name: &str, format: &str, repo: &str, actions: &[&str]) {
     let admin = server().admin();
     let privileges: Vec<String> = actions.iter().map(|a| format!("nx-repository-view-{format}-{repo}-{a}")).collect();
-    let r = admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": format!("role-{name}"), "privileges": privileges})).send().unwrap();
+    let r =
+        admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": format!("role-{name}"), "privileges": privileges})).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
-    let r = admin.request(Method::POST, "/service/rest/v1/security/users").json(&json!({"userId": name, "password": "matrix-password", "roles": [format!("role-{name}")]})).send().unwrap();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": name, "password": "matrix-password", "roles": [format!("role-{name}")]}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
 }
 
@@ -69,15 +74,33 @@ fn as_user(user: &str, method: Method, path: &str) -> RequestBuilder {
 fn docker_browse_read_write_delete() {
     let http = Client::new();
     let config = b"{\"matrix\": true}";
-    let r = http.post(server().url(&format!("/v2/docker-hosted/matrix/img/blobs/uploads/?digest={}", sha256(config)))).basic_auth("admin", Some(ADMIN_PASSWORD)).body(&config[..]).send().unwrap();
+    let r = http
+        .post(server().url(&format!("/v2/docker-hosted/matrix/img/blobs/uploads/?digest={}", sha256(config))))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(&config[..])
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len()}, "layers": []}).to_string();
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(config), "size": config.len()}, "layers": []})
+    .to_string();
     let digest = sha256(manifest.as_bytes());
-    let r = http.put(server().url("/v2/docker-hosted/matrix/img/manifests/v1")).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Type", "application/vnd.oci.image.manifest.v1+json").body(manifest).send().unwrap();
+    let r = http
+        .put(server().url("/v2/docker-hosted/matrix/img/manifests/v1"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+        .body(manifest)
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let browse = |u: &str| as_user(u, Method::GET, "/v2/docker-hosted/matrix/img/tags/list").send().unwrap().status();
-    let read = |u: &str| as_user(u, Method::GET, "/v2/docker-hosted/matrix/img/manifests/v1").header("Accept", "application/vnd.oci.image.manifest.v1+json").send().unwrap().status();
+    let read = |u: &str| {
+        as_user(u, Method::GET, "/v2/docker-hosted/matrix/img/manifests/v1")
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap()
+            .status()
+    };
     let write = |u: &str| as_user(u, Method::POST, "/v2/docker-hosted/matrix/img/blobs/uploads/").send().unwrap().status();
     let delete = |u: &str| as_user(u, Method::DELETE, &format!("/v2/docker-hosted/matrix/img/manifests/{digest}")).send().unwrap().status();
     matrix("docker", "docker-hosted", &[("browse", &browse), ("read", &read), ("add", &write), ("delete", &delete)]);
@@ -93,11 +116,10 @@ fn pypi_browse_read_write() {
     };
     let upload = |user: &str, pass: &str, name: &str| {
         let whl = make(name);
-        let form = reqwest::blocking::multipart::Form::new()
-            .text(":action", "file_upload")
-            .text("name", name.to_string())
-            .text("version", "1.0")
-            .part("content", reqwest::blocking::multipart::Part::bytes(std::fs::read(&whl).unwrap()).file_name(whl.file_name().unwrap().to_string_lossy().to_string()));
+        let form = reqwest::blocking::multipart::Form::new().text(":action", "file_upload").text("name", name.to_string()).text("version", "1.0").part(
+            "content",
+            reqwest::blocking::multipart::Part::bytes(std::fs::read(&whl).unwrap()).file_name(whl.file_name().unwrap().to_string_lossy().to_string()),
+        );
         Client::new().post(server().url("/repository/pypi-hosted/")).basic_auth(user, Some(pass)).multipart(form).send().unwrap().status()
     };
     assert_eq!(upload("admin", ADMIN_PASSWORD, "matrix-pkg"), StatusCode::OK);
@@ -130,7 +152,16 @@ fn npm_browse_read_write_delete() {
     let read = |u: &str| as_user(u, Method::GET, "/repository/npm-hosted/matrix-npm/-/matrix-npm-1.0.0.tgz").send().unwrap().status();
     let write = |u: &str| publish(u, "matrix-password", &format!("matrix-{u}"));
     let delete = |u: &str| {
-        let rev = Client::new().get(server().url("/repository/npm-hosted/matrix-npm")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json::<Value>().unwrap()["_rev"].as_str().unwrap().to_string();
+        let rev = Client::new()
+            .get(server().url("/repository/npm-hosted/matrix-npm"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()["_rev"]
+            .as_str()
+            .unwrap()
+            .to_string();
         as_user(u, Method::DELETE, &format!("/repository/npm-hosted/matrix-npm/-rev/{rev}")).send().unwrap().status()
     };
     matrix("npm", "npm-hosted", &[("browse", &browse), ("read", &read), ("add", &write), ("delete", &delete)]);

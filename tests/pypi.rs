@@ -100,7 +100,17 @@ fn pip_install_with_require_hashes() {
     let target = tmp.path().join("site");
     ok(pip(&["install", "--no-cache-dir", "--require-hashes", "--index-url", &index_url(), "--target", target.to_str().unwrap(), "-r", req.to_str().unwrap()]));
     std::fs::write(&req, format!("wharf-hashed==0.3 --hash=sha256:{}\n", "0".repeat(64))).unwrap();
-    let wrong = pip(&["install", "--no-cache-dir", "--require-hashes", "--index-url", &index_url(), "--target", tmp.path().join("site2").to_str().unwrap(), "-r", req.to_str().unwrap()]);
+    let wrong = pip(&[
+        "install",
+        "--no-cache-dir",
+        "--require-hashes",
+        "--index-url",
+        &index_url(),
+        "--target",
+        tmp.path().join("site2").to_str().unwrap(),
+        "-r",
+        req.to_str().unwrap(),
+    ]);
     assert!(!wrong.status.success(), "a wrong hash must stop pip");
 }
 
@@ -134,7 +144,8 @@ fn the_simple_api_speaks_html_and_json_and_normalizes_names() {
     }
     let index = get("simple/", "application/vnd.pypi.simple.v1+json").json::<Value>().unwrap();
     // The index keeps the name as uploaded (twine sends `Wharf-Norm.Pkg`); it normalizes to the project.
-    let listed: Vec<String> = index["projects"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_lowercase().replace(['_', '.'], "-")).collect();
+    let listed: Vec<String> =
+        index["projects"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_lowercase().replace(['_', '.'], "-")).collect();
     assert!(listed.contains(&"wharf-norm-pkg".to_string()), "{index}");
     assert_eq!(get("simple/no-such-project/", "text/html").status(), StatusCode::NOT_FOUND);
 }
@@ -369,7 +380,12 @@ fn releases_are_components_that_can_be_yanked_and_deleted() {
 
     // Yank 2.0: pip then picks 1.0 unless 2.0 is pinned.
     let id2 = component_id("wharf-yank", "2.0");
-    let r = http().post(format!("{}/service/rest/v1/components/{id2}/yank", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).json(&serde_json::json!({"reason": "broken build"})).send().unwrap();
+    let r = http()
+        .post(format!("{}/service/rest/v1/components/{id2}/yank", server().base))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&serde_json::json!({"reason": "broken build"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let html = http().get(format!("{}simple/wharf-yank/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().text().unwrap();
     assert!(html.contains("data-yanked=\"broken build\""), "{html}");
@@ -382,15 +398,41 @@ fn releases_are_components_that_can_be_yanked_and_deleted() {
 
     // Delete 1.0, then 2.0: the project disappears from the index.
     let id1 = component_id("wharf-yank", "1.0");
-    assert_eq!(http().delete(format!("{}/service/rest/v1/components/{id1}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(), StatusCode::NO_CONTENT);
-    let v: Value = http().get(format!("{}simple/wharf-yank/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Accept", "application/vnd.pypi.simple.v1+json").send().unwrap().json().unwrap();
+    assert_eq!(
+        http().delete(format!("{}/service/rest/v1/components/{id1}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    let v: Value = http()
+        .get(format!("{}simple/wharf-yank/", repo_url()))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(v["versions"], serde_json::json!(["2.0"]));
     assert_eq!(v["files"][0]["yanked"], "broken build");
-    assert_eq!(http().delete(format!("{}/service/rest/v1/components/{id2}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(), StatusCode::NO_CONTENT);
-    assert_eq!(http().get(format!("{}simple/wharf-yank/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(), StatusCode::NOT_FOUND);
-    let index: Value = http().get(format!("{}simple/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Accept", "application/vnd.pypi.simple.v1+json").send().unwrap().json().unwrap();
+    assert_eq!(
+        http().delete(format!("{}/service/rest/v1/components/{id2}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        http().get(format!("{}simple/wharf-yank/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let index: Value = http()
+        .get(format!("{}simple/", repo_url()))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert!(!index["projects"].as_array().unwrap().iter().any(|p| p["name"] == "wharf-yank"), "{index}");
-    assert_eq!(http().delete(format!("{}/service/rest/v1/components/{id2}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        http().delete(format!("{}/service/rest/v1/components/{id2}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
     // Only administrators.
     assert_eq!(http().get(format!("{}/service/rest/v1/components?repository=pypi-hosted", server().base)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
 }

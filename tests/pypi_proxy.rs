@@ -55,7 +55,17 @@ fn pip_install(repo: &str, target: &Path, reqs: &[&str]) -> Output {
 
 fn twine(repo: &str, files: &[&Path]) -> Output {
     Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &format!("{}/repository/{repo}/", server().base), "-u", "admin", "-p", ADMIN_PASSWORD])
+        .args([
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            &format!("{}/repository/{repo}/", server().base),
+            "-u",
+            "admin",
+            "-p",
+            ADMIN_PASSWORD,
+        ])
         .args(files)
         .output()
         .expect("twine is installed (the test command installs it into target/test-venv)")
@@ -192,7 +202,18 @@ fn pip_and_uv_install_through_a_proxy_and_from_its_cache_when_the_upstream_is_do
     // uv, cold, through the same proxy.
     let uv_target = tmp.path().join("uv-site");
     let out = Command::new("uv")
-        .args(["pip", "install", "--no-cache", "--python", "python3", "--index-url", &index_url("pypi-proxy-a"), "--target", uv_target.to_str().unwrap(), "proxied-app"])
+        .args([
+            "pip",
+            "install",
+            "--no-cache",
+            "--python",
+            "python3",
+            "--index-url",
+            &index_url("pypi-proxy-a"),
+            "--target",
+            uv_target.to_str().unwrap(),
+            "proxied-app",
+        ])
         .output()
         .expect("uv is installed");
     assert!(out.status.success(), "uv: {}", String::from_utf8_lossy(&out.stderr));
@@ -270,7 +291,8 @@ fn concurrent_cold_downloads_make_one_upstream_fetch() {
         .map(|_| {
             let url = url.clone();
             std::thread::spawn(move || {
-                let mut r = Client::builder().timeout(Duration::from_secs(120)).build().unwrap().get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+                let mut r =
+                    Client::builder().timeout(Duration::from_secs(120)).build().unwrap().get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
                 assert_eq!(r.status(), StatusCode::OK);
                 let mut body = Vec::new();
                 r.read_to_end(&mut body).unwrap();
@@ -290,7 +312,8 @@ fn a_file_that_fails_the_upstream_hash_is_never_completed_nor_cached() {
     let root = tmp.path().join("www");
     let (whl, _) = dist(&root.join("files"), "liar-pkg", "1.0", &[]);
     std::fs::create_dir_all(root.join("simple/liar-pkg")).unwrap();
-    let page_html = format!("<html><body><a href=\"../../files/liar_pkg-1.0-py3-none-any.whl#sha256={}\">liar_pkg-1.0-py3-none-any.whl</a></body></html>", "0".repeat(64));
+    let page_html =
+        format!("<html><body><a href=\"../../files/liar_pkg-1.0-py3-none-any.whl#sha256={}\">liar_pkg-1.0-py3-none-any.whl</a></body></html>", "0".repeat(64));
     std::fs::write(root.join("simple/liar-pkg/index.html"), page_html).unwrap();
     let port = free_port();
     let mut http_server = Command::new("python3")
@@ -351,11 +374,14 @@ fn a_group_serves_hosted_projects_first_and_shadows_public_ones() {
     let (app, _) = dist(&tmp.path().join("h1"), "grp-app", "1.0", &["grp-lib", "shadowed-name"]);
     let (ours, _) = dist(&tmp.path().join("h2"), "shadowed-name", "1.0", &[]);
     ok(twine("pypi-hosted", &[&app, &ours]));
-    let r = create("group", json!({
-        "name": "pypi-group", "online": true,
-        "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
-        "group": {"memberNames": ["pypi-hosted", "pypi-proxy-grp"], "writableMember": "pypi-hosted"},
-    }));
+    let r = create(
+        "group",
+        json!({
+            "name": "pypi-group", "online": true,
+            "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
+            "group": {"memberNames": ["pypi-hosted", "pypi-proxy-grp"], "writableMember": "pypi-hosted"},
+        }),
+    );
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
 
     let target = tmp.path().join("site");

@@ -31,7 +31,10 @@ fn as_user(user: &str, pass: &str, method: Method, path: &str) -> reqwest::block
 }
 
 fn create_role(id: &str, privileges: &[&str], roles: &[&str]) {
-    let r = admin(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": id, "name": id, "description": "test", "privileges": privileges, "roles": roles})).send().unwrap();
+    let r = admin(Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": id, "name": id, "description": "test", "privileges": privileges, "roles": roles}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
 }
 
@@ -102,7 +105,8 @@ fn a_reader_installs_and_pulls_but_cannot_upload_or_push() {
     let pulled = format!("oci:{}:v1", tmp.path().join("pulled").display());
     let out = skopeo(&["copy", "--src-tls-verify=false", "--src-creds", "reader:reader-password", &dest, &pulled]);
     assert!(out.status.success(), "the reader pulls: {}", String::from_utf8_lossy(&out.stderr));
-    let out = skopeo(&["copy", "--dest-tls-verify=false", "--dest-creds", "reader:reader-password", &src, &format!("docker://{}/docker-team/app:v2", server().addr)]);
+    let out =
+        skopeo(&["copy", "--dest-tls-verify=false", "--dest-creds", "reader:reader-password", &src, &format!("docker://{}/docker-team/app:v2", server().addr)]);
     assert!(!out.status.success(), "the reader cannot push");
     let r = Client::new()
         .get(server().url("/v2/token?service=wharf&scope=repository:docker-team/app:pull,push"))
@@ -127,7 +131,10 @@ fn a_reader_installs_and_pulls_but_cannot_upload_or_push() {
     // Not an administrator: the admin API is closed.
     let r = as_user("reader", "reader-password", Method::GET, "/service/rest/v1/security/users").send().unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    let r = as_user("reader", "reader-password", Method::POST, "/service/rest/v1/repositories/pypi/hosted").json(&json!({"name": "x", "storage": {"blobStoreName": "default"}})).send().unwrap();
+    let r = as_user("reader", "reader-password", Method::POST, "/service/rest/v1/repositories/pypi/hosted")
+        .json(&json!({"name": "x", "storage": {"blobStoreName": "default"}}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
@@ -189,11 +196,16 @@ fn anonymous_access_is_what_the_anonymous_role_grants() {
 fn passwords_change_and_bad_input_is_named() {
     create_user("changer", "first-password", &[]);
     // A user changes their own password; not someone else's.
-    let r = as_user("changer", "first-password", Method::PUT, "/service/rest/v1/security/users/changer/change-password").header("Content-Type", "text/plain").body("second-password").send().unwrap();
+    let r = as_user("changer", "first-password", Method::PUT, "/service/rest/v1/security/users/changer/change-password")
+        .header("Content-Type", "text/plain")
+        .body("second-password")
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let r = as_user("changer", "first-password", Method::GET, "/repository/pypi-hosted/simple/").send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "the old password is dead at once");
-    let r = as_user("changer", "second-password", Method::PUT, "/service/rest/v1/security/users/admin/change-password").body("hijacked-password").send().unwrap();
+    let r =
+        as_user("changer", "second-password", Method::PUT, "/service/rest/v1/security/users/admin/change-password").body("hijacked-password").send().unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     let r = as_user("changer", "second-password", Method::PUT, "/service/rest/v1/security/users/changer/change-password").body("short").send().unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -268,13 +280,19 @@ fn api_tokens_act_for_their_user_within_their_limits() {
 
 #[test]
 fn wrong_passwords_pause_password_checks_for_a_while_only() {
-    let s = TestServer::start_with_env(&[("WHARF_SECURITY__LOCKOUT_AFTER", "3"), ("WHARF_SECURITY__LOCKOUT_SECS", "2"), ("WHARF_SECURITY__LOCKOUT_MAX_SECS", "4")]);
+    let s =
+        TestServer::start_with_env(&[("WHARF_SECURITY__LOCKOUT_AFTER", "3"), ("WHARF_SECURITY__LOCKOUT_SECS", "2"), ("WHARF_SECURITY__LOCKOUT_MAX_SECS", "4")]);
     let path = "/repository/pypi-hosted/simple/";
     let status = |user: &str, pass: &str| Client::new().get(s.url(path)).basic_auth(user, Some(pass)).send().unwrap().status();
     // A token made before the attack, and (below) a session that logged in before it.
     let r = s.admin().request(Method::POST, "/service/rest/v1/security/tokens").json(&json!({"name": "t"})).send().unwrap();
     let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
-    let r = s.admin().request(Method::POST, "/service/rest/v1/security/users").json(&json!({"userId": "victim", "password": "victim-password", "roles": ["nx-admin"]})).send().unwrap();
+    let r = s
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "victim", "password": "victim-password", "roles": ["nx-admin"]}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK);
     for _ in 0..3 {
@@ -292,7 +310,9 @@ fn wrong_passwords_pause_password_checks_for_a_while_only() {
 
 #[test]
 fn console_sessions_are_httponly_cookies_with_csrf_protection() {
-    let login = |user: &str, pass: &str| Client::new().post(server().url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap();
+    let login = |user: &str, pass: &str| {
+        Client::new().post(server().url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap()
+    };
     assert_eq!(login("admin", "wrong").status(), StatusCode::UNAUTHORIZED);
     let r = login("admin", ADMIN_PASSWORD);
     assert_eq!(r.status(), StatusCode::OK);
@@ -309,7 +329,10 @@ fn console_sessions_are_httponly_cookies_with_csrf_protection() {
     // A state change with the cookie alone is refused; with the CSRF token it passes.
     let role = json!({"id": "from-console", "privileges": []});
     assert_eq!(with_cookie(Method::POST, "/service/rest/v1/security/roles").json(&role).send().unwrap().status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", "forged").json(&role).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", "forged").json(&role).send().unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", &csrf).json(&role).send().unwrap().status(), StatusCode::OK);
     // A non-administrator's session reads what they may, and no admin page.
     create_user("console-reader", "console-reader-pw", &[]);

@@ -61,7 +61,11 @@ fn https_answers_only_clients_that_trust_the_ca() {
     assert_eq!(trusting(&e.certs).get(&url).send().unwrap().status().as_u16(), 200);
     assert!(reqwest::blocking::Client::new().get(&url).send().is_err(), "an unknown CA is refused");
     // Plain HTTP on the HTTPS port gets nowhere.
-    assert!(reqwest::blocking::Client::new().get(format!("http://{}/service/rest/v1/status", e.server.addr)).send().map(|r| !r.status().is_success()).unwrap_or(true));
+    assert!(reqwest::blocking::Client::new()
+        .get(format!("http://{}/service/rest/v1/status", e.server.addr))
+        .send()
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true));
     // Tarball and file URLs follow the scheme the client used.
     let v: Value = trusting(&e.certs)
         .get(format!("https://{}/repository/npm-hosted/-/ping", e.server.addr))
@@ -125,7 +129,19 @@ fn pip_twine_and_npm_work_over_https_with_the_ca_and_fail_without() {
     let index = format!("https://admin:{ADMIN_PASSWORD}@{}/repository/pypi-hosted/simple/", e.server.addr);
     let pip = |extra: &[&str], target: &str| {
         Command::new("python3")
-            .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated", "install", "--no-cache-dir", "--index-url", &index, "--target", target])
+            .args([
+                "-m",
+                "pip",
+                "--disable-pip-version-check",
+                "--no-input",
+                "--isolated",
+                "install",
+                "--no-cache-dir",
+                "--index-url",
+                &index,
+                "--target",
+                target,
+            ])
             .args(extra)
             .arg("wharf-tls-pkg")
             .env_remove("PIP_CERT")
@@ -143,7 +159,11 @@ fn pip_twine_and_npm_work_over_https_with_the_ca_and_fail_without() {
     // npm: publish and install with `cafile`, refused without.
     let registry = format!("https://{}/repository/npm-hosted/", e.server.addr);
     let token = {
-        let r = trusting(&e.certs).put(format!("{registry}-/user/org.couchdb.user:admin")).json(&json!({"name": "admin", "password": ADMIN_PASSWORD})).send().unwrap();
+        let r = trusting(&e.certs)
+            .put(format!("{registry}-/user/org.couchdb.user:admin"))
+            .json(&json!({"name": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .unwrap();
         r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
     };
     let rc = tmp.path().join("npmrc");

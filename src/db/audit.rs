@@ -32,7 +32,16 @@ pub struct AuditQuery {
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn insert(conn: &mut AnyConnection, at: i64, actor: Option<&str>, address: Option<&str>, action: &str, repository: Option<&str>, object: Option<&str>, detail: &str) -> Result<(), DbError> {
+pub fn insert(
+    conn: &mut AnyConnection,
+    at: i64,
+    actor: Option<&str>,
+    address: Option<&str>,
+    action: &str,
+    repository: Option<&str>,
+    object: Option<&str>,
+    detail: &str,
+) -> Result<(), DbError> {
     diesel::insert_into(audit_events::table)
         .values((
             audit_events::at.eq(at),

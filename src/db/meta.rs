@@ -84,11 +84,7 @@ impl From<diesel::result::Error> for Abort {
 }
 
 fn exists(conn: &mut AnyConnection, repo: i64, path: &str) -> QueryResult<Option<Option<String>>> {
-    assets::table
-        .filter(assets::repository_id.eq(repo).and(assets::path.eq(path)))
-        .select(assets::digest)
-        .first::<Option<String>>(conn)
-        .optional()
+    assets::table.filter(assets::repository_id.eq(repo).and(assets::path.eq(path))).select(assets::digest).first::<Option<String>>(conn).optional()
 }
 
 fn insert(conn: &mut AnyConnection, repo: i64, a: &NewAsset, now: i64) -> QueryResult<usize> {
@@ -153,13 +149,8 @@ fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> Result
             }
             Write::DeleteByDigest { repo, kind, component, digest } => {
                 diesel::delete(
-                    assets::table.filter(
-                        assets::repository_id
-                            .eq(*repo)
-                            .and(assets::kind.eq(kind))
-                            .and(assets::component.eq(component))
-                            .and(assets::digest.eq(digest)),
-                    ),
+                    assets::table
+                        .filter(assets::repository_id.eq(*repo).and(assets::kind.eq(kind)).and(assets::component.eq(component)).and(assets::digest.eq(digest))),
                 )
                 .execute(conn)?;
             }
@@ -174,11 +165,7 @@ impl MetaStore for SqlMeta {
         let path = path.to_string();
         self.db
             .run(move |conn| {
-                Ok(assets::table
-                    .filter(assets::repository_id.eq(repo).and(assets::path.eq(path)))
-                    .select(AssetRow::as_select())
-                    .first(conn)
-                    .optional()?)
+                Ok(assets::table.filter(assets::repository_id.eq(repo).and(assets::path.eq(path))).select(AssetRow::as_select()).first(conn).optional()?)
             })
             .await
             .map(|r| r.map(Asset::from))
@@ -274,11 +261,7 @@ impl MetaStore for SqlMeta {
 
     async fn upload_get(&self, id: &str) -> Result<Option<UploadRow>, MetaError> {
         let id = id.to_string();
-        let row = self
-            .db
-            .run(move |conn| Ok(uploads::table.find(id).select(UploadDbRow::as_select()).first(conn).optional()?))
-            .await
-            .map_err(backend)?;
+        let row = self.db.run(move |conn| Ok(uploads::table.find(id).select(UploadDbRow::as_select()).first(conn).optional()?)).await.map_err(backend)?;
         Ok(row.map(|r| UploadRow {
             id: r.id,
             repo: r.repository_id,

@@ -62,12 +62,7 @@ struct SqlitePragmas;
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         if let AnyConnection::Sqlite(c) = conn {
-            for pragma in [
-                "PRAGMA busy_timeout = 10000;",
-                "PRAGMA journal_mode = WAL;",
-                "PRAGMA synchronous = NORMAL;",
-                "PRAGMA foreign_keys = ON;",
-            ] {
+            for pragma in ["PRAGMA busy_timeout = 10000;", "PRAGMA journal_mode = WAL;", "PRAGMA synchronous = NORMAL;", "PRAGMA foreign_keys = ON;"] {
                 c.batch_execute(pragma).map_err(diesel::r2d2::Error::QueryError)?;
             }
         }

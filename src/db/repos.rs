@@ -83,12 +83,7 @@ pub fn list_blob_stores(conn: &mut AnyConnection) -> Result<Vec<BlobStoreRow>, D
 pub fn insert_blob_store(conn: &mut AnyConnection, name: &str, kind: &str, attributes: &str) -> Result<(), DbError> {
     conn.transaction(|conn| {
         diesel::insert_into(blob_stores::table)
-            .values((
-                blob_stores::name.eq(name),
-                blob_stores::kind.eq(kind),
-                blob_stores::attributes.eq(attributes),
-                blob_stores::created_at.eq(now_millis()),
-            ))
+            .values((blob_stores::name.eq(name), blob_stores::kind.eq(kind), blob_stores::attributes.eq(attributes), blob_stores::created_at.eq(now_millis())))
             .execute(conn)?;
         bump_generation(conn)
     })
@@ -109,10 +104,7 @@ pub fn repos_using_blob_store(conn: &mut AnyConnection, name: &str) -> Result<i6
 /// One atomic increment: concurrent changes (on one node or several) each get their own number,
 /// which is what lets a reload tell a newer view from an older one.
 fn bump_generation(conn: &mut AnyConnection) -> Result<(), DbError> {
-    let n = diesel::sql_query(format!(
-        "UPDATE settings SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = '{GENERATION_KEY}'"
-    ))
-    .execute(conn)?;
+    let n = diesel::sql_query(format!("UPDATE settings SET value = CAST(CAST(value AS BIGINT) + 1 AS TEXT) WHERE key = '{GENERATION_KEY}'")).execute(conn)?;
     if n == 0 {
         diesel::insert_into(settings::table).values((settings::key.eq(GENERATION_KEY), settings::value.eq("1"))).execute(conn)?;
     }

@@ -36,7 +36,8 @@ pub fn of_user(conn: &mut AnyConnection, username: &str) -> Result<Vec<TokenRow>
 
 /// Deletes one of `username`'s tokens by id or by its hash; `false` if there is none.
 pub fn delete(conn: &mut AnyConnection, username: &str, key: &str) -> Result<bool, DbError> {
-    let n = diesel::delete(api_tokens::table.filter(api_tokens::username.eq(username)).filter(api_tokens::id.eq(key).or(api_tokens::token_hash.eq(key)))).execute(conn)?;
+    let n = diesel::delete(api_tokens::table.filter(api_tokens::username.eq(username)).filter(api_tokens::id.eq(key).or(api_tokens::token_hash.eq(key))))
+        .execute(conn)?;
     Ok(n > 0)
 }
 

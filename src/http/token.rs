@@ -63,10 +63,7 @@ async fn get_token(state: &AppState, req: &HttpRequest, own: Option<String>) -> 
             }
         }
     };
-    let scopes: Vec<String> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .filter(|(k, _)| k == "scope")
-        .map(|(_, v)| v.into_owned())
-        .collect();
+    let scopes: Vec<String> = url::form_urlencoded::parse(req.query_string().as_bytes()).filter(|(k, _)| k == "scope").map(|(_, v)| v.into_owned()).collect();
     issue(state, req, own, principal, &scopes)
 }
 

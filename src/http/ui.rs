@@ -21,7 +21,10 @@ async fn serve(req: HttpRequest) -> HttpResponse {
             HttpResponse::Ok()
                 .content_type(mime.as_ref())
                 // Everything the console loads comes from wharf itself.
-                .insert_header(("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"))
+                .insert_header((
+                    "Content-Security-Policy",
+                    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+                ))
                 .insert_header(("X-Content-Type-Options", "nosniff"))
                 .insert_header(("Referrer-Policy", "same-origin"))
                 .insert_header(("Cache-Control", "no-cache"))

@@ -159,7 +159,14 @@ impl LdapServer {
         if self.read_timeout_seconds == 0 || self.read_timeout_seconds > 600 {
             return bad("readTimeoutSeconds", "between 1 and 600");
         }
-        for (f, v) in [("userIdAttribute", &self.user_id_attribute), ("userObjectClass", &self.user_object_class), ("groupObjectClass", &self.group_object_class), ("groupIdAttribute", &self.group_id_attribute), ("groupMemberAttribute", &self.group_member_attribute), ("userMemberOfAttribute", &self.user_member_of_attribute)] {
+        for (f, v) in [
+            ("userIdAttribute", &self.user_id_attribute),
+            ("userObjectClass", &self.user_object_class),
+            ("groupObjectClass", &self.group_object_class),
+            ("groupIdAttribute", &self.group_id_attribute),
+            ("groupMemberAttribute", &self.group_member_attribute),
+            ("userMemberOfAttribute", &self.user_member_of_attribute),
+        ] {
             if v.is_empty() || !v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';') {
                 return bad(f, "an attribute or class name");
             }
@@ -227,7 +234,8 @@ async fn service_bind(s: &LdapServer, ldap: &mut ldap3::Ldap) -> Result<(), Ldap
     if s.auth_scheme == "SIMPLE" {
         let user = s.auth_username.as_deref().unwrap_or("");
         let pass = s.auth_password.as_deref().unwrap_or("");
-        let r = ldap.with_timeout(Duration::from_secs(s.read_timeout_seconds)).simple_bind(user, pass).await.map_err(|e| LdapError::ServiceBind(e.to_string()))?;
+        let r =
+            ldap.with_timeout(Duration::from_secs(s.read_timeout_seconds)).simple_bind(user, pass).await.map_err(|e| LdapError::ServiceBind(e.to_string()))?;
         r.success().map_err(|e| LdapError::ServiceBind(e.to_string()))?;
     }
     Ok(())
@@ -277,7 +285,8 @@ async fn find(s: &LdapServer, username: &str, password: Option<&str>) -> Result<
     service_bind(s, &mut ldap).await?;
     let filter = format!("(&(objectClass={})({}={}){})", s.user_object_class, s.user_id_attribute, ldap_escape(username), s.user_ldap_filter);
     let scope = if s.user_subtree { Scope::Subtree } else { Scope::OneLevel };
-    let attrs = vec![s.user_id_attribute.as_str(), s.user_real_name_attribute.as_str(), s.user_email_address_attribute.as_str(), s.user_member_of_attribute.as_str()];
+    let attrs =
+        vec![s.user_id_attribute.as_str(), s.user_real_name_attribute.as_str(), s.user_email_address_attribute.as_str(), s.user_member_of_attribute.as_str()];
     let (entries, _) = ldap
         .with_timeout(timeout)
         .search(&s.under(&s.user_base_dn), scope, &filter, attrs)
@@ -320,7 +329,13 @@ async fn find(s: &LdapServer, username: &str, password: Option<&str>) -> Result<
     let _ = ldap.unbind().await;
     groups.sort();
     groups.dedup();
-    Ok(Some(LdapUser { name: first(&entry, &s.user_real_name_attribute), email: first(&entry, &s.user_email_address_attribute), id: if id.is_empty() { username.to_string() } else { id }, dn: entry.dn, groups }))
+    Ok(Some(LdapUser {
+        name: first(&entry, &s.user_real_name_attribute),
+        email: first(&entry, &s.user_email_address_attribute),
+        id: if id.is_empty() { username.to_string() } else { id },
+        dn: entry.dn,
+        groups,
+    }))
 }
 
 #[cfg(test)]

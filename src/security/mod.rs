@@ -1,7 +1,7 @@
 //! Who is calling: passwords, credential checks and the Docker bearer tokens.
 
-pub mod password;
 pub mod ldap;
+pub mod password;
 pub mod principal;
 pub mod roles;
 pub mod token;

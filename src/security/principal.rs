@@ -17,8 +17,8 @@ use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use wharf_format::{now_millis, Access, Action, Audit, AuditEvent, Identity, IdentityError, NewToken, Principal, RepoPrivilege, TokenInfo, TokenSpec};
 
-use super::{ldap, password, roles};
 use super::token::TokenKeys;
+use super::{ldap, password, roles};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::{users, Db};
 
@@ -141,11 +141,8 @@ impl Authenticator {
             }
         }
         let formats = self.formats.clone();
-        let resolved = self
-            .db
-            .run(move |conn| Ok(roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &users::roles(conn)?, &formats)))
-            .await
-            .unwrap_or_default();
+        let resolved =
+            self.db.run(move |conn| Ok(roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &users::roles(conn)?, &formats))).await.unwrap_or_default();
         // `nx-all` on the anonymous role is refused when it is set; ignore it if it got there.
         let p = Principal { user: None, access: Access::Anonymous(Arc::from(resolved.repo)) };
         *self.anonymous.lock().unwrap_or_else(|e| e.into_inner()) = Some((p.clone(), Instant::now()));
@@ -172,10 +169,7 @@ impl Authenticator {
         }
         if scheme.eq_ignore_ascii_case("bearer") {
             return match self.tokens.verify(rest.trim()) {
-                Some(c) => Principal {
-                    user: (!c.sub.is_empty()).then_some(c.sub),
-                    access: Access::Scoped(c.grants.iter().map(|g| g.to_grant()).collect()),
-                },
+                Some(c) => Principal { user: (!c.sub.is_empty()).then_some(c.sub), access: Access::Scoped(c.grants.iter().map(|g| g.to_grant()).collect()) },
                 None => rejected(),
             };
         }
@@ -198,7 +192,13 @@ impl Authenticator {
             return Some(p);
         }
         if self.paused(user) {
-            self.audit.record(AuditEvent { actor: Some(user.to_string()), address, action: "login.failure".into(), detail: serde_json::json!({"paused": true}), ..Default::default() });
+            self.audit.record(AuditEvent {
+                actor: Some(user.to_string()),
+                address,
+                action: "login.failure".into(),
+                detail: serde_json::json!({"paused": true}),
+                ..Default::default()
+            });
             return None;
         }
         let name = user.to_string();
@@ -256,7 +256,13 @@ impl Authenticator {
 
 impl Authenticator {
     /// Tries the LDAP servers in order; a server that fails is passed over (and logged).
-    async fn ldap_login(&self, servers: &[ldap::LdapServer], user: &str, pass: &str, all_roles: &[crate::db::users::RoleRow]) -> Option<(String, roles::Resolved)> {
+    async fn ldap_login(
+        &self,
+        servers: &[ldap::LdapServer],
+        user: &str,
+        pass: &str,
+        all_roles: &[crate::db::users::RoleRow],
+    ) -> Option<(String, roles::Resolved)> {
         for s in self.config_ldap.iter().chain(servers) {
             match ldap::authenticate(s, user, pass).await {
                 Ok(Some(u)) => return Some((u.id.clone(), self.ldap_roles(&u, all_roles))),
@@ -359,11 +365,7 @@ impl Authenticator {
             return Some(p);
         }
         let user = claims.sub.clone();
-        let (local, servers, all_roles) = self
-            .db
-            .run(move |conn| Ok((users::get(conn, &user)?, ldap::load(conn)?, users::roles(conn)?)))
-            .await
-            .ok()?;
+        let (local, servers, all_roles) = self.db.run(move |conn| Ok((users::get(conn, &user)?, ldap::load(conn)?, users::roles(conn)?))).await.ok()?;
         let (name, resolved) = match local {
             Some(u) if u.status == "active" => (u.username.clone(), roles::resolve(&u.role_ids(), &all_roles, &self.formats)),
             Some(_) => return None,

@@ -111,7 +111,14 @@ impl TokenKeys {
 
     pub fn sign_session(&self, user: &str, ttl: u64) -> (String, SessionClaims) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let claims = SessionClaims { iss: ISSUER.into(), aud: SESSION_AUDIENCE.into(), sub: user.into(), exp: now + ttl, iat: now, csrf: uuid::Uuid::new_v4().simple().to_string() };
+        let claims = SessionClaims {
+            iss: ISSUER.into(),
+            aud: SESSION_AUDIENCE.into(),
+            sub: user.into(),
+            exp: now + ttl,
+            iat: now,
+            csrf: uuid::Uuid::new_v4().simple().to_string(),
+        };
         let jwt = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.enc).expect("HS256 signing of serializable claims");
         (jwt, claims)
     }

@@ -158,14 +158,7 @@ impl Drop for TestServer {
 /// Creates a new database on the PostgreSQL server of `url` and returns its URL.
 fn fresh_pg_database(url: &str) -> String {
     let name = format!("wharf_test_{}", uuid_like());
-    let out = Command::new("psql")
-        .arg(url)
-        .arg("-v")
-        .arg("ON_ERROR_STOP=1")
-        .arg("-c")
-        .arg(format!("CREATE DATABASE {name}"))
-        .output()
-        .expect("psql");
+    let out = Command::new("psql").arg(url).arg("-v").arg("ON_ERROR_STOP=1").arg("-c").arg(format!("CREATE DATABASE {name}")).output().expect("psql");
     assert!(out.status.success(), "CREATE DATABASE failed: {}", String::from_utf8_lossy(&out.stderr));
     let (head, _) = url.rsplit_once('/').expect("database url has a path");
     format!("{head}/{name}")

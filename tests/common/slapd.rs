@@ -36,7 +36,13 @@ impl Slapd {
         );
         std::fs::write(d.join("slapd.conf"), conf).unwrap();
         let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ldap/fixture.ldif");
-        let out = Command::new("/usr/sbin/slapadd").arg("-f").arg(d.join("slapd.conf")).arg("-l").arg(fixture).output().expect("slapd is installed (the test command installs it)");
+        let out = Command::new("/usr/sbin/slapadd")
+            .arg("-f")
+            .arg(d.join("slapd.conf"))
+            .arg("-l")
+            .arg(fixture)
+            .output()
+            .expect("slapd is installed (the test command installs it)");
         assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
         let mut s = Slapd { dir, port: free_port(), tls_port: certs.map(|_| free_port()), child: None };
         s.spawn();
@@ -79,4 +85,3 @@ impl Drop for Slapd {
         self.stop();
     }
 }
-

@@ -114,9 +114,9 @@ impl RepoCtx {
         let allowed = match &self.principal.access {
             Access::All => true,
             Access::Privileges(p) => p.iter().any(|p| p.allows(repo, action)),
-            Access::Scoped(grants) => grants.iter().any(|g| {
-                g.repository == repo.name && (g.object == "*" || g.object == object) && g.actions.contains(&action)
-            }),
+            Access::Scoped(grants) => {
+                grants.iter().any(|g| g.repository == repo.name && (g.object == "*" || g.object == object) && g.actions.contains(&action))
+            }
             Access::Anonymous(p) => (action == Action::Read && repo.anonymous_read) || p.iter().any(|p| p.allows(repo, action)),
         };
         if allowed {

@@ -40,8 +40,7 @@ impl FromStr for Digest {
     fn from_str(s: &str) -> Result<Digest, DigestError> {
         let (alg, hex) = s.split_once(':').ok_or_else(|| DigestError::Malformed(s.to_string()))?;
         // OCI grammar: algorithm-component ([a-z0-9]+) with separators, encoded [a-zA-Z0-9=_-]+
-        let alg_ok = !alg.is_empty()
-            && alg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c));
+        let alg_ok = !alg.is_empty() && alg.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c));
         let enc_ok = !hex.is_empty() && hex.chars().all(|c| c.is_ascii_alphanumeric() || "=_-".contains(c));
         if !alg_ok || !enc_ok {
             return Err(DigestError::Malformed(s.to_string()));

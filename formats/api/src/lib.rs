@@ -20,14 +20,14 @@ pub mod upstream;
 
 pub use audit::{Audit, AuditEvent};
 pub use blob::{BlobError, BlobStore, ByteStream};
+pub use blob::{BlobRead, HashState};
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
 pub use ctx::{Access, Action, Denied, Grant, Mount, Principal, RepoCtx, RepoPrivilege};
 pub use digest::{Digest, DigestError};
 pub use identity::{Identity, IdentityError, NewToken, TokenInfo, TokenSpec};
 pub use meta::{Asset, Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
-pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
-pub use blob::{BlobRead, HashState};
 pub use proxy::{GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlight};
+pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds (civil-from-days; no calendar
 /// crate needed for one format).

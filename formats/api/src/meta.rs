@@ -42,29 +42,62 @@ pub struct NewAsset {
 /// a change).
 impl From<Asset> for NewAsset {
     fn from(a: Asset) -> NewAsset {
-        NewAsset { path: a.path, kind: a.kind, component: a.component, digest: a.digest, size: a.size, content_type: a.content_type, link: a.link, attributes: a.attributes }
+        NewAsset {
+            path: a.path,
+            kind: a.kind,
+            component: a.component,
+            digest: a.digest,
+            size: a.size,
+            content_type: a.content_type,
+            link: a.link,
+            attributes: a.attributes,
+        }
     }
 }
 
 /// A precondition of a [`MetaStore::commit`]; `repo` is a repository id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Check {
-    Exists { repo: i64, path: String },
-    Absent { repo: i64, path: String },
+    Exists {
+        repo: i64,
+        path: String,
+    },
+    Absent {
+        repo: i64,
+        path: String,
+    },
     /// The asset is absent, or present with exactly this digest.
-    AbsentOrDigest { repo: i64, path: String, digest: String },
+    AbsentOrDigest {
+        repo: i64,
+        path: String,
+        digest: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Write {
     /// Insert, or replace everything but `created_at`.
-    Upsert { repo: i64, asset: NewAsset },
+    Upsert {
+        repo: i64,
+        asset: NewAsset,
+    },
     /// Insert unless the path exists (then nothing happens).
-    InsertIfAbsent { repo: i64, asset: NewAsset },
-    Delete { repo: i64, path: String },
+    InsertIfAbsent {
+        repo: i64,
+        asset: NewAsset,
+    },
+    Delete {
+        repo: i64,
+        path: String,
+    },
     /// Delete every asset of this kind and component that points at `digest` (Docker: the tags of
     /// a manifest being deleted).
-    DeleteByDigest { repo: i64, kind: String, component: String, digest: String },
+    DeleteByDigest {
+        repo: i64,
+        kind: String,
+        component: String,
+        digest: String,
+    },
 }
 
 /// Filters for [`MetaStore::list`]; results are ordered by path.

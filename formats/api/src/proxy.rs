@@ -105,7 +105,11 @@ impl ProxySettings {
             Some(v) if !v.is_null() => object(v, "httpClient.connection")?,
             _ => &empty,
         };
-        only(conn, "httpClient.connection", &["timeout", "connectTimeout", "retries", "userAgentSuffix", "enableCircularRedirects", "enableCookies", "useTrustStore"])?;
+        only(
+            conn,
+            "httpClient.connection",
+            &["timeout", "connectTimeout", "retries", "userAgentSuffix", "enableCircularRedirects", "enableCookies", "useTrustStore"],
+        )?;
         let (mut username, mut password) = (None, None);
         if let Some(auth) = http.get("authentication").filter(|v| !v.is_null()) {
             let auth = object(auth, "httpClient.authentication")?;
@@ -114,8 +118,12 @@ impl ProxySettings {
                 "username" => {}
                 other => return Err(ConfigError::new("httpClient.authentication.type", format!("{other} is not supported (only username)"))),
             }
-            username = Some(auth.get("username").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::new("httpClient.authentication.username", "is required"))?.to_string());
-            password = Some(auth.get("password").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::new("httpClient.authentication.password", "is required"))?.to_string());
+            username = Some(
+                auth.get("username").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::new("httpClient.authentication.username", "is required"))?.to_string(),
+            );
+            password = Some(
+                auth.get("password").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::new("httpClient.authentication.password", "is required"))?.to_string(),
+            );
         }
         let mut p = ProxySettings {
             remote_url: remote_url.trim_end_matches('/').to_string(),
@@ -196,7 +204,10 @@ impl GroupSettings {
     pub fn refuse_nested(&self, group: &crate::RepoConfig, repos: &dyn crate::RepoLookup) -> Result<(), ConfigError> {
         for m in &self.members {
             if repos.repo(m).is_some_and(|r| r.config.kind == crate::Kind::Group) {
-                return Err(ConfigError::new("group.memberNames", format!("{m} is a group: a {} group's members are hosted or proxy repositories", group.format)));
+                return Err(ConfigError::new(
+                    "group.memberNames",
+                    format!("{m} is a group: a {} group's members are hosted or proxy repositories", group.format),
+                ));
             }
         }
         Ok(())
@@ -292,7 +303,13 @@ impl SingleFlight {
     /// Runs `fetch` once for every concurrent caller with the same key. `classify` tells how
     /// the leader's result reads to the followers; a follower turns the outcome back into a
     /// result with `reply` (`Abandoned` makes it fetch on its own rather than fail).
-    pub async fn once<T, E, F, Fut>(&self, key: &str, fetch: F, classify: impl Fn(&Result<T, E>) -> Outcome, reply: impl Fn(Outcome) -> Result<T, E>) -> Result<T, E>
+    pub async fn once<T, E, F, Fut>(
+        &self,
+        key: &str,
+        fetch: F,
+        classify: impl Fn(&Result<T, E>) -> Outcome,
+        reply: impl Fn(Outcome) -> Result<T, E>,
+    ) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,

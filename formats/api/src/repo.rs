@@ -86,11 +86,7 @@ pub trait Format: Send + Sync + 'static {
     /// Checks the format's sections of a repository's JSON (everything but name, online and
     /// storage) and returns them with defaults filled in. Unknown fields are errors that name
     /// the field.
-    fn validate(
-        &self,
-        kind: Kind,
-        attributes: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError>;
+    fn validate(&self, kind: Kind, attributes: &serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError>;
 
     /// Checks what a configuration says about other repositories (a group's members). Called
     /// when an administrator creates or changes a repository, not when configurations reload.

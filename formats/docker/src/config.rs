@@ -97,7 +97,10 @@ impl ProxySettings {
             return Err(ConfigError::new("dockerProxy.indexType", "must be REGISTRY, HUB or CUSTOM"));
         }
         let mut raw = upstream.raw.clone();
-        raw.insert("dockerProxy".into(), serde_json::json!({"indexType": index_type, "indexUrl": dp.get("indexUrl").cloned().unwrap_or(Value::Null), "cacheForeignLayers": false}));
+        raw.insert(
+            "dockerProxy".into(),
+            serde_json::json!({"indexType": index_type, "indexUrl": dp.get("indexUrl").cloned().unwrap_or(Value::Null), "cacheForeignLayers": false}),
+        );
         Ok(ProxySettings { upstream, index_type, raw })
     }
 

@@ -139,9 +139,7 @@ impl From<BlobError> for DockerError {
         match e {
             BlobError::NotFound => DockerError::BlobUnknown,
             BlobError::UploadNotFound => DockerError::BlobUploadUnknown,
-            BlobError::DigestMismatch { expected, actual } => {
-                DockerError::DigestInvalid(format!("expected {expected}, content is {actual}"))
-            }
+            BlobError::DigestMismatch { expected, actual } => DockerError::DigestInvalid(format!("expected {expected}, content is {actual}")),
             BlobError::Body(m) => DockerError::BlobUploadInvalid(m),
             BlobError::TooLarge { limit } => DockerError::ManifestTooLarge(limit),
             other => DockerError::Internal(Box::new(other)),

@@ -10,9 +10,9 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde_json::json;
-use wharf_format::{AuditEvent, 
-    now_millis, Action, Check, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo,
-    RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
+use wharf_format::{
+    now_millis, Action, AuditEvent, Check, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, UploadRow, Write,
+    WritePolicy,
 };
 
 use crate::access;
@@ -202,12 +202,7 @@ impl Hosted {
         self.check_name(ctx, name)?;
         self.authorize(ctx, Action::Read, name)?;
         let digest: Digest = digest.parse()?;
-        let query = ListQuery {
-            kind: Some(meta::MANIFEST.into()),
-            component: Some(name.to_string()),
-            link: Some(digest.to_string()),
-            ..Default::default()
-        };
+        let query = ListQuery { kind: Some(meta::MANIFEST.into()), component: Some(name.to_string()), link: Some(digest.to_string()), ..Default::default() };
         let rows = self.env.meta.list(self.repo_id(), query).await?;
         let filter = q.get("artifactType");
         let manifests: Vec<serde_json::Value> = rows
@@ -252,9 +247,7 @@ impl Hosted {
             return Err(DockerError::ManifestUnknown(format!("{} is a {media_type}, which the request does not accept", reference_str(reference))));
         }
         let mut res = HttpResponse::Ok();
-        res.insert_header(("Docker-Content-Digest", digest.to_string()))
-            .insert_header((header::ETAG, format!("\"{digest}\"")))
-            .content_type(media_type);
+        res.insert_header(("Docker-Content-Digest", digest.to_string())).insert_header((header::ETAG, format!("\"{digest}\""))).content_type(media_type);
         if head {
             return Ok(res.body(SizedStream::new(asset.size as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
         }
@@ -307,8 +300,7 @@ impl Hosted {
         event.detail = json!({ "digest": digest_str });
         self.env.audit.record(event);
         let mut res = HttpResponse::Created();
-        res.insert_header((header::LOCATION, self.url(ctx, name, &format!("manifests/{digest}"))))
-            .insert_header(("Docker-Content-Digest", digest_str));
+        res.insert_header((header::LOCATION, self.url(ctx, name, &format!("manifests/{digest}")))).insert_header(("Docker-Content-Digest", digest_str));
         if let Some(subject) = &manifest.subject {
             res.insert_header(("OCI-Subject", subject.to_string()));
         }
@@ -324,7 +316,10 @@ impl Hosted {
         self.env.blobs.put_bytes(bytes).await?;
 
         let mut writes = vec![
-            Write::InsertIfAbsent { repo, asset: NewAsset { path: image_path(name), kind: meta::IMAGE.into(), component: Some(name.into()), ..Default::default() } },
+            Write::InsertIfAbsent {
+                repo,
+                asset: NewAsset { path: image_path(name), kind: meta::IMAGE.into(), component: Some(name.into()), ..Default::default() },
+            },
             Write::Upsert {
                 repo,
                 asset: NewAsset {
@@ -365,15 +360,17 @@ impl Hosted {
             Reference::Tag(tag) => {
                 let path = tag_path(name, tag);
                 self.env.meta.get(repo, &path).await?.ok_or_else(|| DockerError::ManifestUnknown(tag.clone()))?;
-                self.env.meta.commit(vec![Check::Exists { repo, path: path.clone() }], vec![Write::Delete { repo, path }]).await.map_err(gone_is_unknown(tag))?;
+                self.env
+                    .meta
+                    .commit(vec![Check::Exists { repo, path: path.clone() }], vec![Write::Delete { repo, path }])
+                    .await
+                    .map_err(gone_is_unknown(tag))?;
             }
             Reference::Digest(d) => {
                 let path = manifest_path(name, &d.to_string());
                 self.env.meta.get(repo, &path).await?.ok_or_else(|| DockerError::ManifestUnknown(d.to_string()))?;
-                let writes = vec![
-                    Write::Delete { repo, path },
-                    Write::DeleteByDigest { repo, kind: meta::TAG.into(), component: name.into(), digest: d.to_string() },
-                ];
+                let writes =
+                    vec![Write::Delete { repo, path }, Write::DeleteByDigest { repo, kind: meta::TAG.into(), component: name.into(), digest: d.to_string() }];
                 self.env.meta.commit(vec![], writes).await?;
             }
         }
@@ -574,15 +571,22 @@ impl Hosted {
         let (new_offset, state) = self.append(ctx, req, name, &row, body).await?;
         match self.env.meta.upload_advance(id, row.offset, new_offset as i64, state).await {
             Ok(()) => Ok(self.upload_accepted(ctx, name, id, new_offset, HttpResponse::Accepted())),
-            Err(MetaError::Conflict) => Err(DockerError::RangeInvalid {
-                upload_offset: row.offset as u64,
-                location: self.url(ctx, name, &format!("blobs/uploads/{id}")),
-            }),
+            Err(MetaError::Conflict) => {
+                Err(DockerError::RangeInvalid { upload_offset: row.offset as u64, location: self.url(ctx, name, &format!("blobs/uploads/{id}")) })
+            }
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn finish_upload(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, id: &str, q: &HashMap<String, String>, body: web::Payload) -> Result<HttpResponse> {
+    async fn finish_upload(
+        &self,
+        ctx: &RepoCtx,
+        req: &HttpRequest,
+        name: &str,
+        id: &str,
+        q: &HashMap<String, String>,
+        body: web::Payload,
+    ) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Write, name)?;
         self.writable()?;
         let digest: Digest = q.get("digest").ok_or_else(|| DockerError::DigestInvalid("the digest parameter is required".into()))?.parse()?;

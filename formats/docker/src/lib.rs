@@ -36,11 +36,7 @@ impl Format for Docker {
         Some("/v2")
     }
 
-    fn validate(
-        &self,
-        kind: Kind,
-        attributes: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    fn validate(&self, kind: Kind, attributes: &serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
         config::validate(kind, attributes)
     }
 

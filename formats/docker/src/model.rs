@@ -120,13 +120,10 @@ impl Manifest {
     /// Parses a pushed manifest. `content_type` is the request's Content-Type; when the manifest
     /// carries a `mediaType` the two must agree.
     pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Manifest, DockerError> {
-        let raw: RawManifest = serde_json::from_slice(bytes)
-            .map_err(|e| DockerError::ManifestInvalid(format!("not a valid manifest: {e}")))?;
+        let raw: RawManifest = serde_json::from_slice(bytes).map_err(|e| DockerError::ManifestInvalid(format!("not a valid manifest: {e}")))?;
         let content_type = content_type.map(|c| c.split(';').next().unwrap_or("").trim()).filter(|c| !c.is_empty());
         let media_type = match (&raw.media_type, content_type) {
-            (Some(m), Some(c)) if m != c => {
-                return Err(DockerError::ManifestInvalid(format!("mediaType {m} does not match Content-Type {c}")))
-            }
+            (Some(m), Some(c)) if m != c => return Err(DockerError::ManifestInvalid(format!("mediaType {m} does not match Content-Type {c}"))),
             (Some(m), _) => m.clone(),
             (None, Some(c)) => c.to_string(),
             (None, None) if raw.manifests.is_some() => MT_OCI_INDEX.to_string(),
@@ -164,13 +161,7 @@ impl Manifest {
             }
         }
         let subject = raw.subject.as_ref().map(parse).transpose()?;
-        let artifact_type = raw.artifact_type.clone().or_else(|| {
-            if is_index {
-                None
-            } else {
-                raw.config.as_ref().and_then(|c| c.media_type.clone())
-            }
-        });
+        let artifact_type = raw.artifact_type.clone().or_else(|| if is_index { None } else { raw.config.as_ref().and_then(|c| c.media_type.clone()) });
         Ok(Manifest { media_type, blobs, children, subject, artifact_type, annotations: raw.annotations })
     }
 }

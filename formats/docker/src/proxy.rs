@@ -20,7 +20,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::json;
 use wharf_format::proxy::{self, Flight, Join};
-use wharf_format::{now_millis, Action, BlobStore, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx, SingleFlight, Write};
+use wharf_format::{
+    now_millis, Action, BlobStore, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
+};
 
 use crate::access;
 use crate::config::{DockerSettings, ProxySettings};

@@ -24,10 +24,7 @@ pub async fn handle(ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {
         "/v2/_catalog" => catalog(&ctx, &req).await,
         _ => return None,
     };
-    res.headers_mut().insert(
-        header::HeaderName::from_static("docker-distribution-api-version"),
-        header::HeaderValue::from_static("registry/2.0"),
-    );
+    res.headers_mut().insert(header::HeaderName::from_static("docker-distribution-api-version"), header::HeaderValue::from_static("registry/2.0"));
     Some(res)
 }
 

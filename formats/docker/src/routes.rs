@@ -6,12 +6,28 @@ pub enum Endpoint {
     Base,
     /// `/v2/_catalog`
     Catalog,
-    Tags { name: String },
-    Manifest { name: String, reference: String },
-    Blob { name: String, digest: String },
-    StartUpload { name: String },
-    Upload { name: String, id: String },
-    Referrers { name: String, digest: String },
+    Tags {
+        name: String,
+    },
+    Manifest {
+        name: String,
+        reference: String,
+    },
+    Blob {
+        name: String,
+        digest: String,
+    },
+    StartUpload {
+        name: String,
+    },
+    Upload {
+        name: String,
+        id: String,
+    },
+    Referrers {
+        name: String,
+        digest: String,
+    },
 }
 
 /// `None` for paths outside the Docker API.
@@ -62,10 +78,7 @@ mod tests {
         assert_eq!(parse("/v2"), Some(Endpoint::Base));
         assert_eq!(parse("/v2/_catalog"), Some(Endpoint::Catalog));
         assert_eq!(parse("/v2/a/b/tags/list"), Some(Endpoint::Tags { name: "a/b".into() }));
-        assert_eq!(
-            parse("/v2/a/b/manifests/1.0"),
-            Some(Endpoint::Manifest { name: "a/b".into(), reference: "1.0".into() })
-        );
+        assert_eq!(parse("/v2/a/b/manifests/1.0"), Some(Endpoint::Manifest { name: "a/b".into(), reference: "1.0".into() }));
         assert_eq!(parse("/v2/a/blobs/uploads/"), Some(Endpoint::StartUpload { name: "a".into() }));
         assert_eq!(parse("/v2/a/blobs/uploads"), Some(Endpoint::StartUpload { name: "a".into() }));
         assert_eq!(parse("/v2/a/blobs/uploads/xyz"), Some(Endpoint::Upload { name: "a".into(), id: "xyz".into() }));

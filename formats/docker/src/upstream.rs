@@ -114,7 +114,8 @@ impl Upstream {
         let res = r.send().await.map_err(unavailable)?;
         let res = check(res)?;
         let body: serde_json::Value = res.json().await.map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
-        let token = body["token"].as_str().or_else(|| body["access_token"].as_str()).ok_or_else(|| UpstreamError::Invalid("token response without token".into()))?;
+        let token =
+            body["token"].as_str().or_else(|| body["access_token"].as_str()).ok_or_else(|| UpstreamError::Invalid("token response without token".into()))?;
         // The token spec's default lifetime is 60 s.
         let ttl = body["expires_in"].as_u64().unwrap_or(60);
         self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.to_string(), (token.to_string(), Instant::now() + Duration::from_secs(ttl)));

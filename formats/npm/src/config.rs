@@ -63,7 +63,10 @@ impl HostedSettings {
         let obj = wharf_format::proxy::object(v, "npm")?;
         wharf_format::proxy::only(obj, "npm", &["uploadMaxSize"])?;
         if let Some(m) = obj.get("uploadMaxSize").filter(|v| !v.is_null()) {
-            let mib = m.as_u64().filter(|m| *m >= 1 && *m <= 4096).ok_or_else(|| ConfigError::new("npm.uploadMaxSize", "must be a whole number of MiB between 1 and 4096"))?;
+            let mib = m
+                .as_u64()
+                .filter(|m| *m >= 1 && *m <= 4096)
+                .ok_or_else(|| ConfigError::new("npm.uploadMaxSize", "must be a whole number of MiB between 1 and 4096"))?;
             s.upload_max_bytes = (mib as usize) << 20;
         }
         Ok(s)

@@ -145,7 +145,9 @@ impl Source for Group {
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
         let (owner, doc, _) = self.owner(name).await?.ok_or(NpmError::NotFound)?;
         // Only tarballs of the document the group shows: a shadowed member's stay out.
-        let listed = doc["versions"].as_object().is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
+        let listed = doc["versions"]
+            .as_object()
+            .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
         if !listed {
             return Err(NpmError::NotFound);
         }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use wharf_format::{AuditEvent, now_millis, Action, Asset, Check, Digest, FormatEnv, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
+use wharf_format::{now_millis, Action, Asset, AuditEvent, Check, Digest, FormatEnv, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
 
 use crate::config::HostedSettings;
 use crate::error::NpmError;
@@ -156,7 +156,9 @@ impl Hosted {
             return Err(NpmError::BadRequest(format!("invalid package name {name:?}")));
         }
         let body = crate::user::small_json(body, self.settings.upload_max_bytes).await.map_err(|e| match e {
-            NpmError::TooLarge(_) => NpmError::TooLarge(format!("the publish is larger than this repository's limit of {} MiB", self.settings.upload_max_bytes >> 20)),
+            NpmError::TooLarge(_) => {
+                NpmError::TooLarge(format!("the publish is larger than this repository's limit of {} MiB", self.settings.upload_max_bytes >> 20))
+            }
             e => e,
         })?;
         if body.get("name").and_then(Value::as_str).is_some_and(|n| n != name) {
@@ -167,7 +169,11 @@ impl Hosted {
             let rev = body.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();
             return self.update_doc(ctx, name, &rev, body).await;
         }
-        let versions = body.get("versions").and_then(Value::as_object).filter(|v| v.len() == 1).ok_or_else(|| NpmError::BadRequest("a publish carries exactly one version".into()))?;
+        let versions = body
+            .get("versions")
+            .and_then(Value::as_object)
+            .filter(|v| v.len() == 1)
+            .ok_or_else(|| NpmError::BadRequest("a publish carries exactly one version".into()))?;
         let (version, manifest) = versions.iter().next().expect("one version");
         if !valid_version(version) {
             return Err(NpmError::BadRequest(format!("invalid version {version:?}")));
@@ -175,7 +181,11 @@ impl Hosted {
         if manifest.get("name").and_then(Value::as_str) != Some(name) || manifest.get("version").and_then(Value::as_str) != Some(version) {
             return Err(NpmError::BadRequest(format!("version {version}'s manifest does not name {name}@{version}")));
         }
-        let attachments = body.get("_attachments").and_then(Value::as_object).filter(|a| a.len() == 1).ok_or_else(|| NpmError::BadRequest("a publish carries exactly one tarball in _attachments".into()))?;
+        let attachments = body
+            .get("_attachments")
+            .and_then(Value::as_object)
+            .filter(|a| a.len() == 1)
+            .ok_or_else(|| NpmError::BadRequest("a publish carries exactly one tarball in _attachments".into()))?;
         let (_, attachment) = attachments.iter().next().expect("one attachment");
         let data = attachment.get("data").and_then(Value::as_str).ok_or_else(|| NpmError::BadRequest("the attachment has no data".into()))?;
         let bytes = base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| NpmError::BadRequest(format!("the attachment is not base64: {e}")))?;
@@ -214,7 +224,10 @@ impl Hosted {
         for _ in 0..RETRIES {
             let cur = store::load(&self.env, repo, name).await?;
             let now = iso(now_millis());
-            let mut doc = cur.as_ref().map(|c| c.doc.clone()).unwrap_or_else(|| json!({"_id": name, "name": name, "dist-tags": {}, "versions": {}, "time": {"created": now}}));
+            let mut doc = cur
+                .as_ref()
+                .map(|c| c.doc.clone())
+                .unwrap_or_else(|| json!({"_id": name, "name": name, "dist-tags": {}, "versions": {}, "time": {"created": now}}));
             if doc["versions"].get(version).is_some() && self.cfg.write_policy != WritePolicy::Allow {
                 return Err(cannot_republish(name, version));
             }
@@ -234,7 +247,9 @@ impl Hosted {
             doc["versions"][version] = m;
             doc["time"][version] = json!(now);
             doc["time"]["modified"] = json!(now);
-            for k in ["description", "readme", "readmeFilename", "maintainers", "keywords", "license", "repository", "homepage", "bugs", "author", "contributors"] {
+            for k in
+                ["description", "readme", "readmeFilename", "maintainers", "keywords", "license", "repository", "homepage", "bugs", "author", "contributors"]
+            {
                 if let Some(v) = body.get(k) {
                     doc[k] = v.clone();
                 }

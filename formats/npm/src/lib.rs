@@ -69,7 +69,12 @@ impl Format for Npm {
             Some((scope, n)) => (Some(scope.to_string()), n.to_string()),
             None => (None, name.clone()),
         };
-        Some(ComponentKey { group, name: short, version: asset.attributes.get("version")?.as_str()?.to_string(), download_path: Some(format!("{name}/-/{}", asset.path.rsplit('/').next()?)) })
+        Some(ComponentKey {
+            group,
+            name: short,
+            version: asset.attributes.get("version")?.as_str()?.to_string(),
+            download_path: Some(format!("{name}/-/{}", asset.path.rsplit('/').next()?)),
+        })
     }
 
     fn markers(&self, name: &str) -> Vec<String> {

@@ -74,7 +74,15 @@ mod tests {
     #[test]
     fn names() {
         assert!(valid_name("lodash") && valid_name("@babel/core") && valid_name("a.b-c_d"));
-        assert!(!valid_name("Lodash") && !valid_name(".x") && !valid_name("@/x") && !valid_name("@s/") && !valid_name("a/b") && !valid_name("../x") && !valid_name(""));
+        assert!(
+            !valid_name("Lodash")
+                && !valid_name(".x")
+                && !valid_name("@/x")
+                && !valid_name("@s/")
+                && !valid_name("a/b")
+                && !valid_name("../x")
+                && !valid_name("")
+        );
         assert!(valid_version("1.0.0-beta.1+b7") && !valid_version("../1") && !valid_version("latest"));
         assert_eq!(tarball_file("@s/pkg", "1.0.0"), "pkg-1.0.0.tgz");
     }

@@ -15,9 +15,28 @@ pub const ABBREVIATED: &str = "application/vnd.npm.install-v1+json";
 
 /// The fields of a version that the abbreviated form keeps (npm's registry documentation).
 const ABBREVIATED_FIELDS: &[&str] = &[
-    "name", "version", "dependencies", "optionalDependencies", "devDependencies", "bundleDependencies", "bundledDependencies",
-    "peerDependencies", "peerDependenciesMeta", "bin", "directories", "engines", "dist", "deprecated", "_hasShrinkwrap",
-    "hasInstallScript", "os", "cpu", "funding", "license", "acceptDependencies", "libc",
+    "name",
+    "version",
+    "dependencies",
+    "optionalDependencies",
+    "devDependencies",
+    "bundleDependencies",
+    "bundledDependencies",
+    "peerDependencies",
+    "peerDependenciesMeta",
+    "bin",
+    "directories",
+    "engines",
+    "dist",
+    "deprecated",
+    "_hasShrinkwrap",
+    "hasInstallScript",
+    "os",
+    "cpu",
+    "funding",
+    "license",
+    "acceptDependencies",
+    "libc",
 ];
 
 pub fn wants_abbreviated(req: &HttpRequest) -> bool {

@@ -21,7 +21,9 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use sha1::Digest as _;
 use wharf_format::proxy::{self, Join};
-use wharf_format::{now_millis, Action, Asset, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write};
+use wharf_format::{
+    now_millis, Action, Asset, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
+};
 
 use crate::error::NpmError;
 use crate::meta::{self, package_path, tarball_path};
@@ -59,7 +61,15 @@ impl Proxy {
     pub fn new(cfg: Arc<RepoConfig>, settings: ProxySettings, env: FormatEnv) -> Result<Proxy, String> {
         let credentials = settings.username.clone().zip(settings.password.clone());
         let upstream = Upstream::new(&settings.remote_url, credentials, settings.connect_timeout, settings.read_timeout)?;
-        Ok(Proxy { negative: NegativeCache::new(settings.negative_cache), cfg, env, settings, upstream, flights: SingleFlight::default(), cache: Default::default() })
+        Ok(Proxy {
+            negative: NegativeCache::new(settings.negative_cache),
+            cfg,
+            env,
+            settings,
+            upstream,
+            flights: SingleFlight::default(),
+            cache: Default::default(),
+        })
     }
 
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
@@ -325,7 +335,9 @@ impl Source for Proxy {
         if head {
             // Known upstream, not cached: say so without fetching it.
             let (doc, _) = self.doc(name).await?.ok_or(NpmError::NotFound)?;
-            let known = doc["versions"].as_object().is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
+            let known = doc["versions"]
+                .as_object()
+                .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
             return if known { Ok(HttpResponse::Ok().content_type("application/octet-stream").finish()) } else { Err(NpmError::NotFound) };
         }
         self.fetch_tarball(name, file).await

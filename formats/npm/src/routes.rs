@@ -14,17 +14,32 @@ pub enum Endpoint {
     Token(String),
     Audit(String),
     DistTags(String),
-    DistTag { name: String, tag: String },
+    DistTag {
+        name: String,
+        tag: String,
+    },
     /// `/<name>`: the packument; `PUT` publishes.
     Package(String),
     /// `/<name>/-rev/<rev>`: update (deprecate, unpublish a version) or delete.
-    PackageRev { name: String, rev: String },
+    PackageRev {
+        name: String,
+        rev: String,
+    },
     /// `/<name>/-/<file>.tgz`
-    Tarball { name: String, file: String },
+    Tarball {
+        name: String,
+        file: String,
+    },
     /// `/<name>/-/<file>/-rev/<rev>`
-    TarballRev { name: String, file: String },
+    TarballRev {
+        name: String,
+        file: String,
+    },
     /// `/<name>/<version or tag>`
-    Version { name: String, version: String },
+    Version {
+        name: String,
+        version: String,
+    },
 }
 
 fn decode(seg: &str) -> String {

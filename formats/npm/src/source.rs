@@ -41,7 +41,9 @@ pub fn authorize(ctx: &RepoCtx, action: Action, object: &str) -> Result<()> {
     match ctx.check(action, object) {
         Ok(()) => Ok(()),
         Err(Denied::Unauthenticated) => Err(NpmError::Unauthorized),
-        Err(Denied::Forbidden) => Err(NpmError::Forbidden(format!("{} access to {object} in {} is denied", format!("{action:?}").to_lowercase(), ctx.repo.name))),
+        Err(Denied::Forbidden) => {
+            Err(NpmError::Forbidden(format!("{} access to {object} in {} is denied", format!("{action:?}").to_lowercase(), ctx.repo.name)))
+        }
     }
 }
 
@@ -116,7 +118,11 @@ pub async fn search_response(src: &dyn Source, ctx: &RepoCtx) -> Result<HttpResp
         let latest = doc.pointer("/dist-tags/latest").and_then(Value::as_str).unwrap_or_default().to_string();
         let manifest = doc["versions"].get(&latest).cloned().unwrap_or(Value::Null);
         let description = manifest.get("description").or_else(|| doc.get("description")).and_then(Value::as_str).unwrap_or_default().to_string();
-        let keywords: Vec<String> = manifest.get("keywords").and_then(Value::as_array).map(|k| k.iter().filter_map(|s| s.as_str().map(str::to_lowercase)).collect()).unwrap_or_default();
+        let keywords: Vec<String> = manifest
+            .get("keywords")
+            .and_then(Value::as_array)
+            .map(|k| k.iter().filter_map(|s| s.as_str().map(str::to_lowercase)).collect())
+            .unwrap_or_default();
         let hay = format!("{} {} {}", name, description.to_lowercase(), keywords.join(" "));
         if !words.iter().all(|w| hay.contains(w)) {
             continue;

@@ -49,7 +49,15 @@ pub enum Saved {
 
 /// Writes `doc` as the package's new document, with `writes` in the same transaction, if the
 /// document is still the one `old` read and every check in `checks` holds.
-pub async fn save(env: &FormatEnv, repo: i64, name: &str, old: Option<&Stored>, mut doc: Value, checks: Vec<Check>, writes: Vec<Write>) -> Result<Saved, NpmError> {
+pub async fn save(
+    env: &FormatEnv,
+    repo: i64,
+    name: &str,
+    old: Option<&Stored>,
+    mut doc: Value,
+    checks: Vec<Check>,
+    writes: Vec<Write>,
+) -> Result<Saved, NpmError> {
     let n: u64 = old.and_then(|o| o.rev().split('-').next()?.parse().ok()).unwrap_or(0) + 1;
     doc["_rev"] = json!(format!("{n}-{}", &Digest::of(doc.to_string().as_bytes()).hex()[..32]));
     let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| NpmError::Internal(Box::new(e)))?);

@@ -55,7 +55,13 @@ impl Upstream {
     }
 
     /// Passes a request through (npm audit): the upstream's status and body come back as is.
-    pub async fn forward(&self, path: &str, body: Bytes, content_type: Option<&str>, content_encoding: Option<&str>) -> Result<(u16, Option<String>, Bytes), UpstreamError> {
+    pub async fn forward(
+        &self,
+        path: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> Result<(u16, Option<String>, Bytes), UpstreamError> {
         let url = self.http.base.join(path.trim_start_matches('/')).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
         let mut r = self.http.request(reqwest::Method::POST, &url).body(body);
         if let Some(c) = content_type {

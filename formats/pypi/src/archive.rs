@@ -44,8 +44,7 @@ pub fn core_metadata(path: &Path, kind: FileKind) -> Result<Option<Vec<u8>>, Arc
         FileKind::Wheel => zip_member(path, |n| {
             let mut parts = n.split('/');
             matches!((parts.next(), parts.next(), parts.next()), (Some(d), Some("METADATA"), None) if d.ends_with(".dist-info"))
-        })
-,
+        }),
         FileKind::SdistZip => Ok(zip_member(path, is_pkg_info)?.filter(|m| metadata_version_at_least_2_2(m))),
         FileKind::SdistTarGz => Ok(tar_member(path)?.filter(|m| metadata_version_at_least_2_2(m))),
     }
@@ -150,7 +149,11 @@ mod tests {
         pub struct Tmp(pub std::path::PathBuf);
         impl Tmp {
             pub fn new(ext: &str) -> Tmp {
-                Tmp(std::env::temp_dir().join(format!("wharf-archive-{}-{}.{ext}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())))
+                Tmp(std::env::temp_dir().join(format!(
+                    "wharf-archive-{}-{}.{ext}",
+                    std::process::id(),
+                    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+                )))
             }
         }
         impl Drop for Tmp {

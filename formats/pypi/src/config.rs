@@ -65,7 +65,10 @@ impl HostedSettings {
         let obj = wharf_format::proxy::object(v, "pypi")?;
         wharf_format::proxy::only(obj, "pypi", &["uploadMaxSize"])?;
         if let Some(m) = obj.get("uploadMaxSize").filter(|v| !v.is_null()) {
-            let mib = m.as_u64().filter(|m| *m >= 1 && *m <= 1 << 20).ok_or_else(|| ConfigError::new("pypi.uploadMaxSize", "must be a whole number of MiB between 1 and 1048576"))?;
+            let mib = m
+                .as_u64()
+                .filter(|m| *m >= 1 && *m <= 1 << 20)
+                .ok_or_else(|| ConfigError::new("pypi.uploadMaxSize", "must be a whole number of MiB between 1 and 1048576"))?;
             s.upload_max_bytes = mib << 20;
         }
         Ok(s)

@@ -63,7 +63,9 @@ impl From<BlobError> for PypiError {
     fn from(e: BlobError) -> Self {
         match e {
             BlobError::NotFound => PypiError::NotFound,
-            BlobError::DigestMismatch { expected, actual } => PypiError::BadRequest(format!("sha256_digest {expected} does not match the uploaded file ({actual})")),
+            BlobError::DigestMismatch { expected, actual } => {
+                PypiError::BadRequest(format!("sha256_digest {expected} does not match the uploaded file ({actual})"))
+            }
             BlobError::Body(m) => PypiError::BadRequest(format!("request body: {m}")),
             other => PypiError::Internal(Box::new(other)),
         }

@@ -51,11 +51,8 @@ impl Group {
                 source::authorize(ctx, Action::Write, "*")?;
                 let w = self.group.writable.as_deref().ok_or_else(|| PypiError::ReadOnly(format!("group {} has no writable member", self.cfg.name)))?;
                 let r = self.member(w).ok_or_else(|| PypiError::Upstream(format!("the writable member {w} is unavailable")))?;
-                let member_ctx = RepoCtx {
-                    repo: r.config.clone(),
-                    principal: Principal { user: ctx.principal.user.clone(), access: Access::All },
-                    ..ctx.clone()
-                };
+                let member_ctx =
+                    RepoCtx { repo: r.config.clone(), principal: Principal { user: ctx.principal.user.clone(), access: Access::All }, ..ctx.clone() };
                 Ok(r.repo.handle(member_ctx, req.clone(), body).await)
             }
             Endpoint::Index if read => {

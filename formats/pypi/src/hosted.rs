@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
-use wharf_format::{AuditEvent, now_millis, Action, Check, Digest, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
+use wharf_format::{
+    now_millis, Action, AuditEvent, Check, Digest, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy,
+};
 
 use crate::archive;
 use crate::config::HostedSettings;
@@ -102,7 +104,9 @@ impl Hosted {
                 });
                 let (digest, size) = match self.env.blobs.put_stream(limited, None).await {
                     Ok(r) => r,
-                    Err(_) if exceeded.get() => return Err(PypiError::TooLarge(format!("{filename} is larger than this repository's limit of {} MiB", limit >> 20))),
+                    Err(_) if exceeded.get() => {
+                        return Err(PypiError::TooLarge(format!("{filename} is larger than this repository's limit of {} MiB", limit >> 20)))
+                    }
                     Err(e) => return Err(e.into()),
                 };
                 file = Some((filename, digest, size));
@@ -243,12 +247,8 @@ impl Hosted {
 #[async_trait(?Send)]
 impl Source for Hosted {
     async fn files(&self, normalized: &str) -> Result<Option<Vec<FileEntry>>> {
-        let q = ListQuery {
-            kind: Some(meta::FILE.into()),
-            component: Some(normalized.to_string()),
-            prefix: Some(files_prefix(normalized)),
-            ..Default::default()
-        };
+        let q =
+            ListQuery { kind: Some(meta::FILE.into()), component: Some(normalized.to_string()), prefix: Some(files_prefix(normalized)), ..Default::default() };
         let files = self.env.meta.list(self.cfg.id, q).await?;
         Ok(if files.is_empty() { None } else { Some(files.iter().map(source::entry_of).collect()) })
     }

@@ -112,7 +112,9 @@ pub fn index_page(accept: Option<&str>, base: &str, projects: &[(String, String)
             "projects": projects.iter().map(|(_, d)| json!({"name": d})).collect::<Vec<_>>(),
         })),
         Representation::Html => {
-            let mut html = String::from("<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Simple index</title></head>\n<body>\n");
+            let mut html = String::from(
+                "<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Simple index</title></head>\n<body>\n",
+            );
             for (norm, display) in projects {
                 html.push_str(&format!("<a href=\"{base}/simple/{}/\">{}</a><br/>\n", html_escape(norm), html_escape(display)));
             }

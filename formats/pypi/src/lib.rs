@@ -30,11 +30,7 @@ impl Format for Pypi {
         &[Kind::Hosted, Kind::Proxy, Kind::Group]
     }
 
-    fn validate(
-        &self,
-        kind: Kind,
-        attributes: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    fn validate(&self, kind: Kind, attributes: &serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
         config::validate(kind, attributes)
     }
 

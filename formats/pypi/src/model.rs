@@ -89,10 +89,7 @@ pub fn check_filename(filename: &str, name: &str, version: &str) -> Result<FileK
 /// A file name that is safe as one path segment of ours: what an upstream index lists is
 /// checked with this before it names anything in wharf.
 pub fn safe_filename(filename: &str) -> bool {
-    !filename.is_empty()
-        && filename.len() <= 255
-        && !filename.starts_with('.')
-        && filename.chars().all(|c| c.is_ascii_alphanumeric() || "._-+!".contains(c))
+    !filename.is_empty() && filename.len() <= 255 && !filename.starts_with('.') && filename.chars().all(|c| c.is_ascii_alphanumeric() || "._-+!".contains(c))
 }
 
 /// The version part of a wheel or sdist file name (`pkg-1.0-py3-none-any.whl` → `1.0`).
@@ -125,11 +122,7 @@ pub fn negotiate(accept: Option<&str>) -> Representation {
     for item in accept.split(',') {
         let mut parts = item.split(';');
         let media = parts.next().unwrap_or("").trim();
-        let q = parts
-            .filter_map(|p| p.trim().strip_prefix("q="))
-            .filter_map(|q| q.parse::<f32>().ok())
-            .next()
-            .unwrap_or(1.0);
+        let q = parts.filter_map(|p| p.trim().strip_prefix("q=")).filter_map(|q| q.parse::<f32>().ok()).next().unwrap_or(1.0);
         let rep = match media {
             JSON_TYPE => Representation::Json,
             HTML_TYPE | "text/html" | "*/*" => Representation::Html,

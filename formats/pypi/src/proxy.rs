@@ -20,7 +20,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::json;
 use wharf_format::proxy::{self, Join};
-use wharf_format::{now_millis, Action, Asset, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write};
+use wharf_format::{
+    now_millis, Action, Asset, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
+};
 
 use crate::archive;
 use crate::error::PypiError;

@@ -144,6 +144,13 @@ pub async fn yank(state: web::Data<AppState>, req: HttpRequest, id: web::Path<St
         writes.push(Write::Upsert { repo: r.config.id, asset });
     }
     state.meta.commit(vec![], writes).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
-    super::record(&state, &req, &user, if reason.is_some() { "component.yank" } else { "component.unyank" }, &format!("{}@{}", key.name, key.version), Some(&r.config.name));
+    super::record(
+        &state,
+        &req,
+        &user,
+        if reason.is_some() { "component.yank" } else { "component.unyank" },
+        &format!("{}@{}", key.name, key.version),
+        Some(&r.config.name),
+    );
     Ok(HttpResponse::NoContent().finish())
 }

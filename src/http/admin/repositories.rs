@@ -8,8 +8,8 @@ use serde_json::{json, Map, Value};
 use wharf_format::{ConfigError, Kind, WritePolicy};
 
 use super::{parse_json, require_admin, AdminError};
-use crate::db::repos::{self, RepoRow};
 use crate::db::is_unique_violation;
+use crate::db::repos::{self, RepoRow};
 use crate::http::mount::origin;
 use crate::state::{stored_config, AppState};
 
@@ -159,10 +159,7 @@ fn parse_storage(v: Option<Value>) -> Result<Value, ConfigError> {
             "blobStoreName" => blob_store = Some(v.as_str().ok_or_else(|| ConfigError::new(&field, "must be a string"))?.to_string()),
             "strictContentTypeValidation" => strict = v.as_bool().ok_or_else(|| ConfigError::new(&field, "must be a boolean"))?,
             "writePolicy" => {
-                policy = v
-                    .as_str()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| ConfigError::new(&field, "must be one of allow, allow_once, deny"))?
+                policy = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ConfigError::new(&field, "must be one of allow, allow_once, deny"))?
             }
             "latestPolicy" => latest = v.as_bool().ok_or_else(|| ConfigError::new(&field, "must be a boolean"))?,
             _ => return Err(ConfigError::new(field, "unknown field")),
@@ -199,9 +196,7 @@ async fn check_listener(state: &AppState, format: &str, name: &str, config: &Val
             return Err(ConfigError::new(format!("{format}.httpPort"), format!("port {port} is wharf's main port")));
         }
         match snap.by_port.get(&port) {
-            Some(owner) if owner != name => {
-                return Err(ConfigError::new(format!("{format}.httpPort"), format!("port {port} is used by repository {owner}")))
-            }
+            Some(owner) if owner != name => return Err(ConfigError::new(format!("{format}.httpPort"), format!("port {port} is used by repository {owner}"))),
             Some(_) => {}
             None => {
                 let host = state.cfg.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
@@ -292,7 +287,12 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     Ok(HttpResponse::Created().finish())
 }
 
-pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String, String)>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+pub async fn update(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    body: web::Bytes,
+) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let (format, kind, name) = path.into_inner();
     let existing = find(&state, name.clone()).await?;

@@ -59,7 +59,10 @@ fn list_field(obj: &Map<String, Value>, key: &str) -> Result<Vec<String>, AdminE
     match obj.get(key) {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::Array(a)) => {
-            let mut out: Vec<String> = a.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid(key, format!("{key}: must be a list of strings")))).collect::<Result<_, _>>()?;
+            let mut out: Vec<String> = a
+                .iter()
+                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid(key, format!("{key}: must be a list of strings"))))
+                .collect::<Result<_, _>>()?;
             out.dedup();
             Ok(out)
         }
@@ -433,7 +436,10 @@ pub async fn create_token(state: web::Data<AppState>, req: HttpRequest, body: we
     let expires_at = match obj.get("expiresInDays") {
         None | Some(Value::Null) => None,
         Some(v) => {
-            let days = v.as_f64().filter(|d| *d > 0.0 && *d <= 3650.0).ok_or_else(|| invalid("expiresInDays", "expiresInDays: a number of days between 0 and 3650"))?;
+            let days = v
+                .as_f64()
+                .filter(|d| *d > 0.0 && *d <= 3650.0)
+                .ok_or_else(|| invalid("expiresInDays", "expiresInDays: a number of days between 0 and 3650"))?;
             Some(wharf_format::now_millis() + (days * 86_400_000.0) as i64)
         }
     };

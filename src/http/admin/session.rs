@@ -21,7 +21,8 @@ fn secure(req: &HttpRequest) -> bool {
 /// `POST {"username", "password"}` → the session cookie, and the CSRF token in the body.
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let body = parse_json(&body)?;
-    let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| AdminError::Invalid(ConfigError::new(k, format!("{k}: required"))));
+    let field =
+        |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| AdminError::Invalid(ConfigError::new(k, format!("{k}: required"))));
     let (user, pass) = (field("username")?, field("password")?);
     let Some(p) = state.auth.login_from(&user, &pass, Some(crate::http::mount::client(&req))).await else {
         return Err(AdminError::Unauthenticated);
