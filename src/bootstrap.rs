@@ -2,14 +2,19 @@
 //! exists: it comes from the configuration or is random and written to the data dir), the
 //! `default` file blob store, and `docker-hosted`, `pypi-hosted` and `npm-hosted` repositories,
 //! so a newcomer can push, upload and publish at once.
+//!
+//! Also what every start does before serving: the data directory and everything wharf writes in
+//! it are owner-only, and the secret key is loaded (or made) and checked against the database.
 
 use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use serde_json::json;
 
 use crate::db::{repos, settings, users, Db, DbError};
-use crate::security::password;
+use crate::security::secrets::{self, KeySource, SecretError};
+use crate::security::{ldap, password};
 
 const DONE_KEY: &str = "bootstrap.done";
 
@@ -19,6 +24,110 @@ pub enum BootstrapError {
     Db(#[from] DbError),
     #[error("writing the admin password file {path}: {source}")]
     PasswordFile { path: String, source: std::io::Error },
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+}
+
+/// The settings row of the token- and session-signing key (sealed).
+pub const TOKEN_SECRET_KEY: &str = "token.secret";
+
+/// Files and directories this process creates are owner-only (0600 and 0700): the database and
+/// its -wal/-shm, blob and upload files, the admin password file, the secret key.
+pub fn owner_only_umask() {
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Creates the data directory owner-only, or makes an existing one so. Directories left
+/// group/world-readable by older versions get the same for everything in them (once: the next
+/// start finds the directory private and skips the walk).
+pub fn private_dir(dir: &Path) -> Result<(), BootstrapError> {
+    let err = |source| BootstrapError::DataDir { path: dir.display().to_string(), source };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode();
+    if mode & 0o077 == 0 {
+        return Ok(());
+    }
+    if let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+        // Not ours to change (a volume root owned by another user): say so, and go on.
+        tracing::warn!(dir = %dir.display(), error = %e, "the data directory is readable by others and cannot be made owner-only");
+        return Ok(());
+    }
+    let fixed = make_private_tree(dir);
+    tracing::info!(dir = %dir.display(), entries = fixed, "made the data directory and its files owner-only");
+    Ok(())
+}
+
+/// Takes group and other bits off everything under `dir` (symbolic links are not followed);
+/// how many entries changed.
+fn make_private_tree(dir: &Path) -> usize {
+    let mut fixed = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else { continue };
+            if meta.file_type().is_symlink() {
+                continue;
+            }
+            if meta.is_dir() {
+                stack.push(path.clone());
+            }
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7700)) {
+                    Ok(()) => fixed += 1,
+                    Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot make owner-only"),
+                }
+            }
+        }
+    }
+    fixed
+}
+
+/// Blob stores with an absolute path live outside the data directory: the same for them.
+pub fn private_blob_stores(db: &Db, data_dir: &Path) -> Result<(), BootstrapError> {
+    for store in db.run_sync(repos::list_blob_stores)? {
+        let path = serde_json::from_str::<serde_json::Value>(&store.attributes).ok().and_then(|v| v.get("path")?.as_str().map(str::to_string));
+        let root = crate::state::blob_store_root(data_dir, path.as_deref().unwrap_or(&store.name));
+        if root.is_absolute() && !root.starts_with(data_dir) && root.is_dir() {
+            private_dir(&root)?;
+        }
+    }
+    Ok(())
+}
+
+/// Loads the secret key (making one on the first start), checks that it is the key the
+/// database's secrets are sealed with, installs it, and seals secrets older versions stored in
+/// plaintext. A missing or different key is an error naming it: a new key would make every
+/// stored secret unreadable.
+pub fn secret_key(db: &Db, data_dir: &Path, key_file: &str) -> Result<(), BootstrapError> {
+    let source = KeySource::from_config(data_dir, key_file);
+    let expected = db.run_sync(|c| settings::get(c, secrets::KEY_ID_SETTING))?;
+    let key = source.load(expected.is_none())?;
+    let id = key.id().to_string();
+    let stored = db.run_sync(|c| settings::get_or_init(c, secrets::KEY_ID_SETTING, || id.clone()))?;
+    if stored != id {
+        return Err(SecretError::WrongKey { origin: source.describe(), found: id, expected: stored }.into());
+    }
+    secrets::install(key);
+    let (token, ldap_servers, repositories) = db.run_sync(|c| {
+        Ok((settings::seal_in_place(c, TOKEN_SECRET_KEY)?, ldap::seal_stored_secrets(c)?, repos::seal_stored_secrets(c)?))
+    })?;
+    if token || ldap_servers || repositories > 0 {
+        tracing::info!(token, ldap_servers, repositories, "encrypted secrets stored in plaintext by an older version");
+        if db.backend == crate::db::Backend::Sqlite {
+            // The replaced plaintext stays in freed pages and in the WAL until rewritten: rebuild
+            // the file and empty the WAL, so that no copy of the file holds it.
+            db.run_sync(|c| {
+                use diesel::connection::SimpleConnection as _;
+                Ok(c.batch_execute("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 pub fn first_start(db: &Db, data_dir: &Path, admin_password: &str) -> Result<(), BootstrapError> {

@@ -56,6 +56,10 @@ pub struct SecurityConfig {
     pub realms: Vec<String>,
     /// How long a verified login (local or LDAP) is remembered, in seconds.
     pub login_cache_secs: u64,
+    /// The key that encrypts stored secrets; empty means `<data_dir>/secret.key`.
+    /// `WHARF_SECRET_KEY` (the key itself, base64) takes precedence.
+    #[serde(default)]
+    pub secret_key_file: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -123,6 +127,7 @@ impl Default for Config {
                 audit_retention_days: 90,
                 realms: vec!["local".into(), "ldap".into()],
                 login_cache_secs: 60,
+                secret_key_file: String::new(),
             },
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },
         }

@@ -34,12 +34,15 @@ const RELOAD_POLL: Duration = Duration::from_secs(3);
 
 /// Runs the server until SIGINT/SIGTERM (or, with `exit_on_stdin_eof`, until stdin closes).
 pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    bootstrap::owner_only_umask();
+    bootstrap::private_dir(&cfg.data_dir)?;
     let db = Db::open(&cfg.database_url, cfg.database.pool_size)?;
     tracing::info!(backend = ?db.backend, "database ready");
+    bootstrap::secret_key(&db, &cfg.data_dir, &cfg.security.secret_key_file)?;
     bootstrap::first_start(&db, &cfg.data_dir, &cfg.admin_password)?;
+    bootstrap::private_blob_stores(&db, &cfg.data_dir)?;
     let secret = db.run_sync(|c| {
-        settings::get_or_init(c, "token.secret", || {
+        settings::get_or_init_secret(c, bootstrap::TOKEN_SECRET_KEY, || {
             let mut key = [0u8; 32];
             rand::Rng::fill(&mut rand::rng(), &mut key);
             base64::engine::general_purpose::STANDARD.encode(key)

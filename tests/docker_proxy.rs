@@ -5,11 +5,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{oci, TestServer, ADMIN_PASSWORD};
+use common::{oci, Guarded, SpawnGuarded, TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 struct Registry {
     addr: String,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    child: Option<Guarded>,
     creds: Option<(String, String)>,
 }
 
@@ -47,12 +47,12 @@ impl Registry {
     fn spawn(&mut self) {
         // The access log (combined format) goes to stdout, the rest to stderr.
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
-        let child = Command::new("docker-registry")
+        let child = common::guarded("docker-registry")
             .arg("serve")
             .arg(self.dir.path().join("config.yml"))
             .stdout(log.try_clone().unwrap())
             .stderr(Stdio::null())
-            .spawn()
+            .spawn_guarded()
             .expect("docker-registry is installed (the test command installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);

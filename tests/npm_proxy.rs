@@ -6,11 +6,11 @@ mod common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{free_port, TestServer, ADMIN_PASSWORD};
+use common::{free_port, Guarded, SpawnGuarded, TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -122,7 +122,7 @@ fn get(path: &str) -> reqwest::blocking::Response {
 struct Verdaccio {
     dir: tempfile::TempDir,
     port: u16,
-    child: Option<Child>,
+    child: Option<Guarded>,
 }
 
 impl Verdaccio {
@@ -142,12 +142,11 @@ impl Verdaccio {
     fn spawn(&mut self) {
         let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-npm/node_modules/.bin/verdaccio");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("log")).unwrap();
-        let child = Command::new(bin)
+        let child = common::guarded(bin)
             .args(["--config", self.dir.path().join("config.yaml").to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", self.port)])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .stdin(Stdio::null())
-            .spawn()
+            .spawn_guarded()
             .expect("verdaccio is installed (the test command installs it into target/test-npm)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -277,11 +276,11 @@ fn a_tarball_that_fails_the_upstream_integrity_is_never_completed_nor_cached() {
     let doc = json!({"name": "liar-pkg", "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": {"name": "liar-pkg", "version": "1.0.0",
         "dist": {"tarball": format!("http://127.0.0.1:{port}/liar-pkg-1.0.0.tgz"), "integrity": wrong}}}});
     std::fs::write(root.join("liar-pkg"), doc.to_string()).unwrap();
-    let mut http = Command::new("python3")
+    let mut http = common::guarded("python3")
         .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", root.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_guarded()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

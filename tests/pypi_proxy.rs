@@ -6,11 +6,11 @@ mod common;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{free_port, TestServer, ADMIN_PASSWORD};
+use common::{free_port, Guarded, SpawnGuarded, TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -124,7 +124,7 @@ struct PypiServer {
     dir: PathBuf,
     port: u16,
     log: PathBuf,
-    child: Option<Child>,
+    child: Option<Guarded>,
 }
 
 impl PypiServer {
@@ -138,13 +138,13 @@ impl PypiServer {
     /// [`PypiServer::fetches`] counts, whatever else is installed.
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new("pypi-server")
+        let child = common::guarded("pypi-server")
             .args(["run", "-i", "127.0.0.1", "-p", &self.port.to_string(), "-a", ".", "-P", ".", "--disable-fallback", "-v", "--server", "wsgiref"])
             .arg(&self.dir)
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .env("PYTHONUNBUFFERED", "1")
-            .spawn()
+            .spawn_guarded()
             .expect("pypi-server is installed (the test command installs pypiserver into target/test-venv)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -316,11 +316,11 @@ fn a_file_that_fails_the_upstream_hash_is_never_completed_nor_cached() {
         format!("<html><body><a href=\"../../files/liar_pkg-1.0-py3-none-any.whl#sha256={}\">liar_pkg-1.0-py3-none-any.whl</a></body></html>", "0".repeat(64));
     std::fs::write(root.join("simple/liar-pkg/index.html"), page_html).unwrap();
     let port = free_port();
-    let mut http_server = Command::new("python3")
+    let mut http_server = common::guarded("python3")
         .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", root.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()
+        .spawn_guarded()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
 # podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, OpenLDAP slapd, Chromium, twine, uv, pypiserver, pnpm, verdaccio, playwright-core), starts a PostgreSQL on loopback for the database tests, and runs cargo test
-# twice: everything on the embedded SQLite, then every integration suite on PostgreSQL.
+# twice: everything on the embedded SQLite, then every integration suite on PostgreSQL. Before the
+# tests: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`. Leaves no process behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,12 +54,42 @@ if [ "$(id -u)" -eq 0 ]; then
     AS=(runuser -u postgres --)
 fi
 "${AS[@]}" "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
+# Each cargo test runs in a session (and process group) of its own; on exit, however this script
+# exits, whatever is left in those groups (a helper a test started and did not stop) is named and
+# killed, and so is the PostgreSQL.
+TEST_GROUPS=()
+cleanup() {
+    for g in "${TEST_GROUPS[@]}"; do
+        if pgrep -g "$g" >/dev/null 2>&1; then
+            echo "== killing what the tests left behind:" >&2
+            pgrep -a -g "$g" >&2 || true
+            kill -KILL -- "-$g" 2>/dev/null || true
+        fi
+    done
+    "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$PGDATA"
+}
+trap cleanup EXIT
+# bash runs the EXIT trap on these only when they are trapped.
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
+in_own_group() {
+    setsid -w "$@" &
+    TEST_GROUPS+=("$!")
+    wait "$!"
+}
+
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/log" -o "-p $PGPORT -k $PGDATA -h 127.0.0.1 -c fsync=off" -w start >/dev/null
-trap '"${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$PGDATA"' EXIT
 PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 
+# Lints after the installs and before the tests: the build they make is reused by the tests.
+echo "== cargo fmt --check"
+cargo fmt --all --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings 2>&1
+
 echo "== cargo test (SQLite)"
-cargo test --workspace --no-fail-fast 2>&1
+in_own_group cargo test --workspace --no-fail-fast 2>&1
 
 echo "== cargo test (PostgreSQL): every integration suite again, its servers on PostgreSQL"
-WHARF_TEST_DATABASE_URL="$PG_URL" WHARF_TEST_REQUIRE_PG=1 cargo test --no-fail-fast --tests 2>&1
+WHARF_TEST_DATABASE_URL="$PG_URL" WHARF_TEST_REQUIRE_PG=1 in_own_group cargo test --no-fail-fast --tests 2>&1

@@ -40,6 +40,12 @@ pub enum DbError {
     BadUrl(String),
     #[error("blocking pool: {0}")]
     Blocking(String),
+    /// A stored value that does not parse (refused rather than read as empty, which a later
+    /// write would store over it).
+    #[error("{0}")]
+    Unreadable(String),
+    #[error(transparent)]
+    Secret(#[from] crate::security::secrets::SecretError),
 }
 
 #[derive(Clone)]

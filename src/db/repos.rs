@@ -1,10 +1,15 @@
 //! Rows of `repositories` and `blob_stores`.
+//!
+//! A repository's stored configuration has its secrets (upstream passwords, tokens) sealed with
+//! the secret key; the rows returned here carry them in plaintext, so nothing above this module
+//! sees a sealed value.
 
 use diesel::prelude::*;
 use wharf_format::now_millis;
 
 use super::schema::{blob_stores, repositories, settings};
 use super::{AnyConnection, DbError};
+use crate::security::secrets;
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = repositories)]
@@ -32,16 +37,43 @@ pub struct BlobStoreRow {
 /// Bumped on every configuration change so that every node notices and reloads.
 pub const GENERATION_KEY: &str = "config.generation";
 
+fn opened(mut row: RepoRow) -> Result<RepoRow, DbError> {
+    row.config = secrets::open_json_text(&row.config)?;
+    Ok(row)
+}
+
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<RepoRow>, DbError> {
-    Ok(repositories::table.order(repositories::name.asc()).select(RepoRow::as_select()).load(conn)?)
+    repositories::table.order(repositories::name.asc()).select(RepoRow::as_select()).load(conn)?.into_iter().map(opened).collect()
 }
 
 pub fn get(conn: &mut AnyConnection, name: &str) -> Result<Option<RepoRow>, DbError> {
-    Ok(repositories::table.filter(repositories::name.eq(name)).select(RepoRow::as_select()).first(conn).optional()?)
+    repositories::table.filter(repositories::name.eq(name)).select(RepoRow::as_select()).first(conn).optional()?.map(opened).transpose()
+}
+
+fn stored_config(conn: &mut AnyConnection, name: &str) -> Result<Option<String>, DbError> {
+    Ok(repositories::table.filter(repositories::name.eq(name)).select(repositories::config).first(conn).optional()?)
+}
+
+/// Seals the plaintext secrets that older versions stored in repository configurations; how
+/// many rows it changed. A row changed meanwhile by someone else is left to its writer (who
+/// sealed it). The plaintext is the same, so no node needs to reload.
+pub fn seal_stored_secrets(conn: &mut AnyConnection) -> Result<usize, DbError> {
+    let rows: Vec<(String, String)> = repositories::table.select((repositories::name, repositories::config)).load(conn)?;
+    let mut changed = 0;
+    for (name, config) in rows {
+        let sealed = secrets::seal_json_text(&config, None)?;
+        if sealed != config {
+            changed += diesel::update(repositories::table.filter(repositories::name.eq(&name)).filter(repositories::config.eq(&config)))
+                .set(repositories::config.eq(&sealed))
+                .execute(conn)?;
+        }
+    }
+    Ok(changed)
 }
 
 pub fn insert(conn: &mut AnyConnection, name: &str, format: &str, kind: &str, blob_store: &str, config: &str) -> Result<(), DbError> {
     let now = now_millis();
+    let config = &secrets::seal_json_text(config, None)?;
     conn.transaction(|conn| {
         diesel::insert_into(repositories::table)
             .values((
@@ -60,6 +92,8 @@ pub fn insert(conn: &mut AnyConnection, name: &str, format: &str, kind: &str, bl
 
 pub fn update(conn: &mut AnyConnection, name: &str, blob_store: &str, config: &str) -> Result<bool, DbError> {
     conn.transaction(|conn| {
+        let old = stored_config(conn, name)?;
+        let config = &secrets::seal_json_text(config, old.as_deref())?;
         let n = diesel::update(repositories::table.filter(repositories::name.eq(name)))
             .set((repositories::blob_store.eq(blob_store), repositories::config.eq(config), repositories::updated_at.eq(now_millis())))
             .execute(conn)?;

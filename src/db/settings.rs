@@ -1,9 +1,12 @@
-//! Server-wide values that every node must agree on (the token signing key).
+//! Server-wide values that every node must agree on (the token signing key). Secret values go
+//! through the `*_secret` functions: stored sealed with the secret key (see
+//! [`crate::security::secrets`]), returned in plaintext.
 
 use diesel::prelude::*;
 
 use super::schema::settings;
 use super::{is_unique_violation, AnyConnection, DbError};
+use crate::security::secrets;
 
 pub fn get(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, DbError> {
     Ok(settings::table.find(key).select(settings::value).first(conn).optional()?)
@@ -27,7 +30,41 @@ pub fn get_or_init(conn: &mut AnyConnection, key: &str, make: impl FnOnce() -> S
 pub fn set(conn: &mut AnyConnection, key: &str, value: &str) -> Result<(), DbError> {
     let n = diesel::update(settings::table.find(key)).set(settings::value.eq(value)).execute(conn)?;
     if n == 0 {
-        diesel::insert_into(settings::table).values((settings::key.eq(key), settings::value.eq(value))).execute(conn)?;
+        match diesel::insert_into(settings::table).values((settings::key.eq(key), settings::value.eq(value))).execute(conn) {
+            Ok(_) => {}
+            // Another node inserted first: ours is the later write.
+            Err(e) if is_unique_violation(&e) => {
+                diesel::update(settings::table.find(key)).set(settings::value.eq(value)).execute(conn)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(())
+}
+
+/// Replaces the value only if it is still `old`; whether it did (a compare-and-swap that holds
+/// on both databases: one conditional UPDATE, checked by rows affected).
+pub fn replace_if(conn: &mut AnyConnection, key: &str, old: &str, new: &str) -> Result<bool, DbError> {
+    let n = diesel::update(settings::table.filter(settings::key.eq(key)).filter(settings::value.eq(old))).set(settings::value.eq(new)).execute(conn)?;
+    Ok(n == 1)
+}
+
+/// A secret setting in plaintext.
+pub fn get_secret(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, DbError> {
+    get(conn, key)?.map(|v| secrets::open(&v)).transpose().map_err(DbError::from)
+}
+
+/// [`get_or_init`] for a secret: `make()`'s value is stored sealed; the plaintext is returned.
+pub fn get_or_init_secret(conn: &mut AnyConnection, key: &str, make: impl FnOnce() -> String) -> Result<String, DbError> {
+    let sealed = secrets::seal(&make())?;
+    let stored = get_or_init(conn, key, || sealed)?;
+    Ok(secrets::open(&stored)?)
+}
+
+/// Seals a secret setting stored in plaintext by an older version; whether it did.
+pub fn seal_in_place(conn: &mut AnyConnection, key: &str) -> Result<bool, DbError> {
+    match get(conn, key)? {
+        Some(v) if !secrets::is_sealed(&v) => replace_if(conn, key, &v, &secrets::seal(&v)?),
+        _ => Ok(false),
+    }
 }

@@ -347,14 +347,70 @@ mod tests {
     }
 }
 
-/// The configured servers, in realm order (settings key `ldap.servers`).
+/// What a request may send as `authPassword` to keep the stored one (as `wharf config` shows it).
+pub const PASSWORD_MASK: &str = "********";
+
+/// The configured servers, in realm order (settings key `ldap.servers`). Bind passwords are
+/// stored sealed with the secret key and returned in plaintext.
 pub const SETTINGS_KEY: &str = "ldap.servers";
 
+fn parse_stored(raw: &str) -> Result<Vec<LdapServer>, crate::db::DbError> {
+    // A list that does not parse is an error, not "no servers": an update would store an empty
+    // list over it and lose every server.
+    let mut servers: Vec<LdapServer> = serde_json::from_str(raw).map_err(|e| crate::db::DbError::Unreadable(format!("the stored LDAP servers ({SETTINGS_KEY}): {e}")))?;
+    for s in &mut servers {
+        if let Some(p) = &s.auth_password {
+            s.auth_password = Some(crate::security::secrets::open(p)?);
+        }
+    }
+    Ok(servers)
+}
+
 pub fn load(conn: &mut crate::db::AnyConnection) -> Result<Vec<LdapServer>, crate::db::DbError> {
-    let raw = crate::db::settings::get(conn, SETTINGS_KEY)?;
-    Ok(raw.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default())
+    match crate::db::settings::get(conn, SETTINGS_KEY)? {
+        Some(raw) => parse_stored(&raw),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The list as stored: each bind password sealed; a password that the stored list holds for the
+/// same server keeps its ciphertext, so an unchanged server is stored unchanged.
+fn sealed(servers: &[LdapServer], old: &[(String, Option<String>)]) -> Result<String, crate::db::DbError> {
+    use crate::security::secrets;
+    let mut out = servers.to_vec();
+    for s in &mut out {
+        let Some(p) = s.auth_password.clone() else { continue };
+        let previous = old.iter().find(|(n, _)| n == &s.name).and_then(|(_, c)| c.clone());
+        s.auth_password = Some(match previous {
+            Some(c) if secrets::is_sealed(&c) && secrets::open(&c).ok().as_deref() == Some(p.as_str()) => c,
+            _ if secrets::is_sealed(&p) => p,
+            _ => secrets::seal(&p)?,
+        });
+    }
+    Ok(serde_json::to_string(&out).unwrap_or_else(|_| "[]".into()))
+}
+
+fn stored_passwords(raw: Option<&str>) -> Vec<(String, Option<String>)> {
+    raw.and_then(|r| serde_json::from_str::<Vec<LdapServer>>(r).ok()).unwrap_or_default().into_iter().map(|s| (s.name, s.auth_password)).collect()
 }
 
 pub fn store(conn: &mut crate::db::AnyConnection, servers: &[LdapServer]) -> Result<(), crate::db::DbError> {
-    crate::db::settings::set(conn, SETTINGS_KEY, &serde_json::to_string(servers).unwrap_or_else(|_| "[]".into()))
+    let old = crate::db::settings::get(conn, SETTINGS_KEY)?;
+    let value = sealed(servers, &stored_passwords(old.as_deref()))?;
+    crate::db::settings::set(conn, SETTINGS_KEY, &value)
+}
+
+/// Seals bind passwords that an older version stored in plaintext; whether it changed the row.
+pub fn seal_stored_secrets(conn: &mut crate::db::AnyConnection) -> Result<bool, crate::db::DbError> {
+    let Some(raw) = crate::db::settings::get(conn, SETTINGS_KEY)? else {
+        return Ok(false);
+    };
+    let Ok(servers) = serde_json::from_str::<Vec<LdapServer>>(&raw) else {
+        return Ok(false);
+    };
+    if servers.iter().all(|s| s.auth_password.as_deref().is_none_or(crate::security::secrets::is_sealed)) {
+        return Ok(false);
+    }
+    let value = sealed(&servers, &[])?;
+    crate::db::settings::replace_if(conn, SETTINGS_KEY, &raw, &value)
 }

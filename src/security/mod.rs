@@ -4,6 +4,7 @@ pub mod ldap;
 pub mod password;
 pub mod principal;
 pub mod roles;
+pub mod secrets;
 pub mod token;
 
 pub use principal::Authenticator;

@@ -67,10 +67,41 @@ impl TestServer {
         s
     }
 
-    /// Starts (or restarts) the process on the same data dir and database.
-    pub fn spawn(&mut self) {
-        let addr_file = self.data_dir.join("wharf.addr");
-        let _ = std::fs::remove_file(&addr_file);
+    /// Another node on this server's database (SQLite file or PostgreSQL database) with a data
+    /// dir of its own, as a node on another host would have; `env` is added to this server's.
+    pub fn node_on_own_data_dir(&self, env: &[(&str, &str)]) -> TestServer {
+        let mut s = self.unstarted_node_on_own_data_dir(env);
+        s.spawn();
+        s
+    }
+
+    /// The same, not started (for [`TestServer::command`]).
+    pub fn unstarted_node_on_own_data_dir(&self, env: &[(&str, &str)]) -> TestServer {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let mut extra_env = self.extra_env.clone();
+        extra_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        TestServer {
+            base: String::new(),
+            addr: String::new(),
+            data_dir: tmp.path().join("data"),
+            _tmp: Some(tmp),
+            child: None,
+            extra_env,
+            database_url: Some(self.database_url()),
+        }
+    }
+
+    /// The database URL the server uses.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("wharf.db").display()))
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.database_url().starts_with("postgres")
+    }
+
+    /// The command that starts this server (for a start expected to fail: `.output()`).
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
         cmd.arg("serve")
             .env("WHARF_LISTEN", "127.0.0.1:0")
@@ -90,7 +121,14 @@ impl TestServer {
             }
             cmd.env(k, v);
         }
-        let child = cmd.spawn().expect("start wharf");
+        cmd
+    }
+
+    /// Starts (or restarts) the process on the same data dir and database.
+    pub fn spawn(&mut self) {
+        let addr_file = self.data_dir.join("wharf.addr");
+        let _ = std::fs::remove_file(&addr_file);
+        let child = self.command().spawn().expect("start wharf");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -185,6 +223,67 @@ impl Admin {
         let r = self.request(reqwest::Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&body).send().unwrap();
         let status = r.status();
         assert_eq!(status.as_u16(), 201, "create repository: {}", r.text().unwrap_or_default());
+    }
+}
+
+/// Runs `"$@"` in the background and kills it (SIGKILL) as soon as our end of the shell's stdin
+/// closes: when [`Guarded`] stops it, and when the test binary exits however it exits (the
+/// kernel closes the pipe even on SIGKILL). Statics (one upstream per test file) are never
+/// dropped, so a `Drop` alone would leave them running.
+// The reader runs in the background because a shell runs traps only between commands: a
+// foreground `read` would hold off a SIGTERM to the guard, and the guard would die alone.
+const GUARD_SCRIPT: &str = r#"exec 3<&0
+"$@" </dev/null 3<&- &
+child=$!
+(read -r _ <&3 || :) &
+reader=$!
+exec 3<&-
+trap 'kill -KILL "$child" "$reader" 2>/dev/null; wait; exit 143' HUP INT TERM
+wait "$reader"
+kill -KILL "$child" 2>/dev/null
+wait "$child"
+"#;
+
+/// A `Command` for a long-lived helper process (an upstream registry, slapd, ...) that dies
+/// with the test binary: add arguments, environment and output as usual, then
+/// [`SpawnGuarded::spawn_guarded`]. Its stdin is /dev/null.
+pub fn guarded(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(GUARD_SCRIPT).arg("wharf-test-guard").arg(program).stdin(Stdio::piped());
+    cmd
+}
+
+pub trait SpawnGuarded {
+    fn spawn_guarded(&mut self) -> std::io::Result<Guarded>;
+}
+
+impl SpawnGuarded for Command {
+    fn spawn_guarded(&mut self) -> std::io::Result<Guarded> {
+        Ok(Guarded { shell: self.spawn()? })
+    }
+}
+
+/// A helper process started by [`guarded`]: `kill` then `wait` stop it for good.
+pub struct Guarded {
+    shell: Child,
+}
+
+impl Guarded {
+    /// Asks the guard to kill the process (it does at once; [`Guarded::wait`] waits for that).
+    pub fn kill(&mut self) -> std::io::Result<()> {
+        drop(self.shell.stdin.take());
+        Ok(())
+    }
+
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        drop(self.shell.stdin.take());
+        self.shell.wait()
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        let _ = self.wait();
     }
 }
 

@@ -1,17 +1,17 @@
 //! A real OpenLDAP `slapd` on loopback, loaded from `tests/ldap/fixture.ldif` (for the LDAP and
 //! console tests).
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{free_port, guarded, Guarded, SpawnGuarded};
 
 pub struct Slapd {
     dir: tempfile::TempDir,
     pub port: u16,
     /// ldaps://, when started with a certificate.
     pub tls_port: Option<u16>,
-    child: Option<Child>,
+    child: Option<Guarded>,
 }
 
 impl Slapd {
@@ -50,7 +50,7 @@ impl Slapd {
     }
 
     pub fn spawn(&mut self) {
-        let child = Command::new("/usr/sbin/slapd")
+        let child = guarded("/usr/sbin/slapd")
             .arg("-f")
             .arg(self.dir.path().join("slapd.conf"))
             .arg("-h")
@@ -62,7 +62,7 @@ impl Slapd {
             .arg("0")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .spawn()
+            .spawn_guarded()
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);

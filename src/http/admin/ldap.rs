@@ -1,6 +1,7 @@
 //! `/service/rest/v1/security/ldap`: LDAP servers in Nexus's shape, their order, and the
 //! "test connection" / "test login" checks. The bind password is never shown; a PUT without it
-//! keeps the stored one.
+//! (or with the mask `********`) keeps the stored one, as long as the server's address and TLS
+//! settings stay the same.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -71,6 +72,9 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<S
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let s = parse(&parse_json(&body)?)?;
+    if s.auth_password.as_deref() == Some(ldap::PASSWORD_MASK) {
+        return Err(invalid("authPassword", "authPassword: the mask stands for a stored password, and a new server has none"));
+    }
     let mut list = servers(&state).await?;
     if list.iter().chain(state.auth.config_ldap()).any(|x| x.name == s.name) {
         return Err(invalid("name", format!("name: LDAP server {} already exists", s.name)));
@@ -91,9 +95,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     }
     let mut list = servers(&state).await?;
     let slot = list.iter_mut().find(|x| x.name == name).ok_or_else(|| AdminError::NotFound(format!("LDAP server {name} not found")))?;
-    if s.auth_password.is_none() {
-        s.auth_password = slot.auth_password.clone();
-    }
+    keep_stored_password(&mut s, slot)?;
     *slot = s;
     save(&state, list).await?;
     record(&state, &req, &actor, "ldap.update", &name, None);
@@ -128,11 +130,45 @@ pub async fn change_order(state: web::Data<AppState>, req: HttpRequest, body: we
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// What a client sends for "keep the stored password": nothing, null, or the mask.
+fn keeps_stored(p: &Option<String>) -> bool {
+    p.as_deref().is_none_or(|p| p == ldap::PASSWORD_MASK)
+}
+
+/// Fills in the stored bind password when the request keeps it, but only for the destination it
+/// was given for: with another protocol, host, port, StartTLS or CA the password must be sent
+/// again, or an admin session (or whoever holds one) could send it to a server of its choosing.
+fn keep_stored_password(s: &mut LdapServer, stored: &LdapServer) -> Result<(), AdminError> {
+    if !keeps_stored(&s.auth_password) {
+        return Ok(());
+    }
+    s.auth_password = None;
+    let Some(p) = &stored.auth_password else { return Ok(()) };
+    let moved = [
+        ("protocol", s.protocol != stored.protocol),
+        ("host", !s.host.eq_ignore_ascii_case(&stored.host)),
+        ("port", s.port != stored.port),
+        ("startTls", s.start_tls != stored.start_tls),
+        ("caFile", s.ca_file != stored.ca_file),
+    ];
+    if let Some((field, _)) = moved.iter().find(|(_, changed)| *changed) {
+        return Err(invalid(
+            "authPassword",
+            format!("authPassword: required when {field} changes (the stored password is only ever sent to the server it was given for)"),
+        ));
+    }
+    s.auth_password = Some(p.clone());
+    Ok(())
+}
+
 /// A server from a check's body: complete, or a stored one's name plus overrides.
 async fn server_for_check(state: &AppState, body: &Value) -> Result<LdapServer, AdminError> {
     let mut s = parse(body.get("server").unwrap_or(body))?;
-    if s.auth_password.is_none() {
-        s.auth_password = servers(state).await?.into_iter().find(|x| x.name == s.name).and_then(|x| x.auth_password);
+    if keeps_stored(&s.auth_password) {
+        match servers(state).await?.into_iter().find(|x| x.name == s.name) {
+            Some(stored) => keep_stored_password(&mut s, &stored)?,
+            None => s.auth_password = None,
+        }
     }
     Ok(s)
 }
