@@ -339,3 +339,74 @@ fn ldap_servers_can_come_from_the_configuration_file() {
     assert_eq!(listed[0]["readOnly"], true);
     assert!(listed[0]["authPassword"].is_null());
 }
+
+#[test]
+fn a_stored_bind_password_is_only_sent_to_the_server_it_was_given_for() {
+    // A server of its own: for a moment its LDAP server points at a port that never answers.
+    let port = env().slapd.lock().unwrap().port;
+    let server = TestServer::start();
+    let admin = server.admin();
+    let r = admin.request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(port)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // Where an attacker would like the password sent: a port that records any connection.
+    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    trap.set_nonblocking(true).unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    let keeping = |changes: Value, mask: bool| {
+        let mut v = server_json(port);
+        v.as_object_mut().unwrap().remove("authPassword");
+        if mask {
+            v["authPassword"] = json!("********");
+        }
+        for (k, val) in changes.as_object().unwrap() {
+            v[k] = val.clone();
+        }
+        v
+    };
+    for (change, mask) in [
+        (json!({"port": trap_port}), false),
+        (json!({"port": trap_port}), true),
+        (json!({"host": "localhost"}), false),
+        (json!({"protocol": "ldaps"}), true),
+        (json!({"startTls": true}), false),
+    ] {
+        let r = admin.request(Method::PUT, "/service/rest/v1/security/ldap/corp").json(&keeping(change.clone(), mask)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{change} keeping the stored password");
+        assert!(r.text().unwrap().contains("authPassword"), "the error names the password field");
+        // The checks (test connection, test login) take a stored server's password the same way.
+        let r = admin
+            .request(Method::POST, "/service/rest/v1/security/ldap/verify-connection")
+            .json(&json!({"server": keeping(change.clone(), mask)}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{change}: {}", r.text().unwrap());
+    }
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/ldap/verify-login")
+        .json(&json!({"server": keeping(json!({"port": trap_port}), false), "username": "alice", "password": "alice-password"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(trap.accept().map(|_| ()).unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "nothing was sent to the new destination");
+    // The same destination keeps the stored password, which still works.
+    let r = admin.request(Method::PUT, "/service/rest/v1/security/ldap/corp").json(&keeping(json!({"readTimeoutSeconds": 4}), true)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap());
+    let r: Value = admin
+        .request(Method::POST, "/service/rest/v1/security/ldap/verify-connection")
+        .json(&json!({"server": keeping(json!({}), false)}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(
+        Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth("alice", Some("alice-password")).send().unwrap().status(),
+        StatusCode::FORBIDDEN,
+        "alice is known (no roles on this server): the service bind works with the kept password"
+    );
+    // A new destination with the password given again is fine.
+    let mut moved = keeping(json!({"host": "localhost"}), false);
+    moved["authPassword"] = json!("service-secret");
+    let r = admin.request(Method::PUT, "/service/rest/v1/security/ldap/corp").json(&moved).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap());
+}
