@@ -58,11 +58,19 @@ fi
 # exits, whatever is left in those groups (a helper a test started and did not stop) is named and
 # killed, and so is the PostgreSQL.
 TEST_GROUPS=()
+alive_in_group() {
+    local pids
+    pids=$(pgrep -d, -g "$1") || return 0
+    # Exited processes waiting to be reaped (zombies) are gone already.
+    ps -o pid=,stat=,args= -p "$pids" | awk '$2 !~ /^Z/'
+}
 cleanup() {
+    local g left
     for g in "${TEST_GROUPS[@]}"; do
-        if pgrep -g "$g" >/dev/null 2>&1; then
+        left=$(alive_in_group "$g")
+        if [ -n "$left" ]; then
             echo "== killing what the tests left behind:" >&2
-            pgrep -a -g "$g" >&2 || true
+            echo "$left" >&2
             kill -KILL -- "-$g" 2>/dev/null || true
         fi
     done
