@@ -113,9 +113,8 @@ pub fn secret_key(db: &Db, data_dir: &Path, key_file: &str) -> Result<(), Bootst
         return Err(SecretError::WrongKey { origin: source.describe(), found: id, expected: stored }.into());
     }
     secrets::install(key);
-    let (token, ldap_servers, repositories) = db.run_sync(|c| {
-        Ok((settings::seal_in_place(c, TOKEN_SECRET_KEY)?, ldap::seal_stored_secrets(c)?, repos::seal_stored_secrets(c)?))
-    })?;
+    let (token, ldap_servers, repositories) =
+        db.run_sync(|c| Ok((settings::seal_in_place(c, TOKEN_SECRET_KEY)?, ldap::seal_stored_secrets(c)?, repos::seal_stored_secrets(c)?)))?;
     if token || ldap_servers || repositories > 0 {
         tracing::info!(token, ldap_servers, repositories, "encrypted secrets stored in plaintext by an older version");
         if db.backend == crate::db::Backend::Sqlite {

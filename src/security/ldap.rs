@@ -357,7 +357,8 @@ pub const SETTINGS_KEY: &str = "ldap.servers";
 fn parse_stored(raw: &str) -> Result<Vec<LdapServer>, crate::db::DbError> {
     // A list that does not parse is an error, not "no servers": an update would store an empty
     // list over it and lose every server.
-    let mut servers: Vec<LdapServer> = serde_json::from_str(raw).map_err(|e| crate::db::DbError::Unreadable(format!("the stored LDAP servers ({SETTINGS_KEY}): {e}")))?;
+    let mut servers: Vec<LdapServer> =
+        serde_json::from_str(raw).map_err(|e| crate::db::DbError::Unreadable(format!("the stored LDAP servers ({SETTINGS_KEY}): {e}")))?;
     for s in &mut servers {
         if let Some(p) = &s.auth_password {
             s.auth_password = Some(crate::security::secrets::open(p)?);
