@@ -338,15 +338,6 @@ async fn find(s: &LdapServer, username: &str, password: Option<&str>) -> Result<
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn filter_metacharacters_are_escaped() {
-        assert_eq!(ldap3::ldap_escape("*)(uid=*))(|(uid=*"), "\\2a\\29\\28uid=\\2a\\29\\29\\28|\\28uid=\\2a");
-        assert_eq!(super::rdn_value("cn=devs,ou=groups,dc=x"), "devs");
-    }
-}
-
 /// What a request may send as `authPassword` to keep the stored one (as `wharf config` shows it).
 pub const PASSWORD_MASK: &str = "********";
 
@@ -414,4 +405,13 @@ pub fn seal_stored_secrets(conn: &mut crate::db::AnyConnection) -> Result<bool, 
     }
     let value = sealed(&servers, &[])?;
     crate::db::settings::replace_if(conn, SETTINGS_KEY, &raw, &value)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn filter_metacharacters_are_escaped() {
+        assert_eq!(ldap3::ldap_escape("*)(uid=*))(|(uid=*"), "\\2a\\29\\28uid=\\2a\\29\\29\\28|\\28uid=\\2a");
+        assert_eq!(super::rdn_value("cn=devs,ou=groups,dc=x"), "devs");
+    }
 }
