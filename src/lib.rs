@@ -108,7 +108,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         loop {
             tokio::time::sleep(RELOAD_POLL).await;
             let current = poll_state.registry.snapshot().generation;
-            if let Ok(g) = poll_state.db.run(|c| repos::generation(c)).await {
+            if let Ok(g) = poll_state.db.run(repos::generation).await {
                 if g != current {
                     http::apply_config_change(&poll_state).await;
                 }

@@ -171,7 +171,8 @@ impl LdapServer {
                 return bad(f, "an attribute or class name");
             }
         }
-        if !self.user_ldap_filter.is_empty() && !(self.user_ldap_filter.starts_with('(') && self.user_ldap_filter.ends_with(')')) {
+        let f = &self.user_ldap_filter;
+        if !f.is_empty() && (!f.starts_with('(') || !f.ends_with(')')) {
             return bad("userLdapFilter", "a filter in parentheses, e.g. (!(employeeType=disabled))");
         }
         Ok(())
