@@ -90,7 +90,7 @@ in_own_group() {
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/log" -o "-p $PGPORT -k $PGDATA -h 127.0.0.1 -c fsync=off" -w start >/dev/null
 PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 
-# Lints after the installs and before the tests: the build they make is reused by the tests.
+# Lints after the installs and before the tests (a finding stops the run here).
 echo "== cargo fmt --check"
 cargo fmt --all --check
 echo "== cargo clippy --all-targets -- -D warnings"
