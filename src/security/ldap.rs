@@ -376,7 +376,7 @@ fn sealed(servers: &[LdapServer], old: &[(String, Option<String>)]) -> Result<St
         let previous = old.iter().find(|(n, _)| n == &s.name).and_then(|(_, c)| c.clone());
         s.auth_password = Some(match previous {
             Some(c) if secrets::is_sealed(&c) && secrets::open(&c).ok().as_deref() == Some(p.as_str()) => c,
-            _ if secrets::is_sealed(&p) => p,
+            _ if secrets::is_sealed(&p) && secrets::open(&p).is_ok() => p,
             _ => secrets::seal(&p)?,
         });
     }

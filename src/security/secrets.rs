@@ -237,7 +237,9 @@ pub fn seal_json(new: &mut serde_json::Value, old: Option<&serde_json::Value>) -
                 let old_v = old.and_then(|o| o.get(k));
                 if SECRET_FIELDS.contains(&k.as_str()) {
                     if let Value::String(s) = v {
-                        if is_sealed(s) {
+                        // A sealed value is kept only if it opens: a string that merely looks
+                        // sealed is sealed like any other, so that reading it back cannot fail.
+                        if is_sealed(s) && open(s).is_ok() {
                             continue;
                         }
                         if let Some(Value::String(o)) = old_v {
@@ -263,12 +265,18 @@ pub fn seal_json(new: &mut serde_json::Value, old: Option<&serde_json::Value>) -
     Ok(())
 }
 
-/// Opens every sealed string in `v` (in any field: what was sealed is opened).
+/// Opens the sealed secret fields of `v` (the fields [`seal_json`] seals; other strings are data).
 pub fn open_json(v: &mut serde_json::Value) -> Result<(), SecretError> {
     use serde_json::Value;
     match v {
-        Value::String(s) if is_sealed(s) => *s = open(s)?,
-        Value::Object(m) => m.values_mut().try_for_each(open_json)?,
+        Value::Object(m) => {
+            for (k, val) in m.iter_mut() {
+                match val {
+                    Value::String(s) if SECRET_FIELDS.contains(&k.as_str()) && is_sealed(s) => *s = open(s)?,
+                    _ => open_json(val)?,
+                }
+            }
+        }
         Value::Array(a) => a.iter_mut().try_for_each(open_json)?,
         _ => {}
     }
@@ -323,6 +331,20 @@ mod tests {
         tampered.push(if s.ends_with('A') { 'B' } else { 'A' });
         assert!(k.open(&tampered).is_err());
         assert_ne!(k.id(), other.id());
+    }
+
+    #[test]
+    fn json_documents_seal_their_secret_fields_only() {
+        install(SecretKey::from_bytes(&[3u8; 32], "test").unwrap());
+        let doc = r#"{"httpClient":{"authentication":{"password":"up-pw","username":"u"}},"note":"enc:v1:AAAA","token":"enc:v1:notreal"}"#;
+        let sealed = seal_json_text(doc, None).unwrap();
+        assert!(!sealed.contains("up-pw") && sealed.contains("\"note\":\"enc:v1:AAAA\""), "{sealed}");
+        let v: serde_json::Value = serde_json::from_str(&sealed).unwrap();
+        assert_ne!(v["token"], "enc:v1:notreal", "what only looks sealed is sealed");
+        let opened: serde_json::Value = serde_json::from_str(&open_json_text(&sealed).unwrap()).unwrap();
+        assert_eq!(opened, serde_json::from_str::<serde_json::Value>(doc).unwrap());
+        // Saving the same document again keeps the ciphertext.
+        assert_eq!(seal_json_text(&open_json_text(&sealed).unwrap(), Some(&sealed)).unwrap(), sealed);
     }
 
     #[test]
