@@ -331,7 +331,9 @@ impl Transport {
                     self.health.failed(&msg);
                     Err(UpstreamError::Unavailable(msg))
                 }
-                Ok(res) if res.status().is_server_error() => {
+                // 501: the upstream does not do this (npm audit on a registry without it), which
+                // says nothing about its health.
+                Ok(res) if res.status().is_server_error() && res.status() != StatusCode::NOT_IMPLEMENTED => {
                     self.health.failed(&format!("{} answered {}", res.url(), res.status()));
                     Ok(res)
                 }
