@@ -49,6 +49,8 @@ pub struct RepoRegistry {
     data_dir: PathBuf,
     identity: Arc<dyn wharf_format::Identity>,
     audit: Arc<dyn wharf_format::Audit>,
+    /// Every proxy's upstream health (state across reloads; the admin API's `status`).
+    pub upstreams: Arc<wharf_format::upstream::Healths>,
 }
 
 /// Formats look other repositories up through this; it does not keep the registry alive.
@@ -76,7 +78,13 @@ pub enum LoadError {
 
 impl RepoRegistry {
     pub fn new(data_dir: PathBuf, identity: Arc<dyn wharf_format::Identity>, audit: Arc<dyn wharf_format::Audit>) -> Arc<RepoRegistry> {
-        Arc::new(RepoRegistry { current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })), data_dir, identity, audit })
+        Arc::new(RepoRegistry {
+            current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })),
+            data_dir,
+            identity,
+            audit,
+            upstreams: Arc::default(),
+        })
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -180,6 +188,7 @@ fn open_repo(
         repos: Arc::new(Lookup(Arc::downgrade(registry))),
         identity: registry.identity.clone(),
         audit: registry.audit.clone(),
+        upstreams: registry.upstreams.clone(),
     };
     let repo = format.open(config.clone(), env)?;
     let listener = format.listener(&config);

@@ -266,13 +266,46 @@ fn a_new_upstream_version_is_seen_after_metadata_max_age_and_404s_are_remembered
     assert_eq!(up.fetches("/simple/no-such-project/"), 1);
 }
 
+/// One GET over a raw connection: the request is written before this returns, so the test knows
+/// it reached wharf. The body comes back from the returned handle.
+fn raw_get(path: &str) -> std::thread::JoinHandle<(u16, Vec<u8>)> {
+    use std::io::Write;
+    let mut conn = std::net::TcpStream::connect(&server().addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("admin:{ADMIN_PASSWORD}"));
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\nConnection: close\r\n\r\n", server().addr).unwrap();
+    conn.flush().unwrap();
+    std::thread::spawn(move || {
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).unwrap();
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+        let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+        let status = head[9..12].parse().unwrap();
+        let mut body = raw[split..].to_vec();
+        if head.contains("transfer-encoding: chunked") {
+            let (mut out, mut rest) = (Vec::new(), &body[..]);
+            loop {
+                let line_end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+                let n = usize::from_str_radix(String::from_utf8_lossy(&rest[..line_end]).trim(), 16).unwrap();
+                if n == 0 {
+                    break;
+                }
+                out.extend_from_slice(&rest[line_end + 2..line_end + 2 + n]);
+                rest = &rest[line_end + 4 + n..];
+            }
+            body = out;
+        }
+        (status, body)
+    })
+}
+
+/// Twelve concurrent misses for one file make exactly one upstream fetch. The upstream (written
+/// in the test, counting at the server) holds the second half of the file until all twelve
+/// requests were sent, so they overlap the fetch; a request wharf reads only after the fill
+/// finished must find the cached file rather than fetch again (the gap this test once hit).
 #[test]
 fn concurrent_cold_downloads_make_one_upstream_fetch() {
-    let tmp = tempfile::tempdir().unwrap();
-    let pkgs = tmp.path().join("pkgs");
-    std::fs::create_dir_all(&pkgs).unwrap();
-    // pypiserver serves any file by name; 24 MiB of noise is enough to overlap 12 clients.
-    let mut data = vec![0u8; 24 << 20];
+    let mut data = vec![0u8; 4 << 20];
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for chunk in data.chunks_mut(8) {
         seed ^= seed << 13;
@@ -281,29 +314,31 @@ fn concurrent_cold_downloads_make_one_upstream_fetch() {
         chunk.copy_from_slice(&seed.to_le_bytes()[..chunk.len()]);
     }
     let name = "bulky_blob-1.0-py3-none-any.whl";
-    std::fs::write(pkgs.join(name), &data).unwrap();
-    let up = PypiServer::start(&pkgs);
+    let up = common::upstream::Upstream::start();
+    up.add("bulky-blob", name, data.clone(), "application/octet-stream");
     create_proxy("pypi-proxy-bulk", &up.url(), 1440.0, None);
     page("pypi-proxy-bulk", "bulky-blob");
     let want = sha256_hex(&data);
-    let url = server().url(&format!("/repository/pypi-proxy-bulk/packages/bulky-blob/{name}"));
-    let handles: Vec<_> = (0..12)
-        .map(|_| {
-            let url = url.clone();
-            std::thread::spawn(move || {
-                let mut r =
-                    Client::builder().timeout(Duration::from_secs(120)).build().unwrap().get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
-                assert_eq!(r.status(), StatusCode::OK);
-                let mut body = Vec::new();
-                r.read_to_end(&mut body).unwrap();
-                sha256_hex(&body)
-            })
-        })
-        .collect();
-    for h in handles {
-        assert_eq!(h.join().unwrap(), want);
+    up.hold();
+    let path = format!("/repository/pypi-proxy-bulk/packages/bulky-blob/{name}");
+    let first = raw_get(&path);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while up.count(&format!("/files/{name}")) == 0 {
+        assert!(Instant::now() < deadline, "the first download reached the upstream");
+        std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(up.fetches(&format!("/packages/{name}")), 1, "12 concurrent cold downloads, one upstream fetch");
+    let mut all: Vec<_> = (0..11).map(|_| raw_get(&path)).collect();
+    all.push(first);
+    up.release();
+    for h in all {
+        let (status, body) = h.join().unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(sha256_hex(&body), want);
+    }
+    // Late callers too: the file is cached now.
+    let (status, body) = raw_get(&path).join().unwrap();
+    assert_eq!((status, sha256_hex(&body)), (200, want));
+    assert_eq!(up.count(&format!("/files/{name}")), 1, "12 concurrent cold downloads and a late one, one upstream fetch");
 }
 
 #[test]

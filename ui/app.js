@@ -209,7 +209,8 @@ async function renderRepoForm(existingName) {
   const format = h("select", { disabled: !!current }, Object.keys(KINDS).map((f) => h("option", { value: f, text: f })));
   const kind = h("select", { disabled: !!current }, ["hosted", "proxy", "group"].map((k) => h("option", { value: k, text: k })));
   const name = h("input", { type: "text", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._-]*", disabled: !!current });
-  const store = h("select", {}, stores.map((s) => h("option", { value: s.name, text: s.name })));
+  // A repository's content lives in its blob store: the server refuses to change it.
+  const store = h("select", { disabled: !!current }, stores.map((s) => h("option", { value: s.name, text: s.name })));
   const policy = h("select", {}, ["allow", "allow_once", "deny"].map((p) => h("option", { value: p, text: p })));
   const anonymous = h("input", { type: "checkbox" });
   const httpPort = h("input", { type: "number", min: 1, max: 65535 });
@@ -256,15 +257,23 @@ async function renderRepoForm(existingName) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     const f = format.value, k = kind.value;
-    const body = { name: name.value, online: true, anonymousRead: anonymous.checked, storage: { blobStoreName: store.value, strictContentTypeValidation: true } };
+    // PUT replaces the whole configuration (as Nexus's does), so an edit sends back what the
+    // server showed with only the form's fields changed: settings the form does not show, and
+    // the stored password (shown as null, which keeps it), stay as they are.
+    const body = current ? JSON.parse(JSON.stringify(current)) : { name: name.value, online: true, storage: { strictContentTypeValidation: true } };
+    for (const readOnly of ["format", "type", "url", "status"]) delete body[readOnly];
+    body.anonymousRead = anonymous.checked;
+    body.storage = Object.assign({}, body.storage, { blobStoreName: store.value });
     if (k === "hosted") body.storage.writePolicy = policy.value;
-    if (f === "docker") body.docker = { v1Enabled: false, forceBasicAuth: false, httpPort: httpPort.value ? Number(httpPort.value) : null };
+    if (f === "docker") body.docker = Object.assign({ v1Enabled: false, forceBasicAuth: false }, body.docker, { httpPort: httpPort.value ? Number(httpPort.value) : null });
     if (k === "proxy") {
-      body.proxy = { remoteUrl: remote.value, contentMaxAge: 1440, metadataMaxAge: Number(maxAge.value) };
-      body.negativeCache = { enabled: true, timeToLive: 1440 };
-      body.httpClient = { blocked: false, autoBlock: false };
+      body.proxy = Object.assign({ contentMaxAge: 1440 }, body.proxy, { remoteUrl: remote.value, metadataMaxAge: Number(maxAge.value) });
+      if (!current) {
+        body.negativeCache = { enabled: true, timeToLive: 1440 };
+        body.httpClient = { blocked: false, autoBlock: true };
+      }
     }
-    if (k === "group") body.group = { memberNames: [...members.selectedOptions].map((o) => o.value), writableMember: writable.value || null };
+    if (k === "group") body.group = Object.assign({}, body.group, { memberNames: [...members.selectedOptions].map((o) => o.value), writableMember: writable.value || null });
     try {
       if (current) await api("PUT", `/repositories/${f}/${k}/${encodeURIComponent(body.name)}`, body);
       else await api("POST", `/repositories/${f}/${k}`, body);

@@ -7,6 +7,7 @@
 
 pub mod oci;
 pub mod slapd;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -2,8 +2,9 @@
 //   node e2e.js PHASE BASE_URL USER PASSWORD SCREENSHOT_DIR
 // PHASE is `create` (log in, create one repository of each format and type through the forms,
 // check errors next to fields, usage pages, the language switch), `browse` (see the artifact a
-// real client uploaded, delete it and a repository from the console) or `reader` (a read-only
-// user sees no admin pages and cannot call them). Exits non-zero on the first failed check.
+// real client uploaded, delete it and a repository from the console), `roundtrip` (Edit → Save,
+// untouched, on the rt-* repositories) or `reader` (a read-only user sees no admin pages and
+// cannot call them). Exits non-zero on the first failed check.
 "use strict";
 const path = require("path");
 const { chromium } = require(path.join(__dirname, "../../target/test-npm/node_modules/playwright-core"));
@@ -185,6 +186,15 @@ async function main() {
       await page.getByRole("button", { name: "Delete" }).click();
       await arrived(page, "");
       check(!(await page.textContent("main")).includes("ui-npm-proxy"), "the deleted repository is gone");
+    } else if (phase === "roundtrip") {
+      // Edit → Save without touching anything, for each repository the test made with settings
+      // the form does not show; the test compares the configuration before and after.
+      await login(page, user, password);
+      for (const name of ["rt-docker-proxy", "rt-npm-hosted", "rt-pypi-hosted", "rt-docker-hosted"]) {
+        await view(page, `repositories/${name}/edit`);
+        await page.getByRole("button", { name: /^Save$/ }).click();
+        await arrived(page, `repositories/${name}/usage`);
+      }
     } else if (phase === "reader") {
       // By keyboard only: the skip link, the login form, and the navigation.
       await page.goto(base + "/");

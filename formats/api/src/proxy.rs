@@ -28,8 +28,19 @@ pub struct ProxySettings {
     pub negative_cache: Option<Duration>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Credentials with the first request (`authentication.preemptive`; wharf's default `true`),
+    /// or only in answer to the upstream's challenge.
+    pub preemptive: bool,
+    /// `httpClient.blocked`: the upstream is never asked; only cached content is served.
+    pub blocked: bool,
+    /// `httpClient.autoBlock`: a failing upstream is not asked until a probe finds it answering.
+    pub auto_block: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// `connection.retries`: further attempts after a transport error or a 502/503/504.
+    pub retries: u32,
+    /// `connection.userAgentSuffix`, appended to `wharf/<version>`.
+    pub user_agent_suffix: Option<String>,
     /// The three sections as stored and shown (defaults filled in).
     pub raw: Map<String, Value>,
 }
@@ -46,6 +57,71 @@ pub fn only(obj: &Map<String, Value>, section: &str, allowed: &[&str]) -> Result
         }
     }
     Ok(())
+}
+
+/// Nexus's `cleanup` section: accepted only without policies, since wharf has no cleanup
+/// policies yet (a policy named here would silently never run).
+pub fn cleanup(v: &Value) -> Result<Value, ConfigError> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let obj = object(v, "cleanup")?;
+    only(obj, "cleanup", &["policyNames"])?;
+    match obj.get("policyNames") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.is_empty() => {}
+        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
+            return Err(ConfigError::new("cleanup.policyNames", "cleanup policies are not supported yet; leave the list empty"))
+        }
+        Some(_) => return Err(ConfigError::new("cleanup.policyNames", "must be a list of strings")),
+    }
+    Ok(json!({"policyNames": []}))
+}
+
+/// Nexus's `component` section: `proprietaryComponents` marks content for its firewall, which
+/// wharf does not have, so only `false` is accepted.
+pub fn component(v: &Value) -> Result<Value, ConfigError> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let obj = object(v, "component")?;
+    only(obj, "component", &["proprietaryComponents"])?;
+    only_false(obj, "component", "proprietaryComponents", "proprietary components (a firewall feature) are not supported")?;
+    Ok(json!({"proprietaryComponents": false}))
+}
+
+/// A format section of Nexus's firewall switches (`npm.removeQuarantined`, ...): wharf has no
+/// firewall, so each is accepted only as `false`.
+pub fn firewall(v: &Value, section: &str, switches: &[&str]) -> Result<Value, ConfigError> {
+    if v.is_null() {
+        return Ok(Value::Null);
+    }
+    let obj = object(v, section)?;
+    only(obj, section, switches)?;
+    let mut out = Map::new();
+    for s in switches {
+        only_false(obj, section, s, "wharf has no repository firewall")?;
+        out.insert(s.to_string(), Value::Bool(false));
+    }
+    Ok(Value::Object(out))
+}
+
+/// A boolean that wharf supports only as `false` (or absent): `true` is refused, naming it.
+fn only_false(obj: &Map<String, Value>, section: &str, key: &str, why: &str) -> Result<(), ConfigError> {
+    let field = format!("{section}.{key}");
+    match obj.get(key) {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(()),
+        Some(Value::Bool(true)) => Err(ConfigError::new(field, why)),
+        Some(_) => Err(ConfigError::new(field, "must be a boolean")),
+    }
+}
+
+fn bool_or(obj: &Map<String, Value>, section: &str, key: &str, default: bool) -> Result<bool, ConfigError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(ConfigError::new(format!("{section}.{key}"), "must be a boolean")),
+    }
 }
 
 fn minutes(v: Option<&Value>, field: &str, default: f64) -> Result<Option<Duration>, ConfigError> {
@@ -65,13 +141,25 @@ fn minutes(v: Option<&Value>, field: &str, default: f64) -> Result<Option<Durati
 fn seconds(v: Option<&Value>, field: &str, default: f64) -> Result<Duration, ConfigError> {
     let s = match v {
         None | Some(Value::Null) => default,
-        Some(v) => v.as_f64().filter(|s| *s > 0.0).ok_or_else(|| ConfigError::new(field, "must be a positive number of seconds"))?,
+        Some(v) => v.as_f64().filter(|s| *s > 0.0 && *s <= 3600.0).ok_or_else(|| ConfigError::new(field, "must be a number of seconds between 0 and 3600"))?,
     };
     Ok(Duration::from_secs_f64(s))
 }
 
+/// An age as stored and shown: whole minutes as integers (`1440`, not `1440.0`), so that what a
+/// client reads and sends back compares equal.
+fn minutes_json(v: Option<&Value>, default: f64) -> Value {
+    let m = v.and_then(Value::as_f64).unwrap_or(default);
+    if m.fract() == 0.0 && m.abs() < 1e15 {
+        json!(m as i64)
+    } else {
+        json!(m)
+    }
+}
+
 impl ProxySettings {
-    /// Reads `proxy`, `negativeCache` and `httpClient` from a repository's attributes.
+    /// Reads `proxy`, `negativeCache` and `httpClient` from a repository's attributes. Every
+    /// field is either acted on or refused with an error naming it.
     pub fn parse(attrs: &Map<String, Value>) -> Result<ProxySettings, ConfigError> {
         let empty = Map::new();
         let proxy = match attrs.get("proxy") {
@@ -89,35 +177,51 @@ impl ProxySettings {
             _ => &empty,
         };
         only(neg, "negativeCache", &["enabled", "timeToLive"])?;
-        let neg_enabled = match neg.get("enabled") {
-            None => true,
-            Some(v) => v.as_bool().ok_or_else(|| ConfigError::new("negativeCache.enabled", "must be a boolean"))?,
-        };
+        let neg_enabled = bool_or(neg, "negativeCache", "enabled", true)?;
         let http = match attrs.get("httpClient") {
             Some(v) if !v.is_null() => object(v, "httpClient")?,
             _ => &empty,
         };
         only(http, "httpClient", &["blocked", "autoBlock", "connection", "authentication"])?;
-        if http.get("blocked").and_then(|v| v.as_bool()) == Some(true) {
-            return Err(ConfigError::new("httpClient.blocked", "blocking the upstream is not supported; set the repository offline instead"));
-        }
+        let blocked = bool_or(http, "httpClient", "blocked", false)?;
+        // Nexus's console turns auto-blocking on for new proxies; so does wharf when unsaid.
+        let auto_block = bool_or(http, "httpClient", "autoBlock", true)?;
         let conn = match http.get("connection") {
             Some(v) if !v.is_null() => object(v, "httpClient.connection")?,
             _ => &empty,
         };
-        only(
-            conn,
-            "httpClient.connection",
-            &["timeout", "connectTimeout", "retries", "userAgentSuffix", "enableCircularRedirects", "enableCookies", "useTrustStore"],
-        )?;
-        let (mut username, mut password) = (None, None);
+        let cs = "httpClient.connection";
+        only(conn, cs, &["timeout", "connectTimeout", "retries", "userAgentSuffix", "enableCircularRedirects", "enableCookies", "useTrustStore"])?;
+        only_false(conn, cs, "enableCircularRedirects", "circular redirects are not followed by wharf")?;
+        only_false(conn, cs, "enableCookies", "wharf keeps no cookies from upstreams")?;
+        only_false(conn, cs, "useTrustStore", "wharf has no trust store of its own: upstream certificates are checked against the system's roots")?;
+        let retries = match conn.get("retries") {
+            None | Some(Value::Null) => 0,
+            Some(v) => {
+                v.as_u64().filter(|r| *r <= 10).ok_or_else(|| ConfigError::new("httpClient.connection.retries", "must be a whole number from 0 to 10"))? as u32
+            }
+        };
+        let user_agent_suffix = match conn.get("userAgentSuffix") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) if s.len() <= 200 && s.bytes().all(|b| (0x20..0x7f).contains(&b)) => Some(s.trim().to_string()),
+            Some(_) => return Err(ConfigError::new("httpClient.connection.userAgentSuffix", "must be up to 200 printable ASCII characters")),
+        };
+        let (mut username, mut password, mut preemptive) = (None, None, true);
         if let Some(auth) = http.get("authentication").filter(|v| !v.is_null()) {
-            let auth = object(auth, "httpClient.authentication")?;
-            only(auth, "httpClient.authentication", &["type", "username", "password", "ntlmHost", "ntlmDomain", "preemptive"])?;
+            let a = "httpClient.authentication";
+            let auth = object(auth, a)?;
+            only(auth, a, &["type", "username", "password", "ntlmHost", "ntlmDomain", "preemptive"])?;
             match auth.get("type").and_then(|v| v.as_str()).unwrap_or("username") {
                 "username" => {}
                 other => return Err(ConfigError::new("httpClient.authentication.type", format!("{other} is not supported (only username)"))),
             }
+            for k in ["ntlmHost", "ntlmDomain"] {
+                if auth.get(k).is_some_and(|v| !v.is_null() && v.as_str() != Some("")) {
+                    return Err(ConfigError::new(format!("{a}.{k}"), "NTLM is not supported"));
+                }
+            }
+            preemptive = bool_or(auth, a, "preemptive", true)?;
             username = Some(
                 auth.get("username").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::new("httpClient.authentication.username", "is required"))?.to_string(),
             );
@@ -132,22 +236,37 @@ impl ProxySettings {
             negative_cache: if neg_enabled { minutes(neg.get("timeToLive"), "negativeCache.timeToLive", 1440.0)? } else { Some(Duration::ZERO) },
             username,
             password,
+            preemptive,
+            blocked,
+            auto_block,
             connect_timeout: seconds(conn.get("connectTimeout"), "httpClient.connection.connectTimeout", 10.0)?,
             read_timeout: seconds(conn.get("timeout"), "httpClient.connection.timeout", 60.0)?,
+            retries,
+            user_agent_suffix,
             raw: Map::new(),
         };
         let mut raw = Map::new();
-        raw.insert("proxy".into(), json!({"remoteUrl": p.remote_url, "contentMaxAge": proxy.get("contentMaxAge").cloned().unwrap_or(1440.into()), "metadataMaxAge": proxy.get("metadataMaxAge").cloned().unwrap_or(1440.into())}));
-        raw.insert("negativeCache".into(), json!({"enabled": neg_enabled, "timeToLive": neg.get("timeToLive").cloned().unwrap_or(1440.into())}));
-        let mut http_out = json!({"blocked": false, "autoBlock": false, "connection": {
-            "timeout": p.read_timeout.as_secs_f64(), "connectTimeout": p.connect_timeout.as_secs_f64()
+        raw.insert(
+            "proxy".into(),
+            json!({"remoteUrl": p.remote_url, "contentMaxAge": minutes_json(proxy.get("contentMaxAge"), 1440.0), "metadataMaxAge": minutes_json(proxy.get("metadataMaxAge"), 1440.0)}),
+        );
+        raw.insert("negativeCache".into(), json!({"enabled": neg_enabled, "timeToLive": minutes_json(neg.get("timeToLive"), 1440.0)}));
+        let mut http_out = json!({"blocked": p.blocked, "autoBlock": p.auto_block, "connection": {
+            "timeout": p.read_timeout.as_secs_f64(), "connectTimeout": p.connect_timeout.as_secs_f64(), "retries": p.retries,
+            "userAgentSuffix": p.user_agent_suffix, "enableCircularRedirects": false, "enableCookies": false, "useTrustStore": false,
         }, "authentication": null});
         if let (Some(u), Some(pw)) = (&p.username, &p.password) {
-            http_out["authentication"] = json!({"type": "username", "username": u, "password": pw});
+            http_out["authentication"] = json!({"type": "username", "username": u, "password": pw, "preemptive": p.preemptive});
         }
         raw.insert("httpClient".into(), http_out);
         p.raw = raw;
         Ok(p)
+    }
+
+    /// Whether cached content fetched `age_ms` milliseconds ago is due to be fetched again
+    /// (`contentMaxAge`).
+    pub fn content_stale(&self, age_ms: i64) -> bool {
+        self.content_max_age.is_some_and(|max| age_ms >= max.as_millis() as i64)
     }
 
     /// Whether something fetched `age_ms` milliseconds ago is due for revalidation.
@@ -282,6 +401,16 @@ pub enum Join {
     Follower(watch::Receiver<Option<Outcome>>),
 }
 
+/// What [`SingleFlight::join_checked`] found.
+pub enum Fill<T> {
+    /// Already cached (by a fill that finished just before): serve it.
+    Cached(T),
+    /// Fetch it, and finish the flight.
+    Lead(Flight),
+    /// Another request is fetching it: wait for its outcome.
+    Follow(watch::Receiver<Option<Outcome>>),
+}
+
 impl SingleFlight {
     pub fn join(&self, key: &str) -> Join {
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
@@ -293,6 +422,26 @@ impl SingleFlight {
         Join::Leader(Flight { key: key.to_string(), flights: self.flights.clone(), tx })
     }
 
+    /// Joins the flight for `key`; a caller that would lead first asks `cached` again, now that
+    /// it holds the key. A fill finishes (and leaves the map) only after its result is cached,
+    /// so a caller that looked at the cache before that fill finished, and joins after, finds
+    /// the result here instead of fetching it a second time.
+    pub async fn join_checked<T, E, Fut>(&self, key: &str, cached: impl FnOnce() -> Fut) -> Result<Fill<T>, E>
+    where
+        Fut: Future<Output = Result<Option<T>, E>>,
+    {
+        match self.join(key) {
+            Join::Follower(rx) => Ok(Fill::Follow(rx)),
+            Join::Leader(flight) => match cached().await? {
+                Some(t) => {
+                    flight.finish(Outcome::Done);
+                    Ok(Fill::Cached(t))
+                }
+                None => Ok(Fill::Lead(flight)),
+            },
+        }
+    }
+
     pub async fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
         match rx.wait_for(|v| v.is_some()).await {
             Ok(v) => v.clone().unwrap_or(Outcome::Abandoned),
@@ -302,7 +451,9 @@ impl SingleFlight {
 
     /// Runs `fetch` once for every concurrent caller with the same key. `classify` tells how
     /// the leader's result reads to the followers; a follower turns the outcome back into a
-    /// result with `reply` (`Abandoned` makes it fetch on its own rather than fail).
+    /// result with `reply` (`Abandoned` makes it fetch on its own rather than fail). `fetch`
+    /// runs holding the key, so it should look at the cache first (see
+    /// [`SingleFlight::join_checked`]).
     pub async fn once<T, E, F, Fut>(
         &self,
         key: &str,
@@ -451,6 +602,32 @@ mod tests {
         // Finished flights are forgotten: the next miss fetches again.
         assert_eq!(sf.once("k", fetch, classify, reply).await, Ok(7));
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    /// The interleaving that made two upstream fetches: a caller looks at the cache (miss), the
+    /// fill in flight finishes and leaves, then the caller joins. It must find the fill's result.
+    #[tokio::test]
+    async fn a_caller_that_joins_after_the_fill_finished_finds_its_result() {
+        let sf = SingleFlight::default();
+        let cache: Arc<Mutex<Option<u32>>> = Arc::default();
+        let fetches = std::sync::atomic::AtomicUsize::new(0);
+        let look = || {
+            let cache = cache.clone();
+            async move { Ok::<_, String>(*cache.lock().unwrap()) }
+        };
+        // The late caller's own look at the cache, before any fill.
+        assert_eq!(look().await, Ok(None));
+        // Meanwhile a leader fills the cache and finishes.
+        let Ok(Fill::Lead(flight)) = sf.join_checked("k", look).await else { panic!("the first caller leads") };
+        fetches.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        *cache.lock().unwrap() = Some(7);
+        flight.finish(Outcome::Done);
+        // The late caller joins now: no flight is left, and it must not fetch again.
+        match sf.join_checked("k", look).await {
+            Ok(Fill::Cached(v)) => assert_eq!(v, 7),
+            _ => panic!("the late caller fetched again"),
+        }
+        assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -45,6 +45,8 @@ pub struct FormatEnv {
     pub identity: Arc<dyn crate::identity::Identity>,
     /// Where the format reports pushes, uploads, publishes and deletes.
     pub audit: Arc<dyn crate::audit::Audit>,
+    /// Proxies' upstream health, kept across reloads and shown by the admin API.
+    pub upstreams: Arc<crate::upstream::Healths>,
 }
 
 /// A running repository as other repositories see it.

@@ -1,13 +1,22 @@
-//! The HTTP side of a proxy repository: one client per upstream with its timeouts, credentials
-//! sent only to the upstream's own origin (never to a file host it links to), statuses mapped
-//! to what a proxy acts on, and bodies read under a size limit.
+//! The HTTP side of a proxy repository: one client per upstream with its timeouts, retries and
+//! User-Agent, credentials sent only to the upstream's own origin (never to a file host it links
+//! to), statuses mapped to what a proxy acts on, bodies read under a size limit, and the
+//! upstream's [`Health`]: a failing upstream is known as such, so that cached answers are served
+//! at once instead of after a timeout, and with `httpClient.autoBlock` it is not asked at all
+//! until a background probe finds it answering again.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Response, StatusCode};
+use serde_json::{json, Value};
 use url::Url;
+
+use crate::proxy::ProxySettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -17,18 +26,11 @@ pub enum UpstreamError {
     Unauthorized,
     #[error("the upstream rate-limits wharf")]
     TooManyRequests,
-    /// Unreachable, timed out, or a 5xx: worth serving stale content for.
+    /// Unreachable, timed out, a 5xx, or blocked: worth serving stale content for.
     #[error("upstream unavailable: {0}")]
     Unavailable(String),
     #[error("the upstream answered something unusable: {0}")]
     Invalid(String),
-}
-
-pub struct HttpUpstream {
-    /// The upstream's base URL; its origin is where credentials may go.
-    pub base: Url,
-    client: reqwest::Client,
-    credentials: Option<(String, String)>,
 }
 
 /// An error with its sources, for messages that say why a connection failed.
@@ -43,30 +45,339 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-impl HttpUpstream {
-    pub fn new(base: Url, credentials: Option<(String, String)>, connect_timeout: Duration, read_timeout: Duration) -> Result<HttpUpstream, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(read_timeout)
-            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(HttpUpstream { base, client, credentials })
+/// `wharf/<version>`, then `httpClient.connection.userAgentSuffix` when set.
+pub fn user_agent(settings: &ProxySettings) -> String {
+    let mut ua = concat!("wharf/", env!("CARGO_PKG_VERSION")).to_string();
+    if let Some(s) = &settings.user_agent_suffix {
+        ua.push(' ');
+        ua.push_str(s);
     }
+    ua
+}
 
-    pub fn request(&self, method: reqwest::Method, url: &Url) -> reqwest::RequestBuilder {
-        let mut r = self.client.request(method, url.clone());
-        if let Some((u, p)) = &self.credentials {
-            if url.origin() == self.base.origin() {
-                r = r.basic_auth(u, Some(p));
-            }
+/// The client a proxy's upstream requests go through: `connection.timeout` bounds every read
+/// (waiting for the answer included), `connectTimeout` the connection.
+pub fn client(settings: &ProxySettings) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(settings.connect_timeout)
+        .read_timeout(settings.read_timeout)
+        .user_agent(user_agent(settings))
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+// ---- health ----------------------------------------------------------------------------------
+
+/// The first background probe of a failing upstream runs this long after the failure; each
+/// failed probe doubles the wait, up to [`MAX_PROBE_INTERVAL`].
+const FIRST_PROBE: Duration = Duration::from_secs(1);
+const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(60);
+
+/// What a proxy knows about its upstream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamState {
+    /// Answering, or not asked yet.
+    Available,
+    /// The last request failed (unreachable, timed out, 5xx): cached copies are served without
+    /// asking; requests for anything else still go out (`autoBlock` off).
+    Failing,
+    /// Failing with `autoBlock` on: nothing goes out until a background probe gets an answer.
+    AutoBlocked,
+    /// `httpClient.blocked`: the administrator keeps the upstream out of reach.
+    Blocked,
+}
+
+impl UpstreamState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamState::Available => "available",
+            UpstreamState::Failing => "failing",
+            UpstreamState::AutoBlocked => "auto-blocked",
+            UpstreamState::Blocked => "blocked",
         }
-        r
+    }
+}
+
+struct Failure {
+    since: i64,
+    error: String,
+    at: i64,
+    next_probe: Option<i64>,
+}
+
+struct HealthInner {
+    remote: String,
+    blocked: bool,
+    auto_block: bool,
+    probe: Option<(reqwest::Client, Url)>,
+    failure: Option<Failure>,
+    probing: bool,
+}
+
+/// One upstream's availability, shared by every request of its proxy repository (and kept
+/// across configuration reloads by [`Healths`]).
+pub struct Health {
+    inner: Mutex<HealthInner>,
+}
+
+impl Health {
+    fn new(remote: &str) -> Health {
+        Health { inner: Mutex::new(HealthInner { remote: remote.to_string(), blocked: false, auto_block: false, probe: None, failure: None, probing: false }) }
     }
 
-    /// Sends a request; success and 304 come back, everything else as an [`UpstreamError`].
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn state(&self) -> UpstreamState {
+        let h = self.lock();
+        match (&h.failure, h.blocked, h.auto_block) {
+            (_, true, _) => UpstreamState::Blocked,
+            (None, ..) => UpstreamState::Available,
+            (Some(_), _, true) => UpstreamState::AutoBlocked,
+            (Some(_), _, false) => UpstreamState::Failing,
+        }
+    }
+
+    /// Whether a request for something the cache holds should be answered from the cache
+    /// without asking the upstream (it is known not to answer).
+    pub fn serve_stale_now(&self) -> bool {
+        self.state() != UpstreamState::Available
+    }
+
+    /// Refuses at once when the upstream is blocked or auto-blocked.
+    pub fn admit(&self) -> Result<(), UpstreamError> {
+        let h = self.lock();
+        if h.blocked {
+            return Err(UpstreamError::Unavailable(format!("{} is blocked (httpClient.blocked)", h.remote)));
+        }
+        match (&h.failure, h.auto_block) {
+            (Some(f), true) => Err(UpstreamError::Unavailable(format!("{} is auto-blocked after: {}; it is probed in the background", h.remote, f.error))),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn succeeded(&self) {
+        let mut h = self.lock();
+        if h.failure.take().is_some() {
+            tracing::info!(upstream = %h.remote, "upstream answers again");
+        }
+    }
+
+    pub fn failed(self: &Arc<Self>, error: &str) {
+        let now = crate::now_millis();
+        let start_probe = {
+            let mut h = self.lock();
+            match &mut h.failure {
+                Some(f) => {
+                    f.error = error.to_string();
+                    f.at = now;
+                }
+                None => {
+                    tracing::warn!(upstream = %h.remote, error, auto_block = h.auto_block, "upstream failing");
+                    h.failure = Some(Failure { since: now, error: error.to_string(), at: now, next_probe: None });
+                }
+            }
+            let start = !h.probing && h.probe.is_some() && !h.blocked;
+            h.probing |= start;
+            start
+        };
+        if start_probe {
+            self.spawn_probe();
+        }
+    }
+
+    /// Asks the upstream in the background until it answers (any status below 500), then
+    /// clears the failure; stops when the repository is gone or a request got through.
+    fn spawn_probe(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.lock().probing = false;
+            return;
+        };
+        rt.spawn(async move {
+            let mut delay = FIRST_PROBE;
+            loop {
+                {
+                    let Some(h) = weak.upgrade() else { return };
+                    let mut g = h.lock();
+                    let blocked = g.blocked;
+                    match &mut g.failure {
+                        Some(f) if !blocked => f.next_probe = Some(crate::now_millis() + delay.as_millis() as i64),
+                        _ => {
+                            g.probing = false;
+                            return;
+                        }
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                let Some(h) = weak.upgrade() else { return };
+                let Some((client, url)) = h.lock().probe.clone() else {
+                    h.lock().probing = false;
+                    return;
+                };
+                match client.head(url.clone()).send().await {
+                    Ok(r) if !r.status().is_server_error() => {
+                        h.succeeded();
+                        h.lock().probing = false;
+                        return;
+                    }
+                    Ok(r) => h.note_probe(format!("{url} answered {}", r.status())),
+                    Err(e) => h.note_probe(error_chain(&e)),
+                }
+                delay = (delay * 2).min(MAX_PROBE_INTERVAL);
+            }
+        });
+    }
+
+    fn note_probe(&self, error: String) {
+        if let Some(f) = &mut self.lock().failure {
+            f.error = error;
+            f.at = crate::now_millis();
+        }
+    }
+
+    /// The state for the admin API: `state`, and while failing `lastError`, `failingSince`,
+    /// `lastErrorAt` and `nextProbeAt`.
+    pub fn to_json(&self) -> Value {
+        let state = self.state();
+        let h = self.lock();
+        let mut v = json!({ "state": state.as_str() });
+        if let Some(f) = &h.failure {
+            v["lastError"] = json!(f.error);
+            v["failingSince"] = json!(crate::rfc3339_millis(f.since));
+            v["lastErrorAt"] = json!(crate::rfc3339_millis(f.at));
+            v["nextProbeAt"] = json!(f.next_probe.map(crate::rfc3339_millis));
+        }
+        v
+    }
+}
+
+/// Every proxy's [`Health`] by repository id, so that a configuration reload (which reopens every
+/// repository) does not forget that an upstream is failing.
+#[derive(Default)]
+pub struct Healths {
+    map: Mutex<HashMap<i64, Weak<Health>>>,
+}
+
+impl Healths {
+    /// The health of repository `repo`'s upstream at `probe` (the same one as before unless the
+    /// remote changed), with the settings now configured.
+    pub fn get(&self, repo: i64, settings: &ProxySettings, client: reqwest::Client, probe: Url) -> Arc<Health> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, w| w.strong_count() > 0);
+        let health = match map.get(&repo).and_then(Weak::upgrade) {
+            Some(h) if h.lock().remote == settings.remote_url => h,
+            _ => Arc::new(Health::new(&settings.remote_url)),
+        };
+        {
+            let mut h = health.lock();
+            h.blocked = settings.blocked;
+            h.auto_block = settings.auto_block;
+            h.probe = Some((client, probe));
+        }
+        map.insert(repo, Arc::downgrade(&health));
+        health
+    }
+
+    pub fn status(&self, repo: i64) -> Option<Value> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&repo).and_then(Weak::upgrade).map(|h| h.to_json())
+    }
+}
+
+// ---- requests --------------------------------------------------------------------------------
+
+/// Sends requests to one upstream: the health gate, `connection.retries` for transport errors
+/// and 502/503/504, and the outcome recorded in the [`Health`].
+pub struct Transport {
+    pub client: reqwest::Client,
+    pub health: Arc<Health>,
+    retries: u32,
+}
+
+impl Transport {
+    pub fn new(settings: &ProxySettings, healths: &Healths, repo: i64, probe: Url) -> Result<Transport, String> {
+        let client = client(settings)?;
+        let health = healths.get(repo, settings, client.clone(), probe);
+        Ok(Transport { client, health, retries: settings.retries })
+    }
+
+    /// Sends `r` (again, up to `retries` times, while it fails in transport or with 502/503/504).
+    /// Any answer comes back, 5xx included (recorded as a failure); a transport error as
+    /// [`UpstreamError::Unavailable`].
+    pub async fn execute(&self, r: reqwest::RequestBuilder) -> Result<Response, UpstreamError> {
+        self.health.admit()?;
+        let mut next = Some(r);
+        let mut attempt = 0;
+        loop {
+            let r = next.take().expect("a request to send");
+            let spare = if attempt < self.retries { r.try_clone() } else { None };
+            let outcome = r.send().await;
+            let retryable = match &outcome {
+                Err(_) => true,
+                Ok(res) => matches!(res.status().as_u16(), 502..=504),
+            };
+            if retryable {
+                if let Some(s) = spare {
+                    attempt += 1;
+                    next = Some(s);
+                    continue;
+                }
+            }
+            return match outcome {
+                Err(e) => {
+                    let msg = error_chain(&e);
+                    self.health.failed(&msg);
+                    Err(UpstreamError::Unavailable(msg))
+                }
+                // 501: the upstream does not do this (npm audit on a registry without it), which
+                // says nothing about its health.
+                Ok(res) if res.status().is_server_error() && res.status() != StatusCode::NOT_IMPLEMENTED => {
+                    self.health.failed(&format!("{} answered {}", res.url(), res.status()));
+                    Ok(res)
+                }
+                Ok(res) => {
+                    self.health.succeeded();
+                    Ok(res)
+                }
+            };
+        }
+    }
+}
+
+pub struct HttpUpstream {
+    /// The upstream's base URL; its origin is where credentials may go.
+    pub base: Url,
+    transport: Transport,
+    credentials: Option<(String, String)>,
+    /// Credentials with the first request (`authentication.preemptive`), or only in answer to
+    /// the upstream's Basic challenge.
+    preemptive: bool,
+}
+
+impl HttpUpstream {
+    /// `probe` is what the background health probe asks (HEAD) while the upstream fails.
+    pub fn new(base: Url, settings: &ProxySettings, healths: &Healths, repo: i64) -> Result<HttpUpstream, String> {
+        let transport = Transport::new(settings, healths, repo, base.clone())?;
+        let credentials = settings.username.clone().zip(settings.password.clone());
+        Ok(HttpUpstream { base, transport, credentials, preemptive: settings.preemptive })
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.transport.health
+    }
+
+    /// A request to `url`; credentials are added by [`HttpUpstream::send`].
+    pub fn request(&self, method: reqwest::Method, url: &Url) -> reqwest::RequestBuilder {
+        self.transport.client.request(method, url.clone())
+    }
+
+    /// Sends a request, with the credentials when it goes to the upstream's own origin (at once,
+    /// or after a Basic challenge); success and 304 come back, everything else as an
+    /// [`UpstreamError`].
     pub async fn send(&self, r: reqwest::RequestBuilder) -> Result<Response, UpstreamError> {
-        let res = r.send().await.map_err(|e| UpstreamError::Unavailable(error_chain(&e)))?;
+        let res = self.send_raw(r).await?;
         match res.status() {
             s if s.is_success() || s == StatusCode::NOT_MODIFIED => Ok(res),
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(UpstreamError::NotFound),
@@ -74,6 +385,30 @@ impl HttpUpstream {
             StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests),
             s if s.is_server_error() => Err(UpstreamError::Unavailable(format!("{} answered {s}", res.url()))),
             s => Err(UpstreamError::Invalid(format!("{} answered {s}", res.url()))),
+        }
+    }
+
+    /// Sends with credentials as [`HttpUpstream::send`] does; any status comes back.
+    pub async fn send_raw(&self, r: reqwest::RequestBuilder) -> Result<Response, UpstreamError> {
+        let (client, req) = r.build_split();
+        let req = req.map_err(|e| UpstreamError::Invalid(error_chain(&e)))?;
+        let own = req.url().origin() == self.base.origin();
+        let Some((u, p)) = self.credentials.as_ref().filter(|_| own) else {
+            return self.transport.execute(reqwest::RequestBuilder::from_parts(client, req)).await;
+        };
+        let with_auth = |req: reqwest::Request| reqwest::RequestBuilder::from_parts(client.clone(), req).basic_auth(u, Some(p));
+        if self.preemptive {
+            return self.transport.execute(with_auth(req)).await;
+        }
+        let again = req.try_clone();
+        let res = self.transport.execute(reqwest::RequestBuilder::from_parts(client.clone(), req)).await?;
+        let basic = res.headers().get_all(WWW_AUTHENTICATE).iter().any(|v| v.to_str().is_ok_and(|v| v.len() >= 5 && v[..5].eq_ignore_ascii_case("basic")));
+        match again {
+            Some(mut req) if res.status() == StatusCode::UNAUTHORIZED && basic => {
+                req.headers_mut().remove(AUTHORIZATION);
+                self.transport.execute(with_auth(req)).await
+            }
+            _ => Ok(res),
         }
     }
 
@@ -100,4 +435,52 @@ pub async fn read_limited(res: Response, limit: usize) -> Result<Bytes, Upstream
         body.extend_from_slice(&chunk);
     }
     Ok(Bytes::from(body))
+}
+
+/// `storage.strictContentTypeValidation` for content from upstream: a file served as a web page
+/// (`text/html`, as login portals and error pages are) is refused instead of cached.
+pub fn check_content_type(strict: bool, res: &Response) -> Result<(), UpstreamError> {
+    if !strict {
+        return Ok(());
+    }
+    let ct = res.headers().get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "text/html" || essence == "application/xhtml+xml" {
+        return Err(UpstreamError::Invalid(format!(
+            "{} answered a web page ({ct}) where a file was expected (storage.strictContentTypeValidation)",
+            res.url()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(auto_block: bool) -> ProxySettings {
+        let mut attrs = serde_json::Map::new();
+        attrs.insert("proxy".into(), json!({"remoteUrl": "http://127.0.0.1:9"}));
+        attrs.insert("httpClient".into(), json!({"autoBlock": auto_block}));
+        ProxySettings::parse(&attrs).unwrap()
+    }
+
+    #[tokio::test]
+    async fn failures_block_only_with_auto_block_and_reloads_keep_the_state() {
+        let healths = Healths::default();
+        let probe = Url::parse("http://127.0.0.1:9/").unwrap();
+        let h = healths.get(1, &settings(true), reqwest::Client::new(), probe.clone());
+        assert!(h.admit().is_ok() && !h.serve_stale_now());
+        h.failed("connection refused");
+        assert_eq!(h.state(), UpstreamState::AutoBlocked);
+        assert!(h.admit().unwrap_err().to_string().contains("auto-blocked after: connection refused"));
+        // A reload with autoBlock off: the same failing upstream, now only "failing".
+        let again = healths.get(1, &settings(false), reqwest::Client::new(), probe);
+        assert!(Arc::ptr_eq(&h, &again));
+        assert_eq!(again.state(), UpstreamState::Failing);
+        assert!(again.admit().is_ok() && again.serve_stale_now());
+        assert_eq!(healths.status(1).unwrap()["lastError"], "connection refused");
+        again.succeeded();
+        assert_eq!(healths.status(1).unwrap(), json!({"state": "available"}));
+    }
 }

@@ -51,18 +51,10 @@ pub fn validate(kind: Kind, attrs: &Map<String, Value>) -> Result<Map<String, Va
         }
     }
     if let Some(cleanup) = attrs.get("cleanup") {
-        out.insert("cleanup".into(), validate_cleanup(cleanup)?);
+        out.insert("cleanup".into(), wharf_format::proxy::cleanup(cleanup)?);
     }
     if let Some(component) = attrs.get("component") {
-        let obj = object(component, "component")?;
-        for (k, v) in obj {
-            match k.as_str() {
-                "proprietaryComponents" if v.is_boolean() => {}
-                "proprietaryComponents" => return Err(ConfigError::new("component.proprietaryComponents", "must be a boolean")),
-                _ => return Err(ConfigError::new(format!("component.{k}"), "unknown field")),
-            }
-        }
-        out.insert("component".into(), component.clone());
+        out.insert("component".into(), wharf_format::proxy::component(component)?);
     }
     Ok(out)
 }
@@ -92,14 +84,28 @@ impl ProxySettings {
             _ => &empty,
         };
         only(dp, "dockerProxy", &["indexType", "indexUrl", "cacheForeignLayers", "foreignLayerUrlWhitelist"])?;
-        let index_type = dp.get("indexType").and_then(|v| v.as_str()).unwrap_or("REGISTRY").to_ascii_uppercase();
-        if !["REGISTRY", "HUB", "CUSTOM"].contains(&index_type.as_str()) {
-            return Err(ConfigError::new("dockerProxy.indexType", "must be REGISTRY, HUB or CUSTOM"));
+        let index_type = match dp.get("indexType") {
+            None | Some(Value::Null) => "REGISTRY".to_string(),
+            Some(v) => v.as_str().ok_or_else(|| ConfigError::new("dockerProxy.indexType", "must be REGISTRY or HUB"))?.to_ascii_uppercase(),
+        };
+        match index_type.as_str() {
+            "REGISTRY" | "HUB" => {}
+            "CUSTOM" => return Err(ConfigError::new("dockerProxy.indexType", "CUSTOM (a separate search index) is not supported: use REGISTRY or HUB")),
+            _ => return Err(ConfigError::new("dockerProxy.indexType", "must be REGISTRY or HUB")),
+        }
+        if dp.get("indexUrl").is_some_and(|v| !v.is_null() && v.as_str() != Some("")) {
+            return Err(ConfigError::new("dockerProxy.indexUrl", "a separate search index is not supported"));
+        }
+        if dp.get("cacheForeignLayers").is_some_and(|v| v.as_bool() != Some(false) && !v.is_null()) {
+            return Err(ConfigError::new("dockerProxy.cacheForeignLayers", "foreign layers are not fetched by wharf"));
+        }
+        if dp.get("foreignLayerUrlWhitelist").is_some_and(|v| !v.is_null() && v.as_array().is_none_or(|a| !a.is_empty())) {
+            return Err(ConfigError::new("dockerProxy.foreignLayerUrlWhitelist", "foreign layers are not fetched by wharf"));
         }
         let mut raw = upstream.raw.clone();
         raw.insert(
             "dockerProxy".into(),
-            serde_json::json!({"indexType": index_type, "indexUrl": dp.get("indexUrl").cloned().unwrap_or(Value::Null), "cacheForeignLayers": false}),
+            serde_json::json!({"indexType": index_type, "indexUrl": null, "cacheForeignLayers": false, "foreignLayerUrlWhitelist": []}),
         );
         Ok(ProxySettings { upstream, index_type, raw })
     }
@@ -112,21 +118,6 @@ impl ProxySettings {
     pub fn is_hub(&self) -> bool {
         self.index_type == "HUB" || self.remote_url.contains("registry-1.docker.io")
     }
-}
-
-fn validate_cleanup(v: &Value) -> Result<Value, ConfigError> {
-    if v.is_null() {
-        return Ok(Value::Null);
-    }
-    let obj = object(v, "cleanup")?;
-    for (k, v) in obj {
-        match k.as_str() {
-            "policyNames" if v.as_array().is_some_and(|a| a.iter().all(Value::is_string)) => {}
-            "policyNames" => return Err(ConfigError::new("cleanup.policyNames", "must be a list of strings")),
-            _ => return Err(ConfigError::new(format!("cleanup.{k}"), "unknown field")),
-        }
-    }
-    Ok(v.clone())
 }
 
 impl DockerSettings {

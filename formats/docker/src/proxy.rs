@@ -19,7 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::json;
-use wharf_format::proxy::{self, Flight, Join};
+use wharf_format::proxy::{self, Fill, Flight};
 use wharf_format::{
     now_millis, Action, BlobStore, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
 };
@@ -56,8 +56,7 @@ impl Repo for Proxy {
 
 impl Proxy {
     pub fn new(cfg: Arc<RepoConfig>, settings: DockerSettings, proxy: ProxySettings, env: FormatEnv) -> Result<Proxy, String> {
-        let credentials = proxy.username.clone().zip(proxy.password.clone());
-        let upstream = Upstream::new(&proxy.remote_url, credentials, proxy.is_hub(), proxy.connect_timeout, proxy.read_timeout)?;
+        let upstream = Upstream::new(&proxy, proxy.is_hub(), &env.upstreams, cfg.id)?;
         Ok(Proxy {
             blobs: env.blobs.clone(),
             meta: env.meta.clone(),
@@ -159,6 +158,10 @@ impl Proxy {
                     return Err(unknown());
                 }
                 self.once(&key, unknown, || async {
+                    // Holding the key: a fetch that finished since the look above is not repeated.
+                    if self.meta.get(repo, &manifest_path(name, &d.to_string())).await?.is_some() {
+                        return Ok(());
+                    }
                     let m = self.upstream.get_manifest(name, &d.to_string(), MAX_MANIFEST_BYTES).await.map_err(|e| self.upstream_error(e, unknown(), &key))?;
                     self.store_manifest(name, m.bytes, m.content_type.as_deref(), Some(d), None).await
                 })
@@ -189,6 +192,20 @@ impl Proxy {
     async fn revalidate_tag(&self, name: &str, tag: &str, cached: Option<String>, key: &str) -> Result<()> {
         let repo = self.cfg.id;
         let unknown = || DockerError::ManifestUnknown(tag.to_string());
+        // Holding the key: a revalidation that finished since the caller looked is not repeated.
+        let now = self.meta.get(repo, &tag_path(name, tag)).await?;
+        if let Some(a) = &now {
+            if self.proxy.metadata_max_age.is_none_or(|max| now_millis() - a.updated_at < max.as_millis() as i64) {
+                return Ok(());
+            }
+            if self.upstream.health().serve_stale_now() {
+                // The upstream is known not to answer: the cached manifest, at once.
+                return Ok(());
+            }
+        } else if self.negatively_cached(key) {
+            return Err(unknown());
+        }
+        let cached = now.and_then(|a| a.digest).or(cached);
         let current = match self.upstream.head_manifest(name, tag).await {
             Ok(d) => d,
             Err(UpstreamError::NotFound) => {
@@ -259,14 +276,16 @@ impl Proxy {
             res.insert_header(("Docker-Content-Digest", digest.to_string())).content_type("application/octet-stream");
             return Ok(res.body(SizedStream::new(size.unwrap_or(0), futures::stream::empty::<Result<Bytes, std::io::Error>>())));
         }
-        match self.flights.join(&key) {
-            Join::Follower(rx) => match SingleFlight::wait(rx).await {
+        let cached = || async { Ok::<_, DockerError>(self.meta.get(repo, &blob_path(name, &digest.to_string())).await?.map(|_| ())) };
+        match self.flights.join_checked(&key, cached).await? {
+            Fill::Cached(()) => self.cache.get_blob(ctx, req, name, &digest.to_string(), false).await,
+            Fill::Follow(rx) => match SingleFlight::wait(rx).await {
                 Outcome::Done => self.cache.get_blob(ctx, req, name, &digest.to_string(), false).await,
                 Outcome::NotFound => Err(DockerError::BlobUnknown),
                 Outcome::Failed(m) => Err(DockerError::Upstream(m)),
                 Outcome::Abandoned => Err(DockerError::Upstream("the shared upstream fetch was abandoned; retry".into())),
             },
-            Join::Leader(flight) => self.stream_through(name, digest, &key, flight).await,
+            Fill::Lead(flight) => self.stream_through(name, digest, &key, flight).await,
         }
     }
 

@@ -9,22 +9,11 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 
-use crate::model::MANIFEST_TYPES;
+pub use wharf_format::upstream::UpstreamError;
+use wharf_format::upstream::{Health, Healths, Transport};
+use wharf_format::ProxySettings;
 
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("not found upstream")]
-    NotFound,
-    #[error("upstream refused our credentials")]
-    Unauthorized,
-    #[error("upstream rate limit")]
-    TooManyRequests,
-    /// Unreachable, timed out, or a 5xx: worth serving stale content for.
-    #[error("upstream unavailable: {0}")]
-    Unavailable(String),
-    #[error("upstream answered something unusable: {0}")]
-    Invalid(String),
-}
+use crate::model::MANIFEST_TYPES;
 
 pub struct UpstreamManifest {
     pub bytes: Bytes,
@@ -33,8 +22,10 @@ pub struct UpstreamManifest {
 
 pub struct Upstream {
     base: String,
-    client: reqwest::Client,
+    transport: Transport,
     credentials: Option<(String, String)>,
+    /// Basic credentials with the first request, before any challenge (`authentication.preemptive`).
+    preemptive: bool,
     /// Docker Hub: single-name images live under `library/`.
     hub: bool,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
@@ -44,14 +35,26 @@ pub struct Upstream {
 const TOKEN_MARGIN: Duration = Duration::from_secs(10);
 
 impl Upstream {
-    pub fn new(base: &str, credentials: Option<(String, String)>, hub: bool, connect_timeout: Duration, read_timeout: Duration) -> Result<Upstream, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect_timeout)
-            .read_timeout(read_timeout)
-            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| e.to_string())?;
-        Ok(Upstream { base: base.trim_end_matches('/').to_string(), client, credentials, hub, tokens: Mutex::new(HashMap::new()) })
+    pub fn new(settings: &ProxySettings, hub: bool, healths: &Healths, repo: i64) -> Result<Upstream, String> {
+        let base = settings.remote_url.trim_end_matches('/').to_string();
+        let probe = reqwest::Url::parse(&format!("{base}/v2/")).map_err(|e| e.to_string())?;
+        Ok(Upstream {
+            base,
+            transport: Transport::new(settings, healths, repo, probe)?,
+            credentials: settings.username.clone().zip(settings.password.clone()),
+            preemptive: settings.preemptive,
+            hub,
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.transport.health
+    }
+
+    fn basic(&self) -> Option<String> {
+        use base64::Engine;
+        self.credentials.as_ref().map(|(u, p)| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
     }
 
     pub fn remote_name(&self, name: &str) -> String {
@@ -71,14 +74,14 @@ impl Upstream {
         let url = self.url(name, suffix);
         let scope = format!("repository:{}:pull", self.remote_name(name));
         let build = |auth: Option<String>| {
-            let mut r = self.client.request(method.clone(), &url).headers(headers.clone()).query(query);
+            let mut r = self.transport.client.request(method.clone(), &url).headers(headers.clone()).query(query);
             if let Some(a) = auth {
                 r = r.header(AUTHORIZATION, a);
             }
             r
         };
-        let cached = self.cached_token(&scope).map(|t| format!("Bearer {t}"));
-        let res = build(cached.clone()).send().await.map_err(unavailable)?;
+        let first = self.cached_token(&scope).map(|t| format!("Bearer {t}")).or_else(|| self.basic().filter(|_| self.preemptive));
+        let res = self.transport.execute(build(first)).await?;
         if res.status() != StatusCode::UNAUTHORIZED {
             return check(res);
         }
@@ -86,13 +89,12 @@ impl Upstream {
         let auth = if challenge.len() >= 6 && challenge[..6].eq_ignore_ascii_case("bearer") {
             let token = self.fetch_token(&challenge, &scope).await?;
             Some(format!("Bearer {token}"))
-        } else if let Some((u, p)) = &self.credentials {
-            use base64::Engine;
-            Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))))
+        } else if let Some(basic) = self.basic() {
+            Some(basic)
         } else {
             return Err(UpstreamError::Unauthorized);
         };
-        check(build(auth).send().await.map_err(unavailable)?)
+        check(self.transport.execute(build(auth)).await?)
     }
 
     fn cached_token(&self, scope: &str) -> Option<String> {
@@ -107,12 +109,11 @@ impl Upstream {
         if let Some(service) = params.get("service") {
             q.push(("service", service));
         }
-        let mut r = self.client.get(realm).query(&q);
+        let mut r = self.transport.client.get(realm).query(&q);
         if let Some((u, p)) = &self.credentials {
             r = r.basic_auth(u, Some(p));
         }
-        let res = r.send().await.map_err(unavailable)?;
-        let res = check(res)?;
+        let res = check(self.transport.execute(r).await?)?;
         let body: serde_json::Value = res.json().await.map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
         let token =
             body["token"].as_str().or_else(|| body["access_token"].as_str()).ok_or_else(|| UpstreamError::Invalid("token response without token".into()))?;

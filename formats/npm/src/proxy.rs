@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sha1::Digest as _;
-use wharf_format::proxy::{self, Join};
+use wharf_format::proxy::{self, Fill};
 use wharf_format::{
     now_millis, Action, Asset, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
 };
@@ -59,8 +59,7 @@ impl Repo for Proxy {
 
 impl Proxy {
     pub fn new(cfg: Arc<RepoConfig>, settings: ProxySettings, env: FormatEnv) -> Result<Proxy, String> {
-        let credentials = settings.username.clone().zip(settings.password.clone());
-        let upstream = Upstream::new(&settings.remote_url, credentials, settings.connect_timeout, settings.read_timeout)?;
+        let upstream = Upstream::new(&settings, &env.upstreams, cfg.id)?;
         Ok(Proxy {
             negative: NegativeCache::new(settings.negative_cache),
             cfg,
@@ -177,7 +176,19 @@ impl Proxy {
             Outcome::Failed(m) => Err(NpmError::Upstream(m)),
             _ => Ok(true),
         };
-        if !self.flights.once(&key, || self.refresh(name, cached.as_ref(), &key), classify, reply).await? {
+        let fetch = || async {
+            // Holding the key: a refresh that finished since the look above is not repeated.
+            let cached = self.cached(name).await?;
+            match &cached {
+                Some(a) if !self.settings.metadata_stale(now_millis() - a.updated_at) => return Ok(true),
+                // The upstream is known not to answer: the cached packument, at once.
+                Some(_) if self.upstream.health().serve_stale_now() => return Ok(true),
+                None if self.negative.contains(&key) => return Ok(false),
+                _ => {}
+            }
+            self.refresh(name, cached.as_ref(), &key).await
+        };
+        if !self.flights.once(&key, fetch, classify, reply).await? {
             return Ok(None);
         }
         self.cached(name).await
@@ -230,21 +241,41 @@ impl Proxy {
 
     // ---- tarballs ----------------------------------------------------------------------------
 
-    async fn fetch_tarball(&self, name: &str, file: &str) -> Result<HttpResponse> {
+    /// A cached tarball younger than `contentMaxAge`.
+    async fn fresh_tarball(&self, name: &str, file: &str) -> Result<Option<Asset>> {
+        let a = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?;
+        Ok(a.filter(|a| !self.settings.content_stale(now_millis() - a.updated_at)))
+    }
+
+    /// Fetches a tarball; `cached` is a copy past `contentMaxAge`, served when the upstream
+    /// cannot give it again.
+    async fn fetch_tarball(&self, name: &str, file: &str, cached: Option<Asset>) -> Result<HttpResponse> {
         let repo = self.cfg.id;
-        let (doc, _) = self.doc(name).await?.ok_or(NpmError::NotFound)?;
-        let manifest = doc["versions"]
-            .as_object()
-            .and_then(|vs| vs.values().find(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)))
-            .cloned()
-            .ok_or(NpmError::NotFound)?;
+        let doc = match self.doc(name).await {
+            Ok(d) => d,
+            Err(_) if cached.is_some() => return source::blob_response(&self.env, cached.as_ref().expect("checked"), false).await,
+            Err(e) => return Err(e),
+        };
+        let manifest = doc.as_ref().and_then(|(doc, _)| {
+            doc["versions"]
+                .as_object()
+                .and_then(|vs| vs.values().find(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)))
+                .cloned()
+        });
+        let Some(manifest) = manifest else {
+            return match &cached {
+                Some(a) => source::blob_response(&self.env, a, false).await,
+                None => Err(NpmError::NotFound),
+            };
+        };
         let url = manifest.pointer("/dist/tarball").and_then(Value::as_str).ok_or(NpmError::NotFound)?.to_string();
         let integrity = manifest.pointer("/dist/integrity").and_then(Value::as_str).map(str::to_string);
         let shasum = manifest.pointer("/dist/shasum").and_then(Value::as_str).map(str::to_string);
         let version = manifest.get("version").and_then(Value::as_str).unwrap_or_default().to_string();
         let key = format!("t:{name}/{file}");
-        let flight = match self.flights.join(&key) {
-            Join::Follower(rx) => {
+        let flight = match self.flights.join_checked(&key, || self.fresh_tarball(name, file)).await? {
+            Fill::Cached(a) => return source::blob_response(&self.env, &a, false).await,
+            Fill::Follow(rx) => {
                 return match SingleFlight::wait(rx).await {
                     Outcome::Done => {
                         let a = self.env.meta.get(repo, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
@@ -255,11 +286,20 @@ impl Proxy {
                     Outcome::Abandoned => Err(NpmError::Upstream("the shared upstream fetch was abandoned; retry".into())),
                 };
             }
-            Join::Leader(f) => f,
+            Fill::Lead(f) => f,
         };
-        let res = match self.upstream.get(&url).await {
+        let fetched = match self.upstream.get(&url).await {
+            Ok(r) => wharf_format::upstream::check_content_type(self.cfg.strict_content_type, &r).map(|()| r),
+            Err(e) => Err(e),
+        };
+        let res = match fetched {
             Ok(r) => r,
             Err(e) => {
+                if let Some(a) = &cached {
+                    tracing::warn!(repository = %self.cfg.name, tarball = file, error = %e, "upstream unavailable; serving the cached tarball");
+                    flight.finish(Outcome::Done);
+                    return source::blob_response(&self.env, a, false).await;
+                }
                 flight.finish(if matches!(e, UpstreamError::NotFound) { Outcome::NotFound } else { Outcome::Failed(e.to_string()) });
                 return Err(self.upstream_error(e));
             }
@@ -329,8 +369,12 @@ impl Source for Proxy {
     }
 
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
-        if let Some(a) = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await? {
-            return source::blob_response(&self.env, &a, head).await;
+        let cached = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?;
+        if let Some(a) = &cached {
+            // Past contentMaxAge the tarball is fetched again, unless the upstream is known to fail.
+            if head || !self.settings.content_stale(now_millis() - a.updated_at) || self.upstream.health().serve_stale_now() {
+                return source::blob_response(&self.env, a, head).await;
+            }
         }
         if head {
             // Known upstream, not cached: say so without fetching it.
@@ -340,6 +384,6 @@ impl Source for Proxy {
                 .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
             return if known { Ok(HttpResponse::Ok().content_type("application/octet-stream").finish()) } else { Err(NpmError::NotFound) };
         }
-        self.fetch_tarball(name, file).await
+        self.fetch_tarball(name, file, cached).await
     }
 }

@@ -1,15 +1,14 @@
 //! A client for an upstream npm registry (registry.npmjs.org, verdaccio, another wharf).
 //! Credentials go only to the registry's own origin, never to a tarball host it links to.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use url::Url;
 pub use wharf_format::upstream::UpstreamError;
-use wharf_format::upstream::{error_chain, read_limited, HttpUpstream};
+use wharf_format::upstream::{read_limited, Health, Healths, HttpUpstream};
+use wharf_format::ProxySettings;
 
 /// The most a packument from upstream may weigh.
 const MAX_DOC: usize = 128 << 20;
@@ -25,9 +24,13 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(remote: &str, credentials: Option<(String, String)>, connect_timeout: Duration, read_timeout: Duration) -> Result<Upstream, String> {
-        let base = Url::parse(&format!("{}/", remote.trim_end_matches('/'))).map_err(|e| e.to_string())?;
-        Ok(Upstream { http: HttpUpstream::new(base, credentials, connect_timeout, read_timeout)? })
+    pub fn new(settings: &ProxySettings, healths: &Healths, repo: i64) -> Result<Upstream, String> {
+        let base = Url::parse(&format!("{}/", settings.remote_url.trim_end_matches('/'))).map_err(|e| e.to_string())?;
+        Ok(Upstream { http: HttpUpstream::new(base, settings, healths, repo)? })
+    }
+
+    pub fn health(&self) -> &Health {
+        self.http.health()
     }
 
     /// The full packument, revalidated with `etag` when the cache holds one.
@@ -70,7 +73,7 @@ impl Upstream {
         if let Some(c) = content_encoding {
             r = r.header(CONTENT_ENCODING, c);
         }
-        let res = r.send().await.map_err(|e| UpstreamError::Unavailable(error_chain(&e)))?;
+        let res = self.http.send_raw(r).await?;
         let status = res.status().as_u16();
         let ct = res.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = read_limited(res, 16 << 20).await?;

@@ -22,10 +22,16 @@ pub fn validate(kind: Kind, attrs: &Map<String, Value>) -> Result<Map<String, Va
             "pypi" if kind == Kind::Hosted => {
                 out.insert(k.clone(), HostedSettings::parse(Some(v))?.to_json());
             }
-            "cleanup" | "component" | "pypi" if v.is_null() || v.is_object() => {
-                out.insert(k.clone(), v.clone());
+            "cleanup" => {
+                out.insert(k.clone(), wharf_format::proxy::cleanup(v)?);
             }
-            "cleanup" | "component" | "pypi" => return Err(ConfigError::new(k.clone(), "must be an object")),
+            "component" => {
+                out.insert(k.clone(), wharf_format::proxy::component(v)?);
+            }
+            // Nexus's firewall switches for proxies: wharf has no firewall, so only `false`.
+            "pypi" => {
+                out.insert(k.clone(), wharf_format::proxy::firewall(v, "pypi", &["removeQuarantined"])?);
+            }
             "routingRule" | "routingRuleName" | "replication" if !v.is_null() => {
                 return Err(ConfigError::new(k.clone(), "routing rules and replication are not supported"));
             }

@@ -19,7 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::json;
-use wharf_format::proxy::{self, Join};
+use wharf_format::proxy::{self, Fill};
 use wharf_format::{
     now_millis, Action, Asset, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
 };
@@ -62,8 +62,7 @@ impl Repo for Proxy {
 
 impl Proxy {
     pub fn new(cfg: Arc<RepoConfig>, settings: ProxySettings, env: FormatEnv) -> Result<Proxy, String> {
-        let credentials = settings.username.clone().zip(settings.password.clone());
-        let upstream = Upstream::new(&settings.remote_url, credentials, settings.connect_timeout, settings.read_timeout)?;
+        let upstream = Upstream::new(&settings, &env.upstreams, cfg.id)?;
         Ok(Proxy { negative: NegativeCache::new(settings.negative_cache), cfg, env, settings, upstream, flights: SingleFlight::default() })
     }
 
@@ -189,13 +188,33 @@ impl Proxy {
         Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(if head { Bytes::new() } else { bytes }))
     }
 
+    /// A cached file younger than `contentMaxAge`.
+    async fn fresh_file(&self, normalized: &str, filename: &str) -> Result<Option<Asset>> {
+        let a = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?;
+        Ok(a.filter(|a| !self.settings.content_stale(now_millis() - a.updated_at)))
+    }
+
     async fn serve_file(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
         let repo = self.cfg.id;
-        if let Some(a) = self.env.meta.get(repo, &file_path(normalized, filename)).await? {
-            return source::file_response(&self.env.blobs, &a, head).await;
+        let cached = self.env.meta.get(repo, &file_path(normalized, filename)).await?;
+        if let Some(a) = &cached {
+            // Past contentMaxAge the file is fetched again, unless the upstream is known to fail.
+            if head || !self.settings.content_stale(now_millis() - a.updated_at) || self.upstream.health().serve_stale_now() {
+                return source::file_response(&self.env.blobs, a, head).await;
+            }
         }
-        let files = self.files(normalized).await?.ok_or(PypiError::NotFound)?;
-        let entry = Self::find(&files, filename).ok_or(PypiError::NotFound)?.clone();
+        let files = match self.files(normalized).await {
+            Ok(f) => f,
+            Err(_) if cached.is_some() => return source::file_response(&self.env.blobs, cached.as_ref().expect("checked"), false).await,
+            Err(e) => return Err(e),
+        };
+        let Some(entry) = files.as_deref().and_then(|f| Self::find(f, filename)).cloned() else {
+            return match &cached {
+                // The upstream no longer lists it: what was cached stays served.
+                Some(a) => source::file_response(&self.env.blobs, a, false).await,
+                None => Err(PypiError::NotFound),
+            };
+        };
         let url = entry.upstream_url.clone().ok_or(PypiError::NotFound)?;
         let content_type = content_type_of(filename);
         if head {
@@ -207,8 +226,9 @@ impl Proxy {
             });
         }
         let key = format!("f:{normalized}/{filename}");
-        let flight = match self.flights.join(&key) {
-            Join::Follower(rx) => {
+        let flight = match self.flights.join_checked(&key, || self.fresh_file(normalized, filename)).await? {
+            Fill::Cached(a) => return source::file_response(&self.env.blobs, &a, false).await,
+            Fill::Follow(rx) => {
                 return match SingleFlight::wait(rx).await {
                     Outcome::Done => {
                         let a = self.env.meta.get(repo, &file_path(normalized, filename)).await?.ok_or(PypiError::NotFound)?;
@@ -219,11 +239,20 @@ impl Proxy {
                     Outcome::Abandoned => Err(PypiError::Upstream("the shared upstream fetch was abandoned; retry".into())),
                 };
             }
-            Join::Leader(flight) => flight,
+            Fill::Lead(flight) => flight,
         };
-        let res = match self.upstream.get(&url).await {
+        let fetched = match self.upstream.get(&url).await {
+            Ok(r) => wharf_format::upstream::check_content_type(self.cfg.strict_content_type, &r).map(|()| r),
+            Err(e) => Err(e),
+        };
+        let res = match fetched {
             Ok(r) => r,
             Err(e) => {
+                if let Some(a) = &cached {
+                    tracing::warn!(repository = %self.cfg.name, file = filename, error = %e, "upstream unavailable; serving the cached file");
+                    flight.finish(Outcome::Done);
+                    return source::file_response(&self.env.blobs, a, false).await;
+                }
                 flight.finish(if matches!(e, UpstreamError::NotFound) { Outcome::NotFound } else { Outcome::Failed(e.to_string()) });
                 return Err(self.upstream_error(e));
             }
@@ -298,7 +327,19 @@ impl Source for Proxy {
             Outcome::Failed(m) => Err(PypiError::Upstream(m)),
             _ => Ok(true),
         };
-        if !self.flights.once(&key, || self.refresh(normalized, cached.as_ref(), &key), classify, reply).await? {
+        let fetch = || async {
+            // Holding the key: a refresh that finished since the look above is not repeated.
+            let cached = self.cached_page(normalized).await?;
+            match &cached {
+                Some(a) if !self.settings.metadata_stale(now_millis() - a.updated_at) => return Ok(true),
+                // The upstream is known not to answer: the cached page, at once.
+                Some(_) if self.upstream.health().serve_stale_now() => return Ok(true),
+                None if self.negative.contains(&key) => return Ok(false),
+                _ => {}
+            }
+            self.refresh(normalized, cached.as_ref(), &key).await
+        };
+        if !self.flights.once(&key, fetch, classify, reply).await? {
             return Ok(None);
         }
         match self.cached_page(normalized).await? {

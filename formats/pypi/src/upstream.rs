@@ -3,7 +3,6 @@
 //! Credentials go only to the index's own origin, never to a file host it links to.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, ETAG, IF_NONE_MATCH};
@@ -11,7 +10,8 @@ use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use url::Url;
 pub use wharf_format::upstream::UpstreamError;
-use wharf_format::upstream::{read_limited, HttpUpstream};
+use wharf_format::upstream::{read_limited, Health, Healths, HttpUpstream};
+use wharf_format::ProxySettings;
 
 use crate::index::FileEntry;
 use crate::model::{self, safe_filename};
@@ -32,8 +32,12 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(remote_url: &str, credentials: Option<(String, String)>, connect_timeout: Duration, read_timeout: Duration) -> Result<Upstream, String> {
-        Ok(Upstream { http: HttpUpstream::new(index_url(remote_url)?, credentials, connect_timeout, read_timeout)? })
+    pub fn new(settings: &ProxySettings, healths: &Healths, repo: i64) -> Result<Upstream, String> {
+        Ok(Upstream { http: HttpUpstream::new(index_url(&settings.remote_url)?, settings, healths, repo)? })
+    }
+
+    pub fn health(&self) -> &Health {
+        self.http.health()
     }
 
     /// A project's page, revalidated with `etag` when the cache holds one.

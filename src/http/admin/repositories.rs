@@ -63,17 +63,38 @@ fn redact_passwords(v: &mut Value) {
     }
 }
 
-/// An update may send back what GET showed: a `password` left null keeps the stored one.
-fn keep_passwords(new: &mut Value, old: &Value) {
+/// An update may send back what GET showed: a `password` left null (or left out of an object
+/// that had one) keeps the stored one. Returns the paths of the passwords kept.
+fn keep_passwords(new: &mut Value, old: &Value, path: &str, kept: &mut Vec<String>) {
     if let (Value::Object(n), Value::Object(o)) = (new, old) {
+        if let Some(stored) = o.get("password").filter(|p| !p.is_null()) {
+            if n.get("password").is_none_or(Value::is_null) {
+                n.insert("password".into(), stored.clone());
+                kept.push(format!("{path}password"));
+            }
+        }
         for (k, val) in n.iter_mut() {
-            match (k.as_str(), o.get(k)) {
-                ("password", Some(stored)) if val.is_null() && !stored.is_null() => *val = stored.clone(),
-                (_, Some(stored)) => keep_passwords(val, stored),
-                _ => {}
+            if let Some(stored) = o.get(k).filter(|_| k != "password") {
+                keep_passwords(val, stored, &format!("{path}{k}."), kept);
             }
         }
     }
+}
+
+/// Where a proxy's stored credentials may go: the scheme, host and port of its `remoteUrl`.
+fn remote_origin(config: &Value) -> Option<url::Origin> {
+    config.pointer("/proxy/remoteUrl").and_then(Value::as_str).and_then(|u| url::Url::parse(u).ok()).map(|u| u.origin())
+}
+
+/// The repository's state as this node sees it: `online`, and for a proxy its upstream
+/// (`available`, `failing`, `auto-blocked` or `blocked`, with the last error while failing).
+fn status(state: &AppState, r: &RepoRow) -> Value {
+    let online = state.registry.get(&r.name).map(|x| x.config.online);
+    let mut v = json!({ "online": online.unwrap_or(false) });
+    if r.kind == "proxy" {
+        v["upstream"] = state.registry.upstreams.status(r.id).unwrap_or_else(|| json!({"state": "available"}));
+    }
+    v
 }
 
 /// A validated request: the row fields and the JSON to store.
@@ -117,7 +138,9 @@ fn parse_request(state: &AppState, format: &str, kind: &str, body: &Value) -> Re
             Some(_) => return Err(ConfigError::new(key, format!("must be {expected:?} for this endpoint"))),
         }
     }
+    // Read-only parts of what GET shows.
     rest.remove("url");
+    rest.remove("status");
     let storage = parse_storage(rest.remove("storage"))?;
     let blob_store = storage["blobStoreName"].as_str().unwrap_or_default().to_string();
     if !state.registry.snapshot().blob_stores.contains_key(&blob_store) {
@@ -252,7 +275,9 @@ async fn find(state: &AppState, name: String) -> Result<RepoRow, AdminError> {
 pub async fn get_summary(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
     let row = find(&state, path.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(summary(&row, &origin(&req))))
+    let mut v = summary(&row, &origin(&req));
+    v["status"] = status(&state, &row);
+    Ok(HttpResponse::Ok().json(v))
 }
 
 pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String, String)>) -> Result<HttpResponse, AdminError> {
@@ -262,7 +287,9 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(
     if row.format != format || row.kind != kind {
         return Err(AdminError::NotFound(format!("repository {name} is not a {format} {kind} repository")));
     }
-    Ok(HttpResponse::Ok().json(detail(&row, &origin(&req))))
+    let mut v = detail(&row, &origin(&req));
+    v["status"] = status(&state, &row);
+    Ok(HttpResponse::Ok().json(v))
 }
 
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
@@ -300,10 +327,28 @@ pub async fn update(
         return Err(AdminError::NotFound(format!("repository {name} is not a {format} {kind} repository")));
     }
     let mut body = parse_json(&body)?;
-    keep_passwords(&mut body, &serde_json::from_str(&existing.config).unwrap_or_default());
+    let stored: Value = serde_json::from_str(&existing.config).unwrap_or_default();
+    let mut kept = Vec::new();
+    keep_passwords(&mut body, &stored, "", &mut kept);
+    // A stored secret never goes to a destination the administrator did not send it for.
+    if !kept.is_empty() && remote_origin(&body).is_some() && remote_origin(&body) != remote_origin(&stored) {
+        return Err(ConfigError::new(
+            kept.remove(0),
+            "proxy.remoteUrl now points at another host: send the upstream password again (the stored one is not sent to a new destination)",
+        )
+        .into());
+    }
     let p = parse_request(&state, &format, &kind, &body)?;
     if p.name != name {
         return Err(ConfigError::new("name", "cannot be changed").into());
+    }
+    // The assets name blobs in their store: moving the repository would leave them dangling.
+    if p.blob_store != existing.blob_store {
+        return Err(ConfigError::new(
+            "storage.blobStoreName",
+            format!("cannot be changed (from {} to {}): the repository's content lives in its blob store", existing.blob_store, p.blob_store),
+        )
+        .into());
     }
     check_listener(&state, &format, &p.name, &p.config).await?;
     let (blob_store, config) = (p.blob_store, p.config.to_string());

@@ -1,0 +1,213 @@
+//! A small upstream PyPI index for proxy tests, written here so that a test sees every request it
+//! gets (method, path, User-Agent, Authorization), counts them at the server, and can make it
+//! hang (accept and never answer), fail (503), ask for credentials, or hold a file's body until
+//! the test lets it go.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Answer,
+    /// Accept connections and never answer.
+    Hang,
+    /// Answer every request with 503.
+    Fail,
+}
+
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub user_agent: Option<String>,
+    pub authorization: Option<String>,
+}
+
+#[derive(Default)]
+struct Files {
+    /// project → file names on its page.
+    pages: HashMap<String, Vec<String>>,
+    /// file name → (bytes, Content-Type).
+    files: HashMap<String, (Vec<u8>, String)>,
+}
+
+struct State {
+    mode: Mutex<Mode>,
+    seen: Mutex<Vec<Seen>>,
+    files: Mutex<Files>,
+    /// `Authorization` value required, answered 401 with a Basic challenge otherwise.
+    require: Mutex<Option<String>>,
+    /// While set, a file's body stops after its first half until [`Upstream::release`].
+    hold: Mutex<bool>,
+    held: Condvar,
+    stop: AtomicBool,
+}
+
+pub struct Upstream {
+    pub port: u16,
+    state: Arc<State>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(State {
+            mode: Mutex::new(Mode::Answer),
+            seen: Mutex::default(),
+            files: Mutex::default(),
+            require: Mutex::default(),
+            hold: Mutex::new(false),
+            held: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let s = state.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if s.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(conn) = conn else { continue };
+                let s = s.clone();
+                std::thread::spawn(move || serve(conn, &s));
+            }
+        });
+        Upstream { port, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    /// Adds `filename` (served as `content_type`) to `project`'s page.
+    pub fn add(&self, project: &str, filename: &str, data: Vec<u8>, content_type: &str) {
+        let mut f = self.state.files.lock().unwrap();
+        f.pages.entry(project.to_string()).or_default().push(filename.to_string());
+        f.files.insert(filename.to_string(), (data, content_type.to_string()));
+    }
+
+    pub fn set_mode(&self, mode: Mode) {
+        *self.state.mode.lock().unwrap() = mode;
+    }
+
+    pub fn require_auth(&self, user: &str, password: &str) {
+        use base64::Engine;
+        *self.state.require.lock().unwrap() = Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))));
+    }
+
+    pub fn hold(&self) {
+        *self.state.hold.lock().unwrap() = true;
+    }
+
+    pub fn release(&self) {
+        *self.state.hold.lock().unwrap() = false;
+        self.state.held.notify_all();
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    /// How many requests for `path` (any method) arrived.
+    pub fn count(&self, path: &str) -> usize {
+        self.seen().iter().filter(|s| s.path == path).count()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        self.release();
+        self.set_mode(Mode::Answer);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn serve(mut conn: TcpStream, s: &State) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        if buf.len() > 64 << 10 {
+            return;
+        }
+    }
+    let head = String::from_utf8_lossy(&buf).to_string();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or("").split(' ');
+    let (method, path) = (first.next().unwrap_or("").to_string(), first.next().unwrap_or("").to_string());
+    let header = |name: &str| {
+        head.split("\r\n").skip(1).find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+    };
+    s.seen.lock().unwrap().push(Seen { method: method.clone(), path: path.clone(), user_agent: header("user-agent"), authorization: header("authorization") });
+    let mode = *s.mode.lock().unwrap();
+    match mode {
+        Mode::Hang => {
+            // Hold the connection, silent, until the test ends the hang (then close it).
+            while *s.mode.lock().unwrap() == Mode::Hang && !s.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            return;
+        }
+        Mode::Fail => return respond(&mut conn, "503 Service Unavailable", "text/plain", b"down", &[]),
+        Mode::Answer => {}
+    }
+    let required = s.require.lock().unwrap().clone();
+    if let Some(r) = required {
+        if header("authorization").as_deref() != Some(r.as_str()) {
+            return respond(&mut conn, "401 Unauthorized", "text/plain", b"who are you", &["WWW-Authenticate: Basic realm=\"upstream\""]);
+        }
+    }
+    let files = s.files.lock().unwrap();
+    if let Some(project) = path.strip_prefix("/simple/").map(|p| p.trim_end_matches('/')).filter(|p| !p.is_empty()) {
+        let Some(names) = files.pages.get(project) else { return respond(&mut conn, "404 Not Found", "text/plain", b"no", &[]) };
+        let mut html = String::from("<!DOCTYPE html><html><body>\n");
+        for n in names {
+            let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&files.files[n].0));
+            html.push_str(&format!("<a href=\"/files/{n}#sha256={sha}\">{n}</a><br/>\n"));
+        }
+        html.push_str("</body></html>\n");
+        drop(files);
+        return respond(&mut conn, "200 OK", "text/html", html.as_bytes(), &[]);
+    }
+    if let Some((data, ct)) = path.strip_prefix("/files/").and_then(|n| files.files.get(n)).cloned() {
+        drop(files);
+        if method == "HEAD" {
+            return respond(&mut conn, "200 OK", &ct, b"", &[]);
+        }
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len());
+        let half = data.len() / 2;
+        if conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(&data[..half])).and_then(|()| conn.flush()).is_err() {
+            return;
+        }
+        let mut hold = s.hold.lock().unwrap();
+        while *hold {
+            hold = s.held.wait(hold).unwrap();
+        }
+        drop(hold);
+        let _ = conn.write_all(&data[half..]);
+        return;
+    }
+    drop(files);
+    // The base URL and anything else (the health probe's HEAD): present.
+    respond(&mut conn, "200 OK", "text/plain", b"ok", &[])
+}
+
+fn respond(conn: &mut TcpStream, status: &str, ct: &str, body: &[u8], extra: &[&str]) {
+    let mut head = format!("HTTP/1.1 {status}\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    for e in extra {
+        head.push_str(e);
+        head.push_str("\r\n");
+    }
+    head.push_str("\r\n");
+    let _ = conn.write_all(head.as_bytes());
+    let _ = conn.write_all(body);
+}

@@ -1,0 +1,276 @@
+//! A proxy's dealings with its upstream, against an upstream written in the test
+//! (tests/common/upstream.rs) that counts what it gets: a hung upstream is known as failing (stale
+//! answers at once, `autoBlock`, recovery by a background probe, the state in the admin API),
+//! every `httpClient` and `proxy` setting acts or is refused naming its field, and updates keep
+//! stored secrets away from new destinations and content in its blob store.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use common::upstream::{Mode, Upstream};
+use common::{TestServer, ADMIN_PASSWORD};
+use reqwest::blocking::{Client, Response};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn server() -> &'static TestServer {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    S.get_or_init(TestServer::start)
+}
+
+fn get(path: &str) -> Response {
+    Client::builder().timeout(Duration::from_secs(120)).build().unwrap().get(server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap()
+}
+
+fn proxy_body(name: &str, remote: &str, http_client: Value, proxy: Value) -> Value {
+    let mut p = json!({"remoteUrl": remote, "contentMaxAge": 1440, "metadataMaxAge": 1440});
+    p.as_object_mut().unwrap().extend(proxy.as_object().unwrap().clone());
+    json!({
+        "name": name, "online": true,
+        "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
+        "proxy": p,
+        "httpClient": http_client,
+    })
+}
+
+fn create(format: &str, kind: &str, body: &Value) -> Response {
+    server().admin().request(Method::POST, &format!("/service/rest/v1/repositories/{format}/{kind}")).json(body).send().unwrap()
+}
+
+fn create_ok(format: &str, kind: &str, body: &Value) {
+    let r = create(format, kind, body);
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+}
+
+fn refused(r: Response, field: &str) {
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let text = r.text().unwrap();
+    assert!(text.contains(&format!("PARAMETER {field}")), "the error names {field}: {text}");
+}
+
+fn status(name: &str) -> Value {
+    let v: Value = server().admin().request(Method::GET, &format!("/service/rest/v1/repositories/{name}")).send().unwrap().json().unwrap();
+    v["status"].clone()
+}
+
+#[test]
+fn a_hung_upstream_is_auto_blocked_stale_answers_come_at_once_and_it_is_unblocked_when_it_answers() {
+    let up = Upstream::start();
+    up.add("cached-proj", "cached_proj-1.0.tar.gz", b"cached bytes".to_vec(), "application/octet-stream");
+    up.add("other-proj", "other_proj-1.0.tar.gz", b"other bytes".to_vec(), "application/octet-stream");
+    // metadataMaxAge 0: every page request asks the upstream, so the hang is met each time.
+    let timeout = 4.0;
+    create_ok(
+        "pypi",
+        "proxy",
+        &proxy_body(
+            "hung-proxy",
+            &up.url(),
+            json!({"autoBlock": true, "connection": {"timeout": timeout, "connectTimeout": timeout}}),
+            json!({"metadataMaxAge": 0}),
+        ),
+    );
+    assert_eq!(get("/repository/hung-proxy/simple/cached-proj/").status(), StatusCode::OK);
+    assert_eq!(get("/repository/hung-proxy/packages/cached-proj/cached_proj-1.0.tar.gz").status(), StatusCode::OK);
+    assert_eq!(status("hung-proxy")["upstream"]["state"], "available");
+
+    up.set_mode(Mode::Hang);
+    // The first request meets the hang: it waits the timeout, then gets the cached page.
+    let r = get("/repository/hung-proxy/simple/cached-proj/");
+    assert_eq!(r.status(), StatusCode::OK);
+    let st = status("hung-proxy");
+    assert_eq!(st["upstream"]["state"], "auto-blocked", "{st}");
+    assert!(!st["upstream"]["lastError"].as_str().unwrap_or("").is_empty(), "{st}");
+    assert_eq!(st["online"], true);
+    // Later ones are answered at once: stale from the cache, or refused when nothing is cached.
+    let quick = Duration::from_secs_f64(timeout / 2.0);
+    let started = Instant::now();
+    let r = get("/repository/hung-proxy/simple/cached-proj/");
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().unwrap().contains("cached_proj-1.0.tar.gz"));
+    assert_eq!(get("/repository/hung-proxy/packages/cached-proj/cached_proj-1.0.tar.gz").bytes().unwrap().as_ref(), b"cached bytes");
+    assert!(started.elapsed() < quick, "stale answers wait for nothing: {:?}", started.elapsed());
+    let started = Instant::now();
+    let r = get("/repository/hung-proxy/simple/other-proj/");
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert!(r.text().unwrap().contains("auto-blocked"));
+    assert!(started.elapsed() < quick, "an uncached request fails fast while blocked: {:?}", started.elapsed());
+    let before = up.count("/simple/other-proj/");
+    assert_eq!(before, 0, "a blocked upstream is not asked");
+
+    // The upstream answers again: the background probe unblocks it.
+    up.set_mode(Mode::Answer);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while status("hung-proxy")["upstream"]["state"] != "available" {
+        assert!(Instant::now() < deadline, "still blocked: {}", status("hung-proxy"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(up.seen().iter().any(|s| s.method == "HEAD"), "the probe asked the upstream");
+    assert_eq!(get("/repository/hung-proxy/simple/other-proj/").status(), StatusCode::OK);
+}
+
+#[test]
+fn without_auto_block_stale_answers_still_come_at_once_and_uncached_requests_still_go_out() {
+    let up = Upstream::start();
+    up.add("soft-proj", "soft_proj-1.0.tar.gz", b"soft".to_vec(), "application/octet-stream");
+    create_ok("pypi", "proxy", &proxy_body("soft-proxy", &up.url(), json!({"autoBlock": false, "connection": {"timeout": 4}}), json!({"metadataMaxAge": 0})));
+    assert_eq!(get("/repository/soft-proxy/simple/soft-proj/").status(), StatusCode::OK);
+    up.set_mode(Mode::Fail);
+    assert_eq!(get("/repository/soft-proxy/simple/soft-proj/").status(), StatusCode::OK, "stale on 503");
+    assert_eq!(status("soft-proxy")["upstream"]["state"], "failing");
+    let asked = up.count("/simple/soft-proj/");
+    assert_eq!(get("/repository/soft-proxy/simple/soft-proj/").status(), StatusCode::OK);
+    assert_eq!(up.count("/simple/soft-proj/"), asked, "known failing: the cached page without asking");
+    assert_eq!(get("/repository/soft-proxy/simple/new-proj/").status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(up.count("/simple/new-proj/"), 1, "not blocked: an uncached request still asks");
+}
+
+#[test]
+fn user_agent_suffix_retries_and_challenge_authentication_reach_the_upstream() {
+    let up = Upstream::start();
+    up.add("ua-proj", "ua_proj-1.0.tar.gz", b"ua".to_vec(), "application/octet-stream");
+    up.require_auth("mirror", "s3cret");
+    create_ok(
+        "pypi",
+        "proxy",
+        &proxy_body(
+            "ua-proxy",
+            &up.url(),
+            json!({"autoBlock": false, "connection": {"userAgentSuffix": "corp-mirror/7", "retries": 2},
+                   "authentication": {"type": "username", "username": "mirror", "password": "s3cret", "preemptive": false}}),
+            json!({}),
+        ),
+    );
+    assert_eq!(get("/repository/ua-proxy/simple/ua-proj/").status(), StatusCode::OK);
+    let seen: Vec<_> = up.seen().into_iter().filter(|s| s.path == "/simple/ua-proj/").collect();
+    assert_eq!(seen.len(), 2, "not preemptive: asked without credentials, then with them after the challenge: {seen:?}");
+    assert_eq!(seen[0].authorization, None);
+    assert!(seen[1].authorization.as_deref().unwrap_or("").starts_with("Basic "));
+    let ua = seen[0].user_agent.clone().unwrap_or_default();
+    assert!(ua.starts_with("wharf/") && ua.ends_with(" corp-mirror/7"), "{ua}");
+
+    // retries: 2 → three attempts at a 503 before the proxy gives up.
+    up.set_mode(Mode::Fail);
+    assert_eq!(get("/repository/ua-proxy/simple/flaky-proj/").status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(up.count("/simple/flaky-proj/"), 3);
+
+    // Preemptive (the default): credentials with the first request.
+    up.set_mode(Mode::Answer);
+    create_ok(
+        "pypi",
+        "proxy",
+        &proxy_body("pre-proxy", &up.url(), json!({"authentication": {"type": "username", "username": "mirror", "password": "s3cret"}}), json!({})),
+    );
+    let before = up.seen().len();
+    assert_eq!(get("/repository/pre-proxy/simple/ua-proj/").status(), StatusCode::OK);
+    let after: Vec<_> = up.seen().into_iter().skip(before).filter(|s| s.path == "/simple/ua-proj/").collect();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(after[0].authorization.is_some());
+}
+
+#[test]
+fn content_max_age_and_strict_content_type_validation_act() {
+    let up = Upstream::start();
+    up.add("age-proj", "age_proj-1.0.tar.gz", b"v1".to_vec(), "application/octet-stream");
+    up.add("html-proj", "html_proj-1.0.tar.gz", b"<html>please log in</html>".to_vec(), "text/html; charset=utf-8");
+    // contentMaxAge 0: a cached file is fetched again on every request.
+    create_ok("pypi", "proxy", &proxy_body("age0-proxy", &up.url(), json!({}), json!({"contentMaxAge": 0})));
+    create_ok("pypi", "proxy", &proxy_body("age-proxy", &up.url(), json!({}), json!({"contentMaxAge": 1440})));
+    for _ in 0..2 {
+        assert_eq!(get("/repository/age0-proxy/packages/age-proj/age_proj-1.0.tar.gz").bytes().unwrap().as_ref(), b"v1");
+    }
+    assert_eq!(up.count("/files/age_proj-1.0.tar.gz"), 2, "past contentMaxAge the file is fetched again");
+    for _ in 0..2 {
+        assert_eq!(get("/repository/age-proxy/packages/age-proj/age_proj-1.0.tar.gz").bytes().unwrap().as_ref(), b"v1");
+    }
+    assert_eq!(up.count("/files/age_proj-1.0.tar.gz"), 3, "within contentMaxAge the cached file is served");
+
+    // A web page where a file should be: refused under strict validation, passed without it.
+    let r = get("/repository/age-proxy/packages/html-proj/html_proj-1.0.tar.gz");
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert!(r.text().unwrap().contains("strictContentTypeValidation"));
+    let mut lax = proxy_body("lax-proxy", &up.url(), json!({}), json!({}));
+    lax["storage"]["strictContentTypeValidation"] = json!(false);
+    create_ok("pypi", "proxy", &lax);
+    assert_eq!(get("/repository/lax-proxy/packages/html-proj/html_proj-1.0.tar.gz").status(), StatusCode::OK);
+
+    // httpClient.blocked: only the cache answers; the upstream is never asked.
+    create_ok("pypi", "proxy", &proxy_body("blocked-proxy", &up.url(), json!({"blocked": true}), json!({})));
+    assert_eq!(get("/repository/blocked-proxy/simple/age-proj/").status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(up.count("/simple/age-proj/"), 2, "only the two other proxies asked");
+    assert_eq!(status("blocked-proxy")["upstream"]["state"], "blocked");
+}
+
+#[test]
+fn settings_that_would_do_nothing_are_refused_naming_the_field() {
+    let remote = "http://127.0.0.1:9/";
+    for (http, field) in [
+        (json!({"connection": {"useTrustStore": true}}), "httpClient.connection.useTrustStore"),
+        (json!({"connection": {"enableCookies": true}}), "httpClient.connection.enableCookies"),
+        (json!({"connection": {"enableCircularRedirects": true}}), "httpClient.connection.enableCircularRedirects"),
+        (json!({"connection": {"retries": 11}}), "httpClient.connection.retries"),
+        (json!({"connection": {"userAgentSuffix": "bad\nheader"}}), "httpClient.connection.userAgentSuffix"),
+        (json!({"authentication": {"type": "ntlm", "username": "u", "password": "p"}}), "httpClient.authentication.type"),
+        (json!({"authentication": {"type": "username", "username": "u", "password": "p", "ntlmHost": "h"}}), "httpClient.authentication.ntlmHost"),
+    ] {
+        refused(create("npm", "proxy", &proxy_body("refused-proxy", remote, http, json!({}))), field);
+    }
+    let mut b = proxy_body("refused-proxy", remote, json!({}), json!({}));
+    b["cleanup"] = json!({"policyNames": ["weekly"]});
+    refused(create("npm", "proxy", &b), "cleanup.policyNames");
+    let mut b = proxy_body("refused-proxy", remote, json!({}), json!({}));
+    b["npm"] = json!({"removeQuarantined": true});
+    refused(create("npm", "proxy", &b), "npm.removeQuarantined");
+    let mut b = proxy_body("refused-proxy", remote, json!({}), json!({}));
+    b["docker"] = json!({});
+    b["dockerProxy"] = json!({"indexType": "CUSTOM", "indexUrl": "https://index.example"});
+    refused(create("docker", "proxy", &b), "dockerProxy.indexType");
+    b["dockerProxy"] = json!({"indexType": "HUB", "cacheForeignLayers": true});
+    refused(create("docker", "proxy", &b), "dockerProxy.cacheForeignLayers");
+    let hosted = json!({"name": "refused-hosted", "storage": {"blobStoreName": "default"}, "cleanup": {"policyNames": ["x"]}});
+    refused(create("pypi", "hosted", &hosted), "cleanup.policyNames");
+    let hosted = json!({"name": "refused-hosted", "storage": {"blobStoreName": "default"}, "component": {"proprietaryComponents": true}});
+    refused(create("pypi", "hosted", &hosted), "component.proprietaryComponents");
+    // An empty policy list is what Nexus's clients send by default: accepted.
+    let mut b = proxy_body("cleanup-empty", remote, json!({}), json!({}));
+    b["cleanup"] = json!({"policyNames": []});
+    create_ok("npm", "proxy", &b);
+}
+
+#[test]
+fn updates_keep_content_in_its_blob_store_and_stored_passwords_at_their_remote() {
+    let up = Upstream::start();
+    let admin = server().admin();
+    let r = admin.request(Method::POST, "/service/rest/v1/blobstores/file").json(&json!({"name": "second-store", "path": "second-store"})).send().unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let auth = json!({"authentication": {"type": "username", "username": "mirror", "password": "s3cret"}});
+    create_ok("pypi", "proxy", &proxy_body("moving-proxy", &up.url(), auth, json!({})));
+    let path = "/service/rest/v1/repositories/pypi/proxy/moving-proxy";
+    let shown: Value = admin.request(Method::GET, path).send().unwrap().json().unwrap();
+    assert_eq!(shown["httpClient"]["authentication"]["password"], Value::Null);
+    let put = |body: &Value| admin.request(Method::PUT, path).json(body).send().unwrap();
+
+    let mut b = shown.clone();
+    b["storage"]["blobStoreName"] = json!("second-store");
+    refused(put(&b), "storage.blobStoreName");
+
+    // Another host with the stored password: refused, naming the password.
+    let other = Upstream::start();
+    let mut b = shown.clone();
+    b["proxy"]["remoteUrl"] = json!(other.url());
+    refused(put(&b), "httpClient.authentication.password");
+    b["httpClient"]["authentication"].as_object_mut().unwrap().remove("password");
+    refused(put(&b), "httpClient.authentication.password");
+    // With the password sent again it is accepted.
+    b["httpClient"]["authentication"]["password"] = json!("new-s3cret");
+    assert_eq!(put(&b).status(), StatusCode::NO_CONTENT);
+    // Same origin, another path: the stored password stays and may be kept.
+    let mut b: Value = admin.request(Method::GET, path).send().unwrap().json().unwrap();
+    b["proxy"]["remoteUrl"] = json!(format!("{}simple/", other.url()));
+    assert_eq!(put(&b).status(), StatusCode::NO_CONTENT);
+    other.require_auth("mirror", "new-s3cret");
+    other.add("kept-proj", "kept_proj-1.0.tar.gz", b"k".to_vec(), "application/octet-stream");
+    assert_eq!(get("/repository/moving-proxy/simple/kept-proj/").status(), StatusCode::OK, "the kept password reaches the same remote");
+}
