@@ -171,7 +171,7 @@ impl LdapServer {
                 return bad(f, "an attribute or class name");
             }
         }
-        if !self.user_ldap_filter.is_empty() && !(self.user_ldap_filter.starts_with('(') && self.user_ldap_filter.ends_with(')')) {
+        if !self.user_ldap_filter.is_empty() && (!self.user_ldap_filter.starts_with('(') || !self.user_ldap_filter.ends_with(')')) {
             return bad("userLdapFilter", "a filter in parentheses, e.g. (!(employeeType=disabled))");
         }
         Ok(())
@@ -338,15 +338,6 @@ async fn find(s: &LdapServer, username: &str, password: Option<&str>) -> Result<
     }))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn filter_metacharacters_are_escaped() {
-        assert_eq!(ldap3::ldap_escape("*)(uid=*))(|(uid=*"), "\\2a\\29\\28uid=\\2a\\29\\29\\28|\\28uid=\\2a");
-        assert_eq!(super::rdn_value("cn=devs,ou=groups,dc=x"), "devs");
-    }
-}
-
 /// The configured servers, in realm order (settings key `ldap.servers`).
 pub const SETTINGS_KEY: &str = "ldap.servers";
 
@@ -357,4 +348,13 @@ pub fn load(conn: &mut crate::db::AnyConnection) -> Result<Vec<LdapServer>, crat
 
 pub fn store(conn: &mut crate::db::AnyConnection, servers: &[LdapServer]) -> Result<(), crate::db::DbError> {
     crate::db::settings::set(conn, SETTINGS_KEY, &serde_json::to_string(servers).unwrap_or_else(|_| "[]".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn filter_metacharacters_are_escaped() {
+        assert_eq!(ldap3::ldap_escape("*)(uid=*))(|(uid=*"), "\\2a\\29\\28uid=\\2a\\29\\29\\28|\\28uid=\\2a");
+        assert_eq!(super::rdn_value("cn=devs,ou=groups,dc=x"), "devs");
+    }
 }
