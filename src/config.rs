@@ -44,7 +44,8 @@ pub struct TlsConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecurityConfig {
-    /// Wrong passwords in a row for one user name before its password checks pause.
+    /// Wrong passwords in a row for one user name from one address before that name's password
+    /// checks from that address pause.
     pub lockout_after: u32,
     /// The first pause, in seconds; each further wrong password doubles it.
     pub lockout_secs: u64,
@@ -52,7 +53,8 @@ pub struct SecurityConfig {
     pub lockout_max_secs: u64,
     /// Audit events older than this many days are deleted.
     pub audit_retention_days: u64,
-    /// Where logins are checked, in order: `local`, `ldap`.
+    /// The realms logins are checked in: `local`, `ldap`. A local name (any spelling) is decided
+    /// locally only, whatever the order.
     pub realms: Vec<String>,
     /// How long a verified login (local or LDAP) is remembered, in seconds.
     pub login_cache_secs: u64,

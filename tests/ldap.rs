@@ -251,7 +251,7 @@ fn a_directory_outage_does_not_lock_out_local_admins() {
 }
 
 #[test]
-fn the_realm_order_is_configurable() {
+fn whatever_the_realm_order_a_local_name_is_never_the_directorys() {
     let slapd = Slapd::start();
     let server = TestServer::start_with_env(&[("WHARF_SECURITY__REALMS", r#"["ldap", "local"]"#)]);
     let r = server
@@ -264,10 +264,82 @@ fn the_realm_order_is_configurable() {
     let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(slapd.port)).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let status = |u: &str, p: &str| Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
-    // LDAP first: the directory's admin entry now answers for "admin" (a member of devs) ...
-    assert_eq!(status("admin", "directory-admin-password"), StatusCode::OK);
-    // ... and the local password still works when the directory says no.
+    // LDAP first: other names are the directory's ...
+    assert_eq!(status("alice", "alice-password"), StatusCode::OK);
+    // ... but the directory's admin entry never answers for the local admin.
+    assert_eq!(status("admin", "directory-admin-password"), StatusCode::UNAUTHORIZED);
     assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK);
+}
+
+/// The directory has `uid=admin`: logging in as `Admin` (or any spelling) with the directory's
+/// password must not act as the local `admin` anywhere, and a directory user whose name a local
+/// user takes later loses what they had.
+#[test]
+fn a_directory_entry_never_acts_as_a_local_user_in_any_spelling() {
+    let e = env();
+    let c = Client::new();
+    let url = |p: &str| e.server.url(p);
+    for (i, name) in ["Admin", "ADMIN", "admin", "aDmin"].into_iter().enumerate() {
+        // Each spelling from an address of its own, so that no pause after wrong passwords
+        // stands in for the refusal under test.
+        let c = Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 10 + i as u8])).build().unwrap();
+        let read_status = |u: &str, p: &str| c.get(url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
+        assert_eq!(read_status(name, "directory-admin-password"), StatusCode::UNAUTHORIZED, "{name}");
+        let r = c.post(url("/service/rest/v1/session")).json(&json!({"username": name, "password": "directory-admin-password"})).send().unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no console session as {name}");
+        let r = c.post(url("/service/rest/v1/security/tokens")).basic_auth(name, Some("directory-admin-password")).json(&json!({})).send().unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no token as {name}");
+        let r = c
+            .put(url("/service/rest/v1/security/users/admin/change-password"))
+            .basic_auth(name, Some("directory-admin-password"))
+            .body("taken-over-password")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no password change as {name}");
+        let r = c
+            .put(url(&format!("/repository/npm-hosted/-/user/org.couchdb.user:{name}")))
+            .json(&json!({"name": name, "password": "directory-admin-password"}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "no npm login as {name}");
+    }
+    // The local admin's own password works in any spelling, as the local admin.
+    assert_eq!(read_status("ADMIN", ADMIN_PASSWORD), StatusCode::OK);
+    let r = c.get(url("/service/rest/v1/security/users")).basic_auth("Admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // A second local user differing only in case is refused.
+    let r = e
+        .server
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "ADMIN", "password": "another-password"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<Value>().unwrap()[0]["id"], "PARAMETER userId");
+
+    // frank (directory) has a token and a console session; then a local user Frank appears.
+    let r = c.put(url("/repository/npm-hosted/-/user/org.couchdb.user:frank")).json(&json!({"name": "frank", "password": "frank-password"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let r = c.post(url("/service/rest/v1/session")).json(&json!({"username": "frank", "password": "frank-password"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let with_token = || c.get(url("/repository/pypi-hosted/simple/")).bearer_auth(&token).send().unwrap().status();
+    let with_session = || c.get(url("/service/rest/v1/session")).header("Cookie", &cookie).send().unwrap().status();
+    assert_eq!((with_token(), with_session()), (StatusCode::OK, StatusCode::OK));
+    let r = e
+        .server
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "Frank", "password": "local-frank-password", "roles": []}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(with_token(), StatusCode::UNAUTHORIZED, "the directory's frank is not the local Frank");
+    assert_eq!(with_session(), StatusCode::UNAUTHORIZED);
+    assert_eq!(read_status("frank", "frank-password"), StatusCode::UNAUTHORIZED, "frank is a local name now");
+    assert_eq!(read_status("frank", "local-frank-password"), StatusCode::FORBIDDEN, "the local Frank, without roles");
 }
 
 #[test]

@@ -299,10 +299,15 @@ fn wrong_passwords_pause_password_checks_for_a_while_only() {
         assert_eq!(status("victim", "guess"), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(status("victim", "victim-password"), StatusCode::UNAUTHORIZED, "paused: even the right password is not checked");
+    // Guesses at the admin's password from elsewhere pause that address only, even for the
+    // right password (a remembered login is no way around the pause).
+    let elsewhere = Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 2])).build().unwrap();
+    let status_elsewhere = |user: &str, pass: &str| elsewhere.get(s.url(path)).basic_auth(user, Some(pass)).send().unwrap().status();
     for _ in 0..3 {
-        assert_eq!(status("admin", "guess"), StatusCode::UNAUTHORIZED);
+        assert_eq!(status_elsewhere("admin", "guess"), StatusCode::UNAUTHORIZED);
     }
-    assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK, "a login verified before the attack still works");
+    assert_eq!(status_elsewhere("admin", ADMIN_PASSWORD), StatusCode::UNAUTHORIZED);
+    assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK, "the admin's own address is not paused");
     assert_eq!(Client::new().get(s.url(path)).bearer_auth(&token).send().unwrap().status(), StatusCode::OK, "tokens are not paused");
     std::thread::sleep(std::time::Duration::from_millis(2600));
     assert_eq!(status("victim", "victim-password"), StatusCode::OK, "after the pause the right password works");
@@ -333,7 +338,18 @@ fn console_sessions_are_httponly_cookies_with_csrf_protection() {
         with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", "forged").json(&role).send().unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
-    assert_eq!(with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", &csrf).json(&role).send().unwrap().status(), StatusCode::OK);
+    // From another site's page (the browser names it in Origin): refused even with the token.
+    let evil = json!({"id": "from-elsewhere", "privileges": []});
+    let r =
+        with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", &csrf).header("Origin", "http://evil.example").json(&evil).send();
+    assert_eq!(r.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let r = Client::new()
+        .post(server().url("/service/rest/v1/session"))
+        .header("Origin", "http://evil.example")
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}));
+    assert_eq!(r.send().unwrap().status(), StatusCode::FORBIDDEN, "no sign-in from another site's form");
+    let r = with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", &csrf).header("Origin", server().base.as_str()).json(&role);
+    assert_eq!(r.send().unwrap().status(), StatusCode::OK);
     // A non-administrator's session reads what they may, and no admin page.
     create_user("console-reader", "console-reader-pw", &[]);
     let r = login("console-reader", "console-reader-pw");
@@ -345,8 +361,190 @@ fn console_sessions_are_httponly_cookies_with_csrf_protection() {
     let token: Value = Client::new().get(server().url("/v2/token?service=wharf")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();
     let fake = format!("wharf_session={}", token["token"].as_str().unwrap());
     assert_eq!(Client::new().get(server().url("/service/rest/v1/security/users")).header("Cookie", fake).send().unwrap().status(), StatusCode::UNAUTHORIZED);
-    // Logout clears the cookie.
+    // Logout clears the cookie, and ends the session on the server: the old cookie is dead.
     let r = with_cookie(Method::DELETE, "/service/rest/v1/session").send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(with_cookie(Method::GET, "/service/rest/v1/security/users").send().unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Logs `user` in to the console; the cookie (`name=value`) and the CSRF token.
+fn console_login(user: &str, pass: &str) -> (String, String) {
+    let r = Client::new().post(server().url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "console login as {user}");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let csrf = r.json::<Value>().unwrap()["csrfToken"].as_str().unwrap().to_string();
+    (cookie, csrf)
+}
+
+#[test]
+fn narrowed_credentials_never_create_or_widen_credentials() {
+    create_user("narrow-admin", "narrow-admin-password", &["nx-admin"]);
+    let token = |body: Value| -> String {
+        let r = as_user("narrow-admin", "narrow-admin-password", Method::POST, "/service/rest/v1/security/tokens").json(&body).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+        r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
+    };
+    let read_only = token(json!({"name": "ro", "readOnly": true}));
+    let one_repo = token(json!({"name": "one", "repository": "pypi-hosted"}));
+    let full = token(json!({"name": "full"}));
+    let r = Client::new()
+        .get(server().url("/v2/token?service=wharf&scope=repository:docker-team/app:pull"))
+        .basic_auth("narrow-admin", Some("narrow-admin-password"))
+        .send()
+        .unwrap();
+    let bearer = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
+    for (i, (what, cred)) in
+        [("read-only token", &read_only), ("one-repository token", &one_repo), ("full token", &full), ("Docker bearer token", &bearer)].into_iter().enumerate()
+    {
+        // Each from an address of its own: these count as wrong passwords, and the pause that
+        // follows enough of them must not stand in for the refusals under test.
+        let c = Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 20 + i as u8])).build().unwrap();
+        let r = c.post(server().url("/service/rest/v1/security/tokens")).bearer_auth(cred).json(&json!({"name": "wider"})).send().unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "a {what} mints no token");
+        let r = c.post(server().url("/service/rest/v1/session")).json(&json!({"username": "narrow-admin", "password": cred})).send().unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a {what} opens no console session");
+        let r = c
+            .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:narrow-admin"))
+            .json(&json!({"name": "narrow-admin", "password": cred}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "a {what} gets no token from npm login");
+        let r = c
+            .post(server().url("/repository/npm-hosted/-/npm/v1/tokens"))
+            .bearer_auth(cred)
+            .json(&json!({"password": cred, "readonly": false}))
+            .send()
+            .unwrap();
+        assert!(matches!(r.status(), StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED), "a {what} gets no token from npm token create: {}", r.status());
+        let r = c
+            .put(server().url("/service/rest/v1/security/users/narrow-admin/change-password"))
+            .bearer_auth(cred)
+            .header("Content-Type", "text/plain")
+            .body("hijacked-password")
+            .send()
+            .unwrap();
+        assert!(r.status().is_client_error(), "a {what} changes no password: {}", r.status());
+    }
+    // A token in place of the password in Basic credentials is still that token.
+    let r = as_user("narrow-admin", &read_only, Method::POST, "/service/rest/v1/security/tokens").json(&json!({})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The password still works, and still makes tokens; so does a console session.
+    let r = as_user("narrow-admin", "narrow-admin-password", Method::GET, "/repository/pypi-hosted/simple/").send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the password was not changed");
+    let (cookie, csrf) = console_login("narrow-admin", "narrow-admin-password");
+    let r = Client::new()
+        .post(server().url("/service/rest/v1/security/tokens"))
+        .header("Cookie", &cookie)
+        .header("X-CSRF-Token", &csrf)
+        .json(&json!({"name": "from the console"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = Client::new()
+        .post(server().url("/repository/npm-hosted/-/npm/v1/tokens"))
+        .bearer_auth(&read_only)
+        .json(&json!({"password": "narrow-admin-password", "readonly": true}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "npm token create with the password");
+    // A narrowed token cannot revoke the user's other tokens.
+    let list: Vec<Value> = as_user("narrow-admin", "narrow-admin-password", Method::GET, "/service/rest/v1/security/tokens").send().unwrap().json().unwrap();
+    let full_id = list.iter().find(|t| t["name"] == "full").unwrap()["id"].as_str().unwrap().to_string();
+    let r = Client::new().delete(server().url(&format!("/service/rest/v1/security/tokens/{full_id}"))).bearer_auth(&read_only).send().unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn changing_ones_own_password_needs_the_current_one() {
+    create_user("self-changer", "self-changer-first", &[]);
+    let (cookie, csrf) = console_login("self-changer", "self-changer-first");
+    let change = |body: reqwest::blocking::RequestBuilder| body.header("Cookie", &cookie).header("X-CSRF-Token", &csrf).send().unwrap().status();
+    let url = server().url("/service/rest/v1/security/users/self-changer/change-password");
+    // A session alone is not proof: someone at an unlocked screen must not lock the user out.
+    assert_eq!(change(Client::new().put(&url).header("Content-Type", "text/plain").body("self-changer-second")), StatusCode::BAD_REQUEST);
+    let wrong = json!({"currentPassword": "not-it", "newPassword": "self-changer-second"});
+    assert_eq!(change(Client::new().put(&url).json(&wrong)), StatusCode::FORBIDDEN);
+    let right = json!({"currentPassword": "self-changer-first", "newPassword": "self-changer-second"});
+    assert_eq!(change(Client::new().put(&url).json(&right)), StatusCode::NO_CONTENT);
+    let status = |p: &str| as_user("self-changer", p, Method::GET, "/service/rest/v1/session").send().unwrap().status();
+    assert_eq!((status("self-changer-first"), status("self-changer-second")), (StatusCode::UNAUTHORIZED, StatusCode::OK));
+    // The password change ended the session it was made with.
+    let r = Client::new().get(server().url("/service/rest/v1/session")).header("Cookie", &cookie).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // An administrator sets another user's password without knowing it (Nexus's text/plain).
+    let r = admin(Method::PUT, "/service/rest/v1/security/users/self-changer/change-password")
+        .header("Content-Type", "text/plain")
+        .body("set-by-admin-pw")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(status("set-by-admin-pw"), StatusCode::OK);
+}
+
+/// Login timing must not tell which user names exist: an unknown or disabled user is refused
+/// after the same argon2 work as a wrong password.
+#[test]
+fn login_time_does_not_tell_user_names_apart() {
+    let s = TestServer::start_with_env(&[("WHARF_SECURITY__LOCKOUT_AFTER", "0")]);
+    for (id, status) in [("timed-user", "active"), ("timed-disabled", "disabled")] {
+        let r = s
+            .admin()
+            .request(Method::POST, "/service/rest/v1/security/users")
+            .json(&json!({"userId": id, "password": "timed-password", "status": status}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let c = Client::new();
+    let median = |user: &str| {
+        let mut times: Vec<std::time::Duration> = (0..5)
+            .map(|i| {
+                let started = std::time::Instant::now();
+                let r = c.get(s.url("/repository/pypi-hosted/simple/")).basic_auth(user, Some(format!("wrong-{i}"))).send().unwrap();
+                let took = started.elapsed();
+                assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+                took
+            })
+            .collect();
+        times.sort();
+        times[times.len() / 2]
+    };
+    let existing = median("timed-user");
+    let unknown = median("timed-nobody");
+    let disabled = median("timed-disabled");
+    // Same order of magnitude (a wide margin: the machine is busy); before, unknown was ~1%.
+    assert!(unknown.as_secs_f64() >= 0.3 * existing.as_secs_f64(), "unknown {unknown:?} vs existing {existing:?}");
+    assert!(disabled.as_secs_f64() >= 0.3 * existing.as_secs_f64(), "disabled {disabled:?} vs existing {existing:?}");
+}
+
+/// Wrong guesses from one address pause that address only, under the canonical name.
+#[test]
+fn the_failed_login_pause_is_per_address_and_per_canonical_name() {
+    let s = TestServer::start_with_env(&[
+        ("WHARF_SECURITY__LOCKOUT_AFTER", "3"),
+        ("WHARF_SECURITY__LOCKOUT_SECS", "600"),
+        ("WHARF_SECURITY__LOCKOUT_MAX_SECS", "600"),
+    ]);
+    let r = s
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "paused-admin", "password": "paused-admin-pw", "roles": ["nx-admin"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let from = |last: u8| Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, last])).build().unwrap();
+    let status = |c: &Client, user: &str, pass: &str| c.get(s.url("/service/rest/v1/session")).basic_auth(user, Some(pass)).send().unwrap().status();
+    let (attacker, legit, other) = (from(2), from(1), from(3));
+    for _ in 0..3 {
+        assert_eq!(status(&attacker, "paused-admin", "guess"), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(status(&attacker, "paused-admin", "paused-admin-pw"), StatusCode::UNAUTHORIZED, "the guessing address is paused");
+    assert_eq!(status(&attacker, "PAUSED-ADMIN", "paused-admin-pw"), StatusCode::UNAUTHORIZED, "in every spelling");
+    assert_eq!(status(&legit, "paused-admin", "paused-admin-pw"), StatusCode::OK, "another address is not kept out");
+    // Guesses under another spelling count for the same name.
+    for _ in 0..3 {
+        assert_eq!(status(&other, "Paused-Admin", "guess"), StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(status(&other, "paused-admin", "paused-admin-pw"), StatusCode::UNAUTHORIZED);
 }

@@ -426,9 +426,18 @@ async function renderUsers() {
     });
     const pw = h("button", { type: "button", class: "secondary", text: t("password") });
     pw.addEventListener("click", async () => {
+      // One's own password needs the current one; the change ends every session, this one too.
+      const own = u.userId === state.user;
+      const current = own ? prompt(`${t("password.current")}: ${u.userId}`) : null;
+      if (own && !current) return;
       const np = prompt(`${t("password")}: ${u.userId}`);
       if (!np) return;
-      try { await api("PUT", `/security/users/${encodeURIComponent(u.userId)}/change-password`, np); out.textContent = "✓"; } catch (e) { out.textContent = e.message; }
+      const body = own ? { currentPassword: current, newPassword: np } : np;
+      try {
+        await api("PUT", `/security/users/${encodeURIComponent(u.userId)}/change-password`, body);
+        out.textContent = "✓";
+        if (own) { Object.assign(state, { user: null, admin: false, csrf: null }); location.hash = "#/"; renderLogin(); }
+      } catch (e) { out.textContent = e.message; }
     });
     return [u.userId, u.emailAddress, status, sel, h("span", {}, save, " ", pw, " ", del, " ", out)];
   });

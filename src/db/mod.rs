@@ -6,6 +6,7 @@ pub mod audit;
 pub mod meta;
 pub mod repos;
 pub mod schema;
+pub mod sessions;
 pub mod settings;
 pub mod tokens;
 pub mod users;

@@ -99,6 +99,17 @@ diesel::table! {
         created_at -> BigInt,
         expires_at -> Nullable<BigInt>,
         last_used_at -> Nullable<BigInt>,
+        realm -> Text,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        username -> Text,
+        realm -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
     }
 }
 
@@ -115,4 +126,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, api_tokens, audit_events, blob_stores, repositories, assets, uploads);
+diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, api_tokens, sessions, audit_events, blob_stores, repositories, assets, uploads);

@@ -19,7 +19,11 @@ pub struct TokenRow {
     pub created_at: i64,
     pub expires_at: Option<i64>,
     pub last_used_at: Option<i64>,
+    /// `local` or `ldap`: the realm of `username`.
+    pub realm: String,
 }
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 pub fn insert(conn: &mut AnyConnection, row: &TokenRow) -> Result<(), DbError> {
     diesel::insert_into(api_tokens::table).values(row.clone()).execute(conn)?;
@@ -30,19 +34,29 @@ pub fn by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>,
     Ok(api_tokens::table.filter(api_tokens::token_hash.eq(hash)).select(TokenRow::as_select()).first(conn).optional()?)
 }
 
-pub fn of_user(conn: &mut AnyConnection, username: &str) -> Result<Vec<TokenRow>, DbError> {
-    Ok(api_tokens::table.filter(api_tokens::username.eq(username)).order(api_tokens::created_at.asc()).select(TokenRow::as_select()).load(conn)?)
+/// Tokens of `username` (any ASCII case) in `realm`.
+macro_rules! owned_by {
+    ($username:expr, $realm:expr) => {
+        api_tokens::table.filter(lower(api_tokens::username).eq(wharf_format::canonical_user($username))).filter(api_tokens::realm.eq($realm))
+    };
+}
+
+pub fn of_user(conn: &mut AnyConnection, username: &str, realm: &str) -> Result<Vec<TokenRow>, DbError> {
+    Ok(owned_by!(username, realm).order(api_tokens::created_at.asc()).select(TokenRow::as_select()).load(conn)?)
 }
 
 /// Deletes one of `username`'s tokens by id or by its hash; `false` if there is none.
-pub fn delete(conn: &mut AnyConnection, username: &str, key: &str) -> Result<bool, DbError> {
-    let n = diesel::delete(api_tokens::table.filter(api_tokens::username.eq(username)).filter(api_tokens::id.eq(key).or(api_tokens::token_hash.eq(key))))
-        .execute(conn)?;
+pub fn delete(conn: &mut AnyConnection, username: &str, realm: &str, key: &str) -> Result<bool, DbError> {
+    let n = diesel::delete(owned_by!(username, realm).filter(api_tokens::id.eq(key).or(api_tokens::token_hash.eq(key)))).execute(conn)?;
     Ok(n > 0)
 }
 
-pub fn delete_of_user(conn: &mut AnyConnection, username: &str) -> Result<usize, DbError> {
-    Ok(diesel::delete(api_tokens::table.filter(api_tokens::username.eq(username))).execute(conn)?)
+pub fn delete_by_hash(conn: &mut AnyConnection, hash: &str) -> Result<bool, DbError> {
+    Ok(diesel::delete(api_tokens::table.filter(api_tokens::token_hash.eq(hash))).execute(conn)? > 0)
+}
+
+pub fn delete_of_user(conn: &mut AnyConnection, username: &str, realm: &str) -> Result<usize, DbError> {
+    Ok(diesel::delete(owned_by!(username, realm)).execute(conn)?)
 }
 
 pub fn touch(conn: &mut AnyConnection, id: &str, at: i64) -> Result<(), DbError> {

@@ -1,5 +1,8 @@
 //! Local users and roles. Passwords are argon2 PHC strings; hashing happens in `security`.
 //! A user's and a role's role lists, and a role's privileges, are JSON arrays of ids.
+//!
+//! User names are looked up without regard to ASCII case (a unique index on `lower(username)`
+//! keeps `Alice` and `alice` from both existing); the stored spelling is the one shown.
 
 use diesel::prelude::*;
 use wharf_format::now_millis;
@@ -59,12 +62,21 @@ impl RoleRow {
     }
 }
 
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// Rows of `users` named `$username` in any ASCII case.
+macro_rules! named {
+    ($username:expr) => {
+        users::table.filter(lower(users::username).eq(wharf_format::canonical_user($username)))
+    };
+}
+
 fn json(v: &[String]) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
 }
 
 pub fn get(conn: &mut AnyConnection, username: &str) -> Result<Option<UserRow>, DbError> {
-    Ok(users::table.filter(users::username.eq(username)).select(UserRow::as_select()).first(conn).optional()?)
+    Ok(named!(username).select(UserRow::as_select()).first(conn).optional()?)
 }
 
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<UserRow>, DbError> {
@@ -100,7 +112,7 @@ pub fn create(conn: &mut AnyConnection, username: &str, password_hash: &str, f: 
 
 /// `false` if there is no such user.
 pub fn update(conn: &mut AnyConnection, username: &str, f: &UserFields) -> Result<bool, DbError> {
-    let n = diesel::update(users::table.filter(users::username.eq(username)))
+    let n = diesel::update(named!(username))
         .set((
             users::first_name.eq(&f.first_name),
             users::last_name.eq(&f.last_name),
@@ -114,12 +126,12 @@ pub fn update(conn: &mut AnyConnection, username: &str, f: &UserFields) -> Resul
 }
 
 pub fn set_password(conn: &mut AnyConnection, username: &str, password_hash: &str) -> Result<bool, DbError> {
-    let n = diesel::update(users::table.filter(users::username.eq(username))).set(users::password_hash.eq(password_hash)).execute(conn)?;
+    let n = diesel::update(named!(username)).set(users::password_hash.eq(password_hash)).execute(conn)?;
     Ok(n > 0)
 }
 
 pub fn delete(conn: &mut AnyConnection, username: &str) -> Result<bool, DbError> {
-    Ok(diesel::delete(users::table.filter(users::username.eq(username))).execute(conn)? > 0)
+    Ok(diesel::delete(named!(username)).execute(conn)? > 0)
 }
 
 pub fn roles(conn: &mut AnyConnection) -> Result<Vec<RoleRow>, DbError> {

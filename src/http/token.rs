@@ -1,6 +1,7 @@
 //! The Docker token endpoint (`GET /v2/token?service=...&scope=...`), as in Distribution's
 //! token authentication spec: the client presents Basic credentials (or none), asks for scopes,
-//! and gets a short-lived signed token holding the subset it may have.
+//! and gets a short-lived signed token holding the subset it may have. An API token may stand in
+//! for the password; the bearer token then holds no more than that token allows.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -42,7 +43,7 @@ async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, bo
     let (Some(user), Some(pass)) = (field("username"), field("password")) else {
         return HttpResponse::BadRequest().json(json!({"error": "invalid_request", "error_description": "username and password are required"}));
     };
-    let Some(principal) = state.auth.password_login(&user, &pass).await else {
+    let Some(principal) = state.auth.basic(&user, &pass, &crate::http::mount::client(req)).await else {
         return HttpResponse::Unauthorized().json(json!({"error": "invalid_grant", "error_description": "invalid username or password"}));
     };
     let scopes: Vec<String> = form.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
@@ -57,7 +58,7 @@ async fn get_token(state: &AppState, req: &HttpRequest, own: Option<String>) -> 
                 return unauthorized("use Basic credentials at the token endpoint");
             };
             let Some((user, pass)) = decode_basic(b64.trim()) else { return unauthorized("malformed Basic credentials") };
-            match state.auth.password_login(&user, &pass).await {
+            match state.auth.basic(&user, &pass, &crate::http::mount::client(req)).await {
                 Some(p) => p,
                 None => return unauthorized("invalid username or password"),
             }
@@ -129,7 +130,7 @@ fn issue(state: &AppState, req: &HttpRequest, own: Option<String>, principal: Pr
         }
     }
     let ttl = state.cfg.docker.token_ttl_secs;
-    let claims = state.auth.tokens.claims(principal.user.as_deref(), ttl, access, grants);
+    let claims = state.auth.tokens.claims(principal.user.as_deref().zip(principal.realm), ttl, access, grants);
     let issued_at = claims.iat;
     let token = state.auth.tokens.sign(&claims);
     HttpResponse::Ok().json(json!({

@@ -13,6 +13,16 @@ pub fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
 }
 
+/// Costs what checking a real password costs, against a hash that no password matches, so that
+/// an unknown or disabled user is refused in the same time as a wrong password (the time would
+/// otherwise tell which user names exist). The hash is made once, with the same parameters as
+/// every stored one.
+pub fn verify_nothing(password: &str) {
+    static UNMATCHABLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let phc = UNMATCHABLE.get_or_init(|| hash(&random_chars(32)));
+    let _ = verify(password, phc);
+}
+
 /// A random password of 24 characters from [A-Za-z0-9].
 pub fn random() -> String {
     random_chars(24)

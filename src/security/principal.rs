@@ -1,11 +1,23 @@
-//! Turns a request's `Authorization` header into a [`Principal`], with the privileges of the
-//! caller's roles (or of the anonymous role).
+//! Turns a request's credentials into a [`Principal`]: who (user and realm), how they proved it
+//! ([`Credential`]), and what they may do (their roles' privileges, narrowed by the credential).
 //!
-//! Verified Basic credentials are remembered for a minute (keyed by a hash of user and
-//! password, never the password itself): argon2 costs tens of milliseconds by design, and a
-//! `docker pull` with Basic auth sends the credentials on every request. A change to users or
-//! roles clears this node's caches at once; other nodes see it within [`CACHE_TTL`] (the
-//! anonymous role within [`ANONYMOUS_TTL`]).
+//! One rule for user names across realms: names are compared without regard to ASCII case, and
+//! a name that exists as a local user, in any spelling, is decided by the local realm alone; a
+//! directory entry of the same name (in any spelling) is refused, at login and whenever its
+//! token, session or bearer token is used. Pauses after wrong passwords, cached logins, token
+//! owners and session subjects are all keyed on that canonical name.
+//!
+//! What may be cached, and what must be asked every time:
+//! - a verified password is remembered for the login cache time (argon2 costs tens of
+//!   milliseconds by design, and `docker pull` with Basic credentials sends them on every
+//!   request), under a hash of name and password, never the password; each use re-reads the
+//!   user's row, so a password change, a role change, disabling or deleting the user ends it at
+//!   once on every node;
+//! - API tokens, console sessions and Docker bearer tokens read their user's row (and the token
+//!   or session row) on every request: revocation, logout and user changes act at once;
+//! - what a directory says about a user (for their tokens and sessions) is remembered for the
+//!   login cache time, since wharf cannot see the directory change; role definitions changed on
+//!   another node apply to cached logins within that time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,12 +27,17 @@ use actix_web::http::header;
 use actix_web::HttpRequest;
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
-use wharf_format::{now_millis, Access, Action, Audit, AuditEvent, Identity, IdentityError, NewToken, Principal, RepoPrivilege, TokenInfo, TokenSpec};
+use wharf_format::{
+    canonical_user, now_millis, same_user, Access, Action, Audit, AuditEvent, Credential, Identity, IdentityError, NewToken, Principal, Realm, RepoPrivilege,
+    TokenInfo, TokenSpec,
+};
 
-use super::token::TokenKeys;
+use super::token::{SessionClaims, TokenKeys};
 use super::{ldap, password, roles};
+use crate::db::sessions::{self, SessionRow};
 use crate::db::tokens::{self, TokenRow};
-use crate::db::{users, Db};
+use crate::db::users::{self, RoleRow, UserRow};
+use crate::db::{Db, DbError};
 
 /// The console's session cookie.
 pub const SESSION_COOKIE: &str = "wharf_session";
@@ -38,16 +55,38 @@ pub struct Authenticator {
     audit: Arc<dyn Audit>,
     pub tokens: TokenKeys,
     formats: Vec<&'static str>,
-    cache: Mutex<HashMap<[u8; 32], (Principal, Instant)>>,
+    logins: Mutex<HashMap<[u8; 32], CachedLogin>>,
+    /// Directory users looked up without a password, by canonical name.
+    directory: Mutex<HashMap<String, (DirectoryUser, Instant)>>,
     anonymous: Mutex<Option<(Principal, Instant)>>,
     lockout: Lockout,
-    failures: Mutex<HashMap<String, Failures>>,
-    /// `local`, `ldap`, in the order they are asked.
+    /// Wrong passwords by (canonical user name, client address).
+    failures: Mutex<HashMap<(String, String), Failures>>,
+    /// `local`, `ldap`: the realms that are on.
     realms: Vec<String>,
     cache_ttl: Duration,
     /// LDAP servers from the configuration file, asked before the API's.
     config_ldap: Vec<ldap::LdapServer>,
 }
+
+/// A verified password, and what must still hold for it to stand without asking argon2 again.
+#[derive(Clone)]
+struct CachedLogin {
+    principal: Principal,
+    proof: Proof,
+    at: Instant,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+enum Proof {
+    /// The local user row as it was verified: same row, same password hash, same roles, active.
+    Local { id: i64, password_hash: String, roles: String },
+    /// A directory user: no local user has taken the name since.
+    Ldap,
+}
+
+/// A directory user's name as the directory spells it, and what their groups grant.
+type DirectoryUser = (String, roles::Resolved);
 
 /// When password checks for a user name pause after wrong passwords.
 #[derive(Clone, Copy, Debug)]
@@ -71,7 +110,8 @@ impl Authenticator {
             audit,
             tokens,
             formats,
-            cache: Mutex::new(HashMap::new()),
+            logins: Mutex::new(HashMap::new()),
+            directory: Mutex::new(HashMap::new()),
             anonymous: Mutex::new(None),
             lockout,
             failures: Mutex::new(HashMap::new()),
@@ -81,7 +121,7 @@ impl Authenticator {
         }
     }
 
-    /// The realm order and how long verified logins are remembered (the configuration's
+    /// The realms that are on and how long verified logins are remembered (the configuration's
     /// `security.realms` and `security.login_cache_secs`).
     pub fn with_realms(mut self, realms: Vec<String>, cache_ttl: Duration, config_ldap: Vec<ldap::LdapServer>) -> Authenticator {
         self.realms = realms;
@@ -95,41 +135,54 @@ impl Authenticator {
         &self.config_ldap
     }
 
-    /// Whether `user`'s password checks are paused now.
-    fn paused(&self, user: &str) -> bool {
-        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        f.get(user).and_then(|f| f.paused_until).is_some_and(|until| Instant::now() < until)
+    fn realm_on(&self, realm: Realm) -> bool {
+        self.realms.iter().any(|r| r == realm.as_str())
     }
 
-    fn failed(&self, user: &str) {
+    /// Whether password checks for `user` from `client` are paused now. Pauses are per
+    /// address: wrong guesses from one place do not keep the user out from another.
+    fn paused(&self, user: &str, client: &str) -> bool {
+        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.get(&(user.to_string(), client.to_string())).and_then(|f| f.paused_until).is_some_and(|until| Instant::now() < until)
+    }
+
+    fn failed(&self, user: &str, client: &str) {
         let mut all = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         if all.len() > CACHE_MAX {
             let max = self.lockout.max;
             all.retain(|_, f| f.last.elapsed() < max);
         }
         let now = Instant::now();
-        let f = all.entry(user.to_string()).or_insert(Failures { count: 0, last: now, paused_until: None });
+        let f = all.entry((user.to_string(), client.to_string())).or_insert(Failures { count: 0, last: now, paused_until: None });
         f.count += 1;
         f.last = now;
         if self.lockout.after > 0 && f.count >= self.lockout.after {
             let doublings = (f.count - self.lockout.after).min(20);
             let pause = self.lockout.first.saturating_mul(1 << doublings).min(self.lockout.max);
             f.paused_until = Some(now + pause);
-            tracing::warn!(user, failures = f.count, pause_secs = pause.as_secs(), "repeated wrong passwords; password checks for this user pause");
+            tracing::warn!(
+                user,
+                client,
+                failures = f.count,
+                pause_secs = pause.as_secs(),
+                "repeated wrong passwords; password checks for this user from this address pause"
+            );
         }
     }
 
-    fn succeeded(&self, user: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(user);
+    fn succeeded(&self, user: &str, client: &str) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&(user.to_string(), client.to_string()));
     }
 
     pub fn formats(&self) -> &[&'static str] {
         &self.formats
     }
 
-    /// Forgets cached logins and the anonymous role: users or roles changed.
+    /// Forgets this node's cached logins, directory answers and the anonymous role: users,
+    /// roles or directories changed.
     pub fn invalidate(&self) {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.logins.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.directory.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *self.anonymous.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -144,7 +197,7 @@ impl Authenticator {
         let resolved =
             self.db.run(move |conn| Ok(roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &users::roles(conn)?, &formats))).await.unwrap_or_default();
         // `nx-all` on the anonymous role is refused when it is set; ignore it if it got there.
-        let p = Principal { user: None, access: Access::Anonymous(Arc::from(resolved.repo)) };
+        let p = Principal { access: Access::Anonymous(Arc::from(resolved.repo)), ..Principal::anonymous() };
         *self.anonymous.lock().unwrap_or_else(|e| e.into_inner()) = Some((p.clone(), Instant::now()));
         p
     }
@@ -160,125 +213,165 @@ impl Authenticator {
             return self.anonymous().await;
         };
         let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+        let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("basic") {
-            let Some((user, pass)) = decode_basic(rest.trim()) else { return rejected() };
-            return self.login_from(&user, &pass, Some(crate::http::mount::client(req))).await.unwrap_or_else(rejected);
+            let Some((user, pass)) = decode_basic(rest) else { return rejected() };
+            return self.basic(&user, &pass, &crate::http::mount::client(req)).await.unwrap_or_else(rejected);
         }
-        if scheme.eq_ignore_ascii_case("bearer") && rest.trim().starts_with(TOKEN_PREFIX) {
-            return self.token_login(rest.trim()).await.unwrap_or_else(rejected);
+        if scheme.eq_ignore_ascii_case("bearer") && rest.starts_with(TOKEN_PREFIX) {
+            return self.token_login(rest).await.unwrap_or_else(rejected);
         }
         if scheme.eq_ignore_ascii_case("bearer") {
-            return match self.tokens.verify(rest.trim()) {
-                Some(c) => Principal { user: (!c.sub.is_empty()).then_some(c.sub), access: Access::Scoped(c.grants.iter().map(|g| g.to_grant()).collect()) },
-                None => rejected(),
-            };
+            return self.bearer_login(rest).await.unwrap_or_else(rejected);
         }
         rejected()
     }
 
-    /// Checks a username and password (or one of the user's API tokens); `None` if they do not
-    /// match an active user.
-    pub async fn password_login(&self, user: &str, pass: &str) -> Option<Principal> {
-        self.login_from(user, pass, None).await
+    /// Basic credentials: a user's password, or one of the user's API tokens in its place
+    /// (then the principal is the token's, narrowed as the token is).
+    pub async fn basic(&self, user: &str, pass: &str, client: &str) -> Option<Principal> {
+        if pass.starts_with(TOKEN_PREFIX) {
+            return self.token_login(pass).await.filter(|p| p.user.as_deref().is_some_and(|u| same_user(u, user)));
+        }
+        self.password_login(user, pass, client).await
     }
 
-    /// [`Authenticator::password_login`] from a known client address (for the audit log).
-    pub async fn login_from(&self, user: &str, pass: &str, address: Option<String>) -> Option<Principal> {
-        if pass.starts_with(TOKEN_PREFIX) {
-            return self.token_login(pass).await.filter(|p| p.user.as_deref() == Some(user));
-        }
-        let key: [u8; 32] = Sha256::new().chain_update(user.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into();
-        if let Some(p) = self.cached(&key) {
-            return Some(p);
-        }
-        if self.paused(user) {
+    /// Checks a user name and password (never a token); `None` unless they match an active
+    /// user. `client` is the caller's address: pauses after wrong passwords are per address.
+    pub async fn password_login(&self, user: &str, pass: &str, client: &str) -> Option<Principal> {
+        let canonical = canonical_user(user);
+        let key: [u8; 32] =
+            Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into();
+        // The pause comes first: a remembered password answering during a pause would tell a
+        // guesser which guess is right.
+        if self.paused(&canonical, client) {
             self.audit.record(AuditEvent {
                 actor: Some(user.to_string()),
-                address,
+                address: Some(client.to_string()),
                 action: "login.failure".into(),
                 detail: serde_json::json!({"paused": true}),
                 ..Default::default()
             });
             return None;
         }
-        let name = user.to_string();
-        let pass_for_ldap = pass.to_string();
-        let (user, pass) = (user.to_string(), pass.to_string());
-        let (local, servers, all_roles) = match self
+        if let Some(p) = self.cached_login(&key).await {
+            return Some(p);
+        }
+        let local_on = self.realm_on(Realm::Local);
+        let (name, secret) = (canonical.clone(), pass.to_string());
+        let looked = self
             .db
             .run(move |conn| {
-                let row = users::get(conn, &user)?;
-                let exists = row.is_some();
-                let verified = row.filter(|r| r.status == "active" && password::verify(&pass, &r.password_hash));
-                Ok((exists, verified, ldap::load(conn)?, users::roles(conn)?))
+                let row = users::get(conn, &name)?;
+                let verified = match &row {
+                    Some(r) if local_on && r.status == "active" => password::verify(&secret, &r.password_hash),
+                    // As slow as a real check: the time must not tell which names exist.
+                    _ => {
+                        password::verify_nothing(&secret);
+                        false
+                    }
+                };
+                Ok((row, verified, users::roles(conn)?, ldap::load(conn)?))
             })
-            .await
-        {
-            Ok((exists, verified, servers, roles)) => ((exists, verified), servers, roles),
+            .await;
+        let (row, verified, all_roles, servers) = match looked {
+            Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "password check: database");
                 return None;
             }
         };
-        // Realms in their configured order. With local first (the default) a name that exists
-        // locally is decided locally and never looked up in LDAP, so an LDAP outage cannot lock
-        // out local administrators and a directory entry cannot shadow them.
-        let mut checked = None;
-        for realm in &self.realms {
-            match (realm.as_str(), &local) {
-                ("local", (_, Some(row))) => {
-                    checked = Some((row.username.clone(), roles::resolve(&row.role_ids(), &all_roles, &self.formats)));
-                    break;
-                }
-                ("local", (true, None)) => break,
-                ("ldap", _) => {
-                    checked = self.ldap_login(&servers, &name, &pass_for_ldap, &all_roles).await;
-                    if checked.is_some() {
-                        break;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let Some((found_name, resolved)) = checked else {
-            self.failed(&name);
-            self.audit.record(AuditEvent { actor: Some(name), address, action: "login.failure".into(), ..Default::default() });
+        let outcome = match (&row, verified) {
+            (Some(r), true) => Some((
+                self.local_principal(r, &all_roles, Credential::Password),
+                Proof::Local { id: r.id, password_hash: r.password_hash.clone(), roles: r.roles.clone() },
+            )),
+            // A local name, in any spelling, is decided locally and never asked of the directory.
+            (Some(_), false) => None,
+            (None, _) if self.realm_on(Realm::Ldap) => self.directory_login(&servers, user, pass, &all_roles).await.map(|p| (p, Proof::Ldap)),
+            (None, _) => None,
+        };
+        let Some((p, proof)) = outcome else {
+            self.failed(&canonical, client);
+            let actor = row.map(|r| r.username).unwrap_or_else(|| user.to_string());
+            self.audit.record(AuditEvent { actor: Some(actor), address: Some(client.to_string()), action: "login.failure".into(), ..Default::default() });
             return None;
         };
-        self.succeeded(&name);
-        self.audit.record(AuditEvent { actor: Some(name), address, action: "login.success".into(), ..Default::default() });
-        let access = if resolved.all { Access::All } else { Access::Privileges(Arc::from(resolved.repo)) };
-        let p = Principal { user: Some(found_name), access };
-        self.remember(key, &p);
+        self.succeeded(&canonical, client);
+        self.audit.record(AuditEvent { actor: p.user.clone(), address: Some(client.to_string()), action: "login.success".into(), ..Default::default() });
+        self.remember(key, &p, proof);
         Some(p)
+    }
+
+    fn local_principal(&self, row: &UserRow, all_roles: &[RoleRow], credential: Credential) -> Principal {
+        let resolved = roles::resolve(&row.role_ids(), all_roles, &self.formats);
+        Principal { user: Some(row.username.clone()), realm: Some(Realm::Local), credential, access: full(resolved) }
     }
 }
 
 impl Authenticator {
-    /// Tries the LDAP servers in order; a server that fails is passed over (and logged).
-    async fn ldap_login(
-        &self,
-        servers: &[ldap::LdapServer],
-        user: &str,
-        pass: &str,
-        all_roles: &[crate::db::users::RoleRow],
-    ) -> Option<(String, roles::Resolved)> {
+    /// Tries the LDAP servers in order with the password; a server that fails is passed over
+    /// (and logged). The directory's name for the user must not be a local user's.
+    async fn directory_login(&self, servers: &[ldap::LdapServer], user: &str, pass: &str, all_roles: &[RoleRow]) -> Option<Principal> {
+        let mut found = None;
         for s in self.config_ldap.iter().chain(servers) {
             match ldap::authenticate(s, user, pass).await {
-                Ok(Some(u)) => return Some((u.id.clone(), self.ldap_roles(&u, all_roles))),
+                Ok(Some(u)) => {
+                    found = Some((u.id.clone(), self.ldap_roles(&u, all_roles)));
+                    break;
+                }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
             }
         }
-        None
+        let (id, resolved) = found?;
+        if !self.free_for_directory(&id).await {
+            return None;
+        }
+        Some(Principal { user: Some(id), realm: Some(Realm::Ldap), credential: Credential::Password, access: full(resolved) })
     }
 
-    /// A directory user by name, without a password (a token or session they made earlier):
-    /// the first server, in order, that knows them.
-    async fn ldap_user(&self, servers: &[ldap::LdapServer], user: &str, all_roles: &[crate::db::users::RoleRow]) -> Option<(String, roles::Resolved)> {
-        for s in self.config_ldap.iter().chain(servers) {
+    /// Whether `name` may be a directory user's: no local user has it in any spelling.
+    async fn free_for_directory(&self, name: &str) -> bool {
+        let n = name.to_string();
+        match self.db.run(move |conn| users::get(conn, &n)).await {
+            Ok(None) => true,
+            Ok(Some(_)) => {
+                tracing::warn!(user = name, "a directory user has a local user's name; refused");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup: database");
+                false
+            }
+        }
+    }
+
+    /// A directory user by name, without a password (a token, session or bearer token they got
+    /// earlier): the first server, in order, that knows them. Remembered for the login cache
+    /// time; a directory that cannot be reached is asked again next time.
+    async fn directory_user(&self, user: &str) -> Option<DirectoryUser> {
+        if !self.realm_on(Realm::Ldap) {
+            return None;
+        }
+        let key = canonical_user(user);
+        if let Some((u, at)) = self.directory.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            if at.elapsed() < self.cache_ttl {
+                return Some(u.clone());
+            }
+        }
+        let (servers, all_roles) = self.db.run(|conn| Ok((ldap::load(conn)?, users::roles(conn)?))).await.ok()?;
+        for s in self.config_ldap.iter().chain(&servers) {
             match ldap::lookup(s, user).await {
-                Ok(Some(u)) => return Some((u.id.clone(), self.ldap_roles(&u, all_roles))),
+                Ok(Some(u)) => {
+                    let found = (u.id.clone(), self.ldap_roles(&u, &all_roles));
+                    let mut cache = self.directory.lock().unwrap_or_else(|e| e.into_inner());
+                    if cache.len() >= CACHE_MAX {
+                        cache.clear();
+                    }
+                    cache.insert(key, (found.clone(), Instant::now()));
+                    return Some(found);
+                }
                 Ok(None) => {}
                 Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
             }
@@ -287,37 +380,69 @@ impl Authenticator {
     }
 
     /// An LDAP user's groups are the wharf roles of the same names (Nexus's ldapGroupsAsRoles).
-    fn ldap_roles(&self, u: &ldap::LdapUser, all_roles: &[crate::db::users::RoleRow]) -> roles::Resolved {
+    fn ldap_roles(&self, u: &ldap::LdapUser, all_roles: &[RoleRow]) -> roles::Resolved {
         let held: Vec<String> = u.groups.iter().filter(|g| all_roles.iter().any(|r| &r.id == *g)).cloned().collect();
         roles::resolve(&held, all_roles, &self.formats)
     }
 
-    fn cached(&self, key: &[u8; 32]) -> Option<Principal> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache.get(key).filter(|(_, at)| at.elapsed() < self.cache_ttl).map(|(p, _)| p.clone())
+    /// A remembered login, if what it was verified against still holds in the database.
+    async fn cached_login(&self, key: &[u8; 32]) -> Option<Principal> {
+        let hit = {
+            let cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+            cache.get(key).filter(|c| c.at.elapsed() < self.cache_ttl).cloned()
+        }?;
+        let user = hit.principal.user.clone()?;
+        let row = match self.db.run(move |conn| users::get(conn, &user)).await {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::error!(error = %e, "cached login: database");
+                return None;
+            }
+        };
+        let holds = match (&hit.proof, &row) {
+            (Proof::Local { id, password_hash, roles }, Some(r)) => {
+                r.id == *id && r.password_hash == *password_hash && r.roles == *roles && r.status == "active"
+            }
+            (Proof::Ldap, None) => true,
+            _ => false,
+        };
+        if !holds {
+            self.logins.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+            return None;
+        }
+        Some(hit.principal)
     }
 
-    fn remember(&self, key: [u8; 32], p: &Principal) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+    fn remember(&self, key: [u8; 32], p: &Principal, proof: Proof) {
+        let mut cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= CACHE_MAX {
             let ttl = self.cache_ttl;
-            cache.retain(|_, (_, at)| at.elapsed() < ttl);
+            cache.retain(|_, c| c.at.elapsed() < ttl);
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
         }
-        cache.insert(key, (p.clone(), Instant::now()));
+        cache.insert(key, CachedLogin { principal: p.clone(), proof, at: Instant::now() });
+    }
+
+    /// The user `name` of `realm` as they stand now: a local user must exist and be active; a
+    /// directory user must still be in the directory, and their name must not be a local
+    /// user's. `local` is the local row of that name, read by the caller.
+    async fn standing(&self, name: &str, realm: Realm, local: Option<UserRow>, all_roles: &[RoleRow]) -> Option<(String, roles::Resolved)> {
+        match (realm, local) {
+            (Realm::Local, Some(u)) if u.status == "active" => Some((u.username.clone(), roles::resolve(&u.role_ids(), all_roles, &self.formats))),
+            (Realm::Local, _) => None,
+            (Realm::Ldap, None) => self.directory_user(name).await,
+            (Realm::Ldap, Some(_)) => None,
+        }
     }
 
     /// The principal of an API token: its user's privileges, narrowed to reads and to one
-    /// repository when the token says so.
+    /// repository when the token says so. Read from the database on every use, so that a
+    /// revoked token, or a disabled or deleted user, stops at once on every node.
     pub async fn token_login(&self, secret: &str) -> Option<Principal> {
-        let key: [u8; 32] = Sha256::new().chain_update(b"token\0").chain_update(secret.as_bytes()).finalize().into();
-        if let Some(p) = self.cached(&key) {
-            return Some(p);
-        }
         let hash = token_hash(secret);
-        let (row, local, servers, all_roles) = self
+        let (row, local, all_roles) = self
             .db
             .run(move |conn| {
                 let Some(row) = tokens::by_hash(conn, &hash)? else { return Ok(None) };
@@ -329,52 +454,96 @@ impl Authenticator {
                     tokens::touch(conn, &row.id, now)?;
                 }
                 let local = users::get(conn, &row.username)?;
-                Ok(Some((row, local, ldap::load(conn)?, users::roles(conn)?)))
+                Ok(Some((row, local, users::roles(conn)?)))
             })
             .await
             .ok()
             .flatten()?;
-        let (username, resolved) = match local {
-            Some(u) if u.status == "active" => (u.username.clone(), roles::resolve(&u.role_ids(), &all_roles, &self.formats)),
-            Some(_) => return None,
-            // A directory user's token: the user must still be in the directory, with today's groups.
-            None => self.ldap_user(&servers, &row.username, &all_roles).await?,
-        };
+        let realm = Realm::parse(&row.realm)?;
+        let (username, resolved) = self.standing(&row.username, realm, local, &all_roles).await?;
+        let narrowed = row.readonly || row.repository.is_some();
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
-        let p = Principal { user: Some(username), access };
-        // An expiring token is cached no longer than it lives.
-        if row.expires_at.is_none_or(|e| e - now_millis() > self.cache_ttl.as_millis() as i64) {
-            self.remember(key, &p);
+        let credential = if narrowed { Credential::NarrowedToken } else { Credential::Token };
+        Some(Principal { user: Some(username), realm: Some(realm), credential, access })
+    }
+
+    /// A Docker bearer token: the grants it was signed with, while its user stands (a user
+    /// deleted or disabled since it was issued loses it at once, on every node).
+    async fn bearer_login(&self, jwt: &str) -> Option<Principal> {
+        let c = self.tokens.verify(jwt)?;
+        let access = Access::Scoped(c.grants.iter().map(|g| g.to_grant()).collect());
+        if c.sub.is_empty() {
+            return Some(Principal { credential: Credential::DockerBearer, access, ..Principal::anonymous() });
         }
-        Some(p)
+        let realm = Realm::parse(&c.realm)?;
+        let user = c.sub.clone();
+        let (local, all_roles) = self.db.run(move |conn| Ok((users::get(conn, &user)?, users::roles(conn)?))).await.ok()?;
+        let (name, _) = self.standing(&c.sub, realm, local, &all_roles).await?;
+        Some(Principal { user: Some(name), realm: Some(realm), credential: Credential::DockerBearer, access })
     }
 }
 
 impl Authenticator {
+    /// Opens a console session for a principal that proved a password: a row in `sessions`
+    /// and the signed cookie value naming it.
+    pub async fn open_session(&self, p: &Principal, ttl: u64) -> Result<(String, SessionClaims), IdentityError> {
+        if !p.credential.may_create_credentials() {
+            return Err(IdentityError::NotAllowed("a console session is opened with the password"));
+        }
+        let (Some(user), Some(realm)) = (p.user.clone(), p.realm) else { return Err(IdentityError::NotAllowed("sign in first")) };
+        let sid = uuid::Uuid::new_v4().simple().to_string();
+        let now = now_millis();
+        let row = SessionRow { id: sid.clone(), username: user.clone(), realm: realm.as_str().into(), created_at: now, expires_at: now + ttl as i64 * 1000 };
+        self.db.run(move |c| sessions::insert(c, &row)).await.map_err(internal)?;
+        Ok(self.tokens.sign_session(&user, realm, &sid, ttl))
+    }
+
+    /// Logout: the session named by this cookie value ends, on every node.
+    pub async fn close_session(&self, jwt: &str) -> Result<(), IdentityError> {
+        let Some(claims) = self.tokens.verify_session(jwt) else { return Ok(()) };
+        self.db.run(move |c| sessions::delete(c, &claims.sid)).await.map_err(internal)?;
+        Ok(())
+    }
+
     /// The principal of a console session cookie. State-changing requests must echo the
     /// session's CSRF token in `X-CSRF-Token` (the cookie alone, which a browser sends to any
-    /// page's request, is not enough).
+    /// page's request, is not enough) and, when the browser names the page in `Origin`, come
+    /// from wharf's own.
     async fn session_login(&self, req: &HttpRequest, jwt: &str) -> Option<Principal> {
         let claims = self.tokens.verify_session(jwt)?;
         let safe = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD | actix_web::http::Method::OPTIONS);
-        if !safe && req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()) != Some(claims.csrf.as_str()) {
+        if !safe && (req.headers().get("X-CSRF-Token").and_then(|v| v.to_str().ok()) != Some(claims.csrf.as_str()) || !same_origin(req)) {
             return None;
         }
-        let key: [u8; 32] = Sha256::new().chain_update(b"session\0").chain_update(jwt.as_bytes()).finalize().into();
-        if let Some(p) = self.cached(&key) {
-            return Some(p);
-        }
-        let user = claims.sub.clone();
-        let (local, servers, all_roles) = self.db.run(move |conn| Ok((users::get(conn, &user)?, ldap::load(conn)?, users::roles(conn)?))).await.ok()?;
-        let (name, resolved) = match local {
-            Some(u) if u.status == "active" => (u.username.clone(), roles::resolve(&u.role_ids(), &all_roles, &self.formats)),
-            Some(_) => return None,
-            None => self.ldap_user(&servers, &claims.sub, &all_roles).await?,
-        };
-        let access = if resolved.all { Access::All } else { Access::Privileges(Arc::from(resolved.repo)) };
-        let p = Principal { user: Some(name), access };
-        self.remember(key, &p);
-        Some(p)
+        let realm = Realm::parse(&claims.realm)?;
+        let (sid, user) = (claims.sid.clone(), claims.sub.clone());
+        let (session, local, all_roles) =
+            self.db.run(move |conn| Ok((sessions::get(conn, &sid, now_millis())?, users::get(conn, &user)?, users::roles(conn)?))).await.ok()?;
+        session.filter(|s| same_user(&s.username, &claims.sub) && s.realm == claims.realm)?;
+        let (name, resolved) = self.standing(&claims.sub, realm, local, &all_roles).await?;
+        Some(Principal { user: Some(name), realm: Some(realm), credential: Credential::Session, access: full(resolved) })
+    }
+}
+
+/// Whether a browser request comes from one of wharf's own pages: `Origin`, when the browser
+/// sends it, must be the origin the request was addressed to.
+pub fn same_origin(req: &HttpRequest) -> bool {
+    match req.headers().get(header::ORIGIN) {
+        None => true,
+        Some(v) => v.to_str().is_ok_and(|o| o.eq_ignore_ascii_case(&crate::http::mount::origin(req))),
+    }
+}
+
+fn internal(e: DbError) -> IdentityError {
+    IdentityError::Internal(e.to_string())
+}
+
+/// A user's whole access: everything for administrators, else their privileges.
+fn full(resolved: roles::Resolved) -> Access {
+    if resolved.all {
+        Access::All
+    } else {
+        Access::Privileges(Arc::from(resolved.repo))
     }
 }
 
@@ -423,15 +592,19 @@ fn info(row: &TokenRow) -> TokenInfo {
 
 #[async_trait::async_trait(?Send)]
 impl Identity for Authenticator {
-    async fn login(&self, user: &str, password: &str) -> Option<Principal> {
-        self.password_login(user, password).await
+    async fn login(&self, user: &str, password: &str, client: &str) -> Option<Principal> {
+        self.password_login(user, password, client).await
     }
 
-    async fn create_token(&self, user: &str, spec: TokenSpec) -> Result<NewToken, IdentityError> {
+    async fn create_token(&self, owner: &Principal, spec: TokenSpec) -> Result<NewToken, IdentityError> {
+        if !owner.credential.may_create_credentials() {
+            return Err(IdentityError::NotAllowed("an API token is created with the password (or a console session), not with a token"));
+        }
+        let (Some(user), Some(realm)) = (owner.user.clone(), owner.realm) else { return Err(IdentityError::NotAllowed("sign in first")) };
         let secret = format!("{TOKEN_PREFIX}{}", password::random_chars(36));
         let row = TokenRow {
             id: uuid::Uuid::new_v4().to_string(),
-            username: user.to_string(),
+            username: user.clone(),
             name: spec.name,
             token_hash: token_hash(&secret),
             prefix: secret[..TOKEN_PREFIX.len() + 4].to_string(),
@@ -440,34 +613,43 @@ impl Identity for Authenticator {
             created_at: now_millis(),
             expires_at: spec.expires_at,
             last_used_at: None,
+            realm: realm.as_str().into(),
         };
         let r = row.clone();
-        self.db.run(move |c| tokens::insert(c, &r)).await.map_err(|e| IdentityError(e.to_string()))?;
+        self.db.run(move |c| tokens::insert(c, &r)).await.map_err(internal)?;
         tracing::info!(user, token = %row.prefix, "API token created");
         Ok(NewToken { info: info(&row), secret })
     }
 
-    async fn tokens(&self, user: &str) -> Result<Vec<TokenInfo>, IdentityError> {
-        let user = user.to_string();
-        let rows = self.db.run(move |c| tokens::of_user(c, &user)).await.map_err(|e| IdentityError(e.to_string()))?;
+    async fn tokens(&self, owner: &Principal) -> Result<Vec<TokenInfo>, IdentityError> {
+        let (Some(user), Some(realm)) = (owner.user.clone(), owner.realm) else { return Ok(Vec::new()) };
+        let rows = self.db.run(move |c| tokens::of_user(c, &user, realm.as_str())).await.map_err(internal)?;
         Ok(rows.iter().map(info).collect())
     }
 
-    async fn revoke_token(&self, user: &str, id_or_key: &str) -> Result<bool, IdentityError> {
-        let (u, k) = (user.to_string(), id_or_key.to_string());
-        let gone = self.db.run(move |c| tokens::delete(c, &u, &k)).await.map_err(|e| IdentityError(e.to_string()))?;
+    async fn revoke_token(&self, owner: &Principal, id_or_key: &str) -> Result<bool, IdentityError> {
+        if owner.credential.is_narrowed() {
+            return Err(IdentityError::NotAllowed("a narrowed token cannot revoke tokens"));
+        }
+        let (Some(user), Some(realm)) = (owner.user.clone(), owner.realm) else { return Ok(false) };
+        let (u, k) = (user.clone(), id_or_key.to_string());
+        let gone = self.db.run(move |c| tokens::delete(c, &u, realm.as_str(), &k)).await.map_err(internal)?;
         if gone {
-            self.invalidate();
             tracing::info!(user, "API token revoked");
         }
         Ok(gone)
+    }
+
+    async fn revoke_secret(&self, secret: &str) -> Result<bool, IdentityError> {
+        let hash = token_hash(secret);
+        self.db.run(move |c| tokens::delete_by_hash(c, &hash)).await.map_err(internal)
     }
 }
 
 /// Credentials were presented and are wrong: not anonymous (which may read public
 /// repositories) but refused everywhere.
 fn rejected() -> Principal {
-    Principal { user: None, access: Access::Scoped(vec![]) }
+    Principal { access: Access::Scoped(vec![]), ..Principal::anonymous() }
 }
 
 pub fn decode_basic(b64: &str) -> Option<(String, String)> {

@@ -8,7 +8,7 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
-use wharf_format::{Action, Grant};
+use wharf_format::{Action, Grant, Realm};
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -22,6 +22,11 @@ pub struct Claims {
     pub jti: String,
     pub access: Vec<AccessEntry>,
     pub grants: Vec<GrantClaim>,
+    /// The realm of `sub` (`local`, `ldap`); empty for anonymous tokens. A token whose user has
+    /// since been deleted or disabled, or whose directory name now belongs to a local user, is
+    /// refused before it expires.
+    #[serde(default)]
+    pub realm: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +87,10 @@ pub struct SessionClaims {
     pub iss: String,
     pub aud: String,
     pub sub: String,
+    /// The realm of `sub`.
+    pub realm: String,
+    /// The session's row in the `sessions` table: the session lives while the row does.
+    pub sid: String,
     pub exp: u64,
     pub iat: u64,
     /// Must come back in `X-CSRF-Token` with every state-changing request made with the cookie.
@@ -109,12 +118,14 @@ impl TokenKeys {
         jsonwebtoken::decode::<Claims>(token, &self.dec, &v).ok().map(|d| d.claims)
     }
 
-    pub fn sign_session(&self, user: &str, ttl: u64) -> (String, SessionClaims) {
+    pub fn sign_session(&self, user: &str, realm: Realm, sid: &str, ttl: u64) -> (String, SessionClaims) {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let claims = SessionClaims {
             iss: ISSUER.into(),
             aud: SESSION_AUDIENCE.into(),
             sub: user.into(),
+            realm: realm.as_str().into(),
+            sid: sid.into(),
             exp: now + ttl,
             iat: now,
             csrf: uuid::Uuid::new_v4().simple().to_string(),
@@ -131,11 +142,12 @@ impl TokenKeys {
         jsonwebtoken::decode::<SessionClaims>(jwt, &self.dec, &v).ok().map(|d| d.claims)
     }
 
-    pub fn claims(&self, user: Option<&str>, ttl: u64, access: Vec<AccessEntry>, grants: Vec<GrantClaim>) -> Claims {
+    pub fn claims(&self, user: Option<(&str, Realm)>, ttl: u64, access: Vec<AccessEntry>, grants: Vec<GrantClaim>) -> Claims {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Claims {
             iss: ISSUER.into(),
-            sub: user.unwrap_or_default().into(),
+            sub: user.map(|(u, _)| u).unwrap_or_default().into(),
+            realm: user.map(|(_, r)| r.as_str()).unwrap_or_default().into(),
             aud: self.service.clone(),
             exp: now + ttl,
             nbf: now.saturating_sub(1),
@@ -154,7 +166,7 @@ mod tests {
     #[test]
     fn tokens_verify_only_with_the_same_key_and_service() {
         let k = TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
-        let t = k.sign(&k.claims(Some("admin"), 60, vec![], vec![]));
+        let t = k.sign(&k.claims(Some(("admin", Realm::Local)), 60, vec![], vec![]));
         assert_eq!(k.verify(&t).unwrap().sub, "admin");
         assert!(TokenKeys::new(b"another key another key another!", "wharf").verify(&t).is_none());
         assert!(TokenKeys::new(b"0123456789abcdef0123456789abcdef", "other").verify(&t).is_none());

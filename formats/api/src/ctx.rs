@@ -60,22 +60,104 @@ pub enum Access {
     Anonymous(Arc<[RepoPrivilege]>),
 }
 
+/// Where a user is defined. User names are compared without regard to ASCII case, and a name
+/// that exists as a local user (in any spelling) belongs to the local realm only: a directory
+/// entry of the same name is never that user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Realm {
+    Local,
+    Ldap,
+}
+
+impl Realm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Realm::Local => "local",
+            Realm::Ldap => "ldap",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Realm> {
+        match s {
+            "local" => Some(Realm::Local),
+            "ldap" => Some(Realm::Ldap),
+            _ => None,
+        }
+    }
+}
+
+/// How the caller proved who they are. What a request may do depends on this as well as on
+/// its access: only a password (or a console session opened with one) creates credentials.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Credential {
+    /// No credentials, or credentials that did not verify.
+    #[default]
+    Anonymous,
+    /// The user's password (Basic, or a login body).
+    Password,
+    /// A console session cookie (opened with a password).
+    Session,
+    /// An API token with the user's full rights.
+    Token,
+    /// An API token narrowed to reads or to one repository.
+    NarrowedToken,
+    /// A Docker bearer token: the grants it names, nothing else.
+    DockerBearer,
+}
+
+impl Credential {
+    /// May this credential create new credentials (API tokens, sessions)? Only a password, or
+    /// a session opened with one: a token, however wide, never begets another.
+    pub fn may_create_credentials(self) -> bool {
+        matches!(self, Credential::Password | Credential::Session)
+    }
+
+    /// Narrowed to less than the user's rights.
+    pub fn is_narrowed(self) -> bool {
+        matches!(self, Credential::NarrowedToken | Credential::DockerBearer)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
-    /// `None` for anonymous callers.
+    /// `None` for anonymous callers; otherwise the user's name as its realm spells it.
     pub user: Option<String>,
+    /// `None` for anonymous callers.
+    pub realm: Option<Realm>,
+    pub credential: Credential,
     pub access: Access,
 }
 
 impl Principal {
     /// An anonymous caller whose anonymous role holds nothing.
     pub fn anonymous() -> Principal {
-        Principal { user: None, access: Access::Anonymous(Arc::from(Vec::new())) }
+        Principal { user: None, realm: None, credential: Credential::Anonymous, access: Access::Anonymous(Arc::from(Vec::new())) }
     }
 
     pub fn is_anonymous(&self) -> bool {
         self.user.is_none()
     }
+
+    /// The same caller acting with every right: a group asking its members on the caller's
+    /// behalf, after checking the caller's rights on the group.
+    pub fn trusted(&self) -> Principal {
+        Principal { access: Access::All, ..self.clone() }
+    }
+
+    /// Is this the local user `name` (in any spelling)?
+    pub fn is_local_user(&self, name: &str) -> bool {
+        self.realm == Some(Realm::Local) && self.user.as_deref().is_some_and(|u| same_user(u, name))
+    }
+}
+
+/// User names are one name whatever their ASCII case.
+pub fn same_user(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// The form of a user name that keys caches, pauses and lookups.
+pub fn canonical_user(name: &str) -> String {
+    name.to_ascii_lowercase()
 }
 
 /// Why a request was refused: the format turns it into its protocol's 401 or 403.

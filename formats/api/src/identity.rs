@@ -40,15 +40,26 @@ pub struct NewToken {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct IdentityError(pub String);
+pub enum IdentityError {
+    /// The caller's credential may not do this (e.g. a token asking for another token).
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    #[error("{0}")]
+    Internal(String),
+}
 
 #[async_trait(?Send)]
 pub trait Identity: Send + Sync {
-    /// The principal for a user name and password (or API token), if they are valid.
-    async fn login(&self, user: &str, password: &str) -> Option<Principal>;
-    async fn create_token(&self, user: &str, spec: TokenSpec) -> Result<NewToken, IdentityError>;
-    async fn tokens(&self, user: &str) -> Result<Vec<TokenInfo>, IdentityError>;
-    /// Revokes one of `user`'s tokens by id or key; `false` if there is none.
-    async fn revoke_token(&self, user: &str, id_or_key: &str) -> Result<bool, IdentityError>;
+    /// The principal for a user name and password, if they are valid. An API token is not a
+    /// password here: whatever this principal goes on to create needs the real one. `client`
+    /// is the caller's address (failed-login pauses are per user and address).
+    async fn login(&self, user: &str, password: &str, client: &str) -> Option<Principal>;
+    /// A new API token for `owner`, who must have proved a password (or hold a session).
+    async fn create_token(&self, owner: &Principal, spec: TokenSpec) -> Result<NewToken, IdentityError>;
+    async fn tokens(&self, owner: &Principal) -> Result<Vec<TokenInfo>, IdentityError>;
+    /// Revokes one of `owner`'s tokens by id or key; `false` if there is none.
+    /// Narrowed credentials may not.
+    async fn revoke_token(&self, owner: &Principal, id_or_key: &str) -> Result<bool, IdentityError>;
+    /// Revokes the token whose secret this is (holding it is proof enough); `false` if none.
+    async fn revoke_secret(&self, secret: &str) -> Result<bool, IdentityError>;
 }

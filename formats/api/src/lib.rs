@@ -22,7 +22,7 @@ pub use audit::{Audit, AuditEvent};
 pub use blob::{BlobError, BlobStore, ByteStream};
 pub use blob::{BlobRead, HashState};
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
-pub use ctx::{Access, Action, Denied, Grant, Mount, Principal, RepoCtx, RepoPrivilege};
+pub use ctx::{canonical_user, same_user, Access, Action, Credential, Denied, Grant, Mount, Principal, Realm, RepoCtx, RepoPrivilege};
 pub use digest::{Digest, DigestError};
 pub use identity::{Identity, IdentityError, NewToken, TokenInfo, TokenSpec};
 pub use meta::{Asset, Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};

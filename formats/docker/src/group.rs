@@ -12,7 +12,7 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use wharf_format::{Access, Action, FormatEnv, Principal, Repo, RepoConfig, RepoCtx};
+use wharf_format::{Action, FormatEnv, Repo, RepoConfig, RepoCtx};
 
 use crate::access;
 use crate::config::{DockerSettings, GroupSettings};
@@ -98,12 +98,7 @@ impl Group {
         if !r.config.online || r.config.format != self.cfg.format {
             return None;
         }
-        let member_ctx = RepoCtx {
-            repo: r.config.clone(),
-            query: query.to_string(),
-            principal: Principal { user: ctx.principal.user.clone(), access: Access::All },
-            ..ctx.clone()
-        };
+        let member_ctx = RepoCtx { repo: r.config.clone(), query: query.to_string(), principal: ctx.principal.trusted(), ..ctx.clone() };
         Some(r.repo.handle(member_ctx, req.clone(), body).await)
     }
 

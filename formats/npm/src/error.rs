@@ -68,6 +68,9 @@ impl From<BlobError> for NpmError {
 
 impl From<IdentityError> for NpmError {
     fn from(e: IdentityError) -> Self {
-        NpmError::Internal(Box::new(e))
+        match e {
+            IdentityError::NotAllowed(why) => NpmError::Forbidden(why.into()),
+            other => NpmError::Internal(Box::new(other)),
+        }
     }
 }

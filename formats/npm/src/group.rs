@@ -13,7 +13,7 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use wharf_format::{Access, Action, FormatEnv, GroupSettings, Kind, Principal, Repo, RepoConfig, RepoCtx, RepoRef};
+use wharf_format::{Action, FormatEnv, GroupSettings, Kind, Repo, RepoConfig, RepoCtx, RepoRef};
 
 use crate::error::NpmError;
 use crate::packument;
@@ -52,7 +52,7 @@ impl Group {
 
     /// Hands the request to `member` as a trusted caller (the group checked the rights).
     async fn forward(&self, member: &RepoRef, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> HttpResponse {
-        let member_ctx = RepoCtx { repo: member.config.clone(), principal: Principal { user: ctx.principal.user.clone(), access: Access::All }, ..ctx.clone() };
+        let member_ctx = RepoCtx { repo: member.config.clone(), principal: ctx.principal.trusted(), ..ctx.clone() };
         member.repo.handle(member_ctx, req.clone(), body).await
     }
 

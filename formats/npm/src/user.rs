@@ -31,32 +31,34 @@ fn caller(ctx: &RepoCtx) -> Result<&str> {
 }
 
 /// `PUT /-/user/org.couchdb.user:<name>`: checks the password and answers with a new token.
-pub async fn login(env: &FormatEnv, name: &str, body: web::Payload) -> Result<HttpResponse> {
+/// Only the password itself will do: an API token in its place gets no new token.
+pub async fn login(env: &FormatEnv, ctx: &RepoCtx, name: &str, body: web::Payload) -> Result<HttpResponse> {
     let body = small_json(body, 64 << 10).await?;
     let user = body.get("name").and_then(Value::as_str).unwrap_or(name);
     let password = body.get("password").and_then(Value::as_str).ok_or_else(|| NpmError::BadRequest("password is required".into()))?;
     if user != name {
         return Err(NpmError::BadRequest("the name in the body differs from the URL".into()));
     }
-    if env.identity.login(user, password).await.is_none() {
+    let Some(principal) = env.identity.login(user, password, &ctx.client).await else {
         // Same answer whether the user exists or not; npm cannot register users here.
         return Ok(HttpResponse::Unauthorized()
             .content_type("application/json")
             .body(json!({"error": "invalid username or password (users are created by a wharf administrator)"}).to_string()));
-    }
-    let t = env.identity.create_token(user, TokenSpec { name: "npm login".into(), ..Default::default() }).await?;
-    Ok(HttpResponse::Created().json(json!({"ok": true, "id": format!("org.couchdb.user:{user}"), "rev": "1", "token": t.secret})))
+    };
+    let t = env.identity.create_token(&principal, TokenSpec { name: "npm login".into(), ..Default::default() }).await?;
+    let id = principal.user.as_deref().unwrap_or(user);
+    Ok(HttpResponse::Created().json(json!({"ok": true, "id": format!("org.couchdb.user:{id}"), "rev": "1", "token": t.secret})))
 }
 
 pub fn whoami(ctx: &RepoCtx) -> Result<HttpResponse> {
     Ok(HttpResponse::Ok().json(json!({ "username": caller(ctx)? })))
 }
 
-/// `DELETE /-/user/token/<token>`: the token itself is revoked.
+/// `DELETE /-/user/token/<token>`: the token itself is revoked (holding its secret is
+/// enough to end it).
 pub async fn logout(env: &FormatEnv, ctx: &RepoCtx, token: &str) -> Result<HttpResponse> {
-    let user = caller(ctx)?;
-    let key = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()));
-    env.identity.revoke_token(user, &key).await?;
+    caller(ctx)?;
+    env.identity.revoke_secret(token).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true})))
 }
 
@@ -80,20 +82,21 @@ pub async fn tokens(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, body: web
     if req.method() == Method::POST {
         let body = small_json(body, 64 << 10).await?;
         let password = body.get("password").and_then(Value::as_str).ok_or_else(|| NpmError::BadRequest("password is required".into()))?;
-        if env.identity.login(user, password).await.is_none() {
-            return Err(NpmError::Forbidden("wrong password".into()));
-        }
         if body.get("cidr_whitelist").and_then(Value::as_array).is_some_and(|a| !a.is_empty()) {
             return Err(NpmError::BadRequest("CIDR-restricted tokens are not supported".into()));
         }
+        // The new token stands on the password, whatever credential carried the request.
+        let Some(owner) = env.identity.login(user, password, &ctx.client).await.filter(|p| p.realm == ctx.principal.realm) else {
+            return Err(NpmError::Forbidden("wrong password".into()));
+        };
         let readonly = body.get("readonly").and_then(Value::as_bool).unwrap_or(false);
-        let t = env.identity.create_token(user, TokenSpec { name: "npm token create".into(), readonly, ..Default::default() }).await?;
+        let t = env.identity.create_token(&owner, TokenSpec { name: "npm token create".into(), readonly, ..Default::default() }).await?;
         return Ok(HttpResponse::Ok().json(token_json(&t.info, Some(&t.secret))));
     }
     if req.method() != Method::GET {
         return Err(NpmError::MethodNotAllowed);
     }
-    let list = env.identity.tokens(user).await?;
+    let list = env.identity.tokens(&ctx.principal).await?;
     Ok(HttpResponse::Ok().json(json!({
         "objects": list.iter().map(|t| token_json(t, None)).collect::<Vec<_>>(),
         "total": list.len(),
@@ -103,8 +106,8 @@ pub async fn tokens(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, body: web
 
 /// `DELETE /-/npm/v1/tokens/token/<key>`: `key` is the token's key or its id.
 pub async fn revoke(env: &FormatEnv, ctx: &RepoCtx, key: &str) -> Result<HttpResponse> {
-    let user = caller(ctx)?;
-    if !env.identity.revoke_token(user, key).await? {
+    caller(ctx)?;
+    if !env.identity.revoke_token(&ctx.principal, key).await? {
         return Err(NpmError::NotFound);
     }
     Ok(HttpResponse::NoContent().finish())

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use wharf_format::{Access, Action, FormatEnv, GroupSettings, Principal, Repo, RepoConfig, RepoCtx, RepoRef};
+use wharf_format::{Action, FormatEnv, GroupSettings, Repo, RepoConfig, RepoCtx, RepoRef};
 
 use crate::error::PypiError;
 use crate::hosted::{accept, base_url};
@@ -51,8 +51,7 @@ impl Group {
                 source::authorize(ctx, Action::Write, "*")?;
                 let w = self.group.writable.as_deref().ok_or_else(|| PypiError::ReadOnly(format!("group {} has no writable member", self.cfg.name)))?;
                 let r = self.member(w).ok_or_else(|| PypiError::Upstream(format!("the writable member {w} is unavailable")))?;
-                let member_ctx =
-                    RepoCtx { repo: r.config.clone(), principal: Principal { user: ctx.principal.user.clone(), access: Access::All }, ..ctx.clone() };
+                let member_ctx = RepoCtx { repo: r.config.clone(), principal: ctx.principal.trusted(), ..ctx.clone() };
                 Ok(r.repo.handle(member_ctx, req.clone(), body).await)
             }
             Endpoint::Index if read => {

@@ -24,12 +24,24 @@ pub enum AdminError {
     Unauthenticated,
     #[error("administrator rights required")]
     Forbidden,
+    /// The caller is known, but their credential may not do this.
+    #[error("{0}")]
+    NotAllowed(&'static str),
     #[error("{0}")]
     NotFound(String),
     #[error(transparent)]
     Invalid(#[from] ConfigError),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
+}
+
+impl From<wharf_format::IdentityError> for AdminError {
+    fn from(e: wharf_format::IdentityError) -> Self {
+        match e {
+            wharf_format::IdentityError::NotAllowed(why) => AdminError::NotAllowed(why),
+            other => AdminError::Internal(Box::new(other)),
+        }
+    }
 }
 
 impl From<DbError> for AdminError {
@@ -42,7 +54,7 @@ impl ResponseError for AdminError {
     fn status_code(&self) -> StatusCode {
         match self {
             AdminError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            AdminError::Forbidden => StatusCode::FORBIDDEN,
+            AdminError::Forbidden | AdminError::NotAllowed(_) => StatusCode::FORBIDDEN,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

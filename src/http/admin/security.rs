@@ -3,11 +3,11 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
-use wharf_format::{Access, ConfigError};
+use wharf_format::{same_user, Access, ConfigError, Credential, Principal, Realm};
 
 use super::{parse_json, require_admin, AdminError};
 use crate::db::users::{self, RoleRow, UserFields, UserRow};
-use crate::db::DbError;
+use crate::db::{sessions, DbError};
 use crate::security::{password, roles};
 use crate::state::AppState;
 
@@ -148,14 +148,15 @@ pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web
     let created = state
         .db
         .run(move |c| {
-            if users::get(c, &id2)?.is_some() {
-                return Ok(None);
+            // User names ignore case: `Admin` would be a second name for `admin`.
+            if let Some(existing) = users::get(c, &id2)? {
+                return Ok(Err(existing.username));
             }
             users::create(c, &id2, &hash, &fields)?;
-            users::get(c, &id2)
+            Ok(users::get(c, &id2)?.ok_or(id2))
         })
         .await?;
-    let Some(row) = created else { return Err(invalid("userId", format!("userId: user {id} already exists"))) };
+    let row = created.map_err(|existing| invalid("userId", format!("userId: user {existing} already exists (user names ignore case)")))?;
     state.auth.invalidate();
     super::record(&state, &req, &actor, "user.create", &id, None);
     Ok(HttpResponse::Ok().json(user_json(&row)))
@@ -171,14 +172,25 @@ pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web
     }
     let existing_roles = state.db.run(users::roles).await?;
     let fields = user_fields(obj, &existing_roles)?;
-    if caller == id && (fields.status != "active" || !fields.roles.iter().any(|r| r == roles::ADMIN_ROLE)) {
+    if same_user(&caller, &id) && (fields.status != "active" || !fields.roles.iter().any(|r| r == roles::ADMIN_ROLE)) {
         return Err(invalid("roles", "you cannot disable yourself or take away your own administrator role"));
     }
     if obj.contains_key("password") {
         return Err(invalid("password", "password: use PUT .../change-password"));
     }
     let id2 = id.clone();
-    if !state.db.run(move |c| users::update(c, &id2, &fields)).await? {
+    let updated = state
+        .db
+        .run(move |c| {
+            let disabled = fields.status != "active";
+            let found = users::update(c, &id2, &fields)?;
+            if found && disabled {
+                sessions::delete_of_user(c, &id2)?;
+            }
+            Ok(found)
+        })
+        .await?;
+    if !updated {
         return Err(AdminError::NotFound(format!("user {id} not found")));
     }
     state.auth.invalidate();
@@ -189,15 +201,17 @@ pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web
 pub async fn delete_user(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
     let caller = require_admin(&state, &req).await?;
     let id = path.into_inner();
-    if caller == id {
+    if same_user(&caller, &id) {
         return Err(invalid("userId", "you cannot delete yourself"));
     }
     let id2 = id.clone();
     let gone = state
         .db
         .run(move |c| {
-            crate::db::tokens::delete_of_user(c, &id2)?;
-            users::delete(c, &id2)
+            let Some(row) = users::get(c, &id2)? else { return Ok(false) };
+            crate::db::tokens::delete_of_user(c, &row.username, Realm::Local.as_str())?;
+            sessions::delete_of_user(c, &row.username)?;
+            users::delete(c, &row.username)
         })
         .await?;
     if !gone {
@@ -208,22 +222,56 @@ pub async fn delete_user(state: web::Data<AppState>, req: HttpRequest, path: web
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// An administrator may set anyone's password; a user may change their own.
+/// An administrator may set anyone else's password (Nexus's shape: the new password as the
+/// text/plain body). A local user may change their own with proof of the current one: Basic
+/// credentials with it, or a JSON body `{"currentPassword", "newPassword"}` (the console's
+/// session, or a token, alone is not enough). Every session of the user ends, on every node.
 pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
     let p = state.auth.principal(&req).await;
-    match (&p.access, p.user.as_deref()) {
-        (_, None) => return Err(AdminError::Unauthenticated),
-        (Access::All, _) => {}
-        (Access::Privileges(_), Some(u)) if u == id => {}
-        _ => return Err(AdminError::Forbidden),
+    if p.user.is_none() {
+        return Err(AdminError::Unauthenticated);
     }
-    let pass = String::from_utf8(body.to_vec()).map_err(|_| invalid("password", "password: must be UTF-8 text"))?;
-    let pass = pass.trim_end_matches(['\r', '\n']).to_string();
+    let json = req.headers().get(actix_web::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    let (pass, current) = if json {
+        let body = parse_json(&body)?;
+        let obj = object(&body)?;
+        for k in obj.keys() {
+            if !["currentPassword", "newPassword"].contains(&k.as_str()) {
+                return Err(invalid(k, format!("{k}: unknown field")));
+            }
+        }
+        (str_field(obj, "newPassword")?.ok_or_else(|| invalid("newPassword", "newPassword: is required"))?, str_field(obj, "currentPassword")?)
+    } else {
+        let text = String::from_utf8(body.to_vec()).map_err(|_| invalid("password", "password: must be UTF-8 text"))?;
+        (text.trim_end_matches(['\r', '\n']).to_string(), None)
+    };
+    if p.is_local_user(&id) {
+        let proved = match current {
+            Some(current) => state.auth.password_login(&id, &current, &crate::http::mount::client(&req)).await.is_some_and(|q| q.is_local_user(&id)),
+            None if p.credential == Credential::Password => true,
+            None => return Err(invalid("currentPassword", "currentPassword: your current password is required to change it")),
+        };
+        if !proved {
+            return Err(AdminError::NotAllowed("the current password is wrong"));
+        }
+    } else if !matches!(p.access, Access::All) {
+        return Err(AdminError::Forbidden);
+    }
     check_password(&pass)?;
     let hash = web::block(move || password::hash(&pass)).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
     let id2 = id.clone();
-    if !state.db.run(move |c| users::set_password(c, &id2, &hash)).await? {
+    let changed = state
+        .db
+        .run(move |c| {
+            let found = users::set_password(c, &id2, &hash)?;
+            if found {
+                sessions::delete_of_user(c, &id2)?;
+            }
+            Ok(found)
+        })
+        .await?;
+    if !changed {
         return Err(AdminError::NotFound(format!("user {id} not found")));
     }
     state.auth.invalidate();
@@ -396,21 +444,30 @@ fn token_json(t: &wharf_format::TokenInfo) -> Value {
     })
 }
 
-async fn caller(state: &AppState, req: &HttpRequest) -> Result<String, AdminError> {
-    state.auth.principal(req).await.user.ok_or(AdminError::Unauthenticated)
+async fn caller(state: &AppState, req: &HttpRequest) -> Result<Principal, AdminError> {
+    let p = state.auth.principal(req).await;
+    if p.user.is_none() {
+        return Err(AdminError::Unauthenticated);
+    }
+    Ok(p)
 }
 
 pub async fn list_tokens(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     use wharf_format::Identity;
-    let user = caller(&state, &req).await?;
-    let list = state.auth.tokens(&user).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let owner = caller(&state, &req).await?;
+    let list = state.auth.tokens(&owner).await?;
     Ok(HttpResponse::Ok().json(list.iter().map(token_json).collect::<Vec<_>>()))
 }
 
-/// Creates a token for the caller. The secret is in this answer and nowhere else, ever.
+/// Creates a token for the caller, who must have signed in with the password (Basic, or a
+/// console session): a token never begets another. The secret is in this answer and nowhere
+/// else, ever.
 pub async fn create_token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     use wharf_format::Identity;
-    let user = caller(&state, &req).await?;
+    let owner = caller(&state, &req).await?;
+    if !owner.credential.may_create_credentials() {
+        return Err(AdminError::NotAllowed("an API token is created with the password (or a console session), not with a token"));
+    }
     let body = parse_json(&body)?;
     let obj = object(&body)?;
     for k in obj.keys() {
@@ -443,12 +500,8 @@ pub async fn create_token(state: web::Data<AppState>, req: HttpRequest, body: we
             Some(wharf_format::now_millis() + (days * 86_400_000.0) as i64)
         }
     };
-    let t = state
-        .auth
-        .create_token(&user, wharf_format::TokenSpec { name, readonly, repository, expires_at })
-        .await
-        .map_err(|e| AdminError::Internal(Box::new(e)))?;
-    super::record(&state, &req, &user, "token.create", &t.info.id, t.info.repository.as_deref());
+    let t = state.auth.create_token(&owner, wharf_format::TokenSpec { name, readonly, repository, expires_at }).await?;
+    super::record(&state, &req, owner.user.as_deref().unwrap_or("-"), "token.create", &t.info.id, t.info.repository.as_deref());
     let mut out = token_json(&t.info);
     out["token"] = json!(t.secret);
     Ok(HttpResponse::Created().json(out))
@@ -456,11 +509,11 @@ pub async fn create_token(state: web::Data<AppState>, req: HttpRequest, body: we
 
 pub async fn revoke_token(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
     use wharf_format::Identity;
-    let user = caller(&state, &req).await?;
+    let owner = caller(&state, &req).await?;
     let id = path.into_inner();
-    if !state.auth.revoke_token(&user, &id).await.map_err(|e| AdminError::Internal(Box::new(e)))? {
+    if !state.auth.revoke_token(&owner, &id).await? {
         return Err(AdminError::NotFound(format!("token {id} not found")));
     }
-    super::record(&state, &req, &user, "token.revoke", &id, None);
+    super::record(&state, &req, owner.user.as_deref().unwrap_or("-"), "token.revoke", &id, None);
     Ok(HttpResponse::NoContent().finish())
 }

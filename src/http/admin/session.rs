@@ -1,6 +1,8 @@
 //! `/service/rest/v1/session`: the console's login. A session is a signed cookie (HttpOnly,
-//! SameSite=Strict, Secure over HTTPS) that any node can check, so nodes keep no session state;
-//! state-changing requests made with it must also send the session's CSRF token.
+//! SameSite=Strict, Secure over HTTPS) naming a row of the `sessions` table, so that logout,
+//! or a password change, disabling or deleting the user, ends it on every node. Only the
+//! password opens one (never an API token); state-changing requests made with it must also send
+//! the session's CSRF token, and come from wharf's own origin when the browser names one.
 
 use actix_web::cookie::{Cookie, SameSite};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -8,7 +10,7 @@ use serde_json::{json, Value};
 use wharf_format::{Access, ConfigError};
 
 use super::{parse_json, AdminError};
-use crate::security::principal::SESSION_COOKIE;
+use crate::security::principal::{same_origin, SESSION_COOKIE};
 use crate::state::AppState;
 
 /// How long a console session lasts, in seconds.
@@ -20,15 +22,18 @@ fn secure(req: &HttpRequest) -> bool {
 
 /// `POST {"username", "password"}` → the session cookie, and the CSRF token in the body.
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    // A login form on another site must not sign the browser in (as the attacker).
+    if !same_origin(&req) {
+        return Err(AdminError::NotAllowed("the console signs in from its own pages only"));
+    }
     let body = parse_json(&body)?;
     let field =
         |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| AdminError::Invalid(ConfigError::new(k, format!("{k}: required"))));
     let (user, pass) = (field("username")?, field("password")?);
-    let Some(p) = state.auth.login_from(&user, &pass, Some(crate::http::mount::client(&req))).await else {
+    let Some(p) = state.auth.password_login(&user, &pass, &crate::http::mount::client(&req)).await else {
         return Err(AdminError::Unauthenticated);
     };
-    let name = p.user.clone().unwrap_or(user);
-    let (jwt, claims) = state.auth.tokens.sign_session(&name, SESSION_TTL);
+    let (jwt, claims) = state.auth.open_session(&p, SESSION_TTL).await?;
     let cookie = Cookie::build(SESSION_COOKIE, jwt)
         .path("/")
         .http_only(true)
@@ -36,7 +41,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
         .secure(secure(&req))
         .max_age(actix_web::cookie::time::Duration::seconds(SESSION_TTL as i64))
         .finish();
-    Ok(HttpResponse::Ok().cookie(cookie).json(json!({ "userId": name, "admin": matches!(p.access, Access::All), "csrfToken": claims.csrf })))
+    Ok(HttpResponse::Ok().cookie(cookie).json(json!({ "userId": claims.sub, "admin": matches!(p.access, Access::All), "csrfToken": claims.csrf })))
 }
 
 /// The current session's user (the console asks on load).
@@ -47,9 +52,12 @@ pub async fn current(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     Ok(HttpResponse::Ok().json(json!({ "userId": user, "admin": matches!(p.access, Access::All), "csrfToken": csrf })))
 }
 
-/// Logout: the cookie is cleared.
-pub async fn delete(req: HttpRequest) -> HttpResponse {
+/// Logout: the session ends on the server, and the cookie is cleared.
+pub async fn delete(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
+    if let Some(c) = req.cookie(SESSION_COOKIE) {
+        state.auth.close_session(c.value()).await?;
+    }
     let mut gone = Cookie::build(SESSION_COOKIE, "").path("/").http_only(true).same_site(SameSite::Strict).secure(secure(&req)).finish();
     gone.make_removal();
-    HttpResponse::NoContent().cookie(gone).finish()
+    Ok(HttpResponse::NoContent().cookie(gone).finish())
 }
