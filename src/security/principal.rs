@@ -442,7 +442,7 @@ impl Identity for Authenticator {
             last_used_at: None,
         };
         let r = row.clone();
-        self.db.run(move |c| tokens::insert(c, &r)).await.map_err(|e| IdentityError(e.to_string()))?;
+        self.db.write(move |c| tokens::insert(c, &r)).await.map_err(|e| IdentityError(e.to_string()))?;
         tracing::info!(user, token = %row.prefix, "API token created");
         Ok(NewToken { info: info(&row), secret })
     }
@@ -455,7 +455,7 @@ impl Identity for Authenticator {
 
     async fn revoke_token(&self, user: &str, id_or_key: &str) -> Result<bool, IdentityError> {
         let (u, k) = (user.to_string(), id_or_key.to_string());
-        let gone = self.db.run(move |c| tokens::delete(c, &u, &k)).await.map_err(|e| IdentityError(e.to_string()))?;
+        let gone = self.db.write(move |c| tokens::delete(c, &u, &k)).await.map_err(|e| IdentityError(e.to_string()))?;
         if gone {
             self.invalidate();
             tracing::info!(user, "API token revoked");

@@ -147,7 +147,7 @@ pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web
     let id2 = id.clone();
     let created = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             if users::get(c, &id2)?.is_some() {
                 return Ok(None);
             }
@@ -178,7 +178,7 @@ pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(invalid("password", "password: use PUT .../change-password"));
     }
     let id2 = id.clone();
-    if !state.db.run(move |c| users::update(c, &id2, &fields)).await? {
+    if !state.db.write(move |c| users::update(c, &id2, &fields)).await? {
         return Err(AdminError::NotFound(format!("user {id} not found")));
     }
     state.auth.invalidate();
@@ -195,7 +195,7 @@ pub async fn delete_user(state: web::Data<AppState>, req: HttpRequest, path: web
     let id2 = id.clone();
     let gone = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             crate::db::tokens::delete_of_user(c, &id2)?;
             users::delete(c, &id2)
         })
@@ -223,7 +223,7 @@ pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path:
     check_password(&pass)?;
     let hash = web::block(move || password::hash(&pass)).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
     let id2 = id.clone();
-    if !state.db.run(move |c| users::set_password(c, &id2, &hash)).await? {
+    if !state.db.write(move |c| users::set_password(c, &id2, &hash)).await? {
         return Err(AdminError::NotFound(format!("user {id} not found")));
     }
     state.auth.invalidate();
@@ -288,7 +288,7 @@ pub async fn create_role(state: web::Data<AppState>, req: HttpRequest, body: web
     let id2 = id.clone();
     let row = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             users::create_role(c, &id2, &name, &description, &privileges, &nested)?;
             users::role(c, &id2)
         })
@@ -314,7 +314,7 @@ pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(invalid("id", "nx-admin is built in and cannot be changed"));
     }
     let id2 = id.clone();
-    if !state.db.run(move |c| users::update_role(c, &id2, &name, &description, &privileges, &nested)).await? {
+    if !state.db.write(move |c| users::update_role(c, &id2, &name, &description, &privileges, &nested)).await? {
         return Err(AdminError::NotFound(format!("role {id} not found")));
     }
     state.auth.invalidate();
@@ -329,19 +329,21 @@ pub async fn delete_role(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(invalid("id", format!("{id} is built in and cannot be deleted")));
     }
     let id2 = id.clone();
-    let (holders, roles_holding) = state
+    // The check and the delete in one write transaction: a user granted the role meanwhile
+    // must not end up holding a role that no longer exists.
+    let (holders, roles_holding, deleted) = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             let u: Vec<String> = users::list(c)?.into_iter().filter(|u| u.role_ids().contains(&id2)).map(|u| u.username).collect();
             let r: Vec<String> = users::roles(c)?.into_iter().filter(|r| r.nested_roles().contains(&id2)).map(|r| r.id).collect();
-            Ok((u, r))
+            let deleted = u.is_empty() && r.is_empty() && users::delete_role(c, &id2)?;
+            Ok((u, r, deleted))
         })
         .await?;
     if !holders.is_empty() || !roles_holding.is_empty() {
         return Err(invalid("id", format!("role {id} is still held by users [{}] and roles [{}]", holders.join(", "), roles_holding.join(", "))));
     }
-    let id2 = id.clone();
-    if !state.db.run(move |c| users::delete_role(c, &id2)).await? {
+    if !deleted {
         return Err(AdminError::NotFound(format!("role {id} not found")));
     }
     state.auth.invalidate();
