@@ -397,7 +397,8 @@ fn star_and_owner_add_keep_every_version() {
     assert!(c.login("npm-hosted", "admin", ADMIN_PASSWORD).status.success());
     ok(c.npm(&package(tmp.path(), "wharf-starred", "1.0.0", &[]), &["publish"]));
     ok(c.npm(&package(tmp.path(), "wharf-starred", "1.1.0", &[]), &["publish"]));
-    let versions = |c: &Client_| -> Value { serde_json::from_str(&ok(c.npm(tmp.path(), &["view", "wharf-starred", "versions", "--json", "--prefer-online"]))).unwrap() };
+    let versions =
+        |c: &Client_| -> Value { serde_json::from_str(&ok(c.npm(tmp.path(), &["view", "wharf-starred", "versions", "--json", "--prefer-online"]))).unwrap() };
 
     ok(c.npm(tmp.path(), &["star", "wharf-starred"]));
     assert_eq!(versions(&c), json!(["1.0.0", "1.1.0"]), "npm star keeps every version");
@@ -426,7 +427,8 @@ fn star_and_owner_add_keep_every_version() {
     }
 
     // A document that names none of versions, maintainers or users changes nothing.
-    let rev = Client::new().get(server().url("/repository/npm-hosted/wharf-starred")).bearer_auth(login_token(&c)).send().unwrap().json::<Value>().unwrap()["_rev"]
+    let rev = Client::new().get(server().url("/repository/npm-hosted/wharf-starred")).bearer_auth(login_token(&c)).send().unwrap().json::<Value>().unwrap()
+        ["_rev"]
         .as_str()
         .unwrap()
         .to_string();

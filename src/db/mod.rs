@@ -3,7 +3,7 @@
 //! through [`Db::run`] (reads) or [`Db::write`] (anything that writes), never on an actix worker.
 //!
 //! Atomicity: every write goes through [`Db::write`], one transaction per call. On SQLite the
-//! transaction is `BEGIN IMMEDIATE` behind one process-wide lock, so writers take turns and a
+//! transaction is `BEGIN IMMEDIATE` behind one process-wide writer permit, so writers take turns and a
 //! transaction that reads and then writes never meets a busy database halfway. On PostgreSQL it
 //! is `SERIALIZABLE`, so a check and the writes that depend on it commit as if alone (a
 //! compare-and-swap cannot lose an update under concurrency); serialization failures and
@@ -54,9 +54,11 @@ pub enum DbError {
 pub struct Db {
     pool: Pool<ConnectionManager<AnyConnection>>,
     pub backend: Backend,
-    /// SQLite has one writer at a time: this process's writers queue here (fairly, and without
-    /// holding a blocking thread) instead of meeting SQLITE_BUSY. Unused on PostgreSQL.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Write transactions this process runs at once: one on SQLite (it has one writer; this
+    /// process's writers queue here, fairly and without holding a blocking thread, instead of
+    /// meeting SQLITE_BUSY), half the pool on PostgreSQL (writers that wait on each other's row
+    /// locks must not take every connection from readers such as password checks).
+    writers: Arc<tokio::sync::Semaphore>,
 }
 
 /// How long [`Db::write`] keeps retrying a transaction that lost a race before giving up.
@@ -115,7 +117,11 @@ impl Db {
             builder = builder.connection_customizer(Box::new(SqlitePragmas));
         }
         let pool = builder.build(manager)?;
-        let db = Db { pool, backend, writer: Arc::new(tokio::sync::Mutex::new(())) };
+        let writers = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => (size as usize / 2).max(1),
+        };
+        let db = Db { pool, backend, writers: Arc::new(tokio::sync::Semaphore::new(writers)) };
         db.migrate()?;
         Ok(db)
     }
@@ -145,7 +151,7 @@ impl Db {
     }
 
     /// Runs `f` in one write transaction (see the module documentation): `BEGIN IMMEDIATE`
-    /// behind the process's writer lock on SQLite, `SERIALIZABLE` on PostgreSQL. A transaction
+    /// behind the process's single writer permit on SQLite, `SERIALIZABLE` on PostgreSQL. A transaction
     /// that lost a race (serialization failure, deadlock, a busy SQLite file shared with another
     /// process) is rolled back and `f` runs again after a jittered pause, so `f` must be
     /// repeatable. An `Err` from `f` rolls back.
@@ -159,10 +165,7 @@ impl Db {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let guard = match self.backend {
-                Backend::Sqlite => Some(self.writer.clone().lock_owned().await),
-                Backend::Postgres => None,
-            };
+            let guard = self.writers.clone().acquire_owned().await.map_err(|e| DbError::Blocking(e.to_string()))?;
             let pool = self.pool.clone();
             let f = f.clone();
             let res = tokio::task::spawn_blocking(move || {

@@ -35,6 +35,8 @@ pub struct Hosted {
     cfg: Arc<RepoConfig>,
     settings: DockerSettings,
     env: FormatEnv,
+    /// Pushes of one tag on this node take turns instead of racing in the database.
+    tag_writers: wharf_format::KeyedLocks,
 }
 
 type Result<T, E = DockerError> = std::result::Result<T, E>;
@@ -48,7 +50,7 @@ impl Repo for Hosted {
 
 impl Hosted {
     pub fn new(cfg: Arc<RepoConfig>, settings: DockerSettings, env: FormatEnv) -> Hosted {
-        Hosted { cfg, settings, env }
+        Hosted { cfg, settings, env, tag_writers: Default::default() }
     }
 
     pub(crate) async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
@@ -289,6 +291,10 @@ impl Hosted {
             }
         }
 
+        let _turn = match reference {
+            Reference::Tag(tag) => Some(self.tag_writers.lock(&tag_path(name, tag)).await),
+            Reference::Digest(_) => None,
+        };
         match self.save_manifest(name, bytes, &manifest, reference, checks).await {
             Ok(()) => {}
             Err(DockerError::Meta(MetaError::CheckFailed(i))) if i < manifest.blobs.len() => {
