@@ -172,21 +172,25 @@ async fn overlapping_patches_never_corrupt_the_store() {
         .await
         .unwrap();
 
-    // B: 2 MiB in one go while A is still writing.
+    // B: 2 MiB in one go while A is still writing. B waits for A's claim, so it cannot answer
+    // before A ends; the old code answered at once, and then A's second MiB landed inside B's
+    // bytes. The bounded wait only lets that old interleaving happen; the assertions below hold
+    // whichever way it goes.
     let b_bytes = vec![b'B'; 2 * MIB];
-    let b = client
-        .patch(&url)
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("Content-Type", "application/octet-stream")
-        .body(b_bytes.clone())
-        .send()
-        .await
-        .unwrap();
-    let b_status = b.status();
+    let b_req = client.patch(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Type", "application/octet-stream").body(b_bytes.clone());
+    let mut b = tokio::spawn(b_req.send());
+    let b_early = tokio::time::timeout(Duration::from_secs(3), &mut b).await.ok();
 
     tx.send(Ok(vec![b'a'; MIB])).await.unwrap();
     drop(tx);
     let a_status = a.await.unwrap().map(|r| r.status()).ok();
+    let b_status = match b_early {
+        Some(r) => r,
+        None => b.await,
+    }
+    .unwrap()
+    .unwrap()
+    .status();
     let mut a_bytes = vec![b'A'; MIB];
     a_bytes.extend(vec![b'a'; MIB]);
 

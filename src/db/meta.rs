@@ -297,6 +297,24 @@ impl MetaStore for SqlMeta {
         }
     }
 
+    async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<(), MetaError> {
+        let (id, writer) = (id.to_string(), writer.to_string());
+        let n = self
+            .db
+            .write(move |conn| {
+                Ok(diesel::update(uploads::table.filter(uploads::id.eq(&id).and(uploads::writer.eq(&writer))))
+                    .set(uploads::lease_until.eq(now_millis() + lease_ms))
+                    .execute(conn)?)
+            })
+            .await
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(MetaError::Conflict)
+        }
+    }
+
     async fn upload_advance(&self, id: &str, from: i64, to: i64, state: Vec<u8>, writer: &str) -> Result<(), MetaError> {
         let (id, writer) = (id.to_string(), writer.to_string());
         let n = self

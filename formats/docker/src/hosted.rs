@@ -26,10 +26,12 @@ use crate::routes::{self, Endpoint};
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// The most tags or catalog entries one page returns when the client names no `n`.
 const MAX_PAGE: i64 = 10_000;
-/// How long a request's claim on an upload session lasts if it is never released (its node
-/// died): then another request may take the session over. A request that ends, however it
-/// ends, releases its claim at once.
-const UPLOAD_LEASE_MS: i64 = 10 * 60 * 1000;
+/// How long a request's claim on an upload session lasts unless renewed: a request renews it
+/// every [`UPLOAD_RENEW`] while it writes, and releases it when it ends however it ends, so the
+/// lease only matters when a node dies mid-write (then the next request waits at most this
+/// long for the session).
+const UPLOAD_LEASE_MS: i64 = 15_000;
+const UPLOAD_RENEW: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Hosted {
     cfg: Arc<RepoConfig>,
@@ -593,17 +595,45 @@ impl Hosted {
         Ok(row)
     }
 
-    /// Makes this request the session's only writer (across nodes), or answers 416 with the
-    /// session's offset when another request is writing to it or moved it on.
+    /// Makes this request the session's only writer (across nodes). While another request
+    /// writes to it, this one waits (at most a lease: the other may have died); once the
+    /// session has moved past the offset this request was meant for, it answers 416 with the
+    /// session's offset.
     async fn claim(&self, ctx: &RepoCtx, name: &str, row: &UploadRow) -> Result<Claim> {
         let writer = uuid::Uuid::new_v4().to_string();
-        match self.env.meta.upload_claim(&row.id, row.offset, &writer, UPLOAD_LEASE_MS).await {
-            Ok(()) => Ok(Claim { meta: self.env.meta.clone(), blobs: self.env.blobs.clone(), id: row.id.clone(), offset: row.offset, writer, open: true }),
-            Err(MetaError::Conflict) => {
-                let now = self.env.meta.upload_get(&row.id).await?.ok_or(DockerError::BlobUploadUnknown)?;
-                Err(DockerError::RangeInvalid { upload_offset: now.offset as u64, location: self.url(ctx, name, &format!("blobs/uploads/{}", row.id)) })
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(UPLOAD_LEASE_MS as u64 + 1000);
+        let mut attempt = 0;
+        loop {
+            match self.env.meta.upload_claim(&row.id, row.offset, &writer, UPLOAD_LEASE_MS).await {
+                Ok(()) => {
+                    return Ok(Claim { meta: self.env.meta.clone(), blobs: self.env.blobs.clone(), id: row.id.clone(), offset: row.offset, writer, open: true })
+                }
+                Err(MetaError::Conflict) => {
+                    let now = self.env.meta.upload_get(&row.id).await?.ok_or(DockerError::BlobUploadUnknown)?;
+                    if now.offset != row.offset || std::time::Instant::now() >= deadline {
+                        let location = self.url(ctx, name, &format!("blobs/uploads/{}", row.id));
+                        return Err(DockerError::RangeInvalid { upload_offset: now.offset as u64, location });
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(wharf_format::backoff(attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Runs `work` while renewing `claim`'s lease, so that a long write keeps its session.
+    async fn leased<T>(&self, claim: &Claim, work: impl std::future::Future<Output = T>) -> T {
+        let renew = async {
+            loop {
+                tokio::time::sleep(UPLOAD_RENEW).await;
+                // Lost: someone took over after a stall; our advance will fail and say so.
+                let _ = self.env.meta.upload_renew(&claim.id, &claim.writer, UPLOAD_LEASE_MS).await;
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            never = renew => never,
         }
     }
 
@@ -642,7 +672,7 @@ impl Hosted {
         self.writable()?;
         let row = self.load_upload(ctx, name, id).await?;
         let claim = self.claim(ctx, name, &row).await?;
-        let (new_offset, state) = match self.append(ctx, req, name, &row, body).await {
+        let (new_offset, state) = match self.leased(&claim, self.append(ctx, req, name, &row, body)).await {
             Ok(r) => r,
             Err(e) => {
                 claim.abandon().await;
@@ -681,14 +711,14 @@ impl Hosted {
         let digest: Digest = q.get("digest").ok_or_else(|| DockerError::DigestInvalid("the digest parameter is required".into()))?.parse()?;
         let row = self.load_upload(ctx, name, id).await?;
         let claim = self.claim(ctx, name, &row).await?;
-        let (size, state) = match self.append(ctx, req, name, &row, body).await {
+        let (size, state) = match self.leased(&claim, self.append(ctx, req, name, &row, body)).await {
             Ok(r) => r,
             Err(e) => {
                 claim.abandon().await;
                 return Err(e);
             }
         };
-        match self.env.blobs.stage_finish(id, &state, Some(&digest)).await {
+        match self.leased(&claim, self.env.blobs.stage_finish(id, &state, Some(&digest))).await {
             Ok(_) => {}
             Err(e @ wharf_format::BlobError::DigestMismatch { .. }) => {
                 // A failed verification ends the session: its bytes are not what the client meant.
