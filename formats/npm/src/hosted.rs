@@ -176,8 +176,11 @@ impl Hosted {
     // ---- publish ----------------------------------------------------------------------------
 
     async fn publish(&self, ctx: &RepoCtx, name: &str, body: web::Payload) -> Result<HttpResponse> {
-        // Write rights are checked below: a star needs only read rights.
-        authorize(ctx, Action::Read, name)?;
+        // A star needs only read rights, so write rights are checked once the body says what it
+        // is; an anonymous caller can star nothing, and no body of theirs is read without them.
+        if ctx.principal.is_anonymous() {
+            self.writable(ctx, Action::Write, name)?;
+        }
         if !valid_name(name) {
             return Err(NpmError::BadRequest(format!("invalid package name {name:?}")));
         }
@@ -322,7 +325,9 @@ impl Hosted {
     /// `PUT /<name>/-rev/<rev>`: npm unpublish (the whole document, less the version) and
     /// npm owner add/rm (a document of `maintainers` only).
     async fn update(&self, ctx: &RepoCtx, name: &str, rev: &str, body: web::Payload) -> Result<HttpResponse> {
-        authorize(ctx, Action::Read, name)?;
+        if ctx.principal.is_anonymous() {
+            self.writable(ctx, Action::Write, name)?;
+        }
         let body = crate::user::small_json(body, self.settings.upload_max_bytes).await?;
         self.update_doc(ctx, name, rev, body, true).await
     }
@@ -465,6 +470,7 @@ impl Hosted {
 
     /// npm star / unstar: the caller's own entry in `users`, whatever else the body says.
     async fn star(&self, ctx: &RepoCtx, name: &str, users: &Map<String, Value>) -> Result<HttpResponse> {
+        authorize(ctx, Action::Read, name)?;
         let user = ctx.principal.user.clone().ok_or(NpmError::Unauthorized)?;
         let starred = users.get(&user).is_some_and(|v| v == &Value::Bool(true));
         self.change_doc(name, |cur| {
