@@ -497,10 +497,26 @@ impl Hosted {
     async fn delete_package(&self, ctx: &RepoCtx, name: &str) -> Result<HttpResponse> {
         self.writable(ctx, Action::Delete, name)?;
         let repo = self.cfg.id;
-        let q = ListQuery { prefix: Some(tarballs_prefix(name)), ..Default::default() };
-        let mut writes: Vec<Write> = self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }).collect();
-        writes.push(Write::Delete { repo, path: meta::package_path(name) });
-        self.env.meta.commit(vec![], writes).await?;
+        let _writer = self.writers.lock(name).await;
+        let mut contention = Contention::new();
+        loop {
+            // The tarballs listed are all there are only while the document is the one read: a
+            // publish in between would leave a tarball behind that blocks its version for good.
+            let (doc, _) = self.listing(name).await?;
+            let q = ListQuery { prefix: Some(tarballs_prefix(name)), ..Default::default() };
+            let mut writes: Vec<Write> = self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }).collect();
+            let path = meta::package_path(name);
+            writes.push(Write::Delete { repo, path: path.clone() });
+            let check = match doc.and_then(|d| d.digest) {
+                Some(digest) => Check::AbsentOrDigest { repo, path, digest },
+                None => Check::Absent { repo, path },
+            };
+            match self.env.meta.commit(vec![check], writes).await {
+                Ok(()) => break,
+                Err(wharf_format::MetaError::CheckFailed(_)) => contention.wait(name).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", name));
         Ok(HttpResponse::Ok().json(json!({"ok": true})))
     }
