@@ -25,7 +25,9 @@ impl Audit for AuditLog {
         let write = async move {
             let detail = e.detail.to_string();
             let r = db
-                .run(move |c| audit::insert(c, at, e.actor.as_deref(), e.address.as_deref(), &e.action, e.repository.as_deref(), e.object.as_deref(), &detail))
+                .write(move |c| {
+                    audit::insert(c, at, e.actor.as_deref(), e.address.as_deref(), &e.action, e.repository.as_deref(), e.object.as_deref(), &detail)
+                })
                 .await;
             if let Err(err) = r {
                 tracing::error!(error = %err, "writing an audit event failed");

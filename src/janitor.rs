@@ -15,7 +15,7 @@ pub async fn sweep(state: &AppState, ttl: Duration) -> usize {
     let cutoff = now_millis() - ttl.as_millis() as i64;
     let stale = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             let rows: Vec<(String, String)> = uploads::table.filter(uploads::updated_at.lt(cutoff)).select((uploads::id, uploads::blob_store)).load(c)?;
             let ids: Vec<&String> = rows.iter().map(|(id, _)| id).collect();
             diesel::delete(uploads::table.filter(uploads::id.eq_any(ids))).execute(c)?;
@@ -62,7 +62,7 @@ pub async fn expire_audit(state: &AppState) {
         return;
     }
     let cutoff = now_millis() - (days as i64) * 86_400_000;
-    match state.db.run(move |c| crate::db::audit::delete_before(c, cutoff)).await {
+    match state.db.write(move |c| crate::db::audit::delete_before(c, cutoff)).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(events = n, days, "expired audit events"),
         Err(e) => tracing::warn!(error = %e, "audit retention: database"),

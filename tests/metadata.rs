@@ -123,16 +123,27 @@ async fn upload_progress_is_compare_and_set() {
             repo,
             component: "img".into(),
             blob_store: "default".into(),
+            owner: Some("alice".into()),
             offset: 0,
             hash_state: vec![1, 2, 3],
             created_at: 0,
             updated_at: 0,
         };
         meta.upload_create(row).await.unwrap();
-        meta.upload_advance("u1", 0, 10, vec![4]).await.unwrap();
-        assert!(matches!(meta.upload_advance("u1", 0, 20, vec![5]).await, Err(MetaError::Conflict)), "{backend}");
+        // One writer at a time: a second claim on the same session fails while the first holds it.
+        meta.upload_claim("u1", 0, "w1", 60_000).await.unwrap();
+        assert!(matches!(meta.upload_claim("u1", 0, "w2", 60_000).await, Err(MetaError::Conflict)), "{backend}");
+        assert!(matches!(meta.upload_advance("u1", 0, 10, vec![9], "w2").await, Err(MetaError::Conflict)), "{backend}: not w2's");
+        meta.upload_advance("u1", 0, 10, vec![4], "w1").await.unwrap();
+        assert!(matches!(meta.upload_claim("u1", 0, "w2", 60_000).await, Err(MetaError::Conflict)), "{backend}: the upload moved on");
+        assert!(matches!(meta.upload_advance("u1", 0, 20, vec![5], "w1").await, Err(MetaError::Conflict)), "{backend}");
+        // A claim whose lease ran out (its node died) can be taken over; a release frees it at once.
+        meta.upload_claim("u1", 10, "w3", -1).await.unwrap();
+        meta.upload_claim("u1", 10, "w4", 60_000).await.unwrap();
+        meta.upload_release("u1", "w4").await.unwrap();
+        meta.upload_claim("u1", 10, "w5", 60_000).await.unwrap();
         let got = meta.upload_get("u1").await.unwrap().unwrap();
-        assert_eq!((got.offset, got.hash_state), (10, vec![4]), "{backend}");
+        assert_eq!((got.offset, got.hash_state, got.owner.as_deref()), (10, vec![4], Some("alice")), "{backend}");
         meta.upload_delete("u1").await.unwrap();
         assert_eq!(meta.upload_get("u1").await.unwrap(), None, "{backend}");
     }
@@ -145,5 +156,63 @@ async fn deleting_a_repository_deletes_its_assets() {
         meta.commit(vec![], vec![Write::Upsert { repo, asset: asset("img/tags/1", "d") }]).await.unwrap();
         assert!(db.run_sync(|c| repos::delete(c, "r1")).unwrap());
         assert_eq!(meta.get(repo, "img/tags/1").await.unwrap(), None, "{backend}");
+    }
+}
+
+/// Every compare-and-swap is atomic under real concurrency: 20 tasks each add one to a counter
+/// kept in an asset's digest, retrying when their check fails, while other tasks write upload
+/// rows beside them. Every increment must survive (on PostgreSQL under READ COMMITTED a check
+/// and the write after it used to interleave and lose some), and no writer may see a busy
+/// database (on SQLite a deferred transaction that read first got SQLITE_BUSY at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_compare_and_swap_loses_nothing() {
+    for (backend, db, repo) in backends() {
+        let meta = std::sync::Arc::new(SqlMeta::new(db));
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let m = meta.clone();
+            tasks.push(tokio::spawn(async move {
+                let meta = m;
+                let mut attempts = 0;
+                loop {
+                    attempts += 1;
+                    assert!(attempts < 10_000, "no progress");
+                    let cur = meta.get(repo, "counter").await?;
+                    let n: i64 = cur.as_ref().and_then(|a| a.digest.as_deref()).map(|d| d.parse().unwrap()).unwrap_or(0);
+                    let check = match &cur {
+                        Some(a) => Check::AbsentOrDigest { repo, path: "counter".into(), digest: a.digest.clone().unwrap() },
+                        None => Check::Absent { repo, path: "counter".into() },
+                    };
+                    match meta.commit(vec![check], vec![Write::Upsert { repo, asset: asset("counter", &(n + 1).to_string()) }]).await {
+                        Ok(()) => return Ok::<_, MetaError>(()),
+                        Err(MetaError::CheckFailed(0)) => tokio::task::yield_now().await,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }));
+            let m = meta.clone();
+            tasks.push(tokio::spawn(async move {
+                let meta = m;
+                let row = UploadRow {
+                    id: format!("cas-{i}"),
+                    repo,
+                    component: "img".into(),
+                    blob_store: "default".into(),
+                    owner: None,
+                    offset: 0,
+                    hash_state: vec![],
+                    created_at: 0,
+                    updated_at: 0,
+                };
+                meta.upload_create(row).await?;
+                meta.upload_claim(&format!("cas-{i}"), 0, "w", 60_000).await?;
+                meta.upload_advance(&format!("cas-{i}"), 0, 1, vec![1], "w").await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap_or_else(|e| panic!("{backend}: {e}"));
+        }
+        let n = meta.get(repo, "counter").await.unwrap().unwrap().digest.unwrap();
+        assert_eq!(n, "20", "{backend}: every increment survives");
     }
 }

@@ -363,3 +363,134 @@ fn bad_publishes_are_refused_and_leave_nothing() {
     let r = raw_publish_to("npm-small", admin_basic(), None, "wharf-big", "1.0.0", &big, None, None);
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+/// A user with read and write rights on every npm repository, and an npm token for them.
+fn npm_writer(user: &str, password: &str) -> String {
+    let admin = server().admin();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": format!("{user}-role"), "privileges": ["nx-repository-view-npm-*-read", "nx-repository-view-npm-*-add"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": user, "password": password, "roles": [format!("{user}-role")]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+    let r = Client::new()
+        .put(server().url(&format!("/repository/npm-hosted/-/user/org.couchdb.user:{user}")))
+        .json(&json!({"name": user, "password": password}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
+}
+
+/// `npm star` sends the document with `users` only, `npm owner add` with `maintainers` only:
+/// neither may remove a version (both used to unpublish every version, tarballs included).
+#[test]
+fn star_and_owner_add_keep_every_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Client_::new("npm-hosted");
+    assert!(c.login("npm-hosted", "admin", ADMIN_PASSWORD).status.success());
+    ok(c.npm(&package(tmp.path(), "wharf-starred", "1.0.0", &[]), &["publish"]));
+    ok(c.npm(&package(tmp.path(), "wharf-starred", "1.1.0", &[]), &["publish"]));
+    let versions =
+        |c: &Client_| -> Value { serde_json::from_str(&ok(c.npm(tmp.path(), &["view", "wharf-starred", "versions", "--json", "--prefer-online"]))).unwrap() };
+
+    ok(c.npm(tmp.path(), &["star", "wharf-starred"]));
+    assert_eq!(versions(&c), json!(["1.0.0", "1.1.0"]), "npm star keeps every version");
+    let doc: Value = Client::new().get(server().url("/repository/npm-hosted/wharf-starred")).bearer_auth(login_token(&c)).send().unwrap().json().unwrap();
+    assert_eq!(doc["users"], json!({"admin": true}));
+
+    // Another user with write rights makes themselves an owner.
+    let token = npm_writer("npm-owner2", "npm-owner2-pw");
+    let other = Client_::new("npm-hosted");
+    other.with_token("npm-hosted", &token);
+    ok(other.npm(tmp.path(), &["owner", "add", "npm-owner2", "wharf-starred"]));
+    assert_eq!(versions(&c), json!(["1.0.0", "1.1.0"]), "npm owner add keeps every version");
+    let owners = ok(c.npm(tmp.path(), &["owner", "ls", "wharf-starred", "--prefer-online"]));
+    assert!(owners.contains("admin") && owners.contains("npm-owner2"), "{owners}");
+    ok(other.npm(tmp.path(), &["owner", "rm", "npm-owner2", "wharf-starred"]));
+    ok(c.npm(tmp.path(), &["unstar", "wharf-starred"]));
+    assert_eq!(versions(&c), json!(["1.0.0", "1.1.0"]));
+
+    // The tarballs are all still there: a fresh install of each version works.
+    for v in ["1.0.0", "1.1.0"] {
+        let fresh = Client_::new("npm-hosted");
+        fresh.with_token("npm-hosted", &login_token(&c));
+        let p = project(tmp.path());
+        ok(fresh.npm(&p, &["install", "--prefer-online", &format!("wharf-starred@{v}")]));
+        assert_eq!(node_eval(&p, r#"console.log(require("wharf-starred").me)"#), format!("wharf-starred@{v}"));
+    }
+
+    // A document that names none of versions, maintainers or users changes nothing.
+    let rev = Client::new().get(server().url("/repository/npm-hosted/wharf-starred")).bearer_auth(login_token(&c)).send().unwrap().json::<Value>().unwrap()
+        ["_rev"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = Client::new()
+        .put(server().url(&format!("/repository/npm-hosted/wharf-starred/-rev/{rev}")))
+        .bearer_auth(login_token(&c))
+        .json(&json!({"_id": "wharf-starred", "_rev": rev}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(versions(&c), json!(["1.0.0", "1.1.0"]));
+}
+
+/// 20 real `npm publish` processes of distinct versions of one package at once: every one is
+/// answered success (npm does not retry a 409), and every version is in the packument. Run on
+/// PostgreSQL too (`WHARF_TEST_DATABASE_URL`).
+#[test]
+fn concurrent_publishes_all_land() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = Client_::new("npm-hosted");
+    assert!(c.login("npm-hosted", "admin", ADMIN_PASSWORD).status.success());
+    let token = login_token(&c);
+    let clients: Vec<Client_> = (0..20)
+        .map(|_| {
+            let k = Client_::new("npm-hosted");
+            k.with_token("npm-hosted", &token);
+            k
+        })
+        .collect();
+    let children: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            let dir = package(tmp.path(), "wharf-crowd", &format!("1.0.{i}"), &[]);
+            // npm 11 wants a tag for a version below one already published.
+            Command::new("npm")
+                .args(["publish", "--tag", &format!("crowd{i}")])
+                .current_dir(&dir)
+                .env("npm_config_userconfig", k.npmrc())
+                .env("npm_config_cache", k.dir.path().join("cache"))
+                .env("npm_config_update_notifier", "false")
+                .env_remove("npm_config_registry")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let failures: Vec<String> = children
+        .into_iter()
+        .map(|ch| ch.wait_with_output().unwrap())
+        .filter(|o| !o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
+        .collect();
+    assert!(failures.is_empty(), "{} of 20 publishes failed:\n{}", failures.len(), failures.join("\n---\n"));
+    let doc: Value = Client::new().get(server().url("/repository/npm-hosted/wharf-crowd")).bearer_auth(&token).send().unwrap().json().unwrap();
+    let mut got: Vec<String> = doc["versions"].as_object().unwrap().keys().cloned().collect();
+    got.sort_by_key(|v| v.rsplit('.').next().unwrap().parse::<u32>().unwrap());
+    let want: Vec<String> = (0..20).map(|i| format!("1.0.{i}")).collect();
+    assert_eq!(got, want, "every published version is in the packument");
+    for v in &want {
+        let r = Client::new().get(server().url(&format!("/repository/npm-hosted/wharf-crowd/-/wharf-crowd-{v}.tgz"))).bearer_auth(&token).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{v}'s tarball");
+    }
+}

@@ -1,13 +1,11 @@
 //! [`MetaStore`] over the `assets` and `uploads` tables.
 
-use std::sync::{Arc, Mutex};
-
 use async_trait::async_trait;
 use diesel::prelude::*;
 use wharf_format::{now_millis, Asset, Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
 
 use super::schema::{assets, uploads};
-use super::{is_unique_violation, AnyConnection, Backend, Db, DbError};
+use super::{is_unique_violation, AnyConnection, Db, DbError};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = assets)]
@@ -52,35 +50,31 @@ struct UploadDbRow {
     hash_state: Vec<u8>,
     created_at: i64,
     updated_at: i64,
+    owner: Option<String>,
 }
 
+/// Every write here goes through [`Db::write`]: one transaction, `BEGIN IMMEDIATE` behind the
+/// process's writer lock on SQLite, `SERIALIZABLE` on PostgreSQL, so a batch's checks and writes
+/// are atomic against every other writer, on this node or another.
 pub struct SqlMeta {
     db: Db,
-    /// SQLite allows one writer; taking turns here avoids its busy errors on lock upgrades.
-    /// PostgreSQL needs no such thing (and several nodes share it).
-    write_lock: Arc<Mutex<()>>,
 }
 
 impl SqlMeta {
     pub fn new(db: Db) -> SqlMeta {
-        SqlMeta { db, write_lock: Arc::new(Mutex::new(())) }
+        SqlMeta { db }
     }
 }
 
 fn backend(e: DbError) -> MetaError {
-    MetaError::Backend(Box::new(e))
-}
-
-/// Why a batch stopped inside its transaction.
-enum Abort {
-    Check(usize),
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for Abort {
-    fn from(e: diesel::result::Error) -> Abort {
-        Abort::Db(e)
+    if let DbError::Query(diesel::result::Error::DatabaseError(_, info)) = &e {
+        let m = info.message();
+        // SQLITE_FULL, and PostgreSQL's disk_full (53100) as it words it.
+        if m.contains("database or disk is full") || m.contains("could not extend file") || m.contains("No space left on device") {
+            return MetaError::NoSpace;
+        }
     }
+    MetaError::Backend(Box::new(e))
 }
 
 fn exists(conn: &mut AnyConnection, repo: i64, path: &str) -> QueryResult<Option<Option<String>>> {
@@ -105,7 +99,26 @@ fn insert(conn: &mut AnyConnection, repo: i64, a: &NewAsset, now: i64) -> QueryR
         .execute(conn)
 }
 
-fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> Result<(), Abort> {
+/// No asset's path starts with `prefix`.
+fn none_under(conn: &mut AnyConnection, repo: i64, prefix: &str) -> QueryResult<bool> {
+    let upper = prefix_upper(prefix);
+    let n: i64 = assets::table.filter(assets::repository_id.eq(repo).and(assets::path.ge(prefix)).and(assets::path.lt(upper))).count().get_result(conn)?;
+    Ok(n == 0)
+}
+
+/// The smallest string above every string that starts with `prefix` (a range instead of LIKE:
+/// no escaping, and the primary key index serves it).
+fn prefix_upper(prefix: &str) -> String {
+    let mut upper = prefix.as_bytes().to_vec();
+    if let Some(last) = upper.last_mut() {
+        *last += 1;
+    }
+    String::from_utf8(upper).unwrap_or_default()
+}
+
+/// Applies a batch inside the caller's transaction: `Some(i)` when check `i` failed (then
+/// nothing was written).
+fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryResult<Option<usize>> {
     for (i, check) in checks.iter().enumerate() {
         let ok = match check {
             Check::Exists { repo, path } => exists(conn, *repo, path)?.is_some(),
@@ -114,9 +127,10 @@ fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> Result
                 None => true,
                 Some(d) => d.as_deref() == Some(digest.as_str()),
             },
+            Check::NoneUnder { repo, prefix } => none_under(conn, *repo, prefix)?,
         };
         if !ok {
-            return Err(Abort::Check(i));
+            return Ok(Some(i));
         }
     }
     let now = now_millis();
@@ -156,7 +170,7 @@ fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> Result
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 #[async_trait]
@@ -189,12 +203,7 @@ impl MetaStore for SqlMeta {
                     query = query.filter(assets::digest.eq(digest));
                 }
                 if let Some(prefix) = q.prefix {
-                    // A range instead of LIKE: no escaping, and the primary key index serves it.
-                    let mut upper = prefix.clone().into_bytes();
-                    if let Some(last) = upper.last_mut() {
-                        *last += 1;
-                    }
-                    let upper = String::from_utf8(upper).unwrap_or_default();
+                    let upper = prefix_upper(&prefix);
                     query = query.filter(assets::path.ge(prefix)).filter(assets::path.lt(upper));
                 }
                 if let Some(after) = q.after {
@@ -212,27 +221,19 @@ impl MetaStore for SqlMeta {
     }
 
     async fn commit(&self, checks: Vec<Check>, writes: Vec<Write>) -> Result<(), MetaError> {
-        let lock = (self.db.backend == Backend::Sqlite).then(|| self.write_lock.clone());
-        let outcome = self
-            .db
-            .run(move |conn| {
-                let _guard = lock.as_ref().map(|l| l.lock().unwrap_or_else(|p| p.into_inner()));
-                // Two nodes upserting the same new path both try to insert; the loser retries
-                // and then finds the row.
-                let mut attempt = 0;
-                loop {
-                    attempt += 1;
-                    let res = conn.transaction::<(), Abort, _>(|conn| apply(conn, &checks, &writes));
-                    match res {
-                        Ok(()) => return Ok(None),
-                        Err(Abort::Check(i)) => return Ok(Some(i)),
-                        Err(Abort::Db(e)) if is_unique_violation(&e) && attempt < 3 => continue,
-                        Err(Abort::Db(e)) => return Err(DbError::Query(e)),
-                    }
-                }
-            })
-            .await
-            .map_err(backend)?;
+        // Two writers upserting the same new path both try to insert: the loser runs again and
+        // then finds the row (or fails its check). Retried here, not in `Db::write`, because a
+        // unique violation elsewhere (a user name taken) is an answer, not a race.
+        let batch = std::sync::Arc::new((checks, writes));
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            let b = batch.clone();
+            match self.db.write(move |conn| Ok(apply(conn, &b.0, &b.1)?)).await {
+                Err(DbError::Query(e)) if is_unique_violation(&e) && attempt < 5 => continue,
+                other => break other.map_err(backend)?,
+            }
+        };
         match outcome {
             None => Ok(()),
             Some(i) => Err(MetaError::CheckFailed(i)),
@@ -241,16 +242,17 @@ impl MetaStore for SqlMeta {
 
     async fn upload_create(&self, u: UploadRow) -> Result<(), MetaError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 let row = UploadDbRow {
-                    id: u.id,
+                    id: u.id.clone(),
                     repository_id: u.repo,
-                    component: u.component,
-                    blob_store: u.blob_store,
+                    component: u.component.clone(),
+                    blob_store: u.blob_store.clone(),
                     upload_offset: u.offset,
-                    hash_state: u.hash_state,
+                    hash_state: u.hash_state.clone(),
                     created_at: u.created_at,
                     updated_at: u.updated_at,
+                    owner: u.owner.clone(),
                 };
                 diesel::insert_into(uploads::table).values(&row).execute(conn)?;
                 Ok(())
@@ -267,6 +269,7 @@ impl MetaStore for SqlMeta {
             repo: r.repository_id,
             component: r.component,
             blob_store: r.blob_store,
+            owner: r.owner,
             offset: r.upload_offset,
             hash_state: r.hash_state,
             created_at: r.created_at,
@@ -274,13 +277,15 @@ impl MetaStore for SqlMeta {
         }))
     }
 
-    async fn upload_advance(&self, id: &str, from: i64, to: i64, state: Vec<u8>) -> Result<(), MetaError> {
-        let id = id.to_string();
+    async fn upload_claim(&self, id: &str, from: i64, writer: &str, lease_ms: i64) -> Result<(), MetaError> {
+        let (id, writer) = (id.to_string(), writer.to_string());
         let n = self
             .db
-            .run(move |conn| {
-                Ok(diesel::update(uploads::table.filter(uploads::id.eq(id).and(uploads::upload_offset.eq(from))))
-                    .set((uploads::upload_offset.eq(to), uploads::hash_state.eq(state), uploads::updated_at.eq(now_millis())))
+            .write(move |conn| {
+                let now = now_millis();
+                let free = uploads::writer.is_null().or(uploads::lease_until.lt(now));
+                Ok(diesel::update(uploads::table.filter(uploads::id.eq(&id).and(uploads::upload_offset.eq(from)).and(free)))
+                    .set((uploads::writer.eq(&writer), uploads::lease_until.eq(now + lease_ms)))
                     .execute(conn)?)
             })
             .await
@@ -292,11 +297,67 @@ impl MetaStore for SqlMeta {
         }
     }
 
+    async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<(), MetaError> {
+        let (id, writer) = (id.to_string(), writer.to_string());
+        let n = self
+            .db
+            .write(move |conn| {
+                Ok(diesel::update(uploads::table.filter(uploads::id.eq(&id).and(uploads::writer.eq(&writer))))
+                    .set(uploads::lease_until.eq(now_millis() + lease_ms))
+                    .execute(conn)?)
+            })
+            .await
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(MetaError::Conflict)
+        }
+    }
+
+    async fn upload_advance(&self, id: &str, from: i64, to: i64, state: Vec<u8>, writer: &str) -> Result<(), MetaError> {
+        let (id, writer) = (id.to_string(), writer.to_string());
+        let n = self
+            .db
+            .write(move |conn| {
+                let mine = uploads::id.eq(&id).and(uploads::upload_offset.eq(from)).and(uploads::writer.eq(&writer));
+                Ok(diesel::update(uploads::table.filter(mine))
+                    .set((
+                        uploads::upload_offset.eq(to),
+                        uploads::hash_state.eq(&state),
+                        uploads::updated_at.eq(now_millis()),
+                        uploads::writer.eq(None::<String>),
+                        uploads::lease_until.eq(None::<i64>),
+                    ))
+                    .execute(conn)?)
+            })
+            .await
+            .map_err(backend)?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(MetaError::Conflict)
+        }
+    }
+
+    async fn upload_release(&self, id: &str, writer: &str) -> Result<(), MetaError> {
+        let (id, writer) = (id.to_string(), writer.to_string());
+        self.db
+            .write(move |conn| {
+                diesel::update(uploads::table.filter(uploads::id.eq(&id).and(uploads::writer.eq(&writer))))
+                    .set((uploads::writer.eq(None::<String>), uploads::lease_until.eq(None::<i64>)))
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await
+            .map_err(backend)
+    }
+
     async fn upload_delete(&self, id: &str) -> Result<(), MetaError> {
         let id = id.to_string();
         self.db
-            .run(move |conn| {
-                diesel::delete(uploads::table.find(id)).execute(conn)?;
+            .write(move |conn| {
+                diesel::delete(uploads::table.find(&id)).execute(conn)?;
                 Ok(())
             })
             .await

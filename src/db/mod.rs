@@ -1,6 +1,13 @@
 //! The metadata database: diesel over SQLite (embedded default) or PostgreSQL (scale-out),
 //! chosen by the URL's scheme. Diesel is synchronous: every query runs on the blocking pool
-//! through [`Db::run`], never on an actix worker.
+//! through [`Db::run`] (reads) or [`Db::write`] (anything that writes), never on an actix worker.
+//!
+//! Atomicity: every write goes through [`Db::write`], one transaction per call. On SQLite the
+//! transaction is `BEGIN IMMEDIATE` behind one process-wide writer permit, so writers take turns and a
+//! transaction that reads and then writes never meets a busy database halfway. On PostgreSQL it
+//! is `SERIALIZABLE`, so a check and the writes that depend on it commit as if alone (a
+//! compare-and-swap cannot lose an update under concurrency); serialization failures and
+//! deadlocks are retried with jittered backoff.
 
 pub mod audit;
 pub mod meta;
@@ -11,9 +18,10 @@ pub mod settings;
 pub mod tokens;
 pub mod users;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
 use diesel::sqlite::SqliteConnection;
@@ -53,7 +61,15 @@ pub enum DbError {
 pub struct Db {
     pool: Pool<ConnectionManager<AnyConnection>>,
     pub backend: Backend,
+    /// Write transactions this process runs at once: one on SQLite (it has one writer; this
+    /// process's writers queue here, fairly and without holding a blocking thread, instead of
+    /// meeting SQLITE_BUSY), half the pool on PostgreSQL (writers that wait on each other's row
+    /// locks must not take every connection from readers such as password checks).
+    writers: Arc<tokio::sync::Semaphore>,
 }
+
+/// How long [`Db::write`] keeps retrying a transaction that lost a race before giving up.
+const WRITE_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -108,7 +124,11 @@ impl Db {
             builder = builder.connection_customizer(Box::new(SqlitePragmas));
         }
         let pool = builder.build(manager)?;
-        let db = Db { pool, backend };
+        let writers = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => (size as usize / 2).max(1),
+        };
+        let db = Db { pool, backend, writers: Arc::new(tokio::sync::Semaphore::new(writers)) };
         db.migrate()?;
         Ok(db)
     }
@@ -137,10 +157,80 @@ impl Db {
         .map_err(|e| DbError::Blocking(e.to_string()))?
     }
 
+    /// Runs `f` in one write transaction (see the module documentation): `BEGIN IMMEDIATE`
+    /// behind the process's single writer permit on SQLite, `SERIALIZABLE` on PostgreSQL. A transaction
+    /// that lost a race (serialization failure, deadlock, a busy SQLite file shared with another
+    /// process) is rolled back and `f` runs again after a jittered pause, so `f` must be
+    /// repeatable. An `Err` from `f` rolls back.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut AnyConnection) -> Result<T, DbError> + Send + Sync + 'static,
+    {
+        let f = Arc::new(f);
+        let deadline = Instant::now() + WRITE_DEADLINE;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let guard = self.writers.clone().acquire_owned().await.map_err(|e| DbError::Blocking(e.to_string()))?;
+            let pool = self.pool.clone();
+            let f = f.clone();
+            let res = tokio::task::spawn_blocking(move || {
+                let _guard = guard;
+                let mut conn = pool.get()?;
+                in_write_transaction(&mut conn, &*f)
+            })
+            .await
+            .map_err(|e| DbError::Blocking(e.to_string()))?;
+            match res {
+                Err(DbError::Query(e)) if lost_race(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(wharf_format::backoff(attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The same, synchronously (start-up and CLI only).
     pub fn run_sync<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>) -> Result<T, DbError> {
         let mut conn = self.pool.get()?;
         f(&mut conn)
+    }
+}
+
+/// Opens the write transaction for the connection's backend, runs `f`, commits or rolls back.
+fn in_write_transaction<T>(conn: &mut AnyConnection, f: &dyn Fn(&mut AnyConnection) -> Result<T, DbError>) -> Result<T, DbError> {
+    match conn {
+        // IMMEDIATE takes the write lock up front (waiting out another process through
+        // busy_timeout); a deferred transaction that read first would get SQLITE_BUSY at once.
+        AnyConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?,
+        AnyConnection::Postgresql(c) => AnsiTransactionManager::begin_transaction_sql(c, "BEGIN ISOLATION LEVEL SERIALIZABLE")?,
+    }
+    match f(conn) {
+        Ok(v) => {
+            <AnyConnection as Connection>::TransactionManager::commit_transaction(conn)?;
+            Ok(v)
+        }
+        Err(e) => {
+            // A failed rollback leaves the connection marked broken; the pool then drops it.
+            let _ = <AnyConnection as Connection>::TransactionManager::rollback_transaction(conn);
+            Err(e)
+        }
+    }
+}
+
+/// A transaction that failed only because another one ran at the same time: running it again
+/// is the cure.
+pub fn lost_race(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        // PostgreSQL's deadlock_detected (40P01) and SQLite's busy errors have no kind of their own.
+        Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+            let m = info.message();
+            m.contains("deadlock detected") || m.contains("database is locked") || m.contains("database table is locked")
+        }
+        _ => false,
     }
 }
 

@@ -84,6 +84,9 @@ diesel::table! {
         hash_state -> Binary,
         created_at -> BigInt,
         updated_at -> BigInt,
+        owner -> Nullable<Text>,
+        writer -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
     }
 }
 

@@ -494,14 +494,14 @@ impl Authenticator {
         let sid = uuid::Uuid::new_v4().simple().to_string();
         let now = now_millis();
         let row = SessionRow { id: sid.clone(), username: user.clone(), realm: realm.as_str().into(), created_at: now, expires_at: now + ttl as i64 * 1000 };
-        self.db.run(move |c| sessions::insert(c, &row)).await.map_err(internal)?;
+        self.db.write(move |c| sessions::insert(c, &row)).await.map_err(internal)?;
         Ok(self.tokens.sign_session(&user, realm, &sid, ttl))
     }
 
     /// Logout: the session named by this cookie value ends, on every node.
     pub async fn close_session(&self, jwt: &str) -> Result<(), IdentityError> {
         let Some(claims) = self.tokens.verify_session(jwt) else { return Ok(()) };
-        self.db.run(move |c| sessions::delete(c, &claims.sid)).await.map_err(internal)?;
+        self.db.write(move |c| sessions::delete(c, &claims.sid)).await.map_err(internal)?;
         Ok(())
     }
 
@@ -616,7 +616,7 @@ impl Identity for Authenticator {
             realm: realm.as_str().into(),
         };
         let r = row.clone();
-        self.db.run(move |c| tokens::insert(c, &r)).await.map_err(internal)?;
+        self.db.write(move |c| tokens::insert(c, &r)).await.map_err(internal)?;
         tracing::info!(user, token = %row.prefix, "API token created");
         Ok(NewToken { info: info(&row), secret })
     }
@@ -633,7 +633,7 @@ impl Identity for Authenticator {
         }
         let (Some(user), Some(realm)) = (owner.user.clone(), owner.realm) else { return Ok(false) };
         let (u, k) = (user.clone(), id_or_key.to_string());
-        let gone = self.db.run(move |c| tokens::delete(c, &u, realm.as_str(), &k)).await.map_err(internal)?;
+        let gone = self.db.write(move |c| tokens::delete(c, &u, realm.as_str(), &k)).await.map_err(internal)?;
         if gone {
             tracing::info!(user, "API token revoked");
         }
@@ -642,7 +642,7 @@ impl Identity for Authenticator {
 
     async fn revoke_secret(&self, secret: &str) -> Result<bool, IdentityError> {
         let hash = token_hash(secret);
-        self.db.run(move |c| tokens::delete_by_hash(c, &hash)).await.map_err(internal)
+        self.db.write(move |c| tokens::delete_by_hash(c, &hash)).await.map_err(internal)
     }
 }
 

@@ -49,10 +49,24 @@ pub enum BlobError {
     Body(String),
     #[error("corrupt upload state")]
     BadState,
+    /// The file system holding the store is full (or the owner's quota is spent).
+    #[error("the blob store is out of space")]
+    NoSpace,
     #[error("blob store I/O: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
     #[error("blob store: {0}")]
     Store(#[from] object_store::Error),
+}
+
+impl From<std::io::Error> for BlobError {
+    fn from(e: std::io::Error) -> BlobError {
+        // ENOSPC and EDQUOT: callers report these as such (507), not as an internal error.
+        if e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded || matches!(e.raw_os_error(), Some(28 | 122)) {
+            BlobError::NoSpace
+        } else {
+            BlobError::Io(e)
+        }
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, BlobError> + Send + 'static) -> Result<T, BlobError> {
@@ -203,9 +217,15 @@ impl BlobStore {
         }
         let id = uuid::Uuid::new_v4().to_string();
         let stream = futures::stream::iter([Ok::<_, std::io::Error>(data)]);
-        let (_, state) = self.stage_append(&id, 0, &HashState::empty(), stream).await?;
-        self.stage_finish(&id, &state, Some(&digest)).await?;
-        Ok(digest)
+        let staged = self.stage_append(&id, 0, &HashState::empty(), stream).await;
+        let res = match staged {
+            Ok((_, state)) => self.publish(&id, &state, Some(&digest)).await,
+            Err(e) => Err(e),
+        };
+        if res.is_err() {
+            self.stage_discard(&id).await;
+        }
+        res.map(|_| digest)
     }
 
     /// Stores a stream in one go; verified against `expected` when given.
@@ -222,8 +242,13 @@ impl BlobStore {
                 return Err(e);
             }
         };
-        let digest = self.stage_finish(&id, &state, expected).await?;
-        Ok((digest, size))
+        match self.publish(&id, &state, expected).await {
+            Ok(digest) => Ok((digest, size)),
+            Err(e) => {
+                self.stage_discard(&id).await;
+                Err(e)
+            }
+        }
     }
 
     /// Creates an empty staged upload.
@@ -324,10 +349,44 @@ impl BlobStore {
         }
     }
 
-    /// Verifies the staged upload against `expected` and publishes it. On a digest mismatch the
-    /// staged bytes are discarded and nothing becomes visible.
+    /// Verifies a resumable upload's staged file against `expected` and publishes it. The file is
+    /// hashed again here: the running hash in the upload's row says what was acknowledged, not
+    /// what the file holds (a writer that lost a race, or a node that died mid-append, may have
+    /// left other bytes), and the store never holds bytes that do not hash to their name. On a
+    /// mismatch the staged bytes are discarded and nothing becomes visible.
     pub async fn stage_finish(&self, upload_id: &str, state: &[u8], expected: Option<&Digest>) -> Result<Digest, BlobError> {
         let path = self.staging_file(upload_id)?;
+        let recorded = Digest::from_sha256_bytes(&HashState::load(state)?.finalize());
+        let actual = blocking(move || {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
+                Err(e) => return Err(e.into()),
+            };
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; READ_CHUNK];
+            loop {
+                let n = std::io::Read::read(&mut file, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            Ok(Digest::from_sha256_bytes(&hasher.finalize()))
+        })
+        .await?;
+        let expected = expected.unwrap_or(&recorded);
+        if *expected != actual {
+            self.stage_discard(upload_id).await;
+            return Err(BlobError::DigestMismatch { expected: expected.clone(), actual });
+        }
+        self.rename_into_place(upload_id, &actual).await?;
+        Ok(actual)
+    }
+
+    /// Publishes a staged file this process wrote in one go under a fresh id (no other writer
+    /// can know the id), so the hash computed while writing is the file's.
+    async fn publish(&self, upload_id: &str, state: &[u8], expected: Option<&Digest>) -> Result<Digest, BlobError> {
         let actual = Digest::from_sha256_bytes(&HashState::load(state)?.finalize());
         if let Some(expected) = expected {
             if *expected != actual {
@@ -335,17 +394,38 @@ impl BlobStore {
                 return Err(BlobError::DigestMismatch { expected: expected.clone(), actual });
             }
         }
-        if tokio::fs::metadata(&path).await.is_err() {
-            return Err(BlobError::UploadNotFound);
-        }
-        let from = Path::from(format!("uploads/{upload_id}"));
-        match self.store.rename_if_not_exists(&from, &Self::key(&actual)).await {
-            Ok(()) => {}
-            // Same content is already stored: that copy is as good as ours.
-            Err(object_store::Error::AlreadyExists { .. }) => self.stage_discard(upload_id).await,
-            Err(e) => return Err(e.into()),
-        }
+        self.rename_into_place(upload_id, &actual).await?;
         Ok(actual)
+    }
+
+    async fn rename_into_place(&self, upload_id: &str, actual: &Digest) -> Result<(), BlobError> {
+        let from = Path::from(format!("uploads/{upload_id}"));
+        match self.store.rename_if_not_exists(&from, &Self::key(actual)).await {
+            Ok(()) => Ok(()),
+            // Same content is already stored: that copy is as good as ours.
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                self.stage_discard(upload_id).await;
+                Ok(())
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::UploadNotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Cuts a staged upload back to `len` bytes (what its row acknowledges), so that a failed
+    /// append gives its space back at once instead of when the janitor comes.
+    pub async fn stage_truncate(&self, upload_id: &str, len: u64) -> Result<(), BlobError> {
+        let path = self.staging_file(upload_id)?;
+        blocking(move || {
+            match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(f) if f.metadata()?.len() > len => f.set_len(len)?,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(())
+        })
+        .await
     }
 
     pub async fn stage_discard(&self, upload_id: &str) {
@@ -411,6 +491,21 @@ mod tests {
         assert_eq!(read.range, Some((6, 10)));
         let body: Vec<Bytes> = read.body.try_collect().await.unwrap();
         assert_eq!(body.concat(), b"world");
+    }
+
+    #[tokio::test]
+    async fn a_staged_file_that_differs_from_its_recorded_hash_is_never_published() {
+        let dir = tempfile_dir();
+        let store = BlobStore::filesystem("t", &dir).unwrap();
+        store.stage_create("u3").await.unwrap();
+        let (_, st) = store.stage_append("u3", 0, &HashState::empty(), chunks(&[b"what the row acknowledged"])).await.unwrap();
+        // Another writer overwrote the bytes after the row recorded its hash.
+        std::fs::write(dir.join("uploads/u3"), b"what another writer left!").unwrap();
+        let claimed = Digest::of(b"what the row acknowledged");
+        let res = store.stage_finish("u3", &st, Some(&claimed)).await;
+        assert!(matches!(res, Err(BlobError::DigestMismatch { .. })), "{res:?}");
+        assert_eq!(store.size(&claimed).await.unwrap(), None, "nothing is stored under a name its bytes do not hash to");
+        assert_eq!(store.size(&Digest::of(b"what another writer left!")).await.unwrap(), None);
     }
 
     #[tokio::test]

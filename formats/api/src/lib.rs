@@ -25,7 +25,7 @@ pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
 pub use ctx::{canonical_user, same_user, Access, Action, Credential, Denied, Grant, Mount, Principal, Realm, RepoCtx, RepoPrivilege};
 pub use digest::{Digest, DigestError};
 pub use identity::{Identity, IdentityError, NewToken, TokenInfo, TokenSpec};
-pub use meta::{Asset, Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
+pub use meta::{backoff, Asset, Check, KeyedLocks, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write, CONTENTION_DEADLINE};
 pub use proxy::{GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlight};
 pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
 

@@ -10,6 +10,10 @@
 //! Paths are compared bytewise (`COLLATE "C"` on PostgreSQL), so listing by prefix and paging by
 //! `after` give lexical order on every backend.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
 use async_trait::async_trait;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +76,11 @@ pub enum Check {
         path: String,
         digest: String,
     },
+    /// No asset's path starts with `prefix` (Docker: nothing refers to a blob being deleted).
+    NoneUnder {
+        repo: i64,
+        prefix: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,6 +131,8 @@ pub struct UploadRow {
     /// What the upload is for, in the format's terms (Docker: the image name).
     pub component: String,
     pub blob_store: String,
+    /// The user who started it (`None`: an anonymous caller); only they may continue it.
+    pub owner: Option<String>,
     pub offset: i64,
     /// The running hash, serialized (see [`crate::blob::HashState`]).
     pub hash_state: Vec<u8>,
@@ -134,9 +145,12 @@ pub enum MetaError {
     /// A [`Check`] of the batch did not hold; the index is its position in the batch.
     #[error("precondition {0} of the batch failed")]
     CheckFailed(usize),
-    /// Someone else changed the row first (optimistic concurrency).
+    /// Someone else changed the row first (optimistic concurrency), or holds it.
     #[error("concurrent update")]
     Conflict,
+    /// The database has no room left to write.
+    #[error("the metadata database is out of space")]
+    NoSpace,
     #[error("metadata store: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -150,8 +164,55 @@ pub trait MetaStore: Send + Sync {
 
     async fn upload_create(&self, upload: UploadRow) -> Result<(), MetaError>;
     async fn upload_get(&self, id: &str) -> Result<Option<UploadRow>, MetaError>;
-    /// Moves the upload from `from_offset` to `to_offset`; [`MetaError::Conflict`] if it is no
-    /// longer at `from_offset` (another request won).
-    async fn upload_advance(&self, id: &str, from_offset: i64, to_offset: i64, hash_state: Vec<u8>) -> Result<(), MetaError>;
+    /// Makes `writer` (a name unique to one request) the upload's only writer while it is at
+    /// `from_offset`, for `lease_ms` at most (after that another request may take over: a node
+    /// that died must not block the session for good). [`MetaError::Conflict`] if the upload
+    /// moved on or another writer holds it.
+    async fn upload_claim(&self, id: &str, from_offset: i64, writer: &str, lease_ms: i64) -> Result<(), MetaError>;
+    /// Extends `writer`'s claim by `lease_ms` from now; [`MetaError::Conflict`] if it is no
+    /// longer `writer`'s.
+    async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<(), MetaError>;
+    /// Moves the upload from `from_offset` to `to_offset` and releases `writer`'s claim;
+    /// [`MetaError::Conflict`] if it is no longer at `from_offset` or no longer `writer`'s.
+    async fn upload_advance(&self, id: &str, from_offset: i64, to_offset: i64, hash_state: Vec<u8>, writer: &str) -> Result<(), MetaError>;
+    /// Releases `writer`'s claim without moving the upload (the write failed).
+    async fn upload_release(&self, id: &str, writer: &str) -> Result<(), MetaError>;
     async fn upload_delete(&self, id: &str) -> Result<(), MetaError>;
+}
+
+/// Mutual exclusion by key within one process (one package, one image): writers of one key
+/// queue here instead of racing each other's compare-and-swap. Across nodes the
+/// compare-and-swap still decides; this only keeps a node's own writers from losing to each other.
+#[derive(Default)]
+pub struct KeyedLocks {
+    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl KeyedLocks {
+    pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, w| w.strong_count() > 0);
+            match map.get(key).and_then(Weak::upgrade) {
+                Some(l) => l,
+                None => {
+                    let l = Arc::new(tokio::sync::Mutex::new(()));
+                    map.insert(key.to_string(), Arc::downgrade(&l));
+                    l
+                }
+            }
+        };
+        lock.lock_owned().await
+    }
+}
+
+/// How long a write keeps retrying a compare-and-swap that others keep winning before it gives
+/// up: contention is waited out, not reported to a client whose request was valid.
+pub const CONTENTION_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The pause before retry `attempt` (1, 2, ...): exponential from 2 ms up to 250 ms, fully
+/// jittered so that the losers of one race do not meet again at the next attempt.
+pub fn backoff(attempt: u32) -> Duration {
+    let cap = (2u64 << attempt.min(7)).min(250);
+    Duration::from_millis(rand::random_range(1..=cap))
 }

@@ -41,6 +41,11 @@ pub enum DockerError {
     ManifestTooLarge(u64),
     #[error("tag {0:?} exists and the repository does not allow overwriting it")]
     TagImmutable(String),
+    /// A blob that a manifest of the image uses: deleting it would leave a tag that cannot be pulled.
+    #[error("blob {blob} is used by manifest {manifest}; delete the manifest first")]
+    BlobInUse { blob: String, manifest: String },
+    #[error("insufficient storage: {0}")]
+    NoSpace(String),
     /// A metadata batch failed; callers match `CheckFailed` to say which precondition.
     #[error("metadata: {0}")]
     Meta(#[source] MetaError),
@@ -73,6 +78,9 @@ impl DockerError {
             BlobRangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
             ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             TagImmutable(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            // 405 is the spec's answer for a blob delete the registry will not do.
+            BlobInUse { .. } => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            NoSpace(_) | Meta(MetaError::NoSpace) => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
             Meta(_) | Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             Upstream(_) => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
             TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
@@ -86,6 +94,7 @@ impl DockerError {
                 tracing::error!(error = %source, "docker request failed");
                 "internal error".to_string()
             }
+            DockerError::Meta(MetaError::NoSpace) => "insufficient storage: the metadata database is out of space".to_string(),
             DockerError::Meta(source) => {
                 tracing::error!(error = %source, "docker request failed");
                 "internal error".to_string()
@@ -130,7 +139,10 @@ pub fn range_header(offset: u64) -> String {
 
 impl From<MetaError> for DockerError {
     fn from(e: MetaError) -> Self {
-        DockerError::Internal(Box::new(e))
+        match e {
+            MetaError::NoSpace => DockerError::NoSpace(e.to_string()),
+            e => DockerError::Internal(Box::new(e)),
+        }
     }
 }
 
@@ -142,9 +154,14 @@ impl From<BlobError> for DockerError {
             BlobError::DigestMismatch { expected, actual } => DockerError::DigestInvalid(format!("expected {expected}, content is {actual}")),
             BlobError::Body(m) => DockerError::BlobUploadInvalid(m),
             BlobError::TooLarge { limit } => DockerError::ManifestTooLarge(limit),
+            BlobError::NoSpace => DockerError::NoSpace(e_nospace()),
             other => DockerError::Internal(Box::new(other)),
         }
     }
+}
+
+fn e_nospace() -> String {
+    BlobError::NoSpace.to_string()
 }
 
 impl From<DigestError> for DockerError {

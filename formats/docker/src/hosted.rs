@@ -18,7 +18,7 @@ use wharf_format::{
 use crate::access;
 use crate::config::DockerSettings;
 use crate::error::{range_header, DockerError};
-use crate::meta::{self, blob_path, image_path, manifest_path, tag_path};
+use crate::meta::{self, blob_path, image_path, manifest_path, ref_path, refs_prefix, tag_path};
 use crate::model::{self, accepts, Manifest, Reference, MT_OCI_INDEX};
 use crate::routes::{self, Endpoint};
 
@@ -26,11 +26,19 @@ use crate::routes::{self, Endpoint};
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// The most tags or catalog entries one page returns when the client names no `n`.
 const MAX_PAGE: i64 = 10_000;
+/// How long a request's claim on an upload session lasts unless renewed: a request renews it
+/// every [`UPLOAD_RENEW`] while it writes, and releases it when it ends however it ends, so the
+/// lease only matters when a node dies mid-write (then the next request waits at most this
+/// long for the session).
+const UPLOAD_LEASE_MS: i64 = 15_000;
+const UPLOAD_RENEW: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Hosted {
     cfg: Arc<RepoConfig>,
     settings: DockerSettings,
     env: FormatEnv,
+    /// Pushes of one tag on this node take turns instead of racing in the database.
+    tag_writers: wharf_format::KeyedLocks,
 }
 
 type Result<T, E = DockerError> = std::result::Result<T, E>;
@@ -44,7 +52,7 @@ impl Repo for Hosted {
 
 impl Hosted {
     pub fn new(cfg: Arc<RepoConfig>, settings: DockerSettings, env: FormatEnv) -> Hosted {
-        Hosted { cfg, settings, env }
+        Hosted { cfg, settings, env, tag_writers: Default::default() }
     }
 
     pub(crate) async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
@@ -285,6 +293,10 @@ impl Hosted {
             }
         }
 
+        let _turn = match reference {
+            Reference::Tag(tag) => Some(self.tag_writers.lock(&tag_path(name, tag)).await),
+            Reference::Digest(_) => None,
+        };
         match self.save_manifest(name, bytes, &manifest, reference, checks).await {
             Ok(()) => {}
             Err(DockerError::Meta(MetaError::CheckFailed(i))) if i < manifest.blobs.len() => {
@@ -330,10 +342,21 @@ impl Hosted {
                     size,
                     content_type: Some(manifest.media_type.clone()),
                     link: manifest.subject.as_ref().map(|s| s.to_string()),
-                    attributes: json!({ "artifactType": manifest.artifact_type, "annotations": manifest.annotations }),
+                    // `refs`: this manifest's uses are recorded as `ref` rows (older ones were not).
+                    attributes: json!({ "artifactType": manifest.artifact_type, "annotations": manifest.annotations, "refs": true }),
                 },
             },
         ];
+        for used in manifest.blobs.iter().chain(&manifest.children) {
+            let asset = NewAsset {
+                path: ref_path(name, &used.to_string(), &digest_str),
+                kind: meta::REF.into(),
+                component: Some(name.into()),
+                link: Some(digest_str.clone()),
+                ..Default::default()
+            };
+            writes.push(Write::Upsert { repo, asset });
+        }
         if let Reference::Tag(tag) = reference {
             writes.push(Write::Upsert {
                 repo,
@@ -369,8 +392,12 @@ impl Hosted {
             Reference::Digest(d) => {
                 let path = manifest_path(name, &d.to_string());
                 self.env.meta.get(repo, &path).await?.ok_or_else(|| DockerError::ManifestUnknown(d.to_string()))?;
-                let writes =
+                let mut writes =
                     vec![Write::Delete { repo, path }, Write::DeleteByDigest { repo, kind: meta::TAG.into(), component: name.into(), digest: d.to_string() }];
+                // What it used is free again. A ref left behind by a racing re-push only keeps a
+                // blob from being deleted, never breaks a pull.
+                let q = ListQuery { kind: Some(meta::REF.into()), component: Some(name.into()), link: Some(d.to_string()), ..Default::default() };
+                writes.extend(self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }));
                 self.env.meta.commit(vec![], writes).await?;
             }
         }
@@ -420,9 +447,40 @@ impl Hosted {
         let repo = self.repo_id();
         let path = blob_path(name, &digest.to_string());
         self.env.meta.get(repo, &path).await?.ok_or(DockerError::BlobUnknown)?;
-        // The link goes; the bytes stay until garbage collection finds nothing referring to them.
-        self.env.meta.commit(vec![], vec![Write::Delete { repo, path }]).await?;
-        Ok(HttpResponse::Accepted().finish())
+        if let Some(manifest) = self.legacy_user_of(name, &digest).await? {
+            return Err(DockerError::BlobInUse { blob: digest.to_string(), manifest });
+        }
+        // The link goes, in the same transaction as the check that no manifest uses it (a
+        // manifest pushed meanwhile checks that the blob exists: one of the two waits or loses).
+        // The bytes stay until garbage collection finds nothing referring to them.
+        let prefix = refs_prefix(name, &digest.to_string());
+        let checks = vec![Check::NoneUnder { repo, prefix: prefix.clone() }];
+        match self.env.meta.commit(checks, vec![Write::Delete { repo, path }]).await {
+            Ok(()) => Ok(HttpResponse::Accepted().finish()),
+            Err(MetaError::CheckFailed(_)) => {
+                let q = ListQuery { prefix: Some(prefix), limit: Some(1), ..Default::default() };
+                let user = self.env.meta.list(repo, q).await?.into_iter().next().and_then(|a| a.link).unwrap_or_default();
+                Err(DockerError::BlobInUse { blob: digest.to_string(), manifest: user })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A manifest pushed before uses were recorded (no `refs` attribute) that uses `digest`.
+    async fn legacy_user_of(&self, name: &str, digest: &Digest) -> Result<Option<String>> {
+        let q = ListQuery { kind: Some(meta::MANIFEST.into()), component: Some(name.into()), ..Default::default() };
+        for a in self.env.meta.list(self.repo_id(), q).await? {
+            if a.attributes.get("refs").and_then(|v| v.as_bool()) == Some(true) {
+                continue;
+            }
+            let Some(Ok(d)) = a.digest.as_deref().map(str::parse::<Digest>) else { continue };
+            let Ok(bytes) = self.env.blobs.read_small(&d, MAX_MANIFEST_BYTES).await else { continue };
+            let Ok(m) = Manifest::parse(&bytes, a.content_type.as_deref()) else { continue };
+            if m.blobs.iter().chain(&m.children).any(|b| b == digest) {
+                return Ok(Some(d.to_string()));
+            }
+        }
+        Ok(None)
     }
 
     pub(crate) async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
@@ -474,6 +532,7 @@ impl Hosted {
                 repo: self.repo_id(),
                 component: name.to_string(),
                 blob_store: self.env.blobs.name().to_string(),
+                owner: ctx.principal.user.clone(),
                 offset: 0,
                 hash_state: HashState::empty(),
                 created_at: now,
@@ -526,17 +585,61 @@ impl Hosted {
             .finish()
     }
 
-    async fn load_upload(&self, name: &str, id: &str) -> Result<UploadRow> {
+    /// The session, if it is this image's and the caller started it: another user with push
+    /// rights on the image must not read, append to, finish or cancel it.
+    async fn load_upload(&self, ctx: &RepoCtx, name: &str, id: &str) -> Result<UploadRow> {
         let row = self.env.meta.upload_get(id).await?.ok_or(DockerError::BlobUploadUnknown)?;
-        if row.repo != self.repo_id() || row.component != name {
+        if row.repo != self.repo_id() || row.component != name || row.owner != ctx.principal.user {
             return Err(DockerError::BlobUploadUnknown);
         }
         Ok(row)
     }
 
+    /// Makes this request the session's only writer (across nodes). While another request
+    /// writes to it, this one waits (at most a lease: the other may have died); once the
+    /// session has moved past the offset this request was meant for, it answers 416 with the
+    /// session's offset.
+    async fn claim(&self, ctx: &RepoCtx, name: &str, row: &UploadRow) -> Result<Claim> {
+        let writer = uuid::Uuid::new_v4().to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_millis(UPLOAD_LEASE_MS as u64 + 1000);
+        let mut attempt = 0;
+        loop {
+            match self.env.meta.upload_claim(&row.id, row.offset, &writer, UPLOAD_LEASE_MS).await {
+                Ok(()) => {
+                    return Ok(Claim { meta: self.env.meta.clone(), blobs: self.env.blobs.clone(), id: row.id.clone(), offset: row.offset, writer, open: true })
+                }
+                Err(MetaError::Conflict) => {
+                    let now = self.env.meta.upload_get(&row.id).await?.ok_or(DockerError::BlobUploadUnknown)?;
+                    if now.offset != row.offset || std::time::Instant::now() >= deadline {
+                        let location = self.url(ctx, name, &format!("blobs/uploads/{}", row.id));
+                        return Err(DockerError::RangeInvalid { upload_offset: now.offset as u64, location });
+                    }
+                    attempt += 1;
+                    tokio::time::sleep(wharf_format::backoff(attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Runs `work` while renewing `claim`'s lease, so that a long write keeps its session.
+    async fn leased<T>(&self, claim: &Claim, work: impl std::future::Future<Output = T>) -> T {
+        let renew = async {
+            loop {
+                tokio::time::sleep(UPLOAD_RENEW).await;
+                // Lost: someone took over after a stall; our advance will fail and say so.
+                let _ = self.env.meta.upload_renew(&claim.id, &claim.writer, UPLOAD_LEASE_MS).await;
+            }
+        };
+        tokio::select! {
+            out = work => out,
+            never = renew => never,
+        }
+    }
+
     async fn upload_status(&self, ctx: &RepoCtx, name: &str, id: &str) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Write, name)?;
-        let row = self.load_upload(name, id).await?;
+        let row = self.load_upload(ctx, name, id).await?;
         Ok(self.upload_accepted(ctx, name, id, row.offset as u64, HttpResponse::NoContent()))
     }
 
@@ -567,14 +670,30 @@ impl Hosted {
     async fn patch_upload(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, id: &str, body: web::Payload) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Write, name)?;
         self.writable()?;
-        let row = self.load_upload(name, id).await?;
-        let (new_offset, state) = self.append(ctx, req, name, &row, body).await?;
-        match self.env.meta.upload_advance(id, row.offset, new_offset as i64, state).await {
-            Ok(()) => Ok(self.upload_accepted(ctx, name, id, new_offset, HttpResponse::Accepted())),
+        let row = self.load_upload(ctx, name, id).await?;
+        let claim = self.claim(ctx, name, &row).await?;
+        let (new_offset, state) = match self.leased(&claim, self.append(ctx, req, name, &row, body)).await {
+            Ok(r) => r,
+            Err(e) => {
+                claim.abandon().await;
+                return Err(e);
+            }
+        };
+        match self.env.meta.upload_advance(id, row.offset, new_offset as i64, state, &claim.writer).await {
+            Ok(()) => {
+                claim.done();
+                Ok(self.upload_accepted(ctx, name, id, new_offset, HttpResponse::Accepted()))
+            }
             Err(MetaError::Conflict) => {
+                // The claim ran out and another request took the session over: its bytes are
+                // the session's now, and ours must not be cut back over them.
+                claim.done();
                 Err(DockerError::RangeInvalid { upload_offset: row.offset as u64, location: self.url(ctx, name, &format!("blobs/uploads/{id}")) })
             }
-            Err(e) => Err(e.into()),
+            Err(e) => {
+                claim.abandon().await;
+                Err(e.into())
+            }
         }
     }
 
@@ -590,27 +709,84 @@ impl Hosted {
         self.authorize(ctx, Action::Write, name)?;
         self.writable()?;
         let digest: Digest = q.get("digest").ok_or_else(|| DockerError::DigestInvalid("the digest parameter is required".into()))?.parse()?;
-        let row = self.load_upload(name, id).await?;
-        let (size, state) = self.append(ctx, req, name, &row, body).await?;
-        match self.env.blobs.stage_finish(id, &state, Some(&digest)).await {
-            Ok(_) => {}
+        let row = self.load_upload(ctx, name, id).await?;
+        let claim = self.claim(ctx, name, &row).await?;
+        let (size, state) = match self.leased(&claim, self.append(ctx, req, name, &row, body)).await {
+            Ok(r) => r,
             Err(e) => {
+                claim.abandon().await;
+                return Err(e);
+            }
+        };
+        match self.leased(&claim, self.env.blobs.stage_finish(id, &state, Some(&digest))).await {
+            Ok(_) => {}
+            Err(e @ wharf_format::BlobError::DigestMismatch { .. }) => {
                 // A failed verification ends the session: its bytes are not what the client meant.
+                claim.done();
                 self.env.meta.upload_delete(id).await?;
                 return Err(e.into());
             }
+            Err(e) => {
+                claim.abandon().await;
+                return Err(e.into());
+            }
         }
-        self.link_blob(name, &digest, size).await?;
+        claim.done();
+        let linked = self.link_blob(name, &digest, size).await;
+        // The staged file is published (or gone): the session is over either way.
         self.env.meta.upload_delete(id).await?;
+        linked?;
         Ok(self.blob_created(ctx, name, &digest))
     }
 
     async fn cancel_upload(&self, ctx: &RepoCtx, name: &str, id: &str) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Write, name)?;
-        self.load_upload(name, id).await?;
+        self.load_upload(ctx, name, id).await?;
         self.env.meta.upload_delete(id).await?;
         self.env.blobs.stage_discard(id).await;
         Ok(HttpResponse::NoContent().finish())
+    }
+}
+
+/// One request's claim on an upload session. A request that fails, or is dropped (its client
+/// went away), cuts the staged file back to what the session acknowledged, which frees the
+/// space at once (a full disk must not stay full), and then releases the claim; in that
+/// order, so that the next writer's bytes are never cut.
+struct Claim {
+    meta: Arc<dyn wharf_format::MetaStore>,
+    blobs: Arc<wharf_format::BlobStore>,
+    id: String,
+    offset: i64,
+    writer: String,
+    open: bool,
+}
+
+impl Claim {
+    /// The session moved on (or ended) under this claim: nothing to undo.
+    fn done(mut self) {
+        self.open = false;
+    }
+
+    async fn abandon(mut self) {
+        self.open = false;
+        release(self.meta.clone(), self.blobs.clone(), self.id.clone(), self.offset, self.writer.clone()).await;
+    }
+}
+
+async fn release(meta: Arc<dyn wharf_format::MetaStore>, blobs: Arc<wharf_format::BlobStore>, id: String, offset: i64, writer: String) {
+    if let Err(e) = blobs.stage_truncate(&id, offset as u64).await {
+        tracing::warn!(upload = %id, error = %e, "cutting a failed upload back");
+    }
+    if let Err(e) = meta.upload_release(&id, &writer).await {
+        tracing::warn!(upload = %id, error = %e, "releasing an upload");
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.open {
+            actix_web::rt::spawn(release(self.meta.clone(), self.blobs.clone(), self.id.clone(), self.offset, std::mem::take(&mut self.writer)));
+        }
     }
 }
 

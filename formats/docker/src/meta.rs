@@ -6,16 +6,20 @@
 //! | `<name>/blobs/<digest>`       | `blob`     | name      | digest   |                 |
 //! | `<name>/manifests/<digest>`   | `manifest` | name      | digest   | subject digest  |
 //! | `<name>/tags/<tag>`           | `tag`      | name      | manifest |                 |
+//! | `<name>/refs/<used>/<by>`     | `ref`      | name      |          | manifest `by`   |
 //!
 //! A blob or manifest belongs to an image (as in Distribution: being in a repository is what
 //! lets a client read it), while its bytes are shared by everyone in the blob store. Paths split
 //! uniquely (the last two segments are kind and key, and neither tags nor digests contain `/`),
-//! and `_image/` cannot collide with a name since names start with `[a-z0-9]`.
+//! and `_image/` cannot collide with a name since names start with `[a-z0-9]`. A `ref` row says
+//! that manifest `by` uses blob or manifest `used`, so that a blob in use cannot be deleted (a
+//! tag must always be pullable); its `<used>` segment holds a `:`, which names never do.
 
 pub const IMAGE: &str = "image";
 pub const BLOB: &str = "blob";
 pub const MANIFEST: &str = "manifest";
 pub const TAG: &str = "tag";
+pub const REF: &str = "ref";
 
 pub fn image_path(name: &str) -> String {
     format!("_image/{name}")
@@ -36,4 +40,13 @@ pub fn tag_path(name: &str, tag: &str) -> String {
 /// The tag of a tag asset's path.
 pub fn tag_of(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
+}
+
+/// The prefix of every `ref` row saying that something uses `used`.
+pub fn refs_prefix(name: &str, used: &str) -> String {
+    format!("{name}/refs/{used}/")
+}
+
+pub fn ref_path(name: &str, used: &str, by: &str) -> String {
+    format!("{name}/refs/{used}/{by}")
 }

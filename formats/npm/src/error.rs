@@ -23,6 +23,8 @@ pub enum NpmError {
     TooLarge(String),
     #[error("{0}")]
     Upstream(String),
+    #[error("insufficient storage: {0}")]
+    NoSpace(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -38,6 +40,7 @@ impl NpmError {
             NpmError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NpmError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             NpmError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            NpmError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
             NpmError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let NpmError::Internal(source) = self {
@@ -53,7 +56,10 @@ impl NpmError {
 
 impl From<MetaError> for NpmError {
     fn from(e: MetaError) -> Self {
-        NpmError::Internal(Box::new(e))
+        match e {
+            MetaError::NoSpace => NpmError::NoSpace(e.to_string()),
+            e => NpmError::Internal(Box::new(e)),
+        }
     }
 }
 
@@ -61,6 +67,7 @@ impl From<BlobError> for NpmError {
     fn from(e: BlobError) -> Self {
         match e {
             BlobError::NotFound => NpmError::NotFound,
+            BlobError::NoSpace => NpmError::NoSpace(BlobError::NoSpace.to_string()),
             other => NpmError::Internal(Box::new(other)),
         }
     }

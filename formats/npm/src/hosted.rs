@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use base64::Engine;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
-use wharf_format::{now_millis, Action, Asset, AuditEvent, Check, Digest, FormatEnv, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy};
+use wharf_format::{
+    backoff, now_millis, Action, Asset, AuditEvent, Check, Digest, FormatEnv, KeyedLocks, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy,
+    CONTENTION_DEADLINE,
+};
 
 use crate::config::HostedSettings;
 use crate::error::NpmError;
@@ -19,17 +22,39 @@ use crate::model::{self, iso, tarball_file, valid_name, valid_version};
 use crate::packument;
 use crate::routes::{self, Endpoint};
 use crate::source::{self, authorize, base_url, Result, Source};
-use crate::store::{self, Saved, Stored};
+use crate::store::{self, Saved};
 use crate::tarball;
-
-/// Compare-and-swap retries before a busy package's update gives up.
-const RETRIES: usize = 8;
 
 pub struct Hosted {
     cfg: Arc<RepoConfig>,
     env: FormatEnv,
     settings: HostedSettings,
     cache: packument::RenderCache,
+    /// One writer per package on this node; other nodes are kept honest by the compare-and-swap.
+    writers: KeyedLocks,
+}
+
+/// Retries of a compare-and-swap that another node won: waited out with jittered backoff up
+/// to [`CONTENTION_DEADLINE`], never answered as an error while there is time.
+struct Contention {
+    deadline: std::time::Instant,
+    attempt: u32,
+}
+
+impl Contention {
+    fn new() -> Contention {
+        Contention { deadline: std::time::Instant::now() + CONTENTION_DEADLINE, attempt: 0 }
+    }
+
+    /// Waits before the next attempt; an error once the deadline has passed.
+    async fn wait(&mut self, name: &str) -> Result<()> {
+        if std::time::Instant::now() >= self.deadline {
+            return Err(NpmError::Conflict(format!("{name} is being changed by others; try again")));
+        }
+        self.attempt += 1;
+        tokio::time::sleep(backoff(self.attempt)).await;
+        Ok(())
+    }
 }
 
 #[async_trait(?Send)]
@@ -49,7 +74,7 @@ impl Repo for Hosted {
 impl Hosted {
     pub fn new(cfg: Arc<RepoConfig>, env: FormatEnv) -> Hosted {
         let settings = HostedSettings::parse(cfg.attributes.get("npm")).unwrap_or_default();
-        Hosted { cfg, env, settings, cache: Default::default() }
+        Hosted { cfg, env, settings, cache: Default::default(), writers: Default::default() }
     }
 
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
@@ -151,7 +176,11 @@ impl Hosted {
     // ---- publish ----------------------------------------------------------------------------
 
     async fn publish(&self, ctx: &RepoCtx, name: &str, body: web::Payload) -> Result<HttpResponse> {
-        self.writable(ctx, Action::Write, name)?;
+        // A star needs only read rights, so write rights are checked once the body says what it
+        // is; an anonymous caller can star nothing, and no body of theirs is read without them.
+        if ctx.principal.is_anonymous() {
+            self.writable(ctx, Action::Write, name)?;
+        }
         if !valid_name(name) {
             return Err(NpmError::BadRequest(format!("invalid package name {name:?}")));
         }
@@ -164,11 +193,13 @@ impl Hosted {
         if body.get("name").and_then(Value::as_str).is_some_and(|n| n != name) {
             return Err(NpmError::BadRequest(format!("the document names {}, the URL {name}", body["name"])));
         }
-        // npm deprecate (and older clients' unpublish) PUT the document back without a tarball.
+        // npm deprecate PUTs the whole document back without a tarball, npm star a document of
+        // `users` only.
         if body.get("_attachments").and_then(Value::as_object).is_none_or(|a| a.is_empty()) {
             let rev = body.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();
-            return self.update_doc(ctx, name, &rev, body).await;
+            return self.update_doc(ctx, name, &rev, body, false).await;
         }
+        self.writable(ctx, Action::Write, name)?;
         let versions = body
             .get("versions")
             .and_then(Value::as_object)
@@ -221,7 +252,9 @@ impl Hosted {
         let digest = self.env.blobs.put_bytes(bytes).await?;
         let file = tarball_file(name, version);
         let repo = self.cfg.id;
-        for _ in 0..RETRIES {
+        let _writer = self.writers.lock(name).await;
+        let mut contention = Contention::new();
+        loop {
             let cur = store::load(&self.env, repo, name).await?;
             let now = iso(now_millis());
             let mut doc = cur
@@ -281,85 +314,209 @@ impl Hosted {
                     self.env.audit.record(AuditEvent::of(ctx, "npm.publish", format!("{name}@{version}")));
                     return Ok(HttpResponse::Ok().json(json!({"ok": true, "id": name, "success": true})));
                 }
-                Saved::Conflict => continue,
+                Saved::Conflict => contention.wait(name).await?,
                 Saved::CheckFailed(_) => return Err(cannot_republish(name, version)),
             }
         }
-        Err(NpmError::Conflict(format!("{name} is being changed by others; try again")))
     }
 
-    // ---- updates: deprecate, unpublish, dist-tags ---------------------------------------------
+    // ---- updates: deprecate, unpublish, star, owners, dist-tags -------------------------------
 
-    /// `PUT /<name>/-rev/<rev>`: npm sends the whole document back with versions removed
-    /// (unpublish) or `deprecated` set. Nothing else in it is taken.
+    /// `PUT /<name>/-rev/<rev>`: npm unpublish (the whole document, less the version) and
+    /// npm owner add/rm (a document of `maintainers` only).
     async fn update(&self, ctx: &RepoCtx, name: &str, rev: &str, body: web::Payload) -> Result<HttpResponse> {
-        self.writable(ctx, Action::Write, name)?;
+        if ctx.principal.is_anonymous() {
+            self.writable(ctx, Action::Write, name)?;
+        }
         let body = crate::user::small_json(body, self.settings.upload_max_bytes).await?;
-        self.update_doc(ctx, name, rev, body).await
+        self.update_doc(ctx, name, rev, body, true).await
     }
 
-    async fn update_doc(&self, ctx: &RepoCtx, name: &str, rev: &str, body: Value) -> Result<HttpResponse> {
+    /// A document sent back, taken for what it is by what it carries (npm sends each of these
+    /// as a partial CouchDB document): `versions` is the whole document (deprecate, and with
+    /// `by_rev` unpublish of the versions left out), `maintainers` alone is npm owner, `users`
+    /// alone is npm star. Nothing else in a body is taken, and a body without `versions` never
+    /// touches a version.
+    async fn update_doc(&self, ctx: &RepoCtx, name: &str, rev: &str, body: Value, by_rev: bool) -> Result<HttpResponse> {
+        if body.get("versions").is_some_and(Value::is_object) {
+            return self.update_versions(ctx, name, rev, &body, by_rev).await;
+        }
+        if let Some(m) = body.get("maintainers") {
+            return self.update_maintainers(ctx, name, rev, m).await;
+        }
+        if let Some(users) = body.get("users").and_then(Value::as_object) {
+            return self.star(ctx, name, users).await;
+        }
+        Err(NpmError::BadRequest("the document changes nothing: versions, maintainers or users are expected".into()))
+    }
+
+    /// Loads the document under this node's writer lock, applies `change` and saves, retrying
+    /// when another node wrote first. `change` answers `None` when there is nothing to write.
+    async fn change_doc<F>(&self, name: &str, mut change: F) -> Result<Option<Vec<Write>>>
+    where
+        F: FnMut(&store::Stored) -> Result<Option<(Value, Vec<Write>)>>,
+    {
+        let _writer = self.writers.lock(name).await;
+        let mut contention = Contention::new();
+        loop {
+            let cur = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
+            let Some((mut doc, writes)) = change(&cur)? else { return Ok(None) };
+            doc["time"]["modified"] = json!(iso(now_millis()));
+            match store::save(&self.env, self.cfg.id, name, Some(&cur), doc, vec![], writes.clone()).await? {
+                Saved::Done => return Ok(Some(writes)),
+                _ => contention.wait(name).await?,
+            }
+        }
+    }
+
+    async fn update_versions(&self, ctx: &RepoCtx, name: &str, rev: &str, body: &Value, by_rev: bool) -> Result<HttpResponse> {
+        self.writable(ctx, Action::Write, name)?;
         let repo = self.cfg.id;
-        let cur = store::load(&self.env, repo, name).await?.ok_or(NpmError::NotFound)?;
-        if cur.rev() != rev {
-            return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
-        }
         let sent = body.get("versions").and_then(Value::as_object).cloned().unwrap_or_default();
-        let mut doc = cur.doc.clone();
-        let mut writes = Vec::new();
-        let stored_versions: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
-        for v in &stored_versions {
-            match sent.get(v) {
-                None => {
-                    self.writable(ctx, Action::Delete, name)?;
-                    if let Some(file) = doc["versions"][v].pointer("/dist/tarball").and_then(Value::as_str) {
-                        writes.push(Write::Delete { repo, path: tarball_path(name, packument::tarball_file(file)) });
-                    }
-                    doc["versions"].as_object_mut().expect("object").remove(v);
-                    if let Some(t) = doc["time"].as_object_mut() {
-                        t.remove(v);
-                    }
+        let mut removed: Vec<String> = Vec::new();
+        let mut delete_checked = false;
+        let outcome = self
+            .change_doc(name, |cur| {
+                if cur.rev() != rev {
+                    return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
                 }
-                Some(m) => match m.get("deprecated") {
-                    Some(Value::String(msg)) if !msg.is_empty() => doc["versions"][v]["deprecated"] = json!(msg),
-                    _ => {
-                        if let Some(o) = doc["versions"][v].as_object_mut() {
-                            o.remove("deprecated");
+                let mut doc = cur.doc.clone();
+                let mut writes = Vec::new();
+                removed.clear();
+                let stored_versions: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+                if sent.keys().any(|v| !stored_versions.contains(v)) {
+                    return Err(NpmError::BadRequest("new versions are published with npm publish, not by updating the document".into()));
+                }
+                for v in &stored_versions {
+                    match sent.get(v) {
+                        // Only npm unpublish (PUT /<name>/-rev/<rev>) removes a version it
+                        // leaves out; deprecate sends the document to /<name>, where a version
+                        // left out (one hidden because its tarball is gone) stays as it is.
+                        None if by_rev => {
+                            if !delete_checked {
+                                self.writable(ctx, Action::Delete, name)?;
+                                delete_checked = true;
+                            }
+                            if let Some(file) = doc["versions"][v].pointer("/dist/tarball").and_then(Value::as_str) {
+                                writes.push(Write::Delete { repo, path: tarball_path(name, packument::tarball_file(file)) });
+                            }
+                            doc["versions"].as_object_mut().expect("object").remove(v);
+                            if let Some(t) = doc["time"].as_object_mut() {
+                                t.remove(v);
+                            }
+                            removed.push(v.clone());
                         }
+                        None => {}
+                        Some(m) => match m.get("deprecated") {
+                            Some(Value::String(msg)) if !msg.is_empty() => doc["versions"][v]["deprecated"] = json!(msg),
+                            _ => {
+                                if let Some(o) = doc["versions"][v].as_object_mut() {
+                                    o.remove("deprecated");
+                                }
+                            }
+                        },
                     }
-                },
+                }
+                if let Some(tags) = body.get("dist-tags").and_then(Value::as_object) {
+                    doc["dist-tags"] = Value::Object(tags.clone());
+                }
+                retain_tags(&mut doc);
+                Ok(Some((doc, writes)))
+            })
+            .await?;
+        if outcome.is_some() {
+            for v in &removed {
+                self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", format!("{name}@{v}")));
+            }
+            if removed.is_empty() {
+                self.env.audit.record(AuditEvent::of(ctx, "npm.update", name));
             }
         }
-        if sent.keys().any(|v| !stored_versions.contains(v)) {
-            return Err(NpmError::BadRequest("new versions are published with npm publish, not by updating the document".into()));
+        Ok(HttpResponse::Created().json(json!({"ok": true, "id": name})))
+    }
+
+    /// npm owner add/rm. wharf decides who may publish by roles, not by this list: it is
+    /// what `npm owner ls` shows.
+    async fn update_maintainers(&self, ctx: &RepoCtx, name: &str, rev: &str, sent: &Value) -> Result<HttpResponse> {
+        self.writable(ctx, Action::Write, name)?;
+        let list = sent.as_array().ok_or_else(|| NpmError::BadRequest("maintainers is a list of {\"name\", \"email\"}".into()))?;
+        if list.is_empty() {
+            return Err(NpmError::BadRequest("a package keeps at least one maintainer".into()));
         }
-        if let Some(tags) = body.get("dist-tags").and_then(Value::as_object) {
-            doc["dist-tags"] = Value::Object(tags.clone());
-        }
-        retain_tags(&mut doc);
-        doc["time"]["modified"] = json!(iso(now_millis()));
-        let removed: Vec<String> = stored_versions.iter().filter(|v| !sent.contains_key(*v)).cloned().collect();
-        match store::save(&self.env, repo, name, Some(&cur), doc, vec![], writes).await? {
-            Saved::Done => {
-                for v in &removed {
-                    self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", format!("{name}@{v}")));
-                }
-                if removed.is_empty() {
-                    self.env.audit.record(AuditEvent::of(ctx, "npm.update", name));
-                }
-                Ok(HttpResponse::Created().json(json!({"ok": true, "id": name})))
+        let mut maintainers = Vec::new();
+        for m in list {
+            let user = m.get("name").and_then(Value::as_str).filter(|n| !n.is_empty() && n.len() <= 214);
+            let Some(user) = user else { return Err(NpmError::BadRequest("each maintainer has a name".into())) };
+            let mut entry = json!({ "name": user });
+            if let Some(email) = m.get("email").and_then(Value::as_str) {
+                entry["email"] = json!(email);
             }
-            _ => Err(NpmError::Conflict(format!("document update conflict: {name} changed meanwhile"))),
+            maintainers.push(entry);
         }
+        self.change_doc(name, |cur| {
+            if cur.rev() != rev {
+                return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
+            }
+            let mut doc = cur.doc.clone();
+            doc["maintainers"] = Value::Array(maintainers.clone());
+            Ok(Some((doc, vec![])))
+        })
+        .await?;
+        let mut event = AuditEvent::of(ctx, "npm.owner", name);
+        event.detail = json!({ "maintainers": maintainers.iter().map(|m| m["name"].clone()).collect::<Vec<_>>() });
+        self.env.audit.record(event);
+        Ok(HttpResponse::Created().json(json!({"ok": true, "id": name})))
+    }
+
+    /// npm star / unstar: the caller's own entry in `users`, whatever else the body says.
+    async fn star(&self, ctx: &RepoCtx, name: &str, users: &Map<String, Value>) -> Result<HttpResponse> {
+        authorize(ctx, Action::Read, name)?;
+        let user = ctx.principal.user.clone().ok_or(NpmError::Unauthorized)?;
+        let starred = users.get(&user).is_some_and(|v| v == &Value::Bool(true));
+        self.change_doc(name, |cur| {
+            let has = cur.doc.pointer("/users").and_then(|u| u.get(&user)).is_some();
+            if has == starred {
+                return Ok(None);
+            }
+            let mut doc = cur.doc.clone();
+            if !doc.get("users").is_some_and(Value::is_object) {
+                doc["users"] = json!({});
+            }
+            let entries = doc["users"].as_object_mut().expect("an object");
+            if starred {
+                entries.insert(user.clone(), json!(true));
+            } else {
+                entries.remove(&user);
+            }
+            Ok(Some((doc, vec![])))
+        })
+        .await?;
+        Ok(HttpResponse::Created().json(json!({"ok": true, "id": name})))
     }
 
     async fn delete_package(&self, ctx: &RepoCtx, name: &str) -> Result<HttpResponse> {
         self.writable(ctx, Action::Delete, name)?;
         let repo = self.cfg.id;
-        let q = ListQuery { prefix: Some(tarballs_prefix(name)), ..Default::default() };
-        let mut writes: Vec<Write> = self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }).collect();
-        writes.push(Write::Delete { repo, path: meta::package_path(name) });
-        self.env.meta.commit(vec![], writes).await?;
+        let _writer = self.writers.lock(name).await;
+        let mut contention = Contention::new();
+        loop {
+            // The tarballs listed are all there are only while the document is the one read: a
+            // publish in between would leave a tarball behind that blocks its version for good.
+            let (doc, _) = self.listing(name).await?;
+            let q = ListQuery { prefix: Some(tarballs_prefix(name)), ..Default::default() };
+            let mut writes: Vec<Write> = self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }).collect();
+            let path = meta::package_path(name);
+            writes.push(Write::Delete { repo, path: path.clone() });
+            let check = match doc.and_then(|d| d.digest) {
+                Some(digest) => Check::AbsentOrDigest { repo, path, digest },
+                None => Check::Absent { repo, path },
+            };
+            match self.env.meta.commit(vec![check], writes).await {
+                Ok(()) => break,
+                Err(wharf_format::MetaError::CheckFailed(_)) => contention.wait(name).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", name));
         Ok(HttpResponse::Ok().json(json!({"ok": true})))
     }
@@ -385,8 +542,7 @@ impl Hosted {
         if valid_version(tag) {
             return Err(NpmError::BadRequest(format!("{tag} looks like a version; tags cannot")));
         }
-        for _ in 0..RETRIES {
-            let cur: Stored = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
+        self.change_doc(name, |cur| {
             let mut doc = cur.doc.clone();
             match &version {
                 Some(v) if doc["versions"].get(v).is_none() => return Err(NpmError::BadRequest(format!("{name} has no version {v}"))),
@@ -397,15 +553,13 @@ impl Hosted {
                     }
                 }
             }
-            doc["time"]["modified"] = json!(iso(now_millis()));
-            if store::save(&self.env, self.cfg.id, name, Some(&cur), doc, vec![], vec![]).await? == Saved::Done {
-                let mut event = AuditEvent::of(ctx, "npm.dist-tag", name);
-                event.detail = json!({ "tag": tag, "version": version });
-                self.env.audit.record(event);
-                return Ok(HttpResponse::Ok().json(json!({"ok": true})));
-            }
-        }
-        Err(NpmError::Conflict(format!("{name} is being changed by others; try again")))
+            Ok(Some((doc, vec![])))
+        })
+        .await?;
+        let mut event = AuditEvent::of(ctx, "npm.dist-tag", name);
+        event.detail = json!({ "tag": tag, "version": version });
+        self.env.audit.record(event);
+        Ok(HttpResponse::Ok().json(json!({"ok": true})))
     }
 }
 

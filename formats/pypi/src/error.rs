@@ -26,6 +26,8 @@ pub enum PypiError {
     /// The upstream of a proxy failed, and nothing cached can stand in.
     #[error("{0}")]
     Upstream(String),
+    #[error("insufficient storage: {0}")]
+    NoSpace(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -40,6 +42,7 @@ impl PypiError {
             PypiError::MethodNotAllowed | PypiError::ReadOnly(_) => StatusCode::METHOD_NOT_ALLOWED,
             PypiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             PypiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            PypiError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
             PypiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let PypiError::Internal(source) = self {
@@ -55,7 +58,10 @@ impl PypiError {
 
 impl From<MetaError> for PypiError {
     fn from(e: MetaError) -> Self {
-        PypiError::Internal(Box::new(e))
+        match e {
+            MetaError::NoSpace => PypiError::NoSpace(e.to_string()),
+            e => PypiError::Internal(Box::new(e)),
+        }
     }
 }
 
@@ -67,6 +73,7 @@ impl From<BlobError> for PypiError {
                 PypiError::BadRequest(format!("sha256_digest {expected} does not match the uploaded file ({actual})"))
             }
             BlobError::Body(m) => PypiError::BadRequest(format!("request body: {m}")),
+            BlobError::NoSpace => PypiError::NoSpace(BlobError::NoSpace.to_string()),
             other => PypiError::Internal(Box::new(other)),
         }
     }

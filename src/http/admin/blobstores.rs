@@ -90,7 +90,7 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
     std::fs::create_dir_all(&root).map_err(|e| ConfigError::new("path", format!("cannot create {}: {e}", root.display())))?;
     let attrs = json!({ "path": path }).to_string();
     let n = name.clone();
-    match state.db.run(move |c| repos::insert_blob_store(c, &n, "file", &attrs)).await {
+    match state.db.write(move |c| repos::insert_blob_store(c, &n, "file", &attrs)).await {
         Ok(()) => {}
         Err(crate::db::DbError::Query(e)) if crate::db::is_unique_violation(&e) => {
             return Err(ConfigError::new("name", format!("blob store {name} already exists")).into())
@@ -114,12 +114,19 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
     let n = name.clone();
-    let users = state.db.run(move |c| repos::repos_using_blob_store(c, &n)).await?;
+    // The check and the delete in one write transaction: a repository created on this store
+    // meanwhile must not be left without one.
+    let (users, deleted) = state
+        .db
+        .write(move |c| {
+            let users = repos::repos_using_blob_store(c, &n)?;
+            Ok((users, users == 0 && repos::delete_blob_store(c, &n)?))
+        })
+        .await?;
     if users > 0 {
         return Err(ConfigError::new("name", format!("blob store {name} is used by {users} repositories")).into());
     }
-    let n = name.clone();
-    if !state.db.run(move |c| repos::delete_blob_store(c, &n)).await? {
+    if !deleted {
         return Err(AdminError::NotFound(format!("blob store {name} not found")));
     }
     super::record(&state, &req, &actor, "blobstore.delete", &name, None);

@@ -38,7 +38,7 @@ async fn servers(state: &AppState) -> Result<Vec<LdapServer>, AdminError> {
 }
 
 async fn save(state: &AppState, list: Vec<LdapServer>) -> Result<(), AdminError> {
-    state.db.run(move |c| ldap::store(c, &list)).await?;
+    state.db.write(move |c| ldap::store(c, &list)).await?;
     state.auth.invalidate();
     Ok(())
 }

@@ -301,7 +301,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     }
     check_listener(&state, &format, &p.name, &p.config).await?;
     let (name, blob_store, config, kind2, format2) = (p.name.clone(), p.blob_store, p.config.to_string(), kind.clone(), format.clone());
-    let res = state.db.run(move |c| repos::insert(c, &name, &format2, &kind2, &blob_store, &config)).await;
+    let res = state.db.write(move |c| repos::insert(c, &name, &format2, &kind2, &blob_store, &config)).await;
     match res {
         Ok(()) => {}
         Err(crate::db::DbError::Query(e)) if is_unique_violation(&e) => {
@@ -352,7 +352,7 @@ pub async fn update(
     }
     check_listener(&state, &format, &p.name, &p.config).await?;
     let (blob_store, config) = (p.blob_store, p.config.to_string());
-    state.db.run(move |c| repos::update(c, &name, &blob_store, &config)).await?;
+    state.db.write(move |c| repos::update(c, &name, &blob_store, &config)).await?;
     super::record(&state, &req, &actor, "repository.update", &format!("{format}/{kind}"), Some(&p.name));
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::NoContent().finish())
@@ -362,7 +362,7 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
     let n = name.clone();
-    if !state.db.run(move |c| repos::delete(c, &n)).await? {
+    if !state.db.write(move |c| repos::delete(c, &n)).await? {
         return Err(AdminError::NotFound(format!("repository {name} not found")));
     }
     super::record(&state, &req, &actor, "repository.delete", &name, Some(&name));

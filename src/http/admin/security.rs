@@ -147,13 +147,13 @@ pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web
     let id2 = id.clone();
     let created = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             // User names ignore case: `Admin` would be a second name for `admin`.
             if let Some(existing) = users::get(c, &id2)? {
                 return Ok(Err(existing.username));
             }
             users::create(c, &id2, &hash, &fields)?;
-            Ok(users::get(c, &id2)?.ok_or(id2))
+            Ok(users::get(c, &id2)?.ok_or_else(|| id2.clone()))
         })
         .await?;
     let row = created.map_err(|existing| invalid("userId", format!("userId: user {existing} already exists (user names ignore case)")))?;
@@ -181,7 +181,7 @@ pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web
     let id2 = id.clone();
     let updated = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             let disabled = fields.status != "active";
             let found = users::update(c, &id2, &fields)?;
             if found && disabled {
@@ -207,7 +207,7 @@ pub async fn delete_user(state: web::Data<AppState>, req: HttpRequest, path: web
     let id2 = id.clone();
     let gone = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             let Some(row) = users::get(c, &id2)? else { return Ok(false) };
             crate::db::tokens::delete_of_user(c, &row.username, Realm::Local.as_str())?;
             sessions::delete_of_user(c, &row.username)?;
@@ -263,7 +263,7 @@ pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path:
     let id2 = id.clone();
     let changed = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             let found = users::set_password(c, &id2, &hash)?;
             if found {
                 sessions::delete_of_user(c, &id2)?;
@@ -336,7 +336,7 @@ pub async fn create_role(state: web::Data<AppState>, req: HttpRequest, body: web
     let id2 = id.clone();
     let row = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             users::create_role(c, &id2, &name, &description, &privileges, &nested)?;
             users::role(c, &id2)
         })
@@ -362,7 +362,7 @@ pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(invalid("id", "nx-admin is built in and cannot be changed"));
     }
     let id2 = id.clone();
-    if !state.db.run(move |c| users::update_role(c, &id2, &name, &description, &privileges, &nested)).await? {
+    if !state.db.write(move |c| users::update_role(c, &id2, &name, &description, &privileges, &nested)).await? {
         return Err(AdminError::NotFound(format!("role {id} not found")));
     }
     state.auth.invalidate();
@@ -377,19 +377,21 @@ pub async fn delete_role(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(invalid("id", format!("{id} is built in and cannot be deleted")));
     }
     let id2 = id.clone();
-    let (holders, roles_holding) = state
+    // The check and the delete in one write transaction: a user granted the role meanwhile
+    // must not end up holding a role that no longer exists.
+    let (holders, roles_holding, deleted) = state
         .db
-        .run(move |c| {
+        .write(move |c| {
             let u: Vec<String> = users::list(c)?.into_iter().filter(|u| u.role_ids().contains(&id2)).map(|u| u.username).collect();
             let r: Vec<String> = users::roles(c)?.into_iter().filter(|r| r.nested_roles().contains(&id2)).map(|r| r.id).collect();
-            Ok((u, r))
+            let deleted = u.is_empty() && r.is_empty() && users::delete_role(c, &id2)?;
+            Ok((u, r, deleted))
         })
         .await?;
     if !holders.is_empty() || !roles_holding.is_empty() {
         return Err(invalid("id", format!("role {id} is still held by users [{}] and roles [{}]", holders.join(", "), roles_holding.join(", "))));
     }
-    let id2 = id.clone();
-    if !state.db.run(move |c| users::delete_role(c, &id2)).await? {
+    if !deleted {
         return Err(AdminError::NotFound(format!("role {id} not found")));
     }
     state.auth.invalidate();
