@@ -64,7 +64,6 @@ pub struct Scanner {
     state: State,
     key: Vec<u8>,
     carry: Vec<u8>,
-    padded: bool,
     attachments: u32,
     length: u64,
     sha512: sha2::Sha512,
@@ -81,7 +80,6 @@ impl Default for Scanner {
             state: State::Between,
             key: Vec::new(),
             carry: Vec::new(),
-            padded: false,
             attachments: 0,
             length: 0,
             sha512: sha2::Sha512::new(),
@@ -208,64 +206,55 @@ impl Scanner {
             && self.keys[2].as_deref() == Some("data")
     }
 
-    /// Base64 text of the data string: decoded in whole quartets, the rest carried over.
+    /// Base64 text of the data string: decoded in whole quartets, the rest carried over. The
+    /// engine checks the alphabet; padding is held back until the string ends, so that data
+    /// after it is refused rather than decoded as a second run.
     fn data(&mut self, input: &[u8], mut escaped: bool, out: &mut Vec<u8>) -> Result<usize, ScanError> {
         let mut i = 0;
         while i < input.len() {
-            let b = input[i];
             if escaped {
                 // JSON may escape the slash; nothing else belongs in base64.
-                if b != b'/' {
+                if input[i] != b'/' {
                     return Err(ScanError::Base64("an escape other than \\/ in the data".into()));
                 }
-                self.push_b64(b)?;
+                self.carry.push(b'/');
                 escaped = false;
                 i += 1;
                 continue;
             }
-            match b {
-                b'"' => {
+            let run = input[i..].iter().position(|c| *c == b'"' || *c == b'\\').unwrap_or(input.len() - i);
+            self.carry.extend_from_slice(&input[i..i + run]);
+            i += run;
+            match input.get(i) {
+                Some(b'"') => {
                     self.decode(out, true)?;
                     self.doc.push(b'"');
                     self.state = State::Between;
                     return Ok(i + 1);
                 }
-                b'\\' => escaped = true,
-                _ => {
-                    // The common case: a long run of plain base64 up to the next quote or escape.
-                    let run = input[i..].iter().position(|c| *c == b'"' || *c == b'\\').unwrap_or(input.len() - i);
-                    for &c in &input[i..i + run] {
-                        self.push_b64(c)?;
-                    }
-                    i += run;
-                    continue;
+                Some(_) => {
+                    escaped = true;
+                    i += 1;
                 }
+                None => {}
             }
-            i += 1;
         }
         self.decode(out, false)?;
         self.state = State::Data { escaped };
         Ok(input.len())
     }
 
-    fn push_b64(&mut self, c: u8) -> Result<(), ScanError> {
-        if self.padded {
-            return Err(ScanError::Base64("data after the padding".into()));
-        }
-        if c == b'=' && self.carry.len() % 4 >= 2 {
-            // Padding ends the data; decode() checks the quartet is whole.
-        } else if !(c.is_ascii_alphanumeric() || c == b'+' || c == b'/') {
-            return Err(ScanError::Base64(format!("invalid byte {c:#04x}")));
-        }
-        self.carry.push(c);
-        if c == b'=' && self.carry.len() % 4 == 0 {
-            self.padded = true;
-        }
-        Ok(())
-    }
-
     fn decode(&mut self, out: &mut Vec<u8>, last: bool) -> Result<(), ScanError> {
-        let whole = if last { self.carry.len() } else { self.carry.len() / 4 * 4 };
+        let mut whole = self.carry.len() / 4 * 4;
+        if last {
+            whole = self.carry.len();
+        } else if let Some(pad) = self.carry.iter().position(|c| *c == b'=') {
+            // Only the string's end may follow the padded quartet.
+            if self.carry.len() > pad / 4 * 4 + 4 {
+                return Err(ScanError::Base64("data after the padding".into()));
+            }
+            whole = pad / 4 * 4;
+        }
         if whole == 0 {
             return Ok(());
         }

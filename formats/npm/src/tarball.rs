@@ -24,7 +24,7 @@ pub enum TarballError {
     NoPackageJson,
     #[error("the tarball's package.json is not valid JSON: {0}")]
     BadJson(String),
-    #[error("the tarball {0}")]
+    #[error("the tarball is refused: {0}")]
     Bounds(TarError),
 }
 
