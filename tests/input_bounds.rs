@@ -114,6 +114,7 @@ fn an_sdist_declaring_a_huge_long_name_is_refused_in_bounded_memory() {
     let (r, grew) = measured(&s, || pypi_upload(&s, "bomb-1.0.tar.gz", "bomb", "1.0", &bomb));
     let status = r.status();
     let text = r.text().unwrap();
+    eprintln!("{status} after peak RSS +{} MiB: {text}", grew >> 20);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("long name or PAX record"), "{text}");
     assert!(grew < RSS_BOUND, "peak RSS grew by {} MiB", grew >> 20);
@@ -128,6 +129,7 @@ fn an_sdist_that_inflates_to_a_gib_before_pkg_info_is_refused() {
     let (r, grew) = measured(&s, || pypi_upload(&s, "bomb-1.0.tar.gz", "bomb", "1.0", &bomb));
     let status = r.status();
     let text = r.text().unwrap();
+    eprintln!("{status} after peak RSS +{} MiB: {text}", grew >> 20);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
     assert!(text.contains("gzip bomb"), "{text}");
     assert!(grew < RSS_BOUND, "peak RSS grew by {} MiB", grew >> 20);
@@ -183,6 +185,7 @@ fn an_npm_tarball_declaring_a_huge_pax_record_is_refused_in_bounded_memory() {
     let bomb = tgz(&header("PaxHeader", tar::EntryType::XHeader, 1 << 30), 1 << 30, &member("package/package.json", pkg));
     assert!(bomb.len() < 2 << 20, "the bomb is small: {}", bomb.len());
     let (r, grew) = measured(&s, || npm_publish(&s, "bomb", publish_body("bomb", "1.0.0", &bomb)));
+    eprintln!("{} after peak RSS +{} MiB", r.status(), grew >> 20);
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     let v: Value = r.json().unwrap();
     assert!(v["error"].as_str().unwrap().contains("long name or PAX record"), "{v}");
@@ -202,6 +205,7 @@ fn many_large_form_fields_are_refused_without_holding_them() {
         form = form.text(format!("field{i}"), "x".repeat(1 << 20));
     }
     let (r, grew) = measured(&s, || http().post(s.url("/repository/pypi-hosted/")).basic_auth("admin", Some(ADMIN_PASSWORD)).multipart(form).send());
+    eprintln!("300 fields of 1 MiB: peak RSS +{} MiB", grew >> 20);
     // The server answers at the first oversized field and closes: the client may see the
     // answer, or only the closed connection while it is still sending.
     if let Ok(r) = r {
