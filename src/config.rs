@@ -86,6 +86,47 @@ pub struct HttpConfig {
     pub workers: usize,
     /// Seconds that in-flight requests get to finish at shutdown.
     pub shutdown_timeout_secs: u64,
+    /// A request body that delivers no byte for this many seconds ends its request (408).
+    pub body_idle_timeout_secs: u64,
+    /// Reverse proxies (addresses or networks) whose `Forwarded` / `X-Forwarded-*` headers are
+    /// believed; from any other peer they are ignored.
+    pub trusted_proxies: Vec<Net>,
+}
+
+/// An address or a network: `10.0.0.0/8`, `192.0.2.7`, `::1`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Net(pub ipnet::IpNet);
+
+impl Net {
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        // An IPv4 client reached over an IPv6 socket shows as ::ffff:a.b.c.d.
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.0.contains(&ip)
+    }
+}
+
+impl std::str::FromStr for Net {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Net, String> {
+        let s = s.trim();
+        let net = if s.contains('/') { s.parse::<ipnet::IpNet>().ok() } else { s.parse::<std::net::IpAddr>().ok().map(ipnet::IpNet::from) };
+        net.map(Net).ok_or_else(|| format!("{s:?} is not an IP address or network (like 10.0.0.0/8)"))
+    }
+}
+
+impl Serialize for Net {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for Net {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Net, D::Error> {
+        String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -117,7 +158,7 @@ impl Default for Config {
             database_url: String::new(),
             admin_password: String::new(),
             database: DatabaseConfig { pool_size: 16 },
-            http: HttpConfig { workers: 0, shutdown_timeout_secs: 30 },
+            http: HttpConfig { workers: 0, shutdown_timeout_secs: 30, body_idle_timeout_secs: 30, trusted_proxies: Vec::new() },
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
             uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
             tls: TlsConfig::default(),
@@ -160,6 +201,9 @@ impl Config {
         if let Some(bad) = cfg.security.realms.iter().find(|r| *r != "local" && *r != "ldap") {
             return Err(Box::new(figment::Error::from(format!("security.realms: unknown realm {bad:?} (local, ldap)"))));
         }
+        if cfg.http.body_idle_timeout_secs == 0 {
+            return Err(Box::new(figment::Error::from("http.body_idle_timeout_secs: must be at least 1".to_string())));
+        }
         if cfg.database_url.is_empty() {
             cfg.database_url = format!("sqlite://{}", cfg.data_dir.join("wharf.db").display());
         }
@@ -176,5 +220,17 @@ mod tests {
         let documented = Config::load(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/wharf.toml")))).unwrap();
         let defaults = Config::load(None).unwrap();
         assert_eq!(format!("{documented:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let nets: Vec<Net> = ["127.0.0.1", "10.0.0.0/8", "::1"].iter().map(|s| s.parse().unwrap()).collect();
+        assert!(nets[0].contains("127.0.0.1".parse().unwrap()));
+        assert!(nets[0].contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!nets[0].contains("127.0.0.2".parse().unwrap()));
+        assert!(nets[1].contains("10.200.0.1".parse().unwrap()));
+        assert!(nets[2].contains("::1".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<Net>().is_err());
+        assert!("proxy.example.com".parse::<Net>().is_err());
     }
 }

@@ -83,7 +83,11 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     let data = state.clone();
     let mut server = HttpServer::new(move || {
         let data = data.clone();
-        App::new().app_data(data.clone()).wrap(middleware::from_fn(http::log_request)).configure(|c| http::main_routes(c, &data))
+        App::new()
+            .app_data(data.clone())
+            .wrap(middleware::from_fn(http::bound_body_idle))
+            .wrap(middleware::from_fn(http::log_request))
+            .configure(|c| http::main_routes(c, &data))
     })
     .on_connect(http::on_connect)
     .shutdown_timeout(cfg.http.shutdown_timeout_secs);

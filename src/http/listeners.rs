@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use actix_web::dev::ServerHandle;
 use actix_web::{middleware, web, App, HttpRequest, HttpServer};
 
-use super::{log_request, mount, token};
+use super::{bound_body_idle, log_request, mount, token};
 use crate::state::AppState;
 
 #[derive(Default)]
@@ -69,6 +69,7 @@ pub async fn reconcile(state: &web::Data<AppState>) {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .wrap(middleware::from_fn(bound_body_idle))
                 .wrap(middleware::from_fn(log_request))
                 .route("/v2/token", web::get().to(move |s: web::Data<AppState>, r: HttpRequest| token::on_port(s, port, r)))
                 .route("/v2/token", web::post().to(move |s: web::Data<AppState>, r: HttpRequest, b: web::Bytes| token::oauth_on_port(s, port, r, b)))

@@ -6,12 +6,20 @@ pub mod mount;
 pub mod token;
 pub mod ui;
 
-use std::time::Instant;
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_http::error::PayloadError;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::HttpMessage as _;
+use actix_web::{web, Error, HttpResponse};
+use bytes::Bytes;
 
 use crate::state::AppState;
 
@@ -28,6 +36,66 @@ pub async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> R
         Err(e) => tracing::info!(target: "wharf::request", %method, %path, error = %e, ms = format_args!("{ms:.1}"), "request"),
     }
     res
+}
+
+/// Ends a request whose body stops arriving (`http.body_idle_timeout_secs` without a byte):
+/// the handler sees its body fail, so whatever it staged is dropped, and the client gets 408
+/// on a connection that is then closed. Request headers have actix's own timeout; nothing
+/// else bounded a body that trickles or stops.
+pub async fn bound_body_idle(mut req: ServiceRequest, next: Next<impl MessageBody + 'static>) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let idle = req.app_data::<web::Data<AppState>>().map(|s| s.cfg.http.body_idle_timeout_secs).unwrap_or(30);
+    let stalled = Rc::new(Cell::new(false));
+    match req.take_payload() {
+        Payload::None => {}
+        payload => {
+            let body = IdleBody { inner: payload, idle: Duration::from_secs(idle), timer: None, stalled: stalled.clone() };
+            req.set_payload(Payload::from(Box::pin(body) as actix_http::BoxedPayloadStream));
+        }
+    }
+    let res = next.call(req).await?;
+    if !stalled.get() {
+        return Ok(res.map_into_left_body());
+    }
+    let (req, _) = res.into_parts();
+    let timeout = HttpResponse::RequestTimeout().force_close().content_type("text/plain").body(format!("no request body bytes for {idle} s\n"));
+    Ok(ServiceResponse::new(req, timeout).map_into_right_body())
+}
+
+/// A request body that fails once it has been waited on for `idle` without a byte.
+struct IdleBody {
+    inner: Payload,
+    idle: Duration,
+    /// Armed on the first poll: the wait starts when the handler starts reading.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    stalled: Rc<Cell<bool>>,
+}
+
+impl futures::Stream for IdleBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.stalled.get() {
+            return Poll::Ready(None);
+        }
+        let idle = self.idle;
+        match Pin::new(&mut self.inner).poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                if let Some(t) = self.timer.as_mut() {
+                    t.as_mut().reset(tokio::time::Instant::now() + idle);
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(other) => Poll::Ready(other),
+            Poll::Pending => {
+                let timer = self.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(idle)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.stalled.set(true);
+                Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "the request body stalled")))))
+            }
+        }
+    }
 }
 
 /// A path fit for the log: a token in it (npm logout names the token in its URL) is cut to its

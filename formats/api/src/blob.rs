@@ -251,6 +251,26 @@ impl BlobStore {
         }
     }
 
+    /// Stages a stream in one go without publishing it, so that it can be checked first (an
+    /// archive read from [`Staged::path`]): nothing becomes a blob unless it is published.
+    pub async fn stage_stream<S, E>(&self, body: S) -> Result<Staged<'_>, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let id = uuid::Uuid::new_v4().to_string();
+        let path = self.staging_file(&id)?;
+        let (size, state) = match self.stage_append(&id, 0, &HashState::empty(), body).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.stage_discard(&id).await;
+                return Err(e);
+            }
+        };
+        let digest = Digest::from_sha256_bytes(&HashState::load(&state)?.finalize());
+        Ok(Staged { store: self, id, path, state, digest, size, published: false })
+    }
+
     /// Creates an empty staged upload.
     pub async fn stage_create(&self, upload_id: &str) -> Result<(), BlobError> {
         let path = self.staging_file(upload_id)?;
@@ -459,6 +479,49 @@ impl BlobStore {
     }
 }
 
+/// A one-shot upload on disk, hashed but not yet a blob. Dropped unpublished (a refused upload,
+/// an early return), its bytes are removed.
+pub struct Staged<'a> {
+    store: &'a BlobStore,
+    id: String,
+    path: PathBuf,
+    state: Vec<u8>,
+    digest: Digest,
+    size: u64,
+    published: bool,
+}
+
+impl Staged<'_> {
+    /// The staged bytes, for checks that read them (archives).
+    pub fn path(&self) -> &FsPath {
+        &self.path
+    }
+
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Makes the staged bytes the blob they hash to.
+    pub async fn publish(mut self) -> Result<Digest, BlobError> {
+        let digest = self.store.stage_finish(&self.id, &self.state, Some(&self.digest)).await?;
+        self.published = true;
+        Ok(digest)
+    }
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        if !self.published {
+            // One unlink: cheap enough to do in place, and a drop cannot await.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +581,21 @@ mod tests {
         let files: Vec<_> = walk(&dir.join("blobs"));
         assert_eq!(files.len(), 1, "{files:?}");
         assert!(walk(&dir.join("uploads")).is_empty(), "staging left behind");
+    }
+
+    #[tokio::test]
+    async fn a_staged_stream_is_a_blob_only_once_published() {
+        let dir = tempfile_dir();
+        let store = BlobStore::filesystem("t", &dir).unwrap();
+        let staged = store.stage_stream(chunks(&[b"checked ", b"first"])).await.unwrap();
+        assert_eq!(std::fs::read(staged.path()).unwrap(), b"checked first");
+        assert_eq!(store.size(staged.digest()).await.unwrap(), None);
+        drop(staged);
+        assert!(walk(&dir.join("uploads")).is_empty(), "a dropped stage is removed");
+        let staged = store.stage_stream(chunks(&[b"checked first"])).await.unwrap();
+        let d = staged.publish().await.unwrap();
+        assert_eq!(store.size(&d).await.unwrap(), Some(13));
+        assert!(walk(&dir.join("uploads")).is_empty());
     }
 
     #[test]

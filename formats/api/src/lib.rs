@@ -7,6 +7,7 @@
 //!
 //! See `docs/architecture.md` for the request flow.
 
+pub mod archive;
 pub mod audit;
 pub mod blob;
 pub mod config;
@@ -20,7 +21,7 @@ pub mod upstream;
 
 pub use audit::{Audit, AuditEvent};
 pub use blob::{BlobError, BlobStore, ByteStream};
-pub use blob::{BlobRead, HashState};
+pub use blob::{BlobRead, HashState, Staged};
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
 pub use ctx::{canonical_user, same_user, Access, Action, Credential, Denied, Grant, Mount, Principal, Realm, RepoCtx, RepoPrivilege};
 pub use digest::{Digest, DigestError};

@@ -114,7 +114,8 @@ impl Upstream {
             r = r.basic_auth(u, Some(p));
         }
         let res = check(self.transport.execute(r).await?)?;
-        let body: serde_json::Value = res.json().await.map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
+        let body = body_limited(res, MAX_SMALL_ANSWER, "token response").await?;
+        let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
         let token =
             body["token"].as_str().or_else(|| body["access_token"].as_str()).ok_or_else(|| UpstreamError::Invalid("token response without token".into()))?;
         // The token spec's default lifetime is 60 s.
@@ -141,10 +142,7 @@ impl Upstream {
             return Err(UpstreamError::Invalid(format!("manifest larger than {limit} bytes")));
         }
         let content_type = res.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let bytes = res.bytes().await.map_err(unavailable)?;
-        if bytes.len() as u64 > limit {
-            return Err(UpstreamError::Invalid(format!("manifest larger than {limit} bytes")));
-        }
+        let bytes = body_limited(res, limit, "manifest").await?;
         Ok(UpstreamManifest { bytes, content_type })
     }
 
@@ -161,10 +159,32 @@ impl Upstream {
     pub async fn tags(&self, name: &str, query: &[(String, String)]) -> Result<(Vec<String>, Option<String>), UpstreamError> {
         let res = self.send(Method::GET, name, "tags/list", query, HeaderMap::new()).await?;
         let link = res.headers().get("link").and_then(|v| v.to_str().ok()).map(str::to_string);
-        let body: serde_json::Value = res.json().await.map_err(|e| UpstreamError::Invalid(format!("tags list: {e}")))?;
+        let body = body_limited(res, MAX_SMALL_ANSWER, "tags list").await?;
+        let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| UpstreamError::Invalid(format!("tags list: {e}")))?;
         let tags = body["tags"].as_array().map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_string)).collect()).unwrap_or_default();
         Ok((tags, link))
     }
+}
+
+/// Token responses and tag lists: a registry with 100,000 tags answers a few MiB per page.
+const MAX_SMALL_ANSWER: u64 = 16 << 20;
+
+/// A response body, refused past `limit` bytes: a chunked answer has no length to check first.
+async fn body_limited(res: Response, limit: u64, what: &str) -> Result<Bytes, UpstreamError> {
+    use futures::StreamExt;
+    if res.content_length().is_some_and(|n| n > limit) {
+        return Err(UpstreamError::Invalid(format!("{what} larger than {limit} bytes")));
+    }
+    let mut body = Vec::new();
+    let mut stream = res.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(unavailable)?;
+        if (body.len() + chunk.len()) as u64 > limit {
+            return Err(UpstreamError::Invalid(format!("{what} larger than {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(body))
 }
 
 fn unavailable(e: reqwest::Error) -> UpstreamError {

@@ -1,20 +1,21 @@
 //! A hosted npm registry: publish, packuments (full and abbreviated), tarballs, dist-tags,
 //! deprecate, unpublish, search.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use base64::Engine;
-use bytes::Bytes;
+use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use wharf_format::{
-    backoff, now_millis, Action, Asset, AuditEvent, Check, Digest, FormatEnv, KeyedLocks, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy,
-    CONTENTION_DEADLINE,
+    backoff, now_millis, Action, Asset, AuditEvent, Check, Digest, FormatEnv, KeyedLocks, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Staged, Write,
+    WritePolicy, CONTENTION_DEADLINE,
 };
 
+use crate::attachment;
 use crate::config::HostedSettings;
 use crate::error::NpmError;
 use crate::meta::{self, tarball_path, tarballs_prefix};
@@ -184,12 +185,7 @@ impl Hosted {
         if !valid_name(name) {
             return Err(NpmError::BadRequest(format!("invalid package name {name:?}")));
         }
-        let body = crate::user::small_json(body, self.settings.upload_max_bytes).await.map_err(|e| match e {
-            NpmError::TooLarge(_) => {
-                NpmError::TooLarge(format!("the publish is larger than this repository's limit of {} MiB", self.settings.upload_max_bytes >> 20))
-            }
-            e => e,
-        })?;
+        let (body, staged, received) = self.receive(body).await?;
         if body.get("name").and_then(Value::as_str).is_some_and(|n| n != name) {
             return Err(NpmError::BadRequest(format!("the document names {}, the URL {name}", body["name"])));
         }
@@ -218,13 +214,11 @@ impl Hosted {
             .filter(|a| a.len() == 1)
             .ok_or_else(|| NpmError::BadRequest("a publish carries exactly one tarball in _attachments".into()))?;
         let (_, attachment) = attachments.iter().next().expect("one attachment");
-        let data = attachment.get("data").and_then(Value::as_str).ok_or_else(|| NpmError::BadRequest("the attachment has no data".into()))?;
-        let bytes = base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| NpmError::BadRequest(format!("the attachment is not base64: {e}")))?;
-        if attachment.get("length").and_then(Value::as_u64).is_some_and(|l| l != bytes.len() as u64) {
-            return Err(NpmError::BadRequest(format!("the attachment is {} bytes, its length says {}", bytes.len(), attachment["length"])));
+        let received = received.ok_or_else(|| NpmError::BadRequest("the attachment has no data".into()))?;
+        if attachment.get("length").and_then(Value::as_u64).is_some_and(|l| l != received.length) {
+            return Err(NpmError::BadRequest(format!("the attachment is {} bytes, its length says {}", received.length, attachment["length"])));
         }
-        let bytes = Bytes::from(bytes);
-        let (sri, sha1) = model::checksums(&bytes);
+        let (sri, sha1) = (received.integrity, received.shasum);
         let integrity = manifest.pointer("/dist/integrity").and_then(Value::as_str);
         let shasum = manifest.pointer("/dist/shasum").and_then(Value::as_str);
         if integrity.is_none() && shasum.is_none() {
@@ -236,11 +230,14 @@ impl Hosted {
         if shasum.is_some_and(|s| !s.eq_ignore_ascii_case(&sha1)) {
             return Err(NpmError::BadRequest(format!("dist.shasum {} does not match the tarball ({sha1})", shasum.unwrap_or_default())));
         }
-        let tgz = bytes.clone();
-        let pkg = tokio::task::spawn_blocking(move || tarball::package_json(&tgz))
-            .await
-            .map_err(|e| NpmError::Internal(Box::new(e)))?
-            .map_err(|e| NpmError::BadRequest(e.to_string()))?;
+        let (path, compressed) = (staged.path().to_path_buf(), staged.size());
+        let pkg = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path).map_err(|e| tarball::TarballError::Unreadable(e.to_string()))?;
+            tarball::package_json(std::io::BufReader::new(file), compressed)
+        })
+        .await
+        .map_err(|e| NpmError::Internal(Box::new(e)))?
+        .map_err(|e| NpmError::BadRequest(e.to_string()))?;
         if pkg.get("name").and_then(Value::as_str) != Some(name) || pkg.get("version").and_then(Value::as_str) != Some(version) {
             return Err(NpmError::BadRequest(format!(
                 "the tarball's package.json says {}@{}, the publish {name}@{version}",
@@ -248,8 +245,8 @@ impl Hosted {
                 pkg.get("version").and_then(Value::as_str).unwrap_or("?")
             )));
         }
-        let size = bytes.len() as i64;
-        let digest = self.env.blobs.put_bytes(bytes).await?;
+        let size = compressed as i64;
+        let digest = staged.publish().await?;
         let file = tarball_file(name, version);
         let repo = self.cfg.id;
         let _writer = self.writers.lock(name).await;
@@ -318,6 +315,38 @@ impl Hosted {
                 Saved::CheckFailed(_) => return Err(cannot_republish(name, version)),
             }
         }
+    }
+
+    /// Reads a publish body as it arrives: the tarball is decoded into a staged upload (a blob
+    /// only once the publish is accepted) and hashed on its way, the rest is parsed.
+    async fn receive(&self, mut body: web::Payload) -> Result<(Value, Staged<'_>, Option<attachment::Tarball>)> {
+        let limit = self.settings.upload_max_bytes as u64;
+        let mut scanner = attachment::Scanner::default();
+        let mut seen = 0u64;
+        let failure: Cell<Option<NpmError>> = Cell::new(None);
+        let decoded = (&mut body).map(|chunk| {
+            let fail = |e: NpmError| {
+                let message = e.to_string();
+                failure.set(Some(e));
+                Err(message)
+            };
+            let chunk = match chunk {
+                Ok(c) => c,
+                Err(e) => return fail(NpmError::BadRequest(format!("request body: {e}"))),
+            };
+            seen += chunk.len() as u64;
+            if seen > limit {
+                return fail(NpmError::TooLarge(format!("the publish is larger than this repository's limit of {} MiB", limit >> 20)));
+            }
+            scanner.feed(&chunk).or_else(|e| fail(scan_error(e)))
+        });
+        let staged = match self.env.blobs.stage_stream(decoded).await {
+            Ok(s) => s,
+            Err(e) => return Err(failure.take().unwrap_or_else(|| e.into())),
+        };
+        let (doc, received) = scanner.finish().map_err(scan_error)?;
+        let doc = serde_json::from_slice(&doc).map_err(|e| NpmError::BadRequest(format!("malformed JSON: {e}")))?;
+        Ok((doc, staged, received))
     }
 
     // ---- updates: deprecate, unpublish, star, owners, dist-tags -------------------------------
@@ -560,6 +589,13 @@ impl Hosted {
         event.detail = json!({ "tag": tag, "version": version });
         self.env.audit.record(event);
         Ok(HttpResponse::Ok().json(json!({"ok": true})))
+    }
+}
+
+fn scan_error(e: attachment::ScanError) -> NpmError {
+    match e {
+        attachment::ScanError::DocumentTooLarge => NpmError::TooLarge(e.to_string()),
+        e => NpmError::BadRequest(e.to_string()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! npm's naming rules and checksums. Pure, no I/O.
 
 use base64::Engine;
+#[cfg(test)]
 use sha1::Digest as _;
 
 /// validate-npm-package-name's rules for new packages: at most 214 characters, lowercase,
@@ -34,6 +35,7 @@ pub fn tarball_file(name: &str, version: &str) -> String {
 }
 
 /// Subresource integrity of the bytes (`sha512-<base64>`), and their sha1 (hex), npm's `shasum`.
+#[cfg(test)]
 pub fn checksums(data: &[u8]) -> (String, String) {
     let sha512 = sha2::Sha512::digest(data);
     let sha1 = sha1::Sha1::digest(data);

@@ -1,8 +1,11 @@
 //! The `package.json` inside a published tarball, read with flate2 + tar under limits: nothing
 //! is extracted, an entry that names a path outside the archive is refused, and so are archives
-//! with too many entries or a package.json that inflates past its limit.
+//! with too many entries, a tar header that declares a huge long name or PAX record, more
+//! inflated bytes than the budget, or a package.json that inflates past its limit.
 
 use std::io::Read;
+
+use wharf_format::archive::{tar_gz_member, TarError, TarLimits};
 
 pub const MAX_PACKAGE_JSON: u64 = 4 << 20;
 pub const MAX_ENTRIES: usize = 100_000;
@@ -21,36 +24,34 @@ pub enum TarballError {
     NoPackageJson,
     #[error("the tarball's package.json is not valid JSON: {0}")]
     BadJson(String),
+    #[error("the tarball is refused: {0}")]
+    Bounds(TarError),
 }
 
-/// The top-level `*/package.json` (npm packs under `package/`).
-pub fn package_json(tgz: &[u8]) -> Result<serde_json::Value, TarballError> {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(tgz));
-    let entries = archive.entries().map_err(|e| TarballError::Unreadable(e.to_string()))?;
-    for (n, entry) in entries.enumerate() {
-        if n >= MAX_ENTRIES {
-            return Err(TarballError::TooManyEntries);
-        }
-        let entry = entry.map_err(|e| TarballError::Unreadable(e.to_string()))?;
-        let path = entry.path_bytes();
-        let path = String::from_utf8_lossy(&path).to_string();
-        if path.starts_with('/') || path.split(['/', '\\']).any(|s| s == "..") {
-            return Err(TarballError::UnsafePath(path));
-        }
-        let parts: Vec<&str> = path.trim_start_matches("./").split('/').filter(|s| !s.is_empty()).collect();
-        if parts.len() == 2 && parts[1] == "package.json" {
-            if entry.header().size().unwrap_or(0) > MAX_PACKAGE_JSON {
-                return Err(TarballError::TooLarge);
-            }
-            let mut buf = Vec::new();
-            entry.take(MAX_PACKAGE_JSON + 1).read_to_end(&mut buf).map_err(|e| TarballError::Unreadable(e.to_string()))?;
-            if buf.len() as u64 > MAX_PACKAGE_JSON {
-                return Err(TarballError::TooLarge);
-            }
-            return serde_json::from_slice(&buf).map_err(|e| TarballError::BadJson(e.to_string()));
+impl From<TarError> for TarballError {
+    fn from(e: TarError) -> Self {
+        match e {
+            TarError::Unreadable(m) => TarballError::Unreadable(m),
+            TarError::TooManyEntries(_) => TarballError::TooManyEntries,
+            TarError::MemberTooLarge { .. } => TarballError::TooLarge,
+            other => TarballError::Bounds(other),
         }
     }
-    Err(TarballError::NoPackageJson)
+}
+
+/// The top-level `*/package.json` (npm packs under `package/`) of the `compressed`-byte tarball
+/// read from `tgz`.
+pub fn package_json(tgz: impl Read, compressed: u64) -> Result<serde_json::Value, TarballError> {
+    let limits = TarLimits { max_entries: MAX_ENTRIES, ..TarLimits::for_archive(compressed, MAX_PACKAGE_JSON) };
+    let found = tar_gz_member(tgz, &limits, |path| {
+        if path.starts_with('/') || path.split(['/', '\\']).any(|s| s == "..") {
+            return Err(TarballError::UnsafePath(path.to_string()));
+        }
+        let parts: Vec<&str> = path.trim_start_matches("./").split('/').filter(|s| !s.is_empty()).collect();
+        Ok(parts.len() == 2 && parts[1] == "package.json")
+    })?;
+    let (_, buf) = found.ok_or(TarballError::NoPackageJson)?;
+    serde_json::from_slice(&buf).map_err(|e| TarballError::BadJson(e.to_string()))
 }
 
 #[cfg(test)]
@@ -72,13 +73,17 @@ mod tests {
         b.into_inner().unwrap().finish().unwrap()
     }
 
+    fn pj(tgz: &[u8]) -> Result<serde_json::Value, TarballError> {
+        package_json(tgz, tgz.len() as u64)
+    }
+
     #[test]
     fn reads_package_json_and_refuses_hostile_archives() {
         let ok = tgz(&[("package/index.js", b"x"), ("package/package.json", br#"{"name":"a","version":"1.0.0"}"#)]);
-        assert_eq!(package_json(&ok).unwrap()["name"], "a");
-        assert_eq!(package_json(&tgz(&[("package/../../etc/x", b"x")])), Err(TarballError::UnsafePath("package/../../etc/x".into())));
-        assert_eq!(package_json(&tgz(&[("package/index.js", b"x")])), Err(TarballError::NoPackageJson));
-        assert!(matches!(package_json(b"not gzip"), Err(TarballError::Unreadable(_))));
-        assert!(matches!(package_json(&tgz(&[("package/package.json", b"{")])), Err(TarballError::BadJson(_))));
+        assert_eq!(pj(&ok).unwrap()["name"], "a");
+        assert_eq!(pj(&tgz(&[("package/../../etc/x", b"x")])), Err(TarballError::UnsafePath("package/../../etc/x".into())));
+        assert_eq!(pj(&tgz(&[("package/index.js", b"x")])), Err(TarballError::NoPackageJson));
+        assert!(matches!(pj(b"not gzip"), Err(TarballError::Unreadable(_))));
+        assert!(matches!(pj(&tgz(&[("package/package.json", b"{")])), Err(TarballError::BadJson(_))));
     }
 }

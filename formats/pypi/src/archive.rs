@@ -1,10 +1,13 @@
 //! Core metadata (PEP 658) out of uploaded distributions, read with limits: a wheel's
 //! `*.dist-info/METADATA` through zip, an sdist's `PKG-INFO` through flate2 + tar (or zip).
 //! Nothing is extracted to disk; an archive with too many entries, an entry that names a path
-//! outside the archive, or a metadata file that inflates past its limit is refused.
+//! outside the archive, a tar header that declares a huge long name or PAX record, an archive
+//! that inflates past its budget, or a metadata file that inflates past its limit is refused.
 
 use std::io::Read;
 use std::path::Path;
+
+use wharf_format::archive::{tar_gz_member, TarError, TarLimits};
 
 use crate::model::FileKind;
 
@@ -22,6 +25,19 @@ pub enum ArchiveError {
     TooManyEntries,
     #[error("{0} inflates past {MAX_METADATA} bytes (refused as a possible zip bomb)")]
     TooLarge(String),
+    #[error("archive: {0}")]
+    Tar(TarError),
+}
+
+impl From<TarError> for ArchiveError {
+    fn from(e: TarError) -> Self {
+        match e {
+            TarError::Unreadable(m) => ArchiveError::Unreadable(m),
+            TarError::TooManyEntries(_) => ArchiveError::TooManyEntries,
+            TarError::MemberTooLarge { name, .. } => ArchiveError::TooLarge(name),
+            other => ArchiveError::Tar(other),
+        }
+    }
 }
 
 fn unsafe_name(name: &str) -> bool {
@@ -83,26 +99,16 @@ fn zip_member(path: &Path, wanted: impl Fn(&str) -> bool) -> Result<Option<Vec<u
 
 fn tar_member(path: &Path) -> Result<Option<Vec<u8>>, ArchiveError> {
     let file = std::fs::File::open(path).map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let entries = archive.entries().map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
-    for (n, entry) in entries.enumerate() {
-        if n >= MAX_ENTRIES {
-            return Err(ArchiveError::TooManyEntries);
+    let compressed = file.metadata().map_err(|e| ArchiveError::Unreadable(e.to_string()))?.len();
+    let limits = TarLimits { max_entries: MAX_ENTRIES, ..TarLimits::for_archive(compressed, MAX_METADATA) };
+    // PKG-INFO comes first in sdists built by any current backend: the walk stops there.
+    let found = tar_gz_member(std::io::BufReader::new(file), &limits, |name| {
+        if unsafe_name(name) {
+            return Err(ArchiveError::UnsafePath(name.to_string()));
         }
-        let entry = entry.map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
-        let name = entry.path().map_err(|e| ArchiveError::Unreadable(e.to_string()))?.to_string_lossy().into_owned();
-        if unsafe_name(&name) {
-            return Err(ArchiveError::UnsafePath(name));
-        }
-        if is_pkg_info(&name) {
-            if entry.header().size().unwrap_or(0) > MAX_METADATA {
-                return Err(ArchiveError::TooLarge(name));
-            }
-            // PKG-INFO comes first in sdists built by any current backend: stop here.
-            return read_limited(entry, &name).map(Some);
-        }
-    }
-    Ok(None)
+        Ok(is_pkg_info(name))
+    })?;
+    Ok(found.map(|(_, data)| data))
 }
 
 /// `Metadata-Version: 2.2` or later.

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use wharf_format::{
-    now_millis, Action, AuditEvent, Check, Digest, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Write, WritePolicy,
+    now_millis, Action, AuditEvent, Check, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Staged, Write, WritePolicy,
 };
 
 use crate::archive;
@@ -22,8 +22,18 @@ use crate::model::{check_filename, normalize, valid_project_name, FileKind};
 use crate::routes::{self, Endpoint};
 use crate::source::{self, Result, Source};
 
-/// Text fields of an upload form (summary, description, ...) may hold this much each.
-const MAX_FIELD: usize = 1 << 20;
+/// Text fields of an upload form may hold this much each: names, versions, digests,
+/// classifiers and dependency specifiers are short.
+const MAX_FIELD: usize = 64 << 10;
+/// `description` carries the long description (a whole README).
+const MAX_DESCRIPTION: usize = 4 << 20;
+/// Fields per upload: twine sends one per classifier and per dependency, a few hundred at most.
+const MAX_FIELDS: usize = 1000;
+/// All text fields together.
+const MAX_FORM_TEXT: usize = 16 << 20;
+/// The fields an upload is checked against; the others (description, classifiers, ...) are
+/// read, bounded and dropped: the file's own metadata is what is served.
+const KEPT_FIELDS: &[&str] = &[":action", "name", "version", "sha256_digest", "md5_digest", "filetype", "requires_python"];
 
 pub struct Hosted {
     cfg: Arc<RepoConfig>,
@@ -77,9 +87,14 @@ impl Hosted {
         }
         let mut form = actix_multipart::Multipart::new(req.headers(), body);
         let mut fields: HashMap<String, String> = HashMap::new();
-        let mut file: Option<(String, Digest, u64)> = None;
+        let mut file: Option<(String, Staged<'_>)> = None;
+        let (mut count, mut text) = (0usize, 0usize);
         while let Some(field) = form.next().await {
             let mut field = field.map_err(|e| PypiError::BadRequest(format!("malformed upload form: {e}")))?;
+            count += 1;
+            if count > MAX_FIELDS {
+                return Err(PypiError::BadRequest(format!("the upload form has more than {MAX_FIELDS} fields")));
+            }
             let name = field.name().unwrap_or_default().to_string();
             if name == "content" {
                 let filename = field
@@ -89,7 +104,7 @@ impl Hosted {
                 if file.is_some() {
                     return Err(PypiError::BadRequest("one file per upload".into()));
                 }
-                // Stored content-addressed now; only the metadata commit below makes it visible.
+                // Staged, not yet a blob: it is published only once every check below passed.
                 let limit = self.settings.upload_max_bytes;
                 let mut seen = 0u64;
                 let exceeded = std::cell::Cell::new(false);
@@ -102,24 +117,36 @@ impl Hosted {
                     }
                     Ok(chunk)
                 });
-                let (digest, size) = match self.env.blobs.put_stream(limited, None).await {
+                let staged = match self.env.blobs.stage_stream(limited).await {
                     Ok(r) => r,
                     Err(_) if exceeded.get() => {
                         return Err(PypiError::TooLarge(format!("{filename} is larger than this repository's limit of {} MiB", limit >> 20)))
                     }
                     Err(e) => return Err(e.into()),
                 };
-                file = Some((filename, digest, size));
+                file = Some((filename, staged));
             } else {
+                let max = if name == "description" { MAX_DESCRIPTION } else { MAX_FIELD };
+                let keep = KEPT_FIELDS.contains(&name.as_str());
                 let mut value = Vec::new();
+                let mut len = 0usize;
                 while let Some(chunk) = field.next().await {
                     let chunk = chunk.map_err(|e| PypiError::BadRequest(format!("malformed upload form: {e}")))?;
-                    if value.len() + chunk.len() > MAX_FIELD {
-                        return Err(PypiError::BadRequest(format!("form field {name} is too large")));
+                    len += chunk.len();
+                    text += chunk.len();
+                    if len > max {
+                        return Err(PypiError::BadRequest(format!("form field {name} is larger than {} KiB", max >> 10)));
                     }
-                    value.extend_from_slice(&chunk);
+                    if text > MAX_FORM_TEXT {
+                        return Err(PypiError::BadRequest(format!("the upload form's text fields are larger than {} MiB", MAX_FORM_TEXT >> 20)));
+                    }
+                    if keep {
+                        value.extend_from_slice(&chunk);
+                    }
                 }
-                fields.insert(name, String::from_utf8_lossy(&value).into_owned());
+                if keep {
+                    fields.insert(name, String::from_utf8_lossy(&value).into_owned());
+                }
             }
         }
         let field = |k: &str| fields.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
@@ -131,7 +158,8 @@ impl Hosted {
         if !valid_project_name(name) {
             return Err(PypiError::BadRequest(format!("invalid project name {name:?}")));
         }
-        let (filename, digest, size) = file.ok_or_else(|| PypiError::BadRequest("no file was uploaded (content field)".into()))?;
+        let (filename, staged) = file.ok_or_else(|| PypiError::BadRequest("no file was uploaded (content field)".into()))?;
+        let (digest, size) = (staged.digest().clone(), staged.size());
         let kind = check_filename(&filename, name, version).map_err(PypiError::BadRequest)?;
         if let Some(expected) = field("sha256_digest") {
             if !expected.eq_ignore_ascii_case(digest.hex()) {
@@ -139,7 +167,7 @@ impl Hosted {
             }
         }
         if let Some(expected) = field("md5_digest") {
-            let path = self.env.blobs.local_path(&digest);
+            let path = staged.path().to_path_buf();
             let actual = tokio::task::spawn_blocking(move || md5_of(&path))
                 .await
                 .map_err(|e| PypiError::Internal(Box::new(e)))?
@@ -155,12 +183,21 @@ impl Hosted {
         }
         let normalized = normalize(name);
         self.authorize(ctx, Action::Write, &normalized)?;
-        let core_metadata = self.core_metadata(&filename, &digest, kind, &normalized, version).await?;
+        let core_metadata = self.core_metadata(&filename, staged.path(), kind, &normalized, version).await?;
         let repo = self.cfg.id;
         let path = file_path(&normalized, &filename);
         let checks = match self.cfg.write_policy {
             WritePolicy::AllowOnce => vec![Check::Absent { repo, path: path.clone() }],
             _ => vec![],
+        };
+        // Refused before anything is published; the commit's check below closes the race.
+        if !checks.is_empty() && self.env.meta.get(repo, &path).await?.is_some() {
+            return Err(PypiError::FileExists(filename));
+        }
+        staged.publish().await?;
+        let core_metadata = match core_metadata {
+            Some(bytes) => Some(self.env.blobs.put_bytes(Bytes::from(bytes)).await?.hex().to_string()),
+            None => None,
         };
         let asset = NewAsset {
             path,
@@ -199,10 +236,10 @@ impl Hosted {
         Ok(HttpResponse::Ok().content_type("text/plain").body("OK\n"))
     }
 
-    /// Reads the file's core metadata (PEP 658) under limits, checks it names this project and
-    /// version, stores it, and returns its sha256 (hex); `None` when the file has none to serve.
-    async fn core_metadata(&self, filename: &str, digest: &Digest, kind: FileKind, normalized: &str, version: &str) -> Result<Option<String>> {
-        let path = self.env.blobs.local_path(digest);
+    /// Reads the file's core metadata (PEP 658) under limits and checks it names this project
+    /// and version; `None` when the file has none to serve.
+    async fn core_metadata(&self, filename: &str, path: &std::path::Path, kind: FileKind, normalized: &str, version: &str) -> Result<Option<Vec<u8>>> {
+        let path = path.to_path_buf();
         let read = tokio::task::spawn_blocking(move || archive::core_metadata(&path, kind))
             .await
             .map_err(|e| PypiError::Internal(Box::new(e)))?
@@ -218,8 +255,7 @@ impl Hosted {
                 meta_version.unwrap_or_default()
             )));
         }
-        let d = self.env.blobs.put_bytes(Bytes::from(bytes)).await?;
-        Ok(Some(d.hex().to_string()))
+        Ok(Some(bytes))
     }
 
     // ---- simple API and files ------------------------------------------------------------

@@ -17,7 +17,7 @@ use crate::state::AppState;
 const SESSION_TTL: u64 = 8 * 3600;
 
 fn secure(req: &HttpRequest) -> bool {
-    req.connection_info().scheme() == "https"
+    crate::http::mount::scheme(req) == "https"
 }
 
 /// `POST {"username", "password"}` → the session cookie, and the CSRF token in the body.
