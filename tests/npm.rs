@@ -238,6 +238,7 @@ fn checksums(data: &[u8]) -> (String, String) {
 }
 
 /// A publish as npm sends it; `integrity`/`shasum` override the true ones.
+#[expect(clippy::too_many_arguments, reason = "each argument is one part of the request a test varies")]
 fn raw_publish_to(
     repo: &str,
     auth: Option<(&str, &str)>,

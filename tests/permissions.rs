@@ -48,8 +48,11 @@ fn denied(s: StatusCode) -> bool {
     s == StatusCode::FORBIDDEN || s == StatusCode::UNAUTHORIZED
 }
 
+/// An action's name and the request that exercises it, made as the given user.
+type ActionCheck<'a> = (&'a str, &'a dyn Fn(&str) -> StatusCode);
+
 /// For each action: the users with and without it, then the check run as each.
-fn matrix(format: &str, repo: &str, actions: &[(&str, &dyn Fn(&str) -> StatusCode)]) {
+fn matrix(format: &str, repo: &str, actions: &[ActionCheck]) {
     for (action, check) in actions {
         let holder = format!("{format}-{action}-yes");
         let other = format!("{format}-{action}-no");

@@ -48,6 +48,12 @@ pub fn rfc3339_millis(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms.rem_euclid(1000))
 }
 
+/// Milliseconds since the Unix epoch: the one time unit of the metadata store.
+pub fn now_millis() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -56,10 +62,4 @@ mod tests {
         assert_eq!(super::rfc3339_millis(1_795_996_800_123), "2026-11-30T00:00:00.123Z");
         assert_eq!(super::rfc3339_millis(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
-}
-
-/// Milliseconds since the Unix epoch: the one time unit of the metadata store.
-pub fn now_millis() -> i64 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -42,7 +42,7 @@ fn store_path(attributes: &str, name: &str) -> String {
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
-    let rows = state.db.run(|c| repos::list_blob_stores(c)).await?;
+    let rows = state.db.run(repos::list_blob_stores).await?;
     let data_dir = state.cfg.data_dir.clone();
     let out = web::block(move || {
         rows.iter()
@@ -105,7 +105,7 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
 pub async fn get_file(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
     let name = path.into_inner();
-    let rows = state.db.run(|c| repos::list_blob_stores(c)).await?;
+    let rows = state.db.run(repos::list_blob_stores).await?;
     let row = rows.into_iter().find(|r| r.name == name).ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))?;
     Ok(HttpResponse::Ok().json(json!({ "path": store_path(&row.attributes, &row.name), "softQuota": null })))
 }

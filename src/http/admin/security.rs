@@ -281,8 +281,16 @@ pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path:
 
 // ---- roles -------------------------------------------------------------------------------
 
-/// Checks a role body; returns (id, name, description, privileges, roles).
-fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow]) -> Result<(String, String, String, Vec<String>, Vec<String>), AdminError> {
+/// A role body, checked.
+struct RoleFields {
+    id: String,
+    name: String,
+    description: String,
+    privileges: Vec<String>,
+    nested: Vec<String>,
+}
+
+fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow]) -> Result<RoleFields, AdminError> {
     for k in obj.keys() {
         if !["id", "name", "description", "privileges", "roles", "source", "readOnly"].contains(&k.as_str()) {
             return Err(invalid(k, format!("{k}: unknown field")));
@@ -306,7 +314,7 @@ fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow])
     if id == roles::ANONYMOUS_ROLE && nested.iter().any(|r| r == roles::ADMIN_ROLE) {
         return Err(invalid("roles", "roles: the anonymous role cannot hold nx-admin"));
     }
-    Ok((id, name, description, privileges, nested))
+    Ok(RoleFields { id, name, description, privileges, nested })
 }
 
 pub async fn list_roles(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
@@ -329,7 +337,7 @@ pub async fn create_role(state: web::Data<AppState>, req: HttpRequest, body: web
     let actor = require_admin(&state, &req).await?;
     let body = parse_json(&body)?;
     let existing = state.db.run(users::roles).await?;
-    let (id, name, description, privileges, nested) = role_fields(&state, object(&body)?, &existing)?;
+    let RoleFields { id, name, description, privileges, nested } = role_fields(&state, object(&body)?, &existing)?;
     if existing.iter().any(|r| r.id == id) {
         return Err(invalid("id", format!("id: role {id} already exists")));
     }
@@ -354,7 +362,7 @@ pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web
     let mut obj = object(&body)?.clone();
     obj.entry("id").or_insert_with(|| Value::String(id.clone()));
     let existing = state.db.run(users::roles).await?;
-    let (body_id, name, description, privileges, nested) = role_fields(&state, &obj, &existing)?;
+    let RoleFields { id: body_id, name, description, privileges, nested } = role_fields(&state, &obj, &existing)?;
     if body_id != id {
         return Err(invalid("id", "id: cannot be changed"));
     }

@@ -9,7 +9,7 @@ use crate::state::AppState;
 
 /// Is the node up and its database reachable? Unauthenticated, for load balancers.
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
-    match state.db.run(|c| repos::generation(c)).await {
+    match state.db.run(repos::generation).await {
         Ok(_) => HttpResponse::Ok().finish(),
         Err(_) => HttpResponse::ServiceUnavailable().finish(),
     }
@@ -21,7 +21,7 @@ pub async fn writable(state: web::Data<AppState>) -> HttpResponse {
 
 pub async fn check(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
-    let db = state.db.run(|c| repos::generation(c)).await;
+    let db = state.db.run(repos::generation).await;
     let snap = state.registry.snapshot();
     let stores_ok = snap.blob_stores.len();
     Ok(HttpResponse::Ok().json(json!({
