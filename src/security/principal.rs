@@ -259,28 +259,27 @@ impl Authenticator {
         }
         let local_on = self.realm_on(Realm::Local);
         let (name, secret) = (canonical.clone(), pass.to_string());
-        let looked = self
-            .db
-            .run(move |conn| {
-                let row = users::get(conn, &name)?;
-                let verified = match &row {
-                    Some(r) if local_on && r.status == "active" => password::verify(&secret, &r.password_hash),
-                    // As slow as a real check: the time must not tell which names exist.
-                    _ => {
-                        password::verify_nothing(&secret);
-                        false
-                    }
-                };
-                Ok((row, verified, users::roles(conn)?, ldap::load(conn)?))
-            })
-            .await;
-        let (row, verified, all_roles, servers) = match looked {
+        let looked = self.db.run(move |conn| Ok((users::get(conn, &name)?, users::roles(conn)?, ldap::load(conn)?))).await;
+        let (row, all_roles, servers) = match looked {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "password check: database");
                 return None;
             }
         };
+        // argon2 runs after the connection went back to the pool: tens of milliseconds of
+        // hashing must not hold one (a burst of logins would starve every other query).
+        let hash = row.as_ref().filter(|r| local_on && r.status == "active").map(|r| r.password_hash.clone());
+        let verified = tokio::task::spawn_blocking(move || match hash {
+            Some(h) => password::verify(&secret, &h),
+            // As slow as a real check: the time must not tell which names exist.
+            None => {
+                password::verify_nothing(&secret);
+                false
+            }
+        })
+        .await
+        .unwrap_or(false);
         let outcome = match (&row, verified) {
             (Some(r), true) => Some((
                 self.local_principal(r, &all_roles, Credential::Password),
