@@ -88,9 +88,21 @@ pub struct HttpConfig {
     pub shutdown_timeout_secs: u64,
     /// A request body that delivers no byte for this many seconds ends its request (408).
     pub body_idle_timeout_secs: u64,
-    /// Reverse proxies (addresses or networks) whose `Forwarded` / `X-Forwarded-*` headers are
-    /// believed; from any other peer they are ignored.
+    /// Reverse proxies (addresses or networks) whose forwarding headers are believed; from any
+    /// other peer they are ignored.
     pub trusted_proxies: Vec<Net>,
+    /// The one family of forwarding headers the trusted proxies write; the other is ignored,
+    /// since a proxy passes a family it does not write through from the client untouched.
+    pub forwarded_headers: ForwardedHeaders,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeaders {
+    /// `X-Forwarded-For`, `X-Forwarded-Host`, `X-Forwarded-Proto`.
+    XForwarded,
+    /// RFC 7239 `Forwarded`.
+    Forwarded,
 }
 
 /// An address or a network: `10.0.0.0/8`, `192.0.2.7`, `::1`.
@@ -99,12 +111,7 @@ pub struct Net(pub ipnet::IpNet);
 
 impl Net {
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        // An IPv4 client reached over an IPv6 socket shows as ::ffff:a.b.c.d.
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        self.0.contains(&ip)
+        self.0.contains(&crate::http::mount::unmapped(ip))
     }
 }
 
@@ -158,7 +165,13 @@ impl Default for Config {
             database_url: String::new(),
             admin_password: String::new(),
             database: DatabaseConfig { pool_size: 16 },
-            http: HttpConfig { workers: 0, shutdown_timeout_secs: 30, body_idle_timeout_secs: 30, trusted_proxies: Vec::new() },
+            http: HttpConfig {
+                workers: 0,
+                shutdown_timeout_secs: 30,
+                body_idle_timeout_secs: 30,
+                trusted_proxies: Vec::new(),
+                forwarded_headers: ForwardedHeaders::XForwarded,
+            },
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
             uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
             tls: TlsConfig::default(),

@@ -351,9 +351,11 @@ fn a_stalled_upload_is_cut_and_leaves_nothing_staged() {
 
 #[test]
 fn body_idle_timeout_and_trusted_proxies_are_checked_at_start() {
-    for (key, value, named) in
-        [("WHARF_HTTP__BODY_IDLE_TIMEOUT_SECS", "0", "body_idle_timeout_secs"), ("WHARF_HTTP__TRUSTED_PROXIES", r#"["proxy.example.com"]"#, "trusted_proxies")]
-    {
+    for (key, value, named) in [
+        ("WHARF_HTTP__BODY_IDLE_TIMEOUT_SECS", "0", "body_idle_timeout_secs"),
+        ("WHARF_HTTP__TRUSTED_PROXIES", r#"["proxy.example.com"]"#, "trusted_proxies"),
+        ("WHARF_HTTP__FORWARDED_HEADERS", "x-real-ip", "forwarded_headers"),
+    ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf")).arg("config").env(key, value).output().unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
@@ -367,20 +369,19 @@ fn body_idle_timeout_and_trusted_proxies_are_checked_at_start() {
 
 // ---- forwarded headers -----------------------------------------------------------------------
 
+/// The realm of a Docker challenge and the address audited for a failed login, both sent with
+/// `X-Forwarded-*` saying one thing and a client-written `Forwarded` another, as nginx passes it.
 fn realm_and_audited_address(s: &TestServer, user: &str) -> (String, String) {
-    let r = http()
-        .get(s.url("/v2/"))
-        .header("X-Forwarded-Host", "evil.example")
-        .header("X-Forwarded-Proto", "https")
-        .header("Forwarded", "for=198.51.100.1;host=evil.example;proto=https")
-        .send()
-        .unwrap();
+    let spoofed = "for=1.2.3.4;host=evil.example;proto=http";
+    let r =
+        http().get(s.url("/v2/")).header("X-Forwarded-Host", "repo.example").header("X-Forwarded-Proto", "https").header("Forwarded", spoofed).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_string();
     let r = http()
         .get(s.url("/repository/pypi-hosted/simple/"))
         .basic_auth(user, Some("wrong-password"))
         .header("X-Forwarded-For", "192.0.2.66, 203.0.113.9")
+        .header("Forwarded", spoofed)
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -405,12 +406,12 @@ fn forwarded_headers_from_an_untrusted_peer_change_nothing() {
 }
 
 #[test]
-fn forwarded_headers_from_a_trusted_proxy_are_believed() {
+fn a_trusted_proxy_is_believed_in_its_own_header_family_only() {
     let s = TestServer::start_with_env(&[("WHARF_HTTP__TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#)]);
     let (challenge, address) = realm_and_audited_address(&s, "proxied");
-    // Forwarded wins over X-Forwarded-*; both say the same here.
-    assert!(challenge.contains(r#"realm="https://evil.example/v2/token""#), "{challenge}");
-    // The nearest untrusted hop of X-Forwarded-For: 192.0.2.66 is only what 203.0.113.9 claimed.
+    // X-Forwarded-* by default; the client's Forwarded (for=1.2.3.4;host=evil.example) moves nothing.
+    assert!(challenge.contains(r#"realm="https://repo.example/v2/token""#), "{challenge}");
+    // The rightmost untrusted hop of X-Forwarded-For: 192.0.2.66 is only what 203.0.113.9 claimed.
     assert_eq!(address, "203.0.113.9");
 }
 

@@ -366,6 +366,28 @@ fn bad_publishes_are_refused_and_leave_nothing() {
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
+#[test]
+fn no_document_body_is_read_from_a_caller_who_may_not_read_the_package() {
+    let r = server()
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "npm-outsider", "password": "npm-outsider-pw", "roles": []}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Malformed JSON: a 400 would mean the body was read before the rights were checked.
+    for path in ["/repository/npm-hosted/wharf-outside", "/repository/npm-hosted/wharf-outside/-rev/1-0"] {
+        let r = Client::new()
+            .put(server().url(path))
+            .basic_auth("npm-outsider", Some("npm-outsider-pw"))
+            .header("Content-Type", "application/json")
+            .body("{\"name\": ")
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+}
+
 /// A user with read and write rights on every npm repository, and an npm token for them.
 fn npm_writer(user: &str, password: &str) -> String {
     let admin = server().admin();

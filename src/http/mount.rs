@@ -18,20 +18,95 @@ use wharf_format::{Mount, RepoCtx, RootCtx};
 
 use crate::state::AppState;
 
-fn proxies(req: &HttpRequest) -> &[crate::config::Net] {
-    req.app_data::<web::Data<AppState>>().map(|s| s.cfg.http.trusted_proxies.as_slice()).unwrap_or_default()
+use crate::config::{ForwardedHeaders, Net};
+
+/// The trusted proxies and the header family they write.
+fn proxies(req: &HttpRequest) -> (&[Net], ForwardedHeaders) {
+    match req.app_data::<web::Data<AppState>>() {
+        Some(s) => (s.cfg.http.trusted_proxies.as_slice(), s.cfg.http.forwarded_headers),
+        None => (&[], ForwardedHeaders::XForwarded),
+    }
 }
 
-fn from_trusted_proxy(req: &HttpRequest) -> bool {
-    let nets = proxies(req);
-    !nets.is_empty() && req.peer_addr().is_some_and(|a| nets.iter().any(|n| n.contains(a.ip())))
+/// What a trusted proxy says about the client's connection, when the peer is one.
+#[derive(Debug, Default, PartialEq)]
+struct Forwarded {
+    client: Option<IpAddr>,
+    host: Option<String>,
+    proto: Option<String>,
+}
+
+/// `None` unless the peer is a trusted proxy. The client is the rightmost address of the chain
+/// that is not itself a trusted proxy: entries further left were written by that client, so
+/// they prove nothing. Only `family` is read: a proxy that writes the other family passes the
+/// client's copy through untouched.
+fn forwarded(req: &HttpRequest, nets: &[Net], family: ForwardedHeaders) -> Option<Forwarded> {
+    let peer = req.peer_addr()?.ip();
+    if !nets.iter().any(|n| n.contains(peer)) {
+        return None;
+    }
+    let trusted = |ip: &IpAddr| nets.iter().any(|n| n.contains(*ip));
+    let values = |name: &str| -> Vec<String> {
+        req.headers().get_all(name).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(|v| v.trim().to_string()).collect()
+    };
+    // No chain, or one of trusted proxies only: the request starts at the peer.
+    let mut out = Forwarded { client: Some(peer), ..Forwarded::default() };
+    match family {
+        ForwardedHeaders::XForwarded => {
+            for hop in values("x-forwarded-for").iter().rev().filter(|h| !h.is_empty()) {
+                match parse_hop(hop) {
+                    Some(ip) if trusted(&ip) => continue,
+                    // `unknown` or an obfuscated name ends the chain: nothing left of it is known.
+                    ip => {
+                        out.client = ip;
+                        break;
+                    }
+                }
+            }
+            // Proxies set these rather than append; if one appended, the last value is its own.
+            out.host = values("x-forwarded-host").pop();
+            out.proto = values("x-forwarded-proto").pop();
+        }
+        ForwardedHeaders::Forwarded => {
+            // Each element describes the connection the proxy that appended it received: the
+            // element naming the client is the outermost trusted proxy's, and its host and proto
+            // are what the client addressed.
+            for element in values("forwarded").iter().rev() {
+                let param = |key: &str| {
+                    element.split(';').find_map(|pair| {
+                        let (k, v) = pair.split_once('=')?;
+                        k.trim().eq_ignore_ascii_case(key).then(|| v.trim().trim_matches('"').to_string())
+                    })
+                };
+                let ip = param("for").as_deref().and_then(parse_hop);
+                if ip.as_ref().is_some_and(trusted) {
+                    continue;
+                }
+                out = Forwarded { client: ip, host: param("host"), proto: param("proto") };
+                break;
+            }
+        }
+    }
+    out.host = out.host.filter(|h| is_authority(h));
+    out.proto = out.proto.map(|p| p.to_ascii_lowercase()).filter(|p| p == "http" || p == "https");
+    Some(out)
+}
+
+/// `host[:port]` that can go into a URL unchanged: a forwarded value ends up in answers.
+fn is_authority(h: &str) -> bool {
+    !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
+}
+
+fn trusted_word(req: &HttpRequest) -> Option<Forwarded> {
+    let (nets, family) = proxies(req);
+    forwarded(req, nets, family)
 }
 
 /// `http` or `https`, as the client addressed us: the listener's own scheme, or a trusted
 /// proxy's word.
 pub fn scheme(req: &HttpRequest) -> String {
-    if from_trusted_proxy(req) {
-        return req.connection_info().scheme().to_string();
+    if let Some(proto) = trusted_word(req).and_then(|f| f.proto) {
+        return proto;
     }
     if req.app_config().secure() { "https" } else { "http" }.to_string()
 }
@@ -39,8 +114,8 @@ pub fn scheme(req: &HttpRequest) -> String {
 /// `host[:port]` as the client addressed us: the Host header (HTTP/2: the authority), or a
 /// trusted proxy's word.
 pub fn host(req: &HttpRequest) -> String {
-    if from_trusted_proxy(req) {
-        return req.connection_info().host().to_string();
+    if let Some(host) = trusted_word(req).and_then(|f| f.host) {
+        return host;
     }
     req.headers()
         .get(header::HOST)
@@ -56,50 +131,27 @@ pub fn origin(req: &HttpRequest) -> String {
 }
 
 /// The client's address for the audit log and login pauses: the peer's, or behind trusted
-/// proxies the nearest address in their chain (`Forwarded: for=`, else `X-Forwarded-For`)
-/// that is not itself a trusted proxy: entries further left were written by whoever the
-/// first untrusted hop was, so they prove nothing.
+/// proxies the client their chain names (see [`forwarded`]); `unknown` when the chain ends in
+/// an entry that is no address (`unknown`, an obfuscated name).
 pub fn client(req: &HttpRequest) -> String {
     let Some(peer) = req.peer_addr().map(|a| a.ip()) else { return "unknown".into() };
-    if !from_trusted_proxy(req) {
-        return unmapped(peer).to_string();
-    }
-    let nets = proxies(req);
-    for hop in forwarded_chain(req).iter().rev() {
-        match parse_hop(hop) {
-            Some(ip) if nets.iter().any(|n| n.contains(ip)) => continue,
-            Some(ip) => return unmapped(ip).to_string(),
-            // `unknown` or an obfuscated name: the chain cannot be followed past it.
-            None => return "unknown".into(),
-        }
-    }
-    unmapped(peer).to_string()
+    let (nets, family) = proxies(req);
+    client_of(req, peer, nets, family)
 }
 
-fn unmapped(ip: IpAddr) -> IpAddr {
+fn client_of(req: &HttpRequest, peer: IpAddr, nets: &[Net], family: ForwardedHeaders) -> String {
+    match forwarded(req, nets, family).map_or(Some(peer), |f| f.client) {
+        Some(ip) => unmapped(ip).to_string(),
+        None => "unknown".into(),
+    }
+}
+
+/// An IPv4 client reached over an IPv6 socket shows as `::ffff:a.b.c.d`.
+pub fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
         v4 => v4,
     }
-}
-
-/// The forwarded-for chain, client first: `Forwarded`'s `for=` values when that header is
-/// present, else `X-Forwarded-For`'s entries (every header line, in order).
-fn forwarded_chain(req: &HttpRequest) -> Vec<String> {
-    let lines = |name: &str| req.headers().get_all(name).filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).collect::<Vec<_>>();
-    let forwarded = lines("forwarded");
-    if !forwarded.is_empty() {
-        return forwarded
-            .iter()
-            .filter_map(|element| {
-                element.split(';').find_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    k.trim().eq_ignore_ascii_case("for").then(|| v.trim().trim_matches('"').to_string())
-                })
-            })
-            .collect();
-    }
-    lines("x-forwarded-for").into_iter().filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// An address from a forwarded-for entry: `192.0.2.1`, `192.0.2.1:4711`, `[2001:db8::1]:4711`, `2001:db8::1`.
@@ -246,17 +298,67 @@ mod tests {
         assert_eq!(parse_hop("_hidden"), None);
     }
 
+    const PROXY: &str = "10.0.0.1:40000";
+
+    fn nets() -> Vec<Net> {
+        vec!["10.0.0.0/8".parse().unwrap()]
+    }
+
+    fn request(peer: &str, headers: &[(&str, &str)]) -> HttpRequest {
+        let mut t = actix_web::test::TestRequest::default().peer_addr(peer.parse().unwrap()).insert_header(("Host", "wharf.example"));
+        for h in headers {
+            t = t.append_header(*h);
+        }
+        t.to_http_request()
+    }
+
+    fn client_at(peer: &str, family: ForwardedHeaders, headers: &[(&str, &str)]) -> String {
+        let req = request(peer, headers);
+        client_of(&req, req.peer_addr().unwrap().ip(), &nets(), family)
+    }
+
+    /// nginx sets X-Forwarded-* and passes the client's own `Forwarded` through: that one must
+    /// move neither the address nor the host.
     #[test]
-    fn the_chain_comes_from_forwarded_else_x_forwarded_for() {
-        let req = actix_web::test::TestRequest::default()
-            .insert_header(("Forwarded", r#"for=198.51.100.1;proto=https, for="[2001:db8::1]:80""#))
-            .insert_header(("X-Forwarded-For", "203.0.113.9"))
-            .to_http_request();
-        assert_eq!(forwarded_chain(&req), ["198.51.100.1", "[2001:db8::1]:80"]);
-        let req = actix_web::test::TestRequest::default()
-            .append_header(("X-Forwarded-For", "1.1.1.1, 2.2.2.2"))
-            .append_header(("X-Forwarded-For", "3.3.3.3"))
-            .to_http_request();
-        assert_eq!(forwarded_chain(&req), ["1.1.1.1", "2.2.2.2", "3.3.3.3"]);
+    fn only_the_configured_family_is_read() {
+        let spoofed = [
+            ("Forwarded", "for=1.2.3.4;host=evil.example;proto=http"),
+            ("X-Forwarded-For", "192.0.2.66, 203.0.113.9"),
+            ("X-Forwarded-Host", "repo.example"),
+            ("X-Forwarded-Proto", "https"),
+        ];
+        assert_eq!(client_at(PROXY, ForwardedHeaders::XForwarded, &spoofed), "203.0.113.9");
+        let f = forwarded(&request(PROXY, &spoofed), &nets(), ForwardedHeaders::XForwarded).unwrap();
+        assert_eq!((f.host.as_deref(), f.proto.as_deref()), (Some("repo.example"), Some("https")));
+
+        let spoofed = [("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Host", "evil.example"), ("Forwarded", "for=198.51.100.7;host=repo.example;proto=https")];
+        assert_eq!(client_at(PROXY, ForwardedHeaders::Forwarded, &spoofed), "198.51.100.7");
+        let f = forwarded(&request(PROXY, &spoofed), &nets(), ForwardedHeaders::Forwarded).unwrap();
+        assert_eq!((f.host.as_deref(), f.proto.as_deref()), (Some("repo.example"), Some("https")));
+    }
+
+    #[test]
+    fn the_chain_is_walked_from_the_right_past_trusted_proxies() {
+        let xff = |v| client_at(PROXY, ForwardedHeaders::XForwarded, &[("X-Forwarded-For", v)]);
+        assert_eq!(xff("1.2.3.4, 203.0.113.9, 10.1.1.1"), "203.0.113.9");
+        assert_eq!(xff("10.2.2.2, 10.1.1.1"), "10.0.0.1");
+        assert_eq!(xff("1.2.3.4, unknown"), "unknown");
+        assert_eq!(xff("::ffff:203.0.113.9"), "203.0.113.9");
+        let req = request(PROXY, &[("X-Forwarded-For", "1.1.1.1, 2.2.2.2"), ("X-Forwarded-For", "3.3.3.3")]);
+        assert_eq!(client_of(&req, req.peer_addr().unwrap().ip(), &nets(), ForwardedHeaders::XForwarded), "3.3.3.3");
+        // The element naming the client is the outermost proxy's, and so are its host and proto.
+        let header = r#"for=1.2.3.4;host=evil.example, for="[2001:db8::1]:80";host=repo.example;proto=https, for=10.1.1.1;host=inner;proto=http"#;
+        let f = forwarded(&request(PROXY, &[("Forwarded", header)]), &nets(), ForwardedHeaders::Forwarded).unwrap();
+        assert_eq!(f, Forwarded { client: Some("2001:db8::1".parse().unwrap()), host: Some("repo.example".into()), proto: Some("https".into()) });
+    }
+
+    #[test]
+    fn an_untrusted_peer_is_its_own_client_and_forwarded_values_must_fit_a_url() {
+        let headers = [("X-Forwarded-For", "1.2.3.4"), ("X-Forwarded-Host", "evil.example")];
+        assert!(forwarded(&request("192.0.2.5:1", &headers), &nets(), ForwardedHeaders::XForwarded).is_none());
+        assert_eq!(client_at("192.0.2.5:1", ForwardedHeaders::XForwarded, &headers), "192.0.2.5");
+        let f = forwarded(&request(PROXY, &[("X-Forwarded-Host", "evil.example/x\\"), ("X-Forwarded-Proto", "gopher")]), &nets(), ForwardedHeaders::XForwarded)
+            .unwrap();
+        assert_eq!((f.host, f.proto), (None, None));
     }
 }

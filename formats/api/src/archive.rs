@@ -26,12 +26,19 @@ pub struct TarLimits {
 
 /// Long names and PAX records: paths are at most a few KiB on any real system.
 pub const MAX_EXTENSION: u64 = 64 << 10;
+/// The inflate budget of any archive, however small.
+pub const MIN_INFLATED: u64 = 256 << 20;
+/// The inflate budget of any archive, however large: metadata comes first in real packages,
+/// and inflating a 200 MB upload 64 times over is 12.8 GB of work.
+pub const MAX_INFLATED: u64 = 1 << 30;
 
 impl TarLimits {
-    /// The limits for an archive of `compressed` bytes: it may inflate 64 times over, and
-    /// always to 256 MiB (more than any real sdist or npm package has before its metadata).
+    /// The limits for an archive of `compressed` bytes: it may inflate 64 times over, always
+    /// to [`MIN_INFLATED`] (more than any real sdist or npm package has before its metadata),
+    /// and never past [`MAX_INFLATED`], however large the upload.
     pub fn for_archive(compressed: u64, max_member: u64) -> TarLimits {
-        TarLimits { max_extension: MAX_EXTENSION, max_inflated: compressed.saturating_mul(64).max(256 << 20), max_entries: 100_000, max_member }
+        let max_inflated = compressed.saturating_mul(64).clamp(MIN_INFLATED, MAX_INFLATED);
+        TarLimits { max_extension: MAX_EXTENSION, max_inflated, max_entries: 100_000, max_member }
     }
 }
 
@@ -228,6 +235,9 @@ mod tests {
         assert!(tgz.len() < 1 << 20);
         assert_eq!(tar_gz_member(&tgz[..], &limits(), want("p/PKG-INFO")), Err(TarError::InflatesTooMuch(16 << 20)));
         assert_eq!(TarLimits::for_archive(tgz.len() as u64, 1).max_inflated, 256 << 20);
+        assert_eq!(TarLimits::for_archive(8 << 20, 1).max_inflated, 512 << 20);
+        assert_eq!(TarLimits::for_archive(200 << 20, 1).max_inflated, MAX_INFLATED);
+        assert_eq!(TarLimits::for_archive(u64::MAX, 1).max_inflated, MAX_INFLATED);
     }
 
     #[test]

@@ -405,8 +405,9 @@ impl BlobStore {
     }
 
     /// Publishes a staged file this process wrote in one go under a fresh id (no other writer
-    /// can know the id), so the hash computed while writing is the file's.
-    async fn publish(&self, upload_id: &str, state: &[u8], expected: Option<&Digest>) -> Result<Digest, BlobError> {
+    /// can know the id), so the hash computed while writing is the file's: no second read.
+    /// A resumable upload's file goes through [`BlobStore::stage_finish`] instead.
+    pub(crate) async fn publish(&self, upload_id: &str, state: &[u8], expected: Option<&Digest>) -> Result<Digest, BlobError> {
         let actual = Digest::from_sha256_bytes(&HashState::load(state)?.finalize());
         if let Some(expected) = expected {
             if *expected != actual {
@@ -507,7 +508,8 @@ impl Staged<'_> {
 
     /// Makes the staged bytes the blob they hash to.
     pub async fn publish(mut self) -> Result<Digest, BlobError> {
-        let digest = self.store.stage_finish(&self.id, &self.state, Some(&self.digest)).await?;
+        // Written in one go under a fresh id: the hash taken while writing is the file's.
+        let digest = self.store.publish(&self.id, &self.state, Some(&self.digest)).await?;
         self.published = true;
         Ok(digest)
     }

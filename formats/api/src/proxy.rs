@@ -521,7 +521,8 @@ where
         let id = uuid::Uuid::new_v4().to_string();
         let outcome = async {
             let (size, state) = blobs.stage_append(&id, 0, &HashState::empty(), tee).await.map_err(|e| e.to_string())?;
-            let digest = blobs.stage_finish(&id, &state, expected.as_ref()).await.map_err(|e| e.to_string())?;
+            // A fresh id, written in one go: the hash taken while writing is the file's.
+            let digest = blobs.publish(&id, &state, expected.as_ref()).await.map_err(|e| e.to_string())?;
             commit(digest, size).await
         }
         .await;

@@ -13,6 +13,9 @@ use sha2::Digest as _;
 pub const MAX_DOCUMENT: usize = 16 << 20;
 /// Object keys are names: a longer one is not a publish.
 const MAX_KEY: usize = 4096;
+/// Open objects and arrays at once; serde_json refuses deeper documents too, but only after
+/// the scanner's stacks have grown by every `[` of a 16 MiB document.
+pub const MAX_DEPTH: usize = 128;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ScanError {
@@ -24,6 +27,8 @@ pub enum ScanError {
     Base64(String),
     #[error("a publish carries exactly one tarball in _attachments")]
     SeveralAttachments,
+    #[error("the document nests objects and arrays deeper than {MAX_DEPTH}")]
+    TooDeep,
 }
 
 /// The decoded tarball's length and checksums, as npm states them.
@@ -152,6 +157,9 @@ impl Scanner {
 
     fn token(&mut self, b: u8) -> Result<(), ScanError> {
         self.doc.push(b);
+        if (b == b'{' || b == b'[') && self.stack.len() >= MAX_DEPTH {
+            return Err(ScanError::TooDeep);
+        }
         match b {
             b'{' => {
                 self.stack.push(Container::Object);
@@ -333,6 +341,11 @@ mod tests {
         assert!(matches!(scan(br#"{"_attachments":{"f":{"data":"QUJ"}}}"#, 5), Err(ScanError::Base64(_))));
         assert!(matches!(scan(br#"{"_attachments":{"f":{"data":"QUJD"#, 5), Err(ScanError::Malformed(_))));
         assert!(matches!(scan(b"]", 5), Err(ScanError::Malformed(_))));
+        let deep = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+        let mut s = Scanner::default();
+        assert!(s.feed(deep.as_bytes()).is_ok() && s.finish().is_ok());
+        assert_eq!(scan(format!("[{deep}]").as_bytes(), 7).unwrap_err(), ScanError::TooDeep);
+        assert_eq!(scan("{\"a\":".repeat(MAX_DEPTH + 1).as_bytes(), 1 << 20).unwrap_err(), ScanError::TooDeep);
         let big = format!(r#"{{"readme":"{}"}}"#, "x".repeat(MAX_DOCUMENT + 1));
         assert_eq!(scan(big.as_bytes(), 1 << 20).unwrap_err(), ScanError::DocumentTooLarge);
     }

@@ -124,6 +124,15 @@ impl Hosted {
         }
     }
 
+    /// The least a caller needs before a document body is read: read rights on the package
+    /// (a star), and for an anonymous caller, who can star nothing, write rights.
+    fn may_send_a_body(&self, ctx: &RepoCtx, name: &str) -> Result<()> {
+        if ctx.principal.is_anonymous() {
+            self.writable(ctx, Action::Write, name)?;
+        }
+        authorize(ctx, Action::Read, name)
+    }
+
     fn writable(&self, ctx: &RepoCtx, action: Action, name: &str) -> Result<()> {
         authorize(ctx, action, name)?;
         if self.cfg.write_policy == WritePolicy::Deny {
@@ -178,10 +187,9 @@ impl Hosted {
 
     async fn publish(&self, ctx: &RepoCtx, name: &str, body: web::Payload) -> Result<HttpResponse> {
         // A star needs only read rights, so write rights are checked once the body says what it
-        // is; an anonymous caller can star nothing, and no body of theirs is read without them.
-        if ctx.principal.is_anonymous() {
-            self.writable(ctx, Action::Write, name)?;
-        }
+        // is; no body is read (up to upload_max_bytes, staged on disk) from a caller who may not
+        // even read the package, and an anonymous caller can star nothing.
+        self.may_send_a_body(ctx, name)?;
         if !valid_name(name) {
             return Err(NpmError::BadRequest(format!("invalid package name {name:?}")));
         }
@@ -354,9 +362,7 @@ impl Hosted {
     /// `PUT /<name>/-rev/<rev>`: npm unpublish (the whole document, less the version) and
     /// npm owner add/rm (a document of `maintainers` only).
     async fn update(&self, ctx: &RepoCtx, name: &str, rev: &str, body: web::Payload) -> Result<HttpResponse> {
-        if ctx.principal.is_anonymous() {
-            self.writable(ctx, Action::Write, name)?;
-        }
+        self.may_send_a_body(ctx, name)?;
         let body = crate::user::small_json(body, self.settings.upload_max_bytes).await?;
         self.update_doc(ctx, name, rev, body, true).await
     }
