@@ -154,14 +154,10 @@ impl From<BlobError> for DockerError {
             BlobError::DigestMismatch { expected, actual } => DockerError::DigestInvalid(format!("expected {expected}, content is {actual}")),
             BlobError::Body(m) => DockerError::BlobUploadInvalid(m),
             BlobError::TooLarge { limit } => DockerError::ManifestTooLarge(limit),
-            BlobError::NoSpace => DockerError::NoSpace(e_nospace()),
+            e @ BlobError::NoSpace => DockerError::NoSpace(e.to_string()),
             other => DockerError::Internal(Box::new(other)),
         }
     }
-}
-
-fn e_nospace() -> String {
-    BlobError::NoSpace.to_string()
 }
 
 impl From<DigestError> for DockerError {

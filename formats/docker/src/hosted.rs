@@ -750,8 +750,7 @@ impl Hosted {
 
 /// One request's claim on an upload session. A request that fails, or is dropped (its client
 /// went away), cuts the staged file back to what the session acknowledged, which frees the
-/// space at once (a full disk must not stay full), and then releases the claim; in that
-/// order, so that the next writer's bytes are never cut.
+/// space at once (a full disk must not stay full), and then releases the claim.
 struct Claim {
     meta: Arc<dyn wharf_format::MetaStore>,
     blobs: Arc<wharf_format::BlobStore>,
@@ -773,7 +772,23 @@ impl Claim {
     }
 }
 
+/// Cuts the staged file back only while the claim is provably still ours: if the lease ran out
+/// (a renew lost to a database stall) another request may be writing past `offset` now, and its
+/// bytes must not be cut. The renew is the conditional check (rows affected = 1) and also keeps
+/// anyone from taking the session over between it and the cut; the release comes after the cut,
+/// so that no next writer starts before it.
 async fn release(meta: Arc<dyn wharf_format::MetaStore>, blobs: Arc<wharf_format::BlobStore>, id: String, offset: i64, writer: String) {
+    match meta.upload_renew(&id, &writer, UPLOAD_LEASE_MS).await {
+        Ok(()) => {}
+        // Not ours any more: the session and its file belong to whoever holds it.
+        Err(MetaError::Conflict) => return,
+        Err(e) => {
+            // Ownership unknown: leave the bytes (the next append drops anything past the
+            // acknowledged offset itself); the lease frees the session.
+            tracing::warn!(upload = %id, error = %e, "checking an upload claim before cutting it back");
+            return;
+        }
+    }
     if let Err(e) = blobs.stage_truncate(&id, offset as u64).await {
         tracing::warn!(upload = %id, error = %e, "cutting a failed upload back");
     }
@@ -871,6 +886,76 @@ fn parse_content_range(h: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use wharf_format::{Asset, UploadRow};
+
+    /// An upload table of one row, enough for a claim's release.
+    struct OneUpload {
+        writer: Mutex<Option<String>>,
+    }
+
+    #[async_trait]
+    impl wharf_format::MetaStore for OneUpload {
+        async fn get(&self, _: i64, _: &str) -> Result<Option<Asset>, MetaError> {
+            unimplemented!()
+        }
+        async fn list(&self, _: i64, _: ListQuery) -> Result<Vec<Asset>, MetaError> {
+            unimplemented!()
+        }
+        async fn commit(&self, _: Vec<Check>, _: Vec<Write>) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+        async fn upload_create(&self, _: UploadRow) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+        async fn upload_get(&self, _: &str) -> Result<Option<UploadRow>, MetaError> {
+            unimplemented!()
+        }
+        async fn upload_claim(&self, _: &str, _: i64, _: &str, _: i64) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+        async fn upload_renew(&self, _: &str, writer: &str, _: i64) -> Result<(), MetaError> {
+            match self.writer.lock().unwrap().as_deref() == Some(writer) {
+                true => Ok(()),
+                false => Err(MetaError::Conflict),
+            }
+        }
+        async fn upload_advance(&self, _: &str, _: i64, _: i64, _: Vec<u8>, _: &str) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+        async fn upload_release(&self, _: &str, writer: &str) -> Result<(), MetaError> {
+            let mut w = self.writer.lock().unwrap();
+            if w.as_deref() == Some(writer) {
+                *w = None;
+            }
+            Ok(())
+        }
+        async fn upload_delete(&self, _: &str) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+    }
+
+    /// A request whose lease ran out (its renew was lost) must not cut the bytes of the request
+    /// that took the session over; a request that still holds it cuts its own bytes back.
+    #[tokio::test]
+    async fn a_lost_claim_never_cuts_the_next_writers_bytes() {
+        let dir = std::env::temp_dir().join(format!("wharf-claim-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let blobs = Arc::new(wharf_format::BlobStore::filesystem("t", &dir).unwrap());
+        blobs.stage_create("u").await.unwrap();
+        let staged = dir.join("uploads/u");
+        std::fs::write(&staged, b"acked+the next writer's bytes").unwrap();
+
+        let meta = Arc::new(OneUpload { writer: Mutex::new(Some("next".into())) });
+        release(meta.clone(), blobs.clone(), "u".into(), 5, "lost".into()).await;
+        assert_eq!(std::fs::read(&staged).unwrap(), b"acked+the next writer's bytes");
+        assert_eq!(meta.writer.lock().unwrap().as_deref(), Some("next"), "the session stays the next writer's");
+
+        release(meta.clone(), blobs.clone(), "u".into(), 5, "next".into()).await;
+        assert_eq!(std::fs::read(&staged).unwrap(), b"acked");
+        assert_eq!(*meta.writer.lock().unwrap(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn ranges() {
