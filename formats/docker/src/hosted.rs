@@ -392,13 +392,26 @@ impl Hosted {
             Reference::Digest(d) => {
                 let path = manifest_path(name, &d.to_string());
                 self.env.meta.get(repo, &path).await?.ok_or_else(|| DockerError::ManifestUnknown(d.to_string()))?;
+                // A child of an index stays while the index does: a tag must always be pullable.
+                if let Some(index) = self.legacy_user_of(name, d).await? {
+                    return Err(DockerError::ManifestInUse { manifest: d.to_string(), index });
+                }
+                let prefix = refs_prefix(name, &d.to_string());
                 let mut writes =
                     vec![Write::Delete { repo, path }, Write::DeleteByDigest { repo, kind: meta::TAG.into(), component: name.into(), digest: d.to_string() }];
                 // What it used is free again. A ref left behind by a racing re-push only keeps a
                 // blob from being deleted, never breaks a pull.
                 let q = ListQuery { kind: Some(meta::REF.into()), component: Some(name.into()), link: Some(d.to_string()), ..Default::default() };
                 writes.extend(self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }));
-                self.env.meta.commit(vec![], writes).await?;
+                // Checked in the same transaction: an index pushed meanwhile checks that this
+                // manifest exists, so one of the two waits or loses.
+                match self.env.meta.commit(vec![Check::NoneUnder { repo, prefix: prefix.clone() }], writes).await {
+                    Ok(()) => {}
+                    Err(MetaError::CheckFailed(_)) => {
+                        return Err(DockerError::ManifestInUse { manifest: d.to_string(), index: self.first_user(&prefix).await? })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         self.env.audit.record(AuditEvent::of(ctx, "docker.delete", format!("{name}:{}", reference_str(reference))));
@@ -457,26 +470,49 @@ impl Hosted {
         let checks = vec![Check::NoneUnder { repo, prefix: prefix.clone() }];
         match self.env.meta.commit(checks, vec![Write::Delete { repo, path }]).await {
             Ok(()) => Ok(HttpResponse::Accepted().finish()),
-            Err(MetaError::CheckFailed(_)) => {
-                let q = ListQuery { prefix: Some(prefix), limit: Some(1), ..Default::default() };
-                let user = self.env.meta.list(repo, q).await?.into_iter().next().and_then(|a| a.link).unwrap_or_default();
-                Err(DockerError::BlobInUse { blob: digest.to_string(), manifest: user })
-            }
+            Err(MetaError::CheckFailed(_)) => Err(DockerError::BlobInUse { blob: digest.to_string(), manifest: self.first_user(&prefix).await? }),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// A manifest pushed before uses were recorded (no `refs` attribute) that uses `digest`.
+    /// The manifest of the first `ref` row under `prefix` (for the error that names it).
+    async fn first_user(&self, prefix: &str) -> Result<String> {
+        let q = ListQuery { prefix: Some(prefix.to_string()), limit: Some(1), ..Default::default() };
+        Ok(self.env.meta.list(self.repo_id(), q).await?.into_iter().next().and_then(|a| a.link).unwrap_or_default())
+    }
+
+    /// A manifest pushed before uses were recorded (no `refs` attribute) that uses `digest`
+    /// (a blob, or a manifest an index lists). One whose bytes cannot be read or parsed counts
+    /// as a user: what it uses is unknown, and a delete that might break a tag is refused.
+    ///
+    /// This reads every legacy manifest of the image on each delete rather than backfilling
+    /// `ref` rows once: deletes are rare, legacy manifests only shrink in number (every push
+    /// since records its uses), and a backfill racing a manifest delete could bring the
+    /// manifest's row back.
     async fn legacy_user_of(&self, name: &str, digest: &Digest) -> Result<Option<String>> {
         let q = ListQuery { kind: Some(meta::MANIFEST.into()), component: Some(name.into()), ..Default::default() };
         for a in self.env.meta.list(self.repo_id(), q).await? {
             if a.attributes.get("refs").and_then(|v| v.as_bool()) == Some(true) {
                 continue;
             }
-            let Some(Ok(d)) = a.digest.as_deref().map(str::parse::<Digest>) else { continue };
-            let Ok(bytes) = self.env.blobs.read_small(&d, MAX_MANIFEST_BYTES).await else { continue };
-            let Ok(m) = Manifest::parse(&bytes, a.content_type.as_deref()) else { continue };
-            if m.blobs.iter().chain(&m.children).any(|b| b == digest) {
+            let Some(Ok(d)) = a.digest.as_deref().map(str::parse::<Digest>) else { return Ok(Some(a.path)) };
+            if d == *digest {
+                continue;
+            }
+            let used = match self.env.blobs.read_small(&d, MAX_MANIFEST_BYTES).await {
+                Ok(bytes) => match Manifest::parse(&bytes, a.content_type.as_deref()) {
+                    Ok(m) => m.blobs.iter().chain(&m.children).any(|b| b == digest),
+                    Err(e) => {
+                        tracing::warn!(manifest = %d, error = %e, "a stored manifest does not parse; refusing deletes it might break");
+                        true
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(manifest = %d, error = %e, "a stored manifest cannot be read; refusing deletes it might break");
+                    true
+                }
+            };
+            if used {
                 return Ok(Some(d.to_string()));
             }
         }
