@@ -134,7 +134,7 @@ fn saving_an_untouched_edit_form_keeps_every_setting() {
         "proxy",
         json!({
             "name": "rt-docker-proxy", "online": false,
-            "storage": {"blobStoreName": "default", "strictContentTypeValidation": false},
+            "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
             "proxy": {"remoteUrl": "https://registry.example.test", "contentMaxAge": 90, "metadataMaxAge": 15},
             "negativeCache": {"enabled": true, "timeToLive": 7},
             "httpClient": {"blocked": false, "autoBlock": false,

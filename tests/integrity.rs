@@ -289,6 +289,97 @@ fn a_blob_a_manifest_uses_cannot_be_deleted() {
     assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
 }
 
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// A manifest an index lists cannot be deleted while the index is there (the index's tag would
+/// pull a platform that is gone); once the index is deleted, it can.
+#[test]
+fn a_manifest_an_index_lists_cannot_be_deleted() {
+    let name = "keep/multi";
+    let config = br#"{"architecture":"riscv64","os":"linux"}"#;
+    let layer = b"a layer of one platform".to_vec();
+    let config_d = push_blob(REPO, name, config);
+    let layer_d = push_blob(REPO, name, &layer);
+    let child = manifest_for(&config_d, config.len(), &layer_d, layer.len(), "child");
+    let child_d = digest_of(&child);
+    assert_eq!(put_manifest(REPO, name, &child_d, &child).status(), StatusCode::CREATED);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": child_d, "size": child.len(), "platform": {"architecture": "riscv64", "os": "linux"}}]
+    }))
+    .unwrap();
+    let index_d = digest_of(&index);
+    let r = req(Method::PUT, &v2(REPO, name, "manifests/multi")).header("Content-Type", OCI_INDEX).body(index.clone()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+
+    let r = req(Method::DELETE, &v2(REPO, name, &format!("manifests/{child_d}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let (code, message) = error_of(r);
+    assert_eq!(code, "UNSUPPORTED");
+    assert!(message.contains(&index_d) && message.contains("delete the index first"), "{message}");
+    // The tag still pulls whole: the index, and the platform it lists.
+    let r = req(Method::GET, &v2(REPO, name, "manifests/multi")).header("Accept", OCI_INDEX).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = req(Method::GET, &v2(REPO, name, &format!("manifests/{child_d}"))).header("Accept", OCI_MANIFEST).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().unwrap().to_vec(), child);
+
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("manifests/{index_d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("manifests/{child_d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+}
+
+/// A manifest stored before uses were recorded (no `ref` rows) whose bytes no longer parse:
+/// what it uses is unknown, so deleting any blob of the image is refused rather than guessed
+/// safe; deleting the broken manifest itself is allowed, and then the blob can go.
+#[test]
+fn a_legacy_manifest_that_cannot_be_read_keeps_its_image_blobs() {
+    use wharf::db::meta::SqlMeta;
+    use wharf_format::{ListQuery, MetaStore, NewAsset, Write};
+
+    let name = "keep/legacy";
+    let config = br#"{"architecture":"s390x","os":"linux"}"#;
+    let layer = b"a layer an old manifest needs".to_vec();
+    let config_d = push_blob(REPO, name, config);
+    let layer_d = push_blob(REPO, name, &layer);
+    let m = manifest_for(&config_d, config.len(), &layer_d, layer.len(), "legacy");
+    let m_d = digest_of(&m);
+    assert_eq!(put_manifest(REPO, name, "old", &m).status(), StatusCode::CREATED);
+
+    // Make it what an older wharf stored: no `refs` attribute and no `ref` rows.
+    let db = wharf::db::Db::open(&server().database_url(), 2).unwrap();
+    let repo = db.run_sync(|c| wharf::db::repos::get(c, REPO)).unwrap().unwrap().id;
+    let meta = SqlMeta::new(db);
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let path = format!("{name}/manifests/{m_d}");
+        let a = meta.get(repo, &path).await.unwrap().unwrap();
+        let legacy = NewAsset {
+            path: a.path,
+            kind: a.kind,
+            component: a.component,
+            digest: a.digest,
+            size: a.size,
+            content_type: a.content_type,
+            link: a.link,
+            attributes: json!({}),
+        };
+        let mut writes = vec![Write::Upsert { repo, asset: legacy }];
+        let refs = meta.list(repo, ListQuery { prefix: Some(format!("{name}/refs/")), ..Default::default() }).await.unwrap();
+        assert_eq!(refs.len(), 2, "the push recorded its uses");
+        writes.extend(refs.into_iter().map(|a| Write::Delete { repo, path: a.path }));
+        meta.commit(vec![], writes).await.unwrap();
+    });
+    let hex = m_d.trim_start_matches("sha256:");
+    let bytes = server().data_dir().join("blobs/default/blobs/sha256").join(&hex[..2]).join(hex);
+    std::fs::write(&bytes, b"not a manifest any more").unwrap();
+
+    let r = req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "a blob an unreadable manifest may use stays");
+    let (_, message) = error_of(r);
+    assert!(message.contains(&m_d), "{message}");
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("manifests/{m_d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+}
+
 /// Unmounts on drop, whatever the test did.
 struct Mount(PathBuf);
 

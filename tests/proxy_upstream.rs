@@ -274,3 +274,37 @@ fn updates_keep_content_in_its_blob_store_and_stored_passwords_at_their_remote()
     other.add("kept-proj", "kept_proj-1.0.tar.gz", b"k".to_vec(), "application/octet-stream");
     assert_eq!(get("/repository/moving-proxy/simple/kept-proj/").status(), StatusCode::OK, "the kept password reaches the same remote");
 }
+
+/// `strictContentTypeValidation: false` is refused, naming the field, wherever wharf validates
+/// content regardless (hosted uploads are read as what their names say, Docker content is
+/// checked by media type and digest, groups serve their members' content); `true`, Nexus's
+/// default, is accepted everywhere, and `false` stays accepted by PyPI and npm proxies, where it
+/// acts (see above).
+#[test]
+fn strict_content_type_validation_false_is_refused_where_it_cannot_act() {
+    let lax = json!({"blobStoreName": "default", "strictContentTypeValidation": false});
+    let strict = json!({"blobStoreName": "default", "strictContentTypeValidation": true});
+    let docker = json!({"v1Enabled": false, "forceBasicAuth": true});
+    for (format, kind, mut body) in [
+        ("docker", "hosted", json!({"name": "lax-docker-hosted", "online": true, "docker": docker})),
+        (
+            "docker",
+            "proxy",
+            json!({"name": "lax-docker-proxy", "online": true, "docker": docker, "dockerProxy": {"indexType": "REGISTRY"},
+            "proxy": {"remoteUrl": "http://127.0.0.1:1/", "contentMaxAge": 1440, "metadataMaxAge": 1440}, "httpClient": {}}),
+        ),
+        ("docker", "group", json!({"name": "lax-docker-group", "online": true, "docker": docker, "group": {"memberNames": ["lax-docker-hosted"]}})),
+        ("pypi", "hosted", json!({"name": "lax-pypi-hosted", "online": true})),
+        ("pypi", "group", json!({"name": "lax-pypi-group", "online": true, "group": {"memberNames": ["lax-pypi-hosted"]}})),
+        ("npm", "hosted", json!({"name": "lax-npm-hosted", "online": true})),
+        ("npm", "group", json!({"name": "lax-npm-group", "online": true, "group": {"memberNames": ["lax-npm-hosted"]}})),
+    ] {
+        body["storage"] = lax.clone();
+        refused(create(format, kind, &body), "storage.strictContentTypeValidation");
+        body["storage"] = strict.clone();
+        create_ok(format, kind, &body);
+    }
+    let mut npm_proxy = proxy_body("lax-npm-proxy", "http://127.0.0.1:1/", json!({}), json!({}));
+    npm_proxy["storage"] = lax;
+    create_ok("npm", "proxy", &npm_proxy);
+}

@@ -108,6 +108,16 @@ impl RepoConfig {
     }
 }
 
+/// Refuses `storage.strictContentTypeValidation: false` where the format always validates what
+/// it serves (`checked` says how), so that `false` would turn nothing off. Nexus sends `true`
+/// by default, and `true` is always accepted.
+pub fn content_always_checked(config: &RepoConfig, checked: &str) -> Result<(), ConfigError> {
+    if config.strict_content_type {
+        return Ok(());
+    }
+    Err(ConfigError::new("storage.strictContentTypeValidation", format!("must be true for a {} {} repository: {checked}", config.format, config.kind.as_str())))
+}
+
 /// A configuration value the server or a format refuses. `field` is the JSON path
 /// (`docker.httpPort`) so that the API's 400 names it.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

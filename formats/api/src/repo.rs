@@ -90,8 +90,10 @@ pub trait Format: Send + Sync + 'static {
     /// the field.
     fn validate(&self, kind: Kind, attributes: &serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError>;
 
-    /// Checks what a configuration says about other repositories (a group's members). Called
-    /// when an administrator creates or changes a repository, not when configurations reload.
+    /// Checks the whole configuration as it will be stored: what it says about other
+    /// repositories (a group's members) and settings that depend on the kind (storage
+    /// included). Called when an administrator creates or changes a repository, not when
+    /// configurations reload.
     fn validate_references(&self, _config: &RepoConfig, _repos: &dyn RepoLookup) -> Result<(), ConfigError> {
         Ok(())
     }

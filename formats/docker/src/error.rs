@@ -44,6 +44,9 @@ pub enum DockerError {
     /// A blob that a manifest of the image uses: deleting it would leave a tag that cannot be pulled.
     #[error("blob {blob} is used by manifest {manifest}; delete the manifest first")]
     BlobInUse { blob: String, manifest: String },
+    /// A manifest an index of the image lists: deleting it would leave a tag that cannot be pulled.
+    #[error("manifest {manifest} is used by index {index}; delete the index first")]
+    ManifestInUse { manifest: String, index: String },
     #[error("insufficient storage: {0}")]
     NoSpace(String),
     /// A metadata batch failed; callers match `CheckFailed` to say which precondition.
@@ -78,8 +81,8 @@ impl DockerError {
             BlobRangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
             ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             TagImmutable(_) => (StatusCode::FORBIDDEN, "DENIED"),
-            // 405 is the spec's answer for a blob delete the registry will not do.
-            BlobInUse { .. } => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            // 405 is the spec's answer for a delete the registry will not do.
+            BlobInUse { .. } | ManifestInUse { .. } => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             NoSpace(_) | Meta(MetaError::NoSpace) => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
             Meta(_) | Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             Upstream(_) => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
@@ -154,14 +157,10 @@ impl From<BlobError> for DockerError {
             BlobError::DigestMismatch { expected, actual } => DockerError::DigestInvalid(format!("expected {expected}, content is {actual}")),
             BlobError::Body(m) => DockerError::BlobUploadInvalid(m),
             BlobError::TooLarge { limit } => DockerError::ManifestTooLarge(limit),
-            BlobError::NoSpace => DockerError::NoSpace(e_nospace()),
+            e @ BlobError::NoSpace => DockerError::NoSpace(e.to_string()),
             other => DockerError::Internal(Box::new(other)),
         }
     }
-}
-
-fn e_nospace() -> String {
-    BlobError::NoSpace.to_string()
 }
 
 impl From<DigestError> for DockerError {

@@ -392,13 +392,26 @@ impl Hosted {
             Reference::Digest(d) => {
                 let path = manifest_path(name, &d.to_string());
                 self.env.meta.get(repo, &path).await?.ok_or_else(|| DockerError::ManifestUnknown(d.to_string()))?;
+                // A child of an index stays while the index does: a tag must always be pullable.
+                if let Some(index) = self.legacy_user_of(name, d).await? {
+                    return Err(DockerError::ManifestInUse { manifest: d.to_string(), index });
+                }
+                let prefix = refs_prefix(name, &d.to_string());
                 let mut writes =
                     vec![Write::Delete { repo, path }, Write::DeleteByDigest { repo, kind: meta::TAG.into(), component: name.into(), digest: d.to_string() }];
                 // What it used is free again. A ref left behind by a racing re-push only keeps a
                 // blob from being deleted, never breaks a pull.
                 let q = ListQuery { kind: Some(meta::REF.into()), component: Some(name.into()), link: Some(d.to_string()), ..Default::default() };
                 writes.extend(self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }));
-                self.env.meta.commit(vec![], writes).await?;
+                // Checked in the same transaction: an index pushed meanwhile checks that this
+                // manifest exists, so one of the two waits or loses.
+                match self.env.meta.commit(vec![Check::NoneUnder { repo, prefix: prefix.clone() }], writes).await {
+                    Ok(()) => {}
+                    Err(MetaError::CheckFailed(_)) => {
+                        return Err(DockerError::ManifestInUse { manifest: d.to_string(), index: self.first_user(&prefix).await? })
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
         self.env.audit.record(AuditEvent::of(ctx, "docker.delete", format!("{name}:{}", reference_str(reference))));
@@ -457,26 +470,49 @@ impl Hosted {
         let checks = vec![Check::NoneUnder { repo, prefix: prefix.clone() }];
         match self.env.meta.commit(checks, vec![Write::Delete { repo, path }]).await {
             Ok(()) => Ok(HttpResponse::Accepted().finish()),
-            Err(MetaError::CheckFailed(_)) => {
-                let q = ListQuery { prefix: Some(prefix), limit: Some(1), ..Default::default() };
-                let user = self.env.meta.list(repo, q).await?.into_iter().next().and_then(|a| a.link).unwrap_or_default();
-                Err(DockerError::BlobInUse { blob: digest.to_string(), manifest: user })
-            }
+            Err(MetaError::CheckFailed(_)) => Err(DockerError::BlobInUse { blob: digest.to_string(), manifest: self.first_user(&prefix).await? }),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// A manifest pushed before uses were recorded (no `refs` attribute) that uses `digest`.
+    /// The manifest of the first `ref` row under `prefix` (for the error that names it).
+    async fn first_user(&self, prefix: &str) -> Result<String> {
+        let q = ListQuery { prefix: Some(prefix.to_string()), limit: Some(1), ..Default::default() };
+        Ok(self.env.meta.list(self.repo_id(), q).await?.into_iter().next().and_then(|a| a.link).unwrap_or_default())
+    }
+
+    /// A manifest pushed before uses were recorded (no `refs` attribute) that uses `digest`
+    /// (a blob, or a manifest an index lists). One whose bytes cannot be read or parsed counts
+    /// as a user: what it uses is unknown, and a delete that might break a tag is refused.
+    ///
+    /// This reads every legacy manifest of the image on each delete rather than backfilling
+    /// `ref` rows once: deletes are rare, legacy manifests only shrink in number (every push
+    /// since records its uses), and a backfill racing a manifest delete could bring the
+    /// manifest's row back.
     async fn legacy_user_of(&self, name: &str, digest: &Digest) -> Result<Option<String>> {
         let q = ListQuery { kind: Some(meta::MANIFEST.into()), component: Some(name.into()), ..Default::default() };
         for a in self.env.meta.list(self.repo_id(), q).await? {
             if a.attributes.get("refs").and_then(|v| v.as_bool()) == Some(true) {
                 continue;
             }
-            let Some(Ok(d)) = a.digest.as_deref().map(str::parse::<Digest>) else { continue };
-            let Ok(bytes) = self.env.blobs.read_small(&d, MAX_MANIFEST_BYTES).await else { continue };
-            let Ok(m) = Manifest::parse(&bytes, a.content_type.as_deref()) else { continue };
-            if m.blobs.iter().chain(&m.children).any(|b| b == digest) {
+            let Some(Ok(d)) = a.digest.as_deref().map(str::parse::<Digest>) else { return Ok(Some(a.path)) };
+            if d == *digest {
+                continue;
+            }
+            let used = match self.env.blobs.read_small(&d, MAX_MANIFEST_BYTES).await {
+                Ok(bytes) => match Manifest::parse(&bytes, a.content_type.as_deref()) {
+                    Ok(m) => m.blobs.iter().chain(&m.children).any(|b| b == digest),
+                    Err(e) => {
+                        tracing::warn!(manifest = %d, error = %e, "a stored manifest does not parse; refusing deletes it might break");
+                        true
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(manifest = %d, error = %e, "a stored manifest cannot be read; refusing deletes it might break");
+                    true
+                }
+            };
+            if used {
                 return Ok(Some(d.to_string()));
             }
         }
@@ -750,8 +786,7 @@ impl Hosted {
 
 /// One request's claim on an upload session. A request that fails, or is dropped (its client
 /// went away), cuts the staged file back to what the session acknowledged, which frees the
-/// space at once (a full disk must not stay full), and then releases the claim; in that
-/// order, so that the next writer's bytes are never cut.
+/// space at once (a full disk must not stay full), and then releases the claim.
 struct Claim {
     meta: Arc<dyn wharf_format::MetaStore>,
     blobs: Arc<wharf_format::BlobStore>,
@@ -773,7 +808,23 @@ impl Claim {
     }
 }
 
+/// Cuts the staged file back only while the claim is provably still ours: if the lease ran out
+/// (a renew lost to a database stall) another request may be writing past `offset` now, and its
+/// bytes must not be cut. The renew is the conditional check (rows affected = 1) and also keeps
+/// anyone from taking the session over between it and the cut; the release comes after the cut,
+/// so that no next writer starts before it.
 async fn release(meta: Arc<dyn wharf_format::MetaStore>, blobs: Arc<wharf_format::BlobStore>, id: String, offset: i64, writer: String) {
+    match meta.upload_renew(&id, &writer, UPLOAD_LEASE_MS).await {
+        Ok(()) => {}
+        // Not ours any more: the session and its file belong to whoever holds it.
+        Err(MetaError::Conflict) => return,
+        Err(e) => {
+            // Ownership unknown: leave the bytes (the next append drops anything past the
+            // acknowledged offset itself); the lease frees the session.
+            tracing::warn!(upload = %id, error = %e, "checking an upload claim before cutting it back");
+            return;
+        }
+    }
     if let Err(e) = blobs.stage_truncate(&id, offset as u64).await {
         tracing::warn!(upload = %id, error = %e, "cutting a failed upload back");
     }
@@ -871,6 +922,76 @@ fn parse_content_range(h: &str) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use wharf_format::{Asset, UploadRow};
+
+    /// An upload table of one row, enough for a claim's release.
+    struct OneUpload {
+        writer: Mutex<Option<String>>,
+    }
+
+    #[async_trait]
+    impl wharf_format::MetaStore for OneUpload {
+        async fn get(&self, _: i64, _: &str) -> Result<Option<Asset>, MetaError> {
+            unimplemented!()
+        }
+        async fn list(&self, _: i64, _: ListQuery) -> Result<Vec<Asset>, MetaError> {
+            unimplemented!()
+        }
+        async fn commit(&self, _: Vec<Check>, _: Vec<Write>) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+        async fn upload_create(&self, _: UploadRow) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+        async fn upload_get(&self, _: &str) -> Result<Option<UploadRow>, MetaError> {
+            unimplemented!()
+        }
+        async fn upload_claim(&self, _: &str, _: i64, _: &str, _: i64) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+        async fn upload_renew(&self, _: &str, writer: &str, _: i64) -> Result<(), MetaError> {
+            match self.writer.lock().unwrap().as_deref() == Some(writer) {
+                true => Ok(()),
+                false => Err(MetaError::Conflict),
+            }
+        }
+        async fn upload_advance(&self, _: &str, _: i64, _: i64, _: Vec<u8>, _: &str) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+        async fn upload_release(&self, _: &str, writer: &str) -> Result<(), MetaError> {
+            let mut w = self.writer.lock().unwrap();
+            if w.as_deref() == Some(writer) {
+                *w = None;
+            }
+            Ok(())
+        }
+        async fn upload_delete(&self, _: &str) -> Result<(), MetaError> {
+            unimplemented!()
+        }
+    }
+
+    /// A request whose lease ran out (its renew was lost) must not cut the bytes of the request
+    /// that took the session over; a request that still holds it cuts its own bytes back.
+    #[tokio::test]
+    async fn a_lost_claim_never_cuts_the_next_writers_bytes() {
+        let dir = std::env::temp_dir().join(format!("wharf-claim-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let blobs = Arc::new(wharf_format::BlobStore::filesystem("t", &dir).unwrap());
+        blobs.stage_create("u").await.unwrap();
+        let staged = dir.join("uploads/u");
+        std::fs::write(&staged, b"acked+the next writer's bytes").unwrap();
+
+        let meta = Arc::new(OneUpload { writer: Mutex::new(Some("next".into())) });
+        release(meta.clone(), blobs.clone(), "u".into(), 5, "lost".into()).await;
+        assert_eq!(std::fs::read(&staged).unwrap(), b"acked+the next writer's bytes");
+        assert_eq!(meta.writer.lock().unwrap().as_deref(), Some("next"), "the session stays the next writer's");
+
+        release(meta.clone(), blobs.clone(), "u".into(), 5, "next".into()).await;
+        assert_eq!(std::fs::read(&staged).unwrap(), b"acked");
+        assert_eq!(*meta.writer.lock().unwrap(), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn ranges() {

@@ -69,6 +69,10 @@ impl Format for Docker {
     }
 
     fn validate_references(&self, config: &RepoConfig, repos: &dyn RepoLookup) -> Result<(), ConfigError> {
+        wharf_format::config::content_always_checked(
+            config,
+            "a manifest must parse as its media type, and every blob and manifest (pushed or proxied) must hash to its digest",
+        )?;
         if config.kind != Kind::Group {
             return Ok(());
         }

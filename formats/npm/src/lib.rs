@@ -38,8 +38,16 @@ impl Format for Npm {
     }
 
     fn validate_references(&self, config: &RepoConfig, repos: &dyn RepoLookup) -> Result<(), ConfigError> {
-        if config.kind != Kind::Group {
-            return Ok(());
+        match config.kind {
+            Kind::Hosted => {
+                return wharf_format::config::content_always_checked(
+                    config,
+                    "a published tarball must be a gzip tar whose package.json names the package and version",
+                )
+            }
+            Kind::Proxy => return Ok(()),
+            // A group serves its members' content as they validated it.
+            Kind::Group => wharf_format::config::content_always_checked(config, "a group serves what its members validated; set it on a proxy member")?,
         }
         let g = GroupSettings::parse(config.attributes.get("group"))?;
         g.check_references(config, repos)?;

@@ -35,8 +35,16 @@ impl Format for Pypi {
     }
 
     fn validate_references(&self, config: &RepoConfig, repos: &dyn RepoLookup) -> Result<(), ConfigError> {
-        if config.kind != Kind::Group {
-            return Ok(());
+        match config.kind {
+            Kind::Hosted => {
+                return wharf_format::config::content_always_checked(
+                    config,
+                    "an uploaded wheel must be a zip and an sdist a gzip tar or zip whose metadata names the project and version",
+                )
+            }
+            Kind::Proxy => return Ok(()),
+            // A group serves its members' content as they validated it.
+            Kind::Group => wharf_format::config::content_always_checked(config, "a group serves what its members validated; set it on a proxy member")?,
         }
         let g = GroupSettings::parse(config.attributes.get("group"))?;
         g.check_references(config, repos)?;
