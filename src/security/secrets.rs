@@ -300,13 +300,11 @@ pub fn open_json(v: &mut serde_json::Value, location: &str) -> Result<(), Secret
     walk_secrets(v, None, location, &mut |s, _, at| if is_sealed(s) { open(s, at) } else { Ok(s.to_string()) })
 }
 
+/// What becomes of one secret field: its value, the old document's value there, its place.
+type FieldFn<'a> = dyn FnMut(&str, Option<&serde_json::Value>, &str) -> Result<String, SecretError> + 'a;
+
 /// Replaces each string secret field of `v` with `f(value, old value at the same place, place)`.
-fn walk_secrets(
-    v: &mut serde_json::Value,
-    old: Option<&serde_json::Value>,
-    at: &str,
-    f: &mut dyn FnMut(&str, Option<&serde_json::Value>, &str) -> Result<String, SecretError>,
-) -> Result<(), SecretError> {
+fn walk_secrets(v: &mut serde_json::Value, old: Option<&serde_json::Value>, at: &str, f: &mut FieldFn) -> Result<(), SecretError> {
     use serde_json::Value;
     // A JSON pointer's escapes (RFC 6901), so that no two fields share a place.
     let child = |k: &str| format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
