@@ -116,7 +116,7 @@ pub fn secret_key(db: &Db, data_dir: &Path, key_file: &str) -> Result<(), Bootst
     let (token, ldap_servers, repositories) =
         db.run_sync(|c| Ok((settings::seal_in_place(c, TOKEN_SECRET_KEY)?, ldap::seal_stored_secrets(c)?, repos::seal_stored_secrets(c)?)))?;
     if token || ldap_servers || repositories > 0 {
-        tracing::info!(token, ldap_servers, repositories, "encrypted secrets stored in plaintext by an older version");
+        tracing::info!(token, ldap_servers, repositories, "sealed secrets that an older version stored in plaintext or without their place (enc:v1)");
         if db.backend == crate::db::Backend::Sqlite {
             // The replaced plaintext stays in freed pages and in the WAL until rewritten: rebuild
             // the file and empty the WAL, so that no copy of the file holds it.

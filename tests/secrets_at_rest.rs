@@ -21,6 +21,8 @@ use wharf::security::secrets::{KeySource, SecretKey};
 
 const LDAP_PASSWORD: &str = "ldap-bind-Secret-7f3a2c";
 const PROXY_PASSWORD: &str = "proxy-upstream-Secret-91c2d4";
+/// Where the bind password of the server `corp` is sealed (its associated data).
+const LDAP_CORP: &str = "settings/ldap.servers/corp/authPassword";
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
@@ -121,8 +123,8 @@ fn key_of(data_dir: &Path) -> SecretKey {
 /// the given session.
 fn signing_key(s: &TestServer, cookie: &str) -> Vec<u8> {
     let raw = raw_setting(s, "token.secret").expect("a signing key");
-    assert!(raw.starts_with("enc:v1:"), "the signing key is stored sealed: {raw}");
-    let plain = key_of(s.data_dir()).open(&raw).unwrap();
+    assert!(raw.starts_with("enc:v2:"), "the signing key is stored sealed: {raw}");
+    let plain = key_of(s.data_dir()).open(&raw, "settings/token.secret").unwrap();
     let key = b64().decode(plain.trim()).unwrap();
     let jwt = cookie.split_once('=').unwrap().1;
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
@@ -193,10 +195,10 @@ fn the_data_dir_is_owner_only_and_the_database_holds_no_secret_in_clear() {
     assert_no_clear_secrets(&s, &signing);
     let ldap = raw_setting(&s, "ldap.servers").unwrap();
     let stored: Value = serde_json::from_str(&ldap).unwrap();
-    assert!(stored[0]["authPassword"].as_str().unwrap().starts_with("enc:v1:"), "{ldap}");
-    assert_eq!(key_of(s.data_dir()).open(stored[0]["authPassword"].as_str().unwrap()).unwrap(), LDAP_PASSWORD);
+    assert!(stored[0]["authPassword"].as_str().unwrap().starts_with("enc:v2:"), "{ldap}");
+    assert_eq!(key_of(s.data_dir()).open(stored[0]["authPassword"].as_str().unwrap(), LDAP_CORP).unwrap(), LDAP_PASSWORD);
     let repo = raw_repo_config(&s, "pypi-upstream");
-    assert!(repo.contains("enc:v1:") && !repo.contains(PROXY_PASSWORD), "{repo}");
+    assert!(repo.contains("enc:v2:") && !repo.contains(PROXY_PASSWORD), "{repo}");
 
     let seen = assert_owner_only(s.data_dir());
     let mut expected = vec!["secret.key", "admin.password", "wharf.addr", "blobs/default"];
@@ -260,9 +262,10 @@ fn sessions_survive_a_restart_and_an_older_data_dir_is_made_private_and_sealed()
     assert_eq!(session_user(&s, &cookie).as_deref(), Some("admin"), "the sealed signing key is the same key");
     assert_eq!(signing_key(&s, &cookie), signing);
     let stored: Value = serde_json::from_str(&raw_setting(&s, "ldap.servers").unwrap()).unwrap();
-    assert_eq!(key_of(s.data_dir()).open(stored[0]["authPassword"].as_str().unwrap()).unwrap(), LDAP_PASSWORD);
+    assert_eq!(key_of(s.data_dir()).open(stored[0]["authPassword"].as_str().unwrap(), LDAP_CORP).unwrap(), LDAP_PASSWORD);
     let repo: Value = serde_json::from_str(&raw_repo_config(&s, "pypi-upstream")).unwrap();
-    assert_eq!(key_of(s.data_dir()).open(repo["httpClient"]["authentication"]["password"].as_str().unwrap()).unwrap(), PROXY_PASSWORD);
+    let at = "repositories/pypi-upstream/httpClient/authentication/password";
+    assert_eq!(key_of(s.data_dir()).open(repo["httpClient"]["authentication"]["password"].as_str().unwrap(), at).unwrap(), PROXY_PASSWORD);
     // And an unchanged save stores the same bytes (the ciphertext is kept, not made anew).
     let before = raw_repo_config(&s, "pypi-upstream");
     let mut shown: Value = s.admin().request(Method::GET, "/service/rest/v1/repositories/pypi/proxy/pypi-upstream").send().unwrap().json().unwrap();
@@ -310,7 +313,8 @@ fn a_second_node_with_the_same_key_shares_sessions_and_secrets_and_one_without_r
     store_secrets(&b, ADMIN_PASSWORD, "-b");
     assert!(!b.data_dir().join("secret.key").exists(), "the key came from the environment");
     let stored: Value = serde_json::from_str(&raw_setting(&a, "ldap.servers").unwrap()).unwrap();
-    assert_eq!(key_of(a.data_dir()).open(stored[0]["authPassword"].as_str().unwrap()).unwrap(), LDAP_PASSWORD, "node A reads what node B sealed");
+    let at = "settings/ldap.servers/corp-b/authPassword";
+    assert_eq!(key_of(a.data_dir()).open(stored[0]["authPassword"].as_str().unwrap(), at).unwrap(), LDAP_PASSWORD, "node A reads what node B sealed");
     let listed: Vec<Value> = a.admin().request(Method::GET, "/service/rest/v1/security/ldap").send().unwrap().json().unwrap();
     assert_eq!(listed.len(), 1);
 
@@ -332,4 +336,87 @@ fn a_second_node_with_the_same_key_shares_sessions_and_secrets_and_one_without_r
     let out = e.command().output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("WHARF_SECRET_KEY") && err.contains("not the key"), "{err}");
+}
+
+/// Accepts one connection on `listener` and returns what the client sent first: bytes up to
+/// `complete(bytes)`, or up to the client's closing (bounded by the read timeout). `reply` is
+/// written back after that.
+fn capture(listener: std::net::TcpListener, complete: fn(&[u8]) -> bool, reply: &'static [u8]) -> std::thread::JoinHandle<Vec<u8>> {
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !complete(&got) {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = conn.write_all(reply);
+        got
+    })
+}
+
+/// One whole BER element (an LDAP message): tag, length, content.
+fn ber_complete(b: &[u8]) -> bool {
+    let Some(&first) = b.get(1) else { return false };
+    let (len, head) = if first < 0x80 {
+        (first as usize, 2)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if b.len() < 2 + n {
+            return false;
+        }
+        (b[2..2 + n].iter().fold(0usize, |a, &x| a << 8 | x as usize), 2 + n)
+    };
+    b.len() >= head + len
+}
+
+fn http_head_complete(b: &[u8]) -> bool {
+    contains(b, b"\r\n\r\n")
+}
+
+#[test]
+fn a_sealed_value_copied_to_another_place_is_a_literal_password_never_decrypted() {
+    let s = TestServer::start();
+    store_secrets(&s, ADMIN_PASSWORD, "-src");
+    let stored: Value = serde_json::from_str(&raw_setting(&s, "ldap.servers").unwrap()).unwrap();
+    let ldap_sealed = stored[0]["authPassword"].as_str().unwrap().to_string();
+    let repo: Value = serde_json::from_str(&raw_repo_config(&s, "pypi-upstream-src")).unwrap();
+    let proxy_sealed = repo["httpClient"]["authentication"]["password"].as_str().unwrap().to_string();
+    assert!(ldap_sealed.starts_with("enc:") && proxy_sealed.starts_with("enc:"));
+
+    // From a database dump and an admin session: the proxy's sealed password pasted into a new
+    // LDAP server on a host of the sender's choosing, then sent there by a connection check.
+    let evil = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = evil.local_addr().unwrap().port();
+    let seen = capture(evil, ber_complete, b"");
+    let mut server = ldap_server("evil");
+    server["port"] = json!(port);
+    server["authPassword"] = json!(proxy_sealed);
+    let r = s.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    server.as_object_mut().unwrap().remove("authPassword");
+    let r = s.admin().request(Method::POST, "/service/rest/v1/security/ldap/verify-connection").json(&server).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+    let bind = seen.join().unwrap();
+    assert!(!contains(&bind, PROXY_PASSWORD.as_bytes()), "the proxy's password went to the new LDAP host");
+    assert!(contains(&bind, proxy_sealed.as_bytes()), "the pasted text is the bind password, as sent: {}", String::from_utf8_lossy(&bind));
+
+    // The same the other way: the LDAP server's sealed password in a new proxy's credentials.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = upstream.local_addr().unwrap().port();
+    let seen = capture(upstream, http_head_complete, b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+    let mut proxy = proxy_repo("pypi-pasted");
+    proxy["proxy"]["remoteUrl"] = json!(format!("http://127.0.0.1:{port}/"));
+    proxy["httpClient"]["authentication"]["password"] = json!(ldap_sealed);
+    let r = s.admin().request(Method::POST, "/service/rest/v1/repositories/pypi/proxy").json(&proxy).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let _ = s.admin().request(Method::GET, "/repository/pypi-pasted/simple/anything/").send().unwrap();
+    let head = String::from_utf8_lossy(&seen.join().unwrap()).to_ascii_lowercase();
+    let auth = |pw: &str| format!("authorization: basic {}", b64().encode(format!("up:{pw}"))).to_ascii_lowercase();
+    assert!(!head.contains(&auth(LDAP_PASSWORD)), "the LDAP bind password went to the new upstream: {head}");
+    assert!(head.contains(&auth(&ldap_sealed)), "the pasted text is the upstream password, as sent: {head}");
 }

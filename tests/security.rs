@@ -548,3 +548,34 @@ fn the_failed_login_pause_is_per_address_and_per_canonical_name() {
     }
     assert_eq!(status(&other, "paused-admin", "paused-admin-pw"), StatusCode::UNAUTHORIZED);
 }
+
+/// Recording a token's last use is best effort: while another process holds SQLite's write lock,
+/// a valid token still logs in (it used to wait out the busy timeout and get 401).
+#[test]
+fn a_busy_database_never_refuses_a_valid_token() {
+    use std::io::{BufRead, BufReader, Write};
+    let s = TestServer::start();
+    if s.is_postgres() {
+        return;
+    }
+    let r = s.admin().request(Method::POST, "/service/rest/v1/security/tokens").json(&json!({"name": "busy"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
+    // Ends with its stdin, also when the test fails half-way.
+    let mut locker = Command::new("sqlite3")
+        .arg(s.data_dir().join("wharf.db"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("sqlite3 is installed");
+    let mut stdin = locker.stdin.take().unwrap();
+    writeln!(stdin, ".timeout 20000\nBEGIN IMMEDIATE;\nSELECT 'locked';").unwrap();
+    let mut line = String::new();
+    BufReader::new(locker.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "locked", "the other process holds the write lock");
+    let status = Client::new().get(s.url("/repository/pypi-hosted/simple/")).bearer_auth(&token).send().unwrap().status();
+    writeln!(stdin, "COMMIT;\n.quit").unwrap();
+    drop(stdin);
+    locker.wait().unwrap();
+    assert_eq!(status, StatusCode::OK);
+}

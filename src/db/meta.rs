@@ -77,6 +77,16 @@ fn backend(e: DbError) -> MetaError {
     MetaError::Backend(Box::new(e))
 }
 
+/// A conditional update (a claim, a renewal, an advance) took effect only if it changed exactly
+/// the one row it names; otherwise another writer holds the upload or moved it on.
+fn one_row(n: usize) -> Result<(), MetaError> {
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(MetaError::Conflict)
+    }
+}
+
 fn exists(conn: &mut AnyConnection, repo: i64, path: &str) -> QueryResult<Option<Option<String>>> {
     assets::table.filter(assets::repository_id.eq(repo).and(assets::path.eq(path))).select(assets::digest).first::<Option<String>>(conn).optional()
 }
@@ -279,8 +289,7 @@ impl MetaStore for SqlMeta {
 
     async fn upload_claim(&self, id: &str, from: i64, writer: &str, lease_ms: i64) -> Result<(), MetaError> {
         let (id, writer) = (id.to_string(), writer.to_string());
-        let n = self
-            .db
+        self.db
             .write(move |conn| {
                 let now = now_millis();
                 let free = uploads::writer.is_null().or(uploads::lease_until.lt(now));
@@ -289,36 +298,26 @@ impl MetaStore for SqlMeta {
                     .execute(conn)?)
             })
             .await
-            .map_err(backend)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(MetaError::Conflict)
-        }
+            .map_err(backend)
+            .and_then(one_row)
     }
 
     async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<(), MetaError> {
         let (id, writer) = (id.to_string(), writer.to_string());
-        let n = self
-            .db
+        self.db
             .write(move |conn| {
                 Ok(diesel::update(uploads::table.filter(uploads::id.eq(&id).and(uploads::writer.eq(&writer))))
                     .set(uploads::lease_until.eq(now_millis() + lease_ms))
                     .execute(conn)?)
             })
             .await
-            .map_err(backend)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(MetaError::Conflict)
-        }
+            .map_err(backend)
+            .and_then(one_row)
     }
 
     async fn upload_advance(&self, id: &str, from: i64, to: i64, state: Vec<u8>, writer: &str) -> Result<(), MetaError> {
         let (id, writer) = (id.to_string(), writer.to_string());
-        let n = self
-            .db
+        self.db
             .write(move |conn| {
                 let mine = uploads::id.eq(&id).and(uploads::upload_offset.eq(from)).and(uploads::writer.eq(&writer));
                 Ok(diesel::update(uploads::table.filter(mine))
@@ -332,12 +331,8 @@ impl MetaStore for SqlMeta {
                     .execute(conn)?)
             })
             .await
-            .map_err(backend)?;
-        if n == 1 {
-            Ok(())
-        } else {
-            Err(MetaError::Conflict)
-        }
+            .map_err(backend)
+            .and_then(one_row)
     }
 
     async fn upload_release(&self, id: &str, writer: &str) -> Result<(), MetaError> {

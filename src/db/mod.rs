@@ -31,6 +31,9 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 pub const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 pub const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
+// SQL's `lower`, for user names compared without regard to ASCII case (users, tokens, sessions).
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
 #[derive(diesel::MultiConnection)]
 pub enum AnyConnection {
     Postgresql(PgConnection),

@@ -38,7 +38,7 @@ pub struct BlobStoreRow {
 pub const GENERATION_KEY: &str = "config.generation";
 
 fn opened(mut row: RepoRow) -> Result<RepoRow, DbError> {
-    row.config = secrets::open_json_text(&row.config)?;
+    row.config = secrets::open_json_text(&row.config, &secrets::repository_location(&row.name))?;
     Ok(row)
 }
 
@@ -54,14 +54,14 @@ fn stored_config(conn: &mut AnyConnection, name: &str) -> Result<Option<String>,
     Ok(repositories::table.filter(repositories::name.eq(name)).select(repositories::config).first(conn).optional()?)
 }
 
-/// Seals the plaintext secrets that older versions stored in repository configurations; how
-/// many rows it changed. A row changed meanwhile by someone else is left to its writer (who
+/// Seals the secrets that older versions stored in repository configurations (plaintext, or v1
+/// values not bound to their place); how many rows it changed. A row changed meanwhile by someone else is left to its writer (who
 /// sealed it). The plaintext is the same, so no node needs to reload.
 pub fn seal_stored_secrets(conn: &mut AnyConnection) -> Result<usize, DbError> {
     let rows: Vec<(String, String)> = repositories::table.select((repositories::name, repositories::config)).load(conn)?;
     let mut changed = 0;
     for (name, config) in rows {
-        let sealed = secrets::seal_json_text(&config, None)?;
+        let sealed = secrets::reseal_json_text(&config, &secrets::repository_location(&name))?;
         if sealed != config {
             changed += diesel::update(repositories::table.filter(repositories::name.eq(&name)).filter(repositories::config.eq(&config)))
                 .set(repositories::config.eq(&sealed))
@@ -73,7 +73,7 @@ pub fn seal_stored_secrets(conn: &mut AnyConnection) -> Result<usize, DbError> {
 
 pub fn insert(conn: &mut AnyConnection, name: &str, format: &str, kind: &str, blob_store: &str, config: &str) -> Result<(), DbError> {
     let now = now_millis();
-    let config = &secrets::seal_json_text(config, None)?;
+    let config = &secrets::seal_json_text(config, None, &secrets::repository_location(name))?;
     conn.transaction(|conn| {
         diesel::insert_into(repositories::table)
             .values((
@@ -93,7 +93,7 @@ pub fn insert(conn: &mut AnyConnection, name: &str, format: &str, kind: &str, bl
 pub fn update(conn: &mut AnyConnection, name: &str, blob_store: &str, config: &str) -> Result<bool, DbError> {
     conn.transaction(|conn| {
         let old = stored_config(conn, name)?;
-        let config = &secrets::seal_json_text(config, old.as_deref())?;
+        let config = &secrets::seal_json_text(config, old.as_deref(), &secrets::repository_location(name))?;
         let n = diesel::update(repositories::table.filter(repositories::name.eq(name)))
             .set((repositories::blob_store.eq(blob_store), repositories::config.eq(config), repositories::updated_at.eq(now_millis())))
             .execute(conn)?;

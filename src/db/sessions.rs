@@ -5,7 +5,7 @@
 use diesel::prelude::*;
 
 use super::schema::sessions;
-use super::{AnyConnection, DbError};
+use super::{lower, AnyConnection, DbError};
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = sessions)]
@@ -17,8 +17,6 @@ pub struct SessionRow {
     pub created_at: i64,
     pub expires_at: i64,
 }
-
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 /// Stores a new session, and forgets the ones that have expired.
 pub fn insert(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), DbError> {

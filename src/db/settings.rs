@@ -5,7 +5,7 @@
 use diesel::prelude::*;
 
 use super::schema::settings;
-use super::{is_unique_violation, AnyConnection, DbError};
+use super::{AnyConnection, DbError};
 use crate::security::secrets;
 
 pub fn get(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, DbError> {
@@ -14,31 +14,33 @@ pub fn get(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, DbErro
 
 /// Returns the stored value, storing `make()` first if there is none. When two nodes race, both
 /// get the winner's value.
+///
+/// One `INSERT ... ON CONFLICT DO NOTHING`, not "insert and catch the unique violation": inside a
+/// transaction PostgreSQL refuses every statement after an error, so the read that follows
+/// would fail. diesel's `MultiConnection` has no `on_conflict`, hence the same query per backend.
 pub fn get_or_init(conn: &mut AnyConnection, key: &str, make: impl FnOnce() -> String) -> Result<String, DbError> {
     if let Some(v) = get(conn, key)? {
         return Ok(v);
     }
-    match diesel::insert_into(settings::table).values((settings::key.eq(key), settings::value.eq(make()))).execute(conn) {
-        Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => {}
-        Err(e) => return Err(e.into()),
-    }
+    let row = (settings::key.eq(key), settings::value.eq(make()));
+    match conn {
+        AnyConnection::Postgresql(c) => diesel::insert_into(settings::table).values(row).on_conflict_do_nothing().execute(c)?,
+        AnyConnection::Sqlite(c) => diesel::insert_into(settings::table).values(row).on_conflict_do_nothing().execute(c)?,
+    };
     get(conn, key)?.ok_or(DbError::Query(diesel::result::Error::NotFound))
 }
 
-/// Stores `value` under `key`, replacing what was there.
+/// Stores `value` under `key`, replacing what was there (one upsert, see [`get_or_init`]).
 pub fn set(conn: &mut AnyConnection, key: &str, value: &str) -> Result<(), DbError> {
-    let n = diesel::update(settings::table.find(key)).set(settings::value.eq(value)).execute(conn)?;
-    if n == 0 {
-        match diesel::insert_into(settings::table).values((settings::key.eq(key), settings::value.eq(value))).execute(conn) {
-            Ok(_) => {}
-            // Another node inserted first: ours is the later write.
-            Err(e) if is_unique_violation(&e) => {
-                diesel::update(settings::table.find(key)).set(settings::value.eq(value)).execute(conn)?;
-            }
-            Err(e) => return Err(e.into()),
+    let row = (settings::key.eq(key), settings::value.eq(value));
+    match conn {
+        AnyConnection::Postgresql(c) => {
+            diesel::insert_into(settings::table).values(row).on_conflict(settings::key).do_update().set(settings::value.eq(value)).execute(c)?
         }
-    }
+        AnyConnection::Sqlite(c) => {
+            diesel::insert_into(settings::table).values(row).on_conflict(settings::key).do_update().set(settings::value.eq(value)).execute(c)?
+        }
+    };
     Ok(())
 }
 
@@ -51,20 +53,21 @@ pub fn replace_if(conn: &mut AnyConnection, key: &str, old: &str, new: &str) -> 
 
 /// A secret setting in plaintext.
 pub fn get_secret(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, DbError> {
-    get(conn, key)?.map(|v| secrets::open(&v)).transpose().map_err(DbError::from)
+    get(conn, key)?.map(|v| secrets::open(&v, &secrets::setting_location(key))).transpose().map_err(DbError::from)
 }
 
 /// [`get_or_init`] for a secret: `make()`'s value is stored sealed; the plaintext is returned.
 pub fn get_or_init_secret(conn: &mut AnyConnection, key: &str, make: impl FnOnce() -> String) -> Result<String, DbError> {
-    let sealed = secrets::seal(&make())?;
+    let at = secrets::setting_location(key);
+    let sealed = secrets::seal(&make(), &at)?;
     let stored = get_or_init(conn, key, || sealed)?;
-    Ok(secrets::open(&stored)?)
+    Ok(secrets::open(&stored, &at)?)
 }
 
-/// Seals a secret setting stored in plaintext by an older version; whether it did.
+/// Seals a secret setting stored in plaintext or as v1 by an older version; whether it did.
 pub fn seal_in_place(conn: &mut AnyConnection, key: &str) -> Result<bool, DbError> {
     match get(conn, key)? {
-        Some(v) if !secrets::is_sealed(&v) => replace_if(conn, key, &v, &secrets::seal(&v)?),
+        Some(v) if !secrets::is_current(&v) => replace_if(conn, key, &v, &secrets::reseal(&v, &secrets::setting_location(key))?),
         _ => Ok(false),
     }
 }

@@ -4,7 +4,7 @@
 use diesel::prelude::*;
 
 use super::schema::api_tokens;
-use super::{AnyConnection, DbError};
+use super::{lower, AnyConnection, DbError};
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
 #[diesel(table_name = api_tokens)]
@@ -22,8 +22,6 @@ pub struct TokenRow {
     /// `local` or `ldap`: the realm of `username`.
     pub realm: String,
 }
-
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 pub fn insert(conn: &mut AnyConnection, row: &TokenRow) -> Result<(), DbError> {
     diesel::insert_into(api_tokens::table).values(row.clone()).execute(conn)?;

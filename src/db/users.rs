@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use wharf_format::now_millis;
 
 use super::schema::{roles, users};
-use super::{AnyConnection, DbError};
+use super::{lower, AnyConnection, DbError};
 
 #[derive(Queryable, Selectable, Clone, Debug)]
 #[diesel(table_name = users)]
@@ -61,8 +61,6 @@ impl RoleRow {
         serde_json::from_str(&self.role_ids).unwrap_or_default()
     }
 }
-
-diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
 
 /// Rows of `users` named `$username` in any ASCII case.
 macro_rules! named {

@@ -353,7 +353,7 @@ fn parse_stored(raw: &str) -> Result<Vec<LdapServer>, crate::db::DbError> {
         serde_json::from_str(raw).map_err(|e| crate::db::DbError::Unreadable(format!("the stored LDAP servers ({SETTINGS_KEY}): {e}")))?;
     for s in &mut servers {
         if let Some(p) = &s.auth_password {
-            s.auth_password = Some(crate::security::secrets::open(p)?);
+            s.auth_password = Some(crate::security::secrets::open(p, &password_location(&s.name))?);
         }
     }
     Ok(servers)
@@ -366,19 +366,21 @@ pub fn load(conn: &mut crate::db::AnyConnection) -> Result<Vec<LdapServer>, crat
     }
 }
 
-/// The list as stored: each bind password sealed; a password that the stored list holds for the
-/// same server keeps its ciphertext, so an unchanged server is stored unchanged.
+/// Where a server's bind password is stored (its associated data): a ciphertext opens only as
+/// the password of the server it was sealed for.
+fn password_location(server: &str) -> String {
+    format!("{}/{server}/authPassword", crate::security::secrets::setting_location(SETTINGS_KEY))
+}
+
+/// The list as stored: each bind password (plaintext, whatever it looks like) sealed; a password
+/// that the stored list holds for the same server keeps its ciphertext, so an unchanged server
+/// is stored unchanged.
 fn sealed(servers: &[LdapServer], old: &[(String, Option<String>)]) -> Result<String, crate::db::DbError> {
-    use crate::security::secrets;
     let mut out = servers.to_vec();
     for s in &mut out {
-        let Some(p) = s.auth_password.clone() else { continue };
-        let previous = old.iter().find(|(n, _)| n == &s.name).and_then(|(_, c)| c.clone());
-        s.auth_password = Some(match previous {
-            Some(c) if secrets::is_sealed(&c) && secrets::open(&c).ok().as_deref() == Some(p.as_str()) => c,
-            _ if secrets::is_sealed(&p) && secrets::open(&p).is_ok() => p,
-            _ => secrets::seal(&p)?,
-        });
+        let Some(p) = &s.auth_password else { continue };
+        let previous = old.iter().find(|(n, _)| n == &s.name).and_then(|(_, c)| c.as_deref());
+        s.auth_password = Some(crate::security::secrets::seal_keeping(p, previous, &password_location(&s.name))?);
     }
     Ok(serde_json::to_string(&out).unwrap_or_else(|_| "[]".into()))
 }
@@ -393,18 +395,24 @@ pub fn store(conn: &mut crate::db::AnyConnection, servers: &[LdapServer]) -> Res
     crate::db::settings::set(conn, SETTINGS_KEY, &value)
 }
 
-/// Seals bind passwords that an older version stored in plaintext; whether it changed the row.
+/// Seals bind passwords that an older version stored in plaintext or as v1; whether it changed
+/// the row.
 pub fn seal_stored_secrets(conn: &mut crate::db::AnyConnection) -> Result<bool, crate::db::DbError> {
     let Some(raw) = crate::db::settings::get(conn, SETTINGS_KEY)? else {
         return Ok(false);
     };
-    let Ok(servers) = serde_json::from_str::<Vec<LdapServer>>(&raw) else {
+    let Ok(mut servers) = serde_json::from_str::<Vec<LdapServer>>(&raw) else {
         return Ok(false);
     };
-    if servers.iter().all(|s| s.auth_password.as_deref().is_none_or(crate::security::secrets::is_sealed)) {
+    if servers.iter().all(|s| s.auth_password.as_deref().is_none_or(crate::security::secrets::is_current)) {
         return Ok(false);
     }
-    let value = sealed(&servers, &[])?;
+    for s in &mut servers {
+        if let Some(p) = &s.auth_password {
+            s.auth_password = Some(crate::security::secrets::reseal(p, &password_location(&s.name))?);
+        }
+    }
+    let value = serde_json::to_string(&servers).unwrap_or_else(|_| "[]".into());
     crate::db::settings::replace_if(conn, SETTINGS_KEY, &raw, &value)
 }
 

@@ -445,12 +445,8 @@ impl Authenticator {
             .db
             .run(move |conn| {
                 let Some(row) = tokens::by_hash(conn, &hash)? else { return Ok(None) };
-                let now = now_millis();
-                if row.expires_at.is_some_and(|e| e <= now) {
+                if row.expires_at.is_some_and(|e| e <= now_millis()) {
                     return Ok(None);
-                }
-                if row.last_used_at.is_none_or(|t| now - t > 60_000) {
-                    tokens::touch(conn, &row.id, now)?;
                 }
                 let local = users::get(conn, &row.username)?;
                 Ok(Some((row, local, users::roles(conn)?)))
@@ -458,6 +454,17 @@ impl Authenticator {
             .await
             .ok()
             .flatten()?;
+        let now = now_millis();
+        if row.last_used_at.is_none_or(|t| now - t > 60_000) {
+            // Best effort and off the login path: a busy database delays the "last used" time,
+            // it never refuses a valid token.
+            let (db, id) = (self.db.clone(), row.id.clone());
+            actix_rt::spawn(async move {
+                if let Err(e) = db.write(move |conn| tokens::touch(conn, &id, now)).await {
+                    tracing::warn!(error = %e, "could not record an API token's last use");
+                }
+            });
+        }
         let realm = Realm::parse(&row.realm)?;
         let (username, resolved) = self.standing(&row.username, realm, local, &all_roles).await?;
         let narrowed = row.readonly || row.repository.is_some();

@@ -8,8 +8,15 @@
 //! missing or different key stops the start with an error naming it instead of making a new
 //! key, which would leave every stored secret unreadable and every issued session invalid.
 //!
-//! A stored value is `enc:v1:` + base64(nonce ‖ XChaCha20-Poly1305 ciphertext). Values without
-//! the prefix are plaintext left by older versions; the start-up seals them.
+//! A stored value is `enc:v2:` + base64(nonce ‖ XChaCha20-Poly1305 ciphertext), with the place it
+//! is stored at (a setting's key, a repository's name and the JSON path of the field) as
+//! associated data: a ciphertext copied to another place does not open there. `enc:v1:` values
+//! (one constant associated data, from the version before) are still read, and the start-up seals
+//! them again as v2, as it does values without a prefix (plaintext left by older versions).
+//!
+//! A value that arrives in a request is always plaintext, whatever it looks like: it is sealed as
+//! it is, and opens to the same text, so a sealed value pasted from a database dump is a literal
+//! password and is never decrypted for a destination of the sender's choosing.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,15 +27,22 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest as _, Sha256};
 
-/// Marks a sealed value; the version names the cipher and layout.
-pub const PREFIX: &str = "enc:v1:";
+/// Marks a sealed value; the version names the cipher, the layout and the associated data.
+pub const PREFIX: &str = "enc:v2:";
+/// Values sealed before the associated data named their place: read, never written.
+const PREFIX_V1: &str = "enc:v1:";
 /// The environment variable that holds the key itself (base64), for clusters.
 pub const KEY_ENV: &str = "WHARF_SECRET_KEY";
 /// The settings row holding the id of the key the database's secrets are sealed with.
 pub const KEY_ID_SETTING: &str = "secrets.key_id";
 
 const NONCE_LEN: usize = 24;
-const AAD: &[u8] = b"wharf stored secret v1";
+const AAD_V1: &[u8] = b"wharf stored secret v1";
+
+/// The associated data of a v2 value: the place it is stored at.
+fn aad(location: &str) -> Vec<u8> {
+    [b"wharf stored secret v2\0".as_slice(), location.as_bytes()].concat()
+}
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,21 +97,28 @@ impl SecretKey {
         &self.origin
     }
 
-    pub fn seal(&self, plain: &str) -> String {
+    /// `plain` sealed for the place `location` (it opens only there).
+    pub fn seal(&self, plain: &str, location: &str) -> String {
         let mut nonce = [0u8; NONCE_LEN];
         rand::Rng::fill(&mut rand::rng(), &mut nonce);
         let nonce_arr = XNonce::from(nonce);
         // Encryption fails only for messages beyond the cipher's limit (256 GiB).
-        let ct = self.cipher.encrypt(&nonce_arr, Payload { msg: plain.as_bytes(), aad: AAD }).expect("a secret is far below the cipher's message limit");
+        let ct =
+            self.cipher.encrypt(&nonce_arr, Payload { msg: plain.as_bytes(), aad: &aad(location) }).expect("a secret is far below the cipher's message limit");
         let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
         out.extend_from_slice(&nonce);
         out.extend_from_slice(&ct);
         format!("{PREFIX}{}", B64.encode(out))
     }
 
-    /// The plaintext of a stored value; a value without the prefix is plaintext already.
-    pub fn open(&self, stored: &str) -> Result<String, SecretError> {
-        let Some(b64) = stored.strip_prefix(PREFIX) else {
+    /// The plaintext of the value stored at `location`; a value without a prefix is plaintext
+    /// already.
+    pub fn open(&self, stored: &str, location: &str) -> Result<String, SecretError> {
+        let (b64, aad) = if let Some(b64) = stored.strip_prefix(PREFIX) {
+            (b64, aad(location))
+        } else if let Some(b64) = stored.strip_prefix(PREFIX_V1) {
+            (b64, AAD_V1.to_vec())
+        } else {
             return Ok(stored.to_string());
         };
         let bad = || SecretError::Decrypt { origin: self.origin.clone() };
@@ -107,12 +128,18 @@ impl SecretKey {
         }
         let (nonce, ct) = raw.split_at(NONCE_LEN);
         let nonce = XNonce::try_from(nonce).map_err(|_| bad())?;
-        let plain = self.cipher.decrypt(&nonce, Payload { msg: ct, aad: AAD }).map_err(|_| bad())?;
+        let plain = self.cipher.decrypt(&nonce, Payload { msg: ct, aad: &aad }).map_err(|_| bad())?;
         String::from_utf8(plain).map_err(|_| bad())
     }
 }
 
+/// Is this stored value sealed (in any version)?
 pub fn is_sealed(stored: &str) -> bool {
+    stored.starts_with(PREFIX) || stored.starts_with(PREFIX_V1)
+}
+
+/// Is this stored value sealed in the current version (nothing for the start-up to redo)?
+pub fn is_current(stored: &str) -> bool {
     stored.starts_with(PREFIX)
 }
 
@@ -211,87 +238,105 @@ pub fn key() -> Result<&'static SecretKey, SecretError> {
     KEY.get().ok_or(SecretError::NotLoaded)
 }
 
-pub fn seal(plain: &str) -> Result<String, SecretError> {
-    Ok(key()?.seal(plain))
+/// Where a setting's secret value is stored (its associated data).
+pub fn setting_location(key: &str) -> String {
+    format!("settings/{key}")
 }
 
-pub fn open(stored: &str) -> Result<String, SecretError> {
+/// Where a secret field of a repository's configuration is stored: the repository and the
+/// field's JSON pointer.
+pub fn repository_location(name: &str) -> String {
+    format!("repositories/{name}")
+}
+
+pub fn seal(plain: &str, location: &str) -> Result<String, SecretError> {
+    Ok(key()?.seal(plain, location))
+}
+
+pub fn open(stored: &str, location: &str) -> Result<String, SecretError> {
     if !is_sealed(stored) {
         return Ok(stored.to_string());
     }
-    key()?.open(stored)
+    key()?.open(stored, location)
+}
+
+/// What to store for the plaintext `plain` (from a request, or read back) at `location`, where
+/// `old` is stored now: `old` itself when it is a current value that opens to `plain` there (an
+/// unchanged save stores the same bytes), otherwise a new seal. `plain` is never taken for a
+/// sealed value, whatever it looks like.
+pub fn seal_keeping(plain: &str, old: Option<&str>, location: &str) -> Result<String, SecretError> {
+    if let Some(o) = old {
+        if is_current(o) && open(o, location).ok().as_deref() == Some(plain) {
+            return Ok(o.to_string());
+        }
+    }
+    seal(plain, location)
+}
+
+/// A stored value brought to the current version (the start-up's upgrade): plaintext left by
+/// older versions and v1 values are sealed again; current values are kept.
+pub fn reseal(stored: &str, location: &str) -> Result<String, SecretError> {
+    if is_current(stored) {
+        return Ok(stored.to_string());
+    }
+    seal(&open(stored, location)?, location)
 }
 
 /// Object keys whose string values are secrets wherever they appear in a stored JSON document
 /// (repository configurations: `httpClient.authentication.password`, bearer tokens, ...).
 pub const SECRET_FIELDS: &[&str] = &["password", "authPassword", "bearerToken", "token", "secretAccessKey", "secretKey"];
 
-/// Seals every plaintext secret field of `new`. A field whose value is what `old` (the stored
-/// document it replaces) holds at the same place keeps `old`'s ciphertext, so saving an unchanged
+/// Seals every secret field of `new` (plaintext, from a request) for its place: `location`
+/// followed by the field's JSON pointer. A field whose value is what `old` (the stored document it
+/// replaces) holds at the same place keeps `old`'s ciphertext, so saving an unchanged
 /// configuration stores the same bytes.
-pub fn seal_json(new: &mut serde_json::Value, old: Option<&serde_json::Value>) -> Result<(), SecretError> {
-    use serde_json::Value;
-    match new {
-        Value::Object(m) => {
-            for (k, v) in m.iter_mut() {
-                let old_v = old.and_then(|o| o.get(k));
-                if SECRET_FIELDS.contains(&k.as_str()) {
-                    if let Value::String(s) = v {
-                        // A sealed value is kept only if it opens: a string that merely looks
-                        // sealed is sealed like any other, so that reading it back cannot fail.
-                        if is_sealed(s) && open(s).is_ok() {
-                            continue;
-                        }
-                        if let Some(Value::String(o)) = old_v {
-                            if is_sealed(o) && open(o).ok().as_deref() == Some(s.as_str()) {
-                                *s = o.clone();
-                                continue;
-                            }
-                        }
-                        *s = seal(s)?;
-                        continue;
-                    }
-                }
-                seal_json(v, old_v)?;
-            }
-        }
-        Value::Array(a) => {
-            for (i, v) in a.iter_mut().enumerate() {
-                seal_json(v, old.and_then(|o| o.get(i)))?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
+pub fn seal_json(new: &mut serde_json::Value, old: Option<&serde_json::Value>, location: &str) -> Result<(), SecretError> {
+    walk_secrets(new, old, location, &mut |s, old, at| seal_keeping(s, old.and_then(|o| o.as_str()), at))
 }
 
-/// Opens the sealed secret fields of `v` (the fields [`seal_json`] seals; other strings are data).
-pub fn open_json(v: &mut serde_json::Value) -> Result<(), SecretError> {
+/// Opens the sealed secret fields of `v` stored at `location` (the fields [`seal_json`] seals;
+/// other strings are data).
+pub fn open_json(v: &mut serde_json::Value, location: &str) -> Result<(), SecretError> {
+    walk_secrets(v, None, location, &mut |s, _, at| if is_sealed(s) { open(s, at) } else { Ok(s.to_string()) })
+}
+
+/// What becomes of one secret field: its value, the old document's value there, its place.
+type FieldFn<'a> = dyn FnMut(&str, Option<&serde_json::Value>, &str) -> Result<String, SecretError> + 'a;
+
+/// Replaces each string secret field of `v` with `f(value, old value at the same place, place)`.
+fn walk_secrets(v: &mut serde_json::Value, old: Option<&serde_json::Value>, at: &str, f: &mut FieldFn) -> Result<(), SecretError> {
     use serde_json::Value;
+    // A JSON pointer's escapes (RFC 6901), so that no two fields share a place.
+    let child = |k: &str| format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
     match v {
         Value::Object(m) => {
             for (k, val) in m.iter_mut() {
+                let old_v = old.and_then(|o| o.get(k));
                 match val {
-                    Value::String(s) if SECRET_FIELDS.contains(&k.as_str()) && is_sealed(s) => *s = open(s)?,
-                    _ => open_json(val)?,
+                    Value::String(s) if SECRET_FIELDS.contains(&k.as_str()) => *s = f(s, old_v, &child(k))?,
+                    _ => walk_secrets(val, old_v, &child(k), f)?,
                 }
             }
         }
-        Value::Array(a) => a.iter_mut().try_for_each(open_json)?,
+        Value::Array(a) => {
+            for (i, val) in a.iter_mut().enumerate() {
+                walk_secrets(val, old.and_then(|o| o.get(i)), &child(&i.to_string()), f)?;
+            }
+        }
         _ => {}
     }
     Ok(())
 }
 
-/// A stored JSON document with its secrets sealed (`old`: the stored text it replaces). Text that
-/// is not JSON is returned as it is.
-pub fn seal_json_text(new: &str, old: Option<&str>) -> Result<String, SecretError> {
+/// A configuration document (plaintext, from a request) with its secrets sealed for `location`
+/// (`old`: the stored text it replaces). Text that is not JSON is returned as it is.
+pub fn seal_json_text(new: &str, old: Option<&str>, location: &str) -> Result<String, SecretError> {
     let Ok(mut v) = serde_json::from_str::<serde_json::Value>(new) else {
         return Ok(new.to_string());
     };
     let old: Option<serde_json::Value> = old.and_then(|o| serde_json::from_str(o).ok());
     let before = v.clone();
-    seal_json(&mut v, old.as_ref())?;
+    seal_json(&mut v, old.as_ref(), location)?;
     // Unchanged documents keep their exact text (key order, spacing).
     if v == before {
         return Ok(new.to_string());
@@ -299,52 +344,97 @@ pub fn seal_json_text(new: &str, old: Option<&str>) -> Result<String, SecretErro
     Ok(v.to_string())
 }
 
-/// The document with its secrets opened.
-pub fn open_json_text(stored: &str) -> Result<String, SecretError> {
-    if !stored.contains(PREFIX) {
+/// A stored document with every secret brought to the current version ([`reseal`]).
+pub fn reseal_json_text(stored: &str, location: &str) -> Result<String, SecretError> {
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(stored) else {
+        return Ok(stored.to_string());
+    };
+    let before = v.clone();
+    walk_secrets(&mut v, None, location, &mut |s, _, at| reseal(s, at))?;
+    if v == before {
+        return Ok(stored.to_string());
+    }
+    Ok(v.to_string())
+}
+
+/// The stored document at `location` with its secrets opened.
+pub fn open_json_text(stored: &str, location: &str) -> Result<String, SecretError> {
+    if !stored.contains(PREFIX) && !stored.contains(PREFIX_V1) {
         return Ok(stored.to_string());
     }
     let Ok(mut v) = serde_json::from_str::<serde_json::Value>(stored) else {
         return Ok(stored.to_string());
     };
-    open_json(&mut v)?;
+    open_json(&mut v, location)?;
     Ok(v.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn seal_then_open_and_a_wrong_key_fails() {
+    fn seal_then_open_and_a_wrong_key_or_place_fails() {
         let k = SecretKey::from_bytes(&[7u8; 32], "test").unwrap();
-        let s = k.seal("bind-password");
+        let s = k.seal("bind-password", "settings/a");
         assert!(s.starts_with(PREFIX));
         assert!(!s.contains("bind-password"));
-        assert_ne!(s, k.seal("bind-password"), "a fresh nonce each time");
-        assert_eq!(k.open(&s).unwrap(), "bind-password");
-        assert_eq!(k.open("plain").unwrap(), "plain");
+        assert_ne!(s, k.seal("bind-password", "settings/a"), "a fresh nonce each time");
+        assert_eq!(k.open(&s, "settings/a").unwrap(), "bind-password");
+        assert!(matches!(k.open(&s, "settings/b"), Err(SecretError::Decrypt { .. })), "a value opens only where it was sealed");
+        assert_eq!(k.open("plain", "settings/a").unwrap(), "plain");
         let other = SecretKey::from_bytes(&[8u8; 32], "other").unwrap();
-        assert!(matches!(other.open(&s), Err(SecretError::Decrypt { .. })));
+        assert!(matches!(other.open(&s, "settings/a"), Err(SecretError::Decrypt { .. })));
         let mut tampered = s.clone();
         tampered.pop();
         tampered.push(if s.ends_with('A') { 'B' } else { 'A' });
-        assert!(k.open(&tampered).is_err());
+        assert!(k.open(&tampered, "settings/a").is_err());
         assert_ne!(k.id(), other.id());
     }
 
+    /// A value as the previous version sealed it: constant associated data.
+    fn seal_v1(k: &SecretKey, plain: &str) -> String {
+        let nonce = [5u8; NONCE_LEN];
+        let ct = k.cipher.encrypt(&XNonce::from(nonce), Payload { msg: plain.as_bytes(), aad: AAD_V1 }).unwrap();
+        format!("{PREFIX_V1}{}", B64.encode([nonce.as_slice(), &ct].concat()))
+    }
+
     #[test]
-    fn json_documents_seal_their_secret_fields_only() {
+    fn v1_values_open_anywhere_and_are_resealed_for_their_place() {
+        let k = SecretKey::from_bytes(&[7u8; 32], "test").unwrap();
+        let v1 = seal_v1(&k, "old-secret");
+        assert!(is_sealed(&v1) && !is_current(&v1));
+        assert_eq!(k.open(&v1, "settings/a").unwrap(), "old-secret");
+    }
+
+    #[test]
+    fn requests_never_hand_in_sealed_values_and_json_fields_are_bound_to_their_path() {
         install(SecretKey::from_bytes(&[3u8; 32], "test").unwrap());
-        let doc = r#"{"httpClient":{"authentication":{"password":"up-pw","username":"u"}},"note":"enc:v1:AAAA","token":"enc:v1:notreal"}"#;
-        let sealed = seal_json_text(doc, None).unwrap();
+        let k = key().unwrap();
+        let elsewhere = seal("proxy-pw", "repositories/other/httpClient/authentication/password").unwrap();
+        let doc = json!({"httpClient": {"authentication": {"password": "up-pw", "username": "u"}}, "note": "enc:v1:AAAA", "token": "enc:v1:notreal", "bearerToken": elsewhere});
+        let sealed = seal_json_text(&doc.to_string(), None, "repositories/r").unwrap();
         assert!(!sealed.contains("up-pw") && sealed.contains("\"note\":\"enc:v1:AAAA\""), "{sealed}");
         let v: serde_json::Value = serde_json::from_str(&sealed).unwrap();
         assert_ne!(v["token"], "enc:v1:notreal", "what only looks sealed is sealed");
-        let opened: serde_json::Value = serde_json::from_str(&open_json_text(&sealed).unwrap()).unwrap();
-        assert_eq!(opened, serde_json::from_str::<serde_json::Value>(doc).unwrap());
+        assert_ne!(v["bearerToken"], doc["bearerToken"], "a sealed value from a request is a literal, sealed again");
+        assert_eq!(
+            k.open(v["httpClient"]["authentication"]["password"].as_str().unwrap(), "repositories/r/httpClient/authentication/password").unwrap(),
+            "up-pw"
+        );
+        let opened: serde_json::Value = serde_json::from_str(&open_json_text(&sealed, "repositories/r").unwrap()).unwrap();
+        assert_eq!(opened, doc, "every secret opens to exactly what was sent, the pasted ciphertext included");
+        assert!(open_json_text(&sealed, "repositories/s").is_err(), "the document opens only under its own name");
         // Saving the same document again keeps the ciphertext.
-        assert_eq!(seal_json_text(&open_json_text(&sealed).unwrap(), Some(&sealed)).unwrap(), sealed);
+        assert_eq!(seal_json_text(&open_json_text(&sealed, "repositories/r").unwrap(), Some(&sealed), "repositories/r").unwrap(), sealed);
+        // The start-up upgrade: plaintext and v1 become v2 for their place; v2 is kept.
+        let legacy = json!({"password": "p", "secretKey": seal_v1(k, "s"), "token": v["token"].clone()}).to_string();
+        let upgraded: serde_json::Value = serde_json::from_str(&reseal_json_text(&legacy, "repositories/r").unwrap()).unwrap();
+        assert!(upgraded["password"].as_str().is_some_and(is_current) && upgraded["secretKey"].as_str().is_some_and(is_current));
+        assert_eq!(upgraded["token"], v["token"]);
+        assert_eq!(open(upgraded["secretKey"].as_str().unwrap(), "repositories/r/secretKey").unwrap(), "s");
+        assert_eq!(reseal_json_text(&upgraded.to_string(), "repositories/r").unwrap(), upgraded.to_string());
     }
 
     #[test]
