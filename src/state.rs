@@ -126,7 +126,7 @@ impl RepoRegistry {
         }
         for row in rows {
             let name = row.name.clone();
-            match open_repo(row, &snap, self, meta.clone(), formats) {
+            match open_repo(row, old.repos.get(&name), &snap, self, meta.clone(), formats) {
                 Ok(Some((r, listener))) => {
                     if let Some(p) = listener.https_port {
                         snap.by_port.insert(p, name.clone());
@@ -167,6 +167,7 @@ pub fn blob_store_root(data_dir: &std::path::Path, path: &str) -> PathBuf {
 
 fn open_repo(
     row: RepoRow,
+    previous: Option<&RepoRef>,
     snap: &Snapshot,
     registry: &Arc<RepoRegistry>,
     meta: Arc<SqlMeta>,
@@ -182,6 +183,12 @@ fn open_repo(
         .get(&config.blob_store)
         .cloned()
         .ok_or_else(|| ConfigError::new("storage.blobStoreName", format!("blob store {} is not available", config.blob_store)))?;
+    // A repository whose configuration did not change keeps its runtime object: reopening
+    // builds an upstream client (certificate roots parsed) per proxy, on the worker that runs
+    // the reload, for every change to any repository.
+    if let Some(prev) = previous.filter(|p| *p.config == *config && Arc::ptr_eq(&p.blobs, &blobs)) {
+        return Ok(Some((prev.clone(), format.listener(&prev.config))));
+    }
     let env = FormatEnv {
         blobs: blobs.clone(),
         meta,

@@ -79,7 +79,7 @@ impl FromStr for WritePolicy {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RepoConfig {
     /// Database id; stable for the life of the repository.
     pub id: i64,
