@@ -124,13 +124,14 @@ impl Hosted {
         }
     }
 
-    /// The least a caller needs before a document body is read: read rights on the package
-    /// (a star), and for an anonymous caller, who can star nothing, write rights.
+    /// The least a caller needs before a document body is read: some right on the package —
+    /// read (a star) or write (a publish: an add-only user may publish what it cannot read) —
+    /// and for an anonymous caller, who can star nothing, write rights.
     fn may_send_a_body(&self, ctx: &RepoCtx, name: &str) -> Result<()> {
         if ctx.principal.is_anonymous() {
-            self.writable(ctx, Action::Write, name)?;
+            return self.writable(ctx, Action::Write, name);
         }
-        authorize(ctx, Action::Read, name)
+        authorize(ctx, Action::Write, name).or_else(|_| authorize(ctx, Action::Read, name))
     }
 
     fn writable(&self, ctx: &RepoCtx, action: Action, name: &str) -> Result<()> {
