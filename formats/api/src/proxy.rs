@@ -273,6 +273,19 @@ impl ProxySettings {
     pub fn metadata_stale(&self, age_ms: i64) -> bool {
         self.metadata_max_age.is_some_and(|max| age_ms >= max.as_millis() as i64)
     }
+
+    /// What a metadata refresh that holds the single-flight key decides before asking the
+    /// upstream, given when the cached copy (if any) was last checked: `Some(true)` answer with
+    /// the cached copy (fresh, or the upstream is known to be failing), `Some(false)` the
+    /// upstream is known not to have it, `None` ask. A refresh that finished since the caller's
+    /// first look is thereby never repeated.
+    pub fn settled(&self, cached_at: Option<i64>, health: &crate::upstream::Health, known_missing: bool) -> Option<bool> {
+        match cached_at {
+            Some(at) if !self.metadata_stale(crate::now_millis() - at) || health.serve_stale_now() => Some(true),
+            None if known_missing => Some(false),
+            _ => None,
+        }
+    }
 }
 
 /// A group's members, in the order they are asked, and the one that takes writes.

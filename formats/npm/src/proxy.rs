@@ -177,14 +177,9 @@ impl Proxy {
             _ => Ok(true),
         };
         let fetch = || async {
-            // Holding the key: a refresh that finished since the look above is not repeated.
             let cached = self.cached(name).await?;
-            match &cached {
-                Some(a) if !self.settings.metadata_stale(now_millis() - a.updated_at) => return Ok(true),
-                // The upstream is known not to answer: the cached packument, at once.
-                Some(_) if self.upstream.health().serve_stale_now() => return Ok(true),
-                None if self.negative.contains(&key) => return Ok(false),
-                _ => {}
+            if let Some(answer) = self.settings.settled(cached.as_ref().map(|a| a.updated_at), self.upstream.health(), self.negative.contains(&key)) {
+                return Ok(answer);
             }
             self.refresh(name, cached.as_ref(), &key).await
         };
