@@ -590,18 +590,32 @@ async function renderAudit() {
 
 const ADMIN_ONLY = ["repositories/new", "users", "roles", "ldap", "audit"];
 
-// Routes are drawn one after another, so a slow page never overwrites a later one.
-let drawing = "";
+// Routes are drawn one after another, so a slow page never overwrites a later one, and a draw
+// reads the hash when it starts: of several queued routes only the last one draws (the others
+// would draw the same page again and throw away what the user typed into the first).
+let drawing = null;
+let queued = 0;
 let chain = Promise.resolve();
 
+function hashPath() { return decodeURIComponent(location.hash.replace(/^#\/?/, "")); }
+
 function route() {
-  chain = chain.then(draw, draw);
+  queued++;
+  const run = () => (--queued === 0 ? draw() : undefined);
+  chain = chain.then(run, run);
   return chain;
+}
+
+// A hash change to the page already being drawn (login sets "#/" while start() draws it) or
+// while a draw is still queued (it will read the new hash) needs no draw of its own.
+function hashChanged() {
+  if (queued === 0 && hashPath() === drawing) return;
+  route();
 }
 
 async function draw() {
   if (!state.user) return renderLogin();
-  const path = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
+  const path = hashPath();
   drawing = path;
   document.querySelectorAll("header nav a").forEach((a) => {
     a.toggleAttribute("aria-current", a.getAttribute("href") === "#/" + path.split("/")[0] || (path === "" && a.getAttribute("href") === "#/"));
@@ -648,7 +662,7 @@ async function boot() {
     location.hash = "#/";
     renderLogin();
   });
-  window.addEventListener("hashchange", route);
+  window.addEventListener("hashchange", hashChanged);
   try {
     const s = await api("GET", "/session");
     Object.assign(state, { user: s.userId, admin: s.admin, csrf: s.csrfToken });
