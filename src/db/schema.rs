@@ -129,4 +129,52 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, api_tokens, sessions, audit_events, blob_stores, repositories, assets, uploads);
+diesel::table! {
+    blobs (blob_store, digest) {
+        blob_store -> Text,
+        digest -> Text,
+        size -> BigInt,
+        state -> Text,
+        touched_at -> BigInt,
+        marked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Text,
+        name -> Text,
+        type_id -> Text,
+        properties -> Text,
+        schedule -> Text,
+        enabled -> Bool,
+        next_run -> Nullable<BigInt>,
+        run_id -> Nullable<Text>,
+        running_node -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        stop_requested -> Bool,
+        last_run -> Nullable<BigInt>,
+        last_result -> Nullable<Text>,
+        last_duration_ms -> Nullable<BigInt>,
+        last_message -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    task_runs (id) {
+        id -> Text,
+        task_id -> Text,
+        node -> Text,
+        trigger -> Text,
+        started_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+        result -> Text,
+        message -> Text,
+        report -> Text,
+    }
+}
+
+diesel::joinable!(task_runs -> tasks (task_id));
+
+diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, api_tokens, sessions, audit_events, blob_stores, repositories, assets, uploads, blobs, tasks, task_runs);

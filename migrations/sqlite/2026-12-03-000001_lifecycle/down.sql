@@ -1,0 +1,3 @@
+DROP TABLE task_runs;
+DROP TABLE tasks;
+DROP TABLE blobs;
