@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod janitor;
+pub mod lifecycle;
 pub mod security;
 pub mod state;
 pub mod tls;

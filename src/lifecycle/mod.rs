@@ -1,0 +1,2 @@
+//! The storage lifecycle: what removes content, and when. Garbage collection of unreferenced
+//! blobs, cleanup policies and retention, usage and quotas, and the scheduled tasks that run them.
