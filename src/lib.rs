@@ -67,7 +67,8 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone()),
     );
     let state = web::Data::new(AppState {
-        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone()),
+        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone(), (cfg.gc.deletion_lease_secs as i64).saturating_mul(1000)),
+        tasks: Default::default(),
         auth,
         audit: audit_log,
         formats: formats(),
@@ -120,15 +121,8 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             }
         }
     });
-    let janitor_state = state.clone();
-    actix_rt::spawn(async move {
-        loop {
-            let c = &janitor_state.cfg.uploads;
-            janitor::sweep(&janitor_state, Duration::from_secs(c.ttl_secs)).await;
-            janitor::expire_audit(&janitor_state).await;
-            tokio::time::sleep(Duration::from_secs(c.sweep_interval_secs.max(1))).await;
-        }
-    });
+    lifecycle::tasks::ensure_builtins(&state).await?;
+    lifecycle::tasks::start(state.clone());
     if exit_on_stdin_eof {
         let h = handle.clone();
         std::thread::spawn(move || {
