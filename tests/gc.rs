@@ -43,7 +43,8 @@ fn on_disk(server: &TestServer) -> (HashSet<String>, u64) {
     fn walk(dir: &Path, names: &mut HashSet<String>, bytes: &mut u64) {
         let Ok(entries) = std::fs::read_dir(dir) else { return };
         for e in entries.flatten() {
-            let m = e.metadata().unwrap();
+            // A pass may delete it between the listing and this look.
+            let Ok(m) = e.metadata() else { continue };
             if m.is_dir() {
                 walk(&e.path(), names, bytes);
             } else {
@@ -582,4 +583,55 @@ fn a_layer_pushed_again_as_it_becomes_garbage_is_never_lost() {
     let broken: Vec<String> = kept.iter().filter_map(|(image, tag)| verify_image(&http, &server, image, tag).err()).collect();
     assert!(broken.is_empty(), "acknowledged images lost blobs: {broken:?}");
     eprintln!("{} images kept and verified, {refused} pushes refused, passes freed {freed} blobs", kept.len());
+}
+
+#[test]
+fn of_two_nodes_on_one_database_exactly_one_runs_each_due_run() {
+    let server = TestServer::start_with_env(GC_ENV);
+    let key = std::fs::read_to_string(server.data_dir().join("secret.key")).unwrap();
+    let other = server.node_on_own_data_dir(&[("WHARF_SECRET_KEY", key.trim())]);
+    let (status, t) = admin_json(
+        &server,
+        Method::POST,
+        "/service/rest/v1/tasks",
+        Some(json!({"type": "uploads.sweep", "name": "sweep every second", "frequency": {"schedule": "interval", "intervalSeconds": 1}})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{t}");
+    let id = t["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let runs = admin_json(&other, Method::GET, &format!("/service/rest/v1/tasks/{id}/runs"), None).1["items"].as_array().cloned().unwrap();
+        if runs.iter().filter(|r| r["result"] == "OK").count() >= 6 {
+            break runs;
+        }
+        assert!(Instant::now() < deadline, "the task did not run six times: {runs:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Each run starts at least an interval after the one before ended: had both nodes taken a
+    // due run, two runs would start together.
+    let ms = |v: &Value| -> i64 { chrono_like(v.as_str().unwrap()) };
+    let mut done: Vec<(i64, i64)> = runs.iter().filter(|r| r["result"] == "OK").map(|r| (ms(&r["startedAt"]), ms(&r["finishedAt"]))).collect();
+    done.sort();
+    for w in done.windows(2) {
+        assert!(w[1].0 >= w[0].1 + 1000, "runs overlap or come too soon: {w:?} in {runs:?}");
+    }
+    let nodes: HashSet<&str> = runs.iter().map(|r| r["node"].as_str().unwrap()).collect();
+    eprintln!("{} runs on {} node(s)", done.len(), nodes.len());
+}
+
+/// Milliseconds since the epoch of an RFC 3339 UTC time as wharf writes it
+/// (`2026-12-02T12:54:30.189Z`).
+fn chrono_like(s: &str) -> i64 {
+    let (date, time) = s.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|x| x.parse().unwrap()).collect();
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let t: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1000) + frac.parse::<i64>().unwrap()
 }

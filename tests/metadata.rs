@@ -4,8 +4,10 @@
 
 use std::process::Command;
 
+use diesel::RunQueryDsl;
+
 use wharf::db::meta::SqlMeta;
-use wharf::db::{repos, Db};
+use wharf::db::{blobs, repos, Db};
 use wharf_format::{Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
 
 fn backends() -> Vec<(String, Db, i64)> {
@@ -26,7 +28,13 @@ fn backends() -> Vec<(String, Db, i64)> {
         .map(|(n, db)| {
             db.run_sync(|c| {
                 repos::insert_blob_store(c, "default", "file", "{}")?;
-                repos::insert(c, "r1", "docker", "hosted", "default", "{}")
+                repos::insert(c, "r1", "docker", "hosted", "default", "{}")?;
+                // A commit links only blobs the ledger holds: the digests these tests name
+                // (the counter's too) are blobs of the store.
+                for d in ["d", "d1", "d2", "d3", "d9", "dA", "dB"].into_iter().map(String::from).chain((0..=20).map(|n| n.to_string())) {
+                    blobs::touch(c, "default", &d, 1)?;
+                }
+                Ok(())
             })
             .unwrap();
             let id = db.run_sync(|c| repos::get(c, "r1")).unwrap().unwrap().id;
@@ -51,6 +59,42 @@ async fn a_failed_check_writes_nothing_and_names_the_check() {
             .await;
         assert!(matches!(res, Err(MetaError::CheckFailed(1))), "{backend}: {res:?}");
         assert_eq!(meta.get(repo, "img/tags/a").await.unwrap(), None, "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_commit_never_links_a_blob_the_store_does_not_hold_or_is_deleting() {
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db.clone());
+        let res = meta.commit(vec![], vec![Write::Upsert { repo, asset: asset("img/tags/x", "sha256:unknown") }]).await;
+        assert!(matches!(res, Err(MetaError::BlobGone(ref d)) if d == "sha256:unknown"), "{backend}: {res:?}");
+        // Marked by a collection pass (untouched since long before the cutoff, named by nothing).
+        db.run_sync(|c| {
+            blobs::touch(c, "default", "going", 1)?;
+            Ok(())
+        })
+        .unwrap();
+        db.write(|c| {
+            diesel::sql_query("UPDATE blobs SET touched_at = 0 WHERE digest = 'going'").execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let (marked, _) = db.write(|c| Ok(blobs::mark(c, "default", 1000, "", 10)?)).await.unwrap();
+        assert!(marked.iter().any(|m| m.digest == "going"), "{backend}: {marked:?}");
+        let res = meta.commit(vec![], vec![Write::InsertIfAbsent { repo, asset: asset("img/tags/y", "going") }]).await;
+        assert!(matches!(res, Err(MetaError::BlobGone(_))), "{backend}: {res:?}");
+        assert_eq!(meta.get(repo, "img/tags/y").await.unwrap(), None, "{backend}: nothing written");
+        // A named blob is never marked.
+        meta.commit(vec![], vec![Write::Upsert { repo, asset: asset("img/tags/z", "d3") }]).await.unwrap();
+        db.write(|c| {
+            diesel::sql_query("UPDATE blobs SET touched_at = 0").execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let (marked, _) = db.write(|c| Ok(blobs::mark(c, "default", 1000, "", 100)?)).await.unwrap();
+        assert!(!marked.iter().any(|m| m.digest == "d3"), "{backend}: {marked:?}");
     }
 }
 
