@@ -16,6 +16,7 @@ pub mod schema;
 pub mod sessions;
 pub mod settings;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 use std::sync::Arc;

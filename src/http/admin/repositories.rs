@@ -141,7 +141,7 @@ fn parse_request(state: &AppState, format: &str, kind: &str, body: &Value) -> Re
     // Read-only parts of what GET shows.
     rest.remove("url");
     rest.remove("status");
-    let storage = parse_storage(rest.remove("storage"))?;
+    let storage = parse_storage(rest.remove("storage"), kind)?;
     let blob_store = storage["blobStoreName"].as_str().unwrap_or_default().to_string();
     if !state.registry.snapshot().blob_stores.contains_key(&blob_store) {
         return Err(ConfigError::new("storage.blobStoreName", format!("blob store {blob_store} does not exist")));
@@ -168,7 +168,7 @@ fn parse_request(state: &AppState, format: &str, kind: &str, body: &Value) -> Re
     Ok(Parsed { name, blob_store, config })
 }
 
-fn parse_storage(v: Option<Value>) -> Result<Value, ConfigError> {
+fn parse_storage(v: Option<Value>, kind: Kind) -> Result<Value, ConfigError> {
     let Some(Value::Object(s)) = v else {
         return Err(ConfigError::new("storage", "is required (an object with blobStoreName)"));
     };
@@ -176,6 +176,7 @@ fn parse_storage(v: Option<Value>) -> Result<Value, ConfigError> {
     let mut strict = true;
     let mut policy = WritePolicy::Allow;
     let mut latest = false;
+    let mut hard_quota = Value::Null;
     for (k, v) in s {
         let field = format!("storage.{k}");
         match k.as_str() {
@@ -185,16 +186,49 @@ fn parse_storage(v: Option<Value>) -> Result<Value, ConfigError> {
                 policy = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ConfigError::new(&field, "must be one of allow, allow_once, deny"))?
             }
             "latestPolicy" => latest = v.as_bool().ok_or_else(|| ConfigError::new(&field, "must be a boolean"))?,
+            "hardQuota" => hard_quota = parse_hard_quota(v, kind)?,
             _ => return Err(ConfigError::new(field, "unknown field")),
         }
     }
     let blob_store = blob_store.ok_or_else(|| ConfigError::new("storage.blobStoreName", "is required"))?;
-    Ok(json!({
+    let mut storage = json!({
         "blobStoreName": blob_store,
         "strictContentTypeValidation": strict,
         "writePolicy": policy.as_str(),
         "latestPolicy": latest,
-    }))
+    });
+    if !hard_quota.is_null() {
+        storage["hardQuota"] = hard_quota;
+    }
+    Ok(storage)
+}
+
+/// wharf's `storage.hardQuota`: `{"limit": <bytes>}` or null. Only hosted repositories take
+/// one: a group's writes go to its writable member (whose quota applies), and a proxy's cache
+/// fills are reads for its clients.
+fn parse_hard_quota(v: Value, kind: Kind) -> Result<Value, ConfigError> {
+    let Value::Object(q) = v else {
+        return match v {
+            Value::Null => Ok(Value::Null),
+            _ => Err(ConfigError::new("storage.hardQuota", "must be an object {\"limit\": <bytes>} or null")),
+        };
+    };
+    if kind != Kind::Hosted {
+        let why = match kind {
+            Kind::Group => "a group has no hard quota: its writable member's applies",
+            _ => "only hosted repositories have a hard quota",
+        };
+        return Err(ConfigError::new("storage.hardQuota", why));
+    }
+    let mut limit = None;
+    for (k, v) in q {
+        match k.as_str() {
+            "limit" => limit = Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| ConfigError::new("storage.hardQuota.limit", "must be a whole number of bytes, at least 1"))?),
+            _ => return Err(ConfigError::new(format!("storage.hardQuota.{k}"), "unknown field")),
+        }
+    }
+    let limit = limit.ok_or_else(|| ConfigError::new("storage.hardQuota.limit", "is required (bytes)"))?;
+    Ok(json!({ "limit": limit }))
 }
 
 /// Ports and subdomains must be unique, and a port must be free to bind.
