@@ -126,9 +126,13 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             let c = &janitor_state.cfg.uploads;
             janitor::sweep(&janitor_state, Duration::from_secs(c.ttl_secs)).await;
             janitor::expire_audit(&janitor_state).await;
+            let data_dir = janitor_state.cfg.data_dir.clone();
+            let _ = tokio::task::spawn_blocking(move || lifecycle::store_removal::sweep_trash(&data_dir)).await;
             tokio::time::sleep(Duration::from_secs(c.sweep_interval_secs.max(1))).await;
         }
     });
+    let quota_state = state.clone();
+    actix_rt::spawn(async move { lifecycle::store_usage::watch_soft_quotas(&quota_state).await });
     if exit_on_stdin_eof {
         let h = handle.clone();
         std::thread::spawn(move || {

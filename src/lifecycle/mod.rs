@@ -1,2 +1,6 @@
 //! The storage lifecycle: what removes content, and when. Garbage collection of unreferenced
 //! blobs, cleanup policies and retention, usage and quotas, and the scheduled tasks that run them.
+
+pub mod soft_quota;
+pub mod store_removal;
+pub mod store_usage;
