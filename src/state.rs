@@ -10,8 +10,8 @@ use wharf_format::{BlobStore, ConfigError, Format, FormatEnv, Kind, RepoConfig, 
 
 use crate::config::Config;
 use crate::db::meta::SqlMeta;
-use crate::db::usage::DbUsage;
 use crate::db::repos::{self, RepoRow};
+use crate::db::usage::DbUsage;
 use crate::db::{Db, DbError};
 use crate::security::Authenticator;
 

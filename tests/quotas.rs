@@ -163,7 +163,11 @@ fn usage_counts_each_blob_once_per_store_and_per_repository() {
 
 #[test]
 fn a_docker_repository_over_its_hard_quota_refuses_pushes_and_serves_pulls() {
-    create_repo("docker", "hosted", json!({"name": "docker-quota", "storage": {"blobStoreName": "default", "hardQuota": {"limit": 100_000_000}}, "docker": {}}));
+    create_repo(
+        "docker",
+        "hosted",
+        json!({"name": "docker-quota", "storage": {"blobStoreName": "default", "hardQuota": {"limit": 100_000_000}}, "docker": {}}),
+    );
     create_repo(
         "docker",
         "group",
@@ -211,7 +215,11 @@ fn a_hard_quota_is_validated_and_only_hosted_repositories_take_one() {
         (json!({"limit": 5, "soft": true}), "storage.hardQuota.soft"),
         (json!(12), "storage.hardQuota"),
     ] {
-        let (status, v) = api(Method::POST, "/repositories/docker/hosted", Some(json!({"name": "bad-quota", "storage": {"blobStoreName": "default", "hardQuota": quota}, "docker": {}})));
+        let (status, v) = api(
+            Method::POST,
+            "/repositories/docker/hosted",
+            Some(json!({"name": "bad-quota", "storage": {"blobStoreName": "default", "hardQuota": quota}, "docker": {}})),
+        );
         assert_eq!(status, StatusCode::BAD_REQUEST, "{quota}: {v}");
         assert_eq!(v[0]["id"], json!(format!("PARAMETER {field}")), "{quota}: {v}");
     }
@@ -318,7 +326,10 @@ fn an_npm_registry_over_its_hard_quota_refuses_publishes_and_serves_installs() {
 #[test]
 fn a_blob_store_over_its_soft_quota_warns_and_takes_writes() {
     create_store("soft-store", json!({"softQuota": {"type": "spaceUsedQuota", "limit": 1000}}));
-    assert_eq!(expect(Method::GET, "/blobstores/file/soft-store", None, 200), json!({"path": "soft-store", "softQuota": {"type": "spaceUsedQuota", "limit": 1000}}));
+    assert_eq!(
+        expect(Method::GET, "/blobstores/file/soft-store", None, 200),
+        json!({"path": "soft-store", "softQuota": {"type": "spaceUsedQuota", "limit": 1000}})
+    );
     let status = expect(Method::GET, "/blobstores/soft-store/quota-status", None, 200);
     assert_eq!(status["isViolation"], json!(false), "{status}");
     assert_eq!(status["blobStoreName"], json!("soft-store"));
@@ -338,7 +349,12 @@ fn a_blob_store_over_its_soft_quota_warns_and_takes_writes() {
     assert_eq!(store_entry("soft-store")["softQuota"], json!({"type": "spaceUsedQuota", "limit": 1000}));
 
     // Space remaining: more than any disk has left is a violation, one byte is not.
-    expect(Method::PUT, "/blobstores/file/soft-store", Some(json!({"path": "soft-store", "softQuota": {"type": "spaceRemainingQuota", "limit": 1u64 << 62}})), 204);
+    expect(
+        Method::PUT,
+        "/blobstores/file/soft-store",
+        Some(json!({"path": "soft-store", "softQuota": {"type": "spaceRemainingQuota", "limit": 1u64 << 62}})),
+        204,
+    );
     assert_eq!(expect(Method::GET, "/blobstores/soft-store/quota-status", None, 200)["isViolation"], json!(true));
     expect(Method::PUT, "/blobstores/file/soft-store", Some(json!({"softQuota": {"type": "spaceRemainingQuota", "limit": 1}})), 204);
     assert_eq!(expect(Method::GET, "/blobstores/soft-store/quota-status", None, 200)["isViolation"], json!(false));

@@ -177,4 +177,18 @@ diesel::table! {
 
 diesel::joinable!(task_runs -> tasks (task_id));
 
-diesel::allow_tables_to_appear_in_same_query!(settings, users, roles, api_tokens, sessions, audit_events, blob_stores, repositories, assets, uploads, blobs, tasks, task_runs);
+diesel::allow_tables_to_appear_in_same_query!(
+    settings,
+    users,
+    roles,
+    api_tokens,
+    sessions,
+    audit_events,
+    blob_stores,
+    repositories,
+    assets,
+    uploads,
+    blobs,
+    tasks,
+    task_runs
+);

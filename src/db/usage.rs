@@ -79,7 +79,8 @@ pub fn blob_stores_usage(conn: &mut AnyConnection) -> Result<HashMap<String, Usa
         bytes: i64,
     }
     let rows: Vec<Row> =
-        diesel::sql_query("SELECT blob_store, COUNT(*) AS blob_count, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM blobs GROUP BY blob_store").load(conn)?;
+        diesel::sql_query("SELECT blob_store, COUNT(*) AS blob_count, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM blobs GROUP BY blob_store")
+            .load(conn)?;
     Ok(rows.into_iter().map(|r| (r.blob_store, Usage::from(&Counted { blob_count: r.blob_count, bytes: r.bytes }))).collect())
 }
 

@@ -45,7 +45,10 @@ impl SoftQuota {
                         _ => return Err(ConfigError::new("softQuota.type", "must be spaceUsedQuota or spaceRemainingQuota")),
                     })
                 }
-                "limit" => limit = Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| ConfigError::new("softQuota.limit", "must be a whole number of bytes, at least 1"))?),
+                "limit" => {
+                    limit =
+                        Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| ConfigError::new("softQuota.limit", "must be a whole number of bytes, at least 1"))?)
+                }
                 _ => return Err(ConfigError::new(format!("softQuota.{k}"), "unknown field")),
             }
         }
@@ -80,7 +83,10 @@ pub fn evaluate(store: &str, quota: Option<&SoftQuota>, used: u64, available: Op
             QuotaStatus { violation, message: format!("Blob store {store} is using {}, {relation} its soft quota of {}", bytes(used), bytes(q.limit)) }
         }
         SoftQuotaKind::SpaceRemaining => match available {
-            None => QuotaStatus { violation: false, message: format!("Blob store {store}: the space remaining is unknown (soft quota {} remaining)", bytes(q.limit)) },
+            None => QuotaStatus {
+                violation: false,
+                message: format!("Blob store {store}: the space remaining is unknown (soft quota {} remaining)", bytes(q.limit)),
+            },
             Some(left) => {
                 let violation = left < q.limit;
                 let relation = if violation { "below" } else { "above" };

@@ -119,3 +119,18 @@ impl From<BlobError> for PypiError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quota_refusal_carries_its_message_in_the_status_line() {
+        let e = PypiError::QuotaExceeded(QuotaExceeded { repository: "pypi-q".into(), used: 10, limit: 5 });
+        let res = e.to_response();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(res.head().reason(), "quota exceeded: repository pypi-q holds 10 bytes and its hard quota is 5 bytes");
+        assert!(std::ptr::eq(reason_phrase("same\r\nline"), reason_phrase("same\r\nline")), "interned once");
+        assert_eq!(reason_phrase("same\r\nline"), "same??line");
+    }
+}

@@ -52,24 +52,32 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     Ok(HttpResponse::Ok().json(out))
 }
 
-/// The fields of a create or update body; `name` only on create.
-fn parse_body(body: &Value, with_name: bool) -> Result<(Option<String>, Option<String>, Option<SoftQuota>), ConfigError> {
+/// A create or update body.
+#[derive(Default)]
+struct Body {
+    /// Only on create.
+    name: Option<String>,
+    path: Option<String>,
+    soft_quota: Option<SoftQuota>,
+}
+
+fn parse_body(body: &Value, with_name: bool) -> Result<Body, ConfigError> {
     let obj: &Map<String, Value> = body.as_object().ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
-    let (mut name, mut path, mut quota) = (None, None, None);
+    let mut out = Body::default();
     for (k, val) in obj {
         match k.as_str() {
-            "name" if with_name => name = Some(val.as_str().ok_or_else(|| ConfigError::new("name", "must be a string"))?.to_string()),
-            "path" => path = Some(val.as_str().ok_or_else(|| ConfigError::new("path", "must be a string"))?.to_string()),
-            "softQuota" => quota = SoftQuota::parse(val)?,
+            "name" if with_name => out.name = Some(val.as_str().ok_or_else(|| ConfigError::new("name", "must be a string"))?.to_string()),
+            "path" => out.path = Some(val.as_str().ok_or_else(|| ConfigError::new("path", "must be a string"))?.to_string()),
+            "softQuota" => out.soft_quota = SoftQuota::parse(val)?,
             _ => return Err(ConfigError::new(k.clone(), "unknown field")),
         }
     }
-    Ok((name, path, quota))
+    Ok(out)
 }
 
 pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
-    let (name, path, soft_quota) = parse_body(&parse_json(&body)?, true)?;
+    let Body { name, path, soft_quota } = parse_body(&parse_json(&body)?, true)?;
     let name = name.filter(|n| valid_name(n)).ok_or_else(|| ConfigError::new("name", "is required: letters, digits, '-', '_', '.'"))?;
     let path = path.unwrap_or_else(|| name.clone());
     check_path(&path)?;
@@ -123,7 +131,7 @@ pub async fn get_file(state: web::Data<AppState>, req: HttpRequest, path: web::P
 pub async fn update_file(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
-    let (_, new_path, soft_quota) = parse_body(&parse_json(&body)?, false)?;
+    let Body { path: new_path, soft_quota, .. } = parse_body(&parse_json(&body)?, false)?;
     let store = find(&state, &name).await?;
     if new_path.as_ref().is_some_and(|p| *p != store.path) {
         return Err(ConfigError::new("path", format!("cannot be changed (it is {}): the store's content lives there", store.path)).into());

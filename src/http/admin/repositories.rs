@@ -224,7 +224,11 @@ fn parse_hard_quota(v: Value, kind: Kind) -> Result<Value, ConfigError> {
     let mut limit = None;
     for (k, v) in q {
         match k.as_str() {
-            "limit" => limit = Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| ConfigError::new("storage.hardQuota.limit", "must be a whole number of bytes, at least 1"))?),
+            "limit" => {
+                limit = Some(
+                    v.as_u64().filter(|n| *n >= 1).ok_or_else(|| ConfigError::new("storage.hardQuota.limit", "must be a whole number of bytes, at least 1"))?,
+                )
+            }
             _ => return Err(ConfigError::new(format!("storage.hardQuota.{k}"), "unknown field")),
         }
     }
