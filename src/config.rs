@@ -22,6 +22,7 @@ pub struct Config {
     pub http: HttpConfig,
     pub docker: DockerConfig,
     pub uploads: UploadsConfig,
+    pub gc: GcConfig,
     pub security: SecurityConfig,
     pub tls: TlsConfig,
     pub s3: S3Config,
@@ -71,6 +72,21 @@ pub struct UploadsConfig {
     pub ttl_secs: u64,
     /// How often each node looks for abandoned uploads.
     pub sweep_interval_secs: u64,
+}
+
+/// Garbage collection of blob stores (the "Compact blob stores" task).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GcConfig {
+    /// A blob that no asset names is deleted once nobody has written or linked it for this long;
+    /// at least `uploads.ttl_secs`.
+    pub grace_secs: u64,
+    /// How long a blob stays marked for deletion before a writer that needs it, or the next
+    /// pass, finishes a deletion that a pass left (it was killed, or stalled).
+    pub deletion_lease_secs: u64,
+    /// When the built-in "Compact blob stores" task runs: a cron expression (UTC, seconds
+    /// optional), or empty for manual runs only.
+    pub schedule: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -174,6 +190,7 @@ impl Default for Config {
             },
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
             uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
+            gc: GcConfig { grace_secs: 86_400, deletion_lease_secs: 120, schedule: "0 0 2 * * *".into() },
             tls: TlsConfig::default(),
             ldap: Vec::new(),
             security: SecurityConfig {
@@ -192,7 +209,8 @@ impl Default for Config {
 
 /// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
 /// so test and tooling variables cannot break start-up).
-const ENV_KEYS: &[&str] = &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "security", "tls", "s3", "ldap"];
+const ENV_KEYS: &[&str] =
+    &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "gc", "security", "tls", "s3", "ldap"];
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {
@@ -216,6 +234,18 @@ impl Config {
         }
         if cfg.http.body_idle_timeout_secs == 0 {
             return Err(Box::new(figment::Error::from("http.body_idle_timeout_secs: must be at least 1".to_string())));
+        }
+        if cfg.gc.grace_secs < cfg.uploads.ttl_secs {
+            return Err(Box::new(figment::Error::from(format!(
+                "gc.grace_secs: must be at least uploads.ttl_secs ({}): a blob is kept at least as long as an upload session lives",
+                cfg.uploads.ttl_secs
+            ))));
+        }
+        if cfg.gc.deletion_lease_secs == 0 {
+            return Err(Box::new(figment::Error::from("gc.deletion_lease_secs: must be at least 1".to_string())));
+        }
+        if let Err(e) = crate::lifecycle::schedule::Frequency::cron(&cfg.gc.schedule) {
+            return Err(Box::new(figment::Error::from(format!("gc.schedule: {e}"))));
         }
         if cfg.database_url.is_empty() {
             cfg.database_url = format!("sqlite://{}", cfg.data_dir.join("wharf.db").display());

@@ -1,7 +1,7 @@
-//! Periodic clean-up of abandoned uploads: a client that starts a chunked upload and never
-//! finishes it leaves a session row and staged bytes behind; a process killed during a one-shot
-//! upload leaves staged bytes without a row. Both are removed once they are older than
-//! `uploads.ttl_secs`, on every node (a node only removes staging files of the blob stores it opens).
+//! Clean-up of abandoned uploads (the "Upload sweep" task): a client that starts a chunked
+//! upload and never finishes it leaves a session row and staged bytes behind; a process killed
+//! during a one-shot upload leaves staged bytes without a row. Both are removed once they are
+//! older than `uploads.ttl_secs`. And the "Audit retention" task's deletion.
 
 use std::time::{Duration, SystemTime};
 
@@ -55,16 +55,11 @@ pub async fn sweep(state: &AppState, ttl: Duration) -> usize {
     removed
 }
 
-/// Deletes audit events older than `security.audit_retention_days`.
-pub async fn expire_audit(state: &AppState) {
-    let days = state.cfg.security.audit_retention_days;
+/// Deletes audit events older than `days` (0 keeps everything); how many went.
+pub async fn expire_audit(state: &AppState, days: u64) -> Result<usize, crate::db::DbError> {
     if days == 0 {
-        return;
+        return Ok(0);
     }
     let cutoff = now_millis() - (days as i64) * 86_400_000;
-    match state.db.write(move |c| crate::db::audit::delete_before(c, cutoff)).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(events = n, days, "expired audit events"),
-        Err(e) => tracing::warn!(error = %e, "audit retention: database"),
-    }
+    state.db.write(move |c| crate::db::audit::delete_before(c, cutoff)).await
 }

@@ -67,7 +67,8 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone()),
     );
     let state = web::Data::new(AppState {
-        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone()),
+        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone(), (cfg.gc.deletion_lease_secs as i64).saturating_mul(1000)),
+        tasks: Default::default(),
         auth,
         audit: audit_log,
         formats: formats(),
@@ -120,16 +121,12 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             }
         }
     });
-    let janitor_state = state.clone();
+    lifecycle::tasks::ensure_builtins(&state).await?;
+    lifecycle::tasks::start(state.clone());
+    // A blob store removal cut short (a crash) is finished at the next start.
+    let data_dir = cfg.data_dir.clone();
     actix_rt::spawn(async move {
-        loop {
-            let c = &janitor_state.cfg.uploads;
-            janitor::sweep(&janitor_state, Duration::from_secs(c.ttl_secs)).await;
-            janitor::expire_audit(&janitor_state).await;
-            let data_dir = janitor_state.cfg.data_dir.clone();
-            let _ = tokio::task::spawn_blocking(move || lifecycle::store_removal::sweep_trash(&data_dir)).await;
-            tokio::time::sleep(Duration::from_secs(c.sweep_interval_secs.max(1))).await;
-        }
+        let _ = tokio::task::spawn_blocking(move || lifecycle::store_removal::sweep_trash(&data_dir)).await;
     });
     let quota_state = state.clone();
     actix_rt::spawn(async move { lifecycle::store_usage::watch_soft_quotas(&quota_state).await });

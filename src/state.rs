@@ -25,6 +25,8 @@ pub struct AppState {
     pub registry: Arc<RepoRegistry>,
     pub listeners: crate::http::listeners::Listeners,
     pub started: std::time::Instant,
+    /// This node's task scheduler (its node name, and the stops of the runs it holds).
+    pub tasks: crate::lifecycle::tasks::Scheduler,
 }
 
 impl AppState {
@@ -52,6 +54,8 @@ pub struct RepoRegistry {
     audit: Arc<dyn wharf_format::Audit>,
     /// Every proxy's upstream health (state across reloads; the admin API's `status`).
     pub upstreams: Arc<wharf_format::upstream::Healths>,
+    /// `gc.deletion_lease_secs`, in milliseconds, for every blob store opened.
+    deletion_lease_ms: i64,
 }
 
 /// Formats look other repositories up through this; it does not keep the registry alive.
@@ -78,8 +82,9 @@ pub enum LoadError {
 }
 
 impl RepoRegistry {
-    pub fn new(data_dir: PathBuf, identity: Arc<dyn wharf_format::Identity>, audit: Arc<dyn wharf_format::Audit>) -> Arc<RepoRegistry> {
+    pub fn new(data_dir: PathBuf, identity: Arc<dyn wharf_format::Identity>, audit: Arc<dyn wharf_format::Audit>, deletion_lease_ms: i64) -> Arc<RepoRegistry> {
         Arc::new(RepoRegistry {
+            deletion_lease_ms,
             current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })),
             data_dir,
             identity,
@@ -117,7 +122,7 @@ impl RepoRegistry {
             let store = match old.blob_stores.get(&s.name) {
                 Some(existing) => existing.clone(),
                 None => match BlobStore::filesystem(&s.name, &root) {
-                    Ok(b) => Arc::new(b),
+                    Ok(b) => Arc::new(b.with_ledger(meta.clone(), self.deletion_lease_ms)),
                     Err(e) => {
                         tracing::error!(blob_store = %s.name, path = %root.display(), error = %e, "cannot open blob store");
                         continue;

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use diesel::prelude::*;
-use wharf_format::{now_millis, Asset, Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
+use wharf_format::{now_millis, Asset, BlobError, BlobLedger, Check, Digest, ListQuery, MetaError, MetaStore, NewAsset, Touch, UploadRow, Write};
 
 use super::schema::{assets, uploads};
 use super::{is_unique_violation, AnyConnection, Db, DbError};
@@ -126,9 +126,15 @@ fn prefix_upper(prefix: &str) -> String {
     String::from_utf8(upper).unwrap_or_default()
 }
 
-/// Applies a batch inside the caller's transaction: `Some(i)` when check `i` failed (then
-/// nothing was written).
-fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryResult<Option<usize>> {
+/// Why a batch was not applied.
+enum Refused {
+    Check(usize),
+    BlobGone(String),
+}
+
+/// Applies a batch inside the caller's transaction, or nothing of it: a check failed, or an
+/// asset would name a blob its store is not keeping (see `db::blobs`).
+fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryResult<Option<Refused>> {
     for (i, check) in checks.iter().enumerate() {
         let ok = match check {
             Check::Exists { repo, path } => exists(conn, *repo, path)?.is_some(),
@@ -138,9 +144,32 @@ fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryR
                 Some(d) => d.as_deref() == Some(digest.as_str()),
             },
             Check::NoneUnder { repo, prefix } => none_under(conn, *repo, prefix)?,
+            Check::Unchanged { repo, path, updated_at } => {
+                assets::table
+                    .filter(assets::repository_id.eq(*repo).and(assets::path.eq(path)).and(assets::updated_at.eq(*updated_at)))
+                    .count()
+                    .get_result::<i64>(conn)?
+                    > 0
+            }
+            Check::NoneWithDigest { repo, kind, digest } => {
+                assets::table
+                    .filter(assets::repository_id.eq(*repo).and(assets::kind.eq(kind)).and(assets::digest.eq(digest)))
+                    .count()
+                    .get_result::<i64>(conn)?
+                    == 0
+            }
         };
         if !ok {
-            return Ok(Some(i));
+            return Ok(Some(Refused::Check(i)));
+        }
+    }
+    for w in writes {
+        if let Write::Upsert { repo, asset } | Write::InsertIfAbsent { repo, asset } = w {
+            if let Some(d) = &asset.digest {
+                if !super::blobs::linkable(conn, *repo, d)? {
+                    return Ok(Some(Refused::BlobGone(d.clone())));
+                }
+            }
         }
     }
     let now = now_millis();
@@ -181,6 +210,30 @@ fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryR
         }
     }
     Ok(None)
+}
+
+fn ledger_error(e: DbError) -> BlobError {
+    BlobError::Io(std::io::Error::other(e))
+}
+
+#[async_trait]
+impl BlobLedger for SqlMeta {
+    async fn touch(&self, store: &str, digest: &Digest, size: u64) -> Result<Touch, BlobError> {
+        let (store, digest) = (store.to_string(), digest.to_string());
+        let marked = self.db.write(move |c| Ok(super::blobs::touch(c, &store, &digest, size as i64)?)).await.map_err(ledger_error)?;
+        Ok(marked.map_or(Touch::Live, |marked_at| Touch::Deleting { marked_at }))
+    }
+
+    async fn claim_deletion(&self, store: &str, digest: &Digest, marked_at: i64) -> Result<Option<i64>, BlobError> {
+        let (store, digest) = (store.to_string(), digest.to_string());
+        self.db.write(move |c| Ok(super::blobs::claim_deletion(c, &store, &digest, marked_at)?)).await.map_err(ledger_error)
+    }
+
+    async fn forget(&self, store: &str, digest: &Digest, marked_at: i64) -> Result<(), BlobError> {
+        let (store, digest) = (store.to_string(), digest.to_string());
+        self.db.write(move |c| Ok(super::blobs::forget(c, &store, &digest, marked_at)?)).await.map_err(ledger_error)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -246,7 +299,8 @@ impl MetaStore for SqlMeta {
         };
         match outcome {
             None => Ok(()),
-            Some(i) => Err(MetaError::CheckFailed(i)),
+            Some(Refused::Check(i)) => Err(MetaError::CheckFailed(i)),
+            Some(Refused::BlobGone(d)) => Err(MetaError::BlobGone(d)),
         }
     }
 

@@ -10,11 +10,13 @@
 //! deadlocks are retried with jittered backoff.
 
 pub mod audit;
+pub mod blobs;
 pub mod meta;
 pub mod repos;
 pub mod schema;
 pub mod sessions;
 pub mod settings;
+pub mod tasks;
 pub mod tokens;
 pub mod usage;
 pub mod users;

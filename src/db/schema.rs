@@ -176,6 +176,7 @@ diesel::table! {
 }
 
 diesel::joinable!(task_runs -> tasks (task_id));
+diesel::joinable!(assets -> repositories (repository_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     settings,

@@ -2,7 +2,7 @@
 //!
 //! - A store under the data directory's blob area (`<data_dir>/blobs/<path>`) is renamed into
 //!   the area's trash (`<data_dir>/blobs/.deleted-<uuid>`) and then removed; a removal cut short
-//!   (a crash, a busy mount) is finished by [`sweep_trash`]. Its path must resolve (symbolic
+//!   (a crash) is finished by [`sweep_trash`] at the next start. Its path must resolve (symbolic
 //!   links followed) to a directory strictly inside the area.
 //! - A store at an absolute path of its own: only what wharf writes there (`blobs/`,
 //!   `uploads/`) is removed, then the directory if that left it empty; a path that holds the

@@ -95,6 +95,36 @@ impl HashState {
     }
 }
 
+/// The database's record of which blobs a blob store holds: garbage collection decides on it,
+/// against every writer (docs/architecture.md, "Garbage collection"). The store touches a
+/// blob's entry before it relies on the blob's bytes (publishing them, or finding them already
+/// there), and a collection pass takes only blobs that nothing refers to and nobody touched
+/// within its grace period, so it cannot take a blob out from under a writer.
+#[async_trait::async_trait]
+pub trait BlobLedger: Send + Sync {
+    /// Records that `digest` (of `size` bytes) is in `store`, or about to be, and that a writer
+    /// relies on it from now; or says that a collection pass is deleting it (marked then).
+    async fn touch(&self, store: &str, digest: &Digest, size: u64) -> Result<Touch, BlobError>;
+    /// Takes over the deletion of a blob marked at `marked_at` (a pass that died, or stalled,
+    /// left it): `Some(new mark)` if this caller now owns it, `None` if someone else moved first.
+    async fn claim_deletion(&self, store: &str, digest: &Digest, marked_at: i64) -> Result<Option<i64>, BlobError>;
+    /// Drops the entry of a blob whose deletion (under mark `marked_at`) is complete.
+    async fn forget(&self, store: &str, digest: &Digest, marked_at: i64) -> Result<(), BlobError>;
+}
+
+/// What [`BlobLedger::touch`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touch {
+    Live,
+    Deleting { marked_at: i64 },
+}
+
+/// How long a blob may stay marked for deletion, by default, before a writer that needs it (or
+/// the next pass) finishes the deletion itself: a collection pass deletes what it marked within
+/// half of this (by its own clock) or leaves it, so a pass that stalls never deletes bytes
+/// written after a takeover.
+pub const DELETION_LEASE_MS: i64 = 120_000;
+
 /// A slice of a blob on its way out.
 pub struct BlobRead {
     pub total: u64,
@@ -107,6 +137,8 @@ pub struct BlobStore {
     name: String,
     root: PathBuf,
     store: Arc<dyn ObjectStore>,
+    ledger: Option<Arc<dyn BlobLedger>>,
+    deletion_lease_ms: i64,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -125,7 +157,43 @@ impl BlobStore {
         std::fs::create_dir_all(root.join("uploads"))?;
         std::fs::create_dir_all(root.join("blobs"))?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
-        Ok(BlobStore { name: name.to_string(), root: root.to_path_buf(), store: Arc::new(store) })
+        Ok(BlobStore { name: name.to_string(), root: root.to_path_buf(), store: Arc::new(store), ledger: None, deletion_lease_ms: DELETION_LEASE_MS })
+    }
+
+    /// Keeps the store's blobs in `ledger` (the server's database); without one (unit tests)
+    /// nothing may collect the store's garbage.
+    pub fn with_ledger(mut self, ledger: Arc<dyn BlobLedger>, deletion_lease_ms: i64) -> BlobStore {
+        self.ledger = Some(ledger);
+        self.deletion_lease_ms = deletion_lease_ms;
+        self
+    }
+
+    /// See [`DELETION_LEASE_MS`].
+    pub fn deletion_lease_ms(&self) -> i64 {
+        self.deletion_lease_ms
+    }
+
+    /// Touches the blob's ledger entry; while a collection pass is deleting the blob, waits
+    /// for it to finish (or, once its mark is older than the deletion lease, finishes the
+    /// deletion itself), so that the caller then writes the bytes afresh.
+    async fn touch(&self, digest: &Digest, size: u64) -> Result<(), BlobError> {
+        let Some(ledger) = &self.ledger else { return Ok(()) };
+        let mut attempt = 0;
+        loop {
+            let marked_at = match ledger.touch(&self.name, digest, size).await? {
+                Touch::Live => return Ok(()),
+                Touch::Deleting { marked_at } => marked_at,
+            };
+            if crate::now_millis() - marked_at > self.deletion_lease_ms {
+                if let Some(mark) = ledger.claim_deletion(&self.name, digest, marked_at).await? {
+                    self.delete(digest).await?;
+                    ledger.forget(&self.name, digest, mark).await?;
+                }
+                continue;
+            }
+            attempt += 1;
+            tokio::time::sleep(crate::backoff(attempt).max(std::time::Duration::from_millis(20))).await;
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -212,6 +280,9 @@ impl BlobStore {
     /// Stores small content held in memory (manifests, index pages); returns its digest.
     pub async fn put_bytes(&self, data: Bytes) -> Result<Digest, BlobError> {
         let digest = Digest::of(&data);
+        // Touched before the bytes are looked at: a collection pass cannot take them between
+        // this look and the caller's commit.
+        self.touch(&digest, data.len() as u64).await?;
         if self.size(&digest).await?.is_some() {
             return Ok(digest);
         }
@@ -420,6 +491,8 @@ impl BlobStore {
     }
 
     async fn rename_into_place(&self, upload_id: &str, actual: &Digest) -> Result<(), BlobError> {
+        let size = tokio::fs::metadata(self.staging_file(upload_id)?).await?.len();
+        self.touch(actual, size).await?;
         let from = Path::from(format!("uploads/{upload_id}"));
         match self.store.rename_if_not_exists(&from, &Self::key(actual)).await {
             Ok(()) => Ok(()),
@@ -469,6 +542,25 @@ impl BlobStore {
             }
         }
         Ok(out)
+    }
+
+    /// Every blob the store holds, with its size and last-modified time (milliseconds), in no
+    /// particular order; objects that are not named like blobs are skipped.
+    pub fn list_blobs(&self) -> BoxStream<'_, Result<(Digest, u64, i64), BlobError>> {
+        let prefix = Path::from("blobs");
+        self.store
+            .list(Some(&prefix))
+            .filter_map(|item| async move {
+                match item {
+                    Ok(meta) => {
+                        let hex = meta.location.filename()?;
+                        let digest: Digest = format!("sha256:{hex}").parse().ok()?;
+                        (Self::key(&digest) == meta.location).then_some(Ok((digest, meta.size, meta.last_modified.timestamp_millis())))
+                    }
+                    Err(e) => Some(Err(e.into())),
+                }
+            })
+            .boxed()
     }
 
     /// Removes a blob for good. Only garbage collection may call this: formats drop references.

@@ -18,11 +18,12 @@ pub mod meta;
 pub mod proxy;
 pub mod quota;
 pub mod repo;
+pub mod task;
 pub mod upstream;
 
 pub use audit::{Audit, AuditEvent};
 pub use blob::{BlobError, BlobStore, ByteStream};
-pub use blob::{BlobRead, HashState, Staged};
+pub use blob::{BlobLedger, BlobRead, HashState, Staged, Touch, DELETION_LEASE_MS};
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
 pub use ctx::{canonical_user, same_user, Access, Action, Credential, Denied, Grant, Mount, Principal, Realm, RepoCtx, RepoPrivilege};
 pub use digest::{Digest, DigestError};
@@ -31,6 +32,7 @@ pub use meta::{backoff, Asset, Check, KeyedLocks, ListQuery, MetaError, MetaStor
 pub use proxy::{GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlight};
 pub use quota::{QuotaError, QuotaExceeded, Usage, UsageMeter};
 pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
+pub use task::{FormatTask, Stop, TaskReport, TaskRun};
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds (civil-from-days; no calendar
 /// crate needed for one format).

@@ -81,6 +81,19 @@ pub enum Check {
         repo: i64,
         prefix: String,
     },
+    /// The asset exists and nobody wrote it since it was read with this `updated_at` (a
+    /// clean-up deletes only what it judged).
+    Unchanged {
+        repo: i64,
+        path: String,
+        updated_at: i64,
+    },
+    /// No asset of `kind` points at `digest` (Docker: no tag names a manifest being removed).
+    NoneWithDigest {
+        repo: i64,
+        kind: String,
+        digest: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,6 +161,11 @@ pub enum MetaError {
     /// Someone else changed the row first (optimistic concurrency), or holds it.
     #[error("concurrent update")]
     Conflict,
+    /// An asset would name a blob that its blob store no longer holds, or is deleting (a
+    /// collection pass took it: the writer relied on it without touching it first, or longer
+    /// than the grace period after).
+    #[error("blob {0} is not in the blob store")]
+    BlobGone(String),
     /// The database has no room left to write.
     #[error("the metadata database is out of space")]
     NoSpace,

@@ -126,6 +126,12 @@ pub trait Format: Send + Sync + 'static {
     /// Builds the run-time object for one configured repository (Nexus's `Recipe.apply`).
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError>;
 
+    /// Task types this format offers (its housekeeping), run on each repository through
+    /// [`Repo::run_task`].
+    fn tasks(&self) -> &'static [crate::task::FormatTask] {
+        &[]
+    }
+
     /// Serves a request under [`Format::root_path`] that names no repository.
     async fn handle_root(&self, _ctx: RootCtx, _req: HttpRequest) -> Option<HttpResponse> {
         None
@@ -138,6 +144,12 @@ pub trait Repo: Send + Sync {
     /// has identified the caller; the format checks what the caller may do (`ctx.check`) and
     /// answers in its own protocol's terms, errors included.
     async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse;
+
+    /// Runs one of the format's [`Format::tasks`] on this repository; `None` if this kind of
+    /// repository has nothing to do for it (a group).
+    async fn run_task(&self, _type_id: &str, _run: crate::task::TaskRun<'_>) -> Option<Result<crate::task::TaskReport, String>> {
+        None
+    }
 
     /// The repository as its own type, for a format whose groups ask their members through the
     /// format's own API rather than over HTTP (PyPI merges members' project pages).

@@ -34,9 +34,9 @@ const UPLOAD_LEASE_MS: i64 = 15_000;
 const UPLOAD_RENEW: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct Hosted {
-    cfg: Arc<RepoConfig>,
+    pub(crate) cfg: Arc<RepoConfig>,
     settings: DockerSettings,
-    env: FormatEnv,
+    pub(crate) env: FormatEnv,
     /// Pushes of one tag on this node take turns instead of racing in the database.
     tag_writers: wharf_format::KeyedLocks,
 }
@@ -47,6 +47,11 @@ type Result<T, E = DockerError> = std::result::Result<T, E>;
 impl Repo for Hosted {
     async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
         crate::error::respond(self.route(&ctx, &req, body).await)
+    }
+
+    async fn run_task(&self, type_id: &str, run: wharf_format::TaskRun<'_>) -> Option<Result<wharf_format::TaskReport, String>> {
+        (type_id == crate::cleanup::UNUSED_MANIFESTS).then_some(())?;
+        Some(self.delete_unused(run).await.map_err(|e| e.to_string()))
     }
 }
 

@@ -1,6 +1,7 @@
 //! Docker / OCI Distribution format for wharf.
 
 mod access;
+mod cleanup;
 mod config;
 mod error;
 mod group;
@@ -46,6 +47,10 @@ impl Format for Docker {
             return None;
         }
         Some(ComponentKey { group: None, name: asset.component.clone()?, version: meta::tag_of(&asset.path).to_string(), download_path: None })
+    }
+
+    fn tasks(&self) -> &'static [wharf_format::FormatTask] {
+        &cleanup::TASKS
     }
 
     fn listener(&self, config: &RepoConfig) -> Listener {

@@ -52,6 +52,12 @@ impl Repo for Proxy {
     async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
         crate::error::respond(self.route(&ctx, &req, body).await)
     }
+
+    /// The cache is a hosted repository's content: what it no longer needs goes the same way
+    /// (and is fetched again on demand).
+    async fn run_task(&self, type_id: &str, run: wharf_format::TaskRun<'_>) -> Option<Result<wharf_format::TaskReport, String>> {
+        self.cache.run_task(type_id, run).await
+    }
 }
 
 impl Proxy {

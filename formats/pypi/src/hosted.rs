@@ -17,7 +17,7 @@ use crate::archive;
 use crate::config::HostedSettings;
 use crate::error::PypiError;
 use crate::index::{self, FileEntry};
-use crate::meta::{self, file_path, files_prefix, project_path};
+use crate::meta::{self, file_path, files_prefix, metadata_path, project_path};
 use crate::model::{check_filename, normalize, valid_project_name, FileKind};
 use crate::routes::{self, Endpoint};
 use crate::source::{self, Result, Source};
@@ -196,8 +196,25 @@ impl Hosted {
             return Err(PypiError::FileExists(filename));
         }
         staged.publish().await?;
+        // The metadata is a blob of its own, named by an asset of its own (what refers to a
+        // blob is always an asset's digest: garbage collection reads nothing else).
+        let mut metadata_asset = None;
         let core_metadata = match core_metadata {
-            Some(bytes) => Some(self.env.blobs.put_bytes(Bytes::from(bytes)).await?.hex().to_string()),
+            Some(bytes) => {
+                let size = bytes.len() as i64;
+                let d = self.env.blobs.put_bytes(Bytes::from(bytes)).await?;
+                metadata_asset = Some(NewAsset {
+                    path: metadata_path(&normalized, &filename),
+                    kind: meta::METADATA.into(),
+                    component: Some(normalized.clone()),
+                    digest: Some(d.to_string()),
+                    size,
+                    content_type: Some("text/plain".into()),
+                    link: None,
+                    attributes: json!({ "version": version }),
+                });
+                Some(d.hex().to_string())
+            }
             None => None,
         };
         let asset = NewAsset {
@@ -226,7 +243,9 @@ impl Hosted {
             attributes: json!({ "name": name }),
             ..Default::default()
         };
-        match self.env.meta.commit(checks, vec![Write::InsertIfAbsent { repo, asset: project }, Write::Upsert { repo, asset }]).await {
+        let mut writes = vec![Write::InsertIfAbsent { repo, asset: project }, Write::Upsert { repo, asset }];
+        writes.extend(metadata_asset.map(|asset| Write::Upsert { repo, asset }));
+        match self.env.meta.commit(checks, writes).await {
             Ok(()) => {}
             Err(MetaError::CheckFailed(_)) => return Err(PypiError::FileExists(filename)),
             Err(e) => return Err(e.into()),

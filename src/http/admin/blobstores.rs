@@ -208,3 +208,26 @@ fn in_use(name: &str, users: &[String]) -> AdminError {
     let list = if users.is_empty() { "a repository".to_string() } else { format!("repositories {}", users.join(", ")) };
     ConfigError::new("name", format!("blob store {name} is used by {list}")).into()
 }
+
+#[derive(serde::Deserialize)]
+pub struct CompactParams {
+    #[serde(rename = "dryRun", default)]
+    dry_run: bool,
+}
+
+/// One garbage-collection pass over a store, answered when it is done: with `dryRun=true`, what
+/// it would delete (the same pass the "Compact blob store" task runs, deleting nothing).
+pub async fn compact(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, q: web::Query<CompactParams>) -> Result<HttpResponse, AdminError> {
+    let actor = require_admin(&state, &req).await?;
+    let name = path.into_inner();
+    let grace = std::time::Duration::from_secs(state.cfg.gc.grace_secs);
+    let stop = wharf_format::Stop::default();
+    let report = crate::lifecycle::gc::collect(&state, Some(&name), grace, q.dry_run, &stop).await.map_err(|e| match e {
+        crate::lifecycle::gc::GcError::NoSuchStore(_) => AdminError::NotFound(e.to_string()),
+        other => AdminError::Internal(Box::new(other)),
+    })?;
+    if !q.dry_run {
+        super::record(&state, &req, &actor, "blobstore.compact", &name, None);
+    }
+    Ok(HttpResponse::Ok().json(report))
+}

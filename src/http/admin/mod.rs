@@ -9,6 +9,7 @@ pub mod repositories;
 pub mod security;
 pub mod session;
 pub mod status;
+pub mod tasks;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -29,6 +30,9 @@ pub enum AdminError {
     NotAllowed(&'static str),
     #[error("{0}")]
     NotFound(String),
+    /// The request is valid but the target's state does not allow it now (a task already running).
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Invalid(#[from] ConfigError),
     #[error("internal error")]
@@ -56,6 +60,7 @@ impl ResponseError for AdminError {
             AdminError::Unauthenticated => StatusCode::UNAUTHORIZED,
             AdminError::Forbidden | AdminError::NotAllowed(_) => StatusCode::FORBIDDEN,
             AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -146,6 +151,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/blobstores/file/{name}", web::put().to(blobstores::update_file))
             .route("/v1/blobstores/{name}/quota-status", web::get().to(blobstores::quota_status))
             .route("/v1/blobstores/{name}", web::delete().to(blobstores::delete))
+            .route("/v1/blobstores/{name}/compact", web::post().to(blobstores::compact))
+            .route("/v1/tasks", web::get().to(tasks::list))
+            .route("/v1/tasks", web::post().to(tasks::create))
+            .route("/v1/tasks/types", web::get().to(tasks::types))
+            .route("/v1/tasks/{id}", web::get().to(tasks::get))
+            .route("/v1/tasks/{id}", web::put().to(tasks::update))
+            .route("/v1/tasks/{id}", web::delete().to(tasks::delete))
+            .route("/v1/tasks/{id}/run", web::post().to(tasks::run))
+            .route("/v1/tasks/{id}/stop", web::post().to(tasks::stop))
+            .route("/v1/tasks/{id}/runs", web::get().to(tasks::runs))
             .route("/v1/security/users", web::get().to(security::list_users))
             .route("/v1/security/users", web::post().to(security::create_user))
             .route("/v1/security/users/{userId}", web::put().to(security::update_user))

@@ -1,0 +1,56 @@
+//! Housekeeping a format offers, run as scheduled tasks by the server (Nexus's format-specific
+//! tasks, such as "Docker - Delete unused manifests and images"): the format names its task
+//! types and their properties, and each of its repositories runs them on its own content.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::config::ConfigError;
+
+/// A request to stop a run, checked by the run between steps.
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    pub fn requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A task's properties, as JSON.
+pub type Properties = Map<String, Value>;
+
+/// A task type a format offers.
+pub struct FormatTask {
+    pub type_id: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+    /// Checks the type's own properties (the server handles `repositoryName`) and fills in
+    /// defaults; unknown properties are named.
+    pub validate: fn(&Properties) -> Result<Properties, ConfigError>,
+}
+
+/// One run of a task on one repository.
+pub struct TaskRun<'a> {
+    /// As the type's `validate` returned them.
+    pub properties: &'a Properties,
+    pub stop: &'a Stop,
+}
+
+/// What a run did on one repository.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskReport {
+    /// Assets removed (or, in a dry run, that would be).
+    pub assets_deleted: u64,
+    /// A line for people.
+    pub message: String,
+    /// What the format wants to tell in detail (which manifests, which images).
+    pub details: Value,
+}

@@ -1,0 +1,231 @@
+//! "Docker - Delete unused manifests and images" (Nexus's task of that name, wharf's type
+//! `repository.docker.gc`): removes manifests that no tag names and that are older than
+//! `olderThanDays`, and then the image's links to blobs that no remaining manifest uses, so that
+//! garbage collection can free their bytes.
+//!
+//! What stays: every tagged manifest, and everything a kept manifest reaches: the children of
+//! a kept index, the subject of a kept referrer, and the referrers (signatures, SBOMs) of a
+//! kept manifest. Each removal is one commit that re-checks, in its transaction, that nothing
+//! changed since it was judged (no tag was pushed to it, no index now lists it, the row was not
+//! written again), so a push during the run wins over the clean-up.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{json, Map, Value};
+use wharf_format::{now_millis, Asset, Check, ConfigError, Digest, FormatTask, ListQuery, MetaError, TaskReport, TaskRun, Write};
+
+use crate::error::DockerError;
+use crate::hosted::{Hosted, MAX_MANIFEST_BYTES};
+use crate::meta::{self, refs_prefix};
+use crate::model::Manifest;
+
+pub const UNUSED_MANIFESTS: &str = "repository.docker.gc";
+
+pub static TASKS: [FormatTask; 1] = [FormatTask {
+    type_id: UNUSED_MANIFESTS,
+    name: "Docker - Delete unused manifests and images",
+    description: "Removes untagged manifests older than olderThanDays (default 1; kept while an index or a referrer's subject that is kept needs them) and the image's links to blobs no remaining manifest uses. Properties: olderThanDays, dryRun.",
+    validate,
+}];
+
+fn validate(p: &Map<String, Value>) -> Result<Map<String, Value>, ConfigError> {
+    if let Some(k) = p.keys().find(|k| !["olderThanDays", "dryRun"].contains(&k.as_str())) {
+        return Err(ConfigError::new(format!("properties.{k}"), format!("unknown property of a {UNUSED_MANIFESTS} task")));
+    }
+    let mut out = p.clone();
+    match p.get("olderThanDays") {
+        None => {
+            out.insert("olderThanDays".into(), json!(1));
+        }
+        Some(v) if v.is_u64() => {}
+        Some(_) => return Err(ConfigError::new("properties.olderThanDays", "must be a whole number of days (0: any age)")),
+    }
+    match p.get("dryRun") {
+        None => {
+            out.insert("dryRun".into(), json!(false));
+        }
+        Some(Value::Bool(_)) => {}
+        Some(_) => return Err(ConfigError::new("properties.dryRun", "must be true or false")),
+    }
+    Ok(out)
+}
+
+/// An image's manifest, by image name and digest.
+type Key = (String, String);
+
+/// The repository's Docker content, indexed for the judgement.
+#[derive(Default)]
+struct Content {
+    manifests: HashMap<Key, Asset>,
+    tagged: HashSet<Key>,
+    /// What a manifest uses (blobs and child manifests), by the manifest.
+    uses: HashMap<Key, HashSet<String>>,
+    /// The `ref` rows' paths, by the manifest that uses.
+    ref_rows: HashMap<Key, Vec<String>>,
+    /// Manifests whose subject is the key.
+    referrers: HashMap<Key, Vec<String>>,
+    blobs: Vec<Asset>,
+    /// Images with a manifest whose uses cannot be known (unreadable): left alone.
+    unknown: HashSet<String>,
+}
+
+impl Hosted {
+    pub(crate) async fn delete_unused(&self, run: TaskRun<'_>) -> Result<TaskReport, DockerError> {
+        let days = run.properties.get("olderThanDays").and_then(Value::as_u64).unwrap_or(1);
+        let dry_run = run.properties.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
+        let cutoff = now_millis() - (days as i64) * 86_400_000;
+        let c = self.content().await?;
+
+        // Kept: tagged or young manifests, and what they reach.
+        let mut kept: HashSet<Key> =
+            c.manifests.iter().filter(|(k, a)| c.tagged.contains(*k) || a.updated_at >= cutoff || c.unknown.contains(&k.0)).map(|(k, _)| k.clone()).collect();
+        let mut todo: Vec<Key> = kept.iter().cloned().collect();
+        while let Some(k) = todo.pop() {
+            let mut reach: Vec<String> = c.uses.get(&k).map(|u| u.iter().cloned().collect()).unwrap_or_default();
+            reach.extend(c.manifests.get(&k).and_then(|a| a.link.clone()));
+            reach.extend(c.referrers.get(&k).cloned().unwrap_or_default());
+            for d in reach {
+                let next = (k.0.clone(), d);
+                if c.manifests.contains_key(&next) && kept.insert(next.clone()) {
+                    todo.push(next);
+                }
+            }
+        }
+
+        let mut doomed: Vec<&Key> = c.manifests.keys().filter(|k| !kept.contains(*k)).collect();
+        doomed.sort();
+        let mut removed_manifests = Vec::new();
+        if dry_run {
+            removed_manifests = doomed.iter().map(|k| format!("{}@{}", k.0, k.1)).collect();
+        } else {
+            // An index goes before its children (a child's removal checks that nothing uses
+            // it): rounds until one makes no progress.
+            loop {
+                let mut left = Vec::new();
+                let mut progressed = false;
+                for k in doomed {
+                    if run.stop.requested() {
+                        break;
+                    }
+                    if self.remove_manifest(k, &c).await? {
+                        removed_manifests.push(format!("{}@{}", k.0, k.1));
+                        progressed = true;
+                    } else {
+                        left.push(k);
+                    }
+                }
+                if run.stop.requested() || left.is_empty() || !progressed {
+                    break;
+                }
+                doomed = left;
+            }
+        }
+
+        // Blob links no kept manifest uses.
+        let used: HashSet<Key> = kept.iter().flat_map(|k| c.uses.get(k).into_iter().flatten().map(move |d| (k.0.clone(), d.clone()))).collect();
+        let mut removed_blobs = 0u64;
+        for b in &c.blobs {
+            if run.stop.requested() {
+                break;
+            }
+            let (Some(name), Some(digest)) = (&b.component, &b.digest) else { continue };
+            if b.updated_at >= cutoff || c.unknown.contains(name) || used.contains(&(name.clone(), digest.clone())) {
+                continue;
+            }
+            if dry_run || self.remove_blob_link(name, digest, b).await? {
+                removed_blobs += 1;
+            }
+        }
+        let verb = if dry_run { "would remove" } else { "removed" };
+        Ok(TaskReport {
+            assets_deleted: removed_manifests.len() as u64 + removed_blobs,
+            message: format!("{verb} {} unused manifests and {removed_blobs} unused blob links", removed_manifests.len()),
+            details: json!({ "manifests": removed_manifests, "blobLinks": removed_blobs, "dryRun": dry_run }),
+        })
+    }
+
+    async fn content(&self) -> Result<Content, DockerError> {
+        let mut c = Content::default();
+        let repo = self.cfg.id;
+        for a in self.env.meta.list(repo, ListQuery::default()).await? {
+            let Some(name) = a.component.clone() else { continue };
+            match a.kind.as_str() {
+                meta::MANIFEST => {
+                    let Some(d) = a.digest.clone() else { continue };
+                    if let Some(subject) = &a.link {
+                        c.referrers.entry((name.clone(), subject.clone())).or_default().push(d.clone());
+                    }
+                    c.manifests.insert((name, d), a);
+                }
+                meta::TAG => {
+                    if let Some(d) = a.digest {
+                        c.tagged.insert((name, d));
+                    }
+                }
+                meta::REF => {
+                    // `<name>/refs/<used>/<by>`; `by` is also the row's link.
+                    let mut parts = a.path.rsplitn(3, '/');
+                    let (Some(by), Some(used)) = (parts.next(), parts.next()) else { continue };
+                    let key = (name, by.to_string());
+                    c.uses.entry(key.clone()).or_default().insert(used.to_string());
+                    c.ref_rows.entry(key).or_default().push(a.path);
+                }
+                meta::BLOB => c.blobs.push(a),
+                _ => {}
+            }
+        }
+        // Manifests pushed before uses were recorded: their uses come from their content.
+        let legacy: Vec<Key> =
+            c.manifests.iter().filter(|(_, a)| a.attributes.get("refs").and_then(Value::as_bool) != Some(true)).map(|(k, _)| k.clone()).collect();
+        for k in legacy {
+            let content_type = c.manifests[&k].content_type.clone();
+            let parsed = match k.1.parse::<Digest>() {
+                Ok(d) => match self.env.blobs.read_small(&d, MAX_MANIFEST_BYTES).await {
+                    Ok(bytes) => Manifest::parse(&bytes, content_type.as_deref()).ok(),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            match parsed {
+                Some(m) => {
+                    c.uses.entry(k).or_default().extend(m.blobs.iter().chain(&m.children).map(|d| d.to_string()));
+                }
+                None => {
+                    tracing::warn!(image = %k.0, manifest = %k.1, "a stored manifest cannot be read; its image is left alone by the clean-up");
+                    c.unknown.insert(k.0);
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    /// Removes one manifest and its `ref` rows, if it is still untagged, unused and unchanged.
+    async fn remove_manifest(&self, k: &Key, c: &Content) -> Result<bool, DockerError> {
+        let repo = self.cfg.id;
+        let a = &c.manifests[k];
+        let checks = vec![
+            Check::Unchanged { repo, path: a.path.clone(), updated_at: a.updated_at },
+            Check::NoneWithDigest { repo, kind: meta::TAG.into(), digest: k.1.clone() },
+            Check::NoneUnder { repo, prefix: refs_prefix(&k.0, &k.1) },
+        ];
+        let mut writes = vec![Write::Delete { repo, path: a.path.clone() }];
+        writes.extend(c.ref_rows.get(k).into_iter().flatten().map(|p| Write::Delete { repo, path: p.clone() }));
+        match self.env.meta.commit(checks, writes).await {
+            Ok(()) => Ok(true),
+            Err(MetaError::CheckFailed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes an image's link to a blob, if no manifest uses it and the link is unchanged.
+    async fn remove_blob_link(&self, name: &str, digest: &str, b: &Asset) -> Result<bool, DockerError> {
+        let repo = self.cfg.id;
+        let checks =
+            vec![Check::Unchanged { repo, path: b.path.clone(), updated_at: b.updated_at }, Check::NoneUnder { repo, prefix: refs_prefix(name, digest) }];
+        match self.env.meta.commit(checks, vec![Write::Delete { repo, path: b.path.clone() }]).await {
+            Ok(()) => Ok(true),
+            Err(MetaError::CheckFailed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! The blob ledger (`blobs`): one row per blob a blob store holds or is about to hold, its size,
+//! when a writer last relied on it, and whether a collection pass is deleting it. The rules that
+//! make online garbage collection safe live here, in one place:
+//!
+//! - a writer touches a blob's row before it relies on the bytes ([`touch`]);
+//! - a commit links a blob only while its row is live ([`linkable`], inside the commit's
+//!   transaction);
+//! - a pass marks a row `deleting` only if it is live, untouched since the cutoff and no asset of
+//!   a repository on that store names it, all in one transaction ([`mark`]); it deletes the
+//!   object, then the row ([`forget`]).
+//!
+//! Each of these is one transaction through `Db::write` (serialized on SQLite, SERIALIZABLE on
+//! PostgreSQL), so a mark and a touch or link of the same blob are ordered: either the writer
+//! came first (the pass then skips the blob) or the pass did (the writer waits and writes the
+//! bytes afresh, or its commit fails rather than point at a blob that is going away).
+
+use diesel::prelude::*;
+use wharf_format::now_millis;
+
+use super::schema::{assets, blobs, repositories};
+use super::AnyConnection;
+
+pub const LIVE: &str = "live";
+pub const DELETING: &str = "deleting";
+
+/// `Ok(None)`: the row is live (and now touched); `Ok(Some(marked_at))`: a pass is deleting it.
+pub fn touch(conn: &mut AnyConnection, store: &str, digest: &str, size: i64) -> QueryResult<Option<i64>> {
+    let now = now_millis();
+    let row: Option<(String, Option<i64>)> = blobs::table.find((store, digest)).select((blobs::state, blobs::marked_at)).first(conn).optional()?;
+    match row {
+        None => {
+            diesel::insert_into(blobs::table)
+                .values((blobs::blob_store.eq(store), blobs::digest.eq(digest), blobs::size.eq(size), blobs::state.eq(LIVE), blobs::touched_at.eq(now)))
+                .execute(conn)?;
+            Ok(None)
+        }
+        Some((state, _)) if state == LIVE => {
+            diesel::update(blobs::table.find((store, digest))).set((blobs::touched_at.eq(now), blobs::size.eq(size))).execute(conn)?;
+            Ok(None)
+        }
+        Some((_, marked_at)) => Ok(Some(marked_at.unwrap_or(0))),
+    }
+}
+
+/// Moves a deletion from mark `marked_at` to a new mark owned by the caller.
+pub fn claim_deletion(conn: &mut AnyConnection, store: &str, digest: &str, marked_at: i64) -> QueryResult<Option<i64>> {
+    let mark = now_millis().max(marked_at + 1);
+    let n = diesel::update(blobs::table.find((store, digest)).filter(blobs::state.eq(DELETING)).filter(blobs::marked_at.eq(marked_at)))
+        .set(blobs::marked_at.eq(mark))
+        .execute(conn)?;
+    Ok((n == 1).then_some(mark))
+}
+
+/// Drops the row of a deleted blob, if it still carries the deleter's mark.
+pub fn forget(conn: &mut AnyConnection, store: &str, digest: &str, marked_at: i64) -> QueryResult<usize> {
+    diesel::delete(blobs::table.find((store, digest)).filter(blobs::state.eq(DELETING)).filter(blobs::marked_at.eq(marked_at))).execute(conn)
+}
+
+/// Whether an asset of repository `repo` may name `digest` now: its store's row is live.
+pub fn linkable(conn: &mut AnyConnection, repo: i64, digest: &str) -> QueryResult<bool> {
+    let store: String = repositories::table.find(repo).select(repositories::blob_store).first(conn)?;
+    let state: Option<String> = blobs::table.find((store, digest)).select(blobs::state).first(conn).optional()?;
+    Ok(state.as_deref() == Some(LIVE))
+}
+
+/// A blob a pass may take: live, untouched since `cutoff`, named by no asset of a repository on
+/// its store.
+#[derive(Clone, Debug)]
+pub struct Candidate {
+    pub digest: String,
+    pub size: i64,
+}
+
+/// Up to `limit` candidates of `store` after `after` (digest order), without marking them.
+pub fn candidates(conn: &mut AnyConnection, store: &str, cutoff: i64, after: &str, limit: i64) -> QueryResult<Vec<Candidate>> {
+    let referenced = assets::table
+        .inner_join(repositories::table)
+        .filter(assets::digest.eq(blobs::digest.nullable()))
+        .filter(repositories::blob_store.eq(blobs::blob_store))
+        .select(assets::path);
+    let rows: Vec<(String, i64)> = blobs::table
+        .filter(blobs::blob_store.eq(store))
+        .filter(blobs::digest.gt(after))
+        .filter(blobs::state.eq(LIVE))
+        .filter(blobs::touched_at.lt(cutoff))
+        .filter(diesel::dsl::not(diesel::dsl::exists(referenced)))
+        .order(blobs::digest.asc())
+        .limit(limit)
+        .select((blobs::digest, blobs::size))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(digest, size)| Candidate { digest, size }).collect())
+}
+
+/// Marks for deletion the candidates after `after` (up to `limit`), all in the caller's
+/// transaction; returns them and the mark.
+pub fn mark(conn: &mut AnyConnection, store: &str, cutoff: i64, after: &str, limit: i64) -> QueryResult<(Vec<Candidate>, i64)> {
+    let found = candidates(conn, store, cutoff, after, limit)?;
+    let mark = now_millis();
+    if !found.is_empty() {
+        let digests: Vec<&str> = found.iter().map(|c| c.digest.as_str()).collect();
+        diesel::update(blobs::table.filter(blobs::blob_store.eq(store)).filter(blobs::digest.eq_any(digests)))
+            .set((blobs::state.eq(DELETING), blobs::marked_at.eq(mark)))
+            .execute(conn)?;
+    }
+    Ok((found, mark))
+}
+
+/// Rows a pass left marked (it was killed, or stalled): `(digest, size, marked_at)`.
+pub fn marked(conn: &mut AnyConnection, store: &str, limit: i64) -> QueryResult<Vec<(String, i64, i64)>> {
+    let rows: Vec<(String, i64, Option<i64>)> = blobs::table
+        .filter(blobs::blob_store.eq(store))
+        .filter(blobs::state.eq(DELETING))
+        .order(blobs::digest.asc())
+        .limit(limit)
+        .select((blobs::digest, blobs::size, blobs::marked_at))
+        .load(conn)?;
+    Ok(rows.into_iter().map(|(d, s, m)| (d, s, m.unwrap_or(0))).collect())
+}
+
+/// Which of `digests` have no row in `store`.
+pub fn unknown(conn: &mut AnyConnection, store: &str, digests: &[String]) -> QueryResult<Vec<String>> {
+    let known: std::collections::HashSet<String> = blobs::table
+        .filter(blobs::blob_store.eq(store))
+        .filter(blobs::digest.eq_any(digests))
+        .select(blobs::digest)
+        .load::<String>(conn)?
+        .into_iter()
+        .collect();
+    Ok(digests.iter().filter(|d| !known.contains(*d)).cloned().collect())
+}
+
+/// Rows for objects found in the store that the ledger did not know (written before it
+/// existed, or by a process that died between its write and its touch): aged by the object's
+/// own time, so that a later pass judges them like any other blob.
+pub fn adopt(conn: &mut AnyConnection, store: &str, found: &[(String, i64, i64)]) -> QueryResult<usize> {
+    let mut n = 0;
+    for (digest, size, modified) in found {
+        let exists = blobs::table.find((store, digest)).count().get_result::<i64>(conn)? > 0;
+        if !exists {
+            n += diesel::insert_into(blobs::table)
+                .values((blobs::blob_store.eq(store), blobs::digest.eq(digest), blobs::size.eq(size), blobs::state.eq(LIVE), blobs::touched_at.eq(modified)))
+                .execute(conn)?;
+        }
+    }
+    Ok(n)
+}

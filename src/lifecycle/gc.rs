@@ -1,0 +1,257 @@
+//! Garbage collection of blob stores, online: a pass deletes the blobs that no asset names and
+//! nobody touched within the grace period, while wharf serves traffic. Why no writer can lose a
+//! blob to it is `db::blobs`'s rules (and docs/architecture.md, "Garbage collection"); this
+//! module runs the pass:
+//!
+//! 1. finish what a killed pass left marked (its rows say `deleting`);
+//! 2. adopt objects the ledger does not know (written before it existed), aged by their own
+//!    modification time, so that the next steps judge them like any other blob;
+//! 3. mark a batch of candidates, delete their objects, drop their rows; repeat.
+//!
+//! A pass killed at any point leaves rows marked `deleting` whose objects may or may not be gone:
+//! no asset names them (that was checked when they were marked, and no commit links a marked
+//! blob), so nothing points at a missing blob, and the next pass (or a writer that needs the
+//! blob) finishes the job. A dry run reports what steps 1 and 3 would delete and changes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use wharf_format::{now_millis, BlobStore, Digest, Stop};
+
+use crate::db::{blobs, Db, DbError};
+use crate::state::AppState;
+
+/// Rows marked, and objects deleted, per step.
+const BATCH: i64 = 256;
+/// Object deletions in flight at once (an S3 store answers each in tens of milliseconds).
+const DELETES_IN_FLIGHT: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("blob store {store}: {source}")]
+    Blob { store: String, source: wharf_format::BlobError },
+    #[error("no blob store named {0}")]
+    NoSuchStore(String),
+}
+
+/// What a pass freed (or, in a dry run, would free) in one blob store.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreReport {
+    pub blob_store: String,
+    /// Blobs deleted (would be, in a dry run).
+    pub blob_count: u64,
+    pub bytes: u64,
+    /// Of those, blobs a killed pass had marked and this one finished.
+    pub resumed: u64,
+    /// Objects the ledger did not know and now does.
+    pub adopted: u64,
+    /// Marked blobs left for the next pass because this one stalled past the deletion lease.
+    pub deferred: u64,
+}
+
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub blob_count: u64,
+    pub bytes: u64,
+    pub blob_stores: Vec<StoreReport>,
+    /// Set when the pass was stopped before it finished.
+    pub stopped: bool,
+}
+
+/// Runs one pass over `store` (every blob store when `None`).
+pub async fn collect(state: &AppState, store: Option<&str>, grace: Duration, dry_run: bool, stop: &Stop) -> Result<GcReport, GcError> {
+    let snap = state.registry.snapshot();
+    let stores: BTreeMap<String, Arc<BlobStore>> = match store {
+        Some(name) => {
+            let s = snap.blob_stores.get(name).ok_or_else(|| GcError::NoSuchStore(name.to_string()))?;
+            BTreeMap::from([(name.to_string(), s.clone())])
+        }
+        None => snap.blob_stores.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+    };
+    let mut report = GcReport { dry_run, ..Default::default() };
+    for (name, blob_store) in stores {
+        let r = Pass { db: &state.db, name: &name, store: &blob_store, cutoff: now_millis() - grace.as_millis() as i64, dry_run, stop }.run().await?;
+        report.blob_count += r.blob_count;
+        report.bytes += r.bytes;
+        report.blob_stores.push(r);
+        if stop.requested() {
+            report.stopped = true;
+            break;
+        }
+    }
+    Ok(report)
+}
+
+struct Pass<'a> {
+    db: &'a Db,
+    name: &'a str,
+    store: &'a BlobStore,
+    /// Blobs touched at or after this time (milliseconds) are kept.
+    cutoff: i64,
+    dry_run: bool,
+    stop: &'a Stop,
+}
+
+impl Pass<'_> {
+    async fn run(&self) -> Result<StoreReport, GcError> {
+        let mut r = StoreReport { blob_store: self.name.to_string(), ..Default::default() };
+        self.resume(&mut r).await?;
+        self.adopt(&mut r).await?;
+        self.sweep(&mut r).await?;
+        if r.blob_count > 0 || r.adopted > 0 {
+            tracing::info!(
+                blob_store = self.name,
+                blobs = r.blob_count,
+                bytes = r.bytes,
+                resumed = r.resumed,
+                adopted = r.adopted,
+                dry_run = self.dry_run,
+                "garbage collection"
+            );
+        }
+        Ok(r)
+    }
+
+    fn blob_error(&self, source: wharf_format::BlobError) -> GcError {
+        GcError::Blob { store: self.name.to_string(), source }
+    }
+
+    /// Step 1: rows a killed pass left marked. Only marks older than the deletion lease are
+    /// taken (a younger one may belong to a pass that is still deleting it), each claimed
+    /// afresh (so that a writer taking the same deletion over cannot have its new bytes
+    /// deleted by us), then finished.
+    async fn resume(&self, r: &mut StoreReport) -> Result<(), GcError> {
+        let name = self.name.to_string();
+        let left = self.db.run(move |c| Ok(blobs::marked(c, &name, i64::MAX)?)).await?;
+        let stale_before = now_millis() - self.store.deletion_lease_ms();
+        for (digest, size, marked_at) in left {
+            if self.stop.requested() {
+                break;
+            }
+            if marked_at >= stale_before {
+                r.deferred += 1;
+                continue;
+            }
+            r.blob_count += 1;
+            r.bytes += size as u64;
+            r.resumed += 1;
+            if self.dry_run {
+                continue;
+            }
+            let (name, d) = (self.name.to_string(), digest.clone());
+            let Some(mark) = self.db.write(move |c| Ok(blobs::claim_deletion(c, &name, &d, marked_at)?)).await? else { continue };
+            self.delete_marked(vec![(digest, size)], mark, r).await?;
+        }
+        Ok(())
+    }
+
+    /// Step 2: objects without a row.
+    async fn adopt(&self, r: &mut StoreReport) -> Result<(), GcError> {
+        let mut listing = self.store.list_blobs().try_chunks(BATCH as usize);
+        while let Some(chunk) = listing.next().await {
+            let chunk = chunk.map_err(|e| self.blob_error(e.1))?;
+            let digests: Vec<String> = chunk.iter().map(|(d, _, _)| d.to_string()).collect();
+            let name = self.name.to_string();
+            let unknown: std::collections::HashSet<String> = self.db.run(move |c| Ok(blobs::unknown(c, &name, &digests)?)).await?.into_iter().collect();
+            let found: Vec<(String, i64, i64)> = chunk
+                .into_iter()
+                .filter(|(d, _, _)| unknown.contains(&d.to_string()))
+                .map(|(d, size, modified)| (d.to_string(), size as i64, modified))
+                .collect();
+            if found.is_empty() {
+                continue;
+            }
+            if self.dry_run {
+                // Unknown objects are named by no asset (every asset's blob has a row): the ones
+                // old enough are what the sweep would take after adopting them.
+                for (_, size, _) in found.iter().filter(|(_, _, modified)| *modified < self.cutoff) {
+                    r.blob_count += 1;
+                    r.bytes += *size as u64;
+                }
+                continue;
+            }
+            let name = self.name.to_string();
+            r.adopted += self.db.write(move |c| Ok(blobs::adopt(c, &name, &found)?)).await? as u64;
+        }
+        Ok(())
+    }
+
+    /// Step 3: mark a batch, delete it, repeat.
+    async fn sweep(&self, r: &mut StoreReport) -> Result<(), GcError> {
+        let mut after = String::new();
+        loop {
+            if self.stop.requested() {
+                return Ok(());
+            }
+            let (name, cutoff, from) = (self.name.to_string(), self.cutoff, after.clone());
+            if self.dry_run {
+                let page = self.db.run(move |c| Ok(blobs::candidates(c, &name, cutoff, &from, BATCH)?)).await?;
+                let Some(last) = page.last() else { return Ok(()) };
+                after = last.digest.clone();
+                r.blob_count += page.len() as u64;
+                r.bytes += page.iter().map(|c| c.size as u64).sum::<u64>();
+                continue;
+            }
+            let (batch, mark) = self.db.write(move |c| Ok(blobs::mark(c, &name, cutoff, &from, BATCH)?)).await?;
+            let Some(last) = batch.last() else { return Ok(()) };
+            after = last.digest.clone();
+            r.blob_count += batch.len() as u64;
+            r.bytes += batch.iter().map(|c| c.size as u64).sum::<u64>();
+            self.delete_marked(batch.into_iter().map(|c| (c.digest, c.size)).collect(), mark, r).await?;
+        }
+    }
+
+    /// Deletes the objects of rows this pass marked at `mark`, then the rows. An object is
+    /// deleted only within half the deletion lease of the mark, by this process's own clock:
+    /// after that a writer may have taken the deletion over and written the blob afresh.
+    async fn delete_marked(&self, batch: Vec<(String, i64)>, mark: i64, r: &mut StoreReport) -> Result<(), GcError> {
+        let started = Instant::now();
+        let lease = Duration::from_millis(self.store.deletion_lease_ms() as u64 / 2);
+        let results: Vec<(String, Result<bool, wharf_format::BlobError>)> = futures::stream::iter(batch)
+            .map(|(digest, _)| async move {
+                if started.elapsed() >= lease {
+                    return (digest, Ok(false));
+                }
+                let res = match digest.parse::<Digest>() {
+                    Ok(d) => self.store.delete(&d).await.map(|()| true),
+                    // A row whose name is not a digest has no object: only the row goes.
+                    Err(_) => Ok(true),
+                };
+                (digest, res)
+            })
+            .buffer_unordered(DELETES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut done = Vec::new();
+        let mut failed = None;
+        for (digest, res) in results {
+            match res {
+                Ok(true) => done.push(digest),
+                Ok(false) => r.deferred += 1,
+                Err(e) => failed = Some(e),
+            }
+        }
+        let name = self.name.to_string();
+        self.db
+            .write(move |c| {
+                for d in &done {
+                    blobs::forget(c, &name, d, mark)?;
+                }
+                Ok(())
+            })
+            .await?;
+        match failed {
+            // The rows of failed deletions stay marked: the next pass finishes them.
+            Some(e) => Err(self.blob_error(e)),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! When a task runs: by hand only, every N seconds, or by a cron expression (UTC, croner's
+//! syntax: five fields, or six with seconds first; Quartz's `?` is accepted). In the API it is
+//! Nexus's `frequency` object: `{"schedule": "manual" | "interval" | "cron", "intervalSeconds",
+//! "cronExpression"}`.
+
+use std::str::FromStr;
+
+use chrono::{TimeZone, Utc};
+use serde_json::{json, Value};
+use wharf_format::ConfigError;
+
+#[derive(Clone, Debug)]
+pub enum Frequency {
+    Manual,
+    Interval(u64),
+    Cron(String, Box<croner::Cron>),
+}
+
+impl PartialEq for Frequency {
+    fn eq(&self, other: &Frequency) -> bool {
+        self.to_json() == other.to_json()
+    }
+}
+
+impl Frequency {
+    /// A cron expression, or manual when empty.
+    pub fn cron(expr: &str) -> Result<Frequency, String> {
+        let expr = expr.trim();
+        if expr.is_empty() {
+            return Ok(Frequency::Manual);
+        }
+        let parsed = croner::Cron::from_str(expr).map_err(|e| format!("{expr:?} is not a cron expression: {e}"))?;
+        Ok(Frequency::Cron(expr.to_string(), Box::new(parsed)))
+    }
+
+    pub fn parse(v: &Value) -> Result<Frequency, ConfigError> {
+        let field = "frequency";
+        let obj = v.as_object().ok_or_else(|| ConfigError::new(field, "must be an object"))?;
+        for k in obj.keys() {
+            if !["schedule", "intervalSeconds", "cronExpression"].contains(&k.as_str()) {
+                return Err(ConfigError::new(format!("frequency.{k}"), "unknown field"));
+            }
+        }
+        match obj.get("schedule").and_then(Value::as_str) {
+            Some("manual") => Ok(Frequency::Manual),
+            Some("interval") => match obj.get("intervalSeconds").and_then(Value::as_u64) {
+                Some(s) if s >= 1 => Ok(Frequency::Interval(s)),
+                _ => Err(ConfigError::new("frequency.intervalSeconds", "must be a whole number of seconds, at least 1")),
+            },
+            Some("cron") => {
+                let expr = obj.get("cronExpression").and_then(Value::as_str).unwrap_or_default();
+                if expr.trim().is_empty() {
+                    return Err(ConfigError::new("frequency.cronExpression", "is required for schedule \"cron\""));
+                }
+                Frequency::cron(expr).map_err(|e| ConfigError::new("frequency.cronExpression", e))
+            }
+            _ => Err(ConfigError::new("frequency.schedule", "must be \"manual\", \"interval\" or \"cron\"")),
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        match self {
+            Frequency::Manual => json!({ "schedule": "manual" }),
+            Frequency::Interval(s) => json!({ "schedule": "interval", "intervalSeconds": s }),
+            Frequency::Cron(expr, _) => json!({ "schedule": "cron", "cronExpression": expr }),
+        }
+    }
+
+    /// The first run after `after` (milliseconds since the epoch), if the schedule has one.
+    pub fn next_after(&self, after: i64) -> Option<i64> {
+        match self {
+            Frequency::Manual => None,
+            Frequency::Interval(s) => Some(after + (*s as i64) * 1000),
+            Frequency::Cron(_, cron) => {
+                let t = Utc.timestamp_millis_opt(after).single()?;
+                cron.find_next_occurrence(&t, false).ok().map(|n| n.timestamp_millis())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse_and_say_when_next() {
+        let daily = Frequency::parse(&json!({"schedule": "cron", "cronExpression": "0 0 2 * * ?"})).unwrap();
+        // 2026-12-02T12:00:00Z → the next 02:00 UTC is the 3rd.
+        let noon = 1_796_212_800_000;
+        assert_eq!(wharf_format::rfc3339_millis(daily.next_after(noon).unwrap()), "2026-12-03T02:00:00.000Z");
+        let every = Frequency::parse(&json!({"schedule": "interval", "intervalSeconds": 90})).unwrap();
+        assert_eq!(every.next_after(noon), Some(noon + 90_000));
+        assert_eq!(Frequency::parse(&json!({"schedule": "manual"})).unwrap().next_after(noon), None);
+        assert_eq!(Frequency::parse(&json!({"schedule": "cron", "cronExpression": "61 * * * *"})).unwrap_err().field, "frequency.cronExpression");
+        assert_eq!(Frequency::parse(&json!({"schedule": "interval"})).unwrap_err().field, "frequency.intervalSeconds");
+        assert_eq!(Frequency::parse(&json!({"schedule": "weekly"})).unwrap_err().field, "frequency.schedule");
+        assert_eq!(Frequency::parse(&json!({"schedule": "manual", "startDate": 1})).unwrap_err().field, "frequency.startDate");
+    }
+}

@@ -1,0 +1,423 @@
+//! Scheduled tasks, Nexus's way: a task has a type (what it does), properties, a schedule, and a
+//! history of runs. Every node runs the scheduler; a due task is claimed in the database (a
+//! lease on its row, renewed while it runs), so exactly one node runs it, and another takes it
+//! over once a dead node's lease lapses. A stop is a flag on the row that the runner reads when
+//! it renews, so it reaches the run from any node.
+//!
+//! The built-in tasks (compact blob stores, upload sweep, audit retention) are defined by the
+//! configuration (`gc.schedule`, `uploads.sweep_interval_secs`, `security.audit_retention_days`)
+//! and brought in line with it at every start; administrators may disable them, run them, and
+//! add tasks of their own of any type.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use actix_web::web;
+use serde_json::{json, Map, Value};
+use wharf_format::{now_millis, Audit, AuditEvent, ConfigError, Format, FormatTask, Stop, TaskRun};
+
+use super::schedule::Frequency;
+use crate::db::tasks::{self as rows, Finished, TaskDef, TaskRow};
+use crate::db::DbError;
+use crate::state::AppState;
+
+/// A run's claim on its task lasts this long, and is renewed at a third of it.
+const LEASE_MS: i64 = 30_000;
+/// How often each node looks for due tasks.
+const TICK: Duration = Duration::from_secs(1);
+/// Runs kept per task.
+const HISTORY: i64 = 50;
+
+/// What a kind of task is, as the API lists it (the server's own; formats add theirs through
+/// `Format::tasks`).
+pub struct TaskType {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub description: &'static str,
+}
+
+/// Every task type this build knows: the server's and the formats'.
+pub fn all_types(formats: &[std::sync::Arc<dyn Format>]) -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut out: Vec<_> = TYPES.iter().map(|t| (t.id, t.name, t.description)).collect();
+    for f in formats {
+        out.extend(f.tasks().iter().map(|t| (t.type_id, t.name, t.description)));
+    }
+    out
+}
+
+fn format_task<'a>(formats: &'a [std::sync::Arc<dyn Format>], type_id: &str) -> Option<(&'a std::sync::Arc<dyn Format>, &'static FormatTask)> {
+    formats.iter().find_map(|f| f.tasks().iter().find(|t| t.type_id == type_id).map(|t| (f, t)))
+}
+
+pub const COMPACT: &str = "blobstore.compact";
+pub const UPLOAD_SWEEP: &str = "uploads.sweep";
+pub const AUDIT_RETENTION: &str = "audit.retention";
+
+pub const TYPES: &[TaskType] = &[
+    TaskType {
+        id: COMPACT,
+        name: "Admin - Compact blob store",
+        description: "Deletes blobs that no asset names and nobody touched within gc.grace_secs. Properties: blobstoreName (a store, or \"*\" for all), dryRun (report only).",
+    },
+    TaskType {
+        id: UPLOAD_SWEEP,
+        name: "Admin - Upload sweep",
+        description: "Removes upload sessions and staged bytes untouched for uploads.ttl_secs.",
+    },
+    TaskType {
+        id: AUDIT_RETENTION,
+        name: "Admin - Audit retention",
+        description: "Deletes audit events older than `days` (default security.audit_retention_days; 0 keeps everything).",
+    },
+];
+
+/// The built-in tasks' ids.
+pub const BUILTIN_COMPACT: &str = "compact-blob-stores";
+pub const BUILTIN_UPLOAD_SWEEP: &str = "upload-sweep";
+pub const BUILTIN_AUDIT_RETENTION: &str = "audit-retention";
+
+pub fn builtin(id: &str) -> bool {
+    [BUILTIN_COMPACT, BUILTIN_UPLOAD_SWEEP, BUILTIN_AUDIT_RETENTION].contains(&id)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("task {0} not found")]
+    NotFound(String),
+    #[error("task {0} is already running")]
+    Running(String),
+    #[error("task {0} is not running")]
+    NotRunning(String),
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Checks a type's properties and fills in defaults; unknown properties are named. A format's
+/// task also takes `repositoryName` (a repository of that format, or `"*"` for all).
+pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str, props: &Value) -> Result<Map<String, Value>, ConfigError> {
+    let empty = Map::new();
+    let given = match props {
+        Value::Null => &empty,
+        Value::Object(m) => m,
+        _ => return Err(ConfigError::new("properties", "must be an object")),
+    };
+    if let Some((_, task)) = format_task(formats, type_id) {
+        let mut own = given.clone();
+        let repo = match own.remove("repositoryName") {
+            None => json!("*"),
+            Some(Value::String(s)) if !s.is_empty() => Value::String(s),
+            Some(_) => return Err(ConfigError::new("properties.repositoryName", "must be a repository's name or \"*\"")),
+        };
+        let mut out = (task.validate)(&own)?;
+        out.insert("repositoryName".into(), repo);
+        return Ok(out);
+    }
+    let allowed: &[&str] = match type_id {
+        COMPACT => &["blobstoreName", "dryRun"],
+        UPLOAD_SWEEP => &[],
+        AUDIT_RETENTION => &["days"],
+        other => return Err(ConfigError::new("type", format!("unknown task type {other:?} (see GET /service/rest/v1/tasks/types)"))),
+    };
+    if let Some(k) = given.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ConfigError::new(format!("properties.{k}"), format!("unknown property of a {type_id} task")));
+    }
+    let mut out = given.clone();
+    match type_id {
+        COMPACT => {
+            match out.get("blobstoreName") {
+                None => {
+                    out.insert("blobstoreName".into(), json!("*"));
+                }
+                Some(Value::String(s)) if !s.is_empty() => {}
+                Some(_) => return Err(ConfigError::new("properties.blobstoreName", "must be a blob store's name or \"*\"")),
+            }
+            match out.get("dryRun") {
+                None => {
+                    out.insert("dryRun".into(), json!(false));
+                }
+                Some(Value::Bool(_)) => {}
+                Some(_) => return Err(ConfigError::new("properties.dryRun", "must be true or false")),
+            }
+        }
+        AUDIT_RETENTION => {
+            if let Some(v) = out.get("days") {
+                if !v.is_u64() {
+                    return Err(ConfigError::new("properties.days", "must be a whole number of days"));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// What a run did: a line for the task list, and details for its history.
+pub struct Outcome {
+    pub message: String,
+    pub report: Value,
+}
+
+async fn execute(state: &AppState, type_id: &str, props: &Map<String, Value>, stop: &Stop) -> Result<Outcome, String> {
+    match type_id {
+        COMPACT => {
+            let store = props.get("blobstoreName").and_then(Value::as_str).filter(|s| *s != "*");
+            let dry_run = props.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
+            let grace = Duration::from_secs(state.cfg.gc.grace_secs);
+            let report = super::gc::collect(state, store, grace, dry_run, stop).await.map_err(|e| e.to_string())?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            Ok(Outcome {
+                message: format!("{verb} {} blobs, {} bytes", report.blob_count, report.bytes),
+                report: serde_json::to_value(&report).unwrap_or_default(),
+            })
+        }
+        UPLOAD_SWEEP => {
+            let removed = crate::janitor::sweep(state, Duration::from_secs(state.cfg.uploads.ttl_secs)).await;
+            Ok(Outcome { message: format!("removed {removed} abandoned uploads"), report: json!({ "removed": removed }) })
+        }
+        AUDIT_RETENTION => {
+            let days = props.get("days").and_then(Value::as_u64).unwrap_or(state.cfg.security.audit_retention_days);
+            let deleted = crate::janitor::expire_audit(state, days).await.map_err(|e| e.to_string())?;
+            Ok(Outcome { message: format!("deleted {deleted} audit events older than {days} days"), report: json!({ "deleted": deleted, "days": days }) })
+        }
+        other => match format_task(&state.formats, other) {
+            Some((format, _)) => run_format_task(state, format.name(), other, props, stop).await,
+            None => Err(format!("this node does not know task type {other}")),
+        },
+    }
+}
+
+/// Runs a format's task on each of its repositories (or the one named), in name order.
+async fn run_format_task(state: &AppState, format: &str, type_id: &str, props: &Map<String, Value>, stop: &Stop) -> Result<Outcome, String> {
+    let only = props.get("repositoryName").and_then(Value::as_str).filter(|s| *s != "*");
+    let snap = state.registry.snapshot();
+    let mut repos: Vec<_> = snap.repos.values().filter(|r| r.config.format == format && only.is_none_or(|n| r.config.name == n)).collect();
+    if let Some(name) = only {
+        if repos.is_empty() {
+            return Err(format!("no {format} repository named {name}"));
+        }
+    }
+    repos.sort_by(|a, b| a.config.name.cmp(&b.config.name));
+    let mut total = 0;
+    let mut per_repo = Map::new();
+    let mut failures = Vec::new();
+    for r in repos {
+        if stop.requested() {
+            break;
+        }
+        match r.repo.run_task(type_id, TaskRun { properties: props, stop }).await {
+            None => {}
+            Some(Ok(report)) => {
+                total += report.assets_deleted;
+                per_repo.insert(r.config.name.clone(), serde_json::to_value(&report).unwrap_or_default());
+            }
+            Some(Err(e)) => failures.push(format!("{}: {e}", r.config.name)),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(failures.join("; "));
+    }
+    let summary: Vec<String> = per_repo.iter().filter_map(|(name, r)| Some(format!("{name}: {}", r.get("message")?.as_str()?))).collect();
+    Ok(Outcome {
+        message: if summary.is_empty() { format!("{total} assets") } else { summary.join("; ") },
+        report: json!({ "assetsDeleted": total, "repositories": per_repo }),
+    })
+}
+
+/// Runs on every node: claims due tasks and runs them; keeps the stops of this node's runs.
+pub struct Scheduler {
+    pub node: String,
+    local: Mutex<HashMap<String, Stop>>,
+}
+
+impl Default for Scheduler {
+    fn default() -> Scheduler {
+        let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Scheduler { node: format!("{host}-{}", &id[..8]), local: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// Brings the built-in tasks in line with the configuration (their schedules and properties
+/// come from it; whether they are enabled is the administrators' choice and stays).
+pub async fn ensure_builtins(state: &AppState) -> Result<(), TaskError> {
+    let cfg = &state.cfg;
+    let defs = [
+        (
+            BUILTIN_COMPACT,
+            "Compact blob stores",
+            COMPACT,
+            Frequency::cron(&cfg.gc.schedule).map_err(|e| ConfigError::new("gc.schedule", e))?,
+            json!({"blobstoreName": "*", "dryRun": false}),
+        ),
+        (BUILTIN_UPLOAD_SWEEP, "Upload sweep", UPLOAD_SWEEP, Frequency::Interval(cfg.uploads.sweep_interval_secs.max(1)), json!({})),
+        (BUILTIN_AUDIT_RETENTION, "Audit retention", AUDIT_RETENTION, Frequency::cron("0 30 2 * * *").expect("a valid expression"), json!({})),
+    ];
+    for (id, name, type_id, freq, props) in defs {
+        let schedule = freq.to_json().to_string();
+        let properties = props.to_string();
+        let now = now_millis();
+        let next = freq.next_after(now);
+        let res = state
+            .db
+            .write(move |c| {
+                match rows::get(c, id)? {
+                    None => {
+                        rows::insert(c, &TaskDef { id, name, type_id, properties: &properties, schedule: &schedule, enabled: true, next_run: next }, now)?;
+                    }
+                    Some(row) if row.schedule != schedule || row.properties != properties || row.name != name || (row.next_run.is_none() && next.is_some()) => {
+                        rows::update(c, &TaskDef { id, name, type_id, properties: &properties, schedule: &schedule, enabled: row.enabled, next_run: next })?;
+                    }
+                    Some(_) => {}
+                }
+                Ok(())
+            })
+            .await;
+        match res {
+            // Another node starting at the same moment inserted it first.
+            Err(DbError::Query(e)) if crate::db::is_unique_violation(&e) => {}
+            other => other?,
+        }
+    }
+    Ok(())
+}
+
+/// Starts the scheduler loop of this node.
+pub fn start(state: web::Data<AppState>) {
+    actix_rt::spawn(async move {
+        loop {
+            tokio::time::sleep(TICK).await;
+            let now = now_millis();
+            let due = match state.db.run(move |c| Ok(rows::due(c, now)?)).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(error = %e, "task scheduler: database");
+                    continue;
+                }
+            };
+            for id in due {
+                if let Err(e) = launch(&state, &id, "schedule", None, true).await {
+                    tracing::warn!(task = %id, error = %e, "task scheduler");
+                }
+            }
+        }
+    });
+}
+
+/// Runs a task now on this node (an administrator's "run"), unless it is running somewhere.
+pub async fn run_now(state: &web::Data<AppState>, id: &str, actor: &str) -> Result<(), TaskError> {
+    let key = id.to_string();
+    if state.db.run(move |c| Ok(rows::get(c, &key)?)).await?.is_none() {
+        return Err(TaskError::NotFound(id.to_string()));
+    }
+    if launch(state, id, "manual", Some(actor), false).await? {
+        Ok(())
+    } else {
+        Err(TaskError::Running(id.to_string()))
+    }
+}
+
+/// Asks a running task to stop, wherever it runs.
+pub async fn stop(state: &AppState, id: &str) -> Result<(), TaskError> {
+    let key = id.to_string();
+    let Some(row) = state.db.run(move |c| Ok(rows::get(c, &key)?)).await? else { return Err(TaskError::NotFound(id.to_string())) };
+    let key = id.to_string();
+    let now = now_millis();
+    if !row.running(now) || !state.db.write(move |c| Ok(rows::request_stop(c, &key, now)?)).await? {
+        return Err(TaskError::NotRunning(id.to_string()));
+    }
+    if let Some(s) = state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+        s.request();
+    }
+    Ok(())
+}
+
+/// Claims the task for a run on this node and starts the run; `false` if someone else holds it
+/// (or, with `due_only`, it is no longer due).
+async fn launch(state: &web::Data<AppState>, id: &str, trigger: &str, actor: Option<&str>, due_only: bool) -> Result<bool, TaskError> {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let (key, node, rid, trig) = (id.to_string(), state.tasks.node.clone(), run_id.clone(), trigger.to_string());
+    let now = now_millis();
+    let claimed = state
+        .db
+        .write(move |c| Ok(rows::claim(c, &key, &rows::Claim { run_id: &rid, node: &node, trigger: &trig, now, lease_until: now + LEASE_MS, due_only })?))
+        .await?;
+    if !claimed {
+        return Ok(false);
+    }
+    let key = id.to_string();
+    let Some(row) = state.db.run(move |c| Ok(rows::get(c, &key)?)).await? else { return Ok(false) };
+    let stop = Stop::default();
+    state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), stop.clone());
+    let state = state.clone();
+    let actor = actor.map(str::to_string);
+    actix_rt::spawn(async move {
+        run(&state, row, run_id, now, stop, actor).await;
+    });
+    Ok(true)
+}
+
+async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started: i64, stop: Stop, actor: Option<String>) {
+    // The lease is renewed while the run lasts; a stop requested on any node, or the loss of
+    // the lease, reaches the run through `stop`.
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+    {
+        let (state, id, run_id, stop) = (state.clone(), row.id.clone(), run_id.clone(), stop.clone());
+        actix_rt::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut done_rx => return,
+                    _ = tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 3)) => {}
+                }
+                let (k, r) = (id.clone(), run_id.clone());
+                match state.db.write(move |c| Ok(rows::renew(c, &k, &r, now_millis() + LEASE_MS)?)).await {
+                    Ok(Some(false)) => {}
+                    Ok(Some(true)) | Ok(None) => stop.request(),
+                    Err(e) => tracing::warn!(task = %id, error = %e, "renewing a task's lease"),
+                }
+            }
+        });
+    }
+    let props: Value = serde_json::from_str(&row.properties).unwrap_or(Value::Null);
+    let outcome = match validate_properties(&state.formats, &row.type_id, &props) {
+        Ok(props) => execute(state, &row.type_id, &props, &stop).await,
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = done_tx.send(());
+    state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).remove(&row.id);
+    let finished = now_millis();
+    let (result, message, report) = match outcome {
+        Ok(o) if stop.requested() => ("CANCELED", o.message, o.report),
+        Ok(o) => ("OK", o.message, o.report),
+        Err(e) => ("FAILED", e, Value::Null),
+    };
+    let next_run = if row.enabled { schedule_of(&row).and_then(|f| f.next_after(finished)) } else { None };
+    let report_text = report.to_string();
+    let (id, rid, msg) = (row.id.clone(), run_id.clone(), message.clone());
+    let res = state
+        .db
+        .write(move |c| {
+            rows::finish(c, &id, &rid, &Finished { result, message: &msg, report: &report_text, started_at: started, finished_at: finished, next_run })?;
+            rows::trim_runs(c, &id, HISTORY)?;
+            Ok(())
+        })
+        .await;
+    if let Err(e) = res {
+        tracing::error!(task = %row.id, error = %e, "recording a task's run");
+    }
+    tracing::info!(task = %row.id, r#type = %row.type_id, result, message = %message, duration_ms = finished - started, "task run");
+    state.audit.record(AuditEvent {
+        actor: actor.or_else(|| Some("system".into())),
+        address: None,
+        action: "task.run".into(),
+        repository: None,
+        object: Some(row.name.clone()),
+        detail: json!({ "task": row.id, "type": row.type_id, "result": result, "message": message, "durationMs": finished - started, "node": state.tasks.node, "report": report }),
+    });
+}
+
+pub fn schedule_of(row: &TaskRow) -> Option<Frequency> {
+    serde_json::from_str::<Value>(&row.schedule).ok().and_then(|v| Frequency::parse(&v).ok())
+}
