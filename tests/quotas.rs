@@ -105,10 +105,9 @@ fn docker_ref(repo: &str, image: &str) -> String {
 
 /// Two images that share their base layer: `(first, second)` with the layouts' digests.
 fn two_images(dir: &Path, seed: u64) -> ((PathBuf, oci::Layout), (PathBuf, oci::Layout)) {
-    let base = oci::noise(seed, 96 << 10);
     let (a, b) = (dir.join(format!("a{seed}")), dir.join(format!("b{seed}")));
-    let la = oci::image_with_layers(&a, "1", &[&base, &oci::noise(seed + 1, 48 << 10)]);
-    let lb = oci::image_with_layers(&b, "1", &[&base, &oci::noise(seed + 2, 32 << 10)]);
+    let la = oci::image_of_layers(&a, "1", &[seed, seed + 1], 64 << 10, "first");
+    let lb = oci::image_of_layers(&b, "1", &[seed, seed + 2], 64 << 10, "second");
     assert_eq!(la.blobs[0], lb.blobs[0], "the base layer is shared");
     ((a, la), (b, lb))
 }

@@ -94,28 +94,32 @@ pub fn image(dir: &Path, tag: &str, archs: &[&str], seed: u64, layer_size: usize
     Layout { top_digest, blobs }
 }
 
-/// Writes a one-platform image layout at `dir` tagged `tag` whose layers hold `layers` (in
-/// order), so that images can share layers: the same content makes the same layer blob.
-pub fn image_with_layers(dir: &Path, tag: &str, layers: &[&[u8]]) -> Layout {
+/// Writes a single-platform image layout at `dir` tagged `tag` whose layers are made from
+/// `layer_seeds` (the same seed and size give the same layer bytes, so images can share
+/// layers); `note` makes the config, and so the manifest, the image's own.
+pub fn image_of_layers(dir: &Path, tag: &str, layer_seeds: &[u64], layer_size: usize, note: &str) -> Layout {
     std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
     let mut blobs = Vec::new();
-    let mut descriptors = Vec::new();
+    let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
-    for content in layers {
-        let (gz, diff_id) = layer(content);
+    for seed in layer_seeds {
+        let (gz, diff_id) = layer(&noise(*seed, layer_size));
         let (d, s) = put(dir, &gz);
         blobs.push(d.clone());
         diff_ids.push(diff_id);
-        descriptors.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": s}));
+        layers.push(serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": s}));
     }
-    let config = serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}, "config": {}});
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {"Labels": {"note": note}},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}
+    });
     let (cd, cs) = put(dir, config.to_string().as_bytes());
     blobs.push(cd.clone());
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-        "layers": descriptors
+        "layers": layers
     });
     let (md, ms) = put(dir, manifest.to_string().as_bytes());
     let entry = serde_json::json!({
@@ -125,4 +129,9 @@ pub fn image_with_layers(dir: &Path, tag: &str, layers: &[&[u8]]) -> Layout {
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     std::fs::write(dir.join("index.json"), serde_json::json!({"schemaVersion": 2, "manifests": [entry]}).to_string()).unwrap();
     Layout { top_digest: md, blobs }
+}
+
+/// The size of the blob `digest` in a layout written by this module.
+pub fn blob_size(dir: &Path, digest: &str) -> u64 {
+    std::fs::metadata(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap().len()
 }
