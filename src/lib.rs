@@ -123,6 +123,13 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     });
     lifecycle::tasks::ensure_builtins(&state).await?;
     lifecycle::tasks::start(state.clone());
+    // A blob store removal cut short (a crash) is finished at the next start.
+    let data_dir = cfg.data_dir.clone();
+    actix_rt::spawn(async move {
+        let _ = tokio::task::spawn_blocking(move || lifecycle::store_removal::sweep_trash(&data_dir)).await;
+    });
+    let quota_state = state.clone();
+    actix_rt::spawn(async move { lifecycle::store_usage::watch_soft_quotas(&quota_state).await });
     if exit_on_stdin_eof {
         let h = handle.clone();
         std::thread::spawn(move || {

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock, Weak};
 
-use wharf_format::{BlobStore, ConfigError, Format, FormatEnv, Kind, RepoConfig, RepoLookup, RepoRef, WritePolicy};
+use wharf_format::{BlobStore, ConfigError, Format, FormatEnv, Kind, RepoConfig, RepoLookup, RepoRef, UsageMeter, WritePolicy};
 
 use crate::config::Config;
 use crate::db::meta::SqlMeta;
 use crate::db::repos::{self, RepoRow};
+use crate::db::usage::DbUsage;
 use crate::db::{Db, DbError};
 use crate::security::Authenticator;
 
@@ -110,6 +111,7 @@ impl RepoRegistry {
             })
             .await?;
         let old = self.snapshot();
+        let usage: Arc<dyn UsageMeter> = Arc::new(DbUsage::new(db.clone()));
         let mut snap = Snapshot { generation, ..Default::default() };
         for s in stores {
             let attrs: serde_json::Value = serde_json::from_str(&s.attributes).unwrap_or_default();
@@ -131,7 +133,7 @@ impl RepoRegistry {
         }
         for row in rows {
             let name = row.name.clone();
-            match open_repo(row, old.repos.get(&name), &snap, self, meta.clone(), formats) {
+            match open_repo(row, old.repos.get(&name), &snap, self, meta.clone(), &usage, formats) {
                 Ok(Some((r, listener))) => {
                     if let Some(p) = listener.https_port {
                         snap.by_port.insert(p, name.clone());
@@ -176,6 +178,7 @@ fn open_repo(
     snap: &Snapshot,
     registry: &Arc<RepoRegistry>,
     meta: Arc<SqlMeta>,
+    usage: &Arc<dyn UsageMeter>,
     formats: &[Arc<dyn Format>],
 ) -> Result<Option<(RepoRef, wharf_format::Listener)>, ConfigError> {
     let Some(format) = formats.iter().find(|f| f.name() == row.format) else {
@@ -201,6 +204,7 @@ fn open_repo(
         identity: registry.identity.clone(),
         audit: registry.audit.clone(),
         upstreams: registry.upstreams.clone(),
+        usage: usage.clone(),
     };
     let repo = format.open(config.clone(), env)?;
     let listener = format.listener(&config);
@@ -226,6 +230,7 @@ pub fn stored_config(row: &RepoRow) -> Result<RepoConfig, ConfigError> {
         strict_content_type: storage.get("strictContentTypeValidation").and_then(|v| v.as_bool()).unwrap_or(true),
         latest_policy: storage.get("latestPolicy").and_then(|v| v.as_bool()).unwrap_or(false),
         anonymous_read,
+        hard_quota: storage.pointer("/hardQuota/limit").and_then(serde_json::Value::as_u64),
         attributes,
     })
 }

@@ -96,7 +96,7 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     // The dashboard's numbers come from the API.
     let repos: Vec<serde_json::Value> = server.admin().request(Method::GET, "/service/rest/v1/repositories").send().unwrap().json().unwrap();
     let pypi = repos.iter().find(|r| r["name"] == "ui-pypi-hosted").unwrap();
-    assert!(pypi["assetCount"].as_i64().unwrap() >= 1 && pypi["totalSize"].as_i64().unwrap() > 0, "{pypi}");
+    assert!(pypi["blobCount"].as_i64().unwrap() >= 1 && pypi["totalSizeInBytes"].as_i64().unwrap() > 0, "{pypi}");
 
     e2e(&server, "browse", "admin", ADMIN_PASSWORD, slapd.port);
     let r = server.admin().request(Method::GET, "/service/rest/v1/repositories/ui-npm-proxy").send().unwrap();

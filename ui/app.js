@@ -174,7 +174,7 @@ async function renderDashboard() {
     r.format, r.type,
     h("code", { text: r.url }),
     r.online === false ? t("no") : t("yes"),
-    String(r.assetCount ?? ""), bytes(r.totalSize),
+    String(r.blobCount ?? ""), bytes(r.totalSizeInBytes),
     h("span", {}, h("a", { href: `#/repositories/${encodeURIComponent(r.name)}/usage`, text: t("usage") }), " ",
       state.admin ? h("a", { href: `#/repositories/${encodeURIComponent(r.name)}/edit`, text: t("edit") }) : null),
   ]);
@@ -185,7 +185,7 @@ async function renderDashboard() {
       h("div", { class: "tile" }, h("b", { text: String(stores.length) }), t("dash.stores")),
       h("div", { class: "tile" }, h("b", { class: health ? "ok" : "error", text: health ? t("dash.healthy") : "!" }), t("dash.status"))),
     h("h2", { text: t("dash.repos") }),
-    table([t("name"), t("format"), t("type"), t("url"), t("online"), t("count"), t("size"), t("actions")], rows, [3, 5, 6]),
+    table([t("name"), t("format"), t("type"), t("url"), t("online"), t("blobs"), t("size"), t("actions")], rows, [3, 5, 6]),
     stores.length ? h("h2", { text: t("dash.stores") }) : null,
     stores.length ? table([t("name"), t("blobs"), t("size")], stores.map((s) => [s.name, String(s.blobCount), bytes(s.totalSizeInBytes)])) : null,
   );

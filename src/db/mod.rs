@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod settings;
 pub mod tasks;
 pub mod tokens;
+pub mod usage;
 pub mod users;
 
 use std::sync::Arc;

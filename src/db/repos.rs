@@ -7,7 +7,7 @@
 use diesel::prelude::*;
 use wharf_format::now_millis;
 
-use super::schema::{blob_stores, repositories, settings};
+use super::schema::{blob_stores, blobs, repositories, settings};
 use super::{AnyConnection, DbError};
 use crate::security::secrets;
 
@@ -123,16 +123,27 @@ pub fn insert_blob_store(conn: &mut AnyConnection, name: &str, kind: &str, attri
     })
 }
 
-pub fn delete_blob_store(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {
+pub fn update_blob_store(conn: &mut AnyConnection, name: &str, attributes: &str) -> Result<bool, DbError> {
     conn.transaction(|conn| {
-        let n = diesel::delete(blob_stores::table.filter(blob_stores::name.eq(name))).execute(conn)?;
+        let n = diesel::update(blob_stores::table.filter(blob_stores::name.eq(name))).set(blob_stores::attributes.eq(attributes)).execute(conn)?;
         bump_generation(conn)?;
         Ok(n == 1)
     })
 }
 
-pub fn repos_using_blob_store(conn: &mut AnyConnection, name: &str) -> Result<i64, DbError> {
-    Ok(repositories::table.filter(repositories::blob_store.eq(name)).count().get_result(conn)?)
+/// Deletes the store's row and its ledger (the files go after the transaction commits).
+pub fn delete_blob_store(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {
+    conn.transaction(|conn| {
+        let n = diesel::delete(blob_stores::table.filter(blob_stores::name.eq(name))).execute(conn)?;
+        diesel::delete(blobs::table.filter(blobs::blob_store.eq(name))).execute(conn)?;
+        bump_generation(conn)?;
+        Ok(n == 1)
+    })
+}
+
+/// The repositories on a blob store, in name order.
+pub fn repos_using_blob_store(conn: &mut AnyConnection, name: &str) -> Result<Vec<String>, DbError> {
+    Ok(repositories::table.filter(repositories::blob_store.eq(name)).order(repositories::name.asc()).select(repositories::name).load(conn)?)
 }
 
 /// One atomic increment: concurrent changes (on one node or several) each get their own number,
@@ -148,24 +159,4 @@ fn bump_generation(conn: &mut AnyConnection) -> Result<(), DbError> {
 pub fn generation(conn: &mut AnyConnection) -> Result<i64, DbError> {
     let v: Option<String> = settings::table.find(GENERATION_KEY).select(settings::value).first(conn).optional()?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
-}
-
-/// Per repository: how many assets name content, and their bytes (content shared between
-/// repositories counts in each).
-pub fn content_stats(conn: &mut AnyConnection) -> Result<std::collections::HashMap<i64, (i64, i64)>, DbError> {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        repository_id: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        total: i64,
-    }
-    // CAST: SUM of a BIGINT is NUMERIC on PostgreSQL.
-    let rows: Vec<Row> = diesel::sql_query(
-        "SELECT repository_id, COUNT(*) AS n, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS total FROM assets WHERE digest IS NOT NULL GROUP BY repository_id",
-    )
-    .load(conn)?;
-    Ok(rows.into_iter().map(|r| (r.repository_id, (r.n, r.total))).collect())
 }

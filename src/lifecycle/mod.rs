@@ -3,4 +3,7 @@
 
 pub mod gc;
 pub mod schedule;
+pub mod soft_quota;
+pub mod store_removal;
+pub mod store_usage;
 pub mod tasks;

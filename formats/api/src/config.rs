@@ -94,6 +94,9 @@ pub struct RepoConfig {
     pub latest_policy: bool,
     /// Anonymous callers may read (pull, download). Off unless an admin grants it.
     pub anonymous_read: bool,
+    /// `storage.hardQuota.limit` in bytes (hosted repositories): writes are refused once what
+    /// the repository references reaches it (see [`crate::quota`]).
+    pub hard_quota: Option<u64>,
     /// Every other top-level section of the repository JSON (`docker`, `proxy`, `group`, ...).
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }

@@ -16,6 +16,7 @@ pub mod digest;
 pub mod identity;
 pub mod meta;
 pub mod proxy;
+pub mod quota;
 pub mod repo;
 pub mod task;
 pub mod upstream;
@@ -29,6 +30,7 @@ pub use digest::{Digest, DigestError};
 pub use identity::{Identity, IdentityError, NewToken, TokenInfo, TokenSpec};
 pub use meta::{backoff, Asset, Check, KeyedLocks, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write, CONTENTION_DEADLINE};
 pub use proxy::{GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlight};
+pub use quota::{QuotaError, QuotaExceeded, Usage, UsageMeter};
 pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
 pub use task::{FormatTask, Stop, TaskReport, TaskRun};
 

@@ -47,6 +47,9 @@ pub struct FormatEnv {
     pub audit: Arc<dyn crate::audit::Audit>,
     /// Proxies' upstream health, kept across reloads and shown by the admin API.
     pub upstreams: Arc<crate::upstream::Healths>,
+    /// Measures what a repository references, for its hard quota: formats call
+    /// `usage.check_write(&config)` where a write starts.
+    pub usage: Arc<dyn crate::quota::UsageMeter>,
 }
 
 /// A running repository as other repositories see it.

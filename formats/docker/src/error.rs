@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use wharf_format::{BlobError, DigestError, MetaError};
+use wharf_format::{BlobError, DigestError, MetaError, QuotaError, QuotaExceeded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -47,6 +47,9 @@ pub enum DockerError {
     /// A manifest an index of the image lists: deleting it would leave a tag that cannot be pulled.
     #[error("manifest {manifest} is used by index {index}; delete the index first")]
     ManifestInUse { manifest: String, index: String },
+    /// The repository's hard quota is used up: pushes are refused, pulls go on.
+    #[error(transparent)]
+    QuotaExceeded(#[from] QuotaExceeded),
     #[error("insufficient storage: {0}")]
     NoSpace(String),
     /// A metadata batch failed; callers match `CheckFailed` to say which precondition.
@@ -81,6 +84,7 @@ impl DockerError {
             BlobRangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
             ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             TagImmutable(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            QuotaExceeded(_) => (StatusCode::FORBIDDEN, "DENIED"),
             // 405 is the spec's answer for a delete the registry will not do.
             BlobInUse { .. } | ManifestInUse { .. } => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             NoSpace(_) | Meta(MetaError::NoSpace) => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
@@ -145,6 +149,15 @@ impl From<MetaError> for DockerError {
         match e {
             MetaError::NoSpace => DockerError::NoSpace(e.to_string()),
             e => DockerError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<QuotaError> for DockerError {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::Exceeded(e) => DockerError::QuotaExceeded(e),
+            QuotaError::Meta(e) => e.into(),
         }
     }
 }

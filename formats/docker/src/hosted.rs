@@ -271,6 +271,7 @@ impl Hosted {
     async fn put_manifest(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, reference: &Reference, body: web::Payload) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Write, name)?;
         self.writable()?;
+        self.env.usage.check_write(&self.cfg).await?;
         let bytes = read_limited(body, MAX_MANIFEST_BYTES).await?;
         let digest = Digest::of(&bytes);
         if let Reference::Digest(d) = reference {
@@ -550,6 +551,8 @@ impl Hosted {
     async fn start_upload(&self, ctx: &RepoCtx, name: &str, q: &HashMap<String, String>, body: web::Payload) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Write, name)?;
         self.writable()?;
+        // A session started under the quota may finish above it: the check is per write, not per byte.
+        self.env.usage.check_write(&self.cfg).await?;
         if let Some(mount) = q.get("mount") {
             let digest: Digest = mount.parse()?;
             if let Some(size) = self.mountable(ctx, q.get("from").map(String::as_str), &digest).await? {

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use wharf_format::{BlobError, IdentityError, MetaError};
+use wharf_format::{BlobError, IdentityError, MetaError, QuotaError, QuotaExceeded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NpmError {
@@ -23,6 +23,9 @@ pub enum NpmError {
     TooLarge(String),
     #[error("{0}")]
     Upstream(String),
+    /// The registry's hard quota is used up: publishes are refused, installs go on.
+    #[error(transparent)]
+    QuotaExceeded(#[from] QuotaExceeded),
     #[error("insufficient storage: {0}")]
     NoSpace(String),
     #[error("internal error")]
@@ -34,7 +37,7 @@ impl NpmError {
         let status = match self {
             NpmError::BadRequest(_) => StatusCode::BAD_REQUEST,
             NpmError::Unauthorized => StatusCode::UNAUTHORIZED,
-            NpmError::Forbidden(_) => StatusCode::FORBIDDEN,
+            NpmError::Forbidden(_) | NpmError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             NpmError::NotFound => StatusCode::NOT_FOUND,
             NpmError::Conflict(_) => StatusCode::CONFLICT,
             NpmError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -59,6 +62,15 @@ impl From<MetaError> for NpmError {
         match e {
             MetaError::NoSpace => NpmError::NoSpace(e.to_string()),
             e => NpmError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<QuotaError> for NpmError {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::Exceeded(e) => NpmError::QuotaExceeded(e),
+            QuotaError::Meta(e) => e.into(),
         }
     }
 }

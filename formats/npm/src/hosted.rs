@@ -205,6 +205,8 @@ impl Hosted {
             return self.update_doc(ctx, name, &rev, body, false).await;
         }
         self.writable(ctx, Action::Write, name)?;
+        // Only a publish adds content; deprecations, dist-tags and unpublishes go on over the quota.
+        self.env.usage.check_write(&self.cfg).await?;
         let versions = body
             .get("versions")
             .and_then(Value::as_object)

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use wharf_format::{BlobError, MetaError};
+use wharf_format::{BlobError, MetaError, QuotaError, QuotaExceeded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PypiError {
@@ -26,6 +26,9 @@ pub enum PypiError {
     /// The upstream of a proxy failed, and nothing cached can stand in.
     #[error("{0}")]
     Upstream(String),
+    /// The repository's hard quota is used up: uploads are refused, downloads go on.
+    #[error(transparent)]
+    QuotaExceeded(#[from] QuotaExceeded),
     #[error("insufficient storage: {0}")]
     NoSpace(String),
     #[error("internal error")]
@@ -37,7 +40,7 @@ impl PypiError {
         let status = match self {
             PypiError::BadRequest(_) | PypiError::FileExists(_) => StatusCode::BAD_REQUEST,
             PypiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            PypiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            PypiError::Forbidden(_) | PypiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
             PypiError::NotFound => StatusCode::NOT_FOUND,
             PypiError::MethodNotAllowed | PypiError::ReadOnly(_) => StatusCode::METHOD_NOT_ALLOWED,
             PypiError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -52,7 +55,45 @@ impl PypiError {
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#));
         }
+        if let PypiError::QuotaExceeded(e) = self {
+            res.reason(reason_phrase(&e.to_string()));
+        }
         res.content_type("text/plain; charset=utf-8").body(format!("{}\n", self))
+    }
+}
+
+/// How many distinct reason phrases [`reason_phrase`] keeps.
+const REASONS_KEPT: usize = 256;
+
+/// twine prints a refused upload's status line (`403 Client Error: <reason> for url: ...`) and
+/// shows the body only with `--verbose`; Warehouse puts its upload errors in the reason phrase
+/// for that reason, and so does wharf for a quota. actix takes a `&'static str` there, so
+/// phrases are interned: at most [`REASONS_KEPT`] distinct ones, then a fixed one, so refusals
+/// cannot grow memory without bound.
+fn reason_phrase(message: &str) -> &'static str {
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static KEPT: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
+    // RFC 9112: a reason phrase is tabs, spaces and visible characters (ASCII here).
+    let phrase: String = message.chars().map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect();
+    let mut kept = KEPT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = kept.get(phrase.as_str()) {
+        return p;
+    }
+    if kept.len() >= REASONS_KEPT {
+        return "Quota exceeded";
+    }
+    let p: &'static str = Box::leak(phrase.into_boxed_str());
+    kept.insert(p);
+    p
+}
+
+impl From<QuotaError> for PypiError {
+    fn from(e: QuotaError) -> Self {
+        match e {
+            QuotaError::Exceeded(e) => PypiError::QuotaExceeded(e),
+            QuotaError::Meta(e) => e.into(),
+        }
     }
 }
 
@@ -76,5 +117,20 @@ impl From<BlobError> for PypiError {
             BlobError::NoSpace => PypiError::NoSpace(BlobError::NoSpace.to_string()),
             other => PypiError::Internal(Box::new(other)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quota_refusal_carries_its_message_in_the_status_line() {
+        let e = PypiError::QuotaExceeded(QuotaExceeded { repository: "pypi-q".into(), used: 10, limit: 5 });
+        let res = e.to_response();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(res.head().reason(), "quota exceeded: repository pypi-q holds 10 bytes and its hard quota is 5 bytes");
+        assert!(std::ptr::eq(reason_phrase("same\r\nline"), reason_phrase("same\r\nline")), "interned once");
+        assert_eq!(reason_phrase("same\r\nline"), "same??line");
     }
 }

@@ -85,6 +85,7 @@ impl Hosted {
         if self.cfg.write_policy == WritePolicy::Deny {
             return Err(PypiError::Forbidden(format!("repository {} is read-only", self.cfg.name)));
         }
+        self.env.usage.check_write(&self.cfg).await?;
         let mut form = actix_multipart::Multipart::new(req.headers(), body);
         let mut fields: HashMap<String, String> = HashMap::new();
         let mut file: Option<(String, Staged<'_>)> = None;

@@ -1,97 +1,110 @@
-//! `/service/rest/v1/blobstores...`: file blob stores (S3 comes with its own issue).
+//! `/service/rest/v1/blobstores...`: file blob stores (S3 comes with its own issue), their usage
+//! and soft quotas (Nexus's shapes).
 
 use std::path::Path;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use wharf_format::ConfigError;
 
 use super::{parse_json, require_admin, AdminError};
 use crate::db::repos;
-use crate::state::{blob_store_root, AppState};
+use crate::lifecycle::soft_quota::SoftQuota;
+use crate::lifecycle::store_removal::{self, Removal};
+use crate::lifecycle::store_usage::{self, FileStore, StoreReport};
+use crate::state::AppState;
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') && !name.starts_with('.')
 }
 
-/// Blob count and bytes under a store's `blobs/` (a walk: fine at today's sizes; a counter
-/// table is the plan once stores hold millions of blobs).
-fn usage(root: &Path) -> (u64, u64) {
-    fn walk(dir: &Path, acc: &mut (u64, u64)) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => walk(&e.path(), acc),
-                Ok(m) => {
-                    acc.0 += 1;
-                    acc.1 += m.len();
-                }
-                Err(_) => {}
-            }
+/// An absolute path, or one under the blob area made of plain names that do not start with a
+/// dot (`.`, `..` and the area's own `.deleted-*` trash are not store paths).
+fn check_path(path: &str) -> Result<(), ConfigError> {
+    if Path::new(path).is_absolute() {
+        if path.split('/').any(|seg| seg == "..") {
+            return Err(ConfigError::new("path", "may not contain '..'"));
         }
+        return Ok(());
     }
-    let mut acc = (0, 0);
-    walk(&root.join("blobs"), &mut acc);
-    acc
+    if path.is_empty() || path.split(['/', '\\']).any(|seg| seg.is_empty() || seg.starts_with('.')) {
+        return Err(ConfigError::new("path", "must be absolute, or names under the blob area that do not start with '.'"));
+    }
+    Ok(())
 }
 
-fn store_path(attributes: &str, name: &str) -> String {
-    let v: Value = serde_json::from_str(attributes).unwrap_or_default();
-    v.get("path").and_then(|p| p.as_str()).unwrap_or(name).to_string()
+/// The store (if any) whose directory is `root`, holds it, or lies inside it: two stores never
+/// share files, so deleting one can remove its directory.
+fn overlapping(data_dir: &Path, root: &Path, stores: &[repos::BlobStoreRow], except: &str) -> Option<String> {
+    stores.iter().map(FileStore::from_row).filter(|s| s.name != except).find_map(|s| {
+        let other = s.root(data_dir);
+        (other.starts_with(root) || root.starts_with(&other)).then_some(s.name)
+    })
+}
+
+async fn report(state: &AppState, name: &str) -> Result<StoreReport, AdminError> {
+    store_usage::reports(state).await?.into_iter().find(|r| r.store.name == name).ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
-    let rows = state.db.run(repos::list_blob_stores).await?;
-    let data_dir = state.cfg.data_dir.clone();
-    let out = web::block(move || {
-        rows.iter()
-            .map(|r| {
-                let root = blob_store_root(&data_dir, &store_path(&r.attributes, &r.name));
-                let (count, bytes) = usage(&root);
-                json!({
-                    "name": r.name,
-                    "type": "File",
-                    "unavailable": !root.exists(),
-                    "blobCount": count,
-                    "totalSizeInBytes": bytes,
-                    "availableSpaceInBytes": null,
-                    "softQuota": null,
-                })
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let out: Vec<Value> = store_usage::reports(&state).await?.iter().map(StoreReport::to_json).collect();
     Ok(HttpResponse::Ok().json(out))
+}
+
+/// A create or update body.
+#[derive(Default)]
+struct Body {
+    /// Only on create.
+    name: Option<String>,
+    path: Option<String>,
+    soft_quota: Option<SoftQuota>,
+}
+
+fn parse_body(body: &Value, with_name: bool) -> Result<Body, ConfigError> {
+    let obj: &Map<String, Value> = body.as_object().ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
+    let mut out = Body::default();
+    for (k, val) in obj {
+        match k.as_str() {
+            "name" if with_name => out.name = Some(val.as_str().ok_or_else(|| ConfigError::new("name", "must be a string"))?.to_string()),
+            "path" => out.path = Some(val.as_str().ok_or_else(|| ConfigError::new("path", "must be a string"))?.to_string()),
+            "softQuota" => out.soft_quota = SoftQuota::parse(val)?,
+            _ => return Err(ConfigError::new(k.clone(), "unknown field")),
+        }
+    }
+    Ok(out)
 }
 
 pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
-    let v = parse_json(&body)?;
-    let obj = v.as_object().ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
-    let mut name = None;
-    let mut path = None;
-    for (k, val) in obj {
-        match k.as_str() {
-            "name" => name = val.as_str().map(str::to_string),
-            "path" => path = val.as_str().map(str::to_string),
-            "softQuota" if val.is_null() => {}
-            "softQuota" => return Err(ConfigError::new("softQuota", "soft quotas are not supported yet").into()),
-            _ => return Err(ConfigError::new(k.clone(), "unknown field").into()),
-        }
-    }
+    let Body { name, path, soft_quota } = parse_body(&parse_json(&body)?, true)?;
     let name = name.filter(|n| valid_name(n)).ok_or_else(|| ConfigError::new("name", "is required: letters, digits, '-', '_', '.'"))?;
     let path = path.unwrap_or_else(|| name.clone());
-    if path.split(['/', '\\']).any(|seg| seg == "..") {
-        return Err(ConfigError::new("path", "may not contain '..'").into());
+    check_path(&path)?;
+    let store = FileStore { name: name.clone(), path, soft_quota };
+    let root = store.root(&state.cfg.data_dir);
+    let existing = state.db.run(repos::list_blob_stores).await?;
+    if let Some(other) = overlapping(&state.cfg.data_dir, &root, &existing, &name) {
+        return Err(ConfigError::new("path", format!("{} overlaps the directory of blob store {other}", root.display())).into());
     }
-    let root = blob_store_root(&state.cfg.data_dir, &path);
     std::fs::create_dir_all(&root).map_err(|e| ConfigError::new("path", format!("cannot create {}: {e}", root.display())))?;
-    let attrs = json!({ "path": path }).to_string();
-    let n = name.clone();
-    match state.db.write(move |c| repos::insert_blob_store(c, &n, "file", &attrs)).await {
-        Ok(()) => {}
+    let attrs = store.attributes();
+    let (n, data_dir, r) = (name.clone(), state.cfg.data_dir.clone(), root.clone());
+    // Checked again with the insert, against a store created meanwhile.
+    let res = state
+        .db
+        .write(move |c| {
+            let stores = repos::list_blob_stores(c)?;
+            if let Some(other) = overlapping(&data_dir, &r, &stores, &n) {
+                return Ok(Some(other));
+            }
+            repos::insert_blob_store(c, &n, "file", &attrs)?;
+            Ok(None)
+        })
+        .await;
+    match res {
+        Ok(None) => {}
+        Ok(Some(other)) => return Err(ConfigError::new("path", format!("{} overlaps the directory of blob store {other}", root.display())).into()),
         Err(crate::db::DbError::Query(e)) if crate::db::is_unique_violation(&e) => {
             return Err(ConfigError::new("name", format!("blob store {name} already exists")).into())
         }
@@ -102,12 +115,46 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
     Ok(HttpResponse::NoContent().finish())
 }
 
+async fn find(state: &AppState, name: &str) -> Result<FileStore, AdminError> {
+    let rows = state.db.run(repos::list_blob_stores).await?;
+    rows.iter().find(|r| r.name == name).map(FileStore::from_row).ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))
+}
+
 pub async fn get_file(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
+    let store = find(&state, &path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(json!({ "path": store.path, "softQuota": store.soft_quota.map(|q| q.to_json()) })))
+}
+
+/// Nexus's update: the whole settings again. Only the soft quota can change (a store's content
+/// lives at its path).
+pub async fn update_file(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
-    let rows = state.db.run(repos::list_blob_stores).await?;
-    let row = rows.into_iter().find(|r| r.name == name).ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))?;
-    Ok(HttpResponse::Ok().json(json!({ "path": store_path(&row.attributes, &row.name), "softQuota": null })))
+    let Body { path: new_path, soft_quota, .. } = parse_body(&parse_json(&body)?, false)?;
+    let store = find(&state, &name).await?;
+    if new_path.as_ref().is_some_and(|p| *p != store.path) {
+        return Err(ConfigError::new("path", format!("cannot be changed (it is {}): the store's content lives there", store.path)).into());
+    }
+    let attrs = FileStore { soft_quota, ..store }.attributes();
+    let n = name.clone();
+    if !state.db.write(move |c| repos::update_blob_store(c, &n, &attrs)).await? {
+        return Err(AdminError::NotFound(format!("blob store {name} not found")));
+    }
+    super::record(&state, &req, &actor, "blobstore.update", &name, None);
+    crate::http::apply_config_change(&state).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn quota_status(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    Ok(HttpResponse::Ok().json(report(&state, &path.into_inner()).await?.quota_json()))
+}
+
+enum Deletion {
+    InUse(Vec<String>),
+    NotFound,
+    Deleted { store: FileStore, others: Vec<FileStore> },
 }
 
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
@@ -115,23 +162,51 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     let name = path.into_inner();
     let n = name.clone();
     // The check and the delete in one write transaction: a repository created on this store
-    // meanwhile must not be left without one.
-    let (users, deleted) = state
+    // meanwhile either commits first (and is seen here) or fails its blob store reference.
+    let outcome = state
         .db
         .write(move |c| {
             let users = repos::repos_using_blob_store(c, &n)?;
-            Ok((users, users == 0 && repos::delete_blob_store(c, &n)?))
+            if !users.is_empty() {
+                return Ok(Deletion::InUse(users));
+            }
+            let stores = repos::list_blob_stores(c)?;
+            let Some(row) = stores.iter().find(|r| r.name == n) else { return Ok(Deletion::NotFound) };
+            let store = FileStore::from_row(row);
+            let others = stores.iter().filter(|r| r.name != n).map(FileStore::from_row).collect();
+            repos::delete_blob_store(c, &n)?;
+            Ok(Deletion::Deleted { store, others })
         })
-        .await?;
-    if users > 0 {
-        return Err(ConfigError::new("name", format!("blob store {name} is used by {users} repositories")).into());
-    }
-    if !deleted {
-        return Err(AdminError::NotFound(format!("blob store {name} not found")));
-    }
+        .await;
+    let (store, others) = match outcome {
+        Ok(Deletion::Deleted { store, others }) => (store, others),
+        Ok(Deletion::InUse(users)) => return Err(in_use(&name, &users)),
+        Ok(Deletion::NotFound) => return Err(AdminError::NotFound(format!("blob store {name} not found"))),
+        // A repository that committed on this store between our check and the delete.
+        Err(crate::db::DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, _))) => {
+            let n = name.clone();
+            let users = state.db.run(move |c| repos::repos_using_blob_store(c, &n)).await?;
+            return Err(in_use(&name, &users));
+        }
+        Err(e) => return Err(e.into()),
+    };
     super::record(&state, &req, &actor, "blobstore.delete", &name, None);
     crate::http::apply_config_change(&state).await;
+    let data_dir = state.cfg.data_dir.clone();
+    let removal = web::block(move || store_removal::remove_store_files(&data_dir, &store, &others)).await;
+    match removal {
+        Ok(Ok(Removal::Removed)) => tracing::info!(blob_store = %name, "removed the deleted blob store's files"),
+        Ok(Ok(Removal::Absent)) => {}
+        Ok(Ok(Removal::Kept(why))) => tracing::warn!(blob_store = %name, "kept the deleted blob store's directory: {why}"),
+        Ok(Err(e)) => tracing::warn!(blob_store = %name, error = %e, "cannot remove the deleted blob store's files"),
+        Err(e) => tracing::warn!(blob_store = %name, error = %e, "cannot remove the deleted blob store's files"),
+    }
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn in_use(name: &str, users: &[String]) -> AdminError {
+    let list = if users.is_empty() { "a repository".to_string() } else { format!("repositories {}", users.join(", ")) };
+    ConfigError::new("name", format!("blob store {name} is used by {list}")).into()
 }
 
 #[derive(serde::Deserialize)]

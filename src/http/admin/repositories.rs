@@ -10,6 +10,7 @@ use wharf_format::{ConfigError, Kind, WritePolicy};
 use super::{parse_json, require_admin, AdminError};
 use crate::db::is_unique_violation;
 use crate::db::repos::{self, RepoRow};
+use crate::db::usage;
 use crate::http::mount::origin;
 use crate::state::{stored_config, AppState};
 
@@ -141,7 +142,7 @@ fn parse_request(state: &AppState, format: &str, kind: &str, body: &Value) -> Re
     // Read-only parts of what GET shows.
     rest.remove("url");
     rest.remove("status");
-    let storage = parse_storage(rest.remove("storage"))?;
+    let storage = parse_storage(rest.remove("storage"), kind)?;
     let blob_store = storage["blobStoreName"].as_str().unwrap_or_default().to_string();
     if !state.registry.snapshot().blob_stores.contains_key(&blob_store) {
         return Err(ConfigError::new("storage.blobStoreName", format!("blob store {blob_store} does not exist")));
@@ -168,7 +169,7 @@ fn parse_request(state: &AppState, format: &str, kind: &str, body: &Value) -> Re
     Ok(Parsed { name, blob_store, config })
 }
 
-fn parse_storage(v: Option<Value>) -> Result<Value, ConfigError> {
+fn parse_storage(v: Option<Value>, kind: Kind) -> Result<Value, ConfigError> {
     let Some(Value::Object(s)) = v else {
         return Err(ConfigError::new("storage", "is required (an object with blobStoreName)"));
     };
@@ -176,6 +177,7 @@ fn parse_storage(v: Option<Value>) -> Result<Value, ConfigError> {
     let mut strict = true;
     let mut policy = WritePolicy::Allow;
     let mut latest = false;
+    let mut hard_quota = Value::Null;
     for (k, v) in s {
         let field = format!("storage.{k}");
         match k.as_str() {
@@ -185,16 +187,53 @@ fn parse_storage(v: Option<Value>) -> Result<Value, ConfigError> {
                 policy = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ConfigError::new(&field, "must be one of allow, allow_once, deny"))?
             }
             "latestPolicy" => latest = v.as_bool().ok_or_else(|| ConfigError::new(&field, "must be a boolean"))?,
+            "hardQuota" => hard_quota = parse_hard_quota(v, kind)?,
             _ => return Err(ConfigError::new(field, "unknown field")),
         }
     }
     let blob_store = blob_store.ok_or_else(|| ConfigError::new("storage.blobStoreName", "is required"))?;
-    Ok(json!({
+    let mut storage = json!({
         "blobStoreName": blob_store,
         "strictContentTypeValidation": strict,
         "writePolicy": policy.as_str(),
         "latestPolicy": latest,
-    }))
+    });
+    if !hard_quota.is_null() {
+        storage["hardQuota"] = hard_quota;
+    }
+    Ok(storage)
+}
+
+/// wharf's `storage.hardQuota`: `{"limit": <bytes>}` or null. Only hosted repositories take
+/// one: a group's writes go to its writable member (whose quota applies), and a proxy's cache
+/// fills are reads for its clients.
+fn parse_hard_quota(v: Value, kind: Kind) -> Result<Value, ConfigError> {
+    let Value::Object(q) = v else {
+        return match v {
+            Value::Null => Ok(Value::Null),
+            _ => Err(ConfigError::new("storage.hardQuota", "must be an object {\"limit\": <bytes>} or null")),
+        };
+    };
+    if kind != Kind::Hosted {
+        let why = match kind {
+            Kind::Group => "a group has no hard quota: its writable member's applies",
+            _ => "only hosted repositories have a hard quota",
+        };
+        return Err(ConfigError::new("storage.hardQuota", why));
+    }
+    let mut limit = None;
+    for (k, v) in q {
+        match k.as_str() {
+            "limit" => {
+                limit = Some(
+                    v.as_u64().filter(|n| *n >= 1).ok_or_else(|| ConfigError::new("storage.hardQuota.limit", "must be a whole number of bytes, at least 1"))?,
+                )
+            }
+            _ => return Err(ConfigError::new(format!("storage.hardQuota.{k}"), "unknown field")),
+        }
+    }
+    let limit = limit.ok_or_else(|| ConfigError::new("storage.hardQuota.limit", "is required (bytes)"))?;
+    Ok(json!({ "limit": limit }))
 }
 
 /// Ports and subdomains must be unique, and a port must be free to bind.
@@ -238,13 +277,14 @@ async fn check_listener(state: &AppState, format: &str, name: &str, config: &Val
 }
 
 /// Every repository for administrators; for others, those they may read. wharf's additions:
-/// `online`, and `assetCount` / `totalSize` (the content the repository references).
+/// `online`, and `blobCount` / `totalSizeInBytes`: the distinct blobs the repository references
+/// (see [`usage`]).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     let p = state.auth.principal(&req).await;
     if p.user.is_none() {
         return Err(AdminError::Unauthenticated);
     }
-    let (rows, stats) = state.db.run(|c| Ok((repos::list(c)?, repos::content_stats(c)?))).await?;
+    let (rows, used) = state.db.run(|c| Ok((repos::list(c)?, usage::repositories_usage(c)?))).await?;
     let snap = state.registry.snapshot();
     let readable = |name: &str| match &p.access {
         wharf_format::Access::All => true,
@@ -257,10 +297,10 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
         .filter(|r| readable(&r.name))
         .map(|r| {
             let mut v = summary(r, &origin);
-            let (count, size) = stats.get(&r.id).copied().unwrap_or((0, 0));
+            let u = used.get(&r.id).copied().unwrap_or_default();
             v["online"] = json!(snap.repos.get(&r.name).map(|x| x.config.online).unwrap_or(false));
-            v["assetCount"] = json!(count);
-            v["totalSize"] = json!(size);
+            v["blobCount"] = json!(u.blob_count);
+            v["totalSizeInBytes"] = json!(u.bytes);
             v
         })
         .collect();
@@ -278,6 +318,24 @@ pub async fn get_summary(state: web::Data<AppState>, req: HttpRequest, path: web
     let mut v = summary(&row, &origin(&req));
     v["status"] = status(&state, &row);
     Ok(HttpResponse::Ok().json(v))
+}
+
+/// wharf's `GET /service/rest/v1/repositories/{name}/usage`: what the repository references,
+/// counted once per blob, and its hard quota (`null` without one).
+pub async fn usage(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let row = find(&state, path.into_inner()).await?;
+    let config = stored_config(&row)?;
+    let (id, store) = (row.id, row.blob_store.clone());
+    let u = state.db.run(move |c| usage::repository_usage(c, id, &store)).await?;
+    let quota = config.hard_quota.map(|limit| json!({ "limit": limit, "exceeded": u.bytes >= limit, "remainingInBytes": limit.saturating_sub(u.bytes) }));
+    Ok(HttpResponse::Ok().json(json!({
+        "repository": row.name,
+        "blobStoreName": row.blob_store,
+        "blobCount": u.blob_count,
+        "totalSizeInBytes": u.bytes,
+        "quota": quota,
+    })))
 }
 
 pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String, String)>) -> Result<HttpResponse, AdminError> {
@@ -300,12 +358,16 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
         return Err(ConfigError::new("name", format!("repository {} already exists", p.name)).into());
     }
     check_listener(&state, &format, &p.name, &p.config).await?;
-    let (name, blob_store, config, kind2, format2) = (p.name.clone(), p.blob_store, p.config.to_string(), kind.clone(), format.clone());
+    let (name, blob_store, config, kind2, format2) = (p.name.clone(), p.blob_store.clone(), p.config.to_string(), kind.clone(), format.clone());
     let res = state.db.write(move |c| repos::insert(c, &name, &format2, &kind2, &blob_store, &config)).await;
     match res {
         Ok(()) => {}
         Err(crate::db::DbError::Query(e)) if is_unique_violation(&e) => {
             return Err(ConfigError::new("name", format!("repository {} already exists", p.name)).into())
+        }
+        // The blob store was deleted since the request was checked.
+        Err(crate::db::DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, _))) => {
+            return Err(ConfigError::new("storage.blobStoreName", format!("blob store {} does not exist", p.blob_store)).into())
         }
         Err(e) => return Err(e.into()),
     }

@@ -1,0 +1,120 @@
+//! Hard quotas (wharf's addition to Nexus's model): a hosted repository whose usage has reached
+//! its `storage.hardQuota.limit` refuses new content, while reads and deletes go on.
+//!
+//! Usage is what the repository references, counted once per blob (a layer two images share
+//! counts once); the server measures it ([`UsageMeter`], over the database). The rule itself
+//! lives here, so that every format applies the same one: a format calls
+//! [`UsageMeter::check_write`] where a write starts (Docker: an upload session or a manifest,
+//! PyPI: an upload, npm: a publish) and turns [`QuotaExceeded`] into its protocol's refusal at
+//! its one error boundary. A group passes writes to its writable member, whose quota applies.
+//!
+//! The check is made before the write, not during it: one write that starts under the limit may
+//! end above it (by at most its own size). Counting bytes as they stream would need a
+//! reservation per request; a quota is a budget for an administrator, not a disk guard.
+
+use async_trait::async_trait;
+
+use crate::config::RepoConfig;
+use crate::meta::MetaError;
+
+/// What a repository references (or a blob store holds): distinct blobs and their bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub blob_count: u64,
+    pub bytes: u64,
+}
+
+/// The refusal: the message says "quota exceeded" and names the repository and the numbers, as
+/// clients print it (skopeo, twine, npm).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("quota exceeded: repository {repository} holds {used} bytes and its hard quota is {limit} bytes")]
+pub struct QuotaExceeded {
+    pub repository: String,
+    pub used: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuotaError {
+    #[error(transparent)]
+    Exceeded(#[from] QuotaExceeded),
+    /// Usage could not be measured; formats map it as any metadata failure.
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+}
+
+#[async_trait]
+pub trait UsageMeter: Send + Sync {
+    /// The distinct blobs `repo`'s assets reference, with their true sizes (one indexed query).
+    async fn repository_usage(&self, repo: &RepoConfig) -> Result<Usage, MetaError>;
+}
+
+impl dyn UsageMeter {
+    /// Refuses a write once `repo`'s usage has reached its hard quota. A repository without
+    /// one costs nothing (no query).
+    pub async fn check_write(&self, repo: &RepoConfig) -> Result<(), QuotaError> {
+        let Some(limit) = repo.hard_quota else { return Ok(()) };
+        let used = self.repository_usage(repo).await?.bytes;
+        if used >= limit {
+            return Err(QuotaExceeded { repository: repo.name.clone(), used, limit }.into());
+        }
+        Ok(())
+    }
+}
+
+/// No quota is ever exceeded and nothing is measured: for in-crate tests.
+pub struct Unmetered;
+
+#[async_trait]
+impl UsageMeter for Unmetered {
+    async fn repository_usage(&self, _repo: &RepoConfig) -> Result<Usage, MetaError> {
+        Ok(Usage::default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Kind, WritePolicy};
+
+    struct Fixed(u64);
+
+    #[async_trait]
+    impl UsageMeter for Fixed {
+        async fn repository_usage(&self, _repo: &RepoConfig) -> Result<Usage, MetaError> {
+            Ok(Usage { blob_count: 1, bytes: self.0 })
+        }
+    }
+
+    fn repo(hard_quota: Option<u64>) -> RepoConfig {
+        RepoConfig {
+            id: 1,
+            name: "r".into(),
+            format: "docker".into(),
+            kind: Kind::Hosted,
+            online: true,
+            blob_store: "default".into(),
+            write_policy: WritePolicy::Allow,
+            strict_content_type: true,
+            latest_policy: false,
+            anonymous_read: false,
+            hard_quota,
+            attributes: Default::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_is_refused_once_usage_reaches_the_limit() {
+        let under: &dyn UsageMeter = &Fixed(99);
+        assert!(under.check_write(&repo(Some(100))).await.is_ok());
+        let at: &dyn UsageMeter = &Fixed(100);
+        match at.check_write(&repo(Some(100))).await {
+            Err(QuotaError::Exceeded(e)) => {
+                assert_eq!(e, QuotaExceeded { repository: "r".into(), used: 100, limit: 100 });
+                assert!(e.to_string().starts_with("quota exceeded: repository r holds 100 bytes"), "{e}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert!(at.check_write(&repo(None)).await.is_ok(), "no quota, no refusal");
+    }
+}

@@ -1,0 +1,1 @@
+DROP INDEX assets_by_repository_digest;

@@ -1,0 +1,104 @@
+//! What blob stores hold and what repositories reference, counted once per blob.
+//!
+//! A blob store's usage is its ledger (`blobs`: one row per blob it holds, with the true size),
+//! whoever references the blobs. A repository's usage is the distinct blobs its assets name: a
+//! layer two images of one repository share counts once there, and a layer two repositories
+//! share counts in each of them but once in their store. A blob the ledger does not know (written
+//! before the ledger kept every write) counts with the size its asset recorded.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Text};
+use wharf_format::{MetaError, RepoConfig, Usage, UsageMeter};
+
+use super::{AnyConnection, Db, DbError};
+
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = BigInt)]
+    blob_count: i64,
+    #[diesel(sql_type = BigInt)]
+    bytes: i64,
+}
+
+impl From<&Counted> for Usage {
+    fn from(c: &Counted) -> Usage {
+        Usage { blob_count: c.blob_count.max(0) as u64, bytes: c.bytes.max(0) as u64 }
+    }
+}
+
+// The distinct digests of a repository's assets, then each blob's size from the ledger. Walks
+// the repository's rows of `assets_by_repository_digest` (migration 2026-12-03-000003) and
+// looks each blob up by the ledger's primary key: no scan of the store. CAST: SUM of a BIGINT is
+// NUMERIC on PostgreSQL. `$n` placeholders: both backends take them.
+const REPOSITORY_USAGE: &str = "SELECT COUNT(*) AS blob_count, CAST(COALESCE(SUM(COALESCE(b.size, d.size)), 0) AS BIGINT) AS bytes \
+     FROM (SELECT digest, MAX(size) AS size FROM assets WHERE repository_id = $1 AND digest IS NOT NULL GROUP BY digest) d \
+     LEFT JOIN blobs b ON b.blob_store = $2 AND b.digest = d.digest";
+
+/// What one repository references.
+pub fn repository_usage(conn: &mut AnyConnection, repository_id: i64, blob_store: &str) -> Result<Usage, DbError> {
+    let c: Counted = diesel::sql_query(REPOSITORY_USAGE).bind::<BigInt, _>(repository_id).bind::<Text, _>(blob_store).get_result(conn)?;
+    Ok(Usage::from(&c))
+}
+
+/// What every repository references, by repository id (repositories that reference nothing are
+/// absent).
+pub fn repositories_usage(conn: &mut AnyConnection) -> Result<HashMap<i64, Usage>, DbError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = BigInt)]
+        repository_id: i64,
+        #[diesel(sql_type = BigInt)]
+        blob_count: i64,
+        #[diesel(sql_type = BigInt)]
+        bytes: i64,
+    }
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT d.repository_id, COUNT(*) AS blob_count, CAST(COALESCE(SUM(COALESCE(b.size, d.size)), 0) AS BIGINT) AS bytes \
+         FROM (SELECT a.repository_id, r.blob_store, a.digest, MAX(a.size) AS size FROM assets a JOIN repositories r ON r.id = a.repository_id \
+               WHERE a.digest IS NOT NULL GROUP BY a.repository_id, r.blob_store, a.digest) d \
+         LEFT JOIN blobs b ON b.blob_store = d.blob_store AND b.digest = d.digest \
+         GROUP BY d.repository_id",
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.repository_id, Usage::from(&Counted { blob_count: r.blob_count, bytes: r.bytes }))).collect())
+}
+
+/// What every blob store holds, by name (stores whose ledger is empty are absent). Rows being
+/// deleted count until they are gone: their bytes are still on disk.
+pub fn blob_stores_usage(conn: &mut AnyConnection) -> Result<HashMap<String, Usage>, DbError> {
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        blob_store: String,
+        #[diesel(sql_type = BigInt)]
+        blob_count: i64,
+        #[diesel(sql_type = BigInt)]
+        bytes: i64,
+    }
+    let rows: Vec<Row> =
+        diesel::sql_query("SELECT blob_store, COUNT(*) AS blob_count, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM blobs GROUP BY blob_store")
+            .load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.blob_store, Usage::from(&Counted { blob_count: r.blob_count, bytes: r.bytes }))).collect())
+}
+
+/// Formats measure a repository for its hard quota through this (see [`wharf_format::quota`]).
+pub struct DbUsage {
+    db: Db,
+}
+
+impl DbUsage {
+    pub fn new(db: Db) -> DbUsage {
+        DbUsage { db }
+    }
+}
+
+#[async_trait]
+impl UsageMeter for DbUsage {
+    async fn repository_usage(&self, repo: &RepoConfig) -> Result<Usage, MetaError> {
+        let (id, store) = (repo.id, repo.blob_store.clone());
+        self.db.run(move |c| repository_usage(c, id, &store)).await.map_err(|e| MetaError::Backend(Box::new(e)))
+    }
+}
