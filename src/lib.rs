@@ -66,8 +66,10 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         )
         .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone()),
     );
+    let downloads = Arc::new(lifecycle::downloads::DownloadLog::new(db.clone()));
     let state = web::Data::new(AppState {
-        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone()),
+        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone(), downloads.clone()),
+        downloads,
         auth,
         audit: audit_log,
         formats: formats(),
@@ -129,6 +131,8 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_secs(c.sweep_interval_secs.max(1))).await;
         }
     });
+    let flush_state = state.clone();
+    actix_rt::spawn(async move { flush_state.downloads.run().await });
     if exit_on_stdin_eof {
         let h = handle.clone();
         std::thread::spawn(move || {
@@ -139,6 +143,9 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     }
     server.await?;
     state.listeners.stop_all().await;
+    if let Err(e) = state.downloads.flush().await {
+        tracing::warn!(error = %e, "writing download counts at shutdown");
+    }
     tracing::info!("wharf stopped");
     Ok(())
 }

@@ -22,6 +22,8 @@ pub struct AppState {
     pub audit: Arc<crate::audit::AuditLog>,
     pub formats: Vec<Arc<dyn Format>>,
     pub registry: Arc<RepoRegistry>,
+    /// Downloads counted in memory until their next flush (see `lifecycle::downloads`).
+    pub downloads: Arc<crate::lifecycle::downloads::DownloadLog>,
     pub listeners: crate::http::listeners::Listeners,
     pub started: std::time::Instant,
 }
@@ -29,6 +31,10 @@ pub struct AppState {
 impl AppState {
     pub fn format(&self, name: &str) -> Option<Arc<dyn Format>> {
         self.formats.iter().find(|f| f.name() == name).cloned()
+    }
+
+    pub fn format_names(&self) -> Vec<&'static str> {
+        self.formats.iter().map(|f| f.name()).collect()
     }
 }
 
@@ -49,6 +55,7 @@ pub struct RepoRegistry {
     data_dir: PathBuf,
     identity: Arc<dyn wharf_format::Identity>,
     audit: Arc<dyn wharf_format::Audit>,
+    downloads: Arc<dyn wharf_format::Downloads>,
     /// Every proxy's upstream health (state across reloads; the admin API's `status`).
     pub upstreams: Arc<wharf_format::upstream::Healths>,
 }
@@ -77,12 +84,18 @@ pub enum LoadError {
 }
 
 impl RepoRegistry {
-    pub fn new(data_dir: PathBuf, identity: Arc<dyn wharf_format::Identity>, audit: Arc<dyn wharf_format::Audit>) -> Arc<RepoRegistry> {
+    pub fn new(
+        data_dir: PathBuf,
+        identity: Arc<dyn wharf_format::Identity>,
+        audit: Arc<dyn wharf_format::Audit>,
+        downloads: Arc<dyn wharf_format::Downloads>,
+    ) -> Arc<RepoRegistry> {
         Arc::new(RepoRegistry {
             current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })),
             data_dir,
             identity,
             audit,
+            downloads,
             upstreams: Arc::default(),
         })
     }
@@ -196,6 +209,7 @@ fn open_repo(
         identity: registry.identity.clone(),
         audit: registry.audit.clone(),
         upstreams: registry.upstreams.clone(),
+        downloads: registry.downloads.clone(),
     };
     let repo = format.open(config.clone(), env)?;
     let listener = format.listener(&config);

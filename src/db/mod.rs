@@ -10,6 +10,7 @@
 //! deadlocks are retried with jittered backoff.
 
 pub mod audit;
+pub mod cleanup;
 pub mod meta;
 pub mod repos;
 pub mod schema;

@@ -21,7 +21,8 @@ use bytes::Bytes;
 use serde_json::json;
 use wharf_format::proxy::{self, Fill, Flight};
 use wharf_format::{
-    now_millis, Action, BlobStore, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
+    now_millis, Action, Asset, BlobStore, ComponentKey, DeleteError, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx,
+    SingleFlight, Write,
 };
 
 use crate::access;
@@ -43,6 +44,7 @@ pub struct Proxy {
     upstream: Arc<Upstream>,
     blobs: Arc<BlobStore>,
     meta: Arc<dyn MetaStore>,
+    downloads: Arc<dyn wharf_format::Downloads>,
     negative: NegativeCache,
     flights: SingleFlight,
 }
@@ -52,6 +54,11 @@ impl Repo for Proxy {
     async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
         crate::error::respond(self.route(&ctx, &req, body).await)
     }
+
+    /// A cached tag: the next pull asks the upstream again.
+    async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> Result<Vec<Asset>, DeleteError> {
+        crate::hosted::delete_tags(&*self.meta, self.cfg.id, component, assets).await
+    }
 }
 
 impl Proxy {
@@ -60,6 +67,7 @@ impl Proxy {
         Ok(Proxy {
             blobs: env.blobs.clone(),
             meta: env.meta.clone(),
+            downloads: env.downloads.clone(),
             cache: Hosted::new(cfg.clone(), settings.clone(), env),
             cfg,
             settings,
@@ -301,6 +309,8 @@ impl Proxy {
             }
         };
         let length = res.content_length();
+        // A download like any other, though the asset appears only once the fill completes.
+        self.downloads.record(self.cfg.id, &blob_path(name, &digest.to_string()));
         let meta = self.meta.clone();
         let repo = self.cfg.id;
         let name = name.to_string();

@@ -16,6 +16,7 @@ mod store;
 mod tarball;
 mod upstream;
 mod user;
+mod version;
 
 use std::sync::Arc;
 
@@ -84,6 +85,10 @@ impl Format for Npm {
             version: asset.attributes.get("version")?.as_str()?.to_string(),
             download_path: Some(format!("{name}/-/{}", asset.path.rsplit('/').next()?)),
         })
+    }
+
+    fn versions(&self) -> Option<&dyn wharf_format::Versions> {
+        Some(&version::Semver)
     }
 
     fn markers(&self, name: &str) -> Vec<String> {

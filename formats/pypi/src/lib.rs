@@ -13,6 +13,7 @@ mod proxy;
 mod routes;
 mod source;
 mod upstream;
+mod version;
 
 use std::sync::Arc;
 
@@ -76,6 +77,10 @@ impl Format for Pypi {
             version: asset.attributes.get("version")?.as_str()?.to_string(),
             download_path: Some(asset.path.clone()),
         })
+    }
+
+    fn versions(&self) -> Option<&dyn wharf_format::Versions> {
+        Some(&version::Pep440)
     }
 
     fn markers(&self, name: &str) -> Vec<String> {
