@@ -1,11 +1,12 @@
 //! Which components cleanup policies delete: pure, over components already loaded.
 //!
 //! - A policy's candidates meet every criterion it sets (Nexus: criteria are ANDed).
-//! - A policy protects what its retention keeps: the newest `retain` versions of each
+//! - A policy never deletes what its retention keeps: the newest `retain` versions of each
 //!   component name (among all its versions, not only the candidates) and versions matching
 //!   `keepVersionRegex`.
-//! - A repository deletes what any of its policies chose (ORed), except what any of them
-//!   protects: retention always wins.
+//! - A repository deletes what any of its policies would delete (ORed). Each policy is applied
+//!   on its own, as in Nexus, so that a repository's run deletes exactly the union of its
+//!   policies' previews: one policy's retention does not hold back another policy.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -123,23 +124,16 @@ pub fn select(p: &Policy, components: &[Component], versions: Option<&dyn Versio
     (0..components.len()).filter(|i| !keep.contains(i) && candidate(p, &components[*i], versions, now)).collect()
 }
 
-/// What a repository's policies delete together, each with the policies that chose it.
+/// What a repository's policies delete together (the union of each one's [`select`]), each
+/// with the policies that chose it.
 pub fn select_all<'p>(policies: &'p [Policy], components: &[Component], versions: Option<&dyn Versions>, now: i64) -> Vec<(usize, Vec<&'p str>)> {
-    let mut keep = BTreeSet::new();
+    let mut chosen: BTreeMap<usize, Vec<&'p str>> = BTreeMap::new();
     for p in policies {
-        keep.extend(protected(p, components, versions));
-    }
-    let mut out = Vec::new();
-    for (i, c) in components.iter().enumerate() {
-        if keep.contains(&i) {
-            continue;
-        }
-        let chosen: Vec<&str> = policies.iter().filter(|p| candidate(p, c, versions, now)).map(|p| p.name.as_str()).collect();
-        if !chosen.is_empty() {
-            out.push((i, chosen));
+        for i in select(p, components, versions, now) {
+            chosen.entry(i).or_default().push(p.name.as_str());
         }
     }
-    out
+    chosen.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -238,10 +232,16 @@ mod tests {
     }
 
     #[test]
-    fn retention_of_any_policy_protects() {
+    fn a_repository_deletes_what_any_policy_would_each_with_its_own_retention() {
         let c = set();
-        let policies = [policy(json!({"criteriaLastBlobUpdated": 1})), policy(json!({"retain": 1, "keepVersionRegex": "1\\.2\\..*"}))];
-        let chosen: Vec<usize> = select_all(&policies, &c, Some(&Dotted), NOW).into_iter().map(|(i, _)| i).collect();
+        let retain = policy(json!({"retain": 1, "keepVersionRegex": "1\\.2\\..*"}));
+        let chosen: Vec<usize> = select_all(std::slice::from_ref(&retain), &c, Some(&Dotted), NOW).into_iter().map(|(i, _)| i).collect();
         assert_eq!(versions_of(&c, &chosen), ["a@1.10.0", "a@1.9.0"], "newest of each name and 1.2.x kept");
+        let pre = policy(json!({"criteriaReleaseType": "PRERELEASES"}));
+        let policies = [retain, pre];
+        let both = select_all(&policies, &c, Some(&Dotted), NOW);
+        let chosen: Vec<usize> = both.iter().map(|(i, _)| *i).collect();
+        assert_eq!(versions_of(&c, &chosen), ["a@1.10.0", "a@2.0.0-rc.1", "a@1.9.0"], "the union: retention holds back its own policy only");
+        assert_eq!(both[1].1, ["p"]);
     }
 }
