@@ -208,7 +208,8 @@ fn pypi_previews_list_what_the_run_deletes_and_pip_installs_what_is_kept() {
     assert_eq!(done["componentsDeleted"], 4);
     assert!(done["failed"].as_array().unwrap().is_empty(), "{done}");
     assert!(done["bytesFreed"].as_i64().unwrap() > 0, "the files' content is no longer referenced: {done}");
-    let left: BTreeSet<String> = components("pypi-clean").iter().map(|c| format!("{}@{}", c["name"].as_str().unwrap(), c["version"].as_str().unwrap())).collect();
+    let left: BTreeSet<String> =
+        components("pypi-clean").iter().map(|c| format!("{}@{}", c["name"].as_str().unwrap(), c["version"].as_str().unwrap())).collect();
     assert_eq!(left, set(&["wharf-cl-py@2.0", "wharf-cl-py@2.1.dev1"]));
 
     // pip installs a kept version; a deleted one is gone from the index.
@@ -452,7 +453,10 @@ fn policies_are_created_listed_changed_and_deleted_and_refusals_name_the_field()
     let (status, v) = api(Method::PUT, &format!("{policies}/crud-a"), Some(json!({"format": "*", "retain": 3, "sortBy": "date"})));
     assert_eq!(status, 204, "{v}");
     let (_, v) = api(Method::GET, &format!("{policies}/crud-a"), None);
-    assert_eq!((v["format"].clone(), v["retain"].clone(), v["sortBy"].clone(), v["criteriaReleaseType"].clone()), (json!("*"), json!(3), json!("date"), Value::Null));
+    assert_eq!(
+        (v["format"].clone(), v["retain"].clone(), v["sortBy"].clone(), v["criteriaReleaseType"].clone()),
+        (json!("*"), json!(3), json!("date"), Value::Null)
+    );
     // A preview for a repository of another format than the policy's is refused.
     create_policy(json!({"name": "crud-docker", "format": "docker", "retain": 1}));
     refused(api(Method::GET, &format!("{policies}/crud-docker/preview?repository=crud-repo"), None), "repository");

@@ -106,11 +106,6 @@ pub trait Format: Send + Sync + 'static {
         None
     }
 
-    /// Paths to remove once the last asset of component `name` is deleted (a project marker).
-    fn markers(&self, _name: &str) -> Vec<String> {
-        Vec::new()
-    }
-
     /// How the format orders versions and tells pre-releases (cleanup policies' `sortBy:
     /// version` and `criteriaReleaseType`); `None` when its versions have no order (Docker tags).
     fn versions(&self) -> Option<&dyn crate::lifecycle::Versions> {

@@ -90,8 +90,4 @@ impl Format for Npm {
     fn versions(&self) -> Option<&dyn wharf_format::Versions> {
         Some(&version::Semver)
     }
-
-    fn markers(&self, name: &str) -> Vec<String> {
-        vec![meta::package_path(name)]
-    }
 }

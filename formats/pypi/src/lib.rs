@@ -83,10 +83,6 @@ impl Format for Pypi {
         Some(&version::Pep440)
     }
 
-    fn markers(&self, name: &str) -> Vec<String> {
-        vec![meta::project_path(name)]
-    }
-
     /// PEP 592: a yanked file stays installable by exact pin, and is skipped otherwise.
     fn yank(&self, asset: &mut NewAsset, reason: Option<&str>) -> bool {
         if let Some(attrs) = asset.attributes.as_object_mut() {
