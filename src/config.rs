@@ -87,6 +87,9 @@ pub struct GcConfig {
     /// When the built-in "Compact blob stores" task runs: a cron expression (UTC, seconds
     /// optional), or empty for manual runs only.
     pub schedule: String,
+    /// When the built-in "Cleanup service" task (repositories' cleanup policies) runs; the same
+    /// syntax. Set it before `schedule`, so that what a cleanup frees goes in the same night.
+    pub cleanup_schedule: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -190,7 +193,7 @@ impl Default for Config {
             },
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
             uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
-            gc: GcConfig { grace_secs: 86_400, deletion_lease_secs: 120, schedule: "0 0 2 * * *".into() },
+            gc: GcConfig { grace_secs: 86_400, deletion_lease_secs: 120, schedule: "0 0 2 * * *".into(), cleanup_schedule: "0 0 1 * * *".into() },
             tls: TlsConfig::default(),
             ldap: Vec::new(),
             security: SecurityConfig {
@@ -246,6 +249,9 @@ impl Config {
         }
         if let Err(e) = crate::lifecycle::schedule::Frequency::cron(&cfg.gc.schedule) {
             return Err(Box::new(figment::Error::from(format!("gc.schedule: {e}"))));
+        }
+        if let Err(e) = crate::lifecycle::schedule::Frequency::cron(&cfg.gc.cleanup_schedule) {
+            return Err(Box::new(figment::Error::from(format!("gc.cleanup_schedule: {e}"))));
         }
         if cfg.database_url.is_empty() {
             cfg.database_url = format!("sqlite://{}", cfg.data_dir.join("wharf.db").display());

@@ -66,9 +66,17 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         )
         .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone()),
     );
+    let downloads = Arc::new(lifecycle::downloads::DownloadLog::new(db.clone()));
     let state = web::Data::new(AppState {
-        registry: RepoRegistry::new(cfg.data_dir.clone(), auth.clone(), audit_log.clone(), (cfg.gc.deletion_lease_secs as i64).saturating_mul(1000)),
+        registry: RepoRegistry::new(
+            cfg.data_dir.clone(),
+            auth.clone(),
+            audit_log.clone(),
+            downloads.clone(),
+            (cfg.gc.deletion_lease_secs as i64).saturating_mul(1000),
+        ),
         tasks: Default::default(),
+        downloads,
         auth,
         audit: audit_log,
         formats: formats(),
@@ -130,6 +138,8 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     });
     let quota_state = state.clone();
     actix_rt::spawn(async move { lifecycle::store_usage::watch_soft_quotas(&quota_state).await });
+    let flush_state = state.clone();
+    actix_rt::spawn(async move { flush_state.downloads.run().await });
     if exit_on_stdin_eof {
         let h = handle.clone();
         std::thread::spawn(move || {
@@ -140,6 +150,9 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     }
     server.await?;
     state.listeners.stop_all().await;
+    if let Err(e) = state.downloads.flush().await {
+        tracing::warn!(error = %e, "writing download counts at shutdown");
+    }
     tracing::info!("wharf stopped");
     Ok(())
 }

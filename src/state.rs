@@ -23,6 +23,8 @@ pub struct AppState {
     pub audit: Arc<crate::audit::AuditLog>,
     pub formats: Vec<Arc<dyn Format>>,
     pub registry: Arc<RepoRegistry>,
+    /// Downloads counted in memory until their next flush (see `lifecycle::downloads`).
+    pub downloads: Arc<crate::lifecycle::downloads::DownloadLog>,
     pub listeners: crate::http::listeners::Listeners,
     pub started: std::time::Instant,
     /// This node's task scheduler (its node name, and the stops of the runs it holds).
@@ -32,6 +34,10 @@ pub struct AppState {
 impl AppState {
     pub fn format(&self, name: &str) -> Option<Arc<dyn Format>> {
         self.formats.iter().find(|f| f.name() == name).cloned()
+    }
+
+    pub fn format_names(&self) -> Vec<&'static str> {
+        self.formats.iter().map(|f| f.name()).collect()
     }
 }
 
@@ -52,6 +58,7 @@ pub struct RepoRegistry {
     data_dir: PathBuf,
     identity: Arc<dyn wharf_format::Identity>,
     audit: Arc<dyn wharf_format::Audit>,
+    downloads: Arc<dyn wharf_format::Downloads>,
     /// Every proxy's upstream health (state across reloads; the admin API's `status`).
     pub upstreams: Arc<wharf_format::upstream::Healths>,
     /// `gc.deletion_lease_secs`, in milliseconds, for every blob store opened.
@@ -82,13 +89,20 @@ pub enum LoadError {
 }
 
 impl RepoRegistry {
-    pub fn new(data_dir: PathBuf, identity: Arc<dyn wharf_format::Identity>, audit: Arc<dyn wharf_format::Audit>, deletion_lease_ms: i64) -> Arc<RepoRegistry> {
+    pub fn new(
+        data_dir: PathBuf,
+        identity: Arc<dyn wharf_format::Identity>,
+        audit: Arc<dyn wharf_format::Audit>,
+        downloads: Arc<dyn wharf_format::Downloads>,
+        deletion_lease_ms: i64,
+    ) -> Arc<RepoRegistry> {
         Arc::new(RepoRegistry {
             deletion_lease_ms,
             current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })),
             data_dir,
             identity,
             audit,
+            downloads,
             upstreams: Arc::default(),
         })
     }
@@ -205,6 +219,7 @@ fn open_repo(
         audit: registry.audit.clone(),
         upstreams: registry.upstreams.clone(),
         usage: usage.clone(),
+        downloads: registry.downloads.clone(),
     };
     let repo = format.open(config.clone(), env)?;
     let listener = format.listener(&config);

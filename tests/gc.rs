@@ -239,7 +239,7 @@ fn the_tasks_api_lists_validates_and_refuses() {
     let server = TestServer::start_with_env(GC_ENV);
     let (_, list) = admin_json(&server, Method::GET, "/service/rest/v1/tasks", None);
     let ids: Vec<&str> = list["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-    for builtin in ["compact-blob-stores", "upload-sweep", "audit-retention"] {
+    for builtin in ["cleanup", "compact-blob-stores", "upload-sweep", "audit-retention"] {
         assert!(ids.contains(&builtin), "{list}");
     }
     let compact_task = list["items"].as_array().unwrap().iter().find(|t| t["id"] == "compact-blob-stores").unwrap();

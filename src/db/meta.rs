@@ -20,6 +20,8 @@ struct AssetRow {
     attributes: String,
     created_at: i64,
     updated_at: i64,
+    last_downloaded: Option<i64>,
+    download_count: i64,
 }
 
 impl From<AssetRow> for Asset {
@@ -35,6 +37,8 @@ impl From<AssetRow> for Asset {
             attributes: serde_json::from_str(&r.attributes).unwrap_or(serde_json::Value::Null),
             created_at: r.created_at,
             updated_at: r.updated_at,
+            last_downloaded: r.last_downloaded,
+            download_count: r.download_count,
         }
     }
 }

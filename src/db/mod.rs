@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod blobs;
+pub mod cleanup;
 pub mod meta;
 pub mod repos;
 pub mod schema;

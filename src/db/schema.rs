@@ -71,6 +71,8 @@ diesel::table! {
         attributes -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        last_downloaded -> Nullable<BigInt>,
+        download_count -> BigInt,
     }
 }
 
@@ -175,6 +177,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    cleanup_policies (name) {
+        name -> Text,
+        format -> Text,
+        config -> Text,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(task_runs -> tasks (task_id));
 diesel::joinable!(assets -> repositories (repository_id));
 
@@ -191,5 +203,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     uploads,
     blobs,
     tasks,
-    task_runs
+    task_runs,
+    cleanup_policies
 );

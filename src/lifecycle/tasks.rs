@@ -51,6 +51,7 @@ fn format_task<'a>(formats: &'a [std::sync::Arc<dyn Format>], type_id: &str) -> 
 }
 
 pub const COMPACT: &str = "blobstore.compact";
+pub const CLEANUP: &str = "repository.cleanup";
 pub const UPLOAD_SWEEP: &str = "uploads.sweep";
 pub const AUDIT_RETENTION: &str = "audit.retention";
 
@@ -59,6 +60,11 @@ pub const TYPES: &[TaskType] = &[
         id: COMPACT,
         name: "Admin - Compact blob store",
         description: "Deletes blobs that no asset names and nobody touched within gc.grace_secs. Properties: blobstoreName (a store, or \"*\" for all), dryRun (report only).",
+    },
+    TaskType {
+        id: CLEANUP,
+        name: "Admin - Cleanup repositories using their associated policies",
+        description: "Deletes what each repository's cleanup policies (cleanup.policyNames) select, through its format. Properties: repositoryName (a repository, or \"*\" for all), dryRun (report only).",
     },
     TaskType {
         id: UPLOAD_SWEEP,
@@ -74,11 +80,12 @@ pub const TYPES: &[TaskType] = &[
 
 /// The built-in tasks' ids.
 pub const BUILTIN_COMPACT: &str = "compact-blob-stores";
+pub const BUILTIN_CLEANUP: &str = "cleanup";
 pub const BUILTIN_UPLOAD_SWEEP: &str = "upload-sweep";
 pub const BUILTIN_AUDIT_RETENTION: &str = "audit-retention";
 
 pub fn builtin(id: &str) -> bool {
-    [BUILTIN_COMPACT, BUILTIN_UPLOAD_SWEEP, BUILTIN_AUDIT_RETENTION].contains(&id)
+    [BUILTIN_COMPACT, BUILTIN_CLEANUP, BUILTIN_UPLOAD_SWEEP, BUILTIN_AUDIT_RETENTION].contains(&id)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +124,7 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
     }
     let allowed: &[&str] = match type_id {
         COMPACT => &["blobstoreName", "dryRun"],
+        CLEANUP => &["repositoryName", "dryRun"],
         UPLOAD_SWEEP => &[],
         AUDIT_RETENTION => &["days"],
         other => return Err(ConfigError::new("type", format!("unknown task type {other:?} (see GET /service/rest/v1/tasks/types)"))),
@@ -133,6 +141,22 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
                 }
                 Some(Value::String(s)) if !s.is_empty() => {}
                 Some(_) => return Err(ConfigError::new("properties.blobstoreName", "must be a blob store's name or \"*\"")),
+            }
+            match out.get("dryRun") {
+                None => {
+                    out.insert("dryRun".into(), json!(false));
+                }
+                Some(Value::Bool(_)) => {}
+                Some(_) => return Err(ConfigError::new("properties.dryRun", "must be true or false")),
+            }
+        }
+        CLEANUP => {
+            match out.get("repositoryName") {
+                None => {
+                    out.insert("repositoryName".into(), json!("*"));
+                }
+                Some(Value::String(s)) if !s.is_empty() => {}
+                Some(_) => return Err(ConfigError::new("properties.repositoryName", "must be a repository's name or \"*\"")),
             }
             match out.get("dryRun") {
                 None => {
@@ -170,6 +194,19 @@ async fn execute(state: &AppState, type_id: &str, props: &Map<String, Value>, st
             let verb = if dry_run { "would delete" } else { "deleted" };
             Ok(Outcome {
                 message: format!("{verb} {} blobs, {} bytes", report.blob_count, report.bytes),
+                report: serde_json::to_value(&report).unwrap_or_default(),
+            })
+        }
+        CLEANUP => {
+            let repo = props.get("repositoryName").and_then(Value::as_str).filter(|s| *s != "*");
+            let dry_run = props.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
+            let report = super::cleanup::run_cleanup(state, repo, dry_run).await.map_err(|e| e.to_string())?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            Ok(Outcome {
+                message: format!(
+                    "{verb} {} components ({} assets); {} bytes no longer referenced",
+                    report.components_deleted, report.assets_deleted, report.bytes_freed
+                ),
                 report: serde_json::to_value(&report).unwrap_or_default(),
             })
         }
@@ -251,6 +288,13 @@ pub async fn ensure_builtins(state: &AppState) -> Result<(), TaskError> {
             COMPACT,
             Frequency::cron(&cfg.gc.schedule).map_err(|e| ConfigError::new("gc.schedule", e))?,
             json!({"blobstoreName": "*", "dryRun": false}),
+        ),
+        (
+            BUILTIN_CLEANUP,
+            "Cleanup service",
+            CLEANUP,
+            Frequency::cron(&cfg.gc.cleanup_schedule).map_err(|e| ConfigError::new("gc.cleanup_schedule", e))?,
+            json!({"repositoryName": "*", "dryRun": false}),
         ),
         (BUILTIN_UPLOAD_SWEEP, "Upload sweep", UPLOAD_SWEEP, Frequency::Interval(cfg.uploads.sweep_interval_secs.max(1)), json!({})),
         (BUILTIN_AUDIT_RETENTION, "Audit retention", AUDIT_RETENTION, Frequency::cron("0 30 2 * * *").expect("a valid expression"), json!({})),

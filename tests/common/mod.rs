@@ -109,6 +109,10 @@ impl TestServer {
             .env("WHARF_DATA_DIR", &self.data_dir)
             .env("WHARF_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("WHARF_EXIT_ON_STDIN_EOF", "1")
+            // The nightly cleanup and compaction run when a test asks, never because the clock
+            // passed 01:00 during a test.
+            .env("WHARF_GC__SCHEDULE", "")
+            .env("WHARF_GC__CLEANUP_SCHEDULE", "")
             .env("RUST_LOG", std::env::var("WHARF_TEST_LOG").unwrap_or_else(|_| "warn,actix_http::h1::dispatcher=off".into()))
             .stdin(Stdio::piped());
         if let Some(url) = &self.database_url {

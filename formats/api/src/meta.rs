@@ -28,6 +28,10 @@ pub struct Asset {
     pub attributes: serde_json::Value,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When it was last downloaded (a pull, a fetch, a proxy's cache hit), as far as the
+    /// server's batched counts have reached the database.
+    pub last_downloaded: Option<i64>,
+    pub download_count: i64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

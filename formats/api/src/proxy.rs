@@ -59,23 +59,50 @@ pub fn only(obj: &Map<String, Value>, section: &str, allowed: &[&str]) -> Result
     Ok(())
 }
 
-/// Nexus's `cleanup` section: accepted only without policies, since wharf has no cleanup
-/// policies yet (a policy named here would silently never run).
+/// Nexus's `cleanup` section: the names of the cleanup policies that apply to the repository.
+/// Only their spelling is checked here; that each exists and fits the repository's format is
+/// the server's check (it owns the policies), made when the configuration is written.
 pub fn cleanup(v: &Value) -> Result<Value, ConfigError> {
     if v.is_null() {
         return Ok(Value::Null);
     }
     let obj = object(v, "cleanup")?;
     only(obj, "cleanup", &["policyNames"])?;
-    match obj.get("policyNames") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(a)) if a.is_empty() => {}
-        Some(Value::Array(a)) if a.iter().all(Value::is_string) => {
-            return Err(ConfigError::new("cleanup.policyNames", "cleanup policies are not supported yet; leave the list empty"))
+    let names = match obj.get("policyNames") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(a)) => {
+            let mut names: Vec<String> = Vec::new();
+            for n in a {
+                let n = n.as_str().ok_or_else(|| ConfigError::new("cleanup.policyNames", "must be a list of strings"))?;
+                if !valid_policy_name(n) {
+                    return Err(ConfigError::new("cleanup.policyNames", format!("{n:?} is not a cleanup policy name")));
+                }
+                if !names.iter().any(|x| x == n) {
+                    names.push(n.to_string());
+                }
+            }
+            names
         }
         Some(_) => return Err(ConfigError::new("cleanup.policyNames", "must be a list of strings")),
-    }
-    Ok(json!({"policyNames": []}))
+    };
+    Ok(json!({ "policyNames": names }))
+}
+
+/// The cleanup policies a repository's stored configuration names.
+pub fn cleanup_policy_names(attributes: &Map<String, Value>) -> Vec<String> {
+    attributes
+        .get("cleanup")
+        .and_then(|c| c.get("policyNames"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// A cleanup policy's name (Nexus's rule for names): 1-255 of letters, digits, `.`, `_`, `-`,
+/// starting with a letter or digit. Nothing that could be a path or need escaping in a URL.
+pub fn valid_policy_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty() && b.len() <= 255 && b[0].is_ascii_alphanumeric() && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 /// Nexus's `component` section: `proprietaryComponents` marks content for its firewall, which

@@ -50,6 +50,8 @@ pub struct FormatEnv {
     /// Measures what a repository references, for its hard quota: formats call
     /// `usage.check_write(&config)` where a write starts.
     pub usage: Arc<dyn crate::quota::UsageMeter>,
+    /// Where the format reports downloads (for cleanup policies' "last downloaded").
+    pub downloads: Arc<dyn crate::lifecycle::Downloads>,
 }
 
 /// A running repository as other repositories see it.
@@ -107,9 +109,10 @@ pub trait Format: Send + Sync + 'static {
         None
     }
 
-    /// Paths to remove once the last asset of component `name` is deleted (a project marker).
-    fn markers(&self, _name: &str) -> Vec<String> {
-        Vec::new()
+    /// How the format orders versions and tells pre-releases (cleanup policies' `sortBy:
+    /// version` and `criteriaReleaseType`); `None` when its versions have no order (Docker tags).
+    fn versions(&self) -> Option<&dyn crate::lifecycle::Versions> {
+        None
     }
 
     /// Marks an asset yanked (`Some(reason)`) or not (`None`); `false` if the format has no
@@ -155,5 +158,13 @@ pub trait Repo: Send + Sync {
     /// format's own API rather than over HTTP (PyPI merges members' project pages).
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
+    }
+
+    /// Deletes one component (as [`Format::component_of`] groups `assets`) the way the format
+    /// keeps its content consistent: npm takes the version out of the packument, PyPI removes
+    /// the file's metadata and, with the last file, the project; Docker removes the tag.
+    /// Returns the assets removed. Used by the components API and by cleanup runs.
+    async fn delete_component(&self, _component: &ComponentKey, _assets: &[Asset]) -> Result<Vec<Asset>, crate::lifecycle::DeleteError> {
+        Err(crate::lifecycle::DeleteError::Unsupported("this repository has no components of its own to delete".into()))
     }
 }

@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde_json::json;
 use wharf_format::{
-    now_millis, Action, AuditEvent, Check, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, UploadRow, Write,
-    WritePolicy,
+    now_millis, Action, Asset, AuditEvent, Check, ComponentKey, DeleteError, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo,
+    RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
 };
 
 use crate::access;
@@ -53,6 +53,18 @@ impl Repo for Hosted {
         (type_id == crate::cleanup::UNUSED_MANIFESTS).then_some(())?;
         Some(self.delete_unused(run).await.map_err(|e| e.to_string()))
     }
+
+    /// As in Nexus, deleting a Docker component removes its tag only; the manifest and its
+    /// blobs go once nothing tags or references them (the untagged-manifests task).
+    async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> Result<Vec<Asset>, DeleteError> {
+        delete_tags(&*self.env.meta, self.repo_id(), component, assets).await
+    }
+}
+
+/// Removes a component's tag, only while it still names the manifest it was listed with.
+pub(crate) async fn delete_tags(meta: &dyn wharf_format::MetaStore, repo: i64, component: &ComponentKey, assets: &[Asset]) -> Result<Vec<Asset>, DeleteError> {
+    let tags: Vec<Asset> = assets.iter().filter(|a| a.kind == meta::TAG).cloned().collect();
+    wharf_format::lifecycle::delete_assets(meta, repo, &format!("{}:{}", component.name, component.version), &tags).await
 }
 
 impl Hosted {
@@ -265,6 +277,8 @@ impl Hosted {
             return Ok(res.body(SizedStream::new(asset.size as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
         }
         let bytes = self.env.blobs.read_small(&digest, MAX_MANIFEST_BYTES).await?;
+        // A pull by tag is the tag's download, by digest the manifest's.
+        self.env.downloads.record(self.repo_id(), &path);
         Ok(res.body(bytes))
     }
 
@@ -456,6 +470,7 @@ impl Hosted {
             }
             None => read.total,
         };
+        self.env.downloads.record(self.repo_id(), &asset.path);
         Ok(res.body(SizedStream::new(len, read.body)))
     }
 

@@ -21,7 +21,8 @@ use bytes::Bytes;
 use serde_json::json;
 use wharf_format::proxy::{self, Fill, Flight};
 use wharf_format::{
-    now_millis, Action, BlobStore, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
+    now_millis, Action, Asset, BlobStore, ComponentKey, DeleteError, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx,
+    SingleFlight, Write,
 };
 
 use crate::access;
@@ -43,6 +44,7 @@ pub struct Proxy {
     upstream: Arc<Upstream>,
     blobs: Arc<BlobStore>,
     meta: Arc<dyn MetaStore>,
+    downloads: Arc<dyn wharf_format::Downloads>,
     negative: NegativeCache,
     flights: SingleFlight,
 }
@@ -58,6 +60,11 @@ impl Repo for Proxy {
     async fn run_task(&self, type_id: &str, run: wharf_format::TaskRun<'_>) -> Option<Result<wharf_format::TaskReport, String>> {
         self.cache.run_task(type_id, run).await
     }
+
+    /// A cached tag: the next pull asks the upstream again.
+    async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> Result<Vec<Asset>, DeleteError> {
+        crate::hosted::delete_tags(&*self.meta, self.cfg.id, component, assets).await
+    }
 }
 
 impl Proxy {
@@ -66,6 +73,7 @@ impl Proxy {
         Ok(Proxy {
             blobs: env.blobs.clone(),
             meta: env.meta.clone(),
+            downloads: env.downloads.clone(),
             cache: Hosted::new(cfg.clone(), settings.clone(), env),
             cfg,
             settings,
@@ -307,6 +315,8 @@ impl Proxy {
             }
         };
         let length = res.content_length();
+        // A download like any other, though the asset appears only once the fill completes.
+        self.downloads.record(self.cfg.id, &blob_path(name, &digest.to_string()));
         let meta = self.meta.clone();
         let repo = self.cfg.id;
         let name = name.to_string();

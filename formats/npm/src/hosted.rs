@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use wharf_format::{
-    backoff, now_millis, Action, Asset, AuditEvent, Check, Digest, FormatEnv, KeyedLocks, ListQuery, NewAsset, Repo, RepoConfig, RepoCtx, Staged, Write,
-    WritePolicy, CONTENTION_DEADLINE,
+    backoff, now_millis, Action, Asset, AuditEvent, Check, ComponentKey, DeleteError, Digest, FormatEnv, KeyedLocks, ListQuery, NewAsset, Repo, RepoConfig,
+    RepoCtx, Staged, Write, WritePolicy, CONTENTION_DEADLINE,
 };
 
 use crate::attachment;
@@ -69,6 +69,10 @@ impl Repo for Hosted {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
+        self.unpublish_version(&package_of(component), &component.version, assets).await.map_err(|e| DeleteError::Other(Box::new(e)))
     }
 }
 
@@ -181,7 +185,11 @@ impl Hosted {
 
     async fn tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
         let asset = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
-        source::blob_response(&self.env, &asset, head).await
+        let res = source::blob_response(&self.env, &asset, head).await?;
+        if !head {
+            self.env.downloads.record(self.cfg.id, &asset.path);
+        }
+        Ok(res)
     }
 
     // ---- publish ----------------------------------------------------------------------------
@@ -435,13 +443,7 @@ impl Hosted {
                                 self.writable(ctx, Action::Delete, name)?;
                                 delete_checked = true;
                             }
-                            if let Some(file) = doc["versions"][v].pointer("/dist/tarball").and_then(Value::as_str) {
-                                writes.push(Write::Delete { repo, path: tarball_path(name, packument::tarball_file(file)) });
-                            }
-                            doc["versions"].as_object_mut().expect("object").remove(v);
-                            if let Some(t) = doc["time"].as_object_mut() {
-                                t.remove(v);
-                            }
+                            writes.extend(remove_version(&mut doc, repo, name, v));
                             removed.push(v.clone());
                         }
                         None => {}
@@ -534,6 +536,13 @@ impl Hosted {
 
     async fn delete_package(&self, ctx: &RepoCtx, name: &str) -> Result<HttpResponse> {
         self.writable(ctx, Action::Delete, name)?;
+        self.remove_package(name).await?;
+        self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", name));
+        Ok(HttpResponse::Ok().json(json!({"ok": true})))
+    }
+
+    /// Deletes the package's document and every tarball.
+    async fn remove_package(&self, name: &str) -> Result<()> {
         let repo = self.cfg.id;
         let _writer = self.writers.lock(name).await;
         let mut contention = Contention::new();
@@ -550,13 +559,55 @@ impl Hosted {
                 None => Check::Absent { repo, path },
             };
             match self.env.meta.commit(vec![check], writes).await {
-                Ok(()) => break,
+                Ok(()) => return Ok(()),
                 Err(wharf_format::MetaError::CheckFailed(_)) => contention.wait(name).await?,
                 Err(e) => return Err(e.into()),
             }
         }
-        self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", name));
-        Ok(HttpResponse::Ok().json(json!({"ok": true})))
+    }
+
+    /// Deletes one version as `npm unpublish <name>@<version>` does, through the same
+    /// compare-and-swap: out of the document with its tarball, dist-tags naming it dropped and
+    /// `latest` moved to the highest version left ([`crate::version::fallback_latest`]); the
+    /// last version takes the package with it. Returns the assets removed.
+    async fn unpublish_version(&self, name: &str, version: &str, assets: &[Asset]) -> Result<Vec<Asset>> {
+        let repo = self.cfg.id;
+        let mut last = false;
+        let changed = self
+            .change_doc(name, |cur| {
+                let mut doc = cur.doc.clone();
+                last = false;
+                if doc["versions"].get(version).is_none() {
+                    return Ok(None);
+                }
+                let writes = remove_version(&mut doc, repo, name, version);
+                let left: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+                if left.is_empty() {
+                    last = true;
+                    return Ok(None);
+                }
+                if doc["dist-tags"].get("latest").and_then(Value::as_str) == Some(version) {
+                    if let Some(v) = crate::version::fallback_latest(left.iter().map(String::as_str)) {
+                        doc["dist-tags"]["latest"] = json!(v);
+                    }
+                }
+                retain_tags(&mut doc);
+                Ok(Some((doc, writes)))
+            })
+            .await;
+        match changed {
+            Ok(Some(_)) => Ok(assets.to_vec()),
+            Ok(None) if last => {
+                self.remove_package(name).await?;
+                Ok(assets.to_vec())
+            }
+            // Not (or no longer) in the document: only its tarball is left to remove.
+            Ok(None) | Err(NpmError::NotFound) => {
+                let what = format!("{name}@{version}");
+                wharf_format::lifecycle::delete_assets(&*self.env.meta, repo, &what, assets).await.map_err(delete_error)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn delete_tarball(&self, ctx: &RepoCtx, name: &str, file: &str) -> Result<HttpResponse> {
@@ -622,6 +673,36 @@ fn state_of(asset: &Asset, files: &HashSet<String>) -> String {
 
 fn cannot_republish(name: &str, version: &str) -> NpmError {
     NpmError::Forbidden(format!("cannot publish over the previously published version {name}@{version}"))
+}
+
+/// Takes `version` out of the document; the writes delete its tarball.
+fn remove_version(doc: &mut Value, repo: i64, name: &str, version: &str) -> Vec<Write> {
+    let mut writes = Vec::new();
+    if let Some(file) = doc["versions"][version].pointer("/dist/tarball").and_then(Value::as_str) {
+        writes.push(Write::Delete { repo, path: tarball_path(name, packument::tarball_file(file)) });
+    }
+    if let Some(v) = doc["versions"].as_object_mut() {
+        v.remove(version);
+    }
+    if let Some(t) = doc["time"].as_object_mut() {
+        t.remove(version);
+    }
+    writes
+}
+
+fn delete_error(e: wharf_format::DeleteError) -> NpmError {
+    match e {
+        wharf_format::DeleteError::Meta(m) => m.into(),
+        other => NpmError::Internal(Box::new(other)),
+    }
+}
+
+/// The package a component names (`@scope` is its group).
+pub(crate) fn package_of(component: &ComponentKey) -> String {
+    match &component.group {
+        Some(scope) => format!("{scope}/{}", component.name),
+        None => component.name.clone(),
+    }
 }
 
 /// Drops dist-tags that point at versions the document no longer has; `latest` falls back to

@@ -16,6 +16,7 @@ mod store;
 mod tarball;
 mod upstream;
 mod user;
+mod version;
 
 use std::sync::Arc;
 
@@ -86,7 +87,7 @@ impl Format for Npm {
         })
     }
 
-    fn markers(&self, name: &str) -> Vec<String> {
-        vec![meta::package_path(name)]
+    fn versions(&self) -> Option<&dyn wharf_format::Versions> {
+        Some(&version::Semver)
     }
 }

@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 use sha1::Digest as _;
 use wharf_format::proxy::{self, Fill};
 use wharf_format::{
-    now_millis, Action, Asset, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
+    now_millis, Action, Asset, ComponentKey, DeleteError, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx,
+    SingleFlight, Write,
 };
 
 use crate::error::NpmError;
@@ -54,6 +55,13 @@ impl Repo for Proxy {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    /// Cached tarballs: the next install fetches them from the upstream again (the cached
+    /// packument is the upstream's and still lists the version).
+    async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
+        let what = format!("{}@{}", crate::hosted::package_of(component), component.version);
+        wharf_format::lifecycle::delete_assets(&*self.env.meta, self.cfg.id, &what, assets).await
     }
 }
 
@@ -364,6 +372,16 @@ impl Source for Proxy {
     }
 
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
+        let res = self.tarball(name, file, head).await?;
+        if !head && res.status().is_success() {
+            self.env.downloads.record(self.cfg.id, &tarball_path(name, file));
+        }
+        Ok(res)
+    }
+}
+
+impl Proxy {
+    async fn tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
         let cached = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?;
         if let Some(a) = &cached {
             // Past contentMaxAge the tarball is fetched again, unless the upstream is known to fail.

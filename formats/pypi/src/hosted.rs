@@ -10,7 +10,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use wharf_format::{
-    now_millis, Action, AuditEvent, Check, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx, Staged, Write, WritePolicy,
+    now_millis, Action, Asset, AuditEvent, Check, ComponentKey, DeleteError, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx,
+    Staged, Write, WritePolicy,
 };
 
 use crate::archive;
@@ -53,6 +54,40 @@ impl Repo for Hosted {
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
     }
+
+    async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
+        delete_release(&self.env, self.cfg.id, component, assets, true).await
+    }
+}
+
+/// Deletes a release's files with their PEP 658 metadata, and (`marker`, hosted) the project's
+/// marker once its last file is gone, so that the index no longer lists an empty project.
+pub(crate) async fn delete_release(
+    env: &FormatEnv,
+    repo: i64,
+    component: &ComponentKey,
+    assets: &[Asset],
+    marker: bool,
+) -> std::result::Result<Vec<Asset>, DeleteError> {
+    let files: Vec<&Asset> = assets.iter().filter(|a| a.kind == meta::FILE).collect();
+    let mut doomed: Vec<Asset> = files.iter().map(|a| (*a).clone()).collect();
+    for f in &files {
+        if let Some(m) = env.meta.get(repo, &format!("{}.metadata", f.path)).await? {
+            doomed.push(m);
+        }
+    }
+    let what = format!("{} {}", component.name, component.version);
+    let deleted = wharf_format::lifecycle::delete_assets(&*env.meta, repo, &what, &doomed).await?;
+    let Some(project) = files.first().and_then(|f| f.component.clone()) else { return Ok(deleted) };
+    if marker {
+        // Checked in the transaction: an upload that lands meanwhile keeps (or re-adds) it.
+        let checks = vec![Check::NoneUnder { repo, prefix: files_prefix(&project) }];
+        match env.meta.commit(checks, vec![Write::Delete { repo, path: project_path(&project) }]).await {
+            Ok(()) | Err(MetaError::CheckFailed(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(deleted)
 }
 
 impl Hosted {
@@ -330,7 +365,11 @@ impl Source for Hosted {
             return source::metadata_response(&self.env.blobs, hex, head).await;
         }
         let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.ok_or(PypiError::NotFound)?;
-        source::file_response(&self.env.blobs, &asset, head).await
+        let res = source::file_response(&self.env.blobs, &asset, head).await?;
+        if !head {
+            self.env.downloads.record(self.cfg.id, &asset.path);
+        }
+        Ok(res)
     }
 }
 

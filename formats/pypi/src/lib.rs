@@ -13,6 +13,7 @@ mod proxy;
 mod routes;
 mod source;
 mod upstream;
+mod version;
 
 use std::sync::Arc;
 
@@ -78,8 +79,8 @@ impl Format for Pypi {
         })
     }
 
-    fn markers(&self, name: &str) -> Vec<String> {
-        vec![meta::project_path(name)]
+    fn versions(&self) -> Option<&dyn wharf_format::Versions> {
+        Some(&version::Pep440)
     }
 
     /// PEP 592: a yanked file stays installable by exact pin, and is skipped otherwise.

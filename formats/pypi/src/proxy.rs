@@ -21,7 +21,8 @@ use bytes::Bytes;
 use serde_json::json;
 use wharf_format::proxy::{self, Fill};
 use wharf_format::{
-    now_millis, Action, Asset, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx, SingleFlight, Write,
+    now_millis, Action, Asset, ComponentKey, DeleteError, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig,
+    RepoCtx, SingleFlight, Write,
 };
 
 use crate::archive;
@@ -57,6 +58,11 @@ impl Repo for Proxy {
 
     fn as_any(&self) -> Option<&dyn std::any::Any> {
         Some(self)
+    }
+
+    /// Cached files: the next request fetches them from the upstream again.
+    async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
+        crate::hosted::delete_release(&self.env, self.cfg.id, component, assets, false).await
     }
 }
 
@@ -353,7 +359,13 @@ impl Source for Proxy {
     async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
         match filename.strip_suffix(".metadata") {
             Some(dist) => self.serve_metadata(normalized, dist, head).await,
-            None => self.serve_file(normalized, filename, head).await,
+            None => {
+                let res = self.serve_file(normalized, filename, head).await?;
+                if !head && res.status().is_success() {
+                    self.env.downloads.record(self.cfg.id, &file_path(normalized, filename));
+                }
+                Ok(res)
+            }
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde_json::{json, Value};
-use wharf_format::{Asset, ComponentKey, ConfigError, ListQuery, MetaStore, NewAsset, Write};
+use wharf_format::{Asset, ComponentKey, ConfigError, DeleteError, ListQuery, MetaStore, NewAsset, Write};
 
 use super::{parse_json, require_admin, AdminError};
 use crate::http::mount::origin;
@@ -16,7 +16,7 @@ use crate::state::AppState;
 const PAGE: usize = 100;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-fn component_id(repo: &str, name: &str, version: &str) -> String {
+pub(crate) fn component_id(repo: &str, name: &str, version: &str) -> String {
     B64.encode(format!("{repo}\n{name}\n{version}"))
 }
 
@@ -62,6 +62,8 @@ fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &[Asset], fo
                 "contentType": a.content_type,
                 "fileSize": a.size,
                 "lastModified": a.updated_at,
+                "lastDownloaded": a.last_downloaded.map(wharf_format::rfc3339_millis),
+                "downloadCount": a.download_count,
                 "uploader": a.attributes.get("uploader"),
                 "attributes": a.attributes,
             })
@@ -102,20 +104,17 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest, id: web::Path<Str
     Ok(HttpResponse::Ok().json(render(&r, &key, &assets, format.as_ref(), &origin(&req))))
 }
 
-/// Deletes a component's assets (their blobs stay until garbage collection), and the format's
-/// markers for the name once nothing of it is left.
+/// Deletes a component the way its format does (an npm version leaves the packument, a PyPI
+/// release takes its metadata and, when last, the project; a Docker tag goes, its manifest
+/// stays until nothing uses it). Blobs stay until garbage collection.
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, AdminError> {
     let user = require_admin(&state, &req).await?;
     let (r, key, assets) = find(&state, &id).await?;
-    let repo_id = r.config.id;
-    let writes = assets.iter().map(|a| Write::Delete { repo: repo_id, path: a.path.clone() }).collect();
-    state.meta.commit(vec![], writes).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
-    let format = state.format(&r.config.format).expect("find found the format");
-    let (_, rest) = components_of(&state, &r.config.name).await?;
-    if !rest.keys().any(|k| k.name == key.name) {
-        let markers = format.markers(&key.name).into_iter().map(|path| Write::Delete { repo: repo_id, path }).collect();
-        state.meta.commit(vec![], markers).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
-    }
+    r.repo.delete_component(&key, &assets).await.map_err(|e| match e {
+        DeleteError::Unsupported(why) => AdminError::Invalid(ConfigError::new("id", why)),
+        DeleteError::Changed(what) => AdminError::Invalid(ConfigError::new("id", format!("{what} changed while it was being deleted; try again"))),
+        other => AdminError::Internal(Box::new(other)),
+    })?;
     super::record(&state, &req, &user, "component.delete", &format!("{}@{}", key.name, key.version), Some(&r.config.name));
     Ok(HttpResponse::NoContent().finish())
 }

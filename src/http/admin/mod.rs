@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod blobstores;
+pub mod cleanup;
 pub mod components;
 pub mod ldap;
 pub mod repositories;
@@ -145,6 +146,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/components/{id}", web::delete().to(components::delete))
             .route("/v1/components/{id}/yank", web::post().to(components::yank))
             .route("/v1/components/{id}/yank", web::delete().to(components::yank))
+            .route("/v1/cleanup-policies", web::get().to(cleanup::list))
+            .route("/v1/cleanup-policies", web::post().to(cleanup::create))
+            .route("/v1/cleanup-policies/preview", web::post().to(cleanup::preview_unsaved))
+            .route("/v1/cleanup-policies/run", web::post().to(cleanup::run))
+            .route("/v1/cleanup-policies/{name}", web::get().to(cleanup::get))
+            .route("/v1/cleanup-policies/{name}", web::put().to(cleanup::update))
+            .route("/v1/cleanup-policies/{name}", web::delete().to(cleanup::delete))
+            .route("/v1/cleanup-policies/{name}/preview", web::get().to(cleanup::preview))
             .route("/v1/blobstores", web::get().to(blobstores::list))
             .route("/v1/blobstores/file", web::post().to(blobstores::create_file))
             .route("/v1/blobstores/file/{name}", web::get().to(blobstores::get_file))

@@ -8,9 +8,9 @@ use serde_json::{json, Map, Value};
 use wharf_format::{ConfigError, Kind, WritePolicy};
 
 use super::{parse_json, require_admin, AdminError};
-use crate::db::is_unique_violation;
 use crate::db::repos::{self, RepoRow};
 use crate::db::usage;
+use crate::db::{cleanup, is_unique_violation};
 use crate::http::mount::origin;
 use crate::state::{stored_config, AppState};
 
@@ -359,9 +359,19 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     }
     check_listener(&state, &format, &p.name, &p.config).await?;
     let (name, blob_store, config, kind2, format2) = (p.name.clone(), p.blob_store.clone(), p.config.to_string(), kind.clone(), format.clone());
-    let res = state.db.write(move |c| repos::insert(c, &name, &format2, &kind2, &blob_store, &config)).await;
+    let json = p.config.clone();
+    let res = state
+        .db
+        .write(move |c| {
+            if let Err(e) = cleanup::check_names(c, &format2, &json)? {
+                return Ok(Err(e));
+            }
+            repos::insert(c, &name, &format2, &kind2, &blob_store, &config).map(Ok)
+        })
+        .await;
     match res {
-        Ok(()) => {}
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.into()),
         Err(crate::db::DbError::Query(e)) if is_unique_violation(&e) => {
             return Err(ConfigError::new("name", format!("repository {} already exists", p.name)).into())
         }
@@ -413,8 +423,16 @@ pub async fn update(
         .into());
     }
     check_listener(&state, &format, &p.name, &p.config).await?;
-    let (blob_store, config) = (p.blob_store, p.config.to_string());
-    state.db.write(move |c| repos::update(c, &name, &blob_store, &config)).await?;
+    let (blob_store, config, json, format2) = (p.blob_store, p.config.to_string(), p.config.clone(), format.clone());
+    state
+        .db
+        .write(move |c| {
+            if let Err(e) = cleanup::check_names(c, &format2, &json)? {
+                return Ok(Err(e));
+            }
+            repos::update(c, &name, &blob_store, &config).map(|_| Ok(()))
+        })
+        .await??;
     super::record(&state, &req, &actor, "repository.update", &format!("{format}/{kind}"), Some(&p.name));
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::NoContent().finish())

@@ -195,7 +195,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
             && Value::Object(d.properties.clone()) == serde_json::from_str::<Value>(&existing.properties).unwrap_or(Value::Null)
             && d.name == existing.name;
         if !same {
-            return Err(ConfigError::new("frequency", "a built-in task takes its schedule and properties from the configuration (gc.schedule, uploads.sweep_interval_secs, security.audit_retention_days); only `enabled` can change here").into());
+            return Err(ConfigError::new("frequency", "a built-in task takes its schedule and properties from the configuration (gc.schedule, gc.cleanup_schedule, uploads.sweep_interval_secs, security.audit_retention_days); only `enabled` can change here").into());
         }
     }
     let next = if d.enabled {
