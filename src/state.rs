@@ -134,8 +134,10 @@ impl RepoRegistry {
             // Keep a store that is already open (it may be streaming to clients): a blob store
             // cannot be changed through the API, only created and deleted.
             let store = match old.blob_stores.get(&s.name) {
-                Some(existing) => existing.clone(),
-                None => match BlobStore::filesystem(&s.name, &root) {
+                // (A store deleted and created again under its name between two reloads has
+                // another directory: that one is opened afresh.)
+                Some(existing) if existing.root() == root => existing.clone(),
+                _ => match BlobStore::filesystem(&s.name, &root) {
                     Ok(b) => Arc::new(b.with_ledger(meta.clone(), self.deletion_lease_ms)),
                     Err(e) => {
                         tracing::error!(blob_store = %s.name, path = %root.display(), error = %e, "cannot open blob store");

@@ -117,16 +117,24 @@ pub fn marked(conn: &mut AnyConnection, store: &str, limit: i64) -> QueryResult<
     Ok(rows.into_iter().map(|(d, s, m)| (d, s, m.unwrap_or(0))).collect())
 }
 
-/// Which of `digests` have no row in `store`.
-pub fn unknown(conn: &mut AnyConnection, store: &str, digests: &[String]) -> QueryResult<Vec<String>> {
-    let known: std::collections::HashSet<String> = blobs::table
+/// The recorded sizes of those of `digests` that have a row in `store`.
+pub fn known(conn: &mut AnyConnection, store: &str, digests: &[String]) -> QueryResult<std::collections::HashMap<String, i64>> {
+    Ok(blobs::table
         .filter(blobs::blob_store.eq(store))
         .filter(blobs::digest.eq_any(digests))
-        .select(blobs::digest)
-        .load::<String>(conn)?
+        .select((blobs::digest, blobs::size))
+        .load::<(String, i64)>(conn)?
         .into_iter()
-        .collect();
-    Ok(digests.iter().filter(|d| !known.contains(*d)).cloned().collect())
+        .collect())
+}
+
+/// Records the true size of rows that were written without one (a migration knew no sizes).
+pub fn fix_sizes(conn: &mut AnyConnection, store: &str, sizes: &[(String, i64)]) -> QueryResult<usize> {
+    let mut n = 0;
+    for (digest, size) in sizes {
+        n += diesel::update(blobs::table.find((store, digest)).filter(blobs::size.eq(0))).set(blobs::size.eq(size)).execute(conn)?;
+    }
+    Ok(n)
 }
 
 /// Rows for objects found in the store that the ledger did not know (written before it

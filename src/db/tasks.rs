@@ -170,11 +170,17 @@ pub struct Finished<'a> {
     pub report: &'a str,
     pub started_at: i64,
     pub finished_at: i64,
-    pub next_run: Option<i64>,
+    /// The next run, from the task as it is now (an administrator may have changed or
+    /// disabled it while it ran).
+    pub next_run: &'a dyn Fn(&TaskRow) -> Option<i64>,
 }
 
 /// Records the run's end and releases the task (if the run is still the task's).
 pub fn finish(conn: &mut AnyConnection, id: &str, run_id: &str, f: &Finished) -> QueryResult<()> {
+    let next_run = match get(conn, id)? {
+        Some(row) if row.enabled => (f.next_run)(&row),
+        _ => None,
+    };
     diesel::update(task_runs::table.find(run_id))
         .set((task_runs::result.eq(f.result), task_runs::finished_at.eq(f.finished_at), task_runs::message.eq(f.message), task_runs::report.eq(f.report)))
         .execute(conn)?;
@@ -188,7 +194,7 @@ pub fn finish(conn: &mut AnyConnection, id: &str, run_id: &str, f: &Finished) ->
             tasks::last_result.eq(f.result),
             tasks::last_duration_ms.eq(f.finished_at - f.started_at),
             tasks::last_message.eq(f.message),
-            tasks::next_run.eq(f.next_run),
+            tasks::next_run.eq(next_run),
         ))
         .execute(conn)?;
     Ok(())

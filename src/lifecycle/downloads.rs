@@ -59,8 +59,11 @@ impl DownloadLog {
             .write(move |conn| {
                 for ((repo, path), p) in written.iter() {
                     // An asset deleted meanwhile updates nothing, which is right.
-                    diesel::update(assets::table.filter(assets::repository_id.eq(*repo).and(assets::path.eq(path))))
-                        .set((assets::download_count.eq(assets::download_count + p.count), assets::last_downloaded.eq(p.last)))
+                    let asset = assets::table.filter(assets::repository_id.eq(*repo).and(assets::path.eq(path)));
+                    diesel::update(asset).set(assets::download_count.eq(assets::download_count + p.count)).execute(conn)?;
+                    // Never back in time: another node may have flushed a later download.
+                    diesel::update(asset.filter(assets::last_downloaded.is_null().or(assets::last_downloaded.lt(p.last))))
+                        .set(assets::last_downloaded.eq(p.last))
                         .execute(conn)?;
                 }
                 Ok(())

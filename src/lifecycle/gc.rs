@@ -53,6 +53,9 @@ pub struct StoreReport {
     pub adopted: u64,
     /// Marked blobs left for the next pass because this one stalled past the deletion lease.
     pub deferred: u64,
+    /// Why the store was not collected at all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
@@ -78,6 +81,14 @@ pub async fn collect(state: &AppState, store: Option<&str>, grace: Duration, dry
     };
     let mut report = GcReport { dry_run, ..Default::default() };
     for (name, blob_store) in stores {
+        // Two stores in one directory (a configuration older stores may have): a pass over one
+        // would take the other's blobs, which its repositories name and this one's do not.
+        if let Some(other) = shares_directory(&snap.blob_stores, &name, &blob_store) {
+            let why = format!("shares its directory with blob store {other}: not collected (give each store a directory of its own)");
+            tracing::error!(blob_store = %name, "{why}");
+            report.blob_stores.push(StoreReport { blob_store: name.clone(), skipped: Some(why), ..Default::default() });
+            continue;
+        }
         let r = Pass { db: &state.db, name: &name, store: &blob_store, cutoff: now_millis() - grace.as_millis() as i64, dry_run, stop }.run().await?;
         report.blob_count += r.blob_count;
         report.bytes += r.bytes;
@@ -88,6 +99,22 @@ pub async fn collect(state: &AppState, store: Option<&str>, grace: Duration, dry
         }
     }
     Ok(report)
+}
+
+/// Another store whose directory is this one's, or inside it, or around it.
+fn shares_directory(all: &std::collections::HashMap<String, Arc<BlobStore>>, name: &str, store: &BlobStore) -> Option<String> {
+    let resolved = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let mine = resolved(store.root());
+    let mut others: Vec<&String> = all
+        .iter()
+        .filter(|(n, s)| {
+            let theirs = resolved(s.root());
+            n.as_str() != name && (theirs.starts_with(&mine) || mine.starts_with(&theirs))
+        })
+        .map(|(n, _)| n)
+        .collect();
+    others.sort();
+    others.first().map(|n| n.to_string())
 }
 
 struct Pass<'a> {
@@ -147,23 +174,36 @@ impl Pass<'_> {
                 continue;
             }
             let (name, d) = (self.name.to_string(), digest.clone());
+            let started = Instant::now();
             let Some(mark) = self.db.write(move |c| Ok(blobs::claim_deletion(c, &name, &d, marked_at)?)).await? else { continue };
-            self.delete_marked(vec![(digest, size)], mark, r).await?;
+            self.delete_marked(vec![(digest, size)], mark, started, r).await?;
         }
         Ok(())
     }
 
-    /// Step 2: objects without a row.
+    /// Step 2: objects without a row (and rows that were written without a size).
     async fn adopt(&self, r: &mut StoreReport) -> Result<(), GcError> {
         let mut listing = self.store.list_blobs().try_chunks(BATCH as usize);
         while let Some(chunk) = listing.next().await {
+            if self.stop.requested() {
+                return Ok(());
+            }
             let chunk = chunk.map_err(|e| self.blob_error(e.1))?;
             let digests: Vec<String> = chunk.iter().map(|(d, _, _)| d.to_string()).collect();
             let name = self.name.to_string();
-            let unknown: std::collections::HashSet<String> = self.db.run(move |c| Ok(blobs::unknown(c, &name, &digests)?)).await?.into_iter().collect();
+            let known = self.db.run(move |c| Ok(blobs::known(c, &name, &digests)?)).await?;
+            let sizeless: Vec<(String, i64)> = chunk
+                .iter()
+                .filter(|(d, size, _)| *size > 0 && known.get(&d.to_string()) == Some(&0))
+                .map(|(d, size, _)| (d.to_string(), *size as i64))
+                .collect();
+            if !sizeless.is_empty() && !self.dry_run {
+                let name = self.name.to_string();
+                self.db.write(move |c| Ok(blobs::fix_sizes(c, &name, &sizeless)?)).await?;
+            }
             let found: Vec<(String, i64, i64)> = chunk
                 .into_iter()
-                .filter(|(d, _, _)| unknown.contains(&d.to_string()))
+                .filter(|(d, _, _)| !known.contains_key(&d.to_string()))
                 .map(|(d, size, modified)| (d.to_string(), size as i64, modified))
                 .collect();
             if found.is_empty() {
@@ -200,20 +240,23 @@ impl Pass<'_> {
                 r.bytes += page.iter().map(|c| c.size as u64).sum::<u64>();
                 continue;
             }
+            // The lease runs from before the mark: a slow mark transaction eats into it.
+            let started = Instant::now();
             let (batch, mark) = self.db.write(move |c| Ok(blobs::mark(c, &name, cutoff, &from, BATCH)?)).await?;
             let Some(last) = batch.last() else { return Ok(()) };
             after = last.digest.clone();
             r.blob_count += batch.len() as u64;
             r.bytes += batch.iter().map(|c| c.size as u64).sum::<u64>();
-            self.delete_marked(batch.into_iter().map(|c| (c.digest, c.size)).collect(), mark, r).await?;
+            self.delete_marked(batch.into_iter().map(|c| (c.digest, c.size)).collect(), mark, started, r).await?;
         }
     }
 
-    /// Deletes the objects of rows this pass marked at `mark`, then the rows. An object is
-    /// deleted only within half the deletion lease of the mark, by this process's own clock:
-    /// after that a writer may have taken the deletion over and written the blob afresh.
-    async fn delete_marked(&self, batch: Vec<(String, i64)>, mark: i64, r: &mut StoreReport) -> Result<(), GcError> {
-        let started = Instant::now();
+    /// Deletes the objects of rows this pass marked at `mark` (the marking began at `started`),
+    /// then the rows. A deletion is started only within half the deletion lease, by this
+    /// process's own clock: after the whole lease a writer may take the deletion over and write
+    /// the blob afresh, and the other half is the margin for a deletion in flight and for clocks
+    /// between nodes.
+    async fn delete_marked(&self, batch: Vec<(String, i64)>, mark: i64, started: Instant, r: &mut StoreReport) -> Result<(), GcError> {
         let lease = Duration::from_millis(self.store.deletion_lease_ms() as u64 / 2);
         let results: Vec<(String, Result<bool, wharf_format::BlobError>)> = futures::stream::iter(batch)
             .map(|(digest, _)| async move {

@@ -200,7 +200,7 @@ async fn execute(state: &AppState, type_id: &str, props: &Map<String, Value>, st
         CLEANUP => {
             let repo = props.get("repositoryName").and_then(Value::as_str).filter(|s| *s != "*");
             let dry_run = props.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
-            let report = super::cleanup::run_cleanup(state, repo, dry_run).await.map_err(|e| e.to_string())?;
+            let report = super::cleanup::run_cleanup(state, repo, dry_run, stop).await.map_err(|e| e.to_string())?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             Ok(Outcome {
                 message: format!(
@@ -244,7 +244,8 @@ async fn run_format_task(state: &AppState, format: &str, type_id: &str, props: &
         if stop.requested() {
             break;
         }
-        match r.repo.run_task(type_id, TaskRun { properties: props, stop }).await {
+        let min_age_ms = (state.cfg.uploads.ttl_secs as i64).saturating_mul(1000);
+        match r.repo.run_task(type_id, TaskRun { properties: props, stop, min_age_ms }).await {
             None => {}
             Some(Ok(report)) => {
                 total += report.assets_deleted;
@@ -437,13 +438,18 @@ async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started:
         Ok(o) => ("OK", o.message, o.report),
         Err(e) => ("FAILED", e, Value::Null),
     };
-    let next_run = if row.enabled { schedule_of(&row).and_then(|f| f.next_after(finished)) } else { None };
     let report_text = report.to_string();
     let (id, rid, msg) = (row.id.clone(), run_id.clone(), message.clone());
     let res = state
         .db
         .write(move |c| {
-            rows::finish(c, &id, &rid, &Finished { result, message: &msg, report: &report_text, started_at: started, finished_at: finished, next_run })?;
+            let next_run = |t: &TaskRow| schedule_of(t).and_then(|f| f.next_after(finished));
+            rows::finish(
+                c,
+                &id,
+                &rid,
+                &Finished { result, message: &msg, report: &report_text, started_at: started, finished_at: finished, next_run: &next_run },
+            )?;
             rows::trim_runs(c, &id, HISTORY)?;
             Ok(())
         })

@@ -200,6 +200,11 @@ impl BlobStore {
         &self.name
     }
 
+    /// The store's directory.
+    pub fn root(&self) -> &FsPath {
+        &self.root
+    }
+
     fn key(digest: &Digest) -> Path {
         let hex = digest.hex();
         Path::from(format!("blobs/sha256/{}/{}", &hex[..2], hex))
@@ -563,7 +568,8 @@ impl BlobStore {
             .boxed()
     }
 
-    /// Removes a blob for good. Only garbage collection may call this: formats drop references.
+    /// Removes a blob for good. Only garbage collection calls this (a pass, or a writer finishing
+    /// a deletion a pass left): formats drop references.
     pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
         match self.store.delete(&Self::key(digest)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -41,6 +41,9 @@ pub struct TaskRun<'a> {
     /// As the type's `validate` returned them.
     pub properties: &'a Properties,
     pub stop: &'a Stop,
+    /// Content younger than this (milliseconds) is never judged unused, whatever the task's
+    /// properties say: an upload may still be completing it (the server's upload session TTL).
+    pub min_age_ms: i64,
 }
 
 /// What a run did on one repository.

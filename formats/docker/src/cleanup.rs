@@ -24,7 +24,7 @@ pub const UNUSED_MANIFESTS: &str = "repository.docker.gc";
 pub static TASKS: [FormatTask; 1] = [FormatTask {
     type_id: UNUSED_MANIFESTS,
     name: "Docker - Delete unused manifests and images",
-    description: "Removes untagged manifests older than olderThanDays (default 1; kept while an index or a referrer's subject that is kept needs them) and the image's links to blobs no remaining manifest uses. Properties: olderThanDays, dryRun.",
+    description: "Removes untagged manifests older than olderThanDays (default 1; never younger than uploads.ttl_secs; kept while an index or a referrer's subject that is kept needs them) and the image's links to blobs no remaining manifest uses. Properties: olderThanDays, dryRun.",
     validate,
 }];
 
@@ -73,7 +73,7 @@ impl Hosted {
     pub(crate) async fn delete_unused(&self, run: TaskRun<'_>) -> Result<TaskReport, DockerError> {
         let days = run.properties.get("olderThanDays").and_then(Value::as_u64).unwrap_or(1);
         let dry_run = run.properties.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
-        let cutoff = now_millis() - (days as i64) * 86_400_000;
+        let cutoff = now_millis() - ((days as i64) * 86_400_000).max(run.min_age_ms);
         let c = self.content().await?;
 
         // Kept: tagged or young manifests, and what they reach.
@@ -95,8 +95,10 @@ impl Hosted {
         let mut doomed: Vec<&Key> = c.manifests.keys().filter(|k| !kept.contains(*k)).collect();
         doomed.sort();
         let mut removed_manifests = Vec::new();
+        let mut removed: HashSet<Key> = HashSet::new();
         if dry_run {
             removed_manifests = doomed.iter().map(|k| format!("{}@{}", k.0, k.1)).collect();
+            removed = doomed.iter().map(|k| (*k).clone()).collect();
         } else {
             // An index goes before its children (a child's removal checks that nothing uses
             // it): rounds until one makes no progress.
@@ -109,6 +111,7 @@ impl Hosted {
                     }
                     if self.remove_manifest(k, &c).await? {
                         removed_manifests.push(format!("{}@{}", k.0, k.1));
+                        removed.insert(k.clone());
                         progressed = true;
                     } else {
                         left.push(k);
@@ -121,8 +124,11 @@ impl Hosted {
             }
         }
 
-        // Blob links no kept manifest uses.
-        let used: HashSet<Key> = kept.iter().flat_map(|k| c.uses.get(k).into_iter().flatten().map(move |d| (k.0.clone(), d.clone()))).collect();
+        // Blob links no remaining manifest uses: kept ones, and doomed ones whose removal did
+        // not go through (tagged or listed meanwhile; a legacy one has no `ref` rows to guard
+        // its links in the removal's transaction).
+        let remaining = c.manifests.keys().filter(|k| !removed.contains(*k));
+        let used: HashSet<Key> = remaining.flat_map(|k| c.uses.get(k).into_iter().flatten().map(move |d| (k.0.clone(), d.clone()))).collect();
         let mut removed_blobs = 0u64;
         for b in &c.blobs {
             if run.stop.requested() {

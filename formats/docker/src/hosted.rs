@@ -550,7 +550,7 @@ impl Hosted {
             size: size as i64,
             ..Default::default()
         };
-        self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
+        self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(DockerError::Meta)?;
         Ok(())
     }
 
@@ -571,8 +571,12 @@ impl Hosted {
         if let Some(mount) = q.get("mount") {
             let digest: Digest = mount.parse()?;
             if let Some(size) = self.mountable(ctx, q.get("from").map(String::as_str), &digest).await? {
-                self.link_blob(name, &digest, size).await?;
-                return Ok(self.blob_created(ctx, name, &digest));
+                match self.link_blob(name, &digest, size).await {
+                    Ok(()) => return Ok(self.blob_created(ctx, name, &digest)),
+                    // Garbage collection took it since the source named it: the client uploads.
+                    Err(DockerError::Meta(MetaError::BlobGone(_))) => {}
+                    Err(e) => return Err(e),
+                }
             }
             // Not mountable: the spec's answer is an ordinary upload session.
         } else if let Some(d) = q.get("digest") {

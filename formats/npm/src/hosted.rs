@@ -536,13 +536,14 @@ impl Hosted {
 
     async fn delete_package(&self, ctx: &RepoCtx, name: &str) -> Result<HttpResponse> {
         self.writable(ctx, Action::Delete, name)?;
-        self.remove_package(name).await?;
+        self.remove_package(name, None).await?;
         self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", name));
         Ok(HttpResponse::Ok().json(json!({"ok": true})))
     }
 
-    /// Deletes the package's document and every tarball.
-    async fn remove_package(&self, name: &str) -> Result<()> {
+    /// Deletes the package's document and every tarball; with `only_if`, only while the
+    /// document is still the one with that digest (`false` if it changed: someone published).
+    async fn remove_package(&self, name: &str, only_if: Option<&str>) -> Result<bool> {
         let repo = self.cfg.id;
         let _writer = self.writers.lock(name).await;
         let mut contention = Contention::new();
@@ -550,6 +551,11 @@ impl Hosted {
             // The tarballs listed are all there are only while the document is the one read: a
             // publish in between would leave a tarball behind that blocks its version for good.
             let (doc, _) = self.listing(name).await?;
+            if let Some(expected) = only_if {
+                if doc.as_ref().and_then(|d| d.digest.as_deref()) != Some(expected) {
+                    return Ok(false);
+                }
+            }
             let q = ListQuery { prefix: Some(tarballs_prefix(name)), ..Default::default() };
             let mut writes: Vec<Write> = self.env.meta.list(repo, q).await?.into_iter().map(|a| Write::Delete { repo, path: a.path }).collect();
             let path = meta::package_path(name);
@@ -559,7 +565,8 @@ impl Hosted {
                 None => Check::Absent { repo, path },
             };
             match self.env.meta.commit(vec![check], writes).await {
-                Ok(()) => return Ok(()),
+                Ok(()) => return Ok(true),
+                Err(wharf_format::MetaError::CheckFailed(_)) if only_if.is_some() => return Ok(false),
                 Err(wharf_format::MetaError::CheckFailed(_)) => contention.wait(name).await?,
                 Err(e) => return Err(e.into()),
             }
@@ -572,41 +579,48 @@ impl Hosted {
     /// last version takes the package with it. Returns the assets removed.
     async fn unpublish_version(&self, name: &str, version: &str, assets: &[Asset]) -> Result<Vec<Asset>> {
         let repo = self.cfg.id;
-        let mut last = false;
-        let changed = self
-            .change_doc(name, |cur| {
-                let mut doc = cur.doc.clone();
-                last = false;
-                if doc["versions"].get(version).is_none() {
-                    return Ok(None);
-                }
-                let writes = remove_version(&mut doc, repo, name, version);
-                let left: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
-                if left.is_empty() {
-                    last = true;
-                    return Ok(None);
-                }
-                if doc["dist-tags"].get("latest").and_then(Value::as_str) == Some(version) {
-                    if let Some(v) = crate::version::fallback_latest(left.iter().map(String::as_str)) {
-                        doc["dist-tags"]["latest"] = json!(v);
+        // The document that had this as its last version: the package goes only while it is
+        // still that one (a version published meanwhile must not go with it).
+        let mut last: Option<String> = None;
+        loop {
+            let changed = self
+                .change_doc(name, |cur| {
+                    let mut doc = cur.doc.clone();
+                    last = None;
+                    if doc["versions"].get(version).is_none() {
+                        return Ok(None);
                     }
+                    let writes = remove_version(&mut doc, repo, name, version);
+                    let left: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+                    if left.is_empty() {
+                        last = Some(cur.digest().to_string());
+                        return Ok(None);
+                    }
+                    if doc["dist-tags"].get("latest").and_then(Value::as_str) == Some(version) {
+                        if let Some(v) = crate::version::fallback_latest(left.iter().map(String::as_str)) {
+                            doc["dist-tags"]["latest"] = json!(v);
+                        }
+                    }
+                    retain_tags(&mut doc);
+                    Ok(Some((doc, writes)))
+                })
+                .await;
+            return match changed {
+                Ok(Some(_)) => Ok(assets.to_vec()),
+                Ok(None) if last.is_some() => {
+                    if !self.remove_package(name, last.as_deref()).await? {
+                        // Published meanwhile: this version goes on its own.
+                        continue;
+                    }
+                    Ok(assets.to_vec())
                 }
-                retain_tags(&mut doc);
-                Ok(Some((doc, writes)))
-            })
-            .await;
-        match changed {
-            Ok(Some(_)) => Ok(assets.to_vec()),
-            Ok(None) if last => {
-                self.remove_package(name).await?;
-                Ok(assets.to_vec())
-            }
-            // Not (or no longer) in the document: only its tarball is left to remove.
-            Ok(None) | Err(NpmError::NotFound) => {
-                let what = format!("{name}@{version}");
-                wharf_format::lifecycle::delete_assets(&*self.env.meta, repo, &what, assets).await.map_err(delete_error)
-            }
-            Err(e) => Err(e),
+                // Not (or no longer) in the document: only its tarball is left to remove.
+                Ok(None) | Err(NpmError::NotFound) => {
+                    let what = format!("{name}@{version}");
+                    wharf_format::lifecycle::delete_assets(&*self.env.meta, repo, &what, assets).await.map_err(delete_error)
+                }
+                Err(e) => Err(e),
+            };
         }
     }
 

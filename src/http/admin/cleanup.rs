@@ -183,7 +183,7 @@ pub async fn run(state: web::Data<AppState>, req: HttpRequest, q: Params) -> Res
         Some("true") => true,
         Some(_) => return Err(ConfigError::new("dryRun", "must be true or false").into()),
     };
-    let report = cleanup::run_cleanup_by(&state, repository, dry_run, Some(&actor)).await?;
+    let report = cleanup::run_cleanup_by(&state, repository, dry_run, Some(&actor), &wharf_format::Stop::default()).await?;
     if !dry_run {
         super::record(&state, &req, &actor, "cleanup.run", repository.unwrap_or("*"), repository);
     }

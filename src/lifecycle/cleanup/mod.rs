@@ -164,12 +164,19 @@ pub async fn preview(state: &AppState, policy: &Policy, repo: &str) -> Result<Ve
 /// Applies each repository's cleanup policies (or only `repository`'s): deletes what they
 /// choose, or with `dry_run` only reports it. Called by the "cleanup" task; deletions are
 /// audited as the server's own (no actor).
-pub async fn run_cleanup(state: &AppState, repository: Option<&str>, dry_run: bool) -> Result<CleanupReport, CleanupError> {
-    run_cleanup_by(state, repository, dry_run, None).await
+/// A stop requested meanwhile ends the run between two components.
+pub async fn run_cleanup(state: &AppState, repository: Option<&str>, dry_run: bool, stop: &wharf_format::Stop) -> Result<CleanupReport, CleanupError> {
+    run_cleanup_by(state, repository, dry_run, None, stop).await
 }
 
 /// [`run_cleanup`] on behalf of `actor` (an administrator who asked for it), for the audit log.
-pub async fn run_cleanup_by(state: &AppState, repository: Option<&str>, dry_run: bool, actor: Option<&str>) -> Result<CleanupReport, CleanupError> {
+pub async fn run_cleanup_by(
+    state: &AppState,
+    repository: Option<&str>,
+    dry_run: bool,
+    actor: Option<&str>,
+    stop: &wharf_format::Stop,
+) -> Result<CleanupReport, CleanupError> {
     let repos: Vec<RepoRef> = match repository {
         Some(name) => vec![repository_of(state, name)?],
         None => {
@@ -193,7 +200,10 @@ pub async fn run_cleanup_by(state: &AppState, repository: Option<&str>, dry_run:
         if chosen.is_empty() {
             continue;
         }
-        let rr = clean_repository(state, &r, &chosen, dry_run, actor).await?;
+        if stop.requested() {
+            break;
+        }
+        let rr = clean_repository(state, &r, &chosen, dry_run, actor, stop).await?;
         report.components_deleted += rr.components_deleted;
         report.assets_deleted += rr.assets_deleted;
         report.bytes_freed += rr.bytes_freed;
@@ -202,11 +212,19 @@ pub async fn run_cleanup_by(state: &AppState, repository: Option<&str>, dry_run:
     Ok(report)
 }
 
+/// [`repository`], under a name that the parameter of the same name does not shadow.
 fn repository_of(state: &AppState, name: &str) -> Result<RepoRef, CleanupError> {
     repository(state, name)
 }
 
-async fn clean_repository(state: &AppState, r: &RepoRef, policies: &[Policy], dry_run: bool, actor: Option<&str>) -> Result<RepositoryReport, CleanupError> {
+async fn clean_repository(
+    state: &AppState,
+    r: &RepoRef,
+    policies: &[Policy],
+    dry_run: bool,
+    actor: Option<&str>,
+    stop: &wharf_format::Stop,
+) -> Result<RepositoryReport, CleanupError> {
     let name = r.config.name.clone();
     let format = state.format(&r.config.format);
     let versions = format.as_ref().and_then(|f| f.versions());
@@ -220,6 +238,9 @@ async fn clean_repository(state: &AppState, r: &RepoRef, policies: &[Policy], dr
     };
     let mut gone: Vec<Asset> = Vec::new();
     for (i, chosen_by) in selected {
+        if stop.requested() {
+            break;
+        }
         let c = &all[i];
         let chosen_by: Vec<String> = chosen_by.into_iter().map(str::to_string).collect();
         let label = match &c.key.group {
