@@ -63,6 +63,22 @@ pub fn linkable(conn: &mut AnyConnection, repo: i64, digest: &str) -> QueryResul
     Ok(state.as_deref() == Some(LIVE))
 }
 
+/// How many assets of the repositories on `blob_store` name each of `digests`.
+pub fn references(conn: &mut AnyConnection, blob_store: &str, digests: &[String]) -> QueryResult<std::collections::HashMap<String, i64>> {
+    let mut out = std::collections::HashMap::new();
+    for chunk in digests.chunks(500) {
+        let repos = repositories::table.filter(repositories::blob_store.eq(blob_store)).select(repositories::id);
+        let rows: Vec<(Option<String>, i64)> = assets::table
+            .filter(assets::repository_id.eq_any(repos))
+            .filter(assets::digest.eq_any(chunk))
+            .group_by(assets::digest)
+            .select((assets::digest, diesel::dsl::count_star()))
+            .load(conn)?;
+        out.extend(rows.into_iter().filter_map(|(d, n)| Some((d?, n))));
+    }
+    Ok(out)
+}
+
 /// A blob a pass may take: live, untouched since `cutoff`, named by no asset of a repository on
 /// its store.
 #[derive(Clone, Debug)]

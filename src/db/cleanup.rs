@@ -80,20 +80,3 @@ pub fn check_names(conn: &mut AnyConnection, format: &str, config: &serde_json::
     }
     Ok(Ok(()))
 }
-
-/// How many assets of the repositories on `blob_store` name each of `digests`.
-pub fn references(conn: &mut AnyConnection, blob_store: &str, digests: &[String]) -> Result<std::collections::HashMap<String, i64>, DbError> {
-    use super::schema::{assets, repositories};
-    let mut out = std::collections::HashMap::new();
-    for chunk in digests.chunks(500) {
-        let repos = repositories::table.filter(repositories::blob_store.eq(blob_store)).select(repositories::id);
-        let rows: Vec<(Option<String>, i64)> = assets::table
-            .filter(assets::repository_id.eq_any(repos))
-            .filter(assets::digest.eq_any(chunk))
-            .group_by(assets::digest)
-            .select((assets::digest, diesel::dsl::count_star()))
-            .load(conn)?;
-        out.extend(rows.into_iter().filter_map(|(d, n)| Some((d?, n))));
-    }
-    Ok(out)
-}

@@ -113,13 +113,11 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
     };
     if let Some((_, task)) = format_task(formats, type_id) {
         let mut own = given.clone();
-        let repo = match own.remove("repositoryName") {
-            None => json!("*"),
-            Some(Value::String(s)) if !s.is_empty() => Value::String(s),
-            Some(_) => return Err(ConfigError::new("properties.repositoryName", "must be a repository's name or \"*\"")),
-        };
+        let mut repo = Map::new();
+        repo.extend(own.remove("repositoryName").map(|v| ("repositoryName".to_string(), v)));
+        wharf_format::name_or_all_property(&mut repo, "repositoryName", "repository")?;
         let mut out = (task.validate)(&own)?;
-        out.insert("repositoryName".into(), repo);
+        out.extend(repo);
         return Ok(out);
     }
     let allowed: &[&str] = match type_id {
@@ -129,42 +127,16 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
         AUDIT_RETENTION => &["days"],
         other => return Err(ConfigError::new("type", format!("unknown task type {other:?} (see GET /service/rest/v1/tasks/types)"))),
     };
-    if let Some(k) = given.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(ConfigError::new(format!("properties.{k}"), format!("unknown property of a {type_id} task")));
-    }
+    wharf_format::known_properties(given, allowed, type_id)?;
     let mut out = given.clone();
     match type_id {
         COMPACT => {
-            match out.get("blobstoreName") {
-                None => {
-                    out.insert("blobstoreName".into(), json!("*"));
-                }
-                Some(Value::String(s)) if !s.is_empty() => {}
-                Some(_) => return Err(ConfigError::new("properties.blobstoreName", "must be a blob store's name or \"*\"")),
-            }
-            match out.get("dryRun") {
-                None => {
-                    out.insert("dryRun".into(), json!(false));
-                }
-                Some(Value::Bool(_)) => {}
-                Some(_) => return Err(ConfigError::new("properties.dryRun", "must be true or false")),
-            }
+            wharf_format::name_or_all_property(&mut out, "blobstoreName", "blob store")?;
+            wharf_format::flag_property(&mut out, "dryRun", false)?;
         }
         CLEANUP => {
-            match out.get("repositoryName") {
-                None => {
-                    out.insert("repositoryName".into(), json!("*"));
-                }
-                Some(Value::String(s)) if !s.is_empty() => {}
-                Some(_) => return Err(ConfigError::new("properties.repositoryName", "must be a repository's name or \"*\"")),
-            }
-            match out.get("dryRun") {
-                None => {
-                    out.insert("dryRun".into(), json!(false));
-                }
-                Some(Value::Bool(_)) => {}
-                Some(_) => return Err(ConfigError::new("properties.dryRun", "must be true or false")),
-            }
+            wharf_format::name_or_all_property(&mut out, "repositoryName", "repository")?;
+            wharf_format::flag_property(&mut out, "dryRun", false)?;
         }
         AUDIT_RETENTION => {
             if let Some(v) = out.get("days") {

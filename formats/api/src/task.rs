@@ -57,3 +57,36 @@ pub struct TaskReport {
     /// What the format wants to tell in detail (which manifests, which images).
     pub details: Value,
 }
+
+/// Checks a boolean property (`dryRun`), filling in `default` when it is absent.
+pub fn flag_property(props: &mut Properties, key: &str, default: bool) -> Result<(), ConfigError> {
+    match props.get(key) {
+        None => {
+            props.insert(key.into(), Value::Bool(default));
+            Ok(())
+        }
+        Some(Value::Bool(_)) => Ok(()),
+        Some(_) => Err(ConfigError::new(format!("properties.{key}"), "must be true or false")),
+    }
+}
+
+/// Checks a property that names one thing (a repository, a blob store) or `"*"` for all, filling
+/// in `"*"` when it is absent.
+pub fn name_or_all_property(props: &mut Properties, key: &str, what: &str) -> Result<(), ConfigError> {
+    match props.get(key) {
+        None => {
+            props.insert(key.into(), Value::String("*".into()));
+            Ok(())
+        }
+        Some(Value::String(s)) if !s.is_empty() => Ok(()),
+        Some(_) => Err(ConfigError::new(format!("properties.{key}"), format!("must be a {what}'s name or \"*\""))),
+    }
+}
+
+/// Refuses properties outside `allowed`, naming the first.
+pub fn known_properties(props: &Properties, allowed: &[&str], type_id: &str) -> Result<(), ConfigError> {
+    match props.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ConfigError::new(format!("properties.{k}"), format!("unknown property of a {type_id} task"))),
+        None => Ok(()),
+    }
+}

@@ -12,12 +12,11 @@
 use std::collections::{HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
-use wharf_format::{now_millis, Asset, Check, ConfigError, Digest, FormatTask, ListQuery, MetaError, TaskReport, TaskRun, Write};
+use wharf_format::{now_millis, Asset, Check, ConfigError, FormatTask, ListQuery, MetaError, TaskReport, TaskRun, Write};
 
 use crate::error::DockerError;
-use crate::hosted::{Hosted, MAX_MANIFEST_BYTES};
+use crate::hosted::Hosted;
 use crate::meta::{self, refs_prefix};
-use crate::model::Manifest;
 
 pub const UNUSED_MANIFESTS: &str = "repository.docker.gc";
 
@@ -29,9 +28,7 @@ pub static TASKS: [FormatTask; 1] = [FormatTask {
 }];
 
 fn validate(p: &Map<String, Value>) -> Result<Map<String, Value>, ConfigError> {
-    if let Some(k) = p.keys().find(|k| !["olderThanDays", "dryRun"].contains(&k.as_str())) {
-        return Err(ConfigError::new(format!("properties.{k}"), format!("unknown property of a {UNUSED_MANIFESTS} task")));
-    }
+    wharf_format::known_properties(p, &["olderThanDays", "dryRun"], UNUSED_MANIFESTS)?;
     let mut out = p.clone();
     match p.get("olderThanDays") {
         None => {
@@ -40,13 +37,7 @@ fn validate(p: &Map<String, Value>) -> Result<Map<String, Value>, ConfigError> {
         Some(v) if v.is_u64() => {}
         Some(_) => return Err(ConfigError::new("properties.olderThanDays", "must be a whole number of days (0: any age)")),
     }
-    match p.get("dryRun") {
-        None => {
-            out.insert("dryRun".into(), json!(false));
-        }
-        Some(Value::Bool(_)) => {}
-        Some(_) => return Err(ConfigError::new("properties.dryRun", "must be true or false")),
-    }
+    wharf_format::flag_property(&mut out, "dryRun", false)?;
     Ok(out)
 }
 
@@ -184,20 +175,9 @@ impl Hosted {
         let legacy: Vec<Key> =
             c.manifests.iter().filter(|(_, a)| a.attributes.get("refs").and_then(Value::as_bool) != Some(true)).map(|(k, _)| k.clone()).collect();
         for k in legacy {
-            let content_type = c.manifests[&k].content_type.clone();
-            let parsed = match k.1.parse::<Digest>() {
-                Ok(d) => match self.env.blobs.read_small(&d, MAX_MANIFEST_BYTES).await {
-                    Ok(bytes) => Manifest::parse(&bytes, content_type.as_deref()).ok(),
-                    Err(_) => None,
-                },
-                Err(_) => None,
-            };
-            match parsed {
-                Some(m) => {
-                    c.uses.entry(k).or_default().extend(m.blobs.iter().chain(&m.children).map(|d| d.to_string()));
-                }
+            match self.legacy_uses(&c.manifests[&k]).await {
+                Some(uses) => c.uses.entry(k).or_default().extend(uses),
                 None => {
-                    tracing::warn!(image = %k.0, manifest = %k.1, "a stored manifest cannot be read; its image is left alone by the clean-up");
                     c.unknown.insert(k.0);
                 }
             }

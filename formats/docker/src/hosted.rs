@@ -513,31 +513,37 @@ impl Hosted {
     async fn legacy_user_of(&self, name: &str, digest: &Digest) -> Result<Option<String>> {
         let q = ListQuery { kind: Some(meta::MANIFEST.into()), component: Some(name.into()), ..Default::default() };
         for a in self.env.meta.list(self.repo_id(), q).await? {
-            if a.attributes.get("refs").and_then(|v| v.as_bool()) == Some(true) {
+            if a.attributes.get("refs").and_then(|v| v.as_bool()) == Some(true) || a.digest.as_deref() == Some(&digest.to_string()) {
                 continue;
             }
-            let Some(Ok(d)) = a.digest.as_deref().map(str::parse::<Digest>) else { return Ok(Some(a.path)) };
-            if d == *digest {
-                continue;
-            }
-            let used = match self.env.blobs.read_small(&d, MAX_MANIFEST_BYTES).await {
-                Ok(bytes) => match Manifest::parse(&bytes, a.content_type.as_deref()) {
-                    Ok(m) => m.blobs.iter().chain(&m.children).any(|b| b == digest),
-                    Err(e) => {
-                        tracing::warn!(manifest = %d, error = %e, "a stored manifest does not parse; refusing deletes it might break");
-                        true
-                    }
-                },
-                Err(e) => {
-                    tracing::warn!(manifest = %d, error = %e, "a stored manifest cannot be read; refusing deletes it might break");
-                    true
-                }
+            let used = match self.legacy_uses(&a).await {
+                Some(uses) => uses.iter().any(|u| *u == digest.to_string()),
+                // What it uses is unknown: refuse deletes it might break.
+                None => true,
             };
             if used {
-                return Ok(Some(d.to_string()));
+                return Ok(Some(a.digest.unwrap_or(a.path)));
             }
         }
         Ok(None)
+    }
+
+    /// What a manifest pushed before uses were recorded uses (blobs and child manifests), read
+    /// from its content; `None` when that cannot be read or parsed (then nothing it might use
+    /// may go).
+    pub(crate) async fn legacy_uses(&self, a: &Asset) -> Option<Vec<String>> {
+        let d: Digest = a.digest.as_deref()?.parse().ok()?;
+        let parsed = match self.env.blobs.read_small(&d, MAX_MANIFEST_BYTES).await {
+            Ok(bytes) => Manifest::parse(&bytes, a.content_type.as_deref()).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match parsed {
+            Ok(m) => Some(m.blobs.iter().chain(&m.children).map(|b| b.to_string()).collect()),
+            Err(e) => {
+                tracing::warn!(manifest = %d, error = %e, "a stored manifest cannot be read or parsed; what it uses is kept");
+                None
+            }
+        }
     }
 
     pub(crate) async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {

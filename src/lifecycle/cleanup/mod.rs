@@ -296,7 +296,7 @@ async fn freed(state: &AppState, blob_store: &str, gone: &[Asset], dry_run: bool
     }
     let digests: Vec<String> = sizes.keys().cloned().collect();
     let store = blob_store.to_string();
-    let refs = state.db.run(move |c| rows::references(c, &store, &digests)).await?;
+    let refs = state.db.run(move |c| Ok(crate::db::blobs::references(c, &store, &digests)?)).await?;
     Ok(sizes
         .iter()
         .filter(|(d, (_, planned))| {
