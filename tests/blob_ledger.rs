@@ -1,0 +1,151 @@
+//! The garbage-collection race, step by step instead of by luck: a real blob store on disk, the
+//! real ledger in the database (SQLite, and PostgreSQL when `WHARF_TEST_DATABASE_URL` names one),
+//! and each interleaving of a writer and a pass played out in order. Whichever comes first, the
+//! writer never ends up relying on bytes that go away.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use diesel::RunQueryDsl;
+use wharf::db::meta::SqlMeta;
+use wharf::db::{blobs, repos, Db};
+use wharf_format::{BlobStore, Digest, MetaError, MetaStore, NewAsset, Write};
+
+fn backends() -> Vec<(String, Db, i64)> {
+    let mut out = Vec::new();
+    let dir = tempfile::tempdir().unwrap().keep();
+    out.push(("sqlite".to_string(), Db::open(&format!("sqlite://{}", dir.join("t.db").display()), 4).unwrap()));
+    match std::env::var("WHARF_TEST_DATABASE_URL") {
+        Ok(url) => {
+            let name = format!("wharf_ledger_{}", uuid::Uuid::new_v4().simple());
+            let o = Command::new("psql").arg(&url).arg("-c").arg(format!("CREATE DATABASE {name}")).output().unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let (head, _) = url.rsplit_once('/').unwrap();
+            out.push(("postgres".to_string(), Db::open(&format!("{head}/{name}"), 4).unwrap()));
+        }
+        Err(_) => assert!(std::env::var("WHARF_TEST_REQUIRE_PG").is_err(), "WHARF_TEST_REQUIRE_PG is set but no PostgreSQL URL"),
+    }
+    out.into_iter()
+        .map(|(n, db)| {
+            db.run_sync(|c| {
+                repos::insert_blob_store(c, "default", "file", "{}")?;
+                repos::insert(c, "r1", "docker", "hosted", "default", "{}")
+            })
+            .unwrap();
+            let id = db.run_sync(|c| repos::get(c, "r1")).unwrap().unwrap().id;
+            (n, db, id)
+        })
+        .collect()
+}
+
+/// A lease long enough that no takeover happens unless a test ages a mark on purpose.
+const LEASE_MS: i64 = 60_000;
+
+fn store(meta: &Arc<SqlMeta>) -> BlobStore {
+    let dir = tempfile::tempdir().unwrap().keep();
+    BlobStore::filesystem("default", &dir).unwrap().with_ledger(meta.clone(), LEASE_MS)
+}
+
+fn link(repo: i64, path: &str, digest: &Digest) -> Write {
+    Write::Upsert { repo, asset: NewAsset { path: path.into(), kind: "blob".into(), digest: Some(digest.to_string()), size: 5, ..Default::default() } }
+}
+
+/// Makes every row look untouched for an hour (a pass with a one-second grace may take them).
+async fn age_all(db: &Db) {
+    db.write(|c| {
+        diesel::sql_query("UPDATE blobs SET touched_at = touched_at - 3600000").execute(c)?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+}
+
+async fn mark(db: &Db) -> (Vec<String>, i64) {
+    let cutoff = wharf_format::now_millis() - 1000;
+    let (marked, at) = db.write(move |c| Ok(blobs::mark(c, "default", cutoff, "", 100)?)).await.unwrap();
+    (marked.into_iter().map(|m| m.digest).collect(), at)
+}
+
+#[tokio::test]
+async fn a_writer_that_touches_first_keeps_its_blob_from_the_pass() {
+    for (backend, db, repo) in backends() {
+        let meta = Arc::new(SqlMeta::new(db.clone()));
+        let store = store(&meta);
+        let d = store.put_bytes(Bytes::from_static(b"layer")).await.unwrap();
+        age_all(&db).await;
+        // The writer finds the blob already stored (a deduplicated upload), which touches it...
+        assert_eq!(store.put_bytes(Bytes::from_static(b"layer")).await.unwrap(), d);
+        // ...so a pass deciding right now leaves it, though nothing names it yet.
+        let (marked, _) = mark(&db).await;
+        assert!(!marked.contains(&d.to_string()), "{backend}: a touched blob was marked");
+        meta.commit(vec![], vec![link(repo, "img/blobs/1", &d)]).await.unwrap();
+        assert_eq!(store.size(&d).await.unwrap(), Some(5), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn a_writer_that_comes_after_the_mark_waits_and_writes_the_bytes_afresh() {
+    for (backend, db, repo) in backends() {
+        let meta = Arc::new(SqlMeta::new(db.clone()));
+        let store = Arc::new(store(&meta));
+        let d = store.put_bytes(Bytes::from_static(b"layer")).await.unwrap();
+        age_all(&db).await;
+        let (marked, at) = mark(&db).await;
+        assert_eq!(marked, vec![d.to_string()], "{backend}");
+        // The pass has marked it and not deleted it yet: a writer that wants the same content
+        // must not take the bytes it sees for stored.
+        let writer = {
+            let store = store.clone();
+            tokio::spawn(async move { store.put_bytes(Bytes::from_static(b"layer")).await })
+        };
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!writer.is_finished(), "{backend}: the writer went ahead while the blob was being deleted");
+        // A commit naming it now is refused: it would point at bytes about to go.
+        let res = meta.commit(vec![], vec![link(repo, "img/blobs/1", &d)]).await;
+        assert!(matches!(res, Err(MetaError::BlobGone(_))), "{backend}: {res:?}");
+        // The pass deletes the object, then the row; the writer then writes the bytes again.
+        store.delete(&d).await.unwrap();
+        let key = d.to_string();
+        db.write(move |c| Ok(blobs::forget(c, "default", &key, at)?)).await.unwrap();
+        let again = tokio::time::timeout(Duration::from_secs(30), writer).await.expect("the writer goes on once the deletion is done").unwrap().unwrap();
+        assert_eq!(again, d);
+        assert_eq!(store.size(&d).await.unwrap(), Some(5), "{backend}: the bytes are there again");
+        meta.commit(vec![], vec![link(repo, "img/blobs/1", &d)]).await.unwrap();
+        let (marked, _) = mark(&db).await;
+        assert!(marked.is_empty(), "{backend}: a named, freshly touched blob is not marked: {marked:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_writer_finishes_a_deletion_that_a_dead_pass_left_and_keeps_its_bytes() {
+    for (backend, db, _repo) in backends() {
+        let meta = Arc::new(SqlMeta::new(db.clone()));
+        let store = store(&meta);
+        let d = store.put_bytes(Bytes::from_static(b"layer")).await.unwrap();
+        age_all(&db).await;
+        let (marked, _) = mark(&db).await;
+        assert_eq!(marked, vec![d.to_string()], "{backend}");
+        // The pass died after marking; its mark is older than the lease now.
+        db.write(|c| {
+            diesel::sql_query(format!("UPDATE blobs SET marked_at = marked_at - {}", 2 * LEASE_MS)).execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let again =
+            tokio::time::timeout(Duration::from_secs(30), store.put_bytes(Bytes::from_static(b"layer"))).await.expect("no wait for a dead pass").unwrap();
+        assert_eq!(again, d);
+        assert_eq!(store.size(&d).await.unwrap(), Some(5), "{backend}");
+        let state: Vec<(String,)> =
+            db.run(|c| Ok(diesel::sql_query("SELECT state FROM blobs").load::<StateRow>(c)?.into_iter().map(|r| (r.state,)).collect())).await.unwrap();
+        assert_eq!(state, vec![("live".to_string(),)], "{backend}: the row is live again");
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct StateRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    state: String,
+}
