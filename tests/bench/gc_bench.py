@@ -313,9 +313,9 @@ def registry_blob_file(root, f):
 class LatencyLoop(threading.Thread):
     """GETs of kept small blobs, one after the other on one keep-alive connection."""
 
-    def __init__(self, client, prefix, targets):
+    def __init__(self, client, prefix, targets, interval):
         super().__init__(daemon=True)
-        self.c, self.prefix, self.targets = client, prefix, targets
+        self.c, self.prefix, self.targets, self.interval = client, prefix, targets, interval
         self.samples, self.errors = [], []
         self.halt = threading.Event()
 
@@ -329,10 +329,12 @@ class LatencyLoop(threading.Thread):
             self.samples.append(time.perf_counter() - t)
             if st != 200 or sha(data) != d:
                 self.errors.append((image, d, st))
+            if self.interval:
+                time.sleep(self.interval)
 
 
-def run_loop(client, prefix, targets, seconds):
-    loop = LatencyLoop(client, prefix, targets)
+def run_loop(client, prefix, targets, seconds, interval):
+    loop = LatencyLoop(client, prefix, targets, interval)
     loop.start()
     time.sleep(seconds)
     loop.halt.set()
@@ -404,7 +406,7 @@ http: {{addr: 127.0.0.1:{port}}}
     return res
 
 
-def wharf_side(content, work, threads, latency_s, wharf):
+def wharf_side(content, work, threads, latency_s, interval, wharf, perf_out=None):
     port = free_port()
     data = os.path.join(work, "wharf-data")
     env = dict(os.environ, WHARF_LISTEN=f"127.0.0.1:{port}", WHARF_DATA_DIR=data, WHARF_ADMIN_PASSWORD=PASSWORD, RUST_LOG="warn",
@@ -425,9 +427,9 @@ def wharf_side(content, work, threads, latency_s, wharf):
 
     targets = content.kept_small[:]
     random.Random(1).shuffle(targets)
-    base = run_loop(Client(port, f"admin:{PASSWORD}"), REPO + "/", targets, latency_s)
+    base = run_loop(Client(port, f"admin:{PASSWORD}"), REPO + "/", targets, latency_s, interval)
     assert not base.errors, base.errors[:5]
-    res["lat_base"] = base.samples
+    res["lat_before"] = base.samples
 
     st, task = client.json("POST", "/service/rest/v1/tasks", {"type": "repository.docker.gc", "name": "bench", "frequency": {"schedule": "manual"},
                                                               "properties": {"repositoryName": REPO, "olderThanDays": 0}})
@@ -442,7 +444,12 @@ def wharf_side(content, work, threads, latency_s, wharf):
     except OSError:
         res["hwm_reset"] = False
     sampler = RssSampler(w.pid)
-    loop = LatencyLoop(Client(port, f"admin:{PASSWORD}"), REPO + "/", targets)
+    loop = LatencyLoop(Client(port, f"admin:{PASSWORD}"), REPO + "/", targets, interval)
+    perf = None
+    if perf_out:
+        perf = spawn(["perf", "record", "-q", "-F", "999", "--call-graph", "dwarf,16384", "-p", str(w.pid), "-o", perf_out],
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)  # perf attaches
     sampler.start()
     loop.start()
     t0 = time.perf_counter()
@@ -457,6 +464,8 @@ def wharf_side(content, work, threads, latency_s, wharf):
     t1 = time.perf_counter()
     st, report = client.json("POST", "/service/rest/v1/blobstores/default/compact")
     t2 = time.perf_counter()
+    if perf:
+        stop(perf, signal.SIGINT)
     loop.halt.set()
     sampler.halt.set()
     loop.join()
@@ -468,8 +477,12 @@ def wharf_side(content, work, threads, latency_s, wharf):
                compact_report=report, lat_gc=loop.samples, gc_peak_rss_kb=rss_kb(w.pid, "VmHWM") if res["hwm_reset"] else None,
                gc_peak_rss_sampled_kb=sampler.peak_kb)
     res["after"] = disk(data, wharf_blob_file)
-    after = run_loop(Client(port, f"admin:{PASSWORD}"), REPO + "/", targets, latency_s)
+    after = run_loop(Client(port, f"admin:{PASSWORD}"), REPO + "/", targets, latency_s, interval)
+    assert not after.errors, after.errors[:5]
     res["lat_after"] = after.samples
+    # Without GC: the loops just before and just after it, so that a drift of the machine's
+    # load (it is shared) weighs on both sides of the comparison alike.
+    res["lat_base"] = res["lat_before"] + res["lat_after"]
     res["pulled"] = pusher.verify(content, threads)
     stop(w)
     return res
@@ -488,9 +501,14 @@ def main():
     ap.add_argument("--manifests", type=int, default=2_000)
     ap.add_argument("--images", type=int, default=50)
     ap.add_argument("--threads", type=int, default=8, help="client threads for pushing and verifying")
-    ap.add_argument("--latency-seconds", type=float, default=5, help="length of the pull loop without GC")
+    ap.add_argument("--latency-seconds", type=float, default=5, help="length of each pull loop without GC (one before it, one after)")
+    ap.add_argument("--pull-interval-ms", type=float, default=2,
+                    help="pause between the pull loop's GETs (0: back to back, which on 2 cores measures CPU sharing more than the GC)")
     ap.add_argument("--wharf", default=WHARF)
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--workdir", help="where the temporary directory goes (default: $TMPDIR); both servers' data is there")
+    ap.add_argument("--only", choices=("wharf",), help="skip Distribution (no table: for profiling wharf's side)")
+    ap.add_argument("--perf", metavar="FILE", help="record wharf's GC with `perf record --call-graph dwarf` into FILE (slows the GC down)")
     args = ap.parse_args()
     for tool in ("docker-registry",):
         if not shutil.which(tool):
@@ -502,11 +520,14 @@ def main():
     print(f"content: {len(content.blobs)} blobs and {len(content.manifests)} manifests over {len(content.images)} images, "
           f"{mb(content.stored_bytes)} MB; garbage after the deletes: {content.garbage_count} blobs (manifests included), "
           f"{mb(content.garbage_bytes)} MB", flush=True)
-    work = tempfile.mkdtemp(prefix="wharf-gc-bench-")
+    work = tempfile.mkdtemp(prefix="wharf-gc-bench-", dir=args.workdir)
+    fs = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,OPTIONS", "-T", work], capture_output=True, text=True).stdout.strip().split("\n")[0]
+    print(f"data in {work} ({fs or 'file system unknown'})", flush=True)
     try:
-        r = registry_side(content, work, args.threads)
-        print(f"Distribution: pushed in {r['push_s']:.1f} s (monolithic POST: {r['monolithic']}), GC {r['gc_s']:.2f} s: {r['gc_summary']}", flush=True)
-        w = wharf_side(content, work, args.threads, args.latency_seconds, args.wharf)
+        r = registry_side(content, work, args.threads) if args.only is None else None
+        if r:
+            print(f"Distribution: pushed in {r['push_s']:.1f} s (monolithic POST: {r['monolithic']}), GC {r['gc_s']:.2f} s: {r['gc_summary']}", flush=True)
+        w = wharf_side(content, work, args.threads, args.latency_seconds, args.pull_interval_ms / 1e3, args.wharf, args.perf)
         print(f"wharf: pushed in {w['push_s']:.1f} s (monolithic POST: {w['monolithic']}), task {w['task_s']:.2f} s ({w['task_message']}), "
               f"compact {w['compact_s']:.2f} s ({w['compact_report']['blobCount']} blobs, {w['compact_report']['bytes']} bytes)", flush=True)
     finally:
@@ -515,6 +536,10 @@ def main():
             print(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+    if r is None:
+        print(f"wharf: GC {w['gc_s']:.2f} s; blob GET median / p95 without GC {statistics.median(w['lat_base']) * 1e3:.2f} / {pct(w['lat_base'], 0.95) * 1e3:.2f} ms, "
+              f"during {statistics.median(w['lat_gc']) * 1e3:.2f} / {pct(w['lat_gc'], 0.95) * 1e3:.2f} ms; peak RSS {w['gc_peak_rss_sampled_kb'] / 1024:.1f} MB")
+        return
 
     # Both must free exactly the garbage: blob content is compared to the byte; the data
     # directories differ by what each keeps besides blobs (Distribution's link files, wharf's
@@ -530,6 +555,7 @@ def main():
 
     base_med, base_p95 = statistics.median(w["lat_base"]) * 1e3, pct(w["lat_base"], 0.95) * 1e3
     gc_med, gc_p95 = statistics.median(w["lat_gc"]) * 1e3, pct(w["lat_gc"], 0.95) * 1e3
+    before_med, before_p95 = statistics.median(w["lat_before"]) * 1e3, pct(w["lat_before"], 0.95) * 1e3
     after_med, after_p95 = statistics.median(w["lat_after"]) * 1e3, pct(w["lat_after"], 0.95) * 1e3
     speedup = r["gc_s"] / w["gc_s"]
     peak = w["gc_peak_rss_kb"] if w["gc_peak_rss_kb"] is not None else w["gc_peak_rss_sampled_kb"]
@@ -549,7 +575,7 @@ def main():
          f"{mb(r['before']['all_alloc'])} → {mb(r['after']['all_alloc'])}", "", "", ""),
         ("files in data dir before → after", f"{w['before']['all_files']} → {w['after']['all_files']}", f"{r['before']['all_files']} → {r['after']['all_files']}", "", "", ""),
         ("peak RSS during GC, MB", f"{peak / 1024:.1f}", f"{r['gc_peak_rss_kb'] / 1024:.1f}", "", "< 100 (wharf)", ok(peak < 100 * 1024)),
-        ("blob GET without GC, median / p95 ms", f"{base_med:.2f} / {base_p95:.2f}", "", "", "", ""),
+        ("blob GET without GC (before and after it), median / p95 ms", f"{base_med:.2f} / {base_p95:.2f}", "", "", "", ""),
         ("blob GET during GC, median / p95 ms", f"{gc_med:.2f} / {gc_p95:.2f}", "no answer: stopped", f"{gc_med / base_med:.2f} / {gc_p95 / base_p95:.2f}",
          "within 20%", ok(lat_ratio <= 1.2)),
         ("kept manifests and blobs pulled, digests checked", f"{w['pulled']}", f"{r['pulled']}", "", "all", ok(True)),
@@ -565,8 +591,9 @@ def main():
     print()
     print(f"- Distribution cannot serve while `garbage-collect` runs: the registry is stopped for it (its documentation: stopped or "
           f"read-only); its pass used {r['gc_cpu_s']:.2f} s of CPU. Its summary: {r['gc_summary']}")
-    print(f"- wharf served {len(w['lat_gc'])} blob GETs during its GC ({len(w['lat_base'])} in {args.latency_seconds:g} s without, "
-          f"{after_med:.2f} / {after_p95:.2f} ms median / p95 after it), none failed. Task run (server's own clock): {w['task_server_ms']} ms: "
+    print(f"- wharf served {len(w['lat_gc'])} blob GETs during its GC, none failed (one client, {args.pull_interval_ms:g} ms between GETs; "
+          f"without GC: {len(w['lat_before'])} in {args.latency_seconds:g} s before it, median / p95 {before_med:.2f} / {before_p95:.2f} ms, "
+          f"{len(w['lat_after'])} after it, {after_med:.2f} / {after_p95:.2f} ms). Task run (server's own clock): {w['task_server_ms']} ms: "
           f"{w['task_message']}. Peak RSS sampled every 5 ms: {w['gc_peak_rss_sampled_kb'] / 1024:.1f} MB; before the GC: {w['rss_before_gc_kb'] / 1024:.1f} MB.")
 
 
