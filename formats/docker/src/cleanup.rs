@@ -20,6 +20,9 @@ use crate::meta::{self, refs_prefix};
 
 pub const UNUSED_MANIFESTS: &str = "repository.docker.gc";
 
+/// Blob links removed per commit.
+const LINK_BATCH: usize = 256;
+
 pub static TASKS: [FormatTask; 1] = [FormatTask {
     type_id: UNUSED_MANIFESTS,
     name: "Docker - Delete unused manifests and images",
@@ -120,17 +123,31 @@ impl Hosted {
         // its links in the removal's transaction).
         let remaining = c.manifests.keys().filter(|k| !removed.contains(*k));
         let used: HashSet<Key> = remaining.flat_map(|k| c.uses.get(k).into_iter().flatten().map(move |d| (k.0.clone(), d.clone()))).collect();
+        let unused: Vec<(&str, &str, &Asset)> = c
+            .blobs
+            .iter()
+            .filter_map(|b| match (&b.component, &b.digest) {
+                (Some(name), Some(digest)) if b.updated_at < cutoff && !c.unknown.contains(name) && !used.contains(&(name.clone(), digest.clone())) => {
+                    Some((name.as_str(), digest.as_str(), b))
+                }
+                _ => None,
+            })
+            .collect();
         let mut removed_blobs = 0u64;
-        for b in &c.blobs {
+        // A commit per batch, not per link: the transaction, not the row, is what costs. A
+        // batch in which one link changed meanwhile is judged again link by link.
+        for batch in unused.chunks(LINK_BATCH) {
             if run.stop.requested() {
                 break;
             }
-            let (Some(name), Some(digest)) = (&b.component, &b.digest) else { continue };
-            if b.updated_at >= cutoff || c.unknown.contains(name) || used.contains(&(name.clone(), digest.clone())) {
+            if dry_run || self.remove_blob_links(batch).await? {
+                removed_blobs += batch.len() as u64;
                 continue;
             }
-            if dry_run || self.remove_blob_link(name, digest, b).await? {
-                removed_blobs += 1;
+            for link in batch {
+                if self.remove_blob_links(std::slice::from_ref(link)).await? {
+                    removed_blobs += 1;
+                }
             }
         }
         let verb = if dry_run { "would remove" } else { "removed" };
@@ -203,12 +220,18 @@ impl Hosted {
         }
     }
 
-    /// Removes an image's link to a blob, if no manifest uses it and the link is unchanged.
-    async fn remove_blob_link(&self, name: &str, digest: &str, b: &Asset) -> Result<bool, DockerError> {
+    /// Removes images' links to blobs, all or none: each only if no manifest uses it and the
+    /// link is unchanged.
+    async fn remove_blob_links(&self, links: &[(&str, &str, &Asset)]) -> Result<bool, DockerError> {
         let repo = self.cfg.id;
-        let checks =
-            vec![Check::Unchanged { repo, path: b.path.clone(), updated_at: b.updated_at }, Check::NoneUnder { repo, prefix: refs_prefix(name, digest) }];
-        match self.env.meta.commit(checks, vec![Write::Delete { repo, path: b.path.clone() }]).await {
+        let checks = links
+            .iter()
+            .flat_map(|(name, digest, b)| {
+                [Check::Unchanged { repo, path: b.path.clone(), updated_at: b.updated_at }, Check::NoneUnder { repo, prefix: refs_prefix(name, digest) }]
+            })
+            .collect();
+        let writes = links.iter().map(|(_, _, b)| Write::Delete { repo, path: b.path.clone() }).collect();
+        match self.env.meta.commit(checks, writes).await {
             Ok(()) => Ok(true),
             Err(MetaError::CheckFailed(_)) => Ok(false),
             Err(e) => Err(e.into()),
