@@ -9,6 +9,9 @@ use chrono::{TimeZone, Utc};
 use serde_json::{json, Value};
 use wharf_format::ConfigError;
 
+/// The longest interval (ten years): more would overflow the milliseconds of the next run.
+pub const MAX_INTERVAL_SECS: u64 = 315_360_000;
+
 #[derive(Clone, Debug)]
 pub enum Frequency {
     Manual,
@@ -44,8 +47,8 @@ impl Frequency {
         match obj.get("schedule").and_then(Value::as_str) {
             Some("manual") => Ok(Frequency::Manual),
             Some("interval") => match obj.get("intervalSeconds").and_then(Value::as_u64) {
-                Some(s) if s >= 1 => Ok(Frequency::Interval(s)),
-                _ => Err(ConfigError::new("frequency.intervalSeconds", "must be a whole number of seconds, at least 1")),
+                Some(s) if (1..=MAX_INTERVAL_SECS).contains(&s) => Ok(Frequency::Interval(s)),
+                _ => Err(ConfigError::new("frequency.intervalSeconds", format!("must be a whole number of seconds, 1 to {MAX_INTERVAL_SECS}"))),
             },
             Some("cron") => {
                 let expr = obj.get("cronExpression").and_then(Value::as_str).unwrap_or_default();
@@ -70,7 +73,7 @@ impl Frequency {
     pub fn next_after(&self, after: i64) -> Option<i64> {
         match self {
             Frequency::Manual => None,
-            Frequency::Interval(s) => Some(after + (*s as i64) * 1000),
+            Frequency::Interval(s) => Some(after.saturating_add((*s as i64).saturating_mul(1000))),
             Frequency::Cron(_, cron) => {
                 let t = Utc.timestamp_millis_opt(after).single()?;
                 cron.find_next_occurrence(&t, false).ok().map(|n| n.timestamp_millis())
@@ -94,6 +97,7 @@ mod tests {
         assert_eq!(Frequency::parse(&json!({"schedule": "manual"})).unwrap().next_after(noon), None);
         assert_eq!(Frequency::parse(&json!({"schedule": "cron", "cronExpression": "61 * * * *"})).unwrap_err().field, "frequency.cronExpression");
         assert_eq!(Frequency::parse(&json!({"schedule": "interval"})).unwrap_err().field, "frequency.intervalSeconds");
+        assert_eq!(Frequency::parse(&json!({"schedule": "interval", "intervalSeconds": u64::MAX})).unwrap_err().field, "frequency.intervalSeconds");
         assert_eq!(Frequency::parse(&json!({"schedule": "weekly"})).unwrap_err().field, "frequency.schedule");
         assert_eq!(Frequency::parse(&json!({"schedule": "manual", "startDate": 1})).unwrap_err().field, "frequency.startDate");
     }
