@@ -301,6 +301,22 @@ fn the_tasks_api_lists_validates_and_refuses() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// Garbage-collection passes back to back until `stop`: how many, and the blobs they freed.
+fn passes_until(server: &TestServer, stop: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<(u64, u64)> {
+    let (stop, base) = (stop.clone(), server.base.clone());
+    std::thread::spawn(move || {
+        let http = Client::new();
+        let (mut passes, mut freed) = (0u64, 0u64);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let r = http.post(format!("{base}/service/rest/v1/blobstores/default/compact")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            freed += r.json::<Value>().unwrap()["blobCount"].as_u64().unwrap();
+            passes += 1;
+        }
+        (passes, freed)
+    })
+}
+
 /// Every blob of an acknowledged manifest, fetched and hashed.
 fn verify_image(http: &Client, server: &TestServer, image: &str, tag: &str) -> Result<(), String> {
     let r = http
@@ -339,21 +355,7 @@ fn concurrent_pushes_reusing_layers_never_lose_a_blob_to_repeated_passes() {
     const PUSHERS: u64 = 3;
     const ROUNDS: u64 = 10;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let collector = {
-        let (stop, base) = (stop.clone(), server.base.clone());
-        std::thread::spawn(move || {
-            let http = Client::new();
-            let mut freed = 0u64;
-            let mut passes = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = http.post(format!("{base}/service/rest/v1/blobstores/default/compact")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
-                assert_eq!(r.status(), StatusCode::OK);
-                freed += r.json::<Value>().unwrap()["blobCount"].as_u64().unwrap();
-                passes += 1;
-            }
-            (passes, freed)
-        })
-    };
+    let collector = passes_until(&server, &stop);
     let pushers: Vec<_> = (0..PUSHERS)
         .map(|p| {
             let (host, dir, base) = (host.clone(), tmp.path().to_path_buf(), server.base.clone());
@@ -489,19 +491,7 @@ fn a_pass_killed_midway_leaves_nothing_broken_and_the_next_one_finishes() {
 fn a_layer_pushed_again_as_it_becomes_garbage_is_never_lost() {
     let server = TestServer::start_with_env(GC_ENV);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let collector = {
-        let (stop, base) = (stop.clone(), server.base.clone());
-        std::thread::spawn(move || {
-            let http = Client::new();
-            let mut freed = 0u64;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let r = http.post(format!("{base}/service/rest/v1/blobstores/default/compact")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
-                assert_eq!(r.status(), StatusCode::OK);
-                freed += r.json::<Value>().unwrap()["blobCount"].as_u64().unwrap();
-            }
-            freed
-        })
-    };
+    let collector = passes_until(&server, &stop);
     const WORKERS: usize = 4;
     const EVENTS: usize = 8;
     let workers: Vec<_> = (0..WORKERS)
@@ -576,7 +566,7 @@ fn a_layer_pushed_again_as_it_becomes_garbage_is_never_lost() {
         refused += r;
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let freed = collector.join().unwrap();
+    let (_, freed) = collector.join().unwrap();
     assert!(freed > 0, "the passes had garbage to take");
     assert!(refused <= WORKERS * EVENTS / 4, "{refused} pushes refused");
     let http = Client::new();
