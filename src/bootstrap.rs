@@ -148,8 +148,16 @@ pub fn first_start(db: &Db, data_dir: &Path, admin_password: &str) -> Result<(),
         db.run_sync(|c| users::insert(c, "admin", &hash, true))?;
     }
     if db.run_sync(repos::list_blob_stores)?.is_empty() {
-        std::fs::create_dir_all(data_dir.join("blobs").join("default")).ok();
-        db.run_sync(|c| repos::insert_blob_store(c, "default", "file", &json!({"path": "default"}).to_string()))?;
+        let root = crate::state::blob_store_root(data_dir, "default");
+        let empty = crate::lifecycle::gc::holds_no_blobs(&root);
+        std::fs::create_dir_all(&root).ok();
+        db.run_sync(|c| {
+            repos::insert_blob_store(c, "default", "file", &json!({"path": "default"}).to_string())?;
+            if empty {
+                crate::lifecycle::gc::walked_at_creation(c, "default", &root)?;
+            }
+            Ok(())
+        })?;
     }
     if db.run_sync(repos::list)?.is_empty() {
         let config = json!({

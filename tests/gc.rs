@@ -234,6 +234,50 @@ fn deleted_images_are_freed_exactly_and_what_is_shared_or_named_stays() {
     }
 }
 
+/// Puts an object into a store's directory behind wharf's back (as content older than the
+/// ledger is), dated long ago; returns its path.
+fn foreign_object(store_dir: &Path, content: &[u8]) -> PathBuf {
+    use sha2::Digest as _;
+    let hex = hex::encode(sha2::Sha256::digest(content));
+    let path = store_dir.join("blobs/sha256").join(&hex[..2]).join(&hex);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, content).unwrap();
+    let touched = Command::new("touch").args(["-d", "2020-01-01"]).arg(&path).status().unwrap();
+    assert!(touched.success());
+    path
+}
+
+#[test]
+fn objects_the_database_never_knew_are_found_by_a_stores_first_walk_and_when_asked() {
+    let server = TestServer::start_with_env(GC_ENV);
+    // The default store was created over an empty directory: a pass does not walk it.
+    let stray = foreign_object(&server.data_dir().join("blobs/default"), b"written before the ledger");
+    let r = compact(&server, false);
+    assert_eq!((r["blobCount"].as_u64(), r["blobStores"][0]["scanned"].as_bool()), (Some(0), Some(false)), "{r}");
+    assert!(stray.exists());
+    // Asked to, it walks: the dry run counts the object and leaves it, the pass frees it.
+    let (status, r) = admin_json(&server, Method::POST, "/service/rest/v1/blobstores/default/compact?dryRun=true&fullScan=true", None);
+    assert_eq!((status, r["blobCount"].as_u64(), r["bytes"].as_u64()), (StatusCode::OK, Some(1), Some(25)), "{r}");
+    assert!(stray.exists());
+    let (status, r) = admin_json(&server, Method::POST, "/service/rest/v1/blobstores/default/compact?fullScan=true", None);
+    assert_eq!((status, r["blobCount"].as_u64(), r["blobStores"][0]["adopted"].as_u64()), (StatusCode::OK, Some(1), Some(1)), "{r}");
+    assert!(!stray.exists(), "the object nobody names is freed");
+
+    // A store created over a directory that already holds content is walked by its first pass,
+    // and not by the next.
+    let dir = tempfile::tempdir().unwrap();
+    let old = foreign_object(dir.path(), b"an older installation's blob");
+    let (status, v) =
+        admin_json(&server, Method::POST, "/service/rest/v1/blobstores/file", Some(json!({"name": "reused", "path": dir.path().to_str().unwrap()})));
+    assert!(status.is_success(), "{status} {v}");
+    let (status, r) = admin_json(&server, Method::POST, "/service/rest/v1/blobstores/reused/compact", None);
+    assert_eq!((status, r["blobCount"].as_u64(), r["blobStores"][0]["scanned"].as_bool()), (StatusCode::OK, Some(1), Some(true)), "{r}");
+    assert!(!old.exists());
+    foreign_object(dir.path(), b"put there after the first walk");
+    let (_, r) = admin_json(&server, Method::POST, "/service/rest/v1/blobstores/reused/compact", None);
+    assert_eq!((r["blobCount"].as_u64(), r["blobStores"][0]["scanned"].as_bool()), (Some(0), Some(false)), "{r}");
+}
+
 #[test]
 fn the_tasks_api_lists_validates_and_refuses() {
     let server = TestServer::start_with_env(GC_ENV);

@@ -56,6 +56,22 @@ pub fn forget(conn: &mut AnyConnection, store: &str, digest: &str, marked_at: i6
     diesel::delete(blobs::table.find((store, digest)).filter(blobs::state.eq(DELETING)).filter(blobs::marked_at.eq(marked_at))).execute(conn)
 }
 
+/// [`forget`] for many rows of one mark.
+pub fn forget_all(conn: &mut AnyConnection, store: &str, digests: &[String], marked_at: i64) -> QueryResult<usize> {
+    let mut n = 0;
+    for chunk in digests.chunks(500) {
+        n += diesel::delete(
+            blobs::table
+                .filter(blobs::blob_store.eq(store))
+                .filter(blobs::digest.eq_any(chunk))
+                .filter(blobs::state.eq(DELETING))
+                .filter(blobs::marked_at.eq(marked_at)),
+        )
+        .execute(conn)?;
+    }
+    Ok(n)
+}
+
 /// Whether an asset of repository `repo` may name `digest` now: its store's row is live.
 pub fn linkable(conn: &mut AnyConnection, repo: i64, digest: &str) -> QueryResult<bool> {
     let store: String = repositories::table.find(repo).select(repositories::blob_store).first(conn)?;

@@ -5,7 +5,11 @@
 //!
 //! 1. finish what a killed pass left marked (its rows say `deleting`);
 //! 2. adopt objects the ledger does not know (written before it existed), aged by their own
-//!    modification time, so that the next steps judge them like any other blob;
+//!    modification time, so that the next steps judge them like any other blob. Every writer
+//!    touches a blob's row before its object exists, so only content older than the ledger (or
+//!    put there behind wharf's back) can be unknown: the store is walked for it once, then once
+//!    every [`RESCAN_AFTER`] or when asked (`fullScan`), not on every pass (the walk costs the
+//!    same whatever the garbage, and on object storage it is a listing of every object);
 //! 3. mark a batch of candidates, delete their objects, drop their rows; repeat.
 //!
 //! A pass killed at any point leaves rows marked `deleting` whose objects may or may not be gone:
@@ -21,13 +25,26 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use wharf_format::{now_millis, BlobStore, Digest, Stop};
 
-use crate::db::{blobs, Db, DbError};
+use crate::db::{blobs, settings, Db, DbError};
 use crate::state::AppState;
 
 /// Rows marked, and objects deleted, per step.
 const BATCH: i64 = 256;
 /// Object deletions in flight at once (an S3 store answers each in tens of milliseconds).
 const DELETES_IN_FLIGHT: usize = 16;
+/// How long a store goes without a walk for objects the ledger does not know.
+pub const RESCAN_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How a pass runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Blobs touched within this long are kept.
+    pub grace: Duration,
+    /// Report what would be deleted; change nothing.
+    pub dry_run: bool,
+    /// Walk the store for objects the ledger does not know even if it was walked lately.
+    pub full_scan: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum GcError {
@@ -49,6 +66,8 @@ pub struct StoreReport {
     pub bytes: u64,
     /// Of those, blobs a killed pass had marked and this one finished.
     pub resumed: u64,
+    /// Whether the store was walked for objects the ledger did not know.
+    pub scanned: bool,
     /// Objects the ledger did not know and now does.
     pub adopted: u64,
     /// Marked blobs left for the next pass because this one stalled past the deletion lease.
@@ -70,7 +89,8 @@ pub struct GcReport {
 }
 
 /// Runs one pass over `store` (every blob store when `None`).
-pub async fn collect(state: &AppState, store: Option<&str>, grace: Duration, dry_run: bool, stop: &Stop) -> Result<GcReport, GcError> {
+pub async fn collect(state: &AppState, store: Option<&str>, opts: Options, stop: &Stop) -> Result<GcReport, GcError> {
+    let Options { grace, dry_run, full_scan } = opts;
     let snap = state.registry.snapshot();
     let stores: BTreeMap<String, Arc<BlobStore>> = match store {
         Some(name) => {
@@ -89,7 +109,8 @@ pub async fn collect(state: &AppState, store: Option<&str>, grace: Duration, dry
             report.blob_stores.push(StoreReport { blob_store: name.clone(), skipped: Some(why), ..Default::default() });
             continue;
         }
-        let r = Pass { db: &state.db, name: &name, store: &blob_store, cutoff: now_millis() - grace.as_millis() as i64, dry_run, stop }.run().await?;
+        let pass = Pass { db: &state.db, name: &name, store: &blob_store, cutoff: now_millis() - grace.as_millis() as i64, dry_run, full_scan, stop };
+        let r = pass.run().await?;
         report.blob_count += r.blob_count;
         report.bytes += r.bytes;
         report.blob_stores.push(r);
@@ -117,6 +138,26 @@ fn shares_directory(all: &std::collections::HashMap<String, Arc<BlobStore>>, nam
     others.first().map(|n| n.to_string())
 }
 
+/// Where the time of a store's last complete walk is kept: with its directory in the key, a new
+/// store over a directory that holds content is walked even under an old name.
+fn scan_key(name: &str, root: &std::path::Path) -> String {
+    format!("gc.scanned:{name}:{}", root.display())
+}
+
+/// Whether a store's directory holds no blobs yet (a store about to be created).
+pub fn holds_no_blobs(root: &std::path::Path) -> bool {
+    match std::fs::read_dir(root.join("blobs")) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(_) => true,
+    }
+}
+
+/// Records a store created over a directory without blobs as walked: whatever it will hold is
+/// written by writers that touch the ledger first, so there is nothing for a walk to find.
+pub fn walked_at_creation(conn: &mut crate::db::AnyConnection, name: &str, root: &std::path::Path) -> Result<(), DbError> {
+    settings::set(conn, &scan_key(name, root), &now_millis().to_string())
+}
+
 struct Pass<'a> {
     db: &'a Db,
     name: &'a str,
@@ -124,6 +165,7 @@ struct Pass<'a> {
     /// Blobs touched at or after this time (milliseconds) are kept.
     cutoff: i64,
     dry_run: bool,
+    full_scan: bool,
     stop: &'a Stop,
 }
 
@@ -131,7 +173,13 @@ impl Pass<'_> {
     async fn run(&self) -> Result<StoreReport, GcError> {
         let mut r = StoreReport { blob_store: self.name.to_string(), ..Default::default() };
         self.resume(&mut r).await?;
-        self.adopt(&mut r).await?;
+        if self.scan_due().await? {
+            r.scanned = true;
+            if self.adopt(&mut r).await? && !self.dry_run {
+                let (key, now) = (self.scan_key(), now_millis().to_string());
+                self.db.write(move |c| Ok(settings::set(c, &key, &now)?)).await?;
+            }
+        }
         self.sweep(&mut r).await?;
         if r.blob_count > 0 || r.adopted > 0 {
             tracing::info!(
@@ -181,12 +229,27 @@ impl Pass<'_> {
         Ok(())
     }
 
-    /// Step 2: objects without a row (and rows that were written without a size).
-    async fn adopt(&self, r: &mut StoreReport) -> Result<(), GcError> {
+    fn scan_key(&self) -> String {
+        scan_key(self.name, self.store.root())
+    }
+
+    async fn scan_due(&self) -> Result<bool, GcError> {
+        if self.full_scan {
+            return Ok(true);
+        }
+        let key = self.scan_key();
+        let last = self.db.run(move |c| settings::get(c, &key)).await?;
+        let last: i64 = last.and_then(|v| v.parse().ok()).unwrap_or(0);
+        Ok(now_millis().saturating_sub(last) >= RESCAN_AFTER.as_millis() as i64)
+    }
+
+    /// Step 2: objects without a row (and rows that were written without a size). `true` when
+    /// the walk went through the whole store.
+    async fn adopt(&self, r: &mut StoreReport) -> Result<bool, GcError> {
         let mut listing = self.store.list_blobs().try_chunks(BATCH as usize);
         while let Some(chunk) = listing.next().await {
             if self.stop.requested() {
-                return Ok(());
+                return Ok(false);
             }
             let chunk = chunk.map_err(|e| self.blob_error(e.1))?;
             let digests: Vec<String> = chunk.iter().map(|(d, _, _)| d.to_string()).collect();
@@ -221,7 +284,7 @@ impl Pass<'_> {
             let name = self.name.to_string();
             r.adopted += self.db.write(move |c| Ok(blobs::adopt(c, &name, &found)?)).await? as u64;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Step 3: mark a batch, delete it, repeat.
@@ -283,14 +346,7 @@ impl Pass<'_> {
             }
         }
         let name = self.name.to_string();
-        self.db
-            .write(move |c| {
-                for d in &done {
-                    blobs::forget(c, &name, d, mark)?;
-                }
-                Ok(())
-            })
-            .await?;
+        self.db.write(move |c| Ok(blobs::forget_all(c, &name, &done, mark)?)).await?;
         match failed {
             // The rows of failed deletions stay marked: the next pass finishes them.
             Some(e) => Err(self.blob_error(e)),

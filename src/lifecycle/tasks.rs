@@ -59,7 +59,7 @@ pub const TYPES: &[TaskType] = &[
     TaskType {
         id: COMPACT,
         name: "Admin - Compact blob store",
-        description: "Deletes blobs that no asset names and nobody touched within gc.grace_secs. Properties: blobstoreName (a store, or \"*\" for all), dryRun (report only).",
+        description: "Deletes blobs that no asset names and nobody touched within gc.grace_secs. Properties: blobstoreName (a store, or \"*\" for all), dryRun (report only), fullScan (also walk the store for objects the database does not know, which a pass otherwise does once a week).",
     },
     TaskType {
         id: CLEANUP,
@@ -121,7 +121,7 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
         return Ok(out);
     }
     let allowed: &[&str] = match type_id {
-        COMPACT => &["blobstoreName", "dryRun"],
+        COMPACT => &["blobstoreName", "dryRun", "fullScan"],
         CLEANUP => &["repositoryName", "dryRun"],
         UPLOAD_SWEEP => &[],
         AUDIT_RETENTION => &["days"],
@@ -133,6 +133,7 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
         COMPACT => {
             wharf_format::name_or_all_property(&mut out, "blobstoreName", "blob store")?;
             wharf_format::flag_property(&mut out, "dryRun", false)?;
+            wharf_format::flag_property(&mut out, "fullScan", false)?;
         }
         CLEANUP => {
             wharf_format::name_or_all_property(&mut out, "repositoryName", "repository")?;
@@ -161,8 +162,9 @@ async fn execute(state: &AppState, type_id: &str, props: &Map<String, Value>, st
         COMPACT => {
             let store = props.get("blobstoreName").and_then(Value::as_str).filter(|s| *s != "*");
             let dry_run = props.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
-            let grace = Duration::from_secs(state.cfg.gc.grace_secs);
-            let report = super::gc::collect(state, store, grace, dry_run, stop).await.map_err(|e| e.to_string())?;
+            let full_scan = props.get("fullScan").and_then(Value::as_bool).unwrap_or(false);
+            let opts = super::gc::Options { grace: Duration::from_secs(state.cfg.gc.grace_secs), dry_run, full_scan };
+            let report = super::gc::collect(state, store, opts, stop).await.map_err(|e| e.to_string())?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             Ok(Outcome {
                 message: format!("{verb} {} blobs, {} bytes", report.blob_count, report.bytes),
@@ -370,7 +372,7 @@ async fn launch(state: &web::Data<AppState>, id: &str, trigger: &str, actor: Opt
     state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), stop.clone());
     let state = state.clone();
     let actor = actor.map(str::to_string);
-    actix_rt::spawn(async move {
+    super::in_background(move || async move {
         run(&state, row, run_id, now, stop, actor).await;
     });
     Ok(true)

@@ -87,6 +87,7 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
     if let Some(other) = overlapping(&state.cfg.data_dir, &root, &existing, &name) {
         return Err(ConfigError::new("path", format!("{} overlaps the directory of blob store {other}", root.display())).into());
     }
+    let empty = crate::lifecycle::gc::holds_no_blobs(&root);
     std::fs::create_dir_all(&root).map_err(|e| ConfigError::new("path", format!("cannot create {}: {e}", root.display())))?;
     let attrs = store.attributes();
     let (n, data_dir, r) = (name.clone(), state.cfg.data_dir.clone(), root.clone());
@@ -99,6 +100,9 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
                 return Ok(Some(other));
             }
             repos::insert_blob_store(c, &n, "file", &attrs)?;
+            if empty {
+                crate::lifecycle::gc::walked_at_creation(c, &n, &r)?;
+            }
             Ok(None)
         })
         .await;
@@ -213,6 +217,8 @@ fn in_use(name: &str, users: &[String]) -> AdminError {
 pub struct CompactParams {
     #[serde(rename = "dryRun", default)]
     dry_run: bool,
+    #[serde(rename = "fullScan", default)]
+    full_scan: bool,
 }
 
 /// One garbage-collection pass over a store, answered when it is done: with `dryRun=true`, what
@@ -220,9 +226,12 @@ pub struct CompactParams {
 pub async fn compact(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, q: web::Query<CompactParams>) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
-    let grace = std::time::Duration::from_secs(state.cfg.gc.grace_secs);
-    let stop = wharf_format::Stop::default();
-    let report = crate::lifecycle::gc::collect(&state, Some(&name), grace, q.dry_run, &stop).await.map_err(|e| match e {
+    let opts = crate::lifecycle::gc::Options { grace: std::time::Duration::from_secs(state.cfg.gc.grace_secs), dry_run: q.dry_run, full_scan: q.full_scan };
+    let (pass_state, store) = (state.clone(), name.clone());
+    let pass = crate::lifecycle::in_background_then(move || async move {
+        crate::lifecycle::gc::collect(&pass_state, Some(&store), opts, &wharf_format::Stop::default()).await
+    });
+    let report = pass.await.ok_or_else(|| AdminError::Internal("the garbage collection pass was cut short".into()))?.map_err(|e| match e {
         crate::lifecycle::gc::GcError::NoSuchStore(_) => AdminError::NotFound(e.to_string()),
         other => AdminError::Internal(Box::new(other)),
     })?;
