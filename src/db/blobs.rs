@@ -72,9 +72,13 @@ pub fn forget_all(conn: &mut AnyConnection, store: &str, digests: &[String], mar
     Ok(n)
 }
 
-/// Whether an asset of repository `repo` may name `digest` now: its store's row is live.
-pub fn linkable(conn: &mut AnyConnection, repo: i64, digest: &str) -> QueryResult<bool> {
-    let store: String = repositories::table.find(repo).select(repositories::blob_store).first(conn)?;
+/// The blob store of repository `repo`.
+pub fn store_of(conn: &mut AnyConnection, repo: i64) -> QueryResult<String> {
+    repositories::table.find(repo).select(repositories::blob_store).first(conn)
+}
+
+/// Whether an asset of a repository on `store` may name `digest` now: its row is live.
+pub fn linkable(conn: &mut AnyConnection, store: &str, digest: &str) -> QueryResult<bool> {
     let state: Option<String> = blobs::table.find((store, digest)).select(blobs::state).first(conn).optional()?;
     Ok(state.as_deref() == Some(LIVE))
 }

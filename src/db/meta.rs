@@ -167,10 +167,20 @@ fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryR
             return Ok(Some(Refused::Check(i)));
         }
     }
+    // A commit's writes are nearly always for one repository: its store is looked up once.
+    let mut stores: Vec<(i64, String)> = Vec::new();
     for w in writes {
         if let Write::Upsert { repo, asset } | Write::InsertIfAbsent { repo, asset } = w {
             if let Some(d) = &asset.digest {
-                if !super::blobs::linkable(conn, *repo, d)? {
+                let store = match stores.iter().find(|(r, _)| r == repo) {
+                    Some((_, s)) => s.clone(),
+                    None => {
+                        let s = super::blobs::store_of(conn, *repo)?;
+                        stores.push((*repo, s.clone()));
+                        s
+                    }
+                };
+                if !super::blobs::linkable(conn, &store, d)? {
                     return Ok(Some(Refused::BlobGone(d.clone())));
                 }
             }

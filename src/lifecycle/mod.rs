@@ -11,9 +11,36 @@ pub mod store_usage;
 pub mod tasks;
 
 use std::future::Future;
+use std::sync::OnceLock;
 
-/// Runs the work `start` makes on the main thread's arbiter, where the scheduler ticks, instead
-/// of on the HTTP worker that received the request that asked for it: a pass or a task run does
+use actix_rt::{Arbiter, ArbiterHandle};
+
+/// How much less CPU the lifecycle's threads get when the HTTP workers want it too (a nice value:
+/// 10 weighs about a tenth of a normal thread under the Linux scheduler).
+const NICENESS: i32 = 10;
+
+fn lower_priority() {
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICENESS) {
+        tracing::debug!(error = %e, "cannot lower the lifecycle thread's priority");
+    }
+}
+
+/// The thread (and blocking pool) the lifecycle's work runs on, at a lower priority.
+fn arbiter() -> &'static ArbiterHandle {
+    static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
+    ARBITER.get_or_init(|| {
+        let arbiter = Arbiter::with_tokio_rt(|| {
+            // This closure runs on the arbiter's own thread; its blocking pool's threads (the
+            // database calls and file deletions of a pass) are lowered as they start.
+            lower_priority();
+            tokio::runtime::Builder::new_current_thread().enable_all().on_thread_start(lower_priority).build().expect("the lifecycle runtime")
+        });
+        arbiter.handle()
+    })
+}
+
+/// Runs the work `start` makes on the lifecycle's own thread, at a lower priority, instead of
+/// on the HTTP worker that received the request that asked for it: a pass or a task run does
 /// work between its awaits (batches, walks over every asset of a repository), and on a worker
 /// that work delays every request the worker serves (measured: pull latency during a GC
 /// doubled). The work is made there because format futures are not `Send`.
@@ -22,14 +49,12 @@ where
     S: FnOnce() -> F + Send + 'static,
     F: Future<Output = ()> + 'static,
 {
-    let arbiter = actix_rt::System::current().arbiter().clone();
-    if !arbiter.spawn_fn(move || {
+    if !arbiter().spawn_fn(move || {
         actix_rt::spawn(start());
     }) {
-        tracing::error!("the main arbiter is gone: background work not started");
+        tracing::error!("the lifecycle thread is gone: background work not started");
     }
 }
-
 /// [`in_background`], answering the caller when the work is done (`None` if it never ran).
 pub async fn in_background_then<T, S, F>(start: S) -> Option<T>
 where
