@@ -270,25 +270,33 @@ impl Authenticator {
         // argon2 runs after the connection went back to the pool: tens of milliseconds of
         // hashing must not hold one (a burst of logins would starve every other query).
         let hash = row.as_ref().filter(|r| local_on && r.status == "active").map(|r| r.password_hash.clone());
-        let verified = tokio::task::spawn_blocking(move || match hash {
+        let argon2 = tokio::task::spawn_blocking(move || match hash {
             Some(h) => password::verify(&secret, &h),
             // As slow as a real check: the time must not tell which names exist.
             None => {
                 password::verify_nothing(&secret);
                 false
             }
-        })
-        .await
-        .unwrap_or(false);
-        let outcome = match (&row, verified) {
+        });
+        // Every name costs argon2 and the same directory questions, side by side: a local name,
+        // in any spelling, is decided locally and never asked of the directory, so its
+        // directory questions are decoys (see `ldap::authenticate`).
+        let directory_name = if row.is_some() { None } else { Some(user) };
+        let directory = async {
+            if self.realm_on(Realm::Ldap) {
+                self.directory_login(&servers, directory_name, pass, &all_roles).await
+            } else {
+                None
+            }
+        };
+        let (verified, from_directory) = tokio::join!(argon2, directory);
+        let outcome = match (&row, verified.unwrap_or(false)) {
             (Some(r), true) => Some((
                 self.local_principal(r, &all_roles, Credential::Password),
                 Proof::Local { id: r.id, password_hash: r.password_hash.clone(), roles: r.roles.clone() },
             )),
-            // A local name, in any spelling, is decided locally and never asked of the directory.
             (Some(_), false) => None,
-            (None, _) if self.realm_on(Realm::Ldap) => self.directory_login(&servers, user, pass, &all_roles).await.map(|p| (p, Proof::Ldap)),
-            (None, _) => None,
+            (None, _) => from_directory.map(|p| (p, Proof::Ldap)),
         };
         let Some((p, proof)) = outcome else {
             self.failed(&canonical, client);
@@ -310,8 +318,10 @@ impl Authenticator {
 
 impl Authenticator {
     /// Tries the LDAP servers in order with the password; a server that fails is passed over
-    /// (and logged). The directory's name for the user must not be a local user's.
-    async fn directory_login(&self, servers: &[ldap::LdapServer], user: &str, pass: &str, all_roles: &[RoleRow]) -> Option<Principal> {
+    /// (and logged). The directory's name for the user must not be a local user's. `user`
+    /// `None` (a local name) asks every server the same decoy questions, as a name that no
+    /// server knows does.
+    async fn directory_login(&self, servers: &[ldap::LdapServer], user: Option<&str>, pass: &str, all_roles: &[RoleRow]) -> Option<Principal> {
         let mut found = None;
         for s in self.config_ldap.iter().chain(servers) {
             match ldap::authenticate(s, user, pass).await {
