@@ -41,6 +41,10 @@ struct State {
     files: Mutex<Files>,
     /// `Authorization` value required, answered 401 with a Basic challenge otherwise.
     require: Mutex<Option<String>>,
+    /// A Docker-style Bearer challenge naming this token realm: every request but `/token...`
+    /// without `Authorization: Bearer upstream-token` gets 401 and the challenge; `/token`
+    /// answers that token.
+    bearer_realm: Mutex<Option<String>>,
     /// While set, a file's body stops after its first half until [`Upstream::release`].
     hold: Mutex<bool>,
     held: Condvar,
@@ -61,6 +65,7 @@ impl Upstream {
             seen: Mutex::default(),
             files: Mutex::default(),
             require: Mutex::default(),
+            bearer_realm: Mutex::default(),
             hold: Mutex::new(false),
             held: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -97,6 +102,11 @@ impl Upstream {
     pub fn require_auth(&self, user: &str, password: &str) {
         use base64::Engine;
         *self.state.require.lock().unwrap() = Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))));
+    }
+
+    /// Answers like a registry behind the token flow whose realm is `realm` (see `State::bearer_realm`).
+    pub fn challenge_bearer(&self, realm: &str) {
+        *self.state.bearer_realm.lock().unwrap() = Some(realm.to_string());
     }
 
     pub fn hold(&self) {
@@ -164,6 +174,16 @@ fn serve(mut conn: TcpStream, s: &State) {
     if let Some(r) = required {
         if header("authorization").as_deref() != Some(r.as_str()) {
             return respond(&mut conn, "401 Unauthorized", "text/plain", b"who are you", &["WWW-Authenticate: Basic realm=\"upstream\""]);
+        }
+    }
+    let realm = s.bearer_realm.lock().unwrap().clone();
+    if let Some(realm) = realm {
+        if path.starts_with("/token") {
+            return respond(&mut conn, "200 OK", "application/json", br#"{"token": "upstream-token", "expires_in": 60}"#, &[]);
+        }
+        if header("authorization").as_deref() != Some("Bearer upstream-token") {
+            let challenge = format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"upstream\"");
+            return respond(&mut conn, "401 Unauthorized", "application/json", b"{}", &[&challenge]);
         }
     }
     let files = s.files.lock().unwrap();
