@@ -474,3 +474,36 @@ fn the_upstream_password_goes_to_a_token_realm_only_on_its_own_origin_or_over_ht
     assert!(!asked.is_empty() && asked.iter().all(|s| s.authorization.as_deref() == Some(basic.as_str())), "{asked:?}");
     assert!(own.seen().iter().any(|s| s.path.starts_with("/v2/team/app/manifests/") && s.authorization.as_deref() == Some("Bearer upstream-token")));
 }
+
+/// `contentMaxAge` acts on tags too (Nexus counts a manifest fetched by tag as content): with
+/// `metadataMaxAge` a day and `contentMaxAge` 6 s, a tag moved upstream is seen after 6 s, and
+/// not before.
+#[test]
+fn a_tag_moved_upstream_is_seen_after_content_max_age_when_that_is_shorter() {
+    let e = env();
+    create(
+        &e.server,
+        "proxy",
+        proxy_body("content-aged-proxy", &e.upstream.url(), json!({"proxy": {"remoteUrl": e.upstream.url(), "contentMaxAge": 0.1, "metadataMaxAge": 1440}})),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let first = oci::image(&tmp.path().join("a"), "v1", &["amd64"], 31, 10_000);
+    let second = oci::image(&tmp.path().join("b"), "v1", &["amd64"], 32, 10_000);
+    e.upstream.push(&tmp.path().join("a"), "v1", "team/content-aged:latest");
+    let image = format!("docker://{}/content-aged-proxy/team/content-aged:latest", e.server.addr);
+    // Taken before the first pull: the tag's age is never more than this clock says.
+    let started = Instant::now();
+    assert_eq!(raw_digest(&image).unwrap(), first.top_digest);
+    e.upstream.push(&tmp.path().join("b"), "v1", "team/content-aged:latest");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = raw_digest(&image).unwrap();
+        if seen == second.top_digest {
+            assert!(started.elapsed() >= Duration::from_secs(6), "the move was seen after {:?}, within contentMaxAge", started.elapsed());
+            break;
+        }
+        assert_eq!(seen, first.top_digest);
+        assert!(Instant::now() < deadline, "the move was never seen: contentMaxAge does not act on tags");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
