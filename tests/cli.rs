@@ -1,4 +1,5 @@
-//! The command line: `wharf config` shows the effective configuration with secrets masked.
+//! The command line: `wharf config` shows the effective configuration with secrets masked; the
+//! test command (tests/run.sh) fails when a test leaves a process behind.
 
 use std::process::Command;
 
@@ -33,4 +34,50 @@ fn an_unknown_key_in_the_file_is_an_error_naming_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_wharf")).args(["config", "--config"]).arg(&file).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listn"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The test command (tests/run.sh, through tests/leftovers.sh) kills what a test left running
+/// and then fails, even when every test passed; a run that failed keeps its exit code.
+#[test]
+fn the_test_command_fails_when_a_test_leaves_a_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, body: &str| {
+        let pid_file = dir.path().join(format!("{name}.pid"));
+        let script = format!(
+            "set -euo pipefail\n. {lib}\ncleaned() {{ echo cleaned; }}\nleftovers_on_exit cleaned\nPID_FILE={pid}\n{body}\n",
+            lib = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/leftovers.sh"),
+            pid = pid_file.display()
+        );
+        let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+        let left = std::fs::read_to_string(&pid_file).ok().map(|p| p.trim().parse::<u32>().unwrap());
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string(), left)
+    };
+    // A "test" that passes and leaves a sleep running in its group.
+    let leaves = r#"in_own_group sh -c 'sleep 30 & echo $! > "$0"' "$PID_FILE""#;
+    let gone = |pid: u32| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|state| state == "Z")) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    };
+
+    let (code, stdout, stderr, left) = run("passed-but-left", leaves);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("left processes behind") && stderr.contains("sleep 30"), "{stderr}");
+    assert!(stdout.contains("cleaned"), "the script's own cleanup still runs");
+    assert!(gone(left.expect("the sleep's pid")), "the leftover was killed");
+
+    let (code, _, stderr, left) = run("failed-and-left", &format!("{leaves}\nin_own_group sh -c 'exit 3'"));
+    assert_eq!(code, Some(3), "a failed run keeps its exit code: {stderr}");
+    assert!(gone(left.unwrap()));
+
+    let (code, stdout, stderr, _) = run("clean", "in_own_group true");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("cleaned") && !stderr.contains("left"), "{stderr}");
+    let (code, _, _, _) = run("failed", "in_own_group sh -c 'exit 4'");
+    assert_eq!(code, Some(4));
 }
