@@ -1,7 +1,15 @@
 //! The command line: `wharf config` shows the effective configuration with secrets masked; the
-//! test command (tests/run.sh) fails when a test leaves a process behind.
+//! test command (tests/run.sh) fails when a test leaves a process behind; a start that a
+//! migration would fail on names the problem and what to do.
+
+mod common;
 
 use std::process::Command;
+
+use common::TestServer;
+use diesel::migration::MigrationSource;
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 #[test]
 fn config_shows_file_then_environment_with_secrets_masked() {
@@ -80,4 +88,50 @@ fn the_test_command_fails_when_a_test_leaves_a_process_behind() {
     assert!(stdout.contains("cleaned") && !stderr.contains("left"), "{stderr}");
     let (code, _, _, _) = run("failed", "in_own_group sh -c 'exit 4'");
     assert_eq!(code, Some(4));
+}
+
+/// Migrates `conn` up to (not including) the migration named `stop`.
+fn migrate_until<DB: diesel::backend::Backend>(conn: &mut impl MigrationHarness<DB>, source: EmbeddedMigrations, stop: &str)
+where
+    EmbeddedMigrations: MigrationSource<DB>,
+{
+    for next in conn.pending_migrations(source).unwrap() {
+        if next.name().to_string() == stop {
+            return;
+        }
+        conn.run_migration(&*next).unwrap();
+    }
+    panic!("no migration {stop}");
+}
+
+/// A database from before user names ignored case, holding `Admin` and `admin`: the start
+/// stops before migrating, names both users and says what to do; with one of them gone, it
+/// starts.
+#[test]
+fn a_start_that_would_fail_on_users_differing_only_in_case_names_them() {
+    const IDENTITY: &str = "2026-12-01-000001_identity";
+    let mut s = TestServer::unstarted(&[]);
+    std::fs::create_dir_all(s.data_dir()).unwrap();
+    let sql = |statement: &str| {
+        let url = s.database_url();
+        if s.is_postgres() {
+            let mut c = diesel::PgConnection::establish(&url).unwrap();
+            migrate_until(&mut c, wharf::db::POSTGRES_MIGRATIONS, IDENTITY);
+            diesel::sql_query(statement).execute(&mut c).unwrap();
+        } else {
+            let mut c = diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap();
+            migrate_until(&mut c, wharf::db::SQLITE_MIGRATIONS, IDENTITY);
+            diesel::sql_query(statement).execute(&mut c).unwrap();
+        }
+    };
+    sql("INSERT INTO users (username, password_hash, created_at) VALUES ('admin', 'x', 0), ('Admin', 'x', 0), ('bob', 'x', 0)");
+    let out = s.command().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(r#""Admin" and "admin""#) && !err.contains("bob"), "the clashing users are named: {err}");
+    assert!(err.contains(IDENTITY) && err.contains("DELETE /service/rest/v1/security/users/") && err.contains("UPDATE users"), "and what to do: {err}");
+    sql("DELETE FROM users WHERE username = 'Admin'");
+    s.spawn();
+    let r = reqwest::blocking::get(s.url("/service/rest/v1/status")).unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
 }

@@ -193,7 +193,9 @@ fn stored_config(server: &TestServer, name: &str) -> String {
     let name = name.to_string();
     Db::open(&server.database_url(), 2)
         .expect("open the test database")
-        .run_sync(move |c| Ok(schema::repositories::table.filter(schema::repositories::name.eq(&name)).select(schema::repositories::config).first::<String>(c)?))
+        .run_sync(move |c| {
+            Ok(schema::repositories::table.filter(schema::repositories::name.eq(&name)).select(schema::repositories::config).first::<String>(c)?)
+        })
         .unwrap()
 }
 
