@@ -1,4 +1,4 @@
-//! A small upstream PyPI index for proxy tests, written here so that a test sees every request it
+//! A small upstream PyPI index (and npm registry) for proxy tests, written here so that a test sees every request it
 //! gets (method, path, User-Agent, Authorization), counts them at the server, and can make it
 //! hang (accept and never answer), fail (503), ask for credentials, or hold a file's body until
 //! the test lets it go.
@@ -33,6 +33,8 @@ struct Files {
     pages: HashMap<String, Vec<String>>,
     /// file name → (bytes, Content-Type).
     files: HashMap<String, (Vec<u8>, String)>,
+    /// npm package → (version, tarball bytes).
+    npm: HashMap<String, Vec<(String, Vec<u8>)>>,
 }
 
 struct State {
@@ -93,6 +95,12 @@ impl Upstream {
         let mut f = self.state.files.lock().unwrap();
         f.pages.entry(project.to_string()).or_default().push(filename.to_string());
         f.files.insert(filename.to_string(), (data, content_type.to_string()));
+    }
+
+    /// Adds `version` of the npm package `name` (unscoped): its packument at `/<name>`, the
+    /// tarball at `/<name>/-/<name>-<version>.tgz` with its sha512 integrity.
+    pub fn add_npm(&self, name: &str, version: &str, tgz: Vec<u8>) {
+        self.state.files.lock().unwrap().npm.entry(name.to_string()).or_default().push((version.to_string(), tgz));
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -197,6 +205,28 @@ fn serve(mut conn: TcpStream, s: &State) {
         html.push_str("</body></html>\n");
         drop(files);
         return respond(&mut conn, "200 OK", "text/html", html.as_bytes(), &[]);
+    }
+    if let Some(versions) = files.npm.get(path.trim_start_matches('/')) {
+        use base64::Engine;
+        let name = path.trim_start_matches('/');
+        let mut all = serde_json::Map::new();
+        for (v, tgz) in versions {
+            let integrity = format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(<sha2::Sha512 as sha2::Digest>::digest(tgz)));
+            let tarball = format!("http://127.0.0.1:{}/{name}/-/{name}-{v}.tgz", conn.local_addr().unwrap().port());
+            all.insert(v.clone(), serde_json::json!({"name": name, "version": v, "dist": {"tarball": tarball, "integrity": integrity}}));
+        }
+        let latest = versions.last().map(|(v, _)| v.clone()).unwrap_or_default();
+        let doc = serde_json::json!({"name": name, "dist-tags": {"latest": latest}, "versions": all});
+        drop(files);
+        return respond(&mut conn, "200 OK", "application/json", doc.to_string().as_bytes(), &[]);
+    }
+    let tarball = path.split_once("/-/").and_then(|(n, file)| {
+        let versions = files.npm.get(n.trim_start_matches('/'))?;
+        versions.iter().find(|(v, _)| file == format!("{}-{v}.tgz", n.trim_start_matches('/'))).map(|(_, t)| t.clone())
+    });
+    if let Some(tgz) = tarball {
+        drop(files);
+        return respond(&mut conn, "200 OK", "application/octet-stream", &tgz, &[]);
     }
     if let Some((data, ct)) = path.strip_prefix("/files/").and_then(|n| files.files.get(n)).cloned() {
         drop(files);
