@@ -64,7 +64,7 @@ fn the_test_command_fails_when_a_test_leaves_a_process_behind() {
     let leaves = r#"in_own_group sh -c 'sleep 30 & echo $! > "$0"' "$PID_FILE""#;
     let gone = |pid: u32| {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.split_whitespace().nth(2).is_some_and(|state| state == "Z")) {
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z")) {
             if std::time::Instant::now() > deadline {
                 return false;
             }
