@@ -7,6 +7,11 @@
 //! token, session or bearer token is used. Pauses after wrong passwords, cached logins, token
 //! owners and session subjects are all keyed on that canonical name.
 //!
+//! A password check costs the same whatever the name, so that its time tells no names apart:
+//! argon2 (against a hash nothing matches for unknown and disabled users) and, alongside it,
+//! the same questions to each LDAP server (decoys for a local name, which the directory is never
+//! asked about; see `ldap::authenticate`).
+//!
 //! What may be cached, and what must be asked every time:
 //! - a verified password is remembered for the login cache time (argon2 costs tens of
 //!   milliseconds by design, and `docker pull` with Basic credentials sends them on every
