@@ -1,6 +1,15 @@
-//! The command line: `wharf config` shows the effective configuration with secrets masked.
+//! The command line: `wharf config` shows the effective configuration with secrets masked; the
+//! test command (tests/run.sh) fails when a test leaves a process behind; a start that a
+//! migration would fail on names the problem and what to do.
+
+mod common;
 
 use std::process::Command;
+
+use common::TestServer;
+use diesel::migration::MigrationSource;
+use diesel::prelude::*;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 #[test]
 fn config_shows_file_then_environment_with_secrets_masked() {
@@ -33,4 +42,96 @@ fn an_unknown_key_in_the_file_is_an_error_naming_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_wharf")).args(["config", "--config"]).arg(&file).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("listn"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The test command (tests/run.sh, through tests/leftovers.sh) kills what a test left running
+/// and then fails, even when every test passed; a run that failed keeps its exit code.
+#[test]
+fn the_test_command_fails_when_a_test_leaves_a_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, body: &str| {
+        let pid_file = dir.path().join(format!("{name}.pid"));
+        let script = format!(
+            "set -euo pipefail\n. {lib}\ncleaned() {{ echo cleaned; }}\nleftovers_on_exit cleaned\nPID_FILE={pid}\n{body}\n",
+            lib = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/leftovers.sh"),
+            pid = pid_file.display()
+        );
+        let out = Command::new("bash").arg("-c").arg(script).output().unwrap();
+        let left = std::fs::read_to_string(&pid_file).ok().map(|p| p.trim().parse::<u32>().unwrap());
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string(), left)
+    };
+    // A "test" that passes and leaves a sleep running in its group.
+    let leaves = r#"in_own_group sh -c 'sleep 30 & echo $! > "$0"' "$PID_FILE""#;
+    let gone = |pid: u32| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.split_whitespace().nth(2).is_none_or(|state| state != "Z")) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        true
+    };
+
+    let (code, stdout, stderr, left) = run("passed-but-left", leaves);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("left processes behind") && stderr.contains("sleep 30"), "{stderr}");
+    assert!(stdout.contains("cleaned"), "the script's own cleanup still runs");
+    assert!(gone(left.expect("the sleep's pid")), "the leftover was killed");
+
+    let (code, _, stderr, left) = run("failed-and-left", &format!("{leaves}\nin_own_group sh -c 'exit 3'"));
+    assert_eq!(code, Some(3), "a failed run keeps its exit code: {stderr}");
+    assert!(gone(left.unwrap()));
+
+    let (code, stdout, stderr, _) = run("clean", "in_own_group true");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("cleaned") && !stderr.contains("left"), "{stderr}");
+    let (code, _, _, _) = run("failed", "in_own_group sh -c 'exit 4'");
+    assert_eq!(code, Some(4));
+}
+
+/// Migrates `conn` up to (not including) the migration named `stop`.
+fn migrate_until<DB: diesel::backend::Backend>(conn: &mut impl MigrationHarness<DB>, source: EmbeddedMigrations, stop: &str)
+where
+    EmbeddedMigrations: MigrationSource<DB>,
+{
+    for next in conn.pending_migrations(source).unwrap() {
+        if next.name().to_string() == stop {
+            return;
+        }
+        conn.run_migration(&*next).unwrap();
+    }
+    panic!("no migration {stop}");
+}
+
+/// A database from before user names ignored case, holding `Admin` and `admin`: the start
+/// stops before migrating, names both users and says what to do; with one of them gone, it
+/// starts.
+#[test]
+fn a_start_that_would_fail_on_users_differing_only_in_case_names_them() {
+    const IDENTITY: &str = "2026-12-01-000001_identity";
+    let mut s = TestServer::unstarted(&[]);
+    std::fs::create_dir_all(s.data_dir()).unwrap();
+    let sql = |statement: &str| {
+        let url = s.database_url();
+        if s.is_postgres() {
+            let mut c = diesel::PgConnection::establish(&url).unwrap();
+            migrate_until(&mut c, wharf::db::POSTGRES_MIGRATIONS, IDENTITY);
+            diesel::sql_query(statement).execute(&mut c).unwrap();
+        } else {
+            let mut c = diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap();
+            migrate_until(&mut c, wharf::db::SQLITE_MIGRATIONS, IDENTITY);
+            diesel::sql_query(statement).execute(&mut c).unwrap();
+        }
+    };
+    sql("INSERT INTO users (username, password_hash, created_at) VALUES ('admin', 'x', 0), ('Admin', 'x', 0), ('bob', 'x', 0)");
+    let out = s.command().output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(r#""Admin" and "admin""#) && !err.contains("bob"), "the clashing users are named: {err}");
+    assert!(err.contains(IDENTITY) && err.contains("DELETE /service/rest/v1/security/users/") && err.contains("UPDATE users"), "and what to do: {err}");
+    sql("DELETE FROM users WHERE username = 'Admin'");
+    s.spawn();
+    let r = reqwest::blocking::get(s.url("/service/rest/v1/status")).unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
 }

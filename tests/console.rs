@@ -168,11 +168,38 @@ fn saving_an_untouched_edit_form_keeps_every_setting() {
             .map(|(f, k, n)| admin.request(Method::GET, &format!("/service/rest/v1/repositories/{f}/{k}/{n}")).send().unwrap().text().unwrap())
             .collect()
     };
-    let before = read();
+    // GET shows passwords as null: what is stored (the sealed upstream password among it) is
+    // compared in the database too.
+    let stored = || -> Vec<String> { repos.iter().map(|(_, _, n)| stored_config(&server, n)).collect() };
+    let (before, stored_before) = (read(), stored());
+    let sealed_before = stored_password(&stored_before[0]);
+    assert!(sealed_before.starts_with("enc:v2:"), "the upstream password is stored sealed: {}", stored_before[0]);
     e2e(&server, "roundtrip", "admin", ADMIN_PASSWORD, 0);
-    let after = read();
+    let (after, stored_after) = (read(), stored());
     for (i, (_, _, name)) in repos.iter().enumerate() {
         assert_eq!(before[i], after[i], "{name} changed by an untouched save");
+        assert_eq!(stored_before[i], stored_after[i], "{name}'s stored configuration changed by an untouched save");
     }
+    let key = wharf::security::secrets::KeySource::File(server.data_dir().join("secret.key")).load(false).expect("the key file");
+    let opened = key.open(&stored_password(&stored_after[0]), "repositories/rt-docker-proxy/httpClient/authentication/password");
+    assert_eq!(opened.ok().as_deref(), Some("s3cret"), "the upstream password survives the save");
     // (That the kept password still goes to the same remote: tests/proxy_upstream.rs.)
+}
+
+/// A repository's configuration as stored in the database.
+fn stored_config(server: &TestServer, name: &str) -> String {
+    use diesel::prelude::*;
+    use wharf::db::{schema, Db};
+    let name = name.to_string();
+    Db::open(&server.database_url(), 2)
+        .expect("open the test database")
+        .run_sync(move |c| {
+            Ok(schema::repositories::table.filter(schema::repositories::name.eq(&name)).select(schema::repositories::config).first::<String>(c)?)
+        })
+        .unwrap()
+}
+
+fn stored_password(config: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(config).unwrap();
+    v["httpClient"]["authentication"]["password"].as_str().unwrap_or_default().to_string()
 }

@@ -140,3 +140,45 @@ fn the_oauth2_password_grant_issues_tokens_too() {
     let refresh = [("grant_type", "refresh_token"), ("refresh_token", "x")];
     assert_eq!(http().post(server().0.url("/v2/token")).form(&refresh).send().unwrap().status(), StatusCode::BAD_REQUEST);
 }
+
+/// An API token used as the password at the token endpoint gives no more than the token
+/// allows: a read-only token no push, a one-repository token nothing elsewhere.
+#[test]
+fn a_narrowed_api_token_at_the_token_endpoint_gets_no_wider_grants() {
+    let (s, _) = server();
+    let api_token = |body: Value| {
+        let r = s.admin().request(reqwest::Method::POST, "/service/rest/v1/security/tokens").json(&body).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+        r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
+    };
+    let scope = "scope=repository:docker-hosted/team/narrow:pull,push";
+    let upload = s.url("/v2/docker-hosted/team/narrow/blobs/uploads/");
+
+    let read_only = api_token(json!({"name": "ro", "readOnly": true}));
+    let (status, body) = token(scope, Some(("admin", &read_only)));
+    assert_eq!(status, StatusCode::OK);
+    let claims = jwt_claims(body["token"].as_str().unwrap());
+    assert_eq!(claims["access"], json!([{"type": "repository", "name": "docker-hosted/team/narrow", "actions": ["pull"]}]), "{claims}");
+    assert_eq!(start_upload(&upload, body["token"].as_str()).status(), StatusCode::UNAUTHORIZED, "no push with a read-only token's bearer");
+
+    let elsewhere = api_token(json!({"name": "pypi only", "repository": "pypi-hosted"}));
+    let (status, body) = token(scope, Some(("admin", &elsewhere)));
+    assert_eq!(status, StatusCode::OK);
+    let claims = jwt_claims(body["token"].as_str().unwrap());
+    assert_eq!(claims["access"], json!([{"type": "repository", "name": "docker-hosted/team/narrow", "actions": []}]), "{claims}");
+    let r = http().get(s.url("/v2/docker-hosted/team/narrow/tags/list")).bearer_auth(body["token"].as_str().unwrap()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "nothing outside the token's repository");
+
+    // Its own repository: pull and push there, as the token allows.
+    let here = api_token(json!({"name": "docker only", "repository": "docker-hosted"}));
+    let (_, body) = token(scope, Some(("admin", &here)));
+    assert_eq!(jwt_claims(body["token"].as_str().unwrap())["access"][0]["actions"], json!(["pull", "push"]));
+    assert_eq!(start_upload(&upload, body["token"].as_str()).status(), StatusCode::ACCEPTED);
+}
+
+/// The claims of a JWT (its middle part), unverified.
+fn jwt_claims(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}

@@ -436,3 +436,74 @@ fn a_mount_through_a_group_becomes_an_upload() {
     assert_eq!(r.status(), StatusCode::ACCEPTED, "no mount through a group: an upload session instead");
     assert!(r.headers()["location"].to_str().unwrap().contains("/v2/mount-group/y/blobs/uploads/"));
 }
+
+/// An upstream's Bearer challenge names the token realm, the second place the stored upstream
+/// password goes. It goes there only on the upstream's own origin or over https: a realm in
+/// clear text elsewhere is asked for a token without it.
+#[test]
+fn the_upstream_password_goes_to_a_token_realm_only_on_its_own_origin_or_over_https() {
+    use common::upstream::Upstream;
+    let server = &env().server;
+    let auth = || json!({"httpClient": {"connection": {"timeout": 10}, "authentication": {"type": "username", "username": "upstream", "password": "upstream-secret"}}});
+    let basic = format!("Basic {}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "upstream:upstream-secret"));
+    let ask = |repo: &str| {
+        http()
+            .get(server.url(&format!("/v2/{repo}/team/app/manifests/1")))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .unwrap()
+    };
+
+    // The realm on another port (another origin), plain http.
+    let trap = Upstream::start();
+    let elsewhere = Upstream::start();
+    elsewhere.challenge_bearer(&format!("http://127.0.0.1:{}/token", trap.port));
+    create(server, "proxy", proxy_body("realm-elsewhere-proxy", &elsewhere.url(), auth()));
+    ask("realm-elsewhere-proxy");
+    let asked: Vec<_> = trap.seen().into_iter().filter(|s| s.path.starts_with("/token")).collect();
+    assert!(!asked.is_empty(), "the proxy asked the realm for a token");
+    assert!(asked.iter().all(|s| s.authorization.is_none()), "no credentials to another origin in clear text: {asked:?}");
+
+    // The realm on the upstream's own origin gets them, and the flow completes.
+    let own = Upstream::start();
+    own.challenge_bearer(&format!("{}token", own.url()));
+    create(server, "proxy", proxy_body("realm-own-proxy", &own.url(), auth()));
+    ask("realm-own-proxy");
+    let asked: Vec<_> = own.seen().into_iter().filter(|s| s.path.starts_with("/token")).collect();
+    assert!(!asked.is_empty() && asked.iter().all(|s| s.authorization.as_deref() == Some(basic.as_str())), "{asked:?}");
+    assert!(own.seen().iter().any(|s| s.path.starts_with("/v2/team/app/manifests/") && s.authorization.as_deref() == Some("Bearer upstream-token")));
+}
+
+/// `contentMaxAge` acts on tags too (Nexus counts a manifest fetched by tag as content): with
+/// `metadataMaxAge` a day and `contentMaxAge` 6 s, a tag moved upstream is seen after 6 s, and
+/// not before.
+#[test]
+fn a_tag_moved_upstream_is_seen_after_content_max_age_when_that_is_shorter() {
+    let e = env();
+    create(
+        &e.server,
+        "proxy",
+        proxy_body("content-aged-proxy", &e.upstream.url(), json!({"proxy": {"remoteUrl": e.upstream.url(), "contentMaxAge": 0.1, "metadataMaxAge": 1440}})),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let first = oci::image(&tmp.path().join("a"), "v1", &["amd64"], 31, 10_000);
+    let second = oci::image(&tmp.path().join("b"), "v1", &["amd64"], 32, 10_000);
+    e.upstream.push(&tmp.path().join("a"), "v1", "team/content-aged:latest");
+    let image = format!("docker://{}/content-aged-proxy/team/content-aged:latest", e.server.addr);
+    // Taken before the first pull: the tag's age is never more than this clock says.
+    let started = Instant::now();
+    assert_eq!(raw_digest(&image).unwrap(), first.top_digest);
+    e.upstream.push(&tmp.path().join("b"), "v1", "team/content-aged:latest");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = raw_digest(&image).unwrap();
+        if seen == second.top_digest {
+            assert!(started.elapsed() >= Duration::from_secs(6), "the move was seen after {:?}, within contentMaxAge", started.elapsed());
+            break;
+        }
+        assert_eq!(seen, first.top_digest);
+        assert!(Instant::now() < deadline, "the move was never seen: contentMaxAge does not act on tags");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

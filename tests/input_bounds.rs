@@ -431,3 +431,55 @@ fn repository_responses_carry_nosniff_in_every_format() {
         assert_eq!(r.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()), Some("nosniff"), "{path}");
     }
 }
+
+/// A downloaded artifact (a Docker blob on the main port and on a repository's own port, a PyPI
+/// file) carries nosniff: it is exactly what was uploaded, here an HTML page with a script.
+#[test]
+fn downloaded_artifacts_carry_nosniff_on_the_main_port_and_a_repository_port() {
+    let s = server();
+    let port = common::free_port();
+    s.admin().create_docker_hosted(json!({"name": "sniff-port", "storage": {"blobStoreName": "default"}, "docker": {"httpPort": port}}));
+    let page = b"<!DOCTYPE html><html><body><script>alert(document.cookie)</script></body></html>".to_vec();
+    let digest = format!("sha256:{}", sha256_hex(&page));
+    let nosniff = |r: &reqwest::blocking::Response| r.headers().get("x-content-type-options").map(|v| v.to_str().unwrap().to_string());
+    for base in [s.url("/v2/docker-hosted/sniff/app"), format!("http://127.0.0.1:{port}/v2/sniff/app")] {
+        // The port opens when the configuration is applied: wait for it.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let pushed = loop {
+            match http().post(format!("{base}/blobs/uploads/?digest={digest}")).basic_auth("admin", Some(ADMIN_PASSWORD)).body(page.clone()).send() {
+                Ok(r) => break r,
+                Err(e) => assert!(Instant::now() < deadline, "{base}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(pushed.status(), StatusCode::CREATED, "{base}");
+        assert_eq!(nosniff(&pushed).as_deref(), Some("nosniff"), "{base}: upload answer");
+        let r = http().get(format!("{base}/blobs/{digest}")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{base}");
+        assert_eq!(nosniff(&r).as_deref(), Some("nosniff"), "{base}: blob download");
+        assert_eq!(r.bytes().unwrap().to_vec(), page);
+    }
+    let r = http().get(format!("http://127.0.0.1:{port}/v2/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(nosniff(&r).as_deref(), Some("nosniff"), "the port's /v2/");
+
+    // A PyPI file, fetched by the URL its project page gives.
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("sniffed-1.0.dist-info/METADATA", zip::write::SimpleFileOptions::default()).unwrap();
+    zip.write_all(b"Metadata-Version: 2.1\nName: sniffed\nVersion: 1.0\n").unwrap();
+    let whl = zip.finish().unwrap().into_inner();
+    assert_eq!(pypi_upload(s, "sniffed-1.0-py3-none-any.whl", "sniffed", "1.0", &whl).status(), StatusCode::OK);
+    let index: Value = http()
+        .get(s.url("/repository/pypi-hosted/simple/sniffed/"))
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let url = index["files"][0]["url"].as_str().unwrap().split('#').next().unwrap().to_string();
+    let url = if url.starts_with("http") { url } else { s.url(&url) };
+    let r = http().get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{url}");
+    assert_eq!(nosniff(&r).as_deref(), Some("nosniff"), "{url}");
+    assert_eq!(r.bytes().unwrap().to_vec(), whl);
+}

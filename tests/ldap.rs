@@ -482,3 +482,88 @@ fn a_stored_bind_password_is_only_sent_to_the_server_it_was_given_for() {
     let r = admin.request(Method::PUT, "/service/rest/v1/security/ldap/corp").json(&moved).send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap());
 }
+
+/// A TCP relay to `target` that holds each answer for `delay` before passing it on: a directory
+/// across a slow network, so that each LDAP round trip costs a time a test can see.
+fn slow_relay(target: u16, delay: Duration) -> u16 {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+            let (mut c_in, mut c_out) = (client.try_clone().unwrap(), client);
+            let (mut s_in, mut s_out) = (server.try_clone().unwrap(), server);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 << 10];
+                while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                    if s_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = s_out.shutdown(std::net::Shutdown::Write);
+            });
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 16 << 10];
+                while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                    std::thread::sleep(delay);
+                    if c_out.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+                let _ = c_out.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// Wrong passwords for a local user, a name nobody has, and a directory user are refused in the
+/// same time, however slow the directory: a local name costs the same directory round trips as
+/// the others (decoys), and an unknown name the same bind as a directory user.
+#[test]
+fn with_a_directory_login_time_does_not_tell_local_directory_and_unknown_names_apart() {
+    let slapd = Slapd::start();
+    // Each directory answer takes 100 ms: a refused directory user costs three of them.
+    let relay = slow_relay(slapd.port, Duration::from_millis(100));
+    let server = TestServer::start_with_env(&[("WHARF_SECURITY__LOCKOUT_AFTER", "0")]);
+    let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(relay)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let r = server
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "local-timed", "password": "local-password", "roles": []}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let c = Client::new();
+    let refused_in = |user: &str, i: usize| {
+        let started = Instant::now();
+        let r = c.get(server.url("/repository/pypi-hosted/simple/")).basic_auth(user, Some(format!("wrong-{i}"))).send().unwrap();
+        let took = started.elapsed();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{user}");
+        took
+    };
+    let names = ["local-timed", "nobody-here", "alice"];
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); names.len()];
+    // Interleaved, so that load on the machine falls on every name alike.
+    for i in 0..9 {
+        for (n, name) in names.iter().enumerate() {
+            times[n].push(refused_in(name, i));
+        }
+    }
+    let medians: Vec<f64> = times
+        .iter_mut()
+        .map(|t| {
+            t.sort();
+            t[t.len() / 2].as_secs_f64()
+        })
+        .collect();
+    let slowest = medians.iter().copied().fold(0.0, f64::max);
+    for (name, m) in names.iter().zip(&medians) {
+        // Before, a local name took argon2 alone (tens of ms) against argon2 + 300 ms.
+        assert!(*m >= 0.75 * slowest, "{name}: median {m:.3} s against the slowest {slowest:.3} s ({names:?} → {medians:?})");
+    }
+}

@@ -111,6 +111,59 @@ fn a_hung_upstream_is_auto_blocked_stale_answers_come_at_once_and_it_is_unblocke
     assert_eq!(get("/repository/hung-proxy/simple/other-proj/").status(), StatusCode::OK);
 }
 
+/// The same for an npm proxy: packuments and tarballs stale at once while the upstream hangs,
+/// nothing uncached asked while it is auto-blocked, and unblocked when it answers again.
+#[test]
+fn an_npm_proxy_serves_stale_at_once_and_is_auto_blocked_while_its_upstream_hangs() {
+    let up = Upstream::start();
+    let tgz = b"not really a tarball, but the upstream's integrity holds".to_vec();
+    up.add_npm("hung-lib", "1.0.0", tgz.clone());
+    up.add_npm("other-lib", "1.0.0", b"other".to_vec());
+    let timeout = 4.0;
+    create_ok(
+        "npm",
+        "proxy",
+        &proxy_body(
+            "npm-hung-proxy",
+            &up.url(),
+            json!({"autoBlock": true, "connection": {"timeout": timeout, "connectTimeout": timeout}}),
+            json!({"metadataMaxAge": 0}),
+        ),
+    );
+    let packument = || get("/repository/npm-hung-proxy/hung-lib");
+    let r = packument();
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc: Value = r.json().unwrap();
+    let tarball = doc["versions"]["1.0.0"]["dist"]["tarball"].as_str().unwrap().to_string();
+    let tarball_path = tarball.strip_prefix(&server().base).expect("the tarball URL points at wharf").to_string();
+    assert_eq!(get(&tarball_path).bytes().unwrap().to_vec(), tgz);
+    assert_eq!(status("npm-hung-proxy")["upstream"]["state"], "available");
+
+    up.set_mode(Mode::Hang);
+    // The first request meets the hang: the timeout, then the cached packument.
+    assert_eq!(packument().status(), StatusCode::OK);
+    assert_eq!(status("npm-hung-proxy")["upstream"]["state"], "auto-blocked");
+    let quick = Duration::from_secs_f64(timeout / 2.0);
+    let started = Instant::now();
+    let r = packument();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().unwrap()["versions"]["1.0.0"]["dist"]["tarball"], tarball.as_str());
+    assert_eq!(get(&tarball_path).bytes().unwrap().to_vec(), tgz);
+    assert!(started.elapsed() < quick, "stale answers wait for nothing: {:?}", started.elapsed());
+    let started = Instant::now();
+    assert_eq!(get("/repository/npm-hung-proxy/other-lib").status(), StatusCode::BAD_GATEWAY);
+    assert!(started.elapsed() < quick, "an uncached request fails fast while blocked: {:?}", started.elapsed());
+    assert_eq!(up.count("/other-lib"), 0, "a blocked upstream is not asked");
+
+    up.set_mode(Mode::Answer);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while status("npm-hung-proxy")["upstream"]["state"] != "available" {
+        assert!(Instant::now() < deadline, "still blocked: {}", status("npm-hung-proxy"));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get("/repository/npm-hung-proxy/other-lib").status(), StatusCode::OK);
+}
+
 #[test]
 fn without_auto_block_stale_answers_still_come_at_once_and_uncached_requests_still_go_out() {
     let up = Upstream::start();

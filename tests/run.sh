@@ -56,36 +56,14 @@ fi
 "${AS[@]}" "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
 # Each cargo test runs in a session (and process group) of its own; on exit, however this script
 # exits, whatever is left in those groups (a helper a test started and did not stop) is named and
-# killed, and so is the PostgreSQL.
-TEST_GROUPS=()
-alive_in_group() {
-    local pids
-    pids=$(pgrep -d, -g "$1") || return 0
-    # Exited processes waiting to be reaped (zombies) are gone already.
-    ps -o pid=,stat=,args= -p "$pids" | awk '$2 !~ /^Z/'
-}
-cleanup() {
-    local g left
-    for g in "${TEST_GROUPS[@]}"; do
-        left=$(alive_in_group "$g")
-        if [ -n "$left" ]; then
-            echo "== killing what the tests left behind:" >&2
-            echo "$left" >&2
-            kill -KILL -- "-$g" 2>/dev/null || true
-        fi
-    done
+# killed, and the run fails even if the tests passed (tests/leftovers.sh); then the PostgreSQL
+# stops.
+. tests/leftovers.sh
+stop_postgres() {
     "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$PGDATA"
 }
-trap cleanup EXIT
-# bash runs the EXIT trap on these only when they are trapped.
-trap 'exit 130' INT
-trap 'exit 143' TERM HUP
-in_own_group() {
-    setsid -w "$@" &
-    TEST_GROUPS+=("$!")
-    wait "$!"
-}
+leftovers_on_exit stop_postgres
 
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/log" -o "-p $PGPORT -k $PGDATA -h 127.0.0.1 -c fsync=off" -w start >/dev/null
 PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"

@@ -1,6 +1,8 @@
 //! Credentials end when they should, on every node: logout ends a console session; a password
 //! change, disabling or deleting a user ends their sessions, their remembered logins and their
-//! Docker bearer tokens at once, on a second node too (run these on PostgreSQL as well).
+//! Docker bearer tokens at once, on a second node too (run these on PostgreSQL as well). A
+//! bearer token also ends with the API token it was got with, and never does more than its user
+//! may do now.
 
 mod common;
 
@@ -117,4 +119,106 @@ fn deleting_a_user_ends_their_sessions_logins_and_bearer_tokens_on_every_node() 
     assert_eq!(with_bearer(&b, &token), StatusCode::UNAUTHORIZED, "a bearer token does not outlive its user");
     assert_eq!(with_basic(&b, "deleted", "deleted-password"), StatusCode::UNAUTHORIZED, "nor does a remembered login");
     assert_eq!(with_cookie(&b, &cookie), StatusCode::UNAUTHORIZED);
+}
+
+fn create_user_with_roles(s: &TestServer, id: &str, pass: &str, roles: Value) {
+    let r = s.admin().request(Method::POST, "/service/rest/v1/security/users").json(&json!({"userId": id, "password": pass, "roles": roles})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+}
+
+fn create_role(s: &TestServer, id: &str, privileges: Value) {
+    let r = s.admin().request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": id, "privileges": privileges})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+}
+
+/// A bearer token for pulls and pushes of docker-hosted/app, got with these Basic credentials.
+fn push_bearer(node: &TestServer, user: &str, pass: &str) -> String {
+    let r = Client::new().get(node.url("/v2/token?service=wharf&scope=repository:docker-hosted/app:pull,push")).basic_auth(user, Some(pass)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
+}
+
+/// What starting a push with the bearer token gets: 202, or 401 when it may not push.
+fn push_with_bearer(node: &TestServer, token: &str) -> StatusCode {
+    Client::new().post(node.url("/v2/docker-hosted/app/blobs/uploads/")).bearer_auth(token).send().unwrap().status()
+}
+
+#[test]
+fn a_bearer_token_got_with_a_password_ends_when_the_password_changes_on_every_node() {
+    let (a, b) = nodes();
+    create_user(&a, "rotator", "rotator-password");
+    let token = bearer(&a, "rotator", "rotator-password");
+    assert_eq!(with_bearer(&b, &token), StatusCode::NOT_FOUND);
+    let r = a
+        .admin()
+        .request(Method::PUT, "/service/rest/v1/security/users/rotator/change-password")
+        .header("Content-Type", "text/plain")
+        .body("rotator-new-password")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(with_bearer(&b, &token), StatusCode::UNAUTHORIZED, "the old password's bearer token is dead on B");
+    assert_eq!(with_bearer(&a, &token), StatusCode::UNAUTHORIZED);
+    assert_eq!(with_bearer(&b, &bearer(&b, "rotator", "rotator-new-password")), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn a_user_deleted_and_created_again_under_the_name_does_not_inherit_bearer_tokens() {
+    let (a, b) = nodes();
+    create_user(&a, "reborn", "same-password");
+    let token = bearer(&a, "reborn", "same-password");
+    assert_eq!(with_bearer(&b, &token), StatusCode::NOT_FOUND);
+    assert_eq!(a.admin().request(Method::DELETE, "/service/rest/v1/security/users/reborn").send().unwrap().status(), StatusCode::NO_CONTENT);
+    create_user(&a, "reborn", "same-password");
+    assert_eq!(with_bearer(&b, &token), StatusCode::UNAUTHORIZED, "another user of the same name and password");
+}
+
+#[test]
+fn a_bearer_token_got_with_an_api_token_ends_when_that_token_is_revoked() {
+    let (a, b) = nodes();
+    create_user(&a, "tokened", "tokened-password");
+    let r = Client::new()
+        .post(a.url("/service/rest/v1/security/tokens"))
+        .basic_auth("tokened", Some("tokened-password"))
+        .json(&json!({"name": "ci"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().unwrap();
+    let (id, api_token) = (created["id"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    let token = bearer(&a, "tokened", &api_token);
+    assert_eq!(with_bearer(&b, &token), StatusCode::NOT_FOUND);
+    let r = Client::new().delete(b.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("tokened", Some("tokened-password")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(with_bearer(&a, &token), StatusCode::UNAUTHORIZED, "revoking the API token ends the bearer tokens got with it");
+    assert_eq!(with_bearer(&b, &token), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn a_bearer_token_never_does_more_than_its_user_may_do_now() {
+    let (a, b) = nodes();
+    create_role(&a, "app-pushers", json!(["nx-repository-view-docker-docker-hosted-*"]));
+    create_role(&a, "app-readers", json!(["nx-repository-view-docker-docker-hosted-read"]));
+    create_user_with_roles(&a, "shrinking", "shrinking-password", json!(["app-pushers"]));
+    let token = push_bearer(&a, "shrinking", "shrinking-password");
+    assert_eq!(push_with_bearer(&b, &token), StatusCode::ACCEPTED);
+    // The user's roles are reduced: the token signed with push keeps only what they still have.
+    let r = a
+        .admin()
+        .request(Method::PUT, "/service/rest/v1/security/users/shrinking")
+        .json(&json!({"status": "active", "roles": ["app-readers"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(push_with_bearer(&b, &token), StatusCode::UNAUTHORIZED, "push went with the role");
+    assert_eq!(with_bearer(&b, &token), StatusCode::NOT_FOUND, "pull stays");
+    // A role's definition narrowed, on the other node: the same.
+    let r = b
+        .admin()
+        .request(Method::PUT, "/service/rest/v1/security/roles/app-readers")
+        .json(&json!({"id": "app-readers", "name": "app-readers", "privileges": []}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap());
+    assert_eq!(with_bearer(&a, &token), StatusCode::UNAUTHORIZED, "pull went with the role's privilege");
 }

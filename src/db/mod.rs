@@ -13,6 +13,7 @@ pub mod audit;
 pub mod blobs;
 pub mod cleanup;
 pub mod meta;
+pub mod precheck;
 pub mod repos;
 pub mod schema;
 pub mod sessions;
@@ -52,6 +53,10 @@ pub enum DbError {
     Pool(#[from] r2d2::Error),
     #[error("database migrations: {0}")]
     Migration(String),
+    /// A pending migration would fail on what the database holds: the message names it and
+    /// says what to do.
+    #[error("{0}")]
+    Precheck(String),
     #[error("database URL {0:?}: expected sqlite://PATH or postgres://...")]
     BadUrl(String),
     #[error("blocking pool: {0}")]
@@ -142,6 +147,7 @@ impl Db {
 
     fn migrate(&self) -> Result<(), DbError> {
         let mut conn = self.pool.get()?;
+        precheck::before_migrations(&mut conn)?;
         let res = match &mut *conn {
             AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),
             AnyConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS).map(|_| ()),

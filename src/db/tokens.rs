@@ -32,6 +32,10 @@ pub fn by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>,
     Ok(api_tokens::table.filter(api_tokens::token_hash.eq(hash)).select(TokenRow::as_select()).first(conn).optional()?)
 }
 
+pub fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<TokenRow>, DbError> {
+    Ok(api_tokens::table.filter(api_tokens::id.eq(id)).select(TokenRow::as_select()).first(conn).optional()?)
+}
+
 /// Tokens of `username` (any ASCII case) in `realm`.
 macro_rules! owned_by {
     ($username:expr, $realm:expr) => {

@@ -9,7 +9,7 @@ use wharf_format::{Action, Mount, Principal, RepoCtx};
 
 use crate::http::mount::{origin, subdomain_repo};
 use crate::security::principal::decode_basic;
-use crate::security::token::{action_name, AccessEntry, GrantClaim};
+use crate::security::token::{action_name, AccessEntry, BearerSource, GrantClaim};
 use crate::state::AppState;
 
 pub async fn on_main(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -43,29 +43,29 @@ async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, bo
     let (Some(user), Some(pass)) = (field("username"), field("password")) else {
         return HttpResponse::BadRequest().json(json!({"error": "invalid_request", "error_description": "username and password are required"}));
     };
-    let Some(principal) = state.auth.basic(&user, &pass, &crate::http::mount::client(req)).await else {
+    let Some((principal, source)) = state.auth.basic_for_bearer(&user, &pass, &crate::http::mount::client(req)).await else {
         return HttpResponse::Unauthorized().json(json!({"error": "invalid_grant", "error_description": "invalid username or password"}));
     };
     let scopes: Vec<String> = form.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
-    issue(state, req, own, principal, &scopes)
+    issue(state, req, own, principal, source, &scopes)
 }
 
 async fn get_token(state: &AppState, req: &HttpRequest, own: Option<String>) -> HttpResponse {
-    let principal = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
-        None => state.auth.anonymous().await,
+    let (principal, source) = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
+        None => (state.auth.anonymous().await, BearerSource::default()),
         Some(h) => {
             let Some(b64) = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")) else {
                 return unauthorized("use Basic credentials at the token endpoint");
             };
             let Some((user, pass)) = decode_basic(b64.trim()) else { return unauthorized("malformed Basic credentials") };
-            match state.auth.basic(&user, &pass, &crate::http::mount::client(req)).await {
-                Some(p) => p,
+            match state.auth.basic_for_bearer(&user, &pass, &crate::http::mount::client(req)).await {
+                Some(found) => found,
                 None => return unauthorized("invalid username or password"),
             }
         }
     };
     let scopes: Vec<String> = url::form_urlencoded::parse(req.query_string().as_bytes()).filter(|(k, _)| k == "scope").map(|(_, v)| v.into_owned()).collect();
-    issue(state, req, own, principal, &scopes)
+    issue(state, req, own, principal, source, &scopes)
 }
 
 fn unauthorized(msg: &str) -> HttpResponse {
@@ -74,9 +74,10 @@ fn unauthorized(msg: &str) -> HttpResponse {
         .json(json!({"errors":[{"code":"UNAUTHORIZED","message":msg,"detail":null}]}))
 }
 
-/// Signs a token holding the part of `scopes` that `principal` may have. `own`: the repository
-/// this listener serves (own port or subdomain), where scope names carry no repository segment.
-fn issue(state: &AppState, req: &HttpRequest, own: Option<String>, principal: Principal, scopes: &[String]) -> HttpResponse {
+/// Signs a token holding the part of `scopes` that `principal` may have, and `source`: how the
+/// principal proved it, checked again whenever the token is used. `own`: the repository this
+/// listener serves (own port or subdomain), where scope names carry no repository segment.
+fn issue(state: &AppState, req: &HttpRequest, own: Option<String>, principal: Principal, source: BearerSource, scopes: &[String]) -> HttpResponse {
     let origin = origin(req);
     let mut access = Vec::new();
     let mut grants = Vec::new();
@@ -130,7 +131,7 @@ fn issue(state: &AppState, req: &HttpRequest, own: Option<String>, principal: Pr
         }
     }
     let ttl = state.cfg.docker.token_ttl_secs;
-    let claims = state.auth.tokens.claims(principal.user.as_deref().zip(principal.realm), ttl, access, grants);
+    let claims = state.auth.tokens.claims(principal.user.as_deref().zip(principal.realm), source, ttl, access, grants);
     let issued_at = claims.iat;
     let token = state.auth.tokens.sign(&claims);
     HttpResponse::Ok().json(json!({

@@ -265,25 +265,61 @@ fn rdn_value(dn: &str) -> String {
 
 /// Finds `username`, checks `password` by binding as the user, and reads the user's groups.
 /// `Ok(None)`: no such user, more than one, or a wrong password. `Err`: the directory failed.
-pub async fn authenticate(s: &LdapServer, username: &str, password: &str) -> Result<Option<LdapUser>, LdapError> {
-    if password.is_empty() || password.len() > 1024 {
-        return Ok(None);
-    }
-    find(s, username, Some(password)).await
+///
+/// A refusal costs the same round trips whoever the name is, so that its time does not tell a
+/// directory user from an unknown name (or, with `username` `None`, from a local user, whose
+/// name is never asked of the directory): one connection with the service bind and one search,
+/// then a second connection with one bind. When there is no one to bind as, the search asks
+/// for a name no entry has and the bind is as an entry that does not exist, with a random
+/// password (never the caller's: a local password must not reach the directory).
+pub async fn authenticate(s: &LdapServer, username: Option<&str>, password: &str) -> Result<Option<LdapUser>, LdapError> {
+    let timeout = Duration::from_secs(s.read_timeout_seconds);
+    let decoy = format!("wharf-nobody-{}", crate::security::password::random_chars(24));
+    let asked = username.filter(|u| askable(u));
+    let mut ldap = connect(s).await?;
+    service_bind(s, &mut ldap).await?;
+    let found = search_user(s, &mut ldap, asked.unwrap_or(&decoy), timeout).await?;
+    // An empty password would be an unauthenticated bind, which LDAP answers with success.
+    let usable = !password.is_empty() && password.len() <= 1024;
+    let candidate = found.filter(|_| usable && asked.is_some());
+    let bound = match &candidate {
+        Some(entry) => bind_as(s, &entry.dn, password, timeout).await?,
+        None => {
+            let dn = format!("{}={},{}", s.user_id_attribute, decoy, s.under(&s.user_base_dn));
+            bind_as(s, &dn, &crate::security::password::random_chars(32), timeout).await?;
+            false
+        }
+    };
+    let user = match candidate {
+        Some(entry) if bound => Some(describe(s, &mut ldap, entry, asked.unwrap_or_default(), timeout).await?),
+        _ => None,
+    };
+    let _ = ldap.unbind().await;
+    Ok(user)
 }
 
 /// The user and groups without a password check (for a token the user made earlier).
 pub async fn lookup(s: &LdapServer, username: &str) -> Result<Option<LdapUser>, LdapError> {
-    find(s, username, None).await
-}
-
-async fn find(s: &LdapServer, username: &str, password: Option<&str>) -> Result<Option<LdapUser>, LdapError> {
-    if username.is_empty() || username.len() > 256 {
+    if !askable(username) {
         return Ok(None);
     }
     let timeout = Duration::from_secs(s.read_timeout_seconds);
     let mut ldap = connect(s).await?;
     service_bind(s, &mut ldap).await?;
+    let user = match search_user(s, &mut ldap, username, timeout).await? {
+        Some(entry) => Some(describe(s, &mut ldap, entry, username, timeout).await?),
+        None => None,
+    };
+    let _ = ldap.unbind().await;
+    Ok(user)
+}
+
+fn askable(username: &str) -> bool {
+    !username.is_empty() && username.len() <= 256
+}
+
+/// The one entry the user filter finds for `username`; none when it finds none or several.
+async fn search_user(s: &LdapServer, ldap: &mut ldap3::Ldap, username: &str, timeout: Duration) -> Result<Option<SearchEntry>, LdapError> {
     let filter = format!("(&(objectClass={})({}={}){})", s.user_object_class, s.user_id_attribute, ldap_escape(username), s.user_ldap_filter);
     let scope = if s.user_subtree { Scope::Subtree } else { Scope::OneLevel };
     let attrs =
@@ -298,16 +334,19 @@ async fn find(s: &LdapServer, username: &str, password: Option<&str>) -> Result<
     if entries.len() != 1 {
         return Ok(None);
     }
-    let entry = SearchEntry::construct(entries.into_iter().next().expect("one"));
-    // The password check: a bind as the user, on a connection of its own.
-    if let Some(password) = password {
-        let mut user_conn = connect(s).await?;
-        let bound = user_conn.with_timeout(timeout).simple_bind(&entry.dn, password).await.map_err(|e| LdapError::Protocol(e.to_string()))?;
-        let _ = user_conn.unbind().await;
-        if bound.success().is_err() {
-            return Ok(None);
-        }
-    }
+    Ok(entries.into_iter().next().map(SearchEntry::construct))
+}
+
+/// The password check: a bind as `dn`, on a connection of its own.
+async fn bind_as(s: &LdapServer, dn: &str, password: &str, timeout: Duration) -> Result<bool, LdapError> {
+    let mut user_conn = connect(s).await?;
+    let bound = user_conn.with_timeout(timeout).simple_bind(dn, password).await.map_err(|e| LdapError::Protocol(e.to_string()))?;
+    let _ = user_conn.unbind().await;
+    Ok(bound.success().is_ok())
+}
+
+/// A found entry as a user, with their groups (read on the service connection).
+async fn describe(s: &LdapServer, ldap: &mut ldap3::Ldap, entry: SearchEntry, username: &str, timeout: Duration) -> Result<LdapUser, LdapError> {
     let id = first(&entry, &s.user_id_attribute);
     let mut groups = Vec::new();
     if s.ldap_groups_as_roles {
@@ -327,16 +366,15 @@ async fn find(s: &LdapServer, username: &str, password: Option<&str>) -> Result<
             groups = gentries.into_iter().map(SearchEntry::construct).map(|g| first(&g, &s.group_id_attribute)).filter(|g| !g.is_empty()).collect();
         }
     }
-    let _ = ldap.unbind().await;
     groups.sort();
     groups.dedup();
-    Ok(Some(LdapUser {
+    Ok(LdapUser {
         name: first(&entry, &s.user_real_name_attribute),
         email: first(&entry, &s.user_email_address_attribute),
         id: if id.is_empty() { username.to_string() } else { id },
         dn: entry.dn,
         groups,
-    }))
+    })
 }
 
 /// What a request may send as `authPassword` to keep the stored one (as `wharf config` shows it).

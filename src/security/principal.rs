@@ -7,6 +7,11 @@
 //! token, session or bearer token is used. Pauses after wrong passwords, cached logins, token
 //! owners and session subjects are all keyed on that canonical name.
 //!
+//! A password check costs the same whatever the name, so that its time tells no names apart:
+//! argon2 (against a hash nothing matches for unknown and disabled users) and, alongside it,
+//! the same questions to each LDAP server (decoys for a local name, which the directory is never
+//! asked about; see `ldap::authenticate`).
+//!
 //! What may be cached, and what must be asked every time:
 //! - a verified password is remembered for the login cache time (argon2 costs tens of
 //!   milliseconds by design, and `docker pull` with Basic credentials sends them on every
@@ -32,7 +37,7 @@ use wharf_format::{
     TokenInfo, TokenSpec,
 };
 
-use super::token::{SessionClaims, TokenKeys};
+use super::token::{BearerSource, SessionClaims, TokenKeys};
 use super::{ldap, password, roles};
 use crate::db::sessions::{self, SessionRow};
 use crate::db::tokens::{self, TokenRow};
@@ -239,6 +244,28 @@ impl Authenticator {
     /// Checks a user name and password (never a token); `None` unless they match an active
     /// user. `client` is the caller's address: pauses after wrong passwords are per address.
     pub async fn password_login(&self, user: &str, pass: &str, client: &str) -> Option<Principal> {
+        self.password_login_proved(user, pass, client).await.map(|(p, _)| p)
+    }
+
+    /// Basic credentials at the Docker token endpoint: the principal, and what the bearer token
+    /// must carry so that each use can check the proof still stands (see [`BearerSource`]).
+    pub async fn basic_for_bearer(&self, user: &str, pass: &str, client: &str) -> Option<(Principal, BearerSource)> {
+        if pass.starts_with(TOKEN_PREFIX) {
+            let (p, row, uid) = self.token_login_row(pass).await?;
+            if !p.user.as_deref().is_some_and(|u| same_user(u, user)) {
+                return None;
+            }
+            return Some((p, BearerSource { uid, pwd: None, tid: Some(row.id) }));
+        }
+        let (p, proof) = self.password_login_proved(user, pass, client).await?;
+        let source = match proof {
+            Proof::Local { id, password_hash, .. } => BearerSource { uid: Some(id), pwd: Some(password_fingerprint(&password_hash)), tid: None },
+            Proof::Ldap => BearerSource::default(),
+        };
+        Some((p, source))
+    }
+
+    async fn password_login_proved(&self, user: &str, pass: &str, client: &str) -> Option<(Principal, Proof)> {
         let canonical = canonical_user(user);
         let key: [u8; 32] =
             Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into();
@@ -254,8 +281,8 @@ impl Authenticator {
             });
             return None;
         }
-        if let Some(p) = self.cached_login(&key).await {
-            return Some(p);
+        if let Some(hit) = self.cached_login(&key).await {
+            return Some(hit);
         }
         let local_on = self.realm_on(Realm::Local);
         let (name, secret) = (canonical.clone(), pass.to_string());
@@ -270,25 +297,33 @@ impl Authenticator {
         // argon2 runs after the connection went back to the pool: tens of milliseconds of
         // hashing must not hold one (a burst of logins would starve every other query).
         let hash = row.as_ref().filter(|r| local_on && r.status == "active").map(|r| r.password_hash.clone());
-        let verified = tokio::task::spawn_blocking(move || match hash {
+        let argon2 = tokio::task::spawn_blocking(move || match hash {
             Some(h) => password::verify(&secret, &h),
             // As slow as a real check: the time must not tell which names exist.
             None => {
                 password::verify_nothing(&secret);
                 false
             }
-        })
-        .await
-        .unwrap_or(false);
-        let outcome = match (&row, verified) {
+        });
+        // Every name costs argon2 and the same directory questions, side by side: a local name,
+        // in any spelling, is decided locally and never asked of the directory, so its
+        // directory questions are decoys (see `ldap::authenticate`).
+        let directory_name = if row.is_some() { None } else { Some(user) };
+        let directory = async {
+            if self.realm_on(Realm::Ldap) {
+                self.directory_login(&servers, directory_name, pass, &all_roles).await
+            } else {
+                None
+            }
+        };
+        let (verified, from_directory) = tokio::join!(argon2, directory);
+        let outcome = match (&row, verified.unwrap_or(false)) {
             (Some(r), true) => Some((
                 self.local_principal(r, &all_roles, Credential::Password),
                 Proof::Local { id: r.id, password_hash: r.password_hash.clone(), roles: r.roles.clone() },
             )),
-            // A local name, in any spelling, is decided locally and never asked of the directory.
             (Some(_), false) => None,
-            (None, _) if self.realm_on(Realm::Ldap) => self.directory_login(&servers, user, pass, &all_roles).await.map(|p| (p, Proof::Ldap)),
-            (None, _) => None,
+            (None, _) => from_directory.map(|p| (p, Proof::Ldap)),
         };
         let Some((p, proof)) = outcome else {
             self.failed(&canonical, client);
@@ -298,8 +333,8 @@ impl Authenticator {
         };
         self.succeeded(&canonical, client);
         self.audit.record(AuditEvent { actor: p.user.clone(), address: Some(client.to_string()), action: "login.success".into(), ..Default::default() });
-        self.remember(key, &p, proof);
-        Some(p)
+        self.remember(key, &p, proof.clone());
+        Some((p, proof))
     }
 
     fn local_principal(&self, row: &UserRow, all_roles: &[RoleRow], credential: Credential) -> Principal {
@@ -310,8 +345,10 @@ impl Authenticator {
 
 impl Authenticator {
     /// Tries the LDAP servers in order with the password; a server that fails is passed over
-    /// (and logged). The directory's name for the user must not be a local user's.
-    async fn directory_login(&self, servers: &[ldap::LdapServer], user: &str, pass: &str, all_roles: &[RoleRow]) -> Option<Principal> {
+    /// (and logged). The directory's name for the user must not be a local user's. `user`
+    /// `None` (a local name) asks every server the same decoy questions, as a name that no
+    /// server knows does.
+    async fn directory_login(&self, servers: &[ldap::LdapServer], user: Option<&str>, pass: &str, all_roles: &[RoleRow]) -> Option<Principal> {
         let mut found = None;
         for s in self.config_ldap.iter().chain(servers) {
             match ldap::authenticate(s, user, pass).await {
@@ -385,7 +422,7 @@ impl Authenticator {
     }
 
     /// A remembered login, if what it was verified against still holds in the database.
-    async fn cached_login(&self, key: &[u8; 32]) -> Option<Principal> {
+    async fn cached_login(&self, key: &[u8; 32]) -> Option<(Principal, Proof)> {
         let hit = {
             let cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
             cache.get(key).filter(|c| c.at.elapsed() < self.cache_ttl).cloned()
@@ -409,7 +446,7 @@ impl Authenticator {
             self.logins.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
             return None;
         }
-        Some(hit.principal)
+        Some((hit.principal, hit.proof))
     }
 
     fn remember(&self, key: [u8; 32], p: &Principal, proof: Proof) {
@@ -440,6 +477,11 @@ impl Authenticator {
     /// repository when the token says so. Read from the database on every use, so that a
     /// revoked token, or a disabled or deleted user, stops at once on every node.
     pub async fn token_login(&self, secret: &str) -> Option<Principal> {
+        self.token_login_row(secret).await.map(|(p, _, _)| p)
+    }
+
+    /// [`Authenticator::token_login`], with the token's row and its local user's id.
+    async fn token_login_row(&self, secret: &str) -> Option<(Principal, TokenRow, Option<i64>)> {
         let hash = token_hash(secret);
         let (row, local, all_roles) = self
             .db
@@ -466,26 +508,59 @@ impl Authenticator {
             });
         }
         let realm = Realm::parse(&row.realm)?;
+        let uid = local.as_ref().filter(|_| realm == Realm::Local).map(|u| u.id);
         let (username, resolved) = self.standing(&row.username, realm, local, &all_roles).await?;
         let narrowed = row.readonly || row.repository.is_some();
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
         let credential = if narrowed { Credential::NarrowedToken } else { Credential::Token };
-        Some(Principal { user: Some(username), realm: Some(realm), credential, access })
+        Some((Principal { user: Some(username), realm: Some(realm), credential, access }, row, uid))
     }
 
-    /// A Docker bearer token: the grants it was signed with, while its user stands (a user
-    /// deleted or disabled since it was issued loses it at once, on every node).
+    /// A Docker bearer token: the grants it was signed with, while the proof it was got with
+    /// stands, and never more than its holder may do now. Read from the database on every use,
+    /// so that each of these ends or narrows it at once on every node: the user deleted (even if
+    /// created again under the name), disabled or given a new password; the API token it was
+    /// got with revoked or expired; roles (or the anonymous role) reduced.
     async fn bearer_login(&self, jwt: &str) -> Option<Principal> {
         let c = self.tokens.verify(jwt)?;
-        let access = Access::Scoped(c.grants.iter().map(|g| g.to_grant()).collect());
+        let grants = c.grants.iter().map(|g| g.to_grant()).collect();
+        let bearer = |holder: Access| Access::Bearer { grants, holder: Arc::new(holder) };
         if c.sub.is_empty() {
-            return Some(Principal { credential: Credential::DockerBearer, access, ..Principal::anonymous() });
+            let holder = self.anonymous().await.access;
+            return Some(Principal { credential: Credential::DockerBearer, access: bearer(holder), ..Principal::anonymous() });
         }
         let realm = Realm::parse(&c.realm)?;
-        let user = c.sub.clone();
-        let (local, all_roles) = self.db.run(move |conn| Ok((users::get(conn, &user)?, users::roles(conn)?))).await.ok()?;
-        let (name, _) = self.standing(&c.sub, realm, local, &all_roles).await?;
-        Some(Principal { user: Some(name), realm: Some(realm), credential: Credential::DockerBearer, access })
+        let (user, tid) = (c.sub.clone(), c.source.tid.clone());
+        let (local, all_roles, token) = self
+            .db
+            .run(move |conn| {
+                let token = match &tid {
+                    Some(id) => tokens::by_id(conn, id)?,
+                    None => None,
+                };
+                Ok((users::get(conn, &user)?, users::roles(conn)?, token))
+            })
+            .await
+            .ok()?;
+        if c.source.uid.is_some() && local.as_ref().map(|u| u.id) != c.source.uid {
+            return None;
+        }
+        if c.source.pwd.is_some() && local.as_ref().map(|u| password_fingerprint(&u.password_hash)) != c.source.pwd {
+            return None;
+        }
+        let narrowing = match c.source.tid {
+            Some(_) => {
+                let t = token.filter(|t| same_user(&t.username, &c.sub) && t.realm == c.realm && t.expires_at.is_none_or(|e| e > now_millis()))?;
+                Some((t.readonly, t.repository))
+            }
+            None => None,
+        };
+        let (name, resolved) = self.standing(&c.sub, realm, local, &all_roles).await?;
+        let holder = match narrowing {
+            Some((readonly, repository)) => narrow(resolved, readonly, repository.as_deref()),
+            None => full(resolved),
+        };
+        Some(Principal { user: Some(name), realm: Some(realm), credential: Credential::DockerBearer, access: bearer(holder) })
     }
 }
 
@@ -551,6 +626,12 @@ fn full(resolved: roles::Resolved) -> Access {
     } else {
         Access::Privileges(Arc::from(resolved.repo))
     }
+}
+
+/// What a bearer token carries of a local user's password hash: enough to see that the
+/// password changed (each hash has its own salt), nothing that helps guess the password.
+fn password_fingerprint(password_hash: &str) -> String {
+    hex::encode(&Sha256::new().chain_update(b"wharf bearer password\0").chain_update(password_hash.as_bytes()).finalize()[..16])
 }
 
 fn token_hash(secret: &str) -> String {

@@ -27,6 +27,28 @@ pub struct Claims {
     /// refused before it expires.
     #[serde(default)]
     pub realm: String,
+    /// What the holder proved at the token endpoint; checked again on every use.
+    #[serde(flatten)]
+    pub source: BearerSource,
+}
+
+/// How a bearer token's holder proved who they are, carried in the token so that every node can
+/// tell, from the database, whether that proof still stands. Tokens of earlier versions carry
+/// none of it (they still end with their user, and never exceed the user's current rights).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BearerSource {
+    /// The local user's row id: a user deleted and created again under the same name is
+    /// another user (ids are never reused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<i64>,
+    /// A fingerprint of the local user's password hash, when the token was got with the
+    /// password: a password change (a new salted hash) ends the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pwd: Option<String>,
+    /// The API token it was got with: revoking or expiring that token ends this one, and its
+    /// narrowing (read-only, one repository) bounds this one's grants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tid: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -142,7 +164,7 @@ impl TokenKeys {
         jsonwebtoken::decode::<SessionClaims>(jwt, &self.dec, &v).ok().map(|d| d.claims)
     }
 
-    pub fn claims(&self, user: Option<(&str, Realm)>, ttl: u64, access: Vec<AccessEntry>, grants: Vec<GrantClaim>) -> Claims {
+    pub fn claims(&self, user: Option<(&str, Realm)>, source: BearerSource, ttl: u64, access: Vec<AccessEntry>, grants: Vec<GrantClaim>) -> Claims {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Claims {
             iss: ISSUER.into(),
@@ -155,6 +177,7 @@ impl TokenKeys {
             jti: uuid::Uuid::new_v4().to_string(),
             access,
             grants,
+            source,
         }
     }
 }
@@ -166,7 +189,7 @@ mod tests {
     #[test]
     fn tokens_verify_only_with_the_same_key_and_service() {
         let k = TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
-        let t = k.sign(&k.claims(Some(("admin", Realm::Local)), 60, vec![], vec![]));
+        let t = k.sign(&k.claims(Some(("admin", Realm::Local)), BearerSource::default(), 60, vec![], vec![]));
         assert_eq!(k.verify(&t).unwrap().sub, "admin");
         assert!(TokenKeys::new(b"another key another key another!", "wharf").verify(&t).is_none());
         assert!(TokenKeys::new(b"0123456789abcdef0123456789abcdef", "other").verify(&t).is_none());

@@ -36,10 +36,18 @@ impl TestServer {
     }
 
     pub fn start_with_env(env: &[(&str, &str)]) -> TestServer {
+        let mut s = Self::unstarted(env);
+        s.spawn();
+        s
+    }
+
+    /// A server not started yet, on an empty data dir and database (for a test that prepares
+    /// the database before the first start: [`TestServer::command`], then [`TestServer::spawn`]).
+    pub fn unstarted(env: &[(&str, &str)]) -> TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let database_url = std::env::var("WHARF_TEST_DATABASE_URL").ok().map(|u| fresh_pg_database(&u));
-        let mut s = TestServer {
+        TestServer {
             base: String::new(),
             addr: String::new(),
             data_dir,
@@ -47,9 +55,7 @@ impl TestServer {
             child: None,
             extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             database_url,
-        };
-        s.spawn();
-        s
+        }
     }
 
     /// A second node: another process on the same data dir (blob store) and database.

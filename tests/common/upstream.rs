@@ -1,4 +1,4 @@
-//! A small upstream PyPI index for proxy tests, written here so that a test sees every request it
+//! A small upstream PyPI index (and npm registry) for proxy tests, written here so that a test sees every request it
 //! gets (method, path, User-Agent, Authorization), counts them at the server, and can make it
 //! hang (accept and never answer), fail (503), ask for credentials, or hold a file's body until
 //! the test lets it go.
@@ -33,6 +33,8 @@ struct Files {
     pages: HashMap<String, Vec<String>>,
     /// file name → (bytes, Content-Type).
     files: HashMap<String, (Vec<u8>, String)>,
+    /// npm package → (version, tarball bytes).
+    npm: HashMap<String, Vec<(String, Vec<u8>)>>,
 }
 
 struct State {
@@ -41,6 +43,10 @@ struct State {
     files: Mutex<Files>,
     /// `Authorization` value required, answered 401 with a Basic challenge otherwise.
     require: Mutex<Option<String>>,
+    /// A Docker-style Bearer challenge naming this token realm: every request but `/token...`
+    /// without `Authorization: Bearer upstream-token` gets 401 and the challenge; `/token`
+    /// answers that token.
+    bearer_realm: Mutex<Option<String>>,
     /// While set, a file's body stops after its first half until [`Upstream::release`].
     hold: Mutex<bool>,
     held: Condvar,
@@ -61,6 +67,7 @@ impl Upstream {
             seen: Mutex::default(),
             files: Mutex::default(),
             require: Mutex::default(),
+            bearer_realm: Mutex::default(),
             hold: Mutex::new(false),
             held: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -90,6 +97,12 @@ impl Upstream {
         f.files.insert(filename.to_string(), (data, content_type.to_string()));
     }
 
+    /// Adds `version` of the npm package `name` (unscoped): its packument at `/<name>`, the
+    /// tarball at `/<name>/-/<name>-<version>.tgz` with its sha512 integrity.
+    pub fn add_npm(&self, name: &str, version: &str, tgz: Vec<u8>) {
+        self.state.files.lock().unwrap().npm.entry(name.to_string()).or_default().push((version.to_string(), tgz));
+    }
+
     pub fn set_mode(&self, mode: Mode) {
         *self.state.mode.lock().unwrap() = mode;
     }
@@ -97,6 +110,11 @@ impl Upstream {
     pub fn require_auth(&self, user: &str, password: &str) {
         use base64::Engine;
         *self.state.require.lock().unwrap() = Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))));
+    }
+
+    /// Answers like a registry behind the token flow whose realm is `realm` (see `State::bearer_realm`).
+    pub fn challenge_bearer(&self, realm: &str) {
+        *self.state.bearer_realm.lock().unwrap() = Some(realm.to_string());
     }
 
     pub fn hold(&self) {
@@ -166,6 +184,16 @@ fn serve(mut conn: TcpStream, s: &State) {
             return respond(&mut conn, "401 Unauthorized", "text/plain", b"who are you", &["WWW-Authenticate: Basic realm=\"upstream\""]);
         }
     }
+    let realm = s.bearer_realm.lock().unwrap().clone();
+    if let Some(realm) = realm {
+        if path.starts_with("/token") {
+            return respond(&mut conn, "200 OK", "application/json", br#"{"token": "upstream-token", "expires_in": 60}"#, &[]);
+        }
+        if header("authorization").as_deref() != Some("Bearer upstream-token") {
+            let challenge = format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"upstream\"");
+            return respond(&mut conn, "401 Unauthorized", "application/json", b"{}", &[&challenge]);
+        }
+    }
     let files = s.files.lock().unwrap();
     if let Some(project) = path.strip_prefix("/simple/").map(|p| p.trim_end_matches('/')).filter(|p| !p.is_empty()) {
         let Some(names) = files.pages.get(project) else { return respond(&mut conn, "404 Not Found", "text/plain", b"no", &[]) };
@@ -177,6 +205,28 @@ fn serve(mut conn: TcpStream, s: &State) {
         html.push_str("</body></html>\n");
         drop(files);
         return respond(&mut conn, "200 OK", "text/html", html.as_bytes(), &[]);
+    }
+    if let Some(versions) = files.npm.get(path.trim_start_matches('/')) {
+        use base64::Engine;
+        let name = path.trim_start_matches('/');
+        let mut all = serde_json::Map::new();
+        for (v, tgz) in versions {
+            let integrity = format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(<sha2::Sha512 as sha2::Digest>::digest(tgz)));
+            let tarball = format!("http://127.0.0.1:{}/{name}/-/{name}-{v}.tgz", conn.local_addr().unwrap().port());
+            all.insert(v.clone(), serde_json::json!({"name": name, "version": v, "dist": {"tarball": tarball, "integrity": integrity}}));
+        }
+        let latest = versions.last().map(|(v, _)| v.clone()).unwrap_or_default();
+        let doc = serde_json::json!({"name": name, "dist-tags": {"latest": latest}, "versions": all});
+        drop(files);
+        return respond(&mut conn, "200 OK", "application/json", doc.to_string().as_bytes(), &[]);
+    }
+    let tarball = path.split_once("/-/").and_then(|(n, file)| {
+        let versions = files.npm.get(n.trim_start_matches('/'))?;
+        versions.iter().find(|(v, _)| file == format!("{}-{v}.tgz", n.trim_start_matches('/'))).map(|(_, t)| t.clone())
+    });
+    if let Some(tgz) = tarball {
+        drop(files);
+        return respond(&mut conn, "200 OK", "application/octet-stream", &tgz, &[]);
     }
     if let Some((data, ct)) = path.strip_prefix("/files/").and_then(|n| files.files.get(n)).cloned() {
         drop(files);

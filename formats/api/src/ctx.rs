@@ -56,8 +56,26 @@ pub enum Access {
     Privileges(Arc<[RepoPrivilege]>),
     /// A token limited to the listed grants.
     Scoped(Vec<Grant>),
+    /// A Docker bearer token: the grants it was signed with, and never more than its holder
+    /// may do now (`holder` is their access as read again for this request).
+    Bearer { grants: Vec<Grant>, holder: Arc<Access> },
     /// No credentials: the anonymous role's privileges, and reads where `anonymousRead` is on.
     Anonymous(Arc<[RepoPrivilege]>),
+}
+
+impl Access {
+    /// May this access do `action` on `object` (Docker: an image name) in `repo`?
+    pub fn allows(&self, repo: &RepoConfig, action: Action, object: &str) -> bool {
+        let granted =
+            |grants: &[Grant]| grants.iter().any(|g| g.repository == repo.name && (g.object == "*" || g.object == object) && g.actions.contains(&action));
+        match self {
+            Access::All => true,
+            Access::Privileges(p) => p.iter().any(|p| p.allows(repo, action)),
+            Access::Scoped(grants) => granted(grants),
+            Access::Bearer { grants, holder } => granted(grants) && holder.allows(repo, action, object),
+            Access::Anonymous(p) => (action == Action::Read && repo.anonymous_read) || p.iter().any(|p| p.allows(repo, action)),
+        }
+    }
 }
 
 /// Where a user is defined. User names are compared without regard to ASCII case, and a name
@@ -192,20 +210,11 @@ pub struct RepoCtx {
 impl RepoCtx {
     /// May the caller do `action` on `object` (Docker: an image name) in this repository?
     pub fn check(&self, action: Action, object: &str) -> Result<(), Denied> {
-        let repo = &self.repo;
-        let allowed = match &self.principal.access {
-            Access::All => true,
-            Access::Privileges(p) => p.iter().any(|p| p.allows(repo, action)),
-            Access::Scoped(grants) => {
-                grants.iter().any(|g| g.repository == repo.name && (g.object == "*" || g.object == object) && g.actions.contains(&action))
-            }
-            Access::Anonymous(p) => (action == Action::Read && repo.anonymous_read) || p.iter().any(|p| p.allows(repo, action)),
-        };
-        if allowed {
+        if self.principal.access.allows(&self.repo, action, object) {
             return Ok(());
         }
         match &self.principal.access {
-            Access::Anonymous(_) | Access::Scoped(_) => Err(Denied::Unauthenticated),
+            Access::Anonymous(_) | Access::Scoped(_) | Access::Bearer { .. } => Err(Denied::Unauthenticated),
             _ => Err(Denied::Forbidden),
         }
     }

@@ -114,6 +114,19 @@ impl ProxySettings {
         self.raw.clone()
     }
 
+    /// How long a cached tag → manifest mapping is served before the upstream is asked again
+    /// (`None`: never): the shorter of `metadataMaxAge` and `contentMaxAge`. wharf has counted a
+    /// tag as metadata; Nexus counts a manifest fetched by tag as content. Honouring both means
+    /// a tag is never trusted longer than either setting says, so a configuration written for
+    /// either reading gets its tags rechecked at least as often as it asks. (Blobs and manifests
+    /// by digest never change and are never fetched again.)
+    pub fn tag_max_age(&self) -> Option<std::time::Duration> {
+        match (self.metadata_max_age, self.content_max_age) {
+            (Some(m), Some(c)) => Some(m.min(c)),
+            (m, c) => m.or(c),
+        }
+    }
+
     /// Docker Hub wants `library/` before single-name images.
     pub fn is_hub(&self) -> bool {
         self.index_type == "HUB" || self.remote_url.contains("registry-1.docker.io")
@@ -203,5 +216,18 @@ mod tests {
         assert_eq!(e.field, "docker.subdomain");
         let ok = validate(Kind::Hosted, &attrs(json!({"docker": {"v1Enabled": false, "forceBasicAuth": true, "httpPort": 5000}}))).unwrap();
         assert_eq!(ok["docker"]["httpPort"], 5000);
+    }
+
+    #[test]
+    fn a_tag_is_trusted_for_the_shorter_of_metadata_max_age_and_content_max_age() {
+        let age = |content: f64, metadata: f64| {
+            let attrs = json!({"proxy": {"remoteUrl": "https://registry.example", "contentMaxAge": content, "metadataMaxAge": metadata}});
+            ProxySettings::parse(attrs.as_object().unwrap()).unwrap().tag_max_age().map(|d| d.as_secs())
+        };
+        assert_eq!(age(1440.0, 60.0), Some(3600));
+        assert_eq!(age(5.0, 1440.0), Some(300), "contentMaxAge acts on tags, as in Nexus");
+        assert_eq!(age(-1.0, 60.0), Some(3600));
+        assert_eq!(age(90.0, -1.0), Some(5400));
+        assert_eq!(age(-1.0, -1.0), None, "-1 for both: never revalidated");
     }
 }

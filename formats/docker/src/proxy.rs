@@ -2,7 +2,8 @@
 //! storage (a [`Hosted`] used as the cache), filled from the upstream on a miss.
 //!
 //! - By digest, content is immutable: once cached it is served forever.
-//! - By tag, the cached answer is trusted for `metadataMaxAge`, then revalidated with a HEAD;
+//! - By tag, the cached answer is trusted for the shorter of `metadataMaxAge` and `contentMaxAge`
+//!   ([`ProxySettings::tag_max_age`]), then revalidated with a HEAD;
 //!   when the upstream is unreachable, answers 5xx or rate-limits, the cached manifest is served.
 //! - An uncached blob streams to the client while it is written to the blob store, and is kept
 //!   only if its digest verifies. Concurrent misses for one blob or manifest make one upstream
@@ -183,12 +184,7 @@ impl Proxy {
             }
             Reference::Tag(tag) => {
                 let cached = self.meta.get(repo, &tag_path(name, tag)).await?;
-                if let (Some(a), Some(max_age)) = (&cached, self.proxy.metadata_max_age) {
-                    if now_millis() - a.updated_at < max_age.as_millis() as i64 {
-                        return Ok(());
-                    }
-                }
-                if cached.is_some() && self.proxy.metadata_max_age.is_none() {
+                if cached.as_ref().is_some_and(|a| self.tag_fresh(a.updated_at)) {
                     return Ok(());
                 }
                 let key = format!("m:{name}:{tag}");
@@ -201,6 +197,11 @@ impl Proxy {
         }
     }
 
+    /// Whether a tag checked with the upstream at `checked_at` is served without asking again.
+    fn tag_fresh(&self, checked_at: i64) -> bool {
+        self.proxy.tag_max_age().is_none_or(|max| now_millis() - checked_at < max.as_millis() as i64)
+    }
+
     /// Asks the upstream where `tag` points now and updates the cache; serves stale when the
     /// upstream cannot answer.
     async fn revalidate_tag(&self, name: &str, tag: &str, cached: Option<String>, key: &str) -> Result<()> {
@@ -209,7 +210,7 @@ impl Proxy {
         // Holding the key: a revalidation that finished since the caller looked is not repeated.
         let now = self.meta.get(repo, &tag_path(name, tag)).await?;
         if let Some(a) = &now {
-            if self.proxy.metadata_max_age.is_none_or(|max| now_millis() - a.updated_at < max.as_millis() as i64) {
+            if self.tag_fresh(a.updated_at) {
                 return Ok(());
             }
             if self.upstream.health().serve_stale_now() {

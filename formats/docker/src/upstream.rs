@@ -1,5 +1,7 @@
 //! A client for an upstream registry that speaks the Distribution API: anonymous, Basic, or the
 //! Bearer token flow (follow the `WWW-Authenticate` challenge, keep tokens until they expire).
+//! The stored credentials go to the remote's origin and to a token realm that is that origin or
+//! https, never elsewhere in clear text.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -111,7 +113,15 @@ impl Upstream {
         }
         let mut r = self.transport.client.get(realm).query(&q);
         if let Some((u, p)) = &self.credentials {
-            r = r.basic_auth(u, Some(p));
+            if self.may_send_credentials_to(realm) {
+                r = r.basic_auth(u, Some(p));
+            } else {
+                tracing::warn!(
+                    remote = %self.base,
+                    realm = %realm,
+                    "the upstream's token realm is neither its own origin nor https: asking for a token without the stored credentials"
+                );
+            }
         }
         let res = check(self.transport.execute(r).await?)?;
         let body = body_limited(res, MAX_SMALL_ANSWER, "token response").await?;
@@ -122,6 +132,16 @@ impl Upstream {
         let ttl = body["expires_in"].as_u64().unwrap_or(60);
         self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.to_string(), (token.to_string(), Instant::now() + Duration::from_secs(ttl)));
         Ok(token.to_string())
+    }
+
+    /// Whether the stored credentials may go to a token `realm` the upstream's challenge names.
+    /// The realm is the credentials' second destination (Docker Hub's is auth.docker.io, not
+    /// registry-1.docker.io): it gets them when it is the upstream's own origin, or another
+    /// origin over https. Never in clear text to another origin: a challenge (or whoever can
+    /// alter a plain-http answer) must not be able to send the password anywhere it likes, nor
+    /// move it from https to http.
+    fn may_send_credentials_to(&self, realm: &str) -> bool {
+        realm_may_receive_credentials(&self.base, realm)
     }
 
     fn manifest_headers() -> HeaderMap {
@@ -202,6 +222,12 @@ fn check(res: Response) -> Result<Response, UpstreamError> {
     }
 }
 
+/// See [`Upstream::may_send_credentials_to`]: the upstream's own origin, or https.
+fn realm_may_receive_credentials(base: &str, realm: &str) -> bool {
+    let (Ok(realm), Ok(base)) = (reqwest::Url::parse(realm), reqwest::Url::parse(base)) else { return false };
+    realm.origin() == base.origin() || realm.scheme() == "https"
+}
+
 /// `Bearer realm="https://auth",service="registry",scope="a b"` → its parameters.
 pub fn parse_challenge(h: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
@@ -246,5 +272,17 @@ mod tests {
         let p = parse_challenge(r#"Basic realm="basic-realm""#);
         assert_eq!(p["realm"], "basic-realm");
         assert!(parse_challenge("Bearer").is_empty());
+    }
+
+    #[test]
+    fn credentials_go_to_a_token_realm_on_the_same_origin_or_over_https_only() {
+        let may = realm_may_receive_credentials;
+        assert!(may("https://registry-1.docker.io", "https://auth.docker.io/token"), "Docker Hub: another host, https");
+        assert!(may("http://127.0.0.1:5000", "http://127.0.0.1:5000/v2/token"), "the upstream's own origin");
+        assert!(may("http://127.0.0.1:5000", "https://auth.example/token"), "https anywhere");
+        assert!(!may("http://127.0.0.1:5000", "http://127.0.0.1:5001/token"), "another port in clear text");
+        assert!(!may("http://registry.example", "http://evil.example/token"), "another host in clear text");
+        assert!(!may("https://registry.example", "http://registry.example/token"), "never down from https to http");
+        assert!(!may("https://registry.example", "token"), "not a URL");
     }
 }

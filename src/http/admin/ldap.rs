@@ -190,7 +190,7 @@ pub async fn verify_login(state: web::Data<AppState>, req: HttpRequest, body: we
     let user = body.get("username").and_then(Value::as_str).ok_or_else(|| invalid("username", "username: required"))?;
     let pass = body.get("password").and_then(Value::as_str).ok_or_else(|| invalid("password", "password: required"))?;
     let roles = state.db.run(crate::db::users::roles).await?;
-    Ok(match ldap::authenticate(&s, user, pass).await {
+    Ok(match ldap::authenticate(&s, Some(user), pass).await {
         Ok(Some(u)) => {
             let mapped: Vec<&String> = u.groups.iter().filter(|g| roles.iter().any(|r| &r.id == *g)).collect();
             HttpResponse::Ok().json(json!({"success": true, "user": u, "roles": mapped}))
