@@ -177,7 +177,7 @@ impl Pass<'_> {
             r.scanned = true;
             if self.adopt(&mut r).await? && !self.dry_run {
                 let (key, now) = (self.scan_key(), now_millis().to_string());
-                self.db.write(move |c| Ok(settings::set(c, &key, &now)?)).await?;
+                self.db.write(move |c| settings::set(c, &key, &now)).await?;
             }
         }
         self.sweep(&mut r).await?;
