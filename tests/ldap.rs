@@ -483,8 +483,11 @@ fn a_stored_bind_password_is_only_sent_to_the_server_it_was_given_for() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap());
 }
 
-/// A TCP relay to `target` that holds each answer for `delay` before passing it on: a directory
-/// across a slow network, so that each LDAP round trip costs a time a test can see.
+/// A TCP relay to `target` that holds each request for `delay` before passing it on: a directory
+/// across a slow network, so that each LDAP round trip costs a time a test can see. The delay is
+/// on the way to the server because a client sends each request in one write, while the server
+/// may answer one request in several (a search: each entry, then its end), which the relay may
+/// read apart or together: a delay per read there would make one round trip cost one delay or two.
 fn slow_relay(target: u16, delay: Duration) -> u16 {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
@@ -499,6 +502,7 @@ fn slow_relay(target: u16, delay: Duration) -> u16 {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 16 << 10];
                 while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                    std::thread::sleep(delay);
                     if s_out.write_all(&buf[..n]).is_err() {
                         break;
                     }
@@ -508,7 +512,6 @@ fn slow_relay(target: u16, delay: Duration) -> u16 {
             std::thread::spawn(move || {
                 let mut buf = [0u8; 16 << 10];
                 while let Ok(n @ 1..) = s_in.read(&mut buf) {
-                    std::thread::sleep(delay);
                     if c_out.write_all(&buf[..n]).is_err() {
                         break;
                     }
@@ -526,7 +529,8 @@ fn slow_relay(target: u16, delay: Duration) -> u16 {
 #[test]
 fn with_a_directory_login_time_does_not_tell_local_directory_and_unknown_names_apart() {
     let slapd = Slapd::start();
-    // Each directory answer takes 100 ms: a refused directory user costs three of them.
+    // Each directory request takes 100 ms: a refused directory user costs three of them (service
+    // bind, search, user bind).
     let relay = slow_relay(slapd.port, Duration::from_millis(100));
     let server = TestServer::start_with_env(&[("WHARF_SECURITY__LOCKOUT_AFTER", "0")]);
     let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(relay)).send().unwrap();
