@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::process::Command;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use common::TestServer;
 use diesel::migration::MigrationSource;
@@ -124,14 +125,47 @@ fn a_start_that_would_fail_on_users_differing_only_in_case_names_them() {
             diesel::sql_query(statement).execute(&mut c).unwrap();
         }
     };
-    sql("INSERT INTO users (username, password_hash, created_at) VALUES ('admin', 'x', 0), ('Admin', 'x', 0), ('bob', 'x', 0)");
-    let out = s.command().output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
-    assert!(err.contains(r#""Admin" and "admin""#) && !err.contains("bob"), "the clashing users are named: {err}");
-    assert!(err.contains(IDENTITY) && err.contains("DELETE /service/rest/v1/security/users/") && err.contains("UPDATE users"), "and what to do: {err}");
+    sql("INSERT INTO users (username, password_hash, created_at) VALUES ('admin', 'x', 0), ('Admin', 'x', 0), ('bob', 'x', 0), ('carol', 'x', 0)");
+    // Tokens: bob's own; one left by renaming a user `Carol` without its tokens, which would
+    // become carol's; one of a directory user, whose name no local user has in any case.
+    sql("INSERT INTO api_tokens (id, username, token_hash, prefix, created_at) VALUES \
+         ('t1', 'bob', 'h1', 'p', 0), ('t2', 'Carol', 'h2', 'p', 0), ('t3', 'dave-ldap', 'h3', 'p', 0)");
+    let failed = |s: &TestServer| {
+        let (status, err) = exit_within(s.command(), Duration::from_secs(60));
+        assert!(!status.success(), "{err}");
+        err
+    };
+    let err = failed(&s);
+    assert!(err.contains(r#""Admin" and "admin""#) && !err.contains("bob") && !err.contains("dave"), "the clashing users are named: {err}");
+    assert!(err.contains(r#""Carol" (would become "carol"'s)"#), "and the token that would change hands: {err}");
+    assert!(err.contains(IDENTITY) && err.contains("DELETE /service/rest/v1/security/users/"), "and what to do: {err}");
+    assert!(err.contains("UPDATE users") && err.contains("UPDATE api_tokens") && err.contains("DELETE FROM api_tokens"), "renaming takes the tokens: {err}");
     sql("DELETE FROM users WHERE username = 'Admin'");
+    let err = failed(&s);
+    assert!(!err.contains("Admin") && err.contains(r#""Carol""#), "the token alone still stops the start: {err}");
+    sql("DELETE FROM api_tokens WHERE username = 'Carol'");
     s.spawn();
     let r = reqwest::blocking::get(s.url("/service/rest/v1/status")).unwrap();
     assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// Runs `cmd` to its end, which must come within `timeout` (a start expected to fail that
+/// succeeded would otherwise serve until killed): its status and its standard error.
+fn exit_within(mut cmd: Command, timeout: Duration) -> (ExitStatus, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = dir.path().join("stderr");
+    let mut child = cmd.stdout(Stdio::null()).stderr(std::fs::File::create(&stderr).unwrap()).spawn().unwrap();
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after {timeout:?}: {}", std::fs::read_to_string(&stderr).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    (status, std::fs::read_to_string(&stderr).unwrap())
 }

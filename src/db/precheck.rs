@@ -4,36 +4,89 @@
 use std::collections::BTreeMap;
 
 use diesel::prelude::*;
+use diesel::sql_types::Text;
 use diesel_migrations::MigrationHarness;
 
-use super::schema::users;
 use super::{AnyConnection, DbError, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
 /// The first migration: while it is pending the database is empty.
 const INIT: &str = "2026-11-24-000001_init";
-/// Makes user names one name whatever their ASCII case: a unique index on `lower(username)`.
+/// Makes user names one name whatever their case: a unique index on `lower(username)` (ASCII
+/// case on SQLite; PostgreSQL's `lower()` folds other letters too), and tokens found by
+/// `lower(username)`.
 const IDENTITY: &str = "2026-12-01-000001_identity";
 
-/// Fails, naming the users and the remedy, where a pending migration would fail on the data.
+/// Users whose names the unique index would take for one: `lower()` in SQL, not in Rust, so that
+/// the check folds exactly as the index will on this backend.
+const CLASHING_USERS: &str = "SELECT lower(username) AS folded, username FROM users \
+     WHERE lower(username) IN (SELECT lower(username) FROM users GROUP BY lower(username) HAVING COUNT(*) > 1)";
+
+/// Tokens whose name is no user's but, case ignored, is another user's: after the migration they
+/// would log in as that user (a token left behind by renaming `Admin`, say, would become
+/// `admin`'s).
+const STRAY_TOKENS: &str = "SELECT DISTINCT t.username AS token_user, u.username AS user_name FROM api_tokens t \
+     JOIN users u ON lower(u.username) = lower(t.username) \
+     WHERE NOT EXISTS (SELECT 1 FROM users x WHERE x.username = t.username)";
+
+#[derive(QueryableByName)]
+struct Clashing {
+    #[diesel(sql_type = Text)]
+    folded: String,
+    #[diesel(sql_type = Text)]
+    username: String,
+}
+
+#[derive(QueryableByName)]
+struct Stray {
+    #[diesel(sql_type = Text)]
+    token_user: String,
+    #[diesel(sql_type = Text)]
+    user_name: String,
+}
+
+/// Fails, naming the users and tokens and the remedy, where a pending migration would fail on the
+/// data or give a token to another user.
 pub fn before_migrations(conn: &mut AnyConnection) -> Result<(), DbError> {
     let pending = pending(conn)?;
     if pending.iter().any(|m| m == INIT) || !pending.iter().any(|m| m == IDENTITY) {
         return Ok(());
     }
-    let names: Vec<String> = users::table.select(users::username).load(conn)?;
-    let clashes = case_clashes(names);
-    if clashes.is_empty() {
+    let clashing: Vec<Clashing> = diesel::sql_query(CLASHING_USERS).load(conn)?;
+    let clashes = case_clashes(clashing.into_iter().map(|c| (c.folded, c.username)));
+    let mut strays: Vec<Stray> = diesel::sql_query(STRAY_TOKENS).load(conn)?;
+    strays.sort_by(|a, b| (&a.token_user, &a.user_name).cmp(&(&b.token_user, &b.user_name)));
+    let mut problems = Vec::new();
+    if let Some(group) = clashes.first() {
+        let listed: Vec<String> = clashes.iter().map(|group| group.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(" and ")).collect();
+        let example = sql_literal(&group[0]);
+        let renamed = sql_literal(&format!("{}-2", group[0]));
+        problems.push(format!(
+            "user names ignore case from this version (migration {IDENTITY}), and these users' names differ only in case: {}. Keep one user \
+             of each: delete the others with the version of wharf that made them (DELETE /service/rest/v1/security/users/<name>, which \
+             deletes their tokens too), or rename them in the database together with their tokens, which would otherwise log in as the \
+             user whose name they then match (for example UPDATE users SET username = {renamed} WHERE username = {example}; UPDATE \
+             api_tokens SET username = {renamed} WHERE username = {example})",
+            listed.join("; ")
+        ));
+    }
+    if let Some(first) = strays.first() {
+        let listed: Vec<String> = strays.iter().map(|s| format!("{:?} (would become {:?}'s)", s.token_user, s.user_name)).collect();
+        problems.push(format!(
+            "API tokens of these names, which no user has, would log in as the user whose name matches when case is ignored: {}. Delete \
+             them (for example DELETE FROM api_tokens WHERE username = {})",
+            listed.join(", "),
+            sql_literal(&first.token_user)
+        ));
+    }
+    if problems.is_empty() {
         return Ok(());
     }
-    let listed: Vec<String> = clashes.iter().map(|group| group.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(" and ")).collect();
-    let example = &clashes[0][0];
-    Err(DbError::Precheck(format!(
-        "cannot upgrade the database: from this version user names ignore ASCII case (migration {IDENTITY}), and these users' names differ only in \
-         case: {}. Keep one user of each: delete the others with the version of wharf that made them (DELETE \
-         /service/rest/v1/security/users/<name>), or rename them in the database (for example UPDATE users SET username = '{example}-2' WHERE \
-         username = '{example}'), then start again. The database was not changed.",
-        listed.join("; ")
-    )))
+    Err(DbError::Precheck(format!("cannot upgrade the database: {}. Then start again. The database was not changed.", problems.join("; and "))))
+}
+
+/// `s` as an SQL string literal, for statements the message suggests.
+fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// The names of the migrations not applied yet.
@@ -45,14 +98,14 @@ fn pending(conn: &mut AnyConnection) -> Result<Vec<String>, DbError> {
     names.map_err(|e| DbError::Migration(e.to_string()))
 }
 
-/// Groups of two or more names equal but for ASCII case, each sorted, in order of their
-/// canonical name.
-fn case_clashes(names: Vec<String>) -> Vec<Vec<String>> {
-    let mut by_canonical: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for n in names {
-        by_canonical.entry(wharf_format::canonical_user(&n)).or_default().push(n);
+/// Names grouped by their folded form (as the database folds them), each group sorted, groups in
+/// order of their folded name; only groups of two or more.
+fn case_clashes(names: impl IntoIterator<Item = (String, String)>) -> Vec<Vec<String>> {
+    let mut by_folded: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (folded, n) in names {
+        by_folded.entry(folded).or_default().push(n);
     }
-    by_canonical
+    by_folded
         .into_values()
         .filter(|g| g.len() > 1)
         .map(|mut g| {
@@ -68,8 +121,8 @@ mod tests {
 
     #[test]
     fn names_that_differ_only_in_case_are_grouped() {
-        let names = ["admin", "Admin", "bob", "carol", "CAROL", "Carol"].map(String::from).to_vec();
+        let names = ["admin", "Admin", "bob", "carol", "CAROL", "Carol"].map(|n| (n.to_ascii_lowercase(), n.to_string()));
         assert_eq!(case_clashes(names), vec![vec!["Admin".to_string(), "admin".into()], vec!["CAROL".into(), "Carol".into(), "carol".into()]]);
-        assert!(case_clashes(vec!["a".into(), "b".into()]).is_empty());
+        assert!(case_clashes([("a".into(), "a".into()), ("b".into(), "b".into())]).is_empty());
     }
 }
