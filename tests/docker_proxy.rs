@@ -438,10 +438,11 @@ fn a_mount_through_a_group_becomes_an_upload() {
 }
 
 /// An upstream's Bearer challenge names the token realm, the second place the stored upstream
-/// password goes. It goes there only on the upstream's own origin or over https: a realm in
-/// clear text elsewhere is asked for a token without it.
+/// password goes. From a plain-http upstream it goes there only on the upstream's own origin
+/// (from an https one also to https realms: see the unit test in formats/docker): a realm
+/// elsewhere is asked for a token without it.
 #[test]
-fn the_upstream_password_goes_to_a_token_realm_only_on_its_own_origin_or_over_https() {
+fn the_upstream_password_goes_to_a_token_realm_of_a_plain_http_upstream_only_on_its_own_origin() {
     use common::upstream::Upstream;
     let server = &env().server;
     let auth = || json!({"httpClient": {"connection": {"timeout": 10}, "authentication": {"type": "username", "username": "upstream", "password": "upstream-secret"}}});

@@ -1,9 +1,11 @@
 //! A client for an upstream registry that speaks the Distribution API: anonymous, Basic, or the
 //! Bearer token flow (follow the `WWW-Authenticate` challenge, keep tokens until they expire).
-//! The stored credentials go to the remote's origin and to a token realm that is that origin or
-//! https, never elsewhere in clear text.
+//! The stored credentials go to the remote's origin and to a token realm on that origin or, for
+//! an https remote, on any https origin: never elsewhere in clear text, and never from a
+//! plain-http remote to a host a challenge names.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -31,6 +33,9 @@ pub struct Upstream {
     /// Docker Hub: single-name images live under `library/`.
     hub: bool,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Whether the warning that a token realm gets no credentials was logged: once per
+    /// repository (each token fetch would repeat it).
+    withheld_logged: AtomicBool,
 }
 
 /// Tokens are refreshed this long before they expire.
@@ -47,6 +52,7 @@ impl Upstream {
             preemptive: settings.preemptive,
             hub,
             tokens: Mutex::new(HashMap::new()),
+            withheld_logged: AtomicBool::new(false),
         })
     }
 
@@ -115,11 +121,11 @@ impl Upstream {
         if let Some((u, p)) = &self.credentials {
             if self.may_send_credentials_to(realm) {
                 r = r.basic_auth(u, Some(p));
-            } else {
+            } else if !self.withheld_logged.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     remote = %self.base,
                     realm = %realm,
-                    "the upstream's token realm is neither its own origin nor https: asking for a token without the stored credentials"
+                    "the upstream's token realm is not its own origin (nor https for an https upstream): asking for tokens without the stored credentials"
                 );
             }
         }
@@ -136,10 +142,11 @@ impl Upstream {
 
     /// Whether the stored credentials may go to a token `realm` the upstream's challenge names.
     /// The realm is the credentials' second destination (Docker Hub's is auth.docker.io, not
-    /// registry-1.docker.io): it gets them when it is the upstream's own origin, or another
-    /// origin over https. Never in clear text to another origin: a challenge (or whoever can
-    /// alter a plain-http answer) must not be able to send the password anywhere it likes, nor
-    /// move it from https to http.
+    /// registry-1.docker.io): it gets them when it is the upstream's own origin, or, for an https
+    /// upstream, another https origin. A plain-http upstream's challenge can be written by
+    /// whoever is on the path, so it sends the password nowhere but where it already goes (not
+    /// even to an https host it names: that host could be the attacker's); an https upstream's
+    /// challenge is authentic, but must not move the password from https to http.
     fn may_send_credentials_to(&self, realm: &str) -> bool {
         realm_may_receive_credentials(&self.base, realm)
     }
@@ -222,10 +229,11 @@ fn check(res: Response) -> Result<Response, UpstreamError> {
     }
 }
 
-/// See [`Upstream::may_send_credentials_to`]: the upstream's own origin, or https.
+/// See [`Upstream::may_send_credentials_to`]: the upstream's own origin, or https from an https
+/// upstream.
 fn realm_may_receive_credentials(base: &str, realm: &str) -> bool {
     let (Ok(realm), Ok(base)) = (reqwest::Url::parse(realm), reqwest::Url::parse(base)) else { return false };
-    realm.origin() == base.origin() || realm.scheme() == "https"
+    realm.origin() == base.origin() || (base.scheme() == "https" && realm.scheme() == "https")
 }
 
 /// `Bearer realm="https://auth",service="registry",scope="a b"` → its parameters.
@@ -275,11 +283,12 @@ mod tests {
     }
 
     #[test]
-    fn credentials_go_to_a_token_realm_on_the_same_origin_or_over_https_only() {
+    fn credentials_go_to_a_token_realm_on_the_same_origin_or_from_https_to_https_only() {
         let may = realm_may_receive_credentials;
         assert!(may("https://registry-1.docker.io", "https://auth.docker.io/token"), "Docker Hub: another host, https");
         assert!(may("http://127.0.0.1:5000", "http://127.0.0.1:5000/v2/token"), "the upstream's own origin");
-        assert!(may("http://127.0.0.1:5000", "https://auth.example/token"), "https anywhere");
+        assert!(!may("http://127.0.0.1:5000", "https://auth.example/token"), "a plain-http challenge names no other host, even https");
+        assert!(!may("http://registry.example", "https://registry.example/token"), "nor the same host over https (another origin)");
         assert!(!may("http://127.0.0.1:5000", "http://127.0.0.1:5001/token"), "another port in clear text");
         assert!(!may("http://registry.example", "http://evil.example/token"), "another host in clear text");
         assert!(!may("https://registry.example", "http://registry.example/token"), "never down from https to http");
