@@ -344,19 +344,20 @@ impl Authenticator {
 }
 
 impl Authenticator {
-    /// Tries the LDAP servers in order with the password; a server that fails is passed over
-    /// (and logged). The directory's name for the user must not be a local user's. `user`
-    /// `None` (a local name) asks every server the same decoy questions, as a name that no
-    /// server knows does.
+    /// Asks every LDAP server with the password, all at once, and takes the first in list order
+    /// that knows it; a server that fails is passed over (and logged). All at once: a hung
+    /// server delays a check by its own timeouts, not by the sum of every server's; and every
+    /// server, asked whatever the others answer, so a name costs the same questions whoever
+    /// holds it. The directory's name for the user must not be a local user's. `user` `None`
+    /// (a local name) asks every server the same decoy questions, as a name that no server
+    /// knows does.
     async fn directory_login(&self, servers: &[ldap::LdapServer], user: Option<&str>, pass: &str, all_roles: &[RoleRow]) -> Option<Principal> {
+        let asked = self.config_ldap.iter().chain(servers).map(|s| async move { (s, ldap::authenticate(s, user, pass).await) });
         let mut found = None;
-        for s in self.config_ldap.iter().chain(servers) {
-            match ldap::authenticate(s, user, pass).await {
-                Ok(Some(u)) => {
-                    found = Some((u.id.clone(), self.ldap_roles(&u, all_roles)));
-                    break;
-                }
-                Ok(None) => {}
+        for (s, answer) in futures::future::join_all(asked).await {
+            match answer {
+                Ok(Some(u)) if found.is_none() => found = Some((u.id.clone(), self.ldap_roles(&u, all_roles))),
+                Ok(_) => {}
                 Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
             }
         }
