@@ -125,7 +125,10 @@ fn a_start_that_would_fail_on_users_differing_only_in_case_names_them() {
             diesel::sql_query(statement).execute(&mut c).unwrap();
         }
     };
-    sql("INSERT INTO users (username, password_hash, created_at) VALUES ('admin', 'x', 0), ('Admin', 'x', 0), ('bob', 'x', 0), ('carol', 'x', 0)");
+    // `ÉMILE` and `émile`: one name where the index folds more than ASCII (PostgreSQL's lower()),
+    // two on SQLite; the check folds as the index will.
+    sql("INSERT INTO users (username, password_hash, created_at) VALUES \
+         ('admin', 'x', 0), ('Admin', 'x', 0), ('bob', 'x', 0), ('carol', 'x', 0), ('émile', 'x', 0), ('ÉMILE', 'x', 0)");
     // Tokens: bob's own; one left by renaming a user `Carol` without its tokens, which would
     // become carol's; one of a directory user, whose name no local user has in any case.
     sql("INSERT INTO api_tokens (id, username, token_hash, prefix, created_at) VALUES \
@@ -138,9 +141,14 @@ fn a_start_that_would_fail_on_users_differing_only_in_case_names_them() {
     let err = failed(&s);
     assert!(err.contains(r#""Admin" and "admin""#) && !err.contains("bob") && !err.contains("dave"), "the clashing users are named: {err}");
     assert!(err.contains(r#""Carol" (would become "carol"'s)"#), "and the token that would change hands: {err}");
+    if s.is_postgres() {
+        assert!(err.contains(r#""Admin" and "admin"; "ÉMILE" and "émile""#), "PostgreSQL's lower() folds É: {err}");
+    } else {
+        assert!(!err.contains("mile"), "SQLite's lower() folds ASCII only: {err}");
+    }
     assert!(err.contains(IDENTITY) && err.contains("DELETE /service/rest/v1/security/users/"), "and what to do: {err}");
     assert!(err.contains("UPDATE users") && err.contains("UPDATE api_tokens") && err.contains("DELETE FROM api_tokens"), "renaming takes the tokens: {err}");
-    sql("DELETE FROM users WHERE username = 'Admin'");
+    sql("DELETE FROM users WHERE username IN ('Admin', 'ÉMILE')");
     let err = failed(&s);
     assert!(!err.contains("Admin") && err.contains(r#""Carol""#), "the token alone still stops the start: {err}");
     sql("DELETE FROM api_tokens WHERE username = 'Carol'");
