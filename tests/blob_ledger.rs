@@ -3,7 +3,8 @@
 //! and each interleaving of a writer and a pass played out in order. Whichever comes first, the
 //! writer never ends up relying on bytes that go away.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,20 +15,9 @@ use wharf::db::{blobs, repos, Db};
 use wharf_format::{BlobStore, Digest, MetaError, MetaStore, NewAsset, Write};
 
 fn backends() -> Vec<(String, Db, i64)> {
-    let mut out = Vec::new();
-    let dir = tempfile::tempdir().unwrap().keep();
-    out.push(("sqlite".to_string(), Db::open(&format!("sqlite://{}", dir.join("t.db").display()), 4).unwrap()));
-    match std::env::var("WHARF_TEST_DATABASE_URL") {
-        Ok(url) => {
-            let name = format!("wharf_ledger_{}", uuid::Uuid::new_v4().simple());
-            let o = Command::new("psql").arg(&url).arg("-c").arg(format!("CREATE DATABASE {name}")).output().unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-            let (head, _) = url.rsplit_once('/').unwrap();
-            out.push(("postgres".to_string(), Db::open(&format!("{head}/{name}"), 4).unwrap()));
-        }
-        Err(_) => assert!(std::env::var("WHARF_TEST_REQUIRE_PG").is_err(), "WHARF_TEST_REQUIRE_PG is set but no PostgreSQL URL"),
-    }
-    out.into_iter()
+    common::test_databases()
+        .into_iter()
+        .map(|(n, url)| (n, Db::open(&url, 4).unwrap()))
         .map(|(n, db)| {
             db.run_sync(|c| {
                 repos::insert_blob_store(c, "default", "file", "{}")?;

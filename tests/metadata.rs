@@ -2,7 +2,7 @@
 //! `WHARF_TEST_DATABASE_URL` names a PostgreSQL server (the test command starts one), on
 //! PostgreSQL too.
 
-use std::process::Command;
+mod common;
 
 use diesel::RunQueryDsl;
 
@@ -11,20 +11,9 @@ use wharf::db::{blobs, repos, Db};
 use wharf_format::{Check, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write};
 
 fn backends() -> Vec<(String, Db, i64)> {
-    let mut out = Vec::new();
-    let dir = tempfile::tempdir().unwrap().keep();
-    out.push(("sqlite".to_string(), Db::open(&format!("sqlite://{}", dir.join("t.db").display()), 4).unwrap()));
-    match std::env::var("WHARF_TEST_DATABASE_URL") {
-        Ok(url) => {
-            let name = format!("wharf_meta_{}", uuid::Uuid::new_v4().simple());
-            let out_ = Command::new("psql").arg(&url).arg("-c").arg(format!("CREATE DATABASE {name}")).output().unwrap();
-            assert!(out_.status.success(), "{}", String::from_utf8_lossy(&out_.stderr));
-            let (head, _) = url.rsplit_once('/').unwrap();
-            out.push(("postgres".to_string(), Db::open(&format!("{head}/{name}"), 4).unwrap()));
-        }
-        Err(_) => assert!(std::env::var("WHARF_TEST_REQUIRE_PG").is_err(), "WHARF_TEST_REQUIRE_PG is set but no PostgreSQL URL"),
-    }
-    out.into_iter()
+    common::test_databases()
+        .into_iter()
+        .map(|(n, url)| (n, Db::open(&url, 4).unwrap()))
         .map(|(n, db)| {
             db.run_sync(|c| {
                 repos::insert_blob_store(c, "default", "file", "{}")?;
@@ -95,6 +84,58 @@ async fn a_commit_never_links_a_blob_the_store_does_not_hold_or_is_deleting() {
         .unwrap();
         let (marked, _) = db.write(|c| Ok(blobs::mark(c, "default", 1000, "", 100)?)).await.unwrap();
         assert!(!marked.iter().any(|m| m.digest == "d3"), "{backend}: {marked:?}");
+    }
+}
+
+/// A clean-up commits hundreds of checks and deletes at once; they are asked in grouped queries
+/// (chunks of 256), and the first failing one is still named exactly, with nothing written.
+#[tokio::test]
+async fn many_checks_and_deletes_in_one_commit_are_judged_each() {
+    const N: usize = 300;
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db);
+        let writes = (0..N).map(|i| Write::Upsert { repo, asset: asset(&format!("img/p/{i:03}"), "d1") }).collect();
+        meta.commit(vec![], writes).await.unwrap();
+        meta.commit(vec![], vec![Write::Upsert { repo, asset: NewAsset { kind: "ref".into(), ..asset("img/refs/250/x", "d2") } }]).await.unwrap();
+        let rows = meta.list(repo, ListQuery { prefix: Some("img/p/".into()), ..Default::default() }).await.unwrap();
+        assert_eq!(rows.len(), N, "{backend}");
+        let unchanged = |skew: Option<usize>| -> Vec<Check> {
+            rows.iter()
+                .enumerate()
+                .map(|(i, a)| Check::Unchanged { repo, path: a.path.clone(), updated_at: a.updated_at + i64::from(skew == Some(i)) })
+                .collect()
+        };
+        let none_under = |prefixes: &[String]| -> Vec<Check> { prefixes.iter().map(|p| Check::NoneUnder { repo, prefix: p.clone() }).collect() };
+        let free: Vec<String> = (0..N).map(|i| format!("img/refs/{}/", i + 1000)).collect();
+        let deletes = || -> Vec<Write> { rows.iter().map(|a| Write::Delete { repo, path: a.path.clone() }).collect() };
+        let count = || async { meta.list(repo, ListQuery { prefix: Some("img/p/".into()), ..Default::default() }).await.unwrap().len() };
+
+        // One stale row among 300: named, nothing deleted.
+        let r = meta.commit(unchanged(Some(270)), deletes()).await;
+        assert!(matches!(r, Err(MetaError::CheckFailed(270))), "{backend}: {r:?}");
+        assert_eq!(count().await, N, "{backend}");
+        // One used prefix among 300 (after 300 unchanged checks): named.
+        let mut prefixes = free.clone();
+        prefixes[280] = "img/refs/250/".into();
+        let mut checks = unchanged(None);
+        checks.extend(none_under(&prefixes));
+        let r = meta.commit(checks, deletes()).await;
+        assert!(matches!(r, Err(MetaError::CheckFailed(i)) if i == N + 280), "{backend}: {r:?}");
+        // A digest some tag still names, among digests none does.
+        let mut checks: Vec<Check> = (0..N).map(|i| Check::NoneWithDigest { repo, kind: "tag".into(), digest: format!("gone{i}") }).collect();
+        checks[260] = Check::NoneWithDigest { repo, kind: "tag".into(), digest: "d1".into() };
+        let r = meta.commit(checks, deletes()).await;
+        assert!(matches!(r, Err(MetaError::CheckFailed(260))), "{backend}: {r:?}");
+        assert_eq!(count().await, N, "{backend}");
+        // All pass: every delete goes, an upsert between two runs of deletes lands, the rest stays.
+        let mut checks = unchanged(None);
+        checks.extend(none_under(&free));
+        let mut writes = deletes();
+        writes.insert(150, Write::Upsert { repo, asset: asset("img/q/new", "d2") });
+        meta.commit(checks, writes).await.unwrap();
+        assert_eq!(count().await, 0, "{backend}");
+        assert!(meta.get(repo, "img/q/new").await.unwrap().is_some(), "{backend}");
+        assert!(meta.get(repo, "img/refs/250/x").await.unwrap().is_some(), "{backend}");
     }
 }
 

@@ -130,6 +130,110 @@ fn prefix_upper(prefix: &str) -> String {
     String::from_utf8(upper).unwrap_or_default()
 }
 
+/// Values bound in one `IN (...)` or `OR` list: far below every backend's bind limit.
+const IN_CHUNK: usize = 256;
+
+/// The index of the first check that fails, if one does. Checks of one kind and repository
+/// are asked in one query per chunk (a clean-up's commit holds hundreds); only when one of
+/// those fails are they asked one by one, to name the first.
+fn failed_check(conn: &mut AnyConnection, checks: &[Check]) -> QueryResult<Option<usize>> {
+    if all_pass(conn, checks)? {
+        return Ok(None);
+    }
+    for (i, check) in checks.iter().enumerate() {
+        if !passes(conn, check)? {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
+fn all_pass(conn: &mut AnyConnection, checks: &[Check]) -> QueryResult<bool> {
+    let mut unchanged: Vec<(i64, Vec<(&str, i64)>)> = Vec::new();
+    let mut none_under: Vec<(i64, Vec<&str>)> = Vec::new();
+    let mut no_digest: Vec<((i64, &str), Vec<&str>)> = Vec::new();
+    fn group<'a, K: PartialEq, T>(groups: &'a mut Vec<(K, Vec<T>)>, repo: K) -> &'a mut Vec<T> {
+        let i = match groups.iter().position(|(r, _)| *r == repo) {
+            Some(i) => i,
+            None => {
+                groups.push((repo, Vec::new()));
+                groups.len() - 1
+            }
+        };
+        &mut groups[i].1
+    }
+    for check in checks {
+        match check {
+            Check::Unchanged { repo, path, updated_at } => group(&mut unchanged, *repo).push((path, *updated_at)),
+            Check::NoneUnder { repo, prefix } => group(&mut none_under, *repo).push(prefix),
+            Check::NoneWithDigest { repo, kind, digest } => group(&mut no_digest, (*repo, kind.as_str())).push(digest),
+            other => {
+                if !passes(conn, other)? {
+                    return Ok(false);
+                }
+            }
+        }
+    }
+    for (repo, rows) in unchanged {
+        for chunk in rows.chunks(IN_CHUNK) {
+            let found: Vec<(String, i64)> = assets::table
+                .filter(assets::repository_id.eq(repo).and(assets::path.eq_any(chunk.iter().map(|(p, _)| *p))))
+                .select((assets::path, assets::updated_at))
+                .load(conn)?;
+            let found: std::collections::HashMap<String, i64> = found.into_iter().collect();
+            if chunk.iter().any(|(p, at)| found.get(*p) != Some(at)) {
+                return Ok(false);
+            }
+        }
+    }
+    for ((repo, kind), digests) in no_digest {
+        for chunk in digests.chunks(IN_CHUNK) {
+            let n: i64 =
+                assets::table.filter(assets::repository_id.eq(repo).and(assets::kind.eq(kind)).and(assets::digest.eq_any(chunk))).count().get_result(conn)?;
+            if n > 0 {
+                return Ok(false);
+            }
+        }
+    }
+    for (repo, prefixes) in none_under {
+        for chunk in prefixes.chunks(IN_CHUNK) {
+            // Each term is a range on the primary key, so both backends answer it from the index.
+            let mut query = assets::table.select(assets::path).into_boxed();
+            for prefix in chunk {
+                let upper = prefix_upper(prefix);
+                query = query.or_filter(assets::repository_id.eq(repo).and(assets::path.ge(*prefix)).and(assets::path.lt(upper)));
+            }
+            if query.limit(1).load::<String>(conn)?.into_iter().next().is_some() {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+fn passes(conn: &mut AnyConnection, check: &Check) -> QueryResult<bool> {
+    Ok(match check {
+        Check::Exists { repo, path } => exists(conn, *repo, path)?.is_some(),
+        Check::Absent { repo, path } => exists(conn, *repo, path)?.is_none(),
+        Check::AbsentOrDigest { repo, path, digest } => match exists(conn, *repo, path)? {
+            None => true,
+            Some(d) => d.as_deref() == Some(digest.as_str()),
+        },
+        Check::NoneUnder { repo, prefix } => none_under(conn, *repo, prefix)?,
+        Check::Unchanged { repo, path, updated_at } => {
+            assets::table
+                .filter(assets::repository_id.eq(*repo).and(assets::path.eq(path)).and(assets::updated_at.eq(*updated_at)))
+                .count()
+                .get_result::<i64>(conn)?
+                > 0
+        }
+        Check::NoneWithDigest { repo, kind, digest } => {
+            assets::table.filter(assets::repository_id.eq(*repo).and(assets::kind.eq(kind)).and(assets::digest.eq(digest))).count().get_result::<i64>(conn)?
+                == 0
+        }
+    })
+}
+
 /// Why a batch was not applied.
 enum Refused {
     Check(usize),
@@ -139,33 +243,8 @@ enum Refused {
 /// Applies a batch inside the caller's transaction, or nothing of it: a check failed, or an
 /// asset would name a blob its store is not keeping (see `db::blobs`).
 fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryResult<Option<Refused>> {
-    for (i, check) in checks.iter().enumerate() {
-        let ok = match check {
-            Check::Exists { repo, path } => exists(conn, *repo, path)?.is_some(),
-            Check::Absent { repo, path } => exists(conn, *repo, path)?.is_none(),
-            Check::AbsentOrDigest { repo, path, digest } => match exists(conn, *repo, path)? {
-                None => true,
-                Some(d) => d.as_deref() == Some(digest.as_str()),
-            },
-            Check::NoneUnder { repo, prefix } => none_under(conn, *repo, prefix)?,
-            Check::Unchanged { repo, path, updated_at } => {
-                assets::table
-                    .filter(assets::repository_id.eq(*repo).and(assets::path.eq(path)).and(assets::updated_at.eq(*updated_at)))
-                    .count()
-                    .get_result::<i64>(conn)?
-                    > 0
-            }
-            Check::NoneWithDigest { repo, kind, digest } => {
-                assets::table
-                    .filter(assets::repository_id.eq(*repo).and(assets::kind.eq(kind)).and(assets::digest.eq(digest)))
-                    .count()
-                    .get_result::<i64>(conn)?
-                    == 0
-            }
-        };
-        if !ok {
-            return Ok(Some(Refused::Check(i)));
-        }
+    if let Some(i) = failed_check(conn, checks)? {
+        return Ok(Some(Refused::Check(i)));
     }
     // A commit's writes are nearly always for one repository: its store is looked up once.
     let mut stores: Vec<(i64, String)> = Vec::new();
@@ -187,7 +266,17 @@ fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryR
         }
     }
     let now = now_millis();
-    for w in writes {
+    let mut rest = writes;
+    while let Some(w) = rest.first() {
+        // A run of deletes of one repository is one statement: a clean-up removes hundreds.
+        if let Write::Delete { repo, .. } = w {
+            let run = rest.iter().take_while(|x| matches!(x, Write::Delete { repo: r, .. } if r == repo)).count().min(IN_CHUNK);
+            let paths: Vec<&str> = rest[..run].iter().filter_map(|x| if let Write::Delete { path, .. } = x { Some(path.as_str()) } else { None }).collect();
+            diesel::delete(assets::table.filter(assets::repository_id.eq(*repo).and(assets::path.eq_any(paths)))).execute(conn)?;
+            rest = &rest[run..];
+            continue;
+        }
+        rest = &rest[1..];
         match w {
             Write::Upsert { repo, asset: a } => {
                 let updated = diesel::update(assets::table.filter(assets::repository_id.eq(*repo).and(assets::path.eq(&a.path))))
@@ -211,9 +300,7 @@ fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryR
                     insert(conn, *repo, asset, now)?;
                 }
             }
-            Write::Delete { repo, path } => {
-                diesel::delete(assets::table.filter(assets::repository_id.eq(*repo).and(assets::path.eq(path)))).execute(conn)?;
-            }
+            Write::Delete { .. } => unreachable!("deletes are applied in runs"),
             Write::DeleteByDigest { repo, kind, component, digest } => {
                 diesel::delete(
                     assets::table

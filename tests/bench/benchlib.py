@@ -1,5 +1,37 @@
-"""What the side-by-side benchmarks share: ports, waiting for a server, RSS, and ApacheBench."""
-import os, socket, subprocess, time, urllib.error, urllib.request
+"""What the side-by-side benchmarks share: processes that die with the benchmark, ports,
+waiting for a server, RSS, and ApacheBench."""
+import atexit, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+
+# Every server a benchmark spawns is killed on the way out, whatever happens.
+PROCS = []
+
+
+def spawn(cmd, **kw):
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kw)
+    PROCS.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGTERM):
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if p in PROCS:
+        PROCS.remove(p)
+
+
+def stop_all():
+    for p in list(PROCS):
+        stop(p, signal.SIGKILL)
+
+
+atexit.register(stop_all)
+for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    signal.signal(_sig, lambda *_: sys.exit(130))
 
 
 def free_port():

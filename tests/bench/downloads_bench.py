@@ -27,45 +27,16 @@ the components API's downloadCount must agree. With `--perf DIR`, `perf record -
 dwarf` samples A during its first measured run of each kind (which slows that run down by half:
 use a separate invocation for the numbers).
 """
-import argparse, atexit, base64, hashlib, http.client, io, json, os, shutil, signal, sqlite3, statistics, subprocess, sys, tarfile, tempfile, time, zipfile
+import argparse, base64, hashlib, http.client, io, json, os, shutil, signal, sqlite3, statistics, subprocess, sys, tarfile, tempfile, time, zipfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port, wait_http  # noqa: E402
+from benchlib import free_port, wait_http, spawn, stop, stop_all  # noqa: E402
 
 PASSWORD = "bench-password"
 AUTH = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 KINDS = ["docker-blob", "docker-manifest", "npm-tarball", "pypi-file"]
 
-PROCS = []
-
-
-def spawn(cmd, **kw):
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kw)
-    PROCS.append(p)
-    return p
-
-
-def stop(p, sig=signal.SIGTERM):
-    if p.poll() is None:
-        p.send_signal(sig)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    if p in PROCS:
-        PROCS.remove(p)
-
-
-def stop_all():
-    for p in list(PROCS):
-        stop(p, signal.SIGKILL)
-
-
-atexit.register(stop_all)
-for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(_sig, lambda *_: sys.exit(130))
 
 
 # ---- content ----------------------------------------------------------------------------

@@ -29,11 +29,11 @@ Then, for each server:
 
 It prints a markdown table with the ratios and the goals of issue 12.
 """
-import argparse, atexit, base64, hashlib, http.client, json, os, random, resource, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+import argparse, base64, hashlib, http.client, json, multiprocessing, os, random, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port, wait_http, rss_kb  # noqa: E402
+from benchlib import PROCS, free_port, wait_http, rss_kb, spawn, stop, stop_all  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHARF = os.path.join(ROOT, "target/release/wharf")
@@ -42,37 +42,6 @@ REPO = "docker-hosted"  # wharf's repository; its images are /v2/docker-hosted/<
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 SHARED_BASES, LARGE_KEPT, LARGE_GONE = 5, 10, 10
 
-# ---- processes: every server is killed on the way out, whatever happens -------------------
-
-PROCS = []
-
-
-def spawn(cmd, **kw):
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, **kw)
-    PROCS.append(p)
-    return p
-
-
-def stop(p, sig=signal.SIGTERM):
-    if p.poll() is None:
-        p.send_signal(sig)
-        try:
-            p.wait(20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    if p in PROCS:
-        PROCS.remove(p)
-
-
-def stop_all():
-    for p in list(PROCS):
-        stop(p, signal.SIGKILL)
-
-
-atexit.register(stop_all)
-for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-    signal.signal(_sig, lambda *_: sys.exit(130))
 
 # ---- content --------------------------------------------------------------------------------
 
@@ -310,27 +279,41 @@ def registry_blob_file(root, f):
     return f == "data" and os.sep + "blobs" + os.sep in root
 
 
-class LatencyLoop(threading.Thread):
-    """GETs of kept small blobs, one after the other on one keep-alive connection."""
+class LatencyLoop:
+    """GETs of kept small blobs, one after the other on one keep-alive connection, in a process
+    of its own: in this one the RSS sampler and the task poller would hold the GIL now and then
+    and add their waits to the GETs measured during the GC only."""
 
     def __init__(self, client, prefix, targets, interval):
-        super().__init__(daemon=True)
         self.c, self.prefix, self.targets, self.interval = client, prefix, targets, interval
-        self.samples, self.errors = [], []
-        self.halt = threading.Event()
+        self.samples, self.errors, self.times = [], [], []
+        ctx = multiprocessing.get_context("fork")
+        self.halt = ctx.Event()
+        self.recv, self.send = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=self.run, daemon=True)
+
+    def start(self):
+        self.proc.start()
 
     def run(self):
         i = 0
+        samples, errors, times = [], [], []
         while not self.halt.is_set():
             image, d = self.targets[i % len(self.targets)]
             i += 1
             t = time.perf_counter()
             st, _, data = self.c.req("GET", f"/v2/{self.prefix}{image}/blobs/{d}")
-            self.samples.append(time.perf_counter() - t)
+            samples.append(time.perf_counter() - t)
+            times.append(t)
             if st != 200 or sha(data) != d:
-                self.errors.append((image, d, st))
+                errors.append((image, d, st))
             if self.interval:
                 time.sleep(self.interval)
+        self.send.send((samples, errors, times))
+
+    def join(self):
+        self.samples, self.errors, self.times = self.recv.recv()
+        self.proc.join()
 
 
 def run_loop(client, prefix, targets, seconds, interval):
@@ -340,6 +323,18 @@ def run_loop(client, prefix, targets, seconds, interval):
     loop.halt.set()
     loop.join()
     return loop
+
+
+def timeline(loop, t0, t1, t2):
+    """The GETs during the GC in 100 ms steps: where in the pass the slow ones fall."""
+    lines = [f"task until {t1 - t0:.2f} s, compaction until {t2 - t0:.2f} s"]
+    steps = {}
+    for t, lat in zip(loop.times, loop.samples):
+        steps.setdefault(int((t - t0) * 10), []).append(lat * 1000)
+    for k in sorted(steps):
+        v = sorted(steps[k])
+        lines.append(f"{k / 10:4.1f} s: {len(v):3d} GETs, median {v[len(v) // 2]:5.2f} ms, max {v[-1]:6.2f} ms")
+    return lines
 
 
 def pct(samples, q):
@@ -476,6 +471,7 @@ def wharf_side(content, work, threads, latency_s, interval, wharf, perf_out=None
     res.update(task_s=t1 - t0, compact_s=t2 - t1, gc_s=t2 - t0, task_server_ms=newest.get("durationMs"), task_message=newest.get("message"),
                compact_report=report, lat_gc=loop.samples, gc_peak_rss_kb=rss_kb(w.pid, "VmHWM") if res["hwm_reset"] else None,
                gc_peak_rss_sampled_kb=sampler.peak_kb)
+    res["timeline"] = timeline(loop, t0, t1, t2)
     res["after"] = disk(data, wharf_blob_file)
     after = run_loop(Client(port, f"admin:{PASSWORD}"), REPO + "/", targets, latency_s, interval)
     assert not after.errors, after.errors[:5]
@@ -508,6 +504,7 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--workdir", help="where the temporary directory goes (default: $TMPDIR); both servers' data is there")
     ap.add_argument("--only", choices=("wharf",), help="skip Distribution (no table: for profiling wharf's side)")
+    ap.add_argument("--timeline", action="store_true", help="print the GETs during wharf's GC in 100 ms steps")
     ap.add_argument("--perf", metavar="FILE", help="record wharf's GC with `perf record --call-graph dwarf` into FILE (slows the GC down)")
     args = ap.parse_args()
     for tool in ("docker-registry",):
@@ -530,6 +527,8 @@ def main():
         w = wharf_side(content, work, args.threads, args.latency_seconds, args.pull_interval_ms / 1e3, args.wharf, args.perf)
         print(f"wharf: pushed in {w['push_s']:.1f} s (monolithic POST: {w['monolithic']}), task {w['task_s']:.2f} s ({w['task_message']}), "
               f"compact {w['compact_s']:.2f} s ({w['compact_report']['blobCount']} blobs, {w['compact_report']['bytes']} bytes)", flush=True)
+        if args.timeline:
+            print("GETs during wharf's GC: " + "\n  ".join(w["timeline"]), flush=True)
     finally:
         stop_all()
         if args.keep:

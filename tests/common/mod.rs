@@ -205,6 +205,19 @@ impl Drop for TestServer {
 }
 
 /// Creates a new database on the PostgreSQL server of `url` and returns its URL.
+/// The databases a storage-level test runs on, by backend name and URL: a fresh SQLite file,
+/// and a fresh PostgreSQL database when `WHARF_TEST_DATABASE_URL` names a server (required
+/// when `WHARF_TEST_REQUIRE_PG` is set, as in CI).
+pub fn test_databases() -> Vec<(String, String)> {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let mut out = vec![("sqlite".to_string(), format!("sqlite://{}", dir.join("t.db").display()))];
+    match std::env::var("WHARF_TEST_DATABASE_URL") {
+        Ok(url) => out.push(("postgres".to_string(), fresh_pg_database(&url))),
+        Err(_) => assert!(std::env::var("WHARF_TEST_REQUIRE_PG").is_err(), "WHARF_TEST_REQUIRE_PG is set but no PostgreSQL URL"),
+    }
+    out
+}
+
 fn fresh_pg_database(url: &str) -> String {
     let name = format!("wharf_test_{}", uuid_like());
     let out = Command::new("psql").arg(url).arg("-v").arg("ON_ERROR_STOP=1").arg("-c").arg(format!("CREATE DATABASE {name}")).output().expect("psql");

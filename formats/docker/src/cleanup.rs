@@ -5,8 +5,8 @@
 //!
 //! What stays: every tagged manifest, and everything a kept manifest reaches: the children of
 //! a kept index, the subject of a kept referrer, and the referrers (signatures, SBOMs) of a
-//! kept manifest. Each removal is one commit that re-checks, in its transaction, that nothing
-//! changed since it was judged (no tag was pushed to it, no index now lists it, the row was not
+//! kept manifest. Removals are committed in batches whose transaction re-checks, for each one,
+//! that nothing changed since it was judged (no tag was pushed to it, no index now lists it, the row was not
 //! written again), so a push during the run wins over the clean-up.
 
 use std::collections::{HashMap, HashSet};
@@ -99,16 +99,29 @@ impl Hosted {
             loop {
                 let mut left = Vec::new();
                 let mut progressed = false;
-                for k in doomed {
+                for batch in doomed.chunks(LINK_BATCH) {
                     if run.stop.requested() {
                         break;
                     }
-                    if self.remove_manifest(k, &c).await? {
+                    // A batch holding an index and its child fails as a whole (the child is
+                    // still used when the checks run) and is judged again one by one.
+                    let gone: Vec<&Key> = if self.remove_manifests(batch, &c).await? {
+                        batch.to_vec()
+                    } else {
+                        let mut gone = Vec::new();
+                        for k in batch {
+                            if self.remove_manifests(std::slice::from_ref(k), &c).await? {
+                                gone.push(*k);
+                            } else {
+                                left.push(*k);
+                            }
+                        }
+                        gone
+                    };
+                    progressed |= !gone.is_empty();
+                    for k in gone {
                         removed_manifests.push(format!("{}@{}", k.0, k.1));
                         removed.insert(k.clone());
-                        progressed = true;
-                    } else {
-                        left.push(k);
                     }
                 }
                 if run.stop.requested() || left.is_empty() || !progressed {
@@ -202,17 +215,22 @@ impl Hosted {
         Ok(c)
     }
 
-    /// Removes one manifest and its `ref` rows, if it is still untagged, unused and unchanged.
-    async fn remove_manifest(&self, k: &Key, c: &Content) -> Result<bool, DockerError> {
+    /// Removes manifests and their `ref` rows, all or none: each only if it is still untagged,
+    /// unused and unchanged.
+    async fn remove_manifests(&self, keys: &[&Key], c: &Content) -> Result<bool, DockerError> {
         let repo = self.cfg.id;
-        let a = &c.manifests[k];
-        let checks = vec![
-            Check::Unchanged { repo, path: a.path.clone(), updated_at: a.updated_at },
-            Check::NoneWithDigest { repo, kind: meta::TAG.into(), digest: k.1.clone() },
-            Check::NoneUnder { repo, prefix: refs_prefix(&k.0, &k.1) },
-        ];
-        let mut writes = vec![Write::Delete { repo, path: a.path.clone() }];
-        writes.extend(c.ref_rows.get(k).into_iter().flatten().map(|p| Write::Delete { repo, path: p.clone() }));
+        let mut checks = Vec::new();
+        let mut writes = Vec::new();
+        for k in keys {
+            let a = &c.manifests[*k];
+            checks.extend([
+                Check::Unchanged { repo, path: a.path.clone(), updated_at: a.updated_at },
+                Check::NoneWithDigest { repo, kind: meta::TAG.into(), digest: k.1.clone() },
+                Check::NoneUnder { repo, prefix: refs_prefix(&k.0, &k.1) },
+            ]);
+            writes.push(Write::Delete { repo, path: a.path.clone() });
+            writes.extend(c.ref_rows.get(*k).into_iter().flatten().map(|p| Write::Delete { repo, path: p.clone() }));
+        }
         match self.env.meta.commit(checks, writes).await {
             Ok(()) => Ok(true),
             Err(MetaError::CheckFailed(_)) => Ok(false),
