@@ -54,8 +54,42 @@ async fn age_all(db: &Db) {
 
 async fn mark(db: &Db) -> (Vec<String>, i64) {
     let cutoff = wharf_format::now_millis() - 1000;
-    let (marked, at) = db.write(move |c| Ok(blobs::mark(c, "default", cutoff, "", 100)?)).await.unwrap();
+    let (found, _) = db.run(move |c| Ok(blobs::candidates(c, "default", cutoff, "", 100)?)).await.unwrap();
+    let digests: Vec<String> = found.into_iter().map(|c| c.digest).collect();
+    let (marked, at) = db.write(move |c| Ok(blobs::mark(c, "default", cutoff, &digests)?)).await.unwrap();
     (marked.into_iter().map(|m| m.digest).collect(), at)
+}
+
+/// A pass reads the ledger a window at a time, so a read never walks a long ledger of live
+/// blobs; candidates before, inside and after windows full of referenced or young rows are all
+/// found, and a page ends early when `limit` candidates are found.
+#[tokio::test]
+async fn candidates_are_found_a_window_at_a_time() {
+    let rows = 2 * blobs::WINDOW + 10;
+    for (backend, db, _) in backends() {
+        db.write(move |c| {
+            for i in 0..rows {
+                blobs::touch(c, "default", &format!("d{i:06}"), 1)?;
+            }
+            diesel::sql_query("UPDATE blobs SET touched_at = 0 WHERE digest IN ('d000000', 'd004100', 'd004101', 'd008201')").execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let cutoff = wharf_format::now_millis() - 60_000;
+        let (mut found, mut pages) = (Vec::new(), 0);
+        let mut after = Some(String::new());
+        while let Some(from) = after.take() {
+            let (page, next) = db.run(move |c| Ok(blobs::candidates(c, "default", cutoff, &from, 1)?)).await.unwrap();
+            assert!(page.len() <= 1, "{backend}");
+            found.extend(page.into_iter().map(|c| c.digest));
+            after = next;
+            pages += 1;
+        }
+        assert_eq!(found, ["d000000", "d004100", "d004101", "d008201"], "{backend}");
+        // One page per candidate (the limit), plus the windows in between without one.
+        assert!((4..=8).contains(&pages), "{backend}: {pages} pages");
+    }
 }
 
 #[tokio::test]

@@ -107,30 +107,73 @@ pub struct Candidate {
     pub size: i64,
 }
 
-/// Up to `limit` candidates of `store` after `after` (digest order), without marking them.
-pub fn candidates(conn: &mut AnyConnection, store: &str, cutoff: i64, after: &str, limit: i64) -> QueryResult<Vec<Candidate>> {
+/// Ledger rows a pass reads per page, whatever few of them are garbage: a page is one bounded
+/// read, never a walk of the whole ledger (the usual state: nearly every blob is referenced).
+pub const WINDOW: i64 = 4096;
+
+/// Which rows a candidate search looks at.
+enum Among<'a> {
+    /// Digest order, after `after` up to and including `upto`, at most `limit` candidates.
+    Range {
+        after: &'a str,
+        upto: Option<&'a str>,
+        limit: i64,
+    },
+    Digests(&'a [String]),
+}
+
+fn find(conn: &mut AnyConnection, store: &str, cutoff: i64, among: Among) -> QueryResult<Vec<Candidate>> {
     let referenced = assets::table
         .inner_join(repositories::table)
         .filter(assets::digest.eq(blobs::digest.nullable()))
         .filter(repositories::blob_store.eq(blobs::blob_store))
         .select(assets::path);
-    let rows: Vec<(String, i64)> = blobs::table
+    let mut query = blobs::table
         .filter(blobs::blob_store.eq(store))
-        .filter(blobs::digest.gt(after))
         .filter(blobs::state.eq(LIVE))
         .filter(blobs::touched_at.lt(cutoff))
         .filter(diesel::dsl::not(diesel::dsl::exists(referenced)))
-        .order(blobs::digest.asc())
-        .limit(limit)
         .select((blobs::digest, blobs::size))
-        .load(conn)?;
+        .into_boxed();
+    match among {
+        Among::Range { after, upto, limit } => {
+            query = query.filter(blobs::digest.gt(after));
+            if let Some(upto) = upto {
+                query = query.filter(blobs::digest.le(upto));
+            }
+            query = query.order(blobs::digest.asc()).limit(limit);
+        }
+        Among::Digests(digests) => query = query.filter(blobs::digest.eq_any(digests)).order(blobs::digest.asc()),
+    }
+    let rows: Vec<(String, i64)> = query.load(conn)?;
     Ok(rows.into_iter().map(|(digest, size)| Candidate { digest, size }).collect())
 }
 
-/// Marks for deletion the candidates after `after` (up to `limit`), all in the caller's
-/// transaction; returns them and the mark.
-pub fn mark(conn: &mut AnyConnection, store: &str, cutoff: i64, after: &str, limit: i64) -> QueryResult<(Vec<Candidate>, i64)> {
-    let found = candidates(conn, store, cutoff, after, limit)?;
+/// Up to `limit` candidates among the next [`WINDOW`] rows of `store` after `after` (digest
+/// order), without marking them; and where the next page starts (`None`: the ledger ends).
+/// A read: it takes no write lock, however long the ledger.
+pub fn candidates(conn: &mut AnyConnection, store: &str, cutoff: i64, after: &str, limit: i64) -> QueryResult<(Vec<Candidate>, Option<String>)> {
+    let upto: Option<String> = blobs::table
+        .filter(blobs::blob_store.eq(store))
+        .filter(blobs::digest.gt(after))
+        .order(blobs::digest.asc())
+        .offset(WINDOW - 1)
+        .select(blobs::digest)
+        .first(conn)
+        .optional()?;
+    let found = find(conn, store, cutoff, Among::Range { after, upto: upto.as_deref(), limit })?;
+    let next = match found.last() {
+        Some(last) if found.len() as i64 == limit => Some(last.digest.clone()),
+        _ => upto,
+    };
+    Ok((found, next))
+}
+
+/// Marks for deletion those of `digests` that are still candidates, in the caller's (write)
+/// transaction: judged again there, so a touch or a new reference since the read wins. Returns
+/// them and the mark.
+pub fn mark(conn: &mut AnyConnection, store: &str, cutoff: i64, digests: &[String]) -> QueryResult<(Vec<Candidate>, i64)> {
+    let found = find(conn, store, cutoff, Among::Digests(digests))?;
     let mark = now_millis();
     if !found.is_empty() {
         let digests: Vec<&str> = found.iter().map(|c| c.digest.as_str()).collect();

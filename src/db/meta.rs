@@ -152,11 +152,11 @@ fn all_pass(conn: &mut AnyConnection, checks: &[Check]) -> QueryResult<bool> {
     let mut unchanged: Vec<(i64, Vec<(&str, i64)>)> = Vec::new();
     let mut none_under: Vec<(i64, Vec<&str>)> = Vec::new();
     let mut no_digest: Vec<((i64, &str), Vec<&str>)> = Vec::new();
-    fn group<'a, K: PartialEq, T>(groups: &'a mut Vec<(K, Vec<T>)>, repo: K) -> &'a mut Vec<T> {
-        let i = match groups.iter().position(|(r, _)| *r == repo) {
+    fn group<K: PartialEq, T>(groups: &mut Vec<(K, Vec<T>)>, key: K) -> &mut Vec<T> {
+        let i = match groups.iter().position(|(k, _)| *k == key) {
             Some(i) => i,
             None => {
-                groups.push((repo, Vec::new()));
+                groups.push((key, Vec::new()));
                 groups.len() - 1
             }
         };

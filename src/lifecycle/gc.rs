@@ -287,31 +287,37 @@ impl Pass<'_> {
         Ok(true)
     }
 
-    /// Step 3: mark a batch, delete it, repeat.
+    /// Step 3: find a batch (a read), mark it (a short write that judges it again), delete it,
+    /// repeat.
     async fn sweep(&self, r: &mut StoreReport) -> Result<(), GcError> {
-        let mut after = String::new();
-        loop {
+        let mut after = Some(String::new());
+        while let Some(from) = after.take() {
             if self.stop.requested() {
                 return Ok(());
             }
-            let (name, cutoff, from) = (self.name.to_string(), self.cutoff, after.clone());
+            let (name, cutoff) = (self.name.to_string(), self.cutoff);
+            let (page, next) = self.db.run(move |c| Ok(blobs::candidates(c, &name, cutoff, &from, BATCH)?)).await?;
+            after = next;
+            if page.is_empty() {
+                continue;
+            }
             if self.dry_run {
-                let page = self.db.run(move |c| Ok(blobs::candidates(c, &name, cutoff, &from, BATCH)?)).await?;
-                let Some(last) = page.last() else { return Ok(()) };
-                after = last.digest.clone();
                 r.blob_count += page.len() as u64;
                 r.bytes += page.iter().map(|c| c.size as u64).sum::<u64>();
                 continue;
             }
             // The lease runs from before the mark: a slow mark transaction eats into it.
             let started = Instant::now();
-            let (batch, mark) = self.db.write(move |c| Ok(blobs::mark(c, &name, cutoff, &from, BATCH)?)).await?;
-            let Some(last) = batch.last() else { return Ok(()) };
-            after = last.digest.clone();
+            let (name, digests) = (self.name.to_string(), page.into_iter().map(|c| c.digest).collect::<Vec<_>>());
+            let (batch, mark) = self.db.write(move |c| Ok(blobs::mark(c, &name, cutoff, &digests)?)).await?;
+            if batch.is_empty() {
+                continue;
+            }
             r.blob_count += batch.len() as u64;
             r.bytes += batch.iter().map(|c| c.size as u64).sum::<u64>();
             self.delete_marked(batch.into_iter().map(|c| (c.digest, c.size)).collect(), mark, started, r).await?;
         }
+        Ok(())
     }
 
     /// Deletes the objects of rows this pass marked at `mark` (the marking began at `started`),

@@ -25,15 +25,17 @@ fn lower_priority() {
     }
 }
 
-/// The thread (and blocking pool) the lifecycle's work runs on, at a lower priority.
+/// The thread the lifecycle's work runs on, at a lower priority. Its blocking pool (a pass's
+/// database transactions and file deletions) keeps the normal one: a transaction holds the
+/// writer permit every push waits for, and at a low priority on a busy machine it would keep
+/// them waiting (priority inversion).
 fn arbiter() -> &'static ArbiterHandle {
     static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
     ARBITER.get_or_init(|| {
         let arbiter = Arbiter::with_tokio_rt(|| {
-            // This closure runs on the arbiter's own thread; its blocking pool's threads (the
-            // database calls and file deletions of a pass) are lowered as they start.
+            // This closure runs on the arbiter's own thread.
             lower_priority();
-            tokio::runtime::Builder::new_current_thread().enable_all().on_thread_start(lower_priority).build().expect("the lifecycle runtime")
+            tokio::runtime::Builder::new_current_thread().enable_all().build().expect("the lifecycle runtime")
         });
         arbiter.handle()
     })
