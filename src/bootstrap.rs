@@ -28,6 +28,8 @@ pub enum BootstrapError {
     DataDir { path: String, source: std::io::Error },
     #[error(transparent)]
     Secret(#[from] SecretError),
+    #[error("s3.bucket is set, but this data directory's blob store `default` was created before as a file store: leave [s3] out, and create S3 blob stores with POST /service/rest/v1/blobstores/s3")]
+    S3Default,
 }
 
 /// The settings row of the token- and session-signing key (sealed).
@@ -129,9 +131,9 @@ pub fn secret_key(db: &Db, data_dir: &Path, key_file: &str) -> Result<(), Bootst
     Ok(())
 }
 
-pub fn first_start(db: &Db, data_dir: &Path, admin_password: &str) -> Result<(), BootstrapError> {
+pub fn first_start(db: &Db, data_dir: &Path, admin_password: &str, s3: &crate::config::S3Config) -> Result<(), BootstrapError> {
     if db.run_sync(|c| settings::get(c, DONE_KEY))?.is_some() {
-        return Ok(());
+        return default_s3_store(db, s3);
     }
     if db.run_sync(users::count)? == 0 {
         let password = if admin_password.is_empty() {
@@ -146,6 +148,11 @@ pub fn first_start(db: &Db, data_dir: &Path, admin_password: &str) -> Result<(),
         };
         let hash = password::hash(&password);
         db.run_sync(|c| users::insert(c, "admin", &hash, true))?;
+    }
+    if db.run_sync(repos::list_blob_stores)?.is_empty() && !s3.bucket.is_empty() {
+        let attrs = s3_store(s3).attributes()?;
+        db.run_sync(|c| repos::insert_blob_store(c, "default", "s3", &attrs))?;
+        tracing::info!(bucket = %s3.bucket, "created blob store default in S3 ([s3] in the configuration)");
     }
     if db.run_sync(repos::list_blob_stores)?.is_empty() {
         let root = crate::state::blob_store_root(data_dir, "default");
@@ -186,6 +193,44 @@ pub fn first_start(db: &Db, data_dir: &Path, admin_password: &str) -> Result<(),
     }
     db.run_sync(|c| settings::get_or_init(c, DONE_KEY, || "1".into()))?;
     Ok(())
+}
+
+/// The `[s3]` section as the `default` blob store's settings.
+fn s3_store(s3: &crate::config::S3Config) -> crate::storage::s3::S3Store {
+    let settings = wharf_format::S3Settings {
+        bucket: s3.bucket.clone(),
+        region: s3.region.clone(),
+        prefix: s3.prefix.clone(),
+        endpoint: s3.endpoint.clone(),
+        force_path_style: s3.force_path_style,
+        access_key_id: s3.access_key_id.clone(),
+        secret_access_key: s3.secret_access_key.clone(),
+        ..Default::default()
+    };
+    crate::storage::s3::S3Store { name: "default".into(), settings, presigned_urls: false, soft_quota: None }
+}
+
+/// On a later start, `[s3]` is still the `default` store's settings: a changed endpoint or key
+/// is written to it; a bucket named for a data directory whose `default` store holds files is
+/// refused (its content would be left behind).
+fn default_s3_store(db: &Db, s3: &crate::config::S3Config) -> Result<(), BootstrapError> {
+    if s3.bucket.is_empty() {
+        return Ok(());
+    }
+    let stored = db.run_sync(repos::list_blob_stores)?.into_iter().find(|r| r.name == "default");
+    match stored {
+        Some(row) if row.kind == "s3" => {
+            let wanted = s3_store(s3);
+            let current = crate::storage::s3::S3Store::from_row(&row).ok();
+            if current.as_ref().map(|c| &c.settings) != Some(&wanted.settings) {
+                let attrs = crate::storage::s3::S3Store { soft_quota: current.and_then(|c| c.soft_quota), ..wanted }.attributes()?;
+                db.run_sync(|c| repos::update_blob_store(c, "default", &attrs))?;
+                tracing::info!(bucket = %s3.bucket, "blob store default: settings from [s3] in the configuration");
+            }
+            Ok(())
+        }
+        _ => Err(BootstrapError::S3Default),
+    }
 }
 
 fn write_secret(path: &Path, secret: &str) -> std::io::Result<()> {

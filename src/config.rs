@@ -164,13 +164,15 @@ pub struct DockerConfig {
     pub token_service: String,
 }
 
-/// Settings for S3 blob stores (used by blob stores of type `s3`, a later feature).
+/// The `default` blob store in an S3 bucket instead of `<data_dir>/blobs/default` (set before
+/// the first start; a cluster's nodes share it). Empty `bucket`: a file store.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct S3Config {
     pub endpoint: String,
     pub region: String,
     pub bucket: String,
+    pub prefix: String,
     pub access_key_id: String,
     pub secret_access_key: String,
     pub force_path_style: bool,
@@ -252,6 +254,17 @@ impl Config {
         }
         if let Err(e) = crate::lifecycle::schedule::Frequency::cron(&cfg.gc.cleanup_schedule) {
             return Err(Box::new(figment::Error::from(format!("gc.cleanup_schedule: {e}"))));
+        }
+        let s3 = &cfg.s3;
+        if s3.bucket.is_empty()
+            && (!s3.endpoint.is_empty() || !s3.prefix.is_empty() || !s3.access_key_id.is_empty() || !s3.secret_access_key.is_empty() || s3.force_path_style)
+        {
+            return Err(Box::new(figment::Error::from(
+                "s3.bucket: required when any other [s3] key is set (the [s3] section makes the default blob store an S3 bucket)".to_string(),
+            )));
+        }
+        if s3.access_key_id.is_empty() != s3.secret_access_key.is_empty() {
+            return Err(Box::new(figment::Error::from("s3.secret_access_key: give both s3.access_key_id and s3.secret_access_key, or neither (credentials from the environment or the instance's role)".to_string())));
         }
         if cfg.database_url.is_empty() {
             cfg.database_url = format!("sqlite://{}", cfg.data_dir.join("wharf.db").display());

@@ -10,6 +10,7 @@ pub mod janitor;
 pub mod lifecycle;
 pub mod security;
 pub mod state;
+pub mod storage;
 pub mod tls;
 
 use std::sync::Arc;
@@ -40,7 +41,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     let db = Db::open(&cfg.database_url, cfg.database.pool_size)?;
     tracing::info!(backend = ?db.backend, "database ready");
     bootstrap::secret_key(&db, &cfg.data_dir, &cfg.security.secret_key_file)?;
-    bootstrap::first_start(&db, &cfg.data_dir, &cfg.admin_password)?;
+    bootstrap::first_start(&db, &cfg.data_dir, &cfg.admin_password, &cfg.s3)?;
     bootstrap::private_blob_stores(&db, &cfg.data_dir)?;
     let secret = db.run_sync(|c| {
         settings::get_or_init_secret(c, bootstrap::TOKEN_SECRET_KEY, || {

@@ -128,22 +128,33 @@ impl RepoRegistry {
         let usage: Arc<dyn UsageMeter> = Arc::new(DbUsage::new(db.clone()));
         let mut snap = Snapshot { generation, ..Default::default() };
         for s in stores {
-            let attrs: serde_json::Value = serde_json::from_str(&s.attributes).unwrap_or_default();
-            let path = attrs.get("path").and_then(|p| p.as_str()).unwrap_or(&s.name).to_string();
-            let root = blob_store_root(&self.data_dir, &path);
-            // Keep a store that is already open (it may be streaming to clients): a blob store
-            // cannot be changed through the API, only created and deleted.
-            let store = match old.blob_stores.get(&s.name) {
-                // (A store deleted and created again under its name between two reloads has
-                // another directory: that one is opened afresh.)
-                Some(existing) if existing.root() == root => existing.clone(),
-                _ => match BlobStore::filesystem(&s.name, &root) {
-                    Ok(b) => Arc::new(b.with_ledger(meta.clone(), self.deletion_lease_ms)),
-                    Err(e) => {
-                        tracing::error!(blob_store = %s.name, path = %root.display(), error = %e, "cannot open blob store");
-                        continue;
+            // Keep a store that is already open (it may be streaming to clients) while its
+            // settings are the same; a store deleted and created again under its name elsewhere
+            // is opened afresh.
+            let existing = old.blob_stores.get(&s.name);
+            let opened: Result<Option<BlobStore>, String> = match s.kind.as_str() {
+                "s3" => crate::storage::s3::S3Store::from_row(&s).and_then(|cfg| match existing {
+                    Some(e) if e.s3_settings() == Some(&cfg.settings) => Ok(None),
+                    _ => BlobStore::s3(&s.name, &cfg.settings, &self.data_dir.join("tmp").join("s3").join(&s.name)).map(Some).map_err(|e| e.to_string()),
+                }),
+                _ => {
+                    let attrs: serde_json::Value = serde_json::from_str(&s.attributes).unwrap_or_default();
+                    let path = attrs.get("path").and_then(|p| p.as_str()).unwrap_or(&s.name).to_string();
+                    let root = blob_store_root(&self.data_dir, &path);
+                    match existing {
+                        Some(e) if e.root() == Some(root.as_path()) => Ok(None),
+                        _ => BlobStore::filesystem(&s.name, &root).map(Some).map_err(|e| format!("{}: {e}", root.display())),
                     }
-                },
+                }
+            };
+            let store = match (opened, existing) {
+                (Ok(Some(b)), _) => Arc::new(b.with_ledger(meta.clone(), self.deletion_lease_ms)),
+                (Ok(None), Some(e)) => e.clone(),
+                (Ok(None), None) => continue,
+                (Err(e), _) => {
+                    tracing::error!(blob_store = %s.name, error = %e, "cannot open blob store");
+                    continue;
+                }
             };
             snap.blob_stores.insert(s.name.clone(), store);
         }

@@ -236,7 +236,7 @@ fn an_upload_over_the_repository_limit_is_refused_and_leaves_nothing() {
     let r = http().get(format!("{url}simple/wharf-big/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     // Other tests stage only small files at the same time: nothing near a MiB may be left.
-    let staging = server().data_dir().join("blobs/default/uploads");
+    let staging = server().staging_dir();
     assert!(staging.is_dir());
     let big: Vec<_> = std::fs::read_dir(&staging).unwrap().flatten().filter(|e| e.metadata().map(|m| m.len() > 512 << 10).unwrap_or(false)).collect();
     assert!(big.is_empty(), "the refused upload's staging file is gone: {big:?}");

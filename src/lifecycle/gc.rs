@@ -122,14 +122,15 @@ pub async fn collect(state: &AppState, store: Option<&str>, opts: Options, stop:
     Ok(report)
 }
 
-/// Another store whose directory is this one's, or inside it, or around it.
+/// Another file store whose directory is this one's, or inside it, or around it. (S3 stores
+/// are checked for overlap when they are created.)
 fn shares_directory(all: &std::collections::HashMap<String, Arc<BlobStore>>, name: &str, store: &BlobStore) -> Option<String> {
     let resolved = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    let mine = resolved(store.root());
+    let mine = resolved(store.root()?);
     let mut others: Vec<&String> = all
         .iter()
         .filter(|(n, s)| {
-            let theirs = resolved(s.root());
+            let Some(theirs) = s.root().map(resolved) else { return false };
             n.as_str() != name && (theirs.starts_with(&mine) || mine.starts_with(&theirs))
         })
         .map(|(n, _)| n)
@@ -138,10 +139,11 @@ fn shares_directory(all: &std::collections::HashMap<String, Arc<BlobStore>>, nam
     others.first().map(|n| n.to_string())
 }
 
-/// Where the time of a store's last complete walk is kept: with its directory in the key, a new
-/// store over a directory that holds content is walked even under an old name.
-fn scan_key(name: &str, root: &std::path::Path) -> String {
-    format!("gc.scanned:{name}:{}", root.display())
+/// Where the time of a store's last complete walk is kept: with its location (directory, or
+/// bucket and prefix) in the key, a new store over a place that holds content is walked even
+/// under an old name.
+fn scan_key(name: &str, location: &str) -> String {
+    format!("gc.scanned:{name}:{location}")
 }
 
 /// Whether a store's directory holds no blobs yet (a store about to be created).
@@ -155,7 +157,7 @@ pub fn holds_no_blobs(root: &std::path::Path) -> bool {
 /// Records a store created over a directory without blobs as walked: whatever it will hold is
 /// written by writers that touch the ledger first, so there is nothing for a walk to find.
 pub fn walked_at_creation(conn: &mut crate::db::AnyConnection, name: &str, root: &std::path::Path) -> Result<(), DbError> {
-    settings::set(conn, &scan_key(name, root), &now_millis().to_string())
+    settings::set(conn, &scan_key(name, &root.display().to_string()), &now_millis().to_string())
 }
 
 struct Pass<'a> {
@@ -230,7 +232,7 @@ impl Pass<'_> {
     }
 
     fn scan_key(&self) -> String {
-        scan_key(self.name, self.store.root())
+        scan_key(self.name, &self.store.location())
     }
 
     async fn scan_due(&self) -> Result<bool, GcError> {

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod oci;
+pub mod s3;
 pub mod slapd;
 pub mod upstream;
 
@@ -47,15 +48,13 @@ impl TestServer {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
         let database_url = std::env::var("WHARF_TEST_DATABASE_URL").ok().map(|u| fresh_pg_database(&u));
-        TestServer {
-            base: String::new(),
-            addr: String::new(),
-            data_dir,
-            _tmp: Some(tmp),
-            child: None,
-            extra_env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            database_url,
+        let mut extra_env: Vec<(String, String)> = Vec::new();
+        if s3::servers_on_s3() {
+            let s3 = s3::env().expect("WHARF_TEST_BLOB_STORE=s3 needs WHARF_TEST_S3_* (tests/run.sh starts SeaweedFS)");
+            extra_env.extend(s3.server_env(&format!("test-{}", uuid_like())));
         }
+        extra_env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        TestServer { base: String::new(), addr: String::new(), data_dir, _tmp: Some(tmp), child: None, extra_env, database_url }
     }
 
     /// A second node: another process on the same data dir (blob store) and database.
@@ -95,6 +94,30 @@ impl TestServer {
             child: None,
             extra_env,
             database_url: Some(self.database_url()),
+        }
+    }
+
+    /// Whether the blob with this digest (`sha256:<hex>`) is in the server's `default` store,
+    /// asked of the store itself (its directory, or its bucket).
+    pub fn store_holds(&self, digest: &str) -> bool {
+        let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
+        let rel = format!("blobs/sha256/{}/{hex}", &hex[..2]);
+        match self.extra_env.iter().find(|(k, _)| k == "WHARF_S3__PREFIX") {
+            Some((_, prefix)) => {
+                let key = format!("{prefix}/{rel}");
+                s3::env().expect("an S3 gateway").keys(&key).contains(&key)
+            }
+            None => self.data_dir.join("blobs/default").join(rel).exists(),
+        }
+    }
+
+    /// Where the `default` store stages one-shot uploads on this node (in its directory, or for
+    /// an S3 store in the node's scratch directory).
+    pub fn staging_dir(&self) -> PathBuf {
+        if self.extra_env.iter().any(|(k, _)| k == "WHARF_S3__PREFIX") {
+            self.data_dir.join("tmp/s3/default/uploads")
+        } else {
+            self.data_dir.join("blobs/default/uploads")
         }
     }
 

@@ -12,7 +12,7 @@ use futures::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
 use tokio::sync::{mpsc, watch};
 
-use crate::blob::{BlobStore, HashState};
+use crate::blob::BlobStore;
 use crate::config::ConfigError;
 use crate::digest::Digest;
 
@@ -558,11 +558,8 @@ where
                 chunk
             }
         }));
-        let id = uuid::Uuid::new_v4().to_string();
         let outcome = async {
-            let (size, state) = blobs.stage_append(&id, 0, &HashState::empty(), tee).await.map_err(|e| e.to_string())?;
-            // A fresh id, written in one go: the hash taken while writing is the file's.
-            let digest = blobs.publish(&id, &state, expected.as_ref()).await.map_err(|e| e.to_string())?;
+            let (digest, size) = blobs.put_stream(tee, expected.as_ref()).await.map_err(|e| e.to_string())?;
             commit(digest, size).await
         }
         .await;
@@ -575,7 +572,6 @@ where
                 flight.finish(Outcome::Done)
             }
             Err(e) => {
-                blobs.stage_discard(&id).await;
                 tracing::warn!(what = %label, error = %e, "caching upstream content failed");
                 let _ = tx.send(Err(std::io::Error::other(e.clone()))).await;
                 flight.finish(Outcome::Failed(e));

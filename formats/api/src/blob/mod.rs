@@ -7,8 +7,14 @@
 //! blob is either absent or complete. A staged upload can be appended to across requests (and
 //! across restarts or nodes): the running hash is serialized into the upload's metadata row.
 //!
-//! Reads and publishing go through `object_store`; staging on the filesystem backend appends to
-//! a plain file, since object_store has no append (the S3 backend will stage as multipart parts).
+//! Two backends: a directory ([`file`]), and S3-compatible object storage ([`s3`]), which has no
+//! append and no rename and stages differently (see there). Reads, listing and deletion go
+//! through `object_store` for both.
+
+mod file;
+mod s3;
+
+pub use s3::{S3Encryption, S3Settings};
 
 use std::io::SeekFrom;
 use std::path::{Path as FsPath, PathBuf};
@@ -17,13 +23,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt, TryStreamExt};
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest as _, Sha256};
-use std::io::{Seek, Write as _};
-
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
@@ -135,16 +138,32 @@ pub struct BlobRead {
 
 pub struct BlobStore {
     name: String,
-    root: PathBuf,
+    backend: Backend,
+    /// Reads, listing and deletion, whatever the backend.
     store: Arc<dyn ObjectStore>,
+    /// Prepended to every key (S3 stores that share a bucket).
+    prefix: String,
     ledger: Option<Arc<dyn BlobLedger>>,
     deletion_lease_ms: i64,
 }
 
+enum Backend {
+    File(file::FileStaging),
+    S3 { staging: Box<s3::S3Staging>, settings: Box<S3Settings> },
+}
+
 impl std::fmt::Debug for BlobStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobStore").field("name", &self.name).field("root", &self.root).finish()
+        f.debug_struct("BlobStore").field("name", &self.name).field("location", &self.location()).finish()
     }
+}
+
+/// Upload ids are ours (UUIDs), but they arrive back in URLs: never let one name a path.
+fn check_upload_id(upload_id: &str) -> Result<(), BlobError> {
+    if upload_id.is_empty() || !upload_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+        return Err(BlobError::UploadNotFound);
+    }
+    Ok(())
 }
 
 /// Bytes gathered from a request before they are hashed and written as one blocking task.
@@ -154,10 +173,32 @@ const READ_CHUNK: usize = 256 << 10;
 impl BlobStore {
     /// A store in a local directory (created if missing).
     pub fn filesystem(name: &str, root: &FsPath) -> Result<BlobStore, BlobError> {
-        std::fs::create_dir_all(root.join("uploads"))?;
-        std::fs::create_dir_all(root.join("blobs"))?;
-        let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
-        Ok(BlobStore { name: name.to_string(), root: root.to_path_buf(), store: Arc::new(store), ledger: None, deletion_lease_ms: DELETION_LEASE_MS })
+        let staging = file::FileStaging::open(root)?;
+        let store: Arc<dyn ObjectStore> = staging.store.clone();
+        Ok(BlobStore {
+            name: name.to_string(),
+            backend: Backend::File(staging),
+            store,
+            prefix: String::new(),
+            ledger: None,
+            deletion_lease_ms: DELETION_LEASE_MS,
+        })
+    }
+
+    /// A store in an S3 bucket. `scratch` is a local directory for content that is checked
+    /// before it is published (archives); nothing in it outlives a request.
+    pub fn s3(name: &str, settings: &S3Settings, scratch: &FsPath) -> Result<BlobStore, BlobError> {
+        let staging = s3::S3Staging::open(settings, scratch)?;
+        let store: Arc<dyn ObjectStore> = staging.client.clone();
+        let prefix = staging.prefix().to_string();
+        Ok(BlobStore {
+            name: name.to_string(),
+            backend: Backend::S3 { staging: Box::new(staging), settings: Box::new(settings.clone()) },
+            store,
+            prefix,
+            ledger: None,
+            deletion_lease_ms: DELETION_LEASE_MS,
+        })
     }
 
     /// Keeps the store's blobs in `ledger` (the server's database); without one (unit tests)
@@ -200,27 +241,51 @@ impl BlobStore {
         &self.name
     }
 
-    /// The store's directory.
-    pub fn root(&self) -> &FsPath {
-        &self.root
-    }
-
-    fn key(digest: &Digest) -> Path {
-        let hex = digest.hex();
-        Path::from(format!("blobs/sha256/{}/{}", &hex[..2], hex))
-    }
-
-    fn staging_file(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
-        // Upload ids are ours (UUIDs), but they arrive back in URLs: never let one name a path.
-        if upload_id.is_empty() || !upload_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(BlobError::UploadNotFound);
+    /// The store's directory, for a file store.
+    pub fn root(&self) -> Option<&FsPath> {
+        match &self.backend {
+            Backend::File(f) => Some(&f.root),
+            Backend::S3 { .. } => None,
         }
-        Ok(self.root.join("uploads").join(upload_id))
+    }
+
+    /// The S3 settings, for an S3 store.
+    pub fn s3_settings(&self) -> Option<&S3Settings> {
+        match &self.backend {
+            Backend::File(_) => None,
+            Backend::S3 { settings, .. } => Some(settings),
+        }
+    }
+
+    /// Where the bytes are (a directory, or a bucket and prefix), for logs and errors.
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::File(f) => f.root.display().to_string(),
+            Backend::S3 { settings, .. } => settings.location(),
+        }
+    }
+
+    fn key(&self, digest: &Digest) -> Path {
+        let hex = digest.hex();
+        Path::from(format!("{}blobs/sha256/{}/{}", self.prefix, &hex[..2], hex))
+    }
+
+    /// Checks that the store answers and takes writes: writes, reads back and deletes a small
+    /// object outside the blob namespace.
+    pub async fn check_writable(&self) -> Result<(), BlobError> {
+        let key = Path::from(format!("{}health/{}", self.prefix, uuid::Uuid::new_v4()));
+        self.store.put(&key, Bytes::from_static(b"wharf").into()).await?;
+        let back = self.store.get(&key).await?.bytes().await?;
+        self.store.delete(&key).await?;
+        if back.as_ref() != b"wharf" {
+            return Err(BlobError::Io(std::io::Error::other("read back other bytes than written")));
+        }
+        Ok(())
     }
 
     /// The blob's size, or `None` if the store does not hold it.
     pub async fn size(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
-        match self.store.head(&Self::key(digest)).await {
+        match self.store.head(&self.key(digest)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
@@ -229,7 +294,7 @@ impl BlobStore {
 
     /// Streams the blob, or the inclusive byte range `start..=end` of it (`end` clamped to the size).
     pub async fn get(&self, digest: &Digest, range: Option<(u64, Option<u64>)>) -> Result<BlobRead, BlobError> {
-        let key = Self::key(digest);
+        let key = self.key(digest);
         let mut opts = GetOptions::default();
         let mut served = None;
         if let Some((start, end)) = range {
@@ -261,13 +326,6 @@ impl BlobStore {
         Ok(BlobRead { total, range: served, body })
     }
 
-    /// The blob as a local file, for readers that need to seek (zip archives). Only the
-    /// filesystem backend has one; others will hand out a temporary copy.
-    pub fn local_path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.root.join("blobs/sha256").join(&hex[..2]).join(hex)
-    }
-
     /// Reads a whole blob that is known to be small (manifests), refusing more than `limit` bytes.
     pub async fn read_small(&self, digest: &Digest, limit: u64) -> Result<Bytes, BlobError> {
         let read = self.get(digest, None).await?;
@@ -291,17 +349,25 @@ impl BlobStore {
         if self.size(&digest).await?.is_some() {
             return Ok(digest);
         }
-        let id = uuid::Uuid::new_v4().to_string();
-        let stream = futures::stream::iter([Ok::<_, std::io::Error>(data)]);
-        let staged = self.stage_append(&id, 0, &HashState::empty(), stream).await;
-        let res = match staged {
-            Ok((_, state)) => self.publish(&id, &state, Some(&digest)).await,
-            Err(e) => Err(e),
-        };
-        if res.is_err() {
-            self.stage_discard(&id).await;
+        match &self.backend {
+            Backend::File(f) => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let stream = futures::stream::iter([Ok::<_, std::io::Error>(data)]);
+                let res = match f.append(&id, 0, &HashState::empty(), stream).await {
+                    Ok(_) => f.rename_into_place(&id, &self.key(&digest)).await,
+                    Err(e) => Err(e),
+                };
+                if res.is_err() {
+                    f.discard(&id).await;
+                }
+                res?;
+            }
+            // Content-addressed: a PUT is atomic, and the bytes were hashed just now.
+            Backend::S3 { .. } => {
+                self.store.put(&self.key(&digest), data.into()).await?;
+            }
         }
-        res.map(|_| digest)
+        Ok(digest)
     }
 
     /// Stores a stream in one go; verified against `expected` when given.
@@ -310,257 +376,195 @@ impl BlobStore {
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let id = uuid::Uuid::new_v4().to_string();
-        let (size, state) = match self.stage_append(&id, 0, &HashState::empty(), body).await {
-            Ok(r) => r,
-            Err(e) => {
-                self.stage_discard(&id).await;
-                return Err(e);
+        match &self.backend {
+            Backend::File(f) => {
+                let id = uuid::Uuid::new_v4().to_string();
+                let (size, state) = match f.append(&id, 0, &HashState::empty(), body).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        f.discard(&id).await;
+                        return Err(e);
+                    }
+                };
+                // Written in one go under a fresh id: the hash taken while writing is the file's.
+                let actual = Digest::from_sha256_bytes(&HashState::load(&state)?.finalize());
+                let res = self.publish_file(f, &id, &actual, expected, size).await;
+                if res.is_err() {
+                    f.discard(&id).await;
+                }
+                res.map(|()| (actual, size))
             }
-        };
-        match self.publish(&id, &state, expected).await {
-            Ok(digest) => Ok((digest, size)),
-            Err(e) => {
-                self.stage_discard(&id).await;
-                Err(e)
-            }
+            Backend::S3 { staging, .. } => match expected {
+                // Touched before the object can appear: the write completes only after this.
+                Some(expected) => {
+                    let key = self.key(expected);
+                    let (pending, size) = staging.write_verified(&key, expected, body).await?;
+                    if let Err(e) = self.touch(expected, size).await {
+                        s3::S3Staging::abort(pending).await;
+                        return Err(e);
+                    }
+                    staging.complete(&key, pending).await?;
+                    Ok((expected.clone(), size))
+                }
+                None => {
+                    let (temp, actual, size) = staging.put_unverified(body).await?;
+                    let res = async {
+                        self.touch(&actual, size).await?;
+                        if self.size(&actual).await?.is_none() {
+                            staging.move_into_place(&temp, &self.key(&actual), size).await?;
+                        }
+                        Ok::<_, BlobError>(())
+                    }
+                    .await;
+                    let _ = self.store.delete(&temp).await;
+                    res.map(|()| (actual, size))
+                }
+            },
         }
     }
 
+    /// Checks a file store's freshly staged upload against `expected` and renames it into place.
+    async fn publish_file(&self, f: &file::FileStaging, id: &str, actual: &Digest, expected: Option<&Digest>, size: u64) -> Result<(), BlobError> {
+        if let Some(expected) = expected {
+            if expected != actual {
+                return Err(BlobError::DigestMismatch { expected: expected.clone(), actual: actual.clone() });
+            }
+        }
+        self.touch(actual, size).await?;
+        f.rename_into_place(id, &self.key(actual)).await
+    }
+
     /// Stages a stream in one go without publishing it, so that it can be checked first (an
-    /// archive read from [`Staged::path`]): nothing becomes a blob unless it is published.
+    /// archive read from [`Staged::path`], a local file whatever the backend): nothing becomes
+    /// a blob unless it is published.
     pub async fn stage_stream<S, E>(&self, body: S) -> Result<Staged<'_>, BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
+        let local = match &self.backend {
+            Backend::File(f) => f,
+            Backend::S3 { staging, .. } => &staging.scratch,
+        };
         let id = uuid::Uuid::new_v4().to_string();
-        let path = self.staging_file(&id)?;
-        let (size, state) = match self.stage_append(&id, 0, &HashState::empty(), body).await {
+        let path = local.staging_file(&id)?;
+        let (size, state) = match local.append(&id, 0, &HashState::empty(), body).await {
             Ok(r) => r,
             Err(e) => {
-                self.stage_discard(&id).await;
+                local.discard(&id).await;
                 return Err(e);
             }
         };
         let digest = Digest::from_sha256_bytes(&HashState::load(&state)?.finalize());
-        Ok(Staged { store: self, id, path, state, digest, size, published: false })
+        Ok(Staged { store: self, id, path, digest, size, published: false })
     }
 
-    /// Creates an empty staged upload.
+    /// Starts a resumable upload; returns its empty state.
     pub async fn stage_create(&self, upload_id: &str) -> Result<(), BlobError> {
-        let path = self.staging_file(upload_id)?;
-        tokio::fs::File::create(&path).await?;
-        Ok(())
+        match &self.backend {
+            Backend::File(f) => f.create(upload_id).await,
+            // An upload is its parts; the first append makes one.
+            Backend::S3 { .. } => check_upload_id(upload_id),
+        }
     }
 
     /// Appends `body` to the staged upload at `offset` (bytes past `offset` from an
-    /// unacknowledged earlier attempt are dropped first), hashing as it goes. The bytes are on
-    /// disk (fsynced) when this returns; it returns the new offset and hash state.
-    ///
-    /// The request is read on the caller's task while the previous batch is hashed and written
-    /// on the blocking pool: at most two batches of [`WRITE_BATCH`] bytes are held at a time,
-    /// and the chunks are never copied on their way to the file.
-    pub async fn stage_append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], mut body: S) -> Result<(u64, Vec<u8>), BlobError>
+    /// unacknowledged earlier attempt are dropped first), hashing as it goes. The bytes are
+    /// stored durably when this returns; it returns the new offset and state (the running hash
+    /// and, on S3, the upload's parts), which the caller records with the upload.
+    pub async fn stage_append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], body: S) -> Result<(u64, Vec<u8>), BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let path = self.staging_file(upload_id)?;
-        let hasher = HashState::load(state)?;
-        let file = blocking(move || {
-            let mut file = match std::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
-                Err(e) => return Err(e.into()),
-            };
-            let on_disk = file.metadata()?.len();
-            if on_disk < offset {
-                // The store lost bytes the database says were acknowledged: refuse rather than corrupt.
-                return Err(BlobError::BadState);
-            }
-            if on_disk > offset {
-                file.set_len(offset)?;
-            }
-            file.seek(SeekFrom::Start(offset))?;
-            Ok(file)
-        })
-        .await?;
-        let mut writer = Some((file, hasher));
-        let mut in_flight: Option<tokio::task::JoinHandle<Result<(std::fs::File, Sha256), BlobError>>> = None;
-        let mut batch: Vec<Bytes> = Vec::new();
-        let mut batch_len = 0usize;
-        let mut written = offset;
-        loop {
-            let next = body.next().await;
-            let done = match next {
-                Some(Ok(chunk)) => {
-                    written += chunk.len() as u64;
-                    batch_len += chunk.len();
-                    batch.push(chunk);
-                    false
-                }
-                Some(Err(e)) => {
-                    if let Some(task) = in_flight.take() {
-                        let _ = task.await;
-                    }
-                    return Err(BlobError::Body(e.to_string()));
-                }
-                None => true,
-            };
-            if batch_len >= WRITE_BATCH || (done && !batch.is_empty()) {
-                if let Some(task) = in_flight.take() {
-                    writer = Some(join(task).await?);
-                }
-                let (mut file, mut hasher) = writer.take().expect("the writer is back once no batch is in flight");
-                let chunks = std::mem::take(&mut batch);
-                batch_len = 0;
-                in_flight = Some(tokio::task::spawn_blocking(move || {
-                    for c in &chunks {
-                        hasher.update(c);
-                        file.write_all(c)?;
-                    }
-                    Ok((file, hasher))
-                }));
-            }
-            if done {
-                break;
-            }
-        }
-        if let Some(task) = in_flight.take() {
-            writer = Some(join(task).await?);
-        }
-        let (file, hasher) = writer.expect("the writer is back once no batch is in flight");
-        blocking(move || Ok(file.sync_data()?)).await?;
-        Ok((written, HashState::save(&hasher)))
-    }
-
-    /// The size of the staged bytes (for resuming after a crash: what the file holds may be
-    /// more than the metadata acknowledged).
-    pub async fn stage_len(&self, upload_id: &str) -> Result<Option<u64>, BlobError> {
-        match tokio::fs::metadata(self.staging_file(upload_id)?).await {
-            Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e.into()),
+        match &self.backend {
+            Backend::File(f) => f.append(upload_id, offset, state, body).await,
+            Backend::S3 { staging, .. } => staging.append(upload_id, offset, state, body).await,
         }
     }
 
-    /// Verifies a resumable upload's staged file against `expected` and publishes it. The file is
-    /// hashed again here: the running hash in the upload's row says what was acknowledged, not
-    /// what the file holds (a writer that lost a race, or a node that died mid-append, may have
-    /// left other bytes), and the store never holds bytes that do not hash to their name. On a
-    /// mismatch the staged bytes are discarded and nothing becomes visible.
+    /// Verifies a resumable upload against `expected` and publishes it. A file store hashes the
+    /// file again (the running hash says what was acknowledged, not what the file holds: a
+    /// writer that lost a race, or a node that died mid-append, may have left other bytes); an
+    /// S3 store's parts are written once under keys of their own, so their recorded hash is
+    /// theirs. On a mismatch the staged bytes are discarded and nothing becomes visible.
     pub async fn stage_finish(&self, upload_id: &str, state: &[u8], expected: Option<&Digest>) -> Result<Digest, BlobError> {
-        let path = self.staging_file(upload_id)?;
-        let recorded = Digest::from_sha256_bytes(&HashState::load(state)?.finalize());
-        let actual = blocking(move || {
-            let mut file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
-                Err(e) => return Err(e.into()),
-            };
-            let mut hasher = Sha256::new();
-            let mut buf = vec![0u8; READ_CHUNK];
-            loop {
-                let n = std::io::Read::read(&mut file, &mut buf)?;
-                if n == 0 {
-                    break;
+        match &self.backend {
+            Backend::File(f) => {
+                let recorded = Digest::from_sha256_bytes(&HashState::load(state)?.finalize());
+                let actual = f.rehash(upload_id).await?;
+                let expected = expected.unwrap_or(&recorded);
+                if *expected != actual {
+                    f.discard(upload_id).await;
+                    return Err(BlobError::DigestMismatch { expected: expected.clone(), actual });
                 }
-                hasher.update(&buf[..n]);
+                let size = f.staged_size(upload_id).await?;
+                self.touch(&actual, size).await?;
+                f.rename_into_place(upload_id, &self.key(&actual)).await?;
+                Ok(actual)
             }
-            Ok(Digest::from_sha256_bytes(&hasher.finalize()))
-        })
-        .await?;
-        let expected = expected.unwrap_or(&recorded);
-        if *expected != actual {
-            self.stage_discard(upload_id).await;
-            return Err(BlobError::DigestMismatch { expected: expected.clone(), actual });
-        }
-        self.rename_into_place(upload_id, &actual).await?;
-        Ok(actual)
-    }
-
-    /// Publishes a staged file this process wrote in one go under a fresh id (no other writer
-    /// can know the id), so the hash computed while writing is the file's: no second read.
-    /// A resumable upload's file goes through [`BlobStore::stage_finish`] instead.
-    pub(crate) async fn publish(&self, upload_id: &str, state: &[u8], expected: Option<&Digest>) -> Result<Digest, BlobError> {
-        let actual = Digest::from_sha256_bytes(&HashState::load(state)?.finalize());
-        if let Some(expected) = expected {
-            if *expected != actual {
-                self.stage_discard(upload_id).await;
-                return Err(BlobError::DigestMismatch { expected: expected.clone(), actual });
+            Backend::S3 { staging, .. } => {
+                let (actual, size) = s3::S3Staging::recorded(state)?;
+                if let Some(expected) = expected {
+                    if *expected != actual {
+                        staging.discard(upload_id).await;
+                        return Err(BlobError::DigestMismatch { expected: expected.clone(), actual });
+                    }
+                }
+                self.touch(&actual, size).await?;
+                if self.size(&actual).await?.is_none() {
+                    staging.assemble(upload_id, state, &self.key(&actual)).await?;
+                }
+                staging.discard(upload_id).await;
+                Ok(actual)
             }
-        }
-        self.rename_into_place(upload_id, &actual).await?;
-        Ok(actual)
-    }
-
-    async fn rename_into_place(&self, upload_id: &str, actual: &Digest) -> Result<(), BlobError> {
-        let size = tokio::fs::metadata(self.staging_file(upload_id)?).await?.len();
-        self.touch(actual, size).await?;
-        let from = Path::from(format!("uploads/{upload_id}"));
-        match self.store.rename_if_not_exists(&from, &Self::key(actual)).await {
-            Ok(()) => Ok(()),
-            // Same content is already stored: that copy is as good as ours.
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                self.stage_discard(upload_id).await;
-                Ok(())
-            }
-            Err(object_store::Error::NotFound { .. }) => Err(BlobError::UploadNotFound),
-            Err(e) => Err(e.into()),
         }
     }
 
     /// Cuts a staged upload back to `len` bytes (what its row acknowledges), so that a failed
-    /// append gives its space back at once instead of when the janitor comes.
+    /// append gives its space back at once instead of when the janitor comes. (An S3 upload's
+    /// unacknowledged part is in no chain; it goes with the upload.)
     pub async fn stage_truncate(&self, upload_id: &str, len: u64) -> Result<(), BlobError> {
-        let path = self.staging_file(upload_id)?;
-        blocking(move || {
-            match std::fs::OpenOptions::new().write(true).open(&path) {
-                Ok(f) if f.metadata()?.len() > len => f.set_len(len)?,
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e.into()),
-            }
-            Ok(())
-        })
-        .await
+        match &self.backend {
+            Backend::File(f) => f.truncate(upload_id, len).await,
+            Backend::S3 { .. } => Ok(()),
+        }
     }
 
     pub async fn stage_discard(&self, upload_id: &str) {
-        if let Ok(path) = self.staging_file(upload_id) {
-            let _ = tokio::fs::remove_file(path).await;
+        match &self.backend {
+            Backend::File(f) => f.discard(upload_id).await,
+            Backend::S3 { staging, .. } => staging.discard(upload_id).await,
         }
     }
 
     /// Ids of staged uploads whose bytes were last written before `before` (for the janitor:
     /// abandoned sessions, and one-shot uploads of a process that died).
     pub async fn stale_staging(&self, before: std::time::SystemTime) -> Result<Vec<String>, BlobError> {
-        let mut out = Vec::new();
-        let mut dir = tokio::fs::read_dir(self.root.join("uploads")).await?;
-        while let Some(entry) = dir.next_entry().await? {
-            let modified = entry.metadata().await?.modified()?;
-            if modified < before {
-                if let Some(name) = entry.file_name().to_str() {
-                    out.push(name.to_string());
+        match &self.backend {
+            Backend::File(f) => f.stale(before).await,
+            Backend::S3 { staging, .. } => {
+                // This node's scratch files too: a process that died mid-request left them.
+                for id in staging.scratch.stale(before).await? {
+                    staging.scratch.discard(&id).await;
                 }
+                staging.stale(before).await
             }
         }
-        Ok(out)
     }
 
     /// Every blob the store holds, with its size and last-modified time (milliseconds), in no
     /// particular order; objects that are not named like blobs are skipped.
     pub fn list_blobs(&self) -> BoxStream<'_, Result<(Digest, u64, i64), BlobError>> {
-        let prefix = Path::from("blobs");
+        let prefix = Path::from(format!("{}blobs", self.prefix));
         self.store
             .list(Some(&prefix))
-            .filter_map(|item| async move {
+            .filter_map(move |item| async move {
                 match item {
                     Ok(meta) => {
                         let hex = meta.location.filename()?;
                         let digest: Digest = format!("sha256:{hex}").parse().ok()?;
-                        (Self::key(&digest) == meta.location).then_some(Ok((digest, meta.size, meta.last_modified.timestamp_millis())))
+                        (self.key(&digest) == meta.location).then_some(Ok((digest, meta.size, meta.last_modified.timestamp_millis())))
                     }
                     Err(e) => Some(Err(e.into())),
                 }
@@ -571,20 +575,35 @@ impl BlobStore {
     /// Removes a blob for good. Only garbage collection calls this (a pass, or a writer finishing
     /// a deletion a pass left): formats drop references.
     pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
-        match self.store.delete(&Self::key(digest)).await {
+        match self.store.delete(&self.key(digest)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
+
+    /// Removes every object of the store (its blob store was deleted); returns how many went.
+    /// A file store's directory is removed by the caller instead.
+    pub async fn remove_all_objects(&self) -> Result<u64, BlobError> {
+        let root = if self.prefix.is_empty() { None } else { Some(Path::from(self.prefix.trim_end_matches('/'))) };
+        let keys = self.store.list(root.as_ref()).map_ok(|m| m.location).boxed();
+        let mut gone = self.store.delete_stream(keys);
+        let mut n = 0;
+        while let Some(res) = gone.next().await {
+            match res {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(n)
+    }
 }
 
-/// A one-shot upload on disk, hashed but not yet a blob. Dropped unpublished (a refused upload,
-/// an early return), its bytes are removed.
+/// A one-shot upload in a local file, hashed but not yet a blob. Dropped unpublished (a
+/// refused upload, an early return), its bytes are removed.
 pub struct Staged<'a> {
     store: &'a BlobStore,
     id: String,
     path: PathBuf,
-    state: Vec<u8>,
     digest: Digest,
     size: u64,
     published: bool,
@@ -606,10 +625,20 @@ impl Staged<'_> {
 
     /// Makes the staged bytes the blob they hash to.
     pub async fn publish(mut self) -> Result<Digest, BlobError> {
-        // Written in one go under a fresh id: the hash taken while writing is the file's.
-        let digest = self.store.publish(&self.id, &self.state, Some(&self.digest)).await?;
+        let store = self.store;
+        match &store.backend {
+            // Written in one go under a fresh id: the hash taken while writing is the file's.
+            Backend::File(f) => store.publish_file(f, &self.id, &self.digest, None, self.size).await?,
+            Backend::S3 { staging, .. } => {
+                store.touch(&self.digest, self.size).await?;
+                if store.size(&self.digest).await?.is_none() {
+                    staging.upload_file(&self.path, &store.key(&self.digest)).await?;
+                }
+                let _ = tokio::fs::remove_file(&self.path).await;
+            }
+        }
         self.published = true;
-        Ok(digest)
+        Ok(self.digest.clone())
     }
 }
 
@@ -700,10 +729,10 @@ mod tests {
 
     #[test]
     fn upload_ids_cannot_name_paths() {
-        let dir = tempfile_dir();
-        let store = BlobStore::filesystem("t", &dir).unwrap();
-        assert!(store.staging_file("../../etc/passwd").is_err());
-        assert!(store.staging_file("").is_err());
+        assert!(check_upload_id("../../etc/passwd").is_err());
+        assert!(check_upload_id("").is_err());
+        assert!(check_upload_id("a/b").is_err());
+        assert!(check_upload_id("0b6c0a4e-2f7e-4f7e-9d0b-1c2d3e4f5a6b").is_ok());
     }
 
     fn tempfile_dir() -> PathBuf {

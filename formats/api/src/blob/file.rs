@@ -1,0 +1,200 @@
+//! Staging on a local (or shared) file system: an upload is a plain file under `uploads/`,
+//! appended to in place, and published with a create-if-absent rename into `blobs/`.
+
+use std::io::{Seek, SeekFrom, Write as _};
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::ObjectStoreExt;
+use sha2::{Digest as _, Sha256};
+
+use super::{blocking, join, BlobError, HashState, READ_CHUNK, WRITE_BATCH};
+use crate::digest::Digest;
+
+pub(super) struct FileStaging {
+    pub(super) root: PathBuf,
+    pub(super) store: Arc<LocalFileSystem>,
+}
+
+impl FileStaging {
+    pub(super) fn open(root: &FsPath) -> Result<FileStaging, BlobError> {
+        std::fs::create_dir_all(root.join("uploads"))?;
+        std::fs::create_dir_all(root.join("blobs"))?;
+        let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
+        Ok(FileStaging { root: root.to_path_buf(), store: Arc::new(store) })
+    }
+
+    pub(super) fn staging_file(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
+        super::check_upload_id(upload_id)?;
+        Ok(self.root.join("uploads").join(upload_id))
+    }
+
+    pub(super) async fn create(&self, upload_id: &str) -> Result<(), BlobError> {
+        tokio::fs::File::create(self.staging_file(upload_id)?).await?;
+        Ok(())
+    }
+
+    /// See [`super::BlobStore::stage_append`]. The request is read on the caller's task while
+    /// the previous batch is hashed and written on the blocking pool: at most two batches of
+    /// [`WRITE_BATCH`] bytes are held at a time, and the chunks are never copied on their way
+    /// to the file.
+    pub(super) async fn append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], mut body: S) -> Result<(u64, Vec<u8>), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let path = self.staging_file(upload_id)?;
+        let hasher = HashState::load(state)?;
+        let file = blocking(move || {
+            let mut file = match std::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
+                Err(e) => return Err(e.into()),
+            };
+            let on_disk = file.metadata()?.len();
+            if on_disk < offset {
+                // The store lost bytes the database says were acknowledged: refuse rather than corrupt.
+                return Err(BlobError::BadState);
+            }
+            if on_disk > offset {
+                file.set_len(offset)?;
+            }
+            file.seek(SeekFrom::Start(offset))?;
+            Ok(file)
+        })
+        .await?;
+        let mut writer = Some((file, hasher));
+        let mut in_flight: Option<tokio::task::JoinHandle<Result<(std::fs::File, Sha256), BlobError>>> = None;
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch_len = 0usize;
+        let mut written = offset;
+        loop {
+            let next = body.next().await;
+            let done = match next {
+                Some(Ok(chunk)) => {
+                    written += chunk.len() as u64;
+                    batch_len += chunk.len();
+                    batch.push(chunk);
+                    false
+                }
+                Some(Err(e)) => {
+                    if let Some(task) = in_flight.take() {
+                        let _ = task.await;
+                    }
+                    return Err(BlobError::Body(e.to_string()));
+                }
+                None => true,
+            };
+            if batch_len >= WRITE_BATCH || (done && !batch.is_empty()) {
+                if let Some(task) = in_flight.take() {
+                    writer = Some(join(task).await?);
+                }
+                let (mut file, mut hasher) = writer.take().expect("the writer is back once no batch is in flight");
+                let chunks = std::mem::take(&mut batch);
+                batch_len = 0;
+                in_flight = Some(tokio::task::spawn_blocking(move || {
+                    for c in &chunks {
+                        hasher.update(c);
+                        file.write_all(c)?;
+                    }
+                    Ok((file, hasher))
+                }));
+            }
+            if done {
+                break;
+            }
+        }
+        if let Some(task) = in_flight.take() {
+            writer = Some(join(task).await?);
+        }
+        let (file, hasher) = writer.expect("the writer is back once no batch is in flight");
+        blocking(move || Ok(file.sync_data()?)).await?;
+        Ok((written, HashState::save(&hasher)))
+    }
+
+    /// What the staged file hashes to now: the running hash in the upload's row says what was
+    /// acknowledged, not what the file holds (a writer that lost a race, or a node that died
+    /// mid-append, may have left other bytes).
+    pub(super) async fn rehash(&self, upload_id: &str) -> Result<Digest, BlobError> {
+        let path = self.staging_file(upload_id)?;
+        blocking(move || {
+            let mut file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
+                Err(e) => return Err(e.into()),
+            };
+            let mut hasher = Sha256::new();
+            let mut buf = vec![0u8; READ_CHUNK];
+            loop {
+                let n = std::io::Read::read(&mut file, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            Ok(Digest::from_sha256_bytes(&hasher.finalize()))
+        })
+        .await
+    }
+
+    pub(super) async fn staged_size(&self, upload_id: &str) -> Result<u64, BlobError> {
+        match tokio::fs::metadata(self.staging_file(upload_id)?).await {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(BlobError::UploadNotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves the staged file to `key` unless a blob is already there (then the staged copy
+    /// goes: same content).
+    pub(super) async fn rename_into_place(&self, upload_id: &str, key: &Path) -> Result<(), BlobError> {
+        let from = Path::from(format!("uploads/{upload_id}"));
+        match self.store.rename_if_not_exists(&from, key).await {
+            Ok(()) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                self.discard(upload_id).await;
+                Ok(())
+            }
+            Err(object_store::Error::NotFound { .. }) => Err(BlobError::UploadNotFound),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(super) async fn truncate(&self, upload_id: &str, len: u64) -> Result<(), BlobError> {
+        let path = self.staging_file(upload_id)?;
+        blocking(move || {
+            match std::fs::OpenOptions::new().write(true).open(&path) {
+                Ok(f) if f.metadata()?.len() > len => f.set_len(len)?,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn discard(&self, upload_id: &str) {
+        if let Ok(path) = self.staging_file(upload_id) {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+    }
+
+    pub(super) async fn stale(&self, before: std::time::SystemTime) -> Result<Vec<String>, BlobError> {
+        let mut out = Vec::new();
+        let mut dir = tokio::fs::read_dir(self.root.join("uploads")).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            let modified = entry.metadata().await?.modified()?;
+            if modified < before {
+                if let Some(name) = entry.file_name().to_str() {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,3 @@
+//! Blob store settings beyond a directory: S3 buckets.
+
+pub mod s3;
