@@ -161,7 +161,7 @@ pub fn first_start(db: &Db, data_dir: &Path, admin_password: &str, s3: &crate::c
         db.run_sync(|c| {
             repos::insert_blob_store(c, "default", "file", &json!({"path": "default"}).to_string())?;
             if empty {
-                crate::lifecycle::gc::walked_at_creation(c, "default", &root)?;
+                crate::lifecycle::gc::walked_at_creation(c, "default", &root.display().to_string())?;
             }
             Ok(())
         })?;

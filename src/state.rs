@@ -134,8 +134,10 @@ impl RepoRegistry {
             let existing = old.blob_stores.get(&s.name);
             let opened: Result<Option<BlobStore>, String> = match s.kind.as_str() {
                 "s3" => crate::storage::s3::S3Store::from_row(&s).and_then(|cfg| match existing {
-                    Some(e) if e.s3_settings() == Some(&cfg.settings) => Ok(None),
-                    _ => BlobStore::s3(&s.name, &cfg.settings, &self.data_dir.join("tmp").join("s3").join(&s.name)).map(Some).map_err(|e| e.to_string()),
+                    Some(e) if e.s3_settings() == Some((&cfg.settings, cfg.presigned_urls)) => Ok(None),
+                    _ => BlobStore::s3(&s.name, &cfg.settings, &self.data_dir.join("tmp").join("s3").join(&s.name))
+                        .map(|b| Some(b.with_presigned_urls(cfg.presigned_urls)))
+                        .map_err(|e| e.to_string()),
                 }),
                 _ => {
                     let attrs: serde_json::Value = serde_json::from_str(&s.attributes).unwrap_or_default();

@@ -156,8 +156,8 @@ pub fn holds_no_blobs(root: &std::path::Path) -> bool {
 
 /// Records a store created over a directory without blobs as walked: whatever it will hold is
 /// written by writers that touch the ledger first, so there is nothing for a walk to find.
-pub fn walked_at_creation(conn: &mut crate::db::AnyConnection, name: &str, root: &std::path::Path) -> Result<(), DbError> {
-    settings::set(conn, &scan_key(name, &root.display().to_string()), &now_millis().to_string())
+pub fn walked_at_creation(conn: &mut crate::db::AnyConnection, name: &str, location: &str) -> Result<(), DbError> {
+    settings::set(conn, &scan_key(name, location), &now_millis().to_string())
 }
 
 struct Pass<'a> {

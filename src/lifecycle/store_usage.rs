@@ -50,7 +50,10 @@ impl FileStore {
 /// One store's numbers at one moment.
 #[derive(Clone, Debug)]
 pub struct StoreReport {
+    /// For an S3 store: its name and soft quota (it has no path).
     pub store: FileStore,
+    /// Nexus's `type`: `File` or `S3`.
+    pub kind: &'static str,
     /// Its directory cannot be read.
     pub unavailable: bool,
     pub usage: Usage,
@@ -64,7 +67,7 @@ impl StoreReport {
     pub fn to_json(&self) -> Value {
         json!({
             "name": self.store.name,
-            "type": "File",
+            "type": self.kind,
             "unavailable": self.unavailable,
             "blobCount": self.usage.blob_count,
             "totalSizeInBytes": self.usage.bytes,
@@ -92,12 +95,20 @@ pub async fn reports(state: &AppState) -> Result<Vec<StoreReport>, DbError> {
     tokio::task::spawn_blocking(move || {
         rows.iter()
             .map(|row| {
+                let usage = used.get(&row.name).copied().unwrap_or_default();
+                if row.kind == "s3" {
+                    // A bucket has no free space to speak of: only a spaceUsedQuota can trip.
+                    let parsed = crate::storage::s3::S3Store::from_row(row);
+                    let soft_quota = parsed.as_ref().ok().and_then(|s| s.soft_quota);
+                    let quota = soft_quota::evaluate(&row.name, soft_quota.as_ref(), usage.bytes, None);
+                    let store = FileStore { name: row.name.clone(), path: String::new(), soft_quota };
+                    return StoreReport { kind: "S3", unavailable: parsed.is_err(), usage, available: None, quota, store };
+                }
                 let store = FileStore::from_row(row);
                 let root = store.root(&data_dir);
-                let usage = used.get(&store.name).copied().unwrap_or_default();
                 let available = available_space(&root);
                 let quota = soft_quota::evaluate(&store.name, store.soft_quota.as_ref(), usage.bytes, available);
-                StoreReport { unavailable: !root.is_dir(), usage, available, quota, store }
+                StoreReport { kind: "File", unavailable: !root.is_dir(), usage, available, quota, store }
             })
             .collect()
     })

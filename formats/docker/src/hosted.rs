@@ -454,6 +454,14 @@ impl Hosted {
         if head {
             return Ok(res.body(SizedStream::new(size, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
         }
+        // Distribution's `redirect`: the client fetches the bytes (and its range) from the bucket.
+        if let Some(url) = self.env.blobs.download_url(&digest).await? {
+            self.env.downloads.record(self.repo_id(), &asset.path);
+            return Ok(HttpResponse::TemporaryRedirect()
+                .insert_header(("Docker-Content-Digest", digest.to_string()))
+                .insert_header((header::LOCATION, url))
+                .finish());
+        }
         let range = match req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()) {
             Some(h) => parse_range(h, size).ok_or(DockerError::BlobRangeInvalid { size })?,
             None => None,

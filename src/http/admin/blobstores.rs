@@ -14,7 +14,7 @@ use crate::lifecycle::store_removal::{self, Removal};
 use crate::lifecycle::store_usage::{self, FileStore, StoreReport};
 use crate::state::AppState;
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     !name.is_empty() && name.len() <= 100 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') && !name.starts_with('.')
 }
 
@@ -101,7 +101,7 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
             }
             repos::insert_blob_store(c, &n, "file", &attrs)?;
             if empty {
-                crate::lifecycle::gc::walked_at_creation(c, &n, &r)?;
+                crate::lifecycle::gc::walked_at_creation(c, &n, &r.display().to_string())?;
             }
             Ok(None)
         })
@@ -121,7 +121,11 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
 
 async fn find(state: &AppState, name: &str) -> Result<FileStore, AdminError> {
     let rows = state.db.run(repos::list_blob_stores).await?;
-    rows.iter().find(|r| r.name == name).map(FileStore::from_row).ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))
+    let row = rows.iter().find(|r| r.name == name).ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))?;
+    if row.kind != "file" {
+        return Err(ConfigError::new("name", format!("{name} is not a file blob store")).into());
+    }
+    Ok(FileStore::from_row(row))
 }
 
 pub async fn get_file(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod blobstores;
+pub mod blobstores_s3;
 pub mod cleanup;
 pub mod components;
 pub mod ldap;
@@ -158,6 +159,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/blobstores/file", web::post().to(blobstores::create_file))
             .route("/v1/blobstores/file/{name}", web::get().to(blobstores::get_file))
             .route("/v1/blobstores/file/{name}", web::put().to(blobstores::update_file))
+            .route("/v1/blobstores/s3", web::post().to(blobstores_s3::create))
+            .route("/v1/blobstores/s3/{name}", web::get().to(blobstores_s3::get))
+            .route("/v1/blobstores/s3/{name}", web::put().to(blobstores_s3::update))
             .route("/v1/blobstores/{name}/quota-status", web::get().to(blobstores::quota_status))
             .route("/v1/blobstores/{name}", web::delete().to(blobstores::delete))
             .route("/v1/blobstores/{name}/compact", web::post().to(blobstores::compact))

@@ -128,6 +128,10 @@ pub enum Touch {
 /// written after a takeover.
 pub const DELETION_LEASE_MS: i64 = 120_000;
 
+/// How long a presigned download URL is valid (Distribution's is 20 minutes too): long enough
+/// for a client to start a large download, short enough that a leaked URL soon expires.
+pub const PRESIGNED_URL_TTL: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 /// A slice of a blob on its way out.
 pub struct BlobRead {
     pub total: u64,
@@ -149,7 +153,7 @@ pub struct BlobStore {
 
 enum Backend {
     File(file::FileStaging),
-    S3 { staging: Box<s3::S3Staging>, settings: Box<S3Settings> },
+    S3 { staging: Box<s3::S3Staging>, settings: Box<S3Settings>, presigned_urls: bool },
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -193,7 +197,7 @@ impl BlobStore {
         let prefix = staging.prefix().to_string();
         Ok(BlobStore {
             name: name.to_string(),
-            backend: Backend::S3 { staging: Box::new(staging), settings: Box::new(settings.clone()) },
+            backend: Backend::S3 { staging: Box::new(staging), settings: Box::new(settings.clone()), presigned_urls: false },
             store,
             prefix,
             ledger: None,
@@ -207,6 +211,28 @@ impl BlobStore {
         self.ledger = Some(ledger);
         self.deletion_lease_ms = deletion_lease_ms;
         self
+    }
+
+    /// Downloads of an S3 store's blobs answer with a redirect to a presigned URL of the object,
+    /// so the bytes go from the bucket to the client without passing through wharf.
+    pub fn with_presigned_urls(mut self, on: bool) -> BlobStore {
+        if let Backend::S3 { presigned_urls, .. } = &mut self.backend {
+            *presigned_urls = on;
+        }
+        self
+    }
+
+    /// Where a client may fetch the blob itself (a presigned URL, valid for
+    /// [`PRESIGNED_URL_TTL`]), when the store hands them out.
+    pub async fn download_url(&self, digest: &Digest) -> Result<Option<String>, BlobError> {
+        match &self.backend {
+            Backend::S3 { staging, presigned_urls: true, .. } => {
+                use object_store::signer::Signer;
+                let url = staging.client.signed_url(object_store::signer::Method::GET, &self.key(digest), PRESIGNED_URL_TTL).await?;
+                Ok(Some(url.to_string()))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// See [`DELETION_LEASE_MS`].
@@ -250,10 +276,10 @@ impl BlobStore {
     }
 
     /// The S3 settings, for an S3 store.
-    pub fn s3_settings(&self) -> Option<&S3Settings> {
+    pub fn s3_settings(&self) -> Option<(&S3Settings, bool)> {
         match &self.backend {
             Backend::File(_) => None,
-            Backend::S3 { settings, .. } => Some(settings),
+            Backend::S3 { settings, presigned_urls, .. } => Some((settings, *presigned_urls)),
         }
     }
 

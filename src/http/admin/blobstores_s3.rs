@@ -1,0 +1,137 @@
+//! `/service/rest/v1/blobstores/s3[/{name}]`: S3 blob stores in Nexus's shape. A store is
+//! checked before it is saved (the bucket answers, takes a write and gives it back), and its
+//! secrets are write-only: GET shows a placeholder, which PUT takes as "unchanged".
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use wharf_format::{BlobStore, ConfigError};
+
+use super::{parse_json, require_admin, AdminError};
+use crate::db::repos;
+use crate::state::AppState;
+use crate::storage::s3::S3Store;
+
+/// Opens the store and writes, reads back and deletes a small object: a store that cannot take
+/// blobs is refused with what went wrong, naming the bucket and endpoint.
+pub async fn check_reachable(state: &AppState, store: &S3Store) -> Result<BlobStore, ConfigError> {
+    let scratch = state.cfg.data_dir.join("tmp").join("s3-check").join(uuid::Uuid::new_v4().simple().to_string());
+    let where_ = store.settings.location();
+    let opened = BlobStore::s3(&store.name, &store.settings, &scratch).map_err(|e| ConfigError::new("bucketConfiguration", format!("{where_}: {e}")))?;
+    let res = opened.check_writable().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    res.map_err(|e| ConfigError::new("bucketConfiguration", format!("{where_} is not usable: {e}")))?;
+    Ok(opened)
+}
+
+/// Two stores never share objects: the same bucket at the same endpoint with prefixes of which
+/// one contains the other is refused.
+fn overlapping(store: &S3Store, rows: &[repos::BlobStoreRow]) -> Option<String> {
+    let norm = |p: &str| {
+        let p = p.trim_matches('/');
+        if p.is_empty() {
+            String::new()
+        } else {
+            format!("{p}/")
+        }
+    };
+    let mine = norm(&store.settings.prefix);
+    rows.iter().filter(|r| r.kind == "s3" && r.name != store.name).find_map(|r| {
+        let other = S3Store::from_row(r).ok()?;
+        let same_bucket = other.settings.bucket == store.settings.bucket && other.settings.endpoint == store.settings.endpoint;
+        let theirs = norm(&other.settings.prefix);
+        (same_bucket && (mine.starts_with(&theirs) || theirs.starts_with(&mine))).then(|| r.name.clone())
+    })
+}
+
+async fn find(state: &AppState, name: &str) -> Result<S3Store, AdminError> {
+    let rows = state.db.run(repos::list_blob_stores).await?;
+    let row = rows.iter().find(|r| r.name == name).ok_or_else(|| AdminError::NotFound(format!("Unable to find S3 '{name}' blobstore")))?;
+    if row.kind != "s3" {
+        return Err(ConfigError::new("name", format!("{name} is not an S3 blob store")).into());
+    }
+    S3Store::from_row(row).map_err(|e| AdminError::Internal(format!("blob store {name}: {e}").into()))
+}
+
+pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    let actor = require_admin(&state, &req).await?;
+    let store = S3Store::parse(&parse_json(&body)?, None, None)?;
+    if !super::blobstores::valid_name(&store.name) {
+        return Err(ConfigError::new("name", "letters, digits, '-', '_', '.'").into());
+    }
+    let rows = state.db.run(repos::list_blob_stores).await?;
+    if rows.iter().any(|r| r.name == store.name) {
+        return Err(ConfigError::new("name", format!("blob store {} already exists", store.name)).into());
+    }
+    if let Some(other) = overlapping(&store, &rows) {
+        return Err(ConfigError::new("bucketConfiguration.bucket.prefix", format!("overlaps the objects of blob store {other} (same bucket)")).into());
+    }
+    let opened = check_reachable(&state, &store).await?;
+    // A prefix that holds no blobs yet needs no walk for objects the database does not know.
+    let empty = futures::StreamExt::next(&mut opened.list_blobs()).await.is_none();
+    let attrs = store.attributes().map_err(|e| AdminError::Internal(e.to_string().into()))?;
+    let (name, location) = (store.name.clone(), opened.location());
+    let res = state
+        .db
+        .write(move |c| {
+            if let Some(other) = overlapping(&store, &repos::list_blob_stores(c)?) {
+                return Ok(Some(other));
+            }
+            repos::insert_blob_store(c, &store.name, "s3", &attrs)?;
+            if empty {
+                crate::lifecycle::gc::walked_at_creation(c, &store.name, &location)?;
+            }
+            Ok(None)
+        })
+        .await;
+    match res {
+        Ok(None) => {}
+        Ok(Some(other)) => {
+            return Err(ConfigError::new("bucketConfiguration.bucket.prefix", format!("overlaps the objects of blob store {other} (same bucket)")).into())
+        }
+        Err(crate::db::DbError::Query(e)) if crate::db::is_unique_violation(&e) => {
+            return Err(ConfigError::new("name", format!("blob store {name} already exists")).into())
+        }
+        Err(e) => return Err(e.into()),
+    }
+    super::record(&state, &req, &actor, "blobstore.create", &name, None);
+    crate::http::apply_config_change(&state).await;
+    Ok(HttpResponse::Created().finish())
+}
+
+pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    Ok(HttpResponse::Ok().json(find(&state, &path.into_inner()).await?.to_json(true)))
+}
+
+/// Nexus's update: the whole settings again. Credentials, endpoint, encryption, presigned URLs
+/// and the soft quota may change; the bucket and prefix may not (the store's content is there).
+pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
+    let actor = require_admin(&state, &req).await?;
+    let name = path.into_inner();
+    let old = find(&state, &name).await?;
+    let new = S3Store::parse(&parse_json(&body)?, Some(&name), Some(&old))?;
+    if new.settings.bucket != old.settings.bucket {
+        return Err(ConfigError::new(
+            "bucketConfiguration.bucket.name",
+            format!("cannot be changed (it is {}): the store's content is there", old.settings.bucket),
+        )
+        .into());
+    }
+    if new.settings.prefix.trim_matches('/') != old.settings.prefix.trim_matches('/') {
+        return Err(ConfigError::new(
+            "bucketConfiguration.bucket.prefix",
+            format!("cannot be changed (it is {:?}): the store's content is there", old.settings.prefix),
+        )
+        .into());
+    }
+    if new.settings != old.settings {
+        check_reachable(&state, &new).await?;
+    }
+    let attrs = new.attributes().map_err(|e| AdminError::Internal(e.to_string().into()))?;
+    let n = name.clone();
+    if !state.db.write(move |c| repos::update_blob_store(c, &n, &attrs)).await? {
+        return Err(AdminError::NotFound(format!("Unable to find S3 '{name}' blobstore")));
+    }
+    super::record(&state, &req, &actor, "blobstore.update", &name, None);
+    crate::http::apply_config_change(&state).await;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,305 @@
+//! S3 blob stores against a real S3 server (SeaweedFS, started by tests/run.sh): the REST API
+//! checks a store before saving it and never shows its secrets; Docker pushes and pulls through
+//! it with skopeo; a chunked upload started on one node is finished on another that shares
+//! nothing with it but the database and the bucket; presigned redirects; garbage collection
+//! deletes the objects.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::{oci, s3, TestServer, ADMIN_PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sha2::Digest as _;
+
+const GC_ENV: &[(&str, &str)] = &[("WHARF_UPLOADS__TTL_SECS", "1"), ("WHARF_GC__GRACE_SECS", "1")];
+
+fn gateway() -> Option<s3::S3Env> {
+    let env = s3::env();
+    if env.is_none() {
+        eprintln!("no S3 gateway (WHARF_TEST_S3_*): skipped; tests/run.sh starts one");
+    }
+    env
+}
+
+fn api(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    let mut r = server.admin().request(method, path);
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let r = r.send().unwrap();
+    let status = r.status();
+    let text = r.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+fn store_body(s3: &s3::S3Env, name: &str, prefix: &str, secret: &str) -> Value {
+    json!({
+        "name": name,
+        "bucketConfiguration": {
+            "bucket": {"region": "us-east-1", "name": s3.bucket, "prefix": prefix, "expiration": -1},
+            "bucketSecurity": {"accessKeyId": s3.access_key, "secretAccessKey": secret},
+            "advancedBucketConnection": {"endpoint": s3.endpoint, "forcePathStyle": true},
+        }
+    })
+}
+
+fn unique(what: &str) -> String {
+    format!("{what}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// An S3 store and a Docker hosted repository on it.
+fn docker_on_s3(server: &TestServer, s3: &s3::S3Env, presigned: bool) -> (String, String) {
+    let (store, prefix) = (unique("s3"), unique("prefix"));
+    let mut body = store_body(s3, &store, &prefix, &s3.secret_key);
+    body["bucketConfiguration"]["preSignedUrlEnabled"] = json!(presigned);
+    let (st, v) = api(server, Method::POST, "/service/rest/v1/blobstores/s3", Some(body));
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let repo = unique("docker");
+    server.admin().create_docker_hosted(json!({
+        "name": repo, "online": true,
+        "storage": {"blobStoreName": store, "strictContentTypeValidation": true, "writePolicy": "allow"},
+        "docker": {"v1Enabled": false, "forceBasicAuth": true},
+    }));
+    (repo, prefix)
+}
+
+fn skopeo(args: &[&str]) -> Output {
+    Command::new("skopeo").args(args).output().expect("skopeo is installed (the test command installs it)")
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn creds() -> String {
+    format!("admin:{ADMIN_PASSWORD}")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+#[test]
+fn s3_stores_are_checked_before_they_are_saved_and_never_show_their_secrets() {
+    let Some(s3) = gateway() else { return };
+    let server = TestServer::start();
+    let name = unique("s3");
+    let prefix = unique("p");
+
+    // A wrong secret: refused, naming the bucket and the endpoint; nothing saved.
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(store_body(&s3, &name, &prefix, "not-the-secret")));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    let text = v.to_string();
+    assert!(text.contains(&s3.bucket) && text.contains(&s3.endpoint), "{text}");
+    assert_eq!(api(&server, Method::GET, &format!("/service/rest/v1/blobstores/s3/{name}"), None).0, StatusCode::NOT_FOUND);
+    // Settings wharf cannot honour are refused by name.
+    let mut body = store_body(&s3, &name, &prefix, &s3.secret_key);
+    body["bucketConfiguration"]["bucket"]["expiration"] = json!(3);
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(body));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("bucketConfiguration.bucket.expiration"), "{v}");
+
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(store_body(&s3, &name, &prefix, &s3.secret_key)));
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, shown) = api(&server, Method::GET, &format!("/service/rest/v1/blobstores/s3/{name}"), None);
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(shown["bucketConfiguration"]["bucketSecurity"]["secretAccessKey"], "#~NXRM~PLACEHOLDER~PASSWORD~#", "{shown}");
+    assert!(!shown.to_string().contains(&s3.secret_key), "{shown}");
+    // The secret is sealed in the database too.
+    let stored = if server.is_postgres() {
+        Command::new("psql").arg(server.database_url()).args(["-tAc", "SELECT attributes FROM blob_stores"]).output()
+    } else {
+        Command::new("sqlite3").arg(server.data_dir().join("wharf.db")).arg("SELECT attributes FROM blob_stores").output()
+    };
+    let stored = String::from_utf8_lossy(&stored.expect("psql or sqlite3").stdout).into_owned();
+    assert!(stored.contains(&s3.access_key), "the query read the stores: {stored}");
+    assert!(!stored.contains(&s3.secret_key), "the secret is stored in the clear: {stored}");
+    // What GET shows goes back unchanged (the placeholder keeps the secret).
+    let (st, v) = api(&server, Method::PUT, &format!("/service/rest/v1/blobstores/s3/{name}"), Some(shown.clone()));
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    // The bucket and prefix hold the content: they do not change.
+    let mut moved = shown.clone();
+    moved["bucketConfiguration"]["bucket"]["prefix"] = json!("elsewhere");
+    let (st, v) = api(&server, Method::PUT, &format!("/service/rest/v1/blobstores/s3/{name}"), Some(moved));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    // Another store over the same objects is refused.
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(store_body(&s3, &unique("s3"), &prefix, &s3.secret_key)));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains(&name), "{v}");
+    // The store is listed, and a file store's endpoint does not take it.
+    let (_, list) = api(&server, Method::GET, "/service/rest/v1/blobstores", None);
+    let listed = list.as_array().unwrap().iter().find(|s| s["name"] == name.as_str()).cloned();
+    assert_eq!(listed.as_ref().map(|s| s["type"].clone()), Some(json!("S3")), "{list}");
+    assert_eq!(api(&server, Method::GET, &format!("/service/rest/v1/blobstores/file/{name}"), None).0, StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn images_push_and_pull_through_s3_and_an_upload_begun_on_one_node_ends_on_another() {
+    let Some(s3) = gateway() else { return };
+    let a = TestServer::start();
+    let (repo, prefix) = docker_on_s3(&a, &s3, false);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = oci::image(&tmp.path().join("img"), "v1", &["amd64"], 41, 3 << 20);
+    ok(skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds(),
+        &format!("oci:{}:v1", tmp.path().join("img").display()),
+        &format!("docker://{}/{repo}/app:v1", a.addr),
+    ]));
+    for blob in &layout.blobs {
+        let hex = blob.strip_prefix("sha256:").unwrap();
+        let key = format!("{prefix}/blobs/sha256/{}/{hex}", &hex[..2]);
+        assert_eq!(s3.keys(&key), vec![key.clone()], "{blob} is an object in the bucket");
+    }
+
+    // Node B shares only the database and the bucket: its own data directory, no local file of A's.
+    let key = std::fs::read_to_string(a.data_dir().join("secret.key")).unwrap();
+    let b = a.node_on_own_data_dir(&[("WHARF_SECRET_KEY", key.trim())]);
+    let pulled = tmp.path().join("pulled");
+    ok(skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds(),
+        &format!("docker://{}/{repo}/app:v1", b.addr),
+        &format!("oci:{}:v1", pulled.display()),
+    ]));
+    for blob in &layout.blobs {
+        let hex = blob.strip_prefix("sha256:").unwrap();
+        let got = std::fs::read(pulled.join("blobs/sha256").join(hex)).unwrap();
+        assert_eq!(sha256(&got), *blob, "pulled bytes hash to their digest");
+    }
+
+    // A chunked upload: started and fed on A, continued and finished on B.
+    let http = Client::new();
+    let part1: Vec<u8> = oci::noise(7, 6 << 20);
+    let part2: Vec<u8> = oci::noise(9, 1 << 20);
+    let whole = [part1.clone(), part2.clone()].concat();
+    let digest = sha256(&whole);
+    let r = http.post(a.url(&format!("/v2/{repo}/chunked/blobs/uploads/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let path = location.trim_start_matches(&a.base).to_string();
+    let patch = |server: &TestServer, from: usize, bytes: &[u8]| {
+        http.patch(server.url(&path))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", format!("{from}-{}", from + bytes.len() - 1))
+            .body(bytes.to_vec())
+            .send()
+            .unwrap()
+    };
+    assert_eq!(patch(&a, 0, &part1).status(), StatusCode::ACCEPTED);
+    assert_eq!(patch(&b, part1.len(), &part2).status(), StatusCode::ACCEPTED);
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let r = http.put(b.url(&format!("{path}{sep}digest={digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    let got = http.get(a.url(&format!("/v2/{repo}/chunked/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(got.status(), StatusCode::OK);
+    assert_eq!(sha256(&got.bytes().unwrap()), digest);
+    // A range comes from the object's range.
+    let r = http
+        .get(a.url(&format!("/v2/{repo}/chunked/blobs/{digest}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Range", "bytes=6291450-6291460")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().unwrap().as_ref(), &whole[6_291_450..=6_291_460]);
+    // The upload's parts are gone from the bucket once it is a blob.
+    assert!(s3.keys(&format!("{prefix}/uploads/")).is_empty(), "{:?}", s3.keys(&format!("{prefix}/uploads/")));
+
+    // A wrong digest publishes nothing.
+    let r = http
+        .post(a.url(&format!("/v2/{repo}/chunked/blobs/uploads/?digest={}", sha256(b"other"))))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(b"bytes".to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let hex = sha256(b"other");
+    let key = format!("{prefix}/blobs/sha256/{}/{}", &hex[7..9], &hex[7..]);
+    assert!(s3.keys(&key).is_empty(), "an unverified object became visible");
+}
+
+#[test]
+fn with_presigned_urls_blob_downloads_go_to_the_bucket() {
+    let Some(s3) = gateway() else { return };
+    let server = TestServer::start();
+    let (repo, _) = docker_on_s3(&server, &s3, true);
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = oci::image(&tmp.path().join("img"), "v1", &["amd64"], 43, 1 << 20);
+    ok(skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds(),
+        &format!("oci:{}:v1", tmp.path().join("img").display()),
+        &format!("docker://{}/{repo}/app:v1", server.addr),
+    ]));
+    let no_redirects = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let layer = &layout.blobs[0];
+    let r = no_redirects.get(server.url(&format!("/v2/{repo}/app/blobs/{layer}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::TEMPORARY_REDIRECT);
+    let to = r.headers()["location"].to_str().unwrap().to_string();
+    assert!(to.starts_with(&s3.endpoint) && to.contains("X-Amz-Signature="), "{to}");
+    // The URL alone fetches the bytes (no credentials of wharf's go along).
+    let bytes = Client::new().get(&to).send().unwrap().bytes().unwrap();
+    assert_eq!(sha256(&bytes), *layer);
+    // Without credentials there is no redirect, only the challenge.
+    let r = no_redirects.get(server.url(&format!("/v2/{repo}/app/blobs/{layer}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // skopeo follows it.
+    let pulled = tmp.path().join("pulled");
+    ok(skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds(),
+        &format!("docker://{}/{repo}/app:v1", server.addr),
+        &format!("oci:{}:v1", pulled.display()),
+    ]));
+    assert!(Path::new(&pulled.join("index.json")).exists());
+}
+
+#[test]
+fn garbage_collection_deletes_the_objects_nothing_names() {
+    let Some(s3) = gateway() else { return };
+    let server = TestServer::start_with_env(GC_ENV);
+    let (repo, prefix) = docker_on_s3(&server, &s3, false);
+    let http = Client::new();
+    let blob = oci::noise(11, 100_000);
+    let digest = sha256(&blob);
+    let r =
+        http.post(server.url(&format!("/v2/{repo}/junk/blobs/uploads/?digest={digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).body(blob).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let hex = &digest[7..];
+    let key = format!("{prefix}/blobs/sha256/{}/{hex}", &hex[..2]);
+    assert_eq!(s3.keys(&key), vec![key.clone()]);
+    // Unlinked: no manifest uses it, and the image's link goes.
+    let r = http.delete(server.url(&format!("/v2/{repo}/junk/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (st, report) = api(&server, Method::POST, &format!("/service/rest/v1/blobstores/{}/compact", store_of(&server, &repo)), None);
+        assert_eq!(st, StatusCode::OK, "{report}");
+        if s3.keys(&key).is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the object was never deleted: {report}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn store_of(server: &TestServer, repo: &str) -> String {
+    let (_, v) = api(server, Method::GET, &format!("/service/rest/v1/repositories/docker/hosted/{repo}"), None);
+    v["storage"]["blobStoreName"].as_str().unwrap().to_string()
+}
