@@ -41,7 +41,7 @@ pub enum DeleteError {
     #[error("{0} changed since it was listed; not deleted")]
     Changed(String),
     /// Clients get this version without naming one (npm: a dist-tag names it): cleanup leaves it.
-    #[error("{0} is what clients get without naming a version (a dist-tag names it); not deleted")]
+    #[error("{0}: clients get it without naming a version; not deleted")]
     Pinned(String),
     #[error(transparent)]
     Meta(#[from] MetaError),

@@ -87,7 +87,7 @@ impl Repo for Hosted {
         let name = package_of(component);
         match self.unpublish_version(&name, &component.version, assets, true).await {
             Ok(Some(removed)) => Ok(removed),
-            Ok(None) => Err(DeleteError::Pinned(format!("{name}@{}", component.version))),
+            Ok(None) => Err(DeleteError::Pinned(format!("{name}@{} (a dist-tag names it)", component.version))),
             Err(e) => Err(DeleteError::Other(Box::new(e))),
         }
     }
