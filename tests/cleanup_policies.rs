@@ -78,9 +78,24 @@ fn labels(components: &Value) -> BTreeSet<String> {
     components.as_array().unwrap().iter().map(|c| format!("{}@{}", c["name"].as_str().unwrap(), c["version"].as_str().unwrap())).collect()
 }
 
+/// The whole report of a run of one repository's policies. A run is a run of the cleanup task:
+/// while another test's run holds it, the answer is 409, and this waits its turn.
+fn run_report(repo: &str, dry_run: bool) -> Value {
+    let path = format!("/service/rest/v1/cleanup-policies/run?repository={repo}&dryRun={dry_run}");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, v) = api(Method::POST, &path, None);
+        if status == 409 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        assert_eq!(status, 200, "{v}");
+        return v;
+    }
+}
+
 fn run(repo: &str, dry_run: bool) -> Value {
-    let (status, v) = api(Method::POST, &format!("/service/rest/v1/cleanup-policies/run?repository={repo}&dryRun={dry_run}"), None);
-    assert_eq!(status, 200, "{v}");
+    let v = run_report(repo, dry_run);
     assert_eq!(v["repositories"].as_array().unwrap().len(), 1, "{v}");
     v["repositories"][0].clone()
 }
@@ -194,9 +209,10 @@ fn pypi_previews_list_what_the_run_deletes_and_pip_installs_what_is_kept() {
         Some(json!({"format": "pypi", "criteriaReleaseType": "RELEASES", "retain": 1})),
     );
     assert_eq!(status, 200, "{v}");
-    // retain counts every version (2.1.dev1 is the newest), the criterion picks releases.
-    assert_eq!(labels(&v["components"]), set(&["wharf-cl-py@1.0", "wharf-cl-py@1.1", "wharf-cl-py@2.0"]));
-    assert_eq!(v["assetCount"], 6, "a wheel and an sdist each");
+    // retain counts every version (2.1.dev1 is the newest) and keeps the highest release (2.0,
+    // what pip installs); the criterion picks releases.
+    assert_eq!(labels(&v["components"]), set(&["wharf-cl-py@1.0", "wharf-cl-py@1.1"]));
+    assert_eq!(v["assetCount"], 4, "a wheel and an sdist each");
 
     set_policies("pypi", "pypi-clean", &["py-retain2", "py-gone"]);
     let expected: BTreeSet<String> = preview("py-retain2", "pypi-clean").union(&preview("py-gone", "pypi-clean")).cloned().collect();
@@ -223,6 +239,24 @@ fn pypi_previews_list_what_the_run_deletes_and_pip_installs_what_is_kept() {
     assert!(index.contains("wharf-cl-py") && !index.contains("wharf-cl-gone"), "{index}");
     let page = server().admin().request(Method::GET, "/repository/pypi-clean/simple/wharf-cl-gone/").send().unwrap();
     assert_eq!(page.status().as_u16(), 404);
+}
+
+#[test]
+fn pypi_retention_keeps_the_release_pip_installs() {
+    let tmp = tempfile::tempdir().unwrap();
+    create_repo("pypi", "pypi-rel", &[]);
+    upload("pypi-rel", tmp.path(), "wharf-cl-rel", &["1.0", "2.0rc1", "2.0rc2"]);
+    create_policy(json!({"name": "rel-retain2", "format": "pypi", "retain": 2}));
+    create_policy(json!({"name": "rel-retain1", "format": "pypi", "retain": 1}));
+    // The newest are release candidates; 1.0, the one release, is what pip installs: it stays.
+    assert_eq!(preview("rel-retain2", "pypi-rel"), set(&[]));
+    assert_eq!(preview("rel-retain1", "pypi-rel"), set(&["wharf-cl-rel@2.0rc1"]));
+    set_policies("pypi", "pypi-rel", &["rel-retain1"]);
+    let done = run("pypi-rel", false);
+    assert_eq!(labels(&done["components"]), set(&["wharf-cl-rel@2.0rc1"]), "{done}");
+    let site = tmp.path().join("site");
+    ok(pip("pypi-rel", &["install", "--target", site.to_str().unwrap(), "wharf-cl-rel"]));
+    assert!(std::fs::read_to_string(site.join("wharf_cl_rel/__init__.py")).unwrap().contains("\"1.0\""), "pip installs the release");
 }
 
 // ---- npm ----------------------------------------------------------------------------------
@@ -274,36 +308,44 @@ impl Npm {
 }
 
 #[test]
-fn npm_run_deletes_what_the_preview_listed_and_latest_moves_to_a_remaining_version() {
+fn npm_run_deletes_what_the_preview_listed_and_a_deleted_latest_moves_to_a_remaining_version() {
     create_repo("npm", "npm-clean", &[]);
     let c = Npm::new("npm-clean");
-    for v in ["1.0.0", "1.1.0", "1.2.0", "2.0.0-beta.1"] {
+    for v in ["1.0.0", "1.1.0", "1.2.0", "2.0.0-beta.1", "2.0.0-beta.2"] {
         c.publish("wharf-cl-npm", v);
     }
-    assert_eq!(c.view("wharf-cl-npm")["dist-tags"]["latest"], "1.2.0");
+    let tags = &c.view("wharf-cl-npm")["dist-tags"];
+    assert_eq!((tags["latest"].as_str(), tags["beta"].as_str()), (Some("1.2.0"), Some("2.0.0-beta.2")));
 
     create_policy(json!({"name": "npm-pre", "format": "npm", "criteriaReleaseType": "PRERELEASES"}));
     create_policy(json!({"name": "npm-retain", "format": "npm", "retain": 2, "sortBy": "version"}));
     create_policy(json!({"name": "npm-keep", "format": "npm", "retain": 1, "keepVersionRegex": "1\\.1\\..*"}));
+    // beta names 2.0.0-beta.2: only the older pre-release goes.
     assert_eq!(preview("npm-pre", "npm-clean"), set(&["wharf-cl-npm@2.0.0-beta.1"]));
-    // semver: 2.0.0-beta.1 > 1.2.0 > 1.1.0 > 1.0.0.
+    // semver: 2.0.0-beta.2 > 2.0.0-beta.1 > 1.2.0 > 1.1.0 > 1.0.0; 1.2.0 is the highest release.
     assert_eq!(preview("npm-retain", "npm-clean"), set(&["wharf-cl-npm@1.0.0", "wharf-cl-npm@1.1.0"]));
     let expected = preview("npm-keep", "npm-clean");
-    assert_eq!(expected, set(&["wharf-cl-npm@1.0.0", "wharf-cl-npm@1.2.0"]));
+    assert_eq!(expected, set(&["wharf-cl-npm@1.0.0", "wharf-cl-npm@2.0.0-beta.1"]));
 
     set_policies("npm", "npm-clean", &["npm-keep"]);
     let done = run("npm-clean", false);
     assert_eq!(labels(&done["components"]), expected, "{done}");
     assert!(done["failed"].as_array().unwrap().is_empty(), "{done}");
-
-    // The packument no longer has them; latest moved to the highest release left.
     let doc = c.view("wharf-cl-npm");
     let versions: BTreeSet<String> = doc["versions"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
-    assert_eq!(versions, set(&["1.1.0", "2.0.0-beta.1"]), "{doc}");
-    assert_eq!(doc["dist-tags"]["latest"], "1.1.0", "{doc}");
-    assert_eq!(doc["dist-tags"]["beta"], "2.0.0-beta.1", "{doc}");
+    assert_eq!(versions, set(&["1.1.0", "1.2.0", "2.0.0-beta.2"]), "{doc}");
     let stored = server().admin().request(Method::GET, "/repository/npm-clean/wharf-cl-npm").send().unwrap().json::<Value>().unwrap();
-    assert!(stored["versions"].get("1.2.0").is_none() && stored["time"].get("1.2.0").is_none(), "{stored}");
+    assert!(stored["versions"].get("1.0.0").is_none() && stored["time"].get("1.0.0").is_none(), "{stored}");
+
+    // Deleting through the components API takes what a tag names too; latest moves to the
+    // highest release left.
+    let comps = components("npm-clean");
+    let id_of = |version: &str| comps.iter().find(|x| x["version"] == version).unwrap()["id"].as_str().unwrap().to_string();
+    let (status, v) = api(Method::DELETE, &format!("/service/rest/v1/components/{}", id_of("1.2.0")), None);
+    assert_eq!(status, 204, "{v}");
+    let doc = c.view("wharf-cl-npm");
+    assert_eq!(doc["dist-tags"]["latest"], "1.1.0", "{doc}");
+    assert_eq!(doc["dist-tags"]["beta"], "2.0.0-beta.2", "{doc}");
 
     // npm installs what is kept, and `latest` resolves to it.
     let p = c.dir.path().join("project");
@@ -315,10 +357,7 @@ fn npm_run_deletes_what_the_preview_listed_and_latest_moves_to_a_remaining_versi
     let missing = c.npm(&p, &["install", "--prefer-online", "wharf-cl-npm@1.2.0"]);
     assert!(!missing.status.success(), "1.2.0 was deleted");
 
-    // Deleting through the components API goes the same way.
-    let comps = components("npm-clean");
-    let beta = comps.iter().find(|x| x["version"] == "2.0.0-beta.1").unwrap();
-    let (status, v) = api(Method::DELETE, &format!("/service/rest/v1/components/{}", beta["id"].as_str().unwrap()), None);
+    let (status, v) = api(Method::DELETE, &format!("/service/rest/v1/components/{}", id_of("2.0.0-beta.2")), None);
     assert_eq!(status, 204, "{v}");
     let doc = c.view("wharf-cl-npm");
     let versions = match &doc["versions"] {
@@ -327,6 +366,38 @@ fn npm_run_deletes_what_the_preview_listed_and_latest_moves_to_a_remaining_versi
     };
     assert_eq!(versions, [json!("1.1.0")], "{doc}");
     assert!(doc["dist-tags"].get("beta").is_none(), "{doc}");
+}
+
+#[test]
+fn npm_cleanup_never_deletes_a_version_a_dist_tag_names() {
+    create_repo("npm", "npm-tags", &[]);
+    let c = Npm::new("npm-tags");
+    for v in ["1.0.0", "2.0.0-rc.1", "2.0.0-rc.2"] {
+        c.publish("wharf-cl-tags", v);
+    }
+    create_policy(json!({"name": "tags-retain", "format": "npm", "retain": 2}));
+    create_policy(json!({"name": "tags-old", "format": "npm", "criteriaLastBlobUpdated": 1}));
+    // The two release candidates are the newest, yet 1.0.0 is the one release, `latest`: it
+    // stays (deleted, latest would move to 2.0.0-rc.2 and `npm install` get a pre-release).
+    assert_eq!(preview("tags-retain", "npm-tags"), set(&[]));
+    // Every version is old enough; what latest and beta name stays.
+    age("npm-tags", 2);
+    assert_eq!(preview("tags-old", "npm-tags"), set(&["wharf-cl-tags@2.0.0-rc.1"]));
+
+    set_policies("npm", "npm-tags", &["tags-retain", "tags-old"]);
+    let done = run("npm-tags", false);
+    assert_eq!(labels(&done["components"]), set(&["wharf-cl-tags@2.0.0-rc.1"]), "{done}");
+    assert!(done["failed"].as_array().unwrap().is_empty(), "{done}");
+    let doc = c.view("wharf-cl-tags");
+    assert_eq!(doc["versions"], json!(["1.0.0", "2.0.0-rc.2"]), "{doc}");
+    assert_eq!((doc["dist-tags"]["latest"].as_str(), doc["dist-tags"]["beta"].as_str()), (Some("1.0.0"), Some("2.0.0-rc.2")), "{doc}");
+
+    let p = c.dir.path().join("project");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("package.json"), r#"{"name": "consumer", "version": "1.0.0", "private": true}"#).unwrap();
+    ok(c.npm(&p, &["install", "--prefer-online", "wharf-cl-tags"]));
+    let installed: Value = serde_json::from_str(&std::fs::read_to_string(p.join("node_modules/wharf-cl-tags/package.json")).unwrap()).unwrap();
+    assert_eq!(installed["version"], "1.0.0", "npm installs the release");
 }
 
 // ---- Docker -------------------------------------------------------------------------------
@@ -411,6 +482,107 @@ fn downloads_are_counted_and_last_downloaded_spares_what_was_used() {
     assert_eq!(labels(&done["components"]), set(&["wharf-cl-dl@2.0"]));
     let left: Vec<String> = components("pypi-downloads").iter().map(|c| c["version"].as_str().unwrap().to_string()).collect();
     assert_eq!(left, ["1.0"]);
+}
+
+// ---- Runs are the cleanup task's; what a run cannot do is skipped and reported --------------
+
+fn db() -> wharf::db::Db {
+    wharf::db::Db::open(&server().database_url(), 2).unwrap()
+}
+
+/// Claims the cleanup task as another node would (once whatever run holds it has ended); the
+/// claim's run id.
+fn hold_cleanup_task(db: &wharf::db::Db) -> String {
+    let run_id = format!("held-by-test-{}", std::process::id());
+    eventually("the cleanup task is free to claim", || {
+        let now = wharf_format::now_millis();
+        let claim = wharf::db::tasks::Claim { run_id: &run_id, node: "another-node", trigger: "manual", now, lease_until: now + 600_000, due_only: false };
+        db.run_sync(|c| Ok(wharf::db::tasks::claim(c, "cleanup", &claim)?)).unwrap()
+    });
+    run_id
+}
+
+fn release_cleanup_task(db: &wharf::db::Db, run_id: &str) {
+    let now = wharf_format::now_millis();
+    let next_run = |_: &wharf::db::tasks::TaskRow| None;
+    let finished =
+        wharf::db::tasks::Finished { result: "CANCELED", message: "held by a test", report: "null", started_at: now, finished_at: now, next_run: &next_run };
+    db.run_sync(|c| Ok(wharf::db::tasks::finish(c, "cleanup", run_id, &finished)?)).unwrap();
+}
+
+#[test]
+fn a_run_on_demand_is_a_run_of_the_cleanup_task() {
+    let tmp = tempfile::tempdir().unwrap();
+    create_repo("pypi", "pypi-task", &[]);
+    upload("pypi-task", tmp.path(), "wharf-cl-task", &["1.0", "2.0"]);
+    create_policy(json!({"name": "task-retain", "format": "pypi", "retain": 1}));
+    set_policies("pypi", "pypi-task", &["task-retain"]);
+
+    // While the task runs on another node, a run on demand waits its turn, as the task's own
+    // run does.
+    let db = db();
+    let held = hold_cleanup_task(&db);
+    let (status, v) = api(Method::POST, "/service/rest/v1/cleanup-policies/run?repository=pypi-task&dryRun=false", None);
+    let (task_status, _) = api(Method::POST, "/service/rest/v1/tasks/cleanup/run", None);
+    release_cleanup_task(&db, &held);
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(task_status, 409);
+    assert_eq!(components("pypi-task").len(), 2, "nothing ran");
+
+    let report = run_report("pypi-task", false);
+    assert_eq!(labels(&report["repositories"][0]["components"]), set(&["wharf-cl-task@1.0"]), "{report}");
+    assert_eq!(report["stopped"], false, "{report}");
+    // The run is in the task's history with its report.
+    let (status, runs) = api(Method::GET, "/service/rest/v1/tasks/cleanup/runs", None);
+    assert_eq!(status, 200, "{runs}");
+    let ours = runs["items"].as_array().unwrap().iter().find(|r| r["report"]["repositories"][0]["repository"] == "pypi-task").cloned();
+    let ours = ours.unwrap_or_else(|| panic!("the run is in the cleanup task's history: {runs}"));
+    assert_eq!((ours["trigger"].as_str(), ours["result"].as_str()), (Some("manual"), Some("OK")), "{ours}");
+    assert_eq!(ours["report"], report);
+    // An unknown repository is refused before any run.
+    let (status, _) = api(Method::POST, "/service/rest/v1/cleanup-policies/run?repository=no-such-repo", None);
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn a_policy_this_build_cannot_parse_is_shown_as_stored_and_skipped_by_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let policies = "/service/rest/v1/cleanup-policies";
+    create_repo("pypi", "pypi-broken", &[]);
+    upload("pypi-broken", tmp.path(), "wharf-cl-brk", &["1.0", "2.0"]);
+    create_policy(json!({"name": "brk-good", "format": "pypi", "retain": 1}));
+    create_policy(json!({"name": "brk-future", "format": "pypi", "retain": 1}));
+    set_policies("pypi", "pypi-broken", &["brk-future", "brk-good"]);
+    // As a newer wharf would have stored it: a criterion this build does not know.
+    let future = r#"{"name": "brk-future", "format": "pypi", "retain": 1, "criteriaFromTheFuture": 3}"#;
+    assert!(db().run_sync(|c| wharf::db::cleanup::update(c, "brk-future", "pypi", future)).unwrap());
+
+    let (status, all) = api(Method::GET, policies, None);
+    assert_eq!(status, 200, "one policy this build cannot parse does not hide the others: {all}");
+    let named = |n: &str| all.as_array().unwrap().iter().find(|p| p["name"] == n).cloned().unwrap();
+    let broken = named("brk-future");
+    assert_eq!(broken["criteriaFromTheFuture"], 3, "shown as stored: {broken}");
+    assert!(broken["problem"].as_str().unwrap().contains("criteriaFromTheFuture"), "{broken}");
+    assert!(named("brk-good").get("problem").is_none());
+    let (status, one) = api(Method::GET, &format!("{policies}/brk-future"), None);
+    assert_eq!((status, one["problem"].is_string()), (200, true), "{one}");
+    let (status, v) = api(Method::GET, &format!("{policies}/brk-future/preview?repository=pypi-broken"), None);
+    assert_eq!(status, 409, "{v}");
+
+    // The run applies the policy it can, and says which it skipped and why.
+    let done = run("pypi-broken", false);
+    assert_eq!(done["policies"], json!(["brk-good"]), "{done}");
+    assert_eq!(done["skippedPolicies"][0]["policy"], "brk-future", "{done}");
+    assert!(done["skippedPolicies"][0]["reason"].as_str().unwrap().contains("criteriaFromTheFuture"), "{done}");
+    assert_eq!(labels(&done["components"]), set(&["wharf-cl-brk@1.0"]), "{done}");
+    assert_eq!(done["error"], Value::Null, "{done}");
+
+    // Stored again by this build, it is whole again.
+    let (status, v) = api(Method::PUT, &format!("{policies}/brk-future"), Some(json!({"format": "pypi", "retain": 2})));
+    assert_eq!(status, 204, "{v}");
+    let (_, one) = api(Method::GET, &format!("{policies}/brk-future"), None);
+    assert!(one.get("problem").is_none() && one["retain"] == 2, "{one}");
+    assert_eq!(run("pypi-broken", true)["skippedPolicies"], json!([]));
 }
 
 // ---- The policies API ---------------------------------------------------------------------------

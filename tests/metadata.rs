@@ -186,6 +186,46 @@ async fn listing_is_bytewise_ordered_and_pages() {
 }
 
 #[tokio::test]
+async fn component_pages_go_by_component_then_path_and_downloads_by_digest_span_kinds() {
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db.clone());
+        // Images `a` and `a/tags`: in path order their tags interleave (`a/tags/tags/x` falls
+        // between `a/tags/sa` and `a/tags/tb`); in component order each image is in one piece.
+        let tag = |image: &str, t: &str, d: &str| NewAsset { component: Some(image.into()), ..asset(&format!("{image}/tags/{t}"), d) };
+        let manifest = NewAsset { path: "a/manifests/m1".into(), kind: "manifest".into(), ..tag("a", "-", "d1") };
+        let writes = [tag("a", "sa", "d1"), tag("a", "tb", "d2"), tag("a/tags", "x", "d3"), tag("b", "z", "d3"), manifest]
+            .into_iter()
+            .map(|asset| Write::Upsert { repo, asset })
+            .collect();
+        meta.commit(vec![], writes).await.unwrap();
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let page = meta.component_page(repo, "tag", after.clone(), 2).await.unwrap();
+            seen.extend(page.iter().map(|a| a.path.clone()));
+            match page.last() {
+                Some(last) if page.len() == 2 => after = Some((last.component.clone().unwrap(), last.path.clone())),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, ["a/tags/sa", "a/tags/tb", "a/tags/tags/x", "b/tags/z"], "{backend}: by component, then path; tags only");
+
+        // A tag is in use when its manifest is pulled by digest: downloads count across kinds.
+        db.write(|c| {
+            diesel::sql_query("UPDATE assets SET last_downloaded = 500 WHERE path = 'a/manifests/m1'").execute(c)?;
+            diesel::sql_query("UPDATE assets SET last_downloaded = 700 WHERE path = 'b/tags/z'").execute(c)?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let last = meta.last_downloads(repo, vec!["d1".into(), "d2".into(), "d3".into()]).await.unwrap();
+        let mut last: Vec<(String, i64)> = last.into_iter().collect();
+        last.sort();
+        assert_eq!(last, [("d1".to_string(), 500), ("d3".to_string(), 700)], "{backend}: never downloaded is left out");
+    }
+}
+
+#[tokio::test]
 async fn delete_by_digest_removes_only_matching_rows() {
     for (backend, db, repo) in backends() {
         let meta = SqlMeta::new(db);

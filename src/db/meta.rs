@@ -1,5 +1,7 @@
 //! [`MetaStore`] over the `assets` and `uploads` tables.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use diesel::prelude::*;
 use wharf_format::{now_millis, Asset, BlobError, BlobLedger, Check, Digest, ListQuery, MetaError, MetaStore, NewAsset, Touch, UploadRow, Write};
@@ -67,6 +69,48 @@ pub struct SqlMeta {
 impl SqlMeta {
     pub fn new(db: Db) -> SqlMeta {
         SqlMeta { db }
+    }
+
+    /// Up to `limit` of the repository's assets of `kind` that name a component, in
+    /// (component, path) order, after `after` (a component and a path): how cleanup reads a
+    /// repository a few component names at a time. The index `assets_by_component` serves it in
+    /// that order, so a page costs its own rows however large the repository.
+    pub async fn component_page(&self, repo: i64, kind: &str, after: Option<(String, String)>, limit: i64) -> Result<Vec<Asset>, MetaError> {
+        let kind = kind.to_string();
+        self.db
+            .run(move |conn| {
+                let mut query = assets::table
+                    .filter(assets::repository_id.eq(repo).and(assets::kind.eq(kind)).and(assets::component.is_not_null()))
+                    .select(AssetRow::as_select())
+                    .into_boxed();
+                if let Some((component, path)) = after {
+                    query = query.filter(assets::component.gt(component.clone()).or(assets::component.eq(component).and(assets::path.gt(path))));
+                }
+                Ok(query.order((assets::component.asc(), assets::path.asc())).limit(limit).load(conn)?)
+            })
+            .await
+            .map(|rows| rows.into_iter().map(Asset::from).collect())
+            .map_err(backend)
+    }
+
+    /// The latest download of any asset of the repository with each of `digests` (those never
+    /// downloaded are left out): a Docker tag is in use when its manifest is pulled by digest.
+    pub async fn last_downloads(&self, repo: i64, digests: Vec<String>) -> Result<HashMap<String, i64>, MetaError> {
+        self.db
+            .run(move |conn| {
+                let mut out = HashMap::new();
+                for chunk in digests.chunks(IN_CHUNK) {
+                    let rows: Vec<(Option<String>, Option<i64>)> = assets::table
+                        .filter(assets::repository_id.eq(repo).and(assets::digest.eq_any(chunk)).and(assets::last_downloaded.is_not_null()))
+                        .group_by(assets::digest)
+                        .select((assets::digest, diesel::dsl::max(assets::last_downloaded)))
+                        .load(conn)?;
+                    out.extend(rows.into_iter().filter_map(|(d, t)| Some((d?, t?))));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(backend)
     }
 }
 

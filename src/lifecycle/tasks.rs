@@ -96,6 +96,9 @@ pub enum TaskError {
     Running(String),
     #[error("task {0} is not running")]
     NotRunning(String),
+    /// The run's outcome never came back (the lifecycle thread is gone).
+    #[error("task {0}: the run ended without an outcome")]
+    Lost(String),
     #[error(transparent)]
     Invalid(#[from] ConfigError),
     #[error(transparent)]
@@ -157,7 +160,16 @@ pub struct Outcome {
     pub report: Value,
 }
 
-async fn execute(state: &AppState, type_id: &str, props: &Map<String, Value>, stop: &Stop) -> Result<Outcome, String> {
+/// How a run ended, for a caller that waits for it ([`run_now_and_wait`]).
+pub struct Ended {
+    /// `OK`, `CANCELED` or `FAILED`, as the run history records it.
+    pub result: &'static str,
+    pub message: String,
+    pub report: Value,
+}
+
+/// `actor`: the administrator who asked for the run (`None`: the schedule).
+async fn execute(state: &AppState, type_id: &str, props: &Map<String, Value>, stop: &Stop, actor: Option<&str>) -> Result<Outcome, String> {
     match type_id {
         COMPACT => {
             let store = props.get("blobstoreName").and_then(Value::as_str).filter(|s| *s != "*");
@@ -174,15 +186,8 @@ async fn execute(state: &AppState, type_id: &str, props: &Map<String, Value>, st
         CLEANUP => {
             let repo = props.get("repositoryName").and_then(Value::as_str).filter(|s| *s != "*");
             let dry_run = props.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
-            let report = super::cleanup::run_cleanup(state, repo, dry_run, stop).await.map_err(|e| e.to_string())?;
-            let verb = if dry_run { "would delete" } else { "deleted" };
-            Ok(Outcome {
-                message: format!(
-                    "{verb} {} components ({} assets); {} bytes no longer referenced",
-                    report.components_deleted, report.assets_deleted, report.bytes_freed
-                ),
-                report: serde_json::to_value(&report).unwrap_or_default(),
-            })
+            let report = super::cleanup::run_cleanup(state, repo, dry_run, actor, stop).await.map_err(|e| e.to_string())?;
+            Ok(Outcome { message: report.summary(), report: serde_json::to_value(&report).unwrap_or_default() })
         }
         UPLOAD_SWEEP => {
             let removed = crate::janitor::sweep(state, Duration::from_secs(state.cfg.uploads.ttl_secs)).await;
@@ -317,7 +322,7 @@ pub fn start(state: web::Data<AppState>) {
                 }
             };
             for id in due {
-                if let Err(e) = launch(&state, &id, "schedule", None, true).await {
+                if let Err(e) = launch(&state, &id, Launch { trigger: "schedule", actor: None, due_only: true, properties: None, ended: None }).await {
                     tracing::warn!(task = %id, error = %e, "task scheduler");
                 }
             }
@@ -331,11 +336,30 @@ pub async fn run_now(state: &web::Data<AppState>, id: &str, actor: &str) -> Resu
     if state.db.run(move |c| Ok(rows::get(c, &key)?)).await?.is_none() {
         return Err(TaskError::NotFound(id.to_string()));
     }
-    if launch(state, id, "manual", Some(actor), false).await? {
+    let how = Launch { trigger: "manual", actor: Some(actor.to_string()), due_only: false, properties: None, ended: None };
+    if launch(state, id, how).await? {
         Ok(())
     } else {
         Err(TaskError::Running(id.to_string()))
     }
+}
+
+/// Runs task `id` now with `properties` instead of its own, for this run only, and answers
+/// how the run ended (the cleanup policies API's run: one repository or all, dry or not). It
+/// is a run of the task like any other: it holds the task's lease ([`TaskError::Running`]
+/// while the task runs on any node), runs on the lifecycle thread, is in the task's history
+/// and the audit log, and stops when asked (`POST /tasks/{id}/stop`). A caller that leaves
+/// does not stop it.
+pub async fn run_now_and_wait(state: &web::Data<AppState>, id: &str, properties: Value, actor: &str) -> Result<Ended, TaskError> {
+    let key = id.to_string();
+    let Some(row) = state.db.run(move |c| Ok(rows::get(c, &key)?)).await? else { return Err(TaskError::NotFound(id.to_string())) };
+    validate_properties(&state.formats, &row.type_id, &properties)?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let how = Launch { trigger: "manual", actor: Some(actor.to_string()), due_only: false, properties: Some(properties), ended: Some(tx) };
+    if !launch(state, id, how).await? {
+        return Err(TaskError::Running(id.to_string()));
+    }
+    rx.await.map_err(|_| TaskError::Lost(id.to_string()))
 }
 
 /// Asks a running task to stop, wherever it runs.
@@ -353,15 +377,28 @@ pub async fn stop(state: &AppState, id: &str) -> Result<(), TaskError> {
     Ok(())
 }
 
+/// How a run is asked for.
+struct Launch {
+    /// `schedule` or `manual`, for the history.
+    trigger: &'static str,
+    actor: Option<String>,
+    /// Only if the task is enabled and due (the scheduler's claim).
+    due_only: bool,
+    /// This run's properties instead of the task's (checked like them).
+    properties: Option<Value>,
+    /// Told how the run ended.
+    ended: Option<tokio::sync::oneshot::Sender<Ended>>,
+}
+
 /// Claims the task for a run on this node and starts the run; `false` if someone else holds it
 /// (or, with `due_only`, it is no longer due).
-async fn launch(state: &web::Data<AppState>, id: &str, trigger: &str, actor: Option<&str>, due_only: bool) -> Result<bool, TaskError> {
+async fn launch(state: &web::Data<AppState>, id: &str, how: Launch) -> Result<bool, TaskError> {
     let run_id = uuid::Uuid::new_v4().to_string();
-    let (key, node, rid, trig) = (id.to_string(), state.tasks.node.clone(), run_id.clone(), trigger.to_string());
+    let (key, node, rid, trig, due_only) = (id.to_string(), state.tasks.node.clone(), run_id.clone(), how.trigger, how.due_only);
     let now = now_millis();
     let claimed = state
         .db
-        .write(move |c| Ok(rows::claim(c, &key, &rows::Claim { run_id: &rid, node: &node, trigger: &trig, now, lease_until: now + LEASE_MS, due_only })?))
+        .write(move |c| Ok(rows::claim(c, &key, &rows::Claim { run_id: &rid, node: &node, trigger: trig, now, lease_until: now + LEASE_MS, due_only })?))
         .await?;
     if !claimed {
         return Ok(false);
@@ -371,14 +408,13 @@ async fn launch(state: &web::Data<AppState>, id: &str, trigger: &str, actor: Opt
     let stop = Stop::default();
     state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), stop.clone());
     let state = state.clone();
-    let actor = actor.map(str::to_string);
     super::in_background(move || async move {
-        run(&state, row, run_id, now, stop, actor).await;
+        run(&state, row, run_id, now, stop, how).await;
     });
     Ok(true)
 }
 
-async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started: i64, stop: Stop, actor: Option<String>) {
+async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started: i64, stop: Stop, how: Launch) {
     // The lease is renewed while the run lasts; a stop requested on any node, or the loss of
     // the lease, reaches the run through `stop`.
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -399,9 +435,10 @@ async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started:
             }
         });
     }
-    let props: Value = serde_json::from_str(&row.properties).unwrap_or(Value::Null);
+    let Launch { actor, properties, ended, .. } = how;
+    let props: Value = properties.unwrap_or_else(|| serde_json::from_str(&row.properties).unwrap_or(Value::Null));
     let outcome = match validate_properties(&state.formats, &row.type_id, &props) {
-        Ok(props) => execute(state, &row.type_id, &props, &stop).await,
+        Ok(props) => execute(state, &row.type_id, &props, &stop, actor.as_deref()).await,
         Err(e) => Err(e.to_string()),
     };
     let _ = done_tx.send(());
@@ -440,6 +477,10 @@ async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started:
         object: Some(row.name.clone()),
         detail: json!({ "task": row.id, "type": row.type_id, "result": result, "message": message, "durationMs": finished - started, "node": state.tasks.node, "report": report }),
     });
+    if let Some(tx) = ended {
+        // The caller may have left; the run is recorded either way.
+        let _ = tx.send(Ended { result, message, report });
+    }
 }
 
 pub fn schedule_of(row: &TaskRow) -> Option<Frequency> {

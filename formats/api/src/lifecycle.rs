@@ -40,6 +40,9 @@ pub enum DeleteError {
     /// The component changed since it was listed (re-pushed, re-uploaded): left alone.
     #[error("{0} changed since it was listed; not deleted")]
     Changed(String),
+    /// Clients get this version without naming one (npm: a dist-tag names it): cleanup leaves it.
+    #[error("{0}: clients get it without naming a version; not deleted")]
+    Pinned(String),
     #[error(transparent)]
     Meta(#[from] MetaError),
     #[error("{0}")]

@@ -109,6 +109,15 @@ pub trait Format: Send + Sync + 'static {
         None
     }
 
+    /// The one asset kind [`Format::component_of`] makes components of (it answers `None` for
+    /// every other kind); the `component` column of those assets names the component's group
+    /// and name. Cleanup reads only these assets, in `component` order, a few names at a time
+    /// (retention ranks all versions of a name together), instead of the whole repository.
+    /// `None`: the format has no components (cleanup finds nothing to delete).
+    fn component_kind(&self) -> Option<&'static str> {
+        None
+    }
+
     /// How the format orders versions and tells pre-releases (cleanup policies' `sortBy:
     /// version` and `criteriaReleaseType`); `None` when its versions have no order (Docker tags).
     fn versions(&self) -> Option<&dyn crate::lifecycle::Versions> {
@@ -166,5 +175,20 @@ pub trait Repo: Send + Sync {
     /// Returns the assets removed. Used by the components API and by cleanup runs.
     async fn delete_component(&self, _component: &ComponentKey, _assets: &[Asset]) -> Result<Vec<Asset>, crate::lifecycle::DeleteError> {
         Err(crate::lifecycle::DeleteError::Unsupported("this repository has no components of its own to delete".into()))
+    }
+
+    /// Versions of `component`'s name (its group and name; its version is not looked at) that
+    /// clients get without naming a version, so that cleanup never deletes them (npm: what a
+    /// dist-tag names; `latest` above all, which an unpublish would otherwise move to whatever
+    /// is left, a pre-release included). An error leaves every version of the name alone.
+    async fn pinned_versions(&self, _component: &ComponentKey) -> Result<Vec<String>, crate::lifecycle::DeleteError> {
+        Ok(Vec::new())
+    }
+
+    /// [`Repo::delete_component`] for a cleanup run: the same, except that a version pinned
+    /// ([`Repo::pinned_versions`]) by the time of the delete is left alone
+    /// ([`crate::lifecycle::DeleteError::Pinned`]), however recently it became so.
+    async fn clean_component(&self, component: &ComponentKey, assets: &[Asset]) -> Result<Vec<Asset>, crate::lifecycle::DeleteError> {
+        self.delete_component(component, assets).await
     }
 }

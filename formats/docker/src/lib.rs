@@ -41,6 +41,10 @@ impl Format for Docker {
         config::validate(kind, attributes)
     }
 
+    fn component_kind(&self) -> Option<&'static str> {
+        Some(meta::TAG)
+    }
+
     /// As in Nexus, a component is a tagged image (`name:tag`); deleting it deletes the tag only.
     fn component_of(&self, asset: &Asset) -> Option<ComponentKey> {
         if asset.kind != meta::TAG {

@@ -72,7 +72,24 @@ impl Repo for Hosted {
     }
 
     async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
-        self.unpublish_version(&package_of(component), &component.version, assets).await.map_err(|e| DeleteError::Other(Box::new(e)))
+        let removed = self.unpublish_version(&package_of(component), &component.version, assets, false).await.map_err(|e| DeleteError::Other(Box::new(e)))?;
+        Ok(removed.unwrap_or_default())
+    }
+
+    /// What the dist-tags name, as clients see the document (a tag naming a version whose
+    /// tarball is gone does not count: clients no longer get that version either).
+    async fn pinned_versions(&self, component: &ComponentKey) -> std::result::Result<Vec<String>, DeleteError> {
+        let Some((doc, _)) = self.packument(&package_of(component)).await.map_err(|e| DeleteError::Other(Box::new(e)))? else { return Ok(Vec::new()) };
+        Ok(tagged(&doc).map(str::to_string).collect())
+    }
+
+    async fn clean_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
+        let name = package_of(component);
+        match self.unpublish_version(&name, &component.version, assets, true).await {
+            Ok(Some(removed)) => Ok(removed),
+            Ok(None) => Err(DeleteError::Pinned(format!("{name}@{} (a dist-tag names it)", component.version))),
+            Err(e) => Err(DeleteError::Other(Box::new(e))),
+        }
     }
 }
 
@@ -576,18 +593,25 @@ impl Hosted {
     /// Deletes one version as `npm unpublish <name>@<version>` does, through the same
     /// compare-and-swap: out of the document with its tarball, dist-tags naming it dropped and
     /// `latest` moved to the highest version left ([`crate::version::fallback_latest`]); the
-    /// last version takes the package with it. Returns the assets removed.
-    async fn unpublish_version(&self, name: &str, version: &str, assets: &[Asset]) -> Result<Vec<Asset>> {
+    /// last version takes the package with it. Returns the assets removed; `None` when
+    /// `keep_tagged` and a dist-tag names the version in the document the swap would replace
+    /// (a cleanup never takes what clients get without naming a version).
+    async fn unpublish_version(&self, name: &str, version: &str, assets: &[Asset], keep_tagged: bool) -> Result<Option<Vec<Asset>>> {
         let repo = self.cfg.id;
         // The document that had this as its last version: the package goes only while it is
         // still that one (a version published meanwhile must not go with it).
         let mut last: Option<String> = None;
+        let mut pinned = false;
         loop {
             let changed = self
                 .change_doc(name, |cur| {
                     let mut doc = cur.doc.clone();
                     last = None;
                     if doc["versions"].get(version).is_none() {
+                        return Ok(None);
+                    }
+                    pinned = keep_tagged && tagged(&doc).any(|v| v == version);
+                    if pinned {
                         return Ok(None);
                     }
                     let writes = remove_version(&mut doc, repo, name, version);
@@ -606,18 +630,19 @@ impl Hosted {
                 })
                 .await;
             return match changed {
-                Ok(Some(_)) => Ok(assets.to_vec()),
+                Ok(Some(_)) => Ok(Some(assets.to_vec())),
+                Ok(None) if pinned => Ok(None),
                 Ok(None) if last.is_some() => {
                     if !self.remove_package(name, last.as_deref()).await? {
                         // Published meanwhile: this version goes on its own.
                         continue;
                     }
-                    Ok(assets.to_vec())
+                    Ok(Some(assets.to_vec()))
                 }
                 // Not (or no longer) in the document: only its tarball is left to remove.
                 Ok(None) | Err(NpmError::NotFound) => {
                     let what = format!("{name}@{version}");
-                    wharf_format::lifecycle::delete_assets(&*self.env.meta, repo, &what, assets).await.map_err(delete_error)
+                    wharf_format::lifecycle::delete_assets(&*self.env.meta, repo, &what, assets).await.map(Some).map_err(delete_error)
                 }
                 Err(e) => Err(e),
             };
@@ -717,6 +742,11 @@ pub(crate) fn package_of(component: &ComponentKey) -> String {
         Some(scope) => format!("{scope}/{}", component.name),
         None => component.name.clone(),
     }
+}
+
+/// The versions the document's dist-tags name.
+fn tagged(doc: &Value) -> impl Iterator<Item = &str> {
+    doc["dist-tags"].as_object().into_iter().flat_map(|t| t.values()).filter_map(Value::as_str)
 }
 
 /// Drops dist-tags that point at versions the document no longer has; `latest` falls back to

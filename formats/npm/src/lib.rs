@@ -69,6 +69,10 @@ impl Format for Npm {
         })
     }
 
+    fn component_kind(&self) -> Option<&'static str> {
+        Some(meta::TARBALL)
+    }
+
     /// A component is a published version (its tarball).
     fn component_of(&self, asset: &Asset) -> Option<ComponentKey> {
         if asset.kind != meta::TARBALL {

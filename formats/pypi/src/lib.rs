@@ -66,6 +66,10 @@ impl Format for Pypi {
         })
     }
 
+    fn component_kind(&self) -> Option<&'static str> {
+        Some(meta::FILE)
+    }
+
     /// A component is a release: the files of one project version.
     fn component_of(&self, asset: &Asset) -> Option<ComponentKey> {
         if asset.kind != meta::FILE {

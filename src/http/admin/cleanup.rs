@@ -5,6 +5,12 @@
 //! A policy that a repository names cannot be deleted (nor changed to another format): the
 //! answer names the repositories, so that the administrator takes it out of them first.
 //! Nothing is ever removed from a repository's configuration behind its administrator's back.
+//!
+//! A stored policy this build cannot parse (its format is not in this build, or another
+//! version of wharf wrote it) is shown as stored, with `problem` saying why; runs skip it.
+//!
+//! Previews and runs walk a repository's components: they run on the lifecycle thread, not on
+//! the HTTP worker, and a run is a run of the "cleanup" task (its lease, history and stop).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -14,6 +20,7 @@ use super::{parse_json, require_admin, AdminError};
 use crate::db::cleanup as rows;
 use crate::lifecycle::cleanup::policy::{Policy, ALL_FORMATS};
 use crate::lifecycle::cleanup::{self, CleanupError, PlannedComponent};
+use crate::lifecycle::tasks;
 use crate::state::AppState;
 
 impl From<CleanupError> for AdminError {
@@ -21,6 +28,7 @@ impl From<CleanupError> for AdminError {
         match e {
             CleanupError::UnknownRepository(_) | CleanupError::UnknownPolicy(_) => AdminError::NotFound(e.to_string()),
             CleanupError::NotApplicable(c) => AdminError::Invalid(c),
+            CleanupError::Stored { .. } => AdminError::Conflict(e.to_string()),
             other => AdminError::Internal(Box::new(other)),
         }
     }
@@ -30,21 +38,41 @@ fn parse(state: &AppState, body: &[u8], name: Option<&str>) -> Result<Policy, Ad
     Ok(Policy::parse(&parse_json(body)?, &state.format_names(), name)?)
 }
 
-async fn stored(state: &AppState, name: &str) -> Result<Policy, AdminError> {
+async fn stored_row(state: &AppState, name: &str) -> Result<rows::PolicyRow, AdminError> {
     let n = name.to_string();
-    let row = state.db.run(move |c| rows::get(c, &n)).await?.ok_or_else(|| CleanupError::UnknownPolicy(name.to_string()))?;
-    Ok(cleanup::parse_stored(&row, &state.format_names())?)
+    Ok(state.db.run(move |c| rows::get(c, &n)).await?.ok_or_else(|| CleanupError::UnknownPolicy(name.to_string()))?)
+}
+
+async fn stored(state: &AppState, name: &str) -> Result<Policy, AdminError> {
+    Ok(cleanup::parse_stored(&stored_row(state, name).await?, &state.format_names())?)
+}
+
+/// A stored policy as the API shows it: as parsed, or, when this build cannot parse it, as
+/// stored with the reason in `problem` (one such policy must not hide the others).
+fn shown(row: &rows::PolicyRow, parsed: Result<Policy, CleanupError>) -> Value {
+    match parsed {
+        Ok(p) => p.to_json(),
+        Err(e) => {
+            let mut v = serde_json::from_str::<Value>(&row.config).ok().filter(Value::is_object).unwrap_or_else(|| json!({}));
+            v["name"] = json!(row.name);
+            v["format"] = json!(row.format);
+            v["problem"] = json!(e.to_string());
+            v
+        }
+    }
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
     let policies = cleanup::load_policies(&state).await?;
-    Ok(HttpResponse::Ok().json(policies.iter().map(Policy::to_json).collect::<Vec<_>>()))
+    Ok(HttpResponse::Ok().json(policies.into_iter().map(|(row, parsed)| shown(&row, parsed)).collect::<Vec<_>>()))
 }
 
 pub async fn get(state: web::Data<AppState>, req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
-    Ok(HttpResponse::Ok().json(stored(&state, &name).await?.to_json()))
+    let row = stored_row(&state, &name).await?;
+    let parsed = cleanup::parse_stored(&row, &state.format_names());
+    Ok(HttpResponse::Ok().json(shown(&row, parsed)))
 }
 
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
@@ -150,13 +178,21 @@ fn preview_body(policy: &Policy, repository: &str, components: Vec<PlannedCompon
     })
 }
 
+/// [`cleanup::preview`] on the lifecycle thread.
+async fn previewed(state: &web::Data<AppState>, policy: &Policy, repository: &str) -> Result<HttpResponse, AdminError> {
+    let (st, p, repo) = (state.clone(), policy.clone(), repository.to_string());
+    let components = crate::lifecycle::in_background_then(move || async move { cleanup::preview(&st, &p, &repo).await })
+        .await
+        .ok_or_else(|| AdminError::Internal("the lifecycle thread is gone".into()))??;
+    Ok(HttpResponse::Ok().json(preview_body(policy, repository, components)))
+}
+
 /// `GET /cleanup-policies/{name}/preview?repository=REPO`: what the stored policy would delete.
 pub async fn preview(state: web::Data<AppState>, req: HttpRequest, name: web::Path<String>, q: Params) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
     let repository = repository_param(&q)?;
     let policy = stored(&state, &name).await?;
-    let components = cleanup::preview(&state, &policy, repository).await?;
-    Ok(HttpResponse::Ok().json(preview_body(&policy, repository, components)))
+    previewed(&state, &policy, repository).await
 }
 
 /// `POST /cleanup-policies/preview?repository=REPO` with a policy body that need not be saved
@@ -169,12 +205,18 @@ pub async fn preview_unsaved(state: web::Data<AppState>, req: HttpRequest, q: Pa
         obj.entry("name").or_insert_with(|| json!("preview"));
     }
     let policy = Policy::parse(&v, &state.format_names(), None)?;
-    let components = cleanup::preview(&state, &policy, repository).await?;
-    Ok(HttpResponse::Ok().json(preview_body(&policy, repository, components)))
+    previewed(&state, &policy, repository).await
 }
 
+/// A run of the cleanup task that failed as a whole.
+#[derive(Debug, thiserror::Error)]
+#[error("cleanup run failed: {0}")]
+struct RunFailed(String);
+
 /// `POST /cleanup-policies/run?repository=REPO&dryRun=true|false`: applies the policies of one
-/// repository (or of all) now, as the "cleanup" task does; the report lists what went.
+/// repository (or of all) now: a run of the built-in "cleanup" task with these properties
+/// (409 while that task runs anywhere; `POST /tasks/cleanup/stop` stops it), answered with
+/// its report when it ends.
 pub async fn run(state: web::Data<AppState>, req: HttpRequest, q: Params) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let repository = q.get("repository").map(String::as_str);
@@ -183,9 +225,18 @@ pub async fn run(state: web::Data<AppState>, req: HttpRequest, q: Params) -> Res
         Some("true") => true,
         Some(_) => return Err(ConfigError::new("dryRun", "must be true or false").into()),
     };
-    let report = cleanup::run_cleanup_by(&state, repository, dry_run, Some(&actor), &wharf_format::Stop::default()).await?;
+    if let Some(name) = repository {
+        if state.registry.get(name).is_none() {
+            return Err(CleanupError::UnknownRepository(name.to_string()).into());
+        }
+    }
+    let properties = json!({ "repositoryName": repository.unwrap_or("*"), "dryRun": dry_run });
+    let ended = tasks::run_now_and_wait(&state, tasks::BUILTIN_CLEANUP, properties, &actor).await?;
+    if ended.result == "FAILED" {
+        return Err(AdminError::Internal(Box::new(RunFailed(ended.message))));
+    }
     if !dry_run {
         super::record(&state, &req, &actor, "cleanup.run", repository.unwrap_or("*"), repository);
     }
-    Ok(HttpResponse::Ok().json(report))
+    Ok(HttpResponse::Ok().json(ended.report))
 }

@@ -19,6 +19,7 @@ impl From<TaskError> for AdminError {
             TaskError::Running(_) | TaskError::NotRunning(_) => AdminError::Conflict(e.to_string()),
             TaskError::Invalid(c) => AdminError::Invalid(c),
             TaskError::Db(d) => d.into(),
+            TaskError::Lost(_) => AdminError::Internal(Box::new(e)),
         }
     }
 }

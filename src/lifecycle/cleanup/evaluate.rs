@@ -2,11 +2,16 @@
 //!
 //! - A policy's candidates meet every criterion it sets (Nexus: criteria are ANDed).
 //! - A policy never deletes what its retention keeps: the newest `retain` versions of each
-//!   component name (among all its versions, not only the candidates) and versions matching
-//!   `keepVersionRegex`.
+//!   component name (among all its versions, not only the candidates), newest by the format's
+//!   version order as in Nexus (a pre-release ranks where its version puts it), and besides
+//!   them the highest release, which is what `pip install` or `npm install` get without naming a
+//!   version; and versions matching `keepVersionRegex`.
 //! - A repository deletes what any of its policies would delete (ORed). Each policy is applied
 //!   on its own, as in Nexus, so that a repository's run deletes exactly the union of its
 //!   policies' previews: one policy's retention does not hold back another policy.
+//!
+//! The components given are every version of each name they include (cleanup reads a
+//! repository a few names at a time), so that retention ranks all versions of a name.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -30,15 +35,10 @@ pub struct Component {
 }
 
 impl Component {
-    /// Groups assets into components (`component_of`) and fills in their times.
-    pub fn gather(assets: Vec<Asset>, component_of: impl Fn(&Asset) -> Option<ComponentKey>) -> Vec<Component> {
-        let mut by_digest: HashMap<String, i64> = HashMap::new();
-        for a in &assets {
-            if let (Some(d), Some(t)) = (&a.digest, a.last_downloaded) {
-                let e = by_digest.entry(d.clone()).or_insert(t);
-                *e = (*e).max(t);
-            }
-        }
+    /// Groups assets into components (`component_of`) and fills in their times; `by_digest` is
+    /// the latest download of any asset of the repository with a digest (the components' own
+    /// downloads count without it).
+    pub fn gather(assets: Vec<Asset>, component_of: impl Fn(&Asset) -> Option<ComponentKey>, by_digest: &HashMap<String, i64>) -> Vec<Component> {
         let mut grouped: BTreeMap<ComponentKey, Vec<Asset>> = BTreeMap::new();
         for a in assets {
             if let Some(mut key) = component_of(&a) {
@@ -97,10 +97,23 @@ fn protected(p: &Policy, components: &[Component], versions: Option<&dyn Version
         names.entry((&c.key.group, &c.key.name)).or_default().push(i);
     }
     for mut members in names.into_values() {
+        // Whatever the order, retention never changes what an install that names no version
+        // gets: with only pre-releases (or, by date, old releases) among the newest, deleting
+        // the highest release would make a client install a pre-release or go back a version.
+        keep.extend(versions.and_then(|v| highest_release(&members, components, v)));
         members.sort_by(|&a, &b| newest_first(&components[a], &components[b], by_version));
         keep.extend(members.into_iter().take(n as usize));
     }
     keep
+}
+
+/// The highest release among `members` by the format's version order.
+fn highest_release(members: &[usize], components: &[Component], versions: &dyn Versions) -> Option<usize> {
+    members
+        .iter()
+        .copied()
+        .filter(|&i| versions.is_prerelease(&components[i].key.version) == Some(false))
+        .max_by(|&a, &b| versions.compare(&components[a].key.version, &components[b].key.version).unwrap_or(Ordering::Equal))
 }
 
 /// Newest first: by version when asked (versions that do not parse count as the oldest),
@@ -181,7 +194,7 @@ mod tests {
             download_count: 0,
         };
         let key = ComponentKey { group: None, name: name.into(), version: version.into(), download_path: None };
-        Component::gather(vec![asset], |_| Some(key.clone())).remove(0)
+        Component::gather(vec![asset], |_| Some(key.clone()), &HashMap::new()).remove(0)
     }
 
     fn policy(body: Value) -> Policy {
@@ -213,7 +226,29 @@ mod tests {
         let by_date = select(&policy(json!({"retain": 2, "sortBy": "date"})), &c, Some(&Dotted), NOW);
         assert_eq!(versions_of(&c, &by_date), ["a@1.2.0", "a@1.9.0"]);
         let by_date = select(&policy(json!({"retain": 1, "sortBy": "date"})), &c, Some(&Dotted), NOW);
-        assert_eq!(versions_of(&c, &by_date), ["a@1.2.0", "a@1.10.0", "a@1.9.0"]);
+        assert_eq!(versions_of(&c, &by_date), ["a@1.2.0", "a@1.9.0"], "2.0.0-rc.1 is the newest; 1.10.0 the highest release");
+    }
+
+    #[test]
+    fn retention_keeps_the_highest_release_beside_newer_prereleases() {
+        // Only pre-releases among the newest two: the one release is what an install without a
+        // version gets, and stays.
+        let c = vec![component("p", "1.0.0", 30, None), component("p", "2.0.0-rc.1", 20, None), component("p", "2.0.0-rc.2", 10, None)];
+        assert!(select(&policy(json!({"retain": 2})), &c, Some(&Dotted), NOW).is_empty());
+        let chosen = select(&policy(json!({"retain": 1, "sortBy": "date"})), &c, Some(&Dotted), NOW);
+        assert_eq!(versions_of(&c, &chosen), ["p@2.0.0-rc.1"]);
+        // By date, a backport published last does not push the highest release out.
+        let c =
+            vec![component("q", "1.5.0", 30, None), component("q", "1.0.1", 1, None), component("q", "2.0.0-rc.1", 2, None), component("q", "1.4.0", 40, None)];
+        let chosen = select(&policy(json!({"retain": 2, "sortBy": "date"})), &c, Some(&Dotted), NOW);
+        assert_eq!(versions_of(&c, &chosen), ["q@1.4.0"]);
+        // Releases are not ranked above pre-releases (Nexus's order): 2.0.0-rc.1 is one of the
+        // newest two by version, and the release 1.0.1 goes.
+        let chosen = select(&policy(json!({"retain": 2})), &c, Some(&Dotted), NOW);
+        assert_eq!(versions_of(&c, &chosen), ["q@1.0.1", "q@1.4.0"]);
+        // Without a version rule (Docker) nothing is a release: retention is the newest N alone.
+        let chosen = select(&policy(json!({"retain": 2, "sortBy": "date"})), &c, None, NOW);
+        assert_eq!(versions_of(&c, &chosen), ["q@1.5.0", "q@1.4.0"]);
     }
 
     #[test]
@@ -236,12 +271,12 @@ mod tests {
         let c = set();
         let retain = policy(json!({"retain": 1, "keepVersionRegex": "1\\.2\\..*"}));
         let chosen: Vec<usize> = select_all(std::slice::from_ref(&retain), &c, Some(&Dotted), NOW).into_iter().map(|(i, _)| i).collect();
-        assert_eq!(versions_of(&c, &chosen), ["a@1.10.0", "a@1.9.0"], "newest of each name and 1.2.x kept");
+        assert_eq!(versions_of(&c, &chosen), ["a@1.9.0"], "newest of each name, the highest release and 1.2.x kept");
         let pre = policy(json!({"criteriaReleaseType": "PRERELEASES"}));
         let policies = [retain, pre];
         let both = select_all(&policies, &c, Some(&Dotted), NOW);
         let chosen: Vec<usize> = both.iter().map(|(i, _)| *i).collect();
-        assert_eq!(versions_of(&c, &chosen), ["a@1.10.0", "a@2.0.0-rc.1", "a@1.9.0"], "the union: retention holds back its own policy only");
+        assert_eq!(versions_of(&c, &chosen), ["a@2.0.0-rc.1", "a@1.9.0"], "the union: retention holds back its own policy only");
         assert_eq!(both[1].1, ["p"]);
     }
 }

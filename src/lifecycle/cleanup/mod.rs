@@ -1,25 +1,40 @@
 //! Cleanup policies and retention: what a repository's policies delete ([`evaluate`]), shown
 //! before it happens ([`preview`]) and applied by [`run_cleanup`], which deletes exactly what
 //! the preview of the same policies lists, each component through its format's own
-//! [`wharf_format::Repo::delete_component`] (so that an npm packument or a PyPI project stays
+//! [`wharf_format::Repo::clean_component`] (so that an npm packument or a PyPI project stays
 //! consistent), and audits each deletion.
+//!
+//! A repository is read a few component names at a time ([`scan`]): only the assets of the
+//! kind its format makes components of, never the whole repository at once.
+//!
+//! What clients get without naming a version ([`wharf_format::Repo::pinned_versions`]: npm's
+//! dist-tags) is never deleted, whatever the policies say.
 //!
 //! Docker: a component is a tag, and deleting it removes the tag only; the manifest and its
 //! blobs are removed by the "Docker untagged manifests" task once nothing tags or references
 //! them, so what an index or a referrer still uses is never taken from under it here.
+//!
+//! A run goes on past what it cannot do: a stored policy this build cannot parse is skipped
+//! (and reported) in the repositories that name it, a repository whose listing fails is
+//! reported and the next one cleaned, a component that cannot be deleted is reported.
 
 pub mod evaluate;
 pub mod policy;
+mod report;
+mod scan;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde::Serialize;
-use wharf_format::{now_millis, rfc3339_millis, Asset, Audit as _, AuditEvent, ConfigError, ListQuery, MetaError, MetaStore, RepoRef};
+use wharf_format::{now_millis, Asset, Audit as _, AuditEvent, ConfigError, MetaError, RepoRef, Versions};
 
 use self::evaluate::Component;
 use self::policy::Policy;
+pub use self::report::{CleanupReport, Failure, PlannedAsset, PlannedComponent, RepositoryReport, SkippedPolicy};
 use crate::db::{cleanup as rows, DbError};
 use crate::state::AppState;
+
+/// Assets read from the database at a time (a batch also holds the rest of its last name).
+const PAGE: i64 = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CleanupError {
@@ -30,91 +45,32 @@ pub enum CleanupError {
     /// The policy is for another format than the repository's.
     #[error(transparent)]
     NotApplicable(ConfigError),
-    /// A stored policy no longer parses (written by another version of wharf).
-    #[error("stored cleanup policy {name}: {source}")]
+    /// A stored policy this build cannot apply (for a format it lacks, or written by another
+    /// version of wharf).
+    #[error("stored cleanup policy {name} cannot be applied: {source}")]
     Stored { name: String, source: ConfigError },
+    /// Which versions of a name clients get without naming one could not be read: none of its
+    /// versions is judged.
+    #[error("{component}: which versions clients get without naming one is unknown: {error}")]
+    Pins { component: String, error: String },
     #[error(transparent)]
     Db(#[from] DbError),
     #[error(transparent)]
     Meta(#[from] MetaError),
 }
 
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlannedAsset {
-    pub path: String,
-    pub size: i64,
-    pub last_blob_updated: String,
-    pub last_downloaded: Option<String>,
-    pub download_count: i64,
-}
-
-impl From<&Asset> for PlannedAsset {
-    fn from(a: &Asset) -> PlannedAsset {
-        PlannedAsset {
-            path: a.path.clone(),
-            size: a.size,
-            last_blob_updated: rfc3339_millis(a.updated_at),
-            last_downloaded: a.last_downloaded.map(rfc3339_millis),
-            download_count: a.download_count,
-        }
-    }
-}
-
-/// A component a cleanup deletes (or would).
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PlannedComponent {
-    /// The components API's id.
-    pub id: String,
-    pub group: Option<String>,
-    pub name: String,
-    pub version: String,
-    /// The policies that chose it.
-    pub policies: Vec<String>,
-    /// Bytes of its assets (content shared with others stays until nothing refers to it).
-    pub size: i64,
-    pub assets: Vec<PlannedAsset>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Failure {
-    pub component: String,
-    pub error: String,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RepositoryReport {
-    pub repository: String,
-    pub format: String,
-    pub policies: Vec<String>,
-    /// Deleted (or, in a dry run, to be deleted).
-    pub components: Vec<PlannedComponent>,
-    pub components_deleted: usize,
-    pub assets_deleted: usize,
-    /// Bytes of content no asset on the blob store refers to any more (garbage collection
-    /// reclaims them after its grace period).
-    pub bytes_freed: i64,
-    pub failed: Vec<Failure>,
-}
-
-#[derive(Clone, Debug, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CleanupReport {
-    pub dry_run: bool,
-    pub repositories: Vec<RepositoryReport>,
-    pub components_deleted: usize,
-    pub assets_deleted: usize,
-    pub bytes_freed: i64,
-}
-
-/// Every stored policy, parsed.
-pub async fn load_policies(state: &AppState) -> Result<Vec<Policy>, CleanupError> {
+/// Every stored policy, parsed where this build can; a policy it cannot parse is kept with
+/// the reason, for the list to show and runs to skip.
+pub async fn load_policies(state: &AppState) -> Result<Vec<(rows::PolicyRow, Result<Policy, CleanupError>)>, CleanupError> {
     let stored = state.db.run(rows::list).await?;
     let formats = state.format_names();
-    stored.into_iter().map(|r| parse_stored(&r, &formats)).collect()
+    Ok(stored
+        .into_iter()
+        .map(|r| {
+            let parsed = parse_stored(&r, &formats);
+            (r, parsed)
+        })
+        .collect())
 }
 
 pub fn parse_stored(row: &rows::PolicyRow, formats: &[&str]) -> Result<Policy, CleanupError> {
@@ -127,22 +83,68 @@ fn repository(state: &AppState, name: &str) -> Result<RepoRef, CleanupError> {
     state.registry.get(name).ok_or_else(|| CleanupError::UnknownRepository(name.to_string()))
 }
 
-/// The repository's components with what the criteria look at.
-async fn components(state: &AppState, repo: &RepoRef) -> Result<Vec<Component>, CleanupError> {
-    let Some(format) = state.format(&repo.config.format) else { return Ok(Vec::new()) };
-    let assets = state.meta.list(repo.config.id, ListQuery::default()).await?;
-    Ok(Component::gather(assets, |a| format.component_of(a)))
+/// One repository as cleanup sees it: its format's components, read a batch at a time.
+struct Reader<'a> {
+    state: &'a AppState,
+    repo: &'a RepoRef,
+    format: Option<std::sync::Arc<dyn wharf_format::Format>>,
+    pages: scan::Pages,
 }
 
-fn planned(repo: &str, c: &Component, policies: Vec<String>) -> PlannedComponent {
-    PlannedComponent {
-        id: crate::http::admin::components::component_id(repo, &c.key.name, &c.key.version),
-        group: c.key.group.clone(),
-        name: c.key.name.clone(),
-        version: c.key.version.clone(),
-        policies,
-        size: c.assets.iter().map(|a| a.size).sum(),
-        assets: c.assets.iter().map(PlannedAsset::from).collect(),
+impl<'a> Reader<'a> {
+    fn new(state: &'a AppState, repo: &'a RepoRef) -> Reader<'a> {
+        Reader { state, repo, format: state.format(&repo.config.format), pages: scan::Pages::new(PAGE) }
+    }
+
+    fn versions(&self) -> Option<&dyn Versions> {
+        self.format.as_deref().and_then(|f| f.versions())
+    }
+
+    /// The next batch of components, each name with all its versions; `None` at the end.
+    async fn next(&mut self) -> Result<Option<Vec<Component>>, CleanupError> {
+        let Some(format) = self.format.clone() else { return Ok(None) };
+        let Some(kind) = format.component_kind() else { return Ok(None) };
+        let (meta, id) = (&self.state.meta, self.repo.config.id);
+        let Some(assets) = self.pages.next(|after, limit| meta.component_page(id, kind, after, limit)).await? else { return Ok(None) };
+        let mut digests: Vec<String> = assets.iter().filter_map(|a| a.digest.clone()).collect();
+        digests.sort();
+        digests.dedup();
+        let downloads = meta.last_downloads(id, digests).await?;
+        Ok(Some(Component::gather(assets, |a| format.component_of(a), &downloads)))
+    }
+}
+
+/// What a batch's policies delete: each chosen component with the policies that chose it,
+/// less what the repository pins (asked once per name, and only for names with something
+/// chosen); `Err` for the chosen components of a name whose pins could not be read.
+async fn judge(
+    repo: &RepoRef,
+    policies: &[Policy],
+    components: &[Component],
+    versions: Option<&dyn Versions>,
+) -> Vec<(usize, Result<Vec<String>, CleanupError>)> {
+    let mut pins: HashMap<(Option<String>, String), Result<HashSet<String>, String>> = HashMap::new();
+    let mut out = Vec::new();
+    for (i, chosen_by) in evaluate::select_all(policies, components, versions, now_millis()) {
+        let key = &components[i].key;
+        let name = (key.group.clone(), key.name.clone());
+        if !pins.contains_key(&name) {
+            let read = repo.repo.pinned_versions(key).await.map(|v| v.into_iter().collect()).map_err(|e| e.to_string());
+            pins.insert(name.clone(), read);
+        }
+        match &pins[&name] {
+            Ok(pinned) if pinned.contains(&key.version) => {}
+            Ok(_) => out.push((i, Ok(chosen_by.into_iter().map(str::to_string).collect()))),
+            Err(e) => out.push((i, Err(CleanupError::Pins { component: label(&components[i]), error: e.clone() }))),
+        }
+    }
+    out
+}
+
+fn label(c: &Component) -> String {
+    match &c.key.group {
+        Some(g) => format!("{g}/{}@{}", c.key.name, c.key.version),
+        None => format!("{}@{}", c.key.name, c.key.version),
     }
 }
 
@@ -155,22 +157,22 @@ pub async fn preview(state: &AppState, policy: &Policy, repo: &str) -> Result<Ve
             format!("cleanup policy {} is for {} repositories; {repo} is a {} repository", policy.name, policy.format, r.config.format),
         )));
     }
-    let format = state.format(&r.config.format);
-    let versions = format.as_ref().and_then(|f| f.versions());
-    let all = components(state, &r).await?;
-    Ok(evaluate::select(policy, &all, versions, now_millis()).into_iter().map(|i| planned(repo, &all[i], vec![policy.name.clone()])).collect())
+    let mut reader = Reader::new(state, &r);
+    let mut out = Vec::new();
+    while let Some(batch) = reader.next().await? {
+        for (i, chosen) in judge(&r, std::slice::from_ref(policy), &batch, reader.versions()).await {
+            out.push(PlannedComponent::of(repo, &batch[i], chosen?));
+        }
+    }
+    Ok(out)
 }
 
 /// Applies each repository's cleanup policies (or only `repository`'s): deletes what they
-/// choose, or with `dry_run` only reports it. Called by the "cleanup" task; deletions are
-/// audited as the server's own (no actor).
-/// A stop requested meanwhile ends the run between two components.
-pub async fn run_cleanup(state: &AppState, repository: Option<&str>, dry_run: bool, stop: &wharf_format::Stop) -> Result<CleanupReport, CleanupError> {
-    run_cleanup_by(state, repository, dry_run, None, stop).await
-}
-
-/// [`run_cleanup`] on behalf of `actor` (an administrator who asked for it), for the audit log.
-pub async fn run_cleanup_by(
+/// choose, or with `dry_run` only reports it. Run by the "cleanup" task (`POST .../run` is a run
+/// of that task); deletions are audited as `actor`'s (the administrator who asked), or as the
+/// server's own. A stop requested meanwhile ends the run between two components. Fails only
+/// when `repository` does not exist or the policies cannot be read at all.
+pub async fn run_cleanup(
     state: &AppState,
     repository: Option<&str>,
     dry_run: bool,
@@ -185,31 +187,49 @@ pub async fn run_cleanup_by(
             all
         }
     };
-    let policies: HashMap<String, Policy> = load_policies(state).await?.into_iter().map(|p| (p.name.clone(), p)).collect();
+    let policies: HashMap<String, Result<Policy, CleanupError>> = load_policies(state).await?.into_iter().map(|(r, p)| (r.name, p)).collect();
     let mut report = CleanupReport { dry_run, ..Default::default() };
     for r in repos {
-        let names = wharf_format::proxy::cleanup_policy_names(&r.config.attributes);
-        let mut chosen = Vec::new();
-        for n in &names {
-            match policies.get(n) {
-                Some(p) if p.applies_to(&r.config.format) => chosen.push(p.clone()),
-                Some(_) => tracing::warn!(repository = %r.config.name, policy = %n, "cleanup policy is for another format; skipped"),
-                None => tracing::warn!(repository = %r.config.name, policy = %n, "repository names a cleanup policy that does not exist; skipped"),
-            }
-        }
-        if chosen.is_empty() {
-            continue;
-        }
         if stop.requested() {
             break;
         }
-        let rr = clean_repository(state, &r, &chosen, dry_run, actor, stop).await?;
+        let mut rr = RepositoryReport { repository: r.config.name.clone(), format: r.config.format.clone(), ..Default::default() };
+        let chosen = applicable(&policies, &r, &mut rr.skipped_policies);
+        rr.policies = chosen.iter().map(|p| p.name.clone()).collect();
+        if !chosen.is_empty() {
+            if let Err(e) = clean_repository(state, &r, &chosen, dry_run, actor, stop, &mut rr).await {
+                tracing::warn!(repository = %rr.repository, error = %e, "cleanup of a repository ended early; going on with the next");
+                rr.error = Some(e.to_string());
+            }
+        } else if rr.skipped_policies.is_empty() {
+            continue;
+        }
         report.components_deleted += rr.components_deleted;
         report.assets_deleted += rr.assets_deleted;
         report.bytes_freed += rr.bytes_freed;
         report.repositories.push(rr);
     }
+    report.stopped = stop.requested();
     Ok(report)
+}
+
+/// The policies of `r` a run applies; the others are noted in `skipped`.
+fn applicable(policies: &HashMap<String, Result<Policy, CleanupError>>, r: &RepoRef, skipped: &mut Vec<SkippedPolicy>) -> Vec<Policy> {
+    let mut chosen = Vec::new();
+    for n in wharf_format::proxy::cleanup_policy_names(&r.config.attributes) {
+        let reason = match policies.get(&n) {
+            Some(Ok(p)) if p.applies_to(&r.config.format) => {
+                chosen.push(p.clone());
+                continue;
+            }
+            Some(Ok(p)) => format!("the policy is for {} repositories", p.format),
+            Some(Err(e)) => e.to_string(),
+            None => "no such policy".to_string(),
+        };
+        tracing::warn!(repository = %r.config.name, policy = %n, %reason, "cleanup policy skipped");
+        skipped.push(SkippedPolicy { policy: n, reason });
+    }
+    chosen
 }
 
 /// [`repository`], under a name that the parameter of the same name does not shadow.
@@ -217,6 +237,8 @@ fn repository_of(state: &AppState, name: &str) -> Result<RepoRef, CleanupError> 
     repository(state, name)
 }
 
+/// Cleans one repository into `rr`, a batch of names at a time. An error ends it early, with
+/// what it did until then in `rr`.
 async fn clean_repository(
     state: &AppState,
     r: &RepoRef,
@@ -224,89 +246,100 @@ async fn clean_repository(
     dry_run: bool,
     actor: Option<&str>,
     stop: &wharf_format::Stop,
-) -> Result<RepositoryReport, CleanupError> {
+    rr: &mut RepositoryReport,
+) -> Result<(), CleanupError> {
     let name = r.config.name.clone();
-    let format = state.format(&r.config.format);
-    let versions = format.as_ref().and_then(|f| f.versions());
-    let all = components(state, r).await?;
-    let selected = evaluate::select_all(policies, &all, versions, now_millis());
-    let mut rr = RepositoryReport {
-        repository: name.clone(),
-        format: r.config.format.clone(),
-        policies: policies.iter().map(|p| p.name.clone()).collect(),
-        ..Default::default()
-    };
-    let mut gone: Vec<Asset> = Vec::new();
-    for (i, chosen_by) in selected {
-        if stop.requested() {
-            break;
-        }
-        let c = &all[i];
-        let chosen_by: Vec<String> = chosen_by.into_iter().map(str::to_string).collect();
-        let label = match &c.key.group {
-            Some(g) => format!("{g}/{}@{}", c.key.name, c.key.version),
-            None => format!("{}@{}", c.key.name, c.key.version),
-        };
-        if dry_run {
-            rr.assets_deleted += c.assets.len();
-            gone.extend(c.assets.iter().cloned());
-            rr.components.push(planned(&name, c, chosen_by));
-            continue;
-        }
-        match r.repo.delete_component(&c.key, &c.assets).await {
-            Ok(removed) => {
-                rr.assets_deleted += removed.len();
-                let mut p = planned(&name, c, chosen_by.clone());
-                p.assets = removed.iter().map(PlannedAsset::from).collect();
-                rr.components.push(p);
-                state.audit.record(AuditEvent {
-                    actor: actor.map(str::to_string),
-                    address: None,
-                    action: "cleanup.delete".into(),
-                    repository: Some(name.clone()),
-                    object: Some(label),
-                    detail: serde_json::json!({ "policies": chosen_by, "assets": removed.iter().map(|a| a.path.clone()).collect::<Vec<_>>() }),
-                });
-                gone.extend(removed);
-            }
-            Err(e) => {
-                tracing::warn!(repository = %name, component = %label, error = %e, "cleanup could not delete a component");
-                rr.failed.push(Failure { component: label, error: e.to_string() });
+    let mut reader = Reader::new(state, r);
+    let mut gone = Freed::default();
+    let outcome = async {
+        while let Some(batch) = reader.next().await? {
+            for (i, chosen) in judge(r, policies, &batch, reader.versions()).await {
+                if stop.requested() {
+                    return Ok(());
+                }
+                let c = &batch[i];
+                let chosen_by = match chosen {
+                    Ok(by) => by,
+                    Err(e) => {
+                        rr.failed.push(Failure { component: label(c), error: e.to_string() });
+                        continue;
+                    }
+                };
+                if dry_run {
+                    rr.assets_deleted += c.assets.len();
+                    gone.add(&c.assets);
+                    rr.components.push(PlannedComponent::of(&name, c, chosen_by));
+                    continue;
+                }
+                match r.repo.clean_component(&c.key, &c.assets).await {
+                    Ok(removed) => {
+                        rr.assets_deleted += removed.len();
+                        let mut p = PlannedComponent::of(&name, c, chosen_by.clone());
+                        p.assets = removed.iter().map(PlannedAsset::from).collect();
+                        rr.components.push(p);
+                        state.audit.record(AuditEvent {
+                            actor: actor.map(str::to_string),
+                            address: None,
+                            action: "cleanup.delete".into(),
+                            repository: Some(name.clone()),
+                            object: Some(label(c)),
+                            detail: serde_json::json!({ "policies": chosen_by, "assets": removed.iter().map(|a| a.path.clone()).collect::<Vec<_>>() }),
+                        });
+                        gone.add(&removed);
+                    }
+                    Err(e) => {
+                        tracing::warn!(repository = %name, component = %label(c), error = %e, "cleanup could not delete a component");
+                        rr.failed.push(Failure { component: label(c), error: e.to_string() });
+                    }
+                }
             }
         }
+        Ok(())
     }
+    .await;
     rr.components_deleted = rr.components.len();
-    rr.bytes_freed = freed(state, &r.config.blob_store, &gone, dry_run).await?;
-    Ok(rr)
+    // What went before an error is freed all the same.
+    rr.bytes_freed = gone.bytes(state, &r.config.blob_store, dry_run).await?;
+    outcome
 }
 
-/// Bytes of the content `gone` names that nothing else on the blob store refers to: after a
-/// run, no asset left names it; in a dry run, no asset but those that would go.
-async fn freed(state: &AppState, blob_store: &str, gone: &[Asset], dry_run: bool) -> Result<i64, CleanupError> {
-    let mut sizes: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    for a in gone {
-        if let Some(d) = &a.digest {
-            let e = sizes.entry(d.clone()).or_insert((a.size, 0));
-            e.0 = e.0.max(a.size);
-            e.1 += 1;
+/// The content a run deleted (or would), by digest: its size and how many deleted assets
+/// named it. One entry per digest, however many batches the run reads.
+#[derive(Default)]
+struct Freed(BTreeMap<String, (i64, i64)>);
+
+impl Freed {
+    fn add(&mut self, assets: &[Asset]) {
+        for a in assets {
+            if let Some(d) = &a.digest {
+                let e = self.0.entry(d.clone()).or_insert((a.size, 0));
+                e.0 = e.0.max(a.size);
+                e.1 += 1;
+            }
         }
     }
-    if sizes.is_empty() {
-        return Ok(0);
+
+    /// Bytes of the content that nothing else on the blob store refers to: after a run, no
+    /// asset left names it; in a dry run, no asset but those that would go.
+    async fn bytes(self, state: &AppState, blob_store: &str, dry_run: bool) -> Result<i64, CleanupError> {
+        if self.0.is_empty() {
+            return Ok(0);
+        }
+        let digests: Vec<String> = self.0.keys().cloned().collect();
+        let store = blob_store.to_string();
+        let refs = state.db.run(move |c| Ok(crate::db::blobs::references(c, &store, &digests)?)).await?;
+        Ok(self
+            .0
+            .iter()
+            .filter(|(d, (_, planned))| {
+                let left = refs.get(*d).copied().unwrap_or(0);
+                if dry_run {
+                    left <= *planned
+                } else {
+                    left == 0
+                }
+            })
+            .map(|(_, (size, _))| *size)
+            .sum())
     }
-    let digests: Vec<String> = sizes.keys().cloned().collect();
-    let store = blob_store.to_string();
-    let refs = state.db.run(move |c| Ok(crate::db::blobs::references(c, &store, &digests)?)).await?;
-    Ok(sizes
-        .iter()
-        .filter(|(d, (_, planned))| {
-            let left = refs.get(*d).copied().unwrap_or(0);
-            if dry_run {
-                left <= *planned
-            } else {
-                left == 0
-            }
-        })
-        .map(|(_, (size, _))| *size)
-        .sum())
 }
