@@ -88,6 +88,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         cfg: cfg.clone(),
     });
     state.registry.reload(&state.db, state.meta.clone(), &state.formats).await?;
+    check_s3_stores(&state, !state.cfg.s3.bucket.is_empty()).await?;
 
     let listener = std::net::TcpListener::bind(&cfg.listen)?;
     let addr = listener.local_addr()?;
@@ -155,5 +156,24 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "writing download counts at shutdown");
     }
     tracing::info!("wharf stopped");
+    Ok(())
+}
+
+/// Every S3 store must answer and take a write at start; one that does not is named in the log
+/// with its bucket and endpoint. When `[s3]` makes the `default` store a bucket, the start stops
+/// there instead: a node that cannot reach its content should not serve.
+async fn check_s3_stores(state: &AppState, default_is_s3: bool) -> anyhow::Result<()> {
+    let snap = state.registry.snapshot();
+    for (name, store) in &snap.blob_stores {
+        if store.s3_settings().is_none() {
+            continue;
+        }
+        if let Err(e) = store.check_writable().await {
+            if default_is_s3 && name == "default" {
+                anyhow::bail!("blob store default ({}, from [s3]) is not usable: {e}", store.location());
+            }
+            tracing::error!(blob_store = %name, location = %store.location(), error = %e, "S3 blob store is not usable");
+        }
+    }
     Ok(())
 }

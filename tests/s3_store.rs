@@ -303,3 +303,32 @@ fn store_of(server: &TestServer, repo: &str) -> String {
     let (_, v) = api(server, Method::GET, &format!("/service/rest/v1/repositories/docker/hosted/{repo}"), None);
     v["storage"]["blobStoreName"].as_str().unwrap().to_string()
 }
+
+/// `[s3]` makes the default store a bucket; one that cannot be used stops the start with an
+/// error naming it, and a usable one is healthy in the status check.
+#[test]
+fn the_default_store_in_s3_is_checked_at_start_and_in_the_status_check() {
+    let Some(s3) = gateway() else { return };
+    let dead = format!("http://127.0.0.1:{}", common::free_port());
+    let server = TestServer::unstarted(&[
+        ("WHARF_S3__ENDPOINT", dead.as_str()),
+        ("WHARF_S3__BUCKET", "nowhere"),
+        ("WHARF_S3__ACCESS_KEY_ID", "k"),
+        ("WHARF_S3__SECRET_ACCESS_KEY", "s"),
+        ("WHARF_S3__FORCE_PATH_STYLE", "true"),
+    ]);
+    let out = server.command().output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nowhere") && err.contains(&dead), "{err}");
+
+    let prefix = unique("default");
+    let env = s3.server_env(&prefix);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let server = TestServer::start_with_env(&env);
+    let (st, v) = api(&server, Method::GET, "/service/rest/v1/status/check", None);
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(v["Blob store default"]["healthy"], true, "{v}");
+    let (_, list) = api(&server, Method::GET, "/service/rest/v1/blobstores", None);
+    assert_eq!(list[0]["type"], "S3", "{list}");
+}
