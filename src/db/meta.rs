@@ -152,7 +152,7 @@ fn all_pass(conn: &mut AnyConnection, checks: &[Check]) -> QueryResult<bool> {
     let mut unchanged: Vec<(i64, Vec<(&str, i64)>)> = Vec::new();
     let mut none_under: Vec<(i64, Vec<&str>)> = Vec::new();
     let mut no_digest: Vec<((i64, &str), Vec<&str>)> = Vec::new();
-    fn group<'a, K: PartialEq, T>(groups: &'a mut Vec<(K, Vec<T>)>, repo: K) -> &'a mut Vec<T> {
+    fn group<K: PartialEq, T>(groups: &mut Vec<(K, Vec<T>)>, repo: K) -> &mut Vec<T> {
         let i = match groups.iter().position(|(r, _)| *r == repo) {
             Some(i) => i,
             None => {
