@@ -276,18 +276,26 @@ pub async fn ensure_builtins(state: &AppState) -> Result<(), TaskError> {
     ];
     for (id, name, type_id, freq, props) in defs {
         let schedule = freq.to_json().to_string();
-        let properties = props.to_string();
+        // Stored as validation leaves them (defaults filled in), as every other task's are: the
+        // API compares what a client sends, validated, with what is stored.
+        let properties = Value::Object(validate_properties(&state.formats, type_id, &props)?);
+        let properties_text = properties.to_string();
         let now = now_millis();
         let next = freq.next_after(now);
         let res = state
             .db
             .write(move |c| {
+                // Compared as JSON values, not text: key order is no difference.
+                let stored_differs = |row: &TaskRow| serde_json::from_str::<Value>(&row.properties).ok().as_ref() != Some(&properties);
+                let properties = &properties_text;
                 match rows::get(c, id)? {
                     None => {
-                        rows::insert(c, &TaskDef { id, name, type_id, properties: &properties, schedule: &schedule, enabled: true, next_run: next }, now)?;
+                        rows::insert(c, &TaskDef { id, name, type_id, properties, schedule: &schedule, enabled: true, next_run: next }, now)?;
                     }
-                    Some(row) if row.schedule != schedule || row.properties != properties || row.name != name || (row.next_run.is_none() && next.is_some()) => {
-                        rows::update(c, &TaskDef { id, name, type_id, properties: &properties, schedule: &schedule, enabled: row.enabled, next_run: next })?;
+                    // A row an older version wrote without a property added since (fullScan) is
+                    // brought in line here once, then left alone.
+                    Some(row) if row.schedule != schedule || stored_differs(&row) || row.name != name || (row.next_run.is_none() && next.is_some()) => {
+                        rows::update(c, &TaskDef { id, name, type_id, properties, schedule: &schedule, enabled: row.enabled, next_run: next })?;
                     }
                     Some(_) => {}
                 }
@@ -440,6 +448,14 @@ async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started:
         object: Some(row.name.clone()),
         detail: json!({ "task": row.id, "type": row.type_id, "result": result, "message": message, "durationMs": finished - started, "node": state.tasks.node, "report": report }),
     });
+}
+
+/// A task's stored properties as validation leaves them (defaults of properties added since the
+/// row was written filled in), so that stored and requested properties compare like for like;
+/// `None` when they no longer validate.
+pub fn stored_properties(formats: &[std::sync::Arc<dyn Format>], row: &TaskRow) -> Option<Value> {
+    let stored = serde_json::from_str::<Value>(&row.properties).ok()?;
+    validate_properties(formats, &row.type_id, &stored).ok().map(Value::Object)
 }
 
 pub fn schedule_of(row: &TaskRow) -> Option<Frequency> {
