@@ -388,11 +388,12 @@ async fn launch(state: &web::Data<AppState>, id: &str, trigger: &str, actor: Opt
 
 async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started: i64, stop: Stop, actor: Option<String>) {
     // The lease is renewed while the run lasts; a stop requested on any node, or the loss of
-    // the lease, reaches the run through `stop`.
+    // the lease, reaches the run through `stop`. Renewals run on the timekeeper's thread: this
+    // one is the run's own, where they would wait for its work between awaits.
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     {
         let (state, id, run_id, stop) = (state.clone(), row.id.clone(), run_id.clone(), stop.clone());
-        actix_rt::spawn(async move {
+        super::on_time(async move {
             loop {
                 tokio::select! {
                     _ = &mut done_rx => return,

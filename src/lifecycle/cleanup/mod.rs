@@ -237,10 +237,13 @@ async fn clean_repository(
         ..Default::default()
     };
     let mut gone: Vec<Asset> = Vec::new();
+    let mut steps = 0;
     for (i, chosen_by) in selected {
         if stop.requested() {
             break;
         }
+        // A dry run has no await of its own here.
+        wharf_format::task::yield_sometimes(&mut steps).await;
         let c = &all[i];
         let chosen_by: Vec<String> = chosen_by.into_iter().map(str::to_string).collect();
         let label = match &c.key.group {
