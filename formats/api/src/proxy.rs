@@ -519,11 +519,26 @@ impl SingleFlight {
     }
 }
 
+/// A proxy's answer to a request for a file, and whether its download is counted already: a
+/// fill counts its own in its `commit`, once the asset exists (see [`stream_through`]), so
+/// the caller counts only the others.
+pub struct Served {
+    pub response: actix_web::HttpResponse,
+    pub counted_by_fill: bool,
+}
+
+impl From<actix_web::HttpResponse> for Served {
+    fn from(response: actix_web::HttpResponse) -> Served {
+        Served { response, counted_by_fill: false }
+    }
+}
+
 /// Streams an upstream body to the client while a background task writes it to the blob
 /// store. The content is kept, and `commit` (which records it in the metadata) called, only once
 /// its sha256 verifies against `expected` (when the upstream told it); then the flight finishes
 /// `Done`, or `Failed` and the client's stream ends in an error. A client that goes away does
-/// not stop the cache filling.
+/// not stop the cache filling. A format counts the download in `commit`, after the asset is
+/// written: counts go to existing assets only, and a fill can take longer than a flush.
 pub fn stream_through<S, E, F, Fut>(
     blobs: Arc<BlobStore>,
     body: S,
