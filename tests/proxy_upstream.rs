@@ -461,3 +461,88 @@ fn a_download_whose_fill_outlasts_a_flush_is_counted_once() {
         assert_eq!(download_count(repo, path), 1, "{repo}");
     }
 }
+
+/// Credentials in `proxy.remoteUrl` would be stored in plaintext, shown by GET and logged
+/// wherever the remote is named: they are refused, naming the field and without repeating
+/// them, for every format, at create and update. A URL an older version stored with them has
+/// them moved into `httpClient.authentication` at start (sealed, never shown), keeps working,
+/// and neither the database nor the log holds them in clear afterwards.
+#[test]
+fn credentials_in_a_remote_url_are_refused_and_moved_out_of_one_stored_before() {
+    const PASSWORD: &str = "pw-in-url-3f9c";
+    let up = Upstream::start();
+    up.require_auth("mirror", PASSWORD);
+    up.add("auth-proj", "auth_proj-1.0.tar.gz", b"a".to_vec(), "application/octet-stream");
+    let with_credentials = format!("http://mirror:{PASSWORD}@127.0.0.1:{}/", up.port);
+    let refused_quietly = |r: Response| {
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let text = r.text().unwrap();
+        assert!(text.contains("PARAMETER proxy.remoteUrl") && text.contains("httpClient.authentication"), "{text}");
+        assert!(!text.contains(PASSWORD), "the answer repeats the password: {text}");
+    };
+    for format in ["pypi", "npm", "docker"] {
+        let mut b = proxy_body(&format!("url-creds-{format}"), &with_credentials, json!({}), json!({}));
+        if format == "docker" {
+            b["docker"] = json!({"v1Enabled": false, "forceBasicAuth": true});
+        }
+        refused_quietly(create(format, "proxy", &b));
+        b["proxy"]["remoteUrl"] = json!(up.url());
+        create_ok(format, "proxy", &b);
+        b["proxy"]["remoteUrl"] = json!(format!("http://token@127.0.0.1:{}/", up.port));
+        refused_quietly(
+            server().admin().request(Method::PUT, &format!("/service/rest/v1/repositories/{format}/proxy/url-creds-{format}")).json(&b).send().unwrap(),
+        );
+    }
+
+    // As an older version stored it: the credentials in the URL, no authentication section.
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("wharf.log");
+    let mut node = TestServer::start_with_env(&[("WHARF_TEST_LOG_FILE", log.to_str().unwrap()), ("RUST_LOG", "debug,actix_http::h1::dispatcher=off")]);
+    let r = node
+        .admin()
+        .request(Method::POST, "/service/rest/v1/repositories/pypi/proxy")
+        .json(&proxy_body("old-proxy", &up.url(), json!({}), json!({})))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    node.kill();
+    let stored_config = |node: &TestServer| {
+        use diesel::prelude::*;
+        use wharf::db::schema::repositories;
+        let db = wharf::db::Db::open(&node.database_url(), 2).unwrap();
+        db.run_sync(|c| Ok(repositories::table.filter(repositories::name.eq("old-proxy")).select(repositories::config).first::<String>(c)?)).unwrap()
+    };
+    let mut old: Value = serde_json::from_str(&stored_config(&node)).unwrap();
+    old["proxy"]["remoteUrl"] = json!(with_credentials.trim_end_matches('/'));
+    old["httpClient"]["authentication"] = Value::Null;
+    {
+        use diesel::prelude::*;
+        use wharf::db::schema::repositories;
+        let db = wharf::db::Db::open(&node.database_url(), 2).unwrap();
+        let text = old.to_string();
+        db.run_sync(move |c| {
+            diesel::update(repositories::table.filter(repositories::name.eq("old-proxy"))).set(repositories::config.eq(&text)).execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    node.spawn();
+    let shown: Value = node.admin().request(Method::GET, "/service/rest/v1/repositories/pypi/proxy/old-proxy").send().unwrap().json().unwrap();
+    assert_eq!(shown["proxy"]["remoteUrl"], up.url().trim_end_matches('/'), "{shown}");
+    assert_eq!(shown["httpClient"]["authentication"]["username"], "mirror", "{shown}");
+    assert_eq!(shown["httpClient"]["authentication"]["password"], Value::Null, "{shown}");
+    let get = |path: &str| node.admin().request(Method::GET, path).send().unwrap();
+    let before = up.seen().len();
+    assert_eq!(get("/repository/old-proxy/simple/auth-proj/").status(), StatusCode::OK, "the moved credentials reach the upstream");
+    assert!(up.seen()[before..].iter().all(|s| s.authorization.is_some()), "sent with the first request, as the URL's were");
+    // A failing upstream is logged, naming its remote.
+    up.set_mode(Mode::Fail);
+    assert_eq!(get("/repository/old-proxy/simple/other-proj/").status(), StatusCode::BAD_GATEWAY);
+    up.set_mode(Mode::Answer);
+    assert!(!stored_config(&node).contains(PASSWORD), "stored sealed");
+    node.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("moved credentials out of proxy.remoteUrl") && text.contains("old-proxy"), "{text}");
+    assert!(text.contains("upstream failing"), "the remote was logged: {text}");
+    assert!(!text.contains(PASSWORD), "the password is in the log");
+}

@@ -288,7 +288,8 @@ impl Proxy {
                     "requires_python": entry.requires_python,
                     "upload_time": now_millis(),
                     "yanked": entry.yanked,
-                    "upstream_url": url,
+                    // Shown by the components API: never with credentials the index put in its links.
+                    "upstream_url": wharf_format::upstream::without_userinfo(&url),
                 }),
             };
             let path = asset.path.clone();
