@@ -247,3 +247,42 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
     record(&state, &req, &user, "task.delete", &t.name, None);
     Ok(HttpResponse::NoContent().finish())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(schedule: &Frequency, next_run: Option<i64>) -> TaskRow {
+        TaskRow {
+            id: "t".into(),
+            name: "t".into(),
+            type_id: tasks::UPLOAD_SWEEP.into(),
+            properties: "{}".into(),
+            schedule: schedule.to_json().to_string(),
+            enabled: true,
+            next_run,
+            run_id: None,
+            running_node: None,
+            lease_until: None,
+            stop_requested: false,
+            last_run: None,
+            last_result: None,
+            last_duration_ms: None,
+            last_message: None,
+            created_at: 0,
+        }
+    }
+
+    /// The row is the one the update's transaction reads: a run that finished since the
+    /// request began has set `next_run` already, and an unchanged schedule keeps it.
+    #[test]
+    fn an_update_keeps_the_next_run_the_row_has_unless_the_schedule_changes() {
+        let hourly = Frequency::Interval(3600);
+        let now = 1_000_000;
+        let set_by_a_finished_run = now + 3_600_000;
+        assert_eq!(next_run_after_update(&row(&hourly, Some(set_by_a_finished_run)), &hourly, true, now), Some(set_by_a_finished_run));
+        assert_eq!(next_run_after_update(&row(&hourly, Some(set_by_a_finished_run)), &Frequency::Interval(60), true, now), Some(now + 60_000));
+        assert_eq!(next_run_after_update(&row(&hourly, None), &hourly, true, now), Some(now + 3_600_000), "enabled again: from now");
+        assert_eq!(next_run_after_update(&row(&hourly, Some(set_by_a_finished_run)), &hourly, false, now), None);
+    }
+}
