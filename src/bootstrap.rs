@@ -117,16 +117,25 @@ pub fn secret_key(db: &Db, data_dir: &Path, key_file: &str) -> Result<(), Bootst
     secrets::install(key);
     let (token, ldap_servers, repositories) =
         db.run_sync(|c| Ok((settings::seal_in_place(c, TOKEN_SECRET_KEY)?, ldap::seal_stored_secrets(c)?, repos::seal_stored_secrets(c)?)))?;
-    if token || ldap_servers || repositories > 0 {
+    let sealed = token || ldap_servers || repositories > 0;
+    if sealed {
         tracing::info!(token, ldap_servers, repositories, "sealed secrets that an older version stored in plaintext or without their place (enc:v1)");
-        if db.backend == crate::db::Backend::Sqlite {
-            // The replaced plaintext stays in freed pages and in the WAL until rewritten: rebuild
-            // the file and empty the WAL, so that no copy of the file holds it.
-            db.run_sync(|c| {
-                use diesel::connection::SimpleConnection as _;
-                Ok(c.batch_execute("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?)
-            })?;
-        }
+    }
+    // Before any repository opens: its settings refuse such a URL.
+    let moved = db.run_sync(repos::move_remote_credentials)?;
+    if !moved.is_empty() {
+        tracing::warn!(
+            repositories = %moved.join(", "),
+            "moved credentials out of proxy.remoteUrl into httpClient.authentication, where they are stored encrypted and never shown (a remoteUrl with credentials is refused now)"
+        );
+    }
+    if (sealed || !moved.is_empty()) && db.backend == crate::db::Backend::Sqlite {
+        // The replaced plaintext stays in freed pages and in the WAL until rewritten: rebuild
+        // the file and empty the WAL, so that no copy of the file holds it.
+        db.run_sync(|c| {
+            use diesel::connection::SimpleConnection as _;
+            Ok(c.batch_execute("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")?)
+        })?;
     }
     Ok(())
 }

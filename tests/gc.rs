@@ -345,6 +345,60 @@ fn the_tasks_api_lists_validates_and_refuses() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
+/// The built-in tasks' definitions come from the configuration, but administrators may switch
+/// them off: every one of them takes back what GET showed, and `enabled` alone, and stays
+/// switched off across a restart. A row an older version wrote without a property added since
+/// (the compact task's `fullScan`) is brought up to date at start and updates like the others.
+#[test]
+fn every_builtin_task_can_be_updated_and_disabled_and_stays_disabled_across_a_restart() {
+    const BUILTINS: [&str; 4] = ["cleanup", "compact-blob-stores", "upload-sweep", "audit-retention"];
+    let mut server = TestServer::start_with_env(GC_ENV);
+    let task = |server: &TestServer, id: &str| admin_json(server, Method::GET, &format!("/service/rest/v1/tasks/{id}"), None).1;
+    let put = |server: &TestServer, id: &str, body: Value| {
+        let (status, v) = admin_json(server, Method::PUT, &format!("/service/rest/v1/tasks/{id}"), Some(body.clone()));
+        assert_eq!(status, StatusCode::OK, "PUT {id} {body}: {v}");
+        v
+    };
+    let definition =
+        |t: &Value| json!({"name": t["name"], "type": t["type"], "enabled": t["enabled"], "frequency": t["frequency"], "properties": t["properties"]});
+    for id in BUILTINS {
+        let shown = task(&server, id);
+        assert_eq!(definition(&put(&server, id, definition(&shown))), definition(&shown), "{id}: sending back what GET showed changes nothing");
+        let off = put(&server, id, json!({"enabled": false}));
+        assert_eq!((off["enabled"].clone(), off["nextRun"].clone()), (json!(false), Value::Null), "{id}: {off}");
+        let on = put(&server, id, json!({"enabled": true}));
+        assert_eq!(definition(&on), definition(&shown), "{id}");
+        assert_eq!(on["nextRun"].is_null(), on["frequency"]["schedule"] == "manual", "{id}: scheduled again when enabled: {on}");
+        put(&server, id, json!({"enabled": false}));
+    }
+
+    // The compact task as an older version stored it: without fullScan.
+    server.kill();
+    {
+        use diesel::prelude::*;
+        use wharf::db::schema::tasks;
+        let db = wharf::db::Db::open(&server.database_url(), 2).unwrap();
+        db.run_sync(|c| {
+            diesel::update(tasks::table.find("compact-blob-stores")).set(tasks::properties.eq(r#"{"blobstoreName":"*","dryRun":false}"#)).execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    server.spawn();
+    for id in BUILTINS {
+        let t = task(&server, id);
+        assert_eq!(t["enabled"], false, "{id} stays disabled across a restart: {t}");
+    }
+    let compact = task(&server, "compact-blob-stores");
+    assert_eq!(compact["properties"], json!({"blobstoreName": "*", "dryRun": false, "fullScan": false}), "{compact}");
+    for id in BUILTINS {
+        put(&server, id, json!({"enabled": true}));
+    }
+    // What the configuration decides still cannot change here.
+    let (status, v) = admin_json(&server, Method::PUT, "/service/rest/v1/tasks/compact-blob-stores", Some(json!({"properties": {"fullScan": true}})));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+}
+
 /// Garbage-collection passes back to back until `stop`: how many, and the blobs they freed.
 fn passes_until(server: &TestServer, stop: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<(u64, u64)> {
     let (stop, base) = (stop.clone(), server.base.clone());

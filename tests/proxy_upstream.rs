@@ -361,3 +361,188 @@ fn strict_content_type_validation_false_is_refused_where_it_cannot_act() {
     npm_proxy["storage"] = lax;
     create_ok("npm", "proxy", &npm_proxy);
 }
+
+/// An asset's download count, read from the server's database.
+fn download_count(repo: &str, path: &str) -> i64 {
+    use diesel::prelude::*;
+    use wharf::db::schema::assets;
+    static DB: OnceLock<wharf::db::Db> = OnceLock::new();
+    let db = DB.get_or_init(|| wharf::db::Db::open(&server().database_url(), 2).unwrap());
+    let (repo, path) = (repo.to_string(), path.to_string());
+    let id = db.run_sync(|c| wharf::db::repos::get(c, &repo)).unwrap().unwrap().id;
+    db.run_sync(move |c| {
+        Ok(assets::table.filter(assets::repository_id.eq(id).and(assets::path.eq(&path))).select(assets::download_count).first::<i64>(c).optional()?)
+    })
+    .unwrap()
+    .unwrap_or(0)
+}
+
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A download a proxy streams through while it fills its cache is counted, however long the fill
+/// takes: counts reach the database every 2 s and go only to assets that exist, so a count
+/// recorded before the fill commits its asset was lost when a flush came in between. Here every
+/// format's fill is held half-way by the upstream until a flush has certainly passed (a download
+/// started after the fills' answers began is seen counted), then let go; each is counted once.
+#[test]
+fn a_download_whose_fill_outlasts_a_flush_is_counted_once() {
+    let up = Upstream::start();
+    let body = |seed: u8| (0..64 * 1024).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect::<Vec<u8>>();
+    up.add("slow-proj", "slow_proj-1.0.tar.gz", body(1), "application/octet-stream");
+    up.add("warm-proj", "warm_proj-1.0.tar.gz", body(2), "application/octet-stream");
+    up.add_npm("slow-lib", "1.0.0", body(3));
+    let digest = up.add_blob("slow/img", body(4));
+    create_ok("pypi", "proxy", &proxy_body("count-pypi", &up.url(), json!({}), json!({})));
+    create_ok("npm", "proxy", &proxy_body("count-npm", &up.url(), json!({}), json!({})));
+    let mut docker = proxy_body("count-docker", &up.url(), json!({}), json!({}));
+    docker["docker"] = json!({"v1Enabled": false, "forceBasicAuth": true});
+    docker["dockerProxy"] = json!({"indexType": "REGISTRY"});
+    create_ok("docker", "proxy", &docker);
+
+    let warm = "/repository/count-pypi/packages/warm-proj/warm_proj-1.0.tar.gz";
+    assert_eq!(get(warm).bytes().unwrap().to_vec(), body(2), "cached before the hold");
+    let doc: Value = get("/repository/count-npm/slow-lib").json().unwrap();
+    let tarball = doc["versions"]["1.0.0"]["dist"]["tarball"].as_str().unwrap().strip_prefix(&server().base).expect("a URL of wharf's").to_string();
+    assert_eq!(get("/repository/count-pypi/simple/slow-proj/").status(), StatusCode::OK);
+    let fills = [
+        (
+            "count-pypi",
+            "/repository/count-pypi/packages/slow-proj/slow_proj-1.0.tar.gz".to_string(),
+            "packages/slow-proj/slow_proj-1.0.tar.gz".to_string(),
+            body(1),
+        ),
+        ("count-npm", tarball, "pkg/slow-lib/-/slow-lib-1.0.0.tgz".to_string(), body(3)),
+        ("count-docker", format!("/v2/count-docker/slow/img/blobs/{digest}"), format!("slow/img/blobs/{digest}"), body(4)),
+    ];
+
+    up.hold();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let clients: Vec<_> = fills
+        .iter()
+        .map(|(_, url, _, _)| {
+            let (url, started_tx) = (server().url(url), started_tx.clone());
+            std::thread::spawn(move || {
+                let r = Client::builder().timeout(Duration::from_secs(120)).build().unwrap().get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+                started_tx.send(()).unwrap();
+                (r.status(), r.bytes().unwrap().to_vec())
+            })
+        })
+        .collect();
+    for _ in &fills {
+        started.recv_timeout(Duration::from_secs(60)).expect("the fill's answer began");
+    }
+    // A flush after the answers began: the next change of a cached file's count is written by one.
+    let before = download_count("count-pypi", "packages/warm-proj/warm_proj-1.0.tar.gz");
+    assert_eq!(get(warm).bytes().unwrap().to_vec(), body(2));
+    eventually("a flush passed", || download_count("count-pypi", "packages/warm-proj/warm_proj-1.0.tar.gz") > before);
+    for (repo, _, path, _) in &fills {
+        assert_eq!(download_count(repo, path), 0, "{repo}: not cached yet");
+    }
+    up.release();
+    for (client, (repo, _, _, want)) in clients.into_iter().zip(&fills) {
+        let (status, got) = client.join().unwrap();
+        assert_eq!((status, got.len()), (StatusCode::OK, want.len()), "{repo}");
+        assert!(got == *want, "{repo}: the content");
+    }
+    for (repo, _, path, _) in &fills {
+        eventually(&format!("{repo}'s fill is counted"), || download_count(repo, path) == 1);
+    }
+    // Once: after one more flush, still one each.
+    let before = download_count("count-pypi", "packages/warm-proj/warm_proj-1.0.tar.gz");
+    assert_eq!(get(warm).bytes().unwrap().to_vec(), body(2));
+    eventually("a flush passed", || download_count("count-pypi", "packages/warm-proj/warm_proj-1.0.tar.gz") > before);
+    for (repo, _, path, _) in &fills {
+        assert_eq!(download_count(repo, path), 1, "{repo}");
+    }
+}
+
+/// Credentials in `proxy.remoteUrl` would be stored in plaintext, shown by GET and logged
+/// wherever the remote is named: they are refused, naming the field and without repeating
+/// them, for every format, at create and update. A URL an older version stored with them has
+/// them moved into `httpClient.authentication` at start (sealed, never shown), keeps working,
+/// and neither the database nor the log holds them in clear afterwards.
+#[test]
+fn credentials_in_a_remote_url_are_refused_and_moved_out_of_one_stored_before() {
+    const PASSWORD: &str = "pw-in-url-3f9c";
+    let up = Upstream::start();
+    up.require_auth("mirror", PASSWORD);
+    up.add("auth-proj", "auth_proj-1.0.tar.gz", b"a".to_vec(), "application/octet-stream");
+    let with_credentials = format!("http://mirror:{PASSWORD}@127.0.0.1:{}/", up.port);
+    let refused_quietly = |r: Response| {
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let text = r.text().unwrap();
+        assert!(text.contains("PARAMETER proxy.remoteUrl") && text.contains("httpClient.authentication"), "{text}");
+        assert!(!text.contains(PASSWORD), "the answer repeats the password: {text}");
+    };
+    for format in ["pypi", "npm", "docker"] {
+        let mut b = proxy_body(&format!("url-creds-{format}"), &with_credentials, json!({}), json!({}));
+        if format == "docker" {
+            b["docker"] = json!({"v1Enabled": false, "forceBasicAuth": true});
+        }
+        refused_quietly(create(format, "proxy", &b));
+        b["proxy"]["remoteUrl"] = json!(up.url());
+        create_ok(format, "proxy", &b);
+        b["proxy"]["remoteUrl"] = json!(format!("http://token@127.0.0.1:{}/", up.port));
+        refused_quietly(
+            server().admin().request(Method::PUT, &format!("/service/rest/v1/repositories/{format}/proxy/url-creds-{format}")).json(&b).send().unwrap(),
+        );
+    }
+
+    // As an older version stored it: the credentials in the URL, no authentication section.
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("wharf.log");
+    let mut node = TestServer::start_with_env(&[("WHARF_TEST_LOG_FILE", log.to_str().unwrap()), ("RUST_LOG", "debug,actix_http::h1::dispatcher=off")]);
+    let r = node
+        .admin()
+        .request(Method::POST, "/service/rest/v1/repositories/pypi/proxy")
+        .json(&proxy_body("old-proxy", &up.url(), json!({}), json!({})))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    node.kill();
+    let stored_config = |node: &TestServer| {
+        use diesel::prelude::*;
+        use wharf::db::schema::repositories;
+        let db = wharf::db::Db::open(&node.database_url(), 2).unwrap();
+        db.run_sync(|c| Ok(repositories::table.filter(repositories::name.eq("old-proxy")).select(repositories::config).first::<String>(c)?)).unwrap()
+    };
+    let mut old: Value = serde_json::from_str(&stored_config(&node)).unwrap();
+    old["proxy"]["remoteUrl"] = json!(with_credentials.trim_end_matches('/'));
+    old["httpClient"]["authentication"] = Value::Null;
+    {
+        use diesel::prelude::*;
+        use wharf::db::schema::repositories;
+        let db = wharf::db::Db::open(&node.database_url(), 2).unwrap();
+        let text = old.to_string();
+        db.run_sync(move |c| {
+            diesel::update(repositories::table.filter(repositories::name.eq("old-proxy"))).set(repositories::config.eq(&text)).execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    node.spawn();
+    let shown: Value = node.admin().request(Method::GET, "/service/rest/v1/repositories/pypi/proxy/old-proxy").send().unwrap().json().unwrap();
+    assert_eq!(shown["proxy"]["remoteUrl"], up.url().trim_end_matches('/'), "{shown}");
+    assert_eq!(shown["httpClient"]["authentication"]["username"], "mirror", "{shown}");
+    assert_eq!(shown["httpClient"]["authentication"]["password"], Value::Null, "{shown}");
+    let get = |path: &str| node.admin().request(Method::GET, path).send().unwrap();
+    let before = up.seen().len();
+    assert_eq!(get("/repository/old-proxy/simple/auth-proj/").status(), StatusCode::OK, "the moved credentials reach the upstream");
+    assert!(up.seen()[before..].iter().all(|s| s.authorization.is_some()), "sent with the first request, as the URL's were");
+    // A failing upstream is logged, naming its remote.
+    up.set_mode(Mode::Fail);
+    assert_eq!(get("/repository/old-proxy/simple/other-proj/").status(), StatusCode::BAD_GATEWAY);
+    up.set_mode(Mode::Answer);
+    assert!(!stored_config(&node).contains(PASSWORD), "stored sealed");
+    node.kill();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("moved credentials out of proxy.remoteUrl") && text.contains("old-proxy"), "{text}");
+    assert!(text.contains("upstream failing"), "the remote was logged: {text}");
+    assert!(!text.contains(PASSWORD), "the password is in the log");
+}

@@ -71,6 +71,83 @@ pub fn seal_stored_secrets(conn: &mut AnyConnection) -> Result<usize, DbError> {
     Ok(changed)
 }
 
+/// Takes credentials out of proxies' `proxy.remoteUrl` (`https://user:password@host/`, which
+/// older versions accepted and which GET then showed and logs printed) into
+/// `httpClient.authentication`, sealed, where the repository has none (sent with the first
+/// request, as the URL's were); a repository that has its own keeps it and loses the URL's.
+/// Returns the repositories changed, by name; a row changed meanwhile by someone else is left
+/// to its writer (who could not store such a URL).
+pub fn move_remote_credentials(conn: &mut AnyConnection) -> Result<Vec<String>, DbError> {
+    conn.transaction(|conn| {
+        let rows: Vec<(String, String)> = repositories::table.select((repositories::name, repositories::config)).load(conn)?;
+        let mut moved = Vec::new();
+        for (name, stored) in rows {
+            let location = secrets::repository_location(&name);
+            let Ok(mut config) = serde_json::from_str::<serde_json::Value>(&secrets::open_json_text(&stored, &location)?) else { continue };
+            let Some(credentials) = take_remote_credentials(&mut config) else { continue };
+            if config.pointer("/httpClient/authentication").is_none_or(serde_json::Value::is_null) {
+                let (username, password) = credentials;
+                let auth = serde_json::json!({"type": "username", "username": username, "password": password, "preemptive": true});
+                match config.get_mut("httpClient") {
+                    Some(serde_json::Value::Object(http)) => {
+                        http.insert("authentication".into(), auth);
+                    }
+                    // `config` is an object: it has proxy.remoteUrl.
+                    _ => config["httpClient"] = serde_json::json!({ "authentication": auth }),
+                }
+            }
+            let sealed = secrets::seal_json_text(&config.to_string(), Some(&stored), &location)?;
+            let n = diesel::update(repositories::table.filter(repositories::name.eq(&name)).filter(repositories::config.eq(&stored)))
+                .set((repositories::config.eq(&sealed), repositories::updated_at.eq(now_millis())))
+                .execute(conn)?;
+            if n > 0 {
+                moved.push(name);
+            }
+        }
+        if !moved.is_empty() {
+            bump_generation(conn)?;
+        }
+        Ok(moved)
+    })
+}
+
+/// Removes the user and password from `proxy.remoteUrl` and returns them (percent-decoded);
+/// `None` when it has none.
+fn take_remote_credentials(config: &mut serde_json::Value) -> Option<(String, String)> {
+    let remote = config.pointer_mut("/proxy/remoteUrl")?;
+    let mut url = url::Url::parse(remote.as_str()?).ok()?;
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let credentials = (percent_decoded(url.username()), percent_decoded(url.password().unwrap_or_default()));
+    url.set_username("").ok()?;
+    url.set_password(None).ok()?;
+    // Stored as validation leaves it: without a trailing slash.
+    *remote = serde_json::Value::String(url.as_str().trim_end_matches('/').to_string());
+    Some(credentials)
+}
+
+/// A URL's userinfo part as the text it encodes (`%40` → `@`).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, ..) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|_| s.to_string())
+}
+
 pub fn insert(conn: &mut AnyConnection, name: &str, format: &str, kind: &str, blob_store: &str, config: &str) -> Result<(), DbError> {
     let now = now_millis();
     let config = &secrets::seal_json_text(config, None, &secrets::repository_location(name))?;
@@ -159,4 +236,22 @@ fn bump_generation(conn: &mut AnyConnection) -> Result<(), DbError> {
 pub fn generation(conn: &mut AnyConnection) -> Result<i64, DbError> {
     let v: Option<String> = settings::table.find(GENERATION_KEY).select(settings::value).first(conn).optional()?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn credentials_come_out_of_the_remote_url_decoded_and_the_rest_of_it_stays() {
+        let mut c = json!({"proxy": {"remoteUrl": "https://mirror%40corp:p%3Ass@registry.example:8443/v2", "contentMaxAge": 5}});
+        assert_eq!(super::take_remote_credentials(&mut c), Some(("mirror@corp".to_string(), "p:ss".to_string())));
+        assert_eq!(c, json!({"proxy": {"remoteUrl": "https://registry.example:8443/v2", "contentMaxAge": 5}}));
+        let mut root = json!({"proxy": {"remoteUrl": "http://token@up.example/"}});
+        assert_eq!(super::take_remote_credentials(&mut root), Some(("token".to_string(), String::new())));
+        assert_eq!(root["proxy"]["remoteUrl"], "http://up.example");
+        let mut clean = json!({"proxy": {"remoteUrl": "https://registry.example/@scope"}});
+        assert_eq!(super::take_remote_credentials(&mut clean), None);
+        assert_eq!(super::take_remote_credentials(&mut json!({"group": {}})), None);
+    }
 }

@@ -57,6 +57,32 @@ where
         tracing::error!("the lifecycle thread is gone: background work not started");
     }
 }
+/// A runtime of its own, at normal priority, for the lifecycle's bookkeeping that must keep
+/// time whatever the work does (a task run's lease renewal). Beside the work on the lifecycle
+/// thread it would wait for that work's next await, and at nice 10 for the HTTP workers too; a
+/// renewal later than the lease hands the run to another node while this one still runs it.
+fn timekeeper() -> &'static tokio::runtime::Runtime {
+    static TIMEKEEPER: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    TIMEKEEPER.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_blocking_threads(4)
+            .thread_name("wharf-timekeeper")
+            .enable_all()
+            .build()
+            .expect("the timekeeper runtime")
+    })
+}
+
+/// Runs `work` on the timekeeper's thread (see [`timekeeper`]), where nothing the lifecycle
+/// runs can hold it up. Keep it small: it shares that thread with every other such job.
+pub fn on_time<F>(work: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    timekeeper().spawn(work);
+}
+
 /// [`in_background`], answering the caller when the work is done (`None` if it never ran).
 pub async fn in_background_then<T, S, F>(start: S) -> Option<T>
 where
@@ -69,4 +95,44 @@ where
         let _ = tx.send(start().await);
     });
     rx.await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    /// A task run's work may keep the lifecycle thread for a long time between awaits (here: it
+    /// blocks it outright until it has seen the ticks, or 30 s pass); what it starts with
+    /// [`super::on_time`] keeps ticking meanwhile. Started with `actix_rt::spawn` from the work,
+    /// as lease renewals once were, not one tick would come.
+    #[test]
+    fn timekeeping_goes_on_while_the_lifecycle_thread_is_held() {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let seen = actix_rt::System::new().block_on({
+            let ticks = ticks.clone();
+            super::in_background_then(move || async move {
+                let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
+                let t = ticks.clone();
+                super::on_time(async move {
+                    loop {
+                        tokio::select! {
+                            _ = &mut done_rx => return,
+                            _ = tokio::time::sleep(Duration::from_millis(10)) => { t.fetch_add(1, Ordering::SeqCst); }
+                        }
+                    }
+                });
+                // Synchronous work between awaits, as a long loop of a task would do.
+                let deadline = Instant::now() + Duration::from_secs(30);
+                while ticks.load(Ordering::SeqCst) < 3 && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                let seen = ticks.load(Ordering::SeqCst);
+                let _ = done_tx.send(());
+                seen
+            })
+        });
+        assert!(seen.is_some_and(|n| n >= 3), "ticks while the lifecycle thread was held: {seen:?}");
+    }
 }

@@ -281,18 +281,26 @@ pub async fn ensure_builtins(state: &AppState) -> Result<(), TaskError> {
     ];
     for (id, name, type_id, freq, props) in defs {
         let schedule = freq.to_json().to_string();
-        let properties = props.to_string();
+        // Stored as validation leaves them (defaults filled in), as every other task's are: the
+        // API compares what a client sends, validated, with what is stored.
+        let properties = Value::Object(validate_properties(&state.formats, type_id, &props)?);
+        let properties_text = properties.to_string();
         let now = now_millis();
         let next = freq.next_after(now);
         let res = state
             .db
             .write(move |c| {
+                // Compared as JSON values, not text: key order is no difference.
+                let stored_differs = |row: &TaskRow| serde_json::from_str::<Value>(&row.properties).ok().as_ref() != Some(&properties);
+                let properties = &properties_text;
                 match rows::get(c, id)? {
                     None => {
-                        rows::insert(c, &TaskDef { id, name, type_id, properties: &properties, schedule: &schedule, enabled: true, next_run: next }, now)?;
+                        rows::insert(c, &TaskDef { id, name, type_id, properties, schedule: &schedule, enabled: true, next_run: next }, now)?;
                     }
-                    Some(row) if row.schedule != schedule || row.properties != properties || row.name != name || (row.next_run.is_none() && next.is_some()) => {
-                        rows::update(c, &TaskDef { id, name, type_id, properties: &properties, schedule: &schedule, enabled: row.enabled, next_run: next })?;
+                    // A row an older version wrote without a property added since (fullScan) is
+                    // brought in line here once, then left alone.
+                    Some(row) if row.schedule != schedule || stored_differs(&row) || row.name != name || (row.next_run.is_none() && next.is_some()) => {
+                        rows::update(c, &TaskDef { id, name, type_id, properties, schedule: &schedule, enabled: row.enabled, next_run: next })?;
                     }
                     Some(_) => {}
                 }
@@ -416,11 +424,12 @@ async fn launch(state: &web::Data<AppState>, id: &str, how: Launch) -> Result<bo
 
 async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started: i64, stop: Stop, how: Launch) {
     // The lease is renewed while the run lasts; a stop requested on any node, or the loss of
-    // the lease, reaches the run through `stop`.
+    // the lease, reaches the run through `stop`. Renewals run on the timekeeper's thread: this
+    // one is the run's own, where they would wait for its work between awaits.
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     {
         let (state, id, run_id, stop) = (state.clone(), row.id.clone(), run_id.clone(), stop.clone());
-        actix_rt::spawn(async move {
+        super::on_time(async move {
             loop {
                 tokio::select! {
                     _ = &mut done_rx => return,
@@ -481,6 +490,14 @@ async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started:
         // The caller may have left; the run is recorded either way.
         let _ = tx.send(Ended { result, message, report });
     }
+}
+
+/// A task's stored properties as validation leaves them (defaults of properties added since the
+/// row was written filled in), so that stored and requested properties compare like for like;
+/// `None` when they no longer validate.
+pub fn stored_properties(formats: &[std::sync::Arc<dyn Format>], row: &TaskRow) -> Option<Value> {
+    let stored = serde_json::from_str::<Value>(&row.properties).ok()?;
+    validate_properties(formats, &row.type_id, &stored).ok().map(Value::Object)
 }
 
 pub fn schedule_of(row: &TaskRow) -> Option<Frequency> {

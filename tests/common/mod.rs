@@ -153,6 +153,13 @@ impl TestServer {
                 cmd.arg("--config").arg(v);
                 continue;
             }
+            // Nor is this: a file the server's output (its log is on stdout) is appended to,
+            // each start adding to it.
+            if k == "WHARF_TEST_LOG_FILE" {
+                let file = || std::fs::OpenOptions::new().create(true).append(true).open(v).expect("the log file");
+                cmd.stdout(file()).stderr(file());
+                continue;
+            }
             cmd.env(k, v);
         }
         cmd

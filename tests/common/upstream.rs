@@ -1,7 +1,8 @@
-//! A small upstream PyPI index (and npm registry) for proxy tests, written here so that a test sees every request it
-//! gets (method, path, User-Agent, Authorization), counts them at the server, and can make it
-//! hang (accept and never answer), fail (503), ask for credentials, or hold a file's body until
-//! the test lets it go.
+//! A small upstream PyPI index (and npm registry, and Docker registry for blobs) for proxy
+//! tests, written here so that a test sees every request it gets (method, path, User-Agent,
+//! Authorization), counts them at the server, and can make it hang (accept and never answer),
+//! fail (503), ask for credentials, or hold a file's (tarball's, blob's) body until the test
+//! lets it go.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -35,6 +36,8 @@ struct Files {
     files: HashMap<String, (Vec<u8>, String)>,
     /// npm package → (version, tarball bytes).
     npm: HashMap<String, Vec<(String, Vec<u8>)>>,
+    /// Docker blobs: `<image>/blobs/<digest>` → bytes.
+    blobs: HashMap<String, Vec<u8>>,
 }
 
 struct State {
@@ -101,6 +104,13 @@ impl Upstream {
     /// tarball at `/<name>/-/<name>-<version>.tgz` with its sha512 integrity.
     pub fn add_npm(&self, name: &str, version: &str, tgz: Vec<u8>) {
         self.state.files.lock().unwrap().npm.entry(name.to_string()).or_default().push((version.to_string(), tgz));
+    }
+
+    /// Adds a Docker blob of image `name` (served at `/v2/<name>/blobs/<digest>`); its digest.
+    pub fn add_blob(&self, name: &str, data: Vec<u8>) -> String {
+        let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)));
+        self.state.files.lock().unwrap().blobs.insert(format!("{name}/blobs/{digest}"), data);
+        digest
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -226,29 +236,40 @@ fn serve(mut conn: TcpStream, s: &State) {
     });
     if let Some(tgz) = tarball {
         drop(files);
-        return respond(&mut conn, "200 OK", "application/octet-stream", &tgz, &[]);
+        return respond_holding(&mut conn, s, "application/octet-stream", &tgz);
+    }
+    if let Some(data) = path.strip_prefix("/v2/").and_then(|p| files.blobs.get(p)).cloned() {
+        drop(files);
+        if method == "HEAD" {
+            return respond(&mut conn, "200 OK", "application/octet-stream", b"", &[]);
+        }
+        return respond_holding(&mut conn, s, "application/octet-stream", &data);
     }
     if let Some((data, ct)) = path.strip_prefix("/files/").and_then(|n| files.files.get(n)).cloned() {
         drop(files);
         if method == "HEAD" {
             return respond(&mut conn, "200 OK", &ct, b"", &[]);
         }
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len());
-        let half = data.len() / 2;
-        if conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(&data[..half])).and_then(|()| conn.flush()).is_err() {
-            return;
-        }
-        let mut hold = s.hold.lock().unwrap();
-        while *hold {
-            hold = s.held.wait(hold).unwrap();
-        }
-        drop(hold);
-        let _ = conn.write_all(&data[half..]);
-        return;
+        return respond_holding(&mut conn, s, &ct, &data);
     }
     drop(files);
     // The base URL and anything else (the health probe's HEAD): present.
     respond(&mut conn, "200 OK", "text/plain", b"ok", &[])
+}
+
+/// A 200 with `data`, its second half held back while [`Upstream::hold`] is in force.
+fn respond_holding(conn: &mut TcpStream, s: &State, ct: &str, data: &[u8]) {
+    let head = format!("HTTP/1.1 200 OK\r\nContent-Type: {ct}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", data.len());
+    let half = data.len() / 2;
+    if conn.write_all(head.as_bytes()).and_then(|()| conn.write_all(&data[..half])).and_then(|()| conn.flush()).is_err() {
+        return;
+    }
+    let mut hold = s.hold.lock().unwrap();
+    while *hold {
+        hold = s.held.wait(hold).unwrap();
+    }
+    drop(hold);
+    let _ = conn.write_all(&data[half..]);
 }
 
 fn respond(conn: &mut TcpStream, status: &str, ct: &str, body: &[u8], extra: &[&str]) {

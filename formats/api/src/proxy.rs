@@ -20,7 +20,8 @@ use crate::digest::Digest;
 /// allowed; -1 (`None`) is forever.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProxySettings {
-    /// Without a trailing `/`.
+    /// Without a trailing `/`, and without credentials (refused: they belong in
+    /// `httpClient.authentication`), so it may be logged and shown.
     pub remote_url: String,
     pub content_max_age: Option<Duration>,
     pub metadata_max_age: Option<Duration>,
@@ -198,6 +199,15 @@ impl ProxySettings {
         let parsed = url::Url::parse(remote_url).map_err(|e| ConfigError::new("proxy.remoteUrl", format!("not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(ConfigError::new("proxy.remoteUrl", "must be an http:// or https:// URL"));
+        }
+        // In the URL, credentials would be stored in plaintext, shown by GET and written to logs
+        // wherever the remote is named; httpClient.authentication keeps them sealed and unshown
+        // (Nexus takes them only there too). The answer does not repeat the URL.
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(ConfigError::new(
+                "proxy.remoteUrl",
+                "must not contain credentials (user:password@): give them in httpClient.authentication, where they are stored encrypted and never shown",
+            ));
         }
         let neg = match attrs.get("negativeCache") {
             Some(v) if !v.is_null() => object(v, "negativeCache")?,
@@ -519,11 +529,26 @@ impl SingleFlight {
     }
 }
 
+/// A proxy's answer to a request for a file, and whether its download is counted already: a
+/// fill counts its own in its `commit`, once the asset exists (see [`stream_through`]), so
+/// the caller counts only the others.
+pub struct Served {
+    pub response: actix_web::HttpResponse,
+    pub counted_by_fill: bool,
+}
+
+impl From<actix_web::HttpResponse> for Served {
+    fn from(response: actix_web::HttpResponse) -> Served {
+        Served { response, counted_by_fill: false }
+    }
+}
+
 /// Streams an upstream body to the client while a background task writes it to the blob
 /// store. The content is kept, and `commit` (which records it in the metadata) called, only once
 /// its sha256 verifies against `expected` (when the upstream told it); then the flight finishes
 /// `Done`, or `Failed` and the client's stream ends in an error. A client that goes away does
-/// not stop the cache filling.
+/// not stop the cache filling. A format counts the download in `commit`, after the asset is
+/// written: counts go to existing assets only, and a fill can take longer than a flush.
 pub fn stream_through<S, E, F, Fut>(
     blobs: Arc<BlobStore>,
     body: S,
@@ -665,6 +690,20 @@ mod tests {
             _ => panic!("the late caller fetched again"),
         }
         assert_eq!(fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn credentials_in_the_remote_url_are_refused_without_repeating_them() {
+        for url in ["https://mirror:s3cret-pw@registry.example/", "https://mirror@registry.example", "http://:s3cret-pw@registry.example/simple/"] {
+            let mut attrs = Map::new();
+            attrs.insert("proxy".into(), json!({ "remoteUrl": url }));
+            let e = ProxySettings::parse(&attrs).unwrap_err();
+            assert_eq!(e.field, "proxy.remoteUrl", "{url}");
+            assert!(!e.to_string().contains("s3cret-pw") && !e.to_string().contains("mirror"), "{url}: {e}");
+        }
+        let mut attrs = Map::new();
+        attrs.insert("proxy".into(), json!({ "remoteUrl": "https://registry.example/v2/@scope" }));
+        assert!(ProxySettings::parse(&attrs).is_ok(), "an @ in the path is no credential");
     }
 
     #[test]

@@ -23,6 +23,19 @@ impl Stop {
     }
 }
 
+/// Steps of a long loop between two chances for other work (see [`yield_sometimes`]).
+const YIELD_EVERY: usize = 4096;
+
+/// Counts a step of a loop that has no await of its own (one over every asset of a
+/// repository), and every [`YIELD_EVERY`] steps lets the other work of the thread go first: a
+/// repository can hold millions of assets, and a task's thread runs other tasks too.
+pub async fn yield_sometimes(steps: &mut usize) {
+    *steps += 1;
+    if steps.is_multiple_of(YIELD_EVERY) {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// A task's properties, as JSON.
 pub type Properties = Map<String, Value>;
 

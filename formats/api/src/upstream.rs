@@ -45,6 +45,19 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// `url` without its userinfo (`user:password@`), for logs and answers. A proxy's own remote
+/// never has one (refused); URLs an upstream hands out (a token realm, a file an index links
+/// to) may. Works on the text, so that a URL that does not parse loses it too.
+pub fn without_userinfo(url: &str) -> std::borrow::Cow<'_, str> {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else { return url.into() };
+    let rest = &url[scheme_end..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    match authority.rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end], &rest[at + 1..]).into(),
+        None => url.into(),
+    }
+}
+
 /// `wharf/<version>`, then `httpClient.connection.userAgentSuffix` when set.
 pub fn user_agent(settings: &ProxySettings) -> String {
     let mut ua = concat!("wharf/", env!("CARGO_PKG_VERSION")).to_string();
@@ -122,7 +135,16 @@ pub struct Health {
 
 impl Health {
     fn new(remote: &str) -> Health {
-        Health { inner: Mutex::new(HealthInner { remote: remote.to_string(), blocked: false, auto_block: false, probe: None, failure: None, probing: false }) }
+        Health {
+            inner: Mutex::new(HealthInner {
+                remote: without_userinfo(remote).into_owned(),
+                blocked: false,
+                auto_block: false,
+                probe: None,
+                failure: None,
+                probing: false,
+            }),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
@@ -267,7 +289,7 @@ impl Healths {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, w| w.strong_count() > 0);
         let health = match map.get(&repo).and_then(Weak::upgrade) {
-            Some(h) if h.lock().remote == settings.remote_url => h,
+            Some(h) if h.lock().remote == without_userinfo(&settings.remote_url) => h,
             _ => Arc::new(Health::new(&settings.remote_url)),
         };
         {
@@ -463,6 +485,20 @@ mod tests {
         attrs.insert("proxy".into(), json!({"remoteUrl": "http://127.0.0.1:9"}));
         attrs.insert("httpClient".into(), json!({"autoBlock": auto_block}));
         ProxySettings::parse(&attrs).unwrap()
+    }
+
+    #[test]
+    fn userinfo_is_taken_out_of_urls_and_nothing_else() {
+        for (url, want) in [
+            ("https://u:p@host.example/a?b#c", "https://host.example/a?b#c"),
+            ("http://tok@host.example", "http://host.example"),
+            ("http://u:p@ss@host.example:81/x@y", "http://host.example:81/x@y"),
+            ("https://host.example/@scope/pkg", "https://host.example/@scope/pkg"),
+            ("https://host.example?next=a@b", "https://host.example?next=a@b"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(without_userinfo(url), want, "{url}");
+        }
     }
 
     #[tokio::test]

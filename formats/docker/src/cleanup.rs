@@ -74,7 +74,9 @@ impl Hosted {
         let mut kept: HashSet<Key> =
             c.manifests.iter().filter(|(k, a)| c.tagged.contains(*k) || a.updated_at >= cutoff || c.unknown.contains(&k.0)).map(|(k, _)| k.clone()).collect();
         let mut todo: Vec<Key> = kept.iter().cloned().collect();
+        let mut steps = 0usize;
         while let Some(k) = todo.pop() {
+            wharf_format::task::yield_sometimes(&mut steps).await;
             let mut reach: Vec<String> = c.uses.get(&k).map(|u| u.iter().cloned().collect()).unwrap_or_default();
             reach.extend(c.manifests.get(&k).and_then(|a| a.link.clone()));
             reach.extend(c.referrers.get(&k).cloned().unwrap_or_default());
@@ -174,7 +176,9 @@ impl Hosted {
     async fn content(&self) -> Result<Content, DockerError> {
         let mut c = Content::default();
         let repo = self.cfg.id;
+        let mut steps = 0usize;
         for a in self.env.meta.list(repo, ListQuery::default()).await? {
+            wharf_format::task::yield_sometimes(&mut steps).await;
             let Some(name) = a.component.clone() else { continue };
             match a.kind.as_str() {
                 meta::MANIFEST => {

@@ -316,22 +316,25 @@ impl Proxy {
             }
         };
         let length = res.content_length();
-        // A download like any other, though the asset appears only once the fill completes.
-        self.downloads.record(self.cfg.id, &blob_path(name, &digest.to_string()));
-        let meta = self.meta.clone();
+        let (meta, downloads) = (self.meta.clone(), self.downloads.clone());
         let repo = self.cfg.id;
         let name = name.to_string();
         let label = format!("{}/{name}@{digest}", self.cfg.name);
         let body = proxy::stream_through(self.blobs.clone(), res.bytes_stream(), Some(digest.clone()), flight, label, move |digest, size| async move {
+            let path = blob_path(&name, &digest.to_string());
             let asset = NewAsset {
-                path: blob_path(&name, &digest.to_string()),
+                path: path.clone(),
                 kind: meta::BLOB.into(),
                 component: Some(name.clone()),
                 digest: Some(digest.to_string()),
                 size: size as i64,
                 ..Default::default()
             };
-            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())
+            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())?;
+            // Counted once the asset exists: a count for an asset not there yet would be
+            // written to no row (a fill can outlast the flush interval).
+            downloads.record(repo, &path);
+            Ok(())
         });
         let mut out = HttpResponse::Ok();
         out.insert_header(("Docker-Content-Digest", digest.to_string())).content_type("application/octet-stream");

@@ -14,7 +14,7 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 
 pub use wharf_format::upstream::UpstreamError;
-use wharf_format::upstream::{Health, Healths, Transport};
+use wharf_format::upstream::{without_userinfo, Health, Healths, Transport};
 use wharf_format::ProxySettings;
 
 use crate::model::MANIFEST_TYPES;
@@ -123,8 +123,8 @@ impl Upstream {
                 r = r.basic_auth(u, Some(p));
             } else if !self.withheld_logged.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
-                    remote = %self.base,
-                    realm = %realm,
+                    remote = %without_userinfo(&self.base),
+                    realm = %without_userinfo(realm),
                     "the upstream's token realm is not its own origin (nor https for an https upstream): asking for tokens without the stored credentials"
                 );
             }

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sha1::Digest as _;
-use wharf_format::proxy::{self, Fill};
+use wharf_format::proxy::{self, Fill, Served};
 use wharf_format::{
     now_millis, Action, Asset, ComponentKey, DeleteError, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx,
     SingleFlight, Write,
@@ -252,11 +252,11 @@ impl Proxy {
 
     /// Fetches a tarball; `cached` is a copy past `contentMaxAge`, served when the upstream
     /// cannot give it again.
-    async fn fetch_tarball(&self, name: &str, file: &str, cached: Option<Asset>) -> Result<HttpResponse> {
+    async fn fetch_tarball(&self, name: &str, file: &str, cached: Option<Asset>) -> Result<Served> {
         let repo = self.cfg.id;
         let doc = match self.doc(name).await {
             Ok(d) => d,
-            Err(_) if cached.is_some() => return source::blob_response(&self.env, cached.as_ref().expect("checked"), false).await,
+            Err(_) if cached.is_some() => return source::blob_response(&self.env, cached.as_ref().expect("checked"), false).await.map(Served::from),
             Err(e) => return Err(e),
         };
         let manifest = doc.as_ref().and_then(|(doc, _)| {
@@ -267,7 +267,7 @@ impl Proxy {
         });
         let Some(manifest) = manifest else {
             return match &cached {
-                Some(a) => source::blob_response(&self.env, a, false).await,
+                Some(a) => source::blob_response(&self.env, a, false).await.map(Served::from),
                 None => Err(NpmError::NotFound),
             };
         };
@@ -277,12 +277,12 @@ impl Proxy {
         let version = manifest.get("version").and_then(Value::as_str).unwrap_or_default().to_string();
         let key = format!("t:{name}/{file}");
         let flight = match self.flights.join_checked(&key, || self.fresh_tarball(name, file)).await? {
-            Fill::Cached(a) => return source::blob_response(&self.env, &a, false).await,
+            Fill::Cached(a) => return source::blob_response(&self.env, &a, false).await.map(Served::from),
             Fill::Follow(rx) => {
                 return match SingleFlight::wait(rx).await {
                     Outcome::Done => {
                         let a = self.env.meta.get(repo, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
-                        source::blob_response(&self.env, &a, false).await
+                        source::blob_response(&self.env, &a, false).await.map(Served::from)
                     }
                     Outcome::NotFound => Err(NpmError::NotFound),
                     Outcome::Failed(m) => Err(NpmError::Upstream(m)),
@@ -301,7 +301,7 @@ impl Proxy {
                 if let Some(a) = &cached {
                     tracing::warn!(repository = %self.cfg.name, tarball = file, error = %e, "upstream unavailable; serving the cached tarball");
                     flight.finish(Outcome::Done);
-                    return source::blob_response(&self.env, a, false).await;
+                    return source::blob_response(&self.env, a, false).await.map(Served::from);
                 }
                 flight.finish(if matches!(e, UpstreamError::NotFound) { Outcome::NotFound } else { Outcome::Failed(e.to_string()) });
                 return Err(self.upstream_error(e));
@@ -318,7 +318,7 @@ impl Proxy {
                 h.1.update(c);
             }
         }));
-        let meta = self.env.meta.clone();
+        let (meta, downloads) = (self.env.meta.clone(), self.env.downloads.clone());
         let (name, file) = (name.to_string(), file.to_string());
         let label = format!("{}/{name}/{file}", self.cfg.name);
         let out = proxy::stream_through(self.env.blobs.clone(), body, None, flight, label, move |digest, size| async move {
@@ -346,14 +346,18 @@ impl Proxy {
                 link: None,
                 attributes: json!({ "version": version, "integrity": sri, "cached_at": now_millis() }),
             };
-            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())
+            let path = asset.path.clone();
+            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())?;
+            downloads.record(repo, &path);
+            Ok(())
         });
         let mut res = HttpResponse::Ok();
         res.content_type("application/octet-stream");
-        Ok(match length {
+        let response = match length {
             Some(n) => res.body(actix_web::body::SizedStream::new(n, out)),
             None => res.streaming(out),
-        })
+        };
+        Ok(Served { response, counted_by_fill: true })
     }
 }
 
@@ -372,21 +376,23 @@ impl Source for Proxy {
     }
 
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
-        let res = self.tarball(name, file, head).await?;
-        if !head && res.status().is_success() {
+        let served = self.tarball(name, file, head).await?;
+        if !head && !served.counted_by_fill && served.response.status().is_success() {
             self.env.downloads.record(self.cfg.id, &tarball_path(name, file));
         }
-        Ok(res)
+        Ok(served.response)
     }
 }
 
 impl Proxy {
-    async fn tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
+    /// The tarball, from the cache or streamed through from the upstream (then the fill counts
+    /// the download, once the tarball's asset exists).
+    async fn tarball(&self, name: &str, file: &str, head: bool) -> Result<Served> {
         let cached = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?;
         if let Some(a) = &cached {
             // Past contentMaxAge the tarball is fetched again, unless the upstream is known to fail.
             if head || !self.settings.content_stale(now_millis() - a.updated_at) || self.upstream.health().serve_stale_now() {
-                return source::blob_response(&self.env, a, head).await;
+                return source::blob_response(&self.env, a, head).await.map(Served::from);
             }
         }
         if head {
@@ -395,7 +401,7 @@ impl Proxy {
             let known = doc["versions"]
                 .as_object()
                 .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
-            return if known { Ok(HttpResponse::Ok().content_type("application/octet-stream").finish()) } else { Err(NpmError::NotFound) };
+            return if known { Ok(Served::from(HttpResponse::Ok().content_type("application/octet-stream").finish())) } else { Err(NpmError::NotFound) };
         }
         self.fetch_tarball(name, file, cached).await
     }

@@ -19,7 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::json;
-use wharf_format::proxy::{self, Fill};
+use wharf_format::proxy::{self, Fill, Served};
 use wharf_format::{
     now_millis, Action, Asset, ComponentKey, DeleteError, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig,
     RepoCtx, SingleFlight, Write,
@@ -200,24 +200,26 @@ impl Proxy {
         Ok(a.filter(|a| !self.settings.content_stale(now_millis() - a.updated_at)))
     }
 
-    async fn serve_file(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+    /// The file, from the cache or streamed through from the upstream (then the fill counts the
+    /// download, once the file's asset exists).
+    async fn serve_file(&self, normalized: &str, filename: &str, head: bool) -> Result<Served> {
         let repo = self.cfg.id;
         let cached = self.env.meta.get(repo, &file_path(normalized, filename)).await?;
         if let Some(a) = &cached {
             // Past contentMaxAge the file is fetched again, unless the upstream is known to fail.
             if head || !self.settings.content_stale(now_millis() - a.updated_at) || self.upstream.health().serve_stale_now() {
-                return source::file_response(&self.env.blobs, a, head).await;
+                return source::file_response(&self.env.blobs, a, head).await.map(Served::from);
             }
         }
         let files = match self.files(normalized).await {
             Ok(f) => f,
-            Err(_) if cached.is_some() => return source::file_response(&self.env.blobs, cached.as_ref().expect("checked"), false).await,
+            Err(_) if cached.is_some() => return source::file_response(&self.env.blobs, cached.as_ref().expect("checked"), false).await.map(Served::from),
             Err(e) => return Err(e),
         };
         let Some(entry) = files.as_deref().and_then(|f| Self::find(f, filename)).cloned() else {
             return match &cached {
                 // The upstream no longer lists it: what was cached stays served.
-                Some(a) => source::file_response(&self.env.blobs, a, false).await,
+                Some(a) => source::file_response(&self.env.blobs, a, false).await.map(Served::from),
                 None => Err(PypiError::NotFound),
             };
         };
@@ -226,19 +228,19 @@ impl Proxy {
         if head {
             let mut res = HttpResponse::Ok();
             res.content_type(content_type);
-            return Ok(match entry.size {
+            return Ok(Served::from(match entry.size {
                 Some(n) => res.body(SizedStream::new(n as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())),
                 None => res.finish(),
-            });
+            }));
         }
         let key = format!("f:{normalized}/{filename}");
         let flight = match self.flights.join_checked(&key, || self.fresh_file(normalized, filename)).await? {
-            Fill::Cached(a) => return source::file_response(&self.env.blobs, &a, false).await,
+            Fill::Cached(a) => return source::file_response(&self.env.blobs, &a, false).await.map(Served::from),
             Fill::Follow(rx) => {
                 return match SingleFlight::wait(rx).await {
                     Outcome::Done => {
                         let a = self.env.meta.get(repo, &file_path(normalized, filename)).await?.ok_or(PypiError::NotFound)?;
-                        source::file_response(&self.env.blobs, &a, false).await
+                        source::file_response(&self.env.blobs, &a, false).await.map(Served::from)
                     }
                     Outcome::NotFound => Err(PypiError::NotFound),
                     Outcome::Failed(m) => Err(PypiError::Upstream(m)),
@@ -257,7 +259,7 @@ impl Proxy {
                 if let Some(a) = &cached {
                     tracing::warn!(repository = %self.cfg.name, file = filename, error = %e, "upstream unavailable; serving the cached file");
                     flight.finish(Outcome::Done);
-                    return source::file_response(&self.env.blobs, a, false).await;
+                    return source::file_response(&self.env.blobs, a, false).await.map(Served::from);
                 }
                 flight.finish(if matches!(e, UpstreamError::NotFound) { Outcome::NotFound } else { Outcome::Failed(e.to_string()) });
                 return Err(self.upstream_error(e));
@@ -268,7 +270,7 @@ impl Proxy {
             _ => None,
         };
         let length = res.content_length();
-        let meta = self.env.meta.clone();
+        let (meta, downloads) = (self.env.meta.clone(), self.env.downloads.clone());
         let (normalized, filename) = (normalized.to_string(), filename.to_string());
         let label = format!("{}/{filename}", self.cfg.name);
         let body = proxy::stream_through(self.env.blobs.clone(), res.bytes_stream(), expected, flight, label, move |digest, size| async move {
@@ -286,17 +288,22 @@ impl Proxy {
                     "requires_python": entry.requires_python,
                     "upload_time": now_millis(),
                     "yanked": entry.yanked,
-                    "upstream_url": url,
+                    // Shown by the components API: never with credentials the index put in its links.
+                    "upstream_url": wharf_format::upstream::without_userinfo(&url),
                 }),
             };
-            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())
+            let path = asset.path.clone();
+            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())?;
+            downloads.record(repo, &path);
+            Ok(())
         });
         let mut out = HttpResponse::Ok();
         out.content_type(content_type).insert_header((header::CACHE_CONTROL, "max-age=31536000, immutable"));
-        Ok(match length {
+        let response = match length {
             Some(n) => out.body(SizedStream::new(n, body)),
             None => out.streaming(body),
-        })
+        };
+        Ok(Served { response, counted_by_fill: true })
     }
 }
 
@@ -360,11 +367,11 @@ impl Source for Proxy {
         match filename.strip_suffix(".metadata") {
             Some(dist) => self.serve_metadata(normalized, dist, head).await,
             None => {
-                let res = self.serve_file(normalized, filename, head).await?;
-                if !head && res.status().is_success() {
+                let served = self.serve_file(normalized, filename, head).await?;
+                if !head && !served.counted_by_fill && served.response.status().is_success() {
                     self.env.downloads.record(self.cfg.id, &file_path(normalized, filename));
                 }
-                Ok(res)
+                Ok(served.response)
             }
         }
     }

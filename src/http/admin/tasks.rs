@@ -191,35 +191,47 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
     let body = parse_json(&body)?;
     let d = definition(&state, &body, Some(&existing))?;
     if tasks::builtin(&id) {
-        // A built-in task's schedule and properties are the configuration's.
+        // A built-in task's schedule and properties are the configuration's. Both sides are
+        // compared as validation leaves them: a property added since the row was written is
+        // then no change.
         let same = d.frequency == tasks::schedule_of(&existing).unwrap_or(Frequency::Manual)
-            && Value::Object(d.properties.clone()) == serde_json::from_str::<Value>(&existing.properties).unwrap_or(Value::Null)
+            && Some(Value::Object(d.properties.clone())) == tasks::stored_properties(&state.formats, &existing)
             && d.name == existing.name;
         if !same {
             return Err(ConfigError::new("frequency", "a built-in task takes its schedule and properties from the configuration (gc.schedule, gc.cleanup_schedule, uploads.sweep_interval_secs, security.audit_retention_days); only `enabled` can change here").into());
         }
     }
-    let next = if d.enabled {
-        // An unchanged schedule keeps its next run; a changed one starts from now.
-        if tasks::schedule_of(&existing).as_ref() == Some(&d.frequency) && existing.next_run.is_some() {
-            existing.next_run
-        } else {
-            d.frequency.next_after(now_millis())
-        }
-    } else {
-        None
-    };
-    let (key, name, type_id, props, sched, enabled) =
-        (id.to_string(), d.name.clone(), d.type_id, Value::Object(d.properties).to_string(), d.frequency.to_json().to_string(), d.enabled);
-    state
+    let (key, name, type_id, props, sched, enabled, frequency) =
+        (id.to_string(), d.name.clone(), d.type_id, Value::Object(d.properties).to_string(), d.frequency.to_json().to_string(), d.enabled, d.frequency);
+    let found = state
         .db
         .write(move |c| {
+            // The next run is decided from the row as it is in this transaction: a run that
+            // finished since `existing` was read has set a new one, which an unchanged schedule
+            // keeps (the value read before could be the past, and start a run at once).
+            let Some(current) = rows::get(c, &key)? else { return Ok(false) };
+            let next = next_run_after_update(&current, &frequency, enabled, now_millis());
             rows::update(c, &TaskDef { id: &key, name: &name, type_id: &type_id, properties: &props, schedule: &sched, enabled, next_run: next })?;
-            Ok(())
+            Ok(true)
         })
         .await?;
+    if !found {
+        return Err(AdminError::NotFound(format!("task {id} not found")));
+    }
     record(&state, &req, &user, "task.update", &d.name, None);
     Ok(HttpResponse::Ok().json(render(&load(&state, &id).await?)))
+}
+
+/// A task's next run once its definition becomes `frequency`, `enabled`: none while disabled;
+/// the one it has when the schedule stays the same; otherwise counted from `now`.
+fn next_run_after_update(current: &TaskRow, frequency: &Frequency, enabled: bool, now: i64) -> Option<i64> {
+    if !enabled {
+        return None;
+    }
+    match current.next_run {
+        Some(n) if tasks::schedule_of(current).as_ref() == Some(frequency) => Some(n),
+        _ => frequency.next_after(now),
+    }
 }
 
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, AdminError> {
@@ -235,4 +247,43 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
     state.db.write(move |c| Ok(rows::delete(c, &key)?)).await?;
     record(&state, &req, &user, "task.delete", &t.name, None);
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(schedule: &Frequency, next_run: Option<i64>) -> TaskRow {
+        TaskRow {
+            id: "t".into(),
+            name: "t".into(),
+            type_id: tasks::UPLOAD_SWEEP.into(),
+            properties: "{}".into(),
+            schedule: schedule.to_json().to_string(),
+            enabled: true,
+            next_run,
+            run_id: None,
+            running_node: None,
+            lease_until: None,
+            stop_requested: false,
+            last_run: None,
+            last_result: None,
+            last_duration_ms: None,
+            last_message: None,
+            created_at: 0,
+        }
+    }
+
+    /// The row is the one the update's transaction reads: a run that finished since the
+    /// request began has set `next_run` already, and an unchanged schedule keeps it.
+    #[test]
+    fn an_update_keeps_the_next_run_the_row_has_unless_the_schedule_changes() {
+        let hourly = Frequency::Interval(3600);
+        let now = 1_000_000;
+        let set_by_a_finished_run = now + 3_600_000;
+        assert_eq!(next_run_after_update(&row(&hourly, Some(set_by_a_finished_run)), &hourly, true, now), Some(set_by_a_finished_run));
+        assert_eq!(next_run_after_update(&row(&hourly, Some(set_by_a_finished_run)), &Frequency::Interval(60), true, now), Some(now + 60_000));
+        assert_eq!(next_run_after_update(&row(&hourly, None), &hourly, true, now), Some(now + 3_600_000), "enabled again: from now");
+        assert_eq!(next_run_after_update(&row(&hourly, Some(set_by_a_finished_run)), &hourly, false, now), None);
+    }
 }

@@ -251,12 +251,15 @@ async fn clean_repository(
     let name = r.config.name.clone();
     let mut reader = Reader::new(state, r);
     let mut gone = Freed::default();
+    let mut steps = 0;
     let outcome = async {
         while let Some(batch) = reader.next().await? {
             for (i, chosen) in judge(r, policies, &batch, reader.versions()).await {
                 if stop.requested() {
                     return Ok(());
                 }
+                // A dry run has no await of its own here.
+                wharf_format::task::yield_sometimes(&mut steps).await;
                 let c = &batch[i];
                 let chosen_by = match chosen {
                     Ok(by) => by,
