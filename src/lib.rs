@@ -34,6 +34,10 @@ pub fn formats() -> Vec<Arc<dyn Format>> {
 /// How often a node checks whether another node changed the configuration.
 const RELOAD_POLL: Duration = Duration::from_secs(3);
 
+/// How often a node looks for blob store removals whose owner died (one indexed read of a
+/// table that is nearly always empty).
+const ABANDONED_REMOVALS_POLL: Duration = Duration::from_secs(60);
+
 /// Runs the server until SIGINT/SIGTERM (or, with `exit_on_stdin_eof`, until stdin closes).
 pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     bootstrap::owner_only_umask();
@@ -133,10 +137,16 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     });
     lifecycle::tasks::ensure_builtins(&state).await?;
     lifecycle::tasks::start(state.clone());
-    // A blob store removal cut short (a crash) is finished at the next start.
-    let data_dir = cfg.data_dir.clone();
+    // A blob store removal cut short (a crash) is finished at the next start, or by any node
+    // once its owner's claim ran out.
+    let (removal_db, data_dir) = (state.db.clone(), cfg.data_dir.clone());
     actix_rt::spawn(async move {
-        let _ = tokio::task::spawn_blocking(move || lifecycle::store_removal::sweep_trash(&data_dir)).await;
+        let dir = data_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || lifecycle::store_removal::sweep_trash(&dir)).await;
+        loop {
+            lifecycle::store_removal::finish_abandoned(&removal_db, &data_dir).await;
+            tokio::time::sleep(ABANDONED_REMOVALS_POLL).await;
+        }
     });
     let quota_state = state.clone();
     actix_rt::spawn(async move { lifecycle::store_usage::watch_soft_quotas(&quota_state).await });

@@ -47,6 +47,9 @@ pub struct Snapshot {
     pub generation: i64,
     pub repos: HashMap<String, RepoRef>,
     pub blob_stores: HashMap<String, Arc<BlobStore>>,
+    /// Each open store's row id (ids are never reused): what tells a store kept across reloads
+    /// from one deleted and created again under its name.
+    store_ids: HashMap<String, i64>,
     pub by_port: HashMap<u16, String>,
     /// The ports of `by_port` that speak HTTPS.
     pub tls_ports: std::collections::HashSet<u16>,
@@ -129,9 +132,9 @@ impl RepoRegistry {
         let mut snap = Snapshot { generation, ..Default::default() };
         for s in stores {
             // Keep a store that is already open (it may be streaming to clients) while its
-            // settings are the same; a store deleted and created again under its name elsewhere
-            // is opened afresh.
-            let existing = old.blob_stores.get(&s.name);
+            // settings are the same. One deleted and created again under its name between two
+            // reloads is another store (even at the same place) and is opened afresh.
+            let existing = old.blob_stores.get(&s.name).filter(|_| old.store_ids.get(&s.name) == Some(&s.id));
             let opened: Result<Option<BlobStore>, String> = match s.kind.as_str() {
                 "s3" => crate::storage::s3::S3Store::from_row(&s).and_then(|cfg| match existing {
                     Some(e) if e.s3_settings() == Some((&cfg.settings, cfg.presigned_urls)) => Ok(None),
@@ -158,6 +161,7 @@ impl RepoRegistry {
                     continue;
                 }
             };
+            snap.store_ids.insert(s.name.clone(), s.id);
             snap.blob_stores.insert(s.name.clone(), store);
         }
         for row in rows {

@@ -431,3 +431,56 @@ fn a_blob_store_delete_racing_a_repository_create_never_strands_the_repository()
         }
     }
 }
+
+/// A node that deleted a store and died before it removed the files: the name and the directory
+/// stay taken (the admin API refuses to create a store there) until a node takes the removal
+/// over (at its start, or once the dead node's claim ran out) and finishes it.
+#[test]
+fn a_blob_store_removal_cut_short_keeps_its_name_and_directory_until_a_node_finishes_it() {
+    use wharf::lifecycle::store_removal::{self, Deletion};
+    let mut node = TestServer::start();
+    let post = |node: &TestServer, body: Value| {
+        let res = node.admin().request(Method::POST, "/service/rest/v1/blobstores/file").json(&body).send().unwrap();
+        (res.status(), res.text().unwrap_or_default())
+    };
+    assert_eq!(post(&node, json!({"name": "cut", "path": "cut"})).0, StatusCode::NO_CONTENT);
+    let dir = node.data_dir().join("blobs/cut");
+    std::fs::create_dir_all(dir.join("blobs/aa")).unwrap();
+    std::fs::write(dir.join("blobs/aa/leftover"), b"bytes").unwrap();
+
+    // What the dead node's delete committed.
+    let db = wharf::db::Db::open(&node.database_url(), 2).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let deleted = rt.block_on(db.write(|c| store_removal::delete_store(c, "cut", "dead-node"))).unwrap();
+    assert!(matches!(deleted, Deletion::Deleted(_)));
+
+    for (body, field) in [(json!({"name": "cut", "path": "cut"}), "name"), (json!({"name": "cut-again", "path": "cut/inner"}), "path")] {
+        let (status, text) = post(&node, body.clone());
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v[0]["id"], json!(format!("PARAMETER {field}")), "{body}: {v}");
+        assert!(v[0]["message"].as_str().unwrap().contains("still being removed"), "{body}: {v}");
+    }
+    assert!(dir.join("blobs/aa/leftover").exists(), "nothing was removed while the claim held");
+
+    // The claim ran out; a node starts and finishes the removal.
+    rt.block_on(db.write(|c| Ok(diesel::RunQueryDsl::execute(diesel::sql_query("UPDATE blob_store_removals SET claimed_until = 0"), c)?))).unwrap();
+    node.kill();
+    node.spawn();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while dir.exists() {
+        assert!(std::time::Instant::now() < deadline, "the removal was not finished");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (status, text) = post(&node, json!({"name": "cut", "path": "cut"}));
+        if status == StatusCode::NO_CONTENT {
+            break;
+        }
+        // The files go before the reservation does.
+        assert!(text.contains("still being removed") && std::time::Instant::now() < deadline, "{status}: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(dir.join("blobs").is_dir(), "the new store has its directory");
+}

@@ -14,6 +14,7 @@ pub mod blobs;
 pub mod cleanup;
 pub mod meta;
 pub mod precheck;
+pub mod removals;
 pub mod repos;
 pub mod schema;
 pub mod sessions;

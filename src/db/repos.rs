@@ -208,7 +208,9 @@ pub fn update_blob_store(conn: &mut AnyConnection, name: &str, attributes: &str)
     })
 }
 
-/// Deletes the store's row and its ledger (the files go after the transaction commits).
+/// Deletes the store's row and its ledger. The files go after the transaction commits; the
+/// caller reserves the name and directory in the same transaction until they are gone
+/// (`lifecycle::store_removal::reserve`).
 pub fn delete_blob_store(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {
     conn.transaction(|conn| {
         let n = diesel::delete(blob_stores::table.filter(blob_stores::name.eq(name))).execute(conn)?;

@@ -46,6 +46,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    blob_store_removals (name) {
+        name -> Text,
+        path -> Text,
+        trash -> Text,
+        owner -> Text,
+        claimed_until -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     repositories (id) {
         id -> BigInt,
         name -> Text,
@@ -198,6 +209,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     audit_events,
     blob_stores,
+    blob_store_removals,
     repositories,
     assets,
     uploads,

@@ -10,7 +10,7 @@ use wharf_format::ConfigError;
 use super::{parse_json, require_admin, AdminError};
 use crate::db::repos;
 use crate::lifecycle::soft_quota::SoftQuota;
-use crate::lifecycle::store_removal::{self, Removal};
+use crate::lifecycle::store_removal::{self, Deletion};
 use crate::lifecycle::store_usage::{self, FileStore, StoreReport};
 use crate::state::AppState;
 
@@ -31,15 +31,6 @@ fn check_path(path: &str) -> Result<(), ConfigError> {
         return Err(ConfigError::new("path", "must be absolute, or names under the blob area that do not start with '.'"));
     }
     Ok(())
-}
-
-/// The store (if any) whose directory is `root`, holds it, or lies inside it: two stores never
-/// share files, so deleting one can remove its directory.
-fn overlapping(data_dir: &Path, root: &Path, stores: &[repos::BlobStoreRow], except: &str) -> Option<String> {
-    stores.iter().map(FileStore::from_row).filter(|s| s.name != except).find_map(|s| {
-        let other = s.root(data_dir);
-        (other.starts_with(root) || root.starts_with(&other)).then_some(s.name)
-    })
 }
 
 async fn report(state: &AppState, name: &str) -> Result<StoreReport, AdminError> {
@@ -83,32 +74,20 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
     check_path(&path)?;
     let store = FileStore { name: name.clone(), path, soft_quota };
     let root = store.root(&state.cfg.data_dir);
-    let existing = state.db.run(repos::list_blob_stores).await?;
-    if let Some(other) = overlapping(&state.cfg.data_dir, &root, &existing, &name) {
-        return Err(ConfigError::new("path", format!("{} overlaps the directory of blob store {other}", root.display())).into());
+    // Two stores never share files (so deleting one can remove its directory), and a deleted
+    // store's name and directory stay taken until its files are gone.
+    let (n, data_dir, r) = (name.clone(), state.cfg.data_dir.clone(), root.clone());
+    if let Some(refusal) = state.db.run(move |c| store_removal::conflict(c, &data_dir, &n, &r)).await? {
+        return Err(refusal.into());
     }
     let empty = crate::lifecycle::gc::holds_no_blobs(&root);
     std::fs::create_dir_all(&root).map_err(|e| ConfigError::new("path", format!("cannot create {}: {e}", root.display())))?;
-    let attrs = store.attributes();
-    let (n, data_dir, r) = (name.clone(), state.cfg.data_dir.clone(), root.clone());
-    // Checked again with the insert, against a store created meanwhile.
-    let res = state
-        .db
-        .write(move |c| {
-            let stores = repos::list_blob_stores(c)?;
-            if let Some(other) = overlapping(&data_dir, &r, &stores, &n) {
-                return Ok(Some(other));
-            }
-            repos::insert_blob_store(c, &n, "file", &attrs)?;
-            if empty {
-                crate::lifecycle::gc::walked_at_creation(c, &n, &r.display().to_string())?;
-            }
-            Ok(None)
-        })
-        .await;
+    let data_dir = state.cfg.data_dir.clone();
+    // Checked again with the insert, against a store created or deleted meanwhile.
+    let res = state.db.write(move |c| store_removal::insert_if_free(c, &data_dir, &store, empty)).await;
     match res {
         Ok(None) => {}
-        Ok(Some(other)) => return Err(ConfigError::new("path", format!("{} overlaps the directory of blob store {other}", root.display())).into()),
+        Ok(Some(refusal)) => return Err(refusal.into()),
         Err(crate::db::DbError::Query(e)) if crate::db::is_unique_violation(&e) => {
             return Err(ConfigError::new("name", format!("blob store {name} already exists")).into())
         }
@@ -159,35 +138,18 @@ pub async fn quota_status(state: web::Data<AppState>, req: HttpRequest, path: we
     Ok(HttpResponse::Ok().json(report(&state, &path.into_inner()).await?.quota_json()))
 }
 
-enum Deletion {
-    InUse(Vec<String>),
-    NotFound,
-    Deleted { store: FileStore, others: Vec<FileStore> },
-}
-
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
     let n = name.clone();
+    // Fixed before the transaction, which may run more than once.
+    let token = uuid::Uuid::new_v4().to_string();
     // The check and the delete in one write transaction: a repository created on this store
-    // meanwhile either commits first (and is seen here) or fails its blob store reference.
-    let outcome = state
-        .db
-        .write(move |c| {
-            let users = repos::repos_using_blob_store(c, &n)?;
-            if !users.is_empty() {
-                return Ok(Deletion::InUse(users));
-            }
-            let stores = repos::list_blob_stores(c)?;
-            let Some(row) = stores.iter().find(|r| r.name == n) else { return Ok(Deletion::NotFound) };
-            let store = FileStore::from_row(row);
-            let others = stores.iter().filter(|r| r.name != n).map(FileStore::from_row).collect();
-            repos::delete_blob_store(c, &n)?;
-            Ok(Deletion::Deleted { store, others })
-        })
-        .await;
-    let (store, others) = match outcome {
-        Ok(Deletion::Deleted { store, others }) => (store, others),
+    // meanwhile either commits first (and is seen here) or fails its blob store reference. The
+    // same transaction reserves the name and directory until the files are gone.
+    let outcome = state.db.write(move |c| store_removal::delete_store(c, &n, &token)).await;
+    let claim = match outcome {
+        Ok(Deletion::Deleted(claim)) => claim,
         Ok(Deletion::InUse(users)) => return Err(in_use(&name, &users)),
         Ok(Deletion::NotFound) => return Err(AdminError::NotFound(format!("blob store {name} not found"))),
         // A repository that committed on this store between our check and the delete.
@@ -200,14 +162,8 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     };
     super::record(&state, &req, &actor, "blobstore.delete", &name, None);
     crate::http::apply_config_change(&state).await;
-    let data_dir = state.cfg.data_dir.clone();
-    let removal = web::block(move || store_removal::remove_store_files(&data_dir, &store, &others)).await;
-    match removal {
-        Ok(Ok(Removal::Removed)) => tracing::info!(blob_store = %name, "removed the deleted blob store's files"),
-        Ok(Ok(Removal::Absent)) => {}
-        Ok(Ok(Removal::Kept(why))) => tracing::warn!(blob_store = %name, "kept the deleted blob store's directory: {why}"),
-        Ok(Err(e)) => tracing::warn!(blob_store = %name, error = %e, "cannot remove the deleted blob store's files"),
-        Err(e) => tracing::warn!(blob_store = %name, error = %e, "cannot remove the deleted blob store's files"),
+    if let Some(claim) = claim {
+        store_removal::log_outcome(&name, &store_removal::carry_out(&state.db, &state.cfg.data_dir, claim).await);
     }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,0 +1,1 @@
+DROP TABLE blob_store_removals;
