@@ -11,7 +11,6 @@ use wharf_format::{BlobStore, ConfigError, Format, FormatEnv, Kind, RepoConfig, 
 use crate::config::Config;
 use crate::db::meta::SqlMeta;
 use crate::db::repos::{self, RepoRow};
-use crate::db::usage::DbUsage;
 use crate::db::{Db, DbError};
 use crate::security::Authenticator;
 
@@ -128,7 +127,8 @@ impl RepoRegistry {
             })
             .await?;
         let old = self.snapshot();
-        let usage: Arc<dyn UsageMeter> = Arc::new(DbUsage::new(db.clone()));
+        // One meter across reloads: it remembers recent usage (see `db::usage_cache`).
+        let usage: Arc<dyn UsageMeter> = meta.clone();
         let mut snap = Snapshot { generation, ..Default::default() };
         for s in stores {
             // Keep a store that is already open (it may be streaming to clients) while its

@@ -205,6 +205,48 @@ fn a_docker_repository_over_its_hard_quota_refuses_pushes_and_serves_pulls() {
     assert!(repo_usage("docker-quota").1 > used);
 }
 
+/// Upload sessions opened while the repository is under its hard quota and then filled past it:
+/// each finishing PUT is checked again, so sessions land only while the repository is under
+/// its limit (the last one may cross it), and the rest are refused with Docker's DENIED saying
+/// "quota exceeded". A refused session is over and its bytes are not kept.
+#[test]
+fn docker_upload_sessions_opened_under_the_hard_quota_cannot_all_finish_above_it() {
+    const LAYER: usize = 40_000;
+    const LIMIT: u64 = 100_000;
+    create_repo("docker", "hosted", json!({"name": "docker-sessions", "storage": {"blobStoreName": "default", "hardQuota": {"limit": LIMIT}}, "docker": {}}));
+    let http = reqwest::blocking::Client::new();
+    let absolute = |location: &str| if location.starts_with('/') { format!("{}{location}", server().base) } else { location.to_string() };
+    let sessions: Vec<String> = (0..4)
+        .map(|_| {
+            let r = http.post(format!("{}/v2/docker-sessions/app/blobs/uploads/", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+            assert_eq!(r.status(), StatusCode::ACCEPTED, "opened under the quota: nothing is stored yet");
+            absolute(r.headers()["location"].to_str().unwrap())
+        })
+        .collect();
+    for (i, session) in sessions.iter().enumerate() {
+        let layer: Vec<u8> = (0..LAYER).map(|n| (n * 31 + i * 7 + n / 251) as u8).collect();
+        let r = http.patch(session).basic_auth("admin", Some(ADMIN_PASSWORD)).body(layer.clone()).send().unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "session {i}");
+        let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&layer)));
+        let sep = if session.contains('?') { '&' } else { '?' };
+        let r = http.put(format!("{session}{sep}digest={digest}")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        let status = r.status();
+        let body: Value = serde_json::from_str(&r.text().unwrap()).unwrap_or(Value::Null);
+        // Stored before this one: 0, 40 000 and 80 000 bytes are under the limit; 120 000 is not.
+        if (i * LAYER) < LIMIT as usize {
+            assert_eq!(status, StatusCode::CREATED, "session {i}: {body}");
+        } else {
+            assert_eq!(status, StatusCode::FORBIDDEN, "session {i}: {body}");
+            assert_eq!(body["errors"][0]["code"], json!("DENIED"), "{body}");
+            let message = body["errors"][0]["message"].as_str().unwrap();
+            assert!(message.contains("quota exceeded") && message.contains("docker-sessions"), "{body}");
+            let r = http.get(session).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "the refused session is over");
+        }
+    }
+    assert_eq!(repo_usage("docker-sessions"), (3, 3 * LAYER as u64));
+}
+
 #[test]
 fn a_hard_quota_is_validated_and_only_hosted_repositories_take_one() {
     for (quota, field) in [

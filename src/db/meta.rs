@@ -1,13 +1,18 @@
-//! [`MetaStore`] over the `assets` and `uploads` tables.
+//! [`MetaStore`] over the `assets` and `uploads` tables, and the [`UsageMeter`] that hard
+//! quotas ask (it sees every commit of this node, see `usage_cache`).
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use diesel::prelude::*;
-use wharf_format::{now_millis, Asset, BlobError, BlobLedger, Check, Digest, ListQuery, MetaError, MetaStore, NewAsset, Touch, UploadRow, Write};
+use wharf_format::{
+    now_millis, Asset, BlobError, BlobLedger, Check, Digest, KeyedLocks, ListQuery, MetaError, MetaStore, NewAsset, RepoConfig, Touch, UploadRow, Usage,
+    UsageMeter, Write,
+};
 
 use super::schema::{assets, uploads};
-use super::{is_unique_violation, AnyConnection, Db, DbError};
+use super::usage_cache::UsageCache;
+use super::{is_unique_violation, usage, AnyConnection, Db, DbError};
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = assets)]
@@ -64,11 +69,56 @@ struct UploadDbRow {
 /// are atomic against every other writer, on this node or another.
 pub struct SqlMeta {
     db: Db,
+    usage: UsageCache,
+    /// One measurement at a time per repository: a push's parallel layers share it.
+    measuring: KeyedLocks,
+    /// One refresh of the repository list at a time: concurrent lists wait and read the cache.
+    listing: tokio::sync::Mutex<()>,
 }
+
+/// Above this many repositories to measure, the list runs the one aggregation over all of them
+/// instead of one query each.
+const PER_REPOSITORY_MAX: usize = 8;
 
 impl SqlMeta {
     pub fn new(db: Db) -> SqlMeta {
-        SqlMeta { db }
+        SqlMeta { db, usage: UsageCache::default(), measuring: KeyedLocks::default(), listing: tokio::sync::Mutex::new(()) }
+    }
+
+    /// How long a usage measurement is trusted (tests; the server keeps `usage_cache::TTL`).
+    pub fn with_usage_ttl(mut self, ttl: std::time::Duration) -> SqlMeta {
+        self.usage = UsageCache::new(ttl);
+        self
+    }
+
+    /// What each of `repos` (id, blob store) references, for the repository list: measured
+    /// again only where this node wrote since, or the measurement is older than the cache's
+    /// TTL (see `usage_cache`).
+    pub async fn repositories_usage(&self, repos: Vec<(i64, String)>) -> Result<HashMap<i64, Usage>, DbError> {
+        let _turn = self.listing.lock().await;
+        let mut out = HashMap::new();
+        let mut stale = Vec::new();
+        for (id, store) in repos {
+            match self.usage.clean(id) {
+                Some(u) => drop(out.insert(id, u)),
+                None => stale.push((id, store)),
+            }
+        }
+        if stale.is_empty() {
+            return Ok(out);
+        }
+        let m = self.usage.begin(None);
+        let measured: Vec<(i64, Usage)> = if stale.len() > PER_REPOSITORY_MAX {
+            let all = self.db.run(usage::repositories_usage).await?;
+            stale.iter().map(|(id, _)| (*id, all.get(id).copied().unwrap_or_default())).collect()
+        } else {
+            self.db.run(move |c| stale.iter().map(|(id, store)| Ok((*id, usage::repository_usage(c, *id, store)?))).collect()).await?
+        };
+        for (id, u) in measured {
+            self.usage.keep(&m, id, u);
+            out.insert(id, u);
+        }
+        Ok(out)
     }
 
     /// Up to `limit` of the repository's assets of `kind` that name a component, in
@@ -111,6 +161,23 @@ impl SqlMeta {
             })
             .await
             .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl UsageMeter for SqlMeta {
+    async fn repository_usage(&self, repo: &RepoConfig) -> Result<Usage, MetaError> {
+        if let Some(u) = self.usage.fresh(repo.id) {
+            return Ok(u);
+        }
+        let _turn = self.measuring.lock(&repo.id.to_string()).await;
+        if let Some(u) = self.usage.fresh(repo.id) {
+            return Ok(u);
+        }
+        let m = self.usage.begin(Some(repo.id));
+        let (id, store) = (repo.id, repo.blob_store.clone());
+        let measured = self.db.run(move |c| usage::repository_usage(c, id, &store)).await.map_err(backend)?;
+        Ok(self.usage.keep(&m, repo.id, measured))
     }
 }
 
@@ -443,7 +510,10 @@ impl MetaStore for SqlMeta {
             }
         };
         match outcome {
-            None => Ok(()),
+            None => {
+                self.usage.note(&batch.1);
+                Ok(())
+            }
             Some(Refused::Check(i)) => Err(MetaError::CheckFailed(i)),
             Some(Refused::BlobGone(d)) => Err(MetaError::BlobGone(d)),
         }

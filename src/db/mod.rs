@@ -22,6 +22,7 @@ pub mod settings;
 pub mod tasks;
 pub mod tokens;
 pub mod usage;
+pub mod usage_cache;
 pub mod users;
 
 use std::sync::Arc;

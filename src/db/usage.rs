@@ -8,12 +8,11 @@
 
 use std::collections::HashMap;
 
-use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
-use wharf_format::{MetaError, RepoConfig, Usage, UsageMeter};
+use wharf_format::Usage;
 
-use super::{AnyConnection, Db, DbError};
+use super::{AnyConnection, DbError};
 
 #[derive(QueryableByName)]
 struct Counted {
@@ -82,23 +81,4 @@ pub fn blob_stores_usage(conn: &mut AnyConnection) -> Result<HashMap<String, Usa
         diesel::sql_query("SELECT blob_store, COUNT(*) AS blob_count, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM blobs GROUP BY blob_store")
             .load(conn)?;
     Ok(rows.into_iter().map(|r| (r.blob_store, Usage::from(&Counted { blob_count: r.blob_count, bytes: r.bytes }))).collect())
-}
-
-/// Formats measure a repository for its hard quota through this (see [`wharf_format::quota`]).
-pub struct DbUsage {
-    db: Db,
-}
-
-impl DbUsage {
-    pub fn new(db: Db) -> DbUsage {
-        DbUsage { db }
-    }
-}
-
-#[async_trait]
-impl UsageMeter for DbUsage {
-    async fn repository_usage(&self, repo: &RepoConfig) -> Result<Usage, MetaError> {
-        let (id, store) = (repo.id, repo.blob_store.clone());
-        self.db.run(move |c| repository_usage(c, id, &store)).await.map_err(|e| MetaError::Backend(Box::new(e)))
-    }
 }

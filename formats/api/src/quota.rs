@@ -4,13 +4,25 @@
 //! Usage is what the repository references, counted once per blob (a layer two images share
 //! counts once); the server measures it ([`UsageMeter`], over the database). The rule itself
 //! lives here, so that every format applies the same one: a format calls
-//! [`UsageMeter::check_write`] where a write starts (Docker: an upload session or a manifest,
-//! PyPI: an upload, npm: a publish) and turns [`QuotaExceeded`] into its protocol's refusal at
-//! its one error boundary. A group passes writes to its writable member, whose quota applies.
+//! [`UsageMeter::check_write`] once the bytes of a write are in and verified, just before they
+//! are published and linked (Docker: finishing an upload session, a monolithic upload, a mount, a
+//! manifest; PyPI: an upload, once its file is checked; npm: a publish, once its body is read),
+//! and also where a write starts if its bytes are still to come (Docker: opening an upload
+//! session; PyPI: an upload), so that a client already over its quota is told before it sends
+//! them. It turns [`QuotaExceeded`] into its protocol's refusal at its one error boundary. A
+//! group passes writes to its writable member, whose quota applies.
 //!
-//! The check is made before the write, not during it: one write that starts under the limit may
-//! end above it (by at most its own size). Counting bytes as they stream would need a
-//! reservation per request; a quota is a budget for an administrator, not a disk guard.
+//! How far above its limit a repository can end:
+//! - The check and the link are not one transaction: every write that passed its last check
+//!   before any of them was linked lands. Writes made one after another overshoot by at most the
+//!   one that crossed the limit; writes finishing at the same moment, by each of them.
+//! - A meter may answer from a recent measurement plus what its node linked since (the
+//!   server's does, for a few seconds: `src/db/usage_cache.rs`), never from less than what its
+//!   own node linked. On a cluster, what the other nodes linked within those seconds is not
+//!   seen: that much more.
+//!
+//! Counting bytes as they stream would need a reservation per request; a quota is a budget for
+//! an administrator, not a disk guard.
 
 use async_trait::async_trait;
 
@@ -45,13 +57,14 @@ pub enum QuotaError {
 
 #[async_trait]
 pub trait UsageMeter: Send + Sync {
-    /// The distinct blobs `repo`'s assets reference, with their true sizes (one indexed query).
+    /// The distinct blobs `repo`'s assets reference, with their true sizes: measured, or a
+    /// recent measurement plus what this node linked since (see the module documentation).
     async fn repository_usage(&self, repo: &RepoConfig) -> Result<Usage, MetaError>;
 }
 
 impl dyn UsageMeter {
     /// Refuses a write once `repo`'s usage has reached its hard quota. A repository without
-    /// one costs nothing (no query).
+    /// one costs nothing (no measurement).
     pub async fn check_write(&self, repo: &RepoConfig) -> Result<(), QuotaError> {
         let Some(limit) = repo.hard_quota else { return Ok(()) };
         let used = self.repository_usage(repo).await?.bytes;

@@ -48,7 +48,7 @@ pub struct FormatEnv {
     /// Proxies' upstream health, kept across reloads and shown by the admin API.
     pub upstreams: Arc<crate::upstream::Healths>,
     /// Measures what a repository references, for its hard quota: formats call
-    /// `usage.check_write(&config)` where a write starts.
+    /// `usage.check_write(&config)` before a write is linked (see [`crate::quota`]).
     pub usage: Arc<dyn crate::quota::UsageMeter>,
     /// Where the format reports downloads (for cleanup policies' "last downloaded").
     pub downloads: Arc<dyn crate::lifecycle::Downloads>,

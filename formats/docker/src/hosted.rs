@@ -580,7 +580,7 @@ impl Hosted {
     async fn start_upload(&self, ctx: &RepoCtx, name: &str, q: &HashMap<String, String>, body: web::Payload) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Write, name)?;
         self.writable()?;
-        // A session started under the quota may finish above it: the check is per write, not per byte.
+        // Refused before any byte is sent; checked again where the bytes would be linked.
         self.env.usage.check_write(&self.cfg).await?;
         if let Some(mount) = q.get("mount") {
             let digest: Digest = mount.parse()?;
@@ -595,7 +595,14 @@ impl Hosted {
             // Not mountable: the spec's answer is an ordinary upload session.
         } else if let Some(d) = q.get("digest") {
             let digest: Digest = d.parse()?;
-            let (_, size) = self.env.blobs.put_stream(body, Some(&digest)).await?;
+            let staged = self.env.blobs.stage_stream(body).await?;
+            if *staged.digest() != digest {
+                return Err(wharf_format::BlobError::DigestMismatch { expected: digest, actual: staged.digest().clone() }.into());
+            }
+            // The body took its time: writes that finished meanwhile count (see `wharf_format::quota`).
+            self.env.usage.check_write(&self.cfg).await?;
+            let size = staged.size();
+            staged.publish().await?;
             self.link_blob(name, &digest, size).await?;
             return Ok(self.blob_created(ctx, name, &digest));
         }
@@ -795,6 +802,23 @@ impl Hosted {
                 return Err(e);
             }
         };
+        // The session was checked when it started; sessions that finished since count too, so
+        // that many sessions opened under the quota cannot all land above it. A refusal ends
+        // the session and frees its bytes: nothing is published.
+        match self.env.usage.check_write(&self.cfg).await {
+            Ok(()) => {}
+            Err(e @ wharf_format::QuotaError::Exceeded(_)) => {
+                claim.done();
+                self.env.meta.upload_delete(id).await?;
+                self.env.blobs.stage_discard(id).await;
+                return Err(e.into());
+            }
+            // Usage could not be measured: the session stays as it was, for a retry.
+            Err(e) => {
+                claim.abandon().await;
+                return Err(e.into());
+            }
+        }
         match self.leased(&claim, self.env.blobs.stage_finish(id, &state, Some(&digest))).await {
             Ok(_) => {}
             Err(e @ wharf_format::BlobError::DigestMismatch { .. }) => {

@@ -120,6 +120,7 @@ impl Hosted {
         if self.cfg.write_policy == WritePolicy::Deny {
             return Err(PypiError::Forbidden(format!("repository {} is read-only", self.cfg.name)));
         }
+        // Refused before the file is read; checked again before it is published.
         self.env.usage.check_write(&self.cfg).await?;
         let mut form = actix_multipart::Multipart::new(req.headers(), body);
         let mut fields: HashMap<String, String> = HashMap::new();
@@ -230,6 +231,9 @@ impl Hosted {
         if !checks.is_empty() && self.env.meta.get(repo, &path).await?.is_some() {
             return Err(PypiError::FileExists(filename));
         }
+        // The file took its time to arrive: uploads that finished meanwhile count (see
+        // `wharf_format::quota`). Refused here, the staged file goes with `staged`.
+        self.env.usage.check_write(&self.cfg).await?;
         staged.publish().await?;
         // The metadata is a blob of its own, named by an asset of its own (what refers to a
         // blob is always an asset's digest: garbage collection reads nothing else).

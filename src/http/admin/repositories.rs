@@ -278,23 +278,27 @@ async fn check_listener(state: &AppState, format: &str, name: &str, config: &Val
 
 /// Every repository for administrators; for others, those they may read. wharf's additions:
 /// `online`, and `blobCount` / `totalSizeInBytes`: the distinct blobs the repository references
-/// (see [`usage`]).
+/// (see [`usage`]), exact for this node's writes and at most a few seconds behind other nodes'
+/// (see `db::usage_cache`).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     let p = state.auth.principal(&req).await;
     if p.user.is_none() {
         return Err(AdminError::Unauthenticated);
     }
-    let (rows, used) = state.db.run(|c| Ok((repos::list(c)?, usage::repositories_usage(c)?))).await?;
+    let rows = state.db.run(repos::list).await?;
     let snap = state.registry.snapshot();
     let readable = |name: &str| match &p.access {
         wharf_format::Access::All => true,
         wharf_format::Access::Privileges(privs) => snap.repos.get(name).is_some_and(|r| privs.iter().any(|x| x.allows(&r.config, wharf_format::Action::Read))),
         _ => false,
     };
+    let rows: Vec<&RepoRow> = rows.iter().filter(|r| readable(&r.name)).collect();
+    // Measured only where this node wrote since, or every few seconds (anyone signed in may
+    // call this in a loop).
+    let used = state.meta.repositories_usage(rows.iter().map(|r| (r.id, r.blob_store.clone())).collect()).await?;
     let origin = origin(&req);
     let out: Vec<Value> = rows
         .iter()
-        .filter(|r| readable(&r.name))
         .map(|r| {
             let mut v = summary(r, &origin);
             let u = used.get(&r.id).copied().unwrap_or_default();

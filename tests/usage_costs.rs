@@ -1,0 +1,85 @@
+//! What measuring usage costs: the hard-quota check and the repository list answer from memory
+//! for a few seconds and measure again only when this node wrote. On the real database (SQLite, and
+//! PostgreSQL when `WHARF_TEST_DATABASE_URL` names one); "another node" is a second `SqlMeta` on
+//! the same database.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use wharf::db::meta::SqlMeta;
+use wharf::db::{blobs, repos, Db};
+use wharf_format::config::{Kind, WritePolicy};
+use wharf_format::{MetaStore, NewAsset, QuotaError, RepoConfig, Usage, UsageMeter, Write};
+
+fn repo_config(id: i64, hard_quota: Option<u64>) -> RepoConfig {
+    RepoConfig {
+        id,
+        name: "r1".into(),
+        format: "docker".into(),
+        kind: Kind::Hosted,
+        online: true,
+        blob_store: "default".into(),
+        write_policy: WritePolicy::Allow,
+        strict_content_type: true,
+        latest_policy: false,
+        anonymous_read: false,
+        hard_quota,
+        attributes: Default::default(),
+    }
+}
+
+/// Links a blob of `size` bytes (its ledger row first, as a blob store would write it).
+async fn link(meta: &SqlMeta, db: &Db, repo: i64, digest: &str, size: i64) {
+    let d = digest.to_string();
+    db.write(move |c| Ok(blobs::touch(c, "default", &d, size)?)).await.unwrap();
+    let asset = NewAsset { path: format!("img/blobs/{digest}"), kind: "blob".into(), digest: Some(digest.into()), size, ..Default::default() };
+    meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.unwrap();
+}
+
+fn usage(blob_count: u64, bytes: u64) -> Usage {
+    Usage { blob_count, bytes }
+}
+
+#[tokio::test]
+async fn usage_is_remembered_and_exact_for_this_nodes_writes() {
+    for (backend, url) in common::test_databases() {
+        let db = Db::open(&url, 4).unwrap();
+        db.run_sync(|c| {
+            repos::insert_blob_store(c, "default", "file", "{}")?;
+            repos::insert(c, "r1", "docker", "hosted", "default", "{}")
+        })
+        .unwrap();
+        let id = db.run_sync(|c| repos::get(c, "r1")).unwrap().unwrap().id;
+        // A TTL no test run outlasts: nothing here depends on the clock.
+        let here = Arc::new(SqlMeta::new(db.clone()).with_usage_ttl(Duration::from_secs(3600)));
+        let other_node = SqlMeta::new(db.clone());
+        let meter: Arc<dyn UsageMeter> = here.clone();
+        let list = || here.repositories_usage(vec![(id, "default".to_string())]);
+
+        link(&here, &db, id, "sha256:a", 10).await;
+        assert_eq!(list().await.unwrap()[&id], usage(1, 10), "{backend}");
+        assert_eq!(meter.repository_usage(&repo_config(id, Some(11))).await.unwrap(), usage(1, 10), "{backend}");
+
+        // Another node's write is not measured again at once: both answer from memory.
+        link(&other_node, &db, id, "sha256:b", 1000).await;
+        assert_eq!(list().await.unwrap()[&id], usage(1, 10), "{backend}: the list was measured again");
+        assert!(meter.check_write(&repo_config(id, Some(11))).await.is_ok(), "{backend}: the quota was measured again");
+
+        // This node's own write counts at once, without a measurement, for the quota.
+        link(&here, &db, id, "sha256:c", 5).await;
+        match meter.check_write(&repo_config(id, Some(15))).await {
+            Err(QuotaError::Exceeded(e)) => assert_eq!(e.used, 15, "{backend}"),
+            other => panic!("{backend}: expected a refusal, got {other:?}"),
+        }
+        // And the list measures again, exactly (the other node's write with it).
+        assert_eq!(list().await.unwrap()[&id], usage(3, 1015), "{backend}");
+        assert_eq!(meter.repository_usage(&repo_config(id, Some(1))).await.unwrap(), usage(3, 1015), "{backend}");
+
+        // A deletion of this node's is measured again at once too.
+        here.commit(vec![], vec![Write::Delete { repo: id, path: "img/blobs/sha256:b".into() }]).await.unwrap();
+        assert_eq!(meter.repository_usage(&repo_config(id, Some(1))).await.unwrap(), usage(2, 15), "{backend}");
+        assert_eq!(list().await.unwrap()[&id], usage(2, 15), "{backend}");
+    }
+}
