@@ -1,15 +1,19 @@
 //! What measuring usage costs: the hard-quota check and the repository list answer from memory
-//! for a few seconds and measure again only when this node wrote. On the real database (SQLite, and
+//! for a few seconds and measure again only when this node wrote, and the soft-quota watcher
+//! reads nothing of the ledger when no store has a soft quota. On the real database (SQLite, and
 //! PostgreSQL when `WHARF_TEST_DATABASE_URL` names one); "another node" is a second `SqlMeta` on
 //! the same database.
 
 mod common;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use diesel::RunQueryDsl;
 use wharf::db::meta::SqlMeta;
 use wharf::db::{blobs, repos, Db};
+use wharf::lifecycle::store_usage::{self, Scope};
 use wharf_format::config::{Kind, WritePolicy};
 use wharf_format::{MetaStore, NewAsset, QuotaError, RepoConfig, Usage, UsageMeter, Write};
 
@@ -81,5 +85,46 @@ async fn usage_is_remembered_and_exact_for_this_nodes_writes() {
         here.commit(vec![], vec![Write::Delete { repo: id, path: "img/blobs/sha256:b".into() }]).await.unwrap();
         assert_eq!(meter.repository_usage(&repo_config(id, Some(1))).await.unwrap(), usage(2, 15), "{backend}");
         assert_eq!(list().await.unwrap()[&id], usage(2, 15), "{backend}");
+    }
+}
+
+#[tokio::test]
+async fn the_soft_quota_watcher_reads_the_ledger_only_of_stores_with_a_soft_quota() {
+    for (backend, url) in common::test_databases() {
+        let db = Db::open(&url, 4).unwrap();
+        let data = tempfile::tempdir().unwrap();
+        db.run_sync(|c| {
+            repos::insert_blob_store(c, "plain", "file", r#"{"path": "plain"}"#)?;
+            blobs::touch(c, "plain", "sha256:p", 7)?;
+            Ok(())
+        })
+        .unwrap();
+        let rename = |from: &str, to: &str| {
+            let sql = format!("ALTER TABLE {from} RENAME TO {to}");
+            db.run_sync(move |c| Ok(diesel::sql_query(sql).execute(c)?)).unwrap();
+        };
+
+        // No soft quota anywhere: a pass does not read the ledger at all (it is out of reach).
+        rename("blobs", "blobs_out_of_reach");
+        let watched = store_usage::reports(&db, data.path(), Scope::SoftQuotas).await;
+        rename("blobs_out_of_reach", "blobs");
+        assert!(watched.expect("no ledger read").is_empty(), "{backend}");
+        let mut violating = HashSet::new();
+        store_usage::warn_soft_quotas(&db, data.path(), &mut violating).await;
+        assert!(violating.is_empty(), "{backend}");
+
+        // One store with a soft quota: that one is measured, and the other is not reported.
+        db.run_sync(|c| {
+            repos::insert_blob_store(c, "watched", "file", r#"{"path": "watched", "softQuota": {"type": "spaceUsedQuota", "limit": 10}}"#)?;
+            blobs::touch(c, "watched", "sha256:w", 11)?;
+            Ok(())
+        })
+        .unwrap();
+        let watched = store_usage::reports(&db, data.path(), Scope::SoftQuotas).await.unwrap();
+        assert_eq!(watched.iter().map(|r| (r.store.name.as_str(), r.usage)).collect::<Vec<_>>(), [("watched", usage(1, 11))], "{backend}");
+        store_usage::warn_soft_quotas(&db, data.path(), &mut violating).await;
+        assert_eq!(violating, HashSet::from(["watched".to_string()]), "{backend}");
+        let all = store_usage::reports(&db, data.path(), Scope::All).await.unwrap();
+        assert_eq!(all.len(), 2, "{backend}: the admin list still has every store");
     }
 }

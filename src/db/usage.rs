@@ -82,3 +82,11 @@ pub fn blob_stores_usage(conn: &mut AnyConnection) -> Result<HashMap<String, Usa
             .load(conn)?;
     Ok(rows.into_iter().map(|r| (r.blob_store, Usage::from(&Counted { blob_count: r.blob_count, bytes: r.bytes }))).collect())
 }
+
+/// What one blob store holds (its rows of the ledger, by the primary key's prefix).
+pub fn blob_store_usage(conn: &mut AnyConnection, blob_store: &str) -> Result<Usage, DbError> {
+    let c: Counted = diesel::sql_query("SELECT COUNT(*) AS blob_count, CAST(COALESCE(SUM(size), 0) AS BIGINT) AS bytes FROM blobs WHERE blob_store = $1")
+        .bind::<Text, _>(blob_store)
+        .get_result(conn)?;
+    Ok(Usage::from(&c))
+}

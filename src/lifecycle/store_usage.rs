@@ -10,7 +10,7 @@ use wharf_format::Usage;
 
 use super::soft_quota::{self, QuotaStatus, SoftQuota};
 use crate::db::repos::{self, BlobStoreRow};
-use crate::db::{usage, DbError};
+use crate::db::{usage, Db, DbError};
 use crate::state::{blob_store_root, AppState};
 
 /// A file blob store's settings, as `blob_stores.attributes` keeps them.
@@ -88,10 +88,41 @@ fn available_space(root: &Path) -> Option<u64> {
     Some(s.f_bavail.saturating_mul(s.f_frsize))
 }
 
-/// Every store's report (one database read, then the file systems on the blocking pool).
-pub async fn reports(state: &AppState) -> Result<Vec<StoreReport>, DbError> {
-    let (rows, used): (Vec<BlobStoreRow>, HashMap<String, Usage>) = state.db.run(|c| Ok((repos::list_blob_stores(c)?, usage::blob_stores_usage(c)?))).await?;
-    let data_dir = state.cfg.data_dir.clone();
+/// Which stores a report covers.
+#[derive(Clone, Debug)]
+pub enum Scope {
+    /// Every store (one aggregation over the ledger).
+    All,
+    /// One store (its rows of the ledger only).
+    One(String),
+    /// The stores with a soft quota (their rows only; none at all when no store has one).
+    SoftQuotas,
+}
+
+/// The reports of the stores in `scope`: one database read, then the file systems on the
+/// blocking pool.
+pub async fn reports(db: &Db, data_dir: &Path, scope: Scope) -> Result<Vec<StoreReport>, DbError> {
+    let (rows, used): (Vec<BlobStoreRow>, HashMap<String, Usage>) = db
+        .run(move |c| {
+            let rows: Vec<BlobStoreRow> = repos::list_blob_stores(c)?
+                .into_iter()
+                .filter(|r| match &scope {
+                    Scope::All => true,
+                    Scope::One(name) => r.name == *name,
+                    Scope::SoftQuotas => soft_quota_of(r).is_some(),
+                })
+                .collect();
+            let used = match scope {
+                Scope::All => usage::blob_stores_usage(c)?,
+                _ => rows.iter().map(|r| Ok((r.name.clone(), usage::blob_store_usage(c, &r.name)?))).collect::<Result<_, DbError>>()?,
+            };
+            Ok((rows, used))
+        })
+        .await?;
+    if rows.is_empty() {
+        return Ok(vec![]);
+    }
+    let data_dir = data_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         rows.iter()
             .map(|row| {
@@ -116,23 +147,32 @@ pub async fn reports(state: &AppState) -> Result<Vec<StoreReport>, DbError> {
     .map_err(|e| DbError::Blocking(e.to_string()))
 }
 
+/// A store's soft quota, whatever its kind.
+fn soft_quota_of(row: &BlobStoreRow) -> Option<SoftQuota> {
+    match row.kind.as_str() {
+        "s3" => crate::storage::s3::S3Store::from_row(row).ok().and_then(|s| s.soft_quota),
+        _ => FileStore::from_row(row).soft_quota,
+    }
+}
+
 /// How often the log is told about soft quotas.
 const SOFT_QUOTA_CHECK: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Checks every store's soft quota every minute, for ever (see [`warn_soft_quotas`]).
+/// Checks the stores' soft quotas every minute, for ever (see [`warn_soft_quotas`]).
 pub async fn watch_soft_quotas(state: &AppState) {
     let mut violating = HashSet::new();
     loop {
-        warn_soft_quotas(state, &mut violating).await;
+        warn_soft_quotas(&state.db, &state.cfg.data_dir, &mut violating).await;
         tokio::time::sleep(SOFT_QUOTA_CHECK).await;
     }
 }
 
 /// Logs a warning when a store goes over its soft quota (and a note when it is back under);
 /// `violating` carries the stores over quota from one call to the next, so that a store over
-/// quota is reported once, not at every pass.
-pub async fn warn_soft_quotas(state: &AppState, violating: &mut HashSet<String>) {
-    let reports = match reports(state).await {
+/// quota is reported once, not at every pass. Only stores with a soft quota are measured: with
+/// none, a pass is one read of the store table (it runs on every node).
+pub async fn warn_soft_quotas(db: &Db, data_dir: &Path, violating: &mut HashSet<String>) {
+    let reports = match reports(db, data_dir, Scope::SoftQuotas).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "soft quota check: database");

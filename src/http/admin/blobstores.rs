@@ -11,7 +11,7 @@ use super::{parse_json, require_admin, AdminError};
 use crate::db::repos;
 use crate::lifecycle::soft_quota::SoftQuota;
 use crate::lifecycle::store_removal::{self, Deletion};
-use crate::lifecycle::store_usage::{self, FileStore, StoreReport};
+use crate::lifecycle::store_usage::{self, FileStore, Scope, StoreReport};
 use crate::state::AppState;
 
 pub(super) fn valid_name(name: &str) -> bool {
@@ -34,12 +34,15 @@ fn check_path(path: &str) -> Result<(), ConfigError> {
 }
 
 async fn report(state: &AppState, name: &str) -> Result<StoreReport, AdminError> {
-    store_usage::reports(state).await?.into_iter().find(|r| r.store.name == name).ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))
+    store_usage::reports(&state.db, &state.cfg.data_dir, Scope::One(name.to_string()))
+        .await?
+        .pop()
+        .ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
-    let out: Vec<Value> = store_usage::reports(&state).await?.iter().map(StoreReport::to_json).collect();
+    let out: Vec<Value> = store_usage::reports(&state.db, &state.cfg.data_dir, Scope::All).await?.iter().map(StoreReport::to_json).collect();
     Ok(HttpResponse::Ok().json(out))
 }
 

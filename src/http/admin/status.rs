@@ -33,7 +33,7 @@ pub async fn check(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     });
     // One entry per blob store: unhealthy while it cannot be read or is over its soft quota
     // (a warning: writes go on).
-    if let Ok(reports) = store_usage::reports(&state).await {
+    if let Ok(reports) = store_usage::reports(&state.db, &state.cfg.data_dir, store_usage::Scope::All).await {
         for r in reports {
             let (healthy, message) = if r.unavailable {
                 (false, format!("Blob store {} is unavailable: its directory cannot be read", r.store.name))
