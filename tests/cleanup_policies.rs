@@ -22,14 +22,8 @@ fn server() -> &'static TestServer {
 }
 
 fn api(method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut r = server().admin().request(method, path);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let res = r.send().unwrap();
-    let status = res.status().as_u16();
-    let text = res.text().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    let (status, v) = server().admin().json(method, path, body);
+    (status.as_u16(), v)
 }
 
 fn ok(out: Output) -> String {

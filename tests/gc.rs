@@ -59,14 +59,7 @@ fn on_disk(server: &TestServer) -> (HashSet<String>, u64) {
 }
 
 fn admin_json(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut r = server.admin().request(method, path);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().unwrap();
-    let status = r.status();
-    let text = r.text().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    server.admin().json(method, path, body)
 }
 
 fn compact(server: &TestServer, dry_run: bool) -> Value {

@@ -19,14 +19,7 @@ fn server() -> &'static TestServer {
 }
 
 fn api(method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut r = server().admin().request(method, &format!("/service/rest/v1{path}"));
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let res = r.send().unwrap();
-    let status = res.status();
-    let text = res.text().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    server().admin().json(method, &format!("/service/rest/v1{path}"), body)
 }
 
 fn expect(method: Method, path: &str, body: Option<Value>, want: u16) -> Value {

@@ -27,14 +27,7 @@ fn gateway() -> Option<s3::S3Env> {
 }
 
 fn api(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let mut r = server.admin().request(method, path);
-    if let Some(b) = body {
-        r = r.json(&b);
-    }
-    let r = r.send().unwrap();
-    let status = r.status();
-    let text = r.text().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    server.admin().json(method, path, body)
 }
 
 fn store_body(s3: &s3::S3Env, name: &str, prefix: &str, secret: &str) -> Value {
@@ -75,6 +68,20 @@ fn skopeo(args: &[&str]) -> Output {
 fn ok(out: Output) -> String {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Makes an image in `dir/img` and pushes it with skopeo as `<repo>/app:v1`.
+fn push_image(server: &TestServer, repo: &str, dir: &Path, seed: u64, layer_size: usize) -> oci::Layout {
+    let layout = oci::image(&dir.join("img"), "v1", &["amd64"], seed, layer_size);
+    ok(skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds(),
+        &format!("oci:{}:v1", dir.join("img").display()),
+        &format!("docker://{}/{repo}/app:v1", server.addr),
+    ]));
+    layout
 }
 
 fn creds() -> String {
@@ -145,15 +152,7 @@ fn images_push_and_pull_through_s3_and_an_upload_begun_on_one_node_ends_on_anoth
     let a = TestServer::start();
     let (repo, prefix) = docker_on_s3(&a, &s3, false);
     let tmp = tempfile::tempdir().unwrap();
-    let layout = oci::image(&tmp.path().join("img"), "v1", &["amd64"], 41, 3 << 20);
-    ok(skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &creds(),
-        &format!("oci:{}:v1", tmp.path().join("img").display()),
-        &format!("docker://{}/{repo}/app:v1", a.addr),
-    ]));
+    let layout = push_image(&a, &repo, tmp.path(), 41, 3 << 20);
     for blob in &layout.blobs {
         let hex = blob.strip_prefix("sha256:").unwrap();
         let key = format!("{prefix}/blobs/sha256/{}/{hex}", &hex[..2]);
@@ -236,15 +235,7 @@ fn with_presigned_urls_blob_downloads_go_to_the_bucket() {
     let server = TestServer::start();
     let (repo, _) = docker_on_s3(&server, &s3, true);
     let tmp = tempfile::tempdir().unwrap();
-    let layout = oci::image(&tmp.path().join("img"), "v1", &["amd64"], 43, 1 << 20);
-    ok(skopeo(&[
-        "copy",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        &creds(),
-        &format!("oci:{}:v1", tmp.path().join("img").display()),
-        &format!("docker://{}/{repo}/app:v1", server.addr),
-    ]));
+    let layout = push_image(&server, &repo, tmp.path(), 43, 1 << 20);
     let no_redirects = Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let layer = &layout.blobs[0];
     let r = no_redirects.get(server.url(&format!("/v2/{repo}/app/blobs/{layer}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();

@@ -272,6 +272,19 @@ impl Admin {
         self.http.request(method, format!("{}{}", self.base, path)).basic_auth("admin", Some(ADMIN_PASSWORD))
     }
 
+    /// A call with an optional JSON body: the status, and the answer as JSON (or its text as a
+    /// JSON string).
+    pub fn json(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut r = self.request(method, path);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let res = r.send().unwrap();
+        let status = res.status();
+        let text = res.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
     /// POST /service/rest/v1/repositories/docker/hosted with the given JSON; panics unless 201.
     pub fn create_docker_hosted(&self, body: serde_json::Value) {
         let r = self.request(reqwest::Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&body).send().unwrap();
