@@ -19,6 +19,7 @@ command -v npm >/dev/null || need+=(nodejs npm)
 command -v ldapsearch >/dev/null || need+=(ldap-utils)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v curl >/dev/null || need+=(curl)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -84,6 +84,18 @@ fn push_image(server: &TestServer, repo: &str, dir: &Path, seed: u64, layer_size
     layout
 }
 
+/// Pulls `<repo>/app:v1` with skopeo into the OCI layout `dest`.
+fn pull_image(server: &TestServer, repo: &str, dest: &Path) {
+    ok(skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds(),
+        &format!("docker://{}/{repo}/app:v1", server.addr),
+        &format!("oci:{}:v1", dest.display()),
+    ]));
+}
+
 fn creds() -> String {
     format!("admin:{ADMIN_PASSWORD}")
 }
@@ -163,14 +175,7 @@ fn images_push_and_pull_through_s3_and_an_upload_begun_on_one_node_ends_on_anoth
     let key = std::fs::read_to_string(a.data_dir().join("secret.key")).unwrap();
     let b = a.node_on_own_data_dir(&[("WHARF_SECRET_KEY", key.trim())]);
     let pulled = tmp.path().join("pulled");
-    ok(skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &creds(),
-        &format!("docker://{}/{repo}/app:v1", b.addr),
-        &format!("oci:{}:v1", pulled.display()),
-    ]));
+    pull_image(&b, &repo, &pulled);
     for blob in &layout.blobs {
         let hex = blob.strip_prefix("sha256:").unwrap();
         let got = std::fs::read(pulled.join("blobs/sha256").join(hex)).unwrap();
@@ -250,14 +255,7 @@ fn with_presigned_urls_blob_downloads_go_to_the_bucket() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // skopeo follows it.
     let pulled = tmp.path().join("pulled");
-    ok(skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &creds(),
-        &format!("docker://{}/{repo}/app:v1", server.addr),
-        &format!("oci:{}:v1", pulled.display()),
-    ]));
+    pull_image(&server, &repo, &pulled);
     assert!(Path::new(&pulled.join("index.json")).exists());
 }
 
