@@ -265,27 +265,46 @@ fn garbage_collection_deletes_the_objects_nothing_names() {
     let server = TestServer::start_with_env(GC_ENV);
     let (repo, prefix) = docker_on_s3(&server, &s3, false);
     let http = Client::new();
-    let blob = oci::noise(11, 100_000);
-    let digest = sha256(&blob);
-    let r =
-        http.post(server.url(&format!("/v2/{repo}/junk/blobs/uploads/?digest={digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).body(blob).send().unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let hex = &digest[7..];
-    let key = format!("{prefix}/blobs/sha256/{}/{hex}", &hex[..2]);
-    assert_eq!(s3.keys(&key), vec![key.clone()]);
-    // Unlinked: no manifest uses it, and the image's link goes.
-    let r = http.delete(server.url(&format!("/v2/{repo}/junk/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // Three blobs; the links of two go. A pass deletes a batch in one DeleteObjects request.
+    let keys: Vec<(String, String)> = (0..3u64)
+        .map(|i| {
+            // Odd seeds: `noise` sets the lowest bit, so 12 and 13 give the same bytes.
+            let blob = oci::noise(21 + 2 * i, 100_000);
+            let digest = sha256(&blob);
+            let r = http
+                .post(server.url(&format!("/v2/{repo}/junk/blobs/uploads/?digest={digest}")))
+                .basic_auth("admin", Some(ADMIN_PASSWORD))
+                .body(blob)
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let hex = &digest[7..];
+            let key = format!("{prefix}/blobs/sha256/{}/{hex}", &hex[..2]);
+            assert_eq!(s3.keys(&key), vec![key.clone()]);
+            (digest, key)
+        })
+        .collect();
+    for (digest, _) in &keys[..2] {
+        let r = http.delete(server.url(&format!("/v2/{repo}/junk/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut reports = Vec::new();
     loop {
         let (st, report) = api(&server, Method::POST, &format!("/service/rest/v1/blobstores/{}/compact", store_of(&server, &repo)), None);
         assert_eq!(st, StatusCode::OK, "{report}");
-        if s3.keys(&key).is_empty() {
+        reports.push(report.clone());
+        if keys[..2].iter().all(|(_, key)| s3.keys(key).is_empty()) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the object was never deleted: {report}");
+        assert!(std::time::Instant::now() < deadline, "the objects were never deleted: {report}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    // Still linked: kept, and it reads back.
+    assert_eq!(s3.keys(&keys[2].1), vec![keys[2].1.clone()], "{reports:?} {keys:?}");
+    let r = http.get(server.url(&format!("/v2/{repo}/junk/blobs/{}", keys[2].0))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(sha256(&r.bytes().unwrap()), keys[2].0);
 }
 
 fn store_of(server: &TestServer, repo: &str) -> String {

@@ -11,6 +11,7 @@
 
 pub mod audit;
 pub mod blobs;
+pub mod checkpoint;
 pub mod cleanup;
 pub mod meta;
 pub mod precheck;
@@ -99,7 +100,8 @@ struct SqlitePragmas;
 impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         if let AnyConnection::Sqlite(c) = conn {
-            for pragma in ["PRAGMA busy_timeout = 10000;", "PRAGMA journal_mode = WAL;", "PRAGMA synchronous = NORMAL;", "PRAGMA foreign_keys = ON;"] {
+            let backstop = format!("PRAGMA wal_autocheckpoint = {};", checkpoint::BACKSTOP_PAGES);
+            for pragma in ["PRAGMA busy_timeout = 10000;", "PRAGMA journal_mode = WAL;", "PRAGMA synchronous = NORMAL;", "PRAGMA foreign_keys = ON;", &backstop] {
                 c.batch_execute(pragma).map_err(diesel::r2d2::Error::QueryError)?;
             }
         }
@@ -132,7 +134,7 @@ impl Db {
                 SqlitePragmas.on_acquire(&mut c).map_err(|e| DbError::Migration(e.to_string()))?;
             }
         }
-        let manager = ConnectionManager::<AnyConnection>::new(conn_url);
+        let manager = ConnectionManager::<AnyConnection>::new(conn_url.clone());
         let mut builder = Pool::builder().max_size(size).min_idle(Some(2)).connection_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             builder = builder.connection_customizer(Box::new(SqlitePragmas));
@@ -144,6 +146,9 @@ impl Db {
         };
         let db = Db { pool, backend, writers: Arc::new(tokio::sync::Semaphore::new(writers)) };
         db.migrate()?;
+        if backend == Backend::Sqlite {
+            checkpoint::start(&conn_url, &db.writers).map_err(|e| DbError::Blocking(e.to_string()))?;
+        }
         Ok(db)
     }
 

@@ -30,8 +30,6 @@ use crate::state::AppState;
 
 /// Rows marked, and objects deleted, per step.
 const BATCH: i64 = 256;
-/// Object deletions in flight at once (an S3 store answers each in tens of milliseconds).
-const DELETES_IN_FLIGHT: usize = 16;
 /// How long a store goes without a walk for objects the ledger does not know.
 pub const RESCAN_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -160,6 +158,19 @@ pub fn walked_at_creation(conn: &mut crate::db::AnyConnection, name: &str, locat
     settings::set(conn, &scan_key(name, location), &now_millis().to_string())
 }
 
+/// Rows a pass marked at `mark` (the marking began at `started`): `(digest, size)`.
+struct Marked {
+    blobs: Vec<(String, i64)>,
+    mark: i64,
+    started: Instant,
+}
+
+enum Batch {
+    /// A dry run's page, or an empty one.
+    Counted { count: u64, bytes: u64 },
+    Marked(Marked),
+}
+
 struct Pass<'a> {
     db: &'a Db,
     name: &'a str,
@@ -226,7 +237,7 @@ impl Pass<'_> {
             let (name, d) = (self.name.to_string(), digest.clone());
             let started = Instant::now();
             let Some(mark) = self.db.write(move |c| Ok(blobs::claim_deletion(c, &name, &d, marked_at)?)).await? else { continue };
-            self.delete_marked(vec![(digest, size)], mark, started, r).await?;
+            r.deferred += self.delete_marked(Marked { blobs: vec![(digest, size)], mark, started }).await?;
         }
         Ok(())
     }
@@ -290,36 +301,63 @@ impl Pass<'_> {
     }
 
     /// Step 3: find a batch (a read), mark it (a short write that judges it again), delete it,
-    /// repeat.
+    /// repeat. Deleting a batch mostly waits on the store (a file system's journal, S3's
+    /// answer), so the next batch is found and marked meanwhile.
     async fn sweep(&self, r: &mut StoreReport) -> Result<(), GcError> {
         let mut after = Some(String::new());
-        while let Some(from) = after.take() {
-            if self.stop.requested() {
+        let mut pending: Option<Marked> = None;
+        loop {
+            let from = if self.stop.requested() { None } else { after.take() };
+            let deleting = pending.take();
+            if from.is_none() && deleting.is_none() {
                 return Ok(());
             }
-            let (name, cutoff) = (self.name.to_string(), self.cutoff);
-            let (page, next) = self.db.run(move |c| Ok(blobs::candidates(c, &name, cutoff, &from, BATCH)?)).await?;
+            let (deleted, found) = tokio::join!(
+                async {
+                    match deleting {
+                        Some(m) => self.delete_marked(m).await.map(Some),
+                        None => Ok(None),
+                    }
+                },
+                async {
+                    match from {
+                        Some(from) => self.next_batch(from).await.map(Some),
+                        None => Ok(None),
+                    }
+                },
+            );
+            // A batch marked beside a failed deletion stays marked: the next pass resumes it.
+            r.deferred += deleted?.unwrap_or(0);
+            let Some((page, next)) = found? else { continue };
             after = next;
-            if page.is_empty() {
-                continue;
+            match page {
+                Batch::Counted { count, bytes } => {
+                    r.blob_count += count;
+                    r.bytes += bytes;
+                }
+                Batch::Marked(m) => {
+                    r.blob_count += m.blobs.len() as u64;
+                    r.bytes += m.blobs.iter().map(|(_, size)| *size as u64).sum::<u64>();
+                    pending = Some(m);
+                }
             }
-            if self.dry_run {
-                r.blob_count += page.len() as u64;
-                r.bytes += page.iter().map(|c| c.size as u64).sum::<u64>();
-                continue;
-            }
-            // The lease runs from before the mark: a slow mark transaction eats into it.
-            let started = Instant::now();
-            let (name, digests) = (self.name.to_string(), page.into_iter().map(|c| c.digest).collect::<Vec<_>>());
-            let (batch, mark) = self.db.write(move |c| Ok(blobs::mark(c, &name, cutoff, &digests)?)).await?;
-            if batch.is_empty() {
-                continue;
-            }
-            r.blob_count += batch.len() as u64;
-            r.bytes += batch.iter().map(|c| c.size as u64).sum::<u64>();
-            self.delete_marked(batch.into_iter().map(|c| (c.digest, c.size)).collect(), mark, started, r).await?;
         }
-        Ok(())
+    }
+
+    /// The next page of candidates after `from`: counted in a dry run, else marked.
+    async fn next_batch(&self, from: String) -> Result<(Batch, Option<String>), GcError> {
+        let (name, cutoff) = (self.name.to_string(), self.cutoff);
+        let (page, next) = self.db.run(move |c| Ok(blobs::candidates(c, &name, cutoff, &from, BATCH)?)).await?;
+        if self.dry_run || page.is_empty() {
+            let bytes = page.iter().map(|c| c.size as u64).sum::<u64>();
+            return Ok((Batch::Counted { count: page.len() as u64, bytes }, next));
+        }
+        // The lease runs from before the mark: a slow mark transaction eats into it.
+        let started = Instant::now();
+        let (name, digests) = (self.name.to_string(), page.into_iter().map(|c| c.digest).collect::<Vec<_>>());
+        let (batch, mark) = self.db.write(move |c| Ok(blobs::mark(c, &name, cutoff, &digests)?)).await?;
+        let blobs = batch.into_iter().map(|c| (c.digest, c.size)).collect();
+        Ok((Batch::Marked(Marked { blobs, mark, started }), next))
     }
 
     /// Deletes the objects of rows this pass marked at `mark` (the marking began at `started`),
@@ -327,29 +365,23 @@ impl Pass<'_> {
     /// process's own clock: after the whole lease a writer may take the deletion over and write
     /// the blob afresh, and the other half is the margin for a deletion in flight and for clocks
     /// between nodes.
-    async fn delete_marked(&self, batch: Vec<(String, i64)>, mark: i64, started: Instant, r: &mut StoreReport) -> Result<(), GcError> {
+    async fn delete_marked(&self, m: Marked) -> Result<u64, GcError> {
+        let Marked { blobs: batch, mark, started } = m;
+        if batch.is_empty() {
+            return Ok(0);
+        }
         let lease = Duration::from_millis(self.store.deletion_lease_ms() as u64 / 2);
-        let results: Vec<(String, Result<bool, wharf_format::BlobError>)> = futures::stream::iter(batch)
-            .map(|(digest, _)| async move {
-                if started.elapsed() >= lease {
-                    return (digest, Ok(false));
-                }
-                let res = match digest.parse::<Digest>() {
-                    Ok(d) => self.store.delete(&d).await.map(|()| true),
-                    // A row whose name is not a digest has no object: only the row goes.
-                    Err(_) => Ok(true),
-                };
-                (digest, res)
-            })
-            .buffer_unordered(DELETES_IN_FLIGHT)
-            .collect()
-            .await;
-        let mut done = Vec::new();
+        if started.elapsed() >= lease {
+            return Ok(batch.len() as u64);
+        }
+        // A row whose name is not a digest has no object: only the row goes.
+        let (objects, rows_only): (Vec<_>, Vec<_>) = batch.into_iter().map(|(d, _)| (d.parse::<Digest>().ok(), d)).partition(|(d, _)| d.is_some());
+        let mut done: Vec<String> = rows_only.into_iter().map(|(_, d)| d).collect();
         let mut failed = None;
-        for (digest, res) in results {
+        let digests: Vec<Digest> = objects.iter().filter_map(|(d, _)| d.clone()).collect();
+        for ((_, name), res) in objects.into_iter().zip(self.store.delete_many(&digests).await) {
             match res {
-                Ok(true) => done.push(digest),
-                Ok(false) => r.deferred += 1,
+                Ok(()) => done.push(name),
                 Err(e) => failed = Some(e),
             }
         }
@@ -358,7 +390,7 @@ impl Pass<'_> {
         match failed {
             // The rows of failed deletions stay marked: the next pass finishes them.
             Some(e) => Err(self.blob_error(e)),
-            None => Ok(()),
+            None => Ok(0),
         }
     }
 }
