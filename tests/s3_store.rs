@@ -307,6 +307,101 @@ fn garbage_collection_deletes_the_objects_nothing_names() {
     assert_eq!(sha256(&r.bytes().unwrap()), keys[2].0);
 }
 
+/// SQL on the server's own database.
+fn sql(server: &TestServer, stmt: &str) -> String {
+    let out = if server.is_postgres() {
+        Command::new("psql").arg(server.database_url()).args(["-v", "ON_ERROR_STOP=1", "-tAc", stmt]).output()
+    } else {
+        Command::new("sqlite3").arg(server.data_dir().join("wharf.db")).arg(stmt).output()
+    }
+    .expect("psql or sqlite3");
+    assert!(out.status.success(), "{stmt}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Deleting an S3 blob store removes what wharf wrote under its prefix (blobs, staging) and no
+/// other object of the bucket; while a removal runs, no S3 store may be created over its
+/// objects nor under its name.
+#[test]
+fn deleting_an_s3_store_removes_its_objects_and_only_those() {
+    let Some(s3) = gateway() else { return };
+    let server = TestServer::start_with_env(GC_ENV);
+    let (repo, prefix) = docker_on_s3(&server, &s3, false);
+    let store = store_of(&server, &repo);
+    let http = Client::new();
+    for i in 0..3u64 {
+        let blob = oci::noise(41 + 2 * i, 50_000);
+        let digest = sha256(&blob);
+        let r = http
+            .post(server.url(&format!("/v2/{repo}/img/blobs/uploads/?digest={digest}")))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .body(blob)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    // A chunked upload left open: its staged part is the store's too.
+    let r = http.post(server.url(&format!("/v2/{repo}/img/blobs/uploads/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let location = if location.starts_with("http") { location } else { server.url(&location) };
+    let r = http.patch(&location).basic_auth("admin", Some(ADMIN_PASSWORD)).body(vec![7u8; 10_000]).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(s3.keys(&format!("{prefix}/blobs/")).len(), 3);
+    assert!(!s3.keys(&format!("{prefix}/uploads/")).is_empty());
+    // Not wharf's: an object beside the store's under its prefix, and a neighbour prefix.
+    let notes = format!("{prefix}/notes.txt");
+    let neighbour = format!("{prefix}-neighbour/blobs/sha256/aa/keep");
+    s3.put(&notes, b"the admin's");
+    s3.put(&neighbour, b"another tool's");
+
+    let (st, v) = api(&server, Method::DELETE, &format!("/service/rest/v1/blobstores/{store}"), None);
+    assert_eq!(st, StatusCode::BAD_REQUEST, "in use: {v}");
+    let (st, v) = api(&server, Method::DELETE, &format!("/service/rest/v1/repositories/{repo}"), None);
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let (st, v) = api(&server, Method::DELETE, &format!("/service/rest/v1/blobstores/{store}"), None);
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(s3.keys(&format!("{prefix}/blobs/")).is_empty() && s3.keys(&format!("{prefix}/uploads/")).is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "the store's objects were never removed: {:?}", s3.keys(&prefix));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(s3.keys(&format!("{prefix}/")), vec![notes.clone()]);
+    assert_eq!(s3.keys(&neighbour), vec![neighbour.clone()]);
+    // The reservation ends with the removal.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sql(&server, "SELECT count(*) FROM blob_store_removals").trim() != "0" {
+        assert!(std::time::Instant::now() < deadline, "the removal row stayed");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A removal in progress (as a node that is still deleting would leave it) reserves the
+    // name and the objects.
+    let held = unique("prefix");
+    let gone = unique("s3");
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(store_body(&s3, &gone, &held, &s3.secret_key)));
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let attrs = sql(&server, &format!("SELECT attributes FROM blob_stores WHERE name = '{gone}'"));
+    let far = wharf_format::now_millis() + 3_600_000;
+    sql(&server, &format!("DELETE FROM blob_stores WHERE name = '{gone}'"));
+    sql(
+        &server,
+        &format!(
+            "INSERT INTO blob_store_removals (name, path, trash, owner, claimed_until, created_at, kind, attributes) VALUES ('{gone}', 's3', 't', 'someone', {far}, 0, 's3', '{}')",
+            attrs.trim().replace('\'', "''")
+        ),
+    );
+    for (name, prefix, field) in
+        [(gone.clone(), unique("prefix"), "name"), (unique("s3"), format!("{held}/inner"), "prefix"), (unique("s3"), held.clone(), "prefix")]
+    {
+        let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(store_body(&s3, &name, &prefix, &s3.secret_key)));
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{name} at {prefix}: {v}");
+        assert!(v.to_string().contains("still being removed") && v.to_string().contains(field), "{v}");
+    }
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(store_body(&s3, &unique("s3"), &unique("prefix"), &s3.secret_key)));
+    assert_eq!(st, StatusCode::CREATED, "elsewhere in the bucket: {v}");
+}
+
 fn store_of(server: &TestServer, repo: &str) -> String {
     let (_, v) = api(server, Method::GET, &format!("/service/rest/v1/repositories/docker/hosted/{repo}"), None);
     v["storage"]["blobStoreName"].as_str().unwrap().to_string()

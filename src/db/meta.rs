@@ -227,8 +227,11 @@ fn insert(conn: &mut AnyConnection, repo: i64, a: &NewAsset, now: i64) -> QueryR
 /// No asset's path starts with `prefix`.
 fn none_under(conn: &mut AnyConnection, repo: i64, prefix: &str) -> QueryResult<bool> {
     let upper = prefix_upper(prefix);
-    let any: Option<String> =
-        assets::table.filter(assets::repository_id.eq(repo).and(assets::path.ge(prefix)).and(assets::path.lt(upper))).select(assets::path).first(conn).optional()?;
+    let any: Option<String> = assets::table
+        .filter(assets::repository_id.eq(repo).and(assets::path.ge(prefix)).and(assets::path.lt(upper)))
+        .select(assets::path)
+        .first(conn)
+        .optional()?;
     Ok(any.is_none())
 }
 

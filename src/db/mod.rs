@@ -101,7 +101,8 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         if let AnyConnection::Sqlite(c) = conn {
             let backstop = format!("PRAGMA wal_autocheckpoint = {};", checkpoint::BACKSTOP_PAGES);
-            for pragma in ["PRAGMA busy_timeout = 10000;", "PRAGMA journal_mode = WAL;", "PRAGMA synchronous = NORMAL;", "PRAGMA foreign_keys = ON;", &backstop] {
+            for pragma in ["PRAGMA busy_timeout = 10000;", "PRAGMA journal_mode = WAL;", "PRAGMA synchronous = NORMAL;", "PRAGMA foreign_keys = ON;", &backstop]
+            {
                 c.batch_execute(pragma).map_err(diesel::r2d2::Error::QueryError)?;
             }
         }

@@ -22,6 +22,10 @@ pub struct RemovalRow {
     pub owner: String,
     pub claimed_until: i64,
     pub created_at: i64,
+    /// `file` or `s3`.
+    pub kind: String,
+    /// An S3 store's settings as `blob_stores` held them (secrets sealed); empty for a file store.
+    pub attributes: String,
 }
 
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<RemovalRow>, DbError> {

@@ -53,6 +53,8 @@ diesel::table! {
         owner -> Text,
         claimed_until -> BigInt,
         created_at -> BigInt,
+        kind -> Text,
+        attributes -> Text,
     }
 }
 

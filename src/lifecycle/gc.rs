@@ -167,7 +167,10 @@ struct Marked {
 
 enum Batch {
     /// A dry run's page, or an empty one.
-    Counted { count: u64, bytes: u64 },
+    Counted {
+        count: u64,
+        bytes: u64,
+    },
     Marked(Marked),
 }
 

@@ -22,6 +22,12 @@
 //! Moving first makes the part that must not overlap a new store one rename; the slow delete
 //! then works on a name no store can have, so a takeover that overlaps a slow owner is harmless.
 //! If the files cannot be removed, the store stays deleted and the log says what was left.
+//!
+//! **An S3 store** is reserved the same way, by name and by location (bucket, endpoint, prefix:
+//! an S3 store created meanwhile may not overlap it), and its removal row keeps the store's
+//! settings (secrets sealed) so that another node can finish. What is removed is only what
+//! wharf writes under its prefix (`blobs/`, `uploads/`, `health/`), a page of objects at a time
+//! with the claim renewed before each page, in the background (a large store takes a while).
 
 use std::io;
 use std::path::{Component, Path, PathBuf};
@@ -31,6 +37,10 @@ use wharf_format::{now_millis, ConfigError};
 use super::store_usage::FileStore;
 use crate::db::removals::{self, RemovalRow};
 use crate::db::{repos, AnyConnection, Db, DbError};
+use crate::storage::s3::S3Store;
+
+/// Objects an S3 store's removal deletes between two renewals of its claim.
+const S3_PAGE: usize = 1000;
 
 /// How long a removal's owner holds it without renewing. Generous: the owner renews right
 /// before it moves anything, so this bounds a stall between that renewal and a rename; a
@@ -64,6 +74,8 @@ pub enum RemovalError {
     Io(#[from] io::Error),
     #[error("blocking pool: {0}")]
     Blocking(String),
+    #[error(transparent)]
+    Blob(#[from] wharf_format::BlobError),
 }
 
 /// A removal this node holds: the store, the stores that remain, and the claim on its row.
@@ -73,14 +85,23 @@ pub struct Claim {
     pub others: Vec<FileStore>,
     trash: String,
     owner: String,
+    /// An S3 store: its objects are removed instead of a directory.
+    s3: Option<Box<S3Store>>,
+}
+
+impl Claim {
+    /// An S3 store's removal: it may take long, so it runs in the background.
+    pub fn is_s3(&self) -> bool {
+        self.s3.is_some()
+    }
 }
 
 pub enum Deletion {
     /// Refused: these repositories use the store.
     InUse(Vec<String>),
     NotFound,
-    /// The row is gone and, for a file store, the name and directory are reserved for this
-    /// claim (an S3 store has no directory here: `None`).
+    /// The row is gone and its name and files are reserved for this claim (`None`: a store
+    /// whose stored settings do not parse, so its objects cannot be reached).
     Deleted(Option<Claim>),
 }
 
@@ -95,24 +116,33 @@ pub fn delete_store(conn: &mut AnyConnection, name: &str, token: &str) -> Result
     }
     let stores = repos::list_blob_stores(conn)?;
     let Some(row) = stores.iter().find(|r| r.name == name) else { return Ok(Deletion::NotFound) };
-    let is_file = row.kind == "file";
     let store = FileStore::from_row(row);
     let others = stores.iter().filter(|r| r.name != name && r.kind == "file").map(FileStore::from_row).collect();
+    let s3 = match row.kind.as_str() {
+        "s3" => match S3Store::from_row(row) {
+            Ok(s) => Some(Box::new(s)),
+            Err(e) => {
+                tracing::warn!(blob_store = %name, error = %e, "deleting an S3 blob store whose settings do not parse: its objects stay");
+                repos::delete_blob_store(conn, name)?;
+                return Ok(Deletion::Deleted(None));
+            }
+        },
+        _ => None,
+    };
     repos::delete_blob_store(conn, name)?;
-    if !is_file {
-        return Ok(Deletion::Deleted(None));
-    }
     let now = now_millis();
     let row = RemovalRow {
         name: store.name.clone(),
-        path: store.path.clone(),
+        path: s3.as_ref().map_or_else(|| store.path.clone(), |s| s.settings.location()),
         trash: token.to_string(),
         owner: token.to_string(),
         claimed_until: now + REMOVAL_LEASE_MS,
         created_at: now,
+        kind: row.kind.clone(),
+        attributes: if s3.is_some() { row.attributes.clone() } else { String::new() },
     };
     removals::insert(conn, &row)?;
-    Ok(Deletion::Deleted(Some(Claim { store, others, trash: row.trash, owner: row.owner })))
+    Ok(Deletion::Deleted(Some(Claim { store, others, trash: row.trash, owner: row.owner, s3 })))
 }
 
 /// Creates the store unless [`conflict`] says why not (run it in [`Db::write`]); `empty`: its
@@ -148,6 +178,9 @@ pub fn conflict(conn: &mut AnyConnection, data_dir: &Path, name: &str, root: &Pa
         if r.name == name {
             return Ok(Some(ConfigError::new("name", format!("blob store {name} was deleted and its files are still being removed; try again later"))));
         }
+        if r.kind != "file" {
+            continue;
+        }
         let gone = FileStore { name: r.name, path: r.path, soft_quota: None };
         if overlaps(&gone.root(data_dir), root) {
             return Ok(Some(ConfigError::new(
@@ -162,6 +195,9 @@ pub fn conflict(conn: &mut AnyConnection, data_dir: &Path, name: &str, root: &Pa
 /// Removes the claimed store's files (see the module documentation) and then ends the
 /// reservation. Nothing is touched unless the claim still holds just before.
 pub async fn carry_out(db: &Db, data_dir: &Path, claim: Claim) -> Result<Removal, RemovalError> {
+    if let Some(s3) = claim.s3.clone() {
+        return remove_objects(db, data_dir, &claim, &s3).await;
+    }
     let (name, owner) = (claim.store.name.clone(), claim.owner.clone());
     let held = db.write(move |c| removals::renew(c, &name, &owner, now_millis(), REMOVAL_LEASE_MS)).await?;
     if !held {
@@ -177,6 +213,43 @@ pub async fn carry_out(db: &Db, data_dir: &Path, claim: Claim) -> Result<Removal
     let (name, owner) = (claim.store.name.clone(), claim.owner.clone());
     db.write(move |c| removals::finish(c, &name, &owner)).await?;
     Ok(removal?)
+}
+
+/// Removes a deleted S3 store's objects a page at a time, renewing the claim before each page
+/// (a node that took the removal over meanwhile finishes it alone), then ends the reservation.
+async fn remove_objects(db: &Db, data_dir: &Path, claim: &Claim, s3: &S3Store) -> Result<Removal, RemovalError> {
+    let scratch = data_dir.join("tmp").join("s3-removal").join(&claim.trash);
+    let store = wharf_format::BlobStore::s3(&s3.name, &s3.settings, &scratch)?;
+    let mut removed = 0u64;
+    let outcome = loop {
+        let (name, owner) = (claim.store.name.clone(), claim.owner.clone());
+        if !db.write(move |c| removals::renew(c, &name, &owner, now_millis(), REMOVAL_LEASE_MS)).await? {
+            break Ok(Removal::TakenOver);
+        }
+        match store.remove_objects(S3_PAGE).await {
+            Ok(0) => break Ok(if removed > 0 { Removal::Removed } else { Removal::Absent }),
+            Ok(n) => removed += n,
+            Err(e) => break Err(RemovalError::Blob(e)),
+        }
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    if matches!(outcome, Ok(Removal::TakenOver)) {
+        return outcome;
+    }
+    // Released whatever the outcome, as for a file store: what could not be removed is logged.
+    let (name, owner) = (claim.store.name.clone(), claim.owner.clone());
+    db.write(move |c| removals::finish(c, &name, &owner)).await?;
+    outcome
+}
+
+/// Deleted S3 stores whose objects are still being removed, as store rows (for the overlap
+/// check of an S3 store being created).
+pub fn s3_being_removed(conn: &mut AnyConnection) -> Result<Vec<repos::BlobStoreRow>, DbError> {
+    Ok(removals::list(conn)?
+        .into_iter()
+        .filter(|r| r.kind == "s3")
+        .map(|r| repos::BlobStoreRow { id: 0, name: r.name, kind: r.kind, attributes: r.attributes, created_at: r.created_at })
+        .collect())
 }
 
 /// Takes over and finishes the removals whose owner died (their claim ran out); how many.
@@ -198,9 +271,24 @@ pub async fn finish_abandoned(db: &Db, data_dir: &Path) -> usize {
     };
     let mut finished = 0;
     for (row, stores) in taken {
+        let s3 = if row.kind == "s3" {
+            let as_store =
+                repos::BlobStoreRow { id: 0, name: row.name.clone(), kind: row.kind.clone(), attributes: row.attributes.clone(), created_at: row.created_at };
+            match S3Store::from_row(&as_store) {
+                Ok(s) => Some(Box::new(s)),
+                Err(e) => {
+                    tracing::warn!(blob_store = %row.name, error = %e, "a deleted S3 blob store's settings do not parse: its objects stay");
+                    let (name, owner) = (row.name.clone(), row.owner.clone());
+                    let _ = db.write(move |c| removals::finish(c, &name, &owner)).await;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         let store = FileStore { name: row.name.clone(), path: row.path.clone(), soft_quota: None };
         let others = stores.into_iter().filter(|s| s.name != row.name).collect();
-        let claim = Claim { store, others, trash: row.trash, owner: row.owner };
+        let claim = Claim { store, others, trash: row.trash, owner: row.owner, s3 };
         log_outcome(&row.name, &carry_out(db, data_dir, claim).await);
         finished += 1;
     }

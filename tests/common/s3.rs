@@ -44,6 +44,22 @@ impl S3Env {
         .collect()
     }
 
+    /// Writes an object straight into the bucket (PutObject, signed by curl).
+    pub fn put(&self, key: &str, body: &[u8]) {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), body).expect("write");
+        let url = format!("{}/{}/{}", self.endpoint, self.bucket, key);
+        let o = Command::new("curl")
+            .args(["-sS", "--fail", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+            .arg(format!("{}:{}", self.access_key, self.secret_key))
+            .arg("-T")
+            .arg(file.path())
+            .arg(&url)
+            .output()
+            .expect("curl");
+        assert!(o.status.success(), "PUT {url}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
     /// The keys under `prefix`, straight from the bucket (ListObjectsV2, signed by curl).
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let mut out = Vec::new();

@@ -165,8 +165,17 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     };
     super::record(&state, &req, &actor, "blobstore.delete", &name, None);
     crate::http::apply_config_change(&state).await;
-    if let Some(claim) = claim {
-        store_removal::log_outcome(&name, &store_removal::carry_out(&state.db, &state.cfg.data_dir, claim).await);
+    match claim {
+        // A bucket prefix may hold many objects: removed a page at a time in the background,
+        // under the claim (another node finishes it if this one dies).
+        Some(claim) if claim.is_s3() => {
+            let (db, dir, n) = (state.db.clone(), state.cfg.data_dir.clone(), name.clone());
+            crate::lifecycle::in_background(move || async move {
+                store_removal::log_outcome(&n, &store_removal::carry_out(&db, &dir, claim).await);
+            });
+        }
+        Some(claim) => store_removal::log_outcome(&name, &store_removal::carry_out(&state.db, &state.cfg.data_dir, claim).await),
+        None => {}
     }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -42,6 +42,33 @@ fn overlapping(store: &S3Store, rows: &[repos::BlobStoreRow]) -> Option<String> 
     })
 }
 
+/// Why `store` may not be created: its name is taken or still reserved by a removal, or its
+/// objects would overlap a store's or those of a deleted store still being removed. Checked
+/// before the bucket is tried and again in the create's transaction.
+fn refusal(conn: &mut crate::db::AnyConnection, store: &S3Store) -> Result<Option<ConfigError>, crate::db::DbError> {
+    let rows = repos::list_blob_stores(conn)?;
+    if rows.iter().any(|r| r.name == store.name) {
+        return Ok(Some(ConfigError::new("name", format!("blob store {} already exists", store.name))));
+    }
+    if let Some(other) = overlapping(store, &rows) {
+        return Ok(Some(ConfigError::new("bucketConfiguration.bucket.prefix", format!("overlaps the objects of blob store {other} (same bucket)"))));
+    }
+    let removing = crate::lifecycle::store_removal::s3_being_removed(conn)?;
+    if removing.iter().any(|r| r.name == store.name) {
+        return Ok(Some(ConfigError::new("name", format!("blob store {} was deleted and its objects are still being removed; try again later", store.name))));
+    }
+    if crate::db::removals::list(conn)?.iter().any(|r| r.name == store.name) {
+        return Ok(Some(ConfigError::new("name", format!("blob store {} was deleted and its files are still being removed; try again later", store.name))));
+    }
+    if let Some(other) = overlapping(store, &removing) {
+        return Ok(Some(ConfigError::new(
+            "bucketConfiguration.bucket.prefix",
+            format!("overlaps the objects of deleted blob store {other}, which are still being removed; try again later"),
+        )));
+    }
+    Ok(None)
+}
+
 async fn find(state: &AppState, name: &str) -> Result<S3Store, AdminError> {
     let rows = state.db.run(repos::list_blob_stores).await?;
     let row = rows.iter().find(|r| r.name == name).ok_or_else(|| AdminError::NotFound(format!("Unable to find S3 '{name}' blobstore")))?;
@@ -57,12 +84,9 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     if !super::blobstores::valid_name(&store.name) {
         return Err(ConfigError::new("name", "letters, digits, '-', '_', '.'").into());
     }
-    let rows = state.db.run(repos::list_blob_stores).await?;
-    if rows.iter().any(|r| r.name == store.name) {
-        return Err(ConfigError::new("name", format!("blob store {} already exists", store.name)).into());
-    }
-    if let Some(other) = overlapping(&store, &rows) {
-        return Err(ConfigError::new("bucketConfiguration.bucket.prefix", format!("overlaps the objects of blob store {other} (same bucket)")).into());
+    let s = store.clone();
+    if let Some(refusal) = state.db.run(move |c| refusal(c, &s)).await? {
+        return Err(refusal.into());
     }
     let opened = check_reachable(&state, &store).await?;
     // A prefix that holds no blobs yet needs no walk for objects the database does not know.
@@ -72,8 +96,8 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let res = state
         .db
         .write(move |c| {
-            if let Some(other) = overlapping(&store, &repos::list_blob_stores(c)?) {
-                return Ok(Some(other));
+            if let Some(refusal) = refusal(c, &store)? {
+                return Ok(Some(refusal));
             }
             repos::insert_blob_store(c, &store.name, "s3", &attrs)?;
             if empty {
@@ -84,9 +108,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
         .await;
     match res {
         Ok(None) => {}
-        Ok(Some(other)) => {
-            return Err(ConfigError::new("bucketConfiguration.bucket.prefix", format!("overlaps the objects of blob store {other} (same bucket)")).into())
-        }
+        Ok(Some(refusal)) => return Err(refusal.into()),
         Err(crate::db::DbError::Query(e)) if crate::db::is_unique_violation(&e) => {
             return Err(ConfigError::new("name", format!("blob store {name} already exists")).into())
         }

@@ -660,22 +660,38 @@ impl BlobStore {
                         })
                         .collect();
                 }
-                let msg = answers.into_iter().find_map(|a| a.err()).map(|e| e.to_string()).unwrap_or_else(|| "the object store did not answer for every key".into());
+                let msg =
+                    answers.into_iter().find_map(|a| a.err()).map(|e| e.to_string()).unwrap_or_else(|| "the object store did not answer for every key".into());
                 (0..n).map(|_| Err(BlobError::Io(std::io::Error::other(msg.clone())))).collect()
             }
         }
     }
 
-    /// Removes every object of the store (its blob store was deleted); returns how many went.
-    /// A file store's directory is removed by the caller instead.
-    pub async fn remove_all_objects(&self) -> Result<u64, BlobError> {
-        let root = if self.prefix.is_empty() { None } else { Some(Path::from(self.prefix.trim_end_matches('/'))) };
-        let keys = self.store.list(root.as_ref()).map_ok(|m| m.location).boxed();
-        let mut gone = self.store.delete_stream(keys);
-        let mut n = 0;
+    /// Deletes up to `limit` of the store's objects, and only what wharf writes under its prefix
+    /// (blobs, upload staging, health probes: never another object of the bucket); how many
+    /// went. Its blob store was deleted: the caller calls it until it returns 0, renewing its
+    /// claim on the removal in between. A file store's directory is removed by the caller.
+    pub async fn remove_objects(&self, limit: usize) -> Result<u64, BlobError> {
+        let mut keys = Vec::new();
+        for part in ["blobs", "uploads", "health"] {
+            let root = Path::from(format!("{}{part}", self.prefix));
+            let mut listing = self.store.list(Some(&root));
+            while keys.len() < limit {
+                match listing.next().await {
+                    Some(Ok(m)) => keys.push(m.location),
+                    Some(Err(object_store::Error::NotFound { .. })) | None => break,
+                    Some(Err(e)) => return Err(e.into()),
+                }
+            }
+            if keys.len() >= limit {
+                break;
+            }
+        }
+        let n = keys.len() as u64;
+        let mut gone = self.store.delete_stream(futures::stream::iter(keys).map(Ok).boxed());
         while let Some(res) = gone.next().await {
             match res {
-                Ok(_) | Err(object_store::Error::NotFound { .. }) => n += 1,
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
         }

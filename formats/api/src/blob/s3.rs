@@ -31,8 +31,9 @@ use super::{BlobError, HashState, WRITE_BATCH};
 use crate::digest::Digest;
 
 /// Where an S3 blob store keeps its objects, and how wharf reaches them. Credentials left empty
-/// come from the environment or the instance's role, as the AWS SDKs find them.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// come from the environment or the instance's role, as the AWS SDKs find them. Its `Debug`
+/// never shows a secret.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct S3Settings {
     pub bucket: String,
     pub region: String,
@@ -48,6 +49,24 @@ pub struct S3Settings {
     /// Idle connections kept per host (Nexus's `maxConnectionPoolSize`); 0: the client's default.
     pub max_connection_pool_size: usize,
     pub encryption: S3Encryption,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |s: &str| if s.is_empty() { "" } else { "<hidden>" };
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("force_path_style", &self.force_path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &hidden(&self.secret_access_key))
+            .field("session_token", &hidden(&self.session_token))
+            .field("max_connection_pool_size", &self.max_connection_pool_size)
+            .field("encryption", &self.encryption)
+            .finish()
+    }
 }
 
 /// Server-side encryption of the objects wharf writes.

@@ -1,0 +1,2 @@
+ALTER TABLE blob_store_removals DROP COLUMN attributes;
+ALTER TABLE blob_store_removals DROP COLUMN kind;
