@@ -234,6 +234,125 @@ fn images_push_and_pull_through_s3_and_an_upload_begun_on_one_node_ends_on_anoth
     assert!(s3.keys(&key).is_empty(), "an unverified object became visible");
 }
 
+/// Feeds a request body slowly: `pieces` of `size` bytes, `pause` apart.
+struct Slow {
+    bytes: Vec<u8>,
+    at: usize,
+    piece: usize,
+    pause: Duration,
+}
+
+impl std::io::Read for Slow {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at >= self.bytes.len() {
+            return Ok(0);
+        }
+        if self.at > 0 && self.at % self.piece == 0 {
+            std::thread::sleep(self.pause);
+        }
+        let end = (self.at + buf.len()).min(self.bytes.len()).min((self.at / self.piece + 1) * self.piece);
+        let n = end - self.at;
+        buf[..n].copy_from_slice(&self.bytes[self.at..end]);
+        self.at = end;
+        Ok(n)
+    }
+}
+
+/// A node killed with SIGKILL in the middle of a push costs the client a retry on the other
+/// node, and nothing it had acknowledged is lost: its images pull from the other node, and an
+/// upload whose first chunk it acknowledged is continued and finished there.
+#[test]
+fn a_node_killed_mid_push_costs_a_retry_and_loses_nothing_acknowledged() {
+    let Some(s3) = gateway() else { return };
+    let mut a = TestServer::start();
+    let (repo, prefix) = docker_on_s3(&a, &s3, false);
+    let key = std::fs::read_to_string(a.data_dir().join("secret.key")).unwrap();
+    let b = a.node_on_own_data_dir(&[("WHARF_SECRET_KEY", key.trim())]);
+    let tmp = tempfile::tempdir().unwrap();
+    let http = Client::new();
+
+    // Acknowledged by A: an image, and the first chunk of an upload.
+    let first = push_image(&a, &repo, &tmp.path().join("first"), 61, 1 << 20);
+    let part1 = oci::noise(63, 3 << 20);
+    let part2 = oci::noise(65, 1 << 20);
+    let whole = [part1.clone(), part2.clone()].concat();
+    let r = http.post(a.url(&format!("/v2/{repo}/chunked/blobs/uploads/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let path = r.headers()["location"].to_str().unwrap().trim_start_matches(&a.base).to_string();
+    let r = http
+        .patch(a.url(&path))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", format!("0-{}", part1.len() - 1))
+        .body(part1.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+
+    // In flight when A dies: a 24 MiB blob streamed to A a MiB every 100 ms.
+    let big = oci::noise(67, 24 << 20);
+    let big_digest = sha256(&big);
+    let url = a.url(&format!("/v2/{repo}/big/blobs/uploads/?digest={big_digest}"));
+    let body = Slow { bytes: big.clone(), at: 0, piece: 1 << 20, pause: Duration::from_millis(100) };
+    let sender = std::thread::spawn(move || {
+        Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap()
+            .post(url)
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .header("Content-Type", "application/octet-stream")
+            .body(reqwest::blocking::Body::sized(body, (24 << 20) as u64))
+            .send()
+            .map(|r| r.status())
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    a.kill();
+    let outcome = sender.join().unwrap();
+    assert!(!matches!(outcome, Ok(StatusCode::CREATED)), "the upload cannot have finished: {outcome:?}");
+    let hex = &big_digest[7..];
+    let big_key = format!("{prefix}/blobs/sha256/{}/{hex}", &hex[..2]);
+    assert!(s3.keys(&big_key).is_empty(), "a blob the killed node never verified is visible");
+
+    // The retry, on B.
+    let r = http
+        .post(b.url(&format!("/v2/{repo}/big/blobs/uploads/?digest={big_digest}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/octet-stream")
+        .body(big.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let got = http.get(b.url(&format!("/v2/{repo}/big/blobs/{big_digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(sha256(&got.bytes().unwrap()), big_digest);
+    // A whole image pushed to B after the crash.
+    let second = push_image(&b, &repo, &tmp.path().join("second"), 69, 1 << 20);
+
+    // What A acknowledged: the upload continues on B from where A acknowledged it...
+    let r = http
+        .patch(b.url(&path))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", format!("{}-{}", part1.len(), whole.len() - 1))
+        .body(part2)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().unwrap_or_default());
+    let digest = sha256(&whole);
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let r = http.put(b.url(&format!("{path}{sep}digest={digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    // ... and its image's blobs are all there (the tag now names the second image, pulled below).
+    for blob in first.blobs.iter().chain(&second.blobs) {
+        let r = http.get(b.url(&format!("/v2/{repo}/app/blobs/{blob}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{blob}");
+        assert_eq!(sha256(&r.bytes().unwrap()), *blob);
+    }
+    let pulled = tmp.path().join("pulled");
+    pull_image(&b, &repo, &pulled);
+    assert!(pulled.join("index.json").exists());
+}
+
 #[test]
 fn with_presigned_urls_blob_downloads_go_to_the_bucket() {
     let Some(s3) = gateway() else { return };
