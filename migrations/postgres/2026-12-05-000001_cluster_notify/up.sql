@@ -1,0 +1,28 @@
+-- Every node keeps a few things in memory (the repository registry, remembered logins, the
+-- anonymous role, directory answers). A change to what they were built from tells every node at
+-- commit: these triggers send `pg_notify('wharf_changes', ...)` inside the writing transaction,
+-- so a change rolled back tells nobody and one committed is heard by every node that LISTENs
+-- (see `db::notify`). Payloads are small JSON objects naming what changed.
+CREATE FUNCTION wharf_notify_table() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('wharf_changes', json_build_object('kind', TG_TABLE_NAME)::text);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION wharf_notify_setting() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('wharf_changes', json_build_object('kind', 'settings', 'key', OLD.key)::text);
+    ELSE
+        PERFORM pg_notify('wharf_changes', json_build_object('kind', 'settings', 'key', NEW.key)::text);
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER wharf_notify_users AFTER INSERT OR UPDATE OR DELETE ON users FOR EACH STATEMENT EXECUTE FUNCTION wharf_notify_table();
+CREATE TRIGGER wharf_notify_roles AFTER INSERT OR UPDATE OR DELETE ON roles FOR EACH STATEMENT EXECUTE FUNCTION wharf_notify_table();
+CREATE TRIGGER wharf_notify_repositories AFTER INSERT OR UPDATE OR DELETE ON repositories FOR EACH STATEMENT EXECUTE FUNCTION wharf_notify_table();
+CREATE TRIGGER wharf_notify_blob_stores AFTER INSERT OR UPDATE OR DELETE ON blob_stores FOR EACH STATEMENT EXECUTE FUNCTION wharf_notify_table();
+CREATE TRIGGER wharf_notify_settings AFTER INSERT OR UPDATE OR DELETE ON settings FOR EACH ROW EXECUTE FUNCTION wharf_notify_setting();

@@ -1,0 +1,160 @@
+//! How a change made on one node reaches every other node on the same PostgreSQL: triggers on
+//! the tables that nodes keep views of (`users`, `roles`, `repositories`, `blob_stores`,
+//! `settings`, and `login_failures` when a pause begins) send `pg_notify('wharf_changes', ...)`
+//! inside the writing transaction, so only committed changes are told, at commit. Each node
+//! LISTENs on one connection of its own, on a thread of its own (neither the pool nor an actix
+//! worker), and hands what it hears to the server as [`Change`]s.
+//!
+//! A notification sent while a node was not listening is lost: on every (re)connection the
+//! listener reports [`Change::Everything`], and while it is cut off it reports
+//! [`Change::Deaf`] so that the node stops trusting what it keeps in memory until it hears again.
+//! SQLite has one node, which invalidates its own views when it writes; no listener runs there.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::Connection;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+/// The one channel every node listens on.
+pub const CHANNEL: &str = "wharf_changes";
+
+/// How often the listening connection is asked for what arrived (libpq's input is read without
+/// blocking: diesel gives no socket to wait on). A tenth of a second of the 2 s budget.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How often the listening connection is checked with a query, so that a connection that died
+/// quietly is noticed.
+const HEALTH: Duration = Duration::from_secs(5);
+
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// A table that a node keeps a view of changed (`users`, `roles`, `repositories`,
+    /// `blob_stores`).
+    Table(String),
+    /// A row of `settings` changed (the configuration generation, the LDAP servers, ...).
+    Setting(String),
+    /// Password checks for `user` from `client` pause until `until` (ms since the epoch).
+    Pause { user: String, client: String, until: i64 },
+    /// The listener (re)connected: anything may have been missed.
+    Everything,
+    /// The listener lost its connection: until [`Change::Everything`], nothing is heard.
+    Deaf,
+}
+
+/// Reads a notification's payload (a small JSON object, see the migration
+/// `2026-12-05-000001_cluster_notify`). Anything unreadable counts as "everything changed".
+pub fn parse(payload: &str) -> Change {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) else { return Change::Everything };
+    let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    match s("kind").as_deref() {
+        Some("settings") => s("key").map(Change::Setting).unwrap_or(Change::Everything),
+        Some("pause") => match (s("user"), s("client"), v.get("until").and_then(|u| u.as_i64())) {
+            (Some(user), Some(client), Some(until)) => Change::Pause { user, client, until },
+            _ => Change::Everything,
+        },
+        Some(t) => Change::Table(t.to_string()),
+        None => Change::Everything,
+    }
+}
+
+/// Starts the listener thread for the PostgreSQL database at `url`. The thread ends when the
+/// receiver is dropped.
+pub fn listen(url: &str) -> UnboundedReceiver<Change> {
+    let (tx, rx) = unbounded_channel();
+    let url = url.to_string();
+    std::thread::Builder::new()
+        .name("wharf-listen".into())
+        .spawn(move || listen_forever(&url, &tx))
+        .expect("starting the change listener thread");
+    rx
+}
+
+fn listen_forever(url: &str, tx: &UnboundedSender<Change>) {
+    let mut backoff = Duration::from_millis(100);
+    let mut deaf_told = false;
+    loop {
+        match connect(url) {
+            Ok(mut conn) => {
+                backoff = Duration::from_millis(100);
+                deaf_told = false;
+                tracing::info!(channel = CHANNEL, "listening for changes made on other nodes");
+                if tx.send(Change::Everything).is_err() {
+                    return;
+                }
+                match pump(&mut conn, tx) {
+                    Pumped::ReceiverGone => return,
+                    Pumped::Lost(e) => tracing::warn!(error = %e, "change listener lost its connection; reconnecting"),
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "change listener cannot connect"),
+        }
+        if !deaf_told {
+            deaf_told = true;
+            if tx.send(Change::Deaf).is_err() {
+                return;
+            }
+        }
+        if tx.is_closed() {
+            return;
+        }
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+fn connect(url: &str) -> Result<PgConnection, String> {
+    let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
+    conn.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+enum Pumped {
+    ReceiverGone,
+    Lost(String),
+}
+
+fn pump(conn: &mut PgConnection, tx: &UnboundedSender<Change>) -> Pumped {
+    let mut checked = std::time::Instant::now();
+    loop {
+        for n in conn.notifications_iter() {
+            match n {
+                Ok(n) => {
+                    if tx.send(parse(&n.payload)).is_err() {
+                        return Pumped::ReceiverGone;
+                    }
+                }
+                Err(e) => return Pumped::Lost(e.to_string()),
+            }
+        }
+        if tx.is_closed() {
+            return Pumped::ReceiverGone;
+        }
+        if checked.elapsed() >= HEALTH {
+            checked = std::time::Instant::now();
+            if let Err(e) = conn.batch_execute("SELECT 1") {
+                return Pumped::Lost(e.to_string());
+            }
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads() {
+        assert_eq!(parse(r#"{"kind":"roles"}"#), Change::Table("roles".into()));
+        assert_eq!(parse(r#"{"kind":"settings","key":"config.generation"}"#), Change::Setting("config.generation".into()));
+        assert_eq!(
+            parse(r#"{"kind":"pause","user":"bob","client":"::1","until":5}"#),
+            Change::Pause { user: "bob".into(), client: "::1".into(), until: 5 }
+        );
+        assert_eq!(parse("garbage"), Change::Everything);
+    }
+}
