@@ -87,6 +87,14 @@ fn cluster() -> Option<&'static Cluster> {
     .as_ref()
 }
 
+/// Tests that measure the 2 s bound hold this shared; the test that cuts the nodes' listening
+/// connections holds it alone, so that its cut does not land in another test's measurement.
+fn measuring() -> std::sync::RwLockReadGuard<'static, ()> {
+    LISTENING.read().unwrap_or_else(|e| e.into_inner())
+}
+
+static LISTENING: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
 fn unique(what: &str) -> String {
     format!("{what}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
@@ -150,6 +158,7 @@ fn reader(a: &TestServer, user: &str, password: &str) -> String {
 #[test]
 fn an_api_token_made_on_a_works_on_b_and_revoked_on_a_is_refused_by_b() {
     let Some(c) = cluster() else { return };
+    let _measuring = measuring();
     let r = Client::new().post(c.a.url("/service/rest/v1/security/tokens")).basic_auth("admin", Some(ADMIN_PASSWORD)).json(&json!({"name": "cluster"})).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let created: Value = r.json().unwrap();
@@ -165,6 +174,7 @@ fn an_api_token_made_on_a_works_on_b_and_revoked_on_a_is_refused_by_b() {
 #[test]
 fn a_user_disabled_on_a_is_refused_by_b() {
     let Some(c) = cluster() else { return };
+    let _measuring = measuring();
     let (user, pw) = ("cl-disabled", "cl-disabled-password");
     let role = reader(&c.a, user, pw);
     // B remembers the login (its cache is warm) before the change.
@@ -182,6 +192,7 @@ fn a_user_disabled_on_a_is_refused_by_b() {
 #[test]
 fn a_password_changed_on_a_is_the_only_one_b_takes() {
     let Some(c) = cluster() else { return };
+    let _measuring = measuring();
     let (user, old, new) = ("cl-repassword", "cl-old-password-1", "cl-new-password-2");
     reader(&c.a, user, old);
     within_bound("user made on A logs in on B", || get(&c.b, &pypi_index(), &basic(user, old)) == StatusCode::OK);
@@ -201,6 +212,7 @@ fn a_password_changed_on_a_is_the_only_one_b_takes() {
 #[test]
 fn a_privilege_removed_from_a_role_on_a_is_gone_on_b() {
     let Some(c) = cluster() else { return };
+    let _measuring = measuring();
     let (user, pw) = ("cl-narrowed", "cl-narrowed-password");
     let role = reader(&c.a, user, pw);
     // Password (remembered login) and token: both get their privileges from the role.
@@ -220,6 +232,7 @@ fn a_privilege_removed_from_a_role_on_a_is_gone_on_b() {
 #[test]
 fn a_repository_made_on_a_is_served_by_b_and_deleted_on_a_is_gone_from_b() {
     let Some(c) = cluster() else { return };
+    let _measuring = measuring();
     let name = unique("cl-repo");
     let index = format!("/repository/{name}/simple/");
     assert_eq!(get(&c.b, &index, &admin_auth()), StatusCode::NOT_FOUND);
@@ -360,6 +373,7 @@ fn twine_uploads_to_a_and_pip_installs_from_b() {
 #[test]
 fn wrong_passwords_count_across_nodes() {
     let Some(c) = cluster() else { return };
+    let _measuring = measuring();
     let (user, pw) = ("cl-victim", "cl-victim-password");
     reader(&c.a, user, pw);
     // A remembers the right password before the guessing starts: its cache must not answer
@@ -385,4 +399,36 @@ fn wrong_passwords_count_across_nodes() {
         let st = elsewhere.get(s.url(&pypi_index())).basic_auth(user2, Some(pw2)).send().unwrap().status();
         assert_eq!(st, StatusCode::OK, "{node}: another address is not paused");
     }
+}
+
+#[test]
+fn a_node_whose_listening_connection_is_cut_reconnects_and_misses_nothing() {
+    let Some(c) = cluster() else { return };
+    let _alone = LISTENING.write().unwrap_or_else(|e| e.into_inner());
+    let (user, pw) = ("cl-cut", "cl-cut-password");
+    let role = reader(&c.a, user, pw);
+    within_bound("role's privilege on B", || get(&c.b, &pypi_index(), &basic(user, pw)) == StatusCode::OK);
+    // Cut both nodes' listening connections (as a PostgreSQL restart or a failover would), then
+    // change the role at once: the change is told while nobody listens.
+    let db = c.a.database_url();
+    let out = ok(Command::new("psql")
+        .arg(&db)
+        .args(["-tA", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'wharf-listen' AND datname = current_database()")
+        .output()
+        .expect("psql"));
+    assert_eq!(out.trim(), "2", "both nodes were listening");
+    let (st, v) = c.a.admin().json(Method::PUT, &format!("/service/rest/v1/security/roles/{role}"), Some(json!({"id": role, "name": role, "privileges": []})));
+    assert!(st.is_success(), "{st} {v}");
+    let refused = |st: StatusCode| st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND;
+    within_bound("a change made while B was not listening", || refused(get(&c.b, &pypi_index(), &basic(user, pw))));
+    // Both listen again.
+    within_bound("both nodes listen again", || {
+        let out = Command::new("psql")
+            .arg(&db)
+            .args(["-tA", "-c", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'wharf-listen' AND datname = current_database()"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim() == "2"
+    });
 }

@@ -106,8 +106,19 @@ fn listen_forever(url: &str, tx: &UnboundedSender<Change>) {
     }
 }
 
+/// The listening connection's `application_name`: what tells it apart in `pg_stat_activity`.
+pub const APPLICATION_NAME: &str = "wharf-listen";
+
 fn connect(url: &str) -> Result<PgConnection, String> {
-    let mut conn = PgConnection::establish(url).map_err(|e| e.to_string())?;
+    // A key=value connection string has no `?`: only URLs get the name added.
+    let named = if !url.contains("://") || url.contains("application_name=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&application_name={APPLICATION_NAME}")
+    } else {
+        format!("{url}?application_name={APPLICATION_NAME}")
+    };
+    let mut conn = PgConnection::establish(&named).map_err(|e| e.to_string())?;
     conn.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(|e| e.to_string())?;
     Ok(conn)
 }
