@@ -66,10 +66,7 @@ pub fn parse(payload: &str) -> Change {
 pub fn listen(url: &str) -> UnboundedReceiver<Change> {
     let (tx, rx) = unbounded_channel();
     let url = url.to_string();
-    std::thread::Builder::new()
-        .name("wharf-listen".into())
-        .spawn(move || listen_forever(&url, &tx))
-        .expect("starting the change listener thread");
+    std::thread::Builder::new().name("wharf-listen".into()).spawn(move || listen_forever(&url, &tx)).expect("starting the change listener thread");
     rx
 }
 
@@ -162,10 +159,7 @@ mod tests {
     fn payloads() {
         assert_eq!(parse(r#"{"kind":"roles"}"#), Change::Table("roles".into()));
         assert_eq!(parse(r#"{"kind":"settings","key":"config.generation"}"#), Change::Setting("config.generation".into()));
-        assert_eq!(
-            parse(r#"{"kind":"pause","user":"bob","client":"::1","until":5}"#),
-            Change::Pause { user: "bob".into(), client: "::1".into(), until: 5 }
-        );
+        assert_eq!(parse(r#"{"kind":"pause","user":"bob","client":"::1","until":5}"#), Change::Pause { user: "bob".into(), client: "::1".into(), until: 5 });
         assert_eq!(parse("garbage"), Change::Everything);
     }
 }

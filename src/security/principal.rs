@@ -21,8 +21,12 @@
 //! - API tokens, console sessions and Docker bearer tokens read their user's row (and the token
 //!   or session row) on every request: revocation, logout and user changes act at once;
 //! - what a directory says about a user (for their tokens and sessions) is remembered for the
-//!   login cache time, since wharf cannot see the directory change; role definitions changed on
-//!   another node apply to cached logins within that time.
+//!   login cache time, since wharf cannot see the directory change;
+//! - every cache here is forgotten when users, roles or the LDAP servers change: on this node at
+//!   once, on the others when PostgreSQL tells them (`db::notify`, well within 2 s);
+//! - wrong-password counts are in the database, one count for every node; the pause a node
+//!   knows of (its own, read before an uncached check, or told by another node) guards the
+//!   cached path without a query.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -182,10 +186,7 @@ impl Authenticator {
         // Counts older than the longest pause start again (as the in-memory count did once its
         // map filled up).
         let forget = lockout.max.max(lockout.first).as_millis().min(i64::MAX as u128) as i64;
-        let recorded = self
-            .db
-            .write(move |conn| crate::db::login_failures::record(conn, &u, &c, now_millis(), forget, |n| Self::pause_for(lockout, n)))
-            .await;
+        let recorded = self.db.write(move |conn| crate::db::login_failures::record(conn, &u, &c, now_millis(), forget, |n| Self::pause_for(lockout, n))).await;
         match recorded {
             Ok((count, Some(until))) => {
                 self.note_pause(user, client, until);
