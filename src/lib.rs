@@ -38,7 +38,7 @@ const RELOAD_POLL_LISTENING: Duration = Duration::from_secs(15);
 
 /// While the change listener is cut off from PostgreSQL, how often a node forgets what it
 /// keeps in memory and rereads the configuration (it cannot hear other nodes' changes).
-const DEAF_REFRESH: Duration = Duration::from_secs(1);
+const DEAF_REFRESH: Duration = Duration::from_millis(500);
 
 /// How often a node looks for blob store removals whose owner died (one indexed read of a
 /// table that is nearly always empty).
@@ -191,29 +191,35 @@ async fn reload_if_changed(state: &web::Data<AppState>) {
 /// arrive together are acted on once.
 async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::UnboundedReceiver<db::notify::Change>) {
     use db::notify::Change;
-    let mut deaf = false;
+    // Cut off (the listener says so, or has not said its connection answers for this long):
+    // nothing kept in memory may be trusted for longer than the promised bound.
+    const SILENCE: Duration = Duration::from_millis(1500);
+    let (mut deaf, mut heard) = (false, std::time::Instant::now());
     loop {
-        let first = if deaf {
-            match tokio::time::timeout(DEAF_REFRESH, changes.recv()).await {
-                Ok(c) => c,
-                Err(_) => {
-                    // Cut off: nothing may be trusted for longer than the promised bound.
+        let got = tokio::time::timeout(DEAF_REFRESH, changes.recv()).await;
+        let cut_off = deaf || heard.elapsed() > SILENCE;
+        let first = match got {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(_) => {
+                if cut_off {
                     state.auth.invalidate();
                     reload_if_changed(&state).await;
-                    continue;
                 }
+                continue;
             }
-        } else {
-            changes.recv().await
         };
-        let Some(first) = first else { return };
         let mut batch = vec![first];
         while let Ok(c) = changes.try_recv() {
             batch.push(c);
         }
-        let (mut auth, mut config) = (false, false);
+        let (mut auth, mut config) = (cut_off, cut_off);
         for c in batch {
+            if c != Change::Deaf {
+                heard = std::time::Instant::now();
+            }
             match c {
+                Change::Alive => deaf = false,
                 Change::Everything => {
                     deaf = false;
                     auth = true;

@@ -8,6 +8,7 @@
 //! A notification sent while a node was not listening is lost: on every (re)connection the
 //! listener reports [`Change::Everything`], and while it is cut off it reports
 //! [`Change::Deaf`] so that the node stops trusting what it keeps in memory until it hears again.
+//! A connection that hangs rather than drops is told by silence: no [`Change::Alive`] for a while.
 //! SQLite has one node, which invalidates its own views when it writes; no listener runs there.
 
 use std::time::Duration;
@@ -25,8 +26,10 @@ pub const CHANNEL: &str = "wharf_changes";
 const POLL: Duration = Duration::from_millis(100);
 
 /// How often the listening connection is checked with a query, so that a connection that died
-/// quietly is noticed.
-const HEALTH: Duration = Duration::from_secs(5);
+/// quietly is noticed; each check that answers is reported as [`Change::Alive`]. A check that
+/// hangs (a network that drops packets without a word) stops those reports, which is how the
+/// server tells a listener that hears nothing from one that has nothing to hear.
+pub const HEALTH: Duration = Duration::from_millis(500);
 
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
@@ -43,6 +46,8 @@ pub enum Change {
     Everything,
     /// The listener lost its connection: until [`Change::Everything`], nothing is heard.
     Deaf,
+    /// The listening connection answered a check just now (every [`HEALTH`]).
+    Alive,
 }
 
 /// Reads a notification's payload (a small JSON object, see the migration
@@ -145,6 +150,9 @@ fn pump(conn: &mut PgConnection, tx: &UnboundedSender<Change>) -> Pumped {
             checked = std::time::Instant::now();
             if let Err(e) = conn.batch_execute("SELECT 1") {
                 return Pumped::Lost(e.to_string());
+            }
+            if tx.send(Change::Alive).is_err() {
+                return Pumped::ReceiverGone;
             }
         }
         std::thread::sleep(POLL);
