@@ -196,13 +196,11 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
     const SILENCE: Duration = Duration::from_millis(1500);
     let (mut deaf, mut heard) = (false, std::time::Instant::now());
     loop {
-        let got = tokio::time::timeout(DEAF_REFRESH, changes.recv()).await;
-        let cut_off = deaf || heard.elapsed() > SILENCE;
-        let first = match got {
+        let first = match tokio::time::timeout(DEAF_REFRESH, changes.recv()).await {
             Ok(Some(c)) => c,
             Ok(None) => return,
             Err(_) => {
-                if cut_off {
+                if deaf || heard.elapsed() > SILENCE {
                     state.auth.invalidate();
                     reload_if_changed(&state).await;
                 }
@@ -213,14 +211,15 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
         while let Ok(c) = changes.try_recv() {
             batch.push(c);
         }
-        let (mut auth, mut config) = (cut_off, cut_off);
+        let (mut auth, mut config) = (false, false);
         for c in batch {
-            if c != Change::Deaf {
-                heard = std::time::Instant::now();
-            }
             match c {
-                Change::Alive => deaf = false,
+                Change::Alive(at) => {
+                    heard = heard.max(at);
+                    deaf = false;
+                }
                 Change::Everything => {
+                    heard = std::time::Instant::now();
                     deaf = false;
                     auth = true;
                     config = true;
@@ -230,19 +229,26 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
                     auth = true;
                     config = true;
                 }
-                Change::Table(t) => match t.as_str() {
-                    "users" | "roles" => auth = true,
+                // This node's own changes to users, roles and LDAP servers were forgotten here
+                // when they were made (after their commit; see `Authenticator::invalidate`):
+                // forgetting again would only drop logins verified since.
+                Change::Table { table, own } => match table.as_str() {
+                    "users" | "roles" => auth |= !own,
                     "repositories" | "blob_stores" => config = true,
                     _ => {
                         auth = true;
                         config = true;
                     }
                 },
-                Change::Setting(key) if key == repos::GENERATION_KEY => config = true,
-                Change::Setting(key) if key == security::ldap::SETTINGS_KEY => auth = true,
-                Change::Setting(_) => {}
+                Change::Setting { key, .. } if key == repos::GENERATION_KEY => config = true,
+                Change::Setting { key, own } if key == security::ldap::SETTINGS_KEY => auth |= !own,
+                Change::Setting { .. } => {}
                 Change::Pause { user, client, until } => state.auth.note_pause(&user, &client, until),
             }
+        }
+        if deaf || heard.elapsed() > SILENCE {
+            auth = true;
+            config = true;
         }
         if auth {
             state.auth.invalidate();

@@ -261,6 +261,21 @@ fn a_repository_made_on_a_is_served_by_b_and_deleted_on_a_is_gone_from_b() {
     within_bound("repository deleted on A gone from B", || get(&c.b, &index, &admin_auth()) == StatusCode::NOT_FOUND);
 }
 
+/// Makes a PyPI repository on A and waits (within the bound) for B to serve it; then deletes it.
+fn repository_reaches_b(c: &Cluster, what: &str) {
+    let name = unique("cl-repo");
+    let index = format!("/repository/{name}/simple/");
+    let (st, v) = c.a.admin().json(
+        Method::POST,
+        "/service/rest/v1/repositories/pypi/hosted",
+        Some(json!({"name": name, "online": true, "storage": {"blobStoreName": STORE, "writePolicy": "allow"}})),
+    );
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    within_bound(what, || get(&c.b, &index, &admin_auth()) == StatusCode::OK);
+    let (st, v) = c.a.admin().json(Method::DELETE, &format!("/service/rest/v1/repositories/{name}"), None);
+    assert!(st.is_success(), "{st} {v}");
+}
+
 fn ok(out: Output) -> String {
     assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -446,6 +461,8 @@ fn a_node_whose_listening_connection_is_cut_reconnects_and_misses_nothing() {
     assert!(st.is_success(), "{st} {v}");
     let refused = |st: StatusCode| st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND;
     within_bound("a change made while B was not listening", || refused(get(&c.b, &pypi_index(), &basic(user, pw))));
+    // B could not have learnt of this repository but from the listener (or its 15 s poll).
+    repository_reaches_b(c, "a repository made while B was not listening");
     // Both listen again.
     within_bound("both nodes listen again", || {
         let out = Command::new("psql")
@@ -529,6 +546,9 @@ fn a_node_whose_listening_connection_hangs_stops_trusting_its_caches() {
     let refused = |st: StatusCode| st == StatusCode::FORBIDDEN || st == StatusCode::NOT_FOUND;
     // The listener's silence (1.5 s without an answer to its check) plus one refresh: a change
     // made the moment the connection hung takes up to about 2 s, never the 60 s of the cache.
+    // B's login may or may not still be remembered here (B forgets them when it hears of the
+    // new user and role); a repository B can only learn of by hearing, or by its silence.
+    repository_reaches_b(c, "a repository made while B's listener hangs");
     within_bound("a change made while B's listener hangs", || refused(get(&c.b, &pypi_index(), &basic(user, pw))));
     drop(stopped);
 }

@@ -33,21 +33,43 @@ pub const HEALTH: Duration = Duration::from_millis(500);
 
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// This process's `application_name` on its pooled PostgreSQL connections, which the triggers
+/// put in each notification (`from`): a node tells its own changes from other nodes' (it
+/// forgot what they touch when it made them, see `Authenticator::invalidate`).
+pub fn node_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("wharf-{:08x}", rand::random::<u32>()))
+}
+
+/// `url` with `application_name` set to `name`, unless the URL sets one already (or is not a
+/// URL but a key=value string, left as it is).
+pub fn with_application_name(url: &str, name: &str) -> String {
+    if !url.contains("://") || url.contains("application_name=") {
+        url.to_string()
+    } else if url.contains('?') {
+        format!("{url}&application_name={name}")
+    } else {
+        format!("{url}?application_name={name}")
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Change {
     /// A table that a node keeps a view of changed (`users`, `roles`, `repositories`,
-    /// `blob_stores`).
-    Table(String),
+    /// `blob_stores`); `own`: by this process.
+    Table { table: String, own: bool },
     /// A row of `settings` changed (the configuration generation, the LDAP servers, ...).
-    Setting(String),
+    Setting { key: String, own: bool },
     /// Password checks for `user` from `client` pause until `until` (ms since the epoch).
     Pause { user: String, client: String, until: i64 },
     /// The listener (re)connected: anything may have been missed.
     Everything,
     /// The listener lost its connection: until [`Change::Everything`], nothing is heard.
     Deaf,
-    /// The listening connection answered a check just now (every [`HEALTH`]).
-    Alive,
+    /// The listening connection answered a check at this instant (every [`HEALTH`]). The
+    /// instant, not the arrival, is what counts: a server too busy to read its channel for a
+    /// while must not take that for silence.
+    Alive(std::time::Instant),
 }
 
 /// Reads a notification's payload (a small JSON object, see the migration
@@ -55,13 +77,14 @@ pub enum Change {
 pub fn parse(payload: &str) -> Change {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(payload) else { return Change::Everything };
     let s = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+    let own = s("from").as_deref() == Some(node_tag());
     match s("kind").as_deref() {
-        Some("settings") => s("key").map(Change::Setting).unwrap_or(Change::Everything),
+        Some("settings") => s("key").map(|key| Change::Setting { key, own }).unwrap_or(Change::Everything),
         Some("pause") => match (s("user"), s("client"), v.get("until").and_then(|u| u.as_i64())) {
             (Some(user), Some(client), Some(until)) => Change::Pause { user, client, until },
             _ => Change::Everything,
         },
-        Some(t) => Change::Table(t.to_string()),
+        Some(t) => Change::Table { table: t.to_string(), own },
         None => Change::Everything,
     }
 }
@@ -112,15 +135,7 @@ fn listen_forever(url: &str, tx: &UnboundedSender<Change>) {
 pub const APPLICATION_NAME: &str = "wharf-listen";
 
 fn connect(url: &str) -> Result<PgConnection, String> {
-    // A key=value connection string has no `?`: only URLs get the name added.
-    let named = if !url.contains("://") || url.contains("application_name=") {
-        url.to_string()
-    } else if url.contains('?') {
-        format!("{url}&application_name={APPLICATION_NAME}")
-    } else {
-        format!("{url}?application_name={APPLICATION_NAME}")
-    };
-    let mut conn = PgConnection::establish(&named).map_err(|e| e.to_string())?;
+    let mut conn = PgConnection::establish(&with_application_name(url, APPLICATION_NAME)).map_err(|e| e.to_string())?;
     conn.batch_execute(&format!("LISTEN {CHANNEL}")).map_err(|e| e.to_string())?;
     Ok(conn)
 }
@@ -151,7 +166,7 @@ fn pump(conn: &mut PgConnection, tx: &UnboundedSender<Change>) -> Pumped {
             if let Err(e) = conn.batch_execute("SELECT 1") {
                 return Pumped::Lost(e.to_string());
             }
-            if tx.send(Change::Alive).is_err() {
+            if tx.send(Change::Alive(std::time::Instant::now())).is_err() {
                 return Pumped::ReceiverGone;
             }
         }
@@ -165,8 +180,13 @@ mod tests {
 
     #[test]
     fn payloads() {
-        assert_eq!(parse(r#"{"kind":"roles"}"#), Change::Table("roles".into()));
-        assert_eq!(parse(r#"{"kind":"settings","key":"config.generation"}"#), Change::Setting("config.generation".into()));
+        assert_eq!(parse(r#"{"kind":"roles","from":"psql"}"#), Change::Table { table: "roles".into(), own: false });
+        let own = format!(r#"{{"kind":"users","from":"{}"}}"#, node_tag());
+        assert_eq!(parse(&own), Change::Table { table: "users".into(), own: true });
+        assert_eq!(parse(r#"{"kind":"settings","key":"config.generation","from":"x"}"#), Change::Setting { key: "config.generation".into(), own: false });
+        assert_eq!(with_application_name("postgres://h/db", "n"), "postgres://h/db?application_name=n");
+        assert_eq!(with_application_name("postgres://h/db?sslmode=disable", "n"), "postgres://h/db?sslmode=disable&application_name=n");
+        assert_eq!(with_application_name("postgres://h/db?application_name=mine", "n"), "postgres://h/db?application_name=mine");
         assert_eq!(parse(r#"{"kind":"pause","user":"bob","client":"::1","until":5}"#), Change::Pause { user: "bob".into(), client: "::1".into(), until: 5 });
         assert_eq!(parse("garbage"), Change::Everything);
     }

@@ -29,6 +29,7 @@
 //!   cached path without a query.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,10 @@ pub struct Authenticator {
     /// the database. Fed by this node's wrong passwords, by the database read before every
     /// uncached password check, and by other nodes' notifications (see `db::notify`).
     pauses: Mutex<HashMap<(String, String), i64>>,
+    /// Bumped by every [`Authenticator::invalidate`]. What was read from the database before a
+    /// bump is not remembered after it: a login checked against the old roles while they
+    /// changed must not outlive the change in the cache.
+    epoch: AtomicU64,
     /// `local`, `ldap`: the realms that are on.
     realms: Vec<String>,
     cache_ttl: Duration,
@@ -121,6 +126,7 @@ impl Authenticator {
             anonymous: Mutex::new(None),
             lockout,
             pauses: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
             realms: vec!["local".into(), "ldap".into()],
             cache_ttl: CACHE_TTL,
             config_ldap: Vec::new(),
@@ -219,9 +225,17 @@ impl Authenticator {
     /// Forgets this node's cached logins, directory answers and the anonymous role: users,
     /// roles or directories changed.
     pub fn invalidate(&self) {
-        self.logins.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        {
+            let mut logins = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            logins.clear();
+        }
         self.directory.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *self.anonymous.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// A caller without credentials, holding the anonymous role's privileges.
@@ -232,11 +246,15 @@ impl Authenticator {
             }
         }
         let formats = self.formats.clone();
+        let epoch = self.epoch();
         let resolved =
             self.db.run(move |conn| Ok(roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &users::roles(conn)?, &formats))).await.unwrap_or_default();
         // `nx-all` on the anonymous role is refused when it is set; ignore it if it got there.
         let p = Principal { access: Access::Anonymous(Arc::from(resolved.repo)), ..Principal::anonymous() };
-        *self.anonymous.lock().unwrap_or_else(|e| e.into_inner()) = Some((p.clone(), Instant::now()));
+        let mut cached = self.anonymous.lock().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() == epoch {
+            *cached = Some((p.clone(), Instant::now()));
+        }
         p
     }
 
@@ -320,6 +338,7 @@ impl Authenticator {
         if let Some(hit) = self.cached_login(&key).await {
             return Some(hit);
         }
+        let epoch = self.epoch();
         let local_on = self.realm_on(Realm::Local);
         let (name, secret, from) = (canonical.clone(), pass.to_string(), client.to_string());
         // The shared count of wrong passwords is read here, before every password check that
@@ -387,7 +406,7 @@ impl Authenticator {
             self.succeeded(&canonical, client).await;
         }
         self.audit.record(AuditEvent { actor: p.user.clone(), address: Some(client.to_string()), action: "login.success".into(), ..Default::default() });
-        self.remember(key, &p, proof.clone());
+        self.remember(key, &p, proof.clone(), epoch);
         Some((p, proof))
     }
 
@@ -451,6 +470,7 @@ impl Authenticator {
                 return Some(u.clone());
             }
         }
+        let epoch = self.epoch();
         let (servers, all_roles) = self.db.run(|conn| Ok((ldap::load(conn)?, users::roles(conn)?))).await.ok()?;
         for s in self.config_ldap.iter().chain(&servers) {
             match ldap::lookup(s, user).await {
@@ -460,7 +480,9 @@ impl Authenticator {
                     if cache.len() >= CACHE_MAX {
                         cache.clear();
                     }
-                    cache.insert(key, (found.clone(), Instant::now()));
+                    if self.epoch() == epoch {
+                        cache.insert(key, (found.clone(), Instant::now()));
+                    }
                     return Some(found);
                 }
                 Ok(None) => {}
@@ -504,8 +526,11 @@ impl Authenticator {
         Some((hit.principal, hit.proof))
     }
 
-    fn remember(&self, key: [u8; 32], p: &Principal, proof: Proof) {
+    fn remember(&self, key: [u8; 32], p: &Principal, proof: Proof, epoch: u64) {
         let mut cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() != epoch {
+            return;
+        }
         if cache.len() >= CACHE_MAX {
             let ttl = self.cache_ttl;
             cache.retain(|_, c| c.at.elapsed() < ttl);

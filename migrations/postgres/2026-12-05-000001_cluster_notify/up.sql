@@ -2,10 +2,11 @@
 -- anonymous role, directory answers). A change to what they were built from tells every node at
 -- commit: these triggers send `pg_notify('wharf_changes', ...)` inside the writing transaction,
 -- so a change rolled back tells nobody and one committed is heard by every node that LISTENs
--- (see `db::notify`). Payloads are small JSON objects naming what changed.
+-- (see `db::notify`). Payloads are small JSON objects naming what changed and, in `from`, the
+-- writer's application_name (a node's pool names itself, so that it tells its own changes).
 CREATE FUNCTION wharf_notify_table() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('wharf_changes', json_build_object('kind', TG_TABLE_NAME)::text);
+    PERFORM pg_notify('wharf_changes', json_build_object('kind', TG_TABLE_NAME, 'from', current_setting('application_name'))::text);
     RETURN NULL;
 END;
 $$;
@@ -13,9 +14,9 @@ $$;
 CREATE FUNCTION wharf_notify_setting() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        PERFORM pg_notify('wharf_changes', json_build_object('kind', 'settings', 'key', OLD.key)::text);
+        PERFORM pg_notify('wharf_changes', json_build_object('kind', 'settings', 'key', OLD.key, 'from', current_setting('application_name'))::text);
     ELSE
-        PERFORM pg_notify('wharf_changes', json_build_object('kind', 'settings', 'key', NEW.key)::text);
+        PERFORM pg_notify('wharf_changes', json_build_object('kind', 'settings', 'key', NEW.key, 'from', current_setting('application_name'))::text);
     END IF;
     RETURN NULL;
 END;
