@@ -31,8 +31,14 @@ pub fn formats() -> Vec<Arc<dyn Format>> {
     vec![Arc::new(wharf_docker::Docker), Arc::new(wharf_pypi::Pypi), Arc::new(wharf_npm::Npm)]
 }
 
-/// How often a node checks whether another node changed the configuration.
+/// How often a node checks whether another node changed the configuration. On PostgreSQL
+/// changes are heard at once (see `db::notify`) and this poll is only the safety net.
 const RELOAD_POLL: Duration = Duration::from_secs(3);
+const RELOAD_POLL_LISTENING: Duration = Duration::from_secs(15);
+
+/// While the change listener is cut off from PostgreSQL, how often a node forgets what it
+/// keeps in memory and rereads the configuration (it cannot hear other nodes' changes).
+const DEAF_REFRESH: Duration = Duration::from_millis(500);
 
 /// How often a node looks for blob store removals whose owner died (one indexed read of a
 /// table that is nearly always empty).
@@ -123,16 +129,17 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     std::fs::write(cfg.data_dir.join("wharf.addr"), addr.to_string())?;
     tracing::info!(%addr, "wharf listening");
 
+    let listening = state.db.backend == db::Backend::Postgres;
+    if listening {
+        let changes = db::notify::listen(&cfg.database_url);
+        let listen_state = state.clone();
+        actix_rt::spawn(async move { on_changes(listen_state, changes).await });
+    }
     let poll_state = state.clone();
     actix_rt::spawn(async move {
         loop {
-            tokio::time::sleep(RELOAD_POLL).await;
-            let current = poll_state.registry.snapshot().generation;
-            if let Ok(g) = poll_state.db.run(repos::generation).await {
-                if g != current {
-                    http::apply_config_change(&poll_state).await;
-                }
-            }
+            tokio::time::sleep(if listening { RELOAD_POLL_LISTENING } else { RELOAD_POLL }).await;
+            reload_if_changed(&poll_state).await;
         }
     });
     lifecycle::tasks::ensure_builtins(&state).await?;
@@ -167,6 +174,89 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     }
     tracing::info!("wharf stopped");
     Ok(())
+}
+
+/// Rereads the configuration if its generation moved (on another node, or here).
+async fn reload_if_changed(state: &web::Data<AppState>) {
+    let current = state.registry.snapshot().generation;
+    if let Ok(g) = state.db.run(repos::generation).await {
+        if g != current {
+            http::apply_config_change(state).await;
+        }
+    }
+}
+
+/// Acts on what the change listener hears (see `db::notify`): other nodes' changes (and this
+/// node's own, heard back) reach this node's views within the listener's poll. Changes that
+/// arrive together are acted on once.
+async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::UnboundedReceiver<db::notify::Change>) {
+    use db::notify::Change;
+    // Cut off (the listener says so, or has not said its connection answers for this long):
+    // nothing kept in memory may be trusted for longer than the promised bound.
+    const SILENCE: Duration = Duration::from_millis(1500);
+    let (mut deaf, mut heard) = (false, std::time::Instant::now());
+    loop {
+        let first = match tokio::time::timeout(DEAF_REFRESH, changes.recv()).await {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(_) => {
+                if deaf || heard.elapsed() > SILENCE {
+                    state.auth.invalidate();
+                    reload_if_changed(&state).await;
+                }
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while let Ok(c) = changes.try_recv() {
+            batch.push(c);
+        }
+        let (mut auth, mut config) = (false, false);
+        for c in batch {
+            match c {
+                Change::Alive(at) => {
+                    heard = heard.max(at);
+                    deaf = false;
+                }
+                Change::Everything => {
+                    heard = std::time::Instant::now();
+                    deaf = false;
+                    auth = true;
+                    config = true;
+                }
+                Change::Deaf => {
+                    deaf = true;
+                    auth = true;
+                    config = true;
+                }
+                // This node's own changes to users, roles and LDAP servers were forgotten here
+                // when they were made (after their commit; see `Authenticator::invalidate`):
+                // forgetting again would only drop logins verified since.
+                Change::Table { table, own } => match table.as_str() {
+                    "users" | "roles" => auth |= !own,
+                    "repositories" | "blob_stores" => config = true,
+                    _ => {
+                        auth = true;
+                        config = true;
+                    }
+                },
+                Change::Setting { key, .. } if key == repos::GENERATION_KEY => config = true,
+                Change::Setting { key, own } if key == security::ldap::SETTINGS_KEY => auth |= !own,
+                Change::Setting { .. } => {}
+                Change::Pause { user, client, until } => state.auth.note_pause(&user, &client, until),
+            }
+        }
+        if deaf || heard.elapsed() > SILENCE {
+            auth = true;
+            config = true;
+        }
+        if auth {
+            state.auth.invalidate();
+        }
+        if config {
+            reload_if_changed(&state).await;
+        }
+    }
 }
 
 /// Every S3 store must answer and take a write at start; one that does not is named in the log

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine: installs the tools the tests drive (skopeo,
 # podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, OpenLDAP slapd, Chromium, twine, uv, pypiserver, SeaweedFS, pnpm, verdaccio, playwright-core), starts a PostgreSQL and a SeaweedFS S3 gateway on loopback, and runs cargo test
-# three times: everything on the embedded SQLite, every integration suite on PostgreSQL, and the clients' suites with S3 blob stores. Before the
+# three times: everything on the embedded SQLite, every integration suite on PostgreSQL (tests/cluster.rs there: two nodes on one
+# database and one bucket; then once more on one shared directory), and the clients' suites with S3 blob stores. Before the
 # tests: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`. Leaves no process behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -88,6 +89,9 @@ in_own_group cargo test --workspace --no-fail-fast 2>&1
 
 echo "== cargo test (PostgreSQL): every integration suite again, its servers on PostgreSQL"
 WHARF_TEST_DATABASE_URL="$PG_URL" WHARF_TEST_REQUIRE_PG=1 in_own_group cargo test --no-fail-fast --tests 2>&1
+
+echo "== cargo test (cluster, file blob store): two nodes on PostgreSQL sharing a directory (the pass above ran them on S3)"
+WHARF_TEST_BLOB_STORE=file WHARF_TEST_DATABASE_URL="$PG_URL" WHARF_TEST_REQUIRE_PG=1 in_own_group cargo test --no-fail-fast --test cluster 2>&1
 
 echo "== cargo test (S3): the clients' suites again, every server's default blob store in SeaweedFS, on PostgreSQL"
 WHARF_TEST_BLOB_STORE=s3 WHARF_TEST_DATABASE_URL="$PG_URL" WHARF_TEST_REQUIRE_PG=1 in_own_group cargo test --no-fail-fast \

@@ -13,7 +13,9 @@ pub mod audit;
 pub mod blobs;
 pub mod checkpoint;
 pub mod cleanup;
+pub mod login_failures;
 pub mod meta;
+pub mod notify;
 pub mod precheck;
 pub mod removals;
 pub mod repos;
@@ -135,7 +137,13 @@ impl Db {
                 SqlitePragmas.on_acquire(&mut c).map_err(|e| DbError::Migration(e.to_string()))?;
             }
         }
-        let manager = ConnectionManager::<AnyConnection>::new(conn_url.clone());
+        // On PostgreSQL the pool's connections carry this process's name, which the change
+        // triggers pass on (see `notify`).
+        let pool_url = match backend {
+            Backend::Postgres => notify::with_application_name(&conn_url, notify::node_tag()),
+            Backend::Sqlite => conn_url.clone(),
+        };
+        let manager = ConnectionManager::<AnyConnection>::new(pool_url);
         let mut builder = Pool::builder().max_size(size).min_idle(Some(2)).connection_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             builder = builder.connection_customizer(Box::new(SqlitePragmas));

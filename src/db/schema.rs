@@ -200,6 +200,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    login_failures (username, client) {
+        username -> Text,
+        client -> Text,
+        count -> BigInt,
+        last_at -> BigInt,
+        paused_until -> Nullable<BigInt>,
+    }
+}
+
 diesel::joinable!(task_runs -> tasks (task_id));
 diesel::joinable!(assets -> repositories (repository_id));
 
@@ -218,5 +228,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     blobs,
     tasks,
     task_runs,
-    cleanup_policies
+    cleanup_policies,
+    login_failures
 );

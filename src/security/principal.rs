@@ -21,10 +21,15 @@
 //! - API tokens, console sessions and Docker bearer tokens read their user's row (and the token
 //!   or session row) on every request: revocation, logout and user changes act at once;
 //! - what a directory says about a user (for their tokens and sessions) is remembered for the
-//!   login cache time, since wharf cannot see the directory change; role definitions changed on
-//!   another node apply to cached logins within that time.
+//!   login cache time, since wharf cannot see the directory change;
+//! - every cache here is forgotten when users, roles or the LDAP servers change: on this node at
+//!   once, on the others when PostgreSQL tells them (`db::notify`, well within 2 s);
+//! - wrong-password counts are in the database, one count for every node; the pause a node
+//!   knows of (its own, read before an uncached check, or told by another node) guards the
+//!   cached path without a query.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,8 +70,16 @@ pub struct Authenticator {
     directory: Mutex<HashMap<String, (DirectoryUser, Instant)>>,
     anonymous: Mutex<Option<(Principal, Instant)>>,
     lockout: Lockout,
-    /// Wrong passwords by (canonical user name, client address).
-    failures: Mutex<HashMap<(String, String), Failures>>,
+    /// Pauses this node knows of, by (canonical user name, client address): when they end, in
+    /// milliseconds since the epoch. The counts live in the database (`login_failures`), shared
+    /// by every node; this is what lets a cached login be refused during a pause without asking
+    /// the database. Fed by this node's wrong passwords, by the database read before every
+    /// uncached password check, and by other nodes' notifications (see `db::notify`).
+    pauses: Mutex<HashMap<(String, String), i64>>,
+    /// Bumped by every [`Authenticator::invalidate`]. What was read from the database before a
+    /// bump is not remembered after it: a login checked against the old roles while they
+    /// changed must not outlive the change in the cache.
+    epoch: AtomicU64,
     /// `local`, `ldap`: the realms that are on.
     realms: Vec<String>,
     cache_ttl: Duration,
@@ -101,13 +114,6 @@ pub struct Lockout {
     pub max: Duration,
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Failures {
-    count: u32,
-    last: Instant,
-    paused_until: Option<Instant>,
-}
-
 impl Authenticator {
     pub fn new(db: Db, audit: Arc<dyn Audit>, tokens: TokenKeys, formats: Vec<&'static str>, lockout: Lockout) -> Authenticator {
         Authenticator {
@@ -119,7 +125,8 @@ impl Authenticator {
             directory: Mutex::new(HashMap::new()),
             anonymous: Mutex::new(None),
             lockout,
-            failures: Mutex::new(HashMap::new()),
+            pauses: Mutex::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
             realms: vec!["local".into(), "ldap".into()],
             cache_ttl: CACHE_TTL,
             config_ldap: Vec::new(),
@@ -144,39 +151,71 @@ impl Authenticator {
         self.realms.iter().any(|r| r == realm.as_str())
     }
 
-    /// Whether password checks for `user` from `client` are paused now. Pauses are per
+    /// Whether password checks for `user` from `client` are paused now, as far as this node
+    /// knows without asking the database (the hot path of cached logins). Pauses are per
     /// address: wrong guesses from one place do not keep the user out from another.
     fn paused(&self, user: &str, client: &str) -> bool {
-        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        f.get(&(user.to_string(), client.to_string())).and_then(|f| f.paused_until).is_some_and(|until| Instant::now() < until)
+        let p = self.pauses.lock().unwrap_or_else(|e| e.into_inner());
+        p.get(&(user.to_string(), client.to_string())).is_some_and(|until| now_millis() < *until)
     }
 
-    fn failed(&self, user: &str, client: &str) {
-        let mut all = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if all.len() > CACHE_MAX {
-            let max = self.lockout.max;
-            all.retain(|_, f| f.last.elapsed() < max);
+    /// A pause learnt of (here, from the database, or from another node).
+    pub fn note_pause(&self, user: &str, client: &str, until: i64) {
+        let mut all = self.pauses.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_millis();
+        if all.len() >= CACHE_MAX {
+            all.retain(|_, u| *u > now);
         }
-        let now = Instant::now();
-        let f = all.entry((user.to_string(), client.to_string())).or_insert(Failures { count: 0, last: now, paused_until: None });
-        f.count += 1;
-        f.last = now;
-        if self.lockout.after > 0 && f.count >= self.lockout.after {
-            let doublings = (f.count - self.lockout.after).min(20);
-            let pause = self.lockout.first.saturating_mul(1 << doublings).min(self.lockout.max);
-            f.paused_until = Some(now + pause);
-            tracing::warn!(
-                user,
-                client,
-                failures = f.count,
-                pause_secs = pause.as_secs(),
-                "repeated wrong passwords; password checks for this user from this address pause"
-            );
+        if until > now {
+            let e = all.entry((user.to_string(), client.to_string())).or_insert(until);
+            *e = (*e).max(until);
         }
     }
 
-    fn succeeded(&self, user: &str, client: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&(user.to_string(), client.to_string()));
+    /// How long a pause after `count` wrong passwords lasts, if it is one.
+    fn pause_for(lockout: Lockout, count: u32) -> Option<i64> {
+        if lockout.after == 0 || count < lockout.after {
+            return None;
+        }
+        let doublings = (count - lockout.after).min(20);
+        let pause = lockout.first.saturating_mul(1 << doublings).min(lockout.max);
+        Some(pause.as_millis().min(i64::MAX as u128) as i64)
+    }
+
+    /// Counts a wrong password in the database (every node's count is one count).
+    async fn failed(&self, user: &str, client: &str) {
+        let lockout = self.lockout;
+        if lockout.after == 0 {
+            return;
+        }
+        let (u, c) = (user.to_string(), client.to_string());
+        // Counts older than the longest pause start again (as the in-memory count did once its
+        // map filled up).
+        let forget = lockout.max.max(lockout.first).as_millis().min(i64::MAX as u128) as i64;
+        let recorded = self.db.write(move |conn| crate::db::login_failures::record(conn, &u, &c, now_millis(), forget, |n| Self::pause_for(lockout, n))).await;
+        match recorded {
+            Ok((count, Some(until))) => {
+                self.note_pause(user, client, until);
+                tracing::warn!(
+                    user,
+                    client,
+                    failures = count,
+                    pause_secs = (until - now_millis()).max(0) / 1000,
+                    "repeated wrong passwords; password checks for this user from this address pause"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "counting a wrong password: database"),
+        }
+    }
+
+    /// A right password after wrong ones: the count starts again, on every node.
+    async fn succeeded(&self, user: &str, client: &str) {
+        self.pauses.lock().unwrap_or_else(|e| e.into_inner()).remove(&(user.to_string(), client.to_string()));
+        let (u, c) = (user.to_string(), client.to_string());
+        if let Err(e) = self.db.write(move |conn| crate::db::login_failures::clear(conn, &u, &c)).await {
+            tracing::warn!(error = %e, "clearing wrong-password count: database");
+        }
     }
 
     pub fn formats(&self) -> &[&'static str] {
@@ -186,9 +225,17 @@ impl Authenticator {
     /// Forgets this node's cached logins, directory answers and the anonymous role: users,
     /// roles or directories changed.
     pub fn invalidate(&self) {
-        self.logins.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        {
+            let mut logins = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            logins.clear();
+        }
         self.directory.lock().unwrap_or_else(|e| e.into_inner()).clear();
         *self.anonymous.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// A caller without credentials, holding the anonymous role's privileges.
@@ -199,11 +246,15 @@ impl Authenticator {
             }
         }
         let formats = self.formats.clone();
+        let epoch = self.epoch();
         let resolved =
             self.db.run(move |conn| Ok(roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &users::roles(conn)?, &formats))).await.unwrap_or_default();
         // `nx-all` on the anonymous role is refused when it is set; ignore it if it got there.
         let p = Principal { access: Access::Anonymous(Arc::from(resolved.repo)), ..Principal::anonymous() };
-        *self.anonymous.lock().unwrap_or_else(|e| e.into_inner()) = Some((p.clone(), Instant::now()));
+        let mut cached = self.anonymous.lock().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() == epoch {
+            *cached = Some((p.clone(), Instant::now()));
+        }
         p
     }
 
@@ -271,29 +322,49 @@ impl Authenticator {
             Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into();
         // The pause comes first: a remembered password answering during a pause would tell a
         // guesser which guess is right.
-        if self.paused(&canonical, client) {
+        let paused_audit = || {
             self.audit.record(AuditEvent {
                 actor: Some(user.to_string()),
                 address: Some(client.to_string()),
                 action: "login.failure".into(),
                 detail: serde_json::json!({"paused": true}),
                 ..Default::default()
-            });
+            })
+        };
+        if self.paused(&canonical, client) {
+            paused_audit();
             return None;
         }
         if let Some(hit) = self.cached_login(&key).await {
             return Some(hit);
         }
+        let epoch = self.epoch();
         let local_on = self.realm_on(Realm::Local);
-        let (name, secret) = (canonical.clone(), pass.to_string());
-        let looked = self.db.run(move |conn| Ok((users::get(conn, &name)?, users::roles(conn)?, ldap::load(conn)?))).await;
-        let (row, all_roles, servers) = match looked {
+        let (name, secret, from) = (canonical.clone(), pass.to_string(), client.to_string());
+        // The shared count of wrong passwords is read here, before every password check that
+        // is not answered from the cache (never on the cached path, which the pause this node
+        // knows of guards).
+        let looked = self
+            .db
+            .run(move |conn| {
+                let failures = crate::db::login_failures::state(conn, &name, &from)?;
+                Ok((users::get(conn, &name)?, users::roles(conn)?, ldap::load(conn)?, failures))
+            })
+            .await;
+        let (row, all_roles, servers, failures) = match looked {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "password check: database");
                 return None;
             }
         };
+        if let Some(Some(until)) = failures {
+            if until > now_millis() {
+                self.note_pause(&canonical, client, until);
+                paused_audit();
+                return None;
+            }
+        }
         // argon2 runs after the connection went back to the pool: tens of milliseconds of
         // hashing must not hold one (a burst of logins would starve every other query).
         let hash = row.as_ref().filter(|r| local_on && r.status == "active").map(|r| r.password_hash.clone());
@@ -326,14 +397,16 @@ impl Authenticator {
             (None, _) => from_directory.map(|p| (p, Proof::Ldap)),
         };
         let Some((p, proof)) = outcome else {
-            self.failed(&canonical, client);
+            self.failed(&canonical, client).await;
             let actor = row.map(|r| r.username).unwrap_or_else(|| user.to_string());
             self.audit.record(AuditEvent { actor: Some(actor), address: Some(client.to_string()), action: "login.failure".into(), ..Default::default() });
             return None;
         };
-        self.succeeded(&canonical, client);
+        if failures.is_some() {
+            self.succeeded(&canonical, client).await;
+        }
         self.audit.record(AuditEvent { actor: p.user.clone(), address: Some(client.to_string()), action: "login.success".into(), ..Default::default() });
-        self.remember(key, &p, proof.clone());
+        self.remember(key, &p, proof.clone(), epoch);
         Some((p, proof))
     }
 
@@ -397,6 +470,7 @@ impl Authenticator {
                 return Some(u.clone());
             }
         }
+        let epoch = self.epoch();
         let (servers, all_roles) = self.db.run(|conn| Ok((ldap::load(conn)?, users::roles(conn)?))).await.ok()?;
         for s in self.config_ldap.iter().chain(&servers) {
             match ldap::lookup(s, user).await {
@@ -406,7 +480,9 @@ impl Authenticator {
                     if cache.len() >= CACHE_MAX {
                         cache.clear();
                     }
-                    cache.insert(key, (found.clone(), Instant::now()));
+                    if self.epoch() == epoch {
+                        cache.insert(key, (found.clone(), Instant::now()));
+                    }
                     return Some(found);
                 }
                 Ok(None) => {}
@@ -450,8 +526,11 @@ impl Authenticator {
         Some((hit.principal, hit.proof))
     }
 
-    fn remember(&self, key: [u8; 32], p: &Principal, proof: Proof) {
+    fn remember(&self, key: [u8; 32], p: &Principal, proof: Proof, epoch: u64) {
         let mut cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        if self.epoch() != epoch {
+            return;
+        }
         if cache.len() >= CACHE_MAX {
             let ttl = self.cache_ttl;
             cache.retain(|_, c| c.at.elapsed() < ttl);
