@@ -247,7 +247,7 @@ impl std::io::Read for Slow {
         if self.at >= self.bytes.len() {
             return Ok(0);
         }
-        if self.at > 0 && self.at % self.piece == 0 {
+        if self.at > 0 && self.at.is_multiple_of(self.piece) {
             std::thread::sleep(self.pause);
         }
         let end = (self.at + buf.len()).min(self.bytes.len()).min((self.at / self.piece + 1) * self.piece);
