@@ -14,7 +14,7 @@ program behind both. Prints a markdown table with the ratios and the goals of is
 import argparse, base64, json, os, shutil, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port, wait_http, spawn, stop, stop_all  # noqa: E402
+from benchlib import free_port, wait_http, rss_kb, spawn, stop, stop_all  # noqa: E402
 from docker_bench import cpu_s, make_layout, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -167,6 +167,8 @@ def main():
             call("PUT", "/service/rest/v1/blobstores/s3/default", store)
 
         wr = run_server("wharf", w.pid, weed_pid, f"127.0.0.1:{port}/bench/app:bench", layout, size, work, creds=f"admin:{PASSWORD}", redirect_on=wharf_redirect)
+        wr["peak_rss_mb"] = rss_kb(w.pid, "VmHWM") / 1024
+        wr["idle_rss_mb"] = rss_kb(w.pid, "VmRSS") / 1024
         stop(w)
     finally:
         stop_all()
@@ -188,6 +190,7 @@ def main():
     for k, label in [("push_cpu", "server CPU per GiB pushed, s"), ("pull_cpu", "server CPU per GiB pulled, s"), ("redirect_pull_cpu", "server CPU per GiB pulled, redirected, s"),
                      ("push_weed_cpu", "SeaweedFS CPU per GiB pushed, s"), ("pull_weed_cpu", "SeaweedFS CPU per GiB pulled, s")]:
         print(f"| {label} | {wr[k]:.2f} | {r[k]:.2f} | | |")
+    print(f"\nwharf's peak RSS over the run (VmHWM): {wr['peak_rss_mb']:.1f} MB; after it: {wr['idle_rss_mb']:.1f} MB")
 
 
 if __name__ == "__main__":
