@@ -28,6 +28,13 @@ pub struct RemovalRow {
     pub attributes: String,
 }
 
+impl RemovalRow {
+    /// The deleted store as a `blob_stores` row (an S3 store's settings are kept here).
+    pub fn as_store_row(&self) -> super::repos::BlobStoreRow {
+        super::repos::BlobStoreRow { id: 0, name: self.name.clone(), kind: self.kind.clone(), attributes: self.attributes.clone(), created_at: self.created_at }
+    }
+}
+
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<RemovalRow>, DbError> {
     Ok(blob_store_removals::table.order(blob_store_removals::name.asc()).select(RemovalRow::as_select()).load(conn)?)
 }

@@ -242,16 +242,6 @@ async fn remove_objects(db: &Db, data_dir: &Path, claim: &Claim, s3: &S3Store) -
     outcome
 }
 
-/// Deleted S3 stores whose objects are still being removed, as store rows (for the overlap
-/// check of an S3 store being created).
-pub fn s3_being_removed(conn: &mut AnyConnection) -> Result<Vec<repos::BlobStoreRow>, DbError> {
-    Ok(removals::list(conn)?
-        .into_iter()
-        .filter(|r| r.kind == "s3")
-        .map(|r| repos::BlobStoreRow { id: 0, name: r.name, kind: r.kind, attributes: r.attributes, created_at: r.created_at })
-        .collect())
-}
-
 /// Takes over and finishes the removals whose owner died (their claim ran out); how many.
 pub async fn finish_abandoned(db: &Db, data_dir: &Path) -> usize {
     let owner = uuid::Uuid::new_v4().to_string();
@@ -272,9 +262,7 @@ pub async fn finish_abandoned(db: &Db, data_dir: &Path) -> usize {
     let mut finished = 0;
     for (row, stores) in taken {
         let s3 = if row.kind == "s3" {
-            let as_store =
-                repos::BlobStoreRow { id: 0, name: row.name.clone(), kind: row.kind.clone(), attributes: row.attributes.clone(), created_at: row.created_at };
-            match S3Store::from_row(&as_store) {
+            match S3Store::from_row(&row.as_store_row()) {
                 Ok(s) => Some(Box::new(s)),
                 Err(e) => {
                     tracing::warn!(blob_store = %row.name, error = %e, "a deleted S3 blob store's settings do not parse: its objects stay");

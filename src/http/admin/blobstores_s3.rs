@@ -53,12 +53,11 @@ fn refusal(conn: &mut crate::db::AnyConnection, store: &S3Store) -> Result<Optio
     if let Some(other) = overlapping(store, &rows) {
         return Ok(Some(ConfigError::new("bucketConfiguration.bucket.prefix", format!("overlaps the objects of blob store {other} (same bucket)"))));
     }
-    let removing = crate::lifecycle::store_removal::s3_being_removed(conn)?;
-    if removing.iter().any(|r| r.name == store.name) {
-        return Ok(Some(ConfigError::new("name", format!("blob store {} was deleted and its objects are still being removed; try again later", store.name))));
-    }
-    if crate::db::removals::list(conn)?.iter().any(|r| r.name == store.name) {
-        return Ok(Some(ConfigError::new("name", format!("blob store {} was deleted and its files are still being removed; try again later", store.name))));
+    // One read of the removals: a name is reserved whatever the store was, objects only by S3 ones.
+    let removing: Vec<repos::BlobStoreRow> = crate::db::removals::list(conn)?.iter().map(crate::db::removals::RemovalRow::as_store_row).collect();
+    if let Some(gone) = removing.iter().find(|r| r.name == store.name) {
+        let what = if gone.kind == "s3" { "objects" } else { "files" };
+        return Ok(Some(ConfigError::new("name", format!("blob store {} was deleted and its {what} are still being removed; try again later", store.name))));
     }
     if let Some(other) = overlapping(store, &removing) {
         return Ok(Some(ConfigError::new(

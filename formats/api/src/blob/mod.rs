@@ -170,6 +170,11 @@ fn check_upload_id(upload_id: &str) -> Result<(), BlobError> {
     Ok(())
 }
 
+/// `n` results of one failure that no single key caused.
+fn all_failed(n: usize, msg: &str) -> Vec<Result<(), BlobError>> {
+    (0..n).map(|_| Err(BlobError::Io(std::io::Error::other(msg.to_string())))).collect()
+}
+
 /// Blocking threads a batch deletion of a file store's blobs spreads its unlinks over.
 const UNLINK_THREADS: usize = 4;
 
@@ -633,13 +638,7 @@ impl BlobStore {
                                 .collect::<Vec<_>>())
                         })
                         .await;
-                        match done {
-                            Ok(results) => results,
-                            Err(e) => {
-                                let msg = e.to_string();
-                                (0..n).map(|_| Err(BlobError::Io(std::io::Error::other(msg.clone())))).collect()
-                            }
-                        }
+                        done.unwrap_or_else(|e| all_failed(n, &e.to_string()))
                     }
                 }))
                 .await;
@@ -662,7 +661,7 @@ impl BlobStore {
                 }
                 let msg =
                     answers.into_iter().find_map(|a| a.err()).map(|e| e.to_string()).unwrap_or_else(|| "the object store did not answer for every key".into());
-                (0..n).map(|_| Err(BlobError::Io(std::io::Error::other(msg.clone())))).collect()
+                all_failed(n, &msg)
             }
         }
     }
