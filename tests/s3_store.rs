@@ -554,3 +554,116 @@ fn the_default_store_in_s3_is_checked_at_start_and_in_the_status_check() {
     let (_, list) = api(&server, Method::GET, "/service/rest/v1/blobstores", None);
     assert_eq!(list[0]["type"], "S3", "{list}");
 }
+
+/// A TCP relay in front of the S3 gateway that can go silent: it keeps accepting connections
+/// and reading requests but passes nothing on either way, as a hung gateway or a black-holed
+/// network path does. Without a target it is silent from the start.
+struct Relay {
+    url: String,
+    silent: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Relay {
+    fn start(target: Option<String>) -> Relay {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let silent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(target.is_none()));
+        let flag = silent.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let upstream = target.as_ref().and_then(|t| std::net::TcpStream::connect(t).ok());
+                let Some(upstream) = upstream else {
+                    // Held open, never read or answered, until the test process ends.
+                    std::mem::forget(client);
+                    continue;
+                };
+                for (mut from, mut to) in [(client.try_clone().unwrap(), upstream.try_clone().unwrap()), (upstream, client)] {
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = vec![0u8; 64 << 10];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                let _ = to.shutdown(std::net::Shutdown::Write);
+                                return;
+                            }
+                            while flag.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            if to.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Relay { url, silent }
+    }
+
+    fn go_silent(&self, silent: bool) {
+        self.silent.store(silent, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn an_s3_endpoint_that_stops_answering_is_named_within_seconds() {
+    let Some(s3) = gateway() else { return };
+    // A node whose `default` store is on a gateway that never answers stops at start, naming
+    // it, instead of hanging for the client's timeouts and retries.
+    let dead = Relay::start(None);
+    let server = TestServer::unstarted(&[
+        ("WHARF_S3__ENDPOINT", dead.url.as_str()),
+        ("WHARF_S3__BUCKET", "silent-bucket"),
+        ("WHARF_S3__ACCESS_KEY_ID", "k"),
+        ("WHARF_S3__SECRET_ACCESS_KEY", "s"),
+        ("WHARF_S3__FORCE_PATH_STYLE", "true"),
+    ]);
+    let mut child = server.command().stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("a node on a silent S3 gateway still starting after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("silent-bucket") && err.contains(&dead.url) && err.contains("no answer within"), "{err}");
+
+    // Creating a store there is refused the same way, within the check's deadline.
+    let server = TestServer::start();
+    let mut body = store_body(&s3, &unique("s3"), &unique("p"), &s3.secret_key);
+    body["bucketConfiguration"]["advancedBucketConnection"]["endpoint"] = json!(dead.url);
+    let t = std::time::Instant::now();
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(body));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains(&dead.url) && v.to_string().contains("no answer within"), "{v}");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+
+    // A store whose gateway goes silent later shows as unhealthy in the status check, within
+    // the deadline, and healthy again once it answers.
+    let relay = Relay::start(Some(s3.endpoint.trim_start_matches("http://").to_string()));
+    let name = unique("s3");
+    let mut body = store_body(&s3, &name, &unique("p"), &s3.secret_key);
+    body["bucketConfiguration"]["advancedBucketConnection"]["endpoint"] = json!(relay.url);
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(body));
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let check = || {
+        let (st, v) = api(&server, Method::GET, "/service/rest/v1/status/check", None);
+        assert_eq!(st, StatusCode::OK);
+        v[format!("Blob store {name}")].clone()
+    };
+    assert_eq!(check()["healthy"], true);
+    relay.go_silent(true);
+    let t = std::time::Instant::now();
+    let v = check();
+    assert_eq!(v["healthy"], false, "{v}");
+    assert!(v["message"].as_str().unwrap().contains("no answer within"), "{v}");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    relay.go_silent(false);
+    assert_eq!(check()["healthy"], true);
+}

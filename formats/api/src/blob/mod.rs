@@ -178,6 +178,9 @@ fn all_failed(n: usize, msg: &str) -> Vec<Result<(), BlobError>> {
 /// Blocking threads a batch deletion of a file store's blobs spreads its unlinks over.
 const UNLINK_THREADS: usize = 4;
 
+/// How long `check_writable` waits for the store before it names it as not answering.
+pub const CHECK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Bytes gathered from a request before they are hashed and written as one blocking task.
 const WRITE_BATCH: usize = 1 << 20;
 const READ_CHUNK: usize = 256 << 10;
@@ -307,14 +310,22 @@ impl BlobStore {
     /// Checks that the store answers and takes writes: writes, reads back and deletes a small
     /// object outside the blob namespace.
     pub async fn check_writable(&self) -> Result<(), BlobError> {
-        let key = Path::from(format!("{}health/{}", self.prefix, uuid::Uuid::new_v4()));
-        self.store.put(&key, Bytes::from_static(b"wharf").into()).await?;
-        let back = self.store.get(&key).await?.bytes().await?;
-        self.store.delete(&key).await?;
-        if back.as_ref() != b"wharf" {
-            return Err(BlobError::Io(std::io::Error::other("read back other bytes than written")));
+        // An endpoint that accepts connections and never answers would otherwise hold a start,
+        // a store's creation or a status check for the client's read timeout times its retries.
+        let check = async {
+            let key = Path::from(format!("{}health/{}", self.prefix, uuid::Uuid::new_v4()));
+            self.store.put(&key, Bytes::from_static(b"wharf").into()).await?;
+            let back = self.store.get(&key).await?.bytes().await?;
+            self.store.delete(&key).await?;
+            if back.as_ref() != b"wharf" {
+                return Err(BlobError::Io(std::io::Error::other("read back other bytes than written")));
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(CHECK_DEADLINE, check).await {
+            Ok(res) => res,
+            Err(_) => Err(BlobError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", CHECK_DEADLINE.as_secs())))),
         }
-        Ok(())
     }
 
     /// The blob's size, or `None` if the store does not hold it.
