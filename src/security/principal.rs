@@ -59,6 +59,8 @@ pub const TOKEN_PREFIX: &str = "wharf_";
 pub const CACHE_TTL: Duration = Duration::from_secs(60);
 pub const ANONYMOUS_TTL: Duration = Duration::from_secs(5);
 const CACHE_MAX: usize = 10_000;
+/// The longest user name any realm has (`security::ldap` allows 256 bytes).
+const MAX_USER_NAME: usize = 256;
 
 pub struct Authenticator {
     db: Db,
@@ -317,6 +319,12 @@ impl Authenticator {
     }
 
     async fn password_login_proved(&self, user: &str, pass: &str, client: &str) -> Option<(Principal, Proof)> {
+        // No user has a longer name (local ids are at most 100 bytes, directory names 256):
+        // nothing to check, count or tell the other nodes (a pause's notification must fit
+        // PostgreSQL's 8,000-byte payload).
+        if user.len() > MAX_USER_NAME {
+            return None;
+        }
         let canonical = canonical_user(user);
         let key: [u8; 32] =
             Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into();
