@@ -31,10 +31,9 @@ pub fn formats() -> Vec<Arc<dyn Format>> {
     vec![Arc::new(wharf_docker::Docker), Arc::new(wharf_pypi::Pypi), Arc::new(wharf_npm::Npm)]
 }
 
-/// How often a node checks whether another node changed the configuration. On PostgreSQL
-/// changes are heard at once (see `db::notify`) and this poll is only the safety net.
-const RELOAD_POLL: Duration = Duration::from_secs(3);
-const RELOAD_POLL_LISTENING: Duration = Duration::from_secs(15);
+/// How often a node checks whether another node changed the configuration: only a safety net,
+/// since changes are heard at once (`db::notify` on PostgreSQL, `db::counters` on SQLite).
+const RELOAD_POLL: Duration = Duration::from_secs(15);
 
 /// While the change listener is cut off from PostgreSQL, how often a node forgets what it
 /// keeps in memory and rereads the configuration (it cannot hear other nodes' changes).
@@ -130,15 +129,13 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     tracing::info!(%addr, "wharf listening");
 
     let listening = state.db.backend == db::Backend::Postgres;
-    if listening {
-        let changes = db::notify::listen(&cfg.database_url);
-        let listen_state = state.clone();
-        actix_rt::spawn(async move { on_changes(listen_state, changes).await });
-    }
+    let changes = if listening { db::notify::listen(&cfg.database_url) } else { db::counters::watch(state.db.clone()) };
+    let listen_state = state.clone();
+    actix_rt::spawn(async move { on_changes(listen_state, changes).await });
     let poll_state = state.clone();
     actix_rt::spawn(async move {
         loop {
-            tokio::time::sleep(if listening { RELOAD_POLL_LISTENING } else { RELOAD_POLL }).await;
+            tokio::time::sleep(RELOAD_POLL).await;
             reload_if_changed(&poll_state).await;
         }
     });

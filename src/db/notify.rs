@@ -9,7 +9,8 @@
 //! listener reports [`Change::Everything`], and while it is cut off it reports
 //! [`Change::Deaf`] so that the node stops trusting what it keeps in memory until it hears again.
 //! A connection that hangs rather than drops is told by silence: no [`Change::Alive`] for a while.
-//! SQLite has one node, which invalidates its own views when it writes; no listener runs there.
+//! Processes sharing one SQLite file learn of each other's changes from counters instead
+//! (`db::counters`), reported as the same [`Change`]s.
 
 use std::time::Duration;
 

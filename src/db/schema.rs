@@ -210,6 +210,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// SQLite only (see `db::counters`).
+    change_counters (kind) {
+        kind -> Text,
+        seq -> BigInt,
+    }
+}
+
 diesel::joinable!(task_runs -> tasks (task_id));
 diesel::joinable!(assets -> repositories (repository_id));
 
