@@ -80,6 +80,10 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
         .send()
         .unwrap();
     let token = r.json::<serde_json::Value>().unwrap()["token"].as_str().unwrap().to_string();
+    // The token npm login made is in the audit log, with where the login came from.
+    let audit: serde_json::Value = server.admin().request(Method::GET, "/service/rest/v1/audit?action=token.create").send().unwrap().json().unwrap();
+    let made = audit["items"].as_array().unwrap().iter().find(|e| e["detail"]["name"] == "npm login").cloned();
+    assert_eq!(made.as_ref().map(|e| (e["actor"].clone(), e["address"].clone())), Some((json!("admin"), json!("127.0.0.1"))), "{audit}");
     let pkg = tmp.path().join("npm-pkg");
     std::fs::create_dir_all(&pkg).unwrap();
     std::fs::write(pkg.join("package.json"), r#"{"name": "ui-console-npm", "version": "1.0.0"}"#).unwrap();

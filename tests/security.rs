@@ -599,3 +599,24 @@ fn a_busy_database_never_refuses_a_valid_token() {
     locker.wait().unwrap();
     assert_eq!(status, StatusCode::OK);
 }
+
+/// Whatever a user may read they may see through the REST API the console uses (the
+/// repository, its usage and its components); what they may not read does not exist for them.
+#[test]
+fn a_reader_sees_the_repositories_they_may_read_and_no_other() {
+    create_role("pypi-only-reader", &["nx-repository-view-pypi-pypi-hosted-read", "nx-repository-view-pypi-pypi-hosted-browse"], &[]);
+    create_user("pypi-only", "pypi-only-password", &["pypi-only-reader"]);
+    let get = |path: &str| as_user("pypi-only", "pypi-only-password", Method::GET, path).send().unwrap().status();
+    for path in
+        ["/service/rest/v1/repositories/pypi-hosted", "/service/rest/v1/repositories/pypi-hosted/usage", "/service/rest/v1/components?repository=pypi-hosted"]
+    {
+        assert_eq!(get(path), StatusCode::OK, "{path}");
+    }
+    for path in
+        ["/service/rest/v1/repositories/docker-team", "/service/rest/v1/repositories/docker-team/usage", "/service/rest/v1/components?repository=docker-team"]
+    {
+        assert_eq!(get(path), StatusCode::NOT_FOUND, "{path}");
+    }
+    // Settings stay an admin's.
+    assert_eq!(get("/service/rest/v1/repositories/pypi/hosted/pypi-hosted"), StatusCode::FORBIDDEN);
+}

@@ -69,9 +69,12 @@ async function api(method, path, body) {
 
 function main() { return document.getElementById("main"); }
 
+/// The children worth drawing: replaceChildren would print null and false as text.
+function present(nodes) { return nodes.flat().filter((n) => n !== null && n !== undefined && n !== false); }
+
 function show(...nodes) {
   const m = main();
-  m.replaceChildren(...nodes);
+  m.replaceChildren(...present(nodes));
   // Which view is on screen (the route it was drawn for): tests and assistive tools can tell a
   // finished page from the one before.
   m.dataset.view = state.user ? drawing : "login";
@@ -140,6 +143,7 @@ function pre(text) {
 
 function renderLogin() {
   document.getElementById("top").hidden = true;
+  document.getElementById("who").textContent = "";
   const user = h("input", { type: "text", autocomplete: "username", required: true });
   const pass = h("input", { type: "password", autocomplete: "current-password", required: true });
   const msg = h("div", { "aria-live": "assertive" });
@@ -151,7 +155,8 @@ function renderLogin() {
     try {
       const s = await api("POST", "/session", { username: user.value, password: pass.value });
       Object.assign(state, { user: s.userId, admin: s.admin, csrf: s.csrfToken });
-      location.hash = "#/";
+      // The page that was asked for (a link opened before login, or the page a session ended
+      // on) is drawn: start() routes to the current hash.
       start();
     } catch (e) {
       msg.replaceChildren(notice(t("login.failed"), true));
@@ -182,7 +187,7 @@ async function renderDashboard() {
     h("h1", { text: t("nav.dashboard") }),
     h("div", { class: "grid" },
       h("div", { class: "tile" }, h("b", { text: String(repos.length) }), t("dash.repos")),
-      h("div", { class: "tile" }, h("b", { text: String(stores.length) }), t("dash.stores")),
+      state.admin ? h("div", { class: "tile" }, h("b", { text: String(stores.length) }), t("dash.stores")) : null,
       h("div", { class: "tile" }, h("b", { class: health ? "ok" : "error", text: health ? t("dash.healthy") : "!" }), t("dash.status"))),
     h("h2", { text: t("dash.repos") }),
     table([t("name"), t("format"), t("type"), t("url"), t("online"), t("blobs"), t("size"), t("actions")], rows, [3, 5, 6]),
@@ -208,7 +213,7 @@ async function renderRepoForm(existingName) {
   const all = await api("GET", "/repositories");
   const format = h("select", { disabled: !!current }, Object.keys(KINDS).map((f) => h("option", { value: f, text: f })));
   const kind = h("select", { disabled: !!current }, ["hosted", "proxy", "group"].map((k) => h("option", { value: k, text: k })));
-  const name = h("input", { type: "text", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._-]*", disabled: !!current });
+  const name = h("input", { type: "text", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]*", title: t("form.nameRule"), disabled: !!current });
   // A repository's content lives in its blob store: the server refuses to change it.
   const store = h("select", { disabled: !!current }, stores.map((s) => h("option", { value: s.name, text: s.name })));
   const policy = h("select", {}, ["allow", "allow_once", "deny"].map((p) => h("option", { value: p, text: p })));
@@ -216,7 +221,15 @@ async function renderRepoForm(existingName) {
   const httpPort = h("input", { type: "number", min: 1, max: 65535 });
   const remote = h("input", { type: "url" });
   const maxAge = h("input", { type: "number", step: "any", value: "1440" });
-  const members = h("select", { multiple: true, size: 5 });
+  // Group members in the order the group asks them: a list the admin orders, and a picker
+  // that adds to its end.
+  let chosen = current && current.group ? [...current.group.memberNames] : [];
+  const memberList = h("ol", { class: "members", "aria-label": t("form.members") });
+  const addPick = h("select", {});
+  const addBtn = h("button", { type: "button", class: "secondary", text: t("add") });
+  addPick.id = "f-group.memberNames";
+  const members = h("div", {}, h("label", { for: addPick.id, text: t("form.members") }), memberList, h("div", { class: "actions" }, addPick, addBtn),
+    h("div", { class: "error", "data-error-for": "group.memberNames", "aria-live": "polite" }));
   const writable = h("select", {});
   const extra = h("div", {});
   if (current) {
@@ -227,20 +240,40 @@ async function renderRepoForm(existingName) {
     if (current.docker && current.docker.httpPort) httpPort.value = current.docker.httpPort;
     if (current.proxy) { remote.value = current.proxy.remoteUrl; maxAge.value = current.proxy.metadataMaxAge; }
   }
+  function drawMembers(candidates) {
+    memberList.replaceChildren(...chosen.map((m, i) => {
+      const up = h("button", { type: "button", class: "secondary", text: "↑", "aria-label": t("member.up", m), disabled: i === 0 });
+      const down = h("button", { type: "button", class: "secondary", text: "↓", "aria-label": t("member.down", m), disabled: i === chosen.length - 1 });
+      const out = h("button", { type: "button", class: "secondary", text: "✕", "aria-label": t("member.remove", m) });
+      up.addEventListener("click", () => { [chosen[i - 1], chosen[i]] = [chosen[i], chosen[i - 1]]; drawMembers(candidates); });
+      down.addEventListener("click", () => { [chosen[i + 1], chosen[i]] = [chosen[i], chosen[i + 1]]; drawMembers(candidates); });
+      out.addEventListener("click", () => { chosen.splice(i, 1); drawMembers(candidates); });
+      return h("li", {}, h("span", { text: m }), up, down, out);
+    }));
+    const left = candidates.filter((r) => !chosen.includes(r.name));
+    addPick.replaceChildren(...left.map((r) => h("option", { value: r.name, text: `${r.name} (${r.type})` })));
+    addPick.disabled = addBtn.disabled = left.length === 0;
+  }
+  addBtn.addEventListener("click", () => {
+    if (!addPick.value) return;
+    chosen.push(addPick.value);
+    layout();
+  });
   function layout() {
     const f = format.value, k = kind.value;
     const candidates = all.filter((r) => r.format === f && r.type !== "group" && r.name !== name.value);
-    members.replaceChildren(...candidates.map((r) => h("option", { value: r.name, text: r.name, selected: current && current.group && current.group.memberNames.includes(r.name) })));
+    chosen = chosen.filter((m) => candidates.some((r) => r.name === m));
+    drawMembers(candidates);
     writable.replaceChildren(h("option", { value: "", text: "—" }), ...candidates.filter((r) => r.type === "hosted").map((r) => h("option", { value: r.name, text: r.name, selected: current && current.group && current.group.writableMember === r.name })));
     if (!remote.value && k === "proxy") remote.value = DEFAULT_REMOTES[f];
-    extra.replaceChildren(
+    extra.replaceChildren(...present([
       k === "hosted" ? field(t("form.writePolicy"), policy, "storage.writePolicy") : null,
       f === "docker" ? field(t("form.httpPort"), httpPort, "docker.httpPort") : null,
       k === "proxy" ? field(t("form.remoteUrl"), remote, "proxy.remoteUrl") : null,
       k === "proxy" ? field(t("form.metadataMaxAge"), maxAge, "proxy.metadataMaxAge") : null,
-      k === "group" ? field(t("form.members"), members, "group.memberNames") : null,
+      k === "group" ? members : null,
       k === "group" ? field(t("form.writable"), writable, "group.writableMember") : null,
-    );
+    ]));
   }
   format.addEventListener("change", () => { remote.value = ""; layout(); });
   kind.addEventListener("change", layout);
@@ -273,7 +306,7 @@ async function renderRepoForm(existingName) {
         body.httpClient = { blocked: false, autoBlock: true };
       }
     }
-    if (k === "group") body.group = Object.assign({}, body.group, { memberNames: [...members.selectedOptions].map((o) => o.value), writableMember: writable.value || null });
+    if (k === "group") body.group = Object.assign({}, body.group, { memberNames: [...chosen], writableMember: writable.value || null });
     try {
       if (current) await api("PUT", `/repositories/${f}/${k}/${encodeURIComponent(body.name)}`, body);
       else await api("POST", `/repositories/${f}/${k}`, body);
@@ -309,9 +342,14 @@ async function renderUsage(name) {
   const blocks = [];
   if (r.format === "docker") {
     const port = full.docker && full.docker.httpPort;
-    const reg = port ? `${location.hostname}:${port}` : `${host}/${name}`;
-    blocks.push(pre(`docker login ${port ? `${location.hostname}:${port}` : host} -u ${user}\ndocker tag alpine:3 ${reg}/team/alpine:3\ndocker push ${reg}/team/alpine:3\ndocker pull ${reg}/team/alpine:3`));
-    if (scheme === "http") blocks.push(h("p", { class: "muted" }, "wharf cert --name " + location.hostname + "  →  /etc/docker/certs.d/" + host + "/ca.crt"));
+    const server = port ? `${location.hostname}:${port}` : host;
+    const reg = port ? server : `${host}/${name}`;
+    blocks.push(pre(`docker login ${server} -u ${user}\ndocker tag alpine:3 ${reg}/team/alpine:3\ndocker push ${reg}/team/alpine:3\ndocker pull ${reg}/team/alpine:3`));
+    if (scheme === "http") {
+      blocks.push(h("p", { class: "muted", text: t("usage.insecure") }), pre(`{ "insecure-registries": ["${server}"] }`));
+    } else {
+      blocks.push(h("p", { class: "muted", text: t("usage.certs") }), pre(`/etc/docker/certs.d/${server}/ca.crt`));
+    }
   } else if (r.format === "pypi") {
     blocks.push(h("h2", { text: "pip.conf" }), pre(`[global]\nindex-url = ${scheme}://${user}:PASSWORD@${host}/repository/${name}/simple/`));
     blocks.push(h("h2", { text: "uv" }), pre(`export UV_INDEX_URL=${scheme}://${user}:PASSWORD@${host}/repository/${name}/simple/\nuv pip install requests`));
@@ -359,11 +397,12 @@ async function renderBrowse(name, component) {
       const rows = items.filter((c) => full(c) === component).map((c) => {
         const assets = c.assets || [];
         const first = assets[0] || {};
+        const yanked = assets.find((a) => a.attributes && typeof a.attributes.yanked === "string");
         const cells = [
-          c.version,
+          h("span", {}, c.version, yanked ? " " : null, yanked ? h("span", { class: "tag", title: yanked.attributes.yanked, text: t("yanked") }) : null),
           h("span", {}, assets.map((a) => h("div", {}, h("a", { href: a.downloadUrl, text: a.path.split("/").pop() }), " ", h("span", { class: "muted", text: bytes(a.fileSize) })))),
           h("code", { text: (first.checksum && first.checksum.sha256 || "").slice(0, 16) }),
-          when(first.lastModified || first.blobCreated), first.uploader || "",
+          when(first.blobCreated || first.lastModified), first.uploader || "",
         ];
         const acts = h("span", {});
         if (state.admin) {
@@ -374,9 +413,13 @@ async function renderBrowse(name, component) {
           });
           acts.append(del);
           if (repo.format === "pypi") {
-            const y = h("button", { type: "button", class: "secondary", text: t("yank") });
+            const y = h("button", { type: "button", class: "secondary", text: yanked ? t("unyank") : t("yank") });
             y.addEventListener("click", async () => {
-              try { await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" }); renderBrowse(name, component); } catch (e) { failure(e); }
+              try {
+                if (yanked) await api("DELETE", `/components/${encodeURIComponent(c.id)}/yank`);
+                else await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" });
+                await renderBrowse(name, component);
+              } catch (e) { failure(e); }
             });
             acts.append(" ", y);
           }
@@ -617,9 +660,11 @@ async function draw() {
   if (!state.user) return renderLogin();
   const path = hashPath();
   drawing = path;
-  document.querySelectorAll("header nav a").forEach((a) => {
-    a.toggleAttribute("aria-current", a.getAttribute("href") === "#/" + path.split("/")[0] || (path === "" && a.getAttribute("href") === "#/"));
-  });
+  const links = [...document.querySelectorAll("header nav a")];
+  const routeOf = (a) => a.getAttribute("href").replace(/^#\/?/, "");
+  const current = links.filter((a) => { const r = routeOf(a); return r === "" ? path === "" : path === r || path.startsWith(r + "/"); })
+    .sort((a, b) => routeOf(b).length - routeOf(a).length)[0];
+  links.forEach((a) => { if (a === current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current"); });
   const parts = path.split("/");
   if (!state.admin && (ADMIN_ONLY.includes(parts[0]) || ADMIN_ONLY.includes(parts.slice(0, 2).join("/")) || parts[2] === "edit")) {
     return show(h("h1", { text: t("forbidden") }));

@@ -24,7 +24,11 @@ window.WHARF_I18N = {
     "readOnly": "Read only", "repository": "Repository", "expires": "Expires in days (optional)", "revoke": "Revoke",
     "audit.title": "Audit log", "when": "When", "who": "Who", "what": "What", "from": "From", "object": "Object",
     "filter": "Filter", "more": "More", "copy": "Copy", "copied": "Copied", "none": "Nothing here yet.",
-    "error": "Something went wrong: {0}", "forbidden": "You may not see this page."
+    "error": "Something went wrong: {0}", "forbidden": "You may not see this page.",
+    "add": "Add", "member.up": "Move {0} up", "member.down": "Move {0} down", "member.remove": "Remove {0}", "yanked": "yanked",
+    "form.nameRule": "Letters, digits, dot, underscore and hyphen; starting with a letter or digit.",
+    "usage.insecure": "wharf answers plain HTTP here: list the registry in /etc/docker/daemon.json and restart Docker.",
+    "usage.certs": "With a certificate from a private CA, put that CA where Docker looks for this registry:"
   },
   "zh-CN": {
     skip: "跳到内容", logout: "退出", "login.title": "登录 wharf", "login.user": "用户名",
@@ -48,6 +52,10 @@ window.WHARF_I18N = {
     "readOnly": "只读", "repository": "仓库", "expires": "有效天数（可选）", "revoke": "吊销",
     "audit.title": "审计日志", "when": "时间", "who": "用户", "what": "操作", "from": "来源", "object": "对象",
     "filter": "筛选", "more": "更多", "copy": "复制", "copied": "已复制", "none": "暂无内容。",
-    "error": "出错了：{0}", "forbidden": "你无权查看此页面。"
+    "error": "出错了：{0}", "forbidden": "你无权查看此页面。",
+    "add": "添加", "member.up": "上移 {0}", "member.down": "下移 {0}", "member.remove": "移除 {0}", "yanked": "已撤回",
+    "form.nameRule": "字母、数字、点、下划线和连字符；以字母或数字开头。",
+    "usage.insecure": "此处 wharf 使用明文 HTTP：请在 /etc/docker/daemon.json 中登记该仓库并重启 Docker。",
+    "usage.certs": "如果证书由私有 CA 签发，请把该 CA 放到 Docker 为此仓库查找的位置："
   }
 };

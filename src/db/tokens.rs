@@ -53,8 +53,14 @@ pub fn delete(conn: &mut AnyConnection, username: &str, realm: &str, key: &str) 
     Ok(n > 0)
 }
 
-pub fn delete_by_hash(conn: &mut AnyConnection, hash: &str) -> Result<bool, DbError> {
-    Ok(diesel::delete(api_tokens::table.filter(api_tokens::token_hash.eq(hash))).execute(conn)? > 0)
+/// Deletes the token with this hash; its (owner, id) if there was one.
+pub fn delete_by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Option<(String, String)>, DbError> {
+    let found: Option<(String, String)> =
+        api_tokens::table.filter(api_tokens::token_hash.eq(hash)).select((api_tokens::username, api_tokens::id)).first(conn).optional()?;
+    if found.is_some() {
+        diesel::delete(api_tokens::table.filter(api_tokens::token_hash.eq(hash))).execute(conn)?;
+    }
+    Ok(found)
 }
 
 pub fn delete_of_user(conn: &mut AnyConnection, username: &str, realm: &str) -> Result<usize, DbError> {

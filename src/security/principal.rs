@@ -771,7 +771,7 @@ impl Identity for Authenticator {
         self.password_login(user, password, client).await
     }
 
-    async fn create_token(&self, owner: &Principal, spec: TokenSpec) -> Result<NewToken, IdentityError> {
+    async fn create_token(&self, owner: &Principal, spec: TokenSpec, client: &str) -> Result<NewToken, IdentityError> {
         if !owner.credential.may_create_credentials() {
             return Err(IdentityError::NotAllowed("an API token is created with the password (or a console session), not with a token"));
         }
@@ -793,6 +793,14 @@ impl Identity for Authenticator {
         let r = row.clone();
         self.db.write(move |c| tokens::insert(c, &r)).await.map_err(internal)?;
         tracing::info!(user, token = %row.prefix, "API token created");
+        self.audit.record(AuditEvent {
+            actor: Some(user),
+            address: Some(client.to_string()),
+            action: "token.create".into(),
+            repository: row.repository.clone(),
+            object: Some(row.id.clone()),
+            detail: serde_json::json!({ "name": row.name, "readOnly": row.readonly }),
+        });
         Ok(NewToken { info: info(&row), secret })
     }
 
@@ -802,7 +810,7 @@ impl Identity for Authenticator {
         Ok(rows.iter().map(info).collect())
     }
 
-    async fn revoke_token(&self, owner: &Principal, id_or_key: &str) -> Result<bool, IdentityError> {
+    async fn revoke_token(&self, owner: &Principal, id_or_key: &str, client: &str) -> Result<bool, IdentityError> {
         if owner.credential.is_narrowed() {
             return Err(IdentityError::NotAllowed("a narrowed token cannot revoke tokens"));
         }
@@ -811,13 +819,31 @@ impl Identity for Authenticator {
         let gone = self.db.write(move |c| tokens::delete(c, &u, realm.as_str(), &k)).await.map_err(internal)?;
         if gone {
             tracing::info!(user, "API token revoked");
+            self.audit.record(AuditEvent {
+                actor: Some(user),
+                address: Some(client.to_string()),
+                action: "token.revoke".into(),
+                object: Some(id_or_key.to_string()),
+                ..Default::default()
+            });
         }
         Ok(gone)
     }
 
-    async fn revoke_secret(&self, secret: &str) -> Result<bool, IdentityError> {
+    async fn revoke_secret(&self, secret: &str, client: &str) -> Result<bool, IdentityError> {
         let hash = token_hash(secret);
-        self.db.write(move |c| tokens::delete_by_hash(c, &hash)).await.map_err(internal)
+        let gone = self.db.write(move |c| tokens::delete_by_hash(c, &hash)).await.map_err(internal)?;
+        if let Some(row) = gone.as_ref() {
+            tracing::info!(user = %row.0, "API token revoked with its secret");
+            self.audit.record(AuditEvent {
+                actor: Some(row.0.clone()),
+                address: Some(client.to_string()),
+                action: "token.revoke".into(),
+                object: Some(row.1.clone()),
+                ..Default::default()
+            });
+        }
+        Ok(gone.is_some())
     }
 }
 

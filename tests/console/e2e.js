@@ -30,13 +30,21 @@ async function arrived(page, route) {
   await page.waitForFunction((r) => document.getElementById("main").dataset.view === r, route);
 }
 
-async function login(page, u, p) {
-  await page.goto(base + "/");
+async function login(page, u, p, hash) {
+  await page.goto(base + "/" + (hash || ""));
+  await page.waitForSelector("#f-username");
+  check(await page.locator("#top").isHidden(), "the login page shows no menu and no Log out");
   await page.getByLabel(/User name|用户名/).fill(u);
   await page.getByLabel(/^Password$|^密码$/).fill(p);
   await shot(page, `login-${phase}`);
   await page.getByRole("button", { name: /Sign in|登录/ }).click();
   await page.waitForSelector("#top:not([hidden])");
+}
+
+/// The page's text has no "null" or "undefined" printed in place of something absent.
+async function noPlaceholders(page, what) {
+  const text = await page.textContent("main");
+  check(!/null|undefined/.test(text), `${what} prints no null/undefined: ${text.slice(0, 200)}`);
 }
 
 async function createRepo(page, format, kind, name, fill) {
@@ -45,6 +53,7 @@ async function createRepo(page, format, kind, name, fill) {
   await page.selectOption("#f-type", kind);
   await page.fill("#f-name", name);
   if (fill) await fill();
+  await noPlaceholders(page, `the ${format} ${kind} form`);
   await page.getByRole("button", { name: /^Create$/ }).click();
   await arrived(page, `repositories/${name}/usage`);
   const text = await page.textContent("main");
@@ -68,10 +77,27 @@ async function main() {
       for (const format of ["docker", "pypi", "npm"]) {
         await createRepo(page, format, "hosted", `ui-${format}-hosted`);
         await createRepo(page, format, "proxy", `ui-${format}-proxy`);
+        // Members in the order picked, then reordered: the proxy first.
         await createRepo(page, format, "group", `ui-${format}-group`, async () => {
-          await page.selectOption("#f-group\\.memberNames", [`ui-${format}-hosted`, `ui-${format}-proxy`]);
+          for (const m of [`ui-${format}-hosted`, `ui-${format}-proxy`]) {
+            await page.selectOption("#f-group\\.memberNames", m);
+            await page.getByRole("button", { name: /^Add$/ }).click();
+          }
+          await page.getByRole("button", { name: `Move ui-${format}-proxy up` }).click();
         });
+        const group = await page.evaluate(async (n) => (await fetch(`/service/rest/v1/repositories/${n.split("-")[1]}/group/${n}`, { headers: { "X-Requested-With": "XMLHttpRequest" } })).json(), `ui-${format}-group`);
+        check(JSON.stringify(group.group.memberNames) === JSON.stringify([`ui-${format}-proxy`, `ui-${format}-hosted`]), `members saved in the order set: ${JSON.stringify(group.group)}`);
       }
+      // The name rule is checked by the browser (the pattern compiles under Chromium's v flag).
+      await view(page, "repositories/new");
+      await page.fill("#f-name", "bad name!");
+      check(!(await page.$eval("#f-name", (e) => e.checkValidity())), "an invalid name fails the form's own check");
+      await page.fill("#f-name", "good-name_1.x");
+      check(await page.$eval("#f-name", (e) => e.checkValidity()), "a valid name passes it");
+      // The current page is marked in the menu; disabled buttons look it; the console has an icon.
+      check(await page.getAttribute('header a[href="#/repositories/new"]', "aria-current") === "page", "Create repository is the current page");
+      check(await page.getAttribute('header a[href="#/"]', "aria-current") === null, "Dashboard is not");
+      check((await page.evaluate(async () => (await fetch(document.querySelector('link[rel="icon"]').href)).status)) === 200, "a favicon");
       await shot(page, "usage");
       // A wrong field gets its message next to it.
       await view(page, "repositories/new");
@@ -85,6 +111,9 @@ async function main() {
       await shot(page, "create-form-error");
       // A port another repository holds: the message sits at the port field.
       await createRepo(page, "docker", "hosted", "ui-docker-port", async () => { await page.fill("#f-docker\\.httpPort", freePort); });
+      // Its usage page names its own port (plain HTTP here: the insecure-registries entry).
+      const usage = await page.textContent("main");
+      check(usage.includes(`docker login 127.0.0.1:${freePort}`) && usage.includes(`"insecure-registries": ["127.0.0.1:${freePort}"]`), `the usage page names the repository's port: ${usage}`);
       await view(page, "repositories/new");
       await page.selectOption("#f-format", "docker");
       await page.selectOption("#f-type", "hosted");
@@ -122,6 +151,9 @@ async function main() {
       await page.getByRole("button", { name: /^Create$/ }).click();
       await page.waitForFunction(() => document.querySelector("main table").textContent.includes("ui-readers"));
       await view(page, "users");
+      check(await page.getAttribute('header a[href="#/users"]', "aria-current") === "page", "Users is the current page");
+      const ownDelete = page.locator("main table button.danger[disabled]").first();
+      check(Number(await ownDelete.evaluate((b) => getComputedStyle(b).opacity)) < 0.6, "a disabled button looks disabled");
       await page.fill("#f-userId", "ui-user");
       await page.fill("#f-password", "ui-user-password");
       await page.selectOption("#f-roles", ["ui-readers"]);
@@ -155,6 +187,13 @@ async function main() {
       }
       // Keyboard: the skip link and the login form work without a mouse.
       check(await page.evaluate(() => !!document.querySelector("a.skip")), "a skip link");
+      // Logging out forgets who was signed in; a link opened before signing in is where the
+      // sign-in leads.
+      await page.getByRole("button", { name: "Log out" }).click();
+      await page.waitForSelector("#f-username");
+      check(await page.locator("#top").isHidden() && (await page.textContent("#who")) === "", "after logout no menu and no name");
+      await login(page, user, password, "#/audit");
+      await arrived(page, "audit");
     } else if (phase === "browse") {
       await login(page, user, password);
       await view(page, "browse/ui-pypi-hosted");
@@ -177,6 +216,14 @@ async function main() {
       // The npm package a real npm published, in its repository.
       await view(page, "browse/ui-npm-hosted");
       check((await page.textContent("main")).includes("ui-console-npm"), "browse shows the npm package");
+      // Yank shows: a mark and Unyank; Unyank takes both away.
+      await view(page, "browse/ui-pypi-hosted/ui-console-pkg");
+      await page.getByRole("button", { name: "Yank" }).click();
+      await page.waitForFunction(() => document.querySelector("main table .tag"));
+      check((await page.textContent("main table")).includes("yanked"), "a yanked version is marked");
+      await shot(page, "browse-yanked");
+      await page.getByRole("button", { name: "Unyank" }).click();
+      await page.waitForFunction(() => !document.querySelector("main table .tag") && document.querySelector("main table"));
       // Delete the uploaded version from its page.
       await view(page, "browse/ui-pypi-hosted/ui-console-pkg");
       await page.getByRole("button", { name: "Delete" }).first().click();
@@ -208,6 +255,15 @@ async function main() {
       check(await page.locator('header a[href="#/users"]').isHidden(), "no admin links for a reader");
       await arrived(page, "");
       check((await page.textContent("main")).includes("ui-pypi-hosted"), "a reader's dashboard lists what they may read");
+      check(!(await page.textContent("main")).includes("Blob stores"), "no blob store count for a reader");
+      await noPlaceholders(page, "a reader's dashboard");
+      await view(page, "repositories/ui-pypi-hosted");
+      check((await page.textContent("main h1")) === "ui-pypi-hosted", "a reader opens a repository they may read");
+      await view(page, "repositories/ui-pypi-hosted/usage");
+      check((await page.textContent("main")).includes("pip.conf"), "and its usage page");
+      await view(page, "browse/ui-npm-hosted");
+      check((await page.textContent("main")).includes("ui-console-npm"), "and browses it");
+      await shot(page, "reader-browse");
       // Navigation by keyboard: focus the Browse link and follow it with Enter.
       await page.focus('header nav a[href="#/browse"]');
       await page.keyboard.press("Enter");

@@ -55,11 +55,13 @@ pub trait Identity: Send + Sync {
     /// is the caller's address (failed-login pauses are per user and address).
     async fn login(&self, user: &str, password: &str, client: &str) -> Option<Principal>;
     /// A new API token for `owner`, who must have proved a password (or hold a session).
-    async fn create_token(&self, owner: &Principal, spec: TokenSpec) -> Result<NewToken, IdentityError>;
+    /// Creations and revocations are audited here, whichever protocol asked (`client`: the
+    /// caller's address, for the audit log).
+    async fn create_token(&self, owner: &Principal, spec: TokenSpec, client: &str) -> Result<NewToken, IdentityError>;
     async fn tokens(&self, owner: &Principal) -> Result<Vec<TokenInfo>, IdentityError>;
     /// Revokes one of `owner`'s tokens by id or key; `false` if there is none.
     /// Narrowed credentials may not.
-    async fn revoke_token(&self, owner: &Principal, id_or_key: &str) -> Result<bool, IdentityError>;
+    async fn revoke_token(&self, owner: &Principal, id_or_key: &str, client: &str) -> Result<bool, IdentityError>;
     /// Revokes the token whose secret this is (holding it is proof enough); `false` if none.
-    async fn revoke_secret(&self, secret: &str) -> Result<bool, IdentityError>;
+    async fn revoke_secret(&self, secret: &str, client: &str) -> Result<bool, IdentityError>;
 }

@@ -45,7 +45,7 @@ pub async fn login(env: &FormatEnv, ctx: &RepoCtx, name: &str, body: web::Payloa
             .content_type("application/json")
             .body(json!({"error": "invalid username or password (users are created by a wharf administrator)"}).to_string()));
     };
-    let t = env.identity.create_token(&principal, TokenSpec { name: "npm login".into(), ..Default::default() }).await?;
+    let t = env.identity.create_token(&principal, TokenSpec { name: "npm login".into(), ..Default::default() }, &ctx.client).await?;
     let id = principal.user.as_deref().unwrap_or(user);
     Ok(HttpResponse::Created().json(json!({"ok": true, "id": format!("org.couchdb.user:{id}"), "rev": "1", "token": t.secret})))
 }
@@ -58,7 +58,7 @@ pub fn whoami(ctx: &RepoCtx) -> Result<HttpResponse> {
 /// enough to end it).
 pub async fn logout(env: &FormatEnv, ctx: &RepoCtx, token: &str) -> Result<HttpResponse> {
     caller(ctx)?;
-    env.identity.revoke_secret(token).await?;
+    env.identity.revoke_secret(token, &ctx.client).await?;
     Ok(HttpResponse::Ok().json(json!({"ok": true})))
 }
 
@@ -90,7 +90,7 @@ pub async fn tokens(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, body: web
             return Err(NpmError::Forbidden("wrong password".into()));
         };
         let readonly = body.get("readonly").and_then(Value::as_bool).unwrap_or(false);
-        let t = env.identity.create_token(&owner, TokenSpec { name: "npm token create".into(), readonly, ..Default::default() }).await?;
+        let t = env.identity.create_token(&owner, TokenSpec { name: "npm token create".into(), readonly, ..Default::default() }, &ctx.client).await?;
         return Ok(HttpResponse::Ok().json(token_json(&t.info, Some(&t.secret))));
     }
     if req.method() != Method::GET {
@@ -107,7 +107,7 @@ pub async fn tokens(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, body: web
 /// `DELETE /-/npm/v1/tokens/token/<key>`: `key` is the token's key or its id.
 pub async fn revoke(env: &FormatEnv, ctx: &RepoCtx, key: &str) -> Result<HttpResponse> {
     caller(ctx)?;
-    if !env.identity.revoke_token(&ctx.principal, key).await? {
+    if !env.identity.revoke_token(&ctx.principal, key, &ctx.client).await? {
         return Err(NpmError::NotFound);
     }
     Ok(HttpResponse::NoContent().finish())

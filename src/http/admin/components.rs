@@ -9,7 +9,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use wharf_format::{Asset, ComponentKey, ConfigError, DeleteError, ListQuery, MetaStore, NewAsset, Write};
 
-use super::{parse_json, require_admin, AdminError};
+use super::{parse_json, require_admin, require_reader, AdminError};
 use crate::http::mount::origin;
 use crate::state::AppState;
 
@@ -62,6 +62,7 @@ fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &[Asset], fo
                 "contentType": a.content_type,
                 "fileSize": a.size,
                 "lastModified": a.updated_at,
+                "blobCreated": a.created_at,
                 "lastDownloaded": a.last_downloaded.map(wharf_format::rfc3339_millis),
                 "downloadCount": a.download_count,
                 "uploader": a.attributes.get("uploader"),
@@ -79,7 +80,7 @@ pub struct ListParams {
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest, q: web::Query<ListParams>) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    require_reader(&state, &req, &q.repository).await?;
     let (repo, all) = components_of(&state, &q.repository).await?;
     let format = state.format(&repo.config.format).expect("components_of found the format");
     let start: usize = q.continuation_token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
@@ -98,7 +99,8 @@ async fn find(state: &AppState, id: &str) -> Result<(wharf_format::RepoRef, Comp
 }
 
 pub async fn get(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
+    let repo = parse_id(&id).map(|(repo, _, _)| repo).ok_or_else(|| AdminError::NotFound(format!("component {id} not found")))?;
+    require_reader(&state, &req, &repo).await?;
     let (r, key, assets) = find(&state, &id).await?;
     let format = state.format(&r.config.format).expect("find found the format");
     Ok(HttpResponse::Ok().json(render(&r, &key, &assets, format.as_ref(), &origin(&req))))

@@ -86,6 +86,27 @@ impl ResponseError for AdminError {
     }
 }
 
+/// Whether `access` lets its holder read (and browse) the repository `name`.
+pub fn may_read(state: &AppState, access: &Access, name: &str) -> bool {
+    match access {
+        Access::All => true,
+        Access::Privileges(privs) => state.registry.get(name).is_some_and(|r| privs.iter().any(|x| x.allows(&r.config, wharf_format::Action::Read))),
+        _ => false,
+    }
+}
+
+/// The signed-in user, when they may read the repository `name`. One they may not read is
+/// "not found" to them, as it is absent from their list of repositories.
+pub async fn require_reader(state: &AppState, req: &HttpRequest, name: &str) -> Result<String, AdminError> {
+    let p = state.auth.principal(req).await;
+    let Some(user) = p.user else { return Err(AdminError::Unauthenticated) };
+    if may_read(state, &p.access, name) {
+        Ok(user)
+    } else {
+        Err(AdminError::NotFound(format!("repository {name} not found")))
+    }
+}
+
 pub async fn require_admin(state: &AppState, req: &HttpRequest) -> Result<String, AdminError> {
     let p = state.auth.principal(req).await;
     match (&p.access, p.user) {

@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 use wharf_format::{ConfigError, Kind, WritePolicy};
 
-use super::{parse_json, require_admin, AdminError};
+use super::{may_read, parse_json, require_admin, require_reader, AdminError};
 use crate::db::repos::{self, RepoRow};
 use crate::db::usage;
 use crate::db::{cleanup, is_unique_violation};
@@ -287,12 +287,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     }
     let rows = state.db.run(repos::list).await?;
     let snap = state.registry.snapshot();
-    let readable = |name: &str| match &p.access {
-        wharf_format::Access::All => true,
-        wharf_format::Access::Privileges(privs) => snap.repos.get(name).is_some_and(|r| privs.iter().any(|x| x.allows(&r.config, wharf_format::Action::Read))),
-        _ => false,
-    };
-    let rows: Vec<&RepoRow> = rows.iter().filter(|r| readable(&r.name)).collect();
+    let rows: Vec<&RepoRow> = rows.iter().filter(|r| may_read(&state, &p.access, &r.name)).collect();
     // Measured only where this node wrote since, or every few seconds (anyone signed in may
     // call this in a loop).
     let used = state.meta.repositories_usage(rows.iter().map(|r| (r.id, r.blob_store.clone())).collect()).await?;
@@ -317,8 +312,9 @@ async fn find(state: &AppState, name: String) -> Result<RepoRow, AdminError> {
 }
 
 pub async fn get_summary(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
-    let row = find(&state, path.into_inner()).await?;
+    let name = path.into_inner();
+    require_reader(&state, &req, &name).await?;
+    let row = find(&state, name).await?;
     let mut v = summary(&row, &origin(&req));
     v["status"] = status(&state, &row);
     Ok(HttpResponse::Ok().json(v))
@@ -327,8 +323,9 @@ pub async fn get_summary(state: web::Data<AppState>, req: HttpRequest, path: web
 /// wharf's `GET /service/rest/v1/repositories/{name}/usage`: what the repository references,
 /// counted once per blob, and its hard quota (`null` without one).
 pub async fn usage(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
-    require_admin(&state, &req).await?;
-    let row = find(&state, path.into_inner()).await?;
+    let name = path.into_inner();
+    require_reader(&state, &req, &name).await?;
+    let row = find(&state, name).await?;
     let config = stored_config(&row)?;
     let (id, store) = (row.id, row.blob_store.clone());
     let u = state.db.run(move |c| usage::repository_usage(c, id, &store)).await?;

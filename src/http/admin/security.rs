@@ -510,8 +510,7 @@ pub async fn create_token(state: web::Data<AppState>, req: HttpRequest, body: we
             Some(wharf_format::now_millis() + (days * 86_400_000.0) as i64)
         }
     };
-    let t = state.auth.create_token(&owner, wharf_format::TokenSpec { name, readonly, repository, expires_at }).await?;
-    super::record(&state, &req, owner.user.as_deref().unwrap_or("-"), "token.create", &t.info.id, t.info.repository.as_deref());
+    let t = state.auth.create_token(&owner, wharf_format::TokenSpec { name, readonly, repository, expires_at }, &crate::http::mount::client(&req)).await?;
     let mut out = token_json(&t.info);
     out["token"] = json!(t.secret);
     Ok(HttpResponse::Created().json(out))
@@ -521,9 +520,8 @@ pub async fn revoke_token(state: web::Data<AppState>, req: HttpRequest, path: we
     use wharf_format::Identity;
     let owner = caller(&state, &req).await?;
     let id = path.into_inner();
-    if !state.auth.revoke_token(&owner, &id).await? {
+    if !state.auth.revoke_token(&owner, &id, &crate::http::mount::client(&req)).await? {
         return Err(AdminError::NotFound(format!("token {id} not found")));
     }
-    super::record(&state, &req, owner.user.as_deref().unwrap_or("-"), "token.revoke", &id, None);
     Ok(HttpResponse::NoContent().finish())
 }
