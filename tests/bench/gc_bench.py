@@ -404,10 +404,11 @@ http: {{addr: 127.0.0.1:{port}}}
 def wharf_side(content, work, threads, latency_s, interval, wharf, perf_out=None):
     port = free_port()
     data = os.path.join(work, "wharf-data")
-    env = dict(os.environ, WHARF_LISTEN=f"127.0.0.1:{port}", WHARF_DATA_DIR=data, WHARF_ADMIN_PASSWORD=PASSWORD, RUST_LOG="warn",
-               WHARF_UPLOADS__TTL_SECS="1", WHARF_GC__GRACE_SECS="1", WHARF_GC__SCHEDULE="")
+    log = os.environ.get("GC_BENCH_REQUEST_LOG")  # a file for wharf's request log (one line per request, with its time)
+    env = dict(os.environ, WHARF_LISTEN=f"127.0.0.1:{port}", WHARF_DATA_DIR=data, WHARF_ADMIN_PASSWORD=PASSWORD,
+               RUST_LOG="warn,wharf::request=info" if log else "warn", WHARF_UPLOADS__TTL_SECS="1", WHARF_GC__GRACE_SECS="1", WHARF_GC__SCHEDULE="")
     res = {}
-    w = spawn([wharf, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "wharf.log"), "w"))
+    w = spawn([wharf, "serve"], env=env, stdout=open(log, "w") if log else subprocess.DEVNULL, stderr=open(os.path.join(work, "wharf.log"), "w"))
     wait_http(f"http://127.0.0.1:{port}/service/rest/v1/status")
     client = Client(port, f"admin:{PASSWORD}")
     pusher = Pusher(client, REPO + "/")
