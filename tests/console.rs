@@ -30,6 +30,12 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     // The user and role the console made exist as the API sees them.
     let users: Vec<serde_json::Value> = server.admin().request(Method::GET, "/service/rest/v1/security/users?userId=ui-user").send().unwrap().json().unwrap();
     assert_eq!(users[0]["roles"], json!(["ui-readers"]));
+    assert_eq!((users[0]["firstName"].as_str(), users[0]["emailAddress"].as_str()), (Some("Uma"), Some("uma@example.test")));
+    // The password the console set is the one that works.
+    let status = |pw: &str| {
+        reqwest::blocking::Client::new().get(server.url("/service/rest/v1/repositories")).basic_auth("ui-user", Some(pw)).send().unwrap().status().as_u16()
+    };
+    assert_eq!((status("ui-user-password-2"), status("ui-user-password")), (200, 401));
 
     // A real client uses a repository the console made.
     let tmp = tempfile::tempdir().unwrap();

@@ -4,7 +4,7 @@
 "use strict";
 
 const API = "/service/rest/v1";
-const state = { user: null, admin: false, csrf: null, lang: "en" };
+const state = { user: null, admin: false, csrf: null, lang: "en", flash: null };
 
 // ---- i18n ------------------------------------------------------------------------------------
 
@@ -40,7 +40,7 @@ function h(tag, attrs, ...children) {
     else if (k === "text") el.textContent = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -74,7 +74,9 @@ function present(nodes) { return nodes.flat().filter((n) => n !== null && n !== 
 
 function show(...nodes) {
   const m = main();
-  m.replaceChildren(...present(nodes));
+  const flash = state.flash;
+  state.flash = null;
+  m.replaceChildren(...present([flash ? notice(flash) : null, ...nodes]));
   // Which view is on screen (the route it was drawn for): tests and assistive tools can tell a
   // finished page from the one before.
   m.dataset.view = state.user ? drawing : "login";
@@ -146,7 +148,7 @@ function renderLogin() {
   document.getElementById("who").textContent = "";
   const user = h("input", { type: "text", autocomplete: "username", required: true });
   const pass = h("input", { type: "password", autocomplete: "current-password", required: true });
-  const msg = h("div", { "aria-live": "assertive" });
+  const msg = h("div", { "aria-live": "assertive" }, state.loginNotice ? notice(state.loginNotice) : null);
   const form = h("form", { class: "card login" }, h("h1", { text: t("login.title") }),
     field(t("login.user"), user, "username"), field(t("login.password"), pass, "password"), msg,
     h("div", { class: "actions" }, h("button", { type: "submit", text: t("login.submit") })));
@@ -154,7 +156,7 @@ function renderLogin() {
     ev.preventDefault();
     try {
       const s = await api("POST", "/session", { username: user.value, password: pass.value });
-      Object.assign(state, { user: s.userId, admin: s.admin, csrf: s.csrfToken });
+      Object.assign(state, { user: s.userId, admin: s.admin, csrf: s.csrfToken, loginNotice: null });
       // The page that was asked for (a link opened before login, or the page a session ended
       // on) is drawn: start() routes to the current hash.
       start();
@@ -324,10 +326,32 @@ async function renderRepo(name) {
   const del = state.admin ? h("button", { type: "button", class: "danger", text: t("delete") }) : null;
   if (del) del.addEventListener("click", async () => {
     if (!confirm(t("confirm.delete", name))) return;
-    try { await api("DELETE", `/repositories/${encodeURIComponent(name)}`); location.hash = "#/"; } catch (e) { failure(e); }
+    try {
+      await api("DELETE", `/repositories/${encodeURIComponent(name)}`);
+      state.flash = t("repo.deleted", name);
+      location.hash = "#/";
+    } catch (e) { failure(e); }
   });
-  show(h("h1", { text: name }), table([t("format"), t("type"), t("url")], [[r.format, r.type, h("code", { text: r.url })]]),
-    h("div", { class: "actions" },
+  let toggle = null;
+  if (state.admin) {
+    const path = `/repositories/${r.format}/${r.type}/${encodeURIComponent(name)}`;
+    const full = await api("GET", path);
+    toggle = h("button", { type: "button", class: "secondary", text: full.online === false ? t("repo.bringOnline") : t("repo.takeOffline") });
+    toggle.addEventListener("click", async () => {
+      try {
+        // PUT replaces the configuration: what GET showed goes back with `online` flipped.
+        const body = JSON.parse(JSON.stringify(full));
+        for (const readOnly of ["format", "type", "url", "status"]) delete body[readOnly];
+        body.online = full.online === false;
+        await api("PUT", path, body);
+        state.flash = body.online ? t("repo.isOnline", name) : t("repo.isOffline", name);
+        await renderRepo(name);
+      } catch (e) { failure(e); }
+    });
+  }
+  const online = r.online === false || (r.status && r.status.online === false) ? t("no") : t("yes");
+  show(h("h1", { text: name }), table([t("format"), t("type"), t("url"), t("online")], [[r.format, r.type, h("code", { text: r.url }), online]]),
+    h("div", { class: "actions" }, toggle,
       h("a", { href: `#/repositories/${encodeURIComponent(name)}/usage`, text: t("usage") }),
       h("a", { href: `#/browse/${encodeURIComponent(name)}`, text: t("nav.browse") }),
       state.admin ? h("a", { href: `#/repositories/${encodeURIComponent(name)}/edit`, text: t("edit") }) : null, del));
@@ -436,55 +460,128 @@ async function renderBrowse(name, component) {
 
 // ---- users, roles, LDAP, tokens, audit ---------------------------------------------------------
 
-async function renderUsers() {
+/// Role ids as a list of checkboxes (a multi-select loses its picks to a single click).
+function rolePicker(roles, chosen, label) {
+  const boxes = roles.map((r) => h("input", { type: "checkbox", value: r.id, checked: chosen.includes(r.id) }));
+  const el = h("fieldset", { class: "checks" }, h("legend", { text: label }),
+    roles.map((r, i) => h("label", { title: r.description || "" }, boxes[i], " ", r.id)));
+  return { el, value: () => boxes.filter((b) => b.checked).map((b) => b.value) };
+}
+
+async function renderUsers(editing) {
   const [users, roles] = await Promise.all([api("GET", "/security/users"), api("GET", "/security/roles")]);
-  const id = h("input", { type: "text", required: true });
-  const pw = h("input", { type: "password", required: true, autocomplete: "new-password", minlength: 8 });
-  const email = h("input", { type: "text" });
-  const roleSel = h("select", { multiple: true, size: 4 }, roles.map((r) => h("option", { value: r.id, text: r.id })));
-  const form = h("form", { class: "card" }, h("h2", { text: t("create") }), field("userId", id, "userId"), field(t("password"), pw, "password"),
-    field(t("email"), email, "emailAddress"), field(t("roles"), roleSel, "roles"), h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
+  const inputs = {};
+  const mk = (key, label, attrs) => { inputs[key] = h("input", Object.assign({ type: "text" }, attrs || {})); return field(label, inputs[key], key); };
+  const picker = rolePicker(roles, [], t("roles"));
+  const form = h("form", { class: "card" }, h("h2", { text: t("users.new") }),
+    mk("userId", t("users.id"), { required: true }), mk("firstName", t("users.first")), mk("lastName", t("users.last")),
+    mk("emailAddress", t("email"), { type: "email" }), mk("password", t("password"), { type: "password", required: true, autocomplete: "new-password", minlength: 8 }),
+    picker.el, h("div", { class: "error", "data-error-for": "roles", "aria-live": "polite" }),
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    const v = (k) => inputs[k].value;
     try {
-      await api("POST", "/security/users", { userId: id.value, password: pw.value, emailAddress: email.value, firstName: "", lastName: "", status: "active", roles: [...roleSel.selectedOptions].map((o) => o.value) });
-      renderUsers();
+      await api("POST", "/security/users", { userId: v("userId"), password: v("password"), emailAddress: v("emailAddress"), firstName: v("firstName"),
+        lastName: v("lastName"), status: "active", roles: picker.value() });
+      state.flash = t("users.created", v("userId"));
+      await renderUsers();
     } catch (e) { if (!placeErrors(form, e)) failure(e); }
   });
   const rows = users.map((u) => {
-    const del = h("button", { type: "button", class: "danger", text: t("delete"), disabled: u.userId === state.user });
-    del.addEventListener("click", async () => {
-      if (!confirm(t("confirm.delete", u.userId))) return;
-      try { await api("DELETE", `/security/users/${encodeURIComponent(u.userId)}`); renderUsers(); } catch (e) { failure(e); }
-    });
-    const sel = h("select", { multiple: true, size: 3, "aria-label": `${t("roles")} ${u.userId}` }, roles.map((r) => h("option", { value: r.id, text: r.id, selected: (u.roles || []).includes(r.id) })));
-    const status = h("select", { "aria-label": `${t("status")} ${u.userId}` }, ["active", "disabled"].map((x) => h("option", { value: x, text: x, selected: u.status === x })));
-    const save = h("button", { type: "button", class: "secondary", text: t("save") });
-    const out = h("span", { "aria-live": "polite" });
-    save.addEventListener("click", async () => {
-      try {
-        await api("PUT", `/security/users/${encodeURIComponent(u.userId)}`, { userId: u.userId, firstName: u.firstName, lastName: u.lastName, emailAddress: u.emailAddress, status: status.value, roles: [...sel.selectedOptions].map((o) => o.value) });
-        out.textContent = "✓";
-      } catch (e) { out.textContent = e.message; }
-    });
-    const pw = h("button", { type: "button", class: "secondary", text: t("password") });
-    pw.addEventListener("click", async () => {
-      // One's own password needs the current one; the change ends every session, this one too.
-      const own = u.userId === state.user;
-      const current = own ? prompt(`${t("password.current")}: ${u.userId}`) : null;
-      if (own && !current) return;
-      const np = prompt(`${t("password")}: ${u.userId}`);
-      if (!np) return;
-      const body = own ? { currentPassword: current, newPassword: np } : np;
-      try {
-        await api("PUT", `/security/users/${encodeURIComponent(u.userId)}/change-password`, body);
-        out.textContent = "✓";
-        if (own) { Object.assign(state, { user: null, admin: false, csrf: null }); location.hash = "#/"; renderLogin(); }
-      } catch (e) { out.textContent = e.message; }
-    });
-    return [u.userId, u.emailAddress, status, sel, h("span", {}, save, " ", pw, " ", del, " ", out)];
+    const edit = h("a", { href: `#/users/${encodeURIComponent(u.userId)}`, text: t("edit") });
+    const name = [u.firstName, u.lastName].filter(Boolean).join(" ");
+    return [u.userId, name, u.emailAddress || "", u.source === "LDAP" ? "LDAP" : t("users.local"), u.status === "disabled" ? t("status.disabled") : t("status.active"),
+      (u.roles || []).join(", "), edit];
   });
-  show(h("h1", { text: t("users.title") }), table(["userId", t("email"), t("status"), t("roles"), t("actions")], rows, [1]), form);
+  const nodes = [h("h1", { text: t("users.title") }), table([t("users.id"), t("name"), t("email"), t("users.source"), t("status"), t("roles"), t("actions")], rows, [1, 2, 3])];
+  const u = editing && users.find((x) => x.userId === editing);
+  if (u) nodes.push(userEditor(u, roles));
+  else nodes.push(form);
+  show(...nodes);
+}
+
+/// One user's settings, roles and a new password, each saved by its own button.
+function userEditor(u, roles) {
+  const inputs = {};
+  const mk = (key, label, attrs) => { inputs[key] = h("input", Object.assign({ type: "text", value: u[key] || "" }, attrs || {})); return field(label, inputs[key], key); };
+  const status = h("select", {}, ["active", "disabled"].map((x) => h("option", { value: x, text: t("status." + x), selected: u.status === x })));
+  const picker = rolePicker(roles, u.roles || [], t("roles"));
+  const out = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "card" }, h("h2", { text: `${t("edit")} ${u.userId}` }),
+    mk("firstName", t("users.first")), mk("lastName", t("users.last")), mk("emailAddress", t("email"), { type: "email" }),
+    field(t("status"), status, "status"), picker.el, out,
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("save") }),
+      h("a", { href: "#/users", text: t("cancel") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const v = (k) => inputs[k].value;
+    try {
+      await api("PUT", `/security/users/${encodeURIComponent(u.userId)}`, { userId: u.userId, firstName: v("firstName"), lastName: v("lastName"),
+        emailAddress: v("emailAddress"), status: status.value, source: u.source, roles: picker.value() });
+      state.flash = t("users.saved", u.userId);
+      location.hash = "#/users";
+    } catch (e) { if (!placeErrors(form, e)) out.replaceChildren(notice(e.message, true)); }
+  });
+  // Another user's password is set here; one's own is changed on My account (it needs the current one).
+  const pw = h("input", { type: "password", autocomplete: "new-password", minlength: 8 });
+  const pwOut = h("div", { "aria-live": "polite" });
+  const pwForm = h("form", { class: "card" }, h("h2", { text: t("users.setPassword") }), field(t("password.new"), pw, "newPassword"), pwOut,
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("users.setPassword") })));
+  pwForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("PUT", `/security/users/${encodeURIComponent(u.userId)}/change-password`, pw.value);
+      pw.value = "";
+      pwOut.replaceChildren(notice(t("password.changed")));
+    } catch (e) { pwOut.replaceChildren(notice(e.message, true)); }
+  });
+  const del = h("button", { type: "button", class: "danger", text: t("delete"), disabled: u.userId === state.user });
+  del.addEventListener("click", async () => {
+    if (!confirm(t("confirm.delete", u.userId))) return;
+    try {
+      await api("DELETE", `/security/users/${encodeURIComponent(u.userId)}`);
+      state.flash = t("users.deleted", u.userId);
+      location.hash = "#/users";
+    } catch (e) { out.replaceChildren(notice(e.message, true)); }
+  });
+  const own = u.userId === state.user;
+  return h("div", {}, form, u.source === "LDAP" || own ? null : pwForm, h("div", { class: "actions" }, del));
+}
+
+/// The signed-in user's own page: who they are, their roles, their password and their tokens.
+async function renderAccount() {
+  const me = await api("GET", "/session");
+  const facts = [[t("users.id"), me.userId], [t("users.source"), me.source === "LDAP" ? "LDAP" : t("users.local")]];
+  if (me.source !== "LDAP") {
+    facts.push([t("name"), [me.firstName, me.lastName].filter(Boolean).join(" ")], [t("email"), me.emailAddress || ""], [t("roles"), (me.roles || []).join(", ")]);
+  }
+  const nodes = [h("h1", { text: t("nav.account") }), h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v || "—" })]))];
+  if (me.source !== "LDAP") {
+    const cur = h("input", { type: "password", autocomplete: "current-password", required: true });
+    const np = h("input", { type: "password", autocomplete: "new-password", required: true, minlength: 8 });
+    const again = h("input", { type: "password", autocomplete: "new-password", required: true, minlength: 8 });
+    const out = h("div", { "aria-live": "polite" });
+    const form = h("form", { class: "card" }, h("h2", { text: t("password.change") }), field(t("password.current"), cur, "currentPassword"),
+      field(t("password.new"), np, "newPassword"), field(t("password.again"), again, "again"), out,
+      h("div", { class: "actions" }, h("button", { type: "submit", text: t("password.change") })));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      if (np.value !== again.value) { out.replaceChildren(notice(t("password.mismatch"), true)); return; }
+      try {
+        await api("PUT", `/security/users/${encodeURIComponent(me.userId)}/change-password`, { currentPassword: cur.value, newPassword: np.value });
+        // The change ends every session, this one too.
+        Object.assign(state, { user: null, admin: false, csrf: null, loginNotice: t("password.changedSignIn") });
+        location.hash = "#/";
+        renderLogin();
+      } catch (e) { out.replaceChildren(notice(e.status === 401 || e.status === 403 ? t("password.wrongCurrent") : e.message, true)); }
+    });
+    nodes.push(form);
+  } else {
+    nodes.push(h("p", { class: "muted", text: t("account.ldap") }));
+  }
+  nodes.push(h("p", {}, h("a", { href: "#/tokens", text: t("nav.tokens") })));
+  show(...nodes);
 }
 
 async function renderRoles() {
@@ -617,7 +714,7 @@ async function renderAudit() {
     if (more && token) q.set("continuationToken", token);
     const page = await api("GET", "/audit?" + q.toString());
     token = page.continuationToken;
-    rows = (more ? rows : []).concat(page.items.map((e) => [e.timestamp, e.actor || "", e.action, e.repository || "", e.object || "", e.address || ""]));
+    rows = (more ? rows : []).concat(page.items.map((e) => [when(e.timestamp), e.actor || "", e.action, e.repository || "", e.object || "", e.address || ""]));
     const moreBtn = token ? h("button", { type: "button", class: "secondary", text: t("more") }) : null;
     if (moreBtn) moreBtn.addEventListener("click", () => load(true).catch(failure));
     body.replaceChildren(table([t("when"), t("who"), t("what"), t("repository"), t("object"), t("from")], rows, [5]), moreBtn || "");
@@ -676,7 +773,8 @@ async function draw() {
     if (parts[0] === "repositories" && parts[2] === "usage") return await renderUsage(parts[1]);
     if (parts[0] === "repositories") return await renderRepo(parts[1]);
     if (parts[0] === "browse") return await renderBrowse(parts[1] || "", parts.slice(2).join("/"));
-    if (parts[0] === "users") return await renderUsers();
+    if (parts[0] === "users") return await renderUsers(parts[1]);
+    if (parts[0] === "account") return await renderAccount();
     if (parts[0] === "roles") return await renderRoles();
     if (parts[0] === "ldap") return await renderLdap();
     if (parts[0] === "tokens") return await renderTokens();

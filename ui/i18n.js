@@ -28,7 +28,15 @@ window.WHARF_I18N = {
     "add": "Add", "member.up": "Move {0} up", "member.down": "Move {0} down", "member.remove": "Remove {0}", "yanked": "yanked",
     "form.nameRule": "Letters, digits, dot, underscore and hyphen; starting with a letter or digit.",
     "usage.insecure": "wharf answers plain HTTP here: list the registry in /etc/docker/daemon.json and restart Docker.",
-    "usage.certs": "With a certificate from a private CA, put that CA where Docker looks for this registry:"
+    "usage.certs": "With a certificate from a private CA, put that CA where Docker looks for this registry:",
+    "nav.account": "My account", "users.new": "New user", "users.id": "User ID", "users.first": "First name", "users.last": "Last name",
+    "users.local": "local", "users.source": "Source", "status.active": "active", "status.disabled": "disabled",
+    "users.created": "User {0} created.", "users.saved": "User {0} saved.", "users.deleted": "User {0} deleted.", "users.setPassword": "Set password",
+    "password.new": "New password", "password.again": "New password again", "password.change": "Change password",
+    "password.changed": "Password set.", "password.mismatch": "The two new passwords differ.",
+    "password.changedSignIn": "Password changed: sign in with the new one.", "password.wrongCurrent": "The current password is wrong.",
+    "account.ldap": "Your account lives in the directory (LDAP): change your password there.",
+    "repo.bringOnline": "Bring online", "repo.takeOffline": "Take offline", "repo.isOnline": "{0} is online.", "repo.isOffline": "{0} is offline: clients get 503."
   },
   "zh-CN": {
     skip: "跳到内容", logout: "退出", "login.title": "登录 wharf", "login.user": "用户名",
@@ -56,6 +64,14 @@ window.WHARF_I18N = {
     "add": "添加", "member.up": "上移 {0}", "member.down": "下移 {0}", "member.remove": "移除 {0}", "yanked": "已撤回",
     "form.nameRule": "字母、数字、点、下划线和连字符；以字母或数字开头。",
     "usage.insecure": "此处 wharf 使用明文 HTTP：请在 /etc/docker/daemon.json 中登记该仓库并重启 Docker。",
-    "usage.certs": "如果证书由私有 CA 签发，请把该 CA 放到 Docker 为此仓库查找的位置："
+    "usage.certs": "如果证书由私有 CA 签发，请把该 CA 放到 Docker 为此仓库查找的位置：",
+    "nav.account": "我的账户", "users.new": "新建用户", "users.id": "用户 ID", "users.first": "名", "users.last": "姓",
+    "users.local": "本地", "users.source": "来源", "status.active": "启用", "status.disabled": "停用",
+    "users.created": "已创建用户 {0}。", "users.saved": "已保存用户 {0}。", "users.deleted": "已删除用户 {0}。", "users.setPassword": "设置密码",
+    "password.new": "新密码", "password.again": "再次输入新密码", "password.change": "修改密码",
+    "password.changed": "密码已设置。", "password.mismatch": "两次输入的新密码不一致。",
+    "password.changedSignIn": "密码已修改：请用新密码登录。", "password.wrongCurrent": "当前密码错误。",
+    "account.ldap": "你的账户在目录服务（LDAP）中：请在那里修改密码。",
+    "repo.bringOnline": "上线", "repo.takeOffline": "下线", "repo.isOnline": "{0} 已上线。", "repo.isOffline": "{0} 已下线：客户端将收到 503。"
   }
 };

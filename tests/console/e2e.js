@@ -152,18 +152,44 @@ async function main() {
       await page.waitForFunction(() => document.querySelector("main table").textContent.includes("ui-readers"));
       await view(page, "users");
       check(await page.getAttribute('header a[href="#/users"]', "aria-current") === "page", "Users is the current page");
-      const ownDelete = page.locator("main table button.danger[disabled]").first();
-      check(Number(await ownDelete.evaluate((b) => getComputedStyle(b).opacity)) < 0.6, "a disabled button looks disabled");
+      await view(page, "users/admin");
+      const ownDelete = page.locator("main button.danger[disabled]").first();
+      check(Number(await ownDelete.evaluate((b) => getComputedStyle(b).opacity)) < 0.6, "a disabled button (one's own Delete) looks disabled");
+      await view(page, "users");
       await page.fill("#f-userId", "ui-user");
       await page.fill("#f-password", "ui-user-password");
-      await page.selectOption("#f-roles", ["ui-readers"]);
+      await page.getByRole("checkbox", { name: "ui-readers" }).check();
       await page.getByRole("button", { name: /^Create$/ }).click();
       await page.waitForFunction(() => document.querySelector("main table").textContent.includes("ui-user"));
+      check((await page.textContent("main")).includes("User ui-user created."), "a notice says the user was made");
+      // Edit: names and e-mail in fields, and a password set in a form field (no prompt()).
+      await page.getByRole("row", { name: /ui-user/ }).getByRole("link", { name: "Edit" }).click();
+      await arrived(page, "users/ui-user");
+      await page.fill("#f-firstName", "Uma");
+      await page.fill("#f-lastName", "Reader");
+      await page.fill("#f-emailAddress", "uma@example.test");
+      await shot(page, "user-edit");
+      await page.getByRole("button", { name: /^Save$/ }).click();
+      await arrived(page, "users");
+      check((await page.textContent("main table")).includes("Uma Reader"), "the edited name is listed");
+      await view(page, "users/ui-user");
+      await page.fill("#f-newPassword", "ui-user-password-2");
+      await page.getByRole("button", { name: "Set password" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("Password set."));
+      // Offline and back online from the repository's page.
+      await view(page, "repositories/ui-pypi-proxy");
+      await page.getByRole("button", { name: "Take offline" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("is offline"));
+      const offline = await page.evaluate(async () => (await fetch("/repository/ui-pypi-proxy/simple/")).status);
+      check(offline === 503, `an offline repository answers 503 (${offline})`);
+      await page.getByRole("button", { name: "Bring online" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("is online"));
       // The audit log shows what the console just did, filtered.
       await view(page, "audit");
       await page.fill("#f-action", "user.*");
       await page.getByRole("button", { name: /^Filter$/ }).click();
       await page.waitForFunction(() => document.querySelector("main table") && document.querySelector("main table").textContent.includes("user.create"));
+      check(!/\d{4}-\d\d-\d\dT/.test(await page.textContent("main table")), "audit times are shown in the reader's locale, not as ISO text");
       // An LDAP server, added and checked with the page's buttons (slapd from tests/ldap/fixture.ldif).
       await view(page, "ldap");
       await page.fill("#f-name", "ui-corp");
@@ -232,7 +258,8 @@ async function main() {
       await view(page, "repositories/ui-npm-proxy");
       await page.getByRole("button", { name: "Delete" }).click();
       await arrived(page, "");
-      check(!(await page.textContent("main")).includes("ui-npm-proxy"), "the deleted repository is gone");
+      check((await page.textContent("main")).includes("Repository ui-npm-proxy deleted."), "a notice says the repository was deleted");
+      check(!(await page.textContent("main table")).includes("ui-npm-proxy"), "the deleted repository is gone");
     } else if (phase === "roundtrip") {
       // Edit → Save without touching anything, for each repository the test made with settings
       // the form does not show; the test compares the configuration before and after.
@@ -264,6 +291,21 @@ async function main() {
       await view(page, "browse/ui-npm-hosted");
       check((await page.textContent("main")).includes("ui-console-npm"), "and browses it");
       await shot(page, "reader-browse");
+      // My account: who they are and their roles; their own password, with the current one.
+      await view(page, "account");
+      const account = await page.textContent("main");
+      check(account.includes(user) && account.includes("console-readers"), `the account page names the user and roles: ${account}`);
+      await page.fill("#f-currentPassword", "not-the-password");
+      await page.fill("#f-newPassword", "console-reader-pw-2");
+      await page.fill("#f-again", "console-reader-pw-2");
+      await page.getByRole("button", { name: "Change password" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("current password is wrong"));
+      await page.fill("#f-currentPassword", password);
+      await page.getByRole("button", { name: "Change password" }).click();
+      await page.waitForSelector("#f-username");
+      check((await page.textContent("main")).includes("sign in with the new one"), "after the change: sign in again");
+      await login(page, user, "console-reader-pw-2");
+      await arrived(page, "");
       // Navigation by keyboard: focus the Browse link and follow it with Enter.
       await page.focus('header nav a[href="#/browse"]');
       await page.keyboard.press("Enter");

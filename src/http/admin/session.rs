@@ -49,7 +49,21 @@ pub async fn current(state: web::Data<AppState>, req: HttpRequest) -> Result<Htt
     let p = state.auth.principal(&req).await;
     let user = p.user.clone().ok_or(AdminError::Unauthenticated)?;
     let csrf = req.cookie(SESSION_COOKIE).and_then(|c| state.auth.tokens.verify_session(c.value())).map(|c| c.csrf);
-    Ok(HttpResponse::Ok().json(json!({ "userId": user, "admin": matches!(p.access, Access::All), "csrfToken": csrf })))
+    // For "My account": a local user's name, e-mail and roles (a directory user's roles come
+    // from their groups and are not listed here).
+    let local = p.realm == Some(wharf_format::Realm::Local);
+    let name = user.clone();
+    let row = if local { state.db.run(move |c| crate::db::users::get(c, &name)).await? } else { None };
+    Ok(HttpResponse::Ok().json(json!({
+        "userId": user,
+        "admin": matches!(p.access, Access::All),
+        "csrfToken": csrf,
+        "source": p.realm.map(|r| if r == wharf_format::Realm::Local { "default" } else { "LDAP" }),
+        "firstName": row.as_ref().map(|r| r.first_name.clone()),
+        "lastName": row.as_ref().map(|r| r.last_name.clone()),
+        "emailAddress": row.as_ref().map(|r| r.email.clone()),
+        "roles": row.as_ref().map(|r| r.role_ids()),
+    })))
 }
 
 /// Logout: the session ends on the server, and the cookie is cleared.
