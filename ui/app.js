@@ -726,9 +726,126 @@ async function renderAudit() {
   await load(false);
 }
 
+// ---- blob stores, cleanup policies, tasks, system ----------------------------------------------
+
+async function renderBlobStores() {
+  const stores = await api("GET", "/blobstores");
+  const rows = stores.map((st) => {
+    const quota = st.softQuota ? `${t(st.softQuota.type === "spaceRemainingQuota" ? "quota.remaining" : "quota.used")} ${bytes(st.softQuota.limit)}` : "—";
+    const del = h("button", { type: "button", class: "danger", text: t("delete") });
+    const out = h("span", { "aria-live": "polite" });
+    del.addEventListener("click", async () => {
+      if (!confirm(t("confirm.delete", st.name))) return;
+      try {
+        await api("DELETE", `/blobstores/${encodeURIComponent(st.name)}`);
+        state.flash = t("stores.deleted", st.name);
+        await renderBlobStores();
+      } catch (e) { out.textContent = e.message; }
+    });
+    return [st.name, st.type, String(st.blobCount ?? ""), bytes(st.totalSizeInBytes), st.availableSpaceInBytes != null ? bytes(st.availableSpaceInBytes) : "", quota,
+      st.unavailable ? t("stores.unavailable") : t("yes"), h("span", {}, del, " ", out)];
+  });
+  const name = h("input", { type: "text", required: true });
+  const path = h("input", { type: "text", placeholder: t("stores.pathHint") });
+  const limit = h("input", { type: "number", min: "1", step: "any" });
+  const form = h("form", { class: "card" }, h("h2", { text: t("stores.newFile") }), field(t("name"), name, "name"), field(t("stores.path"), path, "path"),
+    field(t("stores.quotaMiB"), limit, "softQuota"), h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = { name: name.value, path: path.value || name.value };
+    if (limit.value) body.softQuota = { type: "spaceUsedQuota", limit: Math.round(Number(limit.value) * 1048576) };
+    try {
+      await api("POST", "/blobstores/file", body);
+      state.flash = t("stores.created", name.value);
+      await renderBlobStores();
+    } catch (e) { if (!placeErrors(form, e)) failure(e); }
+  });
+  show(h("h1", { text: t("nav.stores") }),
+    table([t("name"), t("type"), t("blobs"), t("size"), t("stores.free"), t("stores.quota"), t("stores.available"), t("actions")], rows, [4, 5]), form);
+}
+
+async function renderCleanup() {
+  const [policies, repos] = await Promise.all([api("GET", "/cleanup-policies"), api("GET", "/repositories")]);
+  const result = h("div", { "aria-live": "polite" });
+  const rows = policies.map((p) => {
+    const pick = h("select", { "aria-label": `${t("repository")} ${p.name}` }, repos.filter((r) => p.format === "*" || r.format === p.format).map((r) => h("option", { value: r.name, text: r.name })));
+    const preview = h("button", { type: "button", class: "secondary", text: t("cleanup.preview") });
+    preview.addEventListener("click", async () => {
+      try {
+        const r = await api("GET", `/cleanup-policies/${encodeURIComponent(p.name)}/preview?repository=${encodeURIComponent(pick.value)}`);
+        result.replaceChildren(h("h2", { text: t("cleanup.would", r.componentCount, r.repository, bytes(r.totalSize)) }),
+          table([t("name"), t("version"), t("size")], r.components.map((c) => [c.group ? `${c.group}/${c.name}` : c.name, c.version, bytes(c.size)])));
+      } catch (e) { result.replaceChildren(notice(e.message, true)); }
+    });
+    const del = h("button", { type: "button", class: "danger", text: t("delete") });
+    del.addEventListener("click", async () => {
+      if (!confirm(t("confirm.delete", p.name))) return;
+      try { await api("DELETE", `/cleanup-policies/${encodeURIComponent(p.name)}`); await renderCleanup(); } catch (e) { result.replaceChildren(notice(e.message, true)); }
+    });
+    const criteria = [
+      p.criteriaLastBlobUpdated != null ? t("cleanup.published", p.criteriaLastBlobUpdated) : null,
+      p.criteriaLastDownloaded != null ? t("cleanup.downloaded", p.criteriaLastDownloaded) : null,
+      p.criteriaReleaseType ? p.criteriaReleaseType : null,
+      p.criteriaAssetRegex ? `/${p.criteriaAssetRegex}/` : null,
+      p.retain != null ? t("cleanup.keep", p.retain) : null,
+    ].filter(Boolean).join("; ");
+    return [p.name, p.format === "*" ? t("cleanup.allFormats") : p.format, criteria, h("span", {}, pick, " ", preview, " ", del)];
+  });
+  const name = h("input", { type: "text", required: true });
+  const format = h("select", {}, ["*", "docker", "pypi", "npm"].map((f) => h("option", { value: f, text: f === "*" ? t("cleanup.allFormats") : f })));
+  const published = h("input", { type: "number", min: "1" });
+  const downloaded = h("input", { type: "number", min: "1" });
+  const regex = h("input", { type: "text" });
+  const retain = h("input", { type: "number", min: "1" });
+  const form = h("form", { class: "card" }, h("h2", { text: t("cleanup.new") }), field(t("name"), name, "name"), field(t("format"), format, "format"),
+    field(t("cleanup.publishedLabel"), published, "criteriaLastBlobUpdated"), field(t("cleanup.downloadedLabel"), downloaded, "criteriaLastDownloaded"),
+    field(t("cleanup.regex"), regex, "criteriaAssetRegex"), field(t("cleanup.retain"), retain, "retain"),
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const num = (i) => (i.value ? Number(i.value) : null);
+    try {
+      await api("POST", "/cleanup-policies", { name: name.value, format: format.value === "*" ? "ALL_FORMATS" : format.value, criteriaLastBlobUpdated: num(published),
+        criteriaLastDownloaded: num(downloaded), criteriaAssetRegex: regex.value || null, retain: num(retain) });
+      state.flash = t("cleanup.created", name.value);
+      await renderCleanup();
+    } catch (e) { if (!placeErrors(form, e)) failure(e); }
+  });
+  show(h("h1", { text: t("nav.cleanup") }), table([t("name"), t("format"), t("cleanup.criteria"), t("actions")], rows), result, form);
+}
+
+async function renderTasks(id) {
+  const tasks = (await api("GET", "/tasks")).items || [];
+  const schedule = (f) => (f.schedule === "cron" ? f.cronExpression : f.schedule === "interval" ? t("tasks.every", f.intervalSeconds) : t("tasks.manual"));
+  const rows = tasks.map((tk) => {
+    const run = h("button", { type: "button", class: "secondary", text: t("tasks.run"), disabled: tk.currentState === "RUNNING" });
+    run.addEventListener("click", async () => {
+      try { await api("POST", `/tasks/${encodeURIComponent(tk.id)}/run`); state.flash = t("tasks.started", tk.name); location.hash = `#/tasks/${encodeURIComponent(tk.id)}`; await route(); } catch (e) { failure(e); }
+    });
+    return [h("a", { href: `#/tasks/${encodeURIComponent(tk.id)}`, text: tk.name }), tk.type, schedule(tk.frequency || {}), tk.currentState,
+      when(tk.lastRun), tk.lastRunResult || "", tk.lastDurationMs != null ? `${tk.lastDurationMs} ms` : "", when(tk.nextRun), run];
+  });
+  const nodes = [h("h1", { text: t("nav.tasks") }),
+    table([t("name"), t("type"), t("tasks.schedule"), t("status"), t("tasks.lastRun"), t("tasks.result"), t("tasks.duration"), t("tasks.next"), t("actions")], rows, [1, 6, 7])];
+  const tk = id && tasks.find((x) => x.id === id);
+  if (tk) {
+    const runs = (await api("GET", `/tasks/${encodeURIComponent(tk.id)}/runs`)).items || [];
+    nodes.push(h("h2", { text: t("tasks.history", tk.name) }),
+      table([t("tasks.started.at"), t("tasks.result"), t("tasks.duration"), t("tasks.trigger"), t("tasks.node"), t("tasks.message")],
+        runs.map((r) => [when(r.startedAt), r.result || t("tasks.running"), r.durationMs != null ? `${r.durationMs} ms` : "", r.trigger || "", r.node || "", r.message || ""]), [3, 4]));
+  }
+  show(...nodes);
+}
+
+async function renderSystem() {
+  const [checks, status] = await Promise.all([api("GET", "/status/check"), api("GET", "/status").catch(() => null)]);
+  const rows = Object.entries(checks).map(([name, c]) => [name, c.healthy ? h("span", { class: "ok", text: "✓ " + t("dash.healthy") }) : h("span", { class: "error", text: "✗" }), c.message || ""]);
+  show(h("h1", { text: t("nav.system") }), status && status.version ? h("p", { text: `wharf ${status.version}` }) : null, table([t("system.check"), t("status"), t("tasks.message")], rows));
+}
+
 // ---- routing ---------------------------------------------------------------------------------
 
-const ADMIN_ONLY = ["repositories/new", "users", "roles", "ldap", "audit"];
+const ADMIN_ONLY = ["repositories/new", "users", "roles", "ldap", "audit", "blobstores", "cleanup", "tasks", "system"];
 
 // Routes are drawn one after another, so a slow page never overwrites a later one, and a draw
 // reads the hash when it starts: of several queued routes only the last one draws (the others
@@ -779,6 +896,10 @@ async function draw() {
     if (parts[0] === "ldap") return await renderLdap();
     if (parts[0] === "tokens") return await renderTokens();
     if (parts[0] === "audit") return await renderAudit();
+    if (parts[0] === "blobstores") return await renderBlobStores();
+    if (parts[0] === "cleanup") return await renderCleanup();
+    if (parts[0] === "tasks") return await renderTasks(parts[1]);
+    if (parts[0] === "system") return await renderSystem();
     show(h("h1", { text: "404" }));
   } catch (e) {
     failure(e);

@@ -36,7 +36,19 @@ window.WHARF_I18N = {
     "password.changed": "Password set.", "password.mismatch": "The two new passwords differ.",
     "password.changedSignIn": "Password changed: sign in with the new one.", "password.wrongCurrent": "The current password is wrong.",
     "account.ldap": "Your account lives in the directory (LDAP): change your password there.",
-    "repo.bringOnline": "Bring online", "repo.takeOffline": "Take offline", "repo.isOnline": "{0} is online.", "repo.isOffline": "{0} is offline: clients get 503."
+    "repo.bringOnline": "Bring online", "repo.takeOffline": "Take offline", "repo.isOnline": "{0} is online.", "repo.isOffline": "{0} is offline: clients get 503.",
+    "nav.stores": "Blob stores", "nav.cleanup": "Cleanup policies", "nav.tasks": "Tasks", "nav.system": "System",
+    "quota.used": "used over", "quota.remaining": "free under", "stores.deleted": "Blob store {0} deleted.", "stores.created": "Blob store {0} created.",
+    "stores.unavailable": "unavailable", "stores.pathHint": "relative to the data directory, or absolute", "stores.newFile": "New file blob store",
+    "stores.path": "Path", "stores.quotaMiB": "Soft quota: warn above (MiB, optional)", "stores.free": "Free on disk", "stores.quota": "Soft quota", "stores.available": "Available",
+    "cleanup.preview": "Preview", "cleanup.would": "Would delete {0} components from {1} ({2})", "cleanup.published": "published over {0} days ago",
+    "cleanup.downloaded": "not downloaded for {0} days", "cleanup.keep": "keeps the newest {0}", "cleanup.allFormats": "all formats",
+    "cleanup.new": "New cleanup policy", "cleanup.publishedLabel": "Published before (days, optional)", "cleanup.downloadedLabel": "Not downloaded for (days, optional)",
+    "cleanup.regex": "Path matches (regular expression, optional)", "cleanup.retain": "Keep the newest N versions (optional)", "cleanup.created": "Cleanup policy {0} created.",
+    "cleanup.criteria": "Criteria", "tasks.every": "every {0} s", "tasks.manual": "manual", "tasks.run": "Run now", "tasks.started": "{0} started.",
+    "tasks.schedule": "Schedule", "tasks.lastRun": "Last run", "tasks.result": "Result", "tasks.duration": "Duration", "tasks.next": "Next run",
+    "tasks.history": "Runs of {0}", "tasks.started.at": "Started", "tasks.trigger": "Trigger", "tasks.node": "Node", "tasks.message": "Message",
+    "tasks.running": "running", "system.check": "Check"
   },
   "zh-CN": {
     skip: "跳到内容", logout: "退出", "login.title": "登录 wharf", "login.user": "用户名",
@@ -72,6 +84,18 @@ window.WHARF_I18N = {
     "password.changed": "密码已设置。", "password.mismatch": "两次输入的新密码不一致。",
     "password.changedSignIn": "密码已修改：请用新密码登录。", "password.wrongCurrent": "当前密码错误。",
     "account.ldap": "你的账户在目录服务（LDAP）中：请在那里修改密码。",
-    "repo.bringOnline": "上线", "repo.takeOffline": "下线", "repo.isOnline": "{0} 已上线。", "repo.isOffline": "{0} 已下线：客户端将收到 503。"
+    "repo.bringOnline": "上线", "repo.takeOffline": "下线", "repo.isOnline": "{0} 已上线。", "repo.isOffline": "{0} 已下线：客户端将收到 503。",
+    "nav.stores": "存储", "nav.cleanup": "清理策略", "nav.tasks": "任务", "nav.system": "系统",
+    "quota.used": "已用超过", "quota.remaining": "剩余低于", "stores.deleted": "已删除存储 {0}。", "stores.created": "已创建存储 {0}。",
+    "stores.unavailable": "不可用", "stores.pathHint": "相对于数据目录，或绝对路径", "stores.newFile": "新建文件存储",
+    "stores.path": "路径", "stores.quotaMiB": "软配额：超过时警告（MiB，可选）", "stores.free": "磁盘剩余", "stores.quota": "软配额", "stores.available": "可用",
+    "cleanup.preview": "预览", "cleanup.would": "将从 {1} 删除 {0} 个组件（{2}）", "cleanup.published": "发布超过 {0} 天",
+    "cleanup.downloaded": "{0} 天未下载", "cleanup.keep": "保留最新 {0} 个", "cleanup.allFormats": "所有格式",
+    "cleanup.new": "新建清理策略", "cleanup.publishedLabel": "发布早于（天，可选）", "cleanup.downloadedLabel": "未下载超过（天，可选）",
+    "cleanup.regex": "路径匹配（正则表达式，可选）", "cleanup.retain": "保留最新 N 个版本（可选）", "cleanup.created": "已创建清理策略 {0}。",
+    "cleanup.criteria": "条件", "tasks.every": "每 {0} 秒", "tasks.manual": "手动", "tasks.run": "立即运行", "tasks.started": "已启动 {0}。",
+    "tasks.schedule": "计划", "tasks.lastRun": "上次运行", "tasks.result": "结果", "tasks.duration": "耗时", "tasks.next": "下次运行",
+    "tasks.history": "{0} 的运行记录", "tasks.started.at": "开始时间", "tasks.trigger": "触发方式", "tasks.node": "节点", "tasks.message": "消息",
+    "tasks.running": "运行中", "system.check": "检查项"
   }
 };

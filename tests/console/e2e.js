@@ -207,7 +207,42 @@ async function main() {
       await page.getByRole("button", { name: "Test login" }).click();
       await page.waitForFunction(() => document.querySelector("main table").textContent.includes("✓ alice"));
       await shot(page, "ldap-tested");
-      for (const p of ["users", "roles", "tokens", "audit", "ldap"]) {
+      // Blob stores: one made with a soft quota, listed, deleted.
+      await view(page, "blobstores");
+      await page.fill("#f-name", "ui-store");
+      await page.fill("#f-softQuota", "1");
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("Blob store ui-store created."));
+      check((await page.textContent("main table")).includes("1.0 MiB"), "the store's soft quota is shown");
+      await page.getByRole("row", { name: /ui-store/ }).getByRole("button", { name: "Delete" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("Blob store ui-store deleted."));
+      // A cleanup policy, and its preview on a repository.
+      await view(page, "cleanup");
+      await page.fill("#f-name", "ui-old");
+      await page.selectOption("#f-format", "pypi");
+      await page.fill("#f-criteriaLastBlobUpdated", "30");
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("Cleanup policy ui-old created."));
+      await page.getByLabel("Repository ui-old").selectOption("ui-pypi-hosted");
+      await page.getByRole("button", { name: "Preview" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("Would delete") || document.querySelector("main .notice.bad"));
+      await shot(page, "cleanup-preview");
+      check((await page.textContent("main")).includes("Would delete 0 components from ui-pypi-hosted"), `the preview says what it would delete: ${await page.textContent("main")}`);
+      // A task run by hand, with its history.
+      await view(page, "tasks");
+      await page.getByRole("row", { name: /Upload sweep/ }).getByRole("button", { name: "Run now" }).click();
+      await arrived(page, "tasks/upload-sweep");
+      await page.waitForFunction(async () => {
+        const r = await fetch("/service/rest/v1/tasks/upload-sweep/runs", { headers: { "X-Requested-With": "XMLHttpRequest" } });
+        return (await r.json()).items.some((x) => x.result === "OK");
+      });
+      await view(page, "tasks/upload-sweep");
+      check((await page.textContent("main")).includes("removed 0 abandoned uploads"), "the run's message is in its history");
+      // System: the status checks.
+      await view(page, "system");
+      check((await page.textContent("main table")).includes("Database"), "the system page lists the checks");
+      await noPlaceholders(page, "the system page");
+      for (const p of ["users", "roles", "tokens", "audit", "ldap", "blobstores", "cleanup", "tasks", "system", "account"]) {
         await view(page, p);
         await shot(page, p);
       }
