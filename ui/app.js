@@ -350,7 +350,14 @@ async function renderRepo(name) {
     });
   }
   const online = r.online === false || (r.status && r.status.online === false) ? t("no") : t("yes");
-  show(h("h1", { text: name }), table([t("format"), t("type"), t("url"), t("online")], [[r.format, r.type, h("code", { text: r.url }), online]]),
+  // A proxy's upstream: available, auto-blocked after failures, and the last error seen.
+  const up = r.status && r.status.upstream;
+  const upstream = up ? h("div", { class: "card" }, h("h2", { text: t("proxy.upstream") }), h("dl", { class: "facts" },
+    h("dt", { text: t("status") }), h("dd", { class: up.state === "available" ? "ok" : "error", text: t("proxy." + up.state) }),
+    up.lastError ? [h("dt", { text: t("proxy.lastError") }), h("dd", { text: `${up.lastError} (${when(up.lastErrorAt)})` })] : null,
+    up.failingSince ? [h("dt", { text: t("proxy.failingSince") }), h("dd", { text: when(up.failingSince) })] : null,
+    up.nextProbeAt ? [h("dt", { text: t("proxy.nextProbe") }), h("dd", { text: when(up.nextProbeAt) })] : null)) : null;
+  show(h("h1", { text: name }), table([t("format"), t("type"), t("url"), t("online")], [[r.format, r.type, h("code", { text: r.url }), online]]), upstream,
     h("div", { class: "actions" }, toggle,
       h("a", { href: `#/repositories/${encodeURIComponent(name)}/usage`, text: t("usage") }),
       h("a", { href: `#/browse/${encodeURIComponent(name)}`, text: t("nav.browse") }),
@@ -363,24 +370,46 @@ async function renderUsage(name) {
   const host = location.host, scheme = location.protocol.replace(":", "");
   const base = `${scheme}://${host}/repository/${name}/`;
   const user = state.user || "USER";
+  const writes = r.type === "hosted" || (r.type === "group" && full.group && full.group.writableMember);
+  const tokenLink = h("p", { class: "muted" }, t("usage.token") + " ", h("a", { href: "#/tokens", text: t("nav.tokens") }));
   const blocks = [];
   if (r.format === "docker") {
     const port = full.docker && full.docker.httpPort;
     const server = port ? `${location.hostname}:${port}` : host;
     const reg = port ? server : `${host}/${name}`;
-    blocks.push(pre(`docker login ${server} -u ${user}\ndocker tag alpine:3 ${reg}/team/alpine:3\ndocker push ${reg}/team/alpine:3\ndocker pull ${reg}/team/alpine:3`));
+    const lines = [`docker login ${server} -u ${user}`];
+    if (writes) lines.push(`docker tag alpine:3 ${reg}/team/alpine:3`, `docker push ${reg}/team/alpine:3`);
+    lines.push(r.type === "proxy" ? `docker pull ${reg}/library/alpine:3` : `docker pull ${reg}/team/alpine:3`);
+    blocks.push(pre(lines.join("\n")));
+    // A Docker Hub proxy on its own port can be the daemon's mirror: plain `docker pull alpine` goes through it.
+    if (r.type === "proxy" && port && /docker\.io/.test((full.proxy && full.proxy.remoteUrl) || "")) {
+      blocks.push(h("h2", { text: t("usage.mirror") }), pre(`{ "registry-mirrors": ["${scheme}://${server}"] }`));
+    }
     if (scheme === "http") {
       blocks.push(h("p", { class: "muted", text: t("usage.insecure") }), pre(`{ "insecure-registries": ["${server}"] }`));
     } else {
       blocks.push(h("p", { class: "muted", text: t("usage.certs") }), pre(`/etc/docker/certs.d/${server}/ca.crt`));
     }
   } else if (r.format === "pypi") {
-    blocks.push(h("h2", { text: "pip.conf" }), pre(`[global]\nindex-url = ${scheme}://${user}:PASSWORD@${host}/repository/${name}/simple/`));
-    blocks.push(h("h2", { text: "uv" }), pre(`export UV_INDEX_URL=${scheme}://${user}:PASSWORD@${host}/repository/${name}/simple/\nuv pip install requests`));
-    blocks.push(h("h2", { text: "twine (.pypirc)" }), pre(`[distutils]\nindex-servers = wharf\n\n[wharf]\nrepository = ${base}\nusername = ${user}`));
+    const index = `${scheme}://${user}:PASSWORD@${host}/repository/${name}/simple/`;
+    const trusted = scheme === "http" ? `\ntrusted-host = ${location.hostname}` : "";
+    blocks.push(h("h2", { text: "pip.conf" }), pre(`[global]\nindex-url = ${index}${trusted}`));
+    blocks.push(h("h2", { text: "uv" }), pre(`export UV_INDEX_URL=${index}\nuv pip install requests`));
+    blocks.push(h("h2", { text: "pyproject.toml (uv)" }), pre(`[[tool.uv.index]]\nname = "wharf"\nurl = "${scheme}://${host}/repository/${name}/simple/"\ndefault = true`));
+    if (writes) {
+      blocks.push(h("h2", { text: "twine (.pypirc)" }), pre(`[distutils]\nindex-servers = wharf\n\n[wharf]\nrepository = ${base}\nusername = ${user}`));
+      blocks.push(h("h2", { text: "uv publish" }), pre(`uv publish --publish-url ${base} --username ${user}`));
+    }
+    if (scheme === "http") blocks.push(h("p", { class: "muted", text: t("usage.trustedHost") }));
   } else if (r.format === "npm") {
-    blocks.push(h("h2", { text: ".npmrc" }), pre(`registry=${base}\n//${host}/repository/${name}/:_authToken=TOKEN`));
-    blocks.push(pre(`npm login --auth-type=legacy --registry ${base}\nnpm install lodash\nnpm publish --registry ${base}`));
+    // An example package this repository can serve: a proxy's (or a group's) from upstream,
+    // a hosted one's own.
+    const pkg = r.type === "hosted" ? "your-package" : "lodash";
+    blocks.push(h("h2", { text: ".npmrc" }), pre(`registry=${base}\n//${host}/repository/${name}/:_authToken=TOKEN`), tokenLink);
+    const lines = [`npm login --auth-type=legacy --registry ${base}`, `npm install ${pkg}`];
+    if (writes) lines.push(`npm publish --registry ${base}`);
+    blocks.push(pre(lines.join("\n")));
+    blocks.push(h("h2", { text: "yarn (.yarnrc.yml)" }), pre(`npmRegistryServer: "${base}"\nnpmAuthToken: "TOKEN"${scheme === "http" ? `\nunsafeHttpWhitelist:\n  - "${location.hostname}"` : ""}`));
   }
   show(h("h1", { text: t("usage.title", name) }), ...blocks, h("p", {}, h("a", { href: "#/", text: t("back") })));
 }

@@ -48,7 +48,11 @@ window.WHARF_I18N = {
     "cleanup.criteria": "Criteria", "tasks.every": "every {0} s", "tasks.manual": "manual", "tasks.run": "Run now", "tasks.started": "{0} started.",
     "tasks.schedule": "Schedule", "tasks.lastRun": "Last run", "tasks.result": "Result", "tasks.duration": "Duration", "tasks.next": "Next run",
     "tasks.history": "Runs of {0}", "tasks.started.at": "Started", "tasks.trigger": "Trigger", "tasks.node": "Node", "tasks.message": "Message",
-    "tasks.running": "running", "system.check": "Check"
+    "tasks.running": "running", "system.check": "Check",
+    "proxy.upstream": "Upstream", "proxy.available": "available", "proxy.failing": "failing", "proxy.auto-blocked": "auto-blocked after failures", "proxy.blocked": "blocked by an admin",
+    "proxy.lastError": "Last error", "proxy.failingSince": "Failing since", "proxy.nextProbe": "Next check",
+    "usage.token": "TOKEN: an API token, made on", "usage.mirror": "As the Docker daemon's mirror (/etc/docker/daemon.json)",
+    "usage.trustedHost": "wharf answers plain HTTP here: pip needs the trusted-host line (uv: --allow-insecure-host)."
   },
   "zh-CN": {
     skip: "跳到内容", logout: "退出", "login.title": "登录 wharf", "login.user": "用户名",
@@ -96,6 +100,10 @@ window.WHARF_I18N = {
     "cleanup.criteria": "条件", "tasks.every": "每 {0} 秒", "tasks.manual": "手动", "tasks.run": "立即运行", "tasks.started": "已启动 {0}。",
     "tasks.schedule": "计划", "tasks.lastRun": "上次运行", "tasks.result": "结果", "tasks.duration": "耗时", "tasks.next": "下次运行",
     "tasks.history": "{0} 的运行记录", "tasks.started.at": "开始时间", "tasks.trigger": "触发方式", "tasks.node": "节点", "tasks.message": "消息",
-    "tasks.running": "运行中", "system.check": "检查项"
+    "tasks.running": "运行中", "system.check": "检查项",
+    "proxy.upstream": "上游", "proxy.available": "可用", "proxy.failing": "失败中", "proxy.auto-blocked": "多次失败后已自动阻断", "proxy.blocked": "已被管理员阻断",
+    "proxy.lastError": "最近错误", "proxy.failingSince": "失败开始于", "proxy.nextProbe": "下次检查",
+    "usage.token": "TOKEN：API 令牌，在此创建：", "usage.mirror": "作为 Docker 守护进程的镜像（/etc/docker/daemon.json）",
+    "usage.trustedHost": "此处 wharf 使用明文 HTTP：pip 需要 trusted-host 一行（uv：--allow-insecure-host）。"
   }
 };

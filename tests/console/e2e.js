@@ -76,7 +76,13 @@ async function main() {
       check(!(await page.evaluate(() => document.cookie)).includes("wharf_session"), "the session cookie is not readable by scripts");
       for (const format of ["docker", "pypi", "npm"]) {
         await createRepo(page, format, "hosted", `ui-${format}-hosted`);
+        check(/docker push|npm publish|twine/.test(await page.textContent("main")), "a hosted repository's usage page shows how to upload");
         await createRepo(page, format, "proxy", `ui-${format}-proxy`);
+        // A proxy's usage page shows no upload commands; its page shows the upstream's state.
+        const proxyUsage = await page.textContent("main");
+        check(!/docker push|npm publish|twine|uv publish/.test(proxyUsage), `no upload commands for a proxy: ${proxyUsage}`);
+        await view(page, `repositories/ui-${format}-proxy`);
+        check((await page.textContent("main")).includes("Upstream"), "a proxy's page shows its upstream");
         // Members in the order picked, then reordered: the proxy first.
         await createRepo(page, format, "group", `ui-${format}-group`, async () => {
           for (const m of [`ui-${format}-hosted`, `ui-${format}-proxy`]) {
@@ -236,8 +242,10 @@ async function main() {
         const r = await fetch("/service/rest/v1/tasks/upload-sweep/runs", { headers: { "X-Requested-With": "XMLHttpRequest" } });
         return (await r.json()).items.some((x) => x.result === "OK");
       });
-      await view(page, "tasks/upload-sweep");
-      check((await page.textContent("main")).includes("removed 0 abandoned uploads"), "the run's message is in its history");
+      // Drawn again now that the run is over (the page on screen was drawn while it ran).
+      await page.reload();
+      await arrived(page, "tasks/upload-sweep");
+      check(/removed 0 abandoned uploads/.test(await page.textContent("main")), "the run's message is in its history");
       // System: the status checks.
       await view(page, "system");
       check((await page.textContent("main table")).includes("Database"), "the system page lists the checks");
