@@ -613,47 +613,73 @@ async function renderAccount() {
   show(...nodes);
 }
 
-async function renderRoles() {
-  const roles = await api("GET", "/security/roles");
-  const id = h("input", { type: "text", required: true });
-  const privs = h("textarea", { rows: 3, placeholder: "nx-repository-view-pypi-pypi-hosted-read" });
-  const known = await api("GET", "/security/privileges").catch(() => []);
-  const pickPriv = h("input", { type: "text", list: "privilege-names", "aria-label": t("privileges") });
-  const addPriv = h("button", { type: "button", class: "secondary", text: "+" });
-  addPriv.addEventListener("click", () => {
-    if (!pickPriv.value) return;
-    privs.value = (privs.value.trim() + " " + pickPriv.value).trim();
-    pickPriv.value = "";
+/// Privileges chosen by type: a repository privilege from format, repository and action, or
+/// an application privilege by name; the chosen ones listed with their descriptions.
+function privilegePicker(known, repos, chosen) {
+  let list = [...chosen];
+  const describe = (name) => (known.find((p) => p.name === name) || {}).description || "";
+  const ul = h("ul", { class: "privs" });
+  const draw = () => ul.replaceChildren(...list.map((name, i) => {
+    const out = h("button", { type: "button", class: "secondary", text: "✕", "aria-label": t("member.remove", name) });
+    out.addEventListener("click", () => { list.splice(i, 1); draw(); });
+    return h("li", {}, h("code", { text: name }), " ", h("span", { class: "muted", text: describe(name) }), " ", out);
+  }));
+  const format = h("select", { "aria-label": t("format") }, ["*", "docker", "pypi", "npm"].map((f) => h("option", { value: f, text: f === "*" ? t("cleanup.allFormats") : f })));
+  const repo = h("select", { "aria-label": t("repository") });
+  const fillRepos = () => repo.replaceChildren(h("option", { value: "*", text: t("privs.allRepos") }),
+    ...repos.filter((r) => format.value === "*" || r.format === format.value).map((r) => h("option", { value: r.name, text: r.name })));
+  format.addEventListener("change", fillRepos);
+  fillRepos();
+  const action = h("select", { "aria-label": t("privs.action") }, ["read", "browse", "add", "edit", "delete", "*"].map((a) => h("option", { value: a, text: t("privs." + a) })));
+  const addRepo = h("button", { type: "button", class: "secondary", text: t("add") });
+  addRepo.addEventListener("click", () => {
+    const name = `nx-repository-view-${format.value}-${repo.value}-${action.value}`;
+    if (!list.includes(name)) list.push(name);
+    draw();
   });
-  const form = h("form", { class: "card" }, h("h2", { text: t("create") }), field("id", id, "id"), field(t("privileges"), privs, "privileges"),
-    h("datalist", { id: "privilege-names" }, known.map((p) => h("option", { value: p.name }))), h("div", { class: "actions" }, pickPriv, addPriv),
-    h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
+  const app = h("select", { "aria-label": t("privs.application") }, known.filter((p) => p.type === "application").map((p) => h("option", { value: p.name, text: `${p.name} — ${p.description}` })));
+  const addApp = h("button", { type: "button", class: "secondary", text: t("add") });
+  addApp.addEventListener("click", () => { if (app.value && !list.includes(app.value)) list.push(app.value); draw(); });
+  draw();
+  const el = h("fieldset", { class: "picker" }, h("legend", { text: t("privileges") }), ul,
+    h("div", { class: "actions" }, t("privs.repository"), format, repo, action, addRepo),
+    h("div", { class: "actions" }, t("privs.application"), app, addApp),
+    h("div", { class: "error", "data-error-for": "privileges", "aria-live": "polite" }));
+  return { el, value: () => [...list] };
+}
+
+async function renderRoles(editing) {
+  const [roles, known, repos] = await Promise.all([api("GET", "/security/roles"), api("GET", "/security/privileges").catch(() => []), api("GET", "/repositories")]);
+  const current = editing ? roles.find((r) => r.id === editing) : null;
+  const id = h("input", { type: "text", required: true, value: current ? current.id : "", disabled: !!current });
+  const description = h("input", { type: "text", value: current ? current.description || "" : "" });
+  const picker = privilegePicker(known, repos, current ? current.privileges || [] : []);
+  const nested = rolePicker(roles.filter((r) => !current || r.id !== current.id), current ? current.roles || [] : [], t("roles.nested"));
+  const form = h("form", { class: "card" }, h("h2", { text: current ? `${t("edit")} ${current.id}` : t("roles.new") }),
+    field("ID", id, "id"), field(t("roles.description"), description, "description"), picker.el, nested.el,
+    h("div", { class: "actions" }, h("button", { type: "submit", text: current ? t("save") : t("create") }), current ? h("a", { href: "#/roles", text: t("cancel") }) : null));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    const body = { id: id.value, name: id.value, description: description.value, privileges: picker.value(), roles: nested.value() };
     try {
-      await api("POST", "/security/roles", { id: id.value, name: id.value, privileges: privs.value.split(/[\s,]+/).filter(Boolean), roles: [] });
-      renderRoles();
+      if (current) await api("PUT", `/security/roles/${encodeURIComponent(current.id)}`, body);
+      else await api("POST", "/security/roles", body);
+      state.flash = t(current ? "roles.saved" : "roles.created", id.value);
+      if (current) location.hash = "#/roles"; else await renderRoles();
     } catch (e) { if (!placeErrors(form, e)) failure(e); }
   });
   const rows = roles.map((r) => {
-    const privs = h("textarea", { rows: 2, "aria-label": `${t("privileges")} ${r.id}`, disabled: r.readOnly }, (r.privileges || []).join(" "));
-    const out = h("span", { "aria-live": "polite" });
-    const save = h("button", { type: "button", class: "secondary", text: t("save"), disabled: r.readOnly });
-    save.addEventListener("click", async () => {
-      try {
-        await api("PUT", `/security/roles/${encodeURIComponent(r.id)}`, { id: r.id, name: r.name, description: r.description, privileges: privs.value.split(/[\s,]+/).filter(Boolean), roles: r.roles || [] });
-        out.textContent = "✓";
-      } catch (e) { out.textContent = e.message; }
-    });
     const builtin = r.id === "nx-admin" || r.id === "nx-anonymous";
+    const out = h("span", { "aria-live": "polite" });
     const del = h("button", { type: "button", class: "danger", text: t("delete"), disabled: builtin });
     del.addEventListener("click", async () => {
       if (!confirm(t("confirm.delete", r.id))) return;
-      try { await api("DELETE", `/security/roles/${encodeURIComponent(r.id)}`); renderRoles(); } catch (e) { out.textContent = e.message; }
+      try { await api("DELETE", `/security/roles/${encodeURIComponent(r.id)}`); state.flash = t("roles.deleted", r.id); await renderRoles(); } catch (e) { out.textContent = e.message; }
     });
-    return [r.id, privs, (r.roles || []).join(", "), h("span", {}, save, " ", del, " ", out)];
+    const edit = r.readOnly ? null : h("a", { href: `#/roles/${encodeURIComponent(r.id)}`, text: t("edit") });
+    return [r.id, r.description || "", h("span", {}, (r.privileges || []).map((p) => h("div", {}, h("code", { text: p })))), (r.roles || []).join(", "), h("span", {}, edit, " ", del, " ", out)];
   });
-  show(h("h1", { text: t("roles.title") }), table(["id", t("privileges"), t("roles"), t("actions")], rows), form);
+  show(h("h1", { text: t("roles.title") }), table(["ID", t("roles.description"), t("privileges"), t("roles.nested"), t("actions")], rows, [1, 3]), form);
 }
 
 async function renderLdap() {
@@ -921,7 +947,7 @@ async function draw() {
     if (parts[0] === "browse") return await renderBrowse(parts[1] || "", parts.slice(2).join("/"));
     if (parts[0] === "users") return await renderUsers(parts[1]);
     if (parts[0] === "account") return await renderAccount();
-    if (parts[0] === "roles") return await renderRoles();
+    if (parts[0] === "roles") return await renderRoles(parts[1]);
     if (parts[0] === "ldap") return await renderLdap();
     if (parts[0] === "tokens") return await renderTokens();
     if (parts[0] === "audit") return await renderAudit();

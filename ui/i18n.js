@@ -52,7 +52,11 @@ window.WHARF_I18N = {
     "proxy.upstream": "Upstream", "proxy.available": "available", "proxy.failing": "failing", "proxy.auto-blocked": "auto-blocked after failures", "proxy.blocked": "blocked by an admin",
     "proxy.lastError": "Last error", "proxy.failingSince": "Failing since", "proxy.nextProbe": "Next check",
     "usage.token": "TOKEN: an API token, made on", "usage.mirror": "As the Docker daemon's mirror (/etc/docker/daemon.json)",
-    "usage.trustedHost": "wharf answers plain HTTP here: pip needs the trusted-host line (uv: --allow-insecure-host)."
+    "usage.trustedHost": "wharf answers plain HTTP here: pip needs the trusted-host line (uv: --allow-insecure-host).",
+    "privs.allRepos": "all repositories", "privs.action": "Action", "privs.read": "read", "privs.browse": "browse", "privs.add": "add (upload)",
+    "privs.edit": "edit", "privs.delete": "delete", "privs.*": "all actions", "privs.application": "Application privilege", "privs.repository": "Repository privilege",
+    "roles.nested": "Contains roles", "roles.new": "New role", "roles.description": "Description", "roles.created": "Role {0} created.",
+    "roles.saved": "Role {0} saved.", "roles.deleted": "Role {0} deleted."
   },
   "zh-CN": {
     skip: "跳到内容", logout: "退出", "login.title": "登录 wharf", "login.user": "用户名",
@@ -104,6 +108,10 @@ window.WHARF_I18N = {
     "proxy.upstream": "上游", "proxy.available": "可用", "proxy.failing": "失败中", "proxy.auto-blocked": "多次失败后已自动阻断", "proxy.blocked": "已被管理员阻断",
     "proxy.lastError": "最近错误", "proxy.failingSince": "失败开始于", "proxy.nextProbe": "下次检查",
     "usage.token": "TOKEN：API 令牌，在此创建：", "usage.mirror": "作为 Docker 守护进程的镜像（/etc/docker/daemon.json）",
-    "usage.trustedHost": "此处 wharf 使用明文 HTTP：pip 需要 trusted-host 一行（uv：--allow-insecure-host）。"
+    "usage.trustedHost": "此处 wharf 使用明文 HTTP：pip 需要 trusted-host 一行（uv：--allow-insecure-host）。",
+    "privs.allRepos": "所有仓库", "privs.action": "操作", "privs.read": "读取", "privs.browse": "浏览", "privs.add": "添加（上传）",
+    "privs.edit": "编辑", "privs.delete": "删除", "privs.*": "所有操作", "privs.application": "应用权限", "privs.repository": "仓库权限",
+    "roles.nested": "包含的角色", "roles.new": "新建角色", "roles.description": "描述", "roles.created": "已创建角色 {0}。",
+    "roles.saved": "已保存角色 {0}。", "roles.deleted": "已删除角色 {0}。"
   }
 };

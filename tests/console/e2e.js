@@ -153,9 +153,27 @@ async function main() {
       // A user and a role, made and changed in the console.
       await view(page, "roles");
       await page.fill("#f-id", "ui-readers");
-      await page.fill("#f-privileges", "nx-repository-view-*-*-read");
+      await page.fill("#f-description", "Reads everything");
+      // The typed picker: all formats, all repositories, read.
+      await page.getByLabel("Action").selectOption("read");
+      await page.locator("fieldset.picker .actions").first().getByRole("button", { name: "Add" }).click();
+      check((await page.textContent("fieldset.picker ul")).includes("nx-repository-view-*-*-read"), "the picked privilege is listed");
       await page.getByRole("button", { name: /^Create$/ }).click();
       await page.waitForFunction(() => document.querySelector("main table").textContent.includes("ui-readers"));
+      check((await page.textContent("main")).includes("Role ui-readers created."), "a notice says the role was made");
+      // A second role: browse on one PyPI repository, containing the first.
+      await page.fill("#f-id", "ui-pypi-browsers");
+      await page.getByLabel("Format").selectOption("pypi");
+      await page.getByLabel("Repository", { exact: true }).selectOption("ui-pypi-hosted");
+      await page.getByLabel("Action").selectOption("browse");
+      await page.locator("fieldset.picker .actions").first().getByRole("button", { name: "Add" }).click();
+      await page.getByRole("checkbox", { name: "ui-readers" }).check();
+      await shot(page, "role-picker");
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("Role ui-pypi-browsers created."));
+      const made = await page.evaluate(async () => (await fetch("/service/rest/v1/security/roles/ui-pypi-browsers", { headers: { "X-Requested-With": "XMLHttpRequest" } })).json());
+      check(JSON.stringify(made.privileges) === JSON.stringify(["nx-repository-view-pypi-ui-pypi-hosted-browse"]) && JSON.stringify(made.roles) === JSON.stringify(["ui-readers"]),
+        `the role as picked: ${JSON.stringify(made)}`);
       await view(page, "users");
       check(await page.getAttribute('header a[href="#/users"]', "aria-current") === "page", "Users is the current page");
       await view(page, "users/admin");
