@@ -682,48 +682,107 @@ async function renderRoles(editing) {
   show(h("h1", { text: t("roles.title") }), table(["ID", t("roles.description"), t("privileges"), t("roles.nested"), t("actions")], rows, [1, 3]), form);
 }
 
-async function renderLdap() {
+/// An LDAP server's settings in Nexus's shape, grouped as Nexus's form groups them: the
+/// connection, where users are and what their attributes are called, and how groups map to roles.
+const LDAP_FIELDS = [
+  ["ldap.connection", [["name", "text", { required: true }], ["protocol", ["ldap", "ldaps"]], ["host", "text", { required: true }], ["port", "number", { required: true }],
+    ["searchBase", "text", { required: true }], ["authScheme", ["NONE", "SIMPLE"]], ["authUsername", "text"], ["authPassword", "password", { autocomplete: "off" }],
+    ["startTls", "checkbox"], ["connectionTimeoutSeconds", "number"], ["readTimeoutSeconds", "number"]]],
+  ["ldap.users", [["userBaseDn", "text"], ["userSubtree", "checkbox"], ["userObjectClass", "text"], ["userLdapFilter", "text"], ["userIdAttribute", "text"],
+    ["userRealNameAttribute", "text"], ["userEmailAddressAttribute", "text"]]],
+  ["ldap.groups", [["ldapGroupsAsRoles", "checkbox"], ["groupType", ["static", "dynamic"]], ["groupBaseDn", "text"], ["groupSubtree", "checkbox"],
+    ["groupObjectClass", "text"], ["groupIdAttribute", "text"], ["groupMemberAttribute", "text"], ["groupMemberFormat", "text"], ["userMemberOfAttribute", "text"]]],
+];
+const LDAP_DEFAULTS = { protocol: "ldap", port: 389, authScheme: "SIMPLE", connectionTimeoutSeconds: 30, readTimeoutSeconds: 30, userBaseDn: "ou=people",
+  userSubtree: true, userObjectClass: "inetOrgPerson", userLdapFilter: "", userIdAttribute: "uid", userRealNameAttribute: "cn", userEmailAddressAttribute: "mail",
+  ldapGroupsAsRoles: true, groupType: "static", groupBaseDn: "ou=groups", groupSubtree: true, groupObjectClass: "groupOfNames", groupIdAttribute: "cn",
+  groupMemberAttribute: "member", groupMemberFormat: "${dn}", userMemberOfAttribute: "memberOf" };
+
+function ldapForm(current, onSaved) {
+  const base = Object.assign({}, LDAP_DEFAULTS, current || {});
+  const inputs = {};
+  const sections = LDAP_FIELDS.map(([title, fields]) => h("fieldset", { class: "group" }, h("legend", { text: t(title) }), fields.map(([key, kind, attrs]) => {
+    let input;
+    if (Array.isArray(kind)) input = h("select", {}, kind.map((v) => h("option", { value: v, text: t(`ldap.${key}.${v}`) === `ldap.${key}.${v}` ? v : t(`ldap.${key}.${v}`), selected: String(base[key]) === v })));
+    else if (kind === "checkbox") input = h("input", { type: "checkbox", checked: !!base[key] });
+    else input = h("input", Object.assign({ type: kind, value: key === "authPassword" ? "" : base[key] ?? "" }, attrs || {}));
+    if (key === "name" && current) input.disabled = true;
+    if (key === "authPassword" && current) input.placeholder = t("ldap.keepPassword");
+    inputs[key] = input;
+    return kind === "checkbox" ? h("div", {}, h("label", {}, input, " ", t("ldap." + key))) : field(t("ldap." + key), input, key);
+  })));
+  const out = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "card" }, h("h2", { text: current ? `${t("edit")} ${current.name}` : t("ldap.new") }), ...sections, out,
+    h("div", { class: "actions" }, h("button", { type: "submit", text: current ? t("save") : t("create") }), current ? h("a", { href: "#/ldap", text: t("cancel") }) : null));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = Object.assign({}, current || {});
+    for (const k of ["order", "id", "readOnly"]) delete body[k];
+    for (const [, fields] of LDAP_FIELDS) for (const [key, kind] of fields) {
+      const i = inputs[key];
+      body[key] = kind === "checkbox" ? i.checked : kind === "number" ? Number(i.value) : i.value;
+    }
+    for (const k of ["authUsername", "authPassword", "userLdapFilter"]) if (body[k] === "") body[k] = k === "userLdapFilter" ? "" : null;
+    if (body.authScheme === "NONE") { body.authUsername = null; body.authPassword = null; }
+    try {
+      if (current) await api("PUT", `/security/ldap/${encodeURIComponent(current.name)}`, body);
+      else await api("POST", "/security/ldap", body);
+      onSaved(body.name);
+    } catch (e) { if (!placeErrors(form, e)) out.replaceChildren(notice(e.message, true)); }
+  });
+  return form;
+}
+
+async function renderLdap(editing) {
   const servers = await api("GET", "/security/ldap");
+  const editable = servers.filter((s) => !s.readOnly);
+  const reorder = async (names) => {
+    try { await api("POST", "/security/ldap/change-order", names); await renderLdap(); } catch (e) { failure(e); }
+  };
   const rows = servers.map((s) => {
     const test = h("button", { type: "button", class: "secondary", text: t("ldap.test") });
     const out = h("span", { "aria-live": "polite" });
     test.addEventListener("click", async () => {
       try { const r = await api("POST", "/security/ldap/verify-connection", { server: s }); out.textContent = r.success ? "✓" : r.message; } catch (e) { out.textContent = e.message; }
     });
-    const user = h("input", { type: "text", "aria-label": t("login.user"), size: 10 });
-    const pass = h("input", { type: "password", "aria-label": t("login.password"), size: 10 });
-    const tl = h("button", { type: "button", class: "secondary", text: t("ldap.testLogin") });
-    tl.addEventListener("click", async () => {
-      try {
-        const r = await api("POST", "/security/ldap/verify-login", { server: s, username: user.value, password: pass.value });
-        out.textContent = r.success ? `✓ ${r.user.id} → ${(r.roles || []).join(", ") || "—"}` : r.message;
-      } catch (e) { out.textContent = e.message; }
-    });
+    const i = editable.indexOf(s);
+    const move = (d) => {
+      const names = editable.map((x) => x.name);
+      [names[i], names[i + d]] = [names[i + d], names[i]];
+      return reorder(names);
+    };
+    const up = h("button", { type: "button", class: "secondary", text: "↑", "aria-label": t("member.up", s.name), disabled: s.readOnly || i <= 0 });
+    const down = h("button", { type: "button", class: "secondary", text: "↓", "aria-label": t("member.down", s.name), disabled: s.readOnly || i < 0 || i === editable.length - 1 });
+    up.addEventListener("click", () => move(-1));
+    down.addEventListener("click", () => move(1));
     const del = h("button", { type: "button", class: "danger", text: t("delete"), disabled: !!s.readOnly });
     del.addEventListener("click", async () => {
       if (!confirm(t("confirm.delete", s.name))) return;
-      try { await api("DELETE", `/security/ldap/${encodeURIComponent(s.name)}`); renderLdap(); } catch (e) { out.textContent = e.message; }
+      try { await api("DELETE", `/security/ldap/${encodeURIComponent(s.name)}`); await renderLdap(); } catch (e) { out.textContent = e.message; }
     });
-    return [s.name, `${s.protocol}://${s.host}:${s.port}`, s.searchBase, h("span", {}, test, " ", user, pass, tl, " ", del, " ", out)];
+    const edit = s.readOnly ? h("span", { class: "muted", text: t("ldap.fromConfig") }) : h("a", { href: `#/ldap/${encodeURIComponent(s.name)}`, text: t("edit") });
+    return [String(s.order + 1), s.name, `${s.protocol}://${s.host}:${s.port}`, s.searchBase, h("span", {}, up, down, " ", edit, " ", test, " ", del, " ", out)];
   });
-  const inputs = {};
-  const mk = (key, label, attrs) => { inputs[key] = h("input", Object.assign({ type: "text" }, attrs || {})); return field(label, inputs[key], key); };
-  const proto = h("select", {}, ["ldap", "ldaps"].map((p) => h("option", { value: p, text: p })));
-  const form = h("form", { class: "card" }, h("h2", { text: t("create") }),
-    mk("name", t("name"), { required: true }), field("protocol", proto, "protocol"), mk("host", "host", { required: true }),
-    mk("port", "port", { type: "number", value: "389", required: true }), mk("searchBase", "searchBase", { required: true }),
-    mk("authUsername", "authUsername (bind DN)"), mk("authPassword", t("password"), { type: "password", autocomplete: "off" }),
-    mk("userBaseDn", "userBaseDn", { value: "ou=people" }), mk("groupBaseDn", "groupBaseDn", { value: "ou=groups" }),
-    h("div", { class: "actions" }, h("button", { type: "submit", text: t("create") })));
-  form.addEventListener("submit", async (ev) => {
+  // A login tried against a server: what wharf would make of that user.
+  const which = h("select", {}, servers.map((s) => h("option", { value: s.name, text: s.name })));
+  const user = h("input", { type: "text", autocomplete: "off" });
+  const pass = h("input", { type: "password", autocomplete: "off" });
+  const tried = h("div", { "aria-live": "polite" });
+  const tryForm = h("form", { class: "card" }, h("h2", { text: t("ldap.testLogin") }), field(t("ldap.server"), which, "server"),
+    field(t("ldap.testUser"), user, "testUser"), field(t("ldap.testPassword"), pass, "testPassword"), tried,
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("ldap.testLogin") })));
+  tryForm.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    const v = (k) => inputs[k].value;
-    const body = { name: v("name"), protocol: proto.value, host: v("host"), port: Number(v("port")), searchBase: v("searchBase"),
-      authScheme: v("authUsername") ? "SIMPLE" : "NONE", authUsername: v("authUsername") || null, authPassword: v("authPassword") || null,
-      userBaseDn: v("userBaseDn"), groupBaseDn: v("groupBaseDn") };
-    try { await api("POST", "/security/ldap", body); renderLdap(); } catch (e) { if (!placeErrors(form, e)) failure(e); }
+    const s = servers.find((x) => x.name === which.value);
+    try {
+      const r = await api("POST", "/security/ldap/verify-login", { server: s, username: user.value, password: pass.value });
+      tried.replaceChildren(r.success ? notice(`✓ ${r.user.id} → ${(r.roles || []).join(", ") || "—"}`) : notice(r.message, true));
+    } catch (e) { tried.replaceChildren(notice(e.message, true)); }
   });
-  show(h("h1", { text: t("ldap.title") }), table([t("name"), t("url"), "searchBase", t("actions")], rows, [2]), form);
+  const current = editing && servers.find((s) => s.name === editing && !s.readOnly);
+  const saved = (name) => { state.flash = t("ldap.saved", name); location.hash = "#/ldap"; route(); };
+  show(h("h1", { text: t("ldap.title") }), table(["#", t("name"), t("url"), "searchBase", t("actions")], rows, [3]),
+    servers.length ? tryForm : null, ldapForm(current || null, saved));
 }
 
 async function renderTokens() {
@@ -948,7 +1007,7 @@ async function draw() {
     if (parts[0] === "users") return await renderUsers(parts[1]);
     if (parts[0] === "account") return await renderAccount();
     if (parts[0] === "roles") return await renderRoles(parts[1]);
-    if (parts[0] === "ldap") return await renderLdap();
+    if (parts[0] === "ldap") return await renderLdap(parts[1]);
     if (parts[0] === "tokens") return await renderTokens();
     if (parts[0] === "audit") return await renderAudit();
     if (parts[0] === "blobstores") return await renderBlobStores();

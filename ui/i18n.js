@@ -56,7 +56,20 @@ window.WHARF_I18N = {
     "privs.allRepos": "all repositories", "privs.action": "Action", "privs.read": "read", "privs.browse": "browse", "privs.add": "add (upload)",
     "privs.edit": "edit", "privs.delete": "delete", "privs.*": "all actions", "privs.application": "Application privilege", "privs.repository": "Repository privilege",
     "roles.nested": "Contains roles", "roles.new": "New role", "roles.description": "Description", "roles.created": "Role {0} created.",
-    "roles.saved": "Role {0} saved.", "roles.deleted": "Role {0} deleted."
+    "roles.saved": "Role {0} saved.", "roles.deleted": "Role {0} deleted.",
+    "ldap.connection": "Connection", "ldap.users": "Users", "ldap.groups": "Groups as roles", "ldap.new": "New LDAP server", "ldap.saved": "LDAP server {0} saved.",
+    "ldap.fromConfig": "from the configuration file", "ldap.server": "Server", "ldap.testUser": "User name to try", "ldap.testPassword": "Their password",
+    "ldap.keepPassword": "unchanged unless typed", "ldap.name": "Name", "ldap.protocol": "Protocol", "ldap.host": "Host", "ldap.port": "Port",
+    "ldap.searchBase": "Search base (e.g. dc=example,dc=com)", "ldap.authScheme": "Authentication", "ldap.authScheme.NONE": "anonymous bind",
+    "ldap.authScheme.SIMPLE": "simple bind (DN and password)", "ldap.authUsername": "Bind DN", "ldap.authPassword": "Bind password",
+    "ldap.startTls": "Use StartTLS", "ldap.connectionTimeoutSeconds": "Connection timeout (s)", "ldap.readTimeoutSeconds": "Read timeout (s)",
+    "ldap.userBaseDn": "Users under (relative to the search base)", "ldap.userSubtree": "Search users in subtrees too", "ldap.userObjectClass": "User object class",
+    "ldap.userLdapFilter": "Extra user filter (optional, e.g. (memberOf=cn=devs,ou=groups,dc=example,dc=com))", "ldap.userIdAttribute": "User ID attribute",
+    "ldap.userRealNameAttribute": "Real name attribute", "ldap.userEmailAddressAttribute": "E-mail attribute",
+    "ldap.ldapGroupsAsRoles": "Map LDAP groups to roles", "ldap.groupType": "Group type", "ldap.groupType.static": "static (groups list their members)",
+    "ldap.groupType.dynamic": "dynamic (users list their groups)", "ldap.groupBaseDn": "Groups under (relative to the search base)", "ldap.groupSubtree": "Search groups in subtrees too",
+    "ldap.groupObjectClass": "Group object class", "ldap.groupIdAttribute": "Group ID attribute", "ldap.groupMemberAttribute": "Member attribute",
+    "ldap.groupMemberFormat": "Member format (${dn} or ${username})", "ldap.userMemberOfAttribute": "User's member-of attribute (dynamic groups)"
   },
   "zh-CN": {
     skip: "跳到内容", logout: "退出", "login.title": "登录 wharf", "login.user": "用户名",
@@ -112,6 +125,19 @@ window.WHARF_I18N = {
     "privs.allRepos": "所有仓库", "privs.action": "操作", "privs.read": "读取", "privs.browse": "浏览", "privs.add": "添加（上传）",
     "privs.edit": "编辑", "privs.delete": "删除", "privs.*": "所有操作", "privs.application": "应用权限", "privs.repository": "仓库权限",
     "roles.nested": "包含的角色", "roles.new": "新建角色", "roles.description": "描述", "roles.created": "已创建角色 {0}。",
-    "roles.saved": "已保存角色 {0}。", "roles.deleted": "已删除角色 {0}。"
+    "roles.saved": "已保存角色 {0}。", "roles.deleted": "已删除角色 {0}。",
+    "ldap.connection": "连接", "ldap.users": "用户", "ldap.groups": "组映射为角色", "ldap.new": "新建 LDAP 服务器", "ldap.saved": "已保存 LDAP 服务器 {0}。",
+    "ldap.fromConfig": "来自配置文件", "ldap.server": "服务器", "ldap.testUser": "要测试的用户名", "ldap.testPassword": "该用户的密码",
+    "ldap.keepPassword": "不输入则保持不变", "ldap.name": "名称", "ldap.protocol": "协议", "ldap.host": "主机", "ldap.port": "端口",
+    "ldap.searchBase": "搜索基准（如 dc=example,dc=com）", "ldap.authScheme": "认证方式", "ldap.authScheme.NONE": "匿名绑定",
+    "ldap.authScheme.SIMPLE": "简单绑定（DN 和密码）", "ldap.authUsername": "绑定 DN", "ldap.authPassword": "绑定密码",
+    "ldap.startTls": "使用 StartTLS", "ldap.connectionTimeoutSeconds": "连接超时（秒）", "ldap.readTimeoutSeconds": "读取超时（秒）",
+    "ldap.userBaseDn": "用户所在位置（相对搜索基准）", "ldap.userSubtree": "也在子树中搜索用户", "ldap.userObjectClass": "用户对象类",
+    "ldap.userLdapFilter": "附加用户过滤条件（可选）", "ldap.userIdAttribute": "用户 ID 属性",
+    "ldap.userRealNameAttribute": "姓名属性", "ldap.userEmailAddressAttribute": "邮箱属性",
+    "ldap.ldapGroupsAsRoles": "将 LDAP 组映射为角色", "ldap.groupType": "组类型", "ldap.groupType.static": "静态（组列出成员）",
+    "ldap.groupType.dynamic": "动态（用户列出所属组）", "ldap.groupBaseDn": "组所在位置（相对搜索基准）", "ldap.groupSubtree": "也在子树中搜索组",
+    "ldap.groupObjectClass": "组对象类", "ldap.groupIdAttribute": "组 ID 属性", "ldap.groupMemberAttribute": "成员属性",
+    "ldap.groupMemberFormat": "成员格式（${dn} 或 ${username}）", "ldap.userMemberOfAttribute": "用户的所属组属性（动态组）"
   }
 };

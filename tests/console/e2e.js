@@ -216,20 +216,39 @@ async function main() {
       check(!/\d{4}-\d\d-\d\dT/.test(await page.textContent("main table")), "audit times are shown in the reader's locale, not as ISO text");
       // An LDAP server, added and checked with the page's buttons (slapd from tests/ldap/fixture.ldif).
       await view(page, "ldap");
-      await page.fill("#f-name", "ui-corp");
-      await page.fill("#f-host", "127.0.0.1");
-      await page.fill("#f-port", ldapPort);
-      await page.fill("#f-searchBase", "dc=example,dc=test");
-      await page.fill("#f-authUsername", "cn=wharf-service,dc=example,dc=test");
-      await page.fill("#f-authPassword", "service-secret");
-      await page.getByRole("button", { name: /^Create$/ }).click();
-      await page.waitForFunction(() => document.querySelector("main table") && document.querySelector("main table").textContent.includes("ui-corp"));
+      const addLdap = async (name) => {
+        await page.fill("#f-name", name);
+        await page.fill("#f-host", "127.0.0.1");
+        await page.fill("#f-port", ldapPort);
+        await page.fill("#f-searchBase", "dc=example,dc=test");
+        await page.fill("#f-authUsername", "cn=wharf-service,dc=example,dc=test");
+        await page.fill("#f-authPassword", "service-secret");
+        await page.getByRole("button", { name: /^Create$/ }).click();
+        await page.waitForFunction((n) => document.querySelector("main").textContent.includes(`LDAP server ${n} saved.`), name);
+      };
+      await addLdap("ui-corp");
+      check(await page.locator("label", { hasText: "Group object class" }).count() === 1, "the group mapping fields are labelled");
       await page.getByRole("button", { name: "Test connection" }).click();
       await page.waitForFunction(() => document.querySelector("main table").textContent.includes("✓"));
-      await page.getByLabel("User name").fill("alice");
-      await page.getByLabel("Password", { exact: true }).first().fill("alice-password");
+      await page.getByLabel("User name to try").fill("alice");
+      await page.getByLabel("Their password").fill("alice-password");
       await page.getByRole("button", { name: "Test login" }).click();
-      await page.waitForFunction(() => document.querySelector("main table").textContent.includes("✓ alice"));
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("✓ alice"));
+      // Edited: the stored bind password stays when the field is left empty.
+      await page.getByRole("row", { name: /ui-corp/ }).getByRole("link", { name: "Edit" }).click();
+      await arrived(page, "ldap/ui-corp");
+      await page.fill("#f-readTimeoutSeconds", "20");
+      await page.getByRole("button", { name: /^Save$/ }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("LDAP server ui-corp saved."));
+      await page.getByRole("button", { name: "Test connection" }).click();
+      await page.waitForFunction(() => document.querySelector("main table").textContent.includes("✓"));
+      // A second server, moved before the first.
+      await addLdap("ui-corp2");
+      await page.getByRole("button", { name: "Move ui-corp2 up" }).click();
+      await page.waitForFunction(async () => {
+        const l = await (await fetch("/service/rest/v1/security/ldap", { headers: { "X-Requested-With": "XMLHttpRequest" } })).json();
+        return l.map((x) => x.name).join() === "ui-corp2,ui-corp";
+      });
       await shot(page, "ldap-tested");
       // Blob stores: one made with a soft quota, listed, deleted.
       await view(page, "blobstores");
