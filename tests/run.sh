@@ -41,8 +41,8 @@ export PATH="$VENV/bin:$PATH"
 # npm-side tools (pnpm; verdaccio as a proxy upstream) in target/test-npm. The override pins a
 # dist-tag (`node-fetch@cjs`) that some registry mirrors do not carry.
 NPMTOOLS="$PWD/target/test-npm"
-if [ ! -x "$NPMTOOLS/node_modules/.bin/pnpm" ] || [ ! -x "$NPMTOOLS/node_modules/.bin/verdaccio" ] || [ ! -d "$NPMTOOLS/node_modules/playwright-core" ]; then
-    echo "== installing pnpm, verdaccio and playwright-core into $NPMTOOLS"
+if [ ! -x "$NPMTOOLS/node_modules/.bin/pnpm" ] || [ ! -x "$NPMTOOLS/node_modules/.bin/verdaccio" ] || [ ! -d "$NPMTOOLS/node_modules/playwright-core" ] || [ ! -d "$NPMTOOLS/node_modules/axe-core" ]; then
+    echo "== installing pnpm, verdaccio, playwright-core and axe-core into $NPMTOOLS"
     mkdir -p "$NPMTOOLS"
     cp tests/npm/tools.json "$NPMTOOLS/package.json"
     (cd "$NPMTOOLS" && npm install --no-audit --no-fund --silent)

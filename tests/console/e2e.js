@@ -15,6 +15,19 @@ function check(cond, msg) {
   if (!cond) throw new Error("check failed: " + msg);
 }
 
+const AXE = require("fs").readFileSync(path.join(__dirname, "../../target/test-npm/node_modules/axe-core/axe.min.js"), "utf8");
+const a11yProblems = [];
+
+/// axe-core on the page as drawn: serious and critical violations are collected, and the run
+/// fails at its end listing them all (page.evaluate is not held to the console's CSP).
+async function a11y(page, what) {
+  await page.evaluate(AXE);
+  const found = await page.evaluate(async () => (await window.axe.run(document, { resultTypes: ["violations"] })).violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`));
+  for (const f of found) a11yProblems.push(`${what}: ${f}`);
+}
+
 async function shot(page, name) {
   await page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
 }
@@ -37,6 +50,7 @@ async function login(page, u, p, hash) {
   await page.getByLabel(/User name|用户名/).fill(u);
   await page.getByLabel(/^Password$|^密码$/).fill(p);
   await shot(page, `login-${phase}`);
+  await a11y(page, "login");
   await page.getByRole("button", { name: /Sign in|登录/ }).click();
   await page.waitForSelector("#top:not([hidden])");
 }
@@ -287,9 +301,32 @@ async function main() {
       await view(page, "system");
       check((await page.textContent("main table")).includes("Database"), "the system page lists the checks");
       await noPlaceholders(page, "the system page");
-      for (const p of ["users", "roles", "tokens", "audit", "ldap", "blobstores", "cleanup", "tasks", "system", "account"]) {
+      // On a phone: no control cut short, and nothing wider than the screen but the tables'
+      // own scrolling boxes.
+      await page.setViewportSize({ width: 390, height: 844 });
+      for (const p of ["", "users", "users/ui-user", "roles", "ldap", "repositories/new", "blobstores", "cleanup", "tasks", "account"]) {
         await view(page, p);
-        await shot(page, p);
+        const cut = await page.evaluate(() => {
+          const out = [];
+          for (const el of document.querySelectorAll("main select, main button, main input:not([type=checkbox]), header select, header button")) {
+            if (el.offsetParent && el.scrollWidth > el.clientWidth + 1) out.push(`${el.tagName} ${el.id || el.textContent.slice(0, 20)}: ${el.clientWidth}/${el.scrollWidth}`);
+          }
+          if (document.documentElement.scrollWidth > window.innerWidth + 1) {
+            const wide = [...document.querySelectorAll("main *")].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".scroll"))
+              .slice(0, 3).map((e) => `${e.tagName}.${e.className} ${e.textContent.slice(0, 30)}`);
+            out.push(`the page is ${document.documentElement.scrollWidth} px wide: ${wide.join(", ")}`);
+          }
+          return out;
+        });
+        check(cut.length === 0, `on a phone, ${p || "dashboard"} cuts controls short: ${cut.join("; ")}`);
+        await shot(page, "phone-" + (p.replace(/\//g, "-") || "dashboard"));
+      }
+      await page.setViewportSize({ width: 1280, height: 800 });
+      for (const p of ["", "users", "users/ui-user", "roles", "roles/ui-readers", "tokens", "audit", "ldap", "ldap/ui-corp", "blobstores", "cleanup", "tasks", "tasks/upload-sweep",
+        "system", "account", "repositories/new", "repositories/ui-pypi-proxy", "repositories/ui-npm-hosted/usage", "browse", "browse/ui-docker-hosted"]) {
+        await view(page, p);
+        await a11y(page, p || "dashboard");
+        await shot(page, p.replace(/\//g, "-") || "dashboard-admin");
       }
       // Keyboard: the skip link and the login form work without a mouse.
       check(await page.evaluate(() => !!document.querySelector("a.skip")), "a skip link");
@@ -371,6 +408,7 @@ async function main() {
       await view(page, "browse/ui-npm-hosted");
       check((await page.textContent("main")).includes("ui-console-npm"), "and browses it");
       await shot(page, "reader-browse");
+      await a11y(page, "reader browse");
       // My account: who they are and their roles; their own password, with the current one.
       await view(page, "account");
       const account = await page.textContent("main");
@@ -397,6 +435,7 @@ async function main() {
       await shot(page, "reader");
     }
     check(external.length === 0, "no external requests: " + external.join(", "));
+    check(a11yProblems.length === 0, "accessibility (axe-core, serious or critical):\n" + a11yProblems.join("\n"));
   } finally {
     await browser.close();
   }
