@@ -25,6 +25,31 @@ function t(key, ...args) {
   return s;
 }
 
+/// The translation of `key` where the tables have one, else `fallback` (server values such as
+/// task names and audit actions that a newer server may add).
+function tr(key, fallback) {
+  const table = window.WHARF_I18N[state.lang] || window.WHARF_I18N.en;
+  return table[key] || window.WHARF_I18N.en[key] || fallback;
+}
+
+/// A role's description: the built-in roles' in the reader's language, others as written.
+function roleDescription(r) { return tr(`role.${r.id}`, r.description || ""); }
+
+/// A privilege's description: repository privileges composed in the reader's language from
+/// their parts, application privileges by name.
+function privilegeDescription(p) {
+  if (!p) return "";
+  if (p.type === "repository-view") {
+    const action = (p.actions || []).map((a) => tr("privs." + String(a).toLowerCase(), a)).join(", ");
+    return t("privs.describe", action, p.format === "*" ? t("cleanup.allFormats") : p.format, p.repository === "*" ? t("privs.allRepos") : p.repository);
+  }
+  return tr(`priv.${p.name}`, p.description || "");
+}
+
+/// Text the server wrote in English (a task's message): marked as such for screen readers,
+/// until the server gives such messages a code the console can translate.
+function serverText(text) { return text ? h("span", { lang: "en", text }) : ""; }
+
 function translateStatic() {
   document.documentElement.lang = state.lang;
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
@@ -178,7 +203,7 @@ async function renderDashboard() {
   ]);
   const rows = repos.map((r) => [
     h("a", { href: `#/repositories/${encodeURIComponent(r.name)}`, text: r.name }),
-    r.format, r.type,
+    r.format, tr("kind." + r.type, r.type),
     h("code", { text: r.url }),
     r.online === false ? t("no") : t("yes"),
     String(r.blobCount ?? ""), bytes(r.totalSizeInBytes),
@@ -214,11 +239,11 @@ async function renderRepoForm(existingName) {
   }
   const all = await api("GET", "/repositories");
   const format = h("select", { disabled: !!current }, Object.keys(KINDS).map((f) => h("option", { value: f, text: f })));
-  const kind = h("select", { disabled: !!current }, ["hosted", "proxy", "group"].map((k) => h("option", { value: k, text: k })));
+  const kind = h("select", { disabled: !!current }, ["hosted", "proxy", "group"].map((k) => h("option", { value: k, text: tr("kind." + k, k) })));
   const name = h("input", { type: "text", required: true, pattern: "[A-Za-z0-9][A-Za-z0-9._\\-]*", title: t("form.nameRule"), disabled: !!current });
   // A repository's content lives in its blob store: the server refuses to change it.
   const store = h("select", { disabled: !!current }, stores.map((s) => h("option", { value: s.name, text: s.name })));
-  const policy = h("select", {}, ["allow", "allow_once", "deny"].map((p) => h("option", { value: p, text: p })));
+  const policy = h("select", {}, ["allow", "allow_once", "deny"].map((p) => h("option", { value: p, text: tr("policy." + p, p) })));
   const anonymous = h("input", { type: "checkbox" });
   const httpPort = h("input", { type: "number", min: 1, max: 65535 });
   const remote = h("input", { type: "url" });
@@ -253,7 +278,7 @@ async function renderRepoForm(existingName) {
       return h("li", {}, h("span", { text: m }), up, down, out);
     }));
     const left = candidates.filter((r) => !chosen.includes(r.name));
-    addPick.replaceChildren(...left.map((r) => h("option", { value: r.name, text: `${r.name} (${r.type})` })));
+    addPick.replaceChildren(...left.map((r) => h("option", { value: r.name, text: `${r.name} (${tr("kind." + r.type, r.type)})` })));
     addPick.disabled = addBtn.disabled = left.length === 0;
   }
   addBtn.addEventListener("click", () => {
@@ -357,7 +382,7 @@ async function renderRepo(name) {
     up.lastError ? [h("dt", { text: t("proxy.lastError") }), h("dd", { text: `${up.lastError} (${when(up.lastErrorAt)})` })] : null,
     up.failingSince ? [h("dt", { text: t("proxy.failingSince") }), h("dd", { text: when(up.failingSince) })] : null,
     up.nextProbeAt ? [h("dt", { text: t("proxy.nextProbe") }), h("dd", { text: when(up.nextProbeAt) })] : null)) : null;
-  show(h("h1", { text: name }), table([t("format"), t("type"), t("url"), t("online")], [[r.format, r.type, h("code", { text: r.url }), online]]), upstream,
+  show(h("h1", { text: name }), table([t("format"), t("type"), t("url"), t("online")], [[r.format, tr("kind." + r.type, r.type), h("code", { text: r.url }), online]]), upstream,
     h("div", { class: "actions" }, toggle,
       h("a", { href: `#/repositories/${encodeURIComponent(name)}/usage`, text: t("usage") }),
       h("a", { href: `#/browse/${encodeURIComponent(name)}`, text: t("nav.browse") }),
@@ -419,7 +444,7 @@ async function renderUsage(name) {
 /// Repository → component (image, project, package) → versions (tags) → files.
 async function renderBrowse(name, component) {
   const repos = await api("GET", "/repositories");
-  const pick = h("select", { "aria-label": t("browse.pick") }, h("option", { value: "", text: "—" }), repos.map((r) => h("option", { value: r.name, text: `${r.name} (${r.format} ${r.type})`, selected: r.name === name })));
+  const pick = h("select", { "aria-label": t("browse.pick") }, h("option", { value: "", text: "—" }), repos.map((r) => h("option", { value: r.name, text: `${r.name} (${r.format} ${tr("kind." + r.type, r.type)})`, selected: r.name === name })));
   pick.addEventListener("change", () => { location.hash = `#/browse/${encodeURIComponent(pick.value)}`; });
   const nodes = [h("h1", { text: component ? `${name} / ${component}` : t("browse.title") }), field(t("browse.pick"), pick, "repository")];
   if (name) {
@@ -493,7 +518,7 @@ async function renderBrowse(name, component) {
 function rolePicker(roles, chosen, label) {
   const boxes = roles.map((r) => h("input", { type: "checkbox", value: r.id, checked: chosen.includes(r.id) }));
   const el = h("fieldset", { class: "checks" }, h("legend", { text: label }),
-    roles.map((r, i) => h("label", { title: r.description || "" }, boxes[i], " ", r.id)));
+    roles.map((r, i) => h("label", { title: roleDescription(r) }, boxes[i], " ", r.id)));
   return { el, value: () => boxes.filter((b) => b.checked).map((b) => b.value) };
 }
 
@@ -617,7 +642,7 @@ async function renderAccount() {
 /// an application privilege by name; the chosen ones listed with their descriptions.
 function privilegePicker(known, repos, chosen) {
   let list = [...chosen];
-  const describe = (name) => (known.find((p) => p.name === name) || {}).description || "";
+  const describe = (name) => privilegeDescription(known.find((p) => p.name === name));
   const ul = h("ul", { class: "privs" });
   const draw = () => ul.replaceChildren(...list.map((name, i) => {
     const out = h("button", { type: "button", class: "secondary", text: "✕", "aria-label": t("member.remove", name) });
@@ -637,7 +662,7 @@ function privilegePicker(known, repos, chosen) {
     if (!list.includes(name)) list.push(name);
     draw();
   });
-  const app = h("select", { "aria-label": t("privs.application") }, known.filter((p) => p.type === "application").map((p) => h("option", { value: p.name, text: `${p.name} — ${p.description}` })));
+  const app = h("select", { "aria-label": t("privs.application") }, known.filter((p) => p.type === "application").map((p) => h("option", { value: p.name, text: `${p.name} — ${privilegeDescription(p)}` })));
   const addApp = h("button", { type: "button", class: "secondary", text: t("add") });
   addApp.addEventListener("click", () => { if (app.value && !list.includes(app.value)) list.push(app.value); draw(); });
   draw();
@@ -677,7 +702,7 @@ async function renderRoles(editing) {
       try { await api("DELETE", `/security/roles/${encodeURIComponent(r.id)}`); state.flash = t("roles.deleted", r.id); await renderRoles(); } catch (e) { out.textContent = e.message; }
     });
     const edit = r.readOnly ? null : h("a", { href: `#/roles/${encodeURIComponent(r.id)}`, text: t("edit") });
-    return [r.id, r.description || "", h("span", {}, (r.privileges || []).map((p) => h("div", {}, h("code", { text: p })))), (r.roles || []).join(", "), h("span", {}, edit, " ", del, " ", out)];
+    return [r.id, roleDescription(r), h("span", {}, (r.privileges || []).map((p) => h("div", {}, h("code", { text: p })))), (r.roles || []).join(", "), h("span", {}, edit, " ", del, " ", out)];
   });
   show(h("h1", { text: t("roles.title") }), table(["ID", t("roles.description"), t("privileges"), t("roles.nested"), t("actions")], rows, [1, 3]), form);
 }
@@ -781,7 +806,7 @@ async function renderLdap(editing) {
   });
   const current = editing && servers.find((s) => s.name === editing && !s.readOnly);
   const saved = (name) => { state.flash = t("ldap.saved", name); location.hash = "#/ldap"; route(); };
-  show(h("h1", { text: t("ldap.title") }), table(["#", t("name"), t("url"), "searchBase", t("actions")], rows, [3]),
+  show(h("h1", { text: t("ldap.title") }), table(["#", t("name"), t("url"), t("ldap.searchBaseShort"), t("actions")], rows, [3]),
     servers.length ? tryForm : null, ldapForm(current || null, saved));
 }
 
@@ -828,7 +853,7 @@ async function renderAudit() {
     if (more && token) q.set("continuationToken", token);
     const page = await api("GET", "/audit?" + q.toString());
     token = page.continuationToken;
-    rows = (more ? rows : []).concat(page.items.map((e) => [when(e.timestamp), e.actor || "", e.action, e.repository || "", e.object || "", e.address || ""]));
+    rows = (more ? rows : []).concat(page.items.map((e) => [when(e.timestamp), e.actor || "", h("span", { title: e.action, text: tr("action." + e.action, e.action) }), e.repository || "", e.object || "", e.address || ""]));
     const moreBtn = token ? h("button", { type: "button", class: "secondary", text: t("more") }) : null;
     if (moreBtn) moreBtn.addEventListener("click", () => load(true).catch(failure));
     body.replaceChildren(table([t("when"), t("who"), t("what"), t("repository"), t("object"), t("from")], rows, [5]), moreBtn || "");
@@ -856,7 +881,7 @@ async function renderBlobStores() {
         await renderBlobStores();
       } catch (e) { out.textContent = e.message; }
     });
-    return [st.name, st.type, String(st.blobCount ?? ""), bytes(st.totalSizeInBytes), st.availableSpaceInBytes != null ? bytes(st.availableSpaceInBytes) : "", quota,
+    return [st.name, tr("storeType." + st.type, st.type), String(st.blobCount ?? ""), bytes(st.totalSizeInBytes), st.availableSpaceInBytes != null ? bytes(st.availableSpaceInBytes) : "", quota,
       st.unavailable ? t("stores.unavailable") : t("yes"), h("span", {}, del, " ", out)];
   });
   const name = h("input", { type: "text", required: true });
@@ -936,17 +961,18 @@ async function renderTasks(id) {
     run.addEventListener("click", async () => {
       try { await api("POST", `/tasks/${encodeURIComponent(tk.id)}/run`); state.flash = t("tasks.started", tk.name); location.hash = `#/tasks/${encodeURIComponent(tk.id)}`; await route(); } catch (e) { failure(e); }
     });
-    return [h("a", { href: `#/tasks/${encodeURIComponent(tk.id)}`, text: tk.name }), tk.type, schedule(tk.frequency || {}), tk.currentState,
-      when(tk.lastRun), tk.lastRunResult || "", tk.lastDurationMs != null ? `${tk.lastDurationMs} ms` : "", when(tk.nextRun), run];
+    // A built-in task's name is the server's English: the console names it by its type.
+    return [h("a", { href: `#/tasks/${encodeURIComponent(tk.id)}`, text: tk.builtin ? tr("task." + tk.type, tk.name) : tk.name }), h("code", { text: tk.type }),
+      schedule(tk.frequency || {}), tr("state." + tk.currentState, tk.currentState), when(tk.lastRun), tk.lastRunResult ? tr("result." + tk.lastRunResult, tk.lastRunResult) : "", tk.lastDurationMs != null ? `${tk.lastDurationMs} ms` : "", when(tk.nextRun), run];
   });
   const nodes = [h("h1", { text: t("nav.tasks") }),
     table([t("name"), t("type"), t("tasks.schedule"), t("status"), t("tasks.lastRun"), t("tasks.result"), t("tasks.duration"), t("tasks.next"), t("actions")], rows, [1, 6, 7])];
   const tk = id && tasks.find((x) => x.id === id);
   if (tk) {
     const runs = (await api("GET", `/tasks/${encodeURIComponent(tk.id)}/runs`)).items || [];
-    nodes.push(h("h2", { text: t("tasks.history", tk.name) }),
+    nodes.push(h("h2", { text: t("tasks.history", tk.builtin ? tr("task." + tk.type, tk.name) : tk.name) }),
       table([t("tasks.started.at"), t("tasks.result"), t("tasks.duration"), t("tasks.trigger"), t("tasks.node"), t("tasks.message")],
-        runs.map((r) => [when(r.startedAt), r.result || t("tasks.running"), r.durationMs != null ? `${r.durationMs} ms` : "", r.trigger || "", r.node || "", r.message || ""]), [3, 4]));
+        runs.map((r) => [when(r.startedAt), r.result ? tr("result." + r.result, r.result) : t("tasks.running"), r.durationMs != null ? `${r.durationMs} ms` : "", tr("trigger." + r.trigger, r.trigger || ""), h("code", { text: r.node || "" }), serverText(r.message)]), [3, 4]));
   }
   show(...nodes);
 }
