@@ -5,11 +5,14 @@ FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
 # The cache mounts keep crates.io downloads and compiled dependencies between builds, so a
-# source change recompiles wharf's own crates, not every dependency. The binary is copied out
-# because a cache mount is not part of the layer.
+# source change recompiles wharf's own crates, not every dependency. The copied sources keep
+# their modification times, which can be older than the cached build (another checkout, an
+# unpacked release): touched, they are always rebuilt, never taken for the cached ones. The
+# binary is copied out because a cache mount is not part of the layer.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin wharf \
+    find . -path ./target -prune -o -type f -exec touch {} + \
+    && cargo build --release --locked --bin wharf \
     && cp target/release/wharf /usr/local/bin/wharf && strip /usr/local/bin/wharf
 
 FROM debian:bookworm-slim
