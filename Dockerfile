@@ -18,12 +18,13 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --home-dir /data wharf \
+    && groupadd --gid 10001 wharf \
+    && useradd --uid 10001 --gid 10001 --home-dir /data --no-create-home --shell /usr/sbin/nologin wharf \
     && mkdir /data && chown wharf /data
 COPY --from=build /usr/local/bin/wharf /usr/local/bin/wharf
 COPY config/wharf.toml /etc/wharf/wharf.toml
 # Numeric, so that Kubernetes' runAsNonRoot can check it.
-USER 10001
+USER 10001:10001
 ENV WHARF_LISTEN=0.0.0.0:8081 WHARF_DATA_DIR=/data
 VOLUME /data
 EXPOSE 8081
