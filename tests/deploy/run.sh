@@ -8,7 +8,7 @@
 # 2. deploy/compose.yaml with podman-compose: two nodes, PostgreSQL, SeaweedFS, haproxy. Reads
 #    the admin password the documented way; pushes an image with skopeo through the balancer and
 #    another straight to one node, pulls both through each node; uploads a wheel with twine and
-#    downloads it with pip through the other node; publishes an npm package.
+#    downloads it with pip through each node; publishes an npm package and reads it through each.
 # 3. The documented backup (pg_dump, the bucket with the AWS CLI), then `down -v` (every
 #    container and volume gone), the documented restore, and the same content checked again.
 # 4. deploy/k8s with `podman kube play` (no Kubernetes here): the reference PostgreSQL and
@@ -180,7 +180,7 @@ digest "$A/docker-hosted/deploy/debian:via-lb" >"$WORK/digest-debian:via-lb"
 digest "$B/docker-hosted/deploy/wharf:via-a" >"$WORK/digest-wharf:via-a"
 pull_all
 
-phase "compose: PyPI (twine through the balancer, pip through node b) and npm"
+phase "compose: PyPI and npm (published through the balancer, read through each node)"
 python3 - "$WORK/dist" <<'EOF'
 import base64, hashlib, os, sys, zipfile
 out = sys.argv[1]; os.makedirs(out)
