@@ -223,11 +223,20 @@ impl Config {
         if let Some(file) = file {
             fig = fig.merge(Toml::file_exact(file));
         }
-        let env = Env::prefixed("WHARF_").split("__").filter(|k| {
-            let k = k.as_str().to_ascii_lowercase();
+        let known = |k: &str| {
+            let k = k.to_ascii_lowercase();
             ENV_KEYS.iter().any(|known| k == *known || k.starts_with(&format!("{known}.")))
-        });
-        fig = fig.merge(env);
+        };
+        // figment reads a variable's text as a number or a boolean when it looks like one, and
+        // then refuses it for a key that takes text: a password "0123", an access key "true" or
+        // a prefix "2024" would stop the start. Keys whose default is text take the text as it is.
+        let defaults = Figment::from(Serialized::defaults(Config::default()));
+        let text = move |k: &str| matches!(defaults.find_value(&k.to_ascii_lowercase()), Ok(figment::value::Value::String(..)));
+        let env = Env::prefixed("WHARF_").split("__");
+        for (k, v) in env.iter().filter(|(k, _)| known(k.as_str()) && text(k.as_str())) {
+            fig = fig.merge(Serialized::default(k.as_str(), v));
+        }
+        fig = fig.merge(env.filter(move |k| known(k.as_str()) && !text(k.as_str())));
         let mut cfg: Config = fig.extract().map_err(Box::new)?;
         for s in &cfg.ldap {
             if let Err((_, m)) = s.validate() {
@@ -279,9 +288,42 @@ mod tests {
 
     #[test]
     fn the_documented_default_file_is_the_default() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
         let documented = Config::load(Some(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/wharf.toml")))).unwrap();
         let defaults = Config::load(None).unwrap();
         assert_eq!(format!("{documented:?}"), format!("{defaults:?}"));
+    }
+
+    /// Several tests set WHARF_* variables; the environment is the process's.
+    static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    #[test]
+    fn text_from_the_environment_stays_text() {
+        let _env = ENV.lock().unwrap_or_else(|e| e.into_inner());
+        let vars = [
+            ("WHARF_ADMIN_PASSWORD", "0123"),
+            ("WHARF_S3__BUCKET", "true"),
+            ("WHARF_S3__PREFIX", "2024"),
+            ("WHARF_S3__ACCESS_KEY_ID", "1e5"),
+            ("WHARF_S3__SECRET_ACCESS_KEY", "[x]"),
+            ("WHARF_S3__FORCE_PATH_STYLE", "true"),
+            ("WHARF_DATABASE__POOL_SIZE", "7"),
+            ("WHARF_HTTP__TRUSTED_PROXIES", "[\"10.0.0.0/8\", \"192.168.0.0/16\"]"),
+        ];
+        for (k, v) in vars {
+            std::env::set_var(k, v);
+        }
+        let cfg = Config::load(None);
+        for (k, _) in vars {
+            std::env::remove_var(k);
+        }
+        let cfg = cfg.unwrap();
+        assert_eq!(cfg.admin_password, "0123");
+        assert_eq!((cfg.s3.bucket.as_str(), cfg.s3.prefix.as_str()), ("true", "2024"));
+        assert_eq!((cfg.s3.access_key_id.as_str(), cfg.s3.secret_access_key.as_str()), ("1e5", "[x]"));
+        assert!(cfg.s3.force_path_style);
+        assert_eq!(cfg.database.pool_size, 7);
+        assert_eq!(cfg.http.trusted_proxies.len(), 2);
     }
 
     #[test]

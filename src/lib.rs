@@ -47,6 +47,7 @@ const ABANDONED_REMOVALS_POLL: Duration = Duration::from_secs(60);
 pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     bootstrap::owner_only_umask();
     bootstrap::private_dir(&cfg.data_dir)?;
+    let startup = db::StartupLock::acquire(&cfg.database_url)?;
     let db = Db::open(&cfg.database_url, cfg.database.pool_size)?;
     tracing::info!(backend = ?db.backend, "database ready");
     bootstrap::secret_key(&db, &cfg.data_dir, &cfg.security.secret_key_file)?;
@@ -59,6 +60,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             base64::engine::general_purpose::STANDARD.encode(key)
         })
     })?;
+    drop(startup);
     let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap_or_else(|_| secret.into_bytes());
     let meta = Arc::new(SqlMeta::new(db.clone()));
     let audit_log: Arc<audit::AuditLog> = Arc::new(audit::AuditLog::new(db.clone()));

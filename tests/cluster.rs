@@ -4,8 +4,9 @@
 //! its own: what is done on one node takes effect on the other within 2 s (tokens, users,
 //! passwords, roles, repositories), content written through one is read through the other
 //! (skopeo, npm, twine/pip), concurrent publishes split across the nodes all land, and wrong
-//! passwords count across both. Skipped without `WHARF_TEST_DATABASE_URL` (SQLite is one node),
-//! unless `WHARF_TEST_REQUIRE_PG` is set.
+//! passwords count across both. Nodes started together on an empty database all start.
+//! Skipped without `WHARF_TEST_DATABASE_URL` (SQLite is one node), unless
+//! `WHARF_TEST_REQUIRE_PG` is set.
 
 mod common;
 
@@ -308,6 +309,37 @@ fn an_image_pushed_through_a_is_pulled_through_b() {
         let hex = blob.strip_prefix("sha256:").unwrap();
         let got = std::fs::read(pulled.join("blobs/sha256").join(hex)).unwrap_or_else(|e| panic!("{blob} pulled through B: {e}"));
         assert_eq!(sha256(&got), *blob, "bytes pulled through B hash to their digest");
+    }
+}
+
+/// Nodes of a new cluster are often started together (a Deployment's replicas, `docker compose
+/// up`): on an empty database every one of them starts, and the first start's work is done once.
+#[test]
+fn nodes_started_together_on_an_empty_database_all_start() {
+    if std::env::var("WHARF_TEST_DATABASE_URL").map(|u| u.is_empty()).unwrap_or(true) {
+        assert!(std::env::var("WHARF_TEST_REQUIRE_PG").is_err(), "WHARF_TEST_REQUIRE_PG is set but WHARF_TEST_DATABASE_URL is not");
+        return;
+    }
+    // Every node of a cluster is given the same key; base64 of 32 bytes.
+    let key = [("WHARF_SECRET_KEY", "c3RhcnRlZC10b2dldGhlci10ZXN0LWtleS0zMmJ5dGU=")];
+    let first = TestServer::unstarted(&key);
+    let mut nodes: Vec<TestServer> = (0..2).map(|_| first.unstarted_node_on_own_data_dir(&[])).collect();
+    nodes.push(first);
+    // spawn() panics if the process exits during its start.
+    std::thread::scope(|s| {
+        for n in nodes.iter_mut() {
+            s.spawn(move || n.spawn());
+        }
+    });
+    for n in &nodes {
+        let (st, repos) = n.admin().json(Method::GET, "/service/rest/v1/repositories", None);
+        assert_eq!(st, StatusCode::OK, "{repos}");
+        let mut names: Vec<&str> = repos.as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+        names.sort();
+        assert_eq!(names, ["docker-hosted", "npm-hosted", "pypi-hosted"]);
+        let (st, stores) = n.admin().json(Method::GET, "/service/rest/v1/blobstores", None);
+        assert_eq!(st, StatusCode::OK, "{stores}");
+        assert_eq!(stores.as_array().unwrap().len(), 1, "{stores}");
     }
 }
 

@@ -75,6 +75,44 @@ pub enum DbError {
     Secret(#[from] crate::security::secrets::SecretError),
 }
 
+/// Held while a node migrates the database and does its start-up writes (the first start's
+/// admin, blob store and repositories; the keys). On PostgreSQL it is a session advisory lock on
+/// a connection of its own, so that nodes started together (a Deployment's replicas, `docker
+/// compose up`) take turns: without it both run the same migration, one fails on the other's
+/// half-made tables and its start ends. PostgreSQL releases it when the connection ends, so a
+/// node killed while holding it blocks nobody. On SQLite, nothing (one node).
+pub struct StartupLock {
+    _conn: Option<PgConnection>,
+}
+
+/// The advisory lock's key; no other advisory lock of wharf's uses it.
+const STARTUP_LOCK_KEY: i64 = 0x7768_6172_6600_0001;
+
+#[derive(diesel::QueryableByName)]
+struct Locked {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    locked: bool,
+}
+
+impl StartupLock {
+    pub fn acquire(url: &str) -> Result<StartupLock, DbError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Ok(StartupLock { _conn: None });
+        }
+        use diesel::RunQueryDsl as _;
+        let mut c = PgConnection::establish(url).map_err(|e| DbError::Migration(e.to_string()))?;
+        let got = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+            .bind::<diesel::sql_types::BigInt, _>(STARTUP_LOCK_KEY)
+            .get_result::<Locked>(&mut c)?
+            .locked;
+        if !got {
+            tracing::info!("another node is migrating the database or starting for the first time; waiting for it");
+            diesel::sql_query("SELECT pg_advisory_lock($1)").bind::<diesel::sql_types::BigInt, _>(STARTUP_LOCK_KEY).execute(&mut c)?;
+        }
+        Ok(StartupLock { _conn: Some(c) })
+    }
+}
+
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager<AnyConnection>>,
