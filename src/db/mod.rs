@@ -59,6 +59,9 @@ pub enum DbError {
     Pool(#[from] r2d2::Error),
     #[error("database migrations: {0}")]
     Migration(String),
+    /// The database cannot be reached (or refuses the login) at start.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
     /// A pending migration would fail on what the database holds: the message names it and
     /// says what to do.
     #[error("{0}")]
@@ -100,7 +103,7 @@ impl StartupLock {
             return Ok(StartupLock { _conn: None });
         }
         use diesel::RunQueryDsl as _;
-        let mut c = PgConnection::establish(url).map_err(|e| DbError::Migration(e.to_string()))?;
+        let mut c = PgConnection::establish(url).map_err(|e| DbError::Connect(e.to_string()))?;
         let got = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
             .bind::<diesel::sql_types::BigInt, _>(STARTUP_LOCK_KEY)
             .get_result::<Locked>(&mut c)?
@@ -168,11 +171,11 @@ impl Db {
             Backend::Postgres => url.to_string(),
         };
         match backend {
-            Backend::Postgres => drop(PgConnection::establish(&conn_url).map_err(|e| DbError::Migration(e.to_string()))?),
+            Backend::Postgres => drop(PgConnection::establish(&conn_url).map_err(|e| DbError::Connect(e.to_string()))?),
             Backend::Sqlite => {
                 // One connection switches to WAL (and recovers a WAL left by a crash) before the
                 // pool opens its connections side by side.
-                let mut c = AnyConnection::Sqlite(SqliteConnection::establish(&conn_url).map_err(|e| DbError::Migration(e.to_string()))?);
+                let mut c = AnyConnection::Sqlite(SqliteConnection::establish(&conn_url).map_err(|e| DbError::Connect(e.to_string()))?);
                 SqlitePragmas.on_acquire(&mut c).map_err(|e| DbError::Migration(e.to_string()))?;
             }
         }
