@@ -584,3 +584,16 @@ fn a_node_whose_listening_connection_hangs_stops_trusting_its_caches() {
     within_bound("a change made while B's listener hangs", || refused(get(&c.b, &pypi_index(), &basic(user, pw))));
     drop(stopped);
 }
+
+#[test]
+fn each_node_lists_the_nodes_of_its_cluster() {
+    let Some(c) = cluster() else { return };
+    let system = |n: &TestServer| n.admin().json(Method::GET, "/service/rest/v1/system", None).1;
+    let (a, b) = (system(&c.a), system(&c.b));
+    assert_ne!(a["node"], b["node"], "{a} {b}");
+    for v in [&a, &b] {
+        let nodes: Vec<&Value> = v["nodes"].as_array().unwrap().iter().map(|n| &n["node"]).collect();
+        assert!(nodes.contains(&&a["node"]) && nodes.contains(&&b["node"]), "{v}");
+        assert_eq!(v["database"], "Postgres");
+    }
+}

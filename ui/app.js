@@ -978,9 +978,13 @@ async function renderTasks(id) {
 }
 
 async function renderSystem() {
-  const [checks, status] = await Promise.all([api("GET", "/status/check"), api("GET", "/status").catch(() => null)]);
-  const rows = Object.entries(checks).map(([name, c]) => [name, c.healthy ? h("span", { class: "ok", text: "✓ " + t("dash.healthy") }) : h("span", { class: "error", text: "✗" }), c.message || ""]);
-  show(h("h1", { text: t("nav.system") }), status && status.version ? h("p", { text: `wharf ${status.version}` }) : null, table([t("system.check"), t("status"), t("tasks.message")], rows));
+  const [checks, sys] = await Promise.all([api("GET", "/status/check"), api("GET", "/system")]);
+  const rows = Object.entries(checks).map(([name, c]) => [name, c.healthy ? h("span", { class: "ok", text: "✓ " + t("dash.healthy") }) : h("span", { class: "error", text: "✗" }), serverText(c.message || "")]);
+  const facts = [[t("system.version"), `wharf ${sys.version}`], [t("system.node"), `${sys.node} (${sys.host})`], [t("system.started"), when(sys.startedAt)],
+    [t("system.uptime"), t("system.seconds", sys.uptimeSeconds)], [t("system.database"), sys.database]];
+  show(h("h1", { text: t("nav.system") }), h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+    h("h2", { text: t("system.nodes") }), table([t("system.node"), t("system.address")], sys.nodes.map((n) => [h("code", { text: n.node }), n.address || "—"])),
+    h("h2", { text: t("system.checks") }), table([t("system.check"), t("status"), t("tasks.message")], rows));
 }
 
 // ---- routing ---------------------------------------------------------------------------------

@@ -73,6 +73,27 @@ pub enum Change {
     Alive(std::time::Instant),
 }
 
+#[derive(diesel::QueryableByName)]
+struct ConnectedNode {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    application_name: String,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    address: Option<String>,
+}
+
+/// The nodes connected to this PostgreSQL database now: their tags (`application_name`, see
+/// [`node_tag`]) and addresses, one row per node.
+pub fn connected_nodes(conn: &mut super::AnyConnection) -> Result<Vec<(String, Option<String>)>, super::DbError> {
+    use diesel::RunQueryDsl as _;
+    let rows: Vec<ConnectedNode> = diesel::sql_query(
+        "SELECT application_name, min(host(client_addr)) AS address FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name LIKE 'wharf-%' AND application_name <> 'wharf-listen' \
+         GROUP BY application_name ORDER BY application_name",
+    )
+    .load(conn)?;
+    Ok(rows.into_iter().map(|r| (r.application_name, r.address)).collect())
+}
+
 /// Reads a notification's payload (a small JSON object, see the migration
 /// `2026-12-05-000001_cluster_notify`). Anything unreadable counts as "everything changed".
 pub fn parse(payload: &str) -> Change {

@@ -322,7 +322,9 @@ async function main() {
       check(/removed 0 abandoned uploads/.test(await page.textContent("main")), "the run's message is in its history");
       // System: the status checks.
       await view(page, "system");
-      check((await page.textContent("main table")).includes("Database"), "the system page lists the checks");
+      check((await page.textContent("main")).includes("Database"), "the system page lists the checks");
+      check(/wharf \d+\.\d+\.\d+/.test(await page.textContent("main dl")), "and the version");
+      check((await page.locator("main table").first().locator("tbody tr").count()) === 1, "one node on SQLite");
       await noPlaceholders(page, "the system page");
       // In Chinese, every page the console draws is Chinese but for names and code.
       await page.selectOption("#lang", "zh-CN");

@@ -156,6 +156,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/status", web::get().to(status::status))
             .route("/v1/status/writable", web::get().to(status::writable))
             .route("/v1/status/check", web::get().to(status::check))
+            .route("/v1/system", web::get().to(status::system))
             .route("/v1/repositories", web::get().to(repositories::list))
             .route("/v1/repositories/{name}", web::get().to(repositories::get_summary))
             .route("/v1/repositories/{name}", web::delete().to(repositories::delete))

@@ -55,6 +55,29 @@ pub async fn check(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     Ok(HttpResponse::Ok().json(out))
 }
 
+/// wharf's `GET /service/rest/v1/system`: this node (version, start, uptime, database) and the
+/// nodes of its cluster: on PostgreSQL every process whose pooled connections carry wharf's
+/// `application_name` right now (see `db::notify::node_tag`), on SQLite this one.
+pub async fn system(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let this = crate::db::notify::node_tag().to_string();
+    let uptime = state.started.elapsed();
+    let started_ms = wharf_format::now_millis() - uptime.as_millis() as i64;
+    let nodes = match state.db.backend {
+        crate::db::Backend::Postgres => state.db.run(crate::db::notify::connected_nodes).await?,
+        crate::db::Backend::Sqlite => vec![(this.clone(), None)],
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "node": this,
+        "host": state.tasks.node,
+        "startedAt": wharf_format::rfc3339_millis(started_ms),
+        "uptimeSeconds": uptime.as_secs(),
+        "database": format!("{:?}", state.db.backend),
+        "nodes": nodes.into_iter().map(|(name, address)| json!({ "node": name, "address": address })).collect::<Vec<_>>(),
+    })))
+}
+
 pub async fn openapi() -> HttpResponse {
     HttpResponse::Ok().content_type("application/json").body(include_str!("../../../docs/openapi.json"))
 }
