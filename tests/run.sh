@@ -19,6 +19,8 @@ command -v npm >/dev/null || need+=(nodejs npm)
 [ -x /usr/sbin/slapd ] || need+=(slapd)
 command -v ldapsearch >/dev/null || need+=(ldap-utils)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# A CJK font, so that the console's Chinese screenshots show characters rather than boxes.
+[ -d /usr/share/fonts/truetype/wqy ] || need+=(fonts-wqy-zenhei)
 command -v curl >/dev/null || need+=(curl)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
 if [ ${#need[@]} -gt 0 ]; then

@@ -445,6 +445,17 @@ async function main() {
       check((await page.textContent("main")).includes("ui-console-npm"), "and browses it");
       await shot(page, "reader-browse");
       await a11y(page, "reader browse");
+      // The reader's pages in Chinese too.
+      await page.selectOption("#lang", "zh-CN");
+      const readerEnglish = [];
+      for (const p of ["", "repositories/ui-pypi-hosted", "browse/ui-npm-hosted", "account", "tokens"]) {
+        await view(page, p);
+        const left = await untranslated(page);
+        if (left.length) readerEnglish.push(`${p || "dashboard"}: ${left.join(" ")}`);
+        await shot(page, "reader-zh-" + (p.replace(/\//g, "-") || "dashboard"));
+      }
+      await page.selectOption("#lang", "en");
+      check(readerEnglish.length === 0, "English left in a reader's zh-CN pages:\n" + readerEnglish.join("\n"));
       // My account: who they are and their roles; their own password, with the current one.
       await view(page, "account");
       const account = await page.textContent("main");
