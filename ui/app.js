@@ -158,6 +158,11 @@ function when(v) {
   return isNaN(d) ? String(v) : d.toLocaleString(state.lang);
 }
 
+/// A list of (label, value) pairs; an empty value shows as a dash.
+function factList(pairs) {
+  return h("dl", { class: "facts" }, pairs.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v || "—" })]));
+}
+
 function pre(text) {
   const copy = h("button", { type: "button", class: "copy secondary", text: t("copy") });
   copy.addEventListener("click", async () => {
@@ -610,7 +615,7 @@ async function renderAccount() {
   if (me.source !== "LDAP") {
     facts.push([t("name"), [me.firstName, me.lastName].filter(Boolean).join(" ")], [t("email"), me.emailAddress || ""], [t("roles"), (me.roles || []).join(", ")]);
   }
-  const nodes = [h("h1", { text: t("nav.account") }), h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v || "—" })]))];
+  const nodes = [h("h1", { text: t("nav.account") }), factList(facts)];
   if (me.source !== "LDAP") {
     const cur = h("input", { type: "password", autocomplete: "current-password", required: true });
     const np = h("input", { type: "password", autocomplete: "new-password", required: true, minlength: 8 });
@@ -982,7 +987,7 @@ async function renderSystem() {
   const rows = Object.entries(checks).map(([name, c]) => [name, c.healthy ? h("span", { class: "ok", text: "✓ " + t("dash.healthy") }) : h("span", { class: "error", text: "✗" }), serverText(c.message || "")]);
   const facts = [[t("system.version"), `wharf ${sys.version}`], [t("system.node"), `${sys.node} (${sys.host})`], [t("system.started"), when(sys.startedAt)],
     [t("system.uptime"), t("system.seconds", sys.uptimeSeconds)], [t("system.database"), sys.database]];
-  show(h("h1", { text: t("nav.system") }), h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v })])),
+  show(h("h1", { text: t("nav.system") }), factList(facts),
     h("h2", { text: t("system.nodes") }), table([t("system.node"), t("system.address")], sys.nodes.map((n) => [h("code", { text: n.node }), n.address || "—"])),
     h("h2", { text: t("system.checks") }), table([t("system.check"), t("status"), t("tasks.message")], rows));
 }
