@@ -444,77 +444,135 @@ async function renderUsage(name) {
   show(h("h1", { text: t("usage.title", name) }), ...blocks, h("p", {}, h("a", { href: "#/", text: t("back") })));
 }
 
-// ---- browse ----------------------------------------------------------------------------------
+// ---- browse and search -----------------------------------------------------------------------
 
-/// Repository → component (image, project, package) → versions (tags) → files.
+/// A server-paged list: `load(token)` fetches a page ({items, continuationToken}), `draw(items)`
+/// makes its content. Previous pages are remembered by their tokens.
+function pager(load, draw) {
+  const box = h("div", { class: "paged" });
+  const tokens = [null];
+  let at = 0;
+  const go = async () => {
+    const page = await load(tokens[at]);
+    tokens[at + 1] = page.continuationToken || null;
+    const prev = h("button", { type: "button", class: "secondary", text: t("page.prev"), disabled: at === 0 });
+    const next = h("button", { type: "button", class: "secondary", text: t("page.next"), disabled: !page.continuationToken });
+    prev.addEventListener("click", () => { at -= 1; go().catch(failure); });
+    next.addEventListener("click", () => { at += 1; go().catch(failure); });
+    box.replaceChildren(draw(page.items || []), h("div", { class: "actions" }, prev, next, h("span", { class: "muted", text: t("page.at", at + 1) })));
+  };
+  return { box, reload: () => { tokens.length = 1; at = 0; return go(); } };
+}
+
+/// A text input that calls `changed` once typing pauses.
+function searchInput(placeholder, changed) {
+  const input = h("input", { type: "search", placeholder });
+  let timer = null;
+  input.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(changed, 250); });
+  return input;
+}
+
+const fullName = (c) => (c.group ? `${c.group}/${c.name}` : c.name);
+const qs = (params) => Object.entries(params).filter(([, v]) => v !== null && v !== undefined && v !== "").map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join("&");
+const browseHref = (repo, name) => `#/browse/${encodeURIComponent(repo)}/${name.split("/").map(encodeURIComponent).join("/")}`;
+
+/// Repository → component names (paged and filtered on the server) → versions (newest first)
+/// → files.
 async function renderBrowse(name, component) {
   const repos = await api("GET", "/repositories");
   const pick = h("select", { "aria-label": t("browse.pick") }, h("option", { value: "", text: "—" }), repos.map((r) => h("option", { value: r.name, text: `${r.name} (${r.format} ${tr("kind." + r.type, r.type)})`, selected: r.name === name })));
   pick.addEventListener("change", () => { location.hash = `#/browse/${encodeURIComponent(pick.value)}`; });
   const nodes = [h("h1", { text: component ? `${name} / ${component}` : t("browse.title") }), field(t("browse.pick"), pick, "repository")];
-  if (name) {
-    const items = [];
-    let token = null;
-    do {
-      const page = await api("GET", `/components?repository=${encodeURIComponent(name)}` + (token ? `&continuationToken=${encodeURIComponent(token)}` : ""));
-      items.push(...(page.items || []));
-      token = page.continuationToken;
-    } while (token && items.length < 5000);
-    const repo = repos.find((r) => r.name === name) || {};
-    const full = (c) => (c.group ? `${c.group}/${c.name}` : c.name);
-    if (!component) {
-      const byName = new Map();
-      for (const c of items) byName.set(full(c), (byName.get(full(c)) || 0) + 1);
-      const search = h("input", { type: "search", placeholder: t("search") });
-      const holder = h("div", {});
-      const draw = () => {
-        const q = search.value.trim().toLowerCase();
-        const rows = [...byName.entries()].filter(([n]) => !q || n.toLowerCase().includes(q)).sort(([a], [b]) => a.localeCompare(b))
-          .map(([n, count]) => [h("a", { href: `#/browse/${encodeURIComponent(name)}/${n.split("/").map(encodeURIComponent).join("/")}`, text: n }), String(count)]);
-        holder.replaceChildren(table([t("name"), t("version")], rows));
-      };
-      search.addEventListener("input", draw);
-      draw();
-      nodes.push(field(t("search"), search, "search"), holder);
-    } else {
-      const rows = items.filter((c) => full(c) === component).map((c) => {
-        const assets = c.assets || [];
-        const first = assets[0] || {};
-        const yanked = assets.find((a) => a.attributes && typeof a.attributes.yanked === "string");
-        const cells = [
-          h("span", {}, c.version, yanked ? " " : null, yanked ? h("span", { class: "tag", title: yanked.attributes.yanked, text: t("yanked") }) : null),
-          h("span", {}, assets.map((a) => h("div", {}, h("a", { href: a.downloadUrl, text: a.path.split("/").pop() }), " ", h("span", { class: "muted", text: bytes(a.fileSize) })))),
-          h("code", { text: (first.checksum && first.checksum.sha256 || "").slice(0, 16) }),
-          when(first.blobCreated || first.lastModified), first.uploader || "",
-        ];
-        const acts = h("span", {});
-        if (state.admin) {
-          const del = h("button", { type: "button", class: "danger", text: t("delete") });
-          del.addEventListener("click", async () => {
-            if (!confirm(t("confirm.delete", `${component} ${c.version}`))) return;
-            try { await api("DELETE", `/components/${encodeURIComponent(c.id)}`); renderBrowse(name, component); } catch (e) { failure(e); }
-          });
-          acts.append(del);
-          if (repo.format === "pypi") {
-            const y = h("button", { type: "button", class: "secondary", text: yanked ? t("unyank") : t("yank") });
-            y.addEventListener("click", async () => {
-              try {
-                if (yanked) await api("DELETE", `/components/${encodeURIComponent(c.id)}/yank`);
-                else await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" });
-                await renderBrowse(name, component);
-              } catch (e) { failure(e); }
-            });
-            acts.append(" ", y);
-          }
-        }
-        cells.push(acts);
-        return cells;
-      });
-      nodes.push(table([t("version"), t("files"), t("digest"), t("uploaded"), t("uploader"), t("actions")], rows, [2, 3, 4]),
-        h("p", {}, h("a", { href: `#/browse/${encodeURIComponent(name)}`, text: t("back") })));
-    }
+  const repo = repos.find((r) => r.name === name) || {};
+  const many = repo.type === "group";
+  if (name && !component) {
+    const filter = searchInput(t("search"), () => list.reload().catch(failure));
+    const list = pager(
+      (token) => api("GET", "/search/names?" + qs({ repository: name, q: filter.value.trim(), continuationToken: token })),
+      (items) => table(many ? [t("name"), t("version"), t("repository")] : [t("name"), t("version")], items.map((c) => {
+        const row = [h("a", { href: browseHref(name, fullName(c)), text: fullName(c) }), String(c.components)];
+        if (many) row.push(c.repository);
+        return row;
+      })));
+    nodes.push(field(t("search"), filter, "search"), list.box);
+    await list.reload();
+  } else if (name) {
+    const list = pager(
+      (token) => api("GET", "/search?" + qs({ repository: name, name: component, sort: "version", continuationToken: token })),
+      (items) => table([t("version"), t("files"), t("digest"), t("uploaded"), t("uploader"), t("actions")], items.map((c) => versionRow(c, repo, () => list.reload())), [2, 3, 4]));
+    nodes.push(list.box, h("p", {}, h("a", { href: `#/browse/${encodeURIComponent(name)}`, text: t("back") })));
+    await list.reload();
   }
   show(...nodes);
+}
+
+/// One version of a component: its files, first digest, upload, and what an admin may do.
+function versionRow(c, repo, redraw) {
+  const assets = c.assets || [];
+  const first = assets[0] || {};
+  const yanked = assets.find((a) => a.attributes && typeof a.attributes.yanked === "string");
+  const cells = [
+    h("span", {}, c.version, yanked ? " " : null, yanked ? h("span", { class: "tag", title: yanked.attributes.yanked, text: t("yanked") }) : null),
+    h("span", {}, assets.map((a) => h("div", {}, a.downloadUrl ? h("a", { href: a.downloadUrl, text: a.path.split("/").pop() }) : a.path.split("/").pop(), " ", h("span", { class: "muted", text: bytes(a.fileSize) })))),
+    h("code", { text: (first.checksum && first.checksum.sha256 || "").slice(0, 16) }),
+    when(first.blobCreated || first.lastModified), first.uploader || "",
+  ];
+  const acts = h("span", {});
+  if (state.admin) {
+    const del = h("button", { type: "button", class: "danger", text: t("delete") });
+    del.addEventListener("click", async () => {
+      if (!confirm(t("confirm.delete", `${fullName(c)} ${c.version}`))) return;
+      try { await api("DELETE", `/components/${encodeURIComponent(c.id)}`); await redraw(); } catch (e) { failure(e); }
+    });
+    acts.append(del);
+    if (c.format === "pypi") {
+      const y = h("button", { type: "button", class: "secondary", text: yanked ? t("unyank") : t("yank") });
+      y.addEventListener("click", async () => {
+        try {
+          if (yanked) await api("DELETE", `/components/${encodeURIComponent(c.id)}/yank`);
+          else await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" });
+          await redraw();
+        } catch (e) { failure(e); }
+      });
+      acts.append(" ", y);
+    }
+  }
+  cells.push(acts);
+  return cells;
+}
+
+/// Search across every repository the user may read (Nexus's /search), paged and sorted on
+/// the server.
+async function renderSearch() {
+  const repos = await api("GET", "/repositories");
+  const formats = [...new Set(repos.map((r) => r.format))].sort();
+  const q = h("input", { type: "search" });
+  const name = h("input", { type: "text", placeholder: "flask*" });
+  const version = h("input", { type: "text", placeholder: "1.*" });
+  const format = h("select", {}, h("option", { value: "", text: t("search.any") }), formats.map((f) => h("option", { value: f, text: f })));
+  const repository = h("select", {}, h("option", { value: "", text: t("search.any") }), repos.map((r) => h("option", { value: r.name, text: r.name })));
+  const sort = h("select", {}, h("option", { value: "", text: t("search.sort.none") }), ["name", "version", "repository"].map((s) => h("option", { value: s, text: t("search.sort." + s) })));
+  const direction = h("select", {}, h("option", { value: "", text: t("search.dir.default") }), h("option", { value: "asc", text: t("search.dir.asc") }), h("option", { value: "desc", text: t("search.dir.desc") }));
+  const error = h("p", { class: "error", role: "alert" });
+  const list = pager(
+    (token) => api("GET", "/search?" + qs({ q: q.value.trim(), name: name.value.trim(), version: version.value.trim(), format: format.value, repository: repository.value, sort: sort.value, direction: sort.value ? direction.value : "", continuationToken: token })),
+    (items) => table([t("name"), t("version"), t("repository"), t("format"), t("uploaded"), t("size")], items.map((c) => {
+      const assets = c.assets || [];
+      return [h("a", { href: browseHref(c.repository, fullName(c)), text: fullName(c) }), c.version, c.repository, c.format,
+        when((assets[0] || {}).blobCreated), bytes(assets.reduce((n, a) => n + (a.fileSize || 0), 0))];
+    }), [3, 4, 5]));
+  const form = h("form", { class: "search-form" },
+    field(t("search.q"), q, "q"), field(t("name"), name, "name"), field(t("version"), version, "version"),
+    field(t("format"), format, "format"), field(t("repository"), repository, "repository"),
+    field(t("search.sort"), sort, "sort"), field(t("search.dir"), direction, "direction"),
+    h("div", { class: "actions" }, h("button", { type: "submit", text: t("search") })));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    try { await list.reload(); } catch (e) { if (!placeErrors(form, e)) failure(e); }
+  });
+  show(h("h1", { text: t("nav.search") }), form, error, list.box);
+  await list.reload();
 }
 
 // ---- users, roles, LDAP, tokens, audit ---------------------------------------------------------
@@ -1039,6 +1097,7 @@ async function draw() {
     if (parts[0] === "repositories" && parts[2] === "usage") return await renderUsage(parts[1]);
     if (parts[0] === "repositories") return await renderRepo(parts[1]);
     if (parts[0] === "browse") return await renderBrowse(parts[1] || "", parts.slice(2).join("/"));
+    if (parts[0] === "search") return await renderSearch();
     if (parts[0] === "users") return await renderUsers(parts[1]);
     if (parts[0] === "account") return await renderAccount();
     if (parts[0] === "roles") return await renderRoles(parts[1]);

@@ -143,6 +143,62 @@ impl SqlMeta {
             .map_err(backend)
     }
 
+    /// Up to `limit` distinct component names (the `component` column) of the repository's
+    /// assets of `kind`, in order, from `from` (inclusive when its flag is set), whose lowercase
+    /// form is LIKE `like` when given: how search and browse walk a repository a few names at a
+    /// time. The index `assets_by_component` yields them in order, so a page costs its own names.
+    pub async fn component_names(
+        &self,
+        repo: i64,
+        kind: &str,
+        from: Option<(String, bool)>,
+        like: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<String>, MetaError> {
+        let kind = kind.to_string();
+        self.db
+            .run(move |conn| {
+                let mut query = assets::table
+                    .filter(assets::repository_id.eq(repo).and(assets::kind.eq(kind)))
+                    .select(assets::component.assume_not_null())
+                    .filter(assets::component.is_not_null())
+                    .distinct()
+                    .into_boxed();
+                query = match from {
+                    Some((name, true)) => query.filter(assets::component.ge(name)),
+                    Some((name, false)) => query.filter(assets::component.gt(name)),
+                    None => query,
+                };
+                if let Some(like) = like {
+                    query = query.filter(super::lower(assets::component.assume_not_null()).like(like).escape('\\'));
+                }
+                Ok(query.order(assets::component.asc()).limit(limit).load(conn)?)
+            })
+            .await
+            .map_err(backend)
+    }
+
+    /// Every asset of `kind` of the repository that belongs to one of the components `names`,
+    /// in (component, path) order.
+    pub async fn component_assets(&self, repo: i64, kind: &str, names: Vec<String>) -> Result<Vec<Asset>, MetaError> {
+        let kind = kind.to_string();
+        self.db
+            .run(move |conn| {
+                let mut out = Vec::new();
+                for chunk in names.chunks(IN_CHUNK) {
+                    let rows: Vec<AssetRow> = assets::table
+                        .filter(assets::repository_id.eq(repo).and(assets::kind.eq(&kind)).and(assets::component.eq_any(chunk)))
+                        .select(AssetRow::as_select())
+                        .order((assets::component.asc(), assets::path.asc()))
+                        .load(conn)?;
+                    out.extend(rows.into_iter().map(Asset::from));
+                }
+                Ok(out)
+            })
+            .await
+            .map_err(backend)
+    }
+
     /// The latest download of any asset of the repository with each of `digests` (those never
     /// downloaded are left out): a Docker tag is in use when its manifest is pulled by digest.
     pub async fn last_downloads(&self, repo: i64, digests: Vec<String>) -> Result<HashMap<String, i64>, MetaError> {

@@ -330,7 +330,7 @@ async function main() {
       await page.selectOption("#lang", "zh-CN");
       const english = [];
       for (const p of ["", "users", "users/ui-user", "roles", "roles/ui-readers", "ldap", "tokens", "audit", "blobstores", "cleanup", "tasks", "tasks/upload-sweep",
-        "account", "repositories/new", "repositories/ui-pypi-proxy", "browse/ui-docker-hosted"]) {
+        "account", "repositories/new", "repositories/ui-pypi-proxy", "browse/ui-docker-hosted", "search"]) {
         await view(page, p);
         const left = await untranslated(page);
         if (left.length) english.push(`${p || "dashboard"}: ${left.join(" ")}`);
@@ -340,7 +340,7 @@ async function main() {
       // On a phone: no control cut short, and nothing wider than the screen but the tables'
       // own scrolling boxes.
       await page.setViewportSize({ width: 390, height: 844 });
-      for (const p of ["", "users", "users/ui-user", "roles", "ldap", "repositories/new", "blobstores", "cleanup", "tasks", "account"]) {
+      for (const p of ["", "users", "users/ui-user", "roles", "ldap", "repositories/new", "blobstores", "cleanup", "tasks", "account", "search"]) {
         await view(page, p);
         const cut = await page.evaluate(() => {
           const out = [];
@@ -359,7 +359,7 @@ async function main() {
       }
       await page.setViewportSize({ width: 1280, height: 800 });
       for (const p of ["", "users", "users/ui-user", "roles", "roles/ui-readers", "tokens", "audit", "ldap", "ldap/ui-corp", "blobstores", "cleanup", "tasks", "tasks/upload-sweep",
-        "system", "account", "repositories/new", "repositories/ui-pypi-proxy", "repositories/ui-npm-hosted/usage", "browse", "browse/ui-docker-hosted"]) {
+        "system", "account", "repositories/new", "repositories/ui-pypi-proxy", "repositories/ui-npm-hosted/usage", "browse", "browse/ui-docker-hosted", "search"]) {
         await view(page, p);
         await a11y(page, p || "dashboard");
         await shot(page, p.replace(/\//g, "-") || "dashboard-admin");
@@ -377,10 +377,11 @@ async function main() {
       await login(page, user, password);
       await view(page, "browse/ui-pypi-hosted");
       check((await page.textContent("main")).includes("ui-console-pkg"), "browse shows the uploaded project");
+      // The filter asks the server once typing pauses.
       await page.fill("#f-search", "no-such-thing");
-      check(!(await page.textContent("main table, main p.muted")).includes("ui-console-pkg"), "search filters");
+      await page.waitForFunction(() => !document.querySelector("main table") && document.querySelector("main .paged p.muted"));
       await page.fill("#f-search", "console");
-      await page.waitForSelector("main table");
+      await page.waitForFunction(() => (document.querySelector("main table") || {}).textContent?.includes("ui-console-pkg"));
       await shot(page, "browse");
       // Down the hierarchy: the image, its tag and its files.
       await view(page, "browse/ui-docker-hosted");
@@ -388,6 +389,45 @@ async function main() {
       await arrived(page, "browse/ui-docker-hosted/team/app");
       check((await page.textContent("main table")).includes("v1"), "the image's tag is listed");
       await shot(page, "browse-image");
+      // Sixty more tags of the image: the tags come 50 a page from the server.
+      const tagged = await page.evaluate(async ([u, p]) => {
+        const auth = { Authorization: "Basic " + btoa(`${u}:${p}`) };
+        const accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+        const m = await fetch("/v2/ui-docker-hosted/team/app/manifests/v1", { headers: { ...auth, Accept: accept } });
+        const type = m.headers.get("content-type");
+        const body = await m.text();
+        let ok = 0;
+        for (let i = 0; i < 60; i++) {
+          const r = await fetch(`/v2/ui-docker-hosted/team/app/manifests/p${String(i).padStart(2, "0")}`, { method: "PUT", headers: { ...auth, "Content-Type": type }, body });
+          if (r.status === 201) ok++;
+        }
+        return ok;
+      }, [user, password]);
+      check(tagged === 60, `60 tags pushed (${tagged})`);
+      await view(page, "browse/ui-docker-hosted");
+      await view(page, "browse/ui-docker-hosted/team/app");
+      check((await page.locator("main table tbody tr").count()) === 50, "50 tags on the first page");
+      check((await page.textContent(".paged .actions")).includes("Page 1"), "the page is numbered");
+      await page.getByRole("button", { name: "Next page" }).click();
+      await page.waitForFunction(() => document.querySelector(".paged .actions").textContent.includes("Page 2"));
+      check((await page.locator("main table tbody tr").count()) === 11, "the other 11 on the second");
+      check(await page.getByRole("button", { name: "Next page" }).isDisabled(), "and no third");
+      await page.getByRole("button", { name: "Previous page" }).click();
+      await page.waitForFunction(() => document.querySelector(".paged .actions").textContent.includes("Page 1"));
+      // Search across repositories and formats, sorted on the server.
+      await view(page, "search");
+      await page.fill("#f-q", "ui-console");
+      await page.getByRole("button", { name: "Search", exact: true }).click();
+      await page.waitForFunction(() => { const t = document.querySelector("main table"); return t && t.textContent.includes("ui-console-npm") && t.textContent.includes("ui-console-pkg"); });
+      await shot(page, "search");
+      await page.fill("#f-q", "");
+      await page.fill("#f-name", "team/app");
+      await page.selectOption("#f-sort", "version");
+      await page.selectOption("#f-direction", "asc");
+      await page.getByRole("button", { name: "Search", exact: true }).click();
+      await page.waitForFunction(() => (document.querySelector("main table tbody tr td:nth-child(2)") || {}).textContent === "p00");
+      await page.getByRole("link", { name: "team/app" }).first().click();
+      await arrived(page, "browse/ui-docker-hosted/team/app");
       await view(page, "browse/ui-pypi-hosted");
       await page.getByRole("link", { name: "ui-console-pkg" }).click();
       await arrived(page, "browse/ui-pypi-hosted/ui-console-pkg");
@@ -445,10 +485,16 @@ async function main() {
       check((await page.textContent("main")).includes("ui-console-npm"), "and browses it");
       await shot(page, "reader-browse");
       await a11y(page, "reader browse");
+      // They search what they may read (what they may not is tests/search.rs's).
+      await view(page, "search");
+      await page.fill("#f-q", "ui-console-npm");
+      await page.getByRole("button", { name: "Search", exact: true }).click();
+      await page.waitForFunction(() => { const t = document.querySelector("main table"); return t && t.textContent.includes("ui-npm-hosted"); });
+      await a11y(page, "reader search");
       // The reader's pages in Chinese too.
       await page.selectOption("#lang", "zh-CN");
       const readerEnglish = [];
-      for (const p of ["", "repositories/ui-pypi-hosted", "browse/ui-npm-hosted", "account", "tokens"]) {
+      for (const p of ["", "repositories/ui-pypi-hosted", "browse/ui-npm-hosted", "account", "tokens", "search"]) {
         await view(page, p);
         const left = await untranslated(page);
         if (left.length) readerEnglish.push(`${p || "dashboard"}: ${left.join(" ")}`);

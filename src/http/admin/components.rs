@@ -41,7 +41,7 @@ async fn components_of(state: &AppState, repo: &str) -> Result<(wharf_format::Re
     Ok((r, out))
 }
 
-fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &[Asset], format: &dyn wharf_format::Format, origin: &str) -> Value {
+pub(crate) fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &[Asset], format: &dyn wharf_format::Format, origin: &str) -> Value {
     let name = &repo.config.name;
     json!({
         "id": component_id(name, &key.name, &key.version),
@@ -79,14 +79,21 @@ pub struct ListParams {
     continuation_token: Option<String>,
 }
 
+/// One repository's components, a page at a time (the search walk over one repository).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest, q: web::Query<ListParams>) -> Result<HttpResponse, AdminError> {
     require_reader(&state, &req, &q.repository).await?;
-    let (repo, all) = components_of(&state, &q.repository).await?;
-    let format = state.format(&repo.config.format).expect("components_of found the format");
-    let start: usize = q.continuation_token.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
+    let q = q.into_inner();
+    let principal = state.auth.principal(&req).await;
+    let params = super::search::Params::of_repository(q.repository, q.continuation_token);
+    let (found, next) = super::search::page(&state, &principal.access, params, PAGE).await?;
     let origin = origin(&req);
-    let items: Vec<Value> = all.iter().skip(start).take(PAGE).map(|(k, a)| render(&repo, k, a, format.as_ref(), &origin)).collect();
-    let next = (start + PAGE < all.len()).then(|| (start + PAGE).to_string());
+    let items: Vec<Value> = found
+        .iter()
+        .map(|f| {
+            let format = state.format(&f.repo.config.format).expect("a listed repository's format is in this build");
+            render(&f.repo, &f.key, &f.assets, format.as_ref(), &origin)
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(json!({ "items": items, "continuationToken": next })))
 }
 

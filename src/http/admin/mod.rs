@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod components;
 pub mod ldap;
 pub mod repositories;
+pub mod search;
 pub mod security;
 pub mod session;
 pub mod status;
@@ -165,6 +166,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/repositories/{format}/{kind}/{name}", web::get().to(repositories::get))
             .route("/v1/repositories/{format}/{kind}/{name}", web::put().to(repositories::update))
             .route("/v1/components", web::get().to(components::list))
+            .route("/v1/search", web::get().to(search::components))
+            .route("/v1/search/assets", web::get().to(search::assets))
+            .route("/v1/search/assets/download", web::get().to(search::download))
+            .route("/v1/search/names", web::get().to(search::names))
             .route("/v1/components/{id}", web::get().to(components::get))
             .route("/v1/components/{id}", web::delete().to(components::delete))
             .route("/v1/components/{id}/yank", web::post().to(components::yank))
