@@ -60,19 +60,24 @@ fn admin_api_requires_an_administrator() {
 
 #[test]
 fn bad_repository_json_gets_a_400_naming_the_field() {
-    for (body, field) in [
-        (json!({"name": "bad1", "storage": {"blobStoreName": "default"}, "docker": {"httpPort": 70000}}), "docker.httpPort"),
-        (json!({"name": "bad2", "storage": {"blobStoreName": "default"}, "docker": {}, "colour": "red"}), "colour"),
-        (json!({"name": "bad3", "storage": {"blobStoreName": "default", "writePolicy": "sometimes"}}), "storage.writePolicy"),
-        (json!({"name": "bad4", "storage": {"blobStoreName": "nope"}}), "storage.blobStoreName"),
-        (json!({"name": "Bad Name", "storage": {"blobStoreName": "default"}}), "name"),
-        (json!({"name": "docker-hosted", "storage": {"blobStoreName": "default"}}), "name"),
-        (json!({"storage": {"blobStoreName": "default"}}), "name"),
+    // Each error carries a code the console words in the user's language ("invalid": the
+    // message alone says what is wrong).
+    for (body, field, code) in [
+        (json!({"name": "bad1", "storage": {"blobStoreName": "default"}, "docker": {"httpPort": 70000}}), "docker.httpPort", "invalid"),
+        (json!({"name": "bad2", "storage": {"blobStoreName": "default"}, "docker": {}, "colour": "red"}), "colour", "unknown"),
+        (json!({"name": "bad3", "storage": {"blobStoreName": "default", "writePolicy": "sometimes"}}), "storage.writePolicy", "invalid"),
+        (json!({"name": "bad4", "storage": {"blobStoreName": "nope"}}), "storage.blobStoreName", "invalid"),
+        (json!({"name": "Bad Name", "storage": {"blobStoreName": "default"}}), "name", "invalid"),
+        (json!({"name": "docker-hosted", "storage": {"blobStoreName": "default"}}), "name", "invalid"),
+        (json!({"storage": {"blobStoreName": "default"}}), "name", "required"),
+        (json!({"name": 5, "storage": {"blobStoreName": "default"}}), "name", "type.string"),
+        (json!({"name": "bad5", "online": "yes", "storage": {"blobStoreName": "default"}}), "online", "type.boolean"),
     ] {
         let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&body).send().unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
         let errors: Value = r.json().unwrap();
         assert_eq!(errors[0]["id"], format!("PARAMETER {field}"), "{body}: {errors}");
+        assert_eq!(errors[0]["code"], code, "{body}: {errors}");
     }
     let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").header("content-type", "application/json").body("{nope").send().unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);

@@ -93,7 +93,12 @@ fn hosted(name: &str) -> Value {
 fn seed(s: &TestServer, dir: &Path) {
     create(s, "pypi", "hosted", hosted("pypi-a"));
     create(s, "pypi", "hosted", hosted("pypi-b"));
-    create(s, "pypi", "group", json!({"name": "pypi-all", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["pypi-a", "pypi-b"]}}));
+    create(
+        s,
+        "pypi",
+        "group",
+        json!({"name": "pypi-all", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["pypi-a", "pypi-b"]}}),
+    );
     create(s, "npm", "hosted", hosted("npm-a"));
     let mut docker = hosted("docker-a");
     docker["docker"] = json!({"forceBasicAuth": true});
@@ -204,10 +209,7 @@ fn filters_keyword_and_prerelease_narrow_across_formats() {
         set(&get("/service/rest/v1/search?name=search*&version=1.*")),
         strings(&["searchpkg@1.9 (pypi-a)", "searchpkg@1.10 (pypi-a)", "@acme/searchpkg@1.0.0 (npm-a)", "@acme/searchpkg@1.2.0-beta.1 (npm-a)"])
     );
-    assert_eq!(
-        set(&get("/service/rest/v1/search?prerelease=true")),
-        strings(&["searchpkg@2.0rc1 (pypi-a)", "@acme/searchpkg@1.2.0-beta.1 (npm-a)"])
-    );
+    assert_eq!(set(&get("/service/rest/v1/search?prerelease=true")), strings(&["searchpkg@2.0rc1 (pypi-a)", "@acme/searchpkg@1.2.0-beta.1 (npm-a)"]));
     assert_eq!(set(&get("/service/rest/v1/search?q=SEARCHPKG%202.0")), strings(&["searchpkg@2.0rc1 (pypi-a)"]));
     assert_eq!(set(&get("/service/rest/v1/search?npm.scope=acme")).len(), 2);
     assert_eq!(set(&get("/service/rest/v1/search?group=@acme&version=1.0.0")), strings(&["@acme/searchpkg@1.0.0 (npm-a)"]));
@@ -243,7 +245,8 @@ fn sort_by_version_is_newest_first_and_download_fetches_the_latest() {
     assert!(location.contains("searchpkg-1.10"), "{location}");
     let body = client.get(&location).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().bytes().unwrap();
     let listed = get("/service/rest/v1/search/assets?repository=pypi-a&name=searchpkg&version=1.10");
-    let asset = listed["items"].as_array().unwrap().iter().find(|a| a["downloadUrl"].as_str() == Some(location.as_str())).expect("the download is one of 1.10's files");
+    let asset =
+        listed["items"].as_array().unwrap().iter().find(|a| a["downloadUrl"].as_str() == Some(location.as_str())).expect("the download is one of 1.10's files");
     assert_eq!(hex::encode(sha2::Sha256::digest(&body)), asset["checksum"]["sha256"].as_str().unwrap());
 
     // One match needs no sort; several without sort are refused by name; none is a 404.
@@ -290,7 +293,8 @@ fn pages_walk_every_component_once_in_order_across_names() {
 
     // Browse's first level: one row per image with its tag count; a keyword narrows it.
     let names = get("/service/rest/v1/search/names?repository=docker-a");
-    let rows: Vec<(String, u64)> = names["items"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().to_string(), r["components"].as_u64().unwrap())).collect();
+    let rows: Vec<(String, u64)> =
+        names["items"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().to_string(), r["components"].as_u64().unwrap())).collect();
     assert_eq!(rows, vec![("app/search".to_string(), TAGS as u64), ("app/zzz".to_string(), 1)]);
     let names = get("/service/rest/v1/search/names?repository=docker-a&q=t11");
     assert_eq!(names["items"][0]["components"], 10, "t110..t119");

@@ -72,12 +72,26 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+/// An error the server gave, worded in the console's language where its code is one the
+/// console knows (`english` tells when the server's own words had to stand).
 class ApiError extends Error {
   constructor(status, body) {
-    super(typeof body === "object" && body ? (Array.isArray(body) ? body.map((e) => e.message).join("; ") : body.message || JSON.stringify(body)) : String(body));
+    const parts = typeof body === "object" && body ? (Array.isArray(body) ? body.map(errText) : [errText(body)]) : [{ text: String(body), english: true }];
+    super(parts.map((p) => p.text).join("; "));
+    this.english = parts.some((p) => p.english);
     this.status = status;
     this.body = body;
   }
+}
+
+/// One error item ({id?, message, code?}) in the user's language when its code allows.
+function errText(err) {
+  const key = "err." + (err.code || "");
+  const table = window.WHARF_I18N[state.lang] || window.WHARF_I18N.en;
+  const known = err.code && err.code !== "invalid" && table[key];
+  if (!known) return { text: err.message || JSON.stringify(err), english: state.lang !== "en" };
+  const f = String(err.id || "").replace(/^PARAMETER /, "");
+  return { text: f ? `${f}: ${t(key)}` : t(key), english: false };
 }
 
 async function api(method, path, body) {
@@ -110,10 +124,15 @@ function show(...nodes) {
 
 function notice(text, bad) { return h("p", { class: bad ? "notice bad" : "notice", role: bad ? "alert" : "status", text }); }
 
+/// A notice of a failed call, marked English where the server's words stand.
+function failed(e) { const n = failed(e); if (e.english) n.lang = "en"; return n; }
+
 function failure(e) {
   if (e.status === 401) { state.user = null; return renderLogin(); }
   if (e.status === 403) return show(h("h1", { text: t("forbidden") }));
-  show(notice(t("error", e.message), true));
+  const n = notice(t("error", e.message), true);
+  if (e.english) n.lang = "en";
+  show(n);
 }
 
 function table(headers, rows, optional) {
@@ -138,7 +157,12 @@ function placeErrors(form, e) {
   for (const err of e.body) {
     const f = String(err.id || "").replace(/^PARAMETER /, "");
     const slot = form.querySelector(`[data-error-for="${CSS.escape(f)}"]`) || form.querySelector(`[data-error-for="${CSS.escape(f.split(".")[0])}"]`);
-    if (slot) { slot.textContent = err.message; placed = true; }
+    if (slot) {
+      const said = errText(err);
+      slot.textContent = said.text;
+      if (said.english) slot.lang = "en"; else slot.removeAttribute("lang");
+      placed = true;
+    }
   }
   return placed;
 }
@@ -345,7 +369,7 @@ async function renderRepoForm(existingName) {
       location.hash = `#/repositories/${encodeURIComponent(body.name)}/usage`;
     } catch (e) {
       if (e.status === 401) return failure(e);
-      if (!placeErrors(form, e)) msg.replaceChildren(notice(e.message, true));
+      if (!placeErrors(form, e)) msg.replaceChildren(failed(e));
     }
   });
   show(form);
@@ -488,7 +512,9 @@ async function renderBrowse(name, component) {
   if (name && !component) {
     const filter = searchInput(t("search"), () => list.reload().catch(failure));
     const list = pager(
-      (token) => api("GET", "/search/names?" + qs({ repository: name, q: filter.value.trim(), continuationToken: token })),
+      // A part of the name (the database narrows names by it), not a keyword (which would also
+      // look at every version).
+      (token) => api("GET", "/search/names?" + qs({ repository: name, name: filter.value.trim() ? `*${filter.value.trim()}*` : "", continuationToken: token })),
       (items) => table(many ? [t("name"), t("version"), t("repository")] : [t("name"), t("version")], items.map((c) => {
         const row = [h("a", { href: browseHref(name, fullName(c)), text: fullName(c) }), String(c.components)];
         if (many) row.push(c.repository);
@@ -638,7 +664,7 @@ function userEditor(u, roles) {
         emailAddress: v("emailAddress"), status: status.value, source: u.source, roles: picker.value() });
       state.flash = t("users.saved", u.userId);
       location.hash = "#/users";
-    } catch (e) { if (!placeErrors(form, e)) out.replaceChildren(notice(e.message, true)); }
+    } catch (e) { if (!placeErrors(form, e)) out.replaceChildren(failed(e)); }
   });
   // Another user's password is set here; one's own is changed on My account (it needs the current one).
   const pw = h("input", { type: "password", autocomplete: "new-password", minlength: 8 });
@@ -651,7 +677,7 @@ function userEditor(u, roles) {
       await api("PUT", `/security/users/${encodeURIComponent(u.userId)}/change-password`, pw.value);
       pw.value = "";
       pwOut.replaceChildren(notice(t("password.changed")));
-    } catch (e) { pwOut.replaceChildren(notice(e.message, true)); }
+    } catch (e) { pwOut.replaceChildren(failed(e)); }
   });
   const del = h("button", { type: "button", class: "danger", text: t("delete"), disabled: u.userId === state.user });
   del.addEventListener("click", async () => {
@@ -660,7 +686,7 @@ function userEditor(u, roles) {
       await api("DELETE", `/security/users/${encodeURIComponent(u.userId)}`);
       state.flash = t("users.deleted", u.userId);
       location.hash = "#/users";
-    } catch (e) { out.replaceChildren(notice(e.message, true)); }
+    } catch (e) { out.replaceChildren(failed(e)); }
   });
   const own = u.userId === state.user;
   return h("div", {}, form, u.source === "LDAP" || own ? null : pwForm, h("div", { class: "actions" }, del));
@@ -816,7 +842,7 @@ function ldapForm(current, onSaved) {
       if (current) await api("PUT", `/security/ldap/${encodeURIComponent(current.name)}`, body);
       else await api("POST", "/security/ldap", body);
       onSaved(body.name);
-    } catch (e) { if (!placeErrors(form, e)) out.replaceChildren(notice(e.message, true)); }
+    } catch (e) { if (!placeErrors(form, e)) out.replaceChildren(failed(e)); }
   });
   return form;
 }
@@ -865,7 +891,7 @@ async function renderLdap(editing) {
     try {
       const r = await api("POST", "/security/ldap/verify-login", { server: s, username: user.value, password: pass.value });
       tried.replaceChildren(r.success ? notice(`✓ ${r.user.id} → ${(r.roles || []).join(", ") || "—"}`) : notice(r.message, true));
-    } catch (e) { tried.replaceChildren(notice(e.message, true)); }
+    } catch (e) { tried.replaceChildren(failed(e)); }
   });
   const current = editing && servers.find((s) => s.name === editing && !s.readOnly);
   const saved = (name) => { state.flash = t("ldap.saved", name); location.hash = "#/ldap"; route(); };
@@ -977,12 +1003,12 @@ async function renderCleanup() {
         const r = await api("GET", `/cleanup-policies/${encodeURIComponent(p.name)}/preview?repository=${encodeURIComponent(pick.value)}`);
         result.replaceChildren(h("h2", { text: t("cleanup.would", r.componentCount, r.repository, bytes(r.totalSize)) }),
           table([t("name"), t("version"), t("size")], r.components.map((c) => [c.group ? `${c.group}/${c.name}` : c.name, c.version, bytes(c.size)])));
-      } catch (e) { result.replaceChildren(notice(e.message, true)); }
+      } catch (e) { result.replaceChildren(failed(e)); }
     });
     const del = h("button", { type: "button", class: "danger", text: t("delete") });
     del.addEventListener("click", async () => {
       if (!confirm(t("confirm.delete", p.name))) return;
-      try { await api("DELETE", `/cleanup-policies/${encodeURIComponent(p.name)}`); await renderCleanup(); } catch (e) { result.replaceChildren(notice(e.message, true)); }
+      try { await api("DELETE", `/cleanup-policies/${encodeURIComponent(p.name)}`); await renderCleanup(); } catch (e) { result.replaceChildren(failed(e)); }
     });
     const criteria = [
       p.criteriaLastBlobUpdated != null ? t("cleanup.published", p.criteriaLastBlobUpdated) : null,

@@ -38,10 +38,10 @@ impl Frequency {
 
     pub fn parse(v: &Value) -> Result<Frequency, ConfigError> {
         let field = "frequency";
-        let obj = v.as_object().ok_or_else(|| ConfigError::new(field, "must be an object"))?;
+        let obj = v.as_object().ok_or_else(|| ConfigError::not_object(field))?;
         for k in obj.keys() {
             if !["schedule", "intervalSeconds", "cronExpression"].contains(&k.as_str()) {
-                return Err(ConfigError::new(format!("frequency.{k}"), "unknown field"));
+                return Err(ConfigError::unknown_field(format!("frequency.{k}")));
             }
         }
         match obj.get("schedule").and_then(Value::as_str) {

@@ -49,7 +49,7 @@ impl SoftQuota {
                     limit =
                         Some(v.as_u64().filter(|n| *n >= 1).ok_or_else(|| ConfigError::new("softQuota.limit", "must be a whole number of bytes, at least 1"))?)
                 }
-                _ => return Err(ConfigError::new(format!("softQuota.{k}"), "unknown field")),
+                _ => return Err(ConfigError::unknown_field(format!("softQuota.{k}"))),
             }
         }
         let kind = kind.ok_or_else(|| ConfigError::new("softQuota.type", "is required (spaceUsedQuota or spaceRemainingQuota)"))?;

@@ -112,7 +112,7 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
     let given = match props {
         Value::Null => &empty,
         Value::Object(m) => m,
-        _ => return Err(ConfigError::new("properties", "must be an object")),
+        _ => return Err(ConfigError::not_object("properties")),
     };
     if let Some((_, task)) = format_task(formats, type_id) {
         let mut own = given.clone();

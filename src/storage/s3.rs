@@ -28,7 +28,7 @@ fn obj<'a>(v: &'a Value, field: &str) -> Result<Option<&'a Map<String, Value>>, 
     match v {
         Value::Null => Ok(None),
         Value::Object(m) => Ok(Some(m)),
-        _ => Err(ConfigError::new(field, "must be an object")),
+        _ => Err(ConfigError::not_object(field)),
     }
 }
 
@@ -36,7 +36,7 @@ fn string(v: &Value, field: &str) -> Result<String, ConfigError> {
     match v {
         Value::Null => Ok(String::new()),
         Value::String(s) => Ok(s.clone()),
-        _ => Err(ConfigError::new(field, "must be a string")),
+        _ => Err(ConfigError::not_string(field)),
     }
 }
 
@@ -53,7 +53,7 @@ impl S3Store {
     /// A create (`name` in the body) or update (`name` from the path; a body's must agree)
     /// body. `old` is the stored store on update: a secret sent as the placeholder keeps it.
     pub fn parse(body: &Value, path_name: Option<&str>, old: Option<&S3Store>) -> Result<S3Store, ConfigError> {
-        let top = obj(body, "body")?.ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
+        let top = obj(body, "body")?.ok_or_else(|| ConfigError::not_object("body"))?;
         let mut name = path_name.map(str::to_string);
         let mut soft_quota = None;
         let mut config = None;
@@ -70,11 +70,11 @@ impl S3Store {
                 "bucketConfiguration" => config = obj(v, "bucketConfiguration")?,
                 // Read-only in Nexus's answers; harmless when a script sends a GET back.
                 "type" | "blobCount" | "totalSizeInBytes" | "availableSpaceInBytes" | "unavailable" => {}
-                _ => return Err(ConfigError::new(k.clone(), "unknown field")),
+                _ => return Err(ConfigError::unknown_field(k.clone())),
             }
         }
-        let name = name.filter(|n| !n.is_empty()).ok_or_else(|| ConfigError::new("name", "is required"))?;
-        let config = config.ok_or_else(|| ConfigError::new("bucketConfiguration", "is required"))?;
+        let name = name.filter(|n| !n.is_empty()).ok_or_else(|| ConfigError::required("name"))?;
+        let config = config.ok_or_else(|| ConfigError::required("bucketConfiguration"))?;
         let mut s = S3Settings::default();
         let mut presigned_urls = false;
         for (k, v) in config {
@@ -97,7 +97,7 @@ impl S3Store {
                                     ));
                                 }
                             }
-                            _ => return Err(ConfigError::new(f, "unknown field")),
+                            _ => return Err(ConfigError::unknown_field(f)),
                         }
                     }
                 }
@@ -113,7 +113,7 @@ impl S3Store {
                                     return Err(ConfigError::new(f, "is not supported: give keys, or run wharf with the role (instance profile, or AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE)"));
                                 }
                             }
-                            _ => return Err(ConfigError::new(f, "unknown field")),
+                            _ => return Err(ConfigError::unknown_field(f)),
                         }
                     }
                 }
@@ -124,7 +124,7 @@ impl S3Store {
                         match k2.as_str() {
                             "encryptionType" => kind = string(v2, &f)?,
                             "encryptionKey" => key = string(v2, &f)?,
-                            _ => return Err(ConfigError::new(f, "unknown field")),
+                            _ => return Err(ConfigError::unknown_field(f)),
                         }
                     }
                     s.encryption = match kind.as_str() {
@@ -140,7 +140,7 @@ impl S3Store {
                         let f = format!("{at}.{k2}");
                         match k2.as_str() {
                             "endpoint" => s.endpoint = string(v2, &f)?,
-                            "forcePathStyle" => s.force_path_style = v2.as_bool().ok_or_else(|| ConfigError::new(f, "must be true or false"))?,
+                            "forcePathStyle" => s.force_path_style = v2.as_bool().ok_or_else(|| ConfigError::not_boolean(f))?,
                             "maxConnectionPoolSize" => {
                                 s.max_connection_pool_size = match v2 {
                                     Value::Null => 0,
@@ -157,22 +157,22 @@ impl S3Store {
                                     return Err(ConfigError::new(f, "only signature V4 is supported (DEFAULT or AWSS3V4SignerType)"));
                                 }
                             }
-                            _ => return Err(ConfigError::new(f, "unknown field")),
+                            _ => return Err(ConfigError::unknown_field(f)),
                         }
                     }
                 }
-                "preSignedUrlEnabled" => presigned_urls = v.as_bool().ok_or_else(|| ConfigError::new(at, "must be true or false"))?,
+                "preSignedUrlEnabled" => presigned_urls = v.as_bool().ok_or_else(|| ConfigError::not_boolean(at))?,
                 // Nexus Pro's replication settings: wharf has no failover bucket.
                 "failoverBuckets" | "activeRegion" => {
                     if !(v.is_null() || v.as_array().is_some_and(Vec::is_empty)) {
                         return Err(ConfigError::new(at, "is not supported"));
                     }
                 }
-                _ => return Err(ConfigError::new(at, "unknown field")),
+                _ => return Err(ConfigError::unknown_field(at)),
             }
         }
         if s.bucket.is_empty() {
-            return Err(ConfigError::new("bucketConfiguration.bucket.name", "is required"));
+            return Err(ConfigError::required("bucketConfiguration.bucket.name"));
         }
         if s.access_key_id.is_empty() != s.secret_access_key.is_empty() {
             return Err(ConfigError::new(

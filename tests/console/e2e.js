@@ -335,6 +335,17 @@ async function main() {
         const left = await untranslated(page);
         if (left.length) english.push(`${p || "dashboard"}: ${left.join(" ")}`);
       }
+      // Server errors with a code the console knows are worded in Chinese; others keep the
+      // server's words, marked as English.
+      const said = await page.evaluate(async () => {
+        const out = [];
+        for (const body of [{ storage: { blobStoreName: "default" } }, { name: "zh-err", storage: { blobStoreName: "nope" } }]) {
+          try { await api("POST", "/repositories/pypi/hosted", body); } catch (e) { out.push([e.message, e.english]); }
+        }
+        return out;
+      });
+      check(said.length === 2 && said[0][0] === "name: 为必填项" && said[0][1] === false, `a coded error in Chinese: ${JSON.stringify(said)}`);
+      check(said[1][1] === true && said[1][0].includes("nope"), `an uncoded one in the server's words, marked English: ${JSON.stringify(said)}`);
       await page.selectOption("#lang", "en");
       check(english.length === 0, "English left in zh-CN:\n" + english.join("\n"));
       // On a phone: no control cut short, and nothing wider than the screen but the tables'

@@ -128,11 +128,43 @@ pub fn content_always_checked(config: &RepoConfig, checked: &str) -> Result<(), 
 pub struct ConfigError {
     pub field: String,
     pub message: String,
+    /// What kind of mistake it is, for clients that word it in their own language (the
+    /// console): `required`, `unknown`, `type.string`, `type.boolean`, `type.object`,
+    /// `type.strings`; `invalid` for every other (its message says what is wrong).
+    pub code: &'static str,
 }
 
 impl ConfigError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError { field: field.into(), message: message.into() }
+        ConfigError { field: field.into(), message: message.into(), code: "invalid" }
+    }
+
+    fn coded(field: impl Into<String>, code: &'static str, message: &str) -> ConfigError {
+        ConfigError { field: field.into(), message: message.to_string(), code }
+    }
+
+    pub fn required(field: impl Into<String>) -> ConfigError {
+        ConfigError::coded(field, "required", "is required")
+    }
+
+    pub fn unknown_field(field: impl Into<String>) -> ConfigError {
+        ConfigError::coded(field, "unknown", "unknown field")
+    }
+
+    pub fn not_string(field: impl Into<String>) -> ConfigError {
+        ConfigError::coded(field, "type.string", "must be a string")
+    }
+
+    pub fn not_boolean(field: impl Into<String>) -> ConfigError {
+        ConfigError::coded(field, "type.boolean", "must be true or false")
+    }
+
+    pub fn not_object(field: impl Into<String>) -> ConfigError {
+        ConfigError::coded(field, "type.object", "must be a JSON object")
+    }
+
+    pub fn not_strings(field: impl Into<String>) -> ConfigError {
+        ConfigError::coded(field, "type.strings", "must be a list of strings")
     }
 }
 

@@ -47,14 +47,14 @@ pub struct ProxySettings {
 }
 
 pub fn object<'a>(v: &'a Value, field: &str) -> Result<&'a Map<String, Value>, ConfigError> {
-    v.as_object().ok_or_else(|| ConfigError::new(field, "must be an object"))
+    v.as_object().ok_or_else(|| ConfigError::not_object(field))
 }
 
 /// Refuses any key of `obj` not in `allowed`, naming it as `section.key`.
 pub fn only(obj: &Map<String, Value>, section: &str, allowed: &[&str]) -> Result<(), ConfigError> {
     for k in obj.keys() {
         if !allowed.contains(&k.as_str()) {
-            return Err(ConfigError::new(format!("{section}.{k}"), "unknown field"));
+            return Err(ConfigError::unknown_field(format!("{section}.{k}")));
         }
     }
     Ok(())
@@ -74,7 +74,7 @@ pub fn cleanup(v: &Value) -> Result<Value, ConfigError> {
         Some(Value::Array(a)) => {
             let mut names: Vec<String> = Vec::new();
             for n in a {
-                let n = n.as_str().ok_or_else(|| ConfigError::new("cleanup.policyNames", "must be a list of strings"))?;
+                let n = n.as_str().ok_or_else(|| ConfigError::not_strings("cleanup.policyNames"))?;
                 if !valid_policy_name(n) {
                     return Err(ConfigError::new("cleanup.policyNames", format!("{n:?} is not a cleanup policy name")));
                 }
@@ -84,7 +84,7 @@ pub fn cleanup(v: &Value) -> Result<Value, ConfigError> {
             }
             names
         }
-        Some(_) => return Err(ConfigError::new("cleanup.policyNames", "must be a list of strings")),
+        Some(_) => return Err(ConfigError::not_strings("cleanup.policyNames")),
     };
     Ok(json!({ "policyNames": names }))
 }
@@ -140,7 +140,7 @@ fn only_false(obj: &Map<String, Value>, section: &str, key: &str, why: &str) -> 
     match obj.get(key) {
         None | Some(Value::Null) | Some(Value::Bool(false)) => Ok(()),
         Some(Value::Bool(true)) => Err(ConfigError::new(field, why)),
-        Some(_) => Err(ConfigError::new(field, "must be a boolean")),
+        Some(_) => Err(ConfigError::not_boolean(field)),
     }
 }
 
@@ -148,7 +148,7 @@ fn bool_or(obj: &Map<String, Value>, section: &str, key: &str, default: bool) ->
     match obj.get(key) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(ConfigError::new(format!("{section}.{key}"), "must be a boolean")),
+        Some(_) => Err(ConfigError::not_boolean(format!("{section}.{key}"))),
     }
 }
 
@@ -195,7 +195,7 @@ impl ProxySettings {
             None => return Err(ConfigError::new("proxy", "is required (an object with remoteUrl)")),
         };
         only(proxy, "proxy", &["remoteUrl", "contentMaxAge", "metadataMaxAge"])?;
-        let remote_url = proxy.get("remoteUrl").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::new("proxy.remoteUrl", "is required"))?;
+        let remote_url = proxy.get("remoteUrl").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::required("proxy.remoteUrl"))?;
         let parsed = url::Url::parse(remote_url).map_err(|e| ConfigError::new("proxy.remoteUrl", format!("not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(ConfigError::new("proxy.remoteUrl", "must be an http:// or https:// URL"));
@@ -259,12 +259,10 @@ impl ProxySettings {
                 }
             }
             preemptive = bool_or(auth, a, "preemptive", true)?;
-            username = Some(
-                auth.get("username").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::new("httpClient.authentication.username", "is required"))?.to_string(),
-            );
-            password = Some(
-                auth.get("password").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::new("httpClient.authentication.password", "is required"))?.to_string(),
-            );
+            username =
+                Some(auth.get("username").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::required("httpClient.authentication.username"))?.to_string());
+            password =
+                Some(auth.get("password").and_then(|v| v.as_str()).ok_or_else(|| ConfigError::required("httpClient.authentication.password"))?.to_string());
         }
         let mut p = ProxySettings {
             remote_url: remote_url.trim_end_matches('/').to_string(),
@@ -341,7 +339,7 @@ impl GroupSettings {
             .and_then(|v| v.as_array())
             .ok_or_else(|| ConfigError::new("group.memberNames", "is required: a list of repository names"))?
             .iter()
-            .map(|m| m.as_str().map(str::to_string).ok_or_else(|| ConfigError::new("group.memberNames", "must be a list of strings")))
+            .map(|m| m.as_str().map(str::to_string).ok_or_else(|| ConfigError::not_strings("group.memberNames")))
             .collect::<Result<_, _>>()?;
         if members.is_empty() {
             return Err(ConfigError::new("group.memberNames", "needs at least one member"));

@@ -79,7 +79,7 @@ pub fn flag_property(props: &mut Properties, key: &str, default: bool) -> Result
             Ok(())
         }
         Some(Value::Bool(_)) => Ok(()),
-        Some(_) => Err(ConfigError::new(format!("properties.{key}"), "must be true or false")),
+        Some(_) => Err(ConfigError::not_boolean(format!("properties.{key}"))),
     }
 }
 

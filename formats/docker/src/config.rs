@@ -28,7 +28,7 @@ fn sections(kind: Kind) -> &'static [&'static str] {
 pub fn validate(kind: Kind, attrs: &Map<String, Value>) -> Result<Map<String, Value>, ConfigError> {
     for key in attrs.keys() {
         if !sections(kind).contains(&key.as_str()) {
-            return Err(ConfigError::new(key.clone(), "unknown field"));
+            return Err(ConfigError::unknown_field(key.clone()));
         }
     }
     let settings = DockerSettings::parse(attrs.get("docker"))?;
@@ -145,7 +145,7 @@ impl DockerSettings {
                 "httpPort" => s.http_port = port_field(val, &field)?,
                 "httpsPort" => s.https_port = port_field(val, &field)?,
                 "subdomain" => s.subdomain = subdomain_field(val, &field)?,
-                _ => return Err(ConfigError::new(field, "unknown field")),
+                _ => return Err(ConfigError::unknown_field(field)),
             }
         }
         if s.v1_enabled {
@@ -169,7 +169,7 @@ impl DockerSettings {
 }
 
 fn bool_field(v: &Value, field: &str) -> Result<bool, ConfigError> {
-    v.as_bool().ok_or_else(|| ConfigError::new(field, "must be a boolean"))
+    v.as_bool().ok_or_else(|| ConfigError::not_boolean(field))
 }
 
 fn port_field(v: &Value, field: &str) -> Result<Option<u16>, ConfigError> {
@@ -186,7 +186,7 @@ fn subdomain_field(v: &Value, field: &str) -> Result<Option<String>, ConfigError
     if v.is_null() {
         return Ok(None);
     }
-    let s = v.as_str().ok_or_else(|| ConfigError::new(field, "must be a string"))?;
+    let s = v.as_str().ok_or_else(|| ConfigError::not_string(field))?;
     let ok = !s.is_empty()
         && s.len() <= 63
         && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')

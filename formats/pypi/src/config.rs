@@ -16,7 +16,7 @@ pub fn validate(kind: Kind, attrs: &Map<String, Value>) -> Result<Map<String, Va
     let mut out = Map::new();
     for (k, v) in attrs {
         if !sections(kind).contains(&k.as_str()) {
-            return Err(ConfigError::new(k.clone(), "unknown field"));
+            return Err(ConfigError::unknown_field(k.clone()));
         }
         match k.as_str() {
             "pypi" if kind == Kind::Hosted => {

@@ -56,14 +56,14 @@ struct Body {
 }
 
 fn parse_body(body: &Value, with_name: bool) -> Result<Body, ConfigError> {
-    let obj: &Map<String, Value> = body.as_object().ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
+    let obj: &Map<String, Value> = body.as_object().ok_or_else(|| ConfigError::not_object("body"))?;
     let mut out = Body::default();
     for (k, val) in obj {
         match k.as_str() {
-            "name" if with_name => out.name = Some(val.as_str().ok_or_else(|| ConfigError::new("name", "must be a string"))?.to_string()),
-            "path" => out.path = Some(val.as_str().ok_or_else(|| ConfigError::new("path", "must be a string"))?.to_string()),
+            "name" if with_name => out.name = Some(val.as_str().ok_or_else(|| ConfigError::not_string("name"))?.to_string()),
+            "path" => out.path = Some(val.as_str().ok_or_else(|| ConfigError::not_string("path"))?.to_string()),
             "softQuota" => out.soft_quota = SoftQuota::parse(val)?,
-            _ => return Err(ConfigError::new(k.clone(), "unknown field")),
+            _ => return Err(ConfigError::unknown_field(k.clone())),
         }
     }
     Ok(out)

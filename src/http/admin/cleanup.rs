@@ -223,7 +223,7 @@ pub async fn run(state: web::Data<AppState>, req: HttpRequest, q: Params) -> Res
     let dry_run = match q.get("dryRun").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(_) => return Err(ConfigError::new("dryRun", "must be true or false").into()),
+        Some(_) => return Err(ConfigError::not_boolean("dryRun").into()),
     };
     if let Some(name) = repository {
         if state.registry.get(name).is_none() {

@@ -139,7 +139,7 @@ pub async fn yank(state: web::Data<AppState>, req: HttpRequest, id: web::Path<St
         match v.get("reason") {
             None | Some(Value::Null) => Some(String::new()),
             Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => return Err(ConfigError::new("reason", "must be a string").into()),
+            Some(_) => return Err(ConfigError::not_string("reason").into()),
         }
     };
     let format = state.format(&r.config.format).expect("find found the format");

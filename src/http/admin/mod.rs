@@ -57,6 +57,20 @@ impl From<DbError> for AdminError {
     }
 }
 
+impl AdminError {
+    /// The kind of error, for clients that word it in their own language (the console).
+    fn code(&self) -> &'static str {
+        match self {
+            AdminError::Unauthenticated => "unauthenticated",
+            AdminError::Forbidden | AdminError::NotAllowed(_) => "forbidden",
+            AdminError::NotFound(_) => "not_found",
+            AdminError::Conflict(_) => "conflict",
+            AdminError::Invalid(e) => e.code,
+            AdminError::Internal(_) => "internal",
+        }
+    }
+}
+
 impl ResponseError for AdminError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -74,15 +88,15 @@ impl ResponseError for AdminError {
         match self {
             AdminError::Unauthenticated => {
                 res.insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#));
-                res.json(json!({"message": self.to_string()}))
+                res.json(json!({"message": self.to_string(), "code": self.code()}))
             }
-            // Nexus's validation error shape: a list of {id, message}.
-            AdminError::Invalid(e) => res.json(json!([{ "id": format!("PARAMETER {}", e.field), "message": e.to_string() }])),
+            // Nexus's validation error shape: a list of {id, message}; wharf adds the code.
+            AdminError::Invalid(e) => res.json(json!([{ "id": format!("PARAMETER {}", e.field), "message": e.to_string(), "code": e.code }])),
             AdminError::Internal(source) => {
                 tracing::error!(error = %source, "admin request failed");
-                res.json(json!({"message": "internal error"}))
+                res.json(json!({"message": "internal error", "code": self.code()}))
             }
-            _ => res.json(json!({"message": self.to_string()})),
+            _ => res.json(json!({"message": self.to_string(), "code": self.code()})),
         }
     }
 }

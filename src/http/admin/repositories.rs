@@ -111,25 +111,25 @@ fn parse_request(state: &AppState, format: &str, kind: &str, body: &Value) -> Re
     if !fmt.kinds().contains(&kind) {
         return Err(ConfigError::new("type", format!("{format} {kind} repositories are not supported")));
     }
-    let obj = body.as_object().ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
+    let obj = body.as_object().ok_or_else(|| ConfigError::not_object("body"))?;
     let mut rest = obj.clone();
     let name = match rest.remove("name") {
         Some(Value::String(s)) if valid_repo_name(&s) => s,
         Some(Value::String(_)) => {
             return Err(ConfigError::new("name", "must be 1-200 characters of a-z, 0-9, '.', '_', '-', not starting with '.', '_' or '-'"))
         }
-        Some(_) => return Err(ConfigError::new("name", "must be a string")),
-        None => return Err(ConfigError::new("name", "is required")),
+        Some(_) => return Err(ConfigError::not_string("name")),
+        None => return Err(ConfigError::required("name")),
     };
     let online = match rest.remove("online") {
         None => true,
         Some(Value::Bool(b)) => b,
-        Some(_) => return Err(ConfigError::new("online", "must be a boolean")),
+        Some(_) => return Err(ConfigError::not_boolean("online")),
     };
     let anonymous_read = match rest.remove("anonymousRead") {
         None => false,
         Some(Value::Bool(b)) => b,
-        Some(_) => return Err(ConfigError::new("anonymousRead", "must be a boolean")),
+        Some(_) => return Err(ConfigError::not_boolean("anonymousRead")),
     };
     // What GET returns may be sent back as is.
     for (key, expected) in [("format", format), ("type", kind.as_str())] {
@@ -181,17 +181,17 @@ fn parse_storage(v: Option<Value>, kind: Kind) -> Result<Value, ConfigError> {
     for (k, v) in s {
         let field = format!("storage.{k}");
         match k.as_str() {
-            "blobStoreName" => blob_store = Some(v.as_str().ok_or_else(|| ConfigError::new(&field, "must be a string"))?.to_string()),
-            "strictContentTypeValidation" => strict = v.as_bool().ok_or_else(|| ConfigError::new(&field, "must be a boolean"))?,
+            "blobStoreName" => blob_store = Some(v.as_str().ok_or_else(|| ConfigError::not_string(&field))?.to_string()),
+            "strictContentTypeValidation" => strict = v.as_bool().ok_or_else(|| ConfigError::not_boolean(&field))?,
             "writePolicy" => {
                 policy = v.as_str().and_then(|s| s.parse().ok()).ok_or_else(|| ConfigError::new(&field, "must be one of allow, allow_once, deny"))?
             }
-            "latestPolicy" => latest = v.as_bool().ok_or_else(|| ConfigError::new(&field, "must be a boolean"))?,
+            "latestPolicy" => latest = v.as_bool().ok_or_else(|| ConfigError::not_boolean(&field))?,
             "hardQuota" => hard_quota = parse_hard_quota(v, kind)?,
-            _ => return Err(ConfigError::new(field, "unknown field")),
+            _ => return Err(ConfigError::unknown_field(field)),
         }
     }
-    let blob_store = blob_store.ok_or_else(|| ConfigError::new("storage.blobStoreName", "is required"))?;
+    let blob_store = blob_store.ok_or_else(|| ConfigError::required("storage.blobStoreName"))?;
     let mut storage = json!({
         "blobStoreName": blob_store,
         "strictContentTypeValidation": strict,
@@ -229,7 +229,7 @@ fn parse_hard_quota(v: Value, kind: Kind) -> Result<Value, ConfigError> {
                     v.as_u64().filter(|n| *n >= 1).ok_or_else(|| ConfigError::new("storage.hardQuota.limit", "must be a whole number of bytes, at least 1"))?,
                 )
             }
-            _ => return Err(ConfigError::new(format!("storage.hardQuota.{k}"), "unknown field")),
+            _ => return Err(ConfigError::unknown_field(format!("storage.hardQuota.{k}"))),
         }
     }
     let limit = limit.ok_or_else(|| ConfigError::new("storage.hardQuota.limit", "is required (bytes)"))?;

@@ -284,7 +284,12 @@ fn repositories(state: &AppState, access: &Access, q: &Query) -> Result<Vec<Repo
 }
 
 fn group_members(attributes: &serde_json::Map<String, Value>) -> Vec<String> {
-    attributes.get("group").and_then(|g| g.get("memberNames")).and_then(Value::as_array).map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    attributes
+        .get("group")
+        .and_then(|g| g.get("memberNames"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 /// What a walk gathers per component name: `Each` component, or one `Names` row per name.
@@ -421,7 +426,7 @@ fn render_found(state: &AppState, f: &Found, origin: &str) -> Value {
 }
 
 /// `GET /service/rest/v1/search`: matching components, a page at a time.
-pub async fn components(state: web::Data<AppState>, req: HttpRequest, ) -> Result<HttpResponse, AdminError> {
+pub async fn components(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     let access = searcher(&state, &req).await?;
     let (found, next) = page(&state, &access, Params::of(&req)?, PAGE).await?;
     let origin = origin(&req);
@@ -447,7 +452,7 @@ fn sha256_param(p: &Params) -> Option<String> {
 }
 
 /// `GET /service/rest/v1/search/assets`: the assets of matching components.
-pub async fn assets(state: web::Data<AppState>, req: HttpRequest, ) -> Result<HttpResponse, AdminError> {
+pub async fn assets(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     let access = searcher(&state, &req).await?;
     let p = Params::of(&req)?;
     let sha = sha256_param(&p);
@@ -458,7 +463,7 @@ pub async fn assets(state: web::Data<AppState>, req: HttpRequest, ) -> Result<Ht
 
 /// `GET /service/rest/v1/search/assets/download`: a 302 to the one matching asset; with
 /// `sort`, to the first in that order (`sort=version` gives the newest).
-pub async fn download(state: web::Data<AppState>, req: HttpRequest, ) -> Result<HttpResponse, AdminError> {
+pub async fn download(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     let access = searcher(&state, &req).await?;
     let p = Params::of(&req)?;
     let sha = sha256_param(&p);
@@ -472,7 +477,11 @@ pub async fn download(state: web::Data<AppState>, req: HttpRequest, ) -> Result<
         many => {
             return Err(invalid(
                 "sort",
-                format!("the search matches {}{} assets; narrow it or give sort (sort=version picks the newest)", many.len(), if many.len() >= 2 { " or more" } else { "" }),
+                format!(
+                    "the search matches {}{} assets; narrow it or give sort (sort=version picks the newest)",
+                    many.len(),
+                    if many.len() >= 2 { " or more" } else { "" }
+                ),
             ))
         }
     };
@@ -484,7 +493,7 @@ pub async fn download(state: web::Data<AppState>, req: HttpRequest, ) -> Result<
 
 /// `GET /service/rest/v1/search/names`: one row per matching component name, with how many
 /// of its components match (browse's first level).
-pub async fn names(state: web::Data<AppState>, req: HttpRequest, ) -> Result<HttpResponse, AdminError> {
+pub async fn names(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     let access = searcher(&state, &req).await?;
     let q = Query::parse(Params::of(&req)?)?;
     if q.sort.is_some() {

@@ -123,10 +123,10 @@ struct Definition {
 }
 
 fn definition(state: &AppState, body: &Value, existing: Option<&TaskRow>) -> Result<Definition, AdminError> {
-    let obj = body.as_object().ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
+    let obj = body.as_object().ok_or_else(|| ConfigError::not_object("body"))?;
     const FIELDS: &[&str] = &["id", "name", "type", "enabled", "frequency", "properties", "alertEmail", "notificationCondition"];
     if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(ConfigError::new(k.clone(), "unknown field").into());
+        return Err(ConfigError::unknown_field(k.clone()).into());
     }
     if let Some(k) = ["alertEmail", "notificationCondition"].iter().find(|k| obj.get(**k).is_some_and(|v| !v.is_null())) {
         return Err(ConfigError::new(*k, "wharf sends no e-mail; task runs are in the audit log and the run history").into());
@@ -135,7 +135,7 @@ fn definition(state: &AppState, body: &Value, existing: Option<&TaskRow>) -> Res
         (Some(t), Some(e)) if t != e.type_id => return Err(ConfigError::new("type", "a task's type cannot change").into()),
         (_, Some(e)) => e.type_id.clone(),
         (Some(t), None) => t.to_string(),
-        (None, None) => return Err(ConfigError::new("type", "is required").into()),
+        (None, None) => return Err(ConfigError::required("type").into()),
     };
     let name = match obj.get("name") {
         Some(Value::String(n)) if !n.trim().is_empty() && n.len() <= 200 => n.trim().to_string(),
@@ -145,7 +145,7 @@ fn definition(state: &AppState, body: &Value, existing: Option<&TaskRow>) -> Res
     let enabled = match obj.get("enabled") {
         None => existing.is_none_or(|e| e.enabled),
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ConfigError::new("enabled", "must be true or false").into()),
+        Some(_) => return Err(ConfigError::not_boolean("enabled").into()),
     };
     let frequency = match (obj.get("frequency"), existing) {
         (Some(f), _) => Frequency::parse(f)?,

@@ -120,7 +120,7 @@ fn string<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str
     match obj.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ConfigError::new(field, "must be a string")),
+        Some(_) => Err(ConfigError::not_string(field)),
     }
 }
 
@@ -128,16 +128,16 @@ impl Policy {
     /// Parses a policy body. `formats` are the formats of this build; `name` is the policy's
     /// name from the URL when the body is an update (the body may repeat it, not change it).
     pub fn parse(body: &Value, formats: &[&str], name: Option<&str>) -> Result<Policy, ConfigError> {
-        let obj = body.as_object().ok_or_else(|| ConfigError::new("body", "must be a JSON object"))?;
+        let obj = body.as_object().ok_or_else(|| ConfigError::not_object("body"))?;
         if let Some(k) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(ConfigError::new(k.clone(), "unknown field"));
+            return Err(ConfigError::unknown_field(k.clone()));
         }
         let given = string(obj, "name")?;
         let name = match (name, given) {
             (Some(url), Some(b)) if url != b => return Err(ConfigError::new("name", format!("cannot be changed (the policy is {url})"))),
             (Some(url), _) => url.to_string(),
             (None, Some(b)) => b.to_string(),
-            (None, None) => return Err(ConfigError::new("name", "is required")),
+            (None, None) => return Err(ConfigError::required("name")),
         };
         if !valid_policy_name(&name) {
             return Err(ConfigError::new("name", "must be 1-255 characters of letters, digits, '.', '_', '-', starting with a letter or digit"));
