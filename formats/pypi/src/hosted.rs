@@ -34,7 +34,9 @@ const MAX_FIELDS: usize = 1000;
 const MAX_FORM_TEXT: usize = 16 << 20;
 /// The fields an upload is checked against; the others (description, classifiers, ...) are
 /// read, bounded and dropped: the file's own metadata is what is served.
-const KEPT_FIELDS: &[&str] = &[":action", "name", "version", "sha256_digest", "md5_digest", "filetype", "requires_python"];
+const KEPT_FIELDS: &[&str] = &[":action", "name", "version", "sha256_digest", "md5_digest", "filetype", "requires_python", "summary"];
+/// A summary is one line (core metadata's rule); what is kept of a longer one.
+const MAX_SUMMARY: usize = 512;
 
 pub struct Hosted {
     cfg: Arc<RepoConfig>,
@@ -57,6 +59,10 @@ impl Repo for Hosted {
 
     async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
         delete_release(&self.env, self.cfg.id, component, assets, true).await
+    }
+
+    async fn describe_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Value, wharf_format::DescribeError> {
+        crate::describe::describe(&*self.env.meta, &self.env.blobs, self.cfg.id, component, assets).await
     }
 }
 
@@ -203,6 +209,8 @@ impl Hosted {
                 return Err(PypiError::BadRequest(format!("sha256_digest {expected} does not match the uploaded file ({})", digest.hex())));
             }
         }
+        // Kept once checked: the component detail shows every checksum it can vouch for.
+        let mut md5 = None;
         if let Some(expected) = field("md5_digest") {
             let path = staged.path().to_path_buf();
             let actual = tokio::task::spawn_blocking(move || md5_of(&path))
@@ -212,6 +220,7 @@ impl Hosted {
             if !expected.eq_ignore_ascii_case(&actual) {
                 return Err(PypiError::BadRequest(format!("md5_digest {expected} does not match the uploaded file ({actual})")));
             }
+            md5 = Some(actual);
         }
         if let Some(ft) = field("filetype") {
             if ft != kind.packagetype() {
@@ -270,7 +279,10 @@ impl Hosted {
                 "filetype": kind.packagetype(),
                 "requires_python": field("requires_python"),
                 "upload_time": now_millis(),
+                "summary": field("summary").map(|s| wharf_format::describe::cut(s, MAX_SUMMARY).0),
                 "uploader": ctx.principal.user,
+                "uploader_ip": ctx.client,
+                "checksum": md5.map(|m| json!({ "md5": m })),
                 "yanked": null,
                 "core_metadata": core_metadata,
             }),
