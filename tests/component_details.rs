@@ -216,13 +216,16 @@ fn an_npm_version_shows_the_dist_tags_naming_it_its_readme_and_checksums() {
     let mut tags: Vec<&str> = d["distTags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
     tags.sort();
     assert_eq!(tags, vec!["latest", "stable"], "{d}");
-    assert_eq!((d["description"].as_str(), d["license"].as_str(), d["dependencyCount"].as_u64()), (Some("a package for the detail page"), Some("MIT"), Some(2)));
+    assert_eq!(
+        (d["description"].as_str(), d["license"].as_str(), d["dependencyCount"].as_u64()),
+        (Some("a package for the detail page"), Some("MIT"), Some(2))
+    );
     assert_eq!(d["readme"]["text"].as_str(), Some(readme), "the README as written, markup and all (the console shows it as text): {d}");
     assert_eq!(d["readme"]["truncated"], json!(false));
 
     // Every checksum of the tarball, checked against the bytes npm serves.
     let asset = &c["assets"][0];
-    let tgz = server().admin().request(Method::GET, &format!("/repository/npm-hosted/detail-pkg/-/detail-pkg-1.0.0.tgz")).send().unwrap().bytes().unwrap();
+    let tgz = server().admin().request(Method::GET, "/repository/npm-hosted/detail-pkg/-/detail-pkg-1.0.0.tgz").send().unwrap().bytes().unwrap();
     assert_eq!(asset["checksum"]["sha256"], json!(sha256_hex(&tgz)), "{asset}");
     assert_eq!(asset["checksum"]["sha1"], json!(hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&tgz))));
     assert_eq!(asset["checksum"]["sha512"], json!(hex::encode(<sha2::Sha512 as sha2::Digest>::digest(&tgz))));
@@ -256,7 +259,17 @@ fn a_pypi_release_uploaded_with_twine_shows_its_summary_requires_python_and_file
     let tmp = tempfile::tempdir().unwrap();
     let (whl, sdist) = make_dist(tmp.path(), "detail-project", "0.4", &["requests>=2"]);
     ok(Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &server().url("/repository/pypi-hosted/"), "-u", "admin", "-p", ADMIN_PASSWORD])
+        .args([
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            &server().url("/repository/pypi-hosted/"),
+            "-u",
+            "admin",
+            "-p",
+            ADMIN_PASSWORD,
+        ])
         .args([&whl, &sdist])
         .output()
         .expect("twine is installed"));
@@ -281,7 +294,12 @@ fn a_pypi_release_uploaded_with_twine_shows_its_summary_requires_python_and_file
     assert!(asset["checksum"]["blake2b_256"].is_string(), "{asset}");
 
     // Yanked, the file says why.
-    let r = server().admin().request(Method::POST, &format!("/service/rest/v1/components/{}/yank", id("pypi-hosted", "detail-project", "0.4"))).json(&json!({"reason": "broken"})).send().unwrap();
+    let r = server()
+        .admin()
+        .request(Method::POST, &format!("/service/rest/v1/components/{}/yank", id("pypi-hosted", "detail-project", "0.4")))
+        .json(&json!({"reason": "broken"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     let d = detail("pypi-hosted", "detail-project", "0.4")["details"].clone();
     assert!(d["files"].as_array().unwrap().iter().all(|f| f["yanked"] == json!("broken")), "{d}");
@@ -318,11 +336,25 @@ fn a_reader_sees_the_detail() {
     let tmp = tempfile::tempdir().unwrap();
     let (whl, _) = make_dist(tmp.path(), "detail-read", "1.0", &[]);
     ok(Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &server().url("/repository/pypi-hosted/"), "-u", "admin", "-p", ADMIN_PASSWORD])
+        .args([
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            &server().url("/repository/pypi-hosted/"),
+            "-u",
+            "admin",
+            "-p",
+            ADMIN_PASSWORD,
+        ])
         .arg(&whl)
         .output()
         .unwrap());
-    let r = admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "detail-readers", "privileges": ["nx-repository-view-pypi-pypi-hosted-read"]})).send().unwrap();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": "detail-readers", "privileges": ["nx-repository-view-pypi-pypi-hosted-read"]}))
+        .send()
+        .unwrap();
     assert!(r.status().is_success());
     let r = admin
         .request(Method::POST, "/service/rest/v1/security/users")
