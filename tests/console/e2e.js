@@ -98,6 +98,23 @@ async function createRepo(page, format, kind, name, fill) {
   check(text.includes(name), `usage page of ${name} names it`);
 }
 
+/// Controls drawn narrower than their content, and anything wider than the screen outside the
+/// tables' own scrolling boxes (for a phone-sized screen).
+async function cutShort(page) {
+  return page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll("main select, main button, main input:not([type=checkbox]), header select, header button")) {
+      if (el.offsetParent && el.scrollWidth > el.clientWidth + 1) out.push(`${el.tagName} ${el.id || el.textContent.slice(0, 20)}: ${el.clientWidth}/${el.scrollWidth}`);
+    }
+    if (document.documentElement.scrollWidth > window.innerWidth + 1) {
+      const wide = [...document.querySelectorAll("main *")].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".scroll"))
+        .slice(0, 3).map((e) => `${e.tagName}.${e.className} ${e.textContent.slice(0, 30)}`);
+      out.push(`the page is ${document.documentElement.scrollWidth} px wide: ${wide.join(", ")}`);
+    }
+    return out;
+  });
+}
+
 /// The components API's id of a component.
 function componentId(repo, name, version) { return Buffer.from(`${repo}\n${name}\n${version}`).toString("base64url"); }
 
@@ -127,6 +144,7 @@ async function componentPages(page, admin, suffix, withPypi) {
   check(layerRows === c.details.layers.length + 1, `the config and every layer are listed (${layerRows})`);
   for (const v of [c.details.layers[0].digest, c.details.config.digest, c.assets[0].checksum.sha256, "admin", "127.0.0.1"]) check(text.includes(v), `the image's page shows ${v}`);
   check((await page.locator("main button.danger").count()) === (admin ? 1 : 0), "only admins get a Delete button");
+  await noPlaceholders(page, "the image's page");
   await a11y(page, `component docker${suffix}`);
   await shot(page, `component-docker${suffix}`);
   const left = [];
@@ -142,6 +160,7 @@ async function componentPages(page, admin, suffix, withPypi) {
   // The README is text: its markup is shown, never run or rendered.
   check((await page.textContent("main pre.readme")).includes("<script>alert('readme')</script>"), "the README is shown as written");
   check((await page.locator("main pre.readme *").count()) === 0, "and holds no elements");
+  await noPlaceholders(page, "the npm version's page");
   await a11y(page, `component npm${suffix}`);
   await shot(page, `component-npm${suffix}`);
   await english("npm");
@@ -153,9 +172,21 @@ async function componentPages(page, admin, suffix, withPypi) {
     check(pypiText.includes("test package ui-console-pkg") && pypiText.includes(">=3.8") && pypiText.includes("ui_console_pkg-1.0-py3-none-any.whl"),
       `the release's summary, requires-python and files are shown: ${pypiText}`);
     check((await page.locator("main .actions button.secondary").count()) === (admin ? 1 : 0), "admins may yank");
+    await noPlaceholders(page, "the PyPI release's page");
     await a11y(page, `component pypi${suffix}`);
     await shot(page, `component-pypi${suffix}`);
     await english("pypi");
+  }
+  // On a phone: nothing cut short, nothing wider than the screen.
+  if (suffix === "") {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const [id, what] of [[docker, "docker"], [npm, "npm"]]) {
+      await view(page, `component/${id}`);
+      const cut = await cutShort(page);
+      check(cut.length === 0, `on a phone, the ${what} component page cuts controls short: ${cut.join("; ")}`);
+      await shot(page, `phone-component-${what}`);
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
   }
   return left;
 }
@@ -405,18 +436,7 @@ async function main() {
       await page.setViewportSize({ width: 390, height: 844 });
       for (const p of ["", "users", "users/ui-user", "roles", "ldap", "repositories/new", "blobstores", "cleanup", "tasks", "account", "search"]) {
         await view(page, p);
-        const cut = await page.evaluate(() => {
-          const out = [];
-          for (const el of document.querySelectorAll("main select, main button, main input:not([type=checkbox]), header select, header button")) {
-            if (el.offsetParent && el.scrollWidth > el.clientWidth + 1) out.push(`${el.tagName} ${el.id || el.textContent.slice(0, 20)}: ${el.clientWidth}/${el.scrollWidth}`);
-          }
-          if (document.documentElement.scrollWidth > window.innerWidth + 1) {
-            const wide = [...document.querySelectorAll("main *")].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".scroll"))
-              .slice(0, 3).map((e) => `${e.tagName}.${e.className} ${e.textContent.slice(0, 30)}`);
-            out.push(`the page is ${document.documentElement.scrollWidth} px wide: ${wide.join(", ")}`);
-          }
-          return out;
-        });
+        const cut = await cutShort(page);
         check(cut.length === 0, `on a phone, ${p || "dashboard"} cuts controls short: ${cut.join("; ")}`);
         await shot(page, "phone-" + (p.replace(/\//g, "-") || "dashboard"));
       }
