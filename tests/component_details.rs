@@ -129,10 +129,10 @@ fn a_multi_architecture_index_shows_each_platform_with_its_layers() {
     assert_eq!(d["totalSize"], json!(total));
 }
 
-/// An index naming a platform this repository does not hold (as a proxy that fetched one
-/// platform only would have it) lists that platform without layers; pushed over raw HTTP.
+/// An index and an image without layers, pushed over plain HTTP: sizes come from what the
+/// repository holds, however the content came.
 #[test]
-fn a_platform_not_held_here_is_listed_without_its_layers() {
+fn an_index_pushed_over_plain_http_is_described_too() {
     let admin = server().admin();
     let put = |path: &str, ct: &str, body: Vec<u8>| {
         let r = admin.request(Method::PUT, &format!("/v2/docker-hosted/team/partial/{path}")).header("Content-Type", ct).body(body).send().unwrap();
@@ -370,4 +370,49 @@ fn a_reader_sees_the_detail() {
     let other = server().url(&format!("/service/rest/v1/components/{}", id("npm-hosted", "detail-pkg", "1.0.0")));
     let r = reqwest::blocking::Client::new().get(&other).basic_auth("detail-reader", Some("detail-reader-pw")).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "not a repository they may read: as if it did not exist");
+}
+
+/// A proxy that fetched an index and one of its platforms only (this server is its own
+/// upstream, path-routed as another wharf would be): the other platform is listed without
+/// layers, and the total counts what the proxy holds.
+#[test]
+fn a_proxy_lists_a_platform_it_has_not_fetched_without_its_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("half");
+    let layout = oci::image(&dir, "h1", &["amd64", "arm64"], 47, 10_000);
+    skopeo_push(&dir, "h1", "team/halfway:h1");
+    let admin = server().admin();
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/repositories/docker/proxy")
+        .json(&json!({
+            "name": "docker-cache", "online": true,
+            "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
+            "proxy": {"remoteUrl": server().base, "contentMaxAge": -1, "metadataMaxAge": 1440},
+            "negativeCache": {"enabled": false, "timeToLive": 1},
+            "httpClient": {"blocked": false, "autoBlock": false,
+                "authentication": {"type": "username", "username": "admin", "password": ADMIN_PASSWORD}},
+            "docker": {"v1Enabled": false, "forceBasicAuth": false},
+            "dockerProxy": {"indexType": "REGISTRY"}
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let index: Value = serde_json::from_slice(&layout_blob(&dir, &layout.top_digest)).unwrap();
+    let amd64 = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    for (reference, accept) in [("h1", "application/vnd.oci.image.index.v1+json"), (amd64.as_str(), "application/vnd.oci.image.manifest.v1+json")] {
+        let r =
+            admin.request(Method::GET, &format!("/v2/docker-cache/docker-hosted/team/halfway/manifests/{reference}")).header("Accept", accept).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{reference}: {}", r.text().unwrap());
+    }
+
+    let d = detail("docker-cache", "docker-hosted/team/halfway", "h1")["details"].clone();
+    let platforms = d["platforms"].as_array().unwrap();
+    assert_eq!((platforms[0]["architecture"].as_str(), platforms[0]["present"].as_bool()), (Some("amd64"), Some(true)), "{d}");
+    assert_eq!((platforms[1]["architecture"].as_str(), platforms[1]["present"].as_bool()), (Some("arm64"), Some(false)));
+    assert!(platforms[1].get("layers").is_none() && platforms[1].get("totalSize").is_none(), "{d}");
+    let child_bytes = layout_blob(&dir, &amd64);
+    let child: Value = serde_json::from_slice(&child_bytes).unwrap();
+    let own = child_bytes.len() as i64 + parts(&dir, &child).iter().map(|(_, s)| s).sum::<i64>();
+    assert_eq!(platforms[0]["totalSize"], json!(own));
+    assert_eq!(d["totalSize"], json!(layout_blob(&dir, &layout.top_digest).len() as i64 + own));
 }
