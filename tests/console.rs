@@ -93,6 +93,8 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     let pkg = tmp.path().join("npm-pkg");
     std::fs::create_dir_all(&pkg).unwrap();
     std::fs::write(pkg.join("package.json"), r#"{"name": "ui-console-npm", "version": "1.0.0"}"#).unwrap();
+    // Markup in a README is shown as text by the component page.
+    std::fs::write(pkg.join("README.md"), "# ui-console-npm\n\n<script>alert('readme')</script>\n").unwrap();
     let registry = server.url("/repository/ui-npm-hosted/");
     std::fs::write(tmp.path().join("npmrc"), format!("registry={registry}\n{}:_authToken={token}\n", registry.trim_start_matches("http:"))).unwrap();
     let out = Command::new("npm")

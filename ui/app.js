@@ -184,15 +184,20 @@ function when(v) {
 
 /// A list of (label, value) pairs; an empty value shows as a dash.
 function factList(pairs) {
-  return h("dl", { class: "facts" }, pairs.map(([k, v]) => [h("dt", { text: k }), h("dd", { text: v || "—" })]));
+  return h("dl", { class: "facts" }, pairs.map(([k, v]) => [h("dt", { text: k }), v instanceof Node ? h("dd", {}, v) : h("dd", { text: v || "—" })]));
 }
 
-function pre(text) {
-  const copy = h("button", { type: "button", class: "copy secondary", text: t("copy") });
+/// A button that copies `text`; `label` says what it copies to screen readers.
+function copyButton(text, label) {
+  const copy = h("button", { type: "button", class: "copy secondary", text: t("copy"), "aria-label": label || null });
   copy.addEventListener("click", async () => {
     try { await navigator.clipboard.writeText(text); copy.textContent = t("copied"); } catch (_) { /* no clipboard: the text is selectable */ }
   });
-  return h("pre", {}, copy, h("code", { text }));
+  return copy;
+}
+
+function pre(text) {
+  return h("pre", {}, copyButton(text), h("code", { text }));
 }
 
 // ---- login -----------------------------------------------------------------------------------
@@ -418,6 +423,15 @@ async function renderRepo(name) {
       state.admin ? h("a", { href: `#/repositories/${encodeURIComponent(name)}/edit`, text: t("edit") }) : null, del));
 }
 
+/// Where Docker clients reach repository `name` (`full`: its configuration, `{}` when the
+/// caller may not read it): its own port on this host when it has one, else this host with the
+/// repository's name as the first path segment (which reaches every repository).
+function dockerAddress(full, name) {
+  const port = full.docker && full.docker.httpPort;
+  const server = port ? `${location.hostname}:${port}` : location.host;
+  return { port, server, reg: port ? server : `${location.host}/${name}` };
+}
+
 async function renderUsage(name) {
   const r = await api("GET", `/repositories/${encodeURIComponent(name)}`);
   const full = await api("GET", `/repositories/${r.format}/${r.type}/${encodeURIComponent(name)}`).catch(() => ({}));
@@ -428,9 +442,7 @@ async function renderUsage(name) {
   const tokenLink = h("p", { class: "muted" }, t("usage.token") + " ", h("a", { href: "#/tokens", text: t("nav.tokens") }));
   const blocks = [];
   if (r.format === "docker") {
-    const port = full.docker && full.docker.httpPort;
-    const server = port ? `${location.hostname}:${port}` : host;
-    const reg = port ? server : `${host}/${name}`;
+    const { port, server, reg } = dockerAddress(full, name);
     const lines = [`docker login ${server} -u ${user}`];
     if (writes) lines.push(`docker tag alpine:3 ${reg}/team/alpine:3`, `docker push ${reg}/team/alpine:3`);
     lines.push(r.type === "proxy" ? `docker pull ${reg}/library/alpine:3` : `docker pull ${reg}/team/alpine:3`);
@@ -538,7 +550,7 @@ function versionRow(c, repo, redraw) {
   const first = assets[0] || {};
   const yanked = assets.find((a) => a.attributes && typeof a.attributes.yanked === "string");
   const cells = [
-    h("span", {}, c.version, yanked ? " " : null, yanked ? h("span", { class: "tag", title: yanked.attributes.yanked, text: t("yanked") }) : null),
+    h("span", {}, h("a", { href: `#/component/${encodeURIComponent(c.id)}`, text: c.version }), yanked ? " " : null, yanked ? h("span", { class: "tag", title: yanked.attributes.yanked, text: t("yanked") }) : null),
     h("span", {}, assets.map((a) => h("div", {}, a.downloadUrl ? h("a", { href: a.downloadUrl, text: a.path.split("/").pop() }) : a.path.split("/").pop(), " ", h("span", { class: "muted", text: bytes(a.fileSize) })))),
     h("code", { text: (first.checksum && first.checksum.sha256 || "").slice(0, 16) }),
     when(first.blobCreated || first.lastModified), first.uploader || "",
@@ -584,7 +596,7 @@ async function renderSearch() {
     (token) => api("GET", "/search?" + qs({ q: q.value.trim(), name: name.value.trim(), version: version.value.trim(), format: format.value, repository: repository.value, sort: sort.value, direction: sort.value ? direction.value : "", continuationToken: token })),
     (items) => table([t("name"), t("version"), t("repository"), t("format"), t("uploaded"), t("size")], items.map((c) => {
       const assets = c.assets || [];
-      return [h("a", { href: browseHref(c.repository, fullName(c)), text: fullName(c) }), c.version, c.repository, c.format,
+      return [h("a", { href: browseHref(c.repository, fullName(c)), text: fullName(c) }), h("a", { href: `#/component/${encodeURIComponent(c.id)}`, text: c.version }), c.repository, c.format,
         when((assets[0] || {}).blobCreated), bytes(assets.reduce((n, a) => n + (a.fileSize || 0), 0))];
     }), [3, 4, 5]));
   const form = h("form", { class: "search-form" },
@@ -599,6 +611,160 @@ async function renderSearch() {
   });
   show(h("h1", { text: t("nav.search") }), form, error, list.box);
   await list.reload();
+}
+
+// ---- component detail ------------------------------------------------------------------------
+
+/// Text an uploader wrote (a summary, a description, a name): shown as written, in whatever
+/// language it is, and marked as not for translation.
+function userText(text) { return text ? h("span", { translate: "no", text: String(text) }) : ""; }
+
+/// A value to copy (a checksum, a digest): as code, with a button that copies it.
+function copyable(text, label) { return h("span", { class: "copyable" }, h("code", { text }), " ", copyButton(text, label)); }
+
+function codes(values) { return values.length ? h("span", {}, values.map((v, i) => [i ? ", " : null, h("code", { text: v })])) : ""; }
+
+/// A manifest's config and layers, in the order a pull fetches them.
+function layerTable(image) {
+  const rows = [];
+  if (image.config) rows.push([t("detail.config"), h("code", { text: image.config.mediaType || "" }), h("code", { text: image.config.digest }), bytes(image.config.size)]);
+  (image.layers || []).forEach((l, i) => rows.push([String(i + 1), h("code", { text: l.mediaType || "" }), h("code", { text: l.digest }), bytes(l.size)]));
+  return table([t("detail.layer"), t("detail.mediaType"), t("digest"), t("size")], rows, [1]);
+}
+
+function platformName(p) { return [p.os, p.architecture, p.variant].filter(Boolean).join("/") || "—"; }
+
+function dockerDetails(c, d, address) {
+  const nodes = [h("h2", { text: t("detail.pull") }), pre(`docker pull ${address.reg}/${c.name}:${c.version}`)];
+  if (d.manifest) {
+    nodes.push(factList([[t("detail.manifest"), copyable(d.manifest.digest, t("detail.copyOf", d.manifest.digest))],
+      [t("detail.mediaType"), h("code", { text: d.manifest.mediaType || "" })]]));
+  }
+  if (d.unreadable) nodes.push(h("p", { class: "muted", text: t("detail.unreadable." + d.unreadable) }));
+  if (d.platforms) {
+    nodes.push(h("h2", { text: t("detail.platforms") }), table([t("detail.platform"), t("digest"), t("detail.totalSize")], d.platforms.map((p) => [
+      h("code", { text: platformName(p) }), h("code", { text: p.digest }),
+      p.present === false ? t("detail.notHere") : p.unreadable ? t("detail.unreadable." + p.unreadable) : bytes(p.totalSize),
+    ])));
+    for (const p of d.platforms.filter((x) => x.layers)) nodes.push(h("h3", {}, t("detail.layersOf") + " ", h("code", { text: platformName(p) })), layerTable(p));
+  } else if (d.layers) {
+    nodes.push(h("h2", { text: t("detail.layers") }), layerTable(d));
+  }
+  return nodes;
+}
+
+function npmDetails(d) {
+  const deps = Object.entries(d.dependencies || {});
+  const nodes = [factList([
+    [t("detail.distTags"), codes(d.distTags || [])],
+    [t("detail.description"), userText(d.description)],
+    [t("detail.license"), userText(d.license)],
+    [t("detail.published"), when(d.published)],
+    [t("detail.dependencies"), String(d.dependencyCount ?? deps.length)],
+    ...(d.deprecated ? [[t("detail.deprecated"), userText(d.deprecated)]] : []),
+  ])];
+  if (d.document === "missing") nodes.push(h("p", { class: "muted", text: t("detail.noDocument") }));
+  if (deps.length) nodes.push(h("h2", { text: t("detail.dependencies") }), table([t("name"), t("version")], deps.map(([n, v]) => [h("code", { text: n }), h("code", { text: String(v) })])));
+  nodes.push(h("h2", { text: t("detail.readme") }));
+  if (d.readme) {
+    if (d.readme.truncated) nodes.push(h("p", { class: "muted", text: t("detail.readmeCut", bytes(d.readme.size), bytes(d.readme.text.length)) }));
+    // Whatever the README holds (markup, scripts) is text here: it is the uploader's, not ours.
+    nodes.push(h("pre", { class: "readme", translate: "no", tabindex: "0", "aria-label": t("detail.readme") }, d.readme.text));
+  } else {
+    nodes.push(h("p", { class: "muted", text: t("detail.noReadme") }));
+  }
+  return nodes;
+}
+
+function pypiDetails(c, d) {
+  const byName = new Map((c.assets || []).map((a) => [a.path.split("/").pop(), a]));
+  const nodes = [factList([
+    [t("detail.summary"), userText(d.summary)],
+    [t("detail.requiresPython"), d.requiresPython ? h("code", { text: d.requiresPython }) : ""],
+    [t("detail.author"), userText(d.author)],
+    [t("detail.license"), userText(d.license)],
+    [t("detail.requiresDist"), codes(d.requiresDist || [])],
+  ])];
+  const rows = (d.files || []).map((f) => {
+    const a = byName.get(f.filename) || {};
+    return [a.downloadUrl ? h("a", { href: a.downloadUrl }, h("code", { text: f.filename })) : h("code", { text: f.filename }),
+      h("code", { text: f.filetype || "" }), bytes(f.size), f.requiresPython ? h("code", { text: f.requiresPython }) : "—", when(f.uploadTime),
+      f.yanked === null || f.yanked === undefined ? "—" : h("span", { class: "tag", title: f.yanked || null, text: t("yanked") })];
+  });
+  nodes.push(h("h2", { text: t("files") }), table([t("detail.file"), t("detail.filetype"), t("size"), t("detail.requiresPython"), t("uploaded"), t("status")], rows, [1, 3]));
+  return nodes;
+}
+
+/// One component: what every format has (checksums, total size, who uploaded it from where
+/// and when, downloads) and what its format adds (Docker platforms, layers and the pull
+/// command; npm dist-tags and README; PyPI summary, requires-python and files).
+async function renderComponent(id) {
+  const c = await api("GET", `/components/${encodeURIComponent(id)}`);
+  const repo = await api("GET", `/repositories/${encodeURIComponent(c.repository)}`);
+  const d = c.details || {};
+  const assets = c.assets || [];
+  const full = fullName(c);
+  const browse = browseHref(c.repository, full);
+  const distinct = (xs) => [...new Set(xs.filter(Boolean))];
+  const created = Math.min(...assets.map((a) => a.blobCreated));
+  const modified = Math.max(...assets.map((a) => a.lastModified));
+  const downloaded = assets.map((a) => a.lastDownloaded).filter(Boolean).sort().pop();
+  const yanked = assets.some((a) => a.attributes && typeof a.attributes.yanked === "string");
+  const facts = factList([
+    [t("repository"), h("a", { href: `#/browse/${encodeURIComponent(c.repository)}`, text: c.repository })],
+    [t("format"), c.format],
+    [t("detail.totalSize"), bytes(d.totalSize ?? assets.reduce((n, a) => n + (a.fileSize || 0), 0))],
+    [t("uploaded"), when(created)],
+    ...(modified > created ? [[t("detail.modified"), when(modified)]] : []),
+    [t("uploader"), userText(distinct(assets.map((a) => a.uploader)).join(", "))],
+    [t("detail.address"), codes(distinct(assets.map((a) => a.uploaderIp)))],
+    [t("detail.lastDownloaded"), downloaded ? when(downloaded) : t("detail.never")],
+    [t("detail.downloads"), String(assets.reduce((n, a) => n + (a.downloadCount || 0), 0))],
+  ]);
+  const sums = [];
+  for (const a of assets) {
+    for (const [algo, value] of Object.entries(a.checksum || {})) {
+      if (value) sums.push([h("code", { text: a.path.split("/").pop() }), h("code", { text: algo }), copyable(value, t("detail.copyOf", `${algo} ${a.path.split("/").pop()}`))]);
+    }
+  }
+  let formatNodes = [];
+  if (c.format === "docker") {
+    const config = state.admin ? await api("GET", `/repositories/docker/${repo.type}/${encodeURIComponent(c.repository)}`).catch(() => ({})) : {};
+    formatNodes = dockerDetails(c, d, dockerAddress(config, c.repository));
+  } else if (c.format === "npm") {
+    formatNodes = npmDetails(d);
+  } else if (c.format === "pypi") {
+    formatNodes = pypiDetails(c, d);
+  }
+  const acts = h("div", { class: "actions" });
+  if (state.admin) {
+    const del = h("button", { type: "button", class: "danger", text: t("delete") });
+    del.addEventListener("click", async () => {
+      if (!confirm(t("confirm.delete", `${full} ${c.version}`))) return;
+      try {
+        await api("DELETE", `/components/${encodeURIComponent(c.id)}`);
+        state.flash = t("component.deleted", `${full} ${c.version}`);
+        location.hash = browse;
+      } catch (e) { failure(e); }
+    });
+    if (c.format === "pypi") {
+      const y = h("button", { type: "button", class: "secondary", text: yanked ? t("unyank") : t("yank") });
+      y.addEventListener("click", async () => {
+        try {
+          if (yanked) await api("DELETE", `/components/${encodeURIComponent(c.id)}/yank`);
+          else await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" });
+          await renderComponent(id);
+        } catch (e) { failure(e); }
+      });
+      acts.append(y, " ");
+    }
+    acts.append(del);
+  }
+  show(h("h1", { translate: "no" }, full, " ", yanked ? h("span", {}, c.version, " ", h("span", { class: "tag", translate: "yes", text: t("yanked") })) : c.version),
+    facts, acts,
+    h("h2", { text: t("detail.checksums") }), table([t("detail.file"), t("detail.algorithm"), t("detail.value")], sums),
+    ...formatNodes,
+    h("p", {}, h("a", { href: browse, text: t("back") })));
 }
 
 // ---- users, roles, LDAP, tokens, audit ---------------------------------------------------------
@@ -1123,6 +1289,7 @@ async function draw() {
     if (parts[0] === "repositories" && parts[2] === "usage") return await renderUsage(parts[1]);
     if (parts[0] === "repositories") return await renderRepo(parts[1]);
     if (parts[0] === "browse") return await renderBrowse(parts[1] || "", parts.slice(2).join("/"));
+    if (parts[0] === "component") return await renderComponent(parts[1]);
     if (parts[0] === "search") return await renderSearch();
     if (parts[0] === "users") return await renderUsers(parts[1]);
     if (parts[0] === "account") return await renderAccount();

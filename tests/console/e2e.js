@@ -32,7 +32,7 @@ async function a11y(page, what) {
 /// console left untranslated.
 const NOT_ENGLISH = new Set(("ui rt nx admin wharf docker pypi npm ldap ldaps api http https id url mib kib gib tib ok s3 pip uv twine yarn npmrc pypirc " +
   "pyproject toml conf yml yarnrc cron dn starttls tls sha256 ms dc cn ou example test alice corp corp2 hosted proxy group readers reader user browsers store " +
-  "old console pkg app team port usage bad empty all anonymous default dist tag uma com username " +
+  "old console pkg app team port usage bad empty all anonymous default dist tag uma com username python " +
   // The audit log's objects are names as stored: a built-in task's is English.
   "upload sweep").split(" "));
 async function untranslated(page) {
@@ -41,8 +41,9 @@ async function untranslated(page) {
     const walker = document.createTreeWalker(document.querySelector("main"), NodeFilter.SHOW_TEXT);
     while (walker.nextNode()) {
       const el = walker.currentNode.parentElement;
-      // What the server wrote in English is marked lang="en" (its messages have no code yet).
-      if (!el || el.closest("code, pre, option, select, textarea, [lang=en]") || !el.offsetParent) continue;
+      // What the server wrote in English is marked lang="en" (its messages have no code yet);
+      // what uploaders wrote (summaries, descriptions) translate="no".
+      if (!el || el.closest("code, pre, option, select, textarea, [lang=en], [translate=no]") || !el.offsetParent) continue;
       for (const w of walker.currentNode.textContent.split(/[^A-Za-z0-9]+/)) {
         if (/[A-Za-z]{2,}/.test(w) && !allowed.includes(w.toLowerCase()) && !/^\d/.test(w)) words.add(w);
       }
@@ -95,6 +96,99 @@ async function createRepo(page, format, kind, name, fill) {
   await arrived(page, `repositories/${name}/usage`);
   const text = await page.textContent("main");
   check(text.includes(name), `usage page of ${name} names it`);
+}
+
+/// Controls drawn narrower than their content, and anything wider than the screen outside the
+/// tables' own scrolling boxes (for a phone-sized screen).
+async function cutShort(page) {
+  return page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll("main select, main button, main input:not([type=checkbox]), header select, header button")) {
+      if (el.offsetParent && el.scrollWidth > el.clientWidth + 1) out.push(`${el.tagName} ${el.id || el.textContent.slice(0, 20)}: ${el.clientWidth}/${el.scrollWidth}`);
+    }
+    if (document.documentElement.scrollWidth > window.innerWidth + 1) {
+      const wide = [...document.querySelectorAll("main *")].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".scroll"))
+        .slice(0, 3).map((e) => `${e.tagName}.${e.className} ${e.textContent.slice(0, 30)}`);
+      out.push(`the page is ${document.documentElement.scrollWidth} px wide: ${wide.join(", ")}`);
+    }
+    return out;
+  });
+}
+
+/// The components API's id of a component.
+function componentId(repo, name, version) { return Buffer.from(`${repo}\n${name}\n${version}`).toString("base64url"); }
+
+/// Sizes as the console writes them.
+function size(n) {
+  const u = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
+  return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+}
+
+async function componentJson(page, id) {
+  return page.evaluate(async (i) => (await fetch(`/service/rest/v1/components/${i}`, { headers: { "X-Requested-With": "XMLHttpRequest" } })).json(), id);
+}
+
+/// The detail pages of the image, npm package and PyPI release the test pushed, in the
+/// language on screen: the values the API gives are the ones shown; only admins get buttons.
+async function componentPages(page, admin, suffix, withPypi) {
+  const docker = componentId("ui-docker-hosted", "team/app", "v1");
+  await view(page, `component/${docker}`);
+  const c = await componentJson(page, docker);
+  const text = await page.textContent("main");
+  const host = new URL(base).host;
+  check(text.includes(`docker pull ${host}/ui-docker-hosted/team/app:v1`), `the pull command names this host and the repository: ${text}`);
+  check(c.details.totalSize > c.assets[0].fileSize && text.includes(size(c.details.totalSize)), `the image's total size (${c.details.totalSize}), not the manifest's, is shown`);
+  const layerRows = await page.locator("main table").nth(1).locator("tbody tr").count();
+  check(layerRows === c.details.layers.length + 1, `the config and every layer are listed (${layerRows})`);
+  for (const v of [c.details.layers[0].digest, c.details.config.digest, c.assets[0].checksum.sha256, "admin", "127.0.0.1"]) check(text.includes(v), `the image's page shows ${v}`);
+  check((await page.locator("main button.danger").count()) === (admin ? 1 : 0), "only admins get a Delete button");
+  await noPlaceholders(page, "the image's page");
+  await a11y(page, `component docker${suffix}`);
+  await shot(page, `component-docker${suffix}`);
+  const left = [];
+  const english = async (what) => { const w = await untranslated(page); if (w.length) left.push(`${what}: ${w.join(" ")}`); };
+  await english("docker");
+
+  const npm = componentId("ui-npm-hosted", "ui-console-npm", "1.0.0");
+  await view(page, `component/${npm}`);
+  const n = await componentJson(page, npm);
+  const npmText = await page.textContent("main");
+  check(n.details.distTags.includes("latest") && npmText.includes("latest"), `the dist-tags naming the version are shown: ${npmText}`);
+  check(npmText.includes(n.assets[0].checksum.sha512) && npmText.includes(n.assets[0].checksum.sha1), "every checksum of the tarball is shown");
+  // The README is text: its markup is shown, never run or rendered.
+  check((await page.textContent("main pre.readme")).includes("<script>alert('readme')</script>"), "the README is shown as written");
+  check((await page.locator("main pre.readme *").count()) === 0, "and holds no elements");
+  await noPlaceholders(page, "the npm version's page");
+  await a11y(page, `component npm${suffix}`);
+  await shot(page, `component-npm${suffix}`);
+  await english("npm");
+
+  if (withPypi) {
+    const pypi = componentId("ui-pypi-hosted", "ui-console-pkg", "1.0");
+    await view(page, `component/${pypi}`);
+    const pypiText = await page.textContent("main");
+    check(pypiText.includes("test package ui-console-pkg") && pypiText.includes(">=3.8") && pypiText.includes("ui_console_pkg-1.0-py3-none-any.whl"),
+      `the release's summary, requires-python and files are shown: ${pypiText}`);
+    check((await page.locator("main .actions button.secondary").count()) === (admin ? 1 : 0), "admins may yank");
+    await noPlaceholders(page, "the PyPI release's page");
+    await a11y(page, `component pypi${suffix}`);
+    await shot(page, `component-pypi${suffix}`);
+    await english("pypi");
+  }
+  // On a phone: nothing cut short, nothing wider than the screen.
+  if (suffix === "") {
+    await page.setViewportSize({ width: 390, height: 844 });
+    for (const [id, what] of [[docker, "docker"], [npm, "npm"]]) {
+      await view(page, `component/${id}`);
+      const cut = await cutShort(page);
+      check(cut.length === 0, `on a phone, the ${what} component page cuts controls short: ${cut.join("; ")}`);
+      await shot(page, `phone-component-${what}`);
+    }
+    await page.setViewportSize({ width: 1280, height: 800 });
+  }
+  return left;
 }
 
 async function main() {
@@ -353,18 +447,7 @@ async function main() {
       await page.setViewportSize({ width: 390, height: 844 });
       for (const p of ["", "users", "users/ui-user", "roles", "ldap", "repositories/new", "blobstores", "cleanup", "tasks", "account", "search"]) {
         await view(page, p);
-        const cut = await page.evaluate(() => {
-          const out = [];
-          for (const el of document.querySelectorAll("main select, main button, main input:not([type=checkbox]), header select, header button")) {
-            if (el.offsetParent && el.scrollWidth > el.clientWidth + 1) out.push(`${el.tagName} ${el.id || el.textContent.slice(0, 20)}: ${el.clientWidth}/${el.scrollWidth}`);
-          }
-          if (document.documentElement.scrollWidth > window.innerWidth + 1) {
-            const wide = [...document.querySelectorAll("main *")].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest(".scroll"))
-              .slice(0, 3).map((e) => `${e.tagName}.${e.className} ${e.textContent.slice(0, 30)}`);
-            out.push(`the page is ${document.documentElement.scrollWidth} px wide: ${wide.join(", ")}`);
-          }
-          return out;
-        });
+        const cut = await cutShort(page);
         check(cut.length === 0, `on a phone, ${p || "dashboard"} cuts controls short: ${cut.join("; ")}`);
         await shot(page, "phone-" + (p.replace(/\//g, "-") || "dashboard"));
       }
@@ -446,6 +529,17 @@ async function main() {
       // The npm package a real npm published, in its repository.
       await view(page, "browse/ui-npm-hosted");
       check((await page.textContent("main")).includes("ui-console-npm"), "browse shows the npm package");
+      // Each version links to its detail page.
+      await view(page, "browse/ui-docker-hosted/team/app");
+      await page.getByRole("link", { name: "v1" }).click();
+      await arrived(page, `component/${componentId("ui-docker-hosted", "team/app", "v1")}`);
+      check(await page.textContent("main h1") === "team/app v1", "the version's detail page");
+      // The detail pages, in English and in Chinese.
+      await componentPages(page, true, "", true);
+      await page.selectOption("#lang", "zh-CN");
+      const componentEnglish = await componentPages(page, true, "-zh", true);
+      await page.selectOption("#lang", "en");
+      check(componentEnglish.length === 0, "English left in zh-CN component pages:\n" + componentEnglish.join("\n"));
       // Yank shows: a mark and Unyank; Unyank takes both away.
       await view(page, "browse/ui-pypi-hosted/ui-console-pkg");
       await page.getByRole("button", { name: "Yank" }).click();
@@ -502,6 +596,12 @@ async function main() {
       await page.getByRole("button", { name: "Search", exact: true }).click();
       await page.waitForFunction(() => { const t = document.querySelector("main table"); return t && t.textContent.includes("ui-npm-hosted"); });
       await a11y(page, "reader search");
+      // The detail pages too, without the admins' buttons, in both languages.
+      await componentPages(page, false, "-reader", false);
+      await page.selectOption("#lang", "zh-CN");
+      const readerComponentEnglish = await componentPages(page, false, "-reader-zh", false);
+      await page.selectOption("#lang", "en");
+      check(readerComponentEnglish.length === 0, "English left in a reader's zh-CN component pages:\n" + readerComponentEnglish.join("\n"));
       // The reader's pages in Chinese too.
       await page.selectOption("#lang", "zh-CN");
       const readerEnglish = [];

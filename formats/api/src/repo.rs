@@ -177,6 +177,15 @@ pub trait Repo: Send + Sync {
         Err(crate::lifecycle::DeleteError::Unsupported("this repository has no components of its own to delete".into()))
     }
 
+    /// What the format says of one component (as [`Format::component_of`] groups `assets`)
+    /// beyond its assets' rows, as JSON for the components API's `details`: Docker its
+    /// platforms and layers, npm its dist-tags and README, PyPI its summary and files. See
+    /// [`crate::describe`] for what a description may read. Repositories without components of
+    /// their own (groups) describe nothing.
+    async fn describe_component(&self, _component: &ComponentKey, _assets: &[Asset]) -> Result<serde_json::Value, crate::describe::DescribeError> {
+        Ok(serde_json::Value::Object(serde_json::Map::new()))
+    }
+
     /// Versions of `component`'s name (its group and name; its version is not looked at) that
     /// clients get without naming a version, so that cleanup never deletes them (npm: what a
     /// dist-tag names; `latest` above all, which an unpublish would otherwise move to whatever

@@ -59,6 +59,10 @@ impl Repo for Hosted {
     async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> Result<Vec<Asset>, DeleteError> {
         delete_tags(&*self.env.meta, self.repo_id(), component, assets).await
     }
+
+    async fn describe_component(&self, component: &ComponentKey, assets: &[Asset]) -> Result<serde_json::Value, wharf_format::DescribeError> {
+        crate::describe::describe(&*self.env.meta, &self.env.blobs, self.repo_id(), component, assets).await
+    }
 }
 
 /// Removes a component's tag, only while it still names the manifest it was listed with.
@@ -317,7 +321,7 @@ impl Hosted {
             Reference::Tag(tag) => Some(self.tag_writers.lock(&tag_path(name, tag)).await),
             Reference::Digest(_) => None,
         };
-        match self.save_manifest(name, bytes, &manifest, reference, checks).await {
+        match self.save_manifest(name, bytes, &manifest, reference, checks, Some(ctx)).await {
             Ok(()) => {}
             Err(DockerError::Meta(MetaError::CheckFailed(i))) if i < manifest.blobs.len() => {
                 return Err(DockerError::ManifestBlobUnknown(manifest.blobs[i].to_string()))
@@ -341,7 +345,17 @@ impl Hosted {
 
     /// Stores a manifest's bytes, then its metadata (and the tag, for a tag reference) in one
     /// batch guarded by `checks`. Content first: metadata never points at bytes that are not there.
-    pub(crate) async fn save_manifest(&self, name: &str, bytes: Bytes, manifest: &Manifest, reference: &Reference, checks: Vec<Check>) -> Result<()> {
+    /// `pusher` is the push's request (a proxy's fill has none): the tag records who pushed it
+    /// and from where, as the other formats' uploads do.
+    pub(crate) async fn save_manifest(
+        &self,
+        name: &str,
+        bytes: Bytes,
+        manifest: &Manifest,
+        reference: &Reference,
+        checks: Vec<Check>,
+        pusher: Option<&RepoCtx>,
+    ) -> Result<()> {
         let repo = self.repo_id();
         let digest_str = Digest::of(&bytes).to_string();
         let size = bytes.len() as i64;
@@ -387,6 +401,7 @@ impl Hosted {
                     digest: Some(digest_str.clone()),
                     size,
                     content_type: Some(manifest.media_type.clone()),
+                    attributes: pusher.map_or(serde_json::Value::Null, |ctx| json!({ "uploader": ctx.principal.user, "uploader_ip": ctx.client })),
                     ..Default::default()
                 },
             });

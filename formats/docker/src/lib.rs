@@ -3,6 +3,7 @@
 mod access;
 mod cleanup;
 mod config;
+mod describe;
 mod error;
 mod group;
 mod hosted;

@@ -66,6 +66,11 @@ impl Repo for Proxy {
     async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> Result<Vec<Asset>, DeleteError> {
         crate::hosted::delete_tags(&*self.meta, self.cfg.id, component, assets).await
     }
+
+    /// What the cache holds: platforms not pulled yet are listed without their layers.
+    async fn describe_component(&self, component: &ComponentKey, assets: &[Asset]) -> Result<serde_json::Value, wharf_format::DescribeError> {
+        crate::describe::describe(&*self.meta, &self.blobs, self.cfg.id, component, assets).await
+    }
 }
 
 impl Proxy {
@@ -271,7 +276,7 @@ impl Proxy {
         let content_type = content_type.filter(|c| MANIFEST_TYPES.contains(&c.split(';').next().unwrap_or("").trim()));
         let manifest = Manifest::parse(&bytes, content_type)?;
         let reference = tag.cloned().unwrap_or(Reference::Digest(actual));
-        self.cache.save_manifest(name, bytes, &manifest, &reference, vec![]).await
+        self.cache.save_manifest(name, bytes, &manifest, &reference, vec![], None).await
     }
 
     // ---- blobs -------------------------------------------------------------------------------

@@ -76,6 +76,10 @@ impl Repo for Hosted {
         Ok(removed.unwrap_or_default())
     }
 
+    async fn describe_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Value, wharf_format::DescribeError> {
+        crate::describe::describe(&self.env, self.cfg.id, component, assets).await
+    }
+
     /// What the dist-tags name, as clients see the document (a tag naming a version whose
     /// tarball is gone does not count: clients no longer get that version either).
     async fn pinned_versions(&self, component: &ComponentKey) -> std::result::Result<Vec<String>, DeleteError> {
@@ -340,7 +344,10 @@ impl Hosted {
                 size,
                 content_type: Some("application/octet-stream".into()),
                 link: None,
-                attributes: json!({ "version": version, "uploader": ctx.principal.user, "integrity": sri }),
+                attributes: json!({
+                    "version": version, "uploader": ctx.principal.user, "uploader_ip": ctx.client, "integrity": sri,
+                    "checksum": { "sha1": sha1, "sha512": model::sri_hex(&sri) },
+                }),
             };
             match store::save(&self.env, repo, name, cur.as_ref(), doc, checks, vec![Write::Upsert { repo, asset }]).await? {
                 Saved::Done => {

@@ -3,6 +3,7 @@
 
 mod attachment;
 mod config;
+mod describe;
 mod error;
 mod group;
 mod hosted;

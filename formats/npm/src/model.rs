@@ -64,6 +64,13 @@ pub fn integrity_matches(integrity: &str, sha512_sri: &str, sha1_hex: &str) -> b
     known > 0
 }
 
+/// The hex digest inside a subresource integrity string (`sha512-<base64>`), as other
+/// checksums are shown; `None` for anything else.
+pub fn sri_hex(sri: &str) -> Option<String> {
+    let b64 = sri.split_whitespace().next()?.split_once('-')?.1;
+    base64::engine::general_purpose::STANDARD.decode(b64).ok().map(hex::encode)
+}
+
 /// ISO 8601 as npm writes it.
 pub fn iso(ms: i64) -> String {
     wharf_format::rfc3339_millis(ms)
@@ -98,5 +105,7 @@ mod tests {
         assert!(integrity_matches("sha1-qvTGHdzF6KLavt4PO0gs2a6pQ00=", &sri, &sha1));
         assert!(!integrity_matches("sha512-AAAA", &sri, &sha1));
         assert!(!integrity_matches("md5-xyz", &sri, &sha1));
+        assert_eq!(sri_hex("sha1-qvTGHdzF6KLavt4PO0gs2a6pQ00=").as_deref(), Some(sha1.as_str()));
+        assert_eq!(sri_hex("nonsense"), None);
     }
 }

@@ -63,6 +63,11 @@ impl Repo for Proxy {
         let what = format!("{}@{}", crate::hosted::package_of(component), component.version);
         wharf_format::lifecycle::delete_assets(&*self.env.meta, self.cfg.id, &what, assets).await
     }
+
+    /// From the cached document, however old: a detail page does not refresh the cache.
+    async fn describe_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Value, wharf_format::DescribeError> {
+        crate::describe::describe(&self.env, self.cfg.id, component, assets).await
+    }
 }
 
 impl Proxy {
@@ -344,7 +349,10 @@ impl Proxy {
                 size: size as i64,
                 content_type: Some("application/octet-stream".into()),
                 link: None,
-                attributes: json!({ "version": version, "integrity": sri, "cached_at": now_millis() }),
+                attributes: json!({
+                    "version": version, "integrity": sri, "cached_at": now_millis(),
+                    "checksum": { "sha1": sha1, "sha512": model::sri_hex(&sri) },
+                }),
             };
             let path = asset.path.clone();
             meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())?;

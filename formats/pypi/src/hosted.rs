@@ -34,7 +34,9 @@ const MAX_FIELDS: usize = 1000;
 const MAX_FORM_TEXT: usize = 16 << 20;
 /// The fields an upload is checked against; the others (description, classifiers, ...) are
 /// read, bounded and dropped: the file's own metadata is what is served.
-const KEPT_FIELDS: &[&str] = &[":action", "name", "version", "sha256_digest", "md5_digest", "filetype", "requires_python"];
+const KEPT_FIELDS: &[&str] = &[":action", "name", "version", "sha256_digest", "md5_digest", "filetype", "requires_python", "summary", "blake2_256_digest"];
+/// A summary is one line (core metadata's rule); what is kept of a longer one.
+const MAX_SUMMARY: usize = 512;
 
 pub struct Hosted {
     cfg: Arc<RepoConfig>,
@@ -57,6 +59,10 @@ impl Repo for Hosted {
 
     async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
         delete_release(&self.env, self.cfg.id, component, assets, true).await
+    }
+
+    async fn describe_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Value, wharf_format::DescribeError> {
+        crate::describe::describe(&*self.env.meta, &self.env.blobs, self.cfg.id, component, assets).await
     }
 }
 
@@ -203,14 +209,22 @@ impl Hosted {
                 return Err(PypiError::BadRequest(format!("sha256_digest {expected} does not match the uploaded file ({})", digest.hex())));
             }
         }
-        if let Some(expected) = field("md5_digest") {
+        // The other digests a client sent are checked, then kept: the component detail shows
+        // every checksum it can vouch for. One more pass over the staged file, only if asked.
+        let (want_md5, want_blake2) = (field("md5_digest"), field("blake2_256_digest"));
+        let mut checksum = serde_json::Map::new();
+        if want_md5.is_some() || want_blake2.is_some() {
             let path = staged.path().to_path_buf();
-            let actual = tokio::task::spawn_blocking(move || md5_of(&path))
+            let (md5, blake2) = tokio::task::spawn_blocking(move || other_digests(&path))
                 .await
                 .map_err(|e| PypiError::Internal(Box::new(e)))?
                 .map_err(|e| PypiError::Internal(Box::new(e)))?;
-            if !expected.eq_ignore_ascii_case(&actual) {
-                return Err(PypiError::BadRequest(format!("md5_digest {expected} does not match the uploaded file ({actual})")));
+            for (name, expected, actual, key) in [("md5_digest", want_md5, md5, "md5"), ("blake2_256_digest", want_blake2, blake2, "blake2b_256")] {
+                let Some(expected) = expected else { continue };
+                if !expected.eq_ignore_ascii_case(&actual) {
+                    return Err(PypiError::BadRequest(format!("{name} {expected} does not match the uploaded file ({actual})")));
+                }
+                checksum.insert(key.into(), json!(actual));
             }
         }
         if let Some(ft) = field("filetype") {
@@ -270,7 +284,10 @@ impl Hosted {
                 "filetype": kind.packagetype(),
                 "requires_python": field("requires_python"),
                 "upload_time": now_millis(),
+                "summary": field("summary").map(|s| wharf_format::describe::cut(s, MAX_SUMMARY).0),
                 "uploader": ctx.principal.user,
+                "uploader_ip": ctx.client,
+                "checksum": checksum,
                 "yanked": null,
                 "core_metadata": core_metadata,
             }),
@@ -389,20 +406,22 @@ pub fn base_url(ctx: &RepoCtx, name: &str) -> String {
     }
 }
 
-/// MD5 of a stored file, for twine's `md5_digest` (a checksum here, not a security measure:
-/// `sha256_digest` is the one that counts).
-fn md5_of(path: &std::path::Path) -> std::io::Result<String> {
+/// MD5 and BLAKE2b-256 of a stored file, for twine's `md5_digest` and `blake2_256_digest`
+/// (checksums here, not security measures: `sha256_digest` is the one that counts).
+fn other_digests(path: &std::path::Path) -> std::io::Result<(String, String)> {
     use md5::Digest as _;
     use std::io::Read;
     let mut f = std::fs::File::open(path)?;
-    let mut h = md5::Md5::new();
+    let mut md5 = md5::Md5::new();
+    let mut blake2 = blake2::Blake2b256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
-        h.update(&buf[..n]);
+        md5.update(&buf[..n]);
+        blake2.update(&buf[..n]);
     }
-    Ok(hex::encode(h.finalize()))
+    Ok((hex::encode(md5.finalize()), hex::encode(blake2.finalize())))
 }

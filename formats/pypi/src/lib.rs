@@ -3,6 +3,7 @@
 
 mod archive;
 mod config;
+mod describe;
 mod error;
 mod group;
 mod hosted;

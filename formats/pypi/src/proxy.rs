@@ -64,6 +64,11 @@ impl Repo for Proxy {
     async fn delete_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
         crate::hosted::delete_release(&self.env, self.cfg.id, component, assets, false).await
     }
+
+    /// What the cache holds: files fetched so far, and core metadata a client asked for.
+    async fn describe_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<serde_json::Value, wharf_format::DescribeError> {
+        crate::describe::describe(&*self.env.meta, &self.env.blobs, self.cfg.id, component, assets).await
+    }
 }
 
 impl Proxy {

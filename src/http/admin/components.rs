@@ -58,7 +58,7 @@ pub(crate) fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &
                 "downloadUrl": download,
                 "repository": name,
                 "format": repo.config.format,
-                "checksum": { "sha256": a.digest.as_deref().map(|d| d.trim_start_matches("sha256:")) },
+                "checksum": checksums(a),
                 "contentType": a.content_type,
                 "fileSize": a.size,
                 "lastModified": a.updated_at,
@@ -66,10 +66,24 @@ pub(crate) fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &
                 "lastDownloaded": a.last_downloaded.map(wharf_format::rfc3339_millis),
                 "downloadCount": a.download_count,
                 "uploader": a.attributes.get("uploader"),
+                "uploaderIp": a.attributes.get("uploader_ip"),
                 "attributes": a.attributes,
             })
         }).collect::<Vec<_>>(),
     })
+}
+
+/// Every checksum the asset's row holds: its digest (sha256), and what the format checked and
+/// kept in its `checksum` attribute (npm's sha1 and sha512, PyPI's md5), all as hex.
+fn checksums(a: &Asset) -> Value {
+    let mut out = serde_json::Map::new();
+    out.insert("sha256".into(), json!(a.digest.as_deref().map(|d| d.trim_start_matches("sha256:"))));
+    for (k, v) in a.attributes.get("checksum").and_then(Value::as_object).into_iter().flatten() {
+        if v.is_string() && k != "sha256" {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    Value::Object(out)
 }
 
 #[derive(serde::Deserialize)]
@@ -110,7 +124,10 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest, id: web::Path<Str
     require_reader(&state, &req, &repo).await?;
     let (r, key, assets) = find(&state, &id).await?;
     let format = state.format(&r.config.format).expect("find found the format");
-    Ok(HttpResponse::Ok().json(render(&r, &key, &assets, format.as_ref(), &origin(&req))))
+    let mut out = render(&r, &key, &assets, format.as_ref(), &origin(&req));
+    // Only here, never in the list: a description reads blobs (manifests, documents, metadata).
+    out["details"] = r.repo.describe_component(&key, &assets).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    Ok(HttpResponse::Ok().json(out))
 }
 
 /// Deletes a component the way its format does (an npm version leaves the packument, a PyPI
