@@ -76,20 +76,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, BlobError> + 
     join(tokio::task::spawn_blocking(f)).await
 }
 
-/// Runs `f` on a thread of its own at the lowest CPU priority (nice 19; Linux keeps nice per
-/// thread), for background work such as a GC pass's unlinks: on a busy machine requests take
-/// the CPU first and the pass waits, instead of requests queueing behind it. A thread per call
-/// (not the blocking pool) because a lowered thread cannot raise itself back unprivileged.
-async fn background<T: Send + 'static>(f: impl FnOnce() -> Result<T, BlobError> + Send + 'static) -> Result<T, BlobError> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new().name("wharf-background".into()).spawn(move || {
-        // Failing to lower it leaves it as fast as any other thread: nothing to report.
-        let _ = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
-        let _ = tx.send(f());
-    })?;
-    rx.await.map_err(|e| BlobError::Io(std::io::Error::other(e)))?
-}
-
 async fn join<T>(task: tokio::task::JoinHandle<Result<T, BlobError>>) -> Result<T, BlobError> {
     task.await.map_err(|e| BlobError::Io(std::io::Error::other(e)))?
 }
@@ -656,7 +642,7 @@ impl BlobStore {
                 let unlinked = futures::future::join_all(chunks.into_iter().map(|chunk| {
                     let n = chunk.len();
                     async move {
-                        let done = background(move || {
+                        let done = blocking(move || {
                             Ok(chunk
                                 .iter()
                                 .map(|p| match std::fs::remove_file(p) {
@@ -785,20 +771,6 @@ mod tests {
 
     fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Unpin {
         futures::stream::iter(parts.iter().map(|p| Ok(Bytes::from_static(p))).collect::<Vec<_>>())
-    }
-
-    /// Background work runs at nice 19 and leaves the caller's thread as it was.
-    #[tokio::test]
-    async fn background_work_runs_at_the_lowest_priority() {
-        fn nice() -> i64 {
-            let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-            // Fields after the command's closing parenthesis; nice is the 19th field overall.
-            let rest = &stat[stat.rfind(')').unwrap() + 2..];
-            rest.split(' ').nth(16).unwrap().parse().unwrap()
-        }
-        let before = nice();
-        assert_eq!(background(|| Ok(nice())).await.unwrap(), 19);
-        assert_eq!(nice(), before);
     }
 
     /// Small reads come whole in one piece; large ones stream from the right offset; ranges
