@@ -265,6 +265,7 @@ pub fn stored_config(row: &RepoRow) -> Result<RepoConfig, ConfigError> {
         latest_policy: storage.get("latestPolicy").and_then(|v| v.as_bool()).unwrap_or(false),
         anonymous_read,
         hard_quota: storage.pointer("/hardQuota/limit").and_then(serde_json::Value::as_u64),
+        cache_invalidated_at: row.cache_invalidated_at,
         attributes,
     })
 }

@@ -546,3 +546,53 @@ fn credentials_in_a_remote_url_are_refused_and_moved_out_of_one_stored_before() 
     assert!(text.contains("upstream failing"), "the remote was logged: {text}");
     assert!(!text.contains(PASSWORD), "the password is in the log");
 }
+
+fn invalidate(name: &str) -> Response {
+    server().admin().request(Method::POST, &format!("/service/rest/v1/repositories/{name}/invalidate-cache")).send().unwrap()
+}
+
+#[test]
+fn invalidating_a_cache_sends_the_next_request_upstream_once() {
+    let up = Upstream::start();
+    up.add("inval-proj", "inval_proj-1.0.tar.gz", b"inval bytes".to_vec(), "application/octet-stream");
+    up.add_npm("inval-lib", "1.0.0", b"inval lib".to_vec());
+    create_ok("pypi", "proxy", &proxy_body("inval-pypi", &up.url(), json!({}), json!({})));
+    create_ok("npm", "proxy", &proxy_body("inval-npm", &up.url(), json!({}), json!({})));
+    create_ok(
+        "pypi",
+        "group",
+        &json!({"name": "inval-group", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["inval-pypi"]}}),
+    );
+    let page = || assert_eq!(get("/repository/inval-pypi/simple/inval-proj/").status(), StatusCode::OK);
+    let doc = || assert_eq!(get("/repository/inval-npm/inval-lib").status(), StatusCode::OK);
+    page();
+    page();
+    doc();
+    doc();
+    assert_eq!((up.count("/simple/inval-proj/"), up.count("/inval-lib")), (1, 1), "within metadataMaxAge (a day) the cached copies answer");
+
+    assert_eq!(invalidate("inval-pypi").status(), StatusCode::NO_CONTENT);
+    page();
+    page();
+    doc();
+    assert_eq!(
+        (up.count("/simple/inval-proj/"), up.count("/inval-lib")),
+        (2, 1),
+        "the invalidated proxy asks once, then is fresh again; the other is untouched"
+    );
+
+    // A group invalidates the proxies among its members.
+    assert_eq!(invalidate("inval-group").status(), StatusCode::NO_CONTENT);
+    page();
+    assert_eq!(up.count("/simple/inval-proj/"), 3);
+    assert_eq!(invalidate("inval-npm").status(), StatusCode::NO_CONTENT);
+    doc();
+    assert_eq!(up.count("/inval-lib"), 2);
+
+    // Nothing to invalidate: named in the error; an unknown repository is 404; admins only.
+    create_ok("pypi", "hosted", &json!({"name": "inval-hosted", "online": true, "storage": {"blobStoreName": "default", "writePolicy": "allow"}}));
+    refused(invalidate("inval-hosted"), "name");
+    assert_eq!(invalidate("no-such-repository").status(), StatusCode::NOT_FOUND);
+    let anon = Client::new().post(server().url("/service/rest/v1/repositories/inval-pypi/invalidate-cache")).send().unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+}

@@ -408,6 +408,18 @@ async function renderRepo(name) {
       } catch (e) { failure(e); }
     });
   }
+  // Proxies and groups: ask the upstream again for everything cached.
+  let invalidate = null;
+  if (state.admin && (r.type === "proxy" || r.type === "group")) {
+    invalidate = h("button", { type: "button", class: "secondary", text: t("repo.invalidate") });
+    invalidate.addEventListener("click", async () => {
+      try {
+        await api("POST", `/repositories/${encodeURIComponent(name)}/invalidate-cache`);
+        state.flash = t("repo.invalidated", name);
+        await renderRepo(name);
+      } catch (e) { failure(e); }
+    });
+  }
   const online = r.online === false || (r.status && r.status.online === false) ? t("no") : t("yes");
   // A proxy's upstream: available, auto-blocked after failures, and the last error seen.
   const up = r.status && r.status.upstream;
@@ -417,7 +429,7 @@ async function renderRepo(name) {
     up.failingSince ? [h("dt", { text: t("proxy.failingSince") }), h("dd", { text: when(up.failingSince) })] : null,
     up.nextProbeAt ? [h("dt", { text: t("proxy.nextProbe") }), h("dd", { text: when(up.nextProbeAt) })] : null)) : null;
   show(h("h1", { text: name }), table([t("format"), t("type"), t("url"), t("online")], [[r.format, tr("kind." + r.type, r.type), h("code", { text: r.url }), online]]), upstream,
-    h("div", { class: "actions" }, toggle,
+    h("div", { class: "actions" }, toggle, invalidate,
       h("a", { href: `#/repositories/${encodeURIComponent(name)}/usage`, text: t("usage") }),
       h("a", { href: `#/browse/${encodeURIComponent(name)}`, text: t("nav.browse") }),
       state.admin ? h("a", { href: `#/repositories/${encodeURIComponent(name)}/edit`, text: t("edit") }) : null, del));

@@ -22,6 +22,7 @@ pub struct RepoRow {
     pub config: String,
     pub created_at: i64,
     pub updated_at: i64,
+    pub cache_invalidated_at: Option<i64>,
 }
 
 #[derive(Queryable, Selectable, Clone, Debug)]
@@ -177,6 +178,13 @@ pub fn update(conn: &mut AnyConnection, name: &str, blob_store: &str, config: &s
         bump_generation(conn)?;
         Ok(n == 1)
     })
+}
+
+/// Marks what the repositories `names` cached before `at` as due for the upstream again, and
+/// tells every node (the generation reopens them with the new time).
+pub fn invalidate_cache(conn: &mut AnyConnection, names: &[String], at: i64) -> Result<(), DbError> {
+    diesel::update(repositories::table.filter(repositories::name.eq_any(names))).set(repositories::cache_invalidated_at.eq(at)).execute(conn)?;
+    bump_generation(conn)
 }
 
 pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {

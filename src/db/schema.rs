@@ -68,6 +68,7 @@ diesel::table! {
         config -> Text,
         created_at -> BigInt,
         updated_at -> BigInt,
+        cache_invalidated_at -> Nullable<BigInt>,
     }
 }
 

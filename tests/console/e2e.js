@@ -339,6 +339,13 @@ async function main() {
       check(offline === 503, `an offline repository answers 503 (${offline})`);
       await page.getByRole("button", { name: "Bring online" }).click();
       await page.waitForFunction(() => document.querySelector("main").textContent.includes("is online"));
+      // Invalidate the proxy's cache: a notice, and the audit log has it.
+      await page.getByRole("button", { name: "Invalidate cache" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("asks its upstream again"));
+      const invalidated = await page.evaluate(async () => (await fetch("/service/rest/v1/audit?action=repository.invalidate-cache", { headers: { "X-Requested-With": "XMLHttpRequest" } })).json());
+      check(JSON.stringify(invalidated).includes("ui-pypi-proxy"), `the invalidation is audited: ${JSON.stringify(invalidated).slice(0, 300)}`);
+      await view(page, "repositories/ui-pypi-hosted");
+      check(await page.getByRole("button", { name: "Invalidate cache" }).count() === 0, "a hosted repository has no cache to invalidate");
       // The audit log shows what the console just did, filtered.
       await view(page, "audit");
       await page.fill("#f-action", "user.*");

@@ -97,6 +97,9 @@ pub struct RepoConfig {
     /// `storage.hardQuota.limit` in bytes (hosted repositories): writes are refused once what
     /// the repository references reaches it (see [`crate::quota`]).
     pub hard_quota: Option<u64>,
+    /// A proxy's cache invalidated at this time (ms): what it cached before is asked of the
+    /// upstream again (`POST .../repositories/{name}/invalidate-cache`).
+    pub cache_invalidated_at: Option<i64>,
     /// Every other top-level section of the repository JSON (`docker`, `proxy`, `group`, ...).
     pub attributes: serde_json::Map<String, serde_json::Value>,
 }

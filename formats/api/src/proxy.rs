@@ -38,6 +38,10 @@ pub struct ProxySettings {
     pub auto_block: bool,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// What was cached before this time (ms) is stale whatever its age: the repository's
+    /// cache was invalidated then (not a JSON setting: [`ProxySettings::of`] takes it from the
+    /// repository).
+    pub invalidated_at: Option<i64>,
     /// `connection.retries`: further attempts after a transport error or a 502/503/504.
     pub retries: u32,
     /// `connection.userAgentSuffix`, appended to `wharf/<version>`.
@@ -279,6 +283,7 @@ impl ProxySettings {
             retries,
             user_agent_suffix,
             raw: Map::new(),
+            invalidated_at: None,
         };
         let mut raw = Map::new();
         raw.insert(
@@ -298,15 +303,28 @@ impl ProxySettings {
         Ok(p)
     }
 
-    /// Whether cached content fetched `age_ms` milliseconds ago is due to be fetched again
-    /// (`contentMaxAge`).
-    pub fn content_stale(&self, age_ms: i64) -> bool {
-        self.content_max_age.is_some_and(|max| age_ms >= max.as_millis() as i64)
+    /// A repository's proxy settings, with the time its cache was last invalidated.
+    pub fn of(config: &crate::RepoConfig) -> Result<ProxySettings, ConfigError> {
+        let mut p = ProxySettings::parse(&config.attributes)?;
+        p.invalidated_at = config.cache_invalidated_at;
+        Ok(p)
     }
 
-    /// Whether something fetched `age_ms` milliseconds ago is due for revalidation.
-    pub fn metadata_stale(&self, age_ms: i64) -> bool {
-        self.metadata_max_age.is_some_and(|max| age_ms >= max.as_millis() as i64)
+    /// Whether something cached at `at` (ms) predates the last invalidation of the cache.
+    pub fn invalidated(&self, at: i64) -> bool {
+        self.invalidated_at.is_some_and(|cut| at < cut)
+    }
+
+    /// Whether cached content fetched at `at` (ms) is due to be fetched again
+    /// (`contentMaxAge`, or the cache was invalidated since).
+    pub fn content_stale(&self, at: i64) -> bool {
+        self.invalidated(at) || self.content_max_age.is_some_and(|max| crate::now_millis() - at >= max.as_millis() as i64)
+    }
+
+    /// Whether something fetched at `at` (ms) is due for revalidation (`metadataMaxAge`, or
+    /// the cache was invalidated since).
+    pub fn metadata_stale(&self, at: i64) -> bool {
+        self.invalidated(at) || self.metadata_max_age.is_some_and(|max| crate::now_millis() - at >= max.as_millis() as i64)
     }
 
     /// What a metadata refresh that holds the single-flight key decides before asking the
@@ -316,7 +334,7 @@ impl ProxySettings {
     /// first look is thereby never repeated.
     pub fn settled(&self, cached_at: Option<i64>, health: &crate::upstream::Health, known_missing: bool) -> Option<bool> {
         match cached_at {
-            Some(at) if !self.metadata_stale(crate::now_millis() - at) || health.serve_stale_now() => Some(true),
+            Some(at) if !self.metadata_stale(at) || health.serve_stale_now() => Some(true),
             None if known_missing => Some(false),
             _ => None,
         }

@@ -112,6 +112,7 @@ mod tests {
             latest_policy: false,
             anonymous_read: false,
             hard_quota,
+            cache_invalidated_at: None,
             attributes: Default::default(),
         }
     }

@@ -68,7 +68,8 @@ impl Format for Docker {
         Ok(match config.kind {
             Kind::Hosted => Arc::new(hosted::Hosted::new(config, settings, env)),
             Kind::Proxy => {
-                let p = config::ProxySettings::parse(&config.attributes)?;
+                let mut p = config::ProxySettings::parse(&config.attributes)?;
+                p.upstream.invalidated_at = config.cache_invalidated_at;
                 Arc::new(proxy::Proxy::new(config, settings, p, env).map_err(|e| ConfigError::new("httpClient", e))?)
             }
             Kind::Group => {

@@ -204,7 +204,7 @@ impl Proxy {
 
     /// Whether a tag checked with the upstream at `checked_at` is served without asking again.
     fn tag_fresh(&self, checked_at: i64) -> bool {
-        self.proxy.tag_max_age().is_none_or(|max| now_millis() - checked_at < max.as_millis() as i64)
+        !self.proxy.invalidated(checked_at) && self.proxy.tag_max_age().is_none_or(|max| now_millis() - checked_at < max.as_millis() as i64)
     }
 
     /// Asks the upstream where `tag` points now and updates the cache; serves stale when the

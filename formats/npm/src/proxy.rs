@@ -171,7 +171,7 @@ impl Proxy {
         }
         let cached = self.cached(name).await?;
         if let Some(a) = &cached {
-            if !self.settings.metadata_stale(now_millis() - a.updated_at) {
+            if !self.settings.metadata_stale(a.updated_at) {
                 return Ok(cached);
             }
         }
@@ -252,7 +252,7 @@ impl Proxy {
     /// A cached tarball younger than `contentMaxAge`.
     async fn fresh_tarball(&self, name: &str, file: &str) -> Result<Option<Asset>> {
         let a = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?;
-        Ok(a.filter(|a| !self.settings.content_stale(now_millis() - a.updated_at)))
+        Ok(a.filter(|a| !self.settings.content_stale(a.updated_at)))
     }
 
     /// Fetches a tarball; `cached` is a copy past `contentMaxAge`, served when the upstream
@@ -399,7 +399,7 @@ impl Proxy {
         let cached = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?;
         if let Some(a) = &cached {
             // Past contentMaxAge the tarball is fetched again, unless the upstream is known to fail.
-            if head || !self.settings.content_stale(now_millis() - a.updated_at) || self.upstream.health().serve_stale_now() {
+            if head || !self.settings.content_stale(a.updated_at) || self.upstream.health().serve_stale_now() {
                 return source::blob_response(&self.env, a, head).await.map(Served::from);
             }
         }

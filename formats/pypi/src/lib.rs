@@ -57,7 +57,7 @@ impl Format for Pypi {
         Ok(match config.kind {
             Kind::Hosted => Arc::new(hosted::Hosted::new(config, env)),
             Kind::Proxy => {
-                let settings = ProxySettings::parse(&config.attributes)?;
+                let settings = ProxySettings::of(&config)?;
                 Arc::new(proxy::Proxy::new(config, settings, env).map_err(|e| ConfigError::new("httpClient", e))?)
             }
             Kind::Group => {

@@ -202,7 +202,7 @@ impl Proxy {
     /// A cached file younger than `contentMaxAge`.
     async fn fresh_file(&self, normalized: &str, filename: &str) -> Result<Option<Asset>> {
         let a = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?;
-        Ok(a.filter(|a| !self.settings.content_stale(now_millis() - a.updated_at)))
+        Ok(a.filter(|a| !self.settings.content_stale(a.updated_at)))
     }
 
     /// The file, from the cache or streamed through from the upstream (then the fill counts the
@@ -212,7 +212,7 @@ impl Proxy {
         let cached = self.env.meta.get(repo, &file_path(normalized, filename)).await?;
         if let Some(a) = &cached {
             // Past contentMaxAge the file is fetched again, unless the upstream is known to fail.
-            if head || !self.settings.content_stale(now_millis() - a.updated_at) || self.upstream.health().serve_stale_now() {
+            if head || !self.settings.content_stale(a.updated_at) || self.upstream.health().serve_stale_now() {
                 return source::file_response(&self.env.blobs, a, head).await.map(Served::from);
             }
         }
@@ -327,7 +327,7 @@ impl Source for Proxy {
     async fn files(&self, normalized: &str) -> Result<Option<Vec<FileEntry>>> {
         let cached = self.cached_page(normalized).await?;
         if let Some(a) = &cached {
-            if !self.settings.metadata_stale(now_millis() - a.updated_at) {
+            if !self.settings.metadata_stale(a.updated_at) {
                 return Ok(Some(self.load_page(a).await?));
             }
         }

@@ -176,6 +176,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/repositories/{name}", web::get().to(repositories::get_summary))
             .route("/v1/repositories/{name}", web::delete().to(repositories::delete))
             .route("/v1/repositories/{name}/usage", web::get().to(repositories::usage))
+            .route("/v1/repositories/{name}/invalidate-cache", web::post().to(repositories::invalidate_cache))
             .route("/v1/repositories/{format}/{kind}", web::post().to(repositories::create))
             .route("/v1/repositories/{format}/{kind}/{name}", web::get().to(repositories::get))
             .route("/v1/repositories/{format}/{kind}/{name}", web::put().to(repositories::update))

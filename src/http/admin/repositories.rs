@@ -164,6 +164,7 @@ fn parse_request(state: &AppState, format: &str, kind: &str, body: &Value) -> Re
         config: config.to_string(),
         created_at: 0,
         updated_at: 0,
+        cache_invalidated_at: None,
     };
     fmt.validate_references(&stored_config(&probe)?, &*state.registry)?;
     Ok(Parsed { name, blob_store, config })
@@ -248,6 +249,7 @@ async fn check_listener(state: &AppState, format: &str, name: &str, config: &Val
         config: config.to_string(),
         created_at: 0,
         updated_at: 0,
+        cache_invalidated_at: None,
     };
     let probe = stored_config(&row)?;
     let wanted = fmt.listener(&probe);
@@ -447,6 +449,40 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
         return Err(AdminError::NotFound(format!("repository {name} not found")));
     }
     super::record(&state, &req, &actor, "repository.delete", &name, Some(&name));
+    crate::http::apply_config_change(&state).await;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `POST /service/rest/v1/repositories/{name}/invalidate-cache` (Nexus's): a proxy asks its
+/// upstream again for everything it cached (metadata, tags, and content whose max age applies);
+/// a group, every proxy among its members and its own merged metadata. On every node: the time
+/// is stored with the repository, and the nodes reopen it.
+pub async fn invalidate_cache(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
+    let actor = require_admin(&state, &req).await?;
+    let name = path.into_inner();
+    let snap = state.registry.snapshot();
+    let Some(repo) = snap.repos.get(&name) else { return Err(AdminError::NotFound(format!("repository {name} not found"))) };
+    let mut names = Vec::new();
+    let mut proxies = 0;
+    let mut todo = vec![repo.config.clone()];
+    while let Some(c) = todo.pop() {
+        if names.contains(&c.name) {
+            continue;
+        }
+        match c.kind {
+            Kind::Hosted => continue,
+            Kind::Proxy => proxies += 1,
+            Kind::Group => todo.extend(super::search::group_members(&c.attributes).iter().filter_map(|m| snap.repos.get(m)).map(|m| m.config.clone())),
+        }
+        names.push(c.name.clone());
+    }
+    if proxies == 0 {
+        let why = if repo.config.kind == Kind::Group { "this group has no proxy repository among its members" } else { "a hosted repository has no cache" };
+        return Err(ConfigError::new("name", why).into());
+    }
+    let at = wharf_format::now_millis();
+    state.db.write(move |c| repos::invalidate_cache(c, &names, at)).await?;
+    super::record(&state, &req, &actor, "repository.invalidate-cache", &name, Some(&name));
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::NoContent().finish())
 }

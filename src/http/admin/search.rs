@@ -283,7 +283,7 @@ fn repositories(state: &AppState, access: &Access, q: &Query) -> Result<Vec<Repo
         .collect())
 }
 
-fn group_members(attributes: &serde_json::Map<String, Value>) -> Vec<String> {
+pub(crate) fn group_members(attributes: &serde_json::Map<String, Value>) -> Vec<String> {
     attributes
         .get("group")
         .and_then(|g| g.get("memberNames"))
