@@ -30,6 +30,7 @@ fn repo_config(id: i64, hard_quota: Option<u64>) -> RepoConfig {
         latest_policy: false,
         anonymous_read: false,
         hard_quota,
+        cache_invalidated_at: None,
         attributes: Default::default(),
     }
 }
