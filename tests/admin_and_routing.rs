@@ -79,6 +79,11 @@ fn bad_repository_json_gets_a_400_naming_the_field() {
         assert_eq!(errors[0]["id"], format!("PARAMETER {field}"), "{body}: {errors}");
         assert_eq!(errors[0]["code"], code, "{body}: {errors}");
     }
+    // Something not there is named with its kind, for the console to word.
+    let r = admin(Method::GET, "/service/rest/v1/repositories/no-such-repo").send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let v: Value = r.json().unwrap();
+    assert_eq!((v["code"].as_str(), v["kind"].as_str(), v["name"].as_str()), (Some("not_found"), Some("repository"), Some("no-such-repo")), "{v}");
     let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").header("content-type", "application/json").body("{nope").send().unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }

@@ -86,10 +86,11 @@ class ApiError extends Error {
 
 /// One error item ({id?, message, code?}) in the user's language when its code allows.
 function errText(err) {
-  const key = "err." + (err.code || "");
+  const key = "err." + (err.code || "") + (err.kind ? "." + err.kind.replace(/ /g, "_") : "");
   const table = window.WHARF_I18N[state.lang] || window.WHARF_I18N.en;
   const known = err.code && err.code !== "invalid" && table[key];
   if (!known) return { text: err.message || JSON.stringify(err), english: state.lang !== "en" };
+  if (err.kind) return { text: t(key, err.name), english: false };
   const f = String(err.id || "").replace(/^PARAMETER /, "");
   return { text: f ? `${f}: ${t(key)}` : t(key), english: false };
 }

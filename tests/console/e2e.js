@@ -443,9 +443,11 @@ async function main() {
         for (const body of [{ storage: { blobStoreName: "default" } }, { name: "zh-err", storage: { blobStoreName: "nope" } }]) {
           try { await api("POST", "/repositories/pypi/hosted", body); } catch (e) { out.push([e.message, e.english]); }
         }
+        try { await api("GET", "/repositories/no-such-repo"); } catch (e) { out.push([e.message, e.english]); }
         return out;
       });
-      check(said.length === 2 && said[0][0] === "name: 为必填项" && said[0][1] === false, `a coded error in Chinese: ${JSON.stringify(said)}`);
+      check(said.length === 3 && said[0][0] === "name: 为必填项" && said[0][1] === false, `a coded error in Chinese: ${JSON.stringify(said)}`);
+      check(said[2][0] === "仓库 no-such-repo 不存在。" && said[2][1] === false, `something not found, in Chinese with its name: ${JSON.stringify(said)}`);
       check(said[1][1] === true && said[1][0].includes("nope"), `an uncoded one in the server's words, marked English: ${JSON.stringify(said)}`);
       await page.selectOption("#lang", "en");
       check(english.length === 0, "English left in zh-CN:\n" + english.join("\n"));

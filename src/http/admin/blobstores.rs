@@ -34,10 +34,7 @@ fn check_path(path: &str) -> Result<(), ConfigError> {
 }
 
 async fn report(state: &AppState, name: &str) -> Result<StoreReport, AdminError> {
-    store_usage::reports(&state.db, &state.cfg.data_dir, Scope::One(name.to_string()))
-        .await?
-        .pop()
-        .ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))
+    store_usage::reports(&state.db, &state.cfg.data_dir, Scope::One(name.to_string())).await?.pop().ok_or_else(|| AdminError::missing("blob store", &name))
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
@@ -103,7 +100,7 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
 
 async fn find(state: &AppState, name: &str) -> Result<FileStore, AdminError> {
     let rows = state.db.run(repos::list_blob_stores).await?;
-    let row = rows.iter().find(|r| r.name == name).ok_or_else(|| AdminError::NotFound(format!("blob store {name} not found")))?;
+    let row = rows.iter().find(|r| r.name == name).ok_or_else(|| AdminError::missing("blob store", &name))?;
     if row.kind != "file" {
         return Err(ConfigError::new("name", format!("{name} is not a file blob store")).into());
     }
@@ -129,7 +126,7 @@ pub async fn update_file(state: web::Data<AppState>, req: HttpRequest, path: web
     let attrs = FileStore { soft_quota, ..store }.attributes();
     let n = name.clone();
     if !state.db.write(move |c| repos::update_blob_store(c, &n, &attrs)).await? {
-        return Err(AdminError::NotFound(format!("blob store {name} not found")));
+        return Err(AdminError::missing("blob store", &name));
     }
     super::record(&state, &req, &actor, "blobstore.update", &name, None);
     crate::http::apply_config_change(&state).await;
@@ -154,7 +151,7 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     let claim = match outcome {
         Ok(Deletion::Deleted(claim)) => claim,
         Ok(Deletion::InUse(users)) => return Err(in_use(&name, &users)),
-        Ok(Deletion::NotFound) => return Err(AdminError::NotFound(format!("blob store {name} not found"))),
+        Ok(Deletion::NotFound) => return Err(AdminError::missing("blob store", &name)),
         // A repository that committed on this store between our check and the delete.
         Err(crate::db::DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, _))) => {
             let n = name.clone();

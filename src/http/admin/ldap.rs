@@ -65,7 +65,7 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<S
     require_admin(&state, &req).await?;
     let name = path.into_inner();
     let list = servers(&state).await?;
-    let (i, s) = list.iter().enumerate().find(|(_, s)| s.name == name).ok_or_else(|| AdminError::NotFound(format!("LDAP server {name} not found")))?;
+    let (i, s) = list.iter().enumerate().find(|(_, s)| s.name == name).ok_or_else(|| AdminError::missing("LDAP server", &name))?;
     Ok(HttpResponse::Ok().json(shown(s, i)))
 }
 
@@ -94,7 +94,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
         return Err(invalid("name", "name: cannot be changed"));
     }
     let mut list = servers(&state).await?;
-    let slot = list.iter_mut().find(|x| x.name == name).ok_or_else(|| AdminError::NotFound(format!("LDAP server {name} not found")))?;
+    let slot = list.iter_mut().find(|x| x.name == name).ok_or_else(|| AdminError::missing("LDAP server", &name))?;
     keep_stored_password(&mut s, slot)?;
     *slot = s;
     save(&state, list).await?;
@@ -109,7 +109,7 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     let before = list.len();
     list.retain(|s| s.name != name);
     if list.len() == before {
-        return Err(AdminError::NotFound(format!("LDAP server {name} not found")));
+        return Err(AdminError::missing("LDAP server", &name));
     }
     save(&state, list).await?;
     record(&state, &req, &actor, "ldap.delete", &name, None);

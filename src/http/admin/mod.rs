@@ -33,6 +33,10 @@ pub enum AdminError {
     NotAllowed(&'static str),
     #[error("{0}")]
     NotFound(String),
+    /// A named thing that is not there (`kind` as in `repository`, `blob store`): clients
+    /// word it with the kind and name.
+    #[error("{kind} {name} not found")]
+    Missing { kind: &'static str, name: String },
     /// The request is valid but the target's state does not allow it now (a task already running).
     #[error("{0}")]
     Conflict(String),
@@ -58,12 +62,16 @@ impl From<DbError> for AdminError {
 }
 
 impl AdminError {
+    pub fn missing(kind: &'static str, name: &str) -> AdminError {
+        AdminError::Missing { kind, name: name.to_string() }
+    }
+
     /// The kind of error, for clients that word it in their own language (the console).
     fn code(&self) -> &'static str {
         match self {
             AdminError::Unauthenticated => "unauthenticated",
             AdminError::Forbidden | AdminError::NotAllowed(_) => "forbidden",
-            AdminError::NotFound(_) => "not_found",
+            AdminError::NotFound(_) | AdminError::Missing { .. } => "not_found",
             AdminError::Conflict(_) => "conflict",
             AdminError::Invalid(e) => e.code,
             AdminError::Internal(_) => "internal",
@@ -76,7 +84,7 @@ impl ResponseError for AdminError {
         match self {
             AdminError::Unauthenticated => StatusCode::UNAUTHORIZED,
             AdminError::Forbidden | AdminError::NotAllowed(_) => StatusCode::FORBIDDEN,
-            AdminError::NotFound(_) => StatusCode::NOT_FOUND,
+            AdminError::NotFound(_) | AdminError::Missing { .. } => StatusCode::NOT_FOUND,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -96,6 +104,7 @@ impl ResponseError for AdminError {
                 tracing::error!(error = %source, "admin request failed");
                 res.json(json!({"message": "internal error", "code": self.code()}))
             }
+            AdminError::Missing { kind, name } => res.json(json!({"message": self.to_string(), "code": self.code(), "kind": kind, "name": name})),
             _ => res.json(json!({"message": self.to_string(), "code": self.code()})),
         }
     }
@@ -118,7 +127,7 @@ pub async fn require_reader(state: &AppState, req: &HttpRequest, name: &str) -> 
     if may_read(state, &p.access, name) {
         Ok(user)
     } else {
-        Err(AdminError::NotFound(format!("repository {name} not found")))
+        Err(AdminError::missing("repository", &name))
     }
 }
 

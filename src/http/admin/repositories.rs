@@ -310,7 +310,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
 
 async fn find(state: &AppState, name: String) -> Result<RepoRow, AdminError> {
     let n = name.clone();
-    state.db.run(move |c| repos::get(c, &n)).await?.ok_or_else(|| AdminError::NotFound(format!("repository {name} not found")))
+    state.db.run(move |c| repos::get(c, &n)).await?.ok_or_else(|| AdminError::missing("repository", &name))
 }
 
 pub async fn get_summary(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
@@ -446,7 +446,7 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     let name = path.into_inner();
     let n = name.clone();
     if !state.db.write(move |c| repos::delete(c, &n)).await? {
-        return Err(AdminError::NotFound(format!("repository {name} not found")));
+        return Err(AdminError::missing("repository", &name));
     }
     super::record(&state, &req, &actor, "repository.delete", &name, Some(&name));
     crate::http::apply_config_change(&state).await;
@@ -461,7 +461,7 @@ pub async fn invalidate_cache(state: web::Data<AppState>, req: HttpRequest, path
     let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
     let snap = state.registry.snapshot();
-    let Some(repo) = snap.repos.get(&name) else { return Err(AdminError::NotFound(format!("repository {name} not found"))) };
+    let Some(repo) = snap.repos.get(&name) else { return Err(AdminError::missing("repository", &name)) };
     let mut names = Vec::new();
     let mut proxies = 0;
     let mut todo = vec![repo.config.clone()];

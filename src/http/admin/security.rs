@@ -191,7 +191,7 @@ pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web
         })
         .await?;
     if !updated {
-        return Err(AdminError::NotFound(format!("user {id} not found")));
+        return Err(AdminError::missing("user", &id));
     }
     state.auth.invalidate();
     super::record(&state, &req, &caller, "user.update", &id, None);
@@ -215,7 +215,7 @@ pub async fn delete_user(state: web::Data<AppState>, req: HttpRequest, path: web
         })
         .await?;
     if !gone {
-        return Err(AdminError::NotFound(format!("user {id} not found")));
+        return Err(AdminError::missing("user", &id));
     }
     state.auth.invalidate();
     super::record(&state, &req, &caller, "user.delete", &id, None);
@@ -272,7 +272,7 @@ pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path:
         })
         .await?;
     if !changed {
-        return Err(AdminError::NotFound(format!("user {id} not found")));
+        return Err(AdminError::missing("user", &id));
     }
     state.auth.invalidate();
     super::record(&state, &req, p.user.as_deref().unwrap_or("-"), "user.password", &id, None);
@@ -329,7 +329,7 @@ pub async fn get_role(state: web::Data<AppState>, req: HttpRequest, path: web::P
     let id2 = id.clone();
     match state.db.run(move |c| users::role(c, &id2)).await? {
         Some(r) => Ok(HttpResponse::Ok().json(role_json(&r))),
-        None => Err(AdminError::NotFound(format!("role {id} not found"))),
+        None => Err(AdminError::missing("role", &id)),
     }
 }
 
@@ -371,7 +371,7 @@ pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web
     }
     let id2 = id.clone();
     if !state.db.write(move |c| users::update_role(c, &id2, &name, &description, &privileges, &nested)).await? {
-        return Err(AdminError::NotFound(format!("role {id} not found")));
+        return Err(AdminError::missing("role", &id));
     }
     state.auth.invalidate();
     super::record(&state, &req, &actor, "role.update", &id, None);
@@ -400,7 +400,7 @@ pub async fn delete_role(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(invalid("id", format!("role {id} is still held by users [{}] and roles [{}]", holders.join(", "), roles_holding.join(", "))));
     }
     if !deleted {
-        return Err(AdminError::NotFound(format!("role {id} not found")));
+        return Err(AdminError::missing("role", &id));
     }
     state.auth.invalidate();
     super::record(&state, &req, &actor, "role.delete", &id, None);
@@ -521,7 +521,7 @@ pub async fn revoke_token(state: web::Data<AppState>, req: HttpRequest, path: we
     let owner = caller(&state, &req).await?;
     let id = path.into_inner();
     if !state.auth.revoke_token(&owner, &id, &crate::http::mount::client(&req)).await? {
-        return Err(AdminError::NotFound(format!("token {id} not found")));
+        return Err(AdminError::missing("token", &id));
     }
     Ok(HttpResponse::NoContent().finish())
 }

@@ -64,7 +64,7 @@ fn render_run(r: &RunRow) -> Value {
 
 async fn load(state: &AppState, id: &str) -> Result<TaskRow, AdminError> {
     let key = id.to_string();
-    state.db.run(move |c| Ok(rows::get(c, &key)?)).await?.ok_or_else(|| AdminError::NotFound(format!("task {id} not found")))
+    state.db.run(move |c| Ok(rows::get(c, &key)?)).await?.ok_or_else(|| AdminError::missing("task", &id))
 }
 
 #[derive(serde::Deserialize)]
@@ -216,7 +216,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
         })
         .await?;
     if !found {
-        return Err(AdminError::NotFound(format!("task {id} not found")));
+        return Err(AdminError::missing("task", &id));
     }
     record(&state, &req, &user, "task.update", &d.name, None);
     Ok(HttpResponse::Ok().json(render(&load(&state, &id).await?)))
