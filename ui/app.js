@@ -557,6 +557,19 @@ async function renderBrowse(name, component) {
   show(...nodes);
 }
 
+/// Yank (or unyank, when `yanked`) a PyPI release, then `redraw`.
+function yankButton(c, yanked, redraw) {
+  const y = h("button", { type: "button", class: "secondary", text: yanked ? t("unyank") : t("yank") });
+  y.addEventListener("click", async () => {
+    try {
+      if (yanked) await api("DELETE", `/components/${encodeURIComponent(c.id)}/yank`);
+      else await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" });
+      await redraw();
+    } catch (e) { failure(e); }
+  });
+  return y;
+}
+
 /// One version of a component: its files, first digest, upload, and what an admin may do.
 function versionRow(c, repo, redraw) {
   const assets = c.assets || [];
@@ -576,17 +589,7 @@ function versionRow(c, repo, redraw) {
       try { await api("DELETE", `/components/${encodeURIComponent(c.id)}`); await redraw(); } catch (e) { failure(e); }
     });
     acts.append(del);
-    if (c.format === "pypi") {
-      const y = h("button", { type: "button", class: "secondary", text: yanked ? t("unyank") : t("yank") });
-      y.addEventListener("click", async () => {
-        try {
-          if (yanked) await api("DELETE", `/components/${encodeURIComponent(c.id)}/yank`);
-          else await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" });
-          await redraw();
-        } catch (e) { failure(e); }
-      });
-      acts.append(" ", y);
-    }
+    if (c.format === "pypi") acts.append(" ", yankButton(c, yanked, redraw));
   }
   cells.push(acts);
   return cells;
@@ -760,17 +763,7 @@ async function renderComponent(id) {
         location.hash = browse;
       } catch (e) { failure(e); }
     });
-    if (c.format === "pypi") {
-      const y = h("button", { type: "button", class: "secondary", text: yanked ? t("unyank") : t("yank") });
-      y.addEventListener("click", async () => {
-        try {
-          if (yanked) await api("DELETE", `/components/${encodeURIComponent(c.id)}/yank`);
-          else await api("POST", `/components/${encodeURIComponent(c.id)}/yank`, { reason: "yanked from the console" });
-          await renderComponent(id);
-        } catch (e) { failure(e); }
-      });
-      acts.append(y, " ");
-    }
+    if (c.format === "pypi") acts.append(yankButton(c, yanked, () => renderComponent(id)), " ");
     acts.append(del);
   }
   show(h("h1", { translate: "no" }, full, " ", yanked ? h("span", {}, c.version, " ", h("span", { class: "tag", translate: "yes", text: t("yanked") })) : c.version),
