@@ -90,9 +90,8 @@ impl ReadCache {
     /// The blob from this node's copy, if there is one.
     pub async fn get(&self, digest: &Digest, range: Option<(u64, Option<u64>)>) -> Option<Result<BlobRead, BlobError>> {
         let hex = digest.hex().to_string();
-        if self.lock().lru.get(&hex).is_none() {
-            return None;
-        }
+        // Marks the copy as just read (the least recently read go first).
+        self.lock().lru.get(&hex)?;
         match super::file::read_file(self.path(&hex), range).await {
             // Evicted (or removed by hand) since the look: the bucket has it.
             Err(BlobError::NotFound) => {
