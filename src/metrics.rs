@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use wharf_format::upstream::{UpstreamObserver, UpstreamOutcome};
+
 use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub mod http;
@@ -64,6 +66,8 @@ pub struct Metrics {
     task_runs: IntCounterVec,
     task_seconds: HistogramVec,
     db_pool: IntGaugeVec,
+    upstream_requests: IntCounterVec,
+    upstream_latency: HistogramVec,
     /// Handles per repository name, kept across reloads so that a repository keeps its series.
     repos: Mutex<HashMap<(String, String), Arc<RepoMetrics>>>,
     /// Requests that reached no repository: the admin API, the console, unknown repositories.
@@ -127,12 +131,27 @@ impl Metrics {
             &["type"],
         )?;
         let db_pool = IntGaugeVec::new(Opts::new("wharf_db_pool_connections", "Database pool connections: in_use, idle, max"), &["state"])?;
+        let upstream_requests = IntCounterVec::new(
+            Opts::new(
+                "wharf_proxy_upstream_requests_total",
+                "Requests a proxy repository sent to its upstream, by outcome (answered; failed: transport error or 5xx after retries; blocked: not sent)",
+            ),
+            &["repository", "format", "outcome"],
+        )?;
+        let upstream_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "wharf_proxy_upstream_duration_seconds",
+                "Time to an upstream's answer headers, retries included (blocked requests are not observed)",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["repository", "format"],
+        )?;
         let build = IntGaugeVec::new(Opts::new("wharf_build_info", "Always 1; the labels say which build this is"), &["version", "commit"])?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("WHARF_GIT_COMMIT").unwrap_or("")]).set(1);
-        for c in [&requests, &bytes_in, &bytes_out, &logins, &task_runs] {
+        for c in [&requests, &bytes_in, &bytes_out, &logins, &task_runs, &upstream_requests] {
             registry.register(Box::new(c.clone()))?;
         }
-        for h in [&latency, &task_seconds] {
+        for h in [&latency, &task_seconds, &upstream_latency] {
             registry.register(Box::new(h.clone()))?;
         }
         registry.register(Box::new(uploads_in_flight.clone()))?;
@@ -150,6 +169,8 @@ impl Metrics {
             task_runs,
             task_seconds,
             db_pool,
+            upstream_requests,
+            upstream_latency,
             repos: Mutex::default(),
             other,
         })
@@ -162,6 +183,17 @@ impl Metrics {
             .entry((name.to_string(), format.to_string()))
             .or_insert_with(|| Arc::new(repo_metrics(&self.requests, &self.latency, &self.bytes_in, &self.bytes_out, name, format)))
             .clone()
+    }
+
+    /// What proxy repository `name` reports of its upstream requests.
+    pub fn upstream(&self, name: &str, format: &str) -> Arc<dyn UpstreamObserver> {
+        let outcome = |o: &str| self.upstream_requests.with_label_values(&[name, format, o]);
+        Arc::new(UpstreamMetrics {
+            answered: outcome("answered"),
+            failed: outcome("failed"),
+            blocked: outcome("blocked"),
+            latency: self.upstream_latency.with_label_values(&[name, format]),
+        })
     }
 
     /// Requests that reached no repository.
@@ -199,6 +231,25 @@ impl Default for Metrics {
     fn default() -> Metrics {
         // Only fails for duplicate or malformed names, which the constants above are not.
         Metrics::new().expect("metric definitions are valid")
+    }
+}
+
+/// One proxy's upstream handles, resolved when it is opened.
+struct UpstreamMetrics {
+    answered: IntCounter,
+    failed: IntCounter,
+    blocked: IntCounter,
+    latency: Histogram,
+}
+
+impl UpstreamObserver for UpstreamMetrics {
+    fn observe(&self, outcome: UpstreamOutcome, seconds: f64) {
+        match outcome {
+            UpstreamOutcome::Answered => self.answered.inc(),
+            UpstreamOutcome::Failed => self.failed.inc(),
+            UpstreamOutcome::Blocked => return self.blocked.inc(),
+        }
+        self.latency.observe(seconds);
     }
 }
 

@@ -237,6 +237,9 @@ fn open_repo(
     if let Some(prev) = previous.filter(|p| *p.config == *config && Arc::ptr_eq(&p.blobs, &blobs)) {
         return Ok(Some((prev.clone(), format.listener(&prev.config))));
     }
+    if config.kind == Kind::Proxy {
+        registry.upstreams.observe(config.id, registry.metrics.upstream(&config.name, &config.format));
+    }
     let env = FormatEnv {
         blobs: blobs.clone(),
         meta,

@@ -190,3 +190,65 @@ fn database_pool_gauges_are_sane() {
     assert!(pool("in_use") >= 0.0 && pool("in_use") <= pool("max"));
     assert!(pool("idle") >= 0.0 && pool("idle") + pool("in_use") <= pool("max"));
 }
+
+/// An upstream that answers 404 to everything, on a port of its own (a thread of the test).
+fn answering_404() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 8192];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn proxy_upstream_requests_count_by_outcome_per_repository() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let live = answering_404();
+    for (name, port) in [("metrics-pypi-dead", dead), ("metrics-pypi-live", live)] {
+        let r = server()
+            .admin()
+            .request(Method::POST, "/service/rest/v1/repositories/pypi/proxy")
+            .json(&json!({
+                "name": name, "online": true,
+                "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
+                "proxy": {"remoteUrl": format!("http://127.0.0.1:{port}/"), "contentMaxAge": 1440, "metadataMaxAge": 1440},
+                "negativeCache": {"enabled": false, "timeToLive": 1440},
+                "httpClient": {"blocked": false, "autoBlock": false, "connection": {"timeout": 5, "connectTimeout": 2, "retries": 0}},
+            }))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    }
+    let before = scrape();
+    for name in ["metrics-pypi-dead", "metrics-pypi-live"] {
+        let r = Client::new().get(server().url(&format!("/repository/{name}/simple/nothing-here/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert!(r.status().is_client_error() || r.status().is_server_error(), "{name}: {}", r.status());
+    }
+    let after = scrape();
+    let delta = |name: &str, labels: &[(&str, &str)]| get(&after, name, labels) - get(&before, name, labels);
+    let outcome =
+        |repo: &'static str, o: &'static str| delta("wharf_proxy_upstream_requests_total", &[("repository", repo), ("format", "pypi"), ("outcome", o)]);
+    let observed = |repo: &'static str| delta("wharf_proxy_upstream_duration_seconds_count", &[("repository", repo), ("format", "pypi")]);
+    assert!(outcome("metrics-pypi-dead", "failed") >= 1.0);
+    assert_eq!(outcome("metrics-pypi-dead", "answered"), 0.0);
+    assert!(outcome("metrics-pypi-live", "answered") >= 1.0);
+    assert_eq!(outcome("metrics-pypi-live", "failed"), 0.0);
+    for repo in ["metrics-pypi-dead", "metrics-pypi-live"] {
+        assert_eq!(observed(repo), outcome(repo, "answered") + outcome(repo, "failed"), "{repo}");
+    }
+    // Hosted repositories report no upstream.
+    assert!(!after.keys().any(|(name, labels)| name == "wharf_proxy_upstream_requests_total" && labels.iter().any(|(_, v)| v == REPO)));
+}
