@@ -68,6 +68,10 @@ pub struct Metrics {
     db_pool: IntGaugeVec,
     upstream_requests: IntCounterVec,
     upstream_latency: HistogramVec,
+    store_used: IntGaugeVec,
+    store_available: IntGaugeVec,
+    store_quota: IntGaugeVec,
+    store_violation: IntGaugeVec,
     /// Handles per repository name, kept across reloads so that a repository keeps its series.
     repos: Mutex<HashMap<(String, String), Arc<RepoMetrics>>>,
     /// Requests that reached no repository: the admin API, the console, unknown repositories.
@@ -146,6 +150,20 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["repository", "format"],
         )?;
+        let store = |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
+        let store_used = store(
+            "wharf_blob_store_used_bytes",
+            "Bytes a blob store with a soft quota holds, as its last soft quota check measured (every minute)",
+            &["blob_store"],
+        )?;
+        let store_available =
+            store("wharf_blob_store_available_bytes", "Space left on a file blob store's file system, at its last soft quota check", &["blob_store"])?;
+        let store_quota = store(
+            "wharf_blob_store_soft_quota_bytes",
+            "A blob store's soft quota limit, by type (spaceUsedQuota, spaceRemainingQuota)",
+            &["blob_store", "type"],
+        )?;
+        let store_violation = store("wharf_blob_store_soft_quota_violation", "1 while a blob store is over its soft quota", &["blob_store"])?;
         let build = IntGaugeVec::new(Opts::new("wharf_build_info", "Always 1; the labels say which build this is"), &["version", "commit"])?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("WHARF_GIT_COMMIT").unwrap_or("")]).set(1);
         for c in [&requests, &bytes_in, &bytes_out, &logins, &task_runs, &upstream_requests] {
@@ -156,6 +174,9 @@ impl Metrics {
         }
         registry.register(Box::new(uploads_in_flight.clone()))?;
         registry.register(Box::new(db_pool.clone()))?;
+        for g in [&store_used, &store_available, &store_quota, &store_violation] {
+            registry.register(Box::new(g.clone()))?;
+        }
         registry.register(Box::new(build))?;
         let other = Arc::new(repo_metrics(&requests, &latency, &bytes_in, &bytes_out, "", ""));
         Ok(Metrics {
@@ -171,6 +192,10 @@ impl Metrics {
             db_pool,
             upstream_requests,
             upstream_latency,
+            store_used,
+            store_available,
+            store_quota,
+            store_violation,
             repos: Mutex::default(),
             other,
         })
@@ -194,6 +219,23 @@ impl Metrics {
             blocked: outcome("blocked"),
             latency: self.upstream_latency.with_label_values(&[name, format]),
         })
+    }
+
+    /// The stores a soft quota check measured; stores no longer measured (removed, or their
+    /// quota unset) lose their series.
+    pub fn soft_quota_stores<'a>(&self, stores: impl Iterator<Item = StoreGauges<'a>>) {
+        for g in [&self.store_used, &self.store_available, &self.store_quota, &self.store_violation] {
+            g.reset();
+        }
+        let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for s in stores {
+            self.store_used.with_label_values(&[s.name]).set(bytes(s.used));
+            if let Some(a) = s.available {
+                self.store_available.with_label_values(&[s.name]).set(bytes(a));
+            }
+            self.store_quota.with_label_values(&[s.name, s.quota_kind]).set(bytes(s.quota_limit));
+            self.store_violation.with_label_values(&[s.name]).set(i64::from(s.violation));
+        }
     }
 
     /// Requests that reached no repository.
@@ -253,6 +295,16 @@ impl UpstreamObserver for UpstreamMetrics {
     }
 }
 
+/// One blob store's numbers from a soft quota check.
+pub struct StoreGauges<'a> {
+    pub name: &'a str,
+    pub used: u64,
+    pub available: Option<u64>,
+    pub quota_kind: &'static str,
+    pub quota_limit: u64,
+    pub violation: bool,
+}
+
 /// The database pool at one moment (r2d2's `state()` and `max_size()`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PoolState {
@@ -303,5 +355,18 @@ mod tests {
         );
         assert!(text.contains(r#"wharf_db_pool_connections{state="in_use"} 2"#), "{text}");
         assert!(text.contains("wharf_build_info{"), "{text}");
+    }
+
+    #[test]
+    fn a_store_no_longer_measured_loses_its_series() {
+        let m = Metrics::new().unwrap();
+        let g = |name| StoreGauges { name, used: 10, available: None, quota_kind: "spaceUsedQuota", quota_limit: 5, violation: true };
+        m.soft_quota_stores([g("a"), g("b")].into_iter());
+        m.soft_quota_stores([g("b")].into_iter());
+        let text = m.render(PoolState::default()).unwrap();
+        assert!(text.contains(r#"wharf_blob_store_soft_quota_violation{blob_store="b"} 1"#), "{text}");
+        assert!(text.contains(r#"wharf_blob_store_soft_quota_bytes{blob_store="b",type="spaceUsedQuota"} 5"#), "{text}");
+        assert!(!text.contains(r#"blob_store="a""#), "{text}");
+        assert!(!text.contains("wharf_blob_store_available_bytes{"), "{text}");
     }
 }

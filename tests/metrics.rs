@@ -252,3 +252,22 @@ fn proxy_upstream_requests_count_by_outcome_per_repository() {
     // Hosted repositories report no upstream.
     assert!(!after.keys().any(|(name, labels)| name == "wharf_proxy_upstream_requests_total" && labels.iter().any(|(_, v)| v == REPO)));
 }
+
+#[test]
+fn a_task_run_is_counted_by_type_and_result() {
+    let runs = |s: &Series| get(s, "wharf_task_runs_total", &[("type", "blobstore.compact"), ("result", "OK")]);
+    let durations = |s: &Series| get(s, "wharf_task_run_duration_seconds_count", &[("type", "blobstore.compact")]);
+    let before = scrape();
+    let r = server().admin().request(Method::POST, "/service/rest/v1/tasks/compact-blob-stores/run").send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = scrape();
+        if runs(&now) > runs(&before) {
+            assert!(durations(&now) >= durations(&before) + 1.0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run was not counted");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
