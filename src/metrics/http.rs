@@ -41,15 +41,16 @@ pub async fn track(mut req: ServiceRequest, next: Next<impl MessageBody + 'stati
     };
     let start = Instant::now();
     let method = MethodClass::of(req.method());
-    let received = Rc::new(Cell::new(0u64));
-    let mut in_flight = None;
+    let (mut received, mut in_flight) = (None, None);
     match req.take_payload() {
         Payload::None => {}
         payload => {
             if method == MethodClass::Write {
                 in_flight = Some(InFlight::new(state.metrics.uploads_in_flight()));
             }
-            req.set_payload(Payload::from(Box::pin(CountedPayload { inner: payload, received: received.clone() }) as actix_http::BoxedPayloadStream));
+            let counted = Rc::new(Cell::new(0u64));
+            received = Some(counted.clone());
+            req.set_payload(Payload::from(Box::pin(CountedPayload { inner: payload, received: counted }) as actix_http::BoxedPayloadStream));
         }
     }
     let res = next.call(req).await;
@@ -67,7 +68,9 @@ pub async fn track(mut req: ServiceRequest, next: Next<impl MessageBody + 'stati
     let (count, latency) = repo.request(method, res.status().as_u16());
     count.inc();
     latency.observe(start.elapsed().as_secs_f64());
-    repo.bytes_in.inc_by(received.get());
+    if let Some(r) = received {
+        repo.bytes_in.inc_by(r.get());
+    }
     let sent = repo.bytes_out.clone();
     Ok(res.map_body(|_, inner| CountedBody { inner, sent: Some(sent) }))
 }

@@ -417,8 +417,9 @@ impl Authenticator {
         };
         let Some((p, proof)) = outcome else {
             // A local name is decided by the local realm alone; any other by the directory
-            // when it is on.
-            let realm = if row.is_some() || !self.realm_on(Realm::Ldap) { Realm::Local } else { Realm::Ldap };
+            // when one is configured.
+            let by_directory = self.realm_on(Realm::Ldap) && !(servers.is_empty() && self.config_ldap.is_empty());
+            let realm = if row.is_none() && by_directory { Realm::Ldap } else { Realm::Local };
             self.metrics.login(realm.as_str(), false);
             self.failed(&canonical, client).await;
             let actor = row.map(|r| r.username).unwrap_or_else(|| user.to_string());
