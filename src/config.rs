@@ -26,6 +26,7 @@ pub struct Config {
     pub security: SecurityConfig,
     pub tls: TlsConfig,
     pub s3: S3Config,
+    pub blob_cache: BlobCacheConfig,
     /// LDAP servers from the file (`[[ldap]]`, the API's field names), asked before those added
     /// through the API; read-only there.
     #[serde(default)]
@@ -164,6 +165,17 @@ pub struct DockerConfig {
     pub token_service: String,
 }
 
+/// This node's copies of S3 blob stores' blobs, made as they are read whole and served instead
+/// of the bucket next time (content-addressed, so never stale). `max_mib = 0`: none.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlobCacheConfig {
+    /// The most the copies may take, in MiB; the least recently read go first.
+    pub max_mib: u64,
+    /// Where; empty: `<data_dir>/cache/blobs`. One directory per node (never shared).
+    pub dir: String,
+}
+
 /// The `default` blob store in an S3 bucket instead of `<data_dir>/blobs/default` (set before
 /// the first start; a cluster's nodes share it). Empty `bucket`: a file store.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -208,6 +220,7 @@ impl Default for Config {
                 secret_key_file: String::new(),
             },
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },
+            blob_cache: BlobCacheConfig::default(),
         }
     }
 }
@@ -215,7 +228,7 @@ impl Default for Config {
 /// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
 /// so test and tooling variables cannot break start-up).
 const ENV_KEYS: &[&str] =
-    &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "gc", "security", "tls", "s3", "ldap"];
+    &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "gc", "security", "tls", "s3", "blob_cache", "ldap"];
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {

@@ -103,6 +103,12 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         db,
         cfg: cfg.clone(),
     });
+    if cfg.blob_cache.max_mib > 0 {
+        let dir = if cfg.blob_cache.dir.is_empty() { cfg.data_dir.join("cache").join("blobs") } else { std::path::PathBuf::from(&cfg.blob_cache.dir) };
+        let cache = wharf_format::ReadCache::open(&dir, cfg.blob_cache.max_mib.saturating_mul(1 << 20))
+            .map_err(|e| anyhow::anyhow!("blob_cache.dir: cannot use {}: {e}", dir.display()))?;
+        state.registry.set_read_cache(cache);
+    }
     state.registry.reload(&state.db, state.meta.clone(), &state.formats).await?;
     check_s3_stores(&state, !state.cfg.s3.bucket.is_empty()).await?;
 

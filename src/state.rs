@@ -69,6 +69,9 @@ pub struct RepoRegistry {
     /// `gc.deletion_lease_secs`, in milliseconds, for every blob store opened.
     deletion_lease_ms: i64,
     metrics: Arc<crate::metrics::Metrics>,
+    /// `[blob_cache]`: this node's copies, shared by every S3 store (blobs are the same bytes
+    /// whichever store holds them).
+    read_cache: std::sync::OnceLock<Arc<wharf_format::ReadCache>>,
 }
 
 /// Formats look other repositories up through this; it does not keep the registry alive.
@@ -106,6 +109,7 @@ impl RepoRegistry {
         Arc::new(RepoRegistry {
             deletion_lease_ms,
             metrics,
+            read_cache: std::sync::OnceLock::new(),
             current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })),
             data_dir,
             identity,
@@ -113,6 +117,11 @@ impl RepoRegistry {
             downloads,
             upstreams: Arc::default(),
         })
+    }
+
+    /// Gives S3 stores opened from now on this node's read cache.
+    pub fn set_read_cache(&self, cache: Arc<wharf_format::ReadCache>) {
+        let _ = self.read_cache.set(cache);
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -145,7 +154,7 @@ impl RepoRegistry {
                 "s3" => crate::storage::s3::S3Store::from_row(&s).and_then(|cfg| match existing {
                     Some(e) if e.s3_settings() == Some((&cfg.settings, cfg.presigned_urls)) => Ok(None),
                     _ => BlobStore::s3(&s.name, &cfg.settings, &self.data_dir.join("tmp").join("s3").join(&s.name))
-                        .map(|b| Some(b.with_presigned_urls(cfg.presigned_urls)))
+                        .map(|b| Some(b.with_presigned_urls(cfg.presigned_urls).with_read_cache(self.read_cache.get().cloned())))
                         .map_err(|e| e.to_string()),
                 }),
                 _ => {

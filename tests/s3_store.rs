@@ -667,3 +667,70 @@ fn an_s3_endpoint_that_stops_answering_is_named_within_seconds() {
     relay.go_silent(false);
     assert_eq!(check()["healthy"], true);
 }
+
+#[test]
+fn a_node_serves_blobs_it_read_before_from_its_own_copies_within_their_limit() {
+    let Some(s3) = gateway() else { return };
+    let server = TestServer::start_with_env(&[("WHARF_BLOB_CACHE__MAX_MIB", "1")]);
+    let (repo, prefix) = docker_on_s3(&server, &s3, false);
+    let http = Client::new();
+    let get = |digest: &str, range: Option<&str>| {
+        let mut r = http.get(server.url(&format!("/v2/{repo}/cached/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD));
+        if let Some(range) = range {
+            r = r.header("Range", range);
+        }
+        r.send().unwrap()
+    };
+    let copy = |digest: &str| server.data_dir().join("cache/blobs").join(&digest[7..9]).join(&digest[7..]);
+    // Three blobs of 400 KiB: two fit in the 1 MiB of copies, three do not.
+    let blobs: Vec<(String, Vec<u8>, String)> = (0..3u64)
+        .map(|i| {
+            let blob = oci::noise(41 + 2 * i, 400 << 10);
+            let digest = sha256(&blob);
+            let r = http
+                .post(server.url(&format!("/v2/{repo}/cached/blobs/uploads/?digest={digest}")))
+                .basic_auth("admin", Some(ADMIN_PASSWORD))
+                .body(blob.clone())
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::CREATED);
+            let key = format!("{prefix}/blobs/sha256/{}/{}", &digest[7..9], &digest[7..]);
+            (digest, blob, key)
+        })
+        .collect();
+    let eventually = |what: &str, check: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !check() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let (a, a_bytes, a_key) = &blobs[0];
+    // A range read makes no copy; a whole read does, once it is complete and verified.
+    assert_eq!(get(a, Some("bytes=0-9")).status(), StatusCode::PARTIAL_CONTENT);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!copy(a).exists(), "a range read is not copied");
+    assert_eq!(get(a, None).bytes().unwrap().as_ref(), a_bytes.as_slice());
+    eventually("the first read left a copy", &|| copy(a).exists());
+    assert_eq!(std::fs::read(copy(a)).unwrap(), *a_bytes);
+
+    // Gone from the bucket, the blob still comes whole and in ranges from this node's copy.
+    s3.delete(a_key);
+    assert!(s3.keys(a_key).is_empty());
+    let r = get(a, None);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(sha256(&r.bytes().unwrap()), *a);
+    let r = get(a, Some("bytes=100-199"));
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(r.bytes().unwrap().as_ref(), &a_bytes[100..200]);
+
+    // Two more: past 1 MiB the least recently read copy (a) goes, and a is gone for good.
+    for (d, bytes, _) in &blobs[1..] {
+        assert_eq!(get(d, None).bytes().unwrap().as_ref(), bytes.as_slice());
+        eventually("the read left a copy", &|| copy(d).exists());
+    }
+    eventually("the oldest copy was dropped", &|| !copy(a).exists());
+    assert_ne!(get(a, None).status(), StatusCode::OK, "neither the bucket nor the node has it now");
+    let held: u64 = blobs[1..].iter().map(|(d, _, _)| std::fs::metadata(copy(d)).unwrap().len()).sum();
+    assert!(held <= 1 << 20, "the copies stay within their limit: {held}");
+}

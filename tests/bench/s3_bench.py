@@ -122,6 +122,8 @@ def main():
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--layer-mib", type=int, default=128)
     ap.add_argument("--wharf", default=WHARF)
+    ap.add_argument("--blob-cache-mib", type=int, default=0,
+                    help="wharf's [blob_cache] max_mib: its first pull fills the node's copies, the curl pull after it reads them")
     args = ap.parse_args()
     for tool in ("skopeo", "docker-registry", "curl"):
         if not shutil.which(tool):
@@ -168,7 +170,8 @@ def main():
         data = os.path.join(work, "wharf-data")
         env = dict(os.environ, WHARF_LISTEN=f"127.0.0.1:{port}", WHARF_DATA_DIR=data, WHARF_ADMIN_PASSWORD=PASSWORD, RUST_LOG="warn",
                    WHARF_S3__ENDPOINT=s3["S3_ENDPOINT"], WHARF_S3__BUCKET="wharf", WHARF_S3__ACCESS_KEY_ID=s3["S3_ACCESS_KEY_ID"],
-                   WHARF_S3__SECRET_ACCESS_KEY=s3["S3_SECRET_ACCESS_KEY"], WHARF_S3__FORCE_PATH_STYLE="true")
+                   WHARF_S3__SECRET_ACCESS_KEY=s3["S3_SECRET_ACCESS_KEY"], WHARF_S3__FORCE_PATH_STYLE="true",
+                   WHARF_BLOB_CACHE__MAX_MIB=str(args.blob_cache_mib))
         w = spawn([args.wharf, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "wharf.log"), "w"))
         wait_http(f"http://127.0.0.1:{port}/service/rest/v1/status")
         auth = "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
@@ -204,7 +207,7 @@ def main():
     def ratio(k):
         return r[k] / wr[k]
 
-    print(f"\n{args.layers} layers, {size / 2**20:.0f} MiB, one SeaweedFS `weed mini` for both\n")
+    print(f"\n{args.layers} layers, {size / 2**20:.0f} MiB, one SeaweedFS `weed mini` for both; wharf's blob cache {args.blob_cache_mib} MiB\n")
     print("| | wharf (S3 store) | Distribution (s3 driver) | wharf faster by | goal |")
     print("|---|---:|---:|---:|---:|")
     for k, label, goal in [("push_s", "skopeo push, s", 1.5), ("pull_s", "skopeo pull, s", 1.5), ("curl_pull_s", "pull of the layers with curl, s", 1.5),

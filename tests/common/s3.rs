@@ -60,6 +60,18 @@ impl S3Env {
         assert!(o.status.success(), "PUT {url}: {}", String::from_utf8_lossy(&o.stderr));
     }
 
+    /// Deletes an object straight from the bucket (DeleteObject, signed by curl).
+    pub fn delete(&self, key: &str) {
+        let url = format!("{}/{}/{}", self.endpoint, self.bucket, key);
+        let o = Command::new("curl")
+            .args(["-sS", "--fail", "-X", "DELETE", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user"])
+            .arg(format!("{}:{}", self.access_key, self.secret_key))
+            .arg(&url)
+            .output()
+            .expect("curl");
+        assert!(o.status.success(), "DELETE {url}: {}", String::from_utf8_lossy(&o.stderr));
+    }
+
     /// The keys under `prefix`, straight from the bucket (ListObjectsV2, signed by curl).
     pub fn keys(&self, prefix: &str) -> Vec<String> {
         let mut out = Vec::new();

@@ -34,7 +34,7 @@ fn check_path(path: &str) -> Result<(), ConfigError> {
 }
 
 async fn report(state: &AppState, name: &str) -> Result<StoreReport, AdminError> {
-    store_usage::reports(&state.db, &state.cfg.data_dir, Scope::One(name.to_string())).await?.pop().ok_or_else(|| AdminError::missing("blob store", &name))
+    store_usage::reports(&state.db, &state.cfg.data_dir, Scope::One(name.to_string())).await?.pop().ok_or_else(|| AdminError::missing("blob store", name))
 }
 
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
@@ -100,7 +100,7 @@ pub async fn create_file(state: web::Data<AppState>, req: HttpRequest, body: web
 
 async fn find(state: &AppState, name: &str) -> Result<FileStore, AdminError> {
     let rows = state.db.run(repos::list_blob_stores).await?;
-    let row = rows.iter().find(|r| r.name == name).ok_or_else(|| AdminError::missing("blob store", &name))?;
+    let row = rows.iter().find(|r| r.name == name).ok_or_else(|| AdminError::missing("blob store", name))?;
     if row.kind != "file" {
         return Err(ConfigError::new("name", format!("{name} is not a file blob store")).into());
     }

@@ -28,7 +28,7 @@ fn parse_id(id: &str) -> Option<(String, String, String)> {
 
 /// Every component of a repository with its assets, in name and version order.
 async fn components_of(state: &AppState, repo: &str) -> Result<(wharf_format::RepoRef, BTreeMap<ComponentKey, Vec<Asset>>), AdminError> {
-    let r = state.registry.get(repo).ok_or_else(|| AdminError::missing("repository", &repo))?;
+    let r = state.registry.get(repo).ok_or_else(|| AdminError::missing("repository", repo))?;
     let format = state.format(&r.config.format).ok_or_else(|| AdminError::NotFound(format!("format {} is not in this build", r.config.format)))?;
     let assets = state.meta.list(r.config.id, ListQuery::default()).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
     let mut out: BTreeMap<ComponentKey, Vec<Asset>> = BTreeMap::new();
@@ -112,9 +112,9 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, q: web::Query<Li
 }
 
 async fn find(state: &AppState, id: &str) -> Result<(wharf_format::RepoRef, ComponentKey, Vec<Asset>), AdminError> {
-    let (repo, name, version) = parse_id(id).ok_or_else(|| AdminError::missing("component", &id))?;
+    let (repo, name, version) = parse_id(id).ok_or_else(|| AdminError::missing("component", id))?;
     let (r, mut all) = components_of(state, &repo).await?;
-    let key = all.keys().find(|k| k.name == name && k.version == version).cloned().ok_or_else(|| AdminError::missing("component", &id))?;
+    let key = all.keys().find(|k| k.name == name && k.version == version).cloned().ok_or_else(|| AdminError::missing("component", id))?;
     let assets = all.remove(&key).unwrap_or_default();
     Ok((r, key, assets))
 }

@@ -127,7 +127,7 @@ pub async fn require_reader(state: &AppState, req: &HttpRequest, name: &str) -> 
     if may_read(state, &p.access, name) {
         Ok(user)
     } else {
-        Err(AdminError::missing("repository", &name))
+        Err(AdminError::missing("repository", name))
     }
 }
 

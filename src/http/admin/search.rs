@@ -255,7 +255,7 @@ fn repositories(state: &AppState, access: &Access, q: &Query) -> Result<Vec<Repo
         None => snap.repos.keys().cloned().collect(),
         Some(name) => {
             let Some(r) = snap.repos.get(name).filter(|r| readable(r)) else {
-                return Err(AdminError::missing("repository", &name));
+                return Err(AdminError::missing("repository", name));
             };
             let mut out = Vec::new();
             let mut todo = vec![r.config.clone()];

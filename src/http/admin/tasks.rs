@@ -64,7 +64,7 @@ fn render_run(r: &RunRow) -> Value {
 
 async fn load(state: &AppState, id: &str) -> Result<TaskRow, AdminError> {
     let key = id.to_string();
-    state.db.run(move |c| Ok(rows::get(c, &key)?)).await?.ok_or_else(|| AdminError::missing("task", &id))
+    state.db.run(move |c| Ok(rows::get(c, &key)?)).await?.ok_or_else(|| AdminError::missing("task", id))
 }
 
 #[derive(serde::Deserialize)]

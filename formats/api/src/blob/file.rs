@@ -38,50 +38,8 @@ impl FileStaging {
     /// npm and PyPI files) costs one hand-off to the blocking pool instead of four, and each
     /// hand-off is a thread wake-up that waits for a CPU when the machine is busy (a GC pass).
     pub(super) async fn get(&self, key: &Path, range: Option<(u64, Option<u64>)>) -> Result<super::BlobRead, BlobError> {
-        use std::io::Read as _;
-        let path = self.root.join(key.as_ref());
-        let (total, served, opened) = blocking(move || {
-            let mut file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
-                Err(e) => return Err(e.into()),
-            };
-            let total = file.metadata()?.len();
-            let (start, end, served) = match range {
-                None => (0, total, None),
-                Some((start, end)) => {
-                    let last = end.unwrap_or(u64::MAX).min(total.saturating_sub(1));
-                    if start >= total || start > last {
-                        return Err(BlobError::RangeNotSatisfiable);
-                    }
-                    (start, last + 1, Some((start, last)))
-                }
-            };
-            if start > 0 {
-                file.seek(SeekFrom::Start(start))?;
-            }
-            let len = end - start;
-            if len > READ_CHUNK as u64 {
-                return Ok((total, served, Err((file, len))));
-            }
-            let mut buf = Vec::with_capacity(len as usize);
-            file.take(len).read_to_end(&mut buf)?;
-            if buf.len() as u64 != len {
-                return Err(BlobError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the blob file is shorter than it was")));
-            }
-            Ok((total, served, Ok(Bytes::from(buf))))
-        })
-        .await?;
-        let body = match opened {
-            Ok(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
-            Err((file, len)) => {
-                use tokio::io::AsyncReadExt as _;
-                tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file).take(len), READ_CHUNK).boxed()
-            }
-        };
-        Ok(super::BlobRead { total, range: served, body })
+        read_file(self.root.join(key.as_ref()), range).await
     }
-
     pub(super) async fn create(&self, upload_id: &str) -> Result<(), BlobError> {
         tokio::fs::File::create(self.staging_file(upload_id)?).await?;
         Ok(())
@@ -246,4 +204,50 @@ impl FileStaging {
         }
         Ok(out)
     }
+}
+
+/// Reads a blob file (a range of it, or all): small reads whole in one blocking call, large
+/// ones streamed in big chunks.
+pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Option<u64>)>) -> Result<super::BlobRead, BlobError> {
+    use std::io::Read as _;
+    let (total, served, opened) = blocking(move || {
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let total = file.metadata()?.len();
+        let (start, end, served) = match range {
+            None => (0, total, None),
+            Some((start, end)) => {
+                let last = end.unwrap_or(u64::MAX).min(total.saturating_sub(1));
+                if start >= total || start > last {
+                    return Err(BlobError::RangeNotSatisfiable);
+                }
+                (start, last + 1, Some((start, last)))
+            }
+        };
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))?;
+        }
+        let len = end - start;
+        if len > READ_CHUNK as u64 {
+            return Ok((total, served, Err((file, len))));
+        }
+        let mut buf = Vec::with_capacity(len as usize);
+        file.take(len).read_to_end(&mut buf)?;
+        if buf.len() as u64 != len {
+            return Err(BlobError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the blob file is shorter than it was")));
+        }
+        Ok((total, served, Ok(Bytes::from(buf))))
+    })
+    .await?;
+    let body = match opened {
+        Ok(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
+        Err((file, len)) => {
+            use tokio::io::AsyncReadExt as _;
+            tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file).take(len), READ_CHUNK).boxed()
+        }
+    };
+    Ok(super::BlobRead { total, range: served, body })
 }

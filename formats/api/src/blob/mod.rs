@@ -12,7 +12,10 @@
 //! through `object_store` for both.
 
 mod file;
+mod read_cache;
 mod s3;
+
+pub use read_cache::ReadCache;
 
 pub use s3::{S3Encryption, S3Settings};
 
@@ -149,6 +152,8 @@ pub struct BlobStore {
     prefix: String,
     ledger: Option<Arc<dyn BlobLedger>>,
     deletion_lease_ms: i64,
+    /// This node's copies of an S3 store's blobs (`[blob_cache]`); never for a file store.
+    read_cache: Option<Arc<ReadCache>>,
 }
 
 enum Backend {
@@ -197,6 +202,7 @@ impl BlobStore {
             prefix: String::new(),
             ledger: None,
             deletion_lease_ms: DELETION_LEASE_MS,
+            read_cache: None,
         })
     }
 
@@ -213,6 +219,7 @@ impl BlobStore {
             prefix,
             ledger: None,
             deletion_lease_ms: DELETION_LEASE_MS,
+            read_cache: None,
         })
     }
 
@@ -221,6 +228,15 @@ impl BlobStore {
     pub fn with_ledger(mut self, ledger: Arc<dyn BlobLedger>, deletion_lease_ms: i64) -> BlobStore {
         self.ledger = Some(ledger);
         self.deletion_lease_ms = deletion_lease_ms;
+        self
+    }
+
+    /// Keeps copies of an S3 store's blobs on this node's disk as they are read whole, and
+    /// serves reads from them (a file store ignores it: its blobs are local already).
+    pub fn with_read_cache(mut self, cache: Option<Arc<ReadCache>>) -> BlobStore {
+        if matches!(self.backend, Backend::S3 { .. }) {
+            self.read_cache = cache;
+        }
         self
     }
 
@@ -330,6 +346,9 @@ impl BlobStore {
 
     /// The blob's size, or `None` if the store does not hold it.
     pub async fn size(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
+        if let Some(size) = self.read_cache.as_ref().and_then(|c| c.size(digest)) {
+            return Ok(Some(size));
+        }
         match self.store.head(&self.key(digest)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -342,6 +361,12 @@ impl BlobStore {
         let key = self.key(digest);
         if let Backend::File(f) = &self.backend {
             return f.get(&key, range).await;
+        }
+        if let Some(hit) = match &self.read_cache {
+            Some(cache) => cache.get(digest, range).await,
+            None => None,
+        } {
+            return hit;
         }
         let mut opts = GetOptions::default();
         let mut served = None;
@@ -370,6 +395,10 @@ impl BlobStore {
                 ReaderStream::with_capacity(file.take(end - start), READ_CHUNK).boxed()
             }
             GetResultPayload::Stream(s) => s.map_err(std::io::Error::other).boxed(),
+        };
+        let body = match (&self.read_cache, served) {
+            (Some(cache), None) => cache.fill(digest, total, body),
+            _ => body,
         };
         Ok(BlobRead { total, range: served, body })
     }
@@ -623,6 +652,9 @@ impl BlobStore {
     /// Removes a blob for good. Only garbage collection calls this (a pass, or a writer finishing
     /// a deletion a pass left): formats drop references.
     pub async fn delete(&self, digest: &Digest) -> Result<(), BlobError> {
+        if let Some(cache) = &self.read_cache {
+            cache.remove(std::slice::from_ref(digest)).await;
+        }
         match self.store.delete(&self.key(digest)).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e.into()),
@@ -633,6 +665,11 @@ impl BlobStore {
     /// blocking thread (a hop to the blocking pool per blob cost more than its unlink), an S3
     /// store sends them in DeleteObjects requests. One result per digest, in order.
     pub async fn delete_many(&self, digests: &[Digest]) -> Vec<Result<(), BlobError>> {
+        // This node's copies go first: a copy must not outlive its object here (other nodes'
+        // copies are of the same bytes and age out).
+        if let Some(cache) = &self.read_cache {
+            cache.remove(digests).await;
+        }
         match &self.backend {
             Backend::File(f) => {
                 let paths: Vec<std::path::PathBuf> = digests.iter().map(|d| f.root.join(self.key(d).as_ref())).collect();
