@@ -8,6 +8,7 @@ pub mod db;
 pub mod http;
 pub mod janitor;
 pub mod lifecycle;
+pub mod metrics;
 pub mod security;
 pub mod state;
 pub mod storage;
@@ -63,6 +64,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     drop(startup);
     let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap_or_else(|_| secret.into_bytes());
     let meta = Arc::new(SqlMeta::new(db.clone()));
+    let metrics = Arc::new(metrics::Metrics::new()?);
     let audit_log: Arc<audit::AuditLog> = Arc::new(audit::AuditLog::new(db.clone()));
     let auth = Arc::new(
         Authenticator::new(
@@ -76,7 +78,8 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
                 max: Duration::from_secs(cfg.security.lockout_max_secs),
             },
         )
-        .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone()),
+        .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone())
+        .with_metrics(metrics.clone()),
     );
     let downloads = Arc::new(lifecycle::downloads::DownloadLog::new(db.clone()));
     let state = web::Data::new(AppState {
@@ -86,7 +89,9 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             audit_log.clone(),
             downloads.clone(),
             (cfg.gc.deletion_lease_secs as i64).saturating_mul(1000),
+            metrics.clone(),
         ),
+        metrics,
         tasks: Default::default(),
         downloads,
         auth,
@@ -116,6 +121,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             .app_data(data.clone())
             .wrap(middleware::from_fn(http::bound_body_idle))
             .wrap(middleware::from_fn(http::log_request))
+            .wrap(middleware::from_fn(metrics::http::track))
             .configure(|c| http::main_routes(c, &data))
     })
     .on_connect(http::on_connect)

@@ -28,6 +28,7 @@ pub struct AppState {
     pub started: std::time::Instant,
     /// This node's task scheduler (its node name, and the stops of the runs it holds).
     pub tasks: crate::lifecycle::tasks::Scheduler,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl AppState {
@@ -53,6 +54,8 @@ pub struct Snapshot {
     /// The ports of `by_port` that speak HTTPS.
     pub tls_ports: std::collections::HashSet<u16>,
     pub by_subdomain: HashMap<String, String>,
+    /// Each repository's metric handles, found with the repository and without a lock.
+    pub metrics: HashMap<String, Arc<crate::metrics::RepoMetrics>>,
 }
 
 pub struct RepoRegistry {
@@ -65,6 +68,7 @@ pub struct RepoRegistry {
     pub upstreams: Arc<wharf_format::upstream::Healths>,
     /// `gc.deletion_lease_secs`, in milliseconds, for every blob store opened.
     deletion_lease_ms: i64,
+    metrics: Arc<crate::metrics::Metrics>,
     /// `[blob_cache]`: this node's copies, shared by every S3 store (blobs are the same bytes
     /// whichever store holds them).
     read_cache: std::sync::OnceLock<Arc<wharf_format::ReadCache>>,
@@ -100,9 +104,11 @@ impl RepoRegistry {
         audit: Arc<dyn wharf_format::Audit>,
         downloads: Arc<dyn wharf_format::Downloads>,
         deletion_lease_ms: i64,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<RepoRegistry> {
         Arc::new(RepoRegistry {
             deletion_lease_ms,
+            metrics,
             read_cache: std::sync::OnceLock::new(),
             current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })),
             data_dir,
@@ -187,6 +193,7 @@ impl RepoRegistry {
                     if let Some(s) = listener.subdomain {
                         snap.by_subdomain.insert(s, name.clone());
                     }
+                    snap.metrics.insert(name.clone(), self.metrics.repo(&name, &r.config.format));
                     snap.repos.insert(name, r);
                 }
                 Ok(None) => {}
@@ -238,6 +245,9 @@ fn open_repo(
     // the reload, for every change to any repository.
     if let Some(prev) = previous.filter(|p| *p.config == *config && Arc::ptr_eq(&p.blobs, &blobs)) {
         return Ok(Some((prev.clone(), format.listener(&prev.config))));
+    }
+    if config.kind == Kind::Proxy {
+        registry.upstreams.observe(config.id, registry.metrics.upstream(&config.name, &config.format));
     }
     let env = FormatEnv {
         blobs: blobs.clone(),

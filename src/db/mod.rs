@@ -203,6 +203,12 @@ impl Db {
         Ok(db)
     }
 
+    /// The pool's connections now, for the metrics (r2d2's `state()`: no connection is taken).
+    pub fn pool_state(&self) -> crate::metrics::PoolState {
+        let s = self.pool.state();
+        crate::metrics::PoolState { connections: s.connections, idle: s.idle_connections, max: self.pool.max_size() }
+    }
+
     fn migrate(&self) -> Result<(), DbError> {
         let mut conn = self.pool.get()?;
         precheck::before_migrations(&mut conn)?;

@@ -122,6 +122,8 @@ pub fn on_connect(conn: &dyn std::any::Any, _ext: &mut actix_web::dev::Extension
 
 pub fn main_routes(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.configure(admin::configure)
+        .route("/service/metrics/prometheus", web::get().to(crate::metrics::http::scrape))
+        .route("/metrics", web::get().to(crate::metrics::http::scrape))
         .route("/v2/token", web::get().to(token::on_main))
         .route("/v2/token", web::post().to(token::oauth_on_main))
         .service(web::resource("/repository/{tail:.*}").to(mount::by_prefix));

@@ -169,9 +169,14 @@ fn nosniff(mut res: HttpResponse) -> HttpResponse {
 }
 
 pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, repo: &str, path: String, mount: Mount) -> HttpResponse {
-    let Some(r) = state.registry.get(repo) else {
+    let snap = state.registry.snapshot();
+    let Some(r) = snap.repos.get(repo).cloned() else {
         return not_found(&req, repo);
     };
+    if let Some(m) = snap.metrics.get(repo) {
+        crate::metrics::http::attribute(&req, m);
+    }
+    drop(snap);
     if !r.config.online {
         return HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!("repository {repo} is offline\n"));
     }

@@ -162,7 +162,19 @@ const SOFT_QUOTA_CHECK: std::time::Duration = std::time::Duration::from_secs(60)
 pub async fn watch_soft_quotas(state: &AppState) {
     let mut violating = HashSet::new();
     loop {
-        warn_soft_quotas(&state.db, &state.cfg.data_dir, &mut violating).await;
+        let reports = warn_soft_quotas(&state.db, &state.cfg.data_dir, &mut violating).await;
+        // The metrics show what this pass measured anyway: no store is measured for them alone.
+        state.metrics.soft_quota_stores(reports.iter().filter_map(|r| {
+            let q = r.store.soft_quota?;
+            Some(crate::metrics::StoreGauges {
+                name: &r.store.name,
+                used: r.usage.bytes,
+                available: r.available,
+                quota_kind: q.kind.as_str(),
+                quota_limit: q.limit,
+                violation: r.quota.violation,
+            })
+        }));
         tokio::time::sleep(SOFT_QUOTA_CHECK).await;
     }
 }
@@ -170,13 +182,13 @@ pub async fn watch_soft_quotas(state: &AppState) {
 /// Logs a warning when a store goes over its soft quota (and a note when it is back under);
 /// `violating` carries the stores over quota from one call to the next, so that a store over
 /// quota is reported once, not at every pass. Only stores with a soft quota are measured: with
-/// none, a pass is one read of the store table (it runs on every node).
-pub async fn warn_soft_quotas(db: &Db, data_dir: &Path, violating: &mut HashSet<String>) {
+/// none, a pass is one read of the store table (it runs on every node). Returns what it measured.
+pub async fn warn_soft_quotas(db: &Db, data_dir: &Path, violating: &mut HashSet<String>) -> Vec<StoreReport> {
     let reports = match reports(db, data_dir, Scope::SoftQuotas).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "soft quota check: database");
-            return;
+            return Vec::new();
         }
     };
     let mut now = HashSet::new();
@@ -191,4 +203,5 @@ pub async fn warn_soft_quotas(db: &Db, data_dir: &Path, violating: &mut HashSet<
         }
     }
     *violating = now;
+    reports
 }

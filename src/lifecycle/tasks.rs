@@ -478,6 +478,7 @@ async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started:
         tracing::error!(task = %row.id, error = %e, "recording a task's run");
     }
     tracing::info!(task = %row.id, r#type = %row.type_id, result, message = %message, duration_ms = finished - started, "task run");
+    state.metrics.task_run(&row.type_id, result, (finished - started).max(0) as f64 / 1000.0);
     state.audit.record(AuditEvent {
         actor: actor.or_else(|| Some("system".into())),
         address: None,

@@ -87,6 +87,8 @@ pub struct Authenticator {
     cache_ttl: Duration,
     /// LDAP servers from the configuration file, asked before the API's.
     config_ldap: Vec<ldap::LdapServer>,
+    /// Password checks are counted where they are audited.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A verified password, and what must still hold for it to stand without asking argon2 again.
@@ -132,7 +134,14 @@ impl Authenticator {
             realms: vec!["local".into(), "ldap".into()],
             cache_ttl: CACHE_TTL,
             config_ldap: Vec::new(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Counts password checks into the server's metrics (else into a registry of their own).
+    pub fn with_metrics(mut self, metrics: Arc<crate::metrics::Metrics>) -> Authenticator {
+        self.metrics = metrics;
+        self
     }
 
     /// The realms that are on and how long verified logins are remembered (the configuration's
@@ -331,6 +340,8 @@ impl Authenticator {
         // The pause comes first: a remembered password answering during a pause would tell a
         // guesser which guess is right.
         let paused_audit = || {
+            // Which realm would have answered is not asked during a pause.
+            self.metrics.login("unknown", false);
             self.audit.record(AuditEvent {
                 actor: Some(user.to_string()),
                 address: Some(client.to_string()),
@@ -405,6 +416,11 @@ impl Authenticator {
             (None, _) => from_directory.map(|p| (p, Proof::Ldap)),
         };
         let Some((p, proof)) = outcome else {
+            // A local name is decided by the local realm alone; any other by the directory
+            // when one is configured.
+            let by_directory = self.realm_on(Realm::Ldap) && !(servers.is_empty() && self.config_ldap.is_empty());
+            let realm = if row.is_none() && by_directory { Realm::Ldap } else { Realm::Local };
+            self.metrics.login(realm.as_str(), false);
             self.failed(&canonical, client).await;
             let actor = row.map(|r| r.username).unwrap_or_else(|| user.to_string());
             self.audit.record(AuditEvent { actor: Some(actor), address: Some(client.to_string()), action: "login.failure".into(), ..Default::default() });
@@ -413,6 +429,7 @@ impl Authenticator {
         if failures.is_some() {
             self.succeeded(&canonical, client).await;
         }
+        self.metrics.login(p.realm.map_or("unknown", Realm::as_str), true);
         self.audit.record(AuditEvent { actor: p.user.clone(), address: Some(client.to_string()), action: "login.success".into(), ..Default::default() });
         self.remember(key, &p, proof.clone(), epoch);
         Some((p, proof))
@@ -559,6 +576,23 @@ impl Authenticator {
             (Realm::Ldap, None) => self.directory_user(name).await,
             (Realm::Ldap, Some(_)) => None,
         }
+    }
+
+    /// Whether `p` may read the metrics: administrators, and users whose roles hold
+    /// `nx-metrics-all`, signed in with a password, a session or a full API token (a narrowed
+    /// token or a Docker bearer token carries repository rights only). Their roles are read as
+    /// they stand now, as for any other request.
+    pub async fn may_read_metrics(&self, p: &Principal) -> bool {
+        let (Some(user), Some(realm)) = (p.user.clone(), p.realm) else { return false };
+        if !matches!(p.credential, Credential::Password | Credential::Session | Credential::Token) {
+            return false;
+        }
+        if matches!(p.access, Access::All) {
+            return true;
+        }
+        let name = user.clone();
+        let Ok((local, all_roles)) = self.db.run(move |conn| Ok((users::get(conn, &name)?, users::roles(conn)?))).await else { return false };
+        self.standing(&user, realm, local, &all_roles).await.is_some_and(|(_, r)| r.metrics)
     }
 
     /// The principal of an API token: its user's privileges, narrowed to reads and to one

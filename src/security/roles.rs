@@ -2,6 +2,7 @@
 //! holds roles. Privileges understood:
 //!
 //! - `nx-all`: everything, the admin API included (the built-in role `nx-admin` holds it);
+//! - `nx-metrics-all`: the Prometheus metrics (`/service/metrics/prometheus`), and nothing else;
 //! - `nx-repository-view-<format>-<repository>-<action>`: `format` a format name or `*`,
 //!   `repository` a repository name or `*`, `action` one of `browse`, `read` (download, pull),
 //!   `add`, `edit` (upload, push, publish), `delete`, or `*`.
@@ -15,6 +16,7 @@ use wharf_format::{Action, RepoPrivilege};
 use crate::db::users::RoleRow;
 
 pub const ALL: &str = "nx-all";
+pub const METRICS: &str = "nx-metrics-all";
 pub const ADMIN_ROLE: &str = "nx-admin";
 pub const ANONYMOUS_ROLE: &str = "nx-anonymous";
 const VIEW_PREFIX: &str = "nx-repository-view-";
@@ -23,6 +25,7 @@ pub const ACTIONS: [&str; 6] = ["browse", "read", "add", "edit", "delete", "*"];
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Privilege {
     All,
+    Metrics,
     Repo(RepoPrivilege),
 }
 
@@ -31,8 +34,11 @@ pub fn parse(id: &str, formats: &[&str]) -> Result<Privilege, String> {
     if id == ALL {
         return Ok(Privilege::All);
     }
+    if id == METRICS {
+        return Ok(Privilege::Metrics);
+    }
     let Some(rest) = id.strip_prefix(VIEW_PREFIX) else {
-        return Err(format!("{id}: unknown privilege (expected nx-all or {VIEW_PREFIX}<format>-<repository>-<action>)"));
+        return Err(format!("{id}: unknown privilege (expected nx-all, {METRICS} or {VIEW_PREFIX}<format>-<repository>-<action>)"));
     };
     let (format, rest) = rest.split_once('-').ok_or_else(|| format!("{id}: no repository and action"))?;
     let (repository, action) = rest.rsplit_once('-').ok_or_else(|| format!("{id}: no action"))?;
@@ -56,6 +62,8 @@ pub fn parse(id: &str, formats: &[&str]) -> Result<Privilege, String> {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Resolved {
     pub all: bool,
+    /// `nx-metrics-all` (or `nx-all`): may read the metrics.
+    pub metrics: bool,
     pub repo: Vec<RepoPrivilege>,
 }
 
@@ -71,7 +79,11 @@ pub fn resolve(start: &[String], roles: &[RoleRow], formats: &[&str]) -> Resolve
         let Some(role) = by_id.get(id.as_str()) else { continue };
         for p in role.privilege_ids() {
             match parse(&p, formats) {
-                Ok(Privilege::All) => out.all = true,
+                Ok(Privilege::All) => {
+                    out.all = true;
+                    out.metrics = true;
+                }
+                Ok(Privilege::Metrics) => out.metrics = true,
                 Ok(Privilege::Repo(r)) => out.repo.push(r),
                 // Stored privileges were validated; one a later version no longer knows grants nothing.
                 Err(_) => {}
@@ -102,6 +114,7 @@ mod tests {
     fn privileges_parse() {
         let f = ["docker", "pypi"];
         assert_eq!(parse("nx-all", &f), Ok(Privilege::All));
+        assert_eq!(parse("nx-metrics-all", &f), Ok(Privilege::Metrics));
         let p = parse("nx-repository-view-pypi-pypi-hosted-read", &f).unwrap();
         assert_eq!(p, Privilege::Repo(RepoPrivilege { format: "pypi".into(), repository: "pypi-hosted".into(), actions: vec![Action::Read] }));
         let p = parse("nx-repository-view-*-*-*", &f).unwrap();
@@ -124,5 +137,8 @@ mod tests {
         assert!(!r.all);
         assert_eq!(r.repo.len(), 2);
         assert!(resolve(&["admin".into(), "missing".into()], &roles, &f).all);
+        let roles = vec![role("monitoring", &["nx-metrics-all"], &[]), role("outer", &[], &["monitoring"])];
+        let r = resolve(&["outer".into()], &roles, &f);
+        assert!(r.metrics && !r.all && r.repo.is_empty());
     }
 }

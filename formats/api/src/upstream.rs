@@ -276,10 +276,30 @@ impl Health {
 }
 
 /// Every proxy's [`Health`] by repository id, so that a configuration reload (which reopens every
-/// repository) does not forget that an upstream is failing.
+/// repository) does not forget that an upstream is failing; and where each proxy's upstream
+/// requests are reported, when the server observes them.
 #[derive(Default)]
 pub struct Healths {
     map: Mutex<HashMap<i64, Weak<Health>>>,
+    observers: Mutex<HashMap<i64, Arc<dyn UpstreamObserver>>>,
+}
+
+/// How a request to an upstream ended, for [`UpstreamObserver`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamOutcome {
+    /// An answer below 500 (or 501), whatever it says.
+    Answered,
+    /// A transport error or a 5xx, after the retries: what marks the upstream failing.
+    Failed,
+    /// Not sent: the upstream is blocked or auto-blocked.
+    Blocked,
+}
+
+/// Told of every request a proxy sends upstream (the server's metrics implement it); one per
+/// repository, so that the format crates need not know how it is counted.
+pub trait UpstreamObserver: Send + Sync {
+    /// `seconds` covers the request and its retries, up to the answer's headers.
+    fn observe(&self, outcome: UpstreamOutcome, seconds: f64);
 }
 
 impl Healths {
@@ -302,6 +322,16 @@ impl Healths {
         health
     }
 
+    /// Reports repository `repo`'s upstream requests to `observer` from the next time it is
+    /// opened (the server calls this before opening a proxy).
+    pub fn observe(&self, repo: i64, observer: Arc<dyn UpstreamObserver>) {
+        self.observers.lock().unwrap_or_else(|e| e.into_inner()).insert(repo, observer);
+    }
+
+    fn observer(&self, repo: i64) -> Option<Arc<dyn UpstreamObserver>> {
+        self.observers.lock().unwrap_or_else(|e| e.into_inner()).get(&repo).cloned()
+    }
+
     pub fn status(&self, repo: i64) -> Option<Value> {
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&repo).and_then(Weak::upgrade).map(|h| h.to_json())
@@ -316,20 +346,42 @@ pub struct Transport {
     pub client: reqwest::Client,
     pub health: Arc<Health>,
     retries: u32,
+    observer: Option<Arc<dyn UpstreamObserver>>,
 }
 
 impl Transport {
     pub fn new(settings: &ProxySettings, healths: &Healths, repo: i64, probe: Url) -> Result<Transport, String> {
         let client = client(settings)?;
         let health = healths.get(repo, settings, client.clone(), probe);
-        Ok(Transport { client, health, retries: settings.retries })
+        Ok(Transport { client, health, retries: settings.retries, observer: healths.observer(repo) })
     }
 
     /// Sends `r` (again, up to `retries` times, while it fails in transport or with 502/503/504).
     /// Any answer comes back, 5xx included (recorded as a failure); a transport error as
     /// [`UpstreamError::Unavailable`].
     pub async fn execute(&self, r: reqwest::RequestBuilder) -> Result<Response, UpstreamError> {
-        self.health.admit()?;
+        if let Err(e) = self.health.admit() {
+            self.report(UpstreamOutcome::Blocked, 0.0);
+            return Err(e);
+        }
+        let start = std::time::Instant::now();
+        let res = self.attempts(r).await;
+        let outcome = match &res {
+            Ok(r) if !r.status().is_server_error() || r.status() == StatusCode::NOT_IMPLEMENTED => UpstreamOutcome::Answered,
+            _ => UpstreamOutcome::Failed,
+        };
+        self.report(outcome, start.elapsed().as_secs_f64());
+        res
+    }
+
+    fn report(&self, outcome: UpstreamOutcome, seconds: f64) {
+        if let Some(o) = &self.observer {
+            o.observe(outcome, seconds);
+        }
+    }
+
+    /// [`Transport::execute`] past the health gate.
+    async fn attempts(&self, r: reqwest::RequestBuilder) -> Result<Response, UpstreamError> {
         let mut next = Some(r);
         let mut attempt = 0;
         loop {

@@ -305,6 +305,11 @@ fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow])
     let privileges = list_field(obj, "privileges")?;
     for p in &privileges {
         let parsed = roles::parse(p, state.auth.formats()).map_err(|e| invalid("privileges", format!("privileges: {e}")))?;
+        // Metrics are served to signed-in callers only: the anonymous role holding them would
+        // be accepted and do nothing.
+        if id == roles::ANONYMOUS_ROLE && parsed == roles::Privilege::Metrics {
+            return Err(invalid("privileges", "privileges: the anonymous role cannot hold nx-metrics-all"));
+        }
         if id == roles::ANONYMOUS_ROLE && parsed == roles::Privilege::All {
             return Err(invalid("privileges", "privileges: the anonymous role cannot hold nx-all"));
         }
@@ -413,7 +418,10 @@ pub async fn delete_role(state: web::Data<AppState>, req: HttpRequest, path: web
 /// and repository (and `*`) and action.
 pub async fn list_privileges(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     require_admin(&state, &req).await?;
-    let mut out = vec![json!({"type": "application", "name": roles::ALL, "description": "All permissions", "readOnly": true, "domain": "*", "actions": ["*"]})];
+    let mut out = vec![
+        json!({"type": "application", "name": roles::ALL, "description": "All permissions", "readOnly": true, "domain": "*", "actions": ["*"]}),
+        json!({"type": "application", "name": roles::METRICS, "description": "Read the Prometheus metrics", "readOnly": true, "domain": "metrics", "actions": ["*"]}),
+    ];
     let snapshot = state.registry.snapshot();
     let mut formats: Vec<&str> = vec!["*"];
     formats.extend(state.auth.formats().iter().copied());

@@ -1,0 +1,273 @@
+//! Prometheus metrics (`/service/metrics/prometheus`, `/metrics`): who may scrape, and that known
+//! traffic moves the right series by exactly what it should. The exposition is parsed line by
+//! line (`name{labels} value`), not matched as substrings.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use common::{TestServer, ADMIN_PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+const REPO: &str = "metrics-docker";
+
+fn server() -> &'static TestServer {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    S.get_or_init(|| {
+        let s = TestServer::start();
+        s.admin().create_docker_hosted(json!({"name": REPO, "storage": {"blobStoreName": "default", "writePolicy": "allow"}, "docker": {}}));
+        let r = s
+            .admin()
+            .request(Method::POST, "/service/rest/v1/security/roles")
+            .json(&json!({"id": "monitoring", "name": "monitoring", "description": "Prometheus", "privileges": ["nx-metrics-all"], "roles": []}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+        for (user, roles) in [("watcher", vec!["monitoring"]), ("plain", vec![]), ("fresh", vec![])] {
+            let r = s
+                .admin()
+                .request(Method::POST, "/service/rest/v1/security/users")
+                .json(&json!({"userId": user, "firstName": "T", "lastName": "U", "emailAddress": format!("{user}@example.test"), "password": "secret-pass-1", "status": "active", "roles": roles}))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+        }
+        s
+    })
+}
+
+/// Series by name and sorted labels.
+type Series = BTreeMap<(String, Vec<(String, String)>), f64>;
+
+/// Parses the text exposition format: `# HELP`/`# TYPE` lines are skipped; every other line is
+/// `name{k="v",...} value` or `name value`.
+fn parse(text: &str) -> Series {
+    let mut out = Series::new();
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("bad value: {line}")),
+        };
+        let (name, labels) = match series.split_once('{') {
+            None => (series.to_string(), vec![]),
+            Some((name, rest)) => {
+                let body = rest.strip_suffix('}').unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                let mut labels = Vec::new();
+                let mut rest = body;
+                while !rest.is_empty() {
+                    let (k, after) = rest.split_once("=\"").unwrap_or_else(|| panic!("bad label: {line}"));
+                    // Label values here never hold quotes; an escaped one would end in \".
+                    let end = after.find('"').unwrap_or_else(|| panic!("unterminated label: {line}"));
+                    labels.push((k.to_string(), after[..end].to_string()));
+                    rest = after[end + 1..].trim_start_matches(',');
+                }
+                labels.sort();
+                (name.to_string(), labels)
+            }
+        };
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'), "bad name: {line}");
+        assert!(out.insert((name, labels), value).is_none(), "duplicate series: {line}");
+    }
+    out
+}
+
+fn get(series: &Series, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut l: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    l.sort();
+    series.get(&(name.to_string(), l)).copied().unwrap_or(0.0)
+}
+
+fn scrape_as(user: Option<(&str, &str)>, path: &str) -> reqwest::blocking::Response {
+    let mut r = Client::new().get(server().url(path));
+    if let Some((u, p)) = user {
+        r = r.basic_auth(u, Some(p));
+    }
+    r.send().unwrap()
+}
+
+fn scrape() -> Series {
+    let r = scrape_as(Some(("admin", ADMIN_PASSWORD)), "/service/metrics/prometheus");
+    assert_eq!(r.status(), StatusCode::OK);
+    parse(&r.text().unwrap())
+}
+
+#[test]
+fn only_administrators_and_holders_of_nx_metrics_all_may_scrape() {
+    for path in ["/service/metrics/prometheus", "/metrics"] {
+        let r = scrape_as(None, path);
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{path}");
+        assert!(r.headers().get("www-authenticate").is_some());
+        assert_eq!(scrape_as(Some(("plain", "secret-pass-1")), path).status(), StatusCode::FORBIDDEN, "{path}");
+        for user in [("watcher", "secret-pass-1"), ("admin", ADMIN_PASSWORD)] {
+            let r = scrape_as(Some(user), path);
+            assert_eq!(r.status(), StatusCode::OK, "{path} as {}", user.0);
+            let ct = r.headers()["content-type"].to_str().unwrap().to_string();
+            assert!(ct.starts_with("text/plain") && ct.contains("version=0.0.4"), "{ct}");
+            let s = parse(&r.text().unwrap());
+            assert_eq!(get(&s, "wharf_build_info", &[("version", env!("CARGO_PKG_VERSION")), ("commit", "")]), 1.0, "{s:?}");
+        }
+    }
+    // The privilege is offered where roles are edited, and refused to the anonymous role.
+    let privileges: serde_json::Value = server().admin().request(Method::GET, "/service/rest/v1/security/privileges").send().unwrap().json().unwrap();
+    assert!(privileges.as_array().unwrap().iter().any(|p| p["name"] == "nx-metrics-all"));
+    let r = server()
+        .admin()
+        .request(Method::PUT, "/service/rest/v1/security/roles/nx-anonymous")
+        .json(&json!({"id": "nx-anonymous", "name": "nx-anonymous", "privileges": ["nx-metrics-all"], "roles": []}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
+
+#[test]
+fn known_traffic_moves_the_repository_series_by_exactly_that_much() {
+    let http = Client::new();
+    let blob = vec![7u8; 100_000];
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
+    let before = scrape();
+
+    let r = http
+        .post(server().url(&format!("/v2/{REPO}/app/blobs/uploads/?digest={digest}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(blob.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    const GETS: usize = 3;
+    for _ in 0..GETS {
+        let r = http.get(server().url(&format!("/v2/{REPO}/app/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.bytes().unwrap().len(), blob.len());
+    }
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let r = http.get(server().url(&format!("/v2/{REPO}/app/blobs/{missing}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    let after = scrape();
+    let delta = |name: &str, labels: &[(&str, &str)]| get(&after, name, labels) - get(&before, name, labels);
+    let req = |method: &'static str, status: &'static str| [("repository", REPO), ("format", "docker"), ("method", method), ("status", status)];
+    assert_eq!(delta("wharf_http_requests_total", &req("read", "2xx")), GETS as f64);
+    assert_eq!(delta("wharf_http_requests_total", &req("read", "4xx")), 1.0);
+    assert_eq!(delta("wharf_http_requests_total", &req("write", "2xx")), 1.0);
+    assert_eq!(delta("wharf_http_request_duration_seconds_count", &req("read", "2xx")), GETS as f64);
+    let inf = [("repository", REPO), ("format", "docker"), ("method", "read"), ("status", "2xx"), ("le", "+Inf")];
+    assert_eq!(delta("wharf_http_request_duration_seconds_bucket", &inf), GETS as f64);
+    let repo = [("repository", REPO), ("format", "docker")];
+    assert!(delta("wharf_http_request_bytes_total", &repo) >= blob.len() as f64);
+    assert!(delta("wharf_http_response_bytes_total", &repo) >= (GETS * blob.len()) as f64);
+    // The scrapes themselves reached no repository.
+    assert!(get(&after, "wharf_http_requests_total", &[("repository", ""), ("format", ""), ("method", "read"), ("status", "2xx")]) >= 1.0);
+    assert_eq!(get(&after, "wharf_http_uploads_in_flight", &[]), 0.0);
+}
+
+#[test]
+fn password_checks_count_per_realm_and_result() {
+    let before = scrape();
+    assert_eq!(scrape_as(Some(("fresh", "wrong-password")), "/metrics").status(), StatusCode::UNAUTHORIZED);
+    // A first, uncached check of a right password (the user may not scrape: 403, but signed in).
+    assert_eq!(scrape_as(Some(("fresh", "secret-pass-1")), "/metrics").status(), StatusCode::FORBIDDEN);
+    let after = scrape();
+    let delta = |result: &str| {
+        get(&after, "wharf_logins_total", &[("realm", "local"), ("result", result)])
+            - get(&before, "wharf_logins_total", &[("realm", "local"), ("result", result)])
+    };
+    // Only this test fails a password; other tests' first logins may succeed meanwhile.
+    assert_eq!(delta("failure"), 1.0);
+    assert!(delta("success") >= 1.0);
+    assert_eq!(get(&after, "wharf_logins_total", &[("realm", "ldap"), ("result", "failure")]), 0.0);
+}
+
+#[test]
+fn database_pool_gauges_are_sane() {
+    let s = scrape();
+    let pool = |state: &str| get(&s, "wharf_db_pool_connections", &[("state", state)]);
+    assert!(pool("max") >= 1.0, "{s:?}");
+    assert!(pool("in_use") >= 0.0 && pool("in_use") <= pool("max"));
+    assert!(pool("idle") >= 0.0 && pool("idle") + pool("in_use") <= pool("max"));
+}
+
+/// An upstream that answers 404 to everything, on a port of its own (a thread of the test).
+fn answering_404() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 8192];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = conn.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    port
+}
+
+#[test]
+fn proxy_upstream_requests_count_by_outcome_per_repository() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let live = answering_404();
+    for (name, port) in [("metrics-pypi-dead", dead), ("metrics-pypi-live", live)] {
+        let r = server()
+            .admin()
+            .request(Method::POST, "/service/rest/v1/repositories/pypi/proxy")
+            .json(&json!({
+                "name": name, "online": true,
+                "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
+                "proxy": {"remoteUrl": format!("http://127.0.0.1:{port}/"), "contentMaxAge": 1440, "metadataMaxAge": 1440},
+                "negativeCache": {"enabled": false, "timeToLive": 1440},
+                "httpClient": {"blocked": false, "autoBlock": false, "connection": {"timeout": 5, "connectTimeout": 2, "retries": 0}},
+            }))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    }
+    let before = scrape();
+    for name in ["metrics-pypi-dead", "metrics-pypi-live"] {
+        let r = Client::new().get(server().url(&format!("/repository/{name}/simple/nothing-here/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert!(r.status().is_client_error() || r.status().is_server_error(), "{name}: {}", r.status());
+    }
+    let after = scrape();
+    let delta = |name: &str, labels: &[(&str, &str)]| get(&after, name, labels) - get(&before, name, labels);
+    let outcome =
+        |repo: &'static str, o: &'static str| delta("wharf_proxy_upstream_requests_total", &[("repository", repo), ("format", "pypi"), ("outcome", o)]);
+    let observed = |repo: &'static str| delta("wharf_proxy_upstream_duration_seconds_count", &[("repository", repo), ("format", "pypi")]);
+    assert!(outcome("metrics-pypi-dead", "failed") >= 1.0);
+    assert_eq!(outcome("metrics-pypi-dead", "answered"), 0.0);
+    assert!(outcome("metrics-pypi-live", "answered") >= 1.0);
+    assert_eq!(outcome("metrics-pypi-live", "failed"), 0.0);
+    for repo in ["metrics-pypi-dead", "metrics-pypi-live"] {
+        assert_eq!(observed(repo), outcome(repo, "answered") + outcome(repo, "failed"), "{repo}");
+    }
+    // Hosted repositories report no upstream.
+    assert!(!after.keys().any(|(name, labels)| name == "wharf_proxy_upstream_requests_total" && labels.iter().any(|(_, v)| v == REPO)));
+}
+
+#[test]
+fn a_task_run_is_counted_by_type_and_result() {
+    let runs = |s: &Series| get(s, "wharf_task_runs_total", &[("type", "blobstore.compact"), ("result", "OK")]);
+    let durations = |s: &Series| get(s, "wharf_task_run_duration_seconds_count", &[("type", "blobstore.compact")]);
+    let before = scrape();
+    let r = server().admin().request(Method::POST, "/service/rest/v1/tasks/compact-blob-stores/run").send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let now = scrape();
+        if runs(&now) > runs(&before) {
+            assert!(durations(&now) >= durations(&before) + 1.0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the run was not counted");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
