@@ -26,11 +26,15 @@ impl Audit for AuditLog {
             let detail = e.detail.to_string();
             let r = db
                 .write(move |c| {
-                    audit::insert(c, at, e.actor.as_deref(), e.address.as_deref(), &e.action, e.repository.as_deref(), e.object.as_deref(), &detail)
+                    audit::insert(c, at, e.actor.as_deref(), e.address.as_deref(), &e.action, e.repository.as_deref(), e.object.as_deref(), &detail)?;
+                    // In the same transaction: a webhook hears of exactly the events the log keeps.
+                    Ok(crate::webhooks::events::on_audit(c, &e, at)?)
                 })
                 .await;
-            if let Err(err) = r {
-                tracing::error!(error = %err, "writing an audit event failed");
+            match r {
+                Ok(queued) if queued > 0 => crate::webhooks::wake(),
+                Ok(_) => {}
+                Err(err) => tracing::error!(error = %err, "writing an audit event failed"),
             }
         };
         match tokio::runtime::Handle::try_current() {

@@ -27,6 +27,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub s3: S3Config,
     pub blob_cache: BlobCacheConfig,
+    pub webhooks: WebhooksConfig,
     /// LDAP servers from the file (`[[ldap]]`, the API's field names), asked before those added
     /// through the API; read-only there.
     #[serde(default)]
@@ -176,6 +177,26 @@ pub struct BlobCacheConfig {
     pub dir: String,
 }
 
+/// Webhook deliveries (see `src/webhooks`): how often and how long a failing receiver is retried.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Attempts per delivery, the first included; then it is `failed` (and stays in the log).
+    pub max_attempts: u32,
+    /// The pause before the first retry, in milliseconds; each further retry waits twice as long.
+    pub retry_ms: u64,
+    /// How long one attempt may take (connect, send, answer), in seconds.
+    pub timeout_secs: u64,
+    /// Finished deliveries (delivered or failed) are kept this many days in the delivery log.
+    pub retention_days: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> WebhooksConfig {
+        WebhooksConfig { max_attempts: 5, retry_ms: 10_000, timeout_secs: 10, retention_days: 7 }
+    }
+}
+
 /// The `default` blob store in an S3 bucket instead of `<data_dir>/blobs/default` (set before
 /// the first start; a cluster's nodes share it). Empty `bucket`: a file store.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -221,6 +242,7 @@ impl Default for Config {
             },
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },
             blob_cache: BlobCacheConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -228,7 +250,7 @@ impl Default for Config {
 /// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
 /// so test and tooling variables cannot break start-up).
 const ENV_KEYS: &[&str] =
-    &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "gc", "security", "tls", "s3", "blob_cache", "ldap"];
+    &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "gc", "security", "tls", "s3", "blob_cache", "webhooks", "ldap"];
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {

@@ -13,6 +13,7 @@ pub mod security;
 pub mod state;
 pub mod storage;
 pub mod tls;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +64,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     })?;
     drop(startup);
     let secret = base64::engine::general_purpose::STANDARD.decode(secret.trim()).unwrap_or_else(|_| secret.into_bytes());
-    let meta = Arc::new(SqlMeta::new(db.clone()));
+    let meta = Arc::new(SqlMeta::new(db.clone()).with_formats(formats()));
     let metrics = Arc::new(metrics::Metrics::new()?);
     let audit_log: Arc<audit::AuditLog> = Arc::new(audit::AuditLog::new(db.clone()));
     let auth = Arc::new(
@@ -170,6 +171,9 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     actix_rt::spawn(async move { lifecycle::store_usage::watch_soft_quotas(&quota_state).await });
     let flush_state = state.clone();
     actix_rt::spawn(async move { flush_state.downloads.run().await });
+    webhooks::set_node(&state.tasks.node);
+    let deliverer = webhooks::Deliverer::new(state.db.clone(), cfg.webhooks.clone())?;
+    actix_rt::spawn(deliverer.run());
     if exit_on_stdin_eof {
         let h = handle.clone();
         std::thread::spawn(move || {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use diesel::prelude::*;
 use wharf_format::{
-    now_millis, Asset, BlobError, BlobLedger, Check, Digest, KeyedLocks, ListQuery, MetaError, MetaStore, NewAsset, RepoConfig, Touch, UploadRow, Usage,
+    now_millis, Asset, BlobError, BlobLedger, Check, Digest, Format, KeyedLocks, ListQuery, MetaError, MetaStore, NewAsset, RepoConfig, Touch, UploadRow, Usage,
     UsageMeter, Write,
 };
 
@@ -74,6 +74,9 @@ pub struct SqlMeta {
     measuring: KeyedLocks,
     /// One refresh of the repository list at a time: concurrent lists wait and read the cache.
     listing: tokio::sync::Mutex<()>,
+    /// The formats, which say which assets make components (for webhooks' events); none: no
+    /// component or asset events.
+    formats: std::sync::Arc<Vec<std::sync::Arc<dyn Format>>>,
 }
 
 /// Above this many repositories to measure, the list runs the one aggregation over all of them
@@ -82,7 +85,13 @@ const PER_REPOSITORY_MAX: usize = 8;
 
 impl SqlMeta {
     pub fn new(db: Db) -> SqlMeta {
-        SqlMeta { db, usage: UsageCache::default(), measuring: KeyedLocks::default(), listing: tokio::sync::Mutex::new(()) }
+        SqlMeta { db, usage: UsageCache::default(), measuring: KeyedLocks::default(), listing: tokio::sync::Mutex::new(()), formats: Default::default() }
+    }
+
+    /// The formats whose components and assets webhooks hear of (the server passes all of them).
+    pub fn with_formats(mut self, formats: Vec<std::sync::Arc<dyn Format>>) -> SqlMeta {
+        self.formats = std::sync::Arc::new(formats);
+        self
     }
 
     /// How long a usage measurement is trusted (tests; the server keeps `usage_cache::TTL`).
@@ -301,6 +310,31 @@ fn prefix_upper(prefix: &str) -> String {
     String::from_utf8(upper).unwrap_or_default()
 }
 
+/// The assets of `kind` in the repository whose `component` column is one of `names` (what
+/// webhooks compare before and after a commit).
+pub(crate) fn assets_of_components(conn: &mut AnyConnection, repo: i64, kind: &str, names: &[String]) -> QueryResult<Vec<Asset>> {
+    let mut out = Vec::new();
+    for chunk in names.chunks(IN_CHUNK) {
+        let rows: Vec<AssetRow> = assets::table
+            .filter(assets::repository_id.eq(repo).and(assets::kind.eq(kind)).and(assets::component.eq_any(chunk)))
+            .select(AssetRow::as_select())
+            .load(conn)?;
+        out.extend(rows.into_iter().map(Asset::from));
+    }
+    Ok(out)
+}
+
+/// The assets at `paths` in the repository (those that exist).
+pub(crate) fn assets_at(conn: &mut AnyConnection, repo: i64, paths: &[&str]) -> QueryResult<Vec<Asset>> {
+    let mut out = Vec::new();
+    for chunk in paths.chunks(IN_CHUNK) {
+        let rows: Vec<AssetRow> =
+            assets::table.filter(assets::repository_id.eq(repo).and(assets::path.eq_any(chunk))).select(AssetRow::as_select()).load(conn)?;
+        out.extend(rows.into_iter().map(Asset::from));
+    }
+    Ok(out)
+}
+
 /// Values bound in one `IN (...)` or `OR` list: far below every backend's bind limit.
 const IN_CHUNK: usize = 256;
 
@@ -422,11 +456,32 @@ enum Refused {
 }
 
 /// Applies a batch inside the caller's transaction, or nothing of it: a check failed, or an
-/// asset would name a blob its store is not keeping (see `db::blobs`).
-fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write]) -> QueryResult<Option<Refused>> {
+/// asset would name a blob its store is not keeping (see `db::blobs`). The components and
+/// assets it creates, changes or deletes are queued for the webhooks that want them, in the
+/// same transaction (see `webhooks::events`); returns how many deliveries were queued.
+fn apply(conn: &mut AnyConnection, checks: &[Check], writes: &[Write], hooks: &EventSource) -> QueryResult<Result<usize, Refused>> {
     if let Some(i) = failed_check(conn, checks)? {
-        return Ok(Some(Refused::Check(i)));
+        return Ok(Err(Refused::Check(i)));
     }
+    let watch = crate::webhooks::events::before_commit(conn, &hooks.formats, writes)?;
+    if let Some(refused) = apply_writes(conn, writes)? {
+        return Ok(Err(refused));
+    }
+    let queued = match watch {
+        Some(w) => crate::webhooks::events::after_commit(conn, w, hooks.initiator.as_deref())?,
+        None => 0,
+    };
+    Ok(Ok(queued))
+}
+
+/// What a commit's events are made of besides its writes: the formats (which assets make
+/// components) and who made the change.
+struct EventSource {
+    formats: std::sync::Arc<Vec<std::sync::Arc<dyn Format>>>,
+    initiator: Option<String>,
+}
+
+fn apply_writes(conn: &mut AnyConnection, writes: &[Write]) -> QueryResult<Option<Refused>> {
     // A commit's writes are nearly always for one repository: its store is looked up once.
     let mut stores: Vec<(i64, String)> = Vec::new();
     for w in writes {
@@ -569,23 +624,26 @@ impl MetaStore for SqlMeta {
         // Two writers upserting the same new path both try to insert: the loser runs again and
         // then finds the row (or fails its check). Retried here, not in `Db::write`, because a
         // unique violation elsewhere (a user name taken) is an answer, not a race.
-        let batch = std::sync::Arc::new((checks, writes));
+        let batch = std::sync::Arc::new((checks, writes, EventSource { formats: self.formats.clone(), initiator: crate::webhooks::initiator() }));
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
             let b = batch.clone();
-            match self.db.write(move |conn| Ok(apply(conn, &b.0, &b.1)?)).await {
+            match self.db.write(move |conn| Ok(apply(conn, &b.0, &b.1, &b.2)?)).await {
                 Err(DbError::Query(e)) if is_unique_violation(&e) && attempt < 5 => continue,
                 other => break other.map_err(backend)?,
             }
         };
         match outcome {
-            None => {
+            Ok(queued) => {
                 self.usage.note(&batch.1);
+                if queued > 0 {
+                    crate::webhooks::wake();
+                }
                 Ok(())
             }
-            Some(Refused::Check(i)) => Err(MetaError::CheckFailed(i)),
-            Some(Refused::BlobGone(d)) => Err(MetaError::BlobGone(d)),
+            Err(Refused::Check(i)) => Err(MetaError::CheckFailed(i)),
+            Err(Refused::BlobGone(d)) => Err(MetaError::BlobGone(d)),
         }
     }
 

@@ -219,6 +219,52 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    webhooks (id) {
+        id -> BigInt,
+        name -> Text,
+        url -> Text,
+        secret -> Nullable<Text>,
+        event_types -> Text,
+        repository -> Nullable<Text>,
+        enabled -> Bool,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (id) {
+        id -> BigInt,
+        webhook_id -> BigInt,
+        delivery_id -> Text,
+        event_id -> Text,
+        action -> Nullable<Text>,
+        payload -> Text,
+        status -> Text,
+        attempts -> Integer,
+        next_attempt_at -> BigInt,
+        claimed_by -> Nullable<Text>,
+        lease_until -> Nullable<BigInt>,
+        created_at -> BigInt,
+        finished_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    webhook_attempts (id) {
+        id -> BigInt,
+        delivery -> BigInt,
+        attempt -> Integer,
+        node -> Text,
+        at -> BigInt,
+        duration_ms -> BigInt,
+        status_code -> Nullable<Integer>,
+        error -> Nullable<Text>,
+    }
+}
+diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
+diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery));
 diesel::joinable!(task_runs -> tasks (task_id));
 diesel::joinable!(assets -> repositories (repository_id));
 
@@ -238,5 +284,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasks,
     task_runs,
     cleanup_policies,
-    login_failures
+    login_failures,
+    webhooks,
+    webhook_deliveries,
+    webhook_attempts
 );

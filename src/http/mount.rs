@@ -182,6 +182,7 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
     }
     let principal = state.auth.principal(&req).await;
     let origin = origin(&req);
+    let initiator = crate::webhooks::initiator_of(principal.user.as_deref(), &client(&req));
     let ctx = RepoCtx {
         repo: r.config.clone(),
         path,
@@ -193,7 +194,8 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
         origin,
         client: client(&req),
     };
-    r.repo.handle(ctx, req, body).await
+    // What the request changes, webhooks hear of as this caller's doing.
+    crate::webhooks::with_initiator(initiator, r.repo.handle(ctx, req, body)).await
 }
 
 /// 404 for an unknown repository, in the Docker error shape on Docker paths.

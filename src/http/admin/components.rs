@@ -20,6 +20,11 @@ pub(crate) fn component_id(repo: &str, name: &str, version: &str) -> String {
     B64.encode(format!("{repo}\n{name}\n{version}"))
 }
 
+/// The components API's id of an asset (its repository and path).
+pub(crate) fn asset_id(repo: &str, path: &str) -> String {
+    B64.encode(format!("{repo}\n{path}"))
+}
+
 fn parse_id(id: &str) -> Option<(String, String, String)> {
     let raw = String::from_utf8(B64.decode(id).ok()?).ok()?;
     let mut parts = raw.splitn(3, '\n');
@@ -53,7 +58,7 @@ pub(crate) fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &
         "assets": assets.iter().map(|a| {
             let download = format.component_of(a).and_then(|k| k.download_path).map(|p| format!("{origin}/repository/{name}/{p}"));
             json!({
-                "id": B64.encode(format!("{name}\n{}", a.path)),
+                "id": asset_id(name, &a.path),
                 "path": a.path,
                 "downloadUrl": download,
                 "repository": name,
@@ -136,7 +141,8 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest, id: web::Path<Str
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, id: web::Path<String>) -> Result<HttpResponse, AdminError> {
     let user = require_admin(&state, &req).await?;
     let (r, key, assets) = find(&state, &id).await?;
-    r.repo.delete_component(&key, &assets).await.map_err(|e| match e {
+    let initiator = crate::webhooks::initiator_of(Some(&user), &crate::http::mount::client(&req));
+    crate::webhooks::with_initiator(initiator, r.repo.delete_component(&key, &assets)).await.map_err(|e| match e {
         DeleteError::Unsupported(why) => AdminError::Invalid(ConfigError::new("id", why)),
         DeleteError::Changed(what) => AdminError::Invalid(ConfigError::new("id", format!("{what} changed while it was being deleted; try again"))),
         other => AdminError::Internal(Box::new(other)),
@@ -168,7 +174,8 @@ pub async fn yank(state: web::Data<AppState>, req: HttpRequest, id: web::Path<St
         }
         writes.push(Write::Upsert { repo: r.config.id, asset });
     }
-    state.meta.commit(vec![], writes).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let initiator = crate::webhooks::initiator_of(Some(&user), &crate::http::mount::client(&req));
+    crate::webhooks::with_initiator(initiator, state.meta.commit(vec![], writes)).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
     super::record(
         &state,
         &req,

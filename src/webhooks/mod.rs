@@ -1,0 +1,225 @@
+//! Webhooks: events queued in the database with the change they report (`events`), delivered
+//! by a background task on every node ([`Deliverer`]), which claims each delivery in the
+//! database before sending it, so one node sends it at a time.
+//!
+//! A delivery is an HTTP POST of the JSON payload with Nexus's headers (`X-Nexus-Webhook-Id`,
+//! `X-Nexus-Webhook-Delivery`, and with a secret `X-Nexus-Webhook-Signature`, the hex HMAC-SHA1
+//! of the body, plus `X-Wharf-Webhook-Signature-256: sha256=<hex HMAC-SHA256>`). A 2xx answer
+//! delivers it; anything else (another status, no answer within the timeout, no connection) is
+//! retried after `webhooks.retry_ms`, doubling, until `webhooks.max_attempts`; every attempt is
+//! logged. Nothing of this runs on a request's path: a request only inserts rows.
+//!
+//! Secrets are sealed in the database (`security::secrets`) and never logged or shown.
+
+pub mod events;
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use hmac::{Hmac, KeyInit, Mac};
+
+use crate::config::WebhooksConfig;
+use crate::db::webhooks::{self as rows, Attempt, Claimed};
+use crate::db::Db;
+use crate::security::secrets;
+
+tokio::task_local! {
+    /// Who the request being served is (`user/address`, `anonymous/address`): set around a
+    /// request's handling, read when its commit queues events.
+    static INITIATOR: String;
+}
+
+/// Runs `fut` (a request's handling) with `initiator` as the initiator of the events it causes.
+pub async fn with_initiator<F: std::future::Future>(initiator: String, fut: F) -> F::Output {
+    INITIATOR.scope(initiator, fut).await
+}
+
+/// The initiator set around the current task, if any.
+pub fn initiator() -> Option<String> {
+    INITIATOR.try_with(Clone::clone).ok()
+}
+
+/// `user/address` as Nexus writes an initiator.
+pub fn initiator_of(user: Option<&str>, address: &str) -> String {
+    format!("{}/{address}", user.unwrap_or("anonymous"))
+}
+
+static NODE: OnceLock<String> = OnceLock::new();
+
+/// Names this node in payloads (`nodeId`) and in claims; set once at start.
+pub fn set_node(node: &str) {
+    let _ = NODE.set(node.to_string());
+}
+
+pub fn node() -> &'static str {
+    NODE.get_or_init(|| crate::db::notify::node_tag().to_string())
+}
+
+static WAKE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Tells this node's deliverer that deliveries were queued (after their commit), so that it
+/// looks at once instead of at its next poll. Other nodes find them at their poll.
+pub fn wake() {
+    WAKE.notify_one();
+}
+
+/// How often a node looks for due deliveries when it was not woken.
+const POLL: Duration = Duration::from_secs(1);
+/// Deliveries claimed at once.
+const BATCH: i64 = 16;
+/// Deliveries sent at once by one node.
+const CONCURRENCY: usize = 8;
+/// How often finished deliveries past retention are deleted.
+const SWEEP: Duration = Duration::from_secs(600);
+/// The `X-Wharf-Webhook-Signature-256` header (the SHA-256 variant; GitHub's `sha256=` form).
+pub const SIGNATURE_256: &str = "X-Wharf-Webhook-Signature-256";
+
+/// The hex HMAC-SHA1 of `body` (Nexus's `X-Nexus-Webhook-Signature`).
+pub fn sign_sha1(secret: &[u8], body: &[u8]) -> String {
+    let mut m = <Hmac<sha1::Sha1> as KeyInit>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    m.update(body);
+    hex::encode(m.finalize().into_bytes())
+}
+
+/// The hex HMAC-SHA256 of `body`.
+pub fn sign_sha256(secret: &[u8], body: &[u8]) -> String {
+    let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC takes a key of any length");
+    m.update(body);
+    hex::encode(m.finalize().into_bytes())
+}
+
+/// Where a webhook's secret is sealed (its associated data).
+pub fn secret_location(name: &str) -> String {
+    format!("webhooks/{name}")
+}
+
+pub struct Deliverer {
+    db: Db,
+    cfg: WebhooksConfig,
+    client: reqwest::Client,
+}
+
+impl Deliverer {
+    pub fn new(db: Db, cfg: WebhooksConfig) -> Result<Deliverer, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(cfg.timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(cfg.timeout_secs.clamp(1, 10)))
+            // A receiver's redirect is an answer that is not 2xx: followed, it could send the
+            // signed payload to wherever the receiver points.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Deliverer { db, cfg, client })
+    }
+
+    /// A claim outlives the longest attempt (its timeout) with room to record the outcome.
+    fn lease_ms(&self) -> i64 {
+        (self.cfg.timeout_secs.max(1) as i64 * 1000) * 2 + 30_000
+    }
+
+    /// Claims and delivers due deliveries until the process ends.
+    pub async fn run(self) {
+        let mut swept = Instant::now() - SWEEP;
+        loop {
+            let (node, lease) = (node().to_string(), self.lease_ms());
+            let claimed = self.db.write(move |c| rows::claim(c, &node, wharf_format::now_millis(), lease, BATCH)).await;
+            match claimed {
+                Ok(batch) if !batch.is_empty() => {
+                    let full = batch.len() as i64 == BATCH;
+                    futures::stream::iter(batch).for_each_concurrent(CONCURRENCY, |d| self.attempt(d)).await;
+                    if full {
+                        continue;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
+            }
+            if swept.elapsed() >= SWEEP {
+                swept = Instant::now();
+                let cutoff = wharf_format::now_millis() - (self.cfg.retention_days as i64).saturating_mul(86_400_000);
+                if let Err(e) = self.db.write(move |c| rows::delete_finished_before(c, cutoff)).await {
+                    tracing::warn!(error = %e, "forgetting old webhook deliveries failed");
+                }
+            }
+            tokio::select! {
+                _ = WAKE.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+            }
+        }
+    }
+
+    /// One attempt of a claimed delivery, logged; the delivery is then delivered, due again
+    /// later, or failed.
+    async fn attempt(&self, d: Claimed) {
+        let started = Instant::now();
+        let at = wharf_format::now_millis();
+        let (status_code, error) = match self.send(&d).await {
+            Ok(status) => (Some(i32::from(status.as_u16())), (!status.is_success()).then(|| format!("HTTP {status}"))),
+            Err(e) => (None, Some(e)),
+        };
+        let delivered = error.is_none();
+        let attempt = d.attempts + 1;
+        let retry_at = (!delivered && (attempt as u32) < self.cfg.max_attempts.max(1)).then(|| {
+            let pause = self.cfg.retry_ms.saturating_mul(1u64 << (attempt as u32 - 1).min(20));
+            wharf_format::now_millis().saturating_add(pause.min(i64::MAX as u64) as i64)
+        });
+        if !delivered {
+            tracing::info!(webhook = %d.webhook, delivery = %d.delivery_id, attempt, error = error.as_deref().unwrap_or(""), "webhook delivery failed");
+        }
+        let duration_ms = started.elapsed().as_millis() as i64;
+        let id = d.id;
+        let result = self
+            .db
+            .write(move |c| {
+                let a = Attempt { node: node(), at, duration_ms, status_code, error: error.clone() };
+                rows::finish_attempt(c, id, &a, delivered, retry_at)
+            })
+            .await;
+        if let Err(e) = result {
+            // The claim runs out and the delivery is attempted again (the receiver may get it
+            // twice, with the same delivery id).
+            tracing::warn!(error = %e, delivery = %d.delivery_id, "recording a webhook attempt failed");
+        }
+    }
+
+    async fn send(&self, d: &Claimed) -> Result<reqwest::StatusCode, String> {
+        let mut req = self
+            .client
+            .post(&d.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json; charset=UTF-8")
+            .header("X-Nexus-Webhook-Id", &d.event_id)
+            .header("X-Nexus-Webhook-Delivery", &d.delivery_id);
+        if let Some(sealed) = &d.secret {
+            let secret = secrets::open(sealed, &secret_location(&d.webhook)).map_err(|e| format!("the webhook's secret cannot be read: {e}"))?;
+            req = req
+                .header("X-Nexus-Webhook-Signature", sign_sha1(secret.as_bytes(), d.payload.as_bytes()))
+                .header(SIGNATURE_256, format!("sha256={}", sign_sha256(secret.as_bytes(), d.payload.as_bytes())));
+        }
+        let res = req.body(d.payload.clone()).send().await.map_err(|e| describe(&e))?;
+        Ok(res.status())
+    }
+}
+
+/// A transport error in a few words, with its causes (reqwest's own message is often just
+/// "error sending request").
+fn describe(e: &reqwest::Error) -> String {
+    let mut out = if e.is_timeout() { "timed out".to_string() } else if e.is_connect() { "cannot connect".to_string() } else { e.to_string() };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out.chars().take(500).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn signatures_match_rfc_2202_and_4231() {
+        // RFC 2202 test case 2 (HMAC-SHA1) and RFC 4231 test case 2 (HMAC-SHA256).
+        assert_eq!(super::sign_sha1(b"Jefe", b"what do ya want for nothing?"), "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
+        assert_eq!(super::sign_sha256(b"Jefe", b"what do ya want for nothing?"), "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+}
