@@ -13,6 +13,7 @@ pub mod security;
 pub mod session;
 pub mod status;
 pub mod tasks;
+pub mod webhooks;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
@@ -240,6 +241,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/security/tokens", web::post().to(security::create_token))
             .route("/v1/security/tokens/{id}", web::delete().to(security::revoke_token))
             .route("/v1/audit", web::get().to(audit::list))
+            .route("/v1/webhooks", web::get().to(webhooks::list))
+            .route("/v1/webhooks", web::post().to(webhooks::create))
+            .route("/v1/webhooks/{name}", web::get().to(webhooks::get))
+            .route("/v1/webhooks/{name}", web::put().to(webhooks::update))
+            .route("/v1/webhooks/{name}", web::delete().to(webhooks::delete))
+            .route("/v1/webhooks/{name}/deliveries", web::get().to(webhooks::deliveries))
+            .route("/v1/webhooks/{name}/test", web::post().to(webhooks::test))
             .route("/v1/session", web::post().to(session::create))
             .route("/v1/session", web::get().to(session::current))
             .route("/v1/session", web::delete().to(session::delete))
