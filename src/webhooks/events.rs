@@ -241,7 +241,8 @@ pub fn on_audit(conn: &mut AnyConnection, e: &AuditEvent, at: i64) -> QueryResul
         "audit": {
             "domain": domain,
             "type": kind,
-            "context": e.object.as_deref().or(e.repository.as_deref()).unwrap_or(""),
+            // What the event is about, by name: the repository for a repository's own events.
+            "context": if domain == "repository" { e.repository.as_deref().or(e.object.as_deref()) } else { e.object.as_deref().or(e.repository.as_deref()) }.unwrap_or(""),
             "attributes": attributes,
         },
     })
