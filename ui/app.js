@@ -126,7 +126,7 @@ function show(...nodes) {
 function notice(text, bad) { return h("p", { class: bad ? "notice bad" : "notice", role: bad ? "alert" : "status", text }); }
 
 /// A notice of a failed call, marked English where the server's words stand.
-function failed(e) { const n = failed(e); if (e.english) n.lang = "en"; return n; }
+function failed(e) { const n = notice(t("error", e.message), true); if (e.english) n.lang = "en"; return n; }
 
 function failure(e) {
   if (e.status === 401) { state.user = null; return renderLogin(); }
@@ -1248,9 +1248,119 @@ async function renderSystem() {
     h("h2", { text: t("system.checks") }), table([t("system.check"), t("status"), t("tasks.message")], rows));
 }
 
+// ---- webhooks ----------------------------------------------------------------------------------
+
+const WEBHOOK_EVENTS = ["audit", "repository", "component", "asset"];
+
+/// The webhook form: create (no `hook`) or edit. Event types are checkboxes; a repository makes
+/// it a repository's webhook (component and asset events only); the secret is write-only.
+function webhookForm(hook, repos, onSaved) {
+  const editing = !!hook;
+  const name = h("input", { type: "text", required: true, value: editing ? hook.name : "", disabled: editing });
+  const url = h("input", { type: "url", required: true, value: editing ? hook.url : "", placeholder: "https://ci.example.com/hook" });
+  const secret = h("input", { type: "password", autocomplete: "new-password", placeholder: editing && hook.hasSecret ? t("hooks.secretKept") : "" });
+  const clear = h("input", { type: "checkbox" });
+  const repo = h("select", {}, h("option", { value: "", text: t("hooks.global") }),
+    repos.map((r) => h("option", { value: r.name, text: r.name, selected: editing && hook.repository === r.name })));
+  const boxes = WEBHOOK_EVENTS.map((e) => h("input", { type: "checkbox", value: e, checked: editing ? hook.eventTypes.includes(e) : e === "component" }));
+  const types = h("fieldset", { class: "checks" }, h("legend", { text: t("hooks.events") }),
+    WEBHOOK_EVENTS.map((e, i) => h("label", { title: t("hooks.event." + e + ".help") }, boxes[i], " ", t("hooks.event." + e))),
+    h("div", { class: "error", "data-error-for": "eventTypes", "aria-live": "polite" }));
+  // A repository's webhook hears only of its content.
+  const scope = () => boxes.forEach((b) => { if (b.value === "audit" || b.value === "repository") { b.disabled = !!repo.value; if (repo.value) b.checked = false; } });
+  repo.addEventListener("change", scope);
+  scope();
+  const enabled = h("input", { type: "checkbox", checked: editing ? hook.enabled : true });
+  const out = h("div", { "aria-live": "polite" });
+  const form = h("form", { class: "card" }, h("h2", { text: editing ? t("hooks.edit", hook.name) : t("hooks.new") }),
+    field(t("name"), name, "name"), field(t("url"), url, "url"), field(t("repository"), repo, "repository"), types,
+    field(t("hooks.secret"), secret, "secret"),
+    editing && hook.hasSecret ? h("label", {}, clear, " ", t("hooks.clearSecret")) : null,
+    h("label", {}, enabled, " ", t("hooks.enabled")), out,
+    h("div", { class: "actions" }, h("button", { type: "submit", text: editing ? t("save") : t("create") }), editing ? h("a", { href: "#/webhooks", text: t("back") }) : null));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = { name: name.value, url: url.value, eventTypes: boxes.filter((b) => b.checked).map((b) => b.value), repository: repo.value || null, enabled: enabled.checked };
+    // Left out, the stored secret stays; null removes it.
+    if (secret.value) body.secret = secret.value;
+    else if (!editing || clear.checked) body.secret = null;
+    try {
+      if (editing) await api("PUT", `/webhooks/${encodeURIComponent(hook.name)}`, body);
+      else await api("POST", "/webhooks", body);
+      await onSaved(body.name);
+    } catch (e) { if (!placeErrors(form, e)) out.replaceChildren(failed(e)); }
+  });
+  return form;
+}
+
+/// Queues a test delivery; says so in `out`.
+function testButton(hook, out, after) {
+  const b = h("button", { type: "button", class: "secondary", text: t("hooks.test"), disabled: !hook.enabled, "aria-label": t("hooks.testOf", hook.name) });
+  b.addEventListener("click", async () => {
+    try {
+      await api("POST", `/webhooks/${encodeURIComponent(hook.name)}/test`);
+      out.replaceChildren(notice(t("hooks.tested", hook.name)));
+      if (after) await after();
+    } catch (e) { out.replaceChildren(failed(e)); }
+  });
+  return b;
+}
+
+async function renderWebhooks(name) {
+  if (name) return renderWebhook(name);
+  const [hooks, repos] = await Promise.all([api("GET", "/webhooks"), api("GET", "/repositories")]);
+  const out = h("div", { "aria-live": "polite" });
+  const rows = hooks.map((w) => {
+    const del = h("button", { type: "button", class: "danger", text: t("delete"), "aria-label": `${t("delete")} ${w.name}` });
+    del.addEventListener("click", async () => {
+      if (!confirm(t("confirm.delete", w.name))) return;
+      try { await api("DELETE", `/webhooks/${encodeURIComponent(w.name)}`); state.flash = t("hooks.deleted", w.name); await renderWebhooks(); } catch (e) { out.replaceChildren(failed(e)); }
+    });
+    return [h("a", { href: `#/webhooks/${encodeURIComponent(w.name)}`, text: w.name }), h("code", { text: w.url }),
+      w.eventTypes.map((e) => t("hooks.event." + e)).join(", "), w.repository || t("hooks.global"), w.enabled ? t("yes") : t("no"), w.hasSecret ? t("yes") : t("no"),
+      h("span", {}, testButton(w, out), " ", del)];
+  });
+  const form = webhookForm(null, repos, async (n) => { state.flash = t("hooks.created", n); location.hash = `#/webhooks/${encodeURIComponent(n)}`; });
+  show(h("h1", { text: t("nav.webhooks") }), h("p", { class: "muted", text: t("hooks.intro") }),
+    table([t("name"), t("url"), t("hooks.events"), t("repository"), t("hooks.enabled"), t("hooks.signed"), t("actions")], rows, [1, 5]), out, form);
+}
+
+/// One delivery's attempts in a line: "1: HTTP 500 (12 ms) · 2: 200 (3 ms)".
+function attemptsText(d) {
+  return (d.attemptLog || []).map((a) => `${a.attempt}: ${a.statusCode != null ? a.statusCode : t("hooks.noAnswer")} (${a.durationMs} ms)`).join(" · ");
+}
+
+async function renderWebhook(name) {
+  const [hook, repos] = await Promise.all([api("GET", `/webhooks/${encodeURIComponent(name)}`), api("GET", "/repositories")]);
+  const out = h("div", { "aria-live": "polite" });
+  const log = h("div", {});
+  let token = null;
+  let rows = [];
+  async function load(more) {
+    const page = await api("GET", `/webhooks/${encodeURIComponent(name)}/deliveries` + (more && token ? `?continuationToken=${encodeURIComponent(token)}` : ""));
+    token = page.continuationToken;
+    rows = (more ? rows : []).concat(page.items.map((d) => {
+      const last = (d.attemptLog || [])[d.attemptLog.length - 1];
+      return [when(d.createdAt), h("code", { text: d.eventId }), d.action ? h("code", { text: d.action }) : "—", tr("hooks.status." + d.status, d.status), String(d.attempts),
+        attemptsText(d) || "—", last && last.error ? serverText(last.error) : "—", d.status === "pending" && d.nextAttemptAt ? when(d.nextAttemptAt) : "—"];
+    }));
+    const moreBtn = token ? h("button", { type: "button", class: "secondary", text: t("more") }) : null;
+    if (moreBtn) moreBtn.addEventListener("click", () => load(true).catch(failure));
+    const refresh = h("button", { type: "button", class: "secondary", text: t("hooks.refresh") });
+    refresh.addEventListener("click", () => load(false).catch(failure));
+    log.replaceChildren(h("div", { class: "actions" }, refresh),
+      table([t("when"), t("hooks.event"), t("hooks.action"), t("status"), t("hooks.attempts"), t("hooks.answers"), t("hooks.lastError"), t("hooks.nextAttempt")], rows, [2, 6, 7]),
+      moreBtn || "");
+  }
+  const form = webhookForm(hook, repos, async (n) => { state.flash = t("hooks.saved", n); await renderWebhook(n); });
+  show(h("h1", { text: t("hooks.title", hook.name) }), form, h("div", { class: "actions" }, testButton(hook, out, () => load(false))), out,
+    h("h2", { text: t("hooks.deliveries") }), log);
+  await load(false);
+}
+
 // ---- routing ---------------------------------------------------------------------------------
 
-const ADMIN_ONLY = ["repositories/new", "users", "roles", "ldap", "audit", "blobstores", "cleanup", "tasks", "system"];
+const ADMIN_ONLY = ["repositories/new", "users", "roles", "ldap", "audit", "blobstores", "cleanup", "tasks", "webhooks", "system"];
 
 // Routes are drawn one after another, so a slow page never overwrites a later one, and a draw
 // reads the hash when it starts: of several queued routes only the last one draws (the others
@@ -1306,6 +1416,7 @@ async function draw() {
     if (parts[0] === "blobstores") return await renderBlobStores();
     if (parts[0] === "cleanup") return await renderCleanup();
     if (parts[0] === "tasks") return await renderTasks(parts[1]);
+    if (parts[0] === "webhooks") return await renderWebhooks(parts[1]);
     if (parts[0] === "system") return await renderSystem();
     show(h("h1", { text: "404" }));
   } catch (e) {

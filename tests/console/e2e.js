@@ -32,7 +32,7 @@ async function a11y(page, what) {
 /// console left untranslated.
 const NOT_ENGLISH = new Set(("ui rt nx admin wharf docker pypi npm ldap ldaps api http https id url mib kib gib tib ok s3 pip uv twine yarn npmrc pypirc " +
   "pyproject toml conf yml yarnrc cron dn starttls tls sha256 ms dc cn ou example test alice corp corp2 hosted proxy group readers reader user browsers store " +
-  "old console pkg app team port usage bad empty all anonymous default dist tag uma com username python " +
+  "old console pkg app team port usage bad empty all anonymous default dist tag uma com username python webhook " +
   // The audit log's objects are names as stored: a built-in task's is English.
   "upload sweep").split(" "));
 async function untranslated(page) {
@@ -421,6 +421,50 @@ async function main() {
       await page.reload();
       await arrived(page, "tasks/upload-sweep");
       check(/removed 0 abandoned uploads/.test(await page.textContent("main")), "the run's message is in its history");
+      // A webhook: made in the console for a repository, sent a test to a receiver of this
+      // script's own, its delivery in the log, signed with the secret typed in.
+      const received = [];
+      const http = require("http");
+      const receiver = http.createServer((req, res) => {
+        const chunks = [];
+        req.on("data", (c) => chunks.push(c));
+        req.on("end", () => { received.push({ headers: req.headers, body: Buffer.concat(chunks) }); res.writeHead(200).end(); });
+      });
+      await new Promise((ok) => receiver.listen(0, "127.0.0.1", ok));
+      await view(page, "webhooks");
+      await noPlaceholders(page, "the webhooks page");
+      await page.fill("#f-name", "ui-app");
+      await page.fill("#f-url", `http://127.0.0.1:${receiver.address().port}/hook`);
+      await page.selectOption("#f-repository", "ui-pypi-hosted");
+      check(await page.getByLabel(/audit log/).isDisabled(), "a repository's webhook takes no audit events");
+      await page.getByLabel(/^assets$/).check();
+      await page.fill("#f-secret", "ui-secret");
+      await page.getByRole("button", { name: /^Create$/ }).click();
+      await arrived(page, "webhooks/ui-app");
+      check((await page.textContent("main")).includes("Webhook ui-app created."), "the webhook is created");
+      check(!(await page.content()).includes("ui-secret"), "the secret is not shown");
+      await page.getByRole("button", { name: "Send a test to ui-app" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("queued"));
+      for (let i = 0; i < 600 && !/delivered/.test(await page.textContent("main table")); i++) {
+        await page.getByRole("button", { name: "Refresh" }).click();
+        await page.waitForTimeout(100);
+      }
+      const hookLog = await page.textContent("main table");
+      check(/wharf:ping/.test(hookLog) && /delivered/.test(hookLog) && /1: 200/.test(hookLog), `the test delivery is in the log: ${hookLog}`);
+      check(received.length === 1, `the receiver got one delivery: ${received.length}`);
+      const sig = require("crypto").createHmac("sha1", "ui-secret").update(received[0].body).digest("hex");
+      check(received[0].headers["x-nexus-webhook-signature"] === sig && received[0].headers["x-nexus-webhook-id"] === "wharf:ping", "signed with the secret");
+      // An edit that leaves the secret empty keeps it; a URL that is not http(s) is refused by the field.
+      await page.fill("#f-url", "ftp://example.com/");
+      await page.getByRole("button", { name: /^Save$/ }).click();
+      await page.waitForFunction(() => document.querySelector('[data-error-for="url"]').textContent.length > 0);
+      await page.fill("#f-url", `http://127.0.0.1:${receiver.address().port}/hook2`);
+      await page.getByRole("button", { name: /^Save$/ }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("Webhook ui-app saved."));
+      await shot(page, "webhook");
+      const saved = await page.evaluate(async () => api("GET", "/webhooks/ui-app"));
+      check(saved.hasSecret && saved.url.endsWith("/hook2") && saved.eventTypes.join() === "component,asset", `saved: ${JSON.stringify(saved)}`);
+      receiver.close();
       // System: the status checks.
       await view(page, "system");
       check((await page.textContent("main")).includes("Database"), "the system page lists the checks");
@@ -431,7 +475,7 @@ async function main() {
       await page.selectOption("#lang", "zh-CN");
       const english = [];
       for (const p of ["", "users", "users/ui-user", "roles", "roles/ui-readers", "ldap", "tokens", "audit", "blobstores", "cleanup", "tasks", "tasks/upload-sweep",
-        "account", "repositories/new", "repositories/ui-pypi-proxy", "browse/ui-docker-hosted", "search"]) {
+        "webhooks", "webhooks/ui-app", "account", "repositories/new", "repositories/ui-pypi-proxy", "browse/ui-docker-hosted", "search"]) {
         await view(page, p);
         const left = await untranslated(page);
         if (left.length) english.push(`${p || "dashboard"}: ${left.join(" ")}`);
@@ -454,7 +498,7 @@ async function main() {
       // On a phone: no control cut short, and nothing wider than the screen but the tables'
       // own scrolling boxes.
       await page.setViewportSize({ width: 390, height: 844 });
-      for (const p of ["", "users", "users/ui-user", "roles", "ldap", "repositories/new", "blobstores", "cleanup", "tasks", "account", "search"]) {
+      for (const p of ["", "users", "users/ui-user", "roles", "ldap", "repositories/new", "blobstores", "cleanup", "tasks", "webhooks", "webhooks/ui-app", "account", "search"]) {
         await view(page, p);
         const cut = await cutShort(page);
         check(cut.length === 0, `on a phone, ${p || "dashboard"} cuts controls short: ${cut.join("; ")}`);
@@ -462,11 +506,15 @@ async function main() {
       }
       await page.setViewportSize({ width: 1280, height: 800 });
       for (const p of ["", "users", "users/ui-user", "roles", "roles/ui-readers", "tokens", "audit", "ldap", "ldap/ui-corp", "blobstores", "cleanup", "tasks", "tasks/upload-sweep",
-        "system", "account", "repositories/new", "repositories/ui-pypi-proxy", "repositories/ui-npm-hosted/usage", "browse", "browse/ui-docker-hosted", "search"]) {
+        "webhooks", "webhooks/ui-app", "system", "account", "repositories/new", "repositories/ui-pypi-proxy", "repositories/ui-npm-hosted/usage", "browse", "browse/ui-docker-hosted", "search"]) {
         await view(page, p);
         await a11y(page, p || "dashboard");
         await shot(page, p.replace(/\//g, "-") || "dashboard-admin");
       }
+      // The webhook goes from the list (its receiver is gone).
+      await view(page, "webhooks");
+      await page.getByRole("button", { name: "Delete ui-app" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("Webhook ui-app deleted."));
       // Keyboard: the skip link and the login form work without a mouse.
       check(await page.evaluate(() => !!document.querySelector("a.skip")), "a skip link");
       // Logging out forgets who was signed in; a link opened before signing in is where the
