@@ -249,8 +249,23 @@ impl Default for Config {
 
 /// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
 /// so test and tooling variables cannot break start-up).
-const ENV_KEYS: &[&str] =
-    &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "gc", "security", "tls", "s3", "blob_cache", "webhooks", "ldap"];
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "data_dir",
+    "database_url",
+    "admin_password",
+    "database",
+    "http",
+    "docker",
+    "uploads",
+    "gc",
+    "security",
+    "tls",
+    "s3",
+    "blob_cache",
+    "webhooks",
+    "ldap",
+];
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {

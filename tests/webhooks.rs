@@ -124,7 +124,11 @@ impl Receiver {
             if done(&got) {
                 return got;
             }
-            assert!(Instant::now() < deadline, "{what}: not received within 60 s; got {:#?}", got.iter().map(|r| (r.header("X-Nexus-Webhook-Id"), r.json())).collect::<Vec<_>>());
+            assert!(
+                Instant::now() < deadline,
+                "{what}: not received within 60 s; got {:#?}",
+                got.iter().map(|r| (r.header("X-Nexus-Webhook-Id"), r.json())).collect::<Vec<_>>()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -162,7 +166,17 @@ fn ok(out: Output) -> String {
 
 fn twine_upload(files: &[&Path]) {
     ok(Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &server().url("/repository/pypi-hosted/"), "-u", "admin", "-p", ADMIN_PASSWORD])
+        .args([
+            "upload",
+            "--non-interactive",
+            "--disable-progress-bar",
+            "--repository-url",
+            &server().url("/repository/pypi-hosted/"),
+            "-u",
+            "admin",
+            "-p",
+            ADMIN_PASSWORD,
+        ])
         .args(files)
         .output()
         .expect("twine is installed"));
@@ -214,9 +228,8 @@ fn a_twine_upload_is_a_signed_component_created_event_and_a_delete_is_deleted() 
     twine_upload(&[&whl, &sdist]);
 
     // Two files: the first creates the component, the second updates it; each is an asset.
-    let got = r.wait_for("/pypi", "the component and both assets", |g| {
-        events(g, "rm:repository:component").len() >= 2 && events(g, "rm:repository:asset").len() >= 2
-    });
+    let got = r
+        .wait_for("/pypi", "the component and both assets", |g| events(g, "rm:repository:component").len() >= 2 && events(g, "rm:repository:asset").len() >= 2);
     let components = events(&got, "rm:repository:component");
     let created: Vec<&&Received> = components.iter().filter(|e| e.json()["action"] == "CREATED").collect();
     assert_eq!(created.len(), 1, "one CREATED for the component: {:?}", components.iter().map(|e| e.json()).collect::<Vec<_>>());
@@ -238,7 +251,8 @@ fn a_twine_upload_is_a_signed_component_created_event_and_a_delete_is_deleted() 
     assert_eq!((st, c["version"].as_str()), (StatusCode::OK, Some("1.0")));
 
     let assets = events(&got, "rm:repository:asset");
-    let mut names: Vec<String> = assets.iter().filter(|e| e.json()["action"] == "CREATED").map(|e| e.json()["asset"]["name"].as_str().unwrap().to_string()).collect();
+    let mut names: Vec<String> =
+        assets.iter().filter(|e| e.json()["action"] == "CREATED").map(|e| e.json()["asset"]["name"].as_str().unwrap().to_string()).collect();
     names.sort();
     let file = |p: &Path| format!("packages/hook-project/{}", p.file_name().unwrap().to_str().unwrap());
     let mut expected = vec![file(&whl), file(&sdist)];
@@ -274,12 +288,15 @@ fn uuid_like(s: &str) -> bool {
 fn a_global_webhook_hears_audit_events_and_repository_changes() {
     let r = receiver();
     create_webhook(json!({"name": "everything-global", "url": r.url("/global"), "eventTypes": ["audit", "repository"]}));
-    let body = json!({"name": "hooked-pypi", "online": true, "storage": {"blobStoreName": "default", "strictContentTypeValidation": true, "writePolicy": "ALLOW"}});
+    let body =
+        json!({"name": "hooked-pypi", "online": true, "storage": {"blobStoreName": "default", "strictContentTypeValidation": true, "writePolicy": "ALLOW"}});
     let (st, v) = api(Method::POST, "/repositories/pypi/hosted", Some(body));
     assert_eq!(st, StatusCode::CREATED, "{v}");
 
     let got = r.wait_for("/global", "the repository's audit and repository events", |g| {
-        events(g, "rm:global:audit").iter().any(|e| e.json()["audit"]["domain"] == "repository" && e.json()["audit"]["attributes"]["repository"] == "hooked-pypi")
+        events(g, "rm:global:audit")
+            .iter()
+            .any(|e| e.json()["audit"]["domain"] == "repository" && e.json()["audit"]["attributes"]["repository"] == "hooked-pypi")
             && events(g, "rm:global:repository").iter().any(|e| e.json()["repository"]["name"] == "hooked-pypi")
     });
     let audit = events(&got, "rm:global:audit").into_iter().map(Received::json).find(|p| p["audit"]["attributes"]["repository"] == "hooked-pypi").unwrap();
@@ -291,7 +308,9 @@ fn a_global_webhook_hears_audit_events_and_repository_changes() {
     // Unsigned without a secret.
     assert!(got.iter().all(|e| e.header("X-Nexus-Webhook-Signature").is_empty()));
     // Its own creation was audited, and so heard.
-    let got = r.wait_for("/global", "the webhook's own creation", |g| events(g, "rm:global:audit").iter().any(|e| e.json()["audit"]["context"] == "everything-global"));
+    let got = r.wait_for("/global", "the webhook's own creation", |g| {
+        events(g, "rm:global:audit").iter().any(|e| e.json()["audit"]["context"] == "everything-global")
+    });
     let own = events(&got, "rm:global:audit").into_iter().map(Received::json).find(|p| p["audit"]["context"] == "everything-global").unwrap();
     assert_eq!((own["audit"]["domain"].as_str(), own["audit"]["type"].as_str()), (Some("webhook"), Some("create")), "{own}");
 }
@@ -413,8 +432,13 @@ fn bodies_are_checked_and_secrets_are_kept_changed_or_removed() {
     let (st, v) = api(Method::POST, "/webhooks", Some(json!({"name": "checked", "url": url, "eventTypes": ["audit"]})));
     assert_eq!(st, StatusCode::BAD_REQUEST, "a second webhook of the same name: {v}");
     // Left out, the secret stays; null removes it.
-    let (st, v) = api(Method::PUT, "/webhooks/checked", Some(json!({"url": url, "eventTypes": ["component", "asset"], "repository": "npm-hosted", "enabled": false})));
-    assert_eq!((st, v["hasSecret"].clone(), v["enabled"].clone(), v["eventTypes"].clone()), (StatusCode::OK, json!(true), json!(false), json!(["component", "asset"])), "{v}");
+    let (st, v) =
+        api(Method::PUT, "/webhooks/checked", Some(json!({"url": url, "eventTypes": ["component", "asset"], "repository": "npm-hosted", "enabled": false})));
+    assert_eq!(
+        (st, v["hasSecret"].clone(), v["enabled"].clone(), v["eventTypes"].clone()),
+        (StatusCode::OK, json!(true), json!(false), json!(["component", "asset"])),
+        "{v}"
+    );
     let (st, v) = api(Method::PUT, "/webhooks/checked", Some(json!({"name": "renamed", "url": url, "eventTypes": ["component"]})));
     assert_eq!((st, v[0]["id"].as_str()), (StatusCode::BAD_REQUEST, Some("PARAMETER name")), "{v}");
     // A disabled webhook is not sent a test.

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use diesel::prelude::*;
 use wharf_format::{
-    now_millis, Asset, BlobError, BlobLedger, Check, Digest, Format, KeyedLocks, ListQuery, MetaError, MetaStore, NewAsset, RepoConfig, Touch, UploadRow, Usage,
-    UsageMeter, Write,
+    now_millis, Asset, BlobError, BlobLedger, Check, Digest, Format, KeyedLocks, ListQuery, MetaError, MetaStore, NewAsset, RepoConfig, Touch, UploadRow,
+    Usage, UsageMeter, Write,
 };
 
 use super::schema::{assets, uploads};

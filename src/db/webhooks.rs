@@ -173,7 +173,16 @@ pub fn claim(conn: &mut AnyConnection, node: &str, now: i64, lease_ms: i64, limi
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(id, delivery_id, event_id, payload, attempts, webhook, url, secret)| Claimed { id, delivery_id, event_id, payload, attempts, webhook, url, secret })
+        .map(|(id, delivery_id, event_id, payload, attempts, webhook, url, secret)| Claimed {
+            id,
+            delivery_id,
+            event_id,
+            payload,
+            attempts,
+            webhook,
+            url,
+            secret,
+        })
         .collect())
 }
 
@@ -191,7 +200,8 @@ pub struct Attempt<'a> {
 /// delivery is gone (its webhook was deleted meanwhile) or another node took it over (this
 /// node's lease ran out): that node's attempt is the one that counts. Returns whether it counted.
 pub fn finish_attempt(conn: &mut AnyConnection, id: i64, a: &Attempt<'_>, delivered: bool, retry_at: Option<i64>) -> Result<bool, DbError> {
-    let mine = webhook_deliveries::table.filter(webhook_deliveries::id.eq(id).and(webhook_deliveries::claimed_by.eq(a.node)).and(webhook_deliveries::status.eq(PENDING)));
+    let mine = webhook_deliveries::table
+        .filter(webhook_deliveries::id.eq(id).and(webhook_deliveries::claimed_by.eq(a.node)).and(webhook_deliveries::status.eq(PENDING)));
     let Some(attempts) = mine.select(webhook_deliveries::attempts).first::<i32>(conn).optional()? else {
         return Ok(false);
     };

@@ -72,7 +72,8 @@ pub fn before_commit(conn: &mut AnyConnection, formats: &[Arc<dyn Format>], writ
     }
     let mut watched = Vec::new();
     for id in ids {
-        let Some((name, format_name)) = repositories::table.find(id).select((repositories::name, repositories::format)).first::<(String, String)>(conn).optional()?
+        let Some((name, format_name)) =
+            repositories::table.find(id).select((repositories::name, repositories::format)).first::<(String, String)>(conn).optional()?
         else {
             continue;
         };
@@ -131,10 +132,12 @@ pub fn after_commit(conn: &mut AnyConnection, watch: Watch, initiator: Option<&s
         let after = crate::db::meta::assets_of_components(conn, w.id, w.kind, &w.names)?;
         let before: BTreeMap<&str, &Asset> = w.before.iter().map(|a| (a.path.as_str(), a)).collect();
         let after_by: BTreeMap<&str, &Asset> = after.iter().map(|a| (a.path.as_str(), a)).collect();
-        let key = |a: &Asset| w.format.component_of(a).map(|mut k| {
-            k.download_path = None;
-            k
-        });
+        let key = |a: &Asset| {
+            w.format.component_of(a).map(|mut k| {
+                k.download_path = None;
+                k
+            })
+        };
         let keys_before: BTreeSet<ComponentKey> = w.before.iter().filter_map(key).collect();
         let keys_after: BTreeSet<ComponentKey> = after.iter().filter_map(key).collect();
         // (action, asset) for every asset that changed, in path order.
@@ -248,10 +251,7 @@ pub fn on_audit(conn: &mut AnyConnection, e: &AuditEvent, at: i64) -> QueryResul
     })
     .to_string();
     let repository = repository_event(e).map(|(action, repo)| {
-        (
-            action,
-            json!({ "timestamp": rfc3339_millis(at), "nodeId": super::node(), "initiator": initiator, "action": action, "repository": repo }).to_string(),
-        )
+        (action, json!({ "timestamp": rfc3339_millis(at), "nodeId": super::node(), "initiator": initiator, "action": action, "repository": repo }).to_string())
     });
     let mut queued = 0;
     for h in &hooks {

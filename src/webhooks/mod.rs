@@ -204,7 +204,13 @@ impl Deliverer {
 /// A transport error in a few words, with its causes (reqwest's own message is often just
 /// "error sending request").
 fn describe(e: &reqwest::Error) -> String {
-    let mut out = if e.is_timeout() { "timed out".to_string() } else if e.is_connect() { "cannot connect".to_string() } else { e.to_string() };
+    let mut out = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        e.to_string()
+    };
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
         out.push_str(": ");

@@ -35,7 +35,10 @@ fn time(ms: Option<i64>) -> Value {
 }
 
 fn valid_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 255 && n.starts_with(|c: char| c.is_ascii_alphanumeric()) && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    !n.is_empty()
+        && n.len() <= 255
+        && n.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 fn string<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ConfigError> {
