@@ -472,3 +472,62 @@ fn bodies_are_checked_and_secrets_are_kept_changed_or_removed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+fn npm(dir: &Path, cwd: &Path, args: &[&str]) -> String {
+    ok(Command::new("npm")
+        .args(args)
+        .current_dir(cwd)
+        .env("npm_config_userconfig", dir.join("npmrc"))
+        .env("npm_config_cache", dir.join("cache"))
+        .env("npm_config_update_notifier", "false")
+        .env("npm_config_fund", "false")
+        .env_remove("npm_config_registry")
+        .output()
+        .expect("npm is installed"))
+}
+
+/// npm publish and npm unpublish, through the registry protocol: the events name the caller.
+#[test]
+fn npm_publish_and_unpublish_are_component_events_of_their_caller() {
+    let r = receiver();
+    create_webhook(json!({"name": "npm-content", "url": r.url("/npm"), "eventTypes": ["component"], "repository": "npm-hosted"}));
+    let tmp = tempfile::tempdir().unwrap();
+    let token = reqwest::blocking::Client::new()
+        .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:admin"))
+        .json(&json!({"name": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let registry = server().url("/repository/npm-hosted/");
+    std::fs::write(tmp.path().join("npmrc"), format!("registry={registry}\n{}:_authToken={token}\n", registry.trim_start_matches("http:"))).unwrap();
+    for version in ["1.0.0", "1.1.0"] {
+        let pkg = tmp.path().join(version);
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(pkg.join("package.json"), json!({"name": "@hooks/pkg", "version": version}).to_string()).unwrap();
+        npm(tmp.path(), &pkg, &["publish"]);
+    }
+    let created =
+        |g: &[Received], v: &str| events(g, "rm:repository:component").iter().any(|e| e.json()["action"] == "CREATED" && e.json()["component"]["version"] == v);
+    let got = r.wait_for("/npm", "both versions created", |g| created(g, "1.0.0") && created(g, "1.1.0"));
+    let p = events(&got, "rm:repository:component").into_iter().map(Received::json).find(|p| p["component"]["version"] == "1.0.0").unwrap();
+    let id = component_id("npm-hosted", "pkg", "1.0.0");
+    assert_eq!(p["component"], json!({"id": id, "componentId": id, "format": "npm", "name": "pkg", "group": "@hooks", "version": "1.0.0"}));
+    assert_eq!((p["action"].as_str(), p["initiator"].as_str(), p["repositoryName"].as_str()), (Some("CREATED"), Some("admin/127.0.0.1"), Some("npm-hosted")));
+
+    npm(tmp.path(), tmp.path(), &["unpublish", "@hooks/pkg@1.0.0", "--force"]);
+    let got = r.wait_for("/npm", "the version's deletion", |g| {
+        events(g, "rm:repository:component").iter().any(|e| e.json()["action"] == "DELETED" && e.json()["component"]["version"] == "1.0.0")
+    });
+    let actions: Vec<(String, String)> = events(&got, "rm:repository:component")
+        .into_iter()
+        .map(Received::json)
+        .map(|p| (p["action"].as_str().unwrap().to_string(), p["component"]["version"].as_str().unwrap().to_string()))
+        .collect();
+    assert_eq!(actions.iter().filter(|(a, _)| a == "DELETED").count(), 1, "only 1.0.0 is deleted: {actions:?}");
+    let deleted = events(&got, "rm:repository:component").into_iter().map(Received::json).find(|p| p["action"] == "DELETED").unwrap();
+    assert_eq!(deleted["initiator"], json!("admin/127.0.0.1"), "the caller of the unpublish, through the registry protocol");
+}
