@@ -137,6 +137,9 @@ pub struct Claimed {
     pub secret: Option<String>,
 }
 
+/// (id, delivery id, event id, payload, attempts, webhook, url, secret), as a claim reads them.
+type ClaimedRow = (i64, String, String, String, i32, String, String, Option<String>);
+
 /// Claims up to `limit` due deliveries of enabled webhooks for `node` until `now + lease_ms`:
 /// pending, due, and not claimed by a node whose lease still runs. Run inside [`super::Db::write`],
 /// so that the select and the conditional update are one serialized step.
@@ -157,7 +160,7 @@ pub fn claim(conn: &mut AnyConnection, node: &str, now: i64, lease_ms: i64, limi
     diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)).filter(webhook_deliveries::status.eq(PENDING)).filter(free))
         .set((webhook_deliveries::claimed_by.eq(node), webhook_deliveries::lease_until.eq(now + lease_ms)))
         .execute(conn)?;
-    let rows: Vec<(i64, String, String, String, i32, String, String, Option<String>)> = webhook_deliveries::table
+    let rows: Vec<ClaimedRow> = webhook_deliveries::table
         .inner_join(webhooks::table)
         .filter(webhook_deliveries::id.eq_any(&ids).and(webhook_deliveries::claimed_by.eq(node)).and(webhook_deliveries::lease_until.eq(now + lease_ms)))
         .select((

@@ -184,7 +184,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
                 return Ok(None);
             }
             rows::insert(c, &name, &f)?;
-            Ok(rows::get(c, &name)?)
+            rows::get(c, &name)
         })
         .await?;
     let Some(row) = created else {
@@ -213,7 +213,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, name: web::Pat
                 enabled: new.enabled,
             };
             rows::update(c, &n, &f)?;
-            Ok(rows::get(c, &n)?)
+            rows::get(c, &n)
         })
         .await?;
     let row = updated.ok_or_else(|| AdminError::missing("webhook", &name))?;
