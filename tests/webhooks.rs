@@ -1,6 +1,7 @@
 //! Webhooks against a real HTTP receiver started here: a twine upload is a component CREATED
-//! event (Nexus's payload and headers, signed with the shared secret), a delete is DELETED; a
-//! global webhook hears audit and repository events; a receiver that fails twice gets the
+//! event (Nexus's payload and headers, signed with the shared secret), a delete is DELETED; npm
+//! publish and unpublish, and a skopeo push, moved tag and deleted tag, likewise; a global
+//! webhook hears audit and repository events; a receiver that fails twice gets the
 //! delivery on the third attempt, each attempt in the delivery log; two nodes on one database
 //! deliver each event once; secrets are never shown; bodies are validated.
 
@@ -530,4 +531,38 @@ fn npm_publish_and_unpublish_are_component_events_of_their_caller() {
     assert_eq!(actions.iter().filter(|(a, _)| a == "DELETED").count(), 1, "only 1.0.0 is deleted: {actions:?}");
     let deleted = events(&got, "rm:repository:component").into_iter().map(Received::json).find(|p| p["action"] == "DELETED").unwrap();
     assert_eq!(deleted["initiator"], json!("admin/127.0.0.1"), "the caller of the unpublish, through the registry protocol");
+}
+
+/// A skopeo push is a tag (Docker's component) CREATED; pushed again to new content, UPDATED;
+/// deleted through the registry API, DELETED.
+#[test]
+fn a_skopeo_push_moves_and_deletes_a_tag() {
+    let r = receiver();
+    create_webhook(json!({"name": "docker-content", "url": r.url("/docker"), "eventTypes": ["component"], "repository": "docker-hosted"}));
+    let tmp = tempfile::tempdir().unwrap();
+    let push = |seed: u64| {
+        let layout = tmp.path().join(format!("layout-{seed}"));
+        common::oci::image(&layout, "v1", &["amd64"], seed, 512);
+        ok(Command::new("skopeo")
+            .args(["copy", "--dest-tls-verify=false", "--dest-creds", &format!("admin:{ADMIN_PASSWORD}")])
+            .arg(format!("oci:{}:v1", layout.display()))
+            .arg(format!("docker://{}/docker-hosted/hooks/app:v1", server().addr))
+            .output()
+            .expect("skopeo is installed"));
+    };
+    let tagged = |g: &[Received], action: &str| {
+        events(g, "rm:repository:component").iter().filter(|e| e.json()["action"] == action && e.json()["component"]["version"] == "v1").count()
+    };
+    push(11);
+    let got = r.wait_for("/docker", "the tag created", |g| tagged(g, "CREATED") == 1);
+    let p = events(&got, "rm:repository:component")[0].json();
+    let id = component_id("docker-hosted", "hooks/app", "v1");
+    assert_eq!(p["component"], json!({"id": id, "componentId": id, "format": "docker", "name": "hooks/app", "group": null, "version": "v1"}));
+    assert_eq!(p["initiator"], json!("admin/127.0.0.1"));
+    push(12);
+    r.wait_for("/docker", "the tag moved", |g| tagged(g, "UPDATED") >= 1);
+    let (st, v) = api(Method::DELETE, &format!("/components/{id}"), None);
+    assert_eq!(st, StatusCode::NO_CONTENT, "{v}");
+    let got = r.wait_for("/docker", "the tag deleted", |g| tagged(g, "DELETED") == 1);
+    assert_eq!(tagged(&got, "CREATED"), 1, "created once");
 }
