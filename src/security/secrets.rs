@@ -1,5 +1,5 @@
 //! Secrets at rest: the values wharf must be able to read back (the token-signing key, LDAP bind
-//! passwords, proxy upstream passwords) are stored encrypted with a key that is not in the
+//! passwords, proxy upstream passwords, webhook secrets) are stored encrypted with a key that is not in the
 //! database, so a copy of the database (a file, a dump, a replica) leaks none of them.
 //!
 //! The key is 32 random bytes: `WHARF_SECRET_KEY` (base64), or the file `security.secret_key_file`
