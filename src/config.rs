@@ -27,10 +27,29 @@ pub struct Config {
     pub tls: TlsConfig,
     pub s3: S3Config,
     pub blob_cache: BlobCacheConfig,
+    pub log: LogConfig,
     /// LDAP servers from the file (`[[ldap]]`, the API's field names), asked before those added
     /// through the API; read-only there.
     #[serde(default)]
     pub ldap: Vec<crate::security::ldap::LdapServer>,
+}
+
+/// How log lines are written (to standard output; `RUST_LOG` chooses which).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (for Loki, Elasticsearch, CloudWatch): the event's fields, and
+    /// the request id of the request it belongs to under `span`.
+    Json,
 }
 
 /// HTTPS for the main port and every repository port (`wharf cert` makes the files).
@@ -221,6 +240,7 @@ impl Default for Config {
             },
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },
             blob_cache: BlobCacheConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -228,7 +248,7 @@ impl Default for Config {
 /// The environment variables that configure wharf (others starting with `WHARF_` are ignored,
 /// so test and tooling variables cannot break start-up).
 const ENV_KEYS: &[&str] =
-    &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "gc", "security", "tls", "s3", "blob_cache", "ldap"];
+    &["listen", "data_dir", "database_url", "admin_password", "database", "http", "docker", "uploads", "gc", "security", "tls", "s3", "blob_cache", "log", "ldap"];
 
 impl Config {
     pub fn load(file: Option<&Path>) -> Result<Config, Box<figment::Error>> {

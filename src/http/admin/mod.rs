@@ -7,6 +7,7 @@ pub mod blobstores_s3;
 pub mod cleanup;
 pub mod components;
 pub mod ldap;
+pub mod read_only;
 pub mod repositories;
 pub mod search;
 pub mod security;
@@ -42,6 +43,9 @@ pub enum AdminError {
     Conflict(String),
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// The server is in read-only mode (the message says since when and why).
+    #[error("{0}")]
+    ReadOnly(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -74,6 +78,7 @@ impl AdminError {
             AdminError::NotFound(_) | AdminError::Missing { .. } => "not_found",
             AdminError::Conflict(_) => "conflict",
             AdminError::Invalid(e) => e.code,
+            AdminError::ReadOnly(_) => "read_only",
             AdminError::Internal(_) => "internal",
         }
     }
@@ -87,6 +92,8 @@ impl ResponseError for AdminError {
             AdminError::NotFound(_) | AdminError::Missing { .. } => StatusCode::NOT_FOUND,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
+            // Nexus's answer to a write while frozen.
+            AdminError::ReadOnly(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -175,11 +182,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/service/rest")
             // The console's requests say so; a 401 to them carries no Basic challenge, which
             // would make the browser pop up its own login dialog.
+            .wrap(actix_web::middleware::from_fn(read_only::gate))
             .wrap(actix_web::middleware::from_fn(no_challenge_for_console))
             .route("/swagger.json", web::get().to(status::openapi))
             .route("/v1/status", web::get().to(status::status))
             .route("/v1/status/writable", web::get().to(status::writable))
             .route("/v1/status/check", web::get().to(status::check))
+            .route("/v1/status/live", web::get().to(status::live))
+            .route("/v1/status/ready", web::get().to(status::ready))
+            .route("/v1/read-only", web::get().to(read_only::get))
+            .route("/v1/read-only/freeze", web::post().to(read_only::freeze))
+            .route("/v1/read-only/release", web::post().to(read_only::release))
+            .route("/v1/read-only/force-release", web::post().to(read_only::release))
             .route("/v1/system", web::get().to(status::system))
             .route("/v1/repositories", web::get().to(repositories::list))
             .route("/v1/repositories/{name}", web::get().to(repositories::get_summary))
