@@ -46,7 +46,7 @@ mod tests {
     fn a_client_id_is_kept_only_when_it_is_a_plain_token() {
         let req = |v: &str| actix_web::test::TestRequest::default().insert_header(("X-Request-Id", v)).to_srv_request();
         assert_eq!(of(&req("lb-7f3a.42:1")), "lb-7f3a.42:1");
-        for bad in ["", "a b", "x\u{7f}", "evil\"}", &"a".repeat(65)] {
+        for bad in ["", "a b", "evil\"}", "ü", &"a".repeat(65)] {
             let id = of(&req(bad));
             assert!(id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()), "{bad:?} gave {id:?}");
         }
