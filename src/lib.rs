@@ -112,6 +112,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         state.registry.set_read_cache(cache);
     }
     state.registry.reload(&state.db, state.meta.clone(), &state.formats).await?;
+    reload_realms(&state).await;
     if state.read_only.refresh(&state.db).await? {
         tracing::warn!("wharf is in read-only mode: writes are refused until an administrator releases it (POST /service/rest/v1/read-only/release)");
     }
@@ -231,7 +232,7 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
         while let Ok(c) = changes.try_recv() {
             batch.push(c);
         }
-        let (mut auth, mut config, mut read_only) = (false, false, false);
+        let (mut auth, mut config, mut read_only, mut realms) = (false, false, false, false);
         for c in batch {
             match c {
                 Change::Alive(at) => {
@@ -244,12 +245,14 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
                     auth = true;
                     config = true;
                     read_only = true;
+                    realms = true;
                 }
                 Change::Deaf => {
                     deaf = true;
                     auth = true;
                     config = true;
                     read_only = true;
+                    realms = true;
                 }
                 // This node's own changes to users, roles and LDAP servers were forgotten here
                 // when they were made (after their commit; see `Authenticator::invalidate`):
@@ -265,6 +268,8 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
                 Change::Setting { key, .. } if key == repos::GENERATION_KEY => config = true,
                 Change::Setting { key, own } if key == security::ldap::SETTINGS_KEY => auth |= !own,
                 Change::Setting { key, .. } if key == db::read_only::KEY => read_only = true,
+                Change::Setting { key, own } if key == security::realms::ANONYMOUS_KEY => auth |= !own,
+                Change::Setting { key, .. } if key == security::realms::REALMS_KEY => realms = true,
                 Change::Setting { .. } => {}
                 Change::Pause { user, client, until } => state.auth.note_pause(&user, &client, until),
             }
@@ -277,12 +282,24 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
         if read_only {
             read_only::on_change(&state).await;
         }
+        if realms {
+            reload_realms(&state).await;
+        }
         if auth {
             state.auth.invalidate();
         }
         if config {
             reload_if_changed(&state).await;
         }
+    }
+}
+
+/// The realms set through the API, when they were: they replace the configuration's.
+async fn reload_realms(state: &AppState) {
+    match state.db.run(security::realms::stored).await {
+        Ok(Some(r)) => state.auth.set_realms(r),
+        Ok(None) => state.auth.set_realms(state.cfg.security.realms.clone()),
+        Err(e) => tracing::warn!(error = %e, "reading the active realms"),
     }
 }
 

@@ -157,3 +157,71 @@ fn an_unknown_log_format_stops_the_start_naming_the_key() {
     assert!(err.contains("log.format") || err.contains("format"), "{err}");
     assert!(err.contains("yaml"), "{err}");
 }
+
+#[test]
+fn anonymous_access_is_turned_off_and_on_in_nexus_shape() {
+    let s = &server().server;
+    let (status, v) = api(Method::POST, "/repositories/pypi/hosted", Some(json!({"name": "pypi-anon", "anonymousRead": true, "storage": {"blobStoreName": "default"}})));
+    assert_eq!(status.as_u16(), 201, "{v}");
+    let anonymous = || http().get(s.url("/repository/pypi-anon/simple/")).send().unwrap();
+    assert_eq!(anonymous().status(), StatusCode::OK, "anonymousRead lets anyone read");
+    assert_eq!(api(Method::GET, "/security/anonymous", None).1, json!({"enabled": true, "userId": "anonymous", "realmName": "NexusAuthorizingRealm"}));
+
+    let (status, v) = api(Method::PUT, "/security/anonymous", Some(json!({"enabled": false})));
+    assert_eq!((status, v["enabled"].clone()), (StatusCode::OK, json!(false)), "{v}");
+    let refused = anonymous();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED, "off: nobody reads without credentials, whatever anonymousRead says");
+    assert!(refused.headers().get("www-authenticate").is_some(), "and is asked to sign in");
+    let admin = http().get(s.url("/repository/pypi-anon/simple/")).basic_auth("admin", Some(common::ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(admin.status(), StatusCode::OK);
+    assert_eq!(api(Method::GET, "/security/anonymous", None).1["enabled"], json!(false));
+
+    // Nexus scripts send the whole object back.
+    let (status, v) = api(Method::PUT, "/security/anonymous", Some(json!({"enabled": true, "userId": "anonymous", "realmName": "NexusAuthorizingRealm"})));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(anonymous().status(), StatusCode::OK);
+    for (body, field) in [
+        (json!({"enabled": "no"}), "enabled"),
+        (json!({}), "enabled"),
+        (json!({"enabled": true, "userId": "guest"}), "userId"),
+        (json!({"enabled": true, "realmName": "LdapRealm"}), "realmName"),
+        (json!({"enabled": true, "colour": "red"}), "colour"),
+    ] {
+        let (status, v) = api(Method::PUT, "/security/anonymous", Some(body.clone()));
+        assert_eq!((status, v[0]["id"].clone()), (StatusCode::BAD_REQUEST, json!(format!("PARAMETER {field}"))), "{body}: {v}");
+    }
+    assert_eq!(http().get(s.url("/service/rest/v1/security/anonymous")).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+#[test]
+fn the_active_realms_are_listed_and_set_in_nexus_shape() {
+    let (_, available) = api(Method::GET, "/security/realms/available", None);
+    let ids: Vec<&str> = available.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["NexusAuthenticatingRealm", "LdapRealm", "DockerToken", "NpmToken"], "{available}");
+    let active = || api(Method::GET, "/security/realms/active", None).1;
+    assert_eq!(active(), json!(["NexusAuthenticatingRealm", "LdapRealm", "DockerToken", "NpmToken"]));
+
+    let (status, v) = api(Method::PUT, "/security/realms/active", Some(json!(["LdapRealm", "NexusAuthenticatingRealm", "DockerToken", "NpmToken"])));
+    assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(active(), json!(["LdapRealm", "NexusAuthenticatingRealm", "DockerToken", "NpmToken"]), "the order is the order logins are checked in");
+    for (body, says) in [
+        (json!(["LdapRealm", "DockerToken", "NpmToken"]), "cannot be turned off"),
+        (json!(["NexusAuthenticatingRealm", "NpmToken"]), "DockerToken cannot be turned off"),
+        (json!(["NexusAuthenticatingRealm", "ConanToken", "DockerToken", "NpmToken"]), "unknown realm \"ConanToken\""),
+        (json!(["NexusAuthenticatingRealm", "NexusAuthenticatingRealm", "DockerToken", "NpmToken"]), "listed twice"),
+        (json!("NexusAuthenticatingRealm"), "realms"),
+    ] {
+        let (status, v) = api(Method::PUT, "/security/realms/active", Some(body.clone()));
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");
+        assert!(v[0]["message"].as_str().unwrap().contains(says), "{body}: {v}");
+    }
+    // A restart keeps what the API set (it replaces the configuration's `security.realms`).
+    let (status, v) = api(Method::PUT, "/security/realms/active", Some(json!(["NexusAuthenticatingRealm", "DockerToken", "NpmToken"])));
+    assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
+    let mut node = server().server.second_node();
+    let (_, seen) = node.admin().json(Method::GET, "/service/rest/v1/security/realms/active", None);
+    assert_eq!(seen, json!(["NexusAuthenticatingRealm", "DockerToken", "NpmToken"]), "another node (or a restart) reads the API's realms");
+    node.kill();
+    let (status, _) = api(Method::PUT, "/security/realms/active", Some(json!(["NexusAuthenticatingRealm", "LdapRealm", "DockerToken", "NpmToken"])));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+}

@@ -8,6 +8,7 @@ pub mod cleanup;
 pub mod components;
 pub mod ldap;
 pub mod read_only;
+pub mod realms;
 pub mod repositories;
 pub mod search;
 pub mod security;
@@ -250,6 +251,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/security/roles/{id}", web::put().to(security::update_role))
             .route("/v1/security/roles/{id}", web::delete().to(security::delete_role))
             .route("/v1/security/privileges", web::get().to(security::list_privileges))
+            .route("/v1/security/anonymous", web::get().to(realms::get_anonymous))
+            .route("/v1/security/anonymous", web::put().to(realms::put_anonymous))
+            .route("/v1/security/realms/available", web::get().to(realms::available))
+            .route("/v1/security/realms/active", web::get().to(realms::active))
+            .route("/v1/security/realms/active", web::put().to(realms::set_active))
             .route("/v1/security/tokens", web::get().to(security::list_tokens))
             .route("/v1/security/tokens", web::post().to(security::create_token))
             .route("/v1/security/tokens/{id}", web::delete().to(security::revoke_token))

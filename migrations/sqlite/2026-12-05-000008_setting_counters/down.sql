@@ -1,4 +1,4 @@
-DELETE FROM change_counters WHERE kind = 'read_only';
+DELETE FROM change_counters WHERE kind IN ('read_only', 'security.anonymous', 'security.realms');
 DROP TRIGGER wharf_count_settings_insert;
 DROP TRIGGER wharf_count_settings_update;
 DROP TRIGGER wharf_count_settings_delete;
