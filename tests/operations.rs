@@ -225,3 +225,65 @@ fn the_active_realms_are_listed_and_set_in_nexus_shape() {
     let (status, _) = api(Method::PUT, "/security/realms/active", Some(json!(["NexusAuthenticatingRealm", "LdapRealm", "DockerToken", "NpmToken"])));
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
+
+#[test]
+fn assets_are_listed_fetched_and_deleted_in_nexus_shape() {
+    let s = &server().server;
+    let (status, v) = api(Method::POST, "/repositories/pypi/hosted", Some(json!({"name": "pypi-assets", "storage": {"blobStoreName": "default"}})));
+    assert_eq!(status.as_u16(), 201, "{v}");
+    let tmp = tempfile::tempdir().unwrap();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
+    let mut files = Vec::new();
+    for version in ["1.0", "2.0"] {
+        let out = std::process::Command::new("python3").arg(script).arg(tmp.path()).arg("asset-pkg").arg(version).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        files.extend(String::from_utf8(out.stdout).unwrap().lines().map(std::path::PathBuf::from));
+    }
+    let out = std::process::Command::new("twine")
+        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &format!("{}/repository/pypi-assets/", s.base)])
+        .args(["-u", "admin", "-p", common::ADMIN_PASSWORD])
+        .args(&files)
+        .output()
+        .expect("twine is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let (status, page) = api(Method::GET, "/assets?repository=pypi-assets", None);
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let items = page["items"].as_array().unwrap();
+    let names: std::collections::BTreeSet<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let listed: std::collections::BTreeSet<String> = items.iter().map(|a| a["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string()).collect();
+    assert_eq!(listed, names, "every uploaded file, nothing else (no metadata files): {page}");
+    let first = items.iter().find(|a| a["path"].as_str().unwrap().contains("-1.0")).unwrap().clone();
+    assert_eq!(first["repository"], json!("pypi-assets"));
+    assert_eq!(first["format"], json!("pypi"));
+    assert_eq!(first["checksum"]["sha256"].as_str().unwrap().len(), 64, "{first}");
+    assert!(first["downloadUrl"].as_str().unwrap().starts_with(&s.base), "{first}");
+
+    let id = first["id"].as_str().unwrap();
+    let (status, one) = api(Method::GET, &format!("/assets/{id}"), None);
+    assert_eq!((status, one["path"].clone()), (StatusCode::OK, first["path"].clone()), "{one}");
+    let (status, _) = api(Method::DELETE, &format!("/assets/{id}"), None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(api(Method::GET, &format!("/assets/{id}"), None).0, StatusCode::NOT_FOUND);
+    let (_, page) = api(Method::GET, "/assets?repository=pypi-assets", None);
+    assert_eq!(page["items"].as_array().unwrap().len(), items.len() - 1, "{page}");
+    // The index no longer names the file, and the file is gone.
+    let file = first["path"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+    let index = http().get(s.url("/repository/pypi-assets/simple/asset-pkg/")).basic_auth("admin", Some(common::ADMIN_PASSWORD)).send().unwrap().text().unwrap();
+    assert!(!index.contains(&file) && index.contains("2.0"), "{index}");
+    assert_eq!(http().get(first["downloadUrl"].as_str().unwrap()).basic_auth("admin", Some(common::ADMIN_PASSWORD)).send().unwrap().status(), StatusCode::NOT_FOUND);
+
+    // What is not an asset id, or another caller's business.
+    assert_eq!(api(Method::GET, "/assets/not-an-id", None).0, StatusCode::NOT_FOUND);
+    assert_eq!(api(Method::GET, "/assets?repository=pypi-assets&colour=red", None).0, StatusCode::BAD_REQUEST);
+    assert_eq!(api(Method::GET, "/assets?repository=no-such-repo", None).0, StatusCode::NOT_FOUND);
+    assert_eq!(http().get(s.url("/service/rest/v1/assets?repository=pypi-assets")).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    let second = page["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(http().delete(s.url(&format!("/service/rest/v1/assets/{second}"))).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    // Every repository's full configuration in one call.
+    let (status, all) = api(Method::GET, "/repositorySettings", None);
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let mine = all.as_array().unwrap().iter().find(|r| r["name"] == "pypi-assets").unwrap_or_else(|| panic!("{all}"));
+    assert_eq!((mine["format"].clone(), mine["type"].clone(), mine["storage"]["blobStoreName"].clone()), (json!("pypi"), json!("hosted"), json!("default")), "{mine}");
+}

@@ -1,6 +1,7 @@
 //! The admin REST API under `/service/rest/v1`, in Nexus's shapes so that scripts written
 //! for Nexus port over.
 
+pub mod assets;
 pub mod audit;
 pub mod blobstores;
 pub mod blobstores_s3;
@@ -197,6 +198,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/read-only/force-release", web::post().to(read_only::release))
             .route("/v1/system", web::get().to(status::system))
             .route("/v1/repositories", web::get().to(repositories::list))
+            .route("/v1/repositorySettings", web::get().to(repositories::settings))
             .route("/v1/repositories/{name}", web::get().to(repositories::get_summary))
             .route("/v1/repositories/{name}", web::delete().to(repositories::delete))
             .route("/v1/repositories/{name}/usage", web::get().to(repositories::usage))
@@ -209,6 +211,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/search/assets", web::get().to(search::assets))
             .route("/v1/search/assets/download", web::get().to(search::download))
             .route("/v1/search/names", web::get().to(search::names))
+            .route("/v1/assets", web::get().to(assets::list))
+            .route("/v1/assets/{id}", web::get().to(assets::get))
+            .route("/v1/assets/{id}", web::delete().to(assets::delete))
             .route("/v1/components/{id}", web::get().to(components::get))
             .route("/v1/components/{id}", web::delete().to(components::delete))
             .route("/v1/components/{id}/yank", web::post().to(components::yank))
