@@ -8,6 +8,7 @@ mod error;
 mod group;
 mod hosted;
 mod index;
+mod json_api;
 pub(crate) mod meta;
 mod model;
 mod proxy;
