@@ -28,10 +28,29 @@ pub struct Config {
     pub s3: S3Config,
     pub blob_cache: BlobCacheConfig,
     pub webhooks: WebhooksConfig,
+    pub log: LogConfig,
     /// LDAP servers from the file (`[[ldap]]`, the API's field names), asked before those added
     /// through the API; read-only there.
     #[serde(default)]
     pub ldap: Vec<crate::security::ldap::LdapServer>,
+}
+
+/// How log lines are written (to standard output; `RUST_LOG` chooses which).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line (for Loki, Elasticsearch, CloudWatch): the event's fields, and
+    /// the request id of the request it belongs to under `span`.
+    Json,
 }
 
 /// HTTPS for the main port and every repository port (`wharf cert` makes the files).
@@ -243,6 +262,7 @@ impl Default for Config {
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },
             blob_cache: BlobCacheConfig::default(),
             webhooks: WebhooksConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -264,6 +284,7 @@ const ENV_KEYS: &[&str] = &[
     "s3",
     "blob_cache",
     "webhooks",
+    "log",
     "ldap",
 ];
 

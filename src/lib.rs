@@ -9,6 +9,7 @@ pub mod http;
 pub mod janitor;
 pub mod lifecycle;
 pub mod metrics;
+pub mod read_only;
 pub mod security;
 pub mod state;
 pub mod storage;
@@ -100,6 +101,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         formats: formats(),
         listeners: Default::default(),
         started: std::time::Instant::now(),
+        read_only: Default::default(),
         meta,
         db,
         cfg: cfg.clone(),
@@ -111,6 +113,10 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         state.registry.set_read_cache(cache);
     }
     state.registry.reload(&state.db, state.meta.clone(), &state.formats).await?;
+    reload_realms(&state).await;
+    if state.read_only.refresh(&state.db).await? {
+        tracing::warn!("wharf is in read-only mode: writes are refused until an administrator releases it (POST /service/rest/v1/read-only/release)");
+    }
     check_s3_stores(&state, !state.cfg.s3.bucket.is_empty()).await?;
 
     let listener = std::net::TcpListener::bind(&cfg.listen)?;
@@ -123,6 +129,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             .wrap(middleware::from_fn(http::bound_body_idle))
             .wrap(middleware::from_fn(http::log_request))
             .wrap(middleware::from_fn(metrics::http::track))
+            .wrap(middleware::from_fn(http::request_id::tag))
             .configure(|c| http::main_routes(c, &data))
     })
     .on_connect(http::on_connect)
@@ -170,10 +177,11 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     let quota_state = state.clone();
     actix_rt::spawn(async move { lifecycle::store_usage::watch_soft_quotas(&quota_state).await });
     let flush_state = state.clone();
-    actix_rt::spawn(async move { flush_state.downloads.run().await });
+    actix_rt::spawn(async move { flush_state.downloads.run(|| flush_state.read_only.current().is_some()).await });
     webhooks::set_node(&state.tasks.node);
     let deliverer = webhooks::Deliverer::new(state.db.clone(), cfg.webhooks.clone())?;
-    actix_rt::spawn(deliverer.run());
+    let hooks_state = state.clone();
+    actix_rt::spawn(async move { deliverer.run(|| hooks_state.read_only.current().is_some()).await });
     if exit_on_stdin_eof {
         let h = handle.clone();
         std::thread::spawn(move || {
@@ -184,7 +192,9 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     }
     server.await?;
     state.listeners.stop_all().await;
-    if let Err(e) = state.downloads.flush().await {
+    if state.read_only.current().is_some() {
+        tracing::warn!("read-only mode: the download counts of this run are not written");
+    } else if let Err(e) = state.downloads.flush().await {
         tracing::warn!(error = %e, "writing download counts at shutdown");
     }
     tracing::info!("wharf stopped");
@@ -218,6 +228,7 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
                 if deaf || heard.elapsed() > SILENCE {
                     state.auth.invalidate();
                     reload_if_changed(&state).await;
+                    read_only::on_change(&state).await;
                 }
                 continue;
             }
@@ -226,7 +237,7 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
         while let Ok(c) = changes.try_recv() {
             batch.push(c);
         }
-        let (mut auth, mut config) = (false, false);
+        let (mut auth, mut config, mut read_only, mut realms) = (false, false, false, false);
         for c in batch {
             match c {
                 Change::Alive(at) => {
@@ -238,11 +249,15 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
                     deaf = false;
                     auth = true;
                     config = true;
+                    read_only = true;
+                    realms = true;
                 }
                 Change::Deaf => {
                     deaf = true;
                     auth = true;
                     config = true;
+                    read_only = true;
+                    realms = true;
                 }
                 // This node's own changes to users, roles and LDAP servers were forgotten here
                 // when they were made (after their commit; see `Authenticator::invalidate`):
@@ -257,6 +272,9 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
                 },
                 Change::Setting { key, .. } if key == repos::GENERATION_KEY => config = true,
                 Change::Setting { key, own } if key == security::ldap::SETTINGS_KEY => auth |= !own,
+                Change::Setting { key, .. } if key == db::read_only::KEY => read_only = true,
+                Change::Setting { key, own } if key == security::realms::ANONYMOUS_KEY => auth |= !own,
+                Change::Setting { key, .. } if key == security::realms::REALMS_KEY => realms = true,
                 Change::Setting { .. } => {}
                 Change::Pause { user, client, until } => state.auth.note_pause(&user, &client, until),
             }
@@ -264,6 +282,13 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
         if deaf || heard.elapsed() > SILENCE {
             auth = true;
             config = true;
+            read_only = true;
+        }
+        if read_only {
+            read_only::on_change(&state).await;
+        }
+        if realms {
+            reload_realms(&state).await;
         }
         if auth {
             state.auth.invalidate();
@@ -271,6 +296,15 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
         if config {
             reload_if_changed(&state).await;
         }
+    }
+}
+
+/// The realms set through the API, when they were: they replace the configuration's.
+async fn reload_realms(state: &AppState) {
+    match state.db.run(security::realms::stored).await {
+        Ok(Some(r)) => state.auth.set_realms(r),
+        Ok(None) => state.auth.set_realms(state.cfg.security.realms.clone()),
+        Err(e) => tracing::warn!(error = %e, "reading the active realms"),
     }
 }
 

@@ -40,23 +40,32 @@ enum Command {
     },
 }
 
+/// Log lines on standard output, as `[log] format` says.
+fn init_logging(format: wharf::config::LogFormat) {
+    // Docker clients told `--tls-verify=false` first try TLS on plain-HTTP ports; actix logs
+    // each such handshake as an unparsable request at error level. That is noise, not news.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,actix_http::h1::dispatcher=off"));
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match format {
+        // The request's span (its id) goes with every line; `current_span` alone, not the list
+        // of every enclosing span, keeps a line short.
+        wharf::config::LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).init(),
+        // Colour codes only for a terminal: a log file or journald gets plain text.
+        wharf::config::LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).init(),
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        // Docker clients told `--tls-verify=false` first try TLS on plain-HTTP ports; actix logs
-        // each such handshake as an unparsable request at error level. That is noise, not news.
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,actix_http::h1::dispatcher=off")))
-        .with_target(false)
-        // Colour codes only for a terminal: a log file or journald gets plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
-        .init();
     match cli.command {
         Command::Serve { config } => {
             let cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+            init_logging(cfg.log.format);
             let exit_on_eof = std::env::var("WHARF_EXIT_ON_STDIN_EOF").is_ok_and(|v| v == "1");
             actix_web::rt::System::new().block_on(wharf::run(cfg, exit_on_eof))
         }
         Command::Cert { names, out, days, config } => {
+            init_logging(wharf::config::LogFormat::Text);
             let cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
             let dir = out.unwrap_or_else(|| cfg.data_dir.join("tls"));
             let g = wharf::tls::generate(&dir, &names, days)?;

@@ -29,6 +29,8 @@ pub struct AppState {
     /// This node's task scheduler (its node name, and the stops of the runs it holds).
     pub tasks: crate::lifecycle::tasks::Scheduler,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// This node's copy of read-only mode (the database holds the truth: `crate::read_only`).
+    pub read_only: crate::read_only::ReadOnly,
 }
 
 impl AppState {

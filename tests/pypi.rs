@@ -436,3 +436,84 @@ fn releases_are_components_that_can_be_yanked_and_deleted() {
     // Only administrators.
     assert_eq!(http().get(format!("{}/service/rest/v1/components?repository=pypi-hosted", server().base)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
 }
+
+/// Warehouse's JSON API, as Poetry, pip-audit, dependabot and renovate read it: the latest
+/// release (the highest final one), every release's files with their digests, the release's
+/// core metadata in `info`, one version's answer, yanked releases, a group serving its member's.
+#[test]
+fn the_json_api_answers_in_warehouse_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut uploaded = Vec::new();
+    for version in ["1.0", "1.10", "2.0rc1"] {
+        let (wheel, sdist) = dist(tmp.path(), "json-api-pkg", version, &["requests>=2", "idna; extra == 'x'"]);
+        ok(twine(&[&wheel, &sdist], "admin", ADMIN_PASSWORD));
+        uploaded.push((version, wheel, sdist));
+    }
+    let get = |path: &str| {
+        let r = http().get(format!("{}{path}", repo_url().trim_end_matches('/'))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        let status = r.status();
+        (status, if status.is_success() { r.json::<Value>().unwrap() } else { Value::Null })
+    };
+    let (status, doc) = get("/pypi/JSON_API.pkg/json");
+    assert_eq!(status, StatusCode::OK);
+    let info = &doc["info"];
+    assert_eq!(info["version"], "1.10", "the highest final release, by PEP 440 (not 2.0rc1, not text order): {info}");
+    assert_eq!(info["name"], "json-api-pkg");
+    assert_eq!(info["summary"], "test package json-api-pkg");
+    assert_eq!(info["requires_python"], ">=3.8");
+    assert_eq!(info["requires_dist"], serde_json::json!(["requests>=2", "idna; extra == 'x'"]));
+    let releases = doc["releases"].as_object().unwrap();
+    assert_eq!(releases.keys().cloned().collect::<std::collections::BTreeSet<_>>(), ["1.0", "1.10", "2.0rc1"].map(String::from).into());
+    let urls = doc["urls"].as_array().unwrap();
+    assert_eq!(urls.len(), 2, "the wheel and the sdist of 1.10: {doc}");
+    let (_, wheel, sdist) = &uploaded[1];
+    for (file, kind, py) in [(wheel, "bdist_wheel", "py3"), (sdist, "sdist", "source")] {
+        let name = file.file_name().unwrap().to_str().unwrap();
+        let u = urls.iter().find(|u| u["filename"] == name).unwrap_or_else(|| panic!("{name} in {doc}"));
+        assert_eq!(u["digests"]["sha256"], sha256_of(file));
+        assert_eq!(u["size"], std::fs::metadata(file).unwrap().len());
+        assert_eq!((u["packagetype"].as_str().unwrap(), u["python_version"].as_str().unwrap()), (kind, py));
+        assert_eq!(u["yanked"], false);
+        // The URL serves the very file.
+        let body = http().get(u["url"].as_str().unwrap()).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().bytes().unwrap();
+        assert_eq!(hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)), sha256_of(file));
+    }
+
+    // One version: its files, no `releases`; versions compare as PEP 440 says.
+    let (status, one) = get("/pypi/json-api-pkg/2.0rc1/json");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["info"]["version"], "2.0rc1");
+    assert!(one.get("releases").is_none(), "{one}");
+    assert_eq!(get("/pypi/json-api-pkg/1.0.0/json").1["info"]["version"], "1.0");
+    assert_eq!(get("/pypi/json-api-pkg/9.9/json").0, StatusCode::NOT_FOUND);
+    assert_eq!(get("/pypi/no-such-project/json").0, StatusCode::NOT_FOUND);
+
+    // A yanked release is not the latest any more, and says so.
+    let id = component_id("json-api-pkg", "1.10");
+    let r = server()
+        .admin()
+        .request(reqwest::Method::POST, &format!("/service/rest/v1/components/{id}/yank"))
+        .json(&serde_json::json!({"reason": "broken"}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    assert_eq!(get("/pypi/json-api-pkg/json").1["info"]["version"], "1.0");
+    let yanked = get("/pypi/json-api-pkg/1.10/json").1;
+    assert_eq!((yanked["info"]["yanked"].clone(), yanked["info"]["yanked_reason"].clone()), (serde_json::json!(true), serde_json::json!("broken")), "{yanked}");
+
+    // Through a group: the member's answer under the group's URLs.
+    let r = server()
+        .admin()
+        .request(reqwest::Method::POST, "/service/rest/v1/repositories/pypi/group")
+        .json(&serde_json::json!({"name": "pypi-json-group", "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["pypi-hosted"]}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let via = http().get(server().url("/repository/pypi-json-group/pypi/json-api-pkg/json")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(via.status(), StatusCode::OK);
+    let via: Value = via.json().unwrap();
+    assert_eq!(via["info"]["summary"], "test package json-api-pkg");
+    assert!(via["urls"][0]["url"].as_str().unwrap().contains("/repository/pypi-json-group/packages/json-api-pkg/"), "{via}");
+    // Readers only.
+    assert_eq!(http().get(server().url("/repository/pypi-hosted/pypi/json-api-pkg/json")).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+}

@@ -1238,13 +1238,49 @@ async function renderTasks(id) {
   show(...nodes);
 }
 
+/// Read-only mode, said at the top of every page while it lasts (everyone sees it: their writes
+/// would be refused).
+async function showFrozen() {
+  const banner = document.getElementById("frozen");
+  let ro = null;
+  try { ro = await api("GET", "/read-only"); } catch (_) { /* signed out meanwhile: nothing to say */ }
+  const frozen = ro && ro.frozen;
+  banner.hidden = !frozen;
+  banner.replaceChildren(...(frozen ? [t("readonly.banner", when(ro.frozenAt)), ro.reason ? " " : "", userText(ro.reason)] : []));
+  return ro;
+}
+
+/// The System page's read-only card: freeze (with an optional reason) or release.
+function readOnlyCard(ro) {
+  const act = async (path, body) => {
+    try {
+      await api("POST", path, body);
+      state.flash = t(body ? "readonly.frozen" : "readonly.released");
+      await showFrozen();
+      await renderSystem();
+    } catch (e) { failure(e); }
+  };
+  if (ro.frozen) {
+    const release = h("button", { type: "button", text: t("readonly.release") });
+    release.addEventListener("click", () => act("/read-only/release"));
+    return h("div", { class: "card" }, h("h2", { text: t("readonly.title") }),
+      h("p", {}, t("readonly.since", ro.frozenBy || "—", when(ro.frozenAt)), ro.reason ? " " : "", userText(ro.reason)), h("div", { class: "actions" }, release));
+  }
+  const reason = h("input", { type: "text", name: "reason", maxlength: "500" });
+  const freeze = h("button", { type: "submit", class: "secondary", text: t("readonly.freeze") });
+  const form = h("form", {}, field(t("readonly.reason"), reason, "reason"), h("div", { class: "actions" }, freeze));
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); act("/read-only/freeze", { reason: reason.value }); });
+  return h("div", { class: "card" }, h("h2", { text: t("readonly.title") }), h("p", { text: t("readonly.explain") }), form);
+}
+
 async function renderSystem() {
-  const [checks, sys] = await Promise.all([api("GET", "/status/check"), api("GET", "/system")]);
+  const [checks, sys, ro] = await Promise.all([api("GET", "/status/check"), api("GET", "/system"), api("GET", "/read-only")]);
   const rows = Object.entries(checks).map(([name, c]) => [name, c.healthy ? h("span", { class: "ok", text: "✓ " + t("dash.healthy") }) : h("span", { class: "error", text: "✗" }), serverText(c.message || "")]);
   const facts = [[t("system.version"), `wharf ${sys.version}`], [t("system.node"), `${sys.node} (${sys.host})`], [t("system.started"), when(sys.startedAt)],
     [t("system.uptime"), t("system.seconds", sys.uptimeSeconds)], [t("system.database"), sys.database]];
   show(h("h1", { text: t("nav.system") }), factList(facts),
     h("h2", { text: t("system.nodes") }), table([t("system.node"), t("system.address")], sys.nodes.map((n) => [h("code", { text: n.node }), n.address || "—"])),
+    readOnlyCard(ro),
     h("h2", { text: t("system.checks") }), table([t("system.check"), t("status"), t("tasks.message")], rows));
 }
 
@@ -1395,6 +1431,7 @@ async function draw() {
     .sort((a, b) => routeOf(b).length - routeOf(a).length)[0];
   links.forEach((a) => { if (a === current) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current"); });
   const parts = path.split("/");
+  showFrozen();
   if (!state.admin && (ADMIN_ONLY.includes(parts[0]) || ADMIN_ONLY.includes(parts.slice(0, 2).join("/")) || parts[2] === "edit")) {
     return show(h("h1", { text: t("forbidden") }));
   }

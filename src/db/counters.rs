@@ -51,7 +51,9 @@ pub fn watch(db: Db) -> UnboundedReceiver<Change> {
                         Ok(p) => changes.extend(p.into_iter().map(|(user, client, until)| Change::Pause { user, client, until })),
                         Err(_) => changes.push(Change::Everything),
                     },
-                    "config.generation" | "ldap.servers" => changes.push(Change::Setting { key: kind, own: false }),
+                    "config.generation" | "ldap.servers" | "read_only" | "security.anonymous" | "security.realms" => {
+                        changes.push(Change::Setting { key: kind, own: false })
+                    }
                     _ => changes.push(Change::Table { table: kind, own: false }),
                 }
             }

@@ -453,6 +453,7 @@ fn passes(conn: &mut AnyConnection, check: &Check) -> QueryResult<bool> {
 enum Refused {
     Check(usize),
     BlobGone(String),
+    ReadOnly(String),
 }
 
 /// Applies a batch inside the caller's transaction, or nothing of it: a check failed, or an
@@ -629,7 +630,13 @@ impl MetaStore for SqlMeta {
         let outcome = loop {
             attempt += 1;
             let b = batch.clone();
-            match self.db.write(move |conn| Ok(apply(conn, &b.0, &b.1, &b.2)?)).await {
+            let write = move |conn: &mut AnyConnection| {
+                if let Some(f) = super::read_only::guard(conn)? {
+                    return Ok(Err(Refused::ReadOnly(f.message())));
+                }
+                Ok(apply(conn, &b.0, &b.1, &b.2)?)
+            };
+            match self.db.write(write).await {
                 Err(DbError::Query(e)) if is_unique_violation(&e) && attempt < 5 => continue,
                 other => break other.map_err(backend)?,
             }
@@ -644,12 +651,17 @@ impl MetaStore for SqlMeta {
             }
             Err(Refused::Check(i)) => Err(MetaError::CheckFailed(i)),
             Err(Refused::BlobGone(d)) => Err(MetaError::BlobGone(d)),
+            Err(Refused::ReadOnly(m)) => Err(MetaError::ReadOnly(m)),
         }
     }
 
     async fn upload_create(&self, u: UploadRow) -> Result<(), MetaError> {
-        self.db
+        let frozen = self
+            .db
             .write(move |conn| {
+                if let Some(f) = super::read_only::guard(conn)? {
+                    return Ok(Some(f.message()));
+                }
                 let row = UploadDbRow {
                     id: u.id.clone(),
                     repository_id: u.repo,
@@ -662,10 +674,11 @@ impl MetaStore for SqlMeta {
                     owner: u.owner.clone(),
                 };
                 diesel::insert_into(uploads::table).values(&row).execute(conn)?;
-                Ok(())
+                Ok(None)
             })
             .await
-            .map_err(backend)
+            .map_err(backend)?;
+        frozen.map_or(Ok(()), |m| Err(MetaError::ReadOnly(m)))
     }
 
     async fn upload_get(&self, id: &str) -> Result<Option<UploadRow>, MetaError> {

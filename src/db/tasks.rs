@@ -112,6 +112,11 @@ pub fn due(conn: &mut AnyConnection, now: i64) -> QueryResult<Vec<String>> {
         .load(conn)
 }
 
+/// The names of the tasks running now, on any node.
+pub fn running(conn: &mut AnyConnection, now: i64) -> QueryResult<Vec<String>> {
+    tasks::table.filter(tasks::run_id.is_not_null()).filter(tasks::lease_until.ge(now)).select(tasks::name).load(conn)
+}
+
 /// A run about to start.
 pub struct Claim<'a> {
     pub run_id: &'a str,

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod listeners;
 pub mod mount;
+pub mod request_id;
 pub mod token;
 pub mod ui;
 

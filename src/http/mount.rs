@@ -180,6 +180,11 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
     if !r.config.online {
         return HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!("repository {repo} is offline\n"));
     }
+    if let Some(freeze) = state.read_only.current() {
+        if let Some(refusal) = state.format(&r.config.format).and_then(|f| f.refuse_write(&req, &path, &freeze.message())) {
+            return refusal;
+        }
+    }
     let principal = state.auth.principal(&req).await;
     let origin = origin(&req);
     let initiator = crate::webhooks::initiator_of(principal.user.as_deref(), &client(&req));

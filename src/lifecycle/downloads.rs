@@ -116,12 +116,16 @@ impl DownloadLog {
     }
 
     /// Flushes every [`FLUSH_INTERVAL`], or at once when many assets wait; runs for the life of
-    /// the server.
-    pub async fn run(&self) {
+    /// the server. Not while `paused()` says so (read-only mode): the counts wait, within the
+    /// map's bound.
+    pub async fn run(&self, paused: impl Fn() -> bool) {
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(FLUSH_INTERVAL) => {}
                 _ = self.full.notified() => {}
+            }
+            if paused() {
+                continue;
             }
             if let Err(e) = self.flush().await {
                 tracing::warn!(error = %e, "writing download counts; kept for the next flush");

@@ -101,6 +101,9 @@ pub enum TaskError {
     Lost(String),
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// Read-only mode: no task starts (the message says since when and why).
+    #[error("{0}")]
+    ReadOnly(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -247,6 +250,15 @@ async fn run_format_task(state: &AppState, format: &str, type_id: &str, props: &
 pub struct Scheduler {
     pub node: String,
     local: Mutex<HashMap<String, Stop>>,
+}
+
+impl Scheduler {
+    /// Asks every run this node holds to stop (each records itself as canceled).
+    pub fn stop_all(&self) {
+        for stop in self.local.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            stop.request();
+        }
+    }
 }
 
 impl Default for Scheduler {
@@ -401,6 +413,10 @@ struct Launch {
 /// Claims the task for a run on this node and starts the run; `false` if someone else holds it
 /// (or, with `due_only`, it is no longer due).
 async fn launch(state: &web::Data<AppState>, id: &str, how: Launch) -> Result<bool, TaskError> {
+    // Scheduled runs wait: they are still due once the server is released.
+    if let Some(f) = state.read_only.current() {
+        return if how.due_only { Ok(false) } else { Err(TaskError::ReadOnly(f.message())) };
+    }
     let run_id = uuid::Uuid::new_v4().to_string();
     let (key, node, rid, trig, due_only) = (id.to_string(), state.tasks.node.clone(), run_id.clone(), how.trigger, how.due_only);
     let now = now_millis();

@@ -178,7 +178,7 @@ impl LdapServer {
         Ok(())
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("{}://{}:{}", self.protocol, self.host, self.port)
     }
 

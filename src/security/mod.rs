@@ -3,6 +3,7 @@
 pub mod ldap;
 pub mod password;
 pub mod principal;
+pub mod realms;
 pub mod roles;
 pub mod secrets;
 pub mod token;

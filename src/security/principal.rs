@@ -82,8 +82,9 @@ pub struct Authenticator {
     /// bump is not remembered after it: a login checked against the old roles while they
     /// changed must not outlive the change in the cache.
     epoch: AtomicU64,
-    /// `local`, `ldap`: the realms that are on.
-    realms: Vec<String>,
+    /// `local`, `ldap`: the realms that are on (the configuration's, or the API's once set
+    /// there: see `security::realms`).
+    realms: std::sync::RwLock<Vec<String>>,
     cache_ttl: Duration,
     /// LDAP servers from the configuration file, asked before the API's.
     config_ldap: Vec<ldap::LdapServer>,
@@ -131,7 +132,7 @@ impl Authenticator {
             lockout,
             pauses: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
-            realms: vec!["local".into(), "ldap".into()],
+            realms: std::sync::RwLock::new(vec!["local".into(), "ldap".into()]),
             cache_ttl: CACHE_TTL,
             config_ldap: Vec::new(),
             metrics: Arc::default(),
@@ -147,7 +148,7 @@ impl Authenticator {
     /// The realms that are on and how long verified logins are remembered (the configuration's
     /// `security.realms` and `security.login_cache_secs`).
     pub fn with_realms(mut self, realms: Vec<String>, cache_ttl: Duration, config_ldap: Vec<ldap::LdapServer>) -> Authenticator {
-        self.realms = realms;
+        self.realms = std::sync::RwLock::new(realms);
         self.cache_ttl = cache_ttl;
         self.config_ldap = config_ldap;
         self
@@ -159,7 +160,24 @@ impl Authenticator {
     }
 
     fn realm_on(&self, realm: Realm) -> bool {
-        self.realms.iter().any(|r| r == realm.as_str())
+        self.realms.read().unwrap_or_else(|e| e.into_inner()).iter().any(|r| r == realm.as_str())
+    }
+
+    pub fn realms(&self) -> Vec<String> {
+        self.realms.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Turns realms on or off from now (remembered logins of a realm turned off are forgotten).
+    pub fn set_realms(&self, realms: Vec<String>) {
+        let changed = {
+            let mut r = self.realms.write().unwrap_or_else(|e| e.into_inner());
+            let changed = *r != realms;
+            *r = realms;
+            changed
+        };
+        if changed {
+            self.invalidate();
+        }
     }
 
     /// Whether password checks for `user` from `client` are paused now, as far as this node
@@ -258,10 +276,20 @@ impl Authenticator {
         }
         let formats = self.formats.clone();
         let epoch = self.epoch();
-        let resolved =
-            self.db.run(move |conn| Ok(roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &users::roles(conn)?, &formats))).await.unwrap_or_default();
-        // `nx-all` on the anonymous role is refused when it is set; ignore it if it got there.
-        let p = Principal { access: Access::Anonymous(Arc::from(resolved.repo)), ..Principal::anonymous() };
+        let read = self
+            .db
+            .run(move |conn| {
+                let on = super::realms::anonymous_enabled(conn)?;
+                Ok((on, roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &users::roles(conn)?, &formats)))
+            })
+            .await;
+        let p = match read {
+            // Anonymous access turned off: nothing is granted, so every protocol asks to sign in.
+            Ok((false, _)) => rejected(),
+            // `nx-all` on the anonymous role is refused when it is set; ignore it if it got there.
+            Ok((true, resolved)) => Principal { access: Access::Anonymous(Arc::from(resolved.repo)), ..Principal::anonymous() },
+            Err(_) => Principal { access: Access::Anonymous(Arc::from(Vec::new())), ..Principal::anonymous() },
+        };
         let mut cached = self.anonymous.lock().unwrap_or_else(|e| e.into_inner());
         if self.epoch() == epoch {
             *cached = Some((p.clone(), Instant::now()));

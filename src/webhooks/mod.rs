@@ -118,10 +118,18 @@ impl Deliverer {
         (self.cfg.timeout_secs.max(1) as i64 * 1000) * 2 + 30_000
     }
 
-    /// Claims and delivers due deliveries until the process ends.
-    pub async fn run(self) {
+    /// Claims and delivers due deliveries until the process ends; none while `paused` (read-only
+    /// mode: the database is kept still for a backup, and deliveries wait for the release).
+    pub async fn run(self, paused: impl Fn() -> bool) {
         let mut swept = Instant::now() - SWEEP;
         loop {
+            if paused() {
+                tokio::select! {
+                    _ = WAKE.notified() => {}
+                    _ = tokio::time::sleep(POLL) => {}
+                }
+                continue;
+            }
             let (node, lease) = (node().to_string(), self.lease_ms());
             let claimed = self.db.write(move |c| rows::claim(c, &node, wharf_format::now_millis(), lease, BATCH)).await;
             match claimed {

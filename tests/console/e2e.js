@@ -471,6 +471,24 @@ async function main() {
       check(/wharf \d+\.\d+\.\d+/.test(await page.textContent("main dl")), "and the version");
       check((await page.locator("main table").first().locator("tbody tr").count()) === 1, "one node on SQLite");
       await noPlaceholders(page, "the system page");
+      // Read-only mode: frozen from the system page with a reason, said on every page, a change
+      // refused in words; released again.
+      await page.getByLabel("Reason (optional)").fill("ui backup");
+      await page.getByRole("button", { name: "Freeze (read-only)" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("wharf is read-only now."));
+      await view(page, "");
+      await page.waitForFunction(() => !document.getElementById("frozen").hidden);
+      const banner = await page.textContent("#frozen");
+      check(banner.includes("Read-only mode since") && banner.includes("ui backup"), `the banner says so, with the reason: ${banner}`);
+      await shot(page, "read-only");
+      const refused = await page.evaluate(async () => {
+        try { await api("POST", "/repositories/pypi/hosted", { name: "ui-frozen", storage: { blobStoreName: "default" } }); return "created"; } catch (e) { return e.message; }
+      });
+      check(refused.startsWith("wharf is in read-only mode"), `a change is refused in words: ${refused}`);
+      await view(page, "system");
+      await page.getByRole("button", { name: "Release" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("wharf takes writes again."));
+      check(await page.locator("#frozen").isHidden(), "no banner once released");
       // In Chinese, every page the console draws is Chinese but for names and code.
       await page.selectOption("#lang", "zh-CN");
       const english = [];

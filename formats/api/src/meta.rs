@@ -173,6 +173,11 @@ pub enum MetaError {
     /// The database has no room left to write.
     #[error("the metadata database is out of space")]
     NoSpace,
+    /// The server is in read-only mode (an administrator froze it, e.g. for a backup): no write
+    /// commits. The message says so, since when and why; formats refuse in their protocol's
+    /// shape with it, as for a quota.
+    #[error("{0}")]
+    ReadOnly(String),
     #[error("metadata store: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
 }

@@ -144,6 +144,15 @@ pub trait Format: Send + Sync + 'static {
         &[]
     }
 
+    /// The server is in read-only mode (`message` says since when and why): answers a request
+    /// to one of this format's repositories that would write (`path` as in [`RepoCtx::path`])
+    /// with the protocol's refusal, or `None` to let it through because it only reads. This
+    /// tells a client before it sends its bytes; a write that gets through anyway is refused
+    /// when it commits ([`crate::MetaError::ReadOnly`]).
+    fn refuse_write(&self, _req: &HttpRequest, _path: &str, _message: &str) -> Option<HttpResponse> {
+        None
+    }
+
     /// Serves a request under [`Format::root_path`] that names no repository.
     async fn handle_root(&self, _ctx: RootCtx, _req: HttpRequest) -> Option<HttpResponse> {
         None

@@ -52,6 +52,9 @@ pub enum DockerError {
     QuotaExceeded(#[from] QuotaExceeded),
     #[error("insufficient storage: {0}")]
     NoSpace(String),
+    /// The server is in read-only mode: pushes and deletes are refused, pulls go on.
+    #[error("{0}")]
+    ReadOnly(String),
     /// A metadata batch failed; callers match `CheckFailed` to say which precondition.
     #[error("metadata: {0}")]
     Meta(#[source] MetaError),
@@ -84,7 +87,8 @@ impl DockerError {
             BlobRangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),
             ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             TagImmutable(_) => (StatusCode::FORBIDDEN, "DENIED"),
-            QuotaExceeded(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            // Not a 5xx: clients retry those, and this lasts until an administrator acts.
+            QuotaExceeded(_) | ReadOnly(_) => (StatusCode::FORBIDDEN, "DENIED"),
             // 405 is the spec's answer for a delete the registry will not do.
             BlobInUse { .. } | ManifestInUse { .. } => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             NoSpace(_) | Meta(MetaError::NoSpace) => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
@@ -148,6 +152,7 @@ impl From<MetaError> for DockerError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::NoSpace => DockerError::NoSpace(e.to_string()),
+            MetaError::ReadOnly(m) => DockerError::ReadOnly(m),
             e => DockerError::Internal(Box::new(e)),
         }
     }

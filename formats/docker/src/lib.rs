@@ -90,6 +90,12 @@ impl Format for Docker {
         config::GroupSettings::parse(config.attributes.get("group"))?.check_references(config, repos)
     }
 
+    fn refuse_write(&self, req: &HttpRequest, _path: &str, message: &str) -> Option<HttpResponse> {
+        // Every write of the registry API is a POST, PUT, PATCH or DELETE; reads are GET and HEAD.
+        let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+        (!reads).then(|| error::respond(Err(error::DockerError::ReadOnly(message.to_string()))))
+    }
+
     async fn handle_root(&self, ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {
         root::handle(ctx, req).await
     }

@@ -28,6 +28,9 @@ pub enum NpmError {
     QuotaExceeded(#[from] QuotaExceeded),
     #[error("insufficient storage: {0}")]
     NoSpace(String),
+    /// The server is in read-only mode: publishes, dist-tags and logins are refused, installs go on.
+    #[error("{0}")]
+    ReadOnly(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -37,7 +40,7 @@ impl NpmError {
         let status = match self {
             NpmError::BadRequest(_) => StatusCode::BAD_REQUEST,
             NpmError::Unauthorized => StatusCode::UNAUTHORIZED,
-            NpmError::Forbidden(_) | NpmError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
+            NpmError::Forbidden(_) | NpmError::QuotaExceeded(_) | NpmError::ReadOnly(_) => StatusCode::FORBIDDEN,
             NpmError::NotFound => StatusCode::NOT_FOUND,
             NpmError::Conflict(_) => StatusCode::CONFLICT,
             NpmError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -61,6 +64,7 @@ impl From<MetaError> for NpmError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::NoSpace => NpmError::NoSpace(e.to_string()),
+            MetaError::ReadOnly(m) => NpmError::ReadOnly(m),
             e => NpmError::Internal(Box::new(e)),
         }
     }

@@ -56,6 +56,13 @@ impl Format for Npm {
         g.refuse_nested(config, repos)
     }
 
+    fn refuse_write(&self, req: &actix_web::HttpRequest, path: &str, message: &str) -> Option<actix_web::HttpResponse> {
+        use actix_web::http::Method;
+        // An audit is a POST that only reads.
+        let reads = matches!(*req.method(), Method::GET | Method::HEAD) || matches!(routes::parse(path), Some(routes::Endpoint::Audit(_)));
+        (!reads).then(|| error::NpmError::ReadOnly(message.to_string()).to_response())
+    }
+
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {
         Ok(match config.kind {
             Kind::Hosted => Arc::new(hosted::Hosted::new(config, env)),

@@ -135,6 +135,22 @@ pub fn field<'a>(metadata: &'a str, name: &str) -> Option<&'a str> {
     None
 }
 
+/// Every value of a header field of core metadata (fields such as Requires-Dist repeat).
+pub fn fields<'a>(metadata: &'a str, name: &str) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    for line in metadata.lines() {
+        if line.is_empty() {
+            break; // the long description starts here
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if !k.starts_with([' ', '\t']) && k.trim().eq_ignore_ascii_case(name) && !v.trim().is_empty() {
+                out.push(v.trim());
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -29,7 +29,7 @@ pub(crate) async fn describe(meta: &dyn MetaStore, blobs: &BlobStore, repo: i64,
         }
     }
     if let Some(text) = metadata {
-        let one = |k: &str| headers(&text, k).into_iter().next().map(str::to_string);
+        let one = |k: &str| archive::fields(&text, k).into_iter().next().map(str::to_string);
         if out["summary"].is_null() {
             out["summary"] = json!(one("Summary"));
         }
@@ -39,8 +39,8 @@ pub(crate) async fn describe(meta: &dyn MetaStore, blobs: &BlobStore, repo: i64,
         out["author"] = json!(one("Author").or_else(|| one("Author-email")));
         out["license"] = json!(one("License-Expression").or_else(|| one("License")));
         out["homePage"] = json!(one("Home-page"));
-        out["requiresDist"] = json!(headers(&text, "Requires-Dist"));
-        out["projectUrls"] = json!(headers(&text, "Project-URL"));
+        out["requiresDist"] = json!(archive::fields(&text, "Requires-Dist"));
+        out["projectUrls"] = json!(archive::fields(&text, "Project-URL"));
         out["metadataVersion"] = json!(one("Metadata-Version"));
     }
     Ok(out)
@@ -84,29 +84,13 @@ async fn core_metadata(meta: &dyn MetaStore, blobs: &BlobStore, repo: i64, file:
     }
 }
 
-/// Every value of a header field of core metadata (fields such as Requires-Dist repeat).
-fn headers<'a>(metadata: &'a str, name: &str) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    for line in metadata.lines() {
-        if line.is_empty() {
-            break; // the long description starts here
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if !k.starts_with([' ', '\t']) && k.trim().eq_ignore_ascii_case(name) && !v.trim().is_empty() {
-                out.push(v.trim());
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn repeated_headers_are_all_read_and_the_body_is_not() {
         let m = "Metadata-Version: 2.1\nName: p\nRequires-Dist: a\nRequires-Dist: b>=1\nSummary: s\n\nRequires-Dist: in the README\n";
-        assert_eq!(super::headers(m, "requires-dist"), vec!["a", "b>=1"]);
-        assert_eq!(super::headers(m, "Summary"), vec!["s"]);
-        assert!(super::headers(m, "License").is_empty());
+        assert_eq!(super::archive::fields(m, "requires-dist"), vec!["a", "b>=1"]);
+        assert_eq!(super::archive::fields(m, "Summary"), vec!["s"]);
+        assert!(super::archive::fields(m, "License").is_empty());
     }
 }

@@ -31,6 +31,9 @@ pub enum PypiError {
     QuotaExceeded(#[from] QuotaExceeded),
     #[error("insufficient storage: {0}")]
     NoSpace(String),
+    /// The server is in read-only mode: uploads are refused, downloads go on.
+    #[error("{0}")]
+    Frozen(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -40,7 +43,7 @@ impl PypiError {
         let status = match self {
             PypiError::BadRequest(_) | PypiError::FileExists(_) => StatusCode::BAD_REQUEST,
             PypiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            PypiError::Forbidden(_) | PypiError::QuotaExceeded(_) => StatusCode::FORBIDDEN,
+            PypiError::Forbidden(_) | PypiError::QuotaExceeded(_) | PypiError::Frozen(_) => StatusCode::FORBIDDEN,
             PypiError::NotFound => StatusCode::NOT_FOUND,
             PypiError::MethodNotAllowed | PypiError::ReadOnly(_) => StatusCode::METHOD_NOT_ALLOWED,
             PypiError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -55,9 +58,11 @@ impl PypiError {
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#));
         }
-        if let PypiError::QuotaExceeded(e) = self {
-            res.reason(reason_phrase(&e.to_string()));
-        }
+        match self {
+            PypiError::QuotaExceeded(_) => res.reason(reason_phrase(&self.to_string(), "Quota exceeded")),
+            PypiError::Frozen(_) => res.reason(reason_phrase(&self.to_string(), "Read-only mode")),
+            _ => &mut res,
+        };
         res.content_type("text/plain; charset=utf-8").body(format!("{}\n", self))
     }
 }
@@ -67,10 +72,10 @@ const REASONS_KEPT: usize = 256;
 
 /// twine prints a refused upload's status line (`403 Client Error: <reason> for url: ...`) and
 /// shows the body only with `--verbose`; Warehouse puts its upload errors in the reason phrase
-/// for that reason, and so does wharf for a quota. actix takes a `&'static str` there, so
-/// phrases are interned: at most [`REASONS_KEPT`] distinct ones, then a fixed one, so refusals
+/// for that reason, and so does wharf for a quota or read-only mode. actix takes a `&'static str` there, so
+/// phrases are interned: at most [`REASONS_KEPT`] distinct ones, then `fallback`, so refusals
 /// cannot grow memory without bound.
-fn reason_phrase(message: &str) -> &'static str {
+fn reason_phrase(message: &str, fallback: &'static str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};
     static KEPT: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
@@ -81,7 +86,7 @@ fn reason_phrase(message: &str) -> &'static str {
         return p;
     }
     if kept.len() >= REASONS_KEPT {
-        return "Quota exceeded";
+        return fallback;
     }
     let p: &'static str = Box::leak(phrase.into_boxed_str());
     kept.insert(p);
@@ -101,6 +106,7 @@ impl From<MetaError> for PypiError {
     fn from(e: MetaError) -> Self {
         match e {
             MetaError::NoSpace => PypiError::NoSpace(e.to_string()),
+            MetaError::ReadOnly(m) => PypiError::Frozen(m),
             e => PypiError::Internal(Box::new(e)),
         }
     }
@@ -130,7 +136,7 @@ mod tests {
         let res = e.to_response();
         assert_eq!(res.status(), StatusCode::FORBIDDEN);
         assert_eq!(res.head().reason(), "quota exceeded: repository pypi-q holds 10 bytes and its hard quota is 5 bytes");
-        assert!(std::ptr::eq(reason_phrase("same\r\nline"), reason_phrase("same\r\nline")), "interned once");
-        assert_eq!(reason_phrase("same\r\nline"), "same??line");
+        assert!(std::ptr::eq(reason_phrase("same\r\nline", "x"), reason_phrase("same\r\nline", "x")), "interned once");
+        assert_eq!(reason_phrase("same\r\nline", "x"), "same??line");
     }
 }

@@ -85,6 +85,14 @@ impl Group {
                 let src = source_of(&owner).ok_or(PypiError::NotFound)?;
                 src.serve(&normalized, &filename, m == Method::HEAD).await
             }
+            // The member that owns the project answers, under the group's URLs.
+            Endpoint::Json { project, version } if read => {
+                let normalized = normalize(&project);
+                source::authorize(ctx, Action::Read, &normalized)?;
+                let (owner, _) = self.owner(&normalized).await?.ok_or(PypiError::NotFound)?;
+                let src = source_of(&owner).ok_or(PypiError::NotFound)?;
+                crate::json_api::answer(src, &base_url(ctx, &self.cfg.name), &normalized, version.as_deref()).await
+            }
             Endpoint::Upload => Err(PypiError::MethodNotAllowed),
             _ => Err(PypiError::MethodNotAllowed),
         }

@@ -111,6 +111,11 @@ impl Hosted {
             Endpoint::Index if read => self.index(ctx, req).await,
             Endpoint::Project(p) if read => self.project(ctx, req, &p).await,
             Endpoint::File { project, filename } if read => self.download(ctx, &project, &filename, m == Method::HEAD).await,
+            Endpoint::Json { project, version } if read => {
+                let normalized = normalize(&project);
+                self.authorize(ctx, Action::Read, &normalized)?;
+                crate::json_api::answer(self, &base_url(ctx, &self.cfg.name), &normalized, version.as_deref()).await
+            }
             _ => Err(PypiError::MethodNotAllowed),
         }
     }

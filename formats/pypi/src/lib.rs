@@ -8,6 +8,7 @@ mod error;
 mod group;
 mod hosted;
 mod index;
+mod json_api;
 pub(crate) mod meta;
 mod model;
 mod proxy;
@@ -30,6 +31,12 @@ impl Format for Pypi {
 
     fn kinds(&self) -> &'static [Kind] {
         &[Kind::Hosted, Kind::Proxy, Kind::Group]
+    }
+
+    fn refuse_write(&self, req: &actix_web::HttpRequest, _path: &str, message: &str) -> Option<actix_web::HttpResponse> {
+        // An upload is the one request that writes (a POST); pip only reads.
+        let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+        (!reads).then(|| error::PypiError::Frozen(message.to_string()).to_response())
     }
 
     fn validate(&self, kind: Kind, attributes: &serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {

@@ -97,6 +97,13 @@ impl Proxy {
                 source::authorize(ctx, Action::Read, &normalized)?;
                 self.serve(&normalized, &filename, m == Method::HEAD).await
             }
+            // Built from the upstream's project page like the Simple API's, not fetched from an
+            // upstream JSON API (which a Simple-only upstream does not have).
+            Endpoint::Json { project, version } if read => {
+                let normalized = normalize(&project);
+                source::authorize(ctx, Action::Read, &normalized)?;
+                crate::json_api::answer(self, &base_url(ctx, &self.cfg.name), &normalized, version.as_deref()).await
+            }
             Endpoint::Upload => Err(PypiError::ReadOnly(format!("{} is a proxy repository: it is read-only", self.cfg.name))),
             _ => Err(PypiError::MethodNotAllowed),
         }

@@ -11,6 +11,8 @@ pub enum Endpoint {
     Project(String),
     /// `/packages/<project>/<file>`
     File { project: String, filename: String },
+    /// `/pypi/<project>/json` and `/pypi/<project>/<version>/json` (Warehouse's JSON API)
+    Json { project: String, version: Option<String> },
 }
 
 pub fn parse(path: &str) -> Option<Endpoint> {
@@ -20,6 +22,10 @@ pub fn parse(path: &str) -> Option<Endpoint> {
         ["simple"] | ["simple", ""] => Some(Endpoint::Index),
         ["simple", p] | ["simple", p, ""] if !p.is_empty() => Some(Endpoint::Project(p.to_string())),
         ["packages", p, f] if !p.is_empty() && !f.is_empty() => Some(Endpoint::File { project: p.to_string(), filename: f.to_string() }),
+        ["pypi", p, "json"] | ["pypi", p, "json", ""] if !p.is_empty() => Some(Endpoint::Json { project: p.to_string(), version: None }),
+        ["pypi", p, v, "json"] | ["pypi", p, v, "json", ""] if !p.is_empty() && !v.is_empty() && *v != ".." => {
+            Some(Endpoint::Json { project: p.to_string(), version: Some(v.to_string()) })
+        }
         _ => None,
     }
 }
@@ -37,5 +43,8 @@ mod tests {
         assert_eq!(parse("/packages/x/x-1.0.tar.gz"), Some(Endpoint::File { project: "x".into(), filename: "x-1.0.tar.gz".into() }));
         assert_eq!(parse("/packages/x/../y"), None);
         assert_eq!(parse("/other"), None);
+        assert_eq!(parse("/pypi/My_Pkg/json"), Some(Endpoint::Json { project: "My_Pkg".into(), version: None }));
+        assert_eq!(parse("/pypi/x/1.0/json/"), Some(Endpoint::Json { project: "x".into(), version: Some("1.0".into()) }));
+        assert_eq!(parse("/pypi/x/1.0"), None);
     }
 }

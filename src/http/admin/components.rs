@@ -20,11 +20,6 @@ pub(crate) fn component_id(repo: &str, name: &str, version: &str) -> String {
     B64.encode(format!("{repo}\n{name}\n{version}"))
 }
 
-/// The components API's id of an asset (its repository and path).
-pub(crate) fn asset_id(repo: &str, path: &str) -> String {
-    B64.encode(format!("{repo}\n{path}"))
-}
-
 fn parse_id(id: &str) -> Option<(String, String, String)> {
     let raw = String::from_utf8(B64.decode(id).ok()?).ok()?;
     let mut parts = raw.splitn(3, '\n');
@@ -55,26 +50,41 @@ pub(crate) fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &
         "group": key.group,
         "name": key.name,
         "version": key.version,
-        "assets": assets.iter().map(|a| {
-            let download = format.component_of(a).and_then(|k| k.download_path).map(|p| format!("{origin}/repository/{name}/{p}"));
-            json!({
-                "id": asset_id(name, &a.path),
-                "path": a.path,
-                "downloadUrl": download,
-                "repository": name,
-                "format": repo.config.format,
-                "checksum": checksums(a),
-                "contentType": a.content_type,
-                "fileSize": a.size,
-                "lastModified": a.updated_at,
-                "blobCreated": a.created_at,
-                "lastDownloaded": a.last_downloaded.map(wharf_format::rfc3339_millis),
-                "downloadCount": a.download_count,
-                "uploader": a.attributes.get("uploader"),
-                "uploaderIp": a.attributes.get("uploader_ip"),
-                "attributes": a.attributes,
-            })
-        }).collect::<Vec<_>>(),
+        "assets": assets.iter().map(|a| render_asset(repo, a, format, origin)).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn asset_id(repo: &str, path: &str) -> String {
+    B64.encode(format!("{repo}\n{path}"))
+}
+
+/// `(repository, path)` of an asset id.
+pub(crate) fn parse_asset_id(id: &str) -> Option<(String, String)> {
+    let raw = String::from_utf8(B64.decode(id).ok()?).ok()?;
+    let (repo, path) = raw.split_once('\n')?;
+    Some((repo.to_string(), path.to_string()))
+}
+
+/// One asset in Nexus's shape (`/assets`, `/search/assets`, and within a component).
+pub(crate) fn render_asset(repo: &wharf_format::RepoRef, a: &Asset, format: &dyn wharf_format::Format, origin: &str) -> Value {
+    let name = &repo.config.name;
+    let download = format.component_of(a).and_then(|k| k.download_path).map(|p| format!("{origin}/repository/{name}/{p}"));
+    json!({
+        "id": asset_id(name, &a.path),
+        "path": a.path,
+        "downloadUrl": download,
+        "repository": name,
+        "format": repo.config.format,
+        "checksum": checksums(a),
+        "contentType": a.content_type,
+        "fileSize": a.size,
+        "lastModified": a.updated_at,
+        "blobCreated": a.created_at,
+        "lastDownloaded": a.last_downloaded.map(wharf_format::rfc3339_millis),
+        "downloadCount": a.download_count,
+        "uploader": a.attributes.get("uploader"),
+        "uploaderIp": a.attributes.get("uploader_ip"),
+        "attributes": a.attributes,
     })
 }
 
@@ -142,13 +152,18 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
     let user = require_admin(&state, &req).await?;
     let (r, key, assets) = find(&state, &id).await?;
     let initiator = crate::webhooks::initiator_of(Some(&user), &crate::http::mount::client(&req));
-    crate::webhooks::with_initiator(initiator, r.repo.delete_component(&key, &assets)).await.map_err(|e| match e {
-        DeleteError::Unsupported(why) => AdminError::Invalid(ConfigError::new("id", why)),
-        DeleteError::Changed(what) => AdminError::Invalid(ConfigError::new("id", format!("{what} changed while it was being deleted; try again"))),
-        other => AdminError::Internal(Box::new(other)),
-    })?;
+    crate::webhooks::with_initiator(initiator, r.repo.delete_component(&key, &assets)).await.map_err(deletion_refused)?;
     super::record(&state, &req, &user, "component.delete", &format!("{}@{}", key.name, key.version), Some(&r.config.name));
     Ok(HttpResponse::NoContent().finish())
+}
+
+pub(crate) fn deletion_refused(e: DeleteError) -> AdminError {
+    match e {
+        DeleteError::Unsupported(why) => AdminError::Invalid(ConfigError::new("id", why)),
+        DeleteError::Changed(what) => AdminError::Invalid(ConfigError::new("id", format!("{what} changed while it was being deleted; try again"))),
+        DeleteError::Meta(wharf_format::MetaError::ReadOnly(m)) => AdminError::ReadOnly(m),
+        other => AdminError::Internal(Box::new(other)),
+    }
 }
 
 /// `POST .../components/{id}/yank` with `{"reason": "..."}` yanks; `DELETE` un-yanks.

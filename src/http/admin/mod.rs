@@ -1,12 +1,15 @@
 //! The admin REST API under `/service/rest/v1`, in Nexus's shapes so that scripts written
 //! for Nexus port over.
 
+pub mod assets;
 pub mod audit;
 pub mod blobstores;
 pub mod blobstores_s3;
 pub mod cleanup;
 pub mod components;
 pub mod ldap;
+pub mod read_only;
+pub mod realms;
 pub mod repositories;
 pub mod search;
 pub mod security;
@@ -43,6 +46,9 @@ pub enum AdminError {
     Conflict(String),
     #[error(transparent)]
     Invalid(#[from] ConfigError),
+    /// The server is in read-only mode (the message says since when and why).
+    #[error("{0}")]
+    ReadOnly(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -75,6 +81,7 @@ impl AdminError {
             AdminError::NotFound(_) | AdminError::Missing { .. } => "not_found",
             AdminError::Conflict(_) => "conflict",
             AdminError::Invalid(e) => e.code,
+            AdminError::ReadOnly(_) => "read_only",
             AdminError::Internal(_) => "internal",
         }
     }
@@ -88,6 +95,8 @@ impl ResponseError for AdminError {
             AdminError::NotFound(_) | AdminError::Missing { .. } => StatusCode::NOT_FOUND,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
+            // Nexus's answer to a write while frozen.
+            AdminError::ReadOnly(_) => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -176,13 +185,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/service/rest")
             // The console's requests say so; a 401 to them carries no Basic challenge, which
             // would make the browser pop up its own login dialog.
+            .wrap(actix_web::middleware::from_fn(read_only::gate))
             .wrap(actix_web::middleware::from_fn(no_challenge_for_console))
             .route("/swagger.json", web::get().to(status::openapi))
             .route("/v1/status", web::get().to(status::status))
             .route("/v1/status/writable", web::get().to(status::writable))
             .route("/v1/status/check", web::get().to(status::check))
+            .route("/v1/status/live", web::get().to(status::live))
+            .route("/v1/status/ready", web::get().to(status::ready))
+            .route("/v1/read-only", web::get().to(read_only::get))
+            .route("/v1/read-only/freeze", web::post().to(read_only::freeze))
+            .route("/v1/read-only/release", web::post().to(read_only::release))
+            .route("/v1/read-only/force-release", web::post().to(read_only::release))
             .route("/v1/system", web::get().to(status::system))
             .route("/v1/repositories", web::get().to(repositories::list))
+            .route("/v1/repositorySettings", web::get().to(repositories::settings))
             .route("/v1/repositories/{name}", web::get().to(repositories::get_summary))
             .route("/v1/repositories/{name}", web::delete().to(repositories::delete))
             .route("/v1/repositories/{name}/usage", web::get().to(repositories::usage))
@@ -195,6 +212,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/search/assets", web::get().to(search::assets))
             .route("/v1/search/assets/download", web::get().to(search::download))
             .route("/v1/search/names", web::get().to(search::names))
+            .route("/v1/assets", web::get().to(assets::list))
+            .route("/v1/assets/{id}", web::get().to(assets::get))
+            .route("/v1/assets/{id}", web::delete().to(assets::delete))
             .route("/v1/components/{id}", web::get().to(components::get))
             .route("/v1/components/{id}", web::delete().to(components::delete))
             .route("/v1/components/{id}/yank", web::post().to(components::yank))
@@ -237,6 +257,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/security/roles/{id}", web::put().to(security::update_role))
             .route("/v1/security/roles/{id}", web::delete().to(security::delete_role))
             .route("/v1/security/privileges", web::get().to(security::list_privileges))
+            .route("/v1/security/anonymous", web::get().to(realms::get_anonymous))
+            .route("/v1/security/anonymous", web::put().to(realms::put_anonymous))
+            .route("/v1/security/realms/available", web::get().to(realms::available))
+            .route("/v1/security/realms/active", web::get().to(realms::active))
+            .route("/v1/security/realms/active", web::put().to(realms::set_active))
             .route("/v1/security/tokens", web::get().to(security::list_tokens))
             .route("/v1/security/tokens", web::post().to(security::create_token))
             .route("/v1/security/tokens/{id}", web::delete().to(security::revoke_token))

@@ -353,6 +353,23 @@ pub async fn get(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(
     Ok(HttpResponse::Ok().json(v))
 }
 
+/// Nexus's `GET /service/rest/v1/repositorySettings`: every repository's full configuration,
+/// as `GET /repositories/{format}/{type}/{name}` gives each (passwords read back as null).
+pub async fn settings(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
+    require_admin(&state, &req).await?;
+    let rows = state.db.run(repos::list).await?;
+    let origin = origin(&req);
+    let out: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = detail(r, &origin);
+            v["status"] = status(&state, r);
+            v
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(out))
+}
+
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Path<(String, String)>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let (format, kind) = path.into_inner();

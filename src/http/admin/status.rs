@@ -1,4 +1,15 @@
 //! `/service/rest/v1/status...` and the OpenAPI document.
+//!
+//! Four probes, from cheapest to fullest:
+//! - `status/live`: the process answers (nothing is asked of anything else), for a liveness
+//!   probe that should restart a hung node and never one whose database is down;
+//! - `status` (Nexus's "readable"): the database answers;
+//! - `status/ready`: the database and every blob store answer, for a readiness probe or a load
+//!   balancer that should send no request a node cannot serve;
+//! - `status/writable` (Nexus's): as `status`, and the server is not in read-only mode;
+//! and `status/check` for an administrator: one entry per check, with messages.
+
+use std::time::Duration;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -8,6 +19,19 @@ use crate::db::repos;
 use crate::lifecycle::store_usage;
 use crate::state::AppState;
 
+/// A blob store that does not answer a readiness probe within this is not ready: probes come
+/// every few seconds and must not pile up.
+const READY_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Below this much free space under the data directory or a file blob store, `status/check`
+/// says so (a warning: nothing is refused for it).
+const LOW_DISK_BYTES: u64 = 1 << 30;
+const LOW_DISK_PERCENT: u64 = 5;
+
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
 /// Is the node up and its database reachable? Unauthenticated, for load balancers.
 pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     match state.db.run(repos::generation).await {
@@ -16,8 +40,51 @@ pub async fn status(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
+/// Unauthenticated, so it says what failed by name only (no paths, buckets or endpoints): the
+/// administrator's `status/check` has the messages.
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let db = state.db.run(repos::generation).await.is_ok();
+    let snap = state.registry.snapshot();
+    let stores: Vec<_> = snap.blob_stores.iter().map(|(n, s)| (n.clone(), s.clone())).collect();
+    drop(snap);
+    let checks = futures::future::join_all(stores.iter().map(|(_, s)| s.check_reachable(READY_DEADLINE))).await;
+    let mut blob_stores = serde_json::Map::new();
+    for ((name, _), res) in stores.iter().zip(&checks) {
+        blob_stores.insert(name.clone(), json!(res.is_ok()));
+    }
+    let ready = db && checks.iter().all(Result::is_ok);
+    let body = json!({ "ready": ready, "database": db, "blobStores": blob_stores });
+    if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
 pub async fn writable(state: web::Data<AppState>) -> HttpResponse {
+    if state.read_only.current().is_some() {
+        return HttpResponse::ServiceUnavailable().finish();
+    }
     status(state).await
+}
+
+/// Free space under `path` (statvfs: what an unprivileged writer may use) and the file
+/// system's size.
+fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    let s = rustix::fs::statvfs(path).ok()?;
+    Some((s.f_bavail.saturating_mul(s.f_frsize), s.f_blocks.saturating_mul(s.f_frsize)))
+}
+
+fn disk_entry(what: &str, path: &std::path::Path) -> serde_json::Value {
+    match disk_space(path) {
+        None => json!({ "healthy": false, "message": format!("{what}: cannot read the free space of {}", path.display()) }),
+        Some((free, total)) => {
+            let low = free < LOW_DISK_BYTES || (total > 0 && free.saturating_mul(100) / total < LOW_DISK_PERCENT);
+            let mib = |b: u64| b >> 20;
+            let message = format!("{what}: {} MiB free of {} MiB on {}", mib(free), mib(total), path.display());
+            json!({ "healthy": !low, "message": if low { format!("low disk space: {message}") } else { message }, "freeBytes": free, "totalBytes": total })
+        }
+    }
 }
 
 pub async fn check(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
@@ -51,6 +118,40 @@ pub async fn check(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
             out[format!("Blob store {name}")] =
                 json!({ "healthy": false, "message": format!("Blob store {name} ({}) is not usable: {p}", store.location()), "softQuotaViolation": false });
         }
+    }
+    // Free space where wharf writes: the data directory (database, staging, caches) and each
+    // file store that lives elsewhere.
+    let data_dir = state.cfg.data_dir.clone();
+    let stores: Vec<(String, std::path::PathBuf)> = snap.blob_stores.iter().filter_map(|(n, s)| s.root().map(|r| (n.clone(), r.to_path_buf()))).collect();
+    let disks = tokio::task::spawn_blocking(move || {
+        let mut v = vec![("Disk space".to_string(), disk_entry("data directory", &data_dir))];
+        for (name, root) in stores {
+            let dev = std::fs::metadata(&root).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+            if dev.is_some() && dev == std::fs::metadata(&data_dir).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m)) {
+                continue;
+            }
+            v.push((format!("Disk space {name}"), disk_entry(&format!("blob store {name}"), &root)));
+        }
+        v
+    })
+    .await
+    .unwrap_or_default();
+    for (k, v) in disks {
+        out[k] = v;
+    }
+    // Each LDAP server: connects and binds as its service account, as the console's "verify
+    // connection" does (bounded by the server's own connection timeout).
+    let servers = state.auth.config_ldap().iter().cloned().chain(state.db.run(crate::security::ldap::load).await.unwrap_or_default()).collect::<Vec<_>>();
+    let checks = futures::future::join_all(servers.iter().map(crate::security::ldap::verify_connection)).await;
+    for (s, res) in servers.iter().zip(checks) {
+        let message = match &res {
+            Ok(()) => format!("{} answers and the service account binds", s.url()),
+            Err(e) => e.to_string(),
+        };
+        out[format!("LDAP {}", s.name)] = json!({ "healthy": res.is_ok(), "message": message });
+    }
+    if let Some(f) = state.read_only.current() {
+        out["Read-only"] = json!({ "healthy": false, "message": f.message() });
     }
     Ok(HttpResponse::Ok().json(out))
 }

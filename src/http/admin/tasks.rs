@@ -18,6 +18,7 @@ impl From<TaskError> for AdminError {
             TaskError::NotFound(_) => AdminError::NotFound(e.to_string()),
             TaskError::Running(_) | TaskError::NotRunning(_) => AdminError::Conflict(e.to_string()),
             TaskError::Invalid(c) => AdminError::Invalid(c),
+            TaskError::ReadOnly(m) => AdminError::ReadOnly(m),
             TaskError::Db(d) => d.into(),
             TaskError::Lost(_) => AdminError::Internal(Box::new(e)),
         }

@@ -344,6 +344,25 @@ impl BlobStore {
         }
     }
 
+    /// Checks that the store answers, without writing: a readiness probe asks this every few
+    /// seconds. A file store's directory must be there (asking for a missing object under a
+    /// missing directory is "not found" too); a bucket must answer a HEAD within `deadline`.
+    pub async fn check_reachable(&self, deadline: std::time::Duration) -> Result<(), BlobError> {
+        if let Some(root) = self.root() {
+            return match tokio::fs::metadata(root).await {
+                Ok(m) if m.is_dir() => Ok(()),
+                Ok(_) => Err(BlobError::Io(std::io::Error::other(format!("{} is not a directory", root.display())))),
+                Err(e) => Err(BlobError::Io(e)),
+            };
+        }
+        let key = Path::from(format!("{}health/ready", self.prefix));
+        match tokio::time::timeout(deadline, self.store.head(&key)).await {
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => Ok(()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => Err(BlobError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} ms", deadline.as_millis())))),
+        }
+    }
+
     /// The blob's size, or `None` if the store does not hold it.
     pub async fn size(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
         if let Some(size) = self.read_cache.as_ref().and_then(|c| c.size(digest)) {
