@@ -566,3 +566,43 @@ fn a_skopeo_push_moves_and_deletes_a_tag() {
     let got = r.wait_for("/docker", "the tag deleted", |g| tagged(g, "DELETED") == 1);
     assert_eq!(tagged(&got, "CREATED"), 1, "created once");
 }
+
+/// Read-only mode keeps the database still for a backup: webhook changes are refused and
+/// deliveries wait; after the release what was queued meanwhile goes out. On a server of its
+/// own (a freeze stops every write on the server).
+#[test]
+fn deliveries_wait_while_the_server_is_read_only() {
+    let r = receiver();
+    let s = TestServer::start_with_env(&[("WHARF_WEBHOOKS__RETRY_MS", "200")]);
+    let call = |m: Method, path: &str, body: Option<Value>| s.admin().json(m, &format!("/service/rest/v1{path}"), body);
+    let (st, v) = call(Method::POST, "/webhooks", Some(json!({"name": "frozen", "url": r.url("/frozen"), "eventTypes": ["audit"]})));
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    r.wait_for("/frozen", "the webhook's own creation", |g| !g.is_empty());
+    let (st, v) = call(Method::POST, "/read-only/freeze", Some(json!({"reason": "backup"})));
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (st, v) = call(Method::POST, "/webhooks/frozen/test", None);
+    assert_eq!((st, v["code"].as_str()), (StatusCode::SERVICE_UNAVAILABLE, Some("read_only")), "{v}");
+    // A sign-in is audited while frozen: queued, not sent.
+    let before = r.at("/frozen").len();
+    let login = reqwest::blocking::Client::new()
+        .post(s.url("/service/rest/v1/session"))
+        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+        .send()
+        .unwrap();
+    assert!(login.status().is_success(), "{}", login.status());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, log) = call(Method::GET, "/webhooks/frozen/deliveries", None);
+        if log["items"].as_array().unwrap().iter().any(|d| d["status"] == "pending") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sign-in's event is queued: {log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Two of the deliverer's polls pass without a delivery.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(r.at("/frozen").len(), before, "nothing is sent while frozen");
+    let (st, v) = call(Method::POST, "/read-only/release", None);
+    assert_eq!(st, StatusCode::OK, "{v}");
+    r.wait_for("/frozen", "the queued event after the release", |g| g.len() > before);
+}
