@@ -1114,7 +1114,7 @@ async function renderAudit() {
     if (more && token) q.set("continuationToken", token);
     const page = await api("GET", "/audit?" + q.toString());
     token = page.continuationToken;
-    rows = (more ? rows : []).concat(page.items.map((e) => [when(e.timestamp), e.actor || "", h("span", { title: e.action, text: tr("action." + e.action, e.action) }), e.repository || "", e.object || "", e.address || ""]));
+    rows = (more ? rows : []).concat(page.items.map((e) => [when(e.timestamp), e.actor || "", h("span", { title: e.action, text: tr("action." + e.action, e.action) }), e.repository || "", userText(e.object), e.address || ""]));
     const moreBtn = token ? h("button", { type: "button", class: "secondary", text: t("more") }) : null;
     if (moreBtn) moreBtn.addEventListener("click", () => load(true).catch(failure));
     body.replaceChildren(table([t("when"), t("who"), t("what"), t("repository"), t("object"), t("from")], rows, [5]), moreBtn || "");
