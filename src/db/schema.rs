@@ -222,8 +222,21 @@ diesel::table! {
 diesel::joinable!(task_runs -> tasks (task_id));
 diesel::joinable!(assets -> repositories (repository_id));
 
+diesel::table! {
+    privileges (name) {
+        name -> Text,
+        #[sql_name = "type"]
+        kind -> Text,
+        description -> Text,
+        definition -> Text,
+        grants -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
+    privileges,
     users,
     roles,
     api_tokens,
