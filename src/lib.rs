@@ -263,7 +263,7 @@ async fn on_changes(state: web::Data<AppState>, mut changes: tokio::sync::mpsc::
                 // when they were made (after their commit; see `Authenticator::invalidate`):
                 // forgetting again would only drop logins verified since.
                 Change::Table { table, own } => match table.as_str() {
-                    "users" | "roles" => auth |= !own,
+                    "users" | "roles" | "privileges" => auth |= !own,
                     "repositories" | "blob_stores" => config = true,
                     _ => {
                         auth = true;

@@ -60,6 +60,28 @@ pub struct Snapshot {
     pub metrics: HashMap<String, Arc<crate::metrics::RepoMetrics>>,
 }
 
+impl Snapshot {
+    /// The repository named `name` and, for a group, every repository it reaches through its
+    /// members (nested groups included), each once, in the order they are reached.
+    pub fn with_members(&self, name: &str) -> Vec<RepoRef> {
+        let mut out: Vec<RepoRef> = Vec::new();
+        let mut todo: Vec<String> = vec![name.to_string()];
+        while let Some(n) = todo.pop() {
+            let Some(r) = self.repos.get(&n) else { continue };
+            if out.iter().any(|o| o.config.name == n) {
+                continue;
+            }
+            if r.config.kind == Kind::Group {
+                let members = r.config.attributes.get("group").and_then(|g| g.get("memberNames")).and_then(serde_json::Value::as_array);
+                // Reversed so that members are reached in their order.
+                todo.extend(members.into_iter().flatten().rev().filter_map(|m| m.as_str().map(str::to_string)));
+            }
+            out.push(r.clone());
+        }
+        out
+    }
+}
+
 pub struct RepoRegistry {
     current: RwLock<Arc<Snapshot>>,
     data_dir: PathBuf,

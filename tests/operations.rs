@@ -300,3 +300,72 @@ fn assets_are_listed_fetched_and_deleted_in_nexus_shape() {
         "{mine}"
     );
 }
+
+#[test]
+fn defined_privileges_grant_through_roles_and_follow_their_changes() {
+    let s = &server().server;
+    for name in ["pypi-priv-a", "pypi-priv-b"] {
+        let (status, v) = api(Method::POST, "/repositories/pypi/hosted", Some(json!({"name": name, "storage": {"blobStoreName": "default"}})));
+        assert_eq!(status.as_u16(), 201, "{v}");
+    }
+    let view = json!({"name": "team-read", "description": "read a", "actions": ["READ", "BROWSE"], "format": "pypi", "repository": "pypi-priv-a"});
+    let (status, v) = api(Method::POST, "/security/privileges/repository-view", Some(view));
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (status, v) = api(Method::POST, "/security/privileges/application", Some(json!({"name": "team-metrics", "actions": ["READ"], "domain": "metrics"})));
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let (_, got) = api(Method::GET, "/security/privileges/team-read", None);
+    assert_eq!(got, json!({"type": "repository-view", "name": "team-read", "description": "read a", "readOnly": false, "actions": ["READ", "BROWSE"], "format": "pypi", "repository": "pypi-priv-a"}));
+    let (_, all) = api(Method::GET, "/security/privileges", None);
+    assert!(all.as_array().unwrap().iter().any(|p| p["name"] == "team-metrics" && p["domain"] == "metrics" && p["readOnly"] == false), "listed with the built-in ones");
+    let (_, builtin) = api(Method::GET, "/security/privileges/nx-repository-view-pypi-*-read", None);
+    assert_eq!((builtin["readOnly"].clone(), builtin["repository"].clone()), (json!(true), json!("*")), "{builtin}");
+
+    let (status, v) = api(Method::POST, "/security/roles", Some(json!({"id": "team", "privileges": ["team-read", "team-metrics"]})));
+    assert!(status.is_success(), "{v}");
+    let user = json!({"userId": "teammate", "firstName": "T", "lastName": "M", "emailAddress": "t@example.org", "password": "teammate-pass-1", "status": "active", "roles": ["team"]});
+    let (status, v) = api(Method::POST, "/security/users", Some(user));
+    assert!(status.is_success(), "{v}");
+    let as_user = |path: &str| http().get(s.url(path)).basic_auth("teammate", Some("teammate-pass-1")).send().unwrap().status();
+    assert_eq!(as_user("/repository/pypi-priv-a/simple/"), StatusCode::OK, "the role's defined privilege grants reading a");
+    assert_eq!(as_user("/repository/pypi-priv-b/simple/"), StatusCode::FORBIDDEN);
+    assert_eq!(as_user("/service/metrics/prometheus"), StatusCode::OK, "and the metrics");
+
+    // Changed, it grants what it says now (remembered logins are forgotten).
+    let moved = json!({"name": "team-read", "actions": ["READ"], "format": "pypi", "repository": "pypi-priv-b"});
+    let (status, v) = api(Method::PUT, "/security/privileges/repository-view/team-read", Some(moved));
+    assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(as_user("/repository/pypi-priv-a/simple/"), StatusCode::FORBIDDEN);
+    assert_eq!(as_user("/repository/pypi-priv-b/simple/"), StatusCode::OK);
+
+    // Refusals, by field.
+    for (path, body, field) in [
+        ("/security/privileges/repository-view", json!({"name": "team-read", "actions": ["READ"], "format": "pypi", "repository": "*"}), "name"),
+        ("/security/privileges/repository-view", json!({"name": "nx-mine", "actions": ["READ"], "format": "pypi", "repository": "*"}), "name"),
+        ("/security/privileges/repository-view", json!({"name": "x1", "actions": ["FLY"], "format": "pypi", "repository": "*"}), "actions"),
+        ("/security/privileges/repository-view", json!({"name": "x2", "actions": ["READ"], "format": "maven2", "repository": "*"}), "format"),
+        ("/security/privileges/repository-view", json!({"name": "x3", "actions": ["READ"], "format": "npm", "repository": "pypi-priv-a"}), "repository"),
+        ("/security/privileges/repository-view", json!({"name": "x4", "actions": ["READ"], "format": "pypi", "repository": "*", "colour": 1}), "colour"),
+        ("/security/privileges/application", json!({"name": "x5", "actions": ["READ"], "domain": "users"}), "domain"),
+    ] {
+        let (status, v) = api(Method::POST, path, Some(body.clone()));
+        assert_eq!((status, v[0]["id"].clone()), (StatusCode::BAD_REQUEST, json!(format!("PARAMETER {field}"))), "{body}: {v}");
+    }
+    let (status, v) = api(Method::DELETE, "/security/privileges/team-read", None);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "held by a role: {v}");
+    assert!(v[0]["message"].as_str().unwrap().contains("team"), "{v}");
+    assert_eq!(api(Method::DELETE, "/security/privileges/nx-all", None).0, StatusCode::BAD_REQUEST);
+    let (status, v) = api(Method::PUT, "/security/roles/team", Some(json!({"id": "team", "privileges": ["team-metrics"]})));
+    assert!(status.is_success(), "{v}");
+    assert_eq!(api(Method::DELETE, "/security/privileges/team-read", None).0, StatusCode::NO_CONTENT);
+    assert_eq!(api(Method::GET, "/security/privileges/team-read", None).0, StatusCode::NOT_FOUND);
+    assert_eq!(as_user("/repository/pypi-priv-b/simple/"), StatusCode::FORBIDDEN);
+    // The anonymous role cannot come to hold the metrics through a defined privilege.
+    let (status, _) = api(Method::POST, "/security/privileges/repository-view", Some(json!({"name": "anon-read", "actions": ["READ"], "format": "pypi", "repository": "pypi-priv-a"})));
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, v) = api(Method::PUT, "/security/roles/nx-anonymous", Some(json!({"id": "nx-anonymous", "privileges": ["anon-read"]})));
+    assert!(status.is_success(), "{v}");
+    let (status, v) = api(Method::PUT, "/security/privileges/application/anon-read", Some(json!({"name": "anon-read", "actions": ["READ"], "domain": "metrics"})));
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    let (status, v) = api(Method::PUT, "/security/roles/nx-anonymous", Some(json!({"id": "nx-anonymous", "privileges": []})));
+    assert!(status.is_success(), "{v}");
+}

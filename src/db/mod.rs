@@ -18,6 +18,7 @@ pub mod login_failures;
 pub mod meta;
 pub mod notify;
 pub mod precheck;
+pub mod privileges;
 pub mod read_only;
 pub mod removals;
 pub mod repos;

@@ -268,8 +268,21 @@ diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery));
 diesel::joinable!(task_runs -> tasks (task_id));
 diesel::joinable!(assets -> repositories (repository_id));
 
+diesel::table! {
+    privileges (name) {
+        name -> Text,
+        #[sql_name = "type"]
+        kind -> Text,
+        description -> Text,
+        definition -> Text,
+        grants -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
+    privileges,
     users,
     roles,
     api_tokens,

@@ -280,7 +280,7 @@ impl Authenticator {
             .db
             .run(move |conn| {
                 let on = super::realms::anonymous_enabled(conn)?;
-                Ok((on, roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &users::roles(conn)?, &formats)))
+                Ok((on, roles::resolve(&[roles::ANONYMOUS_ROLE.to_string()], &crate::db::privileges::roles_with_grants(conn)?, &formats)))
             })
             .await;
         let p = match read {
@@ -395,7 +395,7 @@ impl Authenticator {
             .db
             .run(move |conn| {
                 let failures = crate::db::login_failures::state(conn, &name, &from)?;
-                Ok((users::get(conn, &name)?, users::roles(conn)?, ldap::load(conn)?, failures))
+                Ok((users::get(conn, &name)?, crate::db::privileges::roles_with_grants(conn)?, ldap::load(conn)?, failures))
             })
             .await;
         let (row, all_roles, servers, failures) = match looked {
@@ -524,7 +524,7 @@ impl Authenticator {
             }
         }
         let epoch = self.epoch();
-        let (servers, all_roles) = self.db.run(|conn| Ok((ldap::load(conn)?, users::roles(conn)?))).await.ok()?;
+        let (servers, all_roles) = self.db.run(|conn| Ok((ldap::load(conn)?, crate::db::privileges::roles_with_grants(conn)?))).await.ok()?;
         for s in self.config_ldap.iter().chain(&servers) {
             match ldap::lookup(s, user).await {
                 Ok(Some(u)) => {
@@ -619,7 +619,7 @@ impl Authenticator {
             return true;
         }
         let name = user.clone();
-        let Ok((local, all_roles)) = self.db.run(move |conn| Ok((users::get(conn, &name)?, users::roles(conn)?))).await else { return false };
+        let Ok((local, all_roles)) = self.db.run(move |conn| Ok((users::get(conn, &name)?, crate::db::privileges::roles_with_grants(conn)?))).await else { return false };
         self.standing(&user, realm, local, &all_roles).await.is_some_and(|(_, r)| r.metrics)
     }
 
@@ -641,7 +641,7 @@ impl Authenticator {
                     return Ok(None);
                 }
                 let local = users::get(conn, &row.username)?;
-                Ok(Some((row, local, users::roles(conn)?)))
+                Ok(Some((row, local, crate::db::privileges::roles_with_grants(conn)?)))
             })
             .await
             .ok()
@@ -688,7 +688,7 @@ impl Authenticator {
                     Some(id) => tokens::by_id(conn, id)?,
                     None => None,
                 };
-                Ok((users::get(conn, &user)?, users::roles(conn)?, token))
+                Ok((users::get(conn, &user)?, crate::db::privileges::roles_with_grants(conn)?, token))
             })
             .await
             .ok()?;
@@ -749,7 +749,7 @@ impl Authenticator {
         let realm = Realm::parse(&claims.realm)?;
         let (sid, user) = (claims.sid.clone(), claims.sub.clone());
         let (session, local, all_roles) =
-            self.db.run(move |conn| Ok((sessions::get(conn, &sid, now_millis())?, users::get(conn, &user)?, users::roles(conn)?))).await.ok()?;
+            self.db.run(move |conn| Ok((sessions::get(conn, &sid, now_millis())?, users::get(conn, &user)?, crate::db::privileges::roles_with_grants(conn)?))).await.ok()?;
         session.filter(|s| same_user(&s.username, &claims.sub) && s.realm == claims.realm)?;
         let (name, resolved) = self.standing(&claims.sub, realm, local, &all_roles).await?;
         Some(Principal { user: Some(name), realm: Some(realm), credential: Credential::Session, access: full(resolved) })

@@ -8,6 +8,7 @@ pub mod blobstores_s3;
 pub mod cleanup;
 pub mod components;
 pub mod ldap;
+pub mod privileges;
 pub mod read_only;
 pub mod realms;
 pub mod repositories;
@@ -257,6 +258,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/security/roles/{id}", web::put().to(security::update_role))
             .route("/v1/security/roles/{id}", web::delete().to(security::delete_role))
             .route("/v1/security/privileges", web::get().to(security::list_privileges))
+            .route("/v1/security/privileges/{name}", web::get().to(privileges::get))
+            .route("/v1/security/privileges/{name}", web::delete().to(privileges::delete))
+            .route("/v1/security/privileges/{type}", web::post().to(privileges::create))
+            .route("/v1/security/privileges/{type}/{name}", web::put().to(privileges::update))
             .route("/v1/security/anonymous", web::get().to(realms::get_anonymous))
             .route("/v1/security/anonymous", web::put().to(realms::put_anonymous))
             .route("/v1/security/realms/available", web::get().to(realms::available))

@@ -479,20 +479,10 @@ pub async fn invalidate_cache(state: web::Data<AppState>, req: HttpRequest, path
     let name = path.into_inner();
     let snap = state.registry.snapshot();
     let Some(repo) = snap.repos.get(&name) else { return Err(AdminError::missing("repository", &name)) };
-    let mut names = Vec::new();
-    let mut proxies = 0;
-    let mut todo = vec![repo.config.clone()];
-    while let Some(c) = todo.pop() {
-        if names.contains(&c.name) {
-            continue;
-        }
-        match c.kind {
-            Kind::Hosted => continue,
-            Kind::Proxy => proxies += 1,
-            Kind::Group => todo.extend(super::search::group_members(&c.attributes).iter().filter_map(|m| snap.repos.get(m)).map(|m| m.config.clone())),
-        }
-        names.push(c.name.clone());
-    }
+    // Hosted members have no cache; a group keeps its own merged metadata.
+    let reached: Vec<_> = snap.with_members(&name).into_iter().filter(|r| r.config.kind != Kind::Hosted).collect();
+    let proxies = reached.iter().filter(|r| r.config.kind == Kind::Proxy).count();
+    let names: Vec<String> = reached.iter().map(|r| r.config.name.clone()).collect();
     if proxies == 0 {
         let why = if repo.config.kind == Kind::Group { "this group has no proxy repository among its members" } else { "a hosted repository has no cache" };
         return Err(ConfigError::new("name", why).into());

@@ -257,20 +257,8 @@ fn repositories(state: &AppState, access: &Access, q: &Query) -> Result<Vec<Repo
             let Some(r) = snap.repos.get(name).filter(|r| readable(r)) else {
                 return Err(AdminError::missing("repository", name));
             };
-            let mut out = Vec::new();
-            let mut todo = vec![r.config.clone()];
-            while let Some(c) = todo.pop() {
-                if c.kind != Kind::Group {
-                    out.push(c.name.clone());
-                    continue;
-                }
-                for m in group_members(&c.attributes) {
-                    if let Some(m) = snap.repos.get(&m).filter(|m| !out.contains(&m.config.name)) {
-                        todo.push(m.config.clone());
-                    }
-                }
-            }
-            out
+            let name = r.config.name.clone();
+            snap.with_members(&name).into_iter().map(|m| m.config.name.clone()).collect()
         }
     };
     names.sort();
@@ -281,15 +269,6 @@ fn repositories(state: &AppState, access: &Access, q: &Query) -> Result<Vec<Repo
         .filter(|r| r.config.kind != Kind::Group && readable(r))
         .filter(|r| q.format.as_ref().is_none_or(|f| &r.config.format == f))
         .collect())
-}
-
-pub(crate) fn group_members(attributes: &serde_json::Map<String, Value>) -> Vec<String> {
-    attributes
-        .get("group")
-        .and_then(|g| g.get("memberNames"))
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|m| m.as_str().map(str::to_string)).collect())
-        .unwrap_or_default()
 }
 
 /// What a walk gathers per component name: `Each` component, or one `Names` row per name.

@@ -1,6 +1,8 @@
 //! `/service/rest/v1/security/{users,roles,privileges}`: local users and roles in Nexus's
 //! shapes. Every change clears this node's login caches, so it takes effect on the next request.
 
+use std::collections::HashMap;
+
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 use wharf_format::{same_user, Access, ConfigError, Credential, Principal, Realm};
@@ -290,7 +292,7 @@ struct RoleFields {
     nested: Vec<String>,
 }
 
-fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow]) -> Result<RoleFields, AdminError> {
+fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow], defined: &HashMap<String, Vec<String>>) -> Result<RoleFields, AdminError> {
     for k in obj.keys() {
         if !["id", "name", "description", "privileges", "roles", "source", "readOnly"].contains(&k.as_str()) {
             return Err(invalid(k, format!("{k}: unknown field")));
@@ -304,14 +306,13 @@ fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow])
     let description = str_field(obj, "description")?.unwrap_or_default();
     let privileges = list_field(obj, "privileges")?;
     for p in &privileges {
-        let parsed = roles::parse(p, state.auth.formats()).map_err(|e| invalid("privileges", format!("privileges: {e}")))?;
-        // Metrics are served to signed-in callers only: the anonymous role holding them would
-        // be accepted and do nothing.
-        if id == roles::ANONYMOUS_ROLE && parsed == roles::Privilege::Metrics {
-            return Err(invalid("privileges", "privileges: the anonymous role cannot hold nx-metrics-all"));
-        }
-        if id == roles::ANONYMOUS_ROLE && parsed == roles::Privilege::All {
-            return Err(invalid("privileges", "privileges: the anonymous role cannot hold nx-all"));
+        // A defined privilege stands for the built-in ones it grants: those are checked.
+        let granted = defined.get(p).cloned().unwrap_or_else(|| vec![p.clone()]);
+        for g in &granted {
+            let parsed = roles::parse(g, state.auth.formats()).map_err(|e| invalid("privileges", format!("privileges: {e}")))?;
+            if id == roles::ANONYMOUS_ROLE {
+                anonymous_may_hold(&parsed).map_err(|e| invalid("privileges", format!("privileges: {e}")))?;
+            }
         }
     }
     let nested = list_field(obj, "roles")?;
@@ -320,6 +321,16 @@ fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow])
         return Err(invalid("roles", "roles: the anonymous role cannot hold nx-admin"));
     }
     Ok(RoleFields { id, name, description, privileges, nested })
+}
+
+/// What the anonymous role cannot hold. Metrics are served to signed-in callers only: the
+/// anonymous role holding them would be accepted and do nothing.
+pub(crate) fn anonymous_may_hold(p: &roles::Privilege) -> Result<(), String> {
+    match p {
+        roles::Privilege::Metrics => Err("the anonymous role cannot hold nx-metrics-all".into()),
+        roles::Privilege::All => Err("the anonymous role cannot hold nx-all".into()),
+        roles::Privilege::Repo(_) => Ok(()),
+    }
 }
 
 pub async fn list_roles(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
@@ -341,8 +352,8 @@ pub async fn get_role(state: web::Data<AppState>, req: HttpRequest, path: web::P
 pub async fn create_role(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let body = parse_json(&body)?;
-    let existing = state.db.run(users::roles).await?;
-    let RoleFields { id, name, description, privileges, nested } = role_fields(&state, object(&body)?, &existing)?;
+    let (existing, defined) = state.db.run(|c| Ok((users::roles(c)?, crate::db::privileges::grants(c)?))).await?;
+    let RoleFields { id, name, description, privileges, nested } = role_fields(&state, object(&body)?, &existing, &defined)?;
     if existing.iter().any(|r| r.id == id) {
         return Err(invalid("id", format!("id: role {id} already exists")));
     }
@@ -366,8 +377,8 @@ pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web
     let body = parse_json(&body)?;
     let mut obj = object(&body)?.clone();
     obj.entry("id").or_insert_with(|| Value::String(id.clone()));
-    let existing = state.db.run(users::roles).await?;
-    let RoleFields { id: body_id, name, description, privileges, nested } = role_fields(&state, &obj, &existing)?;
+    let (existing, defined) = state.db.run(|c| Ok((users::roles(c)?, crate::db::privileges::grants(c)?))).await?;
+    let RoleFields { id: body_id, name, description, privileges, nested } = role_fields(&state, &obj, &existing, &defined)?;
     if body_id != id {
         return Err(invalid("id", "id: cannot be changed"));
     }
@@ -444,6 +455,7 @@ pub async fn list_privileges(state: web::Data<AppState>, req: HttpRequest) -> Re
             }
         }
     }
+    out.extend(state.db.run(crate::db::privileges::list).await?.iter().map(super::privileges::render));
     Ok(HttpResponse::Ok().json(out))
 }
 

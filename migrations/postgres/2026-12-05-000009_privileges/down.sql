@@ -1,0 +1,2 @@
+DROP TRIGGER wharf_notify_privileges ON privileges;
+DROP TABLE privileges;
