@@ -207,6 +207,32 @@ fn unknown_things_are_404_with_the_right_code() {
     assert_eq!(error_code(r), "NAME_UNKNOWN");
 }
 
+/// A reference that is neither a tag nor a digest names nothing: reads and deletes answer 404
+/// `MANIFEST_UNKNOWN` as registries do (the conformance suite's `.INVALID_MANIFEST_NAME`), while a
+/// push with one is the client's mistake and stays a 400 (the suite's `sha256:baddigeststring`).
+#[test]
+fn an_invalid_reference_is_unknown_to_reads_and_a_bad_request_to_pushes() {
+    let img = push_image("pull/invalid-ref", "v1", 15);
+    for bad in [".INVALID_MANIFEST_NAME", "sha256:baddigeststring", "-dash", "sha512:abc"] {
+        for method in [Method::GET, Method::DELETE] {
+            let r = req(method.clone(), &v2("pull/invalid-ref", &format!("manifests/{bad}"))).send().unwrap();
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {bad}");
+            assert_eq!(error_code(r), "MANIFEST_UNKNOWN", "{method} {bad}");
+        }
+        let r = req(Method::HEAD, &v2("pull/invalid-ref", &format!("manifests/{bad}"))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "HEAD {bad}");
+    }
+    let r = put_manifest("pull/invalid-ref", "sha256:baddigeststring", OCI_MANIFEST, &img.manifest);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r), "DIGEST_INVALID");
+    let r = put_manifest("pull/invalid-ref", ".INVALID_MANIFEST_NAME", OCI_MANIFEST, &img.manifest);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r), "TAG_INVALID");
+    // Without credentials the answer is the challenge, whatever the reference.
+    let r = http().get(server().url(&v2("pull/invalid-ref", "manifests/.INVALID_MANIFEST_NAME"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
 #[test]
 fn a_blob_of_another_image_is_not_readable_through_this_one() {
     let img = push_image("pull/owner", "v1", 6);

@@ -86,12 +86,22 @@ impl Hosted {
             Endpoint::Tags { name } if m == Method::GET => self.tags(ctx, &name, &q).await,
             Endpoint::Manifest { name, reference } => {
                 self.check_name(ctx, &name)?;
-                let reference = Reference::parse(&reference)?;
+                // Authorized before the reference is looked at: a caller who may not see the
+                // image learns nothing from how its references answer.
                 match *m {
-                    Method::GET => self.get_manifest(ctx, req, &name, &reference, false).await,
-                    Method::HEAD => self.get_manifest(ctx, req, &name, &reference, true).await,
-                    Method::PUT => self.put_manifest(ctx, req, &name, &reference, body).await,
-                    Method::DELETE => self.delete_manifest(ctx, &name, &reference).await,
+                    Method::GET | Method::HEAD => {
+                        self.authorize(ctx, Action::Read, &name)?;
+                        let reference = Reference::parse_existing(&reference)?;
+                        self.get_manifest(ctx, req, &name, &reference, m == Method::HEAD).await
+                    }
+                    Method::PUT => {
+                        self.authorize(ctx, Action::Write, &name)?;
+                        self.put_manifest(ctx, req, &name, &Reference::parse(&reference)?, body).await
+                    }
+                    Method::DELETE => {
+                        self.authorize(ctx, Action::Delete, &name)?;
+                        self.delete_manifest(ctx, &name, &Reference::parse_existing(&reference)?).await
+                    }
                     _ => Err(unsupported(m)),
                 }
             }

@@ -77,6 +77,15 @@ impl Reference {
             Err(DockerError::TagInvalid(s.to_string()))
         }
     }
+
+    /// The reference of a read or a delete. A string that is neither a tag nor a digest names
+    /// nothing this registry can hold, so it is unknown (404 `MANIFEST_UNKNOWN`), as registries
+    /// answer: Distribution takes any such string for a tag and finds no such tag. A push keeps
+    /// [`Reference::parse`]'s 400 (`TAG_INVALID`, `DIGEST_INVALID`): there the client sent
+    /// something wrong, and the conformance suite expects 400 for a malformed digest.
+    pub fn parse_existing(s: &str) -> Result<Reference, DockerError> {
+        Reference::parse(s).map_err(|_| DockerError::ManifestUnknown(s.chars().take(300).collect()))
+    }
 }
 
 #[derive(Deserialize, Debug, Clone)]
@@ -207,6 +216,15 @@ mod tests {
         assert_eq!(parsed.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
         assert!(matches!(Manifest::parse(m, Some(MT_DOCKER_MANIFEST)), Err(DockerError::ManifestInvalid(_))));
         assert!(matches!(Manifest::parse(b"{not json", None), Err(DockerError::ManifestInvalid(_))));
+    }
+
+    #[test]
+    fn a_reference_that_is_neither_tag_nor_digest_is_unknown_to_reads_and_invalid_to_pushes() {
+        for bad in [".INVALID_MANIFEST_NAME", "sha256:baddigeststring", "a/b", &"a".repeat(129)] {
+            assert!(matches!(Reference::parse_existing(bad), Err(DockerError::ManifestUnknown(_))), "{bad}");
+            assert!(matches!(Reference::parse(bad), Err(DockerError::TagInvalid(_) | DockerError::DigestInvalid(_))), "{bad}");
+        }
+        assert_eq!(Reference::parse_existing("v1").unwrap(), Reference::Tag("v1".into()));
     }
 
     #[test]

@@ -98,7 +98,7 @@ impl Proxy {
             Endpoint::Manifest { name, reference } if read => {
                 access::check_name(ctx, &name)?;
                 self.authorize(ctx, &name)?;
-                let reference = Reference::parse(&reference)?;
+                let reference = Reference::parse_existing(&reference)?;
                 self.ensure_manifest(&name, &reference).await?;
                 self.cache.get_manifest(ctx, req, &name, &reference, m == Method::HEAD).await
             }
