@@ -603,19 +603,34 @@ impl Hosted {
     // ---- uploads ---------------------------------------------------------------------------
 
     async fn start_upload(&self, ctx: &RepoCtx, name: &str, q: &HashMap<String, String>, body: web::Payload) -> Result<HttpResponse> {
-        self.authorize(ctx, Action::Write, name)?;
+        // A mount's challenge asks for pull on the source too (as Distribution's does), so that
+        // a client that fetches its token from the challenge can mount.
+        let mount_from = q.get("mount").and(q.get("from")).filter(|f| model::valid_name(f));
+        self.authorize(ctx, Action::Write, name).map_err(|e| match (e, mount_from) {
+            (DockerError::Unauthorized { .. }, Some(from)) => {
+                DockerError::Unauthorized { challenge: access::mount_challenge(self.settings.force_basic_auth, ctx, name, from) }
+            }
+            (e, _) => e,
+        })?;
         self.writable()?;
         // Refused before any byte is sent; checked again where the bytes would be linked.
         self.env.usage.check_write(&self.cfg).await?;
         if let Some(mount) = q.get("mount") {
             let digest: Digest = mount.parse()?;
-            if let Some(size) = self.mountable(ctx, q.get("from").map(String::as_str), &digest).await? {
-                match self.link_blob(name, &digest, size).await {
+            match self.mountable(ctx, q.get("from").map(String::as_str), &digest).await? {
+                Mountable::Yes(size) => match self.link_blob(name, &digest, size).await {
                     Ok(()) => return Ok(self.blob_created(ctx, name, &digest)),
                     // Garbage collection took it since the source named it: the client uploads.
                     Err(DockerError::Meta(MetaError::BlobGone(_))) => {}
                     Err(e) => return Err(e),
+                },
+                // The caller's token lacks pull on the source, which a new token would hold:
+                // ask for it (Distribution's insufficient-scope answer) rather than make the
+                // client upload what is here already.
+                Mountable::WithAnotherToken { from } => {
+                    return Err(DockerError::Unauthorized { challenge: access::mount_challenge(self.settings.force_basic_auth, ctx, name, &from) })
                 }
+                Mountable::No => {}
             }
             // Not mountable: the spec's answer is an ordinary upload session.
         } else if let Some(d) = q.get("digest") {
@@ -651,19 +666,19 @@ impl Hosted {
         Ok(self.upload_accepted(ctx, name, &id, 0, HttpResponse::Accepted()))
     }
 
-    /// The size of `digest` in the `from` image, if the caller may read it there and it shares
-    /// our blob store (so that linking it costs no copy).
-    async fn mountable(&self, ctx: &RepoCtx, from: Option<&str>, digest: &Digest) -> Result<Option<u64>> {
-        let Some(from) = from else { return Ok(None) };
+    /// Whether `digest` can be mounted from the `from` image: the caller may read it there and
+    /// it shares our blob store (so that linking it costs no copy).
+    async fn mountable(&self, ctx: &RepoCtx, from: Option<&str>, digest: &Digest) -> Result<Mountable> {
+        let Some(from) = from else { return Ok(Mountable::No) };
         let (repo_name, image) = match ctx.mount {
             Mount::Own => (self.cfg.name.clone(), from.to_string()),
             _ => match from.split_once('/') {
                 Some((r, i)) => (r.to_string(), i.to_string()),
-                None => return Ok(None),
+                None => return Ok(Mountable::No),
             },
         };
         if !model::valid_name(&image) {
-            return Ok(None);
+            return Ok(Mountable::No);
         }
         let (source_cfg, same_store) = if repo_name == self.cfg.name {
             (self.cfg.clone(), true)
@@ -673,18 +688,26 @@ impl Hosted {
                     let same = r.blobs.name() == self.env.blobs.name();
                     (r.config, same)
                 }
-                _ => return Ok(None),
+                _ => return Ok(Mountable::No),
             }
         };
         if !same_store || !source_cfg.online {
-            return Ok(None);
+            return Ok(Mountable::No);
         }
         let source_ctx = RepoCtx { repo: source_cfg.clone(), ..ctx.clone() };
-        if source_ctx.check(Action::Read, &image).is_err() {
-            return Ok(None);
+        let readable = source_ctx.check(Action::Read, &image).is_ok();
+        // Looked up only for a caller who may read the source, or whose holder may: nobody
+        // learns from a mount whether a blob exists where they may not look.
+        if !readable && !access::token_would_allow(&source_ctx, Action::Read, &image) {
+            return Ok(Mountable::No);
         }
-        let asset = self.env.meta.get(source_cfg.id, &blob_path(&image, &digest.to_string())).await?;
-        Ok(asset.map(|a| a.size as u64))
+        let Some(asset) = self.env.meta.get(source_cfg.id, &blob_path(&image, &digest.to_string())).await? else {
+            return Ok(Mountable::No);
+        };
+        if !readable {
+            return Ok(Mountable::WithAnotherToken { from: from.to_string() });
+        }
+        Ok(Mountable::Yes(asset.size as u64))
     }
 
     fn upload_accepted(&self, ctx: &RepoCtx, name: &str, id: &str, offset: u64, mut res: HttpResponseBuilder) -> HttpResponse {
@@ -872,6 +895,16 @@ impl Hosted {
         self.env.blobs.stage_discard(id).await;
         Ok(HttpResponse::NoContent().finish())
     }
+}
+
+/// What a cross-repository mount request can do.
+enum Mountable {
+    /// Link the blob (of this size) into the target image.
+    Yes(u64),
+    /// The caller's bearer token lacks pull on the source, which its holder may have.
+    WithAnotherToken { from: String },
+    /// Not here, not readable, or not in our blob store: an ordinary upload.
+    No,
 }
 
 /// One request's claim on an upload session. A request that fails, or is dropped (its client
