@@ -168,6 +168,7 @@ impl From<BlobError> for DockerError {
             BlobError::NotFound => DockerError::BlobUnknown,
             BlobError::UploadNotFound => DockerError::BlobUploadUnknown,
             BlobError::DigestMismatch { expected, actual } => DockerError::DigestInvalid(format!("expected {expected}, content is {actual}")),
+            BlobError::ContentMismatch { expected, actual } => DockerError::DigestInvalid(format!("expected {expected}, content is {actual}")),
             BlobError::Body(m) => DockerError::BlobUploadInvalid(m),
             BlobError::TooLarge { limit } => DockerError::ManifestTooLarge(limit),
             e @ BlobError::NoSpace => DockerError::NoSpace(e.to_string()),

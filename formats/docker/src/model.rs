@@ -1,7 +1,7 @@
 //! Protocol types and grammar: image names, tags, references, manifests. Pure, no I/O.
 
 use serde::Deserialize;
-use wharf_format::Digest;
+use wharf_format::AnyDigest;
 
 use crate::error::DockerError;
 
@@ -60,11 +60,11 @@ pub fn valid_tag(tag: &str) -> bool {
         && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-')
 }
 
-/// A manifest reference: a tag or a digest.
+/// A manifest reference: a tag or a digest (sha256 or sha512).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reference {
     Tag(String),
-    Digest(Digest),
+    Digest(AnyDigest),
 }
 
 impl Reference {
@@ -116,10 +116,10 @@ struct RawManifest {
 pub struct Manifest {
     pub media_type: String,
     /// Blobs it references that must exist in the same image (config, layers, artifact blobs).
-    pub blobs: Vec<Digest>,
+    pub blobs: Vec<AnyDigest>,
     /// Manifests an index references.
-    pub children: Vec<Digest>,
-    pub subject: Option<Digest>,
+    pub children: Vec<AnyDigest>,
+    pub subject: Option<AnyDigest>,
     /// `artifactType`, or else the config's media type (the referrers API's rule).
     pub artifact_type: Option<String>,
     pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
@@ -145,7 +145,7 @@ impl Manifest {
             return Err(DockerError::ManifestInvalid("schemaVersion must be 2".into()));
         }
         let is_index = media_type == MT_OCI_INDEX || media_type == MT_DOCKER_LIST;
-        let parse = |d: &Descriptor| -> Result<Digest, DockerError> {
+        let parse = |d: &Descriptor| -> Result<AnyDigest, DockerError> {
             d.digest.parse().map_err(|e| DockerError::ManifestInvalid(format!("descriptor digest {}: {e}", d.digest)))
         };
         let mut blobs = Vec::new();
