@@ -170,8 +170,10 @@ impl Metrics {
             "wharf_proxy_upstream_ratelimit_remaining",
             "Requests left in the upstream's rate-limit window as its last answer stated it (Docker Hub's ratelimit-remaining header)",
         )?;
-        let upstream_ratelimit_window =
-            ratelimit("wharf_proxy_upstream_ratelimit_window_seconds", "The upstream's rate-limit window in seconds (the w= of Docker Hub's ratelimit headers)")?;
+        let upstream_ratelimit_window = ratelimit(
+            "wharf_proxy_upstream_ratelimit_window_seconds",
+            "The upstream's rate-limit window in seconds (the w= of Docker Hub's ratelimit headers)",
+        )?;
         let store = |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
         let store_used = store(
             "wharf_blob_store_used_bytes",
@@ -196,7 +198,15 @@ impl Metrics {
         }
         registry.register(Box::new(uploads_in_flight.clone()))?;
         registry.register(Box::new(db_pool.clone()))?;
-        for g in [&store_used, &store_available, &store_quota, &store_violation, &upstream_ratelimit_limit, &upstream_ratelimit_remaining, &upstream_ratelimit_window] {
+        for g in [
+            &store_used,
+            &store_available,
+            &store_quota,
+            &store_violation,
+            &upstream_ratelimit_limit,
+            &upstream_ratelimit_remaining,
+            &upstream_ratelimit_window,
+        ] {
             registry.register(Box::new(g.clone()))?;
         }
         registry.register(Box::new(build))?;

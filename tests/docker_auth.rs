@@ -186,7 +186,11 @@ fn jwt_claims(jwt: &str) -> Value {
 /// A user holding exactly `privileges` (Nexus privilege names), with password `mount-password`.
 fn user_with(name: &str, privileges: &[&str]) {
     let admin = server().0.admin();
-    let r = admin.request(reqwest::Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": format!("role-{name}"), "privileges": privileges})).send().unwrap();
+    let r = admin
+        .request(reqwest::Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": format!("role-{name}"), "privileges": privileges}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
     let r = admin
         .request(reqwest::Method::POST, "/service/rest/v1/security/users")
@@ -282,10 +286,14 @@ fn a_mount_challenge_asks_for_pull_on_the_source_and_the_token_mounts() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND, "nothing was mounted");
     // ... and the same for a blob the source does not have, to a caller who may read it.
     let missing = format!("sha256:{}", "0".repeat(64));
-    let r = start_upload(&server().0.url(&format!("/v2/docker-hosted/team/mount-dst4/blobs/uploads/?mount={missing}&from=docker-hosted/team/mount-src")), Some(&push_only));
+    let r = start_upload(
+        &server().0.url(&format!("/v2/docker-hosted/team/mount-dst4/blobs/uploads/?mount={missing}&from=docker-hosted/team/mount-src")),
+        Some(&push_only),
+    );
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "push_only is for mount-dst2");
     let t = token_for("repository:docker-hosted/team/mount-dst4:pull,push", "mounter");
-    let r = start_upload(&server().0.url(&format!("/v2/docker-hosted/team/mount-dst4/blobs/uploads/?mount={missing}&from=docker-hosted/team/mount-src")), Some(&t));
+    let r =
+        start_upload(&server().0.url(&format!("/v2/docker-hosted/team/mount-dst4/blobs/uploads/?mount={missing}&from=docker-hosted/team/mount-src")), Some(&t));
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 }
 
@@ -307,7 +315,16 @@ fn skopeo_copies_between_images_by_mounting_with_a_token_for_both() {
 
     let dest = format!("docker://{}/docker-hosted/team/sk-dst:1", s.addr);
     let out = skopeo(&[
-        "--debug", "copy", "--src-tls-verify=false", "--dest-tls-verify=false", "--src-creds", "copier:mount-password", "--dest-creds", "copier:mount-password", &src, &dest,
+        "--debug",
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        "copier:mount-password",
+        "--dest-creds",
+        "copier:mount-password",
+        &src,
+        &dest,
     ]);
     let log = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "{log}");
@@ -315,7 +332,12 @@ fn skopeo_copies_between_images_by_mounting_with_a_token_for_both() {
     // checks that the token endpoint grants them and the mount succeeds for a non-admin; the
     // challenge that brings other token clients there is checked over raw HTTP above.
     assert!(log.contains("scope=repository%3Adocker-hosted%2Fteam%2Fsk-dst%3Apull%2Cpush&scope=repository%3Adocker-hosted%2Fteam%2Fsk-src%3Apull"), "{log}");
-    let layer = layout.blobs.iter().find(|b| log.contains(&format!("Trying to mount /v2/docker-hosted/team/sk-dst/blobs/uploads/?from=docker-hosted%2Fteam%2Fsk-src&mount={}", b.replace(':', "%3A"))));
+    let layer = layout.blobs.iter().find(|b| {
+        log.contains(&format!(
+            "Trying to mount /v2/docker-hosted/team/sk-dst/blobs/uploads/?from=docker-hosted%2Fteam%2Fsk-src&mount={}",
+            b.replace(':', "%3A")
+        ))
+    });
     assert!(layer.is_some(), "skopeo tried to mount a layer:\n{log}");
     assert!(log.contains("... mount OK"), "the mount succeeded, no upload of the layer:\n{log}");
     let r = http().head(s.url(&format!("/v2/docker-hosted/team/sk-dst/blobs/{}", layer.unwrap()))).basic_auth("copier", Some("mount-password")).send().unwrap();

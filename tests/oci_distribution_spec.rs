@@ -722,7 +722,11 @@ fn sha512_blobs_push_in_every_way_and_read_back() {
     let d = sha512_of(&data);
     let r = req(Method::POST, &v2(name, "blobs/uploads/")).send().unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let r = req(Method::PUT, &with_query(&location(&r), &format!("digest={d}"))).header("Content-Type", "application/octet-stream").body(data.clone()).send().unwrap();
+    let r = req(Method::PUT, &with_query(&location(&r), &format!("digest={d}")))
+        .header("Content-Type", "application/octet-stream")
+        .body(data.clone())
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     assert_eq!(header(&r, "docker-content-digest"), d);
     assert_blob512(name, &d, &data);

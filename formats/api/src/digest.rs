@@ -206,7 +206,8 @@ mod tests {
 
     #[test]
     fn any_digest_takes_sha256_and_sha512_only() {
-        let empty512 = "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
+        let empty512 =
+            "sha512:cf83e1357eefb8bdf1542850d66d8007d620e4050b5715dc83f4a921d36ce9ce47d0d13c5d85f2b0ff8318d2877eec2f63b931bd47417a81a538327af927da3e";
         let d: AnyDigest = empty512.parse().unwrap();
         assert_eq!(d, AnyDigest::of(Algorithm::Sha512, b""));
         assert_eq!(d.to_string(), empty512);

@@ -470,7 +470,8 @@ impl Transport {
                 }
             }
             if let Ok(res) = &outcome {
-                let wait = (res.status() == StatusCode::TOO_MANY_REQUESTS && throttled < THROTTLE_RETRIES).then(|| throttle_wait(res.headers(), throttled)).flatten();
+                let wait =
+                    (res.status() == StatusCode::TOO_MANY_REQUESTS && throttled < THROTTLE_RETRIES).then(|| throttle_wait(res.headers(), throttled)).flatten();
                 if let (Some(wait), Some(s)) = (wait, spare) {
                     tracing::info!(url = %without_userinfo(res.url().as_str()), wait_ms = wait.as_millis() as u64, "upstream rate limit (429): sending again after its Retry-After");
                     throttled += 1;

@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde_json::json;
 use wharf_format::{
-    now_millis, Action, AnyDigest, Asset, AuditEvent, Check, ComponentKey, DeleteError, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo,
-    RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
+    now_millis, Action, AnyDigest, Asset, AuditEvent, Check, ComponentKey, DeleteError, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset,
+    Repo, RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
 };
 
 use crate::access;
