@@ -579,6 +579,7 @@ fn a_rate_limited_upstream_is_waited_for_and_its_limits_are_in_the_metrics() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("21600"), "the upstream's Retry-After is passed on");
     let body: Value = r.json().unwrap();
     assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS");
     assert!(started.elapsed() < Duration::from_secs(25), "not kept waiting: {:?}", started.elapsed());

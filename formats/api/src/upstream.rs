@@ -24,8 +24,10 @@ pub enum UpstreamError {
     NotFound,
     #[error("the upstream refused wharf's credentials")]
     Unauthorized,
+    /// A 429 that was not (or no longer) waited for; `retry_after`: the seconds the upstream
+    /// asked for, passed on to the client.
     #[error("the upstream rate-limits wharf")]
-    TooManyRequests,
+    TooManyRequests { retry_after: Option<u64> },
     /// Unreachable, timed out, a 5xx, or blocked: worth serving stale content for.
     #[error("upstream unavailable: {0}")]
     Unavailable(String),
@@ -346,18 +348,25 @@ const THROTTLE_BACKOFF: Duration = Duration::from_secs(1);
 /// its `Retry-After` (seconds or an HTTP date), or a doubling backoff; `None` when the upstream
 /// asks for longer than [`MAX_THROTTLE_WAIT`].
 pub fn throttle_wait(headers: &reqwest::header::HeaderMap, n: u32) -> Option<Duration> {
-    let asked = headers.get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let v = v.trim();
-        match v.parse::<u64>() {
-            Ok(secs) => Some(Duration::from_secs(secs)),
-            Err(_) => {
-                let at: std::time::SystemTime = v.parse::<actix_web::http::header::HttpDate>().ok()?.into();
-                Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
-            }
-        }
-    });
-    let wait = asked.unwrap_or(THROTTLE_BACKOFF * 2u32.pow(n.min(10)));
+    let wait = retry_after(headers).unwrap_or(THROTTLE_BACKOFF * 2u32.pow(n.min(10)));
     (wait <= MAX_THROTTLE_WAIT).then_some(wait)
+}
+
+/// An answer's `Retry-After` (delta-seconds or an HTTP date) as a wait from now.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    match v.parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        Err(_) => {
+            let at: std::time::SystemTime = v.parse::<actix_web::http::header::HttpDate>().ok()?.into();
+            Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+        }
+    }
+}
+
+/// [`UpstreamError::TooManyRequests`] for a 429 answer, with its `Retry-After` in whole seconds.
+pub fn too_many_requests(res: &Response) -> UpstreamError {
+    UpstreamError::TooManyRequests { retry_after: retry_after(res.headers()).map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)) }
 }
 
 impl Healths {
@@ -537,7 +546,7 @@ impl HttpUpstream {
             s if s.is_success() || s == StatusCode::NOT_MODIFIED => Ok(res),
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(UpstreamError::NotFound),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::Unauthorized),
-            StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests),
+            StatusCode::TOO_MANY_REQUESTS => Err(too_many_requests(&res)),
             s if s.is_server_error() => Err(UpstreamError::Unavailable(format!("{} answered {s}", res.url()))),
             s => Err(UpstreamError::Invalid(format!("{} answered {s}", res.url()))),
         }

@@ -57,8 +57,9 @@ pub enum DockerError {
     Meta(#[source] MetaError),
     #[error("upstream registry: {0}")]
     Upstream(String),
-    #[error("upstream registry rate limit: {0}")]
-    TooManyRequests(String),
+    /// The upstream's rate limit; `retry_after` (seconds) is passed on as `Retry-After`.
+    #[error("upstream registry rate limit: {message}")]
+    TooManyRequests { message: String, retry_after: Option<u64> },
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -90,7 +91,7 @@ impl DockerError {
             NoSpace(_) | Meta(MetaError::NoSpace) => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
             Meta(_) | Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             Upstream(_) => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
-            TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+            TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         }
     }
 
@@ -120,6 +121,9 @@ impl DockerError {
             }
             DockerError::BlobRangeInvalid { size } => {
                 res.insert_header(("Content-Range", format!("bytes */{size}")));
+            }
+            DockerError::TooManyRequests { retry_after: Some(secs), .. } => {
+                res.insert_header(("Retry-After", secs.to_string()));
             }
             _ => {}
         }

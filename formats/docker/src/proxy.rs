@@ -161,7 +161,9 @@ impl Proxy {
                 self.remember_not_found(key);
                 not_found
             }
-            UpstreamError::TooManyRequests => DockerError::TooManyRequests(format!("upstream {} rate-limits us", self.proxy.remote_url)),
+            UpstreamError::TooManyRequests { retry_after } => {
+                DockerError::TooManyRequests { message: format!("upstream {} rate-limits us", self.proxy.remote_url), retry_after }
+            }
             UpstreamError::Unauthorized => DockerError::Upstream(format!("upstream {} refused wharf's credentials", self.proxy.remote_url)),
             other => DockerError::Upstream(other.to_string()),
         }
