@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use wharf_format::upstream::{UpstreamObserver, UpstreamOutcome};
+use wharf_format::upstream::{RateLimit, UpstreamObserver, UpstreamOutcome};
 
 use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
@@ -68,6 +68,10 @@ pub struct Metrics {
     db_pool: IntGaugeVec,
     upstream_requests: IntCounterVec,
     upstream_latency: HistogramVec,
+    upstream_throttled: IntCounterVec,
+    upstream_ratelimit_limit: IntGaugeVec,
+    upstream_ratelimit_remaining: IntGaugeVec,
+    upstream_ratelimit_window: IntGaugeVec,
     store_used: IntGaugeVec,
     store_available: IntGaugeVec,
     store_quota: IntGaugeVec,
@@ -150,6 +154,26 @@ impl Metrics {
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["repository", "format"],
         )?;
+        let upstream_throttled = IntCounterVec::new(
+            Opts::new(
+                "wharf_proxy_upstream_throttled_total",
+                "Answers 429 (Too Many Requests) a proxy repository got from its upstream, each attempt counted (short Retry-After waits are sent again)",
+            ),
+            &["repository", "format"],
+        )?;
+        let ratelimit = |name: &str, help: &str| IntGaugeVec::new(Opts::new(name, help), &["repository", "format"]);
+        let upstream_ratelimit_limit = ratelimit(
+            "wharf_proxy_upstream_ratelimit_limit",
+            "The upstream's rate limit as its last answer stated it (Docker Hub's ratelimit-limit header): requests per window",
+        )?;
+        let upstream_ratelimit_remaining = ratelimit(
+            "wharf_proxy_upstream_ratelimit_remaining",
+            "Requests left in the upstream's rate-limit window as its last answer stated it (Docker Hub's ratelimit-remaining header)",
+        )?;
+        let upstream_ratelimit_window = ratelimit(
+            "wharf_proxy_upstream_ratelimit_window_seconds",
+            "The upstream's rate-limit window in seconds (the w= of Docker Hub's ratelimit headers)",
+        )?;
         let store = |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
         let store_used = store(
             "wharf_blob_store_used_bytes",
@@ -166,7 +190,7 @@ impl Metrics {
         let store_violation = store("wharf_blob_store_soft_quota_violation", "1 while a blob store is over its soft quota", &["blob_store"])?;
         let build = IntGaugeVec::new(Opts::new("wharf_build_info", "Always 1; the labels say which build this is"), &["version", "commit"])?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("WHARF_GIT_COMMIT").unwrap_or("")]).set(1);
-        for c in [&requests, &bytes_in, &bytes_out, &logins, &task_runs, &upstream_requests] {
+        for c in [&requests, &bytes_in, &bytes_out, &logins, &task_runs, &upstream_requests, &upstream_throttled] {
             registry.register(Box::new(c.clone()))?;
         }
         for h in [&latency, &task_seconds, &upstream_latency] {
@@ -174,7 +198,15 @@ impl Metrics {
         }
         registry.register(Box::new(uploads_in_flight.clone()))?;
         registry.register(Box::new(db_pool.clone()))?;
-        for g in [&store_used, &store_available, &store_quota, &store_violation] {
+        for g in [
+            &store_used,
+            &store_available,
+            &store_quota,
+            &store_violation,
+            &upstream_ratelimit_limit,
+            &upstream_ratelimit_remaining,
+            &upstream_ratelimit_window,
+        ] {
             registry.register(Box::new(g.clone()))?;
         }
         registry.register(Box::new(build))?;
@@ -192,6 +224,10 @@ impl Metrics {
             db_pool,
             upstream_requests,
             upstream_latency,
+            upstream_throttled,
+            upstream_ratelimit_limit,
+            upstream_ratelimit_remaining,
+            upstream_ratelimit_window,
             store_used,
             store_available,
             store_quota,
@@ -218,6 +254,12 @@ impl Metrics {
             failed: outcome("failed"),
             blocked: outcome("blocked"),
             latency: self.upstream_latency.with_label_values(&[name, format]),
+            throttled: self.upstream_throttled.with_label_values(&[name, format]),
+            ratelimit: RateLimitGauges {
+                vecs: [self.upstream_ratelimit_limit.clone(), self.upstream_ratelimit_remaining.clone(), self.upstream_ratelimit_window.clone()],
+                labels: [name.to_string(), format.to_string()],
+                gauges: OnceLock::new(),
+            },
         })
     }
 
@@ -282,6 +324,25 @@ struct UpstreamMetrics {
     failed: IntCounter,
     blocked: IntCounter,
     latency: Histogram,
+    throttled: IntCounter,
+    ratelimit: RateLimitGauges,
+}
+
+/// A proxy's rate-limit gauges, made when its upstream first states a limit: an upstream that
+/// never does (npm, PyPI, most registries) has no series, rather than a limit of 0.
+struct RateLimitGauges {
+    vecs: [IntGaugeVec; 3],
+    labels: [String; 2],
+    gauges: OnceLock<[IntGauge; 3]>,
+}
+
+impl RateLimitGauges {
+    fn get(&self) -> &[IntGauge; 3] {
+        self.gauges.get_or_init(|| {
+            let labels = [self.labels[0].as_str(), self.labels[1].as_str()];
+            [self.vecs[0].with_label_values(&labels), self.vecs[1].with_label_values(&labels), self.vecs[2].with_label_values(&labels)]
+        })
+    }
 }
 
 impl UpstreamObserver for UpstreamMetrics {
@@ -292,6 +353,20 @@ impl UpstreamObserver for UpstreamMetrics {
             UpstreamOutcome::Blocked => return self.blocked.inc(),
         }
         self.latency.observe(seconds);
+    }
+
+    fn throttled(&self) {
+        self.throttled.inc();
+    }
+
+    fn rate_limit(&self, limit: RateLimit) {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let [max, remaining, window] = self.ratelimit.get();
+        max.set(n(limit.limit));
+        remaining.set(n(limit.remaining));
+        if let Some(w) = limit.window_secs {
+            window.set(n(w));
+        }
     }
 }
 

@@ -182,3 +182,164 @@ fn jwt_claims(jwt: &str) -> Value {
     let part = jwt.split('.').nth(1).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
+
+/// A user holding exactly `privileges` (Nexus privilege names), with password `mount-password`.
+fn user_with(name: &str, privileges: &[&str]) {
+    let admin = server().0.admin();
+    let r = admin
+        .request(reqwest::Method::POST, "/service/rest/v1/security/roles")
+        .json(&json!({"id": format!("role-{name}"), "privileges": privileges}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+    let r = admin
+        .request(reqwest::Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": name, "password": "mount-password", "roles": [format!("role-{name}")]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+}
+
+/// Pushes `data` as a blob of `image` (a path-routed name, repository first) as the admin.
+fn admin_push_blob(image: &str, data: &[u8]) -> String {
+    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(data)));
+    let r = http()
+        .post(server().0.url(&format!("/v2/{image}/blobs/uploads/?digest={digest}")))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body(data.to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    digest
+}
+
+/// The `scope` parameter of a Bearer challenge.
+fn challenge_scope(r: &reqwest::blocking::Response) -> String {
+    let c = r.headers()["www-authenticate"].to_str().unwrap();
+    let start = c.find("scope=\"").expect("the challenge names a scope") + 7;
+    c[start..].split('"').next().unwrap().to_string()
+}
+
+/// A token for exactly the challenge's scope, as a token client fetches it.
+fn token_for(scope: &str, user: &str) -> String {
+    let r = http().get(server().0.url("/v2/token")).query(&[("service", "wharf"), ("scope", scope)]).basic_auth(user, Some("mount-password")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
+}
+
+/// The mount challenge asks for pull on the `from` image too, so that a client fetching its
+/// token from the challenge (as the conformance suite and containerd do) can mount; a token
+/// missing that pull, which its holder may have, is answered with the same challenge rather
+/// than an upload; a caller who may not read the source gets an ordinary upload session.
+#[test]
+fn a_mount_challenge_asks_for_pull_on_the_source_and_the_token_mounts() {
+    static USERS: OnceLock<()> = OnceLock::new();
+    USERS.get_or_init(|| {
+        let admin = server().0.admin();
+        admin.create_docker_hosted(json!({"name": "auth-private", "storage": {"blobStoreName": "default"}, "docker": {}}));
+        user_with("mounter", &["nx-repository-view-docker-docker-hosted-read", "nx-repository-view-docker-docker-hosted-add"]);
+    });
+    let d = admin_push_blob("docker-hosted/team/mount-src", b"a blob worth mounting");
+    let mount_url = |to: &str, from: &str| server().0.url(&format!("/v2/docker-hosted/team/{to}/blobs/uploads/?mount={d}&from={from}"));
+
+    // Anonymous: the challenge names both scopes, in one parameter.
+    let r = start_upload(&mount_url("mount-dst", "docker-hosted/team/mount-src"), None);
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let scope = challenge_scope(&r);
+    assert_eq!(scope, "repository:docker-hosted/team/mount-dst:pull,push repository:docker-hosted/team/mount-src:pull");
+    let t = token_for(&scope, "mounter");
+    assert_eq!(
+        jwt_claims(&t)["access"],
+        json!([
+            {"type": "repository", "name": "docker-hosted/team/mount-dst", "actions": ["pull", "push"]},
+            {"type": "repository", "name": "docker-hosted/team/mount-src", "actions": ["pull"]},
+        ])
+    );
+    let r = start_upload(&mount_url("mount-dst", "docker-hosted/team/mount-src"), Some(&t));
+    assert_eq!(r.status(), StatusCode::CREATED, "mounted, not uploaded again");
+    assert_eq!(r.headers()["docker-content-digest"].to_str().unwrap(), d);
+    let r = http().head(server().0.url(&format!("/v2/docker-hosted/team/mount-dst/blobs/{d}"))).bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // A token for the target only, as a client gets from a plain push challenge: its holder
+    // may read the source, so the answer is the mount challenge, and the new token mounts.
+    let push_only = token_for("repository:docker-hosted/team/mount-dst2:pull,push", "mounter");
+    let r = start_upload(&mount_url("mount-dst2", "docker-hosted/team/mount-src"), Some(&push_only));
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let scope = challenge_scope(&r);
+    assert_eq!(scope, "repository:docker-hosted/team/mount-dst2:pull,push repository:docker-hosted/team/mount-src:pull");
+    let r = start_upload(&mount_url("mount-dst2", "docker-hosted/team/mount-src"), Some(&token_for(&scope, "mounter")));
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // A source the user may not read: the token endpoint grants nothing there, and the mount
+    // falls back to an upload session (no second challenge: a new token would not help).
+    admin_push_blob("auth-private/team/src", b"a blob worth mounting");
+    let r = start_upload(&mount_url("mount-dst3", "auth-private/team/src"), None);
+    let scope = challenge_scope(&r);
+    assert_eq!(scope, "repository:docker-hosted/team/mount-dst3:pull,push repository:auth-private/team/src:pull");
+    let t = token_for(&scope, "mounter");
+    assert_eq!(jwt_claims(&t)["access"][1]["actions"], json!([]), "no pull where the user may not read");
+    let r = start_upload(&mount_url("mount-dst3", "auth-private/team/src"), Some(&t));
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "an ordinary upload session");
+    assert!(r.headers()["location"].to_str().unwrap().contains("/blobs/uploads/"));
+    let r = http().head(server().0.url(&format!("/v2/docker-hosted/team/mount-dst3/blobs/{d}"))).bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "nothing was mounted");
+    // ... and the same for a blob the source does not have, to a caller who may read it.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let r = start_upload(
+        &server().0.url(&format!("/v2/docker-hosted/team/mount-dst4/blobs/uploads/?mount={missing}&from=docker-hosted/team/mount-src")),
+        Some(&push_only),
+    );
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "push_only is for mount-dst2");
+    let t = token_for("repository:docker-hosted/team/mount-dst4:pull,push", "mounter");
+    let r =
+        start_upload(&server().0.url(&format!("/v2/docker-hosted/team/mount-dst4/blobs/uploads/?mount={missing}&from=docker-hosted/team/mount-src")), Some(&t));
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+}
+
+/// The real `skopeo`, copying between two images of one registry as a user who may read the
+/// source and push the target: it asks for a token naming both and mounts the layers and the
+/// config instead of uploading them again.
+#[test]
+fn skopeo_copies_between_images_by_mounting_with_a_token_for_both() {
+    static USERS: OnceLock<()> = OnceLock::new();
+    USERS.get_or_init(|| user_with("copier", &["nx-repository-view-docker-docker-hosted-read", "nx-repository-view-docker-docker-hosted-add"]));
+    let s = &server().0;
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = common::oci::image(&tmp.path().join("src"), "v1", &["amd64"], 21, 40_000);
+    let skopeo = |args: &[&str]| std::process::Command::new("skopeo").args(args).output().expect("skopeo is installed");
+    let src = format!("docker://{}/docker-hosted/team/sk-src:1", s.addr);
+    let admin = format!("admin:{ADMIN_PASSWORD}");
+    let out = skopeo(&["copy", "--dest-tls-verify=false", "--dest-creds", &admin, &format!("oci:{}:v1", tmp.path().join("src").display()), &src]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let dest = format!("docker://{}/docker-hosted/team/sk-dst:1", s.addr);
+    let out = skopeo(&[
+        "--debug",
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        "copier:mount-password",
+        "--dest-creds",
+        "copier:mount-password",
+        &src,
+        &dest,
+    ]);
+    let log = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{log}");
+    // skopeo asks for both scopes itself (its own mount code adds the source's pull), so this
+    // checks that the token endpoint grants them and the mount succeeds for a non-admin; the
+    // challenge that brings other token clients there is checked over raw HTTP above.
+    assert!(log.contains("scope=repository%3Adocker-hosted%2Fteam%2Fsk-dst%3Apull%2Cpush&scope=repository%3Adocker-hosted%2Fteam%2Fsk-src%3Apull"), "{log}");
+    let layer = layout.blobs.iter().find(|b| {
+        log.contains(&format!(
+            "Trying to mount /v2/docker-hosted/team/sk-dst/blobs/uploads/?from=docker-hosted%2Fteam%2Fsk-src&mount={}",
+            b.replace(':', "%3A")
+        ))
+    });
+    assert!(layer.is_some(), "skopeo tried to mount a layer:\n{log}");
+    assert!(log.contains("... mount OK"), "the mount succeeded, no upload of the layer:\n{log}");
+    let r = http().head(s.url(&format!("/v2/docker-hosted/team/sk-dst/blobs/{}", layer.unwrap()))).basic_auth("copier", Some("mount-password")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}

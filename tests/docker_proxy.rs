@@ -508,3 +508,82 @@ fn a_tag_moved_upstream_is_seen_after_content_max_age_when_that_is_shorter() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+/// The proxy's metrics text, scraped as the admin.
+fn metrics_text(server: &TestServer) -> String {
+    let r = http().get(server.url("/service/metrics/prometheus")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.text().unwrap()
+}
+
+/// The value of `metric` for `repository`, if the text has that series.
+fn metric_of(text: &str, metric: &str, repository: &str) -> Option<f64> {
+    let label = format!("repository=\"{repository}\"");
+    text.lines().filter(|l| l.starts_with(&format!("{metric}{{")) && l.contains(&label)).find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Docker Hub answers 429 with `Retry-After` when its rate limit bites, and states the limit in
+/// `ratelimit-limit` / `ratelimit-remaining` on every answer. The proxy waits as asked and
+/// sends again (the pull succeeds), and the metrics show the limit and the 429; a
+/// `Retry-After` of hours is not waited for: the client gets 429 `TOOMANYREQUESTS` at once.
+#[test]
+fn a_rate_limited_upstream_is_waited_for_and_its_limits_are_in_the_metrics() {
+    use common::upstream::Upstream;
+    let server = &env().server;
+    let hub = Upstream::start();
+    // One small image: a config and a layer (content is not checked by the proxy beyond digests).
+    let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec();
+    let layer = oci::noise(41, 20_000);
+    let config_digest = hub.add_blob("team/limited", config.clone());
+    let layer_digest = hub.add_blob("team/limited", layer.clone());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len()}]
+    })
+    .to_string()
+    .into_bytes();
+    let manifest_digest = hub.add_manifest("team/limited", "1", manifest, "application/vnd.oci.image.manifest.v1+json");
+    hub.rate_limit("100;w=21600", "76;w=21600");
+    hub.throttle(1, "1");
+    create(server, "proxy", proxy_body("throttled-proxy", &hub.url(), json!({})));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let image = format!("docker://{}/throttled-proxy/team/limited:1", server.addr);
+    pull(&image, &tmp.path().join("pulled")).expect("the pull succeeds after the upstream's Retry-After");
+    assert_eq!(raw_digest(&image).unwrap(), manifest_digest);
+
+    // The throttled request was sent again, no sooner than its Retry-After.
+    let seen = hub.seen();
+    let first = &seen[0];
+    let again = seen.iter().skip(1).find(|s| s.path == first.path && s.method == first.method).expect("the throttled request was sent again");
+    assert!(again.at.duration_since(first.at) >= Duration::from_secs(1), "sent again after {:?}", again.at.duration_since(first.at));
+
+    let text = metrics_text(server);
+    assert_eq!(metric_of(&text, "wharf_proxy_upstream_throttled_total", "throttled-proxy"), Some(1.0), "{text}");
+    assert_eq!(metric_of(&text, "wharf_proxy_upstream_ratelimit_limit", "throttled-proxy"), Some(100.0));
+    assert_eq!(metric_of(&text, "wharf_proxy_upstream_ratelimit_remaining", "throttled-proxy"), Some(76.0));
+    assert_eq!(metric_of(&text, "wharf_proxy_upstream_ratelimit_window_seconds", "throttled-proxy"), Some(21600.0));
+    // Upstreams that state no limit have no rate-limit series (not a limit of 0).
+    assert_eq!(metric_of(&text, "wharf_proxy_upstream_ratelimit_limit", "hub-proxy"), None);
+
+    // Hours to wait (the pull limit used up): the client is told at once.
+    hub.rate_limit("100;w=21600", "0;w=21600");
+    hub.throttle(10, "21600");
+    let started = Instant::now();
+    let r = http()
+        .get(server.url("/v2/throttled-proxy/team/other/manifests/1"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("21600"), "the upstream's Retry-After is passed on");
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["errors"][0]["code"], "TOOMANYREQUESTS");
+    assert!(started.elapsed() < Duration::from_secs(25), "not kept waiting: {:?}", started.elapsed());
+    let text = metrics_text(server);
+    assert_eq!(metric_of(&text, "wharf_proxy_upstream_ratelimit_remaining", "throttled-proxy"), Some(0.0));
+    assert_eq!(metric_of(&text, "wharf_proxy_upstream_throttled_total", "throttled-proxy"), Some(2.0), "one more 429, not waited for");
+}

@@ -723,11 +723,20 @@ struct Registry<'a> {
     server: &'a TestServer,
     http: Client,
     image: &'a str,
+    /// Blobs, and manifests pushed by digest, named by sha512 (a tag push is sha256 always).
+    sha512: bool,
 }
 
 impl Registry<'_> {
+    fn digest_of(&self, bytes: &[u8]) -> String {
+        match self.sha512 {
+            true => format!("sha512:{}", hex::encode(<sha2::Sha512 as sha2::Digest>::digest(bytes))),
+            false => format!("sha256:{}", sha256_hex(bytes)),
+        }
+    }
+
     fn blob(&self, bytes: &[u8]) -> (String, usize) {
-        let digest = format!("sha256:{}", sha256_hex(bytes));
+        let digest = self.digest_of(bytes);
         let r = self
             .http
             .post(self.server.url(&format!("/v2/docker-hosted/{}/blobs/uploads/?digest={digest}", self.image)))
@@ -741,7 +750,10 @@ impl Registry<'_> {
 
     fn manifest(&self, reference: Option<&str>, body: &Value) -> String {
         let bytes = serde_json::to_vec(body).unwrap();
-        let digest = format!("sha256:{}", sha256_hex(&bytes));
+        let digest = match reference {
+            Some(_) => format!("sha256:{}", sha256_hex(&bytes)),
+            None => self.digest_of(&bytes),
+        };
         let r = self
             .http
             .put(self.server.url(&format!("/v2/docker-hosted/{}/manifests/{}", self.image, reference.unwrap_or(&digest))))
@@ -812,7 +824,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn untagged_manifests_go_and_what_a_tag_reaches_stays() {
     let server = TestServer::start_with_env(GC_ENV);
-    let reg = Registry { server: &server, http: Client::new(), image: "multi" };
+    let reg = Registry { server: &server, http: Client::new(), image: "multi", sha512: false };
     let config = reg.blob(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
     let shared = reg.blob(b"shared layer");
     let (own1, own2, own3) = (reg.blob(b"layer of m1"), reg.blob(b"layer only an untagged manifest uses"), reg.blob(b"layer of m4"));
@@ -855,4 +867,59 @@ fn untagged_manifests_go_and_what_a_tag_reaches_stays() {
     // Run again: nothing more to do.
     let t = run_task(&server, &task);
     assert_eq!(t["message"], "docker-hosted: removed 0 unused manifests and 0 unused blob links", "{t}");
+}
+
+/// Content named by sha512 is stored under its sha256, and the collectors reason with both
+/// right: the untagged-manifests task keeps what a tag reaches through sha512 descriptors (an
+/// index pushed by tag, its children and their layers by sha512) and removes the rest; the blob
+/// store pass keeps the bytes of every sha512 link that stays and frees those of the ones that
+/// went.
+#[test]
+fn sha512_content_is_kept_while_a_tag_reaches_it_and_freed_when_nothing_does() {
+    let server = TestServer::start_with_env(GC_ENV);
+    let reg = Registry { server: &server, http: Client::new(), image: "multi512", sha512: true };
+    let config = reg.blob(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
+    let shared = reg.blob(b"sha512 shared layer");
+    let own1 = reg.blob(b"sha512 layer of a child the tag reaches");
+    let own2 = reg.blob(b"sha512 layer only an untagged manifest uses");
+    let m1 = reg.image(&config, &[&shared, &own1], None, None);
+    let m2 = reg.image(&config, &[&shared, &own2], None, None);
+    assert!(m1.starts_with("sha512:") && m2.starts_with("sha512:"));
+    let idx = reg.index(&[&m1], Some("idx512"));
+    assert!(idx.starts_with("sha256:"), "a tag push is known by sha256");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let task = docker_cleanup_task(&server);
+    let t = run_task(&server, &task);
+    assert_eq!(t["lastRunResult"], "OK", "{t}");
+    assert_eq!(t["message"], "docker-hosted: removed 1 unused manifests and 1 unused blob links", "{t}");
+    for (n, d) in [("m1", &m1), ("idx", &idx)] {
+        assert_eq!(reg.get("manifests", d), StatusCode::OK, "{n} is reached by the tag");
+    }
+    assert_eq!(reg.get("manifests", &m2), StatusCode::NOT_FOUND, "m2 is reached by nothing");
+    for kept in [&config.0, &shared.0, &own1.0] {
+        assert_eq!(reg.get("blobs", kept), StatusCode::OK, "{kept} is still used");
+    }
+    assert_eq!(reg.get("blobs", &own2.0), StatusCode::NOT_FOUND);
+
+    // The blob store pass: the bytes of the link that went are freed (once the grace period
+    // has passed: polled), those of every kept sha512 link stay.
+    let stored = |bytes: &[u8]| format!("sha256:{}", sha256_hex(bytes));
+    let freed = stored(b"sha512 layer only an untagged manifest uses");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while on_disk(&server).0.contains(&freed) {
+        assert!(Instant::now() < deadline, "the unused layer's bytes were never collected");
+        compact(&server, false);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let disk = on_disk(&server).0;
+    for kept in [&b"sha512 shared layer"[..], b"sha512 layer of a child the tag reaches"] {
+        assert!(disk.contains(&stored(kept)), "kept bytes stay on disk");
+    }
+    for kept in [&config.0, &shared.0, &own1.0] {
+        let r = reg.http.get(server.url(&format!("/v2/docker-hosted/multi512/blobs/{kept}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(!r.bytes().unwrap().is_empty());
+    }
+    assert_eq!(reg.get("manifests", "idx512"), StatusCode::OK);
 }

@@ -207,6 +207,32 @@ fn unknown_things_are_404_with_the_right_code() {
     assert_eq!(error_code(r), "NAME_UNKNOWN");
 }
 
+/// A reference that is neither a tag nor a digest names nothing: reads and deletes answer 404
+/// `MANIFEST_UNKNOWN` as registries do (the conformance suite's `.INVALID_MANIFEST_NAME`), while a
+/// push with one is the client's mistake and stays a 400 (the suite's `sha256:baddigeststring`).
+#[test]
+fn an_invalid_reference_is_unknown_to_reads_and_a_bad_request_to_pushes() {
+    let img = push_image("pull/invalid-ref", "v1", 15);
+    for bad in [".INVALID_MANIFEST_NAME", "sha256:baddigeststring", "-dash", "sha512:abc"] {
+        for method in [Method::GET, Method::DELETE] {
+            let r = req(method.clone(), &v2("pull/invalid-ref", &format!("manifests/{bad}"))).send().unwrap();
+            assert_eq!(r.status(), StatusCode::NOT_FOUND, "{method} {bad}");
+            assert_eq!(error_code(r), "MANIFEST_UNKNOWN", "{method} {bad}");
+        }
+        let r = req(Method::HEAD, &v2("pull/invalid-ref", &format!("manifests/{bad}"))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "HEAD {bad}");
+    }
+    let r = put_manifest("pull/invalid-ref", "sha256:baddigeststring", OCI_MANIFEST, &img.manifest);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r), "DIGEST_INVALID");
+    let r = put_manifest("pull/invalid-ref", ".INVALID_MANIFEST_NAME", OCI_MANIFEST, &img.manifest);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r), "TAG_INVALID");
+    // Without credentials the answer is the challenge, whatever the reference.
+    let r = http().get(server().url(&v2("pull/invalid-ref", "manifests/.INVALID_MANIFEST_NAME"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
 #[test]
 fn a_blob_of_another_image_is_not_readable_through_this_one() {
     let img = push_image("pull/owner", "v1", 6);
@@ -644,4 +670,273 @@ fn the_base_endpoint_answers_200_with_credentials_and_401_without() {
     let r = http().get(server().url("/v2/")).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert!(header(&r, "www-authenticate").starts_with("Bearer realm="));
+}
+
+// ---- sha512 ----------------------------------------------------------------------------------
+// What the conformance suite's sha512 runs do (conformance/run.go: "blobs-sha512" and the
+// "sha512" data set, an index of two images with every digest sha512, pushed by digest only):
+// blob pushes of every kind, HEAD, GET, ranges, mounts, deletes, and manifests and an index by
+// sha512. The bytes are stored under their sha256, the sha512 recorded beside it.
+
+fn sha512_of(data: &[u8]) -> String {
+    format!("sha512:{}", hex::encode(<sha2::Sha512 as sha2::Digest>::digest(data)))
+}
+
+fn push_blob512(name: &str, data: &[u8]) -> String {
+    let d = sha512_of(data);
+    let r = req(Method::POST, &format!("{}?digest={d}", v2(name, "blobs/uploads/"))).body(data.to_vec()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    assert_eq!(header(&r, "docker-content-digest"), d);
+    assert!(location(&r).ends_with(&format!("/blobs/{d}")));
+    d
+}
+
+/// HEAD and GET of a blob by its sha512: the length, the digest it was asked by, the bytes.
+fn assert_blob512(name: &str, d: &str, data: &[u8]) {
+    let r = req(Method::HEAD, &v2(name, &format!("blobs/{d}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "HEAD {name} {d}");
+    assert_eq!(header(&r, "content-length"), data.len().to_string());
+    assert_eq!(header(&r, "docker-content-digest"), d);
+    let r = req(Method::GET, &v2(name, &format!("blobs/{d}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(header(&r, "docker-content-digest"), d);
+    assert_eq!(r.bytes().unwrap().to_vec(), data);
+}
+
+fn blob512_gone(name: &str, d: &str) -> bool {
+    req(Method::HEAD, &v2(name, &format!("blobs/{d}"))).send().unwrap().status() == StatusCode::NOT_FOUND
+}
+
+#[test]
+fn sha512_blobs_push_in_every_way_and_read_back() {
+    let name = "sha512/blobs";
+    // post only
+    let data = b"sha512 post only".to_vec();
+    let d = push_blob512(name, &data);
+    assert_blob512(name, &d, &data);
+    // Stored once, under its sha256.
+    assert!(server().store_holds(&digest_of(&data)));
+
+    // post + put
+    let data = b"sha512 post then put".to_vec();
+    let d = sha512_of(&data);
+    let r = req(Method::POST, &v2(name, "blobs/uploads/")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = req(Method::PUT, &with_query(&location(&r), &format!("digest={d}")))
+        .header("Content-Type", "application/octet-stream")
+        .body(data.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "docker-content-digest"), d);
+    assert_blob512(name, &d, &data);
+
+    // chunked, the last chunk with the PUT
+    let data: Vec<u8> = (0..3067u32).map(|i| (i % 253) as u8).collect();
+    let d = sha512_of(&data);
+    let r = req(Method::POST, &v2(name, "blobs/uploads/")).header("Content-Length", "0").send().unwrap();
+    let mut upload = location(&r);
+    for (start, end) in [(0usize, 1024usize), (1024, 2048)] {
+        let r = req(Method::PATCH, &upload)
+            .header("Content-Type", "application/octet-stream")
+            .header("Content-Range", format!("{}-{}", start, end - 1))
+            .body(data[start..end].to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        upload = location(&r);
+    }
+    let r = req(Method::PUT, &with_query(&upload, &format!("digest={d}")))
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Range", "2048-3066")
+        .body(data[2048..].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    assert_blob512(name, &d, &data);
+
+    // streamed PATCH, then an empty PUT
+    let data = vec![7u8; 5000];
+    let d = sha512_of(&data);
+    let r = req(Method::POST, &v2(name, "blobs/uploads/")).send().unwrap();
+    let r = req(Method::PATCH, &location(&r)).header("Content-Type", "application/octet-stream").body(data.clone()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let r = req(Method::PUT, &with_query(&location(&r), &format!("digest={d}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_blob512(name, &d, &data);
+
+    // ranges
+    let r = req(Method::GET, &v2(name, &format!("blobs/{d}"))).header("Range", "bytes=100-199").send().unwrap();
+    assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(&r, "content-range"), "bytes 100-199/5000");
+    assert_eq!(r.bytes().unwrap().len(), 100);
+
+    // well-known contents: empty, and `{}`
+    for data in [&b""[..], &b"{}"[..]] {
+        let d = push_blob512(name, data);
+        assert_blob512(name, &d, data);
+        let r = req(Method::DELETE, &v2(name, &format!("blobs/{d}"))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        assert!(blob512_gone(name, &d));
+    }
+
+    // delete: the link goes at once, and only the sha512 one
+    let data = b"sha512 and sha256 both".to_vec();
+    let d512 = push_blob512(name, &data);
+    let d256 = push_blob(name, &data);
+    let r = req(Method::DELETE, &v2(name, &format!("blobs/{d512}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert!(blob512_gone(name, &d512));
+    assert_eq!(req(Method::HEAD, &v2(name, &format!("blobs/{d256}"))).send().unwrap().status(), StatusCode::OK);
+}
+
+#[test]
+fn a_wrong_sha512_is_digest_invalid_and_stores_nothing() {
+    let name = "sha512/bad";
+    let data = b"the real content".to_vec();
+    let claimed = sha512_of(b"something else");
+    // post only
+    let r = req(Method::POST, &format!("{}?digest={claimed}", v2(name, "blobs/uploads/"))).body(data.clone()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r), "DIGEST_INVALID");
+    // post + put
+    let r = req(Method::POST, &v2(name, "blobs/uploads/")).send().unwrap();
+    let upload = location(&r);
+    let r = req(Method::PUT, &with_query(&upload, &format!("digest={claimed}"))).body(data.clone()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r), "DIGEST_INVALID");
+    // The session is over, and nothing was linked or stored.
+    assert_eq!(req(Method::GET, &upload).send().unwrap().status(), StatusCode::NOT_FOUND);
+    assert!(blob512_gone(name, &claimed));
+    assert!(blob512_gone(name, &sha512_of(&data)));
+    assert!(!server().store_holds(&digest_of(&data)), "nothing published under the content's sha256");
+    // A sha512 of the wrong length is malformed.
+    let r = req(Method::POST, &format!("{}?digest=sha512:abcd", v2(name, "blobs/uploads/"))).body(data).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r), "DIGEST_INVALID");
+}
+
+#[test]
+fn sha512_blobs_mount_across_images_and_repositories() {
+    let data = b"mount me by sha512".to_vec();
+    let d = push_blob512("sha512/mount-src", &data);
+    let r = req(Method::POST, &format!("{}?mount={d}&from={REPO}/sha512/mount-src", v2("sha512/mount-dst", "blobs/uploads/"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "docker-content-digest"), d);
+    assert!(location(&r).ends_with(&format!("/blobs/{d}")));
+    assert_blob512("sha512/mount-dst", &d, &data);
+    let r = req(Method::POST, &format!("/v2/docker-other/sha512/mounted/blobs/uploads/?mount={d}&from={REPO}/sha512/mount-src")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r = req(Method::GET, &format!("/v2/docker-other/sha512/mounted/blobs/{d}")).send().unwrap();
+    assert_eq!(r.bytes().unwrap().to_vec(), data);
+    // Missing at the source: an ordinary upload session.
+    let missing = sha512_of(b"never pushed anywhere");
+    let r = req(Method::POST, &format!("{}?mount={missing}&from={REPO}/sha512/mount-src", v2("sha512/mount-dst", "blobs/uploads/"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // The source's link deleted, the mounted one stays.
+    assert_eq!(req(Method::DELETE, &v2("sha512/mount-src", &format!("blobs/{d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+    assert!(blob512_gone("sha512/mount-src", &d));
+    assert_blob512("sha512/mount-dst", &d, &data);
+}
+
+/// The conformance suite's "sha512" data: an index of two images, every digest sha512, pushed
+/// by digest; pulled and HEADed by digest; deleted in reverse.
+#[test]
+fn an_index_of_images_all_by_sha512_pushes_pulls_and_deletes() {
+    let name = "sha512/index";
+    let mut manifests = Vec::new();
+    let mut blobs = Vec::new();
+    for (seed, arch) in [(3u8, "amd64"), (5, "arm64")] {
+        let config = format!(r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#).into_bytes();
+        let layer: Vec<u8> = (0..2048u32).map(|i| (i as u8).wrapping_mul(seed)).collect();
+        let (cd, ld) = (push_blob512(name, &config), push_blob512(name, &layer));
+        let manifest = manifest_for(&cd, config.len(), &[(&ld, layer.len())]);
+        let md = sha512_of(&manifest);
+        let r = put_manifest(name, &md, OCI_MANIFEST, &manifest);
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+        assert_eq!(header(&r, "docker-content-digest"), md);
+        assert!(location(&r).ends_with(&format!("/manifests/{md}")));
+        blobs.push((cd, config));
+        blobs.push((ld, layer));
+        manifests.push((md, manifest, arch));
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": manifests.iter().map(|(d, m, arch)| json!({"mediaType": OCI_MANIFEST, "digest": d, "size": m.len(), "platform": {"os": "linux", "architecture": arch}})).collect::<Vec<_>>()
+    }))
+    .unwrap();
+    let id = sha512_of(&index);
+    // Pushed as the wrong sha512: refused.
+    let r = put_manifest(name, &sha512_of(b"not the index"), OCI_INDEX, &index);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r), "DIGEST_INVALID");
+    let r = put_manifest(name, &id, OCI_INDEX, &index);
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    assert_eq!(header(&r, "docker-content-digest"), id);
+
+    for (d, body, ct) in manifests.iter().map(|(d, m, _)| (d, m, OCI_MANIFEST)).chain([(&id, &index, OCI_INDEX)]) {
+        let r = req(Method::HEAD, &v2(name, &format!("manifests/{d}"))).header("Accept", format!("{OCI_MANIFEST}, {OCI_INDEX}")).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "docker-content-digest"), *d);
+        assert_eq!(header(&r, "content-length"), body.len().to_string());
+        let r = req(Method::GET, &v2(name, &format!("manifests/{d}"))).header("Accept", format!("{OCI_MANIFEST}, {OCI_INDEX}")).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(header(&r, "content-type"), ct);
+        assert_eq!(header(&r, "docker-content-digest"), *d);
+        assert_eq!(r.bytes().unwrap().to_vec(), *body);
+    }
+    for (d, data) in &blobs {
+        assert_blob512(name, d, data);
+    }
+    // In use: a layer cannot go while its manifest is there, nor a manifest while its index is.
+    assert_eq!(req(Method::DELETE, &v2(name, &format!("blobs/{}", blobs[1].0))).send().unwrap().status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(req(Method::DELETE, &v2(name, &format!("manifests/{}", manifests[0].0))).send().unwrap().status(), StatusCode::METHOD_NOT_ALLOWED);
+
+    // An index naming a child that is not there is refused.
+    let orphan = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha512_of(b"no such manifest"), "size": 10}]
+    }))
+    .unwrap();
+    let r = put_manifest(name, &sha512_of(&orphan), OCI_INDEX, &orphan);
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r), "MANIFEST_BLOB_UNKNOWN");
+
+    // Delete in reverse: the index, the manifests, the blobs; each gone at once.
+    for d in std::iter::once(&id).chain(manifests.iter().map(|(d, _, _)| d)) {
+        let r = req(Method::DELETE, &v2(name, &format!("manifests/{d}"))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "delete {d}");
+        assert_eq!(req(Method::HEAD, &v2(name, &format!("manifests/{d}"))).send().unwrap().status(), StatusCode::NOT_FOUND);
+    }
+    for (d, _) in &blobs {
+        assert_eq!(req(Method::DELETE, &v2(name, &format!("blobs/{d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+        assert!(blob512_gone(name, d));
+    }
+}
+
+/// A manifest whose subject is named by sha512 is listed by the referrers API under that
+/// digest, itself named by the digest it was pushed by.
+#[test]
+fn referrers_of_a_sha512_subject_are_listed_by_their_sha512() {
+    let name = "sha512/referrers";
+    let config = b"{}".to_vec();
+    let cd = push_blob512(name, &config);
+    let subject = manifest_for(&cd, config.len(), &[]);
+    let sd = sha512_of(&subject);
+    assert_eq!(put_manifest(name, &sd, OCI_MANIFEST, &subject).status(), StatusCode::CREATED);
+    let artifact = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sha512",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": cd, "size": 2},
+        "layers": [],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": sd, "size": subject.len()}
+    }))
+    .unwrap();
+    let ad = sha512_of(&artifact);
+    let r = put_manifest(name, &ad, OCI_MANIFEST, &artifact);
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(header(&r, "oci-subject"), sd);
+    let r = req(Method::GET, &v2(name, &format!("referrers/{sd}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: Value = r.json().unwrap();
+    assert_eq!(v["manifests"], json!([{"mediaType": OCI_MANIFEST, "digest": ad, "size": artifact.len(), "artifactType": "application/vnd.example.sha512"}]));
 }

@@ -26,6 +26,7 @@ pub struct Seen {
     pub path: String,
     pub user_agent: Option<String>,
     pub authorization: Option<String>,
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -38,6 +39,8 @@ struct Files {
     npm: HashMap<String, Vec<(String, Vec<u8>)>>,
     /// Docker blobs: `<image>/blobs/<digest>` → bytes.
     blobs: HashMap<String, Vec<u8>>,
+    /// Docker manifests: `<image>/manifests/<tag or digest>` → (bytes, media type, digest).
+    manifests: HashMap<String, (Vec<u8>, String, String)>,
 }
 
 struct State {
@@ -50,6 +53,11 @@ struct State {
     /// without `Authorization: Bearer upstream-token` gets 401 and the challenge; `/token`
     /// answers that token.
     bearer_realm: Mutex<Option<String>>,
+    /// Docker Hub's rate limiting: the next `n` requests under `/v2/` answer 429 with this
+    /// `Retry-After`; every answer under `/v2/` carries the `ratelimit-limit` and
+    /// `ratelimit-remaining` values.
+    throttle: Mutex<(u32, String)>,
+    rate_limit: Mutex<Option<(String, String)>>,
     /// While set, a file's body stops after its first half until [`Upstream::release`].
     hold: Mutex<bool>,
     held: Condvar,
@@ -71,6 +79,8 @@ impl Upstream {
             files: Mutex::default(),
             require: Mutex::default(),
             bearer_realm: Mutex::default(),
+            throttle: Mutex::default(),
+            rate_limit: Mutex::default(),
             hold: Mutex::new(false),
             held: Condvar::new(),
             stop: AtomicBool::new(false),
@@ -111,6 +121,26 @@ impl Upstream {
         let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)));
         self.state.files.lock().unwrap().blobs.insert(format!("{name}/blobs/{digest}"), data);
         digest
+    }
+
+    /// Adds a Docker manifest of image `name` under `tag` and under its digest; its digest.
+    pub fn add_manifest(&self, name: &str, tag: &str, data: Vec<u8>, media_type: &str) -> String {
+        let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)));
+        let mut f = self.state.files.lock().unwrap();
+        for r in [tag, digest.as_str()] {
+            f.manifests.insert(format!("{name}/manifests/{r}"), (data.clone(), media_type.to_string(), digest.clone()));
+        }
+        digest
+    }
+
+    /// The next `n` requests under `/v2/` answer 429 with `Retry-After: <retry_after>`.
+    pub fn throttle(&self, n: u32, retry_after: &str) {
+        *self.state.throttle.lock().unwrap() = (n, retry_after.to_string());
+    }
+
+    /// Answers under `/v2/` carry Docker Hub's `ratelimit-limit` and `ratelimit-remaining`.
+    pub fn rate_limit(&self, limit: &str, remaining: &str) {
+        *self.state.rate_limit.lock().unwrap() = Some((limit.to_string(), remaining.to_string()));
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -175,7 +205,13 @@ fn serve(mut conn: TcpStream, s: &State) {
     let header = |name: &str| {
         head.split("\r\n").skip(1).find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
     };
-    s.seen.lock().unwrap().push(Seen { method: method.clone(), path: path.clone(), user_agent: header("user-agent"), authorization: header("authorization") });
+    s.seen.lock().unwrap().push(Seen {
+        method: method.clone(),
+        path: path.clone(),
+        user_agent: header("user-agent"),
+        authorization: header("authorization"),
+        at: std::time::Instant::now(),
+    });
     let mode = *s.mode.lock().unwrap();
     match mode {
         Mode::Hang => {
@@ -204,7 +240,30 @@ fn serve(mut conn: TcpStream, s: &State) {
             return respond(&mut conn, "401 Unauthorized", "application/json", b"{}", &[&challenge]);
         }
     }
+    let limits = s.rate_limit.lock().unwrap().clone().filter(|_| path.starts_with("/v2/"));
+    let limits: Vec<String> = limits.map(|(l, r)| vec![format!("ratelimit-limit: {l}"), format!("ratelimit-remaining: {r}")]).unwrap_or_default();
+    let limits: Vec<&str> = limits.iter().map(String::as_str).collect();
+    {
+        let mut t = s.throttle.lock().unwrap();
+        if t.0 > 0 && path.starts_with("/v2/") {
+            t.0 -= 1;
+            let retry = format!("Retry-After: {}", t.1);
+            drop(t);
+            let mut extra = limits.clone();
+            extra.push(&retry);
+            let body = br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#;
+            return respond(&mut conn, "429 Too Many Requests", "application/json", body, &extra);
+        }
+    }
     let files = s.files.lock().unwrap();
+    if let Some((data, ct, digest)) = path.strip_prefix("/v2/").and_then(|p| files.manifests.get(p)).cloned() {
+        drop(files);
+        let dcd = format!("Docker-Content-Digest: {digest}");
+        let mut extra = limits.clone();
+        extra.push(&dcd);
+        let body = if method == "HEAD" { &b""[..] } else { &data[..] };
+        return respond(&mut conn, "200 OK", &ct, body, &extra);
+    }
     if let Some(project) = path.strip_prefix("/simple/").map(|p| p.trim_end_matches('/')).filter(|p| !p.is_empty()) {
         let Some(names) = files.pages.get(project) else { return respond(&mut conn, "404 Not Found", "text/plain", b"no", &[]) };
         let mut html = String::from("<!DOCTYPE html><html><body>\n");
@@ -241,7 +300,7 @@ fn serve(mut conn: TcpStream, s: &State) {
     if let Some(data) = path.strip_prefix("/v2/").and_then(|p| files.blobs.get(p)).cloned() {
         drop(files);
         if method == "HEAD" {
-            return respond(&mut conn, "200 OK", "application/octet-stream", b"", &[]);
+            return respond(&mut conn, "200 OK", "application/octet-stream", b"", &limits);
         }
         return respond_holding(&mut conn, s, "application/octet-stream", &data);
     }

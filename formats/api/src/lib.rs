@@ -29,7 +29,7 @@ pub use blob::{BlobLedger, BlobRead, HashState, S3Encryption, S3Settings, Staged
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
 pub use ctx::{canonical_user, same_user, Access, Action, Credential, Denied, Grant, Mount, Principal, Realm, RepoCtx, RepoPrivilege};
 pub use describe::DescribeError;
-pub use digest::{Digest, DigestError};
+pub use digest::{Algorithm, AnyDigest, Digest, DigestError, Hasher};
 pub use identity::{Identity, IdentityError, NewToken, TokenInfo, TokenSpec};
 pub use lifecycle::{DeleteError, Downloads, NoDownloads, Versions};
 pub use meta::{backoff, Asset, Check, KeyedLocks, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write, CONTENTION_DEADLINE};

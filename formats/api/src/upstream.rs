@@ -24,8 +24,10 @@ pub enum UpstreamError {
     NotFound,
     #[error("the upstream refused wharf's credentials")]
     Unauthorized,
+    /// A 429 that was not (or no longer) waited for; `retry_after`: the seconds the upstream
+    /// asked for, passed on to the client.
     #[error("the upstream rate-limits wharf")]
-    TooManyRequests,
+    TooManyRequests { retry_after: Option<u64> },
     /// Unreachable, timed out, a 5xx, or blocked: worth serving stale content for.
     #[error("upstream unavailable: {0}")]
     Unavailable(String),
@@ -300,6 +302,71 @@ pub enum UpstreamOutcome {
 pub trait UpstreamObserver: Send + Sync {
     /// `seconds` covers the request and its retries, up to the answer's headers.
     fn observe(&self, outcome: UpstreamOutcome, seconds: f64);
+    /// The upstream answered 429 (each time, retried or not).
+    fn throttled(&self) {}
+    /// The upstream's latest rate-limit headers (Docker Hub's `ratelimit-limit` and
+    /// `ratelimit-remaining`, e.g. `100;w=21600`): requests allowed per window, left in it,
+    /// and the window in seconds when given.
+    fn rate_limit(&self, _limit: RateLimit) {}
+}
+
+/// What an upstream's rate-limit headers said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub limit: u64,
+    pub remaining: u64,
+    pub window_secs: Option<u64>,
+}
+
+impl RateLimit {
+    /// Docker Hub's `ratelimit-limit` / `ratelimit-remaining` (`<n>;w=<seconds>`), also the
+    /// IETF draft's plain `<n>`; `None` unless both are there and readable.
+    pub fn from_headers(h: &reqwest::header::HeaderMap) -> Option<RateLimit> {
+        let field = |name: &str| -> Option<(u64, Option<u64>)> {
+            let v = h.get(name)?.to_str().ok()?;
+            let mut parts = v.split(';');
+            let n = parts.next()?.trim().parse().ok()?;
+            let w = parts.find_map(|p| p.trim().strip_prefix("w=").and_then(|w| w.trim().parse().ok()));
+            Some((n, w))
+        };
+        let (limit, w1) = field("ratelimit-limit")?;
+        let (remaining, w2) = field("ratelimit-remaining")?;
+        Some(RateLimit { limit, remaining, window_secs: w1.or(w2) })
+    }
+}
+
+/// How many times a request answered 429 is sent again (whatever `connection.retries` says:
+/// a rate limit is not a failure, and Docker Hub's short bursts pass within seconds).
+pub const THROTTLE_RETRIES: u32 = 3;
+/// The longest `Retry-After` waited for. Past it the 429 comes back at once: Docker Hub's
+/// pull limit, used up, says hours, and a client is better told than kept waiting.
+pub const MAX_THROTTLE_WAIT: Duration = Duration::from_secs(30);
+/// Without `Retry-After`, the first wait; each further 429 doubles it.
+const THROTTLE_BACKOFF: Duration = Duration::from_secs(1);
+
+/// How long to wait before sending again a request answered 429 for the `n`th time (from 0):
+/// its `Retry-After` (seconds or an HTTP date), or a doubling backoff; `None` when the upstream
+/// asks for longer than [`MAX_THROTTLE_WAIT`].
+pub fn throttle_wait(headers: &reqwest::header::HeaderMap, n: u32) -> Option<Duration> {
+    let wait = retry_after(headers).unwrap_or(THROTTLE_BACKOFF * 2u32.pow(n.min(10)));
+    (wait <= MAX_THROTTLE_WAIT).then_some(wait)
+}
+
+/// An answer's `Retry-After` (delta-seconds or an HTTP date) as a wait from now.
+pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    match v.parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        Err(_) => {
+            let at: std::time::SystemTime = v.parse::<actix_web::http::header::HttpDate>().ok()?.into();
+            Some(at.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+        }
+    }
+}
+
+/// [`UpstreamError::TooManyRequests`] for a 429 answer, with its `Retry-After` in whole seconds.
+pub fn too_many_requests(res: &Response) -> UpstreamError {
+    UpstreamError::TooManyRequests { retry_after: retry_after(res.headers()).map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0)) }
 }
 
 impl Healths {
@@ -380,21 +447,44 @@ impl Transport {
         }
     }
 
-    /// [`Transport::execute`] past the health gate.
+    /// [`Transport::execute`] past the health gate. A 429 is sent again after its
+    /// `Retry-After` (or a backoff), up to [`THROTTLE_RETRIES`] times, when the wait is short
+    /// enough ([`throttle_wait`]); then it comes back like any answer.
     async fn attempts(&self, r: reqwest::RequestBuilder) -> Result<Response, UpstreamError> {
         let mut next = Some(r);
         let mut attempt = 0;
+        let mut throttled = 0;
         loop {
             let r = next.take().expect("a request to send");
-            let spare = if attempt < self.retries { r.try_clone() } else { None };
+            let spare = if attempt < self.retries || throttled < THROTTLE_RETRIES { r.try_clone() } else { None };
             let outcome = r.send().await;
-            let retryable = match &outcome {
-                Err(_) => true,
-                Ok(res) => matches!(res.status().as_u16(), 502..=504),
-            };
+            if let (Ok(res), Some(o)) = (&outcome, &self.observer) {
+                if let Some(limit) = RateLimit::from_headers(res.headers()) {
+                    o.rate_limit(limit);
+                }
+                if res.status() == StatusCode::TOO_MANY_REQUESTS {
+                    o.throttled();
+                }
+            }
+            let retryable = attempt < self.retries
+                && match &outcome {
+                    Err(_) => true,
+                    Ok(res) => matches!(res.status().as_u16(), 502..=504),
+                };
             if retryable {
                 if let Some(s) = spare {
                     attempt += 1;
+                    next = Some(s);
+                    continue;
+                }
+            }
+            if let Ok(res) = &outcome {
+                let wait =
+                    (res.status() == StatusCode::TOO_MANY_REQUESTS && throttled < THROTTLE_RETRIES).then(|| throttle_wait(res.headers(), throttled)).flatten();
+                if let (Some(wait), Some(s)) = (wait, spare) {
+                    tracing::info!(url = %without_userinfo(res.url().as_str()), wait_ms = wait.as_millis() as u64, "upstream rate limit (429): sending again after its Retry-After");
+                    throttled += 1;
+                    tokio::time::sleep(wait).await;
                     next = Some(s);
                     continue;
                 }
@@ -456,7 +546,7 @@ impl HttpUpstream {
             s if s.is_success() || s == StatusCode::NOT_MODIFIED => Ok(res),
             StatusCode::NOT_FOUND | StatusCode::GONE => Err(UpstreamError::NotFound),
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::Unauthorized),
-            StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests),
+            StatusCode::TOO_MANY_REQUESTS => Err(too_many_requests(&res)),
             s if s.is_server_error() => Err(UpstreamError::Unavailable(format!("{} answered {s}", res.url()))),
             s => Err(UpstreamError::Invalid(format!("{} answered {s}", res.url()))),
         }
@@ -551,6 +641,31 @@ mod tests {
         ] {
             assert_eq!(without_userinfo(url), want, "{url}");
         }
+    }
+
+    #[test]
+    fn rate_limit_headers_and_retry_after_are_read() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(RateLimit::from_headers(&h), None);
+        h.insert("ratelimit-limit", "100;w=21600".parse().unwrap());
+        h.insert("ratelimit-remaining", "76;w=21600".parse().unwrap());
+        assert_eq!(RateLimit::from_headers(&h), Some(RateLimit { limit: 100, remaining: 76, window_secs: Some(21600) }));
+        h.insert("ratelimit-remaining", "x".parse().unwrap());
+        assert_eq!(RateLimit::from_headers(&h), None);
+
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(throttle_wait(&h, 0), Some(Duration::from_secs(1)));
+        assert_eq!(throttle_wait(&h, 2), Some(Duration::from_secs(4)));
+        assert_eq!(throttle_wait(&h, 9), None, "a backoff past the cap is not waited for");
+        h.insert(reqwest::header::RETRY_AFTER, "2".parse().unwrap());
+        assert_eq!(throttle_wait(&h, 0), Some(Duration::from_secs(2)));
+        h.insert(reqwest::header::RETRY_AFTER, "21600".parse().unwrap());
+        assert_eq!(throttle_wait(&h, 0), None, "hours are not waited for");
+        let soon = actix_web::http::header::HttpDate::from(std::time::SystemTime::now() + Duration::from_secs(5));
+        h.insert(reqwest::header::RETRY_AFTER, soon.to_string().parse().unwrap());
+        assert!(throttle_wait(&h, 0).is_some_and(|w| w <= Duration::from_secs(5)));
+        h.insert(reqwest::header::RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap());
+        assert_eq!(throttle_wait(&h, 0), Some(Duration::ZERO), "a date past is now");
     }
 
     #[tokio::test]

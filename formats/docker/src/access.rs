@@ -1,7 +1,7 @@
 //! Names, URLs and permission checks as the client sees them, shared by hosted, proxy and group
 //! repositories (a group answers with its own names whichever member serves the request).
 
-use wharf_format::{Action, Denied, Mount, RepoCtx};
+use wharf_format::{Access, Action, Denied, Mount, RepoCtx};
 
 use crate::error::DockerError;
 use crate::model;
@@ -33,19 +33,48 @@ pub fn check_name(ctx: &RepoCtx, name: &str) -> Result<(), DockerError> {
 }
 
 pub fn challenge(force_basic_auth: bool, ctx: &RepoCtx, scope: Option<(&str, Action)>) -> String {
+    let scopes: Vec<String> = scope.map(|(name, action)| repository_scope(&client_name(ctx, name), action)).into_iter().collect();
+    challenge_for(force_basic_auth, ctx, &scopes)
+}
+
+/// The challenge for a cross-repository mount (`POST .../blobs/uploads/?mount=..&from=..`): push
+/// on the target and pull on the source, in one `scope` parameter separated by a space as
+/// Distribution sends it, so that a token client fetches one token it can mount with instead
+/// of uploading the blob again. `from` is the source as the client named it.
+pub fn mount_challenge(force_basic_auth: bool, ctx: &RepoCtx, name: &str, from: &str) -> String {
+    let scopes = [repository_scope(&client_name(ctx, name), Action::Write), repository_scope(from, Action::Read)];
+    challenge_for(force_basic_auth, ctx, &scopes)
+}
+
+fn repository_scope(client_name: &str, action: Action) -> String {
+    let actions = match action {
+        Action::Read => "pull",
+        Action::Write => "pull,push",
+        Action::Delete => "delete",
+    };
+    format!("repository:{client_name}:{actions}")
+}
+
+fn challenge_for(force_basic_auth: bool, ctx: &RepoCtx, scopes: &[String]) -> String {
     if force_basic_auth {
         return r#"Basic realm="wharf""#.to_string();
     }
     let mut c = format!(r#"Bearer realm="{}",service="{}""#, ctx.token_realm, ctx.token_service);
-    if let Some((name, action)) = scope {
-        let actions = match action {
-            Action::Read => "pull",
-            Action::Write => "pull,push",
-            Action::Delete => "delete",
-        };
-        c.push_str(&format!(r#",scope="repository:{}:{}""#, client_name(ctx, name), actions));
+    if !scopes.is_empty() {
+        c.push_str(&format!(r#",scope="{}""#, scopes.join(" ")));
     }
     c
+}
+
+/// Would a fresh token let the caller do `action` on `name` in `ctx`'s repository, when the
+/// bearer token it holds does not? Only a bearer token can be too narrow for what its holder
+/// may do; the token endpoint grants what the holder may, so asking for a new token helps
+/// exactly then (and a challenge otherwise would send the client round in circles).
+pub fn token_would_allow(ctx: &RepoCtx, action: Action, name: &str) -> bool {
+    match &ctx.principal.access {
+        Access::Bearer { holder, .. } => holder.allows(&ctx.repo, action, name),
+        _ => false,
+    }
 }
 
 pub fn authorize(force_basic_auth: bool, ctx: &RepoCtx, action: Action, name: &str) -> Result<(), DockerError> {

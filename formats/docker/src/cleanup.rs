@@ -141,9 +141,10 @@ impl Hosted {
         let unused: Vec<(&str, &str, &Asset)> = c
             .blobs
             .iter()
-            .filter_map(|b| match (&b.component, &b.digest) {
-                (Some(name), Some(digest)) if b.updated_at < cutoff && !c.unknown.contains(name) && !used.contains(&(name.clone(), digest.clone())) => {
-                    Some((name.as_str(), digest.as_str(), b))
+            .filter_map(|b| match (&b.component, meta::key_of(&b.path)) {
+                // The path's digest: the one manifests' uses name (see `content`).
+                (Some(name), digest) if b.updated_at < cutoff && !c.unknown.contains(name) && !used.contains(&(name.clone(), digest.to_string())) => {
+                    Some((name.as_str(), digest, b))
                 }
                 _ => None,
             })
@@ -182,7 +183,9 @@ impl Hosted {
             let Some(name) = a.component.clone() else { continue };
             match a.kind.as_str() {
                 meta::MANIFEST => {
-                    let Some(d) = a.digest.clone() else { continue };
+                    // Known by the path's digest (sha256 or sha512), which uses and tags name;
+                    // the row's digest is the sha256 the bytes are stored under.
+                    let d = meta::key_of(&a.path).to_string();
                     if let Some(subject) = &a.link {
                         c.referrers.entry((name.clone(), subject.clone())).or_default().push(d.clone());
                     }

@@ -95,10 +95,11 @@ pub(crate) async fn describe(meta: &dyn MetaStore, blobs: &BlobStore, repo: i64,
                 "mediaType": d.media_type,
                 "size": d.size,
             });
-            if meta.get(repo, &manifest_path(&component.name, &d.digest)).await?.is_none() {
-                entry["present"] = json!(false);
-            } else {
-                match read(blobs, &d.digest).await? {
+            // The child's row says where its bytes are (their sha256, whatever digest the
+            // index names it by).
+            let row = meta.get(repo, &manifest_path(&component.name, &d.digest)).await?;
+            if let Some(row) = row {
+                match read(blobs, row.digest.as_deref().unwrap_or_default()).await? {
                     Ok(child) => {
                         let mut own = BTreeMap::from([(d.digest.clone(), d.size)]);
                         let image = image(&child, &mut own);
@@ -112,6 +113,8 @@ pub(crate) async fn describe(meta: &dyn MetaStore, blobs: &BlobStore, repo: i64,
                         entry["unreadable"] = json!(why.code());
                     }
                 }
+            } else {
+                entry["present"] = json!(false);
             }
             platforms.push(entry);
         }

@@ -60,8 +60,9 @@ pub enum DockerError {
     Meta(#[source] MetaError),
     #[error("upstream registry: {0}")]
     Upstream(String),
-    #[error("upstream registry rate limit: {0}")]
-    TooManyRequests(String),
+    /// The upstream's rate limit; `retry_after` (seconds) is passed on as `Retry-After`.
+    #[error("upstream registry rate limit: {message}")]
+    TooManyRequests { message: String, retry_after: Option<u64> },
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -94,7 +95,7 @@ impl DockerError {
             NoSpace(_) | Meta(MetaError::NoSpace) => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
             Meta(_) | Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN"),
             Upstream(_) => (StatusCode::BAD_GATEWAY, "UNKNOWN"),
-            TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
+            TooManyRequests { .. } => (StatusCode::TOO_MANY_REQUESTS, "TOOMANYREQUESTS"),
         }
     }
 
@@ -124,6 +125,9 @@ impl DockerError {
             }
             DockerError::BlobRangeInvalid { size } => {
                 res.insert_header(("Content-Range", format!("bytes */{size}")));
+            }
+            DockerError::TooManyRequests { retry_after: Some(secs), .. } => {
+                res.insert_header(("Retry-After", secs.to_string()));
             }
             _ => {}
         }
@@ -173,6 +177,7 @@ impl From<BlobError> for DockerError {
             BlobError::NotFound => DockerError::BlobUnknown,
             BlobError::UploadNotFound => DockerError::BlobUploadUnknown,
             BlobError::DigestMismatch { expected, actual } => DockerError::DigestInvalid(format!("expected {expected}, content is {actual}")),
+            BlobError::ContentMismatch { expected, actual } => DockerError::DigestInvalid(format!("expected {expected}, content is {actual}")),
             BlobError::Body(m) => DockerError::BlobUploadInvalid(m),
             BlobError::TooLarge { limit } => DockerError::ManifestTooLarge(limit),
             e @ BlobError::NoSpace => DockerError::NoSpace(e.to_string()),

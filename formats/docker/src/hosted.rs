@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use serde_json::json;
 use wharf_format::{
-    now_millis, Action, Asset, AuditEvent, Check, ComponentKey, DeleteError, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset, Repo,
-    RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
+    now_millis, Action, AnyDigest, Asset, AuditEvent, Check, ComponentKey, DeleteError, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset,
+    Repo, RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
 };
 
 use crate::access;
@@ -86,12 +86,22 @@ impl Hosted {
             Endpoint::Tags { name } if m == Method::GET => self.tags(ctx, &name, &q).await,
             Endpoint::Manifest { name, reference } => {
                 self.check_name(ctx, &name)?;
-                let reference = Reference::parse(&reference)?;
+                // Authorized before the reference is looked at: a caller who may not see the
+                // image learns nothing from how its references answer.
                 match *m {
-                    Method::GET => self.get_manifest(ctx, req, &name, &reference, false).await,
-                    Method::HEAD => self.get_manifest(ctx, req, &name, &reference, true).await,
-                    Method::PUT => self.put_manifest(ctx, req, &name, &reference, body).await,
-                    Method::DELETE => self.delete_manifest(ctx, &name, &reference).await,
+                    Method::GET | Method::HEAD => {
+                        self.authorize(ctx, Action::Read, &name)?;
+                        let reference = Reference::parse_existing(&reference)?;
+                        self.get_manifest(ctx, req, &name, &reference, m == Method::HEAD).await
+                    }
+                    Method::PUT => {
+                        self.authorize(ctx, Action::Write, &name)?;
+                        self.put_manifest(ctx, req, &name, &Reference::parse(&reference)?, body).await
+                    }
+                    Method::DELETE => {
+                        self.authorize(ctx, Action::Delete, &name)?;
+                        self.delete_manifest(ctx, &name, &Reference::parse_existing(&reference)?).await
+                    }
                     _ => Err(unsupported(m)),
                 }
             }
@@ -230,7 +240,7 @@ impl Hosted {
     async fn referrers(&self, ctx: &RepoCtx, name: &str, digest: &str, q: &HashMap<String, String>) -> Result<HttpResponse> {
         self.check_name(ctx, name)?;
         self.authorize(ctx, Action::Read, name)?;
-        let digest: Digest = digest.parse()?;
+        let digest: AnyDigest = digest.parse()?;
         let query = ListQuery { kind: Some(meta::MANIFEST.into()), component: Some(name.to_string()), link: Some(digest.to_string()), ..Default::default() };
         let rows = self.env.meta.list(self.repo_id(), query).await?;
         let filter = q.get("artifactType");
@@ -240,7 +250,7 @@ impl Hosted {
             .map(|a| {
                 let mut d = json!({
                     "mediaType": a.content_type,
-                    "digest": a.digest,
+                    "digest": meta::key_of(&a.path),
                     "size": a.size,
                 });
                 for key in ["artifactType", "annotations"] {
@@ -269,7 +279,13 @@ impl Hosted {
             Reference::Digest(d) => manifest_path(name, &d.to_string()),
         };
         let asset = self.env.meta.get(self.repo_id(), &path).await?.ok_or_else(|| DockerError::ManifestUnknown(reference_str(reference)))?;
-        let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| DockerError::Internal(Box::new(e)))?;
+        // The bytes are stored under their sha256 (the row's digest); the client knows the
+        // manifest by the digest it asked for (a tag's is that sha256).
+        let stored: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| DockerError::Internal(Box::new(e)))?;
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(_) => AnyDigest::from(stored.clone()),
+        };
         let media_type = asset.content_type.clone().unwrap_or_default();
         let accept: Vec<&str> = req.headers().get_all(header::ACCEPT).filter_map(|v| v.to_str().ok()).collect();
         if !accepts(&accept, &media_type) {
@@ -280,7 +296,7 @@ impl Hosted {
         if head {
             return Ok(res.body(SizedStream::new(asset.size as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
         }
-        let bytes = self.env.blobs.read_small(&digest, MAX_MANIFEST_BYTES).await?;
+        let bytes = self.env.blobs.read_small(&stored, MAX_MANIFEST_BYTES).await?;
         // A pull by tag is the tag's download, by digest the manifest's.
         self.env.downloads.record(self.repo_id(), &path);
         Ok(res.body(bytes))
@@ -291,12 +307,17 @@ impl Hosted {
         self.writable()?;
         self.env.usage.check_write(&self.cfg).await?;
         let bytes = read_limited(body, MAX_MANIFEST_BYTES).await?;
-        let digest = Digest::of(&bytes);
-        if let Reference::Digest(d) = reference {
-            if *d != digest {
-                return Err(DockerError::DigestInvalid(format!("manifest digest is {digest}, pushed as {d}")));
+        // Pushed by digest, the manifest is known by that digest's algorithm; by tag, by sha256.
+        let digest = match reference {
+            Reference::Digest(d) => {
+                let actual = AnyDigest::of(d.algorithm(), &bytes);
+                if actual != *d {
+                    return Err(DockerError::DigestInvalid(format!("manifest digest is {actual}, pushed as {d}")));
+                }
+                actual
             }
-        }
+            Reference::Tag(_) => AnyDigest::from(Digest::of(&bytes)),
+        };
         let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
         let manifest = Manifest::parse(&bytes, content_type)?;
         let repo = self.repo_id();
@@ -357,7 +378,14 @@ impl Hosted {
         pusher: Option<&RepoCtx>,
     ) -> Result<()> {
         let repo = self.repo_id();
-        let digest_str = Digest::of(&bytes).to_string();
+        // Stored under its sha256 (the row's digest, which garbage collection and the blob
+        // ledger go by); known to clients by `digest_str`, the path's key and what uses and
+        // referrers name.
+        let stored = Digest::of(&bytes).to_string();
+        let digest_str = match reference {
+            Reference::Digest(d) => d.to_string(),
+            Reference::Tag(_) => stored.clone(),
+        };
         let size = bytes.len() as i64;
         self.env.blobs.put_bytes(bytes).await?;
 
@@ -372,7 +400,7 @@ impl Hosted {
                     path: manifest_path(name, &digest_str),
                     kind: meta::MANIFEST.into(),
                     component: Some(name.into()),
-                    digest: Some(digest_str.clone()),
+                    digest: Some(stored.clone()),
                     size,
                     content_type: Some(manifest.media_type.clone()),
                     link: manifest.subject.as_ref().map(|s| s.to_string()),
@@ -428,7 +456,7 @@ impl Hosted {
                 let path = manifest_path(name, &d.to_string());
                 self.env.meta.get(repo, &path).await?.ok_or_else(|| DockerError::ManifestUnknown(d.to_string()))?;
                 // A child of an index stays while the index does: a tag must always be pullable.
-                if let Some(index) = self.legacy_user_of(name, d).await? {
+                if let Some(index) = self.legacy_user_of(name, &d.to_string()).await? {
                     return Err(DockerError::ManifestInUse { manifest: d.to_string(), index });
                 }
                 let prefix = refs_prefix(name, &d.to_string());
@@ -457,8 +485,9 @@ impl Hosted {
 
     pub(crate) async fn get_blob(&self, ctx: &RepoCtx, req: &HttpRequest, name: &str, digest: &str, head: bool) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Read, name)?;
-        let digest: Digest = digest.parse()?;
+        let digest: AnyDigest = digest.parse()?;
         let asset = self.env.meta.get(self.repo_id(), &blob_path(name, &digest.to_string())).await?.ok_or(DockerError::BlobUnknown)?;
+        let stored = stored_digest(&digest, &asset)?;
         let size = asset.size as u64;
         let mut res = HttpResponse::Ok();
         res.insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -470,7 +499,7 @@ impl Hosted {
             return Ok(res.body(SizedStream::new(size, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
         }
         // Distribution's `redirect`: the client fetches the bytes (and its range) from the bucket.
-        if let Some(url) = self.env.blobs.download_url(&digest).await? {
+        if let Some(url) = self.env.blobs.download_url(&stored).await? {
             self.env.downloads.record(self.repo_id(), &asset.path);
             return Ok(HttpResponse::TemporaryRedirect()
                 .insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -481,7 +510,7 @@ impl Hosted {
             Some(h) => parse_range(h, size).ok_or(DockerError::BlobRangeInvalid { size })?,
             None => None,
         };
-        let read = self.env.blobs.get(&digest, range).await.map_err(|e| match e {
+        let read = self.env.blobs.get(&stored, range).await.map_err(|e| match e {
             wharf_format::BlobError::RangeNotSatisfiable => DockerError::BlobRangeInvalid { size },
             other => other.into(),
         })?;
@@ -500,11 +529,11 @@ impl Hosted {
     async fn delete_blob(&self, ctx: &RepoCtx, name: &str, digest: &str) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Delete, name)?;
         self.writable()?;
-        let digest: Digest = digest.parse()?;
+        let digest: AnyDigest = digest.parse()?;
         let repo = self.repo_id();
         let path = blob_path(name, &digest.to_string());
         self.env.meta.get(repo, &path).await?.ok_or(DockerError::BlobUnknown)?;
-        if let Some(manifest) = self.legacy_user_of(name, &digest).await? {
+        if let Some(manifest) = self.legacy_user_of(name, &digest.to_string()).await? {
             return Err(DockerError::BlobInUse { blob: digest.to_string(), manifest });
         }
         // The link goes, in the same transaction as the check that no manifest uses it (a
@@ -533,14 +562,14 @@ impl Hosted {
     /// `ref` rows once: deletes are rare, legacy manifests only shrink in number (every push
     /// since records its uses), and a backfill racing a manifest delete could bring the
     /// manifest's row back.
-    async fn legacy_user_of(&self, name: &str, digest: &Digest) -> Result<Option<String>> {
+    async fn legacy_user_of(&self, name: &str, digest: &str) -> Result<Option<String>> {
         let q = ListQuery { kind: Some(meta::MANIFEST.into()), component: Some(name.into()), ..Default::default() };
         for a in self.env.meta.list(self.repo_id(), q).await? {
-            if a.attributes.get("refs").and_then(|v| v.as_bool()) == Some(true) || a.digest.as_deref() == Some(&digest.to_string()) {
+            if a.attributes.get("refs").and_then(|v| v.as_bool()) == Some(true) || a.digest.as_deref() == Some(digest) {
                 continue;
             }
             let used = match self.legacy_uses(&a).await {
-                Some(uses) => uses.iter().any(|u| *u == digest.to_string()),
+                Some(uses) => uses.iter().any(|u| u == digest),
                 // What it uses is unknown: refuse deletes it might break.
                 None => true,
             };
@@ -569,13 +598,15 @@ impl Hosted {
         }
     }
 
-    pub(crate) async fn link_blob(&self, name: &str, digest: &Digest, size: u64) -> Result<()> {
+    /// Links a blob the image knows as `digest`, stored as `stored` (its sha256), into image
+    /// `name`.
+    pub(crate) async fn link_blob(&self, name: &str, digest: &AnyDigest, stored: &Digest, size: u64) -> Result<()> {
         let repo = self.repo_id();
         let asset = NewAsset {
             path: blob_path(name, &digest.to_string()),
             kind: meta::BLOB.into(),
             component: Some(name.into()),
-            digest: Some(digest.to_string()),
+            digest: Some(stored.to_string()),
             size: size as i64,
             ..Default::default()
         };
@@ -583,7 +614,7 @@ impl Hosted {
         Ok(())
     }
 
-    fn blob_created(&self, ctx: &RepoCtx, name: &str, digest: &Digest) -> HttpResponse {
+    fn blob_created(&self, ctx: &RepoCtx, name: &str, digest: &AnyDigest) -> HttpResponse {
         HttpResponse::Created()
             .insert_header((header::LOCATION, self.url(ctx, name, &format!("blobs/{digest}"))))
             .insert_header(("Docker-Content-Digest", digest.to_string()))
@@ -593,32 +624,45 @@ impl Hosted {
     // ---- uploads ---------------------------------------------------------------------------
 
     async fn start_upload(&self, ctx: &RepoCtx, name: &str, q: &HashMap<String, String>, body: web::Payload) -> Result<HttpResponse> {
-        self.authorize(ctx, Action::Write, name)?;
+        // A mount's challenge asks for pull on the source too (as Distribution's does), so that
+        // a client that fetches its token from the challenge can mount.
+        let mount_from = q.get("mount").and(q.get("from")).filter(|f| model::valid_name(f));
+        self.authorize(ctx, Action::Write, name).map_err(|e| match (e, mount_from) {
+            (DockerError::Unauthorized { .. }, Some(from)) => {
+                DockerError::Unauthorized { challenge: access::mount_challenge(self.settings.force_basic_auth, ctx, name, from) }
+            }
+            (e, _) => e,
+        })?;
         self.writable()?;
         // Refused before any byte is sent; checked again where the bytes would be linked.
         self.env.usage.check_write(&self.cfg).await?;
         if let Some(mount) = q.get("mount") {
-            let digest: Digest = mount.parse()?;
-            if let Some(size) = self.mountable(ctx, q.get("from").map(String::as_str), &digest).await? {
-                match self.link_blob(name, &digest, size).await {
+            let digest: AnyDigest = mount.parse()?;
+            match self.mountable(ctx, q.get("from").map(String::as_str), &digest).await? {
+                Mountable::Yes { size, stored } => match self.link_blob(name, &digest, &stored, size).await {
                     Ok(()) => return Ok(self.blob_created(ctx, name, &digest)),
                     // Garbage collection took it since the source named it: the client uploads.
                     Err(DockerError::Meta(MetaError::BlobGone(_))) => {}
                     Err(e) => return Err(e),
+                },
+                // The caller's token lacks pull on the source, which a new token would hold:
+                // ask for it (Distribution's insufficient-scope answer) rather than make the
+                // client upload what is here already.
+                Mountable::WithAnotherToken { from } => {
+                    return Err(DockerError::Unauthorized { challenge: access::mount_challenge(self.settings.force_basic_auth, ctx, name, &from) })
                 }
+                Mountable::No => {}
             }
             // Not mountable: the spec's answer is an ordinary upload session.
         } else if let Some(d) = q.get("digest") {
-            let digest: Digest = d.parse()?;
+            let digest: AnyDigest = d.parse()?;
             let staged = self.env.blobs.stage_stream(body).await?;
-            if *staged.digest() != digest {
-                return Err(wharf_format::BlobError::DigestMismatch { expected: digest, actual: staged.digest().clone() }.into());
-            }
+            staged.verify(&digest).await?;
             // The body took its time: writes that finished meanwhile count (see `wharf_format::quota`).
             self.env.usage.check_write(&self.cfg).await?;
             let size = staged.size();
-            staged.publish().await?;
-            self.link_blob(name, &digest, size).await?;
+            let stored = staged.publish().await?;
+            self.link_blob(name, &digest, &stored, size).await?;
             return Ok(self.blob_created(ctx, name, &digest));
         }
         let id = uuid::Uuid::new_v4().to_string();
@@ -641,19 +685,19 @@ impl Hosted {
         Ok(self.upload_accepted(ctx, name, &id, 0, HttpResponse::Accepted()))
     }
 
-    /// The size of `digest` in the `from` image, if the caller may read it there and it shares
-    /// our blob store (so that linking it costs no copy).
-    async fn mountable(&self, ctx: &RepoCtx, from: Option<&str>, digest: &Digest) -> Result<Option<u64>> {
-        let Some(from) = from else { return Ok(None) };
+    /// Whether `digest` can be mounted from the `from` image: the caller may read it there and
+    /// it shares our blob store (so that linking it costs no copy).
+    async fn mountable(&self, ctx: &RepoCtx, from: Option<&str>, digest: &AnyDigest) -> Result<Mountable> {
+        let Some(from) = from else { return Ok(Mountable::No) };
         let (repo_name, image) = match ctx.mount {
             Mount::Own => (self.cfg.name.clone(), from.to_string()),
             _ => match from.split_once('/') {
                 Some((r, i)) => (r.to_string(), i.to_string()),
-                None => return Ok(None),
+                None => return Ok(Mountable::No),
             },
         };
         if !model::valid_name(&image) {
-            return Ok(None);
+            return Ok(Mountable::No);
         }
         let (source_cfg, same_store) = if repo_name == self.cfg.name {
             (self.cfg.clone(), true)
@@ -663,18 +707,26 @@ impl Hosted {
                     let same = r.blobs.name() == self.env.blobs.name();
                     (r.config, same)
                 }
-                _ => return Ok(None),
+                _ => return Ok(Mountable::No),
             }
         };
         if !same_store || !source_cfg.online {
-            return Ok(None);
+            return Ok(Mountable::No);
         }
         let source_ctx = RepoCtx { repo: source_cfg.clone(), ..ctx.clone() };
-        if source_ctx.check(Action::Read, &image).is_err() {
-            return Ok(None);
+        let readable = source_ctx.check(Action::Read, &image).is_ok();
+        // Looked up only for a caller who may read the source, or whose holder may: nobody
+        // learns from a mount whether a blob exists where they may not look.
+        if !readable && !access::token_would_allow(&source_ctx, Action::Read, &image) {
+            return Ok(Mountable::No);
         }
-        let asset = self.env.meta.get(source_cfg.id, &blob_path(&image, &digest.to_string())).await?;
-        Ok(asset.map(|a| a.size as u64))
+        let Some(asset) = self.env.meta.get(source_cfg.id, &blob_path(&image, &digest.to_string())).await? else {
+            return Ok(Mountable::No);
+        };
+        if !readable {
+            return Ok(Mountable::WithAnotherToken { from: from.to_string() });
+        }
+        Ok(Mountable::Yes { size: asset.size as u64, stored: stored_digest(digest, &asset)? })
     }
 
     fn upload_accepted(&self, ctx: &RepoCtx, name: &str, id: &str, offset: u64, mut res: HttpResponseBuilder) -> HttpResponse {
@@ -807,7 +859,7 @@ impl Hosted {
     ) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Write, name)?;
         self.writable()?;
-        let digest: Digest = q.get("digest").ok_or_else(|| DockerError::DigestInvalid("the digest parameter is required".into()))?.parse()?;
+        let digest: AnyDigest = q.get("digest").ok_or_else(|| DockerError::DigestInvalid("the digest parameter is required".into()))?.parse()?;
         let row = self.load_upload(ctx, name, id).await?;
         let claim = self.claim(ctx, name, &row).await?;
         let (size, state) = match self.leased(&claim, self.append(ctx, req, name, &row, body)).await {
@@ -834,9 +886,9 @@ impl Hosted {
                 return Err(e.into());
             }
         }
-        match self.leased(&claim, self.env.blobs.stage_finish(id, &state, Some(&digest))).await {
-            Ok(_) => {}
-            Err(e @ wharf_format::BlobError::DigestMismatch { .. }) => {
+        let stored = match self.leased(&claim, self.env.blobs.stage_finish_any(id, &state, &digest)).await {
+            Ok(stored) => stored,
+            Err(e @ (wharf_format::BlobError::DigestMismatch { .. } | wharf_format::BlobError::ContentMismatch { .. })) => {
                 // A failed verification ends the session: its bytes are not what the client meant.
                 claim.done();
                 self.env.meta.upload_delete(id).await?;
@@ -846,9 +898,9 @@ impl Hosted {
                 claim.abandon().await;
                 return Err(e.into());
             }
-        }
+        };
         claim.done();
-        let linked = self.link_blob(name, &digest, size).await;
+        let linked = self.link_blob(name, &digest, &stored, size).await;
         // The staged file is published (or gone): the session is over either way.
         self.env.meta.upload_delete(id).await?;
         linked?;
@@ -862,6 +914,16 @@ impl Hosted {
         self.env.blobs.stage_discard(id).await;
         Ok(HttpResponse::NoContent().finish())
     }
+}
+
+/// What a cross-repository mount request can do.
+enum Mountable {
+    /// Link the blob (of this size, stored under this sha256) into the target image.
+    Yes { size: u64, stored: Digest },
+    /// The caller's bearer token lacks pull on the source, which its holder may have.
+    WithAnotherToken { from: String },
+    /// Not here, not readable, or not in our blob store: an ordinary upload.
+    No,
 }
 
 /// One request's claim on an upload session. A request that fails, or is dropped (its client
@@ -918,6 +980,15 @@ impl Drop for Claim {
         if self.open {
             actix_web::rt::spawn(release(self.meta.clone(), self.blobs.clone(), self.id.clone(), self.offset, std::mem::take(&mut self.writer)));
         }
+    }
+}
+
+/// The sha256 a blob link's bytes are stored under: the digest itself, or (a blob known by
+/// another algorithm) the row's.
+fn stored_digest(digest: &AnyDigest, asset: &Asset) -> Result<Digest> {
+    match digest.sha256() {
+        Some(d) => Ok(d),
+        None => asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| DockerError::Internal(Box::new(e))),
     }
 }
 

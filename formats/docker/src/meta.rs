@@ -3,8 +3,8 @@
 //! | path                          | kind       | component | digest   | link            |
 //! |-------------------------------|------------|-----------|----------|-----------------|
 //! | `_image/<name>`               | `image`    | name      |          |                 |
-//! | `<name>/blobs/<digest>`       | `blob`     | name      | digest   |                 |
-//! | `<name>/manifests/<digest>`   | `manifest` | name      | digest   | subject digest  |
+//! | `<name>/blobs/<digest>`       | `blob`     | name      | sha256   |                 |
+//! | `<name>/manifests/<digest>`   | `manifest` | name      | sha256   | subject digest  |
 //! | `<name>/tags/<tag>`           | `tag`      | name      | manifest |                 |
 //! | `<name>/refs/<used>/<by>`     | `ref`      | name      |          | manifest `by`   |
 //!
@@ -14,6 +14,11 @@
 //! and `_image/` cannot collide with a name since names start with `[a-z0-9]`. A `ref` row says
 //! that manifest `by` uses blob or manifest `used`, so that a blob in use cannot be deleted (a
 //! tag must always be pullable); its `<used>` segment holds a `:`, which names never do.
+//!
+//! The `digest` column is always the sha256 the bytes are stored under (what the blob ledger
+//! and garbage collection go by); the path's `<digest>` is the one the client knows the content
+//! by, the same sha256 or a sha512 (OCI lets clients name content by either). `ref` rows and
+//! subject links name the client's digests; a tag names a manifest pushed by tag, always sha256.
 
 pub const IMAGE: &str = "image";
 pub const BLOB: &str = "blob";
@@ -35,6 +40,11 @@ pub fn manifest_path(name: &str, digest: &str) -> String {
 
 pub fn tag_path(name: &str, tag: &str) -> String {
     format!("{name}/tags/{tag}")
+}
+
+/// The key of a blob, manifest or tag path: the digest the client knows it by, or the tag.
+pub fn key_of(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// The tag of a tag asset's path.

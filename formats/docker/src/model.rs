@@ -1,7 +1,7 @@
 //! Protocol types and grammar: image names, tags, references, manifests. Pure, no I/O.
 
 use serde::Deserialize;
-use wharf_format::Digest;
+use wharf_format::AnyDigest;
 
 use crate::error::DockerError;
 
@@ -60,11 +60,11 @@ pub fn valid_tag(tag: &str) -> bool {
         && b.iter().all(|&x| x.is_ascii_alphanumeric() || x == b'_' || x == b'.' || x == b'-')
 }
 
-/// A manifest reference: a tag or a digest.
+/// A manifest reference: a tag or a digest (sha256 or sha512).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reference {
     Tag(String),
-    Digest(Digest),
+    Digest(AnyDigest),
 }
 
 impl Reference {
@@ -76,6 +76,15 @@ impl Reference {
         } else {
             Err(DockerError::TagInvalid(s.to_string()))
         }
+    }
+
+    /// The reference of a read or a delete. A string that is neither a tag nor a digest names
+    /// nothing this registry can hold, so it is unknown (404 `MANIFEST_UNKNOWN`), as registries
+    /// answer: Distribution takes any such string for a tag and finds no such tag. A push keeps
+    /// [`Reference::parse`]'s 400 (`TAG_INVALID`, `DIGEST_INVALID`): there the client sent
+    /// something wrong, and the conformance suite expects 400 for a malformed digest.
+    pub fn parse_existing(s: &str) -> Result<Reference, DockerError> {
+        Reference::parse(s).map_err(|_| DockerError::ManifestUnknown(s.chars().take(300).collect()))
     }
 }
 
@@ -107,10 +116,10 @@ struct RawManifest {
 pub struct Manifest {
     pub media_type: String,
     /// Blobs it references that must exist in the same image (config, layers, artifact blobs).
-    pub blobs: Vec<Digest>,
+    pub blobs: Vec<AnyDigest>,
     /// Manifests an index references.
-    pub children: Vec<Digest>,
-    pub subject: Option<Digest>,
+    pub children: Vec<AnyDigest>,
+    pub subject: Option<AnyDigest>,
     /// `artifactType`, or else the config's media type (the referrers API's rule).
     pub artifact_type: Option<String>,
     pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
@@ -136,7 +145,7 @@ impl Manifest {
             return Err(DockerError::ManifestInvalid("schemaVersion must be 2".into()));
         }
         let is_index = media_type == MT_OCI_INDEX || media_type == MT_DOCKER_LIST;
-        let parse = |d: &Descriptor| -> Result<Digest, DockerError> {
+        let parse = |d: &Descriptor| -> Result<AnyDigest, DockerError> {
             d.digest.parse().map_err(|e| DockerError::ManifestInvalid(format!("descriptor digest {}: {e}", d.digest)))
         };
         let mut blobs = Vec::new();
@@ -207,6 +216,15 @@ mod tests {
         assert_eq!(parsed.artifact_type.as_deref(), Some("application/vnd.oci.image.config.v1+json"));
         assert!(matches!(Manifest::parse(m, Some(MT_DOCKER_MANIFEST)), Err(DockerError::ManifestInvalid(_))));
         assert!(matches!(Manifest::parse(b"{not json", None), Err(DockerError::ManifestInvalid(_))));
+    }
+
+    #[test]
+    fn a_reference_that_is_neither_tag_nor_digest_is_unknown_to_reads_and_invalid_to_pushes() {
+        for bad in [".INVALID_MANIFEST_NAME", "sha256:baddigeststring", "a/b", &"a".repeat(129)] {
+            assert!(matches!(Reference::parse_existing(bad), Err(DockerError::ManifestUnknown(_))), "{bad}");
+            assert!(matches!(Reference::parse(bad), Err(DockerError::TagInvalid(_) | DockerError::DigestInvalid(_))), "{bad}");
+        }
+        assert_eq!(Reference::parse_existing("v1").unwrap(), Reference::Tag("v1".into()));
     }
 
     #[test]

@@ -98,14 +98,18 @@ impl Proxy {
             Endpoint::Manifest { name, reference } if read => {
                 access::check_name(ctx, &name)?;
                 self.authorize(ctx, &name)?;
-                let reference = Reference::parse(&reference)?;
+                let reference = Reference::parse_existing(&reference)?;
                 self.ensure_manifest(&name, &reference).await?;
                 self.cache.get_manifest(ctx, req, &name, &reference, m == Method::HEAD).await
             }
             Endpoint::Blob { name, digest } if read => {
                 access::check_name(ctx, &name)?;
                 self.authorize(ctx, &name)?;
-                let digest: Digest = digest.parse()?;
+                // sha256 only (see `ensure_manifest`); any other well-formed digest is unknown here.
+                let digest: Digest = match digest.parse::<wharf_format::AnyDigest>()?.sha256() {
+                    Some(d) => d,
+                    None => return Err(DockerError::BlobUnknown),
+                };
                 self.get_blob(ctx, req, &name, &digest, m == Method::HEAD).await
             }
             Endpoint::Tags { name } if m == Method::GET => {
@@ -157,7 +161,9 @@ impl Proxy {
                 self.remember_not_found(key);
                 not_found
             }
-            UpstreamError::TooManyRequests => DockerError::TooManyRequests(format!("upstream {} rate-limits us", self.proxy.remote_url)),
+            UpstreamError::TooManyRequests { retry_after } => {
+                DockerError::TooManyRequests { message: format!("upstream {} rate-limits us", self.proxy.remote_url), retry_after }
+            }
             UpstreamError::Unauthorized => DockerError::Upstream(format!("upstream {} refused wharf's credentials", self.proxy.remote_url)),
             other => DockerError::Upstream(other.to_string()),
         }
@@ -169,6 +175,12 @@ impl Proxy {
         let repo = self.cfg.id;
         match reference {
             Reference::Digest(d) => {
+                // Content named by sha512 is not fetched through a proxy (its blobs could not be
+                // verified while they stream in): unknown here, said why.
+                let Some(d) = d.sha256() else {
+                    return Err(DockerError::ManifestUnknown(format!("{d}: a proxy repository fetches content by sha256 digests only")));
+                };
+                let d = &d;
                 if self.meta.get(repo, &manifest_path(name, &d.to_string())).await?.is_some() {
                     return Ok(());
                 }
@@ -275,7 +287,7 @@ impl Proxy {
         // Only trust the upstream's Content-Type when it names a manifest type.
         let content_type = content_type.filter(|c| MANIFEST_TYPES.contains(&c.split(';').next().unwrap_or("").trim()));
         let manifest = Manifest::parse(&bytes, content_type)?;
-        let reference = tag.cloned().unwrap_or(Reference::Digest(actual));
+        let reference = tag.cloned().unwrap_or(Reference::Digest(actual.into()));
         self.cache.save_manifest(name, bytes, &manifest, &reference, vec![], None).await
     }
 

@@ -223,7 +223,7 @@ fn check(res: Response) -> Result<Response, UpstreamError> {
         s if s.is_success() => Ok(res),
         StatusCode::NOT_FOUND => Err(UpstreamError::NotFound),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(UpstreamError::Unauthorized),
-        StatusCode::TOO_MANY_REQUESTS => Err(UpstreamError::TooManyRequests),
+        StatusCode::TOO_MANY_REQUESTS => Err(wharf_format::upstream::too_many_requests(&res)),
         s if s.is_server_error() => Err(UpstreamError::Unavailable(format!("upstream answered {s}"))),
         s => Err(UpstreamError::Invalid(format!("upstream answered {s}"))),
     }

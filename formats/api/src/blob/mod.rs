@@ -33,7 +33,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use crate::digest::Digest;
+use crate::digest::{Algorithm, AnyDigest, Digest};
 
 /// A body on its way out: `Send`, so any runtime can drive it.
 pub type ByteStream = BoxStream<'static, Result<Bytes, std::io::Error>>;
@@ -46,6 +46,9 @@ pub enum BlobError {
     UploadNotFound,
     #[error("content digest is {actual}, expected {expected}")]
     DigestMismatch { expected: Digest, actual: Digest },
+    /// [`BlobError::DigestMismatch`] for content named by another algorithm than sha256.
+    #[error("content digest is {actual}, expected {expected}")]
+    ContentMismatch { expected: AnyDigest, actual: AnyDigest },
     #[error("content exceeds {limit} bytes")]
     TooLarge { limit: u64 },
     #[error("requested range is not satisfiable")]
@@ -73,6 +76,28 @@ impl From<std::io::Error> for BlobError {
             BlobError::Io(e)
         }
     }
+}
+
+/// Hashes a local file with `alg`, on the blocking pool.
+async fn hash_file(path: PathBuf, alg: Algorithm) -> Result<AnyDigest, BlobError> {
+    blocking(move || {
+        let mut file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
+            Err(e) => return Err(e.into()),
+        };
+        let mut hasher = alg.hasher();
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        Ok(hasher.finish())
+    })
+    .await
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, BlobError> + Send + 'static) -> Result<T, BlobError> {
@@ -617,6 +642,26 @@ impl BlobStore {
         }
     }
 
+    /// [`BlobStore::stage_finish`] for content the client names by any algorithm: a digest that
+    /// is not sha256 is checked by hashing the staged bytes again with its algorithm (the
+    /// running hash of a session is sha256 only: the algorithm is first named by the request
+    /// that finishes it), before anything is published; then the bytes are published under
+    /// their sha256, which is returned.
+    pub async fn stage_finish_any(&self, upload_id: &str, state: &[u8], expected: &AnyDigest) -> Result<Digest, BlobError> {
+        if let Some(d) = expected.sha256() {
+            return self.stage_finish(upload_id, state, Some(&d)).await;
+        }
+        let actual = match &self.backend {
+            Backend::File(f) => hash_file(f.staging_file(upload_id)?, expected.algorithm()).await?,
+            Backend::S3 { staging, .. } => staging.hash_parts(upload_id, state, expected.algorithm()).await?,
+        };
+        if actual != *expected {
+            self.stage_discard(upload_id).await;
+            return Err(BlobError::ContentMismatch { expected: expected.clone(), actual });
+        }
+        self.stage_finish(upload_id, state, None).await
+    }
+
     /// Cuts a staged upload back to `len` bytes (what its row acknowledges), so that a failed
     /// append gives its space back at once instead of when the janitor comes. (An S3 upload's
     /// unacknowledged part is in no chain; it goes with the upload.)
@@ -791,6 +836,22 @@ impl Staged<'_> {
 
     pub fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Checks the staged bytes against a digest of any algorithm (sha256: the hash taken while
+    /// staging; another: the file hashed again).
+    pub async fn verify(&self, expected: &AnyDigest) -> Result<(), BlobError> {
+        if let Some(d) = expected.sha256() {
+            if d != self.digest {
+                return Err(BlobError::DigestMismatch { expected: d, actual: self.digest.clone() });
+            }
+            return Ok(());
+        }
+        let actual = hash_file(self.path.clone(), expected.algorithm()).await?;
+        if actual != *expected {
+            return Err(BlobError::ContentMismatch { expected: expected.clone(), actual });
+        }
+        Ok(())
     }
 
     /// Makes the staged bytes the blob they hash to.

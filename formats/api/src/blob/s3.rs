@@ -313,6 +313,26 @@ impl S3Staging {
         Ok((Digest::from_sha256_bytes(&hash.finalize()), parts.iter().map(|p| p.len).sum()))
     }
 
+    /// What the acknowledged parts hash to with `alg`, read back from the bucket (hashed on the
+    /// blocking pool, a chunk at a time).
+    pub(super) async fn hash_parts(&self, upload_id: &str, state: &[u8], alg: crate::digest::Algorithm) -> Result<crate::digest::AnyDigest, BlobError> {
+        let (_, parts) = decode(state)?;
+        let dir = self.upload_dir(upload_id)?;
+        let mut hasher = alg.hasher();
+        for p in &parts {
+            let mut body = self.client.get(&dir.clone().join(p.key.as_str())).await?.into_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk?;
+                hasher = super::blocking(move || {
+                    hasher.update(&chunk);
+                    Ok(hasher)
+                })
+                .await?;
+            }
+        }
+        Ok(hasher.finish())
+    }
+
     /// Makes the chain of parts the object at `key`.
     pub(super) async fn assemble(&self, upload_id: &str, state: &[u8], key: &Path) -> Result<(), BlobError> {
         let (_, parts) = decode(state)?;
