@@ -84,6 +84,11 @@ impl Group {
                 authorize(ctx, Action::Read, &name)?;
                 self.serve_tarball(&name, &file, m == Method::HEAD).await
             }
+            Endpoint::Attestations { name, version } if m == Method::GET => {
+                authorize(ctx, Action::Read, &name)?;
+                let (owner, _, _) = self.owner(&name).await?.ok_or(NpmError::NotFound)?;
+                source_of(&owner).ok_or(NpmError::NotFound)?.serve_attestations(&name, &version).await
+            }
             Endpoint::Search if m == Method::GET => {
                 authorize(ctx, Action::Read, "*")?;
                 source::search_response(self, ctx).await

@@ -10,6 +10,7 @@ mod hosted;
 pub(crate) mod meta;
 mod model;
 mod packument;
+mod provenance;
 mod proxy;
 mod routes;
 mod source;

@@ -13,6 +13,11 @@ pub enum Endpoint {
     Tokens,
     Token(String),
     Audit(String),
+    /// `GET /-/npm/v1/attestations/<name>@<version>`
+    Attestations {
+        name: String,
+        version: String,
+    },
     DistTags(String),
     DistTag {
         name: String,
@@ -58,6 +63,11 @@ pub fn parse(path: &str) -> Option<Endpoint> {
             ["v1", "search"] => Some(Endpoint::Search),
             ["npm", "v1", "tokens"] => Some(Endpoint::Tokens),
             ["npm", "v1", "tokens", "token", k] => Some(Endpoint::Token(k.to_string())),
+            ["npm", "v1", "attestations", rest @ ..] => {
+                let spec = rest.join("/");
+                let (name, version) = spec.rsplit_once('@').filter(|(n, v)| !n.is_empty() && !v.is_empty())?;
+                Some(Endpoint::Attestations { name: name.to_string(), version: version.to_string() })
+            }
             ["npm", "v1", "security", rest @ ..] => Some(Endpoint::Audit(format!("/-/npm/v1/security/{}", rest.join("/")))),
             ["package", rest @ ..] => {
                 let (name, tail) = split_name(&rest.join("/"))?;
@@ -110,6 +120,8 @@ mod tests {
         assert_eq!(parse("/-/package/@s%2fx/dist-tags/beta"), Some(Endpoint::DistTag { name: "@s/x".into(), tag: "beta".into() }));
         assert_eq!(parse("/-/npm/v1/security/advisories/bulk"), Some(Endpoint::Audit("/-/npm/v1/security/advisories/bulk".into())));
         assert_eq!(parse("/-/npm/v1/tokens/token/abc"), Some(Endpoint::Token("abc".into())));
+        assert_eq!(parse("/-/npm/v1/attestations/@s%2fx@1.0.0"), Some(Endpoint::Attestations { name: "@s/x".into(), version: "1.0.0".into() }));
+        assert_eq!(parse("/-/npm/v1/attestations/@s"), None);
         assert_eq!(parse("/-/nonsense"), None);
     }
 }

@@ -24,6 +24,10 @@ pub trait Source {
     /// The packages this repository holds (a proxy: those it has cached).
     async fn names(&self) -> Result<Vec<String>>;
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse>;
+    /// A version's provenance (hosted only: a proxy's documents link the upstream's).
+    async fn serve_attestations(&self, _name: &str, _version: &str) -> Result<HttpResponse> {
+        Err(NpmError::NotFound)
+    }
 }
 
 pub fn source_of(r: &RepoRef) -> Option<&dyn Source> {

@@ -1,0 +1,215 @@
+//! npm protocol features with the real client: publish with a provenance bundle, web login,
+//! `npm owner` and `npm access`, `npm audit` through hosted, proxy and group repositories, and
+//! `npm search` from the database.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::{TestServer, ADMIN_PASSWORD};
+use reqwest::blocking::Client;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+fn server() -> &'static TestServer {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    S.get_or_init(TestServer::start)
+}
+
+fn registry(repo: &str) -> String {
+    format!("{}/repository/{repo}/", server().base)
+}
+
+/// An admin token for wharf, from npm's login endpoint.
+fn admin_token() -> String {
+    static T: OnceLock<String> = OnceLock::new();
+    T.get_or_init(|| {
+        let r = Client::new()
+            .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:admin"))
+            .json(&json!({"name": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+        r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
+    })
+    .clone()
+}
+
+/// npm with its own user config and an empty cache.
+struct Npm {
+    dir: tempfile::TempDir,
+}
+
+impl Npm {
+    fn new(repo: &str, token: Option<&str>) -> Npm {
+        let dir = tempfile::tempdir().unwrap();
+        let url = registry(repo);
+        let mut rc = format!("registry={url}\n");
+        if let Some(t) = token {
+            rc.push_str(&format!("{}:_authToken={t}\n", url.trim_start_matches("http:")));
+        }
+        std::fs::write(dir.path().join("npmrc"), rc).unwrap();
+        Npm { dir }
+    }
+
+    fn npmrc(&self) -> PathBuf {
+        self.dir.path().join("npmrc")
+    }
+
+    fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new("npm");
+        c.args(args)
+            .current_dir(cwd)
+            .env("npm_config_userconfig", self.npmrc())
+            .env("npm_config_cache", self.dir.path().join("cache"))
+            .env("npm_config_update_notifier", "false")
+            .env("npm_config_fund", "false")
+            .env_remove("npm_config_registry");
+        c
+    }
+
+    fn run(&self, cwd: &Path, args: &[&str]) -> Output {
+        self.command(cwd, args).output().unwrap()
+    }
+}
+
+fn ok(out: Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn package(dir: &Path, name: &str, version: &str, extra: Value) -> PathBuf {
+    let d = dir.join(name.replace('/', "_")).join(version);
+    std::fs::create_dir_all(&d).unwrap();
+    let mut pkg = json!({"name": name, "version": version, "main": "index.js", "description": format!("{name} for wharf tests")});
+    for (k, v) in extra.as_object().into_iter().flatten() {
+        pkg[k] = v.clone();
+    }
+    std::fs::write(d.join("package.json"), pkg.to_string()).unwrap();
+    std::fs::write(d.join("index.js"), format!("module.exports = {:?};\n", format!("{name}@{version}"))).unwrap();
+    d
+}
+
+fn get(path: &str, token: &str) -> reqwest::blocking::Response {
+    Client::new().get(server().url(path)).bearer_auth(token).send().unwrap()
+}
+
+fn create(kind: &str, body: Value) {
+    let r = server().admin().request(Method::POST, &format!("/service/rest/v1/repositories/npm/{kind}")).json(&body).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+}
+
+// ---- provenance ------------------------------------------------------------------------------
+
+/// A sigstore bundle as npm sends it, its statement about `purl` with this sha512 (hex). The
+/// signature and certificate are placeholders: wharf checks the bundle's shape and subject,
+/// clients verify signatures against Sigstore's trust root.
+fn provenance_bundle(purl: &str, sha512_hex: &str) -> Value {
+    let statement = json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": purl, "digest": {"sha512": sha512_hex}}],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {"buildDefinition": {"buildType": "https://example.test/wharf"}, "runDetails": {"builder": {"id": "https://example.test/ci"}}},
+    });
+    json!({
+        "mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+        "verificationMaterial": {"certificate": {"rawBytes": base64::engine::general_purpose::STANDARD.encode(b"not a real certificate")}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": base64::engine::general_purpose::STANDARD.encode(statement.to_string()),
+            "payloadType": "application/vnd.in-toto+json",
+            "signatures": [{"sig": base64::engine::general_purpose::STANDARD.encode(b"not a real signature"), "keyid": ""}],
+        },
+    })
+}
+
+/// npm checks a `--provenance-file` bundle with `sigstore.verify`, which needs Sigstore's trust
+/// root from its TUF repository on the network; this test runs offline, so that one call is
+/// replaced (preloaded with `NODE_OPTIONS=--require`). Everything else is npm's own publish.
+fn offline_sigstore(dir: &Path) -> String {
+    let stub = dir.join("offline-sigstore.js");
+    std::fs::write(
+        &stub,
+        r#"const Module = require('module');
+const load = Module._load;
+Module._load = function (request, parent, isMain) {
+  const m = load.apply(this, arguments);
+  // sigstore's index re-exports verify with a getter over ./sigstore: replace it there.
+  if (request === './sigstore' && parent && /[\\/]sigstore[\\/]dist[\\/]index\.js$/.test(parent.filename) && !m.__wharfOffline) {
+    m.verify = async () => undefined;
+    m.__wharfOffline = true;
+  }
+  return m;
+};
+"#,
+    )
+    .unwrap();
+    format!("--require {}", stub.display())
+}
+
+#[test]
+fn publish_with_a_provenance_file_stores_and_serves_the_attestation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let npm = Npm::new("npm-hosted", Some(&admin_token()));
+    let dir = package(tmp.path(), "@wharf-prov/lib", "1.0.0", json!({}));
+    // The tarball first, so that the bundle can speak of its digest; then npm publishes it.
+    let packed: Value = serde_json::from_str(&ok(npm.run(&dir, &["pack", "--json", "--pack-destination", tmp.path().to_str().unwrap()]))).unwrap();
+    let tgz = tmp.path().join(packed[0]["filename"].as_str().unwrap());
+    let sri = packed[0]["integrity"].as_str().unwrap();
+    let sha512 = hex::encode(base64::engine::general_purpose::STANDARD.decode(sri.trim_start_matches("sha512-")).unwrap());
+    let bundle = provenance_bundle("pkg:npm/%40wharf-prov/lib@1.0.0", &sha512);
+    let bundle_file = tmp.path().join("provenance.sigstore.json");
+    std::fs::write(&bundle_file, bundle.to_string()).unwrap();
+    let out = npm
+        .command(tmp.path(), &["publish", tgz.to_str().unwrap(), "--provenance-file", bundle_file.to_str().unwrap()])
+        .env("NODE_OPTIONS", offline_sigstore(tmp.path()))
+        .output()
+        .unwrap();
+    ok(out);
+
+    // The version announces it, as the public registry does, and the endpoint serves it.
+    let dist: Value = serde_json::from_str(&ok(npm.run(tmp.path(), &["view", "@wharf-prov/lib@1.0.0", "dist", "--json"]))).unwrap();
+    let url = format!("{}-/npm/v1/attestations/@wharf-prov/lib@1.0.0", registry("npm-hosted"));
+    assert_eq!(dist["attestations"], json!({"url": url, "provenance": {"predicateType": "https://slsa.dev/provenance/v1"}}), "{dist}");
+    let r = Client::new().get(&url).bearer_auth(admin_token()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let served: Value = r.json().unwrap();
+    assert_eq!(served, json!({"attestations": [{"predicateType": "https://slsa.dev/provenance/v1", "bundle": bundle}]}));
+    // Scoped names may come encoded, as clients send them.
+    assert_eq!(get("/repository/npm-hosted/-/npm/v1/attestations/%40wharf-prov%2flib@1.0.0", &admin_token()).status(), StatusCode::OK);
+    assert_eq!(get("/repository/npm-hosted/-/npm/v1/attestations/@wharf-prov/lib@9.9.9", &admin_token()).status(), StatusCode::NOT_FOUND);
+
+    // A bundle about another tarball is refused, with npm's error shape, and leaves nothing.
+    // (npm compares the digest itself before sending: this refusal is the server's, over HTTP.)
+    let dir2 = package(tmp.path(), "@wharf-prov/lib", "1.0.1", json!({}));
+    let packed: Value = serde_json::from_str(&ok(npm.run(&dir2, &["pack", "--json", "--pack-destination", tmp.path().to_str().unwrap()]))).unwrap();
+    let data = std::fs::read(tmp.path().join(packed[0]["filename"].as_str().unwrap())).unwrap();
+    let publish = |bundle: &Value| {
+        let body = json!({
+            "_id": "@wharf-prov/lib", "name": "@wharf-prov/lib", "dist-tags": {"latest": "1.0.1"},
+            "versions": {"1.0.1": {"name": "@wharf-prov/lib", "version": "1.0.1", "dist": {"integrity": packed[0]["integrity"]}}},
+            "_attachments": {
+                "@wharf-prov/lib-1.0.1.tgz": {"content_type": "application/octet-stream", "data": base64::engine::general_purpose::STANDARD.encode(&data), "length": data.len()},
+                "@wharf-prov/lib-1.0.1.sigstore": {"content_type": "application/vnd.dev.sigstore.bundle.v0.3+json", "data": bundle.to_string()},
+            },
+        });
+        Client::new().put(server().url("/repository/npm-hosted/@wharf-prov%2flib")).bearer_auth(admin_token()).json(&body).send().unwrap()
+    };
+    let r = publish(&provenance_bundle("pkg:npm/%40wharf-prov/lib@1.0.1", &"0".repeat(128)));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().unwrap();
+    assert!(e["error"].as_str().is_some_and(|m| m.contains("provenance") && m.contains("digest")), "{e}");
+    let r = publish(&json!({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"}));
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let doc: Value = get("/repository/npm-hosted/@wharf-prov%2flib", &admin_token()).json().unwrap();
+    assert_eq!(doc["versions"].as_object().unwrap().keys().collect::<Vec<_>>(), ["1.0.0"]);
+
+    // A version unpublished takes its attestation with it.
+    ok(npm.run(&dir2, &["publish"]));
+    assert!(get("/repository/npm-hosted/@wharf-prov%2flib", &admin_token()).json::<Value>().unwrap()["versions"]["1.0.1"]["dist"].get("attestations").is_none());
+    ok(npm.run(tmp.path(), &["unpublish", "@wharf-prov/lib@1.0.0"]));
+    assert_eq!(get("/repository/npm-hosted/-/npm/v1/attestations/@wharf-prov/lib@1.0.0", &admin_token()).status(), StatusCode::NOT_FOUND);
+}
