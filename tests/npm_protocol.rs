@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -212,4 +213,100 @@ fn publish_with_a_provenance_file_stores_and_serves_the_attestation() {
     assert!(get("/repository/npm-hosted/@wharf-prov%2flib", &admin_token()).json::<Value>().unwrap()["versions"]["1.0.1"]["dist"].get("attestations").is_none());
     ok(npm.run(tmp.path(), &["unpublish", "@wharf-prov/lib@1.0.0"]));
     assert_eq!(get("/repository/npm-hosted/-/npm/v1/attestations/@wharf-prov/lib@1.0.0", &admin_token()).status(), StatusCode::NOT_FOUND);
+}
+
+// ---- web login -------------------------------------------------------------------------------
+
+/// `npm login` (web, npm's default) prints the login URL when it has no terminal; a browser
+/// would open it. The test approves as a browser would (the form's POST) and npm, polling,
+/// gets a token.
+#[test]
+fn npm_web_login_is_approved_in_the_browser_page_and_npm_gets_a_token() {
+    let tmp = tempfile::tempdir().unwrap();
+    let npm = Npm::new("npm-hosted", None);
+    let mut child = npm
+        .command(tmp.path(), &["login", "--auth-type=web", "--registry", &registry("npm-hosted")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let login_url = loop {
+        let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("npm prints the login URL");
+        if let Some(at) = line.find("http") {
+            if line.contains("/-/v1/login/") {
+                break line[at..].trim().to_string();
+            }
+        }
+    };
+    assert!(login_url.starts_with(&format!("{}-/v1/login/", registry("npm-hosted"))), "{login_url}");
+
+    // The page, as a browser gets it; a wrong password is refused and the login stays open.
+    let page = Client::new().get(&login_url).send().unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(page.text().unwrap().contains("<form method=\"post\""));
+    let approve = |user: &str, password: &str| Client::new().post(&login_url).form(&[("username", user), ("password", password)]).send().unwrap();
+    assert_eq!(approve("admin", "wrong").status(), StatusCode::UNAUTHORIZED);
+    let r = approve("admin", ADMIN_PASSWORD);
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.text().unwrap().contains("admin"));
+
+    // npm, polling, finishes by itself.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "npm login did not finish after the approval");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut err = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(status.success(), "npm login: {err}");
+    let rc = std::fs::read_to_string(npm.npmrc()).unwrap();
+    assert!(rc.contains(":_authToken=wharf_"), "{rc}");
+    assert_eq!(ok(npm.run(tmp.path(), &["whoami"])).trim(), "admin");
+    // The link is spent once npm collected its token.
+    assert_eq!(approve("admin", ADMIN_PASSWORD).status(), StatusCode::NOT_FOUND);
+    assert!(Client::new().get(&login_url).send().unwrap().text().unwrap().contains("used already"));
+}
+
+#[test]
+fn web_login_polls_answer_202_until_approved_then_the_token_once() {
+    let start = Client::new().post(server().url("/repository/npm-hosted/-/v1/login")).json(&json!({})).send().unwrap();
+    assert_eq!(start.status(), StatusCode::OK);
+    let urls: Value = start.json().unwrap();
+    let (login_url, done_url) = (urls["loginUrl"].as_str().unwrap().to_string(), urls["doneUrl"].as_str().unwrap().to_string());
+    let poll = || Client::new().get(&done_url).send().unwrap();
+    let r = poll();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.headers()["retry-after"], "1");
+    // A user without a password of theirs gets nothing; then the admin approves.
+    let r = Client::new().post(&login_url).form(&[("username", "nobody"), ("password", "x")]).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(poll().status(), StatusCode::ACCEPTED);
+    let r = Client::new().post(&login_url).form(&[("username", "admin"), ("password", ADMIN_PASSWORD)]).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = poll();
+    assert_eq!(r.status(), StatusCode::OK);
+    let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let who: Value = get("/repository/npm-hosted/-/whoami", &token).json().unwrap();
+    assert_eq!(who["username"], "admin");
+    // Handed out once; unknown ids and secrets are 404s.
+    let r = poll();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("npm login"));
+    assert_eq!(Client::new().get(server().url("/repository/npm-hosted/-/v1/login/nonexistent")).send().unwrap().status(), StatusCode::NOT_FOUND);
+    // The token is a wharf API token like any other: listed, revocable.
+    let tokens: Value = get("/repository/npm-hosted/-/npm/v1/tokens", &token).json().unwrap();
+    assert!(tokens["objects"].as_array().unwrap().iter().any(|t| t["name"] == "npm web login"), "{tokens}");
 }

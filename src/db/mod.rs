@@ -28,6 +28,7 @@ pub mod tokens;
 pub mod usage;
 pub mod usage_cache;
 pub mod users;
+pub mod web_logins;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -219,6 +219,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    /// npm web logins in progress (see `db::web_logins`).
+    web_logins (id) {
+        id -> Text,
+        done_hash -> Text,
+        repository -> Text,
+        client -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        username -> Nullable<Text>,
+        token -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(task_runs -> tasks (task_id));
 diesel::joinable!(assets -> repositories (repository_id));
 
@@ -238,5 +252,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     tasks,
     task_runs,
     cleanup_policies,
-    login_failures
+    login_failures,
+    web_logins
 );

@@ -19,6 +19,7 @@ mod tarball;
 mod upstream;
 mod user;
 mod version;
+mod weblogin;
 
 use std::sync::Arc;
 

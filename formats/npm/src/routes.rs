@@ -10,6 +10,12 @@ pub enum Endpoint {
     /// `DELETE /-/user/token/<token>` (logout).
     Logout(String),
     Search,
+    /// `POST /-/v1/login`: begins a web login.
+    WebLogin,
+    /// `/-/v1/login/<id>`: the page a browser opens to approve it (GET), and the approval (POST).
+    WebLoginPage(String),
+    /// `GET /-/v1/done/<secret>`: the client's poll.
+    WebLoginDone(String),
     Tokens,
     Token(String),
     Audit(String),
@@ -61,6 +67,9 @@ pub fn parse(path: &str) -> Option<Endpoint> {
             ["user", u] if u.starts_with("org.couchdb.user:") => Some(Endpoint::User(u["org.couchdb.user:".len()..].to_string())),
             ["user", "token", t] => Some(Endpoint::Logout(t.to_string())),
             ["v1", "search"] => Some(Endpoint::Search),
+            ["v1", "login"] => Some(Endpoint::WebLogin),
+            ["v1", "login", id] if !id.is_empty() => Some(Endpoint::WebLoginPage(id.to_string())),
+            ["v1", "done", done] if !done.is_empty() => Some(Endpoint::WebLoginDone(done.to_string())),
             ["npm", "v1", "tokens"] => Some(Endpoint::Tokens),
             ["npm", "v1", "tokens", "token", k] => Some(Endpoint::Token(k.to_string())),
             ["npm", "v1", "attestations", rest @ ..] => {

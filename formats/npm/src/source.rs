@@ -60,7 +60,18 @@ pub fn base_url(ctx: &RepoCtx) -> String {
 }
 
 pub fn is_common(e: &Endpoint) -> bool {
-    matches!(e, Endpoint::Ping | Endpoint::Whoami | Endpoint::User(_) | Endpoint::Logout(_) | Endpoint::Tokens | Endpoint::Token(_))
+    matches!(
+        e,
+        Endpoint::Ping
+            | Endpoint::Whoami
+            | Endpoint::User(_)
+            | Endpoint::Logout(_)
+            | Endpoint::Tokens
+            | Endpoint::Token(_)
+            | Endpoint::WebLogin
+            | Endpoint::WebLoginPage(_)
+            | Endpoint::WebLoginDone(_)
+    )
 }
 
 /// The endpoints about the caller rather than packages.
@@ -79,6 +90,10 @@ pub async fn common(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, e: Endpoi
         Endpoint::Logout(token) if m == Method::DELETE => user::logout(env, ctx, &token).await,
         Endpoint::Tokens => user::tokens(env, ctx, req, body).await,
         Endpoint::Token(key) if m == Method::DELETE => user::revoke(env, ctx, &key).await,
+        Endpoint::WebLogin if m == Method::POST => crate::weblogin::start(env, ctx).await,
+        Endpoint::WebLoginPage(id) if m == Method::GET => crate::weblogin::page(env, &id).await,
+        Endpoint::WebLoginPage(id) if m == Method::POST => crate::weblogin::approve(env, ctx, &id, body).await,
+        Endpoint::WebLoginDone(done) if m == Method::GET => crate::weblogin::done(env, &done).await,
         _ => Err(NpmError::MethodNotAllowed),
     }
 }
