@@ -310,3 +310,87 @@ fn web_login_polls_answer_202_until_approved_then_the_token_once() {
     let tokens: Value = get("/repository/npm-hosted/-/npm/v1/tokens", &token).json().unwrap();
     assert!(tokens["objects"].as_array().unwrap().iter().any(|t| t["name"] == "npm web login"), "{tokens}");
 }
+
+// ---- npm owner, npm access ---------------------------------------------------------------------
+
+/// A user whose roles may read (and with `write`, publish to) every npm repository, and an npm
+/// token for them.
+fn npm_user(user: &str, write: bool) -> String {
+    let admin = server().admin();
+    let mut privileges = vec!["nx-repository-view-npm-*-read"];
+    if write {
+        privileges.push("nx-repository-view-npm-*-add");
+    }
+    let r = admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": format!("{user}-role"), "privileges": privileges})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": user, "password": format!("{user}-pw"), "roles": [format!("{user}-role")]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+    let r = Client::new()
+        .put(server().url(&format!("/repository/npm-hosted/-/user/org.couchdb.user:{user}")))
+        .json(&json!({"name": user, "password": format!("{user}-pw")}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
+}
+
+fn json_out(out: Output) -> Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+fn failed(out: Output) -> String {
+    assert!(!out.status.success(), "expected a failure: {}", String::from_utf8_lossy(&out.stdout));
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn npm_owner_and_npm_access_answer_from_wharf_rights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let admin = Npm::new("npm-hosted", Some(&admin_token()));
+    ok(admin.run(&package(tmp.path(), "@wharf-acc/one", "1.0.0", json!({})), &["publish"]));
+    ok(admin.run(&package(tmp.path(), "wharf-acc-two", "1.0.0", json!({})), &["publish"]));
+    let reader = Npm::new("npm-hosted", Some(&npm_user("acc-reader", false)));
+
+    // npm owner ls: the maintainers of the document.
+    let owners = ok(admin.run(tmp.path(), &["owner", "ls", "@wharf-acc/one"]));
+    assert!(owners.trim().starts_with("admin <"), "{owners}");
+
+    // Packages by scope, and by user (npm asks /-/org/<name> first, then /-/user/<name>).
+    let scoped = json_out(admin.run(tmp.path(), &["access", "list", "packages", "@wharf-acc", "--json"]));
+    assert_eq!(scoped, json!({"@wharf-acc/one": "read-write"}));
+    let mine = json_out(admin.run(tmp.path(), &["access", "list", "packages", "--json"]));
+    assert_eq!(mine["@wharf-acc/one"], "read-write");
+    assert_eq!(mine["wharf-acc-two"], "read-write");
+    let theirs = json_out(reader.run(tmp.path(), &["access", "list", "packages", "--json"]));
+    assert_eq!(theirs["@wharf-acc/one"], "read-only");
+    assert_eq!(theirs["wharf-acc-two"], "read-only");
+    // Someone else's list is not wharf's to tell (rights come from roles).
+    assert!(failed(reader.run(tmp.path(), &["access", "list", "packages", "admin", "--json"])).contains("signed-in user"));
+
+    // Collaborators: the maintainers, and the caller as wharf sees them.
+    let collaborators = json_out(reader.run(tmp.path(), &["access", "list", "collaborators", "@wharf-acc/one", "--json"]));
+    assert_eq!(collaborators, json!({"admin": "read-write", "acc-reader": "read-only"}));
+
+    // Status: public when the repository is readable without credentials.
+    let public = Client::new().get(server().url("/repository/npm-hosted/@wharf-acc%2fone")).send().unwrap().status() == StatusCode::OK;
+    let status = json_out(admin.run(tmp.path(), &["access", "get", "status", "@wharf-acc/one", "--json"]));
+    assert_eq!(status, json!({"@wharf-acc/one": if public { "public" } else { "private" }}));
+
+    // What wharf does not model is refused, and npm prints why.
+    let other = if public { "private" } else { "public" };
+    let err = failed(admin.run(tmp.path(), &["access", "set", &format!("status={other}"), "@wharf-acc/one"]));
+    assert!(err.contains("does not set visibility per package"), "{err}");
+    let same = if public { "public" } else { "private" };
+    ok(admin.run(tmp.path(), &["access", "set", &format!("status={same}"), "@wharf-acc/one"]));
+    let err = failed(admin.run(tmp.path(), &["access", "grant", "read-only", "wharf-acc:devs", "@wharf-acc/one"]));
+    assert!(err.contains("no npm teams"), "{err}");
+    let err = failed(admin.run(tmp.path(), &["access", "set", "mfa=publish", "@wharf-acc/one"]));
+    assert!(err.contains("two-factor"), "{err}");
+    // A reader may not even ask for a change.
+    let err = failed(reader.run(tmp.path(), &["access", "set", &format!("status={same}"), "@wharf-acc/one"]));
+    assert!(err.contains("403"), "{err}");
+}

@@ -865,6 +865,12 @@ impl Identity for Authenticator {
         Ok(gone)
     }
 
+    async fn email_of(&self, owner: &Principal) -> Option<String> {
+        let user = owner.user.clone().filter(|_| owner.realm == Some(Realm::Local))?;
+        let row = self.db.run(move |c| users::get(c, &user)).await.ok()??;
+        Some(row.email).filter(|e| !e.is_empty())
+    }
+
     async fn web_login_start(&self, repository: &str, client: &str) -> Result<WebLogin, IdentityError> {
         let now = now_millis();
         let login = WebLogin { id: password::random_chars(32), done: password::random_chars(40), expires_at: now + WEB_LOGIN_TTL_MS };

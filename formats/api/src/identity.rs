@@ -97,6 +97,10 @@ pub trait Identity: Send + Sync {
     async fn revoke_token(&self, owner: &Principal, id_or_key: &str, client: &str) -> Result<bool, IdentityError>;
     /// Revokes the token whose secret this is (holding it is proof enough); `false` if none.
     async fn revoke_secret(&self, secret: &str, client: &str) -> Result<bool, IdentityError>;
+    /// The e-mail address of `owner`, when wharf knows one (npm shows maintainers with theirs).
+    async fn email_of(&self, _owner: &Principal) -> Option<String> {
+        None
+    }
     /// Begins a web login in `repository` for the client at `client`; it expires after
     /// [`WEB_LOGIN_TTL_MS`].
     async fn web_login_start(&self, repository: &str, client: &str) -> Result<WebLogin, IdentityError>;

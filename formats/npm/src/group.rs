@@ -63,6 +63,9 @@ impl Group {
         if source::is_common(&endpoint) {
             return source::common(&self.env, ctx, req, endpoint, body).await;
         }
+        if crate::access::is_access(&endpoint) {
+            return crate::access::handle(self, ctx, req, endpoint, body).await;
+        }
         match endpoint {
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -145,6 +148,10 @@ impl Source for Group {
             }
         }
         Ok(all.into_iter().collect())
+    }
+
+    fn accepts_publishes(&self) -> bool {
+        self.group.writable.is_some()
     }
 
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {

@@ -111,6 +111,9 @@ impl Hosted {
         if source::is_common(&endpoint) {
             return source::common(&self.env, ctx, req, endpoint, body).await;
         }
+        if crate::access::is_access(&endpoint) {
+            return crate::access::handle(self, ctx, req, endpoint, body).await;
+        }
         match endpoint {
             Endpoint::Search if m == Method::GET => {
                 authorize(ctx, Action::Read, "*")?;
@@ -335,6 +338,7 @@ impl Hosted {
         };
         let file = tarball_file(name, version);
         let repo = self.cfg.id;
+        let email = self.env.identity.email_of(&ctx.principal).await;
         let _writer = self.writers.lock(name).await;
         let mut contention = Contention::new();
         loop {
@@ -364,9 +368,13 @@ impl Hosted {
             }
             m["dist"] = Value::Object(dist);
             if let Some(u) = &ctx.principal.user {
-                m["_npmUser"] = json!({"name": u});
+                let mut me = json!({"name": u});
+                if let Some(e) = &email {
+                    me["email"] = json!(e);
+                }
+                m["_npmUser"] = me.clone();
                 if body.get("maintainers").is_none() && doc.get("maintainers").is_none() {
-                    doc["maintainers"] = json!([{"name": u}]);
+                    doc["maintainers"] = json!([me]);
                 }
             }
             doc["versions"][version] = m;
@@ -850,5 +858,9 @@ impl Source for Hosted {
 
     async fn serve_attestations(&self, name: &str, version: &str) -> Result<HttpResponse> {
         self.attestations(name, version).await
+    }
+
+    fn accepts_publishes(&self) -> bool {
+        self.cfg.write_policy != WritePolicy::Deny
     }
 }

@@ -1,6 +1,7 @@
 //! npm format for wharf: the registry API that npm, pnpm and yarn speak (packuments, tarballs,
 //! publish, dist-tags, deprecate, unpublish, search, login and tokens); hosted, proxy and group.
 
+mod access;
 mod attachment;
 mod config;
 mod describe;

@@ -91,6 +91,9 @@ impl Proxy {
         if source::is_common(&endpoint) {
             return source::common(&self.env, ctx, req, endpoint, body).await;
         }
+        if crate::access::is_access(&endpoint) {
+            return crate::access::handle(self, ctx, req, endpoint, body).await;
+        }
         match endpoint {
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;

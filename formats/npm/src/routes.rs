@@ -25,6 +25,18 @@ pub enum Endpoint {
         version: String,
     },
     DistTags(String),
+    /// `GET /-/org/<scope>/package` (`npm access list packages @scope`).
+    OrgPackages(String),
+    /// `GET /-/user/<user>/package` (`npm access list packages [user]`).
+    UserPackages(String),
+    /// `/-/team/<scope>/<team>/package`: npm's teams (`npm access grant/revoke`).
+    Team,
+    /// `GET /-/package/<name>/collaborators`
+    Collaborators(String),
+    /// `GET /-/package/<name>/visibility` (`npm access get status`)
+    Visibility(String),
+    /// `POST /-/package/<name>/access` (`npm access set status|mfa`)
+    PackageAccess(String),
     DistTag {
         name: String,
         tag: String,
@@ -66,6 +78,9 @@ pub fn parse(path: &str) -> Option<Endpoint> {
             ["whoami"] => Some(Endpoint::Whoami),
             ["user", u] if u.starts_with("org.couchdb.user:") => Some(Endpoint::User(u["org.couchdb.user:".len()..].to_string())),
             ["user", "token", t] => Some(Endpoint::Logout(t.to_string())),
+            ["user", u, "package"] if !u.is_empty() => Some(Endpoint::UserPackages(u.to_string())),
+            ["org", scope, "package"] if !scope.is_empty() => Some(Endpoint::OrgPackages(scope.trim_start_matches('@').to_string())),
+            ["team", _, _, "package"] => Some(Endpoint::Team),
             ["v1", "search"] => Some(Endpoint::Search),
             ["v1", "login"] => Some(Endpoint::WebLogin),
             ["v1", "login", id] if !id.is_empty() => Some(Endpoint::WebLoginPage(id.to_string())),
@@ -83,6 +98,9 @@ pub fn parse(path: &str) -> Option<Endpoint> {
                 match tail.split('/').collect::<Vec<_>>().as_slice() {
                     ["dist-tags"] => Some(Endpoint::DistTags(name)),
                     ["dist-tags", tag] if !tag.is_empty() => Some(Endpoint::DistTag { name, tag: tag.to_string() }),
+                    ["collaborators"] => Some(Endpoint::Collaborators(name)),
+                    ["visibility"] => Some(Endpoint::Visibility(name)),
+                    ["access"] => Some(Endpoint::PackageAccess(name)),
                     _ => None,
                 }
             }
@@ -131,6 +149,13 @@ mod tests {
         assert_eq!(parse("/-/npm/v1/tokens/token/abc"), Some(Endpoint::Token("abc".into())));
         assert_eq!(parse("/-/npm/v1/attestations/@s%2fx@1.0.0"), Some(Endpoint::Attestations { name: "@s/x".into(), version: "1.0.0".into() }));
         assert_eq!(parse("/-/npm/v1/attestations/@s"), None);
+        assert_eq!(parse("/-/org/wharf/package"), Some(Endpoint::OrgPackages("wharf".into())));
+        assert_eq!(parse("/-/user/bob/package"), Some(Endpoint::UserPackages("bob".into())));
+        assert_eq!(parse("/-/user/token/abc"), Some(Endpoint::Logout("abc".into())));
+        assert_eq!(parse("/-/team/s/devs/package"), Some(Endpoint::Team));
+        assert_eq!(parse("/-/package/@s%2fx/visibility"), Some(Endpoint::Visibility("@s/x".into())));
+        assert_eq!(parse("/-/package/x/collaborators"), Some(Endpoint::Collaborators("x".into())));
+        assert_eq!(parse("/-/package/x/access"), Some(Endpoint::PackageAccess("x".into())));
         assert_eq!(parse("/-/nonsense"), None);
     }
 }

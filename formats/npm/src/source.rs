@@ -24,6 +24,11 @@ pub trait Source {
     /// The packages this repository holds (a proxy: those it has cached).
     async fn names(&self) -> Result<Vec<String>>;
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse>;
+    /// Whether publishes are taken here (a hosted registry that is not read-only, a group with a
+    /// writable member).
+    fn accepts_publishes(&self) -> bool {
+        false
+    }
     /// A version's provenance (hosted only: a proxy's documents link the upstream's).
     async fn serve_attestations(&self, _name: &str, _version: &str) -> Result<HttpResponse> {
         Err(NpmError::NotFound)
