@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -393,4 +393,135 @@ fn npm_owner_and_npm_access_answer_from_wharf_rights() {
     // A reader may not even ask for a change.
     let err = failed(reader.run(tmp.path(), &["access", "set", &format!("status={same}"), "@wharf-acc/one"]));
     assert!(err.contains("403"), "{err}");
+}
+
+// ---- npm audit -------------------------------------------------------------------------------
+
+/// A registry's audit endpoint, standing in for registry.npmjs.org: it answers the bulk
+/// advisory request with one advisory for `wharf-audit-dep` below 2.0.0, records what it was
+/// sent, and says 404 to anything else.
+struct AuditUpstream {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>,
+}
+
+impl AuditUpstream {
+    fn start() -> AuditUpstream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut head = Vec::new();
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                        head.push(line.trim_end().to_string());
+                        line.clear();
+                    }
+                    let first: Vec<String> = head.first().map(|l| l.split(' ').map(str::to_string).collect()).unwrap_or_default();
+                    let length: usize = head
+                        .iter()
+                        .find_map(|h| h.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("content-length")).map(|(_, v)| v.trim().parse().unwrap_or(0)))
+                        .unwrap_or(0);
+                    let gzip = head.iter().any(|h| h.to_ascii_lowercase().starts_with("content-encoding:") && h.contains("gzip"));
+                    let mut body = vec![0u8; length];
+                    let _ = reader.read_exact(&mut body);
+                    if gzip {
+                        let mut plain = Vec::new();
+                        let _ = flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut plain);
+                        body = plain;
+                    }
+                    let (method, path) = (first.first().cloned().unwrap_or_default(), first.get(1).cloned().unwrap_or_default());
+                    log.lock().unwrap().push((method.clone(), path.clone(), body));
+                    let (status, answer) = if method == "POST" && path == "/-/npm/v1/security/advisories/bulk" {
+                        let advisory = json!({"wharf-audit-dep": [{
+                            "id": 1_000_001, "url": "https://example.test/advisories/1000001", "title": "wharf test advisory",
+                            "severity": "high", "vulnerable_versions": "<2.0.0", "cwe": ["CWE-400"], "cvss": {"score": 7.5, "vectorString": null},
+                        }]});
+                        ("200 OK", advisory.to_string())
+                    } else if method == "HEAD" {
+                        ("200 OK", String::new())
+                    } else {
+                        ("404 Not Found", r#"{"error":"not found"}"#.to_string())
+                    };
+                    let _ = write!(
+                        conn,
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                });
+            }
+        });
+        AuditUpstream { port, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.port)
+    }
+
+    fn bulk_requests(&self) -> Vec<Value> {
+        let seen = self.seen.lock().unwrap();
+        seen.iter().filter(|(m, p, _)| m == "POST" && p.ends_with("/advisories/bulk")).map(|(_, _, b)| serde_json::from_slice(b).unwrap_or(Value::Null)).collect()
+    }
+}
+
+#[test]
+fn npm_audit_goes_through_a_group_s_proxy_and_hosted_says_it_has_no_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let up = AuditUpstream::start();
+    create("proxy", json!({
+        "name": "npm-audit-proxy", "online": true, "storage": {"blobStoreName": "default"},
+        "proxy": {"remoteUrl": up.url(), "contentMaxAge": 1440, "metadataMaxAge": 1440},
+        "negativeCache": {"enabled": false, "timeToLive": 1}, "httpClient": {"blocked": false, "autoBlock": false},
+    }));
+    create("group", json!({"name": "npm-audit-group", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["npm-hosted", "npm-audit-proxy"]}}));
+    create("group", json!({"name": "npm-audit-hosted-only", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["npm-hosted"]}}));
+    let publisher = Npm::new("npm-hosted", Some(&admin_token()));
+    ok(publisher.run(&package(tmp.path(), "wharf-audit-dep", "1.0.0", json!({})), &["publish"]));
+
+    // A project that depends on the vulnerable version, installed through the group.
+    let project = tmp.path().join("audited");
+    std::fs::create_dir_all(&project).unwrap();
+    std::fs::write(project.join("package.json"), r#"{"name": "audited", "version": "1.0.0", "private": true, "dependencies": {"wharf-audit-dep": "1.0.0"}}"#).unwrap();
+    let through_group = Npm::new("npm-audit-group", Some(&admin_token()));
+    ok(through_group.run(&project, &["install", "--no-audit"]));
+
+    // npm audit through the group: the proxy member asked its upstream, npm reports what it said.
+    let out = through_group.run(&project, &["audit", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    assert!(!out.status.success(), "vulnerabilities make npm audit fail");
+    assert_eq!(report["vulnerabilities"]["wharf-audit-dep"]["severity"], "high", "{report}");
+    assert_eq!(report["metadata"]["vulnerabilities"]["high"], 1, "{report}");
+    let asked = up.bulk_requests();
+    assert_eq!(asked.last().unwrap(), &json!({"wharf-audit-dep": ["1.0.0"]}), "the upstream got npm's request as npm sent it");
+    // And the proxy itself, asked directly.
+    let direct = Npm::new("npm-audit-proxy", Some(&admin_token()));
+    let out = direct.run(&project, &["audit", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["vulnerabilities"]["wharf-audit-dep"]["severity"], "high", "{report}");
+
+    // A hosted registry, and a group without a proxy member, say they have no audit source;
+    // npm prints it (not "found 0 vulnerabilities").
+    for repo in ["npm-hosted", "npm-audit-hosted-only"] {
+        let npm = Npm::new(repo, Some(&admin_token()));
+        let out = npm.run(&project, &["audit"]);
+        assert!(!out.status.success(), "{repo}");
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(all.contains("has no source of security advisories") && all.contains(repo), "{repo}: {all}");
+        assert!(!all.contains("found 0 vulnerabilities"), "{all}");
+        let r = Client::new()
+            .post(server().url(&format!("/repository/{repo}/-/npm/v1/security/audits/quick")))
+            .bearer_auth(admin_token())
+            .json(&json!({}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("no source of security advisories"));
+    }
 }

@@ -98,9 +98,10 @@ impl Group {
             }
             Endpoint::Audit(_) if m == Method::POST => {
                 authorize(ctx, Action::Read, "*")?;
+                // The first proxy member (online: members() leaves out the others) asks its upstream.
                 match self.members().into_iter().find(|r| r.config.kind == Kind::Proxy) {
                     Some(p) => Ok(self.forward(&p, ctx, req, body).await),
-                    None => Ok(HttpResponse::Ok().json(json!({}))),
+                    None => Err(source::no_audit_source(ctx)),
                 }
             }
             Endpoint::Package(name) | Endpoint::PackageRev { name, .. } | Endpoint::TarballRev { name, .. } | Endpoint::DistTag { name, .. } => {

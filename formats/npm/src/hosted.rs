@@ -119,7 +119,10 @@ impl Hosted {
                 authorize(ctx, Action::Read, "*")?;
                 source::search_response(self, ctx).await
             }
-            Endpoint::Audit(_) if m == Method::POST => Ok(HttpResponse::Ok().json(json!({}))),
+            Endpoint::Audit(_) if m == Method::POST => {
+                authorize(ctx, Action::Read, "*")?;
+                Err(source::no_audit_source(ctx))
+            }
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
                 let (asset, files) = self.listing(&name).await?;

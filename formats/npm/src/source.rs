@@ -170,3 +170,18 @@ pub async fn search_response(src: &dyn Source, ctx: &RepoCtx) -> Result<HttpResp
     let page: Vec<Value> = hits.into_iter().skip(from).take(size).collect();
     Ok(HttpResponse::Ok().json(json!({"objects": page, "total": total, "time": crate::model::iso(wharf_format::now_millis())})))
 }
+
+/// `npm audit` asked of a repository with no upstream to ask (hosted, or a group without an
+/// online proxy member): said plainly, as npm prints the body, rather than an empty report that
+/// reads as "no vulnerabilities". A 4xx: npm retries 5xx answers before giving up.
+pub fn no_audit_source(ctx: &RepoCtx) -> NpmError {
+    let what = match ctx.repo.kind {
+        wharf_format::Kind::Group => "a group without an online proxy member",
+        _ => "a hosted registry",
+    };
+    NpmError::NotProvided(format!(
+        "{} is {what}: it has no source of security advisories. Run npm audit against a proxy of a registry that has them \
+         (or a group with such a proxy member), e.g. npm audit --registry <wharf>/repository/<npm-proxy>/",
+        ctx.repo.name
+    ))
+}
