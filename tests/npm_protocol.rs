@@ -525,3 +525,72 @@ fn npm_audit_goes_through_a_group_s_proxy_and_hosted_says_it_has_no_source() {
         assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("no source of security advisories"));
     }
 }
+
+// ---- npm search ------------------------------------------------------------------------------
+
+/// The digest of a package's stored document in the default blob store, from the database.
+fn packument_blob(repo: &str, name: &str) -> PathBuf {
+    let sql = format!("SELECT a.digest FROM assets a JOIN repositories r ON r.id = a.repository_id WHERE r.name = '{repo}' AND a.path = 'pkg/{name}/packument'");
+    let out = if server().is_postgres() {
+        Command::new("psql").arg(server().database_url()).args(["-tAc", &sql]).output().unwrap()
+    } else {
+        Command::new("sqlite3").arg(server().data_dir().join("wharf.db")).arg(&sql).output().unwrap()
+    };
+    let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let hex = digest.strip_prefix("sha256:").unwrap_or_else(|| panic!("a digest for {name}: {digest:?} {}", String::from_utf8_lossy(&out.stderr)));
+    server().data_dir().join("blobs/default/blobs/sha256").join(&hex[..2]).join(hex)
+}
+
+#[test]
+fn npm_search_is_answered_from_the_database_with_paging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let npm = Npm::new("npm-hosted", Some(&admin_token()));
+    ok(npm.run(&package(tmp.path(), "wharf-find-alpha", "1.0.0", json!({"description": "An alpha finder", "keywords": ["wharf-find", "zeta"]})), &["publish"]));
+    ok(npm.run(&package(tmp.path(), "wharf-find-beta", "1.0.0", json!({"description": "Beta", "keywords": ["wharf-find"]})), &["publish"]));
+    ok(npm.run(&package(tmp.path(), "@wharf-find/gamma", "1.0.0", json!({"description": "Gamma finder", "keywords": ["wharf-find"]})), &["publish"]));
+    ok(npm.run(&package(tmp.path(), "wharf-find-doomed", "1.0.0", json!({"keywords": ["wharf-find"]})), &["publish"]));
+    let search = |npm: &Npm, text: &str| -> Vec<String> {
+        let v: Value = serde_json::from_str(&ok(npm.run(tmp.path(), &["search", "--json", "--prefer-online", text]))).unwrap();
+        let mut names: Vec<String> = v.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(search(&npm, "wharf-find"), ["@wharf-find/gamma", "wharf-find-alpha", "wharf-find-beta", "wharf-find-doomed"]);
+    assert_eq!(search(&npm, "finder"), ["@wharf-find/gamma", "wharf-find-alpha"]);
+    assert_eq!(search(&npm, "keywords:zeta"), ["wharf-find-alpha"]);
+    assert_eq!(search(&npm, "scope:wharf-find"), ["@wharf-find/gamma"]);
+    let v: Value = serde_json::from_str(&ok(npm.run(tmp.path(), &["search", "--json", "wharf-find-beta"]))).unwrap();
+    assert_eq!(v[0]["description"], "Beta");
+    assert_eq!(v[0]["version"], "1.0.0");
+    assert_eq!(v[0]["publisher"]["username"], "admin");
+
+    // The latest version's fields count; an unpublished package is gone.
+    ok(npm.run(&package(tmp.path(), "wharf-find-alpha", "2.0.0", json!({"description": "Renamed thing", "keywords": ["wharf-find"]})), &["publish"]));
+    ok(npm.run(tmp.path(), &["unpublish", "wharf-find-doomed", "--force"]));
+    assert_eq!(search(&npm, "finder"), ["@wharf-find/gamma"]);
+    assert_eq!(search(&npm, "wharf-find").len(), 3);
+
+    // Paging, over the raw API.
+    let page = |from: usize| -> Value { get(&format!("/repository/npm-hosted/-/v1/search?text=wharf-find&size=2&from={from}"), &admin_token()).json().unwrap() };
+    let (first, second) = (page(0), page(2));
+    assert_eq!((first["total"].as_u64(), second["total"].as_u64()), (Some(3), Some(3)));
+    let names: Vec<&str> = first["objects"].as_array().unwrap().iter().chain(second["objects"].as_array().unwrap()).map(|o| o["package"]["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["@wharf-find/gamma", "wharf-find-alpha", "wharf-find-beta"]);
+
+    // Through a group, the same.
+    create("group", json!({"name": "npm-find-group", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["npm-hosted"]}}));
+    assert_eq!(search(&Npm::new("npm-find-group", Some(&admin_token())), "keywords:zeta").len(), 0);
+    assert_eq!(search(&Npm::new("npm-find-group", Some(&admin_token())), "finder"), ["@wharf-find/gamma"]);
+
+    // No document is read: with one document's blob away, the package is still found (a file
+    // store only: the test moves the file).
+    if !common::s3::servers_on_s3() {
+        let blob = packument_blob("npm-hosted", "wharf-find-beta");
+        let aside = blob.with_extension("aside");
+        std::fs::rename(&blob, &aside).unwrap();
+        let found = get("/repository/npm-hosted/-/v1/search?text=beta%20wharf-find", &admin_token());
+        std::fs::rename(&aside, &blob).unwrap();
+        let found: Value = found.json().unwrap();
+        assert_eq!(found["objects"][0]["package"]["name"], "wharf-find-beta", "{found}");
+    }
+}

@@ -151,6 +151,22 @@ impl Source for Group {
         Ok(all.into_iter().collect())
     }
 
+    /// The members' packument rows, the first member's for a name several members have (the
+    /// one the group serves).
+    async fn packuments(&self, contains: Vec<String>) -> Result<Vec<wharf_format::Asset>> {
+        let mut all = std::collections::BTreeMap::new();
+        for r in self.members() {
+            if let Some(src) = source_of(&r) {
+                for a in src.packuments(contains.clone()).await? {
+                    if let Some(name) = a.component.clone() {
+                        all.entry(name).or_insert(a);
+                    }
+                }
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
     fn accepts_publishes(&self) -> bool {
         self.group.writable.is_some()
     }

@@ -855,6 +855,10 @@ impl Source for Hosted {
         Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
     }
 
+    async fn packuments(&self, contains: Vec<String>) -> Result<Vec<Asset>> {
+        source::packuments(&self.env, self.cfg.id, contains).await
+    }
+
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
         self.tarball(name, file, head).await
     }

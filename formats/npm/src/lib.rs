@@ -14,6 +14,7 @@ mod packument;
 mod provenance;
 mod proxy;
 mod routes;
+mod search;
 mod source;
 mod store;
 mod tarball;

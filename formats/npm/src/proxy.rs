@@ -230,7 +230,7 @@ impl Proxy {
                     size,
                     content_type: Some("application/json".into()),
                     link: None,
-                    attributes: json!({ "etag": etag }),
+                    attributes: json!({ "etag": etag, "search": crate::search::fields(name, &doc) }),
                 };
                 self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
                 Ok(true)
@@ -384,6 +384,10 @@ impl Source for Proxy {
     async fn names(&self) -> Result<Vec<String>> {
         let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some(meta::PACKAGES_PREFIX.into()), ..Default::default() };
         Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
+    }
+
+    async fn packuments(&self, contains: Vec<String>) -> Result<Vec<Asset>> {
+        source::packuments(&self.env, self.cfg.id, contains).await
     }
 
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
