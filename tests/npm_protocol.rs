@@ -210,7 +210,9 @@ fn publish_with_a_provenance_file_stores_and_serves_the_attestation() {
 
     // A version unpublished takes its attestation with it.
     ok(npm.run(&dir2, &["publish"]));
-    assert!(get("/repository/npm-hosted/@wharf-prov%2flib", &admin_token()).json::<Value>().unwrap()["versions"]["1.0.1"]["dist"].get("attestations").is_none());
+    assert!(get("/repository/npm-hosted/@wharf-prov%2flib", &admin_token()).json::<Value>().unwrap()["versions"]["1.0.1"]["dist"]
+        .get("attestations")
+        .is_none());
     ok(npm.run(tmp.path(), &["unpublish", "@wharf-prov/lib@1.0.0"]));
     assert_eq!(get("/repository/npm-hosted/-/npm/v1/attestations/@wharf-prov/lib@1.0.0", &admin_token()).status(), StatusCode::NOT_FOUND);
 }
@@ -321,7 +323,8 @@ fn npm_user(user: &str, write: bool) -> String {
     if write {
         privileges.push("nx-repository-view-npm-*-add");
     }
-    let r = admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": format!("{user}-role"), "privileges": privileges})).send().unwrap();
+    let r =
+        admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": format!("{user}-role"), "privileges": privileges})).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
     let r = admin
         .request(Method::POST, "/service/rest/v1/security/users")
@@ -400,16 +403,19 @@ fn npm_owner_and_npm_access_answer_from_wharf_rights() {
 /// A registry's audit endpoint, standing in for registry.npmjs.org: it answers the bulk
 /// advisory request with one advisory for `wharf-audit-dep` below 2.0.0, records what it was
 /// sent, and says 404 to anything else.
+/// Requests an upstream received: method, path, body (gunzipped).
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
+
 struct AuditUpstream {
     port: u16,
-    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>,
+    seen: Received,
 }
 
 impl AuditUpstream {
     fn start() -> AuditUpstream {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen: Received = Default::default();
         let log = seen.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -467,7 +473,10 @@ impl AuditUpstream {
 
     fn bulk_requests(&self) -> Vec<Value> {
         let seen = self.seen.lock().unwrap();
-        seen.iter().filter(|(m, p, _)| m == "POST" && p.ends_with("/advisories/bulk")).map(|(_, _, b)| serde_json::from_slice(b).unwrap_or(Value::Null)).collect()
+        seen.iter()
+            .filter(|(m, p, _)| m == "POST" && p.ends_with("/advisories/bulk"))
+            .map(|(_, _, b)| serde_json::from_slice(b).unwrap_or(Value::Null))
+            .collect()
     }
 }
 
@@ -475,26 +484,37 @@ impl AuditUpstream {
 fn npm_audit_goes_through_a_group_s_proxy_and_hosted_says_it_has_no_source() {
     let tmp = tempfile::tempdir().unwrap();
     let up = AuditUpstream::start();
-    create("proxy", json!({
-        "name": "npm-audit-proxy", "online": true, "storage": {"blobStoreName": "default"},
-        "proxy": {"remoteUrl": up.url(), "contentMaxAge": 1440, "metadataMaxAge": 1440},
-        "negativeCache": {"enabled": false, "timeToLive": 1}, "httpClient": {"blocked": false, "autoBlock": false},
-    }));
-    create("group", json!({"name": "npm-audit-group", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["npm-hosted", "npm-audit-proxy"]}}));
-    create("group", json!({"name": "npm-audit-hosted-only", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["npm-hosted"]}}));
+    create(
+        "proxy",
+        json!({
+            "name": "npm-audit-proxy", "online": true, "storage": {"blobStoreName": "default"},
+            "proxy": {"remoteUrl": up.url(), "contentMaxAge": 1440, "metadataMaxAge": 1440},
+            "negativeCache": {"enabled": false, "timeToLive": 1}, "httpClient": {"blocked": false, "autoBlock": false},
+        }),
+    );
+    create(
+        "group",
+        json!({"name": "npm-audit-group", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["npm-hosted", "npm-audit-proxy"]}}),
+    );
+    create(
+        "group",
+        json!({"name": "npm-audit-hosted-only", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["npm-hosted"]}}),
+    );
     let publisher = Npm::new("npm-hosted", Some(&admin_token()));
     ok(publisher.run(&package(tmp.path(), "wharf-audit-dep", "1.0.0", json!({})), &["publish"]));
 
     // A project that depends on the vulnerable version, installed through the group.
     let project = tmp.path().join("audited");
     std::fs::create_dir_all(&project).unwrap();
-    std::fs::write(project.join("package.json"), r#"{"name": "audited", "version": "1.0.0", "private": true, "dependencies": {"wharf-audit-dep": "1.0.0"}}"#).unwrap();
+    std::fs::write(project.join("package.json"), r#"{"name": "audited", "version": "1.0.0", "private": true, "dependencies": {"wharf-audit-dep": "1.0.0"}}"#)
+        .unwrap();
     let through_group = Npm::new("npm-audit-group", Some(&admin_token()));
     ok(through_group.run(&project, &["install", "--no-audit"]));
 
     // npm audit through the group: the proxy member asked its upstream, npm reports what it said.
     let out = through_group.run(&project, &["audit", "--json"]);
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)));
     assert!(!out.status.success(), "vulnerabilities make npm audit fail");
     assert_eq!(report["vulnerabilities"]["wharf-audit-dep"]["severity"], "high", "{report}");
     assert_eq!(report["metadata"]["vulnerabilities"]["high"], 1, "{report}");
@@ -530,7 +550,8 @@ fn npm_audit_goes_through_a_group_s_proxy_and_hosted_says_it_has_no_source() {
 
 /// The digest of a package's stored document in the default blob store, from the database.
 fn packument_blob(repo: &str, name: &str) -> PathBuf {
-    let sql = format!("SELECT a.digest FROM assets a JOIN repositories r ON r.id = a.repository_id WHERE r.name = '{repo}' AND a.path = 'pkg/{name}/packument'");
+    let sql =
+        format!("SELECT a.digest FROM assets a JOIN repositories r ON r.id = a.repository_id WHERE r.name = '{repo}' AND a.path = 'pkg/{name}/packument'");
     let out = if server().is_postgres() {
         Command::new("psql").arg(server().database_url()).args(["-tAc", &sql]).output().unwrap()
     } else {
@@ -571,10 +592,12 @@ fn npm_search_is_answered_from_the_database_with_paging() {
     assert_eq!(search(&npm, "wharf-find").len(), 3);
 
     // Paging, over the raw API.
-    let page = |from: usize| -> Value { get(&format!("/repository/npm-hosted/-/v1/search?text=wharf-find&size=2&from={from}"), &admin_token()).json().unwrap() };
+    let page =
+        |from: usize| -> Value { get(&format!("/repository/npm-hosted/-/v1/search?text=wharf-find&size=2&from={from}"), &admin_token()).json().unwrap() };
     let (first, second) = (page(0), page(2));
     assert_eq!((first["total"].as_u64(), second["total"].as_u64()), (Some(3), Some(3)));
-    let names: Vec<&str> = first["objects"].as_array().unwrap().iter().chain(second["objects"].as_array().unwrap()).map(|o| o["package"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        first["objects"].as_array().unwrap().iter().chain(second["objects"].as_array().unwrap()).map(|o| o["package"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["@wharf-find/gamma", "wharf-find-alpha", "wharf-find-beta"]);
 
     // Through a group, the same.

@@ -43,7 +43,8 @@ pub fn approve(conn: &mut AnyConnection, id: &str, username: &str, sealed_token:
 /// The login the client polls with this secret's hash, unless it expired; an approved one is
 /// taken (deleted): its token is handed out once.
 pub fn poll(conn: &mut AnyConnection, done_hash: &str, now: i64) -> Result<Option<WebLoginRow>, DbError> {
-    let row: Option<WebLoginRow> = wl::table.filter(wl::done_hash.eq(done_hash)).filter(wl::expires_at.ge(now)).select(WebLoginRow::as_select()).first(conn).optional()?;
+    let row: Option<WebLoginRow> =
+        wl::table.filter(wl::done_hash.eq(done_hash)).filter(wl::expires_at.ge(now)).select(WebLoginRow::as_select()).first(conn).optional()?;
     if let Some(r) = &row {
         if r.token.is_some() && diesel::delete(wl::table.find(&r.id).filter(wl::token.is_not_null())).execute(conn)? != 1 {
             // Another poll took it first.

@@ -22,7 +22,15 @@ use crate::routes::Endpoint;
 use crate::source::{authorize, Result, Source};
 
 pub fn is_access(e: &Endpoint) -> bool {
-    matches!(e, Endpoint::OrgPackages(_) | Endpoint::UserPackages(_) | Endpoint::Team | Endpoint::Collaborators(_) | Endpoint::Visibility(_) | Endpoint::PackageAccess(_))
+    matches!(
+        e,
+        Endpoint::OrgPackages(_)
+            | Endpoint::UserPackages(_)
+            | Endpoint::Team
+            | Endpoint::Collaborators(_)
+            | Endpoint::Visibility(_)
+            | Endpoint::PackageAccess(_)
+    )
 }
 
 const NO_TEAMS: &str = "wharf has no npm teams: who may read and publish is decided per repository by wharf roles \

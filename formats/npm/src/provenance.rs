@@ -53,7 +53,7 @@ pub fn check(attachment: &Value, name: &str, version: &str, sha512_hex: &str) ->
     if envelope.get("payloadType").and_then(Value::as_str) != Some(INTOTO_PAYLOAD_TYPE) {
         return Err(format!("the provenance bundle's payloadType is not {INTOTO_PAYLOAD_TYPE}"));
     }
-    if !envelope.get("signatures").and_then(Value::as_array).is_some_and(|s| !s.is_empty()) {
+    if envelope.get("signatures").and_then(Value::as_array).is_none_or(|s| s.is_empty()) {
         return Err("the provenance bundle's envelope has no signature".into());
     }
     let payload = envelope.get("payload").and_then(Value::as_str).ok_or("the provenance bundle's envelope has no payload")?;
@@ -85,7 +85,8 @@ mod tests {
     use serde_json::json;
 
     fn bundle(subject: Value) -> Value {
-        let statement = json!({"_type": "https://in-toto.io/Statement/v1", "subject": [subject], "predicateType": "https://slsa.dev/provenance/v1", "predicate": {}});
+        let statement =
+            json!({"_type": "https://in-toto.io/Statement/v1", "subject": [subject], "predicateType": "https://slsa.dev/provenance/v1", "predicate": {}});
         let payload = base64::engine::general_purpose::STANDARD.encode(statement.to_string());
         let b = json!({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json", "verificationMaterial": {"certificate": {"rawBytes": "AA=="}},
             "dsseEnvelope": {"payload": payload, "payloadType": "application/vnd.in-toto+json", "signatures": [{"sig": "AA=="}]}});

@@ -96,19 +96,18 @@ impl Query {
         let f = asset.attributes.get("search");
         // A document saved before search fields were kept: found by its name.
         let text = f.and_then(|f| f.get("text")).and_then(Value::as_str).map_or_else(|| name.to_lowercase(), str::to_string);
-        let keywords: Vec<String> = f
-            .and_then(|f| f.get("keywords"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_lowercase)
-            .collect();
+        let keywords: Vec<String> =
+            f.and_then(|f| f.get("keywords")).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_lowercase).collect();
         let people: Vec<String> = f
             .into_iter()
             .flat_map(|f| {
                 let publisher = f.get("publisher").and_then(Value::as_str).map(str::to_string);
-                let maintainers = f.get("maintainers").and_then(Value::as_array).into_iter().flatten().filter_map(|m| m.get("username").and_then(Value::as_str).map(str::to_string));
+                let maintainers = f
+                    .get("maintainers")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|m| m.get("username").and_then(Value::as_str).map(str::to_string));
                 publisher.into_iter().chain(maintainers).collect::<Vec<_>>()
             })
             .map(|p| p.to_lowercase())
