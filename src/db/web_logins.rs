@@ -20,11 +20,17 @@ pub struct WebLoginRow {
     pub token: Option<String>,
 }
 
-/// Inserts a new login, and removes the ones that expired before `now`.
-pub fn insert(conn: &mut AnyConnection, row: &WebLoginRow, now: i64) -> Result<(), DbError> {
-    diesel::delete(wl::table.filter(wl::expires_at.lt(now))).execute(conn)?;
+pub fn insert(conn: &mut AnyConnection, row: &WebLoginRow) -> Result<(), DbError> {
     diesel::insert_into(wl::table).values(row.clone()).execute(conn)?;
     Ok(())
+}
+
+/// Removes the logins that expired before `now` and returns them (an approved one's token was
+/// never collected: the caller revokes it).
+pub fn take_expired(conn: &mut AnyConnection, now: i64) -> Result<Vec<WebLoginRow>, DbError> {
+    let rows: Vec<WebLoginRow> = wl::table.filter(wl::expires_at.lt(now)).select(WebLoginRow::as_select()).load(conn)?;
+    diesel::delete(wl::table.filter(wl::expires_at.lt(now))).execute(conn)?;
+    Ok(rows)
 }
 
 /// The login `id`, unless it expired.

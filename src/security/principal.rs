@@ -884,7 +884,14 @@ impl Identity for Authenticator {
             username: None,
             token: None,
         };
-        self.db.write(move |c| web_logins::insert(c, &row, now)).await.map_err(internal)?;
+        self.db.write(move |c| web_logins::insert(c, &row)).await.map_err(internal)?;
+        // Logins approved but never collected left a token nobody holds: revoked here.
+        let expired = self.db.write(move |c| web_logins::take_expired(c, now)).await.map_err(internal)?;
+        for r in expired {
+            if let Some(secret) = r.token.and_then(|sealed| secrets::open(&sealed, &web_login_location(&r.id)).ok()) {
+                self.revoke_secret(&secret, &r.client).await?;
+            }
+        }
         Ok(login)
     }
 
