@@ -605,6 +605,21 @@ fn npm_search_is_answered_from_the_database_with_paging() {
     assert_eq!(search(&Npm::new("npm-find-group", Some(&admin_token())), "keywords:zeta").len(), 0);
     assert_eq!(search(&Npm::new("npm-find-group", Some(&admin_token())), "finder"), ["@wharf-find/gamma"]);
 
+    // A proxy searches what it has cached (here of the hosted registry, another wharf repository).
+    create(
+        "proxy",
+        json!({
+            "name": "npm-find-proxy", "online": true, "storage": {"blobStoreName": "default"},
+            "proxy": {"remoteUrl": registry("npm-hosted"), "contentMaxAge": 1440, "metadataMaxAge": 1440},
+            "negativeCache": {"enabled": false, "timeToLive": 1},
+            "httpClient": {"authentication": {"type": "username", "username": "admin", "password": ADMIN_PASSWORD}},
+        }),
+    );
+    assert_eq!(get("/repository/npm-find-proxy/wharf-find-beta", &admin_token()).status(), StatusCode::OK);
+    let through_proxy = Npm::new("npm-find-proxy", Some(&admin_token()));
+    assert_eq!(search(&through_proxy, "wharf-find"), ["wharf-find-beta"]);
+    assert_eq!(search(&through_proxy, "keywords:wharf-find beta"), ["wharf-find-beta"]);
+
     // No document is read: with one document's blob away, the package is still found (a file
     // store only: the test moves the file).
     if !common::s3::servers_on_s3() {

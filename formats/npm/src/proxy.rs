@@ -212,8 +212,13 @@ impl Proxy {
         let etag = cached.and_then(|a| a.attributes.get("etag")).and_then(Value::as_str);
         match self.upstream.packument(name, etag).await {
             Ok(Doc::NotModified) if cached.is_some() => {
-                // Unchanged upstream: the same asset again, which records when it was checked.
-                let asset = NewAsset::from(cached.expect("checked").clone());
+                // Unchanged upstream: the same asset again, which records when it was checked
+                // (with the search fields a row cached by an older wharf lacks).
+                let cached = cached.expect("checked");
+                let mut asset = NewAsset::from(cached.clone());
+                if asset.attributes.get("search").is_none() && asset.attributes.is_object() {
+                    asset.attributes["search"] = crate::search::fields(name, &self.load(cached).await?);
+                }
                 self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
                 Ok(true)
             }
