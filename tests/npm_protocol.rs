@@ -548,17 +548,23 @@ fn npm_audit_goes_through_a_group_s_proxy_and_hosted_says_it_has_no_source() {
 
 // ---- npm search ------------------------------------------------------------------------------
 
+/// Runs SQL on the server's database; its output.
+fn sql(sql: &str) -> String {
+    let out = if server().is_postgres() {
+        Command::new("psql").arg(server().database_url()).args(["-tAc", sql]).output().unwrap()
+    } else {
+        Command::new("sqlite3").arg(server().data_dir().join("wharf.db")).arg(sql).output().unwrap()
+    };
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 /// The digest of a package's stored document in the default blob store, from the database.
 fn packument_blob(repo: &str, name: &str) -> PathBuf {
-    let sql =
-        format!("SELECT a.digest FROM assets a JOIN repositories r ON r.id = a.repository_id WHERE r.name = '{repo}' AND a.path = 'pkg/{name}/packument'");
-    let out = if server().is_postgres() {
-        Command::new("psql").arg(server().database_url()).args(["-tAc", &sql]).output().unwrap()
-    } else {
-        Command::new("sqlite3").arg(server().data_dir().join("wharf.db")).arg(&sql).output().unwrap()
-    };
-    let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let hex = digest.strip_prefix("sha256:").unwrap_or_else(|| panic!("a digest for {name}: {digest:?} {}", String::from_utf8_lossy(&out.stderr)));
+    let digest = sql(&format!(
+        "SELECT a.digest FROM assets a JOIN repositories r ON r.id = a.repository_id WHERE r.name = '{repo}' AND a.path = 'pkg/{name}/packument'"
+    ));
+    let hex = digest.strip_prefix("sha256:").unwrap_or_else(|| panic!("a digest for {name}: {digest:?}"));
     server().data_dir().join("blobs/default/blobs/sha256").join(&hex[..2]).join(hex)
 }
 
@@ -631,4 +637,21 @@ fn npm_search_is_answered_from_the_database_with_paging() {
         let found: Value = found.json().unwrap();
         assert_eq!(found["objects"][0]["package"]["name"], "wharf-find-beta", "{found}");
     }
+}
+
+/// A document saved by a wharf that kept no search fields (its row's attributes hold only the
+/// revision) is found by its description after the upgrade: the first search derives them.
+#[test]
+fn documents_stored_without_search_fields_get_them_at_the_first_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    create("hosted", json!({"name": "npm-find-old", "online": true, "storage": {"blobStoreName": "default", "writePolicy": "allow_once"}}));
+    let npm = Npm::new("npm-find-old", Some(&admin_token()));
+    ok(npm.run(&package(tmp.path(), "wharf-old-pkg", "1.0.0", json!({"description": "legacy words"})), &["publish"]));
+    let row = "FROM assets a JOIN repositories r ON r.id = a.repository_id WHERE r.name = 'npm-find-old' AND a.path = 'pkg/wharf-old-pkg/packument'";
+    sql("UPDATE assets SET attributes = '{\"rev\": \"1-0\"}' WHERE path = 'pkg/wharf-old-pkg/packument' AND repository_id = (SELECT id FROM repositories WHERE name = 'npm-find-old')");
+    assert!(!sql(&format!("SELECT a.attributes {row}")).contains("legacy"));
+    let found: Value = get("/repository/npm-find-old/-/v1/search?text=legacy", &admin_token()).json().unwrap();
+    assert_eq!(found["objects"][0]["package"]["name"], "wharf-old-pkg", "{found}");
+    assert_eq!(found["objects"][0]["package"]["description"], "legacy words");
+    assert!(sql(&format!("SELECT a.attributes {row}")).contains("legacy words"), "written back");
 }

@@ -34,6 +34,8 @@ pub struct Hosted {
     cache: packument::RenderCache,
     /// One writer per package on this node; other nodes are kept honest by the compare-and-swap.
     writers: KeyedLocks,
+    /// Documents saved by a wharf that kept no search fields got them (see [`Hosted::backfill_search`]).
+    search_backfilled: std::sync::atomic::AtomicBool,
 }
 
 /// Retries of a compare-and-swap that another node won: waited out with jittered backoff up
@@ -101,7 +103,7 @@ impl Repo for Hosted {
 impl Hosted {
     pub fn new(cfg: Arc<RepoConfig>, env: FormatEnv) -> Hosted {
         let settings = HostedSettings::parse(cfg.attributes.get("npm")).unwrap_or_default();
-        Hosted { cfg, env, settings, cache: Default::default(), writers: Default::default() }
+        Hosted { cfg, env, settings, cache: Default::default(), writers: Default::default(), search_backfilled: Default::default() }
     }
 
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
@@ -232,6 +234,36 @@ impl Hosted {
         let bundle: Value = serde_json::from_slice(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))?;
         let predicate_type = asset.attributes.get("predicateType").cloned().unwrap_or(Value::Null);
         Ok(HttpResponse::Ok().json(json!({ "attestations": [{ "predicateType": predicate_type, "bundle": bundle }] })))
+    }
+
+    /// Once per node: documents saved by a wharf that kept no search fields with them (found
+    /// by name only) get them, each written back only while it is still the document read.
+    async fn backfill_search(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.search_backfilled.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let repo = self.cfg.id;
+        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some(meta::PACKAGES_PREFIX.into()), ..Default::default() };
+        for a in self.env.meta.list(repo, q).await?.into_iter().filter(|a| a.attributes.get("search").is_none() && a.attributes.is_object()) {
+            let (Some(name), Some(digest)) = (a.component.clone(), a.digest.clone()) else { continue };
+            let doc = match store::read(&self.env, &a).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(repository = %self.cfg.name, package = %name, error = %e, "search fields not derived");
+                    continue;
+                }
+            };
+            let mut asset = NewAsset::from(a.clone());
+            asset.attributes["search"] = crate::search::fields(&name, &doc);
+            let check = Check::AbsentOrDigest { repo, path: a.path.clone(), digest };
+            match self.env.meta.commit(vec![check, Check::Exists { repo, path: a.path.clone() }], vec![Write::Upsert { repo, asset }]).await {
+                Ok(()) | Err(wharf_format::MetaError::CheckFailed(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.search_backfilled.store(true, Ordering::Relaxed);
+        Ok(())
     }
 
     // ---- publish ----------------------------------------------------------------------------
@@ -856,6 +888,7 @@ impl Source for Hosted {
     }
 
     async fn packuments(&self, contains: Vec<String>) -> Result<Vec<Asset>> {
+        self.backfill_search().await?;
         source::packuments(&self.env, self.cfg.id, contains).await
     }
 
