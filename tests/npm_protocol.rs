@@ -655,3 +655,21 @@ fn documents_stored_without_search_fields_get_them_at_the_first_search() {
     assert_eq!(found["objects"][0]["package"]["description"], "legacy words");
     assert!(sql(&format!("SELECT a.attributes {row}")).contains("legacy words"), "written back");
 }
+
+/// Web logins live in the database: begun on one node, approved on another, collected on the
+/// first.
+#[test]
+fn a_web_login_spans_nodes() {
+    let other = server().second_node();
+    let urls: Value = Client::new().post(server().url("/repository/npm-hosted/-/v1/login")).json(&json!({})).send().unwrap().json().unwrap();
+    let (login_url, done_url) = (urls["loginUrl"].as_str().unwrap(), urls["doneUrl"].as_str().unwrap());
+    let on_other = login_url.replace(&server().base, &other.base);
+    assert_ne!(on_other, login_url);
+    let r = Client::new().post(&on_other).form(&[("username", "admin"), ("password", ADMIN_PASSWORD)]).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = Client::new().get(done_url).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let who: Value = Client::new().get(other.url("/repository/npm-hosted/-/whoami")).bearer_auth(&token).send().unwrap().json().unwrap();
+    assert_eq!(who["username"], "admin");
+}
