@@ -314,9 +314,15 @@ fn defined_privileges_grant_through_roles_and_follow_their_changes() {
     let (status, v) = api(Method::POST, "/security/privileges/application", Some(json!({"name": "team-metrics", "actions": ["READ"], "domain": "metrics"})));
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let (_, got) = api(Method::GET, "/security/privileges/team-read", None);
-    assert_eq!(got, json!({"type": "repository-view", "name": "team-read", "description": "read a", "readOnly": false, "actions": ["READ", "BROWSE"], "format": "pypi", "repository": "pypi-priv-a"}));
+    assert_eq!(
+        got,
+        json!({"type": "repository-view", "name": "team-read", "description": "read a", "readOnly": false, "actions": ["READ", "BROWSE"], "format": "pypi", "repository": "pypi-priv-a"})
+    );
     let (_, all) = api(Method::GET, "/security/privileges", None);
-    assert!(all.as_array().unwrap().iter().any(|p| p["name"] == "team-metrics" && p["domain"] == "metrics" && p["readOnly"] == false), "listed with the built-in ones");
+    assert!(
+        all.as_array().unwrap().iter().any(|p| p["name"] == "team-metrics" && p["domain"] == "metrics" && p["readOnly"] == false),
+        "listed with the built-in ones"
+    );
     let (_, builtin) = api(Method::GET, "/security/privileges/nx-repository-view-pypi-*-read", None);
     assert_eq!((builtin["readOnly"].clone(), builtin["repository"].clone()), (json!(true), json!("*")), "{builtin}");
 
@@ -360,11 +366,16 @@ fn defined_privileges_grant_through_roles_and_follow_their_changes() {
     assert_eq!(api(Method::GET, "/security/privileges/team-read", None).0, StatusCode::NOT_FOUND);
     assert_eq!(as_user("/repository/pypi-priv-b/simple/"), StatusCode::FORBIDDEN);
     // The anonymous role cannot come to hold the metrics through a defined privilege.
-    let (status, _) = api(Method::POST, "/security/privileges/repository-view", Some(json!({"name": "anon-read", "actions": ["READ"], "format": "pypi", "repository": "pypi-priv-a"})));
+    let (status, _) = api(
+        Method::POST,
+        "/security/privileges/repository-view",
+        Some(json!({"name": "anon-read", "actions": ["READ"], "format": "pypi", "repository": "pypi-priv-a"})),
+    );
     assert_eq!(status, StatusCode::CREATED);
     let (status, v) = api(Method::PUT, "/security/roles/nx-anonymous", Some(json!({"id": "nx-anonymous", "privileges": ["anon-read"]})));
     assert!(status.is_success(), "{v}");
-    let (status, v) = api(Method::PUT, "/security/privileges/application/anon-read", Some(json!({"name": "anon-read", "actions": ["READ"], "domain": "metrics"})));
+    let (status, v) =
+        api(Method::PUT, "/security/privileges/application/anon-read", Some(json!({"name": "anon-read", "actions": ["READ"], "domain": "metrics"})));
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     let (status, v) = api(Method::PUT, "/security/roles/nx-anonymous", Some(json!({"id": "nx-anonymous", "privileges": []})));
     assert!(status.is_success(), "{v}");

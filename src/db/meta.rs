@@ -300,6 +300,18 @@ fn none_under(conn: &mut AnyConnection, repo: i64, prefix: &str) -> QueryResult<
     Ok(any.is_none())
 }
 
+/// `s` as a LIKE pattern matches it literally (with `ESCAPE '\'`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// The smallest string above every string that starts with `prefix` (a range instead of LIKE:
 /// no escaping, and the primary key index serves it).
 fn prefix_upper(prefix: &str) -> String {
@@ -609,6 +621,15 @@ impl MetaStore for SqlMeta {
                 }
                 if let Some(after) = q.after {
                     query = query.filter(assets::path.gt(after));
+                }
+                for word in &q.contains {
+                    let pattern = format!("%{}%", like_escape(&word.to_ascii_lowercase()));
+                    query = query.filter(
+                        super::lower(assets::component.assume_not_null())
+                            .like(pattern.clone())
+                            .escape('\\')
+                            .or(super::lower(assets::attributes).like(pattern).escape('\\')),
+                    );
                 }
                 query = query.order(assets::path.asc());
                 if let Some(limit) = q.limit {

@@ -30,6 +30,7 @@ pub mod tokens;
 pub mod usage;
 pub mod usage_cache;
 pub mod users;
+pub mod web_logins;
 pub mod webhooks;
 
 use std::sync::Arc;

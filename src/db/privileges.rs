@@ -44,7 +44,12 @@ pub fn insert(conn: &mut AnyConnection, row: &PrivilegeRow) -> Result<(), DbErro
 /// Replaces everything but the name and creation time; whether the privilege was there.
 pub fn update(conn: &mut AnyConnection, row: &PrivilegeRow) -> Result<bool, DbError> {
     let n = diesel::update(privileges::table.find(&row.name))
-        .set((privileges::kind.eq(&row.kind), privileges::description.eq(&row.description), privileges::definition.eq(&row.definition), privileges::grants.eq(&row.grants)))
+        .set((
+            privileges::kind.eq(&row.kind),
+            privileges::description.eq(&row.description),
+            privileges::definition.eq(&row.definition),
+            privileges::grants.eq(&row.grants),
+        ))
         .execute(conn)?;
     Ok(n == 1)
 }

@@ -265,6 +265,21 @@ diesel::table! {
 }
 diesel::joinable!(webhook_deliveries -> webhooks (webhook_id));
 diesel::joinable!(webhook_attempts -> webhook_deliveries (delivery));
+
+diesel::table! {
+    /// npm web logins in progress (see `db::web_logins`).
+    web_logins (id) {
+        id -> Text,
+        done_hash -> Text,
+        repository -> Text,
+        client -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        username -> Nullable<Text>,
+        token -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(task_runs -> tasks (task_id));
 diesel::joinable!(assets -> repositories (repository_id));
 
@@ -300,5 +315,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_failures,
     webhooks,
     webhook_deliveries,
-    webhook_attempts
+    webhook_attempts,
+    web_logins
 );

@@ -39,14 +39,15 @@ use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use wharf_format::{
     canonical_user, now_millis, same_user, Access, Action, Audit, AuditEvent, Credential, Identity, IdentityError, NewToken, Principal, Realm, RepoPrivilege,
-    TokenInfo, TokenSpec,
+    TokenInfo, TokenSpec, WebLogin, WebLoginInfo, WebLoginPoll, WEB_LOGIN_TTL_MS,
 };
 
 use super::token::{BearerSource, SessionClaims, TokenKeys};
-use super::{ldap, password, roles};
+use super::{ldap, password, roles, secrets};
 use crate::db::sessions::{self, SessionRow};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::users::{self, RoleRow, UserRow};
+use crate::db::web_logins;
 use crate::db::{Db, DbError};
 
 /// The console's session cookie.
@@ -619,7 +620,9 @@ impl Authenticator {
             return true;
         }
         let name = user.clone();
-        let Ok((local, all_roles)) = self.db.run(move |conn| Ok((users::get(conn, &name)?, crate::db::privileges::roles_with_grants(conn)?))).await else { return false };
+        let Ok((local, all_roles)) = self.db.run(move |conn| Ok((users::get(conn, &name)?, crate::db::privileges::roles_with_grants(conn)?))).await else {
+            return false;
+        };
         self.standing(&user, realm, local, &all_roles).await.is_some_and(|(_, r)| r.metrics)
     }
 
@@ -748,8 +751,11 @@ impl Authenticator {
         }
         let realm = Realm::parse(&claims.realm)?;
         let (sid, user) = (claims.sid.clone(), claims.sub.clone());
-        let (session, local, all_roles) =
-            self.db.run(move |conn| Ok((sessions::get(conn, &sid, now_millis())?, users::get(conn, &user)?, crate::db::privileges::roles_with_grants(conn)?))).await.ok()?;
+        let (session, local, all_roles) = self
+            .db
+            .run(move |conn| Ok((sessions::get(conn, &sid, now_millis())?, users::get(conn, &user)?, crate::db::privileges::roles_with_grants(conn)?)))
+            .await
+            .ok()?;
         session.filter(|s| same_user(&s.username, &claims.sub) && s.realm == claims.realm)?;
         let (name, resolved) = self.standing(&claims.sub, realm, local, &all_roles).await?;
         Some(Principal { user: Some(name), realm: Some(realm), credential: Credential::Session, access: full(resolved) })
@@ -892,6 +898,70 @@ impl Identity for Authenticator {
         Ok(gone)
     }
 
+    async fn email_of(&self, owner: &Principal) -> Option<String> {
+        let user = owner.user.clone().filter(|_| owner.realm == Some(Realm::Local))?;
+        let row = self.db.run(move |c| users::get(c, &user)).await.ok()??;
+        Some(row.email).filter(|e| !e.is_empty())
+    }
+
+    async fn web_login_start(&self, repository: &str, client: &str) -> Result<WebLogin, IdentityError> {
+        let now = now_millis();
+        let login = WebLogin { id: password::random_chars(32), done: password::random_chars(40), expires_at: now + WEB_LOGIN_TTL_MS };
+        let row = web_logins::WebLoginRow {
+            id: login.id.clone(),
+            done_hash: token_hash(&login.done),
+            repository: repository.to_string(),
+            client: client.to_string(),
+            created_at: now,
+            expires_at: login.expires_at,
+            username: None,
+            token: None,
+        };
+        self.db.write(move |c| web_logins::insert(c, &row)).await.map_err(internal)?;
+        // Logins approved but never collected left a token nobody holds: revoked here.
+        let expired = self.db.write(move |c| web_logins::take_expired(c, now)).await.map_err(internal)?;
+        for r in expired {
+            if let Some(secret) = r.token.and_then(|sealed| secrets::open(&sealed, &web_login_location(&r.id)).ok()) {
+                self.revoke_secret(&secret, &r.client).await?;
+            }
+        }
+        Ok(login)
+    }
+
+    async fn web_login_info(&self, id: &str) -> Result<Option<WebLoginInfo>, IdentityError> {
+        let id = id.to_string();
+        let row = self.db.run(move |c| web_logins::by_id(c, &id, now_millis())).await.map_err(internal)?;
+        Ok(row.map(|r| WebLoginInfo { client: r.client, created_at: r.created_at, expires_at: r.expires_at, approved_by: r.username }))
+    }
+
+    async fn web_login_approve(&self, id: &str, owner: &Principal, spec: TokenSpec, client: &str) -> Result<bool, IdentityError> {
+        if self.web_login_info(id).await?.is_none_or(|i| i.approved_by.is_some()) {
+            return Ok(false);
+        }
+        let user = owner.user.clone().unwrap_or_default();
+        let token = self.create_token(owner, spec, client).await?;
+        let sealed = secrets::seal(&token.secret, &web_login_location(id)).map_err(|e| IdentityError::Internal(e.to_string()))?;
+        let id_ = id.to_string();
+        let approved = self.db.write(move |c| web_logins::approve(c, &id_, &user, &sealed, now_millis())).await.map_err(internal)?;
+        if !approved {
+            // Approved meanwhile, or expired: the token made for it is of no use.
+            self.revoke_secret(&token.secret, client).await?;
+        }
+        Ok(approved)
+    }
+
+    async fn web_login_poll(&self, done: &str) -> Result<WebLoginPoll, IdentityError> {
+        let hash = token_hash(done);
+        let row = self.db.write(move |c| web_logins::poll(c, &hash, now_millis())).await.map_err(internal)?;
+        Ok(match row {
+            None => WebLoginPoll::Unknown,
+            Some(r) => match r.token {
+                None => WebLoginPoll::Pending,
+                Some(sealed) => WebLoginPoll::Done(secrets::open(&sealed, &web_login_location(&r.id)).map_err(|e| IdentityError::Internal(e.to_string()))?),
+            },
+        })
+    }
+
     async fn revoke_secret(&self, secret: &str, client: &str) -> Result<bool, IdentityError> {
         let hash = token_hash(secret);
         let gone = self.db.write(move |c| tokens::delete_by_hash(c, &hash)).await.map_err(internal)?;
@@ -907,6 +977,11 @@ impl Identity for Authenticator {
         }
         Ok(gone.is_some())
     }
+}
+
+/// Where a web login's sealed token is stored (its associated data: it opens nowhere else).
+fn web_login_location(id: &str) -> String {
+    format!("web_logins:{id}:token")
 }
 
 /// Credentials were presented and are wrong: not anonymous (which may read public

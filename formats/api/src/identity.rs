@@ -39,6 +39,39 @@ pub struct NewToken {
     pub secret: String,
 }
 
+/// A web login begun (npm's `/-/v1/login`): the user approves `id` in a browser, the client
+/// polls with `done` (a secret only it holds) until the approval gives it a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebLogin {
+    pub id: String,
+    pub done: String,
+    pub expires_at: i64,
+}
+
+/// A web login as the approval page sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebLoginInfo {
+    /// The address of the client that began it, and when (ms since the epoch).
+    pub client: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    /// Who approved it, once approved.
+    pub approved_by: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebLoginPoll {
+    /// Not approved yet.
+    Pending,
+    /// Approved: the new token's secret (handed out once).
+    Done(String),
+    /// No such login, expired, or already collected.
+    Unknown,
+}
+
+/// How long a web login waits for its approval.
+pub const WEB_LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// The caller's credential may not do this (e.g. a token asking for another token).
@@ -64,4 +97,18 @@ pub trait Identity: Send + Sync {
     async fn revoke_token(&self, owner: &Principal, id_or_key: &str, client: &str) -> Result<bool, IdentityError>;
     /// Revokes the token whose secret this is (holding it is proof enough); `false` if none.
     async fn revoke_secret(&self, secret: &str, client: &str) -> Result<bool, IdentityError>;
+    /// The e-mail address of `owner`, when wharf knows one (npm shows maintainers with theirs).
+    async fn email_of(&self, _owner: &Principal) -> Option<String> {
+        None
+    }
+    /// Begins a web login in `repository` for the client at `client`; it expires after
+    /// [`WEB_LOGIN_TTL_MS`].
+    async fn web_login_start(&self, repository: &str, client: &str) -> Result<WebLogin, IdentityError>;
+    /// The login `id`, unless it is unknown or expired.
+    async fn web_login_info(&self, id: &str) -> Result<Option<WebLoginInfo>, IdentityError>;
+    /// `owner` (who proved a password) approves the login `id`: a new API token of theirs
+    /// (`spec`) waits for the client. `false` if the login is unknown, expired or approved already.
+    async fn web_login_approve(&self, id: &str, owner: &Principal, spec: TokenSpec, client: &str) -> Result<bool, IdentityError>;
+    /// What the client polling with `done` gets.
+    async fn web_login_poll(&self, done: &str) -> Result<WebLoginPoll, IdentityError>;
 }

@@ -136,6 +136,11 @@ pub struct ListQuery {
     pub prefix: Option<String>,
     /// Only paths strictly after this one (paging).
     pub after: Option<String>,
+    /// Only assets whose component or stored attributes (their JSON text) contain each of these
+    /// strings, ignoring ASCII case. A coarse filter that the database applies (a format checks
+    /// its own fields on what it gets: a string may also match an attribute's name or another
+    /// field); strings with `"`, `\` or control characters (escaped in JSON text) are not given.
+    pub contains: Vec<String>,
     pub limit: Option<i64>,
 }
 

@@ -4,6 +4,10 @@
 //! everything but that string (which it leaves empty), and decodes the string on the fly, so
 //! the tarball goes to the blob store chunk by chunk, hashed (sha512, sha1) on its way, and the
 //! metadata is parsed afterwards with serde_json.
+//!
+//! `npm publish --provenance` adds a second attachment, `<name>-<version>.sigstore`, whose
+//! `data` is the sigstore bundle as JSON text (not base64): it is small and stays in the
+//! document like any other string (bounded by [`MAX_DOCUMENT`]).
 
 use base64::Engine;
 use bytes::Bytes;
@@ -25,7 +29,7 @@ pub enum ScanError {
     Malformed(&'static str),
     #[error("the attachment is not base64: {0}")]
     Base64(String),
-    #[error("a publish carries exactly one tarball in _attachments")]
+    #[error("a publish carries exactly one tarball in _attachments (and at most a .sigstore provenance bundle beside it)")]
     SeveralAttachments,
     #[error("the document nests objects and arrays deeper than {MAX_DEPTH}")]
     TooDeep,
@@ -206,11 +210,12 @@ impl Scanner {
         Ok(())
     }
 
-    /// The value about to start is `_attachments.<file>.data` of the top-level object.
+    /// The value about to start is `_attachments.<file>.data` of the top-level object, and
+    /// `<file>` is not a provenance bundle (kept in the document as text).
     fn at_data(&self) -> bool {
         self.stack == [Container::Object; 3]
             && self.keys[0].as_deref() == Some("_attachments")
-            && self.keys[1].is_some()
+            && self.keys[1].as_deref().is_some_and(|f| !is_bundle_name(f))
             && self.keys[2].as_deref() == Some("data")
     }
 
@@ -274,6 +279,11 @@ impl Scanner {
         self.carry.drain(..whole);
         Ok(())
     }
+}
+
+/// A provenance bundle's attachment name (`<name>-<version>.sigstore`, as npm names it).
+pub fn is_bundle_name(file: &str) -> bool {
+    file.ends_with(".sigstore")
 }
 
 /// Where an unescaped `"` ends the string in `input`: (bytes up to and including it, None),
@@ -348,6 +358,20 @@ mod tests {
         assert_eq!(scan("{\"a\":".repeat(MAX_DEPTH + 1).as_bytes(), 1 << 20).unwrap_err(), ScanError::TooDeep);
         let big = format!(r#"{{"readme":"{}"}}"#, "x".repeat(MAX_DOCUMENT + 1));
         assert_eq!(scan(big.as_bytes(), 1 << 20).unwrap_err(), ScanError::DocumentTooLarge);
+    }
+
+    #[test]
+    fn a_provenance_bundle_stays_in_the_document_beside_the_streamed_tarball() {
+        let body = br#"{"_attachments":{"a-1.0.0.tgz":{"data":"QUJD"},"a-1.0.0.sigstore":{"content_type":"application/vnd.dev.sigstore.bundle.v0.3+json","data":"{\"mediaType\":\"x\"}"}}}"#;
+        for piece in [1, 5, 1000] {
+            let (doc, data, tarball) = scan(body, piece).unwrap();
+            assert_eq!(data, b"ABC");
+            assert_eq!(tarball.unwrap().length, 3);
+            assert_eq!(doc["_attachments"]["a-1.0.0.sigstore"]["data"], r#"{"mediaType":"x"}"#);
+        }
+        // Two tarballs are still refused, whatever else is there.
+        let two = br#"{"_attachments":{"a.sigstore":{"data":"{}"},"f":{"data":"QUJD"},"g":{"data":"QUJD"}}}"#;
+        assert_eq!(scan(two, 3).unwrap_err(), ScanError::SeveralAttachments);
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub enum NpmError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    /// A registry service this repository does not provide (404, with why).
+    #[error("{0}")]
+    NotProvided(String),
     #[error("{0}")]
     Conflict(String),
     #[error("method not allowed")]
@@ -41,7 +44,7 @@ impl NpmError {
             NpmError::BadRequest(_) => StatusCode::BAD_REQUEST,
             NpmError::Unauthorized => StatusCode::UNAUTHORIZED,
             NpmError::Forbidden(_) | NpmError::QuotaExceeded(_) | NpmError::ReadOnly(_) => StatusCode::FORBIDDEN,
-            NpmError::NotFound => StatusCode::NOT_FOUND,
+            NpmError::NotFound | NpmError::NotProvided(_) => StatusCode::NOT_FOUND,
             NpmError::Conflict(_) => StatusCode::CONFLICT,
             NpmError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NpmError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -63,6 +63,9 @@ impl Group {
         if source::is_common(&endpoint) {
             return source::common(&self.env, ctx, req, endpoint, body).await;
         }
+        if crate::access::is_access(&endpoint) {
+            return crate::access::handle(self, ctx, req, endpoint, body).await;
+        }
         match endpoint {
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -84,15 +87,21 @@ impl Group {
                 authorize(ctx, Action::Read, &name)?;
                 self.serve_tarball(&name, &file, m == Method::HEAD).await
             }
+            Endpoint::Attestations { name, version } if m == Method::GET => {
+                authorize(ctx, Action::Read, &name)?;
+                let (owner, _, _) = self.owner(&name).await?.ok_or(NpmError::NotFound)?;
+                source_of(&owner).ok_or(NpmError::NotFound)?.serve_attestations(&name, &version).await
+            }
             Endpoint::Search if m == Method::GET => {
                 authorize(ctx, Action::Read, "*")?;
                 source::search_response(self, ctx).await
             }
             Endpoint::Audit(_) if m == Method::POST => {
                 authorize(ctx, Action::Read, "*")?;
+                // The first proxy member (online: members() leaves out the others) asks its upstream.
                 match self.members().into_iter().find(|r| r.config.kind == Kind::Proxy) {
                     Some(p) => Ok(self.forward(&p, ctx, req, body).await),
-                    None => Ok(HttpResponse::Ok().json(json!({}))),
+                    None => Err(source::no_audit_source(ctx)),
                 }
             }
             Endpoint::Package(name) | Endpoint::PackageRev { name, .. } | Endpoint::TarballRev { name, .. } | Endpoint::DistTag { name, .. } => {
@@ -140,6 +149,26 @@ impl Source for Group {
             }
         }
         Ok(all.into_iter().collect())
+    }
+
+    /// The members' packument rows, the first member's for a name several members have (the
+    /// one the group serves).
+    async fn packuments(&self, contains: Vec<String>) -> Result<Vec<wharf_format::Asset>> {
+        let mut all = std::collections::BTreeMap::new();
+        for r in self.members() {
+            if let Some(src) = source_of(&r) {
+                for a in src.packuments(contains.clone()).await? {
+                    if let Some(name) = a.component.clone() {
+                        all.entry(name).or_insert(a);
+                    }
+                }
+            }
+        }
+        Ok(all.into_values().collect())
+    }
+
+    fn accepts_publishes(&self) -> bool {
+        self.group.writable.is_some()
     }
 
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {

@@ -21,6 +21,7 @@ use crate::error::NpmError;
 use crate::meta::{self, tarball_path, tarballs_prefix};
 use crate::model::{self, iso, tarball_file, valid_name, valid_version};
 use crate::packument;
+use crate::provenance;
 use crate::routes::{self, Endpoint};
 use crate::source::{self, authorize, base_url, Result, Source};
 use crate::store::{self, Saved};
@@ -33,6 +34,8 @@ pub struct Hosted {
     cache: packument::RenderCache,
     /// One writer per package on this node; other nodes are kept honest by the compare-and-swap.
     writers: KeyedLocks,
+    /// Documents saved by a wharf that kept no search fields got them (see [`Hosted::backfill_search`]).
+    search_backfilled: std::sync::atomic::AtomicBool,
 }
 
 /// Retries of a compare-and-swap that another node won: waited out with jittered backoff up
@@ -100,7 +103,7 @@ impl Repo for Hosted {
 impl Hosted {
     pub fn new(cfg: Arc<RepoConfig>, env: FormatEnv) -> Hosted {
         let settings = HostedSettings::parse(cfg.attributes.get("npm")).unwrap_or_default();
-        Hosted { cfg, env, settings, cache: Default::default(), writers: Default::default() }
+        Hosted { cfg, env, settings, cache: Default::default(), writers: Default::default(), search_backfilled: Default::default() }
     }
 
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
@@ -110,12 +113,18 @@ impl Hosted {
         if source::is_common(&endpoint) {
             return source::common(&self.env, ctx, req, endpoint, body).await;
         }
+        if crate::access::is_access(&endpoint) {
+            return crate::access::handle(self, ctx, req, endpoint, body).await;
+        }
         match endpoint {
             Endpoint::Search if m == Method::GET => {
                 authorize(ctx, Action::Read, "*")?;
                 source::search_response(self, ctx).await
             }
-            Endpoint::Audit(_) if m == Method::POST => Ok(HttpResponse::Ok().json(json!({}))),
+            Endpoint::Audit(_) if m == Method::POST => {
+                authorize(ctx, Action::Read, "*")?;
+                Err(source::no_audit_source(ctx))
+            }
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
                 let (asset, files) = self.listing(&name).await?;
@@ -139,6 +148,10 @@ impl Hosted {
                 authorize(ctx, Action::Read, &name)?;
                 let (doc, _) = self.packument(&name).await?.ok_or(NpmError::NotFound)?;
                 Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
+            }
+            Endpoint::Attestations { name, version } if m == Method::GET => {
+                authorize(ctx, Action::Read, &name)?;
+                self.attestations(&name, &version).await
             }
             Endpoint::Package(name) if m == Method::PUT => self.publish(ctx, &name, body).await,
             Endpoint::PackageRev { name, rev } if m == Method::PUT => self.update(ctx, &name, &rev, body).await,
@@ -213,6 +226,46 @@ impl Hosted {
         Ok(res)
     }
 
+    /// `GET /-/npm/v1/attestations/<name>@<version>`, as the public registry answers it.
+    async fn attestations(&self, name: &str, version: &str) -> Result<HttpResponse> {
+        let asset = self.env.meta.get(self.cfg.id, &meta::attestation_path(name, version)).await?.ok_or(NpmError::NotFound)?;
+        let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
+        let bytes = self.env.blobs.read_small(&digest, provenance::MAX_BUNDLE as u64).await?;
+        let bundle: Value = serde_json::from_slice(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))?;
+        let predicate_type = asset.attributes.get("predicateType").cloned().unwrap_or(Value::Null);
+        Ok(HttpResponse::Ok().json(json!({ "attestations": [{ "predicateType": predicate_type, "bundle": bundle }] })))
+    }
+
+    /// Once per node: documents saved by a wharf that kept no search fields with them (found
+    /// by name only) get them, each written back only while it is still the document read.
+    async fn backfill_search(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.search_backfilled.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let repo = self.cfg.id;
+        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some(meta::PACKAGES_PREFIX.into()), ..Default::default() };
+        for a in self.env.meta.list(repo, q).await?.into_iter().filter(|a| a.attributes.get("search").is_none() && a.attributes.is_object()) {
+            let (Some(name), Some(digest)) = (a.component.clone(), a.digest.clone()) else { continue };
+            let doc = match store::read(&self.env, &a).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(repository = %self.cfg.name, package = %name, error = %e, "search fields not derived");
+                    continue;
+                }
+            };
+            let mut asset = NewAsset::from(a.clone());
+            asset.attributes["search"] = crate::search::fields(&name, &doc);
+            let check = Check::AbsentOrDigest { repo, path: a.path.clone(), digest };
+            match self.env.meta.commit(vec![check, Check::Exists { repo, path: a.path.clone() }], vec![Write::Upsert { repo, asset }]).await {
+                Ok(()) | Err(wharf_format::MetaError::CheckFailed(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.search_backfilled.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
     // ---- publish ----------------------------------------------------------------------------
 
     async fn publish(&self, ctx: &RepoCtx, name: &str, body: web::Payload) -> Result<HttpResponse> {
@@ -248,12 +301,18 @@ impl Hosted {
         if manifest.get("name").and_then(Value::as_str) != Some(name) || manifest.get("version").and_then(Value::as_str) != Some(version) {
             return Err(NpmError::BadRequest(format!("version {version}'s manifest does not name {name}@{version}")));
         }
-        let attachments = body
-            .get("_attachments")
-            .and_then(Value::as_object)
-            .filter(|a| a.len() == 1)
-            .ok_or_else(|| NpmError::BadRequest("a publish carries exactly one tarball in _attachments".into()))?;
-        let (_, attachment) = attachments.iter().next().expect("one attachment");
+        let attachments = body.get("_attachments").and_then(Value::as_object).cloned().unwrap_or_default();
+        let (bundles, tarballs): (Vec<_>, Vec<_>) = attachments.iter().partition(|(f, _)| attachment::is_bundle_name(f));
+        if tarballs.len() != 1 || bundles.len() > 1 {
+            return Err(NpmError::BadRequest("a publish carries exactly one tarball in _attachments (and at most its .sigstore provenance bundle)".into()));
+        }
+        let attachment = tarballs[0].1;
+        let bundle = bundles.first().map(|(f, a)| (f.as_str(), *a));
+        if let Some((f, _)) = bundle {
+            if f != provenance::attachment_name(name, version) {
+                return Err(NpmError::BadRequest(format!("the provenance bundle is named {f}, not {}", provenance::attachment_name(name, version))));
+            }
+        }
         let received = received.ok_or_else(|| NpmError::BadRequest("the attachment has no data".into()))?;
         if attachment.get("length").and_then(Value::as_u64).is_some_and(|l| l != received.length) {
             return Err(NpmError::BadRequest(format!("the attachment is {} bytes, its length says {}", received.length, attachment["length"])));
@@ -285,10 +344,36 @@ impl Hosted {
                 pkg.get("version").and_then(Value::as_str).unwrap_or("?")
             )));
         }
+        let provenance = match bundle {
+            Some((_, a)) => {
+                let sha512 = model::sri_hex(&sri).unwrap_or_default();
+                Some(provenance::check(a, name, version, &sha512).map_err(NpmError::BadRequest)?)
+            }
+            None => None,
+        };
         let size = compressed as i64;
         let digest = staged.publish().await?;
+        let attestation = match &provenance {
+            Some(p) => {
+                let bytes = bytes::Bytes::from(p.bundle.clone().into_bytes());
+                let size = bytes.len() as i64;
+                let digest = self.env.blobs.put_bytes(bytes).await?;
+                Some(NewAsset {
+                    path: meta::attestation_path(name, version),
+                    kind: meta::ATTESTATION.into(),
+                    component: Some(name.to_string()),
+                    digest: Some(digest.to_string()),
+                    size,
+                    content_type: Some(p.media_type.clone()),
+                    link: None,
+                    attributes: json!({ "version": version, "predicateType": p.predicate_type }),
+                })
+            }
+            None => None,
+        };
         let file = tarball_file(name, version);
         let repo = self.cfg.id;
+        let email = self.env.identity.email_of(&ctx.principal).await;
         let _writer = self.writers.lock(name).await;
         let mut contention = Contention::new();
         loop {
@@ -307,11 +392,24 @@ impl Hosted {
             dist.insert("integrity".into(), json!(sri));
             dist.insert("shasum".into(), json!(sha1));
             dist.insert("tarball".into(), json!(file));
+            // Only a bundle checked here is announced (a URL relative to the registry: see
+            // packument::render).
+            dist.remove("attestations");
+            if let Some(p) = &provenance {
+                dist.insert(
+                    "attestations".into(),
+                    json!({ "url": format!("-/npm/v1/attestations/{name}@{version}"), "provenance": { "predicateType": p.predicate_type } }),
+                );
+            }
             m["dist"] = Value::Object(dist);
             if let Some(u) = &ctx.principal.user {
-                m["_npmUser"] = json!({"name": u});
+                let mut me = json!({"name": u});
+                if let Some(e) = &email {
+                    me["email"] = json!(e);
+                }
+                m["_npmUser"] = me.clone();
                 if body.get("maintainers").is_none() && doc.get("maintainers").is_none() {
-                    doc["maintainers"] = json!([{"name": u}]);
+                    doc["maintainers"] = json!([me]);
                 }
             }
             doc["versions"][version] = m;
@@ -349,7 +447,13 @@ impl Hosted {
                     "checksum": { "sha1": sha1, "sha512": model::sri_hex(&sri) },
                 }),
             };
-            match store::save(&self.env, repo, name, cur.as_ref(), doc, checks, vec![Write::Upsert { repo, asset }]).await? {
+            let mut writes = vec![Write::Upsert { repo, asset }];
+            writes.push(match &attestation {
+                Some(a) => Write::Upsert { repo, asset: a.clone() },
+                // A version published again (writePolicy allow) without provenance has none.
+                None => Write::Delete { repo, path: meta::attestation_path(name, version) },
+            });
+            match store::save(&self.env, repo, name, cur.as_ref(), doc, checks, writes).await? {
                 Saved::Done => {
                     self.env.audit.record(AuditEvent::of(ctx, "npm.publish", format!("{name}@{version}")));
                     return Ok(HttpResponse::Ok().json(json!({"ok": true, "id": name, "success": true})));
@@ -727,6 +831,7 @@ fn remove_version(doc: &mut Value, repo: i64, name: &str, version: &str) -> Vec<
     if let Some(file) = doc["versions"][version].pointer("/dist/tarball").and_then(Value::as_str) {
         writes.push(Write::Delete { repo, path: tarball_path(name, packument::tarball_file(file)) });
     }
+    writes.push(Write::Delete { repo, path: meta::attestation_path(name, version) });
     if let Some(v) = doc["versions"].as_object_mut() {
         v.remove(version);
     }
@@ -782,7 +887,20 @@ impl Source for Hosted {
         Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
     }
 
+    async fn packuments(&self, contains: Vec<String>) -> Result<Vec<Asset>> {
+        self.backfill_search().await?;
+        source::packuments(&self.env, self.cfg.id, contains).await
+    }
+
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
         self.tarball(name, file, head).await
+    }
+
+    async fn serve_attestations(&self, name: &str, version: &str) -> Result<HttpResponse> {
+        self.attestations(name, version).await
+    }
+
+    fn accepts_publishes(&self) -> bool {
+        self.cfg.write_policy != WritePolicy::Deny
     }
 }

@@ -1,6 +1,7 @@
 //! npm format for wharf: the registry API that npm, pnpm and yarn speak (packuments, tarballs,
 //! publish, dist-tags, deprecate, unpublish, search, login and tokens); hosted, proxy and group.
 
+mod access;
 mod attachment;
 mod config;
 mod describe;
@@ -10,14 +11,17 @@ mod hosted;
 pub(crate) mod meta;
 mod model;
 mod packument;
+mod provenance;
 mod proxy;
 mod routes;
+mod search;
 mod source;
 mod store;
 mod tarball;
 mod upstream;
 mod user;
 mod version;
+mod weblogin;
 
 use std::sync::Arc;
 

@@ -57,6 +57,13 @@ pub fn render(doc: &Value, base: &str, abbreviated: bool) -> Value {
         if let Some(dist) = m.get_mut("dist").and_then(Value::as_object_mut) {
             let file = dist.get("tarball").and_then(Value::as_str).map(tarball_file).unwrap_or_default().to_string();
             dist.insert("tarball".into(), Value::String(format!("{base}/{name}/-/{file}")));
+            // A hosted registry's own attestations are stored relative to the registry; an
+            // upstream's (a proxy's documents) are absolute and stay so.
+            if let Some(url) = dist.get_mut("attestations").and_then(|a| a.get_mut("url")) {
+                if let Some(rel) = url.as_str().filter(|u| !u.contains("://")) {
+                    *url = Value::String(format!("{base}/{rel}"));
+                }
+            }
         }
         if abbreviated {
             if let Some(obj) = m.as_object_mut() {

@@ -91,6 +91,9 @@ impl Proxy {
         if source::is_common(&endpoint) {
             return source::common(&self.env, ctx, req, endpoint, body).await;
         }
+        if crate::access::is_access(&endpoint) {
+            return crate::access::handle(self, ctx, req, endpoint, body).await;
+        }
         match endpoint {
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -209,8 +212,13 @@ impl Proxy {
         let etag = cached.and_then(|a| a.attributes.get("etag")).and_then(Value::as_str);
         match self.upstream.packument(name, etag).await {
             Ok(Doc::NotModified) if cached.is_some() => {
-                // Unchanged upstream: the same asset again, which records when it was checked.
-                let asset = NewAsset::from(cached.expect("checked").clone());
+                // Unchanged upstream: the same asset again, which records when it was checked
+                // (with the search fields a row cached by an older wharf lacks).
+                let cached = cached.expect("checked");
+                let mut asset = NewAsset::from(cached.clone());
+                if asset.attributes.get("search").is_none() && asset.attributes.is_object() {
+                    asset.attributes["search"] = crate::search::fields(name, &self.load(cached).await?);
+                }
                 self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
                 Ok(true)
             }
@@ -227,7 +235,7 @@ impl Proxy {
                     size,
                     content_type: Some("application/json".into()),
                     link: None,
-                    attributes: json!({ "etag": etag }),
+                    attributes: json!({ "etag": etag, "search": crate::search::fields(name, &doc) }),
                 };
                 self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
                 Ok(true)
@@ -381,6 +389,10 @@ impl Source for Proxy {
     async fn names(&self) -> Result<Vec<String>> {
         let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some(meta::PACKAGES_PREFIX.into()), ..Default::default() };
         Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
+    }
+
+    async fn packuments(&self, contains: Vec<String>) -> Result<Vec<Asset>> {
+        source::packuments(&self.env, self.cfg.id, contains).await
     }
 
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {

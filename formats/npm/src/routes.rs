@@ -10,10 +10,33 @@ pub enum Endpoint {
     /// `DELETE /-/user/token/<token>` (logout).
     Logout(String),
     Search,
+    /// `POST /-/v1/login`: begins a web login.
+    WebLogin,
+    /// `/-/v1/login/<id>`: the page a browser opens to approve it (GET), and the approval (POST).
+    WebLoginPage(String),
+    /// `GET /-/v1/done/<secret>`: the client's poll.
+    WebLoginDone(String),
     Tokens,
     Token(String),
     Audit(String),
+    /// `GET /-/npm/v1/attestations/<name>@<version>`
+    Attestations {
+        name: String,
+        version: String,
+    },
     DistTags(String),
+    /// `GET /-/org/<scope>/package` (`npm access list packages @scope`).
+    OrgPackages(String),
+    /// `GET /-/user/<user>/package` (`npm access list packages [user]`).
+    UserPackages(String),
+    /// `/-/team/<scope>/<team>/package`: npm's teams (`npm access grant/revoke`).
+    Team,
+    /// `GET /-/package/<name>/collaborators`
+    Collaborators(String),
+    /// `GET /-/package/<name>/visibility` (`npm access get status`)
+    Visibility(String),
+    /// `POST /-/package/<name>/access` (`npm access set status|mfa`)
+    PackageAccess(String),
     DistTag {
         name: String,
         tag: String,
@@ -55,15 +78,29 @@ pub fn parse(path: &str) -> Option<Endpoint> {
             ["whoami"] => Some(Endpoint::Whoami),
             ["user", u] if u.starts_with("org.couchdb.user:") => Some(Endpoint::User(u["org.couchdb.user:".len()..].to_string())),
             ["user", "token", t] => Some(Endpoint::Logout(t.to_string())),
+            ["user", u, "package"] if !u.is_empty() => Some(Endpoint::UserPackages(u.to_string())),
+            ["org", scope, "package"] if !scope.is_empty() => Some(Endpoint::OrgPackages(scope.trim_start_matches('@').to_string())),
+            ["team", _, _, "package"] => Some(Endpoint::Team),
             ["v1", "search"] => Some(Endpoint::Search),
+            ["v1", "login"] => Some(Endpoint::WebLogin),
+            ["v1", "login", id] if !id.is_empty() => Some(Endpoint::WebLoginPage(id.to_string())),
+            ["v1", "done", done] if !done.is_empty() => Some(Endpoint::WebLoginDone(done.to_string())),
             ["npm", "v1", "tokens"] => Some(Endpoint::Tokens),
             ["npm", "v1", "tokens", "token", k] => Some(Endpoint::Token(k.to_string())),
+            ["npm", "v1", "attestations", rest @ ..] => {
+                let spec = rest.join("/");
+                let (name, version) = spec.rsplit_once('@').filter(|(n, v)| !n.is_empty() && !v.is_empty())?;
+                Some(Endpoint::Attestations { name: name.to_string(), version: version.to_string() })
+            }
             ["npm", "v1", "security", rest @ ..] => Some(Endpoint::Audit(format!("/-/npm/v1/security/{}", rest.join("/")))),
             ["package", rest @ ..] => {
                 let (name, tail) = split_name(&rest.join("/"))?;
                 match tail.split('/').collect::<Vec<_>>().as_slice() {
                     ["dist-tags"] => Some(Endpoint::DistTags(name)),
                     ["dist-tags", tag] if !tag.is_empty() => Some(Endpoint::DistTag { name, tag: tag.to_string() }),
+                    ["collaborators"] => Some(Endpoint::Collaborators(name)),
+                    ["visibility"] => Some(Endpoint::Visibility(name)),
+                    ["access"] => Some(Endpoint::PackageAccess(name)),
                     _ => None,
                 }
             }
@@ -110,6 +147,15 @@ mod tests {
         assert_eq!(parse("/-/package/@s%2fx/dist-tags/beta"), Some(Endpoint::DistTag { name: "@s/x".into(), tag: "beta".into() }));
         assert_eq!(parse("/-/npm/v1/security/advisories/bulk"), Some(Endpoint::Audit("/-/npm/v1/security/advisories/bulk".into())));
         assert_eq!(parse("/-/npm/v1/tokens/token/abc"), Some(Endpoint::Token("abc".into())));
+        assert_eq!(parse("/-/npm/v1/attestations/@s%2fx@1.0.0"), Some(Endpoint::Attestations { name: "@s/x".into(), version: "1.0.0".into() }));
+        assert_eq!(parse("/-/npm/v1/attestations/@s"), None);
+        assert_eq!(parse("/-/org/wharf/package"), Some(Endpoint::OrgPackages("wharf".into())));
+        assert_eq!(parse("/-/user/bob/package"), Some(Endpoint::UserPackages("bob".into())));
+        assert_eq!(parse("/-/user/token/abc"), Some(Endpoint::Logout("abc".into())));
+        assert_eq!(parse("/-/team/s/devs/package"), Some(Endpoint::Team));
+        assert_eq!(parse("/-/package/@s%2fx/visibility"), Some(Endpoint::Visibility("@s/x".into())));
+        assert_eq!(parse("/-/package/x/collaborators"), Some(Endpoint::Collaborators("x".into())));
+        assert_eq!(parse("/-/package/x/access"), Some(Endpoint::PackageAccess("x".into())));
         assert_eq!(parse("/-/nonsense"), None);
     }
 }

@@ -23,7 +23,19 @@ pub trait Source {
     async fn doc(&self, name: &str) -> Result<Option<(Value, String)>>;
     /// The packages this repository holds (a proxy: those it has cached).
     async fn names(&self) -> Result<Vec<String>>;
+    /// The packument assets (with their search fields, see [`crate::search`]) whose rows
+    /// contain each of `contains`, in name order.
+    async fn packuments(&self, contains: Vec<String>) -> Result<Vec<Asset>>;
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse>;
+    /// Whether publishes are taken here (a hosted registry that is not read-only, a group with a
+    /// writable member).
+    fn accepts_publishes(&self) -> bool {
+        false
+    }
+    /// A version's provenance (hosted only: a proxy's documents link the upstream's).
+    async fn serve_attestations(&self, _name: &str, _version: &str) -> Result<HttpResponse> {
+        Err(NpmError::NotFound)
+    }
 }
 
 pub fn source_of(r: &RepoRef) -> Option<&dyn Source> {
@@ -56,7 +68,18 @@ pub fn base_url(ctx: &RepoCtx) -> String {
 }
 
 pub fn is_common(e: &Endpoint) -> bool {
-    matches!(e, Endpoint::Ping | Endpoint::Whoami | Endpoint::User(_) | Endpoint::Logout(_) | Endpoint::Tokens | Endpoint::Token(_))
+    matches!(
+        e,
+        Endpoint::Ping
+            | Endpoint::Whoami
+            | Endpoint::User(_)
+            | Endpoint::Logout(_)
+            | Endpoint::Tokens
+            | Endpoint::Token(_)
+            | Endpoint::WebLogin
+            | Endpoint::WebLoginPage(_)
+            | Endpoint::WebLoginDone(_)
+    )
 }
 
 /// The endpoints about the caller rather than packages.
@@ -75,6 +98,10 @@ pub async fn common(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, e: Endpoi
         Endpoint::Logout(token) if m == Method::DELETE => user::logout(env, ctx, &token).await,
         Endpoint::Tokens => user::tokens(env, ctx, req, body).await,
         Endpoint::Token(key) if m == Method::DELETE => user::revoke(env, ctx, &key).await,
+        Endpoint::WebLogin if m == Method::POST => crate::weblogin::start(env, ctx).await,
+        Endpoint::WebLoginPage(id) if m == Method::GET => crate::weblogin::page(env, &id).await,
+        Endpoint::WebLoginPage(id) if m == Method::POST => crate::weblogin::approve(env, ctx, &id, body).await,
+        Endpoint::WebLoginDone(done) if m == Method::GET => crate::weblogin::done(env, &done).await,
         _ => Err(NpmError::MethodNotAllowed),
     }
 }
@@ -98,51 +125,48 @@ pub fn version_response(doc: &Value, wanted: &str, base: &str) -> Result<HttpRes
     Ok(HttpResponse::Ok().json(m))
 }
 
-/// `GET /-/v1/search?text=&size=&from=`: packages whose name, description or keywords hold
-/// every word of `text`.
+/// `GET /-/v1/search?text=&size=&from=` (see [`crate::search`]).
 pub async fn search_response(src: &dyn Source, ctx: &RepoCtx) -> Result<HttpResponse> {
     let q: Vec<(String, String)> = web::Query::<Vec<(String, String)>>::from_query(&ctx.query).map(|q| q.into_inner()).unwrap_or_default();
     let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let text = get("text").unwrap_or_default().to_lowercase();
-    let size: usize = get("size").and_then(|s| s.parse().ok()).unwrap_or(20).min(250);
+    let query = crate::search::Query::parse(&get("text").unwrap_or_default());
+    let size: usize = get("size").and_then(|s| s.parse().ok()).unwrap_or(20).min(crate::search::MAX_SIZE);
     let from: usize = get("from").and_then(|s| s.parse().ok()).unwrap_or(0);
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let mut hits = Vec::new();
-    let mut names = src.names().await?;
-    names.sort();
-    for name in names {
-        if ctx.check(Action::Read, &name).is_err() {
-            continue;
+    let rows = src.packuments(query.narrowing()).await?;
+    let base = base_url(ctx);
+    let mut total = 0;
+    let mut page = Vec::new();
+    for a in rows.iter().filter(|a| query.matches(a) && a.component.as_deref().is_some_and(|n| ctx.check(Action::Read, n).is_ok())) {
+        if total >= from && page.len() < size {
+            page.push(crate::search::result(a, &base));
         }
-        let Some((doc, _)) = src.doc(&name).await? else { continue };
-        let latest = doc.pointer("/dist-tags/latest").and_then(Value::as_str).unwrap_or_default().to_string();
-        let manifest = doc["versions"].get(&latest).cloned().unwrap_or(Value::Null);
-        let description = manifest.get("description").or_else(|| doc.get("description")).and_then(Value::as_str).unwrap_or_default().to_string();
-        let keywords: Vec<String> = manifest
-            .get("keywords")
-            .and_then(Value::as_array)
-            .map(|k| k.iter().filter_map(|s| s.as_str().map(str::to_lowercase)).collect())
-            .unwrap_or_default();
-        let hay = format!("{} {} {}", name, description.to_lowercase(), keywords.join(" "));
-        if !words.iter().all(|w| hay.contains(w)) {
-            continue;
-        }
-        hits.push(json!({
-            "package": {
-                "name": name,
-                "version": latest,
-                "description": description,
-                "keywords": keywords,
-                "date": doc.pointer(&format!("/time/{latest}")).cloned().unwrap_or(Value::Null),
-                "links": {"npm": format!("{}/{name}", base_url(ctx))},
-                "publisher": manifest.pointer("/_npmUser/name").map(|n| json!({"username": n})).unwrap_or(Value::Null),
-                "maintainers": doc.get("maintainers").cloned().unwrap_or(json!([])),
-            },
-            "score": {"final": 1.0, "detail": {"quality": 1.0, "popularity": 1.0, "maintenance": 1.0}},
-            "searchScore": 1.0,
-        }));
+        total += 1;
     }
-    let total = hits.len();
-    let page: Vec<Value> = hits.into_iter().skip(from).take(size).collect();
     Ok(HttpResponse::Ok().json(json!({"objects": page, "total": total, "time": crate::model::iso(wharf_format::now_millis())})))
+}
+
+/// A repository's packument assets whose rows contain each of `contains`.
+pub async fn packuments(env: &FormatEnv, repo: i64, contains: Vec<String>) -> Result<Vec<Asset>> {
+    let q = wharf_format::ListQuery {
+        kind: Some(crate::meta::PACKUMENT.into()),
+        prefix: Some(crate::meta::PACKAGES_PREFIX.into()),
+        contains,
+        ..Default::default()
+    };
+    Ok(env.meta.list(repo, q).await?)
+}
+
+/// `npm audit` asked of a repository with no upstream to ask (hosted, or a group without an
+/// online proxy member): said plainly, as npm prints the body, rather than an empty report that
+/// reads as "no vulnerabilities". A 4xx: npm retries 5xx answers before giving up.
+pub fn no_audit_source(ctx: &RepoCtx) -> NpmError {
+    let what = match ctx.repo.kind {
+        wharf_format::Kind::Group => "a group without an online proxy member",
+        _ => "a hosted registry",
+    };
+    NpmError::NotProvided(format!(
+        "{} is {what}: it has no source of security advisories. Run npm audit against a proxy of a registry that has them \
+         (or a group with such a proxy member), e.g. npm audit --registry <wharf>/repository/<npm-proxy>/",
+        ctx.repo.name
+    ))
 }

@@ -77,7 +77,7 @@ pub async fn save(
         size,
         content_type: Some("application/json".into()),
         link: None,
-        attributes: json!({ "rev": doc["_rev"] }),
+        attributes: json!({ "rev": doc["_rev"], "search": crate::search::fields(name, &doc) }),
     };
     let mut all_writes = vec![Write::Upsert { repo, asset }];
     all_writes.extend(writes);

@@ -28,10 +28,12 @@ fn invalid(field: &str, message: impl Into<String>) -> AdminError {
 /// The built-in privilege named `name`, in the list's shape.
 fn built_in(state: &AppState, name: &str) -> Option<Value> {
     match name {
-        roles::ALL => Some(json!({"type": APPLICATION, "name": roles::ALL, "description": "All permissions", "readOnly": true, "domain": "*", "actions": ["*"]})),
-        roles::METRICS => {
-            Some(json!({"type": APPLICATION, "name": roles::METRICS, "description": "Read the Prometheus metrics", "readOnly": true, "domain": "metrics", "actions": ["*"]}))
+        roles::ALL => {
+            Some(json!({"type": APPLICATION, "name": roles::ALL, "description": "All permissions", "readOnly": true, "domain": "*", "actions": ["*"]}))
         }
+        roles::METRICS => Some(
+            json!({"type": APPLICATION, "name": roles::METRICS, "description": "Read the Prometheus metrics", "readOnly": true, "domain": "metrics", "actions": ["*"]}),
+        ),
         _ => match roles::parse(name, state.auth.formats()) {
             Ok(roles::Privilege::Repo(_)) => {
                 let rest = name.trim_start_matches("nx-repository-view-");
@@ -57,7 +59,11 @@ pub fn render(p: &PrivilegeRow) -> Value {
 
 /// Validates a body of `kind`; the definition to keep and the built-in ids it grants.
 fn parse(state: &AppState, kind: &str, obj: &Map<String, Value>) -> Result<(String, Map<String, Value>, Vec<String>), AdminError> {
-    let fields: &[&str] = if kind == REPOSITORY_VIEW { &["name", "description", "actions", "format", "repository", "type", "readOnly"] } else { &["name", "description", "actions", "domain", "type", "readOnly"] };
+    let fields: &[&str] = if kind == REPOSITORY_VIEW {
+        &["name", "description", "actions", "format", "repository", "type", "readOnly"]
+    } else {
+        &["name", "description", "actions", "domain", "type", "readOnly"]
+    };
     if let Some(k) = obj.keys().find(|k| !fields.contains(&k.as_str())) {
         return Err(ConfigError::unknown_field(k.as_str()).into());
     }
@@ -70,7 +76,9 @@ fn parse(state: &AppState, kind: &str, obj: &Map<String, Value>) -> Result<(Stri
     };
     let description = text("description")?.unwrap_or_default();
     let actions: Vec<String> = match obj.get("actions") {
-        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => a.iter().filter_map(Value::as_str).map(|s| s.to_ascii_uppercase()).collect(),
+        Some(Value::Array(a)) if !a.is_empty() && a.iter().all(Value::is_string) => {
+            a.iter().filter_map(Value::as_str).map(|s| s.to_ascii_uppercase()).collect()
+        }
         Some(Value::Array(_)) | None => return Err(invalid("actions", "at least one action is required")),
         Some(_) => return Err(ConfigError::not_strings("actions").into()),
     };
@@ -85,7 +93,9 @@ fn parse(state: &AppState, kind: &str, obj: &Map<String, Value>) -> Result<(Stri
         if repository != "*" {
             match state.registry.get(&repository) {
                 None => return Err(invalid("repository", format!("no repository {repository:?}"))),
-                Some(r) if format != "*" && r.config.format != format => return Err(invalid("repository", format!("{repository} is a {} repository, not {format}", r.config.format))),
+                Some(r) if format != "*" && r.config.format != format => {
+                    return Err(invalid("repository", format!("{repository} is a {} repository, not {format}", r.config.format)))
+                }
                 Some(_) => {}
             }
         }
@@ -104,7 +114,12 @@ fn parse(state: &AppState, kind: &str, obj: &Map<String, Value>) -> Result<(Stri
         let grant = match domain.as_str() {
             "metrics" => roles::METRICS,
             "*" => roles::ALL,
-            other => return Err(invalid("domain", format!("wharf's application privileges are domain metrics (the Prometheus metrics) and * (everything), not {other:?}"))),
+            other => {
+                return Err(invalid(
+                    "domain",
+                    format!("wharf's application privileges are domain metrics (the Prometheus metrics) and * (everything), not {other:?}"),
+                ))
+            }
         };
         definition.insert("domain".into(), json!(domain));
         vec![grant.to_string()]
