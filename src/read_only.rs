@@ -12,6 +12,7 @@
 //! - tasks do not start (scheduled ones run once released), and runs in progress are asked to
 //!   stop: the freeze answers once no task runs on any node, or says which still do;
 //! - download counts wait in memory (bounded, see `lifecycle::downloads`).
+//!
 //! The audit log and sign-ins still write: they do not touch content.
 //!
 //! The state lives in the database (`db::read_only`) so that every node of a cluster agrees;

@@ -57,8 +57,11 @@ pub fn render(p: &PrivilegeRow) -> Value {
     v
 }
 
-/// Validates a body of `kind`; the definition to keep and the built-in ids it grants.
-fn parse(state: &AppState, kind: &str, obj: &Map<String, Value>) -> Result<(String, Map<String, Value>, Vec<String>), AdminError> {
+/// A validated body: its description, the definition to keep, and the built-in ids it grants.
+type Parsed = (String, Map<String, Value>, Vec<String>);
+
+/// Validates a body of `kind`.
+fn parse(state: &AppState, kind: &str, obj: &Map<String, Value>) -> Result<Parsed, AdminError> {
     let fields: &[&str] = if kind == REPOSITORY_VIEW {
         &["name", "description", "actions", "format", "repository", "type", "readOnly"]
     } else {

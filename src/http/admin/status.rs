@@ -7,6 +7,7 @@
 //! - `status/ready`: the database and every blob store answer, for a readiness probe or a load
 //!   balancer that should send no request a node cannot serve;
 //! - `status/writable` (Nexus's): as `status`, and the server is not in read-only mode;
+//!
 //! and `status/check` for an administrator: one entry per check, with messages.
 
 use std::time::Duration;
