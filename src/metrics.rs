@@ -9,11 +9,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use wharf_format::cache_probe::{CacheKind, CacheResult};
 use wharf_format::upstream::{RateLimit, UpstreamObserver, UpstreamOutcome};
 
 use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
 pub mod http;
+pub mod usage;
 
 /// Request latency buckets, in seconds: from a cached metadata answer to a large upload.
 const LATENCY_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
@@ -72,10 +74,17 @@ pub struct Metrics {
     upstream_ratelimit_limit: IntGaugeVec,
     upstream_ratelimit_remaining: IntGaugeVec,
     upstream_ratelimit_window: IntGaugeVec,
+    proxy_cache: IntCounterVec,
     store_used: IntGaugeVec,
     store_available: IntGaugeVec,
     store_quota: IntGaugeVec,
     store_violation: IntGaugeVec,
+    store_blobs: IntGaugeVec,
+    repo_used: IntGaugeVec,
+    repo_hard_quota: IntGaugeVec,
+    /// When the usage gauges were last measured (see [`usage`]); held while measuring, so that
+    /// concurrent scrapes wait for one measurement.
+    usage_at: tokio::sync::Mutex<Option<std::time::Instant>>,
     /// Handles per repository name, kept across reloads so that a repository keeps its series.
     repos: Mutex<HashMap<(String, String), Arc<RepoMetrics>>>,
     /// Requests that reached no repository: the admin API, the console, unknown repositories.
@@ -174,14 +183,27 @@ impl Metrics {
             "wharf_proxy_upstream_ratelimit_window_seconds",
             "The upstream's rate-limit window in seconds (the w= of Docker Hub's ratelimit headers)",
         )?;
+        let proxy_cache = IntCounterVec::new(
+            Opts::new(
+                "wharf_proxy_cache_requests_total",
+                "Requests a proxy repository answered through its cache, by kind (metadata: tags, project pages, packuments; content: files, manifests by digest) and result (hit: the upstream was not asked; miss: it was asked, fetched or revalidated; stale: answered from the cache because the upstream failed)",
+            ),
+            &["repository", "format", "kind", "result"],
+        )?;
         let store = |name: &str, help: &str, labels: &[&str]| IntGaugeVec::new(Opts::new(name, help), labels);
         let store_used = store(
             "wharf_blob_store_used_bytes",
-            "Bytes a blob store with a soft quota holds, as its last soft quota check measured (every minute)",
+            "Bytes a blob store holds, each blob counted once (measured at most once a minute, when scraped, and by the soft quota check)",
             &["blob_store"],
         )?;
-        let store_available =
-            store("wharf_blob_store_available_bytes", "Space left on a file blob store's file system, at its last soft quota check", &["blob_store"])?;
+        let store_blobs = store("wharf_blob_store_blobs", "Blobs a blob store holds (measured with wharf_blob_store_used_bytes)", &["blob_store"])?;
+        let store_available = store("wharf_blob_store_available_bytes", "Space left on a file blob store's file system, when last measured", &["blob_store"])?;
+        let repo_used = store(
+            "wharf_repository_used_bytes",
+            "Bytes a repository with a hard quota references, each blob counted once (what its quota is checked against)",
+            &["repository"],
+        )?;
+        let repo_hard_quota = store("wharf_repository_hard_quota_bytes", "A repository's hard quota (storage.hardQuota.limit)", &["repository"])?;
         let store_quota = store(
             "wharf_blob_store_soft_quota_bytes",
             "A blob store's soft quota limit, by type (spaceUsedQuota, spaceRemainingQuota)",
@@ -190,7 +212,7 @@ impl Metrics {
         let store_violation = store("wharf_blob_store_soft_quota_violation", "1 while a blob store is over its soft quota", &["blob_store"])?;
         let build = IntGaugeVec::new(Opts::new("wharf_build_info", "Always 1; the labels say which build this is"), &["version", "commit"])?;
         build.with_label_values(&[env!("CARGO_PKG_VERSION"), option_env!("WHARF_GIT_COMMIT").unwrap_or("")]).set(1);
-        for c in [&requests, &bytes_in, &bytes_out, &logins, &task_runs, &upstream_requests, &upstream_throttled] {
+        for c in [&requests, &bytes_in, &bytes_out, &logins, &task_runs, &upstream_requests, &upstream_throttled, &proxy_cache] {
             registry.register(Box::new(c.clone()))?;
         }
         for h in [&latency, &task_seconds, &upstream_latency] {
@@ -203,6 +225,9 @@ impl Metrics {
             &store_available,
             &store_quota,
             &store_violation,
+            &store_blobs,
+            &repo_used,
+            &repo_hard_quota,
             &upstream_ratelimit_limit,
             &upstream_ratelimit_remaining,
             &upstream_ratelimit_window,
@@ -228,10 +253,15 @@ impl Metrics {
             upstream_ratelimit_limit,
             upstream_ratelimit_remaining,
             upstream_ratelimit_window,
+            proxy_cache,
             store_used,
             store_available,
             store_quota,
             store_violation,
+            store_blobs,
+            repo_used,
+            repo_hard_quota,
+            usage_at: tokio::sync::Mutex::new(None),
             repos: Mutex::default(),
             other,
         })
@@ -255,6 +285,9 @@ impl Metrics {
             blocked: outcome("blocked"),
             latency: self.upstream_latency.with_label_values(&[name, format]),
             throttled: self.upstream_throttled.with_label_values(&[name, format]),
+            cache: [CacheKind::Metadata, CacheKind::Content].map(|k| {
+                [CacheResult::Hit, CacheResult::Miss, CacheResult::Stale].map(|r| self.proxy_cache.with_label_values(&[name, format, k.as_str(), r.as_str()]))
+            }),
             ratelimit: RateLimitGauges {
                 vecs: [self.upstream_ratelimit_limit.clone(), self.upstream_ratelimit_remaining.clone(), self.upstream_ratelimit_window.clone()],
                 labels: [name.to_string(), format.to_string()],
@@ -264,9 +297,10 @@ impl Metrics {
     }
 
     /// The stores a soft quota check measured; stores no longer measured (removed, or their
-    /// quota unset) lose their series.
+    /// quota unset) lose their quota series (their usage series go at the next usage
+    /// measurement, see [`usage`]).
     pub fn soft_quota_stores<'a>(&self, stores: impl Iterator<Item = StoreGauges<'a>>) {
-        for g in [&self.store_used, &self.store_available, &self.store_quota, &self.store_violation] {
+        for g in [&self.store_quota, &self.store_violation] {
             g.reset();
         }
         let bytes = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
@@ -277,6 +311,26 @@ impl Metrics {
             }
             self.store_quota.with_label_values(&[s.name, s.quota_kind]).set(bytes(s.quota_limit));
             self.store_violation.with_label_values(&[s.name]).set(i64::from(s.violation));
+        }
+    }
+
+    /// A usage measurement: every store's usage, every repository with a hard quota's usage
+    /// and limit; what it no longer finds loses its series.
+    pub fn usage_measured(&self, stores: &[usage::StoreUsage<'_>], repos: &[(&str, u64, u64)]) {
+        for g in [&self.store_used, &self.store_blobs, &self.store_available, &self.repo_used, &self.repo_hard_quota] {
+            g.reset();
+        }
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        for s in stores {
+            self.store_used.with_label_values(&[s.name]).set(n(s.bytes));
+            self.store_blobs.with_label_values(&[s.name]).set(n(s.blobs));
+            if let Some(a) = s.available {
+                self.store_available.with_label_values(&[s.name]).set(n(a));
+            }
+        }
+        for (name, used, limit) in repos {
+            self.repo_used.with_label_values(&[name]).set(n(*used));
+            self.repo_hard_quota.with_label_values(&[name]).set(n(*limit));
         }
     }
 
@@ -325,6 +379,8 @@ struct UpstreamMetrics {
     blocked: IntCounter,
     latency: Histogram,
     throttled: IntCounter,
+    /// By kind (metadata, content), then result (hit, miss, stale).
+    cache: [[IntCounter; 3]; 2],
     ratelimit: RateLimitGauges,
 }
 
@@ -357,6 +413,19 @@ impl UpstreamObserver for UpstreamMetrics {
 
     fn throttled(&self) {
         self.throttled.inc();
+    }
+
+    fn cache(&self, kind: CacheKind, result: CacheResult) {
+        let k = match kind {
+            CacheKind::Metadata => 0,
+            CacheKind::Content => 1,
+        };
+        let r = match result {
+            CacheResult::Hit => 0,
+            CacheResult::Miss => 1,
+            CacheResult::Stale => 2,
+        };
+        self.cache[k][r].inc();
     }
 
     fn rate_limit(&self, limit: RateLimit) {
@@ -441,7 +510,16 @@ mod tests {
         let text = m.render(PoolState::default()).unwrap();
         assert!(text.contains(r#"wharf_blob_store_soft_quota_violation{blob_store="b"} 1"#), "{text}");
         assert!(text.contains(r#"wharf_blob_store_soft_quota_bytes{blob_store="b",type="spaceUsedQuota"} 5"#), "{text}");
-        assert!(!text.contains(r#"blob_store="a""#), "{text}");
+        assert!(!text.contains(r#"wharf_blob_store_soft_quota_violation{blob_store="a"}"#), "{text}");
+        assert!(!text.contains(r#"wharf_blob_store_soft_quota_bytes{blob_store="a""#), "{text}");
         assert!(!text.contains("wharf_blob_store_available_bytes{"), "{text}");
+        // The next usage measurement no longer finds "a": its usage series go too.
+        m.usage_measured(&[usage::StoreUsage { name: "b", blobs: 2, bytes: 10, available: Some(99) }], &[("r", 7, 100)]);
+        let text = m.render(PoolState::default()).unwrap();
+        assert!(!text.contains(r#"blob_store="a""#), "{text}");
+        assert!(text.contains(r#"wharf_blob_store_blobs{blob_store="b"} 2"#), "{text}");
+        assert!(text.contains(r#"wharf_blob_store_available_bytes{blob_store="b"} 99"#), "{text}");
+        assert!(text.contains(r#"wharf_repository_used_bytes{repository="r"} 7"#), "{text}");
+        assert!(text.contains(r#"wharf_repository_hard_quota_bytes{repository="r"} 100"#), "{text}");
     }
 }

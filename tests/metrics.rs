@@ -14,12 +14,15 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 const REPO: &str = "metrics-docker";
+const QUOTA_REPO: &str = "metrics-quota";
 
 fn server() -> &'static TestServer {
     static S: OnceLock<TestServer> = OnceLock::new();
     S.get_or_init(|| {
         let s = TestServer::start();
         s.admin().create_docker_hosted(json!({"name": REPO, "storage": {"blobStoreName": "default", "writePolicy": "allow"}, "docker": {}}));
+        // Made before any scrape, so the first (which measures usage) sees it.
+        s.admin().create_docker_hosted(json!({"name": QUOTA_REPO, "storage": {"blobStoreName": "default", "writePolicy": "allow", "hardQuota": {"limit": 5_000_000}}, "docker": {}}));
         let r = s
             .admin()
             .request(Method::POST, "/service/rest/v1/security/roles")
@@ -270,4 +273,151 @@ fn a_task_run_is_counted_by_type_and_result() {
         assert!(std::time::Instant::now() < deadline, "the run was not counted");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+}
+
+/// A PyPI upstream with one project (`demo`, one file) on a port of its own; answers 503 to
+/// everything while `failing` is set.
+fn pypi_upstream(failing: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let file = b"not really a tarball, but bytes with a digest".to_vec();
+    let page = format!(
+        "<!DOCTYPE html><html><body><a href=\"http://127.0.0.1:{port}/files/demo-1.0.tar.gz#sha256={}\">demo-1.0.tar.gz</a></body></html>",
+        hex::encode(Sha256::digest(&file))
+    );
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 8192];
+            let mut seen = Vec::new();
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => seen.extend_from_slice(&buf[..n]),
+                }
+            }
+            let head = String::from_utf8_lossy(&seen).to_string();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+            let (status, ctype, body): (&str, &str, Vec<u8>) = if failing.load(std::sync::atomic::Ordering::SeqCst) {
+                ("503 Service Unavailable", "text/plain", vec![])
+            } else if path.ends_with("/simple/demo/") {
+                ("200 OK", "text/html", page.clone().into_bytes())
+            } else if path == "/files/demo-1.0.tar.gz" {
+                ("200 OK", "application/octet-stream", file.clone())
+            } else {
+                ("404 Not Found", "text/plain", vec![])
+            };
+            let _ = conn.write_all(format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+            let _ = conn.write_all(&body);
+        }
+    });
+    port
+}
+
+#[test]
+fn proxy_cache_hits_misses_and_stale_answers_are_counted() {
+    const PROXY: &str = "metrics-pypi-cache";
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = pypi_upstream(failing.clone());
+    let r = server()
+        .admin()
+        .request(Method::POST, "/service/rest/v1/repositories/pypi/proxy")
+        .json(&json!({
+            "name": PROXY, "online": true,
+            "storage": {"blobStoreName": "default", "strictContentTypeValidation": false},
+            "proxy": {"remoteUrl": format!("http://127.0.0.1:{port}/"), "contentMaxAge": 1440, "metadataMaxAge": 1440},
+            "negativeCache": {"enabled": false, "timeToLive": 1440},
+            "httpClient": {"blocked": false, "autoBlock": false, "connection": {"timeout": 5, "connectTimeout": 2, "retries": 0}},
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let fetch = |path: &str| {
+        let r = Client::new().get(server().url(&format!("/repository/{PROXY}/{path}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        r.bytes().unwrap()
+    };
+    let before = scrape();
+    fetch("simple/demo/"); // asks the upstream
+    fetch("simple/demo/"); // fresh in the cache
+    let file = fetch("packages/demo/demo-1.0.tar.gz");
+    assert_eq!(&file[..], b"not really a tarball, but bytes with a digest");
+    fetch("packages/demo/demo-1.0.tar.gz");
+    // Everything cached is now due, and the upstream fails: answered from the cache.
+    let r = server().admin().request(Method::POST, &format!("/service/rest/v1/repositories/{PROXY}/invalidate-cache")).send().unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    fetch("simple/demo/"); // asks, gets a 503, serves the cached page
+    fetch("simple/demo/"); // the upstream is known to fail: cached page at once
+    fetch("packages/demo/demo-1.0.tar.gz");
+    let after = scrape();
+    let count = |kind: &str, result: &str| {
+        let labels = [("repository", PROXY), ("format", "pypi"), ("kind", kind), ("result", result)];
+        get(&after, "wharf_proxy_cache_requests_total", &labels) - get(&before, "wharf_proxy_cache_requests_total", &labels)
+    };
+    assert_eq!([count("metadata", "miss"), count("metadata", "hit"), count("metadata", "stale")], [1.0, 1.0, 2.0]);
+    assert_eq!([count("content", "miss"), count("content", "hit"), count("content", "stale")], [1.0, 1.0, 1.0]);
+    let failed = [("repository", PROXY), ("format", "pypi"), ("outcome", "failed")];
+    assert_eq!(get(&after, "wharf_proxy_upstream_requests_total", &failed) - get(&before, "wharf_proxy_upstream_requests_total", &failed), 1.0);
+}
+
+/// The exposition as Prometheus's own Python client library reads it: (name, labels, value) of
+/// every sample.
+fn parse_with_prometheus_client(text: &str) -> Series {
+    use std::io::Write;
+    const READ: &str = r#"
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        print(json.dumps([s.name, s.labels, s.value]))
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", READ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 (the test venv's, with prometheus_client)");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "prometheus_client refused the exposition: {}", String::from_utf8_lossy(&out.stderr));
+    let mut series = Series::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let (name, labels, value): (String, BTreeMap<String, String>, f64) = serde_json::from_str(line).unwrap();
+        series.insert((name, labels.into_iter().collect()), value);
+    }
+    series
+}
+
+#[test]
+fn prometheus_client_reads_the_exposition_as_written() {
+    // Some traffic first, so that histograms, labelled counters and gauges are all there.
+    let r = Client::new().get(server().url(&format!("/v2/{REPO}/tags/list"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert!(r.status().is_client_error() || r.status().is_success());
+    let r = scrape_as(Some(("admin", ADMIN_PASSWORD)), "/service/metrics/prometheus");
+    let text = r.text().unwrap();
+    let theirs = parse_with_prometheus_client(&text);
+    let ours = parse(&text);
+    assert_eq!(theirs.len(), ours.len(), "sample counts differ");
+    for (key, value) in &ours {
+        let v = theirs.get(key).unwrap_or_else(|| panic!("prometheus_client lacks {key:?}"));
+        assert!((v - value).abs() < 1e-9 || (v.is_infinite() && value.is_infinite()), "{key:?}: {v} vs {value}");
+    }
+    for family in ["wharf_http_requests_total", "wharf_http_request_duration_seconds_bucket", "wharf_db_pool_connections", "wharf_build_info"] {
+        assert!(theirs.keys().any(|(name, _)| name == family), "{family} missing");
+    }
+}
+
+#[test]
+fn usage_gauges_cover_every_store_and_each_hard_quota() {
+    let s = scrape();
+    assert!(s.contains_key(&("wharf_blob_store_used_bytes".to_string(), vec![("blob_store".to_string(), "default".to_string())])), "{s:?}");
+    assert!(s.contains_key(&("wharf_blob_store_blobs".to_string(), vec![("blob_store".to_string(), "default".to_string())])), "{s:?}");
+    assert!(get(&s, "wharf_blob_store_available_bytes", &[("blob_store", "default")]) > 0.0);
+    assert_eq!(get(&s, "wharf_repository_hard_quota_bytes", &[("repository", QUOTA_REPO)]), 5_000_000.0);
+    assert!(s.contains_key(&("wharf_repository_used_bytes".to_string(), vec![("repository".to_string(), QUOTA_REPO.to_string())])), "{s:?}");
+    // Repositories without a hard quota are not measured.
+    assert!(!s.keys().any(|(name, labels)| name == "wharf_repository_used_bytes" && labels.iter().any(|(_, v)| v == REPO)));
 }

@@ -157,6 +157,7 @@ pub async fn scrape(state: web::Data<AppState>, req: HttpRequest) -> Result<Http
     if !state.auth.may_read_metrics(&p).await {
         return Err(AdminError::NotAllowed("nx-metrics-all required"));
     }
+    super::usage::refresh_if_due(&state).await;
     let text = state.metrics.render(state.db.pool_state()).map_err(|e| AdminError::Internal(Box::new(e)))?;
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).insert_header(("Cache-Control", "no-store")).body(text))
 }

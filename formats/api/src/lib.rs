@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod audit;
 pub mod blob;
+pub mod cache_probe;
 pub mod config;
 pub mod ctx;
 pub mod describe;

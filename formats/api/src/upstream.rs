@@ -6,6 +6,7 @@
 //! until a background probe finds it answering again.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::{json, Value};
 use url::Url;
 
+use crate::cache_probe::{CacheKind, CacheResult};
 use crate::proxy::ProxySettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +168,11 @@ impl Health {
     /// Whether a request for something the cache holds should be answered from the cache
     /// without asking the upstream (it is known not to answer).
     pub fn serve_stale_now(&self) -> bool {
-        self.state() != UpstreamState::Available
+        let stale = self.state() != UpstreamState::Available;
+        if stale {
+            crate::cache_probe::serving_stale();
+        }
+        stale
     }
 
     /// Refuses at once when the upstream is blocked or auto-blocked.
@@ -308,6 +314,8 @@ pub trait UpstreamObserver: Send + Sync {
     /// `ratelimit-remaining`, e.g. `100;w=21600`): requests allowed per window, left in it,
     /// and the window in seconds when given.
     fn rate_limit(&self, _limit: RateLimit) {}
+    /// How one request went through the proxy's cache (see [`Transport::through_cache`]).
+    fn cache(&self, _kind: CacheKind, _result: CacheResult) {}
 }
 
 /// What an upstream's rate-limit headers said.
@@ -428,6 +436,7 @@ impl Transport {
     /// [`UpstreamError::Unavailable`].
     pub async fn execute(&self, r: reqwest::RequestBuilder) -> Result<Response, UpstreamError> {
         if let Err(e) = self.health.admit() {
+            crate::cache_probe::asked(true);
             self.report(UpstreamOutcome::Blocked, 0.0);
             return Err(e);
         }
@@ -437,8 +446,19 @@ impl Transport {
             Ok(r) if !r.status().is_server_error() || r.status() == StatusCode::NOT_IMPLEMENTED => UpstreamOutcome::Answered,
             _ => UpstreamOutcome::Failed,
         };
+        crate::cache_probe::asked(outcome == UpstreamOutcome::Failed);
         self.report(outcome, start.elapsed().as_secs_f64());
         res
+    }
+
+    /// Runs `request`, one request a proxy answers through its cache of `kind`, and reports
+    /// whether it was a hit, a miss or served stale (see [`crate::cache_probe`]).
+    pub async fn through_cache<T, E>(&self, kind: CacheKind, request: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        let (out, result) = crate::cache_probe::run(request).await;
+        if let Some(o) = &self.observer {
+            o.cache(kind, result);
+        }
+        out
     }
 
     fn report(&self, outcome: UpstreamOutcome, seconds: f64) {
@@ -530,6 +550,11 @@ impl HttpUpstream {
 
     pub fn health(&self) -> &Arc<Health> {
         &self.transport.health
+    }
+
+    /// See [`Transport::through_cache`].
+    pub async fn through_cache<T, E>(&self, kind: CacheKind, request: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+        self.transport.through_cache(kind, request).await
     }
 
     /// A request to `url`; credentials are added by [`HttpUpstream::send`].

@@ -20,6 +20,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::json;
+use wharf_format::cache_probe::CacheKind;
 use wharf_format::proxy::{self, Fill, Flight};
 use wharf_format::{
     now_millis, Action, Asset, BlobStore, ComponentKey, DeleteError, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx,
@@ -99,8 +100,13 @@ impl Proxy {
                 access::check_name(ctx, &name)?;
                 self.authorize(ctx, &name)?;
                 let reference = Reference::parse_existing(&reference)?;
-                self.ensure_manifest(&name, &reference).await?;
-                self.cache.get_manifest(ctx, req, &name, &reference, m == Method::HEAD).await
+                let kind = if matches!(reference, Reference::Tag(_)) { CacheKind::Metadata } else { CacheKind::Content };
+                self.upstream
+                    .through_cache(kind, async {
+                        self.ensure_manifest(&name, &reference).await?;
+                        self.cache.get_manifest(ctx, req, &name, &reference, m == Method::HEAD).await
+                    })
+                    .await
             }
             Endpoint::Blob { name, digest } if read => {
                 access::check_name(ctx, &name)?;
@@ -110,12 +116,12 @@ impl Proxy {
                     Some(d) => d,
                     None => return Err(DockerError::BlobUnknown),
                 };
-                self.get_blob(ctx, req, &name, &digest, m == Method::HEAD).await
+                self.upstream.through_cache(CacheKind::Content, self.get_blob(ctx, req, &name, &digest, m == Method::HEAD)).await
             }
             Endpoint::Tags { name } if m == Method::GET => {
                 access::check_name(ctx, &name)?;
                 self.authorize(ctx, &name)?;
-                self.tags(ctx, &name).await
+                self.upstream.through_cache(CacheKind::Metadata, self.tags(ctx, &name)).await
             }
             Endpoint::Base | Endpoint::Catalog | Endpoint::Referrers { .. } if read => self.cache.route(ctx, req, body).await,
             _ => Err(DockerError::Unsupported(format!("{} is a proxy repository: it is read-only", self.cfg.name))),

@@ -14,6 +14,7 @@ use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 
 pub use wharf_format::upstream::UpstreamError;
+use wharf_format::cache_probe::CacheKind;
 use wharf_format::upstream::{without_userinfo, Health, Healths, Transport};
 use wharf_format::ProxySettings;
 
@@ -58,6 +59,11 @@ impl Upstream {
 
     pub fn health(&self) -> &Health {
         &self.transport.health
+    }
+
+    /// See [`Transport::through_cache`].
+    pub async fn through_cache<T, E>(&self, kind: CacheKind, request: impl std::future::Future<Output = Result<T, E>>) -> Result<T, E> {
+        self.transport.through_cache(kind, request).await
     }
 
     fn basic(&self) -> Option<String> {

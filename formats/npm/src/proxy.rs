@@ -20,6 +20,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use sha1::Digest as _;
+use wharf_format::cache_probe::CacheKind;
 use wharf_format::proxy::{self, Fill, Served};
 use wharf_format::{
     now_millis, Action, Asset, ComponentKey, DeleteError, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx,
@@ -97,23 +98,23 @@ impl Proxy {
         match endpoint {
             Endpoint::Package(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
-                let asset = self.current(&name).await?.ok_or(NpmError::NotFound)?;
+                let asset = self.upstream.through_cache(CacheKind::Metadata, self.current(&name)).await?.ok_or(NpmError::NotFound)?;
                 let state = asset.digest.clone().unwrap_or_default();
                 packument::respond(req, &self.cache, &state, &base_url(ctx), m == Method::HEAD, || self.load(&asset)).await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
-                let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
+                let (doc, _) = self.upstream.through_cache(CacheKind::Metadata, self.doc(&name)).await?.ok_or(NpmError::NotFound)?;
                 source::version_response(&doc, &version, &base_url(ctx))
             }
             Endpoint::DistTags(name) if m == Method::GET => {
                 authorize(ctx, Action::Read, &name)?;
-                let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
+                let (doc, _) = self.upstream.through_cache(CacheKind::Metadata, self.doc(&name)).await?.ok_or(NpmError::NotFound)?;
                 Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
             }
             Endpoint::Tarball { name, file } if read => {
                 authorize(ctx, Action::Read, &name)?;
-                self.serve_tarball(&name, &file, m == Method::HEAD).await
+                self.upstream.through_cache(CacheKind::Content, self.serve_tarball(&name, &file, m == Method::HEAD)).await
             }
             Endpoint::Search if m == Method::GET => {
                 authorize(ctx, Action::Read, "*")?;

@@ -19,6 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::json;
+use wharf_format::cache_probe::CacheKind;
 use wharf_format::proxy::{self, Fill, Served};
 use wharf_format::{
     now_millis, Action, Asset, ComponentKey, DeleteError, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig,
@@ -89,20 +90,20 @@ impl Proxy {
             Endpoint::Project(p) if read => {
                 let normalized = normalize(&p);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                let files = self.files(&normalized).await?.ok_or(PypiError::NotFound)?;
+                let files = self.upstream.through_cache(CacheKind::Metadata, self.files(&normalized)).await?.ok_or(PypiError::NotFound)?;
                 Ok(index::project_page(accept(req), &base_url(ctx, &self.cfg.name), &normalized, &files))
             }
             Endpoint::File { project, filename } if read => {
                 let normalized = normalize(&project);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                self.serve(&normalized, &filename, m == Method::HEAD).await
+                self.upstream.through_cache(CacheKind::Content, self.serve(&normalized, &filename, m == Method::HEAD)).await
             }
             // Built from the upstream's project page like the Simple API's, not fetched from an
             // upstream JSON API (which a Simple-only upstream does not have).
             Endpoint::Json { project, version } if read => {
                 let normalized = normalize(&project);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                crate::json_api::answer(self, &base_url(ctx, &self.cfg.name), &normalized, version.as_deref()).await
+                self.upstream.through_cache(CacheKind::Metadata, crate::json_api::answer(self, &base_url(ctx, &self.cfg.name), &normalized, version.as_deref())).await
             }
             Endpoint::Upload => Err(PypiError::ReadOnly(format!("{} is a proxy repository: it is read-only", self.cfg.name))),
             _ => Err(PypiError::MethodNotAllowed),

@@ -10,6 +10,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use url::Url;
 pub use wharf_format::upstream::UpstreamError;
+use wharf_format::cache_probe::CacheKind;
 use wharf_format::upstream::{read_limited, Health, Healths, HttpUpstream};
 use wharf_format::ProxySettings;
 
@@ -38,6 +39,11 @@ impl Upstream {
 
     pub fn health(&self) -> &Health {
         self.http.health()
+    }
+
+    /// See [`wharf_format::upstream::Transport::through_cache`].
+    pub async fn through_cache<T, E>(&self, kind: CacheKind, request: impl std::future::Future<Output = Result<T, E>>) -> Result<T, E> {
+        self.http.through_cache(kind, request).await
     }
 
     /// A project's page, revalidated with `etag` when the cache holds one.
