@@ -308,7 +308,8 @@ fn pypi_upstream(failing: std::sync::Arc<std::sync::atomic::AtomicBool>) -> u16 
             } else {
                 ("404 Not Found", "text/plain", vec![])
             };
-            let _ = conn.write_all(format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
+            let _ =
+                conn.write_all(format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).as_bytes());
             let _ = conn.write_all(&body);
         }
     });
@@ -351,12 +352,23 @@ fn proxy_cache_hits_misses_and_stale_answers_are_counted() {
     fetch("simple/demo/"); // asks, gets a 503, serves the cached page
     fetch("simple/demo/"); // the upstream is known to fail: cached page at once
     fetch("packages/demo/demo-1.0.tar.gz");
+    // A group's read through the proxy counts as the proxy's.
+    let r = server()
+        .admin()
+        .request(Method::POST, "/service/rest/v1/repositories/pypi/group")
+        .json(&json!({"name": "metrics-pypi-group", "storage": {"blobStoreName": "default"}, "group": {"memberNames": [PROXY]}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let r = Client::new().get(server().url("/repository/metrics-pypi-group/simple/demo/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     let after = scrape();
     let count = |kind: &str, result: &str| {
         let labels = [("repository", PROXY), ("format", "pypi"), ("kind", kind), ("result", result)];
         get(&after, "wharf_proxy_cache_requests_total", &labels) - get(&before, "wharf_proxy_cache_requests_total", &labels)
     };
-    assert_eq!([count("metadata", "miss"), count("metadata", "hit"), count("metadata", "stale")], [1.0, 1.0, 2.0]);
+    // Fetching the file read the (fresh) cached page for its URL: a second metadata hit.
+    assert_eq!([count("metadata", "miss"), count("metadata", "hit"), count("metadata", "stale")], [1.0, 2.0, 3.0]);
     assert_eq!([count("content", "miss"), count("content", "hit"), count("content", "stale")], [1.0, 1.0, 1.0]);
     let failed = [("repository", PROXY), ("format", "pypi"), ("outcome", "failed")];
     assert_eq!(get(&after, "wharf_proxy_upstream_requests_total", &failed) - get(&before, "wharf_proxy_upstream_requests_total", &failed), 1.0);

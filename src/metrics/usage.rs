@@ -46,10 +46,8 @@ pub async fn refresh_if_due(state: &AppState) {
             Err(e) => tracing::warn!(repository = %r.config.name, error = %e, "metrics: measuring repository usage failed"),
         }
     }
-    let stores: Vec<StoreUsage> = stores
-        .iter()
-        .map(|r| StoreUsage { name: &r.store.name, blobs: r.usage.blob_count, bytes: r.usage.bytes, available: r.available })
-        .collect();
+    let stores: Vec<StoreUsage> =
+        stores.iter().map(|r| StoreUsage { name: &r.store.name, blobs: r.usage.blob_count, bytes: r.usage.bytes, available: r.available }).collect();
     state.metrics.usage_measured(&stores, &repos);
     *measured = Some(Instant::now());
 }

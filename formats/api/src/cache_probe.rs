@@ -79,20 +79,29 @@ pub(crate) fn serving_stale() {
 }
 
 /// Runs `request` with a fresh probe and says how it went through the cache: stale when it
-/// succeeded although the upstream failed it, else miss when the upstream was asked.
+/// succeeded although the upstream failed it, else miss when the upstream was asked. Within
+/// another request's probe (a tarball's HEAD reading its packument, a group asking its
+/// members), what this one asked counts for the enclosing one too.
 pub async fn run<T, E>(request: impl Future<Output = Result<T, E>>) -> (Result<T, E>, CacheResult) {
-    PROBE
+    let (out, asked, failed) = PROBE
         .scope(Probe::default(), async move {
             let out = request.await;
             let (asked, failed) = PROBE.with(|p| (p.asked.get(), p.failed.get()));
-            let result = match (&out, asked, failed) {
-                (Ok(_), _, true) => CacheResult::Stale,
-                (_, true, _) => CacheResult::Miss,
-                _ => CacheResult::Hit,
-            };
-            (out, result)
+            (out, asked, failed)
         })
-        .await
+        .await;
+    if asked || failed {
+        let _ = PROBE.try_with(|p| {
+            p.asked.set(p.asked.get() || asked);
+            p.failed.set(p.failed.get() || failed);
+        });
+    }
+    let result = match (&out, asked, failed) {
+        (Ok(_), _, true) => CacheResult::Stale,
+        (_, true, _) => CacheResult::Miss,
+        _ => CacheResult::Hit,
+    };
+    (out, result)
 }
 
 #[cfg(test)]
@@ -125,6 +134,18 @@ mod tests {
         let (_, r) = run(async {
             asked(true);
             Err::<(), _>(())
+        })
+        .await;
+        assert_eq!(r, CacheResult::Miss);
+        // An inner request's upstream call counts for the outer one.
+        let (_, r) = run(async {
+            let (_, inner) = run(async {
+                asked(false);
+                Ok::<_, ()>(())
+            })
+            .await;
+            assert_eq!(inner, CacheResult::Miss);
+            Ok::<_, ()>(())
         })
         .await;
         assert_eq!(r, CacheResult::Miss);

@@ -13,8 +13,8 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 
-pub use wharf_format::upstream::UpstreamError;
 use wharf_format::cache_probe::CacheKind;
+pub use wharf_format::upstream::UpstreamError;
 use wharf_format::upstream::{without_userinfo, Health, Healths, Transport};
 use wharf_format::ProxySettings;
 

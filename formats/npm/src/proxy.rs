@@ -104,17 +104,17 @@ impl Proxy {
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
-                let (doc, _) = self.upstream.through_cache(CacheKind::Metadata, self.doc(&name)).await?.ok_or(NpmError::NotFound)?;
+                let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
                 source::version_response(&doc, &version, &base_url(ctx))
             }
             Endpoint::DistTags(name) if m == Method::GET => {
                 authorize(ctx, Action::Read, &name)?;
-                let (doc, _) = self.upstream.through_cache(CacheKind::Metadata, self.doc(&name)).await?.ok_or(NpmError::NotFound)?;
+                let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
                 Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
             }
             Endpoint::Tarball { name, file } if read => {
                 authorize(ctx, Action::Read, &name)?;
-                self.upstream.through_cache(CacheKind::Content, self.serve_tarball(&name, &file, m == Method::HEAD)).await
+                self.serve_tarball(&name, &file, m == Method::HEAD).await
             }
             Endpoint::Search if m == Method::GET => {
                 authorize(ctx, Action::Read, "*")?;
@@ -380,8 +380,10 @@ impl Proxy {
 
 #[async_trait(?Send)]
 impl Source for Proxy {
+    // Counted here rather than where a request is routed, so that a group's reads through
+    // this proxy count as its cache's too.
     async fn doc(&self, name: &str) -> Result<Option<(Value, String)>> {
-        match self.current(name).await? {
+        match self.upstream.through_cache(CacheKind::Metadata, self.current(name)).await? {
             Some(a) => Ok(Some((self.load(&a).await?, a.digest.clone().unwrap_or_default()))),
             None => Ok(None),
         }
@@ -397,7 +399,7 @@ impl Source for Proxy {
     }
 
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
-        let served = self.tarball(name, file, head).await?;
+        let served = self.upstream.through_cache(CacheKind::Content, self.tarball(name, file, head)).await?;
         if !head && !served.counted_by_fill && served.response.status().is_success() {
             self.env.downloads.record(self.cfg.id, &tarball_path(name, file));
         }

@@ -6,8 +6,8 @@ use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATC
 use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use url::Url;
-pub use wharf_format::upstream::UpstreamError;
 use wharf_format::cache_probe::CacheKind;
+pub use wharf_format::upstream::UpstreamError;
 use wharf_format::upstream::{read_limited, Health, Healths, HttpUpstream};
 use wharf_format::ProxySettings;
 

@@ -90,20 +90,20 @@ impl Proxy {
             Endpoint::Project(p) if read => {
                 let normalized = normalize(&p);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                let files = self.upstream.through_cache(CacheKind::Metadata, self.files(&normalized)).await?.ok_or(PypiError::NotFound)?;
+                let files = self.files(&normalized).await?.ok_or(PypiError::NotFound)?;
                 Ok(index::project_page(accept(req), &base_url(ctx, &self.cfg.name), &normalized, &files))
             }
             Endpoint::File { project, filename } if read => {
                 let normalized = normalize(&project);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                self.upstream.through_cache(CacheKind::Content, self.serve(&normalized, &filename, m == Method::HEAD)).await
+                self.serve(&normalized, &filename, m == Method::HEAD).await
             }
             // Built from the upstream's project page like the Simple API's, not fetched from an
             // upstream JSON API (which a Simple-only upstream does not have).
             Endpoint::Json { project, version } if read => {
                 let normalized = normalize(&project);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                self.upstream.through_cache(CacheKind::Metadata, crate::json_api::answer(self, &base_url(ctx, &self.cfg.name), &normalized, version.as_deref())).await
+                crate::json_api::answer(self, &base_url(ctx, &self.cfg.name), &normalized, version.as_deref()).await
             }
             Endpoint::Upload => Err(PypiError::ReadOnly(format!("{} is a proxy repository: it is read-only", self.cfg.name))),
             _ => Err(PypiError::MethodNotAllowed),
@@ -332,7 +332,27 @@ fn content_type_of(filename: &str) -> &'static str {
 
 #[async_trait(?Send)]
 impl Source for Proxy {
+    // Counted here rather than where a request is routed, so that a group's reads through
+    // this proxy count as its cache's too.
     async fn files(&self, normalized: &str) -> Result<Option<Vec<FileEntry>>> {
+        self.upstream.through_cache(CacheKind::Metadata, self.page_files(normalized)).await
+    }
+
+    /// The projects whose pages are cached (the upstream's whole index is not mirrored).
+    async fn projects(&self) -> Result<Vec<(String, String)>> {
+        let q = ListQuery { kind: Some(meta::INDEX.into()), prefix: Some("_index/".into()), ..Default::default() };
+        let rows = self.env.meta.list(self.cfg.id, q).await?;
+        Ok(rows.into_iter().filter_map(|a| a.component).map(|n| (n.clone(), n)).collect())
+    }
+
+    async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+        self.upstream.through_cache(CacheKind::Content, self.serve_counted(normalized, filename, head)).await
+    }
+}
+
+impl Proxy {
+    /// The project's files from the cached page, refreshed first when it is due.
+    async fn page_files(&self, normalized: &str) -> Result<Option<Vec<FileEntry>>> {
         let cached = self.cached_page(normalized).await?;
         if let Some(a) = &cached {
             if !self.settings.metadata_stale(a.updated_at) {
@@ -369,14 +389,8 @@ impl Source for Proxy {
         }
     }
 
-    /// The projects whose pages are cached (the upstream's whole index is not mirrored).
-    async fn projects(&self) -> Result<Vec<(String, String)>> {
-        let q = ListQuery { kind: Some(meta::INDEX.into()), prefix: Some("_index/".into()), ..Default::default() };
-        let rows = self.env.meta.list(self.cfg.id, q).await?;
-        Ok(rows.into_iter().filter_map(|a| a.component).map(|n| (n.clone(), n)).collect())
-    }
-
-    async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+    /// A file (its download counted) or its metadata.
+    async fn serve_counted(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
         match filename.strip_suffix(".metadata") {
             Some(dist) => self.serve_metadata(normalized, dist, head).await,
             None => {
