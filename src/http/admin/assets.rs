@@ -12,8 +12,6 @@ use super::{record, require_admin, require_reader, AdminError};
 use crate::http::mount::origin;
 use crate::state::AppState;
 
-const PAGE: usize = 100;
-
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
@@ -26,10 +24,7 @@ pub struct ListParams {
 /// walk), so a page holds every file of each component it reaches.
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
     let q: ListParams = serde_urlencoded::from_str(req.query_string()).map_err(|e| wharf_format::ConfigError::new("query", e.to_string()))?;
-    require_reader(&state, &req, &q.repository).await?;
-    let principal = state.auth.principal(&req).await;
-    let params = super::search::Params::of_repository(q.repository, q.continuation_token);
-    let (found, next) = super::search::page(&state, &principal.access, params, PAGE).await?;
+    let (found, next) = super::components::repository_page(&state, &req, q.repository, q.continuation_token).await?;
     let origin = origin(&req);
     let items: Vec<Value> = found
         .iter()

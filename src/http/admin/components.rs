@@ -108,13 +108,22 @@ pub struct ListParams {
     continuation_token: Option<String>,
 }
 
-/// One repository's components, a page at a time (the search walk over one repository).
+/// A page of `repository`'s components with the next page's token (the search walk over one
+/// repository), for a caller who may read it: what the components and the assets lists show.
+pub(crate) async fn repository_page(
+    state: &AppState,
+    req: &HttpRequest,
+    repository: String,
+    token: Option<String>,
+) -> Result<(Vec<super::search::Found>, Option<String>), AdminError> {
+    let principal = super::reader(state, req, &repository).await?;
+    super::search::page(state, &principal.access, super::search::Params::of_repository(repository, token), PAGE).await
+}
+
+/// One repository's components, a page at a time.
 pub async fn list(state: web::Data<AppState>, req: HttpRequest, q: web::Query<ListParams>) -> Result<HttpResponse, AdminError> {
-    require_reader(&state, &req, &q.repository).await?;
     let q = q.into_inner();
-    let principal = state.auth.principal(&req).await;
-    let params = super::search::Params::of_repository(q.repository, q.continuation_token);
-    let (found, next) = super::search::page(&state, &principal.access, params, PAGE).await?;
+    let (found, next) = repository_page(&state, &req, q.repository, q.continuation_token).await?;
     let origin = origin(&req);
     let items: Vec<Value> = found
         .iter()

@@ -133,10 +133,18 @@ pub fn may_read(state: &AppState, access: &Access, name: &str) -> bool {
 /// The signed-in user, when they may read the repository `name`. One they may not read is
 /// "not found" to them, as it is absent from their list of repositories.
 pub async fn require_reader(state: &AppState, req: &HttpRequest, name: &str) -> Result<String, AdminError> {
+    reader(state, req, name).await?.user.ok_or(AdminError::Unauthenticated)
+}
+
+/// The caller, a signed-in user who may read repository `name`; a repository the caller may
+/// not read is "not found", as one that does not exist.
+pub async fn reader(state: &AppState, req: &HttpRequest, name: &str) -> Result<wharf_format::Principal, AdminError> {
     let p = state.auth.principal(req).await;
-    let Some(user) = p.user else { return Err(AdminError::Unauthenticated) };
+    if p.user.is_none() {
+        return Err(AdminError::Unauthenticated);
+    }
     if may_read(state, &p.access, name) {
-        Ok(user)
+        Ok(p)
     } else {
         Err(AdminError::missing("repository", name))
     }
