@@ -355,3 +355,37 @@ fn bad_parameters_are_refused_by_name() {
     assert_eq!(status, 400, "{v}");
     assert!(v.to_string().contains("colour"), "the unknown parameter is named: {v}");
 }
+
+/// A token narrowed to one repository reads that repository through the search, components
+/// and assets APIs, and nothing else (another repository is "not found", as one that is not
+/// there).
+#[test]
+fn a_token_narrowed_to_one_repository_sees_only_it() {
+    let r = reqwest::blocking::Client::new()
+        .post(server().url("/service/rest/v1/security/tokens"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({"name": "only-pypi-a", "repository": "pypi-a", "readOnly": true}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let token: Value = r.json().unwrap();
+    let secret = token["token"].as_str().or(token["secret"].as_str()).unwrap_or_else(|| panic!("{token}")).to_string();
+    let who = Some(("admin", secret.as_str()));
+    let (status, v) = api_as(server(), who, "/service/rest/v1/search?name=*pkg*");
+    assert_eq!(status, 200, "{v}");
+    let found = set(&v);
+    assert!(!found.is_empty() && found.iter().all(|l| l.ends_with("(pypi-a)")), "{found:?}");
+    for path in ["/service/rest/v1/components?repository=pypi-a", "/service/rest/v1/assets?repository=pypi-a"] {
+        let (status, v) = api_as(server(), who, path);
+        assert_eq!(status, 200, "{path}: {v}");
+        assert!(!v["items"].as_array().unwrap().is_empty(), "{path}: {v}");
+    }
+    for path in ["/service/rest/v1/components?repository=pypi-b", "/service/rest/v1/assets?repository=npm-a", "/service/rest/v1/search?repository=pypi-b"] {
+        let (status, v) = api_as(server(), who, path);
+        let empty = status == 200 && v["items"].as_array().is_some_and(|i| i.is_empty());
+        assert!(status == 404 || empty, "{path}: {status} {v}");
+    }
+    // Through the group, only the member the token names.
+    let (status, v) = api_as(server(), who, "/service/rest/v1/search?repository=pypi-all");
+    assert!(status == 404 || set(&v).iter().all(|l| l.ends_with("(pypi-a)")), "{status} {v}");
+}
