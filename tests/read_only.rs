@@ -229,3 +229,89 @@ fn a_frozen_server_refuses_every_write_and_serves_every_read_until_released() {
     let (status, v) = api(&s, Method::POST, "/read-only/freeze", Some(json!({"why": "x"})));
     assert_eq!((status, v[0]["id"].clone()), (StatusCode::BAD_REQUEST, json!("PARAMETER why")), "{v}");
 }
+
+/// A freeze made while writers publish and upload as fast as they can: every write that was
+/// acknowledged is there, and from the moment the freeze answers nothing changes any more
+/// (the writers keep trying, and are refused). On PostgreSQL the freeze waits for the writes
+/// already past their check; on SQLite writes are serialized with it.
+#[test]
+fn a_freeze_amid_concurrent_writes_keeps_every_acknowledged_write_and_lets_none_through() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    let s = Arc::new(TestServer::start());
+    expect(&s, Method::POST, "/repositories/npm/hosted", Some(json!({"name": "npm-race", "storage": {"blobStoreName": "default"}})), 201);
+    expect(&s, Method::POST, "/repositories/docker/hosted", Some(json!({"name": "docker-race", "storage": {"blobStoreName": "default"}, "docker": {}})), 201);
+    const NPM_WRITERS: usize = 3;
+    const DOCKER_WRITERS: usize = 2;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked_versions = Arc::new(Mutex::new(Vec::<String>::new()));
+    let acked_blobs = Arc::new(Mutex::new(Vec::<String>::new()));
+    let refused: Arc<Vec<AtomicUsize>> = Arc::new((0..NPM_WRITERS + DOCKER_WRITERS).map(|_| AtomicUsize::new(0)).collect());
+    let mut writers = Vec::new();
+    for w in 0..NPM_WRITERS + DOCKER_WRITERS {
+        let (s, stop, versions, blobs, refused) = (s.clone(), stop.clone(), acked_versions.clone(), acked_blobs.clone(), refused.clone());
+        writers.push(std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let status = if w < NPM_WRITERS {
+                    let version = format!("1.{w}.{i}");
+                    let body = common::npm::publish_body("race-pkg", &version);
+                    let r = s.admin().request(Method::PUT, &common::npm::publish_path("npm-race", "race-pkg")).json(&body).send().unwrap();
+                    if r.status().is_success() {
+                        versions.lock().unwrap().push(version);
+                    }
+                    r.status()
+                } else {
+                    let data = format!("blob {w} {i} {:?}", Instant::now()).into_bytes();
+                    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&data)));
+                    let r = s.admin().request(Method::POST, &format!("/v2/docker-race/img/blobs/uploads/?digest={digest}")).body(data).send().unwrap();
+                    if r.status() == StatusCode::CREATED {
+                        blobs.lock().unwrap().push(digest);
+                    }
+                    r.status()
+                };
+                match status {
+                    s if s.is_success() => {}
+                    // Refused in each protocol's way (npm 403, Docker 403 DENIED).
+                    StatusCode::FORBIDDEN => {
+                        refused[w].fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => panic!("writer {w}: unexpected {other}"),
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked_versions.lock().unwrap().len() < 10 || acked_blobs.lock().unwrap().len() < 10 {
+        assert!(Instant::now() < deadline, "the writers made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(refused.iter().all(|r| r.load(Ordering::SeqCst) == 0), "refused before the freeze");
+    expect(&s, Method::POST, "/read-only/freeze", Some(json!({"reason": "race"})), 200);
+    let versions_of = || -> std::collections::BTreeSet<String> {
+        let r = s.admin().request(Method::GET, "/repository/npm-race/race-pkg").send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().unwrap()["versions"].as_object().unwrap().keys().cloned().collect()
+    };
+    let at_freeze = versions_of();
+    // Every writer is refused a few times after the freeze answered.
+    let counts: Vec<usize> = refused.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+    while refused.iter().zip(&counts).any(|(r, c)| r.load(Ordering::SeqCst) < c + 3) {
+        assert!(Instant::now() < deadline, "the writers stopped trying");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.join().unwrap();
+    }
+    let at_end = versions_of();
+    assert_eq!(at_freeze, at_end, "versions appeared after the freeze answered");
+    let acked: std::collections::BTreeSet<String> = acked_versions.lock().unwrap().iter().cloned().collect();
+    assert!(acked.is_subset(&at_end), "acknowledged but missing: {:?}", acked.difference(&at_end).collect::<Vec<_>>());
+    for digest in acked_blobs.lock().unwrap().iter() {
+        let r = s.admin().request(Method::HEAD, &format!("/v2/docker-race/img/blobs/{digest}")).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "acknowledged blob {digest} is missing");
+    }
+    expect(&s, Method::POST, "/read-only/release", None, 200);
+}

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use base64::Engine;
 use common::{TestServer, ADMIN_PASSWORD};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -145,25 +144,7 @@ fn twine(s: &TestServer, repo: &str, files: &[PathBuf]) {
 
 /// A publish as npm sends it.
 fn npm_publish(s: &TestServer, name: &str, version: &str) {
-    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-    let pkg = json!({"name": name, "version": version}).to_string();
-    let mut h = tar::Header::new_gnu();
-    h.set_size(pkg.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "package/package.json", pkg.as_bytes()).unwrap();
-    let data = b.into_inner().unwrap().finish().unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let sri = format!("sha512-{}", b64.encode(sha2::Sha512::digest(&data)));
-    let sha1 = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&data));
-    let tag = if version.contains('-') { "beta" } else { "latest" };
-    let short = name.rsplit('/').next().unwrap();
-    let body = json!({
-        "_id": name, "name": name, "dist-tags": {tag: version},
-        "versions": {version: {"name": name, "version": version, "dist": {"integrity": sri, "shasum": sha1}}},
-        "_attachments": {format!("{short}-{version}.tgz"): {"content_type": "application/octet-stream", "data": b64.encode(&data), "length": data.len()}},
-    });
-    let r = s.admin().request(Method::PUT, &format!("/repository/npm-a/{}", name.replace('/', "%2f"))).json(&body).send().unwrap();
+    let r = s.admin().request(Method::PUT, &common::npm::publish_path("npm-a", name)).json(&common::npm::publish_body(name, version)).send().unwrap();
     assert!(r.status().is_success(), "{}", r.text().unwrap_or_default());
 }
 

@@ -5,6 +5,7 @@
 //! test binary that ends, or panics, never leaves a server behind.
 #![allow(dead_code)]
 
+pub mod npm;
 pub mod oci;
 pub mod s3;
 pub mod slapd;

@@ -89,7 +89,9 @@ impl DockerError {
             ManifestTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID"),
             TagImmutable(_) => (StatusCode::FORBIDDEN, "DENIED"),
             // Not a 5xx: clients retry those, and this lasts until an administrator acts.
-            QuotaExceeded(_) | ReadOnly(_) => (StatusCode::FORBIDDEN, "DENIED"),
+            // `Meta(ReadOnly)`: a commit refused inside its transaction, whichever way the
+            // caller wrapped it.
+            QuotaExceeded(_) | ReadOnly(_) | Meta(MetaError::ReadOnly(_)) => (StatusCode::FORBIDDEN, "DENIED"),
             // 405 is the spec's answer for a delete the registry will not do.
             BlobInUse { .. } | ManifestInUse { .. } => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             NoSpace(_) | Meta(MetaError::NoSpace) => (StatusCode::INSUFFICIENT_STORAGE, "UNKNOWN"),
@@ -107,6 +109,7 @@ impl DockerError {
                 "internal error".to_string()
             }
             DockerError::Meta(MetaError::NoSpace) => "insufficient storage: the metadata database is out of space".to_string(),
+            DockerError::Meta(MetaError::ReadOnly(m)) => m.clone(),
             DockerError::Meta(source) => {
                 tracing::error!(error = %source, "docker request failed");
                 "internal error".to_string()

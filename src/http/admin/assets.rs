@@ -42,7 +42,7 @@ async fn find(state: &AppState, id: &str) -> Result<(wharf_format::RepoRef, whar
     let (repo, path) = parse_asset_id(id).ok_or_else(|| AdminError::missing("asset", id))?;
     let r = state.registry.get(&repo).ok_or_else(|| AdminError::missing("asset", id))?;
     let format = state.format(&r.config.format).ok_or_else(|| AdminError::missing("asset", id))?;
-    let asset = state.meta.get(r.config.id, &path).await.map_err(|e| AdminError::Internal(Box::new(e)))?.ok_or_else(|| AdminError::missing("asset", id))?;
+    let asset = state.meta.get(r.config.id, &path).await?.ok_or_else(|| AdminError::missing("asset", id))?;
     let mut key = format.component_of(&asset).ok_or_else(|| AdminError::missing("asset", id))?;
     key.download_path = None;
     Ok((r, asset, key))

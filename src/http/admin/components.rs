@@ -30,7 +30,7 @@ fn parse_id(id: &str) -> Option<(String, String, String)> {
 async fn components_of(state: &AppState, repo: &str) -> Result<(wharf_format::RepoRef, BTreeMap<ComponentKey, Vec<Asset>>), AdminError> {
     let r = state.registry.get(repo).ok_or_else(|| AdminError::missing("repository", repo))?;
     let format = state.format(&r.config.format).ok_or_else(|| AdminError::NotFound(format!("format {} is not in this build", r.config.format)))?;
-    let assets = state.meta.list(r.config.id, ListQuery::default()).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let assets = state.meta.list(r.config.id, ListQuery::default()).await?;
     let mut out: BTreeMap<ComponentKey, Vec<Asset>> = BTreeMap::new();
     for a in assets {
         if let Some(mut key) = format.component_of(&a) {
@@ -170,7 +170,7 @@ pub(crate) fn deletion_refused(e: DeleteError) -> AdminError {
     match e {
         DeleteError::Unsupported(why) => AdminError::Invalid(ConfigError::new("id", why)),
         DeleteError::Changed(what) => AdminError::Invalid(ConfigError::new("id", format!("{what} changed while it was being deleted; try again"))),
-        DeleteError::Meta(wharf_format::MetaError::ReadOnly(m)) => AdminError::ReadOnly(m),
+        DeleteError::Meta(e) => e.into(),
         other => AdminError::Internal(Box::new(other)),
     }
 }
@@ -199,7 +199,7 @@ pub async fn yank(state: web::Data<AppState>, req: HttpRequest, id: web::Path<St
         writes.push(Write::Upsert { repo: r.config.id, asset });
     }
     let initiator = crate::webhooks::initiator_of(Some(&user), &crate::http::mount::client(&req));
-    crate::webhooks::with_initiator(initiator, state.meta.commit(vec![], writes)).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    crate::webhooks::with_initiator(initiator, state.meta.commit(vec![], writes)).await?;
     super::record(
         &state,
         &req,

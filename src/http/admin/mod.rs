@@ -63,6 +63,17 @@ impl From<wharf_format::IdentityError> for AdminError {
     }
 }
 
+/// A metadata write refused because a freeze came between the admin gate and the commit is
+/// read-only mode's answer, not an internal error.
+impl From<wharf_format::MetaError> for AdminError {
+    fn from(e: wharf_format::MetaError) -> Self {
+        match e {
+            wharf_format::MetaError::ReadOnly(m) => AdminError::ReadOnly(m),
+            other => AdminError::Internal(Box::new(other)),
+        }
+    }
+}
+
 impl From<DbError> for AdminError {
     fn from(e: DbError) -> Self {
         AdminError::Internal(Box::new(e))
