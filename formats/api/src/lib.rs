@@ -21,6 +21,7 @@ pub mod proxy;
 pub mod quota;
 pub mod repo;
 pub mod task;
+pub mod upload;
 pub mod upstream;
 
 pub use audit::{Audit, AuditEvent};
@@ -36,6 +37,7 @@ pub use meta::{backoff, Asset, Check, KeyedLocks, ListQuery, MetaError, MetaStor
 pub use proxy::{GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlight};
 pub use quota::{QuotaError, QuotaExceeded, Usage, UsageMeter};
 pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
+pub use upload::{ComponentUpload, UploadError, UploadedFile};
 pub use task::{flag_property, known_properties, name_or_all_property, FormatTask, Stop, TaskReport, TaskRun};
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds (civil-from-days; no calendar
