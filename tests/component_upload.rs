@@ -141,13 +141,8 @@ fn curl_uploads_a_wheel_and_an_sdist_and_pip_installs_the_release() {
     assert!(wheel["core-metadata"]["sha256"].is_string(), "{wheel}");
     let sd = files.iter().find(|f| f["filename"].as_str().unwrap().ends_with(".tar.gz")).unwrap();
     assert_eq!(sd["core-metadata"], json!(false), "a Metadata-Version 2.1 PKG-INFO names the release but is not served: {sd}");
-    let meta = Client::new()
-        .get(format!("{}.metadata", wheel["url"].as_str().unwrap()))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let meta =
+        Client::new().get(format!("{}.metadata", wheel["url"].as_str().unwrap())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().text().unwrap();
     assert!(meta.contains("Name: Wharf_Upload.Lib"), "{meta}");
 
     // Audited as the upload it is, and as a twine upload would be.
@@ -240,7 +235,11 @@ fn a_file_whose_name_disagrees_with_its_metadata_or_that_is_no_archive_is_refuse
 fn pack(dir: &Path, name: &str, version: &str) -> (PathBuf, Value) {
     let d = dir.join(name.replace('/', "_")).join(version);
     std::fs::create_dir_all(&d).unwrap();
-    std::fs::write(d.join("package.json"), json!({"name": name, "version": version, "main": "index.js", "description": "uploaded through the components API", "license": "MIT"}).to_string()).unwrap();
+    std::fs::write(
+        d.join("package.json"),
+        json!({"name": name, "version": version, "main": "index.js", "description": "uploaded through the components API", "license": "MIT"}).to_string(),
+    )
+    .unwrap();
     std::fs::write(d.join("index.js"), format!("module.exports = {:?};\n", format!("{name}@{version}"))).unwrap();
     let out = Command::new("npm").args(["pack", "--json"]).current_dir(&d).env("npm_config_cache", dir.join("npm-cache")).output().unwrap();
     let info: Value = serde_json::from_str(&ok(out)).unwrap();

@@ -37,8 +37,8 @@ pub use meta::{backoff, Asset, Check, KeyedLocks, ListQuery, MetaError, MetaStor
 pub use proxy::{GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlight};
 pub use quota::{QuotaError, QuotaExceeded, Usage, UsageMeter};
 pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
-pub use upload::{ComponentUpload, UploadError, UploadedFile};
 pub use task::{flag_property, known_properties, name_or_all_property, FormatTask, Stop, TaskReport, TaskRun};
+pub use upload::{ComponentUpload, UploadError, UploadedFile};
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds (civil-from-days; no calendar
 /// crate needed for one format).

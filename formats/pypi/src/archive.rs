@@ -222,5 +222,9 @@ mod tests {
         assert!(metadata_version_at_least_2_2(b"Metadata-Version: 2.10\n"));
         assert!(!metadata_version_at_least_2_2(b"Metadata-Version: 2.1\n"));
         assert!(!metadata_version_at_least_2_2(b"Name: x\n"));
+        // What names a release is read whatever its version; only what is served is filtered.
+        assert_eq!(servable(FileKind::SdistTarGz, b"Metadata-Version: 2.1\nName: x\n".to_vec()), None);
+        assert!(servable(FileKind::SdistZip, b"Metadata-Version: 2.2\nName: x\n".to_vec()).is_some());
+        assert!(servable(FileKind::Wheel, b"Metadata-Version: 2.1\nName: x\n".to_vec()).is_some());
     }
 }

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde_json::{json, Value};
-use wharf_format::{Action, Asset, ComponentKey, ComponentUpload, ConfigError, DeleteError, ListQuery, MetaStore, Mount, NewAsset, RepoCtx, UploadError, Write};
+use wharf_format::{
+    Action, Asset, ComponentKey, ComponentUpload, ConfigError, DeleteError, ListQuery, MetaStore, Mount, NewAsset, RepoCtx, UploadError, Write,
+};
 
 use super::{parse_json, require_admin, require_reader, AdminError};
 use crate::http::mount::{client, origin};
