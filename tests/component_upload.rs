@@ -431,3 +431,50 @@ fn read_only_mode_refuses_uploads() {
     // Released, the same upload goes through.
     assert_eq!(upload("npm-hosted", "npm.asset", &tgz).0, 204);
 }
+
+#[test]
+fn a_file_over_the_repository_limit_or_a_read_only_repository_is_refused() {
+    let _g = exclusive();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = admin(Method::POST, "/service/rest/v1/repositories/pypi/hosted")
+        .json(&json!({"name": "pypi-up-small", "storage": {"blobStoreName": "default", "writePolicy": "allow_once"}, "pypi": {"uploadMaxSize": 1}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    // A 2 MiB wheel (incompressible) against a 1 MiB limit.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
+    let out = Command::new("python3").arg(script).arg(tmp.path()).arg("wharf-upload-big").arg("1.0").env("WHARF_DIST_PAYLOAD", "2097152").output().unwrap();
+    let big = PathBuf::from(ok(out).lines().next().unwrap());
+    let (status, body) = upload("pypi-up-small", "pypi.asset", &big);
+    assert_eq!(status, 413, "{body}");
+    assert!(message(&body).contains("larger than this repository's limit of 1 MiB"), "{body}");
+    assert_eq!(components("pypi-up-small"), Vec::<String>::new());
+    assert_eq!(staged_files(), 0);
+    // A repository whose write policy is deny: as twine is told.
+    let r = admin(Method::POST, "/service/rest/v1/repositories/pypi/hosted")
+        .json(&json!({"name": "pypi-up-deny", "storage": {"blobStoreName": "default", "writePolicy": "deny"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let (small, _) = dist(&tmp.path().join("s"), "wharf-upload-deny", "1.0");
+    let (status, body) = upload("pypi-up-deny", "pypi.asset", &small);
+    assert_eq!((status, message(&body)), (403, "repository pypi-up-deny is read-only".to_string()), "{body}");
+}
+
+#[test]
+fn concurrent_npm_uploads_of_one_package_all_land() {
+    let _g = shared();
+    let tmp = tempfile::tempdir().unwrap();
+    let versions: Vec<String> = (1..=6).map(|i| format!("1.{i}.0")).collect();
+    let tarballs: Vec<PathBuf> = versions.iter().map(|v| pack(tmp.path(), "wharf-up-race", v).0).collect();
+    let threads: Vec<_> = tarballs.into_iter().map(|t| std::thread::spawn(move || upload("npm-hosted", "npm.asset", &t))).collect();
+    for t in threads {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 204, "{body}");
+    }
+    let doc = packument("wharf-up-race");
+    let mut got: Vec<&String> = doc["versions"].as_object().unwrap().keys().collect();
+    got.sort();
+    assert_eq!(got, versions.iter().collect::<Vec<_>>(), "every upload's version is in the document");
+    assert_eq!(doc["dist-tags"]["latest"], "1.6.0", "the highest, whatever order they landed in");
+}
