@@ -396,6 +396,8 @@ fn only_callers_who_may_write_to_the_repository_upload() {
     }
     let (status, body) = curl(None, "?repository=pypi-hosted", &file);
     assert_eq!(status, 401, "{body}");
+    let (status, body) = curl(None, "?repository=nowhere", &file);
+    assert_eq!(status, 401, "whether a repository is there is not told to anonymous callers: {body}");
     let (status, body) = curl(Some(("up-stranger", "upload-password")), "?repository=pypi-hosted", &file);
     assert_eq!(status, 404, "a repository the caller may not see is not there for them: {body}");
     let (status, body) = curl(Some(("up-reader", "upload-password")), "?repository=pypi-hosted", &file);

@@ -141,13 +141,15 @@ pub struct UploadParams {
 pub async fn upload(state: web::Data<AppState>, req: HttpRequest, q: web::Query<UploadParams>, body: web::Payload) -> Result<HttpResponse, AdminError> {
     let name = q.repository.as_deref().filter(|n| !n.is_empty()).ok_or(AdminError::ParameterRequired("repository"))?;
     let principal = state.auth.principal(&req).await;
-    let r = state.registry.get(name).ok_or_else(|| AdminError::missing("repository", name))?;
     // As everywhere in the admin API, a repository the caller may not even see is not there
-    // for them; one they may read but not write to gets the format's refusal (403).
-    let may = |a| principal.access.allows(&r.config, a, "*");
-    if !may(Action::Read) && !may(Action::Write) {
-        return Err(if principal.user.is_none() { AdminError::Unauthenticated } else { AdminError::missing("repository", name) });
-    }
+    // for them (and an anonymous caller is asked to sign in, whether it is there or not); one
+    // they may read but not write to gets the format's refusal (403).
+    let visible = state.registry.get(name).filter(|r| [Action::Read, Action::Write].iter().any(|a| principal.access.allows(&r.config, *a, "*")));
+    let r = match visible {
+        Some(r) => r,
+        None if principal.user.is_none() => return Err(AdminError::Unauthenticated),
+        None => return Err(AdminError::missing("repository", name)),
+    };
     if !r.config.online {
         return Err(ConfigError::new("repository", "Repository offline").into());
     }
