@@ -203,6 +203,14 @@ pub trait Repo: Send + Sync {
         Ok(Vec::new())
     }
 
+    /// Takes one component uploaded through Nexus's components API (`POST
+    /// /service/rest/v1/components?repository=...`, see [`crate::upload`]) the way the format's
+    /// own clients publish it: the same rights, checks, duplicate rule, quota and events.
+    /// Returns the component stored. Repositories that take none keep this default.
+    async fn upload_component(&self, ctx: RepoCtx, _upload: crate::upload::ComponentUpload) -> Result<ComponentKey, crate::upload::UploadError> {
+        Err(crate::upload::unsupported(&ctx.repo))
+    }
+
     /// [`Repo::delete_component`] for a cleanup run: the same, except that a version pinned
     /// ([`Repo::pinned_versions`]) by the time of the delete is left alone
     /// ([`crate::lifecycle::DeleteError::Pinned`]), however recently it became so.

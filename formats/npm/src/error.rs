@@ -63,6 +63,25 @@ impl NpmError {
     }
 }
 
+/// A refusal of the components API's upload: the status and message npm publish would get
+/// for the same tarball (a version already there is a 403, as for npm).
+impl From<NpmError> for wharf_format::UploadError {
+    fn from(e: NpmError) -> Self {
+        use wharf_format::UploadError;
+        match e {
+            NpmError::BadRequest(m) => UploadError::invalid("npm.asset", m),
+            NpmError::Unauthorized => UploadError::Unauthenticated,
+            NpmError::Forbidden(m) => UploadError::Forbidden(m),
+            NpmError::Conflict(m) => UploadError::Conflict(m),
+            NpmError::TooLarge(m) => UploadError::TooLarge(m),
+            NpmError::QuotaExceeded(q) => UploadError::QuotaExceeded(q),
+            NpmError::NoSpace(_) => UploadError::NoSpace,
+            NpmError::ReadOnly(m) => UploadError::ReadOnly(m),
+            other => UploadError::Internal(Box::new(other)),
+        }
+    }
+}
+
 impl From<MetaError> for NpmError {
     fn from(e: MetaError) -> Self {
         match e {

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use wharf_format::{
-    backoff, now_millis, Action, Asset, AuditEvent, Check, ComponentKey, DeleteError, Digest, FormatEnv, KeyedLocks, ListQuery, NewAsset, Repo, RepoConfig,
-    RepoCtx, Staged, Write, WritePolicy, CONTENTION_DEADLINE,
+    backoff, now_millis, Action, Asset, AuditEvent, Check, ComponentKey, ComponentUpload, DeleteError, Digest, FormatEnv, KeyedLocks, ListQuery, NewAsset,
+    Repo, RepoConfig, RepoCtx, Staged, UploadError, UploadedFile, Write, WritePolicy, CONTENTION_DEADLINE,
 };
 
 use crate::attachment;
@@ -81,6 +81,10 @@ impl Repo for Hosted {
 
     async fn describe_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Value, wharf_format::DescribeError> {
         crate::describe::describe(&self.env, self.cfg.id, component, assets).await
+    }
+
+    async fn upload_component(&self, ctx: RepoCtx, upload: ComponentUpload) -> std::result::Result<ComponentKey, UploadError> {
+        self.upload_tarball(&ctx, upload).await
     }
 
     /// What the dist-tags name, as clients see the document (a tag naming a version whose
@@ -329,14 +333,8 @@ impl Hosted {
         if shasum.is_some_and(|s| !s.eq_ignore_ascii_case(&sha1)) {
             return Err(NpmError::BadRequest(format!("dist.shasum {} does not match the tarball ({sha1})", shasum.unwrap_or_default())));
         }
-        let (path, compressed) = (staged.path().to_path_buf(), staged.size());
-        let pkg = tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&path).map_err(|e| tarball::TarballError::Unreadable(e.to_string()))?;
-            tarball::package_json(std::io::BufReader::new(file), compressed)
-        })
-        .await
-        .map_err(|e| NpmError::Internal(Box::new(e)))?
-        .map_err(|e| NpmError::BadRequest(e.to_string()))?;
+        let compressed = staged.size();
+        let pkg = staged_package_json(&staged, false).await?.0;
         if pkg.get("name").and_then(Value::as_str) != Some(name) || pkg.get("version").and_then(Value::as_str) != Some(version) {
             return Err(NpmError::BadRequest(format!(
                 "the tarball's package.json says {}@{}, the publish {name}@{version}",
@@ -371,6 +369,53 @@ impl Hosted {
             }
             None => None,
         };
+        let new = NewVersion { name, version, manifest, sent: &body, tags: Tags::Sent, digest, size, sri, sha1, provenance, attestation };
+        self.commit_version(ctx, new).await?;
+        Ok(HttpResponse::Ok().json(json!({"ok": true, "id": name, "success": true})))
+    }
+
+    /// `POST /service/rest/v1/components` with `npm.asset`: the tarball alone, so the name,
+    /// version and manifest are its `package/package.json`'s, and the version goes into the
+    /// document as a publish's does (same checks, compare-and-swap, duplicate rule and events).
+    /// `latest` moves to it only if it is the highest version (a migration uploads old
+    /// versions too; `npm publish` would move it to each).
+    async fn upload_tarball(&self, ctx: &RepoCtx, upload: ComponentUpload) -> std::result::Result<ComponentKey, UploadError> {
+        self.writable(ctx, Action::Write, "*")?;
+        self.env.usage.check_write(&self.cfg).await.map_err(NpmError::from)?;
+        let limit = self.settings.upload_max_bytes as u64;
+        let UploadedFile { filename, staged } = upload.single_asset(&self.env.blobs, limit).await?;
+        let invalid = |m: String| UploadError::invalid(ASSET_FIELD, format!("{filename}: {m}"));
+        let (pkg, sums) = match staged_package_json(&staged, true).await {
+            Ok(r) => r,
+            Err(NpmError::BadRequest(m)) => return Err(invalid(m)),
+            Err(e) => return Err(e.into()),
+        };
+        let (sri, sha1) = sums.expect("asked for checksums");
+        let field = |k: &str| pkg.get(k).and_then(Value::as_str).unwrap_or_default();
+        let (name, version) = (field("name"), field("version"));
+        if !valid_name(name) {
+            return Err(invalid(format!("its package.json names no valid package ({name:?})")));
+        }
+        if !valid_version(version) {
+            return Err(invalid(format!("its package.json has no valid version ({version:?})")));
+        }
+        self.writable(ctx, Action::Write, name)?;
+        self.env.usage.check_write(&self.cfg).await.map_err(NpmError::from)?;
+        let size = staged.size() as i64;
+        let digest = staged.publish().await.map_err(NpmError::from)?;
+        let new = NewVersion { name, version, manifest: &pkg, sent: &pkg, tags: Tags::IfHighest, digest, size, sri, sha1, provenance: None, attestation: None };
+        self.commit_version(ctx, new).await?;
+        let key = ComponentKey { group: None, name: name.to_string(), version: version.to_string(), download_path: None };
+        Ok(match name.split_once('/') {
+            Some((scope, short)) => ComponentKey { group: Some(scope.to_string()), name: short.to_string(), ..key },
+            None => key,
+        })
+    }
+
+    /// Adds a checked version, its tarball already a blob, to the package's document with a
+    /// compare-and-swap (retried while others change the document), and reports it.
+    async fn commit_version(&self, ctx: &RepoCtx, new: NewVersion<'_>) -> Result<()> {
+        let NewVersion { name, version, manifest, sent: body, tags, digest, size, sri, sha1, provenance, attestation } = new;
         let file = tarball_file(name, version);
         let repo = self.cfg.id;
         let email = self.env.identity.email_of(&ctx.principal).await;
@@ -422,9 +467,19 @@ impl Hosted {
                     doc[k] = v.clone();
                 }
             }
-            for (tag, v) in body.get("dist-tags").and_then(Value::as_object).into_iter().flatten() {
-                if v.as_str().is_some_and(|v| doc["versions"].get(v).is_some()) {
-                    doc["dist-tags"][tag] = v.clone();
+            match tags {
+                Tags::Sent => {
+                    for (tag, v) in body.get("dist-tags").and_then(Value::as_object).into_iter().flatten() {
+                        if v.as_str().is_some_and(|v| doc["versions"].get(v).is_some()) {
+                            doc["dist-tags"][tag] = v.clone();
+                        }
+                    }
+                }
+                Tags::IfHighest => {
+                    let versions: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+                    if crate::version::fallback_latest(versions.iter().map(String::as_str)) == Some(version) {
+                        doc["dist-tags"]["latest"] = json!(version);
+                    }
                 }
             }
             if doc["dist-tags"].get("latest").is_none() {
@@ -456,7 +511,7 @@ impl Hosted {
             match store::save(&self.env, repo, name, cur.as_ref(), doc, checks, writes).await? {
                 Saved::Done => {
                     self.env.audit.record(AuditEvent::of(ctx, "npm.publish", format!("{name}@{version}")));
-                    return Ok(HttpResponse::Ok().json(json!({"ok": true, "id": name, "success": true})));
+                    return Ok(());
                 }
                 Saved::Conflict => contention.wait(name).await?,
                 Saved::CheckFailed(_) => return Err(cannot_republish(name, version)),
@@ -800,6 +855,56 @@ impl Hosted {
         self.env.audit.record(event);
         Ok(HttpResponse::Ok().json(json!({"ok": true})))
     }
+}
+
+/// The components API's form field for the tarball (Nexus's name).
+const ASSET_FIELD: &str = "npm.asset";
+
+/// A version checked, its tarball published, ready to go into the package's document: from
+/// npm publish, or from the components API (then the manifest is the tarball's package.json).
+struct NewVersion<'a> {
+    name: &'a str,
+    version: &'a str,
+    manifest: &'a Value,
+    /// What the package-level fields (description, maintainers, keywords, ...) and, with
+    /// [`Tags::Sent`], the dist-tags come from.
+    sent: &'a Value,
+    tags: Tags,
+    digest: Digest,
+    size: i64,
+    /// `sha512-<base64>` and hex sha1 of the tarball.
+    sri: String,
+    sha1: String,
+    provenance: Option<provenance::Provenance>,
+    attestation: Option<NewAsset>,
+}
+
+/// Where the dist-tags go when a version is added.
+enum Tags {
+    /// As the publish says (npm publish sends `latest`, or its `--tag`).
+    Sent,
+    /// `latest` moves to the new version only if it is the highest (see
+    /// [`crate::version::fallback_latest`]).
+    IfHighest,
+}
+
+/// The staged tarball's package.json and, if asked, its sha512 (SRI) and sha1, in one pass
+/// off the worker thread. A refused tarball is a `BadRequest` saying why.
+async fn staged_package_json(staged: &Staged<'_>, checksums: bool) -> Result<(Value, Option<(String, String)>)> {
+    let (path, compressed) = (staged.path().to_path_buf(), staged.size());
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<std::result::Result<_, tarball::TarballError>> {
+        let file = std::fs::File::open(&path)?;
+        let pkg = match tarball::package_json(std::io::BufReader::new(file), compressed) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        let sums = if checksums { Some(tarball::checksums_of(&path)?) } else { None };
+        Ok(Ok((pkg, sums)))
+    })
+    .await
+    .map_err(|e| NpmError::Internal(Box::new(e)))?
+    .map_err(|e| NpmError::Internal(Box::new(e)))?;
+    read.map_err(|e| NpmError::BadRequest(e.to_string()))
 }
 
 fn scan_error(e: attachment::ScanError) -> NpmError {

@@ -54,6 +54,25 @@ pub fn package_json(tgz: impl Read, compressed: u64) -> Result<serde_json::Value
     serde_json::from_slice(&buf).map_err(|e| TarballError::BadJson(e.to_string()))
 }
 
+/// The `sha512-<base64>` integrity and hex sha1 of a tarball on disk, as npm states them
+/// (what a publish body's scanner computes while decoding, for a tarball that came without).
+pub fn checksums_of(path: &std::path::Path) -> std::io::Result<(String, String)> {
+    use base64::Engine;
+    use sha2::Digest as _;
+    let mut f = std::fs::File::open(path)?;
+    let (mut sha512, mut sha1) = (sha2::Sha512::new(), sha1::Sha1::new());
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        sha512.update(&buf[..n]);
+        sha1.update(&buf[..n]);
+    }
+    Ok((format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(sha512.finalize())), hex::encode(sha1.finalize())))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +94,16 @@ mod tests {
 
     fn pj(tgz: &[u8]) -> Result<serde_json::Value, TarballError> {
         package_json(tgz, tgz.len() as u64)
+    }
+
+    #[test]
+    fn checksums_of_a_file_are_those_of_its_bytes() {
+        let data = tgz(&[("package/package.json", br#"{"name":"a","version":"1.0.0"}"#)]);
+        let path = std::env::temp_dir().join(format!("wharf-npm-sums-{}.tgz", std::process::id()));
+        std::fs::write(&path, &data).unwrap();
+        let sums = checksums_of(&path);
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(sums.unwrap(), crate::model::checksums(&data));
     }
 
     #[test]

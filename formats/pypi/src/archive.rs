@@ -56,14 +56,26 @@ fn read_limited(r: impl Read, what: &str) -> Result<Vec<u8>, ArchiveError> {
 /// The core metadata of a distribution file, if it has one worth serving: always for wheels,
 /// for sdists only from Metadata 2.2 on (before that PKG-INFO may not be reliable).
 pub fn core_metadata(path: &Path, kind: FileKind) -> Result<Option<Vec<u8>>, ArchiveError> {
+    Ok(metadata(path, kind)?.and_then(|m| servable(kind, m)))
+}
+
+/// The metadata file a distribution carries, whatever its version: a wheel's
+/// `*.dist-info/METADATA`, an sdist's `PKG-INFO`. Even an old PKG-INFO names its project and
+/// version, which is what an upload without form fields (the components API) goes by.
+pub fn metadata(path: &Path, kind: FileKind) -> Result<Option<Vec<u8>>, ArchiveError> {
     match kind {
         FileKind::Wheel => zip_member(path, |n| {
             let mut parts = n.split('/');
             matches!((parts.next(), parts.next(), parts.next()), (Some(d), Some("METADATA"), None) if d.ends_with(".dist-info"))
         }),
-        FileKind::SdistZip => Ok(zip_member(path, is_pkg_info)?.filter(|m| metadata_version_at_least_2_2(m))),
-        FileKind::SdistTarGz => Ok(tar_member(path)?.filter(|m| metadata_version_at_least_2_2(m))),
+        FileKind::SdistZip => zip_member(path, is_pkg_info),
+        FileKind::SdistTarGz => tar_member(path),
     }
+}
+
+/// What of [`metadata`] is served as core metadata (PEP 658): see [`core_metadata`].
+pub fn servable(kind: FileKind, metadata: Vec<u8>) -> Option<Vec<u8>> {
+    (kind == FileKind::Wheel || metadata_version_at_least_2_2(&metadata)).then_some(metadata)
 }
 
 fn is_pkg_info(name: &str) -> bool {
@@ -210,5 +222,9 @@ mod tests {
         assert!(metadata_version_at_least_2_2(b"Metadata-Version: 2.10\n"));
         assert!(!metadata_version_at_least_2_2(b"Metadata-Version: 2.1\n"));
         assert!(!metadata_version_at_least_2_2(b"Name: x\n"));
+        // What names a release is read whatever its version; only what is served is filtered.
+        assert_eq!(servable(FileKind::SdistTarGz, b"Metadata-Version: 2.1\nName: x\n".to_vec()), None);
+        assert!(servable(FileKind::SdistZip, b"Metadata-Version: 2.2\nName: x\n".to_vec()).is_some());
+        assert!(servable(FileKind::Wheel, b"Metadata-Version: 2.1\nName: x\n".to_vec()).is_some());
     }
 }

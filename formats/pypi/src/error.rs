@@ -93,6 +93,25 @@ fn reason_phrase(message: &str, fallback: &'static str) -> &'static str {
     p
 }
 
+/// A refusal of the components API's upload: the status and message twine would get for the
+/// same file (a file already there is a 400 "File already exists", as for twine).
+impl From<PypiError> for wharf_format::UploadError {
+    fn from(e: PypiError) -> Self {
+        use wharf_format::UploadError;
+        match e {
+            PypiError::BadRequest(_) | PypiError::FileExists(_) => UploadError::invalid("pypi.asset", e.to_string()),
+            PypiError::Unauthorized => UploadError::Unauthenticated,
+            PypiError::Forbidden(m) => UploadError::Forbidden(m),
+            PypiError::TooLarge(m) => UploadError::TooLarge(m),
+            PypiError::QuotaExceeded(q) => UploadError::QuotaExceeded(q),
+            PypiError::NoSpace(_) => UploadError::NoSpace,
+            PypiError::Frozen(m) => UploadError::ReadOnly(m),
+            PypiError::ReadOnly(m) => UploadError::Unsupported(m),
+            other => UploadError::Internal(Box::new(other)),
+        }
+    }
+}
+
 impl From<QuotaError> for PypiError {
     fn from(e: QuotaError) -> Self {
         match e {

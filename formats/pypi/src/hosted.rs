@@ -10,8 +10,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use serde_json::{json, Value};
 use wharf_format::{
-    now_millis, Action, Asset, AuditEvent, Check, ComponentKey, DeleteError, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo, RepoConfig, RepoCtx,
-    Staged, Write, WritePolicy,
+    now_millis, Action, Asset, AuditEvent, Check, ComponentKey, ComponentUpload, DeleteError, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo,
+    RepoConfig, RepoCtx, Staged, UploadError, UploadedFile, Write, WritePolicy,
 };
 
 use crate::archive;
@@ -37,6 +37,8 @@ const MAX_FORM_TEXT: usize = 16 << 20;
 const KEPT_FIELDS: &[&str] = &[":action", "name", "version", "sha256_digest", "md5_digest", "filetype", "requires_python", "summary", "blake2_256_digest"];
 /// A summary is one line (core metadata's rule); what is kept of a longer one.
 const MAX_SUMMARY: usize = 512;
+/// The components API's form field for the file (Nexus's name).
+const ASSET_FIELD: &str = "pypi.asset";
 
 pub struct Hosted {
     cfg: Arc<RepoConfig>,
@@ -64,6 +66,27 @@ impl Repo for Hosted {
     async fn describe_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Value, wharf_format::DescribeError> {
         crate::describe::describe(&*self.env.meta, &self.env.blobs, self.cfg.id, component, assets).await
     }
+
+    async fn upload_component(&self, ctx: RepoCtx, upload: ComponentUpload) -> std::result::Result<ComponentKey, UploadError> {
+        self.upload_asset(&ctx, upload).await
+    }
+}
+
+/// A distribution file checked and staged, ready to be stored: from a twine upload (its form
+/// fields checked against the file) or from the components API (the file's own metadata).
+struct NewFile<'a> {
+    /// The project's name as the upload spells it.
+    name: &'a str,
+    version: &'a str,
+    filename: &'a str,
+    kind: FileKind,
+    staged: Staged<'a>,
+    requires_python: Option<&'a str>,
+    summary: Option<&'a str>,
+    /// Digests other than sha256 that were checked (twine's md5 and blake2).
+    checksum: serde_json::Map<String, Value>,
+    /// The core metadata to serve (PEP 658), checked to name this project and version.
+    core_metadata: Option<Vec<u8>>,
 }
 
 /// Deletes a release's files with their PEP 658 metadata, and (`marker`, hosted) the project's
@@ -126,13 +149,19 @@ impl Hosted {
 
     // ---- upload ------------------------------------------------------------------------------
 
-    async fn upload(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+    /// What every upload checks before its file is read: write rights, the write policy, the
+    /// quota (checked again before the file is published).
+    async fn may_upload(&self, ctx: &RepoCtx) -> Result<()> {
         self.authorize(ctx, Action::Write, "*")?;
         if self.cfg.write_policy == WritePolicy::Deny {
             return Err(PypiError::Forbidden(format!("repository {} is read-only", self.cfg.name)));
         }
-        // Refused before the file is read; checked again before it is published.
         self.env.usage.check_write(&self.cfg).await?;
+        Ok(())
+    }
+
+    async fn upload(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
+        self.may_upload(ctx).await?;
         let mut form = actix_multipart::Multipart::new(req.headers(), body);
         let mut fields: HashMap<String, String> = HashMap::new();
         let mut file: Option<(String, Staged<'_>)> = None;
@@ -207,7 +236,7 @@ impl Hosted {
             return Err(PypiError::BadRequest(format!("invalid project name {name:?}")));
         }
         let (filename, staged) = file.ok_or_else(|| PypiError::BadRequest("no file was uploaded (content field)".into()))?;
-        let (digest, size) = (staged.digest().clone(), staged.size());
+        let digest = staged.digest().clone();
         let kind = check_filename(&filename, name, version).map_err(PypiError::BadRequest)?;
         if let Some(expected) = field("sha256_digest") {
             if !expected.eq_ignore_ascii_case(digest.hex()) {
@@ -240,6 +269,70 @@ impl Hosted {
         let normalized = normalize(name);
         self.authorize(ctx, Action::Write, &normalized)?;
         let core_metadata = self.core_metadata(&filename, staged.path(), kind, &normalized, version).await?;
+        let file = NewFile {
+            name,
+            version,
+            filename: &filename,
+            kind,
+            staged,
+            requires_python: field("requires_python"),
+            summary: field("summary"),
+            checksum,
+            core_metadata,
+        };
+        self.commit_file(ctx, file).await?;
+        Ok(HttpResponse::Ok().content_type("text/plain").body("OK\n"))
+    }
+
+    /// `POST /service/rest/v1/components` with `pypi.asset`: no form fields, so the project and
+    /// version are the file's own metadata's (a wheel's METADATA, an sdist's PKG-INFO), and the
+    /// file's name must agree with them; then it is stored as a twine upload is.
+    async fn upload_asset(&self, ctx: &RepoCtx, upload: ComponentUpload) -> std::result::Result<ComponentKey, UploadError> {
+        self.may_upload(ctx).await?;
+        let UploadedFile { filename, staged } = upload.single_asset(&self.env.blobs, self.settings.upload_max_bytes).await?;
+        let invalid = |m: String| UploadError::invalid(ASSET_FIELD, m);
+        let Some((kind, _)) = FileKind::of(&filename) else {
+            return Err(invalid(format!("{filename}: only wheels (.whl) and source distributions (.tar.gz, .zip) are accepted")));
+        };
+        let path = staged.path().to_path_buf();
+        let read = tokio::task::spawn_blocking(move || archive::metadata(&path, kind)).await.map_err(|e| UploadError::Internal(Box::new(e)))?;
+        let raw = read.map_err(|e| invalid(format!("{filename}: {e}")))?.ok_or_else(|| {
+            let member = if kind == FileKind::Wheel { "*.dist-info/METADATA" } else { "PKG-INFO" };
+            invalid(format!("{filename} has no core metadata ({member})"))
+        })?;
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let meta = |k: &str| archive::field(&text, k).filter(|v| !v.is_empty());
+        let name = meta("Name").ok_or_else(|| invalid(format!("{filename}: its metadata has no Name")))?;
+        let version = meta("Version").ok_or_else(|| invalid(format!("{filename}: its metadata has no Version")))?;
+        if !valid_project_name(name) {
+            return Err(invalid(format!("{filename}: invalid project name {name:?}")));
+        }
+        check_filename(&filename, name, version).map_err(invalid)?;
+        let normalized = normalize(name);
+        self.authorize(ctx, Action::Write, &normalized)?;
+        let file = NewFile {
+            name,
+            version,
+            filename: &filename,
+            kind,
+            staged,
+            requires_python: meta("Requires-Python"),
+            summary: meta("Summary"),
+            checksum: serde_json::Map::new(),
+            core_metadata: archive::servable(kind, raw),
+        };
+        self.commit_file(ctx, file).await?;
+        Ok(ComponentKey { group: None, name: normalized, version: version.to_string(), download_path: None })
+    }
+
+    /// Stores a checked file: refused if the write policy keeps the one already there, or over
+    /// the quota; else published with its metadata and the project marker in one commit, and
+    /// reported (audit; webhooks hear of the commit).
+    async fn commit_file(&self, ctx: &RepoCtx, file: NewFile<'_>) -> Result<()> {
+        let NewFile { name, version, filename, kind, staged, requires_python, summary, checksum, core_metadata } = file;
+        let filename = filename.to_string();
+        let (digest, size) = (staged.digest().clone(), staged.size());
+        let normalized = normalize(name);
         let repo = self.cfg.id;
         let path = file_path(&normalized, &filename);
         let checks = match self.cfg.write_policy {
@@ -287,9 +380,9 @@ impl Hosted {
                 "name": name,
                 "version": version,
                 "filetype": kind.packagetype(),
-                "requires_python": field("requires_python"),
+                "requires_python": requires_python,
                 "upload_time": now_millis(),
-                "summary": field("summary").map(|s| wharf_format::describe::cut(s, MAX_SUMMARY).0),
+                "summary": summary.map(|s| wharf_format::describe::cut(s, MAX_SUMMARY).0),
                 "uploader": ctx.principal.user,
                 "uploader_ip": ctx.client,
                 "checksum": checksum,
@@ -314,7 +407,7 @@ impl Hosted {
         let mut event = AuditEvent::of(ctx, "pypi.upload", filename.clone());
         event.detail = json!({ "project": normalized, "version": version, "sha256": digest.hex() });
         self.env.audit.record(event);
-        Ok(HttpResponse::Ok().content_type("text/plain").body("OK\n"))
+        Ok(())
     }
 
     /// Reads the file's core metadata (PEP 658) under limits and checks it names this project

@@ -50,6 +50,17 @@ impl FileKind {
             _ => "sdist",
         }
     }
+
+    /// The kind a file name says, and the name without its extension.
+    pub fn of(filename: &str) -> Option<(FileKind, &str)> {
+        if let Some(s) = filename.strip_suffix(".whl") {
+            Some((FileKind::Wheel, s))
+        } else if let Some(s) = filename.strip_suffix(".tar.gz") {
+            Some((FileKind::SdistTarGz, s))
+        } else {
+            filename.strip_suffix(".zip").map(|s| (FileKind::SdistZip, s))
+        }
+    }
 }
 
 /// Checks an uploaded file's name: a wheel or an sdist of `name` at `version`, nothing that
@@ -58,13 +69,7 @@ pub fn check_filename(filename: &str, name: &str, version: &str) -> Result<FileK
     if !safe_filename(filename) {
         return Err(format!("invalid file name {filename:?}"));
     }
-    let (kind, stem) = if let Some(s) = filename.strip_suffix(".whl") {
-        (FileKind::Wheel, s)
-    } else if let Some(s) = filename.strip_suffix(".tar.gz") {
-        (FileKind::SdistTarGz, s)
-    } else if let Some(s) = filename.strip_suffix(".zip") {
-        (FileKind::SdistZip, s)
-    } else {
+    let Some((kind, stem)) = FileKind::of(filename) else {
         return Err(format!("{filename}: only wheels (.whl) and source distributions (.tar.gz, .zip) are accepted"));
     };
     let (file_project, file_version) = match kind {

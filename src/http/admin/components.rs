@@ -1,16 +1,19 @@
 //! Nexus's components API (`/service/rest/v1/components`): a repository's content grouped the
-//! way its format says (`Format::component_of`), listed, fetched and deleted; plus wharf's
-//! yank endpoint for formats that know yanking (PyPI, PEP 592).
+//! way its format says (`Format::component_of`), listed, fetched, uploaded (by the format,
+//! `Repo::upload_component`) and deleted; plus wharf's yank endpoint for formats that know
+//! yanking (PyPI, PEP 592).
 
 use std::collections::BTreeMap;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde_json::{json, Value};
-use wharf_format::{Asset, ComponentKey, ConfigError, DeleteError, ListQuery, MetaStore, NewAsset, Write};
+use wharf_format::{
+    Action, Asset, ComponentKey, ComponentUpload, ConfigError, DeleteError, ListQuery, MetaStore, Mount, NewAsset, RepoCtx, UploadError, Write,
+};
 
 use super::{parse_json, require_admin, require_reader, AdminError};
-use crate::http::mount::origin;
+use crate::http::mount::{client, origin};
 use crate::state::AppState;
 
 const PAGE: usize = 100;
@@ -133,6 +136,80 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, q: web::Query<Li
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({ "items": items, "continuationToken": next })))
+}
+
+#[derive(serde::Deserialize)]
+pub struct UploadParams {
+    repository: Option<String>,
+}
+
+/// `POST ...?repository=<name>` with a multipart form (`-F "pypi.asset=@pkg.whl"`, `-F
+/// "npm.asset=@pkg.tgz"`): the repository's format takes the file as its own clients' upload
+/// (`Repo::upload_component`), rights included: the caller needs write rights on the
+/// repository, not administrator rights. 204 on success, as Nexus answers.
+pub async fn upload(state: web::Data<AppState>, req: HttpRequest, q: web::Query<UploadParams>, body: web::Payload) -> Result<HttpResponse, AdminError> {
+    let name = q.repository.as_deref().filter(|n| !n.is_empty()).ok_or(AdminError::ParameterRequired("repository"))?;
+    let principal = state.auth.principal(&req).await;
+    // As everywhere in the admin API, a repository the caller may not even see is not there
+    // for them (and an anonymous caller is asked to sign in, whether it is there or not); one
+    // they may read but not write to gets the format's refusal (403).
+    let visible = state.registry.get(name).filter(|r| [Action::Read, Action::Write].iter().any(|a| principal.access.allows(&r.config, *a, "*")));
+    let r = match visible {
+        Some(r) => r,
+        None if principal.user.is_none() => return Err(AdminError::Unauthenticated),
+        None => return Err(AdminError::missing("repository", name)),
+    };
+    if !r.config.online {
+        return Err(ConfigError::new("repository", "Repository offline").into());
+    }
+    let (origin, client) = (origin(&req), client(&req));
+    let initiator = crate::webhooks::initiator_of(principal.user.as_deref(), &client);
+    let actor = principal.user.clone();
+    let ctx = RepoCtx {
+        repo: r.config.clone(),
+        path: "/".into(),
+        query: String::new(),
+        mount: Mount::Prefix { prefix: format!("/repository/{name}") },
+        principal,
+        token_realm: format!("{origin}/v2/token"),
+        token_service: state.auth.tokens.service().to_string(),
+        origin,
+        client: client.clone(),
+    };
+    let form = ComponentUpload::new(&r.config.format, req.headers(), body);
+    // What the upload changes, webhooks hear of as this caller's doing.
+    let key = crate::webhooks::with_initiator(initiator, r.repo.upload_component(ctx, form)).await.map_err(upload_refused)?;
+    let object = match &key.group {
+        Some(g) => format!("{g}/{}@{}", key.name, key.version),
+        None => format!("{}@{}", key.name, key.version),
+    };
+    use wharf_format::Audit;
+    state.audit.record(wharf_format::AuditEvent {
+        actor,
+        address: Some(client),
+        action: "component.upload".into(),
+        repository: Some(r.config.name.clone()),
+        object: Some(object),
+        detail: serde_json::Value::Null,
+    });
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The one mapping of a format's upload refusal to the admin API's answer: Nexus's 400
+/// validation shape for what is wrong with the form or the file.
+fn upload_refused(e: UploadError) -> AdminError {
+    match e {
+        UploadError::Unsupported(m) => AdminError::Invalid(ConfigError::new("repository", m)),
+        UploadError::Invalid { field, message } => AdminError::Invalid(ConfigError::new(field, message)),
+        UploadError::Unauthenticated => AdminError::Unauthenticated,
+        UploadError::Forbidden(m) => AdminError::Refused(m),
+        e @ UploadError::QuotaExceeded(_) => AdminError::Refused(e.to_string()),
+        UploadError::Conflict(m) => AdminError::Conflict(m),
+        UploadError::TooLarge(m) => AdminError::TooLarge(m),
+        UploadError::ReadOnly(m) => AdminError::ReadOnly(m),
+        e @ UploadError::NoSpace => AdminError::NoSpace(e.to_string()),
+        e @ UploadError::Internal(_) => AdminError::Internal(Box::new(e)),
+    }
 }
 
 async fn find(state: &AppState, id: &str) -> Result<(wharf_format::RepoRef, ComponentKey, Vec<Asset>), AdminError> {

@@ -36,6 +36,16 @@ pub enum AdminError {
     /// The caller is known, but their credential may not do this.
     #[error("{0}")]
     NotAllowed(&'static str),
+    /// The caller may not do this here, or the target refuses it; the message says which.
+    #[error("{0}")]
+    Refused(String),
+    /// A required query parameter is missing (Nexus answers 422 for these).
+    #[error("parameter '{0}' is required")]
+    ParameterRequired(&'static str),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    NoSpace(String),
     #[error("{0}")]
     NotFound(String),
     /// A named thing that is not there (`kind` as in `repository`, `blob store`): clients
@@ -89,7 +99,10 @@ impl AdminError {
     fn code(&self) -> &'static str {
         match self {
             AdminError::Unauthenticated => "unauthenticated",
-            AdminError::Forbidden | AdminError::NotAllowed(_) => "forbidden",
+            AdminError::Forbidden | AdminError::NotAllowed(_) | AdminError::Refused(_) => "forbidden",
+            AdminError::ParameterRequired(_) => "required",
+            AdminError::TooLarge(_) => "too_large",
+            AdminError::NoSpace(_) => "no_space",
             AdminError::NotFound(_) | AdminError::Missing { .. } => "not_found",
             AdminError::Conflict(_) => "conflict",
             AdminError::Invalid(e) => e.code,
@@ -103,7 +116,10 @@ impl ResponseError for AdminError {
     fn status_code(&self) -> StatusCode {
         match self {
             AdminError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            AdminError::Forbidden | AdminError::NotAllowed(_) => StatusCode::FORBIDDEN,
+            AdminError::Forbidden | AdminError::NotAllowed(_) | AdminError::Refused(_) => StatusCode::FORBIDDEN,
+            AdminError::ParameterRequired(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AdminError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AdminError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
             AdminError::NotFound(_) | AdminError::Missing { .. } => StatusCode::NOT_FOUND,
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
@@ -228,6 +244,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/repositories/{format}/{kind}/{name}", web::get().to(repositories::get))
             .route("/v1/repositories/{format}/{kind}/{name}", web::put().to(repositories::update))
             .route("/v1/components", web::get().to(components::list))
+            .route("/v1/components", web::post().to(components::upload))
             .route("/v1/search", web::get().to(search::components))
             .route("/v1/search/assets", web::get().to(search::assets))
             .route("/v1/search/assets/download", web::get().to(search::download))
