@@ -5,7 +5,7 @@
 //! Sigstore signature, certificate chain or transparency log entries: those are checked for
 //! shape only. What it does check is what binds an attestation to the upload: the in-toto
 //! statement's one subject names this very file, with this file's sha256. The rest is for
-//! the client to verify against an identity it trusts (docs/pypi.md, "Attestations").
+//! the client to verify against an identity it trusts (docs/api.md, "PEP 740 attestations").
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
