@@ -1,7 +1,8 @@
 //! PEP 740 attestations on a hosted PyPI repository, with the real twine (`--attestations`) and
 //! pip: what is uploaded is linked from both Simple API pages and served by the Integrity API,
 //! directly and through a group; what does not fit the file is refused with the reason in
-//! twine's output and leaves nothing; deleting a file deletes its provenance.
+//! twine's output and leaves nothing; deleting a file deletes its provenance; a proxy passes its
+//! upstream's provenance on.
 //!
 //! The attestations are structurally valid but not signed by Sigstore (a self-signed
 //! certificate, random signature bytes): wharf checks their shape and their subject, not their
@@ -265,4 +266,34 @@ fn files_uploaded_without_attestations_have_no_provenance() {
     let html = get(&format!("{}simple/wharf-unattested/", repo_url()), "text/html").text().unwrap();
     assert!(html.contains(&name_of(&whl)) && !html.contains("data-provenance"), "{html}");
     assert_eq!(get(&provenance_url("pypi-hosted", "wharf-unattested", "1.0", &whl), "*/*").status(), StatusCode::NOT_FOUND);
+}
+
+#[test]
+fn a_proxy_links_and_passes_on_its_upstreams_provenance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whl, _) = dist(tmp.path(), "wharf-proxied-attested", "0.3");
+    let att = attestation(&name_of(&whl), &sha256_of(&whl));
+    ok(twine_attested(&[&whl, &write_attestation(&whl, &att)]));
+    // The upstream is this wharf's hosted repository (JSON pages), behind credentials.
+    let r = server()
+        .admin()
+        .request(reqwest::Method::POST, "/service/rest/v1/repositories/pypi/proxy")
+        .json(&json!({
+            "name": "pypi-attested-proxy", "online": true,
+            "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
+            "proxy": {"remoteUrl": format!("{}/repository/pypi-hosted/", server().base), "contentMaxAge": 1440, "metadataMaxAge": 1440},
+            "negativeCache": {"enabled": true, "timeToLive": 1440},
+            "httpClient": {"blocked": false, "autoBlock": false, "connection": {"timeout": 10, "connectTimeout": 2},
+                "authentication": {"type": "username", "username": "admin", "password": ADMIN_PASSWORD}},
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let url = provenance_url("pypi-attested-proxy", "wharf-proxied-attested", "0.3", &whl);
+    let page: Value = get(&format!("{}/repository/pypi-attested-proxy/simple/wharf-proxied-attested/", server().base), "application/vnd.pypi.simple.v1+json").json().unwrap();
+    assert_eq!(page["files"][0]["provenance"], url.as_str(), "wharf's URL, not the upstream's: {page}");
+    let r = get(&url, "*/*");
+    assert_eq!((r.status(), r.headers()["content-type"].to_str().unwrap().to_string()), (StatusCode::OK, INTEGRITY_TYPE.to_string()));
+    assert_eq!(r.json::<Value>().unwrap()["attestation_bundles"][0]["attestations"], json!([att]));
+    assert_eq!(get(&provenance_url("pypi-attested-proxy", "wharf-proxied-attested", "9.9", &whl), "*/*").status(), StatusCode::NOT_FOUND);
 }
