@@ -297,3 +297,46 @@ fn a_proxy_links_and_passes_on_its_upstreams_provenance() {
     assert_eq!(r.json::<Value>().unwrap()["attestation_bundles"][0]["attestations"], json!([att]));
     assert_eq!(get(&provenance_url("pypi-attested-proxy", "wharf-proxied-attested", "9.9", &whl), "*/*").status(), StatusCode::NOT_FOUND);
 }
+
+/// Garbage collection reads only assets' digests: the provenance blob has its asset, so it
+/// stays while the file exists and goes once the file is deleted.
+#[test]
+fn garbage_collection_keeps_a_files_provenance_until_the_file_is_deleted() {
+    let gc_env = [("WHARF_UPLOADS__TTL_SECS", "1"), ("WHARF_GC__GRACE_SECS", "1"), ("WHARF_GC__DELETION_LEASE_SECS", "2"), ("WHARF_GC__SCHEDULE", "")];
+    let own = TestServer::start_with_env(&gc_env);
+    let tmp = tempfile::tempdir().unwrap();
+    let (whl, _) = dist(tmp.path(), "wharf-collected", "1.0");
+    let att = write_attestation(&whl, &attestation(&name_of(&whl), &sha256_of(&whl)));
+    let out = Command::new("twine")
+        .args(["upload", "--attestations", "--non-interactive", "--disable-progress-bar", "-u", "admin", "-p", ADMIN_PASSWORD, "--repository-url"])
+        .arg(format!("{}/repository/pypi-hosted/", own.base))
+        .arg(&whl)
+        .arg(&att)
+        .output()
+        .unwrap();
+    ok(out);
+    let url = format!("{}/repository/pypi-hosted/integrity/wharf-collected/1.0/{}/provenance", own.base, name_of(&whl));
+    let body = get(&url, "*/*").bytes().unwrap();
+    // Served as stored, so its digest is the blob's.
+    let blob = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&body)));
+    assert!(own.store_holds(&blob));
+    let compact = || {
+        let (status, v) = own.admin().json(reqwest::Method::POST, "/service/rest/v1/blobstores/default/compact?dryRun=false", None);
+        assert_eq!(status, StatusCode::OK, "{v}");
+    };
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    compact();
+    assert!(own.store_holds(&blob), "named by the provenance asset, kept");
+    assert_eq!(get(&url, "*/*").status(), StatusCode::OK);
+
+    let components: Value = get(&format!("{}/service/rest/v1/components?repository=pypi-hosted", own.base), "application/json").json().unwrap();
+    let id = components["items"].as_array().unwrap().iter().find(|c| c["name"] == "wharf-collected").expect("listed")["id"].as_str().unwrap().to_string();
+    let r = http().delete(format!("{}/service/rest/v1/components/{id}", own.base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while own.store_holds(&blob) {
+        assert!(std::time::Instant::now() < deadline, "the provenance blob outlived its file");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        compact();
+    }
+}
