@@ -98,7 +98,21 @@ fn certificate() -> &'static str {
         let dir = tempfile::tempdir().unwrap();
         let (key, der) = (dir.path().join("key.pem"), dir.path().join("cert.der"));
         let out = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=wharf-test", "-days", "1", "-outform", "DER"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-subj",
+                "/CN=wharf-test",
+                "-days",
+                "1",
+                "-outform",
+                "DER",
+            ])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -196,7 +210,8 @@ fn twine_uploads_attestations_that_the_simple_and_integrity_apis_serve_until_the
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
     let via_group = provenance_url("pypi-attested-group", "wharf-attested", "1.0", &whl);
-    let page: Value = get(&format!("{}/repository/pypi-attested-group/simple/wharf-attested/", server().base), "application/vnd.pypi.simple.v1+json").json().unwrap();
+    let page: Value =
+        get(&format!("{}/repository/pypi-attested-group/simple/wharf-attested/", server().base), "application/vnd.pypi.simple.v1+json").json().unwrap();
     assert!(page["files"].as_array().unwrap().iter().any(|f| f["provenance"] == via_group.as_str()), "{page}");
     let r = get(&via_group, "*/*");
     assert_eq!((r.status(), r.headers()["content-type"].to_str().unwrap().to_string()), (StatusCode::OK, INTEGRITY_TYPE.to_string()));
@@ -205,7 +220,8 @@ fn twine_uploads_attestations_that_the_simple_and_integrity_apis_serve_until_the
     // Deleting the wheel (assets API) takes its provenance, not the sdist's; deleting the
     // release (components API) takes the rest.
     let c = components("pypi-hosted").into_iter().find(|c| c["name"] == "wharf-attested" && c["version"] == "1.0").expect("component listed");
-    let wheel_asset = c["assets"].as_array().unwrap().iter().find(|a| a["path"].as_str().unwrap().ends_with(".whl")).unwrap()["id"].as_str().unwrap().to_string();
+    let wheel_asset =
+        c["assets"].as_array().unwrap().iter().find(|a| a["path"].as_str().unwrap().ends_with(".whl")).unwrap()["id"].as_str().unwrap().to_string();
     let r = http().delete(format!("{}/service/rest/v1/assets/{wheel_asset}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(get(&whl_url, "*/*").status(), StatusCode::NOT_FOUND);
@@ -226,16 +242,24 @@ fn attestations_that_do_not_fit_the_file_are_refused_with_the_reason_and_leave_n
         // The sdist's digest under the wheel's name: an attestation of another file.
         ("another file's digest", attestation(&name_of(&whl), &sha256_of(&sdist)), "the statement's subject has sha256"),
         ("another file's name", attestation(&name_of(&sdist), &sha256_of(&whl)), "not the uploaded file"),
-        ("malformed", {
-            let mut a = attestation(&name_of(&whl), &sha256_of(&whl));
-            a["version"] = json!(2);
-            a
-        }, "version must be 1"),
-        ("oversized", {
-            let mut a = attestation(&name_of(&whl), &sha256_of(&whl));
-            a["padding"] = json!("x".repeat(200 << 10));
-            a
-        }, "larger than 128 KiB"),
+        (
+            "malformed",
+            {
+                let mut a = attestation(&name_of(&whl), &sha256_of(&whl));
+                a["version"] = json!(2);
+                a
+            },
+            "version must be 1",
+        ),
+        (
+            "oversized",
+            {
+                let mut a = attestation(&name_of(&whl), &sha256_of(&whl));
+                a["padding"] = json!("x".repeat(200 << 10));
+                a
+            },
+            "larger than 128 KiB",
+        ),
     ];
     for (what, a, reason) in cases {
         let att = write_attestation(&whl, &a);
@@ -290,7 +314,8 @@ fn a_proxy_links_and_passes_on_its_upstreams_provenance() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
     let url = provenance_url("pypi-attested-proxy", "wharf-proxied-attested", "0.3", &whl);
-    let page: Value = get(&format!("{}/repository/pypi-attested-proxy/simple/wharf-proxied-attested/", server().base), "application/vnd.pypi.simple.v1+json").json().unwrap();
+    let page: Value =
+        get(&format!("{}/repository/pypi-attested-proxy/simple/wharf-proxied-attested/", server().base), "application/vnd.pypi.simple.v1+json").json().unwrap();
     assert_eq!(page["files"][0]["provenance"], url.as_str(), "wharf's URL, not the upstream's: {page}");
     let r = get(&url, "*/*");
     assert_eq!((r.status(), r.headers()["content-type"].to_str().unwrap().to_string()), (StatusCode::OK, INTEGRITY_TYPE.to_string()));
