@@ -5,12 +5,17 @@ use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
 use wharf_format::{BlobError, MetaError, QuotaError, QuotaExceeded};
 
+use crate::attestation::AttestationError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PypiError {
     #[error("{0}")]
     BadRequest(String),
     #[error("File already exists: {0}")]
     FileExists(String),
+    /// PEP 740 attestations that are malformed or not of the uploaded file (Warehouse's words).
+    #[error("Invalid attestations supplied during upload: {0}")]
+    Attestation(#[from] AttestationError),
     #[error("authentication required")]
     Unauthorized,
     #[error("{0}")]
@@ -41,7 +46,7 @@ pub enum PypiError {
 impl PypiError {
     pub fn to_response(&self) -> HttpResponse {
         let status = match self {
-            PypiError::BadRequest(_) | PypiError::FileExists(_) => StatusCode::BAD_REQUEST,
+            PypiError::BadRequest(_) | PypiError::FileExists(_) | PypiError::Attestation(_) => StatusCode::BAD_REQUEST,
             PypiError::Unauthorized => StatusCode::UNAUTHORIZED,
             PypiError::Forbidden(_) | PypiError::QuotaExceeded(_) | PypiError::Frozen(_) => StatusCode::FORBIDDEN,
             PypiError::NotFound => StatusCode::NOT_FOUND,
@@ -61,6 +66,7 @@ impl PypiError {
         match self {
             PypiError::QuotaExceeded(_) => res.reason(reason_phrase(&self.to_string(), "Quota exceeded")),
             PypiError::Frozen(_) => res.reason(reason_phrase(&self.to_string(), "Read-only mode")),
+            PypiError::Attestation(_) => res.reason(reason_phrase(&self.to_string(), "Invalid attestations supplied during upload")),
             _ => &mut res,
         };
         res.content_type("text/plain; charset=utf-8").body(format!("{}\n", self))
@@ -72,9 +78,9 @@ const REASONS_KEPT: usize = 256;
 
 /// twine prints a refused upload's status line (`403 Client Error: <reason> for url: ...`) and
 /// shows the body only with `--verbose`; Warehouse puts its upload errors in the reason phrase
-/// for that reason, and so does wharf for a quota or read-only mode. actix takes a `&'static str` there, so
-/// phrases are interned: at most [`REASONS_KEPT`] distinct ones, then `fallback`, so refusals
-/// cannot grow memory without bound.
+/// for that reason, and so does wharf for a quota, read-only mode or attestations. actix takes
+/// a `&'static str` there, so phrases are interned: at most [`REASONS_KEPT`] distinct ones, then
+/// `fallback`, so refusals cannot grow memory without bound.
 fn reason_phrase(message: &str, fallback: &'static str) -> &'static str {
     use std::collections::HashSet;
     use std::sync::{Mutex, OnceLock};

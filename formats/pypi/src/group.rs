@@ -85,6 +85,17 @@ impl Group {
                 let src = source_of(&owner).ok_or(PypiError::NotFound)?;
                 src.serve(&normalized, &filename, m == Method::HEAD).await
             }
+            // The member whose page the group showed answers for its files' provenance.
+            Endpoint::Provenance { project, version, filename } if read => {
+                let normalized = normalize(&project);
+                source::authorize(ctx, Action::Read, &normalized)?;
+                let (owner, files) = self.owner(&normalized).await?.ok_or(PypiError::NotFound)?;
+                if !files.iter().any(|f| f.filename == filename) {
+                    return Err(PypiError::NotFound);
+                }
+                let src = source_of(&owner).ok_or(PypiError::NotFound)?;
+                src.provenance(&normalized, &version, &filename, m == Method::HEAD).await
+            }
             // The member that owns the project answers, under the group's URLs.
             Endpoint::Json { project, version } if read => {
                 let normalized = normalize(&project);

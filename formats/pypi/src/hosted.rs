@@ -15,10 +15,11 @@ use wharf_format::{
 };
 
 use crate::archive;
+use crate::attestation::{self, AttestationError};
 use crate::config::HostedSettings;
 use crate::error::PypiError;
 use crate::index::{self, FileEntry};
-use crate::meta::{self, file_path, files_prefix, metadata_path, project_path};
+use crate::meta::{self, file_path, files_prefix, metadata_path, project_path, provenance_path};
 use crate::model::{check_filename, normalize, valid_project_name, FileKind};
 use crate::routes::{self, Endpoint};
 use crate::source::{self, Result, Source};
@@ -89,7 +90,7 @@ struct NewFile<'a> {
     core_metadata: Option<Vec<u8>>,
 }
 
-/// Deletes a release's files with their PEP 658 metadata, and (`marker`, hosted) the project's
+/// Deletes a release's files with their PEP 658 metadata and PEP 740 provenance, and (`marker`, hosted) the project's
 /// marker once its last file is gone, so that the index no longer lists an empty project.
 pub(crate) async fn delete_release(
     env: &FormatEnv,
@@ -101,8 +102,10 @@ pub(crate) async fn delete_release(
     let files: Vec<&Asset> = assets.iter().filter(|a| a.kind == meta::FILE).collect();
     let mut doomed: Vec<Asset> = files.iter().map(|a| (*a).clone()).collect();
     for f in &files {
-        if let Some(m) = env.meta.get(repo, &format!("{}.metadata", f.path)).await? {
-            doomed.push(m);
+        for suffix in [".metadata", ".provenance"] {
+            if let Some(m) = env.meta.get(repo, &format!("{}{suffix}", f.path)).await? {
+                doomed.push(m);
+            }
         }
     }
     let what = format!("{} {}", component.name, component.version);
@@ -134,6 +137,11 @@ impl Hosted {
             Endpoint::Index if read => self.index(ctx, req).await,
             Endpoint::Project(p) if read => self.project(ctx, req, &p).await,
             Endpoint::File { project, filename } if read => self.download(ctx, &project, &filename, m == Method::HEAD).await,
+            Endpoint::Provenance { project, version, filename } if read => {
+                let normalized = normalize(&project);
+                self.authorize(ctx, Action::Read, &normalized)?;
+                self.provenance(&normalized, &version, &filename, m == Method::HEAD).await
+            }
             Endpoint::Json { project, version } if read => {
                 let normalized = normalize(&project);
                 self.authorize(ctx, Action::Read, &normalized)?;
@@ -165,6 +173,7 @@ impl Hosted {
         let mut form = actix_multipart::Multipart::new(req.headers(), body);
         let mut fields: HashMap<String, String> = HashMap::new();
         let mut file: Option<(String, Staged<'_>)> = None;
+        let mut attestations: Option<Vec<u8>> = None;
         let (mut count, mut text) = (0usize, 0usize);
         while let Some(field) = form.next().await {
             let mut field = field.map_err(|e| PypiError::BadRequest(format!("malformed upload form: {e}")))?;
@@ -202,6 +211,17 @@ impl Hosted {
                     Err(e) => return Err(e.into()),
                 };
                 file = Some((filename, staged));
+            } else if name == "attestations" {
+                // PEP 740 (twine --attestations): a JSON array, checked once the file's digest is known.
+                let mut value = Vec::new();
+                while let Some(chunk) = field.next().await {
+                    let chunk = chunk.map_err(|e| PypiError::BadRequest(format!("malformed upload form: {e}")))?;
+                    if value.len() + chunk.len() > attestation::MAX_FIELD {
+                        return Err(AttestationError::TooLarge.into());
+                    }
+                    value.extend_from_slice(&chunk);
+                }
+                attestations = Some(value);
             } else {
                 let max = if name == "description" { MAX_DESCRIPTION } else { MAX_FIELD };
                 let keep = KEPT_FIELDS.contains(&name.as_str());
@@ -238,6 +258,7 @@ impl Hosted {
         let (filename, staged) = file.ok_or_else(|| PypiError::BadRequest("no file was uploaded (content field)".into()))?;
         let digest = staged.digest().clone();
         let kind = check_filename(&filename, name, version).map_err(PypiError::BadRequest)?;
+        let attestations = attestations.map(|raw| attestation::check(&raw, &filename, digest.hex())).transpose()?;
         if let Some(expected) = field("sha256_digest") {
             if !expected.eq_ignore_ascii_case(digest.hex()) {
                 return Err(PypiError::BadRequest(format!("sha256_digest {expected} does not match the uploaded file ({})", digest.hex())));
@@ -368,6 +389,34 @@ impl Hosted {
             }
             None => None,
         };
+        // The provenance object is built here, once: the Integrity API serves the blob as is.
+        let provenance = match attestations {
+            Some(list) => {
+                let count = list.len();
+                let bytes = serde_json::to_vec(&attestation::provenance(list)).map_err(|e| PypiError::Internal(Box::new(e)))?;
+                let size = bytes.len() as i64;
+                let d = self.env.blobs.put_bytes(Bytes::from(bytes)).await?;
+                Some((d, size, count))
+            }
+            None => None,
+        };
+        let provenance_write = match &provenance {
+            Some((d, size, _)) => Write::Upsert {
+                repo,
+                asset: NewAsset {
+                    path: provenance_path(&normalized, &filename),
+                    kind: meta::PROVENANCE.into(),
+                    component: Some(normalized.clone()),
+                    digest: Some(d.to_string()),
+                    size: *size,
+                    content_type: Some(attestation::INTEGRITY_TYPE.into()),
+                    link: None,
+                    attributes: json!({ "version": version }),
+                },
+            },
+            // A file uploaded again without attestations must not keep the old file's.
+            None => Write::Delete { repo, path: provenance_path(&normalized, &filename) },
+        };
         let asset = NewAsset {
             path,
             kind: meta::FILE.into(),
@@ -388,6 +437,7 @@ impl Hosted {
                 "checksum": checksum,
                 "yanked": null,
                 "core_metadata": core_metadata,
+                "provenance": provenance.as_ref().map(|(d, _, _)| d.hex()),
             }),
         };
         let project = NewAsset {
@@ -399,13 +449,14 @@ impl Hosted {
         };
         let mut writes = vec![Write::InsertIfAbsent { repo, asset: project }, Write::Upsert { repo, asset }];
         writes.extend(metadata_asset.map(|asset| Write::Upsert { repo, asset }));
+        writes.push(provenance_write);
         match self.env.meta.commit(checks, writes).await {
             Ok(()) => {}
             Err(MetaError::CheckFailed(_)) => return Err(PypiError::FileExists(filename)),
             Err(e) => return Err(e.into()),
         }
         let mut event = AuditEvent::of(ctx, "pypi.upload", filename.clone());
-        event.detail = json!({ "project": normalized, "version": version, "sha256": digest.hex() });
+        event.detail = json!({ "project": normalized, "version": version, "sha256": digest.hex(), "attestations": provenance.map_or(0, |(_, _, n)| n) });
         self.env.audit.record(event);
         Ok(())
     }
@@ -483,12 +534,24 @@ impl Source for Hosted {
             let hex = asset.attributes.get("core_metadata").and_then(Value::as_str).ok_or(PypiError::NotFound)?;
             return source::metadata_response(&self.env.blobs, hex, head).await;
         }
-        let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.ok_or(PypiError::NotFound)?;
+        // Only a file: its `.metadata` and `.provenance` assets live beside it, under its name.
+        let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.filter(|a| a.kind == meta::FILE).ok_or(PypiError::NotFound)?;
         let res = source::file_response(&self.env.blobs, &asset, head).await?;
         if !head {
             self.env.downloads.record(self.cfg.id, &asset.path);
         }
         Ok(res)
+    }
+
+    async fn provenance(&self, normalized: &str, version: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+        let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.filter(|a| a.kind == meta::FILE).ok_or(PypiError::NotFound)?;
+        if asset.attributes.get("version").and_then(Value::as_str) != Some(version) {
+            return Err(PypiError::NotFound);
+        }
+        let hex = asset.attributes.get("provenance").and_then(Value::as_str).ok_or(PypiError::NotFound)?;
+        let digest = format!("sha256:{hex}").parse().map_err(|e| PypiError::Internal(Box::new(e)))?;
+        let bytes = self.env.blobs.read_small(&digest, attestation::MAX_PROVENANCE).await?;
+        Ok(source::provenance_response(bytes, head))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The Simple API's pages (PEP 503 HTML and PEP 691 JSON, with PEP 592, 658/714 and 700 fields),
+//! The Simple API's pages (PEP 503 HTML and PEP 691 JSON, with PEP 592, 658/714, 700 and 740 fields),
 //! rendered the same way whichever repository kind holds the files.
 
 use std::collections::BTreeSet;
@@ -25,6 +25,10 @@ pub struct FileEntry {
     pub version: Option<String>,
     /// PEP 658 metadata: `Some(hex sha256)`, or `Some("")` when available without a hash.
     pub core_metadata: Option<String>,
+    /// PEP 740: set when the file has a provenance object (hosted: its blob's hex sha256;
+    /// proxy: the upstream's URL for it). Pages link wharf's own Integrity API URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
     /// Where a proxy fetches the file (absolute URL); never shown to clients.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_url: Option<String>,
@@ -33,6 +37,7 @@ pub struct FileEntry {
 /// A project page: `files` are served under `<base>/packages/<normalized>/<filename>`.
 pub fn project_page(accept: Option<&str>, base: &str, normalized: &str, files: &[FileEntry]) -> HttpResponse {
     let url = |f: &FileEntry| format!("{base}/packages/{normalized}/{}", f.filename);
+    let provenance = |f: &FileEntry| provenance_url(base, normalized, f);
     match negotiate(accept) {
         Representation::Json => {
             // PEP 700's fields are mandatory in 1.1; a proxied HTML page may not tell sizes.
@@ -50,6 +55,9 @@ pub fn project_page(accept: Option<&str>, base: &str, normalized: &str, files: &
                         "core-metadata": core_metadata_json(&f.core_metadata),
                         "dist-info-metadata": core_metadata_json(&f.core_metadata),
                     });
+                    if let Some(p) = provenance(f) {
+                        o["provenance"] = json!(p);
+                    }
                     if v11 {
                         o["size"] = json!(f.size);
                         if let Some(t) = &f.upload_time {
@@ -85,6 +93,9 @@ pub fn project_page(accept: Option<&str>, base: &str, normalized: &str, files: &
                     Some(h) => html.push_str(&format!(" data-core-metadata=\"sha256={h}\" data-dist-info-metadata=\"sha256={h}\"")),
                     None => {}
                 }
+                if let Some(p) = provenance(f) {
+                    html.push_str(&format!(" data-provenance=\"{}\"", html_escape(&p)));
+                }
                 if let Some(reason) = &f.yanked {
                     html.push_str(&format!(" data-yanked=\"{}\"", html_escape(reason)));
                 }
@@ -94,6 +105,13 @@ pub fn project_page(accept: Option<&str>, base: &str, normalized: &str, files: &
             html_response(html, accept)
         }
     }
+}
+
+/// PEP 740: where the Integrity API serves a file's provenance, for files that have one.
+fn provenance_url(base: &str, normalized: &str, f: &FileEntry) -> Option<String> {
+    f.provenance.as_ref()?;
+    let version = f.version.clone().or_else(|| model::version_of(&f.filename))?;
+    Some(format!("{base}/integrity/{normalized}/{version}/{}/provenance", f.filename))
 }
 
 fn core_metadata_json(m: &Option<String>) -> Value {

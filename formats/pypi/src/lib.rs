@@ -1,7 +1,9 @@
 //! PyPI format for wharf: the Simple API (PEP 503/691/700) for pip and uv, and the legacy
-//! upload API for twine; hosted, proxy and group repositories.
+//! upload API for twine with PEP 740 attestations and the Integrity API; hosted, proxy and group
+//! repositories.
 
 mod archive;
+mod attestation;
 mod config;
 mod describe;
 mod error;

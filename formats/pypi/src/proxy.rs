@@ -9,6 +9,9 @@
 //!   upstream's page gave. Concurrent misses make one upstream fetch.
 //! - PEP 658 metadata files are fetched (and verified) on their own, since pip asks for them
 //!   before it decides which file to download.
+//! - PEP 740 provenance objects an upstream page links are linked under wharf's Integrity API
+//!   URL and fetched from the upstream when asked for, not cached: they are small, pip does
+//!   not read them, and a verifier wants the upstream's current answer.
 //! - Upstream 404s are remembered for the negative cache's time to live.
 
 use std::sync::Arc;
@@ -97,6 +100,11 @@ impl Proxy {
                 let normalized = normalize(&project);
                 source::authorize(ctx, Action::Read, &normalized)?;
                 self.serve(&normalized, &filename, m == Method::HEAD).await
+            }
+            Endpoint::Provenance { project, version, filename } if read => {
+                let normalized = normalize(&project);
+                source::authorize(ctx, Action::Read, &normalized)?;
+                self.provenance(&normalized, &version, &filename, m == Method::HEAD).await
             }
             // Built from the upstream's project page like the Simple API's, not fetched from an
             // upstream JSON API (which a Simple-only upstream does not have).
@@ -401,5 +409,18 @@ impl Proxy {
                 Ok(served.response)
             }
         }
+    }
+
+    async fn provenance(&self, normalized: &str, version: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+        let files = self.files(normalized).await?.ok_or(PypiError::NotFound)?;
+        let entry = Self::find(&files, filename).filter(|f| f.version.as_deref() == Some(version)).ok_or(PypiError::NotFound)?;
+        let url = entry.provenance.as_deref().ok_or(PypiError::NotFound)?;
+        let bytes = self.upstream.get_small(url, crate::attestation::MAX_PROVENANCE as usize).await.map_err(|e| self.upstream_error(e))?;
+        // Passed on as the upstream sent it, once it is seen to be a provenance object at all.
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(v) if v.get("version") == Some(&json!(1)) && v.get("attestation_bundles").is_some_and(serde_json::Value::is_array) => {}
+            _ => return Err(PypiError::Upstream(format!("the upstream's provenance for {filename} is not a PEP 740 provenance object"))),
+        }
+        Ok(source::provenance_response(bytes, head))
     }
 }

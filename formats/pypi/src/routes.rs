@@ -1,5 +1,6 @@
 //! `ctx.path` → endpoint (Nexus's URLs: `/simple/`, `/simple/<project>/`, files under
-//! `/packages/`, and uploads to the repository's root).
+//! `/packages/`, and uploads to the repository's root), Warehouse's JSON API and PEP 740's
+//! Integrity API.
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -13,6 +14,8 @@ pub enum Endpoint {
     File { project: String, filename: String },
     /// `/pypi/<project>/json` and `/pypi/<project>/<version>/json` (Warehouse's JSON API)
     Json { project: String, version: Option<String> },
+    /// `/integrity/<project>/<version>/<file>/provenance` (PEP 740's Integrity API)
+    Provenance { project: String, version: String, filename: String },
 }
 
 pub fn parse(path: &str) -> Option<Endpoint> {
@@ -25,6 +28,9 @@ pub fn parse(path: &str) -> Option<Endpoint> {
         ["pypi", p, "json"] | ["pypi", p, "json", ""] if !p.is_empty() => Some(Endpoint::Json { project: p.to_string(), version: None }),
         ["pypi", p, v, "json"] | ["pypi", p, v, "json", ""] if !p.is_empty() && !v.is_empty() && *v != ".." => {
             Some(Endpoint::Json { project: p.to_string(), version: Some(v.to_string()) })
+        }
+        ["integrity", p, v, f, "provenance"] if [p, v, f].iter().all(|s| !s.is_empty() && **s != "..") => {
+            Some(Endpoint::Provenance { project: p.to_string(), version: v.to_string(), filename: f.to_string() })
         }
         _ => None,
     }
@@ -46,5 +52,11 @@ mod tests {
         assert_eq!(parse("/pypi/My_Pkg/json"), Some(Endpoint::Json { project: "My_Pkg".into(), version: None }));
         assert_eq!(parse("/pypi/x/1.0/json/"), Some(Endpoint::Json { project: "x".into(), version: Some("1.0".into()) }));
         assert_eq!(parse("/pypi/x/1.0"), None);
+        assert_eq!(
+            parse("/integrity/x/1.0/x-1.0.tar.gz/provenance"),
+            Some(Endpoint::Provenance { project: "x".into(), version: "1.0".into(), filename: "x-1.0.tar.gz".into() })
+        );
+        assert_eq!(parse("/integrity/x/../x-1.0.tar.gz/provenance"), None);
+        assert_eq!(parse("/integrity/x/1.0/x-1.0.tar.gz"), None);
     }
 }

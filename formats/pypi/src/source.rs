@@ -27,6 +27,10 @@ pub trait Source {
 
     /// A file of a project, or its PEP 658 metadata (`<file>.metadata`).
     async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse>;
+
+    /// A file's PEP 740 provenance object (the Integrity API), or `NotFound` when the file, at
+    /// that version, has none.
+    async fn provenance(&self, normalized: &str, version: &str, filename: &str, head: bool) -> Result<HttpResponse>;
 }
 
 /// The caller's right to `action` on `object` (a normalized project, or `*`), as PyPI errors.
@@ -71,6 +75,11 @@ pub async fn metadata_response(blobs: &BlobStore, hex: &str, head: bool) -> Resu
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(if head { Bytes::new() } else { bytes }))
 }
 
+/// Serves a provenance object (PEP 740's Integrity API).
+pub fn provenance_response(bytes: Bytes, head: bool) -> HttpResponse {
+    HttpResponse::Ok().content_type(crate::attestation::INTEGRITY_TYPE).body(if head { Bytes::new() } else { bytes })
+}
+
 /// A hosted or cached file asset as a project page lists it.
 pub fn entry_of(a: &Asset) -> FileEntry {
     let attr = |k: &str| a.attributes.get(k).and_then(Value::as_str).map(str::to_string);
@@ -87,6 +96,7 @@ pub fn entry_of(a: &Asset) -> FileEntry {
         upload_time: Some(wharf_format::rfc3339_millis(a.attributes.get("upload_time").and_then(Value::as_i64).unwrap_or(a.created_at))),
         version: attr("version"),
         core_metadata: attr("core_metadata"),
+        provenance: attr("provenance"),
         upstream_url: None,
     }
 }

@@ -128,6 +128,7 @@ fn parse_json(body: &[u8], page: &Url) -> Result<Vec<FileEntry>, UpstreamError> 
             Some(Value::Object(h)) => Some(h.get("sha256").and_then(Value::as_str).filter(|h| is_hex64(h)).map(str::to_ascii_lowercase).unwrap_or_default()),
             _ => None,
         };
+        e.provenance = f.get("provenance").and_then(Value::as_str).and_then(|u| provenance_url(page, u));
         out.push(e);
     }
     Ok(out)
@@ -145,9 +146,15 @@ fn parse_html(html: &str, page: &Url) -> Vec<FileEntry> {
             "true" => Some(String::new()),
             v => v.strip_prefix("sha256=").filter(|h| is_hex64(h)).map(str::to_ascii_lowercase).or(Some(String::new())),
         });
+        e.provenance = attrs.get("data-provenance").and_then(|u| provenance_url(page, u));
         out.push(e);
     }
     out
+}
+
+/// PEP 740: a file's provenance URL as an upstream page gives it (relative to the page).
+fn provenance_url(page: &Url, href: &str) -> Option<String> {
+    page.join(href).ok().filter(|u| matches!(u.scheme(), "http" | "https")).map(|u| u.to_string())
 }
 
 /// The `<a ...>text</a>` elements of a page: attributes (names lowercased, values unescaped)
@@ -278,7 +285,7 @@ mod tests {
         let page = format!(
             r#"<!DOCTYPE html><html><body><h1>Links</h1>
 <a href="../../packages/demo-1.0.tar.gz#sha256={h}" data-requires-python="&gt;=3.8">demo-1.0.tar.gz</a><br/>
-<A HREF='https://files.example/demo-1.1-py3-none-any.whl' data-yanked="broken &amp; bad" data-dist-info-metadata="sha256={h}">demo-1.1-py3-none-any.whl</A>
+<A HREF='https://files.example/demo-1.1-py3-none-any.whl' data-yanked="broken &amp; bad" data-dist-info-metadata="sha256={h}" data-provenance="/integrity/demo/1.1/demo-1.1-py3-none-any.whl/provenance">demo-1.1-py3-none-any.whl</A>
 <a href="/x/../../etc/passwd">../etc/passwd</a>
 <a href="demo-0.9.zip" data-core-metadata>demo-0.9.zip</a>
 <abbr>not a link</abbr></body></html>"#
@@ -291,6 +298,8 @@ mod tests {
         assert_eq!(files[0].version.as_deref(), Some("1.0"));
         assert_eq!(files[1].yanked.as_deref(), Some("broken & bad"));
         assert_eq!(files[1].core_metadata.as_deref(), Some(h.as_str()));
+        assert_eq!(files[1].provenance.as_deref(), Some("http://up/integrity/demo/1.1/demo-1.1-py3-none-any.whl/provenance"));
+        assert_eq!(files[0].provenance, None);
         assert_eq!(files[2].filename, "demo-0.9.zip");
         assert_eq!(files[2].core_metadata.as_deref(), Some(""));
         assert_eq!(files[2].upstream_url.as_deref(), Some("http://up/simple/demo/demo-0.9.zip"));
@@ -300,7 +309,8 @@ mod tests {
     fn json_pages_are_read() {
         let h = "b".repeat(64);
         let page = serde_json::json!({"meta": {"api-version": "1.1"}, "name": "demo", "files": [
-            {"filename": "demo-1.0.tar.gz", "url": "/files/demo-1.0.tar.gz", "hashes": {"sha256": h}, "size": 12, "yanked": false, "core-metadata": {"sha256": h}},
+            {"filename": "demo-1.0.tar.gz", "url": "/files/demo-1.0.tar.gz", "hashes": {"sha256": h}, "size": 12, "yanked": false, "core-metadata": {"sha256": h},
+             "provenance": "https://up/integrity/demo/1.0/demo-1.0.tar.gz/provenance"},
             {"filename": "../evil", "url": "/files/evil", "hashes": {}},
         ]});
         let files = parse_json(page.to_string().as_bytes(), &Url::parse("https://up/simple/demo/").unwrap()).unwrap();
@@ -308,6 +318,7 @@ mod tests {
         assert_eq!(files[0].upstream_url.as_deref(), Some("https://up/files/demo-1.0.tar.gz"));
         assert_eq!((files[0].size, files[0].yanked.clone()), (Some(12), None));
         assert_eq!(files[0].core_metadata.as_deref(), Some(h.as_str()));
+        assert_eq!(files[0].provenance.as_deref(), Some("https://up/integrity/demo/1.0/demo-1.0.tar.gz/provenance"));
     }
 
     #[test]
