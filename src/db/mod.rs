@@ -13,6 +13,7 @@ pub mod audit;
 pub mod blobs;
 pub mod checkpoint;
 pub mod cleanup;
+pub mod health_checks;
 pub mod counters;
 pub mod login_failures;
 pub mod meta;
