@@ -102,12 +102,7 @@ fn assets(repo: &str) -> Vec<(String, String)> {
     let (status, v) = api(Method::GET, &format!("/service/rest/v1/assets?repository={repo}"), None);
     assert_eq!(status, StatusCode::OK, "{v}");
     assert!(v["continuationToken"].is_null(), "one page: {v}");
-    v["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|a| Some((a["path"].as_str()?.to_string(), a["checksum"]["sha256"].as_str()?.to_string())))
-        .collect()
+    v["items"].as_array().unwrap().iter().filter_map(|a| Some((a["path"].as_str()?.to_string(), a["checksum"]["sha256"].as_str()?.to_string()))).collect()
 }
 
 fn create(format: &str) {
@@ -188,10 +183,8 @@ fn a_health_check_names_exactly_the_damaged_blobs_and_changes_nothing() {
         .map(|p| (p["path"].as_str().unwrap().to_string(), p["blobDigest"].as_str().unwrap().to_string(), p["problem"].as_str().unwrap().to_string()))
         .collect();
     problems.sort();
-    let mut expected = vec![
-        (wheel_path.clone(), wheel_digest.clone(), "digestMismatch".to_string()),
-        (sdist_path.clone(), sdist_digest.clone(), "missingBlob".to_string()),
-    ];
+    let mut expected =
+        vec![(wheel_path.clone(), wheel_digest.clone(), "digestMismatch".to_string()), (sdist_path.clone(), sdist_digest.clone(), "missingBlob".to_string())];
     expected.sort();
     assert_eq!(problems, expected, "{v}");
     let mismatch = r["problems"].as_array().unwrap().iter().find(|p| p["problem"] == "digestMismatch").unwrap();
@@ -213,9 +206,11 @@ fn a_health_check_names_exactly_the_damaged_blobs_and_changes_nothing() {
     assert_eq!(checked, vec![DOCKER, PYPI], "{runs}");
 
     // Rights: administrators only; unknown repositories are 404.
-    let (status, v) = api(Method::POST, "/service/rest/v1/security/roles", Some(json!({"id": "reader", "privileges": [format!("nx-repository-view-pypi-{PYPI}-read")]})));
+    let (status, v) =
+        api(Method::POST, "/service/rest/v1/security/roles", Some(json!({"id": "reader", "privileges": [format!("nx-repository-view-pypi-{PYPI}-read")]})));
     assert_eq!(status, StatusCode::OK, "{v}");
-    let (status, v) = api(Method::POST, "/service/rest/v1/security/users", Some(json!({"userId": "reader", "password": "reader-password", "roles": ["reader"]})));
+    let (status, v) =
+        api(Method::POST, "/service/rest/v1/security/users", Some(json!({"userId": "reader", "password": "reader-password", "roles": ["reader"]})));
     assert_eq!(status, StatusCode::OK, "{v}");
     for method in [Method::GET, Method::POST, Method::DELETE] {
         assert_eq!(as_user("reader", "reader-password", method.clone(), &health_path(PYPI)), StatusCode::FORBIDDEN, "{method}");
@@ -227,13 +222,13 @@ fn a_health_check_names_exactly_the_damaged_blobs_and_changes_nothing() {
     // Read-only mode: enabling and disabling are writes and refused; the check runs.
     let (status, v) = api(Method::POST, "/service/rest/v1/read-only/freeze", Some(json!({"reason": "backup"})));
     assert_eq!(status, StatusCode::OK, "{v}");
-    let frozen = (|| {
+    let frozen = {
         let (status, v) = api(Method::DELETE, &health_path(PYPI), None);
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
         let (status, v) = api(Method::POST, "/service/rest/v1/tasks/repository-health-check/run", None);
         assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
         report_after(PYPI, &r["finishedAt"])
-    })();
+    };
     let (status, v) = api(Method::POST, "/service/rest/v1/read-only/release", None);
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(frozen["report"]["digestMismatch"], json!(1), "{frozen}");

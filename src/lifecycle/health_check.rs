@@ -131,7 +131,7 @@ struct Pace {
 
 impl Pace {
     fn new(mib_per_sec: u64) -> Pace {
-        Pace { bytes_per_sec: (mib_per_sec > 0).then(|| mib_per_sec as f64 * 1024.0 * 1024.0), start: Instant::now(), bytes: 0 }
+        Pace { bytes_per_sec: (mib_per_sec > 0).then_some(mib_per_sec as f64 * 1024.0 * 1024.0), start: Instant::now(), bytes: 0 }
     }
 
     async fn read(&mut self, n: usize) {

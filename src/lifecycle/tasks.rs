@@ -572,13 +572,8 @@ pub fn schedule_of(row: &TaskRow) -> Option<Frequency> {
 /// starts it once that run ends, trying for [`FIRST_CHECK_WAIT`]; the schedule checks the
 /// repository anyway.
 pub async fn start_health_check(state: &web::Data<AppState>, name: &str, actor: &str) -> Result<(), TaskError> {
-    let how = || Launch {
-        trigger: "manual",
-        actor: Some(actor.to_string()),
-        due_only: false,
-        properties: Some(json!({ "repositoryName": name })),
-        ended: None,
-    };
+    let how =
+        || Launch { trigger: "manual", actor: Some(actor.to_string()), due_only: false, properties: Some(json!({ "repositoryName": name })), ended: None };
     if launch(state, BUILTIN_HEALTH_CHECK, how()).await? {
         return Ok(());
     }
@@ -587,7 +582,8 @@ pub async fn start_health_check(state: &web::Data<AppState>, name: &str, actor: 
         let deadline = tokio::time::Instant::now() + FIRST_CHECK_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(TICK).await;
-            let how = Launch { trigger: "manual", actor: Some(actor.clone()), due_only: false, properties: Some(json!({ "repositoryName": name })), ended: None };
+            let how =
+                Launch { trigger: "manual", actor: Some(actor.clone()), due_only: false, properties: Some(json!({ "repositoryName": name })), ended: None };
             match launch(&state, BUILTIN_HEALTH_CHECK, how).await {
                 Ok(true) => return,
                 Ok(false) => {}
