@@ -3,7 +3,8 @@
 //! blob's bytes are overwritten and another's file deleted on disk, and the next check names
 //! exactly those two assets with the right problem each, and changes nothing. Enabling and
 //! disabling are the administrators', audited, refused while frozen; the check itself runs
-//! frozen. On SQLite, and on PostgreSQL with `WHARF_TEST_DATABASE_URL`.
+//! frozen. A proxy's report says its upstream does not answer. On SQLite, and on PostgreSQL
+//! with `WHARF_TEST_DATABASE_URL`.
 
 mod common;
 
@@ -242,4 +243,23 @@ fn a_health_check_names_exactly_the_damaged_blobs_and_changes_nothing() {
     let (_, audit) = api(Method::GET, "/service/rest/v1/audit?limit=1000", None);
     let text = audit.to_string();
     assert!(text.contains("repository.health-check.enable") && text.contains("repository.health-check.disable"), "{audit}");
+
+    // A proxy whose upstream does not answer: its report says so, and is not ok.
+    let remote = format!("http://127.0.0.1:{}/", common::free_port());
+    let body = json!({
+        "name": "pypi-unreachable", "online": true,
+        "storage": {"blobStoreName": "default"},
+        "proxy": {"remoteUrl": remote, "contentMaxAge": 1440, "metadataMaxAge": 1440},
+        "negativeCache": {"enabled": false, "timeToLive": 1440},
+        "httpClient": {"blocked": false, "autoBlock": false, "connection": {"timeout": 2, "connectTimeout": 1, "retries": 0}},
+    });
+    let (status, v) = api(Method::POST, "/service/rest/v1/repositories/pypi/proxy", Some(body));
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let r = Client::new().get(server().url("/repository/pypi-unreachable/simple/anything/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    let (status, v) = api(Method::POST, &health_path("pypi-unreachable"), None);
+    assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
+    let v = report_after("pypi-unreachable", &Value::Null);
+    let r = &v["report"];
+    assert_eq!((r["upstream"]["state"].as_str(), r["ok"].as_bool(), r["assetsChecked"].as_u64()), (Some("failing"), Some(false), Some(0)), "{v}");
 }
