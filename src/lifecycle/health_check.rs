@@ -332,3 +332,53 @@ pub async fn run(state: &AppState, target: Option<&str>, stop: &Stop) -> Result<
     };
     Ok((message, json!({ "repositories": summaries })))
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    /// A blob read in many chunks is healthy while its bytes are the ones published; changed in
+    /// place it is a mismatch naming what it hashes to now; gone, it is missing.
+    #[actix_rt::test]
+    async fn a_blob_is_healthy_changed_or_missing_as_its_file_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::filesystem("t", dir.path()).unwrap();
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let digest = store.put_bytes(Bytes::from(data.clone())).await.unwrap();
+        let (stop, mut pace) = (Stop::default(), Pace::new(0));
+        assert!(matches!(verify(&store, &digest, &mut pace, &stop).await, Some(Verdict::Healthy)));
+        assert_eq!(pace.bytes, data.len() as u64);
+
+        let file = dir.path().join("blobs/sha256").join(&digest.hex()[..2]).join(digest.hex());
+        let mut changed = data.clone();
+        changed[700_000] ^= 1;
+        std::fs::write(&file, &changed).unwrap();
+        match verify(&store, &digest, &mut pace, &stop).await {
+            Some(Verdict::Mismatch(actual)) => assert_eq!(actual, Digest::of(&changed).to_string()),
+            other => panic!("expected a mismatch, got {other:?}"),
+        }
+        std::fs::remove_file(&file).unwrap();
+        assert!(matches!(verify(&store, &digest, &mut pace, &stop).await, Some(Verdict::Missing)));
+
+        // Asked to stop, a read gives no verdict rather than a wrong one.
+        std::fs::write(&file, &data).unwrap();
+        stop.request();
+        assert!(verify(&store, &digest, &mut pace, &stop).await.is_none());
+    }
+
+    /// Reads are held to the configured rate: half a MiB at 1 MiB/s takes half a second.
+    #[actix_rt::test]
+    async fn reads_keep_to_the_configured_rate() {
+        let mut pace = Pace::new(1);
+        let started = Instant::now();
+        pace.read(256 * 1024).await;
+        pace.read(256 * 1024).await;
+        assert!(started.elapsed() >= Duration::from_millis(450), "{:?}", started.elapsed());
+        let mut unlimited = Pace::new(0);
+        let started = Instant::now();
+        unlimited.read(1 << 30).await;
+        assert!(started.elapsed() < Duration::from_millis(100));
+    }
+}
