@@ -65,8 +65,8 @@ pub async fn freeze(state: &web::Data<AppState>, reason: String, by: String) -> 
     state.tasks.stop_writers();
     let deadline = tokio::time::Instant::now() + TASKS_STOP_WAIT;
     loop {
-        let readers = crate::lifecycle::tasks::HEALTH_CHECK;
-        let running = state.db.run(move |c| Ok(crate::db::tasks::running(c, wharf_format::now_millis(), &[readers])?)).await?;
+        let readers = crate::lifecycle::tasks::READERS;
+        let running = state.db.run(move |c| Ok(crate::db::tasks::running(c, wharf_format::now_millis(), readers)?)).await?;
         if running.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok((f, running));
         }

@@ -89,8 +89,10 @@ pub const TYPES: &[TaskType] = &[
 ];
 
 /// Task types that only read, and so may run in read-only mode.
+pub const READERS: &[&str] = &[HEALTH_CHECK];
+
 pub fn reads_only(type_id: &str) -> bool {
-    type_id == HEALTH_CHECK
+    READERS.contains(&type_id)
 }
 
 /// The built-in tasks' ids.
@@ -572,9 +574,7 @@ pub fn schedule_of(row: &TaskRow) -> Option<Frequency> {
 /// starts it once that run ends, trying for [`FIRST_CHECK_WAIT`]; the schedule checks the
 /// repository anyway.
 pub async fn start_health_check(state: &web::Data<AppState>, name: &str, actor: &str) -> Result<(), TaskError> {
-    let how =
-        || Launch { trigger: "manual", actor: Some(actor.to_string()), due_only: false, properties: Some(json!({ "repositoryName": name })), ended: None };
-    if launch(state, BUILTIN_HEALTH_CHECK, how()).await? {
+    if launch(state, BUILTIN_HEALTH_CHECK, first_check(name, actor)).await? {
         return Ok(());
     }
     let (state, name, actor) = (state.clone(), name.to_string(), actor.to_string());
@@ -582,9 +582,7 @@ pub async fn start_health_check(state: &web::Data<AppState>, name: &str, actor: 
         let deadline = tokio::time::Instant::now() + FIRST_CHECK_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(TICK).await;
-            let how =
-                Launch { trigger: "manual", actor: Some(actor.clone()), due_only: false, properties: Some(json!({ "repositoryName": name })), ended: None };
-            match launch(&state, BUILTIN_HEALTH_CHECK, how).await {
+            match launch(&state, BUILTIN_HEALTH_CHECK, first_check(&name, &actor)).await {
                 Ok(true) => return,
                 Ok(false) => {}
                 Err(e) => {
@@ -596,6 +594,10 @@ pub async fn start_health_check(state: &web::Data<AppState>, name: &str, actor: 
         tracing::info!(repository = %name, "the health check task stayed busy: the repository's first check waits for the schedule");
     });
     Ok(())
+}
+
+fn first_check(name: &str, actor: &str) -> Launch {
+    Launch { trigger: "manual", actor: Some(actor.to_string()), due_only: false, properties: Some(json!({ "repositoryName": name })), ended: None }
 }
 
 /// How long a first health check waits for the task to be free (see [`start_health_check`]).
