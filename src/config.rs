@@ -29,6 +29,8 @@ pub struct Config {
     pub blob_cache: BlobCacheConfig,
     pub webhooks: WebhooksConfig,
     pub log: LogConfig,
+    #[serde(default)]
+    pub health_check: HealthCheckConfig,
     /// LDAP servers from the file (`[[ldap]]`, the API's field names), asked before those added
     /// through the API; read-only there.
     #[serde(default)]
@@ -111,6 +113,26 @@ pub struct GcConfig {
     /// When the built-in "Cleanup service" task (repositories' cleanup policies) runs; the same
     /// syntax. Set it before `schedule`, so that what a cleanup frees goes in the same night.
     pub cleanup_schedule: String,
+}
+
+/// Repositories' health checks (the integrity check of their content, see
+/// `lifecycle::health_check`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// When the built-in "Verify repository integrity" task checks the repositories whose
+    /// health check is enabled: a cron expression (UTC, seconds optional), or empty for manual
+    /// runs only.
+    pub schedule: String,
+    /// How fast a check reads blobs, in MiB per second (0: as fast as the store gives them):
+    /// what it reads is not read for clients meanwhile.
+    pub read_mib_per_sec: u64,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> HealthCheckConfig {
+        HealthCheckConfig { schedule: "0 0 3 * * *".into(), read_mib_per_sec: 64 }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -263,6 +285,7 @@ impl Default for Config {
             blob_cache: BlobCacheConfig::default(),
             webhooks: WebhooksConfig::default(),
             log: LogConfig::default(),
+            health_check: HealthCheckConfig::default(),
         }
     }
 }
@@ -285,6 +308,7 @@ const ENV_KEYS: &[&str] = &[
     "blob_cache",
     "webhooks",
     "log",
+    "health_check",
     "ldap",
 ];
 
@@ -334,6 +358,9 @@ impl Config {
         }
         if let Err(e) = crate::lifecycle::schedule::Frequency::cron(&cfg.gc.cleanup_schedule) {
             return Err(Box::new(figment::Error::from(format!("gc.cleanup_schedule: {e}"))));
+        }
+        if let Err(e) = crate::lifecycle::schedule::Frequency::cron(&cfg.health_check.schedule) {
+            return Err(Box::new(figment::Error::from(format!("health_check.schedule: {e}"))));
         }
         let s3 = &cfg.s3;
         if s3.bucket.is_empty()

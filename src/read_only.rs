@@ -10,7 +10,8 @@
 //!   and releasing;
 //! - any metadata write that got past those is refused when it commits (`db::read_only::guard`);
 //! - tasks do not start (scheduled ones run once released), and runs in progress are asked to
-//!   stop: the freeze answers once no task runs on any node, or says which still do;
+//!   stop: the freeze answers once no task runs on any node, or says which still do; but a
+//!   repository's health check, which only reads, starts and runs on;
 //! - download counts wait in memory (bounded, see `lifecycle::downloads`).
 //!
 //! The audit log and sign-ins still write: they do not touch content.
@@ -61,10 +62,11 @@ pub async fn freeze(state: &web::Data<AppState>, reason: String, by: String) -> 
     let stored = f.clone();
     state.db.write(move |c| rows::store(c, Some(&stored))).await?;
     state.read_only.set(Some(f.clone()));
-    state.tasks.stop_all();
+    state.tasks.stop_writers();
     let deadline = tokio::time::Instant::now() + TASKS_STOP_WAIT;
     loop {
-        let running = state.db.run(|c| Ok(crate::db::tasks::running(c, wharf_format::now_millis())?)).await?;
+        let readers = crate::lifecycle::tasks::READERS;
+        let running = state.db.run(move |c| Ok(crate::db::tasks::running(c, wharf_format::now_millis(), readers)?)).await?;
         if running.is_empty() || tokio::time::Instant::now() >= deadline {
             return Ok((f, running));
         }
@@ -81,7 +83,7 @@ pub async fn release(state: &web::Data<AppState>) -> Result<(), DbError> {
 /// After hearing that the setting changed (or that this node may have missed changes).
 pub async fn on_change(state: &AppState) {
     match state.read_only.refresh(&state.db).await {
-        Ok(true) => state.tasks.stop_all(),
+        Ok(true) => state.tasks.stop_writers(),
         Ok(false) => {}
         Err(e) => tracing::warn!(error = %e, "rereading read-only mode"),
     }

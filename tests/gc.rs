@@ -276,7 +276,7 @@ fn the_tasks_api_lists_validates_and_refuses() {
     let server = TestServer::start_with_env(GC_ENV);
     let (_, list) = admin_json(&server, Method::GET, "/service/rest/v1/tasks", None);
     let ids: Vec<&str> = list["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-    for builtin in ["cleanup", "compact-blob-stores", "upload-sweep", "audit-retention"] {
+    for builtin in ["cleanup", "compact-blob-stores", "upload-sweep", "audit-retention", "repository-health-check"] {
         assert!(ids.contains(&builtin), "{list}");
     }
     let compact_task = list["items"].as_array().unwrap().iter().find(|t| t["id"] == "compact-blob-stores").unwrap();
@@ -344,7 +344,7 @@ fn the_tasks_api_lists_validates_and_refuses() {
 /// (the compact task's `fullScan`) is brought up to date at start and updates like the others.
 #[test]
 fn every_builtin_task_can_be_updated_and_disabled_and_stays_disabled_across_a_restart() {
-    const BUILTINS: [&str; 4] = ["cleanup", "compact-blob-stores", "upload-sweep", "audit-retention"];
+    const BUILTINS: [&str; 5] = ["cleanup", "compact-blob-stores", "upload-sweep", "audit-retention", "repository-health-check"];
     let mut server = TestServer::start_with_env(GC_ENV);
     let task = |server: &TestServer, id: &str| admin_json(server, Method::GET, &format!("/service/rest/v1/tasks/{id}"), None).1;
     let put = |server: &TestServer, id: &str, body: Value| {

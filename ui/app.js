@@ -429,11 +429,48 @@ async function renderRepo(name) {
     up.lastError ? [h("dt", { text: t("proxy.lastError") }), h("dd", { text: `${up.lastError} (${when(up.lastErrorAt)})` })] : null,
     up.failingSince ? [h("dt", { text: t("proxy.failingSince") }), h("dd", { text: when(up.failingSince) })] : null,
     up.nextProbeAt ? [h("dt", { text: t("proxy.nextProbe") }), h("dd", { text: when(up.nextProbeAt) })] : null)) : null;
-  show(h("h1", { text: name }), table([t("format"), t("type"), t("url"), t("online")], [[r.format, tr("kind." + r.type, r.type), h("code", { text: r.url }), online]]), upstream,
+  const health = state.admin ? await healthCard(name) : null;
+  show(h("h1", { text: name }), table([t("format"), t("type"), t("url"), t("online")], [[r.format, tr("kind." + r.type, r.type), h("code", { text: r.url }), online]]), upstream, health,
     h("div", { class: "actions" }, toggle, invalidate,
       h("a", { href: `#/repositories/${encodeURIComponent(name)}/usage`, text: t("usage") }),
       h("a", { href: `#/browse/${encodeURIComponent(name)}`, text: t("nav.browse") }),
       state.admin ? h("a", { href: `#/repositories/${encodeURIComponent(name)}/edit`, text: t("edit") }) : null, del));
+}
+
+/// The repository's health check (administrators only): whether it is enabled, the last
+/// check's counts and the first problems it found, and the switch. The check reads every file
+/// back and compares its checksum; it repairs nothing, and the card says so.
+async function healthCard(name) {
+  const path = `/repositories/${encodeURIComponent(name)}/health-check`;
+  let hc;
+  try { hc = await api("GET", path); } catch (e) { return h("div", { class: "card" }, h("h2", { text: t("health.title") }), failed(e)); }
+  const rep = hc.report;
+  const toggle = h("button", { type: "button", class: "secondary", text: hc.enabled ? t("health.disable") : t("health.enable") });
+  toggle.addEventListener("click", async () => {
+    try {
+      await api(hc.enabled ? "DELETE" : "POST", path);
+      state.flash = hc.enabled ? t("health.isDisabled", name) : t("health.isEnabled", name);
+      await renderRepo(name);
+    } catch (e) { failure(e); }
+  });
+  const facts = [[t("status"), hc.enabled ? t("health.enabled") : t("health.disabled")], [t("health.lastCheck"), when(hc.lastCheckedAt) || t("health.never")]];
+  if (hc.nextCheckAt) facts.push([t("health.nextCheck"), when(hc.nextCheckAt)]);
+  let problems = null;
+  if (rep) {
+    const verdict = rep.ok ? t("health.ok") : rep.assetsChecked === rep.healthy ? t("health.upstreamBad") : t("health.bad");
+    facts.push([t("health.result"), h("span", { class: rep.ok ? "ok" : "error", "data-health": rep.ok ? "ok" : "bad", text: verdict + (rep.complete ? "" : " " + t("health.incomplete")) })],
+      [t("health.checked"), String(rep.assetsChecked)], [t("health.healthy"), String(rep.healthy)], [t("health.missingBlob"), String(rep.missingBlob)],
+      [t("health.digestMismatch"), String(rep.digestMismatch)], [t("health.unreadable"), String(rep.unreadable)], [t("health.bytesRead"), bytes(rep.bytesRead)],
+      [t("health.duration"), `${rep.durationMs} ms`]);
+    if (rep.upstream) facts.push([t("proxy.upstream"), t("proxy." + rep.upstream.state)]);
+    if (rep.problems && rep.problems.length) {
+      problems = [h("h3", { text: t("health.problems") }),
+        table([t("health.path"), t("health.blob"), t("health.problem")], rep.problems.map((p) => [h("code", { text: p.path }), h("code", { text: p.blobDigest }), tr("health." + p.problem, p.problem)]), [1]),
+        rep.problemsNotListed ? h("p", { class: "muted", text: t("health.more", rep.problemsNotListed) }) : null];
+    }
+  }
+  return h("div", { class: "card", id: "health-check" }, h("h2", { text: t("health.title") }), h("p", { class: "muted", text: t("health.explain") }),
+    factList(facts), problems, h("div", { class: "actions" }, toggle));
 }
 
 /// Where Docker clients reach repository `name` (`full`: its configuration, `{}` when the

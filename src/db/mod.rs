@@ -14,6 +14,7 @@ pub mod blobs;
 pub mod checkpoint;
 pub mod cleanup;
 pub mod counters;
+pub mod health_checks;
 pub mod login_failures;
 pub mod meta;
 pub mod notify;

@@ -295,6 +295,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    health_checks (repository_id) {
+        repository_id -> BigInt,
+        enabled -> Bool,
+        changed_by -> Nullable<Text>,
+        changed_at -> BigInt,
+        checked_at -> Nullable<BigInt>,
+        report -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(health_checks -> repositories (repository_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     settings,
     privileges,
@@ -316,5 +329,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhooks,
     webhook_deliveries,
     webhook_attempts,
-    web_logins
+    web_logins,
+    health_checks
 );

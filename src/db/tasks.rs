@@ -112,9 +112,9 @@ pub fn due(conn: &mut AnyConnection, now: i64) -> QueryResult<Vec<String>> {
         .load(conn)
 }
 
-/// The names of the tasks running now, on any node.
-pub fn running(conn: &mut AnyConnection, now: i64) -> QueryResult<Vec<String>> {
-    tasks::table.filter(tasks::run_id.is_not_null()).filter(tasks::lease_until.ge(now)).select(tasks::name).load(conn)
+/// The names of the tasks running now, on any node, but those of the types `except`.
+pub fn running(conn: &mut AnyConnection, now: i64, except: &[&str]) -> QueryResult<Vec<String>> {
+    tasks::table.filter(tasks::run_id.is_not_null()).filter(tasks::lease_until.ge(now)).filter(tasks::type_id.ne_all(except)).select(tasks::name).load(conn)
 }
 
 /// A run about to start.

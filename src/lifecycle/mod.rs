@@ -4,6 +4,7 @@
 pub mod cleanup;
 pub mod downloads;
 pub mod gc;
+pub mod health_check;
 pub mod schedule;
 pub mod soft_quota;
 pub mod store_removal;

@@ -4,10 +4,14 @@
 //! over once a dead node's lease lapses. A stop is a flag on the row that the runner reads when
 //! it renews, so it reaches the run from any node.
 //!
-//! The built-in tasks (compact blob stores, upload sweep, audit retention) are defined by the
-//! configuration (`gc.schedule`, `uploads.sweep_interval_secs`, `security.audit_retention_days`)
-//! and brought in line with it at every start; administrators may disable them, run them, and
-//! add tasks of their own of any type.
+//! The built-in tasks (compact blob stores, upload sweep, audit retention, repositories' health
+//! checks) are defined by the configuration (`gc.schedule`, `uploads.sweep_interval_secs`,
+//! `security.audit_retention_days`, `health_check.schedule`) and brought in line with it at
+//! every start; administrators may disable them, run them, and add tasks of their own of any
+//! type.
+//!
+//! Read-only mode stops every task but those that only read ([`reads_only`]: the health check),
+//! whose bookkeeping (run history, report) is not the content a freeze holds still.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -54,6 +58,7 @@ pub const COMPACT: &str = "blobstore.compact";
 pub const CLEANUP: &str = "repository.cleanup";
 pub const UPLOAD_SWEEP: &str = "uploads.sweep";
 pub const AUDIT_RETENTION: &str = "audit.retention";
+pub const HEALTH_CHECK: &str = "repository.healthcheck";
 
 pub const TYPES: &[TaskType] = &[
     TaskType {
@@ -76,16 +81,29 @@ pub const TYPES: &[TaskType] = &[
         name: "Admin - Audit retention",
         description: "Deletes audit events older than `days` (default security.audit_retention_days; 0 keeps everything).",
     },
+    TaskType {
+        id: HEALTH_CHECK,
+        name: "Admin - Verify repository integrity",
+        description: "Reads every asset's blob back from its blob store and checks it against the recorded sha256 (missing blobs, changed bytes), and a proxy's upstream state; keeps a report per repository (GET /service/rest/v1/repositories/{name}/health-check). Changes nothing. Properties: repositoryName (a repository, or \"*\" for every repository whose health check is enabled).",
+    },
 ];
+
+/// Task types that only read, and so may run in read-only mode.
+pub const READERS: &[&str] = &[HEALTH_CHECK];
+
+pub fn reads_only(type_id: &str) -> bool {
+    READERS.contains(&type_id)
+}
 
 /// The built-in tasks' ids.
 pub const BUILTIN_COMPACT: &str = "compact-blob-stores";
 pub const BUILTIN_CLEANUP: &str = "cleanup";
 pub const BUILTIN_UPLOAD_SWEEP: &str = "upload-sweep";
 pub const BUILTIN_AUDIT_RETENTION: &str = "audit-retention";
+pub const BUILTIN_HEALTH_CHECK: &str = "repository-health-check";
 
 pub fn builtin(id: &str) -> bool {
-    [BUILTIN_COMPACT, BUILTIN_CLEANUP, BUILTIN_UPLOAD_SWEEP, BUILTIN_AUDIT_RETENTION].contains(&id)
+    [BUILTIN_COMPACT, BUILTIN_CLEANUP, BUILTIN_UPLOAD_SWEEP, BUILTIN_AUDIT_RETENTION, BUILTIN_HEALTH_CHECK].contains(&id)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +149,7 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
         CLEANUP => &["repositoryName", "dryRun"],
         UPLOAD_SWEEP => &[],
         AUDIT_RETENTION => &["days"],
+        HEALTH_CHECK => &["repositoryName"],
         other => return Err(ConfigError::new("type", format!("unknown task type {other:?} (see GET /service/rest/v1/tasks/types)"))),
     };
     wharf_format::known_properties(given, allowed, type_id)?;
@@ -145,6 +164,7 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
             wharf_format::name_or_all_property(&mut out, "repositoryName", "repository")?;
             wharf_format::flag_property(&mut out, "dryRun", false)?;
         }
+        HEALTH_CHECK => wharf_format::name_or_all_property(&mut out, "repositoryName", "repository")?,
         AUDIT_RETENTION => {
             if let Some(v) = out.get("days") {
                 if !v.is_u64() {
@@ -191,6 +211,11 @@ async fn execute(state: &AppState, type_id: &str, props: &Map<String, Value>, st
             let dry_run = props.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
             let report = super::cleanup::run_cleanup(state, repo, dry_run, actor, stop).await.map_err(|e| e.to_string())?;
             Ok(Outcome { message: report.summary(), report: serde_json::to_value(&report).unwrap_or_default() })
+        }
+        HEALTH_CHECK => {
+            let repo = props.get("repositoryName").and_then(Value::as_str).filter(|s| *s != "*");
+            let (message, report) = super::health_check::run(state, repo, stop).await.map_err(|e| e.to_string())?;
+            Ok(Outcome { message, report })
         }
         UPLOAD_SWEEP => {
             let removed = crate::janitor::sweep(state, Duration::from_secs(state.cfg.uploads.ttl_secs)).await;
@@ -249,14 +274,24 @@ async fn run_format_task(state: &AppState, format: &str, type_id: &str, props: &
 /// Runs on every node: claims due tasks and runs them; keeps the stops of this node's runs.
 pub struct Scheduler {
     pub node: String,
-    local: Mutex<HashMap<String, Stop>>,
+    local: Mutex<HashMap<String, LocalRun>>,
+}
+
+/// A run this node holds.
+struct LocalRun {
+    stop: Stop,
+    /// Its type only reads ([`reads_only`]): read-only mode lets it run.
+    reads_only: bool,
 }
 
 impl Scheduler {
-    /// Asks every run this node holds to stop (each records itself as canceled).
-    pub fn stop_all(&self) {
-        for stop in self.local.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            stop.request();
+    /// Asks every run this node holds to stop (each records itself as canceled), but those of
+    /// types that only read: what a freeze asks.
+    pub fn stop_writers(&self) {
+        for run in self.local.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            if !run.reads_only {
+                run.stop.request();
+            }
         }
     }
 }
@@ -290,6 +325,13 @@ pub async fn ensure_builtins(state: &AppState) -> Result<(), TaskError> {
         ),
         (BUILTIN_UPLOAD_SWEEP, "Upload sweep", UPLOAD_SWEEP, Frequency::Interval(cfg.uploads.sweep_interval_secs.max(1)), json!({})),
         (BUILTIN_AUDIT_RETENTION, "Audit retention", AUDIT_RETENTION, Frequency::cron("0 30 2 * * *").expect("a valid expression"), json!({})),
+        (
+            BUILTIN_HEALTH_CHECK,
+            "Verify repository integrity",
+            HEALTH_CHECK,
+            Frequency::cron(&cfg.health_check.schedule).map_err(|e| ConfigError::new("health_check.schedule", e))?,
+            json!({"repositoryName": "*"}),
+        ),
     ];
     for (id, name, type_id, freq, props) in defs {
         let schedule = freq.to_json().to_string();
@@ -391,8 +433,8 @@ pub async fn stop(state: &AppState, id: &str) -> Result<(), TaskError> {
     if !row.running(now) || !state.db.write(move |c| Ok(rows::request_stop(c, &key, now)?)).await? {
         return Err(TaskError::NotRunning(id.to_string()));
     }
-    if let Some(s) = state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
-        s.request();
+    if let Some(r) = state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+        r.stop.request();
     }
     Ok(())
 }
@@ -415,7 +457,11 @@ struct Launch {
 async fn launch(state: &web::Data<AppState>, id: &str, how: Launch) -> Result<bool, TaskError> {
     // Scheduled runs wait: they are still due once the server is released.
     if let Some(f) = state.read_only.current() {
-        return if how.due_only { Ok(false) } else { Err(TaskError::ReadOnly(f.message())) };
+        let key = id.to_string();
+        let row = state.db.run(move |c| Ok(rows::get(c, &key)?)).await?;
+        if !row.is_some_and(|r| reads_only(&r.type_id)) {
+            return if how.due_only { Ok(false) } else { Err(TaskError::ReadOnly(f.message())) };
+        }
     }
     let run_id = uuid::Uuid::new_v4().to_string();
     let (key, node, rid, trig, due_only) = (id.to_string(), state.tasks.node.clone(), run_id.clone(), how.trigger, how.due_only);
@@ -430,7 +476,8 @@ async fn launch(state: &web::Data<AppState>, id: &str, how: Launch) -> Result<bo
     let key = id.to_string();
     let Some(row) = state.db.run(move |c| Ok(rows::get(c, &key)?)).await? else { return Ok(false) };
     let stop = Stop::default();
-    state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), stop.clone());
+    let local = LocalRun { stop: stop.clone(), reads_only: reads_only(&row.type_id) };
+    state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), local);
     let state = state.clone();
     super::in_background(move || async move {
         run(&state, row, run_id, now, stop, how).await;
@@ -520,3 +567,38 @@ pub fn stored_properties(formats: &[std::sync::Arc<dyn Format>], row: &TaskRow) 
 pub fn schedule_of(row: &TaskRow) -> Option<Frequency> {
     serde_json::from_str::<Value>(&row.schedule).ok().and_then(|v| Frequency::parse(&v).ok())
 }
+
+/// Starts a check of repository `name` now, as a run of the built-in health check task (its
+/// lease, history and audit, on the lifecycle thread): the first check after it is enabled.
+/// While the task runs (the scheduled check, or another repository's first one) this node
+/// starts it once that run ends, trying for [`FIRST_CHECK_WAIT`]; the schedule checks the
+/// repository anyway.
+pub async fn start_health_check(state: &web::Data<AppState>, name: &str, actor: &str) -> Result<(), TaskError> {
+    if launch(state, BUILTIN_HEALTH_CHECK, first_check(name, actor)).await? {
+        return Ok(());
+    }
+    let (state, name, actor) = (state.clone(), name.to_string(), actor.to_string());
+    actix_rt::spawn(async move {
+        let deadline = tokio::time::Instant::now() + FIRST_CHECK_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(TICK).await;
+            match launch(&state, BUILTIN_HEALTH_CHECK, first_check(&name, &actor)).await {
+                Ok(true) => return,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(repository = %name, error = %e, "starting a repository's first health check");
+                    return;
+                }
+            }
+        }
+        tracing::info!(repository = %name, "the health check task stayed busy: the repository's first check waits for the schedule");
+    });
+    Ok(())
+}
+
+fn first_check(name: &str, actor: &str) -> Launch {
+    Launch { trigger: "manual", actor: Some(actor.to_string()), due_only: false, properties: Some(json!({ "repositoryName": name })), ended: None }
+}
+
+/// How long a first health check waits for the task to be free (see [`start_health_check`]).
+const FIRST_CHECK_WAIT: Duration = Duration::from_secs(600);

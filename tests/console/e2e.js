@@ -544,6 +544,20 @@ async function main() {
       await arrived(page, "audit");
     } else if (phase === "browse") {
       await login(page, user, password);
+      // The repository's health check: off, then on from its page; the first check's report
+      // shows once it ran.
+      await view(page, "repositories/ui-pypi-hosted");
+      check((await page.textContent("#health-check")).includes("never"), "a health check never run says so");
+      await page.getByRole("button", { name: "Enable health check" }).click();
+      await page.waitForFunction(() => document.querySelector("main").textContent.includes("a first check runs now"));
+      await page.waitForFunction(async () => (await (await fetch("/service/rest/v1/repositories/ui-pypi-hosted/health-check", { headers: { "X-Requested-With": "XMLHttpRequest" } })).json()).report !== null, null, { polling: 100 });
+      await view(page, "");
+      await view(page, "repositories/ui-pypi-hosted");
+      check(await page.getAttribute("#health-check [data-health]", "data-health") === "ok", "the uploaded files are healthy");
+      check((await page.textContent("#health-check")).includes("changes nothing"), "the card says the check changes nothing");
+      check(await page.getByRole("button", { name: "Disable health check" }).count() === 1, "an enabled check can be disabled");
+      await shot(page, "health-check");
+      await a11y(page, "health check");
       await view(page, "browse/ui-pypi-hosted");
       check((await page.textContent("main")).includes("ui-console-pkg"), "browse shows the uploaded project");
       // The filter asks the server once typing pauses.
@@ -659,6 +673,7 @@ async function main() {
       await noPlaceholders(page, "a reader's dashboard");
       await view(page, "repositories/ui-pypi-hosted");
       check((await page.textContent("main h1")) === "ui-pypi-hosted", "a reader opens a repository they may read");
+      check(await page.locator("#health-check").count() === 0, "a reader sees no health check");
       await view(page, "repositories/ui-pypi-hosted/usage");
       check((await page.textContent("main")).includes("pip.conf"), "and its usage page");
       await view(page, "browse/ui-npm-hosted");

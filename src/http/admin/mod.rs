@@ -7,6 +7,7 @@ pub mod blobstores;
 pub mod blobstores_s3;
 pub mod cleanup;
 pub mod components;
+pub mod health_check;
 pub mod ldap;
 pub mod privileges;
 pub mod read_only;
@@ -240,6 +241,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/repositories/{name}", web::delete().to(repositories::delete))
             .route("/v1/repositories/{name}/usage", web::get().to(repositories::usage))
             .route("/v1/repositories/{name}/invalidate-cache", web::post().to(repositories::invalidate_cache))
+            // Before `{format}/{kind}`, which a POST to it would match too.
+            .route("/v1/repositories/{name}/health-check", web::get().to(health_check::get))
+            .route("/v1/repositories/{name}/health-check", web::post().to(health_check::enable))
+            .route("/v1/repositories/{name}/health-check", web::delete().to(health_check::disable))
             .route("/v1/repositories/{format}/{kind}", web::post().to(repositories::create))
             .route("/v1/repositories/{format}/{kind}/{name}", web::get().to(repositories::get))
             .route("/v1/repositories/{format}/{kind}/{name}", web::put().to(repositories::update))

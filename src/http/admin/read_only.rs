@@ -82,6 +82,8 @@ fn allowed_while_frozen(method: &Method, path: &str) -> bool {
         || p == "/v1/cleanup-policies/preview"
         || p == "/v1/security/ldap/verify-connection"
         || p == "/v1/security/ldap/verify-login"
+        // The health check only reads (its run is the task's bookkeeping, not content).
+        || p == "/v1/tasks/repository-health-check/run"
 }
 
 pub async fn gate(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
@@ -109,6 +111,9 @@ mod tests {
         assert!(!allowed_while_frozen(&Method::POST, "/service/rest/v1/repositories/npm/hosted"));
         assert!(!allowed_while_frozen(&Method::DELETE, "/service/rest/v1/components/abc"));
         assert!(!allowed_while_frozen(&Method::POST, "/service/rest/v1/tasks/x/run"));
+        assert!(allowed_while_frozen(&Method::POST, "/service/rest/v1/tasks/repository-health-check/run"));
+        assert!(!allowed_while_frozen(&Method::POST, "/service/rest/v1/repositories/pypi-hosted/health-check"));
+        assert!(!allowed_while_frozen(&Method::DELETE, "/service/rest/v1/repositories/pypi-hosted/health-check"));
         assert!(!allowed_while_frozen(&Method::POST, "/service/rest/v1/session-other"));
     }
 }

@@ -412,6 +412,26 @@ impl BlobStore {
         } {
             return hit;
         }
+        let read = self.get_from_store(digest, range).await?;
+        let body = match (&self.read_cache, read.range) {
+            (Some(cache), None) => cache.fill(digest, read.total, read.body),
+            _ => read.body,
+        };
+        Ok(BlobRead { body, ..read })
+    }
+
+    /// Streams the blob as the store itself holds it, never from this node's read cache (nor
+    /// into it): what an integrity check must read, since a good copy in the cache would hide
+    /// a damaged object in the bucket.
+    pub async fn get_stored(&self, digest: &Digest) -> Result<BlobRead, BlobError> {
+        self.get_from_store(digest, None).await
+    }
+
+    async fn get_from_store(&self, digest: &Digest, range: Option<(u64, Option<u64>)>) -> Result<BlobRead, BlobError> {
+        let key = self.key(digest);
+        if let Backend::File(f) = &self.backend {
+            return f.get(&key, range).await;
+        }
         let mut opts = GetOptions::default();
         let mut served = None;
         if let Some((start, end)) = range {
@@ -439,10 +459,6 @@ impl BlobStore {
                 ReaderStream::with_capacity(file.take(end - start), READ_CHUNK).boxed()
             }
             GetResultPayload::Stream(s) => s.map_err(std::io::Error::other).boxed(),
-        };
-        let body = match (&self.read_cache, served) {
-            (Some(cache), None) => cache.fill(digest, total, body),
-            _ => body,
         };
         Ok(BlobRead { total, range: served, body })
     }
