@@ -88,6 +88,8 @@ struct NewFile<'a> {
     checksum: serde_json::Map<String, Value>,
     /// The core metadata to serve (PEP 658), checked to name this project and version.
     core_metadata: Option<Vec<u8>>,
+    /// PEP 740 attestations, checked against the file.
+    attestations: Option<Vec<Value>>,
 }
 
 /// Deletes a release's files with their PEP 658 metadata and PEP 740 provenance, and (`marker`, hosted) the project's
@@ -300,6 +302,7 @@ impl Hosted {
             summary: field("summary"),
             checksum,
             core_metadata,
+            attestations,
         };
         self.commit_file(ctx, file).await?;
         Ok(HttpResponse::Ok().content_type("text/plain").body("OK\n"))
@@ -341,6 +344,7 @@ impl Hosted {
             summary: meta("Summary"),
             checksum: serde_json::Map::new(),
             core_metadata: archive::servable(kind, raw),
+            attestations: None,
         };
         self.commit_file(ctx, file).await?;
         Ok(ComponentKey { group: None, name: normalized, version: version.to_string(), download_path: None })
@@ -350,7 +354,7 @@ impl Hosted {
     /// the quota; else published with its metadata and the project marker in one commit, and
     /// reported (audit; webhooks hear of the commit).
     async fn commit_file(&self, ctx: &RepoCtx, file: NewFile<'_>) -> Result<()> {
-        let NewFile { name, version, filename, kind, staged, requires_python, summary, checksum, core_metadata } = file;
+        let NewFile { name, version, filename, kind, staged, requires_python, summary, checksum, core_metadata, attestations } = file;
         let filename = filename.to_string();
         let (digest, size) = (staged.digest().clone(), staged.size());
         let normalized = normalize(name);

@@ -356,6 +356,20 @@ impl Source for Proxy {
     async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
         self.upstream.through_cache(CacheKind::Content, self.serve_counted(normalized, filename, head)).await
     }
+
+    // Not cached, so not counted as a cache read: the page it reads is.
+    async fn provenance(&self, normalized: &str, version: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+        let files = self.files(normalized).await?.ok_or(PypiError::NotFound)?;
+        let entry = Self::find(&files, filename).filter(|f| f.version.as_deref() == Some(version)).ok_or(PypiError::NotFound)?;
+        let url = entry.provenance.as_deref().ok_or(PypiError::NotFound)?;
+        let bytes = self.upstream.get_small(url, crate::attestation::MAX_PROVENANCE as usize).await.map_err(|e| self.upstream_error(e))?;
+        // Passed on as the upstream sent it, once it is seen to be a provenance object at all.
+        match serde_json::from_slice::<serde_json::Value>(&bytes) {
+            Ok(v) if v.get("version") == Some(&json!(1)) && v.get("attestation_bundles").is_some_and(serde_json::Value::is_array) => {}
+            _ => return Err(PypiError::Upstream(format!("the upstream's provenance for {filename} is not a PEP 740 provenance object"))),
+        }
+        Ok(source::provenance_response(bytes, head))
+    }
 }
 
 impl Proxy {
@@ -409,18 +423,5 @@ impl Proxy {
                 Ok(served.response)
             }
         }
-    }
-
-    async fn provenance(&self, normalized: &str, version: &str, filename: &str, head: bool) -> Result<HttpResponse> {
-        let files = self.files(normalized).await?.ok_or(PypiError::NotFound)?;
-        let entry = Self::find(&files, filename).filter(|f| f.version.as_deref() == Some(version)).ok_or(PypiError::NotFound)?;
-        let url = entry.provenance.as_deref().ok_or(PypiError::NotFound)?;
-        let bytes = self.upstream.get_small(url, crate::attestation::MAX_PROVENANCE as usize).await.map_err(|e| self.upstream_error(e))?;
-        // Passed on as the upstream sent it, once it is seen to be a provenance object at all.
-        match serde_json::from_slice::<serde_json::Value>(&bytes) {
-            Ok(v) if v.get("version") == Some(&json!(1)) && v.get("attestation_bundles").is_some_and(serde_json::Value::is_array) => {}
-            _ => return Err(PypiError::Upstream(format!("the upstream's provenance for {filename} is not a PEP 740 provenance object"))),
-        }
-        Ok(source::provenance_response(bytes, head))
     }
 }
