@@ -134,22 +134,11 @@ fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 // ---- PyPI ---------------------------------------------------------------------------------
 
 fn dist(dir: &Path, name: &str, version: &str) -> (PathBuf, PathBuf) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    (PathBuf::from(lines.next().unwrap()), PathBuf::from(lines.next().unwrap()))
+    common::pypi::dist(dir, name, version, &[])
 }
 
 fn twine(repo: &str, files: &[PathBuf]) {
-    let url = format!("{}/repository/{repo}/", server().base);
-    let out = Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &url, "-u", "admin", "-p", ADMIN_PASSWORD])
-        .args(files)
-        .output()
-        .expect("twine is installed (the test command installs it into target/test-venv)");
-    ok(out);
+    common::pypi::uploaded(common::pypi::twine(&format!("{}/repository/{repo}/", server().base), "admin", ADMIN_PASSWORD, files));
 }
 
 fn upload(repo: &str, dir: &Path, name: &str, versions: &[&str]) {

@@ -91,11 +91,7 @@ fn staged_files() -> usize {
 
 /// A wheel and an sdist of a tiny project (tests/pypi/make_dist.py).
 fn dist(dir: &Path, name: &str, version: &str) -> (PathBuf, PathBuf) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).output().unwrap();
-    let text = ok(out);
-    let mut lines = text.lines();
-    (PathBuf::from(lines.next().unwrap()), PathBuf::from(lines.next().unwrap()))
+    common::pypi::dist(dir, name, version, &[])
 }
 
 fn pip(args: &[&str]) -> Output {

@@ -122,10 +122,7 @@ fn delete_manifest(server: &TestServer, image: &str, digest: &str) -> StatusCode
 }
 
 fn dist(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().next().unwrap())
+    common::pypi::dist(dir, name, version, &[]).0
 }
 
 #[test]

@@ -57,21 +57,11 @@ fn blob_file(digest: &str) -> PathBuf {
 
 /// A wheel (with a few MiB of payload, so that it is read in many chunks) and an sdist.
 fn dist(dir: &Path) -> (PathBuf, PathBuf) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg("checked").arg("1.0").env("WHARF_DIST_PAYLOAD", "3000000").output().unwrap();
-    let text = ok(out);
-    let mut lines = text.lines();
-    (PathBuf::from(lines.next().unwrap()), PathBuf::from(lines.next().unwrap()))
+    common::pypi::dist_with_payload(dir, "checked", "1.0", 3_000_000)
 }
 
 fn twine(files: &[&Path]) {
-    let url = format!("{}/repository/{PYPI}/", server().base);
-    let out = Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &url, "-u", "admin", "-p", ADMIN_PASSWORD])
-        .args(files)
-        .output()
-        .expect("twine is installed (the test command installs it into target/test-venv)");
-    ok(out);
+    common::pypi::uploaded(common::pypi::twine(&format!("{}/repository/{PYPI}/", server().base), "admin", ADMIN_PASSWORD, files));
 }
 
 fn skopeo_push(layout: &Path, tag: &str) {

@@ -58,27 +58,11 @@ fn read_status(user: &str, pass: &str) -> StatusCode {
 
 fn dist(name: &str) -> PathBuf {
     let tmp = std::env::temp_dir().join(format!("wharf-ldap-{name}-{}", std::process::id()));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(&tmp).arg(name).arg("1.0").output().unwrap();
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().next().unwrap())
+    common::pypi::dist(&tmp, name, "1.0", &[]).0
 }
 
 fn twine(user: &str, pass: &str, file: &PathBuf) -> std::process::Output {
-    Command::new("twine")
-        .args([
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            &env().server.url("/repository/pypi-hosted/"),
-            "-u",
-            user,
-            "-p",
-            pass,
-        ])
-        .arg(file)
-        .output()
-        .expect("twine is installed")
+    common::pypi::twine(&env().server.url("/repository/pypi-hosted/"), user, pass, &[file])
 }
 
 #[test]

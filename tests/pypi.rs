@@ -3,10 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+use common::pypi::dist;
 use common::{SpawnGuarded, TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -25,22 +26,8 @@ fn index_url() -> String {
     format!("http://admin:{ADMIN_PASSWORD}@{}/repository/pypi-hosted/simple/", server().addr)
 }
 
-/// Builds a wheel and an sdist; returns their paths.
-fn dist(dir: &Path, name: &str, version: &str, requires: &[&str]) -> (PathBuf, PathBuf) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).args(requires).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    (PathBuf::from(lines.next().unwrap()), PathBuf::from(lines.next().unwrap()))
-}
-
 fn twine(files: &[&Path], user: &str, password: &str) -> Output {
-    Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &repo_url(), "-u", user, "-p", password])
-        .args(files)
-        .output()
-        .expect("twine is installed (the test command installs it into target/test-venv)")
+    common::pypi::twine(&repo_url(), user, password, files)
 }
 
 fn pip(args: &[&str]) -> Output {

@@ -39,12 +39,7 @@ fn index_url() -> String {
 
 /// Builds a wheel and an sdist (tests/pypi/make_dist.py); returns their paths.
 fn dist(dir: &Path, name: &str, version: &str) -> (PathBuf, PathBuf) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    (PathBuf::from(lines.next().unwrap()), PathBuf::from(lines.next().unwrap()))
+    common::pypi::dist(dir, name, version, &[])
 }
 
 /// `twine upload --attestations`: twine pairs each `<dist>.<kind>.attestation` with its dist.

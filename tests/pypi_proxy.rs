@@ -10,6 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use common::pypi::dist;
 use common::{free_port, Guarded, SpawnGuarded, TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -22,15 +23,6 @@ fn server() -> &'static TestServer {
 
 fn index_url(repo: &str) -> String {
     format!("http://admin:{ADMIN_PASSWORD}@{}/repository/{repo}/simple/", server().addr)
-}
-
-fn dist(dir: &Path, name: &str, version: &str, requires: &[&str]) -> (PathBuf, PathBuf) {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).args(requires).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let text = String::from_utf8(out.stdout).unwrap();
-    let mut lines = text.lines();
-    (PathBuf::from(lines.next().unwrap()), PathBuf::from(lines.next().unwrap()))
 }
 
 fn pip(args: &[&str]) -> Output {
@@ -54,21 +46,7 @@ fn pip_install(repo: &str, target: &Path, reqs: &[&str]) -> Output {
 }
 
 fn twine(repo: &str, files: &[&Path]) -> Output {
-    Command::new("twine")
-        .args([
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            &format!("{}/repository/{repo}/", server().base),
-            "-u",
-            "admin",
-            "-p",
-            ADMIN_PASSWORD,
-        ])
-        .args(files)
-        .output()
-        .expect("twine is installed (the test command installs it into target/test-venv)")
+    common::pypi::twine(&format!("{}/repository/{repo}/", server().base), "admin", ADMIN_PASSWORD, files)
 }
 
 fn ok(out: Output) -> String {

@@ -269,19 +269,11 @@ fn a_hard_quota_is_validated_and_only_hosted_repositories_take_one() {
 // ---- PyPI --------------------------------------------------------------------------------------
 
 fn dist(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().next().unwrap())
+    common::pypi::dist(dir, name, version, &[]).0
 }
 
 fn twine(repo: &str, file: &Path) -> Output {
-    Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &format!("{}/repository/{repo}/", server().base)])
-        .args(["-u", "admin", "-p", ADMIN_PASSWORD])
-        .arg(file)
-        .output()
-        .expect("twine is installed (the test command installs it into target/test-venv)")
+    common::pypi::twine(&format!("{}/repository/{repo}/", server().base), "admin", ADMIN_PASSWORD, &[file])
 }
 
 #[test]

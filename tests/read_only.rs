@@ -61,19 +61,11 @@ fn pull(s: &TestServer, image: &str, into: &Path) -> Output {
 }
 
 fn dist(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().next().unwrap())
+    common::pypi::dist(dir, name, version, &[]).0
 }
 
 fn twine(s: &TestServer, file: &Path) -> Output {
-    Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &format!("{}/repository/pypi-ro/", s.base)])
-        .args(["-u", "admin", "-p", ADMIN_PASSWORD])
-        .arg(file)
-        .output()
-        .expect("twine is installed")
+    common::pypi::twine(&format!("{}/repository/pypi-ro/", s.base), "admin", ADMIN_PASSWORD, &[file])
 }
 
 fn pip_download(s: &TestServer, spec: &str, into: &Path) -> Output {

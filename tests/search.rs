@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 use common::{TestServer, ADMIN_PASSWORD};
@@ -126,20 +125,12 @@ fn seed(s: &TestServer, dir: &Path) {
 }
 
 fn dist(dir: &Path, name: &str, version: &str) -> Vec<PathBuf> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap().lines().map(PathBuf::from).collect()
+    let (wheel, sdist) = common::pypi::dist(dir, name, version, &[]);
+    vec![wheel, sdist]
 }
 
 fn twine(s: &TestServer, repo: &str, files: &[PathBuf]) {
-    let url = format!("{}/repository/{repo}/", s.base);
-    let out = Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &url, "-u", "admin", "-p", ADMIN_PASSWORD])
-        .args(files)
-        .output()
-        .expect("twine is installed (the test command installs it into target/test-venv)");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    common::pypi::uploaded(common::pypi::twine(&format!("{}/repository/{repo}/", s.base), "admin", ADMIN_PASSWORD, files));
 }
 
 /// A publish as npm sends it.

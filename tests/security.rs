@@ -47,18 +47,11 @@ fn create_user(id: &str, pass: &str, roles: &[&str]) {
 }
 
 fn dist(dir: &Path, name: &str, version: &str) -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
-    let out = Command::new("python3").arg(script).arg(dir).arg(name).arg(version).output().unwrap();
-    assert!(out.status.success());
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().lines().next().unwrap())
+    common::pypi::dist(dir, name, version, &[]).0
 }
 
 fn twine(user: &str, pass: &str, file: &Path) -> Output {
-    Command::new("twine")
-        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &server().url("/repository/pypi-hosted/"), "-u", user, "-p", pass])
-        .arg(file)
-        .output()
-        .expect("twine is installed")
+    common::pypi::twine(&server().url("/repository/pypi-hosted/"), user, pass, &[file])
 }
 
 fn pip_install(user: &str, pass: &str, target: &Path, req: &str) -> Output {

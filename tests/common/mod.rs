@@ -7,6 +7,7 @@
 
 pub mod npm;
 pub mod oci;
+pub mod pypi;
 pub mod s3;
 pub mod slapd;
 pub mod upstream;
