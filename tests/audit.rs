@@ -6,7 +6,6 @@ mod common;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::{TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
@@ -92,18 +91,7 @@ fn changes_and_logins_are_recorded_without_secrets() {
         .part("content", reqwest::blocking::multipart::Part::bytes(b"sdist bytes".to_vec()).file_name("audited_pkg-1.0.tar.gz"));
     // Not a real archive: refused, so not recorded. A real upload is covered by the filter below.
     let _ = http.post(server().url("/repository/pypi-hosted/")).basic_auth("admin", Some(ADMIN_PASSWORD)).multipart(form).send().unwrap();
-    let tgz = {
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-        let data = br#"{"name": "audited-npm", "version": "1.0.0"}"#;
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        b.append_data(&mut h, "package/package.json", &data[..]).unwrap();
-        b.into_inner().unwrap().finish().unwrap()
-    };
-    let sha1 = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&tgz));
-    let body = json!({"name": "audited-npm", "versions": {"1.0.0": {"name": "audited-npm", "version": "1.0.0", "dist": {"shasum": sha1}}},
-        "_attachments": {"audited-npm-1.0.0.tgz": {"data": base64::engine::general_purpose::STANDARD.encode(&tgz)}}});
+    let body = common::npm::publish_body("audited-npm", "1.0.0");
     let r = http.put(server().url("/repository/npm-audited/audited-npm")).bearer_auth(&token).json(&body).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
 

@@ -497,14 +497,7 @@ fn npm_tgz(name: &str, version: &str) -> Vec<u8> {
 }
 
 fn npm_publish(repo: &str, name: &str, version: &str, data: &[u8]) -> Response {
-    use base64::Engine;
-    let sri = format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(<sha2::Sha512 as sha2::Digest>::digest(data)));
-    let body = json!({
-        "_id": name, "name": name, "dist-tags": {"latest": version},
-        "versions": {version: {"name": name, "version": version, "dist": {"integrity": sri}}},
-        "_attachments": {format!("{name}-{version}.tgz"): {"content_type": "application/octet-stream", "data": base64::engine::general_purpose::STANDARD.encode(data), "length": data.len()}},
-    });
-    req(Method::PUT, &format!("/repository/{repo}/{name}")).json(&body).send().unwrap()
+    req(Method::PUT, &common::npm::publish_path(repo, name)).json(&common::npm::publish_body_of(name, version, data)).send().unwrap()
 }
 
 /// A wheel with just enough in it: METADATA that agrees with the form.

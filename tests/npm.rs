@@ -221,20 +221,7 @@ fn tgz(name: &str, version: &str) -> Vec<u8> {
 }
 
 fn tgz_with(pkg: Value) -> Vec<u8> {
-    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-    let data = pkg.to_string();
-    let mut h = tar::Header::new_gnu();
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_cksum();
-    b.append_data(&mut h, "package/package.json", data.as_bytes()).unwrap();
-    b.into_inner().unwrap().finish().unwrap()
-}
-
-fn checksums(data: &[u8]) -> (String, String) {
-    let sri = format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(<sha2::Sha512 as sha2::Digest>::digest(data)));
-    let sha1 = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(data));
-    (sri, sha1)
+    common::npm::tarball_with(&pkg)
 }
 
 /// A publish as npm sends it; `integrity`/`shasum` override the true ones.
@@ -249,13 +236,15 @@ fn raw_publish_to(
     integrity: Option<String>,
     shasum: Option<String>,
 ) -> reqwest::blocking::Response {
-    let (sri, sha1) = checksums(data);
-    let body = json!({
-        "_id": name, "name": name, "dist-tags": {"latest": version},
-        "versions": {version: {"name": name, "version": version, "dist": {"integrity": integrity.unwrap_or(sri), "shasum": shasum.unwrap_or(sha1)}}},
-        "_attachments": {format!("{name}-{version}.tgz"): {"content_type": "application/octet-stream", "data": base64::engine::general_purpose::STANDARD.encode(data), "length": data.len()}},
-    });
-    let mut r = Client::new().put(server().url(&format!("/repository/{repo}/{}", name.replace('/', "%2f")))).json(&body);
+    let mut body = common::npm::publish_body_of(name, version, data);
+    let dist = &mut body["versions"][version]["dist"];
+    if let Some(i) = integrity {
+        dist["integrity"] = json!(i);
+    }
+    if let Some(s) = shasum {
+        dist["shasum"] = json!(s);
+    }
+    let mut r = Client::new().put(server().url(&common::npm::publish_path(repo, name))).json(&body);
     if let Some(t) = token {
         r = r.bearer_auth(t);
     }

@@ -10,7 +10,6 @@ mod common;
 
 use std::sync::OnceLock;
 
-use base64::Engine;
 use common::{TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::{Client, RequestBuilder};
 use reqwest::{Method, StatusCode};
@@ -134,22 +133,11 @@ fn pypi_browse_read_write() {
 
 #[test]
 fn npm_browse_read_write_delete() {
-    let tgz = |name: &str, version: &str| {
-        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
-        let data = json!({"name": name, "version": version}).to_string();
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_cksum();
-        b.append_data(&mut h, "package/package.json", data.as_bytes()).unwrap();
-        b.into_inner().unwrap().finish().unwrap()
-    };
     let publish = |user: &str, pass: &str, name: &str| {
-        let data = tgz(name, "1.0.0");
-        let sha1 = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(&data));
-        let body = json!({"name": name, "versions": {"1.0.0": {"name": name, "version": "1.0.0", "dist": {"shasum": sha1}}},
-            "_attachments": {format!("{name}-1.0.0.tgz"): {"data": base64::engine::general_purpose::STANDARD.encode(&data)}}});
-        Client::new().put(server().url(&format!("/repository/npm-hosted/{name}"))).basic_auth(user, Some(pass)).json(&body).send().unwrap().status()
+        let body = common::npm::publish_body(name, "1.0.0");
+        Client::new().put(server().url(&common::npm::publish_path("npm-hosted", name))).basic_auth(user, Some(pass)).json(&body).send().unwrap().status()
     };
+
     assert_eq!(publish("admin", ADMIN_PASSWORD, "matrix-npm"), StatusCode::OK);
     let browse = |u: &str| as_user(u, Method::GET, "/repository/npm-hosted/matrix-npm").send().unwrap().status();
     let read = |u: &str| as_user(u, Method::GET, "/repository/npm-hosted/matrix-npm/-/matrix-npm-1.0.0.tgz").send().unwrap().status();
