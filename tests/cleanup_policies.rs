@@ -153,15 +153,7 @@ fn upload(repo: &str, dir: &Path, name: &str, versions: &[&str]) {
 
 fn pip(repo: &str, args: &[&str]) -> Output {
     let index = format!("http://admin:{ADMIN_PASSWORD}@{}/repository/{repo}/simple/", server().addr);
-    Command::new("python3")
-        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated"])
-        .args(args)
-        .args(["--no-cache-dir", "--index-url", &index])
-        .env_remove("PIP_FIND_LINKS")
-        .env_remove("PIP_INDEX_URL")
-        .env_remove("PIP_EXTRA_INDEX_URL")
-        .output()
-        .unwrap()
+    common::pypi::pip(&[args, &["--no-cache-dir", "--index-url", &index]].concat())
 }
 
 #[test]

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use base64::Engine;
+use common::pypi::pip;
 use common::{TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
@@ -92,17 +93,6 @@ fn staged_files() -> usize {
 /// A wheel and an sdist of a tiny project (tests/pypi/make_dist.py).
 fn dist(dir: &Path, name: &str, version: &str) -> (PathBuf, PathBuf) {
     common::pypi::dist(dir, name, version, &[])
-}
-
-fn pip(args: &[&str]) -> Output {
-    Command::new("python3")
-        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated"])
-        .args(args)
-        .env_remove("PIP_FIND_LINKS")
-        .env_remove("PIP_INDEX_URL")
-        .env_remove("PIP_EXTRA_INDEX_URL")
-        .output()
-        .unwrap()
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use common::pypi::dist;
+use common::pypi::pip;
 use common::{SpawnGuarded, TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -28,18 +29,6 @@ fn index_url() -> String {
 
 fn twine(files: &[&Path], user: &str, password: &str) -> Output {
     common::pypi::twine(&repo_url(), user, password, files)
-}
-
-fn pip(args: &[&str]) -> Output {
-    // The machine's pip configuration may add local wheel folders: only wharf may answer here.
-    Command::new("python3")
-        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated"])
-        .args(args)
-        .env_remove("PIP_FIND_LINKS")
-        .env_remove("PIP_INDEX_URL")
-        .env_remove("PIP_EXTRA_INDEX_URL")
-        .output()
-        .unwrap()
 }
 
 fn ok(out: Output) -> String {

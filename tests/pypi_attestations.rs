@@ -16,6 +16,7 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use common::pypi::pip;
 use common::{TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -49,17 +50,6 @@ fn twine_attested(files: &[&Path]) -> Output {
         .args(files)
         .output()
         .expect("twine is installed (the test command installs it into target/test-venv)")
-}
-
-fn pip(args: &[&str]) -> Output {
-    Command::new("python3")
-        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated"])
-        .args(args)
-        .env_remove("PIP_FIND_LINKS")
-        .env_remove("PIP_INDEX_URL")
-        .env_remove("PIP_EXTRA_INDEX_URL")
-        .output()
-        .unwrap()
 }
 
 fn ok(out: Output) -> String {

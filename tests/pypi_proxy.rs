@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::pypi::dist;
+use common::pypi::pip;
 use common::{free_port, Guarded, SpawnGuarded, TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -23,17 +24,6 @@ fn server() -> &'static TestServer {
 
 fn index_url(repo: &str) -> String {
     format!("http://admin:{ADMIN_PASSWORD}@{}/repository/{repo}/simple/", server().addr)
-}
-
-fn pip(args: &[&str]) -> Output {
-    Command::new("python3")
-        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated"])
-        .args(args)
-        .env_remove("PIP_FIND_LINKS")
-        .env_remove("PIP_INDEX_URL")
-        .env_remove("PIP_EXTRA_INDEX_URL")
-        .output()
-        .unwrap()
 }
 
 fn pip_install(repo: &str, target: &Path, reqs: &[&str]) -> Output {

@@ -40,3 +40,16 @@ pub fn twine<F: AsRef<OsStr>>(repository_url: &str, user: &str, password: &str, 
 pub fn uploaded(out: Output) {
     assert!(out.status.success(), "twine: {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
 }
+
+/// pip with `args`, answered by wharf alone: the machine's pip configuration (extra indexes,
+/// local wheel folders) is left out.
+pub fn pip(args: &[&str]) -> Output {
+    Command::new("python3")
+        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated"])
+        .args(args)
+        .env_remove("PIP_FIND_LINKS")
+        .env_remove("PIP_INDEX_URL")
+        .env_remove("PIP_EXTRA_INDEX_URL")
+        .output()
+        .unwrap()
+}
