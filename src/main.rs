@@ -3,6 +3,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+// jemalloc, its background threads on: they hand freed memory back to the system a few seconds
+// after a burst (see docs/architecture.md, "Memory").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "wharf", version, about = "A universal artifact repository: Docker/OCI, PyPI and npm")]
 struct Cli {

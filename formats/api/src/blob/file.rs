@@ -227,12 +227,12 @@ pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Opti
                 (start, last + 1, Some((start, last)))
             }
         };
-        if start > 0 {
-            file.seek(SeekFrom::Start(start))?;
-        }
         let len = end - start;
         if len > READ_CHUNK as u64 {
-            return Ok((total, served, Err((file, len))));
+            return Ok((total, served, Err((file, start, len))));
+        }
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))?;
         }
         let mut buf = Vec::with_capacity(len as usize);
         file.take(len).read_to_end(&mut buf)?;
@@ -244,10 +244,7 @@ pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Opti
     .await?;
     let body = match opened {
         Ok(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
-        Err((file, len)) => {
-            use tokio::io::AsyncReadExt as _;
-            tokio_util::io::ReaderStream::with_capacity(tokio::fs::File::from_std(file).take(len), READ_CHUNK).boxed()
-        }
+        Err((file, start, len)) => super::file_stream::stream(file, start, len),
     };
     Ok(super::BlobRead { total, range: served, body })
 }

@@ -12,6 +12,7 @@
 //! through `object_store` for both.
 
 mod file;
+mod file_stream;
 mod read_cache;
 mod s3;
 
@@ -19,7 +20,6 @@ pub use read_cache::ReadCache;
 
 pub use s3::{S3Encryption, S3Settings};
 
-use std::io::SeekFrom;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -30,8 +30,6 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore, ObjectStoreExt};
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest as _, Sha256};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
-use tokio_util::io::ReaderStream;
 
 use crate::digest::{Algorithm, AnyDigest, Digest};
 
@@ -453,11 +451,7 @@ impl BlobStore {
         let body = match res.payload {
             // object_store's own file reader makes one blocking call per 8 KiB; big reads keep
             // a 1 GiB layer from costing 131072 thread hand-offs.
-            GetResultPayload::File(file, _) => {
-                let mut file = tokio::fs::File::from_std(file);
-                file.seek(SeekFrom::Start(start)).await?;
-                ReaderStream::with_capacity(file.take(end - start), READ_CHUNK).boxed()
-            }
+            GetResultPayload::File(file, _) => file_stream::stream(file, start, end - start),
             GetResultPayload::Stream(s) => s.map_err(std::io::Error::other).boxed(),
         };
         Ok(BlobRead { total, range: served, body })

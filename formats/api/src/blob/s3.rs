@@ -24,7 +24,6 @@ use object_store::path::Path;
 use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncReadExt;
 
 use super::file::FileStaging;
 use super::{BlobError, HashState, WRITE_BATCH};
@@ -412,8 +411,9 @@ impl S3Staging {
 
     /// Uploads a local file (staged in the scratch directory) as the object at `key`.
     pub(super) async fn upload_file(&self, path: &FsPath, key: &Path) -> Result<(), BlobError> {
-        let file = tokio::fs::File::open(path).await?;
-        let body = tokio_util::io::ReaderStream::with_capacity(file.take(u64::MAX), super::READ_CHUNK);
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        let body = super::file_stream::stream(file, 0, len);
         let (pending, _, _) = self.write(key, Sha256::new(), body).await?;
         self.complete(key, pending).await
     }
