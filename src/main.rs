@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 // jemalloc, its background threads on: they hand freed memory back to the system a few seconds
-// after a burst (see docs/architecture.md, "Memory").
+// after a burst (glibc kept it: docs/benchmarks.md, "Memory").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

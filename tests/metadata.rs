@@ -377,3 +377,35 @@ fn sqlite_writes_reach_the_database_file_without_a_commit_checkpointing() {
     }
     drop(db);
 }
+
+/// A write whose read-only check meets a freeze still in its transaction waits for it, and is
+/// refused once the freeze commits: it never commits after the freeze. (On PostgreSQL the
+/// writes are SERIALIZABLE: a check that had only waited for the freeze would have read the
+/// setting as it was when the write began waiting, before the freeze.)
+#[tokio::test]
+async fn a_write_that_meets_a_freeze_in_progress_is_refused_once_it_commits() {
+    for (backend, db, repo) in backends() {
+        let meta = SqlMeta::new(db.clone());
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let freezer = db.clone();
+        let freeze = tokio::spawn(async move {
+            freezer
+                .write(move |c| {
+                    let f = wharf::db::read_only::Freeze { reason: "backup".into(), by: "admin".into(), at: 1 };
+                    wharf::db::read_only::store(c, Some(&f))?;
+                    // Held open a while after the freeze is written, so that the write below
+                    // makes its check meanwhile.
+                    let _ = held_tx.send(());
+                    std::thread::sleep(std::time::Duration::from_millis(700));
+                    Ok(())
+                })
+                .await
+        });
+        tokio::task::spawn_blocking(move || held_rx.recv().unwrap()).await.unwrap();
+        let res = meta.commit(vec![], vec![Write::Upsert { repo, asset: asset("img/tags/after-freeze", "d1") }]).await;
+        freeze.await.unwrap().unwrap();
+        assert!(matches!(res, Err(MetaError::ReadOnly(_))), "{backend}: {res:?}");
+        assert_eq!(meta.get(repo, "img/tags/after-freeze").await.unwrap(), None, "{backend}");
+        db.write(|c| wharf::db::read_only::store(c, None)).await.unwrap();
+    }
+}
