@@ -433,3 +433,44 @@ fn usage_gauges_cover_every_store_and_each_hard_quota() {
     // Repositories without a hard quota are not measured.
     assert!(!s.keys().any(|(name, labels)| name == "wharf_repository_used_bytes" && labels.iter().any(|(_, v)| v == REPO)));
 }
+
+/// A deleted repository's series leave the exposition (at the reload its deletion makes), and
+/// one made again under its name starts from zero.
+#[test]
+fn a_deleted_repositorys_series_go_with_it() {
+    let port = answering_404();
+    let create = || {
+        let r = server()
+            .admin()
+            .request(Method::POST, "/service/rest/v1/repositories/pypi/proxy")
+            .json(&json!({
+                "name": "metrics-gone", "online": true,
+                "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
+                "proxy": {"remoteUrl": format!("http://127.0.0.1:{port}/"), "contentMaxAge": 1440, "metadataMaxAge": 1440},
+                "negativeCache": {"enabled": false, "timeToLive": 1440},
+                "httpClient": {"blocked": false, "autoBlock": false},
+            }))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    };
+    let read = || {
+        let r = Client::new().get(server().url("/repository/metrics-gone/simple/nothing-here/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    };
+    let of_repo = |s: &Series| s.iter().filter(|((_, labels), _)| labels.iter().any(|(k, v)| k == "repository" && v == "metrics-gone")).count();
+    let requests = [("repository", "metrics-gone"), ("format", "pypi"), ("method", "read"), ("status", "4xx")];
+    create();
+    read();
+    let before = scrape();
+    assert_eq!(get(&before, "wharf_http_requests_total", &requests), 1.0);
+    assert!(of_repo(&before) >= 4, "requests, bytes, upstream and cache series: {}", of_repo(&before));
+
+    let r = server().admin().request(Method::DELETE, "/service/rest/v1/repositories/metrics-gone").send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(of_repo(&scrape()), 0, "no series of the deleted repository");
+
+    create();
+    read();
+    assert_eq!(get(&scrape(), "wharf_http_requests_total", &requests), 1.0, "counted from zero again");
+}
