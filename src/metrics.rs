@@ -6,7 +6,7 @@
 //! The `prometheus` crate is used rather than `prometheus-client`: its histograms observe with
 //! atomics, where `prometheus-client`'s take a lock per observation.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use wharf_format::cache_probe::{CacheKind, CacheResult};
@@ -276,26 +276,6 @@ impl Metrics {
             .clone()
     }
 
-    /// Forgets the series of every repository not in `live` (name, format): a deleted or
-    /// renamed repository leaves the exposition at the next reload, not at the next restart,
-    /// and one made again under its name starts from zero.
-    pub fn keep_repositories(&self, live: &HashSet<(String, String)>) {
-        self.repos.lock().unwrap_or_else(|e| e.into_inner()).retain(|key, _| live.contains(key));
-        let gone = |labels: &HashMap<&str, &str>| match (labels.get("repository"), labels.get("format")) {
-            (Some(r), Some(f)) => !r.is_empty() && !live.contains(&(r.to_string(), f.to_string())),
-            _ => false,
-        };
-        for v in [&self.requests, &self.bytes_in, &self.bytes_out, &self.upstream_requests, &self.upstream_throttled, &self.proxy_cache] {
-            drop_series(v, &gone);
-        }
-        for v in [&self.latency, &self.upstream_latency] {
-            drop_series(v, &gone);
-        }
-        for v in [&self.upstream_ratelimit_limit, &self.upstream_ratelimit_remaining, &self.upstream_ratelimit_window] {
-            drop_series(v, &gone);
-        }
-    }
-
     /// What proxy repository `name` reports of its upstream requests.
     pub fn upstream(&self, name: &str, format: &str) -> Arc<dyn UpstreamObserver> {
         let outcome = |o: &str| self.upstream_requests.with_label_values(&[name, format, o]);
@@ -475,19 +455,6 @@ pub struct PoolState {
     pub connections: u32,
     pub idle: u32,
     pub max: u32,
-}
-
-/// Removes the series of `vec` whose labels `gone` names.
-fn drop_series<T: prometheus::core::MetricVecBuilder>(vec: &prometheus::core::MetricVec<T>, gone: &dyn Fn(&HashMap<&str, &str>) -> bool) {
-    use prometheus::core::Collector as _;
-    for family in vec.collect() {
-        for m in family.get_metric() {
-            let labels: HashMap<&str, &str> = m.get_label().iter().map(|l| (l.name(), l.value())).collect();
-            if gone(&labels) {
-                let _ = vec.remove(&labels);
-            }
-        }
-    }
 }
 
 fn repo_metrics(

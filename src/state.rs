@@ -230,7 +230,6 @@ impl RepoRegistry {
         let snap = Arc::new(snap);
         let mut current = self.current.write().unwrap_or_else(|e| e.into_inner());
         if snap.generation > current.generation {
-            self.metrics.keep_repositories(&snap.repos.iter().map(|(n, r)| (n.clone(), r.config.format.clone())).collect());
             *current = snap;
         }
         Ok(current.clone())
