@@ -234,3 +234,49 @@ fn an_upload_started_on_one_node_is_finished_on_another() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// A writer that held an upload's claim and stopped renewing it (a stalled process, a paused
+/// VM) may wake up and write on into the staged file after another request took the session
+/// over. A session is published on its running hash alone only if that never happened; once
+/// it did, the file is hashed again, and bytes no acknowledged request wrote are refused.
+#[test]
+fn a_session_taken_over_from_a_writer_whose_lease_ran_out_is_hashed_again_before_it_is_published() {
+    use diesel::prelude::*;
+    use wharf::db::schema::uploads;
+    let server = TestServer::start();
+    let http = client();
+    let r = http.post(server.url("/v2/docker-hosted/takeover/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let upload = absolute(&server.base, r.headers()["location"].to_str().unwrap());
+    let id = upload.split('?').next().unwrap().rsplit('/').next().unwrap().to_string();
+    let r = http.patch(&upload).basic_auth("admin", Some(ADMIN_PASSWORD)).body(vec![1u8; 1000]).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let upload = absolute(&server.base, r.headers()["location"].to_str().unwrap());
+
+    // The next writer claims the session and stalls: its lease runs out.
+    let db = wharf::db::Db::open(&server.database_url(), 2).unwrap();
+    let stalled =
+        db.run_sync(|c| Ok(diesel::update(uploads::table.find(&id)).set((uploads::writer.eq("stalled"), uploads::lease_until.eq(1i64))).execute(c)?)).unwrap();
+    assert_eq!(stalled, 1);
+    // This request takes the session over and appends; then the stalled writer wakes up and
+    // writes over the start of the file.
+    let r = http.patch(&upload).basic_auth("admin", Some(ADMIN_PASSWORD)).body(vec![2u8; 1000]).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "the lease ran out: the session is taken over");
+    let upload = absolute(&server.base, r.headers()["location"].to_str().unwrap());
+    let staged = server.staging_dir().join(&id);
+    let mut on_disk = std::fs::read(&staged).unwrap();
+    assert_eq!(on_disk.len(), 2000);
+    on_disk[..100].fill(9);
+    std::fs::write(&staged, &on_disk).unwrap();
+
+    let mut acknowledged = vec![1u8; 1000];
+    acknowledged.extend_from_slice(&[2u8; 1000]);
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&acknowledged)));
+    let sep = if upload.contains('?') { '&' } else { '?' };
+    let r = http.put(format!("{upload}{sep}digest={digest}")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(r.json::<serde_json::Value>().unwrap()["errors"][0]["code"], "DIGEST_INVALID");
+    assert!(!server.store_holds(&digest), "nothing is stored under a digest its bytes do not have");
+    let r = http.head(server.url(&format!("/v2/docker-hosted/takeover/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

@@ -263,17 +263,19 @@ async fn upload_progress_is_compare_and_set() {
         };
         meta.upload_create(row).await.unwrap();
         // One writer at a time: a second claim on the same session fails while the first holds it.
-        meta.upload_claim("u1", 0, "w1", 60_000).await.unwrap();
+        assert!(!meta.upload_claim("u1", 0, "w1", 60_000).await.unwrap(), "{backend}: no one was taken over");
         assert!(matches!(meta.upload_claim("u1", 0, "w2", 60_000).await, Err(MetaError::Conflict)), "{backend}");
         assert!(matches!(meta.upload_advance("u1", 0, 10, vec![9], "w2").await, Err(MetaError::Conflict)), "{backend}: not w2's");
         meta.upload_advance("u1", 0, 10, vec![4], "w1").await.unwrap();
         assert!(matches!(meta.upload_claim("u1", 0, "w2", 60_000).await, Err(MetaError::Conflict)), "{backend}: the upload moved on");
         assert!(matches!(meta.upload_advance("u1", 0, 20, vec![5], "w1").await, Err(MetaError::Conflict)), "{backend}");
         // A claim whose lease ran out (its node died) can be taken over; a release frees it at once.
-        meta.upload_claim("u1", 10, "w3", -1).await.unwrap();
-        meta.upload_claim("u1", 10, "w4", 60_000).await.unwrap();
+        // The takeover is remembered for the rest of the session: the writer that lost it may
+        // still be writing, so the session's bytes are hashed again when it finishes.
+        assert!(!meta.upload_claim("u1", 10, "w3", -1).await.unwrap(), "{backend}: w1 advanced and let go");
+        assert!(meta.upload_claim("u1", 10, "w4", 60_000).await.unwrap(), "{backend}: w3's lease ran out");
         meta.upload_release("u1", "w4").await.unwrap();
-        meta.upload_claim("u1", 10, "w5", 60_000).await.unwrap();
+        assert!(meta.upload_claim("u1", 10, "w5", 60_000).await.unwrap(), "{backend}: taken over once, remembered");
         let got = meta.upload_get("u1").await.unwrap().unwrap();
         assert_eq!((got.offset, got.hash_state, got.owner.as_deref()), (10, vec![4], Some("alice")), "{backend}");
         meta.upload_delete("u1").await.unwrap();

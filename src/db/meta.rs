@@ -718,19 +718,29 @@ impl MetaStore for SqlMeta {
         }))
     }
 
-    async fn upload_claim(&self, id: &str, from: i64, writer: &str, lease_ms: i64) -> Result<(), MetaError> {
+    async fn upload_claim(&self, id: &str, from: i64, writer: &str, lease_ms: i64) -> Result<bool, MetaError> {
         let (id, writer) = (id.to_string(), writer.to_string());
-        self.db
+        let taken_over = self
+            .db
             .write(move |conn| {
                 let now = now_millis();
                 let free = uploads::writer.is_null().or(uploads::lease_until.lt(now));
-                Ok(diesel::update(uploads::table.filter(uploads::id.eq(&id).and(uploads::upload_offset.eq(from)).and(free)))
-                    .set((uploads::writer.eq(&writer), uploads::lease_until.eq(now + lease_ms)))
-                    .execute(conn)?)
+                // A writer still named here passed the filter only because its lease ran out.
+                let n = diesel::update(uploads::table.filter(uploads::id.eq(&id).and(uploads::upload_offset.eq(from)).and(free)))
+                    .set((
+                        uploads::writer.eq(&writer),
+                        uploads::lease_until.eq(now + lease_ms),
+                        uploads::taken_over.eq(uploads::taken_over.or(uploads::writer.is_not_null())),
+                    ))
+                    .execute(conn)?;
+                if n != 1 {
+                    return Ok(None);
+                }
+                Ok(Some(uploads::table.find(&id).select(uploads::taken_over).first::<bool>(conn)?))
             })
             .await
-            .map_err(backend)
-            .and_then(one_row)
+            .map_err(backend)?;
+        taken_over.ok_or(MetaError::Conflict)
     }
 
     async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<(), MetaError> {

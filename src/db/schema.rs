@@ -103,6 +103,7 @@ diesel::table! {
         owner -> Nullable<Text>,
         writer -> Nullable<Text>,
         lease_until -> Nullable<BigInt>,
+        taken_over -> Bool,
     }
 }
 

@@ -199,8 +199,10 @@ pub trait MetaStore: Send + Sync {
     /// Makes `writer` (a name unique to one request) the upload's only writer while it is at
     /// `from_offset`, for `lease_ms` at most (after that another request may take over: a node
     /// that died must not block the session for good). [`MetaError::Conflict`] if the upload
-    /// moved on or another writer holds it.
-    async fn upload_claim(&self, id: &str, from_offset: i64, writer: &str, lease_ms: i64) -> Result<(), MetaError>;
+    /// moved on or another writer holds it. Returns whether the session was ever taken over
+    /// from a writer whose lease ran out (this claim included): such a writer may still be
+    /// writing, so the staged bytes are no longer known to be what the running hash says.
+    async fn upload_claim(&self, id: &str, from_offset: i64, writer: &str, lease_ms: i64) -> Result<bool, MetaError>;
     /// Extends `writer`'s claim by `lease_ms` from now; [`MetaError::Conflict`] if it is no
     /// longer `writer`'s.
     async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<(), MetaError>;

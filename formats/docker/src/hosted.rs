@@ -756,8 +756,16 @@ impl Hosted {
         let mut attempt = 0;
         loop {
             match self.env.meta.upload_claim(&row.id, row.offset, &writer, UPLOAD_LEASE_MS).await {
-                Ok(()) => {
-                    return Ok(Claim { meta: self.env.meta.clone(), blobs: self.env.blobs.clone(), id: row.id.clone(), offset: row.offset, writer, open: true })
+                Ok(taken_over) => {
+                    return Ok(Claim {
+                        meta: self.env.meta.clone(),
+                        blobs: self.env.blobs.clone(),
+                        id: row.id.clone(),
+                        offset: row.offset,
+                        writer,
+                        taken_over,
+                        open: true,
+                    })
                 }
                 Err(MetaError::Conflict) => {
                     let now = self.env.meta.upload_get(&row.id).await?.ok_or(DockerError::BlobUploadUnknown)?;
@@ -886,7 +894,7 @@ impl Hosted {
                 return Err(e.into());
             }
         }
-        let stored = match self.leased(&claim, self.env.blobs.stage_finish_any(id, &state, &digest)).await {
+        let stored = match self.leased(&claim, self.env.blobs.stage_finish_any(id, &state, &digest, claim.taken_over)).await {
             Ok(stored) => stored,
             Err(e @ (wharf_format::BlobError::DigestMismatch { .. } | wharf_format::BlobError::ContentMismatch { .. })) => {
                 // A failed verification ends the session: its bytes are not what the client meant.
@@ -935,6 +943,9 @@ struct Claim {
     id: String,
     offset: i64,
     writer: String,
+    /// A writer lost the session to a takeover at some point: the staged bytes are hashed
+    /// again before they are published.
+    taken_over: bool,
     open: bool,
 }
 
@@ -1098,7 +1109,7 @@ mod tests {
         async fn upload_get(&self, _: &str) -> Result<Option<UploadRow>, MetaError> {
             unimplemented!()
         }
-        async fn upload_claim(&self, _: &str, _: i64, _: &str, _: i64) -> Result<(), MetaError> {
+        async fn upload_claim(&self, _: &str, _: i64, _: &str, _: i64) -> Result<bool, MetaError> {
             unimplemented!()
         }
         async fn upload_renew(&self, _: &str, writer: &str, _: i64) -> Result<(), MetaError> {

@@ -18,6 +18,10 @@ use crate::digest::Digest;
 pub(super) struct FileStaging {
     pub(super) root: PathBuf,
     pub(super) store: Arc<LocalFileSystem>,
+    /// Held while an append opens a staged file and while each of its writes runs, which may
+    /// be after the request was dropped (a write already on the blocking pool runs to its
+    /// end); a cut back waits for it, so no write of a dropped request lands after the cut.
+    writing: crate::KeyedLocks,
 }
 
 impl FileStaging {
@@ -25,7 +29,7 @@ impl FileStaging {
         std::fs::create_dir_all(root.join("uploads"))?;
         std::fs::create_dir_all(root.join("blobs"))?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
-        Ok(FileStaging { root: root.to_path_buf(), store: Arc::new(store) })
+        Ok(FileStaging { root: root.to_path_buf(), store: Arc::new(store), writing: crate::KeyedLocks::default() })
     }
 
     pub(super) fn staging_file(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
@@ -56,6 +60,7 @@ impl FileStaging {
     {
         let path = self.staging_file(upload_id)?;
         let hasher = HashState::load(state)?;
+        let opening = self.writing.lock(upload_id).await;
         let file = blocking(move || {
             let mut file = match std::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path) {
                 Ok(f) => f,
@@ -74,6 +79,7 @@ impl FileStaging {
             Ok(file)
         })
         .await?;
+        drop(opening);
         let mut writer = Some((file, hasher));
         let mut in_flight: Option<tokio::task::JoinHandle<Result<(std::fs::File, Sha256), BlobError>>> = None;
         let mut batch: Vec<Bytes> = Vec::new();
@@ -103,7 +109,9 @@ impl FileStaging {
                 let (mut file, mut hasher) = writer.take().expect("the writer is back once no batch is in flight");
                 let chunks = std::mem::take(&mut batch);
                 batch_len = 0;
+                let writing = self.writing.lock(upload_id).await;
                 in_flight = Some(tokio::task::spawn_blocking(move || {
+                    let _writing = writing;
                     for c in &chunks {
                         hasher.update(c);
                         file.write_all(c)?;
@@ -173,6 +181,7 @@ impl FileStaging {
 
     pub(super) async fn truncate(&self, upload_id: &str, len: u64) -> Result<(), BlobError> {
         let path = self.staging_file(upload_id)?;
+        let _writing = self.writing.lock(upload_id).await;
         blocking(move || {
             match std::fs::OpenOptions::new().write(true).open(&path) {
                 Ok(f) if f.metadata()?.len() > len => f.set_len(len)?,

@@ -1,0 +1,5 @@
+-- Set once a claim took an upload session over from a writer whose lease ran out: that writer
+-- may still be writing into the staged file, so the session's running hash no longer says what
+-- the file holds and finishing it hashes the file again. Sessions no one took over are finished
+-- on their running hash alone.
+ALTER TABLE uploads ADD COLUMN taken_over BOOLEAN NOT NULL DEFAULT FALSE;
