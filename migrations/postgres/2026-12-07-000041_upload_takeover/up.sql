@@ -3,3 +3,5 @@
 -- the file holds and finishing it hashes the file again. Sessions no one took over are finished
 -- on their running hash alone.
 ALTER TABLE uploads ADD COLUMN taken_over BOOLEAN NOT NULL DEFAULT FALSE;
+-- Sessions from before this column: whether they were taken over is unknown.
+UPDATE uploads SET taken_over = TRUE;
