@@ -1,7 +1,7 @@
 //! Staging on a local (or shared) file system: an upload is a plain file under `uploads/`,
 //! appended to in place, and published with a create-if-absent rename into `blobs/`.
 
-use std::io::{Seek, SeekFrom, Write as _};
+use std::io::{Seek, SeekFrom};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use object_store::path::Path;
 use object_store::ObjectStoreExt;
 use sha2::{Digest as _, Sha256};
 
+use super::staged_writer::StagedWriter;
 use super::{blocking, join, BlobError, HashState, READ_CHUNK, WRITE_BATCH};
 use crate::digest::Digest;
 
@@ -51,8 +52,8 @@ impl FileStaging {
 
     /// See [`super::BlobStore::stage_append`]. The request is read on the caller's task while
     /// the previous batch is hashed and written on the blocking pool: at most two batches of
-    /// [`WRITE_BATCH`] bytes are held at a time, and the chunks are never copied on their way
-    /// to the file.
+    /// [`WRITE_BATCH`] bytes are held at a time, and large uploads reach the file past the page
+    /// cache (see [`StagedWriter`]).
     pub(super) async fn append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], mut body: S) -> Result<(u64, Vec<u8>), BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -61,8 +62,8 @@ impl FileStaging {
         let path = self.staging_file(upload_id)?;
         let hasher = HashState::load(state)?;
         let opening = self.writing.lock(upload_id).await;
-        let file = blocking(move || {
-            let mut file = match std::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path) {
+        let writer = blocking(move || {
+            let file = match std::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
                 Err(e) => return Err(e.into()),
@@ -75,13 +76,12 @@ impl FileStaging {
             if on_disk > offset {
                 file.set_len(offset)?;
             }
-            file.seek(SeekFrom::Start(offset))?;
-            Ok(file)
+            Ok(StagedWriter::new(file, &path, offset))
         })
         .await?;
         drop(opening);
-        let mut writer = Some((file, hasher));
-        let mut in_flight: Option<tokio::task::JoinHandle<Result<(std::fs::File, Sha256), BlobError>>> = None;
+        let mut idle = Some((writer, hasher));
+        let mut in_flight: Option<Flight> = None;
         let mut batch: Vec<Bytes> = Vec::new();
         let mut batch_len = 0usize;
         let mut written = offset;
@@ -95,39 +95,36 @@ impl FileStaging {
                     false
                 }
                 Some(Err(e)) => {
-                    if let Some(task) = in_flight.take() {
-                        let _ = task.await;
+                    if let Some(flight) = in_flight.take() {
+                        let _ = flight.land().await;
                     }
                     return Err(BlobError::Body(e.to_string()));
                 }
                 None => true,
             };
             if batch_len >= WRITE_BATCH || (done && !batch.is_empty()) {
-                if let Some(task) = in_flight.take() {
-                    writer = Some(join(task).await?);
+                if let Some(flight) = in_flight.take() {
+                    idle = Some(flight.land().await?);
                 }
-                let (mut file, mut hasher) = writer.take().expect("the writer is back once no batch is in flight");
-                let chunks = std::mem::take(&mut batch);
+                let (w, h) = idle.take().expect("the writer is back once no batch is in flight");
+                let chunks = Arc::new(std::mem::take(&mut batch));
+                in_flight = Some(Flight::start(w, h, chunks, batch_len, self.writing.lock(upload_id).await));
                 batch_len = 0;
-                let writing = self.writing.lock(upload_id).await;
-                in_flight = Some(tokio::task::spawn_blocking(move || {
-                    let _writing = writing;
-                    for c in &chunks {
-                        hasher.update(c);
-                        file.write_all(c)?;
-                    }
-                    Ok((file, hasher))
-                }));
             }
             if done {
                 break;
             }
         }
-        if let Some(task) = in_flight.take() {
-            writer = Some(join(task).await?);
+        if let Some(flight) = in_flight.take() {
+            idle = Some(flight.land().await?);
         }
-        let (file, hasher) = writer.expect("the writer is back once no batch is in flight");
-        blocking(move || Ok(file.sync_data()?)).await?;
+        let (w, hasher) = idle.expect("the writer is back once no batch is in flight");
+        let writing = self.writing.lock(upload_id).await;
+        blocking(move || {
+            let _writing = writing;
+            Ok(w.finish()?)
+        })
+        .await?;
         Ok((written, HashState::save(&hasher)))
     }
 
@@ -212,6 +209,53 @@ impl FileStaging {
             }
         }
         Ok(out)
+    }
+}
+
+/// One batch of an append on its way: written to the file and hashed at the same time, on two
+/// blocking threads (a write that goes to the device directly waits for it, and the hash need
+/// not wait with it); a small batch (the last of an upload) is hashed by its writer.
+struct Flight {
+    write: tokio::task::JoinHandle<Result<(StagedWriter, Option<Sha256>), BlobError>>,
+    hash: Option<tokio::task::JoinHandle<Sha256>>,
+}
+
+impl Flight {
+    fn start(mut w: StagedWriter, h: Sha256, chunks: Arc<Vec<Bytes>>, len: usize, writing: tokio::sync::OwnedMutexGuard<()>) -> Flight {
+        let (mut inline, hash) = if len >= WRITE_BATCH {
+            let chunks = chunks.clone();
+            let mut h = h;
+            let task = tokio::task::spawn_blocking(move || {
+                for c in chunks.iter() {
+                    h.update(c);
+                }
+                h
+            });
+            (None, Some(task))
+        } else {
+            (Some(h), None)
+        };
+        let write = tokio::task::spawn_blocking(move || {
+            let _writing = writing;
+            for c in chunks.iter() {
+                if let Some(h) = inline.as_mut() {
+                    h.update(c);
+                }
+                w.write(c)?;
+            }
+            Ok((w, inline))
+        });
+        Flight { write, hash }
+    }
+
+    /// Waits for both halves; the writer and the hash, for the next batch.
+    async fn land(self) -> Result<(StagedWriter, Sha256), BlobError> {
+        let hashed = match self.hash {
+            Some(task) => Some(task.await.map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?),
+            None => None,
+        };
+        let (w, inline) = join(self.write).await?;
+        Ok((w, inline.or(hashed).expect("a batch is hashed by one of its halves")))
     }
 }
 

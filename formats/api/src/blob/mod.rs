@@ -15,6 +15,7 @@ mod file;
 mod file_stream;
 mod read_cache;
 mod s3;
+mod staged_writer;
 
 pub use read_cache::ReadCache;
 

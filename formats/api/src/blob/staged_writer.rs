@@ -1,0 +1,201 @@
+//! Writes an upload into its staged file, past the page cache once the upload is large.
+//!
+//! A buffered `write` copies every byte into the page cache, and on this kind of machine that
+//! copy was the biggest cost of a push: 58% of the server's CPU for a 512 MiB blob (perf:
+//! `copy_folio_from_iter_atomic`), more than hashing it; `dd` wrote 512 MiB buffered in 0.98 s
+//! of system time and with `O_DIRECT` in 0.06 s. So after its first [`DIRECT_AFTER`] bytes a
+//! writer also opens the file with `O_DIRECT` and writes whole aligned blocks from a buffer of
+//! its own: the device reads them from there, and a pushed blob does not push everything else
+//! out of the cache. What does not fill an aligned block (the part before the first boundary,
+//! the tail) is written the ordinary way; a file system that refuses `O_DIRECT` (tmpfs), or a
+//! device that wants other alignment, gets ordinary writes throughout. Either way the bytes
+//! are durable only after [`StagedWriter::finish`], which syncs the file.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
+use std::path::Path;
+use std::sync::Mutex;
+
+/// Direct writes start at a multiple of this and are a multiple of it long (the largest
+/// logical block size in common use).
+const ALIGN: usize = 4096;
+/// An upload's first bytes go through the page cache: small files (most npm and PyPI uploads,
+/// manifests) are never worth a second descriptor and a buffer.
+const DIRECT_AFTER: u64 = 1 << 20;
+/// The aligned buffer direct writes are made from: one write per this many bytes.
+const BLOCK: usize = 512 << 10;
+/// Buffers kept for the next large upload (a buffer's pages are then already there).
+const POOL_MAX: usize = 4;
+
+static POOL: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// [`BLOCK`] bytes at an [`ALIGN`]ed address inside a plain vector (no `unsafe` needed: the
+/// vector is over-allocated and the aligned window chosen inside it).
+struct AlignedBuf {
+    raw: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn take() -> AlignedBuf {
+        let raw = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| vec![0u8; BLOCK + ALIGN]);
+        let start = (ALIGN - raw.as_ptr() as usize % ALIGN) % ALIGN;
+        AlignedBuf { raw, start, len: 0 }
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.raw[self.start..self.start + self.len]
+    }
+
+    /// Copies as much of `data` as fits; returns how much.
+    fn fill(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(BLOCK - self.len);
+        let at = self.start + self.len;
+        self.raw[at..at + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        n
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_MAX {
+            pool.push(std::mem::take(&mut self.raw));
+        }
+    }
+}
+
+enum Direct {
+    /// Not tried yet (the upload is still small).
+    NotYet,
+    On(File, AlignedBuf),
+    /// Refused by the file system or the device: ordinary writes from here on.
+    Off,
+}
+
+pub(super) struct StagedWriter {
+    file: File,
+    path: std::path::PathBuf,
+    direct: Direct,
+    /// Where the next byte goes: the buffer's bytes (direct mode) start here.
+    pos: u64,
+    /// Bytes written by this writer, through either descriptor.
+    written: u64,
+}
+
+impl StagedWriter {
+    /// Writes to `file` (the staged file, opened for writing) from `pos` on.
+    pub(super) fn new(file: File, path: &Path, pos: u64) -> StagedWriter {
+        StagedWriter { file, path: path.to_path_buf(), direct: Direct::NotYet, pos, written: 0 }
+    }
+
+    pub(super) fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
+        self.written += data.len() as u64;
+        if matches!(self.direct, Direct::NotYet) && self.written > DIRECT_AFTER {
+            self.direct = match std::fs::OpenOptions::new().write(true).custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32).open(&self.path) {
+                Ok(f) => Direct::On(f, AlignedBuf::take()),
+                Err(_) => Direct::Off,
+            };
+        }
+        if !matches!(self.direct, Direct::On(..)) {
+            self.file.write_all_at(data, self.pos)?;
+            self.pos += data.len() as u64;
+            return Ok(());
+        }
+        // Up to the first aligned offset the ordinary way; then whole blocks directly.
+        let unaligned = ((ALIGN as u64 - self.pos % ALIGN as u64) % ALIGN as u64) as usize;
+        if unaligned > 0 && self.buffered() == 0 {
+            let n = unaligned.min(data.len());
+            self.file.write_all_at(&data[..n], self.pos)?;
+            self.pos += n as u64;
+            data = &data[n..];
+        }
+        while !data.is_empty() {
+            let Direct::On(_, buf) = &mut self.direct else { unreachable!("direct mode is on") };
+            let n = buf.fill(data);
+            data = &data[n..];
+            if buf.len == BLOCK {
+                self.flush(BLOCK)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes in the aligned buffer, not yet written.
+    fn buffered(&self) -> usize {
+        match &self.direct {
+            Direct::On(_, buf) => buf.len,
+            _ => 0,
+        }
+    }
+
+    /// Writes the buffer's first `n` bytes (a multiple of [`ALIGN`]) at `pos` directly, or the
+    /// ordinary way if the device refuses; keeps the rest at the buffer's start.
+    fn flush(&mut self, n: usize) -> std::io::Result<()> {
+        let Direct::On(direct, buf) = &mut self.direct else { return Ok(()) };
+        if direct.write_all_at(&buf.filled()[..n], self.pos).is_err() {
+            // Alignment the device does not take, or a file system that accepted the flag and
+            // not the write: the same bytes the ordinary way (whose error, if it fails too, is
+            // the one that counts: a full disk), and ordinary writes from now on.
+            let Direct::On(_, buf) = std::mem::replace(&mut self.direct, Direct::Off) else { unreachable!("direct mode is on") };
+            self.file.write_all_at(buf.filled(), self.pos)?;
+            self.pos += buf.len as u64;
+            return Ok(());
+        }
+        self.pos += n as u64;
+        let rest = buf.len - n;
+        buf.raw.copy_within(buf.start + n..buf.start + buf.len, buf.start);
+        buf.len = rest;
+        Ok(())
+    }
+
+    /// Writes what is still buffered and syncs the file.
+    pub(super) fn finish(mut self) -> std::io::Result<()> {
+        let left = self.buffered();
+        self.flush(left - left % ALIGN)?;
+        if let Direct::On(_, buf) = &mut self.direct {
+            self.file.write_all_at(buf.filled(), self.pos)?;
+            self.pos += buf.len as u64;
+            buf.len = 0;
+        }
+        self.file.sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the offsets and chunk sizes, the file holds exactly what was written, in order
+    /// (on a file system with `O_DIRECT` the middle goes direct,
+    /// elsewhere every write is ordinary: both must give the same file).
+    #[test]
+    fn the_file_holds_the_bytes_at_any_offset_and_chunking() {
+        // /dev/shm is tmpfs, which refuses O_DIRECT: the ordinary path throughout.
+        for root in [std::env::temp_dir(), std::path::PathBuf::from("/dev/shm")].into_iter().filter(|r| r.is_dir()) {
+            writes_at_any_offset_and_chunking(&root);
+        }
+    }
+
+    fn writes_at_any_offset_and_chunking(root: &Path) {
+        let dir = root.join(format!("wharf-staged-writer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data: Vec<u8> = (0..(5 * BLOCK + 12_345)).map(|i| (i * 7 + i / 4099) as u8).collect();
+        for (start, chunk) in [(0usize, 1 << 20), (0, 65_536), (1, 65_536), (4095, 1000), (4097, 3 * BLOCK + 5), (DIRECT_AFTER as usize + 17, 8191)] {
+            let path = dir.join(format!("f-{start}-{chunk}"));
+            std::fs::write(&path, &data[..start]).unwrap();
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let mut w = StagedWriter::new(file, &path, start as u64);
+            for piece in data[start..].chunks(chunk) {
+                w.write(piece).unwrap();
+            }
+            w.finish().unwrap();
+            let on_disk = std::fs::read(&path).unwrap();
+            assert_eq!(on_disk.len(), data.len(), "from {start} in pieces of {chunk}");
+            assert!(on_disk == data, "from {start} in pieces of {chunk}: other bytes");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
