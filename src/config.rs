@@ -95,6 +95,8 @@ pub struct UploadsConfig {
     pub ttl_secs: u64,
     /// How often each node looks for abandoned uploads.
     pub sweep_interval_secs: u64,
+    /// Large uploads into file blob stores are written with `O_DIRECT`, past the page cache.
+    pub direct_writes: bool,
 }
 
 /// Garbage collection of blob stores (the "Compact blob stores" task).
@@ -268,7 +270,7 @@ impl Default for Config {
                 forwarded_headers: ForwardedHeaders::XForwarded,
             },
             docker: DockerConfig { token_ttl_secs: 300, token_service: "wharf".into() },
-            uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600 },
+            uploads: UploadsConfig { ttl_secs: 86_400, sweep_interval_secs: 600, direct_writes: false },
             gc: GcConfig { grace_secs: 86_400, deletion_lease_secs: 120, schedule: "0 0 2 * * *".into(), cleanup_schedule: "0 0 1 * * *".into() },
             tls: TlsConfig::default(),
             ldap: Vec::new(),

@@ -91,6 +91,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             audit_log.clone(),
             downloads.clone(),
             (cfg.gc.deletion_lease_secs as i64).saturating_mul(1000),
+            cfg.uploads.direct_writes,
             metrics.clone(),
         ),
         metrics,

@@ -92,6 +92,8 @@ pub struct RepoRegistry {
     pub upstreams: Arc<wharf_format::upstream::Healths>,
     /// `gc.deletion_lease_secs`, in milliseconds, for every blob store opened.
     deletion_lease_ms: i64,
+    /// `uploads.direct_writes`, for every file blob store opened.
+    direct_writes: bool,
     metrics: Arc<crate::metrics::Metrics>,
     /// `[blob_cache]`: this node's copies, shared by every S3 store (blobs are the same bytes
     /// whichever store holds them).
@@ -128,10 +130,12 @@ impl RepoRegistry {
         audit: Arc<dyn wharf_format::Audit>,
         downloads: Arc<dyn wharf_format::Downloads>,
         deletion_lease_ms: i64,
+        direct_writes: bool,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<RepoRegistry> {
         Arc::new(RepoRegistry {
             deletion_lease_ms,
+            direct_writes,
             metrics,
             read_cache: std::sync::OnceLock::new(),
             current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })),
@@ -187,7 +191,9 @@ impl RepoRegistry {
                     let root = blob_store_root(&self.data_dir, &path);
                     match existing {
                         Some(e) if e.root() == Some(root.as_path()) => Ok(None),
-                        _ => BlobStore::filesystem(&s.name, &root).map(Some).map_err(|e| format!("{}: {e}", root.display())),
+                        _ => BlobStore::filesystem(&s.name, &root)
+                            .map(|b| Some(b.with_direct_writes(self.direct_writes)))
+                            .map_err(|e| format!("{}: {e}", root.display())),
                     }
                 }
             };

@@ -23,6 +23,8 @@ command -v ldapsearch >/dev/null || need+=(ldap-utils)
 [ -d /usr/share/fonts/truetype/wqy ] || need+=(fonts-wqy-zenhei)
 command -v curl >/dev/null || need+=(curl)
 command -v sqlite3 >/dev/null || need+=(sqlite3)
+# fincore: which of a file's pages are in the page cache (the direct-writes test).
+command -v fincore >/dev/null || need+=(util-linux-extra)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

@@ -23,6 +23,8 @@ pub(super) struct FileStaging {
     /// be after the request was dropped (a write already on the blocking pool runs to its
     /// end); a cut back waits for it, so no write of a dropped request lands after the cut.
     writing: crate::KeyedLocks,
+    /// Large uploads go past the page cache (see [`StagedWriter`]).
+    pub(super) direct_writes: bool,
 }
 
 impl FileStaging {
@@ -30,7 +32,7 @@ impl FileStaging {
         std::fs::create_dir_all(root.join("uploads"))?;
         std::fs::create_dir_all(root.join("blobs"))?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
-        Ok(FileStaging { root: root.to_path_buf(), store: Arc::new(store), writing: crate::KeyedLocks::default() })
+        Ok(FileStaging { root: root.to_path_buf(), store: Arc::new(store), writing: crate::KeyedLocks::default(), direct_writes: false })
     }
 
     pub(super) fn staging_file(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
@@ -52,8 +54,8 @@ impl FileStaging {
 
     /// See [`super::BlobStore::stage_append`]. The request is read on the caller's task while
     /// the previous batch is hashed and written on the blocking pool: at most two batches of
-    /// [`WRITE_BATCH`] bytes are held at a time, and large uploads reach the file past the page
-    /// cache (see [`StagedWriter`]).
+    /// [`WRITE_BATCH`] bytes are held at a time, and with `direct_writes` large uploads reach
+    /// the file past the page cache (see [`StagedWriter`]).
     pub(super) async fn append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], mut body: S) -> Result<(u64, Vec<u8>), BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -62,6 +64,7 @@ impl FileStaging {
         let path = self.staging_file(upload_id)?;
         let hasher = HashState::load(state)?;
         let opening = self.writing.lock(upload_id).await;
+        let direct = self.direct_writes;
         let writer = blocking(move || {
             let file = match std::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path) {
                 Ok(f) => f,
@@ -76,7 +79,7 @@ impl FileStaging {
             if on_disk > offset {
                 file.set_len(offset)?;
             }
-            Ok(StagedWriter::new(file, &path, offset))
+            Ok(StagedWriter::new(file, &path, offset, direct))
         })
         .await?;
         drop(opening);

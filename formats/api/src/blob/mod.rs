@@ -264,6 +264,16 @@ impl BlobStore {
         self
     }
 
+    /// Large uploads into a file store are written past the page cache (`uploads.direct_writes`,
+    /// see `staged_writer`): less CPU per byte pushed, and the first read of a new blob comes from
+    /// the disk. An S3 store ignores it (its staging is a multipart upload).
+    pub fn with_direct_writes(mut self, on: bool) -> BlobStore {
+        if let Backend::File(f) = &mut self.backend {
+            f.direct_writes = on;
+        }
+        self
+    }
+
     /// Downloads of an S3 store's blobs answer with a redirect to a presigned URL of the object,
     /// so the bytes go from the bucket to the client without passing through wharf.
     pub fn with_presigned_urls(mut self, on: bool) -> BlobStore {

@@ -1,12 +1,15 @@
-//! Writes an upload into its staged file, past the page cache once the upload is large.
+//! Writes an upload into its staged file; with `uploads.direct_writes`, past the page cache
+//! once the upload is large.
 //!
-//! A buffered `write` copies every byte into the page cache, and on this kind of machine that
-//! copy was the biggest cost of a push: 58% of the server's CPU for a 512 MiB blob (perf:
-//! `copy_folio_from_iter_atomic`), more than hashing it; `dd` wrote 512 MiB buffered in 0.98 s
-//! of system time and with `O_DIRECT` in 0.06 s. So after its first [`DIRECT_AFTER`] bytes a
-//! writer also opens the file with `O_DIRECT` and writes whole aligned blocks from a buffer of
-//! its own: the device reads them from there, and a pushed blob does not push everything else
-//! out of the cache. What does not fill an aligned block (the part before the first boundary,
+//! A buffered `write` copies every byte into the page cache, and on the VM this was measured
+//! on that copy was the biggest cost of a push: 58% of the server's CPU for a 512 MiB blob
+//! (perf: `copy_folio_from_iter_atomic`), more than hashing it; `dd` wrote 512 MiB buffered in
+//! 0.98 s of system time and with `O_DIRECT` in 0.06 s. So a direct writer, after its first
+//! [`DIRECT_AFTER`] bytes, also opens the file with `O_DIRECT` and writes whole aligned blocks
+//! from a buffer of its own: the device reads them from there, and a pushed blob does not push
+//! everything else out of the cache. The price: the blob is not in the cache either, so its
+//! first pull reads the disk (there, 1.2 s instead of 0.3 s for 512 MiB), which is why it is
+//! off by default. What does not fill an aligned block (the part before the first boundary,
 //! the tail) is written the ordinary way; a file system that refuses `O_DIRECT` (tmpfs), or a
 //! device that wants other alignment, gets ordinary writes throughout. Either way the bytes
 //! are durable only after [`StagedWriter::finish`], which syncs the file.
@@ -86,9 +89,11 @@ pub(super) struct StagedWriter {
 }
 
 impl StagedWriter {
-    /// Writes to `file` (the staged file, opened for writing) from `pos` on.
-    pub(super) fn new(file: File, path: &Path, pos: u64) -> StagedWriter {
-        StagedWriter { file, path: path.to_path_buf(), direct: Direct::NotYet, pos, written: 0 }
+    /// Writes to `file` (the staged file at `path`, opened for writing) from `pos` on;
+    /// `direct`: large uploads past the page cache.
+    pub(super) fn new(file: File, path: &Path, pos: u64, direct: bool) -> StagedWriter {
+        let direct = if direct { Direct::NotYet } else { Direct::Off };
+        StagedWriter { file, path: path.to_path_buf(), direct, pos, written: 0 }
     }
 
     pub(super) fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
@@ -187,7 +192,7 @@ mod tests {
             let path = dir.join(format!("f-{start}-{chunk}"));
             std::fs::write(&path, &data[..start]).unwrap();
             let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            let mut w = StagedWriter::new(file, &path, start as u64);
+            let mut w = StagedWriter::new(file, &path, start as u64, true);
             for piece in data[start..].chunks(chunk) {
                 w.write(piece).unwrap();
             }
