@@ -4,13 +4,14 @@ one run: issue 16's blob goals, wall time and the server's CPU per GiB. Run by h
 
     cargo build --release && python3 tests/bench/blob_bench.py [--mib 512 --runs 3 --markdown]
 
-Each server gets a fresh data directory on the same disk (`--workdir`), anonymous access (wharf:
-an anonymous-push-free hosted repository read with credentials, written with credentials), and
-the same workloads, each `--runs` times, with curl as the client (it costs little):
+Each server gets a fresh data directory on the same disk (`--workdir`; Distribution without
+authentication, wharf with Basic credentials on a hosted repository) and the same workloads, each `--runs` times, with curl as the client (it costs little):
   - monolithic upload: POST a session, PUT the whole blob with `?digest=`
   - chunked upload: POST, PATCH in `--chunks` pieces with Content-Range, PUT to finish
-  - GET of the whole blob, and a Range GET of its second half
-The blob is deleted between uploads so that every upload writes. Printed: the median of each
+  - GET of the whole blob, and a Range GET of its second half, three times each after each
+    monolithic upload (the first GET of a new blob reads the disk if `--direct-writes`)
+Deleting the blob between uploads unlinks it from the repository; a server that keeps the bytes
+until a GC (both do) still writes and hashes every upload in full, then finds it has it. Printed: the median of each
 (wall seconds, server CPU seconds per GiB) and the ratios; `--markdown` adds a table.
 """
 import argparse, base64, hashlib, json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
@@ -76,9 +77,10 @@ http: {{addr: 127.0.0.1:{port}}}
     return Server("registry", p, f"http://127.0.0.1:{port}")
 
 
-def start_wharf(work):
+def start_wharf(work, direct_writes=False):
     port = free_port()
-    env = dict(os.environ, WHARF_LISTEN=f"127.0.0.1:{port}", WHARF_DATA_DIR=f"{work}/wharf", WHARF_ADMIN_PASSWORD="bench-password", RUST_LOG="warn")
+    env = dict(os.environ, WHARF_LISTEN=f"127.0.0.1:{port}", WHARF_DATA_DIR=f"{work}/wharf", WHARF_ADMIN_PASSWORD="bench-password", RUST_LOG="warn",
+               WHARF_UPLOADS__DIRECT_WRITES="true" if direct_writes else "false")
     p = spawn([WHARF, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/service/rest/v1/status")
@@ -141,6 +143,7 @@ def main():
     ap.add_argument("--only", choices=["wharf", "registry"])
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--direct-writes", action="store_true", help="wharf with uploads.direct_writes on")
     args = ap.parse_args()
     for tool in ("curl", "docker-registry"):
         if not shutil.which(tool):
@@ -160,7 +163,7 @@ def main():
     gib = size / 2**30
     results = {}
     try:
-        for name, starter in [("registry", start_registry), ("wharf", start_wharf)]:
+        for name, starter in [("registry", start_registry), ("wharf", lambda w: start_wharf(w, args.direct_writes))]:
             if args.only and args.only != name:
                 continue
             s = starter(work)
