@@ -6,8 +6,6 @@
 //! format's checks. The form's rules are Nexus's (`ValidatingComponentUpload`), kept here once
 //! for every format.
 
-use std::cell::Cell;
-
 use actix_web::http::header::HeaderMap;
 use actix_web::web;
 use futures::StreamExt;
@@ -117,20 +115,9 @@ impl ComponentUpload {
             if file.is_some() {
                 return Err(UploadError::invalid(&field_name, format!("one file per {} upload", self.format)));
             }
-            let mut seen = 0u64;
-            let exceeded = Cell::new(false);
-            let limited = (&mut part).map(|chunk| {
-                let chunk = chunk.map_err(|e| e.to_string())?;
-                seen += chunk.len() as u64;
-                if seen > limit {
-                    exceeded.set(true);
-                    return Err("too large".to_string());
-                }
-                Ok(chunk)
-            });
-            let staged = match blobs.stage_stream(limited).await {
+            let staged = match blobs.stage_limited(&mut part, limit).await {
                 Ok(s) => s,
-                Err(_) if exceeded.get() => {
+                Err(BlobError::TooLarge { .. }) => {
                     return Err(UploadError::TooLarge(format!("{filename} is larger than this repository's limit of {} MiB", limit >> 20)))
                 }
                 Err(BlobError::Body(m)) => return Err(UploadError::invalid(&field_name, format!("request body: {m}"))),

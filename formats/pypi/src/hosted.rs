@@ -194,20 +194,9 @@ impl Hosted {
                 }
                 // Staged, not yet a blob: it is published only once every check below passed.
                 let limit = self.settings.upload_max_bytes;
-                let mut seen = 0u64;
-                let exceeded = std::cell::Cell::new(false);
-                let limited = (&mut field).map(|chunk| {
-                    let chunk = chunk.map_err(|e| e.to_string())?;
-                    seen += chunk.len() as u64;
-                    if seen > limit {
-                        exceeded.set(true);
-                        return Err("too large".to_string());
-                    }
-                    Ok(chunk)
-                });
-                let staged = match self.env.blobs.stage_stream(limited).await {
+                let staged = match self.env.blobs.stage_limited(&mut field, limit).await {
                     Ok(r) => r,
-                    Err(_) if exceeded.get() => {
+                    Err(wharf_format::BlobError::TooLarge { .. }) => {
                         return Err(PypiError::TooLarge(format!("{filename} is larger than this repository's limit of {} MiB", limit >> 20)))
                     }
                     Err(e) => return Err(e.into()),

@@ -601,6 +601,31 @@ impl BlobStore {
         Ok(Staged { store: self, id, path, digest, size, published: false })
     }
 
+    /// [`BlobStore::stage_stream`] of at most `limit` bytes: a longer body ends in
+    /// [`BlobError::TooLarge`] as soon as it passes the limit (not after reading the rest), and
+    /// nothing of it stays staged.
+    pub async fn stage_limited<S, E>(&self, body: S, limit: u64) -> Result<Staged<'_>, BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let mut seen = 0u64;
+        let exceeded = std::cell::Cell::new(false);
+        let limited = body.map(|chunk| {
+            let chunk = chunk.map_err(|e| e.to_string())?;
+            seen += chunk.len() as u64;
+            if seen > limit {
+                exceeded.set(true);
+                return Err("over the limit".to_string());
+            }
+            Ok(chunk)
+        });
+        match self.stage_stream(limited).await {
+            Err(_) if exceeded.get() => Err(BlobError::TooLarge { limit }),
+            other => other,
+        }
+    }
+
     /// Starts a resumable upload; returns its empty state.
     pub async fn stage_create(&self, upload_id: &str) -> Result<(), BlobError> {
         match &self.backend {
@@ -1022,6 +1047,17 @@ mod tests {
         // Without the wait, the dropped append's write would still be landing now.
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         assert_eq!(std::fs::metadata(dir.join("uploads/u")).unwrap().len(), 0, "nothing past the acknowledged offset");
+    }
+
+    #[tokio::test]
+    async fn a_staged_stream_over_its_limit_is_refused_and_leaves_nothing() {
+        let dir = tempfile_dir();
+        let store = BlobStore::filesystem("t", &dir).unwrap();
+        let res = store.stage_limited(chunks(&[b"12345", b"67890", b"x"]), 10).await;
+        assert!(matches!(res, Err(BlobError::TooLarge { limit: 10 })), "{:?}", res.err());
+        assert_eq!(std::fs::read_dir(dir.join("uploads")).unwrap().count(), 0, "nothing stays staged");
+        let staged = store.stage_limited(chunks(&[b"12345", b"67890"]), 10).await.unwrap();
+        assert_eq!(staged.size(), 10, "up to the limit is fine");
     }
 
     #[tokio::test]
