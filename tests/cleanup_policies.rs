@@ -152,7 +152,7 @@ fn upload(repo: &str, dir: &Path, name: &str, versions: &[&str]) {
 }
 
 fn pip(repo: &str, args: &[&str]) -> Output {
-    let index = format!("http://admin:{ADMIN_PASSWORD}@{}/repository/{repo}/simple/", server().addr);
+    let index = common::pypi::index_url(server(), repo);
     common::pypi::pip(&[args, &["--no-cache-dir", "--index-url", &index]].concat())
 }
 

@@ -428,7 +428,7 @@ fn twine_uploads_to_a_and_pip_installs_from_b() {
     let target = tmp.path().join("site");
     ok(Command::new("python3")
         .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated", "install", "--no-cache-dir", "--index-url"])
-        .arg(format!("http://admin:{ADMIN_PASSWORD}@{}/repository/{PYPI}/simple/", c.b.addr))
+        .arg(common::pypi::index_url(&c.b, PYPI))
         .arg("--target")
         .arg(&target)
         .arg("wharf-cluster-pkg==1.2.3")

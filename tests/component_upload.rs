@@ -105,7 +105,7 @@ fn curl_uploads_a_wheel_and_an_sdist_and_pip_installs_the_release() {
     assert!(components("pypi-hosted").contains(&"wharf-upload-lib@1.2 (2 assets)".to_string()), "{:?}", components("pypi-hosted"));
 
     // pip, cold, from the repository's index.
-    let index = format!("http://admin:{ADMIN_PASSWORD}@{}/repository/pypi-hosted/simple/", server().addr);
+    let index = common::pypi::index_url(server(), "pypi-hosted");
     let target = tmp.path().join("site");
     ok(pip(&["install", "--no-cache-dir", "--index-url", &index, "--target", target.to_str().unwrap(), "wharf-upload-lib==1.2"]));
     let installed = std::fs::read_to_string(target.join("wharf_upload_lib/__init__.py")).unwrap();

@@ -62,7 +62,7 @@ fn an_admin_manages_repositories_in_the_console_and_clients_use_them() {
     let target = tmp.path().join("site");
     let out = Command::new("python3")
         .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated", "install", "--no-cache-dir", "--index-url"])
-        .arg(format!("http://admin:{ADMIN_PASSWORD}@{}/repository/ui-pypi-group/simple/", server.addr))
+        .arg(common::pypi::index_url(&server, "ui-pypi-group"))
         .arg("--target")
         .arg(&target)
         .arg("ui-console-pkg")

@@ -99,6 +99,23 @@ fn scrape() -> Series {
     parse(&r.text().unwrap())
 }
 
+/// A PyPI proxy of `http://127.0.0.1:<port>/` that never retries and caches no misses.
+fn create_pypi_proxy(name: &str, port: u16, strict_content_types: bool) {
+    let r = server()
+        .admin()
+        .request(Method::POST, "/service/rest/v1/repositories/pypi/proxy")
+        .json(&json!({
+            "name": name, "online": true,
+            "storage": {"blobStoreName": "default", "strictContentTypeValidation": strict_content_types},
+            "proxy": {"remoteUrl": format!("http://127.0.0.1:{port}/"), "contentMaxAge": 1440, "metadataMaxAge": 1440},
+            "negativeCache": {"enabled": false, "timeToLive": 1440},
+            "httpClient": {"blocked": false, "autoBlock": false, "connection": {"timeout": 5, "connectTimeout": 2, "retries": 0}},
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+}
+
 #[test]
 fn only_administrators_and_holders_of_nx_metrics_all_may_scrape() {
     for path in ["/service/metrics/prometheus", "/metrics"] {
@@ -227,19 +244,7 @@ fn proxy_upstream_requests_count_by_outcome_per_repository() {
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let live = answering_404();
     for (name, port) in [("metrics-pypi-dead", dead), ("metrics-pypi-live", live)] {
-        let r = server()
-            .admin()
-            .request(Method::POST, "/service/rest/v1/repositories/pypi/proxy")
-            .json(&json!({
-                "name": name, "online": true,
-                "storage": {"blobStoreName": "default", "strictContentTypeValidation": true},
-                "proxy": {"remoteUrl": format!("http://127.0.0.1:{port}/"), "contentMaxAge": 1440, "metadataMaxAge": 1440},
-                "negativeCache": {"enabled": false, "timeToLive": 1440},
-                "httpClient": {"blocked": false, "autoBlock": false, "connection": {"timeout": 5, "connectTimeout": 2, "retries": 0}},
-            }))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+        create_pypi_proxy(name, port, true);
     }
     let before = scrape();
     for name in ["metrics-pypi-dead", "metrics-pypi-live"] {
@@ -327,19 +332,7 @@ fn proxy_cache_hits_misses_and_stale_answers_are_counted() {
     const PROXY: &str = "metrics-pypi-cache";
     let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let port = pypi_upstream(failing.clone());
-    let r = server()
-        .admin()
-        .request(Method::POST, "/service/rest/v1/repositories/pypi/proxy")
-        .json(&json!({
-            "name": PROXY, "online": true,
-            "storage": {"blobStoreName": "default", "strictContentTypeValidation": false},
-            "proxy": {"remoteUrl": format!("http://127.0.0.1:{port}/"), "contentMaxAge": 1440, "metadataMaxAge": 1440},
-            "negativeCache": {"enabled": false, "timeToLive": 1440},
-            "httpClient": {"blocked": false, "autoBlock": false, "connection": {"timeout": 5, "connectTimeout": 2, "retries": 0}},
-        }))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    create_pypi_proxy(PROXY, port, false);
     let fetch = |path: &str| {
         let r = Client::new().get(server().url(&format!("/repository/{PROXY}/{path}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");

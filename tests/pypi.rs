@@ -24,7 +24,7 @@ fn repo_url() -> String {
 }
 
 fn index_url() -> String {
-    format!("http://admin:{ADMIN_PASSWORD}@{}/repository/pypi-hosted/simple/", server().addr)
+    common::pypi::index_url(server(), "pypi-hosted")
 }
 
 fn twine(files: &[&Path], user: &str, password: &str) -> Output {

@@ -35,7 +35,7 @@ fn repo_url() -> String {
 }
 
 fn index_url() -> String {
-    format!("http://admin:{ADMIN_PASSWORD}@{}/repository/pypi-hosted/simple/", server().addr)
+    common::pypi::index_url(server(), "pypi-hosted")
 }
 
 /// Builds a wheel and an sdist (tests/pypi/make_dist.py); returns their paths.

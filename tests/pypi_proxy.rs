@@ -23,7 +23,7 @@ fn server() -> &'static TestServer {
 }
 
 fn index_url(repo: &str) -> String {
-    format!("http://admin:{ADMIN_PASSWORD}@{}/repository/{repo}/simple/", server().addr)
+    common::pypi::index_url(server(), repo)
 }
 
 fn pip_install(repo: &str, target: &Path, reqs: &[&str]) -> Output {

@@ -287,7 +287,7 @@ fn a_pypi_repository_over_its_hard_quota_refuses_uploads_and_serves_downloads() 
     let out = twine("pypi-quota", &second);
     refused_for_quota(&out, &out.stdout, "pypi-quota", 1);
 
-    let index = format!("http://admin:{ADMIN_PASSWORD}@{}/repository/pypi-quota/simple/", server().addr);
+    let index = common::pypi::index_url(server(), "pypi-quota");
     let out = Command::new("python3")
         .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated", "download", "--no-cache-dir", "--no-deps", "-d"])
         .arg(tmp.path().join("dl"))

@@ -72,7 +72,7 @@ fn pip_download(s: &TestServer, spec: &str, into: &Path) -> Output {
     Command::new("python3")
         .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--isolated", "download", "--no-cache-dir", "--no-deps", "-d"])
         .arg(into)
-        .args(["--index-url", &format!("http://admin:{ADMIN_PASSWORD}@{}/repository/pypi-ro/simple/", s.addr), spec])
+        .args(["--index-url", &common::pypi::index_url(s, "pypi-ro"), spec])
         .env_remove("PIP_FIND_LINKS")
         .env_remove("PIP_INDEX_URL")
         .env_remove("PIP_EXTRA_INDEX_URL")

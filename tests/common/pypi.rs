@@ -6,6 +6,12 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The Simple API index of `repo` on `server` for pip and uv, with the admin's credentials in
+/// the URL (as pip takes them).
+pub fn index_url(server: &super::TestServer, repo: &str) -> String {
+    format!("http://admin:{}@{}/repository/{repo}/simple/", super::ADMIN_PASSWORD, server.addr)
+}
+
 /// Writes a wheel and an sdist of `name` `version` into `dir`, its metadata requiring
 /// `requires`; their paths, the wheel's first.
 pub fn dist(dir: &Path, name: &str, version: &str, requires: &[&str]) -> (PathBuf, PathBuf) {
