@@ -280,3 +280,55 @@ fn a_session_taken_over_from_a_writer_whose_lease_ran_out_is_hashed_again_before
     let r = http.head(server.url(&format!("/v2/docker-hosted/takeover/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// The finishing request itself may be the one that stalled: its lease runs out while it still
+/// reads its body, another request takes the session over and writes, and then the stalled one
+/// comes back to finish. It must not publish: the file holds the other request's bytes now.
+#[test]
+fn a_finishing_request_that_lost_its_session_meanwhile_publishes_nothing() {
+    use diesel::prelude::*;
+    use wharf::db::schema::uploads;
+    let server = TestServer::start();
+    let http = client();
+    let r = http.post(server.url("/v2/docker-hosted/lost/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let upload = absolute(&server.base, r.headers()["location"].to_str().unwrap());
+    let id = upload.split('?').next().unwrap().rsplit('/').next().unwrap().to_string();
+    let data = common::oci::noise(11, MIB);
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    let path = upload.replacen(&server.base, "", 1);
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let mut sock = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        sock,
+        "PUT {path}{sep}digest={digest} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        server.addr,
+        base64_basic("admin", ADMIN_PASSWORD),
+        data.len()
+    )
+    .unwrap();
+    sock.write_all(&data[..MIB / 2]).unwrap();
+    // The PUT holds the session; then its lease runs out (a stall).
+    let db = wharf::db::Db::open(&server.database_url(), 2).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let writer = db.run_sync(|c| Ok(uploads::table.find(&id).select(uploads::writer).first::<Option<String>>(c)?)).unwrap();
+        if writer.is_some() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the PUT never claimed the session");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    db.run_sync(|c| Ok(diesel::update(uploads::table.find(&id)).set(uploads::lease_until.eq(1i64)).execute(c)?)).unwrap();
+    // Another request takes the session over and writes its own bytes.
+    let r = http.patch(&upload).basic_auth("admin", Some(ADMIN_PASSWORD)).body(vec![5u8; 1000]).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED, "the lease ran out: the session is taken over");
+    // The stalled PUT comes back and finishes its body.
+    sock.write_all(&data[MIB / 2..]).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut sock, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 416"), "{answer}");
+    assert!(!server.store_holds(&digest), "nothing is published by a request that lost its session");
+    let r = http.head(server.url(&format!("/v2/docker-hosted/lost/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}

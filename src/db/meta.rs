@@ -743,17 +743,22 @@ impl MetaStore for SqlMeta {
         taken_over.ok_or(MetaError::Conflict)
     }
 
-    async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<(), MetaError> {
+    async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<bool, MetaError> {
         let (id, writer) = (id.to_string(), writer.to_string());
-        self.db
+        let taken_over = self
+            .db
             .write(move |conn| {
-                Ok(diesel::update(uploads::table.filter(uploads::id.eq(&id).and(uploads::writer.eq(&writer))))
+                let n = diesel::update(uploads::table.filter(uploads::id.eq(&id).and(uploads::writer.eq(&writer))))
                     .set(uploads::lease_until.eq(now_millis() + lease_ms))
-                    .execute(conn)?)
+                    .execute(conn)?;
+                if n != 1 {
+                    return Ok(None);
+                }
+                Ok(Some(uploads::table.find(&id).select(uploads::taken_over).first::<bool>(conn)?))
             })
             .await
-            .map_err(backend)
-            .and_then(one_row)
+            .map_err(backend)?;
+        taken_over.ok_or(MetaError::Conflict)
     }
 
     async fn upload_advance(&self, id: &str, from: i64, to: i64, state: Vec<u8>, writer: &str) -> Result<(), MetaError> {

@@ -204,8 +204,9 @@ pub trait MetaStore: Send + Sync {
     /// writing, so the staged bytes are no longer known to be what the running hash says.
     async fn upload_claim(&self, id: &str, from_offset: i64, writer: &str, lease_ms: i64) -> Result<bool, MetaError>;
     /// Extends `writer`'s claim by `lease_ms` from now; [`MetaError::Conflict`] if it is no
-    /// longer `writer`'s.
-    async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<(), MetaError>;
+    /// longer `writer`'s. Returns whether the session was ever taken over (as
+    /// [`MetaStore::upload_claim`]).
+    async fn upload_renew(&self, id: &str, writer: &str, lease_ms: i64) -> Result<bool, MetaError>;
     /// Moves the upload from `from_offset` to `to_offset` and releases `writer`'s claim;
     /// [`MetaError::Conflict`] if it is no longer at `from_offset` or no longer `writer`'s.
     async fn upload_advance(&self, id: &str, from_offset: i64, to_offset: i64, hash_state: Vec<u8>, writer: &str) -> Result<(), MetaError>;

@@ -756,16 +756,8 @@ impl Hosted {
         let mut attempt = 0;
         loop {
             match self.env.meta.upload_claim(&row.id, row.offset, &writer, UPLOAD_LEASE_MS).await {
-                Ok(taken_over) => {
-                    return Ok(Claim {
-                        meta: self.env.meta.clone(),
-                        blobs: self.env.blobs.clone(),
-                        id: row.id.clone(),
-                        offset: row.offset,
-                        writer,
-                        taken_over,
-                        open: true,
-                    })
+                Ok(_) => {
+                    return Ok(Claim { meta: self.env.meta.clone(), blobs: self.env.blobs.clone(), id: row.id.clone(), offset: row.offset, writer, open: true })
                 }
                 Err(MetaError::Conflict) => {
                     let now = self.env.meta.upload_get(&row.id).await?.ok_or(DockerError::BlobUploadUnknown)?;
@@ -880,7 +872,7 @@ impl Hosted {
         // The session was checked when it started; sessions that finished since count too, so
         // that many sessions opened under the quota cannot all land above it. A refusal ends
         // the session and frees its bytes: nothing is published.
-        match self.env.usage.check_write(&self.cfg).await {
+        match self.leased(&claim, self.env.usage.check_write(&self.cfg)).await {
             Ok(()) => {}
             Err(e @ wharf_format::QuotaError::Exceeded(_)) => {
                 claim.done();
@@ -894,7 +886,21 @@ impl Hosted {
                 return Err(e.into());
             }
         }
-        let stored = match self.leased(&claim, self.env.blobs.stage_finish_any(id, &state, &digest, claim.taken_over)).await {
+        // Still this session's writer? A request that stalled past its lease may have lost the
+        // session to another, whose bytes are in the file now: it must not publish. And
+        // whether anyone ever took the session over decides whether the file is hashed again.
+        let sole_writers = match self.env.meta.upload_renew(id, &claim.writer, UPLOAD_LEASE_MS).await {
+            Ok(taken_over) => (!taken_over).then_some(size),
+            Err(MetaError::Conflict) => {
+                claim.done();
+                return Err(DockerError::RangeInvalid { upload_offset: row.offset as u64, location: self.url(ctx, name, &format!("blobs/uploads/{id}")) });
+            }
+            Err(e) => {
+                claim.abandon().await;
+                return Err(e.into());
+            }
+        };
+        let stored = match self.leased(&claim, self.env.blobs.stage_finish_any(id, &state, &digest, sole_writers)).await {
             Ok(stored) => stored,
             Err(e @ (wharf_format::BlobError::DigestMismatch { .. } | wharf_format::BlobError::ContentMismatch { .. })) => {
                 // A failed verification ends the session: its bytes are not what the client meant.
@@ -943,9 +949,6 @@ struct Claim {
     id: String,
     offset: i64,
     writer: String,
-    /// A writer lost the session to a takeover at some point: the staged bytes are hashed
-    /// again before they are published.
-    taken_over: bool,
     open: bool,
 }
 
@@ -968,7 +971,7 @@ impl Claim {
 /// so that no next writer starts before it.
 async fn release(meta: Arc<dyn wharf_format::MetaStore>, blobs: Arc<wharf_format::BlobStore>, id: String, offset: i64, writer: String) {
     match meta.upload_renew(&id, &writer, UPLOAD_LEASE_MS).await {
-        Ok(()) => {}
+        Ok(_) => {}
         // Not ours any more: the session and its file belong to whoever holds it.
         Err(MetaError::Conflict) => return,
         Err(e) => {
@@ -1112,9 +1115,9 @@ mod tests {
         async fn upload_claim(&self, _: &str, _: i64, _: &str, _: i64) -> Result<bool, MetaError> {
             unimplemented!()
         }
-        async fn upload_renew(&self, _: &str, writer: &str, _: i64) -> Result<(), MetaError> {
+        async fn upload_renew(&self, _: &str, writer: &str, _: i64) -> Result<bool, MetaError> {
             match self.writer.lock().unwrap().as_deref() == Some(writer) {
-                true => Ok(()),
+                true => Ok(false),
                 false => Err(MetaError::Conflict),
             }
         }

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::ObjectStoreExt;
 use sha2::{Digest as _, Sha256};
 
 use super::staged_writer::StagedWriter;
@@ -66,6 +65,9 @@ impl FileStaging {
         let opening = self.writing.lock(upload_id).await;
         let direct = self.direct_writes;
         let writer = blocking(move || {
+            // Held by the work itself: a request dropped while this waits for a thread must
+            // not cut the file back after the next writer began.
+            let _opening = opening;
             let file = match std::fs::OpenOptions::new().write(true).create(offset == 0).truncate(false).open(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
@@ -82,7 +84,6 @@ impl FileStaging {
             Ok(StagedWriter::new(file, &path, offset, direct))
         })
         .await?;
-        drop(opening);
         let mut idle = Some((writer, hasher));
         let mut in_flight: Option<Flight> = None;
         let mut batch: Vec<Bytes> = Vec::new();
@@ -166,24 +167,43 @@ impl FileStaging {
 
     /// Moves the staged file to `key` unless a blob is already there (then the staged copy
     /// goes: same content).
+    ///
+    /// A hard link (create-if-absent), the directory synced, then the staged name removed, in
+    /// one blocking call that holds the upload's write lock: a request dropped meanwhile cannot
+    /// leave the staged name linked to the published blob, and a cut back (which takes the
+    /// same lock) finds the staged name gone, not the blob under another name.
     pub(super) async fn rename_into_place(&self, upload_id: &str, key: &Path) -> Result<(), BlobError> {
-        let from = Path::from(format!("uploads/{upload_id}"));
-        match self.store.rename_if_not_exists(&from, key).await {
-            Ok(()) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {
-                self.discard(upload_id).await;
-                Ok(())
+        let from = self.staging_file(upload_id)?;
+        let to = self.root.join(key.as_ref());
+        let writing = self.writing.lock(upload_id).await;
+        blocking(move || {
+            let _writing = writing;
+            let dir = to.parent().ok_or(BlobError::BadState)?;
+            std::fs::create_dir_all(dir)?;
+            match std::fs::hard_link(&from, &to) {
+                Ok(()) => std::fs::File::open(dir)?.sync_all()?,
+                // The same content is there already: the staged copy just goes.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::UploadNotFound),
+                Err(e) => return Err(e.into()),
             }
-            Err(object_store::Error::NotFound { .. }) => Err(BlobError::UploadNotFound),
-            Err(e) => Err(e.into()),
-        }
+            match std::fs::remove_file(&from) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            }
+        })
+        .await
     }
 
     pub(super) async fn truncate(&self, upload_id: &str, len: u64) -> Result<(), BlobError> {
         let path = self.staging_file(upload_id)?;
-        let _writing = self.writing.lock(upload_id).await;
+        let writing = self.writing.lock(upload_id).await;
         blocking(move || {
+            let _writing = writing;
             match std::fs::OpenOptions::new().write(true).open(&path) {
+                // A staged file with a second name is a published blob (its staged name was
+                // not removed yet): never cut.
+                Ok(f) if std::os::unix::fs::MetadataExt::nlink(&f.metadata()?) > 1 => {}
                 Ok(f) if f.metadata()?.len() > len => f.set_len(len)?,
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

@@ -650,21 +650,29 @@ impl BlobStore {
         }
     }
 
-    /// Verifies a resumable upload against `expected` and publishes it. `taken_over` says
-    /// whether a writer ever lost the session when its lease ran out (see
-    /// [`crate::MetaStore::upload_claim`]): such a writer may have written on into a file
-    /// store's staged file after others did, so the running hash says what was acknowledged,
-    /// not what the file holds, and the file is hashed again. Without a takeover every writer
-    /// ended (and any write of a request that was dropped finished, see `FileStaging::append`)
-    /// before the next one began, each cutting the file back to the acknowledged offset first,
-    /// so the running hash is the file's and the second read is saved (a third of a push's CPU).
-    /// An S3 store's parts are written once under keys of their own, so their recorded hash is
-    /// theirs either way. On a mismatch the staged bytes are discarded and nothing becomes visible.
-    pub async fn stage_finish(&self, upload_id: &str, state: &[u8], expected: Option<&Digest>, taken_over: bool) -> Result<Digest, BlobError> {
+    /// Verifies a resumable upload against `expected` and publishes it.
+    ///
+    /// `sole_writers` is `Some(n)` when no writer ever lost the session when its lease ran out
+    /// (see [`crate::MetaStore::upload_claim`]), as checked by the finishing request just
+    /// before, and `n` bytes were acknowledged: then every writer ended (and any write of a
+    /// request that was dropped finished, see `FileStaging::append`) before the next one began,
+    /// each cutting the file back to the acknowledged offset first, so the running hash is the
+    /// file's, and a file store publishes on it once the staged file is `n` bytes long (a read
+    /// of every pushed byte saved, a third of a push's CPU). `None`, or another length: a
+    /// writer that lost its lease may have written on into the file after others did, so the
+    /// running hash says what was acknowledged, not what the file holds, and the file is
+    /// hashed again. An S3 store's parts are written once under keys of their own, so their
+    /// recorded hash is theirs either way. On a mismatch the staged bytes are discarded and
+    /// nothing becomes visible.
+    pub async fn stage_finish(&self, upload_id: &str, state: &[u8], expected: Option<&Digest>, sole_writers: Option<u64>) -> Result<Digest, BlobError> {
         match &self.backend {
             Backend::File(f) => {
                 let recorded = Digest::from_sha256_bytes(&HashState::load(state)?.finalize());
-                let actual = if taken_over { f.rehash(upload_id).await? } else { recorded.clone() };
+                let trusted = match sole_writers {
+                    Some(n) => f.staged_size(upload_id).await? == n,
+                    None => false,
+                };
+                let actual = if trusted { recorded.clone() } else { f.rehash(upload_id).await? };
                 let expected = expected.unwrap_or(&recorded);
                 if *expected != actual {
                     f.discard(upload_id).await;
@@ -698,9 +706,9 @@ impl BlobStore {
     /// running hash of a session is sha256 only: the algorithm is first named by the request
     /// that finishes it), before anything is published; then the bytes are published under
     /// their sha256, which is returned.
-    pub async fn stage_finish_any(&self, upload_id: &str, state: &[u8], expected: &AnyDigest, taken_over: bool) -> Result<Digest, BlobError> {
+    pub async fn stage_finish_any(&self, upload_id: &str, state: &[u8], expected: &AnyDigest, sole_writers: Option<u64>) -> Result<Digest, BlobError> {
         if let Some(d) = expected.sha256() {
-            return self.stage_finish(upload_id, state, Some(&d), taken_over).await;
+            return self.stage_finish(upload_id, state, Some(&d), sole_writers).await;
         }
         let actual = match &self.backend {
             Backend::File(f) => hash_file(f.staging_file(upload_id)?, expected.algorithm()).await?,
@@ -710,7 +718,7 @@ impl BlobStore {
             self.stage_discard(upload_id).await;
             return Err(BlobError::ContentMismatch { expected: expected.clone(), actual });
         }
-        self.stage_finish(upload_id, state, None, taken_over).await
+        self.stage_finish(upload_id, state, None, sole_writers).await
     }
 
     /// Cuts a staged upload back to `len` bytes (what its row acknowledges), so that a failed
@@ -986,12 +994,12 @@ mod tests {
         let (off, st) = store.stage_append("u1", 6, &st, chunks(&[b"world"])).await.unwrap();
         assert_eq!(off, 11);
         let wrong = Digest::of(b"hello");
-        assert!(matches!(store.stage_finish("u1", &st, Some(&wrong), false).await, Err(BlobError::DigestMismatch { .. })));
+        assert!(matches!(store.stage_finish("u1", &st, Some(&wrong), Some(11)).await, Err(BlobError::DigestMismatch { .. })));
         assert_eq!(store.size(&Digest::of(b"hello world")).await.unwrap(), None, "nothing visible after a mismatch");
 
         store.stage_create("u2").await.unwrap();
         let (_, st) = store.stage_append("u2", 0, &HashState::empty(), chunks(&[b"hello ", b"world"])).await.unwrap();
-        let d = store.stage_finish("u2", &st, Some(&Digest::of(b"hello world")), false).await.unwrap();
+        let d = store.stage_finish("u2", &st, Some(&Digest::of(b"hello world")), Some(11)).await.unwrap();
         assert_eq!(d, Digest::of(b"hello world"));
         let read = store.get(&d, Some((6, None))).await.unwrap();
         assert_eq!(read.total, 11);
@@ -1009,7 +1017,13 @@ mod tests {
         // A writer that lost the session to a takeover wrote on after the row recorded its hash.
         std::fs::write(dir.join("uploads/u3"), b"what another writer left!").unwrap();
         let claimed = Digest::of(b"what the row acknowledged");
-        let res = store.stage_finish("u3", &st, Some(&claimed), true).await;
+        let res = store.stage_finish("u3", &st, Some(&claimed), None).await;
+        assert!(matches!(res, Err(BlobError::DigestMismatch { .. })), "{res:?}");
+        // No takeover, but the file is not the length that was acknowledged: hashed again too.
+        store.stage_create("u4").await.unwrap();
+        let (n, st) = store.stage_append("u4", 0, &HashState::empty(), chunks(&[b"what the row acknowledged"])).await.unwrap();
+        std::fs::write(dir.join("uploads/u4"), b"what the row acknowledged, and more").unwrap();
+        let res = store.stage_finish("u4", &st, Some(&claimed), Some(n)).await;
         assert!(matches!(res, Err(BlobError::DigestMismatch { .. })), "{res:?}");
         assert_eq!(store.size(&claimed).await.unwrap(), None, "nothing is stored under a name its bytes do not hash to");
         assert_eq!(store.size(&Digest::of(b"what another writer left!")).await.unwrap(), None);
@@ -1058,6 +1072,22 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.join("uploads")).unwrap().count(), 0, "nothing stays staged");
         let staged = store.stage_limited(chunks(&[b"12345", b"67890"]), 10).await.unwrap();
         assert_eq!(staged.size(), 10, "up to the limit is fine");
+    }
+
+    /// A staged file that is also a published blob (its staged name not removed yet) is never
+    /// cut back: the cut would cut the blob.
+    #[tokio::test]
+    async fn a_cut_back_never_cuts_a_staged_file_that_is_also_a_blob() {
+        let dir = tempfile_dir();
+        let store = BlobStore::filesystem("t", &dir).unwrap();
+        store.stage_create("u").await.unwrap();
+        let (_, _) = store.stage_append("u", 0, &HashState::empty(), chunks(&[b"published bytes"])).await.unwrap();
+        std::fs::hard_link(dir.join("uploads/u"), dir.join("published")).unwrap();
+        store.stage_truncate("u", 3).await.unwrap();
+        assert_eq!(std::fs::read(dir.join("published")).unwrap(), b"published bytes");
+        std::fs::remove_file(dir.join("published")).unwrap();
+        store.stage_truncate("u", 3).await.unwrap();
+        assert_eq!(std::fs::read(dir.join("uploads/u")).unwrap(), b"pub", "a staged file of its own is cut");
     }
 
     #[tokio::test]

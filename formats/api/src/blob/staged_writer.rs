@@ -118,7 +118,13 @@ impl StagedWriter {
             data = &data[n..];
         }
         while !data.is_empty() {
-            let Direct::On(_, buf) = &mut self.direct else { unreachable!("direct mode is on") };
+            let Direct::On(_, buf) = &mut self.direct else {
+                // A direct write failed just now and the writer fell back: the rest the
+                // ordinary way.
+                self.file.write_all_at(data, self.pos)?;
+                self.pos += data.len() as u64;
+                return Ok(());
+            };
             let n = buf.fill(data);
             data = &data[n..];
             if buf.len == BLOCK {
@@ -182,6 +188,26 @@ mod tests {
         for root in [std::env::temp_dir(), std::path::PathBuf::from("/dev/shm")].into_iter().filter(|r| r.is_dir()) {
             writes_at_any_offset_and_chunking(&root);
         }
+    }
+
+    /// A file system that takes the `O_DIRECT` open and refuses the writes (here: a direct
+    /// descriptor opened read-only) gets the same bytes the ordinary way, from the failed block
+    /// on, and no error.
+    #[test]
+    fn a_refused_direct_write_falls_back_to_ordinary_writes() {
+        let dir = std::env::temp_dir().join(format!("wharf-staged-writer-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("f");
+        let data: Vec<u8> = (0..(3 * BLOCK + 777)).map(|i| (i % 251) as u8).collect();
+        let file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(&path).unwrap();
+        let mut w = StagedWriter::new(file, &path, 0, true);
+        w.direct = Direct::On(File::open(&path).unwrap(), AlignedBuf::take());
+        for piece in data.chunks(200_000) {
+            w.write(piece).unwrap();
+        }
+        w.finish().unwrap();
+        assert!(std::fs::read(&path).unwrap() == data, "the file holds every byte, in order");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     fn writes_at_any_offset_and_chunking(root: &Path) {
