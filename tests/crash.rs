@@ -235,6 +235,15 @@ fn an_upload_started_on_one_node_is_finished_on_another() {
     }
 }
 
+/// A new upload session for `docker-hosted/<image>`: its URL and its id.
+fn start_session(server: &TestServer, http: &Client, image: &str) -> (String, String) {
+    let r = http.post(server.url(&format!("/v2/docker-hosted/{image}/blobs/uploads/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let upload = absolute(&server.base, r.headers()["location"].to_str().unwrap());
+    let id = upload.split('?').next().unwrap().rsplit('/').next().unwrap().to_string();
+    (upload, id)
+}
+
 /// A writer that held an upload's claim and stopped renewing it (a stalled process, a paused
 /// VM) may wake up and write on into the staged file after another request took the session
 /// over. A session is published on its running hash alone only if that never happened; once
@@ -245,10 +254,7 @@ fn a_session_taken_over_from_a_writer_whose_lease_ran_out_is_hashed_again_before
     use wharf::db::schema::uploads;
     let server = TestServer::start();
     let http = client();
-    let r = http.post(server.url("/v2/docker-hosted/takeover/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let upload = absolute(&server.base, r.headers()["location"].to_str().unwrap());
-    let id = upload.split('?').next().unwrap().rsplit('/').next().unwrap().to_string();
+    let (upload, id) = start_session(&server, &http, "takeover");
     let r = http.patch(&upload).basic_auth("admin", Some(ADMIN_PASSWORD)).body(vec![1u8; 1000]).send().unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let upload = absolute(&server.base, r.headers()["location"].to_str().unwrap());
@@ -290,10 +296,7 @@ fn a_finishing_request_that_lost_its_session_meanwhile_publishes_nothing() {
     use wharf::db::schema::uploads;
     let server = TestServer::start();
     let http = client();
-    let r = http.post(server.url("/v2/docker-hosted/lost/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let upload = absolute(&server.base, r.headers()["location"].to_str().unwrap());
-    let id = upload.split('?').next().unwrap().rsplit('/').next().unwrap().to_string();
+    let (upload, id) = start_session(&server, &http, "lost");
     let data = common::oci::noise(11, MIB);
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
     let path = upload.replacen(&server.base, "", 1);

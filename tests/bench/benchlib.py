@@ -1,6 +1,6 @@
 """What the side-by-side benchmarks share: processes that die with the benchmark, ports,
 waiting for a server, RSS, and ApacheBench."""
-import atexit, signal, socket, subprocess, sys, time, urllib.error, urllib.request
+import atexit, hashlib, os, signal, socket, subprocess, sys, time, urllib.error, urllib.request
 
 # Every server a benchmark spawns is killed on the way out, whatever happens.
 PROCS = []
@@ -72,3 +72,16 @@ def load(url, seconds, headers=(), method="GET"):
     if bad:
         raise SystemExit(f"{method} {url}: {bad}")
     return float([l for l in out.splitlines() if l.startswith("Requests per second")][0].split()[3])
+
+
+def write_random(path, size):
+    """A file of `size` random bytes; its digest, `sha256:<hex>`."""
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            chunk = os.urandom(min(left, 8 << 20))
+            h.update(chunk)
+            f.write(chunk)
+            left -= len(chunk)
+    return "sha256:" + h.hexdigest()

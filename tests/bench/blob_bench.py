@@ -17,7 +17,7 @@ until a GC (both do) still writes and hashes every upload in full, then finds it
 import argparse, base64, hashlib, json, os, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port, wait_http, spawn, stop  # noqa: E402
+from benchlib import free_port, wait_http, spawn, stop, write_random  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHARF = os.environ.get("WHARF_BIN", os.path.join(ROOT, "target/release/wharf"))
@@ -31,16 +31,6 @@ def cpu_s(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def write_random(path, size):
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            chunk = os.urandom(min(left, 8 << 20))
-            h.update(chunk)
-            f.write(chunk)
-            left -= len(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def curl(*args):

@@ -15,7 +15,7 @@ Growth over the rounds shows as idle RSS that climbs from round to round.
 import argparse, base64, hashlib, json, os, shutil, subprocess, sys, tempfile, threading, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import free_port, wait_http, rss_kb, spawn, stop  # noqa: E402
+from benchlib import free_port, wait_http, rss_kb, spawn, stop, write_random  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHARF = os.environ.get("WHARF_BIN", os.path.join(ROOT, "target/release/wharf"))
@@ -27,16 +27,6 @@ def reset_peak(pid):
         f.write("5")
 
 
-def write_random(path, size):
-    h = hashlib.sha256()
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            chunk = os.urandom(min(left, 8 << 20))
-            h.update(chunk)
-            f.write(chunk)
-            left -= len(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 def push(base, repo, path, digest):
