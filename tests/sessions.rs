@@ -272,3 +272,54 @@ fn a_role_narrowed_or_a_repository_made_on_one_node_acts_on_the_other_within_2_s
         r.status() == StatusCode::NOT_FOUND && !r.text().unwrap().contains("repository made-on-a not found")
     });
 }
+
+/// The reads of each format on `node` as `user`: PyPI's index, an npm packument, a Docker tag
+/// list (no such package or image: allowed to ask, the answer is 404); status and body of each.
+fn format_reads(node: &TestServer, user: &str, pass: &str) -> Vec<(StatusCode, String)> {
+    ["/repository/pypi-hosted/simple/", "/repository/npm-hosted/absent-package", "/v2/docker-hosted/app/tags/list"]
+        .iter()
+        .map(|path| {
+            let r = Client::new().get(node.url(path)).basic_auth(user, Some(pass)).send().unwrap();
+            let status = r.status();
+            let challenge = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
+            (status, format!("{challenge} {}", r.text().unwrap()))
+        })
+        .collect()
+}
+
+#[test]
+fn a_remembered_login_on_a_repository_read_follows_a_change_of_the_user_on_another_node_at_once() {
+    // On a read, the remembered login's re-read rides on the request's own query (see
+    // `db::deferred_check`): what the read answers must already follow the change.
+    let (a, b) = nodes();
+    create_role(&a, "nothing", json!(["nx-metrics-all"]));
+    create_user_with_roles(&a, "reader", "reader-password", json!(["nothing"]));
+    for _ in 0..2 {
+        let reads = format_reads(&b, "reader", "reader-password");
+        assert!(reads.iter().all(|(st, _)| *st == StatusCode::FORBIDDEN || *st == StatusCode::UNAUTHORIZED), "no rights yet: {reads:?}");
+    }
+    let set_user = |roles: Value| {
+        let r = a.admin().request(Method::PUT, "/service/rest/v1/security/users/reader").json(&json!({"status": "active", "roles": roles})).send().unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    };
+    set_user(json!(["nx-admin"]));
+    let reads: Vec<StatusCode> = format_reads(&b, "reader", "reader-password").into_iter().map(|(st, _)| st).collect();
+    assert_eq!(reads, [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND], "the new roles act on B at once");
+
+    let r = a
+        .admin()
+        .request(Method::PUT, "/service/rest/v1/security/users/reader/change-password")
+        .header("Content-Type", "text/plain")
+        .body("reader-new-password")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let reads = format_reads(&b, "reader", "reader-password");
+    assert!(reads.iter().all(|(st, _)| *st == StatusCode::UNAUTHORIZED), "the old password is dead on B at once: {reads:?}");
+    // Each in its protocol's own shape.
+    assert!(reads[0].1.starts_with("Basic realm="), "{reads:?}");
+    assert!(reads[1].1.contains(r#"{"error":"#), "{reads:?}");
+    assert!(reads[2].1.starts_with("Bearer realm=") && reads[2].1.contains(r#""code":"UNAUTHORIZED""#), "{reads:?}");
+    let reads: Vec<StatusCode> = format_reads(&b, "reader", "reader-new-password").into_iter().map(|(st, _)| st).collect();
+    assert_eq!(reads, [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND]);
+}

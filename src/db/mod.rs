@@ -14,6 +14,7 @@ pub mod blobs;
 pub mod checkpoint;
 pub mod cleanup;
 pub mod counters;
+pub mod deferred_check;
 pub mod health_checks;
 pub mod login_failures;
 pub mod meta;
@@ -81,6 +82,10 @@ pub enum DbError {
     Unreadable(String),
     #[error(transparent)]
     Secret(#[from] crate::security::secrets::SecretError),
+    /// The request's remembered login no longer holds (see `deferred_check`); the request is
+    /// answered again without it.
+    #[error("the request's login no longer holds")]
+    LoginWithdrawn,
 }
 
 /// Held while a node migrates the database and does its start-up writes (the first start's
@@ -231,8 +236,12 @@ impl Db {
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
     {
         let pool = self.pool.clone();
+        let turn = deferred_check::turn().await?;
         tokio::task::spawn_blocking(move || {
             let mut conn = pool.get()?;
+            if let Some(turn) = turn {
+                turn.run(&mut conn)?;
+            }
             f(&mut conn)
         })
         .await
@@ -254,12 +263,16 @@ impl Db {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let turn = deferred_check::turn().await?;
             let guard = self.writers.clone().acquire_owned().await.map_err(|e| DbError::Blocking(e.to_string()))?;
             let pool = self.pool.clone();
             let f = f.clone();
             let res = tokio::task::spawn_blocking(move || {
                 let _guard = guard;
                 let mut conn = pool.get()?;
+                if let Some(turn) = turn {
+                    turn.run(&mut conn)?;
+                }
                 in_write_transaction(&mut conn, &*f)
             })
             .await

@@ -12,9 +12,10 @@
 use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
+use actix_web::FromRequest;
 use actix_web::{web, HttpRequest, HttpResponse};
-use wharf_format::{Mount, RepoCtx, RootCtx};
+use wharf_format::{Mount, Principal, RepoCtx, RepoRef, RootCtx};
 
 use crate::state::AppState;
 
@@ -185,7 +186,29 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
             return refusal;
         }
     }
+    // A request that only reads may start on a remembered login before its re-read, which
+    // then rides on its first query (see `db::deferred_check`); if the login no longer holds,
+    // its answer is dropped unsent and the request is answered again as any other would be.
+    if reads_only(&req) {
+        let (principal, deferred) = state.auth.principal_deferred(&req).await;
+        let Some(login) = deferred else {
+            return handle(state, &r, req, body, path, mount, principal).await;
+        };
+        let res = login.check.around(handle(state, &r, req.clone(), body, path.clone(), mount.clone(), principal)).await;
+        if state.auth.confirm(&login).await {
+            return res;
+        }
+        drop(res);
+        let principal = state.auth.principal(&req).await;
+        let body = web::Payload::from_request(&req, &mut actix_web::dev::Payload::None).await.expect("an empty payload");
+        return handle(state, &r, req, body, path, mount, principal).await;
+    }
     let principal = state.auth.principal(&req).await;
+    handle(state, &r, req, body, path, mount, principal).await
+}
+
+/// Hands the request to its repository's format as `principal`.
+async fn handle(state: &AppState, r: &RepoRef, req: HttpRequest, body: web::Payload, path: String, mount: Mount, principal: Principal) -> HttpResponse {
     let origin = origin(&req);
     let initiator = crate::webhooks::initiator_of(principal.user.as_deref(), &client(&req));
     let ctx = RepoCtx {
@@ -201,6 +224,14 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
     };
     // What the request changes, webhooks hear of as this caller's doing.
     crate::webhooks::with_initiator(initiator, r.repo.handle(ctx, req, body)).await
+}
+
+/// A GET or HEAD without a body: what may be answered twice (see `dispatch`).
+fn reads_only(req: &HttpRequest) -> bool {
+    let h = req.headers();
+    matches!(*req.method(), Method::GET | Method::HEAD)
+        && !h.contains_key(header::TRANSFER_ENCODING)
+        && h.get(header::CONTENT_LENGTH).is_none_or(|v| v.as_bytes() == b"0")
 }
 
 /// 404 for an unknown repository, in the Docker error shape on Docker paths.

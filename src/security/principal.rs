@@ -17,7 +17,8 @@
 //!   milliseconds by design, and `docker pull` with Basic credentials sends them on every
 //!   request), under a hash of name and password, never the password; each use re-reads the
 //!   user's row, so a password change, a role change, disabling or deleting the user ends it at
-//!   once on every node;
+//!   once on every node (on a repository read, the re-read rides on the request's first query:
+//!   see `db::deferred_check`);
 //! - API tokens, console sessions and Docker bearer tokens read their user's row (and the token
 //!   or session row) on every request: revocation, logout and user changes act at once;
 //! - what a directory says about a user (for their tokens and sessions) is remembered for the
@@ -48,6 +49,7 @@ use crate::db::sessions::{self, SessionRow};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::users::{self, RoleRow, UserRow};
 use crate::db::web_logins;
+use crate::db::deferred_check::DeferredCheck;
 use crate::db::{Db, DbError};
 
 /// The console's session cookie.
@@ -107,6 +109,26 @@ enum Proof {
     Local { id: i64, password_hash: String, roles: String },
     /// A directory user: no local user has taken the name since.
     Ldap,
+}
+
+impl Proof {
+    /// Whether the user's row as it is now (`None`: no local user of that name) still bears
+    /// out this proof.
+    fn holds(&self, row: Option<&UserRow>) -> bool {
+        match (self, row) {
+            (Proof::Local { id, password_hash, roles }, Some(r)) => r.id == *id && r.password_hash == *password_hash && r.roles == *roles && r.status == "active",
+            (Proof::Ldap, None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A remembered password login used before its re-read (see `db::deferred_check`): the request
+/// runs with [`DeferredLogin::check`] around it and asks [`Authenticator::confirm`] before
+/// answering.
+pub struct DeferredLogin {
+    key: [u8; 32],
+    pub check: Arc<DeferredCheck>,
 }
 
 /// A directory user's name as the directory spells it, and what their groups grant.
@@ -323,6 +345,54 @@ impl Authenticator {
         rejected()
     }
 
+    /// The caller of a request that only reads: as [`Authenticator::principal`], except that
+    /// a remembered password login is used before its row is read again; the re-read then rides
+    /// on the request's first query (see `db::deferred_check`), and the caller must ask
+    /// [`Authenticator::confirm`] before the answer leaves.
+    pub async fn principal_deferred(&self, req: &HttpRequest) -> (Principal, Option<DeferredLogin>) {
+        if let Some(hit) = self.remembered_basic(req) {
+            return hit;
+        }
+        (self.principal(req).await, None)
+    }
+
+    /// A remembered login for the request's Basic password credentials, outside any pause.
+    fn remembered_basic(&self, req: &HttpRequest) -> Option<(Principal, Option<DeferredLogin>)> {
+        let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, rest) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let (user, pass) = decode_basic(rest.trim())?;
+        if pass.starts_with(TOKEN_PREFIX) || user.len() > MAX_USER_NAME {
+            return None;
+        }
+        let canonical = canonical_user(&user);
+        // A pause is answered (and audited) by the ordinary path.
+        if self.paused(&canonical, &crate::http::mount::client(req)) {
+            return None;
+        }
+        let key = login_key(&canonical, &pass);
+        let hit = {
+            let cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+            cache.get(&key).filter(|c| c.at.elapsed() < self.cache_ttl).cloned()
+        }?;
+        let name = hit.principal.user.clone()?;
+        let proof = hit.proof;
+        let check = DeferredCheck::new(move |conn| Ok(proof.holds(users::get(conn, &name)?.as_ref())));
+        Some((hit.principal, Some(DeferredLogin { key, check })))
+    }
+
+    /// Whether a deferred login held (see [`Authenticator::principal_deferred`]). When it did
+    /// not, it is forgotten: asking [`Authenticator::principal`] again checks the password anew.
+    pub async fn confirm(&self, login: &DeferredLogin) -> bool {
+        if login.check.settled(&self.db).await {
+            return true;
+        }
+        self.logins.lock().unwrap_or_else(|e| e.into_inner()).remove(&login.key);
+        false
+    }
+
     /// Basic credentials: a user's password, or one of the user's API tokens in its place
     /// (then the principal is the token's, narrowed as the token is).
     pub async fn basic(&self, user: &str, pass: &str, client: &str) -> Option<Principal> {
@@ -364,8 +434,7 @@ impl Authenticator {
             return None;
         }
         let canonical = canonical_user(user);
-        let key: [u8; 32] =
-            Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into();
+        let key = login_key(&canonical, pass);
         // The pause comes first: a remembered password answering during a pause would tell a
         // guesser which guess is right.
         let paused_audit = || {
@@ -566,14 +635,7 @@ impl Authenticator {
                 return None;
             }
         };
-        let holds = match (&hit.proof, &row) {
-            (Proof::Local { id, password_hash, roles }, Some(r)) => {
-                r.id == *id && r.password_hash == *password_hash && r.roles == *roles && r.status == "active"
-            }
-            (Proof::Ldap, None) => true,
-            _ => false,
-        };
-        if !holds {
+        if !hit.proof.holds(row.as_ref()) {
             self.logins.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
             return None;
         }
@@ -786,6 +848,12 @@ fn full(resolved: roles::Resolved) -> Access {
 
 /// What a bearer token carries of a local user's password hash: enough to see that the
 /// password changed (each hash has its own salt), nothing that helps guess the password.
+/// What a verified password is remembered under: a hash of the name and the password, never
+/// the password.
+fn login_key(canonical: &str, pass: &str) -> [u8; 32] {
+    Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into()
+}
+
 fn password_fingerprint(password_hash: &str) -> String {
     hex::encode(&Sha256::new().chain_update(b"wharf bearer password\0").chain_update(password_hash.as_bytes()).finalize()[..16])
 }

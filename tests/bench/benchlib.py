@@ -59,10 +59,10 @@ def rss_kb(pid, field):
     return 0
 
 
-def load(url, seconds, headers=(), method="GET"):
-    """Requests per second at 32 concurrent keep-alive connections (ApacheBench: unlike wrk it
-    reads HEAD answers correctly)."""
-    cmd = ["ab", "-q", "-k", "-c", "32", "-t", str(seconds), "-n", "100000000"]
+def load(url, seconds, headers=(), method="GET", clients=32):
+    """Requests per second at `clients` concurrent keep-alive connections (ApacheBench: unlike
+    wrk it reads HEAD answers correctly)."""
+    cmd = ["ab", "-q", "-k", "-c", str(clients), "-t", str(seconds), "-n", "100000000"]
     if method == "HEAD":
         cmd.append("-i")
     for k, v in headers:
