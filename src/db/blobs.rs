@@ -26,7 +26,7 @@ pub const DELETING: &str = "deleting";
 /// `Ok(None)`: the row is live (and now touched); `Ok(Some(marked_at))`: a pass is deleting it.
 pub fn touch(conn: &mut AnyConnection, store: &str, digest: &str, size: i64) -> QueryResult<Option<i64>> {
     let now = now_millis();
-    let row: Option<(String, Option<i64>)> = blobs::table.find((store, digest)).select((blobs::state, blobs::marked_at)).first(conn).optional()?;
+    let row: Option<(String, Option<i64>)> = blobs::table.find((store, digest)).select((blobs::state, blobs::marked_at)).get_result(conn).optional()?;
     match row {
         None => {
             diesel::insert_into(blobs::table)
@@ -74,12 +74,12 @@ pub fn forget_all(conn: &mut AnyConnection, store: &str, digests: &[String], mar
 
 /// The blob store of repository `repo`.
 pub fn store_of(conn: &mut AnyConnection, repo: i64) -> QueryResult<String> {
-    repositories::table.find(repo).select(repositories::blob_store).first(conn)
+    repositories::table.find(repo).select(repositories::blob_store).get_result(conn)
 }
 
 /// Whether an asset of a repository on `store` may name `digest` now: its row is live.
 pub fn linkable(conn: &mut AnyConnection, store: &str, digest: &str) -> QueryResult<bool> {
-    let state: Option<String> = blobs::table.find((store, digest)).select(blobs::state).first(conn).optional()?;
+    let state: Option<String> = blobs::table.find((store, digest)).select(blobs::state).get_result(conn).optional()?;
     Ok(state.as_deref() == Some(LIVE))
 }
 

@@ -20,7 +20,7 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<PolicyRow>, DbError> {
 }
 
 pub fn get(conn: &mut AnyConnection, name: &str) -> Result<Option<PolicyRow>, DbError> {
-    Ok(cleanup_policies::table.find(name).select(PolicyRow::as_select()).first(conn).optional()?)
+    Ok(cleanup_policies::table.find(name).select(PolicyRow::as_select()).get_result(conn).optional()?)
 }
 
 pub fn insert(conn: &mut AnyConnection, name: &str, format: &str, config: &str) -> Result<(), DbError> {

@@ -19,7 +19,7 @@ pub struct HealthCheckRow {
 }
 
 pub fn get(conn: &mut AnyConnection, repo: i64) -> QueryResult<Option<HealthCheckRow>> {
-    health_checks::table.find(repo).select(HealthCheckRow::as_select()).first(conn).optional()
+    health_checks::table.find(repo).select(HealthCheckRow::as_select()).get_result(conn).optional()
 }
 
 /// Enables or disables the check of repository `repo`; its last report stays. Run it inside a
@@ -85,6 +85,6 @@ pub fn asset_page(conn: &mut AnyConnection, repo: i64, after: &str, limit: i64) 
 /// the page that listed it was read).
 pub fn still_names(conn: &mut AnyConnection, repo: i64, path: &str, digest: &str) -> QueryResult<bool> {
     let now: Option<Option<String>> =
-        assets::table.filter(assets::repository_id.eq(repo)).filter(assets::path.eq(path)).select(assets::digest).first(conn).optional()?;
+        assets::table.filter(assets::repository_id.eq(repo)).filter(assets::path.eq(path)).select(assets::digest).get_result(conn).optional()?;
     Ok(now.flatten().as_deref() == Some(digest))
 }

@@ -10,7 +10,7 @@ use super::{AnyConnection, DbError};
 /// Whether wrong passwords were counted for `user` from `client` (`None`: none), and when the
 /// last pause they started ends.
 pub fn state(conn: &mut AnyConnection, user: &str, client: &str) -> Result<Option<Option<i64>>, DbError> {
-    Ok(lf::table.find((user, client)).select(lf::paused_until).first(conn).optional()?)
+    Ok(lf::table.find((user, client)).select(lf::paused_until).get_result(conn).optional()?)
 }
 
 /// Counts one more wrong password and returns (the count, when the pause it starts ends). A
@@ -26,7 +26,7 @@ pub fn record(
     pause_for: impl Fn(u32) -> Option<i64>,
 ) -> Result<(u32, Option<i64>), DbError> {
     let cutoff = now.saturating_sub(forget_after_ms);
-    let old: Option<(i64, i64)> = lf::table.find((user, client)).select((lf::count, lf::last_at)).first(conn).optional()?;
+    let old: Option<(i64, i64)> = lf::table.find((user, client)).select((lf::count, lf::last_at)).get_result(conn).optional()?;
     let count = match old {
         Some((c, last)) if last >= cutoff => c.saturating_add(1),
         _ => 1,

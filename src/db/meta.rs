@@ -268,7 +268,7 @@ fn one_row(n: usize) -> Result<(), MetaError> {
 }
 
 fn exists(conn: &mut AnyConnection, repo: i64, path: &str) -> QueryResult<Option<Option<String>>> {
-    assets::table.filter(assets::repository_id.eq(repo).and(assets::path.eq(path))).select(assets::digest).first::<Option<String>>(conn).optional()
+    assets::table.filter(assets::repository_id.eq(repo).and(assets::path.eq(path))).select(assets::digest).get_result::<Option<String>>(conn).optional()
 }
 
 fn insert(conn: &mut AnyConnection, repo: i64, a: &NewAsset, now: i64) -> QueryResult<usize> {
@@ -592,7 +592,7 @@ impl MetaStore for SqlMeta {
         let path = path.to_string();
         self.db
             .run(move |conn| {
-                Ok(assets::table.filter(assets::repository_id.eq(repo).and(assets::path.eq(path))).select(AssetRow::as_select()).first(conn).optional()?)
+                Ok(assets::table.filter(assets::repository_id.eq(repo).and(assets::path.eq(path))).select(AssetRow::as_select()).get_result(conn).optional()?)
             })
             .await
             .map(|r| r.map(Asset::from))
@@ -704,7 +704,7 @@ impl MetaStore for SqlMeta {
 
     async fn upload_get(&self, id: &str) -> Result<Option<UploadRow>, MetaError> {
         let id = id.to_string();
-        let row = self.db.run(move |conn| Ok(uploads::table.find(id).select(UploadDbRow::as_select()).first(conn).optional()?)).await.map_err(backend)?;
+        let row = self.db.run(move |conn| Ok(uploads::table.find(id).select(UploadDbRow::as_select()).get_result(conn).optional()?)).await.map_err(backend)?;
         Ok(row.map(|r| UploadRow {
             id: r.id,
             repo: r.repository_id,
@@ -736,7 +736,7 @@ impl MetaStore for SqlMeta {
                 if n != 1 {
                     return Ok(None);
                 }
-                Ok(Some(uploads::table.find(&id).select(uploads::taken_over).first::<bool>(conn)?))
+                Ok(Some(uploads::table.find(&id).select(uploads::taken_over).get_result::<bool>(conn)?))
             })
             .await
             .map_err(backend)?;
@@ -754,7 +754,7 @@ impl MetaStore for SqlMeta {
                 if n != 1 {
                     return Ok(None);
                 }
-                Ok(Some(uploads::table.find(&id).select(uploads::taken_over).first::<bool>(conn)?))
+                Ok(Some(uploads::table.find(&id).select(uploads::taken_over).get_result::<bool>(conn)?))
             })
             .await
             .map_err(backend)?;

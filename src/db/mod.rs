@@ -8,6 +8,10 @@
 //! is `SERIALIZABLE`, so a check and the writes that depend on it commit as if alone (a
 //! compare-and-swap cannot lose an update under concurrency); serialization failures and
 //! deadlocks are retried with jittered backoff.
+//!
+//! Point lookups by a unique key use `get_result`, never `first`: `first` adds a bound
+//! `LIMIT`, and SQLite (as bundled here) then prepared the statement again on every run: one
+//! user's row took 14 µs with it and 4 µs without, on the path of every request that reads.
 
 pub mod audit;
 pub mod blobs;

@@ -33,7 +33,7 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<PrivilegeRow>, DbError> {
 }
 
 pub fn get(conn: &mut AnyConnection, name: &str) -> Result<Option<PrivilegeRow>, DbError> {
-    Ok(privileges::table.find(name).select(PrivilegeRow::as_select()).first(conn).optional()?)
+    Ok(privileges::table.find(name).select(PrivilegeRow::as_select()).get_result(conn).optional()?)
 }
 
 pub fn insert(conn: &mut AnyConnection, row: &PrivilegeRow) -> Result<(), DbError> {

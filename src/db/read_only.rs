@@ -56,7 +56,7 @@ fn parse(value: Option<String>) -> Option<Freeze> {
 /// ends).
 pub fn guard(conn: &mut AnyConnection) -> Result<Option<Freeze>, DbError> {
     if let AnyConnection::Postgresql(c) = conn {
-        let value = table::table.find(KEY).select(table::value).for_share().first::<String>(c).optional()?;
+        let value = table::table.find(KEY).select(table::value).for_share().get_result::<String>(c).optional()?;
         return Ok(parse(value));
     }
     load(conn)

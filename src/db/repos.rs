@@ -48,11 +48,11 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<RepoRow>, DbError> {
 }
 
 pub fn get(conn: &mut AnyConnection, name: &str) -> Result<Option<RepoRow>, DbError> {
-    repositories::table.filter(repositories::name.eq(name)).select(RepoRow::as_select()).first(conn).optional()?.map(opened).transpose()
+    repositories::table.filter(repositories::name.eq(name)).select(RepoRow::as_select()).get_result(conn).optional()?.map(opened).transpose()
 }
 
 fn stored_config(conn: &mut AnyConnection, name: &str) -> Result<Option<String>, DbError> {
-    Ok(repositories::table.filter(repositories::name.eq(name)).select(repositories::config).first(conn).optional()?)
+    Ok(repositories::table.filter(repositories::name.eq(name)).select(repositories::config).get_result(conn).optional()?)
 }
 
 /// Seals the secrets that older versions stored in repository configurations (plaintext, or v1
@@ -244,7 +244,7 @@ fn bump_generation(conn: &mut AnyConnection) -> Result<(), DbError> {
 }
 
 pub fn generation(conn: &mut AnyConnection) -> Result<i64, DbError> {
-    let v: Option<String> = settings::table.find(GENERATION_KEY).select(settings::value).first(conn).optional()?;
+    let v: Option<String> = settings::table.find(GENERATION_KEY).select(settings::value).get_result(conn).optional()?;
     Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
 }
 

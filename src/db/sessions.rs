@@ -27,7 +27,7 @@ pub fn insert(conn: &mut AnyConnection, row: &SessionRow) -> Result<(), DbError>
 
 /// The session `id`, unless it has expired.
 pub fn get(conn: &mut AnyConnection, id: &str, now: i64) -> Result<Option<SessionRow>, DbError> {
-    Ok(sessions::table.filter(sessions::id.eq(id)).filter(sessions::expires_at.gt(now)).select(SessionRow::as_select()).first(conn).optional()?)
+    Ok(sessions::table.filter(sessions::id.eq(id)).filter(sessions::expires_at.gt(now)).select(SessionRow::as_select()).get_result(conn).optional()?)
 }
 
 pub fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool, DbError> {

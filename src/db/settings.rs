@@ -9,7 +9,7 @@ use super::{AnyConnection, DbError};
 use crate::security::secrets;
 
 pub fn get(conn: &mut AnyConnection, key: &str) -> Result<Option<String>, DbError> {
-    Ok(settings::table.find(key).select(settings::value).first(conn).optional()?)
+    Ok(settings::table.find(key).select(settings::value).get_result(conn).optional()?)
 }
 
 /// Returns the stored value, storing `make()` first if there is none. When two nodes race, both

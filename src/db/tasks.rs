@@ -65,7 +65,7 @@ pub fn list(conn: &mut AnyConnection) -> QueryResult<Vec<TaskRow>> {
 }
 
 pub fn get(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<TaskRow>> {
-    tasks::table.find(id).select(TaskRow::as_select()).first(conn).optional()
+    tasks::table.find(id).select(TaskRow::as_select()).get_result(conn).optional()
 }
 
 pub fn insert(conn: &mut AnyConnection, t: &TaskDef, now: i64) -> QueryResult<usize> {
@@ -166,7 +166,7 @@ pub fn renew(conn: &mut AnyConnection, id: &str, run_id: &str, lease_until: i64)
     if n == 0 {
         return Ok(None);
     }
-    tasks::table.find(id).select(tasks::stop_requested).first(conn).map(Some)
+    tasks::table.find(id).select(tasks::stop_requested).get_result(conn).map(Some)
 }
 
 pub struct Finished<'a> {

@@ -29,11 +29,11 @@ pub fn insert(conn: &mut AnyConnection, row: &TokenRow) -> Result<(), DbError> {
 }
 
 pub fn by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>, DbError> {
-    Ok(api_tokens::table.filter(api_tokens::token_hash.eq(hash)).select(TokenRow::as_select()).first(conn).optional()?)
+    Ok(api_tokens::table.filter(api_tokens::token_hash.eq(hash)).select(TokenRow::as_select()).get_result(conn).optional()?)
 }
 
 pub fn by_id(conn: &mut AnyConnection, id: &str) -> Result<Option<TokenRow>, DbError> {
-    Ok(api_tokens::table.filter(api_tokens::id.eq(id)).select(TokenRow::as_select()).first(conn).optional()?)
+    Ok(api_tokens::table.filter(api_tokens::id.eq(id)).select(TokenRow::as_select()).get_result(conn).optional()?)
 }
 
 /// Tokens of `username` (any ASCII case) in `realm`.
@@ -56,7 +56,7 @@ pub fn delete(conn: &mut AnyConnection, username: &str, realm: &str, key: &str) 
 /// Deletes the token with this hash; its (owner, id) if there was one.
 pub fn delete_by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Option<(String, String)>, DbError> {
     let found: Option<(String, String)> =
-        api_tokens::table.filter(api_tokens::token_hash.eq(hash)).select((api_tokens::username, api_tokens::id)).first(conn).optional()?;
+        api_tokens::table.filter(api_tokens::token_hash.eq(hash)).select((api_tokens::username, api_tokens::id)).get_result(conn).optional()?;
     if found.is_some() {
         diesel::delete(api_tokens::table.filter(api_tokens::token_hash.eq(hash))).execute(conn)?;
     }

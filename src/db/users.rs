@@ -74,7 +74,7 @@ fn json(v: &[String]) -> String {
 }
 
 pub fn get(conn: &mut AnyConnection, username: &str) -> Result<Option<UserRow>, DbError> {
-    Ok(named!(username).select(UserRow::as_select()).first(conn).optional()?)
+    Ok(named!(username).select(UserRow::as_select()).get_result(conn).optional()?)
 }
 
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<UserRow>, DbError> {
@@ -137,7 +137,7 @@ pub fn roles(conn: &mut AnyConnection) -> Result<Vec<RoleRow>, DbError> {
 }
 
 pub fn role(conn: &mut AnyConnection, id: &str) -> Result<Option<RoleRow>, DbError> {
-    Ok(roles::table.filter(roles::id.eq(id)).select(RoleRow::as_select()).first(conn).optional()?)
+    Ok(roles::table.filter(roles::id.eq(id)).select(RoleRow::as_select()).get_result(conn).optional()?)
 }
 
 pub fn create_role(conn: &mut AnyConnection, id: &str, name: &str, description: &str, privileges: &[String], role_ids: &[String]) -> Result<(), DbError> {

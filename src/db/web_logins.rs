@@ -35,7 +35,7 @@ pub fn take_expired(conn: &mut AnyConnection, now: i64) -> Result<Vec<WebLoginRo
 
 /// The login `id`, unless it expired.
 pub fn by_id(conn: &mut AnyConnection, id: &str, now: i64) -> Result<Option<WebLoginRow>, DbError> {
-    Ok(wl::table.find(id).filter(wl::expires_at.ge(now)).select(WebLoginRow::as_select()).first(conn).optional()?)
+    Ok(wl::table.find(id).filter(wl::expires_at.ge(now)).select(WebLoginRow::as_select()).get_result(conn).optional()?)
 }
 
 /// Records the approval of a login still open (not approved, not expired); `false` if it is not.
@@ -50,7 +50,7 @@ pub fn approve(conn: &mut AnyConnection, id: &str, username: &str, sealed_token:
 /// taken (deleted): its token is handed out once.
 pub fn poll(conn: &mut AnyConnection, done_hash: &str, now: i64) -> Result<Option<WebLoginRow>, DbError> {
     let row: Option<WebLoginRow> =
-        wl::table.filter(wl::done_hash.eq(done_hash)).filter(wl::expires_at.ge(now)).select(WebLoginRow::as_select()).first(conn).optional()?;
+        wl::table.filter(wl::done_hash.eq(done_hash)).filter(wl::expires_at.ge(now)).select(WebLoginRow::as_select()).get_result(conn).optional()?;
     if let Some(r) = &row {
         if r.token.is_some() && diesel::delete(wl::table.find(&r.id).filter(wl::token.is_not_null())).execute(conn)? != 1 {
             // Another poll took it first.

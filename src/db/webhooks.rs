@@ -57,7 +57,7 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<WebhookRow>, DbError> {
 }
 
 pub fn get(conn: &mut AnyConnection, name: &str) -> Result<Option<WebhookRow>, DbError> {
-    Ok(webhooks::table.filter(webhooks::name.eq(name)).select(WebhookRow::as_select()).first(conn).optional()?)
+    Ok(webhooks::table.filter(webhooks::name.eq(name)).select(WebhookRow::as_select()).get_result(conn).optional()?)
 }
 
 /// The enabled webhooks: read by every transaction that may enqueue an event (the table is
@@ -205,7 +205,7 @@ pub struct Attempt<'a> {
 pub fn finish_attempt(conn: &mut AnyConnection, id: i64, a: &Attempt<'_>, delivered: bool, retry_at: Option<i64>) -> Result<bool, DbError> {
     let mine = webhook_deliveries::table
         .filter(webhook_deliveries::id.eq(id).and(webhook_deliveries::claimed_by.eq(a.node)).and(webhook_deliveries::status.eq(PENDING)));
-    let Some(attempts) = mine.select(webhook_deliveries::attempts).first::<i32>(conn).optional()? else {
+    let Some(attempts) = mine.select(webhook_deliveries::attempts).get_result::<i32>(conn).optional()? else {
         return Ok(false);
     };
     let attempt = attempts + 1;

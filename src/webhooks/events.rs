@@ -73,7 +73,7 @@ pub fn before_commit(conn: &mut AnyConnection, formats: &[Arc<dyn Format>], writ
     let mut watched = Vec::new();
     for id in ids {
         let Some((name, format_name)) =
-            repositories::table.find(id).select((repositories::name, repositories::format)).first::<(String, String)>(conn).optional()?
+            repositories::table.find(id).select((repositories::name, repositories::format)).get_result::<(String, String)>(conn).optional()?
         else {
             continue;
         };
