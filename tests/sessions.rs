@@ -323,3 +323,51 @@ fn a_remembered_login_on_a_repository_read_follows_a_change_of_the_user_on_anoth
     let reads: Vec<StatusCode> = format_reads(&b, "reader", "reader-new-password").into_iter().map(|(st, _)| st).collect();
     assert_eq!(reads, [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND]);
 }
+
+/// The reads of each format on `node` with an API token: as npm sends it (a bearer token) and
+/// as pip and Docker clients do (Basic credentials with the token for a password).
+fn token_reads(node: &TestServer, user: &str, token: &str) -> Vec<StatusCode> {
+    let get = |path: &str| Client::new().get(node.url(path));
+    vec![
+        get("/repository/pypi-hosted/simple/").basic_auth(user, Some(token)).send().unwrap().status(),
+        get("/repository/npm-hosted/absent-package").bearer_auth(token).send().unwrap().status(),
+        get("/v2/docker-hosted/app/tags/list").basic_auth(user, Some(token)).send().unwrap().status(),
+    ]
+}
+
+#[test]
+fn a_remembered_api_token_on_a_repository_read_follows_its_owner_and_its_revocation_on_another_node_at_once() {
+    let (a, b) = nodes();
+    create_role(&a, "nothing-either", json!(["nx-metrics-all"]));
+    create_user_with_roles(&a, "token-owner", "token-owner-password", json!(["nothing-either"]));
+    let r = Client::new()
+        .post(a.url("/service/rest/v1/security/tokens"))
+        .basic_auth("token-owner", Some("token-owner-password"))
+        .json(&json!({"name": "ci"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().unwrap();
+    let (id, token) = (created["id"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    for _ in 0..2 {
+        let reads = token_reads(&b, "token-owner", &token);
+        assert!(reads.iter().all(|st| *st == StatusCode::FORBIDDEN || *st == StatusCode::UNAUTHORIZED), "no rights yet: {reads:?}");
+    }
+    let set_owner = |status: &str, roles: Value| {
+        let r = a.admin().request(Method::PUT, "/service/rest/v1/security/users/token-owner").json(&json!({"status": status, "roles": roles})).send().unwrap();
+        assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    };
+    set_owner("active", json!(["nx-admin"]));
+    assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND], "the owner's new roles act on B at once");
+    assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND], "remembered");
+    assert_eq!(token_reads(&b, "someone-else", &token)[0], StatusCode::UNAUTHORIZED, "a token stands only under its owner's name");
+
+    set_owner("disabled", json!(["nx-admin"]));
+    assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::UNAUTHORIZED; 3], "a disabled owner's token is refused on B at once");
+    set_owner("active", json!(["nx-admin"]));
+    assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND]);
+
+    let r = Client::new().delete(a.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("token-owner", Some("token-owner-password")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::UNAUTHORIZED; 3], "a revoked token is refused on B at once");
+}

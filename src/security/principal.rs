@@ -19,8 +19,12 @@
 //!   user's row, so a password change, a role change, disabling or deleting the user ends it at
 //!   once on every node (on a repository read, the re-read rides on the request's first query:
 //!   see `db::deferred_check`);
-//! - API tokens, console sessions and Docker bearer tokens read their user's row (and the token
-//!   or session row) on every request: revocation, logout and user changes act at once;
+//! - an API token is remembered the same way, under a hash of the token: each use re-reads the
+//!   token's row and its owner's, so revocation, expiry and changes to the owner act at once on
+//!   every node; what the owner's roles grant is remembered with it (see below for when that is
+//!   forgotten), where it was read on every use before;
+//! - console sessions and Docker bearer tokens read their user's row (and the session or token
+//!   row) on every request: logout and user changes act at once;
 //! - what a directory says about a user (for their tokens and sessions) is remembered for the
 //!   login cache time, since wharf cannot see the directory change;
 //! - every cache here is forgotten when users, roles or the LDAP servers change: on this node at
@@ -50,7 +54,7 @@ use crate::db::tokens::{self, TokenRow};
 use crate::db::users::{self, RoleRow, UserRow};
 use crate::db::web_logins;
 use crate::db::deferred_check::DeferredCheck;
-use crate::db::{Db, DbError};
+use crate::db::{AnyConnection, Db, DbError};
 
 /// The console's session cookie.
 pub const SESSION_COOKIE: &str = "wharf_session";
@@ -95,7 +99,8 @@ pub struct Authenticator {
     metrics: Arc<crate::metrics::Metrics>,
 }
 
-/// A verified password, and what must still hold for it to stand without asking argon2 again.
+/// A verified password or API token, and what must still hold for it to stand without asking
+/// argon2 (or reading the token, its user and every role) again.
 #[derive(Clone)]
 struct CachedLogin {
     principal: Principal,
@@ -103,23 +108,43 @@ struct CachedLogin {
     at: Instant,
 }
 
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 enum Proof {
     /// The local user row as it was verified: same row, same password hash, same roles, active.
     Local { id: i64, password_hash: String, roles: String },
     /// A directory user: no local user has taken the name since.
     Ldap,
+    /// An API token: its row as it was read (same token, unexpired, same narrowing), and its
+    /// owner as they stood (a local user: same row, same roles, active; a directory user: no
+    /// local user of the name). A password change leaves tokens alone, as it always did.
+    Token { row: Box<TokenRow>, owner: Option<(i64, String)> },
 }
 
 impl Proof {
     /// Whether the user's row as it is now (`None`: no local user of that name) still bears
-    /// out this proof.
+    /// out this password proof.
     fn holds(&self, row: Option<&UserRow>) -> bool {
         match (self, row) {
             (Proof::Local { id, password_hash, roles }, Some(r)) => r.id == *id && r.password_hash == *password_hash && r.roles == *roles && r.status == "active",
             (Proof::Ldap, None) => true,
             _ => false,
         }
+    }
+
+    /// Reads again what this proof rests on: `Ok(false)` when it no longer holds.
+    fn recheck(&self, conn: &mut AnyConnection, user: &str) -> Result<bool, DbError> {
+        let Proof::Token { row, owner } = self else { return Ok(self.holds(users::get(conn, user)?.as_ref())) };
+        let Some(now) = tokens::by_hash(conn, &row.token_hash)? else { return Ok(false) };
+        let same = now.id == row.id && now.username == row.username && now.realm == row.realm && now.readonly == row.readonly && now.repository == row.repository;
+        if !same || now.expires_at.is_some_and(|e| e <= now_millis()) {
+            return Ok(false);
+        }
+        let local = users::get(conn, &now.username)?;
+        Ok(match (owner, local) {
+            (Some((id, roles)), Some(u)) => u.id == *id && u.roles == *roles && u.status == "active",
+            (None, None) => now.realm == Realm::Ldap.as_str(),
+            _ => false,
+        })
     }
 }
 
@@ -356,30 +381,43 @@ impl Authenticator {
         (self.principal(req).await, None)
     }
 
-    /// A remembered login for the request's Basic password credentials, outside any pause.
+    /// A remembered login for the request's credentials: a password (outside any pause) or
+    /// an API token, in Basic credentials or as a bearer token.
     fn remembered_basic(&self, req: &HttpRequest) -> Option<(Principal, Option<DeferredLogin>)> {
         let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
         let (scheme, rest) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("basic") {
+        let rest = rest.trim();
+        let (key, user) = if scheme.eq_ignore_ascii_case("bearer") && rest.starts_with(TOKEN_PREFIX) {
+            (token_key(rest), None)
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            let (user, pass) = decode_basic(rest)?;
+            if pass.starts_with(TOKEN_PREFIX) {
+                (token_key(&pass), Some(user))
+            } else {
+                if user.len() > MAX_USER_NAME {
+                    return None;
+                }
+                let canonical = canonical_user(&user);
+                // A pause is answered (and audited) by the ordinary path.
+                if self.paused(&canonical, &crate::http::mount::client(req)) {
+                    return None;
+                }
+                (login_key(&canonical, &pass), None)
+            }
+        } else {
             return None;
-        }
-        let (user, pass) = decode_basic(rest.trim())?;
-        if pass.starts_with(TOKEN_PREFIX) || user.len() > MAX_USER_NAME {
-            return None;
-        }
-        let canonical = canonical_user(&user);
-        // A pause is answered (and audited) by the ordinary path.
-        if self.paused(&canonical, &crate::http::mount::client(req)) {
-            return None;
-        }
-        let key = login_key(&canonical, &pass);
+        };
         let hit = {
             let cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
             cache.get(&key).filter(|c| c.at.elapsed() < self.cache_ttl).cloned()
         }?;
         let name = hit.principal.user.clone()?;
+        // A token in Basic credentials stands only under its owner's name.
+        if user.is_some_and(|u| !same_user(&u, &name)) {
+            return None;
+        }
         let proof = hit.proof;
-        let check = DeferredCheck::new(move |conn| Ok(proof.holds(users::get(conn, &name)?.as_ref())));
+        let check = DeferredCheck::new(move |conn| proof.recheck(conn, &name));
         Some((hit.principal, Some(DeferredLogin { key, check })))
     }
 
@@ -412,7 +450,8 @@ impl Authenticator {
     /// must carry so that each use can check the proof still stands (see [`BearerSource`]).
     pub async fn basic_for_bearer(&self, user: &str, pass: &str, client: &str) -> Option<(Principal, BearerSource)> {
         if pass.starts_with(TOKEN_PREFIX) {
-            let (p, row, uid) = self.token_login_row(pass).await?;
+            let (p, row, owner) = self.token_login_row(pass).await?;
+            let uid = owner.map(|(id, _)| id);
             if !p.user.as_deref().is_some_and(|u| same_user(u, user)) {
                 return None;
             }
@@ -421,7 +460,7 @@ impl Authenticator {
         let (p, proof) = self.password_login_proved(user, pass, client).await?;
         let source = match proof {
             Proof::Local { id, password_hash, .. } => BearerSource { uid: Some(id), pwd: Some(password_fingerprint(&password_hash)), tid: None },
-            Proof::Ldap => BearerSource::default(),
+            Proof::Ldap | Proof::Token { .. } => BearerSource::default(),
         };
         Some((p, source))
     }
@@ -628,14 +667,15 @@ impl Authenticator {
             cache.get(key).filter(|c| c.at.elapsed() < self.cache_ttl).cloned()
         }?;
         let user = hit.principal.user.clone()?;
-        let row = match self.db.run(move |conn| users::get(conn, &user)).await {
-            Ok(row) => row,
+        let proof = hit.proof.clone();
+        let holds = match self.db.run(move |conn| proof.recheck(conn, &user)).await {
+            Ok(holds) => holds,
             Err(e) => {
                 tracing::error!(error = %e, "cached login: database");
                 return None;
             }
         };
-        if !hit.proof.holds(row.as_ref()) {
+        if !holds {
             self.logins.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
             return None;
         }
@@ -692,11 +732,19 @@ impl Authenticator {
     /// repository when the token says so. Read from the database on every use, so that a
     /// revoked token, or a disabled or deleted user, stops at once on every node.
     pub async fn token_login(&self, secret: &str) -> Option<Principal> {
-        self.token_login_row(secret).await.map(|(p, _, _)| p)
+        let key = token_key(secret);
+        if let Some((p, _)) = self.cached_login(&key).await {
+            return Some(p);
+        }
+        let epoch = self.epoch();
+        let (p, row, owner) = self.token_login_row(secret).await?;
+        self.remember(key, &p, Proof::Token { row: Box::new(row), owner }, epoch);
+        Some(p)
     }
 
     /// [`Authenticator::token_login`], with the token's row and its local user's id.
-    async fn token_login_row(&self, secret: &str) -> Option<(Principal, TokenRow, Option<i64>)> {
+    /// The principal of an API token, its row, and its local owner's id and roles as read.
+    async fn token_login_row(&self, secret: &str) -> Option<(Principal, TokenRow, Option<(i64, String)>)> {
         let hash = token_hash(secret);
         let (row, local, all_roles) = self
             .db
@@ -723,12 +771,12 @@ impl Authenticator {
             });
         }
         let realm = Realm::parse(&row.realm)?;
-        let uid = local.as_ref().filter(|_| realm == Realm::Local).map(|u| u.id);
+        let owner = local.as_ref().filter(|_| realm == Realm::Local).map(|u| (u.id, u.roles.clone()));
         let (username, resolved) = self.standing(&row.username, realm, local, &all_roles).await?;
         let narrowed = row.readonly || row.repository.is_some();
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
         let credential = if narrowed { Credential::NarrowedToken } else { Credential::Token };
-        Some((Principal { user: Some(username), realm: Some(realm), credential, access }, row, uid))
+        Some((Principal { user: Some(username), realm: Some(realm), credential, access }, row, owner))
     }
 
     /// A Docker bearer token: the grants it was signed with, while the proof it was got with
@@ -852,6 +900,11 @@ fn full(resolved: roles::Resolved) -> Access {
 /// the password.
 fn login_key(canonical: &str, pass: &str) -> [u8; 32] {
     Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into()
+}
+
+/// What a verified API token is remembered under.
+fn token_key(secret: &str) -> [u8; 32] {
+    Sha256::new().chain_update(b"token\0").chain_update(secret.as_bytes()).finalize().into()
 }
 
 fn password_fingerprint(password_hash: &str) -> String {
