@@ -212,7 +212,8 @@ fn a_bearer_token_never_does_more_than_its_user_may_do_now() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(push_with_bearer(&b, &token), StatusCode::UNAUTHORIZED, "push went with the role");
     assert_eq!(with_bearer(&b, &token), StatusCode::NOT_FOUND, "pull stays");
-    // A role's definition narrowed, on the other node: the same.
+    assert_eq!(with_bearer(&a, &token), StatusCode::NOT_FOUND, "and A remembers the token now");
+    // A role's definition narrowed, on the other node: the same, at once.
     let r = b
         .admin()
         .request(Method::PUT, "/service/rest/v1/security/roles/app-readers")
@@ -221,6 +222,7 @@ fn a_bearer_token_never_does_more_than_its_user_may_do_now() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap());
     assert_eq!(with_bearer(&a, &token), StatusCode::UNAUTHORIZED, "pull went with the role's privilege");
+    assert_eq!(with_bearer(&b, &token), StatusCode::UNAUTHORIZED);
 }
 
 /// Asks `check` every 100 ms until it holds, failing after 2.5 s (2 s promised, plus a busy
@@ -305,6 +307,26 @@ fn a_remembered_login_on_a_repository_read_follows_a_change_of_the_user_on_anoth
     set_user(json!(["nx-admin"]));
     let reads: Vec<StatusCode> = format_reads(&b, "reader", "reader-password").into_iter().map(|(st, _)| st).collect();
     assert_eq!(reads, [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND], "the new roles act on B at once");
+
+    // A role's definition narrowed on A acts on B at once too (not only when B hears of it).
+    let readers = |privileges: Value| json!({"id": "format-readers", "name": "format-readers", "privileges": privileges});
+    let all = json!([
+        "nx-repository-view-pypi-pypi-hosted-read", "nx-repository-view-pypi-pypi-hosted-browse",
+        "nx-repository-view-npm-npm-hosted-read", "nx-repository-view-npm-npm-hosted-browse",
+        "nx-repository-view-docker-docker-hosted-read", "nx-repository-view-docker-docker-hosted-browse"
+    ]);
+    let (st, v) = a.admin().json(Method::POST, "/service/rest/v1/security/roles", Some(readers(all)));
+    assert_eq!(st, StatusCode::OK, "{v}");
+    set_user(json!(["format-readers"]));
+    for _ in 0..2 {
+        let reads: Vec<StatusCode> = format_reads(&b, "reader", "reader-password").into_iter().map(|(st, _)| st).collect();
+        assert_eq!(reads, [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND], "the role grants reading");
+    }
+    let (st, v) = a.admin().json(Method::PUT, "/service/rest/v1/security/roles/format-readers", Some(readers(json!(["nx-metrics-all"]))));
+    assert!(st.is_success(), "{st} {v}");
+    let reads = format_reads(&b, "reader", "reader-password");
+    assert!(reads.iter().all(|(st, _)| *st == StatusCode::FORBIDDEN || *st == StatusCode::UNAUTHORIZED), "the narrowed role acts on B at once: {reads:?}");
+    set_user(json!(["nx-admin"]));
 
     let r = a
         .admin()

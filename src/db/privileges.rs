@@ -65,6 +65,23 @@ pub fn grants(conn: &mut AnyConnection) -> Result<HashMap<String, Vec<String>>, 
 
 /// The roles with each defined privilege's name replaced by what it grants: what access is
 /// computed from (`security::roles::resolve` knows built-in ids only).
+/// Where roles and privileges stand: a number that every change to either moves, in the
+/// writing transaction (`change_counters`). What was read of them beside an earlier value is
+/// stale once it differs.
+pub fn grants_version(conn: &mut AnyConnection) -> Result<i64, DbError> {
+    use super::schema::change_counters as cc;
+    let seqs: Vec<i64> = cc::table.filter(cc::kind.eq("roles").or(cc::kind.eq("privileges"))).select(cc::seq).load(conn)?;
+    Ok(seqs.into_iter().sum())
+}
+
+/// [`roles_with_grants`] and the [`grants_version`] they are at least as new as.
+pub fn versioned_roles_with_grants(conn: &mut AnyConnection) -> Result<(Vec<RoleRow>, i64), DbError> {
+    // The version first: a change committed between the two reads makes the pair look older
+    // than it is (checked again sooner), never newer.
+    let version = grants_version(conn)?;
+    Ok((roles_with_grants(conn)?, version))
+}
+
 pub fn roles_with_grants(conn: &mut AnyConnection) -> Result<Vec<RoleRow>, DbError> {
     let defined = grants(conn)?;
     let mut roles = users::roles(conn)?;

@@ -21,12 +21,18 @@
 //!   see `db::deferred_check`);
 //! - an API token is remembered the same way, under a hash of the token: each use re-reads the
 //!   token's row and its owner's, so revocation, expiry and changes to the owner act at once on
-//!   every node; what the owner's roles grant is remembered with it (see below for when that is
-//!   forgotten), where it was read on every use before;
-//! - console sessions and Docker bearer tokens read their user's row (and the session or token
-//!   row) on every request: logout and user changes act at once;
+//!   every node;
+//! - a Docker bearer token (checked for its signature and expiry on every use) is remembered
+//!   the same way, under a hash of the whole token: each use re-reads what its proof names (the
+//!   user's row; the API token it was got with), so a password change, revocation and changes
+//!   to the user act at once on every node;
+//! - console sessions read their user's row and the session row on every request: logout and
+//!   user changes act at once;
 //! - what a directory says about a user (for their tokens and sessions) is remembered for the
 //!   login cache time, since wharf cannot see the directory change;
+//! - what roles and privileges grant is remembered with a password, API token or bearer token,
+//!   with the version of roles and privileges it was read at (`privileges::grants_version`);
+//!   each use compares that version too, so a role narrowed acts at once on every node;
 //! - every cache here is forgotten when users, roles or the LDAP servers change: on this node at
 //!   once, on the others when PostgreSQL tells them (`db::notify`, well within 2 s);
 //! - wrong-password counts are in the database, one count for every node; the pause a node
@@ -105,7 +111,18 @@ pub struct Authenticator {
 struct CachedLogin {
     principal: Principal,
     proof: Proof,
+    /// The version of roles and privileges its access was resolved from
+    /// (`privileges::grants_version`).
+    grants: i64,
     at: Instant,
+}
+
+impl CachedLogin {
+    /// What a use reads again: whether the proof holds and the grants are as they were.
+    fn recheck(&self) -> Option<impl Fn(&mut AnyConnection) -> Result<bool, DbError> + Send + Sync + 'static> {
+        let (proof, name, grants) = (self.proof.clone(), self.principal.user.clone()?, self.grants);
+        Some(move |conn: &mut AnyConnection| Ok(crate::db::privileges::grants_version(conn)? == grants && proof.recheck(conn, &name)?))
+    }
 }
 
 #[derive(Clone)]
@@ -118,6 +135,11 @@ enum Proof {
     /// owner as they stood (a local user: same row, same roles, active; a directory user: no
     /// local user of the name). A password change leaves tokens alone, as it always did.
     Token { row: Box<TokenRow>, owner: Option<(i64, String)> },
+    /// A Docker bearer token (the cache key is the whole signed token, so its grants and its
+    /// proof are the ones it carries): what its proof names still stands (see
+    /// [`BearerSource`]), the API token it was got with is as it was, and its holder stands as
+    /// they did (as for [`Proof::Token`]).
+    Bearer { realm: Realm, source: BearerSource, token: Option<Box<TokenRow>>, owner: Option<(i64, String)> },
 }
 
 impl Proof {
@@ -133,18 +155,54 @@ impl Proof {
 
     /// Reads again what this proof rests on: `Ok(false)` when it no longer holds.
     fn recheck(&self, conn: &mut AnyConnection, user: &str) -> Result<bool, DbError> {
-        let Proof::Token { row, owner } = self else { return Ok(self.holds(users::get(conn, user)?.as_ref())) };
-        let Some(now) = tokens::by_hash(conn, &row.token_hash)? else { return Ok(false) };
-        let same = now.id == row.id && now.username == row.username && now.realm == row.realm && now.readonly == row.readonly && now.repository == row.repository;
-        if !same || now.expires_at.is_some_and(|e| e <= now_millis()) {
-            return Ok(false);
+        match self {
+            Proof::Local { .. } | Proof::Ldap => Ok(self.holds(users::get(conn, user)?.as_ref())),
+            Proof::Token { row, owner } => {
+                let Some(now) = tokens::by_hash(conn, &row.token_hash)? else { return Ok(false) };
+                if !same_token(&now, row) {
+                    return Ok(false);
+                }
+                let realm = if owner.is_some() { Realm::Local } else { Realm::Ldap };
+                Ok(now.realm == realm.as_str() && stands(realm, owner, users::get(conn, &now.username)?.as_ref()))
+            }
+            Proof::Bearer { realm, source, token, owner } => {
+                let local = users::get(conn, user)?;
+                if source.uid.is_some() && local.as_ref().map(|u| u.id) != source.uid {
+                    return Ok(false);
+                }
+                if source.pwd.is_some() && local.as_ref().map(|u| password_fingerprint(&u.password_hash)) != source.pwd {
+                    return Ok(false);
+                }
+                if let (Some(id), Some(row)) = (&source.tid, token) {
+                    match tokens::by_id(conn, id)? {
+                        Some(now) if same_token(&now, row) => {}
+                        _ => return Ok(false),
+                    }
+                }
+                Ok(stands(*realm, owner, local.as_ref()))
+            }
         }
-        let local = users::get(conn, &now.username)?;
-        Ok(match (owner, local) {
-            (Some((id, roles)), Some(u)) => u.id == *id && u.roles == *roles && u.status == "active",
-            (None, None) => now.realm == Realm::Ldap.as_str(),
-            _ => false,
-        })
+    }
+}
+
+/// The same API token as `was`, and unexpired.
+fn same_token(now: &TokenRow, was: &TokenRow) -> bool {
+    now.id == was.id
+        && now.username == was.username
+        && now.realm == was.realm
+        && now.readonly == was.readonly
+        && now.repository == was.repository
+        && now.expires_at.is_none_or(|e| e > now_millis())
+}
+
+/// Whether a user of `realm` stands as they did: a local user is the same row with the same
+/// roles, active (`owner`: its id and roles then); a directory user's name is still no local
+/// user's.
+fn stands(realm: Realm, owner: &Option<(i64, String)>, local: Option<&UserRow>) -> bool {
+    match (realm, owner, local) {
+        (Realm::Local, Some((id, roles)), Some(u)) => u.id == *id && u.roles == *roles && u.status == "active",
+        (Realm::Ldap, None, None) => true,
+        _ => false,
     }
 }
 
@@ -389,6 +447,12 @@ impl Authenticator {
         let rest = rest.trim();
         let (key, user) = if scheme.eq_ignore_ascii_case("bearer") && rest.starts_with(TOKEN_PREFIX) {
             (token_key(rest), None)
+        } else if scheme.eq_ignore_ascii_case("bearer") {
+            // Its signature and expiry are checked on every use; anonymous ones need no database.
+            if self.tokens.verify(rest)?.sub.is_empty() {
+                return None;
+            }
+            (bearer_key(rest), None)
         } else if scheme.eq_ignore_ascii_case("basic") {
             let (user, pass) = decode_basic(rest)?;
             if pass.starts_with(TOKEN_PREFIX) {
@@ -411,13 +475,11 @@ impl Authenticator {
             let cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
             cache.get(&key).filter(|c| c.at.elapsed() < self.cache_ttl).cloned()
         }?;
-        let name = hit.principal.user.clone()?;
         // A token in Basic credentials stands only under its owner's name.
-        if user.is_some_and(|u| !same_user(&u, &name)) {
+        if user.is_some_and(|u| !hit.principal.user.as_deref().is_some_and(|name| same_user(&u, name))) {
             return None;
         }
-        let proof = hit.proof;
-        let check = DeferredCheck::new(move |conn| proof.recheck(conn, &name));
+        let check = DeferredCheck::new(hit.recheck()?);
         Some((hit.principal, Some(DeferredLogin { key, check })))
     }
 
@@ -450,7 +512,7 @@ impl Authenticator {
     /// must carry so that each use can check the proof still stands (see [`BearerSource`]).
     pub async fn basic_for_bearer(&self, user: &str, pass: &str, client: &str) -> Option<(Principal, BearerSource)> {
         if pass.starts_with(TOKEN_PREFIX) {
-            let (p, row, owner) = self.token_login_row(pass).await?;
+            let (p, row, owner, _) = self.token_login_row(pass).await?;
             let uid = owner.map(|(id, _)| id);
             if !p.user.as_deref().is_some_and(|u| same_user(u, user)) {
                 return None;
@@ -460,7 +522,7 @@ impl Authenticator {
         let (p, proof) = self.password_login_proved(user, pass, client).await?;
         let source = match proof {
             Proof::Local { id, password_hash, .. } => BearerSource { uid: Some(id), pwd: Some(password_fingerprint(&password_hash)), tid: None },
-            Proof::Ldap | Proof::Token { .. } => BearerSource::default(),
+            Proof::Ldap | Proof::Token { .. } | Proof::Bearer { .. } => BearerSource::default(),
         };
         Some((p, source))
     }
@@ -504,10 +566,10 @@ impl Authenticator {
             .db
             .run(move |conn| {
                 let failures = crate::db::login_failures::state(conn, &name, &from)?;
-                Ok((users::get(conn, &name)?, crate::db::privileges::roles_with_grants(conn)?, ldap::load(conn)?, failures))
+                Ok((users::get(conn, &name)?, crate::db::privileges::versioned_roles_with_grants(conn)?, ldap::load(conn)?, failures))
             })
             .await;
-        let (row, all_roles, servers, failures) = match looked {
+        let (row, (all_roles, grants), servers, failures) = match looked {
             Ok(found) => found,
             Err(e) => {
                 tracing::error!(error = %e, "password check: database");
@@ -568,7 +630,7 @@ impl Authenticator {
         }
         self.metrics.login(p.realm.map_or("unknown", Realm::as_str), true);
         self.audit.record(AuditEvent { actor: p.user.clone(), address: Some(client.to_string()), action: "login.success".into(), ..Default::default() });
-        self.remember(key, &p, proof.clone(), epoch);
+        self.remember(key, &p, proof.clone(), grants, epoch);
         Some((p, proof))
     }
 
@@ -666,9 +728,8 @@ impl Authenticator {
             let cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
             cache.get(key).filter(|c| c.at.elapsed() < self.cache_ttl).cloned()
         }?;
-        let user = hit.principal.user.clone()?;
-        let proof = hit.proof.clone();
-        let holds = match self.db.run(move |conn| proof.recheck(conn, &user)).await {
+        let recheck = hit.recheck()?;
+        let holds = match self.db.run(move |conn| recheck(conn)).await {
             Ok(holds) => holds,
             Err(e) => {
                 tracing::error!(error = %e, "cached login: database");
@@ -682,7 +743,7 @@ impl Authenticator {
         Some((hit.principal, hit.proof))
     }
 
-    fn remember(&self, key: [u8; 32], p: &Principal, proof: Proof, epoch: u64) {
+    fn remember(&self, key: [u8; 32], p: &Principal, proof: Proof, grants: i64, epoch: u64) {
         let mut cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
         if self.epoch() != epoch {
             return;
@@ -694,7 +755,7 @@ impl Authenticator {
                 cache.clear();
             }
         }
-        cache.insert(key, CachedLogin { principal: p.clone(), proof, at: Instant::now() });
+        cache.insert(key, CachedLogin { principal: p.clone(), proof, grants, at: Instant::now() });
     }
 
     /// The user `name` of `realm` as they stand now: a local user must exist and be active; a
@@ -737,16 +798,16 @@ impl Authenticator {
             return Some(p);
         }
         let epoch = self.epoch();
-        let (p, row, owner) = self.token_login_row(secret).await?;
-        self.remember(key, &p, Proof::Token { row: Box::new(row), owner }, epoch);
+        let (p, row, owner, grants) = self.token_login_row(secret).await?;
+        self.remember(key, &p, Proof::Token { row: Box::new(row), owner }, grants, epoch);
         Some(p)
     }
 
     /// [`Authenticator::token_login`], with the token's row and its local user's id.
     /// The principal of an API token, its row, and its local owner's id and roles as read.
-    async fn token_login_row(&self, secret: &str) -> Option<(Principal, TokenRow, Option<(i64, String)>)> {
+    async fn token_login_row(&self, secret: &str) -> Option<(Principal, TokenRow, Option<(i64, String)>, i64)> {
         let hash = token_hash(secret);
-        let (row, local, all_roles) = self
+        let (row, local, (all_roles, grants)) = self
             .db
             .run(move |conn| {
                 let Some(row) = tokens::by_hash(conn, &hash)? else { return Ok(None) };
@@ -754,7 +815,7 @@ impl Authenticator {
                     return Ok(None);
                 }
                 let local = users::get(conn, &row.username)?;
-                Ok(Some((row, local, crate::db::privileges::roles_with_grants(conn)?)))
+                Ok(Some((row, local, crate::db::privileges::versioned_roles_with_grants(conn)?)))
             })
             .await
             .ok()
@@ -776,7 +837,7 @@ impl Authenticator {
         let narrowed = row.readonly || row.repository.is_some();
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
         let credential = if narrowed { Credential::NarrowedToken } else { Credential::Token };
-        Some((Principal { user: Some(username), realm: Some(realm), credential, access }, row, owner))
+        Some((Principal { user: Some(username), realm: Some(realm), credential, access }, row, owner, grants))
     }
 
     /// A Docker bearer token: the grants it was signed with, while the proof it was got with
@@ -792,16 +853,21 @@ impl Authenticator {
             let holder = self.anonymous().await.access;
             return Some(Principal { credential: Credential::DockerBearer, access: bearer(holder), ..Principal::anonymous() });
         }
+        let key = bearer_key(jwt);
+        if let Some((p, _)) = self.cached_login(&key).await {
+            return Some(p);
+        }
+        let epoch = self.epoch();
         let realm = Realm::parse(&c.realm)?;
         let (user, tid) = (c.sub.clone(), c.source.tid.clone());
-        let (local, all_roles, token) = self
+        let (local, (all_roles, grants), token) = self
             .db
             .run(move |conn| {
                 let token = match &tid {
                     Some(id) => tokens::by_id(conn, id)?,
                     None => None,
                 };
-                Ok((users::get(conn, &user)?, crate::db::privileges::roles_with_grants(conn)?, token))
+                Ok((users::get(conn, &user)?, crate::db::privileges::versioned_roles_with_grants(conn)?, token))
             })
             .await
             .ok()?;
@@ -811,25 +877,22 @@ impl Authenticator {
         if c.source.pwd.is_some() && local.as_ref().map(|u| password_fingerprint(&u.password_hash)) != c.source.pwd {
             return None;
         }
-        let narrowing = match c.source.tid {
-            Some(_) => {
-                let t = token.filter(|t| same_user(&t.username, &c.sub) && t.realm == c.realm && t.expires_at.is_none_or(|e| e > now_millis()))?;
-                Some((t.readonly, t.repository))
-            }
+        let token = match c.source.tid {
+            Some(_) => Some(token.filter(|t| same_user(&t.username, &c.sub) && t.realm == c.realm && t.expires_at.is_none_or(|e| e > now_millis()))?),
             None => None,
         };
+        let owner = local.as_ref().filter(|_| realm == Realm::Local).map(|u| (u.id, u.roles.clone()));
         let (name, resolved) = self.standing(&c.sub, realm, local, &all_roles).await?;
-        let holder = match narrowing {
-            Some((readonly, repository)) => narrow(resolved, readonly, repository.as_deref()),
+        let holder = match &token {
+            Some(t) => narrow(resolved, t.readonly, t.repository.as_deref()),
             None => full(resolved),
         };
-        Some(Principal { user: Some(name), realm: Some(realm), credential: Credential::DockerBearer, access: bearer(holder) })
+        let p = Principal { user: Some(name), realm: Some(realm), credential: Credential::DockerBearer, access: bearer(holder) };
+        let proof = Proof::Bearer { realm, source: c.source, token: token.map(Box::new), owner };
+        self.remember(key, &p, proof, grants, epoch);
+        Some(p)
     }
-}
 
-impl Authenticator {
-    /// Opens a console session for a principal that proved a password: a row in `sessions`
-    /// and the signed cookie value naming it.
     pub async fn open_session(&self, p: &Principal, ttl: u64) -> Result<(String, SessionClaims), IdentityError> {
         if !p.credential.may_create_credentials() {
             return Err(IdentityError::NotAllowed("a console session is opened with the password"));
@@ -900,6 +963,11 @@ fn full(resolved: roles::Resolved) -> Access {
 /// the password.
 fn login_key(canonical: &str, pass: &str) -> [u8; 32] {
     Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into()
+}
+
+/// What a verified Docker bearer token is remembered under.
+fn bearer_key(jwt: &str) -> [u8; 32] {
+    Sha256::new().chain_update(b"bearer\0").chain_update(jwt.as_bytes()).finalize().into()
 }
 
 /// What a verified API token is remembered under.
