@@ -19,13 +19,12 @@
 //!   user's row, so a password change, a role change, disabling or deleting the user ends it at
 //!   once on every node (on a repository read, the re-read rides on the request's first query:
 //!   see `db::deferred_check`);
-//! - an API token is remembered the same way, under a hash of the token: each use re-reads the
-//!   token's row and its owner's, so revocation, expiry and changes to the owner act at once on
-//!   every node;
-//! - a Docker bearer token (checked for its signature and expiry on every use) is remembered
-//!   the same way, under a hash of the whole token: each use re-reads what its proof names (the
-//!   user's row; the API token it was got with), so a password change, revocation and changes
-//!   to the user act at once on every node;
+//! - a local user's API token is remembered the same way, under a hash of the token: each use
+//!   re-reads the token's row and its owner's, so revocation, expiry and changes to the owner
+//!   act at once on every node; so is a local user's Docker bearer token (its signature and
+//!   expiry checked on every use), under a hash of the whole token: each use re-reads what its
+//!   proof names (the user's row; the API token it was got with). A directory user's tokens
+//!   are not remembered: their access comes from the directory's remembered answer;
 //! - console sessions read their user's row and the session row on every request: logout and
 //!   user changes act at once;
 //! - what a directory says about a user (for their tokens and sessions) is remembered for the
@@ -471,10 +470,7 @@ impl Authenticator {
         } else {
             return None;
         };
-        let hit = {
-            let cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
-            cache.get(&key).filter(|c| c.at.elapsed() < self.cache_ttl).cloned()
-        }?;
+        let hit = self.hit(&key)?;
         // A token in Basic credentials stands only under its owner's name.
         if user.is_some_and(|u| !hit.principal.user.as_deref().is_some_and(|name| same_user(&u, name))) {
             return None;
@@ -724,10 +720,7 @@ impl Authenticator {
 
     /// A remembered login, if what it was verified against still holds in the database.
     async fn cached_login(&self, key: &[u8; 32]) -> Option<(Principal, Proof)> {
-        let hit = {
-            let cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
-            cache.get(key).filter(|c| c.at.elapsed() < self.cache_ttl).cloned()
-        }?;
+        let hit = self.hit(key)?;
         let recheck = hit.recheck()?;
         let holds = match self.db.run(move |conn| recheck(conn)).await {
             Ok(holds) => holds,
@@ -743,6 +736,32 @@ impl Authenticator {
         Some((hit.principal, hit.proof))
     }
 
+    /// A remembered login still in its time. An API token's "last used" time is kept as the
+    /// uncached path keeps it (written when it is more than a minute old), off the request's path.
+    fn hit(&self, key: &[u8; 32]) -> Option<CachedLogin> {
+        let mut cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
+        let hit = cache.get_mut(key).filter(|c| c.at.elapsed() < self.cache_ttl)?;
+        if let Proof::Token { row, .. } = &mut hit.proof {
+            let now = now_millis();
+            if row.last_used_at.is_none_or(|t| now - t > 60_000) {
+                row.last_used_at = Some(now);
+                self.touch_token(row.id.clone(), now);
+            }
+        }
+        Some(hit.clone())
+    }
+
+    /// Records an API token's use, best effort: a busy database delays the "last used" time,
+    /// it never refuses a valid token.
+    fn touch_token(&self, id: String, now: i64) {
+        let db = self.db.clone();
+        actix_rt::spawn(async move {
+            if let Err(e) = db.write(move |conn| tokens::touch(conn, &id, now)).await {
+                tracing::warn!(error = %e, "could not record an API token's last use");
+            }
+        });
+    }
+
     fn remember(&self, key: [u8; 32], p: &Principal, proof: Proof, grants: i64, epoch: u64) {
         let mut cache = self.logins.lock().unwrap_or_else(|e| e.into_inner());
         if self.epoch() != epoch {
@@ -751,6 +770,12 @@ impl Authenticator {
         if cache.len() >= CACHE_MAX {
             let ttl = self.cache_ttl;
             cache.retain(|_, c| c.at.elapsed() < ttl);
+            // Tokens cost one read to verify again, a password costs argon2; and anyone signed
+            // in can mint bearer tokens by the thousand: they go first, so that a flood of them
+            // never makes every password be checked again.
+            if cache.len() >= CACHE_MAX {
+                cache.retain(|_, c| matches!(c.proof, Proof::Local { .. } | Proof::Ldap));
+            }
             if cache.len() >= CACHE_MAX {
                 cache.clear();
             }
@@ -799,7 +824,18 @@ impl Authenticator {
         }
         let epoch = self.epoch();
         let (p, row, owner, grants) = self.token_login_row(secret).await?;
-        self.remember(key, &p, Proof::Token { row: Box::new(row), owner }, grants, epoch);
+        // A directory user's access comes from the directory's remembered answer, not from
+        // what was read beside `grants`: remembering it here would stretch that answer's time
+        // and hide a role narrowed meanwhile; it is asked for again on each use.
+        if p.realm == Some(Realm::Local) {
+            // `token_login_row` just recorded the use if it was due.
+            let (mut row, now) = (row, now_millis());
+            row.last_used_at = match row.last_used_at {
+                Some(t) if now - t <= 60_000 => Some(t),
+                _ => Some(now),
+            };
+            self.remember(key, &p, Proof::Token { row: Box::new(row), owner }, grants, epoch);
+        }
         Some(p)
     }
 
@@ -822,14 +858,7 @@ impl Authenticator {
             .flatten()?;
         let now = now_millis();
         if row.last_used_at.is_none_or(|t| now - t > 60_000) {
-            // Best effort and off the login path: a busy database delays the "last used" time,
-            // it never refuses a valid token.
-            let (db, id) = (self.db.clone(), row.id.clone());
-            actix_rt::spawn(async move {
-                if let Err(e) = db.write(move |conn| tokens::touch(conn, &id, now)).await {
-                    tracing::warn!(error = %e, "could not record an API token's last use");
-                }
-            });
+            self.touch_token(row.id.clone(), now);
         }
         let realm = Realm::parse(&row.realm)?;
         let owner = local.as_ref().filter(|_| realm == Realm::Local).map(|u| (u.id, u.roles.clone()));
@@ -888,8 +917,11 @@ impl Authenticator {
             None => full(resolved),
         };
         let p = Principal { user: Some(name), realm: Some(realm), credential: Credential::DockerBearer, access: bearer(holder) };
-        let proof = Proof::Bearer { realm, source: c.source, token: token.map(Box::new), owner };
-        self.remember(key, &p, proof, grants, epoch);
+        // As for API tokens: a directory user's bearer token is not remembered.
+        if realm == Realm::Local {
+            let proof = Proof::Bearer { realm, source: c.source, token: token.map(Box::new), owner };
+            self.remember(key, &p, proof, grants, epoch);
+        }
         Some(p)
     }
 
