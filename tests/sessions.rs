@@ -138,6 +138,14 @@ fn push_bearer(node: &TestServer, user: &str, pass: &str) -> String {
     r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
 }
 
+/// A new API token of `user` made on `node`: its id and its secret.
+fn api_token(node: &TestServer, user: &str, pass: &str) -> (String, String) {
+    let r = Client::new().post(node.url("/service/rest/v1/security/tokens")).basic_auth(user, Some(pass)).json(&json!({"name": "ci"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let created: Value = r.json().unwrap();
+    (created["id"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string())
+}
+
 /// What starting a push with the bearer token gets: 202, or 401 when it may not push.
 fn push_with_bearer(node: &TestServer, token: &str) -> StatusCode {
     Client::new().post(node.url("/v2/docker-hosted/app/blobs/uploads/")).bearer_auth(token).send().unwrap().status()
@@ -177,15 +185,7 @@ fn a_user_deleted_and_created_again_under_the_name_does_not_inherit_bearer_token
 fn a_bearer_token_got_with_an_api_token_ends_when_that_token_is_revoked() {
     let (a, b) = nodes();
     create_user(&a, "tokened", "tokened-password");
-    let r = Client::new()
-        .post(a.url("/service/rest/v1/security/tokens"))
-        .basic_auth("tokened", Some("tokened-password"))
-        .json(&json!({"name": "ci"}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let created: Value = r.json().unwrap();
-    let (id, api_token) = (created["id"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    let (id, api_token) = api_token(&a, "tokened", "tokened-password");
     let token = bearer(&a, "tokened", &api_token);
     assert_eq!(with_bearer(&b, &token), StatusCode::NOT_FOUND);
     let r = Client::new().delete(b.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("tokened", Some("tokened-password")).send().unwrap();
@@ -362,15 +362,7 @@ fn a_remembered_api_token_on_a_repository_read_follows_its_owner_and_its_revocat
     let (a, b) = nodes();
     create_role(&a, "nothing-either", json!(["nx-metrics-all"]));
     create_user_with_roles(&a, "token-owner", "token-owner-password", json!(["nothing-either"]));
-    let r = Client::new()
-        .post(a.url("/service/rest/v1/security/tokens"))
-        .basic_auth("token-owner", Some("token-owner-password"))
-        .json(&json!({"name": "ci"}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    let created: Value = r.json().unwrap();
-    let (id, token) = (created["id"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
+    let (id, token) = api_token(&a, "token-owner", "token-owner-password");
     for _ in 0..2 {
         let reads = token_reads(&b, "token-owner", &token);
         assert!(reads.iter().all(|st| *st == StatusCode::FORBIDDEN || *st == StatusCode::UNAUTHORIZED), "no rights yet: {reads:?}");
