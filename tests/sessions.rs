@@ -311,9 +311,12 @@ fn a_remembered_login_on_a_repository_read_follows_a_change_of_the_user_on_anoth
     // A role's definition narrowed on A acts on B at once too (not only when B hears of it).
     let readers = |privileges: Value| json!({"id": "format-readers", "name": "format-readers", "privileges": privileges});
     let all = json!([
-        "nx-repository-view-pypi-pypi-hosted-read", "nx-repository-view-pypi-pypi-hosted-browse",
-        "nx-repository-view-npm-npm-hosted-read", "nx-repository-view-npm-npm-hosted-browse",
-        "nx-repository-view-docker-docker-hosted-read", "nx-repository-view-docker-docker-hosted-browse"
+        "nx-repository-view-pypi-pypi-hosted-read",
+        "nx-repository-view-pypi-pypi-hosted-browse",
+        "nx-repository-view-npm-npm-hosted-read",
+        "nx-repository-view-npm-npm-hosted-browse",
+        "nx-repository-view-docker-docker-hosted-read",
+        "nx-repository-view-docker-docker-hosted-browse"
     ]);
     let (st, v) = a.admin().json(Method::POST, "/service/rest/v1/security/roles", Some(readers(all)));
     assert_eq!(st, StatusCode::OK, "{v}");
@@ -372,7 +375,11 @@ fn a_remembered_api_token_on_a_repository_read_follows_its_owner_and_its_revocat
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
     };
     set_owner("active", json!(["nx-admin"]));
-    assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND], "the owner's new roles act on B at once");
+    assert_eq!(
+        token_reads(&b, "token-owner", &token),
+        [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND],
+        "the owner's new roles act on B at once"
+    );
     assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND], "remembered");
     assert_eq!(token_reads(&b, "someone-else", &token)[0], StatusCode::UNAUTHORIZED, "a token stands only under its owner's name");
 
@@ -381,7 +388,8 @@ fn a_remembered_api_token_on_a_repository_read_follows_its_owner_and_its_revocat
     set_owner("active", json!(["nx-admin"]));
     assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND]);
 
-    let r = Client::new().delete(a.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("token-owner", Some("token-owner-password")).send().unwrap();
+    let r =
+        Client::new().delete(a.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("token-owner", Some("token-owner-password")).send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::UNAUTHORIZED; 3], "a revoked token is refused on B at once");
 }

@@ -54,11 +54,11 @@ use wharf_format::{
 
 use super::token::{BearerSource, SessionClaims, TokenKeys};
 use super::{ldap, password, roles, secrets};
+use crate::db::deferred_check::DeferredCheck;
 use crate::db::sessions::{self, SessionRow};
 use crate::db::tokens::{self, TokenRow};
 use crate::db::users::{self, RoleRow, UserRow};
 use crate::db::web_logins;
-use crate::db::deferred_check::DeferredCheck;
 use crate::db::{AnyConnection, Db, DbError};
 
 /// The console's session cookie.
@@ -146,7 +146,9 @@ impl Proof {
     /// out this password proof.
     fn holds(&self, row: Option<&UserRow>) -> bool {
         match (self, row) {
-            (Proof::Local { id, password_hash, roles }, Some(r)) => r.id == *id && r.password_hash == *password_hash && r.roles == *roles && r.status == "active",
+            (Proof::Local { id, password_hash, roles }, Some(r)) => {
+                r.id == *id && r.password_hash == *password_hash && r.roles == *roles && r.status == "active"
+            }
             (Proof::Ldap, None) => true,
             _ => false,
         }
