@@ -310,6 +310,7 @@ diesel::table! {
 diesel::joinable!(health_checks -> repositories (repository_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    change_counters,
     settings,
     privileges,
     users,

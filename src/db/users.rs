@@ -77,6 +77,18 @@ pub fn get(conn: &mut AnyConnection, username: &str) -> Result<Option<UserRow>, 
     Ok(named!(username).select(UserRow::as_select()).get_result(conn).optional()?)
 }
 
+/// [`get`] and `privileges::grants_version`, in one round trip when the user exists.
+pub fn get_with_grants_version(conn: &mut AnyConnection, username: &str) -> Result<(Option<UserRow>, i64), DbError> {
+    use super::schema::change_counters as cc;
+    let roles = cc::table.filter(cc::kind.eq("roles")).select(cc::seq).single_value();
+    let privileges = cc::table.filter(cc::kind.eq("privileges")).select(cc::seq).single_value();
+    let found: Option<(UserRow, Option<i64>, Option<i64>)> = named!(username).select((UserRow::as_select(), roles, privileges)).get_result(conn).optional()?;
+    match found {
+        Some((row, roles, privileges)) => Ok((Some(row), roles.unwrap_or(0) + privileges.unwrap_or(0))),
+        None => Ok((None, super::privileges::grants_version(conn)?)),
+    }
+}
+
 pub fn list(conn: &mut AnyConnection) -> Result<Vec<UserRow>, DbError> {
     Ok(users::table.order(users::username.asc()).select(UserRow::as_select()).load(conn)?)
 }

@@ -120,7 +120,7 @@ impl CachedLogin {
     /// What a use reads again: whether the proof holds and the grants are as they were.
     fn recheck(&self) -> Option<impl Fn(&mut AnyConnection) -> Result<bool, DbError> + Send + Sync + 'static> {
         let (proof, name, grants) = (self.proof.clone(), self.principal.user.clone()?, self.grants);
-        Some(move |conn: &mut AnyConnection| Ok(crate::db::privileges::grants_version(conn)? == grants && proof.recheck(conn, &name)?))
+        Some(move |conn: &mut AnyConnection| proof.recheck(conn, &name, grants))
     }
 }
 
@@ -154,20 +154,26 @@ impl Proof {
         }
     }
 
-    /// Reads again what this proof rests on: `Ok(false)` when it no longer holds.
-    fn recheck(&self, conn: &mut AnyConnection, user: &str) -> Result<bool, DbError> {
+    /// Reads again what this proof rests on, and the version of roles and privileges
+    /// (`grants`: the one its access was resolved at; the user's row and the version come in
+    /// one query): `Ok(false)` when it no longer holds.
+    fn recheck(&self, conn: &mut AnyConnection, user: &str, grants: i64) -> Result<bool, DbError> {
+        let user_now = |conn: &mut AnyConnection, name: &str| -> Result<Option<Option<UserRow>>, DbError> {
+            let (row, version) = users::get_with_grants_version(conn, name)?;
+            Ok((version == grants).then_some(row))
+        };
         match self {
-            Proof::Local { .. } | Proof::Ldap => Ok(self.holds(users::get(conn, user)?.as_ref())),
+            Proof::Local { .. } | Proof::Ldap => Ok(user_now(conn, user)?.is_some_and(|row| self.holds(row.as_ref()))),
             Proof::Token { row, owner } => {
                 let Some(now) = tokens::by_hash(conn, &row.token_hash)? else { return Ok(false) };
                 if !same_token(&now, row) {
                     return Ok(false);
                 }
                 let realm = if owner.is_some() { Realm::Local } else { Realm::Ldap };
-                Ok(now.realm == realm.as_str() && stands(realm, owner, users::get(conn, &now.username)?.as_ref()))
+                Ok(now.realm == realm.as_str() && user_now(conn, &now.username)?.is_some_and(|local| stands(realm, owner, local.as_ref())))
             }
             Proof::Bearer { realm, source, token, owner } => {
-                let local = users::get(conn, user)?;
+                let Some(local) = user_now(conn, user)? else { return Ok(false) };
                 if source.uid.is_some() && local.as_ref().map(|u| u.id) != source.uid {
                     return Ok(false);
                 }
