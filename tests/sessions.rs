@@ -21,6 +21,18 @@ fn create_user(s: &TestServer, id: &str, pass: &str) {
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
 }
 
+/// An administrator sets `user`'s password on `node`.
+fn change_password(node: &TestServer, user: &str, new_password: &str) {
+    let r = node
+        .admin()
+        .request(Method::PUT, &format!("/service/rest/v1/security/users/{user}/change-password"))
+        .header("Content-Type", "text/plain")
+        .body(new_password.to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+}
+
 /// A console session on `node`: the cookie (`name=value`).
 fn session(node: &TestServer, user: &str, pass: &str) -> String {
     let r = Client::new().post(node.url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap();
@@ -72,14 +84,7 @@ fn a_password_change_ends_sessions_and_remembered_logins_on_every_node() {
     create_user(&a, "changer", "changer-password");
     let cookie = session(&b, "changer", "changer-password");
     assert_eq!(with_basic(&b, "changer", "changer-password"), StatusCode::OK, "now remembered on B");
-    let r = a
-        .admin()
-        .request(Method::PUT, "/service/rest/v1/security/users/changer/change-password")
-        .header("Content-Type", "text/plain")
-        .body("changer-new-password")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    change_password(&a, "changer", "changer-new-password");
     assert_eq!(with_cookie(&b, &cookie), StatusCode::UNAUTHORIZED, "the session ended with the password change");
     assert_eq!(with_basic(&b, "changer", "changer-password"), StatusCode::UNAUTHORIZED, "the old password is dead on B at once");
     assert_eq!(with_basic(&b, "changer", "changer-new-password"), StatusCode::OK);
@@ -157,14 +162,7 @@ fn a_bearer_token_got_with_a_password_ends_when_the_password_changes_on_every_no
     create_user(&a, "rotator", "rotator-password");
     let token = bearer(&a, "rotator", "rotator-password");
     assert_eq!(with_bearer(&b, &token), StatusCode::NOT_FOUND);
-    let r = a
-        .admin()
-        .request(Method::PUT, "/service/rest/v1/security/users/rotator/change-password")
-        .header("Content-Type", "text/plain")
-        .body("rotator-new-password")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    change_password(&a, "rotator", "rotator-new-password");
     assert_eq!(with_bearer(&b, &token), StatusCode::UNAUTHORIZED, "the old password's bearer token is dead on B");
     assert_eq!(with_bearer(&a, &token), StatusCode::UNAUTHORIZED);
     assert_eq!(with_bearer(&b, &bearer(&b, "rotator", "rotator-new-password")), StatusCode::NOT_FOUND);
@@ -331,14 +329,7 @@ fn a_remembered_login_on_a_repository_read_follows_a_change_of_the_user_on_anoth
     assert!(reads.iter().all(|(st, _)| *st == StatusCode::FORBIDDEN || *st == StatusCode::UNAUTHORIZED), "the narrowed role acts on B at once: {reads:?}");
     set_user(json!(["nx-admin"]));
 
-    let r = a
-        .admin()
-        .request(Method::PUT, "/service/rest/v1/security/users/reader/change-password")
-        .header("Content-Type", "text/plain")
-        .body("reader-new-password")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    change_password(&a, "reader", "reader-new-password");
     let reads = format_reads(&b, "reader", "reader-password");
     assert!(reads.iter().all(|(st, _)| *st == StatusCode::UNAUTHORIZED), "the old password is dead on B at once: {reads:?}");
     // Each in its protocol's own shape.

@@ -130,15 +130,33 @@ enum Proof {
     Local { id: i64, password_hash: String, roles: String },
     /// A directory user: no local user has taken the name since.
     Ldap,
-    /// An API token: its row as it was read (same token, unexpired, same narrowing), and its
-    /// owner as they stood (a local user: same row, same roles, active; a directory user: no
-    /// local user of the name). A password change leaves tokens alone, as it always did.
-    Token { row: Box<TokenRow>, owner: Option<(i64, String)> },
-    /// A Docker bearer token (the cache key is the whole signed token, so its grants and its
-    /// proof are the ones it carries): what its proof names still stands (see
+    /// A local user's API token: its row as it was read (same token, unexpired, same
+    /// narrowing), and its owner as they stood. A password change leaves tokens alone, as it
+    /// always did. Directory users' tokens are never remembered (see `token_login`).
+    Token { row: Box<TokenRow>, owner: Owner },
+    /// A local user's Docker bearer token (the cache key is the whole signed token, so its
+    /// grants and its proof are the ones it carries): what its proof names still stands (see
     /// [`BearerSource`]), the API token it was got with is as it was, and its holder stands as
     /// they did (as for [`Proof::Token`]).
-    Bearer { realm: Realm, source: BearerSource, token: Option<Box<TokenRow>>, owner: Option<(i64, String)> },
+    Bearer { source: BearerSource, token: Option<Box<TokenRow>>, owner: Owner },
+}
+
+/// A local user as they stood: their row's id and roles.
+#[derive(Clone)]
+struct Owner {
+    id: i64,
+    roles: String,
+}
+
+impl Owner {
+    fn of(row: &UserRow) -> Owner {
+        Owner { id: row.id, roles: row.roles.clone() }
+    }
+
+    /// The same row, the same roles, still active.
+    fn stands(&self, now: Option<&UserRow>) -> bool {
+        now.is_some_and(|u| u.id == self.id && u.roles == self.roles && u.status == "active")
+    }
 }
 
 impl Proof {
@@ -169,10 +187,9 @@ impl Proof {
                 if !same_token(&now, row) {
                     return Ok(false);
                 }
-                let realm = if owner.is_some() { Realm::Local } else { Realm::Ldap };
-                Ok(now.realm == realm.as_str() && user_now(conn, &now.username)?.is_some_and(|local| stands(realm, owner, local.as_ref())))
+                Ok(user_now(conn, &now.username)?.is_some_and(|local| owner.stands(local.as_ref())))
             }
-            Proof::Bearer { realm, source, token, owner } => {
+            Proof::Bearer { source, token, owner } => {
                 let Some(local) = user_now(conn, user)? else { return Ok(false) };
                 if source.uid.is_some() && local.as_ref().map(|u| u.id) != source.uid {
                     return Ok(false);
@@ -186,7 +203,7 @@ impl Proof {
                         _ => return Ok(false),
                     }
                 }
-                Ok(stands(*realm, owner, local.as_ref()))
+                Ok(owner.stands(local.as_ref()))
             }
         }
     }
@@ -200,17 +217,6 @@ fn same_token(now: &TokenRow, was: &TokenRow) -> bool {
         && now.readonly == was.readonly
         && now.repository == was.repository
         && now.expires_at.is_none_or(|e| e > now_millis())
-}
-
-/// Whether a user of `realm` stands as they did: a local user is the same row with the same
-/// roles, active (`owner`: its id and roles then); a directory user's name is still no local
-/// user's.
-fn stands(realm: Realm, owner: &Option<(i64, String)>, local: Option<&UserRow>) -> bool {
-    match (realm, owner, local) {
-        (Realm::Local, Some((id, roles)), Some(u)) => u.id == *id && u.roles == *roles && u.status == "active",
-        (Realm::Ldap, None, None) => true,
-        _ => false,
-    }
 }
 
 /// A remembered password login used before its re-read (see `db::deferred_check`): the request
@@ -440,7 +446,7 @@ impl Authenticator {
     /// on the request's first query (see `db::deferred_check`), and the caller must ask
     /// [`Authenticator::confirm`] before the answer leaves.
     pub async fn principal_deferred(&self, req: &HttpRequest) -> (Principal, Option<DeferredLogin>) {
-        if let Some(hit) = self.remembered_basic(req) {
+        if let Some(hit) = self.remembered(req) {
             return hit;
         }
         (self.principal(req).await, None)
@@ -448,7 +454,7 @@ impl Authenticator {
 
     /// A remembered login for the request's credentials: a password (outside any pause) or
     /// an API token, in Basic credentials or as a bearer token.
-    fn remembered_basic(&self, req: &HttpRequest) -> Option<(Principal, Option<DeferredLogin>)> {
+    fn remembered(&self, req: &HttpRequest) -> Option<(Principal, Option<DeferredLogin>)> {
         let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
         let (scheme, rest) = value.split_once(' ')?;
         let rest = rest.trim();
@@ -517,7 +523,7 @@ impl Authenticator {
     pub async fn basic_for_bearer(&self, user: &str, pass: &str, client: &str) -> Option<(Principal, BearerSource)> {
         if pass.starts_with(TOKEN_PREFIX) {
             let (p, row, owner, _) = self.token_login_row(pass).await?;
-            let uid = owner.map(|(id, _)| id);
+            let uid = owner.map(|o| o.id);
             if !p.user.as_deref().is_some_and(|u| same_user(u, user)) {
                 return None;
             }
@@ -835,7 +841,7 @@ impl Authenticator {
         // A directory user's access comes from the directory's remembered answer, not from
         // what was read beside `grants`: remembering it here would stretch that answer's time
         // and hide a role narrowed meanwhile; it is asked for again on each use.
-        if p.realm == Some(Realm::Local) {
+        if let Some(owner) = owner {
             // `token_login_row` just recorded the use if it was due.
             let (mut row, now) = (row, now_millis());
             row.last_used_at = match row.last_used_at {
@@ -849,7 +855,7 @@ impl Authenticator {
 
     /// [`Authenticator::token_login`], with the token's row and its local user's id.
     /// The principal of an API token, its row, and its local owner's id and roles as read.
-    async fn token_login_row(&self, secret: &str) -> Option<(Principal, TokenRow, Option<(i64, String)>, i64)> {
+    async fn token_login_row(&self, secret: &str) -> Option<(Principal, TokenRow, Option<Owner>, i64)> {
         let hash = token_hash(secret);
         let (row, local, (all_roles, grants)) = self
             .db
@@ -869,7 +875,7 @@ impl Authenticator {
             self.touch_token(row.id.clone(), now);
         }
         let realm = Realm::parse(&row.realm)?;
-        let owner = local.as_ref().filter(|_| realm == Realm::Local).map(|u| (u.id, u.roles.clone()));
+        let owner = local.as_ref().filter(|_| realm == Realm::Local).map(Owner::of);
         let (username, resolved) = self.standing(&row.username, realm, local, &all_roles).await?;
         let narrowed = row.readonly || row.repository.is_some();
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
@@ -918,7 +924,7 @@ impl Authenticator {
             Some(_) => Some(token.filter(|t| same_user(&t.username, &c.sub) && t.realm == c.realm && t.expires_at.is_none_or(|e| e > now_millis()))?),
             None => None,
         };
-        let owner = local.as_ref().filter(|_| realm == Realm::Local).map(|u| (u.id, u.roles.clone()));
+        let owner = local.as_ref().filter(|_| realm == Realm::Local).map(Owner::of);
         let (name, resolved) = self.standing(&c.sub, realm, local, &all_roles).await?;
         let holder = match &token {
             Some(t) => narrow(resolved, t.readonly, t.repository.as_deref()),
@@ -926,8 +932,8 @@ impl Authenticator {
         };
         let p = Principal { user: Some(name), realm: Some(realm), credential: Credential::DockerBearer, access: bearer(holder) };
         // As for API tokens: a directory user's bearer token is not remembered.
-        if realm == Realm::Local {
-            let proof = Proof::Bearer { realm, source: c.source, token: token.map(Box::new), owner };
+        if let Some(owner) = owner {
+            let proof = Proof::Bearer { source: c.source, token: token.map(Box::new), owner };
             self.remember(key, &p, proof, grants, epoch);
         }
         Some(p)
