@@ -7,6 +7,11 @@
 //! kept it. Here a chunk's buffer goes back to a small shared pool when the chunk is dropped
 //! (`Bytes::from_owner`); the pool keeps at most [`POOL_MAX`] buffers, so what a burst leaves
 //! behind is bounded, and a read is one positioned read (`pread`) straight into the buffer.
+//!
+//! A chunk already in the page cache is read on the calling task with `RWF_NOWAIT`, which
+//! copies it or reports at once that it would have to wait for the disk; only then does the
+//! read go to the blocking pool. A GET of a cached 512 MiB blob used to cross to the pool and
+//! back 2,048 times (17% of its CPU in thread switches).
 
 use std::os::unix::fs::FileExt as _;
 use std::sync::{Arc, Mutex};
@@ -66,19 +71,53 @@ pub(super) fn stream(file: std::fs::File, start: u64, len: u64) -> BoxStream<'st
             return Ok::<_, std::io::Error>(None);
         }
         let want = left.min(READ_CHUNK as u64) as usize;
-        let f = file.clone();
-        let chunk = tokio::task::spawn_blocking(move || {
-            let mut chunk = Chunk { buf: Some(buffer()), len: want };
-            let buf = chunk.buf.as_mut().expect("just set");
-            f.read_exact_at(&mut buf[..want], pos).map(|()| chunk)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        let mut chunk = Chunk { buf: Some(buffer()), len: want };
+        let cached = read_cached(&file, &mut chunk.buf.as_mut().expect("just set")[..want], pos);
+        let chunk = if cached == want {
+            chunk
+        } else {
+            let f = file.clone();
+            tokio::task::spawn_blocking(move || {
+                let buf = chunk.buf.as_mut().expect("just set");
+                f.read_exact_at(&mut buf[cached..want], pos + cached as u64).map(|()| chunk)
+            })
+            .await
+            .map_err(std::io::Error::other)??
+        };
         Ok(Some((Bytes::from_owner(chunk), (file, pos + want as u64, left - want as u64))))
     })
     .map_ok(|read: Bytes| futures::stream::iter((0..read.len()).step_by(SLICE).map(move |at| Ok(read.slice(at..(at + SLICE).min(read.len()))))))
     .try_flatten()
     .boxed()
+}
+
+/// Whether `RWF_NOWAIT` reads work here; cleared for good the first time the kernel or file
+/// system says they do not.
+#[cfg(target_os = "linux")]
+static NOWAIT_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// How many bytes from the start of `buf` could be read from the page cache without waiting
+/// (0 when none could, or on any error: the blocking read that follows reports errors and the
+/// end of the file).
+#[cfg(target_os = "linux")]
+fn read_cached(file: &std::fs::File, buf: &mut [u8], pos: u64) -> usize {
+    use std::sync::atomic::Ordering::Relaxed;
+    if !NOWAIT_WORKS.load(Relaxed) {
+        return 0;
+    }
+    match rustix::io::preadv2(file, &mut [std::io::IoSliceMut::new(buf)], pos, rustix::io::ReadWriteFlags::NOWAIT) {
+        Ok(n) => n,
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
+            NOWAIT_WORKS.store(false, Relaxed);
+            0
+        }
+        Err(_) => 0,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn read_cached(_file: &std::fs::File, _buf: &mut [u8], _pos: u64) -> usize {
+    0
 }
 
 #[cfg(test)]
@@ -105,6 +144,20 @@ mod tests {
         // A second pass reads through reused buffers and still gets the bytes.
         let again: Vec<Bytes> = stream(f.try_clone().unwrap(), 0, data.len() as u64).try_collect().await.unwrap();
         assert_eq!(again.concat(), data);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_chunk_in_the_page_cache_is_read_without_the_blocking_pool() {
+        let data: Vec<u8> = (0..READ_CHUNK).map(|i| (i * 7 % 253) as u8).collect();
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&data).unwrap();
+        let mut buf = vec![0u8; READ_CHUNK];
+        // Just written, so cached: the whole read is served at once.
+        assert_eq!(read_cached(&f, &mut buf[..1000], 5), 1000);
+        assert_eq!(&buf[..1000], &data[5..1005]);
+        // Past the end there is nothing to read, and the caller's blocking read reports it.
+        assert_eq!(read_cached(&f, &mut buf, READ_CHUNK as u64), 0);
     }
 
     #[tokio::test]
