@@ -1,7 +1,7 @@
 //! Staging on a local (or shared) file system: an upload is a plain file under `uploads/`,
 //! appended to in place, and published with a create-if-absent rename into `blobs/`.
 
-use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::FileExt as _;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
@@ -282,45 +282,64 @@ impl Flight {
     }
 }
 
-/// Reads a blob file (a range of it, or all): small reads whole in one blocking call, large
-/// ones streamed in big chunks.
+/// Reads a blob file (a range of it, or all): small reads whole, large ones streamed in big
+/// chunks. A file whose path the kernel has cached is opened and read on the calling task
+/// (see [`file_stream::open_cached`]): a cached small blob then costs no trip to the blocking
+/// pool, where a GET used to wait behind whatever else ran there (a GC pass, uploads).
 pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Option<u64>)>) -> Result<super::BlobRead, BlobError> {
-    use std::io::Read as _;
-    let (total, served, opened) = blocking(move || {
-        let mut file = match std::fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
-            Err(e) => return Err(e.into()),
-        };
-        let total = file.metadata()?.len();
-        let (start, end, served) = match range {
-            None => (0, total, None),
-            Some((start, end)) => {
-                let last = end.unwrap_or(u64::MAX).min(total.saturating_sub(1));
-                if start >= total || start > last {
-                    return Err(BlobError::RangeNotSatisfiable);
-                }
-                (start, last + 1, Some((start, last)))
+    let (total, served, opened) = match super::file_stream::open_cached(&path) {
+        Some(file) => {
+            let (total, served, start, len) = locate(&file, range)?;
+            let mut whole = (len <= READ_CHUNK as u64).then(|| vec![0u8; len as usize]);
+            match whole.as_mut().map(|buf| super::file_stream::read_cached(&file, buf, start) == buf.len()) {
+                Some(true) => (total, served, Ok(Bytes::from(whole.expect("read above")))),
+                // Not all in the page cache, or large: the stream reads what is cached at
+                // once and waits for the rest on the blocking pool.
+                _ => (total, served, Err((file, start, len))),
             }
-        };
-        let len = end - start;
-        if len > READ_CHUNK as u64 {
-            return Ok((total, served, Err((file, start, len))));
         }
-        if start > 0 {
-            file.seek(SeekFrom::Start(start))?;
+        None => {
+            blocking(move || {
+                let file = match std::fs::File::open(&path) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
+                    Err(e) => return Err(e.into()),
+                };
+                let (total, served, start, len) = locate(&file, range)?;
+                if len > READ_CHUNK as u64 {
+                    return Ok((total, served, Err((file, start, len))));
+                }
+                let mut buf = vec![0u8; len as usize];
+                file.read_exact_at(&mut buf, start).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => BlobError::Io(std::io::Error::new(e.kind(), "the blob file is shorter than it was")),
+                    _ => e.into(),
+                })?;
+                Ok((total, served, Ok(Bytes::from(buf))))
+            })
+            .await?
         }
-        let mut buf = Vec::with_capacity(len as usize);
-        file.take(len).read_to_end(&mut buf)?;
-        if buf.len() as u64 != len {
-            return Err(BlobError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the blob file is shorter than it was")));
-        }
-        Ok((total, served, Ok(Bytes::from(buf))))
-    })
-    .await?;
+    };
     let body = match opened {
         Ok(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
         Err((file, start, len)) => super::file_stream::stream(file, start, len),
     };
     Ok(super::BlobRead { total, range: served, body })
+}
+
+/// The file's size, the range served (`None`: all of it), and where that starts and how long
+/// it is.
+#[allow(clippy::type_complexity)]
+fn locate(file: &std::fs::File, range: Option<(u64, Option<u64>)>) -> Result<(u64, Option<(u64, u64)>, u64, u64), BlobError> {
+    let total = file.metadata()?.len();
+    let (start, end, served) = match range {
+        None => (0, total, None),
+        Some((start, end)) => {
+            let last = end.unwrap_or(u64::MAX).min(total.saturating_sub(1));
+            if start >= total || start > last {
+                return Err(BlobError::RangeNotSatisfiable);
+            }
+            (start, last + 1, Some((start, last)))
+        }
+    };
+    Ok((total, served, start, end - start))
 }

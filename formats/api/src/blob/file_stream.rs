@@ -96,11 +96,40 @@ pub(super) fn stream(file: std::fs::File, start: u64, len: u64) -> BoxStream<'st
 #[cfg(target_os = "linux")]
 static NOWAIT_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
+/// Whether `openat2` with `RESOLVE_CACHED` works here (Linux 5.12 and later).
+#[cfg(target_os = "linux")]
+static CACHED_OPEN_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// `path` opened for reading if the kernel can do it from what it has cached, without waiting
+/// for the disk (`RESOLVE_CACHED`); `None` otherwise, and on any error: a missing file too, so
+/// that a blocking open with a full lookup (which a shared file system may need) decides.
+#[cfg(target_os = "linux")]
+pub(super) fn open_cached(path: &std::path::Path) -> Option<std::fs::File> {
+    use rustix::fs::{OFlags, ResolveFlags};
+    use std::sync::atomic::Ordering::Relaxed;
+    if !CACHED_OPEN_WORKS.load(Relaxed) {
+        return None;
+    }
+    match rustix::fs::openat2(rustix::fs::CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, rustix::fs::Mode::empty(), ResolveFlags::CACHED) {
+        Ok(fd) => Some(std::fs::File::from(fd)),
+        Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::INVAL || e == rustix::io::Errno::OPNOTSUPP => {
+            CACHED_OPEN_WORKS.store(false, Relaxed);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(super) fn open_cached(_path: &std::path::Path) -> Option<std::fs::File> {
+    None
+}
+
 /// How many bytes from the start of `buf` could be read from the page cache without waiting
 /// (0 when none could, or on any error: the blocking read that follows reports errors and the
 /// end of the file).
 #[cfg(target_os = "linux")]
-fn read_cached(file: &std::fs::File, buf: &mut [u8], pos: u64) -> usize {
+pub(super) fn read_cached(file: &std::fs::File, buf: &mut [u8], pos: u64) -> usize {
     use std::sync::atomic::Ordering::Relaxed;
     if !NOWAIT_WORKS.load(Relaxed) {
         return 0;
@@ -116,7 +145,7 @@ fn read_cached(file: &std::fs::File, buf: &mut [u8], pos: u64) -> usize {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn read_cached(_file: &std::fs::File, _buf: &mut [u8], _pos: u64) -> usize {
+pub(super) fn read_cached(_file: &std::fs::File, _buf: &mut [u8], _pos: u64) -> usize {
     0
 }
 
@@ -158,6 +187,19 @@ mod tests {
         assert_eq!(&buf[..1000], &data[5..1005]);
         // Past the end there is nothing to read, and the caller's blocking read reports it.
         assert_eq!(read_cached(&f, &mut buf, READ_CHUNK as u64), 0);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_path_the_kernel_has_cached_is_opened_without_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        std::fs::write(&path, b"content").unwrap();
+        // Just created, so every component is in the dentry cache.
+        let f = open_cached(&path).expect("opened from the cache");
+        assert_eq!(f.metadata().unwrap().len(), 7);
+        // A missing file is left to the blocking open, which does a full lookup.
+        assert!(open_cached(&dir.path().join("missing")).is_none());
     }
 
     #[tokio::test]
