@@ -19,7 +19,7 @@ from benchlib import free_port, wait_http, load, spawn, stop, stop_all  # noqa: 
 from docker_bench import make_layout  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WHARF = os.path.join(ROOT, "target/release/wharf")
+WHARF = os.environ.get("WHARF_BIN", os.path.join(ROOT, "target/release/wharf"))
 PASSWORD = "bench-password"
 ACCEPT = "application/vnd.oci.image.manifest.v1+json"
 

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import free_port, wait_http, rss_kb, load  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WHARF = os.path.join(ROOT, "target/release/wharf")
+WHARF = os.environ.get("WHARF_BIN", os.path.join(ROOT, "target/release/wharf"))
 
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import PROCS, free_port, wait_http, rss_kb, spawn, stop, stop_all  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WHARF = os.path.join(ROOT, "target/release/wharf")
+WHARF = os.environ.get("WHARF_BIN", os.path.join(ROOT, "target/release/wharf"))
 PASSWORD = "bench-password"
 REPO = "docker-hosted"  # wharf's repository; its images are /v2/docker-hosted/<image>
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"

@@ -19,7 +19,7 @@ import docker_bench  # noqa: E402
 from docker_bench import cpu_s, make_layout, timed  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WHARF = os.path.join(ROOT, "target/release/wharf")
+WHARF = os.environ.get("WHARF_BIN", os.path.join(ROOT, "target/release/wharf"))
 WEED_SH = os.path.join(ROOT, "tests/s3/weed.sh")
 PASSWORD = "bench-password"
 
