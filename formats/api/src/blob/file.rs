@@ -24,6 +24,8 @@ pub(super) struct FileStaging {
     writing: crate::KeyedLocks,
     /// Large uploads go past the page cache (see [`StagedWriter`]).
     pub(super) direct_writes: bool,
+    /// Whether reads may try the page cache on the calling task (a local file system).
+    inline_reads: bool,
 }
 
 impl FileStaging {
@@ -31,7 +33,8 @@ impl FileStaging {
         std::fs::create_dir_all(root.join("uploads"))?;
         std::fs::create_dir_all(root.join("blobs"))?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
-        Ok(FileStaging { root: root.to_path_buf(), store: Arc::new(store), writing: crate::KeyedLocks::default(), direct_writes: false })
+        let inline_reads = super::file_stream::local_file_system(root);
+        Ok(FileStaging { root: root.to_path_buf(), store: Arc::new(store), writing: crate::KeyedLocks::default(), direct_writes: false, inline_reads })
     }
 
     pub(super) fn staging_file(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
@@ -39,12 +42,9 @@ impl FileStaging {
         Ok(self.root.join("uploads").join(upload_id))
     }
 
-    /// A stored blob, or the inclusive range `start..=end` of it, opened, measured and, when
-    /// what is asked is small, read in one blocking call: a small GET (manifests, metadata, most
-    /// npm and PyPI files) costs one hand-off to the blocking pool instead of four, and each
-    /// hand-off is a thread wake-up that waits for a CPU when the machine is busy (a GC pass).
+    /// A stored blob, or the inclusive range `start..=end` of it (see [`read_file`]).
     pub(super) async fn get(&self, key: &Path, range: Option<(u64, Option<u64>)>) -> Result<super::BlobRead, BlobError> {
-        read_file(self.root.join(key.as_ref()), range).await
+        read_file(self.root.join(key.as_ref()), range, self.inline_reads).await
     }
     pub(super) async fn create(&self, upload_id: &str) -> Result<(), BlobError> {
         tokio::fs::File::create(self.staging_file(upload_id)?).await?;
@@ -283,11 +283,13 @@ impl Flight {
 }
 
 /// Reads a blob file (a range of it, or all): small reads whole, large ones streamed in big
-/// chunks. A file whose path the kernel has cached is opened and read on the calling task
-/// (see [`file_stream::open_cached`]): a cached small blob then costs no trip to the blocking
-/// pool, where a GET used to wait behind whatever else ran there (a GC pass, uploads).
-pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Option<u64>)>) -> Result<super::BlobRead, BlobError> {
-    let (total, served, opened) = match super::file_stream::open_cached(&path) {
+/// chunks. With `inline` (a local file system), a file whose path the kernel has cached is
+/// opened and read on the calling task (see [`super::file_stream::open_cached`]): a cached
+/// small blob then costs no trip to the blocking pool, where each trip is a thread wake-up that
+/// waits for a CPU when the machine is busy. Otherwise it is opened, measured and, when small,
+/// read in one blocking call.
+pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Option<u64>)>, inline: bool) -> Result<super::BlobRead, BlobError> {
+    let (total, served, opened) = match inline.then(|| super::file_stream::open_cached(&path)).flatten() {
         Some(file) => {
             let (total, served, start, len) = locate(&file, range)?;
             let mut whole = (len <= READ_CHUNK as u64).then(|| vec![0u8; len as usize]);
@@ -321,7 +323,7 @@ pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Opti
     };
     let body = match opened {
         Ok(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
-        Err((file, start, len)) => super::file_stream::stream(file, start, len),
+        Err((file, start, len)) => super::file_stream::stream(file, start, len, inline),
     };
     Ok(super::BlobRead { total, range: served, body })
 }

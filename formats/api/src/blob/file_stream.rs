@@ -64,15 +64,16 @@ fn buffer() -> Box<[u8]> {
 /// The `len` bytes of `file` from `start`, read [`READ_CHUNK`] at a time and handed on in
 /// pieces of up to [`SLICE`]; a file that turns out shorter ends the stream with an
 /// `UnexpectedEof` error.
-pub(super) fn stream(file: std::fs::File, start: u64, len: u64) -> BoxStream<'static, std::io::Result<Bytes>> {
+/// With `inline`, each read first takes what the page cache holds on the calling task.
+pub(super) fn stream(file: std::fs::File, start: u64, len: u64, inline: bool) -> BoxStream<'static, std::io::Result<Bytes>> {
     let file = Arc::new(file);
-    futures::stream::try_unfold((file, start, len), |(file, pos, left)| async move {
+    futures::stream::try_unfold((file, start, len), move |(file, pos, left)| async move {
         if left == 0 {
             return Ok::<_, std::io::Error>(None);
         }
         let want = left.min(READ_CHUNK as u64) as usize;
         let mut chunk = Chunk { buf: Some(buffer()), len: want };
-        let cached = read_cached(&file, &mut chunk.buf.as_mut().expect("just set")[..want], pos);
+        let cached = if inline { read_cached(&file, &mut chunk.buf.as_mut().expect("just set")[..want], pos) } else { 0 };
         let chunk = if cached == want {
             chunk
         } else {
@@ -95,6 +96,35 @@ pub(super) fn stream(file: std::fs::File, start: u64, len: u64) -> BoxStream<'st
 /// system says they do not.
 #[cfg(target_os = "linux")]
 static NOWAIT_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether the file system under `path` is one where opening and reading from the page cache
+/// never wait for anything but memory: local disk file systems and tmpfs. On a network or FUSE
+/// file system (NFS, CIFS, a FUSE mount of an object store) an open asks the server even when
+/// the path is cached, which must not hold up a request thread.
+pub(super) fn local_file_system(path: &std::path::Path) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // statfs(2) magic numbers (linux/magic.h).
+        const LOCAL: &[i64] = &[
+            0xEF53,     // ext2/3/4
+            0x58465342, // xfs
+            0x9123683E, // btrfs
+            0x01021994, // tmpfs
+            0x2FC12FC1, // zfs
+            0xF2F52010, // f2fs
+            0x794C7630, // overlayfs (containers)
+        ];
+        // `f_type` is a signed word whose width differs between targets; the magic is 32 bits.
+        #[allow(clippy::unnecessary_cast)]
+        let magic = |s: rustix::fs::StatFs| (s.f_type as i64) & 0xFFFF_FFFF;
+        rustix::fs::statfs(path).is_ok_and(|s| LOCAL.contains(&magic(s)))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = path;
+        false
+    }
+}
 
 /// Whether `openat2` with `RESOLVE_CACHED` works here (Linux 5.12 and later).
 #[cfg(target_os = "linux")]
@@ -164,15 +194,18 @@ mod tests {
         f.write_all(&data).unwrap();
         let start = 17u64;
         let len = data.len() as u64 - start - 5;
-        let chunks: Vec<Bytes> = stream(f.try_clone().unwrap(), start, len).try_collect().await.unwrap();
+        let chunks: Vec<Bytes> = stream(f.try_clone().unwrap(), start, len, true).try_collect().await.unwrap();
         assert_eq!(chunks.len(), (len as usize).div_ceil(SLICE));
         assert!(chunks.iter().all(|c| c.len() <= SLICE));
         assert_eq!(chunks.concat(), &data[start as usize..(start + len) as usize]);
         drop(chunks);
         assert!(!POOL.lock().unwrap().is_empty(), "dropped chunks give their buffers back");
         // A second pass reads through reused buffers and still gets the bytes.
-        let again: Vec<Bytes> = stream(f.try_clone().unwrap(), 0, data.len() as u64).try_collect().await.unwrap();
+        let again: Vec<Bytes> = stream(f.try_clone().unwrap(), 0, data.len() as u64, true).try_collect().await.unwrap();
         assert_eq!(again.concat(), data);
+        // And all through the blocking pool, as on a network file system.
+        let blocking: Vec<Bytes> = stream(f.try_clone().unwrap(), 0, data.len() as u64, false).try_collect().await.unwrap();
+        assert_eq!(blocking.concat(), data);
     }
 
     #[cfg(target_os = "linux")]
@@ -200,13 +233,16 @@ mod tests {
         assert_eq!(f.metadata().unwrap().len(), 7);
         // A missing file is left to the blocking open, which does a full lookup.
         assert!(open_cached(&dir.path().join("missing")).is_none());
+        // The test's temporary directory is on a local file system; /proc is not one.
+        assert!(local_file_system(dir.path()));
+        assert!(!local_file_system(std::path::Path::new("/proc")));
     }
 
     #[tokio::test]
     async fn a_file_shorter_than_asked_is_an_error() {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&[7u8; 1000]).unwrap();
-        let got: std::io::Result<Vec<Bytes>> = stream(f, 0, 2000).try_collect().await;
+        let got: std::io::Result<Vec<Bytes>> = stream(f, 0, 2000, true).try_collect().await;
         assert_eq!(got.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
     }
 }

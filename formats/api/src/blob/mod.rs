@@ -462,7 +462,7 @@ impl BlobStore {
         let body = match res.payload {
             // object_store's own file reader makes one blocking call per 8 KiB; big reads keep
             // a 1 GiB layer from costing 131072 thread hand-offs.
-            GetResultPayload::File(file, _) => file_stream::stream(file, start, end - start),
+            GetResultPayload::File(file, _) => file_stream::stream(file, start, end - start, false),
             GetResultPayload::Stream(s) => s.map_err(std::io::Error::other).boxed(),
         };
         Ok(BlobRead { total, range: served, body })

@@ -30,6 +30,8 @@ const BACKLOG: usize = 16;
 pub struct ReadCache {
     dir: PathBuf,
     max_bytes: u64,
+    /// Whether reads may try the page cache on the calling task (a local file system).
+    inline_reads: bool,
     state: Mutex<State>,
 }
 
@@ -64,8 +66,12 @@ impl ReadCache {
             }
         }
         found.sort();
-        let cache =
-            ReadCache { dir: dir.to_path_buf(), max_bytes, state: Mutex::new(State { lru: lru::LruCache::unbounded(), total: 0, filling: HashSet::new() }) };
+        let cache = ReadCache {
+            dir: dir.to_path_buf(),
+            max_bytes,
+            inline_reads: super::file_stream::local_file_system(dir),
+            state: Mutex::new(State { lru: lru::LruCache::unbounded(), total: 0, filling: HashSet::new() }),
+        };
         let mut gone = Vec::new();
         {
             let mut st = cache.lock();
@@ -94,7 +100,7 @@ impl ReadCache {
         let hex = digest.hex().to_string();
         // Marks the copy as just read (the least recently read go first).
         self.lock().lru.get(&hex)?;
-        match super::file::read_file(self.path(&hex), range).await {
+        match super::file::read_file(self.path(&hex), range, self.inline_reads).await {
             // Evicted (or removed by hand) since the look: the bucket has it.
             Err(BlobError::NotFound) => {
                 self.forget(&hex);

@@ -413,7 +413,7 @@ impl S3Staging {
     pub(super) async fn upload_file(&self, path: &FsPath, key: &Path) -> Result<(), BlobError> {
         let file = std::fs::File::open(path)?;
         let len = file.metadata()?.len();
-        let body = super::file_stream::stream(file, 0, len);
+        let body = super::file_stream::stream(file, 0, len, false);
         let (pending, _, _) = self.write(key, Sha256::new(), body).await?;
         self.complete(key, pending).await
     }
