@@ -327,6 +327,28 @@ fn a_wrong_md5_digest_refuses_the_upload() {
     let c = detail("pypi-hosted", "detail-md5", "1.0");
     assert_eq!(c["assets"][0]["checksum"]["md5"], json!(md5), "{c}");
     assert_eq!(c["details"]["files"][0]["checksum"]["md5"], json!(md5));
+
+    // twine sends the digests before the file, and they are computed as it arrives; a client
+    // that sends them after it is checked all the same (a pass over the staged file).
+    let (whl, _) = make_dist(tmp.path(), "detail-md5-late", "1.0", &[]);
+    let bytes = std::fs::read(&whl).unwrap();
+    let (md5, blake2) = python_digests(&whl);
+    let upload_late = |md5: &str, blake2: &str| {
+        let form = reqwest::blocking::multipart::Form::new()
+            .text(":action", "file_upload")
+            .text("name", "detail-md5-late")
+            .text("version", "1.0")
+            .part("content", reqwest::blocking::multipart::Part::bytes(bytes.clone()).file_name(whl.file_name().unwrap().to_string_lossy().to_string()))
+            .text("md5_digest", md5.to_string())
+            .text("blake2_256_digest", blake2.to_string());
+        server().admin().request(Method::POST, "/repository/pypi-hosted/").multipart(form).send().unwrap().status()
+    };
+    assert_eq!(upload_late(&md5, &"0".repeat(64)), StatusCode::BAD_REQUEST);
+    assert_eq!(upload_late(&"0".repeat(32), &blake2), StatusCode::BAD_REQUEST);
+    assert_eq!(upload_late(&md5, &blake2), StatusCode::OK);
+    let c = detail("pypi-hosted", "detail-md5-late", "1.0");
+    assert_eq!(c["assets"][0]["checksum"]["md5"], json!(md5), "{c}");
+    assert_eq!(c["assets"][0]["checksum"]["blake2b_256"], json!(blake2), "{c}");
 }
 
 /// A user who may only read the repository sees the same detail.

@@ -26,7 +26,7 @@ pub mod upload;
 pub mod upstream;
 
 pub use audit::{Audit, AuditEvent};
-pub use blob::{BlobError, BlobStore, ByteStream, ReadCache};
+pub use blob::{BlobError, BlobStore, ByteStream, ReadCache, SideHasher, SideHashes};
 pub use blob::{BlobLedger, BlobRead, HashState, S3Encryption, S3Settings, Staged, Touch, DELETION_LEASE_MS};
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
 pub use ctx::{canonical_user, same_user, Access, Action, Credential, Denied, Grant, Mount, Principal, Realm, RepoCtx, RepoPrivilege};

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use wharf_format::{
     now_millis, Action, Asset, AuditEvent, Check, ComponentKey, ComponentUpload, DeleteError, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo,
-    RepoConfig, RepoCtx, Staged, UploadError, UploadedFile, Write, WritePolicy,
+    RepoConfig, RepoCtx, SideHashes, Staged, UploadError, UploadedFile, Write, WritePolicy,
 };
 
 use crate::archive;
@@ -174,7 +174,10 @@ impl Hosted {
         self.may_upload(ctx).await?;
         let mut form = actix_multipart::Multipart::new(req.headers(), body);
         let mut fields: HashMap<String, String> = HashMap::new();
-        let mut file: Option<(String, Staged<'_>)> = None;
+        // The file's name, the file staged, and the other digests (hex, by field name) that
+        // were computed on its way in.
+        type Received<'a> = (String, Staged<'a>, HashMap<&'static str, String>);
+        let mut file: Option<Received<'_>> = None;
         let mut attestations: Option<Vec<u8>> = None;
         let (mut count, mut text) = (0usize, 0usize);
         while let Some(field) = form.next().await {
@@ -193,15 +196,27 @@ impl Hosted {
                     return Err(PypiError::BadRequest("one file per upload".into()));
                 }
                 // Staged, not yet a blob: it is published only once every check below passed.
+                // twine sends its MD5 and BLAKE2b-256 before the file: they are computed while
+                // the file arrives. A client that sends them after it gets a second pass below.
                 let limit = self.settings.upload_max_bytes;
-                let staged = match self.env.blobs.stage_limited(&mut field, limit).await {
+                let sent: Vec<&'static str> = OTHER_DIGESTS.into_iter().filter(|k| fields.get(*k).is_some_and(|v| !v.trim().is_empty())).collect();
+                let side = (!sent.is_empty()).then(|| SideHashes::start(sent.iter().map(|k| other_hasher(k)).collect()));
+                let staged = match &side {
+                    Some(side) => self.env.blobs.stage_limited(side.tap(&mut field), limit).await,
+                    None => self.env.blobs.stage_limited(&mut field, limit).await,
+                };
+                let staged = match staged {
                     Ok(r) => r,
                     Err(wharf_format::BlobError::TooLarge { .. }) => {
                         return Err(PypiError::TooLarge(format!("{filename} is larger than this repository's limit of {} MiB", limit >> 20)))
                     }
                     Err(e) => return Err(e.into()),
                 };
-                file = Some((filename, staged));
+                let side = match side {
+                    Some(side) => side.finish().await.map_err(|e| PypiError::Internal(Box::new(e)))?,
+                    None => Vec::new(),
+                };
+                file = Some((filename, staged, sent.into_iter().zip(side.iter().map(hex::encode)).collect()));
             } else if name == "attestations" {
                 // PEP 740 (twine --attestations): a JSON array, checked once the file's digest is known.
                 let mut value = Vec::new();
@@ -246,7 +261,7 @@ impl Hosted {
         if !valid_project_name(name) {
             return Err(PypiError::BadRequest(format!("invalid project name {name:?}")));
         }
-        let (filename, staged) = file.ok_or_else(|| PypiError::BadRequest("no file was uploaded (content field)".into()))?;
+        let (filename, staged, side_digests) = file.ok_or_else(|| PypiError::BadRequest("no file was uploaded (content field)".into()))?;
         let digest = staged.digest().clone();
         let kind = check_filename(&filename, name, version).map_err(PypiError::BadRequest)?;
         let attestations = attestations.map(|raw| attestation::check(&raw, &filename, digest.hex())).transpose()?;
@@ -256,15 +271,23 @@ impl Hosted {
             }
         }
         // The other digests a client sent are checked, then kept: the component detail shows
-        // every checksum it can vouch for. One more pass over the staged file, only if asked.
+        // every checksum it can vouch for. Computed as the file arrived, or else in one more
+        // pass over the staged file, only if asked.
         let (want_md5, want_blake2) = (field("md5_digest"), field("blake2_256_digest"));
         let mut checksum = serde_json::Map::new();
         if want_md5.is_some() || want_blake2.is_some() {
-            let path = staged.path().to_path_buf();
-            let (md5, blake2) = tokio::task::spawn_blocking(move || other_digests(&path))
-                .await
-                .map_err(|e| PypiError::Internal(Box::new(e)))?
-                .map_err(|e| PypiError::Internal(Box::new(e)))?;
+            let (md5, blake2) = match (side_digests.get("md5_digest"), side_digests.get("blake2_256_digest")) {
+                (md5, blake2) if (md5.is_some() || want_md5.is_none()) && (blake2.is_some() || want_blake2.is_none()) => {
+                    (md5.cloned().unwrap_or_default(), blake2.cloned().unwrap_or_default())
+                }
+                _ => {
+                    let path = staged.path().to_path_buf();
+                    tokio::task::spawn_blocking(move || other_digests(&path))
+                        .await
+                        .map_err(|e| PypiError::Internal(Box::new(e)))?
+                        .map_err(|e| PypiError::Internal(Box::new(e)))?
+                }
+            };
             for (name, expected, actual, key) in [("md5_digest", want_md5, md5, "md5"), ("blake2_256_digest", want_blake2, blake2, "blake2b_256")] {
                 let Some(expected) = expected else { continue };
                 if !expected.eq_ignore_ascii_case(&actual) {
@@ -557,6 +580,16 @@ pub fn base_url(ctx: &RepoCtx, name: &str) -> String {
     match &ctx.mount {
         Mount::Prefix { prefix } => format!("{}{prefix}", ctx.origin),
         _ => format!("{}/repository/{name}", ctx.origin),
+    }
+}
+
+/// The form fields of the digests a client may send besides `sha256_digest`.
+const OTHER_DIGESTS: [&str; 2] = ["md5_digest", "blake2_256_digest"];
+
+fn other_hasher(field: &str) -> Box<dyn wharf_format::SideHasher> {
+    match field {
+        "md5_digest" => Box::new(md5::Md5::default()),
+        _ => Box::new(blake2::Blake2b256::default()),
     }
 }
 

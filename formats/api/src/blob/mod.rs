@@ -15,11 +15,13 @@ mod file;
 mod file_stream;
 mod read_cache;
 mod s3;
+mod side_hashes;
 mod staged_writer;
 
 pub use read_cache::ReadCache;
 
 pub use s3::{S3Encryption, S3Settings};
+pub use side_hashes::{SideHasher, SideHashes};
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
