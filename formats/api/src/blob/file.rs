@@ -24,8 +24,8 @@ pub(super) struct FileStaging {
     writing: crate::KeyedLocks,
     /// Large uploads go past the page cache (see [`StagedWriter`]).
     pub(super) direct_writes: bool,
-    /// Whether reads may try the page cache on the calling task (a local file system).
-    inline_reads: bool,
+    /// Whether reads may try the page cache on the calling task.
+    inline_reads: super::file_stream::InlineReads,
 }
 
 impl FileStaging {
@@ -33,7 +33,9 @@ impl FileStaging {
         std::fs::create_dir_all(root.join("uploads"))?;
         std::fs::create_dir_all(root.join("blobs"))?;
         let store = LocalFileSystem::new_with_prefix(root)?.with_fsync(true);
-        let inline_reads = super::file_stream::local_file_system(root);
+        // Blobs are read under `blobs/` (and `uploads/`, which must be on the same mount for
+        // the hard link that publishes an upload).
+        let inline_reads = super::file_stream::InlineReads::probe(&root.join("uploads"));
         Ok(FileStaging { root: root.to_path_buf(), store: Arc::new(store), writing: crate::KeyedLocks::default(), direct_writes: false, inline_reads })
     }
 
@@ -283,26 +285,42 @@ impl Flight {
 }
 
 /// Reads a blob file (a range of it, or all): small reads whole, large ones streamed in big
-/// chunks. With `inline` (a local file system), a file whose path the kernel has cached is
-/// opened and read on the calling task (see [`super::file_stream::open_cached`]): a cached
-/// small blob then costs no trip to the blocking pool, where each trip is a thread wake-up that
-/// waits for a CPU when the machine is busy. Otherwise it is opened, measured and, when small,
-/// read in one blocking call.
-pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Option<u64>)>, inline: bool) -> Result<super::BlobRead, BlobError> {
-    let (total, served, opened) = match inline.then(|| super::file_stream::open_cached(&path)).flatten() {
+/// chunks. With `inline` (see [`super::file_stream::InlineReads`]), a file whose path the
+/// kernel has cached is opened and read on the calling task (see
+/// [`super::file_stream::open_cached`]): a cached small blob then costs no trip to the
+/// blocking pool, where each trip is a thread wake-up that waits for a CPU when the machine is
+/// busy. Otherwise it is opened, measured and, when small, read in one blocking call.
+pub(super) async fn read_file(
+    path: std::path::PathBuf,
+    range: Option<(u64, Option<u64>)>,
+    inline: super::file_stream::InlineReads,
+) -> Result<super::BlobRead, BlobError> {
+    let shorter = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => BlobError::Io(std::io::Error::new(e.kind(), "the blob file is shorter than it was")),
+        _ => e.into(),
+    };
+    let (total, served, opened) = match inline.on().then(|| super::file_stream::open_cached(&path)).flatten() {
         Some(file) => {
             let (total, served, start, len) = locate(&file, range)?;
-            let mut whole = (len <= READ_CHUNK as u64).then(|| vec![0u8; len as usize]);
-            match whole.as_mut().map(|buf| super::file_stream::read_cached(&file, buf, start) == buf.len()) {
-                Some(true) => (total, served, Ok(Bytes::from(whole.expect("read above")))),
-                // Not all in the page cache, or large: the stream reads what is cached at
-                // once and waits for the rest on the blocking pool.
-                _ => (total, served, Err((file, start, len))),
+            if len > READ_CHUNK as u64 {
+                (total, served, Err((file, start, len)))
+            } else {
+                let mut buf = vec![0u8; len as usize];
+                let cached = super::file_stream::read_cached(&file, &mut buf, start);
+                if cached < buf.len() {
+                    // The rest from the disk, before the answer's head: an error is still a 5xx.
+                    buf = blocking(move || {
+                        file.read_exact_at(&mut buf[cached..], start + cached as u64).map_err(shorter)?;
+                        Ok(buf)
+                    })
+                    .await?;
+                }
+                (total, served, Ok(Bytes::from(buf)))
             }
         }
         None => {
             blocking(move || {
-                let file = match std::fs::File::open(&path) {
+                let file = match super::file_stream::open_blocking(&path) {
                     Ok(f) => f,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(BlobError::NotFound),
                     Err(e) => return Err(e.into()),
@@ -312,10 +330,7 @@ pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Opti
                     return Ok((total, served, Err((file, start, len))));
                 }
                 let mut buf = vec![0u8; len as usize];
-                file.read_exact_at(&mut buf, start).map_err(|e| match e.kind() {
-                    std::io::ErrorKind::UnexpectedEof => BlobError::Io(std::io::Error::new(e.kind(), "the blob file is shorter than it was")),
-                    _ => e.into(),
-                })?;
+                file.read_exact_at(&mut buf, start).map_err(shorter)?;
                 Ok((total, served, Ok(Bytes::from(buf))))
             })
             .await?
@@ -323,7 +338,7 @@ pub(super) async fn read_file(path: std::path::PathBuf, range: Option<(u64, Opti
     };
     let body = match opened {
         Ok(bytes) => futures::stream::once(async move { Ok(bytes) }).boxed(),
-        Err((file, start, len)) => super::file_stream::stream(file, start, len, inline),
+        Err((file, start, len)) => super::file_stream::stream(file, start, len, inline.on()),
     };
     Ok(super::BlobRead { total, range: served, body })
 }

@@ -11,7 +11,10 @@
 //! A chunk already in the page cache is read on the calling task with `RWF_NOWAIT`, which
 //! copies it or reports at once that it would have to wait for the disk; only then does the
 //! read go to the blocking pool. A GET of a cached 512 MiB blob used to cross to the pool and
-//! back 2,048 times (17% of its CPU in thread switches).
+//! back 2,048 times (17% of its CPU in thread switches). `RWF_NOWAIT` still starts readahead
+//! on a miss (the submission, not the wait), so a stream stops trying after its first miss:
+//! the rest of a file that is not cached is read on the pool, as before. Whether a directory's
+//! files are read this way at all is decided once per directory ([`InlineReads::probe`]).
 
 use std::os::unix::fs::FileExt as _;
 use std::sync::{Arc, Mutex};
@@ -63,11 +66,11 @@ fn buffer() -> Box<[u8]> {
 
 /// The `len` bytes of `file` from `start`, read [`READ_CHUNK`] at a time and handed on in
 /// pieces of up to [`SLICE`]; a file that turns out shorter ends the stream with an
-/// `UnexpectedEof` error.
-/// With `inline`, each read first takes what the page cache holds on the calling task.
+/// `UnexpectedEof` error. With `inline`, reads take what the page cache holds on the calling
+/// task until the first one that finds less than it asked for.
 pub(super) fn stream(file: std::fs::File, start: u64, len: u64, inline: bool) -> BoxStream<'static, std::io::Result<Bytes>> {
     let file = Arc::new(file);
-    futures::stream::try_unfold((file, start, len), move |(file, pos, left)| async move {
+    futures::stream::try_unfold((file, start, len, inline), |(file, pos, left, inline)| async move {
         if left == 0 {
             return Ok::<_, std::io::Error>(None);
         }
@@ -85,23 +88,33 @@ pub(super) fn stream(file: std::fs::File, start: u64, len: u64, inline: bool) ->
             .await
             .map_err(std::io::Error::other)??
         };
-        Ok(Some((Bytes::from_owner(chunk), (file, pos + want as u64, left - want as u64))))
+        Ok(Some((Bytes::from_owner(chunk), (file, pos + want as u64, left - want as u64, inline && cached == want))))
     })
     .map_ok(|read: Bytes| futures::stream::iter((0..read.len()).step_by(SLICE).map(move |at| Ok(read.slice(at..(at + SLICE).min(read.len()))))))
     .try_flatten()
     .boxed()
 }
 
-/// Whether `RWF_NOWAIT` reads work here; cleared for good the first time the kernel or file
-/// system says they do not.
-#[cfg(target_os = "linux")]
-static NOWAIT_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+/// Whether a directory's files may be opened and read on the calling task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct InlineReads(bool);
 
-/// Whether the file system under `path` is one where opening and reading from the page cache
-/// never wait for anything but memory: local disk file systems and tmpfs. On a network or FUSE
-/// file system (NFS, CIFS, a FUSE mount of an object store) an open asks the server even when
-/// the path is cached, which must not hold up a request thread.
-pub(super) fn local_file_system(path: &std::path::Path) -> bool {
+impl InlineReads {
+    /// Yes when `dir` is on a local disk file system (by its `statfs` magic) and a read with
+    /// `RWF_NOWAIT` of a file made in it works (ext4, xfs and btrfs take it; tmpfs and overlayfs
+    /// refuse it on Linux 6.18, and OpenZFS ignores it). On a network or FUSE file system an
+    /// open asks the server even for a cached path, and overlayfs passes the open on to
+    /// whatever is under it: neither may hold up a request thread.
+    pub(super) fn probe(dir: &std::path::Path) -> InlineReads {
+        InlineReads(local_file_system(dir) && nowait_works_in(dir))
+    }
+
+    pub(super) fn on(self) -> bool {
+        self.0
+    }
+}
+
+fn local_file_system(path: &std::path::Path) -> bool {
     #[cfg(target_os = "linux")]
     {
         // statfs(2) magic numbers (linux/magic.h).
@@ -110,9 +123,7 @@ pub(super) fn local_file_system(path: &std::path::Path) -> bool {
             0x58465342, // xfs
             0x9123683E, // btrfs
             0x01021994, // tmpfs
-            0x2FC12FC1, // zfs
             0xF2F52010, // f2fs
-            0x794C7630, // overlayfs (containers)
         ];
         // `f_type` is a signed word whose width differs between targets; the magic is 32 bits.
         #[allow(clippy::unnecessary_cast)]
@@ -126,23 +137,56 @@ pub(super) fn local_file_system(path: &std::path::Path) -> bool {
     }
 }
 
-/// Whether `openat2` with `RESOLVE_CACHED` works here (Linux 5.12 and later).
+/// Writes a few bytes into an unnamed file in `dir` (`O_TMPFILE`: nothing is left behind, even
+/// by a crash) and reads them back with `RWF_NOWAIT`.
+#[cfg(target_os = "linux")]
+fn nowait_works_in(dir: &std::path::Path) -> bool {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(fd) = rustix::fs::openat(rustix::fs::CWD, dir, OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC, Mode::RUSR | Mode::WUSR) else {
+        return false;
+    };
+    let file = std::fs::File::from(fd);
+    if file.write_all_at(b"probe", 0).is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 5];
+    matches!(rustix::io::preadv2(&file, &mut [std::io::IoSliceMut::new(&mut buf)], 0, rustix::io::ReadWriteFlags::NOWAIT), Ok(5))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn nowait_works_in(_dir: &std::path::Path) -> bool {
+    false
+}
+
+/// Whether `openat2` with `RESOLVE_CACHED` may be used: cleared for good when the kernel does
+/// not know it (before Linux 5.12) or a system call filter refuses it, both facts about the
+/// process, not about a file.
 #[cfg(target_os = "linux")]
 static CACHED_OPEN_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// `path` opened for reading if the kernel can do it from what it has cached, without waiting
 /// for the disk (`RESOLVE_CACHED`); `None` otherwise, and on any error: a missing file too, so
-/// that a blocking open with a full lookup (which a shared file system may need) decides.
+/// that a blocking open with a full lookup decides. Without updating the access time
+/// (`O_NOATIME`: with `relatime` the first read after a write would otherwise start a journal
+/// transaction on the calling task), where the file's owner allows it.
 #[cfg(target_os = "linux")]
 pub(super) fn open_cached(path: &std::path::Path) -> Option<std::fs::File> {
-    use rustix::fs::{OFlags, ResolveFlags};
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    use rustix::io::Errno;
     use std::sync::atomic::Ordering::Relaxed;
     if !CACHED_OPEN_WORKS.load(Relaxed) {
         return None;
     }
-    match rustix::fs::openat2(rustix::fs::CWD, path, OFlags::RDONLY | OFlags::CLOEXEC, rustix::fs::Mode::empty(), ResolveFlags::CACHED) {
+    let open = |flags| rustix::fs::openat2(rustix::fs::CWD, path, flags, Mode::empty(), ResolveFlags::CACHED);
+    let base = OFlags::RDONLY | OFlags::CLOEXEC;
+    let opened = match open(base | OFlags::NOATIME) {
+        // O_NOATIME is only for the file's owner (or CAP_FOWNER).
+        Err(Errno::PERM) => open(base),
+        other => other,
+    };
+    match opened {
         Ok(fd) => Some(std::fs::File::from(fd)),
-        Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::INVAL || e == rustix::io::Errno::OPNOTSUPP => {
+        Err(Errno::NOSYS | Errno::INVAL | Errno::PERM) => {
             CACHED_OPEN_WORKS.store(false, Relaxed);
             None
         }
@@ -155,23 +199,29 @@ pub(super) fn open_cached(_path: &std::path::Path) -> Option<std::fs::File> {
     None
 }
 
+/// Opens a file for reading on the blocking pool, without updating its access time where the
+/// owner allows it (see [`open_cached`]).
+pub(super) fn open_blocking(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        #[allow(clippy::unnecessary_cast)]
+        let noatime = rustix::fs::OFlags::NOATIME.bits() as i32;
+        match std::fs::OpenOptions::new().read(true).custom_flags(noatime).open(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => std::fs::File::open(path),
+            other => other,
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    std::fs::File::open(path)
+}
+
 /// How many bytes from the start of `buf` could be read from the page cache without waiting
 /// (0 when none could, or on any error: the blocking read that follows reports errors and the
 /// end of the file).
 #[cfg(target_os = "linux")]
 pub(super) fn read_cached(file: &std::fs::File, buf: &mut [u8], pos: u64) -> usize {
-    use std::sync::atomic::Ordering::Relaxed;
-    if !NOWAIT_WORKS.load(Relaxed) {
-        return 0;
-    }
-    match rustix::io::preadv2(file, &mut [std::io::IoSliceMut::new(buf)], pos, rustix::io::ReadWriteFlags::NOWAIT) {
-        Ok(n) => n,
-        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {
-            NOWAIT_WORKS.store(false, Relaxed);
-            0
-        }
-        Err(_) => 0,
-    }
+    rustix::io::preadv2(file, &mut [std::io::IoSliceMut::new(buf)], pos, rustix::io::ReadWriteFlags::NOWAIT).unwrap_or(0)
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -208,18 +258,32 @@ mod tests {
         assert_eq!(blocking.concat(), data);
     }
 
+    /// ext4 (where CI and most servers keep their data) takes `RWF_NOWAIT`; so a directory on
+    /// it reads inline, and a chunk just written is served at once. Elsewhere (tmpfs refuses the
+    /// flag) the probe says no and a read finds nothing without waiting.
     #[cfg(target_os = "linux")]
     #[test]
     fn a_chunk_in_the_page_cache_is_read_without_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let ext4 = rustix::fs::statfs(dir.path()).unwrap().f_type == 0xEF53;
+        let inline = InlineReads::probe(dir.path());
+        if ext4 {
+            assert!(inline.on(), "ext4 reads without waiting");
+        }
         let data: Vec<u8> = (0..READ_CHUNK).map(|i| (i * 7 % 253) as u8).collect();
-        let mut f = tempfile::tempfile().unwrap();
+        let mut f = tempfile::tempfile_in(dir.path()).unwrap();
         f.write_all(&data).unwrap();
         let mut buf = vec![0u8; READ_CHUNK];
-        // Just written, so cached: the whole read is served at once.
-        assert_eq!(read_cached(&f, &mut buf[..1000], 5), 1000);
-        assert_eq!(&buf[..1000], &data[5..1005]);
+        if inline.on() {
+            // Just written, so cached: the whole read is served at once.
+            assert_eq!(read_cached(&f, &mut buf[..1000], 5), 1000);
+            assert_eq!(&buf[..1000], &data[5..1005]);
+        } else {
+            assert_eq!(read_cached(&f, &mut buf[..1000], 5), 0);
+        }
         // Past the end there is nothing to read, and the caller's blocking read reports it.
         assert_eq!(read_cached(&f, &mut buf, READ_CHUNK as u64), 0);
+        assert!(!InlineReads::probe(std::path::Path::new("/proc")).on(), "not a disk file system");
     }
 
     #[cfg(target_os = "linux")]
@@ -233,9 +297,7 @@ mod tests {
         assert_eq!(f.metadata().unwrap().len(), 7);
         // A missing file is left to the blocking open, which does a full lookup.
         assert!(open_cached(&dir.path().join("missing")).is_none());
-        // The test's temporary directory is on a local file system; /proc is not one.
-        assert!(local_file_system(dir.path()));
-        assert!(!local_file_system(std::path::Path::new("/proc")));
+        assert_eq!(open_blocking(&path).unwrap().metadata().unwrap().len(), 7);
     }
 
     #[tokio::test]

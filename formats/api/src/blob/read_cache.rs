@@ -30,8 +30,8 @@ const BACKLOG: usize = 16;
 pub struct ReadCache {
     dir: PathBuf,
     max_bytes: u64,
-    /// Whether reads may try the page cache on the calling task (a local file system).
-    inline_reads: bool,
+    /// Whether reads may try the page cache on the calling task.
+    inline_reads: super::file_stream::InlineReads,
     state: Mutex<State>,
 }
 
@@ -69,7 +69,7 @@ impl ReadCache {
         let cache = ReadCache {
             dir: dir.to_path_buf(),
             max_bytes,
-            inline_reads: super::file_stream::local_file_system(dir),
+            inline_reads: super::file_stream::InlineReads::probe(dir),
             state: Mutex::new(State { lru: lru::LruCache::unbounded(), total: 0, filling: HashSet::new() }),
         };
         let mut gone = Vec::new();
