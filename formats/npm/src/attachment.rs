@@ -235,7 +235,9 @@ impl Scanner {
                 i += 1;
                 continue;
             }
-            let run = input[i..].iter().position(|c| *c == b'"' || *c == b'\\').unwrap_or(input.len() - i);
+            // memchr scans 16-32 bytes a step: a byte-at-a-time search of the base64 was most of
+            // the scanner's share of a publish's CPU.
+            let run = memchr::memchr2(b'"', b'\\', &input[i..]).unwrap_or(input.len() - i);
             self.carry.extend_from_slice(&input[i..i + run]);
             i += run;
             match input.get(i) {
@@ -261,7 +263,7 @@ impl Scanner {
         let mut whole = self.carry.len() / 4 * 4;
         if last {
             whole = self.carry.len();
-        } else if let Some(pad) = self.carry.iter().position(|c| *c == b'=') {
+        } else if let Some(pad) = memchr::memchr(b'=', &self.carry) {
             // Only the string's end may follow the padded quartet.
             if self.carry.len() > pad / 4 * 4 + 4 {
                 return Err(ScanError::Base64("data after the padding".into()));
