@@ -2,8 +2,8 @@
 //! `_attachments.<file>.data` is the whole tarball in base64 (about 4/3 of its size), beside a
 //! few KiB of metadata. [`Scanner`] follows the document's structure as bytes arrive, keeps
 //! everything but that string (which it leaves empty), and decodes the string on the fly, so
-//! the tarball goes to the blob store chunk by chunk, hashed (sha512, sha1) on its way, and the
-//! metadata is parsed afterwards with serde_json.
+//! the tarball goes to the blob store chunk by chunk (hashed on its way by the caller, see
+//! [`Tarball::new`]), and the metadata is parsed afterwards with serde_json.
 //!
 //! `npm publish --provenance` adds a second attachment, `<name>-<version>.sigstore`, whose
 //! `data` is the sigstore bundle as JSON text (not base64): it is small and stays in the
@@ -11,7 +11,6 @@
 
 use base64::Engine;
 use bytes::Bytes;
-use sha2::Digest as _;
 
 /// The document without its tarball: the manifest, readme and the like.
 pub const MAX_DOCUMENT: usize = 16 << 20;
@@ -45,6 +44,13 @@ pub struct Tarball {
     pub shasum: String,
 }
 
+impl Tarball {
+    /// From the tarball's length and its SHA-512 and SHA-1.
+    pub fn new(length: u64, sha512: &[u8], sha1: &[u8]) -> Tarball {
+        Tarball { length, integrity: format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(sha512)), shasum: hex::encode(sha1) }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Container {
     Object,
@@ -75,8 +81,6 @@ pub struct Scanner {
     carry: Vec<u8>,
     attachments: u32,
     length: u64,
-    sha512: sha2::Sha512,
-    sha1: sha1::Sha1,
 }
 
 impl Default for Scanner {
@@ -91,8 +95,6 @@ impl Default for Scanner {
             carry: Vec::new(),
             attachments: 0,
             length: 0,
-            sha512: sha2::Sha512::new(),
-            sha1: sha1::Sha1::new(),
         }
     }
 }
@@ -133,30 +135,16 @@ impl Scanner {
                 return Err(ScanError::DocumentTooLarge);
             }
         }
-        self.hash(&out);
+        self.length += out.len() as u64;
         Ok(Bytes::from(out))
     }
 
-    /// The document (with the data string empty) and the tarball, if the body had one.
-    pub fn finish(self) -> Result<(Vec<u8>, Option<Tarball>), ScanError> {
+    /// The document (with the data string empty) and the tarball's length, if the body had one.
+    pub fn finish(self) -> Result<(Vec<u8>, Option<u64>), ScanError> {
         if self.state != State::Between || !self.stack.is_empty() {
             return Err(ScanError::Malformed("the document ends early"));
         }
-        if self.attachments == 0 {
-            return Ok((self.doc, None));
-        }
-        let tarball = Tarball {
-            length: self.length,
-            integrity: format!("sha512-{}", base64::engine::general_purpose::STANDARD.encode(self.sha512.finalize())),
-            shasum: hex::encode(self.sha1.finalize()),
-        };
-        Ok((self.doc, Some(tarball)))
-    }
-
-    fn hash(&mut self, data: &[u8]) {
-        self.length += data.len() as u64;
-        self.sha512.update(data);
-        self.sha1.update(data);
+        Ok((self.doc, (self.attachments > 0).then_some(self.length)))
     }
 
     fn token(&mut self, b: u8) -> Result<(), ScanError> {
@@ -314,7 +302,9 @@ mod tests {
         for chunk in body.chunks(piece) {
             data.extend_from_slice(&s.feed(chunk)?);
         }
-        let (doc, tarball) = s.finish()?;
+        let (doc, length) = s.finish()?;
+        use sha2::Digest as _;
+        let tarball = length.map(|n| Tarball::new(n, &sha2::Sha512::digest(&data), &sha1::Sha1::digest(&data)));
         Ok((serde_json::from_slice(&doc).expect("the kept document is JSON"), data, tarball))
     }
 

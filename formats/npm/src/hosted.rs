@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use wharf_format::{
     backoff, now_millis, Action, Asset, AuditEvent, Check, ComponentKey, ComponentUpload, DeleteError, Digest, FormatEnv, KeyedLocks, ListQuery, NewAsset,
-    Repo, RepoConfig, RepoCtx, Staged, UploadError, UploadedFile, Write, WritePolicy, CONTENTION_DEADLINE,
+    Repo, RepoConfig, RepoCtx, SideHashes, Staged, UploadError, UploadedFile, Write, WritePolicy, CONTENTION_DEADLINE,
 };
 
 use crate::attachment;
@@ -542,11 +542,16 @@ impl Hosted {
             }
             scanner.feed(&chunk).or_else(|e| fail(scan_error(e)))
         });
-        let staged = match self.env.blobs.stage_stream(decoded).await {
+        // npm's checksums of the tarball, on threads of their own while it is staged (the
+        // actix worker only decodes).
+        let side = SideHashes::start(vec![Box::new(sha2::Sha512::default()), Box::new(sha1::Sha1::default())]);
+        let staged = match self.env.blobs.stage_stream(side.tap(decoded)).await {
             Ok(s) => s,
             Err(e) => return Err(failure.take().unwrap_or_else(|| e.into())),
         };
-        let (doc, received) = scanner.finish().map_err(scan_error)?;
+        let digests = side.finish().await.map_err(|e| NpmError::Internal(Box::new(e)))?;
+        let (doc, length) = scanner.finish().map_err(scan_error)?;
+        let received = length.map(|n| attachment::Tarball::new(n, &digests[0], &digests[1]));
         let doc = serde_json::from_slice(&doc).map_err(|e| NpmError::BadRequest(format!("malformed JSON: {e}")))?;
         Ok((doc, staged, received))
     }
