@@ -139,6 +139,8 @@ pub struct Db {
     /// meeting SQLITE_BUSY), half the pool on PostgreSQL (writers that wait on each other's row
     /// locks must not take every connection from readers such as password checks).
     writers: Arc<tokio::sync::Semaphore>,
+    /// Writers at normal priority waiting for a permit (see [`Db::write`]).
+    waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How long [`Db::write`] keeps retrying a transaction that lost a race before giving up.
@@ -209,7 +211,7 @@ impl Db {
             Backend::Sqlite => 1,
             Backend::Postgres => (size as usize / 2).max(1),
         };
-        let db = Db { pool, backend, writers: Arc::new(tokio::sync::Semaphore::new(writers)) };
+        let db = Db { pool, backend, writers: Arc::new(tokio::sync::Semaphore::new(writers)), waiting: Default::default() };
         db.migrate()?;
         if backend == Backend::Sqlite {
             checkpoint::start(&conn_url, &db.writers).map_err(|e| DbError::Blocking(e.to_string()))?;
@@ -264,22 +266,34 @@ impl Db {
     {
         let f = Arc::new(f);
         let deadline = Instant::now() + WRITE_DEADLINE;
+        let normal_threads = NORMAL_THREADS.with(|w| w.borrow().clone());
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let turn = deferred_check::turn().await?;
-            let guard = self.writers.clone().acquire_owned().await.map_err(|e| DbError::Blocking(e.to_string()))?;
+            let guard = {
+                let _waiting = normal_threads.is_none().then(|| Waiting::new(&self.waiting));
+                self.writers.clone().acquire_owned().await.map_err(|e| DbError::Blocking(e.to_string()))?
+            };
             let pool = self.pool.clone();
             let f = f.clone();
-            let res = tokio::task::spawn_blocking(move || {
+            let job = move || {
                 let _guard = guard;
                 let mut conn = pool.get()?;
                 if let Some(turn) = turn {
                     turn.run(&mut conn)?;
                 }
                 in_write_transaction(&mut conn, &*f)
-            })
-            .await
+            };
+            let res = match &normal_threads {
+                // A request's write waits for the permit: this transaction must not run where
+                // every busy thread preempts it (see `run_writes_at_normal_priority`). Started
+                // from a task there, so that a new blocking thread is started by a normal one.
+                Some(normal) if self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 => {
+                    normal.spawn(async move { tokio::task::spawn_blocking(job).await }).await.map_err(|e| DbError::Blocking(e.to_string()))?
+                }
+                _ => tokio::task::spawn_blocking(job).await,
+            }
             .map_err(|e| DbError::Blocking(e.to_string()))?;
             match res {
                 Err(DbError::Query(e)) if lost_race(&e) && Instant::now() < deadline => {
@@ -290,10 +304,48 @@ impl Db {
         }
     }
 
+    /// Counts as a writer at normal priority waiting for a permit until dropped (tests).
+    #[cfg(test)]
+    pub(crate) fn pretend_a_writer_waits(&self) -> impl Drop {
+        Waiting::new(&self.waiting)
+    }
+
     /// The same, synchronously (start-up and CLI only).
     pub fn run_sync<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T, DbError>) -> Result<T, DbError> {
         let mut conn = self.pool.get()?;
         f(&mut conn)
+    }
+}
+
+thread_local! {
+    static NORMAL_THREADS: std::cell::RefCell<Option<tokio::runtime::Handle>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Tells [`Db::write`] that this thread runs at the lowest CPU priority (the storage
+/// lifecycle's, on `SCHED_IDLE`: any busy thread preempts it), and where threads at normal
+/// priority are: `runtime`. A write holds the writer permit every push and upload waits for,
+/// and on a machine whose CPUs are all busy a thread at the lowest priority gets a fraction of
+/// a percent of one (priority inversion: a transaction of 5 ms of CPU would keep writers
+/// waiting for seconds). So a write from here runs here only while no writer at normal
+/// priority waits for a permit; once one does, the next writes run on `runtime`. What is left
+/// is the transaction in flight when the first writer came: one at most.
+pub fn run_writes_at_normal_priority(runtime: tokio::runtime::Handle) {
+    NORMAL_THREADS.with(|w| *w.borrow_mut() = Some(runtime));
+}
+
+/// One writer at normal priority waiting for a permit, for as long as it lives.
+struct Waiting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Waiting {
+    fn new(count: &Arc<std::sync::atomic::AtomicUsize>) -> Waiting {
+        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Waiting(count.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
