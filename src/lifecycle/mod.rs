@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod downloads;
 pub mod gc;
 pub mod health_check;
+mod priority;
 pub mod schedule;
 pub mod soft_quota;
 pub mod store_removal;
@@ -14,49 +15,8 @@ pub mod tasks;
 use std::future::Future;
 use std::sync::OnceLock;
 
-use actix_rt::{Arbiter, ArbiterHandle};
-
-/// The lifecycle's fallback priority where `SCHED_IDLE` is refused (a nice value: 10 weighs
-/// about a tenth of a normal thread under the Linux scheduler).
-const NICENESS: i32 = 10;
-
-/// Puts the calling thread at the lowest CPU priority: `SCHED_IDLE`, whose threads any
-/// normal thread that wakes up preempts at once. A nice value alone is not enough: under the
-/// EEVDF scheduler a thread that has the CPU keeps it for the rest of its slice (up to a few
-/// milliseconds) whatever its weight, and that is what a blob GET waited for during a GC pass
-/// (p95 2-3x of without; with `SCHED_IDLE` 1.2-1.3x, docs/benchmarks.md). The thread's writes
-/// go to the timekeeper's threads, at normal priority, whenever a request's write waits for them
-/// (see `db::run_writes_at_normal_priority`).
-fn lowest_priority() {
-    use thread_priority::unix::{set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy};
-    // First, while this thread is still normal: threads inherit the policy of the thread that
-    // starts them, and the timekeeper's workers must not be idle.
-    let timekeeper = timekeeper().handle().clone();
-    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
-    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), thread_priority::ThreadPriority::Min, idle) {
-        tracing::debug!(error = %e, "cannot put a lifecycle thread on SCHED_IDLE; lowering its nice value instead");
-        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICENESS) {
-            tracing::debug!(error = %e, "cannot lower the lifecycle thread's priority");
-        }
-    }
-    crate::db::run_writes_at_normal_priority(timekeeper);
-}
-
-/// The thread the lifecycle's work runs on, and its blocking pool (a pass's queries and file
-/// deletions), at the lowest priority.
-fn arbiter() -> &'static ArbiterHandle {
-    static ARBITER: OnceLock<ArbiterHandle> = OnceLock::new();
-    ARBITER.get_or_init(|| {
-        let arbiter = Arbiter::with_tokio_rt(|| {
-            // This closure runs on the arbiter's own thread.
-            lowest_priority();
-            tokio::runtime::Builder::new_current_thread().on_thread_start(lowest_priority).enable_all().build().expect("the lifecycle runtime")
-        });
-        arbiter.handle()
-    })
-}
-
-/// Runs the work `start` makes on the lifecycle's own thread, at a lower priority, instead of
+/// Runs the work `start` makes on one of the lifecycle's own threads, at a lower priority (see
+/// `priority`), instead of
 /// on the HTTP worker that received the request that asked for it: a pass or a task run does
 /// work between its awaits (batches, walks over every asset of a repository), and on a worker
 /// that work delays every request the worker serves (measured: pull latency during a GC
@@ -66,12 +26,21 @@ where
     S: FnOnce() -> F + Send + 'static,
     F: Future<Output = ()> + 'static,
 {
-    if !arbiter().spawn_fn(move || {
-        actix_rt::spawn(start());
-    }) {
-        tracing::error!("the lifecycle thread is gone: background work not started");
-    }
+    let arbiters = priority::arbiters();
+    on_time(async move {
+        if !priority::choose(arbiters).await.spawn_fn(move || {
+            actix_rt::spawn(start());
+        }) {
+            tracing::error!("the lifecycle thread is gone: background work not started");
+        }
+    });
 }
+/// Starts the lifecycle's threads, and the notes of the CPUs' load that decide which one a run
+/// starts on, so that the first run need not wait for a sample. Call it on an actix thread.
+pub fn prepare() {
+    priority::arbiters();
+}
+
 /// A runtime of its own, at normal priority, for the lifecycle's bookkeeping that must keep
 /// time whatever the work does (a task run's lease renewal), and for the lifecycle's database
 /// writes. Beside the work on the lifecycle thread a renewal would wait for that work's next
@@ -130,16 +99,23 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
-        let seen = actix_rt::System::new().block_on(super::in_background_then(move || async move {
-            let here = idle();
-            let read = db.run(|_| Ok(idle())).await.unwrap();
-            let written = db.write(|_| Ok(idle())).await.unwrap();
-            let waiter = db.pretend_a_writer_waits();
-            let written_while_waited_for = db.write(|_| Ok(idle())).await.unwrap();
-            drop(waiter);
-            let written_after = db.write(|_| Ok(idle())).await.unwrap();
-            [here, read, written, written_while_waited_for, written_after]
-        }));
+        let seen = actix_rt::System::new().block_on(async move {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            // The idle one whatever the machine's load (`in_background` picks by it).
+            super::priority::idle_arbiter().spawn_fn(move || {
+                actix_rt::spawn(async move {
+                    let here = idle();
+                    let read = db.run(|_| Ok(idle())).await.unwrap();
+                    let written = db.write(|_| Ok(idle())).await.unwrap();
+                    let waiter = db.pretend_a_writer_waits();
+                    let written_while_waited_for = db.write(|_| Ok(idle())).await.unwrap();
+                    drop(waiter);
+                    let written_after = db.write(|_| Ok(idle())).await.unwrap();
+                    let _ = tx.send([here, read, written, written_while_waited_for, written_after]);
+                });
+            });
+            rx.await.ok()
+        });
         assert_eq!(seen, Some([true, true, true, false, true]), "on SCHED_IDLE: the lifecycle thread, a read, a write, one while a writer waits, one after");
         assert!(!idle(), "the caller's own thread keeps its policy");
     }

@@ -372,6 +372,7 @@ pub async fn ensure_builtins(state: &AppState) -> Result<(), TaskError> {
 
 /// Starts the scheduler loop of this node.
 pub fn start(state: web::Data<AppState>) {
+    super::prepare();
     actix_rt::spawn(async move {
         loop {
             tokio::time::sleep(TICK).await;
