@@ -200,22 +200,15 @@ impl Hosted {
                 // the file arrives. A client that sends them after it gets a second pass below.
                 let limit = self.settings.upload_max_bytes;
                 let sent: Vec<&'static str> = OTHER_DIGESTS.into_iter().filter(|k| fields.get(*k).is_some_and(|v| !v.trim().is_empty())).collect();
-                let side = (!sent.is_empty()).then(|| SideHashes::start(sent.iter().map(|k| other_hasher(k)).collect()));
-                let staged = match &side {
-                    Some(side) => self.env.blobs.stage_limited(side.tap(&mut field), limit).await,
-                    None => self.env.blobs.stage_limited(&mut field, limit).await,
-                };
-                let staged = match staged {
+                let side = SideHashes::start(sent.iter().map(|k| other_hasher(k)).collect());
+                let staged = match self.env.blobs.stage_limited(side.tap(&mut field), limit).await {
                     Ok(r) => r,
                     Err(wharf_format::BlobError::TooLarge { .. }) => {
                         return Err(PypiError::TooLarge(format!("{filename} is larger than this repository's limit of {} MiB", limit >> 20)))
                     }
                     Err(e) => return Err(e.into()),
                 };
-                let side = match side {
-                    Some(side) => side.finish().await.map_err(|e| PypiError::Internal(Box::new(e)))?,
-                    None => Vec::new(),
-                };
+                let side = side.finish().await.map_err(|e| PypiError::Internal(Box::new(e)))?;
                 file = Some((filename, staged, sent.into_iter().zip(side.iter().map(hex::encode)).collect()));
             } else if name == "attestations" {
                 // PEP 740 (twine --attestations): a JSON array, checked once the file's digest is known.

@@ -35,7 +35,8 @@ pub struct SideHashes {
 }
 
 impl SideHashes {
-    /// Starts one thread per hasher; they end when the body does, or when this is dropped.
+    /// Starts one thread per hasher (none: `tap` passes the body through); they end when the
+    /// body does, or when this is dropped.
     pub fn start(hashers: Vec<Box<dyn SideHasher>>) -> SideHashes {
         let lanes = hashers
             .into_iter()
@@ -60,7 +61,7 @@ impl SideHashes {
         E: 'a,
     {
         Box::pin(body.then(move |chunk| async move {
-            if let Ok(bytes) = &chunk {
+            if let Some(bytes) = chunk.as_ref().ok().filter(|b| !b.is_empty()) {
                 for (tx, _) in &self.lanes {
                     // A hasher that is gone has panicked; `finish` reports it.
                     let _ = tx.send(bytes.clone()).await;
@@ -87,7 +88,8 @@ mod tests {
 
     #[tokio::test]
     async fn each_hasher_sees_the_whole_body_in_order() {
-        let chunks: Vec<Bytes> = (0..50u8).map(|i| Bytes::from(vec![i; 1000 + i as usize])).collect();
+        // Empty chunks among them (a multipart parser yields some): passed on, not queued.
+        let chunks: Vec<Bytes> = (0..50u8).map(|i| Bytes::from(vec![i; if i % 7 == 3 { 0 } else { 1000 + i as usize }])).collect();
         let whole = chunks.concat();
         let side = SideHashes::start(vec![Box::new(sha2::Sha256::default()), Box::new(sha2::Sha512::default())]);
         let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
@@ -96,5 +98,14 @@ mod tests {
         let digests = side.finish().await.unwrap();
         use sha2::Digest as _;
         assert_eq!(digests, vec![sha2::Sha256::digest(&whole).to_vec(), sha2::Sha512::digest(&whole).to_vec()]);
+    }
+
+    #[tokio::test]
+    async fn without_hashers_the_body_passes_through() {
+        let side = SideHashes::start(Vec::new());
+        let body = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from_static(b"abc")), Ok(Bytes::from_static(b"def"))]);
+        let passed: Vec<Bytes> = side.tap(body).map(|c| c.unwrap()).collect().await;
+        assert_eq!(passed.concat(), b"abcdef");
+        assert!(side.finish().await.unwrap().is_empty());
     }
 }
