@@ -120,6 +120,39 @@ mod tests {
         assert!(!idle(), "the caller's own thread keeps its policy");
     }
 
+    /// A `SCHED_IDLE` thread gets next to nothing of CPUs that normal threads keep busy (a GC
+    /// pass of 0.5 s took 183 s beside two busy loops): a run that starts while every CPU is
+    /// busy runs at nice 10 instead, blocking pool included.
+    #[test]
+    fn a_run_that_starts_while_every_cpu_is_busy_runs_at_nice_10() {
+        use std::sync::atomic::AtomicBool;
+        use thread_priority::unix::{thread_schedule_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+        fn priority() -> (bool, i32) {
+            let idle = thread_schedule_policy().unwrap() == ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+            (idle, rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap())
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinners: Vec<_> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        let seen = actix_rt::System::new().block_on(async {
+            super::prepare();
+            // Longer than two notes apart: the span judged lies wholly in the busy time.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            super::in_background_then(|| async { (priority(), tokio::task::spawn_blocking(priority).await.unwrap()) }).await
+        });
+        stop.store(true, Ordering::Relaxed);
+        spinners.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(seen, Some(((false, 10), (false, 10))), "(SCHED_IDLE, nice) of the run's thread and of its blocking pool");
+    }
+
     /// A task run's work may keep the lifecycle thread for a long time between awaits (here: it
     /// blocks it outright until it has seen the ticks, or 30 s pass); what it starts with
     /// [`super::on_time`] keeps ticking meanwhile. Started with `actix_rt::spawn` from the work,
