@@ -389,3 +389,35 @@ pub fn lost_race(e: &diesel::result::Error) -> bool {
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
 }
+
+#[cfg(test)]
+mod tests {
+    #[derive(diesel::QueryableByName, Debug, PartialEq)]
+    struct Options {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        memory_management: i32,
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        no_memstatus: i32,
+    }
+
+    /// The bundled SQLite is built without the process-wide page cache and memory statistics
+    /// (`LIBSQLITE3_FLAGS` in .cargo/config.toml): their mutexes, held by a lifecycle thread on
+    /// `SCHED_IDLE` that busy CPUs preempt, would stall every request's query.
+    #[test]
+    fn sqlite_connections_share_no_mutex_for_pages_or_memory_statistics() {
+        use diesel::RunQueryDsl as _;
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
+        let got = db
+            .run_sync(|c| match c {
+                super::AnyConnection::Sqlite(c) => Ok(diesel::sql_query(
+                    "SELECT sqlite_compileoption_used('ENABLE_MEMORY_MANAGEMENT') AS memory_management, \
+                     sqlite_compileoption_used('DEFAULT_MEMSTATUS=0') AS no_memstatus",
+                )
+                .get_result::<Options>(c)?),
+                _ => unreachable!("a SQLite URL"),
+            })
+            .unwrap();
+        assert_eq!(got, Options { memory_management: 0, no_memstatus: 1 });
+    }
+}

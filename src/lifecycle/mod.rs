@@ -85,14 +85,22 @@ where
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::{Arc, Mutex, MutexGuard};
     use std::time::{Duration, Instant};
+
+    /// One of these tests at a time: one keeps every CPU busy, which starves the others' work
+    /// on the `SCHED_IDLE` thread and changes where their runs start.
+    fn alone() -> MutexGuard<'static, ()> {
+        static ONE: Mutex<()> = Mutex::new(());
+        ONE.lock().unwrap_or_else(|e| e.into_inner())
+    }
 
     /// The lifecycle's work, its blocking pool included, runs on `SCHED_IDLE` threads (so that
     /// a request thread that wakes takes the CPU at once); its database writes too, except while
     /// a writer at normal priority waits for the writer permit: then they run at normal priority.
     #[test]
     fn lifecycle_work_runs_idle_and_its_writes_not_while_a_writer_waits() {
+        let _alone = alone();
         use thread_priority::unix::{thread_schedule_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy};
         fn idle() -> bool {
             thread_schedule_policy().unwrap() == ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle)
@@ -125,6 +133,7 @@ mod tests {
     /// busy runs at nice 10 instead, blocking pool included.
     #[test]
     fn a_run_that_starts_while_every_cpu_is_busy_runs_at_nice_10() {
+        let _alone = alone();
         use std::sync::atomic::AtomicBool;
         use thread_priority::unix::{thread_schedule_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy};
         fn priority() -> (bool, i32) {
@@ -132,7 +141,9 @@ mod tests {
             (idle, rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap())
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let spinners: Vec<_> = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
+        // As many as the CPUs the choice looks at (all of the machine's, whatever this
+        // process's affinity or quota).
+        let spinners: Vec<_> = (0..super::priority::cpus().max(1))
             .map(|_| {
                 let stop = stop.clone();
                 std::thread::spawn(move || {
@@ -150,7 +161,12 @@ mod tests {
         });
         stop.store(true, Ordering::Relaxed);
         spinners.into_iter().for_each(|t| t.join().unwrap());
-        assert_eq!(seen, Some(((false, 10), (false, 10))), "(SCHED_IDLE, nice) of the run's thread and of its blocking pool");
+        // Nice 10, or more where this process already ran at more (it cannot lower it).
+        let at_least_10 = |(idle, nice): (bool, i32)| !idle && nice >= 10;
+        assert!(
+            seen.is_some_and(|(run, pool)| at_least_10(run) && at_least_10(pool)),
+            "(SCHED_IDLE, nice) of the run's thread and of its blocking pool: {seen:?}"
+        );
     }
 
     /// A task run's work may keep the lifecycle thread for a long time between awaits (here: it
@@ -159,6 +175,7 @@ mod tests {
     /// as lease renewals once were, not one tick would come.
     #[test]
     fn timekeeping_goes_on_while_the_lifecycle_thread_is_held() {
+        let _alone = alone();
         let ticks = Arc::new(AtomicUsize::new(0));
         let seen = actix_rt::System::new().block_on({
             let ticks = ticks.clone();

@@ -63,23 +63,29 @@ pub(super) fn arbiters() -> [&'static ArbiterHandle; 2] {
 pub(super) async fn choose([idle, nice]: [&'static ArbiterHandle; 2]) -> &'static ArbiterHandle {
     let noted = NOTES.lock().unwrap_or_else(|e| e.into_inner()).iter().rev().find(|(at, _)| at.elapsed() >= SAMPLE).map(|(_, times)| *times);
     let before = match noted {
-        Some(times) => Some(times),
+        Some(times) => times,
         None => {
-            let times = cpu_times();
+            // Unknown (no /proc/stat): the priority that cannot starve.
+            let Some(times) = cpu_times() else { return nice };
             tokio::time::sleep(SAMPLE).await;
             times
         }
     };
-    match (before, cpu_times()) {
-        (Some(before), Some(after)) if spare_percent(before, after).is_some_and(|p| p < SPARE_PERCENT) => nice,
-        // Unknown (no /proc/stat): a pass's writes are still never kept from a waiting writer.
-        _ => idle,
+    match cpu_times().and_then(|after| spare_percent(before, after)) {
+        Some(p) if p >= SPARE_PERCENT => idle,
+        _ => nice,
     }
 }
 
 /// The machine's CPU time so far, all CPUs together, as (idle, total) in clock ticks.
 fn cpu_times() -> Option<(u64, u64)> {
     parse_cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+/// How many CPUs `/proc/stat` counts (the ones [`cpu_times`] adds up).
+#[cfg(test)]
+pub(super) fn cpus() -> usize {
+    std::fs::read_to_string("/proc/stat").map_or(0, |s| s.lines().filter(|l| l.starts_with("cpu") && !l.starts_with("cpu ")).count())
 }
 
 fn parse_cpu_times(stat: &str) -> Option<(u64, u64)> {

@@ -479,35 +479,40 @@ async fn launch(state: &web::Data<AppState>, id: &str, how: Launch) -> Result<bo
     let stop = Stop::default();
     let local = LocalRun { stop: stop.clone(), reads_only: reads_only(&row.type_id) };
     state.tasks.local.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), local);
+    let renewing = renew_lease(state, id, &run_id, &stop);
     let state = state.clone();
     super::in_background(move || async move {
-        run(&state, row, run_id, now, stop, how).await;
+        run(&state, row, run_id, now, stop, how, renewing).await;
     });
     Ok(true)
 }
 
-async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started: i64, stop: Stop, how: Launch) {
-    // The lease is renewed while the run lasts; a stop requested on any node, or the loss of
-    // the lease, reaches the run through `stop`. Renewals run on the timekeeper's thread: this
-    // one is the run's own, where they would wait for its work between awaits.
+/// Renews the lease of a run until the returned sender is used or dropped; a stop requested on
+/// any node, or the loss of the lease, reaches the run through `stop`. Started when the run is
+/// claimed, not when its work first runs: a run on the `SCHED_IDLE` lifecycle thread may wait
+/// for a CPU for longer than the lease on a machine that got busy, and another node would run
+/// it too. Renewals run on the timekeeper's thread, where the run's work cannot hold them up.
+fn renew_lease(state: &web::Data<AppState>, id: &str, run_id: &str, stop: &Stop) -> tokio::sync::oneshot::Sender<()> {
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
-    {
-        let (state, id, run_id, stop) = (state.clone(), row.id.clone(), run_id.clone(), stop.clone());
-        super::on_time(async move {
-            loop {
-                tokio::select! {
-                    _ = &mut done_rx => return,
-                    _ = tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 3)) => {}
-                }
-                let (k, r) = (id.clone(), run_id.clone());
-                match state.db.write(move |c| Ok(rows::renew(c, &k, &r, now_millis() + LEASE_MS)?)).await {
-                    Ok(Some(false)) => {}
-                    Ok(Some(true)) | Ok(None) => stop.request(),
-                    Err(e) => tracing::warn!(task = %id, error = %e, "renewing a task's lease"),
-                }
+    let (state, id, run_id, stop) = (state.clone(), id.to_string(), run_id.to_string(), stop.clone());
+    super::on_time(async move {
+        loop {
+            tokio::select! {
+                _ = &mut done_rx => return,
+                _ = tokio::time::sleep(Duration::from_millis(LEASE_MS as u64 / 3)) => {}
             }
-        });
-    }
+            let (k, r) = (id.clone(), run_id.clone());
+            match state.db.write(move |c| Ok(rows::renew(c, &k, &r, now_millis() + LEASE_MS)?)).await {
+                Ok(Some(false)) => {}
+                Ok(Some(true)) | Ok(None) => stop.request(),
+                Err(e) => tracing::warn!(task = %id, error = %e, "renewing a task's lease"),
+            }
+        }
+    });
+    done_tx
+}
+
+async fn run(state: &web::Data<AppState>, row: TaskRow, run_id: String, started: i64, stop: Stop, how: Launch, done_tx: tokio::sync::oneshot::Sender<()>) {
     let Launch { actor, properties, ended, .. } = how;
     let props: Value = properties.unwrap_or_else(|| serde_json::from_str(&row.properties).unwrap_or(Value::Null));
     let outcome = match validate_properties(&state.formats, &row.type_id, &props) {
