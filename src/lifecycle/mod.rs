@@ -16,16 +16,19 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 /// Runs the work `start` makes on one of the lifecycle's own threads, at a lower priority (see
-/// `priority`), instead of
-/// on the HTTP worker that received the request that asked for it: a pass or a task run does
-/// work between its awaits (batches, walks over every asset of a repository), and on a worker
-/// that work delays every request the worker serves (measured: pull latency during a GC
-/// doubled). The work is made there because format futures are not `Send`.
+/// `priority`), instead of on the HTTP worker that received the request that asked for it: a
+/// pass or a task run does work between its awaits (batches, walks over every asset of a
+/// repository), and on a worker that work delays every request the worker serves (measured:
+/// pull latency during a GC doubled). The work is made there because format futures are not
+/// `Send`.
 pub fn in_background<S, F>(start: S)
 where
     S: FnOnce() -> F + Send + 'static,
     F: Future<Output = ()> + 'static,
 {
+    // The threads are started here, on the caller's actix thread (an arbiter belongs to the
+    // system of the thread that starts it); the choice between them may wait for a sample of
+    // the CPUs' load, so it is made on the timekeeper rather than on the caller's worker.
     let arbiters = priority::arbiters();
     on_time(async move {
         if !priority::choose(arbiters).await.spawn_fn(move || {
@@ -35,6 +38,7 @@ where
         }
     });
 }
+
 /// Starts the lifecycle's threads, and the notes of the CPUs' load that decide which one a run
 /// starts on, so that the first run need not wait for a sample. Call it on an actix thread.
 pub fn prepare() {

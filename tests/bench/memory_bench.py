@@ -22,10 +22,11 @@ WHARF = os.environ.get("WHARF_BIN", os.path.join(ROOT, "target/release/wharf"))
 AUTH = "Basic " + base64.b64encode(b"admin:bench-password").decode()
 
 
-def split(pid):
-    """Idle RSS as (heap and stacks, mapped files such as the binary's code) in kB: only the
-    first is memory the process holds; the second is the page cache, shared and reclaimable."""
-    return rss_kb(pid, "RssAnon"), rss_kb(pid, "RssFile")
+def idle(pid):
+    """RSS, thread count, and the RSS split into (heap and stacks, mapped files such as the
+    binary's code) in kB: only the first part is memory the process holds; the second is the
+    page cache, shared and reclaimable."""
+    return rss_kb(pid, "VmRSS"), rss_kb(pid, "Threads"), (rss_kb(pid, "RssAnon"), rss_kb(pid, "RssFile"))
 
 
 def reset_peak(pid):
@@ -65,7 +66,7 @@ def main():
         w = spawn([WHARF, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"{base}/service/rest/v1/status")
         time.sleep(1)
-        rows = [("start, idle", None, rss_kb(w.pid, "VmRSS"), rss_kb(w.pid, "Threads"), split(w.pid))]
+        rows = [("start, idle", None, *idle(w.pid))]
         req = urllib.request.Request(f"{base}/service/rest/v1/repositories/docker/hosted", method="POST",
                                      data=json.dumps({"name": "mem", "anonymousRead": True, "storage": {"blobStoreName": "default"}, "docker": {}}).encode(),
                                      headers={"Content-Type": "application/json", "Authorization": AUTH})
@@ -82,7 +83,7 @@ def main():
             took = time.time() - t0
             peak = rss_kb(w.pid, "VmHWM")
             time.sleep(args.settle)
-            rows.append((f"round {r}: {args.clients} pulls of {args.blob_mib} MiB ({took:.1f} s{', %d failed' % failed if failed else ''})", peak, rss_kb(w.pid, "VmRSS"), rss_kb(w.pid, "Threads"), split(w.pid)))
+            rows.append((f"round {r}: {args.clients} pulls of {args.blob_mib} MiB ({took:.1f} s{', %d failed' % failed if failed else ''})", peak, *idle(w.pid)))
         big = os.path.join(work, "big.bin")
         big_digest = write_random(big, args.big_mib << 20)
         reset_peak(w.pid)
@@ -91,13 +92,13 @@ def main():
         took = time.time() - t0
         peak = rss_kb(w.pid, "VmHWM")
         time.sleep(args.settle)
-        rows.append((f"push of {args.big_mib} MiB, one PUT ({took:.1f} s)", peak, rss_kb(w.pid, "VmRSS"), rss_kb(w.pid, "Threads"), split(w.pid)))
+        rows.append((f"push of {args.big_mib} MiB, one PUT ({took:.1f} s)", peak, *idle(w.pid)))
         stop(w)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n| {'':60} | peak MB | after, idle MB | of which anon / file MB | threads |\n|---|---:|---:|---:|---:|")
-    for label, peak, idle, threads, (anon, mapped) in rows:
-        print(f"| {label:60} | {'' if peak is None else f'{peak / 1024:.1f}'} | {idle / 1024:.1f} | {anon / 1024:.1f} / {mapped / 1024:.1f} | {threads} |")
+    for label, peak, rss, threads, (anon, mapped) in rows:
+        print(f"| {label:60} | {'' if peak is None else f'{peak / 1024:.1f}'} | {rss / 1024:.1f} | {anon / 1024:.1f} / {mapped / 1024:.1f} | {threads} |")
 
 
 if __name__ == "__main__":
