@@ -426,6 +426,50 @@ fn garbage_collection_deletes_the_objects_nothing_names() {
     assert_eq!(sha256(&r.bytes().unwrap()), keys[2].0);
 }
 
+/// An HTTP/1 connection is driven by the runtime of the thread that opened it, and a pooled
+/// client hands it to whichever thread asks next. A storage-lifecycle thread (on `SCHED_IDLE`,
+/// hardly running while the CPUs are busy) must not leave a request such a connection: blob
+/// GETs on one waited for the lifecycle (docs/benchmarks.md, "S3 connections and the
+/// lifecycle"). Here the lifecycle's thread stops running altogether after one call (its runtime
+/// is kept and never driven again), the sharpest form of that wait: the requests' calls after it
+/// must still answer.
+#[test]
+fn a_lifecycle_thread_that_stops_running_holds_up_no_request_on_its_s3_store() {
+    let Some(s3) = gateway() else { return };
+    let settings = wharf_format::S3Settings {
+        bucket: s3.bucket.clone(),
+        region: "us-east-1".into(),
+        prefix: unique("threads"),
+        endpoint: s3.endpoint.clone(),
+        force_path_style: true,
+        access_key_id: s3.access_key.clone(),
+        secret_access_key: s3.secret_key.clone(),
+        ..Default::default()
+    };
+    let scratch = tempfile::tempdir().expect("scratch");
+    let store = std::sync::Arc::new(wharf_format::BlobStore::s3("threads", &settings, scratch.path()).expect("an S3 store"));
+    let digest: wharf_format::Digest = format!("sha256:{}", "ab".repeat(32)).parse().expect("a digest");
+    let (theirs, d) = (store.clone(), digest.clone());
+    let stalled = std::thread::spawn(move || {
+        wharf_format::ThreadClass::Idle.set_current();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        rt.block_on(async {
+            assert_eq!(theirs.size(&d).await.expect("the lifecycle's HEAD"), None);
+            // The connection's task hands the connection back to the pool meanwhile.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        });
+        rt
+    })
+    .join()
+    .expect("the lifecycle thread");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    for i in 0..3 {
+        let answer = rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), store.size(&digest)).await });
+        assert!(matches!(answer, Ok(Ok(None))), "request {i} waited for the stalled lifecycle thread's connection: {answer:?}");
+    }
+    drop(stalled);
+}
+
 /// SQL on the server's own database.
 fn sql(server: &TestServer, stmt: &str) -> String {
     let out = if server.is_postgres() {

@@ -102,6 +102,7 @@ fn spare_percent((idle0, total0): (u64, u64), (idle1, total1): (u64, u64)) -> Op
 }
 
 fn lower_priority() {
+    wharf_format::ThreadClass::Nice.set_current();
     if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), NICENESS) {
         tracing::debug!(error = %e, "cannot lower the lifecycle thread's priority");
     }
@@ -109,7 +110,8 @@ fn lower_priority() {
 
 /// Puts the calling thread on `SCHED_IDLE`; its writes go to the timekeeper's threads, at
 /// normal priority, whenever a request's write waits for the writer permit (see
-/// `db::run_writes_at_normal_priority`).
+/// `db::run_writes_at_normal_priority`), and its network connections are its own
+/// ([`wharf_format::ThreadClass`]).
 fn lowest_priority() {
     use thread_priority::unix::{set_thread_priority_and_policy, thread_native_id, NormalThreadSchedulePolicy, ThreadSchedulePolicy};
     // First, while this thread is still normal: threads inherit the policy of the thread that
@@ -120,6 +122,8 @@ fn lowest_priority() {
         tracing::debug!(error = %e, "cannot put a lifecycle thread on SCHED_IDLE; lowering its nice value instead");
         lower_priority();
     }
+    // After the fallback above: this thread's connections stay apart from the nice thread's too.
+    wharf_format::ThreadClass::Idle.set_current();
     crate::db::run_writes_at_normal_priority(timekeeper);
 }
 

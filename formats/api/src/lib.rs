@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod quota;
 pub mod repo;
 pub mod task;
+pub mod thread_class;
 pub mod upload;
 pub mod upstream;
 
@@ -39,6 +40,7 @@ pub use proxy::{GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlig
 pub use quota::{QuotaError, QuotaExceeded, Usage, UsageMeter};
 pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
 pub use task::{flag_property, known_properties, name_or_all_property, FormatTask, Stop, TaskReport, TaskRun};
+pub use thread_class::ThreadClass;
 pub use upload::{ComponentUpload, UploadError, UploadedFile};
 
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds (civil-from-days; no calendar

@@ -15,6 +15,7 @@ mod file;
 mod file_stream;
 mod read_cache;
 mod s3;
+mod s3_clients;
 mod side_hashes;
 mod staged_writer;
 
@@ -291,7 +292,7 @@ impl BlobStore {
         match &self.backend {
             Backend::S3 { staging, presigned_urls: true, .. } => {
                 use object_store::signer::Signer;
-                let url = staging.client.signed_url(object_store::signer::Method::GET, &self.key(digest), PRESIGNED_URL_TTL).await?;
+                let url = staging.client.signer().signed_url(object_store::signer::Method::GET, &self.key(digest), PRESIGNED_URL_TTL).await?;
                 Ok(Some(url.to_string()))
             }
             _ => Ok(None),

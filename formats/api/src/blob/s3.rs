@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::file::FileStaging;
+use super::s3_clients::S3Clients;
 use super::{BlobError, HashState, WRITE_BATCH};
 use crate::digest::Digest;
 
@@ -162,7 +163,7 @@ const PARTS_IN_FLIGHT: usize = 2;
 const MAX_COPY: u64 = 5 << 30;
 
 pub(super) struct S3Staging {
-    pub(super) client: Arc<AmazonS3>,
+    pub(super) client: Arc<S3Clients>,
     prefix: String,
     /// Local staging for content that must be read back before it is published.
     pub(super) scratch: FileStaging,
@@ -177,7 +178,7 @@ pub(super) enum Pending {
 
 impl S3Staging {
     pub(super) fn open(settings: &S3Settings, scratch: &FsPath) -> Result<S3Staging, BlobError> {
-        let client = Arc::new(settings.client()?);
+        let client = Arc::new(S3Clients::new(settings)?);
         let prefix = settings.prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
         Ok(S3Staging { client, prefix, scratch: FileStaging::open(scratch)? })
