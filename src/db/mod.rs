@@ -271,28 +271,44 @@ impl Db {
         loop {
             attempt += 1;
             let turn = deferred_check::turn().await?;
-            let guard = {
-                let _waiting = normal_threads.is_none().then(|| Waiting::new(&self.waiting));
-                self.writers.clone().acquire_owned().await.map_err(|e| DbError::Blocking(e.to_string()))?
-            };
             let pool = self.pool.clone();
             let f = f.clone();
-            let job = move || {
-                let _guard = guard;
-                let mut conn = pool.get()?;
-                if let Some(turn) = turn {
-                    turn.run(&mut conn)?;
+            let job = move |guard: tokio::sync::OwnedSemaphorePermit| {
+                move || {
+                    let _guard = guard;
+                    let mut conn = pool.get()?;
+                    if let Some(turn) = turn {
+                        turn.run(&mut conn)?;
+                    }
+                    in_write_transaction(&mut conn, &*f)
                 }
-                in_write_transaction(&mut conn, &*f)
             };
             let res = match &normal_threads {
-                // A request's write waits for the permit: this transaction must not run where
-                // every busy thread preempts it (see `run_writes_at_normal_priority`). Started
-                // from a task there, so that a new blocking thread is started by a normal one.
-                Some(normal) if self.waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 => {
-                    normal.spawn(async move { tokio::task::spawn_blocking(job).await }).await.map_err(|e| DbError::Blocking(e.to_string()))?
+                None => {
+                    let guard = {
+                        let _waiting = Waiting::new(&self.waiting);
+                        self.writers.clone().acquire_owned().await.map_err(|e| DbError::Blocking(e.to_string()))?
+                    };
+                    tokio::task::spawn_blocking(job(guard)).await
                 }
-                _ => tokio::task::spawn_blocking(job).await,
+                // A lifecycle thread (see `run_writes_at_normal_priority`). The permit is waited
+                // for on a normal thread, and handed on at once: were it granted to this thread's
+                // task, every writer queued behind it would wait until busy CPUs let this thread
+                // run again. The transaction then runs at normal priority while a writer waits
+                // or the CPUs are busy (this thread may have started on a quiet machine), else
+                // here, on this thread's blocking pool. Spawned from the normal thread: a new
+                // thread inherits its starter's policy, and the lifecycle's pool sets its own.
+                Some(normal) => {
+                    let (writers, waiting, here) = (self.writers.clone(), self.waiting.clone(), tokio::runtime::Handle::current());
+                    normal
+                        .spawn(async move {
+                            let guard = writers.acquire_owned().await.map_err(|e| DbError::Blocking(e.to_string()))?;
+                            let urgent = waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 || crate::lifecycle::cpus_busy();
+                            let ran = if urgent { tokio::task::spawn_blocking(job(guard)).await } else { here.spawn_blocking(job(guard)).await };
+                            ran.map_err(|e| DbError::Blocking(e.to_string()))?
+                        })
+                        .await
+                }
             }
             .map_err(|e| DbError::Blocking(e.to_string()))?;
             match res {
@@ -326,9 +342,10 @@ thread_local! {
 /// priority are: `runtime`. A write holds the writer permit every push and upload waits for,
 /// and on a machine whose CPUs are all busy a thread at the lowest priority gets a fraction of
 /// a percent of one (priority inversion: a transaction of 5 ms of CPU would keep writers
-/// waiting for seconds). So a write from here runs here only while no writer at normal
-/// priority waits for a permit; once one does, the next writes run on `runtime`. What is left
-/// is the transaction in flight when the first writer came: one at most.
+/// waiting for seconds). So the permit of a write from here is waited for on `runtime`, and
+/// the write runs here only while no writer at normal priority waits for a permit and the
+/// CPUs are not busy; otherwise on `runtime`. What is left is the transaction in flight when
+/// the first writer came or the CPUs filled up: one at most.
 pub fn run_writes_at_normal_priority(runtime: tokio::runtime::Handle) {
     NORMAL_THREADS.with(|w| *w.borrow_mut() = Some(runtime));
 }
@@ -398,6 +415,43 @@ mod tests {
         memory_management: i32,
         #[diesel(sql_type = diesel::sql_types::Integer)]
         no_memstatus: i32,
+    }
+
+    /// A lifecycle thread's write waits for the writer permit on a normal thread: granted to
+    /// the lifecycle thread's own task, the permit would stay there until that thread ran
+    /// again, and on busy CPUs a `SCHED_IDLE` thread hardly runs. Here the lifecycle thread
+    /// stops running altogether while its write is queued (its runtime is kept, not driven):
+    /// the request's write queued behind it must still go through. It hung before the permit
+    /// was taken on a normal thread.
+    #[test]
+    fn a_lifecycle_write_queued_for_the_permit_holds_up_no_writer_behind_it() {
+        use std::time::Duration;
+        let dir = tempfile::tempdir().unwrap();
+        let db = super::Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
+        let normal = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        // A write in progress: the permit is taken.
+        let held = db.writers.clone().try_acquire_owned().expect("the permit is free");
+        let (theirs, handle) = (db.clone(), normal.handle().clone());
+        let stalled = std::thread::spawn(move || {
+            super::run_writes_at_normal_priority(handle);
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            // The write's task runs until it waits for the permit; then the thread stops
+            // driving its runtime.
+            let queued = rt.spawn(async move { theirs.write(|_| Ok(())).await });
+            rt.block_on(async { tokio::time::sleep(Duration::from_millis(200)).await });
+            (rt, queued)
+        })
+        .join()
+        .unwrap();
+        let mine = db.clone();
+        let behind = normal.spawn(async move { mine.write(|_| Ok(())).await });
+        while db.waiting.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(held);
+        let done = normal.block_on(async { tokio::time::timeout(Duration::from_secs(20), behind).await });
+        assert!(matches!(done, Ok(Ok(Ok(())))), "the write behind the stalled lifecycle thread's: {done:?}");
+        drop(stalled);
     }
 
     /// The bundled SQLite is built without the process-wide page cache and memory statistics

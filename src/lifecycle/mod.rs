@@ -45,6 +45,12 @@ pub fn prepare() {
     priority::arbiters();
 }
 
+/// Whether the CPUs are busy now, as the lifecycle judges where its work runs: a lifecycle
+/// thread's database writes go to normal threads then (`db::Db::write`).
+pub(crate) fn cpus_busy() -> bool {
+    priority::cpus_busy()
+}
+
 /// A runtime of its own, at normal priority, for the lifecycle's bookkeeping that must keep
 /// time whatever the work does (a task run's lease renewal), and for the lifecycle's database
 /// writes. Beside the work on the lifecycle thread a renewal would wait for that work's next
@@ -109,6 +115,16 @@ mod tests {
         fn idle() -> bool {
             thread_schedule_policy().unwrap() == ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle)
         }
+        // Busy CPUs send the writes to normal threads too (the next test); this one is about
+        // the waiting writer.
+        struct Heed;
+        impl Drop for Heed {
+            fn drop(&mut self) {
+                super::priority::LOAD_IGNORED.store(false, Ordering::SeqCst);
+            }
+        }
+        super::priority::LOAD_IGNORED.store(true, Ordering::SeqCst);
+        let _heed = Heed;
         let dir = tempfile::tempdir().unwrap();
         let db = crate::db::Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
         let seen = actix_rt::System::new().block_on(async move {
@@ -132,6 +148,53 @@ mod tests {
         assert!(!idle(), "the caller's own thread keeps its policy");
     }
 
+    /// A run on the `SCHED_IDLE` thread that started on a quiet machine stays there when the CPUs
+    /// fill up; its database writes (which hold the permit every push waits for) go to normal
+    /// threads then, even with no writer waiting.
+    #[test]
+    fn an_idle_runs_writes_go_to_normal_threads_while_every_cpu_is_busy() {
+        let _alone = alone();
+        use std::sync::atomic::AtomicBool;
+        use thread_priority::unix::{thread_schedule_policy, NormalThreadSchedulePolicy, ThreadSchedulePolicy};
+        fn idle() -> bool {
+            thread_schedule_policy().unwrap() == ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle)
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinners = spin(super::priority::cpus().max(1), &stop);
+        let seen = actix_rt::System::new().block_on(async move {
+            super::prepare();
+            // Longer than two notes apart: the span judged lies wholly in the busy time.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            super::priority::idle_arbiter().spawn_fn(move || {
+                actix_rt::spawn(async move {
+                    let written = db.write(|_| Ok(idle())).await.unwrap();
+                    let _ = tx.send((idle(), written));
+                });
+            });
+            rx.await.ok()
+        });
+        stop.store(true, Ordering::Relaxed);
+        spinners.into_iter().for_each(|t| t.join().unwrap());
+        assert_eq!(seen, Some((true, false)), "(the run on SCHED_IDLE, its write on SCHED_IDLE)");
+    }
+
+    /// Busy loops on `n` threads until `stop`.
+    fn spin(n: usize, stop: &Arc<std::sync::atomic::AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+        (0..n)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// A `SCHED_IDLE` thread gets next to nothing of CPUs that normal threads keep busy (a GC
     /// pass of 0.5 s took 183 s beside two busy loops): a run that starts while every CPU is
     /// busy runs at nice 10 instead, blocking pool included.
@@ -147,16 +210,7 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         // As many as the CPUs the choice looks at (all of the machine's, whatever this
         // process's affinity or quota).
-        let spinners: Vec<_> = (0..super::priority::cpus().max(1))
-            .map(|_| {
-                let stop = stop.clone();
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        std::hint::spin_loop();
-                    }
-                })
-            })
-            .collect();
+        let spinners = spin(super::priority::cpus().max(1), &stop);
         let seen = actix_rt::System::new().block_on(async {
             super::prepare();
             // Longer than two notes apart: the span judged lies wholly in the busy time.

@@ -77,6 +77,25 @@ pub(super) async fn choose([idle, nice]: [&'static ArbiterHandle; 2]) -> &'stati
     }
 }
 
+/// Whether the CPUs were less than [`SPARE_PERCENT`] idle between the two latest notes (about
+/// the last second): where a `SCHED_IDLE` thread would now wait for every busy thread. `false`
+/// while there are no notes yet.
+pub(super) fn cpus_busy() -> bool {
+    #[cfg(test)]
+    if LOAD_IGNORED.load(std::sync::atomic::Ordering::SeqCst) {
+        return false;
+    }
+    let notes = NOTES.lock().unwrap_or_else(|e| e.into_inner());
+    match (notes.front(), notes.back()) {
+        (Some((t0, before)), Some((t1, after))) if t1 > t0 => spare_percent(*before, *after).is_some_and(|p| p < SPARE_PERCENT),
+        _ => false,
+    }
+}
+
+/// Tests that expect the quiet machine's choices whatever the machine's load.
+#[cfg(test)]
+pub(super) static LOAD_IGNORED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// The machine's CPU time so far, all CPUs together, as (idle, total) in clock ticks.
 fn cpu_times() -> Option<(u64, u64)> {
     parse_cpu_times(&std::fs::read_to_string("/proc/stat").ok()?)
