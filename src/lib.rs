@@ -8,6 +8,7 @@ pub mod db;
 pub mod http;
 pub mod janitor;
 pub mod lifecycle;
+pub mod log_output;
 pub mod metrics;
 pub mod read_only;
 pub mod security;

@@ -45,12 +45,14 @@ enum Command {
     },
 }
 
-/// Log lines on standard output, as `[log] format` says.
-fn init_logging(format: wharf::config::LogFormat) {
+/// Log lines on standard output, as `[log] format` says (see `wharf::log_output`). Keep the
+/// guard until the process ends: it writes out the lines still queued.
+fn init_logging(format: wharf::config::LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     // Docker clients told `--tls-verify=false` first try TLS on plain-HTTP ports; actix logs
     // each such handshake as an unparsable request at error level. That is noise, not news.
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,actix_http::h1::dispatcher=off"));
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    let (output, guard) = wharf::log_output::LogOutput::stdout();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_writer(output);
     match format {
         // The request's span (its id) goes with every line; `current_span` alone, not the list
         // of every enclosing span, keeps a line short.
@@ -58,6 +60,7 @@ fn init_logging(format: wharf::config::LogFormat) {
         // Colour codes only for a terminal: a log file or journald gets plain text.
         wharf::config::LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout())).init(),
     }
+    guard
 }
 
 fn main() -> anyhow::Result<()> {
@@ -65,12 +68,12 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => {
             let cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-            init_logging(cfg.log.format);
+            let _log = init_logging(cfg.log.format);
             let exit_on_eof = std::env::var("WHARF_EXIT_ON_STDIN_EOF").is_ok_and(|v| v == "1");
             actix_web::rt::System::new().block_on(wharf::run(cfg, exit_on_eof))
         }
         Command::Cert { names, out, days, config } => {
-            init_logging(wharf::config::LogFormat::Text);
+            let _log = init_logging(wharf::config::LogFormat::Text);
             let cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
             let dir = out.unwrap_or_else(|| cfg.data_dir.join("tls"));
             let g = wharf::tls::generate(&dir, &names, days)?;
