@@ -61,5 +61,17 @@ pub async fn expire_audit(state: &AppState, days: u64) -> Result<usize, crate::d
         return Ok(0);
     }
     let cutoff = now_millis() - (days as i64) * 86_400_000;
-    state.db.write(move |c| crate::db::audit::delete_before(c, cutoff)).await
+    // A transaction per batch, not one for all: a year of events in one transaction would hold
+    // the writer permit every push waits for as long as it took.
+    let mut removed = 0;
+    loop {
+        let gone = state.db.write(move |c| crate::db::audit::delete_some_before(c, cutoff, AUDIT_BATCH)).await?;
+        removed += gone;
+        if gone < AUDIT_BATCH as usize {
+            return Ok(removed);
+        }
+    }
 }
+
+/// Audit events deleted per transaction.
+const AUDIT_BATCH: i64 = 1000;

@@ -137,3 +137,61 @@ fn changes_and_logins_are_recorded_without_secrets() {
     let r = http.get(server().url("/service/rest/v1/audit")).basic_auth("plain", Some("plain-password")).send().unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
+
+/// Retention deletes the events older than its days, a batch per transaction (so that a year
+/// of events does not hold the writer permit in one go), and keeps the rest.
+#[test]
+fn retention_deletes_old_events_in_batches_and_keeps_the_recent_ones() {
+    use diesel::RunQueryDsl as _;
+    let s = server();
+    let admin = s.admin();
+    assert_eq!(admin.request(Method::GET, "/service/rest/v1/status").send().unwrap().status(), StatusCode::OK);
+    let recent = wait_for("limit=1", 1);
+    assert!(!recent.is_empty(), "an event of this run");
+    // 2,500 events from 1970, more than two batches, written straight into the database.
+    let db = wharf::db::Db::open(&s.database_url(), 2).unwrap();
+    let old = "SELECT COUNT(*) AS n FROM audit_events WHERE action = 'test.ancient'";
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count = |q: &'static str| db.run_sync(move |c| Ok(diesel::sql_query(q).get_result::<Count>(c)?.n)).unwrap();
+    db.run_sync(|c| {
+        diesel::sql_query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2500) \
+             INSERT INTO audit_events (at, actor, action, detail) SELECT 1000 + i, 'ancient', 'test.ancient', 'null' FROM n",
+        )
+        .execute(c)?;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(count(old), 2500);
+    let all_before = count("SELECT COUNT(*) AS n FROM audit_events");
+
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/tasks")
+        .json(&json!({"type": "audit.retention", "name": "retention-test", "frequency": {"schedule": "manual"}, "properties": {"days": 1}}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().unwrap());
+    let id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let r = admin.request(Method::POST, &format!("/service/rest/v1/tasks/{id}/run")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let runs: Value = admin.request(Method::GET, &format!("/service/rest/v1/tasks/{id}/runs")).send().unwrap().json().unwrap();
+        let newest = runs["items"][0].clone();
+        if !newest.is_null() && newest["result"] != "RUNNING" {
+            break newest;
+        }
+        assert!(Instant::now() < deadline, "the retention run did not finish: {runs}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(run["result"], "OK", "{run}");
+    assert_eq!(count(old), 0, "{run}");
+    // The recent ones stay (the run adds its own events meanwhile).
+    assert!(count("SELECT COUNT(*) AS n FROM audit_events") >= all_before - 2500, "{run}");
+    assert!(!wait_for(&format!("action={}", recent[0]["action"].as_str().unwrap()), 1).is_empty());
+    assert!(run["message"].as_str().unwrap_or_default().contains("deleted 2500 audit events"), "{run}");
+}

@@ -86,6 +86,11 @@ pub fn query(conn: &mut AnyConnection, q: &AuditQuery) -> Result<Vec<AuditRow>, 
     Ok(s.order(audit_events::id.desc()).limit(q.limit).select(AuditRow::as_select()).load(conn)?)
 }
 
-pub fn delete_before(conn: &mut AnyConnection, at: i64) -> Result<usize, DbError> {
-    Ok(diesel::delete(audit_events::table.filter(audit_events::at.lt(at))).execute(conn)?)
+/// Deletes up to `limit` of the oldest events from before `at`; how many went.
+pub fn delete_some_before(conn: &mut AnyConnection, at: i64, limit: i64) -> Result<usize, DbError> {
+    let ids: Vec<i64> = audit_events::table.filter(audit_events::at.lt(at)).order(audit_events::at.asc()).limit(limit).select(audit_events::id).load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(audit_events::table.filter(audit_events::id.eq_any(ids))).execute(conn)?)
 }
