@@ -295,15 +295,19 @@ impl Db {
                 // for on a normal thread, and handed on at once: were it granted to this thread's
                 // task, every writer queued behind it would wait until busy CPUs let this thread
                 // run again. The transaction then runs at normal priority while a writer waits
-                // or the CPUs are busy (this thread may have started on a quiet machine), else
-                // here, on this thread's blocking pool. Spawned from the normal thread: a new
-                // thread inherits its starter's policy, and the lifecycle's pool sets its own.
+                // or the CPUs are busy (this thread may have started on a quiet machine), and
+                // always on PostgreSQL: there a request's write waits for the rows an open
+                // transaction locked, not for a permit, so no count says that one waits (and
+                // the work is the server's, not this process's). Else here, on this thread's
+                // blocking pool. Spawned from the normal thread: a new thread inherits its
+                // starter's policy, and the lifecycle's pool sets its own.
                 Some(normal) => {
                     let (writers, waiting, here) = (self.writers.clone(), self.waiting.clone(), tokio::runtime::Handle::current());
+                    let postgres = self.backend == Backend::Postgres;
                     normal
                         .spawn(async move {
                             let guard = writers.acquire_owned().await.map_err(|e| DbError::Blocking(e.to_string()))?;
-                            let urgent = waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 || crate::lifecycle::cpus_busy();
+                            let urgent = postgres || waiting.load(std::sync::atomic::Ordering::SeqCst) > 0 || crate::lifecycle::cpus_busy();
                             let ran = if urgent { tokio::task::spawn_blocking(job(guard)).await } else { here.spawn_blocking(job(guard)).await };
                             ran.map_err(|e| DbError::Blocking(e.to_string()))?
                         })
