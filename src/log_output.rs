@@ -12,6 +12,9 @@ use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuar
 use tracing_subscriber::fmt::writer::{EitherWriter, MakeWriter};
 use wharf_format::ThreadClass;
 
+/// Lines the queue holds before a lifecycle thread that logs waits for the writer.
+const QUEUED_LINES: usize = 1024;
+
 pub struct LogOutput {
     queued: NonBlocking,
 }
@@ -21,8 +24,9 @@ impl LogOutput {
     /// process ends). Call it on a normal thread: the writer thread is started from it.
     pub fn stdout() -> (LogOutput, WorkerGuard) {
         // Not lossy: a full queue (the log's reader stuck) makes the lifecycle wait, as a direct
-        // write would, rather than drop lines.
-        let (queued, guard) = NonBlockingBuilder::default().lossy(false).thread_name("wharf-log").finish(std::io::stdout());
+        // write would, rather than drop lines. A short one: the lifecycle logs little, and the
+        // queue's slots are memory the process keeps once it has cycled through them.
+        let (queued, guard) = NonBlockingBuilder::default().lossy(false).buffered_lines_limit(QUEUED_LINES).thread_name("wharf-log").finish(std::io::stdout());
         (LogOutput { queued }, guard)
     }
 }
