@@ -584,13 +584,27 @@ impl Hosted {
         Err(NpmError::BadRequest("the document changes nothing: versions, maintainers or users are expected".into()))
     }
 
-    /// Loads the document under this node's writer lock, applies `change` and saves, retrying
-    /// when another node wrote first. `change` answers `None` when there is nothing to write.
+    /// This node's writer lock on the package: it spares this node's requests each other's
+    /// compare-and-swap retries; the swap itself is what keeps writers apart, as it keeps this
+    /// node apart from others. The storage lifecycle's threads (a cleanup unpublishing
+    /// versions) do without it, as another node's writers do: held on a `SCHED_IDLE` thread
+    /// while it loads, rewrites and saves the document, it would keep every publish of the
+    /// package waiting for as long as busy CPUs keep that thread from running.
+    async fn writer_lock(&self, name: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match wharf_format::ThreadClass::current() {
+            wharf_format::ThreadClass::Normal => Some(self.writers.lock(name).await),
+            wharf_format::ThreadClass::Nice | wharf_format::ThreadClass::Idle => None,
+        }
+    }
+
+    /// Loads the document under this node's writer lock ([`Hosted::writer_lock`]), applies
+    /// `change` and saves, retrying when another writer saved first. `change` answers `None`
+    /// when there is nothing to write.
     async fn change_doc<F>(&self, name: &str, mut change: F) -> Result<Option<Vec<Write>>>
     where
         F: FnMut(&store::Stored) -> Result<Option<(Value, Vec<Write>)>>,
     {
-        let _writer = self.writers.lock(name).await;
+        let _writer = self.writer_lock(name).await;
         let mut contention = Contention::new();
         loop {
             let cur = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
@@ -733,7 +747,7 @@ impl Hosted {
     /// document is still the one with that digest (`false` if it changed: someone published).
     async fn remove_package(&self, name: &str, only_if: Option<&str>) -> Result<bool> {
         let repo = self.cfg.id;
-        let _writer = self.writers.lock(name).await;
+        let _writer = self.writer_lock(name).await;
         let mut contention = Contention::new();
         loop {
             // The tarballs listed are all there are only while the document is the one read: a
