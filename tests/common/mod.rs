@@ -226,7 +226,7 @@ impl TestServer {
 
     /// A blocking client that sends admin credentials.
     pub fn admin(&self) -> Admin {
-        Admin { base: self.base.clone(), http: reqwest::blocking::Client::new() }
+        Admin { base: self.base.clone(), http: client() }
     }
 }
 
@@ -359,4 +359,12 @@ impl Drop for Guarded {
 /// A free loopback port (bound, then released: only for configs that need a number up front).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A blocking HTTP client whose idle connections are dropped well before the server's
+/// keep-alive timeout (actix's 5 s) closes them: a connection the server closes just as the
+/// client sends on it fails the request (`IncompleteMessage`), which on a busy machine made a
+/// test that paused between two requests of one client fail by timing.
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().pool_idle_timeout(Duration::from_secs(2)).build().expect("an HTTP client")
 }
