@@ -7,7 +7,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{TestServer, ADMIN_PASSWORD};
-use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -40,7 +39,7 @@ fn sha256(b: &[u8]) -> String {
 
 #[test]
 fn changes_and_logins_are_recorded_without_secrets() {
-    let http = Client::new();
+    let http = common::client();
     let admin = server().admin();
     // A user, a failed and a good login.
     let r = admin

@@ -126,7 +126,7 @@ fn within_bound(what: &str, check: impl Fn() -> bool) -> Duration {
 }
 
 fn get(server: &TestServer, path: &str, auth: &Auth) -> StatusCode {
-    let r = Client::new().get(server.url(path));
+    let r = common::client().get(server.url(path));
     let r = match auth {
         Auth::Basic(u, p) => r.basic_auth(u, Some(p)),
         Auth::Bearer(t) => r.bearer_auth(t),
@@ -169,7 +169,7 @@ fn reader(a: &TestServer, user: &str, password: &str) -> String {
 fn an_api_token_made_on_a_works_on_b_and_revoked_on_a_is_refused_by_b() {
     let Some(c) = cluster() else { return };
     let _measuring = measuring();
-    let r = Client::new()
+    let r = common::client()
         .post(c.a.url("/service/rest/v1/security/tokens"))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
         .json(&json!({"name": "cluster"}))
@@ -180,7 +180,7 @@ fn an_api_token_made_on_a_works_on_b_and_revoked_on_a_is_refused_by_b() {
     let (id, token) = (created["id"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string());
     let t = Auth::Bearer(token);
     within_bound("token made on A works on B", || get(&c.b, &pypi_index(), &t) == StatusCode::OK);
-    let r = Client::new().delete(c.a.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let r = common::client().delete(c.a.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     within_bound("token revoked on A refused by B", || get(&c.b, &pypi_index(), &t) == StatusCode::UNAUTHORIZED);
     assert_eq!(get(&c.a, &pypi_index(), &t), StatusCode::UNAUTHORIZED);
@@ -230,7 +230,7 @@ fn a_privilege_removed_from_a_role_on_a_is_gone_on_b() {
     let (user, pw) = ("cl-narrowed", "cl-narrowed-password");
     let role = reader(&c.a, user, pw);
     // Password (remembered login) and token: both get their privileges from the role.
-    let r = Client::new().post(c.a.url("/service/rest/v1/security/tokens")).basic_auth(user, Some(pw)).json(&json!({"name": "t"})).send().unwrap();
+    let r = common::client().post(c.a.url("/service/rest/v1/security/tokens")).basic_auth(user, Some(pw)).json(&json!({"name": "t"})).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let token = Auth::Bearer(r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string());
     within_bound("role's privilege on B", || get(&c.b, &pypi_index(), &basic(user, pw)) == StatusCode::OK);
@@ -354,8 +354,12 @@ fn npmrc(dir: &Path, server: &TestServer, token: &str) -> PathBuf {
 #[test]
 fn twenty_concurrent_npm_publishes_across_both_nodes_all_land() {
     let Some(c) = cluster() else { return };
-    let r =
-        Client::new().post(c.a.url("/service/rest/v1/security/tokens")).basic_auth("admin", Some(ADMIN_PASSWORD)).json(&json!({"name": "npm"})).send().unwrap();
+    let r = common::client()
+        .post(c.a.url("/service/rest/v1/security/tokens"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({"name": "npm"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
     let tmp = tempfile::tempdir().unwrap();
@@ -392,12 +396,12 @@ fn twenty_concurrent_npm_publishes_across_both_nodes_all_land() {
     assert!(failures.is_empty(), "{} of 20 publishes failed:\n{}", failures.len(), failures.join("\n---\n"));
     let want: Vec<String> = (0..20).map(|i| format!("1.0.{i}")).collect();
     for (node, server) in [("A", &c.a), ("B", &c.b)] {
-        let doc: Value = Client::new().get(server.url(&format!("/repository/{NPM}/{name}"))).bearer_auth(&token).send().unwrap().json().unwrap();
+        let doc: Value = common::client().get(server.url(&format!("/repository/{NPM}/{name}"))).bearer_auth(&token).send().unwrap().json().unwrap();
         let mut got: Vec<String> = doc["versions"].as_object().unwrap_or_else(|| panic!("a packument from {node}: {doc}")).keys().cloned().collect();
         got.sort_by_key(|v| v.rsplit('.').next().unwrap().parse::<u32>().unwrap());
         assert_eq!(got, want, "every version in the packument from {node}");
         for v in &want {
-            let r = Client::new().get(server.url(&format!("/repository/{NPM}/{name}/-/{name}-{v}.tgz"))).bearer_auth(&token).send().unwrap();
+            let r = common::client().get(server.url(&format!("/repository/{NPM}/{name}/-/{name}-{v}.tgz"))).bearer_auth(&token).send().unwrap();
             assert_eq!(r.status(), StatusCode::OK, "{v}'s tarball from {node}");
         }
     }

@@ -13,7 +13,6 @@ use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use base64::Engine;
 use common::pypi::pip;
 use common::{TestServer, ADMIN_PASSWORD};
-use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -64,7 +63,7 @@ fn ok(out: Output) -> String {
 }
 
 fn admin(method: Method, path: &str) -> reqwest::blocking::RequestBuilder {
-    Client::new().request(method, server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD))
+    common::client().request(method, server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD))
 }
 
 /// `name@version (n assets)` of every component of a repository.
@@ -113,7 +112,7 @@ fn curl_uploads_a_wheel_and_an_sdist_and_pip_installs_the_release() {
 
     // As a twine upload is served: the name as the file spells it, PEP 658 metadata for the
     // wheel, requires-python and the summary from the file's metadata.
-    let page: Value = Client::new()
+    let page: Value = common::client()
         .get(server().url("/repository/pypi-hosted/simple/wharf-upload-lib/"))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
         .header("Accept", "application/vnd.pypi.simple.v1+json")
@@ -128,7 +127,7 @@ fn curl_uploads_a_wheel_and_an_sdist_and_pip_installs_the_release() {
     let sd = files.iter().find(|f| f["filename"].as_str().unwrap().ends_with(".tar.gz")).unwrap();
     assert_eq!(sd["core-metadata"], json!(false), "a Metadata-Version 2.1 PKG-INFO names the release but is not served: {sd}");
     let meta =
-        Client::new().get(format!("{}.metadata", wheel["url"].as_str().unwrap())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().text().unwrap();
+        common::client().get(format!("{}.metadata", wheel["url"].as_str().unwrap())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().text().unwrap();
     assert!(meta.contains("Name: Wharf_Upload.Lib"), "{meta}");
 
     // Audited as the upload it is, and as a twine upload would be.

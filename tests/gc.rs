@@ -113,7 +113,7 @@ fn docker_cleanup_task(server: &TestServer) -> String {
 }
 
 fn delete_manifest(server: &TestServer, image: &str, digest: &str) -> StatusCode {
-    Client::new()
+    common::client()
         .delete(server.url(&format!("/v2/docker-hosted/{image}/manifests/{digest}")))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
         .send()
@@ -191,7 +191,7 @@ fn deleted_images_are_freed_exactly_and_what_is_shared_or_named_stays() {
         &format!("oci:{}:a", pulled.display()),
     ]));
     let page_url = reqwest::Url::parse(&format!("{repo_url}simple/gc-kept/")).unwrap();
-    let simple: Value = Client::new()
+    let simple: Value = common::client()
         .get(page_url.clone())
         .header("Accept", "application/vnd.pypi.simple.v1+json")
         .basic_auth("admin", Some(ADMIN_PASSWORD))
@@ -201,10 +201,10 @@ fn deleted_images_are_freed_exactly_and_what_is_shared_or_named_stays() {
         .unwrap();
     let mut file_url = page_url.join(simple["files"][0]["url"].as_str().unwrap()).unwrap();
     file_url.set_fragment(None);
-    let meta = Client::new().get(format!("{file_url}.metadata")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let meta = common::client().get(format!("{file_url}.metadata")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(meta.status(), StatusCode::OK, "the wheel's metadata is served after GC");
     assert!(meta.text().unwrap().contains("Name: gc-kept"));
-    let wheel_got = Client::new().get(file_url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let wheel_got = common::client().get(file_url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(wheel_got.status(), StatusCode::OK);
     assert_eq!(wheel_got.bytes().unwrap().to_vec(), std::fs::read(&wheel).unwrap());
 
@@ -331,7 +331,7 @@ fn the_tasks_api_lists_validates_and_refuses() {
     assert_eq!(admin_json(&server, Method::DELETE, "/service/rest/v1/tasks/upload-sweep", None).0, StatusCode::BAD_REQUEST);
     assert_eq!(admin_json(&server, Method::DELETE, &format!("/service/rest/v1/tasks/{id}"), None).0, StatusCode::NO_CONTENT);
     // Only administrators.
-    let r = Client::new().get(server.url("/service/rest/v1/tasks")).send().unwrap();
+    let r = common::client().get(server.url("/service/rest/v1/tasks")).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -393,7 +393,7 @@ fn every_builtin_task_can_be_updated_and_disabled_and_stays_disabled_across_a_re
 fn passes_until(server: &TestServer, stop: &std::sync::Arc<std::sync::atomic::AtomicBool>) -> std::thread::JoinHandle<(u64, u64)> {
     let (stop, base) = (stop.clone(), server.base.clone());
     std::thread::spawn(move || {
-        let http = Client::new();
+        let http = common::client();
         let (mut passes, mut freed) = (0u64, 0u64);
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             let r = http.post(format!("{base}/service/rest/v1/blobstores/default/compact")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
@@ -448,7 +448,7 @@ fn concurrent_pushes_reusing_layers_never_lose_a_blob_to_repeated_passes() {
         .map(|p| {
             let (host, dir, base) = (host.clone(), tmp.path().to_path_buf(), server.base.clone());
             std::thread::spawn(move || {
-                let http = Client::new();
+                let http = common::client();
                 let mut kept = Vec::new();
                 let mut failures = Vec::new();
                 for round in 0..ROUNDS {
@@ -501,7 +501,7 @@ fn concurrent_pushes_reusing_layers_never_lose_a_blob_to_repeated_passes() {
     assert!(freed > 0, "the passes had garbage to take (freed {freed})");
     assert!(failures.len() as u64 <= PUSHERS * ROUNDS / 4, "most pushes go through: {failures:#?}");
     assert!(!kept.is_empty());
-    let http = Client::new();
+    let http = common::client();
     let broken: Vec<String> = kept.iter().filter_map(|(image, tag)| verify_image(&http, &server, image, tag).err()).collect();
     assert!(broken.is_empty(), "acknowledged images lost blobs: {broken:?}");
     eprintln!("{} images kept and verified, {} pushes refused, {passes} passes freed {freed} blobs", kept.len(), failures.len());
@@ -517,7 +517,7 @@ fn a_pass_killed_midway_leaves_nothing_broken_and_the_next_one_finishes() {
     let kept = oci::image_of_layers(&tmp.path().join("kept"), "kept", &[11, 13], 100_000, "kept");
     ok(push(&tmp.path().join("kept"), "kept", &format!("docker://{host}/docker-hosted/kept:1")));
     // Over a thousand small blobs, uploaded and unlinked again: garbage for a pass that takes a while.
-    let http = Client::new();
+    let http = common::client();
     let mut garbage = HashMap::new();
     for i in 0..1200u32 {
         let data = format!("garbage blob {i}").into_bytes();
@@ -586,7 +586,7 @@ fn a_layer_pushed_again_as_it_becomes_garbage_is_never_lost() {
         .map(|w| {
             let base = server.base.clone();
             std::thread::spawn(move || {
-                let http = Client::new();
+                let http = common::client();
                 let image = format!("race-{w}");
                 let mut kept = Vec::new();
                 let mut refused = 0;
@@ -657,7 +657,7 @@ fn a_layer_pushed_again_as_it_becomes_garbage_is_never_lost() {
     let (_, freed) = collector.join().unwrap();
     assert!(freed > 0, "the passes had garbage to take");
     assert!(refused <= WORKERS * EVENTS / 4, "{refused} pushes refused");
-    let http = Client::new();
+    let http = common::client();
     let broken: Vec<String> = kept.iter().filter_map(|(image, tag)| verify_image(&http, &server, image, tag).err()).collect();
     assert!(broken.is_empty(), "acknowledged images lost blobs: {broken:?}");
     eprintln!("{} images kept and verified, {refused} pushes refused, passes freed {freed} blobs", kept.len());
@@ -821,7 +821,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 #[test]
 fn untagged_manifests_go_and_what_a_tag_reaches_stays() {
     let server = TestServer::start_with_env(GC_ENV);
-    let reg = Registry { server: &server, http: Client::new(), image: "multi", sha512: false };
+    let reg = Registry { server: &server, http: common::client(), image: "multi", sha512: false };
     let config = reg.blob(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
     let shared = reg.blob(b"shared layer");
     let (own1, own2, own3) = (reg.blob(b"layer of m1"), reg.blob(b"layer only an untagged manifest uses"), reg.blob(b"layer of m4"));
@@ -874,7 +874,7 @@ fn untagged_manifests_go_and_what_a_tag_reaches_stays() {
 #[test]
 fn sha512_content_is_kept_while_a_tag_reaches_it_and_freed_when_nothing_does() {
     let server = TestServer::start_with_env(GC_ENV);
-    let reg = Registry { server: &server, http: Client::new(), image: "multi512", sha512: true };
+    let reg = Registry { server: &server, http: common::client(), image: "multi512", sha512: true };
     let config = reg.blob(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
     let shared = reg.blob(b"sha512 shared layer");
     let own1 = reg.blob(b"sha512 layer of a child the tag reaches");

@@ -14,7 +14,6 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{oci, TestServer, ADMIN_PASSWORD};
-use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -33,7 +32,7 @@ fn api(method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
 }
 
 fn as_user(user: &str, password: &str, method: Method, path: &str) -> StatusCode {
-    Client::new().request(method, server().url(path)).basic_auth(user, Some(password)).send().unwrap().status()
+    common::client().request(method, server().url(path)).basic_auth(user, Some(password)).send().unwrap().status()
 }
 
 fn ok(out: Output) -> String {
@@ -205,7 +204,7 @@ fn a_health_check_names_exactly_the_damaged_blobs_and_changes_nothing() {
     assert_eq!(status, StatusCode::OK, "{v}");
     for method in [Method::GET, Method::POST, Method::DELETE] {
         assert_eq!(as_user("reader", "reader-password", method.clone(), &health_path(PYPI)), StatusCode::FORBIDDEN, "{method}");
-        assert_eq!(Client::new().request(method.clone(), server().url(&health_path(PYPI))).send().unwrap().status(), StatusCode::UNAUTHORIZED, "{method}");
+        assert_eq!(common::client().request(method.clone(), server().url(&health_path(PYPI))).send().unwrap().status(), StatusCode::UNAUTHORIZED, "{method}");
         let (status, v) = api(method.clone(), &health_path("no-such-repository"), None);
         assert_eq!(status, StatusCode::NOT_FOUND, "{method}: {v}");
     }
@@ -245,7 +244,7 @@ fn a_health_check_names_exactly_the_damaged_blobs_and_changes_nothing() {
     });
     let (status, v) = api(Method::POST, "/service/rest/v1/repositories/pypi/proxy", Some(body));
     assert_eq!(status, StatusCode::CREATED, "{v}");
-    let r = Client::new().get(server().url("/repository/pypi-unreachable/simple/anything/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let r = common::client().get(server().url("/repository/pypi-unreachable/simple/anything/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert!(r.status().is_server_error(), "{}", r.status());
     let (status, v) = api(Method::POST, &health_path("pypi-unreachable"), None);
     assert_eq!(status, StatusCode::NO_CONTENT, "{v}");

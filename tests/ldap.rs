@@ -53,7 +53,7 @@ fn env() -> &'static Env {
 }
 
 fn read_status(user: &str, pass: &str) -> StatusCode {
-    Client::new().get(env().server.url("/repository/pypi-hosted/simple/")).basic_auth(user, Some(pass)).send().unwrap().status()
+    common::client().get(env().server.url("/repository/pypi-hosted/simple/")).basic_auth(user, Some(pass)).send().unwrap().status()
 }
 
 fn dist(name: &str) -> PathBuf {
@@ -101,24 +101,24 @@ fn directory_users_log_in_everywhere_and_their_groups_decide() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     // npm's login gives alice a token; the token works later without her password.
-    let r = Client::new()
+    let r = common::client()
         .put(e.server.url("/repository/npm-hosted/-/user/org.couchdb.user:alice"))
         .json(&json!({"name": "alice", "password": "alice-password"}))
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
-    let who: Value = Client::new().get(e.server.url("/repository/npm-hosted/-/whoami")).bearer_auth(&token).send().unwrap().json().unwrap();
+    let who: Value = common::client().get(e.server.url("/repository/npm-hosted/-/whoami")).bearer_auth(&token).send().unwrap().json().unwrap();
     assert_eq!(who["username"], "alice");
 
     // The console's login takes directory users too; the session carries alice's roles.
-    let r = Client::new().post(e.server.url("/service/rest/v1/session")).json(&json!({"username": "alice", "password": "alice-password"})).send().unwrap();
+    let r = common::client().post(e.server.url("/service/rest/v1/session")).json(&json!({"username": "alice", "password": "alice-password"})).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     assert_eq!(r.json::<Value>().unwrap()["admin"], false);
-    let repos: Vec<Value> = Client::new().get(e.server.url("/service/rest/v1/repositories")).header("Cookie", &cookie).send().unwrap().json().unwrap();
+    let repos: Vec<Value> = common::client().get(e.server.url("/service/rest/v1/repositories")).header("Cookie", &cookie).send().unwrap().json().unwrap();
     assert!(repos.iter().any(|r| r["name"] == "pypi-hosted"), "{repos:?}");
-    let r = Client::new().get(e.server.url("/service/rest/v1/security/users")).header("Cookie", &cookie).send().unwrap();
+    let r = common::client().get(e.server.url("/service/rest/v1/security/users")).header("Cookie", &cookie).send().unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
@@ -222,7 +222,7 @@ fn a_directory_outage_does_not_lock_out_local_admins() {
     assert_eq!(r.status(), StatusCode::OK);
     let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(slapd.port)).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let status = |u: &str, p: &str| Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
+    let status = |u: &str, p: &str| common::client().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
     // On SQLite the change counters tell this node of its own role and directory changes too,
     // a poll (250 ms) later, and it forgets its logins then: bob's must be remembered after
     // that, or the outage below would meet an empty cache.
@@ -251,7 +251,7 @@ fn whatever_the_realm_order_a_local_name_is_never_the_directorys() {
     assert_eq!(r.status(), StatusCode::OK);
     let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(slapd.port)).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let status = |u: &str, p: &str| Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
+    let status = |u: &str, p: &str| common::client().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
     // LDAP first: other names are the directory's ...
     assert_eq!(status("alice", "alice-password"), StatusCode::OK);
     // ... but the directory's admin entry never answers for the local admin.
@@ -265,7 +265,7 @@ fn whatever_the_realm_order_a_local_name_is_never_the_directorys() {
 #[test]
 fn a_directory_entry_never_acts_as_a_local_user_in_any_spelling() {
     let e = env();
-    let c = Client::new();
+    let c = common::client();
     let url = |p: &str| e.server.url(p);
     for (i, name) in ["Admin", "ADMIN", "admin", "aDmin"].into_iter().enumerate() {
         // Each spelling from an address of its own, so that no pause after wrong passwords
@@ -392,7 +392,7 @@ fn ldap_servers_can_come_from_the_configuration_file() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let status = |u: &str, p: &str| Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
+    let status = |u: &str, p: &str| common::client().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
     assert_eq!(status("bob", "bob-password"), StatusCode::OK, "bob reads through the file's server");
     let listed: Vec<Value> = server.admin().request(Method::GET, "/service/rest/v1/security/ldap").send().unwrap().json().unwrap();
     assert_eq!(listed[0]["name"], "from-file");
@@ -460,7 +460,7 @@ fn a_stored_bind_password_is_only_sent_to_the_server_it_was_given_for() {
         .unwrap();
     assert_eq!(r["success"], true, "{r}");
     assert_eq!(
-        Client::new().get(server.url("/repository/pypi-hosted/simple/")).basic_auth("alice", Some("alice-password")).send().unwrap().status(),
+        common::client().get(server.url("/repository/pypi-hosted/simple/")).basic_auth("alice", Some("alice-password")).send().unwrap().status(),
         StatusCode::FORBIDDEN,
         "alice is known (no roles on this server): the service bind works with the kept password"
     );
@@ -530,7 +530,7 @@ fn with_a_directory_login_time_does_not_tell_local_directory_and_unknown_names_a
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let c = Client::new();
+    let c = common::client();
     let refused_in = |user: &str, i: usize| {
         let started = Instant::now();
         let r = c.get(server.url("/repository/pypi-hosted/simple/")).basic_auth(user, Some(format!("wrong-{i}"))).send().unwrap();

@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use common::{TestServer, ADMIN_PASSWORD};
-use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -86,7 +85,7 @@ fn get(series: &Series, name: &str, labels: &[(&str, &str)]) -> f64 {
 }
 
 fn scrape_as(user: Option<(&str, &str)>, path: &str) -> reqwest::blocking::Response {
-    let mut r = Client::new().get(server().url(path));
+    let mut r = common::client().get(server().url(path));
     if let Some((u, p)) = user {
         r = r.basic_auth(u, Some(p));
     }
@@ -146,7 +145,7 @@ fn only_administrators_and_holders_of_nx_metrics_all_may_scrape() {
 
 #[test]
 fn known_traffic_moves_the_repository_series_by_exactly_that_much() {
-    let http = Client::new();
+    let http = common::client();
     let blob = vec![7u8; 100_000];
     let digest = format!("sha256:{}", hex::encode(Sha256::digest(&blob)));
     let before = scrape();
@@ -248,7 +247,8 @@ fn proxy_upstream_requests_count_by_outcome_per_repository() {
     }
     let before = scrape();
     for name in ["metrics-pypi-dead", "metrics-pypi-live"] {
-        let r = Client::new().get(server().url(&format!("/repository/{name}/simple/nothing-here/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        let r =
+            common::client().get(server().url(&format!("/repository/{name}/simple/nothing-here/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
         assert!(r.status().is_client_error() || r.status().is_server_error(), "{name}: {}", r.status());
     }
     let after = scrape();
@@ -334,7 +334,7 @@ fn proxy_cache_hits_misses_and_stale_answers_are_counted() {
     let port = pypi_upstream(failing.clone());
     create_pypi_proxy(PROXY, port, false);
     let fetch = |path: &str| {
-        let r = Client::new().get(server().url(&format!("/repository/{PROXY}/{path}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        let r = common::client().get(server().url(&format!("/repository/{PROXY}/{path}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{path}");
         r.bytes().unwrap()
     };
@@ -359,7 +359,7 @@ fn proxy_cache_hits_misses_and_stale_answers_are_counted() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
-    let r = Client::new().get(server().url("/repository/metrics-pypi-group/simple/demo/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let r = common::client().get(server().url("/repository/metrics-pypi-group/simple/demo/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let after = scrape();
     let count = |kind: &str, result: &str| {
@@ -405,7 +405,7 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 #[test]
 fn prometheus_client_reads_the_exposition_as_written() {
     // Some traffic first, so that histograms, labelled counters and gauges are all there.
-    let r = Client::new().get(server().url(&format!("/v2/{REPO}/tags/list"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let r = common::client().get(server().url(&format!("/v2/{REPO}/tags/list"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert!(r.status().is_client_error() || r.status().is_success());
     let r = scrape_as(Some(("admin", ADMIN_PASSWORD)), "/service/metrics/prometheus");
     let text = r.text().unwrap();

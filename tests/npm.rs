@@ -10,7 +10,6 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use common::{TestServer, ADMIN_PASSWORD};
-use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -135,7 +134,7 @@ fn login_publish_and_install_scoped_and_unscoped_with_a_cold_cache() {
     assert_eq!(node_eval(&p2, r#"console.log(require("@wharf-it/app").deps[0].me)"#), "wharf-it-lib@1.0.0");
 
     // The abbreviated packument, as npm asks for it.
-    let r = Client::new()
+    let r = common::client()
         .get(server().url("/repository/npm-hosted/@wharf-it%2fapp"))
         .bearer_auth(login_token(&c))
         .header("Accept", "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8")
@@ -147,7 +146,7 @@ fn login_publish_and_install_scoped_and_unscoped_with_a_cold_cache() {
     assert_eq!(v["dist-tags"]["latest"], "2.0.0");
     assert!(v["versions"]["2.0.0"]["dist"]["integrity"].as_str().unwrap().starts_with("sha512-"));
     assert!(v["versions"]["2.0.0"].get("description").is_none(), "abbreviated");
-    let r = Client::new()
+    let r = common::client()
         .get(server().url("/repository/npm-hosted/@wharf-it%2fapp"))
         .bearer_auth(login_token(&c))
         .header("Accept", "application/vnd.npm.install-v1+json")
@@ -157,7 +156,7 @@ fn login_publish_and_install_scoped_and_unscoped_with_a_cold_cache() {
     assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
     // Forwarding headers from a peer that is not a trusted proxy (http.trusted_proxies) move
     // no URL: tests/input_bounds.rs covers the trusted case.
-    let v: Value = Client::new()
+    let v: Value = common::client()
         .get(server().url("/repository/npm-hosted/wharf-it-lib"))
         .bearer_auth(login_token(&c))
         .header("X-Forwarded-Proto", "https")
@@ -244,7 +243,7 @@ fn raw_publish_to(
     if let Some(s) = shasum {
         dist["shasum"] = json!(s);
     }
-    let mut r = Client::new().put(server().url(&common::npm::publish_path(repo, name))).json(&body);
+    let mut r = common::client().put(server().url(&common::npm::publish_path(repo, name))).json(&body);
     if let Some(t) = token {
         r = r.bearer_auth(t);
     }
@@ -286,7 +285,7 @@ fn bad_publishes_are_refused_and_leave_nothing() {
     assert_eq!(publish("Wharf-Bad", "1.0.0", &tgz("Wharf-Bad", "1.0.0"), None, None).status(), StatusCode::BAD_REQUEST);
     assert_eq!(publish("wharf-bad", "../1", &good, None, None).status(), StatusCode::BAD_REQUEST);
     // Malformed JSON.
-    let r = Client::new()
+    let r = common::client()
         .put(server().url("/repository/npm-hosted/wharf-bad"))
         .basic_auth("admin", Some(ADMIN_PASSWORD))
         .header("Content-Type", "application/json")
@@ -296,7 +295,7 @@ fn bad_publishes_are_refused_and_leave_nothing() {
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("JSON"));
     // Nothing of it exists.
-    let r = Client::new().get(server().url("/repository/npm-hosted/wharf-bad")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let r = common::client().get(server().url("/repository/npm-hosted/wharf-bad")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Without credentials, and with a user who may only read.
@@ -318,7 +317,7 @@ fn bad_publishes_are_refused_and_leave_nothing() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.json::<Value>().unwrap()["error"].as_str().is_some());
     // The reader logs in with npm's protocol and reads, but the token cannot publish either.
-    let r = Client::new()
+    let r = common::client()
         .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:npm-reader"))
         .json(&json!({"name": "npm-reader", "password": "npm-reader-pw"}))
         .send()
@@ -327,7 +326,7 @@ fn bad_publishes_are_refused_and_leave_nothing() {
     let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
     assert_eq!(raw_publish("", "x", "1.0.0", &good, None, None).status(), StatusCode::UNAUTHORIZED);
     assert_eq!(raw_publish(&token, "wharf-bad", "1.0.0", &good, None, None).status(), StatusCode::FORBIDDEN);
-    let r = Client::new()
+    let r = common::client()
         .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:npm-reader"))
         .json(&json!({"name": "npm-reader", "password": "wrong"}))
         .send()
@@ -366,7 +365,7 @@ fn no_document_body_is_read_from_a_caller_who_may_not_read_the_package() {
     assert_eq!(r.status(), StatusCode::OK);
     // Malformed JSON: a 400 would mean the body was read before the rights were checked.
     for path in ["/repository/npm-hosted/wharf-outside", "/repository/npm-hosted/wharf-outside/-rev/1-0"] {
-        let r = Client::new()
+        let r = common::client()
             .put(server().url(path))
             .basic_auth("npm-outsider", Some("npm-outsider-pw"))
             .header("Content-Type", "application/json")
@@ -392,7 +391,7 @@ fn npm_writer(user: &str, password: &str) -> String {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
-    let r = Client::new()
+    let r = common::client()
         .put(server().url(&format!("/repository/npm-hosted/-/user/org.couchdb.user:{user}")))
         .json(&json!({"name": user, "password": password}))
         .send()
@@ -415,7 +414,7 @@ fn star_and_owner_add_keep_every_version() {
 
     ok(c.npm(tmp.path(), &["star", "wharf-starred"]));
     assert_eq!(versions(&c), json!(["1.0.0", "1.1.0"]), "npm star keeps every version");
-    let doc: Value = Client::new().get(server().url("/repository/npm-hosted/wharf-starred")).bearer_auth(login_token(&c)).send().unwrap().json().unwrap();
+    let doc: Value = common::client().get(server().url("/repository/npm-hosted/wharf-starred")).bearer_auth(login_token(&c)).send().unwrap().json().unwrap();
     assert_eq!(doc["users"], json!({"admin": true}));
 
     // Another user with write rights makes themselves an owner.
@@ -440,12 +439,12 @@ fn star_and_owner_add_keep_every_version() {
     }
 
     // A document that names none of versions, maintainers or users changes nothing.
-    let rev = Client::new().get(server().url("/repository/npm-hosted/wharf-starred")).bearer_auth(login_token(&c)).send().unwrap().json::<Value>().unwrap()
+    let rev = common::client().get(server().url("/repository/npm-hosted/wharf-starred")).bearer_auth(login_token(&c)).send().unwrap().json::<Value>().unwrap()
         ["_rev"]
         .as_str()
         .unwrap()
         .to_string();
-    let r = Client::new()
+    let r = common::client()
         .put(server().url(&format!("/repository/npm-hosted/wharf-starred/-rev/{rev}")))
         .bearer_auth(login_token(&c))
         .json(&json!({"_id": "wharf-starred", "_rev": rev}))
@@ -497,13 +496,13 @@ fn concurrent_publishes_all_land() {
         .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
         .collect();
     assert!(failures.is_empty(), "{} of 20 publishes failed:\n{}", failures.len(), failures.join("\n---\n"));
-    let doc: Value = Client::new().get(server().url("/repository/npm-hosted/wharf-crowd")).bearer_auth(&token).send().unwrap().json().unwrap();
+    let doc: Value = common::client().get(server().url("/repository/npm-hosted/wharf-crowd")).bearer_auth(&token).send().unwrap().json().unwrap();
     let mut got: Vec<String> = doc["versions"].as_object().unwrap().keys().cloned().collect();
     got.sort_by_key(|v| v.rsplit('.').next().unwrap().parse::<u32>().unwrap());
     let want: Vec<String> = (0..20).map(|i| format!("1.0.{i}")).collect();
     assert_eq!(got, want, "every published version is in the packument");
     for v in &want {
-        let r = Client::new().get(server().url(&format!("/repository/npm-hosted/wharf-crowd/-/wharf-crowd-{v}.tgz"))).bearer_auth(&token).send().unwrap();
+        let r = common::client().get(server().url(&format!("/repository/npm-hosted/wharf-crowd/-/wharf-crowd-{v}.tgz"))).bearer_auth(&token).send().unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{v}'s tarball");
     }
 }

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{TestServer, ADMIN_PASSWORD};
-use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -29,7 +28,7 @@ fn registry(repo: &str) -> String {
 fn admin_token() -> String {
     static T: OnceLock<String> = OnceLock::new();
     T.get_or_init(|| {
-        let r = Client::new()
+        let r = common::client()
             .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:admin"))
             .json(&json!({"name": "admin", "password": ADMIN_PASSWORD}))
             .send()
@@ -96,7 +95,7 @@ fn package(dir: &Path, name: &str, version: &str, extra: Value) -> PathBuf {
 }
 
 fn get(path: &str, token: &str) -> reqwest::blocking::Response {
-    Client::new().get(server().url(path)).bearer_auth(token).send().unwrap()
+    common::client().get(server().url(path)).bearer_auth(token).send().unwrap()
 }
 
 fn create(kind: &str, body: Value) {
@@ -175,7 +174,7 @@ fn publish_with_a_provenance_file_stores_and_serves_the_attestation() {
     let dist: Value = serde_json::from_str(&ok(npm.run(tmp.path(), &["view", "@wharf-prov/lib@1.0.0", "dist", "--json"]))).unwrap();
     let url = format!("{}-/npm/v1/attestations/@wharf-prov/lib@1.0.0", registry("npm-hosted"));
     assert_eq!(dist["attestations"], json!({"url": url, "provenance": {"predicateType": "https://slsa.dev/provenance/v1"}}), "{dist}");
-    let r = Client::new().get(&url).bearer_auth(admin_token()).send().unwrap();
+    let r = common::client().get(&url).bearer_auth(admin_token()).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let served: Value = r.json().unwrap();
     assert_eq!(served, json!({"attestations": [{"predicateType": "https://slsa.dev/provenance/v1", "bundle": bundle}]}));
@@ -197,7 +196,7 @@ fn publish_with_a_provenance_file_stores_and_serves_the_attestation() {
                 "@wharf-prov/lib-1.0.1.sigstore": {"content_type": "application/vnd.dev.sigstore.bundle.v0.3+json", "data": bundle.to_string()},
             },
         });
-        Client::new().put(server().url("/repository/npm-hosted/@wharf-prov%2flib")).bearer_auth(admin_token()).json(&body).send().unwrap()
+        common::client().put(server().url("/repository/npm-hosted/@wharf-prov%2flib")).bearer_auth(admin_token()).json(&body).send().unwrap()
     };
     let r = publish(&provenance_bundle("pkg:npm/%40wharf-prov/lib@1.0.1", &"0".repeat(128)));
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
@@ -252,11 +251,11 @@ fn npm_web_login_is_approved_in_the_browser_page_and_npm_gets_a_token() {
     assert!(login_url.starts_with(&format!("{}-/v1/login/", registry("npm-hosted"))), "{login_url}");
 
     // The page, as a browser gets it; a wrong password is refused and the login stays open.
-    let page = Client::new().get(&login_url).send().unwrap();
+    let page = common::client().get(&login_url).send().unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(page.text().unwrap().contains("<form method=\"post\""));
-    let approve = |user: &str, password: &str| Client::new().post(&login_url).form(&[("username", user), ("password", password)]).send().unwrap();
+    let approve = |user: &str, password: &str| common::client().post(&login_url).form(&[("username", user), ("password", password)]).send().unwrap();
     assert_eq!(approve("admin", "wrong").status(), StatusCode::UNAUTHORIZED);
     let r = approve("admin", ADMIN_PASSWORD);
     assert_eq!(r.status(), StatusCode::OK);
@@ -279,24 +278,24 @@ fn npm_web_login_is_approved_in_the_browser_page_and_npm_gets_a_token() {
     assert_eq!(ok(npm.run(tmp.path(), &["whoami"])).trim(), "admin");
     // The link is spent once npm collected its token.
     assert_eq!(approve("admin", ADMIN_PASSWORD).status(), StatusCode::NOT_FOUND);
-    assert!(Client::new().get(&login_url).send().unwrap().text().unwrap().contains("used already"));
+    assert!(common::client().get(&login_url).send().unwrap().text().unwrap().contains("used already"));
 }
 
 #[test]
 fn web_login_polls_answer_202_until_approved_then_the_token_once() {
-    let start = Client::new().post(server().url("/repository/npm-hosted/-/v1/login")).json(&json!({})).send().unwrap();
+    let start = common::client().post(server().url("/repository/npm-hosted/-/v1/login")).json(&json!({})).send().unwrap();
     assert_eq!(start.status(), StatusCode::OK);
     let urls: Value = start.json().unwrap();
     let (login_url, done_url) = (urls["loginUrl"].as_str().unwrap().to_string(), urls["doneUrl"].as_str().unwrap().to_string());
-    let poll = || Client::new().get(&done_url).send().unwrap();
+    let poll = || common::client().get(&done_url).send().unwrap();
     let r = poll();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert_eq!(r.headers()["retry-after"], "1");
     // A user without a password of theirs gets nothing; then the admin approves.
-    let r = Client::new().post(&login_url).form(&[("username", "nobody"), ("password", "x")]).send().unwrap();
+    let r = common::client().post(&login_url).form(&[("username", "nobody"), ("password", "x")]).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(poll().status(), StatusCode::ACCEPTED);
-    let r = Client::new().post(&login_url).form(&[("username", "admin"), ("password", ADMIN_PASSWORD)]).send().unwrap();
+    let r = common::client().post(&login_url).form(&[("username", "admin"), ("password", ADMIN_PASSWORD)]).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let r = poll();
     assert_eq!(r.status(), StatusCode::OK);
@@ -307,7 +306,7 @@ fn web_login_polls_answer_202_until_approved_then_the_token_once() {
     let r = poll();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("npm login"));
-    assert_eq!(Client::new().get(server().url("/repository/npm-hosted/-/v1/login/nonexistent")).send().unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(common::client().get(server().url("/repository/npm-hosted/-/v1/login/nonexistent")).send().unwrap().status(), StatusCode::NOT_FOUND);
     // The token is a wharf API token like any other: listed, revocable.
     let tokens: Value = get("/repository/npm-hosted/-/npm/v1/tokens", &token).json().unwrap();
     assert!(tokens["objects"].as_array().unwrap().iter().any(|t| t["name"] == "npm web login"), "{tokens}");
@@ -332,7 +331,7 @@ fn npm_user(user: &str, write: bool) -> String {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
-    let r = Client::new()
+    let r = common::client()
         .put(server().url(&format!("/repository/npm-hosted/-/user/org.couchdb.user:{user}")))
         .json(&json!({"name": user, "password": format!("{user}-pw")}))
         .send()
@@ -379,7 +378,7 @@ fn npm_owner_and_npm_access_answer_from_wharf_rights() {
     assert_eq!(collaborators, json!({"admin": "read-write", "acc-reader": "read-only"}));
 
     // Status: public when the repository is readable without credentials.
-    let public = Client::new().get(server().url("/repository/npm-hosted/@wharf-acc%2fone")).send().unwrap().status() == StatusCode::OK;
+    let public = common::client().get(server().url("/repository/npm-hosted/@wharf-acc%2fone")).send().unwrap().status() == StatusCode::OK;
     let status = json_out(admin.run(tmp.path(), &["access", "get", "status", "@wharf-acc/one", "--json"]));
     assert_eq!(status, json!({"@wharf-acc/one": if public { "public" } else { "private" }}));
 
@@ -535,7 +534,7 @@ fn npm_audit_goes_through_a_group_s_proxy_and_hosted_says_it_has_no_source() {
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(all.contains("has no source of security advisories") && all.contains(repo), "{repo}: {all}");
         assert!(!all.contains("found 0 vulnerabilities"), "{all}");
-        let r = Client::new()
+        let r = common::client()
             .post(server().url(&format!("/repository/{repo}/-/npm/v1/security/audits/quick")))
             .bearer_auth(admin_token())
             .json(&json!({}))
@@ -661,15 +660,15 @@ fn documents_stored_without_search_fields_get_them_at_the_first_search() {
 #[test]
 fn a_web_login_spans_nodes() {
     let other = server().second_node();
-    let urls: Value = Client::new().post(server().url("/repository/npm-hosted/-/v1/login")).json(&json!({})).send().unwrap().json().unwrap();
+    let urls: Value = common::client().post(server().url("/repository/npm-hosted/-/v1/login")).json(&json!({})).send().unwrap().json().unwrap();
     let (login_url, done_url) = (urls["loginUrl"].as_str().unwrap(), urls["doneUrl"].as_str().unwrap());
     let on_other = login_url.replace(&server().base, &other.base);
     assert_ne!(on_other, login_url);
-    let r = Client::new().post(&on_other).form(&[("username", "admin"), ("password", ADMIN_PASSWORD)]).send().unwrap();
+    let r = common::client().post(&on_other).form(&[("username", "admin"), ("password", ADMIN_PASSWORD)]).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let r = Client::new().get(done_url).send().unwrap();
+    let r = common::client().get(done_url).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
-    let who: Value = Client::new().get(other.url("/repository/npm-hosted/-/whoami")).bearer_auth(&token).send().unwrap().json().unwrap();
+    let who: Value = common::client().get(other.url("/repository/npm-hosted/-/whoami")).bearer_auth(&token).send().unwrap().json().unwrap();
     assert_eq!(who["username"], "admin");
 }

@@ -28,7 +28,7 @@ fn registry(repo: &str) -> String {
 fn admin_token() -> String {
     static T: OnceLock<String> = OnceLock::new();
     T.get_or_init(|| {
-        let r = Client::new()
+        let r = common::client()
             .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:admin"))
             .json(&json!({"name": "admin", "password": ADMIN_PASSWORD}))
             .send()
@@ -114,7 +114,7 @@ fn create_proxy(name: &str, remote: &str, metadata_max_age: f64, auth: Option<(&
 }
 
 fn get(path: &str) -> reqwest::blocking::Response {
-    Client::new().get(server().url(path)).bearer_auth(admin_token()).send().unwrap()
+    common::client().get(server().url(path)).bearer_auth(admin_token()).send().unwrap()
 }
 
 /// verdaccio on loopback, anonymous publishing, its log in a file (JSON and synchronous: the
@@ -151,7 +151,7 @@ impl Verdaccio {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if Client::new().get(format!("{}-/ping", self.url())).send().is_ok_and(|r| r.status().is_success()) {
+            if common::client().get(format!("{}-/ping", self.url())).send().is_ok_and(|r| r.status().is_success()) {
                 break;
             }
             assert!(Instant::now() < deadline, "verdaccio did not start");
@@ -224,7 +224,7 @@ fn npm_installs_through_a_proxy_and_from_its_cache_when_the_upstream_is_down() {
     assert_eq!(get("/repository/npm-proxy-vd/never-cached").status(), StatusCode::BAD_GATEWAY);
     assert!(started.elapsed() < Duration::from_secs(15));
     // A proxy takes no publishes.
-    let r = Client::new().put(server().url("/repository/npm-proxy-vd/x")).bearer_auth(admin_token()).json(&json!({"name": "x"})).send().unwrap();
+    let r = common::client().put(server().url("/repository/npm-proxy-vd/x")).bearer_auth(admin_token()).json(&json!({"name": "x"})).send().unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 

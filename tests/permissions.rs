@@ -11,7 +11,7 @@ mod common;
 use std::sync::OnceLock;
 
 use common::{TestServer, ADMIN_PASSWORD};
-use reqwest::blocking::{Client, RequestBuilder};
+use reqwest::blocking::RequestBuilder;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -69,12 +69,12 @@ fn matrix(format: &str, repo: &str, actions: &[ActionCheck]) {
 }
 
 fn as_user(user: &str, method: Method, path: &str) -> RequestBuilder {
-    Client::new().request(method, server().url(path)).basic_auth(user, Some("matrix-password"))
+    common::client().request(method, server().url(path)).basic_auth(user, Some("matrix-password"))
 }
 
 #[test]
 fn docker_browse_read_write_delete() {
-    let http = Client::new();
+    let http = common::client();
     let config = b"{\"matrix\": true}";
     let r = http
         .post(server().url(&format!("/v2/docker-hosted/matrix/img/blobs/uploads/?digest={}", sha256(config))))
@@ -122,7 +122,7 @@ fn pypi_browse_read_write() {
             "content",
             reqwest::blocking::multipart::Part::bytes(std::fs::read(&whl).unwrap()).file_name(whl.file_name().unwrap().to_string_lossy().to_string()),
         );
-        Client::new().post(server().url("/repository/pypi-hosted/")).basic_auth(user, Some(pass)).multipart(form).send().unwrap().status()
+        common::client().post(server().url("/repository/pypi-hosted/")).basic_auth(user, Some(pass)).multipart(form).send().unwrap().status()
     };
     assert_eq!(upload("admin", ADMIN_PASSWORD, "matrix-pkg"), StatusCode::OK);
     let browse = |u: &str| as_user(u, Method::GET, "/repository/pypi-hosted/simple/").send().unwrap().status();
@@ -135,7 +135,7 @@ fn pypi_browse_read_write() {
 fn npm_browse_read_write_delete() {
     let publish = |user: &str, pass: &str, name: &str| {
         let body = common::npm::publish_body(name, "1.0.0");
-        Client::new().put(server().url(&common::npm::publish_path("npm-hosted", name))).basic_auth(user, Some(pass)).json(&body).send().unwrap().status()
+        common::client().put(server().url(&common::npm::publish_path("npm-hosted", name))).basic_auth(user, Some(pass)).json(&body).send().unwrap().status()
     };
 
     assert_eq!(publish("admin", ADMIN_PASSWORD, "matrix-npm"), StatusCode::OK);
@@ -143,7 +143,7 @@ fn npm_browse_read_write_delete() {
     let read = |u: &str| as_user(u, Method::GET, "/repository/npm-hosted/matrix-npm/-/matrix-npm-1.0.0.tgz").send().unwrap().status();
     let write = |u: &str| publish(u, "matrix-password", &format!("matrix-{u}"));
     let delete = |u: &str| {
-        let rev = Client::new()
+        let rev = common::client()
             .get(server().url("/repository/npm-hosted/matrix-npm"))
             .basic_auth("admin", Some(ADMIN_PASSWORD))
             .send()
@@ -165,7 +165,7 @@ fn anonymous_access_follows_the_anonymous_role_for_every_protocol() {
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
     };
     let paths = ["/v2/docker-hosted/anon/img/tags/list", "/repository/pypi-hosted/simple/", "/repository/npm-hosted/anon-pkg"];
-    let anon = |p: &str| Client::new().get(server().url(p)).send().unwrap().status();
+    let anon = |p: &str| common::client().get(server().url(p)).send().unwrap().status();
     for p in paths {
         assert_eq!(anon(p), StatusCode::UNAUTHORIZED, "off: {p}");
     }
@@ -175,8 +175,8 @@ fn anonymous_access_follows_the_anonymous_role_for_every_protocol() {
         assert!(s == StatusCode::OK || s == StatusCode::NOT_FOUND, "on: {p} answered {s}");
     }
     // Reading only: writing still asks for credentials.
-    assert_eq!(Client::new().post(server().url("/v2/docker-hosted/anon/img/blobs/uploads/")).send().unwrap().status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(Client::new().put(server().url("/repository/npm-hosted/anon-pkg")).json(&json!({})).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(common::client().post(server().url("/v2/docker-hosted/anon/img/blobs/uploads/")).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(common::client().put(server().url("/repository/npm-hosted/anon-pkg")).json(&json!({})).send().unwrap().status(), StatusCode::UNAUTHORIZED);
     set(json!([]));
     for p in paths {
         assert_eq!(anon(p), StatusCode::UNAUTHORIZED, "off again: {p}");

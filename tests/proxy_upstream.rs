@@ -593,6 +593,6 @@ fn invalidating_a_cache_sends_the_next_request_upstream_once() {
     create_ok("pypi", "hosted", &json!({"name": "inval-hosted", "online": true, "storage": {"blobStoreName": "default", "writePolicy": "allow"}}));
     refused(invalidate("inval-hosted"), "name");
     assert_eq!(invalidate("no-such-repository").status(), StatusCode::NOT_FOUND);
-    let anon = Client::new().post(server().url("/service/rest/v1/repositories/inval-pypi/invalidate-cache")).send().unwrap();
+    let anon = common::client().post(server().url("/service/rest/v1/repositories/inval-pypi/invalidate-cache")).send().unwrap();
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
 }

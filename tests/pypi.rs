@@ -37,7 +37,7 @@ fn ok(out: Output) -> String {
 }
 
 fn http() -> Client {
-    Client::new()
+    common::client()
 }
 
 fn sha256_of(p: &Path) -> String {

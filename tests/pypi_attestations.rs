@@ -65,7 +65,7 @@ fn refused(out: Output) -> String {
 }
 
 fn http() -> Client {
-    Client::new()
+    common::client()
 }
 
 fn get(url: &str, accept: &str) -> reqwest::blocking::Response {

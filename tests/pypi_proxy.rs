@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use common::pypi::dist;
 use common::pypi::pip;
 use common::{free_port, Guarded, SpawnGuarded, TestServer, ADMIN_PASSWORD};
-use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -49,7 +48,7 @@ fn sha256_hex(data: &[u8]) -> String {
 }
 
 fn get(path: &str, accept: Option<&str>) -> reqwest::blocking::Response {
-    let mut r = Client::new().get(server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD));
+    let mut r = common::client().get(server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD));
     if let Some(a) = accept {
         r = r.header("Accept", a);
     }

@@ -183,7 +183,7 @@ fn images_push_and_pull_through_s3_and_an_upload_begun_on_one_node_ends_on_anoth
     }
 
     // A chunked upload: started and fed on A, continued and finished on B.
-    let http = Client::new();
+    let http = common::client();
     let part1: Vec<u8> = oci::noise(7, 6 << 20);
     let part2: Vec<u8> = oci::noise(9, 1 << 20);
     let whole = [part1.clone(), part2.clone()].concat();
@@ -269,7 +269,7 @@ fn a_node_killed_mid_push_costs_a_retry_and_loses_nothing_acknowledged() {
     let key = std::fs::read_to_string(a.data_dir().join("secret.key")).unwrap();
     let b = a.node_on_own_data_dir(&[("WHARF_SECRET_KEY", key.trim())]);
     let tmp = tempfile::tempdir().unwrap();
-    let http = Client::new();
+    let http = common::client();
 
     // Acknowledged by A: an image, and the first chunk of an upload.
     let first = push_image(&a, &repo, &tmp.path().join("first"), 61, 1 << 20);
@@ -367,7 +367,7 @@ fn with_presigned_urls_blob_downloads_go_to_the_bucket() {
     let to = r.headers()["location"].to_str().unwrap().to_string();
     assert!(to.starts_with(&s3.endpoint) && to.contains("X-Amz-Signature="), "{to}");
     // The URL alone fetches the bytes (no credentials of wharf's go along).
-    let bytes = Client::new().get(&to).send().unwrap().bytes().unwrap();
+    let bytes = common::client().get(&to).send().unwrap().bytes().unwrap();
     assert_eq!(sha256(&bytes), *layer);
     // Without credentials there is no redirect, only the challenge.
     let r = no_redirects.get(server.url(&format!("/v2/{repo}/app/blobs/{layer}"))).send().unwrap();
@@ -383,7 +383,7 @@ fn garbage_collection_deletes_the_objects_nothing_names() {
     let Some(s3) = gateway() else { return };
     let server = TestServer::start_with_env(GC_ENV);
     let (repo, prefix) = docker_on_s3(&server, &s3, false);
-    let http = Client::new();
+    let http = common::client();
     // Three blobs; the links of two go. A pass deletes a batch in one DeleteObjects request.
     let keys: Vec<(String, String)> = (0..3u64)
         .map(|i| {
@@ -491,7 +491,7 @@ fn deleting_an_s3_store_removes_its_objects_and_only_those() {
     let server = TestServer::start_with_env(GC_ENV);
     let (repo, prefix) = docker_on_s3(&server, &s3, false);
     let store = store_of(&server, &repo);
-    let http = Client::new();
+    let http = common::client();
     for i in 0..3u64 {
         let blob = oci::noise(41 + 2 * i, 50_000);
         let digest = sha256(&blob);
@@ -717,7 +717,7 @@ fn a_node_serves_blobs_it_read_before_from_its_own_copies_within_their_limit() {
     let Some(s3) = gateway() else { return };
     let server = TestServer::start_with_env(&[("WHARF_BLOB_CACHE__MAX_MIB", "1")]);
     let (repo, prefix) = docker_on_s3(&server, &s3, false);
-    let http = Client::new();
+    let http = common::client();
     let get = |digest: &str, range: Option<&str>| {
         let mut r = http.get(server.url(&format!("/v2/{repo}/cached/blobs/{digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD));
         if let Some(range) = range {

@@ -13,7 +13,6 @@ use std::process::Command;
 use base64::Engine;
 use common::{oci, TestServer, ADMIN_PASSWORD};
 use diesel::prelude::*;
-use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use wharf::db::{schema, settings, Db};
@@ -49,7 +48,7 @@ fn proxy_repo(name: &str) -> Value {
 
 /// Stores an LDAP server and a PyPI proxy with upstream credentials, as an admin would.
 fn store_secrets(s: &TestServer, password: &str, suffix: &str) {
-    let http = Client::new();
+    let http = common::client();
     let r = http.post(s.url("/service/rest/v1/security/ldap")).basic_auth("admin", Some(password)).json(&ldap_server(&format!("corp{suffix}"))).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
     let r = http
@@ -63,13 +62,13 @@ fn store_secrets(s: &TestServer, password: &str, suffix: &str) {
 
 /// A console session: the cookie to send back.
 fn session(s: &TestServer, password: &str) -> String {
-    let r = Client::new().post(s.url("/service/rest/v1/session")).json(&json!({"username": "admin", "password": password})).send().unwrap();
+    let r = common::client().post(s.url("/service/rest/v1/session")).json(&json!({"username": "admin", "password": password})).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
 }
 
 fn session_user(s: &TestServer, cookie: &str) -> Option<String> {
-    let r = Client::new().get(s.url("/service/rest/v1/session")).header("Cookie", cookie).send().unwrap();
+    let r = common::client().get(s.url("/service/rest/v1/session")).header("Cookie", cookie).send().unwrap();
     if r.status() != StatusCode::OK {
         return None;
     }

@@ -27,7 +27,7 @@ fn admin(method: Method, path: &str) -> reqwest::blocking::RequestBuilder {
 }
 
 fn as_user(user: &str, pass: &str, method: Method, path: &str) -> reqwest::blocking::RequestBuilder {
-    Client::new().request(method, server().url(path)).basic_auth(user, Some(pass))
+    common::client().request(method, server().url(path)).basic_auth(user, Some(pass))
 }
 
 fn create_role(id: &str, privileges: &[&str], roles: &[&str]) {
@@ -101,7 +101,7 @@ fn a_reader_installs_and_pulls_but_cannot_upload_or_push() {
     let out =
         skopeo(&["copy", "--dest-tls-verify=false", "--dest-creds", "reader:reader-password", &src, &format!("docker://{}/docker-team/app:v2", server().addr)]);
     assert!(!out.status.success(), "the reader cannot push");
-    let r = Client::new()
+    let r = common::client()
         .get(server().url("/v2/token?service=wharf&scope=repository:docker-team/app:pull,push"))
         .basic_auth("reader", Some("reader-password"))
         .send()
@@ -113,7 +113,7 @@ fn a_reader_installs_and_pulls_but_cannot_upload_or_push() {
     let claims: Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
     assert_eq!(claims["access"][0]["actions"], json!(["pull"]), "{claims}");
     // With the token, the upload start is refused in the registry's own error shape.
-    let r = Client::new().post(server().url("/v2/docker-team/app/blobs/uploads/")).bearer_auth(&token).send().unwrap();
+    let r = common::client().post(server().url("/v2/docker-team/app/blobs/uploads/")).bearer_auth(&token).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(r.json::<Value>().unwrap()["errors"][0]["code"], "UNAUTHORIZED");
     // Basic credentials that may only read get DENIED on a push.
@@ -164,16 +164,16 @@ fn a_user_without_roles_reads_nothing_and_a_disabled_user_is_refused() {
 #[test]
 fn anonymous_access_is_what_the_anonymous_role_grants() {
     let url = "/repository/pypi-hosted/simple/";
-    assert_eq!(Client::new().get(server().url(url)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(common::client().get(server().url(url)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
     let r = admin(Method::PUT, "/service/rest/v1/security/roles/nx-anonymous")
         .json(&json!({"id": "nx-anonymous", "name": "nx-anonymous", "privileges": ["nx-repository-view-pypi-pypi-hosted-read"], "roles": []}))
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap());
-    assert_eq!(Client::new().get(server().url(url)).send().unwrap().status(), StatusCode::OK);
+    assert_eq!(common::client().get(server().url(url)).send().unwrap().status(), StatusCode::OK);
     // Reading only: an anonymous upload still asks for credentials.
     let form = reqwest::blocking::multipart::Form::new().text(":action", "file_upload").text("name", "x").text("version", "1");
-    let r = Client::new().post(server().url("/repository/pypi-hosted/")).multipart(form).send().unwrap();
+    let r = common::client().post(server().url("/repository/pypi-hosted/")).multipart(form).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // The anonymous role cannot be made an administrator, nor deleted.
     let r = admin(Method::PUT, "/service/rest/v1/security/roles/nx-anonymous").json(&json!({"privileges": ["nx-all"]})).send().unwrap();
@@ -182,7 +182,7 @@ fn anonymous_access_is_what_the_anonymous_role_grants() {
     // Revoked again: closed again.
     let r = admin(Method::PUT, "/service/rest/v1/security/roles/nx-anonymous").json(&json!({"privileges": []})).send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
-    assert_eq!(Client::new().get(server().url(url)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(common::client().get(server().url(url)).send().unwrap().status(), StatusCode::UNAUTHORIZED);
 }
 
 #[test]
@@ -237,7 +237,7 @@ fn api_tokens_act_for_their_user_within_their_limits() {
         let v: Value = r.json().unwrap();
         (v["id"].as_str().unwrap().to_string(), v["token"].as_str().unwrap().to_string())
     };
-    let read = |token: &str, path: &str| Client::new().get(server().url(path)).bearer_auth(token).send().unwrap().status();
+    let read = |token: &str, path: &str| common::client().get(server().url(path)).bearer_auth(token).send().unwrap().status();
     let (id, token) = create(json!({"name": "ci"}));
     assert!(token.starts_with("wharf_"));
     // Listed without the secret.
@@ -252,7 +252,7 @@ fn api_tokens_act_for_their_user_within_their_limits() {
     let (_, ro) = create(json!({"name": "ro", "readOnly": true}));
     assert_eq!(read(&ro, "/repository/pypi-hosted/simple/"), StatusCode::OK);
     let form = reqwest::blocking::multipart::Form::new().text(":action", "file_upload").text("name", "x").text("version", "1");
-    let r = Client::new().post(server().url("/repository/pypi-hosted/")).bearer_auth(&ro).multipart(form).send().unwrap();
+    let r = common::client().post(server().url("/repository/pypi-hosted/")).bearer_auth(&ro).multipart(form).send().unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert_eq!(read(&ro, "/service/rest/v1/security/users"), StatusCode::FORBIDDEN, "a read-only admin token is no admin");
     // One repository: another repository is closed to it.
@@ -276,7 +276,7 @@ fn wrong_passwords_pause_password_checks_for_a_while_only() {
     let s =
         TestServer::start_with_env(&[("WHARF_SECURITY__LOCKOUT_AFTER", "3"), ("WHARF_SECURITY__LOCKOUT_SECS", "2"), ("WHARF_SECURITY__LOCKOUT_MAX_SECS", "4")]);
     let path = "/repository/pypi-hosted/simple/";
-    let status = |user: &str, pass: &str| Client::new().get(s.url(path)).basic_auth(user, Some(pass)).send().unwrap().status();
+    let status = |user: &str, pass: &str| common::client().get(s.url(path)).basic_auth(user, Some(pass)).send().unwrap().status();
     // A token made before the attack, and (below) a session that logged in before it.
     let r = s.admin().request(Method::POST, "/service/rest/v1/security/tokens").json(&json!({"name": "t"})).send().unwrap();
     let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
@@ -301,7 +301,7 @@ fn wrong_passwords_pause_password_checks_for_a_while_only() {
     }
     assert_eq!(status_elsewhere("admin", ADMIN_PASSWORD), StatusCode::UNAUTHORIZED);
     assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK, "the admin's own address is not paused");
-    assert_eq!(Client::new().get(s.url(path)).bearer_auth(&token).send().unwrap().status(), StatusCode::OK, "tokens are not paused");
+    assert_eq!(common::client().get(s.url(path)).bearer_auth(&token).send().unwrap().status(), StatusCode::OK, "tokens are not paused");
     std::thread::sleep(std::time::Duration::from_millis(2600));
     assert_eq!(status("victim", "victim-password"), StatusCode::OK, "after the pause the right password works");
 
@@ -310,7 +310,7 @@ fn wrong_passwords_pause_password_checks_for_a_while_only() {
     // 8,000-byte notification).
     let long = "x".repeat(9000);
     for _ in 0..4 {
-        let r = Client::new().post(s.url("/service/rest/v1/session")).json(&json!({"username": long, "password": "guess"})).send().unwrap();
+        let r = common::client().post(s.url("/service/rest/v1/session")).json(&json!({"username": long, "password": "guess"})).send().unwrap();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
     let counted = if s.is_postgres() {
@@ -325,7 +325,7 @@ fn wrong_passwords_pause_password_checks_for_a_while_only() {
 #[test]
 fn console_sessions_are_httponly_cookies_with_csrf_protection() {
     let login = |user: &str, pass: &str| {
-        Client::new().post(server().url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap()
+        common::client().post(server().url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap()
     };
     assert_eq!(login("admin", "wrong").status(), StatusCode::UNAUTHORIZED);
     let r = login("admin", ADMIN_PASSWORD);
@@ -336,7 +336,7 @@ fn console_sessions_are_httponly_cookies_with_csrf_protection() {
     let body: Value = r.json().unwrap();
     assert_eq!(body["admin"], true);
     let csrf = body["csrfToken"].as_str().unwrap().to_string();
-    let with_cookie = |m: Method, path: &str| Client::new().request(m, server().url(path)).header("Cookie", &cookie);
+    let with_cookie = |m: Method, path: &str| common::client().request(m, server().url(path)).header("Cookie", &cookie);
     assert_eq!(with_cookie(Method::GET, "/service/rest/v1/security/users").send().unwrap().status(), StatusCode::OK);
     let me: Value = with_cookie(Method::GET, "/service/rest/v1/session").send().unwrap().json().unwrap();
     assert_eq!((me["userId"].as_str(), me["csrfToken"].as_str()), (Some("admin"), Some(csrf.as_str())));
@@ -352,7 +352,7 @@ fn console_sessions_are_httponly_cookies_with_csrf_protection() {
     let r =
         with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", &csrf).header("Origin", "http://evil.example").json(&evil).send();
     assert_eq!(r.unwrap().status(), StatusCode::UNAUTHORIZED);
-    let r = Client::new()
+    let r = common::client()
         .post(server().url("/service/rest/v1/session"))
         .header("Origin", "http://evil.example")
         .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}));
@@ -364,12 +364,12 @@ fn console_sessions_are_httponly_cookies_with_csrf_protection() {
     let r = login("console-reader", "console-reader-pw");
     let reader_cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     assert_eq!(r.json::<Value>().unwrap()["admin"], false);
-    let r = Client::new().get(server().url("/service/rest/v1/security/users")).header("Cookie", &reader_cookie).send().unwrap();
+    let r = common::client().get(server().url("/service/rest/v1/security/users")).header("Cookie", &reader_cookie).send().unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     // A Docker registry token is no session.
-    let token: Value = Client::new().get(server().url("/v2/token?service=wharf")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();
+    let token: Value = common::client().get(server().url("/v2/token?service=wharf")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();
     let fake = format!("wharf_session={}", token["token"].as_str().unwrap());
-    assert_eq!(Client::new().get(server().url("/service/rest/v1/security/users")).header("Cookie", fake).send().unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(common::client().get(server().url("/service/rest/v1/security/users")).header("Cookie", fake).send().unwrap().status(), StatusCode::UNAUTHORIZED);
     // Logout clears the cookie, and ends the session on the server: the old cookie is dead.
     let r = with_cookie(Method::DELETE, "/service/rest/v1/session").send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
@@ -379,7 +379,7 @@ fn console_sessions_are_httponly_cookies_with_csrf_protection() {
 
 /// Logs `user` in to the console; the cookie (`name=value`) and the CSRF token.
 fn console_login(user: &str, pass: &str) -> (String, String) {
-    let r = Client::new().post(server().url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap();
+    let r = common::client().post(server().url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK, "console login as {user}");
     let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
     let csrf = r.json::<Value>().unwrap()["csrfToken"].as_str().unwrap().to_string();
@@ -397,7 +397,7 @@ fn narrowed_credentials_never_create_or_widen_credentials() {
     let read_only = token(json!({"name": "ro", "readOnly": true}));
     let one_repo = token(json!({"name": "one", "repository": "pypi-hosted"}));
     let full = token(json!({"name": "full"}));
-    let r = Client::new()
+    let r = common::client()
         .get(server().url("/v2/token?service=wharf&scope=repository:docker-team/app:pull"))
         .basic_auth("narrow-admin", Some("narrow-admin-password"))
         .send()
@@ -442,7 +442,7 @@ fn narrowed_credentials_never_create_or_widen_credentials() {
     let r = as_user("narrow-admin", "narrow-admin-password", Method::GET, "/repository/pypi-hosted/simple/").send().unwrap();
     assert_eq!(r.status(), StatusCode::OK, "the password was not changed");
     let (cookie, csrf) = console_login("narrow-admin", "narrow-admin-password");
-    let r = Client::new()
+    let r = common::client()
         .post(server().url("/service/rest/v1/security/tokens"))
         .header("Cookie", &cookie)
         .header("X-CSRF-Token", &csrf)
@@ -450,7 +450,7 @@ fn narrowed_credentials_never_create_or_widen_credentials() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = Client::new()
+    let r = common::client()
         .post(server().url("/repository/npm-hosted/-/npm/v1/tokens"))
         .bearer_auth(&read_only)
         .json(&json!({"password": "narrow-admin-password", "readonly": true}))
@@ -460,7 +460,7 @@ fn narrowed_credentials_never_create_or_widen_credentials() {
     // A narrowed token cannot revoke the user's other tokens.
     let list: Vec<Value> = as_user("narrow-admin", "narrow-admin-password", Method::GET, "/service/rest/v1/security/tokens").send().unwrap().json().unwrap();
     let full_id = list.iter().find(|t| t["name"] == "full").unwrap()["id"].as_str().unwrap().to_string();
-    let r = Client::new().delete(server().url(&format!("/service/rest/v1/security/tokens/{full_id}"))).bearer_auth(&read_only).send().unwrap();
+    let r = common::client().delete(server().url(&format!("/service/rest/v1/security/tokens/{full_id}"))).bearer_auth(&read_only).send().unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
@@ -471,15 +471,15 @@ fn changing_ones_own_password_needs_the_current_one() {
     let change = |body: reqwest::blocking::RequestBuilder| body.header("Cookie", &cookie).header("X-CSRF-Token", &csrf).send().unwrap().status();
     let url = server().url("/service/rest/v1/security/users/self-changer/change-password");
     // A session alone is not proof: someone at an unlocked screen must not lock the user out.
-    assert_eq!(change(Client::new().put(&url).header("Content-Type", "text/plain").body("self-changer-second")), StatusCode::BAD_REQUEST);
+    assert_eq!(change(common::client().put(&url).header("Content-Type", "text/plain").body("self-changer-second")), StatusCode::BAD_REQUEST);
     let wrong = json!({"currentPassword": "not-it", "newPassword": "self-changer-second"});
-    assert_eq!(change(Client::new().put(&url).json(&wrong)), StatusCode::FORBIDDEN);
+    assert_eq!(change(common::client().put(&url).json(&wrong)), StatusCode::FORBIDDEN);
     let right = json!({"currentPassword": "self-changer-first", "newPassword": "self-changer-second"});
-    assert_eq!(change(Client::new().put(&url).json(&right)), StatusCode::NO_CONTENT);
+    assert_eq!(change(common::client().put(&url).json(&right)), StatusCode::NO_CONTENT);
     let status = |p: &str| as_user("self-changer", p, Method::GET, "/service/rest/v1/session").send().unwrap().status();
     assert_eq!((status("self-changer-first"), status("self-changer-second")), (StatusCode::UNAUTHORIZED, StatusCode::OK));
     // The password change ended the session it was made with.
-    let r = Client::new().get(server().url("/service/rest/v1/session")).header("Cookie", &cookie).send().unwrap();
+    let r = common::client().get(server().url("/service/rest/v1/session")).header("Cookie", &cookie).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     // An administrator sets another user's password without knowing it (Nexus's text/plain).
     let r = admin(Method::PUT, "/service/rest/v1/security/users/self-changer/change-password")
@@ -505,7 +505,7 @@ fn login_time_does_not_tell_user_names_apart() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::OK);
     }
-    let c = Client::new();
+    let c = common::client();
     let time = |user: &str, i: usize| {
         let started = std::time::Instant::now();
         let r = c.get(s.url("/repository/pypi-hosted/simple/")).basic_auth(user, Some(format!("wrong-{i}"))).send().unwrap();
@@ -586,7 +586,7 @@ fn a_busy_database_never_refuses_a_valid_token() {
     let mut line = String::new();
     BufReader::new(locker.stdout.take().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "locked", "the other process holds the write lock");
-    let status = Client::new().get(s.url("/repository/pypi-hosted/simple/")).bearer_auth(&token).send().unwrap().status();
+    let status = common::client().get(s.url("/repository/pypi-hosted/simple/")).bearer_auth(&token).send().unwrap().status();
     writeln!(stdin, "COMMIT;\n.quit").unwrap();
     drop(stdin);
     locker.wait().unwrap();

@@ -7,7 +7,6 @@
 mod common;
 
 use common::TestServer;
-use reqwest::blocking::Client;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -35,29 +34,29 @@ fn change_password(node: &TestServer, user: &str, new_password: &str) {
 
 /// A console session on `node`: the cookie (`name=value`).
 fn session(node: &TestServer, user: &str, pass: &str) -> String {
-    let r = Client::new().post(node.url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap();
+    let r = common::client().post(node.url("/service/rest/v1/session")).json(&json!({"username": user, "password": pass})).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
 }
 
 fn with_cookie(node: &TestServer, cookie: &str) -> StatusCode {
-    Client::new().get(node.url("/service/rest/v1/security/users")).header("Cookie", cookie).send().unwrap().status()
+    common::client().get(node.url("/service/rest/v1/security/users")).header("Cookie", cookie).send().unwrap().status()
 }
 
 fn with_basic(node: &TestServer, user: &str, pass: &str) -> StatusCode {
-    Client::new().get(node.url("/service/rest/v1/security/users")).basic_auth(user, Some(pass)).send().unwrap().status()
+    common::client().get(node.url("/service/rest/v1/security/users")).basic_auth(user, Some(pass)).send().unwrap().status()
 }
 
 /// A Docker bearer token from `node` for pulls of docker-hosted/app.
 fn bearer(node: &TestServer, user: &str, pass: &str) -> String {
-    let r = Client::new().get(node.url("/v2/token?service=wharf&scope=repository:docker-hosted/app:pull")).basic_auth(user, Some(pass)).send().unwrap();
+    let r = common::client().get(node.url("/v2/token?service=wharf&scope=repository:docker-hosted/app:pull")).basic_auth(user, Some(pass)).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
 }
 
 /// What a pull with the bearer token gets: 404 (no such image, but allowed to ask) or 401.
 fn with_bearer(node: &TestServer, token: &str) -> StatusCode {
-    Client::new().get(node.url("/v2/docker-hosted/app/tags/list")).bearer_auth(token).send().unwrap().status()
+    common::client().get(node.url("/v2/docker-hosted/app/tags/list")).bearer_auth(token).send().unwrap().status()
 }
 
 /// Two nodes on one database.
@@ -73,7 +72,7 @@ fn logout_ends_the_session_on_every_node() {
     create_user(&a, "leaver", "leaver-password");
     let cookie = session(&b, "leaver", "leaver-password");
     assert_eq!((with_cookie(&a, &cookie), with_cookie(&b, &cookie)), (StatusCode::OK, StatusCode::OK));
-    let r = Client::new().delete(a.url("/service/rest/v1/session")).header("Cookie", &cookie).send().unwrap();
+    let r = common::client().delete(a.url("/service/rest/v1/session")).header("Cookie", &cookie).send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!((with_cookie(&a, &cookie), with_cookie(&b, &cookie)), (StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED), "a replayed cookie is dead");
 }
@@ -138,14 +137,14 @@ fn create_role(s: &TestServer, id: &str, privileges: Value) {
 
 /// A bearer token for pulls and pushes of docker-hosted/app, got with these Basic credentials.
 fn push_bearer(node: &TestServer, user: &str, pass: &str) -> String {
-    let r = Client::new().get(node.url("/v2/token?service=wharf&scope=repository:docker-hosted/app:pull,push")).basic_auth(user, Some(pass)).send().unwrap();
+    let r = common::client().get(node.url("/v2/token?service=wharf&scope=repository:docker-hosted/app:pull,push")).basic_auth(user, Some(pass)).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
 }
 
 /// A new API token of `user` made on `node`: its id and its secret.
 fn api_token(node: &TestServer, user: &str, pass: &str) -> (String, String) {
-    let r = Client::new().post(node.url("/service/rest/v1/security/tokens")).basic_auth(user, Some(pass)).json(&json!({"name": "ci"})).send().unwrap();
+    let r = common::client().post(node.url("/service/rest/v1/security/tokens")).basic_auth(user, Some(pass)).json(&json!({"name": "ci"})).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let created: Value = r.json().unwrap();
     (created["id"].as_str().unwrap().to_string(), created["token"].as_str().unwrap().to_string())
@@ -153,7 +152,7 @@ fn api_token(node: &TestServer, user: &str, pass: &str) -> (String, String) {
 
 /// What starting a push with the bearer token gets: 202, or 401 when it may not push.
 fn push_with_bearer(node: &TestServer, token: &str) -> StatusCode {
-    Client::new().post(node.url("/v2/docker-hosted/app/blobs/uploads/")).bearer_auth(token).send().unwrap().status()
+    common::client().post(node.url("/v2/docker-hosted/app/blobs/uploads/")).bearer_auth(token).send().unwrap().status()
 }
 
 #[test]
@@ -186,7 +185,7 @@ fn a_bearer_token_got_with_an_api_token_ends_when_that_token_is_revoked() {
     let (id, api_token) = api_token(&a, "tokened", "tokened-password");
     let token = bearer(&a, "tokened", &api_token);
     assert_eq!(with_bearer(&b, &token), StatusCode::NOT_FOUND);
-    let r = Client::new().delete(b.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("tokened", Some("tokened-password")).send().unwrap();
+    let r = common::client().delete(b.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("tokened", Some("tokened-password")).send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(with_bearer(&a, &token), StatusCode::UNAUTHORIZED, "revoking the API token ends the bearer tokens got with it");
     assert_eq!(with_bearer(&b, &token), StatusCode::UNAUTHORIZED);
@@ -250,7 +249,7 @@ fn a_role_narrowed_or_a_repository_made_on_one_node_acts_on_the_other_within_2_s
     );
     assert_eq!(st, StatusCode::OK, "{v}");
     let index = |node: &TestServer| {
-        Client::new().get(node.url("/repository/pypi-hosted/simple/")).basic_auth("narrowed-user", Some("narrowed-password")).send().unwrap().status()
+        common::client().get(node.url("/repository/pypi-hosted/simple/")).basic_auth("narrowed-user", Some("narrowed-password")).send().unwrap().status()
     };
     assert_eq!(index(&b), StatusCode::OK, "now remembered on B");
     let (st, v) =
@@ -279,7 +278,7 @@ fn format_reads(node: &TestServer, user: &str, pass: &str) -> Vec<(StatusCode, S
     ["/repository/pypi-hosted/simple/", "/repository/npm-hosted/absent-package", "/v2/docker-hosted/app/tags/list"]
         .iter()
         .map(|path| {
-            let r = Client::new().get(node.url(path)).basic_auth(user, Some(pass)).send().unwrap();
+            let r = common::client().get(node.url(path)).basic_auth(user, Some(pass)).send().unwrap();
             let status = r.status();
             let challenge = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
             (status, format!("{challenge} {}", r.text().unwrap()))
@@ -343,7 +342,7 @@ fn a_remembered_login_on_a_repository_read_follows_a_change_of_the_user_on_anoth
 /// The reads of each format on `node` with an API token: as npm sends it (a bearer token) and
 /// as pip and Docker clients do (Basic credentials with the token for a password).
 fn token_reads(node: &TestServer, user: &str, token: &str) -> Vec<StatusCode> {
-    let get = |path: &str| Client::new().get(node.url(path));
+    let get = |path: &str| common::client().get(node.url(path));
     vec![
         get("/repository/pypi-hosted/simple/").basic_auth(user, Some(token)).send().unwrap().status(),
         get("/repository/npm-hosted/absent-package").bearer_auth(token).send().unwrap().status(),
@@ -379,8 +378,11 @@ fn a_remembered_api_token_on_a_repository_read_follows_its_owner_and_its_revocat
     set_owner("active", json!(["nx-admin"]));
     assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::OK, StatusCode::NOT_FOUND, StatusCode::NOT_FOUND]);
 
-    let r =
-        Client::new().delete(a.url(&format!("/service/rest/v1/security/tokens/{id}"))).basic_auth("token-owner", Some("token-owner-password")).send().unwrap();
+    let r = common::client()
+        .delete(a.url(&format!("/service/rest/v1/security/tokens/{id}")))
+        .basic_auth("token-owner", Some("token-owner-password"))
+        .send()
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(token_reads(&b, "token-owner", &token), [StatusCode::UNAUTHORIZED; 3], "a revoked token is refused on B at once");
 }
