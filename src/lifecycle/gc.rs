@@ -158,26 +158,19 @@ pub fn walked_at_creation(conn: &mut crate::db::AnyConnection, name: &str, locat
     settings::set(conn, &scan_key(name, location), &now_millis().to_string())
 }
 
-/// Rows a pass marked at `mark` (the marking began at `started`): `(digest, size)`.
-struct Marked {
-    blobs: Vec<(String, i64)>,
-    mark: i64,
-    started: Instant,
-}
-
-enum Batch {
-    /// A dry run's page, or an empty one.
-    Counted {
-        count: u64,
-        bytes: u64,
-    },
-    Marked(Marked),
+/// What one page of candidates came to.
+#[derive(Default)]
+struct Swept {
+    count: u64,
+    bytes: u64,
+    /// Marked, but left for the next pass (the deletion lease ran short, or a deletion failed).
+    deferred: u64,
 }
 
 struct Pass<'a> {
     db: &'a Db,
     name: &'a str,
-    store: &'a BlobStore,
+    store: &'a Arc<BlobStore>,
     /// Blobs touched at or after this time (milliseconds) are kept.
     cutoff: i64,
     dry_run: bool,
@@ -237,10 +230,22 @@ impl Pass<'_> {
             if self.dry_run {
                 continue;
             }
-            let (name, d) = (self.name.to_string(), digest.clone());
-            let started = Instant::now();
-            let Some(mark) = self.db.write(move |c| Ok(blobs::claim_deletion(c, &name, &d, marked_at)?)).await? else { continue };
-            r.deferred += self.delete_marked(Marked { blobs: vec![(digest, size)], mark, started }).await?;
+            let (db, store, name) = (self.db.clone(), self.store.clone(), self.name.to_string());
+            r.deferred += crate::lifecycle::unstarved(async move {
+                let started = Instant::now();
+                let d = digest.clone();
+                let Some(mark) = db
+                    .write({
+                        let name = name.clone();
+                        move |c| Ok(blobs::claim_deletion(c, &name, &d, marked_at)?)
+                    })
+                    .await?
+                else {
+                    return Ok(0);
+                };
+                delete_marked(&db, &store, &name, vec![(digest, size)], mark, started).await
+            })
+            .await?;
         }
         Ok(())
     }
@@ -303,97 +308,172 @@ impl Pass<'_> {
         Ok(true)
     }
 
-    /// Step 3: find a batch (a read), mark it (a short write that judges it again), delete it,
-    /// repeat. Deleting a batch mostly waits on the store (a file system's journal, S3's
-    /// answer), so the next batch is found and marked meanwhile.
+    /// Step 3: read a page of candidates, mark them (a short write that judges them again),
+    /// delete their objects and forget their rows; repeat. Deleting mostly waits on the store (a
+    /// file system's journal, S3's answer), so the next page is read and marked meanwhile: two
+    /// pages are in hand at a time.
     async fn sweep(&self, r: &mut StoreReport) -> Result<(), GcError> {
-        let mut after = Some(String::new());
-        let mut pending: Option<Marked> = None;
-        loop {
-            let from = if self.stop.requested() { None } else { after.take() };
-            let deleting = pending.take();
-            if from.is_none() && deleting.is_none() {
-                return Ok(());
-            }
-            let (deleted, found) = tokio::join!(
-                async {
-                    match deleting {
-                        Some(m) => self.delete_marked(m).await.map(Some),
-                        None => Ok(None),
-                    }
-                },
-                async {
-                    match from {
-                        Some(from) => self.next_batch(from).await.map(Some),
-                        None => Ok(None),
-                    }
-                },
-            );
-            // A batch marked beside a failed deletion stays marked: the next pass resumes it.
-            r.deferred += deleted?.unwrap_or(0);
-            let Some((page, next)) = found? else { continue };
-            after = next;
-            match page {
-                Batch::Counted { count, bytes } => {
-                    r.blob_count += count;
-                    r.bytes += bytes;
-                }
-                Batch::Marked(m) => {
-                    r.blob_count += m.blobs.len() as u64;
-                    r.bytes += m.blobs.iter().map(|(_, size)| *size as u64).sum::<u64>();
-                    pending = Some(m);
-                }
-            }
+        let pages = futures::stream::try_unfold(Some(String::new()), |from| async move {
+            let Some(from) = from.filter(|_| !self.stop.requested()) else { return Ok(None) };
+            let (name, cutoff) = (self.name.to_string(), self.cutoff);
+            let (page, next) = self.db.run(move |c| Ok(blobs::candidates(c, &name, cutoff, &from, BATCH)?)).await?;
+            Ok::<_, GcError>(Some((page, next)))
+        });
+        let mut swept = std::pin::pin!(pages.map_ok(|page| self.sweep_page(page)).try_buffered(2));
+        while let Some(s) = swept.try_next().await? {
+            r.blob_count += s.count;
+            r.bytes += s.bytes;
+            r.deferred += s.deferred;
         }
+        Ok(())
     }
 
-    /// The next page of candidates after `from`: counted in a dry run, else marked.
-    async fn next_batch(&self, from: String) -> Result<(Batch, Option<String>), GcError> {
-        let (name, cutoff) = (self.name.to_string(), self.cutoff);
-        let (page, next) = self.db.run(move |c| Ok(blobs::candidates(c, &name, cutoff, &from, BATCH)?)).await?;
+    /// One page: counted in a dry run, else marked, deleted and forgotten as one unit that a
+    /// starved lifecycle thread cannot hold up halfway (a writer that needs a marked blob waits
+    /// for its forget).
+    async fn sweep_page(&self, page: Vec<blobs::Candidate>) -> Result<Swept, GcError> {
         if self.dry_run || page.is_empty() {
-            let bytes = page.iter().map(|c| c.size as u64).sum::<u64>();
-            return Ok((Batch::Counted { count: page.len() as u64, bytes }, next));
+            return Ok(Swept { count: page.len() as u64, bytes: page.iter().map(|c| c.size as u64).sum(), deferred: 0 });
         }
-        // The lease runs from before the mark: a slow mark transaction eats into it.
-        let started = Instant::now();
-        let (name, digests) = (self.name.to_string(), page.into_iter().map(|c| c.digest).collect::<Vec<_>>());
-        let (batch, mark) = self.db.write(move |c| Ok(blobs::mark(c, &name, cutoff, &digests)?)).await?;
-        let blobs = batch.into_iter().map(|c| (c.digest, c.size)).collect();
-        Ok((Batch::Marked(Marked { blobs, mark, started }), next))
+        let (db, store, name, cutoff) = (self.db.clone(), self.store.clone(), self.name.to_string(), self.cutoff);
+        let digests: Vec<String> = page.into_iter().map(|c| c.digest).collect();
+        crate::lifecycle::unstarved(async move {
+            // The lease runs from before the mark: a slow mark transaction eats into it.
+            let started = Instant::now();
+            let (batch, mark) = db
+                .write({
+                    let name = name.clone();
+                    move |c| Ok(blobs::mark(c, &name, cutoff, &digests)?)
+                })
+                .await?;
+            let (count, bytes) = (batch.len() as u64, batch.iter().map(|c| c.size as u64).sum());
+            let blobs = batch.into_iter().map(|c| (c.digest, c.size)).collect();
+            let deferred = delete_marked(&db, &store, &name, blobs, mark, started).await?;
+            Ok(Swept { count, bytes, deferred })
+        })
+        .await
     }
+}
 
-    /// Deletes the objects of rows this pass marked at `mark` (the marking began at `started`),
-    /// then the rows. A deletion is started only within half the deletion lease, by this
-    /// process's own clock: after the whole lease a writer may take the deletion over and write
-    /// the blob afresh, and the other half is the margin for a deletion in flight and for clocks
-    /// between nodes.
-    async fn delete_marked(&self, m: Marked) -> Result<u64, GcError> {
-        let Marked { blobs: batch, mark, started } = m;
-        if batch.is_empty() {
-            return Ok(0);
+/// Deletes the objects of rows a pass marked at `mark` (the marking began at `started`), then
+/// the rows; answers how many it left marked. A deletion is started only within half the
+/// deletion lease, by this process's own clock: after the whole lease a writer may take the
+/// deletion over and write the blob afresh, and the other half is the margin for a deletion in
+/// flight and for clocks between nodes.
+async fn delete_marked(db: &Db, store: &BlobStore, name: &str, batch: Vec<(String, i64)>, mark: i64, started: Instant) -> Result<u64, GcError> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    let lease = Duration::from_millis(store.deletion_lease_ms() as u64 / 2);
+    if started.elapsed() >= lease {
+        return Ok(batch.len() as u64);
+    }
+    // A row whose name is not a digest has no object: only the row goes.
+    let (objects, rows_only): (Vec<_>, Vec<_>) = batch.into_iter().map(|(d, _)| (d.parse::<Digest>().ok(), d)).partition(|(d, _)| d.is_some());
+    let mut done: Vec<String> = rows_only.into_iter().map(|(_, d)| d).collect();
+    let mut failed = None;
+    let digests: Vec<Digest> = objects.iter().filter_map(|(d, _)| d.clone()).collect();
+    for ((_, digest), res) in objects.into_iter().zip(store.delete_many(&digests).await) {
+        match res {
+            Ok(()) => done.push(digest),
+            Err(e) => failed = Some(e),
         }
-        let lease = Duration::from_millis(self.store.deletion_lease_ms() as u64 / 2);
-        if started.elapsed() >= lease {
-            return Ok(batch.len() as u64);
-        }
-        // A row whose name is not a digest has no object: only the row goes.
-        let (objects, rows_only): (Vec<_>, Vec<_>) = batch.into_iter().map(|(d, _)| (d.parse::<Digest>().ok(), d)).partition(|(d, _)| d.is_some());
-        let mut done: Vec<String> = rows_only.into_iter().map(|(_, d)| d).collect();
-        let mut failed = None;
-        let digests: Vec<Digest> = objects.iter().filter_map(|(d, _)| d.clone()).collect();
-        for ((_, name), res) in objects.into_iter().zip(self.store.delete_many(&digests).await) {
-            match res {
-                Ok(()) => done.push(name),
-                Err(e) => failed = Some(e),
+    }
+    let n = name.to_string();
+    db.write(move |c| Ok(blobs::forget_all(c, &n, &done, mark)?)).await?;
+    match failed {
+        // The rows of failed deletions stay marked: the next pass finishes them.
+        Some(source) => Err(GcError::Blob { store: name.to_string(), source }),
+        None => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::task::Poll;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use wharf_format::{BlobStore, Digest, Stop, DELETION_LEASE_MS};
+
+    use crate::db::{blobs, Db};
+
+    /// A writer that needs a blob a pass has marked waits until the pass forgets it. A pass on the
+    /// `SCHED_IDLE` thread that started on a quiet machine stays there when the CPUs fill up, and
+    /// there it may not run again for as long as they stay busy: the writer would wait out the
+    /// 120 s deletion lease. So while the CPUs are busy a page is marked, deleted and forgotten
+    /// as one unit at normal priority. Here busy loops keep every CPU busy, and the pass's future
+    /// is never polled again once a mark of its is in the ledger (its thread starved from then on):
+    /// a push of a marked blob must still go through, with its bytes kept.
+    #[test]
+    fn a_pass_starved_after_its_mark_keeps_no_writer_waiting_while_the_cpus_are_busy() {
+        let _alone = super::super::tests::alone();
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
+        let ledger = Arc::new(crate::db::meta::SqlMeta::new(db.clone()));
+        let store = Arc::new(BlobStore::filesystem("default", &dir.path().join("blobs")).unwrap().with_ledger(ledger, DELETION_LEASE_MS));
+        let contents: Vec<Bytes> = (0..300u32).map(|i| Bytes::from(format!("blob {i}"))).collect();
+        let first = contents.iter().min_by_key(|c| Digest::of(c).to_string()).unwrap().clone();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let spinners = super::super::tests::spin(super::super::priority::cpus().max(1), &stop);
+        let outcome = actix_rt::System::new().block_on(async {
+            for c in &contents {
+                store.put_bytes(c.clone()).await.unwrap();
             }
-        }
-        let name = self.name.to_string();
-        self.db.write(move |c| Ok(blobs::forget_all(c, &name, &done, mark)?)).await?;
-        match failed {
-            // The rows of failed deletions stay marked: the next pass finishes them.
-            Some(e) => Err(self.blob_error(e)),
-            None => Ok(0),
-        }
+            super::super::prepare();
+            // Longer than two notes of the CPUs' load apart: the span judged lies wholly in the
+            // busy time.
+            tokio::time::sleep(Duration::from_millis(1200)).await;
+            assert!(super::super::cpus_busy(), "busy loops on every CPU, yet the CPUs are not judged busy");
+            // This thread plays the lifecycle's SCHED_IDLE thread (its policy is beside the point:
+            // it stops polling the pass instead of being starved).
+            wharf_format::ThreadClass::Idle.set_current();
+            crate::db::run_writes_at_normal_priority(super::super::timekeeper().handle().clone());
+            let never_stops = Stop::default();
+            let pass = super::Pass {
+                db: &db,
+                name: "default",
+                store: &store,
+                cutoff: wharf_format::now_millis() + 1,
+                dry_run: false,
+                full_scan: false,
+                stop: &never_stops,
+            };
+            let mut report = super::StoreReport::default();
+            let mut sweep = Box::pin(pass.sweep(&mut report));
+            let marked = || db.run_sync(|c| Ok(blobs::marked(c, "default", 1)?)).unwrap().len();
+            let finished = std::future::poll_fn(|cx| match sweep.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(Some(r)),
+                Poll::Pending if marked() > 0 => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            })
+            .await;
+
+            // A writer at normal priority, on a thread of its own, pushes the first blob of the
+            // first page again.
+            let writer = {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                    rt.block_on(async { tokio::time::timeout(Duration::from_secs(20), store.put_bytes(first)).await })
+                })
+            };
+            let pushed = tokio::task::spawn_blocking(move || writer.join().unwrap()).await.unwrap();
+            let kept = match &pushed {
+                Ok(Ok(digest)) => store.size(digest).await.unwrap(),
+                _ => None,
+            };
+            drop(sweep);
+            (finished.map(|r| r.is_ok()), pushed.map(|r| r.is_ok()), kept)
+        });
+        stop.store(true, Ordering::Relaxed);
+        spinners.into_iter().for_each(|t| t.join().unwrap());
+        let (finished, pushed, kept) = outcome;
+        assert_eq!(pushed, Ok(true), "the push of a marked blob (Err: still waiting after 20 s); the pass had finished: {finished:?}");
+        assert!(kept.is_some(), "the pushed blob's bytes are gone");
     }
 }

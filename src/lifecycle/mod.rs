@@ -51,6 +51,29 @@ pub(crate) fn cpus_busy() -> bool {
     priority::cpus_busy()
 }
 
+/// Runs `work` where a starved lifecycle thread cannot hold it up once it has begun: on the
+/// timekeeper's runtime (normal priority) when the caller is on `SCHED_IDLE` and the CPUs are
+/// busy, else here. For work that others wait for from its first step to its last, such as a
+/// GC batch from its mark to its forget (a writer that needs a marked blob waits for the
+/// forget): polled here, every await in between would wait for busy CPUs to let the idle thread
+/// run, and a run that started on a quiet machine stays on `SCHED_IDLE` when the CPUs fill up.
+/// Once started there, the work finishes even if the caller never runs again.
+pub(crate) async fn unstarved<T, F>(work: F) -> T
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    if wharf_format::ThreadClass::current() != wharf_format::ThreadClass::Idle || !cpus_busy() {
+        return work.await;
+    }
+    match timekeeper().spawn(work).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the timekeeper's runtime is shutting down, and so is the process.
+        Err(e) => panic!("the timekeeper dropped a lifecycle job: {e}"),
+    }
+}
+
 /// A runtime of its own, at normal priority, for the lifecycle's bookkeeping that must keep
 /// time whatever the work does (a task run's lease renewal), and for the lifecycle's database
 /// writes. Beside the work on the lifecycle thread a renewal would wait for that work's next
@@ -63,6 +86,9 @@ fn timekeeper() -> &'static tokio::runtime::Runtime {
             .worker_threads(1)
             .max_blocking_threads(4)
             .thread_name("wharf-timekeeper")
+            // Its network connections are the lifecycle's, not the requests' (see
+            // `wharf_format::ThreadClass`): a request's bytes must not be driven here.
+            .on_thread_start(|| wharf_format::ThreadClass::Nice.set_current())
             .enable_all()
             .build()
             .expect("the timekeeper runtime")
@@ -100,7 +126,7 @@ mod tests {
 
     /// One of these tests at a time: one keeps every CPU busy, which starves the others' work
     /// on the `SCHED_IDLE` thread and changes where their runs start.
-    fn alone() -> MutexGuard<'static, ()> {
+    pub(super) fn alone() -> MutexGuard<'static, ()> {
         static ONE: Mutex<()> = Mutex::new(());
         ONE.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -182,7 +208,7 @@ mod tests {
     }
 
     /// Busy loops on `n` threads until `stop`.
-    fn spin(n: usize, stop: &Arc<std::sync::atomic::AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
+    pub(super) fn spin(n: usize, stop: &Arc<std::sync::atomic::AtomicBool>) -> Vec<std::thread::JoinHandle<()>> {
         (0..n)
             .map(|_| {
                 let stop = stop.clone();

@@ -14,7 +14,8 @@ pub enum ThreadClass {
     /// Request threads and everything else at the normal priority.
     #[default]
     Normal,
-    /// A lifecycle thread lowered by a nice value.
+    /// A lifecycle thread that cannot starve: lowered by a nice value, or the lifecycle's
+    /// timekeeper (normal priority, small jobs).
     Nice,
     /// A lifecycle thread on `SCHED_IDLE`.
     Idle,
