@@ -539,7 +539,7 @@ def main():
         if r:
             print(f"Distribution: pushed in {r['push_s']:.1f} s (monolithic POST: {r['monolithic']}), GC {r['gc_s']:.2f} s: {r['gc_summary']}", flush=True)
         w = wharf_side(content, work, args.threads, args.latency_seconds, args.pull_interval_ms / 1e3, args.wharf, args.perf)
-        print(f"wharf: pushed in {w['push_s']:.1f} s (monolithic POST: {w['monolithic']}), task {w['task_s']:.2f} s ({w['task_message']}), "
+        print(f"wharf: pushed in {w['push_s']:.1f} s (monolithic POST: {w['monolithic']}), task {w['task_s']:.2f} s (server's clock {w['task_server_ms']} ms; {w['task_message']}), "
               f"compact {w['compact_s']:.2f} s ({w['compact_report']['blobCount']} blobs, {w['compact_report']['bytes']} bytes)", flush=True)
         if args.timeline:
             print("GETs during wharf's GC: " + "\n  ".join(w["timeline"]), flush=True)
