@@ -192,15 +192,14 @@ pub fn mark(conn: &mut AnyConnection, store: &str, cutoff: i64, digests: &[Strin
     Ok((found, mark))
 }
 
-/// Rows a pass left marked (it was killed, or stalled): `(digest, size, marked_at)`.
+/// Rows a pass left marked (it was killed, or stalled): `(digest, size, marked_at)`, the first
+/// `limit` in digest order. Sorted here: in digest order SQLite walked the store's whole ledger
+/// by its primary key; by `blobs_by_touch` it reads only the marked rows.
 pub fn marked(conn: &mut AnyConnection, store: &str, limit: i64) -> QueryResult<Vec<(String, i64, i64)>> {
-    let rows: Vec<(String, i64, Option<i64>)> = blobs::table
-        .filter(blobs::blob_store.eq(store))
-        .filter(blobs::state.eq(DELETING))
-        .order(blobs::digest.asc())
-        .limit(limit)
-        .select((blobs::digest, blobs::size, blobs::marked_at))
-        .load(conn)?;
+    let mut rows: Vec<(String, i64, Option<i64>)> =
+        blobs::table.filter(blobs::blob_store.eq(store)).filter(blobs::state.eq(DELETING)).select((blobs::digest, blobs::size, blobs::marked_at)).load(conn)?;
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     Ok(rows.into_iter().map(|(d, s, m)| (d, s, m.unwrap_or(0))).collect())
 }
 
@@ -242,12 +241,13 @@ pub fn adopt(conn: &mut AnyConnection, store: &str, found: &[(String, i64, i64)]
 
 #[cfg(test)]
 mod tests {
-    use diesel::prelude::*;
+    use crate::db::plans::assert_plan;
+    use crate::db::{plans_of, Db};
 
-    #[derive(QueryableByName)]
-    struct Step {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        detail: String,
+    fn plans(op: impl FnOnce(&mut crate::db::AnyConnection)) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
+        db.run_sync(|c| Ok(plans_of(c, op).1)).unwrap()
     }
 
     /// A mark judges its page by the ledger's primary key. With the state and age in the query,
@@ -255,29 +255,20 @@ mod tests {
     /// against 156 ms with a million rows, holding the write lock).
     #[test]
     fn a_mark_looks_its_page_up_by_the_primary_key() {
-        use diesel::connection::{Instrumentation, InstrumentationEvent};
-        use std::sync::{Arc, Mutex};
-        let dir = tempfile::tempdir().unwrap();
-        let db = crate::db::Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
-        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-        let plans = db
-            .run_sync(|c| {
-                let s = seen.clone();
-                c.set_instrumentation(move |e: InstrumentationEvent<'_>| {
-                    if let InstrumentationEvent::StartQuery { query, .. } = e {
-                        s.lock().unwrap().push(query.to_string());
-                    }
-                });
-                super::mark(c, "default", i64::MAX, &["sha256:00".to_string(), "sha256:01".to_string()])?;
-                c.set_instrumentation(None::<Box<dyn Instrumentation>>);
-                let selects: Vec<String> = seen.lock().unwrap().iter().filter(|q| q.starts_with("SELECT")).cloned().collect();
-                assert_eq!(selects.len(), 1, "{selects:#?}");
-                let sql = selects[0].split(" -- binds:").next().unwrap();
-                Ok(diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")).load::<Step>(c)?)
-            })
-            .unwrap();
-        let plan: Vec<String> = plans.into_iter().map(|s| s.detail).collect();
-        assert!(plan.iter().any(|s| s.starts_with("SEARCH blobs USING INDEX sqlite_autoindex_blobs_1 (blob_store=? AND digest=?)")), "{plan:#?}");
-        assert!(!plan.iter().any(|s| s.contains("blobs_by_touch")), "{plan:#?}");
+        let plans = plans(|c| {
+            super::mark(c, "default", i64::MAX, &["sha256:00".to_string(), "sha256:01".to_string()]).unwrap();
+        });
+        let selects: Vec<String> = plans.into_iter().filter(|p| p.starts_with("SELECT")).collect();
+        assert_plan(&selects, "SEARCH blobs USING INDEX sqlite_autoindex_blobs_1 (blob_store=? AND digest=?)", &["blobs_by_touch"]);
+    }
+
+    /// A pass starts by finishing what a killed one left marked: it reads the marked rows only,
+    /// not the store's whole ledger in digest order (1.26 s at 750,000 rows).
+    #[test]
+    fn the_marks_left_are_read_without_walking_the_ledger() {
+        let plans = plans(|c| {
+            super::marked(c, "default", i64::MAX).unwrap();
+        });
+        assert_plan(&plans, "blobs_by_touch (blob_store=? AND state=?)", &["sqlite_autoindex_blobs_1"]);
     }
 }

@@ -77,7 +77,7 @@ pub fn watch(db: Db) -> UnboundedReceiver<Change> {
 }
 
 /// The pauses still running: (user, client, until).
-fn pauses(conn: &mut AnyConnection, now: i64) -> Result<Vec<(String, String, i64)>, DbError> {
+pub(super) fn pauses(conn: &mut AnyConnection, now: i64) -> Result<Vec<(String, String, i64)>, DbError> {
     let rows: Vec<(String, String, Option<i64>)> =
         lf::table.filter(lf::paused_until.gt(now)).select((lf::username, lf::client, lf::paused_until)).load(conn)?;
     Ok(rows.into_iter().filter_map(|(u, c, until)| Some((u, c, until?))).collect())

@@ -137,16 +137,7 @@ impl SqlMeta {
     pub async fn component_page(&self, repo: i64, kind: &str, after: Option<(String, String)>, limit: i64) -> Result<Vec<Asset>, MetaError> {
         let kind = kind.to_string();
         self.db
-            .run(move |conn| {
-                let mut query = assets::table
-                    .filter(assets::repository_id.eq(repo).and(assets::kind.eq(kind)).and(assets::component.is_not_null()))
-                    .select(AssetRow::as_select())
-                    .into_boxed();
-                if let Some((component, path)) = after {
-                    query = query.filter(assets::component.gt(component.clone()).or(assets::component.eq(component).and(assets::path.gt(path))));
-                }
-                Ok(query.order((assets::component.asc(), assets::path.asc())).limit(limit).load(conn)?)
-            })
+            .run(move |conn| Ok(component_page_rows(conn, repo, &kind, after, limit)?))
             .await
             .map(|rows| rows.into_iter().map(Asset::from).collect())
             .map_err(backend)
@@ -300,6 +291,60 @@ fn none_under(conn: &mut AnyConnection, repo: i64, prefix: &str) -> QueryResult<
     Ok(any.is_none())
 }
 
+/// The rows of [`MetaStore::list`].
+fn list_rows(conn: &mut AnyConnection, repo: i64, q: ListQuery) -> QueryResult<Vec<AssetRow>> {
+    let mut query = assets::table.filter(assets::repository_id.eq(repo)).select(AssetRow::as_select()).into_boxed();
+    if let Some(kind) = q.kind {
+        query = query.filter(assets::kind.eq(kind));
+    }
+    if let Some(component) = q.component {
+        query = query.filter(assets::component.eq(component));
+    }
+    if let Some(link) = q.link {
+        query = query.filter(assets::link.eq(link));
+    }
+    if let Some(digest) = q.digest {
+        query = query.filter(assets::digest.eq(digest));
+    }
+    if let Some(prefix) = q.prefix {
+        let upper = prefix_upper(&prefix);
+        query = query.filter(assets::path.ge(prefix)).filter(assets::path.lt(upper));
+    }
+    if let Some(after) = q.after {
+        query = query.filter(assets::path.gt(after));
+    }
+    for word in &q.contains {
+        let pattern = format!("%{}%", like_escape(&word.to_ascii_lowercase()));
+        query = query.filter(
+            super::lower(assets::component.assume_not_null())
+                .like(pattern.clone())
+                .escape('\\')
+                .or(super::lower(assets::attributes).like(pattern).escape('\\')),
+        );
+    }
+    query = query.order(assets::path.asc());
+    if let Some(limit) = q.limit {
+        query = query.limit(limit);
+    }
+    query.load(conn)
+}
+
+/// The rows of [`SqlMeta::component_page`].
+fn component_page_rows(conn: &mut AnyConnection, repo: i64, kind: &str, after: Option<(String, String)>, limit: i64) -> QueryResult<Vec<AssetRow>> {
+    let mut query = assets::table
+        .filter(assets::repository_id.eq(repo).and(assets::kind.eq(kind)).and(assets::component.is_not_null()))
+        .select(AssetRow::as_select())
+        .into_boxed();
+    if let Some((component, path)) = after {
+        // The first bound is implied by the second; it is what lets the index start
+        // at `after` instead of at the first component (each page walked all before it).
+        query = query
+            .filter(assets::component.ge(component.clone()))
+            .filter(assets::component.gt(component.clone()).or(assets::component.eq(component).and(assets::path.gt(path))));
+    }
+    query.order((assets::component.asc(), assets::path.asc())).limit(limit).load(conn)
+}
+
 /// `s` as a LIKE pattern matches it literally (with `ESCAPE '\'`).
 fn like_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -405,9 +450,11 @@ fn all_pass(conn: &mut AnyConnection, checks: &[Check]) -> QueryResult<bool> {
     }
     for ((repo, kind), digests) in no_digest {
         for chunk in digests.chunks(IN_CHUNK) {
-            let n: i64 =
-                assets::table.filter(assets::repository_id.eq(repo).and(assets::kind.eq(kind)).and(assets::digest.eq_any(chunk))).count().get_result(conn)?;
-            if n > 0 {
+            // By (repository, digest), the kind judged here: with the kind in the query, SQLite
+            // walked every asset of that kind (every tag of the repository) through
+            // `assets_by_component` instead.
+            let kinds: Vec<String> = assets::table.filter(assets::repository_id.eq(repo).and(assets::digest.eq_any(chunk))).select(assets::kind).load(conn)?;
+            if kinds.iter().any(|k| k == kind) {
                 return Ok(false);
             }
         }
@@ -551,11 +598,17 @@ fn apply_writes(conn: &mut AnyConnection, writes: &[Write]) -> QueryResult<Optio
             }
             Write::Delete { .. } => unreachable!("deletes are applied in runs"),
             Write::DeleteByDigest { repo, kind, component, digest } => {
-                diesel::delete(
-                    assets::table
-                        .filter(assets::repository_id.eq(*repo).and(assets::kind.eq(kind)).and(assets::component.eq(component)).and(assets::digest.eq(digest))),
-                )
-                .execute(conn)?;
+                // Found by (repository, digest), then deleted by path: by kind and component
+                // SQLite walked every tag of the image (`assets_by_component`).
+                let rows: Vec<(String, String, Option<String>)> = assets::table
+                    .filter(assets::repository_id.eq(*repo).and(assets::digest.eq(digest)))
+                    .select((assets::path, assets::kind, assets::component))
+                    .load(conn)?;
+                let paths: Vec<String> =
+                    rows.into_iter().filter(|(_, k, c)| k == kind && c.as_deref() == Some(component.as_str())).map(|(path, _, _)| path).collect();
+                for chunk in paths.chunks(IN_CHUNK) {
+                    diesel::delete(assets::table.filter(assets::repository_id.eq(*repo).and(assets::path.eq_any(chunk)))).execute(conn)?;
+                }
             }
         }
     }
@@ -600,46 +653,7 @@ impl MetaStore for SqlMeta {
     }
 
     async fn list(&self, repo: i64, q: ListQuery) -> Result<Vec<Asset>, MetaError> {
-        self.db
-            .run(move |conn| {
-                let mut query = assets::table.filter(assets::repository_id.eq(repo)).select(AssetRow::as_select()).into_boxed();
-                if let Some(kind) = q.kind {
-                    query = query.filter(assets::kind.eq(kind));
-                }
-                if let Some(component) = q.component {
-                    query = query.filter(assets::component.eq(component));
-                }
-                if let Some(link) = q.link {
-                    query = query.filter(assets::link.eq(link));
-                }
-                if let Some(digest) = q.digest {
-                    query = query.filter(assets::digest.eq(digest));
-                }
-                if let Some(prefix) = q.prefix {
-                    let upper = prefix_upper(&prefix);
-                    query = query.filter(assets::path.ge(prefix)).filter(assets::path.lt(upper));
-                }
-                if let Some(after) = q.after {
-                    query = query.filter(assets::path.gt(after));
-                }
-                for word in &q.contains {
-                    let pattern = format!("%{}%", like_escape(&word.to_ascii_lowercase()));
-                    query = query.filter(
-                        super::lower(assets::component.assume_not_null())
-                            .like(pattern.clone())
-                            .escape('\\')
-                            .or(super::lower(assets::attributes).like(pattern).escape('\\')),
-                    );
-                }
-                query = query.order(assets::path.asc());
-                if let Some(limit) = q.limit {
-                    query = query.limit(limit);
-                }
-                Ok(query.load(conn)?)
-            })
-            .await
-            .map(|rows| rows.into_iter().map(Asset::from).collect())
-            .map_err(backend)
+        self.db.run(move |conn| Ok(list_rows(conn, repo, q)?)).await.map(|rows| rows.into_iter().map(Asset::from).collect()).map_err(backend)
     }
 
     async fn commit(&self, checks: Vec<Check>, writes: Vec<Write>) -> Result<(), MetaError> {
@@ -803,5 +817,63 @@ impl MetaStore for SqlMeta {
             })
             .await
             .map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod plan_tests {
+    use wharf_format::{Check, ListQuery, Write};
+
+    use crate::db::plans::assert_plan;
+    use crate::db::{plans_of, AnyConnection, Db};
+
+    fn plans(op: impl FnOnce(&mut AnyConnection)) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
+        db.run_sync(|c| Ok(plans_of(c, op).1)).unwrap()
+    }
+
+    /// A Docker cleanup commit checks that no tag names its manifests: by digest, not by walking
+    /// every tag of the repository (119 ms per 256 digests with 40,000 tags, in the write lock).
+    #[test]
+    fn a_commits_digest_checks_look_digests_up() {
+        let checks: Vec<Check> =
+            ["sha256:00", "sha256:01"].iter().map(|d| Check::NoneWithDigest { repo: 1, kind: "tag".into(), digest: d.to_string() }).collect();
+        let plans = plans(|c| {
+            assert_eq!(super::failed_check(c, &checks).unwrap(), None);
+        });
+        assert_plan(&plans, "assets_by_repository_digest (repository_id=? AND digest=?)", &["assets_by_component"]);
+    }
+
+    /// A manifest deleted by digest takes its tags along: found by digest, not by walking every
+    /// tag of the image (17 ms with 20,000 tags, in the write lock).
+    #[test]
+    fn a_delete_by_digest_looks_the_digest_up() {
+        let writes = vec![Write::DeleteByDigest { repo: 1, kind: "tag".into(), component: "app".into(), digest: "sha256:00".into() }];
+        let plans = plans(|c| {
+            assert!(super::apply_writes(c, &writes).unwrap().is_none());
+        });
+        assert_plan(&plans, "assets_by_repository_digest (repository_id=? AND digest=?)", &["assets_by_component"]);
+    }
+
+    /// Referrers and a manifest's ref rows are listed by link (31-248 ms on an image of 20,000
+    /// manifests through `assets_by_component`).
+    #[test]
+    fn a_listing_by_link_uses_the_link_index() {
+        let q = ListQuery { kind: Some("manifest".into()), component: Some("app".into()), link: Some("sha256:00".into()), ..Default::default() };
+        let plans = plans(|c| {
+            super::list_rows(c, 1, q).unwrap();
+        });
+        assert_plan(&plans, "assets_by_link (repository_id=? AND link=?", &["assets_by_component"]);
+    }
+
+    /// Cleanup reads a repository a page at a time: each page starts at the last one's end, not
+    /// at the first component of the kind (20 ms for a page 190,000 rows deep, 1.3 ms so).
+    #[test]
+    fn a_component_page_starts_where_the_last_ended() {
+        let plans = plans(|c| {
+            super::component_page_rows(c, 1, "tag", Some(("app".into(), "app/tags/1".into())), 1000).unwrap();
+        });
+        assert_plan(&plans, "assets_by_component (repository_id=? AND kind=? AND component>?)", &[]);
     }
 }

@@ -9,9 +9,13 @@
 //! compare-and-swap cannot lose an update under concurrency); serialization failures and
 //! deadlocks are retried with jittered backoff.
 //!
-//! Point lookups by a unique key use `get_result`, never `first`: `first` adds a bound
-//! `LIMIT`, and SQLite (as bundled here) then prepared the statement again on every run: one
-//! user's row took 14 µs with it and 4 µs without, on the path of every request that reads.
+//! Point lookups by a unique key use `get_result`, not `first`: `first` adds a bound `LIMIT`,
+//! and SQLite without its query planner stability guarantee (now built in, .cargo/config.toml)
+//! prepared such a statement again on every run (one user's row: 14 µs against 4 µs).
+//!
+//! SQLite gathers no statistics here, so it plans by the columns an index matches; a query on a
+//! hot path is shaped so that the index that matches most is the one that reads least, and its
+//! plan is tested (`plans_of`; docs/architecture.md, "Query plans").
 
 pub mod audit;
 pub mod blobs;
@@ -23,6 +27,8 @@ pub mod health_checks;
 pub mod login_failures;
 pub mod meta;
 pub mod notify;
+#[cfg(test)]
+mod plans;
 pub mod precheck;
 pub mod privileges;
 pub mod read_only;
@@ -409,6 +415,41 @@ pub fn lost_race(e: &diesel::result::Error) -> bool {
 /// Is this a unique-constraint violation (someone inserted the same key first)?
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _))
+}
+
+/// The query plans SQLite chose for the statements `op` ran on `conn` (tests of the plans on
+/// hot paths: SQLite gathers no statistics here and picks the index that matches the most
+/// columns, which is not always the one that reads the fewest rows). One line per step, after
+/// the statement's first words.
+#[cfg(test)]
+pub(crate) fn plans_of<T>(conn: &mut AnyConnection, op: impl FnOnce(&mut AnyConnection) -> T) -> (T, Vec<String>) {
+    use diesel::connection::{Instrumentation, InstrumentationEvent};
+    #[derive(diesel::QueryableByName)]
+    struct Step {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        detail: String,
+    }
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let s = seen.clone();
+    conn.set_instrumentation(move |e: InstrumentationEvent<'_>| {
+        if let InstrumentationEvent::StartQuery { query, .. } = e {
+            s.lock().unwrap().push(query.to_string());
+        }
+    });
+    let out = op(conn);
+    conn.set_instrumentation(None::<Box<dyn Instrumentation>>);
+    let statements: Vec<String> = seen.lock().unwrap().clone();
+    let mut plans = Vec::new();
+    for sql in statements {
+        let sql = sql.split(" -- binds:").next().unwrap_or_default().to_string();
+        if !["SELECT", "UPDATE", "DELETE", "INSERT"].iter().any(|w| sql.starts_with(w)) {
+            continue;
+        }
+        let steps = diesel::RunQueryDsl::load::<Step>(diesel::sql_query(format!("EXPLAIN QUERY PLAN {sql}")), conn).expect("EXPLAIN QUERY PLAN");
+        let head: String = sql.chars().take(60).collect();
+        plans.extend(steps.into_iter().map(|s| format!("{head}… => {}", s.detail)));
+    }
+    (out, plans)
 }
 
 #[cfg(test)]

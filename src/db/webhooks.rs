@@ -156,8 +156,9 @@ pub fn claim(conn: &mut AnyConnection, node: &str, now: i64, lease_ms: i64, limi
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let free = webhook_deliveries::claimed_by.is_null().or(webhook_deliveries::lease_until.lt(now));
-    diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)).filter(webhook_deliveries::status.eq(PENDING)).filter(free))
+    // By id alone: the select above judged them in this transaction. With the status in the
+    // update too, SQLite walked every pending delivery (`webhook_deliveries_due`) instead.
+    diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
         .set((webhook_deliveries::claimed_by.eq(node), webhook_deliveries::lease_until.eq(now + lease_ms)))
         .execute(conn)?;
     let rows: Vec<ClaimedRow> = webhook_deliveries::table
