@@ -322,11 +322,15 @@ fn list_rows(conn: &mut AnyConnection, repo: i64, q: ListQuery) -> QueryResult<V
                 .or(super::lower(assets::attributes).like(pattern).escape('\\')),
         );
     }
-    query = query.order(assets::path.asc());
-    if let Some(limit) = q.limit {
-        query = query.limit(limit);
-    }
-    query.load(conn)
+    let Some(limit) = q.limit else {
+        // All of them: sorted here, so that the plan follows the filters alone. Ordered by path
+        // in SQL, SQLite walked the primary key instead of a selective index (every asset of
+        // a repository to list its npm packuments).
+        let mut rows: Vec<AssetRow> = query.load(conn)?;
+        rows.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        return Ok(rows);
+    };
+    query.order(assets::path.asc()).limit(limit).load(conn)
 }
 
 /// The rows of [`SqlMeta::component_page`].
@@ -865,6 +869,18 @@ mod plan_tests {
             super::list_rows(c, 1, q).unwrap();
         });
         assert_plan(&plans, "assets_by_link (repository_id=? AND link=?", &["assets_by_component"]);
+    }
+
+    /// Every packument of an npm repository (package listings, search) by kind: in path order
+    /// from SQL, it was a walk of every asset under `pkg/`, tarballs included (0.5-0.8 s for
+    /// 20,000 packages with 200,000 tarballs).
+    #[test]
+    fn a_listing_by_kind_uses_the_kind_index() {
+        let q = ListQuery { kind: Some("packument".into()), ..Default::default() };
+        let plans = plans(|c| {
+            super::list_rows(c, 1, q).unwrap();
+        });
+        assert_plan(&plans, "assets_by_component (repository_id=? AND kind=?)", &[]);
     }
 
     /// Cleanup reads a repository a page at a time: each page starts at the last one's end, not

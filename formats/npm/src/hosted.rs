@@ -248,7 +248,7 @@ impl Hosted {
             return Ok(());
         }
         let repo = self.cfg.id;
-        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some(meta::PACKAGES_PREFIX.into()), ..Default::default() };
+        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), ..Default::default() };
         for a in self.env.meta.list(repo, q).await?.into_iter().filter(|a| a.attributes.get("search").is_none() && a.attributes.is_object()) {
             let (Some(name), Some(digest)) = (a.component.clone(), a.digest.clone()) else { continue };
             let doc = match store::read(&self.env, &a).await {
@@ -1007,7 +1007,7 @@ impl Source for Hosted {
     }
 
     async fn names(&self) -> Result<Vec<String>> {
-        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some(meta::PACKAGES_PREFIX.into()), ..Default::default() };
+        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), ..Default::default() };
         Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
     }
 

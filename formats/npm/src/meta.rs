@@ -16,7 +16,6 @@ pub const PACKUMENT: &str = "packument";
 pub const TARBALL: &str = "tarball";
 /// A version's provenance bundle (`npm publish --provenance`), beside its tarball.
 pub const ATTESTATION: &str = "attestation";
-pub const PACKAGES_PREFIX: &str = "pkg/";
 
 pub fn package_prefix(name: &str) -> String {
     format!("pkg/{name}/")

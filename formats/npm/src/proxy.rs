@@ -390,7 +390,7 @@ impl Source for Proxy {
     }
 
     async fn names(&self) -> Result<Vec<String>> {
-        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), prefix: Some(meta::PACKAGES_PREFIX.into()), ..Default::default() };
+        let q = ListQuery { kind: Some(meta::PACKUMENT.into()), ..Default::default() };
         Ok(self.env.meta.list(self.cfg.id, q).await?.into_iter().filter_map(|a| a.component).collect())
     }
 

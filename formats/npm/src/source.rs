@@ -147,12 +147,7 @@ pub async fn search_response(src: &dyn Source, ctx: &RepoCtx) -> Result<HttpResp
 
 /// A repository's packument assets whose rows contain each of `contains`.
 pub async fn packuments(env: &FormatEnv, repo: i64, contains: Vec<String>) -> Result<Vec<Asset>> {
-    let q = wharf_format::ListQuery {
-        kind: Some(crate::meta::PACKUMENT.into()),
-        prefix: Some(crate::meta::PACKAGES_PREFIX.into()),
-        contains,
-        ..Default::default()
-    };
+    let q = wharf_format::ListQuery { kind: Some(crate::meta::PACKUMENT.into()), contains, ..Default::default() };
     Ok(env.meta.list(repo, q).await?)
 }
 
