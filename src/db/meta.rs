@@ -340,11 +340,8 @@ fn component_page_rows(conn: &mut AnyConnection, repo: i64, kind: &str, after: O
         .select(AssetRow::as_select())
         .into_boxed();
     if let Some((component, path)) = after {
-        // The first bound is implied by the second; it is what lets the index start
-        // at `after` instead of at the first component (each page walked all before it).
-        query = query
-            .filter(assets::component.ge(component.clone()))
-            .filter(assets::component.gt(component.clone()).or(assets::component.eq(component).and(assets::path.gt(path))));
+        // SQLite starts the index at `after` (it derives `component >= ?` from the OR: tested).
+        query = query.filter(assets::component.gt(component.clone()).or(assets::component.eq(component).and(assets::path.gt(path))));
     }
     query.order((assets::component.asc(), assets::path.asc())).limit(limit).load(conn)
 }
@@ -884,7 +881,7 @@ mod plan_tests {
     }
 
     /// Cleanup reads a repository a page at a time: each page starts at the last one's end, not
-    /// at the first component of the kind (20 ms for a page 190,000 rows deep, 1.3 ms so).
+    /// at the first component of the kind (which would make a run quadratic in its rows).
     #[test]
     fn a_component_page_starts_where_the_last_ended() {
         let plans = plans(|c| {

@@ -59,10 +59,14 @@ fn claimed_deliveries_are_updated_by_id() {
             super::webhooks::WebhookFields { url: "http://127.0.0.1:1/".into(), secret: None, event_types: "asset".into(), repository: None, enabled: true };
         super::webhooks::insert(c, "hook", &f).unwrap();
         let id = super::webhooks::get(c, "hook").unwrap().unwrap().id;
-        super::webhooks::enqueue(c, id, "e1", None, "{}", 0).unwrap();
+        // A claim takes up to 16: with one id, `id IN (?)` is `id = ?` and any plan looks up
+        // the row.
+        for e in 0..16 {
+            super::webhooks::enqueue(c, id, &format!("e{e}"), None, "{}", 0).unwrap();
+        }
         super::webhooks::claim(c, "node", 1, 1000, 16).unwrap().len()
     });
-    assert_eq!(claimed, 1);
+    assert_eq!(claimed, 16);
     let updates: Vec<String> = plans.into_iter().filter(|p| p.starts_with("UPDATE")).collect();
     assert_plan(&updates, "USING INTEGER PRIMARY KEY (rowid=?)", &["webhook_deliveries_due"]);
 }
