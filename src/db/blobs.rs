@@ -241,13 +241,10 @@ pub fn adopt(conn: &mut AnyConnection, store: &str, found: &[(String, i64, i64)]
 
 #[cfg(test)]
 mod tests {
-    use crate::db::plans::assert_plan;
-    use crate::db::{plans_of, Db};
+    use crate::db::plans::{assert_plan, with_db};
 
     fn plans(op: impl FnOnce(&mut crate::db::AnyConnection)) -> Vec<String> {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
-        db.run_sync(|c| Ok(plans_of(c, op).1)).unwrap()
+        with_db(op).1
     }
 
     /// A mark judges its page by the ledger's primary key. With the state and age in the query,

@@ -825,13 +825,11 @@ impl MetaStore for SqlMeta {
 mod plan_tests {
     use wharf_format::{Check, ListQuery, Write};
 
-    use crate::db::plans::assert_plan;
-    use crate::db::{plans_of, AnyConnection, Db};
+    use crate::db::plans::{assert_plan, with_db};
+    use crate::db::AnyConnection;
 
     fn plans(op: impl FnOnce(&mut AnyConnection)) -> Vec<String> {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
-        db.run_sync(|c| Ok(plans_of(c, op).1)).unwrap()
+        with_db(op).1
     }
 
     /// A Docker cleanup commit checks that no tag names its manifests: by digest, not by walking

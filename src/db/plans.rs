@@ -4,7 +4,8 @@
 
 use super::{plans_of, AnyConnection, Db};
 
-fn with_db<T>(op: impl FnOnce(&mut AnyConnection) -> T) -> (T, Vec<String>) {
+/// What `op` returns on a fresh SQLite database, and the plans of the statements it ran.
+pub(crate) fn with_db<T>(op: impl FnOnce(&mut AnyConnection) -> T) -> (T, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
     db.run_sync(|c| Ok(plans_of(c, op))).unwrap()
