@@ -28,8 +28,13 @@ use wharf_format::{now_millis, BlobStore, Digest, Stop};
 use crate::db::{blobs, settings, Db, DbError};
 use crate::state::AppState;
 
-/// Rows marked, and objects deleted, per step.
-const BATCH: i64 = 256;
+/// Rows marked, and objects deleted, per step. A page's own steps (its candidate read, its mark,
+/// its forget) delay the unlinks of the next (two pages are in hand at a time): with 256 a
+/// compaction of 6,000 blobs took 0.33-0.43 s, with 1,000 0.23-0.30 s against 0.17-0.22 s for
+/// the unlinks alone on the benchmark's disk. The price: a mark holds the write lock longer
+/// (7-13 ms there, against 2-5 ms), and a writer that needs a marked blob waits for a longer
+/// page (60-120 ms). 1,000 is also what one S3 DeleteObjects request takes.
+const BATCH: i64 = 1000;
 /// How long a store goes without a walk for objects the ledger does not know.
 pub const RESCAN_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -399,7 +404,46 @@ mod tests {
     use bytes::Bytes;
     use wharf_format::{BlobStore, Digest, Stop, DELETION_LEASE_MS};
 
+    use diesel::prelude::*;
+
     use crate::db::{blobs, Db};
+
+    /// A sweep over several pages, two of them in hand at a time: every old unreferenced blob
+    /// goes, bytes and row, and the young ones between them in digest order stay.
+    #[test]
+    fn a_sweep_of_several_pages_takes_every_old_blob_and_keeps_the_young() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
+        let ledger = Arc::new(crate::db::meta::SqlMeta::new(db.clone()));
+        let store = Arc::new(BlobStore::filesystem("default", &dir.path().join("blobs")).unwrap().with_ledger(ledger, DELETION_LEASE_MS));
+        let old_count = 2 * super::BATCH as usize + 300;
+        actix_rt::System::new().block_on(async {
+            let mut old = Vec::new();
+            for i in 0..old_count {
+                old.push(store.put_bytes(Bytes::from(format!("old blob {i}"))).await.unwrap());
+            }
+            let cutoff = wharf_format::now_millis() + 1;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let mut young = Vec::new();
+            for i in 0..50 {
+                young.push(store.put_bytes(Bytes::from(format!("young blob {i}"))).await.unwrap());
+            }
+            let stop = Stop::default();
+            let pass = super::Pass { db: &db, name: "default", store: &store, cutoff, dry_run: false, full_scan: false, stop: &stop };
+            let mut report = super::StoreReport::default();
+            pass.sweep(&mut report).await.unwrap();
+
+            assert_eq!((report.blob_count, report.deferred), (old_count as u64, 0), "{report:?}");
+            for d in &old {
+                assert_eq!(store.size(d).await.unwrap(), None, "{d} is still stored");
+            }
+            for d in &young {
+                assert!(store.size(d).await.unwrap().is_some(), "young blob {d} is gone");
+            }
+            let rows: i64 = db.run_sync(|c| Ok(crate::db::schema::blobs::table.count().get_result(c)?)).unwrap();
+            assert_eq!(rows, young.len() as i64, "the ledger keeps the young rows only");
+        });
+    }
 
     /// A writer that needs a blob a pass has marked waits until the pass forgets it. A pass on the
     /// `SCHED_IDLE` thread that started on a quiet machine stays there when the CPUs fill up, and
