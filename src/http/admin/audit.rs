@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 use wharf_format::ConfigError;
 
 use super::{require_admin, AdminError};
-use crate::db::audit::{self, AuditQuery};
+use crate::db::audit::{self, AuditQuery, Cursor};
 use crate::state::AppState;
 
 #[derive(serde::Deserialize)]
@@ -65,9 +65,15 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, q: web::Query<Pa
     if !(1..=1000).contains(&limit) {
         return Err(AdminError::Invalid(ConfigError::new("limit", "limit: between 1 and 1000")));
     }
-    let before = match &q.continuation_token {
-        Some(t) => Some(t.parse::<i64>().map_err(|_| AdminError::Invalid(ConfigError::new("continuationToken", "continuationToken: not one this API gave")))?),
+    let not_ours = || AdminError::Invalid(ConfigError::new("continuationToken", "continuationToken: not one this API gave"));
+    let before = match q.continuation_token.as_deref() {
         None => None,
+        Some(t) => match (Cursor::parse(t), t.parse::<i64>()) {
+            (Some(c), _) => Some(c),
+            // An event's id: a token from before tokens carried the time.
+            (None, Ok(id)) => Some(state.db.run(move |c| audit::cursor_of(c, id)).await?.ok_or_else(not_ours)?),
+            (None, Err(_)) => return Err(not_ours()),
+        },
     };
     let query = AuditQuery {
         actor: q.actor.clone(),
@@ -81,7 +87,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, q: web::Query<Pa
     let mut rows = state.db.run(move |c| audit::query(c, &query)).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let token = if more { rows.last().map(|r| r.id.to_string()) } else { None };
+    let token = if more { rows.last().map(|r| Cursor { at: r.at, id: r.id }.token()) } else { None };
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {
