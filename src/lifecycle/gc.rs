@@ -29,11 +29,12 @@ use crate::db::{blobs, settings, Db, DbError};
 use crate::state::AppState;
 
 /// Rows marked, and objects deleted, per step. A page's own steps (its candidate read, its mark,
-/// its forget) delay the unlinks of the next (two pages are in hand at a time): with 256 a
-/// compaction of 6,000 blobs took 0.33-0.43 s, with 1,000 0.23-0.30 s against 0.17-0.22 s for
-/// the unlinks alone on the benchmark's disk. The price: a mark holds the write lock longer
-/// (7-13 ms there, against 2-5 ms), and a writer that needs a marked blob waits for a longer
-/// page (60-120 ms). 1,000 is also what one S3 DeleteObjects request takes.
+/// its forget) delay the unlinks of the next (two pages are in hand at a time): on the
+/// benchmark's disk a compaction of 6,000 blobs took 0.32-0.37 s with 256 and 0.29 s with 1,000
+/// (three alternating pairs), the unlinks alone 0.17-0.22 s (docs/benchmarks.md). The price: a
+/// mark holds the write lock longer (7-13 ms there, against 2-5 ms), and a writer that needs a
+/// marked blob waits for a longer page (60-120 ms). 1,000 is also what one S3 DeleteObjects
+/// request takes.
 const BATCH: i64 = 1000;
 /// How long a store goes without a walk for objects the ledger does not know.
 pub const RESCAN_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
