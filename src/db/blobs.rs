@@ -241,11 +241,7 @@ pub fn adopt(conn: &mut AnyConnection, store: &str, found: &[(String, i64, i64)]
 
 #[cfg(test)]
 mod tests {
-    use crate::db::plans::{assert_plan, with_db};
-
-    fn plans(op: impl FnOnce(&mut crate::db::AnyConnection)) -> Vec<String> {
-        with_db(op).1
-    }
+    use crate::db::plans::{assert_plan, plans};
 
     /// A mark judges its page by the ledger's primary key. With the state and age in the query,
     /// SQLite chose `blobs_by_touch` and walked every live row of the store for each page (1.6 ms

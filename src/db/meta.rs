@@ -825,12 +825,7 @@ impl MetaStore for SqlMeta {
 mod plan_tests {
     use wharf_format::{Check, ListQuery, Write};
 
-    use crate::db::plans::{assert_plan, with_db};
-    use crate::db::AnyConnection;
-
-    fn plans(op: impl FnOnce(&mut AnyConnection)) -> Vec<String> {
-        with_db(op).1
-    }
+    use crate::db::plans::{assert_plan, plans};
 
     /// A Docker cleanup commit checks that no tag names its manifests: by digest, not by walking
     /// every tag of the repository (119 ms per 256 digests with 40,000 tags, in the write lock).

@@ -11,6 +11,11 @@ pub(crate) fn with_db<T>(op: impl FnOnce(&mut AnyConnection) -> T) -> (T, Vec<St
     db.run_sync(|c| Ok(plans_of(c, op))).unwrap()
 }
 
+/// The plans of the statements `op` ran on a fresh SQLite database.
+pub(crate) fn plans(op: impl FnOnce(&mut AnyConnection)) -> Vec<String> {
+    with_db(op).1
+}
+
 /// Some step of `plans` says `wanted`, and none names any of `unwanted`.
 pub(crate) fn assert_plan(plans: &[String], wanted: &str, unwanted: &[&str]) {
     assert!(plans.iter().any(|p| p.contains(wanted)), "no step says {wanted:?}: {plans:#?}");

@@ -409,14 +409,20 @@ mod tests {
 
     use crate::db::{blobs, Db};
 
-    /// A sweep over several pages, two of them in hand at a time: every old unreferenced blob
-    /// goes, bytes and row, and the young ones between them in digest order stay.
-    #[test]
-    fn a_sweep_of_several_pages_takes_every_old_blob_and_keeps_the_young() {
+    /// A file store named `default` with its ledger, on a fresh SQLite database.
+    fn fresh_store() -> (tempfile::TempDir, Db, Arc<BlobStore>) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
         let ledger = Arc::new(crate::db::meta::SqlMeta::new(db.clone()));
         let store = Arc::new(BlobStore::filesystem("default", &dir.path().join("blobs")).unwrap().with_ledger(ledger, DELETION_LEASE_MS));
+        (dir, db, store)
+    }
+
+    /// A sweep over several pages, two of them in hand at a time: every old unreferenced blob
+    /// goes, bytes and row, and the young ones between them in digest order stay.
+    #[test]
+    fn a_sweep_of_several_pages_takes_every_old_blob_and_keeps_the_young() {
+        let (_dir, db, store) = fresh_store();
         let old_count = 2 * super::BATCH as usize + 300;
         actix_rt::System::new().block_on(async {
             let mut old = Vec::new();
@@ -456,10 +462,7 @@ mod tests {
     #[test]
     fn a_pass_starved_after_its_mark_keeps_no_writer_waiting_while_the_cpus_are_busy() {
         let _alone = super::super::tests::alone();
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
-        let ledger = Arc::new(crate::db::meta::SqlMeta::new(db.clone()));
-        let store = Arc::new(BlobStore::filesystem("default", &dir.path().join("blobs")).unwrap().with_ledger(ledger, DELETION_LEASE_MS));
+        let (_dir, db, store) = fresh_store();
         let contents: Vec<Bytes> = (0..300u32).map(|i| Bytes::from(format!("blob {i}"))).collect();
         let first = contents.iter().min_by_key(|c| Digest::of(c).to_string()).unwrap().clone();
 
