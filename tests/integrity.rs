@@ -333,41 +333,9 @@ fn a_manifest_an_index_lists_cannot_be_deleted() {
 /// safe; deleting the broken manifest itself is allowed, and then the blob can go.
 #[test]
 fn a_legacy_manifest_that_cannot_be_read_keeps_its_image_blobs() {
-    use wharf::db::meta::SqlMeta;
-    use wharf_format::{ListQuery, MetaStore, NewAsset, Write};
-
     let name = "keep/legacy";
-    let config = br#"{"architecture":"s390x","os":"linux"}"#;
-    let layer = b"a layer an old manifest needs".to_vec();
-    let config_d = push_blob(REPO, name, config);
-    let layer_d = push_blob(REPO, name, &layer);
-    let m = manifest_for(&config_d, config.len(), &layer_d, layer.len(), "legacy");
-    let m_d = digest_of(&m);
-    assert_eq!(put_manifest(REPO, name, "old", &m).status(), StatusCode::CREATED);
-
-    // Make it what an older wharf stored: no `refs` attribute and no `ref` rows.
-    let db = wharf::db::Db::open(&server().database_url(), 2).unwrap();
-    let repo = db.run_sync(|c| wharf::db::repos::get(c, REPO)).unwrap().unwrap().id;
-    let meta = SqlMeta::new(db);
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let path = format!("{name}/manifests/{m_d}");
-        let a = meta.get(repo, &path).await.unwrap().unwrap();
-        let legacy = NewAsset {
-            path: a.path,
-            kind: a.kind,
-            component: a.component,
-            digest: a.digest,
-            size: a.size,
-            content_type: a.content_type,
-            link: a.link,
-            attributes: json!({}),
-        };
-        let mut writes = vec![Write::Upsert { repo, asset: legacy }];
-        let refs = meta.list(repo, ListQuery { prefix: Some(format!("{name}/refs/")), ..Default::default() }).await.unwrap();
-        assert_eq!(refs.len(), 2, "the push recorded its uses");
-        writes.extend(refs.into_iter().map(|a| Write::Delete { repo, path: a.path }));
-        meta.commit(vec![], writes).await.unwrap();
-    });
+    let (layer_d, m_d) = push_small_image(name, "legacy");
+    let old = OldData::make_legacy(name, &m_d);
     let hex = m_d.trim_start_matches("sha256:");
     let bytes = server().data_dir().join("blobs/default/blobs/sha256").join(&hex[..2]).join(hex);
     std::fs::write(&bytes, b"not a manifest any more").unwrap();
@@ -378,6 +346,83 @@ fn a_legacy_manifest_that_cannot_be_read_keeps_its_image_blobs() {
     assert!(message.contains(&m_d), "{message}");
     assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("manifests/{m_d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
     assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+    assert!(old.image_marked(name));
+}
+
+/// An image with a legacy manifest (readable) is read on every delete until the manifest goes:
+/// a delete that finds it, even one it does not concern, leaves the image unmarked, so the
+/// manifest's blobs stay guarded; the first delete that finds none marks the image, and later
+/// deletes skip the read.
+#[test]
+fn an_image_is_marked_as_recording_its_uses_only_once_no_legacy_manifest_is_left() {
+    let name = "keep/legacy-readable";
+    let (layer_d, m_d) = push_small_image(name, "readable");
+    let spare = push_blob(REPO, name, b"a blob no manifest uses");
+    let old = OldData::make_legacy(name, &m_d);
+
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("blobs/{spare}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+    assert!(!old.image_marked(name), "an image with a legacy manifest is not marked");
+    let r = req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "the legacy manifest's layer stays");
+    assert!(error_of(r).1.contains(&m_d));
+    // Deleting the legacy manifest itself does not mark the image either (the delete may fail
+    // after the check): the next delete does.
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("manifests/{m_d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+    assert!(!old.image_marked(name));
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+    assert!(old.image_marked(name));
+}
+
+/// A config, a layer and a manifest of them tagged `old`; answers the layer's and the
+/// manifest's digests.
+fn push_small_image(name: &str, note: &str) -> (String, String) {
+    let config = format!(r#"{{"architecture":"s390x","os":"linux","note":"{note}"}}"#);
+    let layer = format!("a layer an old manifest needs ({note})").into_bytes();
+    let config_d = push_blob(REPO, name, config.as_bytes());
+    let layer_d = push_blob(REPO, name, &layer);
+    let m = manifest_for(&config_d, config.len(), &layer_d, layer.len(), note);
+    assert_eq!(put_manifest(REPO, name, "old", &m).status(), StatusCode::CREATED);
+    (layer_d, digest_of(&m))
+}
+
+/// The test server's metadata, read and written directly to make what an older wharf stored.
+struct OldData {
+    meta: wharf::db::meta::SqlMeta,
+    repo: i64,
+    rt: tokio::runtime::Runtime,
+}
+
+impl OldData {
+    /// Makes manifest `m_d` of image `name` what a wharf before uses were recorded stored: no
+    /// `refs` attribute and no `ref` rows, and its image's row without the mark that every
+    /// manifest records its uses.
+    fn make_legacy(name: &str, m_d: &str) -> OldData {
+        use wharf_format::{ListQuery, MetaStore, NewAsset, Write};
+        let db = wharf::db::Db::open(&server().database_url(), 2).unwrap();
+        let repo = db.run_sync(|c| wharf::db::repos::get(c, REPO)).unwrap().unwrap().id;
+        let old = OldData { meta: wharf::db::meta::SqlMeta::new(db), repo, rt: tokio::runtime::Runtime::new().unwrap() };
+        old.rt.block_on(async {
+            let meta = &old.meta;
+            let a = meta.get(repo, &format!("{name}/manifests/{m_d}")).await.unwrap().unwrap();
+            let legacy = NewAsset { attributes: json!({}), ..NewAsset::from(a) };
+            let image = meta.get(repo, &format!("_image/{name}")).await.unwrap().unwrap();
+            assert_eq!(image.attributes["refs"], json!(true), "a new image is marked");
+            let image = NewAsset { attributes: json!(null), ..NewAsset::from(image) };
+            let mut writes = vec![Write::Upsert { repo, asset: legacy }, Write::Upsert { repo, asset: image }];
+            let refs = meta.list(repo, ListQuery { prefix: Some(format!("{name}/refs/")), ..Default::default() }).await.unwrap();
+            assert_eq!(refs.len(), 2, "the push recorded its uses");
+            writes.extend(refs.into_iter().map(|a| Write::Delete { repo, path: a.path }));
+            meta.commit(vec![], writes).await.unwrap();
+        });
+        assert!(!old.image_marked(name));
+        old
+    }
+
+    fn image_marked(&self, name: &str) -> bool {
+        use wharf_format::MetaStore;
+        let image = self.rt.block_on(self.meta.get(self.repo, &format!("_image/{name}"))).unwrap().unwrap();
+        image.attributes.get("refs").and_then(Value::as_bool) == Some(true)
+    }
 }
 
 /// Unmounts on drop, whatever the test did.
