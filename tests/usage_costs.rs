@@ -1,5 +1,6 @@
 //! What measuring usage costs: the hard-quota check and the repository list answer from memory
-//! for a few seconds and measure again only when this node wrote, and the soft-quota watcher
+//! for a few seconds and measure again only when this node wrote (the quota check, after a
+//! deletion, only when the limit is reached), and the soft-quota watcher
 //! reads nothing of the ledger when no store has a soft quota. On the real database (SQLite, and
 //! PostgreSQL when `WHARF_TEST_DATABASE_URL` names one); "another node" is a second `SqlMeta` on
 //! the same database.
@@ -82,10 +83,24 @@ async fn usage_is_remembered_and_exact_for_this_nodes_writes() {
         assert_eq!(list().await.unwrap()[&id], usage(3, 1015), "{backend}");
         assert_eq!(meter.repository_usage(&repo_config(id, Some(1))).await.unwrap(), usage(3, 1015), "{backend}");
 
-        // A deletion of this node's is measured again at once too.
+        // After a deletion of this node's, the quota goes by the last measurement as a bound
+        // (it may count what is gone) while that is below the limit, without measuring: the
+        // other node's blob stays unseen.
+        link(&other_node, &db, id, "sha256:d", 1000).await;
+        here.commit(vec![], vec![Write::Delete { repo: id, path: "img/blobs/sha256:c".into() }]).await.unwrap();
+        assert!(meter.check_write(&repo_config(id, Some(1016))).await.is_ok(), "{backend}: measured although the bound was below the limit");
+        // At the limit, the deletion may have made room: measured (and the other node's blob
+        // with it).
+        match meter.check_write(&repo_config(id, Some(1015))).await {
+            Err(QuotaError::Exceeded(e)) => assert_eq!(e.used, 2010, "{backend}"),
+            other => panic!("{backend}: expected a refusal, got {other:?}"),
+        }
+        here.commit(vec![], vec![Write::Delete { repo: id, path: "img/blobs/sha256:d".into() }]).await.unwrap();
+
+        // A deletion of this node's is measured again at once for the exact views.
         here.commit(vec![], vec![Write::Delete { repo: id, path: "img/blobs/sha256:b".into() }]).await.unwrap();
-        assert_eq!(meter.repository_usage(&repo_config(id, Some(1))).await.unwrap(), usage(2, 15), "{backend}");
-        assert_eq!(list().await.unwrap()[&id], usage(2, 15), "{backend}");
+        assert_eq!(meter.repository_usage(&repo_config(id, Some(1))).await.unwrap(), usage(1, 10), "{backend}");
+        assert_eq!(list().await.unwrap()[&id], usage(1, 10), "{backend}");
     }
 }
 

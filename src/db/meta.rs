@@ -11,7 +11,7 @@ use wharf_format::{
 };
 
 use super::schema::{assets, uploads};
-use super::usage_cache::UsageCache;
+use super::usage_cache::{Bound, UsageCache};
 use super::{is_unique_violation, usage, AnyConnection, Db, DbError};
 
 #[derive(Queryable, Selectable)]
@@ -69,9 +69,9 @@ struct UploadDbRow {
 /// are atomic against every other writer, on this node or another.
 pub struct SqlMeta {
     db: Db,
-    usage: UsageCache,
+    usage: std::sync::Arc<UsageCache>,
     /// One measurement at a time per repository: a push's parallel layers share it.
-    measuring: KeyedLocks,
+    measuring: std::sync::Arc<KeyedLocks>,
     /// One refresh of the repository list at a time: concurrent lists wait and read the cache.
     listing: tokio::sync::Mutex<()>,
     /// The formats, which say which assets make components (for webhooks' events); none: no
@@ -85,7 +85,7 @@ const PER_REPOSITORY_MAX: usize = 8;
 
 impl SqlMeta {
     pub fn new(db: Db) -> SqlMeta {
-        SqlMeta { db, usage: UsageCache::default(), measuring: KeyedLocks::default(), listing: tokio::sync::Mutex::new(()), formats: Default::default() }
+        SqlMeta { db, usage: Default::default(), measuring: Default::default(), listing: tokio::sync::Mutex::new(()), formats: Default::default() }
     }
 
     /// The formats whose components and assets webhooks hear of (the server passes all of them).
@@ -96,7 +96,7 @@ impl SqlMeta {
 
     /// How long a usage measurement is trusted (tests; the server keeps `usage_cache::TTL`).
     pub fn with_usage_ttl(mut self, ttl: std::time::Duration) -> SqlMeta {
-        self.usage = UsageCache::new(ttl);
+        self.usage = std::sync::Arc::new(UsageCache::new(ttl));
         self
     }
 
@@ -230,11 +230,54 @@ impl UsageMeter for SqlMeta {
         if let Some(u) = self.usage.fresh(repo.id) {
             return Ok(u);
         }
-        let m = self.usage.begin(Some(repo.id));
-        let (id, store) = (repo.id, repo.blob_store.clone());
-        let measured = self.db.run(move |c| usage::repository_usage(c, id, &store)).await.map_err(backend)?;
-        Ok(self.usage.keep(&m, repo.id, measured))
+        measure(&self.db, &self.usage, repo).await
     }
+
+    async fn usage_for_limit(&self, repo: &RepoConfig, limit: u64) -> Result<Usage, MetaError> {
+        match self.usage.for_limit(repo.id, limit) {
+            Bound::Known(u) => return Ok(u),
+            Bound::Renew(u) => {
+                self.renew(repo);
+                return Ok(u);
+            }
+            Bound::Unknown => {}
+        }
+        let _turn = self.measuring.lock(&repo.id.to_string()).await;
+        match self.usage.for_limit(repo.id, limit) {
+            Bound::Known(u) => Ok(u),
+            // A measurement finished while this one waited its turn.
+            Bound::Renew(u) if self.usage.measured_lately(repo.id) => Ok(u),
+            _ => measure(&self.db, &self.usage, repo).await,
+        }
+    }
+}
+
+impl SqlMeta {
+    /// Measures `repo` again in the background, unless a measurement of it is running: the
+    /// check that asked answers from the last one meanwhile.
+    fn renew(&self, repo: &RepoConfig) {
+        if self.usage.is_measuring(repo.id) {
+            return;
+        }
+        let (db, usage, measuring, repo) = (self.db.clone(), self.usage.clone(), self.measuring.clone(), repo.clone());
+        tokio::spawn(async move {
+            let _turn = measuring.lock(&repo.id.to_string()).await;
+            if usage.measured_lately(repo.id) {
+                return;
+            }
+            if let Err(e) = measure(&db, &usage, &repo).await {
+                tracing::warn!(repository = %repo.name, error = %e, "measuring a repository's usage failed");
+            }
+        });
+    }
+}
+
+/// Measures what `repo` references and keeps it; answers the quota's view.
+async fn measure(db: &Db, cache: &UsageCache, repo: &RepoConfig) -> Result<Usage, MetaError> {
+    let m = cache.begin(Some(repo.id));
+    let (id, store) = (repo.id, repo.blob_store.clone());
+    let measured = db.run(move |c| usage::repository_usage(c, id, &store)).await.map_err(backend)?;
+    Ok(cache.keep(&m, repo.id, measured))
 }
 
 fn backend(e: DbError) -> MetaError {
@@ -881,5 +924,74 @@ mod plan_tests {
             super::component_page_rows(c, 1, "tag", Some(("app".into(), "app/tags/1".into())), 1000).unwrap();
         });
         assert_plan(&plans, "assets_by_component (repository_id=? AND kind=? AND component>?)", &[]);
+    }
+}
+
+#[cfg(test)]
+mod usage_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use wharf_format::config::{Kind, WritePolicy};
+    use wharf_format::{MetaStore, NewAsset, QuotaError, RepoConfig, UsageMeter, Write};
+
+    use super::SqlMeta;
+    use crate::db::{blobs, repos, Db};
+
+    async fn link(meta: &SqlMeta, db: &Db, repo: i64, digest: &str, size: i64) {
+        let d = digest.to_string();
+        db.write(move |c| Ok(blobs::touch(c, "default", &d, size)?)).await.unwrap();
+        let asset = NewAsset { path: format!("img/blobs/{digest}"), kind: "blob".into(), digest: Some(digest.into()), size, ..Default::default() };
+        meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.unwrap();
+    }
+
+    /// Past its TTL, a measurement below the limit still answers a check at once, and the next
+    /// one runs in the background (a million assets take seconds to measure: no push waits for
+    /// that); its result is what the following check goes by.
+    #[tokio::test]
+    async fn a_check_past_the_ttl_answers_at_once_and_measures_in_the_background() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
+        db.run_sync(|c| {
+            repos::insert_blob_store(c, "default", "file", "{}")?;
+            repos::insert(c, "r1", "docker", "hosted", "default", "{}")
+        })
+        .unwrap();
+        let id = db.run_sync(|c| repos::get(c, "r1")).unwrap().unwrap().id;
+        let ttl = Duration::from_secs(10);
+        let here = Arc::new(SqlMeta::new(db.clone()).with_usage_ttl(ttl));
+        let other_node = SqlMeta::new(db.clone());
+        let meter: Arc<dyn UsageMeter> = here.clone();
+        let repo = RepoConfig {
+            id,
+            name: "r1".into(),
+            format: "docker".into(),
+            kind: Kind::Hosted,
+            online: true,
+            blob_store: "default".into(),
+            write_policy: WritePolicy::Allow,
+            strict_content_type: true,
+            latest_policy: false,
+            anonymous_read: false,
+            hard_quota: Some(50),
+            cache_invalidated_at: None,
+            attributes: Default::default(),
+        };
+
+        link(&here, &db, id, "sha256:a", 10).await;
+        assert!(meter.check_write(&repo).await.is_ok());
+        link(&other_node, &db, id, "sha256:b", 100).await;
+        here.usage.backdate(id, ttl + Duration::from_secs(1));
+        assert!(meter.check_write(&repo).await.is_ok(), "answered from the last measurement, below the limit");
+
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !here.usage.measured_lately(id) {
+            assert!(std::time::Instant::now() < deadline, "no measurement ran in the background");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        match meter.check_write(&repo).await {
+            Err(QuotaError::Exceeded(e)) => assert_eq!(e.used, 110, "the background measurement saw the other node's blob"),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
     }
 }

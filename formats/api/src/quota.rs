@@ -16,10 +16,11 @@
 //! - The check and the link are not one transaction: every write that passed its last check
 //!   before any of them was linked lands. Writes made one after another overshoot by at most the
 //!   one that crossed the limit; writes finishing at the same moment, by each of them.
-//! - A meter may answer from a recent measurement plus what its node linked since (the
-//!   server's does, for a few seconds: `src/db/usage_cache.rs`), never from less than what its
-//!   own node linked. On a cluster, what the other nodes linked within those seconds is not
-//!   seen: that much more.
+//! - A meter may answer from a recent measurement plus what its node linked since, never from
+//!   less than what its own node linked (the server's does for a few seconds, and below the
+//!   limit for as long again or twice a measurement's duration while the next one runs:
+//!   `src/db/usage_cache.rs`). On a cluster, what the other nodes linked within that time is
+//!   not seen: that much more.
 //!
 //! Counting bytes as they stream would need a reservation per request; a quota is a budget for
 //! an administrator, not a disk guard.
@@ -60,6 +61,15 @@ pub trait UsageMeter: Send + Sync {
     /// The distinct blobs `repo`'s assets reference, with their true sizes: measured, or a
     /// recent measurement plus what this node linked since (see the module documentation).
     async fn repository_usage(&self, repo: &RepoConfig) -> Result<Usage, MetaError>;
+
+    /// What a check against `limit` goes by: [`UsageMeter::repository_usage`], or a number at
+    /// or above it that is below `limit` (to know that a write fits, a bound will do; the
+    /// server's meter answers one without measuring while a measurement it has is recent
+    /// enough, see `src/db/usage_cache.rs`).
+    async fn usage_for_limit(&self, repo: &RepoConfig, limit: u64) -> Result<Usage, MetaError> {
+        let _ = limit;
+        self.repository_usage(repo).await
+    }
 }
 
 impl dyn UsageMeter {
@@ -67,7 +77,7 @@ impl dyn UsageMeter {
     /// one costs nothing (no measurement).
     pub async fn check_write(&self, repo: &RepoConfig) -> Result<(), QuotaError> {
         let Some(limit) = repo.hard_quota else { return Ok(()) };
-        let used = self.repository_usage(repo).await?.bytes;
+        let used = self.usage_for_limit(repo, limit).await?.bytes;
         if used >= limit {
             return Err(QuotaExceeded { repository: repo.name.clone(), used, limit }.into());
         }
