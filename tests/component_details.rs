@@ -239,6 +239,40 @@ fn an_npm_version_shows_the_dist_tags_naming_it_its_readme_and_checksums() {
     assert!(beta["readme"]["truncated"] == json!(true) && text.len() == 64 << 10 && text.starts_with("# detail-pkg 2"), "a long README is cut and says so");
 }
 
+/// `twin` and `@side/twin`, both 1.0.0: two components with two ids (the scope is in the id),
+/// each fetched and deleted as itself, not as the first one of that short name.
+#[test]
+fn a_scoped_npm_package_and_an_unscoped_one_of_the_same_name_are_two_components() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["twin", "@side/twin"] {
+        let p = tmp.path().join(name.replace('/', "_"));
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("package.json"), json!({"name": name, "version": "1.0.0", "description": format!("I am {name}")}).to_string()).unwrap();
+        std::fs::write(p.join("index.js"), "module.exports = 1;\n").unwrap();
+        npm(tmp.path(), &p, &["publish", "--access", "public"]);
+    }
+    let (_, list) = server().admin().json(Method::GET, "/service/rest/v1/search?repository=npm-hosted&name=twin", None);
+    let items = list["items"].as_array().unwrap();
+    let ids: Vec<(Option<&str>, &str)> = items.iter().map(|c| (c["group"].as_str(), c["id"].as_str().unwrap())).collect();
+    assert_eq!(ids.len(), 2, "{list}");
+    assert_ne!(ids[0].1, ids[1].1, "one id each");
+    assert_eq!(id("npm-hosted", "@side/twin", "1.0.0"), ids.iter().find(|(g, _)| *g == Some("@side")).unwrap().1);
+
+    let scoped = detail("npm-hosted", "@side/twin", "1.0.0");
+    assert_eq!((scoped["group"].as_str(), scoped["name"].as_str()), (Some("@side"), Some("twin")));
+    assert_eq!(scoped["details"]["description"], json!("I am @side/twin"));
+    assert_eq!(detail("npm-hosted", "twin", "1.0.0")["details"]["description"], json!("I am twin"));
+
+    let (status, body) = server().admin().json(Method::DELETE, &format!("/service/rest/v1/components/{}", id("npm-hosted", "@side/twin", "1.0.0")), None);
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let gone = server().admin().request(Method::GET, "/repository/npm-hosted/@side%2ftwin").send().unwrap();
+    assert!(gone.status() == StatusCode::NOT_FOUND || gone.json::<Value>().unwrap()["versions"].get("1.0.0").is_none(), "the scoped version went");
+    let kept: Value = server().admin().request(Method::GET, "/repository/npm-hosted/twin").send().unwrap().json().unwrap();
+    assert!(kept["versions"].get("1.0.0").is_some(), "the unscoped one stays: {kept}");
+    let (status, _) = server().admin().json(Method::GET, &format!("/service/rest/v1/components/{}", id("npm-hosted", "@side/twin", "1.0.0")), None);
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 fn make_dist(dir: &Path, name: &str, version: &str, requires: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");
     let text = ok(Command::new("python3").arg(script).arg(dir).arg(name).arg(version).args(requires).output().unwrap());

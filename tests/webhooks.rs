@@ -515,7 +515,7 @@ fn npm_publish_and_unpublish_are_component_events_of_their_caller() {
         |g: &[Received], v: &str| events(g, "rm:repository:component").iter().any(|e| e.json()["action"] == "CREATED" && e.json()["component"]["version"] == v);
     let got = r.wait_for("/npm", "both versions created", |g| created(g, "1.0.0") && created(g, "1.1.0"));
     let p = events(&got, "rm:repository:component").into_iter().map(Received::json).find(|p| p["component"]["version"] == "1.0.0").unwrap();
-    let id = component_id("npm-hosted", "pkg", "1.0.0");
+    let id = component_id("npm-hosted", "@hooks/pkg", "1.0.0");
     assert_eq!(p["component"], json!({"id": id, "componentId": id, "format": "npm", "name": "pkg", "group": "@hooks", "version": "1.0.0"}));
     assert_eq!((p["action"].as_str(), p["initiator"].as_str(), p["repositoryName"].as_str()), (Some("CREATED"), Some("admin/127.0.0.1"), Some("npm-hosted")));
 

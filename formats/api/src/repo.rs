@@ -22,6 +22,17 @@ pub struct ComponentKey {
     pub download_path: Option<String>,
 }
 
+impl ComponentKey {
+    /// The name with its group (`@scope/name` for a scoped npm package): the `component`
+    /// column of the component's assets.
+    pub fn full_name(&self) -> String {
+        match &self.group {
+            Some(g) => format!("{g}/{}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
 /// Where a repository wants a URL space of its own, besides `/repository/<name>/`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listener {

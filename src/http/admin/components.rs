@@ -3,14 +3,10 @@
 //! `Repo::upload_component`) and deleted; plus wharf's yank endpoint for formats that know
 //! yanking (PyPI, PEP 592).
 
-use std::collections::BTreeMap;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use serde_json::{json, Value};
-use wharf_format::{
-    Action, Asset, ComponentKey, ComponentUpload, ConfigError, DeleteError, ListQuery, MetaStore, Mount, NewAsset, RepoCtx, UploadError, Write,
-};
+use wharf_format::{Action, Asset, ComponentKey, ComponentUpload, ConfigError, DeleteError, MetaStore, Mount, NewAsset, RepoCtx, UploadError, Write};
 
 use super::{parse_json, require_admin, require_reader, AdminError};
 use crate::http::mount::{client, origin};
@@ -19,8 +15,10 @@ use crate::state::AppState;
 const PAGE: usize = 100;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-pub(crate) fn component_id(repo: &str, name: &str, version: &str) -> String {
-    B64.encode(format!("{repo}\n{name}\n{version}"))
+/// A component's id: its repository, full name (with the group: an npm scope) and version. Ids
+/// made before the group was in them are the same for every component without one.
+pub(crate) fn component_id(repo: &str, key: &ComponentKey) -> String {
+    B64.encode(format!("{repo}\n{}\n{}", key.full_name(), key.version))
 }
 
 fn parse_id(id: &str) -> Option<(String, String, String)> {
@@ -29,25 +27,10 @@ fn parse_id(id: &str) -> Option<(String, String, String)> {
     Some((parts.next()?.to_string(), parts.next()?.to_string(), parts.next()?.to_string()))
 }
 
-/// Every component of a repository with its assets, in name and version order.
-async fn components_of(state: &AppState, repo: &str) -> Result<(wharf_format::RepoRef, BTreeMap<ComponentKey, Vec<Asset>>), AdminError> {
-    let r = state.registry.get(repo).ok_or_else(|| AdminError::missing("repository", repo))?;
-    let format = state.format(&r.config.format).ok_or_else(|| AdminError::NotFound(format!("format {} is not in this build", r.config.format)))?;
-    let assets = state.meta.list(r.config.id, ListQuery::default()).await?;
-    let mut out: BTreeMap<ComponentKey, Vec<Asset>> = BTreeMap::new();
-    for a in assets {
-        if let Some(mut key) = format.component_of(&a) {
-            key.download_path = None;
-            out.entry(key).or_default().push(a);
-        }
-    }
-    Ok((r, out))
-}
-
 pub(crate) fn render(repo: &wharf_format::RepoRef, key: &ComponentKey, assets: &[Asset], format: &dyn wharf_format::Format, origin: &str) -> Value {
     let name = &repo.config.name;
     json!({
-        "id": component_id(name, &key.name, &key.version),
+        "id": component_id(name, key),
         "repository": name,
         "format": repo.config.format,
         "group": key.group,
@@ -212,11 +195,25 @@ fn upload_refused(e: UploadError) -> AdminError {
     }
 }
 
+/// The component an id names, with its assets: read by its name (the assets of the format's
+/// component kind under it), not by walking the repository.
 async fn find(state: &AppState, id: &str) -> Result<(wharf_format::RepoRef, ComponentKey, Vec<Asset>), AdminError> {
-    let (repo, name, version) = parse_id(id).ok_or_else(|| AdminError::missing("component", id))?;
-    let (r, mut all) = components_of(state, &repo).await?;
-    let key = all.keys().find(|k| k.name == name && k.version == version).cloned().ok_or_else(|| AdminError::missing("component", id))?;
-    let assets = all.remove(&key).unwrap_or_default();
+    let missing = || AdminError::missing("component", id);
+    let (repo, name, version) = parse_id(id).ok_or_else(missing)?;
+    let r = state.registry.get(&repo).ok_or_else(|| AdminError::missing("repository", &repo))?;
+    let format = state.format(&r.config.format).ok_or_else(|| AdminError::NotFound(format!("format {} is not in this build", r.config.format)))?;
+    let kind = format.component_kind().ok_or_else(missing)?;
+    let mut key = None;
+    let mut assets = Vec::new();
+    for a in state.meta.component_assets(r.config.id, kind, vec![name.clone()]).await? {
+        let Some(mut k) = format.component_of(&a) else { continue };
+        k.download_path = None;
+        if k.version == version && k.full_name() == name {
+            key.get_or_insert(k);
+            assets.push(a);
+        }
+    }
+    let key = key.ok_or_else(missing)?;
     Ok((r, key, assets))
 }
 

@@ -150,7 +150,7 @@ impl Query {
     }
 
     fn matches(&self, key: &ComponentKey, assets: &[Asset], format: &dyn Format) -> bool {
-        let full = full_name(key);
+        let full = key.full_name();
         let (full_l, version_l) = (full.to_lowercase(), key.version.to_lowercase());
         self.name.as_ref().is_none_or(|g| g.matches(&key.name) || g.matches(&full))
             && self.group.as_ref().is_none_or(|g| key.group.as_deref().is_some_and(|k| g.matches(k)))
@@ -171,13 +171,6 @@ impl Query {
 
 fn asset_sha256(a: &Asset) -> Option<&str> {
     a.digest.as_deref().and_then(|d| d.strip_prefix("sha256:"))
-}
-
-fn full_name(key: &ComponentKey) -> String {
-    match &key.group {
-        Some(g) => format!("{g}/{}", key.name),
-        None => key.name.clone(),
-    }
 }
 
 /// A pattern where `*` stands for any run of characters; case-insensitive.
@@ -384,10 +377,10 @@ async fn sorted(state: &AppState, repos: &[RepoRef], q: &Query, by: SortBy, desc
             }
         };
         let order = match by {
-            SortBy::Name => full_name(&a.key).cmp(&full_name(&b.key)).then_with(by_version),
+            SortBy::Name => a.key.full_name().cmp(&b.key.full_name()).then_with(by_version),
             SortBy::Group => a.key.group.cmp(&b.key.group).then_with(|| a.key.name.cmp(&b.key.name)).then_with(by_version),
-            SortBy::Version => by_version().then_with(|| full_name(&a.key).cmp(&full_name(&b.key))),
-            SortBy::Repository => a.repo.config.name.cmp(&b.repo.config.name).then_with(|| full_name(&a.key).cmp(&full_name(&b.key))).then_with(by_version),
+            SortBy::Version => by_version().then_with(|| a.key.full_name().cmp(&b.key.full_name())),
+            SortBy::Repository => a.repo.config.name.cmp(&b.repo.config.name).then_with(|| a.key.full_name().cmp(&b.key.full_name())).then_with(by_version),
         };
         let order = order.then_with(|| a.repo.config.name.cmp(&b.repo.config.name));
         if descending {

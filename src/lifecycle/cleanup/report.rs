@@ -47,7 +47,7 @@ pub struct PlannedComponent {
 impl PlannedComponent {
     pub fn of(repo: &str, c: &Component, policies: Vec<String>) -> PlannedComponent {
         PlannedComponent {
-            id: crate::http::admin::components::component_id(repo, &c.key.name, &c.key.version),
+            id: crate::http::admin::components::component_id(repo, &c.key),
             group: c.key.group.clone(),
             name: c.key.name.clone(),
             version: c.key.version.clone(),
