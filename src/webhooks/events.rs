@@ -170,7 +170,7 @@ pub fn after_commit(conn: &mut AnyConnection, watch: Watch, initiator: Option<&s
         for hook in &w.hooks {
             if hook.wants(COMPONENT) {
                 for (action, k, a) in &components {
-                    let id = crate::http::admin::components::component_id(&w.name, &k);
+                    let id = crate::http::admin::components::component_id(&w.name, k);
                     let payload = json!({
                         "timestamp": rfc3339_millis(now),
                         "nodeId": super::node(),
