@@ -36,7 +36,7 @@ pub use digest::{Algorithm, AnyDigest, Digest, DigestError, Hasher};
 pub use identity::{Identity, IdentityError, NewToken, TokenInfo, TokenSpec, WebLogin, WebLoginInfo, WebLoginPoll, WEB_LOGIN_TTL_MS};
 pub use lifecycle::{DeleteError, Downloads, NoDownloads, Versions};
 pub use meta::{backoff, Asset, Check, KeyedLocks, ListQuery, MetaError, MetaStore, NewAsset, UploadRow, Write, CONTENTION_DEADLINE};
-pub use proxy::{GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlight};
+pub use proxy::{first_answer, GroupSettings, NegativeCache, Outcome, ProxySettings, SingleFlight};
 pub use quota::{QuotaError, QuotaExceeded, Usage, UsageMeter};
 pub use repo::{ComponentKey, Format, FormatEnv, Listener, Repo, RepoLookup, RepoRef, RootCtx};
 pub use task::{flag_property, known_properties, name_or_all_property, FormatTask, Stop, TaskReport, TaskRun};

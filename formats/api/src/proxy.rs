@@ -341,6 +341,35 @@ impl ProxySettings {
     }
 }
 
+/// What a group asks of its members in order (`members`): the first answer there is, with the
+/// member that gave it, so that the member listed first shadows the others (dependency
+/// confusion). A member whose upstream fails (`unavailable` says which errors mean that) is
+/// passed over with a warning; its error is returned only if no later member answers.
+pub async fn first_answer<T, E, Fut>(
+    group: &str,
+    members: Vec<crate::RepoRef>,
+    unavailable: impl Fn(&E) -> bool,
+    mut ask: impl FnMut(crate::RepoRef) -> Fut,
+) -> Result<Option<(crate::RepoRef, T)>, E>
+where
+    Fut: std::future::Future<Output = Result<Option<T>, E>>,
+    E: std::fmt::Display,
+{
+    let mut failure = None;
+    for r in members {
+        match ask(r.clone()).await {
+            Ok(Some(answer)) => return Ok(Some((r, answer))),
+            Ok(None) => {}
+            Err(e) if unavailable(&e) => {
+                tracing::warn!(group, member = %r.config.name, error = %e, "member unavailable");
+                failure = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    failure.map_or(Ok(None), Err)
+}
+
 /// A group's members, in the order they are asked, and the one that takes writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupSettings {

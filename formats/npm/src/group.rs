@@ -13,7 +13,7 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use wharf_format::{Action, FormatEnv, GroupSettings, Kind, Repo, RepoConfig, RepoCtx, RepoRef};
+use wharf_format::{first_answer, Action, FormatEnv, GroupSettings, Kind, Repo, RepoConfig, RepoCtx, RepoRef};
 
 use crate::error::NpmError;
 use crate::packument;
@@ -116,23 +116,33 @@ impl Group {
         }
     }
 
+    /// The first member that has the package (the one whose document the group shows), and
+    /// whether that document lists tarball `file`.
+    async fn tarball_owner(&self, name: &str, file: &str) -> Result<Option<(RepoRef, bool)>> {
+        first_answer(&self.cfg.name, self.members(), upstream_failed, |r| async move {
+            match source_of(&r) {
+                Some(src) => src.has_tarball(name, file).await,
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     /// The first member that has the package, with its document.
     async fn owner(&self, name: &str) -> Result<Option<(RepoRef, Value, String)>> {
-        let mut failure = None;
-        for r in self.members() {
-            let Some(src) = source_of(&r) else { continue };
-            match src.doc(name).await {
-                Ok(Some((doc, etag))) => return Ok(Some((r, doc, etag))),
-                Ok(None) => {}
-                Err(NpmError::Upstream(m)) => {
-                    tracing::warn!(group = %self.cfg.name, member = %r.config.name, error = %m, "member unavailable");
-                    failure = Some(NpmError::Upstream(m));
-                }
-                Err(e) => return Err(e),
+        let found = first_answer(&self.cfg.name, self.members(), upstream_failed, |r| async move {
+            match source_of(&r) {
+                Some(src) => src.doc(name).await,
+                None => Ok(None),
             }
-        }
-        failure.map_or(Ok(None), Err)
+        })
+        .await?;
+        Ok(found.map(|(r, (doc, etag))| (r, doc, etag)))
     }
+}
+
+fn upstream_failed(e: &NpmError) -> bool {
+    matches!(e, NpmError::Upstream(_))
 }
 
 #[async_trait(?Send)]
@@ -172,14 +182,14 @@ impl Source for Group {
     }
 
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
-        let (owner, doc, _) = self.owner(name).await?.ok_or(NpmError::NotFound)?;
         // Only tarballs of the document the group shows: a shadowed member's stay out.
-        let listed = doc["versions"]
-            .as_object()
-            .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
-        if !listed {
-            return Err(NpmError::NotFound);
+        match self.tarball_owner(name, file).await? {
+            Some((owner, true)) => source_of(&owner).ok_or(NpmError::NotFound)?.serve_tarball(name, file, head).await,
+            _ => Err(NpmError::NotFound),
         }
-        source_of(&owner).ok_or(NpmError::NotFound)?.serve_tarball(name, file, head).await
+    }
+
+    async fn has_tarball(&self, name: &str, file: &str) -> Result<Option<bool>> {
+        Ok(self.tarball_owner(name, file).await?.map(|(_, listed)| listed))
     }
 }

@@ -1020,6 +1020,20 @@ impl Source for Hosted {
         self.tarball(name, file, head).await
     }
 
+    /// The package is there when its document is and a tarball is (the document shows only
+    /// versions whose tarball is there); `file` is listed when its row is.
+    async fn has_tarball(&self, name: &str, file: &str) -> Result<Option<bool>> {
+        let repo = self.cfg.id;
+        if self.env.meta.get(repo, &meta::package_path(name)).await?.is_none_or(|a| a.kind != meta::PACKUMENT) {
+            return Ok(None);
+        }
+        if self.env.meta.get(repo, &tarball_path(name, file)).await?.is_some_and(|a| a.kind == meta::TARBALL) {
+            return Ok(Some(true));
+        }
+        let q = ListQuery { kind: Some(meta::TARBALL.into()), prefix: Some(meta::tarballs_prefix(name)), limit: Some(1), ..Default::default() };
+        Ok((!self.env.meta.list(repo, q).await?.is_empty()).then_some(false))
+    }
+
     async fn serve_attestations(&self, name: &str, version: &str) -> Result<HttpResponse> {
         self.attestations(name, version).await
     }

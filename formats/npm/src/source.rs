@@ -27,6 +27,13 @@ pub trait Source {
     /// contain each of `contains`, in name order.
     async fn packuments(&self, contains: Vec<String>) -> Result<Vec<Asset>>;
     async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse>;
+    /// Whether this repository has the package (`None`: it does not) and, if so, whether its
+    /// document lists tarball `file`: what a group asks of its members before serving a
+    /// tarball, on every install. By default from the document; a hosted repository answers
+    /// from its rows instead of reading every tarball row and the whole document.
+    async fn has_tarball(&self, name: &str, file: &str) -> Result<Option<bool>> {
+        Ok(self.doc(name).await?.map(|(doc, _)| lists_tarball(&doc, file)))
+    }
     /// Whether publishes are taken here (a hosted registry that is not read-only, a group with a
     /// writable member).
     fn accepts_publishes(&self) -> bool {
@@ -104,6 +111,13 @@ pub async fn common(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, e: Endpoi
         Endpoint::WebLoginDone(done) if m == Method::GET => crate::weblogin::done(env, &done).await,
         _ => Err(NpmError::MethodNotAllowed),
     }
+}
+
+/// Whether a document lists tarball `file` in one of its versions.
+pub fn lists_tarball(doc: &Value, file: &str) -> bool {
+    doc["versions"]
+        .as_object()
+        .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| crate::packument::tarball_file(t) == file)))
 }
 
 pub async fn blob_response(env: &FormatEnv, asset: &Asset, head: bool) -> Result<HttpResponse> {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use wharf_format::{Action, FormatEnv, GroupSettings, Repo, RepoConfig, RepoCtx, RepoRef};
+use wharf_format::{first_answer, Action, FormatEnv, GroupSettings, Repo, RepoConfig, RepoCtx, RepoRef};
 
 use crate::error::PypiError;
 use crate::hosted::{accept, base_url};
@@ -76,12 +76,9 @@ impl Group {
             Endpoint::File { project, filename } if read => {
                 let normalized = normalize(&project);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                let (owner, files) = self.owner(&normalized).await?.ok_or(PypiError::NotFound)?;
                 // Only files of the page the group showed: a shadowed member's files stay out.
                 let dist = filename.strip_suffix(".metadata").unwrap_or(&filename);
-                if !files.iter().any(|f| f.filename == dist) {
-                    return Err(PypiError::NotFound);
-                }
+                let Some((owner, true)) = self.file_owner(&normalized, dist).await? else { return Err(PypiError::NotFound) };
                 let src = source_of(&owner).ok_or(PypiError::NotFound)?;
                 src.serve(&normalized, &filename, m == Method::HEAD).await
             }
@@ -89,10 +86,7 @@ impl Group {
             Endpoint::Provenance { project, version, filename } if read => {
                 let normalized = normalize(&project);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                let (owner, files) = self.owner(&normalized).await?.ok_or(PypiError::NotFound)?;
-                if !files.iter().any(|f| f.filename == filename) {
-                    return Err(PypiError::NotFound);
-                }
+                let Some((owner, true)) = self.file_owner(&normalized, &filename).await? else { return Err(PypiError::NotFound) };
                 let src = source_of(&owner).ok_or(PypiError::NotFound)?;
                 src.provenance(&normalized, &version, &filename, m == Method::HEAD).await
             }
@@ -117,25 +111,30 @@ impl Group {
         self.group.members.iter().filter_map(|m| self.member(m)).collect()
     }
 
-    /// The first member that knows the project, with its files. A member whose upstream fails
-    /// is passed over; its error is reported only if no later member knows the project.
-    async fn owner(&self, normalized: &str) -> Result<Option<(RepoRef, Vec<FileEntry>)>> {
-        let mut failure = None;
-        for r in self.members() {
-            let Some(src) = source_of(&r) else { continue };
-            match src.files(normalized).await {
-                Ok(Some(files)) => return Ok(Some((r, files))),
-                Ok(None) => {}
-                Err(PypiError::Upstream(m)) => {
-                    tracing::warn!(group = %self.cfg.name, member = %r.config.name, error = %m, "member unavailable");
-                    failure = Some(PypiError::Upstream(m));
-                }
-                Err(e) => return Err(e),
+    /// The first member that knows the project (the one whose page the group shows), and
+    /// whether `filename` is one of its files.
+    async fn file_owner(&self, normalized: &str, filename: &str) -> Result<Option<(RepoRef, bool)>> {
+        first_answer(&self.cfg.name, self.members(), upstream_failed, |r| async move {
+            match source_of(&r) {
+                Some(src) => src.has_file(normalized, filename).await,
+                None => Ok(None),
             }
-        }
-        match failure {
-            Some(e) => Err(e),
-            None => Ok(None),
-        }
+        })
+        .await
     }
+
+    /// The first member that knows the project, with its files.
+    async fn owner(&self, normalized: &str) -> Result<Option<(RepoRef, Vec<FileEntry>)>> {
+        first_answer(&self.cfg.name, self.members(), upstream_failed, |r| async move {
+            match source_of(&r) {
+                Some(src) => src.files(normalized).await,
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+}
+
+fn upstream_failed(e: &PypiError) -> bool {
+    matches!(e, PypiError::Upstream(_))
 }

@@ -523,6 +523,20 @@ impl Source for Hosted {
         Ok(if files.is_empty() { None } else { Some(files.iter().map(source::entry_of).collect()) })
     }
 
+    async fn has_file(&self, normalized: &str, filename: &str) -> Result<Option<bool>> {
+        if self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.is_some_and(|a| a.kind == meta::FILE) {
+            return Ok(Some(true));
+        }
+        let q = ListQuery {
+            kind: Some(meta::FILE.into()),
+            component: Some(normalized.to_string()),
+            prefix: Some(files_prefix(normalized)),
+            limit: Some(1),
+            ..Default::default()
+        };
+        Ok((!self.env.meta.list(self.cfg.id, q).await?.is_empty()).then_some(false))
+    }
+
     async fn projects(&self) -> Result<Vec<(String, String)>> {
         let q = ListQuery { kind: Some(meta::PROJECT.into()), prefix: Some("_project/".into()), ..Default::default() };
         let rows = self.env.meta.list(self.cfg.id, q).await?;

@@ -22,6 +22,14 @@ pub trait Source {
     /// The files of a project, or `None` when this repository does not know the project.
     async fn files(&self, normalized: &str) -> Result<Option<Vec<FileEntry>>>;
 
+    /// Whether this repository knows the project (`None`: it does not) and, if so, whether
+    /// `filename` is one of its files: what a group asks of its members before serving a file,
+    /// on every install. By default from [`Source::files`]; a hosted repository answers from
+    /// the file's row instead of reading every file of the project.
+    async fn has_file(&self, normalized: &str, filename: &str) -> Result<Option<bool>> {
+        Ok(self.files(normalized).await?.map(|files| files.iter().any(|f| f.filename == filename)))
+    }
+
     /// The projects this repository knows: (normalized, display name).
     async fn projects(&self) -> Result<Vec<(String, String)>>;
 
