@@ -542,6 +542,26 @@ fn the_catalog_lists_pushed_names() {
     assert!(names.as_array().unwrap().contains(&json!(format!("{REPO}/discover/catalog"))), "{names}");
     let r = req(Method::GET, "/v2/_catalog?n=1").send().unwrap();
     assert_eq!(r.json::<Value>().unwrap()["repositories"].as_array().unwrap().len(), 1);
+
+    // Walked two at a time by its Link headers, it gives every name once, in order (other
+    // tests push meanwhile, and images are never removed: what was there before is there).
+    for (i, name) in ["discover/catalog-b", "discover/catalog/c", "discover/catalog0"].into_iter().enumerate() {
+        push_image(name, "v1", 40 + i as u8);
+    }
+    let before: Vec<String> =
+        serde_json::from_value(req(Method::GET, "/v2/_catalog").send().unwrap().json::<Value>().unwrap()["repositories"].clone()).unwrap();
+    let mut walked: Vec<String> = Vec::new();
+    let mut next = Some("/v2/_catalog?n=2".to_string());
+    while let Some(url) = next.take() {
+        let r = req(Method::GET, &url).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        next = r.headers().get("link").map(|l| l.to_str().unwrap().trim_start_matches('<').split('>').next().unwrap().to_string());
+        let page: Vec<String> = serde_json::from_value(r.json::<Value>().unwrap()["repositories"].clone()).unwrap();
+        assert!(page.len() <= 2 && (next.is_none() || page.len() == 2), "{url}: {page:?}");
+        walked.extend(page);
+    }
+    assert!(walked.windows(2).all(|w| w[0] < w[1]), "in order, each once: {walked:?}");
+    assert!(before.iter().all(|n| walked.contains(n)), "{before:?} within {walked:?}");
 }
 
 #[test]

@@ -29,16 +29,26 @@ pub async fn handle(ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {
 }
 
 /// Every image the caller may read, across repositories, named as the client pulls it
-/// (`<repository>/<image>`), in lexical order, paged by `n` and `last`.
+/// (`<repository>/<image>`), in lexical order, paged by `n` and `last`. Each repository is read
+/// from where `last` leaves it and only as far as a page needs, so that every image can be
+/// reached however many there are.
 async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
     let q = web::Query::<HashMap<String, String>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
-    let n = q.get("n").and_then(|n| n.parse::<usize>().ok()).map(|n| n.min(MAX_CATALOG));
+    let limit = q.get("n").and_then(|n| n.parse::<usize>().ok()).map_or(MAX_CATALOG, |n| n.min(MAX_CATALOG));
     let last = q.get("last").cloned().unwrap_or_default();
     let mut names = Vec::new();
     for r in &ctx.repos {
         if !r.config.online {
             continue;
         }
+        // Where `last` leaves this repository's names (`<repository>/...`, all of them after
+        // `<repository>/`): all of them, those after one of its images, or none.
+        let own = format!("{}/", r.config.name);
+        let mut after = match last.strip_prefix(&own) {
+            Some(image) => Some(meta::image_path(image)),
+            None if last.as_str() < own.as_str() => None,
+            None => continue,
+        };
         let rctx = RepoCtx {
             repo: r.config.clone(),
             path: String::new(),
@@ -50,17 +60,33 @@ async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
             token_realm: ctx.token_realm.clone(),
             token_service: ctx.token_service.clone(),
         };
-        let query = ListQuery { kind: Some(meta::IMAGE.into()), prefix: Some("_image/".into()), limit: Some(MAX_CATALOG as i64), ..Default::default() };
-        let Ok(rows) = ctx.meta.list(r.config.id, query).await else { continue };
-        for image in rows.into_iter().filter_map(|a| a.component) {
-            if rctx.check(Action::Read, &image).is_ok() {
-                names.push(format!("{}/{}", r.config.name, image));
+        // One more than a page: whether there is a next one. Images the caller may not read
+        // are skipped, so a page of rows may give fewer names.
+        let mut found = 0;
+        while found <= limit {
+            let query = ListQuery {
+                kind: Some(meta::IMAGE.into()),
+                prefix: Some("_image/".into()),
+                after: after.clone(),
+                limit: Some(limit as i64 + 1),
+                ..Default::default()
+            };
+            let Ok(rows) = ctx.meta.list(r.config.id, query).await else { break };
+            let Some(end) = rows.last().map(|a| a.path.clone()) else { break };
+            let full = rows.len() > limit;
+            for image in rows.into_iter().filter_map(|a| a.component) {
+                if rctx.check(Action::Read, &image).is_ok() {
+                    names.push(format!("{own}{image}"));
+                    found += 1;
+                }
             }
+            if !full {
+                break;
+            }
+            after = Some(end);
         }
     }
     names.sort();
-    names.retain(|n| n.as_str() > last.as_str());
-    let limit = n.unwrap_or(MAX_CATALOG);
     let more = names.len() > limit;
     names.truncate(limit);
     let mut res = HttpResponse::Ok();
