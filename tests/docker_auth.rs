@@ -343,3 +343,61 @@ fn skopeo_copies_between_images_by_mounting_with_a_token_for_both() {
     let r = http().head(s.url(&format!("/v2/docker-hosted/team/sk-dst/blobs/{}", layer.unwrap()))).basic_auth("copier", Some("mount-password")).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// Every name of `/v2/_catalog?n=<n>` as `auth` sees it, page by page along its Link headers.
+fn catalog_walk(n: usize, auth: impl Fn(reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let mut next = Some(format!("/v2/_catalog?n={n}"));
+    while let Some(path) = next.take() {
+        let r = auth(http().get(server().0.url(&path))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+        next = r.headers().get("link").map(|l| l.to_str().unwrap().trim_start_matches('<').split('>').next().unwrap().to_string());
+        let page: Vec<String> = serde_json::from_value(r.json::<Value>().unwrap()["repositories"].clone()).unwrap();
+        assert!(page.len() <= n && (next.is_none() || page.len() == n), "{path}: {} names", page.len());
+        names.extend(page);
+    }
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "in order, each once");
+    names
+}
+
+/// The catalog reaches every image however many a repository holds (past 10,000, the largest
+/// page), repository by repository in the order of their names with a `/` (`cat-wide-x/`
+/// before `cat-wide/`), and shows a caller only what they may read: a user of one repository
+/// its images, a bearer token for two images those two.
+#[test]
+fn the_catalog_walks_every_image_a_caller_may_read() {
+    use wharf_format::{MetaStore, NewAsset, Write};
+    let admin = server().0.admin();
+    for name in ["cat-wide", "cat-wide-x"] {
+        admin.create_docker_hosted(json!({"name": name, "storage": {"blobStoreName": "default"}, "docker": {}}));
+    }
+    // Image rows written directly: pushing 10,050 images would take minutes.
+    let db = wharf::db::Db::open(&server().0.database_url(), 2).unwrap();
+    let meta = wharf::db::meta::SqlMeta::new(db.clone());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for (repo, count) in [("cat-wide", 10_050), ("cat-wide-x", 3)] {
+        let id = db.run_sync(move |c| wharf::db::repos::get(c, repo)).unwrap().unwrap().id;
+        let writes = (0..count)
+            .map(|i| {
+                let image = format!("w{i:05}");
+                Write::InsertIfAbsent {
+                    repo: id,
+                    asset: NewAsset { path: format!("_image/{image}"), kind: "image".into(), component: Some(image), ..Default::default() },
+                }
+            })
+            .collect();
+        rt.block_on(meta.commit(vec![], writes)).unwrap();
+    }
+
+    let all = catalog_walk(10_000, |r| r.basic_auth("admin", Some(ADMIN_PASSWORD)));
+    let mine: Vec<&String> = all.iter().filter(|n| n.starts_with("cat-wide")).collect();
+    assert_eq!(mine.len(), 10_053);
+    assert_eq!((mine[0].as_str(), mine[3].as_str(), mine[10_052].as_str()), ("cat-wide-x/w00000", "cat-wide/w00000", "cat-wide/w10049"));
+
+    user_with("cat-reader", &["nx-repository-view-docker-cat-wide-x-read"]);
+    assert_eq!(catalog_walk(2, |r| r.basic_auth("cat-reader", Some("mount-password"))), ["cat-wide-x/w00000", "cat-wide-x/w00001", "cat-wide-x/w00002"]);
+
+    user_with("cat-puller", &["nx-repository-view-docker-cat-wide-read"]);
+    let bearer = token_for("repository:cat-wide/w00007:pull repository:cat-wide/w00003:pull", "cat-puller");
+    assert_eq!(catalog_walk(1, |r| r.bearer_auth(&bearer)), ["cat-wide/w00003", "cat-wide/w00007"]);
+}

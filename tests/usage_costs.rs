@@ -15,25 +15,10 @@ use diesel::RunQueryDsl;
 use wharf::db::meta::SqlMeta;
 use wharf::db::{blobs, repos, Db};
 use wharf::lifecycle::store_usage::{self, Scope};
-use wharf_format::config::{Kind, WritePolicy};
 use wharf_format::{MetaStore, NewAsset, QuotaError, RepoConfig, Usage, UsageMeter, Write};
 
 fn repo_config(id: i64, hard_quota: Option<u64>) -> RepoConfig {
-    RepoConfig {
-        id,
-        name: "r1".into(),
-        format: "docker".into(),
-        kind: Kind::Hosted,
-        online: true,
-        blob_store: "default".into(),
-        write_policy: WritePolicy::Allow,
-        strict_content_type: true,
-        latest_policy: false,
-        anonymous_read: false,
-        hard_quota,
-        cache_invalidated_at: None,
-        attributes: Default::default(),
-    }
+    RepoConfig { hard_quota, ..RepoConfig::hosted(id, "r1", "docker") }
 }
 
 /// Links a blob of `size` bytes (its ledger row first, as a blob store would write it).

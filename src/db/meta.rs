@@ -243,10 +243,9 @@ impl UsageMeter for SqlMeta {
             Bound::Unknown => {}
         }
         let _turn = self.measuring.lock(&repo.id.to_string()).await;
+        // A measurement that finished while this one waited its turn answers.
         match self.usage.for_limit(repo.id, limit) {
             Bound::Known(u) => Ok(u),
-            // A measurement finished while this one waited its turn.
-            Bound::Renew(u) if self.usage.measured_lately(repo.id) => Ok(u),
             _ => measure(&self.db, &self.usage, repo).await,
         }
     }
@@ -932,7 +931,6 @@ mod usage_tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use wharf_format::config::{Kind, WritePolicy};
     use wharf_format::{MetaStore, NewAsset, QuotaError, RepoConfig, UsageMeter, Write};
 
     use super::SqlMeta;
@@ -962,21 +960,7 @@ mod usage_tests {
         let here = Arc::new(SqlMeta::new(db.clone()).with_usage_ttl(ttl));
         let other_node = SqlMeta::new(db.clone());
         let meter: Arc<dyn UsageMeter> = here.clone();
-        let repo = RepoConfig {
-            id,
-            name: "r1".into(),
-            format: "docker".into(),
-            kind: Kind::Hosted,
-            online: true,
-            blob_store: "default".into(),
-            write_policy: WritePolicy::Allow,
-            strict_content_type: true,
-            latest_policy: false,
-            anonymous_read: false,
-            hard_quota: Some(50),
-            cache_invalidated_at: None,
-            attributes: Default::default(),
-        };
+        let repo = RepoConfig { hard_quota: Some(50), ..RepoConfig::hosted(id, "r1", "docker") };
 
         link(&here, &db, id, "sha256:a", 10).await;
         assert!(meter.check_write(&repo).await.is_ok());

@@ -53,7 +53,7 @@ struct Entry {
     /// When this node last deleted from the repository: a measurement started before that may
     /// count what is gone, and is only a bound.
     deleted_at: Option<Instant>,
-    /// How long the last measurement's query took.
+    /// How long the last measurement of this repository alone took.
     took: Duration,
 }
 
@@ -87,6 +87,8 @@ pub struct Measuring<'a> {
     cache: &'a UsageCache,
     id: u64,
     started: Instant,
+    /// The repository measured (`None`: every one).
+    repo: Option<i64>,
 }
 
 impl Drop for Measuring<'_> {
@@ -165,7 +167,7 @@ impl UsageCache {
         inner.next_id += 1;
         let (id, started) = (inner.next_id, Instant::now());
         inner.measuring.push((id, started, repo));
-        Measuring { cache: self, id, started }
+        Measuring { cache: self, id, started, repo }
     }
 
     /// Keeps what `m` measured for `repo` (unless a later measurement is kept already; one that
@@ -176,7 +178,11 @@ impl UsageCache {
         let e = inner.entries.entry(repo).or_default();
         if e.base.is_none_or(|(at, _)| at <= m.started) {
             e.base = Some((m.started, measured));
-            e.took = m.started.elapsed();
+            // Only a measurement of this repository says how long its own takes (the list's
+            // measures every repository at once).
+            if m.repo == Some(repo) {
+                e.took = m.started.elapsed();
+            }
         }
         let view = with_noted(measured, e, m.started);
         let ttl = self.ttl;

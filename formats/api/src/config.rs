@@ -105,6 +105,26 @@ pub struct RepoConfig {
 }
 
 impl RepoConfig {
+    /// An online hosted repository on the `default` blob store with every other setting at
+    /// its default (tests and tools; the server builds its configurations from the API's JSON).
+    pub fn hosted(id: i64, name: &str, format: &str) -> RepoConfig {
+        RepoConfig {
+            id,
+            name: name.into(),
+            format: format.into(),
+            kind: Kind::Hosted,
+            online: true,
+            blob_store: "default".into(),
+            write_policy: WritePolicy::Allow,
+            strict_content_type: true,
+            latest_policy: false,
+            anonymous_read: false,
+            hard_quota: None,
+            cache_invalidated_at: None,
+            attributes: Default::default(),
+        }
+    }
+
     /// The `attributes[section]` object, or an empty one.
     pub fn section(&self, section: &str) -> serde_json::Map<String, serde_json::Value> {
         match self.attributes.get(section) {

@@ -78,6 +78,48 @@ impl Access {
     }
 }
 
+/// The objects of a repository an access may act on (see [`Access::objects`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Objects {
+    /// Any object.
+    Any,
+    /// Only these (none if empty), by name.
+    Named(Vec<String>),
+}
+
+impl Access {
+    /// What [`Access::allows`] lets this access do `action` on in `repo`, as a whole: so that
+    /// a listing asks only for what the caller may see, instead of reading everything and
+    /// checking each name.
+    pub fn objects(&self, repo: &RepoConfig, action: Action) -> Objects {
+        let granted = |grants: &[Grant]| {
+            let mine = grants.iter().filter(|g| g.repository == repo.name && g.actions.contains(&action));
+            let mut named = Vec::new();
+            for g in mine {
+                if g.object == "*" {
+                    return Objects::Any;
+                }
+                named.push(g.object.clone());
+            }
+            named.sort();
+            named.dedup();
+            Objects::Named(named)
+        };
+        let whole = |yes: bool| if yes { Objects::Any } else { Objects::Named(Vec::new()) };
+        match self {
+            Access::All => Objects::Any,
+            Access::Privileges(p) => whole(p.iter().any(|p| p.allows(repo, action))),
+            Access::Anonymous(p) => whole((action == Action::Read && repo.anonymous_read) || p.iter().any(|p| p.allows(repo, action))),
+            Access::Scoped(grants) => granted(grants),
+            Access::Bearer { grants, holder } => match (granted(grants), holder.objects(repo, action)) {
+                (Objects::Any, theirs) => theirs,
+                (mine, Objects::Any) => mine,
+                (Objects::Named(mine), Objects::Named(theirs)) => Objects::Named(mine.into_iter().filter(|o| theirs.contains(o)).collect()),
+            },
+        }
+    }
+}
+
 /// Where a user is defined. User names are compared without regard to ASCII case, and a name
 /// that exists as a local user (in any spelling) belongs to the local realm only: a directory
 /// entry of the same name is never that user.
@@ -216,6 +258,50 @@ impl RepoCtx {
         match &self.principal.access {
             Access::Anonymous(_) | Access::Scoped(_) | Access::Bearer { .. } => Err(Denied::Unauthenticated),
             _ => Err(Denied::Forbidden),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(repository: &str, object: &str) -> Grant {
+        Grant { repository: repository.into(), object: object.into(), actions: vec![Action::Read] }
+    }
+
+    /// What `objects` answers is what `allows` says of every object: any, the named ones, or none.
+    #[test]
+    fn objects_are_what_allows_allows() {
+        let repo = RepoConfig::hosted(1, "r", "docker");
+        let open = RepoConfig { anonymous_read: true, ..RepoConfig::hosted(2, "open", "docker") };
+        let reader =
+            Arc::new(Access::Privileges(Arc::from(vec![RepoPrivilege { format: "docker".into(), repository: "r".into(), actions: vec![Action::Read] }])));
+        let nobody = Arc::new(Access::Privileges(Arc::from(Vec::new())));
+        let named = |v: &[&str]| Objects::Named(v.iter().map(|s| s.to_string()).collect());
+        let cases: Vec<(Access, &RepoConfig, Objects)> = vec![
+            (Access::All, &repo, Objects::Any),
+            ((*reader).clone(), &repo, Objects::Any),
+            ((*reader).clone(), &open, named(&[])),
+            (Access::Anonymous(Arc::from(Vec::new())), &repo, named(&[])),
+            (Access::Anonymous(Arc::from(Vec::new())), &open, Objects::Any),
+            (Access::Scoped(vec![grant("r", "b"), grant("r", "a"), grant("other", "c"), grant("r", "a")]), &repo, named(&["a", "b"])),
+            (Access::Scoped(vec![grant("r", "a"), grant("r", "*")]), &repo, Objects::Any),
+            (Access::Bearer { grants: vec![grant("r", "a")], holder: reader.clone() }, &repo, named(&["a"])),
+            (Access::Bearer { grants: vec![grant("r", "*")], holder: reader.clone() }, &repo, Objects::Any),
+            (Access::Bearer { grants: vec![grant("r", "a")], holder: nobody.clone() }, &repo, named(&[])),
+            (Access::Bearer { grants: vec![grant("r", "a"), grant("r", "b")], holder: Arc::new(Access::Scoped(vec![grant("r", "b")])) }, &repo, named(&["b"])),
+        ];
+        for (access, repo, want) in cases {
+            let got = access.objects(repo, Action::Read);
+            assert_eq!(got, want, "{access:?} on {}", repo.name);
+            for o in ["a", "b", "c", "zzz"] {
+                let listed = match &got {
+                    Objects::Any => true,
+                    Objects::Named(n) => n.iter().any(|x| x == o),
+                };
+                assert_eq!(listed, access.allows(repo, Action::Read, o), "{access:?} on {}, object {o}", repo.name);
+            }
         }
     }
 }

@@ -98,7 +98,6 @@ impl UsageMeter for Unmetered {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Kind, WritePolicy};
 
     struct Fixed(u64);
 
@@ -110,21 +109,7 @@ mod tests {
     }
 
     fn repo(hard_quota: Option<u64>) -> RepoConfig {
-        RepoConfig {
-            id: 1,
-            name: "r".into(),
-            format: "docker".into(),
-            kind: Kind::Hosted,
-            online: true,
-            blob_store: "default".into(),
-            write_policy: WritePolicy::Allow,
-            strict_content_type: true,
-            latest_policy: false,
-            anonymous_read: false,
-            hard_quota,
-            cache_invalidated_at: None,
-            attributes: Default::default(),
-        }
+        RepoConfig { hard_quota, ..RepoConfig::hosted(1, "r", "docker") }
     }
 
     #[tokio::test]

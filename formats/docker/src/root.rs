@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
-use wharf_format::{Action, ListQuery, Mount, RepoCtx, RootCtx};
+use wharf_format::{Action, ListQuery, Objects, RootCtx};
 
 use crate::meta;
 
@@ -29,64 +29,63 @@ pub async fn handle(ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {
 }
 
 /// Every image the caller may read, across repositories, named as the client pulls it
-/// (`<repository>/<image>`), in lexical order, paged by `n` and `last`. Each repository is read
-/// from where `last` leaves it and only as far as a page needs, so that every image can be
-/// reached however many there are.
+/// (`<repository>/<image>`), in lexical order, paged by `n` and `last`. The names of a
+/// repository all sort together (a repository's name holds no `/`), so the repositories are
+/// read in the order of their names with a `/`, each from where `last` leaves it, and only as
+/// far as the page needs; a repository the caller may read only some images of is asked for
+/// those. A page costs what it holds, however many images there are or the caller may not see.
 async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
     let q = web::Query::<HashMap<String, String>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     let limit = q.get("n").and_then(|n| n.parse::<usize>().ok()).map_or(MAX_CATALOG, |n| n.min(MAX_CATALOG));
     let last = q.get("last").cloned().unwrap_or_default();
+    let mut repos: Vec<(String, &wharf_format::RepoRef)> = ctx.repos.iter().filter(|r| r.config.online).map(|r| (format!("{}/", r.config.name), r)).collect();
+    repos.sort_by(|a, b| a.0.cmp(&b.0));
+    // One more than a page: whether there is a next one.
     let mut names = Vec::new();
-    for r in &ctx.repos {
-        if !r.config.online {
-            continue;
+    for (own, r) in repos {
+        if names.len() > limit {
+            break;
         }
-        // Where `last` leaves this repository's names (`<repository>/...`, all of them after
-        // `<repository>/`): all of them, those after one of its images, or none.
-        let own = format!("{}/", r.config.name);
-        let mut after = match last.strip_prefix(&own) {
-            Some(image) => Some(meta::image_path(image)),
+        // Where `last` leaves this repository: all of it, after one of its images, or none.
+        let from = match last.strip_prefix(own.as_str()) {
+            Some(image) => Some(image.to_string()),
             None if last.as_str() < own.as_str() => None,
             None => continue,
         };
-        let rctx = RepoCtx {
-            repo: r.config.clone(),
-            path: String::new(),
-            query: String::new(),
-            mount: Mount::Segment { segment: r.config.name.clone() },
-            principal: ctx.principal.clone(),
-            origin: ctx.origin.clone(),
-            client: String::new(),
-            token_realm: ctx.token_realm.clone(),
-            token_service: ctx.token_service.clone(),
-        };
-        // One more than a page: whether there is a next one. Images the caller may not read
-        // are skipped, so a page of rows may give fewer names.
-        let mut found = 0;
-        while found <= limit {
-            let query = ListQuery {
-                kind: Some(meta::IMAGE.into()),
-                prefix: Some("_image/".into()),
-                after: after.clone(),
-                limit: Some(limit as i64 + 1),
-                ..Default::default()
-            };
-            let Ok(rows) = ctx.meta.list(r.config.id, query).await else { break };
-            let Some(end) = rows.last().map(|a| a.path.clone()) else { break };
-            let full = rows.len() > limit;
-            for image in rows.into_iter().filter_map(|a| a.component) {
-                if rctx.check(Action::Read, &image).is_ok() {
-                    names.push(format!("{own}{image}"));
-                    found += 1;
+        match ctx.principal.access.objects(&r.config, Action::Read) {
+            Objects::Named(images) => {
+                for image in images.into_iter().filter(|i| from.as_ref().is_none_or(|f| i > f)) {
+                    if names.len() > limit {
+                        break;
+                    }
+                    if let Ok(Some(_)) = ctx.meta.get(r.config.id, &meta::image_path(&image)).await {
+                        names.push(format!("{own}{image}"));
+                    }
                 }
             }
-            if !full {
-                break;
+            Objects::Any => {
+                let mut after = from.map(|f| meta::image_path(&f));
+                while names.len() <= limit {
+                    let want = (limit + 1 - names.len()).max(1);
+                    let query = ListQuery {
+                        kind: Some(meta::IMAGE.into()),
+                        prefix: Some("_image/".into()),
+                        after: after.clone(),
+                        limit: Some(want as i64),
+                        ..Default::default()
+                    };
+                    let Ok(rows) = ctx.meta.list(r.config.id, query).await else { break };
+                    let Some(end) = rows.last().map(|a| a.path.clone()) else { break };
+                    let full = rows.len() == want;
+                    names.extend(rows.into_iter().filter_map(|a| a.component).map(|image| format!("{own}{image}")));
+                    if !full {
+                        break;
+                    }
+                    after = Some(end);
+                }
             }
-            after = Some(end);
         }
     }
-    names.sort();
     let more = names.len() > limit;
     names.truncate(limit);
     let mut res = HttpResponse::Ok();

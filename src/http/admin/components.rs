@@ -162,10 +162,7 @@ pub async fn upload(state: web::Data<AppState>, req: HttpRequest, q: web::Query<
     let form = ComponentUpload::new(&r.config.format, req.headers(), body);
     // What the upload changes, webhooks hear of as this caller's doing.
     let key = crate::webhooks::with_initiator(initiator, r.repo.upload_component(ctx, form)).await.map_err(upload_refused)?;
-    let object = match &key.group {
-        Some(g) => format!("{g}/{}@{}", key.name, key.version),
-        None => format!("{}@{}", key.name, key.version),
-    };
+    let object = format!("{}@{}", key.full_name(), key.version);
     use wharf_format::Audit;
     state.audit.record(wharf_format::AuditEvent {
         actor,
@@ -236,7 +233,7 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
     let (r, key, assets) = find(&state, &id).await?;
     let initiator = crate::webhooks::initiator_of(Some(&user), &crate::http::mount::client(&req));
     crate::webhooks::with_initiator(initiator, r.repo.delete_component(&key, &assets)).await.map_err(deletion_refused)?;
-    super::record(&state, &req, &user, "component.delete", &format!("{}@{}", key.name, key.version), Some(&r.config.name));
+    super::record(&state, &req, &user, "component.delete", &format!("{}@{}", key.full_name(), key.version), Some(&r.config.name));
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -279,7 +276,7 @@ pub async fn yank(state: web::Data<AppState>, req: HttpRequest, id: web::Path<St
         &req,
         &user,
         if reason.is_some() { "component.yank" } else { "component.unyank" },
-        &format!("{}@{}", key.name, key.version),
+        &format!("{}@{}", key.full_name(), key.version),
         Some(&r.config.name),
     );
     Ok(HttpResponse::NoContent().finish())
