@@ -412,16 +412,20 @@ fn prefix_upper(prefix: &str) -> String {
 
 /// The assets of `kind` in the repository whose `component` column is one of `names` (what
 /// webhooks compare before and after a commit).
-pub(crate) fn assets_of_components(conn: &mut AnyConnection, repo: i64, kind: &str, names: &[String]) -> QueryResult<Vec<Asset>> {
-    let mut out = Vec::new();
-    for chunk in names.chunks(IN_CHUNK) {
-        let rows: Vec<AssetRow> = assets::table
-            .filter(assets::repository_id.eq(repo).and(assets::kind.eq(kind)).and(assets::component.eq_any(chunk)))
-            .select(AssetRow::as_select())
-            .load(conn)?;
-        out.extend(rows.into_iter().map(Asset::from));
-    }
-    Ok(out)
+/// The assets of `kind` named `name` (the `component` column) whose paths start with `prefix`.
+pub(crate) fn component_rows(conn: &mut AnyConnection, repo: i64, kind: &str, name: &str, prefix: Option<String>) -> QueryResult<Vec<Asset>> {
+    let q = ListQuery { kind: Some(kind.to_string()), component: Some(name.to_string()), prefix, ..Default::default() };
+    Ok(list_rows(conn, repo, q)?.into_iter().map(Asset::from).collect())
+}
+
+/// The paths [`Write::DeleteByDigest`] deletes: found by (repository, digest), then kept by kind
+/// and component (by kind and component SQLite walked every tag of the image).
+pub(crate) fn paths_by_digest(conn: &mut AnyConnection, repo: i64, kind: &str, component: &str, digest: &str) -> QueryResult<Vec<String>> {
+    let rows: Vec<(String, String, Option<String>)> = assets::table
+        .filter(assets::repository_id.eq(repo).and(assets::digest.eq(digest)))
+        .select((assets::path, assets::kind, assets::component))
+        .load(conn)?;
+    Ok(rows.into_iter().filter(|(_, k, c)| k == kind && c.as_deref() == Some(component)).map(|(path, _, _)| path).collect())
 }
 
 /// The assets at `paths` in the repository (those that exist).
@@ -641,14 +645,7 @@ fn apply_writes(conn: &mut AnyConnection, writes: &[Write]) -> QueryResult<Optio
             }
             Write::Delete { .. } => unreachable!("deletes are applied in runs"),
             Write::DeleteByDigest { repo, kind, component, digest } => {
-                // Found by (repository, digest), then deleted by path: by kind and component
-                // SQLite walked every tag of the image (`assets_by_component`).
-                let rows: Vec<(String, String, Option<String>)> = assets::table
-                    .filter(assets::repository_id.eq(*repo).and(assets::digest.eq(digest)))
-                    .select((assets::path, assets::kind, assets::component))
-                    .load(conn)?;
-                let paths: Vec<String> =
-                    rows.into_iter().filter(|(_, k, c)| k == kind && c.as_deref() == Some(component.as_str())).map(|(path, _, _)| path).collect();
+                let paths = paths_by_digest(conn, *repo, kind, component, digest)?;
                 for chunk in paths.chunks(IN_CHUNK) {
                     diesel::delete(assets::table.filter(assets::repository_id.eq(*repo).and(assets::path.eq_any(chunk)))).execute(conn)?;
                 }

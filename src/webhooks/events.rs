@@ -48,13 +48,17 @@ struct Watched {
     format: Arc<dyn Format>,
     kind: &'static str,
     hooks: Vec<WebhookRow>,
-    names: Vec<String>,
+    /// Every path the writes may change; only these can differ before and after.
+    paths: Vec<String>,
+    /// The assets of the component kind at those paths, before the writes.
     before: Vec<Asset>,
 }
 
 /// Inside a commit's transaction, before its writes: `None` unless an enabled webhook wants
 /// component or asset events of a repository the batch writes to; otherwise the assets of the
-/// components the writes may touch, as they are now.
+/// component kind at the paths the writes touch, as they are now (only those can change: a
+/// component's other assets are looked up only when it may have gained its first or lost its
+/// last, by the format's [`Format::component_prefix`]).
 pub fn before_commit(conn: &mut AnyConnection, formats: &[Arc<dyn Format>], writes: &[Write]) -> QueryResult<Option<Watch>> {
     if formats.is_empty() || writes.is_empty() {
         return Ok(None);
@@ -84,36 +88,37 @@ pub fn before_commit(conn: &mut AnyConnection, formats: &[Arc<dyn Format>], writ
         if mine.is_empty() {
             continue;
         }
-        let mut names = BTreeSet::new();
-        let mut deleted: Vec<&str> = Vec::new();
+        let mut paths = BTreeSet::new();
+        let mut of_kind = false;
         for w in writes {
             match w {
                 Write::Upsert { repo, asset } | Write::InsertIfAbsent { repo, asset } if *repo == id => {
-                    if asset.kind == kind {
-                        names.extend(asset.component.clone());
-                    } else {
-                        // A write that changes an asset's kind: what it was matters too.
-                        deleted.push(&asset.path);
-                    }
+                    of_kind |= asset.kind == kind;
+                    paths.insert(asset.path.clone());
                 }
-                Write::Delete { repo, path } if *repo == id => deleted.push(path),
-                Write::DeleteByDigest { repo, kind: k, component, .. } if *repo == id && k == kind => drop(names.insert(component.clone())),
+                Write::Delete { repo, path } if *repo == id => drop(paths.insert(path.clone())),
+                Write::DeleteByDigest { repo, kind: k, component, digest } if *repo == id && k == kind => {
+                    of_kind = true;
+                    paths.extend(crate::db::meta::paths_by_digest(conn, id, k, component, digest)?);
+                }
                 _ => {}
             }
         }
-        for a in crate::db::meta::assets_at(conn, id, &deleted)? {
-            if a.kind == kind {
-                names.extend(a.component);
-            }
-        }
-        if names.is_empty() {
+        let paths: Vec<String> = paths.into_iter().collect();
+        let before = of_kind_at(conn, id, kind, &paths)?;
+        // Neither written as nor found to be of the component kind: no event can come of it.
+        if !of_kind && before.is_empty() {
             continue;
         }
-        let names: Vec<String> = names.into_iter().collect();
-        let before = crate::db::meta::assets_of_components(conn, id, kind, &names)?;
-        watched.push(Watched { id, name, format: format.clone(), kind, hooks: mine, names, before });
+        watched.push(Watched { id, name, format: format.clone(), kind, hooks: mine, paths, before });
     }
     Ok((!watched.is_empty()).then_some(Watch { repos: watched }))
+}
+
+/// The assets of `kind` at `paths` (those that exist).
+fn of_kind_at(conn: &mut AnyConnection, repo: i64, kind: &str, paths: &[String]) -> QueryResult<Vec<Asset>> {
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    Ok(crate::db::meta::assets_at(conn, repo, &paths)?.into_iter().filter(|a| a.kind == kind).collect())
 }
 
 /// Whether a rewrite of an asset changed what it is (an upsert that only refreshes its time,
@@ -129,7 +134,7 @@ pub fn after_commit(conn: &mut AnyConnection, watch: Watch, initiator: Option<&s
     let now = wharf_format::now_millis();
     let mut queued = 0;
     for w in watch.repos {
-        let after = crate::db::meta::assets_of_components(conn, w.id, w.kind, &w.names)?;
+        let after = of_kind_at(conn, w.id, w.kind, &w.paths)?;
         let before: BTreeMap<&str, &Asset> = w.before.iter().map(|a| (a.path.as_str(), a)).collect();
         let after_by: BTreeMap<&str, &Asset> = after.iter().map(|a| (a.path.as_str(), a)).collect();
         let key = |a: &Asset| {
@@ -142,9 +147,8 @@ pub fn after_commit(conn: &mut AnyConnection, watch: Watch, initiator: Option<&s
         let keys_after: BTreeSet<ComponentKey> = after.iter().filter_map(key).collect();
         // (action, asset) for every asset that changed, in path order.
         let mut asset_events: Vec<(&str, &Asset, ComponentKey)> = Vec::new();
-        let paths: BTreeSet<&str> = before.keys().chain(after_by.keys()).copied().collect();
-        for p in paths {
-            let (action, a) = match (before.get(p), after_by.get(p)) {
+        for p in &w.paths {
+            let (action, a) = match (before.get(p.as_str()), after_by.get(p.as_str())) {
                 (None, Some(a)) => ("CREATED", *a),
                 (Some(b), None) => ("DELETED", *b),
                 (Some(b), Some(a)) if changed(b, a) => ("UPDATED", *a),
@@ -159,7 +163,13 @@ pub fn after_commit(conn: &mut AnyConnection, watch: Watch, initiator: Option<&s
             if components.iter().any(|(_, c, _)| *c == k) {
                 continue;
             }
-            let action = match (keys_before.contains(k), keys_after.contains(k)) {
+            let (was, is) = (keys_before.contains(k), keys_after.contains(k));
+            // An asset of the component the writes did not touch is there before and after.
+            let others = !(was && is) && {
+                let rows = crate::db::meta::component_rows(conn, w.id, w.kind, &k.full_name(), w.format.component_prefix(k))?;
+                rows.iter().any(|r| w.paths.binary_search(&r.path).is_err() && key(r).as_ref() == Some(k))
+            };
+            let action = match (was || others, is || others) {
                 (false, true) => "CREATED",
                 (true, false) => "DELETED",
                 _ => "UPDATED",

@@ -129,6 +129,14 @@ pub trait Format: Send + Sync + 'static {
         None
     }
 
+    /// A path prefix under which every asset of component `key` lies (a superset will do: what
+    /// it holds is filtered by [`Format::component_of`]), so that webhooks tell a component's
+    /// first and last asset without reading every asset of its name. `None`: anywhere under its
+    /// name (the `component` column).
+    fn component_prefix(&self, _key: &ComponentKey) -> Option<String> {
+        None
+    }
+
     /// How the format orders versions and tells pre-releases (cleanup policies' `sortBy:
     /// version` and `criteriaReleaseType`); `None` when its versions have no order (Docker tags).
     fn versions(&self) -> Option<&dyn crate::lifecycle::Versions> {

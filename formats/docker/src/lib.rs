@@ -54,6 +54,11 @@ impl Format for Docker {
         Some(ComponentKey { group: None, name: asset.component.clone()?, version: meta::tag_of(&asset.path).to_string(), download_path: None })
     }
 
+    /// A tag is one asset, at its path.
+    fn component_prefix(&self, key: &ComponentKey) -> Option<String> {
+        Some(meta::tag_path(&key.full_name(), &key.version))
+    }
+
     fn tasks(&self) -> &'static [wharf_format::FormatTask] {
         &cleanup::TASKS
     }

@@ -103,6 +103,13 @@ impl Format for Npm {
         })
     }
 
+    /// A version's tarball is `<basename>-<version>.tgz` under the package (a proxy keeps the
+    /// upstream's file name, which npm's registries give the same way).
+    fn component_prefix(&self, key: &ComponentKey) -> Option<String> {
+        let name = key.full_name();
+        Some(meta::tarball_path(&name, &format!("{}-{}", model::basename(&name), key.version)))
+    }
+
     fn versions(&self) -> Option<&dyn wharf_format::Versions> {
         Some(&version::Semver)
     }
