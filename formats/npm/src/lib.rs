@@ -103,11 +103,10 @@ impl Format for Npm {
         })
     }
 
-    /// A version's tarball is `<basename>-<version>.tgz` under the package (a proxy keeps the
-    /// upstream's file name, which npm's registries give the same way).
+    /// The package's tarballs: a hosted version's is `<basename>-<version>.tgz`, but a proxy
+    /// keeps whatever file name the upstream gives, and may hold two of one version.
     fn component_prefix(&self, key: &ComponentKey) -> Option<String> {
-        let name = key.full_name();
-        Some(meta::tarball_path(&name, &format!("{}-{}", model::basename(&name), key.version)))
+        Some(meta::tarballs_prefix(&key.full_name()))
     }
 
     fn versions(&self) -> Option<&dyn wharf_format::Versions> {
