@@ -4,7 +4,8 @@
 //! change if and only if it committed, whatever happens to the node afterwards:
 //! - components and assets from [`before_commit`] and [`after_commit`], around the writes of
 //!   every `MetaStore::commit` (the one way formats, the components API and cleanup change
-//!   assets), by comparing the touched components' assets before and after;
+//!   assets), by comparing the assets at the paths a commit touches before and after (and, for a
+//!   component that may have gained its first or lost its last asset, looking for its others);
 //! - audit and repository events from [`on_audit`], in the transaction that writes the audit
 //!   event.
 
