@@ -350,9 +350,9 @@ fn a_legacy_manifest_that_cannot_be_read_keeps_its_image_blobs() {
 }
 
 /// An image with a legacy manifest (readable) is read on every delete until the manifest goes:
-/// a delete that finds it, even one it does not concern, leaves the image unmarked, so the
-/// manifest's blobs stay guarded; the first delete that finds none marks the image, and later
-/// deletes skip the read.
+/// a delete that finds it, even one it does not concern, leaves the image unmarked (it
+/// remembers where the legacy manifest is), so the manifest's blobs stay guarded; the first
+/// delete that finds none marks the image, and later deletes skip the read.
 #[test]
 fn an_image_is_marked_as_recording_its_uses_only_once_no_legacy_manifest_is_left() {
     let name = "keep/legacy-readable";
@@ -362,6 +362,8 @@ fn an_image_is_marked_as_recording_its_uses_only_once_no_legacy_manifest_is_left
 
     assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("blobs/{spare}"))).send().unwrap().status(), StatusCode::ACCEPTED);
     assert!(!old.image_marked(name), "an image with a legacy manifest is not marked");
+    // What that delete found is remembered: the next ones read the legacy manifest alone.
+    assert_eq!(old.image_attributes(name)["legacy"], json!([format!("{name}/manifests/{m_d}")]));
     let r = req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap();
     assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "the legacy manifest's layer stays");
     assert!(error_of(r).1.contains(&m_d));
@@ -418,10 +420,13 @@ impl OldData {
         old
     }
 
-    fn image_marked(&self, name: &str) -> bool {
+    fn image_attributes(&self, name: &str) -> Value {
         use wharf_format::MetaStore;
-        let image = self.rt.block_on(self.meta.get(self.repo, &format!("_image/{name}"))).unwrap().unwrap();
-        image.attributes.get("refs").and_then(Value::as_bool) == Some(true)
+        self.rt.block_on(self.meta.get(self.repo, &format!("_image/{name}"))).unwrap().unwrap().attributes
+    }
+
+    fn image_marked(&self, name: &str) -> bool {
+        self.image_attributes(name).get("refs").and_then(Value::as_bool) == Some(true)
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Hosted {
 
 type Result<T, E = DockerError> = std::result::Result<T, E>;
 
+/// The most legacy manifests an image's row remembers (see `Hosted::legacy_user_of`).
+const LEGACY_KEPT: usize = 1000;
+
 #[async_trait(?Send)]
 impl Repo for Hosted {
     async fn handle(&self, ctx: RepoCtx, req: HttpRequest, body: web::Payload) -> HttpResponse {
@@ -565,26 +568,39 @@ impl Hosted {
     /// (a blob, or a manifest an index lists). One whose bytes cannot be read or parsed counts
     /// as a user: what it uses is unknown, and a delete that might break a tag is refused.
     ///
-    /// An image whose row says `refs` has no such manifest, and costs one lookup: every image
-    /// created since uses were recorded, and every older one once a delete found none left
-    /// (nothing writes a manifest without its uses any more, so none comes back). Otherwise the
-    /// image's manifests are read, each legacy one from its content. Without the mark that was
-    /// every delete in an image reading all its manifests: 96 ms per DELETE at 20,000 of them.
-    /// The legacy manifests are not given `ref` rows here: a backfill racing a manifest delete
-    /// could bring the manifest's row back.
+    /// Nothing writes a manifest without its uses any more, so an image's legacy manifests only
+    /// ever go. The image's row remembers what the last delete found: `refs` when none is left
+    /// (every image created since uses were recorded starts so), else `legacy`, their paths,
+    /// which the next delete reads one by one. Only an image with more than [`LEGACY_KEPT`] of
+    /// them, or none remembered yet, has all its manifests listed: 96 ms per DELETE at 20,000
+    /// manifests. The legacy manifests are not given `ref` rows here: a backfill racing a
+    /// manifest delete could bring the manifest's row back.
     async fn legacy_user_of(&self, name: &str, digest: &str) -> Result<Option<String>> {
         let repo = self.repo_id();
         let image = self.env.meta.get(repo, &image_path(name)).await?;
-        if image.as_ref().is_some_and(|a| a.attributes.get("refs").and_then(Value::as_bool) == Some(true)) {
+        let attrs = image.as_ref().map(|a| &a.attributes);
+        if attrs.and_then(|a| a.get("refs")).and_then(Value::as_bool) == Some(true) {
             return Ok(None);
         }
-        let q = ListQuery { kind: Some(meta::MANIFEST.into()), component: Some(name.into()), ..Default::default() };
-        let mut legacy = false;
-        for a in self.env.meta.list(repo, q).await? {
-            if a.attributes.get("refs").and_then(Value::as_bool) == Some(true) {
-                continue;
+        let is_legacy = |a: &Asset| a.kind == meta::MANIFEST && a.attributes.get("refs").and_then(Value::as_bool) != Some(true);
+        let remembered: Option<Vec<String>> = attrs.and_then(|a| a.get("legacy")).and_then(|l| serde_json::from_value(l.clone()).ok());
+        let mut legacy = Vec::new();
+        match &remembered {
+            Some(paths) => {
+                for p in paths {
+                    legacy.extend(self.env.meta.get(repo, p).await?.filter(is_legacy));
+                }
             }
-            legacy = true;
+            None => {
+                let q = ListQuery { kind: Some(meta::MANIFEST.into()), component: Some(name.into()), ..Default::default() };
+                legacy = self.env.meta.list(repo, q).await?.into_iter().filter(is_legacy).collect();
+            }
+        }
+        let paths: Vec<String> = legacy.iter().map(|a| a.path.clone()).collect();
+        if let Some(image) = image.filter(|_| remembered.as_ref() != Some(&paths)) {
+            self.remember_legacy(image, &paths).await;
+        }
+        for a in legacy {
             if a.digest.as_deref() == Some(digest) {
                 continue;
             }
@@ -597,25 +613,31 @@ impl Hosted {
                 return Ok(Some(a.digest.unwrap_or(a.path)));
             }
         }
-        if let (Some(image), false) = (image, legacy) {
-            self.mark_recorded(image).await;
-        }
         Ok(None)
     }
 
-    /// Marks an image whose manifests all record their uses. Best effort: an image left
-    /// unmarked is only read again by its next delete.
-    async fn mark_recorded(&self, image: Asset) {
+    /// Writes in an image's row what a delete found of its legacy manifests (see
+    /// `legacy_user_of`): `refs` when there are none. Best effort: a row left as it was is
+    /// only read again by the next delete.
+    async fn remember_legacy(&self, image: Asset, legacy: &[String]) {
         let repo = self.repo_id();
         let path = image.path.clone();
         let check = Check::Unchanged { repo, path: path.clone(), updated_at: image.updated_at };
         let mut asset = NewAsset::from(image);
-        match &mut asset.attributes {
-            Value::Object(m) => drop(m.insert("refs".into(), Value::Bool(true))),
-            other => *other = json!({ "refs": true }),
+        if !asset.attributes.is_object() {
+            asset.attributes = json!({});
+        }
+        let Some(m) = asset.attributes.as_object_mut() else { return };
+        match legacy.len() {
+            0 => {
+                m.remove("legacy");
+                m.insert("refs".into(), Value::Bool(true));
+            }
+            n if n <= LEGACY_KEPT => drop(m.insert("legacy".into(), json!(legacy))),
+            _ => return,
         }
         if let Err(e) = self.env.meta.commit(vec![check], vec![Write::Upsert { repo, asset }]).await {
-            tracing::debug!(%path, error = %e, "an image's uses were not marked as recorded");
+            tracing::debug!(%path, error = %e, "an image's legacy manifests were not remembered");
         }
     }
 
