@@ -43,8 +43,9 @@ pub struct Hosted {
 
 type Result<T, E = DockerError> = std::result::Result<T, E>;
 
-/// The most legacy manifests an image's row remembers (see `Hosted::legacy_user_of`).
-const LEGACY_KEPT: usize = 1000;
+/// The most legacy manifests an image's row remembers (see `Hosted::legacy_user_of`): the row
+/// is read whole by tag lists and the catalog too, and a delete reads each path.
+const LEGACY_KEPT: usize = 64;
 
 #[async_trait(?Send)]
 impl Repo for Hosted {
@@ -574,7 +575,9 @@ impl Hosted {
     /// which the next delete reads one by one. Only an image with more than [`LEGACY_KEPT`] of
     /// them, or none remembered yet, has all its manifests listed: 96 ms per DELETE at 20,000
     /// manifests. The legacy manifests are not given `ref` rows here: a backfill racing a
-    /// manifest delete could bring the manifest's row back.
+    /// manifest delete could bring the manifest's row back. A wharf older than 670d1f0 (which
+    /// stored manifests without their uses) must not run against the database again: what it
+    /// pushed into a marked image would not be guarded.
     async fn legacy_user_of(&self, name: &str, digest: &str) -> Result<Option<String>> {
         let repo = self.repo_id();
         let image = self.env.meta.get(repo, &image_path(name)).await?;
