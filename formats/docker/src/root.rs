@@ -64,25 +64,16 @@ async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
                 }
             }
             Objects::Any => {
-                let mut after = from.map(|f| meta::image_path(&f));
-                while names.len() <= limit {
-                    let want = (limit + 1 - names.len()).max(1);
-                    let query = ListQuery {
-                        kind: Some(meta::IMAGE.into()),
-                        prefix: Some("_image/".into()),
-                        after: after.clone(),
-                        limit: Some(want as i64),
-                        ..Default::default()
-                    };
-                    let Ok(rows) = ctx.meta.list(r.config.id, query).await else { break };
-                    let Some(end) = rows.last().map(|a| a.path.clone()) else { break };
-                    let full = rows.len() == want;
-                    names.extend(rows.into_iter().filter_map(|a| a.component).map(|image| format!("{own}{image}")));
-                    if !full {
-                        break;
-                    }
-                    after = Some(end);
-                }
+                // Every image is readable: one read of what the page still needs.
+                let query = ListQuery {
+                    kind: Some(meta::IMAGE.into()),
+                    prefix: Some("_image/".into()),
+                    after: from.map(|f| meta::image_path(&f)),
+                    limit: Some((limit + 1 - names.len()) as i64),
+                    ..Default::default()
+                };
+                let Ok(rows) = ctx.meta.list(r.config.id, query).await else { continue };
+                names.extend(rows.into_iter().filter_map(|a| a.component).map(|image| format!("{own}{image}")));
             }
         }
     }
