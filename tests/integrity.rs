@@ -375,16 +375,80 @@ fn an_image_is_marked_as_recording_its_uses_only_once_no_legacy_manifest_is_left
     assert!(old.image_marked(name));
 }
 
+/// The legacy manifests an image's row remembers only shrink: a deleted one leaves the list, a
+/// re-pushed one (which records its uses) does too, and the image is marked once none is left.
+#[test]
+fn an_image_forgets_legacy_manifests_that_are_deleted_or_pushed_again() {
+    let name = "keep/legacy-shrinks";
+    let (_, gone) = push_small_image(name, "shrinks-gone");
+    let (layer_d, again) = push_small_image(name, "shrinks-again");
+    let m_again = manifest_bytes("shrinks-again");
+    let spare = push_blob(REPO, name, b"a blob no manifest of keep/legacy-shrinks uses");
+    let old = OldData::make_all_legacy(name, &[&gone, &again]);
+    let path = |d: &str| format!("{name}/manifests/{d}");
+
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("blobs/{spare}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+    let mut remembered: Vec<String> = serde_json::from_value(old.image_attributes(name)["legacy"].clone()).unwrap();
+    remembered.sort();
+    let mut both = vec![path(&gone), path(&again)];
+    both.sort();
+    assert_eq!(remembered, both);
+
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("manifests/{gone}"))).send().unwrap().status(), StatusCode::ACCEPTED);
+    // The delete of `gone` read the list before it went; the next delete finds it shorter.
+    let r = req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "the other legacy manifest's layer stays");
+    assert_eq!(old.image_attributes(name)["legacy"], json!([path(&again)]));
+
+    // Pushed again, the manifest records its uses: it is legacy no more, and its layer is now
+    // guarded by its `ref` rows rather than by the list.
+    assert_eq!(put_manifest(REPO, name, "again", &m_again).status(), StatusCode::CREATED);
+    let r = req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "a recorded use keeps the layer");
+    assert!(old.image_marked(name), "no legacy manifest is left");
+    assert_eq!(old.image_attributes(name).get("legacy"), None);
+}
+
+/// An image with more legacy manifests than its row keeps remembers none and is listed on
+/// every delete: the guard holds all the same.
+#[test]
+fn an_image_with_more_legacy_manifests_than_its_row_keeps_is_still_guarded() {
+    let name = "keep/legacy-many";
+    let pushed: Vec<(String, String)> = (0..65).map(|i| push_small_image(name, &format!("many-{i}"))).collect();
+    let manifests: Vec<&str> = pushed.iter().map(|(_, m)| m.as_str()).collect();
+    let old = OldData::make_all_legacy(name, &manifests);
+    for (layer_d, m_d) in &pushed {
+        let r = req(Method::DELETE, &v2(REPO, name, &format!("blobs/{layer_d}"))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert!(error_of(r).1.contains(m_d.as_str()));
+    }
+    assert_eq!(old.image_attributes(name), json!(null), "nothing is remembered past 64");
+    // Down to 64, the list is remembered.
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("manifests/{}", pushed[0].1))).send().unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(req(Method::DELETE, &v2(REPO, name, &format!("blobs/{}", pushed[0].0))).send().unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(old.image_attributes(name)["legacy"].as_array().map(Vec::len), Some(64));
+}
+
 /// A config, a layer and a manifest of them tagged `old`; answers the layer's and the
 /// manifest's digests.
 fn push_small_image(name: &str, note: &str) -> (String, String) {
-    let config = format!(r#"{{"architecture":"s390x","os":"linux","note":"{note}"}}"#);
-    let layer = format!("a layer an old manifest needs ({note})").into_bytes();
-    let config_d = push_blob(REPO, name, config.as_bytes());
+    let (config, layer) = small_image_blobs(note);
     let layer_d = push_blob(REPO, name, &layer);
-    let m = manifest_for(&config_d, config.len(), &layer_d, layer.len(), note);
+    push_blob(REPO, name, config.as_bytes());
+    let m = manifest_bytes(note);
     assert_eq!(put_manifest(REPO, name, "old", &m).status(), StatusCode::CREATED);
     (layer_d, digest_of(&m))
+}
+
+fn small_image_blobs(note: &str) -> (String, Vec<u8>) {
+    let config = format!(r#"{{"architecture":"s390x","os":"linux","note":"{note}"}}"#);
+    (config, format!("a layer an old manifest needs ({note})").into_bytes())
+}
+
+/// The manifest [`push_small_image`] pushes for `note`.
+fn manifest_bytes(note: &str) -> Vec<u8> {
+    let (config, layer) = small_image_blobs(note);
+    manifest_for(&digest_of(config.as_bytes()), config.len(), &digest_of(&layer), layer.len(), note)
 }
 
 /// The test server's metadata, read and written directly to make what an older wharf stored.
@@ -399,21 +463,30 @@ impl OldData {
     /// `refs` attribute and no `ref` rows, and its image's row without the mark that every
     /// manifest records its uses.
     fn make_legacy(name: &str, m_d: &str) -> OldData {
+        OldData::make_all_legacy(name, &[m_d])
+    }
+
+    /// [`OldData::make_legacy`] for several manifests of one image at once.
+    fn make_all_legacy(name: &str, manifests: &[&str]) -> OldData {
         use wharf_format::{ListQuery, MetaStore, NewAsset, Write};
         let db = wharf::db::Db::open(&server().database_url(), 2).unwrap();
         let repo = db.run_sync(|c| wharf::db::repos::get(c, REPO)).unwrap().unwrap().id;
         let old = OldData { meta: wharf::db::meta::SqlMeta::new(db), repo, rt: tokio::runtime::Runtime::new().unwrap() };
         old.rt.block_on(async {
             let meta = &old.meta;
-            let a = meta.get(repo, &format!("{name}/manifests/{m_d}")).await.unwrap().unwrap();
-            let legacy = NewAsset { attributes: json!({}), ..NewAsset::from(a) };
             let image = meta.get(repo, &format!("_image/{name}")).await.unwrap().unwrap();
             assert_eq!(image.attributes["refs"], json!(true), "a new image is marked");
             let image = NewAsset { attributes: json!(null), ..NewAsset::from(image) };
-            let mut writes = vec![Write::Upsert { repo, asset: legacy }, Write::Upsert { repo, asset: image }];
-            let refs = meta.list(repo, ListQuery { prefix: Some(format!("{name}/refs/")), ..Default::default() }).await.unwrap();
-            assert_eq!(refs.len(), 2, "the push recorded its uses");
-            writes.extend(refs.into_iter().map(|a| Write::Delete { repo, path: a.path }));
+            let mut writes = vec![Write::Upsert { repo, asset: image }];
+            for m_d in manifests {
+                let path = format!("{name}/manifests/{m_d}");
+                let a = meta.get(repo, &path).await.unwrap().unwrap();
+                writes.push(Write::Upsert { repo, asset: NewAsset { attributes: json!({}), ..NewAsset::from(a) } });
+                let q = ListQuery { prefix: Some(format!("{name}/refs/")), ..Default::default() };
+                let refs: Vec<_> = meta.list(repo, q).await.unwrap().into_iter().filter(|r| r.path.ends_with(&format!("/{m_d}"))).collect();
+                assert_eq!(refs.len(), 2, "the push recorded the uses of {m_d}");
+                writes.extend(refs.into_iter().map(|a| Write::Delete { repo, path: a.path }));
+            }
             meta.commit(vec![], writes).await.unwrap();
         });
         assert!(!old.image_marked(name));

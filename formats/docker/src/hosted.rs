@@ -627,18 +627,19 @@ impl Hosted {
         let path = image.path.clone();
         let check = Check::Unchanged { repo, path: path.clone(), updated_at: image.updated_at };
         let mut asset = NewAsset::from(image);
-        if !asset.attributes.is_object() {
-            asset.attributes = json!({});
-        }
-        let Some(m) = asset.attributes.as_object_mut() else { return };
+        let mut attrs = match std::mem::take(&mut asset.attributes) {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
         match legacy.len() {
             0 => {
-                m.remove("legacy");
-                m.insert("refs".into(), Value::Bool(true));
+                attrs.remove("legacy");
+                attrs.insert("refs".into(), Value::Bool(true));
             }
-            n if n <= LEGACY_KEPT => drop(m.insert("legacy".into(), json!(legacy))),
+            n if n <= LEGACY_KEPT => drop(attrs.insert("legacy".into(), json!(legacy))),
             _ => return,
         }
+        asset.attributes = Value::Object(attrs);
         if let Err(e) = self.env.meta.commit(vec![check], vec![Write::Upsert { repo, asset }]).await {
             tracing::debug!(%path, error = %e, "an image's legacy manifests were not remembered");
         }
