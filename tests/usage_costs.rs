@@ -47,7 +47,7 @@ async fn usage_is_remembered_and_exact_for_this_nodes_writes() {
         let here = Arc::new(SqlMeta::new(db.clone()).with_usage_ttl(Duration::from_secs(3600)));
         let other_node = SqlMeta::new(db.clone());
         let meter: Arc<dyn UsageMeter> = here.clone();
-        let list = || here.repositories_usage(vec![(id, "default".to_string())]);
+        let list = || here.repositories_usage(vec![id]);
 
         link(&here, &db, id, "sha256:a", 10).await;
         assert_eq!(list().await.unwrap()[&id], usage(1, 10), "{backend}");

@@ -35,6 +35,17 @@ fn blob_store_usage_is_read_from_an_index_alone() {
     assert_plan(&plans, "USING COVERING INDEX blobs_by_touch", &[]);
 }
 
+/// A repository's usage (hard quotas, the repository list) is read from the repository's rows
+/// of one index: with a lookup of each digest in the ledger it took 3.6 s at a million assets,
+/// 0.4 s without.
+#[test]
+fn repository_usage_is_read_from_an_index_alone() {
+    let (_, plans) = with_db(|c| super::usage::repository_usage(c, 1).unwrap());
+    assert_plan(&plans, "USING COVERING INDEX assets_by_repository_digest (repository_id=?", &["blobs", "SCAN assets"]);
+    let (_, plans) = with_db(|c| super::usage::repositories_usage(c).unwrap());
+    assert_plan(&plans, "USING COVERING INDEX assets_by_repository_digest", &["blobs"]);
+}
+
 /// A user's tokens, by lower(username) and realm.
 #[test]
 fn a_users_tokens_are_looked_up_by_index() {

@@ -58,7 +58,7 @@ pub enum QuotaError {
 
 #[async_trait]
 pub trait UsageMeter: Send + Sync {
-    /// The distinct blobs `repo`'s assets reference, with their true sizes: measured, or a
+    /// The distinct blobs `repo`'s assets reference, with their sizes: measured, or a
     /// recent measurement plus what this node linked since (see the module documentation).
     async fn repository_usage(&self, repo: &RepoConfig) -> Result<Usage, MetaError>;
 
