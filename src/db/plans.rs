@@ -61,6 +61,26 @@ fn expired_sessions_are_found_by_index() {
     assert_plan(&plans, "sessions_expires_at", &["SCAN sessions"]);
 }
 
+/// A new token deletes the long expired ones by index, not by reading every token.
+#[test]
+fn long_expired_tokens_are_found_by_index() {
+    let row = super::tokens::TokenRow {
+        id: "t".into(),
+        username: "u".into(),
+        name: "n".into(),
+        token_hash: "h".into(),
+        prefix: "p".into(),
+        readonly: false,
+        repository: None,
+        created_at: 10,
+        expires_at: None,
+        last_used_at: None,
+        realm: "local".into(),
+    };
+    let (_, plans) = with_db(|c| super::tokens::insert(c, &row).unwrap());
+    assert_plan(&plans, "api_tokens_expires_at", &["SCAN api_tokens"]);
+}
+
 /// The running pauses of login throttling, however many failures are remembered.
 #[test]
 fn running_pauses_are_found_by_index() {

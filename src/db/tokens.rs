@@ -23,7 +23,15 @@ pub struct TokenRow {
     pub realm: String,
 }
 
+/// How long an expired token stays listed (its owner sees that it expired) before an insert
+/// deletes it.
+pub const EXPIRED_KEPT_MS: i64 = 30 * 86_400_000;
+
+/// Inserts a token, and deletes the tokens that expired over [`EXPIRED_KEPT_MS`] ago: only
+/// inserts make the table grow, and a client that logs in on every run (a CI job's `npm login`
+/// with a token of limited life) would otherwise add a row for ever.
 pub fn insert(conn: &mut AnyConnection, row: &TokenRow) -> Result<(), DbError> {
+    diesel::delete(api_tokens::table.filter(api_tokens::expires_at.lt(row.created_at - EXPIRED_KEPT_MS))).execute(conn)?;
     diesel::insert_into(api_tokens::table).values(row.clone()).execute(conn)?;
     Ok(())
 }
@@ -70,4 +78,41 @@ pub fn delete_of_user(conn: &mut AnyConnection, username: &str, realm: &str) -> 
 pub fn touch(conn: &mut AnyConnection, id: &str, at: i64) -> Result<(), DbError> {
     diesel::update(api_tokens::table.filter(api_tokens::id.eq(id))).set(api_tokens::last_used_at.eq(Some(at))).execute(conn)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(id: &str, created_at: i64, expires_at: Option<i64>) -> TokenRow {
+        TokenRow {
+            id: id.into(),
+            username: "u".into(),
+            name: id.into(),
+            token_hash: format!("hash-{id}"),
+            prefix: "p".into(),
+            readonly: false,
+            repository: None,
+            created_at,
+            expires_at,
+            last_used_at: None,
+            realm: "local".into(),
+        }
+    }
+
+    #[test]
+    fn an_insert_deletes_the_tokens_expired_long_ago_and_keeps_the_others() {
+        let day = 86_400_000;
+        let now = 400 * day;
+        let (left, _) = crate::db::plans::with_db(|c| {
+            insert(c, &token("long-expired", 0, Some(now - EXPIRED_KEPT_MS - 1))).unwrap();
+            insert(c, &token("just-expired", 0, Some(now - day))).unwrap();
+            insert(c, &token("never-expires", 0, None)).unwrap();
+            insert(c, &token("new", now, Some(now + day))).unwrap();
+            let mut ids: Vec<String> = of_user(c, "u", "local").unwrap().into_iter().map(|t| t.id).collect();
+            ids.sort();
+            ids
+        });
+        assert_eq!(left, ["just-expired", "never-expires", "new"]);
+    }
 }
