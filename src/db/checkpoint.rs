@@ -18,6 +18,12 @@ const EVERY: Duration = Duration::from_millis(250);
 /// WAL pages after which a commit checkpoints by itself (SQLite's default is 1,000).
 pub const BACKSTOP_PAGES: u32 = 10_000;
 
+/// What is left of the WAL file once a checkpoint has copied all of it: the first commit after
+/// that cuts the file down to this. Without a limit SQLite reuses the file from its start but
+/// never shrinks it, so a WAL that grew once (a long read holding back the checkpoints while
+/// writes went on: an import, a GC pass beside a push storm) kept its size on disk for ever.
+pub const WAL_KEPT_BYTES: u64 = 64 << 20;
+
 /// Starts the checkpoint thread for the database at `path`; it ends once `alive` is dropped
 /// (the last handle of the database is gone).
 pub fn start<T: Send + Sync + 'static>(path: &str, alive: &Arc<T>) -> std::io::Result<()> {

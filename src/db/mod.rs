@@ -167,8 +167,15 @@ impl CustomizeConnection<AnyConnection, diesel::r2d2::Error> for SqlitePragmas {
     fn on_acquire(&self, conn: &mut AnyConnection) -> Result<(), diesel::r2d2::Error> {
         if let AnyConnection::Sqlite(c) = conn {
             let backstop = format!("PRAGMA wal_autocheckpoint = {};", checkpoint::BACKSTOP_PAGES);
-            for pragma in ["PRAGMA busy_timeout = 10000;", "PRAGMA journal_mode = WAL;", "PRAGMA synchronous = NORMAL;", "PRAGMA foreign_keys = ON;", &backstop]
-            {
+            let wal_kept = format!("PRAGMA journal_size_limit = {};", checkpoint::WAL_KEPT_BYTES);
+            for pragma in [
+                "PRAGMA busy_timeout = 10000;",
+                "PRAGMA journal_mode = WAL;",
+                "PRAGMA synchronous = NORMAL;",
+                "PRAGMA foreign_keys = ON;",
+                &backstop,
+                &wal_kept,
+            ] {
                 c.batch_execute(pragma).map_err(diesel::r2d2::Error::QueryError)?;
             }
         }
@@ -499,6 +506,37 @@ mod tests {
         let done = normal.block_on(async { tokio::time::timeout(Duration::from_secs(20), behind).await });
         assert!(matches!(done, Ok(Ok(Ok(())))), "the write behind the stalled lifecycle thread's: {done:?}");
         drop(stalled);
+    }
+
+    /// A WAL that grew past `WAL_KEPT_BYTES` while a reader held back the checkpoints is cut
+    /// down once they catch up (it kept its largest size for ever before).
+    #[test]
+    fn a_wal_that_grew_shrinks_once_checkpoints_catch_up() {
+        use diesel::connection::SimpleConnection as _;
+        use diesel::Connection as _;
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.db");
+        let db = super::Db::open(&format!("sqlite://{}", path.display()), 2).unwrap();
+        db.run_sync(|c| Ok(c.batch_execute("CREATE TABLE filler (b BLOB)")?)).unwrap();
+        // A reader in a transaction: no checkpoint can copy past what it sees.
+        let mut reader = diesel::sqlite::SqliteConnection::establish(&path.display().to_string()).unwrap();
+        reader.batch_execute("BEGIN; SELECT COUNT(*) FROM filler;").unwrap();
+        let mib = super::checkpoint::WAL_KEPT_BYTES >> 20;
+        for _ in 0..mib + 16 {
+            db.run_sync(|c| Ok(c.batch_execute("INSERT INTO filler VALUES (zeroblob(1048576))")?)).unwrap();
+        }
+        let wal = dir.path().join("w.db-wal");
+        let size = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        assert!(size() > super::checkpoint::WAL_KEPT_BYTES + (8 << 20), "the WAL grew: {}", size());
+        reader.batch_execute("COMMIT;").unwrap();
+        let start = Instant::now();
+        // The checkpoint thread copies the WAL; the first commit after that restarts and cuts it.
+        while size() > super::checkpoint::WAL_KEPT_BYTES {
+            assert!(start.elapsed() < Duration::from_secs(60), "the WAL stayed at {} bytes", size());
+            std::thread::sleep(Duration::from_millis(100));
+            db.run_sync(|c| Ok(c.batch_execute("DELETE FROM filler WHERE rowid = (SELECT MIN(rowid) FROM filler)")?)).unwrap();
+        }
     }
 
     /// The bundled SQLite is built (`LIBSQLITE3_FLAGS` in .cargo/config.toml) without the
