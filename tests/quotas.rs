@@ -407,6 +407,7 @@ fn deleting_a_blob_store_is_refused_while_used_and_then_removes_its_files() {
     ok(push(&a, "1", &format!("{}:1", docker_ref("docker-doomed", "app"))));
     let dir = server().data_dir().join("blobs/doomed");
     assert!(!blobs_on_disk(&dir).is_empty());
+    assert_eq!(walk_records("doomed").len(), 1, "a new store is recorded as walked");
 
     let (status, v) = api(Method::DELETE, "/blobstores/doomed", None);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
@@ -423,10 +424,23 @@ fn deleting_a_blob_store_is_refused_while_used_and_then_removes_its_files() {
     expect(Method::DELETE, "/repositories/docker-doomed", None, 204);
     expect(Method::DELETE, "/blobstores/doomed", None, 204);
     assert!(!dir.exists(), "the store's directory is gone");
+    assert_eq!(walk_records("doomed"), Vec::<String>::new(), "the store's settings go with it");
     assert!(server().data_dir().join("blobs/default/blobs").exists(), "other stores keep theirs");
     let names: Vec<Value> = expect(Method::GET, "/blobstores", None, 200).as_array().unwrap().iter().map(|s| s["name"].clone()).collect();
     assert!(!names.contains(&json!("doomed")), "{names:?}");
     assert_eq!(api(Method::DELETE, "/blobstores/doomed", None).0, StatusCode::NOT_FOUND);
+}
+
+/// The settings that record when a store was last walked for unknown objects (GC).
+fn walk_records(store: &str) -> Vec<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Key {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        key: String,
+    }
+    let db = wharf::db::Db::open(&server().database_url(), 2).unwrap();
+    let keys: Vec<Key> = db.run_sync(|c| Ok(diesel::RunQueryDsl::load(diesel::sql_query("SELECT key FROM settings"), c)?)).unwrap();
+    keys.into_iter().map(|k| k.key).filter(|k| k.starts_with(&format!("gc.scanned:{store}:"))).collect()
 }
 
 /// A repository created on a store while the store is being deleted: one of them wins, and a

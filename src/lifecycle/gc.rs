@@ -147,7 +147,22 @@ fn shares_directory(all: &std::collections::HashMap<String, Arc<BlobStore>>, nam
 /// bucket and prefix) in the key, a new store over a place that holds content is walked even
 /// under an old name.
 fn scan_key(name: &str, location: &str) -> String {
-    format!("gc.scanned:{name}:{location}")
+    format!("{SCAN_KEYS}{name}:{location}")
+}
+
+const SCAN_KEYS: &str = "gc.scanned:";
+
+/// Forgets the walks of a store being deleted (in the transaction that deletes it): a key per
+/// store ever made would stay for ever, and a store made later under the name is walked anew.
+pub fn forget_walks(conn: &mut crate::db::AnyConnection, name: &str) -> Result<(), DbError> {
+    use crate::db::schema::settings;
+    use diesel::prelude::*;
+    // Few rows, matched here rather than by LIKE (a store name may hold `_`).
+    let keys: Vec<String> = settings::table.filter(settings::key.like(format!("{SCAN_KEYS}%"))).select(settings::key).load(conn)?;
+    let prefix = format!("{SCAN_KEYS}{name}:");
+    let mine: Vec<&String> = keys.iter().filter(|k| k.starts_with(&prefix)).collect();
+    diesel::delete(settings::table.filter(settings::key.eq_any(mine))).execute(conn)?;
+    Ok(())
 }
 
 /// Whether a store's directory holds no blobs yet (a store about to be created).
