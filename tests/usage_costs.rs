@@ -47,7 +47,7 @@ async fn usage_is_remembered_and_exact_for_this_nodes_writes() {
         let here = Arc::new(SqlMeta::new(db.clone()).with_usage_ttl(Duration::from_secs(3600)));
         let other_node = SqlMeta::new(db.clone());
         let meter: Arc<dyn UsageMeter> = here.clone();
-        let list = || here.repositories_usage(vec![id]);
+        let list = || here.repositories_usage(vec![(id, "default".to_string())]);
 
         link(&here, &db, id, "sha256:a", 10).await;
         assert_eq!(list().await.unwrap()[&id], usage(1, 10), "{backend}");
@@ -127,5 +127,30 @@ async fn the_soft_quota_watcher_reads_the_ledger_only_of_stores_with_a_soft_quot
         assert_eq!(violating, HashSet::from(["watched".to_string()]), "{backend}");
         let all = store_usage::reports(&db, data.path(), Scope::All).await.unwrap();
         assert_eq!(all.len(), 2, "{backend}: the admin list still has every store");
+    }
+}
+
+/// An asset a migration made with size 0 (a hosted PyPI file's PEP 658 metadata, whose true size
+/// a GC walk later wrote in the ledger) counts with the ledger's size; the others with their own.
+#[tokio::test]
+async fn a_blob_its_assets_say_is_empty_counts_with_the_ledgers_size() {
+    for (backend, url) in common::test_databases() {
+        let db = Db::open(&url, 4).unwrap();
+        db.run_sync(|c| {
+            repos::insert_blob_store(c, "default", "file", "{}")?;
+            repos::insert(c, "r1", "pypi", "hosted", "default", "{}")
+        })
+        .unwrap();
+        let id = db.run_sync(|c| repos::get(c, "r1")).unwrap().unwrap().id;
+        let meta = SqlMeta::new(db.clone());
+        link(&meta, &db, id, "sha256:file", 10).await;
+        // What the migration wrote: the ledger's row and the asset both at 0 bytes.
+        link(&meta, &db, id, "sha256:metadata", 0).await;
+        let measured =
+            |db: &Db| db.run_sync(move |c| Ok((wharf::db::usage::repository_usage(c, id, "default")?, wharf::db::usage::repositories_usage(c)?[&id])));
+        assert_eq!(measured(&db).unwrap(), (usage(2, 10), usage(2, 10)), "{backend}");
+        // The walk finds the object's true size.
+        db.run_sync(|c| Ok(blobs::fix_sizes(c, "default", &[("sha256:metadata".to_string(), 70)])?)).unwrap();
+        assert_eq!(measured(&db).unwrap(), (usage(2, 80), usage(2, 80)), "{backend}");
     }
 }

@@ -100,17 +100,17 @@ impl SqlMeta {
         self
     }
 
-    /// What each of `repos` references, for the repository list: measured again only where
-    /// this node wrote since, or the measurement is older than the cache's TTL (see
-    /// `usage_cache`).
-    pub async fn repositories_usage(&self, repos: Vec<i64>) -> Result<HashMap<i64, Usage>, DbError> {
+    /// What each of `repos` (id, blob store) references, for the repository list: measured
+    /// again only where this node wrote since, or the measurement is older than the cache's
+    /// TTL (see `usage_cache`).
+    pub async fn repositories_usage(&self, repos: Vec<(i64, String)>) -> Result<HashMap<i64, Usage>, DbError> {
         let _turn = self.listing.lock().await;
         let mut out = HashMap::new();
         let mut stale = Vec::new();
-        for id in repos {
+        for (id, store) in repos {
             match self.usage.clean(id) {
                 Some(u) => drop(out.insert(id, u)),
-                None => stale.push(id),
+                None => stale.push((id, store)),
             }
         }
         if stale.is_empty() {
@@ -119,9 +119,9 @@ impl SqlMeta {
         let m = self.usage.begin(None);
         let measured: Vec<(i64, Usage)> = if stale.len() > PER_REPOSITORY_MAX {
             let all = self.db.run(usage::repositories_usage).await?;
-            stale.iter().map(|id| (*id, all.get(id).copied().unwrap_or_default())).collect()
+            stale.iter().map(|(id, _)| (*id, all.get(id).copied().unwrap_or_default())).collect()
         } else {
-            self.db.run(move |c| stale.iter().map(|id| Ok((*id, usage::repository_usage(c, *id)?))).collect()).await?
+            self.db.run(move |c| stale.iter().map(|(id, store)| Ok((*id, usage::repository_usage(c, *id, store)?))).collect()).await?
         };
         for (id, u) in measured {
             self.usage.keep(&m, id, u);
@@ -274,8 +274,8 @@ impl SqlMeta {
 /// Measures what `repo` references and keeps it; answers the quota's view.
 async fn measure(db: &Db, cache: &UsageCache, repo: &RepoConfig) -> Result<Usage, MetaError> {
     let m = cache.begin(Some(repo.id));
-    let id = repo.id;
-    let measured = db.run(move |c| usage::repository_usage(c, id)).await.map_err(backend)?;
+    let (id, store) = (repo.id, repo.blob_store.clone());
+    let measured = db.run(move |c| usage::repository_usage(c, id, &store)).await.map_err(backend)?;
     Ok(cache.keep(&m, repo.id, measured))
 }
 

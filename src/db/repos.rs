@@ -223,7 +223,6 @@ pub fn delete_blob_store(conn: &mut AnyConnection, name: &str) -> Result<bool, D
     conn.transaction(|conn| {
         let n = diesel::delete(blob_stores::table.filter(blob_stores::name.eq(name))).execute(conn)?;
         diesel::delete(blobs::table.filter(blobs::blob_store.eq(name))).execute(conn)?;
-        crate::lifecycle::gc::forget_walks(conn, name)?;
         bump_generation(conn)?;
         Ok(n == 1)
     })

@@ -157,7 +157,7 @@ const SCAN_KEYS: &str = "gc.scanned:";
 pub fn forget_walks(conn: &mut crate::db::AnyConnection, name: &str) -> Result<(), DbError> {
     use crate::db::schema::settings;
     use diesel::prelude::*;
-    // Few rows, matched here rather than by LIKE (a store name may hold `_`).
+    // Few rows; the name is matched here, not in the LIKE pattern (a store name may hold `_`).
     let keys: Vec<String> = settings::table.filter(settings::key.like(format!("{SCAN_KEYS}%"))).select(settings::key).load(conn)?;
     let prefix = format!("{SCAN_KEYS}{name}:");
     let mine: Vec<&String> = keys.iter().filter(|k| k.starts_with(&prefix)).collect();

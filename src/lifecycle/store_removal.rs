@@ -34,6 +34,7 @@ use std::path::{Component, Path, PathBuf};
 
 use wharf_format::{now_millis, ConfigError};
 
+use super::gc;
 use super::store_usage::FileStore;
 use crate::db::removals::{self, RemovalRow};
 use crate::db::{repos, AnyConnection, Db, DbError};
@@ -124,12 +125,14 @@ pub fn delete_store(conn: &mut AnyConnection, name: &str, token: &str) -> Result
             Err(e) => {
                 tracing::warn!(blob_store = %name, error = %e, "deleting an S3 blob store whose settings do not parse: its objects stay");
                 repos::delete_blob_store(conn, name)?;
+                gc::forget_walks(conn, name)?;
                 return Ok(Deletion::Deleted(None));
             }
         },
         _ => None,
     };
     repos::delete_blob_store(conn, name)?;
+    gc::forget_walks(conn, name)?;
     let now = now_millis();
     let row = RemovalRow {
         name: store.name.clone(),

@@ -292,7 +292,7 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpRe
     let rows: Vec<&RepoRow> = rows.iter().filter(|r| may_read(&state, &p.access, &r.name)).collect();
     // Measured only where this node wrote since, or every few seconds (anyone signed in may
     // call this in a loop).
-    let used = state.meta.repositories_usage(rows.iter().map(|r| r.id).collect()).await?;
+    let used = state.meta.repositories_usage(rows.iter().map(|r| (r.id, r.blob_store.clone())).collect()).await?;
     let origin = origin(&req);
     let out: Vec<Value> = rows
         .iter()
@@ -329,8 +329,8 @@ pub async fn usage(state: web::Data<AppState>, req: HttpRequest, path: web::Path
     require_reader(&state, &req, &name).await?;
     let row = find(&state, name).await?;
     let config = stored_config(&row)?;
-    let id = row.id;
-    let u = state.db.run(move |c| usage::repository_usage(c, id)).await?;
+    let (id, store) = (row.id, row.blob_store.clone());
+    let u = state.db.run(move |c| usage::repository_usage(c, id, &store)).await?;
     let quota = config.hard_quota.map(|limit| json!({ "limit": limit, "exceeded": u.bytes >= limit, "remainingInBytes": limit.saturating_sub(u.bytes) }));
     Ok(HttpResponse::Ok().json(json!({
         "repository": row.name,
