@@ -2,6 +2,7 @@
 //! live in their own crates under `formats/`; this crate registers them in [`formats`].
 
 pub mod audit;
+pub mod backup;
 pub mod bootstrap;
 pub mod config;
 pub mod db;

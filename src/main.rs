@@ -28,6 +28,15 @@ enum Command {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Copy a node on SQLite, while it runs, into a new directory that a server started on it
+    /// (as its data directory) restores: the database, the file blob stores, the secret key.
+    Backup {
+        /// The directory to create (or an empty one).
+        #[arg(long)]
+        to: PathBuf,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Make a local CA (once) and a server certificate for the given names, and say where
     /// docker, pip and npm want the CA: HTTPS without `insecure-registries`.
     Cert {
@@ -71,6 +80,23 @@ fn main() -> anyhow::Result<()> {
             let _log = init_logging(cfg.log.format);
             let exit_on_eof = std::env::var("WHARF_EXIT_ON_STDIN_EOF").is_ok_and(|v| v == "1");
             actix_web::rt::System::new().block_on(wharf::run(cfg, exit_on_eof))
+        }
+        Command::Backup { to, config } => {
+            let cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+            let r = wharf::backup::run(&cfg, &to)?;
+            println!("Backed up the database and {} blob file(s), {} bytes, into {}", r.blobs, r.bytes, to.display());
+            for (name, from, copy) in &r.moved_stores {
+                println!("Blob store {name} is outside the data directory ({}): its copy is {}; put it back there to restore", from.display(), copy.display());
+            }
+            for name in &r.s3_stores {
+                println!("Blob store {name} is in S3 and was not copied: copy its bucket after this backup (docs/deploy.md)");
+            }
+            match &r.secret_key {
+                Ok(p) => println!("The secret key is in {}: whoever has it can read the stored secrets, keep the backup private", p.display()),
+                Err(why) => println!("The secret key was not copied ({why}): a restore needs it"),
+            }
+            println!("To restore: stop wharf, and start it with {} as its data directory (or copy its content into an empty one)", to.display());
+            Ok(())
         }
         Command::Cert { names, out, days, config } => {
             let _log = init_logging(wharf::config::LogFormat::Text);
