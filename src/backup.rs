@@ -31,6 +31,8 @@ pub enum BackupError {
     Db(String),
     #[error("{count} blob(s) the copied database names are not in the copy (first: {first}): a compaction ran during the backup; run it again")]
     Incomplete { count: usize, first: String },
+    #[error("no database at {0}: check the configuration (the same as the server's)")]
+    NoDatabase(PathBuf),
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
@@ -42,12 +44,18 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
 pub struct Report {
     pub blobs: u64,
     pub bytes: u64,
-    /// File stores outside the data directory: (name, where they were, where the copy is).
+    /// Where the database was, when not at `<data dir>/wharf.db` (a restore must put it back
+    /// there, or point `database_url` at the copy).
+    pub database_elsewhere: Option<PathBuf>,
+    /// File stores at an absolute path (their rows name it): (name, where they were, where
+    /// the copy is).
     pub moved_stores: Vec<(String, PathBuf, PathBuf)>,
     /// S3 stores, not copied.
     pub s3_stores: Vec<String>,
-    /// Where the secret key was copied to, or why it was not.
+    /// Where the secret key was copied to, or why it was not; and the configured file a
+    /// restore reads it from when that is not `<data dir>/secret.key`.
     pub secret_key: Result<PathBuf, String>,
+    pub secret_key_elsewhere: Option<PathBuf>,
 }
 
 #[derive(QueryableByName)]
@@ -68,15 +76,38 @@ struct Named {
     digest: String,
 }
 
+/// Backs up into `to` (made owner-only, like the data directory: the copy holds password
+/// hashes, the audit log and the key to the stored secrets). What a failed backup wrote is
+/// removed, so that it can simply be run again.
 pub fn run(cfg: &Config, to: &Path) -> Result<Report, BackupError> {
     let Some(db_path) = cfg.database_url.strip_prefix("sqlite://") else {
         let scheme = cfg.database_url.split("://").next().unwrap_or_default().to_string();
         return Err(BackupError::NotSqlite(scheme));
     };
+    // A wrong path would make SQLite create an empty database, and back that up.
+    if !Path::new(db_path).is_file() {
+        return Err(BackupError::NoDatabase(PathBuf::from(db_path)));
+    }
     if std::fs::read_dir(to).map(|mut d| d.next().is_some()).unwrap_or(false) {
         return Err(BackupError::NotEmpty(to.to_path_buf()));
     }
+    crate::bootstrap::owner_only_umask();
     std::fs::create_dir_all(to).map_err(io_at(to))?;
+    std::fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io_at(to))?;
+    let done = copy_all(cfg, db_path, to);
+    if done.is_err() {
+        // Emptied, not removed: `to` may be a mount point.
+        if let Ok(entries) = std::fs::read_dir(to) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            }
+        }
+    }
+    done
+}
+
+fn copy_all(cfg: &Config, db_path: &str, to: &Path) -> Result<Report, BackupError> {
     let copy = to.join("wharf.db");
     let db_err = |e: &dyn std::fmt::Display| BackupError::Db(e.to_string());
     {
@@ -96,7 +127,17 @@ pub fn run(cfg: &Config, to: &Path) -> Result<Report, BackupError> {
     .map_err(|e| db_err(&e))?;
     drop(snap);
 
-    let mut report = Report { blobs: 0, bytes: 0, moved_stores: Vec::new(), s3_stores: Vec::new(), secret_key: Err(String::new()) };
+    let in_data_dir = cfg.data_dir.join("wharf.db");
+    let database_elsewhere = (Path::new(db_path) != in_data_dir).then(|| PathBuf::from(db_path));
+    let mut report = Report {
+        blobs: 0,
+        bytes: 0,
+        database_elsewhere,
+        moved_stores: Vec::new(),
+        s3_stores: Vec::new(),
+        secret_key: Err(String::new()),
+        secret_key_elsewhere: None,
+    };
     let mut copied_roots = Vec::new();
     for s in &stores {
         if s.kind != "file" {
@@ -104,18 +145,21 @@ pub fn run(cfg: &Config, to: &Path) -> Result<Report, BackupError> {
             continue;
         }
         let path = serde_json::from_str::<serde_json::Value>(&s.attributes).ok().and_then(|v| v.get("path")?.as_str().map(str::to_string));
-        let from = crate::state::blob_store_root(&cfg.data_dir, path.as_deref().unwrap_or(&s.name));
-        // A store inside the data directory is restored where it was, relative to the data
-        // directory; one elsewhere goes under `stores/` and is put back by hand.
-        let dest = match from.strip_prefix(cfg.data_dir.join("blobs")) {
-            Ok(rel) => to.join("blobs").join(rel),
-            Err(_) => {
-                let d = to.join("stores").join(&s.name);
-                report.moved_stores.push((s.name.clone(), from.clone(), d.clone()));
-                d
-            }
+        let path = path.unwrap_or_else(|| s.name.clone());
+        let from = crate::state::blob_store_root(&cfg.data_dir, &path);
+        // A store at a relative path (`<data dir>/blobs/<path>`) is restored where it was,
+        // relative to the data directory; one at an absolute path (its row names that path,
+        // even inside the data directory) goes under `stores/` and is put back by hand.
+        let dest = if Path::new(&path).is_absolute() {
+            let d = to.join("stores").join(&s.name);
+            report.moved_stores.push((s.name.clone(), from.clone(), d.clone()));
+            d
+        } else {
+            to.join("blobs").join(&path)
         };
-        copy_tree(&from.join("blobs"), &dest.join("blobs"), &mut report)?;
+        let (files, bytes) = copy_tree(&from.join("blobs"), &dest.join("blobs"))?;
+        report.blobs += files;
+        report.bytes += bytes;
         copied_roots.push((s.name.clone(), dest));
     }
 
@@ -132,10 +176,20 @@ pub fn run(cfg: &Config, to: &Path) -> Result<Report, BackupError> {
         return Err(BackupError::Incomplete { count: missing.len(), first: first.clone() });
     }
 
+    // What else of the data directory a restore needs: the CA and certificates `wharf cert`
+    // made, and the first start's admin password (there is no other copy of it).
+    copy_tree(&cfg.data_dir.join("tls"), &to.join("tls"))?;
+    let password = cfg.data_dir.join("admin.password");
+    if password.is_file() {
+        std::fs::copy(&password, to.join("admin.password")).map_err(io_at(&password))?;
+    }
     report.secret_key = match KeySource::from_config(&cfg.data_dir, &cfg.security.secret_key_file) {
         KeySource::File(p) if p.is_file() => {
             let dest = to.join("secret.key");
             std::fs::copy(&p, &dest).map_err(io_at(&p))?;
+            if p != cfg.data_dir.join("secret.key") {
+                report.secret_key_elsewhere = Some(p);
+            }
             Ok(dest)
         }
         KeySource::File(p) => Err(format!("{} does not exist", p.display())),
@@ -145,8 +199,11 @@ pub fn run(cfg: &Config, to: &Path) -> Result<Report, BackupError> {
 }
 
 /// Copies every file under `from` (a store's `blobs/`) to the same place under `to`. A file
-/// that went meanwhile is skipped: if the snapshot names it, the check at the end says so.
-fn copy_tree(from: &Path, to: &Path, report: &mut Report) -> Result<(), BackupError> {
+/// that went meanwhile is skipped: if the snapshot names it, the check at the end says so. So
+/// is a file being written (`<name>#<n>`, renamed into place once whole).
+/// Answers how many files and bytes it copied.
+fn copy_tree(from: &Path, to: &Path) -> Result<(u64, u64), BackupError> {
+    let (mut files, mut bytes) = (0, 0);
     for entry in walkdir::WalkDir::new(from) {
         let entry = match entry {
             Ok(e) => e,
@@ -157,16 +214,16 @@ fn copy_tree(from: &Path, to: &Path, report: &mut Report) -> Result<(), BackupEr
         let dest = to.join(rel);
         if entry.file_type().is_dir() {
             std::fs::create_dir_all(&dest).map_err(io_at(&dest))?;
-        } else if entry.file_type().is_file() {
+        } else if entry.file_type().is_file() && !entry.file_name().to_string_lossy().contains('#') {
             match std::fs::copy(entry.path(), &dest) {
                 Ok(n) => {
-                    report.blobs += 1;
-                    report.bytes += n;
+                    files += 1;
+                    bytes += n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(BackupError::Io { path: entry.path().to_path_buf(), source: e }),
             }
         }
     }
-    Ok(())
+    Ok((files, bytes))
 }

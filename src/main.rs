@@ -85,8 +85,11 @@ fn main() -> anyhow::Result<()> {
             let cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
             let r = wharf::backup::run(&cfg, &to)?;
             println!("Backed up the database and {} blob file(s), {} bytes, into {}", r.blobs, r.bytes, to.display());
+            if let Some(db) = &r.database_elsewhere {
+                println!("The database was at {}, outside the data directory: restore wharf.db there, or point database_url at the copy", db.display());
+            }
             for (name, from, copy) in &r.moved_stores {
-                println!("Blob store {name} is outside the data directory ({}): its copy is {}; put it back there to restore", from.display(), copy.display());
+                println!("Blob store {name} is at an absolute path ({}): its copy is {}; put it back there to restore", from.display(), copy.display());
             }
             for name in &r.s3_stores {
                 println!("Blob store {name} is in S3 and was not copied: copy its bucket after this backup (docs/deploy.md)");
@@ -94,6 +97,9 @@ fn main() -> anyhow::Result<()> {
             match &r.secret_key {
                 Ok(p) => println!("The secret key is in {}: whoever has it can read the stored secrets, keep the backup private", p.display()),
                 Err(why) => println!("The secret key was not copied ({why}): a restore needs it"),
+            }
+            if let Some(p) = &r.secret_key_elsewhere {
+                println!("The server reads the key from {}: restore it there", p.display());
             }
             println!("To restore: stop wharf, and start it with {} as its data directory (or copy its content into an empty one)", to.display());
             Ok(())
