@@ -116,16 +116,9 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path) -> Result<Report, BackupErro
         let quoted = copy.display().to_string().replace('\'', "''");
         conn.batch_execute(&format!("VACUUM INTO '{quoted}';")).map_err(|e| db_err(&e))?;
     }
-    // What the copy names is what must be there: its stores and the digests of its assets.
+    // What the copy names is what must be there: its stores, and (below) the digests of its assets.
     let mut snap = SqliteConnection::establish(&copy.display().to_string()).map_err(|e| db_err(&e))?;
     let stores: Vec<StoreRow> = diesel::sql_query("SELECT name, kind, attributes FROM blob_stores").load(&mut snap).map_err(|e| db_err(&e))?;
-    let named: Vec<Named> = diesel::sql_query(
-        "SELECT DISTINCT r.blob_store AS blob_store, a.digest AS digest FROM assets a JOIN repositories r ON r.id = a.repository_id \
-         WHERE a.digest IS NOT NULL",
-    )
-    .load(&mut snap)
-    .map_err(|e| db_err(&e))?;
-    drop(snap);
 
     let in_data_dir = cfg.data_dir.join("wharf.db");
     let database_elsewhere = (Path::new(db_path) != in_data_dir).then(|| PathBuf::from(db_path));
@@ -163,15 +156,30 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path) -> Result<Report, BackupErro
         copied_roots.push((s.name.clone(), dest));
     }
 
-    let missing: BTreeSet<String> = named
-        .iter()
-        .filter_map(|n| {
-            let (_, root) = copied_roots.iter().find(|(name, _)| *name == n.blob_store)?;
-            let hex = n.digest.strip_prefix("sha256:")?;
-            let file = root.join("blobs/sha256").join(hex.get(..2)?).join(hex);
-            (!file.is_file()).then(|| format!("{} in blob store {}", n.digest, n.blob_store))
-        })
-        .collect();
+    // A page of digests at a time, in the order of the usage index: a million assets are not
+    // held in memory at once.
+    let mut missing: BTreeSet<String> = BTreeSet::new();
+    for (store, root) in &copied_roots {
+        let mut after = String::new();
+        loop {
+            let page: Vec<Named> = diesel::sql_query(
+                "SELECT DISTINCT r.blob_store AS blob_store, a.digest AS digest FROM repositories r JOIN assets a ON a.repository_id = r.id \
+                 WHERE r.blob_store = ? AND a.digest > ? ORDER BY a.digest LIMIT 10000",
+            )
+            .bind::<diesel::sql_types::Text, _>(store)
+            .bind::<diesel::sql_types::Text, _>(&after)
+            .load(&mut snap)
+            .map_err(|e| db_err(&e))?;
+            let Some(last) = page.last() else { break };
+            after = last.digest.clone();
+            missing.extend(page.iter().filter_map(|n| {
+                let hex = n.digest.strip_prefix("sha256:")?;
+                let file = root.join("blobs/sha256").join(hex.get(..2)?).join(hex);
+                (!file.is_file()).then(|| format!("{} in blob store {}", n.digest, n.blob_store))
+            }));
+        }
+    }
+    drop(snap);
     if let Some(first) = missing.iter().next() {
         return Err(BackupError::Incomplete { count: missing.len(), first: first.clone() });
     }
