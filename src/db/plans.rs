@@ -48,6 +48,21 @@ fn repository_usage_is_read_from_an_index_alone() {
     assert_plan(&plans, "USING COVERING INDEX assets_by_repository_digest", &["SCAN b"]);
 }
 
+/// A user's tokens, by lower(username) and realm.
+#[test]
+fn a_users_tokens_are_looked_up_by_index() {
+    let (_, plans) = with_db(|c| super::tokens::of_user(c, "Someone", "local").unwrap());
+    assert_plan(&plans, "USING INDEX api_tokens_owner", &["SCAN api_tokens"]);
+}
+
+/// A console login deletes the expired sessions: by index, not by reading every session.
+#[test]
+fn expired_sessions_are_found_by_index() {
+    let row = super::sessions::SessionRow { id: "s".into(), username: "u".into(), realm: "local".into(), created_at: 10, expires_at: 20 };
+    let (_, plans) = with_db(|c| super::sessions::insert(c, &row).unwrap());
+    assert_plan(&plans, "sessions_expires_at", &["SCAN sessions"]);
+}
+
 /// A new token deletes the long expired ones by index, not by reading every token.
 #[test]
 fn long_expired_tokens_are_found_by_index() {
