@@ -1,5 +1,7 @@
-//! `wharf backup --to DIR`: a copy of a single node on SQLite, taken while it serves, that a
-//! server started on DIR (as its data directory) restores. PostgreSQL has `pg_dump` and S3 its
+//! `wharf backup --to DIR [--key-to FILE]`: a copy of a single node on SQLite, taken while it
+//! serves, that a server started on DIR (as its data directory, with the secret key) restores.
+//! The key is never written into DIR: a copy of the database alone reveals no secret
+//! (docs/security.md), so the key goes where `--key-to` says, to be kept apart. PostgreSQL has `pg_dump` and S3 its
 //! own copies (docs/deploy.md); this is the embedded default's.
 //!
 //! The database first, as one consistent snapshot (`VACUUM INTO` reads in one transaction and
@@ -33,6 +35,12 @@ pub enum BackupError {
     Incomplete { count: usize, first: String },
     #[error("no database at {0}: check the configuration (the same as the server's)")]
     NoDatabase(PathBuf),
+    #[error("blob store {store}: its directory {path} does not exist (check the configuration's data_dir, the same as the server's)")]
+    NoStore { store: String, path: PathBuf },
+    #[error("{to} is inside blob store {store}'s directory: a backup would copy itself")]
+    InsideStore { to: PathBuf, store: String },
+    #[error("--key-to: {0}")]
+    Key(String),
 }
 
 fn io_at(path: &Path) -> impl FnOnce(io::Error) -> BackupError + '_ {
@@ -52,10 +60,10 @@ pub struct Report {
     pub moved_stores: Vec<(String, PathBuf, PathBuf)>,
     /// S3 stores, not copied.
     pub s3_stores: Vec<String>,
-    /// Where the secret key was copied to, or why it was not; and the configured file a
-    /// restore reads it from when that is not `<data dir>/secret.key`.
-    pub secret_key: Result<PathBuf, String>,
-    pub secret_key_elsewhere: Option<PathBuf>,
+    /// Where the server reads the secret key from (a file, or the variable that holds it).
+    pub secret_key: String,
+    /// Where `--key-to` copied it.
+    pub key_copy: Option<PathBuf>,
 }
 
 #[derive(QueryableByName)]
@@ -77,9 +85,9 @@ struct Named {
 }
 
 /// Backs up into `to` (made owner-only, like the data directory: the copy holds password
-/// hashes, the audit log and the key to the stored secrets). What a failed backup wrote is
-/// removed, so that it can simply be run again.
-pub fn run(cfg: &Config, to: &Path) -> Result<Report, BackupError> {
+/// hashes and the audit log). What a failed backup wrote is removed, so that it can simply be
+/// run again.
+pub fn run(cfg: &Config, to: &Path, key_to: Option<&Path>) -> Result<Report, BackupError> {
     let Some(db_path) = cfg.database_url.strip_prefix("sqlite://") else {
         let scheme = cfg.database_url.split("://").next().unwrap_or_default().to_string();
         return Err(BackupError::NotSqlite(scheme));
@@ -92,11 +100,14 @@ pub fn run(cfg: &Config, to: &Path) -> Result<Report, BackupError> {
         return Err(BackupError::NotEmpty(to.to_path_buf()));
     }
     crate::bootstrap::owner_only_umask();
+    let made = !to.exists();
     std::fs::create_dir_all(to).map_err(io_at(to))?;
     std::fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(0o700)).map_err(io_at(to))?;
-    let done = copy_all(cfg, db_path, to);
-    if done.is_err() {
-        // Emptied, not removed: `to` may be a mount point.
+    let done = copy_all(cfg, db_path, to, key_to);
+    if done.is_err() && made {
+        let _ = std::fs::remove_dir_all(to);
+    } else if done.is_err() {
+        // It was there, empty: emptied again, not removed (it may be a mount point).
         if let Ok(entries) = std::fs::read_dir(to) {
             for e in entries.flatten() {
                 let p = e.path();
@@ -107,7 +118,7 @@ pub fn run(cfg: &Config, to: &Path) -> Result<Report, BackupError> {
     done
 }
 
-fn copy_all(cfg: &Config, db_path: &str, to: &Path) -> Result<Report, BackupError> {
+fn copy_all(cfg: &Config, db_path: &str, to: &Path, key_to: Option<&Path>) -> Result<Report, BackupError> {
     let copy = to.join("wharf.db");
     let db_err = |e: &dyn std::fmt::Display| BackupError::Db(e.to_string());
     {
@@ -122,15 +133,8 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path) -> Result<Report, BackupErro
 
     let in_data_dir = cfg.data_dir.join("wharf.db");
     let database_elsewhere = (Path::new(db_path) != in_data_dir).then(|| PathBuf::from(db_path));
-    let mut report = Report {
-        blobs: 0,
-        bytes: 0,
-        database_elsewhere,
-        moved_stores: Vec::new(),
-        s3_stores: Vec::new(),
-        secret_key: Err(String::new()),
-        secret_key_elsewhere: None,
-    };
+    let mut report =
+        Report { blobs: 0, bytes: 0, database_elsewhere, moved_stores: Vec::new(), s3_stores: Vec::new(), secret_key: String::new(), key_copy: None };
     let mut copied_roots = Vec::new();
     for s in &stores {
         if s.kind != "file" {
@@ -140,6 +144,13 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path) -> Result<Report, BackupErro
         let path = serde_json::from_str::<serde_json::Value>(&s.attributes).ok().and_then(|v| v.get("path")?.as_str().map(str::to_string));
         let path = path.unwrap_or_else(|| s.name.clone());
         let from = crate::state::blob_store_root(&cfg.data_dir, &path);
+        if !from.is_dir() {
+            return Err(BackupError::NoStore { store: s.name.clone(), path: from });
+        }
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if absolute(to).starts_with(absolute(&from)) {
+            return Err(BackupError::InsideStore { to: to.to_path_buf(), store: s.name.clone() });
+        }
         // A store at a relative path (`<data dir>/blobs/<path>`) is restored where it was,
         // relative to the data directory; one at an absolute path (its row names that path,
         // even inside the data directory) goes under `stores/` and is put back by hand.
@@ -191,18 +202,20 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path) -> Result<Report, BackupErro
     if password.is_file() {
         std::fs::copy(&password, to.join("admin.password")).map_err(io_at(&password))?;
     }
-    report.secret_key = match KeySource::from_config(&cfg.data_dir, &cfg.security.secret_key_file) {
-        KeySource::File(p) if p.is_file() => {
-            let dest = to.join("secret.key");
-            std::fs::copy(&p, &dest).map_err(io_at(&p))?;
-            if p != cfg.data_dir.join("secret.key") {
-                report.secret_key_elsewhere = Some(p);
-            }
-            Ok(dest)
+    let source = KeySource::from_config(&cfg.data_dir, &cfg.security.secret_key_file);
+    report.secret_key = source.describe();
+    if let Some(dest) = key_to {
+        let KeySource::File(key) = &source else {
+            return Err(BackupError::Key(format!("the key is in {}, not in a file: keep that value apart", source.describe())));
+        };
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        if absolute(dest).starts_with(absolute(to)) {
+            return Err(BackupError::Key("the key goes apart from the backup, not into it".into()));
         }
-        KeySource::File(p) => Err(format!("{} does not exist", p.display())),
-        source => Err(format!("the key is in {}, not in a file", source.describe())),
-    };
+        std::fs::copy(key, dest).map_err(|e| BackupError::Key(format!("{} -> {}: {e}", key.display(), dest.display())))?;
+        std::fs::set_permissions(dest, std::os::unix::fs::PermissionsExt::from_mode(0o600)).map_err(io_at(dest))?;
+        report.key_copy = Some(dest.to_path_buf());
+    }
     Ok(report)
 }
 

@@ -29,11 +29,16 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Copy a node on SQLite, while it runs, into a new directory that a server started on it
-    /// (as its data directory) restores: the database, the file blob stores, the secret key.
+    /// (as its data directory) restores: the database and the file blob stores. The secret key
+    /// is not put there (a copy of the database alone reveals no secret): `--key-to` copies it
+    /// elsewhere.
     Backup {
         /// The directory to create (or an empty one).
         #[arg(long)]
         to: PathBuf,
+        /// Where to copy the secret key, to keep apart from the backup (a restore needs it).
+        #[arg(long)]
+        key_to: Option<PathBuf>,
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
@@ -81,9 +86,9 @@ fn main() -> anyhow::Result<()> {
             let exit_on_eof = std::env::var("WHARF_EXIT_ON_STDIN_EOF").is_ok_and(|v| v == "1");
             actix_web::rt::System::new().block_on(wharf::run(cfg, exit_on_eof))
         }
-        Command::Backup { to, config } => {
+        Command::Backup { to, key_to, config } => {
             let cfg = wharf::config::Config::load(config.as_deref()).map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
-            let r = wharf::backup::run(&cfg, &to)?;
+            let r = wharf::backup::run(&cfg, &to, key_to.as_deref())?;
             println!("Backed up the database and {} blob file(s), {} bytes, into {}", r.blobs, r.bytes, to.display());
             if let Some(db) = &r.database_elsewhere {
                 println!("The database was at {}, outside the data directory: restore wharf.db there, or point database_url at the copy", db.display());
@@ -94,14 +99,14 @@ fn main() -> anyhow::Result<()> {
             for name in &r.s3_stores {
                 println!("Blob store {name} is in S3 and was not copied: copy its bucket after this backup (docs/deploy.md)");
             }
-            match &r.secret_key {
-                Ok(p) => println!("The secret key is in {}: whoever has it can read the stored secrets, keep the backup private", p.display()),
-                Err(why) => println!("The secret key was not copied ({why}): a restore needs it"),
+            match &r.key_copy {
+                Some(p) => println!("The secret key ({}) is copied to {}: keep it apart from the backup; a restore puts it back", r.secret_key, p.display()),
+                None => println!("The secret key is not in the backup: a restore needs it ({}); keep a copy apart, or use --key-to", r.secret_key),
             }
-            if let Some(p) = &r.secret_key_elsewhere {
-                println!("The server reads the key from {}: restore it there", p.display());
-            }
-            println!("To restore: stop wharf, and start it with {} as its data directory (or copy its content into an empty one)", to.display());
+            println!(
+                "To restore: stop wharf, put the key back (as secret.key in the data directory, unless the configuration names another file) and start wharf with {} as its data directory (or its content copied into an empty one)",
+                to.display()
+            );
             Ok(())
         }
         Command::Cert { names, out, days, config } => {

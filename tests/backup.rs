@@ -73,6 +73,8 @@ fn backup(server: &TestServer, to: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["backup", "--to"])
         .arg(to)
+        .arg("--key-to")
+        .arg(to.with_extension("key"))
         .env("WHARF_DATA_DIR", server.data_dir())
         .env("WHARF_DATABASE_URL", server.database_url())
         .output()
@@ -116,8 +118,12 @@ fn a_backup_taken_while_pushes_go_on_restores_every_image_it_names() {
     let out = backup(&server, &tmp.path().join("broken"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains(&hex) && err.contains("not in the copy"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(tmp.path().join("broken")).unwrap().collect();
-    assert!(left.is_empty(), "a failed backup leaves nothing: {left:?}");
+    assert!(!tmp.path().join("broken").exists(), "a failed backup leaves nothing");
+    // Nor may a backup go into a store it copies.
+    let out = backup(&server, &server.data_dir().join("blobs/default/backup"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("inside blob store default"), "{err}");
+    assert!(!server.data_dir().join("blobs/default/backup").exists());
     std::fs::rename(&kept, &file).unwrap();
 
     // Pushes go on while the backup runs.
@@ -145,9 +151,13 @@ fn a_backup_taken_while_pushes_go_on_restores_every_image_it_names() {
     let out = backup(&server, &to);
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("secret key is in"), "{said}");
+    assert!(said.contains("keep it apart"), "{said}");
+    // The key is apart from the backup (a copy of the database alone reveals no secret).
+    assert!(!to.join("secret.key").exists());
+    let key = to.with_extension("key");
+    assert_eq!(std::fs::read(&key).unwrap(), std::fs::read(server.data_dir().join("secret.key")).unwrap());
     use std::os::unix::fs::PermissionsExt;
-    for private in [to.clone(), to.join("wharf.db"), to.join("secret.key")] {
+    for private in [to.clone(), to.join("wharf.db"), key.clone()] {
         let mode = std::fs::metadata(&private).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{} is {mode:o}: only its owner may read a backup", private.display());
     }
@@ -157,6 +167,7 @@ fn a_backup_taken_while_pushes_go_on_restores_every_image_it_names() {
     // Restored: a server started on a copy of the backup as its data directory.
     let mut restored = TestServer::unstarted(&[]);
     copy_dir(&to, &restored.data_dir);
+    std::fs::copy(&key, restored.data_dir.join("secret.key")).unwrap();
     restored.spawn();
     for p in &acked_before {
         let (status, _, digest) = get(&restored, &format!("/v2/{REPO}/{}/manifests/v1", p.name));
