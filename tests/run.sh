@@ -3,7 +3,7 @@
 # podman, Distribution's docker-registry and htpasswd as proxy upstreams, PostgreSQL, OpenLDAP slapd, Chromium, twine, uv, pypiserver, SeaweedFS, pnpm, verdaccio, playwright-core), starts a PostgreSQL and a SeaweedFS S3 gateway on loopback, and runs cargo test
 # three times: everything on the embedded SQLite, every integration suite on PostgreSQL (tests/cluster.rs there: two nodes on one
 # database and one bucket; then once more on one shared directory), and the clients' suites with S3 blob stores. Before the
-# tests: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`. Leaves no process behind.
+# tests: `cargo fmt --check` and `cargo clippy --all-targets -- -D warnings`. Leaves no process and no temporary file behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -69,10 +69,14 @@ fi
 # PostgreSQL stop.
 . tests/leftovers.sh
 WEED_DIR=""
+# The tests' temporary files, in a directory of this run's own (TMPDIR, set below) that goes when
+# it ends: a suite's server kept in a `static` is never dropped, so its data directory was never
+# removed, and every run left about 150 of them in /tmp.
+TEST_TMP=$(mktemp -d /tmp/wharf-tests.XXXXXX)
 stop_servers() {
     [ -n "$WEED_DIR" ] && tests/s3/weed.sh stop "$WEED_DIR" || true
     "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m immediate stop >/dev/null 2>&1 || true
-    rm -rf "$PGDATA"
+    rm -rf "$PGDATA" "$TEST_TMP"
 }
 leftovers_on_exit stop_servers
 
@@ -82,6 +86,8 @@ PG_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 # SeaweedFS on loopback (one process, a bucket, static keys), for the S3 blob store tests.
 eval "$(tests/s3/weed.sh start)"
 export WHARF_TEST_S3_ENDPOINT="$S3_ENDPOINT" WHARF_TEST_S3_BUCKET="$S3_BUCKET" WHARF_TEST_S3_ACCESS_KEY="$S3_ACCESS_KEY_ID" WHARF_TEST_S3_SECRET_KEY="$S3_SECRET_ACCESS_KEY" WHARF_TEST_REQUIRE_S3=1
+
+export TMPDIR="$TEST_TMP"
 
 # Lints after the installs and before the tests (a finding stops the run here).
 echo "== cargo fmt --check"
