@@ -19,6 +19,8 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 
 use crate::config::Config;
+use crate::db::{repos, AnyConnection};
+use crate::lifecycle::store_usage::FileStore;
 use crate::security::secrets::KeySource;
 
 #[derive(Debug, thiserror::Error)]
@@ -64,16 +66,6 @@ pub struct Report {
     pub secret_key: String,
     /// Where `--key-to` copied it.
     pub key_copy: Option<PathBuf>,
-}
-
-#[derive(QueryableByName)]
-struct StoreRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    name: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    kind: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    attributes: String,
 }
 
 #[derive(QueryableByName)]
@@ -128,8 +120,8 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path, key_to: Option<&Path>) -> Re
         conn.batch_execute(&format!("VACUUM INTO '{quoted}';")).map_err(|e| db_err(&e))?;
     }
     // What the copy names is what must be there: its stores, and (below) the digests of its assets.
-    let mut snap = SqliteConnection::establish(&copy.display().to_string()).map_err(|e| db_err(&e))?;
-    let stores: Vec<StoreRow> = diesel::sql_query("SELECT name, kind, attributes FROM blob_stores").load(&mut snap).map_err(|e| db_err(&e))?;
+    let mut snap = AnyConnection::Sqlite(SqliteConnection::establish(&copy.display().to_string()).map_err(|e| db_err(&e))?);
+    let stores = repos::list_blob_stores(&mut snap).map_err(|e| db_err(&e))?;
 
     let in_data_dir = cfg.data_dir.join("wharf.db");
     let database_elsewhere = (Path::new(db_path) != in_data_dir).then(|| PathBuf::from(db_path));
@@ -141,25 +133,23 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path, key_to: Option<&Path>) -> Re
             report.s3_stores.push(s.name.clone());
             continue;
         }
-        let path = serde_json::from_str::<serde_json::Value>(&s.attributes).ok().and_then(|v| v.get("path")?.as_str().map(str::to_string));
-        let path = path.unwrap_or_else(|| s.name.clone());
-        let from = crate::state::blob_store_root(&cfg.data_dir, &path);
+        let store = FileStore::from_row(s);
+        let from = store.root(&cfg.data_dir);
         if !from.is_dir() {
             return Err(BackupError::NoStore { store: s.name.clone(), path: from });
         }
-        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         if absolute(to).starts_with(absolute(&from)) {
             return Err(BackupError::InsideStore { to: to.to_path_buf(), store: s.name.clone() });
         }
         // A store at a relative path (`<data dir>/blobs/<path>`) is restored where it was,
         // relative to the data directory; one at an absolute path (its row names that path,
         // even inside the data directory) goes under `stores/` and is put back by hand.
-        let dest = if Path::new(&path).is_absolute() {
+        let dest = if Path::new(&store.path).is_absolute() {
             let d = to.join("stores").join(&s.name);
             report.moved_stores.push((s.name.clone(), from.clone(), d.clone()));
             d
         } else {
-            to.join("blobs").join(&path)
+            to.join("blobs").join(&store.path)
         };
         let (files, bytes) = copy_tree(&from.join("blobs"), &dest.join("blobs"))?;
         report.blobs += files;
@@ -208,7 +198,6 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path, key_to: Option<&Path>) -> Re
         let KeySource::File(key) = &source else {
             return Err(BackupError::Key(format!("the key is in {}, not in a file: keep that value apart", source.describe())));
         };
-        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         if absolute(dest).starts_with(absolute(to)) {
             return Err(BackupError::Key("the key goes apart from the backup, not into it".into()));
         }
@@ -217,6 +206,11 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path, key_to: Option<&Path>) -> Re
         report.key_copy = Some(dest.to_path_buf());
     }
     Ok(report)
+}
+
+/// `p` from the root (the working directory's, for a relative path), to compare places.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Copies every file under `from` (a store's `blobs/`) to the same place under `to`. A file
