@@ -56,7 +56,7 @@ fn blob_file(digest: &str) -> PathBuf {
 
 /// A wheel (with a few MiB of payload, so that it is read in many chunks) and an sdist.
 fn dist(dir: &Path) -> (PathBuf, PathBuf) {
-    common::pypi::dist_with_payload(dir, "checked", "1.0", 3_000_000)
+    common::pypi::dist_with_payload(dir, "checked", "1.0", &[], 3_000_000)
 }
 
 fn twine(files: &[&Path]) {

@@ -216,6 +216,24 @@ fn publish_with_a_provenance_file_stores_and_serves_the_attestation() {
     assert_eq!(get("/repository/npm-hosted/-/npm/v1/attestations/@wharf-prov/lib@1.0.0", &admin_token()).status(), StatusCode::NOT_FOUND);
 }
 
+// ---- HEAD ------------------------------------------------------------------------------------
+
+#[test]
+fn heads_say_what_gets_would_send() {
+    let tmp = tempfile::tempdir().unwrap();
+    let npm = Npm::new("npm-hosted", Some(&admin_token()));
+    ok(npm.run(&package(tmp.path(), "@wharf-head/lib", "1.0.0", json!({})), &["publish"]));
+    let base = registry("npm-hosted");
+    for (path, accept) in [
+        ("@wharf-head%2flib", "application/json"),
+        ("@wharf-head%2flib", "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8, */*"),
+        ("@wharf-head/lib/-/lib-1.0.0.tgz", "*/*"),
+        ("@wharf-head%2flib/1.0.0", "application/json"),
+    ] {
+        common::assert_head_matches_get(&format!("{base}{path}"), &[("Accept", accept)]);
+    }
+}
+
 // ---- web login -------------------------------------------------------------------------------
 
 /// `npm login` (web, npm's default) prints the login URL when it has no terminal; a browser

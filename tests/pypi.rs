@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::pypi::dist;
 use common::pypi::pip;
+use common::pypi::{dist, dist_with_payload, LISTED_METADATA_PAYLOAD};
 use common::{SpawnGuarded, TestServer, ADMIN_PASSWORD};
 use reqwest::blocking::Client;
 use reqwest::StatusCode;
@@ -38,6 +38,18 @@ fn ok(out: Output) -> String {
 
 fn http() -> Client {
     common::client()
+}
+
+/// A project's page as PEP 691 JSON.
+fn json_page(project: &str) -> Value {
+    http()
+        .get(format!("{}simple/{project}/", repo_url()))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Accept", "application/vnd.pypi.simple.v1+json")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
 }
 
 fn sha256_of(p: &Path) -> String {
@@ -232,14 +244,7 @@ fn a_file_cannot_be_uploaded_twice_and_a_normalized_name_is_the_same_project() {
     // Another spelling of the same project adds a version to it.
     let (whl2, _) = dist(&tmp.path().join("o2"), "Wharf_Once", "1.1", &[]);
     ok(twine(&[&whl2], "admin", ADMIN_PASSWORD));
-    let v: Value = http()
-        .get(format!("{}simple/wharf-once/", repo_url()))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("Accept", "application/vnd.pypi.simple.v1+json")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let v: Value = json_page("wharf-once");
     assert_eq!(v["versions"], serde_json::json!(["1.0", "1.1"]));
 }
 
@@ -261,16 +266,9 @@ fn upload_zip(filename: &str, name: &str, version: &str, data: Vec<u8>) -> reqwe
 #[test]
 fn core_metadata_is_extracted_and_served_per_pep_658() {
     let tmp = tempfile::tempdir().unwrap();
-    let (whl, _) = dist(&tmp.path().join("m"), "wharf-meta", "1.0", &["wharf-test-lib"]);
+    let (whl, _) = dist_with_payload(&tmp.path().join("m"), "wharf-meta", "1.0", &["wharf-test-lib"], LISTED_METADATA_PAYLOAD);
     ok(twine(&[&whl], "admin", ADMIN_PASSWORD));
-    let v: Value = http()
-        .get(format!("{}simple/wharf-meta/", repo_url()))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("Accept", "application/vnd.pypi.simple.v1+json")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let v: Value = json_page("wharf-meta");
     let file = &v["files"][0];
     let url = format!("{}.metadata", file["url"].as_str().unwrap());
     let meta = http().get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().bytes().unwrap();
@@ -279,6 +277,38 @@ fn core_metadata_is_extracted_and_served_per_pep_658() {
     assert_eq!(file["core-metadata"]["sha256"], hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&meta)));
     let html = http().get(format!("{}simple/wharf-meta/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().text().unwrap();
     assert!(html.contains("data-core-metadata=\"sha256="), "{html}");
+    // HEADs say what the GETs would send.
+    let file_url = file["url"].as_str().unwrap();
+    for (u, accept) in [
+        (format!("{}simple/wharf-meta/", repo_url()), "application/vnd.pypi.simple.v1+json"),
+        (format!("{}simple/wharf-meta/", repo_url()), "text/html"),
+        (file_url.to_string(), "*/*"),
+        (url.clone(), "*/*"),
+        (format!("{}pypi/wharf-meta/json", repo_url()), "*/*"),
+    ] {
+        common::assert_head_matches_get(&u, &[("Accept", accept)]);
+    }
+}
+
+#[test]
+fn a_small_wheel_is_listed_without_its_metadata_which_stays_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whl, sdist) = dist(&tmp.path().join("s"), "wharf-small", "1.0", &["wharf-test-lib"]);
+    assert!(std::fs::metadata(&whl).unwrap().len() < 16 << 10);
+    ok(twine(&[&whl, &sdist], "admin", ADMIN_PASSWORD));
+    let v: Value = json_page("wharf-small");
+    let files = v["files"].as_array().unwrap();
+    let wheel = files.iter().find(|f| f["filename"].as_str().unwrap().ends_with(".whl")).unwrap();
+    assert_eq!(wheel["core-metadata"], false, "pip would fetch it and then the wheel anyway: {wheel}");
+    assert_eq!(wheel["dist-info-metadata"], false, "{wheel}");
+    let html = http().get(format!("{}simple/wharf-small/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().text().unwrap();
+    assert!(!html.contains("data-core-metadata") && !html.contains("data-dist-info-metadata"), "{html}");
+    // Still served to a client that asks, and the JSON API still reads it.
+    let meta = http().get(format!("{}.metadata", wheel["url"].as_str().unwrap())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(meta.status(), StatusCode::OK);
+    assert!(meta.text().unwrap().contains("Requires-Dist: wharf-test-lib"));
+    let info: Value = http().get(format!("{}pypi/wharf-small/json", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();
+    assert_eq!(info["info"]["requires_dist"], serde_json::json!(["wharf-test-lib"]), "{info}");
 }
 
 #[test]
@@ -378,14 +408,7 @@ fn releases_are_components_that_can_be_yanked_and_deleted() {
         http().delete(format!("{}/service/rest/v1/components/{id1}", server().base)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(),
         StatusCode::NO_CONTENT
     );
-    let v: Value = http()
-        .get(format!("{}simple/wharf-yank/", repo_url()))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("Accept", "application/vnd.pypi.simple.v1+json")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let v: Value = json_page("wharf-yank");
     assert_eq!(v["versions"], serde_json::json!(["2.0"]));
     assert_eq!(v["files"][0]["yanked"], "broken build");
     assert_eq!(

@@ -346,7 +346,7 @@ fn a_file_that_fails_the_upstream_hash_is_never_completed_nor_cached() {
 fn a_proxy_of_another_wharf_reads_json_pages_and_pep_658_metadata() {
     let tmp = tempfile::tempdir().unwrap();
     let (lib, _) = dist(&tmp.path().join("l"), "chained-lib", "0.5", &[]);
-    let (app, _) = dist(&tmp.path().join("a"), "chained-app", "0.6", &["chained-lib==0.5"]);
+    let (app, _) = common::pypi::dist_with_payload(&tmp.path().join("a"), "chained-app", "0.6", &["chained-lib==0.5"], common::pypi::LISTED_METADATA_PAYLOAD);
     ok(twine("pypi-hosted", &[&lib, &app]));
     // The upstream needs credentials: they go with page and file requests to its own origin.
     create_proxy("pypi-proxy-chain", &format!("{}/repository/pypi-hosted/", server().base), 1440.0, Some(("admin", ADMIN_PASSWORD)));

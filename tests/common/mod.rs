@@ -361,6 +361,26 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Fails unless a HEAD of `url` answers as its GET does: status, content type and length
+/// (RFC 9110: the same header fields, without the body). `headers` go with both.
+pub fn assert_head_matches_get(url: &str, headers: &[(&str, &str)]) {
+    let send = |method: reqwest::Method| {
+        let mut req = client().request(method, url).basic_auth("admin", Some(ADMIN_PASSWORD));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().unwrap()
+    };
+    let head = send(reqwest::Method::HEAD);
+    let get = send(reqwest::Method::GET);
+    let field = |r: &reqwest::blocking::Response, name: &str| r.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(head.status(), get.status(), "{url}");
+    assert_eq!(field(&head, "content-type"), field(&get, "content-type"), "{url}");
+    let (head_length, body) = (field(&head, "content-length"), get.bytes().unwrap());
+    assert_eq!(head_length, Some(body.len().to_string()), "a HEAD of {url} tells the GET's length");
+    assert!(head.bytes().unwrap().is_empty(), "{url}");
+}
+
 /// A blocking HTTP client whose idle connections are dropped well before the server's
 /// keep-alive timeout (actix's 5 s) closes them: a connection the server closes just as the
 /// client sends on it fails the request (`IncompleteMessage`), which on a busy machine made a

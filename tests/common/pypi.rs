@@ -19,9 +19,13 @@ pub fn dist(dir: &Path, name: &str, version: &str, requires: &[&str]) -> (PathBu
 }
 
 /// As [`dist`], the wheel carrying `payload` more bytes of incompressible data.
-pub fn dist_with_payload(dir: &Path, name: &str, version: &str, payload: usize) -> (PathBuf, PathBuf) {
-    make(dir, name, version, &[], payload)
+pub fn dist_with_payload(dir: &Path, name: &str, version: &str, requires: &[&str], payload: usize) -> (PathBuf, PathBuf) {
+    make(dir, name, version, requires, payload)
 }
+
+/// More than the wheels a project page lists without their PEP 658 metadata
+/// (`SMALL_WHEEL_BYTES` in formats/pypi/src/index.rs).
+pub const LISTED_METADATA_PAYLOAD: usize = 20 << 10;
 
 fn make(dir: &Path, name: &str, version: &str, requires: &[&str], payload: usize) -> (PathBuf, PathBuf) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pypi/make_dist.py");

@@ -61,6 +61,16 @@ pub fn rfc3339_millis(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z", rem / 3600, rem % 3600 / 60, rem % 60, ms.rem_euclid(1000))
 }
 
+/// The answer to a HEAD for a body of `size` bytes that is not read: the length a GET would
+/// send, or none claimed when it is not known (actix-http writes `content-length: 0` for an
+/// empty body, which a client would believe).
+pub fn head_response(mut res: actix_web::HttpResponseBuilder, size: Option<u64>) -> actix_web::HttpResponse {
+    match size {
+        Some(n) => res.body(actix_web::body::SizedStream::new(n, futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())),
+        None => res.body(actix_web::body::None::new()),
+    }
+}
+
 /// Milliseconds since the Unix epoch: the one time unit of the metadata store.
 pub fn now_millis() -> i64 {
     use std::time::{SystemTime, UNIX_EPOCH};

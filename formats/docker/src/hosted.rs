@@ -298,7 +298,7 @@ impl Hosted {
         let mut res = HttpResponse::Ok();
         res.insert_header(("Docker-Content-Digest", digest.to_string())).insert_header((header::ETAG, format!("\"{digest}\""))).content_type(media_type);
         if head {
-            return Ok(res.body(SizedStream::new(asset.size as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
+            return Ok(wharf_format::head_response(res, Some(asset.size as u64)));
         }
         let bytes = self.env.blobs.read_small(&stored, MAX_MANIFEST_BYTES).await?;
         // A pull by tag is the tag's download, by digest the manifest's.
@@ -507,7 +507,7 @@ impl Hosted {
             .insert_header((header::CACHE_CONTROL, "max-age=31536000"))
             .content_type("application/octet-stream");
         if head {
-            return Ok(res.body(SizedStream::new(size, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
+            return Ok(wharf_format::head_response(res, Some(size)));
         }
         // Distribution's `redirect`: the client fetches the bytes (and its range) from the bucket.
         if let Some(url) = self.env.blobs.download_url(&stored).await? {

@@ -312,7 +312,7 @@ impl Proxy {
             let size = self.upstream.head_blob(name, &digest.to_string()).await.map_err(|e| self.upstream_error(e, DockerError::BlobUnknown, &key))?;
             let mut res = HttpResponse::Ok();
             res.insert_header(("Docker-Content-Digest", digest.to_string())).content_type("application/octet-stream");
-            return Ok(res.body(SizedStream::new(size.unwrap_or(0), futures::stream::empty::<Result<Bytes, std::io::Error>>())));
+            return Ok(wharf_format::head_response(res, size));
         }
         let cached = || async { Ok::<_, DockerError>(self.meta.get(repo, &blob_path(name, &digest.to_string())).await?.map(|_| ())) };
         match self.flights.join_checked(&key, cached).await? {

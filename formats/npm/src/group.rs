@@ -71,7 +71,7 @@ impl Group {
                 authorize(ctx, Action::Read, &name)?;
                 let (doc, state) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
                 let state = wharf_format::Digest::of(state.as_bytes()).hex().to_string();
-                packument::respond(req, &self.cache, &state, &base_url(ctx), m == Method::HEAD, || async { Ok::<_, NpmError>(doc) }).await
+                packument::respond(req, &self.cache, &state, &base_url(ctx), || async { Ok::<_, NpmError>(doc) }).await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;

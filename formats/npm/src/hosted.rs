@@ -134,10 +134,7 @@ impl Hosted {
                 let (asset, files) = self.listing(&name).await?;
                 let asset = asset.filter(|_| !files.is_empty()).ok_or(NpmError::NotFound)?;
                 let state = state_of(&asset, &files);
-                packument::respond(req, &self.cache, &state, &base_url(ctx), m == Method::HEAD, || async {
-                    self.filtered(&asset, &files).await?.ok_or(NpmError::NotFound)
-                })
-                .await
+                packument::respond(req, &self.cache, &state, &base_url(ctx), || async { self.filtered(&asset, &files).await?.ok_or(NpmError::NotFound) }).await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;

@@ -118,7 +118,7 @@ impl RenderCache {
 
 /// A packument for a client, with an ETag from the stored state so that npm's cache
 /// revalidates with a 304. `load` produces the document only when the cache cannot answer.
-pub async fn respond<F, Fut, E>(req: &HttpRequest, cache: &RenderCache, state: &str, base: &str, head: bool, load: F) -> Result<HttpResponse, E>
+pub async fn respond<F, Fut, E>(req: &HttpRequest, cache: &RenderCache, state: &str, base: &str, load: F) -> Result<HttpResponse, E>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Value, E>>,
@@ -132,9 +132,7 @@ where
     let ct = if abbreviated { ABBREVIATED } else { "application/json" };
     let mut res = HttpResponse::Ok();
     res.content_type(ct).insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept, Authorization"));
-    if head {
-        return Ok(res.finish());
-    }
+    // A HEAD is answered from the same body, for its length (actix-http sends the head alone).
     let key = format!("{state}|{base}|{abbreviated}");
     let body = match cache.get(&key) {
         Some(b) => b,

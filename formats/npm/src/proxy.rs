@@ -100,7 +100,7 @@ impl Proxy {
                 authorize(ctx, Action::Read, &name)?;
                 let asset = self.upstream.through_cache(CacheKind::Metadata, self.current(&name)).await?.ok_or(NpmError::NotFound)?;
                 let state = asset.digest.clone().unwrap_or_default();
-                packument::respond(req, &self.cache, &state, &base_url(ctx), m == Method::HEAD, || self.load(&asset)).await
+                packument::respond(req, &self.cache, &state, &base_url(ctx), || self.load(&asset)).await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -424,7 +424,11 @@ impl Proxy {
             let known = doc["versions"]
                 .as_object()
                 .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
-            return if known { Ok(Served::from(HttpResponse::Ok().content_type("application/octet-stream").finish())) } else { Err(NpmError::NotFound) };
+            return if known {
+                Ok(Served::from(wharf_format::head_response(HttpResponse::Ok().content_type("application/octet-stream").take(), None)))
+            } else {
+                Err(NpmError::NotFound)
+            };
         }
         self.fetch_tarball(name, file, cached).await
     }

@@ -5,7 +5,6 @@ use actix_web::body::SizedStream;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use bytes::Bytes;
 use serde_json::{json, Value};
 use wharf_format::{Action, Asset, Denied, Digest, FormatEnv, Mount, RepoCtx, RepoRef};
 
@@ -125,7 +124,7 @@ pub async fn blob_response(env: &FormatEnv, asset: &Asset, head: bool) -> Result
     let mut res = HttpResponse::Ok();
     res.content_type("application/octet-stream").insert_header(("Cache-Control", "max-age=31536000, immutable"));
     if head {
-        return Ok(res.body(SizedStream::new(asset.size as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
+        return Ok(wharf_format::head_response(res, Some(asset.size as u64)));
     }
     let read = env.blobs.get(&digest, None).await?;
     Ok(res.body(SizedStream::new(read.total, read.body)))

@@ -88,7 +88,7 @@ impl Group {
                 source::authorize(ctx, Action::Read, &normalized)?;
                 let Some((owner, true)) = self.file_owner(&normalized, &filename).await? else { return Err(PypiError::NotFound) };
                 let src = source_of(&owner).ok_or(PypiError::NotFound)?;
-                src.provenance(&normalized, &version, &filename, m == Method::HEAD).await
+                src.provenance(&normalized, &version, &filename).await
             }
             // The member that owns the project answers, under the group's URLs.
             Endpoint::Json { project, version } if read => {

@@ -142,7 +142,7 @@ impl Hosted {
             Endpoint::Provenance { project, version, filename } if read => {
                 let normalized = normalize(&project);
                 self.authorize(ctx, Action::Read, &normalized)?;
-                self.provenance(&normalized, &version, &filename, m == Method::HEAD).await
+                self.provenance(&normalized, &version, &filename).await
             }
             Endpoint::Json { project, version } if read => {
                 let normalized = normalize(&project);
@@ -555,7 +555,7 @@ impl Source for Hosted {
         if let Some(dist) = filename.strip_suffix(".metadata") {
             let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, dist)).await?.ok_or(PypiError::NotFound)?;
             let hex = asset.attributes.get("core_metadata").and_then(Value::as_str).ok_or(PypiError::NotFound)?;
-            return source::metadata_response(&self.env.blobs, hex, head).await;
+            return source::metadata_response(&self.env.blobs, hex).await;
         }
         // Only a file: its `.metadata` and `.provenance` assets live beside it, under its name.
         let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.filter(|a| a.kind == meta::FILE).ok_or(PypiError::NotFound)?;
@@ -566,7 +566,7 @@ impl Source for Hosted {
         Ok(res)
     }
 
-    async fn provenance(&self, normalized: &str, version: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+    async fn provenance(&self, normalized: &str, version: &str, filename: &str) -> Result<HttpResponse> {
         let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.filter(|a| a.kind == meta::FILE).ok_or(PypiError::NotFound)?;
         if asset.attributes.get("version").and_then(Value::as_str) != Some(version) {
             return Err(PypiError::NotFound);
@@ -574,7 +574,7 @@ impl Source for Hosted {
         let hex = asset.attributes.get("provenance").and_then(Value::as_str).ok_or(PypiError::NotFound)?;
         let digest = format!("sha256:{hex}").parse().map_err(|e| PypiError::Internal(Box::new(e)))?;
         let bytes = self.env.blobs.read_small(&digest, attestation::MAX_PROVENANCE).await?;
-        Ok(source::provenance_response(bytes, head))
+        Ok(source::provenance_response(bytes))
     }
 }
 

@@ -104,7 +104,7 @@ impl Proxy {
             Endpoint::Provenance { project, version, filename } if read => {
                 let normalized = normalize(&project);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                self.provenance(&normalized, &version, &filename, m == Method::HEAD).await
+                self.provenance(&normalized, &version, &filename).await
             }
             // Built from the upstream's project page like the Simple API's, not fetched from an
             // upstream JSON API (which a Simple-only upstream does not have).
@@ -188,11 +188,11 @@ impl Proxy {
 
     // ---- files -------------------------------------------------------------------------------
 
-    async fn serve_metadata(&self, normalized: &str, dist: &str, head: bool) -> Result<HttpResponse> {
+    async fn serve_metadata(&self, normalized: &str, dist: &str) -> Result<HttpResponse> {
         let repo = self.cfg.id;
         if let Some(a) = self.env.meta.get(repo, &metadata_path(normalized, dist)).await? {
             let hex = a.digest.as_deref().unwrap_or_default().trim_start_matches("sha256:").to_string();
-            return source::metadata_response(&self.env.blobs, &hex, head).await;
+            return source::metadata_response(&self.env.blobs, &hex).await;
         }
         let files = self.files(normalized).await?.ok_or(PypiError::NotFound)?;
         let entry = Self::find(&files, dist).ok_or(PypiError::NotFound)?;
@@ -212,7 +212,7 @@ impl Proxy {
             ..Default::default()
         };
         self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
-        Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(if head { Bytes::new() } else { bytes }))
+        Ok(source::metadata_bytes_response(bytes))
     }
 
     /// A cached file younger than `contentMaxAge`.
@@ -249,10 +249,7 @@ impl Proxy {
         if head {
             let mut res = HttpResponse::Ok();
             res.content_type(content_type);
-            return Ok(Served::from(match entry.size {
-                Some(n) => res.body(SizedStream::new(n as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())),
-                None => res.finish(),
-            }));
+            return Ok(Served::from(wharf_format::head_response(res, entry.size.map(|n| n as u64))));
         }
         let key = format!("f:{normalized}/{filename}");
         let flight = match self.flights.join_checked(&key, || self.fresh_file(normalized, filename)).await? {
@@ -358,7 +355,7 @@ impl Source for Proxy {
     }
 
     // Not cached, so not counted as a cache read: the page it reads is.
-    async fn provenance(&self, normalized: &str, version: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+    async fn provenance(&self, normalized: &str, version: &str, filename: &str) -> Result<HttpResponse> {
         let files = self.files(normalized).await?.ok_or(PypiError::NotFound)?;
         let entry = Self::find(&files, filename).filter(|f| f.version.as_deref() == Some(version)).ok_or(PypiError::NotFound)?;
         let url = entry.provenance.as_deref().ok_or(PypiError::NotFound)?;
@@ -368,7 +365,7 @@ impl Source for Proxy {
             Ok(v) if v.get("version") == Some(&json!(1)) && v.get("attestation_bundles").is_some_and(serde_json::Value::is_array) => {}
             _ => return Err(PypiError::Upstream(format!("the upstream's provenance for {filename} is not a PEP 740 provenance object"))),
         }
-        Ok(source::provenance_response(bytes, head))
+        Ok(source::provenance_response(bytes))
     }
 }
 
@@ -414,7 +411,7 @@ impl Proxy {
     /// A file (its download counted) or its metadata.
     async fn serve_counted(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
         match filename.strip_suffix(".metadata") {
-            Some(dist) => self.serve_metadata(normalized, dist, head).await,
+            Some(dist) => self.serve_metadata(normalized, dist).await,
             None => {
                 let served = self.serve_file(normalized, filename, head).await?;
                 if !head && !served.counted_by_fill && served.response.status().is_success() {

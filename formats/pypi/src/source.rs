@@ -38,7 +38,7 @@ pub trait Source {
 
     /// A file's PEP 740 provenance object (the Integrity API), or `NotFound` when the file, at
     /// that version, has none.
-    async fn provenance(&self, normalized: &str, version: &str, filename: &str, head: bool) -> Result<HttpResponse>;
+    async fn provenance(&self, normalized: &str, version: &str, filename: &str) -> Result<HttpResponse>;
 }
 
 /// The caller's right to `action` on `object` (a normalized project, or `*`), as PyPI errors.
@@ -70,22 +70,27 @@ pub async fn file_response(blobs: &BlobStore, asset: &Asset, head: bool) -> Resu
         .insert_header((header::ETAG, format!("\"{}\"", digest.hex())))
         .insert_header((header::CACHE_CONTROL, "max-age=31536000, immutable"));
     if head {
-        return Ok(res.body(SizedStream::new(asset.size as u64, futures::stream::empty::<Result<Bytes, std::io::Error>>())));
+        return Ok(wharf_format::head_response(res, Some(asset.size as u64)));
     }
     let read = blobs.get(&digest, None).await?;
     Ok(res.body(SizedStream::new(read.total, read.body)))
 }
 
-/// Serves core metadata kept as a blob (hex sha256).
-pub async fn metadata_response(blobs: &BlobStore, hex: &str, head: bool) -> Result<HttpResponse> {
+/// Serves core metadata kept as a blob (hex sha256), to a GET or a HEAD alike: actix-http
+/// answers a HEAD with the head alone, whose length is then the GET's.
+pub async fn metadata_response(blobs: &BlobStore, hex: &str) -> Result<HttpResponse> {
     let digest: Digest = format!("sha256:{hex}").parse().map_err(|e| PypiError::Internal(Box::new(e)))?;
     let bytes = blobs.read_small(&digest, archive::MAX_METADATA).await?;
-    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(if head { Bytes::new() } else { bytes }))
+    Ok(metadata_bytes_response(bytes))
 }
 
-/// Serves a provenance object (PEP 740's Integrity API).
-pub fn provenance_response(bytes: Bytes, head: bool) -> HttpResponse {
-    HttpResponse::Ok().content_type(crate::attestation::INTEGRITY_TYPE).body(if head { Bytes::new() } else { bytes })
+pub fn metadata_bytes_response(bytes: Bytes) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes)
+}
+
+/// Serves a provenance object (PEP 740's Integrity API), to a GET or a HEAD alike.
+pub fn provenance_response(bytes: Bytes) -> HttpResponse {
+    HttpResponse::Ok().content_type(crate::attestation::INTEGRITY_TYPE).body(bytes)
 }
 
 /// A hosted or cached file asset as a project page lists it.
