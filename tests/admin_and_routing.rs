@@ -257,3 +257,24 @@ fn concurrent_configuration_changes_are_all_seen_at_once() {
         assert!(names.contains(&format!("race-{i}").as_str()) && names.contains(&format!("race-group-{i}").as_str()));
     }
 }
+
+/// A load balancer's or a monitor's `HEAD` check must see what a GET sees (RFC 9110: every
+/// server answers both), on the REST API, the status checks, the metrics and the console alike.
+#[test]
+fn heads_are_answered_wherever_gets_are() {
+    for path in [
+        "/service/rest/v1/status",
+        "/service/rest/v1/status/check",
+        "/service/rest/v1/repositories",
+        "/service/rest/v1/blobstores",
+        "/service/rest/v1/tasks",
+        "/service/rest/v1/security/users",
+        "/",
+        "/ui/",
+    ] {
+        common::assert_head_matches_get(&server().url(path), &[]);
+    }
+    let head = http().head(server().url("/service/metrics/prometheus")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert!(head.headers().get("content-type").is_some_and(|v| v.to_str().unwrap().starts_with("text/plain")));
+}

@@ -73,7 +73,7 @@ pub async fn reconcile(state: &web::Data<AppState>) {
                 .wrap(middleware::from_fn(log_request))
                 .wrap(middleware::from_fn(crate::metrics::http::track))
                 .wrap(middleware::from_fn(crate::http::request_id::tag))
-                .route("/v2/token", web::get().to(move |s: web::Data<AppState>, r: HttpRequest| token::on_port(s, port, r)))
+                .route("/v2/token", crate::http::read().to(move |s: web::Data<AppState>, r: HttpRequest| token::on_port(s, port, r)))
                 .route("/v2/token", web::post().to(move |s: web::Data<AppState>, r: HttpRequest, b: web::Bytes| token::oauth_on_port(s, port, r, b)))
                 .default_service(web::to(move |s: web::Data<AppState>, r: HttpRequest, b: web::Payload| mount::by_port(s, port, r, b)))
         })

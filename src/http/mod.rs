@@ -24,6 +24,14 @@ use bytes::Bytes;
 
 use crate::state::AppState;
 
+/// A route for GET and HEAD. RFC 9110 asks every server to answer both; actix-web's
+/// `web::get()` leaves a HEAD unrouted (404), which a load balancer's or a monitor's `HEAD`
+/// check takes for a dead node. The handler runs as for a GET, and actix-http sends the head
+/// alone, with the GET's length.
+pub fn read() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}
+
 /// One line per request: method, path, status, duration. Query strings are left out: they can
 /// carry tokens.
 pub async fn log_request(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
@@ -123,9 +131,9 @@ pub fn on_connect(conn: &dyn std::any::Any, _ext: &mut actix_web::dev::Extension
 
 pub fn main_routes(cfg: &mut web::ServiceConfig, state: &AppState) {
     cfg.configure(admin::configure)
-        .route("/service/metrics/prometheus", web::get().to(crate::metrics::http::scrape))
-        .route("/metrics", web::get().to(crate::metrics::http::scrape))
-        .route("/v2/token", web::get().to(token::on_main))
+        .route("/service/metrics/prometheus", read().to(crate::metrics::http::scrape))
+        .route("/metrics", read().to(crate::metrics::http::scrape))
+        .route("/v2/token", read().to(token::on_main))
         .route("/v2/token", web::post().to(token::oauth_on_main))
         .service(web::resource("/repository/{tail:.*}").to(mount::by_prefix));
     for f in &state.formats {

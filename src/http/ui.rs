@@ -8,7 +8,7 @@ use rust_embed::RustEmbed;
 struct Assets;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(serve)).route("/ui/{tail:.*}", web::get().to(serve));
+    cfg.route("/", crate::http::read().to(serve)).route("/ui/{tail:.*}", crate::http::read().to(serve));
 }
 
 async fn serve(req: HttpRequest) -> HttpResponse {
