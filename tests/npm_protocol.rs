@@ -219,7 +219,7 @@ fn publish_with_a_provenance_file_stores_and_serves_the_attestation() {
 // ---- HEAD ------------------------------------------------------------------------------------
 
 #[test]
-fn heads_say_what_gets_would_send() {
+fn heads_and_ranges_say_what_gets_would_send() {
     let tmp = tempfile::tempdir().unwrap();
     let npm = Npm::new("npm-hosted", Some(&admin_token()));
     ok(npm.run(&package(tmp.path(), "@wharf-head/lib", "1.0.0", json!({})), &["publish"]));
@@ -232,6 +232,10 @@ fn heads_say_what_gets_would_send() {
     ] {
         common::assert_head_matches_get(&format!("{base}{path}"), &[("Accept", accept)]);
     }
+    let tarball = format!("{base}@wharf-head/lib/-/lib-1.0.0.tgz");
+    let whole = common::client().get(&tarball).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().bytes().unwrap();
+    assert!(whole.len() > 200, "{}", whole.len());
+    common::assert_ranges_served(&tarball, &whole);
 }
 
 // ---- web login -------------------------------------------------------------------------------

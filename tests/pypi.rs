@@ -288,6 +288,8 @@ fn core_metadata_is_extracted_and_served_per_pep_658() {
     ] {
         common::assert_head_matches_get(&u, &[("Accept", accept)]);
     }
+    // Byte ranges, for a resumed download or a lazy wheel.
+    common::assert_ranges_served(file_url, &std::fs::read(&whl).unwrap());
 }
 
 #[test]

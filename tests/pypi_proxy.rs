@@ -395,6 +395,11 @@ fn a_group_serves_hosted_projects_first_and_shadows_public_ones() {
     assert_eq!(std::fs::read(dl.join("grp_app-1.0-py3-none-any.whl")).unwrap(), std::fs::read(&app).unwrap());
     assert_eq!(std::fs::read(dl.join("grp_lib-1.0-py3-none-any.whl")).unwrap(), std::fs::read(&grp_lib).unwrap());
     assert_eq!(std::fs::read(dl.join("shadowed_name-1.0-py3-none-any.whl")).unwrap(), std::fs::read(&ours).unwrap());
+    // Byte ranges of a cached file, from the proxy and through the group, and of a hosted one.
+    let lib = std::fs::read(&grp_lib).unwrap();
+    common::assert_ranges_served(&server().url("/repository/pypi-proxy-grp/packages/grp-lib/grp_lib-1.0-py3-none-any.whl"), &lib);
+    common::assert_ranges_served(&server().url("/repository/pypi-group/packages/grp-lib/grp_lib-1.0-py3-none-any.whl"), &lib);
+    common::assert_ranges_served(&server().url("/repository/pypi-group/packages/grp-app/grp_app-1.0-py3-none-any.whl"), &std::fs::read(&app).unwrap());
 
     // The public 99.0 is neither listed nor downloadable through the group.
     let p = page("pypi-group", "shadowed-name");

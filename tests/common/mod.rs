@@ -381,6 +381,29 @@ pub fn assert_head_matches_get(url: &str, headers: &[(&str, &str)]) {
     assert!(head.bytes().unwrap().is_empty(), "{url}");
 }
 
+/// Fails unless `url` (a stored file whose bytes are `whole`) answers byte ranges as RFC 9110
+/// says: one range, a suffix, an open end, several ranges (the whole file), and a range past
+/// the end (416 naming the size).
+pub fn assert_ranges_served(url: &str, whole: &[u8]) {
+    let get = |range: &str| client().get(url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Range", range).send().unwrap();
+    let len = whole.len();
+    for (range, start, end) in
+        [("bytes=10-109", 10, 110), (&format!("bytes=-{}", 100) as &str, len - 100, len), (&format!("bytes={}-", len - 7) as &str, len - 7, len)]
+    {
+        let r = get(range);
+        assert_eq!(r.status(), reqwest::StatusCode::PARTIAL_CONTENT, "{url} {range}");
+        assert_eq!(r.headers()["content-range"], format!("bytes {start}-{}/{len}", end - 1).as_str(), "{url} {range}");
+        assert_eq!(r.bytes().unwrap().as_ref(), &whole[start..end], "{url} {range}");
+    }
+    let r = get("bytes=0-0,5-9");
+    assert_eq!(r.status(), reqwest::StatusCode::OK, "several ranges: the whole file");
+    assert_eq!(r.headers()["accept-ranges"], "bytes");
+    assert_eq!(r.bytes().unwrap().as_ref(), whole);
+    let r = get(&format!("bytes={len}-"));
+    assert_eq!(r.status(), reqwest::StatusCode::RANGE_NOT_SATISFIABLE, "{url}");
+    assert_eq!(r.headers()["content-range"], format!("bytes */{len}").as_str());
+}
+
 /// A blocking HTTP client whose idle connections are dropped well before the server's
 /// keep-alive timeout (actix's 5 s) closes them: a connection the server closes just as the
 /// client sends on it fails the request (`IncompleteMessage`), which on a busy machine made a

@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use wharf_format::{BlobError, DigestError, MetaError, QuotaError, QuotaExceeded};
+use wharf_format::{BlobError, DigestError, DownloadError, MetaError, QuotaError, QuotaExceeded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -170,6 +170,15 @@ impl From<QuotaError> for DockerError {
         match e {
             QuotaError::Exceeded(e) => DockerError::QuotaExceeded(e),
             QuotaError::Meta(e) => e.into(),
+        }
+    }
+}
+
+impl From<DownloadError> for DockerError {
+    fn from(e: DownloadError) -> Self {
+        match e {
+            DownloadError::RangeNotSatisfiable { size } => DockerError::BlobRangeInvalid { size },
+            DownloadError::Blob(e) => e.into(),
         }
     }
 }

@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use actix_web::body::SizedStream;
 use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 use async_trait::async_trait;
@@ -12,7 +11,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use wharf_format::{
     now_millis, Action, AnyDigest, Asset, AuditEvent, Check, ComponentKey, DeleteError, Digest, FormatEnv, HashState, ListQuery, MetaError, Mount, NewAsset,
-    Repo, RepoConfig, RepoCtx, UploadRow, Write, WritePolicy,
+    Repo, RepoConfig, RepoCtx, UploadRow, Want, Write, WritePolicy,
 };
 
 use crate::access;
@@ -502,39 +501,25 @@ impl Hosted {
         let size = asset.size as u64;
         let mut res = HttpResponse::Ok();
         res.insert_header(("Docker-Content-Digest", digest.to_string()))
-            .insert_header((header::ACCEPT_RANGES, "bytes"))
             .insert_header((header::ETAG, format!("\"{digest}\"")))
             .insert_header((header::CACHE_CONTROL, "max-age=31536000"))
             .content_type("application/octet-stream");
-        if head {
-            return Ok(wharf_format::head_response(res, Some(size)));
-        }
-        // Distribution's `redirect`: the client fetches the bytes (and its range) from the bucket.
-        if let Some(url) = self.env.blobs.download_url(&stored).await? {
-            self.env.downloads.record(self.repo_id(), &asset.path);
-            return Ok(HttpResponse::TemporaryRedirect()
-                .insert_header(("Docker-Content-Digest", digest.to_string()))
-                .insert_header((header::LOCATION, url))
-                .finish());
-        }
-        let range = match req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()) {
-            Some(h) => parse_range(h, size).ok_or(DockerError::BlobRangeInvalid { size })?,
-            None => None,
-        };
-        let read = self.env.blobs.get(&stored, range).await.map_err(|e| match e {
-            wharf_format::BlobError::RangeNotSatisfiable => DockerError::BlobRangeInvalid { size },
-            other => other.into(),
-        })?;
-        let len = match read.range {
-            Some((start, end)) => {
-                res.status(actix_web::http::StatusCode::PARTIAL_CONTENT);
-                res.insert_header((header::CONTENT_RANGE, format!("bytes {start}-{end}/{}", read.total)));
-                end - start + 1
+        let want = if head { Want::Head } else { Want::of(req) };
+        if !head {
+            // Distribution's `redirect`: the client fetches the bytes (and its range) from the bucket.
+            if let Some(url) = self.env.blobs.download_url(&stored).await? {
+                self.env.downloads.record(self.repo_id(), &asset.path);
+                return Ok(HttpResponse::TemporaryRedirect()
+                    .insert_header(("Docker-Content-Digest", digest.to_string()))
+                    .insert_header((header::LOCATION, url))
+                    .finish());
             }
-            None => read.total,
-        };
-        self.env.downloads.record(self.repo_id(), &asset.path);
-        Ok(res.body(SizedStream::new(len, read.body)))
+        }
+        let res = wharf_format::download::respond(&self.env.blobs, &stored, size, &want, res).await?;
+        if !head {
+            self.env.downloads.record(self.repo_id(), &asset.path);
+        }
+        Ok(res)
     }
 
     async fn delete_blob(&self, ctx: &RepoCtx, name: &str, digest: &str) -> Result<HttpResponse> {
@@ -1117,29 +1102,6 @@ async fn read_limited(mut body: web::Payload, limit: u64) -> Result<Bytes> {
     Ok(buf.freeze())
 }
 
-/// `bytes=a-b`, `bytes=a-`, `bytes=-n` → the inclusive range, `Some(None)` for forms we serve
-/// whole (several ranges), `None` when unsatisfiable.
-fn parse_range(h: &str, size: u64) -> Option<Option<(u64, Option<u64>)>> {
-    let spec = h.strip_prefix("bytes=")?.trim();
-    if spec.contains(',') {
-        return Some(None);
-    }
-    let (a, b) = spec.split_once('-')?;
-    if a.is_empty() {
-        let n: u64 = b.parse().ok()?;
-        if n == 0 || size == 0 {
-            return None;
-        }
-        return Some(Some((size.saturating_sub(n), None)));
-    }
-    let start: u64 = a.parse().ok()?;
-    let end = if b.is_empty() { None } else { Some(b.parse::<u64>().ok()?) };
-    if start >= size || end.is_some_and(|e| e < start) {
-        return None;
-    }
-    Some(Some((start, end)))
-}
-
 /// An upload chunk's `Content-Range: <start>-<end>` (also accepting a `bytes ` prefix).
 fn parse_content_range(h: &str) -> Option<(u64, u64)> {
     let h = h.trim();
@@ -1224,12 +1186,7 @@ mod tests {
     }
 
     #[test]
-    fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some(Some((0, Some(9)))));
-        assert_eq!(parse_range("bytes=90-", 100), Some(Some((90, None))));
-        assert_eq!(parse_range("bytes=-10", 100), Some(Some((90, None))));
-        assert_eq!(parse_range("bytes=100-", 100), None);
-        assert_eq!(parse_range("bytes=5-2", 100), None);
+    fn content_ranges() {
         assert_eq!(parse_content_range("0-99"), Some((0, 99)));
         assert_eq!(parse_content_range("bytes 100-199/*"), Some((100, 199)));
         assert_eq!(parse_content_range("x"), None);

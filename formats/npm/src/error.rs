@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use wharf_format::{BlobError, IdentityError, MetaError, QuotaError, QuotaExceeded};
+use wharf_format::{BlobError, DownloadError, IdentityError, MetaError, QuotaError, QuotaExceeded};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NpmError {
@@ -15,6 +15,8 @@ pub enum NpmError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    #[error("range not satisfiable: the file has {0} bytes")]
+    RangeNotSatisfiable(u64),
     /// A registry service this repository does not provide (404, with why).
     #[error("{0}")]
     NotProvided(String),
@@ -46,6 +48,7 @@ impl NpmError {
             NpmError::Forbidden(_) | NpmError::QuotaExceeded(_) | NpmError::ReadOnly(_) => StatusCode::FORBIDDEN,
             NpmError::NotFound | NpmError::NotProvided(_) => StatusCode::NOT_FOUND,
             NpmError::Conflict(_) => StatusCode::CONFLICT,
+            NpmError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             NpmError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             NpmError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             NpmError::Upstream(_) => StatusCode::BAD_GATEWAY,
@@ -58,6 +61,9 @@ impl NpmError {
         let mut res = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#));
+        }
+        if let NpmError::RangeNotSatisfiable(size) = self {
+            res.insert_header(("Content-Range", format!("bytes */{size}")));
         }
         res.content_type("application/json").body(serde_json::json!({ "error": self.to_string() }).to_string())
     }
@@ -97,6 +103,15 @@ impl From<QuotaError> for NpmError {
         match e {
             QuotaError::Exceeded(e) => NpmError::QuotaExceeded(e),
             QuotaError::Meta(e) => e.into(),
+        }
+    }
+}
+
+impl From<DownloadError> for NpmError {
+    fn from(e: DownloadError) -> Self {
+        match e {
+            DownloadError::RangeNotSatisfiable { size } => NpmError::RangeNotSatisfiable(size),
+            DownloadError::Blob(e) => e.into(),
         }
     }
 }

@@ -13,7 +13,7 @@ use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use wharf_format::{first_answer, Action, FormatEnv, GroupSettings, Kind, Repo, RepoConfig, RepoCtx, RepoRef};
+use wharf_format::{first_answer, Action, FormatEnv, GroupSettings, Kind, Repo, RepoConfig, RepoCtx, RepoRef, Want};
 
 use crate::error::NpmError;
 use crate::packument;
@@ -85,7 +85,7 @@ impl Group {
             }
             Endpoint::Tarball { name, file } if read => {
                 authorize(ctx, Action::Read, &name)?;
-                self.serve_tarball(&name, &file, m == Method::HEAD).await
+                self.serve_tarball(&name, &file, &Want::of(req)).await
             }
             Endpoint::Attestations { name, version } if m == Method::GET => {
                 authorize(ctx, Action::Read, &name)?;
@@ -181,10 +181,10 @@ impl Source for Group {
         self.group.writable.is_some()
     }
 
-    async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
+    async fn serve_tarball(&self, name: &str, file: &str, want: &Want) -> Result<HttpResponse> {
         // Only tarballs of the document the group shows: a shadowed member's stay out.
         match self.tarball_owner(name, file).await? {
-            Some((owner, true)) => source_of(&owner).ok_or(NpmError::NotFound)?.serve_tarball(name, file, head).await,
+            Some((owner, true)) => source_of(&owner).ok_or(NpmError::NotFound)?.serve_tarball(name, file, want).await,
             _ => Err(NpmError::NotFound),
         }
     }

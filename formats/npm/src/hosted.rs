@@ -12,7 +12,7 @@ use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use wharf_format::{
     backoff, now_millis, Action, Asset, AuditEvent, Check, ComponentKey, ComponentUpload, DeleteError, Digest, FormatEnv, KeyedLocks, ListQuery, NewAsset,
-    Repo, RepoConfig, RepoCtx, SideHashes, Staged, UploadError, UploadedFile, Write, WritePolicy, CONTENTION_DEADLINE,
+    Repo, RepoConfig, RepoCtx, SideHashes, Staged, UploadError, UploadedFile, Want, Write, WritePolicy, CONTENTION_DEADLINE,
 };
 
 use crate::attachment;
@@ -143,7 +143,7 @@ impl Hosted {
             }
             Endpoint::Tarball { name, file } if read => {
                 authorize(ctx, Action::Read, &name)?;
-                self.tarball(&name, &file, m == Method::HEAD).await
+                self.tarball(&name, &file, &Want::of(req)).await
             }
             Endpoint::DistTags(name) if m == Method::GET => {
                 authorize(ctx, Action::Read, &name)?;
@@ -218,10 +218,10 @@ impl Hosted {
         Ok(self.filtered(&asset, &files).await?.map(|d| (d, state)))
     }
 
-    async fn tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
+    async fn tarball(&self, name: &str, file: &str, want: &Want) -> Result<HttpResponse> {
         let asset = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
-        let res = source::blob_response(&self.env, &asset, head).await?;
-        if !head {
+        let res = source::blob_response(&self.env, &asset, want).await?;
+        if !want.is_head() {
             self.env.downloads.record(self.cfg.id, &asset.path);
         }
         Ok(res)
@@ -1013,8 +1013,8 @@ impl Source for Hosted {
         source::packuments(&self.env, self.cfg.id, contains).await
     }
 
-    async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
-        self.tarball(name, file, head).await
+    async fn serve_tarball(&self, name: &str, file: &str, want: &Want) -> Result<HttpResponse> {
+        self.tarball(name, file, want).await
     }
 
     /// The package is there when its document is and a tarball is (the document shows only

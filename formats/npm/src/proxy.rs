@@ -24,7 +24,7 @@ use wharf_format::cache_probe::CacheKind;
 use wharf_format::proxy::{self, Fill, Served};
 use wharf_format::{
     now_millis, Action, Asset, ComponentKey, DeleteError, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig, RepoCtx,
-    SingleFlight, Write,
+    SingleFlight, Want, Write,
 };
 
 use crate::error::NpmError;
@@ -114,7 +114,7 @@ impl Proxy {
             }
             Endpoint::Tarball { name, file } if read => {
                 authorize(ctx, Action::Read, &name)?;
-                self.serve_tarball(&name, &file, m == Method::HEAD).await
+                self.serve_tarball(&name, &file, &Want::of(req)).await
             }
             Endpoint::Search if m == Method::GET => {
                 authorize(ctx, Action::Read, "*")?;
@@ -270,7 +270,7 @@ impl Proxy {
         let repo = self.cfg.id;
         let doc = match self.doc(name).await {
             Ok(d) => d,
-            Err(_) if cached.is_some() => return source::blob_response(&self.env, cached.as_ref().expect("checked"), false).await.map(Served::from),
+            Err(_) if cached.is_some() => return source::blob_response(&self.env, cached.as_ref().expect("checked"), &Want::whole()).await.map(Served::from),
             Err(e) => return Err(e),
         };
         let manifest = doc.as_ref().and_then(|(doc, _)| {
@@ -281,7 +281,7 @@ impl Proxy {
         });
         let Some(manifest) = manifest else {
             return match &cached {
-                Some(a) => source::blob_response(&self.env, a, false).await.map(Served::from),
+                Some(a) => source::blob_response(&self.env, a, &Want::whole()).await.map(Served::from),
                 None => Err(NpmError::NotFound),
             };
         };
@@ -291,12 +291,12 @@ impl Proxy {
         let version = manifest.get("version").and_then(Value::as_str).unwrap_or_default().to_string();
         let key = format!("t:{name}/{file}");
         let flight = match self.flights.join_checked(&key, || self.fresh_tarball(name, file)).await? {
-            Fill::Cached(a) => return source::blob_response(&self.env, &a, false).await.map(Served::from),
+            Fill::Cached(a) => return source::blob_response(&self.env, &a, &Want::whole()).await.map(Served::from),
             Fill::Follow(rx) => {
                 return match SingleFlight::wait(rx).await {
                     Outcome::Done => {
                         let a = self.env.meta.get(repo, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
-                        source::blob_response(&self.env, &a, false).await.map(Served::from)
+                        source::blob_response(&self.env, &a, &Want::whole()).await.map(Served::from)
                     }
                     Outcome::NotFound => Err(NpmError::NotFound),
                     Outcome::Failed(m) => Err(NpmError::Upstream(m)),
@@ -315,7 +315,7 @@ impl Proxy {
                 if let Some(a) = &cached {
                     tracing::warn!(repository = %self.cfg.name, tarball = file, error = %e, "upstream unavailable; serving the cached tarball");
                     flight.finish(Outcome::Done);
-                    return source::blob_response(&self.env, a, false).await.map(Served::from);
+                    return source::blob_response(&self.env, a, &Want::whole()).await.map(Served::from);
                 }
                 flight.finish(if matches!(e, UpstreamError::NotFound) { Outcome::NotFound } else { Outcome::Failed(e.to_string()) });
                 return Err(self.upstream_error(e));
@@ -398,9 +398,9 @@ impl Source for Proxy {
         source::packuments(&self.env, self.cfg.id, contains).await
     }
 
-    async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse> {
-        let served = self.upstream.through_cache(CacheKind::Content, self.tarball(name, file, head)).await?;
-        if !head && !served.counted_by_fill && served.response.status().is_success() {
+    async fn serve_tarball(&self, name: &str, file: &str, want: &Want) -> Result<HttpResponse> {
+        let served = self.upstream.through_cache(CacheKind::Content, self.tarball(name, file, want)).await?;
+        if !want.is_head() && !served.counted_by_fill && served.response.status().is_success() {
             self.env.downloads.record(self.cfg.id, &tarball_path(name, file));
         }
         Ok(served.response)
@@ -410,12 +410,13 @@ impl Source for Proxy {
 impl Proxy {
     /// The tarball, from the cache or streamed through from the upstream (then the fill counts
     /// the download, once the tarball's asset exists).
-    async fn tarball(&self, name: &str, file: &str, head: bool) -> Result<Served> {
+    async fn tarball(&self, name: &str, file: &str, want: &Want) -> Result<Served> {
+        let head = want.is_head();
         let cached = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?;
         if let Some(a) = &cached {
             // Past contentMaxAge the tarball is fetched again, unless the upstream is known to fail.
             if head || !self.settings.content_stale(a.updated_at) || self.upstream.health().serve_stale_now() {
-                return source::blob_response(&self.env, a, head).await.map(Served::from);
+                return source::blob_response(&self.env, a, want).await.map(Served::from);
             }
         }
         if head {

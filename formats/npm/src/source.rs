@@ -1,12 +1,11 @@
 //! What every kind of npm repository shares: authorization, URLs, the user endpoints, and the
 //! [`Source`] trait through which a group reads its members.
 
-use actix_web::body::SizedStream;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use serde_json::{json, Value};
-use wharf_format::{Action, Asset, Denied, Digest, FormatEnv, Mount, RepoCtx, RepoRef};
+use wharf_format::{Action, Asset, Denied, Digest, FormatEnv, Mount, RepoCtx, RepoRef, Want};
 
 use crate::error::NpmError;
 use crate::packument;
@@ -25,7 +24,7 @@ pub trait Source {
     /// The packument assets (with their search fields, see [`crate::search`]) whose rows
     /// contain each of `contains`, in name order.
     async fn packuments(&self, contains: Vec<String>) -> Result<Vec<Asset>>;
-    async fn serve_tarball(&self, name: &str, file: &str, head: bool) -> Result<HttpResponse>;
+    async fn serve_tarball(&self, name: &str, file: &str, want: &Want) -> Result<HttpResponse>;
     /// Whether this repository has the package (`None`: it does not) and, if so, whether its
     /// document lists tarball `file`: what a group asks of its members before serving a
     /// tarball, on every install. By default from the document; a hosted repository answers
@@ -119,15 +118,11 @@ pub fn lists_tarball(doc: &Value, file: &str) -> bool {
         .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| crate::packument::tarball_file(t) == file)))
 }
 
-pub async fn blob_response(env: &FormatEnv, asset: &Asset, head: bool) -> Result<HttpResponse> {
+pub async fn blob_response(env: &FormatEnv, asset: &Asset, want: &Want) -> Result<HttpResponse> {
     let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
     let mut res = HttpResponse::Ok();
     res.content_type("application/octet-stream").insert_header(("Cache-Control", "max-age=31536000, immutable"));
-    if head {
-        return Ok(wharf_format::head_response(res, Some(asset.size as u64)));
-    }
-    let read = env.blobs.get(&digest, None).await?;
-    Ok(res.body(SizedStream::new(read.total, read.body)))
+    Ok(wharf_format::download::respond(&env.blobs, &digest, asset.size as u64, want, res).await?)
 }
 
 /// `GET /<name>/<version or tag>`: one version's manifest.

@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
-use wharf_format::{BlobError, MetaError, QuotaError, QuotaExceeded};
+use wharf_format::{BlobError, DownloadError, MetaError, QuotaError, QuotaExceeded};
 
 use crate::attestation::AttestationError;
 
@@ -22,6 +22,8 @@ pub enum PypiError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    #[error("range not satisfiable: the file has {0} bytes")]
+    RangeNotSatisfiable(u64),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -50,6 +52,7 @@ impl PypiError {
             PypiError::Unauthorized => StatusCode::UNAUTHORIZED,
             PypiError::Forbidden(_) | PypiError::QuotaExceeded(_) | PypiError::Frozen(_) => StatusCode::FORBIDDEN,
             PypiError::NotFound => StatusCode::NOT_FOUND,
+            PypiError::RangeNotSatisfiable(_) => StatusCode::RANGE_NOT_SATISFIABLE,
             PypiError::MethodNotAllowed | PypiError::ReadOnly(_) => StatusCode::METHOD_NOT_ALLOWED,
             PypiError::Upstream(_) => StatusCode::BAD_GATEWAY,
             PypiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -62,6 +65,9 @@ impl PypiError {
         let mut res = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#));
+        }
+        if let PypiError::RangeNotSatisfiable(size) = self {
+            res.insert_header(("Content-Range", format!("bytes */{size}")));
         }
         match self {
             PypiError::QuotaExceeded(_) => res.reason(reason_phrase(&self.to_string(), "Quota exceeded")),
@@ -133,6 +139,15 @@ impl From<MetaError> for PypiError {
             MetaError::NoSpace => PypiError::NoSpace(e.to_string()),
             MetaError::ReadOnly(m) => PypiError::Frozen(m),
             e => PypiError::Internal(Box::new(e)),
+        }
+    }
+}
+
+impl From<DownloadError> for PypiError {
+    fn from(e: DownloadError) -> Self {
+        match e {
+            DownloadError::RangeNotSatisfiable { size } => PypiError::RangeNotSatisfiable(size),
+            DownloadError::Blob(e) => e.into(),
         }
     }
 }

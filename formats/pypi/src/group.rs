@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use wharf_format::{first_answer, Action, FormatEnv, GroupSettings, Repo, RepoConfig, RepoCtx, RepoRef};
+use wharf_format::{first_answer, Action, FormatEnv, GroupSettings, Repo, RepoConfig, RepoCtx, RepoRef, Want};
 
 use crate::error::PypiError;
 use crate::hosted::{accept, base_url};
@@ -80,7 +80,7 @@ impl Group {
                 let dist = filename.strip_suffix(".metadata").unwrap_or(&filename);
                 let Some((owner, true)) = self.file_owner(&normalized, dist).await? else { return Err(PypiError::NotFound) };
                 let src = source_of(&owner).ok_or(PypiError::NotFound)?;
-                src.serve(&normalized, &filename, m == Method::HEAD).await
+                src.serve(&normalized, &filename, &Want::of(req)).await
             }
             // The member whose page the group showed answers for its files' provenance.
             Endpoint::Provenance { project, version, filename } if read => {

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use wharf_format::{
     now_millis, Action, Asset, AuditEvent, Check, ComponentKey, ComponentUpload, DeleteError, FormatEnv, ListQuery, MetaError, Mount, NewAsset, Repo,
-    RepoConfig, RepoCtx, SideHashes, Staged, UploadError, UploadedFile, Write, WritePolicy,
+    RepoConfig, RepoCtx, SideHashes, Staged, UploadError, UploadedFile, Want, Write, WritePolicy,
 };
 
 use crate::archive;
@@ -138,7 +138,7 @@ impl Hosted {
             Endpoint::Upload if m == Method::POST => self.upload(ctx, req, body).await,
             Endpoint::Index if read => self.index(ctx, req).await,
             Endpoint::Project(p) if read => self.project(ctx, req, &p).await,
-            Endpoint::File { project, filename } if read => self.download(ctx, &project, &filename, m == Method::HEAD).await,
+            Endpoint::File { project, filename } if read => self.download(ctx, &project, &filename, &Want::of(req)).await,
             Endpoint::Provenance { project, version, filename } if read => {
                 let normalized = normalize(&project);
                 self.authorize(ctx, Action::Read, &normalized)?;
@@ -507,10 +507,10 @@ impl Hosted {
         Ok(index::project_page(accept(req), &base_url(ctx, &self.cfg.name), &normalized, &files))
     }
 
-    async fn download(&self, ctx: &RepoCtx, project: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+    async fn download(&self, ctx: &RepoCtx, project: &str, filename: &str, want: &Want) -> Result<HttpResponse> {
         let normalized = normalize(project);
         self.authorize(ctx, Action::Read, &normalized)?;
-        self.serve(&normalized, filename, head).await
+        self.serve(&normalized, filename, want).await
     }
 }
 
@@ -550,7 +550,7 @@ impl Source for Hosted {
             .collect())
     }
 
-    async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+    async fn serve(&self, normalized: &str, filename: &str, want: &Want) -> Result<HttpResponse> {
         // PEP 658: `<file URL>.metadata` is the file's core metadata.
         if let Some(dist) = filename.strip_suffix(".metadata") {
             let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, dist)).await?.ok_or(PypiError::NotFound)?;
@@ -559,8 +559,8 @@ impl Source for Hosted {
         }
         // Only a file: its `.metadata` and `.provenance` assets live beside it, under its name.
         let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.filter(|a| a.kind == meta::FILE).ok_or(PypiError::NotFound)?;
-        let res = source::file_response(&self.env.blobs, &asset, head).await?;
-        if !head {
+        let res = source::file_response(&self.env.blobs, &asset, want).await?;
+        if !want.is_head() {
             self.env.downloads.record(self.cfg.id, &asset.path);
         }
         Ok(res)

@@ -107,7 +107,7 @@ async fn metadata_of(src: &dyn Source, normalized: &str, files: &[&FileEntry]) -
     let mut ordered: Vec<&&FileEntry> = files.iter().filter(|f| f.core_metadata.is_some()).collect();
     ordered.sort_by_key(|f| !f.filename.ends_with(".whl"));
     let f = ordered.first()?;
-    let res = src.serve(normalized, &format!("{}.metadata", f.filename), false).await.ok()?;
+    let res = src.serve(normalized, &format!("{}.metadata", f.filename), &wharf_format::Want::whole()).await.ok()?;
     if !res.status().is_success() {
         return None;
     }

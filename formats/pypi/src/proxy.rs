@@ -26,7 +26,7 @@ use wharf_format::cache_probe::CacheKind;
 use wharf_format::proxy::{self, Fill, Served};
 use wharf_format::{
     now_millis, Action, Asset, ComponentKey, DeleteError, Digest, FormatEnv, ListQuery, NegativeCache, NewAsset, Outcome, ProxySettings, Repo, RepoConfig,
-    RepoCtx, SingleFlight, Write,
+    RepoCtx, SingleFlight, Want, Write,
 };
 
 use crate::archive;
@@ -99,7 +99,7 @@ impl Proxy {
             Endpoint::File { project, filename } if read => {
                 let normalized = normalize(&project);
                 source::authorize(ctx, Action::Read, &normalized)?;
-                self.serve(&normalized, &filename, m == Method::HEAD).await
+                self.serve(&normalized, &filename, &Want::of(req)).await
             }
             Endpoint::Provenance { project, version, filename } if read => {
                 let normalized = normalize(&project);
@@ -223,24 +223,25 @@ impl Proxy {
 
     /// The file, from the cache or streamed through from the upstream (then the fill counts the
     /// download, once the file's asset exists).
-    async fn serve_file(&self, normalized: &str, filename: &str, head: bool) -> Result<Served> {
+    async fn serve_file(&self, normalized: &str, filename: &str, want: &Want) -> Result<Served> {
+        let head = want.is_head();
         let repo = self.cfg.id;
         let cached = self.env.meta.get(repo, &file_path(normalized, filename)).await?;
         if let Some(a) = &cached {
             // Past contentMaxAge the file is fetched again, unless the upstream is known to fail.
             if head || !self.settings.content_stale(a.updated_at) || self.upstream.health().serve_stale_now() {
-                return source::file_response(&self.env.blobs, a, head).await.map(Served::from);
+                return source::file_response(&self.env.blobs, a, want).await.map(Served::from);
             }
         }
         let files = match self.files(normalized).await {
             Ok(f) => f,
-            Err(_) if cached.is_some() => return source::file_response(&self.env.blobs, cached.as_ref().expect("checked"), false).await.map(Served::from),
+            Err(_) if cached.is_some() => return source::file_response(&self.env.blobs, cached.as_ref().expect("checked"), want).await.map(Served::from),
             Err(e) => return Err(e),
         };
         let Some(entry) = files.as_deref().and_then(|f| Self::find(f, filename)).cloned() else {
             return match &cached {
                 // The upstream no longer lists it: what was cached stays served.
-                Some(a) => source::file_response(&self.env.blobs, a, false).await.map(Served::from),
+                Some(a) => source::file_response(&self.env.blobs, a, want).await.map(Served::from),
                 None => Err(PypiError::NotFound),
             };
         };
@@ -253,12 +254,12 @@ impl Proxy {
         }
         let key = format!("f:{normalized}/{filename}");
         let flight = match self.flights.join_checked(&key, || self.fresh_file(normalized, filename)).await? {
-            Fill::Cached(a) => return source::file_response(&self.env.blobs, &a, false).await.map(Served::from),
+            Fill::Cached(a) => return source::file_response(&self.env.blobs, &a, want).await.map(Served::from),
             Fill::Follow(rx) => {
                 return match SingleFlight::wait(rx).await {
                     Outcome::Done => {
                         let a = self.env.meta.get(repo, &file_path(normalized, filename)).await?.ok_or(PypiError::NotFound)?;
-                        source::file_response(&self.env.blobs, &a, false).await.map(Served::from)
+                        source::file_response(&self.env.blobs, &a, want).await.map(Served::from)
                     }
                     Outcome::NotFound => Err(PypiError::NotFound),
                     Outcome::Failed(m) => Err(PypiError::Upstream(m)),
@@ -277,7 +278,7 @@ impl Proxy {
                 if let Some(a) = &cached {
                     tracing::warn!(repository = %self.cfg.name, file = filename, error = %e, "upstream unavailable; serving the cached file");
                     flight.finish(Outcome::Done);
-                    return source::file_response(&self.env.blobs, a, false).await.map(Served::from);
+                    return source::file_response(&self.env.blobs, a, want).await.map(Served::from);
                 }
                 flight.finish(if matches!(e, UpstreamError::NotFound) { Outcome::NotFound } else { Outcome::Failed(e.to_string()) });
                 return Err(self.upstream_error(e));
@@ -350,8 +351,8 @@ impl Source for Proxy {
         Ok(rows.into_iter().filter_map(|a| a.component).map(|n| (n.clone(), n)).collect())
     }
 
-    async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
-        self.upstream.through_cache(CacheKind::Content, self.serve_counted(normalized, filename, head)).await
+    async fn serve(&self, normalized: &str, filename: &str, want: &Want) -> Result<HttpResponse> {
+        self.upstream.through_cache(CacheKind::Content, self.serve_counted(normalized, filename, want)).await
     }
 
     // Not cached, so not counted as a cache read: the page it reads is.
@@ -409,12 +410,12 @@ impl Proxy {
     }
 
     /// A file (its download counted) or its metadata.
-    async fn serve_counted(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse> {
+    async fn serve_counted(&self, normalized: &str, filename: &str, want: &Want) -> Result<HttpResponse> {
         match filename.strip_suffix(".metadata") {
             Some(dist) => self.serve_metadata(normalized, dist).await,
             None => {
-                let served = self.serve_file(normalized, filename, head).await?;
-                if !head && !served.counted_by_fill && served.response.status().is_success() {
+                let served = self.serve_file(normalized, filename, want).await?;
+                if !want.is_head() && !served.counted_by_fill && served.response.status().is_success() {
                     self.env.downloads.record(self.cfg.id, &file_path(normalized, filename));
                 }
                 Ok(served.response)

@@ -2,13 +2,12 @@
 //! repositories implement [`Source`]; a group asks its members through it (typed, not over
 //! HTTP) and renders their files under its own URLs.
 
-use actix_web::body::SizedStream;
 use actix_web::http::header;
 use actix_web::HttpResponse;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde_json::Value;
-use wharf_format::{Asset, BlobStore, Digest, RepoRef};
+use wharf_format::{Asset, BlobStore, Digest, RepoRef, Want};
 
 use crate::archive;
 use crate::error::PypiError;
@@ -34,7 +33,7 @@ pub trait Source {
     async fn projects(&self) -> Result<Vec<(String, String)>>;
 
     /// A file of a project, or its PEP 658 metadata (`<file>.metadata`).
-    async fn serve(&self, normalized: &str, filename: &str, head: bool) -> Result<HttpResponse>;
+    async fn serve(&self, normalized: &str, filename: &str, want: &Want) -> Result<HttpResponse>;
 
     /// A file's PEP 740 provenance object (the Integrity API), or `NotFound` when the file, at
     /// that version, has none.
@@ -62,18 +61,14 @@ pub fn source_of(r: &RepoRef) -> Option<&dyn Source> {
     None
 }
 
-/// Serves a stored distribution file.
-pub async fn file_response(blobs: &BlobStore, asset: &Asset, head: bool) -> Result<HttpResponse> {
+/// Serves a stored distribution file (whole, its head, or a range of it).
+pub async fn file_response(blobs: &BlobStore, asset: &Asset, want: &Want) -> Result<HttpResponse> {
     let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| PypiError::Internal(Box::new(e)))?;
     let mut res = HttpResponse::Ok();
     res.content_type(asset.content_type.clone().unwrap_or_else(|| FileKind::Wheel.content_type().into()))
         .insert_header((header::ETAG, format!("\"{}\"", digest.hex())))
         .insert_header((header::CACHE_CONTROL, "max-age=31536000, immutable"));
-    if head {
-        return Ok(wharf_format::head_response(res, Some(asset.size as u64)));
-    }
-    let read = blobs.get(&digest, None).await?;
-    Ok(res.body(SizedStream::new(read.total, read.body)))
+    Ok(wharf_format::download::respond(blobs, &digest, asset.size as u64, want, res).await?)
 }
 
 /// Serves core metadata kept as a blob (hex sha256), to a GET or a HEAD alike: actix-http
