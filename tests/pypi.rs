@@ -293,6 +293,38 @@ fn core_metadata_is_extracted_and_served_per_pep_658() {
 }
 
 #[test]
+fn an_unchanged_page_is_revalidated_with_a_304() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whl, sdist) = dist(&tmp.path().join("e"), "wharf-etag", "1.0", &[]);
+    ok(twine(&[&whl], "admin", ADMIN_PASSWORD));
+    let url = format!("{}simple/wharf-etag/", repo_url());
+    let fetch = |accept: &str, etag: Option<&str>| {
+        let mut r = http().get(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Accept", accept);
+        if let Some(e) = etag {
+            r = r.header("If-None-Match", e);
+        }
+        r.send().unwrap()
+    };
+    let json_type = "application/vnd.pypi.simple.v1+json";
+    let first = fetch(json_type, None);
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    let html_etag = fetch("text/html", None).headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(etag, html_etag, "each representation has its own");
+    let again = fetch(json_type, Some(&etag));
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert!(again.bytes().unwrap().is_empty());
+    assert_eq!(fetch(json_type, Some(&format!("W/{etag}, \"other\""))).status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(fetch(json_type, Some(&html_etag)).status(), StatusCode::OK);
+    // A new file changes the page: the old copy is not current any more.
+    ok(twine(&[&sdist], "admin", ADMIN_PASSWORD));
+    let changed = fetch(json_type, Some(&etag));
+    assert_eq!(changed.status(), StatusCode::OK);
+    assert_ne!(changed.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(changed.json::<Value>().unwrap()["files"].as_array().unwrap().len(), 2);
+}
+
+#[test]
 fn a_small_wheel_is_listed_without_its_metadata_which_stays_served() {
     let tmp = tempfile::tempdir().unwrap();
     let (whl, sdist) = dist(&tmp.path().join("s"), "wharf-small", "1.0", &["wharf-test-lib"]);

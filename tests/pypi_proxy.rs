@@ -363,6 +363,17 @@ fn a_proxy_of_another_wharf_reads_json_pages_and_pep_658_metadata() {
     let target = tmp.path().join("site");
     ok(pip_install("pypi-proxy-chain", &target, &["chained-app"]));
     assert!(target.join("chained_lib/__init__.py").exists());
+    // The lib's wheel is small: the upstream lists it without its metadata, and pip never asked
+    // for it. The JSON API and the component's details read it from the wheel instead.
+    assert_eq!(page("pypi-proxy-chain", "chained-lib")["files"][0]["core-metadata"], json!(false));
+    let info: Value = get("/repository/pypi-proxy-chain/pypi/chained-lib/json", None).json().unwrap();
+    assert_eq!(info["info"]["summary"], "test package chained-lib", "{info}");
+    use base64::Engine as _;
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("pypi-proxy-chain\nchained-lib\n0.5");
+    let r = server().admin().request(reqwest::Method::GET, &format!("/service/rest/v1/components/{id}")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let detail: Value = r.json().unwrap();
+    assert_eq!(detail["details"]["metadataVersion"], "2.1", "{detail}");
 }
 
 #[test]

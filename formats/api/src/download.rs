@@ -16,6 +16,8 @@ pub enum Want {
     Head,
     /// A GET, with its `Range` header if it has one.
     Body { range: Option<String> },
+    /// The whole body for the server itself (a JSON API answer reading a file): not a download.
+    Read,
 }
 
 impl Want {
@@ -26,13 +28,24 @@ impl Want {
         Want::Body { range: req.headers().get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string) }
     }
 
-    /// The whole body: what a server-side read (a group's member, the JSON API) asks for.
+    /// The whole body, for a client.
     pub fn whole() -> Want {
         Want::Body { range: None }
     }
 
     pub fn is_head(&self) -> bool {
         matches!(self, Want::Head)
+    }
+
+    /// Whether answering this counts as a download: a HEAD does not, nor a range that starts
+    /// past the first byte (the rest of a download that broke off, or a lazy reader's look at a
+    /// wheel's table of contents), or a client's one download would count several times.
+    pub fn counts_as_download(&self) -> bool {
+        match self {
+            Want::Head | Want::Read => false,
+            Want::Body { range: None } => true,
+            Want::Body { range: Some(h) } => matches!(parse_range(h, u64::MAX), Some(None) | Some(Some((0, _)))),
+        }
     }
 }
 
@@ -45,12 +58,24 @@ pub enum DownloadError {
     Blob(#[from] BlobError),
 }
 
+/// Whether the request's `If-None-Match` names `etag` (or is `*`): the client's copy is current
+/// and a 304 answers it (RFC 9110, weak comparison, as for a GET).
+pub fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+    let Some(v) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else { return false };
+    let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
+    v.split(',').any(|t| t.trim() == "*" || opaque(t) == opaque(etag))
+}
+
 /// A `Range` header against a body of `size` bytes: `Some(None)` for the whole body (a header
-/// that asks for several ranges is answered whole, as RFC 9110 allows), `Some(Some((start,
-/// end)))` for one range (`end` inclusive, `None`: to the end), `None` when it cannot be
-/// satisfied or read.
+/// that asks for several ranges, or in a unit other than bytes, is answered whole, as RFC 9110
+/// asks), `Some(Some((start, end)))` for one range (`end` inclusive, `None`: to the end), `None`
+/// when it cannot be satisfied or read.
 pub fn parse_range(h: &str, size: u64) -> Option<Option<(u64, Option<u64>)>> {
-    let spec = h.strip_prefix("bytes=")?.trim();
+    let (unit, spec) = h.split_once('=')?;
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Some(None);
+    }
+    let spec = spec.trim();
     if spec.contains(',') {
         return Some(None);
     }
@@ -77,7 +102,7 @@ pub async fn respond(blobs: &BlobStore, digest: &Digest, size: u64, want: &Want,
     let range = match want {
         Want::Head => return Ok(crate::head_response(res, Some(size))),
         Want::Body { range: Some(h) } => parse_range(h, size).ok_or(DownloadError::RangeNotSatisfiable { size })?,
-        Want::Body { range: None } => None,
+        Want::Body { range: None } | Want::Read => None,
     };
     let read = blobs.get(digest, range).await.map_err(|e| match e {
         BlobError::RangeNotSatisfiable => DownloadError::RangeNotSatisfiable { size },
@@ -107,6 +132,20 @@ mod tests {
         assert_eq!(parse_range("bytes=1000-", 1000), None);
         assert_eq!(parse_range("bytes=9-3", 1000), None);
         assert_eq!(parse_range("bytes=-0", 1000), None);
-        assert_eq!(parse_range("items=0-1", 1000), None);
+        assert_eq!(parse_range("bytes=x-1", 1000), None);
+        assert_eq!(parse_range("Bytes=0-1", 1000), Some(Some((0, Some(1)))));
+        assert_eq!(parse_range("items=0-1", 1000), Some(None), "a unit it does not know: the whole body");
+    }
+
+    #[test]
+    fn a_download_counts_once() {
+        use super::Want;
+        let body = |r: &str| Want::Body { range: Some(r.to_string()) };
+        assert!(Want::whole().counts_as_download());
+        assert!(body("bytes=0-").counts_as_download());
+        assert!(body("bytes=0-1023").counts_as_download());
+        assert!(!body("bytes=1024-").counts_as_download(), "the rest of a download that broke off");
+        assert!(!body("bytes=-16384").counts_as_download(), "a look at a wheel's table of contents");
+        assert!(!Want::Head.counts_as_download());
     }
 }

@@ -516,7 +516,7 @@ impl Hosted {
             }
         }
         let res = wharf_format::download::respond(&self.env.blobs, &stored, size, &want, res).await?;
-        if !head {
+        if want.counts_as_download() {
             self.env.downloads.record(self.repo_id(), &asset.path);
         }
         Ok(res)

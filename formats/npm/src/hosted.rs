@@ -221,7 +221,7 @@ impl Hosted {
     async fn tarball(&self, name: &str, file: &str, want: &Want) -> Result<HttpResponse> {
         let asset = self.env.meta.get(self.cfg.id, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
         let res = source::blob_response(&self.env, &asset, want).await?;
-        if !want.is_head() {
+        if want.counts_as_download() {
             self.env.downloads.record(self.cfg.id, &asset.path);
         }
         Ok(res)

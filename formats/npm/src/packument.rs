@@ -126,7 +126,7 @@ where
     let abbreviated = wants_abbreviated(req);
     let state = state.trim_start_matches("sha256:");
     let etag = format!("\"{}{}\"", &state[..24.min(state.len())], if abbreviated { "-a" } else { "" });
-    if req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|t| t.trim() == etag)) {
+    if wharf_format::download::not_modified(req, &etag) {
         return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
     }
     let ct = if abbreviated { ABBREVIATED } else { "application/json" };

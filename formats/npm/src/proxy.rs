@@ -400,7 +400,7 @@ impl Source for Proxy {
 
     async fn serve_tarball(&self, name: &str, file: &str, want: &Want) -> Result<HttpResponse> {
         let served = self.upstream.through_cache(CacheKind::Content, self.tarball(name, file, want)).await?;
-        if !want.is_head() && !served.counted_by_fill && served.response.status().is_success() {
+        if want.counts_as_download() && !served.counted_by_fill && served.response.status().is_success() {
             self.env.downloads.record(self.cfg.id, &tarball_path(name, file));
         }
         Ok(served.response)

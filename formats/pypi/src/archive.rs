@@ -63,14 +63,23 @@ pub fn core_metadata(path: &Path, kind: FileKind) -> Result<Option<Vec<u8>>, Arc
 /// `*.dist-info/METADATA`, an sdist's `PKG-INFO`. Even an old PKG-INFO names its project and
 /// version, which is what an upload without form fields (the components API) goes by.
 pub fn metadata(path: &Path, kind: FileKind) -> Result<Option<Vec<u8>>, ArchiveError> {
+    let open = || std::fs::File::open(path).map_err(|e| ArchiveError::Unreadable(e.to_string()));
     match kind {
-        FileKind::Wheel => zip_member(path, |n| {
-            let mut parts = n.split('/');
-            matches!((parts.next(), parts.next(), parts.next()), (Some(d), Some("METADATA"), None) if d.ends_with(".dist-info"))
-        }),
-        FileKind::SdistZip => zip_member(path, is_pkg_info),
+        FileKind::Wheel => zip_member(open()?, is_wheel_metadata),
+        FileKind::SdistZip => zip_member(open()?, is_pkg_info),
         FileKind::SdistTarGz => tar_member(path),
     }
+}
+
+/// A wheel's core metadata from the wheel's bytes, under the same limits: how a wheel listed
+/// without its metadata (see `index::SMALL_WHEEL_BYTES`) is described when no metadata was kept.
+pub fn wheel_metadata_in(wheel: &[u8]) -> Result<Option<Vec<u8>>, ArchiveError> {
+    zip_member(std::io::Cursor::new(wheel), is_wheel_metadata)
+}
+
+fn is_wheel_metadata(name: &str) -> bool {
+    let mut parts = name.split('/');
+    matches!((parts.next(), parts.next(), parts.next()), (Some(d), Some("METADATA"), None) if d.ends_with(".dist-info"))
 }
 
 /// What of [`metadata`] is served as core metadata (PEP 658): see [`core_metadata`].
@@ -83,8 +92,7 @@ fn is_pkg_info(name: &str) -> bool {
     matches!((parts.next(), parts.next(), parts.next()), (Some(_), Some("PKG-INFO"), None))
 }
 
-fn zip_member(path: &Path, wanted: impl Fn(&str) -> bool) -> Result<Option<Vec<u8>>, ArchiveError> {
-    let file = std::fs::File::open(path).map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
+fn zip_member<R: std::io::Read + std::io::Seek>(file: R, wanted: impl Fn(&str) -> bool) -> Result<Option<Vec<u8>>, ArchiveError> {
     let mut zip = zip::ZipArchive::new(file).map_err(|e| ArchiveError::Unreadable(e.to_string()))?;
     if zip.len() > MAX_ENTRIES {
         return Err(ArchiveError::TooManyEntries);

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use wharf_format::{Asset, BlobError, BlobStore, ComponentKey, DescribeError, Digest, MetaStore};
 
 use crate::archive;
+use crate::index::SMALL_WHEEL_BYTES;
 use crate::meta;
 
 pub(crate) async fn describe(meta: &dyn MetaStore, blobs: &BlobStore, repo: i64, _component: &ComponentKey, assets: &[Asset]) -> Result<Value, DescribeError> {
@@ -70,18 +71,27 @@ fn file(a: &Asset) -> Value {
     })
 }
 
-/// The file's core metadata as text, if this repository holds it.
+/// The file's core metadata as text, if this repository holds it: kept beside the file, or read
+/// from a wheel small enough to be listed without it (which clients then never ask a proxy for).
 async fn core_metadata(meta: &dyn MetaStore, blobs: &BlobStore, repo: i64, file: &Asset) -> Result<Option<String>, DescribeError> {
-    let digest = match file.attributes.get("core_metadata").and_then(Value::as_str) {
+    let kept = match file.attributes.get("core_metadata").and_then(Value::as_str) {
         Some(hex) => Some(format!("sha256:{hex}")),
         None => meta.get(repo, &format!("{}.metadata", file.path)).await?.and_then(|m| m.digest),
     };
-    let Some(Ok(digest)) = digest.map(|d| d.parse::<Digest>()) else { return Ok(None) };
-    match blobs.read_small(&digest, archive::MAX_METADATA).await {
-        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
-        Err(BlobError::NotFound | BlobError::TooLarge { .. }) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    let small_wheel = file.path.ends_with(".whl") && file.size <= SMALL_WHEEL_BYTES;
+    let (digest, limit, in_wheel) = match (kept, small_wheel) {
+        (Some(d), _) => (d, archive::MAX_METADATA, false),
+        (None, true) => (file.digest.clone().unwrap_or_default(), SMALL_WHEEL_BYTES as u64, true),
+        (None, false) => return Ok(None),
+    };
+    let Ok(digest) = digest.parse::<Digest>() else { return Ok(None) };
+    let bytes = match blobs.read_small(&digest, limit).await {
+        Ok(bytes) => bytes,
+        Err(BlobError::NotFound | BlobError::TooLarge { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let text = if in_wheel { archive::wheel_metadata_in(&bytes).ok().flatten() } else { Some(bytes.to_vec()) };
+    Ok(text.map(|t| String::from_utf8_lossy(&t).into_owned()))
 }
 
 #[cfg(test)]

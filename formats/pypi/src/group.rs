@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use wharf_format::{first_answer, Action, FormatEnv, GroupSettings, Repo, RepoConfig, RepoCtx, RepoRef, Want};
 
 use crate::error::PypiError;
-use crate::hosted::{accept, base_url};
+use crate::hosted::base_url;
 use crate::index::{self, FileEntry};
 use crate::model::normalize;
 use crate::routes::{self, Endpoint};
@@ -65,13 +65,13 @@ impl Group {
                     }
                 }
                 let projects: Vec<(String, String)> = merged.into_iter().collect();
-                Ok(index::index_page(accept(req), &base_url(ctx, &self.cfg.name), &projects))
+                Ok(index::index_page(req, &base_url(ctx, &self.cfg.name), &projects))
             }
             Endpoint::Project(p) if read => {
                 let normalized = normalize(&p);
                 source::authorize(ctx, Action::Read, &normalized)?;
                 let (_, files) = self.owner(&normalized).await?.ok_or(PypiError::NotFound)?;
-                Ok(index::project_page(accept(req), &base_url(ctx, &self.cfg.name), &normalized, &files))
+                Ok(index::project_page(req, &base_url(ctx, &self.cfg.name), &normalized, &files))
             }
             Endpoint::File { project, filename } if read => {
                 let normalized = normalize(&project);

@@ -497,14 +497,14 @@ impl Hosted {
     async fn index(&self, ctx: &RepoCtx, req: &HttpRequest) -> Result<HttpResponse> {
         self.authorize(ctx, Action::Read, "*")?;
         let projects = self.projects().await?;
-        Ok(index::index_page(accept(req), &base_url(ctx, &self.cfg.name), &projects))
+        Ok(index::index_page(req, &base_url(ctx, &self.cfg.name), &projects))
     }
 
     async fn project(&self, ctx: &RepoCtx, req: &HttpRequest, project: &str) -> Result<HttpResponse> {
         let normalized = normalize(project);
         self.authorize(ctx, Action::Read, &normalized)?;
         let files = self.files(&normalized).await?.ok_or(PypiError::NotFound)?;
-        Ok(index::project_page(accept(req), &base_url(ctx, &self.cfg.name), &normalized, &files))
+        Ok(index::project_page(req, &base_url(ctx, &self.cfg.name), &normalized, &files))
     }
 
     async fn download(&self, ctx: &RepoCtx, project: &str, filename: &str, want: &Want) -> Result<HttpResponse> {
@@ -560,7 +560,7 @@ impl Source for Hosted {
         // Only a file: its `.metadata` and `.provenance` assets live beside it, under its name.
         let asset = self.env.meta.get(self.cfg.id, &file_path(normalized, filename)).await?.filter(|a| a.kind == meta::FILE).ok_or(PypiError::NotFound)?;
         let res = source::file_response(&self.env.blobs, &asset, want).await?;
-        if !want.is_head() {
+        if want.counts_as_download() {
             self.env.downloads.record(self.cfg.id, &asset.path);
         }
         Ok(res)

@@ -4,9 +4,10 @@
 use std::collections::BTreeSet;
 
 use actix_web::http::header;
-use actix_web::HttpResponse;
+use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use wharf_format::Digest;
 
 use crate::model::{self, html_escape, negotiate, Representation};
 
@@ -50,7 +51,8 @@ fn advertised_metadata(f: &FileEntry) -> Option<&str> {
 }
 
 /// A project page: `files` are served under `<base>/packages/<normalized>/<filename>`.
-pub fn project_page(accept: Option<&str>, base: &str, normalized: &str, files: &[FileEntry]) -> HttpResponse {
+pub fn project_page(req: &HttpRequest, base: &str, normalized: &str, files: &[FileEntry]) -> HttpResponse {
+    let accept = crate::hosted::accept(req);
     let url = |f: &FileEntry| format!("{base}/packages/{normalized}/{}", f.filename);
     let provenance = |f: &FileEntry| provenance_url(base, normalized, f);
     match negotiate(accept) {
@@ -86,7 +88,7 @@ pub fn project_page(accept: Option<&str>, base: &str, normalized: &str, files: &
             if v11 {
                 page["versions"] = json!(versions);
             }
-            json_response(page)
+            json_response(req, page)
         }
         Representation::Html => {
             let mut html = format!(
@@ -117,7 +119,7 @@ pub fn project_page(accept: Option<&str>, base: &str, normalized: &str, files: &
                 html.push_str(&format!(">{}</a><br/>\n", html_escape(&f.filename)));
             }
             html.push_str("</body>\n</html>\n");
-            html_response(html, accept)
+            html_response(req, html, accept)
         }
     }
 }
@@ -138,12 +140,16 @@ fn core_metadata_json(m: Option<&str>) -> Value {
 }
 
 /// The root page: `projects` are (normalized, display) pairs.
-pub fn index_page(accept: Option<&str>, base: &str, projects: &[(String, String)]) -> HttpResponse {
+pub fn index_page(req: &HttpRequest, base: &str, projects: &[(String, String)]) -> HttpResponse {
+    let accept = crate::hosted::accept(req);
     match negotiate(accept) {
-        Representation::Json => json_response(json!({
-            "meta": {"api-version": "1.1"},
-            "projects": projects.iter().map(|(_, d)| json!({"name": d})).collect::<Vec<_>>(),
-        })),
+        Representation::Json => json_response(
+            req,
+            json!({
+                "meta": {"api-version": "1.1"},
+                "projects": projects.iter().map(|(_, d)| json!({"name": d})).collect::<Vec<_>>(),
+            }),
+        ),
         Representation::Html => {
             let mut html = String::from(
                 "<!DOCTYPE html>\n<html>\n<head><meta name=\"pypi:repository-version\" content=\"1.1\"><title>Simple index</title></head>\n<body>\n",
@@ -152,16 +158,27 @@ pub fn index_page(accept: Option<&str>, base: &str, projects: &[(String, String)
                 html.push_str(&format!("<a href=\"{base}/simple/{}/\">{}</a><br/>\n", html_escape(norm), html_escape(display)));
             }
             html.push_str("</body>\n</html>\n");
-            html_response(html, accept)
+            html_response(req, html, accept)
         }
     }
 }
 
-fn json_response(v: Value) -> HttpResponse {
-    HttpResponse::Ok().content_type(model::JSON_TYPE).insert_header((header::VARY, "Accept")).body(v.to_string())
+fn json_response(req: &HttpRequest, v: Value) -> HttpResponse {
+    page_response(req, model::JSON_TYPE, v.to_string())
 }
 
-fn html_response(html: String, accept: Option<&str>) -> HttpResponse {
+fn html_response(req: &HttpRequest, html: String, accept: Option<&str>) -> HttpResponse {
     let ct = if accept.is_some_and(|a| a.contains(model::HTML_TYPE)) { model::HTML_TYPE } else { "text/html; charset=utf-8" };
-    HttpResponse::Ok().content_type(ct).insert_header((header::VARY, "Accept")).body(html)
+    page_response(req, ct, html)
+}
+
+/// A page with a strong ETag of its bytes. pip keeps index pages in its HTTP cache and
+/// revalidates them on every install (uv too), so a page that has not changed (a proxied
+/// project of thousands of files runs to megabytes) is answered with a 304 instead.
+fn page_response(req: &HttpRequest, content_type: &str, body: String) -> HttpResponse {
+    let etag = format!("\"{}\"", &Digest::of(body.as_bytes()).hex()[..32]);
+    if wharf_format::download::not_modified(req, &etag) {
+        return HttpResponse::NotModified().insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept")).finish();
+    }
+    HttpResponse::Ok().content_type(content_type.to_string()).insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept")).body(body)
 }

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::archive;
 use crate::error::PypiError;
-use crate::index::FileEntry;
+use crate::index::{FileEntry, SMALL_WHEEL_BYTES};
 use crate::model;
 use crate::source::{Result, Source};
 use crate::version::Version;
@@ -102,17 +102,30 @@ fn info_json(base: &str, normalized: &str, name: &str, version: &str, metadata: 
     })
 }
 
-/// The core metadata of one of the release's files (a wheel's first: sdists rarely have it).
+/// The core metadata of one of the release's files (a wheel's first: sdists rarely have it),
+/// else read from a wheel small enough to be listed without it (an upstream wharf lists such
+/// wheels so).
 async fn metadata_of(src: &dyn Source, normalized: &str, files: &[&FileEntry]) -> Option<String> {
     let mut ordered: Vec<&&FileEntry> = files.iter().filter(|f| f.core_metadata.is_some()).collect();
     ordered.sort_by_key(|f| !f.filename.ends_with(".whl"));
-    let f = ordered.first()?;
-    let res = src.serve(normalized, &format!("{}.metadata", f.filename), &wharf_format::Want::whole()).await.ok()?;
+    let bytes = match ordered.first() {
+        Some(f) => read(src, normalized, &format!("{}.metadata", f.filename), MAX_METADATA).await?,
+        None => {
+            let small = files.iter().find(|f| f.filename.ends_with(".whl") && f.size.is_some_and(|n| n <= SMALL_WHEEL_BYTES))?;
+            let wheel = read(src, normalized, &small.filename, SMALL_WHEEL_BYTES as usize).await?;
+            archive::wheel_metadata_in(&wheel).ok()??.into()
+        }
+    };
+    Some(String::from_utf8_lossy(&bytes).replace("\r\n", "\n"))
+}
+
+/// A file the repository serves, whole, up to `limit` bytes.
+async fn read(src: &dyn Source, normalized: &str, filename: &str, limit: usize) -> Option<bytes::Bytes> {
+    let res = src.serve(normalized, filename, &wharf_format::Want::Read).await.ok()?;
     if !res.status().is_success() {
         return None;
     }
-    let bytes = actix_web::body::to_bytes_limited(res.into_body(), MAX_METADATA).await.ok()?.ok()?;
-    Some(String::from_utf8_lossy(&bytes).replace("\r\n", "\n"))
+    actix_web::body::to_bytes_limited(res.into_body(), limit).await.ok()?.ok()
 }
 
 /// `/pypi/<project>/json` (`version` `None`) or `/pypi/<project>/<version>/json`.

@@ -31,7 +31,7 @@ use wharf_format::{
 
 use crate::archive;
 use crate::error::PypiError;
-use crate::hosted::{accept, base_url};
+use crate::hosted::base_url;
 use crate::index::{self, FileEntry};
 use crate::meta::{self, file_path, index_path, metadata_path};
 use crate::model::{normalize, FileKind};
@@ -88,13 +88,13 @@ impl Proxy {
         match endpoint {
             Endpoint::Index if read => {
                 source::authorize(ctx, Action::Read, "*")?;
-                Ok(index::index_page(accept(req), &base_url(ctx, &self.cfg.name), &self.projects().await?))
+                Ok(index::index_page(req, &base_url(ctx, &self.cfg.name), &self.projects().await?))
             }
             Endpoint::Project(p) if read => {
                 let normalized = normalize(&p);
                 source::authorize(ctx, Action::Read, &normalized)?;
                 let files = self.files(&normalized).await?.ok_or(PypiError::NotFound)?;
-                Ok(index::project_page(accept(req), &base_url(ctx, &self.cfg.name), &normalized, &files))
+                Ok(index::project_page(req, &base_url(ctx, &self.cfg.name), &normalized, &files))
             }
             Endpoint::File { project, filename } if read => {
                 let normalized = normalize(&project);
@@ -415,7 +415,7 @@ impl Proxy {
             Some(dist) => self.serve_metadata(normalized, dist).await,
             None => {
                 let served = self.serve_file(normalized, filename, want).await?;
-                if !want.is_head() && !served.counted_by_fill && served.response.status().is_success() {
+                if want.counts_as_download() && !served.counted_by_fill && served.response.status().is_success() {
                     self.env.downloads.record(self.cfg.id, &file_path(normalized, filename));
                 }
                 Ok(served.response)
