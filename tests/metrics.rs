@@ -432,3 +432,26 @@ fn usage_gauges_cover_every_store_and_each_hard_quota() {
     // Repositories without a hard quota are not measured.
     assert!(!s.keys().any(|(name, labels)| name == "wharf_repository_used_bytes" && labels.iter().any(|(_, v)| v == REPO)));
 }
+
+#[test]
+fn a_head_answer_sends_no_bytes_and_counts_none() {
+    let r = server()
+        .admin()
+        .request(Method::POST, "/service/rest/v1/repositories/pypi/hosted")
+        .json(&json!({"name": "metrics-pypi-head", "online": true, "storage": {"blobStoreName": "default", "writePolicy": "allow"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let page = server().url("/repository/metrics-pypi-head/simple/");
+    let repo = [("repository", "metrics-pypi-head"), ("format", "pypi")];
+    let before = scrape();
+    for _ in 0..5 {
+        let r = common::client().head(&page).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    let after_heads = scrape();
+    assert_eq!(get(&after_heads, "wharf_http_response_bytes_total", &repo) - get(&before, "wharf_http_response_bytes_total", &repo), 0.0);
+    let body = common::client().get(&page).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().bytes().unwrap();
+    let after_get = scrape();
+    assert_eq!(get(&after_get, "wharf_http_response_bytes_total", &repo) - get(&after_heads, "wharf_http_response_bytes_total", &repo), body.len() as f64);
+}

@@ -71,8 +71,9 @@ pub async fn track(mut req: ServiceRequest, next: Next<impl MessageBody + 'stati
     if let Some(r) = received {
         repo.bytes_in.inc_by(r.get());
     }
-    let sent = repo.bytes_out.clone();
-    Ok(res.map_body(|_, inner| CountedBody { inner, sent: Some(sent) }))
+    // actix-http polls a HEAD answer's body too (and sends none of it): not bytes out.
+    let sent = (res.request().method() != actix_web::http::Method::HEAD).then(|| repo.bytes_out.clone());
+    Ok(res.map_body(|_, inner| CountedBody { inner, sent }))
 }
 
 /// The uploads gauge, up while a write request with a body is being handled.
