@@ -397,6 +397,12 @@ fn a_group_serves_hosted_projects_first_and_shadows_public_ones() {
     );
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
 
+    // Not cached yet: a HEAD tells what the cached file will say, without fetching it.
+    let url = server().url("/repository/pypi-proxy-grp/packages/grp-lib/grp_lib-1.0-py3-none-any.whl");
+    let head = common::client().head(&url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["etag"].to_str().unwrap(), format!("\"{}\"", sha256_hex(&std::fs::read(&grp_lib).unwrap())));
+    assert_eq!(head.headers()["cache-control"], "max-age=31536000, immutable");
     let target = tmp.path().join("site");
     ok(pip_install("pypi-group", &target, &["grp-app"]));
     assert!(target.join("grp_lib/__init__.py").exists(), "a dependency only the proxy has");

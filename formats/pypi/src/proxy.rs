@@ -248,8 +248,12 @@ impl Proxy {
         let url = entry.upstream_url.clone().ok_or(PypiError::NotFound)?;
         let content_type = content_type_of(filename);
         if head {
+            // The head the cached file will have, but for ranges: the first GET streams it whole.
             let mut res = HttpResponse::Ok();
-            res.content_type(content_type);
+            res.content_type(content_type).insert_header((header::CACHE_CONTROL, "max-age=31536000, immutable"));
+            if let Some(hex) = &entry.sha256 {
+                res.insert_header((header::ETAG, format!("\"{hex}\"")));
+            }
             return Ok(Served::from(wharf_format::head_response(res, entry.size.map(|n| n as u64))));
         }
         let key = format!("f:{normalized}/{filename}");
