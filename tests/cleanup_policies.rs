@@ -445,6 +445,15 @@ fn downloads_are_counted_and_last_downloaded_spares_what_was_used() {
     assert!(wheel["lastDownloaded"].as_str().is_some_and(|t| t.ends_with('Z')), "{wheel}");
     assert_eq!(wheel_of("2.0")["downloadCount"], 0);
     assert_eq!(wheel_of("2.0")["lastDownloaded"], Value::Null);
+    // Neither a HEAD nor the rest of a download that broke off counts again. Counts are written
+    // in batches, in order: once a later whole GET shows, anything counted before it shows too.
+    assert_eq!(server().admin().request(Method::HEAD, file).send().unwrap().status().as_u16(), 200);
+    let rest = server().admin().request(Method::GET, file).header("Range", "bytes=10-").send().unwrap();
+    assert_eq!(rest.status().as_u16(), 206);
+    rest.bytes().unwrap();
+    server().admin().request(Method::GET, file).send().unwrap().bytes().unwrap();
+    eventually("the third whole download is counted", || wheel_of("1.0")["downloadCount"].as_i64() >= Some(3));
+    assert_eq!(wheel_of("1.0")["downloadCount"], 3);
 
     // Published ten days ago; 1.0 downloaded just now (its download time is not aged).
     age("pypi-downloads", 10);

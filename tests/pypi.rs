@@ -316,6 +316,10 @@ fn an_unchanged_page_is_revalidated_with_a_304() {
     assert!(again.bytes().unwrap().is_empty());
     assert_eq!(fetch(json_type, Some(&format!("W/{etag}, \"other\""))).status(), StatusCode::NOT_MODIFIED);
     assert_eq!(fetch(json_type, Some(&html_etag)).status(), StatusCode::OK);
+    assert_eq!(fetch(json_type, Some("*")).status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(fetch(json_type, Some(&etag)).headers()["vary"], "Accept", "a 304 says what it varies on");
+    let typed = fetch("application/vnd.pypi.simple.v1+html", None).headers()["etag"].to_str().unwrap().to_string();
+    assert_ne!(typed, html_etag, "the same HTML under another type is another representation");
     // A new file changes the page: the old copy is not current any more.
     ok(twine(&[&sdist], "admin", ADMIN_PASSWORD));
     let changed = fetch(json_type, Some(&etag));

@@ -61,9 +61,12 @@ pub enum DownloadError {
 /// Whether the request's `If-None-Match` names `etag` (or is `*`): the client's copy is current
 /// and a 304 answers it (RFC 9110, weak comparison, as for a GET).
 pub fn not_modified(req: &HttpRequest, etag: &str) -> bool {
-    let Some(v) = req.headers().get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) else { return false };
     let opaque = |t: &str| t.trim().trim_start_matches("W/").to_string();
-    v.split(',').any(|t| t.trim() == "*" || opaque(t) == opaque(etag))
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim() == "*" || opaque(t) == opaque(etag))
 }
 
 /// A `Range` header against a body of `size` bytes: `Some(None)` for the whole body (a header

@@ -508,7 +508,9 @@ impl Hosted {
         if !head {
             // Distribution's `redirect`: the client fetches the bytes (and its range) from the bucket.
             if let Some(url) = self.env.blobs.download_url(&stored).await? {
-                self.env.downloads.record(self.repo_id(), &asset.path);
+                if want.counts_as_download() {
+                    self.env.downloads.record(self.repo_id(), &asset.path);
+                }
                 return Ok(HttpResponse::TemporaryRedirect()
                     .insert_header(("Docker-Content-Digest", digest.to_string()))
                     .insert_header((header::LOCATION, url))

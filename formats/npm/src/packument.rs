@@ -127,7 +127,7 @@ where
     let state = state.trim_start_matches("sha256:");
     let etag = format!("\"{}{}\"", &state[..24.min(state.len())], if abbreviated { "-a" } else { "" });
     if wharf_format::download::not_modified(req, &etag) {
-        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).finish());
+        return Ok(HttpResponse::NotModified().insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept, Authorization")).finish());
     }
     let ct = if abbreviated { ABBREVIATED } else { "application/json" };
     let mut res = HttpResponse::Ok();

@@ -176,7 +176,8 @@ fn html_response(req: &HttpRequest, html: String, accept: Option<&str>) -> HttpR
 /// revalidates them on every install (uv too), so a page that has not changed (a proxied
 /// project of thousands of files runs to megabytes) is answered with a 304 instead.
 fn page_response(req: &HttpRequest, content_type: &str, body: String) -> HttpResponse {
-    let etag = format!("\"{}\"", &Digest::of(body.as_bytes()).hex()[..32]);
+    // Of the type too: two types of one HTML page are two representations (RFC 9110 8.8.1).
+    let etag = format!("\"{}\"", &Digest::of([content_type.as_bytes(), b"\n", body.as_bytes()].concat().as_slice()).hex()[..32]);
     if wharf_format::download::not_modified(req, &etag) {
         return HttpResponse::NotModified().insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept")).finish();
     }

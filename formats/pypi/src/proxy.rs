@@ -293,6 +293,9 @@ impl Proxy {
             _ => None,
         };
         let length = res.content_length();
+        let etag = expected.as_ref().map(|d| format!("\"{}\"", d.hex()));
+        // The JSON API reading a small wheel fills the cache, but is no client's download.
+        let counts = want.counts_as_download();
         let (meta, downloads) = (self.env.meta.clone(), self.env.downloads.clone());
         let (normalized, filename) = (normalized.to_string(), filename.to_string());
         let label = format!("{}/{filename}", self.cfg.name);
@@ -317,11 +320,17 @@ impl Proxy {
             };
             let path = asset.path.clone();
             meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())?;
-            downloads.record(repo, &path);
+            if counts {
+                downloads.record(repo, &path);
+            }
             Ok(())
         });
         let mut out = HttpResponse::Ok();
         out.content_type(content_type).insert_header((header::CACHE_CONTROL, "max-age=31536000, immutable"));
+        // The last chunk goes out only once the bytes are seen to have this digest.
+        if let Some(etag) = etag {
+            out.insert_header((header::ETAG, etag));
+        }
         let response = match length {
             Some(n) => out.body(SizedStream::new(n, body)),
             None => out.streaming(body),
