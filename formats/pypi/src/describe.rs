@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use wharf_format::{Asset, BlobError, BlobStore, ComponentKey, DescribeError, Digest, MetaStore};
 
 use crate::archive;
-use crate::index::SMALL_WHEEL_BYTES;
+use crate::index::{small_wheel, SMALL_WHEEL_BYTES};
 use crate::meta;
 
 pub(crate) async fn describe(meta: &dyn MetaStore, blobs: &BlobStore, repo: i64, _component: &ComponentKey, assets: &[Asset]) -> Result<Value, DescribeError> {
@@ -78,7 +78,7 @@ async fn core_metadata(meta: &dyn MetaStore, blobs: &BlobStore, repo: i64, file:
         Some(hex) => Some(format!("sha256:{hex}")),
         None => meta.get(repo, &format!("{}.metadata", file.path)).await?.and_then(|m| m.digest),
     };
-    let small_wheel = file.path.ends_with(".whl") && file.size <= SMALL_WHEEL_BYTES;
+    let small_wheel = small_wheel(&file.path, Some(file.size));
     let (digest, limit, in_wheel) = match (kept, small_wheel) {
         (Some(d), _) => (d, archive::MAX_METADATA, false),
         (None, true) => (file.digest.clone().unwrap_or_default(), SMALL_WHEEL_BYTES as u64, true),

@@ -7,7 +7,6 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use wharf_format::Digest;
 
 use crate::model::{self, html_escape, negotiate, Representation};
 
@@ -44,10 +43,14 @@ pub struct FileEntry {
 /// Source distributions always keep theirs: it spares a build, not a download.
 pub const SMALL_WHEEL_BYTES: i64 = 16 << 10;
 
-/// The PEP 658 metadata a page advertises for `f`: see [`SMALL_WHEEL_BYTES`].
+/// Whether a file is a wheel pages list without its metadata: see [`SMALL_WHEEL_BYTES`].
+pub fn small_wheel(filename: &str, size: Option<i64>) -> bool {
+    filename.ends_with(".whl") && size.is_some_and(|n| n <= SMALL_WHEEL_BYTES)
+}
+
+/// The PEP 658 metadata a page advertises for `f`.
 fn advertised_metadata(f: &FileEntry) -> Option<&str> {
-    let small_wheel = f.filename.ends_with(".whl") && f.size.is_some_and(|n| n <= SMALL_WHEEL_BYTES);
-    f.core_metadata.as_deref().filter(|_| !small_wheel)
+    f.core_metadata.as_deref().filter(|_| !small_wheel(&f.filename, f.size))
 }
 
 /// A project page: `files` are served under `<base>/packages/<normalized>/<filename>`.
@@ -177,7 +180,9 @@ fn html_response(req: &HttpRequest, html: String, accept: Option<&str>) -> HttpR
 /// project of thousands of files runs to megabytes) is answered with a 304 instead.
 fn page_response(req: &HttpRequest, content_type: &str, body: String) -> HttpResponse {
     // Of the type too: two types of one HTML page are two representations (RFC 9110 8.8.1).
-    let etag = format!("\"{}\"", &Digest::of([content_type.as_bytes(), b"\n", body.as_bytes()].concat().as_slice()).hex()[..32]);
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::new().chain_update(content_type).chain_update(b"\n").chain_update(&body).finalize();
+    let etag = format!("\"{}\"", hex::encode(&hash[..16]));
     if wharf_format::download::not_modified(req, &etag) {
         return HttpResponse::NotModified().insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept")).finish();
     }

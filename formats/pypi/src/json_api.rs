@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::archive;
 use crate::error::PypiError;
-use crate::index::{FileEntry, SMALL_WHEEL_BYTES};
+use crate::index::{small_wheel, FileEntry, SMALL_WHEEL_BYTES};
 use crate::model;
 use crate::source::{Result, Source};
 use crate::version::Version;
@@ -111,7 +111,7 @@ async fn metadata_of(src: &dyn Source, normalized: &str, files: &[&FileEntry]) -
     let bytes = match ordered.first() {
         Some(f) => read(src, normalized, &format!("{}.metadata", f.filename), MAX_METADATA).await?,
         None => {
-            let small = files.iter().find(|f| f.filename.ends_with(".whl") && f.size.is_some_and(|n| n <= SMALL_WHEEL_BYTES))?;
+            let small = files.iter().find(|f| small_wheel(&f.filename, f.size))?;
             let wheel = read(src, normalized, &small.filename, SMALL_WHEEL_BYTES as usize).await?;
             archive::wheel_metadata_in(&wheel).ok()??.into()
         }
