@@ -154,30 +154,43 @@ fn deleted_images_are_freed_exactly_and_what_is_shared_or_named_stays() {
     let freed_now: HashSet<&String> = [&b.top_digest, &c.top_digest].into_iter().collect();
     dry_run_until(&server, 2);
 
-    // The Docker clean-up unlinks what no remaining manifest uses: L3 and b's config, L4 and c's config.
+    // The Docker clean-up unlinks what no remaining manifest uses: L3 and b's config, L4 and c's
+    // config; and frees their bytes beside its run (nothing else names them, and the grace period
+    // has passed for them: the manifests pushed after them are past it).
+    let unlinked: HashSet<String> = [b.blobs[1].clone(), b.blobs[2].clone(), c.blobs[0].clone(), c.blobs[1].clone()].into();
+    assert!(!unlinked.contains(&a.blobs[1]), "L2 is a's too");
+    let size_of = |d: &String| {
+        if *d == b.top_digest || b.blobs.contains(d) {
+            oci::blob_size(&tmp.path().join("b"), d)
+        } else {
+            oci::blob_size(&tmp.path().join("c"), d)
+        }
+    };
+    let unlinked_bytes: u64 = unlinked.iter().map(size_of).sum();
     let task = docker_cleanup_task(&server);
     let t = run_task(&server, &task);
     assert_eq!(t["lastRunResult"], "OK", "{t}");
-    assert!(t["message"].as_str().unwrap().contains("removed 0 unused manifests and 4 unused blob links"), "{t}");
+    assert_eq!(t["message"], format!("docker-hosted: removed 0 unused manifests and 4 unused blob links; freed 4 blobs, {unlinked_bytes} bytes"), "{t}");
+    let (files_mid, bytes_mid) = on_disk(&server);
+    assert_eq!(bytes_before - bytes_mid, unlinked_bytes, "the task's run freed exactly what it unlinked");
+    assert_eq!(files_before.difference(&files_mid).cloned().collect::<HashSet<String>>(), unlinked);
+    let runs = admin_json(&server, Method::GET, &format!("/service/rest/v1/tasks/{task}/runs"), None).1;
+    assert_eq!(runs["items"][0]["report"]["repositories"]["docker-hosted"]["freed"], json!({"blobCount": 4, "bytes": unlinked_bytes}), "{runs}");
 
-    let mut expected: HashSet<String> = freed_now.into_iter().cloned().collect();
-    expected.extend([b.blobs[1].clone(), b.blobs[2].clone(), c.blobs[0].clone(), c.blobs[1].clone()]);
-    assert!(!expected.contains(&a.blobs[1]), "L2 is a's too");
-    let expected_bytes: u64 = expected
-        .iter()
-        .map(|d| if *d == b.top_digest || b.blobs.contains(d) { oci::blob_size(&tmp.path().join("b"), d) } else { oci::blob_size(&tmp.path().join("c"), d) })
-        .sum();
+    // The compaction frees the rest: the two manifests' own bytes.
+    let expected: HashSet<String> = freed_now.into_iter().cloned().collect();
+    let expected_bytes: u64 = expected.iter().map(size_of).sum();
     let report = dry_run_until(&server, expected.len() as u64);
     assert_eq!(report["bytes"], expected_bytes, "{report}");
-    assert_eq!(on_disk(&server).1, bytes_before, "a dry run deletes nothing");
+    assert_eq!(on_disk(&server).1, bytes_mid, "a dry run deletes nothing");
 
     let t = run_task(&server, "compact-blob-stores");
     assert_eq!(t["lastRunResult"], "OK", "{t}");
     assert_eq!(t["message"], format!("deleted {} blobs, {expected_bytes} bytes", expected.len()), "{t}");
     let (files_after, bytes_after) = on_disk(&server);
-    assert_eq!(bytes_before - bytes_after, expected_bytes, "bytes on disk fell by exactly what nothing names");
+    assert_eq!(bytes_before - bytes_after, expected_bytes + unlinked_bytes, "bytes on disk fell by exactly what nothing names");
     let gone: HashSet<String> = files_before.difference(&files_after).cloned().collect();
-    assert_eq!(gone, expected);
+    assert_eq!(gone, expected.union(&unlinked).cloned().collect());
     assert_eq!(compact(&server, true)["blobCount"], 0, "nothing left to collect");
 
     // What stays pulls whole, and the PyPI file's metadata is still served.
@@ -714,6 +727,94 @@ fn chrono_like(s: &str) -> i64 {
     ((days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]) * 1000) + frac.parse::<i64>().unwrap()
 }
 
+/// The untagged-manifests task frees the bytes of what it unlinks beside its run, but only what
+/// a compaction would: a blob another image still links stays, and with a grace period longer
+/// than the content's age nothing goes (the compaction takes it once the period has passed).
+#[test]
+fn a_task_frees_what_it_unlinks_only_where_a_compaction_would() {
+    // Another image links `common`: only the untagged manifest, its config and its own layer go.
+    let server = TestServer::start_with_env(GC_ENV);
+    let left = Registry { server: &server, http: common::client(), image: "left", sha512: false };
+    let right = Registry { server: &server, http: common::client(), image: "right", sha512: false };
+    let common = left.blob(b"a layer both images use");
+    right.blob(b"a layer both images use");
+    let (config, own) = (left.blob(b"{\"architecture\":\"arm64\",\"os\":\"linux\"}"), left.blob(b"a layer only the untagged manifest uses"));
+    let untagged = left.image(&config, &[&common, &own], None, None);
+    let right_config = right.blob(b"{\"architecture\":\"amd64\",\"os\":\"linux\"}");
+    right.image(&right_config, &[&common], None, Some("kept"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (files_before, bytes_before) = on_disk(&server);
+    let freed_bytes = left.size(&untagged) + config.1 + own.1;
+    let t = run_task(&server, &docker_cleanup_task(&server));
+    assert_eq!(t["message"], format!("docker-hosted: removed 1 unused manifests and 3 unused blob links; freed 3 blobs, {freed_bytes} bytes"), "{t}");
+    let (files_after, bytes_after) = on_disk(&server);
+    assert_eq!(bytes_before - bytes_after, freed_bytes as u64);
+    let gone: HashSet<String> = files_before.difference(&files_after).cloned().collect();
+    assert_eq!(gone, [untagged.clone(), config.0.clone(), own.0.clone()].into(), "the shared layer stays");
+    assert_eq!(right.get("blobs", &common.0), StatusCode::OK);
+    assert_eq!(right.get("manifests", "kept"), StatusCode::OK);
+    drop(server);
+
+    // Within the grace period: unlinked, and left for a later compaction.
+    let young = TestServer::start_with_env(&[("WHARF_UPLOADS__TTL_SECS", "1"), ("WHARF_GC__GRACE_SECS", "3600"), ("WHARF_GC__SCHEDULE", "")]);
+    let reg = Registry { server: &young, http: common::client(), image: "young", sha512: false };
+    let config = reg.blob(b"{\"architecture\":\"s390x\",\"os\":\"linux\"}");
+    let layer = reg.blob(b"a layer pushed within the grace period");
+    let untagged = reg.image(&config, &[&layer], None, None);
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = on_disk(&young);
+    let task = docker_cleanup_task(&young);
+    let t = run_task(&young, &task);
+    assert_eq!(t["message"], "docker-hosted: removed 1 unused manifests and 2 unused blob links", "{t}");
+    let runs = admin_json(&young, Method::GET, &format!("/service/rest/v1/tasks/{task}/runs"), None).1;
+    assert_eq!(runs["items"][0]["report"]["repositories"]["docker-hosted"]["freed"], json!({"blobCount": 0, "bytes": 0}), "{runs}");
+    assert_eq!(reg.get("manifests", &untagged), StatusCode::NOT_FOUND);
+    assert_eq!(on_disk(&young), before, "nothing freed within the grace period");
+}
+
+/// A cleanup run frees the bytes of what its policies delete beside the run, as the Docker task
+/// does: the deleted project's files go from disk at once, the kept one's stay and install.
+#[test]
+fn a_cleanup_run_frees_what_it_deletes() {
+    let server = TestServer::start_with_env(GC_ENV);
+    let tmp = tempfile::tempdir().unwrap();
+    let (status, v) = admin_json(
+        &server,
+        Method::POST,
+        "/service/rest/v1/cleanup-policies",
+        Some(json!({"name": "gone", "format": "pypi", "criteriaAssetRegex": "packages/gc-gone/.*"})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let body =
+        json!({"name": "pypi-hosted", "online": true, "storage": {"blobStoreName": "default", "writePolicy": "allow"}, "cleanup": {"policyNames": ["gone"]}});
+    let (status, v) = admin_json(&server, Method::PUT, "/service/rest/v1/repositories/pypi/hosted/pypi-hosted", Some(body));
+    assert_eq!(status, StatusCode::NO_CONTENT, "{v}");
+    let (gone, kept) = (dist(tmp.path(), "gc-gone", "1.0"), dist(tmp.path(), "gc-stays", "1.0"));
+    let repo_url = format!("{}/repository/pypi-hosted/", server.base);
+    ok(Command::new("twine")
+        .args(["upload", "--non-interactive", "--disable-progress-bar", "--repository-url", &repo_url, "-u", "admin", "-p", ADMIN_PASSWORD])
+        .args([&gone, &kept])
+        .output()
+        .unwrap());
+    std::thread::sleep(Duration::from_millis(1500));
+    let (files_before, bytes_before) = on_disk(&server);
+
+    let (status, report) = admin_json(&server, Method::POST, "/service/rest/v1/cleanup-policies/run?repository=pypi-hosted", None);
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["componentsDeleted"], 1, "{report}");
+    let (files_after, bytes_after) = on_disk(&server);
+    let freed: HashSet<String> = files_before.difference(&files_after).cloned().collect();
+    let wheel = format!("sha256:{}", sha256_hex(&std::fs::read(&gone).unwrap()));
+    assert!(freed.contains(&wheel), "the deleted wheel's bytes are gone: {freed:?}");
+    assert!(files_after.contains(&format!("sha256:{}", sha256_hex(&std::fs::read(&kept).unwrap()))), "the kept wheel's bytes stay");
+    assert_eq!(report["freed"], json!({"blobCount": freed.len(), "bytes": bytes_before - bytes_after}), "{report}");
+    assert_eq!(report["repositories"][0]["freed"], report["freed"], "{report}");
+    assert_eq!(compact(&server, true)["blobCount"], 0, "nothing left for a compaction: {report}");
+    let site = tmp.path().join("site");
+    let index = common::pypi::index_url(&server, "pypi-hosted");
+    ok(common::pypi::pip(&["install", "--no-cache-dir", "--target", site.to_str().unwrap(), "--index-url", &index, "gc-stays"]));
+}
+
 /// Pushes with the registry API (monolithic blob uploads), for manifests skopeo does not make:
 /// indexes of untagged children, referrers.
 struct Registry<'a> {
@@ -843,6 +944,8 @@ fn untagged_manifests_go_and_what_a_tag_reaches_stays() {
     // olderThanDays 0 still spares what is younger than the upload TTL (1 s here).
     std::thread::sleep(Duration::from_millis(1500));
 
+    // What the run frees beside it: the removed manifests' own bytes and the layers only they used.
+    let freed_bytes = [&m3, &u, &ru, &m4, &j].map(|d| reg.size(d)).iter().sum::<usize>() + own2.1 + own3.1 + own4.1;
     let task = docker_cleanup_task(&server);
     let t = run_task(&server, &task);
     assert_eq!(t["lastRunResult"], "OK", "{t}");
@@ -851,7 +954,7 @@ fn untagged_manifests_go_and_what_a_tag_reaches_stays() {
     let gone = [("m3", &m3), ("u", &u), ("ru", &ru), ("m4", &m4), ("j", &j)];
     assert_eq!(status(&kept), kept.map(|(n, _)| format!("{n} 200")), "{t}");
     assert_eq!(status(&gone), gone.map(|(n, _)| format!("{n} 404")), "{t}");
-    assert_eq!(t["message"], "docker-hosted: removed 5 unused manifests and 3 unused blob links", "{t}");
+    assert_eq!(t["message"], format!("docker-hosted: removed 5 unused manifests and 3 unused blob links; freed 8 blobs, {freed_bytes} bytes"), "{t}");
     for tag in ["idx", "signed"] {
         assert_eq!(reg.get("manifests", tag), StatusCode::OK, "tag {tag}");
     }
@@ -885,11 +988,12 @@ fn sha512_content_is_kept_while_a_tag_reaches_it_and_freed_when_nothing_does() {
     let idx = reg.index(&[&m1], Some("idx512"));
     assert!(idx.starts_with("sha256:"), "a tag push is known by sha256");
     std::thread::sleep(Duration::from_millis(1500));
+    let freed_bytes = reg.size(&m2) + own2.1;
 
     let task = docker_cleanup_task(&server);
     let t = run_task(&server, &task);
     assert_eq!(t["lastRunResult"], "OK", "{t}");
-    assert_eq!(t["message"], "docker-hosted: removed 1 unused manifests and 1 unused blob links", "{t}");
+    assert_eq!(t["message"], format!("docker-hosted: removed 1 unused manifests and 1 unused blob links; freed 2 blobs, {freed_bytes} bytes"), "{t}");
     for (n, d) in [("m1", &m1), ("idx", &idx)] {
         assert_eq!(reg.get("manifests", d), StatusCode::OK, "{n} is reached by the tag");
     }
@@ -899,16 +1003,9 @@ fn sha512_content_is_kept_while_a_tag_reaches_it_and_freed_when_nothing_does() {
     }
     assert_eq!(reg.get("blobs", &own2.0), StatusCode::NOT_FOUND);
 
-    // The blob store pass: the bytes of the link that went are freed (once the grace period
-    // has passed: polled), those of every kept sha512 link stay.
+    // The run freed the bytes of the link that went; those of every kept sha512 link stay.
     let stored = |bytes: &[u8]| format!("sha256:{}", sha256_hex(bytes));
-    let freed = stored(b"sha512 layer only an untagged manifest uses");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while on_disk(&server).0.contains(&freed) {
-        assert!(Instant::now() < deadline, "the unused layer's bytes were never collected");
-        compact(&server, false);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    assert!(!on_disk(&server).0.contains(&stored(b"sha512 layer only an untagged manifest uses")), "the unused layer's bytes were freed");
     let disk = on_disk(&server).0;
     for kept in [&b"sha512 shared layer"[..], b"sha512 layer of a child the tag reaches"] {
         assert!(disk.contains(&stored(kept)), "kept bytes stay on disk");

@@ -126,6 +126,60 @@ pub async fn collect(state: &AppState, store: Option<&str>, opts: Options, stop:
     Ok(report)
 }
 
+/// Frees, as a task run hands them over, blobs of `store` the run has just stopped linking
+/// (`TaskRun::released`): while the run commits its next removals, the blobs of the last ones
+/// are judged, marked, deleted and forgotten page by page as a compaction's are, so the same
+/// rules keep a blob that another asset names, that a writer touched within the grace period,
+/// or that a writer links meanwhile. What it keeps waits for the next compaction; so does the
+/// rest once `stop` is asked. Ends when `released` does.
+pub async fn free_released(state: &AppState, store: &str, released: impl futures::Stream<Item = Vec<String>>, stop: &Stop) -> Result<StoreReport, GcError> {
+    let mut r = StoreReport { blob_store: store.to_string(), ..Default::default() };
+    let snap = state.registry.snapshot();
+    let blob_store = snap.blob_stores.get(store).cloned().ok_or_else(|| GcError::NoSuchStore(store.to_string()))?;
+    if let Some(other) = shares_directory(&snap.blob_stores, store, &blob_store) {
+        r.skipped = Some(format!("shares its directory with blob store {other}: not collected"));
+        return Ok(r);
+    }
+    let grace = Duration::from_secs(state.cfg.gc.grace_secs);
+    let pass = Pass { db: &state.db, name: store, store: &blob_store, cutoff: now_millis() - grace.as_millis() as i64, dry_run: false, full_scan: false, stop };
+    // Pages of up to BATCH, as a compaction's: a page's transactions and its trips to the
+    // store, not its rows, are what cost; a page waits for the run's next batches until it is
+    // full or the run ends.
+    let released = std::pin::pin!(released);
+    let pages = futures::stream::unfold((released, Vec::new()), |(mut released, mut digests): (_, Vec<String>)| async move {
+        loop {
+            if stop.requested() {
+                return None;
+            }
+            match released.next().await {
+                Some(more) => {
+                    digests.extend(more);
+                    if digests.len() < BATCH as usize {
+                        continue;
+                    }
+                }
+                None if digests.is_empty() => return None,
+                None => {}
+            }
+            digests.sort_unstable();
+            digests.dedup();
+            let rest = digests.split_off(digests.len().min(BATCH as usize));
+            return Some((std::mem::take(&mut digests), (released, rest)));
+        }
+    });
+    let candidates = pages.map(|digests| Ok::<_, GcError>(digests.into_iter().map(|digest| blobs::Candidate { digest, size: 0 }).collect()));
+    let mut swept = std::pin::pin!(candidates.map_ok(|page| pass.sweep_page(page)).try_buffered(2));
+    while let Some(s) = swept.try_next().await? {
+        r.blob_count += s.count;
+        r.bytes += s.bytes;
+        r.deferred += s.deferred;
+    }
+    if r.blob_count > 0 {
+        tracing::info!(blob_store = store, blobs = r.blob_count, bytes = r.bytes, "freed what a task unlinked");
+    }
+    Ok(r)
+}
+
 /// Another file store whose directory is this one's, or inside it, or around it. (S3 stores
 /// are checked for overlap when they are created.)
 fn shares_directory(all: &std::collections::HashMap<String, Arc<BlobStore>>, name: &str, store: &BlobStore) -> Option<String> {

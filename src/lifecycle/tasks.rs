@@ -252,13 +252,30 @@ async fn run_format_task(state: &AppState, format: &str, type_id: &str, props: &
             break;
         }
         let min_age_ms = (state.cfg.uploads.ttl_secs as i64).saturating_mul(1000);
-        match r.repo.run_task(type_id, TaskRun { properties: props, stop, min_age_ms }).await {
-            None => {}
-            Some(Ok(report)) => {
+        // What the run unlinks is freed beside it (see `gc::free_released`).
+        let (tx, unlinked) = futures::channel::mpsc::unbounded::<Vec<String>>();
+        let task = async move {
+            let released = move |digests: Vec<String>| {
+                // Refused only once the freeing has ended (a stop): the next compaction frees those.
+                let _ = tx.unbounded_send(digests);
+            };
+            r.repo.run_task(type_id, TaskRun { properties: props, stop, min_age_ms, released: &released }).await
+        };
+        let (ran, freed) = futures::join!(task, super::gc::free_released(state, &r.config.blob_store, unlinked, stop));
+        let freed = freed.map_err(|e| format!("{}: {e}", r.config.name));
+        match (ran, freed) {
+            (None, _) => {}
+            (Some(Ok(report)), Ok(freed)) => {
                 total += report.assets_deleted;
-                per_repo.insert(r.config.name.clone(), serde_json::to_value(&report).unwrap_or_default());
+                let mut v = serde_json::to_value(&report).unwrap_or_default();
+                if freed.blob_count > 0 {
+                    v["message"] = json!(format!("{}; freed {} blobs, {} bytes", report.message, freed.blob_count, freed.bytes));
+                }
+                v["freed"] = json!({ "blobCount": freed.blob_count, "bytes": freed.bytes });
+                per_repo.insert(r.config.name.clone(), v);
             }
-            Some(Err(e)) => failures.push(format!("{}: {e}", r.config.name)),
+            (Some(Err(e)), _) => failures.push(format!("{}: {e}", r.config.name)),
+            (Some(Ok(_)), Err(e)) => failures.push(e),
         }
     }
     if !failures.is_empty() {

@@ -57,6 +57,12 @@ pub struct TaskRun<'a> {
     /// Content younger than this (milliseconds) is never judged unused, whatever the task's
     /// properties say: an upload may still be completing it (the server's upload session TTL).
     pub min_age_ms: i64,
+    /// Takes the digests (as assets record them) of content the run has just stopped linking,
+    /// batch by batch as its removals commit. The server frees at once, beside the run, those
+    /// that nothing else names and nobody touched within the grace period, as a compaction
+    /// would: an admin who runs a clean-up gets the disk back without waiting for the night's
+    /// compaction. A dry run hands over nothing.
+    pub released: &'a dyn Fn(Vec<String>),
 }
 
 /// What a run did on one repository.

@@ -121,6 +121,8 @@ impl Hosted {
                         gone
                     };
                     progressed |= !gone.is_empty();
+                    // A manifest's own bytes (its `ref` rows have none).
+                    (run.released)(gone.iter().filter_map(|k| c.manifests[*k].digest.clone()).collect());
                     for k in gone {
                         removed_manifests.push(format!("{}@{}", k.0, k.1));
                         removed.insert(k.clone());
@@ -156,15 +158,23 @@ impl Hosted {
             if run.stop.requested() {
                 break;
             }
-            if dry_run || self.remove_blob_links(batch).await? {
+            if dry_run {
                 removed_blobs += batch.len() as u64;
                 continue;
             }
+            if self.remove_blob_links(batch).await? {
+                removed_blobs += batch.len() as u64;
+                (run.released)(batch.iter().filter_map(|(_, _, b)| b.digest.clone()).collect());
+                continue;
+            }
+            let mut gone = Vec::new();
             for link in batch {
                 if self.remove_blob_links(std::slice::from_ref(link)).await? {
                     removed_blobs += 1;
+                    gone.extend(link.2.digest.clone());
                 }
             }
+            (run.released)(gone);
         }
         let verb = if dry_run { "would remove" } else { "removed" };
         Ok(TaskReport {

@@ -29,7 +29,7 @@ use wharf_format::{now_millis, Asset, Audit as _, AuditEvent, ConfigError, MetaE
 
 use self::evaluate::Component;
 use self::policy::Policy;
-pub use self::report::{CleanupReport, Failure, PlannedAsset, PlannedComponent, RepositoryReport, SkippedPolicy};
+pub use self::report::{CleanupReport, Failure, PlannedAsset, PlannedComponent, Reclaimed, RepositoryReport, SkippedPolicy};
 use crate::db::{cleanup as rows, DbError};
 use crate::state::AppState;
 
@@ -207,6 +207,8 @@ pub async fn run_cleanup(
         report.components_deleted += rr.components_deleted;
         report.assets_deleted += rr.assets_deleted;
         report.bytes_freed += rr.bytes_freed;
+        report.freed.blob_count += rr.freed.blob_count;
+        report.freed.bytes += rr.freed.bytes;
         report.repositories.push(rr);
     }
     report.stopped = stop.requested();
@@ -252,7 +254,11 @@ async fn clean_repository(
     let mut reader = Reader::new(state, r);
     let mut gone = Freed::default();
     let mut steps = 0;
+    // What the run deletes is freed beside it (see `gc::free_released`).
+    let (released, unlinked) = futures::channel::mpsc::unbounded::<Vec<String>>();
     let outcome = async {
+        // Moved in: the freeing ends when the run does.
+        let released = released;
         while let Some(batch) = reader.next().await? {
             for (i, chosen) in judge(r, policies, &batch, reader.versions()).await {
                 if stop.requested() {
@@ -289,6 +295,8 @@ async fn clean_repository(
                             detail: serde_json::json!({ "policies": chosen_by, "assets": removed.iter().map(|a| a.path.clone()).collect::<Vec<_>>() }),
                         });
                         gone.add(&removed);
+                        // Refused only once the freeing has ended (a stop): the next compaction frees those.
+                        let _ = released.unbounded_send(removed.iter().filter_map(|a| a.digest.clone()).collect());
                     }
                     Err(e) => {
                         tracing::warn!(repository = %name, component = %label(c), error = %e, "cleanup could not delete a component");
@@ -298,8 +306,13 @@ async fn clean_repository(
             }
         }
         Ok(())
+    };
+    let (outcome, freed) = futures::join!(outcome, crate::lifecycle::gc::free_released(state, &r.config.blob_store, unlinked, stop));
+    match freed {
+        Ok(f) => rr.freed = Reclaimed { blob_count: f.blob_count, bytes: f.bytes },
+        // Left for the next compaction.
+        Err(e) => tracing::warn!(repository = %name, error = %e, "cleanup could not free what it deleted"),
     }
-    .await;
     rr.components_deleted = rr.components.len();
     // What went before an error is freed all the same.
     rr.bytes_freed = gone.bytes(state, &r.config.blob_store, dry_run).await?;

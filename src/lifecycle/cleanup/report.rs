@@ -89,10 +89,21 @@ pub struct RepositoryReport {
     /// Bytes of content no asset on the blob store refers to any more (garbage collection
     /// reclaims them after its grace period).
     pub bytes_freed: i64,
+    /// Of those, what the run deleted from the blob store itself (the rest is younger than the
+    /// grace period, or still named elsewhere, and waits for a compaction).
+    pub freed: Reclaimed,
     pub failed: Vec<Failure>,
     /// Why the repository's run ended early (its listing failed): what it deleted before is
     /// reported, the other repositories are cleaned all the same.
     pub error: Option<String>,
+}
+
+/// Blobs a run deleted from its blob store, and their bytes.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Reclaimed {
+    pub blob_count: u64,
+    pub bytes: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -106,6 +117,7 @@ pub struct CleanupReport {
     pub components_deleted: usize,
     pub assets_deleted: usize,
     pub bytes_freed: i64,
+    pub freed: Reclaimed,
 }
 
 impl CleanupReport {
@@ -114,6 +126,9 @@ impl CleanupReport {
         let verb = if self.dry_run { "would delete" } else { "deleted" };
         let mut line =
             format!("{verb} {} components ({} assets); {} bytes no longer referenced", self.components_deleted, self.assets_deleted, self.bytes_freed);
+        if self.freed.blob_count > 0 {
+            line.push_str(&format!("; freed {} blobs, {} bytes", self.freed.blob_count, self.freed.bytes));
+        }
         let count = |f: &dyn Fn(&RepositoryReport) -> usize| self.repositories.iter().map(f).sum::<usize>();
         let (failed, skipped, broken) = (count(&|r| r.failed.len()), count(&|r| r.skipped_policies.len()), count(&|r| usize::from(r.error.is_some())));
         for (n, what) in [(failed, "components not deleted"), (skipped, "policies skipped"), (broken, "repositories failed")] {
