@@ -126,58 +126,117 @@ pub async fn collect(state: &AppState, store: Option<&str>, opts: Options, stop:
     Ok(report)
 }
 
+/// What a run's own freeing deleted from its blob store ([`free_released`]).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Reclaimed {
+    pub blob_count: u64,
+    pub bytes: u64,
+    /// Marked, but left for the next compaction (the deletion lease ran short).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deferred: u64,
+    /// Why the freeing stopped early or did not run; what is left waits for a compaction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl Reclaimed {
+    /// `"; freed N blobs, B bytes"` and what went wrong, for a run's line; empty when nothing
+    /// was freed and nothing failed.
+    pub fn suffix(&self) -> String {
+        let mut s = String::new();
+        if self.blob_count > 0 {
+            s.push_str(&format!("; freed {} blobs, {} bytes", self.blob_count, self.bytes));
+        }
+        if let Some(e) = &self.error {
+            s.push_str(&format!("; freeing stopped ({e})"));
+        }
+        s
+    }
+
+    pub fn add(&mut self, other: &Reclaimed) {
+        self.blob_count += other.blob_count;
+        self.bytes += other.bytes;
+        self.deferred += other.deferred;
+    }
+}
+
 /// Frees, as a task run hands them over, blobs of `store` the run has just stopped linking
 /// (`TaskRun::released`): while the run commits its next removals, the blobs of the last ones
 /// are judged, marked, deleted and forgotten page by page as a compaction's are, so the same
 /// rules keep a blob that another asset names, that a writer touched within the grace period,
 /// or that a writer links meanwhile. What it keeps waits for the next compaction; so does the
-/// rest once `stop` is asked. Ends when `released` does.
-pub async fn free_released(state: &AppState, store: &str, released: impl futures::Stream<Item = Vec<String>>, stop: &Stop) -> Result<StoreReport, GcError> {
-    let mut r = StoreReport { blob_store: store.to_string(), ..Default::default() };
+/// rest once `stop` is asked or a page fails (the run goes on: its removals are committed).
+/// Ends when `released` does.
+pub async fn free_released(state: &AppState, store: &str, released: impl futures::Stream<Item = Vec<String>>, stop: &Stop) -> Reclaimed {
+    let mut r = Reclaimed::default();
     let snap = state.registry.snapshot();
-    let blob_store = snap.blob_stores.get(store).cloned().ok_or_else(|| GcError::NoSuchStore(store.to_string()))?;
+    let Some(blob_store) = snap.blob_stores.get(store).cloned() else {
+        r.error = Some(format!("no blob store named {store}"));
+        return r;
+    };
     if let Some(other) = shares_directory(&snap.blob_stores, store, &blob_store) {
-        r.skipped = Some(format!("shares its directory with blob store {other}: not collected"));
-        return Ok(r);
+        let why = format!("blob store {store} shares its directory with blob store {other}: not collected");
+        tracing::error!(blob_store = %store, "{why}");
+        r.error = Some(why);
+        return r;
     }
     let grace = Duration::from_secs(state.cfg.gc.grace_secs);
     let pass = Pass { db: &state.db, name: store, store: &blob_store, cutoff: now_millis() - grace.as_millis() as i64, dry_run: false, full_scan: false, stop };
-    // Pages of up to BATCH, as a compaction's: a page's transactions and its trips to the
-    // store, not its rows, are what cost; a page waits for the run's next batches until it is
-    // full or the run ends.
-    let released = std::pin::pin!(released);
-    let pages = futures::stream::unfold((released, Vec::new()), |(mut released, mut digests): (_, Vec<String>)| async move {
+    let pages = pages_of(released, stop);
+    let candidates = pages.map(|digests| Ok::<_, GcError>(digests.into_iter().map(|digest| blobs::Candidate { digest, size: 0 }).collect()));
+    let mut swept = std::pin::pin!(candidates.map_ok(|page| pass.sweep_page(page)).try_buffered(2));
+    loop {
+        match swept.try_next().await {
+            Ok(Some(s)) => {
+                r.blob_count += s.count;
+                r.bytes += s.bytes;
+                r.deferred += s.deferred;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(blob_store = %store, error = %e, "freeing what a task unlinked stopped; the next compaction frees the rest");
+                r.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if r.blob_count > 0 {
+        tracing::info!(blob_store = store, blobs = r.blob_count, bytes = r.bytes, "freed what a task unlinked");
+    }
+    r
+}
+
+/// The digests a run hands over, in pages of up to [`BATCH`] in digest order, as a compaction's:
+/// a page's transactions and its trips to the store, not its rows, are what cost, so a page
+/// waits for the run's next batches until it is full or the run ends. Ends at a stop.
+fn pages_of<'a>(released: impl futures::Stream<Item = Vec<String>> + 'a, stop: &'a Stop) -> impl futures::Stream<Item = Vec<String>> + 'a {
+    let released = Box::pin(released.fuse());
+    futures::stream::unfold((released, Vec::new()), move |(mut released, mut digests): (_, Vec<String>)| async move {
         loop {
             if stop.requested() {
                 return None;
             }
-            match released.next().await {
-                Some(more) => {
-                    digests.extend(more);
-                    if digests.len() < BATCH as usize {
+            if digests.len() < BATCH as usize {
+                match released.next().await {
+                    Some(more) => {
+                        digests.extend(more);
                         continue;
                     }
+                    None if digests.is_empty() => return None,
+                    None => {}
                 }
-                None if digests.is_empty() => return None,
-                None => {}
             }
             digests.sort_unstable();
             digests.dedup();
             let rest = digests.split_off(digests.len().min(BATCH as usize));
             return Some((std::mem::take(&mut digests), (released, rest)));
         }
-    });
-    let candidates = pages.map(|digests| Ok::<_, GcError>(digests.into_iter().map(|digest| blobs::Candidate { digest, size: 0 }).collect()));
-    let mut swept = std::pin::pin!(candidates.map_ok(|page| pass.sweep_page(page)).try_buffered(2));
-    while let Some(s) = swept.try_next().await? {
-        r.blob_count += s.count;
-        r.bytes += s.bytes;
-        r.deferred += s.deferred;
-    }
-    if r.blob_count > 0 {
-        tracing::info!(blob_store = store, blobs = r.blob_count, bytes = r.bytes, "freed what a task unlinked");
-    }
-    Ok(r)
+    })
 }
 
 /// Another file store whose directory is this one's, or inside it, or around it. (S3 stores
@@ -299,14 +358,14 @@ impl Pass<'_> {
                 r.deferred += 1;
                 continue;
             }
-            r.blob_count += 1;
-            r.bytes += size as u64;
-            r.resumed += 1;
             if self.dry_run {
+                r.blob_count += 1;
+                r.bytes += size as u64;
+                r.resumed += 1;
                 continue;
             }
             let (db, store, name) = (self.db.clone(), self.store.clone(), self.name.to_string());
-            r.deferred += crate::lifecycle::unstarved(async move {
+            let outcome = crate::lifecycle::unstarved(async move {
                 let started = Instant::now();
                 let d = digest.clone();
                 let Some(mark) = db
@@ -316,11 +375,21 @@ impl Pass<'_> {
                     })
                     .await?
                 else {
-                    return Ok(0);
+                    // A writer took it over: not ours to count.
+                    return Ok::<_, GcError>(None);
                 };
-                delete_marked(&db, &store, &name, vec![(digest, size)], mark, started).await
+                Ok(Some(delete_marked(&db, &store, &name, vec![(digest, size)], mark, started).await?))
             })
             .await?;
+            match outcome {
+                Some(0) => {
+                    r.blob_count += 1;
+                    r.bytes += size as u64;
+                    r.resumed += 1;
+                }
+                Some(deferred) => r.deferred += deferred,
+                None => {}
+            }
         }
         Ok(())
     }
@@ -423,8 +492,11 @@ impl Pass<'_> {
                 .await?;
             let (count, bytes) = (batch.len() as u64, batch.iter().map(|c| c.size as u64).sum());
             let blobs = batch.into_iter().map(|c| (c.digest, c.size)).collect();
-            let deferred = delete_marked(&db, &store, &name, blobs, mark, started).await?;
-            Ok(Swept { count, bytes, deferred })
+            // Deferred is all or nothing: a page left marked frees nothing yet.
+            match delete_marked(&db, &store, &name, blobs, mark, started).await? {
+                0 => Ok(Swept { count, bytes, deferred: 0 }),
+                deferred => Ok(Swept { count: 0, bytes: 0, deferred }),
+            }
         })
         .await
     }
@@ -466,6 +538,8 @@ async fn delete_marked(db: &Db, store: &BlobStore, name: &str, batch: Vec<(Strin
 #[cfg(test)]
 mod tests {
     use std::future::Future;
+
+    use futures::StreamExt;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     use std::task::Poll;
@@ -519,6 +593,33 @@ mod tests {
             let rows: i64 = db.run_sync(|c| Ok(crate::db::schema::blobs::table.count().get_result(c)?)).unwrap();
             assert_eq!(rows, young.len() as i64, "the ledger keeps the young rows only");
         });
+    }
+
+    /// What a run hands over comes out in pages of at most a compaction's, each in digest order,
+    /// every digest once, the last page when the run ends; nothing after a stop.
+    #[test]
+    fn handed_over_digests_come_in_full_pages_and_all_of_them() {
+        let batches: Vec<Vec<String>> = vec![
+            (0..600).map(|i| format!("d{i:05}")).collect(),
+            (600..1200).rev().map(|i| format!("d{i:05}")).collect(),
+            (0..2500).map(|i| format!("d{i:05}")).collect(),
+            vec![],
+            vec!["d99999".into()],
+        ];
+        let stop = Stop::default();
+        let pages: Vec<Vec<String>> = futures::executor::block_on(super::pages_of(futures::stream::iter(batches), &stop).collect());
+        assert!(
+            pages.iter().all(|p| !p.is_empty() && p.len() <= super::BATCH as usize && p.windows(2).all(|w| w[0] < w[1])),
+            "{:?}",
+            pages.iter().map(Vec::len).collect::<Vec<_>>()
+        );
+        let all: Vec<&String> = pages.iter().flatten().collect();
+        let distinct: std::collections::BTreeSet<&String> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), 2501, "every digest handed over comes out");
+        assert!(all.len() < 2501 + 1200, "duplicates within a page are dropped");
+        stop.request();
+        let after_stop: Vec<Vec<String>> = futures::executor::block_on(super::pages_of(futures::stream::iter(vec![vec!["x".to_string()]]), &stop).collect());
+        assert!(after_stop.is_empty());
     }
 
     /// A writer that needs a blob a pass has marked waits until the pass forgets it. A pass on the

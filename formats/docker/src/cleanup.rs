@@ -1,7 +1,8 @@
 //! "Docker - Delete unused manifests and images" (Nexus's task of that name, wharf's type
 //! `repository.docker.gc`): removes manifests that no tag names and that are older than
-//! `olderThanDays`, and then the image's links to blobs that no remaining manifest uses, so that
-//! garbage collection can free their bytes.
+//! `olderThanDays`, and then the image's links to blobs that no remaining manifest uses. What it
+//! removes is handed to the server as it commits (`TaskRun::released`), which frees the bytes
+//! nothing else names beside the run.
 //!
 //! What stays: every tagged manifest, and everything a kept manifest reaches: the children of
 //! a kept index, the subject of a kept referrer, and the referrers (signatures, SBOMs) of a
@@ -26,7 +27,7 @@ const LINK_BATCH: usize = 256;
 pub static TASKS: [FormatTask; 1] = [FormatTask {
     type_id: UNUSED_MANIFESTS,
     name: "Docker - Delete unused manifests and images",
-    description: "Removes untagged manifests older than olderThanDays (default 1; never younger than uploads.ttl_secs; kept while an index or a referrer's subject that is kept needs them) and the image's links to blobs no remaining manifest uses. Properties: olderThanDays, dryRun.",
+    description: "Removes untagged manifests older than olderThanDays (default 1; never younger than uploads.ttl_secs; kept while an index or a referrer's subject that is kept needs them) and the image's links to blobs no remaining manifest uses, freeing the bytes nothing else names (past gc.grace_secs). Properties: olderThanDays, dryRun.",
     validate,
 }];
 
@@ -108,11 +109,14 @@ impl Hosted {
                     // A batch holding an index and its child fails as a whole (the child is
                     // still used when the checks run) and is judged again one by one.
                     let gone: Vec<&Key> = if self.remove_manifests(batch, &c).await? {
+                        // A manifest's own bytes (its `ref` rows have none).
+                        (run.released)(batch.iter().filter_map(|k| c.manifests[*k].digest.clone()).collect());
                         batch.to_vec()
                     } else {
                         let mut gone = Vec::new();
                         for k in batch {
                             if self.remove_manifests(std::slice::from_ref(k), &c).await? {
+                                (run.released)(c.manifests[*k].digest.iter().cloned().collect());
                                 gone.push(*k);
                             } else {
                                 left.push(*k);
@@ -121,8 +125,6 @@ impl Hosted {
                         gone
                     };
                     progressed |= !gone.is_empty();
-                    // A manifest's own bytes (its `ref` rows have none).
-                    (run.released)(gone.iter().filter_map(|k| c.manifests[*k].digest.clone()).collect());
                     for k in gone {
                         removed_manifests.push(format!("{}@{}", k.0, k.1));
                         removed.insert(k.clone());
@@ -167,14 +169,12 @@ impl Hosted {
                 (run.released)(batch.iter().filter_map(|(_, _, b)| b.digest.clone()).collect());
                 continue;
             }
-            let mut gone = Vec::new();
             for link in batch {
                 if self.remove_blob_links(std::slice::from_ref(link)).await? {
                     removed_blobs += 1;
-                    gone.extend(link.2.digest.clone());
+                    (run.released)(link.2.digest.iter().cloned().collect());
                 }
             }
-            (run.released)(gone);
         }
         let verb = if dry_run { "would remove" } else { "removed" };
         Ok(TaskReport {

@@ -29,7 +29,7 @@ use wharf_format::{now_millis, Asset, Audit as _, AuditEvent, ConfigError, MetaE
 
 use self::evaluate::Component;
 use self::policy::Policy;
-pub use self::report::{CleanupReport, Failure, PlannedAsset, PlannedComponent, Reclaimed, RepositoryReport, SkippedPolicy};
+pub use self::report::{CleanupReport, Failure, PlannedAsset, PlannedComponent, RepositoryReport, SkippedPolicy};
 use crate::db::{cleanup as rows, DbError};
 use crate::state::AppState;
 
@@ -207,8 +207,7 @@ pub async fn run_cleanup(
         report.components_deleted += rr.components_deleted;
         report.assets_deleted += rr.assets_deleted;
         report.bytes_freed += rr.bytes_freed;
-        report.freed.blob_count += rr.freed.blob_count;
-        report.freed.bytes += rr.freed.bytes;
+        report.freed.add(&rr.freed);
         report.repositories.push(rr);
     }
     report.stopped = stop.requested();
@@ -308,11 +307,7 @@ async fn clean_repository(
         Ok(())
     };
     let (outcome, freed) = futures::join!(outcome, crate::lifecycle::gc::free_released(state, &r.config.blob_store, unlinked, stop));
-    match freed {
-        Ok(f) => rr.freed = Reclaimed { blob_count: f.blob_count, bytes: f.bytes },
-        // Left for the next compaction.
-        Err(e) => tracing::warn!(repository = %name, error = %e, "cleanup could not free what it deleted"),
-    }
+    rr.freed = freed;
     rr.components_deleted = rr.components.len();
     // What went before an error is freed all the same.
     rr.bytes_freed = gone.bytes(state, &r.config.blob_store, dry_run).await?;

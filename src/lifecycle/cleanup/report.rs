@@ -5,6 +5,7 @@ use serde::Serialize;
 use wharf_format::{rfc3339_millis, Asset};
 
 use super::evaluate::Component;
+use crate::lifecycle::gc::Reclaimed;
 
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,14 +99,6 @@ pub struct RepositoryReport {
     pub error: Option<String>,
 }
 
-/// Blobs a run deleted from its blob store, and their bytes.
-#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Reclaimed {
-    pub blob_count: u64,
-    pub bytes: u64,
-}
-
 #[derive(Clone, Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CleanupReport {
@@ -126,12 +119,16 @@ impl CleanupReport {
         let verb = if self.dry_run { "would delete" } else { "deleted" };
         let mut line =
             format!("{verb} {} components ({} assets); {} bytes no longer referenced", self.components_deleted, self.assets_deleted, self.bytes_freed);
-        if self.freed.blob_count > 0 {
-            line.push_str(&format!("; freed {} blobs, {} bytes", self.freed.blob_count, self.freed.bytes));
-        }
+        line.push_str(&self.freed.suffix());
         let count = |f: &dyn Fn(&RepositoryReport) -> usize| self.repositories.iter().map(f).sum::<usize>();
         let (failed, skipped, broken) = (count(&|r| r.failed.len()), count(&|r| r.skipped_policies.len()), count(&|r| usize::from(r.error.is_some())));
-        for (n, what) in [(failed, "components not deleted"), (skipped, "policies skipped"), (broken, "repositories failed")] {
+        let unfreed = count(&|r| usize::from(r.freed.error.is_some()));
+        for (n, what) in [
+            (failed, "components not deleted"),
+            (skipped, "policies skipped"),
+            (broken, "repositories failed"),
+            (unfreed, "repositories left to the compaction"),
+        ] {
             if n > 0 {
                 line.push_str(&format!("; {n} {what}"));
             }
