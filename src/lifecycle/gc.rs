@@ -152,8 +152,11 @@ impl Reclaimed {
         if self.blob_count > 0 {
             s.push_str(&format!("; freed {} blobs, {} bytes", self.blob_count, self.bytes));
         }
+        if self.deferred > 0 {
+            s.push_str(&format!("; {} left marked for the compaction", self.deferred));
+        }
         if let Some(e) = &self.error {
-            s.push_str(&format!("; freeing stopped ({e})"));
+            s.push_str(&format!("; not freed beside the run: {e}"));
         }
         s
     }
@@ -173,7 +176,16 @@ impl Reclaimed {
 /// rest once `stop` is asked or a page fails (the run goes on: its removals are committed).
 /// Ends when `released` does.
 pub async fn free_released(state: &AppState, store: &str, released: impl futures::Stream<Item = Vec<String>>, stop: &Stop) -> Reclaimed {
+    use std::sync::atomic::{AtomicBool, Ordering};
     let mut r = Reclaimed::default();
+    // After a failure no page is started, and those in flight are finished and counted.
+    let failed = AtomicBool::new(false);
+    let mut pages = std::pin::pin!(pages_of(released, || stop.requested() || failed.load(Ordering::Relaxed)).peekable());
+    // A run that hands over nothing (a dry run, nothing unused, a repository without the task)
+    // says nothing about the store.
+    if pages.as_mut().peek().await.is_none() {
+        return r;
+    }
     let snap = state.registry.snapshot();
     let Some(blob_store) = snap.blob_stores.get(store).cloned() else {
         r.error = Some(format!("no blob store named {store}"));
@@ -187,21 +199,23 @@ pub async fn free_released(state: &AppState, store: &str, released: impl futures
     }
     let grace = Duration::from_secs(state.cfg.gc.grace_secs);
     let pass = Pass { db: &state.db, name: store, store: &blob_store, cutoff: now_millis() - grace.as_millis() as i64, dry_run: false, full_scan: false, stop };
-    let pages = pages_of(released, stop);
     let candidates = pages.map(|digests| Ok::<_, GcError>(digests.into_iter().map(|digest| blobs::Candidate { digest, size: 0 }).collect()));
     let mut swept = std::pin::pin!(candidates.map_ok(|page| pass.sweep_page(page)).try_buffered(2));
-    loop {
-        match swept.try_next().await {
-            Ok(Some(s)) => {
+    while let Some(page) = swept.next().await {
+        let error = match page {
+            Ok(s) => {
                 r.blob_count += s.count;
                 r.bytes += s.bytes;
                 r.deferred += s.deferred;
+                s.failed
             }
-            Ok(None) => break,
-            Err(e) => {
+            Err(e) => Some(e),
+        };
+        if let Some(e) = error {
+            failed.store(true, Ordering::Relaxed);
+            if r.error.is_none() {
                 tracing::warn!(blob_store = %store, error = %e, "freeing what a task unlinked stopped; the next compaction frees the rest");
                 r.error = Some(e.to_string());
-                break;
             }
         }
     }
@@ -213,12 +227,12 @@ pub async fn free_released(state: &AppState, store: &str, released: impl futures
 
 /// The digests a run hands over, in pages of up to [`BATCH`] in digest order, as a compaction's:
 /// a page's transactions and its trips to the store, not its rows, are what cost, so a page
-/// waits for the run's next batches until it is full or the run ends. Ends at a stop.
-fn pages_of<'a>(released: impl futures::Stream<Item = Vec<String>> + 'a, stop: &'a Stop) -> impl futures::Stream<Item = Vec<String>> + 'a {
+/// waits for the run's next batches until it is full or the run ends. Ends once `halt` says so.
+fn pages_of<'a>(released: impl futures::Stream<Item = Vec<String>> + 'a, halt: impl Fn() -> bool + 'a) -> impl futures::Stream<Item = Vec<String>> + 'a {
     let released = Box::pin(released.fuse());
-    futures::stream::unfold((released, Vec::new()), move |(mut released, mut digests): (_, Vec<String>)| async move {
+    futures::stream::unfold((released, Vec::new(), halt), |(mut released, mut digests, halt): (_, Vec<String>, _)| async move {
         loop {
-            if stop.requested() {
+            if halt() {
                 return None;
             }
             if digests.len() < BATCH as usize {
@@ -234,7 +248,7 @@ fn pages_of<'a>(released: impl futures::Stream<Item = Vec<String>> + 'a, stop: &
             digests.sort_unstable();
             digests.dedup();
             let rest = digests.split_off(digests.len().min(BATCH as usize));
-            return Some((std::mem::take(&mut digests), (released, rest)));
+            return Some((std::mem::take(&mut digests), (released, rest, halt)));
         }
     })
 }
@@ -295,10 +309,14 @@ pub fn walked_at_creation(conn: &mut crate::db::AnyConnection, name: &str, locat
 /// What one page of candidates came to.
 #[derive(Default)]
 struct Swept {
+    /// Deleted (would be, in a dry run), and their bytes.
     count: u64,
     bytes: u64,
-    /// Marked, but left for the next pass (the deletion lease ran short, or a deletion failed).
+    /// Marked, but left for the next pass (the deletion lease ran short).
     deferred: u64,
+    /// Why some of the page's objects were not deleted: their rows stay marked, and the next
+    /// pass (or a writer that needs one) finishes them.
+    failed: Option<GcError>,
 }
 
 struct Pass<'a> {
@@ -381,14 +399,14 @@ impl Pass<'_> {
                 Ok(Some(delete_marked(&db, &store, &name, vec![(digest, size)], mark, started).await?))
             })
             .await?;
-            match outcome {
-                Some(0) => {
-                    r.blob_count += 1;
-                    r.bytes += size as u64;
-                    r.resumed += 1;
+            if let Some(swept) = outcome {
+                if let Some(e) = swept.failed {
+                    return Err(e);
                 }
-                Some(deferred) => r.deferred += deferred,
-                None => {}
+                r.blob_count += swept.count;
+                r.bytes += swept.bytes;
+                r.resumed += swept.count;
+                r.deferred += swept.deferred;
             }
         }
         Ok(())
@@ -457,19 +475,27 @@ impl Pass<'_> {
     /// file system's journal, S3's answer), so the next page is read and marked meanwhile: two
     /// pages are in hand at a time.
     async fn sweep(&self, r: &mut StoreReport) -> Result<(), GcError> {
+        // After a failed deletion no page is started, and the one in flight is finished, not
+        // dropped halfway with its marks in the ledger.
+        let halted = &std::sync::atomic::AtomicBool::new(false);
         let pages = futures::stream::try_unfold(Some(String::new()), |from| async move {
-            let Some(from) = from.filter(|_| !self.stop.requested()) else { return Ok(None) };
+            let Some(from) = from.filter(|_| !self.stop.requested() && !halted.load(std::sync::atomic::Ordering::Relaxed)) else { return Ok(None) };
             let (name, cutoff) = (self.name.to_string(), self.cutoff);
             let (page, next) = self.db.run(move |c| Ok(blobs::candidates(c, &name, cutoff, &from, BATCH)?)).await?;
             Ok::<_, GcError>(Some((page, next)))
         });
         let mut swept = std::pin::pin!(pages.map_ok(|page| self.sweep_page(page)).try_buffered(2));
+        let mut failed = None;
         while let Some(s) = swept.try_next().await? {
             r.blob_count += s.count;
             r.bytes += s.bytes;
             r.deferred += s.deferred;
+            if let Some(e) = s.failed {
+                halted.store(true, std::sync::atomic::Ordering::Relaxed);
+                failed.get_or_insert(e);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// One page: counted in a dry run, else marked, deleted and forgotten as one unit that a
@@ -477,7 +503,7 @@ impl Pass<'_> {
     /// for its forget).
     async fn sweep_page(&self, page: Vec<blobs::Candidate>) -> Result<Swept, GcError> {
         if self.dry_run || page.is_empty() {
-            return Ok(Swept { count: page.len() as u64, bytes: page.iter().map(|c| c.size as u64).sum(), deferred: 0 });
+            return Ok(Swept { count: page.len() as u64, bytes: page.iter().map(|c| c.size as u64).sum(), ..Default::default() });
         }
         let (db, store, name, cutoff) = (self.db.clone(), self.store.clone(), self.name.to_string(), self.cutoff);
         let digests: Vec<String> = page.into_iter().map(|c| c.digest).collect();
@@ -490,13 +516,8 @@ impl Pass<'_> {
                     move |c| Ok(blobs::mark(c, &name, cutoff, &digests)?)
                 })
                 .await?;
-            let (count, bytes) = (batch.len() as u64, batch.iter().map(|c| c.size as u64).sum());
             let blobs = batch.into_iter().map(|c| (c.digest, c.size)).collect();
-            // Deferred is all or nothing: a page left marked frees nothing yet.
-            match delete_marked(&db, &store, &name, blobs, mark, started).await? {
-                0 => Ok(Swept { count, bytes, deferred: 0 }),
-                deferred => Ok(Swept { count: 0, bytes: 0, deferred }),
-            }
+            delete_marked(&db, &store, &name, blobs, mark, started).await
         })
         .await
     }
@@ -507,32 +528,37 @@ impl Pass<'_> {
 /// deletion lease, by this process's own clock: after the whole lease a writer may take the
 /// deletion over and write the blob afresh, and the other half is the margin for a deletion in
 /// flight and for clocks between nodes.
-async fn delete_marked(db: &Db, store: &BlobStore, name: &str, batch: Vec<(String, i64)>, mark: i64, started: Instant) -> Result<u64, GcError> {
+async fn delete_marked(db: &Db, store: &BlobStore, name: &str, batch: Vec<(String, i64)>, mark: i64, started: Instant) -> Result<Swept, GcError> {
     if batch.is_empty() {
-        return Ok(0);
+        return Ok(Swept::default());
     }
     let lease = Duration::from_millis(store.deletion_lease_ms() as u64 / 2);
     if started.elapsed() >= lease {
-        return Ok(batch.len() as u64);
+        return Ok(Swept { deferred: batch.len() as u64, ..Default::default() });
     }
     // A row whose name is not a digest has no object: only the row goes.
-    let (objects, rows_only): (Vec<_>, Vec<_>) = batch.into_iter().map(|(d, _)| (d.parse::<Digest>().ok(), d)).partition(|(d, _)| d.is_some());
-    let mut done: Vec<String> = rows_only.into_iter().map(|(_, d)| d).collect();
-    let mut failed = None;
-    let digests: Vec<Digest> = objects.iter().filter_map(|(d, _)| d.clone()).collect();
-    for ((_, digest), res) in objects.into_iter().zip(store.delete_many(&digests).await) {
+    let (objects, rows_only): (Vec<_>, Vec<_>) = batch.into_iter().map(|(d, size)| (d.parse::<Digest>().ok(), d, size)).partition(|(d, _, _)| d.is_some());
+    let mut swept = Swept::default();
+    let mut done: Vec<String> = Vec::new();
+    for (_, d, size) in rows_only {
+        swept.count += 1;
+        swept.bytes += size as u64;
+        done.push(d);
+    }
+    let digests: Vec<Digest> = objects.iter().filter_map(|(d, _, _)| d.clone()).collect();
+    for ((_, digest, size), res) in objects.into_iter().zip(store.delete_many(&digests).await) {
         match res {
-            Ok(()) => done.push(digest),
-            Err(e) => failed = Some(e),
+            Ok(()) => {
+                swept.count += 1;
+                swept.bytes += size as u64;
+                done.push(digest);
+            }
+            Err(source) => swept.failed = Some(GcError::Blob { store: name.to_string(), source }),
         }
     }
     let n = name.to_string();
     db.write(move |c| Ok(blobs::forget_all(c, &n, &done, mark)?)).await?;
-    match failed {
-        // The rows of failed deletions stay marked: the next pass finishes them.
-        Some(source) => Err(GcError::Blob { store: name.to_string(), source }),
-        None => Ok(0),
-    }
+    Ok(swept)
 }
 
 #[cfg(test)]
@@ -595,6 +621,48 @@ mod tests {
         });
     }
 
+    /// A deletion that fails leaves its row marked for the next pass and fails the pass; the
+    /// others of the page are deleted, forgotten and counted, not lost with the error.
+    #[test]
+    fn a_failed_deletion_keeps_its_mark_and_the_rest_of_the_page_is_counted() {
+        let (dir, db, store) = fresh_store();
+        actix_rt::System::new().block_on(async {
+            let mut digests = Vec::new();
+            for i in 0..3 {
+                digests.push(store.put_bytes(Bytes::from(format!("blob {i}"))).await.unwrap());
+            }
+            // The first blob's file becomes a directory: unlinking it fails (not "not found").
+            let hex = digests[0].to_string().trim_start_matches("sha256:").to_string();
+            let file = walkdir(dir.path()).into_iter().find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == hex)).expect("the blob's file");
+            std::fs::remove_file(&file).unwrap();
+            std::fs::create_dir(&file).unwrap();
+            let stop = Stop::default();
+            let cutoff = wharf_format::now_millis() + 1;
+            let pass = super::Pass { db: &db, name: "default", store: &store, cutoff, dry_run: false, full_scan: false, stop: &stop };
+            let mut report = super::StoreReport::default();
+            let outcome = pass.sweep(&mut report).await;
+            assert!(matches!(outcome, Err(super::GcError::Blob { .. })), "{outcome:?}");
+            assert_eq!((report.blob_count, report.bytes), (2, 12), "{report:?}");
+            let marked = db.run_sync(|c| Ok(blobs::marked(c, "default", 10)?)).unwrap();
+            assert_eq!(marked.iter().map(|m| m.0.clone()).collect::<Vec<_>>(), vec![digests[0].to_string()]);
+            for d in &digests[1..] {
+                assert_eq!(store.size(d).await.unwrap(), None);
+            }
+        });
+    }
+
+    fn walkdir(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walkdir(&p));
+            }
+            out.push(p);
+        }
+        out
+    }
+
     /// What a run hands over comes out in pages of at most a compaction's, each in digest order,
     /// every digest once, the last page when the run ends; nothing after a stop.
     #[test]
@@ -607,7 +675,7 @@ mod tests {
             vec!["d99999".into()],
         ];
         let stop = Stop::default();
-        let pages: Vec<Vec<String>> = futures::executor::block_on(super::pages_of(futures::stream::iter(batches), &stop).collect());
+        let pages: Vec<Vec<String>> = futures::executor::block_on(super::pages_of(futures::stream::iter(batches), || stop.requested()).collect());
         assert!(
             pages.iter().all(|p| !p.is_empty() && p.len() <= super::BATCH as usize && p.windows(2).all(|w| w[0] < w[1])),
             "{:?}",
@@ -618,7 +686,8 @@ mod tests {
         assert_eq!(distinct.len(), 2501, "every digest handed over comes out");
         assert!(all.len() < 2501 + 1200, "duplicates within a page are dropped");
         stop.request();
-        let after_stop: Vec<Vec<String>> = futures::executor::block_on(super::pages_of(futures::stream::iter(vec![vec!["x".to_string()]]), &stop).collect());
+        let after_stop: Vec<Vec<String>> =
+            futures::executor::block_on(super::pages_of(futures::stream::iter(vec![vec!["x".to_string()]]), || stop.requested()).collect());
         assert!(after_stop.is_empty());
     }
 

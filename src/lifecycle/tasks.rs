@@ -273,7 +273,7 @@ async fn run_format_task(state: &AppState, format: &str, type_id: &str, props: &
                 v["freed"] = serde_json::to_value(&freed).unwrap_or_default();
                 per_repo.insert(r.config.name.clone(), v);
             }
-            Some(Err(e)) => failures.push(format!("{}: {e}", r.config.name)),
+            Some(Err(e)) => failures.push(format!("{}: {e}{}", r.config.name, freed.suffix())),
         }
     }
     if !failures.is_empty() {

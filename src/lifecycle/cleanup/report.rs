@@ -127,7 +127,7 @@ impl CleanupReport {
             (failed, "components not deleted"),
             (skipped, "policies skipped"),
             (broken, "repositories failed"),
-            (unfreed, "repositories left to the compaction"),
+            (unfreed, "repositories not freed beside the run"),
         ] {
             if n > 0 {
                 line.push_str(&format!("; {n} {what}"));
