@@ -168,6 +168,24 @@ impl Reclaimed {
     }
 }
 
+/// Where a run hands the digests it has just stopped linking ([`freeing_beside`]).
+pub struct Releaser(futures::channel::mpsc::UnboundedSender<Vec<String>>);
+
+impl Releaser {
+    pub fn release(&self, digests: Vec<String>) {
+        // Refused only once the freeing has ended (a stop, a failed page): the next compaction
+        // frees those.
+        let _ = self.0.unbounded_send(digests);
+    }
+}
+
+/// Runs `run`, and beside it frees what it hands its [`Releaser`] ([`free_released`]); the
+/// freeing ends when the run drops it.
+pub async fn freeing_beside<F: std::future::Future>(state: &AppState, store: &str, stop: &Stop, run: impl FnOnce(Releaser) -> F) -> (F::Output, Reclaimed) {
+    let (tx, released) = futures::channel::mpsc::unbounded();
+    futures::join!(run(Releaser(tx)), free_released(state, store, released, stop))
+}
+
 /// Frees, as a task run hands them over, blobs of `store` the run has just stopped linking
 /// (`TaskRun::released`): while the run commits its next removals, the blobs of the last ones
 /// are judged, marked, deleted and forgotten page by page as a compaction's are, so the same
@@ -175,7 +193,7 @@ impl Reclaimed {
 /// or that a writer links meanwhile. What it keeps waits for the next compaction; so does the
 /// rest once `stop` is asked or a page fails (the run goes on: its removals are committed).
 /// Ends when `released` does.
-pub async fn free_released(state: &AppState, store: &str, released: impl futures::Stream<Item = Vec<String>>, stop: &Stop) -> Reclaimed {
+async fn free_released(state: &AppState, store: &str, released: impl futures::Stream<Item = Vec<String>>, stop: &Stop) -> Reclaimed {
     use std::sync::atomic::{AtomicBool, Ordering};
     let mut r = Reclaimed::default();
     // After a failure no page is started, and those in flight are finished and counted.

@@ -252,16 +252,11 @@ async fn run_format_task(state: &AppState, format: &str, type_id: &str, props: &
             break;
         }
         let min_age_ms = (state.cfg.uploads.ttl_secs as i64).saturating_mul(1000);
-        // What the run unlinks is freed beside it (see `gc::free_released`).
-        let (tx, unlinked) = futures::channel::mpsc::unbounded::<Vec<String>>();
-        let task = async move {
-            let released = move |digests: Vec<String>| {
-                // Refused only once the freeing has ended (a stop): the next compaction frees those.
-                let _ = tx.unbounded_send(digests);
-            };
+        let (ran, freed) = super::gc::freeing_beside(state, &r.config.blob_store, stop, |releaser| async move {
+            let released = move |digests: Vec<String>| releaser.release(digests);
             r.repo.run_task(type_id, TaskRun { properties: props, stop, min_age_ms, released: &released }).await
-        };
-        let (ran, freed) = futures::join!(task, super::gc::free_released(state, &r.config.blob_store, unlinked, stop));
+        })
+        .await;
         match ran {
             None => {}
             Some(Ok(report)) => {

@@ -253,11 +253,10 @@ async fn clean_repository(
     let mut reader = Reader::new(state, r);
     let mut gone = Freed::default();
     let mut steps = 0;
-    // What the run deletes is freed beside it (see `gc::free_released`).
-    let (released, unlinked) = futures::channel::mpsc::unbounded::<Vec<String>>();
-    let outcome = async {
+    // What the run deletes is freed beside it.
+    let (outcome, freed) = crate::lifecycle::gc::freeing_beside(state, &r.config.blob_store, stop, |releaser| async {
         // Moved in: the freeing ends when the run does.
-        let released = released;
+        let releaser = releaser;
         while let Some(batch) = reader.next().await? {
             for (i, chosen) in judge(r, policies, &batch, reader.versions()).await {
                 if stop.requested() {
@@ -294,8 +293,7 @@ async fn clean_repository(
                             detail: serde_json::json!({ "policies": chosen_by, "assets": removed.iter().map(|a| a.path.clone()).collect::<Vec<_>>() }),
                         });
                         gone.add(&removed);
-                        // Refused only once the freeing has ended (a stop): the next compaction frees those.
-                        let _ = released.unbounded_send(removed.iter().filter_map(|a| a.digest.clone()).collect());
+                        releaser.release(removed.iter().filter_map(|a| a.digest.clone()).collect());
                     }
                     Err(e) => {
                         tracing::warn!(repository = %name, component = %label(c), error = %e, "cleanup could not delete a component");
@@ -305,8 +303,8 @@ async fn clean_repository(
             }
         }
         Ok(())
-    };
-    let (outcome, freed) = futures::join!(outcome, crate::lifecycle::gc::free_released(state, &r.config.blob_store, unlinked, stop));
+    })
+    .await;
     rr.freed = freed;
     rr.components_deleted = rr.components.len();
     // What went before an error is freed all the same.
