@@ -282,3 +282,78 @@ fn heads_are_answered_wherever_gets_are() {
         assert!(head.bytes().unwrap().is_empty(), "{path}");
     }
 }
+
+/// A deleted repository leaves every group it was in (as in Nexus), and its scoped task and
+/// webhook go with it: a repository created later under its name is not served through the
+/// group, cleaned by the old task, or reported to the old webhook. The only member of a group
+/// is refused with a 409 that says why.
+#[test]
+fn a_deleted_repository_leaves_its_groups_tasks_and_webhooks() {
+    for name in ["leaving", "staying"] {
+        assert_eq!(
+            admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&hosted(name, json!({}))).send().unwrap().status(),
+            StatusCode::CREATED
+        );
+    }
+    let group = |name: &str, members: &[&str]| {
+        json!({"name": name, "online": true, "storage": {"blobStoreName": "default"}, "docker": {},
+            "group": {"memberNames": members, "writableMember": members[0]}})
+    };
+    for (name, members) in [("leaving-group", &["leaving", "staying"][..]), ("staying-alone", &["staying"][..])] {
+        let r = admin(Method::POST, "/service/rest/v1/repositories/docker/group").json(&group(name, members)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    }
+    let task = json!({"type": "repository.docker.gc", "name": "leaving-gc", "frequency": {"schedule": "manual"}, "properties": {"repositoryName": "leaving"}});
+    let r = admin(Method::POST, "/service/rest/v1/tasks").json(&task).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    let task_id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let hook = json!({"name": "leaving-hook", "url": "http://127.0.0.1:9/", "eventTypes": ["component"], "repository": "leaving"});
+    let r = admin(Method::POST, "/service/rest/v1/webhooks").json(&hook).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    assert_eq!(push_manifest("leaving", "app", "1.0", 41), StatusCode::CREATED);
+    let through_group = || http().get(server().url("/v2/leaving-group/app/manifests/1.0")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status();
+    assert_eq!(through_group(), StatusCode::OK);
+
+    let r = admin(Method::DELETE, "/service/rest/v1/repositories/staying").send().unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.text().unwrap().contains("only member of group staying-alone"));
+    assert_eq!(admin(Method::GET, "/service/rest/v1/repositories/staying").send().unwrap().status(), StatusCode::OK, "refused: still there");
+
+    assert_eq!(admin(Method::DELETE, "/service/rest/v1/repositories/leaving").send().unwrap().status(), StatusCode::NO_CONTENT);
+    let g: Value = admin(Method::GET, "/service/rest/v1/repositories/docker/group/leaving-group").send().unwrap().json().unwrap();
+    assert_eq!(g["group"], json!({"memberNames": ["staying"], "writableMember": null}));
+    assert_eq!(admin(Method::GET, &format!("/service/rest/v1/tasks/{task_id}")).send().unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(admin(Method::GET, "/service/rest/v1/webhooks/leaving-hook").send().unwrap().status(), StatusCode::NOT_FOUND);
+    // The group can be edited again as it is (a dangling member made every PUT fail).
+    let mut edited = g.clone();
+    edited["online"] = json!(true);
+    let r = admin(Method::PUT, "/service/rest/v1/repositories/docker/group/leaving-group").json(&edited).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap_or_default());
+
+    // A new repository under the old name is not a member, and the group does not serve it.
+    assert_eq!(
+        admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&hosted("leaving", json!({}))).send().unwrap().status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(push_manifest("leaving", "app", "1.0", 42), StatusCode::CREATED);
+    assert_eq!(through_group(), StatusCode::NOT_FOUND);
+
+    // What went with the repository is in the audit log, each saying why.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let wanted = [("task.delete", "leaving-gc"), ("webhook.delete", "leaving-hook"), ("repository.update", "leaving-group")];
+    loop {
+        let events: Value = admin(Method::GET, "/service/rest/v1/audit?limit=200").send().unwrap().json().unwrap();
+        let found = wanted.iter().filter(|(action, object)| {
+            events["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["action"] == *action && e["object"] == *object && e["detail"]["because"] == "repository.delete")
+        });
+        if found.count() == wanted.len() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "audit events missing: {events}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use diesel::RunQueryDsl;
+use diesel::{ExpressionMethods, RunQueryDsl};
 
 use wharf::db::meta::SqlMeta;
 use wharf::db::{blobs, repos, Db};
@@ -288,8 +288,93 @@ async fn deleting_a_repository_deletes_its_assets() {
     for (backend, db, repo) in backends() {
         let meta = SqlMeta::new(db.clone());
         meta.commit(vec![], vec![Write::Upsert { repo, asset: asset("img/tags/1", "d") }]).await.unwrap();
-        assert!(db.run_sync(|c| repos::delete(c, "r1")).unwrap());
+        assert_eq!(db.run_sync(|c| repos::delete(c, "r1")).unwrap(), repos::Deletion::Done(Default::default()), "{backend}");
         assert_eq!(meta.get(repo, "img/tags/1").await.unwrap(), None, "{backend}");
+    }
+}
+
+/// What names a repository goes with it in one transaction (a repository created later under
+/// the same name would take each up), and nothing goes where the deletion is refused: the only
+/// member of a group, a scoped task that runs.
+#[test]
+fn deleting_a_repository_takes_it_out_of_groups_tasks_and_webhooks() {
+    use wharf::db::{tasks, webhooks};
+    let group = |members: &[&str], writable: &str| serde_json::json!({"group": {"memberNames": members, "writableMember": writable}, "docker": {}}).to_string();
+    let members = |db: &Db, name: &'static str| -> serde_json::Value {
+        let row = db.run_sync(move |c| repos::get(c, name)).unwrap().unwrap();
+        serde_json::from_str::<serde_json::Value>(&row.config).unwrap()["group"].clone()
+    };
+    for (backend, db, _) in backends() {
+        db.run_sync(|c| {
+            repos::insert(c, "r2", "docker", "hosted", "default", "{}")?;
+            repos::insert(c, "both", "docker", "group", "default", &group(&["r1", "r2"], "r1"))?;
+            repos::insert(c, "solo", "docker", "group", "default", &group(&["r2"], ""))?;
+            for (id, scope) in [("t-r1", "r1"), ("t-r2", "r2"), ("t-all", "*")] {
+                let properties = serde_json::json!({"repositoryName": scope}).to_string();
+                let t = tasks::TaskDef {
+                    id,
+                    name: id,
+                    type_id: "repository.cleanup",
+                    properties: &properties,
+                    schedule: "{\"type\":\"manual\"}",
+                    enabled: true,
+                    next_run: None,
+                };
+                tasks::insert(c, &t, 1)?;
+            }
+            for (name, scope) in [("w-r1", Some("r1")), ("w-all", None)] {
+                let f = webhooks::WebhookFields {
+                    url: "http://127.0.0.1:9/".into(),
+                    secret: None,
+                    event_types: "component".into(),
+                    repository: scope.map(str::to_string),
+                    enabled: true,
+                };
+                webhooks::insert(c, name, &f)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+
+        // r2 is solo's only member: refused, and nothing changed (r2's task is still there).
+        let refused = db.run_sync(|c| repos::delete(c, "r2")).unwrap();
+        assert!(matches!(&refused, repos::Deletion::Refused(m) if m.contains("only member of group solo")), "{backend}: {refused:?}");
+        assert!(db.run_sync(|c| repos::get(c, "r2")).unwrap().is_some(), "{backend}");
+        assert!(db.run_sync(|c| Ok(tasks::get(c, "t-r2")?)).unwrap().is_some(), "{backend}");
+
+        // A task scoped to r1 runs: refused, and both groups keep their members.
+        let claim = tasks::Claim {
+            run_id: "run-1",
+            node: "n",
+            trigger: "manual",
+            now: wharf_format::now_millis(),
+            lease_until: wharf_format::now_millis() + 60_000,
+            due_only: false,
+        };
+        assert!(db.run_sync(move |c| Ok(tasks::claim(c, "t-r1", &claim)?)).unwrap(), "{backend}");
+        let refused = db.run_sync(|c| repos::delete(c, "r1")).unwrap();
+        assert!(matches!(&refused, repos::Deletion::Refused(m) if m.contains("task t-r1 is running")), "{backend}: {refused:?}");
+        assert_eq!(members(&db, "both"), serde_json::json!({"memberNames": ["r1", "r2"], "writableMember": "r1"}), "{backend}");
+
+        // Once it ended: r1 leaves the group (and its writable member), its task and its
+        // webhook go; the others stay.
+        db.run_sync(|c| Ok(diesel::update(wharf::db::schema::tasks::table).set(wharf::db::schema::tasks::lease_until.eq(Some(1i64))).execute(c)?)).unwrap();
+        let done = db.run_sync(|c| repos::delete(c, "r1")).unwrap();
+        assert_eq!(
+            done,
+            repos::Deletion::Done(repos::Unnamed { groups: vec!["both".into()], tasks: vec!["t-r1".into()], webhooks: vec!["w-r1".into()] }),
+            "{backend}"
+        );
+        assert_eq!(members(&db, "both"), serde_json::json!({"memberNames": ["r2"], "writableMember": null}), "{backend}");
+        let left: Vec<String> = db.run_sync(|c| Ok(tasks::list(c)?)).unwrap().into_iter().map(|t| t.id).collect();
+        assert_eq!(left, ["t-all", "t-r2"], "{backend}");
+        let hooks: Vec<String> = db.run_sync(webhooks::list).unwrap().into_iter().map(|w| w.name).collect();
+        assert_eq!(hooks, ["w-all"], "{backend}");
+        assert_eq!(db.run_sync(|c| repos::delete(c, "r1")).unwrap(), repos::Deletion::Missing, "{backend}");
+
+        // A group stored later cannot name it again: the check reads the database.
+        let named = serde_json::json!({"group": {"memberNames": ["r2", "r1"]}});
+        assert_eq!(db.run_sync(move |c| repos::missing_members(c, &named)).unwrap(), ["r1"], "{backend}");
     }
 }
 

@@ -51,6 +51,10 @@ pub fn get(conn: &mut AnyConnection, name: &str) -> Result<Option<RepoRow>, DbEr
     repositories::table.filter(repositories::name.eq(name)).select(RepoRow::as_select()).get_result(conn).optional()?.map(opened).transpose()
 }
 
+pub fn exists(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {
+    Ok(repositories::table.filter(repositories::name.eq(name)).select(repositories::id).get_result::<i64>(conn).optional()?.is_some())
+}
+
 fn stored_config(conn: &mut AnyConnection, name: &str) -> Result<Option<String>, DbError> {
     Ok(repositories::table.filter(repositories::name.eq(name)).select(repositories::config).get_result(conn).optional()?)
 }
@@ -187,12 +191,104 @@ pub fn invalidate_cache(conn: &mut AnyConnection, names: &[String], at: i64) -> 
     bump_generation(conn)
 }
 
-pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<bool, DbError> {
+/// How a repository's deletion went ([`delete`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Deletion {
+    Missing,
+    /// Nothing changed; the message says what stands in the way.
+    Refused(String),
+    Done(Unnamed),
+}
+
+/// What named the deleted repository and went with it: left behind, each would take up a
+/// repository created later under the same name (a group would serve it, a cleanup task
+/// would delete from it, a webhook would report it).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Unnamed {
+    /// Groups it was a member of (Nexus takes a deleted repository out of every group).
+    pub groups: Vec<String>,
+    /// Tasks scoped to it (`repositoryName`), deleted with their run history.
+    pub tasks: Vec<String>,
+    /// Webhooks scoped to it, deleted with their pending deliveries.
+    pub webhooks: Vec<String>,
+}
+
+/// Deletes the repository (its assets and upload sessions go by cascade) and, in the same
+/// transaction, what names it ([`Unnamed`]). Refused, with nothing changed, while it is the
+/// only member of a group (a group needs one) or a task scoped to it runs.
+pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<Deletion, DbError> {
     conn.transaction(|conn| {
-        let n = diesel::delete(repositories::table.filter(repositories::name.eq(name))).execute(conn)?;
+        if !exists(conn, name)? {
+            return Ok(Deletion::Missing);
+        }
+        let mut unnamed = Unnamed::default();
+        let mut groups = Vec::new();
+        let stored: Vec<(String, String)> = repositories::table
+            .filter(repositories::kind.eq("group"))
+            .order(repositories::name.asc())
+            .select((repositories::name, repositories::config))
+            .load(conn)?;
+        for (group, config) in stored {
+            // Member names are never sealed: the stored text is edited as it is.
+            let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&config) else { continue };
+            let Some(g) = v.get_mut("group").and_then(serde_json::Value::as_object_mut) else { continue };
+            let Some(members) = g.get_mut("memberNames").and_then(serde_json::Value::as_array_mut) else { continue };
+            if !members.iter().any(|m| m.as_str() == Some(name)) {
+                continue;
+            }
+            if members.len() == 1 {
+                return Ok(Deletion::Refused(format!(
+                    "repository {name} is the only member of group {group}: delete the group or give it another member first"
+                )));
+            }
+            members.retain(|m| m.as_str() != Some(name));
+            if g.get("writableMember").and_then(serde_json::Value::as_str) == Some(name) {
+                g.insert("writableMember".into(), serde_json::Value::Null);
+            }
+            groups.push((group, v.to_string()));
+        }
+        let now = now_millis();
+        for t in super::tasks::list(conn)? {
+            let props: serde_json::Value = serde_json::from_str(&t.properties).unwrap_or_default();
+            if props.get("repositoryName").and_then(serde_json::Value::as_str) != Some(name) {
+                continue;
+            }
+            if t.running(now) {
+                return Ok(Deletion::Refused(format!(
+                    "task {} is running on repository {name}: stop it first (POST /service/rest/v1/tasks/{}/stop)",
+                    t.name, t.id
+                )));
+            }
+            super::tasks::delete(conn, &t.id)?;
+            unnamed.tasks.push(t.name);
+        }
+        for (group, config) in groups {
+            diesel::update(repositories::table.filter(repositories::name.eq(&group)))
+                .set((repositories::config.eq(&config), repositories::updated_at.eq(now)))
+                .execute(conn)?;
+            unnamed.groups.push(group);
+        }
+        for w in super::webhooks::list(conn)?.into_iter().filter(|w| w.repository.as_deref() == Some(name)) {
+            super::webhooks::delete(conn, &w.name)?;
+            unnamed.webhooks.push(w.name);
+        }
+        diesel::delete(repositories::table.filter(repositories::name.eq(name))).execute(conn)?;
         bump_generation(conn)?;
-        Ok(n == 1)
+        Ok(Deletion::Done(unnamed))
     })
+}
+
+/// The members a group's configuration names that no repository has, read in the writing
+/// transaction: a member deleted after the request was checked against the loaded
+/// configuration is not added back by name.
+pub fn missing_members(conn: &mut AnyConnection, config: &serde_json::Value) -> Result<Vec<String>, DbError> {
+    let named: Vec<&str> =
+        config.pointer("/group/memberNames").and_then(serde_json::Value::as_array).into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
+    if named.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: Vec<String> = repositories::table.filter(repositories::name.eq_any(&named)).select(repositories::name).load(conn)?;
+    Ok(named.into_iter().filter(|n| !found.iter().any(|f| f == n)).map(str::to_string).collect())
 }
 
 pub fn list_blob_stores(conn: &mut AnyConnection) -> Result<Vec<BlobStoreRow>, DbError> {

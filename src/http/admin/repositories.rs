@@ -386,6 +386,9 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
             if let Err(e) = cleanup::check_names(c, &format2, &json)? {
                 return Ok(Err(e));
             }
+            if let Err(e) = members_exist(c, &json)? {
+                return Ok(Err(e));
+            }
             repos::insert(c, &name, &format2, &kind2, &blob_store, &config).map(Ok)
         })
         .await;
@@ -450,6 +453,9 @@ pub async fn update(
             if let Err(e) = cleanup::check_names(c, &format2, &json)? {
                 return Ok(Err(e));
             }
+            if let Err(e) = members_exist(c, &json)? {
+                return Ok(Err(e));
+            }
             repos::update(c, &name, &blob_store, &config).map(|_| Ok(()))
         })
         .await??;
@@ -458,14 +464,47 @@ pub async fn update(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// A group's members, checked again in the transaction that stores it: the request was checked
+/// against the loaded configuration, and a member deleted since must not come back by name.
+fn members_exist(c: &mut crate::db::AnyConnection, config: &Value) -> Result<Result<(), ConfigError>, crate::db::DbError> {
+    Ok(match repos::missing_members(c, config)?.first() {
+        Some(m) => Err(ConfigError::new("group.memberNames", format!("repository {m} does not exist"))),
+        None => Ok(()),
+    })
+}
+
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let name = path.into_inner();
     let n = name.clone();
-    if !state.db.write(move |c| repos::delete(c, &n)).await? {
-        return Err(AdminError::missing("repository", &name));
-    }
+    let unnamed = match state.db.write(move |c| repos::delete(c, &n)).await? {
+        repos::Deletion::Missing => return Err(AdminError::missing("repository", &name)),
+        repos::Deletion::Refused(why) => return Err(AdminError::Conflict(why)),
+        repos::Deletion::Done(unnamed) => unnamed,
+    };
     super::record(&state, &req, &actor, "repository.delete", &name, Some(&name));
+    // What went with it is the admin's change too: each in the audit log as if done by hand,
+    // saying why.
+    let along = |action: &str, object: &str, repository: Option<&str>, detail: serde_json::Value| {
+        use wharf_format::Audit;
+        state.audit.record(wharf_format::AuditEvent {
+            actor: Some(actor.clone()),
+            address: Some(crate::http::mount::client(&req)),
+            action: action.to_string(),
+            repository: repository.map(str::to_string),
+            object: Some(object.to_string()),
+            detail,
+        });
+    };
+    for g in &unnamed.groups {
+        along("repository.update", g, Some(g), json!({ "removedMember": name, "because": "repository.delete" }));
+    }
+    for t in &unnamed.tasks {
+        along("task.delete", t, None, json!({ "repositoryName": name, "because": "repository.delete" }));
+    }
+    for w in &unnamed.webhooks {
+        along("webhook.delete", w, Some(&name), json!({ "because": "repository.delete" }));
+    }
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -180,13 +180,16 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let created = state
         .db
         .write(move |c| {
+            if let Err(gone) = repository_exists(c, f.repository.as_deref())? {
+                return Ok(Err(gone));
+            }
             if rows::get(c, &name)?.is_some() {
-                return Ok(None);
+                return Ok(Ok(None));
             }
             rows::insert(c, &name, &f)?;
-            rows::get(c, &name)
+            rows::get(c, &name).map(Ok)
         })
-        .await?;
+        .await??;
     let Some(row) = created else {
         return Err(ConfigError::new("name", format!("webhook {} already exists", p.name)).into());
     };
@@ -204,7 +207,10 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, name: web::Pat
     let updated = state
         .db
         .write(move |c| {
-            let Some(old) = rows::get(c, &n)? else { return Ok(None) };
+            if let Err(gone) = repository_exists(c, new.repository.as_deref())? {
+                return Ok(Err(gone));
+            }
+            let Some(old) = rows::get(c, &n)? else { return Ok(Ok(None)) };
             let f = WebhookFields {
                 url: new.url.clone(),
                 secret: if keep { old.secret.clone() } else { new.secret.clone() },
@@ -213,12 +219,21 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, name: web::Pat
                 enabled: new.enabled,
             };
             rows::update(c, &n, &f)?;
-            rows::get(c, &n)
+            rows::get(c, &n).map(Ok)
         })
-        .await?;
+        .await??;
     let row = updated.ok_or_else(|| AdminError::missing("webhook", &name))?;
     record(&state, &req, &actor, "webhook.update", &p.name, p.repository.as_deref());
     Ok(HttpResponse::Ok().json(render(&row)))
+}
+
+/// The webhook's repository, checked again in the transaction that stores it: one deleted
+/// after the request was checked takes its webhooks with it, and must not get one back.
+fn repository_exists(c: &mut crate::db::AnyConnection, repository: Option<&str>) -> Result<Result<(), ConfigError>, crate::db::DbError> {
+    Ok(match repository {
+        Some(r) if !crate::db::repos::exists(c, r)? => Err(ConfigError::new("repository", format!("repository {r} does not exist"))),
+        _ => Ok(()),
+    })
 }
 
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, AdminError> {
