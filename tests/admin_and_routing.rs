@@ -330,6 +330,19 @@ fn a_deleted_repository_leaves_its_groups_tasks_and_webhooks() {
     let r = admin(Method::PUT, "/service/rest/v1/repositories/docker/group/leaving-group").json(&edited).send().unwrap();
     assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap_or_default());
 
+    // A task for a repository that does not exist, or is not of the task's format, is refused:
+    // the first would take up whatever repository is created later under the name.
+    let pypi = json!({"name": "leaving-pypi", "online": true, "storage": {"blobStoreName": "default", "writePolicy": "allow"}});
+    assert_eq!(admin(Method::POST, "/service/rest/v1/repositories/pypi/hosted").json(&pypi).send().unwrap().status(), StatusCode::CREATED);
+    for (repository, why) in [("leaving", "repository leaving does not exist"), ("leaving-pypi", "leaving-pypi is a pypi repository, not docker")] {
+        let task = json!({"type": "repository.docker.gc", "name": "early", "properties": {"repositoryName": repository}});
+        let r = admin(Method::POST, "/service/rest/v1/tasks").json(&task).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+        let v: Value = r.json().unwrap();
+        assert_eq!(v[0]["id"], "PARAMETER properties.repositoryName", "{v}");
+        assert!(v[0]["message"].as_str().unwrap().contains(why), "{v}");
+    }
+
     // A new repository under the old name is not a member, and the group does not serve it.
     assert_eq!(
         admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&hosted("leaving", json!({}))).send().unwrap().status(),
@@ -340,16 +353,20 @@ fn a_deleted_repository_leaves_its_groups_tasks_and_webhooks() {
 
     // What went with the repository is in the audit log, each saying why.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let wanted = [("task.delete", "leaving-gc"), ("webhook.delete", "leaving-hook"), ("repository.update", "leaving-group")];
+    // A group's update reads as one made by hand (object format/type, the group as repository).
+    let wanted = [
+        ("task.delete", "leaving-gc", Value::Null),
+        ("webhook.delete", "leaving-hook", Value::Null),
+        ("repository.update", "docker/group", json!("leaving-group")),
+    ];
     loop {
         let events: Value = admin(Method::GET, "/service/rest/v1/audit?limit=200").send().unwrap().json().unwrap();
-        let found = wanted.iter().filter(|(action, object)| {
-            events["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["action"] == *action && e["object"] == *object && e["detail"]["because"] == "repository.delete")
-        });
+        let found =
+            wanted.iter().filter(|(action, object, repository)| {
+                events["items"].as_array().unwrap().iter().any(|e| {
+                    e["action"] == *action && e["object"] == *object && e["repository"] == *repository && e["detail"]["because"] == "repository.delete"
+                })
+            });
         if found.count() == wanted.len() {
             break;
         }

@@ -309,7 +309,7 @@ fn deleting_a_repository_takes_it_out_of_groups_tasks_and_webhooks() {
             repos::insert(c, "r2", "docker", "hosted", "default", "{}")?;
             repos::insert(c, "both", "docker", "group", "default", &group(&["r1", "r2"], "r1"))?;
             repos::insert(c, "solo", "docker", "group", "default", &group(&["r2"], ""))?;
-            for (id, scope) in [("t-r1", "r1"), ("t-r2", "r2"), ("t-all", "*")] {
+            for (id, scope) in [("t-r1", "r1"), ("t-idle-r1", "r1"), ("t-r2", "r2"), ("t-all", "*")] {
                 let properties = serde_json::json!({"repositoryName": scope}).to_string();
                 let t = tasks::TaskDef {
                     id,
@@ -342,7 +342,8 @@ fn deleting_a_repository_takes_it_out_of_groups_tasks_and_webhooks() {
         assert!(db.run_sync(|c| repos::get(c, "r2")).unwrap().is_some(), "{backend}");
         assert!(db.run_sync(|c| Ok(tasks::get(c, "t-r2")?)).unwrap().is_some(), "{backend}");
 
-        // A task scoped to r1 runs: refused, and both groups keep their members.
+        // A task scoped to r1 runs: refused, and nothing changed: both groups keep their
+        // members, and r1's idle task (before the running one in name order) is still there.
         let claim = tasks::Claim {
             run_id: "run-1",
             node: "n",
@@ -355,6 +356,7 @@ fn deleting_a_repository_takes_it_out_of_groups_tasks_and_webhooks() {
         let refused = db.run_sync(|c| repos::delete(c, "r1")).unwrap();
         assert!(matches!(&refused, repos::Deletion::Refused(m) if m.contains("task t-r1 is running")), "{backend}: {refused:?}");
         assert_eq!(members(&db, "both"), serde_json::json!({"memberNames": ["r1", "r2"], "writableMember": "r1"}), "{backend}");
+        assert!(db.run_sync(|c| Ok(tasks::get(c, "t-idle-r1")?)).unwrap().is_some(), "{backend}");
 
         // Once it ended: r1 leaves the group (and its writable member), its task and its
         // webhook go; the others stay.
@@ -362,7 +364,11 @@ fn deleting_a_repository_takes_it_out_of_groups_tasks_and_webhooks() {
         let done = db.run_sync(|c| repos::delete(c, "r1")).unwrap();
         assert_eq!(
             done,
-            repos::Deletion::Done(repos::Unnamed { groups: vec!["both".into()], tasks: vec!["t-r1".into()], webhooks: vec!["w-r1".into()] }),
+            repos::Deletion::Done(repos::Unnamed {
+                groups: vec![("both".into(), "docker".into())],
+                tasks: vec!["t-idle-r1".into(), "t-r1".into()],
+                webhooks: vec!["w-r1".into()]
+            }),
             "{backend}"
         );
         assert_eq!(members(&db, "both"), serde_json::json!({"memberNames": ["r2"], "writableMember": null}), "{backend}");
@@ -372,9 +378,11 @@ fn deleting_a_repository_takes_it_out_of_groups_tasks_and_webhooks() {
         assert_eq!(hooks, ["w-all"], "{backend}");
         assert_eq!(db.run_sync(|c| repos::delete(c, "r1")).unwrap(), repos::Deletion::Missing, "{backend}");
 
-        // A group stored later cannot name it again: the check reads the database.
-        let named = serde_json::json!({"group": {"memberNames": ["r2", "r1"]}});
-        assert_eq!(db.run_sync(move |c| repos::missing_members(c, &named)).unwrap(), ["r1"], "{backend}");
+        // What a group or a task stored later is checked against reads the database.
+        let found = db.run_sync(|c| repos::kinds(c, &["r2", "r1", "both"])).unwrap();
+        let expected: std::collections::HashMap<String, (String, String)> =
+            [("r2", "hosted"), ("both", "group")].into_iter().map(|(n, k)| (n.to_string(), ("docker".to_string(), k.to_string()))).collect();
+        assert_eq!(found, expected, "{backend}");
     }
 }
 

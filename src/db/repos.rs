@@ -205,8 +205,9 @@ pub enum Deletion {
 /// would delete from it, a webhook would report it).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Unnamed {
-    /// Groups it was a member of (Nexus takes a deleted repository out of every group).
-    pub groups: Vec<String>,
+    /// Groups it was a member of, with their format (Nexus takes a deleted repository out of
+    /// every group).
+    pub groups: Vec<(String, String)>,
     /// Tasks scoped to it (`repositoryName`), deleted with their run history.
     pub tasks: Vec<String>,
     /// Webhooks scoped to it, deleted with their pending deliveries.
@@ -223,12 +224,12 @@ pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<Deletion, DbError>
         }
         let mut unnamed = Unnamed::default();
         let mut groups = Vec::new();
-        let stored: Vec<(String, String)> = repositories::table
+        let stored: Vec<(String, String, String)> = repositories::table
             .filter(repositories::kind.eq("group"))
             .order(repositories::name.asc())
-            .select((repositories::name, repositories::config))
+            .select((repositories::name, repositories::format, repositories::config))
             .load(conn)?;
-        for (group, config) in stored {
+        for (group, format, config) in stored {
             // Member names are never sealed: the stored text is edited as it is.
             let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&config) else { continue };
             let Some(g) = v.get_mut("group").and_then(serde_json::Value::as_object_mut) else { continue };
@@ -245,28 +246,32 @@ pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<Deletion, DbError>
             if g.get("writableMember").and_then(serde_json::Value::as_str) == Some(name) {
                 g.insert("writableMember".into(), serde_json::Value::Null);
             }
-            groups.push((group, v.to_string()));
+            groups.push((group, format, v.to_string()));
         }
         let now = now_millis();
-        for t in super::tasks::list(conn)? {
-            let props: serde_json::Value = serde_json::from_str(&t.properties).unwrap_or_default();
-            if props.get("repositoryName").and_then(serde_json::Value::as_str) != Some(name) {
-                continue;
-            }
-            if t.running(now) {
-                return Ok(Deletion::Refused(format!(
-                    "task {} is running on repository {name}: stop it first (POST /service/rest/v1/tasks/{}/stop)",
-                    t.name, t.id
-                )));
-            }
+        let scoped: Vec<super::tasks::TaskRow> = super::tasks::list(conn)?
+            .into_iter()
+            .filter(|t| {
+                serde_json::from_str::<serde_json::Value>(&t.properties)
+                    .is_ok_and(|p| p.get("repositoryName").and_then(serde_json::Value::as_str) == Some(name))
+            })
+            .collect();
+        // Every refusal before the first change: a refusal commits like any other answer.
+        if let Some(t) = scoped.iter().find(|t| t.running(now)) {
+            return Ok(Deletion::Refused(format!(
+                "task {} is running on repository {name}: stop it first (POST /service/rest/v1/tasks/{}/stop)",
+                t.name, t.id
+            )));
+        }
+        for t in scoped {
             super::tasks::delete(conn, &t.id)?;
             unnamed.tasks.push(t.name);
         }
-        for (group, config) in groups {
+        for (group, format, config) in groups {
             diesel::update(repositories::table.filter(repositories::name.eq(&group)))
                 .set((repositories::config.eq(&config), repositories::updated_at.eq(now)))
                 .execute(conn)?;
-            unnamed.groups.push(group);
+            unnamed.groups.push((group, format));
         }
         for w in super::webhooks::list(conn)?.into_iter().filter(|w| w.repository.as_deref() == Some(name)) {
             super::webhooks::delete(conn, &w.name)?;
@@ -278,17 +283,16 @@ pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<Deletion, DbError>
     })
 }
 
-/// The members a group's configuration names that no repository has, read in the writing
-/// transaction: a member deleted after the request was checked against the loaded
-/// configuration is not added back by name.
-pub fn missing_members(conn: &mut AnyConnection, config: &serde_json::Value) -> Result<Vec<String>, DbError> {
-    let named: Vec<&str> =
-        config.pointer("/group/memberNames").and_then(serde_json::Value::as_array).into_iter().flatten().filter_map(serde_json::Value::as_str).collect();
-    if named.is_empty() {
-        return Ok(Vec::new());
+/// The format and type of each of `names` that is a repository, by name, read in the caller's
+/// transaction: what a request checked against the loaded configuration is checked again where
+/// it is stored, so a repository deleted or re-created meanwhile is not named by the new row.
+pub fn kinds(conn: &mut AnyConnection, names: &[&str]) -> Result<std::collections::HashMap<String, (String, String)>, DbError> {
+    if names.is_empty() {
+        return Ok(Default::default());
     }
-    let found: Vec<String> = repositories::table.filter(repositories::name.eq_any(&named)).select(repositories::name).load(conn)?;
-    Ok(named.into_iter().filter(|n| !found.iter().any(|f| f == n)).map(str::to_string).collect())
+    let rows: Vec<(String, String, String)> =
+        repositories::table.filter(repositories::name.eq_any(names)).select((repositories::name, repositories::format, repositories::kind)).load(conn)?;
+    Ok(rows.into_iter().map(|(n, f, k)| (n, (f, k))).collect())
 }
 
 pub fn list_blob_stores(conn: &mut AnyConnection) -> Result<Vec<BlobStoreRow>, DbError> {

@@ -54,6 +54,13 @@ fn format_task<'a>(formats: &'a [std::sync::Arc<dyn Format>], type_id: &str) -> 
     formats.iter().find_map(|f| f.tasks().iter().find(|t| t.type_id == type_id).map(|t| (f, t)))
 }
 
+/// The repository a task's properties scope it to (a `repositoryName` other than `"*"`), with
+/// the format it must have for a format's task.
+pub fn scoped_repository(formats: &[std::sync::Arc<dyn Format>], type_id: &str, props: &Map<String, Value>) -> Option<(String, Option<String>)> {
+    let name = props.get("repositoryName").and_then(Value::as_str).filter(|n| *n != "*")?;
+    Some((name.to_string(), format_task(formats, type_id).map(|(f, _)| f.name().to_string())))
+}
+
 pub const COMPACT: &str = "blobstore.compact";
 pub const CLEANUP: &str = "repository.cleanup";
 pub const UPLOAD_SWEEP: &str = "uploads.sweep";

@@ -386,7 +386,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
             if let Err(e) = cleanup::check_names(c, &format2, &json)? {
                 return Ok(Err(e));
             }
-            if let Err(e) = members_exist(c, &json)? {
+            if let Err(e) = members_still_fit(c, &format2, &json)? {
                 return Ok(Err(e));
             }
             repos::insert(c, &name, &format2, &kind2, &blob_store, &config).map(Ok)
@@ -453,7 +453,7 @@ pub async fn update(
             if let Err(e) = cleanup::check_names(c, &format2, &json)? {
                 return Ok(Err(e));
             }
-            if let Err(e) = members_exist(c, &json)? {
+            if let Err(e) = members_still_fit(c, &format2, &json)? {
                 return Ok(Err(e));
             }
             repos::update(c, &name, &blob_store, &config).map(|_| Ok(()))
@@ -464,13 +464,27 @@ pub async fn update(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// A group's members, checked again in the transaction that stores it: the request was checked
-/// against the loaded configuration, and a member deleted since must not come back by name.
-fn members_exist(c: &mut crate::db::AnyConnection, config: &Value) -> Result<Result<(), ConfigError>, crate::db::DbError> {
-    Ok(match repos::missing_members(c, config)?.first() {
-        Some(m) => Err(ConfigError::new("group.memberNames", format!("repository {m} does not exist"))),
-        None => Ok(()),
-    })
+/// A group's members, checked again in the transaction that stores it, by the rules of
+/// `GroupSettings::check_references`: the request was checked against the loaded
+/// configuration, and a member deleted (or re-created as something else) since must not come
+/// back by name.
+fn members_still_fit(c: &mut crate::db::AnyConnection, format: &str, config: &Value) -> Result<Result<(), ConfigError>, crate::db::DbError> {
+    let Ok(group) = wharf_format::proxy::GroupSettings::parse(config.get("group")) else { return Ok(Ok(())) };
+    let names: Vec<&str> = group.members.iter().map(String::as_str).collect();
+    let found = repos::kinds(c, &names)?;
+    for m in &group.members {
+        match found.get(m) {
+            None => return Ok(Err(ConfigError::new("group.memberNames", format!("repository {m} does not exist")))),
+            Some((f, _)) if f != format => return Ok(Err(ConfigError::new("group.memberNames", format!("{m} is a {f} repository, not {format}")))),
+            Some(_) => {}
+        }
+    }
+    if let Some(w) = &group.writable {
+        if found.get(w).is_some_and(|(_, kind)| kind != "hosted") {
+            return Ok(Err(ConfigError::new("group.writableMember", format!("{w} is not a hosted repository"))));
+        }
+    }
+    Ok(Ok(()))
 }
 
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, AdminError> {
@@ -496,14 +510,14 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
             detail,
         });
     };
-    for g in &unnamed.groups {
-        along("repository.update", g, Some(g), json!({ "removedMember": name, "because": "repository.delete" }));
+    for (g, format) in &unnamed.groups {
+        along("repository.update", &format!("{format}/group"), Some(g), json!({ "removedMember": name, "because": "repository.delete" }));
     }
     for t in &unnamed.tasks {
         along("task.delete", t, None, json!({ "repositoryName": name, "because": "repository.delete" }));
     }
     for w in &unnamed.webhooks {
-        along("webhook.delete", w, Some(&name), json!({ "because": "repository.delete" }));
+        along("webhook.delete", w, None, json!({ "repository": name, "because": "repository.delete" }));
     }
     crate::http::apply_config_change(&state).await;
     Ok(HttpResponse::NoContent().finish())

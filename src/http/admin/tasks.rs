@@ -166,6 +166,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let d = definition(&state, &parse_json(&body)?, None)?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_millis();
+    let scope = tasks::scoped_repository(&state.formats, &d.type_id, &d.properties);
     let (key, name, type_id, props, sched, enabled, next) = (
         id.clone(),
         d.name.clone(),
@@ -178,10 +179,13 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     state
         .db
         .write(move |c| {
+            if let Err(e) = scope_still_fits(c, scope.as_ref())? {
+                return Ok(Err(e));
+            }
             rows::insert(c, &TaskDef { id: &key, name: &name, type_id: &type_id, properties: &props, schedule: &sched, enabled, next_run: next }, now)?;
-            Ok(())
+            Ok(Ok(()))
         })
-        .await?;
+        .await??;
     record(&state, &req, &user, "task.create", &d.name, None);
     Ok(HttpResponse::Created().json(render(&load(&state, &id).await?)))
 }
@@ -202,6 +206,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
             return Err(ConfigError::new("frequency", "a built-in task takes its schedule and properties from the configuration (gc.schedule, gc.cleanup_schedule, uploads.sweep_interval_secs, security.audit_retention_days); only `enabled` can change here").into());
         }
     }
+    let scope = tasks::scoped_repository(&state.formats, &d.type_id, &d.properties);
     let (key, name, type_id, props, sched, enabled, frequency) =
         (id.to_string(), d.name.clone(), d.type_id, Value::Object(d.properties).to_string(), d.frequency.to_json().to_string(), d.enabled, d.frequency);
     let found = state
@@ -210,17 +215,35 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
             // The next run is decided from the row as it is in this transaction: a run that
             // finished since `existing` was read has set a new one, which an unchanged schedule
             // keeps (the value read before could be the past, and start a run at once).
-            let Some(current) = rows::get(c, &key)? else { return Ok(false) };
+            let Some(current) = rows::get(c, &key)? else { return Ok(Ok(false)) };
+            if let Err(e) = scope_still_fits(c, scope.as_ref())? {
+                return Ok(Err(e));
+            }
             let next = next_run_after_update(&current, &frequency, enabled, now_millis());
             rows::update(c, &TaskDef { id: &key, name: &name, type_id: &type_id, properties: &props, schedule: &sched, enabled, next_run: next })?;
-            Ok(true)
+            Ok(Ok(true))
         })
-        .await?;
+        .await??;
     if !found {
         return Err(AdminError::missing("task", &id));
     }
     record(&state, &req, &user, "task.update", &d.name, None);
     Ok(HttpResponse::Ok().json(render(&load(&state, &id).await?)))
+}
+
+/// The repository a task is scoped to, checked in the transaction that stores the task: it must
+/// exist (a task for a name nobody has yet would take up whatever repository is created under
+/// it) and be of the task's format; the deletion of a repository, serialised with this
+/// transaction, deletes its tasks.
+fn scope_still_fits(c: &mut crate::db::AnyConnection, scope: Option<&(String, Option<String>)>) -> Result<Result<(), ConfigError>, crate::db::DbError> {
+    let Some((name, format)) = scope else { return Ok(Ok(())) };
+    Ok(match (crate::db::repos::kinds(c, &[name.as_str()])?.remove(name), format) {
+        (None, _) => Err(ConfigError::new("properties.repositoryName", format!("repository {name} does not exist"))),
+        (Some((found, _)), Some(want)) if found != *want => {
+            Err(ConfigError::new("properties.repositoryName", format!("{name} is a {found} repository, not {want}")))
+        }
+        _ => Ok(()),
+    })
 }
 
 /// A task's next run once its definition becomes `frequency`, `enabled`: none while disabled;
