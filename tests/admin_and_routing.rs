@@ -374,3 +374,35 @@ fn a_deleted_repository_leaves_its_groups_tasks_and_webhooks() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A deleted blob store takes its compaction tasks along (a store created later under the name
+/// would take them up), and a task cannot name a store that does not exist.
+#[test]
+fn a_deleted_blob_store_takes_its_compaction_tasks_along() {
+    let r = admin(Method::POST, "/service/rest/v1/blobstores/file").json(&json!({"name": "passing", "path": "passing"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap_or_default());
+    let compact = |store: &str| json!({"type": "blobstore.compact", "name": format!("compact {store}"), "properties": {"blobstoreName": store}});
+    let r = admin(Method::POST, "/service/rest/v1/tasks").json(&compact("passing")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    let id = r.json::<Value>().unwrap()["id"].as_str().unwrap().to_string();
+    let r = admin(Method::POST, "/service/rest/v1/tasks").json(&compact("never-made")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: Value = r.json().unwrap();
+    assert_eq!(
+        (v[0]["id"].as_str(), v[0]["message"].as_str()),
+        (Some("PARAMETER properties.blobstoreName"), Some("properties.blobstoreName: blob store never-made does not exist")),
+        "{v}"
+    );
+
+    assert_eq!(admin(Method::DELETE, "/service/rest/v1/blobstores/passing").send().unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(admin(Method::GET, &format!("/service/rest/v1/tasks/{id}")).send().unwrap().status(), StatusCode::NOT_FOUND);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let events: Value = admin(Method::GET, "/service/rest/v1/audit?action=task.delete").send().unwrap().json().unwrap();
+        if events["items"].as_array().unwrap().iter().any(|e| e["object"] == "compact passing" && e["detail"]["because"] == "blobstore.delete") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no audit event: {events}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

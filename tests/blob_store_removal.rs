@@ -44,9 +44,10 @@ async fn create(db: &Db, data: &Path, name: &str, path: &str, blob: &str) -> Res
 async fn delete(db: &Db, name: &str, token: &str) -> Claim {
     let (n, t) = (name.to_string(), token.to_string());
     match db.write(move |c| store_removal::delete_store(c, &n, &t)).await.unwrap() {
-        Deletion::Deleted(claim) => claim.expect("a file store's removal"),
+        Deletion::Deleted(claim, _) => claim.expect("a file store's removal"),
         Deletion::InUse(users) => panic!("{name} is used by {users:?}"),
         Deletion::NotFound => panic!("{name} not found"),
+        Deletion::TaskRunning(task) => panic!("{name}: task {task} runs"),
     }
 }
 

@@ -493,7 +493,7 @@ fn a_blob_store_removal_cut_short_keeps_its_name_and_directory_until_a_node_fini
     let db = wharf::db::Db::open(&node.database_url(), 2).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let deleted = rt.block_on(db.write(|c| store_removal::delete_store(c, "cut", "dead-node"))).unwrap();
-    assert!(matches!(deleted, Deletion::Deleted(_)));
+    assert!(matches!(deleted, Deletion::Deleted(..)));
 
     for (body, field) in [(json!({"name": "cut", "path": "cut"}), "name"), (json!({"name": "cut-again", "path": "cut/inner"}), "path")] {
         let (status, text) = post(&node, body.clone());

@@ -249,13 +249,7 @@ pub fn delete(conn: &mut AnyConnection, name: &str) -> Result<Deletion, DbError>
             groups.push((group, format, v.to_string()));
         }
         let now = now_millis();
-        let scoped: Vec<super::tasks::TaskRow> = super::tasks::list(conn)?
-            .into_iter()
-            .filter(|t| {
-                serde_json::from_str::<serde_json::Value>(&t.properties)
-                    .is_ok_and(|p| p.get("repositoryName").and_then(serde_json::Value::as_str) == Some(name))
-            })
-            .collect();
+        let scoped = super::tasks::scoped_to(conn, "repositoryName", name)?;
         // Every refusal before the first change: a refusal commits like any other answer.
         if let Some(t) = scoped.iter().find(|t| t.running(now)) {
             return Ok(Deletion::Refused(format!(

@@ -64,6 +64,15 @@ pub fn list(conn: &mut AnyConnection) -> QueryResult<Vec<TaskRow>> {
     tasks::table.order(tasks::name.asc()).select(TaskRow::as_select()).load(conn)
 }
 
+/// The tasks whose property `key` names `name` (`repositoryName`: a repository,
+/// `blobstoreName`: a blob store), in name order: they go with what they name.
+pub fn scoped_to(conn: &mut AnyConnection, key: &str, name: &str) -> QueryResult<Vec<TaskRow>> {
+    Ok(list(conn)?
+        .into_iter()
+        .filter(|t| serde_json::from_str::<serde_json::Value>(&t.properties).is_ok_and(|p| p.get(key).and_then(serde_json::Value::as_str) == Some(name)))
+        .collect())
+}
+
 pub fn get(conn: &mut AnyConnection, id: &str) -> QueryResult<Option<TaskRow>> {
     tasks::table.find(id).select(TaskRow::as_select()).get_result(conn).optional()
 }

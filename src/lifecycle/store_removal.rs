@@ -37,7 +37,7 @@ use wharf_format::{now_millis, ConfigError};
 use super::gc;
 use super::store_usage::FileStore;
 use crate::db::removals::{self, RemovalRow};
-use crate::db::{repos, AnyConnection, Db, DbError};
+use crate::db::{repos, tasks, AnyConnection, Db, DbError};
 use crate::storage::s3::S3Store;
 
 /// Objects an S3 store's removal deletes between two renewals of its claim.
@@ -100,10 +100,13 @@ impl Claim {
 pub enum Deletion {
     /// Refused: these repositories use the store.
     InUse(Vec<String>),
+    /// Refused: this task, scoped to the store (`blobstoreName`), runs.
+    TaskRunning(String),
     NotFound,
     /// The row is gone and its name and files are reserved for this claim (`None`: a store
-    /// whose stored settings do not parse, so its objects cannot be reached).
-    Deleted(Option<Claim>),
+    /// whose stored settings do not parse, so its objects cannot be reached); the tasks scoped
+    /// to it went with it, by name.
+    Deleted(Option<Claim>, Vec<String>),
 }
 
 /// Deletes the store `name` unless a repository uses it, and in the same transaction reserves
@@ -117,6 +120,17 @@ pub fn delete_store(conn: &mut AnyConnection, name: &str, token: &str) -> Result
     }
     let stores = repos::list_blob_stores(conn)?;
     let Some(row) = stores.iter().find(|r| r.name == name) else { return Ok(Deletion::NotFound) };
+    // Its compaction tasks go with it (a store created later under the name would take them
+    // up), every refusal before the first change.
+    let scoped = tasks::scoped_to(conn, "blobstoreName", name)?;
+    if let Some(t) = scoped.iter().find(|t| t.running(now_millis())) {
+        return Ok(Deletion::TaskRunning(t.name.clone()));
+    }
+    let mut unnamed = Vec::new();
+    for t in scoped {
+        tasks::delete(conn, &t.id)?;
+        unnamed.push(t.name);
+    }
     let store = FileStore::from_row(row);
     let others = stores.iter().filter(|r| r.name != name && r.kind == "file").map(FileStore::from_row).collect();
     let s3 = match row.kind.as_str() {
@@ -126,7 +140,7 @@ pub fn delete_store(conn: &mut AnyConnection, name: &str, token: &str) -> Result
                 tracing::warn!(blob_store = %name, error = %e, "deleting an S3 blob store whose settings do not parse: its objects stay");
                 repos::delete_blob_store(conn, name)?;
                 gc::forget_walks(conn, name)?;
-                return Ok(Deletion::Deleted(None));
+                return Ok(Deletion::Deleted(None, unnamed));
             }
         },
         _ => None,
@@ -145,7 +159,7 @@ pub fn delete_store(conn: &mut AnyConnection, name: &str, token: &str) -> Result
         attributes: if s3.is_some() { row.attributes.clone() } else { String::new() },
     };
     removals::insert(conn, &row)?;
-    Ok(Deletion::Deleted(Some(Claim { store, others, trash: row.trash, owner: row.owner, s3 })))
+    Ok(Deletion::Deleted(Some(Claim { store, others, trash: row.trash, owner: row.owner, s3 }), unnamed))
 }
 
 /// Creates the store unless [`conflict`] says why not (run it in [`Db::write`]); `empty`: its

@@ -54,11 +54,20 @@ fn format_task<'a>(formats: &'a [std::sync::Arc<dyn Format>], type_id: &str) -> 
     formats.iter().find_map(|f| f.tasks().iter().find(|t| t.type_id == type_id).map(|t| (f, t)))
 }
 
-/// The repository a task's properties scope it to (a `repositoryName` other than `"*"`), with
-/// the format it must have for a format's task.
-pub fn scoped_repository(formats: &[std::sync::Arc<dyn Format>], type_id: &str, props: &Map<String, Value>) -> Option<(String, Option<String>)> {
-    let name = props.get("repositoryName").and_then(Value::as_str).filter(|n| *n != "*")?;
-    Some((name.to_string(), format_task(formats, type_id).map(|(f, _)| f.name().to_string())))
+/// What a task's properties scope it to, by name (`"*"` is no scope).
+pub struct Scope {
+    /// `repositoryName`, with the format it must have for a format's task.
+    pub repository: Option<(String, Option<String>)>,
+    /// `blobstoreName`.
+    pub blob_store: Option<String>,
+}
+
+pub fn scope(formats: &[std::sync::Arc<dyn Format>], type_id: &str, props: &Map<String, Value>) -> Scope {
+    let named = |key: &str| props.get(key).and_then(Value::as_str).filter(|n| *n != "*").map(str::to_string);
+    Scope {
+        repository: named("repositoryName").map(|n| (n, format_task(formats, type_id).map(|(f, _)| f.name().to_string()))),
+        blob_store: named("blobstoreName"),
+    }
 }
 
 pub const COMPACT: &str = "blobstore.compact";

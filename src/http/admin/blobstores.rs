@@ -148,9 +148,12 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     // meanwhile either commits first (and is seen here) or fails its blob store reference. The
     // same transaction reserves the name and directory until the files are gone.
     let outcome = state.db.write(move |c| store_removal::delete_store(c, &n, &token)).await;
-    let claim = match outcome {
-        Ok(Deletion::Deleted(claim)) => claim,
+    let (claim, tasks) = match outcome {
+        Ok(Deletion::Deleted(claim, tasks)) => (claim, tasks),
         Ok(Deletion::InUse(users)) => return Err(in_use(&name, &users)),
+        Ok(Deletion::TaskRunning(task)) => {
+            return Err(AdminError::Conflict(format!("task {task} is running on blob store {name}: stop it first")));
+        }
         Ok(Deletion::NotFound) => return Err(AdminError::missing("blob store", &name)),
         // A repository that committed on this store between our check and the delete.
         Err(crate::db::DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::ForeignKeyViolation, _))) => {
@@ -161,6 +164,9 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
         Err(e) => return Err(e.into()),
     };
     super::record(&state, &req, &actor, "blobstore.delete", &name, None);
+    for t in &tasks {
+        super::record_because(&state, &req, &actor, "task.delete", t, None, serde_json::json!({ "blobstoreName": name, "because": "blobstore.delete" }));
+    }
     crate::http::apply_config_change(&state).await;
     match claim {
         // A bucket prefix may hold many objects: removed a page at a time in the background,

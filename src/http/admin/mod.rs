@@ -189,6 +189,11 @@ pub async fn require_admin(state: &AppState, req: &HttpRequest) -> Result<String
 
 /// Records an administrator's change in the audit log (names and ids only: never a secret).
 pub fn record(state: &AppState, req: &HttpRequest, actor: &str, action: &str, object: &str, repository: Option<&str>) {
+    record_because(state, req, actor, action, object, repository, serde_json::Value::Null);
+}
+
+/// [`record`] with a detail: for a change that another one carried along, what and why.
+pub fn record_because(state: &AppState, req: &HttpRequest, actor: &str, action: &str, object: &str, repository: Option<&str>, detail: serde_json::Value) {
     use wharf_format::Audit;
     state.audit.record(wharf_format::AuditEvent {
         actor: Some(actor.to_string()),
@@ -196,7 +201,7 @@ pub fn record(state: &AppState, req: &HttpRequest, actor: &str, action: &str, ob
         action: action.to_string(),
         repository: repository.map(str::to_string),
         object: Some(object.to_string()),
-        detail: serde_json::Value::Null,
+        detail,
     });
 }
 

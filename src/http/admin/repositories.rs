@@ -499,17 +499,8 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     super::record(&state, &req, &actor, "repository.delete", &name, Some(&name));
     // What went with it is the admin's change too: each in the audit log as if done by hand,
     // saying why.
-    let along = |action: &str, object: &str, repository: Option<&str>, detail: serde_json::Value| {
-        use wharf_format::Audit;
-        state.audit.record(wharf_format::AuditEvent {
-            actor: Some(actor.clone()),
-            address: Some(crate::http::mount::client(&req)),
-            action: action.to_string(),
-            repository: repository.map(str::to_string),
-            object: Some(object.to_string()),
-            detail,
-        });
-    };
+    let along =
+        |action: &str, object: &str, repository: Option<&str>, detail: Value| super::record_because(&state, &req, &actor, action, object, repository, detail);
     for (g, format) in &unnamed.groups {
         along("repository.update", &format!("{format}/group"), Some(g), json!({ "removedMember": name, "because": "repository.delete" }));
     }

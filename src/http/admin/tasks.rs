@@ -166,7 +166,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let d = definition(&state, &parse_json(&body)?, None)?;
     let id = uuid::Uuid::new_v4().to_string();
     let now = now_millis();
-    let scope = tasks::scoped_repository(&state.formats, &d.type_id, &d.properties);
+    let scope = tasks::scope(&state.formats, &d.type_id, &d.properties);
     let (key, name, type_id, props, sched, enabled, next) = (
         id.clone(),
         d.name.clone(),
@@ -179,7 +179,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     state
         .db
         .write(move |c| {
-            if let Err(e) = scope_still_fits(c, scope.as_ref())? {
+            if let Err(e) = scope_still_fits(c, &scope)? {
                 return Ok(Err(e));
             }
             rows::insert(c, &TaskDef { id: &key, name: &name, type_id: &type_id, properties: &props, schedule: &sched, enabled, next_run: next }, now)?;
@@ -206,7 +206,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
             return Err(ConfigError::new("frequency", "a built-in task takes its schedule and properties from the configuration (gc.schedule, gc.cleanup_schedule, uploads.sweep_interval_secs, security.audit_retention_days); only `enabled` can change here").into());
         }
     }
-    let scope = tasks::scoped_repository(&state.formats, &d.type_id, &d.properties);
+    let scope = tasks::scope(&state.formats, &d.type_id, &d.properties);
     let (key, name, type_id, props, sched, enabled, frequency) =
         (id.to_string(), d.name.clone(), d.type_id, Value::Object(d.properties).to_string(), d.frequency.to_json().to_string(), d.enabled, d.frequency);
     let found = state
@@ -216,7 +216,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
             // finished since `existing` was read has set a new one, which an unchanged schedule
             // keeps (the value read before could be the past, and start a run at once).
             let Some(current) = rows::get(c, &key)? else { return Ok(Ok(false)) };
-            if let Err(e) = scope_still_fits(c, scope.as_ref())? {
+            if let Err(e) = scope_still_fits(c, &scope)? {
                 return Ok(Err(e));
             }
             let next = next_run_after_update(&current, &frequency, enabled, now_millis());
@@ -231,19 +231,26 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
     Ok(HttpResponse::Ok().json(render(&load(&state, &id).await?)))
 }
 
-/// The repository a task is scoped to, checked in the transaction that stores the task: it must
-/// exist (a task for a name nobody has yet would take up whatever repository is created under
-/// it) and be of the task's format; the deletion of a repository, serialised with this
+/// The repository or blob store a task is scoped to, checked in the transaction that stores the
+/// task: it must exist (a task for a name nobody has yet would take up whatever is created
+/// under it), a repository of the task's format; the deletion of either, serialised with this
 /// transaction, deletes its tasks.
-fn scope_still_fits(c: &mut crate::db::AnyConnection, scope: Option<&(String, Option<String>)>) -> Result<Result<(), ConfigError>, crate::db::DbError> {
-    let Some((name, format)) = scope else { return Ok(Ok(())) };
-    Ok(match (crate::db::repos::kinds(c, &[name.as_str()])?.remove(name), format) {
-        (None, _) => Err(ConfigError::new("properties.repositoryName", format!("repository {name} does not exist"))),
-        (Some((found, _)), Some(want)) if found != *want => {
-            Err(ConfigError::new("properties.repositoryName", format!("{name} is a {found} repository, not {want}")))
+fn scope_still_fits(c: &mut crate::db::AnyConnection, scope: &tasks::Scope) -> Result<Result<(), ConfigError>, crate::db::DbError> {
+    if let Some((name, format)) = &scope.repository {
+        match (crate::db::repos::kinds(c, &[name.as_str()])?.remove(name), format) {
+            (None, _) => return Ok(Err(ConfigError::new("properties.repositoryName", format!("repository {name} does not exist")))),
+            (Some((found, _)), Some(want)) if found != *want => {
+                return Ok(Err(ConfigError::new("properties.repositoryName", format!("{name} is a {found} repository, not {want}"))))
+            }
+            _ => {}
         }
-        _ => Ok(()),
-    })
+    }
+    if let Some(store) = &scope.blob_store {
+        if !crate::db::repos::list_blob_stores(c)?.iter().any(|s| s.name == *store) {
+            return Ok(Err(ConfigError::new("properties.blobstoreName", format!("blob store {store} does not exist"))));
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// A task's next run once its definition becomes `frequency`, `enabled`: none while disabled;
