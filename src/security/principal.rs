@@ -947,7 +947,20 @@ impl Authenticator {
         let sid = uuid::Uuid::new_v4().simple().to_string();
         let now = now_millis();
         let row = SessionRow { id: sid.clone(), username: user.clone(), realm: realm.as_str().into(), created_at: now, expires_at: now + ttl as i64 * 1000 };
-        self.db.write(move |c| sessions::insert(c, &row)).await.map_err(internal)?;
+        let stored = self
+            .db
+            .write(move |c| {
+                if !still_a_user(c, realm, &row.username)? {
+                    return Ok(false);
+                }
+                sessions::insert(c, &row)?;
+                Ok(true)
+            })
+            .await
+            .map_err(internal)?;
+        if !stored {
+            return Err(IdentityError::NotAllowed("this user no longer exists"));
+        }
         Ok(self.tokens.sign_session(&user, realm, &sid, ttl))
     }
 
@@ -1025,6 +1038,14 @@ fn password_fingerprint(password_hash: &str) -> String {
     hex::encode(&Sha256::new().chain_update(b"wharf bearer password\0").chain_update(password_hash.as_bytes()).finalize()[..16])
 }
 
+/// Whether a local user still exists, read in the transaction that writes a credential (a token,
+/// a session) for them: a user deleted after this request signed in must not leave one behind
+/// for a later user of the name (the deletion removes those it finds, in its own transaction). A
+/// directory user is the directory's to delete.
+fn still_a_user(c: &mut AnyConnection, realm: Realm, user: &str) -> Result<bool, DbError> {
+    Ok(realm != Realm::Local || users::get(c, user)?.is_some())
+}
+
 fn token_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
@@ -1094,7 +1115,20 @@ impl Identity for Authenticator {
             realm: realm.as_str().into(),
         };
         let r = row.clone();
-        self.db.write(move |c| tokens::insert(c, &r)).await.map_err(internal)?;
+        let stored = self
+            .db
+            .write(move |c| {
+                if !still_a_user(c, realm, &r.username)? {
+                    return Ok(false);
+                }
+                tokens::insert(c, &r)?;
+                Ok(true)
+            })
+            .await
+            .map_err(internal)?;
+        if !stored {
+            return Err(IdentityError::NotAllowed("this user no longer exists"));
+        }
         tracing::info!(user, token = %row.prefix, "API token created");
         self.audit.record(AuditEvent {
             actor: Some(user),
@@ -1230,4 +1264,50 @@ pub fn decode_basic(b64: &str) -> Option<(String, String)> {
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
     Some((u.to_string(), p.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use wharf_format::{Access, Credential, Identity, IdentityError, Principal, Realm, TokenSpec};
+
+    use super::{Authenticator, Lockout};
+    use crate::db::{tokens, users, Db};
+
+    /// A user deleted after their request signed in gets no token and no session written for
+    /// them: a later user under the name would sign in with it. The deletion removes what it
+    /// finds in its own transaction; this is the other side, checked where the row is written.
+    #[actix_web::test]
+    async fn no_credential_is_written_for_a_user_deleted_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
+        db.run_sync(|c| users::insert(c, "here", "not-a-hash", false)).unwrap();
+        let audit = Arc::new(crate::audit::AuditLog::new(db.clone()));
+        let keys = super::TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
+        let lockout = Lockout { after: 5, first: Duration::from_secs(1), max: Duration::from_secs(60) };
+        let auth = Authenticator::new(db.clone(), audit, keys, vec![], lockout);
+        let signed_in = |user: &str| Principal { user: Some(user.into()), realm: Some(Realm::Local), credential: Credential::Password, access: Access::All };
+        let spec = || TokenSpec { name: "t".into(), readonly: false, repository: None, expires_at: None };
+
+        for user in ["gone", "here"] {
+            let token = auth.create_token(&signed_in(user), spec(), "127.0.0.1").await;
+            let session = auth.open_session(&signed_in(user), 60).await;
+            if user == "gone" {
+                assert!(matches!(token, Err(IdentityError::NotAllowed(_))), "{user}: a token");
+                assert!(matches!(session, Err(IdentityError::NotAllowed(_))), "{user}: a session");
+            } else {
+                assert!(token.is_ok() && session.is_ok(), "{user}");
+            }
+        }
+        let stored = db
+            .run_sync(|c| {
+                use diesel::prelude::*;
+                let sessions: Vec<String> = crate::db::schema::sessions::table.select(crate::db::schema::sessions::username).load(c)?;
+                Ok((tokens::of_user(c, "gone", "local")?.len(), tokens::of_user(c, "here", "local")?.len(), sessions))
+            })
+            .unwrap();
+        assert_eq!(stored, (0, 1, vec!["here".to_string()]));
+    }
 }

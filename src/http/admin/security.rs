@@ -86,6 +86,27 @@ fn check_roles(existing: &[RoleRow], wanted: &[String]) -> Result<(), AdminError
     Ok(())
 }
 
+/// What a user's or a role's fields name, checked again in the transaction that stores them:
+/// the request was checked against the roles and privileges read before it, and one deleted
+/// since must not be stored by name (a role or privilege created later under it would be
+/// granted by it). `privileges`: the defined ones only (built-in ids need no row). Answers the
+/// field and message of a refusal.
+fn still_named(c: &mut crate::db::AnyConnection, roles: &[String], privileges: &[String]) -> Result<Option<(&'static str, String)>, DbError> {
+    if !roles.is_empty() {
+        let known = users::roles(c)?;
+        if let Some(r) = roles.iter().find(|r| !known.iter().any(|k| &k.id == *r)) {
+            return Ok(Some(("roles", format!("roles: role {r} does not exist"))));
+        }
+    }
+    if !privileges.is_empty() {
+        let defined = crate::db::privileges::grants(c)?;
+        if let Some(p) = privileges.iter().find(|p| !defined.contains_key(*p)) {
+            return Ok(Some(("privileges", format!("privileges: privilege {p} does not exist"))));
+        }
+    }
+    Ok(None)
+}
+
 fn user_fields(obj: &Map<String, Value>, existing_roles: &[RoleRow]) -> Result<UserFields, AdminError> {
     for k in obj.keys() {
         if !["userId", "firstName", "lastName", "emailAddress", "password", "status", "roles", "source", "readOnly", "externalRoles"].contains(&k.as_str()) {
@@ -150,15 +171,18 @@ pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web
     let created = state
         .db
         .write(move |c| {
+            if let Some((field, why)) = still_named(c, &fields.roles, &[])? {
+                return Ok(Err(ConfigError::new(field, why)));
+            }
             // User names ignore case: `Admin` would be a second name for `admin`.
             if let Some(existing) = users::get(c, &id2)? {
-                return Ok(Err(existing.username));
+                return Ok(Err(ConfigError::new("userId", format!("userId: user {} already exists (user names ignore case)", existing.username))));
             }
             users::create(c, &id2, &hash, &fields)?;
-            Ok(users::get(c, &id2)?.ok_or_else(|| id2.clone()))
+            Ok(users::get(c, &id2)?.ok_or_else(|| ConfigError::new("userId", format!("userId: user {id2} vanished"))))
         })
         .await?;
-    let row = created.map_err(|existing| invalid("userId", format!("userId: user {existing} already exists (user names ignore case)")))?;
+    let row = created?;
     state.auth.invalidate();
     super::record(&state, &req, &actor, "user.create", &id, None);
     Ok(HttpResponse::Ok().json(user_json(&row)))
@@ -184,14 +208,17 @@ pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web
     let updated = state
         .db
         .write(move |c| {
+            if let Some((field, why)) = still_named(c, &fields.roles, &[])? {
+                return Ok(Err(ConfigError::new(field, why)));
+            }
             let disabled = fields.status != "active";
             let found = users::update(c, &id2, &fields)?;
             if found && disabled {
                 sessions::delete_of_user(c, &id2)?;
             }
-            Ok(found)
+            Ok(Ok(found))
         })
-        .await?;
+        .await??;
     if !updated {
         return Err(AdminError::missing("user", &id));
     }
@@ -358,13 +385,17 @@ pub async fn create_role(state: web::Data<AppState>, req: HttpRequest, body: web
         return Err(invalid("id", format!("id: role {id} already exists")));
     }
     let id2 = id.clone();
+    let custom: Vec<String> = privileges.iter().filter(|p| defined.contains_key(*p)).cloned().collect();
     let row = state
         .db
         .write(move |c| {
+            if let Some((field, why)) = still_named(c, &nested, &custom)? {
+                return Ok(Err(ConfigError::new(field, why)));
+            }
             users::create_role(c, &id2, &name, &description, &privileges, &nested)?;
-            users::role(c, &id2)
+            Ok(Ok(users::role(c, &id2)?))
         })
-        .await?
+        .await??
         .ok_or_else(|| AdminError::Internal(Box::new(DbError::Migration("role vanished".into()))))?;
     state.auth.invalidate();
     super::record(&state, &req, &actor, "role.create", &id, None);
@@ -386,7 +417,17 @@ pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(invalid("id", "nx-admin is built in and cannot be changed"));
     }
     let id2 = id.clone();
-    if !state.db.write(move |c| users::update_role(c, &id2, &name, &description, &privileges, &nested)).await? {
+    let custom: Vec<String> = privileges.iter().filter(|p| defined.contains_key(*p)).cloned().collect();
+    let updated = state
+        .db
+        .write(move |c| {
+            if let Some((field, why)) = still_named(c, &nested, &custom)? {
+                return Ok(Err(ConfigError::new(field, why)));
+            }
+            Ok(Ok(users::update_role(c, &id2, &name, &description, &privileges, &nested)?))
+        })
+        .await??;
+    if !updated {
         return Err(AdminError::missing("role", &id));
     }
     state.auth.invalidate();
@@ -544,4 +585,38 @@ pub async fn revoke_token(state: web::Data<AppState>, req: HttpRequest, path: we
         return Err(AdminError::missing("token", &id));
     }
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::db::{privileges, users, Db};
+
+    /// What the writers check again in their transaction: a role or a defined privilege that
+    /// is gone is named in the refusal; those that exist pass.
+    #[test]
+    fn a_role_or_privilege_deleted_meanwhile_is_refused_where_the_write_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
+        db.run_sync(|c| {
+            users::create_role(c, "kept", "kept", "", &[], &[])?;
+            let p = privileges::PrivilegeRow {
+                name: "kept-read".into(),
+                kind: "repository-view".into(),
+                description: String::new(),
+                definition: "{}".into(),
+                grants: "[\"nx-repository-view-docker-x-read\"]".into(),
+                created_at: 0,
+            };
+            privileges::insert(c, &p)
+        })
+        .unwrap();
+        let check = |roles: &[&str], privileges: &[&str]| {
+            let (roles, privileges): (Vec<String>, Vec<String>) =
+                (roles.iter().map(|r| r.to_string()).collect(), privileges.iter().map(|p| p.to_string()).collect());
+            db.run_sync(move |c| super::still_named(c, &roles, &privileges)).unwrap()
+        };
+        assert_eq!(check(&["kept"], &["kept-read"]), None);
+        assert_eq!(check(&["kept", "gone"], &[]), Some(("roles", "roles: role gone does not exist".to_string())));
+        assert_eq!(check(&[], &["kept-read", "gone-read"]), Some(("privileges", "privileges: privilege gone-read does not exist".to_string())));
+    }
 }
