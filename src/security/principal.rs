@@ -939,6 +939,32 @@ impl Authenticator {
         Some(p)
     }
 
+    /// Writes a credential row of `user` with `insert`, in the transaction that checks they still
+    /// exist ([`still_a_user`]).
+    async fn store_credential(
+        &self,
+        realm: Realm,
+        user: String,
+        insert: impl Fn(&mut AnyConnection) -> Result<(), DbError> + Send + Sync + 'static,
+    ) -> Result<(), IdentityError> {
+        let stored = self
+            .db
+            .write(move |c| {
+                if !still_a_user(c, realm, &user)? {
+                    return Ok(false);
+                }
+                insert(c)?;
+                Ok(true)
+            })
+            .await
+            .map_err(internal)?;
+        if stored {
+            Ok(())
+        } else {
+            Err(IdentityError::NotAllowed("this user no longer exists"))
+        }
+    }
+
     pub async fn open_session(&self, p: &Principal, ttl: u64) -> Result<(String, SessionClaims), IdentityError> {
         if !p.credential.may_create_credentials() {
             return Err(IdentityError::NotAllowed("a console session is opened with the password"));
@@ -947,20 +973,7 @@ impl Authenticator {
         let sid = uuid::Uuid::new_v4().simple().to_string();
         let now = now_millis();
         let row = SessionRow { id: sid.clone(), username: user.clone(), realm: realm.as_str().into(), created_at: now, expires_at: now + ttl as i64 * 1000 };
-        let stored = self
-            .db
-            .write(move |c| {
-                if !still_a_user(c, realm, &row.username)? {
-                    return Ok(false);
-                }
-                sessions::insert(c, &row)?;
-                Ok(true)
-            })
-            .await
-            .map_err(internal)?;
-        if !stored {
-            return Err(IdentityError::NotAllowed("this user no longer exists"));
-        }
+        self.store_credential(realm, user.clone(), move |c| sessions::insert(c, &row)).await?;
         Ok(self.tokens.sign_session(&user, realm, &sid, ttl))
     }
 
@@ -1115,20 +1128,7 @@ impl Identity for Authenticator {
             realm: realm.as_str().into(),
         };
         let r = row.clone();
-        let stored = self
-            .db
-            .write(move |c| {
-                if !still_a_user(c, realm, &r.username)? {
-                    return Ok(false);
-                }
-                tokens::insert(c, &r)?;
-                Ok(true)
-            })
-            .await
-            .map_err(internal)?;
-        if !stored {
-            return Err(IdentityError::NotAllowed("this user no longer exists"));
-        }
+        self.store_credential(realm, user.clone(), move |c| tokens::insert(c, &r)).await?;
         tracing::info!(user, token = %row.prefix, "API token created");
         self.audit.record(AuditEvent {
             actor: Some(user),
