@@ -86,6 +86,25 @@ fn bad_repository_json_gets_a_400_naming_the_field() {
     assert_eq!((v["code"].as_str(), v["kind"].as_str(), v["name"].as_str()), (Some("not_found"), Some("repository"), Some("no-such-repo")), "{v}");
     let r = admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").header("content-type", "application/json").body("{nope").send().unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // The message names its field once, whichever API refuses (some said `roles: roles: ...`).
+    for (path, body, message) in [
+        ("/service/rest/v1/security/users", json!({"userId": "u1", "password": "long-enough-1", "status": "asleep"}), "status: must be active or disabled"),
+        ("/service/rest/v1/security/users", json!({"userId": "u1", "password": "long-enough-1", "roles": ["no-role"]}), "roles: role no-role does not exist"),
+        ("/service/rest/v1/security/roles", json!({"id": "r1", "colour": "red"}), "colour: unknown field"),
+        (
+            "/service/rest/v1/security/realms/active",
+            json!(["NexusAuthenticatingRealm", "NexusAuthenticatingRealm"]),
+            "realms: NexusAuthenticatingRealm is listed twice",
+        ),
+    ] {
+        let method = if path.ends_with("active") { Method::PUT } else { Method::POST };
+        let r = admin(method, path).json(&body).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path} {body}");
+        let v: Value = r.json().unwrap();
+        assert_eq!(v[0]["message"], message, "{path} {body}");
+    }
+    let r = admin(Method::GET, "/service/rest/v1/audit?limit=0").send().unwrap();
+    assert_eq!(r.json::<Value>().unwrap()[0]["message"], "limit: between 1 and 1000");
 }
 
 #[test]

@@ -47,7 +47,7 @@ async fn delete(db: &Db, name: &str, token: &str) -> Claim {
         Deletion::Deleted(claim, _) => claim.expect("a file store's removal"),
         Deletion::InUse(users) => panic!("{name} is used by {users:?}"),
         Deletion::NotFound => panic!("{name} not found"),
-        Deletion::TaskRunning(task) => panic!("{name}: task {task} runs"),
+        Deletion::TaskRunning(task, _) => panic!("{name}: task {task} runs"),
     }
 }
 

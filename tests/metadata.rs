@@ -386,6 +386,54 @@ fn deleting_a_repository_takes_it_out_of_groups_tasks_and_webhooks() {
     }
 }
 
+/// Tasks scoped to what does not exist (written before scopes were checked) are disabled at
+/// start; the rest stay as they are.
+#[test]
+fn tasks_scoped_to_nothing_are_disabled() {
+    use wharf::db::tasks;
+    for (backend, db, _) in backends() {
+        db.run_sync(|c| {
+            for (id, props, enabled) in [
+                ("t-r1", r#"{"repositoryName":"r1"}"#, true),
+                ("t-all", r#"{"repositoryName":"*"}"#, true),
+                ("t-nowhere", r#"{"repositoryName":"nowhere"}"#, true),
+                ("t-store", r#"{"blobstoreName":"default"}"#, true),
+                ("t-no-store", r#"{"blobstoreName":"no-store"}"#, true),
+                ("t-off", r#"{"repositoryName":"nowhere"}"#, false),
+            ] {
+                let t = tasks::TaskDef {
+                    id,
+                    name: id,
+                    type_id: "repository.cleanup",
+                    properties: props,
+                    schedule: "{\"type\":\"manual\"}",
+                    enabled,
+                    next_run: Some(5),
+                };
+                tasks::insert(c, &t, 1)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(db.run_sync(|c| Ok(tasks::disable_orphans(c)?)).unwrap(), ["t-no-store", "t-nowhere"], "{backend}");
+        let state: Vec<(String, bool, Option<i64>)> =
+            db.run_sync(|c| Ok(tasks::list(c)?)).unwrap().into_iter().map(|t| (t.id, t.enabled, t.next_run)).collect();
+        let expected: Vec<(String, bool, Option<i64>)> = [
+            ("t-all", true, Some(5)),
+            ("t-no-store", false, None),
+            ("t-nowhere", false, None),
+            ("t-off", false, Some(5)),
+            ("t-r1", true, Some(5)),
+            ("t-store", true, Some(5)),
+        ]
+        .into_iter()
+        .map(|(id, e, n)| (id.to_string(), e, n))
+        .collect();
+        assert_eq!(state, expected, "{backend}");
+        assert!(db.run_sync(|c| Ok(tasks::disable_orphans(c)?)).unwrap().is_empty(), "{backend}: once");
+    }
+}
+
 /// Every compare-and-swap is atomic under real concurrency: 20 tasks each add one to a counter
 /// kept in an asset's digest, retrying when their check fails, while other tasks write upload
 /// rows beside them. Every increment must survive (on PostgreSQL under READ COMMITTED a check

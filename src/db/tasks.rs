@@ -106,6 +106,26 @@ pub fn update(conn: &mut AnyConnection, t: &TaskDef) -> QueryResult<usize> {
         .execute(conn)
 }
 
+/// Disables the enabled tasks scoped to a repository or a blob store that does not exist
+/// (written before their scope was checked, or left by a deletion before deletions took their
+/// tasks along): run, one would take up whatever is created later under the name. Answers
+/// their names.
+pub fn disable_orphans(conn: &mut AnyConnection) -> QueryResult<Vec<String>> {
+    use super::schema::{blob_stores, repositories};
+    let repos: Vec<String> = repositories::table.select(repositories::name).load(conn)?;
+    let stores: Vec<String> = blob_stores::table.select(blob_stores::name).load(conn)?;
+    let mut disabled = Vec::new();
+    for t in list(conn)?.into_iter().filter(|t| t.enabled) {
+        let props: serde_json::Value = serde_json::from_str(&t.properties).unwrap_or_default();
+        let names = |key: &str, known: &[String]| props.get(key).and_then(serde_json::Value::as_str).is_some_and(|n| n != "*" && !known.iter().any(|k| k == n));
+        if names("repositoryName", &repos) || names("blobstoreName", &stores) {
+            diesel::update(tasks::table.find(&t.id)).set((tasks::enabled.eq(false), tasks::next_run.eq(None::<i64>))).execute(conn)?;
+            disabled.push(t.name);
+        }
+    }
+    Ok(disabled)
+}
+
 pub fn delete(conn: &mut AnyConnection, id: &str) -> QueryResult<usize> {
     diesel::delete(task_runs::table.filter(task_runs::task_id.eq(id))).execute(conn)?;
     diesel::delete(tasks::table.find(id)).execute(conn)

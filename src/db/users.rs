@@ -77,6 +77,11 @@ pub fn get(conn: &mut AnyConnection, username: &str) -> Result<Option<UserRow>, 
     Ok(named!(username).select(UserRow::as_select()).get_result(conn).optional()?)
 }
 
+/// The user whose row has this id (a user deleted and created again under the name has a new one).
+pub fn by_id(conn: &mut AnyConnection, id: i64) -> Result<Option<UserRow>, DbError> {
+    Ok(users::table.find(id).select(UserRow::as_select()).get_result(conn).optional()?)
+}
+
 /// [`get`] and `privileges::grants_version`, in one round trip when the user exists.
 pub fn get_with_grants_version(conn: &mut AnyConnection, username: &str) -> Result<(Option<UserRow>, i64), DbError> {
     use super::schema::change_counters as cc;

@@ -100,8 +100,8 @@ impl Claim {
 pub enum Deletion {
     /// Refused: these repositories use the store.
     InUse(Vec<String>),
-    /// Refused: this task, scoped to the store (`blobstoreName`), runs.
-    TaskRunning(String),
+    /// Refused: this task, scoped to the store (`blobstoreName`), runs: its name and id.
+    TaskRunning(String, String),
     NotFound,
     /// The row is gone and its name and files are reserved for this claim (`None`: a store
     /// whose stored settings do not parse, so its objects cannot be reached); the tasks scoped
@@ -124,7 +124,7 @@ pub fn delete_store(conn: &mut AnyConnection, name: &str, token: &str) -> Result
     // up), every refusal before the first change.
     let scoped = tasks::scoped_to(conn, "blobstoreName", name)?;
     if let Some(t) = scoped.iter().find(|t| t.running(now_millis())) {
-        return Ok(Deletion::TaskRunning(t.name.clone()));
+        return Ok(Deletion::TaskRunning(t.name.clone(), t.id.clone()));
     }
     let mut unnamed = Vec::new();
     for t in scoped {

@@ -393,6 +393,10 @@ pub async fn ensure_builtins(state: &AppState) -> Result<(), TaskError> {
             other => other?,
         }
     }
+    let orphans = state.db.write(|c| Ok(rows::disable_orphans(c)?)).await?;
+    if !orphans.is_empty() {
+        tracing::warn!(tasks = %orphans.join(", "), "disabled tasks scoped to a repository or blob store that does not exist: one created later under the name would be taken up by them");
+    }
     Ok(())
 }
 

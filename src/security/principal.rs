@@ -48,8 +48,8 @@ use actix_web::HttpRequest;
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use wharf_format::{
-    canonical_user, now_millis, same_user, Access, Action, Audit, AuditEvent, Credential, Identity, IdentityError, NewToken, Principal, Realm, RepoPrivilege,
-    TokenInfo, TokenSpec, WebLogin, WebLoginInfo, WebLoginPoll, WEB_LOGIN_TTL_MS,
+    canonical_user, now_millis, same_user, Access, Action, Audit, AuditEvent, Credential, Holder, Identity, IdentityError, NewToken, Principal, Realm,
+    RepoPrivilege, TokenInfo, TokenSpec, WebLogin, WebLoginInfo, WebLoginPoll, WEB_LOGIN_TTL_MS,
 };
 
 use super::token::{BearerSource, SessionClaims, TokenKeys};
@@ -646,7 +646,14 @@ impl Authenticator {
 
     fn local_principal(&self, row: &UserRow, all_roles: &[RoleRow], credential: Credential) -> Principal {
         let resolved = roles::resolve(&row.role_ids(), all_roles, &self.formats);
-        Principal { user: Some(row.username.clone()), realm: Some(Realm::Local), credential, access: full(resolved) }
+        let password = (credential == Credential::Password).then(|| password_fingerprint(&row.password_hash));
+        Principal {
+            user: Some(row.username.clone()),
+            realm: Some(Realm::Local),
+            credential,
+            access: full(resolved),
+            holder: Some(Holder { id: row.id, password }),
+        }
     }
 }
 
@@ -672,7 +679,7 @@ impl Authenticator {
         if !self.free_for_directory(&id).await {
             return None;
         }
-        Some(Principal { user: Some(id), realm: Some(Realm::Ldap), credential: Credential::Password, access: full(resolved) })
+        Some(Principal { user: Some(id), realm: Some(Realm::Ldap), credential: Credential::Password, access: full(resolved), holder: None })
     }
 
     /// Whether `name` may be a directory user's: no local user has it in any spelling.
@@ -880,7 +887,7 @@ impl Authenticator {
         let narrowed = row.readonly || row.repository.is_some();
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
         let credential = if narrowed { Credential::NarrowedToken } else { Credential::Token };
-        Some((Principal { user: Some(username), realm: Some(realm), credential, access }, row, owner, grants))
+        Some((Principal { user: Some(username), realm: Some(realm), credential, access, holder: None }, row, owner, grants))
     }
 
     /// A Docker bearer token: the grants it was signed with, while the proof it was got with
@@ -930,7 +937,7 @@ impl Authenticator {
             Some(t) => narrow(resolved, t.readonly, t.repository.as_deref()),
             None => full(resolved),
         };
-        let p = Principal { user: Some(name), realm: Some(realm), credential: Credential::DockerBearer, access: bearer(holder) };
+        let p = Principal { user: Some(name), realm: Some(realm), credential: Credential::DockerBearer, access: bearer(holder), holder: None };
         // As for API tokens: a directory user's bearer token is not remembered.
         if let Some(owner) = owner {
             let proof = Proof::Bearer { source: c.source, token: token.map(Box::new), owner };
@@ -944,13 +951,13 @@ impl Authenticator {
     async fn store_credential(
         &self,
         realm: Realm,
-        user: String,
+        holder: Option<Holder>,
         insert: impl Fn(&mut AnyConnection) -> Result<(), DbError> + Send + Sync + 'static,
     ) -> Result<(), IdentityError> {
         let stored = self
             .db
             .write(move |c| {
-                if !still_a_user(c, realm, &user)? {
+                if !still_stands(c, realm, holder.as_ref())? {
                     return Ok(false);
                 }
                 insert(c)?;
@@ -973,7 +980,7 @@ impl Authenticator {
         let sid = uuid::Uuid::new_v4().simple().to_string();
         let now = now_millis();
         let row = SessionRow { id: sid.clone(), username: user.clone(), realm: realm.as_str().into(), created_at: now, expires_at: now + ttl as i64 * 1000 };
-        self.store_credential(realm, user.clone(), move |c| sessions::insert(c, &row)).await?;
+        self.store_credential(realm, p.holder.clone(), move |c| sessions::insert(c, &row)).await?;
         Ok(self.tokens.sign_session(&user, realm, &sid, ttl))
     }
 
@@ -1002,8 +1009,9 @@ impl Authenticator {
             .await
             .ok()?;
         session.filter(|s| same_user(&s.username, &claims.sub) && s.realm == claims.realm)?;
+        let holder = local.as_ref().filter(|_| realm == Realm::Local).map(|r| Holder { id: r.id, password: None });
         let (name, resolved) = self.standing(&claims.sub, realm, local, &all_roles).await?;
-        Some(Principal { user: Some(name), realm: Some(realm), credential: Credential::Session, access: full(resolved) })
+        Some(Principal { user: Some(name), realm: Some(realm), credential: Credential::Session, access: full(resolved), holder })
     }
 }
 
@@ -1051,12 +1059,19 @@ fn password_fingerprint(password_hash: &str) -> String {
     hex::encode(&Sha256::new().chain_update(b"wharf bearer password\0").chain_update(password_hash.as_bytes()).finalize()[..16])
 }
 
-/// Whether a local user still exists, read in the transaction that writes a credential (a token,
-/// a session) for them: a user deleted after this request signed in must not leave one behind
-/// for a later user of the name (the deletion removes those it finds, in its own transaction). A
-/// directory user is the directory's to delete.
-fn still_a_user(c: &mut AnyConnection, realm: Realm, user: &str) -> Result<bool, DbError> {
-    Ok(realm != Realm::Local || users::get(c, user)?.is_some())
+/// Whether a local user stands as their password or session found them ([`Holder`]: the same
+/// row, active, the same password), read in the transaction that writes a credential (a token,
+/// a session) for them. A deletion, a disabling and a password change remove the user's
+/// sessions (and a deletion their tokens) in their own transaction; this is the other side: a
+/// request that signed in before one of them commits writes nothing after it. A directory user
+/// is the directory's to delete.
+fn still_stands(c: &mut AnyConnection, realm: Realm, holder: Option<&Holder>) -> Result<bool, DbError> {
+    if realm != Realm::Local {
+        return Ok(true);
+    }
+    let Some(h) = holder else { return Ok(false) };
+    let row = users::by_id(c, h.id)?;
+    Ok(row.is_some_and(|r| r.status == "active" && h.password.as_ref().is_none_or(|p| *p == password_fingerprint(&r.password_hash))))
 }
 
 fn token_hash(secret: &str) -> String {
@@ -1128,7 +1143,7 @@ impl Identity for Authenticator {
             realm: realm.as_str().into(),
         };
         let r = row.clone();
-        self.store_credential(realm, user.clone(), move |c| tokens::insert(c, &r)).await?;
+        self.store_credential(realm, owner.holder.clone(), move |c| tokens::insert(c, &r)).await?;
         tracing::info!(user, token = %row.prefix, "API token created");
         self.audit.record(AuditEvent {
             actor: Some(user),
@@ -1271,43 +1286,66 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use wharf_format::{Access, Credential, Identity, IdentityError, Principal, Realm, TokenSpec};
+    use wharf_format::{Credential, Identity, IdentityError, Principal, TokenSpec};
 
     use super::{Authenticator, Lockout};
-    use crate::db::{tokens, users, Db};
+    use crate::db::{users, Db};
 
-    /// A user deleted after their request signed in gets no token and no session written for
-    /// them: a later user under the name would sign in with it. The deletion removes what it
-    /// finds in its own transaction; this is the other side, checked where the row is written.
+    /// A user whose row no longer stands as their password found it gets no token and no
+    /// session written: deleted, deleted and created again under the name, disabled, or with
+    /// another password since the request signed in. Each of those ends the user's sessions
+    /// (and a deletion their tokens) in its own transaction; this is the other side, checked
+    /// where the row is written.
     #[actix_web::test]
-    async fn no_credential_is_written_for_a_user_deleted_meanwhile() {
+    async fn no_credential_is_written_for_a_user_changed_since_they_signed_in() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
-        db.run_sync(|c| users::insert(c, "here", "not-a-hash", false)).unwrap();
         let audit = Arc::new(crate::audit::AuditLog::new(db.clone()));
         let keys = super::TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
         let lockout = Lockout { after: 5, first: Duration::from_secs(1), max: Duration::from_secs(60) };
         let auth = Authenticator::new(db.clone(), audit, keys, vec![], lockout);
-        let signed_in = |user: &str| Principal { user: Some(user.into()), realm: Some(Realm::Local), credential: Credential::Password, access: Access::All };
-        let spec = || TokenSpec { name: "t".into(), readonly: false, repository: None, expires_at: None };
+        let names = ["stands", "deleted", "recreated", "disabled", "new-password"];
+        // Each signed in with its password now: the principal as a password login makes it.
+        let signed_in: Vec<Principal> = names
+            .iter()
+            .map(|n| {
+                let n = n.to_string();
+                let row = db.run_sync(move |c| {
+                    users::insert(c, &n, "hash-1", false)?;
+                    Ok(users::get(c, &n)?.unwrap())
+                });
+                auth.local_principal(&row.unwrap(), &[], Credential::Password)
+            })
+            .collect();
+        db.run_sync(|c| {
+            users::delete(c, "deleted")?;
+            users::delete(c, "recreated")?;
+            users::insert(c, "recreated", "hash-1", false)?;
+            let off = users::UserFields { first_name: String::new(), last_name: String::new(), email: String::new(), status: "disabled".into(), roles: vec![] };
+            users::update(c, "disabled", &off)?;
+            users::set_password(c, "new-password", "hash-2")?;
+            Ok(())
+        })
+        .unwrap();
 
-        for user in ["gone", "here"] {
-            let token = auth.create_token(&signed_in(user), spec(), "127.0.0.1").await;
-            let session = auth.open_session(&signed_in(user), 60).await;
-            if user == "gone" {
-                assert!(matches!(token, Err(IdentityError::NotAllowed(_))), "{user}: a token");
-                assert!(matches!(session, Err(IdentityError::NotAllowed(_))), "{user}: a session");
+        for (name, p) in names.iter().zip(&signed_in) {
+            let token = auth.create_token(p, TokenSpec { name: "t".into(), readonly: false, repository: None, expires_at: None }, "127.0.0.1").await;
+            let session = auth.open_session(p, 60).await;
+            if *name == "stands" {
+                assert!(token.is_ok() && session.is_ok(), "{name}");
             } else {
-                assert!(token.is_ok() && session.is_ok(), "{user}");
+                assert!(matches!(token, Err(IdentityError::NotAllowed(_))), "{name}: a token");
+                assert!(matches!(session, Err(IdentityError::NotAllowed(_))), "{name}: a session");
             }
         }
         let stored = db
             .run_sync(|c| {
                 use diesel::prelude::*;
                 let sessions: Vec<String> = crate::db::schema::sessions::table.select(crate::db::schema::sessions::username).load(c)?;
-                Ok((tokens::of_user(c, "gone", "local")?.len(), tokens::of_user(c, "here", "local")?.len(), sessions))
+                let tokens: Vec<String> = crate::db::schema::api_tokens::table.select(crate::db::schema::api_tokens::username).load(c)?;
+                Ok((tokens, sessions))
             })
             .unwrap();
-        assert_eq!(stored, (0, 1, vec!["here".to_string()]));
+        assert_eq!(stored, (vec!["stands".to_string()], vec!["stands".to_string()]));
     }
 }

@@ -186,12 +186,25 @@ pub struct Principal {
     pub realm: Option<Realm>,
     pub credential: Credential,
     pub access: Access,
+    /// The local user's row as the password or session found it (`None` for anyone else).
+    pub holder: Option<Holder>,
+}
+
+/// A local user as a password or a console session found them: the row's id and, for a
+/// password, a fingerprint of the hash it was checked against. The identity service writes a
+/// new credential (a token, a session) for the user only while the row still stands so: a user
+/// deleted and created again under the name, disabled, or whose password changed since gets
+/// none.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub id: i64,
+    pub password: Option<String>,
 }
 
 impl Principal {
     /// An anonymous caller whose anonymous role holds nothing.
     pub fn anonymous() -> Principal {
-        Principal { user: None, realm: None, credential: Credential::Anonymous, access: Access::Anonymous(Arc::from(Vec::new())) }
+        Principal { user: None, realm: None, credential: Credential::Anonymous, access: Access::Anonymous(Arc::from(Vec::new())), holder: None }
     }
 
     pub fn is_anonymous(&self) -> bool {

@@ -26,7 +26,7 @@ fn time(field: &str, v: &str) -> Result<i64, AdminError> {
     if let Ok(ms) = v.parse::<i64>() {
         return Ok(ms);
     }
-    parse_rfc3339(v).ok_or_else(|| AdminError::Invalid(ConfigError::new(field, format!("{field}: not a time: {v:?} (RFC 3339 or epoch milliseconds)"))))
+    parse_rfc3339(v).ok_or_else(|| AdminError::Invalid(ConfigError::new(field, format!("not a time: {v:?} (RFC 3339 or epoch milliseconds)"))))
 }
 
 fn parse_rfc3339(s: &str) -> Option<i64> {
@@ -63,9 +63,9 @@ pub async fn list(state: web::Data<AppState>, req: HttpRequest, q: web::Query<Pa
     require_admin(&state, &req).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(AdminError::Invalid(ConfigError::new("limit", "limit: between 1 and 1000")));
+        return Err(AdminError::Invalid(ConfigError::new("limit", "between 1 and 1000")));
     }
-    let not_ours = || AdminError::Invalid(ConfigError::new("continuationToken", "continuationToken: not one this API gave"));
+    let not_ours = || AdminError::Invalid(ConfigError::new("continuationToken", "not one this API gave"));
     let before = match q.continuation_token.as_deref() {
         None => None,
         Some(t) => match (Cursor::parse(t), t.parse::<i64>()) {

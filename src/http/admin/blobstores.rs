@@ -151,8 +151,8 @@ pub async fn delete(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     let (claim, tasks) = match outcome {
         Ok(Deletion::Deleted(claim, tasks)) => (claim, tasks),
         Ok(Deletion::InUse(users)) => return Err(in_use(&name, &users)),
-        Ok(Deletion::TaskRunning(task)) => {
-            return Err(AdminError::Conflict(format!("task {task} is running on blob store {name}: stop it first")));
+        Ok(Deletion::TaskRunning(task, id)) => {
+            return Err(AdminError::Conflict(format!("task {task} is running on blob store {name}: stop it first (POST /service/rest/v1/tasks/{id}/stop)")));
         }
         Ok(Deletion::NotFound) => return Err(AdminError::missing("blob store", &name)),
         // A repository that committed on this store between our check and the delete.

@@ -22,7 +22,7 @@ const APPLICATION: &str = "application";
 const ACTIONS: &[(&str, &str)] = &[("BROWSE", "browse"), ("READ", "read"), ("ADD", "add"), ("EDIT", "edit"), ("DELETE", "delete"), ("ALL", "*")];
 
 fn invalid(field: &str, message: impl Into<String>) -> AdminError {
-    AdminError::Invalid(ConfigError::new(field, format!("{field}: {}", message.into())))
+    AdminError::Invalid(ConfigError::new(field, message))
 }
 
 /// The built-in privilege named `name`, in the list's shape.

@@ -51,7 +51,7 @@ pub async fn freeze(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
         match obj.get("reason") {
             None | Some(Value::Null) => String::new(),
             Some(Value::String(s)) if s.chars().count() <= 500 => s.trim().to_string(),
-            Some(Value::String(_)) => return Err(ConfigError::new("reason", "reason: at most 500 characters").into()),
+            Some(Value::String(_)) => return Err(ConfigError::new("reason", "at most 500 characters").into()),
             Some(_) => return Err(ConfigError::not_string("reason").into()),
         }
     };

@@ -34,11 +34,9 @@ pub async fn put_anonymous(state: web::Data<AppState>, req: HttpRequest, body: w
             ("enabled", Value::Bool(_)) => {}
             ("enabled", _) => return Err(ConfigError::not_boolean("enabled").into()),
             ("userId", Value::String(s)) if s == ANONYMOUS_USER => {}
-            ("userId", _) => return Err(ConfigError::new("userId", format!("userId: anonymous callers are the user {ANONYMOUS_USER:?} in wharf")).into()),
+            ("userId", _) => return Err(ConfigError::new("userId", format!("anonymous callers are the user {ANONYMOUS_USER:?} in wharf")).into()),
             ("realmName", Value::String(s)) if s == AUTHORIZING_REALM => {}
-            ("realmName", _) => {
-                return Err(ConfigError::new("realmName", format!("realmName: wharf authorizes anonymous callers in {AUTHORIZING_REALM:?} only")).into())
-            }
+            ("realmName", _) => return Err(ConfigError::new("realmName", format!("wharf authorizes anonymous callers in {AUTHORIZING_REALM:?} only")).into()),
             (other, _) => return Err(ConfigError::unknown_field(other).into()),
         }
     }
@@ -80,19 +78,19 @@ pub async fn set_active(state: web::Data<AppState>, req: HttpRequest, body: web:
             id if ALWAYS_ON.iter().any(|(a, _)| *a == id) => continue,
             other => {
                 let known: Vec<&str> = [LOCAL_ID, LDAP_ID].into_iter().chain(ALWAYS_ON.iter().map(|(id, _)| *id)).collect();
-                return Err(ConfigError::new("realms", format!("realms: unknown realm {other:?} (known: {})", known.join(", "))).into());
+                return Err(ConfigError::new("realms", format!("unknown realm {other:?} (known: {})", known.join(", "))).into());
             }
         };
         if on.contains(&realm.to_string()) {
-            return Err(ConfigError::new("realms", format!("realms: {id} is listed twice")).into());
+            return Err(ConfigError::new("realms", format!("{id} is listed twice")).into());
         }
         on.push(realm.to_string());
     }
     if !on.iter().any(|r| r == "local") {
-        return Err(ConfigError::new("realms", format!("realms: {LOCAL_ID} cannot be turned off: local administrators sign in there")).into());
+        return Err(ConfigError::new("realms", format!("{LOCAL_ID} cannot be turned off: local administrators sign in there")).into());
     }
     if let Some((id, _)) = ALWAYS_ON.iter().find(|(id, _)| !ids.contains(id)) {
-        return Err(ConfigError::new("realms", format!("realms: {id} cannot be turned off in wharf (its tokens are always accepted); list it")).into());
+        return Err(ConfigError::new("realms", format!("{id} cannot be turned off in wharf (its tokens are always accepted); list it")).into());
     }
     let stored = on.clone();
     state.db.write(move |c| realms::store(c, &stored)).await?;

@@ -53,7 +53,7 @@ fn str_field(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Admi
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(invalid(key, format!("{key}: must be a string"))),
+        Some(_) => Err(invalid(key, "must be a string")),
     }
 }
 
@@ -61,26 +61,24 @@ fn list_field(obj: &Map<String, Value>, key: &str) -> Result<Vec<String>, AdminE
     match obj.get(key) {
         None | Some(Value::Null) => Ok(vec![]),
         Some(Value::Array(a)) => {
-            let mut out: Vec<String> = a
-                .iter()
-                .map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid(key, format!("{key}: must be a list of strings"))))
-                .collect::<Result<_, _>>()?;
+            let mut out: Vec<String> =
+                a.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid(key, "must be a list of strings"))).collect::<Result<_, _>>()?;
             out.dedup();
             Ok(out)
         }
-        Some(_) => Err(invalid(key, format!("{key}: must be a list of strings"))),
+        Some(_) => Err(invalid(key, "must be a list of strings")),
     }
 }
 
 fn object(body: &Value) -> Result<&Map<String, Value>, AdminError> {
-    body.as_object().ok_or_else(|| invalid("body", "body: must be a JSON object"))
+    body.as_object().ok_or_else(|| invalid("body", "must be a JSON object"))
 }
 
 /// Checks that every role in `wanted` exists.
 fn check_roles(existing: &[RoleRow], wanted: &[String]) -> Result<(), AdminError> {
     for r in wanted {
         if !existing.iter().any(|e| &e.id == r) {
-            return Err(invalid("roles", format!("roles: role {r} does not exist")));
+            return Err(invalid("roles", format!("role {r} does not exist")));
         }
     }
     Ok(())
@@ -95,13 +93,13 @@ fn still_named(c: &mut crate::db::AnyConnection, roles: &[String], privileges: &
     if !roles.is_empty() {
         let known = users::roles(c)?;
         if let Some(r) = roles.iter().find(|r| !known.iter().any(|k| &k.id == *r)) {
-            return Ok(Some(("roles", format!("roles: role {r} does not exist"))));
+            return Ok(Some(("roles", format!("role {r} does not exist"))));
         }
     }
     if !privileges.is_empty() {
         let defined = crate::db::privileges::grants(c)?;
         if let Some(p) = privileges.iter().find(|p| !defined.contains_key(*p)) {
-            return Ok(Some(("privileges", format!("privileges: privilege {p} does not exist"))));
+            return Ok(Some(("privileges", format!("privilege {p} does not exist"))));
         }
     }
     Ok(None)
@@ -110,12 +108,12 @@ fn still_named(c: &mut crate::db::AnyConnection, roles: &[String], privileges: &
 fn user_fields(obj: &Map<String, Value>, existing_roles: &[RoleRow]) -> Result<UserFields, AdminError> {
     for k in obj.keys() {
         if !["userId", "firstName", "lastName", "emailAddress", "password", "status", "roles", "source", "readOnly", "externalRoles"].contains(&k.as_str()) {
-            return Err(invalid(k, format!("{k}: unknown field")));
+            return Err(invalid(k, "unknown field"));
         }
     }
     let status = str_field(obj, "status")?.unwrap_or_else(|| "active".into());
     if status != "active" && status != "disabled" {
-        return Err(invalid("status", "status: must be active or disabled"));
+        return Err(invalid("status", "must be active or disabled"));
     }
     let roles = list_field(obj, "roles")?;
     check_roles(existing_roles, &roles)?;
@@ -130,7 +128,7 @@ fn user_fields(obj: &Map<String, Value>, existing_roles: &[RoleRow]) -> Result<U
 
 fn check_password(p: &str) -> Result<(), AdminError> {
     if p.chars().count() < 8 || p.len() > 1024 {
-        return Err(invalid("password", "password: must be 8 to 1024 characters"));
+        return Err(invalid("password", "must be 8 to 1024 characters"));
     }
     Ok(())
 }
@@ -158,11 +156,11 @@ pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web
     let actor = require_admin(&state, &req).await?;
     let body = parse_json(&body)?;
     let obj = object(&body)?;
-    let id = str_field(obj, "userId")?.ok_or_else(|| invalid("userId", "userId: is required"))?;
+    let id = str_field(obj, "userId")?.ok_or_else(|| invalid("userId", "is required"))?;
     if !valid_id(&id) {
-        return Err(invalid("userId", "userId: letters, digits and . _ - @ only, up to 100"));
+        return Err(invalid("userId", "letters, digits and . _ - @ only, up to 100"));
     }
-    let pass = str_field(obj, "password")?.ok_or_else(|| invalid("password", "password: is required"))?;
+    let pass = str_field(obj, "password")?.ok_or_else(|| invalid("password", "is required"))?;
     check_password(&pass)?;
     let existing_roles = state.db.run(users::roles).await?;
     let fields = user_fields(obj, &existing_roles)?;
@@ -176,10 +174,10 @@ pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web
             }
             // User names ignore case: `Admin` would be a second name for `admin`.
             if let Some(existing) = users::get(c, &id2)? {
-                return Ok(Err(ConfigError::new("userId", format!("userId: user {} already exists (user names ignore case)", existing.username))));
+                return Ok(Err(ConfigError::new("userId", format!("user {} already exists (user names ignore case)", existing.username))));
             }
             users::create(c, &id2, &hash, &fields)?;
-            Ok(users::get(c, &id2)?.ok_or_else(|| ConfigError::new("userId", format!("userId: user {id2} vanished"))))
+            Ok(users::get(c, &id2)?.ok_or_else(|| ConfigError::new("userId", format!("user {id2} vanished"))))
         })
         .await?;
     let row = created?;
@@ -194,7 +192,7 @@ pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web
     let body = parse_json(&body)?;
     let obj = object(&body)?;
     if str_field(obj, "userId")?.is_some_and(|u| u != id) {
-        return Err(invalid("userId", "userId: cannot be changed"));
+        return Err(invalid("userId", "cannot be changed"));
     }
     let existing_roles = state.db.run(users::roles).await?;
     let fields = user_fields(obj, &existing_roles)?;
@@ -202,7 +200,7 @@ pub async fn update_user(state: web::Data<AppState>, req: HttpRequest, path: web
         return Err(invalid("roles", "you cannot disable yourself or take away your own administrator role"));
     }
     if obj.contains_key("password") {
-        return Err(invalid("password", "password: use PUT .../change-password"));
+        return Err(invalid("password", "use PUT .../change-password"));
     }
     let id2 = id.clone();
     let updated = state
@@ -267,19 +265,19 @@ pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path:
         let obj = object(&body)?;
         for k in obj.keys() {
             if !["currentPassword", "newPassword"].contains(&k.as_str()) {
-                return Err(invalid(k, format!("{k}: unknown field")));
+                return Err(invalid(k, "unknown field"));
             }
         }
-        (str_field(obj, "newPassword")?.ok_or_else(|| invalid("newPassword", "newPassword: is required"))?, str_field(obj, "currentPassword")?)
+        (str_field(obj, "newPassword")?.ok_or_else(|| invalid("newPassword", "is required"))?, str_field(obj, "currentPassword")?)
     } else {
-        let text = String::from_utf8(body.to_vec()).map_err(|_| invalid("password", "password: must be UTF-8 text"))?;
+        let text = String::from_utf8(body.to_vec()).map_err(|_| invalid("password", "must be UTF-8 text"))?;
         (text.trim_end_matches(['\r', '\n']).to_string(), None)
     };
     if p.is_local_user(&id) {
         let proved = match current {
             Some(current) => state.auth.password_login(&id, &current, &crate::http::mount::client(&req)).await.is_some_and(|q| q.is_local_user(&id)),
             None if p.credential == Credential::Password => true,
-            None => return Err(invalid("currentPassword", "currentPassword: your current password is required to change it")),
+            None => return Err(invalid("currentPassword", "your current password is required to change it")),
         };
         if !proved {
             return Err(AdminError::NotAllowed("the current password is wrong"));
@@ -322,12 +320,12 @@ struct RoleFields {
 fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow], defined: &HashMap<String, Vec<String>>) -> Result<RoleFields, AdminError> {
     for k in obj.keys() {
         if !["id", "name", "description", "privileges", "roles", "source", "readOnly"].contains(&k.as_str()) {
-            return Err(invalid(k, format!("{k}: unknown field")));
+            return Err(invalid(k, "unknown field"));
         }
     }
-    let id = str_field(obj, "id")?.ok_or_else(|| invalid("id", "id: is required"))?;
+    let id = str_field(obj, "id")?.ok_or_else(|| invalid("id", "is required"))?;
     if !valid_id(&id) {
-        return Err(invalid("id", "id: letters, digits and . _ - @ only, up to 100"));
+        return Err(invalid("id", "letters, digits and . _ - @ only, up to 100"));
     }
     let name = str_field(obj, "name")?.unwrap_or_else(|| id.clone());
     let description = str_field(obj, "description")?.unwrap_or_default();
@@ -336,16 +334,16 @@ fn role_fields(state: &AppState, obj: &Map<String, Value>, existing: &[RoleRow],
         // A defined privilege stands for the built-in ones it grants: those are checked.
         let granted = defined.get(p).cloned().unwrap_or_else(|| vec![p.clone()]);
         for g in &granted {
-            let parsed = roles::parse(g, state.auth.formats()).map_err(|e| invalid("privileges", format!("privileges: {e}")))?;
+            let parsed = roles::parse(g, state.auth.formats()).map_err(|e| invalid("privileges", e.to_string()))?;
             if id == roles::ANONYMOUS_ROLE {
-                anonymous_may_hold(&parsed).map_err(|e| invalid("privileges", format!("privileges: {e}")))?;
+                anonymous_may_hold(&parsed).map_err(|e| invalid("privileges", e.to_string()))?;
             }
         }
     }
     let nested = list_field(obj, "roles")?;
     check_roles(existing, &nested)?;
     if id == roles::ANONYMOUS_ROLE && nested.iter().any(|r| r == roles::ADMIN_ROLE) {
-        return Err(invalid("roles", "roles: the anonymous role cannot hold nx-admin"));
+        return Err(invalid("roles", "the anonymous role cannot hold nx-admin"));
     }
     Ok(RoleFields { id, name, description, privileges, nested })
 }
@@ -382,7 +380,7 @@ pub async fn create_role(state: web::Data<AppState>, req: HttpRequest, body: web
     let (existing, defined) = state.db.run(|c| Ok((users::roles(c)?, crate::db::privileges::grants(c)?))).await?;
     let RoleFields { id, name, description, privileges, nested } = role_fields(&state, object(&body)?, &existing, &defined)?;
     if existing.iter().any(|r| r.id == id) {
-        return Err(invalid("id", format!("id: role {id} already exists")));
+        return Err(invalid("id", format!("role {id} already exists")));
     }
     let id2 = id.clone();
     let custom: Vec<String> = privileges.iter().filter(|p| defined.contains_key(*p)).cloned().collect();
@@ -411,7 +409,7 @@ pub async fn update_role(state: web::Data<AppState>, req: HttpRequest, path: web
     let (existing, defined) = state.db.run(|c| Ok((users::roles(c)?, crate::db::privileges::grants(c)?))).await?;
     let RoleFields { id: body_id, name, description, privileges, nested } = role_fields(&state, &obj, &existing, &defined)?;
     if body_id != id {
-        return Err(invalid("id", "id: cannot be changed"));
+        return Err(invalid("id", "cannot be changed"));
     }
     if id == roles::ADMIN_ROLE {
         return Err(invalid("id", "nx-admin is built in and cannot be changed"));
@@ -543,31 +541,28 @@ pub async fn create_token(state: web::Data<AppState>, req: HttpRequest, body: we
     let obj = object(&body)?;
     for k in obj.keys() {
         if !["name", "readOnly", "repository", "expiresInDays"].contains(&k.as_str()) {
-            return Err(invalid(k, format!("{k}: unknown field")));
+            return Err(invalid(k, "unknown field"));
         }
     }
     let name = str_field(obj, "name")?.unwrap_or_default();
     if name.len() > 200 {
-        return Err(invalid("name", "name: at most 200 characters"));
+        return Err(invalid("name", "at most 200 characters"));
     }
     let readonly = match obj.get("readOnly") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("readOnly", "readOnly: must be a boolean")),
+        Some(_) => return Err(invalid("readOnly", "must be a boolean")),
     };
     let repository = str_field(obj, "repository")?;
     if let Some(r) = &repository {
         if state.registry.get(r).is_none() {
-            return Err(invalid("repository", format!("repository: {r} does not exist")));
+            return Err(invalid("repository", format!("{r} does not exist")));
         }
     }
     let expires_at = match obj.get("expiresInDays") {
         None | Some(Value::Null) => None,
         Some(v) => {
-            let days = v
-                .as_f64()
-                .filter(|d| *d > 0.0 && *d <= 3650.0)
-                .ok_or_else(|| invalid("expiresInDays", "expiresInDays: a number of days between 0 and 3650"))?;
+            let days = v.as_f64().filter(|d| *d > 0.0 && *d <= 3650.0).ok_or_else(|| invalid("expiresInDays", "a number of days between 0 and 3650"))?;
             Some(wharf_format::now_millis() + (days * 86_400_000.0) as i64)
         }
     };
@@ -616,7 +611,7 @@ mod tests {
             db.run_sync(move |c| super::still_named(c, &roles, &privileges)).unwrap()
         };
         assert_eq!(check(&["kept"], &["kept-read"]), None);
-        assert_eq!(check(&["kept", "gone"], &[]), Some(("roles", "roles: role gone does not exist".to_string())));
-        assert_eq!(check(&[], &["kept-read", "gone-read"]), Some(("privileges", "privileges: privilege gone-read does not exist".to_string())));
+        assert_eq!(check(&["kept", "gone"], &[]), Some(("roles", "role gone does not exist".to_string())));
+        assert_eq!(check(&[], &["kept-read", "gone-read"]), Some(("privileges", "privilege gone-read does not exist".to_string())));
     }
 }
