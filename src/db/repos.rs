@@ -289,6 +289,16 @@ pub fn kinds(conn: &mut AnyConnection, names: &[&str]) -> Result<std::collection
     Ok(rows.into_iter().map(|(n, f, k)| (n, (f, k))).collect())
 }
 
+/// Why `field` cannot name repository `name` (one of `format`, when given), read in the caller's
+/// transaction ([`kinds`]); `None` when it can.
+pub fn unfit(conn: &mut AnyConnection, field: &str, name: &str, format: Option<&str>) -> Result<Option<wharf_format::ConfigError>, DbError> {
+    Ok(match (kinds(conn, &[name])?.remove(name), format) {
+        (None, _) => Some(wharf_format::ConfigError::new(field, format!("repository {name} does not exist"))),
+        (Some((found, _)), Some(want)) if found != want => Some(wharf_format::ConfigError::new(field, format!("{name} is a {found} repository, not {want}"))),
+        _ => None,
+    })
+}
+
 pub fn list_blob_stores(conn: &mut AnyConnection) -> Result<Vec<BlobStoreRow>, DbError> {
     Ok(blob_stores::table.order(blob_stores::name.asc()).select(BlobStoreRow::as_select()).load(conn)?)
 }

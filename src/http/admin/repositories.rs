@@ -470,17 +470,13 @@ pub async fn update(
 /// back by name.
 fn members_still_fit(c: &mut crate::db::AnyConnection, format: &str, config: &Value) -> Result<Result<(), ConfigError>, crate::db::DbError> {
     let Ok(group) = wharf_format::proxy::GroupSettings::parse(config.get("group")) else { return Ok(Ok(())) };
-    let names: Vec<&str> = group.members.iter().map(String::as_str).collect();
-    let found = repos::kinds(c, &names)?;
     for m in &group.members {
-        match found.get(m) {
-            None => return Ok(Err(ConfigError::new("group.memberNames", format!("repository {m} does not exist")))),
-            Some((f, _)) if f != format => return Ok(Err(ConfigError::new("group.memberNames", format!("{m} is a {f} repository, not {format}")))),
-            Some(_) => {}
+        if let Some(e) = repos::unfit(c, "group.memberNames", m, Some(format))? {
+            return Ok(Err(e));
         }
     }
     if let Some(w) = &group.writable {
-        if found.get(w).is_some_and(|(_, kind)| kind != "hosted") {
+        if repos::kinds(c, &[w.as_str()])?.get(w).is_some_and(|(_, kind)| kind != "hosted") {
             return Ok(Err(ConfigError::new("group.writableMember", format!("{w} is not a hosted repository"))));
         }
     }

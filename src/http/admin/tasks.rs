@@ -237,12 +237,8 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, id: web::Path<
 /// transaction, deletes its tasks.
 fn scope_still_fits(c: &mut crate::db::AnyConnection, scope: &tasks::Scope) -> Result<Result<(), ConfigError>, crate::db::DbError> {
     if let Some((name, format)) = &scope.repository {
-        match (crate::db::repos::kinds(c, &[name.as_str()])?.remove(name), format) {
-            (None, _) => return Ok(Err(ConfigError::new("properties.repositoryName", format!("repository {name} does not exist")))),
-            (Some((found, _)), Some(want)) if found != *want => {
-                return Ok(Err(ConfigError::new("properties.repositoryName", format!("{name} is a {found} repository, not {want}"))))
-            }
-            _ => {}
+        if let Some(e) = crate::db::repos::unfit(c, "properties.repositoryName", name, format.as_deref())? {
+            return Ok(Err(e));
         }
     }
     if let Some(store) = &scope.blob_store {

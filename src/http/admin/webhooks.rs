@@ -230,10 +230,10 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, name: web::Pat
 /// The webhook's repository, checked again in the transaction that stores it: one deleted
 /// after the request was checked takes its webhooks with it, and must not get one back.
 fn repository_exists(c: &mut crate::db::AnyConnection, repository: Option<&str>) -> Result<Result<(), ConfigError>, crate::db::DbError> {
-    Ok(match repository {
-        Some(r) if !crate::db::repos::exists(c, r)? => Err(ConfigError::new("repository", format!("repository {r} does not exist"))),
-        _ => Ok(()),
-    })
+    match repository.map(|r| crate::db::repos::unfit(c, "repository", r, None)).transpose()?.flatten() {
+        Some(e) => Ok(Err(e)),
+        None => Ok(Ok(())),
+    }
 }
 
 pub async fn delete(state: web::Data<AppState>, req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, AdminError> {
