@@ -652,15 +652,28 @@ where
 }
 
 /// Upstream 404s, remembered for a time to live so that a miss does not ask the upstream again.
+/// Clients choose the names that miss, so the entries are capped: past [`NEGATIVE_CACHE_CAP`]
+/// the least recently asked goes (it is asked upstream again when next missed), where sweeping
+/// only expired entries let a client that asks for new names grow the map for as long as the
+/// time to live (a year for "for ever").
 pub struct NegativeCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, Instant>>,
+    entries: Mutex<lru::LruCache<String, Instant>>,
 }
+
+/// Misses remembered per proxy repository: more than the names its clients mistype or keep
+/// private in a year, a few MB at most.
+pub const NEGATIVE_CACHE_CAP: usize = 20_000;
 
 impl NegativeCache {
     /// `None`: remembered for ever; zero: off.
     pub fn new(ttl: Option<Duration>) -> NegativeCache {
-        NegativeCache { ttl: ttl.unwrap_or(Duration::from_secs(365 * 86_400)), entries: Mutex::new(HashMap::new()) }
+        NegativeCache::with_cap(ttl, NEGATIVE_CACHE_CAP)
+    }
+
+    fn with_cap(ttl: Option<Duration>, cap: usize) -> NegativeCache {
+        let cap = std::num::NonZeroUsize::new(cap).unwrap_or(std::num::NonZeroUsize::MIN);
+        NegativeCache { ttl: ttl.unwrap_or(Duration::from_secs(365 * 86_400)), entries: Mutex::new(lru::LruCache::new(cap)) }
     }
 
     pub fn contains(&self, key: &str) -> bool {
@@ -668,7 +681,7 @@ impl NegativeCache {
         match neg.get(key) {
             Some(until) if Instant::now() < *until => true,
             Some(_) => {
-                neg.remove(key);
+                neg.pop(key);
                 false
             }
             None => false,
@@ -680,11 +693,15 @@ impl NegativeCache {
             return;
         }
         let mut neg = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if neg.len() > 100_000 {
-            let now = Instant::now();
-            neg.retain(|_, until| *until > now);
-        }
-        neg.insert(key.to_string(), Instant::now() + self.ttl);
+        neg.put(key.to_string(), Instant::now() + self.ttl);
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -761,5 +778,20 @@ mod tests {
         let off = NegativeCache::new(Some(Duration::ZERO));
         off.insert("a");
         assert!(!off.contains("a"));
+    }
+
+    #[test]
+    fn negative_cache_holds_at_most_its_cap_and_keeps_what_is_asked_for() {
+        let n = NegativeCache::with_cap(None, 3);
+        for k in ["a", "b", "c"] {
+            n.insert(k);
+        }
+        assert!(n.contains("a"), "asked for again: now the most recent");
+        for i in 0..1000 {
+            n.insert(&format!("new-{i}"));
+        }
+        assert_eq!(n.len(), 3, "a client's stream of new names does not grow the cache");
+        assert!(!n.contains("a") && n.contains("new-999"));
+        assert_eq!(NegativeCache::new(None).entries.lock().unwrap().cap().get(), NEGATIVE_CACHE_CAP);
     }
 }
