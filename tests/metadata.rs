@@ -552,3 +552,53 @@ async fn a_write_that_meets_a_freeze_in_progress_is_refused_once_it_commits() {
         db.write(|c| wharf::db::read_only::store(c, None)).await.unwrap();
     }
 }
+
+/// A delivery that waits past the retention is given up, then forgotten like any finished one:
+/// a disabled webhook's queue and a slow receiver's backlog do not grow the table for ever. One
+/// a node holds a live claim on is left to its attempt; a recent one stays pending.
+#[test]
+fn pending_deliveries_past_the_retention_are_given_up_then_forgotten() {
+    use wharf::db::webhooks;
+    for (backend, db, _) in backends() {
+        let ids = db
+            .run_sync(|c| {
+                for (name, enabled) in [("live", true), ("off", false)] {
+                    let f =
+                        webhooks::WebhookFields { url: "http://127.0.0.1:9/".into(), secret: None, event_types: "component".into(), repository: None, enabled };
+                    webhooks::insert(c, name, &f)?;
+                }
+                let live = webhooks::get(c, "live")?.unwrap().id;
+                let off = webhooks::get(c, "off")?.unwrap().id;
+                webhooks::enqueue(c, live, "claimed", None, "{}", 1_000)?;
+                webhooks::enqueue(c, live, "old", None, "{}", 1_000)?;
+                webhooks::enqueue(c, off, "old-off", None, "{}", 1_000)?;
+                webhooks::enqueue(c, live, "new", None, "{}", 5_000)?;
+                // The oldest due: the first one queued.
+                let claimed = webhooks::claim(c, "node-a", 1_500, 100_000, 1)?;
+                assert_eq!(claimed.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(), ["claimed"]);
+                Ok((live, off))
+            })
+            .unwrap();
+        let status = |db: &Db| -> Vec<(String, String)> {
+            let mut all: Vec<(String, String)> = db
+                .run_sync(move |c| {
+                    let mut rows = webhooks::deliveries(c, ids.0, None, 10)?;
+                    rows.extend(webhooks::deliveries(c, ids.1, None, 10)?);
+                    Ok(rows.into_iter().map(|(d, _)| (d.event_id, d.status)).collect())
+                })
+                .unwrap();
+            all.sort();
+            all
+        };
+        let given_up = db.run_sync(|c| webhooks::expire_pending_before(c, 2_000, 10_000)).unwrap();
+        assert_eq!(given_up, 2, "{backend}");
+        let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        assert_eq!(status(&db), pairs(&[("claimed", "pending"), ("new", "pending"), ("old", "failed"), ("old-off", "failed")]), "{backend}");
+        // Given up now, forgotten once finished before the sweep's cutoff.
+        assert_eq!(db.run_sync(|c| webhooks::delete_finished_before(c, 10_000)).unwrap(), 0, "{backend}");
+        assert_eq!(db.run_sync(|c| webhooks::delete_finished_before(c, 10_001)).unwrap(), 2, "{backend}");
+        assert_eq!(status(&db), pairs(&[("claimed", "pending"), ("new", "pending")]), "{backend}");
+        // The claim's lease ran out (its node died): given up too.
+        assert_eq!(db.run_sync(|c| webhooks::expire_pending_before(c, 2_000, 200_000)).unwrap(), 1, "{backend}");
+    }
+}

@@ -290,6 +290,24 @@ pub fn deliveries(conn: &mut AnyConnection, webhook: i64, before: Option<i64>, l
         .collect())
 }
 
+/// Gives up deliveries still pending that were queued before `at`, as failed at `now`: those of
+/// a webhook disabled since (never claimed) and the tail of a backlog a slow receiver never
+/// worked through. Left pending they were never swept: a disabled webhook kept its queue, and
+/// a receiver slower than its events grew the table without end. One a node holds a live
+/// claim on is left to that node's attempt. Rows given up.
+pub fn expire_pending_before(conn: &mut AnyConnection, at: i64, now: i64) -> Result<usize, DbError> {
+    let unclaimed = webhook_deliveries::claimed_by.is_null().or(webhook_deliveries::lease_until.lt(now));
+    Ok(diesel::update(webhook_deliveries::table.filter(webhook_deliveries::status.eq(PENDING).and(webhook_deliveries::created_at.lt(at)).and(unclaimed)))
+        .set((
+            webhook_deliveries::status.eq(FAILED),
+            webhook_deliveries::next_attempt_at.eq(now),
+            webhook_deliveries::finished_at.eq(Some(now)),
+            webhook_deliveries::claimed_by.eq(None::<String>),
+            webhook_deliveries::lease_until.eq(None::<i64>),
+        ))
+        .execute(conn)?)
+}
+
 /// Forgets deliveries that finished before `at` (their attempts go with them). Rows deleted.
 pub fn delete_finished_before(conn: &mut AnyConnection, at: i64) -> Result<usize, DbError> {
     Ok(diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::finished_at.lt(at))).execute(conn)?)

@@ -132,28 +132,53 @@ impl Deliverer {
             }
             let (node, lease) = (node().to_string(), self.lease_ms());
             let claimed = self.db.write(move |c| rows::claim(c, &node, wharf_format::now_millis(), lease, BATCH)).await;
+            let mut full = false;
             match claimed {
                 Ok(batch) if !batch.is_empty() => {
-                    let full = batch.len() as i64 == BATCH;
+                    full = batch.len() as i64 == BATCH;
                     futures::stream::iter(batch).for_each_concurrent(CONCURRENCY, |d| self.attempt(d)).await;
-                    if full {
-                        continue;
-                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
             }
+            // Before the next batch, even with one due: behind a backlog that always fills a
+            // batch, a sweep after the idle wait only never ran, and the log grew as fast as
+            // events came.
             if swept.elapsed() >= SWEEP {
                 swept = Instant::now();
-                let cutoff = wharf_format::now_millis() - (self.cfg.retention_days as i64).saturating_mul(86_400_000);
-                if let Err(e) = self.db.write(move |c| rows::delete_finished_before(c, cutoff)).await {
-                    tracing::warn!(error = %e, "forgetting old webhook deliveries failed");
-                }
+                self.sweep().await;
+            }
+            if full {
+                continue;
             }
             tokio::select! {
                 _ = WAKE.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
             }
+        }
+    }
+
+    /// How long a delivery may stay pending: the retention, and never less than its attempts
+    /// and the pauses between them take (a short retention must not give up what is still
+    /// being retried, or what was queued a moment ago).
+    fn pending_limit_ms(&self) -> i64 {
+        pending_limit_ms(&self.cfg, self.lease_ms())
+    }
+
+    /// Gives up what waited longer than the retention (see [`rows::expire_pending_before`]), then
+    /// forgets what finished before it: the delivery log holds about `retention_days` of
+    /// events whatever the receivers do.
+    async fn sweep(&self) {
+        let now = wharf_format::now_millis();
+        let cutoff = now - (self.cfg.retention_days as i64).saturating_mul(86_400_000);
+        let queued_before = now.saturating_sub(self.pending_limit_ms());
+        match self.db.write(move |c| rows::expire_pending_before(c, queued_before, now)).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(deliveries = n, retention_days = self.cfg.retention_days, "webhook deliveries not made within the retention given up"),
+            Err(e) => tracing::warn!(error = %e, "giving up old webhook deliveries failed"),
+        }
+        if let Err(e) = self.db.write(move |c| rows::delete_finished_before(c, cutoff)).await {
+            tracing::warn!(error = %e, "forgetting old webhook deliveries failed");
         }
     }
 
@@ -228,8 +253,35 @@ fn describe(e: &reqwest::Error) -> String {
     out.chars().take(500).collect()
 }
 
+fn pending_limit_ms(cfg: &WebhooksConfig, lease_ms: i64) -> i64 {
+    let attempts = cfg.max_attempts.max(1);
+    // The pauses double up to the 21st (see `attempt`), then stay: retry_ms times
+    // (2^min(n, 21) - 1) + (n - 21) 2^20 for the n = attempts - 1 pauses.
+    let n = u64::from(attempts - 1);
+    let doubling = (1u64 << n.min(21)) - 1;
+    let flat = n.saturating_sub(21).saturating_mul(1 << 20);
+    let pauses = cfg.retry_ms.saturating_mul(doubling.saturating_add(flat));
+    let schedule = (pauses.min(i64::MAX as u64) as i64).saturating_add(lease_ms.saturating_mul(i64::from(attempts)));
+    (cfg.retention_days as i64).saturating_mul(86_400_000).max(schedule)
+}
+
 #[cfg(test)]
 mod tests {
+    use crate::config::WebhooksConfig;
+
+    #[test]
+    fn a_delivery_is_given_up_after_the_retention_and_never_inside_its_retries() {
+        let week = WebhooksConfig::default();
+        assert_eq!(super::pending_limit_ms(&week, 50_000), 7 * 86_400_000);
+        // No log kept: still every attempt (5 of at most 50 s) and the pauses (10+20+40+80 s).
+        let none = WebhooksConfig { retention_days: 0, ..WebhooksConfig::default() };
+        assert_eq!(super::pending_limit_ms(&none, 50_000), 150_000 + 250_000);
+        let huge = WebhooksConfig { max_attempts: u32::MAX, retry_ms: u64::MAX, ..WebhooksConfig::default() };
+        assert_eq!(super::pending_limit_ms(&huge, 50_000), i64::MAX);
+        let long = WebhooksConfig { max_attempts: 23, retry_ms: 1, retention_days: 0, ..WebhooksConfig::default() };
+        assert_eq!(super::pending_limit_ms(&long, 0), (1 << 21) - 1 + (1 << 20));
+    }
+
     #[test]
     fn signatures_match_rfc_2202_and_4231() {
         // RFC 2202 test case 2 (HMAC-SHA1) and RFC 4231 test case 2 (HMAC-SHA256).
