@@ -82,6 +82,9 @@ pub struct SecurityConfig {
     pub realms: Vec<String>,
     /// How long a verified login (local or LDAP) is remembered, in seconds.
     pub login_cache_secs: u64,
+    /// An API token neither used nor created for this many days stops working and is deleted
+    /// (the next token created deletes it); 0: never. Tokens an expiry was given end then too.
+    pub token_idle_days: u64,
     /// The key that encrypts stored secrets; empty means `<data_dir>/secret.key`.
     /// `WHARF_SECRET_KEY` (the key itself, base64) takes precedence.
     #[serde(default)]
@@ -281,6 +284,7 @@ impl Default for Config {
                 audit_retention_days: 90,
                 realms: vec!["local".into(), "ldap".into()],
                 login_cache_secs: 60,
+                token_idle_days: 365,
                 secret_key_file: String::new(),
             },
             s3: S3Config { region: "us-east-1".into(), ..Default::default() },

@@ -83,6 +83,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             },
         )
         .with_realms(cfg.security.realms.clone(), Duration::from_secs(cfg.security.login_cache_secs), cfg.ldap.clone())
+        .with_token_idle_days(cfg.security.token_idle_days)
         .with_metrics(metrics.clone()),
     );
     let downloads = Arc::new(lifecycle::downloads::DownloadLog::new(db.clone()));

@@ -63,7 +63,7 @@ fn expired_sessions_are_found_by_index() {
     assert_plan(&plans, "sessions_expires_at", &["SCAN sessions"]);
 }
 
-/// A new token deletes the long expired ones by index, not by reading every token.
+/// A new token deletes the long expired and the unused ones by index, not by reading every token.
 #[test]
 fn long_expired_tokens_are_found_by_index() {
     let row = super::tokens::TokenRow {
@@ -79,8 +79,10 @@ fn long_expired_tokens_are_found_by_index() {
         last_used_at: None,
         realm: "local".into(),
     };
-    let (_, plans) = with_db(|c| super::tokens::insert(c, &row).unwrap());
+    let (_, plans) = with_db(|c| super::tokens::insert(c, &row, None).unwrap());
     assert_plan(&plans, "api_tokens_expires_at", &["SCAN api_tokens"]);
+    let (_, plans) = with_db(|c| super::tokens::insert(c, &row, Some(5)).unwrap());
+    assert_plan(&plans, "api_tokens_idle", &["SCAN api_tokens"]);
 }
 
 /// The running pauses of login throttling, however many failures are remembered.

@@ -27,13 +27,55 @@ pub struct TokenRow {
 /// deletes it.
 pub const EXPIRED_KEPT_MS: i64 = 30 * 86_400_000;
 
-/// Inserts a token, and deletes the tokens that expired over [`EXPIRED_KEPT_MS`] ago: only
-/// inserts make the table grow, and a client that logs in on every run (a CI job's `npm login`
-/// with a token of limited life) would otherwise add a row for ever.
-pub fn insert(conn: &mut AnyConnection, row: &TokenRow) -> Result<(), DbError> {
-    diesel::delete(api_tokens::table.filter(api_tokens::expires_at.lt(row.created_at - EXPIRED_KEPT_MS))).execute(conn)?;
+/// A token [`insert`] removed on the way, for the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Purged {
+    pub id: String,
+    pub username: String,
+    pub realm: String,
+    pub name: String,
+    /// `expired` (over [`EXPIRED_KEPT_MS`] ago) or `unused` (not used since the idle limit).
+    pub reason: &'static str,
+}
+
+/// Tokens [`insert`] removes at most per insert: the first insert after the idle limit is set
+/// on a server of many logins does not hold the writer for all of them; each later insert
+/// removes more than it adds.
+pub const PURGE_BATCH: i64 = 1000;
+
+/// Whether a token was neither used nor created since `idle_before`.
+pub fn unused_since(row: &TokenRow, idle_before: i64) -> bool {
+    row.last_used_at.unwrap_or(row.created_at) < idle_before
+}
+
+/// Inserts a token, and deletes the tokens that expired over [`EXPIRED_KEPT_MS`] ago and,
+/// with `idle_before`, those neither used nor created since (see [`unused_since`]): only inserts
+/// make the table grow, and a client that logs in on every run (a CI job's `npm login`, whose
+/// tokens never expire) would otherwise add a row, and a live secret, for ever. What went is
+/// answered for the audit log.
+pub fn insert(conn: &mut AnyConnection, row: &TokenRow, idle_before: Option<i64>) -> Result<Vec<Purged>, DbError> {
+    type Found = (String, String, String, String);
+    let cols = (api_tokens::id, api_tokens::username, api_tokens::realm, api_tokens::name);
+    let expired: Vec<Found> =
+        api_tokens::table.filter(api_tokens::expires_at.lt(row.created_at - EXPIRED_KEPT_MS)).select(cols).limit(PURGE_BATCH).load(conn)?;
+    let mut purged: Vec<Purged> = expired.into_iter().map(|(id, username, realm, name)| Purged { id, username, realm, name, reason: "expired" }).collect();
+    if let Some(at) = idle_before {
+        // Both sides of the OR are ranges of `api_tokens_idle` (last_used_at, created_at).
+        let idle = api_tokens::last_used_at.lt(at).or(api_tokens::last_used_at.is_null().and(api_tokens::created_at.lt(at)));
+        let room = PURGE_BATCH - purged.len() as i64;
+        let unused: Vec<Found> = api_tokens::table.filter(idle).select(cols).limit(room.max(0)).load(conn)?;
+        for (id, username, realm, name) in unused {
+            if !purged.iter().any(|p| p.id == id) {
+                purged.push(Purged { id, username, realm, name, reason: "unused" });
+            }
+        }
+    }
+    let ids: Vec<&String> = purged.iter().map(|p| &p.id).collect();
+    if !ids.is_empty() {
+        diesel::delete(api_tokens::table.filter(api_tokens::id.eq_any(ids))).execute(conn)?;
+    }
     diesel::insert_into(api_tokens::table).values(row.clone()).execute(conn)?;
-    Ok(())
+    Ok(purged)
 }
 
 pub fn by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Option<TokenRow>, DbError> {
@@ -104,15 +146,42 @@ mod tests {
     fn an_insert_deletes_the_tokens_expired_long_ago_and_keeps_the_others() {
         let day = 86_400_000;
         let now = 400 * day;
-        let (left, _) = crate::db::plans::with_db(|c| {
-            insert(c, &token("long-expired", 0, Some(now - EXPIRED_KEPT_MS - 1))).unwrap();
-            insert(c, &token("just-expired", 0, Some(now - day))).unwrap();
-            insert(c, &token("never-expires", 0, None)).unwrap();
-            insert(c, &token("new", now, Some(now + day))).unwrap();
+        let ((left, purged), _) = crate::db::plans::with_db(|c| {
+            insert(c, &token("long-expired", 0, Some(now - EXPIRED_KEPT_MS - 1)), None).unwrap();
+            insert(c, &token("just-expired", 0, Some(now - day)), None).unwrap();
+            insert(c, &token("never-expires", 0, None), None).unwrap();
+            let purged = insert(c, &token("new", now, Some(now + day)), None).unwrap();
             let mut ids: Vec<String> = of_user(c, "u", "local").unwrap().into_iter().map(|t| t.id).collect();
             ids.sort();
-            ids
+            (ids, purged)
         });
         assert_eq!(left, ["just-expired", "never-expires", "new"]);
+        assert_eq!(purged.iter().map(|p| (p.id.as_str(), p.reason)).collect::<Vec<_>>(), [("long-expired", "expired")]);
+    }
+
+    /// A token that never expires goes once neither used nor created within the idle limit: a
+    /// CI job's `npm login` on every run no longer adds a row, and a live secret, for ever.
+    #[test]
+    fn an_insert_deletes_the_tokens_unused_since_the_idle_limit() {
+        let day = 86_400_000;
+        let now = 800 * day;
+        let idle_before = now - 365 * day;
+        let used = |id: &str, created_at: i64, last_used_at: Option<i64>| TokenRow { last_used_at, ..token(id, created_at, None) };
+        let ((left, purged), _) = crate::db::plans::with_db(|c| {
+            insert(c, &used("never-used-old", idle_before - 1, None), None).unwrap();
+            insert(c, &used("never-used-recent", idle_before + 1, None), None).unwrap();
+            insert(c, &used("used-long-ago", 0, Some(idle_before - 1)), None).unwrap();
+            insert(c, &used("used-lately", 0, Some(idle_before + 1)), None).unwrap();
+            insert(c, &token("long-expired-and-unused", 0, Some(now - EXPIRED_KEPT_MS - 1)), None).unwrap();
+            let purged = insert(c, &token("new", now, None), Some(idle_before)).unwrap();
+            let mut ids: Vec<String> = of_user(c, "u", "local").unwrap().into_iter().map(|t| t.id).collect();
+            ids.sort();
+            (ids, purged)
+        });
+        assert_eq!(left, ["never-used-recent", "new", "used-lately"]);
+        let mut why: Vec<(&str, &str)> = purged.iter().map(|p| (p.id.as_str(), p.reason)).collect();
+        why.sort();
+        assert_eq!(why, [("long-expired-and-unused", "expired"), ("never-used-old", "unused"), ("used-long-ago", "unused")]);
+        assert!(unused_since(&used("x", 0, Some(idle_before - 1)), idle_before) && !unused_since(&used("x", 0, Some(idle_before)), idle_before));
     }
 }

@@ -98,6 +98,8 @@ pub struct Authenticator {
     /// there: see `security::realms`).
     realms: std::sync::RwLock<Vec<String>>,
     cache_ttl: Duration,
+    /// `security.token_idle_days` in milliseconds; `None`: unused tokens are kept.
+    token_idle_ms: Option<i64>,
     /// LDAP servers from the configuration file, asked before the API's.
     config_ldap: Vec<ldap::LdapServer>,
     /// Password checks are counted where they are audited.
@@ -253,6 +255,7 @@ impl Authenticator {
             epoch: AtomicU64::new(0),
             realms: std::sync::RwLock::new(vec!["local".into(), "ldap".into()]),
             cache_ttl: CACHE_TTL,
+            token_idle_ms: None,
             config_ldap: Vec::new(),
             metrics: Arc::default(),
         }
@@ -271,6 +274,18 @@ impl Authenticator {
         self.cache_ttl = cache_ttl;
         self.config_ldap = config_ldap;
         self
+    }
+
+    /// API tokens neither used nor created for `days` stop working and are deleted by the next
+    /// token's insert (`security.token_idle_days`; 0: kept).
+    pub fn with_token_idle_days(mut self, days: u64) -> Authenticator {
+        self.token_idle_ms = (days > 0).then(|| (days.min(i64::MAX as u64 / 86_400_000) as i64) * 86_400_000);
+        self
+    }
+
+    /// Tokens neither used nor created since this time are unused (see `token_idle_ms`).
+    fn idle_before(&self, now: i64) -> Option<i64> {
+        self.token_idle_ms.map(|ms| now.saturating_sub(ms))
     }
 
     /// The LDAP servers from the configuration file.
@@ -864,11 +879,16 @@ impl Authenticator {
     /// The principal of an API token, its row, and its local owner's id and roles as read.
     async fn token_login_row(&self, secret: &str) -> Option<(Principal, TokenRow, Option<Owner>, i64)> {
         let hash = token_hash(secret);
+        let idle_before = self.idle_before(now_millis());
         let (row, local, (all_roles, grants)) = self
             .db
             .run(move |conn| {
                 let Some(row) = tokens::by_hash(conn, &hash)? else { return Ok(None) };
                 if row.expires_at.is_some_and(|e| e <= now_millis()) {
+                    return Ok(None);
+                }
+                // Unused past the limit: it ends now, not at the insert that deletes it.
+                if idle_before.is_some_and(|at| tokens::unused_since(&row, at)) {
                     return Ok(None);
                 }
                 let local = users::get(conn, &row.username)?;
@@ -948,28 +968,23 @@ impl Authenticator {
 
     /// Writes a credential row of `user` with `insert`, in the transaction that checks they still
     /// exist ([`still_a_user`]).
-    async fn store_credential(
+    async fn store_credential<T: Send + 'static>(
         &self,
         realm: Realm,
         holder: Option<Holder>,
-        insert: impl Fn(&mut AnyConnection) -> Result<(), DbError> + Send + Sync + 'static,
-    ) -> Result<(), IdentityError> {
+        insert: impl Fn(&mut AnyConnection) -> Result<T, DbError> + Send + Sync + 'static,
+    ) -> Result<T, IdentityError> {
         let stored = self
             .db
             .write(move |c| {
                 if !still_stands(c, realm, holder.as_ref())? {
-                    return Ok(false);
+                    return Ok(None);
                 }
-                insert(c)?;
-                Ok(true)
+                Ok(Some(insert(c)?))
             })
             .await
             .map_err(internal)?;
-        if stored {
-            Ok(())
-        } else {
-            Err(IdentityError::NotAllowed("this user no longer exists"))
-        }
+        stored.ok_or(IdentityError::NotAllowed("this user no longer exists"))
     }
 
     pub async fn open_session(&self, p: &Principal, ttl: u64) -> Result<(String, SessionClaims), IdentityError> {
@@ -1142,8 +1157,19 @@ impl Identity for Authenticator {
             last_used_at: None,
             realm: realm.as_str().into(),
         };
-        let r = row.clone();
-        self.store_credential(realm, owner.holder.clone(), move |c| tokens::insert(c, &r)).await?;
+        let (r, idle_before) = (row.clone(), self.idle_before(row.created_at));
+        let purged = self.store_credential(realm, owner.holder.clone(), move |c| tokens::insert(c, &r, idle_before)).await?;
+        for p in purged {
+            tracing::info!(user = %p.username, token = %p.id, reason = p.reason, "API token deleted");
+            self.audit.record(AuditEvent {
+                actor: None,
+                address: None,
+                action: "token.purge".into(),
+                repository: None,
+                object: Some(p.id),
+                detail: serde_json::json!({ "user": p.username, "realm": p.realm, "name": p.name, "reason": p.reason }),
+            });
+        }
         tracing::info!(user, token = %row.prefix, "API token created");
         self.audit.record(AuditEvent {
             actor: Some(user),
@@ -1347,5 +1373,66 @@ mod tests {
             })
             .unwrap();
         assert_eq!(stored, (vec!["stands".to_string()], vec!["stands".to_string()]));
+    }
+
+    /// The audit events an authenticator records, kept for the test to read.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<wharf_format::AuditEvent>>);
+
+    impl wharf_format::Audit for Recorder {
+        fn record(&self, e: wharf_format::AuditEvent) {
+            self.0.lock().unwrap().push(e);
+        }
+    }
+
+    /// `security.token_idle_days`: a token neither used nor created within it stops working at
+    /// once, and the next token's insert deletes it, audited as `token.purge`; one used lately
+    /// works and stays, however old.
+    #[actix_web::test]
+    async fn a_token_unused_past_the_idle_limit_stops_working_and_goes_with_the_next_insert() {
+        use crate::db::schema::api_tokens;
+        use diesel::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 2).unwrap();
+        let audit = Arc::new(Recorder::default());
+        let keys = super::TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
+        let lockout = Lockout { after: 5, first: Duration::from_secs(1), max: Duration::from_secs(60) };
+        let auth = Authenticator::new(db.clone(), audit.clone(), keys, vec![], lockout).with_token_idle_days(365);
+        let row = db.run_sync(|c| {
+            users::insert(c, "ci", "hash-1", false)?;
+            Ok(users::get(c, "ci")?.unwrap())
+        });
+        let p = auth.local_principal(&row.unwrap(), &[], Credential::Password);
+        let spec = |name: &str| TokenSpec { name: name.into(), readonly: false, repository: None, expires_at: None };
+        let idle = auth.create_token(&p, spec("idle"), "127.0.0.1").await.unwrap();
+        let busy = auth.create_token(&p, spec("busy"), "127.0.0.1").await.unwrap();
+        let day = 86_400_000;
+        let now = wharf_format::now_millis();
+        let (idle_id, busy_id) = (idle.info.id.clone(), busy.info.id.clone());
+        db.run_sync(move |c| {
+            diesel::update(api_tokens::table.filter(api_tokens::id.eq(&idle_id)))
+                .set((api_tokens::created_at.eq(now - 400 * day), api_tokens::last_used_at.eq(Some(now - 366 * day))))
+                .execute(c)?;
+            diesel::update(api_tokens::table.filter(api_tokens::id.eq(&busy_id)))
+                .set((api_tokens::created_at.eq(now - 400 * day), api_tokens::last_used_at.eq(Some(now - 10 * day))))
+                .execute(c)?;
+            Ok(())
+        })
+        .unwrap();
+        assert!(auth.token_login(&idle.secret).await.is_none(), "unused for over a year: refused");
+        assert!(auth.token_login(&busy.secret).await.is_some(), "used ten days ago: works");
+        assert!(audit.0.lock().unwrap().iter().all(|e| e.action != "token.purge"));
+
+        auth.create_token(&p, spec("next"), "127.0.0.1").await.unwrap();
+        let mut left: Vec<String> = db.run_sync(|c| Ok(api_tokens::table.select(api_tokens::name).load(c)?)).unwrap();
+        left.sort();
+        assert_eq!(left, ["busy", "next"]);
+        let events = audit.0.lock().unwrap();
+        let purged: Vec<_> = events.iter().filter(|e| e.action == "token.purge").collect();
+        assert_eq!(purged.len(), 1, "{purged:?}");
+        assert_eq!(purged[0].object.as_deref(), Some(idle.info.id.as_str()));
+        assert_eq!(purged[0].detail["user"], "ci");
+        assert_eq!(purged[0].detail["reason"], "unused");
+        assert_eq!(purged[0].detail["name"], "idle");
     }
 }
