@@ -368,17 +368,48 @@ impl BlobStore {
         let check = async {
             let key = Path::from(format!("{}health/{}", self.prefix, uuid::Uuid::new_v4()));
             self.store.put(&key, Bytes::from_static(b"wharf").into()).await?;
-            let back = self.store.get(&key).await?.bytes().await?;
-            self.store.delete(&key).await?;
+            // Deleted whatever the read answered: a failed read left the probe for ever.
+            let back = async { Ok::<_, BlobError>(self.store.get(&key).await?.bytes().await?) }.await;
+            let deleted = self.store.delete(&key).await;
+            let back = back?;
+            deleted?;
             if back.as_ref() != b"wharf" {
                 return Err(BlobError::Io(std::io::Error::other("read back other bytes than written")));
             }
             Ok(())
         };
-        match tokio::time::timeout(CHECK_DEADLINE, check).await {
+        let res = match tokio::time::timeout(CHECK_DEADLINE, check).await {
             Ok(res) => res,
             Err(_) => Err(BlobError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", CHECK_DEADLINE.as_secs())))),
+        };
+        if res.is_ok() {
+            // What a check cut off by its deadline or a killed node left, once the store answers
+            // again: each status check otherwise could leave one more object.
+            let _ = tokio::time::timeout(CHECK_DEADLINE, self.remove_stale_probes()).await;
         }
+        res
+    }
+
+    /// Deletes write probes ([`BlobStore::check_writable`]) older than an hour; how many.
+    async fn remove_stale_probes(&self) -> Result<usize, BlobError> {
+        let before = crate::now_millis() - 3_600_000;
+        let root = Path::from(format!("{}health", self.prefix));
+        let stale: Vec<Path> = self
+            .store
+            .list(Some(&root))
+            .try_filter_map(|m| {
+                let probe = m.location.filename().is_some_and(|f| uuid::Uuid::parse_str(f).is_ok());
+                futures::future::ready(Ok((probe && m.last_modified.timestamp_millis() < before).then_some(m.location)))
+            })
+            .try_collect()
+            .await?;
+        for key in &stale {
+            match self.store.delete(key).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(stale.len())
     }
 
     /// Checks that the store answers, without writing: a readiness probe asks this every few
@@ -983,6 +1014,29 @@ mod tests {
         let (_, _, parts) = read(big.clone(), Some((start, Some(start + 9)))).await.unwrap();
         assert_eq!(parts.concat(), big_data[start as usize..start as usize + 10].to_vec());
         assert!(matches!(read(Digest::of(b"absent"), None).await, Err(BlobError::NotFound)));
+    }
+
+    /// Write probes a cut-off check left go at the next check that succeeds, an hour on; one
+    /// being written now and what is not a probe stay.
+    #[tokio::test]
+    async fn stale_write_probes_are_removed_by_the_next_check() {
+        let dir = tempfile_dir();
+        let store = BlobStore::filesystem("t", &dir).unwrap();
+        std::fs::create_dir_all(dir.join("health")).unwrap();
+        let (old, fresh) = (uuid::Uuid::new_v4().to_string(), uuid::Uuid::new_v4().to_string());
+        for name in [&old, &fresh, &"ready".to_string()] {
+            std::fs::write(dir.join("health").join(name), b"wharf").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for name in [&old, &"ready".to_string()] {
+            std::fs::File::options().write(true).open(dir.join("health").join(name)).unwrap().set_modified(two_hours_ago).unwrap();
+        }
+        store.check_writable().await.unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.join("health")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        left.sort();
+        let mut want = vec![fresh, "ready".to_string()];
+        want.sort();
+        assert_eq!(left, want, "the check's own probe is gone too");
     }
 
     #[tokio::test]
