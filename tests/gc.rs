@@ -121,6 +121,12 @@ fn delete_manifest(server: &TestServer, image: &str, digest: &str) -> StatusCode
         .status()
 }
 
+/// The images of docker-hosted that `/v2/_catalog` lists.
+fn catalog(server: &TestServer) -> Vec<String> {
+    let v: Value = common::client().get(server.url("/v2/_catalog")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();
+    v["repositories"].as_array().unwrap().iter().filter_map(Value::as_str).filter(|n| n.starts_with("docker-hosted/")).map(str::to_string).collect()
+}
+
 fn dist(dir: &Path, name: &str, version: &str) -> PathBuf {
     common::pypi::dist(dir, name, version, &[]).0
 }
@@ -167,10 +173,17 @@ fn deleted_images_are_freed_exactly_and_what_is_shared_or_named_stays() {
         }
     };
     let unlinked_bytes: u64 = unlinked.iter().map(size_of).sum();
+    assert_eq!(catalog(&server), ["docker-hosted/app", "docker-hosted/other"], "a deleted manifest leaves its image's links");
     let task = docker_cleanup_task(&server);
     let t = run_task(&server, &task);
     assert_eq!(t["lastRunResult"], "OK", "{t}");
-    assert_eq!(t["message"], format!("docker-hosted: removed 0 unused manifests and 4 unused blob links; freed 4 blobs, {unlinked_bytes} bytes"), "{t}");
+    // `other` is left with nothing: it leaves the catalog; `app` keeps a tag.
+    assert_eq!(catalog(&server), ["docker-hosted/app"], "an image left with nothing leaves the catalog");
+    assert_eq!(
+        t["message"],
+        format!("docker-hosted: removed 0 unused manifests and 4 unused blob links and 1 empty images; freed 4 blobs, {unlinked_bytes} bytes"),
+        "{t}"
+    );
     let (files_mid, bytes_mid) = on_disk(&server);
     assert_eq!(bytes_before - bytes_mid, unlinked_bytes, "the task's run freed exactly what it unlinked");
     assert_eq!(files_before.difference(&files_mid).cloned().collect::<HashSet<String>>(), unlinked);
@@ -235,6 +248,18 @@ fn deleted_images_are_freed_exactly_and_what_is_shared_or_named_stays() {
         assert!(Instant::now() < deadline, "no audit event for the run: {audit}");
         std::thread::sleep(Duration::from_millis(50));
     }
+
+    // The emptied image pushed again is an image again, and pulls.
+    ok(push(&tmp.path().join("c"), "c", &format!("docker://{host}/docker-hosted/other:c")));
+    assert_eq!(catalog(&server), ["docker-hosted/app", "docker-hosted/other"]);
+    ok(skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds(),
+        &format!("docker://{host}/docker-hosted/other:c"),
+        &format!("oci:{}:c", pulled.display()),
+    ]));
 }
 
 /// Puts an object into a store's directory behind wharf's back (as content older than the
@@ -746,7 +771,11 @@ fn a_task_frees_what_it_unlinks_only_where_a_compaction_would() {
     let (files_before, bytes_before) = on_disk(&server);
     let freed_bytes = left.size(&untagged) + config.1 + own.1;
     let t = run_task(&server, &docker_cleanup_task(&server));
-    assert_eq!(t["message"], format!("docker-hosted: removed 1 unused manifests and 3 unused blob links; freed 3 blobs, {freed_bytes} bytes"), "{t}");
+    assert_eq!(
+        t["message"],
+        format!("docker-hosted: removed 1 unused manifests and 3 unused blob links and 1 empty images; freed 3 blobs, {freed_bytes} bytes"),
+        "{t}"
+    );
     let (files_after, bytes_after) = on_disk(&server);
     assert_eq!(bytes_before - bytes_after, freed_bytes as u64);
     let gone: HashSet<String> = files_before.difference(&files_after).cloned().collect();
@@ -765,7 +794,7 @@ fn a_task_frees_what_it_unlinks_only_where_a_compaction_would() {
     let before = on_disk(&young);
     let task = docker_cleanup_task(&young);
     let t = run_task(&young, &task);
-    assert_eq!(t["message"], "docker-hosted: removed 1 unused manifests and 2 unused blob links", "{t}");
+    assert_eq!(t["message"], "docker-hosted: removed 1 unused manifests and 2 unused blob links and 1 empty images", "{t}");
     let runs = admin_json(&young, Method::GET, &format!("/service/rest/v1/tasks/{task}/runs"), None).1;
     assert_eq!(runs["items"][0]["report"]["repositories"]["docker-hosted"]["freed"], json!({"blobCount": 0, "bytes": 0}), "{runs}");
     assert_eq!(reg.get("manifests", &untagged), StatusCode::NOT_FOUND);

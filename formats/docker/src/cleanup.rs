@@ -4,6 +4,9 @@
 //! removes is handed to the server as it commits (`TaskRun::released`), which frees the bytes
 //! nothing else names beside the run.
 //!
+//! An image left with nothing (no manifest, tag or blob link) loses its own row too, so the
+//! catalog stops listing it.
+//!
 //! What stays: every tagged manifest, and everything a kept manifest reaches: the children of
 //! a kept index, the subject of a kept referrer, and the referrers (signatures, SBOMs) of a
 //! kept manifest. Removals are committed in batches whose transaction re-checks, for each one,
@@ -27,7 +30,7 @@ const LINK_BATCH: usize = 256;
 pub static TASKS: [FormatTask; 1] = [FormatTask {
     type_id: UNUSED_MANIFESTS,
     name: "Docker - Delete unused manifests and images",
-    description: "Removes untagged manifests older than olderThanDays (default 1; never younger than uploads.ttl_secs; kept while an index or a referrer's subject that is kept needs them) and the image's links to blobs no remaining manifest uses, freeing the bytes nothing else names (past gc.grace_secs). Properties: olderThanDays, dryRun.",
+    description: "Removes untagged manifests older than olderThanDays (default 1; never younger than uploads.ttl_secs; kept while an index or a referrer's subject that is kept needs them) and the image's links to blobs no remaining manifest uses, freeing the bytes nothing else names (past gc.grace_secs); an image left with nothing leaves the catalog. Properties: olderThanDays, dryRun.",
     validate,
 }];
 
@@ -60,8 +63,36 @@ struct Content {
     /// Manifests whose subject is the key.
     referrers: HashMap<Key, Vec<String>>,
     blobs: Vec<Asset>,
+    /// The images' own rows (`_image/<name>`), by name.
+    images: HashMap<String, Asset>,
     /// Images with a manifest whose uses cannot be known (unreadable): left alone.
     unknown: HashSet<String>,
+}
+
+impl Content {
+    /// The rows of images that `removed` (manifests) and `links_gone` (blob links, counted by
+    /// image) left with nothing, in name order.
+    fn emptied(&self, removed: &HashSet<Key>, links_gone: &HashMap<&str, usize>) -> Vec<&Asset> {
+        let mut busy: HashSet<&str> = self.manifests.keys().filter(|k| !removed.contains(*k)).map(|k| k.0.as_str()).collect();
+        busy.extend(self.tagged.iter().map(|k| k.0.as_str()));
+        busy.extend(self.unknown.iter().map(String::as_str));
+        let mut links: HashMap<&str, usize> = HashMap::new();
+        for b in &self.blobs {
+            if let Some(name) = &b.component {
+                *links.entry(name).or_default() += 1;
+            }
+        }
+        let mut out: Vec<&Asset> = self
+            .images
+            .iter()
+            .filter(|(name, _)| {
+                !busy.contains(name.as_str()) && links.get(name.as_str()).copied().unwrap_or(0) == links_gone.get(name.as_str()).copied().unwrap_or(0)
+            })
+            .map(|(_, a)| a)
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
 }
 
 impl Hosted {
@@ -154,6 +185,8 @@ impl Hosted {
             })
             .collect();
         let mut removed_blobs = 0u64;
+        // Links gone, by image: an image left with nothing goes too (below).
+        let mut links_gone: HashMap<&str, usize> = HashMap::new();
         // A commit per batch, not per link: the transaction, not the row, is what costs. A
         // batch in which one link changed meanwhile is judged again link by link.
         for batch in unused.chunks(LINK_BATCH) {
@@ -162,26 +195,74 @@ impl Hosted {
             }
             if dry_run {
                 removed_blobs += batch.len() as u64;
+                batch.iter().for_each(|(name, _, _)| *links_gone.entry(name).or_default() += 1);
                 continue;
             }
             if self.remove_blob_links(batch).await? {
                 removed_blobs += batch.len() as u64;
+                batch.iter().for_each(|(name, _, _)| *links_gone.entry(name).or_default() += 1);
                 (run.released)(batch.iter().filter_map(|(_, _, b)| b.digest.clone()).collect());
                 continue;
             }
             for link in batch {
                 if self.remove_blob_links(std::slice::from_ref(link)).await? {
                     removed_blobs += 1;
+                    *links_gone.entry(link.0).or_default() += 1;
                     (run.released)(link.2.digest.iter().cloned().collect());
                 }
             }
         }
+
+        // Images left with nothing (no manifest, tag or blob link): their row goes, so that the
+        // catalog stops listing them (Distribution's lists a deleted image for ever) and a year
+        // of per-branch image names does not stay behind. A push meanwhile keeps it.
+        let empty = if run.stop.requested() { Vec::new() } else { c.emptied(&removed, &links_gone) };
+        let mut removed_images = Vec::new();
+        for batch in empty.chunks(LINK_BATCH) {
+            if dry_run {
+                removed_images.extend(batch.iter().map(|a| a.component.clone().unwrap_or_default()));
+            } else if self.remove_images(batch).await? {
+                removed_images.extend(batch.iter().map(|a| a.component.clone().unwrap_or_default()));
+            } else {
+                for a in batch {
+                    if self.remove_images(std::slice::from_ref(a)).await? {
+                        removed_images.push(a.component.clone().unwrap_or_default());
+                    }
+                }
+            }
+        }
         let verb = if dry_run { "would remove" } else { "removed" };
+        let mut message = format!("{verb} {} unused manifests and {removed_blobs} unused blob links", removed_manifests.len());
+        if !removed_images.is_empty() {
+            message.push_str(&format!(" and {} empty images", removed_images.len()));
+        }
         Ok(TaskReport {
-            assets_deleted: removed_manifests.len() as u64 + removed_blobs,
-            message: format!("{verb} {} unused manifests and {removed_blobs} unused blob links", removed_manifests.len()),
-            details: json!({ "manifests": removed_manifests, "blobLinks": removed_blobs, "dryRun": dry_run }),
+            assets_deleted: removed_manifests.len() as u64 + removed_blobs + removed_images.len() as u64,
+            message,
+            details: json!({ "manifests": removed_manifests, "blobLinks": removed_blobs, "images": removed_images, "dryRun": dry_run }),
         })
+    }
+
+    /// Removes images' own rows, all or none: each only if nothing is stored under the image
+    /// (a push meanwhile linked a blob, put a manifest or a tag) and the row is unchanged. A
+    /// name's rows all start with one of these prefixes; another image's may too (`a/tags/`
+    /// holds the image `a/tags`), which only keeps a row that could have gone.
+    async fn remove_images(&self, images: &[&Asset]) -> Result<bool, DockerError> {
+        let repo = self.cfg.id;
+        let mut checks = Vec::new();
+        for a in images {
+            let Some(name) = &a.component else { return Ok(false) };
+            checks.push(Check::Unchanged { repo, path: a.path.clone(), updated_at: a.updated_at });
+            for part in ["blobs", "manifests", "tags", "refs"] {
+                checks.push(Check::NoneUnder { repo, prefix: format!("{name}/{part}/") });
+            }
+        }
+        let writes = images.iter().map(|a| Write::Delete { repo, path: a.path.clone() }).collect();
+        match self.env.meta.commit(checks, writes).await {
+            Ok(()) => Ok(true),
+            Err(MetaError::CheckFailed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn content(&self) -> Result<Content, DockerError> {
@@ -215,6 +296,9 @@ impl Hosted {
                     c.ref_rows.entry(key).or_default().push(a.path);
                 }
                 meta::BLOB => c.blobs.push(a),
+                meta::IMAGE => {
+                    c.images.insert(name, a);
+                }
                 _ => {}
             }
         }
