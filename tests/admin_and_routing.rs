@@ -300,6 +300,61 @@ fn heads_are_answered_wherever_gets_are() {
         assert_eq!(head.headers().get("content-type"), get.headers().get("content-type"), "{path}");
         assert!(head.bytes().unwrap().is_empty(), "{path}");
     }
+
+    // The formats' reads, in hosted, group and proxy repositories alike (a HEAD there was 405).
+    let create = |format: &str, kind: &str, body: Value| {
+        let r = admin(Method::POST, &format!("/service/rest/v1/repositories/{format}/{kind}")).json(&body).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    };
+    for format in ["docker", "npm"] {
+        // Only Docker's repositories have a section of their format.
+        let with_format = |mut v: Value| {
+            if format == "docker" {
+                v["docker"] = json!({});
+            }
+            v
+        };
+        create(
+            format,
+            "group",
+            with_format(json!({"name": format!("head-{format}-group"), "online": true, "storage": {"blobStoreName": "default"},
+            "group": {"memberNames": [format!("{format}-hosted")]}})),
+        );
+        create(
+            format,
+            "proxy",
+            with_format(json!({"name": format!("head-{format}-proxy"), "online": true, "storage": {"blobStoreName": "default"},
+            "proxy": {"remoteUrl": "http://127.0.0.1:9/", "contentMaxAge": 1440, "metadataMaxAge": 1440},
+            "negativeCache": {"enabled": true, "timeToLive": 1440}, "httpClient": {"blocked": false, "autoBlock": false}})),
+        );
+    }
+    let zeros = format!("sha256:{}", "0".repeat(64));
+    for repo in ["docker-hosted", "head-docker-group", "head-docker-proxy"] {
+        for rest in ["head-probe/tags/list".to_string(), format!("head-probe/referrers/{zeros}")] {
+            let send = |m: Method| http().request(m, server().url(&format!("/v2/{repo}/{rest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+            let (head, get) = (send(Method::HEAD), send(Method::GET));
+            assert_ne!(head.status(), StatusCode::METHOD_NOT_ALLOWED, "{repo}/{rest}");
+            assert_eq!(head.status(), get.status(), "{repo}/{rest}");
+            assert!(head.bytes().unwrap().is_empty(), "{repo}/{rest}");
+        }
+    }
+    for repo in ["npm-hosted", "head-npm-group", "head-npm-proxy"] {
+        for rest in [
+            "-/v1/search?text=head-probe",
+            "-/package/head-probe/dist-tags",
+            "-/npm/v1/attestations/head-probe@1.0.0",
+            "-/user/org.couchdb.user:admin",
+            "-/org/headprobe/package",
+        ] {
+            let url = server().url(&format!("/repository/{repo}/{rest}"));
+            let send = |m: Method| http().request(m, &url).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+            let (head, get) = (send(Method::HEAD), send(Method::GET));
+            assert_ne!(head.status(), StatusCode::METHOD_NOT_ALLOWED, "{url}");
+            assert_eq!(head.status(), get.status(), "{url}");
+            assert_eq!(head.headers().get("content-type"), get.headers().get("content-type"), "{url}");
+            assert!(head.bytes().unwrap().is_empty(), "{url}");
+        }
+    }
 }
 
 /// A deleted repository leaves every group it was in (as in Nexus), and its scoped task and

@@ -73,6 +73,12 @@ pub fn head_response(mut res: actix_web::HttpResponseBuilder, size: Option<u64>)
     }
 }
 
+/// A read: GET, or HEAD, which HTTP wants answered wherever GET is (RFC 9110, 9.3.2: the same
+/// status and headers, no body; actix leaves the body out of a HEAD's answer).
+pub fn reads(m: &actix_web::http::Method) -> bool {
+    *m == actix_web::http::Method::GET || *m == actix_web::http::Method::HEAD
+}
+
 /// Milliseconds since the Unix epoch: the one time unit of the metadata store.
 pub fn now_millis() -> i64 {
     use std::time::{SystemTime, UNIX_EPOCH};

@@ -58,8 +58,8 @@ impl Group {
                 }
                 Ok(HttpResponse::Ok().content_type("application/json").body("{}"))
             }
-            Endpoint::Catalog if m == Method::GET => self.catalog(ctx, req).await,
-            Endpoint::Tags { name } if m == Method::GET => {
+            Endpoint::Catalog if read => self.catalog(ctx, req).await,
+            Endpoint::Tags { name } if read => {
                 access::check_name(ctx, &name)?;
                 access::authorize(self.settings.force_basic_auth, ctx, Action::Read, &name)?;
                 self.tags(ctx, req, &name).await

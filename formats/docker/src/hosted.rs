@@ -85,8 +85,8 @@ impl Hosted {
         let m = req.method();
         match endpoint {
             Endpoint::Base => self.base(ctx),
-            Endpoint::Catalog if m == Method::GET => self.catalog(ctx, &q).await,
-            Endpoint::Tags { name } if m == Method::GET => self.tags(ctx, &name, &q).await,
+            Endpoint::Catalog if wharf_format::reads(m) => self.catalog(ctx, &q).await,
+            Endpoint::Tags { name } if wharf_format::reads(m) => self.tags(ctx, &name, &q).await,
             Endpoint::Manifest { name, reference } => {
                 self.check_name(ctx, &name)?;
                 // Authorized before the reference is looked at: a caller who may not see the
@@ -131,7 +131,7 @@ impl Hosted {
                     _ => Err(unsupported(m)),
                 }
             }
-            Endpoint::Referrers { name, digest } if m == Method::GET => self.referrers(ctx, &name, &digest, &q).await,
+            Endpoint::Referrers { name, digest } if wharf_format::reads(m) => self.referrers(ctx, &name, &digest, &q).await,
             _ => Err(unsupported(m)),
         }
     }

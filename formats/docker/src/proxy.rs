@@ -118,7 +118,7 @@ impl Proxy {
                 };
                 self.upstream.through_cache(CacheKind::Content, self.get_blob(ctx, req, &name, &digest, m == Method::HEAD)).await
             }
-            Endpoint::Tags { name } if m == Method::GET => {
+            Endpoint::Tags { name } if read => {
                 access::check_name(ctx, &name)?;
                 self.authorize(ctx, &name)?;
                 self.upstream.through_cache(CacheKind::Metadata, self.tags(ctx, &name)).await

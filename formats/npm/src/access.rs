@@ -39,7 +39,7 @@ const NO_TEAMS: &str = "wharf has no npm teams: who may read and publish is deci
 pub async fn handle(src: &dyn Source, ctx: &RepoCtx, req: &HttpRequest, e: Endpoint, body: web::Payload) -> Result<HttpResponse> {
     let m = req.method();
     match e {
-        Endpoint::OrgPackages(scope) if m == Method::GET => {
+        Endpoint::OrgPackages(scope) if wharf_format::reads(m) => {
             caller(ctx)?;
             let prefix = format!("@{scope}/");
             let list = packages(src, ctx, |n| n.starts_with(&prefix)).await?;
@@ -48,7 +48,7 @@ pub async fn handle(src: &dyn Source, ctx: &RepoCtx, req: &HttpRequest, e: Endpo
             }
             Ok(HttpResponse::Ok().json(list))
         }
-        Endpoint::UserPackages(user) if m == Method::GET => {
+        Endpoint::UserPackages(user) if wharf_format::reads(m) => {
             if !same_user(caller(ctx)?, &user) {
                 return Err(NpmError::Forbidden(format!(
                     "wharf lists the packages of the signed-in user only ({}): rights come from roles, per repository",
@@ -57,7 +57,7 @@ pub async fn handle(src: &dyn Source, ctx: &RepoCtx, req: &HttpRequest, e: Endpo
             }
             Ok(HttpResponse::Ok().json(packages(src, ctx, |_| true).await?))
         }
-        Endpoint::Collaborators(name) if m == Method::GET => {
+        Endpoint::Collaborators(name) if wharf_format::reads(m) => {
             authorize(ctx, Action::Read, &name)?;
             let (doc, _) = src.doc(&name).await?.ok_or(NpmError::NotFound)?;
             let mut out = Map::new();
@@ -73,7 +73,7 @@ pub async fn handle(src: &dyn Source, ctx: &RepoCtx, req: &HttpRequest, e: Endpo
             }
             Ok(HttpResponse::Ok().json(Value::Object(out)))
         }
-        Endpoint::Visibility(name) if m == Method::GET => {
+        Endpoint::Visibility(name) if wharf_format::reads(m) => {
             authorize(ctx, Action::Read, &name)?;
             src.doc(&name).await?.ok_or(NpmError::NotFound)?;
             Ok(HttpResponse::Ok().json(json!({ "public": ctx.repo.anonymous_read })))

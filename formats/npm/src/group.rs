@@ -78,7 +78,7 @@ impl Group {
                 let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
                 source::version_response(&doc, &version, &base_url(ctx))
             }
-            Endpoint::DistTags(name) if m == Method::GET => {
+            Endpoint::DistTags(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
                 let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
                 Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
@@ -87,12 +87,12 @@ impl Group {
                 authorize(ctx, Action::Read, &name)?;
                 self.serve_tarball(&name, &file, &Want::of(req)).await
             }
-            Endpoint::Attestations { name, version } if m == Method::GET => {
+            Endpoint::Attestations { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
                 let (owner, _, _) = self.owner(&name).await?.ok_or(NpmError::NotFound)?;
                 source_of(&owner).ok_or(NpmError::NotFound)?.serve_attestations(&name, &version).await
             }
-            Endpoint::Search if m == Method::GET => {
+            Endpoint::Search if read => {
                 authorize(ctx, Action::Read, "*")?;
                 source::search_response(self, ctx).await
             }

@@ -121,7 +121,7 @@ impl Hosted {
             return crate::access::handle(self, ctx, req, endpoint, body).await;
         }
         match endpoint {
-            Endpoint::Search if m == Method::GET => {
+            Endpoint::Search if read => {
                 authorize(ctx, Action::Read, "*")?;
                 source::search_response(self, ctx).await
             }
@@ -145,12 +145,12 @@ impl Hosted {
                 authorize(ctx, Action::Read, &name)?;
                 self.tarball(&name, &file, &Want::of(req)).await
             }
-            Endpoint::DistTags(name) if m == Method::GET => {
+            Endpoint::DistTags(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
                 let (doc, _) = self.packument(&name).await?.ok_or(NpmError::NotFound)?;
                 Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
             }
-            Endpoint::Attestations { name, version } if m == Method::GET => {
+            Endpoint::Attestations { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
                 self.attestations(&name, &version).await
             }

@@ -107,7 +107,7 @@ impl Proxy {
                 let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
                 source::version_response(&doc, &version, &base_url(ctx))
             }
-            Endpoint::DistTags(name) if m == Method::GET => {
+            Endpoint::DistTags(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
                 let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
                 Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
@@ -116,7 +116,7 @@ impl Proxy {
                 authorize(ctx, Action::Read, &name)?;
                 self.serve_tarball(&name, &file, &Want::of(req)).await
             }
-            Endpoint::Search if m == Method::GET => {
+            Endpoint::Search if read => {
                 authorize(ctx, Action::Read, "*")?;
                 source::search_response(self, ctx).await
             }

@@ -94,7 +94,7 @@ pub async fn common(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, e: Endpoi
         Endpoint::Ping => Ok(HttpResponse::Ok().json(json!({}))),
         Endpoint::Whoami => user::whoami(ctx),
         Endpoint::User(name) if m == Method::PUT => user::login(env, ctx, &name, body).await,
-        Endpoint::User(name) if m == Method::GET => {
+        Endpoint::User(name) if wharf_format::reads(m) => {
             if ctx.principal.user.as_deref() != Some(name.as_str()) {
                 return Err(NpmError::NotFound);
             }
