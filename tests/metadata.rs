@@ -590,15 +590,24 @@ fn pending_deliveries_past_the_retention_are_given_up_then_forgotten() {
             all.sort();
             all
         };
-        let given_up = db.run_sync(|c| webhooks::expire_pending_before(c, 2_000, 10_000)).unwrap();
-        assert_eq!(given_up, 2, "{backend}");
+        // A page at a time, oldest first.
+        let expire = |db: &Db, now: i64, limit: i64| db.run_sync(move |c| webhooks::expire_pending_before(c, 2_000, now, "node-b", "given up: too old", limit)).unwrap();
+        assert_eq!(expire(&db, 10_000, 1), 1, "{backend}");
+        assert_eq!(expire(&db, 10_000, 10), 1, "{backend}");
+        assert_eq!(expire(&db, 10_000, 10), 0, "{backend}");
         let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
         assert_eq!(status(&db), pairs(&[("claimed", "pending"), ("new", "pending"), ("old", "failed"), ("old-off", "failed")]), "{backend}");
-        // Given up now, forgotten once finished before the sweep's cutoff.
-        assert_eq!(db.run_sync(|c| webhooks::delete_finished_before(c, 10_000)).unwrap(), 0, "{backend}");
-        assert_eq!(db.run_sync(|c| webhooks::delete_finished_before(c, 10_001)).unwrap(), 2, "{backend}");
+        // The log says why, as an attempt of the node that gave up.
+        let why = db.run_sync(move |c| Ok(webhooks::deliveries(c, ids.1, None, 10)?)).unwrap();
+        let (d, attempts) = &why[0];
+        assert_eq!((d.attempts, attempts.len()), (1, 1), "{backend}");
+        assert_eq!((attempts[0].node.as_str(), attempts[0].error.as_deref(), attempts[0].status_code), ("node-b", Some("given up: too old"), None), "{backend}");
+        // Given up now, forgotten once finished before the sweep's cutoff, a page at a time.
+        assert_eq!(db.run_sync(|c| webhooks::delete_finished_before(c, 10_000, 10)).unwrap(), 0, "{backend}");
+        assert_eq!(db.run_sync(|c| webhooks::delete_finished_before(c, 10_001, 1)).unwrap(), 1, "{backend}");
+        assert_eq!(db.run_sync(|c| webhooks::delete_finished_before(c, 10_001, 10)).unwrap(), 1, "{backend}");
         assert_eq!(status(&db), pairs(&[("claimed", "pending"), ("new", "pending")]), "{backend}");
         // The claim's lease ran out (its node died): given up too.
-        assert_eq!(db.run_sync(|c| webhooks::expire_pending_before(c, 2_000, 200_000)).unwrap(), 1, "{backend}");
+        assert_eq!(expire(&db, 200_000, 10), 1, "{backend}");
     }
 }

@@ -111,3 +111,21 @@ fn claimed_deliveries_are_updated_by_id() {
     let updates: Vec<String> = plans.into_iter().filter(|p| p.starts_with("UPDATE")).collect();
     assert_plan(&updates, "USING INTEGER PRIMARY KEY (rowid=?)", &["webhook_deliveries_due"]);
 }
+
+/// A sweep finds the deliveries pending too long by their age, not by walking every pending one.
+#[test]
+fn deliveries_pending_too_long_are_found_by_age() {
+    let (given_up, plans) = with_db(|c| {
+        let f =
+            super::webhooks::WebhookFields { url: "http://127.0.0.1:1/".into(), secret: None, event_types: "asset".into(), repository: None, enabled: false };
+        super::webhooks::insert(c, "hook", &f).unwrap();
+        let id = super::webhooks::get(c, "hook").unwrap().unwrap().id;
+        for e in 0..4 {
+            super::webhooks::enqueue(c, id, &format!("e{e}"), None, "{}", 0).unwrap();
+        }
+        super::webhooks::expire_pending_before(c, 1, 10, "node", "too old", 1000).unwrap()
+    });
+    assert_eq!(given_up, 4);
+    let selects: Vec<String> = plans.into_iter().filter(|p| p.starts_with("SELECT")).collect();
+    assert_plan(&selects, "webhook_deliveries_pending_age (status=? AND created_at<?)", &["SCAN webhook_deliveries"]);
+}

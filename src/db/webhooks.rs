@@ -290,25 +290,58 @@ pub fn deliveries(conn: &mut AnyConnection, webhook: i64, before: Option<i64>, l
         .collect())
 }
 
-/// Gives up deliveries still pending that were queued before `at`, as failed at `now`: those of
-/// a webhook disabled since (never claimed) and the tail of a backlog a slow receiver never
-/// worked through. Left pending they were never swept: a disabled webhook kept its queue, and
-/// a receiver slower than its events grew the table without end. One a node holds a live
-/// claim on is left to that node's attempt. Rows given up.
-pub fn expire_pending_before(conn: &mut AnyConnection, at: i64, now: i64) -> Result<usize, DbError> {
+/// Gives up, as failed at `now`, up to `limit` deliveries still pending that were queued
+/// before `at`: those of a webhook disabled since (never claimed) and the tail of a backlog a
+/// slow receiver never worked through. Left pending they were never swept: a disabled webhook
+/// kept its queue, and a receiver slower than its events grew the table without end. Each gets
+/// an attempt that says why (`reason`), by `node`. One a node holds a live claim on is left
+/// to that node's attempt. Rows given up.
+pub fn expire_pending_before(conn: &mut AnyConnection, at: i64, now: i64, node: &str, reason: &str, limit: i64) -> Result<usize, DbError> {
     let unclaimed = webhook_deliveries::claimed_by.is_null().or(webhook_deliveries::lease_until.lt(now));
-    Ok(diesel::update(webhook_deliveries::table.filter(webhook_deliveries::status.eq(PENDING).and(webhook_deliveries::created_at.lt(at)).and(unclaimed)))
+    let due: Vec<(i64, i32)> = webhook_deliveries::table
+        .filter(webhook_deliveries::status.eq(PENDING).and(webhook_deliveries::created_at.lt(at)).and(unclaimed))
+        .order(webhook_deliveries::created_at.asc())
+        .limit(limit)
+        .select((webhook_deliveries::id, webhook_deliveries::attempts))
+        .load(conn)?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    // A row at a time: diesel's batch insert is not there for the connection of either backend.
+    for (id, attempts) in &due {
+        diesel::insert_into(webhook_attempts::table)
+            .values((
+                webhook_attempts::delivery.eq(*id),
+                webhook_attempts::attempt.eq(attempts + 1),
+                webhook_attempts::node.eq(node),
+                webhook_attempts::at.eq(now),
+                webhook_attempts::duration_ms.eq(0i64),
+                webhook_attempts::status_code.eq(None::<i32>),
+                webhook_attempts::error.eq(Some(reason)),
+            ))
+            .execute(conn)?;
+    }
+    let ids: Vec<i64> = due.iter().map(|(id, _)| *id).collect();
+    diesel::update(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids)))
         .set((
+            webhook_deliveries::attempts.eq(webhook_deliveries::attempts + 1),
             webhook_deliveries::status.eq(FAILED),
             webhook_deliveries::next_attempt_at.eq(now),
             webhook_deliveries::finished_at.eq(Some(now)),
             webhook_deliveries::claimed_by.eq(None::<String>),
             webhook_deliveries::lease_until.eq(None::<i64>),
         ))
-        .execute(conn)?)
+        .execute(conn)?;
+    Ok(ids.len())
 }
 
-/// Forgets deliveries that finished before `at` (their attempts go with them). Rows deleted.
-pub fn delete_finished_before(conn: &mut AnyConnection, at: i64) -> Result<usize, DbError> {
-    Ok(diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::finished_at.lt(at))).execute(conn)?)
+/// Forgets up to `limit` deliveries that finished before `at` (their attempts go with them).
+/// Rows deleted.
+pub fn delete_finished_before(conn: &mut AnyConnection, at: i64, limit: i64) -> Result<usize, DbError> {
+    let ids: Vec<i64> =
+        webhook_deliveries::table.filter(webhook_deliveries::finished_at.lt(at)).limit(limit).select(webhook_deliveries::id).load(conn)?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    Ok(diesel::delete(webhook_deliveries::table.filter(webhook_deliveries::id.eq_any(&ids))).execute(conn)?)
 }

@@ -72,6 +72,8 @@ const BATCH: i64 = 16;
 const CONCURRENCY: usize = 8;
 /// How often finished deliveries past retention are deleted.
 const SWEEP: Duration = Duration::from_secs(600);
+/// Deliveries given up or forgotten per transaction of a sweep.
+const SWEEP_BATCH: i64 = 1000;
 /// The `X-Wharf-Webhook-Signature-256` header (the SHA-256 variant; GitHub's `sha256=` form).
 pub const SIGNATURE_256: &str = "X-Wharf-Webhook-Signature-256";
 
@@ -158,27 +160,49 @@ impl Deliverer {
         }
     }
 
-    /// How long a delivery may stay pending: the retention, and never less than its attempts
-    /// and the pauses between them take (a short retention must not give up what is still
-    /// being retried, or what was queued a moment ago).
+    /// How long a delivery may stay pending (see [`pending_limit_ms`]).
     fn pending_limit_ms(&self) -> i64 {
         pending_limit_ms(&self.cfg, self.lease_ms())
     }
 
-    /// Gives up what waited longer than the retention (see [`rows::expire_pending_before`]), then
-    /// forgets what finished before it: the delivery log holds about `retention_days` of
-    /// events whatever the receivers do.
+    /// Gives up what waited longer than it may (see [`rows::expire_pending_before`]), then
+    /// forgets what finished before the retention: the delivery log holds about
+    /// `retention_days` of events whatever the receivers do. A transaction per batch: a
+    /// backlog given up or forgotten at once would hold the writer every push waits for.
     async fn sweep(&self) {
         let now = wharf_format::now_millis();
-        let cutoff = now - (self.cfg.retention_days as i64).saturating_mul(86_400_000);
-        let queued_before = now.saturating_sub(self.pending_limit_ms());
-        match self.db.write(move |c| rows::expire_pending_before(c, queued_before, now)).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(deliveries = n, retention_days = self.cfg.retention_days, "webhook deliveries not made within the retention given up"),
-            Err(e) => tracing::warn!(error = %e, "giving up old webhook deliveries failed"),
+        let limit_ms = self.pending_limit_ms();
+        let queued_before = now.saturating_sub(limit_ms);
+        let reason = format!("given up: not delivered within {} of being queued (the webhook was disabled, or its receiver fell behind)", span(limit_ms));
+        let mut given_up = 0;
+        loop {
+            let reason = reason.clone();
+            match self.db.write(move |c| rows::expire_pending_before(c, queued_before, now, node(), &reason, SWEEP_BATCH)).await {
+                Ok(n) => {
+                    given_up += n;
+                    if (n as i64) < SWEEP_BATCH {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "giving up old webhook deliveries failed");
+                    break;
+                }
+            }
         }
-        if let Err(e) = self.db.write(move |c| rows::delete_finished_before(c, cutoff)).await {
-            tracing::warn!(error = %e, "forgetting old webhook deliveries failed");
+        if given_up > 0 {
+            tracing::warn!(deliveries = given_up, "webhook deliveries still pending past their time given up");
+        }
+        let cutoff = now - (self.cfg.retention_days as i64).saturating_mul(86_400_000);
+        loop {
+            match self.db.write(move |c| rows::delete_finished_before(c, cutoff, SWEEP_BATCH)).await {
+                Ok(n) if (n as i64) < SWEEP_BATCH => break,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "forgetting old webhook deliveries failed");
+                    break;
+                }
+            }
         }
     }
 
@@ -253,6 +277,9 @@ fn describe(e: &reqwest::Error) -> String {
     out.chars().take(500).collect()
 }
 
+/// How long a delivery may stay pending before it is given up: the retention, and never less
+/// than a day, nor than its own attempts and the pauses between them take (a short retention
+/// must not give up what is still being retried, or a webhook disabled for an hour).
 fn pending_limit_ms(cfg: &WebhooksConfig, lease_ms: i64) -> i64 {
     let attempts = cfg.max_attempts.max(1);
     // The pauses double up to the 21st (see `attempt`), then stay: retry_ms times
@@ -262,7 +289,16 @@ fn pending_limit_ms(cfg: &WebhooksConfig, lease_ms: i64) -> i64 {
     let flat = n.saturating_sub(21).saturating_mul(1 << 20);
     let pauses = cfg.retry_ms.saturating_mul(doubling.saturating_add(flat));
     let schedule = (pauses.min(i64::MAX as u64) as i64).saturating_add(lease_ms.saturating_mul(i64::from(attempts)));
-    (cfg.retention_days as i64).saturating_mul(86_400_000).max(schedule)
+    (cfg.retention_days as i64).saturating_mul(86_400_000).max(schedule).max(86_400_000)
+}
+
+/// `ms` in days, or hours below two days, for a message.
+fn span(ms: i64) -> String {
+    if ms >= 2 * 86_400_000 {
+        format!("{} days", ms / 86_400_000)
+    } else {
+        format!("{} hours", ms / 3_600_000)
+    }
 }
 
 #[cfg(test)]
@@ -273,13 +309,18 @@ mod tests {
     fn a_delivery_is_given_up_after_the_retention_and_never_inside_its_retries() {
         let week = WebhooksConfig::default();
         assert_eq!(super::pending_limit_ms(&week, 50_000), 7 * 86_400_000);
-        // No log kept: still every attempt (5 of at most 50 s) and the pauses (10+20+40+80 s).
+        // No log kept: still a day (a webhook disabled for an hour loses nothing).
         let none = WebhooksConfig { retention_days: 0, ..WebhooksConfig::default() };
-        assert_eq!(super::pending_limit_ms(&none, 50_000), 150_000 + 250_000);
+        assert_eq!(super::pending_limit_ms(&none, 50_000), 86_400_000);
+        // Retries that take longer than the retention: every attempt (5 of at most 50 s) and
+        // the pauses (1+2+4+8 days).
+        let slow = WebhooksConfig { retry_ms: 86_400_000, retention_days: 1, ..WebhooksConfig::default() };
+        assert_eq!(super::pending_limit_ms(&slow, 50_000), 15 * 86_400_000 + 250_000);
         let huge = WebhooksConfig { max_attempts: u32::MAX, retry_ms: u64::MAX, ..WebhooksConfig::default() };
         assert_eq!(super::pending_limit_ms(&huge, 50_000), i64::MAX);
-        let long = WebhooksConfig { max_attempts: 23, retry_ms: 1, retention_days: 0, ..WebhooksConfig::default() };
-        assert_eq!(super::pending_limit_ms(&long, 0), (1 << 21) - 1 + (1 << 20));
+        let long = WebhooksConfig { max_attempts: 23, retry_ms: 1_000_000, retention_days: 0, ..WebhooksConfig::default() };
+        assert_eq!(super::pending_limit_ms(&long, 0), ((1 << 21) - 1 + (1 << 20)) * 1_000_000);
+        assert_eq!((super::span(7 * 86_400_000), super::span(86_400_000)), ("7 days".to_string(), "24 hours".to_string()));
     }
 
     #[test]
