@@ -591,7 +591,8 @@ fn pending_deliveries_past_the_retention_are_given_up_then_forgotten() {
             all
         };
         // A page at a time, oldest first.
-        let expire = |db: &Db, now: i64, limit: i64| db.run_sync(move |c| webhooks::expire_pending_before(c, 2_000, now, "node-b", "given up: too old", limit)).unwrap();
+        let expire =
+            |db: &Db, now: i64, limit: i64| db.run_sync(move |c| webhooks::expire_pending_before(c, 2_000, now, "node-b", "given up: too old", limit)).unwrap();
         assert_eq!(expire(&db, 10_000, 1), 1, "{backend}");
         assert_eq!(expire(&db, 10_000, 10), 1, "{backend}");
         assert_eq!(expire(&db, 10_000, 10), 0, "{backend}");
@@ -601,7 +602,11 @@ fn pending_deliveries_past_the_retention_are_given_up_then_forgotten() {
         let why = db.run_sync(move |c| Ok(webhooks::deliveries(c, ids.1, None, 10)?)).unwrap();
         let (d, attempts) = &why[0];
         assert_eq!((d.attempts, attempts.len()), (1, 1), "{backend}");
-        assert_eq!((attempts[0].node.as_str(), attempts[0].error.as_deref(), attempts[0].status_code), ("node-b", Some("given up: too old"), None), "{backend}");
+        assert_eq!(
+            (attempts[0].node.as_str(), attempts[0].error.as_deref(), attempts[0].status_code),
+            ("node-b", Some("given up: too old"), None),
+            "{backend}"
+        );
         // Given up now, forgotten once finished before the sweep's cutoff, a page at a time.
         assert_eq!(db.run_sync(|c| webhooks::delete_finished_before(c, 10_000, 10)).unwrap(), 0, "{backend}");
         assert_eq!(db.run_sync(|c| webhooks::delete_finished_before(c, 10_001, 1)).unwrap(), 1, "{backend}");

@@ -338,8 +338,7 @@ pub fn expire_pending_before(conn: &mut AnyConnection, at: i64, now: i64, node: 
 /// Forgets up to `limit` deliveries that finished before `at` (their attempts go with them).
 /// Rows deleted.
 pub fn delete_finished_before(conn: &mut AnyConnection, at: i64, limit: i64) -> Result<usize, DbError> {
-    let ids: Vec<i64> =
-        webhook_deliveries::table.filter(webhook_deliveries::finished_at.lt(at)).limit(limit).select(webhook_deliveries::id).load(conn)?;
+    let ids: Vec<i64> = webhook_deliveries::table.filter(webhook_deliveries::finished_at.lt(at)).limit(limit).select(webhook_deliveries::id).load(conn)?;
     if ids.is_empty() {
         return Ok(0);
     }
