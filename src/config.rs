@@ -82,8 +82,8 @@ pub struct SecurityConfig {
     pub realms: Vec<String>,
     /// How long a verified login (local or LDAP) is remembered, in seconds.
     pub login_cache_secs: u64,
-    /// An API token neither used nor created for this many days stops working and is deleted
-    /// (the next token created deletes it); 0: never. Tokens an expiry was given end then too.
+    /// An API token without an expiry, neither used nor created for this many days, stops
+    /// working (the next token created deletes it); 0: never. One given an expiry keeps it.
     pub token_idle_days: u64,
     /// The key that encrypts stored secrets; empty means `<data_dir>/secret.key`.
     /// `WHARF_SECRET_KEY` (the key itself, base64) takes precedence.

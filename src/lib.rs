@@ -49,6 +49,25 @@ const DEAF_REFRESH: Duration = Duration::from_millis(500);
 const ABANDONED_REMOVALS_POLL: Duration = Duration::from_secs(60);
 
 /// Runs the server until SIGINT/SIGTERM (or, with `exit_on_stdin_eof`, until stdin closes).
+/// Says at start how many API tokens `security.token_idle_days` stopped: a server upgraded to
+/// the rule, or back after a long stop, refuses those at once, and their owners will ask why.
+async fn log_unused_tokens(state: &web::Data<AppState>) {
+    let days = state.cfg.security.token_idle_days;
+    if days == 0 {
+        return;
+    }
+    let idle_before = wharf_format::now_millis().saturating_sub((days.min(i64::MAX as u64 / 86_400_000) as i64) * 86_400_000);
+    match state.db.run(move |c| db::tokens::count_unused(c, idle_before)).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            tokens = n,
+            days,
+            "API tokens without an expiry, unused for security.token_idle_days, no longer work; the next token made deletes them (audited as token.purge)"
+        ),
+        Err(e) => tracing::warn!(error = %e, "counting unused API tokens failed"),
+    }
+}
+
 pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     bootstrap::owner_only_umask();
     bootstrap::private_dir(&cfg.data_dir)?;
@@ -118,6 +137,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     }
     state.registry.reload(&state.db, state.meta.clone(), &state.formats).await?;
     reload_realms(&state).await;
+    log_unused_tokens(&state).await;
     if state.read_only.refresh(&state.db).await? {
         tracing::warn!("wharf is in read-only mode: writes are refused until an administrator releases it (POST /service/rest/v1/read-only/release)");
     }

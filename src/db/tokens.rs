@@ -43,13 +43,31 @@ pub struct Purged {
 /// removes more than it adds.
 pub const PURGE_BATCH: i64 = 1000;
 
-/// Whether a token was neither used nor created since `idle_before`.
+/// Whether a token that never expires was neither used nor created since `idle_before`. One
+/// given an expiry keeps the life it was given (and goes once expired).
 pub fn unused_since(row: &TokenRow, idle_before: i64) -> bool {
-    row.last_used_at.unwrap_or(row.created_at) < idle_before
+    row.expires_at.is_none() && row.last_used_at.unwrap_or(row.created_at) < idle_before
+}
+
+/// Tokens without an expiry, neither used nor created since `at`: two ranges of
+/// `api_tokens_idle` (expires_at, last_used_at, created_at).
+macro_rules! unused_before {
+    ($at:expr) => {
+        api_tokens::expires_at
+            .is_null()
+            .and(api_tokens::last_used_at.lt($at))
+            .or(api_tokens::expires_at.is_null().and(api_tokens::last_used_at.is_null()).and(api_tokens::created_at.lt($at)))
+    };
+}
+
+/// How many tokens [`unused_since`] says no longer work (logged at start).
+pub fn count_unused(conn: &mut AnyConnection, idle_before: i64) -> Result<i64, DbError> {
+    Ok(api_tokens::table.filter(unused_before!(idle_before)).count().get_result(conn)?)
 }
 
 /// Inserts a token, and deletes the tokens that expired over [`EXPIRED_KEPT_MS`] ago and,
-/// with `idle_before`, those neither used nor created since (see [`unused_since`]): only inserts
+/// with `idle_before`, those without an expiry neither used nor created since (see
+/// [`unused_since`]): only inserts
 /// make the table grow, and a client that logs in on every run (a CI job's `npm login`, whose
 /// tokens never expire) would otherwise add a row, and a live secret, for ever. What went is
 /// answered for the audit log.
@@ -60,10 +78,8 @@ pub fn insert(conn: &mut AnyConnection, row: &TokenRow, idle_before: Option<i64>
         api_tokens::table.filter(api_tokens::expires_at.lt(row.created_at - EXPIRED_KEPT_MS)).select(cols).limit(PURGE_BATCH).load(conn)?;
     let mut purged: Vec<Purged> = expired.into_iter().map(|(id, username, realm, name)| Purged { id, username, realm, name, reason: "expired" }).collect();
     if let Some(at) = idle_before {
-        // Both sides of the OR are ranges of `api_tokens_idle` (last_used_at, created_at).
-        let idle = api_tokens::last_used_at.lt(at).or(api_tokens::last_used_at.is_null().and(api_tokens::created_at.lt(at)));
         let room = PURGE_BATCH - purged.len() as i64;
-        let unused: Vec<Found> = api_tokens::table.filter(idle).select(cols).limit(room.max(0)).load(conn)?;
+        let unused: Vec<Found> = api_tokens::table.filter(unused_before!(at)).select(cols).limit(room.max(0)).load(conn)?;
         for (id, username, realm, name) in unused {
             if !purged.iter().any(|p| p.id == id) {
                 purged.push(Purged { id, username, realm, name, reason: "unused" });
@@ -173,15 +189,18 @@ mod tests {
             insert(c, &used("used-long-ago", 0, Some(idle_before - 1)), None).unwrap();
             insert(c, &used("used-lately", 0, Some(idle_before + 1)), None).unwrap();
             insert(c, &token("long-expired-and-unused", 0, Some(now - EXPIRED_KEPT_MS - 1)), None).unwrap();
+            insert(c, &token("expires-later-unused", 0, Some(now + day)), None).unwrap();
+            assert_eq!(count_unused(c, idle_before).unwrap(), 2);
             let purged = insert(c, &token("new", now, None), Some(idle_before)).unwrap();
             let mut ids: Vec<String> = of_user(c, "u", "local").unwrap().into_iter().map(|t| t.id).collect();
             ids.sort();
             (ids, purged)
         });
-        assert_eq!(left, ["never-used-recent", "new", "used-lately"]);
+        assert_eq!(left, ["expires-later-unused", "never-used-recent", "new", "used-lately"], "a token given an expiry keeps it");
         let mut why: Vec<(&str, &str)> = purged.iter().map(|p| (p.id.as_str(), p.reason)).collect();
         why.sort();
         assert_eq!(why, [("long-expired-and-unused", "expired"), ("never-used-old", "unused"), ("used-long-ago", "unused")]);
         assert!(unused_since(&used("x", 0, Some(idle_before - 1)), idle_before) && !unused_since(&used("x", 0, Some(idle_before)), idle_before));
+        assert!(!unused_since(&token("x", 0, Some(now + day)), idle_before));
     }
 }

@@ -1408,8 +1408,11 @@ mod tests {
         let busy = auth.create_token(&p, spec("busy"), "127.0.0.1").await.unwrap();
         let day = 86_400_000;
         let now = wharf_format::now_millis();
-        let (idle_id, busy_id) = (idle.info.id.clone(), busy.info.id.clone());
+        let until = TokenSpec { expires_at: Some(now + 30 * day), ..spec("expires") };
+        let expires = auth.create_token(&p, until, "127.0.0.1").await.unwrap();
+        let (idle_id, busy_id, expires_id) = (idle.info.id.clone(), busy.info.id.clone(), expires.info.id.clone());
         db.run_sync(move |c| {
+            diesel::update(api_tokens::table.filter(api_tokens::id.eq(&expires_id))).set(api_tokens::created_at.eq(now - 400 * day)).execute(c)?;
             diesel::update(api_tokens::table.filter(api_tokens::id.eq(&idle_id)))
                 .set((api_tokens::created_at.eq(now - 400 * day), api_tokens::last_used_at.eq(Some(now - 366 * day))))
                 .execute(c)?;
@@ -1421,12 +1424,13 @@ mod tests {
         .unwrap();
         assert!(auth.token_login(&idle.secret).await.is_none(), "unused for over a year: refused");
         assert!(auth.token_login(&busy.secret).await.is_some(), "used ten days ago: works");
+        assert!(auth.token_login(&expires.secret).await.is_some(), "given an expiry: works until then, used or not");
         assert!(audit.0.lock().unwrap().iter().all(|e| e.action != "token.purge"));
 
         auth.create_token(&p, spec("next"), "127.0.0.1").await.unwrap();
         let mut left: Vec<String> = db.run_sync(|c| Ok(api_tokens::table.select(api_tokens::name).load(c)?)).unwrap();
         left.sort();
-        assert_eq!(left, ["busy", "next"]);
+        assert_eq!(left, ["busy", "expires", "next"]);
         let events = audit.0.lock().unwrap();
         let purged: Vec<_> = events.iter().filter(|e| e.action == "token.purge").collect();
         assert_eq!(purged.len(), 1, "{purged:?}");

@@ -33,11 +33,17 @@ pub struct Upstream {
     preemptive: bool,
     /// Docker Hub: single-name images live under `library/`.
     hub: bool,
-    tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Bearer tokens by scope (`repository:<image>:pull`), the last [`TOKENS_KEPT`] used: clients
+    /// choose the image names, and a map of every name asked for (each a token of a few KB, which
+    /// Docker Hub hands out for any name) grew for as long as the server ran.
+    tokens: Mutex<lru::LruCache<String, (String, Instant)>>,
     /// Whether the warning that a token realm gets no credentials was logged: once per
     /// repository (each token fetch would repeat it).
     withheld_logged: AtomicBool,
 }
+
+/// Upstream bearer tokens kept per proxy repository (see `Upstream::tokens`).
+const TOKENS_KEPT: usize = 1000;
 
 /// Tokens are refreshed this long before they expire.
 const TOKEN_MARGIN: Duration = Duration::from_secs(10);
@@ -52,7 +58,7 @@ impl Upstream {
             credentials: settings.username.clone().zip(settings.password.clone()),
             preemptive: settings.preemptive,
             hub,
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(TOKENS_KEPT).expect("not zero"))),
             withheld_logged: AtomicBool::new(false),
         })
     }
@@ -112,7 +118,7 @@ impl Upstream {
     }
 
     fn cached_token(&self, scope: &str) -> Option<String> {
-        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
         tokens.get(scope).filter(|(_, until)| Instant::now() + TOKEN_MARGIN < *until).map(|(t, _)| t.clone())
     }
 
@@ -142,7 +148,7 @@ impl Upstream {
             body["token"].as_str().or_else(|| body["access_token"].as_str()).ok_or_else(|| UpstreamError::Invalid("token response without token".into()))?;
         // The token spec's default lifetime is 60 s.
         let ttl = body["expires_in"].as_u64().unwrap_or(60);
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(scope.to_string(), (token.to_string(), Instant::now() + Duration::from_secs(ttl)));
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).put(scope.to_string(), (token.to_string(), Instant::now() + Duration::from_secs(ttl)));
         Ok(token.to_string())
     }
 
