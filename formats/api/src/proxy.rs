@@ -787,6 +787,8 @@ mod tests {
             n.insert(k);
         }
         assert!(n.contains("a"), "asked for again: now the most recent");
+        n.insert("d");
+        assert!(n.contains("a") && !n.contains("b") && n.contains("c") && n.contains("d"), "the least recently asked goes, not the first in");
         for i in 0..1000 {
             n.insert(&format!("new-{i}"));
         }

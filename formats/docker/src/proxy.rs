@@ -23,8 +23,8 @@ use serde_json::json;
 use wharf_format::cache_probe::CacheKind;
 use wharf_format::proxy::{self, Fill, Flight};
 use wharf_format::{
-    now_millis, Action, Asset, BlobStore, ComponentKey, DeleteError, Digest, FormatEnv, MetaStore, NegativeCache, NewAsset, Outcome, Repo, RepoConfig, RepoCtx,
-    SingleFlight, Write,
+    now_millis, Action, Asset, BlobStore, Check, ComponentKey, DeleteError, Digest, FormatEnv, MetaError, MetaStore, NegativeCache, NewAsset, Outcome, Repo,
+    RepoConfig, RepoCtx, SingleFlight, Write,
 };
 
 use crate::access;
@@ -272,8 +272,15 @@ impl Proxy {
                     content_type: m.content_type,
                     ..Default::default()
                 };
-                self.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
-                return Ok(());
+                // Only while the manifest is still there: the unused-manifests task may have
+                // removed it (and its image) since it was read, and a tag must always pull.
+                let there = vec![Check::Exists { repo, path: manifest_path(name, &d.to_string()) }];
+                match self.meta.commit(there, vec![Write::Upsert { repo, asset }]).await {
+                    Ok(()) => return Ok(()),
+                    // Fetched and stored again below, image and all.
+                    Err(MetaError::CheckFailed(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
             }
             let m = self.upstream.get_manifest(name, &d.to_string(), MAX_MANIFEST_BYTES).await.map_err(|e| self.upstream_error(e, unknown(), key))?;
             return self.store_manifest(name, m.bytes, m.content_type.as_deref(), Some(&d), Some(&reference)).await;

@@ -181,6 +181,8 @@ pub struct BlobStore {
     deletion_lease_ms: i64,
     /// This node's copies of an S3 store's blobs (`[blob_cache]`); never for a file store.
     read_cache: Option<Arc<ReadCache>>,
+    /// When this node last removed stale write probes (see [`BlobStore::check_writable`]).
+    probes_swept: std::sync::atomic::AtomicI64,
 }
 
 enum Backend {
@@ -230,6 +232,7 @@ impl BlobStore {
             ledger: None,
             deletion_lease_ms: DELETION_LEASE_MS,
             read_cache: None,
+            probes_swept: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -247,6 +250,7 @@ impl BlobStore {
             ledger: None,
             deletion_lease_ms: DELETION_LEASE_MS,
             read_cache: None,
+            probes_swept: std::sync::atomic::AtomicI64::new(0),
         })
     }
 
@@ -382,9 +386,15 @@ impl BlobStore {
             Ok(res) => res,
             Err(_) => Err(BlobError::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("no answer within {} s", CHECK_DEADLINE.as_secs())))),
         };
-        if res.is_ok() {
-            // What a check cut off by its deadline or a killed node left, once the store answers
-            // again: each status check otherwise could leave one more object.
+        // What a check cut off by its deadline or a killed node left, once the store answers
+        // again (each status check otherwise could leave one more object); at most once an hour,
+        // so that a status check does not list the bucket each time.
+        let now = crate::now_millis();
+        let last = self.probes_swept.load(std::sync::atomic::Ordering::Relaxed);
+        if res.is_ok()
+            && now - last >= 3_600_000
+            && self.probes_swept.compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed).is_ok()
+        {
             let _ = tokio::time::timeout(CHECK_DEADLINE, self.remove_stale_probes()).await;
         }
         res
