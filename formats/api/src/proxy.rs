@@ -167,8 +167,16 @@ fn minutes(v: Option<&Value>, field: &str, default: f64) -> Result<Option<Durati
         }
         return Err(ConfigError::new(field, "must be -1 (forever) or a number of minutes >= 0"));
     }
+    // A time to live is added to the clock: past a century it overflowed, and every miss, or
+    // the setting's own parse, panicked.
+    if m > MAX_MINUTES {
+        return Err(ConfigError::new(field, format!("must be -1 (forever) or at most {MAX_MINUTES} minutes (100 years)")));
+    }
     Ok(Some(Duration::from_secs_f64(m * 60.0)))
 }
+
+/// The longest age or time to live in minutes that is not "forever" (-1): 100 years.
+const MAX_MINUTES: f64 = 100.0 * 365.0 * 24.0 * 60.0;
 
 fn seconds(v: Option<&Value>, field: &str, default: f64) -> Result<Duration, ConfigError> {
     let s = match v {
@@ -766,6 +774,24 @@ mod tests {
         let mut attrs = Map::new();
         attrs.insert("proxy".into(), json!({ "remoteUrl": "https://registry.example/v2/@scope" }));
         assert!(ProxySettings::parse(&attrs).is_ok(), "an @ in the path is no credential");
+    }
+
+    #[test]
+    fn ages_past_a_century_are_refused_naming_the_field_not_a_panic() {
+        for (ttl, ok) in [(json!(-1), true), (json!(52_560_000), true), (json!(52_560_001), false), (json!(1e300), false), (json!(-2), false)] {
+            let mut attrs = Map::new();
+            attrs.insert("proxy".into(), json!({ "remoteUrl": "https://registry.example/" }));
+            attrs.insert("negativeCache".into(), json!({ "enabled": true, "timeToLive": ttl }));
+            match ProxySettings::parse(&attrs) {
+                Ok(s) => {
+                    assert!(ok, "{ttl} was taken");
+                    let n = NegativeCache::new(s.negative_cache);
+                    n.insert("a");
+                    assert!(n.contains("a"));
+                }
+                Err(e) => assert!(!ok && e.field == "negativeCache.timeToLive", "{ttl}: {e}"),
+            }
+        }
     }
 
     #[test]

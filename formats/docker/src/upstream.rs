@@ -146,8 +146,9 @@ impl Upstream {
         let body: serde_json::Value = serde_json::from_slice(&body).map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
         let token =
             body["token"].as_str().or_else(|| body["access_token"].as_str()).ok_or_else(|| UpstreamError::Invalid("token response without token".into()))?;
-        // The token spec's default lifetime is 60 s.
-        let ttl = body["expires_in"].as_u64().unwrap_or(60);
+        // The token spec's default lifetime is 60 s; a day at most (an upstream's `expires_in`
+        // near u64::MAX overflowed the deadline and panicked the request).
+        let ttl = body["expires_in"].as_u64().unwrap_or(60).min(86_400);
         self.tokens.lock().unwrap_or_else(|e| e.into_inner()).put(scope.to_string(), (token.to_string(), Instant::now() + Duration::from_secs(ttl)));
         Ok(token.to_string())
     }
