@@ -52,11 +52,8 @@ const ABANDONED_REMOVALS_POLL: Duration = Duration::from_secs(60);
 /// Says at start how many API tokens `security.token_idle_days` stopped: a server upgraded to
 /// the rule, or back after a long stop, refuses those at once, and their owners will ask why.
 async fn log_unused_tokens(state: &web::Data<AppState>) {
+    let Some(idle_before) = state.auth.idle_before(wharf_format::now_millis()) else { return };
     let days = state.cfg.security.token_idle_days;
-    if days == 0 {
-        return;
-    }
-    let idle_before = wharf_format::now_millis().saturating_sub((days.min(i64::MAX as u64 / 86_400_000) as i64) * 86_400_000);
     match state.db.run(move |c| db::tokens::count_unused(c, idle_before)).await {
         Ok(0) => {}
         Ok(n) => tracing::warn!(

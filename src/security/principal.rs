@@ -283,8 +283,9 @@ impl Authenticator {
         self
     }
 
-    /// Tokens neither used nor created since this time are unused (see `token_idle_ms`).
-    fn idle_before(&self, now: i64) -> Option<i64> {
+    /// Tokens neither used nor created since this time are unused (see `token_idle_ms`); `None`
+    /// when unused tokens are kept.
+    pub fn idle_before(&self, now: i64) -> Option<i64> {
         self.token_idle_ms.map(|ms| now.saturating_sub(ms))
     }
 

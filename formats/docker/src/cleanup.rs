@@ -258,11 +258,7 @@ impl Hosted {
             }
         }
         let writes = images.iter().map(|a| Write::Delete { repo, path: a.path.clone() }).collect();
-        match self.env.meta.commit(checks, writes).await {
-            Ok(()) => Ok(true),
-            Err(MetaError::CheckFailed(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        self.commit_if(checks, writes).await
     }
 
     async fn content(&self) -> Result<Content, DockerError> {
@@ -316,6 +312,15 @@ impl Hosted {
         Ok(c)
     }
 
+    /// Commits `writes` if every one of `checks` holds; `false` (nothing written) if one does not.
+    async fn commit_if(&self, checks: Vec<Check>, writes: Vec<Write>) -> Result<bool, DockerError> {
+        match self.env.meta.commit(checks, writes).await {
+            Ok(()) => Ok(true),
+            Err(MetaError::CheckFailed(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Removes manifests and their `ref` rows, all or none: each only if it is still untagged,
     /// unused and unchanged.
     async fn remove_manifests(&self, keys: &[&Key], c: &Content) -> Result<bool, DockerError> {
@@ -332,11 +337,7 @@ impl Hosted {
             writes.push(Write::Delete { repo, path: a.path.clone() });
             writes.extend(c.ref_rows.get(*k).into_iter().flatten().map(|p| Write::Delete { repo, path: p.clone() }));
         }
-        match self.env.meta.commit(checks, writes).await {
-            Ok(()) => Ok(true),
-            Err(MetaError::CheckFailed(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        self.commit_if(checks, writes).await
     }
 
     /// Removes images' links to blobs, all or none: each only if no manifest uses it and the
@@ -350,10 +351,6 @@ impl Hosted {
             })
             .collect();
         let writes = links.iter().map(|(_, _, b)| Write::Delete { repo, path: b.path.clone() }).collect();
-        match self.env.meta.commit(checks, writes).await {
-            Ok(()) => Ok(true),
-            Err(MetaError::CheckFailed(_)) => Ok(false),
-            Err(e) => Err(e.into()),
-        }
+        self.commit_if(checks, writes).await
     }
 }

@@ -50,7 +50,7 @@ impl Group {
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
         let endpoint = routes::parse(&ctx.path).ok_or(DockerError::NameUnknown)?;
         let m = req.method().clone();
-        let read = m == Method::GET || m == Method::HEAD;
+        let read = wharf_format::reads(&m);
         match endpoint {
             Endpoint::Base => {
                 if ctx.principal.is_anonymous() && ctx.check(Action::Read, "*").is_err() {

@@ -97,7 +97,7 @@ impl Format for Docker {
 
     fn refuse_write(&self, req: &HttpRequest, _path: &str, message: &str) -> Option<HttpResponse> {
         // Every write of the registry API is a POST, PUT, PATCH or DELETE; reads are GET and HEAD.
-        let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+        let reads = wharf_format::reads(req.method());
         (!reads).then(|| error::respond(Err(error::DockerError::ReadOnly(message.to_string()))))
     }
 

@@ -94,7 +94,7 @@ impl Proxy {
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
         let endpoint = routes::parse(&ctx.path).ok_or(DockerError::NameUnknown)?;
         let m = req.method().clone();
-        let read = m == Method::GET || m == Method::HEAD;
+        let read = wharf_format::reads(&m);
         match endpoint {
             Endpoint::Manifest { name, reference } if read => {
                 access::check_name(ctx, &name)?;

@@ -88,7 +88,7 @@ impl Proxy {
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
         let endpoint = routes::parse(&ctx.path).ok_or(NpmError::NotFound)?;
         let m = req.method().clone();
-        let read = m == Method::GET || m == Method::HEAD;
+        let read = wharf_format::reads(&m);
         if source::is_common(&endpoint) {
             return source::common(&self.env, ctx, req, endpoint, body).await;
         }

@@ -45,7 +45,7 @@ impl Group {
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
         let endpoint = routes::parse(&ctx.path).ok_or(PypiError::NotFound)?;
         let m = req.method();
-        let read = m == Method::GET || m == Method::HEAD;
+        let read = wharf_format::reads(m);
         match endpoint {
             Endpoint::Upload if m == Method::POST => {
                 source::authorize(ctx, Action::Write, "*")?;

@@ -133,7 +133,7 @@ impl Hosted {
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> Result<HttpResponse> {
         let endpoint = routes::parse(&ctx.path).ok_or(PypiError::NotFound)?;
         let m = req.method();
-        let read = m == Method::GET || m == Method::HEAD;
+        let read = wharf_format::reads(m);
         match endpoint {
             Endpoint::Upload if m == Method::POST => self.upload(ctx, req, body).await,
             Endpoint::Index if read => self.index(ctx, req).await,

@@ -37,7 +37,7 @@ impl Format for Pypi {
 
     fn refuse_write(&self, req: &actix_web::HttpRequest, _path: &str, message: &str) -> Option<actix_web::HttpResponse> {
         // An upload is the one request that writes (a POST); pip only reads.
-        let reads = matches!(*req.method(), actix_web::http::Method::GET | actix_web::http::Method::HEAD);
+        let reads = wharf_format::reads(req.method());
         (!reads).then(|| error::PypiError::Frozen(message.to_string()).to_response())
     }
 

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use actix_web::body::SizedStream;
-use actix_web::http::{header, Method};
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -84,7 +84,7 @@ impl Proxy {
     async fn route(&self, ctx: &RepoCtx, req: &HttpRequest) -> Result<HttpResponse> {
         let endpoint = routes::parse(&ctx.path).ok_or(PypiError::NotFound)?;
         let m = req.method();
-        let read = m == Method::GET || m == Method::HEAD;
+        let read = wharf_format::reads(m);
         match endpoint {
             Endpoint::Index if read => {
                 source::authorize(ctx, Action::Read, "*")?;
