@@ -11,6 +11,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use sha2::{Digest as _, Sha256};
 
+use super::body_budget::{BodyBudget, Next, Share};
 use super::staged_writer::StagedWriter;
 use super::{blocking, join, BlobError, HashState, READ_CHUNK, WRITE_BATCH};
 use crate::digest::Digest;
@@ -26,6 +27,8 @@ pub(super) struct FileStaging {
     pub(super) direct_writes: bool,
     /// Whether reads may try the page cache on the calling task.
     inline_reads: super::file_stream::InlineReads,
+    /// What the uploads' gathered bytes may take of memory.
+    pub(super) budget: Arc<BodyBudget>,
 }
 
 impl FileStaging {
@@ -36,7 +39,14 @@ impl FileStaging {
         // Blobs are read under `blobs/` (and `uploads/`, which must be on the same mount for
         // the hard link that publishes an upload).
         let inline_reads = super::file_stream::InlineReads::probe(&root.join("uploads"));
-        Ok(FileStaging { root: root.to_path_buf(), store: Arc::new(store), writing: crate::KeyedLocks::default(), direct_writes: false, inline_reads })
+        Ok(FileStaging {
+            root: root.to_path_buf(),
+            store: Arc::new(store),
+            writing: crate::KeyedLocks::default(),
+            direct_writes: false,
+            inline_reads,
+            budget: BodyBudget::uploads(),
+        })
     }
 
     pub(super) fn staging_file(&self, upload_id: &str) -> Result<PathBuf, BlobError> {
@@ -55,8 +65,8 @@ impl FileStaging {
 
     /// See [`super::BlobStore::stage_append`]. The request is read on the caller's task while
     /// the previous batch is hashed and written on the blocking pool: at most two batches of
-    /// [`WRITE_BATCH`] bytes are held at a time, and with `direct_writes` large uploads reach
-    /// the file past the page cache (see [`StagedWriter`]).
+    /// [`WRITE_BATCH`] bytes are held at a time, within the process's [`BodyBudget`], and with
+    /// `direct_writes` large uploads reach the file past the page cache (see [`StagedWriter`]).
     pub(super) async fn append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], mut body: S) -> Result<(u64, Vec<u8>), BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
@@ -86,44 +96,59 @@ impl FileStaging {
             Ok(StagedWriter::new(file, &path, offset, direct))
         })
         .await?;
-        let mut idle = Some((writer, hasher));
-        let mut in_flight: Option<Flight> = None;
-        let mut batch: Vec<Bytes> = Vec::new();
-        let mut batch_len = 0usize;
+        let mut g = Gathered { idle: Some((writer, hasher)), in_flight: None, chunks: Vec::new(), len: 0, share: Share::none() };
         let mut written = offset;
         loop {
-            let next = body.next().await;
+            let next = if g.chunks.is_empty() {
+                body.next().await
+            } else {
+                match self.budget.next_or_wanted(body.next()).await {
+                    Next::Item(next) => next,
+                    // Another upload waits for room: what is held here goes to disk now.
+                    Next::Wanted => {
+                        g.write(self.writing.lock(upload_id).await).await?;
+                        continue;
+                    }
+                }
+            };
             let done = match next {
                 Some(Ok(chunk)) => {
+                    let share = match self.budget.try_take(chunk.len()) {
+                        Some(share) => share,
+                        None => {
+                            // Written before the wait, so that this upload's share comes back
+                            // by itself.
+                            if !g.chunks.is_empty() {
+                                g.write(self.writing.lock(upload_id).await).await?;
+                            }
+                            self.budget.take(chunk.len()).await
+                        }
+                    };
                     written += chunk.len() as u64;
-                    batch_len += chunk.len();
-                    batch.push(chunk);
+                    g.len += chunk.len();
+                    g.chunks.push(chunk);
+                    g.share.merge(share);
                     false
                 }
                 Some(Err(e)) => {
-                    if let Some(flight) = in_flight.take() {
+                    if let Some(flight) = g.in_flight.take() {
                         let _ = flight.land().await;
                     }
                     return Err(BlobError::Body(e.to_string()));
                 }
                 None => true,
             };
-            if batch_len >= WRITE_BATCH || (done && !batch.is_empty()) {
-                if let Some(flight) = in_flight.take() {
-                    idle = Some(flight.land().await?);
-                }
-                let (w, h) = idle.take().expect("the writer is back once no batch is in flight");
-                let chunks = Arc::new(std::mem::take(&mut batch));
-                in_flight = Some(Flight::start(w, h, chunks, batch_len, self.writing.lock(upload_id).await));
-                batch_len = 0;
+            if g.len >= WRITE_BATCH || (done && !g.chunks.is_empty()) {
+                g.write(self.writing.lock(upload_id).await).await?;
             }
             if done {
                 break;
             }
         }
-        if let Some(flight) = in_flight.take() {
-            idle = Some(flight.land().await?);
+        if let Some(flight) = g.in_flight.take() {
+            g.idle = Some(flight.land().await?);
         }
+        let idle = g.idle;
         let (w, hasher) = idle.expect("the writer is back once no batch is in flight");
         let writing = self.writing.lock(upload_id).await;
         blocking(move || {
@@ -240,18 +265,49 @@ impl FileStaging {
 /// One batch of an append on its way: written to the file and hashed at the same time, on two
 /// blocking threads (a write that goes to the device directly waits for it, and the hash need
 /// not wait with it); a small batch (the last of an upload) is hashed by its writer.
+/// Bytes on their way to disk, and their share of the budget (given back when both halves of
+/// the flight are done with them).
+struct Batch {
+    chunks: Vec<Bytes>,
+    _share: Share,
+}
+
+/// An append's state between its network reads.
+struct Gathered {
+    /// The writer and the running hash, when no batch is in flight.
+    idle: Option<(StagedWriter, Sha256)>,
+    in_flight: Option<Flight>,
+    chunks: Vec<Bytes>,
+    len: usize,
+    share: Share,
+}
+
+impl Gathered {
+    /// Sends what is gathered to disk (after the batch before it landed).
+    async fn write(&mut self, writing: tokio::sync::OwnedMutexGuard<()>) -> Result<(), BlobError> {
+        if let Some(flight) = self.in_flight.take() {
+            self.idle = Some(flight.land().await?);
+        }
+        let (w, h) = self.idle.take().expect("the writer is back once no batch is in flight");
+        let batch = Arc::new(Batch { chunks: std::mem::take(&mut self.chunks), _share: std::mem::replace(&mut self.share, Share::none()) });
+        self.in_flight = Some(Flight::start(w, h, batch, self.len, writing));
+        self.len = 0;
+        Ok(())
+    }
+}
+
 struct Flight {
     write: tokio::task::JoinHandle<Result<(StagedWriter, Option<Sha256>), BlobError>>,
     hash: Option<tokio::task::JoinHandle<Sha256>>,
 }
 
 impl Flight {
-    fn start(mut w: StagedWriter, h: Sha256, chunks: Arc<Vec<Bytes>>, len: usize, writing: tokio::sync::OwnedMutexGuard<()>) -> Flight {
+    fn start(mut w: StagedWriter, h: Sha256, batch: Arc<Batch>, len: usize, writing: tokio::sync::OwnedMutexGuard<()>) -> Flight {
         let (mut inline, hash) = if len >= WRITE_BATCH {
-            let chunks = chunks.clone();
+            let batch = batch.clone();
             let mut h = h;
             let task = tokio::task::spawn_blocking(move || {
-                for c in chunks.iter() {
+                for c in &batch.chunks {
                     h.update(c);
                 }
                 h
@@ -262,7 +318,7 @@ impl Flight {
         };
         let write = tokio::task::spawn_blocking(move || {
             let _writing = writing;
-            for c in chunks.iter() {
+            for c in &batch.chunks {
                 if let Some(h) = inline.as_mut() {
                     h.update(c);
                 }
@@ -359,4 +415,74 @@ fn locate(file: &std::fs::File, range: Option<(u64, Option<u64>)>) -> Result<(u6
         }
     };
     Ok((total, served, start, end - start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// More uploads than the budget holds, each of whose clients sends a little and then goes
+    /// silent: the partial batches go to disk (a silent client must not keep its share), every
+    /// chunk is accepted although the budget is a sixth of what was sent, and each upload ends
+    /// with its own bytes once its client finishes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn silent_uploads_beyond_the_budget_write_what_they_gathered_and_finish() {
+        const UPLOADS: usize = 8;
+        const CHUNK: usize = 64 << 10;
+        let dir = tempfile::tempdir().unwrap();
+        let mut staging = FileStaging::open(dir.path()).unwrap();
+        staging.budget = BodyBudget::new(4 * CHUNK);
+        let staging = Arc::new(staging);
+        let chunk = |u: usize, i: usize| Bytes::from(vec![(u * 16 + i) as u8; CHUNK]);
+
+        let mut senders = Vec::new();
+        let mut appends = Vec::new();
+        for u in 0..UPLOADS {
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+            senders.push(tx);
+            let staging = staging.clone();
+            let id = format!("upload-{u}");
+            staging.create(&id).await.unwrap();
+            appends.push(tokio::spawn(async move { staging.append(&id, 0, &HashState::empty(), tokio_stream_of(rx)).await }));
+        }
+        // Three chunks each (1.5 MiB against a budget of 256 KiB), round robin.
+        for i in 0..3 {
+            for (u, tx) in senders.iter().enumerate() {
+                tokio::time::timeout(Duration::from_secs(20), tx.send(Ok(chunk(u, i)))).await.expect("a chunk waited for ever for room").unwrap();
+            }
+        }
+        // Silent clients now. What every upload received reaches its file; the budget is free.
+        let on_disk =
+            || (0..UPLOADS).map(|u| std::fs::metadata(dir.path().join("uploads").join(format!("upload-{u}"))).map(|m| m.len()).unwrap_or(0)).sum::<u64>();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while on_disk() < (UPLOADS * 2 * CHUNK) as u64 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The last chunk sent to each may still be in its channel or gathered: at least two per
+        // upload are written, and nothing is held beyond the budget.
+        assert!(on_disk() >= (UPLOADS * 2 * CHUNK) as u64, "written while the clients were silent: {} bytes", on_disk());
+        assert!(staging.budget.held() <= 4 * CHUNK);
+
+        for (u, tx) in senders.into_iter().enumerate() {
+            tx.send(Ok(chunk(u, 3))).await.unwrap();
+        }
+        for (u, append) in appends.into_iter().enumerate() {
+            let (len, state) = tokio::time::timeout(Duration::from_secs(20), append).await.expect("an upload never ended").unwrap().unwrap();
+            assert_eq!(len, 4 * CHUNK as u64);
+            let mut want = Sha256::new();
+            for i in 0..4 {
+                want.update(chunk(u, i));
+            }
+            assert_eq!(HashState::load(&state).unwrap().finalize(), want.finalize());
+            let file = std::fs::read(dir.path().join("uploads").join(format!("upload-{u}"))).unwrap();
+            assert_eq!(file.len(), 4 * CHUNK);
+            assert!(file[3 * CHUNK..].iter().all(|b| *b == (u * 16 + 3) as u8));
+        }
+        assert_eq!(staging.budget.held(), 0, "every share came back");
+    }
+
+    fn tokio_stream_of<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl Stream<Item = T> + Unpin {
+        Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)))
+    }
 }

@@ -11,6 +11,7 @@
 //! append and no rename and stages differently (see there). Reads, listing and deletion go
 //! through `object_store` for both.
 
+mod body_budget;
 mod file;
 mod file_stream;
 mod read_cache;
