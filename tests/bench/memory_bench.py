@@ -9,7 +9,9 @@ anonymous pulls, it measures:
   - per round: N concurrent `curl` pulls of one 20 MiB blob (each client its own connection),
     the peak RSS during the round (VmHWM, reset before it through /proc/<pid>/clear_refs) and
     the RSS and thread count `--settle` seconds after it (idle again);
-  - one 1 GiB blob pushed with a monolithic PUT (curl -T): the peak, and the RSS after it.
+  - one 1 GiB blob pushed with a monolithic PUT (curl -T): the peak, and the RSS after it;
+  - `--push-clients` concurrent monolithic PUTs of distinct `--push-mib` blobs, each client
+    limited to `--push-rate` (slow clients hold what they sent longest): the peak, and after.
 Growth over the rounds shows as idle RSS that climbs from round to round.
 """
 import argparse, base64, hashlib, json, os, shutil, subprocess, sys, tempfile, threading, time, urllib.request
@@ -46,12 +48,44 @@ def push(base, repo, path, digest):
     assert out.stdout == "201", out.stdout + out.stderr
 
 
+def concurrent_pushes(base, pid, work, args):
+    """`--push-clients` monolithic PUTs at once, each of its own blob, each client slowed to
+    `--push-rate`."""
+    one = os.urandom(args.push_mib << 20)
+    jobs = []
+    for i in range(args.push_clients):
+        data = i.to_bytes(8, "little") + one[8:]
+        path = os.path.join(work, f"push-{i}.bin")
+        with open(path, "wb") as f:
+            f.write(data)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        req = urllib.request.Request(f"{base}/v2/mem/many{i % 10}/blobs/uploads/", method="POST", data=b"", headers={"Authorization": AUTH})
+        loc = urllib.request.urlopen(req).headers["Location"]
+        jobs.append((path, (loc if loc.startswith("http") else base + loc) + ("&" if "?" in loc else "?") + "digest=" + digest))
+    reset_peak(pid)
+    t0 = time.time()
+    clients = [subprocess.Popen(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", "-H", f"Authorization: {AUTH}",
+                                 "-H", "Content-Type: application/octet-stream", "--limit-rate", args.push_rate, "-T", path, url],
+                                stdout=subprocess.PIPE, text=True) for path, url in jobs]
+    failed = sum(1 for c in clients if c.communicate()[0] != "201")
+    took = time.time() - t0
+    peak = rss_kb(pid, "VmHWM")
+    for path, _ in jobs:
+        os.remove(path)
+    time.sleep(args.settle)
+    label = f"{args.push_clients} pushes of {args.push_mib} MiB at {args.push_rate}B/s each ({took:.1f} s{', %d failed' % failed if failed else ''})"
+    return (label, peak, *idle(pid))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--blob-mib", type=int, default=20)
     ap.add_argument("--big-mib", type=int, default=1024)
+    ap.add_argument("--push-clients", type=int, default=200)
+    ap.add_argument("--push-mib", type=int, default=8)
+    ap.add_argument("--push-rate", default="1M", help="curl --limit-rate of each concurrent push")
     ap.add_argument("--settle", type=float, default=15, help="seconds to wait before an idle measurement (tokio's idle blocking threads exit after 10 s)")
     ap.add_argument("--workdir", default=None, help="where the data directory and test files go (default: a temporary directory)")
     args = ap.parse_args()
@@ -93,6 +127,9 @@ def main():
         peak = rss_kb(w.pid, "VmHWM")
         time.sleep(args.settle)
         rows.append((f"push of {args.big_mib} MiB, one PUT ({took:.1f} s)", peak, *idle(w.pid)))
+        if args.push_clients:
+            os.remove(big)
+            rows.append(concurrent_pushes(base, w.pid, work, args))
         stop(w)
     finally:
         shutil.rmtree(work, ignore_errors=True)

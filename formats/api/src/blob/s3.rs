@@ -25,6 +25,7 @@ use object_store::{ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, Write
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::body_budget::{BodyBudget, Share};
 use super::file::FileStaging;
 use super::s3_clients::S3Clients;
 use super::{BlobError, HashState, WRITE_BATCH};
@@ -157,7 +158,8 @@ fn encode(hash: &Sha256, parts: &[Part]) -> Vec<u8> {
 /// Bytes buffered before a multipart upload starts (smaller content is one PUT), and the size of
 /// each part after (S3 wants at least 5 MiB for every part but the last).
 const PART: usize = 8 << 20;
-/// Parts of one upload in flight at once: bounds the memory of a write to about three parts.
+/// Parts of one upload on their way at once (what they hold is bounded across uploads too,
+/// see [`Parts`]).
 const PARTS_IN_FLIGHT: usize = 2;
 /// The largest object S3 copies in one request.
 const MAX_COPY: u64 = 5 << 30;
@@ -167,13 +169,80 @@ pub(super) struct S3Staging {
     prefix: String,
     /// Local staging for content that must be read back before it is published.
     pub(super) scratch: FileStaging,
+    /// What the multipart writes' parts on their way may take of memory ([`Parts`]).
+    budget: Arc<BodyBudget>,
 }
 
 /// A write of one object in progress: small content is held until the end, larger content
 /// streams as a multipart upload.
 pub(super) enum Pending {
     Small(Vec<Bytes>),
-    Multipart(WriteMultipart),
+    Multipart(Parts),
+}
+
+/// A multipart write whose parts, once sent, hold a share of the uploads' memory budget until
+/// S3 has them ([`BodyBudget`]). What an upload holds itself (the part it is filling, or its
+/// content before it is large enough for a multipart upload) is at most a part and a batch, as
+/// with Distribution's S3 driver; the parts on their way, up to [`PARTS_IN_FLIGHT`] per upload,
+/// are bounded across all of them: 50 uploads at 2 MB/s held 1.2 GB before. A wait for a share
+/// holds nothing that only this upload could give back (a sent part goes by itself), so it ends.
+pub(super) struct Parts {
+    w: WriteMultipart,
+    /// Bytes in the part being filled.
+    filling: usize,
+    budget: Arc<BodyBudget>,
+}
+
+/// A part's last bytes, carrying the part's share: given back when S3's client drops the part.
+struct Shared {
+    bytes: Bytes,
+    _share: Share,
+}
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Parts {
+    pub(super) fn new(upload: Box<dyn object_store::MultipartUpload>, budget: Arc<BodyBudget>) -> Parts {
+        Parts { w: WriteMultipart::new_with_chunk_size(upload, PART), filling: 0, budget }
+    }
+
+    /// Adds `bytes`; a part they complete is sent once it has its share and fewer than
+    /// [`PARTS_IN_FLIGHT`] of this upload's are on their way.
+    pub(super) async fn put(&mut self, mut bytes: Bytes) -> Result<(), object_store::Error> {
+        while !bytes.is_empty() {
+            let room = PART - self.filling;
+            if bytes.len() < room {
+                self.filling += bytes.len();
+                self.w.put(bytes);
+                return Ok(());
+            }
+            let last = bytes.split_to(room);
+            self.w.wait_for_capacity(PARTS_IN_FLIGHT - 1).await?;
+            let share = self.budget.take(PART).await;
+            self.w.put(Bytes::from_owner(Shared { bytes: last, _share: share }));
+            self.filling = 0;
+        }
+        Ok(())
+    }
+
+    async fn put_all(&mut self, chunks: Vec<Bytes>) -> Result<(), object_store::Error> {
+        for c in chunks {
+            self.put(c).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn finish(self) -> Result<(), object_store::Error> {
+        self.w.finish().await.map(|_| ())
+    }
+
+    pub(super) async fn abort(self) -> Result<(), object_store::Error> {
+        self.w.abort().await
+    }
 }
 
 impl S3Staging {
@@ -181,7 +250,7 @@ impl S3Staging {
         let client = Arc::new(S3Clients::new(settings)?);
         let prefix = settings.prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        Ok(S3Staging { client, prefix, scratch: FileStaging::open(scratch)? })
+        Ok(S3Staging { client, prefix, scratch: FileStaging::open(scratch)?, budget: BodyBudget::uploads() })
     }
 
     pub(super) fn prefix(&self) -> &str {
@@ -239,23 +308,20 @@ impl S3Staging {
                         if held < PART {
                             Pending::Small(held_chunks)
                         } else {
-                            let upload = self.client.put_multipart(key).await?;
-                            let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
-                            for c in held_chunks {
-                                w.put(c);
+                            let mut parts = Parts::new(self.client.put_multipart(key).await?, self.budget.clone());
+                            if let Err(e) = parts.put_all(held_chunks).await {
+                                let _ = parts.abort().await;
+                                return Err(e.into());
                             }
-                            Pending::Multipart(w)
+                            Pending::Multipart(parts)
                         }
                     }
-                    Pending::Multipart(mut w) => {
-                        if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                            let _ = w.abort().await;
+                    Pending::Multipart(mut parts) => {
+                        if let Err(e) = parts.put_all(chunks).await {
+                            let _ = parts.abort().await;
                             return Err(e.into());
                         }
-                        for c in chunks {
-                            w.put(c);
-                        }
-                        Pending::Multipart(w)
+                        Pending::Multipart(parts)
                     }
                 };
             }
@@ -343,8 +409,7 @@ impl S3Staging {
             }
             [one] if one.len <= MAX_COPY => self.client.copy(&dir.clone().join(one.key.as_str()), key).await?,
             _ => {
-                let upload = self.client.put_multipart(key).await?;
-                let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
+                let mut w = Parts::new(self.client.put_multipart(key).await?, self.budget.clone());
                 for p in &parts {
                     let mut body = self.client.get(&dir.clone().join(p.key.as_str())).await?.into_stream();
                     while let Some(chunk) = body.next().await {
@@ -355,11 +420,10 @@ impl S3Staging {
                                 return Err(e.into());
                             }
                         };
-                        if let Err(e) = w.wait_for_capacity(PARTS_IN_FLIGHT).await {
+                        if let Err(e) = w.put(chunk).await {
                             let _ = w.abort().await;
                             return Err(e.into());
                         }
-                        w.put(chunk);
                     }
                 }
                 w.finish().await?;
@@ -445,5 +509,86 @@ impl S3Staging {
             *e = (*e).max(at);
         }
         Ok(newest.into_iter().filter(|(_, at)| *at < before).map(|(id, _)| id).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gateway tests/run.sh starts; `None` (skipped) when none is named.
+    fn gateway() -> Option<S3Settings> {
+        let var = |k: &str| std::env::var(k).ok();
+        match (var("WHARF_TEST_S3_ENDPOINT"), var("WHARF_TEST_S3_BUCKET"), var("WHARF_TEST_S3_ACCESS_KEY"), var("WHARF_TEST_S3_SECRET_KEY")) {
+            (Some(endpoint), Some(bucket), Some(access_key_id), Some(secret_access_key)) => Some(S3Settings {
+                bucket,
+                region: "us-east-1".into(),
+                prefix: format!("budget-{}", uuid::Uuid::new_v4().simple()),
+                endpoint,
+                force_path_style: true,
+                access_key_id,
+                secret_access_key,
+                ..Default::default()
+            }),
+            _ => {
+                assert!(std::env::var("WHARF_TEST_REQUIRE_S3").is_err(), "WHARF_TEST_REQUIRE_S3 is set but WHARF_TEST_S3_* do not name a gateway");
+                eprintln!("no S3 gateway (WHARF_TEST_S3_*): skipped; tests/run.sh starts one");
+                None
+            }
+        }
+    }
+
+    /// Three multipart writes of three parts each against a budget of one part: the parts on
+    /// their way take the budget's share, one at a time, and give it back once S3 has them;
+    /// no write waits for ever, and each object is its own bytes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parts_on_their_way_share_the_budget_and_every_write_ends() {
+        let Some(settings) = gateway() else { return };
+        let scratch = tempfile::tempdir().unwrap();
+        let mut staging = S3Staging::open(&settings, scratch.path()).unwrap();
+        staging.budget = BodyBudget::new(PART);
+        let staging = Arc::new(staging);
+        let size = 2 * PART + PART / 2;
+        let content = |w: usize| -> Vec<u8> { (0..size).map(|i| ((i * 7 + w * 13) % 251) as u8).collect() };
+
+        let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watch = {
+            let (budget, peak, done) = (staging.budget.clone(), peak.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    peak.fetch_max(budget.held(), std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+        };
+        let writes: Vec<_> = (0..3)
+            .map(|w| {
+                let staging = staging.clone();
+                let data = Bytes::from(content(w));
+                tokio::spawn(async move {
+                    let chunks: Vec<Result<Bytes, std::io::Error>> =
+                        (0..data.len()).step_by(256 << 10).map(|at| Ok(data.slice(at..(at + (256 << 10)).min(data.len())))).collect();
+                    staging.put_unverified(futures::stream::iter(chunks)).await
+                })
+            })
+            .collect();
+        let mut keys = Vec::new();
+        for write in writes {
+            let (key, digest, len) = tokio::time::timeout(Duration::from_secs(120), write).await.expect("a write waited for ever").unwrap().unwrap();
+            assert_eq!(len, size as u64);
+            keys.push((key, digest));
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        watch.await.unwrap();
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), PART, "one part on its way at a time, with its share");
+        assert_eq!(staging.budget.held(), 0, "every share came back");
+        for (w, (key, digest)) in keys.into_iter().enumerate() {
+            let got = staging.client.get(&key).await.unwrap().bytes().await.unwrap();
+            assert_eq!(got.len(), size);
+            assert_eq!(digest, Digest::from_sha256_bytes(&Sha256::digest(&got)));
+            assert!(got == content(w), "write {w} stored its own bytes");
+            staging.client.delete(&key).await.unwrap();
+        }
     }
 }
