@@ -24,15 +24,18 @@ use std::sync::{Arc, LazyLock};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-/// The budget every store's uploads share: a few dozen uploads at full speed batch as they
+/// The budget file stores' uploads share: a few dozen uploads at full speed batch as they
 /// would alone, and no number of clients makes the server hold more.
 pub const UPLOADS_BUDGET: usize = 64 << 20;
-/// The budget's grain: a share is a whole number of these.
-const UNIT: usize = 1 << 10;
+/// The budget S3 stores' parts on their way share (eight parts of 8 MiB). A budget of its own:
+/// a part holds its share for as long as S3 takes (with retries, minutes), which must not hold
+/// up the file stores' uploads.
+pub const S3_PARTS_BUDGET: usize = 64 << 20;
 
+/// Shares are counted in bytes: a client that sends a byte at a time takes a byte at a time.
 pub struct BodyBudget {
     permits: Arc<Semaphore>,
-    units: usize,
+    bytes: usize,
     /// Uploads waiting for room now.
     waiting: AtomicUsize,
     /// Woken when an upload starts waiting: gatherers write what they hold.
@@ -65,30 +68,36 @@ pub enum Next<T> {
 
 impl BodyBudget {
     pub fn new(bytes: usize) -> Arc<BodyBudget> {
-        let units = bytes.div_ceil(UNIT).max(1);
-        Arc::new(BodyBudget { permits: Arc::new(Semaphore::new(units)), units, waiting: AtomicUsize::new(0), wanted: Notify::new() })
+        let bytes = bytes.clamp(1, u32::MAX as usize);
+        Arc::new(BodyBudget { permits: Arc::new(Semaphore::new(bytes)), bytes, waiting: AtomicUsize::new(0), wanted: Notify::new() })
     }
 
-    /// The process's budget for uploads.
+    /// The process's budget for file stores' uploads.
     pub fn uploads() -> Arc<BodyBudget> {
         static UPLOADS: LazyLock<Arc<BodyBudget>> = LazyLock::new(|| BodyBudget::new(UPLOADS_BUDGET));
         UPLOADS.clone()
     }
 
+    /// The process's budget for S3 stores' parts on their way.
+    pub fn s3_parts() -> Arc<BodyBudget> {
+        static S3_PARTS: LazyLock<Arc<BodyBudget>> = LazyLock::new(|| BodyBudget::new(S3_PARTS_BUDGET));
+        S3_PARTS.clone()
+    }
+
     /// A chunk larger than the whole budget takes all of it.
-    fn units_for(&self, bytes: usize) -> u32 {
-        bytes.div_ceil(UNIT).clamp(1, self.units).min(u32::MAX as usize) as u32
+    fn permits_for(&self, bytes: usize) -> u32 {
+        bytes.clamp(1, self.bytes) as u32
     }
 
     /// A share for `bytes` if the budget has room now.
     pub fn try_take(&self, bytes: usize) -> Option<Share> {
-        self.permits.clone().try_acquire_many_owned(self.units_for(bytes)).ok().map(|p| Share(Some(p)))
+        self.permits.clone().try_acquire_many_owned(self.permits_for(bytes)).ok().map(|p| Share(Some(p)))
     }
 
     /// A share for `bytes`, waiting for room; while it waits, gatherers are asked to write
     /// what they hold. The caller must hold no share that only its own progress gives back.
     pub async fn take(&self, bytes: usize) -> Share {
-        let n = self.units_for(bytes);
+        let n = self.permits_for(bytes);
         if let Ok(p) = self.permits.clone().try_acquire_many_owned(n) {
             return Share(Some(p));
         }
@@ -109,10 +118,9 @@ impl BodyBudget {
     /// first: then the caller should write what it has gathered. Dropping `next` unfinished
     /// must lose nothing (as a stream's `next()` does not).
     pub async fn next_or_wanted<F: Future>(&self, next: F) -> Next<F::Output> {
+        // Made before the check: a `notify_waiters` after its creation wakes it, polled or not,
+        // so a wait that begins after the check still ends this one.
         let wanted = self.wanted.notified();
-        tokio::pin!(wanted);
-        // Registered before the check: a wait that begins after it still wakes this one.
-        wanted.as_mut().enable();
         if self.waiting.load(Ordering::SeqCst) > 0 {
             return Next::Wanted;
         }
@@ -123,44 +131,54 @@ impl BodyBudget {
         }
     }
 
-    /// Bytes held now, to the grain.
+    /// Bytes held now (or handed to a waiter).
     #[cfg(test)]
     pub fn held(&self) -> usize {
-        (self.units - self.permits.available_permits()) * UNIT
+        self.bytes - self.permits.available_permits()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn a_wait_asks_gatherers_to_write_and_ends_when_room_comes_back() {
-        let budget = BodyBudget::new(4 * UNIT);
-        let held = budget.try_take(3 * UNIT).unwrap();
-        assert_eq!(budget.held(), 3 * UNIT);
-        assert!(budget.try_take(2 * UNIT).is_none(), "no room for two more units");
+        let budget = BodyBudget::new(4096);
+        let held = budget.try_take(3000).unwrap();
+        assert_eq!(budget.held(), 3000);
+        assert!(budget.try_take(2000).is_none(), "no room for 2,000 more bytes");
 
-        // A gatherer waiting for its body hears of the wait, and gives its share back.
+        // A gatherer already waiting for its body when the wait begins hears of it, and gives
+        // its share back.
         let b = budget.clone();
         let gatherer = tokio::spawn(async move {
             let next = b.next_or_wanted(std::future::pending::<()>()).await;
             assert!(matches!(next, Next::Wanted));
             drop(held);
         });
-        let waiter = budget.take(2 * UNIT).await;
+        tokio::task::yield_now().await;
+        assert!(!gatherer.is_finished(), "nobody waited yet: the gatherer waits for its body");
+        let waiter = tokio::time::timeout(Duration::from_secs(10), budget.take(2000)).await.expect("the gatherer was never asked");
         gatherer.await.unwrap();
-        assert_eq!(budget.held(), 2 * UNIT);
+        assert_eq!(budget.held(), 2000);
         // Nobody waits now: the body's next item comes first.
         assert!(matches!(budget.next_or_wanted(async { 7 }).await, Next::Item(7)));
         let mut both = waiter;
         both.merge(budget.try_take(1).unwrap());
-        assert_eq!(budget.held(), 3 * UNIT, "a byte takes a whole unit");
+        assert_eq!(budget.held(), 2001, "counted in bytes");
         drop(both);
         assert_eq!(budget.held(), 0);
+        // A wait given up gives back what it had been handed.
+        let most = budget.try_take(4000).unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(50), budget.take(1000)).await.is_err());
+        drop(most);
+        assert_eq!(budget.held(), 0);
+        assert_eq!(budget.waiting.load(Ordering::SeqCst), 0, "nobody waits any more");
         // Larger than the budget: all of it, not a wait for ever.
-        let all = budget.take(100 * UNIT).await;
-        assert_eq!(budget.held(), 4 * UNIT);
+        let all = budget.take(1 << 20).await;
+        assert_eq!(budget.held(), 4096);
         drop(all);
     }
 }

@@ -460,9 +460,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // The last chunk sent to each may still be in its channel or gathered: at least two per
-        // upload are written, and nothing is held beyond the budget.
+        // upload are written.
         assert!(on_disk() >= (UPLOADS * 2 * CHUNK) as u64, "written while the clients were silent: {} bytes", on_disk());
-        assert!(staging.budget.held() <= 4 * CHUNK);
 
         for (u, tx) in senders.into_iter().enumerate() {
             tx.send(Ok(chunk(u, 3))).await.unwrap();

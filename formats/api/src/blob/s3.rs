@@ -221,7 +221,7 @@ impl Parts {
                 return Ok(());
             }
             let last = bytes.split_to(room);
-            self.w.wait_for_capacity(PARTS_IN_FLIGHT - 1).await?;
+            self.w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
             let share = self.budget.take(PART).await;
             self.w.put(Bytes::from_owner(Shared { bytes: last, _share: share }));
             self.filling = 0;
@@ -250,7 +250,7 @@ impl S3Staging {
         let client = Arc::new(S3Clients::new(settings)?);
         let prefix = settings.prefix.trim_matches('/');
         let prefix = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-        Ok(S3Staging { client, prefix, scratch: FileStaging::open(scratch)?, budget: BodyBudget::uploads() })
+        Ok(S3Staging { client, prefix, scratch: FileStaging::open(scratch)?, budget: BodyBudget::s3_parts() })
     }
 
     pub(super) fn prefix(&self) -> &str {
@@ -538,9 +538,9 @@ mod tests {
         }
     }
 
-    /// Three multipart writes of three parts each against a budget of one part: the parts on
-    /// their way take the budget's share, one at a time, and give it back once S3 has them;
-    /// no write waits for ever, and each object is its own bytes.
+    /// Three multipart writes of three parts each against a budget of one part: each part on
+    /// its way takes the budget's share and gives it back once S3 has it; no write waits for
+    /// ever, and each object is its own bytes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parts_on_their_way_share_the_budget_and_every_write_ends() {
         let Some(settings) = gateway() else { return };
@@ -581,7 +581,7 @@ mod tests {
         }
         done.store(true, std::sync::atomic::Ordering::SeqCst);
         watch.await.unwrap();
-        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), PART, "one part on its way at a time, with its share");
+        assert_eq!(peak.load(std::sync::atomic::Ordering::SeqCst), PART, "parts on their way take shares, within the budget");
         assert_eq!(staging.budget.held(), 0, "every share came back");
         for (w, (key, digest)) in keys.into_iter().enumerate() {
             let got = staging.client.get(&key).await.unwrap().bytes().await.unwrap();
