@@ -180,8 +180,8 @@ pub(super) enum Pending {
     Multipart(Parts),
 }
 
-/// A multipart write whose parts, once sent, hold a share of the uploads' memory budget until
-/// S3 has them ([`BodyBudget`]). What an upload holds itself (the part it is filling, or its
+/// A multipart write whose parts, once sent, hold a share of the S3 parts' memory budget until
+/// S3 has them ([`BodyBudget::s3_parts`]). What an upload holds itself (the part it is filling, or its
 /// content before it is large enough for a multipart upload) is at most a part and a batch, as
 /// with Distribution's S3 driver; the parts on their way, up to [`PARTS_IN_FLIGHT`] per upload,
 /// are bounded across all of them: 50 uploads at 2 MB/s held 1.2 GB before. A wait for a share
