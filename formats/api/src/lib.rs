@@ -27,6 +27,9 @@ pub mod thread_class;
 pub mod upload;
 pub mod upstream;
 
+#[cfg(test)]
+mod test_dir;
+
 pub use audit::{Audit, AuditEvent};
 pub use blob::{BlobError, BlobStore, ByteStream, ReadCache, SideHasher, SideHashes};
 pub use blob::{BlobLedger, BlobRead, HashState, S3Encryption, S3Settings, Staged, Touch, DELETION_LEASE_MS};

@@ -1193,10 +1193,9 @@ mod tests {
         assert!(check_upload_id("0b6c0a4e-2f7e-4f7e-9d0b-1c2d3e4f5a6b").is_ok());
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let p = std::env::temp_dir().join(format!("wharf-blob-test-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&p).unwrap();
-        p
+    /// A directory of the test's own, removed when it is dropped.
+    fn tempfile_dir() -> crate::test_dir::TestDir {
+        crate::test_dir::TestDir::new("wharf-blob-test-")
     }
 
     fn walk(dir: &FsPath) -> Vec<PathBuf> {

@@ -295,9 +295,8 @@ mod tests {
         assert!(!again.path(da.hex()).exists());
     }
 
-    fn tempfile_dir() -> PathBuf {
-        let d = std::env::temp_dir().join(format!("wharf-read-cache-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A directory of the test's own, removed when it is dropped.
+    fn tempfile_dir() -> crate::test_dir::TestDir {
+        crate::test_dir::TestDir::new("wharf-read-cache-")
     }
 }
