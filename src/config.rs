@@ -31,6 +31,8 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub health_check: HealthCheckConfig,
+    #[serde(default)]
+    pub disk: DiskConfig,
     /// LDAP servers from the file (`[[ldap]]`, the API's field names), asked before those added
     /// through the API; read-only there.
     #[serde(default)]
@@ -212,6 +214,21 @@ pub struct DockerConfig {
     pub token_service: String,
 }
 
+/// Local disks wharf writes to (the data directory, file blob stores, the blob cache).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    /// Writes that make the data grow stop once a file system has this many MiB free (at most 5%
+    /// of its size), so that deletions, tasks and garbage collection keep room. 0: none.
+    pub reserve_mib: u64,
+}
+
+impl Default for DiskConfig {
+    fn default() -> DiskConfig {
+        DiskConfig { reserve_mib: 512 }
+    }
+}
+
 /// This node's copies of S3 blob stores' blobs, made as they are read whole and served instead
 /// of the bucket next time (content-addressed, so never stale). `max_mib = 0`: none.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -292,6 +309,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             log: LogConfig::default(),
             health_check: HealthCheckConfig::default(),
+            disk: DiskConfig::default(),
         }
     }
 }
@@ -315,6 +333,7 @@ const ENV_KEYS: &[&str] = &[
     "webhooks",
     "log",
     "health_check",
+    "disk",
     "ldap",
 ];
 

@@ -92,12 +92,21 @@ pub struct RepoRegistry {
     pub upstreams: Arc<wharf_format::upstream::Healths>,
     /// `gc.deletion_lease_secs`, in milliseconds, for every blob store opened.
     deletion_lease_ms: i64,
-    /// `uploads.direct_writes`, for every file blob store opened.
-    direct_writes: bool,
+    /// For every file blob store opened.
+    file_writes: FileWrites,
     metrics: Arc<crate::metrics::Metrics>,
     /// `[blob_cache]`: this node's copies, shared by every S3 store (blobs are the same bytes
     /// whichever store holds them).
     read_cache: std::sync::OnceLock<Arc<wharf_format::ReadCache>>,
+}
+
+/// How file blob stores (and S3 stores' scratch files) write.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FileWrites {
+    /// `uploads.direct_writes`.
+    pub direct: bool,
+    /// `disk.reserve_mib`.
+    pub reserve: wharf_format::DiskReserve,
 }
 
 /// Formats look other repositories up through this; it does not keep the registry alive.
@@ -130,12 +139,12 @@ impl RepoRegistry {
         audit: Arc<dyn wharf_format::Audit>,
         downloads: Arc<dyn wharf_format::Downloads>,
         deletion_lease_ms: i64,
-        direct_writes: bool,
+        file_writes: FileWrites,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<RepoRegistry> {
         Arc::new(RepoRegistry {
             deletion_lease_ms,
-            direct_writes,
+            file_writes,
             metrics,
             read_cache: std::sync::OnceLock::new(),
             current: RwLock::new(Arc::new(Snapshot { generation: -1, ..Default::default() })),
@@ -182,7 +191,10 @@ impl RepoRegistry {
                 "s3" => crate::storage::s3::S3Store::from_row(&s).and_then(|cfg| match existing {
                     Some(e) if e.s3_settings() == Some((&cfg.settings, cfg.presigned_urls)) => Ok(None),
                     _ => BlobStore::s3(&s.name, &cfg.settings, &self.data_dir.join("tmp").join("s3").join(&s.name))
-                        .map(|b| Some(b.with_presigned_urls(cfg.presigned_urls).with_read_cache(self.read_cache.get().cloned())))
+                        .map(|b| {
+                            let b = b.with_presigned_urls(cfg.presigned_urls).with_read_cache(self.read_cache.get().cloned());
+                            Some(b.with_disk_reserve(self.file_writes.reserve))
+                        })
                         .map_err(|e| e.to_string()),
                 }),
                 _ => {
@@ -192,7 +204,7 @@ impl RepoRegistry {
                     match existing {
                         Some(e) if e.root() == Some(root.as_path()) => Ok(None),
                         _ => BlobStore::filesystem(&s.name, &root)
-                            .map(|b| Some(b.with_direct_writes(self.direct_writes)))
+                            .map(|b| Some(b.with_direct_writes(self.file_writes.direct).with_disk_reserve(self.file_writes.reserve)))
                             .map_err(|e| format!("{}: {e}", root.display())),
                     }
                 }

@@ -601,6 +601,131 @@ fn run_full_disk() {
     assert_eq!(pypi_upload("pypi-tiny").status(), StatusCode::OK);
 }
 
+/// The default layout, database and blobs on one file system, filled by pushes: new content
+/// stops at the reserve (`disk.reserve_mib`), with a 507 that says so, and the room left is
+/// enough to delete images and run the task and the compaction that give the space back.
+/// Without the reserve the pushes took the last byte, and then the deletion itself failed (the
+/// database had no room to record it), as did the task and the compaction: nothing could free
+/// a byte.
+#[test]
+fn a_disk_filled_by_pushes_keeps_the_room_to_empty_it() {
+    if is_root() {
+        run_disk_filled_by_pushes();
+    } else {
+        eprintln!("\n\n!!!!! SKIPPED a_disk_filled_by_pushes_keeps_the_room_to_empty_it: mounting a small tmpfs needs root !!!!!\n");
+    }
+}
+
+fn free_bytes(dir: &Path) -> u64 {
+    let s = rustix::fs::statvfs(dir).unwrap();
+    s.f_bavail * s.f_frsize
+}
+
+fn run_disk_filled_by_pushes() {
+    let env = [("WHARF_DISK__RESERVE_MIB", "4"), ("WHARF_GC__GRACE_SECS", "1"), ("WHARF_UPLOADS__TTL_SECS", "1")];
+    let mut s = TestServer::unstarted(&env);
+    let dir = s.data_dir.clone();
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"]).arg(&dir).status().unwrap();
+    assert!(ok.success(), "mount tmpfs");
+    let _mount = Mount(dir.clone());
+    s.spawn();
+    let admin = s.admin();
+    // A file store of its own: on S3 test runs the default store is a bucket.
+    let r = admin.request(Method::POST, "/service/rest/v1/blobstores/file").json(&json!({"name": "onfs", "path": "onfs"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap_or_default());
+    let repo = "docker-onfs";
+    admin.create_docker_hosted(json!({"name": repo, "online": true, "storage": {"blobStoreName": "onfs", "writePolicy": "allow"}, "docker": {}}));
+    let call = |method: Method, path: &str| http().request(method, s.url(path)).basic_auth("admin", Some(ADMIN_PASSWORD));
+    let push =
+        |name: &str, data: &[u8]| call(Method::POST, &with_digest(&v2(repo, name, "blobs/uploads/"), &digest_of(data))).body(data.to_vec()).send().unwrap();
+
+    // Images of a 1 MiB layer each, until the disk refuses one.
+    let mut images = Vec::new(); // (name, manifest digest, layer)
+    let refused = loop {
+        assert!(images.len() < 200, "96 MiB took 200 images of 1 MiB");
+        let name = format!("fill/img{}", images.len());
+        let layer: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761).wrapping_add(images.len() as u32 * 7919) >> 13) as u8).collect();
+        let r = push(&name, &layer);
+        if r.status() != StatusCode::CREATED {
+            break r;
+        }
+        let config = format!("{{\"image\":{}}}", images.len()).into_bytes();
+        assert_eq!(push(&name, &config).status(), StatusCode::CREATED);
+        let body = manifest_for(&digest_of(&config), config.len(), &digest_of(&layer), layer.len(), "fill");
+        let r = call(Method::PUT, &v2(repo, &name, "manifests/v1")).header("Content-Type", OCI_MANIFEST).body(body).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+        images.push((name, header(&r, "docker-content-digest"), layer));
+    };
+    assert_eq!(refused.status(), StatusCode::INSUFFICIENT_STORAGE);
+    let (code, message) = error_of(refused);
+    assert_eq!(code, "UNKNOWN");
+    assert!(message.contains("out of space") && message.contains("disk.reserve_mib"), "{message}");
+    assert!(images.len() >= 40, "the reserve refused early: {} images", images.len());
+    // Smaller pushes go on where a large one no longer fits, as on a busy registry: each size
+    // until it is refused. Without the reserve they took the last bytes.
+    for size in [64 << 10, 4 << 10, 256] {
+        for n in 0u32.. {
+            assert!(n < 2000, "{size}-byte blobs were never refused");
+            let data: Vec<u8> = format!("{size}-{n}-").bytes().cycle().take(size).collect();
+            let r = push("fill/small", &data);
+            if r.status() != StatusCode::CREATED {
+                assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+                let (_, message) = error_of(r);
+                assert!(message.contains("disk.reserve_mib"), "{message}");
+                break;
+            }
+        }
+    }
+    let free = free_bytes(&dir);
+    assert!(free >= 3 << 20, "the pushes ate into the reserve: {free} bytes free");
+    let (st, check) = admin.json(Method::GET, "/service/rest/v1/status/check", None);
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(check["Disk space"]["healthy"], false, "{check}");
+    assert_eq!(check["Disk space"]["reservedBytes"], 4 << 20, "{check}");
+
+    // The admin makes room: half the images go, then the task that unlinks their blobs and a
+    // compaction.
+    let (gone, kept) = images.split_at(images.len() / 2);
+    for (name, digest, _) in gone {
+        let r = call(Method::DELETE, &v2(repo, name, &format!("manifests/{digest}"))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{}", r.text().unwrap_or_default());
+    }
+    let (st, task) = admin.json(
+        Method::POST,
+        "/service/rest/v1/tasks",
+        Some(json!({"type": "repository.docker.gc", "name": "make room", "frequency": {"schedule": "manual"}, "properties": {"repositoryName": repo, "olderThanDays": 0}})),
+    );
+    assert!(st.is_success(), "{st} {task}");
+    let id = task["id"].as_str().unwrap();
+    let r = admin.request(Method::POST, &format!("/service/rest/v1/tasks/{id}/run")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap_or_default());
+    wait_for("the task's run", || {
+        let (_, runs) = admin.json(Method::GET, &format!("/service/rest/v1/tasks/{id}/runs"), None);
+        runs["items"].as_array().is_some_and(|a| a.iter().any(|r| r["result"] != "RUNNING"))
+    });
+    let (_, runs) = admin.json(Method::GET, &format!("/service/rest/v1/tasks/{id}/runs"), None);
+    assert_eq!(runs["items"][0]["result"], "OK", "{runs}");
+    std::thread::sleep(Duration::from_millis(1500)); // past gc.grace_secs
+    let (st, report) = admin.json(Method::POST, "/service/rest/v1/blobstores/onfs/compact", None);
+    assert_eq!(st, StatusCode::OK, "{report}");
+    // Less what the database grew by for the deletions.
+    let freed = free_bytes(&dir).saturating_sub(free);
+    assert!(freed >= gone.len() as u64 * (1 << 20) * 8 / 10, "{} images deleted, {freed} bytes freed", gone.len());
+
+    // New content is taken again, and what was kept is whole.
+    let r = push("after/room", b"after the room was made");
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    for (name, digest, layer) in kept {
+        let r = call(Method::GET, &v2(repo, name, "manifests/v1")).header("Accept", OCI_MANIFEST).send().unwrap();
+        assert_eq!(header(&r, "docker-content-digest"), *digest);
+        let r = call(Method::GET, &v2(repo, name, &format!("blobs/{}", digest_of(layer)))).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(r.bytes().unwrap()[..] == layer[..], "{name}: its layer");
+    }
+    s.kill();
+}
+
 fn npm_tgz(name: &str, version: &str) -> Vec<u8> {
     let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
     let data = json!({"name": name, "version": version}).to_string();

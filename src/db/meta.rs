@@ -280,12 +280,8 @@ async fn measure(db: &Db, cache: &UsageCache, repo: &RepoConfig) -> Result<Usage
 }
 
 fn backend(e: DbError) -> MetaError {
-    if let DbError::Query(diesel::result::Error::DatabaseError(_, info)) = &e {
-        let m = info.message();
-        // SQLITE_FULL, and PostgreSQL's disk_full (53100) as it words it.
-        if m.contains("database or disk is full") || m.contains("could not extend file") || m.contains("No space left on device") {
-            return MetaError::NoSpace;
-        }
+    if e.is_disk_full() {
+        return MetaError::NoSpace;
     }
     MetaError::Backend(Box::new(e))
 }

@@ -98,6 +98,20 @@ pub enum DbError {
     LoginWithdrawn,
 }
 
+impl DbError {
+    /// The database's disk (or its quota) is full: SQLite's SQLITE_FULL, PostgreSQL's
+    /// disk_full (53100) as it words it.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            DbError::Query(diesel::result::Error::DatabaseError(_, info)) => {
+                let m = info.message();
+                m.contains("database or disk is full") || m.contains("could not extend file") || m.contains("No space left on device")
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Held while a node migrates the database and does its start-up writes (the first start's
 /// admin, blob store and repositories; the keys). On PostgreSQL it is a session advisory lock on
 /// a connection of its own, so that nodes started together (a Deployment's replicas, `docker

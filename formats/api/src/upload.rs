@@ -40,8 +40,9 @@ pub enum UploadError {
     /// The server is in read-only mode.
     #[error("{0}")]
     ReadOnly(String),
-    #[error("the blob store is out of space")]
-    NoSpace,
+    /// The message says why (a full disk, or the reserve kept free).
+    #[error("{0}")]
+    NoSpace(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -55,7 +56,7 @@ impl UploadError {
 impl From<BlobError> for UploadError {
     fn from(e: BlobError) -> UploadError {
         match e {
-            BlobError::NoSpace => UploadError::NoSpace,
+            e @ BlobError::NoSpace(_) => UploadError::NoSpace(e.to_string()),
             other => UploadError::Internal(Box::new(other)),
         }
     }

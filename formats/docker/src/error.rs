@@ -192,7 +192,7 @@ impl From<BlobError> for DockerError {
             BlobError::ContentMismatch { expected, actual } => DockerError::DigestInvalid(format!("expected {expected}, content is {actual}")),
             BlobError::Body(m) => DockerError::BlobUploadInvalid(m),
             BlobError::TooLarge { limit } => DockerError::ManifestTooLarge(limit),
-            e @ BlobError::NoSpace => DockerError::NoSpace(e.to_string()),
+            e @ BlobError::NoSpace(_) => DockerError::NoSpace(e.to_string()),
             other => DockerError::Internal(Box::new(other)),
         }
     }

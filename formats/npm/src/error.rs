@@ -81,7 +81,7 @@ impl From<NpmError> for wharf_format::UploadError {
             NpmError::Conflict(m) => UploadError::Conflict(m),
             NpmError::TooLarge(m) => UploadError::TooLarge(m),
             NpmError::QuotaExceeded(q) => UploadError::QuotaExceeded(q),
-            NpmError::NoSpace(_) => UploadError::NoSpace,
+            NpmError::NoSpace(m) => UploadError::NoSpace(m),
             NpmError::ReadOnly(m) => UploadError::ReadOnly(m),
             other => UploadError::Internal(Box::new(other)),
         }
@@ -120,7 +120,7 @@ impl From<BlobError> for NpmError {
     fn from(e: BlobError) -> Self {
         match e {
             BlobError::NotFound => NpmError::NotFound,
-            BlobError::NoSpace => NpmError::NoSpace(BlobError::NoSpace.to_string()),
+            e @ BlobError::NoSpace(_) => NpmError::NoSpace(e.to_string()),
             other => NpmError::Internal(Box::new(other)),
         }
     }

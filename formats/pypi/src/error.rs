@@ -116,7 +116,7 @@ impl From<PypiError> for wharf_format::UploadError {
             PypiError::Forbidden(m) => UploadError::Forbidden(m),
             PypiError::TooLarge(m) => UploadError::TooLarge(m),
             PypiError::QuotaExceeded(q) => UploadError::QuotaExceeded(q),
-            PypiError::NoSpace(_) => UploadError::NoSpace,
+            PypiError::NoSpace(m) => UploadError::NoSpace(m),
             PypiError::Frozen(m) => UploadError::ReadOnly(m),
             PypiError::ReadOnly(m) => UploadError::Unsupported(m),
             other => UploadError::Internal(Box::new(other)),
@@ -160,7 +160,7 @@ impl From<BlobError> for PypiError {
                 PypiError::BadRequest(format!("sha256_digest {expected} does not match the uploaded file ({actual})"))
             }
             BlobError::Body(m) => PypiError::BadRequest(format!("request body: {m}")),
-            BlobError::NoSpace => PypiError::NoSpace(BlobError::NoSpace.to_string()),
+            e @ BlobError::NoSpace(_) => PypiError::NoSpace(e.to_string()),
             other => PypiError::Internal(Box::new(other)),
         }
     }

@@ -208,6 +208,7 @@ pub async fn compact(state: web::Data<AppState>, req: HttpRequest, path: web::Pa
     });
     let report = pass.await.ok_or_else(|| AdminError::Internal("the garbage collection pass was cut short".into()))?.map_err(|e| match e {
         crate::lifecycle::gc::GcError::NoSuchStore(_) => AdminError::NotFound(e.to_string()),
+        crate::lifecycle::gc::GcError::Db(e) => e.into(),
         other => AdminError::Internal(Box::new(other)),
     })?;
     if !q.dry_run {

@@ -187,7 +187,7 @@ fn upload_refused(e: UploadError) -> AdminError {
         UploadError::Conflict(m) => AdminError::Conflict(m),
         UploadError::TooLarge(m) => AdminError::TooLarge(m),
         UploadError::ReadOnly(m) => AdminError::ReadOnly(m),
-        e @ UploadError::NoSpace => AdminError::NoSpace(e.to_string()),
+        UploadError::NoSpace(m) => AdminError::NoSpace(m),
         e @ UploadError::Internal(_) => AdminError::Internal(Box::new(e)),
     }
 }

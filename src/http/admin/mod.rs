@@ -87,6 +87,9 @@ impl From<wharf_format::MetaError> for AdminError {
 
 impl From<DbError> for AdminError {
     fn from(e: DbError) -> Self {
+        if e.is_disk_full() {
+            return AdminError::NoSpace("the metadata database is out of space".into());
+        }
         AdminError::Internal(Box::new(e))
     }
 }

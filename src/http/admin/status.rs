@@ -24,8 +24,9 @@ use crate::state::AppState;
 /// every few seconds and must not pile up.
 const READY_DEADLINE: Duration = Duration::from_secs(2);
 
-/// Below this much free space under the data directory or a file blob store, `status/check`
-/// says so (a warning: nothing is refused for it).
+/// Below this much free space under the data directory or a file blob store (or twice the
+/// reserve, `disk.reserve_mib`, if that is more), `status/check` says so: a warning before
+/// the reserve refuses writes.
 const LOW_DISK_BYTES: u64 = 1 << 30;
 const LOW_DISK_PERCENT: u64 = 5;
 
@@ -76,14 +77,25 @@ fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
     Some((s.f_bavail.saturating_mul(s.f_frsize), s.f_blocks.saturating_mul(s.f_frsize)))
 }
 
-fn disk_entry(what: &str, path: &std::path::Path) -> serde_json::Value {
+fn disk_entry(what: &str, path: &std::path::Path, reserve: wharf_format::DiskReserve) -> serde_json::Value {
     match disk_space(path) {
         None => json!({ "healthy": false, "message": format!("{what}: cannot read the free space of {}", path.display()) }),
         Some((free, total)) => {
-            let low = free < LOW_DISK_BYTES || (total > 0 && free.saturating_mul(100) / total < LOW_DISK_PERCENT);
+            let reserved = reserve.of(total);
+            // Said before writes begin to be refused, whatever the reserve.
+            let low = free < LOW_DISK_BYTES.max(reserved.saturating_mul(2)) || (total > 0 && free.saturating_mul(100) / total < LOW_DISK_PERCENT);
             let mib = |b: u64| b >> 20;
-            let message = format!("{what}: {} MiB free of {} MiB on {}", mib(free), mib(total), path.display());
-            json!({ "healthy": !low, "message": if low { format!("low disk space: {message}") } else { message }, "freeBytes": free, "totalBytes": total })
+            let mut message = format!("{what}: {} MiB free of {} MiB on {}", mib(free), mib(total), path.display());
+            if reserved > 0 {
+                message.push_str(&format!("; new content that would leave less than {} MiB free is refused (disk.reserve_mib)", mib(reserved)));
+            }
+            json!({
+                "healthy": !low,
+                "message": if low { format!("low disk space: {message}") } else { message },
+                "freeBytes": free,
+                "totalBytes": total,
+                "reservedBytes": reserved,
+            })
         }
     }
 }
@@ -123,15 +135,16 @@ pub async fn check(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     // Free space where wharf writes: the data directory (database, staging, caches) and each
     // file store that lives elsewhere.
     let data_dir = state.cfg.data_dir.clone();
+    let reserve = wharf_format::DiskReserve::mib(state.cfg.disk.reserve_mib);
     let stores: Vec<(String, std::path::PathBuf)> = snap.blob_stores.iter().filter_map(|(n, s)| s.root().map(|r| (n.clone(), r.to_path_buf()))).collect();
     let disks = tokio::task::spawn_blocking(move || {
-        let mut v = vec![("Disk space".to_string(), disk_entry("data directory", &data_dir))];
+        let mut v = vec![("Disk space".to_string(), disk_entry("data directory", &data_dir, reserve))];
         for (name, root) in stores {
             let dev = std::fs::metadata(&root).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m));
             if dev.is_some() && dev == std::fs::metadata(&data_dir).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m)) {
                 continue;
             }
-            v.push((format!("Disk space {name}"), disk_entry(&format!("blob store {name}"), &root)));
+            v.push((format!("Disk space {name}"), disk_entry(&format!("blob store {name}"), &root, reserve)));
         }
         v
     })

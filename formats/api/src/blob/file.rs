@@ -12,6 +12,7 @@ use object_store::path::Path;
 use sha2::{Digest as _, Sha256};
 
 use super::body_budget::{BodyBudget, Next, Share};
+use super::disk_reserve::DiskReserve;
 use super::staged_writer::StagedWriter;
 use super::{blocking, join, BlobError, HashState, READ_CHUNK, WRITE_BATCH};
 use crate::digest::Digest;
@@ -29,6 +30,8 @@ pub(super) struct FileStaging {
     inline_reads: super::file_stream::InlineReads,
     /// What the uploads' gathered bytes may take of memory.
     pub(super) budget: Arc<BodyBudget>,
+    /// What writes leave free on the file system.
+    pub(super) reserve: DiskReserve,
 }
 
 impl FileStaging {
@@ -46,6 +49,7 @@ impl FileStaging {
             direct_writes: false,
             inline_reads,
             budget: BodyBudget::uploads(),
+            reserve: DiskReserve::default(),
         })
     }
 
@@ -96,7 +100,7 @@ impl FileStaging {
             Ok(StagedWriter::new(file, &path, offset, direct))
         })
         .await?;
-        let mut g = Gathered { idle: Some((writer, hasher)), in_flight: None, chunks: Vec::new(), len: 0, share: Share::none() };
+        let mut g = Gathered { idle: Some((writer, hasher)), in_flight: None, chunks: Vec::new(), len: 0, share: Share::none(), reserve: self.reserve };
         let mut written = offset;
         loop {
             let next = if g.chunks.is_empty() {
@@ -280,6 +284,7 @@ struct Gathered {
     chunks: Vec<Bytes>,
     len: usize,
     share: Share,
+    reserve: DiskReserve,
 }
 
 impl Gathered {
@@ -290,7 +295,7 @@ impl Gathered {
         }
         let (w, h) = self.idle.take().expect("the writer is back once no batch is in flight");
         let batch = Arc::new(Batch { chunks: std::mem::take(&mut self.chunks), _share: std::mem::replace(&mut self.share, Share::none()) });
-        self.in_flight = Some(Flight::start(w, h, batch, self.len, writing));
+        self.in_flight = Some(Flight::start(w, h, batch, self.len, self.reserve, writing));
         self.len = 0;
         Ok(())
     }
@@ -302,7 +307,7 @@ struct Flight {
 }
 
 impl Flight {
-    fn start(mut w: StagedWriter, h: Sha256, batch: Arc<Batch>, len: usize, writing: tokio::sync::OwnedMutexGuard<()>) -> Flight {
+    fn start(mut w: StagedWriter, h: Sha256, batch: Arc<Batch>, len: usize, reserve: DiskReserve, writing: tokio::sync::OwnedMutexGuard<()>) -> Flight {
         let (mut inline, hash) = if len >= WRITE_BATCH {
             let batch = batch.clone();
             let mut h = h;
@@ -318,6 +323,8 @@ impl Flight {
         };
         let write = tokio::task::spawn_blocking(move || {
             let _writing = writing;
+            // Once per batch: a file system's free space is a system call away.
+            reserve.check(w.file(), len as u64)?;
             for c in &batch.chunks {
                 if let Some(h) = inline.as_mut() {
                     h.update(c);

@@ -12,6 +12,7 @@
 //! through `object_store` for both.
 
 mod body_budget;
+mod disk_reserve;
 mod file;
 mod file_stream;
 mod read_cache;
@@ -20,6 +21,7 @@ mod s3_clients;
 mod side_hashes;
 mod staged_writer;
 
+pub use disk_reserve::{DiskReserve, SpaceLeft};
 pub use read_cache::ReadCache;
 
 pub use s3::{S3Encryption, S3Settings};
@@ -61,9 +63,10 @@ pub enum BlobError {
     Body(String),
     #[error("corrupt upload state")]
     BadState,
-    /// The file system holding the store is full (or the owner's quota is spent).
-    #[error("the blob store is out of space")]
-    NoSpace,
+    /// The file system holding the store is full (or the owner's quota is spent), or has no
+    /// more free than its reserve.
+    #[error("the blob store is out of space{0}")]
+    NoSpace(SpaceLeft),
     #[error("blob store I/O: {0}")]
     Io(std::io::Error),
     #[error("blob store: {0}")]
@@ -74,7 +77,7 @@ impl From<std::io::Error> for BlobError {
     fn from(e: std::io::Error) -> BlobError {
         // ENOSPC and EDQUOT: callers report these as such (507), not as an internal error.
         if e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded || matches!(e.raw_os_error(), Some(28 | 122)) {
-            BlobError::NoSpace
+            BlobError::NoSpace(SpaceLeft::Full)
         } else {
             BlobError::Io(e)
         }
@@ -278,6 +281,16 @@ impl BlobStore {
     pub fn with_direct_writes(mut self, on: bool) -> BlobStore {
         if let Backend::File(f) = &mut self.backend {
             f.direct_writes = on;
+        }
+        self
+    }
+
+    /// What the file system under a file store, or under an S3 store's scratch files, keeps
+    /// free: writes that would eat into it are refused (`disk.reserve_mib`).
+    pub fn with_disk_reserve(mut self, reserve: DiskReserve) -> BlobStore {
+        match &mut self.backend {
+            Backend::File(f) => f.reserve = reserve,
+            Backend::S3 { staging, .. } => staging.scratch.reserve = reserve,
         }
         self
     }

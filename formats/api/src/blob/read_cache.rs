@@ -30,6 +30,8 @@ const BACKLOG: usize = 16;
 pub struct ReadCache {
     dir: PathBuf,
     max_bytes: u64,
+    /// A copy is made only where it leaves this free.
+    reserve: super::DiskReserve,
     /// Whether reads may try the page cache on the calling task.
     inline_reads: super::file_stream::InlineReads,
     state: Mutex<State>,
@@ -45,8 +47,8 @@ struct State {
 
 impl ReadCache {
     /// Opens (or creates) the cache in `dir`, dropping unfinished copies and anything over the
-    /// limit.
-    pub fn open(dir: &Path, max_bytes: u64) -> std::io::Result<Arc<ReadCache>> {
+    /// limit. No copy is made that would leave less than `reserve` free on its file system.
+    pub fn open(dir: &Path, max_bytes: u64, reserve: super::DiskReserve) -> std::io::Result<Arc<ReadCache>> {
         std::fs::create_dir_all(dir)?;
         let mut found = Vec::new();
         for shard in std::fs::read_dir(dir)? {
@@ -69,6 +71,7 @@ impl ReadCache {
         let cache = ReadCache {
             dir: dir.to_path_buf(),
             max_bytes,
+            reserve,
             inline_reads: super::file_stream::InlineReads::probe(dir),
             state: Mutex::new(State { lru: lru::LruCache::unbounded(), total: 0, filling: HashSet::new() }),
         };
@@ -178,6 +181,9 @@ impl ReadCache {
         let path = self.path(hex);
         let part = path.with_extension("part");
         std::fs::create_dir_all(path.parent().expect("a shard directory"))?;
+        if self.reserve.check_path(&self.dir, total).is_err() {
+            return Err(std::io::Error::other("the disk has no room beyond its reserve"));
+        }
         let written = (|| {
             let mut file = std::fs::File::create(&part)?;
             let mut n = 0u64;
@@ -250,7 +256,7 @@ mod tests {
     #[tokio::test]
     async fn a_whole_blob_is_kept_a_short_or_wrong_one_is_not_and_the_oldest_goes_first() {
         let dir = tempfile_dir();
-        let cache = ReadCache::open(&dir, 250).unwrap();
+        let cache = ReadCache::open(&dir, 250, Default::default()).unwrap();
         let a = vec![1u8; 100];
         let da = Digest::of(&a);
         // The response gets every byte whether or not a copy is made.
@@ -287,7 +293,7 @@ mod tests {
 
         // A restart finds the copies (and drops a stray .part); a deletion drops this node's.
         std::fs::write(cache.path(da.hex()).with_extension("part"), b"junk").unwrap();
-        let again = ReadCache::open(&dir, 250).unwrap();
+        let again = ReadCache::open(&dir, 250, Default::default()).unwrap();
         assert_eq!((again.size(&da), again.size(&db)), (Some(100), Some(100)));
         assert!(!cache.path(da.hex()).with_extension("part").exists());
         again.remove(std::slice::from_ref(&da)).await;

@@ -96,6 +96,11 @@ impl StagedWriter {
         StagedWriter { file, path: path.to_path_buf(), direct, pos, written: 0 }
     }
 
+    /// The staged file (to ask its file system for room).
+    pub(super) fn file(&self) -> &File {
+        &self.file
+    }
+
     pub(super) fn write(&mut self, mut data: &[u8]) -> std::io::Result<()> {
         self.written += data.len() as u64;
         if matches!(self.direct, Direct::NotYet) && self.written > DIRECT_AFTER {
