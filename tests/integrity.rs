@@ -636,7 +636,17 @@ fn run_disk_filled_by_pushes() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap_or_default());
     let repo = "docker-onfs";
     admin.create_docker_hosted(json!({"name": repo, "online": true, "storage": {"blobStoreName": "onfs", "writePolicy": "allow"}, "docker": {}}));
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/repositories/npm/hosted")
+        .json(&json!({"name": "npm-onfs", "online": true, "storage": {"blobStoreName": "onfs", "writePolicy": "allow"}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
     let call = |method: Method, path: &str| http().request(method, s.url(path)).basic_auth("admin", Some(ADMIN_PASSWORD));
+    for version in ["1.0.0", "2.0.0"] {
+        let r = call(Method::PUT, &common::npm::publish_path("npm-onfs", "wharf-room")).json(&common::npm::publish_body("wharf-room", version)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+    }
     let push =
         |name: &str, data: &[u8]| call(Method::POST, &with_digest(&v2(repo, name, "blobs/uploads/"), &digest_of(data))).body(data.to_vec()).send().unwrap();
 
@@ -683,6 +693,17 @@ fn run_disk_filled_by_pushes() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(check["Disk space"]["healthy"], false, "{check}");
     assert_eq!(check["Disk space"]["reservedBytes"], 4 << 20, "{check}");
+    // A deletion that writes a document, as npm's unpublish does (the document less the version,
+    // sent back), goes into the reserve.
+    let doc: Value = call(Method::GET, "/repository/npm-onfs/wharf-room").send().unwrap().json().unwrap();
+    let mut less = doc.clone();
+    less["versions"].as_object_mut().unwrap().remove("1.0.0");
+    less["time"].as_object_mut().unwrap().remove("1.0.0");
+    let rev = doc["_rev"].as_str().unwrap();
+    let r = call(Method::PUT, &format!("/repository/npm-onfs/wharf-room/-rev/{rev}")).json(&less).send().unwrap();
+    assert!(r.status().is_success(), "{} {}", r.status(), r.text().unwrap_or_default());
+    let doc: Value = call(Method::GET, "/repository/npm-onfs/wharf-room").send().unwrap().json().unwrap();
+    assert!(doc["versions"].get("1.0.0").is_none() && doc["versions"].get("2.0.0").is_some(), "{doc}");
 
     // The admin makes room: half the images go, then the task that unlinks their blobs and a
     // compaction.

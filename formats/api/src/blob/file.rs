@@ -71,7 +71,23 @@ impl FileStaging {
     /// the previous batch is hashed and written on the blocking pool: at most two batches of
     /// [`WRITE_BATCH`] bytes are held at a time, within the process's [`BodyBudget`], and with
     /// `direct_writes` large uploads reach the file past the page cache (see [`StagedWriter`]).
-    pub(super) async fn append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], mut body: S) -> Result<(u64, Vec<u8>), BlobError>
+    pub(super) async fn append<S, E>(&self, upload_id: &str, offset: u64, state: &[u8], body: S) -> Result<(u64, Vec<u8>), BlobError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        self.append_within(upload_id, offset, state, body, self.reserve).await
+    }
+
+    /// [`FileStaging::append`], leaving `reserve` free (the store's, or none).
+    pub(super) async fn append_within<S, E>(
+        &self,
+        upload_id: &str,
+        offset: u64,
+        state: &[u8],
+        mut body: S,
+        reserve: DiskReserve,
+    ) -> Result<(u64, Vec<u8>), BlobError>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -100,7 +116,7 @@ impl FileStaging {
             Ok(StagedWriter::new(file, &path, offset, direct))
         })
         .await?;
-        let mut g = Gathered { idle: Some((writer, hasher)), in_flight: None, chunks: Vec::new(), len: 0, share: Share::none(), reserve: self.reserve };
+        let mut g = Gathered { idle: Some((writer, hasher)), in_flight: None, chunks: Vec::new(), len: 0, share: Share::none(), reserve };
         let mut written = offset;
         loop {
             let next = if g.chunks.is_empty() {

@@ -541,6 +541,12 @@ impl BlobStore {
     }
 
     /// Stores small content held in memory (manifests, index pages); returns its digest.
+    ///
+    /// Written into the disk's reserve (see [`DiskReserve`]), as database rows are: these are
+    /// documents of a few MiB at most (each caller bounds them), and among them are the ones a
+    /// deletion writes (an npm document less the versions unpublished) and those a proxy needs
+    /// to answer at all. Content that streams in (layers, tarballs, wheels, proxy fills) stops
+    /// at the reserve.
     pub async fn put_bytes(&self, data: Bytes) -> Result<Digest, BlobError> {
         let digest = Digest::of(&data);
         // Touched before the bytes are looked at: a collection pass cannot take them between
@@ -553,7 +559,7 @@ impl BlobStore {
             Backend::File(f) => {
                 let id = uuid::Uuid::new_v4().to_string();
                 let stream = futures::stream::iter([Ok::<_, std::io::Error>(data)]);
-                let res = match f.append(&id, 0, &HashState::empty(), stream).await {
+                let res = match f.append_within(&id, 0, &HashState::empty(), stream, DiskReserve::default()).await {
                     Ok(_) => f.rename_into_place(&id, &self.key(&digest)).await,
                     Err(e) => Err(e),
                 };
