@@ -642,6 +642,22 @@ fn run_disk_filled_by_pushes() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    // A pull-through cache of the same server's hosted images, on the same disk.
+    let r = admin
+        .request(Method::POST, "/service/rest/v1/repositories/docker/proxy")
+        .json(&json!({
+            "name": "docker-onfs-cache", "online": true,
+            "storage": {"blobStoreName": "onfs", "strictContentTypeValidation": true},
+            "proxy": {"remoteUrl": s.base, "contentMaxAge": -1, "metadataMaxAge": 1440},
+            "negativeCache": {"enabled": false, "timeToLive": 1},
+            "httpClient": {"blocked": false, "autoBlock": false,
+                "authentication": {"type": "username", "username": "admin", "password": ADMIN_PASSWORD}},
+            "docker": {"v1Enabled": false, "forceBasicAuth": false},
+            "dockerProxy": {"indexType": "REGISTRY"}
+        }))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
     let call = |method: Method, path: &str| http().request(method, s.url(path)).basic_auth("admin", Some(ADMIN_PASSWORD));
     for version in ["1.0.0", "2.0.0"] {
         let r = call(Method::PUT, &common::npm::publish_path("npm-onfs", "wharf-room")).json(&common::npm::publish_body("wharf-room", version)).send().unwrap();
@@ -693,6 +709,16 @@ fn run_disk_filled_by_pushes() {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(check["Disk space"]["healthy"], false, "{check}");
     assert_eq!(check["Disk space"]["reservedBytes"], 4 << 20, "{check}");
+    // The cache serves what it cannot keep: the layer whole, twice, and nothing kept.
+    let (name, _, layer) = &images[images.len() - 1];
+    for _ in 0..2 {
+        let path = format!("/v2/docker-onfs-cache/{repo}/{name}/blobs/{}", digest_of(layer));
+        let r = call(Method::GET, &path).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let body = r.bytes().expect("the whole body");
+        assert!(body[..] == layer[..], "{} bytes of {}", body.len(), layer.len());
+    }
+    assert!(free_bytes(&dir) >= free - (256 << 10), "the cache kept the layer: {} bytes free, {free} before", free_bytes(&dir));
     // A deletion that writes a document, as npm's unpublish does (the document less the version,
     // sent back), goes into the reserve.
     let doc: Value = call(Method::GET, "/repository/npm-onfs/wharf-room").send().unwrap().json().unwrap();

@@ -596,15 +596,18 @@ impl From<actix_web::HttpResponse> for Served {
     }
 }
 
-/// Streams an upstream body to the client while a background task writes it to the blob
-/// store. The content is kept, and `commit` (which records it in the metadata) called, only once
+/// Streams an upstream body (of `length` bytes, when the upstream said) to the client while a
+/// background task writes it to the blob store. The content is kept, and `commit` (which records it in the metadata) called, only once
 /// its sha256 verifies against `expected` (when the upstream told it); then the flight finishes
 /// `Done`, or `Failed` and the client's stream ends in an error. A client that goes away does
 /// not stop the cache filling. A format counts the download in `commit`, after the asset is
-/// written: counts go to existing assets only, and a fill can take longer than a flush.
+/// written: counts go to existing assets only, and a fill can take longer than a flush. A store
+/// whose disk has no room for it beyond its reserve keeps nothing: the client gets the content
+/// as it arrives, checked against `expected` all the same.
 pub fn stream_through<S, E, F, Fut>(
     blobs: Arc<BlobStore>,
     body: S,
+    length: Option<u64>,
     expected: Option<Digest>,
     flight: Flight,
     label: String,
@@ -618,6 +621,14 @@ where
 {
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     actix_web::rt::spawn(async move {
+        if !blobs.has_room(length).await {
+            // The disk is down to its reserve: the client still gets the content, the store
+            // does not keep it. Followers of the flight fetch on their own (it ends abandoned).
+            drop(flight);
+            tracing::warn!(what = %label, "served without caching: the blob store's disk is down to its reserve");
+            pass_through(body, expected, tx).await;
+            return;
+        }
         // Each chunk goes to the client when the next one arrives; the last only once the
         // content verifies, so a client never receives a complete file that failed the check.
         let held: Arc<Mutex<Option<Bytes>>> = Arc::default();
@@ -657,6 +668,46 @@ where
         }
     });
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Sends `body` to the client as [`stream_through`] does (the last chunk only once the content
+/// verifies against `expected`), keeping nothing.
+async fn pass_through<S, E>(mut body: S, expected: Option<Digest>, tx: mpsc::Sender<Result<Bytes, std::io::Error>>)
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    use sha2::Digest as _;
+    let mut hasher = expected.as_ref().map(|_| sha2::Sha256::new());
+    let mut held: Option<Bytes> = None;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(c) => {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&c);
+                }
+                if let Some(previous) = held.replace(c) {
+                    if tx.send(Ok(previous)).await.is_err() {
+                        return; // the client left, and nothing is kept
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                return;
+            }
+        }
+    }
+    if let (Some(expected), Some(h)) = (expected, hasher) {
+        let actual = Digest::from_sha256_bytes(&h.finalize());
+        if actual != expected {
+            let _ = tx.send(Err(std::io::Error::other(format!("the upstream's content is {actual}, expected {expected}")))).await;
+            return;
+        }
+    }
+    if let Some(last) = held {
+        let _ = tx.send(Ok(last)).await;
+    }
 }
 
 /// Upstream 404s, remembered for a time to live so that a miss does not ask the upstream again.
@@ -716,6 +767,33 @@ impl NegativeCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Content a store cannot keep reaches the client as kept content does: the last chunk
+    /// only once the whole verifies, an error instead when it does not.
+    #[tokio::test]
+    async fn content_passed_through_is_checked_before_its_last_chunk() {
+        let chunks = [Bytes::from_static(b"one "), Bytes::from_static(b"two "), Bytes::from_static(b"three")];
+        let run = |expected: Option<Digest>| {
+            let chunks = chunks.clone();
+            async move {
+                let (tx, mut rx) = mpsc::channel(8);
+                pass_through(futures::stream::iter(chunks.map(Ok::<_, std::io::Error>)), expected, tx).await;
+                let mut got = Vec::new();
+                while let Some(item) = rx.recv().await {
+                    got.push(item.map_err(|e| e.to_string()));
+                }
+                got
+            }
+        };
+        let whole = Digest::of(b"one two three");
+        let ok: Vec<_> = chunks.iter().cloned().map(Ok).collect();
+        assert_eq!(run(Some(whole)).await, ok);
+        assert_eq!(run(None).await, ok);
+        let wrong = Digest::of(b"something else");
+        let got = run(Some(wrong)).await;
+        assert_eq!(got[..2], ok[..2]);
+        assert!(got.len() == 3 && got[2].as_ref().is_err_and(|e| e.contains("expected")), "{got:?}");
+    }
 
     #[tokio::test]
     async fn concurrent_misses_make_one_fetch() {

@@ -350,7 +350,7 @@ impl Proxy {
         let repo = self.cfg.id;
         let name = name.to_string();
         let label = format!("{}/{name}@{digest}", self.cfg.name);
-        let body = proxy::stream_through(self.blobs.clone(), res.bytes_stream(), Some(digest.clone()), flight, label, move |digest, size| async move {
+        let body = proxy::stream_through(self.blobs.clone(), res.bytes_stream(), length, Some(digest.clone()), flight, label, move |digest, size| async move {
             let path = blob_path(&name, &digest.to_string());
             let asset = NewAsset {
                 path: path.clone(),

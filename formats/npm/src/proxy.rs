@@ -335,7 +335,7 @@ impl Proxy {
         let (meta, downloads) = (self.env.meta.clone(), self.env.downloads.clone());
         let (name, file) = (name.to_string(), file.to_string());
         let label = format!("{}/{name}/{file}", self.cfg.name);
-        let out = proxy::stream_through(self.env.blobs.clone(), body, None, flight, label, move |digest, size| async move {
+        let out = proxy::stream_through(self.env.blobs.clone(), body, length, None, flight, label, move |digest, size| async move {
             let (sha512, sha1) = {
                 let h = hashers.borrow();
                 (h.0.clone().finalize(), h.1.clone().finalize())

@@ -299,7 +299,7 @@ impl Proxy {
         let (meta, downloads) = (self.env.meta.clone(), self.env.downloads.clone());
         let (normalized, filename) = (normalized.to_string(), filename.to_string());
         let label = format!("{}/{filename}", self.cfg.name);
-        let body = proxy::stream_through(self.env.blobs.clone(), res.bytes_stream(), expected, flight, label, move |digest, size| async move {
+        let body = proxy::stream_through(self.env.blobs.clone(), res.bytes_stream(), length, expected, flight, label, move |digest, size| async move {
             let asset = NewAsset {
                 path: file_path(&normalized, &filename),
                 kind: meta::FILE.into(),

@@ -540,6 +540,22 @@ impl BlobStore {
         Ok(Bytes::from(buf))
     }
 
+    /// Whether `len` bytes (a batch when unknown) streamed in now would be kept: a file store (or an S3 store's scratch
+    /// directory, which small uploads pass through) above its disk's reserve. Asked before a
+    /// proxy fill, which otherwise fails its client at the first batch the reserve refuses.
+    pub async fn has_room(&self, len: Option<u64>) -> bool {
+        let len = len.unwrap_or(WRITE_BATCH as u64);
+        let (root, reserve) = match &self.backend {
+            Backend::File(f) => (f.root.clone(), f.reserve),
+            Backend::S3 { staging, .. } => (staging.scratch.root.clone(), staging.scratch.reserve),
+        };
+        if reserve == DiskReserve::default() {
+            return true;
+        }
+        // statvfs waits for the server on a network file system.
+        tokio::task::spawn_blocking(move || reserve.check_path(&root, len).is_ok()).await.unwrap_or(true)
+    }
+
     /// Stores small content held in memory (manifests, index pages); returns its digest.
     ///
     /// Written into the disk's reserve (see [`DiskReserve`]), as database rows are: these are
