@@ -41,6 +41,34 @@ pub fn owner_only_umask() {
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
 }
 
+/// Open files a node may need before it is worth a word in the log.
+const FEW_OPEN_FILES: u64 = 4096;
+
+/// Raises the soft limit on open files to the hard one, as Go programs (Distribution among
+/// them) do on their own and nginx does with `worker_rlimit_nofile`: every connection, staged
+/// upload and download holds a descriptor (an upload two), and under the soft limit of 1024 that
+/// a shell or a systemd unit gives, a few hundred concurrent uploads made the next ones fail
+/// (500, "Too many open files") and new connections wait for the accept loop's pause. The
+/// kernel takes no more than `fs.nr_open`, so "unlimited" asks for 2^20.
+pub fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+    let wanted = maximum.unwrap_or(1 << 20);
+    if current.is_some_and(|c| c < wanted) {
+        if let Err(e) = setrlimit(Resource::Nofile, Rlimit { current: Some(wanted), maximum }) {
+            tracing::warn!(error = %e, wanted, "raising the limit on open files failed");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    if now.is_some_and(|n| n < FEW_OPEN_FILES) {
+        tracing::warn!(
+            limit = now,
+            "open files are limited to {} (RLIMIT_NOFILE's hard limit): each connection, upload and download holds one; raise LimitNOFILE or `ulimit -Hn`",
+            now.unwrap_or_default()
+        );
+    }
+}
+
 /// Creates the data directory owner-only, or makes an existing one so. Directories left
 /// group/world-readable by older versions get the same for everything in them (once: the next
 /// start finds the directory private and skips the walk).

@@ -67,6 +67,7 @@ async fn log_unused_tokens(state: &web::Data<AppState>) {
 
 pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     bootstrap::owner_only_umask();
+    bootstrap::raise_open_files_limit();
     bootstrap::private_dir(&cfg.data_dir)?;
     let startup = db::StartupLock::acquire(&cfg.database_url)?;
     let db = Db::open(&cfg.database_url, cfg.database.pool_size)?;

@@ -1,6 +1,7 @@
 //! The command line: `wharf config` shows the effective configuration with secrets masked; the
 //! test command (tests/run.sh) fails when a test leaves a process behind; a start that a
-//! migration would fail on names the problem and what to do.
+//! migration would fail on names the problem and what to do; a start raises its limit on open
+//! files.
 
 mod common;
 
@@ -155,6 +156,39 @@ fn a_start_that_would_fail_on_users_differing_only_in_case_names_them() {
     s.spawn();
     let r = reqwest::blocking::get(s.url("/service/rest/v1/status")).unwrap();
     assert!(r.status().is_success(), "{}", r.status());
+}
+
+/// Started with the soft limit on open files a shell or a systemd unit gives (1024, here 256),
+/// the server raises it to the hard limit: every connection, staged upload and download holds a
+/// descriptor.
+#[test]
+fn a_start_raises_the_limit_on_open_files_to_the_hard_one() {
+    let s = TestServer::unstarted(&[]);
+    let server = s.command();
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg("ulimit -Sn 256 && exec \"$0\" \"$@\"").arg(server.get_program()).args(server.get_args());
+    for (k, v) in server.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s.data_dir.join("wharf.addr").exists() {
+        assert!(child.try_wait().unwrap().is_none(), "wharf exited during start");
+        assert!(Instant::now() < deadline, "wharf did not start within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("a line for open files");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (soft, hard) = (fields[3], fields[4]);
+    assert_ne!(soft, "256", "{line}");
+    let expected = if hard == "unlimited" { "1048576" } else { hard };
+    assert_eq!(soft, expected, "{line}");
 }
 
 /// Runs `cmd` to its end, which must come within `timeout` (a start expected to fail that

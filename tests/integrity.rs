@@ -622,11 +622,11 @@ fn free_bytes(dir: &Path) -> u64 {
 }
 
 fn run_disk_filled_by_pushes() {
-    let env = [("WHARF_DISK__RESERVE_MIB", "4"), ("WHARF_GC__GRACE_SECS", "1"), ("WHARF_UPLOADS__TTL_SECS", "1")];
+    let env = [("WHARF_DISK__RESERVE_MIB", "8"), ("WHARF_GC__GRACE_SECS", "1"), ("WHARF_UPLOADS__TTL_SECS", "1")];
     let mut s = TestServer::unstarted(&env);
     let dir = s.data_dir.clone();
     std::fs::create_dir_all(&dir).unwrap();
-    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=96m", "tmpfs"]).arg(&dir).status().unwrap();
+    let ok = Command::new("mount").args(["-t", "tmpfs", "-o", "size=160m", "tmpfs"]).arg(&dir).status().unwrap();
     assert!(ok.success(), "mount tmpfs");
     let _mount = Mount(dir.clone());
     s.spawn();
@@ -659,17 +659,22 @@ fn run_disk_filled_by_pushes() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
     let call = |method: Method, path: &str| http().request(method, s.url(path)).basic_auth("admin", Some(ADMIN_PASSWORD));
+    // A package whose document is large (each version's description is 300 KiB).
     for version in ["1.0.0", "2.0.0"] {
-        let r = call(Method::PUT, &common::npm::publish_path("npm-onfs", "wharf-room")).json(&common::npm::publish_body("wharf-room", version)).send().unwrap();
+        let mut body = common::npm::publish_body("wharf-room", version);
+        body["versions"][version]["description"] = json!("a long description ".repeat(16 << 10));
+        let r = call(Method::PUT, &common::npm::publish_path("npm-onfs", "wharf-room")).json(&body).send().unwrap();
         assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
     }
+    let r = call(Method::PUT, &common::npm::publish_path("npm-onfs", "wharf-tiny")).json(&common::npm::publish_body("wharf-tiny", "1.0.0")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
     let push =
         |name: &str, data: &[u8]| call(Method::POST, &with_digest(&v2(repo, name, "blobs/uploads/"), &digest_of(data))).body(data.to_vec()).send().unwrap();
 
     // Images of a 1 MiB layer each, until the disk refuses one.
     let mut images = Vec::new(); // (name, manifest digest, layer)
     let refused = loop {
-        assert!(images.len() < 200, "96 MiB took 200 images of 1 MiB");
+        assert!(images.len() < 200, "160 MiB took 200 images of 1 MiB");
         let name = format!("fill/img{}", images.len());
         let layer: Vec<u8> = (0..1u32 << 20).map(|i| (i.wrapping_mul(2654435761).wrapping_add(images.len() as u32 * 7919) >> 13) as u8).collect();
         let r = push(&name, &layer);
@@ -687,7 +692,7 @@ fn run_disk_filled_by_pushes() {
     let (code, message) = error_of(refused);
     assert_eq!(code, "UNKNOWN");
     assert!(message.contains("out of space") && message.contains("disk.reserve_mib"), "{message}");
-    assert!(images.len() >= 40, "the reserve refused early: {} images", images.len());
+    assert!(images.len() >= 100, "the reserve refused early: {} images", images.len());
     // Smaller pushes go on where a large one no longer fits, as on a busy registry: each size
     // until it is refused. Without the reserve they took the last bytes.
     for size in [64 << 10, 4 << 10, 256] {
@@ -704,11 +709,11 @@ fn run_disk_filled_by_pushes() {
         }
     }
     let free = free_bytes(&dir);
-    assert!(free >= 3 << 20, "the pushes ate into the reserve: {free} bytes free");
+    assert!(free >= 7 << 20, "the pushes ate into the reserve: {free} bytes free");
     let (st, check) = admin.json(Method::GET, "/service/rest/v1/status/check", None);
     assert_eq!(st, StatusCode::OK);
     assert_eq!(check["Disk space"]["healthy"], false, "{check}");
-    assert_eq!(check["Disk space"]["reservedBytes"], 4 << 20, "{check}");
+    assert_eq!(check["Disk space"]["reservedBytes"], 8 << 20, "{check}");
     // The cache serves what it cannot keep: the layer whole, twice, and nothing kept.
     let (name, _, layer) = &images[images.len() - 1];
     for _ in 0..2 {
@@ -718,9 +723,43 @@ fn run_disk_filled_by_pushes() {
         let body = r.bytes().expect("the whole body");
         assert!(body[..] == layer[..], "{} bytes of {}", body.len(), layer.len());
     }
+    // Several at once: one fetches, the others find nothing kept and fetch too (they waited
+    // for a fill, and were answered 502 when the leader kept nothing).
+    let (name, _, layer) = &images[images.len() - 2];
+    let path = format!("/v2/docker-onfs-cache/{repo}/{name}/blobs/{}", digest_of(layer));
+    std::thread::scope(|t| {
+        let pulls: Vec<_> = (0..6).map(|_| t.spawn(|| call(Method::GET, &path).send().unwrap())).collect();
+        for p in pulls {
+            let r = p.join().unwrap();
+            assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+            assert!(r.bytes().expect("the whole body")[..] == layer[..]);
+        }
+    });
     assert!(free_bytes(&dir) >= free - (256 << 10), "the cache kept the layer: {} bytes free, {free} before", free_bytes(&dir));
+    // Documents written whole (here npm stars, which read rights allow, each rewriting the
+    // package's document) go into half the reserve, no further.
+    let star = |package: &str, on: bool| {
+        let doc: Value = call(Method::GET, &format!("/repository/npm-onfs/{package}")).send().unwrap().json().unwrap();
+        let rev = doc["_rev"].as_str().unwrap().to_string();
+        call(Method::PUT, &format!("/repository/npm-onfs/{package}/-rev/{rev}")).json(&json!({"users": {"admin": on}})).send().unwrap()
+    };
+    // The large document, then a small one, until each is refused: what is left is then half
+    // the reserve, give or take a small document.
+    for package in ["wharf-room", "wharf-tiny"] {
+        for n in 0.. {
+            assert!(n < 2000, "stars of {package} never stopped");
+            let r = star(package, n % 2 == 0);
+            if !r.status().is_success() {
+                assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+                let message = r.text().unwrap();
+                assert!(message.contains("disk.reserve_mib"), "{message}");
+                break;
+            }
+        }
+    }
+    assert!(free_bytes(&dir) >= 3 << 20, "documents went past half the reserve: {} bytes free", free_bytes(&dir));
     // A deletion that writes a document, as npm's unpublish does (the document less the version,
-    // sent back), goes into the reserve.
+    // sent back), goes into the rest.
     let doc: Value = call(Method::GET, "/repository/npm-onfs/wharf-room").send().unwrap().json().unwrap();
     let mut less = doc.clone();
     less["versions"].as_object_mut().unwrap().remove("1.0.0");

@@ -31,7 +31,7 @@ pub mod upstream;
 mod test_dir;
 
 pub use audit::{Audit, AuditEvent};
-pub use blob::{BlobError, BlobStore, ByteStream, DiskReserve, ReadCache, SideHasher, SideHashes, SpaceLeft};
+pub use blob::{BlobError, BlobStore, ByteStream, DiskReserve, ReadCache, Room, SideHasher, SideHashes, SpaceLeft};
 pub use blob::{BlobLedger, BlobRead, HashState, S3Encryption, S3Settings, Staged, Touch, DELETION_LEASE_MS};
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
 pub use ctx::{canonical_user, same_user, Access, Action, Credential, Denied, Grant, Holder, Mount, Objects, Principal, Realm, RepoCtx, RepoPrivilege};

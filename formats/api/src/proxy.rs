@@ -464,7 +464,8 @@ pub enum Outcome {
     Done,
     NotFound,
     Failed(String),
-    /// The leader went away before finishing (its client disconnected): try again.
+    /// Nothing was cached: the leader went away before finishing (its client disconnected),
+    /// or passed the content through without keeping it. Try again.
     Abandoned,
 }
 
@@ -608,7 +609,7 @@ pub fn stream_through<S, E, F, Fut>(
     blobs: Arc<BlobStore>,
     body: S,
     length: Option<u64>,
-    expected: Option<Digest>,
+    expected: Expected,
     flight: Flight,
     label: String,
     commit: F,
@@ -648,7 +649,8 @@ where
             }
         }));
         let outcome = async {
-            let (digest, size) = blobs.put_stream(tee, expected.as_ref()).await.map_err(|e| e.to_string())?;
+            let (digest, size) = blobs.put_stream(tee, expected.sha256.as_ref()).await.map_err(|e| e.to_string())?;
+            (expected.check)()?;
             commit(digest, size).await
         }
         .await;
@@ -670,14 +672,29 @@ where
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
+/// What a proxy's fill must be: its sha256 when the upstream said, and whatever else the
+/// format checks once the whole has arrived (npm's sha512 or sha1, hashed on the way): in the
+/// store's fill before anything is recorded, in a pass-through before the last chunk leaves.
+pub struct Expected {
+    pub sha256: Option<Digest>,
+    pub check: Box<dyn FnOnce() -> Result<(), String>>,
+}
+
+impl Expected {
+    pub fn sha256(sha256: Option<Digest>) -> Expected {
+        Expected { sha256, check: Box::new(|| Ok(())) }
+    }
+}
+
 /// Sends `body` to the client as [`stream_through`] does (the last chunk only once the content
 /// verifies against `expected`), keeping nothing.
-async fn pass_through<S, E>(mut body: S, expected: Option<Digest>, tx: mpsc::Sender<Result<Bytes, std::io::Error>>)
+async fn pass_through<S, E>(mut body: S, expected: Expected, tx: mpsc::Sender<Result<Bytes, std::io::Error>>)
 where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     use sha2::Digest as _;
+    let Expected { sha256: expected, check } = expected;
     let mut hasher = expected.as_ref().map(|_| sha2::Sha256::new());
     let mut held: Option<Bytes> = None;
     while let Some(chunk) = body.next().await {
@@ -704,6 +721,10 @@ where
             let _ = tx.send(Err(std::io::Error::other(format!("the upstream's content is {actual}, expected {expected}")))).await;
             return;
         }
+    }
+    if let Err(e) = check() {
+        let _ = tx.send(Err(std::io::Error::other(e))).await;
+        return;
     }
     if let Some(last) = held {
         let _ = tx.send(Ok(last)).await;
@@ -777,7 +798,7 @@ mod tests {
             let chunks = chunks.clone();
             async move {
                 let (tx, mut rx) = mpsc::channel(8);
-                pass_through(futures::stream::iter(chunks.map(Ok::<_, std::io::Error>)), expected, tx).await;
+                pass_through(futures::stream::iter(chunks.map(Ok::<_, std::io::Error>)), Expected::sha256(expected), tx).await;
                 let mut got = Vec::new();
                 while let Some(item) = rx.recv().await {
                     got.push(item.map_err(|e| e.to_string()));

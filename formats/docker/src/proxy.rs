@@ -322,15 +322,19 @@ impl Proxy {
             return Ok(wharf_format::head_response(res, size));
         }
         let cached = || async { Ok::<_, DockerError>(self.meta.get(repo, &blob_path(name, &digest.to_string())).await?.map(|_| ())) };
-        match self.flights.join_checked(&key, cached).await? {
-            Fill::Cached(()) => self.cache.get_blob(ctx, req, name, &digest.to_string(), false).await,
-            Fill::Follow(rx) => match SingleFlight::wait(rx).await {
-                Outcome::Done => self.cache.get_blob(ctx, req, name, &digest.to_string(), false).await,
-                Outcome::NotFound => Err(DockerError::BlobUnknown),
-                Outcome::Failed(m) => Err(DockerError::Upstream(m)),
-                Outcome::Abandoned => Err(DockerError::Upstream("the shared upstream fetch was abandoned; retry".into())),
-            },
-            Fill::Lead(flight) => self.stream_through(name, digest, &key, flight).await,
+        loop {
+            return match self.flights.join_checked(&key, cached).await? {
+                Fill::Cached(()) => self.cache.get_blob(ctx, req, name, &digest.to_string(), false).await,
+                Fill::Follow(rx) => match SingleFlight::wait(rx).await {
+                    Outcome::Done => self.cache.get_blob(ctx, req, name, &digest.to_string(), false).await,
+                    Outcome::NotFound => Err(DockerError::BlobUnknown),
+                    Outcome::Failed(m) => Err(DockerError::Upstream(m)),
+                    // Nothing cached (the leader left early, or passed the blob through): fetch
+                    // it, or follow whoever does now.
+                    Outcome::Abandoned => continue,
+                },
+                Fill::Lead(flight) => self.stream_through(name, digest, &key, flight).await,
+            };
         }
     }
 
@@ -350,22 +354,30 @@ impl Proxy {
         let repo = self.cfg.id;
         let name = name.to_string();
         let label = format!("{}/{name}@{digest}", self.cfg.name);
-        let body = proxy::stream_through(self.blobs.clone(), res.bytes_stream(), length, Some(digest.clone()), flight, label, move |digest, size| async move {
-            let path = blob_path(&name, &digest.to_string());
-            let asset = NewAsset {
-                path: path.clone(),
-                kind: meta::BLOB.into(),
-                component: Some(name.clone()),
-                digest: Some(digest.to_string()),
-                size: size as i64,
-                ..Default::default()
-            };
-            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())?;
-            // Counted once the asset exists: a count for an asset not there yet would be
-            // written to no row (a fill can outlast the flush interval).
-            downloads.record(repo, &path);
-            Ok(())
-        });
+        let body = proxy::stream_through(
+            self.blobs.clone(),
+            res.bytes_stream(),
+            length,
+            proxy::Expected::sha256(Some(digest.clone())),
+            flight,
+            label,
+            move |digest, size| async move {
+                let path = blob_path(&name, &digest.to_string());
+                let asset = NewAsset {
+                    path: path.clone(),
+                    kind: meta::BLOB.into(),
+                    component: Some(name.clone()),
+                    digest: Some(digest.to_string()),
+                    size: size as i64,
+                    ..Default::default()
+                };
+                meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())?;
+                // Counted once the asset exists: a count for an asset not there yet would be
+                // written to no row (a fill can outlast the flush interval).
+                downloads.record(repo, &path);
+                Ok(())
+            },
+        );
         let mut out = HttpResponse::Ok();
         out.insert_header(("Docker-Content-Digest", digest.to_string())).content_type("application/octet-stream");
         Ok(match length {

@@ -505,7 +505,7 @@ impl Hosted {
                 // A version published again (writePolicy allow) without provenance has none.
                 None => Write::Delete { repo, path: meta::attestation_path(name, version) },
             });
-            match store::save(&self.env, repo, name, cur.as_ref(), doc, checks, writes).await? {
+            match store::save(&self.env, repo, name, cur.as_ref(), doc, store::Along { checks, writes, room: wharf_format::Room::Document }).await? {
                 Saved::Done => {
                     self.env.audit.record(AuditEvent::of(ctx, "npm.publish", format!("{name}@{version}")));
                     return Ok(());
@@ -607,7 +607,11 @@ impl Hosted {
             let cur = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
             let Some((mut doc, writes)) = change(&cur)? else { return Ok(None) };
             doc["time"]["modified"] = json!(iso(now_millis()));
-            match store::save(&self.env, self.cfg.id, name, Some(&cur), doc, vec![], writes.clone()).await? {
+            // A change that takes versions out (an unpublish, a cleanup) records a deletion: it
+            // may use the whole disk reserve, which is there for deletions.
+            let versions = |d: &Value| d.get("versions").and_then(Value::as_object).map_or(0, |v| v.len());
+            let room = if versions(&doc) < versions(&cur.doc) { wharf_format::Room::Freeing } else { wharf_format::Room::Document };
+            match store::save(&self.env, self.cfg.id, name, Some(&cur), doc, store::Along { checks: vec![], writes: writes.clone(), room }).await? {
                 Saved::Done => return Ok(Some(writes)),
                 _ => contention.wait(name).await?,
             }

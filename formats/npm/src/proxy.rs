@@ -290,20 +290,24 @@ impl Proxy {
         let shasum = manifest.pointer("/dist/shasum").and_then(Value::as_str).map(str::to_string);
         let version = manifest.get("version").and_then(Value::as_str).unwrap_or_default().to_string();
         let key = format!("t:{name}/{file}");
-        let flight = match self.flights.join_checked(&key, || self.fresh_tarball(name, file)).await? {
-            Fill::Cached(a) => return source::blob_response(&self.env, &a, &Want::whole()).await.map(Served::from),
-            Fill::Follow(rx) => {
-                return match SingleFlight::wait(rx).await {
-                    Outcome::Done => {
-                        let a = self.env.meta.get(repo, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
-                        source::blob_response(&self.env, &a, &Want::whole()).await.map(Served::from)
-                    }
-                    Outcome::NotFound => Err(NpmError::NotFound),
-                    Outcome::Failed(m) => Err(NpmError::Upstream(m)),
-                    Outcome::Abandoned => Err(NpmError::Upstream("the shared upstream fetch was abandoned; retry".into())),
-                };
-            }
-            Fill::Lead(f) => f,
+        let flight = loop {
+            break match self.flights.join_checked(&key, || self.fresh_tarball(name, file)).await? {
+                Fill::Cached(a) => return source::blob_response(&self.env, &a, &Want::whole()).await.map(Served::from),
+                Fill::Follow(rx) => {
+                    return match SingleFlight::wait(rx).await {
+                        Outcome::Done => {
+                            let a = self.env.meta.get(repo, &tarball_path(name, file)).await?.ok_or(NpmError::NotFound)?;
+                            source::blob_response(&self.env, &a, &Want::whole()).await.map(Served::from)
+                        }
+                        Outcome::NotFound => Err(NpmError::NotFound),
+                        Outcome::Failed(m) => Err(NpmError::Upstream(m)),
+                        // Nothing cached (the leader left early, or passed the file through): fetch
+                        // it, or follow whoever does now.
+                        Outcome::Abandoned => continue,
+                    };
+                }
+                Fill::Lead(f) => f,
+            };
         };
         let fetched = match self.upstream.get(&url).await {
             Ok(r) => wharf_format::upstream::check_content_type(self.cfg.strict_content_type, &r).map(|()| r),
@@ -335,21 +339,31 @@ impl Proxy {
         let (meta, downloads) = (self.env.meta.clone(), self.env.downloads.clone());
         let (name, file) = (name.to_string(), file.to_string());
         let label = format!("{}/{name}/{file}", self.cfg.name);
-        let out = proxy::stream_through(self.env.blobs.clone(), body, length, None, flight, label, move |digest, size| async move {
-            let (sha512, sha1) = {
-                let h = hashers.borrow();
-                (h.0.clone().finalize(), h.1.clone().finalize())
-            };
-            let sri = format!("sha512-{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sha512));
-            let sha1 = hex::encode(sha1);
-            let ok = match (&integrity, &shasum) {
-                (Some(i), _) => model::integrity_matches(i, &sri, &sha1),
-                (None, Some(s)) => s.eq_ignore_ascii_case(&sha1),
-                (None, None) => true,
-            };
-            if !ok {
-                return Err(format!("{name}/{file} does not match the upstream's integrity {}", integrity.or(shasum).unwrap_or_default()));
+        let sums = move |hashers: &RefCell<(sha2::Sha512, sha1::Sha1)>| {
+            let h = hashers.borrow();
+            let (sha512, sha1) = (h.0.clone().finalize(), h.1.clone().finalize());
+            (format!("sha512-{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, sha512)), hex::encode(sha1))
+        };
+        // npm's own sums, checked before the tarball is recorded or its last chunk leaves.
+        let check = {
+            let (hashers, what) = (hashers.clone(), format!("{name}/{file}"));
+            move || {
+                let (sri, sha1) = sums(&hashers);
+                let ok = match (&integrity, &shasum) {
+                    (Some(i), _) => model::integrity_matches(i, &sri, &sha1),
+                    (None, Some(s)) => s.eq_ignore_ascii_case(&sha1),
+                    (None, None) => true,
+                };
+                if ok {
+                    Ok(())
+                } else {
+                    Err(format!("{what} does not match the upstream's integrity {}", integrity.or(shasum).unwrap_or_default()))
+                }
             }
+        };
+        let expected = proxy::Expected { sha256: None, check: Box::new(check) };
+        let out = proxy::stream_through(self.env.blobs.clone(), body, length, expected, flight, label, move |digest, size| async move {
+            let (sri, sha1) = sums(&hashers);
             let asset = NewAsset {
                 path: tarball_path(&name, &file),
                 kind: meta::TARBALL.into(),

@@ -47,22 +47,23 @@ pub enum Saved {
     CheckFailed(usize),
 }
 
-/// Writes `doc` as the package's new document, with `writes` in the same transaction, if the
-/// document is still the one `old` read and every check in `checks` holds.
-pub async fn save(
-    env: &FormatEnv,
-    repo: i64,
-    name: &str,
-    old: Option<&Stored>,
-    mut doc: Value,
-    checks: Vec<Check>,
-    writes: Vec<Write>,
-) -> Result<Saved, NpmError> {
+/// What a document's save takes along: `writes` in the same transaction, made only if every
+/// check in `checks` holds; `room`: how far into the disk's reserve its blob may go.
+pub struct Along {
+    pub checks: Vec<Check>,
+    pub writes: Vec<Write>,
+    pub room: wharf_format::Room,
+}
+
+/// Writes `doc` as the package's new document, with what it takes `along`, if the document is
+/// still the one `old` read.
+pub async fn save(env: &FormatEnv, repo: i64, name: &str, old: Option<&Stored>, mut doc: Value, along: Along) -> Result<Saved, NpmError> {
+    let Along { checks, writes, room } = along;
     let n: u64 = old.and_then(|o| o.rev().split('-').next()?.parse().ok()).unwrap_or(0) + 1;
     doc["_rev"] = json!(format!("{n}-{}", &Digest::of(doc.to_string().as_bytes()).hex()[..32]));
     let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| NpmError::Internal(Box::new(e)))?);
     let size = bytes.len() as i64;
-    let digest = env.blobs.put_bytes(bytes).await?;
+    let digest = env.blobs.put_bytes_in(bytes, room).await?;
     let path = package_path(name);
     let mut all_checks = vec![match old {
         Some(o) => Check::AbsentOrDigest { repo, path: path.clone(), digest: o.digest().to_string() },

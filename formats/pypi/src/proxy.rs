@@ -257,20 +257,24 @@ impl Proxy {
             return Ok(Served::from(wharf_format::head_response(res, entry.size.map(|n| n as u64))));
         }
         let key = format!("f:{normalized}/{filename}");
-        let flight = match self.flights.join_checked(&key, || self.fresh_file(normalized, filename)).await? {
-            Fill::Cached(a) => return source::file_response(&self.env.blobs, &a, want).await.map(Served::from),
-            Fill::Follow(rx) => {
-                return match SingleFlight::wait(rx).await {
-                    Outcome::Done => {
-                        let a = self.env.meta.get(repo, &file_path(normalized, filename)).await?.ok_or(PypiError::NotFound)?;
-                        source::file_response(&self.env.blobs, &a, want).await.map(Served::from)
-                    }
-                    Outcome::NotFound => Err(PypiError::NotFound),
-                    Outcome::Failed(m) => Err(PypiError::Upstream(m)),
-                    Outcome::Abandoned => Err(PypiError::Upstream("the shared upstream fetch was abandoned; retry".into())),
-                };
-            }
-            Fill::Lead(flight) => flight,
+        let flight = loop {
+            break match self.flights.join_checked(&key, || self.fresh_file(normalized, filename)).await? {
+                Fill::Cached(a) => return source::file_response(&self.env.blobs, &a, want).await.map(Served::from),
+                Fill::Follow(rx) => {
+                    return match SingleFlight::wait(rx).await {
+                        Outcome::Done => {
+                            let a = self.env.meta.get(repo, &file_path(normalized, filename)).await?.ok_or(PypiError::NotFound)?;
+                            source::file_response(&self.env.blobs, &a, want).await.map(Served::from)
+                        }
+                        Outcome::NotFound => Err(PypiError::NotFound),
+                        Outcome::Failed(m) => Err(PypiError::Upstream(m)),
+                        // Nothing cached (the leader left early, or passed the file through): fetch
+                        // it, or follow whoever does now.
+                        Outcome::Abandoned => continue,
+                    };
+                }
+                Fill::Lead(flight) => flight,
+            };
         };
         let fetched = match self.upstream.get(&url).await {
             Ok(r) => wharf_format::upstream::check_content_type(self.cfg.strict_content_type, &r).map(|()| r),
@@ -299,32 +303,40 @@ impl Proxy {
         let (meta, downloads) = (self.env.meta.clone(), self.env.downloads.clone());
         let (normalized, filename) = (normalized.to_string(), filename.to_string());
         let label = format!("{}/{filename}", self.cfg.name);
-        let body = proxy::stream_through(self.env.blobs.clone(), res.bytes_stream(), length, expected, flight, label, move |digest, size| async move {
-            let asset = NewAsset {
-                path: file_path(&normalized, &filename),
-                kind: meta::FILE.into(),
-                component: Some(normalized.clone()),
-                digest: Some(digest.to_string()),
-                size: size as i64,
-                content_type: Some(content_type.to_string()),
-                link: None,
-                attributes: json!({
-                    "name": normalized,
-                    "version": entry.version,
-                    "requires_python": entry.requires_python,
-                    "upload_time": now_millis(),
-                    "yanked": entry.yanked,
-                    // Shown by the components API: never with credentials the index put in its links.
-                    "upstream_url": wharf_format::upstream::without_userinfo(&url),
-                }),
-            };
-            let path = asset.path.clone();
-            meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())?;
-            if counts {
-                downloads.record(repo, &path);
-            }
-            Ok(())
-        });
+        let body = proxy::stream_through(
+            self.env.blobs.clone(),
+            res.bytes_stream(),
+            length,
+            proxy::Expected::sha256(expected),
+            flight,
+            label,
+            move |digest, size| async move {
+                let asset = NewAsset {
+                    path: file_path(&normalized, &filename),
+                    kind: meta::FILE.into(),
+                    component: Some(normalized.clone()),
+                    digest: Some(digest.to_string()),
+                    size: size as i64,
+                    content_type: Some(content_type.to_string()),
+                    link: None,
+                    attributes: json!({
+                        "name": normalized,
+                        "version": entry.version,
+                        "requires_python": entry.requires_python,
+                        "upload_time": now_millis(),
+                        "yanked": entry.yanked,
+                        // Shown by the components API: never with credentials the index put in its links.
+                        "upstream_url": wharf_format::upstream::without_userinfo(&url),
+                    }),
+                };
+                let path = asset.path.clone();
+                meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await.map_err(|e| e.to_string())?;
+                if counts {
+                    downloads.record(repo, &path);
+                }
+                Ok(())
+            },
+        );
         let mut out = HttpResponse::Ok();
         out.content_type(content_type).insert_header((header::CACHE_CONTROL, "max-age=31536000, immutable"));
         // The last chunk goes out only once the bytes are seen to have this digest.

@@ -80,6 +80,7 @@ impl From<wharf_format::MetaError> for AdminError {
     fn from(e: wharf_format::MetaError) -> Self {
         match e {
             wharf_format::MetaError::ReadOnly(m) => AdminError::ReadOnly(m),
+            e @ wharf_format::MetaError::NoSpace => AdminError::NoSpace(e.to_string()),
             other => AdminError::Internal(Box::new(other)),
         }
     }
@@ -339,4 +340,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/v1/security/ldap/{name}", web::put().to(ldap::update))
             .route("/v1/security/ldap/{name}", web::delete().to(ldap::delete)),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::ResponseError;
+
+    use super::*;
+
+    /// A database whose disk is full is 507 `no_space` to the admin API (the deletion, task run
+    /// or compaction that would free space was 500 `internal`), however the error came.
+    #[test]
+    fn a_full_database_is_507_no_space() {
+        let full = |m: &str| DbError::Query(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, Box::new(m.to_string())));
+        for e in [
+            AdminError::from(full("database or disk is full")),
+            AdminError::from(full("could not extend file \"base/16384/2619\": No space left on device")),
+            AdminError::from(wharf_format::MetaError::NoSpace),
+        ] {
+            assert_eq!((e.status_code(), e.code()), (StatusCode::INSUFFICIENT_STORAGE, "no_space"), "{e}");
+        }
+        let other = AdminError::from(full("UNIQUE constraint failed: users.username"));
+        assert_eq!(other.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 }

@@ -16,6 +16,20 @@ const MAX_PERCENT: u64 = 5;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DiskReserve {
     bytes: u64,
+    /// Only half of it (see [`Room::Document`]).
+    halved: bool,
+}
+
+/// How far into the reserve a document written whole may go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// Down to half the reserve: documents are small next to streamed content, but clients
+    /// without write rights make them too (a proxy's pages, an npm star), so they stop before
+    /// the half that deletions need.
+    Document,
+    /// Into the whole reserve: a document that records a deletion (an npm package's, less the
+    /// versions unpublished), which needs delete rights and ends with less stored.
+    Freeing,
 }
 
 /// Why a store is out of space, for the message.
@@ -47,7 +61,15 @@ fn mib(bytes: u64) -> String {
 
 impl DiskReserve {
     pub fn mib(mib: u64) -> DiskReserve {
-        DiskReserve { bytes: mib.saturating_mul(1 << 20) }
+        DiskReserve { bytes: mib.saturating_mul(1 << 20), halved: false }
+    }
+
+    /// What a write into `room` leaves free.
+    pub fn for_room(self, room: Room) -> DiskReserve {
+        match room {
+            Room::Document => DiskReserve { halved: true, ..self },
+            Room::Freeing => DiskReserve::default(),
+        }
     }
 
     /// Refuses `len` more bytes on the file system that holds `file` if they would leave less
@@ -69,8 +91,12 @@ impl DiskReserve {
     }
 
     fn judge(&self, s: &rustix::fs::StatVfs, len: u64) -> Result<(), BlobError> {
-        let free = s.f_bavail.saturating_mul(s.f_frsize);
-        let reserve = self.of(s.f_blocks.saturating_mul(s.f_frsize));
+        self.judge_space(s.f_bavail.saturating_mul(s.f_frsize), s.f_blocks.saturating_mul(s.f_frsize), len)
+    }
+
+    /// Whether `len` more bytes fit on a file system of `size` bytes with `free` left.
+    fn judge_space(&self, free: u64, size: u64, len: u64) -> Result<(), BlobError> {
+        let reserve = self.of(size);
         if free < reserve.saturating_add(len) {
             return Err(BlobError::NoSpace(SpaceLeft::Reserved { free, reserve }));
         }
@@ -79,7 +105,12 @@ impl DiskReserve {
 
     /// The reserve on a file system of `size` bytes.
     pub fn of(&self, size: u64) -> u64 {
-        self.bytes.min(size / 100 * MAX_PERCENT)
+        let whole = self.bytes.min((size as u128 * MAX_PERCENT as u128 / 100) as u64);
+        if self.halved {
+            whole / 2
+        } else {
+            whole
+        }
     }
 }
 
@@ -91,33 +122,39 @@ mod tests {
     fn the_reserve_is_at_most_a_twentieth_of_the_file_system() {
         let r = DiskReserve::mib(512);
         assert_eq!(r.of(100 << 30), 512 << 20);
-        assert_eq!(r.of(1 << 30), (1u64 << 30) / 100 * 5);
+        assert_eq!(r.of(1 << 30), (1u64 << 30) * 5 / 100);
+        assert_eq!(r.of(160 << 20), 8 << 20);
         assert_eq!(DiskReserve::default().of(1 << 40), 0);
     }
 
     #[test]
     fn a_write_that_would_eat_into_the_reserve_is_refused_and_says_why() {
-        let dir = crate::test_dir::TestDir::new("wharf-reserve-");
-        let file = std::fs::File::create(dir.join("f")).unwrap();
-        let s = rustix::fs::fstatvfs(&file).unwrap();
-        let free = s.f_bavail * s.f_frsize;
-        let size = s.f_blocks * s.f_frsize;
-        // A reserve as large as the file system allows, and a write that would end inside it.
-        let r = DiskReserve { bytes: u64::MAX };
-        let reserve = r.of(size);
-        assert!(free > reserve, "the test's file system is too full to test this");
-        let fits = free - reserve - (1 << 20);
-        r.check(&file, fits).expect("a write that leaves the reserve free");
-        // Others may write meanwhile: the margin is a MiB either way.
-        match r.check(&file, free - reserve + (1 << 20)) {
-            Err(BlobError::NoSpace(left @ SpaceLeft::Reserved { reserve: got, .. })) => {
-                assert_eq!(got, reserve);
-                let m = BlobError::NoSpace(left).to_string();
-                assert!(m.starts_with("the blob store is out of space: ") && m.contains("disk.reserve_mib"), "{m}");
+        let r = DiskReserve::mib(8);
+        let (size, mib) = (1u64 << 30, 1u64 << 20);
+        r.judge_space(10 * mib, size, 2 * mib).expect("leaves the reserve free");
+        match r.judge_space(10 * mib, size, 2 * mib + 1) {
+            Err(e @ BlobError::NoSpace(SpaceLeft::Reserved { free, reserve })) => {
+                assert_eq!((free, reserve), (10 * mib, 8 * mib));
+                let m = e.to_string();
+                assert!(m.starts_with("the blob store is out of space: 10.0 MiB left") && m.contains("disk.reserve_mib, here 8.0 MiB"), "{m}");
             }
             other => panic!("{other:?}"),
         }
-        r.check_path(&dir, 2 * free).expect_err("the same by path");
+        // Documents stop at half of it, a deletion's documents go into all of it.
+        r.for_room(Room::Document).judge_space(10 * mib, size, 6 * mib).expect("half the reserve");
+        r.for_room(Room::Document).judge_space(10 * mib, size, 6 * mib + 1).expect_err("past half the reserve");
+        r.for_room(Room::Freeing).judge_space(10 * mib, size, 10 * mib).expect("the whole reserve");
+        DiskReserve::default().judge_space(mib, size, mib).expect("no reserve: all that is free");
+    }
+
+    /// The file system is asked: a real one answers, and a write it cannot hold is refused.
+    #[test]
+    fn the_file_system_holding_a_file_is_asked() {
+        let dir = crate::test_dir::TestDir::new("wharf-reserve-");
+        let file = std::fs::File::create(dir.join("f")).unwrap();
+        let r = DiskReserve::mib(1);
+        r.check(&file, u64::MAX / 2).expect_err("more than any disk holds");
+        r.check_path(&dir, u64::MAX / 2).expect_err("the same by path");
         DiskReserve::default().check(&file, u64::MAX).expect("no reserve, no refusal");
     }
 }

@@ -21,7 +21,7 @@ mod s3_clients;
 mod side_hashes;
 mod staged_writer;
 
-pub use disk_reserve::{DiskReserve, SpaceLeft};
+pub use disk_reserve::{DiskReserve, Room, SpaceLeft};
 pub use read_cache::ReadCache;
 
 pub use s3::{S3Encryption, S3Settings};
@@ -540,14 +540,15 @@ impl BlobStore {
         Ok(Bytes::from(buf))
     }
 
-    /// Whether `len` bytes (a batch when unknown) streamed in now would be kept: a file store (or an S3 store's scratch
-    /// directory, which small uploads pass through) above its disk's reserve. Asked before a
-    /// proxy fill, which otherwise fails its client at the first batch the reserve refuses.
+    /// Whether `len` bytes (a batch when unknown) written by [`BlobStore::put_stream`] now would
+    /// be kept: a file store above its disk's reserve (an S3 store's go to the bucket, past the
+    /// local disk). Asked before a proxy fill, which otherwise fails its client at the first
+    /// batch the reserve refuses.
     pub async fn has_room(&self, len: Option<u64>) -> bool {
         let len = len.unwrap_or(WRITE_BATCH as u64);
         let (root, reserve) = match &self.backend {
             Backend::File(f) => (f.root.clone(), f.reserve),
-            Backend::S3 { staging, .. } => (staging.scratch.root.clone(), staging.scratch.reserve),
+            Backend::S3 { .. } => return true,
         };
         if reserve == DiskReserve::default() {
             return true;
@@ -556,14 +557,15 @@ impl BlobStore {
         tokio::task::spawn_blocking(move || reserve.check_path(&root, len).is_ok()).await.unwrap_or(true)
     }
 
-    /// Stores small content held in memory (manifests, index pages); returns its digest.
-    ///
-    /// Written into the disk's reserve (see [`DiskReserve`]), as database rows are: these are
-    /// documents of a few MiB at most (each caller bounds them), and among them are the ones a
-    /// deletion writes (an npm document less the versions unpublished) and those a proxy needs
-    /// to answer at all. Content that streams in (layers, tarballs, wheels, proxy fills) stops
-    /// at the reserve.
+    /// Stores small content held in memory (manifests, index pages); returns its digest. It may
+    /// go into half the disk's reserve ([`Room::Document`]), where streamed content stops short
+    /// of all of it.
     pub async fn put_bytes(&self, data: Bytes) -> Result<Digest, BlobError> {
+        self.put_bytes_in(data, Room::Document).await
+    }
+
+    /// [`BlobStore::put_bytes`], as far into the disk's reserve as `room` says.
+    pub async fn put_bytes_in(&self, data: Bytes, room: Room) -> Result<Digest, BlobError> {
         let digest = Digest::of(&data);
         // Touched before the bytes are looked at: a collection pass cannot take them between
         // this look and the caller's commit.
@@ -575,7 +577,7 @@ impl BlobStore {
             Backend::File(f) => {
                 let id = uuid::Uuid::new_v4().to_string();
                 let stream = futures::stream::iter([Ok::<_, std::io::Error>(data)]);
-                let res = match f.append_within(&id, 0, &HashState::empty(), stream, DiskReserve::default()).await {
+                let res = match f.append_within(&id, 0, &HashState::empty(), stream, f.reserve.for_room(room)).await {
                     Ok(_) => f.rename_into_place(&id, &self.key(&digest)).await,
                     Err(e) => Err(e),
                 };
