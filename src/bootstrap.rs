@@ -63,7 +63,7 @@ pub fn raise_open_files_limit() {
     if now.is_some_and(|n| n < FEW_OPEN_FILES) {
         tracing::warn!(
             limit = now,
-            "open files are limited to {} (RLIMIT_NOFILE's hard limit): each connection, upload and download holds one; raise LimitNOFILE or `ulimit -Hn`",
+            "open files are limited to {}: each connection, upload and download holds one; raise the hard limit (LimitNOFILE in a systemd unit, `ulimit -Hn`)",
             now.unwrap_or_default()
         );
     }

@@ -642,13 +642,16 @@ fn run_disk_filled_by_pushes() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
-    // A pull-through cache of the same server's hosted images, on the same disk.
+    // A pull-through cache of the same server's hosted images, on the same disk (in a store of
+    // its own, so that what it caches is not already there).
+    let r = admin.request(Method::POST, "/service/rest/v1/blobstores/file").json(&json!({"name": "onfs-cache", "path": "onfs-cache"})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap_or_default());
     let r = admin
         .request(Method::POST, "/service/rest/v1/repositories/docker/proxy")
         .json(&json!({
             "name": "docker-onfs-cache", "online": true,
-            "storage": {"blobStoreName": "onfs", "strictContentTypeValidation": true},
-            "proxy": {"remoteUrl": s.base, "contentMaxAge": -1, "metadataMaxAge": 1440},
+            "storage": {"blobStoreName": "onfs-cache", "strictContentTypeValidation": true},
+            "proxy": {"remoteUrl": s.base, "contentMaxAge": -1, "metadataMaxAge": 0.02},
             "negativeCache": {"enabled": false, "timeToLive": 1},
             "httpClient": {"blocked": false, "autoBlock": false,
                 "authentication": {"type": "username", "username": "admin", "password": ADMIN_PASSWORD}},
@@ -736,6 +739,21 @@ fn run_disk_filled_by_pushes() {
         }
     });
     assert!(free_bytes(&dir) >= free - (256 << 10), "the cache kept the layer: {} bytes free, {free} before", free_bytes(&dir));
+    // The cache holds a tag's manifest, and the tag then moves upstream (a push is a document:
+    // it may go into half the reserve).
+    let (first, ..) = &images[0];
+    let through_cache = || {
+        let r = call(Method::GET, &format!("/v2/docker-onfs-cache/{repo}/{first}/manifests/v1")).header("Accept", OCI_MANIFEST).send().unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+        header(&r, "docker-content-digest")
+    };
+    let cached = through_cache();
+    let (config, layer) = (format!("{{\"image\":{}}}", 0).into_bytes(), &images[0].2);
+    // Larger than the small document whose stars fill the rest below.
+    let moved = manifest_for(&digest_of(&config), config.len(), &digest_of(layer), layer.len(), &"moved ".repeat(3000));
+    let r = call(Method::PUT, &v2(repo, first, "manifests/v1")).header("Content-Type", OCI_MANIFEST).body(moved).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    assert_ne!(header(&r, "docker-content-digest"), cached);
     // Documents written whole (here npm stars, which read rights allow, each rewriting the
     // package's document) go into half the reserve, no further.
     let star = |package: &str, on: bool| {
@@ -758,6 +776,10 @@ fn run_disk_filled_by_pushes() {
         }
     }
     assert!(free_bytes(&dir) >= 3 << 20, "documents went past half the reserve: {} bytes free", free_bytes(&dir));
+    // With no room for the moved tag's manifest, the cache serves the one it has, as it would
+    // with its upstream down (it answered 507).
+    std::thread::sleep(Duration::from_millis(1500)); // past the proxy's metadataMaxAge
+    assert_eq!(through_cache(), cached);
     // A deletion that writes a document, as npm's unpublish does (the document less the version,
     // sent back), goes into the rest.
     let doc: Value = call(Method::GET, "/repository/npm-onfs/wharf-room").send().unwrap().json().unwrap();

@@ -283,11 +283,25 @@ impl Proxy {
                 }
             }
             let m = self.upstream.get_manifest(name, &d.to_string(), MAX_MANIFEST_BYTES).await.map_err(|e| self.upstream_error(e, unknown(), key))?;
-            return self.store_manifest(name, m.bytes, m.content_type.as_deref(), Some(&d), Some(&reference)).await;
+            let stored = self.store_manifest(name, m.bytes, m.content_type.as_deref(), Some(&d), Some(&reference)).await;
+            return self.stale_if_full(stored, cached.is_some(), name, tag);
         }
         // No digest in the HEAD answer: fetch by tag.
         let m = self.upstream.get_manifest(name, tag, MAX_MANIFEST_BYTES).await.map_err(|e| self.upstream_error(e, unknown(), key))?;
-        self.store_manifest(name, m.bytes, m.content_type.as_deref(), None, Some(&reference)).await
+        let stored = self.store_manifest(name, m.bytes, m.content_type.as_deref(), None, Some(&reference)).await;
+        self.stale_if_full(stored, cached.is_some(), name, tag)
+    }
+
+    /// A tag's new manifest that the disk has no room for (below its reserve) leaves the
+    /// cached one served, as an upstream that does not answer does.
+    fn stale_if_full(&self, stored: Result<()>, cached: bool, name: &str, tag: &str) -> Result<()> {
+        match stored {
+            Err(e @ (DockerError::NoSpace(_) | DockerError::Meta(MetaError::NoSpace))) if cached => {
+                tracing::warn!(repository = %self.cfg.name, image = name, tag, error = %e, "no room for the upstream's new manifest; serving the cached one");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     async fn store_manifest(&self, name: &str, bytes: Bytes, content_type: Option<&str>, expected: Option<&Digest>, tag: Option<&Reference>) -> Result<()> {

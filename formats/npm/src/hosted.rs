@@ -607,10 +607,12 @@ impl Hosted {
             let cur = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
             let Some((mut doc, writes)) = change(&cur)? else { return Ok(None) };
             doc["time"]["modified"] = json!(iso(now_millis()));
-            // A change that takes versions out (an unpublish, a cleanup) records a deletion: it
-            // may use the whole disk reserve, which is there for deletions.
+            // A change that takes versions out (an unpublish, a cleanup) and leaves a smaller
+            // document records a deletion: it may go further into the disk's reserve, which is
+            // there for deletions.
             let versions = |d: &Value| d.get("versions").and_then(Value::as_object).map_or(0, |v| v.len());
-            let room = if versions(&doc) < versions(&cur.doc) { wharf_format::Room::Freeing } else { wharf_format::Room::Document };
+            let freeing = versions(&doc) < versions(&cur.doc) && doc.to_string().len() <= cur.doc.to_string().len();
+            let room = if freeing { wharf_format::Room::Freeing } else { wharf_format::Room::Document };
             match store::save(&self.env, self.cfg.id, name, Some(&cur), doc, store::Along { checks: vec![], writes: writes.clone(), room }).await? {
                 Saved::Done => return Ok(Some(writes)),
                 _ => contention.wait(name).await?,

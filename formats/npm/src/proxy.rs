@@ -227,7 +227,14 @@ impl Proxy {
             Ok(Doc::Fresh { doc, etag }) => {
                 let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| NpmError::Internal(Box::new(e)))?);
                 let size = bytes.len() as i64;
-                let digest = self.env.blobs.put_bytes(bytes).await?;
+                let digest = match self.env.blobs.put_bytes(bytes).await {
+                    Ok(d) => d,
+                    Err(e @ wharf_format::BlobError::NoSpace(_)) if cached.is_some() => {
+                        tracing::warn!(repository = %self.cfg.name, package = name, error = %e, "no room for the upstream's new packument; serving the cached one");
+                        return Ok(true);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let asset = NewAsset {
                     path: package_path(name),
                     kind: meta::PACKUMENT.into(),

@@ -153,7 +153,14 @@ impl Proxy {
             Ok(Page::Fresh { files, etag }) => {
                 let bytes = Bytes::from(serde_json::to_vec(&files).map_err(|e| PypiError::Internal(Box::new(e)))?);
                 let size = bytes.len() as i64;
-                let digest = self.env.blobs.put_bytes(bytes).await?;
+                let digest = match self.env.blobs.put_bytes(bytes).await {
+                    Ok(d) => d,
+                    Err(e @ wharf_format::BlobError::NoSpace(_)) if cached.is_some() => {
+                        tracing::warn!(repository = %self.cfg.name, project = normalized, error = %e, "no room for the upstream's new page; serving the cached one");
+                        return Ok(true);
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let asset = NewAsset {
                     path: index_path(normalized),
                     kind: meta::INDEX.into(),
@@ -202,7 +209,12 @@ impl Proxy {
         if !hash.is_empty() && !hash.eq_ignore_ascii_case(digest.hex()) {
             return Err(PypiError::Upstream(format!("the upstream's metadata for {dist} has sha256 {}, its index says {hash}", digest.hex())));
         }
-        self.env.blobs.put_bytes(bytes.clone()).await?;
+        match self.env.blobs.put_bytes(bytes.clone()).await {
+            Ok(_) => {}
+            // Checked against the index's hash above: served, not kept.
+            Err(wharf_format::BlobError::NoSpace(_)) => return Ok(source::metadata_bytes_response(bytes)),
+            Err(e) => return Err(e.into()),
+        }
         let asset = NewAsset {
             path: metadata_path(normalized, dist),
             kind: meta::METADATA.into(),

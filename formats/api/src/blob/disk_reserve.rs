@@ -16,8 +16,8 @@ const MAX_PERCENT: u64 = 5;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DiskReserve {
     bytes: u64,
-    /// Only half of it (see [`Room::Document`]).
-    halved: bool,
+    /// What a write leaves free is the reserve divided by this (see [`Room`]); 0 is 1.
+    divisor: u64,
 }
 
 /// How far into the reserve a document written whole may go.
@@ -27,8 +27,10 @@ pub enum Room {
     /// without write rights make them too (a proxy's pages, an npm star), so they stop before
     /// the half that deletions need.
     Document,
-    /// Into the whole reserve: a document that records a deletion (an npm package's, less the
-    /// versions unpublished), which needs delete rights and ends with less stored.
+    /// Down to a quarter of the reserve: a document that records a deletion (an npm package's,
+    /// less the versions unpublished) and is no larger than the one it replaces. Deletions need
+    /// delete rights, but a cleanup writes the document once per version it removes, and the
+    /// old copies stay until a compaction: the last quarter stays for database writes.
     Freeing,
 }
 
@@ -47,7 +49,7 @@ impl std::fmt::Display for SpaceLeft {
             SpaceLeft::Full => Ok(()),
             SpaceLeft::Reserved { free, reserve } => write!(
                 f,
-                ": {} left, which is kept free so that deletions, tasks and garbage collection can run (disk.reserve_mib, here {})",
+                ": {} left, and a write like this one leaves {} free so that deletions, tasks and garbage collection can run (disk.reserve_mib)",
                 mib(*free),
                 mib(*reserve)
             ),
@@ -61,14 +63,14 @@ fn mib(bytes: u64) -> String {
 
 impl DiskReserve {
     pub fn mib(mib: u64) -> DiskReserve {
-        DiskReserve { bytes: mib.saturating_mul(1 << 20), halved: false }
+        DiskReserve { bytes: mib.saturating_mul(1 << 20), divisor: 1 }
     }
 
     /// What a write into `room` leaves free.
     pub fn for_room(self, room: Room) -> DiskReserve {
         match room {
-            Room::Document => DiskReserve { halved: true, ..self },
-            Room::Freeing => DiskReserve::default(),
+            Room::Document => DiskReserve { divisor: 2, ..self },
+            Room::Freeing => DiskReserve { divisor: 4, ..self },
         }
     }
 
@@ -105,12 +107,7 @@ impl DiskReserve {
 
     /// The reserve on a file system of `size` bytes.
     pub fn of(&self, size: u64) -> u64 {
-        let whole = self.bytes.min((size as u128 * MAX_PERCENT as u128 / 100) as u64);
-        if self.halved {
-            whole / 2
-        } else {
-            whole
-        }
+        self.bytes.min((size as u128 * MAX_PERCENT as u128 / 100) as u64) / self.divisor.max(1)
     }
 }
 
@@ -136,14 +133,19 @@ mod tests {
             Err(e @ BlobError::NoSpace(SpaceLeft::Reserved { free, reserve })) => {
                 assert_eq!((free, reserve), (10 * mib, 8 * mib));
                 let m = e.to_string();
-                assert!(m.starts_with("the blob store is out of space: 10.0 MiB left") && m.contains("disk.reserve_mib, here 8.0 MiB"), "{m}");
+                assert!(
+                    m.starts_with("the blob store is out of space: 10.0 MiB left, and a write like this one leaves 8.0 MiB free")
+                        && m.contains("(disk.reserve_mib)"),
+                    "{m}"
+                );
             }
             other => panic!("{other:?}"),
         }
-        // Documents stop at half of it, a deletion's documents go into all of it.
+        // Documents stop at half of it, a deletion's documents at a quarter.
         r.for_room(Room::Document).judge_space(10 * mib, size, 6 * mib).expect("half the reserve");
         r.for_room(Room::Document).judge_space(10 * mib, size, 6 * mib + 1).expect_err("past half the reserve");
-        r.for_room(Room::Freeing).judge_space(10 * mib, size, 10 * mib).expect("the whole reserve");
+        r.for_room(Room::Freeing).judge_space(10 * mib, size, 8 * mib).expect("three quarters of the reserve");
+        r.for_room(Room::Freeing).judge_space(10 * mib, size, 8 * mib + 1).expect_err("the last quarter");
         DiskReserve::default().judge_space(mib, size, mib).expect("no reserve: all that is free");
     }
 
