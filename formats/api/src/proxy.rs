@@ -598,13 +598,13 @@ impl From<actix_web::HttpResponse> for Served {
 }
 
 /// Streams an upstream body (of `length` bytes, when the upstream said) to the client while a
-/// background task writes it to the blob store. The content is kept, and `commit` (which records it in the metadata) called, only once
-/// its sha256 verifies against `expected` (when the upstream told it); then the flight finishes
+/// background task writes it to the blob store. The content is kept, and `commit` (which
+/// records it in the metadata) called, only once it passes `expected`; then the flight finishes
 /// `Done`, or `Failed` and the client's stream ends in an error. A client that goes away does
 /// not stop the cache filling. A format counts the download in `commit`, after the asset is
 /// written: counts go to existing assets only, and a fill can take longer than a flush. A store
 /// whose disk has no room for it beyond its reserve keeps nothing: the client gets the content
-/// as it arrives, checked against `expected` all the same.
+/// as it arrives, checked against `expected` all the same, and the flight ends abandoned.
 pub fn stream_through<S, E, F, Fut>(
     blobs: Arc<BlobStore>,
     body: S,
