@@ -158,6 +158,52 @@ fn npm_browse_read_write_delete() {
     matrix("npm", "npm-hosted", &[("browse", &browse), ("read", &read), ("add", &write), ("delete", &delete)]);
 }
 
+/// A reader may send a document back only to star (the stargazers: small); one parsed whole
+/// took about 18 times its size in memory, and the repository's upload limit (256 MiB) let one
+/// reader's request hold gigabytes. A writer's documents (unpublish, deprecate: the whole
+/// package document) keep the upload limit.
+#[test]
+fn a_reader_sends_back_small_documents_only() {
+    let admin_put = |path: &str, body: &Value| common::client().put(server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD)).json(body).send().unwrap();
+    assert_eq!(
+        admin_put(&common::npm::publish_path("npm-hosted", "reader-bound"), &common::npm::publish_body("reader-bound", "1.0.0")).status(),
+        StatusCode::OK
+    );
+    user_with("npm-reader-bound", "npm", "npm-hosted", &["read"]);
+    let doc = || {
+        common::client()
+            .get(server().url("/repository/npm-hosted/reader-bound"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .send()
+            .unwrap()
+            .json::<Value>()
+            .unwrap()
+    };
+    let rev = doc()["_rev"].as_str().unwrap().to_string();
+    let path = format!("/repository/npm-hosted/reader-bound/-rev/{rev}");
+    let r = as_user("npm-reader-bound", Method::PUT, &path).json(&json!({"users": {"npm-reader-bound": true}})).send().unwrap();
+    assert!(r.status().is_success(), "a star: {}", r.status());
+    assert_eq!(doc()["users"]["npm-reader-bound"], json!(true));
+    // 2 MiB of `[0,0,...]` (36 MB once parsed).
+    let mut big = b"[".to_vec();
+    big.extend(b"0,".repeat(1 << 20));
+    big.extend(b"0]");
+    let rev = doc()["_rev"].as_str().unwrap().to_string();
+    let path = format!("/repository/npm-hosted/reader-bound/-rev/{rev}");
+    let r = as_user("npm-reader-bound", Method::PUT, &path).header("Content-Type", "application/json").body(big.clone()).send().unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("larger than"));
+    // A writer's body of that size is read (and refused for what it says, not for its size).
+    let r = common::client()
+        .put(server().url(&path))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{}", r.text().unwrap_or_default());
+}
+
 #[test]
 fn anonymous_access_follows_the_anonymous_role_for_every_protocol() {
     let set = |privileges: Value| {

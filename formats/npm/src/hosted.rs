@@ -27,6 +27,12 @@ use crate::source::{self, authorize, base_url, Result, Source};
 use crate::store::{self, Saved};
 use crate::tarball;
 
+/// The largest document a caller with read rights only may send back (`npm star`: the
+/// stargazers). A document is parsed whole into a JSON value, which takes up to about 18 times
+/// its size in memory: a body of 32 MiB of `[0,0,...]` held 578 MB, and the repository's upload
+/// limit (256 MiB by default) let one reader's request hold gigabytes.
+const READER_BODY: usize = 1 << 20;
+
 pub struct Hosted {
     cfg: Arc<RepoConfig>,
     env: FormatEnv,
@@ -559,7 +565,8 @@ impl Hosted {
     /// npm owner add/rm (a document of `maintainers` only).
     async fn update(&self, ctx: &RepoCtx, name: &str, rev: &str, body: web::Payload) -> Result<HttpResponse> {
         self.may_send_a_body(ctx, name)?;
-        let body = crate::user::small_json(body, self.settings.upload_max_bytes).await?;
+        let limit = if authorize(ctx, Action::Write, name).is_ok() { self.settings.upload_max_bytes } else { READER_BODY };
+        let body = crate::user::small_json(body, limit).await?;
         self.update_doc(ctx, name, rev, body, true).await
     }
 
