@@ -223,6 +223,12 @@ pub struct DiskConfig {
     pub reserve_mib: u64,
 }
 
+impl DiskConfig {
+    pub fn reserve(&self) -> wharf_format::DiskReserve {
+        wharf_format::DiskReserve::mib(self.reserve_mib)
+    }
+}
+
 impl Default for DiskConfig {
     fn default() -> DiskConfig {
         DiskConfig { reserve_mib: 512 }

@@ -111,7 +111,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             audit_log.clone(),
             downloads.clone(),
             (cfg.gc.deletion_lease_secs as i64).saturating_mul(1000),
-            FileWrites { direct: cfg.uploads.direct_writes, reserve: wharf_format::DiskReserve::mib(cfg.disk.reserve_mib) },
+            FileWrites { direct: cfg.uploads.direct_writes, reserve: cfg.disk.reserve() },
             metrics.clone(),
         ),
         metrics,
@@ -129,7 +129,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     });
     if cfg.blob_cache.max_mib > 0 {
         let dir = if cfg.blob_cache.dir.is_empty() { cfg.data_dir.join("cache").join("blobs") } else { std::path::PathBuf::from(&cfg.blob_cache.dir) };
-        let cache = wharf_format::ReadCache::open(&dir, cfg.blob_cache.max_mib.saturating_mul(1 << 20), wharf_format::DiskReserve::mib(cfg.disk.reserve_mib))
+        let cache = wharf_format::ReadCache::open(&dir, cfg.blob_cache.max_mib.saturating_mul(1 << 20), cfg.disk.reserve())
             .map_err(|e| anyhow::anyhow!("blob_cache.dir: cannot use {}: {e}", dir.display()))?;
         state.registry.set_read_cache(cache);
     }

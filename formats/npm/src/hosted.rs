@@ -618,7 +618,7 @@ impl Hosted {
             // document records a deletion: it may go further into the disk's reserve, which is
             // there for deletions.
             let versions = |d: &Value| d.get("versions").and_then(Value::as_object).map_or(0, |v| v.len());
-            let freeing = versions(&doc) < versions(&cur.doc) && doc.to_string().len() <= cur.doc.to_string().len();
+            let freeing = versions(&doc) < versions(&cur.doc) && doc.to_string().len() as i64 <= cur.asset.size;
             let room = if freeing { wharf_format::Room::Freeing } else { wharf_format::Room::Document };
             match store::save(&self.env, self.cfg.id, name, Some(&cur), doc, store::Along { checks: vec![], writes: writes.clone(), room }).await? {
                 Saved::Done => return Ok(Some(writes)),

@@ -135,7 +135,7 @@ pub async fn check(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpR
     // Free space where wharf writes: the data directory (database, staging, caches) and each
     // file store that lives elsewhere.
     let data_dir = state.cfg.data_dir.clone();
-    let reserve = wharf_format::DiskReserve::mib(state.cfg.disk.reserve_mib);
+    let reserve = state.cfg.disk.reserve();
     let stores: Vec<(String, std::path::PathBuf)> = snap.blob_stores.iter().filter_map(|(n, s)| s.root().map(|r| (n.clone(), r.to_path_buf()))).collect();
     let disks = tokio::task::spawn_blocking(move || {
         let mut v = vec![("Disk space".to_string(), disk_entry("data directory", &data_dir, reserve))];
