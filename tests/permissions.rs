@@ -163,7 +163,7 @@ fn npm_browse_read_write_delete() {
 /// reader's request hold gigabytes. A writer's documents (unpublish, deprecate: the whole
 /// package document) keep the upload limit.
 #[test]
-fn a_reader_sends_back_small_documents_only() {
+fn a_document_sent_back_is_small_from_a_reader_and_bounded_from_a_writer() {
     let admin_put = |path: &str, body: &Value| common::client().put(server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD)).json(body).send().unwrap();
     assert_eq!(
         admin_put(&common::npm::publish_path("npm-hosted", "reader-bound"), &common::npm::publish_body("reader-bound", "1.0.0")).status(),
@@ -202,6 +202,20 @@ fn a_reader_sends_back_small_documents_only() {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{}", r.text().unwrap_or_default());
+    // A writer's is bounded too: by twice the stored document and a publish's document (16
+    // MiB), not by the repository's upload limit (256 MiB).
+    let mut huge = b"[".to_vec();
+    huge.extend(b"0,".repeat(17 << 19));
+    huge.extend(b"0]");
+    let r = common::client()
+        .put(server().url(&path))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/json")
+        .body(huge)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("larger than"));
 }
 
 #[test]

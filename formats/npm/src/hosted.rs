@@ -565,9 +565,19 @@ impl Hosted {
     /// npm owner add/rm (a document of `maintainers` only).
     async fn update(&self, ctx: &RepoCtx, name: &str, rev: &str, body: web::Payload) -> Result<HttpResponse> {
         self.may_send_a_body(ctx, name)?;
-        let limit = if authorize(ctx, Action::Write, name).is_ok() { self.settings.upload_max_bytes } else { READER_BODY };
+        let limit = if authorize(ctx, Action::Write, name).is_ok() { self.writer_body(name).await? } else { READER_BODY };
         let body = crate::user::small_json(body, limit).await?;
         self.update_doc(ctx, name, rev, body, true).await
+    }
+
+    /// The largest document a writer may send back: npm sends the stored document less what
+    /// it unpublishes, or with a message on each version it deprecates, so up to twice the
+    /// stored one, and never less than a publish's document ([`attachment::MAX_DOCUMENT`]).
+    /// The repository's upload limit (256 MiB by default), which applied before, let one
+    /// writer's request hold gigabytes once parsed (see [`READER_BODY`]).
+    async fn writer_body(&self, name: &str) -> Result<usize> {
+        let stored = self.env.meta.get(self.cfg.id, &meta::package_path(name)).await?.map_or(0, |a| usize::try_from(a.size).unwrap_or(0));
+        Ok(attachment::MAX_DOCUMENT.max(stored.saturating_mul(2)).min(self.settings.upload_max_bytes))
     }
 
     /// A document sent back, taken for what it is by what it carries (npm sends each of these
