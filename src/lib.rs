@@ -44,6 +44,10 @@ const RELOAD_POLL: Duration = Duration::from_secs(15);
 /// keeps in memory and rereads the configuration (it cannot hear other nodes' changes).
 const DEAF_REFRESH: Duration = Duration::from_millis(500);
 
+/// How often a running node looks for migrations it does not know (a newer version migrated
+/// the database under it): it then stops (`db::precheck::still_not_newer`).
+const SCHEMA_POLL: Duration = Duration::from_secs(5);
+
 /// How often a node looks for blob store removals whose owner died (one indexed read of a
 /// table that is nearly always empty).
 const ABANDONED_REMOVALS_POLL: Duration = Duration::from_secs(60);
@@ -196,6 +200,22 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             tokio::time::sleep(ABANDONED_REMOVALS_POLL).await;
         }
     });
+    // A node left on this version while a newer one migrated the database stops, as it would
+    // refuse to start: what it writes from then on the newer version may misread.
+    let newer = Arc::new(std::sync::OnceLock::new());
+    let (schema_db, schema_handle, schema_newer) = (state.db.clone(), handle.clone(), newer.clone());
+    actix_rt::spawn(async move {
+        loop {
+            tokio::time::sleep(SCHEMA_POLL).await;
+            // A failed read (the database down) says nothing: the next poll asks again.
+            if let Ok(Err(e @ db::DbError::Newer(_))) = schema_db.run(|c| Ok(db::precheck::still_not_newer(c))).await {
+                tracing::error!("{e} This node stops.");
+                let _ = schema_newer.set(e.to_string());
+                schema_handle.stop(true).await;
+                return;
+            }
+        }
+    });
     let quota_state = state.clone();
     actix_rt::spawn(async move { lifecycle::store_usage::watch_soft_quotas(&quota_state).await });
     let flush_state = state.clone();
@@ -220,7 +240,10 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         tracing::warn!(error = %e, "writing download counts at shutdown");
     }
     tracing::info!("wharf stopped");
-    Ok(())
+    match newer.get() {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
 }
 
 /// Rereads the configuration if its generation moved (on another node, or here).

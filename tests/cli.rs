@@ -158,6 +158,40 @@ fn a_start_that_would_fail_on_users_differing_only_in_case_names_them() {
     assert!(r.status().is_success(), "{}", r.status());
 }
 
+/// A database that a newer version migrated (an upgrade rolled back by starting the old binary
+/// again, or a node left on the old version): the start stops, names the migration it does not
+/// know and says what to do, and changes nothing; a running node stops once it sees one.
+#[test]
+fn a_start_on_a_database_a_newer_version_migrated_stops_and_names_it() {
+    let mut s = TestServer::unstarted(&[]);
+    s.spawn();
+    s.kill();
+    let (url, postgres) = (s.database_url(), s.is_postgres());
+    let sql = |statement: &str| {
+        if postgres {
+            diesel::sql_query(statement).execute(&mut diesel::PgConnection::establish(&url).unwrap()).unwrap()
+        } else {
+            let mut c = diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap();
+            // Beside the running server, whose writes hold the lock for moments.
+            diesel::connection::SimpleConnection::batch_execute(&mut c, "PRAGMA busy_timeout = 10000;").unwrap();
+            diesel::sql_query(statement).execute(&mut c).unwrap()
+        }
+    };
+    sql("INSERT INTO __diesel_schema_migrations (version) VALUES ('20991231000001')");
+    let (status, err) = exit_within(s.command(), Duration::from_secs(60));
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("migrated by a newer version of wharf") && err.contains("migration 20991231000001 is unknown"), "{err}");
+    assert!(err.contains("restore the backup taken before the upgrade"), "and what to do: {err}");
+    assert_eq!(sql("DELETE FROM __diesel_schema_migrations WHERE version = '20991231000001'"), 1, "the row is still there");
+    s.spawn();
+    let r = reqwest::blocking::get(s.url("/service/rest/v1/status")).unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    // Running, when a newer node migrates the database under it: it stops, and not as a clean stop.
+    sql("INSERT INTO __diesel_schema_migrations (version) VALUES ('20991231000002')");
+    let status = s.wait_exit(Duration::from_secs(60)).expect("the node stops within a minute");
+    assert!(!status.success(), "{status}");
+}
+
 /// Started with the soft limit on open files a shell or a systemd unit gives (1024, here 256),
 /// the server raises it to the hard limit: every connection, staged upload and download holds a
 /// descriptor.

@@ -82,6 +82,9 @@ pub enum DbError {
     /// says what to do.
     #[error("{0}")]
     Precheck(String),
+    /// A newer version migrated the database: the message names what and says what to do.
+    #[error("{0}")]
+    Newer(String),
     #[error("database URL {0:?}: expected sqlite://PATH or postgres://...")]
     BadUrl(String),
     #[error("blocking pool: {0}")]
@@ -254,6 +257,7 @@ impl Db {
 
     fn migrate(&self) -> Result<(), DbError> {
         let mut conn = self.pool.get()?;
+        precheck::not_newer(&mut conn)?;
         precheck::before_migrations(&mut conn)?;
         let res = match &mut *conn {
             AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|_| ()),

@@ -1,11 +1,12 @@
 //! Checks that run before pending migrations: what a migration would refuse with a raw SQL error
 //! (and a server that stops on it) is found first and named, with what to do. Nothing is changed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
+use diesel::migration::MigrationSource;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use diesel_migrations::MigrationHarness;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 
 use super::{AnyConnection, DbError, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS};
 
@@ -82,6 +83,58 @@ pub fn before_migrations(conn: &mut AnyConnection) -> Result<(), DbError> {
         return Ok(());
     }
     Err(DbError::Precheck(format!("cannot upgrade the database: {}. Then start again. The database was not changed.", problems.join("; and "))))
+}
+
+/// Fails, naming them, when the database holds migrations this version does not know: a newer
+/// version migrated it (an upgrade rolled back by starting the old binary again, or a node left
+/// on the old version in a cluster). Its rows may mean what this version would misread or
+/// overwrite (docs/deploy.md, "Upgrading a cluster"). For the start: the bookkeeping table is
+/// made if the database is new.
+pub fn not_newer(conn: &mut AnyConnection) -> Result<(), DbError> {
+    let applied = match conn {
+        AnyConnection::Sqlite(c) => c.applied_migrations(),
+        AnyConnection::Postgresql(c) => c.applied_migrations(),
+    }
+    .map_err(|e| DbError::Migration(e.to_string()))?;
+    judge(conn, applied.into_iter().map(|v| v.to_string()).collect())
+}
+
+/// [`not_newer`] for a running node (a newer node migrated the database under it): a read only.
+pub fn still_not_newer(conn: &mut AnyConnection) -> Result<(), DbError> {
+    #[derive(QueryableByName)]
+    struct Applied {
+        #[diesel(sql_type = Text)]
+        version: String,
+    }
+    let applied: Vec<Applied> = diesel::sql_query("SELECT version FROM __diesel_schema_migrations").load(conn)?;
+    judge(conn, applied.into_iter().map(|a| a.version).collect())
+}
+
+fn judge(conn: &AnyConnection, applied: Vec<String>) -> Result<(), DbError> {
+    fn known<DB: diesel::backend::Backend>(source: EmbeddedMigrations) -> diesel::migration::Result<HashSet<String>>
+    where
+        EmbeddedMigrations: MigrationSource<DB>,
+    {
+        Ok(MigrationSource::<DB>::migrations(&source)?.iter().map(|m| m.name().version().to_string()).collect())
+    }
+    let known = match conn {
+        AnyConnection::Sqlite(_) => known::<diesel::sqlite::Sqlite>(SQLITE_MIGRATIONS),
+        AnyConnection::Postgresql(_) => known::<diesel::pg::Pg>(POSTGRES_MIGRATIONS),
+    }
+    .map_err(|e| DbError::Migration(e.to_string()))?;
+    let mut unknown: Vec<String> = applied.into_iter().filter(|v| !known.contains(v)).collect();
+    unknown.sort();
+    let which = match unknown.as_slice() {
+        [] => return Ok(()),
+        [one] => format!("migration {one} is"),
+        many => format!("migrations {} are", many.join(", ")),
+    };
+    Err(DbError::Newer(format!(
+        "the database was migrated by a newer version of wharf than this one ({}): {which} unknown to it. Start that version or a newer \
+         one; to go back to this version, restore the backup taken before the upgrade. Nodes of two versions cannot share a database. \
+         The database was not changed.",
+        env!("CARGO_PKG_VERSION")
+    )))
 }
 
 /// `s` as an SQL string literal, for statements the message suggests.
