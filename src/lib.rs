@@ -208,9 +208,10 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         loop {
             tokio::time::sleep(SCHEMA_POLL).await;
             // A failed read (the database down) says nothing: the next poll asks again.
-            if let Ok(Err(e @ db::DbError::Newer(_))) = schema_db.run(|c| Ok(db::precheck::still_not_newer(c))).await {
-                tracing::error!("{e} This node stops.");
-                let _ = schema_newer.set(e.to_string());
+            if let Ok(Err(db::DbError::Newer(why))) = schema_db.run(|c| Ok(db::precheck::still_not_newer(c))).await {
+                let why = format!("{why} This node stops: the requests in flight finish (http.shutdown_timeout_secs), nothing else is written.");
+                tracing::error!("{why}");
+                let _ = schema_newer.set(why);
                 schema_handle.stop(true).await;
                 return;
             }
@@ -234,7 +235,9 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     }
     server.await?;
     state.listeners.stop_all().await;
-    if state.read_only.current().is_some() {
+    if newer.get().is_some() {
+        tracing::warn!("the database is a newer version's: the download counts of this run are not written");
+    } else if state.read_only.current().is_some() {
         tracing::warn!("read-only mode: the download counts of this run are not written");
     } else if let Err(e) = state.downloads.flush().await {
         tracing::warn!(error = %e, "writing download counts at shutdown");

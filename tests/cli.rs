@@ -163,7 +163,8 @@ fn a_start_that_would_fail_on_users_differing_only_in_case_names_them() {
 /// know and says what to do, and changes nothing; a running node stops once it sees one.
 #[test]
 fn a_start_on_a_database_a_newer_version_migrated_stops_and_names_it() {
-    let mut s = TestServer::unstarted(&[]);
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut s = TestServer::unstarted(&[("WHARF_TEST_LOG_FILE", log.path().to_str().unwrap())]);
     s.spawn();
     s.kill();
     let (url, postgres) = (s.database_url(), s.is_postgres());
@@ -178,10 +179,13 @@ fn a_start_on_a_database_a_newer_version_migrated_stops_and_names_it() {
         }
     };
     sql("INSERT INTO __diesel_schema_migrations (version) VALUES ('20991231000001')");
+    let addr = s.data_dir().join("wharf.addr");
+    std::fs::remove_file(&addr).unwrap();
     let (status, err) = exit_within(s.command(), Duration::from_secs(60));
     assert!(!status.success(), "{err}");
+    assert!(!addr.exists(), "refused before it listened (not stopped later by the running check): {err}");
     assert!(err.contains("migrated by a newer version of wharf") && err.contains("migration 20991231000001 is unknown"), "{err}");
-    assert!(err.contains("restore the backup taken before the upgrade"), "and what to do: {err}");
+    assert!(err.contains("restore the backup taken before the upgrade") && err.contains("not changed"), "and what to do: {err}");
     assert_eq!(sql("DELETE FROM __diesel_schema_migrations WHERE version = '20991231000001'"), 1, "the row is still there");
     s.spawn();
     let r = reqwest::blocking::get(s.url("/service/rest/v1/status")).unwrap();
@@ -189,7 +193,9 @@ fn a_start_on_a_database_a_newer_version_migrated_stops_and_names_it() {
     // Running, when a newer node migrates the database under it: it stops, and not as a clean stop.
     sql("INSERT INTO __diesel_schema_migrations (version) VALUES ('20991231000002')");
     let status = s.wait_exit(Duration::from_secs(60)).expect("the node stops within a minute");
-    assert!(!status.success(), "{status}");
+    let logged = std::fs::read_to_string(log.path()).unwrap();
+    assert_eq!(status.code(), Some(1), "{status}: {logged}");
+    assert!(logged.contains("migration 20991231000002 is unknown") && logged.contains("This node stops"), "{logged}");
 }
 
 /// Started with the soft limit on open files a shell or a systemd unit gives (1024, here 256),

@@ -161,7 +161,7 @@ fn npm_browse_read_write_delete() {
 /// A reader may send a document back only to star (the stargazers: small); one parsed whole
 /// took about 18 times its size in memory, and the repository's upload limit (256 MiB) let one
 /// reader's request hold gigabytes. A writer's documents (unpublish, deprecate: the whole
-/// package document) keep the upload limit.
+/// package document) may be twice the stored one, and at least 16 MiB.
 #[test]
 fn a_document_sent_back_is_small_from_a_reader_and_bounded_from_a_writer() {
     let admin_put = |path: &str, body: &Value| common::client().put(server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD)).json(body).send().unwrap();

@@ -96,7 +96,10 @@ pub fn not_newer(conn: &mut AnyConnection) -> Result<(), DbError> {
         AnyConnection::Postgresql(c) => c.applied_migrations(),
     }
     .map_err(|e| DbError::Migration(e.to_string()))?;
-    judge(conn, applied.into_iter().map(|v| v.to_string()).collect())
+    judge(conn, applied.into_iter().map(|v| v.to_string()).collect()).map_err(|e| match e {
+        DbError::Newer(why) => DbError::Newer(format!("{why} The database was not changed.")),
+        other => other,
+    })
 }
 
 /// [`not_newer`] for a running node (a newer node migrated the database under it): a read only.
@@ -131,8 +134,7 @@ fn judge(conn: &AnyConnection, applied: Vec<String>) -> Result<(), DbError> {
     };
     Err(DbError::Newer(format!(
         "the database was migrated by a newer version of wharf than this one ({}): {which} unknown to it. Start that version or a newer \
-         one; to go back to this version, restore the backup taken before the upgrade. Nodes of two versions cannot share a database. \
-         The database was not changed.",
+         one; to go back to this version, restore the backup taken before the upgrade. Nodes of two versions cannot share a database.",
         env!("CARGO_PKG_VERSION")
     )))
 }

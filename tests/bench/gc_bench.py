@@ -542,13 +542,15 @@ def main():
                     help="pause between the pull loop's GETs (0: back to back, which on 2 cores measures CPU sharing more than the GC)")
     ap.add_argument("--wharf", default=WHARF)
     ap.add_argument("--rounds", type=int, default=1,
-                    help="rounds on fresh data directories; the table gives each side's median GC time and the GETs of every round")
+                    help="rounds on fresh data directories; the table gives each side's median GC time (the ratio is of the medians) and the GETs of every round; with --only wharf, a line per round")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     ap.add_argument("--workdir", help="where the temporary directory goes (default: $TMPDIR); both servers' data is there")
     ap.add_argument("--only", choices=("wharf",), help="skip Distribution (no table: for profiling wharf's side)")
     ap.add_argument("--timeline", action="store_true", help="print the GETs during wharf's GC in 100 ms steps")
     ap.add_argument("--perf", metavar="FILE", help="record wharf's GC with `perf record --call-graph dwarf` into FILE (slows the GC down)")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     for tool in ("docker-registry",):
         if not shutil.which(tool):
             raise SystemExit(f"{tool} is missing: apt-get install docker-registry")
@@ -644,7 +646,8 @@ def main():
     print(f"- wharf served {len(lat_gc)} blob GETs during its GC, none failed (one client, {args.pull_interval_ms:g} ms between GETs; "
           f"without GC: {len(lat_before)} in {args.latency_seconds:g} s before it, median / p95 {before_med:.2f} / {before_p95:.2f} ms, "
           f"{len(lat_after)} after it, {after_med:.2f} / {after_p95:.2f} ms). Task run (server's own clock): {w['task_server_ms']} ms: "
-          f"{w['task_message']} (the last round). Peak RSS sampled every 5 ms: {w['gc_peak_rss_sampled_kb'] / 1024:.1f} MB; before the GC: {w['rss_before_gc_kb'] / 1024:.1f} MB.")
+          f"{w['task_message']} (the last round). Peak RSS sampled every 5 ms: {max(w['gc_peak_rss_sampled_kb'] for _, w in rounds) / 1024:.1f} MB; "
+          f"before the GC: {w['rss_before_gc_kb'] / 1024:.1f} MB (the last round).")
 
 
 if __name__ == "__main__":
