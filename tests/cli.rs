@@ -1,7 +1,7 @@
 //! The command line: `wharf config` shows the effective configuration with secrets masked; the
 //! test command (tests/run.sh) fails when a test leaves a process behind; a start that a
 //! migration would fail on names the problem and what to do; a start raises its limit on open
-//! files.
+//! files; credentials that the database cannot check now are 503, not 401.
 
 mod common;
 
@@ -196,6 +196,58 @@ fn a_start_on_a_database_a_newer_version_migrated_stops_and_names_it() {
     let logged = std::fs::read_to_string(log.path()).unwrap();
     assert_eq!(status.code(), Some(1), "{status}: {logged}");
     assert!(logged.contains("migration 20991231000002 is unknown") && logged.contains("This node stops"), "{logged}");
+}
+
+/// While the database does not answer (PostgreSQL refusing the server's connections), a caller
+/// the server cannot identify is told 503 in each protocol's shape, never 401: a client would
+/// take good credentials for bad ones (`docker login`: "incorrect username or password"). Once
+/// the database answers again, the same credentials work. SQLite is a file the server keeps
+/// open: only the PostgreSQL run can take it away.
+#[test]
+fn credentials_the_database_cannot_check_now_are_503_not_401() {
+    let mut s = TestServer::unstarted(&[]);
+    if !s.is_postgres() {
+        return;
+    }
+    s.spawn();
+    let url = s.database_url();
+    let (head, name) = url.rsplit_once('/').unwrap();
+    let admin_sql = |statement: &str| {
+        let out = Command::new("psql").arg(format!("{head}/postgres")).arg("-v").arg("ON_ERROR_STOP=1").arg("-c").arg(statement).output().unwrap();
+        assert!(out.status.success(), "{statement}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
+    admin_sql(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"));
+    let get = |path: &str| {
+        let r = common::client().get(s.url(path)).basic_auth("admin", Some(common::ADMIN_PASSWORD)).send().unwrap();
+        let status = r.status();
+        (status, r.text().unwrap())
+    };
+    // Side by side: each waits out the pool's connection timeout (10 s).
+    let paths = [
+        "/v2/",
+        "/v2/token?service=wharf",
+        "/v2/docker-hosted/app/tags/list",
+        "/repository/npm-hosted/app",
+        "/repository/pypi-hosted/simple/",
+        "/service/rest/v1/repositories",
+    ];
+    let answers: Vec<(reqwest::StatusCode, String)> = std::thread::scope(|t| {
+        let running: Vec<_> = paths.iter().map(|p| t.spawn(move || get(p))).collect();
+        running.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
+    for (path, (status, body)) in paths.iter().zip(&answers) {
+        assert_eq!(*status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
+        assert!(body.contains("database does not answer"), "{path}: {body}");
+    }
+    let json = |i: usize| serde_json::from_str::<serde_json::Value>(&answers[i].1).unwrap();
+    assert_eq!(json(0)["errors"][0]["code"], "UNAVAILABLE", "Docker's shape");
+    assert_eq!(json(2)["errors"][0]["code"], "UNAVAILABLE", "Docker's shape");
+    assert!(json(3)["error"].is_string(), "npm's shape");
+    assert_eq!(json(5)["code"], "unavailable", "the admin API's shape");
+    let (status, body) = get("/v2/docker-hosted/app/tags/list");
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "the same credentials once the database answers: {body}");
 }
 
 /// Started with the soft limit on open files a shell or a systemd unit gives (1024, here 256),

@@ -23,6 +23,7 @@ pub mod checkpoint;
 pub mod cleanup;
 pub mod counters;
 pub mod deferred_check;
+pub mod failures;
 pub mod health_checks;
 pub mod login_failures;
 pub mod meta;
@@ -272,6 +273,14 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
     {
+        failures::noted(self.run_once(f).await)
+    }
+
+    async fn run_once<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
+    {
         let pool = self.pool.clone();
         let turn = deferred_check::turn().await?;
         tokio::task::spawn_blocking(move || {
@@ -291,6 +300,14 @@ impl Db {
     /// process) is rolled back and `f` runs again after a jittered pause, so `f` must be
     /// repeatable. An `Err` from `f` rolls back.
     pub async fn write<T, F>(&self, f: F) -> Result<T, DbError>
+    where
+        T: Send + 'static,
+        F: Fn(&mut AnyConnection) -> Result<T, DbError> + Send + Sync + 'static,
+    {
+        failures::noted(self.write_once(f).await)
+    }
+
+    async fn write_once<T, F>(&self, f: F) -> Result<T, DbError>
     where
         T: Send + 'static,
         F: Fn(&mut AnyConnection) -> Result<T, DbError> + Send + Sync + 'static,

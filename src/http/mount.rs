@@ -169,6 +169,8 @@ fn nosniff(mut res: HttpResponse) -> HttpResponse {
     res
 }
 
+use crate::db::failures::noting;
+
 pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, repo: &str, path: String, mount: Mount) -> HttpResponse {
     let snap = state.registry.snapshot();
     let Some(r) = snap.repos.get(repo).cloned() else {
@@ -190,7 +192,10 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
     // then rides on its first query (see `db::deferred_check`); if the login no longer holds,
     // its answer is dropped unsent and the request is answered again as any other would be.
     if reads_only(&req) {
-        let (principal, deferred) = state.auth.principal_deferred(&req).await;
+        let ((principal, deferred), failed) = noting(state.auth.principal_deferred(&req)).await;
+        if failed && principal.user.is_none() {
+            return unanswered(state, &r, &req);
+        }
         let Some(login) = deferred else {
             return handle(state, &r, req, body, path, mount, principal).await;
         };
@@ -199,12 +204,29 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
             return res;
         }
         drop(res);
-        let principal = state.auth.principal(&req).await;
+        let (principal, failed) = noting(state.auth.principal(&req)).await;
+        if failed && principal.user.is_none() {
+            return unanswered(state, &r, &req);
+        }
         let body = web::Payload::from_request(&req, &mut actix_web::dev::Payload::None).await.expect("an empty payload");
         return handle(state, &r, req, body, path, mount, principal).await;
     }
-    let principal = state.auth.principal(&req).await;
+    let (principal, failed) = noting(state.auth.principal(&req)).await;
+    if failed && principal.user.is_none() {
+        return unanswered(state, &r, &req);
+    }
     handle(state, &r, req, body, path, mount, principal).await
+}
+
+/// What a caller whom the database could not identify is told (in place of a 401).
+pub const NO_ANSWER: &str = "the server cannot check credentials now: its database does not answer; try again shortly";
+
+/// A 503 in the protocol of repository `r` (see `db::failures`).
+fn unanswered(state: &AppState, r: &RepoRef, req: &HttpRequest) -> HttpResponse {
+    match state.format(&r.config.format) {
+        Some(f) => f.unavailable(req, NO_ANSWER),
+        None => wharf_format::unavailable_text(NO_ANSWER),
+    }
 }
 
 /// Hands the request to its repository's format as `principal`.
@@ -298,8 +320,12 @@ async fn rooted(state: web::Data<AppState>, req: HttpRequest, body: web::Payload
             let mut repos: Vec<_> = snap.repos.values().filter(|r| r.config.format == format.name()).cloned().collect();
             repos.sort_by(|a, b| a.config.name.cmp(&b.config.name));
             let origin = origin(&req);
+            let (principal, failed) = noting(state.auth.principal(&req)).await;
+            if failed && principal.user.is_none() {
+                return format.unavailable(&req, NO_ANSWER);
+            }
             let ctx = RootCtx {
-                principal: state.auth.principal(&req).await,
+                principal,
                 repos,
                 meta: state.meta.clone(),
                 token_realm: format!("{origin}/v2/token"),

@@ -34,6 +34,8 @@ pub async fn oauth_on_port(state: web::Data<AppState>, port: u16, req: HttpReque
 
 /// The OAuth2 form of the token endpoint (`POST`, `grant_type=password`), which containerd-based
 /// clients try first when they hold credentials.
+use crate::db::failures::noting;
+
 async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, body: &[u8]) -> HttpResponse {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
@@ -43,7 +45,11 @@ async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, bo
     let (Some(user), Some(pass)) = (field("username"), field("password")) else {
         return HttpResponse::BadRequest().json(json!({"error": "invalid_request", "error_description": "username and password are required"}));
     };
-    let Some((principal, source)) = state.auth.basic_for_bearer(&user, &pass, &crate::http::mount::client(req)).await else {
+    let (found, failed) = noting(state.auth.basic_for_bearer(&user, &pass, &crate::http::mount::client(req))).await;
+    let Some((principal, source)) = found else {
+        if failed {
+            return HttpResponse::ServiceUnavailable().json(json!({"error": "temporarily_unavailable", "error_description": crate::http::mount::NO_ANSWER}));
+        }
         return HttpResponse::Unauthorized().json(json!({"error": "invalid_grant", "error_description": "invalid username or password"}));
     };
     let scopes: Vec<String> = form.iter().filter(|(k, _)| k == "scope").map(|(_, v)| v.clone()).collect();
@@ -52,20 +58,32 @@ async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, bo
 
 async fn get_token(state: &AppState, req: &HttpRequest, own: Option<String>) -> HttpResponse {
     let (principal, source) = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
-        None => (state.auth.anonymous().await, BearerSource::default()),
+        None => match noting(state.auth.anonymous()).await {
+            (_, true) => return unavailable(),
+            (anonymous, false) => (anonymous, BearerSource::default()),
+        },
         Some(h) => {
             let Some(b64) = h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")) else {
                 return unauthorized("use Basic credentials at the token endpoint");
             };
             let Some((user, pass)) = decode_basic(b64.trim()) else { return unauthorized("malformed Basic credentials") };
-            match state.auth.basic_for_bearer(&user, &pass, &crate::http::mount::client(req)).await {
-                Some(found) => found,
-                None => return unauthorized("invalid username or password"),
+            match noting(state.auth.basic_for_bearer(&user, &pass, &crate::http::mount::client(req))).await {
+                (Some(found), _) => found,
+                (None, true) => return unavailable(),
+                (None, false) => return unauthorized("invalid username or password"),
             }
         }
     };
     let scopes: Vec<String> = url::form_urlencoded::parse(req.query_string().as_bytes()).filter(|(k, _)| k == "scope").map(|(_, v)| v.into_owned()).collect();
     issue(state, req, own, principal, source, &scopes)
+}
+
+/// The database did not answer: 503 `UNAVAILABLE`, not "invalid username or password" (see
+/// `db::failures`).
+fn unavailable() -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()))
+        .json(json!({"errors":[{"code":"UNAVAILABLE","message":crate::http::mount::NO_ANSWER,"detail":null}]}))
 }
 
 fn unauthorized(msg: &str) -> HttpResponse {

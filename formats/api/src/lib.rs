@@ -88,6 +88,17 @@ pub fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// A 503 in plain text with a `Retry-After`, for [`Format::unavailable`].
+pub fn unavailable_text(message: &str) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::ServiceUnavailable()
+        .insert_header(("Retry-After", UNAVAILABLE_RETRY_SECS.to_string()))
+        .content_type("text/plain")
+        .body(format!("{message}\n"))
+}
+
+/// What a 503 for want of the database asks a client to wait before it tries again.
+pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
+
 #[cfg(test)]
 mod tests {
     #[test]

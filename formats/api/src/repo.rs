@@ -172,6 +172,13 @@ pub trait Format: Send + Sync + 'static {
         None
     }
 
+    /// The caller could not be identified because the server's database did not answer: the
+    /// protocol's "try again later" (503), never its "wrong credentials". Plain text unless
+    /// the format says otherwise.
+    fn unavailable(&self, _req: &HttpRequest, message: &str) -> HttpResponse {
+        crate::unavailable_text(message)
+    }
+
     /// Serves a request under [`Format::root_path`] that names no repository.
     async fn handle_root(&self, _ctx: RootCtx, _req: HttpRequest) -> Option<HttpResponse> {
         None

@@ -203,3 +203,10 @@ impl From<DigestError> for DockerError {
         DockerError::DigestInvalid(e.to_string())
     }
 }
+
+/// Distribution's `UNAVAILABLE` (503): the server cannot answer now (its database did not).
+pub fn unavailable(message: &str) -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
+        .insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()))
+        .json(serde_json::json!({"errors": [{"code": "UNAVAILABLE", "message": message, "detail": null}]}))
+}

@@ -101,6 +101,10 @@ impl Format for Docker {
         (!reads).then(|| error::respond(Err(error::DockerError::ReadOnly(message.to_string()))))
     }
 
+    fn unavailable(&self, _req: &HttpRequest, message: &str) -> HttpResponse {
+        error::unavailable(message)
+    }
+
     async fn handle_root(&self, ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {
         root::handle(ctx, req).await
     }

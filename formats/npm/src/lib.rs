@@ -67,6 +67,12 @@ impl Format for Npm {
         (!reads).then(|| error::NpmError::ReadOnly(message.to_string()).to_response())
     }
 
+    fn unavailable(&self, _req: &actix_web::HttpRequest, message: &str) -> actix_web::HttpResponse {
+        actix_web::HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()))
+            .json(serde_json::json!({ "error": message }))
+    }
+
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {
         Ok(match config.kind {
             Kind::Hosted => Arc::new(hosted::Hosted::new(config, env)),

@@ -132,7 +132,7 @@ pub struct UploadParams {
 /// repository, not administrator rights. 204 on success, as Nexus answers.
 pub async fn upload(state: web::Data<AppState>, req: HttpRequest, q: web::Query<UploadParams>, body: web::Payload) -> Result<HttpResponse, AdminError> {
     let name = q.repository.as_deref().filter(|n| !n.is_empty()).ok_or(AdminError::ParameterRequired("repository"))?;
-    let principal = state.auth.principal(&req).await;
+    let principal = super::caller(&state, &req).await?;
     // As everywhere in the admin API, a repository the caller may not even see is not there
     // for them (and an anonymous caller is asked to sign in, whether it is there or not); one
     // they may read but not write to gets the format's refusal (403).

@@ -61,6 +61,9 @@ pub enum AdminError {
     /// The server is in read-only mode (the message says since when and why).
     #[error("{0}")]
     ReadOnly(String),
+    /// The caller could not be identified: the database did not answer (see `db::failures`).
+    #[error("{}", crate::http::mount::NO_ANSWER)]
+    Unavailable,
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -112,6 +115,7 @@ impl AdminError {
             AdminError::Conflict(_) => "conflict",
             AdminError::Invalid(e) => e.code,
             AdminError::ReadOnly(_) => "read_only",
+            AdminError::Unavailable => "unavailable",
             AdminError::Internal(_) => "internal",
         }
     }
@@ -129,7 +133,7 @@ impl ResponseError for AdminError {
             AdminError::Conflict(_) => StatusCode::CONFLICT,
             AdminError::Invalid(_) => StatusCode::BAD_REQUEST,
             // Nexus's answer to a write while frozen.
-            AdminError::ReadOnly(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::ReadOnly(_) | AdminError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             AdminError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -171,7 +175,7 @@ pub async fn require_reader(state: &AppState, req: &HttpRequest, name: &str) -> 
 /// The caller, a signed-in user who may read repository `name`; a repository the caller may
 /// not read is "not found", as one that does not exist.
 pub async fn reader(state: &AppState, req: &HttpRequest, name: &str) -> Result<wharf_format::Principal, AdminError> {
-    let p = state.auth.principal(req).await;
+    let p = caller(state, req).await?;
     if p.user.is_none() {
         return Err(AdminError::Unauthenticated);
     }
@@ -182,8 +186,17 @@ pub async fn reader(state: &AppState, req: &HttpRequest, name: &str) -> Result<w
     }
 }
 
+/// The caller of `req` (anonymous, or rejected, if so), unless the database could not say who
+/// it is.
+pub async fn caller(state: &AppState, req: &HttpRequest) -> Result<wharf_format::Principal, AdminError> {
+    match crate::db::failures::noting(state.auth.principal(req)).await {
+        (p, true) if p.user.is_none() => Err(AdminError::Unavailable),
+        (p, _) => Ok(p),
+    }
+}
+
 pub async fn require_admin(state: &AppState, req: &HttpRequest) -> Result<String, AdminError> {
-    let p = state.auth.principal(req).await;
+    let p = caller(state, req).await?;
     match (&p.access, p.user) {
         (Access::All, Some(user)) => Ok(user),
         (_, None) => Err(AdminError::Unauthenticated),

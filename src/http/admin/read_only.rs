@@ -30,7 +30,7 @@ fn describe(f: Option<&Freeze>) -> Value {
 
 /// Anyone signed in may see whether the server is frozen (the console shows it to everyone).
 pub async fn get(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
-    if state.auth.principal(&req).await.user.is_none() {
+    if super::caller(&state, &req).await?.user.is_none() {
         return Err(AdminError::Unauthenticated);
     }
     Ok(HttpResponse::Ok().json(describe(state.read_only.current().as_ref())))

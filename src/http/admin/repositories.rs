@@ -283,7 +283,7 @@ async fn check_listener(state: &AppState, format: &str, name: &str, config: &Val
 /// (see [`usage`]), exact for this node's writes and at most a few seconds behind other nodes'
 /// (see `db::usage_cache`).
 pub async fn list(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
-    let p = state.auth.principal(&req).await;
+    let p = super::caller(&state, &req).await?;
     if p.user.is_none() {
         return Err(AdminError::Unauthenticated);
     }

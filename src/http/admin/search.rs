@@ -337,7 +337,7 @@ fn internal(e: wharf_format::MetaError) -> AdminError {
 /// fetching "the latest" where an admin granted that); with nothing to read they are asked to
 /// sign in.
 async fn searcher(state: &AppState, req: &HttpRequest) -> Result<Access, AdminError> {
-    let p = state.auth.principal(req).await;
+    let p = super::caller(state, req).await?;
     if p.user.is_none() && !state.registry.snapshot().repos.values().any(|r| p.access.allows(&r.config, Action::Read, "*")) {
         return Err(AdminError::Unauthenticated);
     }

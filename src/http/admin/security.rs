@@ -255,7 +255,7 @@ pub async fn delete_user(state: web::Data<AppState>, req: HttpRequest, path: web
 /// session, or a token, alone is not enough). Every session of the user ends, on every node.
 pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path: web::Path<String>, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let id = path.into_inner();
-    let p = state.auth.principal(&req).await;
+    let p = super::caller(&state, &req).await?;
     if p.user.is_none() {
         return Err(AdminError::Unauthenticated);
     }
@@ -514,7 +514,7 @@ fn token_json(t: &wharf_format::TokenInfo) -> Value {
 }
 
 async fn caller(state: &AppState, req: &HttpRequest) -> Result<Principal, AdminError> {
-    let p = state.auth.principal(req).await;
+    let p = super::caller(state, req).await?;
     if p.user.is_none() {
         return Err(AdminError::Unauthenticated);
     }

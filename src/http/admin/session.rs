@@ -45,7 +45,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
 
 /// The current session's user (the console asks on load).
 pub async fn current(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
-    let p = state.auth.principal(&req).await;
+    let p = super::caller(&state, &req).await?;
     let user = p.user.clone().ok_or(AdminError::Unauthenticated)?;
     let csrf = req.cookie(SESSION_COOKIE).and_then(|c| state.auth.tokens.verify_session(c.value())).map(|c| c.csrf);
     // For "My account": a local user's name, e-mail and roles (a directory user's roles come
