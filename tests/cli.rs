@@ -216,37 +216,53 @@ fn credentials_the_database_cannot_check_now_are_503_not_401() {
         let out = Command::new("psql").arg(format!("{head}/postgres")).arg("-v").arg("ON_ERROR_STOP=1").arg("-c").arg(statement).output().unwrap();
         assert!(out.status.success(), "{statement}: {}", String::from_utf8_lossy(&out.stderr));
     };
+    /// Lets the server's connections in again however the test ends (its stop needs them).
+    struct Reopen<F: Fn()>(F);
+    impl<F: Fn()> Drop for Reopen<F> {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
     admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"));
-    admin_sql(&format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"));
-    let get = |path: &str| {
-        let r = common::client().get(s.url(path)).basic_auth("admin", Some(common::ADMIN_PASSWORD)).send().unwrap();
-        let status = r.status();
-        (status, r.text().unwrap())
+    let reopen = Reopen(|| admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")));
+    // Waits (up to 5 s each) for the backends to be gone, not only signalled.
+    admin_sql(&format!("SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE datname = '{name}'"));
+    let get = |path: &str, credentials: bool| {
+        let mut r = common::client().get(s.url(path));
+        if credentials {
+            r = r.basic_auth("admin", Some(common::ADMIN_PASSWORD));
+        }
+        let r = r.send().unwrap();
+        let (status, retry) = (r.status(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()));
+        (status, retry, r.text().unwrap())
     };
-    // Side by side: each waits out the pool's connection timeout (10 s).
+    // Side by side: each waits out the pool's connection timeout (10 s). The last asks for an
+    // anonymous token.
     let paths = [
-        "/v2/",
-        "/v2/token?service=wharf",
-        "/v2/docker-hosted/app/tags/list",
-        "/repository/npm-hosted/app",
-        "/repository/pypi-hosted/simple/",
-        "/service/rest/v1/repositories",
+        ("/v2/", true),
+        ("/v2/token?service=wharf", true),
+        ("/v2/docker-hosted/app/tags/list", true),
+        ("/repository/npm-hosted/app", true),
+        ("/repository/pypi-hosted/simple/", true),
+        ("/service/rest/v1/repositories", true),
+        ("/v2/token?service=wharf", false),
     ];
-    let answers: Vec<(reqwest::StatusCode, String)> = std::thread::scope(|t| {
-        let running: Vec<_> = paths.iter().map(|p| t.spawn(move || get(p))).collect();
+    let answers: Vec<(reqwest::StatusCode, Option<String>, String)> = std::thread::scope(|t| {
+        let running: Vec<_> = paths.iter().map(|&(p, c)| t.spawn(move || get(p, c))).collect();
         running.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    admin_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"));
-    for (path, (status, body)) in paths.iter().zip(&answers) {
+    drop(reopen);
+    for ((path, _), (status, retry, body)) in paths.iter().zip(&answers) {
         assert_eq!(*status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
         assert!(body.contains("database does not answer"), "{path}: {body}");
+        assert_eq!(retry.as_deref(), Some("5"), "{path}: Retry-After");
     }
-    let json = |i: usize| serde_json::from_str::<serde_json::Value>(&answers[i].1).unwrap();
+    let json = |i: usize| serde_json::from_str::<serde_json::Value>(&answers[i].2).unwrap();
     assert_eq!(json(0)["errors"][0]["code"], "UNAVAILABLE", "Docker's shape");
     assert_eq!(json(2)["errors"][0]["code"], "UNAVAILABLE", "Docker's shape");
     assert!(json(3)["error"].is_string(), "npm's shape");
     assert_eq!(json(5)["code"], "unavailable", "the admin API's shape");
-    let (status, body) = get("/v2/docker-hosted/app/tags/list");
+    let (status, _, body) = get("/v2/docker-hosted/app/tags/list", true);
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND, "the same credentials once the database answers: {body}");
 }
 

@@ -48,7 +48,9 @@ async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, bo
     let (found, failed) = noting(state.auth.basic_for_bearer(&user, &pass, &crate::http::mount::client(req))).await;
     let Some((principal, source)) = found else {
         if failed {
-            return HttpResponse::ServiceUnavailable().json(json!({"error": "temporarily_unavailable", "error_description": crate::http::mount::NO_ANSWER}));
+            return HttpResponse::ServiceUnavailable()
+                .insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()))
+                .json(json!({"error": "temporarily_unavailable", "error_description": crate::http::mount::NO_ANSWER}));
         }
         return HttpResponse::Unauthorized().json(json!({"error": "invalid_grant", "error_description": "invalid username or password"}));
     };

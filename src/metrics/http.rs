@@ -151,7 +151,7 @@ impl<B: MessageBody> MessageBody for CountedBody<B> {
 /// `GET /service/metrics/prometheus` and `GET /metrics`: the text exposition, for
 /// administrators and holders of `nx-metrics-all`.
 pub async fn scrape(state: web::Data<AppState>, req: HttpRequest) -> Result<HttpResponse, AdminError> {
-    let p = state.auth.principal(&req).await;
+    let p = crate::http::admin::caller(&state, &req).await?;
     if p.user.is_none() {
         return Err(AdminError::Unauthenticated);
     }

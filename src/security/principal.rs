@@ -356,7 +356,10 @@ impl Authenticator {
         // Counts older than the longest pause start again (as the in-memory count did once its
         // map filled up).
         let forget = lockout.max.max(lockout.first).as_millis().min(i64::MAX as u128) as i64;
-        let recorded = self.db.write(move |conn| crate::db::login_failures::record(conn, &u, &c, now_millis(), forget, |n| Self::pause_for(lockout, n))).await;
+        let recorded = crate::db::failures::unnoted(
+            self.db.write(move |conn| crate::db::login_failures::record(conn, &u, &c, now_millis(), forget, |n| Self::pause_for(lockout, n))),
+        )
+        .await;
         match recorded {
             Ok((count, Some(until))) => {
                 self.note_pause(user, client, until);
@@ -377,7 +380,7 @@ impl Authenticator {
     async fn succeeded(&self, user: &str, client: &str) {
         self.pauses.lock().unwrap_or_else(|e| e.into_inner()).remove(&(user.to_string(), client.to_string()));
         let (u, c) = (user.to_string(), client.to_string());
-        if let Err(e) = self.db.write(move |conn| crate::db::login_failures::clear(conn, &u, &c)).await {
+        if let Err(e) = crate::db::failures::unnoted(self.db.write(move |conn| crate::db::login_failures::clear(conn, &u, &c))).await {
             tracing::warn!(error = %e, "clearing wrong-password count: database");
         }
     }
@@ -423,7 +426,9 @@ impl Authenticator {
             Ok((false, _)) => rejected(),
             // `nx-all` on the anonymous role is refused when it is set; ignore it if it got there.
             Ok((true, resolved)) => Principal { access: Access::Anonymous(Arc::from(resolved.repo)), ..Principal::anonymous() },
-            Err(_) => Principal { access: Access::Anonymous(Arc::from(Vec::new())), ..Principal::anonymous() },
+            // Not remembered: the next caller asks again (and, while the database does not
+            // answer, is told so rather than refused for 5 s).
+            Err(_) => return Principal { access: Access::Anonymous(Arc::from(Vec::new())), ..Principal::anonymous() },
         };
         let mut cached = self.anonymous.lock().unwrap_or_else(|e| e.into_inner());
         if self.epoch() == epoch {

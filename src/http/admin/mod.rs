@@ -152,6 +152,10 @@ impl ResponseError for AdminError {
                 res.json(json!({"message": "internal error", "code": self.code()}))
             }
             AdminError::Missing { kind, name } => res.json(json!({"message": self.to_string(), "code": self.code(), "kind": kind, "name": name})),
+            AdminError::Unavailable => {
+                res.insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()));
+                res.json(json!({"message": self.to_string(), "code": self.code()}))
+            }
             _ => res.json(json!({"message": self.to_string(), "code": self.code()})),
         }
     }
@@ -191,6 +195,15 @@ pub async fn reader(state: &AppState, req: &HttpRequest, name: &str) -> Result<w
 pub async fn caller(state: &AppState, req: &HttpRequest) -> Result<wharf_format::Principal, AdminError> {
     match crate::db::failures::noting(state.auth.principal(req)).await {
         (p, true) if p.user.is_none() => Err(AdminError::Unavailable),
+        (p, _) => Ok(p),
+    }
+}
+
+/// A password check's principal, unless the database did not answer it (`None` then would
+/// say "wrong password"): what [`crate::db::failures::noting`] gave.
+pub fn unless_silent(checked: (Option<wharf_format::Principal>, bool)) -> Result<Option<wharf_format::Principal>, AdminError> {
+    match checked {
+        (None, true) => Err(AdminError::Unavailable),
         (p, _) => Ok(p),
     }
 }

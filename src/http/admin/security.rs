@@ -275,7 +275,10 @@ pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path:
     };
     if p.is_local_user(&id) {
         let proved = match current {
-            Some(current) => state.auth.password_login(&id, &current, &crate::http::mount::client(&req)).await.is_some_and(|q| q.is_local_user(&id)),
+            Some(current) => {
+                super::unless_silent(crate::db::failures::noting(state.auth.password_login(&id, &current, &crate::http::mount::client(&req))).await)?
+                    .is_some_and(|q| q.is_local_user(&id))
+            }
             None if p.credential == Credential::Password => true,
             None => return Err(invalid("currentPassword", "your current password is required to change it")),
         };

@@ -29,7 +29,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Byt
     let body = parse_json(&body)?;
     let field = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string).ok_or_else(|| AdminError::Invalid(ConfigError::new(k, "required")));
     let (user, pass) = (field("username")?, field("password")?);
-    let Some(p) = state.auth.password_login(&user, &pass, &crate::http::mount::client(&req)).await else {
+    let Some(p) = super::unless_silent(crate::db::failures::noting(state.auth.password_login(&user, &pass, &crate::http::mount::client(&req))).await)? else {
         return Err(AdminError::Unauthenticated);
     };
     let (jwt, claims) = state.auth.open_session(&p, SESSION_TTL).await?;
