@@ -209,7 +209,8 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
             tokio::time::sleep(SCHEMA_POLL).await;
             // A failed read (the database down) says nothing: the next poll asks again.
             if let Ok(Err(db::DbError::Newer(why))) = schema_db.run(|c| Ok(db::precheck::still_not_newer(c))).await {
-                let why = format!("{why} This node stops: the requests in flight finish (http.shutdown_timeout_secs), nothing else is written.");
+                let why =
+                    format!("{why} This node stops: the requests in flight finish (http.shutdown_timeout_secs); download counts and webhooks are not written.");
                 tracing::error!("{why}");
                 let _ = schema_newer.set(why);
                 schema_handle.stop(true).await;
@@ -220,11 +221,13 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
     let quota_state = state.clone();
     actix_rt::spawn(async move { lifecycle::store_usage::watch_soft_quotas(&quota_state).await });
     let flush_state = state.clone();
-    actix_rt::spawn(async move { flush_state.downloads.run(|| flush_state.read_only.current().is_some()).await });
+    let flush_newer = newer.clone();
+    actix_rt::spawn(async move { flush_state.downloads.run(|| flush_state.read_only.current().is_some() || flush_newer.get().is_some()).await });
     webhooks::set_node(&state.tasks.node);
     let deliverer = webhooks::Deliverer::new(state.db.clone(), cfg.webhooks.clone())?;
     let hooks_state = state.clone();
-    actix_rt::spawn(async move { deliverer.run(|| hooks_state.read_only.current().is_some()).await });
+    let hooks_newer = newer.clone();
+    actix_rt::spawn(async move { deliverer.run(|| hooks_state.read_only.current().is_some() || hooks_newer.get().is_some()).await });
     if exit_on_stdin_eof {
         let h = handle.clone();
         std::thread::spawn(move || {

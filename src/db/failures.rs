@@ -12,7 +12,8 @@ tokio::task_local! {
     static FAILED: Cell<bool>;
 }
 
-/// Runs `work`, and says whether a call of `Db::run` or `Db::write` within it failed.
+/// Runs `work`, and says whether a call of `Db::run` or `Db::write` within it found the
+/// database silent (see [`noted`]).
 pub async fn noting<F: Future>(work: F) -> (F::Output, bool) {
     FAILED
         .scope(Cell::new(false), async move {

@@ -17,6 +17,7 @@ use actix_web::FromRequest;
 use actix_web::{web, HttpRequest, HttpResponse};
 use wharf_format::{Mount, Principal, RepoCtx, RepoRef, RootCtx};
 
+use crate::db::failures::noting;
 use crate::state::AppState;
 
 use crate::config::{ForwardedHeaders, Net};
@@ -168,8 +169,6 @@ fn nosniff(mut res: HttpResponse) -> HttpResponse {
     res.headers_mut().insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     res
 }
-
-use crate::db::failures::noting;
 
 pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, repo: &str, path: String, mount: Mount) -> HttpResponse {
     let snap = state.registry.snapshot();

@@ -7,6 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 use wharf_format::{Action, Mount, Principal, RepoCtx};
 
+use crate::db::failures::noting;
 use crate::http::mount::{origin, subdomain_repo};
 use crate::security::principal::decode_basic;
 use crate::security::token::{action_name, AccessEntry, BearerSource, GrantClaim};
@@ -34,8 +35,6 @@ pub async fn oauth_on_port(state: web::Data<AppState>, port: u16, req: HttpReque
 
 /// The OAuth2 form of the token endpoint (`POST`, `grant_type=password`), which containerd-based
 /// clients try first when they hold credentials.
-use crate::db::failures::noting;
-
 async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, body: &[u8]) -> HttpResponse {
     let form: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
     let field = |k: &str| form.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
