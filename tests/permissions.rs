@@ -184,36 +184,23 @@ fn a_document_sent_back_is_small_from_a_reader_and_bounded_from_a_writer() {
     let r = as_user("npm-reader-bound", Method::PUT, &path).json(&json!({"users": {"npm-reader-bound": true}})).send().unwrap();
     assert!(r.status().is_success(), "a star: {}", r.status());
     assert_eq!(doc()["users"]["npm-reader-bound"], json!(true));
-    // 2 MiB of `[0,0,...]` (36 MB once parsed).
-    let mut big = b"[".to_vec();
-    big.extend(b"0,".repeat(1 << 20));
-    big.extend(b"0]");
+    // `n` zeros in a JSON array: about 2n bytes, 18 times that once parsed.
+    let zeros = |n: usize| [b"[".to_vec(), b"0,".repeat(n), b"0]".to_vec()].concat();
+    let admin_put_raw = |path: &str, body: Vec<u8>| {
+        common::client().put(server().url(path)).basic_auth("admin", Some(ADMIN_PASSWORD)).header("Content-Type", "application/json").body(body).send().unwrap()
+    };
+    let big = zeros(1 << 20);
     let rev = doc()["_rev"].as_str().unwrap().to_string();
     let path = format!("/repository/npm-hosted/reader-bound/-rev/{rev}");
     let r = as_user("npm-reader-bound", Method::PUT, &path).header("Content-Type", "application/json").body(big.clone()).send().unwrap();
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("larger than"));
     // A writer's body of that size is read (and refused for what it says, not for its size).
-    let r = common::client()
-        .put(server().url(&path))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("Content-Type", "application/json")
-        .body(big)
-        .send()
-        .unwrap();
+    let r = admin_put_raw(&path, big);
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{}", r.text().unwrap_or_default());
     // A writer's is bounded too: by twice the stored document and a publish's document (16
-    // MiB), not by the repository's upload limit (256 MiB).
-    let mut huge = b"[".to_vec();
-    huge.extend(b"0,".repeat(17 << 19));
-    huge.extend(b"0]");
-    let r = common::client()
-        .put(server().url(&path))
-        .basic_auth("admin", Some(ADMIN_PASSWORD))
-        .header("Content-Type", "application/json")
-        .body(huge)
-        .send()
-        .unwrap();
+    // MiB), not by the repository's upload limit (256 MiB). 17 MiB:
+    let r = admin_put_raw(&path, zeros(17 << 19));
     assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("larger than"));
 }

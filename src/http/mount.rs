@@ -203,17 +203,15 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
             return res;
         }
         drop(res);
-        let (principal, failed) = noting(state.auth.principal(&req)).await;
-        if failed && principal.user.is_none() {
+        let Some(principal) = state.auth.principal_unless_silent(&req).await else {
             return unanswered(state, &r, &req);
-        }
+        };
         let body = web::Payload::from_request(&req, &mut actix_web::dev::Payload::None).await.expect("an empty payload");
         return handle(state, &r, req, body, path, mount, principal).await;
     }
-    let (principal, failed) = noting(state.auth.principal(&req)).await;
-    if failed && principal.user.is_none() {
+    let Some(principal) = state.auth.principal_unless_silent(&req).await else {
         return unanswered(state, &r, &req);
-    }
+    };
     handle(state, &r, req, body, path, mount, principal).await
 }
 
@@ -319,10 +317,9 @@ async fn rooted(state: web::Data<AppState>, req: HttpRequest, body: web::Payload
             let mut repos: Vec<_> = snap.repos.values().filter(|r| r.config.format == format.name()).cloned().collect();
             repos.sort_by(|a, b| a.config.name.cmp(&b.config.name));
             let origin = origin(&req);
-            let (principal, failed) = noting(state.auth.principal(&req)).await;
-            if failed && principal.user.is_none() {
+            let Some(principal) = state.auth.principal_unless_silent(&req).await else {
                 return format.unavailable(&req, NO_ANSWER);
-            }
+            };
             let ctx = RootCtx {
                 principal,
                 repos,

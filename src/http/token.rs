@@ -48,7 +48,7 @@ async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, bo
     let Some((principal, source)) = found else {
         if failed {
             return HttpResponse::ServiceUnavailable()
-                .insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()))
+                .insert_header(wharf_format::retry_after())
                 .json(json!({"error": "temporarily_unavailable", "error_description": crate::http::mount::NO_ANSWER}));
         }
         return HttpResponse::Unauthorized().json(json!({"error": "invalid_grant", "error_description": "invalid username or password"}));
@@ -60,7 +60,7 @@ async fn post_token(state: &AppState, req: &HttpRequest, own: Option<String>, bo
 async fn get_token(state: &AppState, req: &HttpRequest, own: Option<String>) -> HttpResponse {
     let (principal, source) = match req.headers().get("authorization").and_then(|v| v.to_str().ok()) {
         None => match noting(state.auth.anonymous()).await {
-            (_, true) => return unavailable(),
+            (_, true) => return unavailable(state, req),
             (anonymous, false) => (anonymous, BearerSource::default()),
         },
         Some(h) => {
@@ -70,7 +70,7 @@ async fn get_token(state: &AppState, req: &HttpRequest, own: Option<String>) -> 
             let Some((user, pass)) = decode_basic(b64.trim()) else { return unauthorized("malformed Basic credentials") };
             match noting(state.auth.basic_for_bearer(&user, &pass, &crate::http::mount::client(req))).await {
                 (Some(found), _) => found,
-                (None, true) => return unavailable(),
+                (None, true) => return unavailable(state, req),
                 (None, false) => return unauthorized("invalid username or password"),
             }
         }
@@ -79,12 +79,11 @@ async fn get_token(state: &AppState, req: &HttpRequest, own: Option<String>) -> 
     issue(state, req, own, principal, source, &scopes)
 }
 
-/// The database did not answer: 503 `UNAVAILABLE`, not "invalid username or password" (see
+/// The database did not answer: Docker's 503, not "invalid username or password" (see
 /// `db::failures`).
-fn unavailable() -> HttpResponse {
-    HttpResponse::ServiceUnavailable()
-        .insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()))
-        .json(json!({"errors":[{"code":"UNAVAILABLE","message":crate::http::mount::NO_ANSWER,"detail":null}]}))
+fn unavailable(state: &AppState, req: &HttpRequest) -> HttpResponse {
+    let message = crate::http::mount::NO_ANSWER;
+    state.format("docker").map_or_else(|| wharf_format::unavailable_text(message), |docker| docker.unavailable(req, message))
 }
 
 fn unauthorized(msg: &str) -> HttpResponse {

@@ -462,6 +462,15 @@ impl Authenticator {
         rejected()
     }
 
+    /// [`Authenticator::principal`], or `None` when the database was silent and left the caller
+    /// unidentified (see `db::failures`): such a caller is told 503, not refused.
+    pub async fn principal_unless_silent(&self, req: &HttpRequest) -> Option<Principal> {
+        match crate::db::failures::noting(self.principal(req)).await {
+            (p, true) if p.user.is_none() => None,
+            (p, _) => Some(p),
+        }
+    }
+
     /// The caller of a request that only reads: as [`Authenticator::principal`], except that
     /// a remembered password login is used before its row is read again; the re-read then rides
     /// on the request's first query (see `db::deferred_check`), and the caller must ask

@@ -90,14 +90,13 @@ pub fn now_millis() -> i64 {
 
 /// A 503 in plain text with a `Retry-After`, for [`Format::unavailable`].
 pub fn unavailable_text(message: &str) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::ServiceUnavailable()
-        .insert_header(("Retry-After", UNAVAILABLE_RETRY_SECS.to_string()))
-        .content_type("text/plain")
-        .body(format!("{message}\n"))
+    actix_web::HttpResponse::ServiceUnavailable().insert_header(retry_after()).content_type("text/plain").body(format!("{message}\n"))
 }
 
-/// What a 503 for want of the database asks a client to wait before it tries again.
-pub const UNAVAILABLE_RETRY_SECS: u64 = 5;
+/// The `Retry-After` of a 503 for want of the database: 5 s.
+pub fn retry_after() -> (&'static str, &'static str) {
+    ("Retry-After", "5")
+}
 
 #[cfg(test)]
 mod tests {

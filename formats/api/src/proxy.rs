@@ -597,6 +597,17 @@ impl From<actix_web::HttpResponse> for Served {
     }
 }
 
+/// Keeps a proxy's refreshed document (an index page, a packument) whole: its digest, or `None`
+/// when the disk has no room for it (below the reserve's share for documents) and `cached` says
+/// the one kept before can be served instead, as with its upstream down.
+pub async fn keep_refreshed(blobs: &BlobStore, bytes: Bytes, cached: bool) -> Result<Option<Digest>, crate::BlobError> {
+    match blobs.put_bytes(bytes).await {
+        Ok(digest) => Ok(Some(digest)),
+        Err(crate::BlobError::NoSpace(_)) if cached => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Streams an upstream body (of `length` bytes, when the upstream said) to the client while a
 /// background task writes it to the blob store. The content is kept, and `commit` (which
 /// records it in the metadata) called, only once it passes `expected`; then the flight finishes

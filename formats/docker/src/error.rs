@@ -207,6 +207,6 @@ impl From<DigestError> for DockerError {
 /// Distribution's `UNAVAILABLE` (503): the server cannot answer now (its database did not).
 pub fn unavailable(message: &str) -> HttpResponse {
     HttpResponse::ServiceUnavailable()
-        .insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()))
+        .insert_header(wharf_format::retry_after())
         .json(serde_json::json!({"errors": [{"code": "UNAVAILABLE", "message": message, "detail": null}]}))
 }

@@ -68,9 +68,7 @@ impl Format for Npm {
     }
 
     fn unavailable(&self, _req: &actix_web::HttpRequest, message: &str) -> actix_web::HttpResponse {
-        actix_web::HttpResponse::ServiceUnavailable()
-            .insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()))
-            .json(serde_json::json!({ "error": message }))
+        actix_web::HttpResponse::ServiceUnavailable().insert_header(wharf_format::retry_after()).json(serde_json::json!({ "error": message }))
     }
 
     fn open(&self, config: Arc<RepoConfig>, env: FormatEnv) -> Result<Arc<dyn Repo>, ConfigError> {

@@ -153,13 +153,9 @@ impl Proxy {
             Ok(Page::Fresh { files, etag }) => {
                 let bytes = Bytes::from(serde_json::to_vec(&files).map_err(|e| PypiError::Internal(Box::new(e)))?);
                 let size = bytes.len() as i64;
-                let digest = match self.env.blobs.put_bytes(bytes).await {
-                    Ok(d) => d,
-                    Err(e @ wharf_format::BlobError::NoSpace(_)) if cached.is_some() => {
-                        tracing::warn!(repository = %self.cfg.name, project = normalized, error = %e, "no room for the upstream's new page; serving the cached one");
-                        return Ok(true);
-                    }
-                    Err(e) => return Err(e.into()),
+                let Some(digest) = wharf_format::proxy::keep_refreshed(&self.env.blobs, bytes, cached.is_some()).await? else {
+                    tracing::warn!(repository = %self.cfg.name, project = normalized, "no room on the disk for the upstream's new page; serving the cached one");
+                    return Ok(true);
                 };
                 let asset = NewAsset {
                     path: index_path(normalized),

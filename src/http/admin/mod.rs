@@ -153,7 +153,7 @@ impl ResponseError for AdminError {
             }
             AdminError::Missing { kind, name } => res.json(json!({"message": self.to_string(), "code": self.code(), "kind": kind, "name": name})),
             AdminError::Unavailable => {
-                res.insert_header(("Retry-After", wharf_format::UNAVAILABLE_RETRY_SECS.to_string()));
+                res.insert_header(wharf_format::retry_after());
                 res.json(json!({"message": self.to_string(), "code": self.code()}))
             }
             _ => res.json(json!({"message": self.to_string(), "code": self.code()})),
@@ -193,10 +193,7 @@ pub async fn reader(state: &AppState, req: &HttpRequest, name: &str) -> Result<w
 /// The caller of `req` (anonymous, or rejected, if so), unless the database could not say who
 /// it is.
 pub async fn caller(state: &AppState, req: &HttpRequest) -> Result<wharf_format::Principal, AdminError> {
-    match crate::db::failures::noting(state.auth.principal(req)).await {
-        (p, true) if p.user.is_none() => Err(AdminError::Unavailable),
-        (p, _) => Ok(p),
-    }
+    state.auth.principal_unless_silent(req).await.ok_or(AdminError::Unavailable)
 }
 
 /// A password check's principal, unless the database did not answer it (`None` then would
