@@ -291,6 +291,88 @@ fn a_100_mb_wheel_upload_raises_peak_rss_by_less_than_64_mb() {
     assert!(grew < RSS_BOUND, "peak RSS grew by {} MiB", grew >> 20);
 }
 
+/// A packument of `versions` versions as the public registry's large ones look (dependencies,
+/// descriptions, signatures; each version a few hundred bytes to a few KiB).
+fn large_packument(name: &str, versions: usize, tarballs: &str) -> Vec<u8> {
+    let mut all = serde_json::Map::new();
+    let mut time = serde_json::Map::new();
+    for i in 0..versions {
+        let v = format!("{}.{}.{}", i / 1000, (i / 10) % 100, i % 10);
+        let deps: serde_json::Map<String, Value> = (0..15).map(|d| (format!("dep-{}", (i * 7 + d) % 997), json!(format!("^{}.0.0", d % 9)))).collect();
+        all.insert(
+            v.clone(),
+            json!({
+                "name": name, "version": v, "description": "a package with a long description ".repeat(6), "main": "index.js",
+                "scripts": {"test": "mocha", "build": "tsc -p ."}, "license": "MIT", "keywords": ["a", "b", "c"],
+                "repository": {"type": "git", "url": format!("git+https://example.com/{name}.git")},
+                "dependencies": deps, "maintainers": [{"name": "m1", "email": "m1@example.com"}],
+                "dist": {"tarball": format!("{tarballs}{name}/-/{name}-{v}.tgz"), "shasum": sha256_hex(v.as_bytes())[..40], "integrity": format!("sha512-{}", sha256_hex(v.as_bytes())),
+                         "signatures": [{"keyid": "SHA256:key", "sig": sha256_hex(name.as_bytes())}]},
+            }),
+        );
+        time.insert(v, json!("2024-01-01T00:00:00.000Z"));
+    }
+    let latest = all.keys().next_back().unwrap().clone();
+    json!({"_id": name, "name": name, "dist-tags": {"latest": latest}, "time": time, "versions": all, "readme": "text ".repeat(20_000)})
+        .to_string()
+        .into_bytes()
+}
+
+/// A large packument from an upstream (the public registry has some of tens of MiB) is read in
+/// parts: parsed whole into values it took about 20 times its size per request (one client of
+/// a 20 MiB packument: a peak of 445 MB), and each client (each base URL and form) parsed it
+/// again. Eight clients at once asking for both forms, then a version and a tarball.
+#[test]
+fn an_8_mb_upstream_packument_to_eight_clients_raises_peak_rss_by_less_than_64_mb() {
+    let s = TestServer::start();
+    let up = common::upstream::Upstream::start();
+    let versions = 7500;
+    let doc = large_packument("big-doc", versions, &up.url());
+    assert!(doc.len() > 8 << 20, "{}", doc.len());
+    up.add_npm_doc("big-doc", doc);
+    let r = http()
+        .post(s.url("/service/rest/v1/repositories/npm/proxy"))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&json!({"name": "npm-big-proxy", "online": true, "storage": {"blobStoreName": "default"},
+            "proxy": {"remoteUrl": up.url(), "contentMaxAge": 1440, "metadataMaxAge": 1440}, "httpClient": {}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    let get = |path: &str, accept: &str| {
+        let r = http().get(s.url(path)).header("Accept", accept).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        (r.status(), r.bytes().unwrap())
+    };
+    let abbreviated = "application/vnd.npm.install-v1+json";
+    let (answers, grew) = measured(&s, || {
+        std::thread::scope(|t| {
+            let clients: Vec<_> =
+                (0..8).map(|i| t.spawn(move || get("/repository/npm-big-proxy/big-doc", if i % 2 == 0 { "application/json" } else { abbreviated }))).collect();
+            clients.into_iter().map(|c| c.join().unwrap()).collect::<Vec<_>>()
+        })
+    });
+    eprintln!("8 clients of an 8 MiB packument: peak RSS +{} MiB", grew >> 20);
+    for (i, (status, body)) in answers.iter().enumerate() {
+        assert_eq!(*status, StatusCode::OK);
+        let doc: Value = serde_json::from_slice(body).unwrap();
+        let all = doc["versions"].as_object().unwrap();
+        assert_eq!(all.len(), versions);
+        let tarball = all["7.49.9"]["dist"]["tarball"].as_str().unwrap();
+        assert_eq!(tarball, s.url("/repository/npm-big-proxy/big-doc/-/big-doc-7.49.9.tgz"));
+        assert_eq!(doc["dist-tags"]["latest"], "7.9.9", "the last key in string order");
+        assert_eq!(all["0.0.1"]["dependencies"]["dep-7"], "^0.0.0");
+        assert_eq!(doc.get("readme").is_some(), i % 2 == 0, "the abbreviated form has no readme");
+        assert_eq!(all["0.0.1"].get("description").is_some(), i % 2 == 0, "nor descriptions");
+    }
+    assert!(grew < RSS_BOUND, "peak RSS grew by {} MiB", grew >> 20);
+    let ((version, latest), grew) = measured(&s, || {
+        (get("/repository/npm-big-proxy/big-doc/1.2.3", "application/json"), get("/repository/npm-big-proxy/big-doc/latest", "application/json"))
+    });
+    assert_eq!(version.0, StatusCode::OK);
+    assert_eq!(serde_json::from_slice::<Value>(&version.1).unwrap()["version"], "1.2.3");
+    assert_eq!(serde_json::from_slice::<Value>(&latest.1).unwrap()["version"], "7.9.9");
+    assert!(grew < RSS_BOUND, "peak RSS grew by {} MiB for a version", grew >> 20);
+}
+
 // ---- stalled bodies --------------------------------------------------------------------------
 
 fn stalling_server() -> &'static TestServer {

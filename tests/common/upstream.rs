@@ -37,6 +37,8 @@ struct Files {
     files: HashMap<String, (Vec<u8>, String)>,
     /// npm package → (version, tarball bytes).
     npm: HashMap<String, Vec<(String, Vec<u8>)>>,
+    /// npm package → its packument as given (no tarballs).
+    npm_docs: HashMap<String, Vec<u8>>,
     /// Docker blobs: `<image>/blobs/<digest>` → bytes.
     blobs: HashMap<String, Vec<u8>>,
     /// Docker manifests: `<image>/manifests/<tag or digest>` → (bytes, media type, digest).
@@ -114,6 +116,11 @@ impl Upstream {
     /// tarball at `/<name>/-/<name>-<version>.tgz` with its sha512 integrity.
     pub fn add_npm(&self, name: &str, version: &str, tgz: Vec<u8>) {
         self.state.files.lock().unwrap().npm.entry(name.to_string()).or_default().push((version.to_string(), tgz));
+    }
+
+    /// Serves `doc` as the packument of npm package `name` (unscoped), as it is.
+    pub fn add_npm_doc(&self, name: &str, doc: Vec<u8>) {
+        self.state.files.lock().unwrap().npm_docs.insert(name.to_string(), doc);
     }
 
     /// Adds a Docker blob of image `name` (served at `/v2/<name>/blobs/<digest>`); its digest.
@@ -274,6 +281,10 @@ fn serve(mut conn: TcpStream, s: &State) {
         html.push_str("</body></html>\n");
         drop(files);
         return respond(&mut conn, "200 OK", "text/html", html.as_bytes(), &[]);
+    }
+    if let Some(doc) = files.npm_docs.get(path.trim_start_matches('/')).cloned() {
+        drop(files);
+        return respond(&mut conn, "200 OK", "application/json", &doc, &[]);
     }
     if let Some(versions) = files.npm.get(path.trim_start_matches('/')) {
         use base64::Engine;

@@ -61,7 +61,7 @@ pub async fn handle(src: &dyn Source, ctx: &RepoCtx, req: &HttpRequest, e: Endpo
             authorize(ctx, Action::Read, &name)?;
             let (doc, _) = src.doc(&name).await?.ok_or(NpmError::NotFound)?;
             let mut out = Map::new();
-            for m in doc.get("maintainers").and_then(Value::as_array).into_iter().flatten() {
+            for m in doc.member("maintainers").as_ref().and_then(Value::as_array).into_iter().flatten() {
                 if let Some(n) = m.get("name").and_then(Value::as_str) {
                     out.insert(n.to_string(), json!("write"));
                 }

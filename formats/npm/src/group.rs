@@ -12,11 +12,10 @@ use std::sync::Arc;
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use serde_json::{json, Value};
 use wharf_format::{first_answer, Action, FormatEnv, GroupSettings, Kind, Repo, RepoConfig, RepoCtx, RepoRef, Want};
 
 use crate::error::NpmError;
-use crate::packument;
+use crate::packument::{self, Packument};
 use crate::routes::{self, Endpoint};
 use crate::source::{self, authorize, base_url, source_of, Result, Source};
 
@@ -71,7 +70,7 @@ impl Group {
                 authorize(ctx, Action::Read, &name)?;
                 let (doc, state) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
                 let state = wharf_format::Digest::of(state.as_bytes()).hex().to_string();
-                packument::respond(req, &self.cache, &state, &base_url(ctx), || async { Ok::<_, NpmError>(doc) }).await
+                packument::respond(req, &self.cache, &state, &base_url(ctx), doc.len() as u64, || async { Ok(doc) }).await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -81,7 +80,7 @@ impl Group {
             Endpoint::DistTags(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
                 let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
-                Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
+                Ok(source::dist_tags_response(&doc))
             }
             Endpoint::Tarball { name, file } if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -129,7 +128,7 @@ impl Group {
     }
 
     /// The first member that has the package, with its document.
-    async fn owner(&self, name: &str) -> Result<Option<(RepoRef, Value, String)>> {
+    async fn owner(&self, name: &str) -> Result<Option<(RepoRef, Packument, String)>> {
         let found = first_answer(&self.cfg.name, self.members(), upstream_failed, |r| async move {
             match source_of(&r) {
                 Some(src) => src.doc(name).await,
@@ -147,7 +146,7 @@ fn upstream_failed(e: &NpmError) -> bool {
 
 #[async_trait(?Send)]
 impl Source for Group {
-    async fn doc(&self, name: &str) -> Result<Option<(Value, String)>> {
+    async fn doc(&self, name: &str) -> Result<Option<(Packument, String)>> {
         Ok(self.owner(name).await?.map(|(r, doc, etag)| (doc, format!("{}{etag}", r.config.id))))
     }
 

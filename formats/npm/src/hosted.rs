@@ -20,7 +20,7 @@ use crate::config::HostedSettings;
 use crate::error::NpmError;
 use crate::meta::{self, tarball_path, tarballs_prefix};
 use crate::model::{self, iso, tarball_file, valid_name, valid_version};
-use crate::packument;
+use crate::packument::{self, Packument};
 use crate::provenance;
 use crate::routes::{self, Endpoint};
 use crate::source::{self, authorize, base_url, Result, Source};
@@ -97,7 +97,7 @@ impl Repo for Hosted {
     /// tarball is gone does not count: clients no longer get that version either).
     async fn pinned_versions(&self, component: &ComponentKey) -> std::result::Result<Vec<String>, DeleteError> {
         let Some((doc, _)) = self.packument(&package_of(component)).await.map_err(|e| DeleteError::Other(Box::new(e)))? else { return Ok(Vec::new()) };
-        Ok(tagged(&doc).map(str::to_string).collect())
+        Ok(tagged(&doc.dist_tags()).map(str::to_string).collect())
     }
 
     async fn clean_component(&self, component: &ComponentKey, assets: &[Asset]) -> std::result::Result<Vec<Asset>, DeleteError> {
@@ -140,7 +140,9 @@ impl Hosted {
                 let (asset, files) = self.listing(&name).await?;
                 let asset = asset.filter(|_| !files.is_empty()).ok_or(NpmError::NotFound)?;
                 let state = state_of(&asset, &files);
-                packument::respond(req, &self.cache, &state, &base_url(ctx), || async { self.filtered(&asset, &files).await?.ok_or(NpmError::NotFound) }).await
+                let size = asset.size as u64;
+                packument::respond(req, &self.cache, &state, &base_url(ctx), size, || async { self.shown(&asset, files).await?.ok_or(NpmError::NotFound) })
+                    .await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -154,7 +156,7 @@ impl Hosted {
             Endpoint::DistTags(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
                 let (doc, _) = self.packument(&name).await?.ok_or(NpmError::NotFound)?;
-                Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
+                Ok(source::dist_tags_response(&doc))
             }
             Endpoint::Attestations { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -204,24 +206,16 @@ impl Hosted {
 
     /// The stored document with versions whose tarball is gone (deleted through the
     /// components API) left out; `None` when no version is left.
-    async fn filtered(&self, asset: &Asset, files: &HashSet<String>) -> Result<Option<Value>> {
-        let mut doc = store::read(&self.env, asset).await?;
-        if let Some(versions) = doc.get_mut("versions").and_then(Value::as_object_mut) {
-            versions.retain(|_, m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| files.contains(packument::tarball_file(t))));
-            if versions.is_empty() {
-                return Ok(None);
-            }
-        }
-        retain_tags(&mut doc);
-        Ok(Some(doc))
+    async fn shown(&self, asset: &Asset, files: HashSet<String>) -> Result<Option<Packument>> {
+        Ok(store::packument(&self.env, asset).await?.with_files_present(files))
     }
 
     /// The document as clients see it, and a name for its state (for ETags and caching).
-    async fn packument(&self, name: &str) -> Result<Option<(Value, String)>> {
+    async fn packument(&self, name: &str) -> Result<Option<(Packument, String)>> {
         let (asset, files) = self.listing(name).await?;
         let Some(asset) = asset else { return Ok(None) };
         let state = state_of(&asset, &files);
-        Ok(self.filtered(&asset, &files).await?.map(|d| (d, state)))
+        Ok(self.shown(&asset, files).await?.map(|d| (d, state)))
     }
 
     async fn tarball(&self, name: &str, file: &str, want: &Want) -> Result<HttpResponse> {
@@ -815,7 +809,7 @@ impl Hosted {
                     if doc["versions"].get(version).is_none() {
                         return Ok(None);
                     }
-                    pinned = keep_tagged && tagged(&doc).any(|v| v == version);
+                    pinned = keep_tagged && tagged(&doc["dist-tags"]).any(|v| v == version);
                     if pinned {
                         return Ok(None);
                     }
@@ -1000,29 +994,23 @@ pub(crate) fn package_of(component: &ComponentKey) -> String {
     }
 }
 
-/// The versions the document's dist-tags name.
-fn tagged(doc: &Value) -> impl Iterator<Item = &str> {
-    doc["dist-tags"].as_object().into_iter().flat_map(|t| t.values()).filter_map(Value::as_str)
+/// The versions `tags` (dist-tags) name.
+fn tagged(tags: &Value) -> impl Iterator<Item = &str> {
+    tags.as_object().into_iter().flat_map(|t| t.values()).filter_map(Value::as_str)
 }
 
 /// Drops dist-tags that point at versions the document no longer has; `latest` falls back to
 /// the most recently published version left.
 fn retain_tags(doc: &mut Value) {
-    let versions: HashSet<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
-    let mut tags: Map<String, Value> = doc["dist-tags"].as_object().cloned().unwrap_or_default();
-    tags.retain(|_, v| v.as_str().is_some_and(|v| versions.contains(v)));
-    if !tags.contains_key("latest") {
-        let newest = versions.iter().max_by_key(|v| doc["time"].get(v.as_str()).and_then(Value::as_str).unwrap_or("").to_string());
-        if let Some(v) = newest {
-            tags.insert("latest".into(), json!(v));
-        }
-    }
-    doc["dist-tags"] = Value::Object(tags);
+    let versions: std::collections::BTreeSet<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+    let tags: Map<String, Value> = doc["dist-tags"].as_object().cloned().unwrap_or_default();
+    let time = |v: &str| doc["time"].get(v).and_then(Value::as_str).unwrap_or_default().to_string();
+    doc["dist-tags"] = Value::Object(packument::retained_tags(tags, &versions, time));
 }
 
 #[async_trait(?Send)]
 impl Source for Hosted {
-    async fn doc(&self, name: &str) -> Result<Option<(Value, String)>> {
+    async fn doc(&self, name: &str) -> Result<Option<(Packument, String)>> {
         self.packument(name).await
     }
 

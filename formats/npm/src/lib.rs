@@ -13,6 +13,7 @@ mod model;
 mod packument;
 mod provenance;
 mod proxy;
+mod raw_json;
 mod routes;
 mod search;
 mod source;

@@ -30,7 +30,7 @@ use wharf_format::{
 use crate::error::NpmError;
 use crate::meta::{self, package_path, tarball_path};
 use crate::model;
-use crate::packument;
+use crate::packument::{self, Packument};
 use crate::routes::{self, Endpoint};
 use crate::source::{self, authorize, base_url, Result, Source};
 use crate::upstream::{Doc, Upstream, UpstreamError};
@@ -100,7 +100,7 @@ impl Proxy {
                 authorize(ctx, Action::Read, &name)?;
                 let asset = self.upstream.through_cache(CacheKind::Metadata, self.current(&name)).await?.ok_or(NpmError::NotFound)?;
                 let state = asset.digest.clone().unwrap_or_default();
-                packument::respond(req, &self.cache, &state, &base_url(ctx), || self.load(&asset)).await
+                packument::respond(req, &self.cache, &state, &base_url(ctx), asset.size as u64, || self.load(&asset)).await
             }
             Endpoint::Version { name, version } if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -110,7 +110,7 @@ impl Proxy {
             Endpoint::DistTags(name) if read => {
                 authorize(ctx, Action::Read, &name)?;
                 let (doc, _) = self.doc(&name).await?.ok_or(NpmError::NotFound)?;
-                Ok(HttpResponse::Ok().json(doc.get("dist-tags").cloned().unwrap_or(json!({}))))
+                Ok(source::dist_tags_response(&doc))
             }
             Endpoint::Tarball { name, file } if read => {
                 authorize(ctx, Action::Read, &name)?;
@@ -162,8 +162,8 @@ impl Proxy {
         Ok(self.env.meta.get(self.cfg.id, &package_path(name)).await?)
     }
 
-    async fn load(&self, asset: &Asset) -> Result<Value> {
-        crate::store::read(&self.env, asset).await
+    async fn load(&self, asset: &Asset) -> Result<Packument> {
+        crate::store::packument(&self.env, asset).await
     }
 
     /// The cached packument asset, refreshed from the upstream when it is older than
@@ -218,14 +218,15 @@ impl Proxy {
                 let cached = cached.expect("checked");
                 let mut asset = NewAsset::from(cached.clone());
                 if asset.attributes.get("search").is_none() && asset.attributes.is_object() {
-                    asset.attributes["search"] = crate::search::fields(name, &self.load(cached).await?);
+                    asset.attributes["search"] = self.load(cached).await?.search_fields(name);
                 }
                 self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
                 Ok(true)
             }
             Ok(Doc::NotModified) => Err(NpmError::Upstream(format!("{} answered 304 to an unconditional request", self.settings.remote_url))),
             Ok(Doc::Fresh { doc, etag }) => {
-                let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| NpmError::Internal(Box::new(e)))?);
+                let search = doc.search_fields(name);
+                let bytes = doc.into_bytes();
                 let size = bytes.len() as i64;
                 let Some(digest) = wharf_format::proxy::keep_refreshed(&self.env.blobs, bytes, cached.is_some()).await? else {
                     tracing::warn!(repository = %self.cfg.name, package = name, "no room on the disk for the upstream's new packument; serving the cached one");
@@ -239,7 +240,7 @@ impl Proxy {
                     size,
                     content_type: Some("application/json".into()),
                     link: None,
-                    attributes: json!({ "etag": etag, "search": crate::search::fields(name, &doc) }),
+                    attributes: json!({ "etag": etag, "search": search }),
                 };
                 self.env.meta.commit(vec![], vec![Write::Upsert { repo, asset }]).await?;
                 Ok(true)
@@ -276,12 +277,7 @@ impl Proxy {
             Err(_) if cached.is_some() => return source::blob_response(&self.env, cached.as_ref().expect("checked"), &Want::whole()).await.map(Served::from),
             Err(e) => return Err(e),
         };
-        let manifest = doc.as_ref().and_then(|(doc, _)| {
-            doc["versions"]
-                .as_object()
-                .and_then(|vs| vs.values().find(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)))
-                .cloned()
-        });
+        let manifest = doc.as_ref().and_then(|(doc, _)| doc.manifest_of(file));
         let Some(manifest) = manifest else {
             return match &cached {
                 Some(a) => source::blob_response(&self.env, a, &Want::whole()).await.map(Served::from),
@@ -399,7 +395,7 @@ impl Proxy {
 impl Source for Proxy {
     // Counted here rather than where a request is routed, so that a group's reads through
     // this proxy count as its cache's too.
-    async fn doc(&self, name: &str) -> Result<Option<(Value, String)>> {
+    async fn doc(&self, name: &str) -> Result<Option<(Packument, String)>> {
         match self.upstream.through_cache(CacheKind::Metadata, self.current(name)).await? {
             Some(a) => Ok(Some((self.load(&a).await?, a.digest.clone().unwrap_or_default()))),
             None => Ok(None),
@@ -439,10 +435,7 @@ impl Proxy {
         if head {
             // Known upstream, not cached: say so without fetching it.
             let (doc, _) = self.doc(name).await?.ok_or(NpmError::NotFound)?;
-            let known = doc["versions"]
-                .as_object()
-                .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| packument::tarball_file(t) == file)));
-            return if known {
+            return if doc.lists_tarball(file) {
                 Ok(Served::from(wharf_format::head_response(HttpResponse::Ok().content_type("application/octet-stream").take(), None)))
             } else {
                 Err(NpmError::NotFound)

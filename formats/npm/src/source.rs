@@ -4,11 +4,11 @@
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use async_trait::async_trait;
-use serde_json::{json, Value};
+use serde_json::json;
 use wharf_format::{Action, Asset, Denied, Digest, FormatEnv, Mount, RepoCtx, RepoRef, Want};
 
 use crate::error::NpmError;
-use crate::packument;
+use crate::packument::Packument;
 use crate::routes::Endpoint;
 use crate::user;
 
@@ -18,7 +18,7 @@ pub type Result<T, E = NpmError> = std::result::Result<T, E>;
 pub trait Source {
     /// The package's document as stored (tarballs by file name or upstream URL) and an ETag
     /// for it, or `None` when this repository does not have the package.
-    async fn doc(&self, name: &str) -> Result<Option<(Value, String)>>;
+    async fn doc(&self, name: &str) -> Result<Option<(Packument, String)>>;
     /// The packages this repository holds (a proxy: those it has cached).
     async fn names(&self) -> Result<Vec<String>>;
     /// The packument assets (with their search fields, see [`crate::search`]) whose rows
@@ -30,7 +30,7 @@ pub trait Source {
     /// tarball, on every install. By default from the document; a hosted repository answers
     /// from its rows instead of reading every tarball row and the whole document.
     async fn has_tarball(&self, name: &str, file: &str) -> Result<Option<bool>> {
-        Ok(self.doc(name).await?.map(|(doc, _)| lists_tarball(&doc, file)))
+        Ok(self.doc(name).await?.map(|(doc, _)| doc.lists_tarball(file)))
     }
     /// Whether publishes are taken here (a hosted registry that is not read-only, a group with a
     /// writable member).
@@ -111,13 +111,6 @@ pub async fn common(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, e: Endpoi
     }
 }
 
-/// Whether a document lists tarball `file` in one of its versions.
-pub fn lists_tarball(doc: &Value, file: &str) -> bool {
-    doc["versions"]
-        .as_object()
-        .is_some_and(|vs| vs.values().any(|m| m.pointer("/dist/tarball").and_then(Value::as_str).is_some_and(|t| crate::packument::tarball_file(t) == file)))
-}
-
 pub async fn blob_response(env: &FormatEnv, asset: &Asset, want: &Want) -> Result<HttpResponse> {
     let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
     let mut res = HttpResponse::Ok();
@@ -126,11 +119,14 @@ pub async fn blob_response(env: &FormatEnv, asset: &Asset, want: &Want) -> Resul
 }
 
 /// `GET /<name>/<version or tag>`: one version's manifest.
-pub fn version_response(doc: &Value, wanted: &str, base: &str) -> Result<HttpResponse> {
-    let version = doc.pointer(&format!("/dist-tags/{wanted}")).and_then(Value::as_str).unwrap_or(wanted).to_string();
-    let rendered = packument::render(doc, base, false);
-    let m = rendered["versions"].get(&version).cloned().ok_or(NpmError::NotFound)?;
-    Ok(HttpResponse::Ok().json(m))
+pub fn version_response(doc: &Packument, wanted: &str, base: &str) -> Result<HttpResponse> {
+    let m = doc.version(wanted, base).ok_or(NpmError::NotFound)?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(m))
+}
+
+/// `GET /-/package/<name>/dist-tags`.
+pub fn dist_tags_response(doc: &Packument) -> HttpResponse {
+    HttpResponse::Ok().json(doc.dist_tags())
 }
 
 /// `GET /-/v1/search?text=&size=&from=` (see [`crate::search`]).

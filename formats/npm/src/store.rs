@@ -31,7 +31,14 @@ pub async fn load(env: &FormatEnv, repo: i64, name: &str) -> Result<Option<Store
     Ok(Some(Stored { asset, doc }))
 }
 
-/// The document a packument asset names.
+/// The document a packument asset names, to be read in parts (what clients are served).
+pub async fn packument(env: &FormatEnv, asset: &Asset) -> Result<crate::packument::Packument, NpmError> {
+    let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
+    let bytes = env.blobs.read_small(&digest, MAX_DOC).await?;
+    crate::packument::Packument::stored(bytes).map_err(|e| NpmError::Internal(Box::new(e)))
+}
+
+/// The document a packument asset names, as values (to change it: a publish, a tag).
 pub async fn read(env: &FormatEnv, asset: &Asset) -> Result<Value, NpmError> {
     let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
     let bytes = env.blobs.read_small(&digest, MAX_DOC).await?;

@@ -4,19 +4,24 @@
 use bytes::Bytes;
 use reqwest::header::{ACCEPT, CONTENT_ENCODING, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use reqwest::{Response, StatusCode};
-use serde_json::Value;
 use url::Url;
 use wharf_format::cache_probe::CacheKind;
 pub use wharf_format::upstream::UpstreamError;
 use wharf_format::upstream::{read_limited, Health, Healths, HttpUpstream};
 use wharf_format::ProxySettings;
 
+use crate::packument::Packument;
+
 /// The most a packument from upstream may weigh.
 const MAX_DOC: usize = 128 << 20;
 
 pub enum Doc {
     NotModified,
-    Fresh { doc: Value, etag: Option<String> },
+    /// As the upstream sent it (checked to be an object whose `versions`, if any, is one).
+    Fresh {
+        doc: Packument,
+        etag: Option<String>,
+    },
 }
 
 pub struct Upstream {
@@ -52,10 +57,13 @@ impl Upstream {
         }
         let etag = res.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = read_limited(res, MAX_DOC).await?;
-        let doc: Value = serde_json::from_slice(&body).map_err(|e| UpstreamError::Invalid(format!("packument of {name}: {e}")))?;
-        if doc.get("versions").is_some_and(|v| !v.is_object()) {
+        // Read in parts, never whole as values (see `Packument`).
+        let top = crate::raw_json::document(&body).map_err(|e| UpstreamError::Invalid(format!("packument of {name}: {e}")))?;
+        if top.get("versions").is_some_and(|v| crate::raw_json::members(v).is_none()) {
             return Err(UpstreamError::Invalid(format!("packument of {name} has no versions object")));
         }
+        drop(top);
+        let doc = Packument::stored(body).map_err(|e| UpstreamError::Invalid(format!("packument of {name}: {e}")))?;
         Ok(Doc::Fresh { doc, etag })
     }
 
