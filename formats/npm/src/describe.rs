@@ -15,9 +15,11 @@ pub(crate) async fn describe(env: &FormatEnv, repo: i64, component: &ComponentKe
     let name = crate::hosted::package_of(component);
     let Some(asset) = env.meta.get(repo, &package_path(&name)).await? else { return Ok(of(None, component, assets)) };
     let Ok(digest) = asset.digest.as_deref().unwrap_or_default().parse::<Digest>() else { return Ok(of(None, component, assets)) };
-    // The same bound as serving the document: it is read whole to be served anyway.
+    // The same bound as serving the document; read in parts, only this version's as values.
     let doc = match env.blobs.read_small(&digest, MAX_DOC).await {
-        Ok(bytes) => serde_json::from_slice::<Value>(&bytes).ok(),
+        Ok(bytes) => crate::packument::Packument::stored(bytes)
+            .ok()
+            .map(|d| d.excerpt(&component.version, &["description", "license", "homepage", "repository", "readme"])),
         Err(BlobError::NotFound | BlobError::TooLarge { .. }) => None,
         Err(e) => return Err(e.into()),
     };

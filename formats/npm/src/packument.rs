@@ -162,21 +162,30 @@ impl Packument {
 
     /// The searchable fields ([`crate::search::fields`]), from the parts they are made of.
     pub fn search_fields(&self, name: &str) -> Value {
+        let latest = self.dist_tags().get("latest").and_then(Value::as_str).unwrap_or_default().to_string();
+        let mut small = self.excerpt(&latest, &["description", "keywords", "maintainers"]);
+        // The latest shown (a hosted registry's may not be the stored one).
+        small["dist-tags"] = serde_json::json!({ "latest": latest });
+        crate::search::fields(name, &small)
+    }
+
+    /// A small document with the parts that concern `version`, as values: the dist-tags, that
+    /// version's manifest and time, and the top-level members `keys` (as stored: a hosted
+    /// registry's filter does not apply).
+    pub fn excerpt(&self, version: &str, keys: &[&str]) -> Value {
         let top = self.top();
-        let tags = self.tags(&top, self.versions(&top).as_ref());
-        let latest = tags.get("latest").and_then(Value::as_str).unwrap_or_default().to_string();
         let mut small = Map::new();
-        for key in ["description", "keywords", "maintainers"] {
-            if let Some(v) = raw_json::value(top.get(key).copied()) {
-                small.insert(key.into(), v);
+        for key in keys {
+            if let Some(v) = raw_json::value(top.get(*key).copied()) {
+                small.insert(key.to_string(), v);
             }
         }
-        let manifest = top.get("versions").and_then(|vs| raw_json::member(vs, &latest));
-        let time = top.get("time").and_then(|t| raw_json::member(t, &latest));
-        small.insert("dist-tags".into(), serde_json::json!({ "latest": latest }));
-        small.insert("versions".into(), serde_json::json!({ &latest: raw_json::value(manifest) }));
-        small.insert("time".into(), serde_json::json!({ &latest: raw_json::value(time) }));
-        crate::search::fields(name, &Value::Object(small))
+        let manifest = top.get("versions").and_then(|vs| raw_json::member(vs, version));
+        let time = top.get("time").and_then(|t| raw_json::member(t, version));
+        small.insert("dist-tags".into(), raw_json::value(top.get("dist-tags").copied()).unwrap_or(Value::Null));
+        small.insert("versions".into(), serde_json::json!({ version: raw_json::value(manifest) }));
+        small.insert("time".into(), serde_json::json!({ version: raw_json::value(time) }));
+        Value::Object(small)
     }
 
     /// One version's manifest for a client (`wanted`: a version or a tag); `None` when not shown.
