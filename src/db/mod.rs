@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
 use diesel::pg::PgConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool};
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -157,6 +157,8 @@ impl StartupLock {
 #[derive(Clone)]
 pub struct Db {
     pool: Pool<ConnectionManager<AnyConnection>>,
+    /// Set while the pool cannot connect (see [`Db::connection`]).
+    unreachable: Arc<std::sync::atomic::AtomicBool>,
     pub backend: Backend,
     /// Write transactions this process runs at once: one on SQLite (it has one writer; this
     /// process's writers queue here, fairly and without holding a blocking thread, instead of
@@ -166,6 +168,11 @@ pub struct Db {
     /// Writers at normal priority waiting for a permit (see [`Db::write`]).
     waiting: Arc<std::sync::atomic::AtomicUsize>,
 }
+
+/// How long a caller waits for a pooled connection (all in use, or being made).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long it waits while the database is known not to let the pool connect.
+const UNREACHABLE_WAIT: Duration = Duration::from_secs(1);
 
 /// How long [`Db::write`] keeps retrying a transaction that lost a race before giving up.
 const WRITE_DEADLINE: Duration = Duration::from_secs(60);
@@ -233,7 +240,7 @@ impl Db {
             Backend::Sqlite => conn_url.clone(),
         };
         let manager = ConnectionManager::<AnyConnection>::new(pool_url);
-        let mut builder = Pool::builder().max_size(size).min_idle(Some(2)).connection_timeout(Duration::from_secs(10));
+        let mut builder = Pool::builder().max_size(size).min_idle(Some(2)).connection_timeout(CONNECTION_TIMEOUT);
         if backend == Backend::Sqlite {
             builder = builder.connection_customizer(Box::new(SqlitePragmas));
         }
@@ -242,7 +249,7 @@ impl Db {
             Backend::Sqlite => 1,
             Backend::Postgres => (size as usize / 2).max(1),
         };
-        let db = Db { pool, backend, writers: Arc::new(tokio::sync::Semaphore::new(writers)), waiting: Default::default() };
+        let db = Db { pool, unreachable: Default::default(), backend, writers: Arc::new(tokio::sync::Semaphore::new(writers)), waiting: Default::default() };
         db.migrate()?;
         if backend == Backend::Sqlite {
             checkpoint::start(&conn_url, &db.writers).map_err(|e| DbError::Blocking(e.to_string()))?;
@@ -267,6 +274,35 @@ impl Db {
         res.map_err(|e| DbError::Migration(e.to_string()))
     }
 
+    /// A pooled connection. While the database does not let the pool connect (PostgreSQL down
+    /// or refusing), every caller used to wait out the whole connection timeout, holding a
+    /// blocking thread, before its 503: 10 s per request for as long as the outage lasted. Once
+    /// a wait ends on a connection error, callers wait [`UNREACHABLE_WAIT`] until one gets a
+    /// connection again (the pool keeps retrying its connections in the background, at least
+    /// every 5 s). A wait that ends without one (every connection busy) changes nothing.
+    fn connection(
+        pool: &Pool<ConnectionManager<AnyConnection>>,
+        unreachable: &std::sync::atomic::AtomicBool,
+    ) -> Result<PooledConnection<ConnectionManager<AnyConnection>>, DbError> {
+        use std::sync::atomic::Ordering;
+        let wait = if unreachable.load(Ordering::Relaxed) { UNREACHABLE_WAIT } else { CONNECTION_TIMEOUT };
+        match pool.get_timeout(wait) {
+            Ok(c) => {
+                if unreachable.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the database answers again");
+                }
+                Ok(c)
+            }
+            Err(e) => {
+                // r2d2 says why only in its message: a bare timeout, or the last connection error.
+                if e.to_string() != "timed out waiting for connection" && !unreachable.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "the database does not let the pool connect; requests fail fast until it does");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
     /// Runs `f` with a pooled connection on the blocking pool.
     pub async fn run<T, F>(&self, f: F) -> Result<T, DbError>
     where
@@ -281,10 +317,10 @@ impl Db {
         T: Send + 'static,
         F: FnOnce(&mut AnyConnection) -> Result<T, DbError> + Send + 'static,
     {
-        let pool = self.pool.clone();
+        let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
         let turn = deferred_check::turn().await?;
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get()?;
+            let mut conn = Db::connection(&pool, &unreachable)?;
             if let Some(turn) = turn {
                 turn.run(&mut conn)?;
             }
@@ -319,12 +355,12 @@ impl Db {
         loop {
             attempt += 1;
             let turn = deferred_check::turn().await?;
-            let pool = self.pool.clone();
+            let (pool, unreachable) = (self.pool.clone(), self.unreachable.clone());
             let f = f.clone();
             let job = move |guard: tokio::sync::OwnedSemaphorePermit| {
                 move || {
                     let _guard = guard;
-                    let mut conn = pool.get()?;
+                    let mut conn = Db::connection(&pool, &unreachable)?;
                     if let Some(turn) = turn {
                         turn.run(&mut conn)?;
                     }
