@@ -377,7 +377,7 @@ where
             }
         }
     };
-    Ok(res.body(body))
+    Ok(res.body(wharf_format::body_in_parts(body)))
 }
 #[cfg(test)]
 mod tests {

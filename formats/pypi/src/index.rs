@@ -186,5 +186,9 @@ fn page_response(req: &HttpRequest, content_type: &str, body: String) -> HttpRes
     if wharf_format::download::not_modified(req, &etag) {
         return HttpResponse::NotModified().insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept")).finish();
     }
-    HttpResponse::Ok().content_type(content_type.to_string()).insert_header((header::ETAG, etag)).insert_header((header::VARY, "Accept")).body(body)
+    HttpResponse::Ok()
+        .content_type(content_type.to_string())
+        .insert_header((header::ETAG, etag))
+        .insert_header((header::VARY, "Accept"))
+        .body(wharf_format::body_in_parts(body.into()))
 }
