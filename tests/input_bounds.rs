@@ -42,6 +42,17 @@ fn measured<T>(s: &TestServer, f: impl FnOnce() -> T) -> (T, u64) {
     (out, peak_rss(s).saturating_sub(before))
 }
 
+/// As [`measured`], from the server's resident set now rather than its peak so far (which
+/// earlier requests may have raised beyond what `f` needs): the peak is reset first.
+fn measured_from_now<T>(s: &TestServer, f: impl FnOnce() -> T) -> (T, u64) {
+    std::fs::write(format!("/proc/{}/clear_refs", s.pid()), "5").expect("resetting the peak RSS (/proc/<pid>/clear_refs)");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS in /proc/<pid>/status");
+    let now = line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024;
+    let out = f();
+    (out, peak_rss(s).saturating_sub(now))
+}
+
 fn sha256_hex(b: &[u8]) -> String {
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(b))
 }
@@ -371,6 +382,54 @@ fn an_8_mb_upstream_packument_to_eight_clients_raises_peak_rss_by_less_than_64_m
     assert_eq!(serde_json::from_slice::<Value>(&version.1).unwrap()["version"], "1.2.3");
     assert_eq!(serde_json::from_slice::<Value>(&latest.1).unwrap()["version"], "7.9.9");
     assert!(grew < RSS_BOUND, "peak RSS grew by {} MiB for a version", grew >> 20);
+}
+
+/// A publish body for `version` of `name` whose manifest has `deps` dependencies (a stand-in
+/// for a package of thousands of versions: the document's size is in its manifests).
+fn wide_publish(name: &str, version: &str, deps: usize) -> Vec<u8> {
+    let pkg = json!({"name": name, "version": version}).to_string();
+    let mut tar = member("package/package.json", pkg.as_bytes());
+    tar.extend_from_slice(&[0u8; 1024]);
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&tar).unwrap();
+    let tgz = z.finish().unwrap();
+    let mut body: Value = serde_json::from_slice(&publish_body(name, version, &tgz)).unwrap();
+    let dependencies: serde_json::Map<String, Value> = (0..deps).map(|i| (format!("dependency-number-{i}-of-{version}"), json!("^1.2.3"))).collect();
+    body["versions"][version]["dependencies"] = Value::Object(dependencies);
+    body.to_string().into_bytes()
+}
+
+/// A writer changes a package's document without parsing it whole into values (about 20 times
+/// its size, held twice: the stored one and the copy being changed): a publish and a dist-tag
+/// to an 8 MiB document.
+#[test]
+fn a_publish_and_a_tag_on_an_8_mb_npm_document_raise_peak_rss_by_less_than_64_mb() {
+    let s = TestServer::start();
+    for v in 0..4 {
+        let r = npm_publish(&s, "wide-doc", wide_publish("wide-doc", &format!("1.0.{v}"), 50_000));
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+    }
+    let size = http().get(s.url("/repository/npm-hosted/wide-doc")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().bytes().unwrap().len();
+    assert!(size > 8 << 20, "{size}");
+    let (answers, grew) = measured_from_now(&s, || {
+        let published = npm_publish(&s, "wide-doc", wide_publish("wide-doc", "2.0.0", 1)).status();
+        let tagged = http()
+            .put(s.url("/repository/npm-hosted/-/package/wide-doc/dist-tags/old"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .json(&json!("1.0.1"))
+            .send()
+            .unwrap()
+            .status();
+        (published, tagged)
+    });
+    eprintln!("a publish and a tag on a {} MiB document: peak RSS +{} MiB", size >> 20, grew >> 20);
+    assert_eq!(answers, (StatusCode::OK, StatusCode::OK));
+    let doc: Value = http().get(s.url("/repository/npm-hosted/wide-doc")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();
+    assert_eq!(doc["dist-tags"], json!({"latest": "2.0.0", "old": "1.0.1"}));
+    assert_eq!(doc["versions"].as_object().unwrap().len(), 5);
+    assert_eq!(doc["versions"]["1.0.3"]["dependencies"].as_object().unwrap().len(), 50_000, "the stored manifests are kept whole");
+    assert_eq!(doc["versions"]["1.0.3"]["dependencies"]["dependency-number-7-of-1.0.3"], "^1.2.3");
+    assert!(grew < RSS_BOUND, "peak RSS grew by {} MiB", grew >> 20);
 }
 
 // ---- stalled bodies --------------------------------------------------------------------------

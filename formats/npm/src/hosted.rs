@@ -17,6 +17,7 @@ use wharf_format::{
 
 use crate::attachment;
 use crate::config::HostedSettings;
+use crate::doc::Doc;
 use crate::error::NpmError;
 use crate::meta::{self, tarball_path, tarballs_prefix};
 use crate::model::{self, iso, tarball_file, valid_name, valid_version};
@@ -248,7 +249,7 @@ impl Hosted {
         let q = ListQuery { kind: Some(meta::PACKUMENT.into()), ..Default::default() };
         for a in self.env.meta.list(repo, q).await?.into_iter().filter(|a| a.attributes.get("search").is_none() && a.attributes.is_object()) {
             let (Some(name), Some(digest)) = (a.component.clone(), a.digest.clone()) else { continue };
-            let doc = match store::read(&self.env, &a).await {
+            let doc = match store::packument(&self.env, &a).await {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(repository = %self.cfg.name, package = %name, error = %e, "search fields not derived");
@@ -256,7 +257,7 @@ impl Hosted {
                 }
             };
             let mut asset = NewAsset::from(a.clone());
-            asset.attributes["search"] = crate::search::fields(&name, &doc);
+            asset.attributes["search"] = doc.search_fields(&name);
             let check = Check::AbsentOrDigest { repo, path: a.path.clone(), digest };
             match self.env.meta.commit(vec![check, Check::Exists { repo, path: a.path.clone() }], vec![Write::Upsert { repo, asset }]).await {
                 Ok(()) | Err(wharf_format::MetaError::CheckFailed(_)) => {}
@@ -419,13 +420,14 @@ impl Hosted {
         let _writer = self.writers.lock(name).await;
         let mut contention = Contention::new();
         loop {
-            let cur = store::load(&self.env, repo, name).await?;
+            let mut cur = store::load(&self.env, repo, name).await?;
             let now = iso(now_millis());
-            let mut doc = cur
-                .as_ref()
-                .map(|c| c.doc.clone())
-                .unwrap_or_else(|| json!({"_id": name, "name": name, "dist-tags": {}, "versions": {}, "time": {"created": now}}));
-            if doc["versions"].get(version).is_some() && self.cfg.write_policy != WritePolicy::Allow {
+            let mut doc = match cur.as_mut() {
+                // Taken, not copied: `cur` keeps what the swap checks (its asset and revision).
+                Some(c) => std::mem::replace(&mut c.doc, Doc::from_value(json!({}))),
+                None => Doc::from_value(json!({"_id": name, "name": name, "dist-tags": {}, "versions": {}, "time": {"created": now}})),
+            };
+            if doc.has_version(version) && self.cfg.write_policy != WritePolicy::Allow {
                 return Err(cannot_republish(name, version));
             }
             let mut m = manifest.clone();
@@ -454,7 +456,7 @@ impl Hosted {
                     doc["maintainers"] = json!([me]);
                 }
             }
-            doc["versions"][version] = m;
+            doc.insert_version(version, m);
             doc["time"][version] = json!(now);
             doc["time"]["modified"] = json!(now);
             for k in
@@ -467,14 +469,13 @@ impl Hosted {
             match tags {
                 Tags::Sent => {
                     for (tag, v) in body.get("dist-tags").and_then(Value::as_object).into_iter().flatten() {
-                        if v.as_str().is_some_and(|v| doc["versions"].get(v).is_some()) {
+                        if v.as_str().is_some_and(|v| doc.has_version(v)) {
                             doc["dist-tags"][tag] = v.clone();
                         }
                     }
                 }
                 Tags::IfHighest => {
-                    let versions: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
-                    if crate::version::fallback_latest(versions.iter().map(String::as_str)) == Some(version) {
+                    if crate::version::fallback_latest(doc.versions().map(String::as_str)) == Some(version) {
                         doc["dist-tags"]["latest"] = json!(version);
                     }
                 }
@@ -610,7 +611,7 @@ impl Hosted {
     /// when there is nothing to write.
     async fn change_doc<F>(&self, name: &str, mut change: F) -> Result<Option<Vec<Write>>>
     where
-        F: FnMut(&store::Stored) -> Result<Option<(Value, Vec<Write>)>>,
+        F: FnMut(&store::Stored) -> Result<Option<(Doc, Vec<Write>)>>,
     {
         let _writer = self.writer_lock(name).await;
         let mut contention = Contention::new();
@@ -621,8 +622,7 @@ impl Hosted {
             // A change that takes versions out (an unpublish, a cleanup) and leaves a smaller
             // document records a deletion: it may go further into the disk's reserve, which is
             // there for deletions.
-            let versions = |d: &Value| d.get("versions").and_then(Value::as_object).map_or(0, |v| v.len());
-            let freeing = versions(&doc) < versions(&cur.doc) && doc.to_string().len() as i64 <= cur.asset.size;
+            let freeing = doc.version_count() < cur.doc.version_count() && doc.to_bytes().len() as i64 <= cur.asset.size;
             let room = if freeing { wharf_format::Room::Freeing } else { wharf_format::Room::Document };
             match store::save(&self.env, self.cfg.id, name, Some(&cur), doc, store::Along { checks: vec![], writes: writes.clone(), room }).await? {
                 Saved::Done => return Ok(Some(writes)),
@@ -645,7 +645,7 @@ impl Hosted {
                 let mut doc = cur.doc.clone();
                 let mut writes = Vec::new();
                 removed.clear();
-                let stored_versions: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+                let stored_versions: Vec<String> = doc.versions().cloned().collect();
                 if sent.keys().any(|v| !stored_versions.contains(v)) {
                     return Err(NpmError::BadRequest("new versions are published with npm publish, not by updating the document".into()));
                 }
@@ -663,14 +663,21 @@ impl Hosted {
                             removed.push(v.clone());
                         }
                         None => {}
-                        Some(m) => match m.get("deprecated") {
-                            Some(Value::String(msg)) if !msg.is_empty() => doc["versions"][v]["deprecated"] = json!(msg),
-                            _ => {
-                                if let Some(o) = doc["versions"][v].as_object_mut() {
-                                    o.remove("deprecated");
+                        Some(m) => {
+                            let wanted = match m.get("deprecated") {
+                                Some(Value::String(msg)) if !msg.is_empty() => Some(json!(msg)),
+                                _ => None,
+                            };
+                            // Only a manifest whose message changes becomes values again.
+                            if doc.manifest(v).and_then(|s| s.get("deprecated").cloned()) != wanted {
+                                if let Some(o) = doc.manifest_mut(v).and_then(Value::as_object_mut) {
+                                    match wanted {
+                                        Some(msg) => drop(o.insert("deprecated".into(), msg)),
+                                        None => drop(o.remove("deprecated")),
+                                    }
                                 }
                             }
-                        },
+                        }
                     }
                 }
                 if let Some(tags) = body.get("dist-tags").and_then(Value::as_object) {
@@ -730,7 +737,7 @@ impl Hosted {
         let user = ctx.principal.user.clone().ok_or(NpmError::Unauthorized)?;
         let starred = users.get(&user).is_some_and(|v| v == &Value::Bool(true));
         self.change_doc(name, |cur| {
-            let has = cur.doc.pointer("/users").and_then(|u| u.get(&user)).is_some();
+            let has = cur.doc.get("users").and_then(|u| u.get(&user)).is_some();
             if has == starred {
                 return Ok(None);
             }
@@ -806,7 +813,7 @@ impl Hosted {
                 .change_doc(name, |cur| {
                     let mut doc = cur.doc.clone();
                     last = None;
-                    if doc["versions"].get(version).is_none() {
+                    if !doc.has_version(version) {
                         return Ok(None);
                     }
                     pinned = keep_tagged && tagged(&doc["dist-tags"]).any(|v| v == version);
@@ -814,7 +821,7 @@ impl Hosted {
                         return Ok(None);
                     }
                     let writes = remove_version(&mut doc, repo, name, version);
-                    let left: Vec<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+                    let left: Vec<String> = doc.versions().cloned().collect();
                     if left.is_empty() {
                         last = Some(cur.digest().to_string());
                         return Ok(None);
@@ -872,7 +879,7 @@ impl Hosted {
         self.change_doc(name, |cur| {
             let mut doc = cur.doc.clone();
             match &version {
-                Some(v) if doc["versions"].get(v).is_none() => return Err(NpmError::BadRequest(format!("{name} has no version {v}"))),
+                Some(v) if !doc.has_version(v) => return Err(NpmError::BadRequest(format!("{name} has no version {v}"))),
                 Some(v) => doc["dist-tags"][tag] = json!(v),
                 None => {
                     if let Some(t) = doc["dist-tags"].as_object_mut() {
@@ -964,15 +971,13 @@ fn cannot_republish(name: &str, version: &str) -> NpmError {
 }
 
 /// Takes `version` out of the document; the writes delete its tarball.
-fn remove_version(doc: &mut Value, repo: i64, name: &str, version: &str) -> Vec<Write> {
+fn remove_version(doc: &mut Doc, repo: i64, name: &str, version: &str) -> Vec<Write> {
     let mut writes = Vec::new();
-    if let Some(file) = doc["versions"][version].pointer("/dist/tarball").and_then(Value::as_str) {
+    if let Some(file) = doc.manifest(version).as_ref().and_then(|m| m.pointer("/dist/tarball")).and_then(Value::as_str) {
         writes.push(Write::Delete { repo, path: tarball_path(name, packument::tarball_file(file)) });
     }
     writes.push(Write::Delete { repo, path: meta::attestation_path(name, version) });
-    if let Some(v) = doc["versions"].as_object_mut() {
-        v.remove(version);
-    }
+    doc.remove_version(version);
     if let Some(t) = doc["time"].as_object_mut() {
         t.remove(version);
     }
@@ -1001,8 +1006,8 @@ fn tagged(tags: &Value) -> impl Iterator<Item = &str> {
 
 /// Drops dist-tags that point at versions the document no longer has; `latest` falls back to
 /// the most recently published version left.
-fn retain_tags(doc: &mut Value) {
-    let versions: std::collections::BTreeSet<String> = doc["versions"].as_object().map(|v| v.keys().cloned().collect()).unwrap_or_default();
+fn retain_tags(doc: &mut Doc) {
+    let versions: std::collections::BTreeSet<String> = doc.versions().cloned().collect();
     let tags: Map<String, Value> = doc["dist-tags"].as_object().cloned().unwrap_or_default();
     let time = |v: &str| doc["time"].get(v).and_then(Value::as_str).unwrap_or_default().to_string();
     doc["dist-tags"] = Value::Object(packument::retained_tags(tags, &versions, time));

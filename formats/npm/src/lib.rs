@@ -5,6 +5,7 @@ mod access;
 mod attachment;
 mod config;
 mod describe;
+mod doc;
 mod error;
 mod group;
 mod hosted;

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use wharf_format::{Asset, Check, Digest, FormatEnv, MetaError, NewAsset, Write};
 
+use crate::doc::Doc;
 use crate::error::NpmError;
 use crate::meta::{self, package_path};
 
@@ -12,7 +13,9 @@ pub const MAX_DOC: u64 = 128 << 20;
 
 pub struct Stored {
     pub asset: Asset,
-    pub doc: Value,
+    pub doc: Doc,
+    /// The document's `_rev` as loaded (a writer may take `doc` away to change it).
+    rev: String,
 }
 
 impl Stored {
@@ -21,14 +24,17 @@ impl Stored {
     }
 
     pub fn rev(&self) -> &str {
-        self.doc.get("_rev").and_then(Value::as_str).unwrap_or("0-0")
+        &self.rev
     }
 }
 
 pub async fn load(env: &FormatEnv, repo: i64, name: &str) -> Result<Option<Stored>, NpmError> {
     let Some(asset) = env.meta.get(repo, &package_path(name)).await? else { return Ok(None) };
-    let doc = read(env, &asset).await?;
-    Ok(Some(Stored { asset, doc }))
+    let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
+    let bytes = env.blobs.read_small(&digest, MAX_DOC).await?;
+    let doc = Doc::parse(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))?;
+    let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or("0-0").to_string();
+    Ok(Some(Stored { asset, doc, rev }))
 }
 
 /// The document a packument asset names, to be read in parts (what clients are served).
@@ -36,13 +42,6 @@ pub async fn packument(env: &FormatEnv, asset: &Asset) -> Result<crate::packumen
     let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
     let bytes = env.blobs.read_small(&digest, MAX_DOC).await?;
     crate::packument::Packument::stored(bytes).map_err(|e| NpmError::Internal(Box::new(e)))
-}
-
-/// The document a packument asset names, as values (to change it: a publish, a tag).
-pub async fn read(env: &FormatEnv, asset: &Asset) -> Result<Value, NpmError> {
-    let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
-    let bytes = env.blobs.read_small(&digest, MAX_DOC).await?;
-    serde_json::from_slice(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -64,11 +63,11 @@ pub struct Along {
 
 /// Writes `doc` as the package's new document, with what it takes `along`, if the document is
 /// still the one `old` read.
-pub async fn save(env: &FormatEnv, repo: i64, name: &str, old: Option<&Stored>, mut doc: Value, along: Along) -> Result<Saved, NpmError> {
+pub async fn save(env: &FormatEnv, repo: i64, name: &str, old: Option<&Stored>, mut doc: Doc, along: Along) -> Result<Saved, NpmError> {
     let Along { checks, writes, room } = along;
     let n: u64 = old.and_then(|o| o.rev().split('-').next()?.parse().ok()).unwrap_or(0) + 1;
-    doc["_rev"] = json!(format!("{n}-{}", &Digest::of(doc.to_string().as_bytes()).hex()[..32]));
-    let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| NpmError::Internal(Box::new(e)))?);
+    doc["_rev"] = json!(format!("{n}-{}", &Digest::of(&doc.to_bytes()).hex()[..32]));
+    let bytes = Bytes::from(doc.to_bytes());
     let size = bytes.len() as i64;
     let digest = env.blobs.put_bytes_in(bytes, room).await?;
     let path = package_path(name);
@@ -85,7 +84,7 @@ pub async fn save(env: &FormatEnv, repo: i64, name: &str, old: Option<&Stored>, 
         size,
         content_type: Some("application/json".into()),
         link: None,
-        attributes: json!({ "rev": doc["_rev"], "search": crate::search::fields(name, &doc) }),
+        attributes: json!({ "rev": doc["_rev"], "search": crate::search::fields(name, &doc.search_excerpt()) }),
     };
     let mut all_writes = vec![Write::Upsert { repo, asset }];
     all_writes.extend(writes);
