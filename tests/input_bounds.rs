@@ -430,6 +430,27 @@ fn a_publish_and_a_tag_on_an_8_mb_npm_document_raise_peak_rss_by_less_than_64_mb
     assert_eq!(doc["versions"]["1.0.3"]["dependencies"].as_object().unwrap().len(), 50_000, "the stored manifests are kept whole");
     assert_eq!(doc["versions"]["1.0.3"]["dependencies"]["dependency-number-7-of-1.0.3"], "^1.2.3");
     assert!(grew < RSS_BOUND, "peak RSS grew by {} MiB", grew >> 20);
+
+    // npm deprecate sends the whole document back, a message on the versions it deprecates.
+    let mut sent = doc.clone();
+    sent["versions"]["1.0.2"]["deprecated"] = json!("use 2.0.0");
+    let sent = sent.to_string().into_bytes();
+    let (status, grew) = measured_from_now(&s, || {
+        http()
+            .put(s.url("/repository/npm-hosted/wide-doc"))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .header("content-type", "application/json")
+            .body(sent)
+            .send()
+            .unwrap()
+            .status()
+    });
+    eprintln!("a deprecation sending back the {} MiB document: peak RSS +{} MiB", size >> 20, grew >> 20);
+    assert!(status.is_success(), "{status}");
+    let doc: Value = http().get(s.url("/repository/npm-hosted/wide-doc")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().json().unwrap();
+    assert_eq!(doc["versions"]["1.0.2"]["deprecated"], "use 2.0.0");
+    assert!(doc["versions"]["1.0.1"].get("deprecated").is_none());
+    assert!(grew < RSS_BOUND, "peak RSS grew by {} MiB", grew >> 20);
 }
 
 // ---- stalled bodies --------------------------------------------------------------------------

@@ -17,6 +17,8 @@ pub struct Doc {
     /// Every member but `versions`: an object.
     rest: Value,
     versions: BTreeMap<String, Manifest>,
+    /// Whether the document had a `versions` object (one sent back without it changes none).
+    has_versions: bool,
 }
 
 #[derive(Clone)]
@@ -40,31 +42,38 @@ impl Doc {
     pub fn parse(bytes: &[u8]) -> Result<Doc, serde_json::Error> {
         let mut rest = Map::new();
         let mut versions = BTreeMap::new();
+        let mut has_versions = false;
         for (k, v) in raw_json::document(bytes)? {
             if k == "versions" {
-                let all = raw_json::members(v).unwrap_or_default();
-                versions = all.into_iter().map(|(v, m)| (v, Manifest::Stored(m.to_owned()))).collect();
+                let all = raw_json::members(v);
+                has_versions = all.is_some();
+                versions = all.unwrap_or_default().into_iter().map(|(v, m)| (v, Manifest::Stored(m.to_owned()))).collect();
             } else {
                 rest.insert(k, serde_json::from_str(v.get())?);
             }
         }
-        Ok(Doc { rest: Value::Object(rest), versions })
+        Ok(Doc { rest: Value::Object(rest), versions, has_versions })
     }
 
     /// A document made of values (a new package's).
     pub fn from_value(mut doc: Value) -> Doc {
-        let versions = match doc.as_object_mut().and_then(|o| o.remove("versions")) {
-            Some(Value::Object(all)) => all.into_iter().map(|(v, m)| (v, Manifest::Changed(m))).collect(),
-            _ => BTreeMap::new(),
+        let (versions, has_versions) = match doc.as_object_mut().and_then(|o| o.remove("versions")) {
+            Some(Value::Object(all)) => (all.into_iter().map(|(v, m)| (v, Manifest::Changed(m))).collect(), true),
+            _ => (BTreeMap::new(), false),
         };
         if !doc.is_object() {
             doc = Value::Object(Map::new());
         }
-        Doc { rest: doc, versions }
+        Doc { rest: doc, versions, has_versions }
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.rest.get(key)
+    }
+
+    /// Whether the document has a `versions` object (empty or not).
+    pub fn has_versions(&self) -> bool {
+        self.has_versions
     }
 
     pub fn has_version(&self, version: &str) -> bool {

@@ -291,12 +291,11 @@ impl Hosted {
         self.writable(ctx, Action::Write, name)?;
         // Only a publish adds content; deprecations, dist-tags and unpublishes go on over the quota.
         self.env.usage.check_write(&self.cfg).await?;
-        let versions = body
-            .get("versions")
-            .and_then(Value::as_object)
-            .filter(|v| v.len() == 1)
-            .ok_or_else(|| NpmError::BadRequest("a publish carries exactly one version".into()))?;
-        let (version, manifest) = versions.iter().next().expect("one version");
+        let (version, manifest) = match (body.version_count(), body.versions().next()) {
+            (1, Some(v)) => (v.clone(), body.manifest(v).unwrap_or(Value::Null)),
+            _ => return Err(NpmError::BadRequest("a publish carries exactly one version".into())),
+        };
+        let (version, manifest) = (&version, &manifest);
         if !valid_version(version) {
             return Err(NpmError::BadRequest(format!("invalid version {version:?}")));
         }
@@ -401,7 +400,9 @@ impl Hosted {
         self.env.usage.check_write(&self.cfg).await.map_err(NpmError::from)?;
         let size = staged.size() as i64;
         let digest = staged.publish().await.map_err(NpmError::from)?;
-        let new = NewVersion { name, version, manifest: &pkg, sent: &pkg, tags: Tags::IfHighest, digest, size, sri, sha1, provenance: None, attestation: None };
+        let sent = Doc::from_value(pkg.clone());
+        let new =
+            NewVersion { name, version, manifest: &pkg, sent: &sent, tags: Tags::IfHighest, digest, size, sri, sha1, provenance: None, attestation: None };
         self.commit_version(ctx, new).await?;
         let key = ComponentKey { group: None, name: name.to_string(), version: version.to_string(), download_path: None };
         Ok(match name.split_once('/') {
@@ -423,8 +424,7 @@ impl Hosted {
             let mut cur = store::load(&self.env, repo, name).await?;
             let now = iso(now_millis());
             let mut doc = match cur.as_mut() {
-                // Taken, not copied: `cur` keeps what the swap checks (its asset and revision).
-                Some(c) => std::mem::replace(&mut c.doc, Doc::from_value(json!({}))),
+                Some(c) => c.take_doc(),
                 None => Doc::from_value(json!({"_id": name, "name": name, "dist-tags": {}, "versions": {}, "time": {"created": now}})),
             };
             if doc.has_version(version) && self.cfg.write_policy != WritePolicy::Allow {
@@ -519,7 +519,7 @@ impl Hosted {
 
     /// Reads a publish body as it arrives: the tarball is decoded into a staged upload (a blob
     /// only once the publish is accepted) and hashed on its way, the rest is parsed.
-    async fn receive(&self, mut body: web::Payload) -> Result<(Value, Staged<'_>, Option<attachment::Tarball>)> {
+    async fn receive(&self, mut body: web::Payload) -> Result<(Doc, Staged<'_>, Option<attachment::Tarball>)> {
         let limit = self.settings.upload_max_bytes as u64;
         let mut scanner = attachment::Scanner::default();
         let mut seen = 0u64;
@@ -550,7 +550,7 @@ impl Hosted {
         let digests = side.finish().await.map_err(|e| NpmError::Internal(Box::new(e)))?;
         let (doc, length) = scanner.finish().map_err(scan_error)?;
         let received = length.map(|n| attachment::Tarball::new(n, &digests[0], &digests[1]));
-        let doc = serde_json::from_slice(&doc).map_err(|e| NpmError::BadRequest(format!("malformed JSON: {e}")))?;
+        let doc = Doc::parse(&doc).map_err(|e| NpmError::BadRequest(format!("malformed JSON: {e}")))?;
         Ok((doc, staged, received))
     }
 
@@ -561,7 +561,8 @@ impl Hosted {
     async fn update(&self, ctx: &RepoCtx, name: &str, rev: &str, body: web::Payload) -> Result<HttpResponse> {
         self.may_send_a_body(ctx, name)?;
         let limit = if authorize(ctx, Action::Write, name).is_ok() { self.writer_body(name).await? } else { READER_BODY };
-        let body = crate::user::small_json(body, limit).await?;
+        // The bytes go once parsed: the document holds its manifests' text itself.
+        let body = Doc::parse(&crate::user::small_body(body, limit).await?).map_err(|e| NpmError::BadRequest(format!("malformed JSON: {e}")))?;
         self.update_doc(ctx, name, rev, body, true).await
     }
 
@@ -580,8 +581,8 @@ impl Hosted {
     /// `by_rev` unpublish of the versions left out), `maintainers` alone is npm owner, `users`
     /// alone is npm star. Nothing else in a body is taken, and a body without `versions` never
     /// touches a version.
-    async fn update_doc(&self, ctx: &RepoCtx, name: &str, rev: &str, body: Value, by_rev: bool) -> Result<HttpResponse> {
-        if body.get("versions").is_some_and(Value::is_object) {
+    async fn update_doc(&self, ctx: &RepoCtx, name: &str, rev: &str, body: Doc, by_rev: bool) -> Result<HttpResponse> {
+        if body.has_versions() {
             return self.update_versions(ctx, name, rev, &body, by_rev).await;
         }
         if let Some(m) = body.get("maintainers") {
@@ -611,18 +612,19 @@ impl Hosted {
     /// when there is nothing to write.
     async fn change_doc<F>(&self, name: &str, mut change: F) -> Result<Option<Vec<Write>>>
     where
-        F: FnMut(&store::Stored) -> Result<Option<(Doc, Vec<Write>)>>,
+        F: FnMut(&mut store::Stored) -> Result<Option<(Doc, Vec<Write>)>>,
     {
         let _writer = self.writer_lock(name).await;
         let mut contention = Contention::new();
         loop {
-            let cur = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
-            let Some((mut doc, writes)) = change(&cur)? else { return Ok(None) };
+            let mut cur = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
+            let before = cur.doc.version_count();
+            let Some((mut doc, writes)) = change(&mut cur)? else { return Ok(None) };
             doc["time"]["modified"] = json!(iso(now_millis()));
             // A change that takes versions out (an unpublish, a cleanup) and leaves a smaller
             // document records a deletion: it may go further into the disk's reserve, which is
             // there for deletions.
-            let freeing = doc.version_count() < cur.doc.version_count() && doc.to_bytes().len() as i64 <= cur.asset.size;
+            let freeing = doc.version_count() < before && doc.to_bytes().len() as i64 <= cur.asset.size;
             let room = if freeing { wharf_format::Room::Freeing } else { wharf_format::Room::Document };
             match store::save(&self.env, self.cfg.id, name, Some(&cur), doc, store::Along { checks: vec![], writes: writes.clone(), room }).await? {
                 Saved::Done => return Ok(Some(writes)),
@@ -631,10 +633,9 @@ impl Hosted {
         }
     }
 
-    async fn update_versions(&self, ctx: &RepoCtx, name: &str, rev: &str, body: &Value, by_rev: bool) -> Result<HttpResponse> {
+    async fn update_versions(&self, ctx: &RepoCtx, name: &str, rev: &str, sent: &Doc, by_rev: bool) -> Result<HttpResponse> {
         self.writable(ctx, Action::Write, name)?;
         let repo = self.cfg.id;
-        let sent = body.get("versions").and_then(Value::as_object).cloned().unwrap_or_default();
         let mut removed: Vec<String> = Vec::new();
         let mut delete_checked = false;
         let outcome = self
@@ -642,15 +643,15 @@ impl Hosted {
                 if cur.rev() != rev {
                     return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
                 }
-                let mut doc = cur.doc.clone();
+                let mut doc = cur.take_doc();
                 let mut writes = Vec::new();
                 removed.clear();
                 let stored_versions: Vec<String> = doc.versions().cloned().collect();
-                if sent.keys().any(|v| !stored_versions.contains(v)) {
+                if sent.versions().any(|v| !stored_versions.contains(v)) {
                     return Err(NpmError::BadRequest("new versions are published with npm publish, not by updating the document".into()));
                 }
                 for v in &stored_versions {
-                    match sent.get(v) {
+                    match sent.manifest(v) {
                         // Only npm unpublish (PUT /<name>/-rev/<rev>) removes a version it
                         // leaves out; deprecate sends the document to /<name>, where a version
                         // left out (one hidden because its tarball is gone) stays as it is.
@@ -680,7 +681,7 @@ impl Hosted {
                         }
                     }
                 }
-                if let Some(tags) = body.get("dist-tags").and_then(Value::as_object) {
+                if let Some(tags) = sent.get("dist-tags").and_then(Value::as_object) {
                     doc["dist-tags"] = Value::Object(tags.clone());
                 }
                 retain_tags(&mut doc);
@@ -720,7 +721,7 @@ impl Hosted {
             if cur.rev() != rev {
                 return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
             }
-            let mut doc = cur.doc.clone();
+            let mut doc = cur.take_doc();
             doc["maintainers"] = Value::Array(maintainers.clone());
             Ok(Some((doc, vec![])))
         })
@@ -741,7 +742,7 @@ impl Hosted {
             if has == starred {
                 return Ok(None);
             }
-            let mut doc = cur.doc.clone();
+            let mut doc = cur.take_doc();
             if !doc.get("users").is_some_and(Value::is_object) {
                 doc["users"] = json!({});
             }
@@ -811,7 +812,7 @@ impl Hosted {
         loop {
             let changed = self
                 .change_doc(name, |cur| {
-                    let mut doc = cur.doc.clone();
+                    let mut doc = cur.take_doc();
                     last = None;
                     if !doc.has_version(version) {
                         return Ok(None);
@@ -877,7 +878,7 @@ impl Hosted {
             return Err(NpmError::BadRequest(format!("{tag} looks like a version; tags cannot")));
         }
         self.change_doc(name, |cur| {
-            let mut doc = cur.doc.clone();
+            let mut doc = cur.take_doc();
             match &version {
                 Some(v) if !doc.has_version(v) => return Err(NpmError::BadRequest(format!("{name} has no version {v}"))),
                 Some(v) => doc["dist-tags"][tag] = json!(v),
@@ -908,7 +909,7 @@ struct NewVersion<'a> {
     manifest: &'a Value,
     /// What the package-level fields (description, maintainers, keywords, ...) and, with
     /// [`Tags::Sent`], the dist-tags come from.
-    sent: &'a Value,
+    sent: &'a Doc,
     tags: Tags,
     digest: Digest,
     size: i64,

@@ -26,6 +26,11 @@ impl Stored {
     pub fn rev(&self) -> &str {
         &self.rev
     }
+
+    /// The document, to change: taken rather than copied (what a swap checks stays here).
+    pub fn take_doc(&mut self) -> Doc {
+        std::mem::replace(&mut self.doc, Doc::from_value(Value::Null))
+    }
 }
 
 pub async fn load(env: &FormatEnv, repo: i64, name: &str) -> Result<Option<Stored>, NpmError> {

@@ -14,6 +14,12 @@ use crate::model::iso;
 type Result<T, E = NpmError> = std::result::Result<T, E>;
 
 pub async fn small_json(body: web::Payload, limit: usize) -> Result<Value> {
+    let buf = small_body(body, limit).await?;
+    serde_json::from_slice(&buf).map_err(|e| NpmError::BadRequest(format!("malformed JSON: {e}")))
+}
+
+/// A request body of at most `limit` bytes.
+pub async fn small_body(body: web::Payload, limit: usize) -> Result<Vec<u8>> {
     let mut body = body;
     let mut buf = Vec::new();
     while let Some(chunk) = body.next().await {
@@ -23,7 +29,7 @@ pub async fn small_json(body: web::Payload, limit: usize) -> Result<Value> {
         }
         buf.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&buf).map_err(|e| NpmError::BadRequest(format!("malformed JSON: {e}")))
+    Ok(buf)
 }
 
 fn caller(ctx: &RepoCtx) -> Result<&str> {
