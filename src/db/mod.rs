@@ -288,7 +288,8 @@ impl Db {
         let wait = if unreachable.load(Ordering::Relaxed) { UNREACHABLE_WAIT } else { CONNECTION_TIMEOUT };
         match pool.get_timeout(wait) {
             Ok(c) => {
-                if unreachable.swap(false, Ordering::Relaxed) {
+                // Read first: a write on every call would bounce the line between CPUs.
+                if unreachable.load(Ordering::Relaxed) && unreachable.swap(false, Ordering::Relaxed) {
                     tracing::info!("the database answers again");
                 }
                 Ok(c)

@@ -69,12 +69,16 @@ pub fn rfc3339_millis(ms: i64) -> String {
 /// A body held in memory, sent in parts of 64 KiB. actix-http copies a body's bytes into the
 /// connection's write buffer a chunk at a time, and a whole `Bytes` is one chunk: 16 clients of
 /// one cached 12 MiB packument held 16 copies more until their sockets took them (a peak of 241
-/// MB where the document and its rendering were 32). A part is copied as the socket drains.
-pub fn body_in_parts(body: bytes::Bytes) -> actix_web::body::SizedStream<impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + 'static> {
+/// MB where the document and its rendering were 32). A part is copied as the socket drains; a
+/// body of one part goes as it is.
+pub fn body_in_parts(body: bytes::Bytes) -> actix_web::body::BoxBody {
     const PART: usize = 64 << 10;
+    if body.len() <= PART {
+        return actix_web::body::BoxBody::new(body);
+    }
     let len = body.len() as u64;
-    let parts = (0..body.len()).step_by(PART).map(move |at| Ok(body.slice(at..(at + PART).min(body.len()))));
-    actix_web::body::SizedStream::new(len, futures::stream::iter(parts))
+    let parts = (0..body.len()).step_by(PART).map(move |at| Ok::<_, std::io::Error>(body.slice(at..(at + PART).min(body.len()))));
+    actix_web::body::BoxBody::new(actix_web::body::SizedStream::new(len, futures::stream::iter(parts)))
 }
 
 /// The answer to a HEAD for a body of `size` bytes that is not read: the length a GET would
