@@ -279,7 +279,8 @@ impl Db {
     /// blocking thread, before its 503: 10 s per request for as long as the outage lasted. Once
     /// a wait ends on a connection error, callers wait [`UNREACHABLE_WAIT`] until one gets a
     /// connection again (the pool keeps retrying its connections in the background, at least
-    /// every 5 s). A wait that ends without one (every connection busy) changes nothing.
+    /// every 5 s). A wait that ends without one while the pool holds connections (every one
+    /// busy) changes nothing.
     fn connection(
         pool: &Pool<ConnectionManager<AnyConnection>>,
         unreachable: &std::sync::atomic::AtomicBool,
@@ -296,7 +297,10 @@ impl Db {
             }
             Err(e) => {
                 // r2d2 says why only in its message: a bare timeout, or the last connection error.
-                if e.to_string() != "timed out waiting for connection" && !unreachable.swap(true, Ordering::Relaxed) {
+                // A pool that still holds connections is busy, not cut off: a database at its
+                // connection limit refuses the pool's new ones while the old ones work.
+                let cut_off = e.to_string() != "timed out waiting for connection" && pool.state().connections == 0;
+                if cut_off && !unreachable.swap(true, Ordering::Relaxed) {
                     tracing::warn!(error = %e, "the database does not let the pool connect; requests fail fast until it does");
                 }
                 Err(e.into())

@@ -94,11 +94,12 @@ impl Doc {
         self.versions.get(version).map(Manifest::parsed)
     }
 
-    /// A version's manifest to change.
+    /// A version's manifest to change; `None` for one whose stored JSON does not read as a
+    /// value (it is left as it is).
     pub fn manifest_mut(&mut self, version: &str) -> Option<&mut Value> {
         let m = self.versions.get_mut(version)?;
-        if let Manifest::Stored(_) = m {
-            *m = Manifest::Changed(m.parsed());
+        if let Manifest::Stored(raw) = m {
+            *m = Manifest::Changed(serde_json::from_str(raw.get()).ok()?);
         }
         match m {
             Manifest::Changed(v) => Some(v),

@@ -278,8 +278,10 @@ fn write_manifest(out: &mut Vec<u8>, manifest: &RawValue, name: &str, base: &str
         if abbreviated && !ABBREVIATED_FIELDS.contains(&k.as_str()) {
             continue;
         }
-        match (k.as_str(), raw_json::value(Some(v))) {
-            ("dist", Some(Value::Object(mut dist))) => {
+        // Only `dist` becomes a value: the other members are passed on as they are.
+        let dist = if k == "dist" { raw_json::value(Some(v)) } else { None };
+        match dist {
+            Some(Value::Object(mut dist)) => {
                 let file = dist.get("tarball").and_then(Value::as_str).map(tarball_file).unwrap_or_default().to_string();
                 dist.insert("tarball".into(), Value::String(format!("{base}/{name}/-/{file}")));
                 // A hosted registry's own attestations are stored relative to the registry; an
@@ -366,10 +368,17 @@ where
             Join::Leader(flight) => {
                 let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, RENDERING_KIB);
                 // The semaphore is never closed.
-                let _turn = rendering().acquire_many_owned(kib).await.ok();
+                let turn = rendering().acquire_many_owned(kib).await.ok();
                 let doc = load.take().expect("a caller leads at most once")().await?;
                 let base = base.to_string();
-                let rendered = web::block(move || doc.render(&base, abbreviated)).await.map_err(|e| NpmError::Internal(Box::new(e)))?;
+                // The turn goes with the rendering: a client that leaves drops this request,
+                // not the rendering under way on the blocking pool, which still holds its memory.
+                let rendered = web::block(move || {
+                    let _turn = turn;
+                    doc.render(&base, abbreviated)
+                })
+                .await
+                .map_err(|e| NpmError::Internal(Box::new(e)))?;
                 let b = Bytes::from(rendered);
                 cache.put(key, b.clone());
                 flight.finish(Outcome::Done);
