@@ -90,6 +90,11 @@ impl Packument {
         (!empty).then_some(doc)
     }
 
+    /// Whether `versions` is absent or an object (what a document from an upstream must have).
+    pub fn versions_is_object(&self) -> bool {
+        self.top().get("versions").is_none_or(|v| raw_json::members(v).is_some())
+    }
+
     /// The stored document's size.
     pub fn len(&self) -> usize {
         self.bytes.len()

@@ -35,18 +35,20 @@ impl Stored {
 
 pub async fn load(env: &FormatEnv, repo: i64, name: &str) -> Result<Option<Stored>, NpmError> {
     let Some(asset) = env.meta.get(repo, &package_path(name)).await? else { return Ok(None) };
-    let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
-    let bytes = env.blobs.read_small(&digest, MAX_DOC).await?;
-    let doc = Doc::parse(&bytes).map_err(|e| NpmError::Internal(Box::new(e)))?;
+    let doc = Doc::parse(&bytes_of(env, &asset).await?).map_err(|e| NpmError::Internal(Box::new(e)))?;
     let rev = doc.get("_rev").and_then(Value::as_str).unwrap_or("0-0").to_string();
     Ok(Some(Stored { asset, doc, rev }))
 }
 
 /// The document a packument asset names, to be read in parts (what clients are served).
 pub async fn packument(env: &FormatEnv, asset: &Asset) -> Result<crate::packument::Packument, NpmError> {
+    crate::packument::Packument::stored(bytes_of(env, asset).await?).map_err(|e| NpmError::Internal(Box::new(e)))
+}
+
+/// The stored bytes of a packument asset.
+async fn bytes_of(env: &FormatEnv, asset: &Asset) -> Result<Bytes, NpmError> {
     let digest: Digest = asset.digest.as_deref().unwrap_or_default().parse().map_err(|e| NpmError::Internal(Box::new(e)))?;
-    let bytes = env.blobs.read_small(&digest, MAX_DOC).await?;
-    crate::packument::Packument::stored(bytes).map_err(|e| NpmError::Internal(Box::new(e)))
+    Ok(env.blobs.read_small(&digest, MAX_DOC).await?)
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -58,12 +58,10 @@ impl Upstream {
         let etag = res.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = read_limited(res, MAX_DOC).await?;
         // Read in parts, never whole as values (see `Packument`).
-        let top = crate::raw_json::document(&body).map_err(|e| UpstreamError::Invalid(format!("packument of {name}: {e}")))?;
-        if top.get("versions").is_some_and(|v| crate::raw_json::members(v).is_none()) {
+        let doc = Packument::stored(body).map_err(|e| UpstreamError::Invalid(format!("packument of {name}: {e}")))?;
+        if !doc.versions_is_object() {
             return Err(UpstreamError::Invalid(format!("packument of {name} has no versions object")));
         }
-        drop(top);
-        let doc = Packument::stored(body).map_err(|e| UpstreamError::Invalid(format!("packument of {name}: {e}")))?;
         Ok(Doc::Fresh { doc, etag })
     }
 
