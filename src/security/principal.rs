@@ -48,8 +48,8 @@ use actix_web::HttpRequest;
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use wharf_format::{
-    canonical_user, now_millis, same_user, Access, Action, Audit, AuditEvent, Credential, Holder, Identity, IdentityError, NewToken, Principal, Realm,
-    RepoPrivilege, TokenInfo, TokenSpec, WebLogin, WebLoginInfo, WebLoginPoll, WEB_LOGIN_TTL_MS,
+    canonical_user, now_millis, proxy::Fill, same_user, Access, Action, Audit, AuditEvent, Credential, Holder, Identity, IdentityError, NewToken, Outcome,
+    Principal, Realm, RepoPrivilege, SingleFlight, TokenInfo, TokenSpec, WebLogin, WebLoginInfo, WebLoginPoll, WEB_LOGIN_TTL_MS,
 };
 
 use super::token::{BearerSource, SessionClaims, TokenKeys};
@@ -80,6 +80,9 @@ pub struct Authenticator {
     pub tokens: TokenKeys,
     formats: Vec<&'static str>,
     logins: Mutex<HashMap<[u8; 32], CachedLogin>>,
+    /// Password checks in progress, by login key: concurrent checks of one name and password
+    /// make one.
+    login_flights: SingleFlight,
     /// Directory users looked up without a password, by canonical name.
     directory: Mutex<HashMap<String, (DirectoryUser, Instant)>>,
     anonymous: Mutex<Option<(Principal, Instant)>>,
@@ -248,6 +251,7 @@ impl Authenticator {
             tokens,
             formats,
             logins: Mutex::new(HashMap::new()),
+            login_flights: SingleFlight::default(),
             directory: Mutex::new(HashMap::new()),
             anonymous: Mutex::new(None),
             lockout,
@@ -578,24 +582,55 @@ impl Authenticator {
         let key = login_key(&canonical, pass);
         // The pause comes first: a remembered password answering during a pause would tell a
         // guesser which guess is right.
-        let paused_audit = || {
-            // Which realm would have answered is not asked during a pause.
-            self.metrics.login("unknown", false);
-            self.audit.record(AuditEvent {
-                actor: Some(user.to_string()),
-                address: Some(client.to_string()),
-                action: "login.failure".into(),
-                detail: serde_json::json!({"paused": true}),
-                ..Default::default()
-            })
-        };
         if self.paused(&canonical, client) {
-            paused_audit();
+            self.refused_in_pause(user, client);
             return None;
         }
         if let Some(hit) = self.cached_login(&key).await {
             return Some(hit);
         }
+        // A client's first requests often come at once with the same credentials (uv's and
+        // npm's parallel fetches, a CI job's parallel pulls): one check, and the others read
+        // what it remembered. A check that failed, or whose caller left, settles nothing for
+        // the others: each makes its own, counted and audited as before. One that succeeded
+        // but could not be remembered (users or roles changed meanwhile) is made again, once
+        // for all of them.
+        let flight = hex::encode(key);
+        loop {
+            match self.login_flights.join_checked(&flight, || async { Ok::<_, std::convert::Infallible>(self.cached_login(&key).await) }).await {
+                Ok(Fill::Cached(hit)) => return Some(hit),
+                Ok(Fill::Lead(flight)) => {
+                    let checked = self.checked_login(user, pass, client, &canonical, key).await;
+                    flight.finish(if checked.is_some() { Outcome::Done } else { Outcome::Failed(String::new()) });
+                    return checked;
+                }
+                Ok(Fill::Follow(rx)) => {
+                    if SingleFlight::wait(rx).await != Outcome::Done {
+                        return self.checked_login(user, pass, client, &canonical, key).await;
+                    }
+                }
+                Err(never) => match never {},
+            }
+        }
+    }
+
+    /// Counts and audits a login refused because its name is paused for that client.
+    fn refused_in_pause(&self, user: &str, client: &str) {
+        // Which realm would have answered is not asked during a pause.
+        self.metrics.login("unknown", false);
+        self.audit.record(AuditEvent {
+            actor: Some(user.to_string()),
+            address: Some(client.to_string()),
+            action: "login.failure".into(),
+            detail: serde_json::json!({"paused": true}),
+            ..Default::default()
+        })
+    }
+
+    /// A password check the login cache could not answer: the shared count of wrong passwords,
+    /// argon2 and the directory, then the outcome counted, audited and (if right) remembered.
+    async fn checked_login(&self, user: &str, pass: &str, client: &str, canonical: &str, key: [u8; 32]) -> Option<(Principal, Proof)> {
+        let canonical = canonical.to_string();
         let epoch = self.epoch();
         let local_on = self.realm_on(Realm::Local);
         let (name, secret, from) = (canonical.clone(), pass.to_string(), client.to_string());
@@ -619,7 +654,7 @@ impl Authenticator {
         if let Some(Some(until)) = failures {
             if until > now_millis() {
                 self.note_pause(&canonical, client, until);
-                paused_audit();
+                self.refused_in_pause(user, client);
                 return None;
             }
         }
@@ -1398,6 +1433,30 @@ mod tests {
         fn record(&self, e: wharf_format::AuditEvent) {
             self.0.lock().unwrap().push(e);
         }
+    }
+
+    /// Requests that come at once with one name and password make one password check (one
+    /// argon2, one audited login), and each gets the user; a wrong password, at once too, is
+    /// checked and counted for each.
+    #[actix_web::test]
+    async fn parallel_first_logins_with_one_password_make_one_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
+        let audit = Arc::new(Recorder::default());
+        let keys = super::TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
+        let lockout = Lockout { after: 100, first: Duration::from_secs(1), max: Duration::from_secs(60) };
+        let auth = Authenticator::new(db.clone(), audit.clone(), keys, vec![], lockout);
+        let hash = super::password::hash("burst-secret-pw");
+        db.run_sync(move |c| Ok(users::insert(c, "burst", &hash, false)?)).unwrap();
+        let logins = |pass: &'static str| futures::future::join_all((0..8).map(|_| auth.password_login_proved("burst", pass, "127.0.0.1")));
+        let right = logins("burst-secret-pw").await;
+        assert!(right.iter().all(|r| r.as_ref().is_some_and(|(p, _)| p.user.as_deref() == Some("burst"))));
+        let wrong = logins("not-the-password").await;
+        assert!(wrong.iter().all(Option::is_none));
+        let events = audit.0.lock().unwrap();
+        let count = |action: &str| events.iter().filter(|e| e.action == action && e.actor.as_deref() == Some("burst")).count();
+        assert_eq!(count("login.success"), 1, "one check for eight requests at once");
+        assert_eq!(count("login.failure"), 8, "a wrong password settles nothing for the others");
     }
 
     /// `security.token_idle_days`: a token neither used nor created within it stops working at
