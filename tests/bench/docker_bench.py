@@ -12,8 +12,11 @@ It measures, for each server on a fresh data directory:
 and prints the ratios wharf / registry. Both servers run without authentication on the
 measured paths (wharf: a repository with anonymousRead) so that the comparison is like for like;
 a second wharf manifest run uses Basic credentials to show what authentication costs.
+
+`--raw-rounds N` runs only the curl x8 blob push and pull, N rounds on fresh servers, the two
+alternating, and prints the medians: the rows that a client costing little measures best.
 """
-import argparse, hashlib, json, os, shutil, signal, subprocess, sys, tempfile, time, urllib.request
+import argparse, hashlib, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import free_port, wait_http, rss_kb, load  # noqa: E402
@@ -112,6 +115,55 @@ def raw_http(base, repo, layout, layers, size, auth):
     return res
 
 
+def start_registry(work, tag):
+    """Distribution on a fresh root directory under `work`: (process, base URL)."""
+    port = free_port()
+    cfg = os.path.join(work, f"registry-{tag}.yml")
+    open(cfg, "w").write(f"""version: 0.1
+log: {{level: error, accesslog: {{disabled: true}}}}
+storage: {{filesystem: {{rootdirectory: {os.path.join(work, f"registry-{tag}")}}}, delete: {{enabled: true}}}}
+http: {{addr: 127.0.0.1:{port}}}
+""")
+    p = subprocess.Popen(["docker-registry", "serve", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/v2/")
+    return p, f"http://127.0.0.1:{port}"
+
+
+def start_wharf(work, tag):
+    """wharf on a fresh data directory under `work`, with a hosted Docker repository `bench`:
+    (process, base URL)."""
+    port = free_port()
+    env = dict(os.environ, WHARF_LISTEN=f"127.0.0.1:{port}", WHARF_DATA_DIR=os.path.join(work, f"wharf-{tag}"), WHARF_ADMIN_PASSWORD="bench-password", RUST_LOG="warn")
+    w = subprocess.Popen([WHARF, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_http(f"http://127.0.0.1:{port}/service/rest/v1/status")
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/service/rest/v1/repositories/docker/hosted", method="POST",
+                                 data=json.dumps({"name": "bench", "anonymousRead": True, "storage": {"blobStoreName": "default"}, "docker": {}}).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": "Basic " + __import__("base64").b64encode(b"admin:bench-password").decode()})
+    urllib.request.urlopen(req)
+    return w, f"http://127.0.0.1:{port}"
+
+
+def raw_rounds(layout, size, rounds, work):
+    """Only the curl x8 blob push and pull, `rounds` times, each on fresh servers, the two
+    servers alternating: the same workload as the full run's curl rows without what runs
+    before them there (skopeo, the manifest loads), and a median over rounds."""
+    rows = {"wharf": [], "registry": []}
+    for i in range(rounds):
+        for name in ("registry", "wharf"):
+            p, base = (start_registry if name == "registry" else start_wharf)(work, f"raw{i}")
+            try:
+                subprocess.run(["sync"], check=True)
+                res = raw_http(base, "bench/raw", layout, LAYERS, size, "admin:bench-password" if name == "wharf" else None)
+            finally:
+                p.send_signal(signal.SIGTERM); p.wait()
+            rows[name].append(res)
+            print(f"round {i + 1} {name:9} push {res['raw_push_MBps']:7.0f} MB/s  pull {res['raw_pull_MBps']:7.0f} MB/s", flush=True)
+    med = lambda name, k: statistics.median(r[k] for r in rows[name])
+    print(f"\n{'medians, MB/s':28}{'wharf':>12}{'registry':>12}{'ratio':>8}")
+    for k, label in [("raw_push_MBps", "blob push (curl x8)"), ("raw_pull_MBps", "blob pull (curl x8)")]:
+        print(f"{label:28}{med('wharf', k):12.1f}{med('registry', k):12.1f}{med('wharf', k) / med('registry', k):8.2f}")
+
+
 def bench_server(name, pid, base, image_ref, layout, size, manifest_digest, accept, work, seconds, creds=None):
     res = {}
     c0 = cpu_s(pid)
@@ -139,6 +191,7 @@ def main():
     ap.add_argument("--layers", type=int, default=8)
     ap.add_argument("--layer-mib", type=int, default=128)
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--raw-rounds", type=int, default=0, help="only the curl x8 blob push and pull, this many rounds on fresh servers")
     args = ap.parse_args()
     for tool in ("skopeo", "ab", "docker-registry"):
         if not shutil.which(tool):
@@ -150,6 +203,12 @@ def main():
     manifest_digest, size = make_layout(layout, args.layers, args.layer_mib)
     accept = "application/vnd.oci.image.manifest.v1+json"
     print(f"image: {args.layers} layers, {size / 2**20:.0f} MiB", flush=True)
+    if args.raw_rounds:
+        try:
+            raw_rounds(layout, size, args.raw_rounds, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        return
 
     # Distribution
     reg_port = free_port()
