@@ -210,6 +210,53 @@ fn credentials_the_database_cannot_check_now_are_503_not_401() {
         return;
     }
     s.spawn();
+    // Remembered by the login cache before the outage: a password, a bearer token, an API token.
+    let bearer = common::client()
+        .get(s.url("/v2/token?service=wharf&scope=repository:docker-hosted/app:pull"))
+        .basic_auth("remembered", Some("remembered-pw-1"))
+        .send()
+        .unwrap();
+    assert_eq!(bearer.status(), reqwest::StatusCode::UNAUTHORIZED, "no such user yet");
+    let r = s
+        .admin()
+        .request(reqwest::Method::POST, "/service/rest/v1/security/users")
+        .json(&serde_json::json!({"userId": "remembered", "password": "remembered-pw-1", "roles": ["nx-admin"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let bearer: serde_json::Value = common::client()
+        .get(s.url("/v2/token?service=wharf&scope=repository:docker-hosted/app:pull"))
+        .basic_auth("remembered", Some("remembered-pw-1"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let bearer = bearer["token"].as_str().unwrap().to_string();
+    let api_token: serde_json::Value = common::client()
+        .post(s.url("/service/rest/v1/security/tokens"))
+        .basic_auth("remembered", Some("remembered-pw-1"))
+        .json(&serde_json::json!({"name": "outage"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let api_token = api_token["token"].as_str().unwrap().to_string();
+    let remembered = |auth: &dyn Fn(reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder, path: &str| {
+        let r = auth(common::client().get(s.url(path))).send().unwrap();
+        (r.status(), r.text().unwrap())
+    };
+    let with_password = |r: reqwest::blocking::RequestBuilder| r.basic_auth("remembered", Some("remembered-pw-1"));
+    let with_bearer = |r: reqwest::blocking::RequestBuilder| r.bearer_auth(&bearer);
+    let with_token = |r: reqwest::blocking::RequestBuilder| r.bearer_auth(&api_token);
+    for (auth, path) in [
+        (&with_password as &dyn Fn(_) -> _, "/v2/docker-hosted/app/tags/list"),
+        (&with_password, "/repository/pypi-hosted/simple/"),
+        (&with_bearer, "/v2/docker-hosted/app/tags/list"),
+        (&with_token, "/repository/npm-hosted/app"),
+    ] {
+        let (status, body) = remembered(auth, path);
+        assert!(status.is_success() || status == reqwest::StatusCode::NOT_FOUND, "{path} before the outage: {status} {body}");
+    }
     let url = s.database_url();
     let (head, name) = url.rsplit_once('/').unwrap();
     let admin_sql = |statement: &str| {
@@ -258,10 +305,21 @@ fn credentials_the_database_cannot_check_now_are_503_not_401() {
         assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
         assert!(started.elapsed() < Duration::from_secs(5), "{path} waited {:?} for its 503", started.elapsed());
     }
+    // Remembered credentials are no different: what they were remembered with must be read
+    // again, and the database does not answer.
+    for (what, auth, path) in [
+        ("a remembered password", &with_password as &dyn Fn(_) -> _, "/v2/docker-hosted/app/tags/list"),
+        ("a remembered password", &with_password, "/repository/pypi-hosted/simple/"),
+        ("a remembered bearer token", &with_bearer, "/v2/docker-hosted/app/tags/list"),
+        ("a remembered API token", &with_token, "/repository/npm-hosted/app"),
+    ] {
+        let (status, body) = remembered(auth, path);
+        assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{what}, {path}: {body}");
+    }
     drop(reopen);
     for ((path, _), (status, retry, body)) in paths.iter().zip(&answers) {
         assert_eq!(*status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
-        assert!(body.contains("database does not answer"), "{path}: {body}");
+        assert!(body.contains("its database or its LDAP directory does not answer"), "{path}: {body}");
         assert_eq!(retry.as_deref(), Some("5"), "{path}: Retry-After");
     }
     let json = |i: usize| serde_json::from_str::<serde_json::Value>(&answers[i].2).unwrap();

@@ -1,7 +1,8 @@
 //! Whether the database failed a caller while it worked: a login that found no caller because
 //! the database did not answer is not one that found wrong credentials, and must not be
 //! answered 401 (a client would take its good credentials for bad ones, `docker login` would
-//! say "incorrect username or password") but 503, asking it to try again.
+//! say "incorrect username or password") but 503, asking it to try again. The same holds for
+//! an LDAP directory that did not answer about a name only it could know ([`note_silence`]).
 
 use std::cell::Cell;
 use std::future::Future;
@@ -27,6 +28,12 @@ pub async fn noting<F: Future>(work: F) -> (F::Output, bool) {
 /// after its verdict (a wrong password's count) does not change the verdict.
 pub async fn unnoted<F: Future>(work: F) -> F::Output {
     FAILED.scope(Cell::new(false), work).await
+}
+
+/// Notes, for the [`noting`] around the caller, that something a login needs other than the
+/// database (an LDAP directory) did not answer.
+pub fn note_silence() {
+    let _ = FAILED.try_with(|f| f.set(true));
 }
 
 /// `result`, noted for the [`noting`] around the caller, if any, when its error says the

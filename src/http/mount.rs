@@ -215,8 +215,9 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
     handle(state, &r, req, body, path, mount, principal).await
 }
 
-/// What a caller whom the database could not identify is told (in place of a 401).
-pub const NO_ANSWER: &str = "the server cannot check credentials now: its database does not answer; try again shortly";
+/// What a caller whom the database or the LDAP directory could not identify is told (in place
+/// of a 401).
+pub const NO_ANSWER: &str = "the server cannot check credentials now: its database or its LDAP directory does not answer; try again shortly";
 
 /// A 503 in the protocol of repository `r` (see `db::failures`).
 fn unanswered(state: &AppState, r: &RepoRef, req: &HttpRequest) -> HttpResponse {

@@ -677,7 +677,7 @@ impl Authenticator {
             if self.realm_on(Realm::Ldap) {
                 self.directory_login(&servers, directory_name, pass, &all_roles).await
             } else {
-                None
+                Ok(None)
             }
         };
         let (verified, from_directory) = tokio::join!(argon2, directory);
@@ -687,7 +687,15 @@ impl Authenticator {
                 Proof::Local { id: r.id, password_hash: r.password_hash.clone(), roles: r.roles.clone() },
             )),
             (Some(_), false) => None,
-            (None, _) => from_directory.map(|p| (p, Proof::Ldap)),
+            (None, _) => match from_directory {
+                Ok(found) => found.map(|p| (p, Proof::Ldap)),
+                // Not a wrong password: answered 503 (see `db::failures`), and not counted
+                // towards a pause, which would outlast the outage.
+                Err(Silent) => {
+                    crate::db::failures::note_silence();
+                    return None;
+                }
+            },
         };
         let Some((p, proof)) = outcome else {
             // A local name is decided by the local realm alone; any other by the directory
@@ -730,21 +738,30 @@ impl Authenticator {
     /// holds it. The directory's name for the user must not be a local user's. `user` `None`
     /// (a local name) asks every server the same decoy questions, as a name that no server
     /// knows does.
-    async fn directory_login(&self, servers: &[ldap::LdapServer], user: Option<&str>, pass: &str, all_roles: &[RoleRow]) -> Option<Principal> {
+    ///
+    /// `Err(Silent)`: no server knew the name and the password, and one that might have did not
+    /// answer; the caller is neither let in nor refused.
+    async fn directory_login(&self, servers: &[ldap::LdapServer], user: Option<&str>, pass: &str, all_roles: &[RoleRow]) -> Result<Option<Principal>, Silent> {
         let asked = self.config_ldap.iter().chain(servers).map(|s| async move { (s, ldap::authenticate(s, user, pass).await) });
         let mut found = None;
+        let mut silent = false;
         for (s, answer) in futures::future::join_all(asked).await {
             match answer {
                 Ok(Some(u)) if found.is_none() => found = Some((u.id.clone(), self.ldap_roles(&u, all_roles))),
                 Ok(_) => {}
-                Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
+                Err(e) => {
+                    tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable");
+                    silent = true;
+                }
             }
         }
-        let (id, resolved) = found?;
+        let Some((id, resolved)) = found else {
+            return if silent { Err(Silent) } else { Ok(None) };
+        };
         if !self.free_for_directory(&id).await {
-            return None;
+            return Ok(None);
         }
-        Some(Principal { user: Some(id), realm: Some(Realm::Ldap), credential: Credential::Password, access: full(resolved), holder: None })
+        Ok(Some(Principal { user: Some(id), realm: Some(Realm::Ldap), credential: Credential::Password, access: full(resolved), holder: None }))
     }
 
     /// Whether `name` may be a directory user's: no local user has it in any spelling.
@@ -765,7 +782,8 @@ impl Authenticator {
 
     /// A directory user by name, without a password (a token, session or bearer token they got
     /// earlier): the first server, in order, that knows them. Remembered for the login cache
-    /// time; a directory that cannot be reached is asked again next time.
+    /// time; a directory that cannot be reached is asked again next time (and the caller is
+    /// told 503).
     async fn directory_user(&self, user: &str) -> Option<DirectoryUser> {
         if !self.realm_on(Realm::Ldap) {
             return None;
@@ -778,6 +796,7 @@ impl Authenticator {
         }
         let epoch = self.epoch();
         let (servers, all_roles) = self.db.run(|conn| Ok((ldap::load(conn)?, crate::db::privileges::roles_with_grants(conn)?))).await.ok()?;
+        let mut silent = false;
         for s in self.config_ldap.iter().chain(&servers) {
             match ldap::lookup(s, user).await {
                 Ok(Some(u)) => {
@@ -792,8 +811,16 @@ impl Authenticator {
                     return Some(found);
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
+                Err(e) => {
+                    tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable");
+                    silent = true;
+                }
             }
+        }
+        // A server that might know them did not answer: their token or session is not refused
+        // (401) but answered 503.
+        if silent {
+            crate::db::failures::note_silence();
         }
         None
     }
@@ -1106,6 +1133,9 @@ fn full(resolved: roles::Resolved) -> Access {
 /// password changed (each hash has its own salt), nothing that helps guess the password.
 /// What a verified password is remembered under: a hash of the name and the password, never
 /// the password.
+/// No LDAP server knew a name, and one that might have did not answer.
+struct Silent;
+
 fn login_key(canonical: &str, pass: &str) -> [u8; 32] {
     Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into()
 }
