@@ -35,6 +35,8 @@ pub enum BackupError {
     Db(String),
     #[error("{count} blob(s) the copied database names are not in the copy (first: {first}): a compaction ran during the backup; run it again")]
     Incomplete { count: usize, first: String },
+    #[error("{0} Back it up with the version that serves it.")]
+    Newer(String),
     #[error("no database at {0}: check the configuration (the same as the server's)")]
     NoDatabase(PathBuf),
     #[error("blob store {store}: its directory {path} does not exist (check the configuration's data_dir, the same as the server's)")]
@@ -124,6 +126,13 @@ fn copy_all(cfg: &Config, db_path: &str, to: &Path, key_to: Option<&Path>) -> Re
     }
     // What the copy names is what must be there: its stores, and (below) the digests of its assets.
     let mut snap = AnyConnection::Sqlite(SqliteConnection::establish(&copy.display().to_string()).map_err(|e| db_err(&e))?);
+    // A newer version migrated the database: what it added (a kind of store, a place it keeps
+    // data) this version would not know to copy, and the backup would be incomplete without
+    // saying so. Read from the snapshot, so that it judges exactly what was copied.
+    crate::db::precheck::still_not_newer(&mut snap).map_err(|e| match e {
+        crate::db::DbError::Newer(why) => BackupError::Newer(why),
+        other => db_err(&other),
+    })?;
     let stores = repos::list_blob_stores(&mut snap).map_err(|e| db_err(&e))?;
 
     let in_data_dir = cfg.data_dir.join("wharf.db");

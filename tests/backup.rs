@@ -192,3 +192,26 @@ fn a_backup_taken_while_pushes_go_on_restores_every_image_it_names() {
         }
     }
 }
+
+/// A database that a newer version migrated is not backed up by this one: what the newer
+/// version added, this one would not know to copy. The backup fails, names the migration and
+/// leaves nothing.
+#[test]
+fn a_backup_of_a_database_a_newer_version_migrated_fails_and_names_it() {
+    let mut server = TestServer::unstarted(&[]);
+    if server.is_postgres() || common::s3::servers_on_s3() {
+        return;
+    }
+    server.spawn();
+    server.kill();
+    let url = server.database_url();
+    use diesel::{Connection as _, RunQueryDsl as _};
+    let mut c = diesel::SqliteConnection::establish(url.trim_start_matches("sqlite://")).unwrap();
+    diesel::sql_query("INSERT INTO __diesel_schema_migrations (version) VALUES ('20991231000003')").execute(&mut c).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = backup(&server, &tmp.path().join("b"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("migration 20991231000003 is unknown") && err.contains("Back it up with the version that serves it"), "{err}");
+    assert!(!tmp.path().join("b").exists(), "a failed backup leaves nothing");
+}
