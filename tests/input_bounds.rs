@@ -645,3 +645,35 @@ fn downloaded_artifacts_carry_nosniff_on_the_main_port_and_a_repository_port() {
     assert_eq!(nosniff(&r).as_deref(), Some("nosniff"), "{url}");
     assert_eq!(r.bytes().unwrap().to_vec(), whl);
 }
+
+/// Every password check (argon2) holds 19 MiB while it runs: many at once with different
+/// names and wrong passwords (a flood, or a CI fleet's first requests) take turns, a few at a
+/// time, instead of 19 MiB each.
+#[test]
+fn many_password_checks_at_once_raise_peak_rss_by_less_than_96_mb() {
+    let s = TestServer::start();
+    // The server's own first checks (its start) are behind it.
+    let r = http().get(s.url("/service/rest/v1/status")).send().unwrap();
+    assert!(r.status().is_success());
+    const AT_ONCE: usize = 24;
+    let start = std::sync::Barrier::new(AT_ONCE);
+    let (answers, grew) = measured_from_now(&s, || {
+        std::thread::scope(|t| {
+            let clients: Vec<_> = (0..AT_ONCE)
+                .map(|i| {
+                    let start = &start;
+                    let s = &s;
+                    t.spawn(move || {
+                        let http = http();
+                        start.wait();
+                        http.get(s.url("/repository/pypi-hosted/simple/")).basic_auth(format!("flood-{i}"), Some(format!("wrong-{i}"))).send().unwrap().status()
+                    })
+                })
+                .collect();
+            clients.into_iter().map(|c| c.join().unwrap()).collect::<Vec<_>>()
+        })
+    });
+    eprintln!("{AT_ONCE} password checks at once: peak RSS +{} MiB", grew >> 20);
+    assert!(answers.iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{answers:?}");
+    assert!(grew < 96 << 20, "{AT_ONCE} password checks at once raised the peak RSS by {} MiB", grew >> 20);
+}

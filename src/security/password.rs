@@ -1,4 +1,5 @@
-//! Password hashing (argon2id, PHC strings). CPU-heavy by design: call from the blocking pool.
+//! Password hashing (argon2id, PHC strings). CPU-heavy by design: the request paths take a turn
+//! ([`check_in_turn`], [`hash_in_turn`]) and run it on the blocking pool.
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
@@ -21,6 +22,38 @@ pub fn verify_nothing(password: &str) {
     static UNMATCHABLE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let phc = UNMATCHABLE.get_or_init(|| hash(&random_chars(32)));
     let _ = verify(password, phc);
+}
+
+/// Argon2 runs that may be under way at once. Each holds its memory cost (19 MiB with the
+/// default parameters) for its whole run, and more runs than CPUs end no sooner: sixteen
+/// requests at once with Basic credentials not yet remembered took 300 MB, and a flood of
+/// wrong passwords under different names would take 19 MiB each until memory ran out. Past
+/// this many, checks wait for a turn (in arrival order, whatever the name, so the wait tells
+/// no names apart).
+fn turns() -> &'static tokio::sync::Semaphore {
+    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    TURNS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)))
+}
+
+/// Checks `password` against `phc` (against a hash nothing matches when `None`, in the same
+/// time: see [`verify_nothing`]) in its turn, on the blocking pool.
+pub async fn check_in_turn(password: String, phc: Option<String>) -> bool {
+    let _turn = turns().acquire().await.expect("the turns are never closed");
+    tokio::task::spawn_blocking(move || match phc {
+        Some(h) => verify(&password, &h),
+        None => {
+            verify_nothing(&password);
+            false
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// [`hash`] in its turn, on the blocking pool.
+pub async fn hash_in_turn(password: String) -> Result<String, tokio::task::JoinError> {
+    let _turn = turns().acquire().await.expect("the turns are never closed");
+    tokio::task::spawn_blocking(move || hash(&password)).await
 }
 
 /// A random password of 24 characters from [A-Za-z0-9].

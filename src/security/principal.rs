@@ -661,14 +661,8 @@ impl Authenticator {
         // argon2 runs after the connection went back to the pool: tens of milliseconds of
         // hashing must not hold one (a burst of logins would starve every other query).
         let hash = row.as_ref().filter(|r| local_on && r.status == "active").map(|r| r.password_hash.clone());
-        let argon2 = tokio::task::spawn_blocking(move || match hash {
-            Some(h) => password::verify(&secret, &h),
-            // As slow as a real check: the time must not tell which names exist.
-            None => {
-                password::verify_nothing(&secret);
-                false
-            }
-        });
+        // Without a hash, as slow as a real check: the time must not tell which names exist.
+        let argon2 = password::check_in_turn(secret, hash);
         // Every name costs argon2 and the same directory questions, side by side: a local name,
         // in any spelling, is decided locally and never asked of the directory, so its
         // directory questions are decoys (see `ldap::authenticate`).
@@ -681,7 +675,7 @@ impl Authenticator {
             }
         };
         let (verified, from_directory) = tokio::join!(argon2, directory);
-        let outcome = match (&row, verified.unwrap_or(false)) {
+        let outcome = match (&row, verified) {
             (Some(r), true) => Some((
                 self.local_principal(r, &all_roles, Credential::Password),
                 Proof::Local { id: r.id, password_hash: r.password_hash.clone(), roles: r.roles.clone() },

@@ -164,7 +164,7 @@ pub async fn create_user(state: web::Data<AppState>, req: HttpRequest, body: web
     check_password(&pass)?;
     let existing_roles = state.db.run(users::roles).await?;
     let fields = user_fields(obj, &existing_roles)?;
-    let hash = web::block(move || password::hash(&pass)).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let hash = password::hash_in_turn(pass).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
     let id2 = id.clone();
     let created = state
         .db
@@ -289,7 +289,7 @@ pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path:
         return Err(AdminError::Forbidden);
     }
     check_password(&pass)?;
-    let hash = web::block(move || password::hash(&pass)).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
+    let hash = password::hash_in_turn(pass).await.map_err(|e| AdminError::Internal(Box::new(e)))?;
     let id2 = id.clone();
     let changed = state
         .db
