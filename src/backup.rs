@@ -35,7 +35,7 @@ pub enum BackupError {
     Db(String),
     #[error("{count} blob(s) the copied database names are not in the copy (first: {first}): a compaction ran during the backup; run it again")]
     Incomplete { count: usize, first: String },
-    #[error("{0} Back it up with the version that serves it.")]
+    #[error("this wharf is older than the database, which a newer version migrated: back it up with the version that serves it ({0})")]
     Newer(String),
     #[error("no database at {0}: check the configuration (the same as the server's)")]
     NoDatabase(PathBuf),

@@ -212,6 +212,6 @@ fn a_backup_of_a_database_a_newer_version_migrated_fails_and_names_it() {
     let out = backup(&server, &tmp.path().join("b"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
-    assert!(err.contains("migration 20991231000003 is unknown") && err.contains("Back it up with the version that serves it"), "{err}");
+    assert!(err.contains("migration 20991231000003 is unknown") && err.contains("back it up with the version that serves it"), "{err}");
     assert!(!tmp.path().join("b").exists(), "a failed backup leaves nothing");
 }

@@ -222,6 +222,13 @@ fn a_directory_outage_is_503_for_directory_names_pauses_no_one_and_locks_out_no_
     assert_eq!(r.status(), StatusCode::OK);
     let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&server_json(slapd.port)).send().unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    let r = server
+        .admin()
+        .request(Method::POST, "/service/rest/v1/security/users")
+        .json(&json!({"userId": "loc", "password": "loc-password-1", "roles": ["readers"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
     let status = |u: &str, p: &str| common::client().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
     // On SQLite the change counters tell this node of its own role and directory changes too,
     // a poll (250 ms) later, and it forgets its logins then: bob's must be remembered after
@@ -238,7 +245,11 @@ fn a_directory_outage_is_503_for_directory_names_pauses_no_one_and_locks_out_no_
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "attempt {attempt}");
         assert!(r.text().unwrap().contains("LDAP directory does not answer"));
     }
-    assert!(started.elapsed() < Duration::from_secs(60), "an unreachable directory fails fast");
+    assert!(started.elapsed() < Duration::from_secs(20), "an unreachable directory fails fast");
+    // A local name's wrong password is answered alike meanwhile (a 401 would tell local names
+    // apart), though counted as ever.
+    assert_eq!(status("loc", "not-locs-password"), StatusCode::SERVICE_UNAVAILABLE, "a local name, while the directory is silent");
+    assert_eq!(status("loc", "loc-password-1"), StatusCode::OK, "a local user's right password decides alone");
     let token = common::client()
         .get(server.url("/v2/token?service=wharf&scope=repository:docker-hosted/app:pull"))
         .basic_auth("carol", Some("carol-password"))
@@ -250,6 +261,26 @@ fn a_directory_outage_is_503_for_directory_names_pauses_no_one_and_locks_out_no_
     slapd.spawn();
     assert_eq!(status("carol", "carol-password"), StatusCode::FORBIDDEN, "back: carol is known again (and has no roles), and not paused");
     assert_eq!(status("carol", "not-carols-password"), StatusCode::UNAUTHORIZED, "back: a wrong password is refused again");
+}
+
+#[test]
+fn with_one_of_two_directories_down_a_wrong_password_still_counts() {
+    // The answering server cannot tell a wrong password from a name it does not hold: the
+    // refusal counts, or a dead server left in the list would let guesses go uncounted.
+    let e = env();
+    let port = e.slapd.lock().unwrap().port;
+    let server = TestServer::start();
+    for (name, port) in [("up", port), ("down", common::free_port())] {
+        let mut s = server_json(port);
+        s["name"] = json!(name);
+        let r = server.admin().request(Method::POST, "/service/rest/v1/security/ldap").json(&s).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap());
+    }
+    let status = |u: &str, p: &str| common::client().get(server.url("/repository/pypi-hosted/simple/")).basic_auth(u, Some(p)).send().unwrap().status();
+    for attempt in 0..5 {
+        assert_eq!(status("bob", "not-bobs-password"), StatusCode::UNAUTHORIZED, "attempt {attempt}");
+    }
+    assert_eq!(status("bob", "bob-password"), StatusCode::UNAUTHORIZED, "paused after five wrong passwords");
 }
 
 #[test]

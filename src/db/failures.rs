@@ -36,6 +36,11 @@ pub fn note_silence() {
     let _ = FAILED.try_with(|f| f.set(true));
 }
 
+/// Whether the [`noting`] around the caller has noted silence so far.
+pub fn silent_so_far() -> bool {
+    FAILED.try_with(|f| f.get()).unwrap_or(false)
+}
+
 /// `result`, noted for the [`noting`] around the caller, if any, when its error says the
 /// database did not answer (no connection, or one that broke). Other errors (a full disk, a
 /// value that does not decode, a busy retry that ran out) are answers of a kind, not silence.

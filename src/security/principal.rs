@@ -589,26 +589,49 @@ impl Authenticator {
         if let Some(hit) = self.cached_login(&key).await {
             return Some(hit);
         }
+        // The database did not answer the cache's re-read: nothing further can decide now, and
+        // each further step would wait for it again.
+        if crate::db::failures::silent_so_far() {
+            return None;
+        }
         // A client's first requests often come at once with the same credentials (uv's and
         // npm's parallel fetches, a CI job's parallel pulls): one check, and the others read
         // what it remembered. A check that failed, or whose caller left, settles nothing for
-        // the others: each makes its own, counted and audited as before. One that succeeded
-        // but could not be remembered (users or roles changed meanwhile) is made again, once
-        // for all of them.
+        // the others: each makes its own, counted and audited as before; one that met silence
+        // (the database's, the directory's) answers them all alike. One that succeeded but
+        // could not be remembered (users or roles changed meanwhile) is made once more for all
+        // of them, then by each.
         let flight = hex::encode(key);
+        const SILENT: &str = "silent";
+        let mut rejoined = false;
         loop {
             match self.login_flights.join_checked(&flight, || async { Ok::<_, std::convert::Infallible>(self.cached_login(&key).await) }).await {
                 Ok(Fill::Cached(hit)) => return Some(hit),
                 Ok(Fill::Lead(flight)) => {
                     let checked = self.checked_login(user, pass, client, &canonical, key).await;
-                    flight.finish(if checked.is_some() { Outcome::Done } else { Outcome::Failed(String::new()) });
+                    flight.finish(match &checked {
+                        Some(_) => Outcome::Done,
+                        None if crate::db::failures::silent_so_far() => Outcome::Failed(SILENT.into()),
+                        None => Outcome::Failed(String::new()),
+                    });
                     return checked;
                 }
-                Ok(Fill::Follow(rx)) => {
-                    if SingleFlight::wait(rx).await != Outcome::Done {
-                        return self.checked_login(user, pass, client, &canonical, key).await;
+                Ok(Fill::Follow(rx)) => match SingleFlight::wait(rx).await {
+                    Outcome::Done => {
+                        if let Some(hit) = self.cached_login(&key).await {
+                            return Some(hit);
+                        }
+                        if rejoined {
+                            return self.checked_login(user, pass, client, &canonical, key).await;
+                        }
+                        rejoined = true;
                     }
-                }
+                    Outcome::Failed(why) if why == SILENT => {
+                        crate::db::failures::note_silence();
+                        return None;
+                    }
+                    _ => return self.checked_login(user, pass, client, &canonical, key).await,
+                },
                 Err(never) => match never {},
             }
         }
@@ -675,21 +698,16 @@ impl Authenticator {
             }
         };
         let (verified, from_directory) = tokio::join!(argon2, directory);
+        // No LDAP server answered (each one asked failed): for a name only the directory could
+        // know, that is not a wrong password.
+        let directory_silent = matches!(from_directory, Err(Silent));
         let outcome = match (&row, verified) {
             (Some(r), true) => Some((
                 self.local_principal(r, &all_roles, Credential::Password),
                 Proof::Local { id: r.id, password_hash: r.password_hash.clone(), roles: r.roles.clone() },
             )),
             (Some(_), false) => None,
-            (None, _) => match from_directory {
-                Ok(found) => found.map(|p| (p, Proof::Ldap)),
-                // Not a wrong password: answered 503 (see `db::failures`), and not counted
-                // towards a pause, which would outlast the outage.
-                Err(Silent) => {
-                    crate::db::failures::note_silence();
-                    return None;
-                }
-            },
+            (None, _) => from_directory.ok().flatten().map(|p| (p, Proof::Ldap)),
         };
         let Some((p, proof)) = outcome else {
             // A local name is decided by the local realm alone; any other by the directory
@@ -697,8 +715,26 @@ impl Authenticator {
             let by_directory = self.realm_on(Realm::Ldap) && !(servers.is_empty() && self.config_ldap.is_empty());
             let realm = if row.is_none() && by_directory { Realm::Ldap } else { Realm::Local };
             self.metrics.login(realm.as_str(), false);
+            let actor = row.as_ref().map(|r| r.username.clone()).unwrap_or_else(|| user.to_string());
+            // While the directory does not answer, every refusal is a 503 (see `db::failures`):
+            // a 401 for local names only would tell them apart. A local name's wrong password
+            // still counts towards its pause; a directory name's attempt does not (the pause
+            // would outlast the outage), and is audited as such.
+            if directory_silent {
+                crate::db::failures::note_silence();
+            }
+            if directory_silent && row.is_none() {
+                let detail = serde_json::json!({"directory": "did not answer"});
+                self.audit.record(AuditEvent {
+                    actor: Some(actor),
+                    address: Some(client.to_string()),
+                    action: "login.failure".into(),
+                    detail,
+                    ..Default::default()
+                });
+                return None;
+            }
             self.failed(&canonical, client).await;
-            let actor = row.map(|r| r.username).unwrap_or_else(|| user.to_string());
             self.audit.record(AuditEvent { actor: Some(actor), address: Some(client.to_string()), action: "login.failure".into(), ..Default::default() });
             return None;
         };
@@ -733,24 +769,27 @@ impl Authenticator {
     /// (a local name) asks every server the same decoy questions, as a name that no server
     /// knows does.
     ///
-    /// `Err(Silent)`: no server knew the name and the password, and one that might have did not
-    /// answer; the caller is neither let in nor refused.
+    /// `Err(Silent)`: every server asked failed; the caller is neither let in nor refused.
     async fn directory_login(&self, servers: &[ldap::LdapServer], user: Option<&str>, pass: &str, all_roles: &[RoleRow]) -> Result<Option<Principal>, Silent> {
         let asked = self.config_ldap.iter().chain(servers).map(|s| async move { (s, ldap::authenticate(s, user, pass).await) });
         let mut found = None;
-        let mut silent = false;
+        let (mut asked_any, mut answered) = (false, false);
         for (s, answer) in futures::future::join_all(asked).await {
+            asked_any = true;
             match answer {
-                Ok(Some(u)) if found.is_none() => found = Some((u.id.clone(), self.ldap_roles(&u, all_roles))),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable");
-                    silent = true;
+                Ok(Some(u)) if found.is_none() => {
+                    answered = true;
+                    found = Some((u.id.clone(), self.ldap_roles(&u, all_roles)));
                 }
+                Ok(_) => answered = true,
+                Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
             }
         }
+        // A server that answers cannot tell a wrong password from a name it does not hold, so
+        // while one answers, a refusal counts as one (as before any server failed): otherwise a
+        // dead server left in the list would let guesses at every directory user go uncounted.
         let Some((id, resolved)) = found else {
-            return if silent { Err(Silent) } else { Ok(None) };
+            return if asked_any && !answered { Err(Silent) } else { Ok(None) };
         };
         if !self.free_for_directory(&id).await {
             return Ok(None);
@@ -790,8 +829,9 @@ impl Authenticator {
         }
         let epoch = self.epoch();
         let (servers, all_roles) = self.db.run(|conn| Ok((ldap::load(conn)?, crate::db::privileges::roles_with_grants(conn)?))).await.ok()?;
-        let mut silent = false;
+        let (mut asked_any, mut answered) = (false, false);
         for s in self.config_ldap.iter().chain(&servers) {
+            asked_any = true;
             match ldap::lookup(s, user).await {
                 Ok(Some(u)) => {
                     let found = (u.id.clone(), self.ldap_roles(&u, &all_roles));
@@ -804,16 +844,12 @@ impl Authenticator {
                     }
                     return Some(found);
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable");
-                    silent = true;
-                }
+                Ok(None) => answered = true,
+                Err(e) => tracing::warn!(server = %s.name, error = %e, "LDAP server unavailable"),
             }
         }
-        // A server that might know them did not answer: their token or session is not refused
-        // (401) but answered 503.
-        if silent {
+        // No server answered: their token or session is not refused (401) but answered 503.
+        if asked_any && !answered {
             crate::db::failures::note_silence();
         }
         None
@@ -1123,13 +1159,11 @@ fn full(resolved: roles::Resolved) -> Access {
     }
 }
 
-/// What a bearer token carries of a local user's password hash: enough to see that the
-/// password changed (each hash has its own salt), nothing that helps guess the password.
-/// What a verified password is remembered under: a hash of the name and the password, never
-/// the password.
-/// No LDAP server knew a name, and one that might have did not answer.
+/// Every LDAP server asked about a login failed: no verdict.
 struct Silent;
 
+/// What a verified password is remembered under: a hash of the name and the password, never
+/// the password.
 fn login_key(canonical: &str, pass: &str) -> [u8; 32] {
     Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into()
 }
@@ -1144,6 +1178,8 @@ fn token_key(secret: &str) -> [u8; 32] {
     Sha256::new().chain_update(b"token\0").chain_update(secret.as_bytes()).finalize().into()
 }
 
+/// What a bearer token carries of a local user's password hash: enough to see that the
+/// password changed (each hash has its own salt), nothing that helps guess the password.
 fn password_fingerprint(password_hash: &str) -> String {
     hex::encode(&Sha256::new().chain_update(b"wharf bearer password\0").chain_update(password_hash.as_bytes()).finalize()[..16])
 }

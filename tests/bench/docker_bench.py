@@ -149,7 +149,7 @@ def raw_rounds(layout, size, rounds, work):
     before them there (skopeo, the manifest loads), and a median over rounds."""
     rows = {"wharf": [], "registry": []}
     for i in range(rounds):
-        for name in ("registry", "wharf"):
+        for name in ("registry", "wharf") if i % 2 == 0 else ("wharf", "registry"):
             p, base = (start_registry if name == "registry" else start_wharf)(work, f"raw{i}")
             try:
                 subprocess.run(["sync"], check=True)

@@ -101,6 +101,11 @@ pub(super) struct StagedWriter {
     writeback: Writeback,
 }
 
+/// Background syncs running at once, across uploads: each holds a blocking thread (shared with
+/// the database's calls) while the disk writes, and one may outlive its upload.
+const WRITEBACKS_MAX: usize = 16;
+static WRITEBACKS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Syncs of the staged file started ahead of [`StagedWriter::finish`] and never waited for.
 #[derive(Default)]
 struct Writeback {
@@ -109,9 +114,14 @@ struct Writeback {
     started_at: u64,
     /// A descriptor of its own: an error a background sync reports is then not taken from the
     /// writer's own descriptor (Linux reports a writeback error once per open file), so the
-    /// sync in `finish` still sees it. `None` until the first sync, or where it cannot open.
+    /// sync in `finish` still sees it. `None` until the first sync.
     file: Option<std::sync::Arc<File>>,
+    /// The descriptor could not be opened: no background sync for this upload.
+    off: bool,
     running: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The first error a background sync met, which `finish` reports too (whether or not its
+    /// own sync sees it again).
+    failed: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
     /// How many were started.
     started: u32,
 }
@@ -123,7 +133,7 @@ impl Writeback {
     fn wrote(&mut self, n: usize, path: &Path) {
         use std::sync::atomic::Ordering;
         self.ordinary += n as u64;
-        if self.ordinary - self.started_at < WRITEBACK_EVERY || self.running.load(Ordering::Acquire) {
+        if self.off || self.ordinary - self.started_at < WRITEBACK_EVERY || self.running.load(Ordering::Acquire) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
@@ -131,20 +141,27 @@ impl Writeback {
             match File::open(path) {
                 Ok(f) => self.file = Some(std::sync::Arc::new(f)),
                 Err(_) => {
-                    // No background sync for this upload: the one in `finish` does it all.
-                    self.started_at = u64::MAX;
+                    // The sync in `finish` does it all.
+                    self.off = true;
                     return;
                 }
             }
         }
-        let (Some(file), running) = (self.file.clone(), self.running.clone()) else { return };
+        // Too many at once already: this one waits for the next threshold.
+        if WRITEBACKS.fetch_add(1, Ordering::AcqRel) >= WRITEBACKS_MAX {
+            WRITEBACKS.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        let (Some(file), running, failed) = (self.file.clone(), self.running.clone(), self.failed.clone()) else { return };
         self.started_at = self.ordinary;
         self.started += 1;
         running.store(true, Ordering::Release);
         runtime.spawn_blocking(move || {
-            // Its error is the final sync's to report (see `file`).
-            let _ = file.sync_data();
+            if let Err(e) = file.sync_data() {
+                failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
+            }
             running.store(false, Ordering::Release);
+            WRITEBACKS.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }
@@ -241,7 +258,11 @@ impl StagedWriter {
             buf.len = 0;
         }
         tracing::trace!(path = %self.path.display(), background_syncs = self.writeback.started, "syncing a staged upload");
-        self.file.sync_data()
+        self.file.sync_data()?;
+        match self.writeback.failed.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 }
 
