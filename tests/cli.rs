@@ -305,6 +305,15 @@ fn credentials_the_database_cannot_check_now_are_503_not_401() {
         assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "{path}: {body}");
         assert!(started.elapsed() < Duration::from_secs(5), "{path} waited {:?} for its 503", started.elapsed());
     }
+    // npm's own login, which checks the password itself.
+    let r = common::client()
+        .put(s.url("/repository/npm-hosted/-/user/org.couchdb.user:admin"))
+        .json(&serde_json::json!({"name": "admin", "password": common::ADMIN_PASSWORD}))
+        .send()
+        .unwrap();
+    let (status, retry) = (r.status(), r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string()));
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "npm login: {}", r.text().unwrap());
+    assert_eq!(retry.as_deref(), Some("5"), "npm login: Retry-After");
     // Remembered credentials are no different: what they were remembered with must be read
     // again, and the database does not answer.
     for (what, auth, path) in [

@@ -256,6 +256,13 @@ fn a_directory_outage_is_503_for_directory_names_pauses_no_one_and_locks_out_no_
         .send()
         .unwrap();
     assert_eq!(token.status(), StatusCode::SERVICE_UNAVAILABLE, "Docker's token endpoint too");
+    // npm login checks the password in its own handler (the request itself is anonymous).
+    let npm = common::client()
+        .put(server.url("/repository/npm-hosted/-/user/org.couchdb.user:carol"))
+        .json(&json!({"name": "carol", "password": "carol-password"}))
+        .send()
+        .unwrap();
+    assert_eq!(npm.status(), StatusCode::SERVICE_UNAVAILABLE, "npm login too: {}", npm.text().unwrap());
     assert_eq!(status("admin", ADMIN_PASSWORD), StatusCode::OK, "local admins still log in");
     assert_eq!(status("bob", "bob-password"), StatusCode::OK, "a login verified before the outage stays valid for its cache time");
     slapd.spawn();

@@ -1244,8 +1244,11 @@ fn info(row: &TokenRow) -> TokenInfo {
 
 #[async_trait::async_trait(?Send)]
 impl Identity for Authenticator {
-    async fn login(&self, user: &str, password: &str, client: &str) -> Option<Principal> {
-        self.password_login(user, password, client).await
+    async fn login(&self, user: &str, password: &str, client: &str) -> Result<Option<Principal>, IdentityError> {
+        match crate::db::failures::noting(self.password_login(user, password, client)).await {
+            (None, true) => Err(IdentityError::Unavailable(crate::http::mount::NO_ANSWER.into())),
+            (p, _) => Ok(p),
+        }
     }
 
     async fn create_token(&self, owner: &Principal, spec: TokenSpec, client: &str) -> Result<NewToken, IdentityError> {

@@ -79,6 +79,10 @@ pub enum IdentityError {
     NotAllowed(&'static str),
     #[error("{0}")]
     Internal(String),
+    /// The credentials could not be checked now (the database or the LDAP directory did not
+    /// answer): neither valid nor refused; the caller is told to try again (503).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 #[async_trait(?Send)]
@@ -86,7 +90,8 @@ pub trait Identity: Send + Sync {
     /// The principal for a user name and password, if they are valid. An API token is not a
     /// password here: whatever this principal goes on to create needs the real one. `client`
     /// is the caller's address (failed-login pauses are per user and address).
-    async fn login(&self, user: &str, password: &str, client: &str) -> Option<Principal>;
+    /// [`IdentityError::Unavailable`] when they could not be checked now.
+    async fn login(&self, user: &str, password: &str, client: &str) -> Result<Option<Principal>, IdentityError>;
     /// A new API token for `owner`, who must have proved a password (or hold a session).
     /// Creations and revocations are audited here, whichever protocol asked (`client`: the
     /// caller's address, for the audit log).

@@ -36,6 +36,9 @@ pub enum NpmError {
     /// The server is in read-only mode: publishes, dist-tags and logins are refused, installs go on.
     #[error("{0}")]
     ReadOnly(String),
+    /// Credentials that could not be checked now (503, try again).
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error>),
 }
@@ -53,6 +56,7 @@ impl NpmError {
             NpmError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             NpmError::Upstream(_) => StatusCode::BAD_GATEWAY,
             NpmError::NoSpace(_) => StatusCode::INSUFFICIENT_STORAGE,
+            NpmError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             NpmError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if let NpmError::Internal(source) = self {
@@ -61,6 +65,9 @@ impl NpmError {
         let mut res = HttpResponse::build(status);
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", r#"Basic realm="wharf""#));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.insert_header(wharf_format::retry_after());
         }
         if let NpmError::RangeNotSatisfiable(size) = self {
             res.insert_header(("Content-Range", format!("bytes */{size}")));
@@ -130,6 +137,7 @@ impl From<IdentityError> for NpmError {
     fn from(e: IdentityError) -> Self {
         match e {
             IdentityError::NotAllowed(why) => NpmError::Forbidden(why.into()),
+            IdentityError::Unavailable(why) => NpmError::Unavailable(why),
             other => NpmError::Internal(Box::new(other)),
         }
     }

@@ -45,7 +45,7 @@ pub async fn login(env: &FormatEnv, ctx: &RepoCtx, name: &str, body: web::Payloa
     if user != name {
         return Err(NpmError::BadRequest("the name in the body differs from the URL".into()));
     }
-    let Some(principal) = env.identity.login(user, password, &ctx.client).await else {
+    let Some(principal) = env.identity.login(user, password, &ctx.client).await? else {
         // Same answer whether the user exists or not; npm cannot register users here.
         return Ok(HttpResponse::Unauthorized()
             .content_type("application/json")
@@ -92,7 +92,7 @@ pub async fn tokens(env: &FormatEnv, ctx: &RepoCtx, req: &HttpRequest, body: web
             return Err(NpmError::BadRequest("CIDR-restricted tokens are not supported".into()));
         }
         // The new token stands on the password, whatever credential carried the request.
-        let Some(owner) = env.identity.login(user, password, &ctx.client).await.filter(|p| p.realm == ctx.principal.realm) else {
+        let Some(owner) = env.identity.login(user, password, &ctx.client).await?.filter(|p| p.realm == ctx.principal.realm) else {
             return Err(NpmError::Forbidden("wrong password".into()));
         };
         let readonly = body.get("readonly").and_then(Value::as_bool).unwrap_or(false);

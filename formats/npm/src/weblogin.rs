@@ -55,7 +55,16 @@ pub async fn approve(env: &FormatEnv, ctx: &RepoCtx, id: &str, body: web::Payloa
     let form_body = read_form(body).await?;
     let field = |k: &str| url::form_urlencoded::parse(&form_body).find(|(key, _)| key == k).map(|(_, v)| v.into_owned()).unwrap_or_default();
     let (user, password) = (field("username"), field("password"));
-    let Some(principal) = env.identity.login(&user, &password, &ctx.client).await.filter(|_| !user.is_empty()) else {
+    let checked = match env.identity.login(&user, &password, &ctx.client).await {
+        Err(wharf_format::IdentityError::Unavailable(_)) => {
+            let page = form(&info.client, info.created_at, Some("The server cannot check credentials now; try again shortly."));
+            let mut res = html(StatusCode::SERVICE_UNAVAILABLE, &page);
+            res.headers_mut().insert(actix_web::http::header::RETRY_AFTER, actix_web::http::header::HeaderValue::from_static(wharf_format::retry_after().1));
+            return Ok(res);
+        }
+        other => other?,
+    };
+    let Some(principal) = checked.filter(|_| !user.is_empty()) else {
         return Ok(html(StatusCode::UNAUTHORIZED, &form(&info.client, info.created_at, Some("Invalid username or password."))));
     };
     let name = principal.user.clone().unwrap_or(user);
