@@ -1522,6 +1522,31 @@ mod tests {
         assert_eq!(count("login.failure"), 8, "a wrong password settles nothing for the others");
     }
 
+    /// A check whose success could not be remembered (users or roles changed while it ran) is
+    /// made once more for all who waited on it, not once by each.
+    #[actix_web::test]
+    async fn a_success_not_remembered_is_checked_once_more_for_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
+        let audit = Arc::new(Recorder::default());
+        let keys = super::TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
+        let lockout = Lockout { after: 100, first: Duration::from_secs(1), max: Duration::from_secs(60) };
+        let auth = Authenticator::new(db.clone(), audit.clone(), keys, vec![], lockout);
+        let hash = super::password::hash("changing-pw");
+        db.run_sync(move |c| users::insert(c, "changing", &hash, false)).unwrap();
+        // The first login reads the epoch before its first wait; the change comes after every
+        // login has joined, while the first one's check runs.
+        let logins = futures::future::join_all((0..8).map(|_| auth.password_login_proved("changing", "changing-pw", "127.0.0.1")));
+        let change = async {
+            tokio::task::yield_now().await;
+            auth.invalidate();
+        };
+        let (answers, ()) = futures::join!(logins, change);
+        assert!(answers.iter().all(|r| r.as_ref().is_some_and(|(p, _)| p.user.as_deref() == Some("changing"))));
+        let checks = audit.0.lock().unwrap().iter().filter(|e| e.action == "login.success").count();
+        assert_eq!(checks, 2, "the first check, unremembered, and one more for the seven who waited");
+    }
+
     /// `security.token_idle_days`: a token neither used nor created within it stops working at
     /// once, and the next token's insert deletes it, audited as `token.purge`; one used lately
     /// works and stays, however old.
