@@ -152,17 +152,28 @@ impl Writeback {
             WRITEBACKS.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let (Some(file), running, failed) = (self.file.clone(), self.running.clone(), self.failed.clone()) else { return };
+        let (Some(file), failed) = (self.file.clone(), self.failed.clone()) else { return };
         self.started_at = self.ordinary;
         self.started += 1;
-        running.store(true, Ordering::Release);
+        self.running.store(true, Ordering::Release);
+        let turn = WritebackTurn(self.running.clone());
         runtime.spawn_blocking(move || {
+            let _turn = turn;
             if let Err(e) = file.sync_data() {
                 failed.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(e);
             }
-            running.store(false, Ordering::Release);
-            WRITEBACKS.fetch_sub(1, Ordering::AcqRel);
         });
+    }
+}
+
+/// A running background sync's place, given back when it ends, or when it is dropped without
+/// running (a runtime shutting down).
+struct WritebackTurn(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for WritebackTurn {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Release);
+        WRITEBACKS.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 
