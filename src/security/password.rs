@@ -29,21 +29,26 @@ pub fn verify_nothing(password: &str) {
 /// requests at once with Basic credentials not yet remembered took 300 MB, and a flood of
 /// wrong passwords under different names would take 19 MiB each until memory ran out. Past
 /// this many, checks wait for a turn (in arrival order, whatever the name, so the wait tells
-/// no names apart).
-fn turns() -> &'static tokio::sync::Semaphore {
-    static TURNS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    TURNS.get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)))
+/// no names apart). A turn is held by the run itself, not by the request that waits for it: a
+/// client that leaves does not free a turn while its argon2 still runs.
+async fn turn() -> tokio::sync::OwnedSemaphorePermit {
+    static TURNS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let turns = TURNS.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2))));
+    turns.clone().acquire_owned().await.expect("the turns are never closed")
 }
 
 /// Checks `password` against `phc` (against a hash nothing matches when `None`, in the same
 /// time: see [`verify_nothing`]) in its turn, on the blocking pool.
 pub async fn check_in_turn(password: String, phc: Option<String>) -> bool {
-    let _turn = turns().acquire().await.expect("the turns are never closed");
-    tokio::task::spawn_blocking(move || match phc {
-        Some(h) => verify(&password, &h),
-        None => {
-            verify_nothing(&password);
-            false
+    let turn = turn().await;
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        match phc {
+            Some(h) => verify(&password, &h),
+            None => {
+                verify_nothing(&password);
+                false
+            }
         }
     })
     .await
@@ -52,8 +57,12 @@ pub async fn check_in_turn(password: String, phc: Option<String>) -> bool {
 
 /// [`hash`] in its turn, on the blocking pool.
 pub async fn hash_in_turn(password: String) -> Result<String, tokio::task::JoinError> {
-    let _turn = turns().acquire().await.expect("the turns are never closed");
-    tokio::task::spawn_blocking(move || hash(&password)).await
+    let turn = turn().await;
+    tokio::task::spawn_blocking(move || {
+        let _turn = turn;
+        hash(&password)
+    })
+    .await
 }
 
 /// A random password of 24 characters from [A-Za-z0-9].
