@@ -348,10 +348,11 @@ impl Metrics {
         self.logins.with_label_values(&[realm, if success { "success" } else { "failure" }]).inc();
     }
 
-    /// A task run that ended.
+    /// A task run that ended. Its duration first: a scrape that sees the run counted sees its
+    /// duration too (a scrape between the two saw a run without one).
     pub fn task_run(&self, type_id: &str, result: &str, seconds: f64) {
-        self.task_runs.with_label_values(&[type_id, result]).inc();
         self.task_seconds.with_label_values(&[type_id]).observe(seconds);
+        self.task_runs.with_label_values(&[type_id, result]).inc();
     }
 
     /// The text exposition, after setting the gauges that are read at scrape time.
