@@ -1498,19 +1498,25 @@ mod tests {
         }
     }
 
-    /// Requests that come at once with one name and password make one password check (one
-    /// argon2, one audited login), and each gets the user; a wrong password, at once too, is
-    /// checked and counted for each.
-    #[actix_web::test]
-    async fn parallel_first_logins_with_one_password_make_one_check() {
+    /// An authenticator on a fresh database with one local user, recording its audit events.
+    fn with_user(name: &str, password: &str) -> (tempfile::TempDir, Arc<Recorder>, Authenticator) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
         let audit = Arc::new(Recorder::default());
         let keys = super::TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
         let lockout = Lockout { after: 100, first: Duration::from_secs(1), max: Duration::from_secs(60) };
         let auth = Authenticator::new(db.clone(), audit.clone(), keys, vec![], lockout);
-        let hash = super::password::hash("burst-secret-pw");
-        db.run_sync(move |c| users::insert(c, "burst", &hash, false)).unwrap();
+        let (name, hash) = (name.to_string(), super::password::hash(password));
+        db.run_sync(move |c| users::insert(c, &name, &hash, false)).unwrap();
+        (dir, audit, auth)
+    }
+
+    /// Requests that come at once with one name and password make one password check (one
+    /// argon2, one audited login), and each gets the user; a wrong password, at once too, is
+    /// checked and counted for each.
+    #[actix_web::test]
+    async fn parallel_first_logins_with_one_password_make_one_check() {
+        let (_dir, audit, auth) = with_user("burst", "burst-secret-pw");
         let logins = |pass: &'static str| futures::future::join_all((0..8).map(|_| auth.password_login_proved("burst", pass, "127.0.0.1")));
         let right = logins("burst-secret-pw").await;
         assert!(right.iter().all(|r| r.as_ref().is_some_and(|(p, _)| p.user.as_deref() == Some("burst"))));
@@ -1526,14 +1532,7 @@ mod tests {
     /// made once more for all who waited on it, not once by each.
     #[actix_web::test]
     async fn a_success_not_remembered_is_checked_once_more_for_all() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&format!("sqlite://{}", dir.path().join("w.db").display()), 4).unwrap();
-        let audit = Arc::new(Recorder::default());
-        let keys = super::TokenKeys::new(b"0123456789abcdef0123456789abcdef", "wharf");
-        let lockout = Lockout { after: 100, first: Duration::from_secs(1), max: Duration::from_secs(60) };
-        let auth = Authenticator::new(db.clone(), audit.clone(), keys, vec![], lockout);
-        let hash = super::password::hash("changing-pw");
-        db.run_sync(move |c| users::insert(c, "changing", &hash, false)).unwrap();
+        let (_dir, audit, auth) = with_user("changing", "changing-pw");
         // The first login reads the epoch before its first wait; the change comes after every
         // login has joined, while the first one's check runs.
         let logins = futures::future::join_all((0..8).map(|_| auth.password_login_proved("changing", "changing-pw", "127.0.0.1")));
