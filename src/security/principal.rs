@@ -48,8 +48,8 @@ use actix_web::HttpRequest;
 use base64::Engine;
 use sha2::{Digest as _, Sha256};
 use wharf_format::{
-    canonical_user, now_millis, proxy::Fill, same_user, Access, Action, Audit, AuditEvent, Credential, Holder, Identity, IdentityError, NewToken, Outcome,
-    Principal, Realm, RepoPrivilege, SingleFlight, TokenInfo, TokenSpec, WebLogin, WebLoginInfo, WebLoginPoll, WEB_LOGIN_TTL_MS,
+    canonical_user, now_millis, proxy::Fill, same_user, Access, Action, Audit, AuditEvent, Credential, Holder, Identity, IdentityError, NewToken, Principal,
+    Realm, RepoPrivilege, SingleFlight, TokenInfo, TokenSpec, WebLogin, WebLoginInfo, WebLoginPoll, WEB_LOGIN_TTL_MS,
 };
 
 use super::token::{BearerSource, SessionClaims, TokenKeys};
@@ -82,7 +82,7 @@ pub struct Authenticator {
     logins: Mutex<HashMap<[u8; 32], CachedLogin>>,
     /// Password checks in progress, by login key: concurrent checks of one name and password
     /// make one.
-    login_flights: SingleFlight,
+    login_flights: SingleFlight<Checked>,
     /// Directory users looked up without a password, by canonical name.
     directory: Mutex<HashMap<String, (DirectoryUser, Instant)>>,
     anonymous: Mutex<Option<(Principal, Instant)>>,
@@ -107,6 +107,27 @@ pub struct Authenticator {
     config_ldap: Vec<ldap::LdapServer>,
     /// Password checks are counted where they are audited.
     metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// How a shared password check ended, for the requests that waited on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Checked {
+    /// Right, and in the login cache: read it there.
+    Remembered,
+    /// Refused: each follower checks on its own (counted and audited).
+    Refused,
+    /// The database or the directory did not answer: every follower answers alike.
+    Silent,
+    /// The check's caller went away before it ended.
+    Left,
+}
+
+impl wharf_format::proxy::FlightOutcome for Checked {
+    const DONE: Self = Checked::Remembered;
+    const ABANDONED: Self = Checked::Left;
+    fn is_abandoned(&self) -> bool {
+        *self == Checked::Left
+    }
 }
 
 /// A verified password or API token, and what must still hold for it to stand without asking
@@ -602,7 +623,6 @@ impl Authenticator {
         // could not be remembered (users or roles changed meanwhile) is made once more for all
         // of them, then by each.
         let flight = hex::encode(key);
-        const SILENT: &str = "silent";
         let mut rejoined = false;
         loop {
             match self.login_flights.join_checked(&flight, || async { Ok::<_, std::convert::Infallible>(self.cached_login(&key).await) }).await {
@@ -610,14 +630,14 @@ impl Authenticator {
                 Ok(Fill::Lead(flight)) => {
                     let checked = self.checked_login(user, pass, client, &canonical, key).await;
                     flight.finish(match &checked {
-                        Some(_) => Outcome::Done,
-                        None if crate::db::failures::silent_so_far() => Outcome::Failed(SILENT.into()),
-                        None => Outcome::Failed(String::new()),
+                        Some(_) => Checked::Remembered,
+                        None if crate::db::failures::silent_so_far() => Checked::Silent,
+                        None => Checked::Refused,
                     });
                     return checked;
                 }
                 Ok(Fill::Follow(rx)) => match SingleFlight::wait(rx).await {
-                    Outcome::Done => {
+                    Checked::Remembered => {
                         if let Some(hit) = self.cached_login(&key).await {
                             return Some(hit);
                         }
@@ -626,11 +646,11 @@ impl Authenticator {
                         }
                         rejoined = true;
                     }
-                    Outcome::Failed(why) if why == SILENT => {
+                    Checked::Silent => {
                         crate::db::failures::note_silence();
                         return None;
                     }
-                    _ => return self.checked_login(user, pass, client, &canonical, key).await,
+                    Checked::Refused | Checked::Left => return self.checked_login(user, pass, client, &canonical, key).await,
                 },
                 Err(never) => match never {},
             }

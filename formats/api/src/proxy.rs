@@ -469,54 +469,79 @@ pub enum Outcome {
     Abandoned,
 }
 
-type Flights = Arc<Mutex<HashMap<String, watch::Receiver<Option<Outcome>>>>>;
+/// What the followers of a [`SingleFlight`] learn of how its leader ended: a proxy's fetch
+/// ends in an [`Outcome`]; other shared work (a password check) says what its followers need.
+pub trait FlightOutcome: Clone + Send + Sync + 'static {
+    /// The result is where the followers read it (the cache): what a leader that found it
+    /// already there says.
+    const DONE: Self;
+    /// The leader went away without saying how it ended: the followers try on their own.
+    const ABANDONED: Self;
+    fn is_abandoned(&self) -> bool;
+}
+
+impl FlightOutcome for Outcome {
+    const DONE: Self = Outcome::Done;
+    const ABANDONED: Self = Outcome::Abandoned;
+    fn is_abandoned(&self) -> bool {
+        *self == Outcome::Abandoned
+    }
+}
+
+type Flights<O> = Arc<Mutex<HashMap<String, watch::Receiver<Option<O>>>>>;
 
 /// Concurrent misses for one key make one upstream fetch: the first caller leads, the others
-/// wait for its [`Outcome`] and then read what it cached.
-#[derive(Clone, Default)]
-pub struct SingleFlight {
-    flights: Flights,
+/// wait for its outcome and then read what it cached.
+#[derive(Clone)]
+pub struct SingleFlight<O: FlightOutcome = Outcome> {
+    flights: Flights<O>,
+}
+
+impl<O: FlightOutcome> Default for SingleFlight<O> {
+    fn default() -> Self {
+        SingleFlight { flights: Arc::default() }
+    }
 }
 
 /// The leader's side of a shared fetch; finishing (or being dropped) wakes the followers.
-pub struct Flight {
+pub struct Flight<O: FlightOutcome = Outcome> {
     key: String,
-    flights: Flights,
-    tx: watch::Sender<Option<Outcome>>,
+    flights: Flights<O>,
+    tx: watch::Sender<Option<O>>,
 }
 
-impl Flight {
-    pub fn finish(self, outcome: Outcome) {
+impl<O: FlightOutcome> Flight<O> {
+    pub fn finish(self, outcome: O) {
         let _ = self.tx.send(Some(outcome));
     }
 }
 
-impl Drop for Flight {
+impl<O: FlightOutcome> Drop for Flight<O> {
     fn drop(&mut self) {
         self.flights.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.key);
         if self.tx.borrow().is_none() {
-            let _ = self.tx.send(Some(Outcome::Abandoned));
+            let _ = self.tx.send(Some(O::ABANDONED));
         }
     }
 }
 
-pub enum Join {
-    Leader(Flight),
-    Follower(watch::Receiver<Option<Outcome>>),
+pub enum Join<O: FlightOutcome = Outcome> {
+    Leader(Flight<O>),
+    Follower(watch::Receiver<Option<O>>),
 }
 
 /// What [`SingleFlight::join_checked`] found.
-pub enum Fill<T> {
+pub enum Fill<T, O: FlightOutcome = Outcome> {
     /// Already cached (by a fill that finished just before): serve it.
     Cached(T),
     /// Fetch it, and finish the flight.
-    Lead(Flight),
+    Lead(Flight<O>),
     /// Another request is fetching it: wait for its outcome.
-    Follow(watch::Receiver<Option<Outcome>>),
+    Follow(watch::Receiver<Option<O>>),
 }
 
-impl SingleFlight {
-    pub fn join(&self, key: &str) -> Join {
+impl<O: FlightOutcome> SingleFlight<O> {
+    pub fn join(&self, key: &str) -> Join<O> {
         let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(rx) = flights.get(key) {
             return Join::Follower(rx.clone());
@@ -530,7 +555,7 @@ impl SingleFlight {
     /// it holds the key. A fill finishes (and leaves the map) only after its result is cached,
     /// so a caller that looked at the cache before that fill finished, and joins after, finds
     /// the result here instead of fetching it a second time.
-    pub async fn join_checked<T, E, Fut>(&self, key: &str, cached: impl FnOnce() -> Fut) -> Result<Fill<T>, E>
+    pub async fn join_checked<T, E, Fut>(&self, key: &str, cached: impl FnOnce() -> Fut) -> Result<Fill<T, O>, E>
     where
         Fut: Future<Output = Result<Option<T>, E>>,
     {
@@ -538,7 +563,7 @@ impl SingleFlight {
             Join::Follower(rx) => Ok(Fill::Follow(rx)),
             Join::Leader(flight) => match cached().await? {
                 Some(t) => {
-                    flight.finish(Outcome::Done);
+                    flight.finish(O::DONE);
                     Ok(Fill::Cached(t))
                 }
                 None => Ok(Fill::Lead(flight)),
@@ -546,10 +571,10 @@ impl SingleFlight {
         }
     }
 
-    pub async fn wait(mut rx: watch::Receiver<Option<Outcome>>) -> Outcome {
+    pub async fn wait(mut rx: watch::Receiver<Option<O>>) -> O {
         match rx.wait_for(|v| v.is_some()).await {
-            Ok(v) => v.clone().unwrap_or(Outcome::Abandoned),
-            Err(_) => Outcome::Abandoned,
+            Ok(v) => v.clone().unwrap_or(O::ABANDONED),
+            Err(_) => O::ABANDONED,
         }
     }
 
@@ -558,20 +583,14 @@ impl SingleFlight {
     /// result with `reply` (`Abandoned` makes it fetch on its own rather than fail). `fetch`
     /// runs holding the key, so it should look at the cache first (see
     /// [`SingleFlight::join_checked`]).
-    pub async fn once<T, E, F, Fut>(
-        &self,
-        key: &str,
-        fetch: F,
-        classify: impl Fn(&Result<T, E>) -> Outcome,
-        reply: impl Fn(Outcome) -> Result<T, E>,
-    ) -> Result<T, E>
+    pub async fn once<T, E, F, Fut>(&self, key: &str, fetch: F, classify: impl Fn(&Result<T, E>) -> O, reply: impl Fn(O) -> Result<T, E>) -> Result<T, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         match self.join(key) {
             Join::Follower(rx) => match Self::wait(rx).await {
-                Outcome::Abandoned => fetch().await,
+                o if o.is_abandoned() => fetch().await,
                 other => reply(other),
             },
             Join::Leader(flight) => {
