@@ -152,6 +152,7 @@ pub async fn run(cfg: Config, exit_on_stdin_eof: bool) -> anyhow::Result<()> {
         let data = data.clone();
         App::new()
             .app_data(data.clone())
+            .wrap(middleware::from_fn(http::cross_site::refuse_cross_site))
             .wrap(middleware::from_fn(http::bound_body_idle))
             .wrap(middleware::from_fn(http::log_request))
             .wrap(middleware::from_fn(metrics::http::track))

@@ -546,6 +546,20 @@ fn npm_audit_goes_through_a_group_s_proxy_and_hosted_says_it_has_no_source() {
     let out = direct.run(&project, &["audit", "--json"]);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["vulnerabilities"]["wharf-audit-dep"]["severity"], "high", "{report}");
+    // Only npm's audit paths go upstream (with the proxy's credentials): a path that climbs
+    // out of them is not passed on.
+    for repo in ["npm-audit-proxy", "npm-audit-group"] {
+        let r = common::client()
+            .post(server().url(&format!("/repository/{repo}/-/npm/v1/security/..%2F..%2F..%2F..%2Fapi%2Fsecurity%2Fusers")))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .header("Content-Type", "application/json")
+            .body("{}")
+            .send()
+            .unwrap();
+        assert!(r.status().is_client_error(), "{repo}: {}", r.status());
+    }
+    let outside: Vec<String> = up.seen.lock().unwrap().iter().map(|(_, p, _)| p.clone()).filter(|p| p.contains("api")).collect();
+    assert!(outside.is_empty(), "the upstream was asked for {outside:?}");
 
     // A hosted registry, and a group without a proxy member, say they have no audit source;
     // npm prints it (not "found 0 vulnerabilities").

@@ -351,7 +351,7 @@ fn console_sessions_are_httponly_cookies_with_csrf_protection() {
     let evil = json!({"id": "from-elsewhere", "privileges": []});
     let r =
         with_cookie(Method::POST, "/service/rest/v1/security/roles").header("X-CSRF-Token", &csrf).header("Origin", "http://evil.example").json(&evil).send();
-    assert_eq!(r.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.unwrap().status(), StatusCode::FORBIDDEN);
     let r = common::client()
         .post(server().url("/service/rest/v1/session"))
         .header("Origin", "http://evil.example")
@@ -375,6 +375,60 @@ fn console_sessions_are_httponly_cookies_with_csrf_protection() {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
     assert_eq!(with_cookie(Method::GET, "/service/rest/v1/security/users").send().unwrap().status(), StatusCode::UNAUTHORIZED);
+}
+
+/// A browser that once answered wharf's Basic challenge sends that password with every later
+/// request to wharf, also with a form another site's page posts: `text/plain` that reads as
+/// JSON would create an administrator, `multipart/form-data` would upload a wheel. Such writes
+/// are refused whatever their credentials; the same requests without a browser's headers pass.
+#[test]
+fn a_write_another_sites_page_makes_with_remembered_basic_credentials_is_refused() {
+    let user = "{\"userId\":\"csrf-made\",\"password\":\"Passw0rd-csrf\",\"roles\":[\"nx-admin\"],\"status\":\"active\",\"emailAddress\":\"x@example.test\",\"lastName\":\"x\",\"firstName\":\"=\"}\r\n";
+    let post_user = |headers: &[(&str, &str)]| {
+        let mut r = as_user("admin", ADMIN_PASSWORD, Method::POST, "/service/rest/v1/security/users").header("Content-Type", "text/plain").body(user);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send().unwrap()
+    };
+    let exists = || {
+        let found: Value = admin(Method::GET, "/service/rest/v1/security/users?userId=csrf-made").send().unwrap().json().unwrap();
+        found.as_array().unwrap().iter().any(|u| u["userId"] == "csrf-made")
+    };
+    for headers in [[("Origin", "https://evil.example")], [("Sec-Fetch-Site", "cross-site")], [("Origin", "null")]] {
+        let r = post_user(&headers);
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(r.text().unwrap().contains("another site"));
+        assert!(!exists(), "{headers:?}: the user was created");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dist(dir.path(), "csrf-made", "1.0");
+    let upload = |headers: &[(&str, &str)]| {
+        let form = reqwest::blocking::multipart::Form::new()
+            .text(":action", "file_upload")
+            .text("protocol_version", "1")
+            .text("name", "csrf-made")
+            .text("version", "1.0")
+            .text("filetype", "bdist_wheel")
+            .file("content", &wheel)
+            .unwrap();
+        let mut r = as_user("admin", ADMIN_PASSWORD, Method::POST, "/repository/pypi-hosted/").multipart(form);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        r.send().unwrap()
+    };
+    let listed = || admin(Method::GET, "/repository/pypi-hosted/simple/csrf-made/").send().unwrap().status();
+    assert_eq!(upload(&[("Sec-Fetch-Site", "same-site"), ("Origin", "https://docs.example")]).status(), StatusCode::FORBIDDEN);
+    assert_eq!(listed(), StatusCode::NOT_FOUND, "the wheel was uploaded");
+
+    // The same requests from a client that is no browser, and from wharf's own pages, pass.
+    assert_eq!(upload(&[]).status(), StatusCode::OK);
+    assert_eq!(listed(), StatusCode::OK);
+    let r = post_user(&[("Origin", server().base.trim_end_matches('/'))]);
+    assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap());
+    assert!(exists());
 }
 
 /// Logs `user` in to the console; the cookie (`name=value`) and the CSRF token.

@@ -69,6 +69,7 @@ pub async fn reconcile(state: &web::Data<AppState>) {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
+                .wrap(middleware::from_fn(super::cross_site::refuse_cross_site))
                 .wrap(middleware::from_fn(bound_body_idle))
                 .wrap(middleware::from_fn(log_request))
                 .wrap(middleware::from_fn(crate::metrics::http::track))

@@ -1,6 +1,7 @@
 //! actix wiring: the main port's routes, per-repository ports, request logging.
 
 pub mod admin;
+pub mod cross_site;
 pub mod listeners;
 pub mod mount;
 pub mod request_id;

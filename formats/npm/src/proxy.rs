@@ -151,8 +151,11 @@ impl Proxy {
             .forward(path, Bytes::from(buf), h(header::CONTENT_TYPE).as_deref(), h(header::CONTENT_ENCODING).as_deref())
             .await
             .map_err(|e| self.upstream_error(e))?;
+        // An audit answers JSON; whatever else the upstream sent (an HTML error page) is not
+        // rendered on wharf's origin.
+        let json = ct.is_some_and(|ct| ct.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
         let mut res = HttpResponse::build(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY));
-        res.content_type(ct.unwrap_or_else(|| "application/json".into()));
+        res.content_type(if json { "application/json" } else { "application/octet-stream" });
         Ok(res.body(out))
     }
 

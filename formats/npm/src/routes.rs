@@ -92,7 +92,13 @@ pub fn parse(path: &str) -> Option<Endpoint> {
                 let (name, version) = spec.rsplit_once('@').filter(|(n, v)| !n.is_empty() && !v.is_empty())?;
                 Some(Endpoint::Attestations { name: name.to_string(), version: version.to_string() })
             }
-            ["npm", "v1", "security", rest @ ..] => Some(Endpoint::Audit(format!("/-/npm/v1/security/{}", rest.join("/")))),
+            // Only the audit endpoints npm calls: the path is passed to the upstream, with the
+            // proxy's credentials, so any other (`..` segments above all) would reach whatever
+            // the upstream's host serves.
+            ["npm", "v1", "security", rest @ ..] => match rest {
+                ["audits"] | ["audits", "quick"] | ["advisories", "bulk"] => Some(Endpoint::Audit(format!("/-/npm/v1/security/{}", rest.join("/")))),
+                _ => None,
+            },
             ["package", rest @ ..] => {
                 let (name, tail) = split_name(&rest.join("/"))?;
                 match tail.split('/').collect::<Vec<_>>().as_slice() {
@@ -146,6 +152,15 @@ mod tests {
         assert_eq!(parse("/-/user/org.couchdb.user:bob"), Some(Endpoint::User("bob".into())));
         assert_eq!(parse("/-/package/@s%2fx/dist-tags/beta"), Some(Endpoint::DistTag { name: "@s/x".into(), tag: "beta".into() }));
         assert_eq!(parse("/-/npm/v1/security/advisories/bulk"), Some(Endpoint::Audit("/-/npm/v1/security/advisories/bulk".into())));
+        assert_eq!(parse("/-/npm/v1/security/audits/quick"), Some(Endpoint::Audit("/-/npm/v1/security/audits/quick".into())));
+        for elsewhere in [
+            "/-/npm/v1/security/..%2F..%2F..%2F..%2Fapi%2Fsecurity%2Fusers",
+            "/-/npm/v1/security/../../x",
+            "/-/npm/v1/security/advisories/bulk/..",
+            "/-/npm/v1/security/",
+        ] {
+            assert_eq!(parse(elsewhere), None, "{elsewhere}");
+        }
         assert_eq!(parse("/-/npm/v1/tokens/token/abc"), Some(Endpoint::Token("abc".into())));
         assert_eq!(parse("/-/npm/v1/attestations/@s%2fx@1.0.0"), Some(Endpoint::Attestations { name: "@s/x".into(), version: "1.0.0".into() }));
         assert_eq!(parse("/-/npm/v1/attestations/@s"), None);
