@@ -361,6 +361,36 @@ fn heads_are_answered_wherever_gets_are() {
 /// webhook go with it: a repository created later under its name is not served through the
 /// group, cleaned by the old task, or reported to the old webhook. The only member of a group
 /// is refused with a 409 that says why.
+/// Docker groups may hold groups, never in a loop: a group asked through one asked itself
+/// without end (and the stack overflowed, taking the process down).
+#[test]
+fn groups_that_would_contain_each_other_are_refused() {
+    assert_eq!(
+        admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&hosted("loop-h", json!({}))).send().unwrap().status(),
+        StatusCode::CREATED
+    );
+    let group = |name: &str, members: &[&str]| json!({"name": name, "online": true, "storage": {"blobStoreName": "default"}, "docker": {}, "group": {"memberNames": members}});
+    for (name, members) in [("loop-g1", &["loop-h"][..]), ("loop-g2", &["loop-g1"][..]), ("loop-g3", &["loop-g2"][..])] {
+        let r = admin(Method::POST, "/service/rest/v1/repositories/docker/group").json(&group(name, members)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    }
+    // g1 -> g3 -> g2 -> g1, and g1 -> g2 -> g1.
+    for members in [&["loop-h", "loop-g3"][..], &["loop-g2"][..]] {
+        let r = admin(Method::PUT, "/service/rest/v1/repositories/docker/group/loop-g1").json(&group("loop-g1", members)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{members:?}");
+        let text = r.text().unwrap();
+        assert!(text.contains("group.memberNames") && text.contains("contains loop-g1 again"), "{text}");
+    }
+    let g1: Value = admin(Method::GET, "/service/rest/v1/repositories/docker/group/loop-g1").send().unwrap().json().unwrap();
+    assert_eq!(g1["group"]["memberNames"], json!(["loop-h"]), "unchanged");
+    // The nesting that is no loop serves.
+    assert_eq!(push_manifest("loop-h", "app", "1.0", 43), StatusCode::CREATED);
+    let r = http().get(server().url("/v2/loop-g3/app/manifests/1.0")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = http().get(server().url("/v2/loop-g3/app/manifests/2.0")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
 #[test]
 fn a_deleted_repository_leaves_its_groups_tasks_and_webhooks() {
     for name in ["leaving", "staying"] {

@@ -435,6 +435,28 @@ impl GroupSettings {
         Ok(())
     }
 
+    /// The member through which this group's members, and theirs, come back to `name`, if one
+    /// does: a group asked through such a loop would ask itself without end.
+    pub fn reaches(&self, name: &str, repos: &dyn crate::RepoLookup) -> Option<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut todo: Vec<(&str, String)> = self.members.iter().map(|m| (m.as_str(), m.clone())).collect();
+        while let Some((first, m)) = todo.pop() {
+            if m == name {
+                return Some(first.to_string());
+            }
+            if !seen.insert(m.clone()) {
+                continue;
+            }
+            let Some(r) = repos.repo(&m) else { continue };
+            if r.config.kind != crate::Kind::Group {
+                continue;
+            }
+            let Ok(g) = GroupSettings::parse(r.config.attributes.get("group")) else { continue };
+            todo.extend(g.members.into_iter().map(|n| (first, n)));
+        }
+        None
+    }
+
     /// Checks the members against the repositories that exist: each of `format`, not the group
     /// itself, and the writable one hosted.
     pub fn check_references(&self, group: &crate::RepoConfig, repos: &dyn crate::RepoLookup) -> Result<(), ConfigError> {
@@ -448,6 +470,12 @@ impl GroupSettings {
             if *m == group.name {
                 return Err(ConfigError::new("group.memberNames", "a group cannot contain itself"));
             }
+        }
+        if let Some(through) = self.reaches(&group.name, repos) {
+            return Err(ConfigError::new(
+                "group.memberNames",
+                format!("{through} contains {} again: groups must not contain each other in a loop", group.name),
+            ));
         }
         if let Some(w) = &self.writable {
             if repos.repo(w).is_some_and(|r| r.config.kind != crate::Kind::Hosted) {

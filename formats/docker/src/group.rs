@@ -98,6 +98,14 @@ impl Group {
         if !r.config.online || r.config.format != self.cfg.format {
             return None;
         }
+        // A loop saved before loops were refused: asked, the member would ask this group again,
+        // without end.
+        if r.config.kind == wharf_format::Kind::Group
+            && GroupSettings::parse(r.config.attributes.get("group")).is_ok_and(|g| g.reaches(&self.cfg.name, &*self.env.repos).is_some())
+        {
+            tracing::warn!(group = %self.cfg.name, member, "member skipped: it contains this group again");
+            return None;
+        }
         let member_ctx = RepoCtx { repo: r.config.clone(), query: query.to_string(), principal: ctx.principal.trusted(), ..ctx.clone() };
         Some(r.repo.handle(member_ctx, req.clone(), body).await)
     }
