@@ -381,6 +381,23 @@ impl Config {
                 cfg.uploads.ttl_secs
             ))));
         }
+        // Accepted and then changed behind the admin's back, these were: 0 made a run a second
+        // (uploads), one try (webhooks); beyond a hundred years a retention wrapped into the
+        // past and deleted everything.
+        for (name, value, least) in [
+            ("uploads.sweep_interval_secs", cfg.uploads.sweep_interval_secs, 1),
+            ("webhooks.timeout_secs", cfg.webhooks.timeout_secs, 1),
+            ("webhooks.max_attempts", u64::from(cfg.webhooks.max_attempts), 1),
+        ] {
+            if value < least {
+                return Err(Box::new(figment::Error::from(format!("{name}: must be at least {least}"))));
+            }
+        }
+        for (name, days) in [("security.audit_retention_days", cfg.security.audit_retention_days), ("webhooks.retention_days", cfg.webhooks.retention_days)] {
+            if days > wharf_format::MAX_DAYS {
+                return Err(Box::new(figment::Error::from(format!("{name}: must be at most {} days", wharf_format::MAX_DAYS))));
+            }
+        }
         if cfg.gc.deletion_lease_secs == 0 {
             return Err(Box::new(figment::Error::from("gc.deletion_lease_secs: must be at least 1".to_string())));
         }

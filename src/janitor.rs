@@ -11,7 +11,7 @@ use wharf_format::now_millis;
 use crate::db::schema::uploads;
 use crate::state::AppState;
 
-pub async fn sweep(state: &AppState, ttl: Duration) -> usize {
+pub async fn sweep(state: &AppState, ttl: Duration, stop: &wharf_format::Stop) -> usize {
     let cutoff = now_millis() - ttl.as_millis() as i64;
     let stale = state
         .db
@@ -28,7 +28,12 @@ pub async fn sweep(state: &AppState, ttl: Duration) -> usize {
         });
     let snap = state.registry.snapshot();
     let mut removed = 0;
+    // Asked to stop, what is left waits for the next sweep: a staged file whose session row is
+    // gone is found below, by that sweep.
     for (id, store) in &stale {
+        if stop.requested() {
+            break;
+        }
         if let Some(b) = snap.blob_stores.get(store) {
             b.stage_discard(id).await;
             removed += 1;
@@ -39,6 +44,9 @@ pub async fn sweep(state: &AppState, ttl: Duration) -> usize {
     for store in snap.blob_stores.values() {
         let Ok(ids) = store.stale_staging(before).await else { continue };
         for id in ids {
+            if stop.requested() {
+                break;
+            }
             let live = {
                 let id = id.clone();
                 state.db.run(move |c| Ok(uploads::table.find(id).count().get_result::<i64>(c)? > 0)).await.unwrap_or(true)
@@ -56,18 +64,18 @@ pub async fn sweep(state: &AppState, ttl: Duration) -> usize {
 }
 
 /// Deletes audit events older than `days` (0 keeps everything); how many went.
-pub async fn expire_audit(state: &AppState, days: u64) -> Result<usize, crate::db::DbError> {
+pub async fn expire_audit(state: &AppState, days: u64, stop: &wharf_format::Stop) -> Result<usize, crate::db::DbError> {
     if days == 0 {
         return Ok(0);
     }
-    let cutoff = now_millis() - (days as i64) * 86_400_000;
+    let cutoff = now_millis().saturating_sub(wharf_format::days_millis(days));
     // A transaction per batch, not one for all: a year of events in one transaction would hold
     // the writer permit every push waits for as long as it took.
     let mut removed = 0;
     loop {
         let gone = state.db.write(move |c| crate::db::audit::delete_some_before(c, cutoff, AUDIT_BATCH)).await?;
         removed += gone;
-        if gone < AUDIT_BATCH as usize {
+        if gone < AUDIT_BATCH as usize || stop.requested() {
             return Ok(removed);
         }
     }

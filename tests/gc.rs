@@ -329,6 +329,22 @@ fn the_tasks_api_lists_validates_and_refuses() {
         ),
         (json!({"type": "repository.docker.gc", "name": "x", "properties": {"olderThanDays": "one"}}), "PARAMETER properties.olderThanDays"),
         (json!({"type": "audit.retention", "name": "x", "alertEmail": "ops@example.com"}), "PARAMETER alertEmail"),
+        // A count of days past a hundred years wrapped into the past: u64::MAX days deleted
+        // every audit event, this task's own creation included.
+        (json!({"type": "audit.retention", "name": "x", "properties": {"days": u64::MAX}}), "PARAMETER properties.days"),
+        (json!({"type": "repository.docker.gc", "name": "x", "properties": {"olderThanDays": 36_501}}), "PARAMETER properties.olderThanDays"),
+        // Accepted, these were never honoured: a cron time that never comes, the other
+        // schedule's field, an id of one's choosing (the task got another).
+        (
+            json!({"type": "audit.retention", "name": "x", "frequency": {"schedule": "cron", "cronExpression": "0 0 30 2 *"}}),
+            "PARAMETER frequency.cronExpression",
+        ),
+        (json!({"type": "audit.retention", "name": "x", "frequency": {"schedule": "manual", "intervalSeconds": 60}}), "PARAMETER frequency.intervalSeconds"),
+        (
+            json!({"type": "audit.retention", "name": "x", "frequency": {"schedule": "interval", "intervalSeconds": 60, "cronExpression": "0 2 * * *"}}),
+            "PARAMETER frequency.cronExpression",
+        ),
+        (json!({"type": "audit.retention", "name": "x", "id": "nightly"}), "PARAMETER id"),
     ] {
         let (status, v) = admin_json(&server, Method::POST, "/service/rest/v1/tasks", Some(body.clone()));
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {v}");

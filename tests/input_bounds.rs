@@ -512,9 +512,14 @@ fn a_stalled_upload_is_cut_and_leaves_nothing_staged() {
 }
 
 #[test]
-fn body_idle_timeout_and_trusted_proxies_are_checked_at_start() {
+fn settings_that_would_be_changed_or_misread_are_refused_at_start() {
     for (key, value, named) in [
         ("WHARF_HTTP__BODY_IDLE_TIMEOUT_SECS", "0", "body_idle_timeout_secs"),
+        ("WHARF_UPLOADS__SWEEP_INTERVAL_SECS", "0", "uploads.sweep_interval_secs"),
+        ("WHARF_WEBHOOKS__MAX_ATTEMPTS", "0", "webhooks.max_attempts"),
+        ("WHARF_WEBHOOKS__TIMEOUT_SECS", "0", "webhooks.timeout_secs"),
+        ("WHARF_SECURITY__AUDIT_RETENTION_DAYS", "18446744073709551615", "security.audit_retention_days"),
+        ("WHARF_WEBHOOKS__RETENTION_DAYS", "36501", "webhooks.retention_days"),
         ("WHARF_HTTP__TRUSTED_PROXIES", r#"["proxy.example.com"]"#, "trusted_proxies"),
         ("WHARF_HTTP__FORWARDED_HEADERS", "x-real-ip", "forwarded_headers"),
     ] {

@@ -33,7 +33,13 @@ impl Frequency {
             return Ok(Frequency::Manual);
         }
         let parsed = croner::Cron::from_str(expr).map_err(|e| format!("{expr:?} is not a cron expression: {e}"))?;
-        Ok(Frequency::Cron(expr.to_string(), Box::new(parsed)))
+        let f = Frequency::Cron(expr.to_string(), Box::new(parsed));
+        // One that parses and never comes (the 30th of February, a year gone by) would leave
+        // its task enabled and never run.
+        if f.next_after(wharf_format::now_millis()).is_none() {
+            return Err(format!("{expr:?} names no time from now on"));
+        }
+        Ok(f)
     }
 
     pub fn parse(v: &Value) -> Result<Frequency, ConfigError> {
@@ -44,7 +50,14 @@ impl Frequency {
                 return Err(ConfigError::unknown_field(format!("frequency.{k}")));
             }
         }
-        match obj.get("schedule").and_then(Value::as_str) {
+        let schedule = obj.get("schedule").and_then(Value::as_str);
+        // The other schedule's field would be kept by nothing: said, not dropped.
+        for (k, used_by) in [("intervalSeconds", "interval"), ("cronExpression", "cron")] {
+            if obj.get(k).is_some_and(|v| !v.is_null()) && schedule.is_some_and(|s| s != used_by) {
+                return Err(ConfigError::new(format!("frequency.{k}"), format!("is for schedule \"{used_by}\", not {:?}", schedule.unwrap_or_default())));
+            }
+        }
+        match schedule {
             Some("manual") => Ok(Frequency::Manual),
             Some("interval") => match obj.get("intervalSeconds").and_then(Value::as_u64) {
                 Some(s) if (1..=MAX_INTERVAL_SECS).contains(&s) => Ok(Frequency::Interval(s)),
@@ -73,7 +86,7 @@ impl Frequency {
     pub fn next_after(&self, after: i64) -> Option<i64> {
         match self {
             Frequency::Manual => None,
-            Frequency::Interval(s) => Some(after.saturating_add((*s as i64).saturating_mul(1000))),
+            Frequency::Interval(s) => Some(after.saturating_add(i64::try_from(*s).unwrap_or(i64::MAX).saturating_mul(1000))),
             Frequency::Cron(_, cron) => {
                 let t = Utc.timestamp_millis_opt(after).single()?;
                 cron.find_next_occurrence(&t, false).ok().map(|n| n.timestamp_millis())

@@ -183,8 +183,11 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
         HEALTH_CHECK => wharf_format::name_or_all_property(&mut out, "repositoryName", "repository")?,
         AUDIT_RETENTION => {
             if let Some(v) = out.get("days") {
-                if !v.is_u64() {
-                    return Err(ConfigError::new("properties.days", "must be a whole number of days"));
+                if !v.as_u64().is_some_and(|d| d <= wharf_format::MAX_DAYS) {
+                    return Err(ConfigError::new(
+                        "properties.days",
+                        format!("must be a whole number of days up to {} (0 keeps everything)", wharf_format::MAX_DAYS),
+                    ));
                 }
             }
         }
@@ -234,12 +237,12 @@ async fn execute(state: &AppState, type_id: &str, props: &Map<String, Value>, st
             Ok(Outcome { message, report })
         }
         UPLOAD_SWEEP => {
-            let removed = crate::janitor::sweep(state, Duration::from_secs(state.cfg.uploads.ttl_secs)).await;
+            let removed = crate::janitor::sweep(state, Duration::from_secs(state.cfg.uploads.ttl_secs), stop).await;
             Ok(Outcome { message: format!("removed {removed} abandoned uploads"), report: json!({ "removed": removed }) })
         }
         AUDIT_RETENTION => {
             let days = props.get("days").and_then(Value::as_u64).unwrap_or(state.cfg.security.audit_retention_days);
-            let deleted = crate::janitor::expire_audit(state, days).await.map_err(|e| e.to_string())?;
+            let deleted = crate::janitor::expire_audit(state, days, stop).await.map_err(|e| e.to_string())?;
             Ok(Outcome { message: format!("deleted {deleted} audit events older than {days} days"), report: json!({ "deleted": deleted, "days": days }) })
         }
         other => match format_task(&state.formats, other) {

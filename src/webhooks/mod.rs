@@ -193,7 +193,7 @@ impl Deliverer {
         if given_up > 0 {
             tracing::warn!(deliveries = given_up, "webhook deliveries still pending past their time given up");
         }
-        let cutoff = now - (self.cfg.retention_days as i64).saturating_mul(86_400_000);
+        let cutoff = now.saturating_sub(wharf_format::days_millis(self.cfg.retention_days));
         loop {
             match self.db.write(move |c| rows::delete_finished_before(c, cutoff, SWEEP_BATCH)).await {
                 Ok(n) if (n as i64) < SWEEP_BATCH => break,
@@ -289,7 +289,7 @@ fn pending_limit_ms(cfg: &WebhooksConfig, lease_ms: i64) -> i64 {
     let flat = n.saturating_sub(21).saturating_mul(1 << 20);
     let pauses = cfg.retry_ms.saturating_mul(doubling.saturating_add(flat));
     let schedule = (pauses.min(i64::MAX as u64) as i64).saturating_add(lease_ms.saturating_mul(i64::from(attempts)));
-    (cfg.retention_days as i64).saturating_mul(86_400_000).max(schedule).max(86_400_000)
+    wharf_format::days_millis(cfg.retention_days).max(schedule).max(86_400_000)
 }
 
 /// `ms` in days, or hours below two days, for a message.

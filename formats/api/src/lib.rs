@@ -103,6 +103,25 @@ pub fn now_millis() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// The most days a setting or property counts in (a hundred years): retention periods and ages
+/// beyond it are refused, not wrapped into the past.
+pub const MAX_DAYS: u64 = 36_500;
+
+/// `days` in milliseconds, saturating: a count too large for the clock is "for ever", never a
+/// wrapped negative that would put a cutoff in the future.
+pub fn days_millis(days: u64) -> i64 {
+    i64::try_from(days).unwrap_or(i64::MAX).saturating_mul(86_400_000)
+}
+
+#[cfg(test)]
+#[test]
+fn a_count_of_days_too_large_for_the_clock_is_for_ever() {
+    assert_eq!(days_millis(1), 86_400_000);
+    assert_eq!(days_millis(1 << 63), i64::MAX);
+    assert_eq!(days_millis(u64::MAX), i64::MAX);
+    assert!(now_millis().saturating_sub(days_millis(u64::MAX)) < 0, "a cutoff before every time");
+}
+
 /// A 503 in plain text with a `Retry-After`, for [`Format::unavailable`].
 pub fn unavailable_text(message: &str) -> actix_web::HttpResponse {
     actix_web::HttpResponse::ServiceUnavailable().insert_header(retry_after()).content_type("text/plain").body(format!("{message}\n"))

@@ -41,8 +41,10 @@ fn validate(p: &Map<String, Value>) -> Result<Map<String, Value>, ConfigError> {
         None => {
             out.insert("olderThanDays".into(), json!(1));
         }
-        Some(v) if v.is_u64() => {}
-        Some(_) => return Err(ConfigError::new("properties.olderThanDays", "must be a whole number of days (0: any age)")),
+        Some(v) if v.as_u64().is_some_and(|d| d <= wharf_format::MAX_DAYS) => {}
+        Some(_) => {
+            return Err(ConfigError::new("properties.olderThanDays", format!("must be a whole number of days up to {} (0: any age)", wharf_format::MAX_DAYS)))
+        }
     }
     wharf_format::flag_property(&mut out, "dryRun", false)?;
     Ok(out)
@@ -99,7 +101,7 @@ impl Hosted {
     pub(crate) async fn delete_unused(&self, run: TaskRun<'_>) -> Result<TaskReport, DockerError> {
         let days = run.properties.get("olderThanDays").and_then(Value::as_u64).unwrap_or(1);
         let dry_run = run.properties.get("dryRun").and_then(Value::as_bool).unwrap_or(false);
-        let cutoff = now_millis() - ((days as i64) * 86_400_000).max(run.min_age_ms);
+        let cutoff = now_millis().saturating_sub(wharf_format::days_millis(days).max(run.min_age_ms));
         let c = self.content().await?;
 
         // Kept: tagged or young manifests, and what they reach.

@@ -132,6 +132,13 @@ fn definition(state: &AppState, body: &Value, existing: Option<&TaskRow>) -> Res
     if let Some(k) = ["alertEmail", "notificationCondition"].iter().find(|k| obj.get(**k).is_some_and(|v| !v.is_null())) {
         return Err(ConfigError::new(*k, "wharf sends no e-mail; task runs are in the audit log and the run history").into());
     }
+    // Taken so that a task read back can be sent again as it is; wharf chooses a new task's id.
+    match (obj.get("id"), existing) {
+        (None | Some(Value::Null), _) => {}
+        (Some(Value::String(id)), Some(e)) if *id == e.id => {}
+        (Some(_), Some(_)) => return Err(ConfigError::new("id", "is the task's own (the one in the path); it cannot change").into()),
+        (Some(_), None) => return Err(ConfigError::new("id", "is chosen by wharf when a task is created; leave it out").into()),
+    }
     let type_id = match (obj.get("type").and_then(Value::as_str), existing) {
         (Some(t), Some(e)) if t != e.type_id => return Err(ConfigError::new("type", "a task's type cannot change").into()),
         (_, Some(e)) => e.type_id.clone(),
