@@ -183,7 +183,7 @@ pub fn validate_properties(formats: &[std::sync::Arc<dyn Format>], type_id: &str
         HEALTH_CHECK => wharf_format::name_or_all_property(&mut out, "repositoryName", "repository")?,
         AUDIT_RETENTION => {
             if let Some(v) = out.get("days") {
-                if !v.as_u64().is_some_and(|d| d <= wharf_format::MAX_DAYS) {
+                if v.as_u64().is_none_or(|d| d > wharf_format::MAX_DAYS) {
                     return Err(ConfigError::new(
                         "properties.days",
                         format!("must be a whole number of days up to {} (0 keeps everything)", wharf_format::MAX_DAYS),
