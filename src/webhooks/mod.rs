@@ -253,14 +253,16 @@ impl Deliverer {
                 .header("X-Nexus-Webhook-Signature", sign_sha1(secret.as_bytes(), d.payload.as_bytes()))
                 .header(SIGNATURE_256, format!("sha256={}", sign_sha256(secret.as_bytes(), d.payload.as_bytes())));
         }
-        let res = req.body(d.payload.clone()).send().await.map_err(|e| describe(&e))?;
+        let res = req.body(d.payload.clone()).send().await.map_err(describe)?;
         Ok(res.status())
     }
 }
 
 /// A transport error in a few words, with its causes (reqwest's own message is often just
-/// "error sending request").
-fn describe(e: &reqwest::Error) -> String {
+/// "error sending request"), without the URL reqwest adds: a chat service's webhook URL is its
+/// credential, and this text is logged and kept in the attempt log.
+fn describe(e: reqwest::Error) -> String {
+    let e = &e.without_url();
     let mut out = if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
@@ -304,6 +306,22 @@ fn span(ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use crate::config::WebhooksConfig;
+
+    /// A receiver that closes the connection at once: reqwest's message named the URL.
+    #[tokio::test]
+    async fn a_failed_delivery_is_described_without_its_url() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                drop(conn);
+            }
+        });
+        let e = reqwest::Client::new().post(format!("http://127.0.0.1:{port}/services/T000/B000/secret-part")).body("{}").send().await.unwrap_err();
+        assert!(e.to_string().contains("secret-part"), "reqwest names the URL: {e}");
+        let said = super::describe(e);
+        assert!(!said.contains("secret-part") && !said.is_empty(), "{said}");
+    }
 
     #[test]
     fn a_delivery_is_given_up_after_the_retention_and_never_inside_its_retries() {
