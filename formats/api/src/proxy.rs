@@ -655,6 +655,12 @@ pub async fn keep_refreshed(blobs: &BlobStore, bytes: Bytes, cached: bool) -> Re
     }
 }
 
+/// How long a fill waits for its client to take a chunk before it goes on without that client:
+/// the fill moves at its client's pace, and the requests for the same content wait for the
+/// fill, so a client that stopped reading (and kept its connection) held every one of them for
+/// as long as it stayed connected. That client's response then ends in an error.
+const CLIENT_STALL: Duration = Duration::from_secs(30);
+
 /// Streams an upstream body (of `length` bytes, when the upstream said) to the client while a
 /// background task writes it to the blob store. The content is kept, and `commit` (which
 /// records it in the metadata) called, only once it passes `expected`; then the flight finishes
@@ -679,6 +685,8 @@ where
     Fut: Future<Output = Result<(), String>> + 'static,
 {
     let (tx, mut rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let given_up = stalled.clone();
     actix_web::rt::spawn(async move {
         if !blobs.has_room(length).await {
             // The disk is down to its reserve: the client still gets the content, the store
@@ -691,9 +699,9 @@ where
         // Each chunk goes to the client when the next one arrives; the last only once the
         // content verifies, so a client never receives a complete file that failed the check.
         let held: Arc<Mutex<Option<Bytes>>> = Arc::default();
-        let (to_client, held_in) = (tx.clone(), held.clone());
+        let (to_client, held_in, stalled_in) = (tx.clone(), held.clone(), stalled.clone());
         let tee = Box::pin(body.then(move |chunk| {
-            let to_client = to_client.clone();
+            let (to_client, stalled) = (to_client.clone(), stalled_in.clone());
             let previous = match &chunk {
                 Ok(c) => held_in.lock().unwrap_or_else(|e| e.into_inner()).replace(c.clone()),
                 Err(_) => None,
@@ -701,7 +709,7 @@ where
             async move {
                 if let Some(p) = previous {
                     // A closed channel means the client left; keep caching.
-                    let _ = to_client.send(Ok(p)).await;
+                    to_client_within_stall(&to_client, &stalled, Ok(p)).await;
                 }
                 chunk
             }
@@ -713,21 +721,49 @@ where
         }
         .await;
         let last = held.lock().unwrap_or_else(|e| e.into_inner()).take();
+        // The others first: what they wait for is in the store (or failed), whatever this
+        // client does with its last chunk.
         match outcome {
             Ok(()) => {
+                flight.finish(Outcome::Done);
                 if let Some(last) = last {
-                    let _ = tx.send(Ok(last)).await;
+                    to_client_within_stall(&tx, &stalled, Ok(last)).await;
                 }
-                flight.finish(Outcome::Done)
             }
             Err(e) => {
                 tracing::warn!(what = %label, error = %e, "caching upstream content failed");
-                let _ = tx.send(Err(std::io::Error::other(e.clone()))).await;
-                flight.finish(Outcome::Failed(e));
+                flight.finish(Outcome::Failed(e.clone()));
+                to_client_within_stall(&tx, &stalled, Err(std::io::Error::other(e))).await;
             }
         }
+        if stalled.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(what = %label, "a client took no chunk for {} s: the fill went on without it", CLIENT_STALL.as_secs());
+        }
     });
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    // A client left behind gets what was queued for it, then an error: never an end that would
+    // pass a partial body for a whole one.
+    futures::stream::poll_fn(move |cx| match rx.poll_recv(cx) {
+        std::task::Poll::Ready(None) if given_up.swap(false, std::sync::atomic::Ordering::Relaxed) => {
+            std::task::Poll::Ready(Some(Err(std::io::Error::other(format!("no chunk taken for {} s", CLIENT_STALL.as_secs())))))
+        }
+        other => other,
+    })
+}
+
+/// Sends `item` to a fill's client unless it has stalled, waiting at most [`CLIENT_STALL`];
+/// past that the client is left behind (`stalled`) and nothing more is sent to it.
+async fn to_client_within_stall(
+    tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    stalled: &std::sync::atomic::AtomicBool,
+    item: Result<Bytes, std::io::Error>,
+) {
+    use std::sync::atomic::Ordering;
+    if stalled.load(Ordering::Relaxed) {
+        return;
+    }
+    if tokio::time::timeout(CLIENT_STALL, tx.send(item)).await.is_err() {
+        stalled.store(true, Ordering::Relaxed);
+    }
 }
 
 /// What a proxy's fill must be: its sha256 when the upstream said, and whatever else the
@@ -872,6 +908,37 @@ mod tests {
         let got = run(Some(wrong)).await;
         assert_eq!(got[..2], ok[..2]);
         assert!(got.len() == 3 && got[2].as_ref().is_err_and(|e| e.contains("expected")), "{got:?}");
+    }
+
+    /// A client that stops reading (and keeps its connection) held the fill, and so every
+    /// request waiting for it, for as long as it stayed. Now the others get the content after
+    /// the stall bound, and that client what was queued for it, then an error.
+    #[actix_web::test]
+    async fn a_client_that_stops_reading_holds_up_the_others_for_a_while_only() {
+        tokio::time::pause();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(BlobStore::filesystem("t", dir.path()).unwrap());
+        let chunks: Vec<Bytes> = (0..32u8).map(|i| Bytes::from(vec![i; 64 << 10])).collect();
+        let digest = Digest::of(&chunks.concat());
+        let sf = SingleFlight::default();
+        let (Join::Leader(flight), Join::Follower(waiting)) = (sf.join("k"), sf.join("k")) else { panic!("one leader, one follower") };
+        let body = futures::stream::iter(chunks.clone().into_iter().map(Ok::<_, std::io::Error>));
+        let length = Some(32 * (64 << 10));
+        let mut client =
+            Box::pin(stream_through(store.clone(), body, length, Expected::sha256(Some(digest.clone())), flight, "t".into(), |_, _| async { Ok(()) }));
+        let started = tokio::time::Instant::now();
+        let waited = tokio::time::timeout(CLIENT_STALL * 4, SingleFlight::wait(waiting)).await;
+        assert_eq!(waited.expect("the others wait for the stalled client for a while only"), Outcome::Done);
+        assert!(started.elapsed() >= CLIENT_STALL, "the fill waited for the client first");
+        let stored = store.get(&digest, None).await.expect("the content is in the store");
+        assert_eq!(stored.total, 32 * (64 << 10));
+        let mut got = Vec::new();
+        while let Some(item) = client.next().await {
+            got.push(item);
+        }
+        let (last, queued) = got.split_last().unwrap();
+        assert!(last.as_ref().is_err_and(|e| e.to_string().contains("no chunk taken")), "{last:?}");
+        assert!(queued.len() < chunks.len() && queued.iter().zip(&chunks).all(|(q, c)| q.as_ref().ok() == Some(c)), "{} queued", queued.len());
     }
 
     #[tokio::test]
