@@ -181,6 +181,53 @@ fn push_manifest(repo: &str, name: &str, tag: &str, seed: u8) -> StatusCode {
         .status()
 }
 
+/// A signature pushed to a group's second member is found through the group (the first
+/// member's empty index answered alone), and the group's catalog pages link on.
+#[test]
+fn a_group_serves_every_members_referrers_and_pages_its_catalog() {
+    for name in ["ref-a", "ref-b"] {
+        assert_eq!(
+            admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&hosted(name, json!({}))).send().unwrap().status(),
+            StatusCode::CREATED
+        );
+    }
+    let group = json!({"name": "ref-g", "online": true, "storage": {"blobStoreName": "default"}, "docker": {}, "group": {"memberNames": ["ref-a", "ref-b"]}});
+    assert_eq!(admin(Method::POST, "/service/rest/v1/repositories/docker/group").json(&group).send().unwrap().status(), StatusCode::CREATED);
+    assert_eq!(push_manifest("ref-a", "other", "1.0", 52), StatusCode::CREATED);
+    assert_eq!(push_manifest("ref-b", "app", "1.0", 51), StatusCode::CREATED);
+    let auth = |r: reqwest::blocking::RequestBuilder| r.basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    let head = auth(http().head(server().url("/v2/ref-b/app/manifests/1.0")).header("Accept", "application/vnd.oci.image.manifest.v1+json"));
+    let subject = head.headers()["docker-content-digest"].to_str().unwrap().to_string();
+    let subject_size: u64 = head.headers()["content-length"].to_str().unwrap().parse().unwrap();
+    let empty = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+    assert_eq!(auth(http().post(server().url(&format!("/v2/ref-b/app/blobs/uploads/?digest={empty}"))).body("{}")).status(), StatusCode::CREATED);
+    let signature = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json", "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2}, "layers": [],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": subject, "size": subject_size}})
+    .to_string();
+    let sig_digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(signature.as_bytes())));
+    let r = auth(
+        http()
+            .put(server().url(&format!("/v2/ref-b/app/manifests/{sig_digest}")))
+            .header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+            .body(signature),
+    );
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    let r = auth(http().get(server().url(&format!("/v2/ref-g/app/referrers/{subject}"))));
+    assert_eq!(r.status(), StatusCode::OK);
+    let index: Value = r.json().unwrap();
+    let found: Vec<&str> = index["manifests"].as_array().unwrap().iter().filter_map(|m| m["digest"].as_str()).collect();
+    assert_eq!(found, [sig_digest.as_str()], "{index}");
+    assert_eq!(index["manifests"][0]["artifactType"], "application/vnd.example.signature");
+
+    let r = auth(http().get(server().url("/v2/ref-g/_catalog?n=1")));
+    assert_eq!(r.status(), StatusCode::OK);
+    let link = r.headers().get("link").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
+    assert_eq!(r.json::<Value>().unwrap()["repositories"], json!(["app"]));
+    assert!(link.contains("n=1&last=app") && link.contains("rel=\"next\""), "{link:?}");
+}
+
 #[test]
 fn write_policies_allow_once_and_deny() {
     let once = json!({"name": "once", "storage": {"blobStoreName": "default", "writePolicy": "ALLOW_ONCE", "latestPolicy": true}, "docker": {}});

@@ -25,6 +25,14 @@ pub fn url(ctx: &RepoCtx, name: &str, suffix: &str) -> String {
     format!("{}{}", ctx.origin, path)
 }
 
+/// Where a repository's catalog pages link to: under its prefix, else the port's own.
+pub fn catalog_path(ctx: &RepoCtx) -> String {
+    match &ctx.mount {
+        Mount::Prefix { prefix } => format!("{prefix}/v2/_catalog"),
+        _ => "/v2/_catalog".to_string(),
+    }
+}
+
 pub fn check_name(ctx: &RepoCtx, name: &str) -> Result<(), DockerError> {
     if !model::valid_name(name) || client_name(ctx, name).len() > model::MAX_NAME_LEN {
         return Err(DockerError::NameInvalid(name.chars().take(300).collect()));

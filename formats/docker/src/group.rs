@@ -64,7 +64,12 @@ impl Group {
                 access::authorize(self.settings.force_basic_auth, ctx, Action::Read, &name)?;
                 self.tags(ctx, req, &name).await
             }
-            Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } | Endpoint::Referrers { name, .. } if read => {
+            Endpoint::Referrers { name, .. } if read => {
+                access::check_name(ctx, &name)?;
+                access::authorize(self.settings.force_basic_auth, ctx, Action::Read, &name)?;
+                self.referrers(ctx, req).await
+            }
+            Endpoint::Manifest { name, .. } | Endpoint::Blob { name, .. } if read => {
                 access::check_name(ctx, &name)?;
                 access::authorize(self.settings.force_basic_auth, ctx, Action::Read, &name)?;
                 self.first_hit(ctx, req).await
@@ -110,17 +115,53 @@ impl Group {
         Some(r.repo.handle(member_ctx, req.clone(), body).await)
     }
 
-    /// The first member whose answer is neither a 404 nor a 5xx; else the last answer.
+    /// The first member that has it; else the first member's answer that says more than "not
+    /// here" (a 429 of a rate-limited proxy, a 502 of an unreachable upstream), else a 404. A
+    /// member's failure no longer hides what a later member holds.
     async fn first_hit(&self, ctx: &RepoCtx, req: &HttpRequest) -> Result<HttpResponse> {
-        let mut last = None;
+        let mut failed = None;
+        let mut missing = None;
         for m in &self.group.members {
             let Some(res) = self.ask(m, ctx, &ctx.query, req, no_body(req).await).await else { continue };
-            if res.status() != StatusCode::NOT_FOUND && !res.status().is_server_error() {
+            if res.status().is_success() || res.status().is_redirection() {
                 return Ok(res);
             }
-            last = Some(res);
+            if res.status() == StatusCode::NOT_FOUND {
+                missing.get_or_insert(res);
+            } else {
+                failed.get_or_insert(res);
+            }
         }
-        last.ok_or(DockerError::NameUnknown)
+        failed.or(missing).ok_or(DockerError::NameUnknown)
+    }
+
+    /// The referrers every member knows, in one index: a signature pushed to the second member
+    /// of a group is found through it (the first member's empty index answered alone before).
+    async fn referrers(&self, ctx: &RepoCtx, req: &HttpRequest) -> Result<HttpResponse> {
+        let mut manifests: Vec<Value> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut filtered = true;
+        let mut answered = false;
+        for m in &self.group.members {
+            let Some(res) = self.ask(m, ctx, &ctx.query, req, no_body(req).await).await else { continue };
+            filtered &= res.headers().contains_key("OCI-Filters-Applied");
+            let Some(index) = Self::json_of(res).await else { continue };
+            answered = true;
+            for d in index["manifests"].as_array().into_iter().flatten() {
+                if seen.insert(d["digest"].as_str().unwrap_or_default().to_string()) {
+                    manifests.push(d.clone());
+                }
+            }
+        }
+        if !answered {
+            return Err(DockerError::NameUnknown);
+        }
+        let mut res = HttpResponse::Ok();
+        res.content_type("application/vnd.oci.image.index.v1+json");
+        if filtered && ctx.query.contains("artifactType=") {
+            res.insert_header(("OCI-Filters-Applied", "artifactType"));
+        }
+        Ok(res.json(json!({ "schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests })))
     }
 
     async fn json_of(res: HttpResponse) -> Option<Value> {
@@ -166,8 +207,12 @@ impl Group {
             }
         }
         names.retain(|n| ctx.check(Action::Read, n).is_ok());
-        let (page, _) = paginate(names, &ctx.query)?;
-        Ok(HttpResponse::Ok().json(json!({ "repositories": page })))
+        let (page, more) = paginate(names, &ctx.query)?;
+        let mut res = HttpResponse::Ok();
+        if let (true, Some(last)) = (more, page.last()) {
+            res.insert_header(("Link", format!(r#"<{}?n={}&last={last}>; rel="next""#, access::catalog_path(ctx), page.len())));
+        }
+        Ok(res.json(json!({ "repositories": page })))
     }
 }
 

@@ -194,16 +194,13 @@ impl Hosted {
         let mut names: Vec<String> = rows.into_iter().filter_map(|a| a.component).collect();
         let more = n.is_some_and(|n| names.len() as i64 > n) || (n.is_none() && names.len() as i64 > MAX_PAGE);
         names.truncate(n.unwrap_or(MAX_PAGE) as usize);
+        // The next page starts after the last name read, readable or not: a page whose every
+        // name the caller may not read still links on to those it may.
+        let read_up_to = names.last().cloned();
         names.retain(|name| ctx.check(Action::Read, name).is_ok());
         let mut res = HttpResponse::Ok();
-        if more {
-            if let Some(last) = names.last() {
-                let base = match &ctx.mount {
-                    Mount::Prefix { prefix } => format!("{prefix}/v2/_catalog"),
-                    _ => "/v2/_catalog".to_string(),
-                };
-                res.insert_header(("Link", format!(r#"<{base}?n={}&last={last}>; rel="next""#, n.unwrap_or(MAX_PAGE))));
-            }
+        if let (true, Some(last)) = (more, read_up_to) {
+            res.insert_header(("Link", format!(r#"<{}?n={}&last={last}>; rel="next""#, access::catalog_path(ctx), n.unwrap_or(MAX_PAGE))));
         }
         Ok(res.json(json!({ "repositories": names })))
     }
