@@ -574,7 +574,7 @@ fn pending_deliveries_past_the_retention_are_given_up_then_forgotten() {
                 webhooks::enqueue(c, off, "old-off", None, "{}", 1_000)?;
                 webhooks::enqueue(c, live, "new", None, "{}", 5_000)?;
                 // The oldest due: the first one queued.
-                let claimed = webhooks::claim(c, "node-a", 1_500, 100_000, 1)?;
+                let claimed = webhooks::claim(c, "node-a", 1_500, 100_000, 1, |_| 1)?;
                 assert_eq!(claimed.iter().map(|d| d.event_id.as_str()).collect::<Vec<_>>(), ["claimed"]);
                 Ok((live, off))
             })

@@ -316,6 +316,42 @@ fn a_global_webhook_hears_audit_events_and_repository_changes() {
     assert_eq!((own["audit"]["domain"].as_str(), own["audit"]["type"].as_str()), (Some("webhook"), Some("create")), "{own}");
 }
 
+/// A receiver that takes the connection and never answers holds each send for the whole
+/// timeout. Its backlog once filled every claim, and a batch waited for its slowest send, so
+/// every other webhook waited too; now it holds a few sends, and the others' go out meanwhile.
+#[test]
+fn a_receiver_that_never_answers_does_not_hold_up_the_others() {
+    let s = TestServer::start_with_env(&[("WHARF_WEBHOOKS__RETRY_MS", "200"), ("WHARF_WEBHOOKS__TIMEOUT_SECS", "60")]);
+    let api = |method: Method, path: &str, body: Option<Value>| s.admin().json(method, &format!("/service/rest/v1{path}"), body);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/never", silent.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming() {
+            held.push(conn);
+        }
+    });
+    let (st, v) = api(Method::POST, "/webhooks", Some(json!({"name": "silent", "url": silent_url, "eventTypes": ["audit"]})));
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // A backlog for the silent receiver: each change is an audit event.
+    for i in 0..24 {
+        let (st, v) = api(Method::POST, "/security/roles", Some(json!({"id": format!("backlog-{i}"), "name": "b", "privileges": []})));
+        assert_eq!(st, StatusCode::OK, "{v}");
+    }
+    let r = receiver();
+    let (st, v) = api(Method::POST, "/webhooks", Some(json!({"name": "answering", "url": r.url("/answering"), "eventTypes": ["audit"]})));
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let (st, v) = api(Method::POST, "/security/roles", Some(json!({"id": "after-the-backlog", "name": "a", "privileges": []})));
+    assert_eq!(st, StatusCode::OK, "{v}");
+    r.wait_for("/answering", "the answering receiver's event", |g| g.iter().any(|e| e.json()["audit"]["context"] == "after-the-backlog"));
+    // It came while the silent receiver's first sends still wait out their minute.
+    let (st, log) = api(Method::GET, "/webhooks/silent/deliveries", None);
+    assert_eq!(st, StatusCode::OK, "{log}");
+    let items = log["items"].as_array().unwrap();
+    assert!(items.len() >= 24, "{log}");
+    assert!(items.iter().all(|d| d["attempts"] == 0 && d["status"] == "pending"), "an attempt of the silent receiver ended first: {log}");
+}
+
 #[test]
 fn a_receiver_that_fails_twice_gets_the_delivery_at_the_third_attempt() {
     let r = receiver();

@@ -105,9 +105,13 @@ fn claimed_deliveries_are_updated_by_id() {
         for e in 0..16 {
             super::webhooks::enqueue(c, id, &format!("e{e}"), None, "{}", 0).unwrap();
         }
-        super::webhooks::claim(c, "node", 1, 1000, 16).unwrap().len()
+        super::webhooks::claim(c, "node", 1, 1000, 16, |_| 16).unwrap().len()
     });
     assert_eq!(claimed, 16);
+    // Each webhook's due deliveries by its own index: another's backlog is not walked.
+    let selects: Vec<String> =
+        plans.iter().filter(|p| p.starts_with("SELECT") && p.contains("webhook_deliveries") && !p.contains("rowid=?")).cloned().collect();
+    assert_plan(&selects, "webhook_deliveries_due_by_hook (webhook_id=? AND status=? AND next_attempt_at<?)", &["SCAN webhook_deliveries"]);
     let updates: Vec<String> = plans.into_iter().filter(|p| p.starts_with("UPDATE")).collect();
     assert_plan(&updates, "USING INTEGER PRIMARY KEY (rowid=?)", &["webhook_deliveries_due"]);
 }

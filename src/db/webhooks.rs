@@ -141,18 +141,31 @@ pub struct Claimed {
 type ClaimedRow = (i64, String, String, String, i32, String, String, Option<String>);
 
 /// Claims up to `limit` due deliveries of enabled webhooks for `node` until `now + lease_ms`:
-/// pending, due, and not claimed by a node whose lease still runs. Run inside [`super::Db::write`],
-/// so that the select and the conditional update are one serialized step.
-pub fn claim(conn: &mut AnyConnection, node: &str, now: i64, lease_ms: i64, limit: i64) -> Result<Vec<Claimed>, DbError> {
-    let free = webhook_deliveries::claimed_by.is_null().or(webhook_deliveries::lease_until.lt(now));
-    let live_hooks = webhooks::table.filter(webhooks::enabled.eq(true)).select(webhooks::id);
-    let ids: Vec<i64> = webhook_deliveries::table
-        .filter(webhook_deliveries::status.eq(PENDING).and(webhook_deliveries::next_attempt_at.le(now)).and(free))
-        .filter(webhook_deliveries::webhook_id.eq_any(live_hooks))
-        .order((webhook_deliveries::next_attempt_at.asc(), webhook_deliveries::id.asc()))
-        .limit(limit)
-        .select(webhook_deliveries::id)
-        .load(conn)?;
+/// pending, due, and not claimed by a node whose lease still runs; of each webhook at most
+/// `room(webhook)`, so that a receiver that answers slowly or never (and the backlog it
+/// gathers) cannot take every send while the others wait. The earliest due first. Run inside
+/// [`super::Db::write`], so that the selects and the conditional update are one serialized step.
+pub fn claim(conn: &mut AnyConnection, node: &str, now: i64, lease_ms: i64, limit: i64, room: impl Fn(&str) -> i64) -> Result<Vec<Claimed>, DbError> {
+    let hooks: Vec<(i64, String)> = webhooks::table.filter(webhooks::enabled.eq(true)).select((webhooks::id, webhooks::name)).load(conn)?;
+    let mut due: Vec<(i64, i64)> = Vec::new();
+    for (hook, name) in hooks {
+        let room = room(&name).min(limit);
+        if room <= 0 {
+            continue;
+        }
+        let free = webhook_deliveries::claimed_by.is_null().or(webhook_deliveries::lease_until.lt(now));
+        due.extend(
+            webhook_deliveries::table
+                .filter(webhook_deliveries::webhook_id.eq(hook))
+                .filter(webhook_deliveries::status.eq(PENDING).and(webhook_deliveries::next_attempt_at.le(now)).and(free))
+                .order((webhook_deliveries::next_attempt_at.asc(), webhook_deliveries::id.asc()))
+                .limit(room)
+                .select((webhook_deliveries::next_attempt_at, webhook_deliveries::id))
+                .load::<(i64, i64)>(conn)?,
+        );
+    }
+    due.sort_unstable();
+    let ids: Vec<i64> = due.into_iter().take(usize::try_from(limit).unwrap_or(0)).map(|(_, id)| id).collect();
     if ids.is_empty() {
         return Ok(Vec::new());
     }

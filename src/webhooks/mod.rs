@@ -66,10 +66,11 @@ pub fn wake() {
 
 /// How often a node looks for due deliveries when it was not woken.
 const POLL: Duration = Duration::from_secs(1);
-/// Deliveries claimed at once.
-const BATCH: i64 = 16;
 /// Deliveries sent at once by one node.
 const CONCURRENCY: usize = 8;
+/// Of those, the most one webhook's take: a receiver that never answers holds its sends for
+/// the whole timeout, and must leave the others room.
+const PER_WEBHOOK: usize = 3;
 /// How often finished deliveries past retention are deleted.
 const SWEEP: Duration = Duration::from_secs(600);
 /// Deliveries given up or forgotten per transaction of a sweep.
@@ -122,40 +123,74 @@ impl Deliverer {
 
     /// Claims and delivers due deliveries until the process ends; none while `paused` (read-only
     /// mode: the database is kept still for a backup, and deliveries wait for the release).
+    /// Claims as sends end, not batch after batch: a batch waited for its slowest send, so one
+    /// receiver that never answered held every other webhook's deliveries for its timeout.
     pub async fn run(self, paused: impl Fn() -> bool) {
+        use futures::stream::FuturesUnordered;
+        let this = &self;
         let mut swept = Instant::now() - SWEEP;
+        let mut sending = FuturesUnordered::new();
+        // Sends in flight, by webhook.
+        let mut busy: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        let done = |busy: &mut std::collections::HashMap<String, usize>, webhook: String| {
+            if let Some(n) = busy.get_mut(&webhook) {
+                *n -= 1;
+                if *n == 0 {
+                    busy.remove(&webhook);
+                }
+            }
+        };
         loop {
-            if paused() {
-                tokio::select! {
-                    _ = WAKE.notified() => {}
-                    _ = tokio::time::sleep(POLL) => {}
-                }
-                continue;
-            }
-            let (node, lease) = (node().to_string(), self.lease_ms());
-            let claimed = self.db.write(move |c| rows::claim(c, &node, wharf_format::now_millis(), lease, BATCH)).await;
+            let room = CONCURRENCY - sending.len();
             let mut full = false;
-            match claimed {
-                Ok(batch) if !batch.is_empty() => {
-                    full = batch.len() as i64 == BATCH;
-                    futures::stream::iter(batch).for_each_concurrent(CONCURRENCY, |d| self.attempt(d)).await;
+            if !paused() && room > 0 {
+                let (node, lease) = (node().to_string(), self.lease_ms());
+                let taken = busy.clone();
+                let per_hook = move |w: &str| (PER_WEBHOOK - taken.get(w).copied().unwrap_or(0).min(PER_WEBHOOK)) as i64;
+                // The sends are driven while the claim waits: one of them may hold the writer
+                // (recording its outcome), and left unpolled it would never give it back.
+                let claim = self.db.write(move |c| rows::claim(c, &node, wharf_format::now_millis(), lease, room as i64, &per_hook));
+                let mut claim = std::pin::pin!(claim);
+                let claimed = loop {
+                    tokio::select! {
+                        claimed = &mut claim => break claimed,
+                        Some(webhook) = sending.next(), if !sending.is_empty() => done(&mut busy, webhook),
+                    }
+                };
+                match claimed {
+                    Ok(claimed) => {
+                        full = claimed.len() == room;
+                        for d in claimed {
+                            *busy.entry(d.webhook.clone()).or_default() += 1;
+                            let webhook = d.webhook.clone();
+                            sending.push(async move {
+                                this.attempt(d).await;
+                                webhook
+                            });
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "claiming webhook deliveries failed"),
             }
-            // Before the next batch, even with one due: behind a backlog that always fills a
-            // batch, a sweep after the idle wait only never ran, and the log grew as fast as
-            // events came.
+            // Between claims, even with deliveries due: behind a backlog that always fills the
+            // sends, a sweep after the idle wait only never ran, and the log grew as fast as
+            // events came. The sends go on meanwhile.
             if swept.elapsed() >= SWEEP {
                 swept = Instant::now();
-                self.sweep().await;
+                let mut sweep = std::pin::pin!(self.sweep());
+                loop {
+                    tokio::select! {
+                        () = &mut sweep => break,
+                        Some(webhook) = sending.next(), if !sending.is_empty() => done(&mut busy, webhook),
+                    }
+                }
             }
-            if full {
-                continue;
-            }
+            // A send that ends makes room; with room left, the next look is when deliveries
+            // are queued here, or at the poll.
             tokio::select! {
-                _ = WAKE.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
+                Some(webhook) = sending.next(), if !sending.is_empty() => done(&mut busy, webhook),
+                _ = WAKE.notified(), if !full => {}
+                _ = tokio::time::sleep(POLL), if !full => {}
             }
         }
     }
