@@ -59,6 +59,16 @@ def rss_kb(pid, field):
     return 0
 
 
+def io_bytes(pid):
+    """(bytes read, bytes written) that a process asked of block devices so far (`/proc/<pid>/io`)."""
+    fields = {}
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            k, v = line.split(":")
+            fields[k] = int(v)
+    return fields["read_bytes"], fields["write_bytes"]
+
+
 def load(url, seconds, headers=(), method="GET", clients=32):
     """Requests per second at `clients` concurrent keep-alive connections (ApacheBench: unlike
     wrk it reads HEAD answers correctly)."""

@@ -34,7 +34,7 @@ import argparse, base64, hashlib, http.client, json, multiprocessing, os, random
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import PROCS, free_port, wait_http, rss_kb, spawn, stop, stop_all  # noqa: E402
+from benchlib import PROCS, free_port, wait_http, rss_kb, io_bytes, spawn, stop, stop_all  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 WHARF = os.environ.get("WHARF_BIN", os.path.join(ROOT, "target/release/wharf"))
@@ -449,6 +449,7 @@ def wharf_side(content, work, threads, latency_s, interval, wharf, perf_out=None
         time.sleep(1)  # perf attaches
     sampler.start()
     loop.start()
+    io0 = io_bytes(w.pid)
     t0 = time.perf_counter()
     st, _ = client.json("POST", f"/service/rest/v1/tasks/{tid}/run")
     assert st == 204, st
@@ -461,6 +462,8 @@ def wharf_side(content, work, threads, latency_s, interval, wharf, perf_out=None
     t1 = time.perf_counter()
     st, report = client.json("POST", "/service/rest/v1/blobstores/default/compact")
     t2 = time.perf_counter()
+    io2 = io_bytes(w.pid)
+    res["gc_wrote_bytes"] = io2[1] - io0[1]
     if perf:
         stop(perf, signal.SIGINT)
     loop.halt.set()
@@ -569,7 +572,8 @@ def main():
         for _, w in rounds:
             print(f"wharf: GC {w['gc_s']:.2f} s; blob GET median / p95 without GC {statistics.median(w['lat_base']) * 1e3:.2f} / {pct(w['lat_base'], 0.95) * 1e3:.2f} ms, "
                   f"during {statistics.median(w['lat_gc']) * 1e3:.2f} / {pct(w['lat_gc'], 0.95) * 1e3:.2f} ms, beside SCHED_IDLE busy loops "
-                  f"{statistics.median(w['lat_hog']) * 1e3:.2f} / {pct(w['lat_hog'], 0.95) * 1e3:.2f} ms; peak RSS {w['gc_peak_rss_sampled_kb'] / 1024:.1f} MB")
+                  f"{statistics.median(w['lat_hog']) * 1e3:.2f} / {pct(w['lat_hog'], 0.95) * 1e3:.2f} ms; peak RSS {w['gc_peak_rss_sampled_kb'] / 1024:.1f} MB; "
+                  f"wrote {mb(w['gc_wrote_bytes'])} MB during the GC (task {w['task_s']:.2f} s, compaction {w['compact_s']:.2f} s)")
         return
 
     # Both must free exactly the garbage: blob content is compared to the byte; the data
