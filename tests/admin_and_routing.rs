@@ -225,7 +225,9 @@ fn a_group_serves_every_members_referrers_and_pages_its_catalog() {
     assert_eq!(r.status(), StatusCode::OK);
     let link = r.headers().get("link").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
     assert_eq!(r.json::<Value>().unwrap()["repositories"], json!(["app"]));
-    assert!(link.contains("n=1&last=app") && link.contains("rel=\"next\""), "{link:?}");
+    assert!(link.starts_with("</v2/ref-g/_catalog?n=1&last=app>") && link.contains("rel=\"next\""), "{link:?}");
+    let r = auth(http().get(server().url("/v2/ref-g/_catalog?n=1&last=app")));
+    assert_eq!(r.json::<Value>().unwrap()["repositories"], json!(["other"]), "the link's page is the group's next");
 }
 
 #[test]

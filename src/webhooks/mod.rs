@@ -185,8 +185,13 @@ impl Deliverer {
                     }
                 }
             }
-            // A send that ends makes room; with room left, the next look is when deliveries
-            // are queued here, or at the poll.
+            // A claim that filled the room may have left more due: with room again (sends
+            // ended while the claim or the sweep waited), claim at once. Else a send that ends
+            // makes room; with room left, the next look is when deliveries are queued here, or
+            // at the poll. (Never a select with every branch off: that panics.)
+            if full && sending.len() < CONCURRENCY {
+                continue;
+            }
             tokio::select! {
                 Some(webhook) = sending.next(), if !sending.is_empty() => done(&mut busy, webhook),
                 _ = WAKE.notified(), if !full => {}

@@ -655,11 +655,15 @@ pub async fn keep_refreshed(blobs: &BlobStore, bytes: Bytes, cached: bool) -> Re
     }
 }
 
-/// How long a fill waits for its client to take a chunk before it goes on without that client:
-/// the fill moves at its client's pace, and the requests for the same content wait for the
-/// fill, so a client that stopped reading (and kept its connection) held every one of them for
-/// as long as it stayed connected. That client's response then ends in an error.
+/// How long a fill waits for its client to take a part of the content before it goes on without
+/// that client: the fill moves at its client's pace, and the requests for the same content wait
+/// for the fill, so a client that stopped reading (and kept its connection) held every one of
+/// them for as long as it stayed connected. That client's response then ends in an error.
 const CLIENT_STALL: Duration = Duration::from_secs(30);
+/// The parts a fill hands its client, whatever the size of the upstream's chunks (a fast
+/// upstream's reach hundreds of KiB): the stall bound is then a rate, a client that takes less
+/// than about 2 KiB a second, not one that reads big chunks slowly but steadily.
+const CLIENT_PART: usize = 64 << 10;
 
 /// Streams an upstream body (of `length` bytes, when the upstream said) to the client while a
 /// background task writes it to the blob store. The content is kept, and `commit` (which
@@ -709,7 +713,7 @@ where
             async move {
                 if let Some(p) = previous {
                     // A closed channel means the client left; keep caching.
-                    to_client_within_stall(&to_client, &stalled, Ok(p)).await;
+                    in_parts_to_client(&to_client, &stalled, p).await;
                 }
                 chunk
             }
@@ -727,7 +731,7 @@ where
             Ok(()) => {
                 flight.finish(Outcome::Done);
                 if let Some(last) = last {
-                    to_client_within_stall(&tx, &stalled, Ok(last)).await;
+                    in_parts_to_client(&tx, &stalled, last).await;
                 }
             }
             Err(e) => {
@@ -748,6 +752,14 @@ where
         }
         other => other,
     })
+}
+
+/// Sends `chunk` to a fill's client in parts of at most [`CLIENT_PART`], each within the stall bound.
+async fn in_parts_to_client(tx: &mpsc::Sender<Result<Bytes, std::io::Error>>, stalled: &std::sync::atomic::AtomicBool, mut chunk: Bytes) {
+    while !chunk.is_empty() && !stalled.load(std::sync::atomic::Ordering::Relaxed) {
+        let part = chunk.split_to(chunk.len().min(CLIENT_PART));
+        to_client_within_stall(tx, stalled, Ok(part)).await;
+    }
 }
 
 /// Sends `item` to a fill's client unless it has stalled, waiting at most [`CLIENT_STALL`];

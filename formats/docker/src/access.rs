@@ -25,11 +25,12 @@ pub fn url(ctx: &RepoCtx, name: &str, suffix: &str) -> String {
     format!("{}{}", ctx.origin, path)
 }
 
-/// Where a repository's catalog pages link to: under its prefix, else the port's own.
+/// Where a repository's catalog pages link to: its own catalog as it was asked for.
 pub fn catalog_path(ctx: &RepoCtx) -> String {
     match &ctx.mount {
         Mount::Prefix { prefix } => format!("{prefix}/v2/_catalog"),
-        _ => "/v2/_catalog".to_string(),
+        Mount::Segment { segment } => format!("/v2/{segment}/_catalog"),
+        Mount::Own => "/v2/_catalog".to_string(),
     }
 }
 

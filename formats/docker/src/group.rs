@@ -142,19 +142,26 @@ impl Group {
         let mut seen = std::collections::HashSet::new();
         let mut filtered = true;
         let mut answered = false;
+        let mut failed = None;
         for m in &self.group.members {
             let Some(res) = self.ask(m, ctx, &ctx.query, req, no_body(req).await).await else { continue };
+            if res.status() != StatusCode::OK {
+                if res.status() != StatusCode::NOT_FOUND {
+                    failed.get_or_insert(res);
+                }
+                continue;
+            }
             filtered &= res.headers().contains_key("OCI-Filters-Applied");
             let Some(index) = Self::json_of(res).await else { continue };
             answered = true;
             for d in index["manifests"].as_array().into_iter().flatten() {
-                if seen.insert(d["digest"].as_str().unwrap_or_default().to_string()) {
+                if d["digest"].as_str().is_none_or(|digest| seen.insert(digest.to_string())) {
                     manifests.push(d.clone());
                 }
             }
         }
         if !answered {
-            return Err(DockerError::NameUnknown);
+            return failed.ok_or(DockerError::NameUnknown);
         }
         let mut res = HttpResponse::Ok();
         res.content_type("application/vnd.oci.image.index.v1+json");

@@ -132,7 +132,8 @@ fn definition(state: &AppState, body: &Value, existing: Option<&TaskRow>) -> Res
     if let Some(k) = ["alertEmail", "notificationCondition"].iter().find(|k| obj.get(**k).is_some_and(|v| !v.is_null())) {
         return Err(ConfigError::new(*k, "wharf sends no e-mail; task runs are in the audit log and the run history").into());
     }
-    // Taken so that a task read back can be sent again as it is; wharf chooses a new task's id.
+    // The task's own id is taken (a body built from a task read back may carry it); wharf
+    // chooses a new task's id.
     match (obj.get("id"), existing) {
         (None | Some(Value::Null), _) => {}
         (Some(Value::String(id)), Some(e)) if *id == e.id => {}
