@@ -140,6 +140,19 @@ impl Deliverer {
                 }
             }
         };
+        // Waits for `work` while the sends go on: one of them may hold the writer (recording its
+        // outcome), and left unpolled it would never give it back.
+        macro_rules! beside_the_sends {
+            ($work:expr) => {{
+                let mut work = std::pin::pin!($work);
+                loop {
+                    tokio::select! {
+                        out = &mut work => break out,
+                        Some(webhook) = sending.next(), if !sending.is_empty() => done(&mut busy, webhook),
+                    }
+                }
+            }};
+        }
         loop {
             let room = CONCURRENCY - sending.len();
             let mut full = false;
@@ -147,17 +160,7 @@ impl Deliverer {
                 let (node, lease) = (node().to_string(), self.lease_ms());
                 let taken = busy.clone();
                 let per_hook = move |w: &str| (PER_WEBHOOK - taken.get(w).copied().unwrap_or(0).min(PER_WEBHOOK)) as i64;
-                // The sends are driven while the claim waits: one of them may hold the writer
-                // (recording its outcome), and left unpolled it would never give it back.
-                let claim = self.db.write(move |c| rows::claim(c, &node, wharf_format::now_millis(), lease, room as i64, &per_hook));
-                let mut claim = std::pin::pin!(claim);
-                let claimed = loop {
-                    tokio::select! {
-                        claimed = &mut claim => break claimed,
-                        Some(webhook) = sending.next(), if !sending.is_empty() => done(&mut busy, webhook),
-                    }
-                };
-                match claimed {
+                match beside_the_sends!(self.db.write(move |c| rows::claim(c, &node, wharf_format::now_millis(), lease, room as i64, &per_hook))) {
                     Ok(claimed) => {
                         full = claimed.len() == room;
                         for d in claimed {
@@ -177,13 +180,7 @@ impl Deliverer {
             // events came. The sends go on meanwhile.
             if swept.elapsed() >= SWEEP {
                 swept = Instant::now();
-                let mut sweep = std::pin::pin!(self.sweep());
-                loop {
-                    tokio::select! {
-                        () = &mut sweep => break,
-                        Some(webhook) = sending.next(), if !sending.is_empty() => done(&mut busy, webhook),
-                    }
-                }
+                beside_the_sends!(self.sweep());
             }
             // A claim that filled the room may have left more due: with room again (sends
             // ended while the claim or the sweep waited), claim at once. Else a send that ends
