@@ -596,3 +596,56 @@ fn invalidating_a_cache_sends_the_next_request_upstream_once() {
     let anon = common::client().post(server().url("/service/rest/v1/repositories/inval-pypi/invalidate-cache")).send().unwrap();
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// A request sent byte for byte as written (an HTTP client library would fold `\` and `%2e%2e`
+/// before sending): its status.
+fn raw_get(path: &str) -> u16 {
+    use std::io::{Read, Write};
+    let addr = server().url("").trim_start_matches("http://").trim_end_matches('/').to_string();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    // admin:test-admin-password
+    assert_eq!(ADMIN_PASSWORD, "test-admin-password");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic YWRtaW46dGVzdC1hZG1pbi1wYXNzd29yZA==\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let head = String::from_utf8_lossy(&answer);
+    head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or_else(|| panic!("no status for {path}: {head}"))
+}
+
+/// A name a client sends is one name under the upstream's index, never a path: with `\` and
+/// `%2e%2e` a PyPI project name made the proxy ask any host (`\\10.0.0.5:8080\...`) or any path of
+/// its upstream's host with the proxy's credentials, and an npm package name with one capital
+/// letter did the same.
+#[test]
+fn names_in_requests_never_lead_a_proxy_outside_its_upstream_index() {
+    let up = Upstream::start();
+    up.add("ok-proj", "ok_proj-1.0.tar.gz", b"ok".to_vec(), "application/octet-stream");
+    up.add_npm("ok-pkg", "1.0.0", b"not a real tarball".to_vec());
+    let auth = json!({"authentication": {"type": "username", "username": "mirror", "password": "s3cret"}});
+    create_ok("pypi", "proxy", &proxy_body("names-pypi", &format!("{}mirror/simple", up.url()), auth.clone(), json!({})));
+    create_ok("npm", "proxy", &proxy_body("names-npm", &format!("{}mirror/npm", up.url()), auth, json!({})));
+    let other = Upstream::start();
+
+    let other_host = format!("127%2e0%2e0%2e1:{}", other.port);
+    for path in [
+        format!(r"/repository/names-pypi/simple/\\{other_host}\x\y/"),
+        r"/repository/names-pypi/simple/\admin\secret/".to_string(),
+        r"/repository/names-pypi/simple/%2e%2e\%2e%2e\admin/".to_string(),
+        r"/repository/names-pypi/pypi/%2e%2e\%2e%2e\admin/json".to_string(),
+        r"/repository/names-npm/%2E%2E\%2E%2E\A\..\system\version".to_string(),
+        r"/repository/names-npm/X\..\..\admin".to_string(),
+        format!(r"/repository/names-npm/\\{other_host}\A"),
+    ] {
+        let status = raw_get(&path);
+        assert!((400..500).contains(&status), "{path}: {status}");
+    }
+    // What a name still reaches: its own page, under the index.
+    assert_eq!(raw_get("/repository/names-pypi/simple/ok-proj/"), 200);
+    assert_eq!(raw_get("/repository/names-npm/ok-pkg"), 200);
+    let seen: Vec<String> = up.seen().into_iter().filter(|s| s.method == "GET").map(|s| s.path).collect();
+    assert!(seen.iter().any(|p| p == "/mirror/simple/ok-proj/") && seen.iter().any(|p| p == "/mirror/npm/ok-pkg"), "{seen:?}");
+    let outside: Vec<&String> = seen.iter().filter(|p| !p.starts_with("/mirror/simple/ok-proj/") && !p.starts_with("/mirror/npm/ok-pkg")).collect();
+    assert!(outside.is_empty(), "the upstream was asked for {outside:?}");
+    assert!(other.seen().is_empty(), "another host was asked: {:?}", other.seen());
+}

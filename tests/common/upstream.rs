@@ -219,6 +219,8 @@ fn serve(mut conn: TcpStream, s: &State) {
         authorization: header("authorization"),
         at: std::time::Instant::now(),
     });
+    // An index or registry under a path of the host: `/mirror/simple/...`, `/mirror/npm/...`.
+    let path = ["/mirror/npm", "/mirror"].iter().find_map(|p| path.strip_prefix(p)).map(str::to_string).unwrap_or(path);
     let mode = *s.mode.lock().unwrap();
     match mode {
         Mode::Hang => {

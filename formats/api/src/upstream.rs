@@ -552,6 +552,14 @@ impl HttpUpstream {
         &self.transport.health
     }
 
+    /// The URL of `segments` under the base, each one segment whatever it holds: a `/`, a `\`,
+    /// `..` or `%2e%2e` in a name a client sent is encoded, never a step out of the base. With
+    /// `Url::join` such a name reached any path of the upstream's host with the proxy's
+    /// credentials, or another host. An empty last segment gives a trailing slash.
+    pub fn below(&self, segments: &[&str]) -> Result<Url, UpstreamError> {
+        below(&self.base, segments)
+    }
+
     /// See [`Transport::through_cache`].
     pub async fn through_cache<T, E>(&self, kind: CacheKind, request: impl Future<Output = Result<T, E>>) -> Result<T, E> {
         self.transport.through_cache(kind, request).await
@@ -609,6 +617,19 @@ impl HttpUpstream {
 }
 
 /// A response body, refused past `limit` bytes.
+/// See [`HttpUpstream::below`].
+pub fn below(base: &Url, segments: &[&str]) -> Result<Url, UpstreamError> {
+    if segments.iter().any(|s| matches!(*s, "." | "..")) {
+        return Err(UpstreamError::Invalid(format!("not a name: {segments:?}")));
+    }
+    let mut url = base.clone();
+    url.path_segments_mut()
+        .map_err(|_| UpstreamError::Invalid(format!("{} cannot hold a path", without_userinfo(base.as_str()))))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
 pub async fn read_limited(res: Response, limit: usize) -> Result<Bytes, UpstreamError> {
     if res.content_length().is_some_and(|n| n > limit as u64) {
         return Err(UpstreamError::Invalid(format!("{} is larger than {limit} bytes", res.url())));
@@ -653,6 +674,23 @@ mod tests {
         attrs.insert("proxy".into(), json!({"remoteUrl": "http://127.0.0.1:9"}));
         attrs.insert("httpClient".into(), json!({"autoBlock": auto_block}));
         ProxySettings::parse(&attrs).unwrap()
+    }
+
+    #[test]
+    fn a_name_under_the_base_stays_one_segment_of_it() {
+        let base = Url::parse("https://art.example/api/npm/remote/").unwrap();
+        let at = |segs: &[&str]| below(&base, segs).map(|u| u.to_string());
+        assert_eq!(at(&["left-pad"]).unwrap(), "https://art.example/api/npm/remote/left-pad");
+        assert_eq!(at(&["@s/p"]).unwrap(), "https://art.example/api/npm/remote/@s%2Fp");
+        assert_eq!(at(&["pkg", ""]).unwrap(), "https://art.example/api/npm/remote/pkg/");
+        for hostile in [r"%2E%2E\%2E%2E\system", r"\\10.0.0.5:8080\x", "a/../../b", "%2e%2e"] {
+            let url = below(&base, &[hostile]).unwrap();
+            assert_eq!(url.host_str(), Some("art.example"), "{hostile}");
+            assert!(url.path().starts_with("/api/npm/remote/") && url.path_segments().unwrap().count() == 4, "{hostile}: {url}");
+        }
+        assert!(at(&[".."]).is_err() && at(&["."]).is_err());
+        let no_slash = Url::parse("https://pypi.example/simple").unwrap();
+        assert_eq!(below(&no_slash, &["x", ""]).unwrap().as_str(), "https://pypi.example/simple/x/");
     }
 
     #[test]

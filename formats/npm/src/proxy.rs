@@ -172,7 +172,7 @@ impl Proxy {
     /// The cached packument asset, refreshed from the upstream when it is older than
     /// `metadataMaxAge` (or absent); `None` when the upstream does not know the package.
     async fn current(&self, name: &str) -> Result<Option<Asset>> {
-        if !model::valid_name(name) && !name.chars().any(|c| c.is_ascii_uppercase()) {
+        if !model::valid_name(&name.to_ascii_lowercase()) {
             // Old packages may have capitals; anything else that is not a name is not asked for.
             return Ok(None);
         }

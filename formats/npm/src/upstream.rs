@@ -46,7 +46,8 @@ impl Upstream {
 
     /// The full packument, revalidated with `etag` when the cache holds one.
     pub async fn packument(&self, name: &str, etag: Option<&str>) -> Result<Doc, UpstreamError> {
-        let url = self.http.base.join(&name.replace('/', "%2f")).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
+        // One segment: a scoped name's `/` is sent as `%2F`, as the npm client does.
+        let url = self.http.below(&[name])?;
         let mut r = self.http.request(reqwest::Method::GET, &url).header(ACCEPT, "application/json");
         if let Some(e) = etag {
             r = r.header(IF_NONE_MATCH, e);
@@ -77,7 +78,8 @@ impl Upstream {
         content_type: Option<&str>,
         content_encoding: Option<&str>,
     ) -> Result<(u16, Option<String>, Bytes), UpstreamError> {
-        let url = self.http.base.join(path.trim_start_matches('/')).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let url = self.http.below(&segments)?;
         let mut r = self.http.request(reqwest::Method::POST, &url).body(body);
         if let Some(c) = content_type {
             r = r.header(CONTENT_TYPE, c);

@@ -18,8 +18,15 @@ pub enum Endpoint {
     Provenance { project: String, version: String, filename: String },
 }
 
+/// A project segment that is not a name (PEP 508) is no endpoint: it never reaches the store's
+/// keys or a proxy's upstream URL (`\\host\path`, `%2e%2e` made the upstream request leave the
+/// index).
 pub fn parse(path: &str) -> Option<Endpoint> {
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let project = segs.get(1).copied().unwrap_or("");
+    if matches!(segs.first(), Some(&("simple" | "packages" | "pypi" | "integrity"))) && !project.is_empty() && !crate::model::valid_project_name(project) {
+        return None;
+    }
     match segs.as_slice() {
         [""] => Some(Endpoint::Upload),
         ["simple"] | ["simple", ""] => Some(Endpoint::Index),
@@ -58,5 +65,10 @@ mod tests {
         );
         assert_eq!(parse("/integrity/x/../x-1.0.tar.gz/provenance"), None);
         assert_eq!(parse("/integrity/x/1.0/x-1.0.tar.gz"), None);
+        for hostile in
+            [r"/simple/\\10%2e0%2e0%2e5:8080\jenkins\job/", r"/simple/\admin\secret/", "/simple/%2e%2e/", "/pypi/a%2fb/json", "/packages/-x/x-1.0.tar.gz"]
+        {
+            assert_eq!(parse(hostile), None, "{hostile}");
+        }
     }
 }

@@ -48,7 +48,7 @@ impl Upstream {
 
     /// A project's page, revalidated with `etag` when the cache holds one.
     pub async fn project(&self, normalized: &str, etag: Option<&str>) -> Result<Page, UpstreamError> {
-        let url = self.http.base.join(&format!("{normalized}/")).map_err(|e| UpstreamError::Invalid(e.to_string()))?;
+        let url = self.http.below(&[normalized, ""])?;
         let mut r = self.http.request(reqwest::Method::GET, &url).header(ACCEPT, PAGE_ACCEPT);
         if let Some(e) = etag {
             r = r.header(IF_NONE_MATCH, e);
