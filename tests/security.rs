@@ -614,6 +614,39 @@ fn the_failed_login_pause_is_per_address_and_per_canonical_name() {
         assert_eq!(status(&other, "Paused-Admin", "guess"), StatusCode::UNAUTHORIZED);
     }
     assert_eq!(status(&other, "paused-admin", "paused-admin-pw"), StatusCode::UNAUTHORIZED);
+
+    // Guesses sent side by side: as many are checked as one after the other would be (3), and
+    // the rest are refused by the pause. Each used to be checked, the pause read before any of
+    // them was counted: a burst of thousands was a way around the pause.
+    let local_failures = || -> f64 {
+        let text = s.admin().request(Method::GET, "/service/metrics/prometheus").send().unwrap().text().unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("wharf_logins_total{") && l.contains("realm=\"local\"") && l.contains("result=\"failure\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = local_failures();
+    let burst = from(4);
+    let answers: Vec<StatusCode> = std::thread::scope(|scope| {
+        let all: Vec<_> = (0..24)
+            .map(|i| {
+                let c = burst.clone();
+                let status = &status;
+                scope.spawn(move || status(&c, "paused-admin", &format!("guess-{i}")))
+            })
+            .collect();
+        all.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|s| *s == StatusCode::UNAUTHORIZED), "{answers:?}");
+    assert_eq!(local_failures() - before, 3.0, "wrong passwords checked in a burst of 24 with a pause after 3");
+    // A name padded with spaces is no one's (a directory would find the name in it, each
+    // spelling with a count of its own): refused unchecked, also with the right password.
+    let fresh = from(5);
+    for padded in [" paused-admin", "paused-admin ", "paused-admin\t"] {
+        assert_eq!(status(&fresh, padded, "paused-admin-pw"), StatusCode::UNAUTHORIZED, "{padded:?}");
+    }
+    assert_eq!(local_failures() - before, 3.0, "a padded name is not checked");
+    assert_eq!(status(&fresh, "paused-admin", "paused-admin-pw"), StatusCode::OK);
 }
 
 /// Recording a token's last use is best effort: while another process holds SQLite's write lock,

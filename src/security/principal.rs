@@ -83,6 +83,8 @@ pub struct Authenticator {
     /// Password checks in progress, by login key: concurrent checks of one name and password
     /// make one.
     login_flights: SingleFlight<Checked>,
+    /// Password checks take turns per name and place (see `checked_login`).
+    login_turns: wharf_format::meta::KeyedLocks,
     /// Directory users looked up without a password, by canonical name.
     directory: Mutex<HashMap<String, (DirectoryUser, Instant)>>,
     anonymous: Mutex<Option<(Principal, Instant)>>,
@@ -273,6 +275,7 @@ impl Authenticator {
             formats,
             logins: Mutex::new(HashMap::new()),
             login_flights: SingleFlight::default(),
+            login_turns: Default::default(),
             directory: Mutex::new(HashMap::new()),
             anonymous: Mutex::new(None),
             lockout,
@@ -531,7 +534,7 @@ impl Authenticator {
                 }
                 let canonical = canonical_user(&user);
                 // A pause is answered (and audited) by the ordinary path.
-                if self.paused(&canonical, &crate::http::mount::client(req)) {
+                if self.paused(&counted_name(&canonical), &pause_scope(&crate::http::mount::client(req))) {
                     return None;
                 }
                 (login_key(&canonical, &pass), None)
@@ -599,11 +602,17 @@ impl Authenticator {
         if user.len() > MAX_USER_NAME {
             return None;
         }
+        // No one's name: a directory's matching ignores such spaces (RFC 4518), so " bob" and
+        // "bob " found bob, each spelling with a count of wrong passwords of its own.
+        if user.trim() != user || user.chars().any(char::is_control) {
+            return None;
+        }
         let canonical = canonical_user(user);
         let key = login_key(&canonical, pass);
         // The pause comes first: a remembered password answering during a pause would tell a
         // guesser which guess is right.
-        if self.paused(&canonical, client) {
+        let scope = pause_scope(client);
+        if self.paused(&counted_name(&canonical), &scope) {
             self.refused_in_pause(user, client);
             return None;
         }
@@ -628,7 +637,7 @@ impl Authenticator {
             match self.login_flights.join_checked(&flight, || async { Ok::<_, std::convert::Infallible>(self.cached_login(&key).await) }).await {
                 Ok(Fill::Cached(hit)) => return Some(hit),
                 Ok(Fill::Lead(flight)) => {
-                    let checked = self.checked_login(user, pass, client, &canonical, key).await;
+                    let checked = self.checked_login(user, pass, client, &scope, &canonical, key).await;
                     flight.finish(match &checked {
                         Some(_) => Checked::Remembered,
                         None if crate::db::failures::silent_so_far() => Checked::Silent,
@@ -642,7 +651,7 @@ impl Authenticator {
                             return Some(hit);
                         }
                         if rejoined {
-                            return self.checked_login(user, pass, client, &canonical, key).await;
+                            return self.checked_login(user, pass, client, &scope, &canonical, key).await;
                         }
                         rejoined = true;
                     }
@@ -650,7 +659,7 @@ impl Authenticator {
                         crate::db::failures::note_silence();
                         return None;
                     }
-                    Checked::Refused | Checked::Left => return self.checked_login(user, pass, client, &canonical, key).await,
+                    Checked::Refused | Checked::Left => return self.checked_login(user, pass, client, &scope, &canonical, key).await,
                 },
                 Err(never) => match never {},
             }
@@ -672,18 +681,23 @@ impl Authenticator {
 
     /// A password check the login cache could not answer: the shared count of wrong passwords,
     /// argon2 and the directory, then the outcome counted, audited and (if right) remembered.
-    async fn checked_login(&self, user: &str, pass: &str, client: &str, canonical: &str, key: [u8; 32]) -> Option<(Principal, Proof)> {
+    async fn checked_login(&self, user: &str, pass: &str, client: &str, scope: &str, canonical: &str, key: [u8; 32]) -> Option<(Principal, Proof)> {
+        // One check at a time per name and place, each after the count the one before left:
+        // side by side, every guess of a burst was checked before the first of them was
+        // counted, and a pause started by the fifth stopped none of the thousands beside it.
+        let counted = counted_name(canonical);
+        let _turn = self.login_turns.lock(&format!("{counted}\n{scope}")).await;
         let canonical = canonical.to_string();
         let epoch = self.epoch();
         let local_on = self.realm_on(Realm::Local);
-        let (name, secret, from) = (canonical.clone(), pass.to_string(), client.to_string());
+        let (name, counted_as, secret, from) = (canonical.clone(), counted.clone(), pass.to_string(), scope.to_string());
         // The shared count of wrong passwords is read here, before every password check that
         // is not answered from the cache (never on the cached path, which the pause this node
         // knows of guards).
         let looked = self
             .db
             .run(move |conn| {
-                let failures = crate::db::login_failures::state(conn, &name, &from)?;
+                let failures = crate::db::login_failures::state(conn, &counted_as, &from)?;
                 Ok((users::get(conn, &name)?, crate::db::privileges::versioned_roles_with_grants(conn)?, ldap::load(conn)?, failures))
             })
             .await;
@@ -696,7 +710,7 @@ impl Authenticator {
         };
         if let Some(Some(until)) = failures {
             if until > now_millis() {
-                self.note_pause(&canonical, client, until);
+                self.note_pause(&counted, scope, until);
                 self.refused_in_pause(user, client);
                 return None;
             }
@@ -754,12 +768,12 @@ impl Authenticator {
                 });
                 return None;
             }
-            self.failed(&canonical, client).await;
+            self.failed(&counted, scope).await;
             self.audit.record(AuditEvent { actor: Some(actor), address: Some(client.to_string()), action: "login.failure".into(), ..Default::default() });
             return None;
         };
         if failures.is_some() {
-            self.succeeded(&canonical, client).await;
+            self.succeeded(&counted, scope).await;
         }
         self.metrics.login(p.realm.map_or("unknown", Realm::as_str), true);
         self.audit.record(AuditEvent { actor: p.user.clone(), address: Some(client.to_string()), action: "login.success".into(), ..Default::default() });
@@ -1184,6 +1198,25 @@ struct Silent;
 
 /// What a verified password is remembered under: a hash of the name and the password, never
 /// the password.
+/// Where wrong passwords are counted from: the client's address, an IPv6 one by its /64 (one
+/// host's share: anyone holding a /64 has 2^64 addresses, each with a count of its own).
+fn pause_scope(client: &str) -> String {
+    match client.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{}/64", std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        _ => client.to_string(),
+    }
+}
+
+/// The name wrong passwords are counted under: every spelling a directory's case-ignoring
+/// match takes for one name is one name here (Unicode case, runs of spaces), so that no
+/// spelling brings a count of its own.
+fn counted_name(canonical: &str) -> String {
+    canonical.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+}
+
 fn login_key(canonical: &str, pass: &str) -> [u8; 32] {
     Sha256::new().chain_update(b"password\0").chain_update(canonical.as_bytes()).chain_update([0]).chain_update(pass.as_bytes()).finalize().into()
 }
@@ -1444,6 +1477,22 @@ pub fn decode_basic(b64: &str) -> Option<(String, String)> {
 mod tests {
     use std::sync::Arc;
     use std::time::Duration;
+
+    #[test]
+    fn an_ipv6_client_is_counted_by_its_64_and_others_by_their_address() {
+        assert_eq!(super::pause_scope("2001:db8:1:2::5"), "2001:db8:1:2::/64");
+        assert_eq!(super::pause_scope("2001:db8:1:2:ffff:1:2:9"), "2001:db8:1:2::/64");
+        assert_ne!(super::pause_scope("2001:db8:1:3::5"), super::pause_scope("2001:db8:1:2::5"));
+        assert_eq!(super::pause_scope("192.0.2.7"), "192.0.2.7");
+        assert_eq!(super::pause_scope("not an address"), "not an address");
+    }
+
+    #[test]
+    fn every_spelling_a_directory_matches_as_one_name_is_counted_as_one() {
+        assert_eq!(super::counted_name("\u{212a}ate"), "kate", "the Kelvin sign's lower case is k");
+        assert_eq!(super::counted_name("bob  smith"), super::counted_name("bob smith"));
+        assert_eq!(super::counted_name("\u{c9}mile"), "\u{e9}mile");
+    }
 
     use wharf_format::{Credential, Identity, IdentityError, Principal, TokenSpec};
 
