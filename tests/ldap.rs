@@ -181,7 +181,9 @@ fn the_checks_test_connection_and_login_and_groups_can_come_from_a_user_attribut
     let r = admin.request(Method::POST, "/service/rest/v1/security/ldap").json(&bad).send().unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(r.text().unwrap().contains("protocol"));
-    // Groups from a user attribute (memberOf, or here businessCategory): bob's names devs.
+    // Groups from a user attribute (memberOf, or here businessCategory): bob's names devs, and
+    // three DNs that are not groups of this server (nx-admin outside the group base, a uid under
+    // it, a DN without the search base), which grant nothing.
     let mut dynamic = server_json(port);
     dynamic["groupType"] = json!("dynamic");
     dynamic["userMemberOfAttribute"] = json!("businessCategory");

@@ -258,9 +258,72 @@ fn all(e: &SearchEntry, attr: &str) -> Vec<String> {
     e.attrs.iter().find(|(k, _)| k.eq_ignore_ascii_case(attr)).map(|(_, v)| v.clone()).unwrap_or_default()
 }
 
-/// The value of a DN's first RDN (`cn=devs,ou=groups,...` → `devs`).
-fn rdn_value(dn: &str) -> String {
-    dn.split(',').next().and_then(|r| r.split_once('=')).map(|(_, v)| v.trim().to_string()).unwrap_or_default()
+/// A DN's RDNs as (attribute type in lower case, value unescaped), first RDN first (RFC 4514);
+/// `None` for what this reading does not take: a multi-valued RDN, a `#`-encoded value, a
+/// broken escape.
+fn parse_dn(dn: &str) -> Option<Vec<(String, String)>> {
+    let mut rdns = Vec::new();
+    let mut chars = dn.trim().chars().peekable();
+    if chars.peek().is_none() {
+        return Some(rdns);
+    }
+    loop {
+        let mut attr = String::new();
+        for c in chars.by_ref() {
+            if c == '=' {
+                break;
+            }
+            attr.push(c);
+        }
+        let attr = attr.trim().to_ascii_lowercase();
+        if attr.is_empty() || chars.peek() == Some(&'#') {
+            return None;
+        }
+        let mut value = Vec::new();
+        let mut ended = false;
+        while let Some(c) = chars.next() {
+            match c {
+                ',' => {
+                    ended = true;
+                    break;
+                }
+                '+' => return None,
+                '\\' => {
+                    let a = chars.next()?;
+                    if a.is_ascii_hexdigit() {
+                        let b = chars.next().filter(char::is_ascii_hexdigit)?;
+                        value.push(u8::from_str_radix(&format!("{a}{b}"), 16).ok()?);
+                    } else {
+                        value.extend(a.to_string().as_bytes());
+                    }
+                }
+                c => value.extend(c.to_string().as_bytes()),
+            }
+        }
+        rdns.push((attr, String::from_utf8(value).ok()?.trim().to_string()));
+        if !ended {
+            return Some(rdns);
+        }
+    }
+}
+
+/// The name of a group a user's `memberOf`-style attribute lists, if it is one of the groups
+/// this server maps: named by `groupIdAttribute` and placed under the group base (directly, or
+/// anywhere below it with `groupSubtree`). Any other DN is no role: with the first RDN's value
+/// alone, a user who may create a group anywhere in the directory (`cn=nx-admin,ou=sandbox`)
+/// became an administrator.
+fn member_of_group(s: &LdapServer, dn: &str) -> Option<String> {
+    let rdns = parse_dn(dn)?;
+    let base = parse_dn(&s.under(&s.group_base_dn))?;
+    let ((attr, name), parent) = rdns.split_first()?;
+    if !attr.eq_ignore_ascii_case(&s.group_id_attribute) || name.is_empty() || parent.len() < base.len() {
+        return None;
+    }
+    if !s.group_subtree && parent.len() != base.len() {
+        return None;
+    }
+    let same = |a: &(String, String), b: &(String, String)| a.0 == b.0 && a.1.to_lowercase() == b.1.to_lowercase();
+    parent[parent.len() - base.len()..].iter().zip(&base).all(|(a, b)| same(a, b)).then(|| name.clone())
 }
 
 /// Finds `username`, checks `password` by binding as the user, and reads the user's groups.
@@ -351,7 +414,7 @@ async fn describe(s: &LdapServer, ldap: &mut ldap3::Ldap, entry: SearchEntry, us
     let mut groups = Vec::new();
     if s.ldap_groups_as_roles {
         if s.group_type == "dynamic" {
-            groups = all(&entry, &s.user_member_of_attribute).iter().map(|dn| rdn_value(dn)).filter(|g| !g.is_empty()).collect();
+            groups = all(&entry, &s.user_member_of_attribute).iter().filter_map(|dn| member_of_group(s, dn)).collect();
         } else {
             let member = s.group_member_format.replace("${dn}", &entry.dn).replace("${username}", &id);
             let gfilter = format!("(&(objectClass={})({}={}))", s.group_object_class, s.group_member_attribute, ldap_escape(&member));
@@ -459,6 +522,15 @@ mod tests {
     #[test]
     fn filter_metacharacters_are_escaped() {
         assert_eq!(ldap3::ldap_escape("*)(uid=*))(|(uid=*"), "\\2a\\29\\28uid=\\2a\\29\\29\\28|\\28uid=\\2a");
-        assert_eq!(super::rdn_value("cn=devs,ou=groups,dc=x"), "devs");
+    }
+
+    #[test]
+    fn distinguished_names_are_read_by_their_escapes() {
+        let dn = super::parse_dn(r"CN=Smith\, John,OU=Sales\2b\c3\a9, DC=x").unwrap();
+        assert_eq!(dn, vec![("cn".into(), "Smith, John".into()), ("ou".into(), "Sales+\u{e9}".into()), ("dc".into(), "x".into())]);
+        assert_eq!(super::parse_dn(""), Some(vec![]));
+        for refused in ["cn=a+uid=b,dc=x", "cn=#04024869,dc=x", r"cn=a\,dc=x\", "=a,dc=x", r"cn=a\4"] {
+            assert_eq!(super::parse_dn(refused), None, "{refused}");
+        }
     }
 }
