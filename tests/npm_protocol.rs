@@ -708,3 +708,71 @@ fn a_web_login_spans_nodes() {
     let who: Value = common::client().get(other.url("/repository/npm-hosted/-/whoami")).bearer_auth(&token).send().unwrap().json().unwrap();
     assert_eq!(who["username"], "admin");
 }
+
+// ---- writes through a group ------------------------------------------------------------------
+
+/// A user who may only publish through a group cannot unpublish through it: npm unpublishes one
+/// version with `PUT /<pkg>/-rev/<rev>` and the document without it, which the group took for a
+/// write and passed to its hosted member with every right (the member's own delete check saw an
+/// administrator). With the group's delete right the same request unpublishes.
+#[test]
+fn publishing_through_a_group_does_not_allow_unpublishing_through_it() {
+    create(
+        "group",
+        json!({"name": "npm-write-group", "online": true, "storage": {"blobStoreName": "default"},
+               "group": {"memberNames": ["npm-hosted"], "writableMember": "npm-hosted"}}),
+    );
+    let user_with = |user: &str, actions: &[&str]| -> String {
+        let admin = server().admin();
+        let privileges: Vec<String> = actions.iter().map(|a| format!("nx-repository-view-npm-npm-write-group-{a}")).collect();
+        let r = admin
+            .request(Method::POST, "/service/rest/v1/security/roles")
+            .json(&json!({"id": format!("{user}-role"), "privileges": privileges}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+        let r = admin
+            .request(Method::POST, "/service/rest/v1/security/users")
+            .json(&json!({"userId": user, "password": format!("{user}-pw"), "roles": [format!("{user}-role")]}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+        format!("{user}-pw")
+    };
+    let publisher_pw = user_with("group-publisher", &["read", "add", "edit"]);
+    let remover_pw = user_with("group-remover", &["read", "add", "edit", "delete"]);
+    let name = "wharf-group-unpublish";
+    for v in ["1.0.0", "1.1.0"] {
+        let r = common::client()
+            .put(server().url(&common::npm::publish_path("npm-write-group", name)))
+            .basic_auth("group-publisher", Some(&publisher_pw))
+            .json(&common::npm::publish_body(name, v))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "publishing through the group: {} {}", r.status(), r.text().unwrap_or_default());
+    }
+    let versions = || -> Vec<String> {
+        let doc: Value = get(&format!("/repository/npm-hosted/{name}"), &admin_token()).json().unwrap();
+        doc["versions"].as_object().unwrap().keys().cloned().collect()
+    };
+    assert_eq!(versions(), ["1.0.0", "1.1.0"]);
+    // npm unpublish wharf-group-unpublish@1.0.0: the document without 1.0.0 under its _rev.
+    let unpublish = |user: &str, pw: &str| {
+        let mut doc: Value = common::client()
+            .get(server().url(&format!("/repository/npm-write-group/{name}?write=true")))
+            .basic_auth(user, Some(pw))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let rev = doc["_rev"].as_str().unwrap().to_string();
+        doc["versions"].as_object_mut().unwrap().remove("1.0.0");
+        common::client().put(server().url(&format!("/repository/npm-write-group/{name}/-rev/{rev}"))).basic_auth(user, Some(pw)).json(&doc).send().unwrap()
+    };
+    let r = unpublish("group-publisher", &publisher_pw);
+    assert_eq!(r.status(), StatusCode::FORBIDDEN, "{}", r.text().unwrap_or_default());
+    assert_eq!(versions(), ["1.0.0", "1.1.0"], "nothing unpublished");
+    let r = unpublish("group-remover", &remover_pw);
+    assert!(r.status().is_success(), "{} {}", r.status(), r.text().unwrap_or_default());
+    assert_eq!(versions(), ["1.1.0"]);
+}

@@ -217,6 +217,19 @@ impl Principal {
         Principal { access: Access::All, ..self.clone() }
     }
 
+    /// The same caller in `member` of `group`, with exactly the rights it holds on the group
+    /// for `object`, now on the member: what the member decides by its own checks (an npm
+    /// `PUT .../-rev/...` that drops versions is a delete) it decides on the caller's rights.
+    /// With [`Principal::trusted`] a user who might only publish through a group unpublished.
+    pub fn in_member(&self, group: &RepoConfig, member: &RepoConfig, object: &str) -> Principal {
+        if matches!(self.access, Access::All) {
+            return self.clone();
+        }
+        let actions = [Action::Read, Action::Write, Action::Delete].into_iter().filter(|a| self.access.allows(group, *a, object)).collect();
+        let privilege = RepoPrivilege { format: member.format.clone(), repository: member.name.clone(), actions };
+        Principal { access: Access::Privileges(Arc::from(vec![privilege])), ..self.clone() }
+    }
+
     /// Is this the local user `name` (in any spelling)?
     pub fn is_local_user(&self, name: &str) -> bool {
         self.realm == Some(Realm::Local) && self.user.as_deref().is_some_and(|u| same_user(u, name))

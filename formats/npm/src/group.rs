@@ -49,9 +49,11 @@ impl Group {
         self.group.members.iter().filter_map(|m| self.member(m)).collect()
     }
 
-    /// Hands the request to `member` as a trusted caller (the group checked the rights).
-    async fn forward(&self, member: &RepoRef, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload) -> HttpResponse {
-        let member_ctx = RepoCtx { repo: member.config.clone(), principal: ctx.principal.trusted(), ..ctx.clone() };
+    /// Hands the request to `member`, the caller holding there the rights it holds on the group
+    /// for `name` (the member's own checks decide what the request is: an update that drops
+    /// versions is an unpublish).
+    async fn forward(&self, member: &RepoRef, ctx: &RepoCtx, req: &HttpRequest, body: web::Payload, name: &str) -> HttpResponse {
+        let member_ctx = RepoCtx { repo: member.config.clone(), principal: ctx.principal.in_member(&self.cfg, &member.config, name), ..ctx.clone() };
         member.repo.handle(member_ctx, req.clone(), body).await
     }
 
@@ -99,7 +101,7 @@ impl Group {
                 authorize(ctx, Action::Read, "*")?;
                 // The first proxy member (online: members() leaves out the others) asks its upstream.
                 match self.members().into_iter().find(|r| r.config.kind == Kind::Proxy) {
-                    Some(p) => Ok(self.forward(&p, ctx, req, body).await),
+                    Some(p) => Ok(self.forward(&p, ctx, req, body, "*").await),
                     None => Err(source::no_audit_source(ctx)),
                 }
             }
@@ -109,7 +111,7 @@ impl Group {
                 authorize(ctx, if unpublish { Action::Delete } else { Action::Write }, &name)?;
                 let w = self.group.writable.as_deref().ok_or_else(|| NpmError::Forbidden(format!("group {} has no writable member", self.cfg.name)))?;
                 let member = self.member(w).ok_or_else(|| NpmError::Upstream(format!("the writable member {w} is unavailable")))?;
-                Ok(self.forward(&member, ctx, req, body).await)
+                Ok(self.forward(&member, ctx, req, body, &name).await)
             }
             _ => Err(NpmError::MethodNotAllowed),
         }

@@ -51,7 +51,7 @@ impl Group {
                 source::authorize(ctx, Action::Write, "*")?;
                 let w = self.group.writable.as_deref().ok_or_else(|| PypiError::ReadOnly(format!("group {} has no writable member", self.cfg.name)))?;
                 let r = self.member(w).ok_or_else(|| PypiError::Upstream(format!("the writable member {w} is unavailable")))?;
-                let member_ctx = RepoCtx { repo: r.config.clone(), principal: ctx.principal.trusted(), ..ctx.clone() };
+                let member_ctx = RepoCtx { repo: r.config.clone(), principal: ctx.principal.in_member(&self.cfg, &r.config, "*"), ..ctx.clone() };
                 Ok(r.repo.handle(member_ctx, req.clone(), body).await)
             }
             Endpoint::Index if read => {
