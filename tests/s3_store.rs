@@ -777,4 +777,29 @@ fn a_node_serves_blobs_it_read_before_from_its_own_copies_within_their_limit() {
     assert_ne!(get(a, None).status(), StatusCode::OK, "neither the bucket nor the node has it now");
     let held: u64 = blobs[1..].iter().map(|(d, _, _)| std::fs::metadata(copy(d)).unwrap().len()).sum();
     assert!(held <= 1 << 20, "the copies stay within their limit: {held}");
+
+    // A chunked push of a blob this node holds a copy of, to a repository on another bucket
+    // prefix: the bytes go to that store (the copy said "already there", and nothing was
+    // written: the push was acknowledged and the blob missing wherever the copy was not).
+    let (c, c_bytes, _) = &blobs[2];
+    assert!(copy(c).exists());
+    let (other_repo, other_prefix) = docker_on_s3(&server, &s3, false);
+    let r = http.post(server.url(&format!("/v2/{other_repo}/cached/blobs/uploads/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let at = |loc: &str| if loc.starts_with("http") { loc.to_string() } else { server.url(loc) };
+    let r = http
+        .patch(at(&location))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .header("Content-Type", "application/octet-stream")
+        .body(c_bytes.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let r = http.put(format!("{}{sep}digest={c}", at(&location))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    let other_key = format!("{other_prefix}/blobs/sha256/{}/{}", &c[7..9], &c[7..]);
+    assert_eq!(s3.keys(&other_key), vec![other_key.clone()], "the pushed blob is in its own store's bucket");
 }

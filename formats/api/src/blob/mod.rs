@@ -460,6 +460,14 @@ impl BlobStore {
         if let Some(size) = self.read_cache.as_ref().and_then(|c| c.size(digest)) {
             return Ok(Some(size));
         }
+        self.stored_size(digest).await
+    }
+
+    /// [`BlobStore::size`] as the store itself answers, never this node's read cache: what a
+    /// write asks before it skips sending bytes the store already holds. The cache is keyed by
+    /// digest across stores and outlives a deletion on another node, so with it a push to one
+    /// bucket of a layer pulled from another was acknowledged and never written.
+    async fn stored_size(&self, digest: &Digest) -> Result<Option<u64>, BlobError> {
         match self.store.head(&self.key(digest)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -570,7 +578,7 @@ impl BlobStore {
         // Touched before the bytes are looked at: a collection pass cannot take them between
         // this look and the caller's commit.
         self.touch(&digest, data.len() as u64).await?;
-        if self.size(&digest).await?.is_some() {
+        if self.stored_size(&digest).await?.is_some() {
             return Ok(digest);
         }
         match &self.backend {
@@ -634,7 +642,7 @@ impl BlobStore {
                     let (temp, actual, size) = staging.put_unverified(body).await?;
                     let res = async {
                         self.touch(&actual, size).await?;
-                        if self.size(&actual).await?.is_none() {
+                        if self.stored_size(&actual).await?.is_none() {
                             staging.move_into_place(&temp, &self.key(&actual), size).await?;
                         }
                         Ok::<_, BlobError>(())
@@ -774,7 +782,7 @@ impl BlobStore {
                     }
                 }
                 self.touch(&actual, size).await?;
-                if self.size(&actual).await?.is_none() {
+                if self.stored_size(&actual).await?.is_none() {
                     staging.assemble(upload_id, state, &self.key(&actual)).await?;
                 }
                 staging.discard(upload_id).await;
@@ -1003,7 +1011,7 @@ impl Staged<'_> {
             Backend::File(f) => store.publish_file(f, &self.id, &self.digest, None, self.size).await?,
             Backend::S3 { staging, .. } => {
                 store.touch(&self.digest, self.size).await?;
-                if store.size(&self.digest).await?.is_none() {
+                if store.stored_size(&self.digest).await?.is_none() {
                     staging.upload_file(&self.path, &store.key(&self.digest)).await?;
                 }
                 let _ = tokio::fs::remove_file(&self.path).await;
