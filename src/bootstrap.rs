@@ -30,6 +30,8 @@ pub enum BootstrapError {
     Secret(#[from] SecretError),
     #[error("s3.bucket is set, but this data directory's blob store `default` was created before as a file store: leave [s3] out, and create S3 blob stores with POST /service/rest/v1/blobstores/s3")]
     S3Default,
+    #[error("s3.bucket and s3.prefix cannot move the blob store `default`: its content is in bucket {bucket:?} under prefix {prefix:?}. Set them back; to use another bucket, create an S3 blob store with POST /service/rest/v1/blobstores/s3 and move repositories to it")]
+    S3Moved { bucket: String, prefix: String },
 }
 
 /// The settings row of the token- and session-signing key (sealed).
@@ -247,9 +249,12 @@ fn s3_store(s3: &crate::config::S3Config) -> crate::storage::s3::S3Store {
     crate::storage::s3::S3Store { name: "default".into(), settings, presigned_urls: false, soft_quota: None }
 }
 
-/// On a later start, `[s3]` is still the `default` store's settings: a changed endpoint or key
-/// is written to it; a bucket named for a data directory whose `default` store holds files is
-/// refused (its content would be left behind).
+/// On a later start, `[s3]` is still the `default` store's settings for what it names: a changed
+/// endpoint, region or key is written to it. The bucket and prefix may not change (the store's
+/// content is there: every asset would point at nothing, and the new place, if another store's,
+/// would be walked and its objects collected), and what only the API sets (encryption, the pool
+/// size, presigned URLs, the soft quota) stays as set. A bucket named for a data directory whose
+/// `default` store holds files is refused (its content would be left behind).
 fn default_s3_store(db: &Db, s3: &crate::config::S3Config) -> Result<(), BootstrapError> {
     if s3.bucket.is_empty() {
         return Ok(());
@@ -258,9 +263,25 @@ fn default_s3_store(db: &Db, s3: &crate::config::S3Config) -> Result<(), Bootstr
     match stored {
         Some(row) if row.kind == "s3" => {
             let wanted = s3_store(s3);
-            let current = crate::storage::s3::S3Store::from_row(&row).ok();
-            if current.as_ref().map(|c| &c.settings) != Some(&wanted.settings) {
-                let attrs = crate::storage::s3::S3Store { soft_quota: current.and_then(|c| c.soft_quota), ..wanted }.attributes()?;
+            let Ok(current) = crate::storage::s3::S3Store::from_row(&row) else {
+                let attrs = wanted.attributes()?;
+                db.run_sync(|c| repos::update_blob_store(c, "default", &attrs))?;
+                return Ok(());
+            };
+            let (was, now) = (&current.settings, &wanted.settings);
+            if was.bucket != now.bucket || was.prefix_segments() != now.prefix_segments() {
+                return Err(BootstrapError::S3Moved { bucket: was.bucket.clone(), prefix: was.prefix.clone() });
+            }
+            let settings = wharf_format::S3Settings {
+                endpoint: now.endpoint.clone(),
+                region: now.region.clone(),
+                force_path_style: now.force_path_style,
+                access_key_id: now.access_key_id.clone(),
+                secret_access_key: now.secret_access_key.clone(),
+                ..current.settings.clone()
+            };
+            if settings != current.settings {
+                let attrs = crate::storage::s3::S3Store { settings, ..current }.attributes()?;
                 db.run_sync(|c| repos::update_blob_store(c, "default", &attrs))?;
                 tracing::info!(bucket = %s3.bucket, "blob store default: settings from [s3] in the configuration");
             }

@@ -559,3 +559,35 @@ fn a_deleted_blob_store_takes_its_compaction_tasks_along() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// A file store's directory is compared with the others as the file system resolves it: the
+/// default store's directory under another spelling or through a symbolic link is refused (its
+/// compactions, and the default's, were skipped for good: the disk filled), and so is a place in
+/// the data directory outside its blob area (its caches delete files they do not know at start).
+#[test]
+fn a_file_store_cannot_take_another_stores_directory_or_the_data_directory_under_another_name() {
+    let data = server().data_dir().canonicalize().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let link = outside.path().join("link-to-default");
+    std::os::unix::fs::symlink(data.join("blobs/default"), &link).unwrap();
+    let create = |name: &str, path: &str| admin(Method::POST, "/service/rest/v1/blobstores/file").json(&json!({"name": name, "path": path})).send().unwrap();
+    let s3_default = common::s3::servers_on_s3();
+    for (path, why) in [
+        (link.to_str().unwrap().to_string(), "a link to the default store's directory"),
+        (data.join("blobs/./default/inner").to_str().unwrap().to_string(), "inside the default store's directory"),
+        (data.join("cache/blobs").to_str().unwrap().to_string(), "the data directory's cache"),
+        (data.to_str().unwrap().to_string(), "the data directory itself"),
+        (data.parent().unwrap().to_str().unwrap().to_string(), "around the data directory"),
+    ] {
+        if s3_default && why.contains("default store") {
+            continue; // the default store is a bucket: its directory is no one's
+        }
+        let r = create("overlapping", &path);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{why}: {path}");
+        assert!(r.text().unwrap().contains("path"), "{why}");
+    }
+    let own = outside.path().join("own");
+    let r = create("own-directory", own.to_str().unwrap());
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap_or_default());
+    assert_eq!(admin(Method::DELETE, "/service/rest/v1/blobstores/own-directory").send().unwrap().status(), StatusCode::NO_CONTENT);
+}

@@ -151,6 +151,17 @@ fn s3_stores_are_checked_before_they_are_saved_and_never_show_their_secrets() {
     let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(store_body(&s3, &unique("s3"), &prefix, &s3.secret_key)));
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert!(v.to_string().contains(&name), "{v}");
+    // Also when the endpoint or the prefix is spelled otherwise: the objects would be the same.
+    let mut respelled = store_body(&s3, &unique("s3"), &format!("/{prefix}//"), &s3.secret_key);
+    respelled["bucketConfiguration"]["advancedBucketConnection"]["endpoint"] = json!(format!("{}/", s3.endpoint));
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(respelled));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains(&name), "{v}");
+    let port = s3.endpoint.rsplit(':').next().unwrap().to_string();
+    let mut by_name = store_body(&s3, &unique("s3"), &format!("{prefix}/inner"), &s3.secret_key);
+    by_name["bucketConfiguration"]["advancedBucketConnection"]["endpoint"] = json!(format!("http://localhost:{port}"));
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(by_name));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     // The store is listed, and a file store's endpoint does not take it.
     let (_, list) = api(&server, Method::GET, "/service/rest/v1/blobstores", None);
     let listed = list.as_array().unwrap().iter().find(|s| s["name"] == name.as_str()).cloned();
@@ -597,6 +608,33 @@ fn the_default_store_in_s3_is_checked_at_start_and_in_the_status_check() {
     assert_eq!(v["Blob store default"]["healthy"], true, "{v}");
     let (_, list) = api(&server, Method::GET, "/service/rest/v1/blobstores", None);
     assert_eq!(list[0]["type"], "S3", "{list}");
+
+    // [s3] may not move the store: with another prefix (or bucket) a node does not start, and
+    // the store stays where its content is. The same prefix spelled otherwise is the same.
+    for (key, value) in [("WHARF_S3__PREFIX", format!("{prefix}-moved")), ("WHARF_S3__BUCKET", "another-bucket".to_string())] {
+        let moved = server.unstarted_node_on_own_data_dir(&[(key, value.as_str())]);
+        with_secret_key_of(&server, &moved);
+        let out = moved.command().output().unwrap();
+        assert!(!out.status.success(), "{key}={value} started");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("s3.bucket and s3.prefix cannot move the blob store `default`") && err.contains(&prefix), "{err}");
+    }
+    let respelled = format!("/{prefix}//");
+    let mut same = server.unstarted_node_on_own_data_dir(&[("WHARF_S3__PREFIX", respelled.as_str())]);
+    with_secret_key_of(&server, &same);
+    same.spawn();
+    let (st, v) = api(&same, Method::GET, "/service/rest/v1/status/check", None);
+    assert_eq!((st, &v["Blob store default"]["healthy"]), (StatusCode::OK, &json!(true)), "{v}");
+    drop(same);
+    let (_, store) = api(&server, Method::GET, "/service/rest/v1/blobstores/s3/default", None);
+    assert_eq!(store["bucketConfiguration"]["bucket"]["prefix"].as_str().map(|p| p.trim_matches('/')), Some(prefix.as_str()), "{store}");
+}
+
+/// Gives `node` (on a data directory of its own) the key `server` seals secrets with, as every
+/// node of a cluster shares it.
+fn with_secret_key_of(server: &TestServer, node: &TestServer) {
+    std::fs::create_dir_all(&node.data_dir).unwrap();
+    std::fs::copy(server.data_dir().join("secret.key"), node.data_dir.join("secret.key")).unwrap();
 }
 
 /// A TCP relay in front of the S3 gateway that can go silent: it keeps accepting connections

@@ -176,9 +176,32 @@ pub fn insert_if_free(conn: &mut AnyConnection, data_dir: &Path, store: &FileSto
     Ok(None)
 }
 
-/// The same directory, or one inside the other.
+/// The same directory, or one inside the other, as the file system resolves them (a relative
+/// data directory, a symbolic link, `a/./b`: compared as text, `/srv/w/data/blobs/default` and
+/// `./data/blobs/default` were two directories).
 fn overlaps(a: &Path, b: &Path) -> bool {
-    a.starts_with(b) || b.starts_with(a)
+    let (a, b) = (resolved(a), resolved(b));
+    a.starts_with(&b) || b.starts_with(&a)
+}
+
+/// `p` absolute, its longest existing ancestor resolved by the file system (a store's directory
+/// need not exist yet).
+fn resolved(p: &Path) -> PathBuf {
+    let absolute = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut tail = Vec::new();
+    let mut at = absolute.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            return tail.iter().rev().fold(real, |acc, part| acc.join(part));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                tail.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return absolute,
+        }
+    }
 }
 
 /// Why a store named `name` may not be created at `root`: a store (other than one of the same
@@ -186,6 +209,15 @@ fn overlaps(a: &Path, b: &Path) -> bool {
 /// removal of a store of that name is not finished. Checked before the directory is made and
 /// again in the create's transaction, against a delete or create committed meanwhile.
 pub fn conflict(conn: &mut AnyConnection, data_dir: &Path, name: &str, root: &Path) -> Result<Option<ConfigError>, DbError> {
+    // The data directory holds the database, the secret key and the caches (whose start-up
+    // scans delete what they do not know): a store there is one only in the blob area.
+    let (at, data) = (resolved(root), resolved(data_dir));
+    if at.starts_with(&data) && !at.starts_with(data.join("blobs")) || data.starts_with(&at) {
+        return Ok(Some(ConfigError::new(
+            "path",
+            format!("{} is in or around the data directory {}: use a directory elsewhere, or a name under its blob area", root.display(), data.display()),
+        )));
+    }
     for s in repos::list_blob_stores(conn)?.iter().filter(|r| r.kind == "file").map(FileStore::from_row).filter(|s| s.name != name) {
         if overlaps(&s.root(data_dir), root) {
             return Ok(Some(ConfigError::new("path", format!("{} overlaps the directory of blob store {}", root.display(), s.name))));
@@ -309,11 +341,6 @@ pub fn log_outcome(name: &str, outcome: &Result<Removal, RemovalError>) {
         Ok(Removal::TakenOver) => tracing::warn!(blob_store = %name, "another node took the removal of the deleted blob store's files over"),
         Err(e) => tracing::warn!(blob_store = %name, error = %e, "cannot remove the deleted blob store's files"),
     }
-}
-
-/// `path` with symbolic links resolved as far as it exists (a store's directory may not exist).
-fn resolved(path: &Path) -> PathBuf {
-    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// Is `path` (a relative store path) made of plain names only?

@@ -22,23 +22,17 @@ pub async fn check_reachable(state: &AppState, store: &S3Store) -> Result<BlobSt
     Ok(opened)
 }
 
-/// Two stores never share objects: the same bucket at the same endpoint with prefixes of which
-/// one contains the other is refused.
+/// Two stores never share objects: the same bucket with prefixes of which one contains the
+/// other is refused, at any endpoint (one service has many spellings: a trailing slash, a host
+/// name or its address, and a store created at one endpoint may be moved to another by an
+/// update), and with the prefixes compared as the keys hold them (`a//b` is `a/b`). Another
+/// store's GC would adopt this one's objects and delete them, and deleting either would delete both.
 fn overlapping(store: &S3Store, rows: &[repos::BlobStoreRow]) -> Option<String> {
-    let norm = |p: &str| {
-        let p = p.trim_matches('/');
-        if p.is_empty() {
-            String::new()
-        } else {
-            format!("{p}/")
-        }
-    };
-    let mine = norm(&store.settings.prefix);
+    let mine = store.settings.prefix_segments();
     rows.iter().filter(|r| r.kind == "s3" && r.name != store.name).find_map(|r| {
         let other = S3Store::from_row(r).ok()?;
-        let same_bucket = other.settings.bucket == store.settings.bucket && other.settings.endpoint == store.settings.endpoint;
-        let theirs = norm(&other.settings.prefix);
-        (same_bucket && (mine.starts_with(&theirs) || theirs.starts_with(&mine))).then(|| r.name.clone())
+        let theirs = other.settings.prefix_segments();
+        (other.settings.bucket == store.settings.bucket && (mine.starts_with(&theirs) || theirs.starts_with(&mine))).then(|| r.name.clone())
     })
 }
 
@@ -137,7 +131,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
         )
         .into());
     }
-    if new.settings.prefix.trim_matches('/') != old.settings.prefix.trim_matches('/') {
+    if new.settings.prefix_segments() != old.settings.prefix_segments() {
         return Err(ConfigError::new(
             "bucketConfiguration.bucket.prefix",
             format!("cannot be changed (it is {:?}): the store's content is there", old.settings.prefix),

@@ -83,6 +83,12 @@ pub enum S3Encryption {
 }
 
 impl S3Settings {
+    /// The prefix as the objects' keys hold it: its segments, empty ones dropped (`a//b/` and
+    /// `/a/b` are `a/b` there).
+    pub fn prefix_segments(&self) -> Vec<&str> {
+        self.prefix.split('/').filter(|s| !s.is_empty()).collect()
+    }
+
     /// Where the store lives, for logs and errors (never a secret).
     pub fn location(&self) -> String {
         let endpoint = if self.endpoint.is_empty() { format!("AWS {}", self.region) } else { self.endpoint.clone() };
