@@ -185,6 +185,31 @@ fn bad_uploads_are_refused_and_leave_nothing_behind() {
     // A path in the file name.
     let r = raw_upload(admin, "../wharf_bad-1.0.tar.gz", &data, "wharf-bad", "1.0", Some(good.clone()));
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // An sdist whose (pre-2.2) PKG-INFO names another project, and a wheel without metadata:
+    // stored unchecked under the form's name before.
+    let sdist = {
+        let pkg_info = b"Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n";
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default()));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(pkg_info.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, "wharf_bad-1.0/PKG-INFO", &pkg_info[..]).unwrap();
+        b.into_inner().unwrap().finish().unwrap()
+    };
+    let wheel = {
+        let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        z.start_file("wharf_bad/__init__.py", zip::write::SimpleFileOptions::default()).unwrap();
+        std::io::Write::write_all(&mut z, b"print('hi')\n").unwrap();
+        z.finish().unwrap().into_inner()
+    };
+    for (file, bytes, says) in [("wharf_bad-1.0.tar.gz", &sdist, "requests 2.31.0"), ("wharf_bad-1.0-py3-none-any.whl", &wheel, "has no metadata")] {
+        let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes));
+        let r = raw_upload(admin, file, bytes, "wharf-bad", "1.0", Some(sha));
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{file}");
+        let text = r.text().unwrap();
+        assert!(text.contains(says), "{file}: {text}");
+    }
     // Nothing of it is listed.
     let r = http().get(format!("{}simple/wharf-bad/", repo_url())).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);

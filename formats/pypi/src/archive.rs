@@ -53,12 +53,6 @@ fn read_limited(r: impl Read, what: &str) -> Result<Vec<u8>, ArchiveError> {
     Ok(buf)
 }
 
-/// The core metadata of a distribution file, if it has one worth serving: always for wheels,
-/// for sdists only from Metadata 2.2 on (before that PKG-INFO may not be reliable).
-pub fn core_metadata(path: &Path, kind: FileKind) -> Result<Option<Vec<u8>>, ArchiveError> {
-    Ok(metadata(path, kind)?.and_then(|m| servable(kind, m)))
-}
-
 /// The metadata file a distribution carries, whatever its version: a wheel's
 /// `*.dist-info/METADATA`, an sdist's `PKG-INFO`. Even an old PKG-INFO names its project and
 /// version, which is what an upload without form fields (the components API) goes by.
@@ -82,7 +76,8 @@ fn is_wheel_metadata(name: &str) -> bool {
     matches!((parts.next(), parts.next(), parts.next()), (Some(d), Some("METADATA"), None) if d.ends_with(".dist-info"))
 }
 
-/// What of [`metadata`] is served as core metadata (PEP 658): see [`core_metadata`].
+/// What of [`metadata`] is served as core metadata (PEP 658): always a wheel's, an sdist's only
+/// from Metadata 2.2 on (before that PKG-INFO may not be reliable).
 pub fn servable(kind: FileKind, metadata: Vec<u8>) -> Option<Vec<u8>> {
     (kind == FileKind::Wheel || metadata_version_at_least_2_2(&metadata)).then_some(metadata)
 }
@@ -208,20 +203,20 @@ mod tests {
     #[test]
     fn a_wheel_gives_its_metadata() {
         let t = wheel(&[("p/__init__.py", b"".to_vec()), ("p-1.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: p\nVersion: 1.0\n".to_vec())]);
-        let m = core_metadata(&t.0, FileKind::Wheel).unwrap().unwrap();
+        let m = metadata(&t.0, FileKind::Wheel).unwrap().unwrap();
         assert_eq!(field(&String::from_utf8(m).unwrap(), "name"), Some("p"));
     }
 
     #[test]
     fn a_metadata_bomb_is_refused() {
         let t = wheel(&[("p-1.0.dist-info/METADATA", vec![b' '; (MAX_METADATA + 10) as usize])]);
-        assert!(matches!(core_metadata(&t.0, FileKind::Wheel), Err(ArchiveError::TooLarge(_))));
+        assert!(matches!(metadata(&t.0, FileKind::Wheel), Err(ArchiveError::TooLarge(_))));
     }
 
     #[test]
     fn traversal_names_are_refused() {
         let t = wheel(&[("../../evil.py", b"x".to_vec()), ("p-1.0.dist-info/METADATA", b"Name: p\n".to_vec())]);
-        assert!(matches!(core_metadata(&t.0, FileKind::Wheel), Err(ArchiveError::UnsafePath(_))));
+        assert!(matches!(metadata(&t.0, FileKind::Wheel), Err(ArchiveError::UnsafePath(_))));
     }
 
     #[test]

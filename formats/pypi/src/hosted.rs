@@ -470,15 +470,19 @@ impl Hosted {
         Ok(())
     }
 
-    /// Reads the file's core metadata (PEP 658) under limits and checks it names this project
-    /// and version; `None` when the file has none to serve.
+    /// Reads the file's metadata under limits and checks it names this project and version,
+    /// whatever its metadata version (a file without, or with an old one, was stored unchecked
+    /// under whatever name the form gave); the core metadata to serve (PEP 658), if it is one.
     async fn core_metadata(&self, filename: &str, path: &std::path::Path, kind: FileKind, normalized: &str, version: &str) -> Result<Option<Vec<u8>>> {
         let path = path.to_path_buf();
-        let read = tokio::task::spawn_blocking(move || archive::core_metadata(&path, kind))
+        let read = tokio::task::spawn_blocking(move || archive::metadata(&path, kind))
             .await
             .map_err(|e| PypiError::Internal(Box::new(e)))?
             .map_err(|e| PypiError::BadRequest(format!("{filename}: {e}")))?;
-        let Some(bytes) = read else { return Ok(None) };
+        let Some(bytes) = read else {
+            let wanted = if kind == FileKind::Wheel { "a *.dist-info/METADATA" } else { "a PKG-INFO" };
+            return Err(PypiError::BadRequest(format!("{filename}: has no metadata ({wanted} naming its project and version)")));
+        };
         let text = String::from_utf8_lossy(&bytes);
         let meta_name = archive::field(&text, "Name").map(normalize);
         let meta_version = archive::field(&text, "Version");
@@ -489,7 +493,7 @@ impl Hosted {
                 meta_version.unwrap_or_default()
             )));
         }
-        Ok(Some(bytes))
+        Ok(archive::servable(kind, bytes))
     }
 
     // ---- simple API and files ------------------------------------------------------------
