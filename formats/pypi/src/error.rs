@@ -79,8 +79,9 @@ impl PypiError {
     }
 }
 
-/// How many distinct reason phrases [`reason_phrase`] keeps.
+/// How many distinct reason phrases [`reason_phrase`] keeps, and how long one may be.
 const REASONS_KEPT: usize = 256;
+const REASON_CHARS: usize = 300;
 
 /// twine prints a refused upload's status line (`403 Client Error: <reason> for url: ...`) and
 /// shows the body only with `--verbose`; Warehouse puts its upload errors in the reason phrase
@@ -92,7 +93,14 @@ fn reason_phrase(message: &str, fallback: &'static str) -> &'static str {
     use std::sync::{Mutex, OnceLock};
     static KEPT: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
     // RFC 9112: a reason phrase is tabs, spaces and visible characters (ASCII here).
-    let phrase: String = message.chars().map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect();
+    // And short: a message quoting what a client sent (an attestation's subject) would make a
+    // status line past what clients read (Python's http.client: 64 KiB), and each kept one is
+    // held for good.
+    let mut phrase: String = message.chars().take(REASON_CHARS + 1).map(|c| if c == ' ' || c.is_ascii_graphic() { c } else { '?' }).collect();
+    if phrase.len() > REASON_CHARS {
+        phrase.truncate(REASON_CHARS - 3);
+        phrase.push_str("...");
+    }
     let mut kept = KEPT.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
     if let Some(p) = kept.get(phrase.as_str()) {
         return p;
@@ -178,5 +186,8 @@ mod tests {
         assert_eq!(res.head().reason(), "quota exceeded: repository pypi-q holds 10 bytes and its hard quota is 5 bytes");
         assert!(std::ptr::eq(reason_phrase("same\r\nline", "x"), reason_phrase("same\r\nline", "x")), "interned once");
         assert_eq!(reason_phrase("same\r\nline", "x"), "same??line");
+        let long = format!("subject {} is not this file", "n".repeat(128 << 10));
+        let phrase = reason_phrase(&long, "x");
+        assert!(phrase.len() == REASON_CHARS && phrase.starts_with("subject nnn") && phrase.ends_with("..."), "{}", phrase.len());
     }
 }
