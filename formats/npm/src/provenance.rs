@@ -66,15 +66,15 @@ pub fn check(attachment: &Value, name: &str, version: &str, sha512_hex: &str) ->
     let predicate_type = predicate_type.ok_or("the provenance statement has no predicateType")?.to_string();
     let subjects = statement.get("subject").and_then(Value::as_array).filter(|s| s.len() == 1);
     let subject = &subjects.ok_or("the provenance statement names exactly one subject")?[0];
-    if let Some(n) = subject.get("name").and_then(Value::as_str) {
-        if n != purl(name, version) && n != format!("pkg:npm/{name}@{version}") {
-            return Err(format!("the provenance subject {n} is not {}", purl(name, version)));
-        }
+    // Both are required: a subject without them (`{}`, or a sha256 only) vouched for nothing,
+    // and the version then advertised provenance.
+    let n = subject.get("name").and_then(Value::as_str).ok_or_else(|| format!("the provenance subject names no package (want {})", purl(name, version)))?;
+    if n != purl(name, version) && n != format!("pkg:npm/{name}@{version}") {
+        return Err(format!("the provenance subject {} is not {}", n.chars().take(300).collect::<String>(), purl(name, version)));
     }
-    if let Some(d) = subject.pointer("/digest/sha512") {
-        if !d.as_str().is_some_and(|d| d.eq_ignore_ascii_case(sha512_hex)) {
-            return Err("the provenance subject's sha512 digest does not match the tarball".into());
-        }
+    let d = subject.pointer("/digest/sha512").and_then(Value::as_str).ok_or("the provenance subject has no sha512 digest")?;
+    if !d.eq_ignore_ascii_case(sha512_hex) {
+        return Err("the provenance subject's sha512 digest does not match the tarball".into());
     }
     Ok(Provenance { bundle: text.to_string(), media_type, predicate_type })
 }
@@ -105,6 +105,8 @@ mod tests {
     fn bundles_about_something_else_or_malformed_are_refused() {
         assert!(check(&bundle(json!({"name": "pkg:npm/x@1.0.0", "digest": {"sha512": "ff"}})), "x", "1.0.0", "ab").unwrap_err().contains("digest"));
         assert!(check(&bundle(json!({"name": "pkg:npm/y@1.0.0", "digest": {"sha512": "ab"}})), "x", "1.0.0", "ab").unwrap_err().contains("subject"));
+        assert!(check(&bundle(json!({})), "x", "1.0.0", "ab").unwrap_err().contains("names no package"));
+        assert!(check(&bundle(json!({"name": "pkg:npm/x@1.0.0", "digest": {"sha256": "00"}})), "x", "1.0.0", "ab").unwrap_err().contains("no sha512"));
         assert!(check(&json!({"data": "not json"}), "x", "1.0.0", "ab").is_err());
         assert!(check(&json!({"data": "{}"}), "x", "1.0.0", "ab").is_err());
         assert!(check(&json!({"content_type": "text/plain", "data": "{}"}), "x", "1.0.0", "ab").unwrap_err().contains("content type"));
