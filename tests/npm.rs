@@ -316,6 +316,18 @@ fn bad_publishes_are_refused_and_leave_nothing() {
     let r = raw_publish_to("npm-hosted", Some(("npm-reader", "npm-reader-pw")), None, "wharf-bad", "1.0.0", &good, None, None);
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     assert!(r.json::<Value>().unwrap()["error"].as_str().is_some());
+    // A reader may star (a small document): a larger one is not read, let alone parsed whole
+    // (16 MiB of [0,0,...] held about 290 MB).
+    let big = format!(r#"{{"users":{{}},"x":[{}0]}}"#, "0,".repeat(1 << 20));
+    let r = common::client()
+        .put(server().url("/repository/npm-hosted/wharf-bad"))
+        .basic_auth("npm-reader", Some("npm-reader-pw"))
+        .header("Content-Type", "application/json")
+        .body(big)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(r.json::<Value>().unwrap()["error"].as_str().is_some());
     // The reader logs in with npm's protocol and reads, but the token cannot publish either.
     let r = common::client()
         .put(server().url("/repository/npm-hosted/-/user/org.couchdb.user:npm-reader"))

@@ -278,6 +278,16 @@ impl Hosted {
         if !valid_name(name) {
             return Err(NpmError::BadRequest(format!("invalid package name {name:?}")));
         }
+        if authorize(ctx, Action::Write, name).is_err() {
+            // A reader can only star: a small document (see READER_BODY), as `update` reads
+            // it. Read like a publish, up to 16 MiB of document were parsed whole first.
+            let body = Doc::parse(&crate::user::small_body(body, READER_BODY).await?).map_err(|e| NpmError::BadRequest(format!("malformed JSON: {e}")))?;
+            if body.get("name").and_then(Value::as_str).is_some_and(|n| n != name) {
+                return Err(NpmError::BadRequest(format!("the document names {}, the URL {name}", body["name"])));
+            }
+            let rev = body.get("_rev").and_then(Value::as_str).unwrap_or_default().to_string();
+            return self.update_doc(ctx, name, &rev, body, false).await;
+        }
         let (body, staged, received) = self.receive(body).await?;
         if body.get("name").and_then(Value::as_str).is_some_and(|n| n != name) {
             return Err(NpmError::BadRequest(format!("the document names {}, the URL {name}", body["name"])));
