@@ -776,3 +776,51 @@ fn publishing_through_a_group_does_not_allow_unpublishing_through_it() {
     assert!(r.status().is_success(), "{} {}", r.status(), r.text().unwrap_or_default());
     assert_eq!(versions(), ["1.1.0"]);
 }
+
+/// `DELETE /<pkg>/-rev/<rev>` (npm unpublish of a whole package) removes the package as the
+/// caller saw it: a version published since answers 409 (it was deleted unseen); and an update
+/// that unpublishes every version removes the package (a document of no versions stayed,
+/// listed in search).
+#[test]
+fn a_package_is_deleted_only_at_the_revision_read_and_unpublishing_every_version_removes_it() {
+    let token = admin_token();
+    let publish = |name: &str, v: &str| {
+        let r = common::client()
+            .put(server().url(&common::npm::publish_path("npm-hosted", name)))
+            .bearer_auth(&token)
+            .json(&common::npm::publish_body(name, v))
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{} {}", r.status(), r.text().unwrap_or_default());
+    };
+    let doc = |name: &str| get(&format!("/repository/npm-hosted/{name}?write=true"), &token);
+    let name = "wharf-rev-delete";
+    publish(name, "1.0.0");
+    let seen: Value = doc(name).json().unwrap();
+    let rev = seen["_rev"].as_str().unwrap().to_string();
+    publish(name, "1.1.0");
+    let delete = |rev: &str| common::client().delete(server().url(&format!("/repository/npm-hosted/{name}/-rev/{rev}"))).bearer_auth(&token).send().unwrap();
+    let r = delete(&rev);
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+    assert!(r.json::<Value>().unwrap()["error"].as_str().unwrap().contains("conflict"));
+    let now: Value = doc(name).json().unwrap();
+    assert_eq!(now["versions"].as_object().unwrap().len(), 2, "nothing deleted");
+    assert_eq!(delete(now["_rev"].as_str().unwrap()).status(), StatusCode::OK);
+    assert_eq!(doc(name).status(), StatusCode::NOT_FOUND);
+
+    let name = "wharf-unpublish-every-version";
+    publish(name, "2.0.0");
+    publish(name, "2.1.0");
+    let mut sent: Value = doc(name).json().unwrap();
+    let rev = sent["_rev"].as_str().unwrap().to_string();
+    sent["versions"] = json!({});
+    let r = common::client().put(server().url(&format!("/repository/npm-hosted/{name}/-rev/{rev}"))).bearer_auth(&token).json(&sent).send().unwrap();
+    assert!(r.status().is_success(), "{} {}", r.status(), r.text().unwrap_or_default());
+    assert_eq!(doc(name).status(), StatusCode::NOT_FOUND);
+    let found: Value = get(&format!("/repository/npm-hosted/-/v1/search?text={name}"), &token).json().unwrap();
+    assert_eq!(found["objects"], json!([]), "{found}");
+    // The name is free again, without the old maintainers.
+    publish(name, "3.0.0");
+    let again: Value = doc(name).json().unwrap();
+    assert_eq!(again["versions"].as_object().unwrap().keys().collect::<Vec<_>>(), ["3.0.0"]);
+}

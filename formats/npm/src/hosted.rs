@@ -165,7 +165,7 @@ impl Hosted {
             }
             Endpoint::Package(name) if m == Method::PUT => self.publish(ctx, &name, body).await,
             Endpoint::PackageRev { name, rev } if m == Method::PUT => self.update(ctx, &name, &rev, body).await,
-            Endpoint::PackageRev { name, .. } if m == Method::DELETE => self.delete_package(ctx, &name).await,
+            Endpoint::PackageRev { name, rev } if m == Method::DELETE => self.delete_package(ctx, &name, &rev).await,
             Endpoint::TarballRev { name, file } if m == Method::DELETE => self.delete_tarball(ctx, &name, &file).await,
             Endpoint::DistTag { name, tag } if m == Method::PUT || m == Method::DELETE => self.dist_tag(ctx, &name, &tag, m == Method::PUT, body).await,
             _ => Err(NpmError::MethodNotAllowed),
@@ -648,8 +648,13 @@ impl Hosted {
         let repo = self.cfg.id;
         let mut removed: Vec<String> = Vec::new();
         let mut delete_checked = false;
+        // The document that lost its last version here: the package goes, as with npm
+        // unpublish of the last version (a document of no versions stayed, listed and found
+        // by search, and its maintainers went on to the next publish of the name).
+        let mut emptied: Option<String> = None;
         let outcome = self
             .change_doc(name, |cur| {
+                emptied = None;
                 if cur.rev() != rev {
                     return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
                 }
@@ -691,6 +696,10 @@ impl Hosted {
                         }
                     }
                 }
+                if !removed.is_empty() && doc.version_count() == 0 {
+                    emptied = Some(cur.digest().to_string());
+                    return Ok(None);
+                }
                 if let Some(tags) = sent.get("dist-tags").and_then(Value::as_object) {
                     doc["dist-tags"] = Value::Object(tags.clone());
                 }
@@ -698,6 +707,15 @@ impl Hosted {
                 Ok(Some((doc, writes)))
             })
             .await?;
+        if let Some(digest) = emptied {
+            if !self.remove_package(name, Some(&digest)).await? {
+                return Err(NpmError::Conflict(format!("document update conflict: {name} changed meanwhile")));
+            }
+            for v in &removed {
+                self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", format!("{name}@{v}")));
+            }
+            return Ok(HttpResponse::Created().json(json!({"ok": true, "id": name})));
+        }
         if outcome.is_some() {
             for v in &removed {
                 self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", format!("{name}@{v}")));
@@ -768,9 +786,17 @@ impl Hosted {
         Ok(HttpResponse::Created().json(json!({"ok": true, "id": name})))
     }
 
-    async fn delete_package(&self, ctx: &RepoCtx, name: &str) -> Result<HttpResponse> {
+    /// `DELETE /<name>/-rev/<rev>`: the package as the caller saw it at `rev`, or 409 (a
+    /// version published since the caller read the document would go with it unseen).
+    async fn delete_package(&self, ctx: &RepoCtx, name: &str, rev: &str) -> Result<HttpResponse> {
         self.writable(ctx, Action::Delete, name)?;
-        self.remove_package(name, None).await?;
+        let cur = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
+        if cur.rev() != rev {
+            return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
+        }
+        if !self.remove_package(name, Some(cur.digest())).await? {
+            return Err(NpmError::Conflict(format!("document update conflict: {name} changed meanwhile")));
+        }
         self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", name));
         Ok(HttpResponse::Ok().json(json!({"ok": true})))
     }
