@@ -162,6 +162,38 @@ fn abandoned_uploads_are_swept_away() {
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "its staged bytes are gone too");
 }
 
+/// A session whose one request streams longer than `uploads.ttl_secs` is not abandoned: its
+/// writer holds it (the sweep took it, and the staged bytes, from under the client).
+#[test]
+fn an_upload_still_being_written_is_not_swept_however_long_it_takes() {
+    let server = TestServer::start_with_env(&[("WHARF_UPLOADS__TTL_SECS", "2"), ("WHARF_UPLOADS__SWEEP_INTERVAL_SECS", "1")]);
+    let http = client();
+    let r = http.post(server.url("/v2/docker-hosted/slow/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let upload_path = absolute(&server.base, r.headers()["location"].to_str().unwrap()).replacen(&server.base, "", 1);
+    let data = common::oci::noise(11, MIB);
+    let mut sock = TcpStream::connect(&server.addr).unwrap();
+    write!(
+        sock,
+        "PATCH {upload_path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        server.addr,
+        base64_basic("admin", ADMIN_PASSWORD),
+        data.len()
+    )
+    .unwrap();
+    // Half, then nothing for five sweeps past the TTL, then the rest.
+    sock.write_all(&data[..MIB / 2]).unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    sock.write_all(&data[MIB / 2..]).unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut sock, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+    let sep = if upload_path.contains('?') { '&' } else { '?' };
+    let r = http.put(server.url(&format!("{upload_path}{sep}digest={digest}"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+}
+
 #[test]
 fn sigterm_lets_an_upload_in_flight_finish() {
     let mut server = TestServer::start();
