@@ -162,6 +162,12 @@ fn s3_stores_are_checked_before_they_are_saved_and_never_show_their_secrets() {
     by_name["bucketConfiguration"]["advancedBucketConnection"]["endpoint"] = json!(format!("http://localhost:{port}"));
     let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(by_name));
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    // A soft quota on the space left cannot act on a bucket: refused, naming the field.
+    let mut remaining = store_body(&s3, &unique("s3"), &unique("p"), &s3.secret_key);
+    remaining["softQuota"] = json!({"type": "spaceRemainingQuota", "limit": 1000});
+    let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(remaining));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v.to_string().contains("softQuota.type"), "{v}");
     // The store is listed, and a file store's endpoint does not take it.
     let (_, list) = api(&server, Method::GET, "/service/rest/v1/blobstores", None);
     let listed = list.as_array().unwrap().iter().find(|s| s["name"] == name.as_str()).cloned();

@@ -225,6 +225,15 @@ impl S3Store {
         S3Store::parse(&v, Some(&row.name), None).map_err(|e| e.to_string())
     }
 
+    /// A setting the API refuses (a store saved with it before still loads): a bucket has no
+    /// free space to fall below, so `spaceRemainingQuota` could never warn.
+    pub fn check_soft_quota(&self) -> Result<(), ConfigError> {
+        if self.soft_quota.is_some_and(|q| q.kind == crate::lifecycle::soft_quota::SoftQuotaKind::SpaceRemaining) {
+            return Err(ConfigError::new("softQuota.type", "spaceRemainingQuota needs free space to measure, which a bucket has not: use spaceUsedQuota"));
+        }
+        Ok(())
+    }
+
     /// Nexus's model; with `redact`, secrets are the placeholder.
     pub fn to_json(&self, redact: bool) -> Value {
         let s = &self.settings;

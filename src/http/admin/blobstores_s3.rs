@@ -74,6 +74,7 @@ async fn find(state: &AppState, name: &str) -> Result<S3Store, AdminError> {
 pub async fn create(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> Result<HttpResponse, AdminError> {
     let actor = require_admin(&state, &req).await?;
     let store = S3Store::parse(&parse_json(&body)?, None, None)?;
+    store.check_soft_quota()?;
     if !super::blobstores::valid_name(&store.name) {
         return Err(ConfigError::new("name", "letters, digits, '-', '_', '.'").into());
     }
@@ -124,6 +125,7 @@ pub async fn update(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     let name = path.into_inner();
     let old = find(&state, &name).await?;
     let new = S3Store::parse(&parse_json(&body)?, Some(&name), Some(&old))?;
+    new.check_soft_quota()?;
     if new.settings.bucket != old.settings.bucket {
         return Err(ConfigError::new(
             "bucketConfiguration.bucket.name",
