@@ -374,6 +374,24 @@ fn a_proxy_of_another_wharf_reads_json_pages_and_pep_658_metadata() {
     assert_eq!(r.status(), StatusCode::OK);
     let detail: Value = r.json().unwrap();
     assert_eq!(detail["details"]["metadataVersion"], "2.1", "{detail}");
+
+    // The upstream replaces the wheel (a new build of 0.6 with other requirements), and the
+    // proxy's cache is invalidated: the metadata served is the new file's, as its page says
+    // (the first copy was served for good, and pip failed on the page's new hash).
+    let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("pypi-hosted\nchained-app\n0.6");
+    let r = server().admin().request(reqwest::Method::DELETE, &format!("/service/rest/v1/components/{id}")).send().unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (rebuilt, _) =
+        common::pypi::dist_with_payload(&tmp.path().join("a2"), "chained-app", "0.6", &["chained-lib>=0.5"], common::pypi::LISTED_METADATA_PAYLOAD);
+    ok(twine("pypi-hosted", &[&rebuilt]));
+    let r = server().admin().request(reqwest::Method::POST, "/service/rest/v1/repositories/pypi-proxy-chain/invalidate-cache").send().unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let p = page("pypi-proxy-chain", "chained-app");
+    let new_hash = p["files"][0]["core-metadata"]["sha256"].as_str().unwrap().to_string();
+    assert_ne!(new_hash, hash);
+    let md = get("/repository/pypi-proxy-chain/packages/chained-app/chained_app-0.6-py3-none-any.whl.metadata", None).bytes().unwrap();
+    assert_eq!(sha256_hex(&md), new_hash, "{}", String::from_utf8_lossy(&md));
+    assert!(String::from_utf8_lossy(&md).contains("Requires-Dist: chained-lib>=0.5"));
 }
 
 #[test]

@@ -191,19 +191,46 @@ impl Proxy {
 
     // ---- files -------------------------------------------------------------------------------
 
+    /// A file's core metadata (PEP 658): the cached copy while it is what the project page
+    /// (itself revalidated after `metadataMaxAge`) says, else fetched again. A copy was served
+    /// for good before, also after the upstream replaced the file (pip then failed on the hash)
+    /// and after the cache was invalidated.
     async fn serve_metadata(&self, normalized: &str, dist: &str) -> Result<HttpResponse> {
         let repo = self.cfg.id;
-        if let Some(a) = self.env.meta.get(repo, &metadata_path(normalized, dist)).await? {
+        let cached = self.env.meta.get(repo, &metadata_path(normalized, dist)).await?;
+        let serve_cached = |a: &Asset| {
             let hex = a.digest.as_deref().unwrap_or_default().trim_start_matches("sha256:").to_string();
-            return source::metadata_response(&self.env.blobs, &hex).await;
-        }
-        let files = self.files(normalized).await?.ok_or(PypiError::NotFound)?;
-        let entry = Self::find(&files, dist).ok_or(PypiError::NotFound)?;
+            async move { source::metadata_response(&self.env.blobs, &hex).await }
+        };
+        let files = match self.files(normalized).await {
+            Ok(f) => f,
+            Err(_) if cached.is_some() => return serve_cached(cached.as_ref().expect("checked")).await,
+            Err(e) => return Err(e),
+        };
+        let Some(entry) = files.as_deref().and_then(|f| Self::find(f, dist)) else {
+            // The upstream no longer lists it: what was cached stays served (as for files).
+            return match &cached {
+                Some(a) => serve_cached(a).await,
+                None => Err(PypiError::NotFound),
+            };
+        };
         let (Some(hash), Some(url)) = (&entry.core_metadata, &entry.upstream_url) else { return Err(PypiError::NotFound) };
+        if let Some(a) = &cached {
+            let kept = a.digest.as_deref().unwrap_or_default().trim_start_matches("sha256:");
+            let current = if hash.is_empty() { !self.settings.content_stale(a.updated_at) } else { hash.eq_ignore_ascii_case(kept) };
+            if current || self.upstream.health().serve_stale_now() {
+                return serve_cached(a).await;
+            }
+        }
         let bytes = self.upstream.get_small(&format!("{url}.metadata"), archive::MAX_METADATA as usize).await.map_err(|e| self.upstream_error(e))?;
         let digest = Digest::of(&bytes);
         if !hash.is_empty() && !hash.eq_ignore_ascii_case(digest.hex()) {
             return Err(PypiError::Upstream(format!("the upstream's metadata for {dist} has sha256 {}, its index says {hash}", digest.hex())));
+        }
+        // Without a hash to check, the answer must at least be metadata (a login page answered
+        // with 200 was kept as it).
+        if archive::field(&String::from_utf8_lossy(&bytes), "Name").is_none() {
+            return Err(PypiError::Upstream(format!("the upstream's metadata for {dist} names no project: not core metadata")));
         }
         match self.env.blobs.put_bytes(bytes.clone()).await {
             Ok(_) => {}
