@@ -613,3 +613,58 @@ fn with_a_directory_login_time_does_not_tell_local_directory_and_unknown_names_a
         assert!(*m >= 0.75 * slowest, "{name}: median {m:.3} s against the slowest {slowest:.3} s ({names:?} → {medians:?})");
     }
 }
+
+/// Runs `ldif` through ldapmodify as the directory's root.
+fn ldap_modify(port: u16, ldif: &str) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("ldapmodify")
+        .args(["-x", "-H", &format!("ldap://127.0.0.1:{port}"), "-D", "cn=root,dc=example,dc=test", "-w", "root-secret"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("ldapmodify");
+    child.stdin.take().unwrap().write_all(ldif.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "{ldif}");
+}
+
+/// A directory user's API token stops with the user's entry, and its refused uses are not
+/// recorded as uses (they kept a gone owner's token out of the idle purge for ever).
+#[test]
+fn a_directory_users_token_stops_with_the_entry_and_refused_uses_are_not_recorded() {
+    let e = env();
+    let port = e.slapd.lock().unwrap().port;
+    ldap_modify(
+        port,
+        "dn: uid=gina,ou=people,dc=example,dc=test\nchangetype: add\nobjectClass: inetOrgPerson\nuid: gina\ncn: Gina\nsn: G\nemployeeType: staff\nuserPassword: gina-password\n",
+    );
+    let r = common::client()
+        .post(e.server.url("/service/rest/v1/security/tokens"))
+        .basic_auth("gina", Some("gina-password"))
+        .json(&json!({"name": "gina-ci"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    let token = r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let with_token = || common::client().get(e.server.url("/repository/pypi-hosted/simple/")).bearer_auth(&token).send().unwrap().status();
+    assert_eq!(with_token(), StatusCode::FORBIDDEN, "gina's token stands (she holds no role)");
+    let last_used = || e.server.sql("SELECT COALESCE(last_used_at, 0) FROM api_tokens WHERE name = 'gina-ci'").trim().to_string();
+    let used = last_used();
+    assert_ne!(used, "0", "a use is recorded");
+    ldap_modify(port, "dn: uid=gina,ou=people,dc=example,dc=test\nchangetype: delete\n");
+    // A change of roles makes every node forget what it remembered of logins and the
+    // directory (else the entry is asked for again after the caches' 60 s).
+    let r = e.server.admin().request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "gina-forget", "privileges": []})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Two minutes ago: a use now would be recorded (they are, once a minute).
+    let earlier = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() - 120_000).to_string();
+    e.server.sql(&format!("UPDATE api_tokens SET last_used_at = {earlier} WHERE name = 'gina-ci'"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while with_token() != StatusCode::UNAUTHORIZED {
+        assert!(Instant::now() < deadline, "the token outlived its owner's entry");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert_eq!(with_token(), StatusCode::UNAUTHORIZED);
+    // A use is recorded in the background: time for one to land.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(last_used(), earlier, "refused uses are not recorded");
+}

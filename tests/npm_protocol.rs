@@ -585,13 +585,7 @@ fn npm_audit_goes_through_a_group_s_proxy_and_hosted_says_it_has_no_source() {
 
 /// Runs SQL on the server's database; its output.
 fn sql(sql: &str) -> String {
-    let out = if server().is_postgres() {
-        Command::new("psql").arg(server().database_url()).args(["-tAc", sql]).output().unwrap()
-    } else {
-        Command::new("sqlite3").arg(server().data_dir().join("wharf.db")).arg(sql).output().unwrap()
-    };
-    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    server().sql(sql).trim().to_string()
 }
 
 /// The digest of a package's stored document in the default blob store, from the database.

@@ -489,14 +489,7 @@ fn a_lifecycle_thread_that_stops_running_holds_up_no_request_on_its_s3_store() {
 
 /// SQL on the server's own database.
 fn sql(server: &TestServer, stmt: &str) -> String {
-    let out = if server.is_postgres() {
-        Command::new("psql").arg(server.database_url()).args(["-v", "ON_ERROR_STOP=1", "-tAc", stmt]).output()
-    } else {
-        Command::new("sqlite3").arg(server.data_dir().join("wharf.db")).arg(stmt).output()
-    }
-    .expect("psql or sqlite3");
-    assert!(out.status.success(), "{stmt}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    server.sql(stmt)
 }
 
 /// Deleting an S3 blob store removes what wharf wrote under its prefix (blobs, staging) and no

@@ -1038,13 +1038,15 @@ impl Authenticator {
             .await
             .ok()
             .flatten()?;
+        let realm = Realm::parse(&row.realm)?;
+        let owner = local.as_ref().filter(|_| realm == Realm::Local).map(Owner::of);
+        let (username, resolved) = self.standing(&row.username, realm, local, &all_roles).await?;
+        // A use is recorded only once the token stands: refused uses of a gone owner's token
+        // kept it "used", and out of the idle purge, for ever.
         let now = now_millis();
         if row.last_used_at.is_none_or(|t| now - t > 60_000) {
             self.touch_token(row.id.clone(), now);
         }
-        let realm = Realm::parse(&row.realm)?;
-        let owner = local.as_ref().filter(|_| realm == Realm::Local).map(Owner::of);
-        let (username, resolved) = self.standing(&row.username, realm, local, &all_roles).await?;
         let narrowed = row.readonly || row.repository.is_some();
         let access = narrow(resolved, row.readonly, row.repository.as_deref());
         let credential = if narrowed { Credential::NarrowedToken } else { Credential::Token };

@@ -128,6 +128,18 @@ impl TestServer {
         self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("wharf.db").display()))
     }
 
+    /// Runs `stmt` on the server's database (psql or sqlite3); what it printed.
+    pub fn sql(&self, stmt: &str) -> String {
+        let out = if self.is_postgres() {
+            Command::new("psql").arg(self.database_url()).args(["-v", "ON_ERROR_STOP=1", "-tAc", stmt]).output()
+        } else {
+            Command::new("sqlite3").arg(self.data_dir().join("wharf.db")).arg(stmt).output()
+        }
+        .expect("psql or sqlite3");
+        assert!(out.status.success(), "{stmt}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn is_postgres(&self) -> bool {
         self.database_url().starts_with("postgres")
     }
