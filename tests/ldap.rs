@@ -252,6 +252,12 @@ fn a_directory_outage_is_503_for_directory_names_pauses_no_one_and_locks_out_no_
     // apart), though counted as ever.
     assert_eq!(status("loc", "not-locs-password"), StatusCode::SERVICE_UNAVAILABLE, "a local name, while the directory is silent");
     assert_eq!(status("loc", "loc-password-1"), StatusCode::OK, "a local user's right password decides alone");
+    // Its wrong passwords still count, and once it is paused the refusal is a 503 too (a 401
+    // of a paused name told the local names from the others during the outage).
+    for attempt in 0..6 {
+        assert_eq!(status("loc", &format!("guess-{attempt}")), StatusCode::SERVICE_UNAVAILABLE, "attempt {attempt}");
+    }
+    assert_eq!(status("loc", "loc-password-1"), StatusCode::SERVICE_UNAVAILABLE, "paused, while the directory is silent");
     let token = common::client()
         .get(server.url("/v2/token?service=wharf&scope=repository:docker-hosted/app:pull"))
         .basic_auth("carol", Some("carol-password"))

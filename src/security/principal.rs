@@ -85,6 +85,8 @@ pub struct Authenticator {
     login_flights: SingleFlight<Checked>,
     /// Password checks take turns per name and place (see `checked_login`).
     login_turns: wharf_format::meta::KeyedLocks,
+    /// When a password check last found no directory answering (ms; 0: the last one answered).
+    directory_silent_at: std::sync::atomic::AtomicI64,
     /// Directory users looked up without a password, by canonical name.
     directory: Mutex<HashMap<String, (DirectoryUser, Instant)>>,
     anonymous: Mutex<Option<(Principal, Instant)>>,
@@ -276,6 +278,7 @@ impl Authenticator {
             logins: Mutex::new(HashMap::new()),
             login_flights: SingleFlight::default(),
             login_turns: Default::default(),
+            directory_silent_at: Default::default(),
             directory: Mutex::new(HashMap::new()),
             anonymous: Mutex::new(None),
             lockout,
@@ -666,8 +669,21 @@ impl Authenticator {
         }
     }
 
+    /// Whether the directory was silent to a password check in the last minute (and none has
+    /// found it answering since).
+    fn directory_silent_now(&self) -> bool {
+        let at = self.directory_silent_at.load(std::sync::atomic::Ordering::Relaxed);
+        at > 0 && now_millis() - at < 60_000 && self.realm_on(Realm::Ldap)
+    }
+
     /// Counts and audits a login refused because its name is paused for that client.
     fn refused_in_pause(&self, user: &str, client: &str) {
+        // While no directory answers, every refusal is a 503 (see `checked_login`): a paused
+        // name's 401 then told the local names (whose wrong passwords count meanwhile) from
+        // the others.
+        if self.directory_silent_now() {
+            crate::db::failures::note_silence();
+        }
         // Which realm would have answered is not asked during a pause.
         self.metrics.login("unknown", false);
         self.audit.record(AuditEvent {
@@ -735,6 +751,9 @@ impl Authenticator {
         // No LDAP server answered (each one asked failed): for a name only the directory could
         // know, that is not a wrong password.
         let directory_silent = matches!(from_directory, Err(Silent));
+        if self.realm_on(Realm::Ldap) {
+            self.directory_silent_at.store(if directory_silent { now_millis() } else { 0 }, std::sync::atomic::Ordering::Relaxed);
+        }
         let outcome = match (&row, verified) {
             (Some(r), true) => Some((
                 self.local_principal(r, &all_roles, Credential::Password),
