@@ -45,6 +45,17 @@ fn first_start_creates_the_defaults_and_no_fixed_password() {
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "Nexus's old default password does not work");
     let r = c.get(s.url("/service/rest/v1/blobstores")).basic_auth("admin", Some(&password)).send().unwrap();
     assert_eq!(r.json::<Value>().unwrap()[0]["name"], "default");
+    // Once the admin chose a password, the first one's file goes (a backup copied it, and it
+    // told anyone who could read the data directory a password that might still work).
+    let r = c
+        .put(s.url("/service/rest/v1/security/users/admin/change-password"))
+        .basic_auth("admin", Some(&password))
+        .header("Content-Type", "text/plain")
+        .body("a-password-the-admin-chose")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT, "{}", r.text().unwrap_or_default());
+    assert!(!file.exists(), "the first start's password file is gone");
 }
 
 #[test]

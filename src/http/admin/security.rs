@@ -305,6 +305,16 @@ pub async fn change_password(state: web::Data<AppState>, req: HttpRequest, path:
         return Err(AdminError::missing("user", &id));
     }
     state.auth.invalidate();
+    if wharf_format::same_user(&id, "admin") {
+        // The first start's random password, now replaced: its file (which a backup copies)
+        // would tell whoever reads the data directory a password once the admin's.
+        let first = state.cfg.data_dir.join("admin.password");
+        match std::fs::remove_file(&first) {
+            Ok(()) => tracing::info!(file = %first.display(), "the admin's password changed: removed the first start's password file"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %first.display(), error = %e, "cannot remove the first start's password file"),
+        }
+    }
     super::record(&state, &req, p.user.as_deref().unwrap_or("-"), "user.password", &id, None);
     Ok(HttpResponse::NoContent().finish())
 }
