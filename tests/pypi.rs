@@ -271,6 +271,26 @@ fn a_file_cannot_be_uploaded_twice_and_a_normalized_name_is_the_same_project() {
     ok(twine(&[&whl2], "admin", ADMIN_PASSWORD));
     let v: Value = json_page("wharf-once");
     assert_eq!(v["versions"], serde_json::json!(["1.0", "1.1"]));
+    // Nor under another spelling of the same file of the release: the wheel with its name in
+    // capitals or its version as 1.0.0, a second sdist as .zip beside the .tar.gz.
+    let (_, sdist) = dist(&tmp.path().join("o3"), "wharf-once", "1.2", &[]);
+    ok(twine(&[&sdist], "admin", ADMIN_PASSWORD));
+    let wheel_bytes = std::fs::read(&whl).unwrap();
+    for (filename, version, bytes) in [
+        ("WHARF_ONCE-1.0-py3-none-any.whl", "1.0", wheel_bytes.clone()),
+        (
+            "wharf_once-1.0.0-py3-none-any.whl",
+            "1.0.0",
+            zip_bytes(&[("wharf_once-1.0.0.dist-info/METADATA", b"Metadata-Version: 2.1\nName: wharf-once\nVersion: 1.0.0\n".to_vec())]),
+        ),
+        ("wharf_once-1.2.zip", "1.2", zip_bytes(&[("wharf_once-1.2/PKG-INFO", b"Metadata-Version: 2.1\nName: wharf-once\nVersion: 1.2\n".to_vec())])),
+    ] {
+        let r = upload_zip(filename, "wharf-once", version, bytes);
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{filename}");
+        assert!(r.text().unwrap().contains("already exists"), "{filename}");
+    }
+    let v: Value = json_page("wharf-once");
+    assert_eq!(v["files"].as_array().unwrap().len(), 3, "{v}");
 }
 
 fn zip_bytes(entries: &[(&str, Vec<u8>)]) -> Vec<u8> {

@@ -373,6 +373,21 @@ impl Hosted {
         if !checks.is_empty() && self.env.meta.get(repo, &path).await?.is_some() {
             return Err(PypiError::FileExists(filename));
         }
+        // Nor under another spelling of the same file of the release (`FOO-1.0.tar.gz`,
+        // `foo-1.0.zip` or `foo-1.0.0.tar.gz` beside `foo-1.0.tar.gz`): a client choosing
+        // between them may take the new bytes, which is what keeping the first one is for.
+        if !checks.is_empty() {
+            if let Some(slot) = crate::model::release_slot(&filename) {
+                let q = ListQuery { kind: Some(meta::FILE.into()), prefix: Some(files_prefix(&normalized)), ..Default::default() };
+                let taken = self.env.meta.list(repo, q).await?.into_iter().find_map(|a| {
+                    let existing = a.path.rsplit('/').next()?.to_string();
+                    (crate::model::release_slot(&existing).as_ref() == Some(&slot)).then_some(existing)
+                });
+                if let Some(existing) = taken {
+                    return Err(PypiError::FileExists(format!("{filename} is the same file of this release as {existing}")));
+                }
+            }
+        }
         // The file took its time to arrive: uploads that finished meanwhile count (see
         // `wharf_format::quota`). Refused here, the staged file goes with `staged`.
         self.env.usage.check_write(&self.cfg).await?;

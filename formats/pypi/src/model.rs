@@ -65,6 +65,24 @@ impl FileKind {
 
 /// Checks an uploaded file's name: a wheel or an sdist of `name` at `version`, nothing that
 /// could name a path. Returns its kind or why it is refused.
+/// Which file of a release a file name is, whatever its spelling: a wheel by its version and
+/// tags, an sdist by its version alone (a release has one, `.tar.gz` or `.zip`). `FOO-1.0.tar.gz`,
+/// `foo-1.0.zip` and `foo-1.0.0.tar.gz` are all the sdist of foo 1.0.
+pub fn release_slot(filename: &str) -> Option<(Option<String>, crate::version::Version)> {
+    let (kind, stem) = FileKind::of(filename)?;
+    match kind {
+        FileKind::Wheel => {
+            let parts: Vec<&str> = stem.split('-').collect();
+            if !(parts.len() == 5 || parts.len() == 6) {
+                return None;
+            }
+            let tags = parts[parts.len() - 3..].join("-").to_ascii_lowercase();
+            Some((Some(tags), crate::version::Version::parse(parts[1])?))
+        }
+        _ => Some((None, crate::version::Version::parse(stem.rsplit_once('-')?.1)?)),
+    }
+}
+
 pub fn check_filename(filename: &str, name: &str, version: &str) -> Result<FileKind, String> {
     if !safe_filename(filename) {
         return Err(format!("invalid file name {filename:?}"));
