@@ -166,7 +166,9 @@ pub fn delete_store(conn: &mut AnyConnection, name: &str, token: &str) -> Result
 /// directory held no blobs before it was made (see `gc::walked_at_creation`).
 pub fn insert_if_free(conn: &mut AnyConnection, data_dir: &Path, store: &FileStore, empty: bool) -> Result<Option<ConfigError>, DbError> {
     let root = store.root(data_dir);
-    if let Some(refusal) = conflict(conn, data_dir, &store.name, &root)? {
+    // Compared as written here: this runs holding the database's writer, which a hung mount
+    // under a store's path must not stall; the check before the transaction resolved them.
+    if let Some(refusal) = conflict_as(conn, data_dir, &store.name, &root, |p| p.to_path_buf())? {
         return Ok(Some(refusal));
     }
     repos::insert_blob_store(conn, &store.name, "file", &store.attributes())?;
@@ -180,7 +182,11 @@ pub fn insert_if_free(conn: &mut AnyConnection, data_dir: &Path, store: &FileSto
 /// data directory, a symbolic link, `a/./b`: compared as text, `/srv/w/data/blobs/default` and
 /// `./data/blobs/default` were two directories).
 fn overlaps(a: &Path, b: &Path) -> bool {
-    let (a, b) = (resolved(a), resolved(b));
+    overlap_as(a, b, resolved)
+}
+
+fn overlap_as(a: &Path, b: &Path, resolve: impl Fn(&Path) -> PathBuf) -> bool {
+    let (a, b) = (resolve(a), resolve(b));
     a.starts_with(&b) || b.starts_with(&a)
 }
 
@@ -209,9 +215,14 @@ fn resolved(p: &Path) -> PathBuf {
 /// removal of a store of that name is not finished. Checked before the directory is made and
 /// again in the create's transaction, against a delete or create committed meanwhile.
 pub fn conflict(conn: &mut AnyConnection, data_dir: &Path, name: &str, root: &Path) -> Result<Option<ConfigError>, DbError> {
+    conflict_as(conn, data_dir, name, root, resolved)
+}
+
+/// [`conflict`], with paths compared as `resolve` makes them.
+fn conflict_as(conn: &mut AnyConnection, data_dir: &Path, name: &str, root: &Path, resolve: impl Fn(&Path) -> PathBuf) -> Result<Option<ConfigError>, DbError> {
     // The data directory holds the database, the secret key and the caches (whose start-up
     // scans delete what they do not know): a store there is one only in the blob area.
-    let (at, data) = (resolved(root), resolved(data_dir));
+    let (at, data) = (resolve(root), resolve(data_dir));
     if at.starts_with(&data) && !at.starts_with(data.join("blobs")) || data.starts_with(&at) {
         return Ok(Some(ConfigError::new(
             "path",
@@ -219,7 +230,7 @@ pub fn conflict(conn: &mut AnyConnection, data_dir: &Path, name: &str, root: &Pa
         )));
     }
     for s in repos::list_blob_stores(conn)?.iter().filter(|r| r.kind == "file").map(FileStore::from_row).filter(|s| s.name != name) {
-        if overlaps(&s.root(data_dir), root) {
+        if overlap_as(&s.root(data_dir), root, &resolve) {
             return Ok(Some(ConfigError::new("path", format!("{} overlaps the directory of blob store {}", root.display(), s.name))));
         }
     }
@@ -231,7 +242,7 @@ pub fn conflict(conn: &mut AnyConnection, data_dir: &Path, name: &str, root: &Pa
             continue;
         }
         let gone = FileStore { name: r.name, path: r.path, soft_quota: None };
-        if overlaps(&gone.root(data_dir), root) {
+        if overlap_as(&gone.root(data_dir), root, &resolve) {
             return Ok(Some(ConfigError::new(
                 "path",
                 format!("{} overlaps the directory of deleted blob store {}, whose files are still being removed; try again later", root.display(), gone.name),

@@ -307,19 +307,17 @@ fn parse_dn(dn: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
-/// The name of a group a user's `memberOf`-style attribute lists, if it is one of the groups
-/// this server maps: named by `groupIdAttribute` and placed under the group base (directly, or
-/// anywhere below it with `groupSubtree`). Any other DN is no role: with the first RDN's value
-/// alone, a user who may create a group anywhere in the directory (`cn=nx-admin,ou=sandbox`)
-/// became an administrator.
+/// The name of a group a user's `memberOf`-style attribute lists (its first RDN's value), if it
+/// lies under the group base (`groupBaseDn` under `searchBase`, at any depth: Nexus reads
+/// dynamic groups without `groupSubtree` or `groupIdAttribute`, and configurations made for it
+/// would lose every role). A group elsewhere is no role: by the first RDN's value alone, a user
+/// who may create a group anywhere in the directory (`cn=nx-admin,ou=sandbox`) became an
+/// administrator.
 fn member_of_group(s: &LdapServer, dn: &str) -> Option<String> {
     let rdns = parse_dn(dn)?;
     let base = parse_dn(&s.under(&s.group_base_dn))?;
-    let ((attr, name), parent) = rdns.split_first()?;
-    if !attr.eq_ignore_ascii_case(&s.group_id_attribute) || name.is_empty() || parent.len() < base.len() {
-        return None;
-    }
-    if !s.group_subtree && parent.len() != base.len() {
+    let ((_, name), parent) = rdns.split_first()?;
+    if name.is_empty() || parent.len() < base.len() {
         return None;
     }
     let same = |a: &(String, String), b: &(String, String)| a.0 == b.0 && a.1.to_lowercase() == b.1.to_lowercase();

@@ -669,11 +669,11 @@ impl Authenticator {
         }
     }
 
-    /// Whether the directory was silent to a password check in the last minute (and none has
-    /// found it answering since).
+    /// Whether the last password check that asked the directory found it silent: until one
+    /// finds it answering (with a time limit, a paused name asked after a quiet minute of the
+    /// outage was told apart again).
     fn directory_silent_now(&self) -> bool {
-        let at = self.directory_silent_at.load(std::sync::atomic::Ordering::Relaxed);
-        at > 0 && now_millis() - at < 60_000 && self.realm_on(Realm::Ldap)
+        self.directory_silent_at.load(std::sync::atomic::Ordering::Relaxed) > 0 && self.realm_on(Realm::Ldap)
     }
 
     /// Counts and audits a login refused because its name is paused for that client.
@@ -703,6 +703,11 @@ impl Authenticator {
         // counted, and a pause started by the fifth stopped none of the thousands beside it.
         let counted = counted_name(canonical);
         let _turn = self.login_turns.lock(&format!("{counted}\n{scope}")).await;
+        // The same password may have been proved while this waited (a flight's followers
+        // after its leader left): no second argon2 for it.
+        if let Some(hit) = self.cached_login(&key).await {
+            return Some(hit);
+        }
         let canonical = canonical.to_string();
         let epoch = self.epoch();
         let local_on = self.realm_on(Realm::Local);

@@ -225,9 +225,16 @@ impl Principal {
         if matches!(self.access, Access::All) {
             return self.clone();
         }
-        let actions = [Action::Read, Action::Write, Action::Delete].into_iter().filter(|a| self.access.allows(group, *a, object)).collect();
-        let privilege = RepoPrivilege { format: member.format.clone(), repository: member.name.clone(), actions };
-        Principal { access: Access::Privileges(Arc::from(vec![privilege])), ..self.clone() }
+        let actions: Vec<Action> = [Action::Read, Action::Write, Action::Delete].into_iter().filter(|a| self.access.allows(group, *a, object)).collect();
+        let privilege = || Arc::from(vec![RepoPrivilege { format: member.format.clone(), repository: member.name.clone(), actions: actions.clone() }]);
+        // The same kind of access, so that a refusal in the member is what it would be in the
+        // group: 401 (log in) for an anonymous caller or a token, 403 for a signed-in user.
+        let access = match &self.access {
+            Access::Anonymous(_) => Access::Anonymous(privilege()),
+            Access::Scoped(_) | Access::Bearer { .. } => Access::Scoped(vec![Grant { repository: member.name.clone(), object: "*".into(), actions }]),
+            Access::All | Access::Privileges(_) => Access::Privileges(privilege()),
+        };
+        Principal { access, ..self.clone() }
     }
 
     /// Is this the local user `name` (in any spelling)?

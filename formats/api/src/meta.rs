@@ -220,18 +220,26 @@ pub trait MetaStore: Send + Sync {
 /// compare-and-swap still decides; this only keeps a node's own writers from losing to each other.
 #[derive(Default)]
 pub struct KeyedLocks {
-    locks: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    /// The locks by key, and the size at which the map is next swept of unheld ones: swept at
+    /// every lock, many keys at once (a password spray over many names) cost O(n²).
+    locks: Mutex<(HashMap<String, Weak<KeyLock>>, usize)>,
 }
+
+type KeyLock = tokio::sync::Mutex<()>;
 
 impl KeyedLocks {
     pub async fn lock(&self, key: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
-            let mut map = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            map.retain(|_, w| w.strong_count() > 0);
+            let mut guard = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            let (map, sweep_at) = &mut *guard;
+            if map.len() >= *sweep_at {
+                map.retain(|_, w| w.strong_count() > 0);
+                *sweep_at = (map.len() * 2).max(64);
+            }
             match map.get(key).and_then(Weak::upgrade) {
                 Some(l) => l,
                 None => {
-                    let l = Arc::new(tokio::sync::Mutex::new(()));
+                    let l = Arc::new(KeyLock::new(()));
                     map.insert(key.to_string(), Arc::downgrade(&l));
                     l
                 }

@@ -619,7 +619,8 @@ impl HttpUpstream {
 /// A response body, refused past `limit` bytes.
 /// See [`HttpUpstream::below`].
 pub fn below(base: &Url, segments: &[&str]) -> Result<Url, UpstreamError> {
-    if segments.iter().any(|s| matches!(*s, "." | "..")) {
+    // Control characters too: url drops tabs and line ends while parsing, so `.\t.` became `..`.
+    if segments.iter().any(|s| matches!(*s, "." | "..") || s.chars().any(char::is_control)) {
         return Err(UpstreamError::Invalid(format!("not a name: {segments:?}")));
     }
     let mut url = base.clone();
@@ -688,7 +689,7 @@ mod tests {
             assert_eq!(url.host_str(), Some("art.example"), "{hostile}");
             assert!(url.path().starts_with("/api/npm/remote/") && url.path_segments().unwrap().count() == 4, "{hostile}: {url}");
         }
-        assert!(at(&[".."]).is_err() && at(&["."]).is_err());
+        assert!(at(&[".."]).is_err() && at(&["."]).is_err() && at(&[".\t."]).is_err() && at(&["a\nb"]).is_err());
         let no_slash = Url::parse("https://pypi.example/simple").unwrap();
         assert_eq!(below(&no_slash, &["x", ""]).unwrap().as_str(), "https://pypi.example/simple/x/");
     }

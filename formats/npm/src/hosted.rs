@@ -790,12 +790,19 @@ impl Hosted {
     /// version published since the caller read the document would go with it unseen).
     async fn delete_package(&self, ctx: &RepoCtx, name: &str, rev: &str) -> Result<HttpResponse> {
         self.writable(ctx, Action::Delete, name)?;
-        let cur = store::load(&self.env, self.cfg.id, name).await?.ok_or(NpmError::NotFound)?;
-        if cur.rev() != rev {
-            return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
-        }
-        if !self.remove_package(name, Some(cur.digest())).await? {
-            return Err(NpmError::Conflict(format!("document update conflict: {name} changed meanwhile")));
+        match store::load(&self.env, self.cfg.id, name).await? {
+            Some(cur) => {
+                if cur.rev() != rev {
+                    return Err(NpmError::Conflict(format!("document update conflict: {name} is at revision {}, not {rev}", cur.rev())));
+                }
+                if !self.remove_package(name, Some(cur.digest())).await? {
+                    return Err(NpmError::Conflict(format!("document update conflict: {name} changed meanwhile")));
+                }
+            }
+            // Tarballs without a document (left by an older wharf): they go, as before.
+            None => {
+                self.remove_package(name, None).await?;
+            }
         }
         self.env.audit.record(AuditEvent::of(ctx, "npm.unpublish", name));
         Ok(HttpResponse::Ok().json(json!({"ok": true})))

@@ -46,8 +46,13 @@ impl Upstream {
 
     /// The full packument, revalidated with `etag` when the cache holds one.
     pub async fn packument(&self, name: &str, etag: Option<&str>) -> Result<Doc, UpstreamError> {
-        // One segment: a scoped name's `/` is sent as `%2F`, as the npm client does.
-        let url = self.http.below(&[name])?;
+        // One segment: a scoped name's `/` is sent as `%2f`, as the npm client does (a server
+        // or cache that matches the raw path may know only that spelling).
+        let mut url = self.http.below(&[name])?;
+        if name.contains('/') {
+            let path = url.path().replace("%2F", "%2f");
+            url.set_path(&path);
+        }
         let mut r = self.http.request(reqwest::Method::GET, &url).header(ACCEPT, "application/json");
         if let Some(e) = etag {
             r = r.header(IF_NONE_MATCH, e);

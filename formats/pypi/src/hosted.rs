@@ -501,7 +501,7 @@ impl Hosted {
         let text = String::from_utf8_lossy(&bytes);
         let meta_name = archive::field(&text, "Name").map(normalize);
         let meta_version = archive::field(&text, "Version");
-        if meta_name.as_deref() != Some(normalized) || meta_version != Some(version) {
+        if meta_name.as_deref() != Some(normalized) || !meta_version.is_some_and(|v| crate::model::same_version(v, version)) {
             return Err(PypiError::BadRequest(format!(
                 "{filename}: its metadata names {} {}, the upload {normalized} {version}",
                 meta_name.unwrap_or_default(),

@@ -125,6 +125,15 @@ pub fn version_of(filename: &str) -> Option<String> {
 }
 
 /// Version comparison for file names only: wheels write `1.0_rc1` for `1.0-rc1`.
+/// One version in two spellings (PEP 440: `1.0-beta1` is `1.0b1`, `1.0.0` is `1.0`), or the same
+/// text when either is not a PEP 440 version.
+pub fn same_version(a: &str, b: &str) -> bool {
+    match (crate::version::Version::parse(a), crate::version::Version::parse(b)) {
+        (Some(x), Some(y)) => x.cmp(&y) == std::cmp::Ordering::Equal,
+        _ => normalize_version(a) == normalize_version(b),
+    }
+}
+
 fn normalize_version(v: &str) -> String {
     v.to_ascii_lowercase().replace(['_', '-'], ".")
 }
@@ -165,6 +174,16 @@ pub fn html_escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_is_the_same_in_its_pep_440_spellings() {
+        assert!(same_version("1.0-beta1", "1.0b1") && same_version("1.0.0", "1.0") && same_version("V1.0", "1.0"));
+        assert!(!same_version("1.0", "1.0.1") && !same_version("1.0b1", "1.0"));
+        let slot = |f: &str| release_slot(f).unwrap();
+        assert_eq!(slot("FOO-1.0.zip"), slot("foo-1.0.0.tar.gz"));
+        assert_ne!(slot("foo-1.0-py3-none-any.whl"), slot("foo-1.0.tar.gz"));
+        assert_eq!(slot("foo-1.0-py3-none-any.whl"), slot("Foo-1.0.0-1-PY3-none-any.whl"));
+    }
 
     #[test]
     fn names_normalize_per_pep_503() {

@@ -22,18 +22,34 @@ pub async fn check_reachable(state: &AppState, store: &S3Store) -> Result<BlobSt
     Ok(opened)
 }
 
-/// Two stores never share objects: the same bucket with prefixes of which one contains the
-/// other is refused, at any endpoint (one service has many spellings: a trailing slash, a host
-/// name or its address, and a store created at one endpoint may be moved to another by an
-/// update), and with the prefixes compared as the keys hold them (`a//b` is `a/b`). Another
-/// store's GC would adopt this one's objects and delete them, and deleting either would delete both.
+/// Two stores never share objects: the same bucket at the same endpoint with prefixes of which
+/// one contains the other is refused, the endpoint compared as a URL (scheme and host in lower
+/// case, the default port, no trailing slash) and the prefixes as the keys hold them (`a//b` is
+/// `a/b`): compared as text, `http://minio:9000/` passed beside `http://minio:9000`, and the
+/// second store's GC adopted the first one's objects and deleted them.
 fn overlapping(store: &S3Store, rows: &[repos::BlobStoreRow]) -> Option<String> {
     let mine = store.settings.prefix_segments();
+    let endpoint = same_endpoint_key(&store.settings.endpoint);
     rows.iter().filter(|r| r.kind == "s3" && r.name != store.name).find_map(|r| {
         let other = S3Store::from_row(r).ok()?;
         let theirs = other.settings.prefix_segments();
-        (other.settings.bucket == store.settings.bucket && (mine.starts_with(&theirs) || theirs.starts_with(&mine))).then(|| r.name.clone())
+        let same_bucket = other.settings.bucket == store.settings.bucket && same_endpoint_key(&other.settings.endpoint) == endpoint;
+        (same_bucket && (mine.starts_with(&theirs) || theirs.starts_with(&mine))).then(|| r.name.clone())
     })
+}
+
+/// An endpoint as the service it names (empty: AWS).
+fn same_endpoint_key(endpoint: &str) -> String {
+    match url::Url::parse(endpoint.trim()) {
+        Ok(u) => format!(
+            "{}://{}:{}{}",
+            u.scheme(),
+            u.host_str().unwrap_or_default().to_ascii_lowercase(),
+            u.port_or_known_default().unwrap_or(0),
+            u.path().trim_end_matches('/')
+        ),
+        Err(_) => endpoint.trim().trim_end_matches('/').to_ascii_lowercase(),
+    }
 }
 
 /// Why `store` may not be created: its name is taken or still reserved by a removal, or its
