@@ -192,3 +192,30 @@ fn pip_twine_and_npm_work_over_https_with_the_ca_and_fail_without() {
     let lock: Value = serde_json::from_str(&std::fs::read_to_string(proj.join("package-lock.json")).unwrap()).unwrap();
     assert!(lock["packages"]["node_modules/wharf-tls-npm"]["resolved"].as_str().unwrap().starts_with("https://"), "tarball URLs follow the scheme");
 }
+
+/// `httpsPort` is checked as `httpPort` is: another repository's port (either kind), the main
+/// port, and the repository's own httpPort are refused, naming the field (an https port taken
+/// from another repository was accepted, and the later name won the port).
+#[test]
+fn an_https_port_cannot_take_another_repositorys_port() {
+    let e = env();
+    let create = |name: &str, docker: Value| {
+        trusting(&e.certs)
+            .post(format!("https://{}/service/rest/v1/repositories/docker/hosted", e.server.addr))
+            .basic_auth("admin", Some(ADMIN_PASSWORD))
+            .json(&json!({"name": name, "storage": {"blobStoreName": "default", "writePolicy": "allow"}, "docker": docker}))
+            .send()
+            .unwrap()
+    };
+    let main_port: u16 = e.server.addr.rsplit(':').next().unwrap().parse().unwrap();
+    let own = free_port();
+    for (docker, why) in [
+        (json!({"httpsPort": e.https_port}), "docker-tls's https port"),
+        (json!({"httpsPort": main_port}), "the main port"),
+        (json!({"httpPort": own, "httpsPort": own}), "its own httpPort"),
+    ] {
+        let r = create("zzz-https", docker);
+        assert_eq!(r.status().as_u16(), 400, "{why}");
+        assert!(r.text().unwrap().contains("docker.httpsPort"), "{why}");
+    }
+}

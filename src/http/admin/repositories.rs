@@ -254,18 +254,27 @@ async fn check_listener(state: &AppState, format: &str, name: &str, config: &Val
     let probe = stored_config(&row)?;
     let wanted = fmt.listener(&probe);
     let snap = state.registry.snapshot();
-    if let Some(port) = wanted.port {
+    // Both ports alike: an unchecked `httpsPort` could take another repository's port (the
+    // last loaded won it, with its token endpoint), or the main port.
+    if wanted.port.is_some() && wanted.port == wanted.https_port {
+        return Err(ConfigError::new(format!("{format}.httpsPort"), "must differ from httpPort"));
+    }
+    if wanted.https_port.is_some() && state.cfg.tls.cert_file.is_empty() {
+        return Err(ConfigError::new(format!("{format}.httpsPort"), "needs [tls] cert_file and key_file in the configuration"));
+    }
+    for (port, field) in [(wanted.port, "httpPort"), (wanted.https_port, "httpsPort")] {
+        let Some(port) = port else { continue };
         let main_port = state.cfg.listen.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
         if Some(port) == main_port {
-            return Err(ConfigError::new(format!("{format}.httpPort"), format!("port {port} is wharf's main port")));
+            return Err(ConfigError::new(format!("{format}.{field}"), format!("port {port} is wharf's main port")));
         }
         match snap.by_port.get(&port) {
-            Some(owner) if owner != name => return Err(ConfigError::new(format!("{format}.httpPort"), format!("port {port} is used by repository {owner}"))),
+            Some(owner) if owner != name => return Err(ConfigError::new(format!("{format}.{field}"), format!("port {port} is used by repository {owner}"))),
             Some(_) => {}
             None => {
                 let host = state.cfg.listen.rsplit_once(':').map(|(h, _)| h).unwrap_or("127.0.0.1");
                 if std::net::TcpListener::bind((host.trim_matches(['[', ']']), port)).is_err() {
-                    return Err(ConfigError::new(format!("{format}.httpPort"), format!("port {port} is not available on {host}")));
+                    return Err(ConfigError::new(format!("{format}.{field}"), format!("port {port} is not available on {host}")));
                 }
             }
         }
