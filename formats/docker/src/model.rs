@@ -164,15 +164,39 @@ impl Manifest {
             let layers = raw.layers.as_deref().ok_or_else(|| DockerError::ManifestInvalid("manifest has no layers".into()))?;
             for d in layers {
                 // Non-distributable layers live elsewhere (their `urls`): nothing to check here.
-                if d.urls.is_empty() {
+                // Any other layer is checked whatever `urls` it names: skipped for having them,
+                // a manifest pointed clients at a layer from anywhere, never stored here.
+                if d.urls.is_empty() || !d.media_type.as_deref().is_some_and(is_non_distributable) {
                     blobs.push(parse(d)?);
                 }
             }
+        }
+        // Each blob and manifest once, and not without end: a manifest repeating one layer
+        // 50,000 times made as many checks and writes in one transaction, holding SQLite's
+        // single writer.
+        dedup_in_order(&mut blobs);
+        dedup_in_order(&mut children);
+        if blobs.len() + children.len() > MAX_DESCRIPTORS {
+            return Err(DockerError::ManifestInvalid(format!("more than {MAX_DESCRIPTORS} distinct descriptors")));
         }
         let subject = raw.subject.as_ref().map(parse).transpose()?;
         let artifact_type = raw.artifact_type.clone().or_else(|| if is_index { None } else { raw.config.as_ref().and_then(|c| c.media_type.clone()) });
         Ok(Manifest { media_type, blobs, children, subject, artifact_type, annotations: raw.annotations })
     }
+}
+
+/// The most distinct blobs and manifests one manifest may name (an image has at most a few
+/// hundred layers, an index a few hundred platforms).
+pub const MAX_DESCRIPTORS: usize = 10_000;
+
+fn dedup_in_order(v: &mut Vec<AnyDigest>) {
+    let mut seen = std::collections::HashSet::new();
+    v.retain(|d| seen.insert(d.to_string()));
+}
+
+/// Layers that live elsewhere by design (Windows base layers), named by their `urls`.
+fn is_non_distributable(media_type: &str) -> bool {
+    media_type.starts_with("application/vnd.docker.image.rootfs.foreign.diff.") || media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")
 }
 
 /// Does an `Accept` header admit `media_type`? No header, or a wildcard, admits everything.
@@ -206,6 +230,27 @@ mod tests {
     fn tags_follow_the_grammar() {
         assert!(valid_tag("latest") && valid_tag("_x") && valid_tag("1.0.0-rc_1") && valid_tag(&"a".repeat(128)));
         assert!(!valid_tag("") && !valid_tag(".x") && !valid_tag("-x") && !valid_tag("a/b") && !valid_tag(&"a".repeat(129)));
+    }
+
+    #[test]
+    fn layers_with_urls_are_checked_unless_they_are_non_distributable_and_each_blob_counts_once() {
+        let d = |n: u8| format!("sha256:{}", format!("{n:02x}").repeat(32));
+        let layer = |mt: &str, n: u8, urls: bool| serde_json::json!({"mediaType": mt, "digest": d(n), "size": 1, "urls": if urls { vec!["https://elsewhere.example/x"] } else { vec![] }});
+        let manifest = |layers: Vec<serde_json::Value>| {
+            serde_json::json!({"schemaVersion": 2, "mediaType": MT_OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": d(0), "size": 1}, "layers": layers})
+            .to_string()
+        };
+        let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let foreign = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+        let m = Manifest::parse(
+            manifest(vec![layer(gz, 1, true), layer(foreign, 2, true), layer(gz, 1, false), layer(gz, 0, false)]).as_bytes(),
+            Some(MT_OCI_MANIFEST),
+        )
+        .unwrap();
+        assert_eq!(m.blobs.iter().map(|b| b.to_string()).collect::<Vec<_>>(), [d(0), d(1)], "config and the distributable layer, once each");
+        let many: Vec<serde_json::Value> = (0..=MAX_DESCRIPTORS).map(|i| serde_json::json!({"digest": format!("sha256:{i:064x}"), "size": 1})).collect();
+        assert!(matches!(Manifest::parse(manifest(many).as_bytes(), Some(MT_OCI_MANIFEST)), Err(DockerError::ManifestInvalid(_))));
     }
 
     #[test]
