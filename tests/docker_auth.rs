@@ -400,4 +400,13 @@ fn the_catalog_walks_every_image_a_caller_may_read() {
     user_with("cat-puller", &["nx-repository-view-docker-cat-wide-read"]);
     let bearer = token_for("repository:cat-wide/w00007:pull repository:cat-wide/w00003:pull", "cat-puller");
     assert_eq!(catalog_walk(1, |r| r.bearer_auth(&bearer)), ["cat-wide/w00003", "cat-wide/w00007"]);
+    // The catalog's own scope, as crane and regctl ask for it: what the holder may read (it
+    // was dropped, and every token client's catalog was empty).
+    let lister = token_for("registry:catalog:*", "cat-reader");
+    assert_eq!(catalog_walk(2, |r| r.bearer_auth(&lister)), ["cat-wide-x/w00000", "cat-wide-x/w00001", "cat-wide-x/w00002"]);
+    let r = http().get(server().0.url("/v2/cat-wide-x/_catalog")).bearer_auth(&lister).send().unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["repositories"], json!(["w00000", "w00001", "w00002"]));
+    // It lists, it does not read: no manifest or blob with it.
+    let r = http().get(server().0.url("/v2/cat-wide-x/w00000/tags/list")).bearer_auth(&lister).send().unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

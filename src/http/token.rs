@@ -103,6 +103,20 @@ fn issue(state: &AppState, req: &HttpRequest, own: Option<String>, principal: Pr
         for scope in v.split(' ').filter(|s| !s.is_empty()) {
             let Some((kind, rest)) = scope.split_once(':') else { continue };
             let Some((name, actions)) = rest.rsplit_once(':') else { continue };
+            // `registry:catalog:*` (crane catalog, regctl repo ls): the token may list, and the
+            // listing shows what its holder may read. Dropped, every token client's catalog
+            // was empty, an administrator's too.
+            if kind == "registry" && name == "catalog" && principal.user.is_some() {
+                if !grants.iter().any(|g: &GrantClaim| g.repository.is_empty() && g.object == wharf_format::CATALOG_GRANT) {
+                    grants.push(GrantClaim {
+                        repository: String::new(),
+                        object: wharf_format::CATALOG_GRANT.into(),
+                        actions: vec![action_name(Action::Read).into()],
+                    });
+                    access.push(AccessEntry { kind: "registry".into(), name: "catalog".into(), actions: vec!["*".into()] });
+                }
+                continue;
+            }
             if kind != "repository" {
                 continue;
             }

@@ -63,7 +63,22 @@ pub enum Access {
     Anonymous(Arc<[RepoPrivilege]>),
 }
 
+/// A Docker bearer token's grant of the registry's catalog (`registry:catalog:*`): the grant's
+/// object, under no repository.
+pub const CATALOG_GRANT: &str = "catalog";
+
 impl Access {
+    /// What a listing of `repo`'s objects (a registry catalog) may show: for a Docker bearer
+    /// token that was granted the catalog, what its holder may read; else [`Access::objects`].
+    pub fn listable(&self, repo: &RepoConfig) -> Objects {
+        match self {
+            Access::Bearer { grants, holder } if grants.iter().any(|g| g.repository.is_empty() && g.object == CATALOG_GRANT) => {
+                holder.objects(repo, Action::Read)
+            }
+            _ => self.objects(repo, Action::Read),
+        }
+    }
+
     /// May this access do `action` on `object` (Docker: an image name) in `repo`?
     pub fn allows(&self, repo: &RepoConfig, action: Action, object: &str) -> bool {
         let granted =

@@ -34,7 +34,9 @@ pub use audit::{Audit, AuditEvent};
 pub use blob::{BlobError, BlobStore, ByteStream, DiskReserve, ReadCache, Room, SideHasher, SideHashes, SpaceLeft};
 pub use blob::{BlobLedger, BlobRead, HashState, S3Encryption, S3Settings, Staged, Touch, DELETION_LEASE_MS};
 pub use config::{ConfigError, Kind, RepoConfig, WritePolicy};
-pub use ctx::{canonical_user, same_user, Access, Action, Credential, Denied, Grant, Holder, Mount, Objects, Principal, Realm, RepoCtx, RepoPrivilege};
+pub use ctx::{
+    canonical_user, same_user, Access, Action, Credential, Denied, Grant, Holder, Mount, Objects, Principal, Realm, RepoCtx, RepoPrivilege, CATALOG_GRANT,
+};
 pub use describe::DescribeError;
 pub use digest::{Algorithm, AnyDigest, Digest, DigestError, Hasher};
 pub use download::{DownloadError, Want};

@@ -197,7 +197,11 @@ impl Hosted {
         // The next page starts after the last name read, readable or not: a page whose every
         // name the caller may not read still links on to those it may.
         let read_up_to = names.last().cloned();
-        names.retain(|name| ctx.check(Action::Read, name).is_ok());
+        let listable = ctx.principal.access.listable(&ctx.repo);
+        names.retain(|name| match &listable {
+            wharf_format::Objects::Any => true,
+            wharf_format::Objects::Named(n) => n.contains(name),
+        });
         let mut res = HttpResponse::Ok();
         if let (true, Some(last)) = (more, read_up_to) {
             res.insert_header(("Link", format!(r#"<{}?n={}&last={last}>; rel="next""#, access::catalog_path(ctx), n.unwrap_or(MAX_PAGE))));

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
-use wharf_format::{Action, ListQuery, Objects, RootCtx};
+use wharf_format::{ListQuery, Objects, RootCtx};
 
 use crate::meta;
 
@@ -52,7 +52,7 @@ async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
             None if last.as_str() < own.as_str() => None,
             None => continue,
         };
-        match ctx.principal.access.objects(&r.config, Action::Read) {
+        match ctx.principal.access.listable(&r.config) {
             Objects::Named(images) => {
                 for image in images.into_iter().filter(|i| from.as_ref().is_none_or(|f| i > f)) {
                     if names.len() > limit {
