@@ -339,11 +339,23 @@ fn web_login_polls_answer_202_until_approved_then_the_token_once() {
 /// A user whose roles may read (and with `write`, publish to) every npm repository, and an npm
 /// token for them.
 fn npm_user(user: &str, write: bool) -> String {
-    let admin = server().admin();
-    let mut privileges = vec!["nx-repository-view-npm-*-read"];
+    let mut privileges = vec!["nx-repository-view-npm-*-read".to_string()];
     if write {
-        privileges.push("nx-repository-view-npm-*-add");
+        privileges.push("nx-repository-view-npm-*-add".to_string());
     }
+    user_with_privileges(user, &privileges);
+    let r = common::client()
+        .put(server().url(&format!("/repository/npm-hosted/-/user/org.couchdb.user:{user}")))
+        .json(&json!({"name": user, "password": format!("{user}-pw")}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
+}
+
+/// A user `user` (password `<user>-pw`) whose one role holds `privileges`.
+fn user_with_privileges(user: &str, privileges: &[String]) {
+    let admin = server().admin();
     let r =
         admin.request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": format!("{user}-role"), "privileges": privileges})).send().unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
@@ -353,13 +365,6 @@ fn npm_user(user: &str, write: bool) -> String {
         .send()
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
-    let r = common::client()
-        .put(server().url(&format!("/repository/npm-hosted/-/user/org.couchdb.user:{user}")))
-        .json(&json!({"name": user, "password": format!("{user}-pw")}))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    r.json::<Value>().unwrap()["token"].as_str().unwrap().to_string()
 }
 
 fn json_out(out: Output) -> Value {
@@ -717,20 +722,8 @@ fn publishing_through_a_group_does_not_allow_unpublishing_through_it() {
                "group": {"memberNames": ["npm-hosted"], "writableMember": "npm-hosted"}}),
     );
     let user_with = |user: &str, actions: &[&str]| -> String {
-        let admin = server().admin();
         let privileges: Vec<String> = actions.iter().map(|a| format!("nx-repository-view-npm-npm-write-group-{a}")).collect();
-        let r = admin
-            .request(Method::POST, "/service/rest/v1/security/roles")
-            .json(&json!({"id": format!("{user}-role"), "privileges": privileges}))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
-        let r = admin
-            .request(Method::POST, "/service/rest/v1/security/users")
-            .json(&json!({"userId": user, "password": format!("{user}-pw"), "roles": [format!("{user}-role")]}))
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "{}", r.text().unwrap_or_default());
+        user_with_privileges(user, &privileges);
         format!("{user}-pw")
     };
     let publisher_pw = user_with("group-publisher", &["read", "add", "edit"]);
