@@ -677,4 +677,19 @@ fn a_directory_users_token_stops_with_the_entry_and_refused_uses_are_not_recorde
     // A use is recorded in the background: time for one to land.
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(last_used(), earlier, "refused uses are not recorded");
+
+    // The name given to someone else (another entry, another DN): the token was made for the
+    // first gina's entry, and stays refused; the new gina logs in with her own password.
+    ldap_modify(port, "dn: ou=contractors,ou=people,dc=example,dc=test\nchangetype: add\nobjectClass: organizationalUnit\nou: contractors\n");
+    ldap_modify(
+        port,
+        "dn: uid=gina,ou=contractors,ou=people,dc=example,dc=test\nchangetype: add\nobjectClass: inetOrgPerson\nuid: gina\ncn: Gina Two\nsn: T\nemployeeType: staff\nuserPassword: gina-two-password\n",
+    );
+    let r =
+        e.server.admin().request(Method::POST, "/service/rest/v1/security/roles").json(&json!({"id": "gina-forget-again", "privileges": []})).send().unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    std::thread::sleep(Duration::from_millis(1500));
+    let new_gina = common::client().get(e.server.url("/repository/pypi-hosted/simple/")).basic_auth("gina", Some("gina-two-password")).send().unwrap().status();
+    assert_eq!(new_gina, StatusCode::FORBIDDEN, "the new gina is known (and holds no role)");
+    assert_eq!(with_token(), StatusCode::UNAUTHORIZED, "the first gina's token is not the new gina's");
 }

@@ -78,6 +78,7 @@ fn long_expired_tokens_are_found_by_index() {
         expires_at: None,
         last_used_at: None,
         realm: "local".into(),
+        directory_dn: None,
     };
     let (_, plans) = with_db(|c| super::tokens::insert(c, &row, None).unwrap());
     assert_plan(&plans, "api_tokens_expires_at", &["SCAN api_tokens"]);

@@ -120,6 +120,7 @@ diesel::table! {
         expires_at -> Nullable<BigInt>,
         last_used_at -> Nullable<BigInt>,
         realm -> Text,
+        directory_dn -> Nullable<Text>,
     }
 }
 

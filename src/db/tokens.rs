@@ -21,6 +21,8 @@ pub struct TokenRow {
     pub last_used_at: Option<i64>,
     /// `local` or `ldap`: the realm of `username`.
     pub realm: String,
+    /// For a directory user, the DN of the entry the token was made for.
+    pub directory_dn: Option<String>,
 }
 
 /// How long an expired token stays listed (its owner sees that it expired) before an insert
@@ -155,6 +157,7 @@ mod tests {
             expires_at,
             last_used_at: None,
             realm: "local".into(),
+            directory_dn: None,
         }
     }
 

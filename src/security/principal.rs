@@ -258,7 +258,8 @@ pub struct DeferredLogin {
 }
 
 /// A directory user's name as the directory spells it, and what their groups grant.
-type DirectoryUser = (String, roles::Resolved);
+/// A directory user as found now: the name, their roles, and their entry's DN.
+type DirectoryUser = (String, roles::Resolved, String);
 
 /// When password checks for a user name pause after wrong passwords.
 #[derive(Clone, Copy, Debug)]
@@ -892,7 +893,7 @@ impl Authenticator {
             asked_any = true;
             match ldap::lookup(s, user).await {
                 Ok(Some(u)) => {
-                    let found = (u.id.clone(), self.ldap_roles(&u, &all_roles));
+                    let found = (u.id.clone(), self.ldap_roles(&u, &all_roles), u.dn.clone());
                     let mut cache = self.directory.lock().unwrap_or_else(|e| e.into_inner());
                     if cache.len() >= CACHE_MAX {
                         cache.clear();
@@ -991,7 +992,7 @@ impl Authenticator {
         match (realm, local) {
             (Realm::Local, Some(u)) if u.status == "active" => Some((u.username.clone(), roles::resolve(&u.role_ids(), all_roles, &self.formats))),
             (Realm::Local, _) => None,
-            (Realm::Ldap, None) => self.directory_user(name).await,
+            (Realm::Ldap, None) => self.directory_user(name).await.map(|(name, roles, _)| (name, roles)),
             (Realm::Ldap, Some(_)) => None,
         }
     }
@@ -1064,7 +1065,19 @@ impl Authenticator {
             .flatten()?;
         let realm = Realm::parse(&row.realm)?;
         let owner = local.as_ref().filter(|_| realm == Realm::Local).map(Owner::of);
-        let (username, resolved) = self.standing(&row.username, realm, local, &all_roles).await?;
+        let (username, resolved) = match (realm, &row.directory_dn) {
+            // The entry the token was made for, not whichever the name finds now (a name given
+            // to someone else later, or another server's entry of that name).
+            (Realm::Ldap, Some(dn)) if local.is_none() => {
+                let (name, roles, now) = self.directory_user(&row.username).await?;
+                if !now.eq_ignore_ascii_case(dn) {
+                    tracing::warn!(user = %row.username, token = %row.prefix, "API token refused: the name now finds another directory entry");
+                    return None;
+                }
+                (name, roles)
+            }
+            _ => self.standing(&row.username, realm, local, &all_roles).await?,
+        };
         // A use is recorded only once the token stands: refused uses of a gone owner's token
         // kept it "used", and out of the idle purge, for ever.
         let now = now_millis();
@@ -1348,6 +1361,16 @@ impl Identity for Authenticator {
             expires_at: spec.expires_at,
             last_used_at: None,
             realm: realm.as_str().into(),
+            directory_dn: None,
+        };
+        let row = match realm {
+            Realm::Ldap => {
+                let Some((_, _, dn)) = self.directory_user(&user).await else {
+                    return Err(IdentityError::Unavailable("the directory does not find you now: try again".into()));
+                };
+                TokenRow { directory_dn: Some(dn), ..row }
+            }
+            Realm::Local => row,
         };
         let (r, idle_before) = (row.clone(), self.idle_before(row.created_at));
         let purged = self.store_credential(realm, owner.holder.clone(), move |c| tokens::insert(c, &r, idle_before)).await?;
