@@ -406,6 +406,13 @@ fn the_catalog_walks_every_image_a_caller_may_read() {
     assert_eq!(catalog_walk(2, |r| r.bearer_auth(&lister)), ["cat-wide-x/w00000", "cat-wide-x/w00001", "cat-wide-x/w00002"]);
     let r = http().get(server().0.url("/v2/cat-wide-x/_catalog")).bearer_auth(&lister).send().unwrap();
     assert_eq!(r.json::<Value>().unwrap()["repositories"], json!(["w00000", "w00001", "w00002"]));
+    // A page size that is not one: 400 PAGINATION_NUMBER_INVALID everywhere (a repository's
+    // catalog and tag list said 405 UNSUPPORTED, the main catalog sent its largest page).
+    for path in ["/v2/_catalog?n=abc", "/v2/cat-wide-x/_catalog?n=-1", "/v2/cat-wide-x/w00000/tags/list?n=x"] {
+        let r = http().get(server().0.url(path)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(r.json::<Value>().unwrap()["errors"][0]["code"], "PAGINATION_NUMBER_INVALID", "{path}");
+    }
     // It lists, it does not read: no manifest or blob with it.
     let r = http().get(server().0.url("/v2/cat-wide-x/w00000/tags/list")).bearer_auth(&lister).send().unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);

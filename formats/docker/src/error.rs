@@ -30,6 +30,10 @@ pub enum DockerError {
     Denied(String),
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
+    /// A page size `n` that is not a number of at least 0 (Distribution's
+    /// `PAGINATION_NUMBER_INVALID`).
+    #[error("invalid number of results requested: {0}")]
+    PaginationNumberInvalid(String),
     #[error("invalid tag: {0}")]
     TagInvalid(String),
     /// The range of a chunk does not continue the upload.
@@ -83,6 +87,7 @@ impl DockerError {
             Unauthorized { .. } => (StatusCode::UNAUTHORIZED, "UNAUTHORIZED"),
             Denied(_) => (StatusCode::FORBIDDEN, "DENIED"),
             Unsupported(_) => (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            PaginationNumberInvalid(_) => (StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID"),
             TagInvalid(_) => (StatusCode::BAD_REQUEST, "TAG_INVALID"),
             RangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UPLOAD_INVALID"),
             BlobRangeInvalid { .. } => (StatusCode::RANGE_NOT_SATISFIABLE, "BLOB_UNKNOWN"),

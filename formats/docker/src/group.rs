@@ -237,7 +237,7 @@ fn paginate(items: BTreeSet<String>, query: &str) -> Result<(Vec<String>, bool)>
     let q = web::Query::<std::collections::HashMap<String, String>>::from_query(query).map(|q| q.into_inner()).unwrap_or_default();
     let n = match q.get("n") {
         None => MAX_MERGED,
-        Some(n) => n.parse::<usize>().map_err(|_| DockerError::Unsupported(format!("n={n} is not a page size")))?.min(MAX_MERGED),
+        Some(n) => n.parse::<usize>().map_err(|_| DockerError::PaginationNumberInvalid(format!("n={n}")))?.min(MAX_MERGED),
     };
     let after: Vec<String> = match q.get("last") {
         Some(l) => items.into_iter().filter(|t| t > l).collect(),

@@ -36,7 +36,12 @@ pub async fn handle(ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {
 /// those. A page costs what it holds, however many images there are or the caller may not see.
 async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
     let q = web::Query::<HashMap<String, String>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
-    let limit = q.get("n").and_then(|n| n.parse::<usize>().ok()).map_or(MAX_CATALOG, |n| n.min(MAX_CATALOG));
+    // As a repository's catalog answers it (this one ignored a bad `n` and sent the largest page).
+    let limit = match q.get("n").map(|n| (n, n.parse::<usize>())) {
+        None => MAX_CATALOG,
+        Some((_, Ok(n))) => n.min(MAX_CATALOG),
+        Some((n, Err(_))) => return crate::error::DockerError::PaginationNumberInvalid(format!("n={n}")).to_response(),
+    };
     let last = q.get("last").cloned().unwrap_or_default();
     let mut repos: Vec<(String, &wharf_format::RepoRef)> = ctx.repos.iter().filter(|r| r.config.online).map(|r| (format!("{}/", r.config.name), r)).collect();
     repos.sort_by(|a, b| a.0.cmp(&b.0));
