@@ -180,7 +180,9 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
     }
     drop(snap);
     if !r.config.online {
-        return HttpResponse::ServiceUnavailable().content_type("text/plain").body(format!("repository {repo} is offline\n"));
+        // In the protocol's own shape (a Docker client could not read plain text).
+        let message = format!("repository {repo} is offline");
+        return state.format(&r.config.format).map_or_else(|| wharf_format::unavailable_text(&message), |f| f.unavailable(&req, &message));
     }
     if let Some(freeze) = state.read_only.current() {
         if let Some(refusal) = state.format(&r.config.format).and_then(|f| f.refuse_write(&req, &path, &freeze.message())) {
