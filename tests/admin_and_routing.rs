@@ -264,6 +264,7 @@ fn an_offline_repository_answers_503() {
     assert_eq!(admin(Method::POST, "/service/rest/v1/repositories/docker/hosted").json(&body).send().unwrap().status(), StatusCode::CREATED);
     let r = http().get(server().url("/v2/sleepy/app/tags/list")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(r.headers().get("retry-after").is_none(), "offline until an administrator acts: no retry hint");
     let v: Value = r.json().expect("Docker's error JSON");
     assert!(v["errors"][0]["message"].as_str().unwrap().contains("sleepy is offline"), "{v}");
 }

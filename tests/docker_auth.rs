@@ -406,8 +406,26 @@ fn the_catalog_walks_every_image_a_caller_may_read() {
     assert_eq!(catalog_walk(2, |r| r.bearer_auth(&lister)), ["cat-wide-x/w00000", "cat-wide-x/w00001", "cat-wide-x/w00002"]);
     let r = http().get(server().0.url("/v2/cat-wide-x/_catalog")).bearer_auth(&lister).send().unwrap();
     assert_eq!(r.json::<Value>().unwrap()["repositories"], json!(["w00000", "w00001", "w00002"]));
+    // And a group's own catalog (a group is what a Nexus-shaped setup gives its own port).
+    let r = admin
+        .request(reqwest::Method::POST, "/service/rest/v1/repositories/docker/group")
+        .json(&json!({"name": "cat-group", "online": true, "storage": {"blobStoreName": "default"}, "group": {"memberNames": ["cat-wide-x"]}, "docker": {}}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "{}", r.text().unwrap_or_default());
+    user_with("cat-group-reader", &["nx-repository-view-docker-cat-group-read"]);
+    let group_lister = token_for("registry:catalog:*", "cat-group-reader");
+    let r = http().get(server().0.url("/v2/cat-group/_catalog")).bearer_auth(&group_lister).send().unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["repositories"], json!(["w00000", "w00001", "w00002"]));
+    let r = http().get(server().0.url("/v2/cat-group/_catalog")).bearer_auth(&lister).send().unwrap();
+    assert_eq!(r.json::<Value>().unwrap()["repositories"], json!([]), "cat-reader may not read the group");
     // A page size that is not one: 400 PAGINATION_NUMBER_INVALID everywhere (a repository's
     // catalog and tag list said 405 UNSUPPORTED, the main catalog sent its largest page).
+    assert_eq!(
+        http().get(server().0.url("/v2/_catalog?n=")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap().status(),
+        StatusCode::OK,
+        "an empty n is none"
+    );
     for path in ["/v2/_catalog?n=abc", "/v2/cat-wide-x/_catalog?n=-1", "/v2/cat-wide-x/w00000/tags/list?n=x"] {
         let r = http().get(server().0.url(path)).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
         assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{path}");

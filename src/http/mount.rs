@@ -182,7 +182,10 @@ pub async fn dispatch(state: &AppState, req: HttpRequest, body: web::Payload, re
     if !r.config.online {
         // In the protocol's own shape (a Docker client could not read plain text).
         let message = format!("repository {repo} is offline");
-        return state.format(&r.config.format).map_or_else(|| wharf_format::unavailable_text(&message), |f| f.unavailable(&req, &message));
+        let mut res = state.format(&r.config.format).map_or_else(|| wharf_format::unavailable_text(&message), |f| f.unavailable(&req, &message));
+        // Until an administrator acts: not "try again in 5 s" (pip would, five times).
+        res.headers_mut().remove(actix_web::http::header::RETRY_AFTER);
+        return res;
     }
     if let Some(freeze) = state.read_only.current() {
         if let Some(refusal) = state.format(&r.config.format).and_then(|f| f.refuse_write(&req, &path, &freeze.message())) {

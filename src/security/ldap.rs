@@ -307,6 +307,16 @@ fn parse_dn(dn: &str) -> Option<Vec<(String, String)>> {
     }
 }
 
+/// One entry's DN in two spellings: RDN by RDN, attribute types and values without regard to
+/// case, spaces around separators and escapes (`uid=gina, ou=People` is `uid=gina,ou=people`).
+pub fn same_dn(a: &str, b: &str) -> bool {
+    let fold = |dn: &str| parse_dn(dn).map(|rdns| rdns.into_iter().map(|(t, v)| (t, v.to_lowercase())).collect::<Vec<_>>());
+    match (fold(a), fold(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.eq_ignore_ascii_case(b),
+    }
+}
+
 /// The name of a group a user's `memberOf`-style attribute lists (its first RDN's value), if it
 /// lies under the group base (`groupBaseDn` under `searchBase`, at any depth: Nexus reads
 /// dynamic groups without `groupSubtree` or `groupIdAttribute`, and configurations made for it
@@ -527,6 +537,8 @@ mod tests {
         let dn = super::parse_dn(r"CN=Smith\, John,OU=Sales\2b\c3\a9, DC=x").unwrap();
         assert_eq!(dn, vec![("cn".into(), "Smith, John".into()), ("ou".into(), "Sales+\u{e9}".into()), ("dc".into(), "x".into())]);
         assert_eq!(super::parse_dn(""), Some(vec![]));
+        assert!(super::same_dn("uid=gina, ou=People,dc=x", "UID=gina,ou=people , dc=X") && super::same_dn(r"cn=a\,b,dc=x", r"cn=a\2cb,dc=x"));
+        assert!(!super::same_dn("uid=gina,ou=people,dc=x", "uid=gina,ou=contractors,ou=people,dc=x"));
         for refused in ["cn=a+uid=b,dc=x", "cn=#04024869,dc=x", r"cn=a\,dc=x\", "=a,dc=x", r"cn=a\4"] {
             assert_eq!(super::parse_dn(refused), None, "{refused}");
         }

@@ -1070,7 +1070,7 @@ impl Authenticator {
             // to someone else later, or another server's entry of that name).
             (Realm::Ldap, Some(dn)) if local.is_none() => {
                 let (name, roles, now) = self.directory_user(&row.username).await?;
-                if !now.eq_ignore_ascii_case(dn) {
+                if !ldap::same_dn(&now, dn) {
                     tracing::warn!(user = %row.username, token = %row.prefix, "API token refused: the name now finds another directory entry");
                     return None;
                 }

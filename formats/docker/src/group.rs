@@ -213,7 +213,11 @@ impl Group {
                 names.extend(v["repositories"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_string)));
             }
         }
-        names.retain(|n| ctx.check(Action::Read, n).is_ok());
+        let listable = ctx.principal.access.listable(&ctx.repo);
+        names.retain(|n| match &listable {
+            wharf_format::Objects::Any => true,
+            wharf_format::Objects::Named(named) => named.contains(n),
+        });
         let (page, more) = paginate(names, &ctx.query)?;
         let mut res = HttpResponse::Ok();
         if let (true, Some(last)) = (more, page.last()) {
@@ -235,7 +239,7 @@ fn url_encode(v: &str) -> String {
 /// Applies `n` and `last` to a sorted set; also says whether more remain.
 fn paginate(items: BTreeSet<String>, query: &str) -> Result<(Vec<String>, bool)> {
     let q = web::Query::<std::collections::HashMap<String, String>>::from_query(query).map(|q| q.into_inner()).unwrap_or_default();
-    let n = match q.get("n") {
+    let n = match q.get("n").filter(|n| !n.is_empty()) {
         None => MAX_MERGED,
         Some(n) => n.parse::<usize>().map_err(|_| DockerError::PaginationNumberInvalid(format!("n={n}")))?.min(MAX_MERGED),
     };

@@ -1082,7 +1082,7 @@ fn query(q: &str) -> HashMap<String, String> {
 }
 
 fn page_size(q: &HashMap<String, String>) -> Result<Option<i64>> {
-    match q.get("n") {
+    match q.get("n").filter(|n| !n.is_empty()) {
         None => Ok(None),
         Some(n) => {
             n.parse::<i64>().ok().filter(|n| *n >= 0).map(|n| Some(n.min(MAX_PAGE))).ok_or_else(|| DockerError::PaginationNumberInvalid(format!("n={n}")))

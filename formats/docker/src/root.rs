@@ -37,7 +37,7 @@ pub async fn handle(ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {
 async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
     let q = web::Query::<HashMap<String, String>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     // As a repository's catalog answers it (this one ignored a bad `n` and sent the largest page).
-    let limit = match q.get("n").map(|n| (n, n.parse::<usize>())) {
+    let limit = match q.get("n").filter(|n| !n.is_empty()).map(|n| (n, n.parse::<usize>())) {
         None => MAX_CATALOG,
         Some((_, Ok(n))) => n.min(MAX_CATALOG),
         Some((n, Err(_))) => return crate::error::DockerError::PaginationNumberInvalid(format!("n={n}")).to_response(),

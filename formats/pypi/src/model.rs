@@ -76,7 +76,9 @@ pub fn release_slot(filename: &str) -> Option<(Option<String>, crate::version::V
             if !(parts.len() == 5 || parts.len() == 6) {
                 return None;
             }
-            let tags = parts[parts.len() - 3..].join("-").to_ascii_lowercase();
+            // With its build tag, if any: a rebuilt wheel (`foo-1.0-1-py3-none-any.whl`) is
+            // another file, as PyPI has it.
+            let tags = parts[2..].join("-").to_ascii_lowercase();
             Some((Some(tags), crate::version::Version::parse(parts[1])?))
         }
         _ => Some((None, crate::version::Version::parse(stem.rsplit_once('-')?.1)?)),
@@ -182,7 +184,8 @@ mod tests {
         let slot = |f: &str| release_slot(f).unwrap();
         assert_eq!(slot("FOO-1.0.zip"), slot("foo-1.0.0.tar.gz"));
         assert_ne!(slot("foo-1.0-py3-none-any.whl"), slot("foo-1.0.tar.gz"));
-        assert_eq!(slot("foo-1.0-py3-none-any.whl"), slot("Foo-1.0.0-1-PY3-none-any.whl"));
+        assert_eq!(slot("foo-1.0-py3-none-any.whl"), slot("Foo-1.0.0-PY3-none-any.whl"));
+        assert_ne!(slot("foo-1.0-py3-none-any.whl"), slot("foo-1.0-1-py3-none-any.whl"), "a build tag makes another file");
     }
 
     #[test]

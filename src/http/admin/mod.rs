@@ -72,6 +72,7 @@ impl From<wharf_format::IdentityError> for AdminError {
     fn from(e: wharf_format::IdentityError) -> Self {
         match e {
             wharf_format::IdentityError::NotAllowed(why) => AdminError::NotAllowed(why),
+            wharf_format::IdentityError::Unavailable(_) => AdminError::Unavailable,
             other => AdminError::Internal(Box::new(other)),
         }
     }

@@ -238,28 +238,36 @@ fn parse_hard_quota(v: Value, kind: Kind) -> Result<Value, ConfigError> {
 }
 
 /// Ports and subdomains must be unique, and a port must be free to bind.
-async fn check_listener(state: &AppState, format: &str, name: &str, config: &Value) -> Result<(), ConfigError> {
+async fn check_listener(state: &AppState, format: &str, name: &str, config: &Value, before: Option<&Value>) -> Result<(), ConfigError> {
     let Some(fmt) = state.format(format) else { return Ok(()) };
-    let row = RepoRow {
-        id: 0,
-        name: name.to_string(),
-        format: format.to_string(),
-        kind: "hosted".into(),
-        blob_store: String::new(),
-        config: config.to_string(),
-        created_at: 0,
-        updated_at: 0,
-        cache_invalidated_at: None,
+    let listener_of = |config: &Value| -> Result<wharf_format::Listener, ConfigError> {
+        let row = RepoRow {
+            id: 0,
+            name: name.to_string(),
+            format: format.to_string(),
+            kind: "hosted".into(),
+            blob_store: String::new(),
+            config: config.to_string(),
+            created_at: 0,
+            updated_at: 0,
+            cache_invalidated_at: None,
+        };
+        Ok(fmt.listener(&stored_config(&row)?))
     };
-    let probe = stored_config(&row)?;
-    let wanted = fmt.listener(&probe);
+    let wanted = listener_of(config)?;
+    let had_https = match before {
+        Some(old) => listener_of(old).ok().and_then(|l| l.https_port),
+        None => None,
+    };
     let snap = state.registry.snapshot();
     // Both ports alike: an unchecked `httpsPort` could take another repository's port (the
     // last loaded won it, with its token endpoint), or the main port.
     if wanted.port.is_some() && wanted.port == wanted.https_port {
         return Err(ConfigError::new(format!("{format}.httpsPort"), "must differ from httpPort"));
     }
-    if wanted.https_port.is_some() && state.cfg.tls.cert_file.is_empty() {
+    // Refused when set or changed; one saved before (without [tls]) does not block the
+    // repository's other updates.
+    if wanted.https_port.is_some() && wanted.https_port != had_https && state.cfg.tls.cert_file.is_empty() {
         return Err(ConfigError::new(format!("{format}.httpsPort"), "needs [tls] cert_file and key_file in the configuration"));
     }
     for (port, field) in [(wanted.port, "httpPort"), (wanted.https_port, "httpsPort")] {
@@ -386,7 +394,7 @@ pub async fn create(state: web::Data<AppState>, req: HttpRequest, path: web::Pat
     if state.registry.get(&p.name).is_some() {
         return Err(ConfigError::new("name", format!("repository {} already exists", p.name)).into());
     }
-    check_listener(&state, &format, &p.name, &p.config).await?;
+    check_listener(&state, &format, &p.name, &p.config, None).await?;
     let (name, blob_store, config, kind2, format2) = (p.name.clone(), p.blob_store.clone(), p.config.to_string(), kind.clone(), format.clone());
     let json = p.config.clone();
     let res = state
@@ -454,7 +462,7 @@ pub async fn update(
         )
         .into());
     }
-    check_listener(&state, &format, &p.name, &p.config).await?;
+    check_listener(&state, &format, &p.name, &p.config, Some(&stored)).await?;
     let (blob_store, config, json, format2) = (p.blob_store, p.config.to_string(), p.config.clone(), format.clone());
     state
         .db
