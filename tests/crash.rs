@@ -162,16 +162,13 @@ fn abandoned_uploads_are_swept_away() {
     assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0, "its staged bytes are gone too");
 }
 
-/// A session whose one request streams longer than `uploads.ttl_secs` is not abandoned: its
-/// writer holds it (the sweep took it, and the staged bytes, from under the client).
-#[test]
-fn an_upload_still_being_written_is_not_swept_however_long_it_takes() {
-    let server = TestServer::start_with_env(&[("WHARF_UPLOADS__TTL_SECS", "2"), ("WHARF_UPLOADS__SWEEP_INTERVAL_SECS", "1")]);
-    let http = client();
-    let r = http.post(server.url("/v2/docker-hosted/slow/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
+/// An upload session for `image` and the head of one PATCH of a MiB of noise (`seed`) sent on a
+/// socket of its own: its path, the body to send, and the socket.
+fn start_patch(server: &TestServer, image: &str, seed: u64) -> (String, Vec<u8>, TcpStream) {
+    let r = client().post(server.url(&format!("/v2/docker-hosted/{image}/blobs/uploads/"))).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let upload_path = absolute(&server.base, r.headers()["location"].to_str().unwrap()).replacen(&server.base, "", 1);
-    let data = common::oci::noise(11, MIB);
+    let data = common::oci::noise(seed, MIB);
     let mut sock = TcpStream::connect(&server.addr).unwrap();
     write!(
         sock,
@@ -181,6 +178,16 @@ fn an_upload_still_being_written_is_not_swept_however_long_it_takes() {
         data.len()
     )
     .unwrap();
+    (upload_path, data, sock)
+}
+
+/// A session whose one request streams longer than `uploads.ttl_secs` is not abandoned: its
+/// writer holds it (the sweep took it, and the staged bytes, from under the client).
+#[test]
+fn an_upload_still_being_written_is_not_swept_however_long_it_takes() {
+    let server = TestServer::start_with_env(&[("WHARF_UPLOADS__TTL_SECS", "2"), ("WHARF_UPLOADS__SWEEP_INTERVAL_SECS", "1")]);
+    let http = client();
+    let (upload_path, data, mut sock) = start_patch(&server, "slow", 11);
     // Half, then nothing for five sweeps past the TTL, then the rest.
     sock.write_all(&data[..MIB / 2]).unwrap();
     std::thread::sleep(Duration::from_secs(5));
@@ -198,18 +205,7 @@ fn an_upload_still_being_written_is_not_swept_however_long_it_takes() {
 fn sigterm_lets_an_upload_in_flight_finish() {
     let mut server = TestServer::start();
     let http = client();
-    let r = http.post(server.url("/v2/docker-hosted/graceful/blobs/uploads/")).basic_auth("admin", Some(ADMIN_PASSWORD)).send().unwrap();
-    let upload_path = absolute(&server.base, r.headers()["location"].to_str().unwrap()).replacen(&server.base, "", 1);
-    let data = common::oci::noise(9, MIB);
-    let mut sock = TcpStream::connect(&server.addr).unwrap();
-    write!(
-        sock,
-        "PATCH {upload_path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        server.addr,
-        base64_basic("admin", ADMIN_PASSWORD),
-        data.len()
-    )
-    .unwrap();
+    let (upload_path, data, mut sock) = start_patch(&server, "graceful", 9);
     sock.write_all(&data[..MIB / 2]).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let status = std::process::Command::new("kill").arg("-TERM").arg(server.pid().to_string()).status().unwrap();

@@ -487,10 +487,6 @@ fn a_lifecycle_thread_that_stops_running_holds_up_no_request_on_its_s3_store() {
 }
 
 /// SQL on the server's own database.
-fn sql(server: &TestServer, stmt: &str) -> String {
-    server.sql(stmt)
-}
-
 /// Deleting an S3 blob store removes what wharf wrote under its prefix (blobs, staging) and no
 /// other object of the bucket; while a removal runs, no S3 store may be created over its
 /// objects nor under its name.
@@ -542,7 +538,7 @@ fn deleting_an_s3_store_removes_its_objects_and_only_those() {
     assert_eq!(s3.keys(&neighbour), vec![neighbour.clone()]);
     // The reservation ends with the removal.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sql(&server, "SELECT count(*) FROM blob_store_removals").trim() != "0" {
+    while server.sql("SELECT count(*) FROM blob_store_removals").trim() != "0" {
         assert!(std::time::Instant::now() < deadline, "the removal row stayed");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -553,11 +549,10 @@ fn deleting_an_s3_store_removes_its_objects_and_only_those() {
     let gone = unique("s3");
     let (st, v) = api(&server, Method::POST, "/service/rest/v1/blobstores/s3", Some(store_body(&s3, &gone, &held, &s3.secret_key)));
     assert_eq!(st, StatusCode::CREATED, "{v}");
-    let attrs = sql(&server, &format!("SELECT attributes FROM blob_stores WHERE name = '{gone}'"));
+    let attrs = server.sql(&format!("SELECT attributes FROM blob_stores WHERE name = '{gone}'"));
     let far = wharf_format::now_millis() + 3_600_000;
-    sql(&server, &format!("DELETE FROM blob_stores WHERE name = '{gone}'"));
-    sql(
-        &server,
+    server.sql(&format!("DELETE FROM blob_stores WHERE name = '{gone}'"));
+    server.sql(
         &format!(
             "INSERT INTO blob_store_removals (name, path, trash, owner, claimed_until, created_at, kind, attributes) VALUES ('{gone}', 's3', 't', 'someone', {far}, 0, 's3', '{}')",
             attrs.trim().replace('\'', "''")

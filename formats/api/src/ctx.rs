@@ -102,6 +102,15 @@ pub enum Objects {
     Named(Vec<String>),
 }
 
+impl Objects {
+    pub fn includes(&self, name: &str) -> bool {
+        match self {
+            Objects::Any => true,
+            Objects::Named(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
 impl Access {
     /// What [`Access::allows`] lets this access do `action` on in `repo`, as a whole: so that
     /// a listing asks only for what the caller may see, instead of reading everything and

@@ -214,10 +214,7 @@ impl Group {
             }
         }
         let listable = ctx.principal.access.listable(&ctx.repo);
-        names.retain(|n| match &listable {
-            wharf_format::Objects::Any => true,
-            wharf_format::Objects::Named(named) => named.contains(n),
-        });
+        names.retain(|n| listable.includes(n));
         let (page, more) = paginate(names, &ctx.query)?;
         let mut res = HttpResponse::Ok();
         if let (true, Some(last)) = (more, page.last()) {
@@ -239,10 +236,7 @@ fn url_encode(v: &str) -> String {
 /// Applies `n` and `last` to a sorted set; also says whether more remain.
 fn paginate(items: BTreeSet<String>, query: &str) -> Result<(Vec<String>, bool)> {
     let q = web::Query::<std::collections::HashMap<String, String>>::from_query(query).map(|q| q.into_inner()).unwrap_or_default();
-    let n = match q.get("n").filter(|n| !n.is_empty()) {
-        None => MAX_MERGED,
-        Some(n) => n.parse::<usize>().map_err(|_| DockerError::PaginationNumberInvalid(format!("n={n}")))?.min(MAX_MERGED),
-    };
+    let n = crate::hosted::requested_page_size(&q)?.map_or(MAX_MERGED, |n| n.min(MAX_MERGED));
     let after: Vec<String> = match q.get("last") {
         Some(l) => items.into_iter().filter(|t| t > l).collect(),
         None => items.into_iter().collect(),

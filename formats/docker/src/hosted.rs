@@ -198,10 +198,7 @@ impl Hosted {
         // name the caller may not read still links on to those it may.
         let read_up_to = names.last().cloned();
         let listable = ctx.principal.access.listable(&ctx.repo);
-        names.retain(|name| match &listable {
-            wharf_format::Objects::Any => true,
-            wharf_format::Objects::Named(n) => n.contains(name),
-        });
+        names.retain(|name| listable.includes(name));
         let mut res = HttpResponse::Ok();
         if let (true, Some(last)) = (more, read_up_to) {
             res.insert_header(("Link", format!(r#"<{}?n={}&last={last}>; rel="next""#, access::catalog_path(ctx), n.unwrap_or(MAX_PAGE))));
@@ -1082,11 +1079,15 @@ fn query(q: &str) -> HashMap<String, String> {
 }
 
 fn page_size(q: &HashMap<String, String>) -> Result<Option<i64>> {
+    Ok(requested_page_size(q)?.map(|n| i64::try_from(n).unwrap_or(i64::MAX).min(MAX_PAGE)))
+}
+
+/// The page size `n` a listing was asked for (catalogs, tag lists): none when absent or empty
+/// (as Distribution reads it), `PAGINATION_NUMBER_INVALID` when not a number of at least 0.
+pub fn requested_page_size(q: &HashMap<String, String>) -> Result<Option<usize>> {
     match q.get("n").filter(|n| !n.is_empty()) {
         None => Ok(None),
-        Some(n) => {
-            n.parse::<i64>().ok().filter(|n| *n >= 0).map(|n| Some(n.min(MAX_PAGE))).ok_or_else(|| DockerError::PaginationNumberInvalid(format!("n={n}")))
-        }
+        Some(n) => n.parse::<usize>().map(Some).map_err(|_| DockerError::PaginationNumberInvalid(format!("n={n}"))),
     }
 }
 

@@ -37,10 +37,9 @@ pub async fn handle(ctx: RootCtx, req: HttpRequest) -> Option<HttpResponse> {
 async fn catalog(ctx: &RootCtx, req: &HttpRequest) -> HttpResponse {
     let q = web::Query::<HashMap<String, String>>::from_query(req.query_string()).map(|q| q.into_inner()).unwrap_or_default();
     // As a repository's catalog answers it (this one ignored a bad `n` and sent the largest page).
-    let limit = match q.get("n").filter(|n| !n.is_empty()).map(|n| (n, n.parse::<usize>())) {
-        None => MAX_CATALOG,
-        Some((_, Ok(n))) => n.min(MAX_CATALOG),
-        Some((n, Err(_))) => return crate::error::DockerError::PaginationNumberInvalid(format!("n={n}")).to_response(),
+    let limit = match crate::hosted::requested_page_size(&q) {
+        Ok(n) => n.map_or(MAX_CATALOG, |n| n.min(MAX_CATALOG)),
+        Err(e) => return e.to_response(),
     };
     let last = q.get("last").cloned().unwrap_or_default();
     let mut repos: Vec<(String, &wharf_format::RepoRef)> = ctx.repos.iter().filter(|r| r.config.online).map(|r| (format!("{}/", r.config.name), r)).collect();

@@ -369,14 +369,14 @@ impl Hosted {
             WritePolicy::AllowOnce => vec![Check::Absent { repo, path: path.clone() }],
             _ => vec![],
         };
-        // Refused before anything is published; the commit's check below closes the race.
-        if !checks.is_empty() && self.env.meta.get(repo, &path).await?.is_some() {
-            return Err(PypiError::FileExists(filename));
-        }
-        // Nor under another spelling of the same file of the release (`FOO-1.0.tar.gz`,
-        // `foo-1.0.zip` or `foo-1.0.0.tar.gz` beside `foo-1.0.tar.gz`): a client choosing
-        // between them may take the new bytes, which is what keeping the first one is for.
         if !checks.is_empty() {
+            // Refused before anything is published; the commit's check below closes the race.
+            if self.env.meta.get(repo, &path).await?.is_some() {
+                return Err(PypiError::FileExists(filename));
+            }
+            // Nor under another spelling of the same file of the release (`FOO-1.0.tar.gz`,
+            // `foo-1.0.zip` or `foo-1.0.0.tar.gz` beside `foo-1.0.tar.gz`): a client choosing
+            // between them may take the new bytes, which is what keeping the first one is for.
             if let Some(slot) = crate::model::release_slot(&filename) {
                 let q = ListQuery { kind: Some(meta::FILE.into()), prefix: Some(files_prefix(&normalized)), ..Default::default() };
                 let taken = self.env.meta.list(repo, q).await?.into_iter().find_map(|a| {
